@@ -1,0 +1,464 @@
+/**
+ * The DSL: a `GraphBuilder` records ops on `Tensor` handles, checking shapes and
+ * dtypes at every call so mistakes surface at the line that made them.
+ *
+ * @module
+ */
+
+import { checkDType, type DType } from "./dtype.ts";
+import { atSite, callSite } from "./errors.ts";
+import type { Attrs, Graph, Node, Value } from "./graph.ts";
+import { checkShape, type Dim, formatShape, type Shape } from "./shape.ts";
+import { type OpAttrMap, type OpName, OPS } from "../ops/registry.ts";
+import type { OpDef } from "../ops/types.ts";
+
+/** A scalar or a tensor, where binary ops accept either. */
+export type TensorLike = Tensor | number;
+
+/** Options of `matmul`. */
+export interface MatmulOptions {
+  /** Use the left operand transposed. */
+  transA?: boolean;
+  /** Use the right operand transposed (`x.matmul(w, { transB: true })` for [out, in] weights). */
+  transB?: boolean;
+}
+
+/**
+ * A handle to a value in a graph being built. Methods add ops and return new handles.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 8]);
+ * const y = x.mul(2).add(1).silu();
+ * g.output("y", y);
+ * ```
+ */
+export class Tensor {
+  /** The builder that owns this value. */
+  readonly builder: GraphBuilder;
+  /** Value id in the graph. */
+  readonly id: number;
+  /** Shape (symbolic dims are strings). */
+  readonly shape: Shape;
+  /** Element type. */
+  readonly dtype: DType;
+
+  /** Internal: made by {@linkcode GraphBuilder}. */
+  constructor(builder: GraphBuilder, id: number, shape: Shape, dtype: DType) {
+    this.builder = builder;
+    this.id = id;
+    this.shape = shape;
+    this.dtype = dtype;
+  }
+
+  /** Rank (number of dimensions). */
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  #un(op: OpName): Tensor {
+    return this.builder.apply(op, [this], {} as never)[0];
+  }
+  #bin(op: OpName, other: TensorLike): Tensor {
+    return this.builder.apply(op, [this, this.builder.lift(other, this.dtype)], {} as never)[0];
+  }
+
+  /** −x. */
+  neg(): Tensor {
+    return this.#un("neg");
+  }
+  /** |x|. */
+  abs(): Tensor {
+    return this.#un("abs");
+  }
+  /** eˣ. */
+  exp(): Tensor {
+    return this.#un("exp");
+  }
+  /** ln x. */
+  log(): Tensor {
+    return this.#un("log");
+  }
+  /** √x. */
+  sqrt(): Tensor {
+    return this.#un("sqrt");
+  }
+  /** 1/√x. */
+  rsqrt(): Tensor {
+    return this.#un("rsqrt");
+  }
+  /** tanh x. */
+  tanh(): Tensor {
+    return this.#un("tanh");
+  }
+  /** Logistic sigmoid. */
+  sigmoid(): Tensor {
+    return this.#un("sigmoid");
+  }
+  /** x·sigmoid(x). */
+  silu(): Tensor {
+    return this.#un("silu");
+  }
+  /** GELU; `approximate: "tanh"` (default) or `"none"` for the erf form. */
+  gelu(options: { approximate?: "tanh" | "none" } = {}): Tensor {
+    const a = options.approximate ?? "tanh";
+    if (a !== "tanh" && a !== "none") {
+      throw atSite(
+        new TypeError(`gelu: approximate must be "tanh" or "none", got ${JSON.stringify(a)}`),
+        callSite(),
+      );
+    }
+    return this.#un(a === "tanh" ? "gelu" : "gelu_erf");
+  }
+  /** log(1 + eˣ). */
+  softplus(): Tensor {
+    return this.#un("softplus");
+  }
+  /** max(x, 0). */
+  relu(): Tensor {
+    return this.#un("relu");
+  }
+  /** Converts to `dtype`. */
+  cast(dtype: DType): Tensor {
+    return this.builder.apply("cast", [this], { to: dtype })[0];
+  }
+  /** x + y (broadcasting). */
+  add(y: TensorLike): Tensor {
+    return this.#bin("add", y);
+  }
+  /** x − y. */
+  sub(y: TensorLike): Tensor {
+    return this.#bin("sub", y);
+  }
+  /** x · y. */
+  mul(y: TensorLike): Tensor {
+    return this.#bin("mul", y);
+  }
+  /** x / y. */
+  div(y: TensorLike): Tensor {
+    return this.#bin("div", y);
+  }
+  /** xʸ. */
+  pow(y: TensorLike): Tensor {
+    return this.#bin("pow", y);
+  }
+  /** Elementwise max. */
+  maximum(y: TensorLike): Tensor {
+    return this.#bin("maximum", y);
+  }
+  /** Elementwise min. */
+  minimum(y: TensorLike): Tensor {
+    return this.#bin("minimum", y);
+  }
+  /** x == y as u32 0/1. */
+  equal(y: TensorLike): Tensor {
+    return this.#bin("equal", y);
+  }
+  /** x != y as u32 0/1. */
+  notEqual(y: TensorLike): Tensor {
+    return this.#bin("not_equal", y);
+  }
+  /** x < y as u32 0/1. */
+  less(y: TensorLike): Tensor {
+    return this.#bin("less", y);
+  }
+  /** x <= y as u32 0/1. */
+  lessEqual(y: TensorLike): Tensor {
+    return this.#bin("less_equal", y);
+  }
+  /** x > y as u32 0/1. */
+  greater(y: TensorLike): Tensor {
+    return this.#bin("greater", y);
+  }
+  /** x >= y as u32 0/1. */
+  greaterEqual(y: TensorLike): Tensor {
+    return this.#bin("greater_equal", y);
+  }
+  /** `this` where `cond` is non-zero, else `other`. */
+  where(cond: Tensor, other: TensorLike): Tensor {
+    return this.builder.apply("where", [cond, this, this.builder.lift(other, this.dtype)], {})[0];
+  }
+  #reduce(
+    op: "sum" | "mean" | "max" | "min" | "argmax" | "logsumexp",
+    axis: number,
+    keepdims: boolean,
+  ) {
+    return this.builder.apply(op, [this], { axis, keepdims })[0];
+  }
+  /** Σ along `axis` (default last). */
+  sum(axis = -1, keepdims = false): Tensor {
+    return this.#reduce("sum", axis, keepdims);
+  }
+  /** Mean along `axis`. */
+  mean(axis = -1, keepdims = false): Tensor {
+    return this.#reduce("mean", axis, keepdims);
+  }
+  /** Max along `axis`. */
+  max(axis = -1, keepdims = false): Tensor {
+    return this.#reduce("max", axis, keepdims);
+  }
+  /** Min along `axis`. */
+  min(axis = -1, keepdims = false): Tensor {
+    return this.#reduce("min", axis, keepdims);
+  }
+  /** Index of the max along `axis` (u32, first on ties). */
+  argmax(axis = -1, keepdims = false): Tensor {
+    return this.#reduce("argmax", axis, keepdims);
+  }
+  /** log Σ exp along `axis`. */
+  logsumexp(axis = -1, keepdims = false): Tensor {
+    return this.#reduce("logsumexp", axis, keepdims);
+  }
+  /** Matrix product `this @ y` over the last two axes, batch axes broadcast. */
+  matmul(y: Tensor, options: MatmulOptions = {}): Tensor {
+    return this.builder.apply("matmul", [this, y], {
+      transA: options.transA ?? false,
+      transB: options.transB ?? false,
+    })[0];
+  }
+  /** Softmax along `axis`. */
+  softmax(axis = -1): Tensor {
+    return this.builder.apply("softmax", [this], { axis })[0];
+  }
+  /** RMSNorm over the last axis with weight [D]. */
+  rmsnorm(weight: Tensor, eps = 1e-6): Tensor {
+    return this.builder.apply("rmsnorm", [this, weight], { eps })[0];
+  }
+  /** LayerNorm over the last axis with weight and bias [D]. */
+  layernorm(weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
+    return this.builder.apply("layernorm", [this, weight, bias], { eps })[0];
+  }
+  /** Same elements, new shape; one dim may be -1. */
+  reshape(shape: readonly Dim[]): Tensor {
+    return this.builder.apply("reshape", [this], { shape: [...shape] })[0];
+  }
+  /** Permutes axes; default reverses them. */
+  transpose(perm?: readonly number[]): Tensor {
+    const p = perm ?? this.shape.map((_, i) => this.shape.length - 1 - i);
+    return this.builder.apply("transpose", [this], { perm: [...p] })[0];
+  }
+  /** Keeps `[start, end)` along `axis`. */
+  slice(axis: number, start: number, end: number): Tensor {
+    return this.builder.apply("slice", [this], { axis, start, end })[0];
+  }
+  /** Rows of this table picked by integer `ids` (embedding lookup). */
+  gather(ids: Tensor): Tensor {
+    return this.builder.apply("gather", [this, ids], {})[0];
+  }
+  /** Prefix sum along `axis`. */
+  cumsum(axis = -1, options: { exclusive?: boolean; reverse?: boolean } = {}): Tensor {
+    return this.builder.apply("cumsum", [this], {
+      axis,
+      exclusive: options.exclusive ?? false,
+      reverse: options.reverse ?? false,
+    })[0];
+  }
+  /** The `k` largest along the last axis: `[values, indices]`, ties to the lower index. */
+  topk(k: number): [Tensor, Tensor] {
+    const [v, i] = this.builder.apply("topk", [this], { k });
+    return [v, i];
+  }
+  /** Text form for debugging: `f32[T, 8] %3`. */
+  toString(): string {
+    return `${this.dtype}${formatShape(this.shape)} %${this.id}`;
+  }
+}
+
+/**
+ * Records a graph. Declare inputs and parameters, call ops on the tensors, name the
+ * outputs, then `build()`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 16]);
+ * const w = g.param("w", [32, 16]);
+ * g.output("y", x.matmul(w, { transB: true }).silu());
+ * const graph = g.build();
+ * ```
+ */
+export class GraphBuilder {
+  #nodes: Node[] = [];
+  #values: Value[] = [];
+  #inputs = new Map<string, number>();
+  #params = new Map<string, number>();
+  #outputs = new Map<string, number>();
+  #constants = new Map<number, ArrayLike<number>>();
+
+  #leaf(op: "input" | "param" | "const", shape: Dim[], dtype: DType, attrs: Attrs): Tensor {
+    const id = this.#values.length;
+    const node: Node = {
+      id: this.#nodes.length,
+      op,
+      inputs: [],
+      attrs,
+      outputs: [id],
+      site: callSite(),
+    };
+    this.#nodes.push(node);
+    this.#values.push({ id, node: node.id, index: 0, shape, dtype });
+    return new Tensor(this, id, shape, dtype);
+  }
+
+  #checkName(name: unknown, kind: string, map: Map<string, number>): string {
+    if (typeof name !== "string" || name.length === 0) {
+      throw atSite(
+        new TypeError(`${kind} name must be a non-empty string, got ${JSON.stringify(name)}`),
+        callSite(),
+      );
+    }
+    if (map.has(name)) {
+      throw atSite(new TypeError(`${kind} "${name}" is declared twice`), callSite());
+    }
+    return name;
+  }
+
+  /** Declares a run-time input. Symbolic dims (strings) are bound when it runs. */
+  input(name: string, shape: readonly Dim[], dtype: DType = "f32"): Tensor {
+    this.#checkName(name, "Input", this.#inputs);
+    const s = checkShape(shape, `input "${name}"`);
+    const t = this.#leaf("input", [...s], checkDType(dtype, `input "${name}"`), { name });
+    this.#inputs.set(name, t.id);
+    return t;
+  }
+
+  /** Declares a named parameter (weight), uploaded once and kept on the device. */
+  param(name: string, shape: readonly Dim[], dtype: DType = "f32"): Tensor {
+    this.#checkName(name, "Param", this.#params);
+    const s = checkShape(shape, `param "${name}"`);
+    if (s.some((d) => typeof d === "string")) {
+      throw atSite(
+        new TypeError(`Param "${name}" must have a concrete shape, got ${formatShape(s)}`),
+        callSite(),
+      );
+    }
+    const t = this.#leaf("param", [...s], checkDType(dtype, `param "${name}"`), { name });
+    this.#params.set(name, t.id);
+    return t;
+  }
+
+  /** A constant tensor; a single number makes a scalar of shape `[]`. */
+  constant(
+    data: ArrayLike<number> | number,
+    shape?: readonly number[],
+    dtype: DType = "f32",
+  ): Tensor {
+    const values = typeof data === "number" ? [data] : Array.from(data);
+    const s = checkShape(shape ?? (typeof data === "number" ? [] : [values.length]), "constant");
+    const n = (s as number[]).reduce((a, b) => a * b, 1);
+    if (n !== values.length) {
+      throw atSite(
+        new RangeError(
+          `Constant has ${values.length} values but shape ${formatShape(s)} holds ${n}`,
+        ),
+        callSite(),
+      );
+    }
+    const t = this.#leaf("const", [...s], checkDType(dtype, "constant"), {});
+    this.#constants.set(t.id, values);
+    return t;
+  }
+
+  /** Lifts a number to a scalar constant of `dtype`; tensors pass through. */
+  lift(x: TensorLike, dtype: DType): Tensor {
+    if (x instanceof Tensor) {
+      if (x.builder !== this) {
+        throw atSite(new TypeError(`Tensor ${x} belongs to another graph`), callSite());
+      }
+      return x;
+    }
+    if (typeof x !== "number") {
+      throw atSite(new TypeError(`Expected a Tensor or a number, got ${typeof x}`), callSite());
+    }
+    return this.constant(x, [], dtype);
+  }
+
+  /** Joins tensors along `axis` (all other dims equal). */
+  concat(xs: readonly Tensor[], axis = 0): Tensor {
+    return this.apply("concat", [...xs], { axis })[0];
+  }
+
+  /** Names `t` as a graph output. */
+  output(name: string, t: Tensor): void {
+    this.#checkName(name, "Output", this.#outputs);
+    if (!(t instanceof Tensor) || t.builder !== this) {
+      throw atSite(new TypeError(`Output "${name}" must be a Tensor of this graph`), callSite());
+    }
+    this.#outputs.set(name, t.id);
+  }
+
+  /**
+   * Applies a registered op: checks arity, attribute names and the shape/dtype rule,
+   * and records the node. Errors name the op, operands and the caller's line.
+   */
+  apply<K extends OpName>(op: K, inputs: readonly Tensor[], attrs: OpAttrMap[K]): Tensor[] {
+    const site = callSite();
+    const def = (OPS as unknown as Record<string, OpDef<OpAttrMap[K]>>)[op];
+    const [lo, hi] = typeof def.arity === "number" ? [def.arity, def.arity] : def.arity;
+    if (inputs.length < lo || inputs.length > hi) {
+      throw atSite(
+        new RangeError(
+          `${op}: expects ${lo === hi ? lo : `${lo}..${hi}`} inputs, got ${inputs.length}`,
+        ),
+        site,
+      );
+    }
+    for (const key of Object.keys(attrs)) {
+      if (!def.attrNames.includes(key)) {
+        throw atSite(
+          new TypeError(
+            `${op}: unknown attribute "${key}" (known: ${def.attrNames.join(", ") || "none"})`,
+          ),
+          site,
+        );
+      }
+    }
+    for (const [i, t] of inputs.entries()) {
+      if (!(t instanceof Tensor) || t.builder !== this) {
+        throw atSite(new TypeError(`${op}: operand ${i} is not a Tensor of this graph`), site);
+      }
+    }
+    let outs;
+    try {
+      outs = def.infer(inputs.map((t) => this.#values[t.id]), attrs);
+    } catch (e) {
+      if (e instanceof Error) throw atSite(e, site);
+      throw e;
+    }
+    const node: Node = {
+      id: this.#nodes.length,
+      op,
+      inputs: inputs.map((t) => t.id),
+      attrs: attrs as Attrs,
+      outputs: outs.map((_, i) => this.#values.length + i),
+      site,
+    };
+    this.#nodes.push(node);
+    return outs.map((o, i) => {
+      const id = node.outputs[i];
+      this.#values.push({ id, node: node.id, index: i, shape: o.shape, dtype: o.dtype });
+      return new Tensor(this, id, o.shape, o.dtype);
+    });
+  }
+
+  /** Freezes the recorded graph. Throws if no output was named. */
+  build(): Graph {
+    if (this.#outputs.size === 0) {
+      throw atSite(
+        new TypeError("Graph has no outputs: name at least one with output()"),
+        callSite(),
+      );
+    }
+    return {
+      nodes: [...this.#nodes],
+      values: [...this.#values],
+      inputs: new Map(this.#inputs),
+      params: new Map(this.#params),
+      outputs: new Map(this.#outputs),
+      constants: new Map(this.#constants),
+    };
+  }
+}

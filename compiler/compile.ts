@@ -1,0 +1,376 @@
+/**
+ * The compile entry point: runs the passes (fold → CSE → DCE → fuse), then builds
+ * and caches a device plan per binding of the symbolic dimensions, and runs it.
+ *
+ * @module
+ */
+
+import type { DType, HostArray } from "./dtype.ts";
+import type { Graph } from "./graph.ts";
+import { type DimBindings, formatShape, numel } from "./shape.ts";
+import { fold } from "./passes/fold.ts";
+import { cse } from "./passes/cse.ts";
+import { dce } from "./passes/dce.ts";
+import { fuse, type Schedule } from "./passes/fuse.ts";
+import { buildPlan, describePlan, type Plan } from "./plan.ts";
+import { toHost } from "./dtype.ts";
+import { opDef } from "../ops/registry.ts";
+import type { HostTensor } from "../ops/types.ts";
+import type { CpuDevice, GpuDevice, KilnDevice } from "../runtime/device.ts";
+import { GpuExecutable, type KernelTiming, ParamBuffers } from "../runtime/gpu_executor.ts";
+import { coerce, type TensorData, unpack } from "../runtime/host.ts";
+
+export type { KernelTiming };
+
+/** Options of {@linkcode compile}. */
+export interface CompileOptions {
+  /** Parameter values by name (more can be set later with `setParams`). */
+  params?: Record<string, TensorData>;
+  /** Fuse kernels (default true). False runs every op as its own kernel, for comparison. */
+  fusion?: boolean;
+}
+
+/** Options of a run. */
+export interface RunOptions {
+  /** Values of symbolic dimensions not deducible from the inputs' lengths. */
+  dims?: DimBindings;
+}
+
+/** Result of a profiled run. */
+export interface ProfileResult {
+  /** Outputs by name. */
+  outputs: Record<string, HostTensor>;
+  /** GPU time of each kernel, in plan order. */
+  kernels: KernelTiming[];
+}
+
+/** Optimises a graph with the standard passes: fold, CSE, DCE. */
+export function optimize(graph: Graph): Graph {
+  return dce(cse(fold(graph)));
+}
+
+/**
+ * A graph compiled for one device. Plans are built per binding of the symbolic
+ * dimensions on first use and cached; pipelines are cached by WGSL text.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["N"]);
+ * g.output("y", x.mul(2).add(1).silu());
+ * const dev = await requestDevice();
+ * const exe = compile(g.build(), dev);
+ * const { y } = await exe.run({ x: new Float32Array([1, 2, 3]) });
+ * exe.dispose();
+ * ```
+ */
+export class Executable {
+  /** The optimised graph. */
+  readonly graph: Graph;
+  /** The fused schedule (device independent). */
+  readonly schedule: Schedule;
+  /** The device it runs on. */
+  readonly device: KilnDevice;
+  readonly #plans = new Map<string, { plan: Plan; exe?: GpuExecutable }>();
+  readonly #params: ParamBuffers | undefined;
+  readonly #paramData = new Map<string, HostArray>();
+  #last?: Plan;
+
+  /** The plan the most recent GPU run used (undefined before the first run or on the CPU). */
+  get lastPlan(): Plan | undefined {
+    return this.#last;
+  }
+
+  /** Use {@linkcode compile}. */
+  constructor(graph: Graph, device: KilnDevice, options: CompileOptions = {}) {
+    this.graph = optimize(graph);
+    this.schedule = fuse(this.graph, { enabled: options.fusion ?? true });
+    this.device = device;
+    this.#params = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
+    if (options.params) this.setParams(options.params);
+  }
+
+  /** Uploads parameters by name; unknown names and wrong sizes throw before anything is written. */
+  setParams(params: Record<string, TensorData>): void {
+    const checked: [string, HostArray][] = [];
+    for (const [name, data] of Object.entries(params)) {
+      const id = this.graph.params.get(name);
+      if (id === undefined) {
+        const known = [...this.graph.params.keys()].join(", ") || "none";
+        throw new TypeError(`Unknown param "${name}" (known: ${known})`);
+      }
+      const v = this.graph.values[id];
+      const { values, shape } = unpack(data, `param "${name}"`);
+      const n = numel(v.shape as number[]);
+      if (values.length !== n || (shape && formatShape(shape) !== formatShape(v.shape))) {
+        throw new RangeError(
+          `Param "${name}" expects ${n} values of shape ${
+            formatShape(v.shape)
+          }, got ${values.length}${shape ? ` of shape ${formatShape(shape)}` : ""}`,
+        );
+      }
+      checked.push([name, coerce(values, v.dtype, `param "${name}"`)]);
+    }
+    for (const [name, arr] of checked) {
+      this.#paramData.set(name, arr);
+      this.#params?.set(name, arr, Math.max(4, Math.ceil(arr.byteLength / 4) * 4));
+    }
+  }
+
+  /** Binds symbolic dims from the inputs; checks every input; converts data. */
+  #bind(
+    inputs: Record<string, TensorData>,
+    options: RunOptions,
+  ): { dims: Record<string, number>; data: Map<string, HostArray> } {
+    const dims: Record<string, number> = { ...(options.dims ?? {}) };
+    for (const [k, v] of Object.entries(dims)) {
+      if (!Number.isInteger(v) || v < 0) {
+        throw new RangeError(`Dimension "${k}" must be an integer >= 0, got ${v}`);
+      }
+    }
+    for (const name of Object.keys(inputs)) {
+      if (!this.graph.inputs.has(name)) {
+        throw new TypeError(
+          `Unknown input "${name}" (inputs: ${[...this.graph.inputs.keys()].join(", ") || "none"})`,
+        );
+      }
+    }
+    const data = new Map<string, HostArray>();
+    const pending: [string, number, HostArray | readonly number[]][] = [];
+    for (const [name, id] of this.graph.inputs) {
+      const v = this.graph.values[id];
+      if (!(name in inputs)) {
+        throw new TypeError(`Missing input "${name}" of shape ${formatShape(v.shape)}`);
+      }
+      const { values, shape } = unpack(inputs[name], `input "${name}"`);
+      if (shape) {
+        if (shape.length !== v.shape.length) {
+          throw new RangeError(
+            `Input "${name}" has shape ${formatShape(shape)}, expected ${formatShape(v.shape)}`,
+          );
+        }
+        v.shape.forEach((d, k) => {
+          if (typeof d === "number") {
+            if (d !== shape[k]) {
+              throw new RangeError(
+                `Input "${name}" has shape ${formatShape(shape)}, expected ${formatShape(v.shape)}`,
+              );
+            }
+          } else if (dims[d] !== undefined && dims[d] !== shape[k]) {
+            throw new RangeError(
+              `Input "${name}" binds "${d}" = ${shape[k]} but it is already ${dims[d]}`,
+            );
+          } else dims[d] = shape[k];
+        });
+      }
+      pending.push([name, id, values]);
+    }
+    // Inputs given as flat arrays: solve for at most one unknown symbol by length.
+    for (const [name, id, values] of pending) {
+      const v = this.graph.values[id];
+      let known = 1;
+      const unknown: string[] = [];
+      for (const d of v.shape) {
+        if (typeof d === "number") known *= d;
+        else if (dims[d] !== undefined) known *= dims[d];
+        else if (!unknown.includes(d)) unknown.push(d);
+        else unknown.push(d);
+      }
+      if (unknown.length === 1 && known > 0 && values.length % known === 0) {
+        dims[unknown[0]] = values.length / known;
+      } else if (unknown.length > 1) {
+        throw new RangeError(
+          `Input "${name}" ${formatShape(v.shape)}: pass { data, shape } or dims for ${
+            unknown.join(", ")
+          }`,
+        );
+      }
+      const n = v.shape.reduce<number>(
+        (a, d) => a * (typeof d === "number" ? d : dims[d] ?? NaN),
+        1,
+      );
+      if (values.length !== n) {
+        throw new RangeError(
+          `Input "${name}" ${formatShape(v.shape)} expects ${n} values, got ${values.length}`,
+        );
+      }
+      data.set(name, coerce(values, v.dtype, `input "${name}"`));
+    }
+    for (const [name] of this.graph.params) {
+      if (!this.#paramData.has(name)) {
+        throw new TypeError(`Param "${name}" has no value: pass it with setParams()`);
+      }
+    }
+    return { dims, data };
+  }
+
+  #usedDims(dims: Record<string, number>): Record<string, number> {
+    const used: Record<string, number> = {};
+    for (const v of this.graph.values) {
+      for (const d of v.shape) if (typeof d === "string" && d in dims) used[d] = dims[d];
+    }
+    return used;
+  }
+
+  /** The plan for these dims (built and cached on first use). GPU devices only. */
+  plan(dims: DimBindings = {}): Plan {
+    return this.#entry(this.#usedDims({ ...dims })).plan;
+  }
+
+  #entry(dims: Record<string, number>): { plan: Plan; exe?: GpuExecutable } {
+    if (this.device.kind !== "gpu") {
+      throw new TypeError("Plans exist only for GPU devices; the CPU device interprets the graph");
+    }
+    const key = JSON.stringify(Object.entries(dims).sort());
+    let e = this.#plans.get(key);
+    if (!e) {
+      e = { plan: buildPlan(this.schedule, dims, this.device.caps) };
+      this.#plans.set(key, e);
+    }
+    return e;
+  }
+
+  /** Text description of the plan: kernels with fused ops, grids, buffers, peak bytes. */
+  inspect(dims: DimBindings = {}): string {
+    return describePlan(this.plan(dims));
+  }
+
+  /** Runs the graph and reads every output back in one round trip. */
+  async run(
+    inputs: Record<string, TensorData>,
+    options: RunOptions = {},
+  ): Promise<Record<string, HostTensor>> {
+    return (await this.#run(inputs, options, false)).outputs;
+  }
+
+  /** Runs once with a timestamp around every kernel. */
+  async profile(
+    inputs: Record<string, TensorData>,
+    options: RunOptions = {},
+  ): Promise<ProfileResult> {
+    const r = await this.#run(inputs, options, true);
+    return { outputs: r.outputs, kernels: r.timings ?? [] };
+  }
+
+  /** Prepares (plans and uploads) a run without submitting it, for benchmarks that encode many runs. */
+  prepare(inputs: Record<string, TensorData>, options: RunOptions = {}): GpuExecutable {
+    const { dims, data } = this.#bind(inputs, options);
+    const exe = this.#gpuExe(this.#usedDims(dims));
+    for (const [name, arr] of data) exe.writeInput(name, arr);
+    return exe;
+  }
+
+  #gpuExe(dims: Record<string, number>): GpuExecutable {
+    const e = this.#entry(dims);
+    if (!e.exe) {
+      const consts = this.graph.constants;
+      e.exe = new GpuExecutable(
+        this.device as GpuDevice,
+        e.plan,
+        this.#params!,
+        (v) => toHost(consts.get(v)!, this.graph.values[v].dtype),
+      );
+    }
+    return e.exe;
+  }
+
+  async #run(inputs: Record<string, TensorData>, options: RunOptions, profile: boolean) {
+    const { dims, data } = this.#bind(inputs, options);
+    if (this.device.kind === "cpu") {
+      return { outputs: runCpu(this.graph, dims, data, this.#paramData), timings: undefined };
+    }
+    const exe = this.#gpuExe(this.#usedDims(dims));
+    this.#last = exe.plan;
+    for (const [name, arr] of data) exe.writeInput(name, arr);
+    const debug = debugOn();
+    const r = await exe.run(profile || (debug && (this.device as GpuDevice).timestamps));
+    if (debug && r.timings) {
+      for (const t of r.timings) console.error(`[kiln] ${t.label}: ${(t.ns / 1e3).toFixed(1)} µs`);
+    }
+    const outputs: Record<string, HostTensor> = {};
+    for (const [name, t] of exe.plan.outputs) {
+      outputs[name] = { data: r.outputs.get(name)!, shape: t.shape, dtype: t.dtype };
+    }
+    return { outputs, timings: r.timings };
+  }
+
+  /** Frees device buffers of every plan and the parameters. */
+  dispose(): void {
+    for (const e of this.#plans.values()) e.exe?.destroy();
+    this.#plans.clear();
+    this.#params?.destroy();
+  }
+}
+
+function debugOn(): boolean {
+  try {
+    return Deno.env.get("KILN_DEBUG") === "1";
+  } catch {
+    return false;
+  }
+}
+
+/** Interprets a graph on the CPU with each op's reference. */
+export function runCpu(
+  graph: Graph,
+  dims: Record<string, number>,
+  inputs: ReadonlyMap<string, HostArray>,
+  params: ReadonlyMap<string, HostArray>,
+): Record<string, HostTensor> {
+  const vals = new Map<number, HostTensor>();
+  const shapeOf = (id: number) =>
+    graph.values[id].shape.map((d) => (typeof d === "number" ? d : dims[d]));
+  for (const [name, id] of graph.inputs) {
+    vals.set(id, { data: inputs.get(name)!, shape: shapeOf(id), dtype: graph.values[id].dtype });
+  }
+  for (const [name, id] of graph.params) {
+    vals.set(id, { data: params.get(name)!, shape: shapeOf(id), dtype: graph.values[id].dtype });
+  }
+  for (const node of graph.nodes) {
+    if (node.op === "input" || node.op === "param") continue;
+    if (node.op === "const") {
+      const v = graph.values[node.outputs[0]];
+      vals.set(v.id, {
+        data: toHost(graph.constants.get(v.id)!, v.dtype),
+        shape: shapeOf(v.id),
+        dtype: v.dtype,
+      });
+      continue;
+    }
+    const outs = node.outputs.map((id) => ({
+      shape: shapeOf(id),
+      dtype: graph.values[id].dtype as DType,
+    }));
+    const res = opDef(node.op).reference(node.inputs.map((v) => vals.get(v)!), node.attrs, outs);
+    node.outputs.forEach((id, i) =>
+      vals.set(id, { data: res[i], shape: outs[i].shape, dtype: outs[i].dtype })
+    );
+  }
+  const out: Record<string, HostTensor> = {};
+  for (const [name, id] of graph.outputs) out[name] = vals.get(id)!;
+  return out;
+}
+
+/**
+ * Compiles `graph` for `device`. Shape errors were already raised while building;
+ * here the passes run and plans are made lazily per set of dims.
+ *
+ * @example
+ * ```ts
+ * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", [3]);
+ * g.output("y", x.add(1));
+ * const exe = compile(g.build(), cpuDevice());
+ * const { y } = await exe.run({ x: [1, 2, 3] });
+ * y.data; // Float32Array [2, 3, 4]
+ * ```
+ */
+export function compile(
+  graph: Graph,
+  device: KilnDevice | CpuDevice,
+  options: CompileOptions = {},
+): Executable {
+  return new Executable(graph, device, options);
+}

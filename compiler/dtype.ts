@@ -1,0 +1,118 @@
+/**
+ * Element types Kiln tensors can hold, with their storage size and WGSL names.
+ *
+ * @module
+ */
+
+/** Element type of a tensor. `f16` needs the adapter feature `shader-f16`. */
+export type DType = "f32" | "f16" | "i32" | "u32";
+
+/** All dtypes, in a stable order. */
+export const DTYPES: readonly DType[] = ["f32", "f16", "i32", "u32"];
+
+/** Typed array that holds host data of any dtype (`f16` as `Float16Array`). */
+export type HostArray = Float32Array | Float16Array | Int32Array | Uint32Array;
+
+/**
+ * Bytes per element of a dtype.
+ *
+ * @example
+ * ```ts
+ * import { byteSize } from "@kiln/kiln";
+ * byteSize("f16"); // 2
+ * ```
+ */
+export function byteSize(dtype: DType): number {
+  return dtype === "f16" ? 2 : 4;
+}
+
+/**
+ * True for floating-point dtypes.
+ *
+ * @example
+ * ```ts
+ * import { isFloat } from "@kiln/kiln";
+ * isFloat("i32"); // false
+ * ```
+ */
+export function isFloat(dtype: DType): boolean {
+  return dtype === "f32" || dtype === "f16";
+}
+
+/**
+ * Checks that `value` names a dtype, throwing a `TypeError` that quotes it otherwise.
+ *
+ * @example
+ * ```ts
+ * import { checkDType } from "@kiln/kiln";
+ * checkDType("f32", "input x"); // "f32"
+ * ```
+ */
+export function checkDType(value: unknown, what: string): DType {
+  if (typeof value === "string" && (DTYPES as readonly string[]).includes(value)) {
+    return value as DType;
+  }
+  throw new TypeError(
+    `Unknown dtype ${JSON.stringify(value)} for ${what}: expected one of ${DTYPES.join(", ")}`,
+  );
+}
+
+/**
+ * Allocates a zeroed host array of `length` elements of `dtype`.
+ *
+ * @example
+ * ```ts
+ * import { allocHost } from "@kiln/kiln";
+ * allocHost("i32", 4); // Int32Array(4)
+ * ```
+ */
+export function allocHost(dtype: DType, length: number): HostArray {
+  switch (dtype) {
+    case "f32":
+      return new Float32Array(length);
+    case "f16":
+      return new Float16Array(length);
+    case "i32":
+      return new Int32Array(length);
+    case "u32":
+      return new Uint32Array(length);
+  }
+}
+
+/**
+ * The dtype a host array holds.
+ *
+ * @example
+ * ```ts
+ * import { dtypeOfHost } from "@kiln/kiln";
+ * dtypeOfHost(new Int32Array(2)); // "i32"
+ * ```
+ */
+export function dtypeOfHost(data: HostArray): DType {
+  if (data instanceof Float32Array) return "f32";
+  if (data instanceof Float16Array) return "f16";
+  if (data instanceof Int32Array) return "i32";
+  return "u32";
+}
+
+/**
+ * Converts numbers to a host array of `dtype`, rounding as the dtype would store them.
+ *
+ * @example
+ * ```ts
+ * import { toHost } from "@kiln/kiln";
+ * toHost([1.5, -2], "i32"); // Int32Array [1, -2]
+ * ```
+ */
+export function toHost(values: ArrayLike<number>, dtype: DType): HostArray {
+  const out = allocHost(dtype, values.length);
+  for (let i = 0; i < values.length; i++) {
+    out[i] = dtype === "i32" || dtype === "u32" ? Math.trunc(values[i]) : values[i];
+  }
+  return out;
+}
+
+/** WGSL scalar type name of a dtype. */
+export function wgslType(dtype: DType): string {
+  return dtype;
+}

@@ -1,0 +1,115 @@
+/**
+ * The graph IR: typed values produced by nodes, with symbolic shapes.
+ *
+ * The IR is pure data — no methods that mutate it outside the builder — so passes
+ * can copy and rewrite it freely, and later passes (autodiff) can walk it.
+ *
+ * @module
+ */
+
+import type { DType } from "./dtype.ts";
+import { formatShape, type Shape } from "./shape.ts";
+
+/** Type of one value: shape (possibly symbolic) and dtype. */
+export interface TensorType {
+  /** Dimensions; strings are symbols bound at run time. */
+  readonly shape: Shape;
+  /** Element type. */
+  readonly dtype: DType;
+}
+
+/** Attribute values an op can carry. */
+export type AttrValue =
+  | number
+  | string
+  | boolean
+  | readonly number[]
+  | readonly (number | string)[]
+  | null;
+
+/** Op attributes. */
+export type Attrs = Readonly<Record<string, AttrValue>>;
+
+/** A node: one op application with its inputs, attributes and produced values. */
+export interface Node {
+  /** Index in `Graph.nodes`. */
+  readonly id: number;
+  /** Op name from the registry, or `input`, `param`, `const`. */
+  readonly op: string;
+  /** Value ids consumed. */
+  readonly inputs: readonly number[];
+  /** Op attributes. */
+  readonly attrs: Attrs;
+  /** Value ids produced. */
+  readonly outputs: readonly number[];
+  /** `file:line` of the user's call that made this node. */
+  readonly site: string;
+}
+
+/** A value: the `index`th result of node `node`. */
+export interface Value extends TensorType {
+  /** Index in `Graph.values`. */
+  readonly id: number;
+  /** Producing node. */
+  readonly node: number;
+  /** Which result of that node. */
+  readonly index: number;
+}
+
+/** A whole graph: nodes in topological order, named inputs, params and outputs. */
+export interface Graph {
+  /** Nodes, topologically ordered (a node's inputs come from earlier nodes). */
+  readonly nodes: readonly Node[];
+  /** Values, indexed by id. */
+  readonly values: readonly Value[];
+  /** Input name → value id. */
+  readonly inputs: ReadonlyMap<string, number>;
+  /** Parameter (weight) name → value id. */
+  readonly params: ReadonlyMap<string, number>;
+  /** Output name → value id. */
+  readonly outputs: ReadonlyMap<string, number>;
+  /** Constant data by value id. */
+  readonly constants: ReadonlyMap<number, ArrayLike<number>>;
+}
+
+/** Consumers of each value: value id → node ids, in order. */
+export function consumers(graph: Graph): Map<number, number[]> {
+  const uses = new Map<number, number[]>();
+  for (const n of graph.nodes) {
+    for (const v of n.inputs) {
+      const list = uses.get(v);
+      if (list) list.push(n.id);
+      else uses.set(v, [n.id]);
+    }
+  }
+  return uses;
+}
+
+function formatAttrs(attrs: Attrs): string {
+  const parts = Object.entries(attrs).map(([k, v]) =>
+    `${k}=${Array.isArray(v) ? `[${v.join(",")}]` : JSON.stringify(v)}`
+  );
+  return parts.length ? ` {${parts.join(", ")}}` : "";
+}
+
+/**
+ * A readable text dump, one line per node:
+ * `%3: f32[T, 512] = matmul(%1, %2) {transB=true}  # model.ts:12`.
+ */
+export function dumpGraph(graph: Graph): string {
+  const lines: string[] = [];
+  const nameOf = new Map<number, string>();
+  for (const [name, id] of graph.inputs) nameOf.set(id, `input "${name}"`);
+  for (const [name, id] of graph.params) nameOf.set(id, `param "${name}"`);
+  for (const n of graph.nodes) {
+    const outs = n.outputs.map((v) => {
+      const val = graph.values[v];
+      return `%${v}: ${val.dtype}${formatShape(val.shape)}`;
+    }).join(", ");
+    const rhs = nameOf.get(n.outputs[0]) ??
+      `${n.op}(${n.inputs.map((v) => `%${v}`).join(", ")})${formatAttrs(n.attrs)}`;
+    lines.push(`${outs} = ${rhs}${n.op === "input" || n.op === "param" ? "" : `  # ${n.site}`}`);
+  }
+  for (const [name, id] of graph.outputs) lines.push(`output "${name}" = %${id}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,234 @@
+/**
+ * Fusion: groups the graph into kernels. Elementwise DAGs of one shape collapse
+ * into a single kernel; an elementwise cluster that consumes a kernel op's output
+ * becomes that kernel's epilogue, and one that only feeds a kernel op becomes its
+ * load prologue. The result is a schedule of groups in dependency order.
+ *
+ * @module
+ */
+
+import { consumers, type Graph } from "../graph.ts";
+import { sameShape, type Shape } from "../shape.ts";
+import { isOp, opDef } from "../../ops/registry.ts";
+
+/** A set of elementwise nodes evaluated together at one flat index. */
+export interface Cluster {
+  /** Node ids in topological order. */
+  readonly nodes: readonly number[];
+  /** Shape every node of the cluster produces. */
+  readonly shape: Shape;
+  /** Values the cluster must write to memory (used outside it or graph outputs). */
+  readonly outputs: readonly number[];
+}
+
+/** One scheduled unit of work. */
+export type Group =
+  | { readonly kind: "fused"; readonly cluster: Cluster }
+  | {
+    readonly kind: "kernel";
+    /** The op node the kernel template implements. */
+    readonly node: number;
+    /** Per input of the op: a cluster computed inside its loads, if fused. */
+    readonly prologues: readonly (Cluster | undefined)[];
+    /** Cluster applied to output 0 before it is stored, if fused. */
+    readonly epilogue?: Cluster;
+  }
+  | { readonly kind: "alias"; readonly node: number };
+
+/** The fused graph: groups in an order that respects every dependency. */
+export interface Schedule {
+  /** The graph the groups refer to. */
+  readonly graph: Graph;
+  /** Groups to run, in order. */
+  readonly groups: readonly Group[];
+}
+
+function loweringKind(op: string): "elementwise" | "kernel" | "alias" | "leaf" {
+  if (!isOp(op)) return "leaf";
+  return opDef(op).lower.kind;
+}
+
+/** Options of {@linkcode fuse}. */
+export interface FuseOptions {
+  /** Set false to give every op its own kernel (for comparisons and debugging). */
+  readonly enabled?: boolean;
+}
+
+/** Builds the fused schedule of a graph. */
+export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
+  const enabled = options.enabled ?? true;
+  const uses = consumers(graph);
+  const outputs = new Set(graph.outputs.values());
+  const producer = (v: number) => graph.values[v].node;
+
+  // --- 1. elementwise clusters -------------------------------------------------
+  const clusterOf = new Map<number, number>();
+  const members = new Map<number, Set<number>>();
+  const shapeOf = new Map<number, Shape>();
+
+  /** Does any input of `xs` from outside `xs ∪ ys` transitively depend on a node of `ys`? */
+  const reaches = (xs: Set<number>, ys: Set<number>): boolean => {
+    const seen = new Set<number>();
+    const stack: number[] = [];
+    for (const n of xs) {
+      for (const v of graph.nodes[n].inputs) {
+        const p = producer(v);
+        if (!xs.has(p) && !ys.has(p)) stack.push(p);
+      }
+    }
+    while (stack.length) {
+      const n = stack.pop()!;
+      if (seen.has(n)) continue;
+      seen.add(n);
+      for (const v of graph.nodes[n].inputs) {
+        const p = producer(v);
+        if (ys.has(p)) return true;
+        if (!xs.has(p)) stack.push(p);
+      }
+    }
+    return false;
+  };
+  const canMerge = (a: Set<number>, b: Set<number>) => !reaches(a, b) && !reaches(b, a);
+
+  for (const node of graph.nodes) {
+    if (loweringKind(node.op) !== "elementwise") continue;
+    const shape = graph.values[node.outputs[0]].shape;
+    let cid = node.id;
+    members.set(cid, new Set([node.id]));
+    shapeOf.set(cid, shape);
+    clusterOf.set(node.id, cid);
+    for (const v of enabled ? node.inputs : []) {
+      const other = clusterOf.get(producer(v));
+      if (other === undefined || other === cid || !sameShape(shapeOf.get(other)!, shape)) continue;
+      const a = members.get(other)!, b = members.get(cid)!;
+      if (!canMerge(a, b)) continue;
+      for (const n of b) {
+        a.add(n);
+        clusterOf.set(n, other);
+      }
+      members.delete(cid);
+      cid = other;
+    }
+  }
+
+  const clusterInfo = (cid: number): Cluster => {
+    const nodes = [...members.get(cid)!].sort((x, y) => x - y);
+    const set = members.get(cid)!;
+    const outs: number[] = [];
+    for (const n of nodes) {
+      for (const v of graph.nodes[n].outputs) {
+        const external = (uses.get(v) ?? []).some((c) => !set.has(c));
+        if (external || outputs.has(v)) outs.push(v);
+      }
+    }
+    return { nodes, shape: shapeOf.get(cid)!, outputs: outs };
+  };
+
+  // --- 2. epilogues, then prologues ---------------------------------------------
+  const absorbed = new Set<number>();
+  const epilogueOf = new Map<number, number>();
+  const prologuesOf = new Map<number, (number | undefined)[]>();
+  for (const node of enabled ? graph.nodes : []) {
+    if (loweringKind(node.op) !== "kernel") continue;
+    const lower = opDef(node.op).lower;
+    if (lower.kind !== "kernel" || !lower.epilogue) continue;
+    const v = node.outputs[0];
+    if (outputs.has(v)) continue;
+    const users = uses.get(v) ?? [];
+    const cids = new Set(users.map((u) => clusterOf.get(u)));
+    if (cids.size !== 1) continue;
+    const cid = [...cids][0];
+    if (cid === undefined || absorbed.has(cid)) continue;
+    if (!sameShape(shapeOf.get(cid)!, graph.values[v].shape)) continue;
+    // The cluster's other inputs must be computable before this kernel runs.
+    if (reaches(members.get(cid)!, new Set([node.id]))) continue;
+    absorbed.add(cid);
+    epilogueOf.set(node.id, cid);
+  }
+  for (const node of enabled ? graph.nodes : []) {
+    if (loweringKind(node.op) !== "kernel") continue;
+    const lower = opDef(node.op).lower;
+    if (lower.kind !== "kernel" || lower.prologue === false) continue;
+    const pro: (number | undefined)[] = node.inputs.map((v, j) => {
+      const allowed = lower.prologue === true || (lower.prologue as readonly number[]).includes(j);
+      const cid = clusterOf.get(producer(v));
+      if (!allowed || cid === undefined || absorbed.has(cid) || outputs.has(v)) return undefined;
+      const info = clusterInfo(cid);
+      const onlyHere = info.outputs.length === 1 && info.outputs[0] === v &&
+        (uses.get(v) ?? []).every((c) => c === node.id) &&
+        node.inputs.filter((x) => x === v).length === 1;
+      return onlyHere ? cid : undefined;
+    });
+    pro.forEach((cid) => cid !== undefined && absorbed.add(cid));
+    if (pro.some((c) => c !== undefined)) prologuesOf.set(node.id, pro);
+  }
+
+  // --- 3. groups in dependency order --------------------------------------------
+  interface Pending {
+    group: Group;
+    order: number;
+    nodes: Set<number>;
+  }
+  const pending: Pending[] = [];
+  for (const [cid, set] of members) {
+    if (absorbed.has(cid)) continue;
+    pending.push({
+      group: { kind: "fused", cluster: clusterInfo(cid) },
+      order: Math.min(...set),
+      nodes: set,
+    });
+  }
+  for (const node of graph.nodes) {
+    const kind = loweringKind(node.op);
+    if (kind === "alias") {
+      pending.push({
+        group: { kind: "alias", node: node.id },
+        order: node.id,
+        nodes: new Set([node.id]),
+      });
+    } else if (kind === "kernel") {
+      const nodes = new Set([node.id]);
+      const pro = (prologuesOf.get(node.id) ?? node.inputs.map(() => undefined)).map((cid) => {
+        if (cid === undefined) return undefined;
+        members.get(cid)!.forEach((n) => nodes.add(n));
+        return clusterInfo(cid);
+      });
+      const ecid = epilogueOf.get(node.id);
+      let epilogue: Cluster | undefined;
+      if (ecid !== undefined) {
+        members.get(ecid)!.forEach((n) => nodes.add(n));
+        epilogue = clusterInfo(ecid);
+      }
+      pending.push({
+        group: { kind: "kernel", node: node.id, prologues: pro, epilogue },
+        order: node.id,
+        nodes,
+      });
+    }
+  }
+  const groupOfNode = new Map<number, number>();
+  pending.forEach((p, i) => p.nodes.forEach((n) => groupOfNode.set(n, i)));
+  const deps = pending.map((p, i) => {
+    const d = new Set<number>();
+    for (const n of p.nodes) {
+      for (const v of graph.nodes[n].inputs) {
+        const g = groupOfNode.get(producer(v));
+        if (g !== undefined && g !== i) d.add(g);
+      }
+    }
+    return d;
+  });
+  const done = new Set<number>();
+  const groups: Group[] = [];
+  while (done.size < pending.length) {
+    let best = -1;
+    for (let i = 0; i < pending.length; i++) {
+      if (done.has(i) || [...deps[i]].some((d) => !done.has(d))) continue;
+      if (best < 0 || pending[i].order < pending[best].order) best = i;
+    }
+    if (best < 0) throw new Error("internal: fusion produced a dependency cycle");
+    done.add(best);
+    groups.push(pending[best].group);
+  }
+  return { graph, groups };
+}

@@ -1,0 +1,599 @@
+/**
+ * Specialises a fused schedule for concrete dimensions and a device: emits WGSL for
+ * every group, splits kernels that would exceed the device's binding limits, and
+ * plans memory so intermediate buffers are reused once their last reader has run.
+ *
+ * @module
+ */
+
+import type { DType } from "./dtype.ts";
+import type { Graph } from "./graph.ts";
+import { bindShape, type DimBindings, formatShape, numel } from "./shape.ts";
+import { type BufferRef, emitCluster, grid, KernelBuilder, paddedBytes } from "./codegen.ts";
+import type { Cluster, Group, Schedule } from "./passes/fuse.ts";
+import { opDef } from "../ops/registry.ts";
+import type { DeviceCaps, KernelOperand, ScratchSpec } from "../ops/types.ts";
+
+/** What a buffer slot holds. */
+export type SlotKind = "input" | "output" | "param" | "const" | "temp";
+
+/** One device buffer of the plan. */
+export interface Slot {
+  /** Size in bytes (multiple of 4). */
+  bytes: number;
+  /** Role; only `temp` slots are shared between values. */
+  readonly kind: SlotKind;
+  /** Input/output/param name, where it has one. */
+  readonly name?: string;
+  /** For `const` slots: the value id whose data fills it. */
+  readonly value?: number;
+}
+
+/** A resolved binding: a range of a slot. */
+export interface SlotBinding {
+  /** Slot index. */
+  readonly slot: number;
+  /** Byte offset. */
+  readonly offset: number;
+  /** Byte size. */
+  readonly size: number;
+  /** Access mode. */
+  readonly access: "read" | "read_write";
+}
+
+/** One dispatch of the plan. */
+export interface PlannedKernel {
+  /** Short name, e.g. `matmul+add+silu`. */
+  readonly label: string;
+  /** Ops fused into it with their node ids and call sites. */
+  readonly ops: readonly string[];
+  /** Full WGSL source. */
+  readonly code: string;
+  /** Workgroups dispatched. */
+  readonly workgroups: readonly [number, number, number];
+  /** Buffers bound, in binding order. */
+  readonly bindings: readonly SlotBinding[];
+  /** Ranges to zero before this kernel runs (scratch that starts at zero). */
+  readonly zero: readonly { slot: number; offset: number; size: number }[];
+}
+
+/** Where a named input or output lives and what it looks like. */
+export interface PlannedTensor {
+  /** Value id. */
+  readonly value: number;
+  /** Slot index. */
+  readonly slot: number;
+  /** Byte offset in the slot. */
+  readonly offset: number;
+  /** Concrete shape. */
+  readonly shape: readonly number[];
+  /** Element type. */
+  readonly dtype: DType;
+}
+
+/** A compiled, device-specific execution plan for one binding of the symbolic dims. */
+export interface Plan {
+  /** Symbol values this plan was built for. */
+  readonly dims: DimBindings;
+  /** Dispatches in order. */
+  readonly kernels: readonly PlannedKernel[];
+  /** Buffers. */
+  readonly slots: readonly Slot[];
+  /** Named inputs. */
+  readonly inputs: ReadonlyMap<string, PlannedTensor>;
+  /** Named outputs. */
+  readonly outputs: ReadonlyMap<string, PlannedTensor>;
+  /** Named params. */
+  readonly params: ReadonlyMap<string, PlannedTensor>;
+  /** Bytes of all non-param buffers (inputs, outputs, intermediates, constants). */
+  readonly peakBytes: number;
+  /** Bytes of intermediates if nothing were reused, for comparison. */
+  readonly unplannedBytes: number;
+}
+
+interface Emitted {
+  readonly label: string;
+  readonly ops: string[];
+  readonly code: string;
+  readonly workgroups: readonly [number, number, number];
+  readonly bindings: readonly {
+    ref: BufferRef;
+    offset: number;
+    size: number;
+    access: "read" | "read_write";
+  }[];
+}
+
+interface Work {
+  readonly kernels: Emitted[];
+  readonly scratch: readonly ScratchSpec[];
+  /** Values written (materialised) by this work item. */
+  readonly writes: readonly number[];
+  /** For alias items: [output, input]. */
+  readonly alias?: readonly [number, number];
+}
+
+const WG = 256;
+
+/** Builds the plan of `schedule` for `dims` on a device with `caps`. */
+export function buildPlan(schedule: Schedule, dims: DimBindings, caps: DeviceCaps): Plan {
+  const graph = schedule.graph;
+  const shapes = graph.values.map((v) => bindShape(v.shape, dims, describeValue(graph, v.id)));
+  const shapeOf = (v: number) => shapes[v];
+  const outputs = new Set(graph.outputs.values());
+  const items: Work[] = [];
+  for (const g of schedule.groups) items.push(...emitGroup(graph, g, shapeOf, caps, outputs));
+  return allocate(graph, items, shapes, dims);
+}
+
+function describeValue(graph: Graph, v: number): string {
+  const node = graph.nodes[graph.values[v].node];
+  for (const [name, id] of graph.inputs) if (id === v) return `input "${name}"`;
+  return `${node.op} %${v} (at ${node.site})`;
+}
+
+function nodeLabel(graph: Graph, n: number): string {
+  return `${graph.nodes[n].op}#${n} @ ${graph.nodes[n].site}`;
+}
+
+function emitGroup(
+  graph: Graph,
+  g: Group,
+  shapeOf: (v: number) => readonly number[],
+  caps: DeviceCaps,
+  outputs: Set<number>,
+): Work[] {
+  if (g.kind === "alias") {
+    const node = graph.nodes[g.node];
+    return [{ kernels: [], scratch: [], writes: [], alias: [node.outputs[0], node.inputs[0]] }];
+  }
+  if (g.kind === "fused") return emitFusedSplit(graph, g.cluster, shapeOf, caps, outputs);
+  // Kernel template: try fully fused, then shed the epilogue, then the prologues.
+  const attempts: Group[] = [g];
+  if (g.epilogue) attempts.push({ ...g, epilogue: undefined });
+  if (g.prologues.some((p) => p)) {
+    attempts.push({
+      ...g,
+      epilogue: undefined,
+      prologues: g.prologues.map(() => undefined),
+    });
+  }
+  for (const attempt of attempts) {
+    if (attempt.kind !== "kernel") continue;
+    const work = emitKernelGroup(graph, attempt, shapeOf, caps);
+    if (work.kernels.every((k) => k.bindings.length <= caps.maxStorageBuffers)) {
+      const before: Work[] = [];
+      const after: Work[] = [];
+      g.prologues.forEach((p, j) => {
+        if (p && !attempt.prologues[j]) {
+          before.push(...emitFusedSplit(graph, p, shapeOf, caps, outputs));
+        }
+      });
+      if (g.epilogue && !attempt.epilogue) {
+        after.push(...emitFusedSplit(graph, g.epilogue, shapeOf, caps, outputs));
+      }
+      return [...before, work, ...after];
+    }
+  }
+  const node = graph.nodes[g.node];
+  throw new RangeError(
+    `${node.op} at ${node.site} needs more storage buffers than the device allows (${caps.maxStorageBuffers})`,
+  );
+}
+
+function subCluster(
+  graph: Graph,
+  nodes: number[],
+  shape: Cluster["shape"],
+  outputs: Set<number>,
+): Cluster {
+  const set = new Set(nodes);
+  const outs: number[] = [];
+  for (const n of nodes) {
+    for (const v of graph.nodes[n].outputs) {
+      // A value leaves this part if a node outside the part reads it, or it was an output of the whole.
+      const external = graph.nodes.some((c) => !set.has(c.id) && c.inputs.includes(v));
+      if (external || outputs.has(v)) outs.push(v);
+    }
+  }
+  return { nodes, shape, outputs: outs };
+}
+
+/** Emits a fused cluster, halving it until each part fits the binding limit. */
+function emitFusedSplit(
+  graph: Graph,
+  cluster: Cluster,
+  shapeOf: (v: number) => readonly number[],
+  caps: DeviceCaps,
+  outputs: Set<number>,
+): Work[] {
+  const work = emitFused(graph, cluster, shapeOf, caps);
+  if (work.kernels[0].bindings.length <= caps.maxStorageBuffers) return [work];
+  if (cluster.nodes.length === 1) {
+    throw new RangeError(
+      `${nodeLabel(graph, cluster.nodes[0])} needs more storage buffers than the device allows`,
+    );
+  }
+  const mid = Math.ceil(cluster.nodes.length / 2);
+  // A value used outside the original cluster stays an output of whichever half makes it.
+  const keep = new Set([...outputs, ...cluster.outputs]);
+  const a = subCluster(graph, cluster.nodes.slice(0, mid), cluster.shape, keep);
+  const b = subCluster(graph, cluster.nodes.slice(mid), cluster.shape, keep);
+  return [
+    ...emitFusedSplit(graph, a, shapeOf, caps, outputs),
+    ...emitFusedSplit(graph, b, shapeOf, caps, outputs),
+  ];
+}
+
+function leafBinder(
+  kb: KernelBuilder,
+  graph: Graph,
+  shapeOf: (v: number) => readonly number[],
+  prefix: string,
+) {
+  const accessors = new Map<number, (i: string) => string>();
+  return (v: number, index: string): string => {
+    let load = accessors.get(v);
+    if (!load) {
+      const val = graph.values[v];
+      load = kb.bind(`${prefix}${v}`, { value: v }, numel(shapeOf(v)), val.dtype, "read").load;
+      accessors.set(v, load);
+    }
+    return load(index);
+  };
+}
+
+function emitFused(
+  graph: Graph,
+  cluster: Cluster,
+  shapeOf: (v: number) => readonly number[],
+  caps: DeviceCaps,
+): Work {
+  const kb = new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment);
+  const shape = shapeOf(graph.nodes[cluster.nodes[0]].outputs[0]);
+  const n = numel(shape);
+  const wg = Math.min(WG, caps.maxInvocations);
+  const workgroups = grid(Math.ceil(n / wg), caps.maxWorkgroupsPerDim);
+  const { lines, names } = emitCluster(
+    graph,
+    cluster,
+    shapeOf,
+    "i",
+    leafBinder(kb, graph, shapeOf, "x"),
+  );
+  const stores = cluster.outputs.map((v) => {
+    const acc = kb.bind(`y${v}`, { value: v }, n, graph.values[v].dtype, "read_write");
+    return `  ${acc.store("i", names.get(v)!)}`;
+  });
+  const body = `@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x + gid.y * ${workgroups[0] * wg}u;
+  if (i >= ${n}u) { return; }
+${lines.join("\n")}
+${stores.join("\n")}
+}`;
+  const { code, bindings } = kb.finish(body);
+  const ops = cluster.nodes.map((id) => nodeLabel(graph, id));
+  const label = cluster.nodes.length === 1
+    ? graph.nodes[cluster.nodes[0]].op
+    : `fused(${cluster.nodes.map((id) => graph.nodes[id].op).join(",")})`;
+  return {
+    kernels: [{ label, ops, code, workgroups, bindings }],
+    scratch: [],
+    writes: cluster.outputs,
+  };
+}
+
+function emitKernelGroup(
+  graph: Graph,
+  g: Extract<Group, { kind: "kernel" }>,
+  shapeOf: (v: number) => readonly number[],
+  caps: DeviceCaps,
+): Work {
+  const node = graph.nodes[g.node];
+  const def = opDef(node.op);
+  if (def.lower.kind !== "kernel") throw new Error(`internal: ${node.op} is not a kernel op`);
+  const fits = (v: number, dtype: DType) =>
+    paddedBytes(numel(shapeOf(v)), dtype) <= caps.maxBindingSize;
+  const inputs: KernelOperand[] = node.inputs.map((v, j) => {
+    const val = graph.values[v];
+    return { shape: shapeOf(v), dtype: val.dtype, direct: !g.prologues[j] && fits(v, val.dtype) };
+  });
+  const epilogue = g.epilogue;
+  const outs: KernelOperand[] = node.outputs.map((v, j) => {
+    const val = graph.values[v];
+    return {
+      shape: shapeOf(v),
+      dtype: val.dtype,
+      direct: !(j === 0 && epilogue) && fits(v, val.dtype),
+    };
+  });
+  const emission = def.lower.emit({ attrs: node.attrs, inputs, outputs: outs, caps });
+  const scratch = emission.scratch ?? [];
+  const writes: number[] = node.outputs.filter((_, j) => !(j === 0 && epilogue));
+  if (epilogue) writes.push(...epilogue.outputs);
+  const ops = [nodeLabel(graph, g.node)];
+  g.prologues.forEach((p) => p?.nodes.forEach((n) => ops.unshift(nodeLabel(graph, n))));
+  epilogue?.nodes.forEach((n) => ops.push(nodeLabel(graph, n)));
+  const kernels = emission.kernels.map((src): Emitted => {
+    const kb = new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment);
+    const fns: string[] = [];
+    node.inputs.forEach((v, j) => {
+      const val = graph.values[v];
+      const pro = g.prologues[j];
+      if (pro) {
+        const { lines, names } = emitCluster(
+          graph,
+          pro,
+          shapeOf,
+          "i",
+          leafBinder(kb, graph, shapeOf, `p${j}_`),
+        );
+        fns.push(
+          `fn in${j}_load(i: u32) -> ${val.dtype} {\n${lines.join("\n")}\n  return ${
+            names.get(v)
+          };\n}`,
+        );
+      } else {
+        const acc = kb.bind(`in${j}`, { value: v }, numel(shapeOf(v)), val.dtype, "read");
+        kb.fns.set(
+          `in${j}_load`,
+          `fn in${j}_load(i: u32) -> ${val.dtype} { return ${acc.load("i")}; }`,
+        );
+      }
+    });
+    node.outputs.forEach((v, j) => {
+      const val = graph.values[v];
+      if (j === 0 && epilogue) {
+        const { lines, names } = emitCluster(
+          graph,
+          epilogue,
+          shapeOf,
+          "i",
+          leafBinder(kb, graph, shapeOf, "e"),
+          new Map([[v, "v"]]),
+        );
+        const stores = epilogue.outputs.map((o) => {
+          const acc = kb.bind(
+            `y${o}`,
+            { value: o },
+            numel(shapeOf(o)),
+            graph.values[o].dtype,
+            "read_write",
+          );
+          return `  ${acc.store("i", names.get(o)!)}`;
+        });
+        fns.push(
+          `fn out0_store(i: u32, v: ${val.dtype}) {\n${lines.join("\n")}\n${stores.join("\n")}\n}`,
+        );
+      } else {
+        const acc = kb.bind(`out${j}`, { value: v }, numel(shapeOf(v)), val.dtype, "read_write");
+        kb.fns.set(
+          `out${j}_store`,
+          `fn out${j}_store(i: u32, v: ${val.dtype}) { ${acc.store("i", "v")} }`,
+        );
+      }
+    });
+    scratch.forEach((s, j) => {
+      kb.bind(`scratch${j}`, { scratch: j }, s.length, s.type, "read_write");
+    });
+    // Prologue/epilogue functions are only kept when the template calls them.
+    const reachable = fns.filter((f) =>
+      new RegExp(`\\b${f.match(/^fn (\w+)/)![1]}\\b`).test(src.code)
+    );
+    const { code, bindings } = kb.finish(src.code, reachable);
+    return {
+      label: labelOf(emission.kernels.length > 1 ? `${node.op}:${src.label}` : src.label, g),
+      ops,
+      code,
+      workgroups: src.workgroups,
+      bindings,
+    };
+  });
+  return { kernels, scratch, writes };
+}
+
+function labelOf(base: string, g: Extract<Group, { kind: "kernel" }>): string {
+  const pro = g.prologues.some((p) => p) ? "prologue+" : "";
+  const epi = g.epilogue ? `+${g.epilogue.nodes.length}ew` : "";
+  return `${pro}${base}${epi}`;
+}
+
+/** Liveness-based memory planning: temps reuse freed slots, best fit first. */
+function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBindings): Plan {
+  const slots: Slot[] = [];
+  const home = new Map<number, { slot: number; offset: number }>();
+  const bytesOf = (v: number) => paddedBytes(numel(shapes[v]), graph.values[v].dtype);
+  const outputs = new Set(graph.outputs.values());
+  const nameOf = new Map<number, string>();
+  for (const [name, v] of graph.outputs) nameOf.set(v, name);
+
+  // Alias roots: a reshape's output lives where its (root) input lives.
+  const root = new Map<number, number>();
+  const rootOf = (v: number): number => root.get(v) ?? v;
+  for (const it of items) if (it.alias) root.set(it.alias[0], rootOf(it.alias[1]));
+  const pinned = new Set<number>();
+  for (const v of outputs) pinned.add(rootOf(v));
+
+  for (const [name, v] of graph.inputs) {
+    home.set(v, { slot: slots.length, offset: 0 });
+    slots.push({ bytes: bytesOf(v), kind: "input", name });
+  }
+  for (const [name, v] of graph.params) {
+    home.set(v, { slot: slots.length, offset: 0 });
+    slots.push({ bytes: bytesOf(v), kind: "param", name });
+  }
+  // Constants get a buffer only if some kernel binds them or they are outputs
+  // (scalars are inlined as WGSL literals and need none).
+  const boundConsts = new Set<number>(outputs);
+  for (const it of items) {
+    for (const k of it.kernels) {
+      for (const b of k.bindings) if ("value" in b.ref) boundConsts.add(b.ref.value);
+    }
+  }
+  for (const node of graph.nodes) {
+    if (node.op !== "const") continue;
+    const v = node.outputs[0];
+    if (!boundConsts.has(rootOf(v)) && !boundConsts.has(v)) continue;
+    home.set(v, { slot: slots.length, offset: 0 });
+    slots.push({ bytes: bytesOf(v), kind: "const", value: v });
+  }
+
+  // Last item that reads each root value.
+  const lastUse = new Map<number, number>();
+  items.forEach((it, i) => {
+    for (const k of it.kernels) {
+      for (const b of k.bindings) if ("value" in b.ref) lastUse.set(rootOf(b.ref.value), i);
+    }
+    if (it.alias) {
+      lastUse.set(rootOf(it.alias[1]), Math.max(lastUse.get(rootOf(it.alias[1])) ?? i, i));
+    }
+  });
+
+  const free: number[] = [];
+  const take = (bytes: number): number => {
+    let best = -1;
+    for (const [k, s] of free.entries()) {
+      if (slots[s].bytes >= bytes && (best < 0 || slots[s].bytes < slots[free[best]].bytes)) {
+        best = k;
+      }
+    }
+    if (best < 0 && free.length) {
+      // Grow the largest free slot rather than adding another.
+      best = free.reduce((m, s, k) => (slots[s].bytes > slots[free[m]].bytes ? k : m), 0);
+      slots[free[best]].bytes = bytes;
+    }
+    if (best >= 0) return free.splice(best, 1)[0];
+    slots.push({ bytes, kind: "temp" });
+    return slots.length - 1;
+  };
+
+  let unplanned = 0;
+  const kernels: PlannedKernel[] = [];
+  items.forEach((it, i) => {
+    for (const v of it.writes) {
+      if (home.has(v)) continue;
+      if (pinned.has(v)) {
+        home.set(v, { slot: slots.length, offset: 0 });
+        slots.push({ bytes: bytesOf(v), kind: "output", name: nameOf.get(v) });
+      } else {
+        unplanned += bytesOf(v);
+        home.set(v, { slot: take(bytesOf(v)), offset: 0 });
+      }
+    }
+    if (it.alias) home.set(it.alias[0], home.get(rootOf(it.alias[1]))!);
+    const scratchSlots = it.scratch.map((s) => {
+      const bytes = Math.max(4, Math.ceil((s.length * (s.type === "f16" ? 2 : 4)) / 4) * 4);
+      unplanned += bytes;
+      return take(bytes);
+    });
+    for (const k of it.kernels) {
+      const bindings = k.bindings.map((b): SlotBinding => {
+        if ("value" in b.ref) {
+          const h = home.get(rootOf(b.ref.value));
+          if (!h) throw new Error(`internal: %${b.ref.value} read before it was written`);
+          return { slot: h.slot, offset: h.offset + b.offset, size: b.size, access: b.access };
+        }
+        return {
+          slot: scratchSlots[b.ref.scratch],
+          offset: b.offset,
+          size: b.size,
+          access: b.access,
+        };
+      });
+      const zero = it.scratch.flatMap((
+        s,
+        j,
+      ) => (s.zero && k === it.kernels[0]
+        ? [{ slot: scratchSlots[j], offset: 0, size: slots[scratchSlots[j]].bytes }]
+        : [])
+      );
+      kernels.push({
+        label: k.label,
+        ops: k.ops,
+        code: k.code,
+        workgroups: k.workgroups,
+        bindings,
+        zero,
+      });
+    }
+    // Free temps whose last reader was this item (after allocating its outputs, so a
+    // kernel never reads and writes the same buffer).
+    for (const [v, last] of lastUse) {
+      if (last !== i || pinned.has(v) || graph.values[v] === undefined) continue;
+      const h = home.get(v);
+      if (h && slots[h.slot].kind === "temp" && !free.includes(h.slot)) free.push(h.slot);
+    }
+    for (const s of scratchSlots) if (!free.includes(s)) free.push(s);
+    // Values written but never read (dead outputs of multi-output ops) are free at once.
+    for (const v of it.writes) {
+      const h = home.get(v);
+      if (
+        h && !lastUse.has(v) && !pinned.has(v) && slots[h.slot].kind === "temp" &&
+        !free.includes(h.slot)
+      ) free.push(h.slot);
+    }
+  });
+
+  const tensorAt = (v: number): PlannedTensor => {
+    const h = home.get(rootOf(v));
+    if (!h) throw new Error(`internal: %${v} has no buffer`);
+    return {
+      value: v,
+      slot: h.slot,
+      offset: h.offset,
+      shape: shapes[v],
+      dtype: graph.values[v].dtype,
+    };
+  };
+  const mapOf = (m: ReadonlyMap<string, number>) =>
+    new Map([...m].map(([k, v]) => [k, tensorAt(v)]));
+  const peakBytes = slots.filter((s) => s.kind !== "param").reduce((a, s) => a + s.bytes, 0);
+  return {
+    dims,
+    kernels,
+    slots,
+    inputs: mapOf(graph.inputs),
+    outputs: mapOf(graph.outputs),
+    params: mapOf(graph.params),
+    peakBytes,
+    unplannedBytes: unplanned,
+  };
+}
+
+/** One line per kernel and a buffer table: what `inspect` prints. */
+export function describePlan(plan: Plan): string {
+  const lines: string[] = [];
+  const dims = Object.entries(plan.dims).map(([k, v]) => `${k}=${v}`).join(", ");
+  lines.push(
+    `plan${dims ? ` (${dims})` : ""}: ${plan.kernels.length} kernels, peak ${
+      fmtBytes(plan.peakBytes)
+    } (unplanned intermediates ${fmtBytes(plan.unplannedBytes)})`,
+  );
+  plan.kernels.forEach((k, i) => {
+    const slotsUsed = k.bindings.map((b) => `${b.access === "read" ? "r" : "w"}#${b.slot}`).join(
+      " ",
+    );
+    lines.push(`  [${i}] ${k.label}  grid ${k.workgroups.join("x")}  bufs ${slotsUsed}`);
+    for (const op of k.ops) lines.push(`        ${op}`);
+  });
+  lines.push("buffers:");
+  plan.slots.forEach((s, i) => {
+    lines.push(`  #${i} ${s.kind}${s.name ? ` "${s.name}"` : ""} ${fmtBytes(s.bytes)}`);
+  });
+  for (const [name, t] of plan.inputs) {
+    lines.push(`input "${name}" ${t.dtype}${formatShape(t.shape)} → #${t.slot}`);
+  }
+  for (const [name, t] of plan.outputs) {
+    lines.push(`output "${name}" ${t.dtype}${formatShape(t.shape)} ← #${t.slot}`);
+  }
+  return lines.join("\n");
+}
+
+/** Human-readable bytes. */
+export function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1 << 20) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1 << 30) return `${(n / (1 << 20)).toFixed(1)} MiB`;
+  return `${(n / (1 << 30)).toFixed(2)} GiB`;
+}

@@ -1,0 +1,73 @@
+/**
+ * Kiln: a compute-graph compiler for Deno. Describe a model with a TypeScript DSL,
+ * compile it into fused WGSL kernels, and run it on Deno's built-in WebGPU.
+ *
+ * ```ts ignore
+ * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+ *
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 512]);
+ * const w = g.param("w", [1024, 512]);
+ * const b = g.param("b", [1024]);
+ * g.output("y", x.matmul(w, { transB: true }).add(b).silu()); // one kernel
+ *
+ * const device = await requestDevice();
+ * const exe = compile(g.build(), device, { params: { w: weights, b: bias } });
+ * const { y } = await exe.run({ x: input });
+ * console.log(exe.inspect({ T: 128 }));
+ * ```
+ *
+ * @module
+ */
+
+export { GraphBuilder, type MatmulOptions, Tensor, type TensorLike } from "./compiler/builder.ts";
+export {
+  compile,
+  type CompileOptions,
+  Executable,
+  optimize,
+  type ProfileResult,
+  type RunOptions,
+} from "./compiler/compile.ts";
+export type { KernelTiming } from "./runtime/gpu_executor.ts";
+export {
+  allocHost,
+  byteSize,
+  checkDType,
+  type DType,
+  dtypeOfHost,
+  type HostArray,
+  isFloat,
+  toHost,
+} from "./compiler/dtype.ts";
+export { type Dim, type DimBindings, formatShape, type Shape } from "./compiler/shape.ts";
+export {
+  type Attrs,
+  type AttrValue,
+  dumpGraph,
+  type Graph,
+  type Node,
+  type TensorType,
+  type Value,
+} from "./compiler/graph.ts";
+export {
+  describePlan,
+  type Plan,
+  type PlannedKernel,
+  type PlannedTensor,
+  type Slot,
+  type SlotBinding,
+  type SlotKind,
+} from "./compiler/plan.ts";
+export {
+  type CpuDevice,
+  cpuDevice,
+  type DeviceOptions,
+  type GpuDevice,
+  type KilnDevice,
+  NO_ADAPTER_HELP,
+  requestDevice,
+} from "./runtime/device.ts";
+export type { TensorData } from "./runtime/host.ts";
+export type { DeviceCaps, HostTensor } from "./ops/types.ts";
+export { type OpAttrMap, type OpName, OPS } from "./ops/registry.ts";

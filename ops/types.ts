@@ -1,0 +1,156 @@
+/**
+ * The contract every op fulfils: a shape/dtype rule, a CPU reference and a WGSL
+ * lowering, declared together in one place.
+ *
+ * @module
+ */
+
+import type { DType, HostArray } from "../compiler/dtype.ts";
+import type { AttrValue, TensorType } from "../compiler/graph.ts";
+
+/** Host-side tensor data with a concrete shape. */
+export interface HostTensor {
+  /** Elements in row-major order. */
+  readonly data: HostArray;
+  /** Concrete shape. */
+  readonly shape: readonly number[];
+  /** Element type. */
+  readonly dtype: DType;
+}
+
+/** A type whose shape has been bound to numbers. */
+export interface ConcreteType {
+  /** Concrete shape. */
+  readonly shape: readonly number[];
+  /** Element type. */
+  readonly dtype: DType;
+}
+
+/** Device limits and features a lowering may rely on. */
+export interface DeviceCaps {
+  /** `maxStorageBuffersPerShaderStage`. */
+  readonly maxStorageBuffers: number;
+  /** `maxStorageBufferBindingSize` in bytes. */
+  readonly maxBindingSize: number;
+  /** `maxComputeInvocationsPerWorkgroup`. */
+  readonly maxInvocations: number;
+  /** `maxComputeWorkgroupStorageSize` in bytes. */
+  readonly maxWorkgroupStorage: number;
+  /** `maxComputeWorkgroupsPerDimension`. */
+  readonly maxWorkgroupsPerDim: number;
+  /** `minStorageBufferOffsetAlignment` in bytes. */
+  readonly offsetAlignment: number;
+  /** `shader-f16` is enabled. */
+  readonly f16: boolean;
+  /** `subgroups` is enabled. */
+  readonly subgroups: boolean;
+}
+
+/** One operand of a kernel as a lowering sees it. */
+export interface KernelOperand extends ConcreteType {
+  /**
+   * True when the raw storage array (`in{j}` / `out{j}`) may be indexed directly;
+   * false when a fused prologue/epilogue or a split binding requires the
+   * `in{j}_load(i)` / `out{j}_store(i, v)` functions.
+   */
+  readonly direct: boolean;
+}
+
+/** Everything a kernel lowering gets: concrete operands, attributes, device caps. */
+export interface KernelContext<A> {
+  /** Attributes of the node. */
+  readonly attrs: A;
+  /** Inputs, in the node's order. */
+  readonly inputs: readonly KernelOperand[];
+  /** Outputs, in the node's order. */
+  readonly outputs: readonly KernelOperand[];
+  /** Device limits and features. */
+  readonly caps: DeviceCaps;
+}
+
+/**
+ * One WGSL kernel. `code` holds helper functions and a single
+ * `@compute ... fn main(...)` entry point but no binding declarations: it refers to
+ * `in{j}`, `in{j}_load(i: u32) -> T`, `out{j}`, `out{j}_store(i: u32, v: T)` and
+ * `scratch{j}`, and the compiler declares exactly the names the code uses.
+ */
+export interface KernelSource {
+  /** Short name for plans and profiles. */
+  readonly label: string;
+  /** WGSL source without bindings. */
+  readonly code: string;
+  /** Dispatch size. */
+  readonly workgroups: readonly [number, number, number];
+}
+
+/** A scratch buffer a multi-kernel lowering needs while it runs. */
+export interface ScratchSpec {
+  /** Size in elements. */
+  readonly length: number;
+  /** WGSL element type (`atomic<u32>` for counters). */
+  readonly type: "f32" | "f16" | "u32" | "i32" | "atomic<u32>" | "atomic<i32>";
+  /** Zero-filled before the op's first kernel runs. */
+  readonly zero?: boolean;
+}
+
+/** What a kernel lowering emits. */
+export interface KernelEmission {
+  /** Kernels to run in order. */
+  readonly kernels: readonly KernelSource[];
+  /** Scratch buffers, named `scratch{j}` in kernel code. */
+  readonly scratch?: readonly ScratchSpec[];
+}
+
+/** Lowering of an elementwise op: a WGSL expression the fuser inlines. */
+export interface ElementwiseLowering<A> {
+  /** Discriminant. */
+  readonly kind: "elementwise";
+  /**
+   * WGSL expression of the result. `args` are expressions already of the input
+   * dtypes (after broadcasting); the result must have dtype `out`.
+   */
+  expr(args: readonly string[], inputs: readonly DType[], out: DType, attrs: A): string;
+}
+
+/** Lowering of an op to one or more hand-written kernel templates. */
+export interface KernelLowering<A> {
+  /** Discriminant. */
+  readonly kind: "kernel";
+  /** Inputs that may take a fused elementwise prologue (by index), or all/none. */
+  readonly prologue: boolean | readonly number[];
+  /** Whether elementwise consumers of output 0 may be fused as its epilogue. */
+  readonly epilogue: boolean;
+  /** Emits the kernels for concrete operands. */
+  emit(ctx: KernelContext<A>): KernelEmission;
+}
+
+/** Lowering of a view op whose output shares its input's buffer (reshape). */
+export interface AliasLowering {
+  /** Discriminant. */
+  readonly kind: "alias";
+}
+
+/** Any lowering. */
+export type Lowering<A> = ElementwiseLowering<A> | KernelLowering<A> | AliasLowering;
+
+/** The full declaration of an op. All three parts are required by the type. */
+export interface OpDef<A> {
+  /** Number of inputs, or `[min, max]`. */
+  readonly arity: number | readonly [number, number];
+  /** Attribute names the op accepts (unknown ones are rejected at build time). */
+  readonly attrNames: readonly string[];
+  /**
+   * Checks attributes and input types, returns output types. Throws a TypeError or
+   * RangeError whose message names the offending operand or attribute.
+   */
+  infer(inputs: readonly TensorType[], attrs: A): TensorType[];
+  /** CPU reference on concrete host tensors; the oracle for every GPU test. */
+  reference(inputs: readonly HostTensor[], attrs: A, outputs: readonly ConcreteType[]): HostArray[];
+  /** WGSL lowering. */
+  readonly lower: Lowering<A>;
+  /** Constant folding allowed (false for ops whose output must not be precomputed). */
+  readonly foldable?: boolean;
+}
+
+/** Attribute record type used by ops. */
+export type OpAttrs = Readonly<Record<string, AttrValue>>;

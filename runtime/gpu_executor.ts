@@ -1,0 +1,283 @@
+/**
+ * Runs a plan on a WebGPU device: buffers per slot, pipelines from the device's
+ * cache, one command encoder per run, one batched readback, optional per-kernel GPU
+ * timing from timestamp queries.
+ *
+ * @module
+ */
+
+import type { Plan } from "../compiler/plan.ts";
+import type { HostArray } from "../compiler/dtype.ts";
+import { allocHost } from "../compiler/dtype.ts";
+import type { GpuDevice } from "./device.ts";
+
+/** GPU time of one kernel in a profiled run. */
+export interface KernelTiming {
+  /** Kernel label. */
+  readonly label: string;
+  /** GPU nanoseconds between the start and end of its pass. */
+  readonly ns: number;
+}
+
+function debugEnabled(): boolean {
+  try {
+    return Deno.env.get("KILN_DEBUG") === "1";
+  } catch {
+    return false;
+  }
+}
+
+/** Shared parameter buffers of one compiled graph, by name. */
+export class ParamBuffers {
+  readonly buffers: Map<string, GPUBuffer> = new Map();
+  readonly #dev: GpuDevice;
+  constructor(dev: GpuDevice) {
+    this.#dev = dev;
+  }
+  /** Uploads (or re-uploads) a parameter. */
+  set(name: string, data: HostArray, bytes: number): void {
+    let buf = this.buffers.get(name);
+    if (!buf || buf.size !== bytes) {
+      buf?.destroy();
+      buf = this.#dev.device.createBuffer({
+        label: `param ${name}`,
+        size: bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+      });
+      this.buffers.set(name, buf);
+    }
+    writePadded(this.#dev.device, buf, 0, data);
+  }
+  /** Destroys every parameter buffer. */
+  destroy(): void {
+    for (const b of this.buffers.values()) b.destroy();
+    this.buffers.clear();
+  }
+}
+
+function writePadded(device: GPUDevice, buf: GPUBuffer, offset: number, data: HostArray): void {
+  // Deno's writeBuffer panics on an empty write; an empty tensor has nothing to send.
+  if (data.byteLength === 0) return;
+  const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  if (bytes.byteLength % 4 === 0) {
+    device.queue.writeBuffer(buf, offset, bytes);
+  } else {
+    const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+    padded.set(bytes);
+    device.queue.writeBuffer(buf, offset, padded);
+  }
+}
+
+/** A plan made runnable on one device. */
+export class GpuExecutable {
+  readonly plan: Plan;
+  readonly #dev: GpuDevice;
+  readonly #buffers: GPUBuffer[];
+  readonly #owned: GPUBuffer[] = [];
+  readonly #pipelines: GPUComputePipeline[];
+  readonly #bindGroups: GPUBindGroup[];
+  readonly #staging: GPUBuffer;
+  readonly #readOffsets = new Map<string, number>();
+  readonly #readBytes: number;
+  #query?: { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer };
+
+  constructor(
+    dev: GpuDevice,
+    plan: Plan,
+    params: ParamBuffers,
+    constants: (value: number) => HostArray,
+  ) {
+    this.plan = plan;
+    this.#dev = dev;
+    const device = dev.device;
+    const debug = debugEnabled();
+    this.#buffers = plan.slots.map((slot, i) => {
+      if (slot.kind === "param") {
+        const b = params.buffers.get(slot.name!);
+        if (!b) throw new Error(`internal: param "${slot.name}" has no buffer`);
+        return b;
+      }
+      const buf = device.createBuffer({
+        label: `${slot.kind} #${i}${slot.name ? ` ${slot.name}` : ""}`,
+        size: slot.bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+      });
+      this.#owned.push(buf);
+      if (slot.kind === "const") writePadded(device, buf, 0, constants(slot.value!));
+      return buf;
+    });
+    this.#pipelines = plan.kernels.map((k) => {
+      let p = dev.pipelines.get(k.code);
+      if (!p) {
+        const t0 = performance.now();
+        const module = device.createShaderModule({ label: k.label, code: k.code });
+        const layout = device.createBindGroupLayout({
+          entries: k.bindings.map((b, j) => ({
+            binding: j,
+            visibility: GPUShaderStage.COMPUTE,
+            buffer: { type: b.access === "read" ? "read-only-storage" : "storage" },
+          })),
+        });
+        p = device.createComputePipeline({
+          label: k.label,
+          layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+          compute: { module, entryPoint: "main" },
+        });
+        dev.pipelines.set(k.code, p);
+        if (debug) {
+          console.error(
+            `[kiln] compiled ${k.label} in ${(performance.now() - t0).toFixed(1)} ms\n${k.code}`,
+          );
+        }
+      }
+      return p;
+    });
+    this.#bindGroups = plan.kernels.map((k, i) =>
+      device.createBindGroup({
+        label: k.label,
+        layout: this.#pipelines[i].getBindGroupLayout(0),
+        entries: k.bindings.map((b, j) => ({
+          binding: j,
+          resource: { buffer: this.#buffers[b.slot], offset: b.offset, size: b.size },
+        })),
+      })
+    );
+    let off = 0;
+    for (const [name, t] of plan.outputs) {
+      this.#readOffsets.set(name, off);
+      off += Math.ceil(plan.slots[t.slot].bytes / 4) * 4;
+    }
+    this.#readBytes = Math.max(off, 4);
+    this.#staging = device.createBuffer({
+      label: "readback",
+      size: this.#readBytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** Writes input data into its buffer (already checked and converted). */
+  writeInput(name: string, data: HostArray): void {
+    const t = this.plan.inputs.get(name)!;
+    writePadded(this.#dev.device, this.#buffers[t.slot], t.offset, data);
+  }
+
+  /** Records all kernels into `encoder` (no readback). Timestamps when `profile` is set. */
+  encode(encoder: GPUCommandEncoder, profile = false): void {
+    const kernels = this.plan.kernels;
+    if (profile) this.#ensureQuery();
+    let pass: GPUComputePassEncoder | undefined;
+    kernels.forEach((k, i) => {
+      const needsZero = k.zero.length > 0;
+      if (pass && (profile || needsZero)) {
+        pass.end();
+        pass = undefined;
+      }
+      for (const z of k.zero) encoder.clearBuffer(this.#buffers[z.slot], z.offset, z.size);
+      if (!pass) {
+        pass = encoder.beginComputePass(
+          profile
+            ? {
+              timestampWrites: {
+                querySet: this.#query!.set,
+                beginningOfPassWriteIndex: 2 * i,
+                endOfPassWriteIndex: 2 * i + 1,
+              },
+            }
+            : {},
+        );
+      }
+      pass.setPipeline(this.#pipelines[i]);
+      pass.setBindGroup(0, this.#bindGroups[i]);
+      pass.dispatchWorkgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
+    });
+    pass?.end();
+  }
+
+  #ensureQuery() {
+    if (this.#query) return;
+    if (!this.#dev.timestamps) {
+      throw new Error("Profiling needs the timestamp-query feature, which this adapter lacks");
+    }
+    const n = Math.max(2, this.plan.kernels.length * 2);
+    const device = this.#dev.device;
+    this.#query = {
+      set: device.createQuerySet({ type: "timestamp", count: n }),
+      resolve: device.createBuffer({
+        size: n * 8,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      }),
+      read: device.createBuffer({
+        size: n * 8,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      }),
+    };
+  }
+
+  /**
+   * Runs every kernel in one encoder and reads all outputs back with a single map.
+   * With `profile`, also returns each kernel's GPU time.
+   */
+  async run(
+    profile = false,
+  ): Promise<{ outputs: Map<string, HostArray>; timings?: KernelTiming[] }> {
+    const device = this.#dev.device;
+    const encoder = device.createCommandEncoder();
+    this.encode(encoder, profile);
+    for (const [name, t] of this.plan.outputs) {
+      const bytes = Math.ceil(this.plan.slots[t.slot].bytes / 4) * 4;
+      encoder.copyBufferToBuffer(
+        this.#buffers[t.slot],
+        t.offset,
+        this.#staging,
+        this.#readOffsets.get(name)!,
+        bytes,
+      );
+    }
+    const q = profile ? this.#query! : undefined;
+    if (q) {
+      const n = this.plan.kernels.length * 2;
+      encoder.resolveQuerySet(q.set, 0, n, q.resolve, 0);
+      encoder.copyBufferToBuffer(q.resolve, 0, q.read, 0, n * 8);
+    }
+    device.queue.submit([encoder.finish()]);
+    const maps = [this.#staging.mapAsync(GPUMapMode.READ)];
+    if (q) maps.push(q.read.mapAsync(GPUMapMode.READ));
+    await Promise.all(maps);
+    const all = this.#staging.getMappedRange();
+    const outputs = new Map<string, HostArray>();
+    for (const [name, t] of this.plan.outputs) {
+      const count = t.shape.reduce((a, b) => a * b, 1);
+      const out = allocHost(t.dtype, count);
+      const src = new Uint8Array(all, this.#readOffsets.get(name)!, out.byteLength);
+      new Uint8Array(out.buffer).set(src);
+      outputs.set(name, out);
+    }
+    this.#staging.unmap();
+    let timings: KernelTiming[] | undefined;
+    if (q) {
+      const ts = new BigInt64Array(q.read.getMappedRange().slice(0));
+      q.read.unmap();
+      timings = this.plan.kernels.map((k, i) => ({
+        label: k.label,
+        ns: Number(ts[2 * i + 1] - ts[2 * i]),
+      }));
+    }
+    return { outputs, timings };
+  }
+
+  /** Buffer of a slot (for advanced callers chaining work on the device). */
+  buffer(slot: number): GPUBuffer {
+    return this.#buffers[slot];
+  }
+
+  /** Frees the plan's own buffers (not the shared params). */
+  destroy(): void {
+    for (const b of this.#owned) b.destroy();
+    this.#staging.destroy();
+    if (this.#query) {
+      this.#query.set.destroy();
+      this.#query.resolve.destroy();
+      this.#query.read.destroy();
+    }
+  }
+}

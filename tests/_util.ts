@@ -1,0 +1,114 @@
+/**
+ * Test helpers: one shared WebGPU device, seeded random data, and comparison of a
+ * GPU run against the CPU reference of the same graph.
+ */
+
+import { compile } from "../compiler/compile.ts";
+import type { Graph } from "../compiler/graph.ts";
+import type { DType, HostArray } from "../compiler/dtype.ts";
+import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
+import type { HostTensor } from "../ops/types.ts";
+import type { TensorData } from "../runtime/host.ts";
+
+let shared: Promise<GpuDevice> | undefined;
+
+/** The test device. A missing adapter is a failure, never a skip. */
+export function gpu(): Promise<GpuDevice> {
+  shared ??= requestDevice();
+  return shared;
+}
+
+/** Mulberry32: small, seeded, good enough for test data. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random values in [lo, hi) for a dtype (integers for i32/u32). */
+export function randomData(n: number, dtype: DType, seed: number, lo = -2, hi = 2): HostArray {
+  const r = rng(seed);
+  const out = dtype === "f32"
+    ? new Float32Array(n)
+    : dtype === "f16"
+    ? new Float16Array(n)
+    : dtype === "i32"
+    ? new Int32Array(n)
+    : new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = lo + (hi - lo) * r();
+    out[i] = dtype === "i32" || dtype === "u32" ? Math.floor(dtype === "u32" ? Math.abs(v) : v) : v;
+  }
+  return out;
+}
+
+/** Max |a−b| / (atol + rtol·|b|) over all elements; ≤ 1 means within tolerance. */
+export function closeness(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  rtol: number,
+  atol: number,
+): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i], y = b[i];
+    if (Number.isNaN(x) || Number.isNaN(y)) {
+      if (Number.isNaN(x) && Number.isNaN(y)) continue;
+      return Infinity;
+    }
+    if (x === y) continue;
+    worst = Math.max(worst, Math.abs(x - y) / (atol + rtol * Math.abs(y)));
+  }
+  return worst;
+}
+
+/** Asserts elementwise closeness with a message that shows the worst element. */
+export function assertClose(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  rtol: number,
+  atol: number,
+  what = "",
+): void {
+  if (a.length !== b.length) throw new Error(`${what}: length ${a.length} vs ${b.length}`);
+  let worst = 0, at = -1;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i], y = b[i];
+    if (Number.isNaN(x) && Number.isNaN(y)) continue;
+    const e = x === y ? 0 : Math.abs(x - y) / (atol + rtol * Math.abs(y));
+    if (!(e <= worst)) {
+      worst = e;
+      at = i;
+    }
+  }
+  if (!(worst <= 1)) {
+    throw new Error(
+      `${what}: element ${at}: got ${a[at]}, expected ${b[at]} (rtol ${rtol}, atol ${atol})`,
+    );
+  }
+}
+
+/** Runs a graph on the GPU and on the CPU reference with the same inputs and params. */
+export async function runBoth(
+  graph: Graph,
+  inputs: Record<string, TensorData>,
+  params: Record<string, TensorData> = {},
+  dims: Record<string, number> = {},
+): Promise<{ gpu: Record<string, HostTensor>; cpu: Record<string, HostTensor>; kernels: number }> {
+  const dev = await gpu();
+  const g = compile(graph, dev, { params });
+  const c = compile(graph, cpuDevice(), { params });
+  try {
+    const gr = await g.run(inputs, { dims });
+    const cr = await c.run(inputs, { dims });
+    return { gpu: gr, cpu: cr, kernels: g.lastPlan!.kernels.length };
+  } finally {
+    g.dispose();
+  }
+}

@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { GraphBuilder } from "../compiler/builder.ts";
+import type { DType } from "../compiler/dtype.ts";
+import { assertClose, randomData, runBoth } from "./_util.ts";
+
+const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+async function check(
+  sa: number[],
+  sb: number[],
+  transA: boolean,
+  transB: boolean,
+  dt: DType = "f32",
+) {
+  const g = new GraphBuilder();
+  const a = g.input("a", sa, dt);
+  const b = g.input("b", sb, dt);
+  g.output("y", a.matmul(b, { transA, transB }));
+  const r = await runBoth(g.build(), {
+    a: randomData(numel(sa), dt, numel(sa)),
+    b: randomData(numel(sb), dt, numel(sb) + 1),
+  });
+  const K = transA ? sa[sa.length - 2] : sa[sa.length - 1];
+  const tol = dt === "f16" ? 1e-2 * Math.sqrt(K) : 2e-5 * Math.sqrt(K + 1);
+  assertClose(
+    r.gpu.y.data,
+    r.cpu.y.data,
+    tol,
+    tol,
+    `${dt} ${JSON.stringify(sa)}${transA ? "ᵀ" : ""} @ ${JSON.stringify(sb)}${transB ? "ᵀ" : ""}`,
+  );
+  assert.deepEqual(r.gpu.y.shape, r.cpu.y.shape);
+  return r;
+}
+
+Deno.test("matmul matches the reference on awkward sizes and every transpose", async () => {
+  for (
+    const [M, K, N] of [[1, 1, 1], [3, 17, 5], [63, 65, 17], [100, 3, 129], [1, 256, 300], [
+      5,
+      1,
+      7,
+    ]]
+  ) {
+    for (const tA of [false, true]) {
+      for (const tB of [false, true]) {
+        await check(tA ? [K, M] : [M, K], tB ? [N, K] : [K, N], tA, tB);
+      }
+    }
+  }
+});
+
+Deno.test("batched matmul broadcasts batch dimensions", async () => {
+  await check([3, 7, 9], [3, 9, 4], false, false); // full batch
+  await check([3, 7, 9], [9, 4], false, false); // weight shared
+  await check([7, 9], [2, 3, 9, 4], false, false); // A broadcast
+  await check([2, 1, 5, 6], [1, 3, 4, 6], false, true); // partial broadcast: general kernel
+});
+
+Deno.test("f16 matmul accumulates in f32", async () => {
+  await check([33, 70], [70, 19], false, false, "f16");
+  await check([4, 64], [40, 64], false, true, "f16");
+});
+
+Deno.test("matmul with an empty inner dimension gives zeros", async () => {
+  const r = await check([3, 0], [0, 4], false, false);
+  assert.deepEqual([...r.gpu.y.data], new Array(12).fill(0));
+});
+
+Deno.test("matmul + bias + silu is one kernel; an elementwise prologue fuses into the load", async () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", ["T", 40]);
+  const w = g.input("w", [24, 40]);
+  const b = g.input("b", [24]);
+  g.output("y", x.matmul(w, { transB: true }).add(b).silu());
+  const inputs = {
+    x: randomData(13 * 40, "f32", 1),
+    w: randomData(24 * 40, "f32", 2),
+    b: randomData(24, "f32", 3),
+  };
+  const r = await runBoth(g.build(), inputs);
+  assert.equal(r.kernels, 1);
+  assertClose(r.gpu.y.data, r.cpu.y.data, 1e-4, 1e-5, "epilogue");
+
+  const g2 = new GraphBuilder();
+  const x2 = g2.input("x", ["T", 40]);
+  const w2 = g2.input("w", [24, 40]);
+  g2.output("y", x2.mul(0.5).tanh().matmul(w2, { transB: true }));
+  const r2 = await runBoth(g2.build(), { x: inputs.x, w: inputs.w });
+  assert.equal(r2.kernels, 1);
+  assertClose(r2.gpu.y.data, r2.cpu.y.data, 1e-4, 1e-5, "prologue");
+});
+
+Deno.test("SwiGLU's silu·mul fuses into a gate matmul's epilogue: 3 kernels in all", async () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", ["T", 32]);
+  const w1 = g.input("w1", [48, 32]);
+  const w3 = g.input("w3", [48, 32]);
+  const w2 = g.input("w2", [32, 48]);
+  const h = x.matmul(w1, { transB: true }).silu().mul(x.matmul(w3, { transB: true }));
+  g.output("y", h.matmul(w2, { transB: true }));
+  const r = await runBoth(g.build(), {
+    x: randomData(9 * 32, "f32", 4),
+    w1: randomData(48 * 32, "f32", 5),
+    w3: randomData(48 * 32, "f32", 6),
+    w2: randomData(32 * 48, "f32", 7),
+  });
+  assert.equal(r.kernels, 3);
+  assertClose(r.gpu.y.data, r.cpu.y.data, 1e-4, 1e-4, "swiglu");
+});

@@ -30,6 +30,7 @@ export {
   type RunOptions,
 } from "./compiler/compile.ts";
 export type { KernelTiming } from "./runtime/gpu_executor.ts";
+export type { ParamBuffers } from "./runtime/gpu_executor.ts";
 export {
   allocHost,
   byteSize,
@@ -70,4 +71,14 @@ export {
 } from "./runtime/device.ts";
 export type { TensorData } from "./runtime/host.ts";
 export type { DeviceCaps, HostTensor } from "./ops/types.ts";
-export { type OpAttrMap, type OpName, OPS } from "./ops/registry.ts";
+export type { Cluster, Group, Schedule } from "./compiler/passes/fuse.ts";
+export type { OpAttrMap, OpName } from "./ops/registry.ts";
+export type { CastAttrs, NoAttrs } from "./ops/unary.ts";
+export type { ReduceAttrs } from "./ops/reduce.ts";
+export type { MatmulAttrs } from "./ops/matmul.ts";
+export type { SoftmaxAttrs } from "./ops/softmax.ts";
+export type { NormAttrs } from "./ops/norm.ts";
+export type { ConcatAttrs, ReshapeAttrs, SliceAttrs, TransposeAttrs } from "./ops/layout.ts";
+export type { CumsumAttrs } from "./ops/cumsum.ts";
+export type { TopkAttrs } from "./ops/topk.ts";
+export { GpuExecutable } from "./runtime/gpu_executor.ts";

@@ -160,7 +160,7 @@ for (const size of [256, 512, 1024, 2048]) {
   const slow = size >= 1024;
   bench(`f32 ${size}³`, "emit", s, emitMatmul(s), {
     baseline: true,
-    n: slow ? 5 : 20,
+    n: slow ? 8 : 20,
     warmup: 1,
   });
   bench(`f32 ${size}³`, "naive", s, naiveMatmul(s), {

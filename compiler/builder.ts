@@ -255,6 +255,10 @@ export class Tensor {
       reverse: options.reverse ?? false,
     })[0];
   }
+  /** This tensor with rows `pos..pos+T−1` replaced by `src` (`pos` is a u32 [1] tensor); in place on states. */
+  writeRows(src: Tensor, pos: Tensor): Tensor {
+    return this.builder.apply("write_rows", [this, src, pos], {})[0];
+  }
   /** The `k` largest along the last axis: `[values, indices]`, ties to the lower index. */
   topk(k: number): [Tensor, Tensor] {
     const [v, i] = this.builder.apply("topk", [this], { k });
@@ -286,9 +290,16 @@ export class GraphBuilder {
   #inputs = new Map<string, number>();
   #params = new Map<string, number>();
   #outputs = new Map<string, number>();
+  #states = new Map<string, number>();
+  #assigns = new Map<string, number>();
   #constants = new Map<number, ArrayLike<number>>();
 
-  #leaf(op: "input" | "param" | "const", shape: Dim[], dtype: DType, attrs: Attrs): Tensor {
+  #leaf(
+    op: "input" | "param" | "const" | "state",
+    shape: Dim[],
+    dtype: DType,
+    attrs: Attrs,
+  ): Tensor {
     const id = this.#values.length;
     const node: Node = {
       id: this.#nodes.length,
@@ -338,6 +349,51 @@ export class GraphBuilder {
     const t = this.#leaf("param", [...s], checkDType(dtype, `param "${name}"`), { name });
     this.#params.set(name, t.id);
     return t;
+  }
+
+  /**
+   * Declares persistent device state (a KV cache, an SSM state): it keeps its value
+   * between runs, starts at zero, and is updated with {@linkcode GraphBuilder.assign}.
+   */
+  state(name: string, shape: readonly Dim[], dtype: DType = "f32"): Tensor {
+    this.#checkName(name, "State", this.#states);
+    const s = checkShape(shape, `state "${name}"`);
+    const t = this.#leaf("state", [...s], checkDType(dtype, `state "${name}"`), { name });
+    this.#states.set(name, t.id);
+    return t;
+  }
+
+  /** At the end of each run, `state` takes `value` (same shape and dtype). */
+  assign(state: Tensor, value: Tensor): void {
+    const site = callSite();
+    const name = [...this.#states].find(([, id]) => id === state?.id && state.builder === this)
+      ?.[0];
+    if (name === undefined) {
+      throw atSite(
+        new TypeError("assign: first argument must be a state tensor of this graph"),
+        site,
+      );
+    }
+    if (!(value instanceof Tensor) || value.builder !== this) {
+      throw atSite(
+        new TypeError(`assign: value for state "${name}" is not a Tensor of this graph`),
+        site,
+      );
+    }
+    if (formatShape(value.shape) !== formatShape(state.shape) || value.dtype !== state.dtype) {
+      throw atSite(
+        new RangeError(
+          `assign: state "${name}" is ${state.dtype}${
+            formatShape(state.shape)
+          } but the value is ${value.dtype}${formatShape(value.shape)}`,
+        ),
+        site,
+      );
+    }
+    if (this.#assigns.has(name)) {
+      throw atSite(new TypeError(`assign: state "${name}" is assigned twice`), site);
+    }
+    this.#assigns.set(name, value.id);
   }
 
   /** A constant tensor; a single number makes a scalar of shape `[]`. */
@@ -446,7 +502,7 @@ export class GraphBuilder {
 
   /** Freezes the recorded graph. Throws if no output was named. */
   build(): Graph {
-    if (this.#outputs.size === 0) {
+    if (this.#outputs.size === 0 && this.#assigns.size === 0) {
       throw atSite(
         new TypeError("Graph has no outputs: name at least one with output()"),
         callSite(),
@@ -458,6 +514,8 @@ export class GraphBuilder {
       inputs: new Map(this.#inputs),
       params: new Map(this.#params),
       outputs: new Map(this.#outputs),
+      states: new Map(this.#states),
+      assigns: new Map(this.#assigns),
       constants: new Map(this.#constants),
     };
   }

@@ -69,7 +69,7 @@ export class KernelBuilder {
   }
 
   #type(dtype: DType | string): string {
-    if (dtype === "f16") this.usesF16 = true;
+    if (/\bf16\b/.test(dtype)) this.usesF16 = true;
     return dtype;
   }
 
@@ -84,12 +84,13 @@ export class KernelBuilder {
     count: number,
     dtype: DType | string,
     access: "read" | "read_write",
+    declType?: string,
   ): { direct: boolean; load: (i: string) => string; store: (i: string, v: string) => string } {
     const type = this.#type(dtype);
     const elem = dtype === "f16" ? 2 : 4;
     const bytes = count * elem;
     if (bytes <= this.#maxBinding) {
-      this.#declare(name, ref, 0, bytes, type, access);
+      this.#declare(name, ref, 0, bytes, declType ? this.#type(declType) : type, access);
       return {
         direct: true,
         load: (i) => `${name}[${i}]`,

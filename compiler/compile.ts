@@ -13,7 +13,7 @@ import { cse } from "./passes/cse.ts";
 import { dce } from "./passes/dce.ts";
 import { fuse, type Schedule } from "./passes/fuse.ts";
 import { buildPlan, describePlan, type Plan } from "./plan.ts";
-import { toHost } from "./dtype.ts";
+import { allocHost, toHost } from "./dtype.ts";
 import { opDef } from "../ops/registry.ts";
 import type { HostTensor } from "../ops/types.ts";
 import type { CpuDevice, GpuDevice, KilnDevice } from "../runtime/device.ts";
@@ -74,6 +74,8 @@ export class Executable {
   readonly device: KilnDevice;
   readonly #plans = new Map<string, { plan: Plan; exe?: GpuExecutable }>();
   readonly #params: ParamBuffers | undefined;
+  readonly #states: ParamBuffers | undefined;
+  readonly #cpuStates = new Map<string, HostArray>();
   readonly #paramData = new Map<string, HostArray>();
   #last?: Plan;
 
@@ -88,6 +90,7 @@ export class Executable {
     this.schedule = fuse(this.graph, { enabled: options.fusion ?? true });
     this.device = device;
     this.#params = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
+    this.#states = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
     if (options.params) this.setParams(options.params);
   }
 
@@ -270,6 +273,7 @@ export class Executable {
         e.plan,
         this.#params!,
         (v) => toHost(consts.get(v)!, this.graph.values[v].dtype),
+        this.#states,
       );
     }
     return e.exe;
@@ -278,7 +282,10 @@ export class Executable {
   async #run(inputs: Record<string, TensorData>, options: RunOptions, profile: boolean) {
     const { dims, data } = this.#bind(inputs, options);
     if (this.device.kind === "cpu") {
-      return { outputs: runCpu(this.graph, dims, data, this.#paramData), timings: undefined };
+      return {
+        outputs: runCpu(this.graph, dims, data, this.#paramData, this.#cpuStates),
+        timings: undefined,
+      };
     }
     const exe = this.#gpuExe(this.#usedDims(dims));
     this.#last = exe.plan;
@@ -295,11 +302,90 @@ export class Executable {
     return { outputs, timings: r.timings };
   }
 
+  #stateType(name: string): { shape: readonly number[]; dtype: DType } {
+    const id = this.graph.states.get(name);
+    if (id === undefined) {
+      throw new TypeError(
+        `Unknown state "${name}" (states: ${[...this.graph.states.keys()].join(", ") || "none"})`,
+      );
+    }
+    const v = this.graph.values[id];
+    const planned = this.#last?.states.get(name);
+    if (planned) return { shape: planned.shape, dtype: v.dtype };
+    if (v.shape.some((d) => typeof d === "string")) {
+      throw new RangeError(
+        `State "${name}" ${formatShape(v.shape)} has no size yet: run the graph first`,
+      );
+    }
+    return { shape: v.shape as number[], dtype: v.dtype };
+  }
+
+  /** Reads a persistent state back to the host (one round trip on a GPU). */
+  async readState(name: string): Promise<HostTensor> {
+    const { shape, dtype } = this.#stateType(name);
+    const n = numel(shape);
+    if (this.device.kind === "cpu") {
+      const data = this.#cpuStates.get(name) ?? allocHost(dtype, n);
+      return { data: data.slice(), shape, dtype };
+    }
+    const out = allocHost(dtype, n);
+    const bytes = Math.max(4, Math.ceil(out.byteLength / 4) * 4);
+    const src = this.#states!.ensure(name, bytes);
+    const device = (this.device as GpuDevice).device;
+    const staging = device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = device.createCommandEncoder();
+    enc.copyBufferToBuffer(src, 0, staging, 0, bytes);
+    device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(), 0, out.byteLength));
+    staging.destroy();
+    return { data: out, shape, dtype };
+  }
+
+  /** Overwrites a persistent state (checked like an input). */
+  writeState(name: string, data: TensorData): void {
+    const { shape, dtype } = this.#stateType(name);
+    const { values } = unpack(data, `state "${name}"`);
+    const n = numel(shape);
+    if (values.length !== n) {
+      throw new RangeError(
+        `State "${name}" ${formatShape(shape)} expects ${n} values, got ${values.length}`,
+      );
+    }
+    const arr = coerce(values, dtype, `state "${name}"`);
+    if (this.device.kind === "cpu") {
+      this.#cpuStates.set(name, arr.slice());
+      return;
+    }
+    const bytes = Math.max(4, Math.ceil(arr.byteLength / 4) * 4);
+    const padded = new Uint8Array(bytes);
+    padded.set(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
+    (this.device as GpuDevice).device.queue.writeBuffer(
+      this.#states!.ensure(name, bytes),
+      0,
+      padded,
+    );
+  }
+
+  /** Zeroes every persistent state (a new sequence). */
+  resetStates(): void {
+    this.#cpuStates.clear();
+    if (!this.#states) return;
+    const device = (this.device as GpuDevice).device;
+    const enc = device.createCommandEncoder();
+    for (const b of this.#states.buffers.values()) enc.clearBuffer(b);
+    device.queue.submit([enc.finish()]);
+  }
+
   /** Frees device buffers of every plan and the parameters. */
   dispose(): void {
     for (const e of this.#plans.values()) e.exe?.destroy();
     this.#plans.clear();
     this.#params?.destroy();
+    this.#states?.destroy();
   }
 }
 
@@ -317,6 +403,7 @@ export function runCpu(
   dims: Record<string, number>,
   inputs: ReadonlyMap<string, HostArray>,
   params: ReadonlyMap<string, HostArray>,
+  states: Map<string, HostArray> = new Map(),
 ): Record<string, HostTensor> {
   const vals = new Map<number, HostTensor>();
   const shapeOf = (id: number) =>
@@ -327,8 +414,18 @@ export function runCpu(
   for (const [name, id] of graph.params) {
     vals.set(id, { data: params.get(name)!, shape: shapeOf(id), dtype: graph.values[id].dtype });
   }
+  for (const [name, id] of graph.states) {
+    const v = graph.values[id];
+    const shape = shapeOf(id);
+    let data = states.get(name);
+    if (!data || data.length !== shape.reduce((a, b) => a * b, 1)) {
+      data = allocHost(v.dtype, shape.reduce((a, b) => a * b, 1));
+      states.set(name, data);
+    }
+    vals.set(id, { data, shape, dtype: v.dtype });
+  }
   for (const node of graph.nodes) {
-    if (node.op === "input" || node.op === "param") continue;
+    if (node.op === "input" || node.op === "param" || node.op === "state") continue;
     if (node.op === "const") {
       const v = graph.values[node.outputs[0]];
       vals.set(v.id, {
@@ -349,6 +446,8 @@ export function runCpu(
   }
   const out: Record<string, HostTensor> = {};
   for (const [name, id] of graph.outputs) out[name] = vals.get(id)!;
+  // States update after every output was taken, as on the device.
+  for (const [name, id] of graph.assigns) states.set(name, vals.get(id)!.data.slice());
   return out;
 }
 

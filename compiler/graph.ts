@@ -34,7 +34,7 @@ export type Attrs = Readonly<Record<string, AttrValue>>;
 export interface Node {
   /** Index in `Graph.nodes`. */
   readonly id: number;
-  /** Op name from the registry, or `input`, `param`, `const`. */
+  /** Op name from the registry, or `input`, `param`, `const`, `state`. */
   readonly op: string;
   /** Value ids consumed. */
   readonly inputs: readonly number[];
@@ -68,6 +68,10 @@ export interface Graph {
   readonly params: ReadonlyMap<string, number>;
   /** Output name → value id. */
   readonly outputs: ReadonlyMap<string, number>;
+  /** Persistent state name → the value that reads it at the start of a run. */
+  readonly states: ReadonlyMap<string, number>;
+  /** State name → the value written back to it at the end of a run. */
+  readonly assigns: ReadonlyMap<string, number>;
   /** Constant data by value id. */
   readonly constants: ReadonlyMap<number, ArrayLike<number>>;
 }
@@ -101,6 +105,7 @@ export function dumpGraph(graph: Graph): string {
   const nameOf = new Map<number, string>();
   for (const [name, id] of graph.inputs) nameOf.set(id, `input "${name}"`);
   for (const [name, id] of graph.params) nameOf.set(id, `param "${name}"`);
+  for (const [name, id] of graph.states) nameOf.set(id, `state "${name}"`);
   for (const n of graph.nodes) {
     const outs = n.outputs.map((v) => {
       const val = graph.values[v];
@@ -108,8 +113,12 @@ export function dumpGraph(graph: Graph): string {
     }).join(", ");
     const rhs = nameOf.get(n.outputs[0]) ??
       `${n.op}(${n.inputs.map((v) => `%${v}`).join(", ")})${formatAttrs(n.attrs)}`;
-    lines.push(`${outs} = ${rhs}${n.op === "input" || n.op === "param" ? "" : `  # ${n.site}`}`);
+    const leaf = n.op === "input" || n.op === "param" || n.op === "state";
+    const consts = n.op === "const" ? graph.constants.get(n.outputs[0]) : undefined;
+    const shown = consts && consts.length <= 8 ? `const [${Array.from(consts).join(", ")}]` : rhs;
+    lines.push(`${outs} = ${shown}${leaf ? "" : `  # ${n.site}`}`);
   }
   for (const [name, id] of graph.outputs) lines.push(`output "${name}" = %${id}`);
+  for (const [name, id] of graph.assigns) lines.push(`state "${name}" ← %${id}`);
   return lines.join("\n");
 }

@@ -15,7 +15,7 @@ import { opDef } from "../ops/registry.ts";
 import type { DeviceCaps, KernelOperand, ScratchSpec } from "../ops/types.ts";
 
 /** What a buffer slot holds. */
-export type SlotKind = "input" | "output" | "param" | "const" | "temp";
+export type SlotKind = "input" | "output" | "param" | "const" | "state" | "temp";
 
 /** One device buffer of the plan. */
 export interface Slot {
@@ -41,6 +41,18 @@ export interface SlotBinding {
   readonly access: "read" | "read_write";
 }
 
+/** A buffer operation recorded between dispatches. */
+export type BufferOp =
+  | { readonly kind: "zero"; readonly slot: number; readonly offset: number; readonly size: number }
+  | {
+    readonly kind: "copy";
+    readonly from: number;
+    readonly fromOffset: number;
+    readonly to: number;
+    readonly toOffset: number;
+    readonly size: number;
+  };
+
 /** One dispatch of the plan. */
 export interface PlannedKernel {
   /** Short name, e.g. `matmul+add+silu`. */
@@ -53,8 +65,8 @@ export interface PlannedKernel {
   readonly workgroups: readonly [number, number, number];
   /** Buffers bound, in binding order. */
   readonly bindings: readonly SlotBinding[];
-  /** Ranges to zero before this kernel runs (scratch that starts at zero). */
-  readonly zero: readonly { slot: number; offset: number; size: number }[];
+  /** Buffer operations before this kernel: zeroing scratch, copies for in-place ops. */
+  readonly before: readonly BufferOp[];
 }
 
 /** Where a named input or output lives and what it looks like. */
@@ -85,6 +97,10 @@ export interface Plan {
   readonly outputs: ReadonlyMap<string, PlannedTensor>;
   /** Named params. */
   readonly params: ReadonlyMap<string, PlannedTensor>;
+  /** Named persistent states. */
+  readonly states: ReadonlyMap<string, PlannedTensor>;
+  /** Copies after the last kernel: new state values into their state buffers. */
+  readonly after: readonly BufferOp[];
   /** Bytes of all non-param buffers (inputs, outputs, intermediates, constants). */
   readonly peakBytes: number;
   /** Bytes of intermediates if nothing were reused, for comparison. */
@@ -111,6 +127,8 @@ interface Work {
   readonly writes: readonly number[];
   /** For alias items: [output, input]. */
   readonly alias?: readonly [number, number];
+  /** In-place pairs [output value, input value] of a kernel op. */
+  readonly inplace?: readonly (readonly [number, number])[];
 }
 
 const WG = 256;
@@ -335,7 +353,14 @@ function emitKernelGroup(
           };\n}`,
         );
       } else {
-        const acc = kb.bind(`in${j}`, { value: v }, numel(shapeOf(v)), val.dtype, "read");
+        const acc = kb.bind(
+          `in${j}`,
+          { value: v },
+          numel(shapeOf(v)),
+          val.dtype,
+          "read",
+          src.arrayTypes?.[`in${j}`],
+        );
         kb.fns.set(
           `in${j}_load`,
           `fn in${j}_load(i: u32) -> ${val.dtype} { return ${acc.load("i")}; }`,
@@ -367,7 +392,14 @@ function emitKernelGroup(
           `fn out0_store(i: u32, v: ${val.dtype}) {\n${lines.join("\n")}\n${stores.join("\n")}\n}`,
         );
       } else {
-        const acc = kb.bind(`out${j}`, { value: v }, numel(shapeOf(v)), val.dtype, "read_write");
+        const acc = kb.bind(
+          `out${j}`,
+          { value: v },
+          numel(shapeOf(v)),
+          val.dtype,
+          "read_write",
+          src.arrayTypes?.[`out${j}`],
+        );
         kb.fns.set(
           `out${j}_store`,
           `fn out${j}_store(i: u32, v: ${val.dtype}) { ${acc.store("i", "v")} }`,
@@ -375,7 +407,14 @@ function emitKernelGroup(
       }
     });
     scratch.forEach((s, j) => {
-      kb.bind(`scratch${j}`, { scratch: j }, s.length, s.type, "read_write");
+      kb.bind(
+        `scratch${j}`,
+        { scratch: j },
+        s.length,
+        s.type,
+        "read_write",
+        src.arrayTypes?.[`scratch${j}`],
+      );
     });
     // Prologue/epilogue functions are only kept when the template calls them.
     const reachable = fns.filter((f) =>
@@ -390,7 +429,10 @@ function emitKernelGroup(
       bindings,
     };
   });
-  return { kernels, scratch, writes };
+  const inplace = (def.lower.inplace ?? []).map(([o, i]) =>
+    [node.outputs[o], node.inputs[i]] as const
+  );
+  return { kernels, scratch, writes, inplace };
 }
 
 function labelOf(base: string, g: Extract<Group, { kind: "kernel" }>): string {
@@ -423,13 +465,23 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
     home.set(v, { slot: slots.length, offset: 0 });
     slots.push({ bytes: bytesOf(v), kind: "param", name });
   }
+  const stateSlot = new Map<string, number>();
+  for (const [name, v] of graph.states) {
+    home.set(v, { slot: slots.length, offset: 0 });
+    stateSlot.set(name, slots.length);
+    slots.push({ bytes: bytesOf(v), kind: "state", name });
+  }
+  const assignOf = new Map<number, string>();
+  for (const [name, v] of graph.assigns) assignOf.set(v, name);
+  const stateValue = (name: string) => graph.states.get(name)!;
   // Constants get a buffer only if some kernel binds them or they are outputs
   // (scalars are inlined as WGSL literals and need none).
-  const boundConsts = new Set<number>(outputs);
+  const boundConsts = new Set<number>([...outputs, ...graph.assigns.values()]);
   for (const it of items) {
     for (const k of it.kernels) {
       for (const b of k.bindings) if ("value" in b.ref) boundConsts.add(b.ref.value);
     }
+    for (const [, inp] of it.inplace ?? []) boundConsts.add(inp);
   }
   for (const node of graph.nodes) {
     if (node.op !== "const") continue;
@@ -439,16 +491,17 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
     slots.push({ bytes: bytesOf(v), kind: "const", value: v });
   }
 
-  // Last item that reads each root value.
+  // Last item that reads each root value (an in-place op reads its input).
   const lastUse = new Map<number, number>();
+  const use = (v: number, i: number) => lastUse.set(v, Math.max(lastUse.get(v) ?? i, i));
   items.forEach((it, i) => {
     for (const k of it.kernels) {
-      for (const b of k.bindings) if ("value" in b.ref) lastUse.set(rootOf(b.ref.value), i);
+      for (const b of k.bindings) if ("value" in b.ref) use(rootOf(b.ref.value), i);
     }
-    if (it.alias) {
-      lastUse.set(rootOf(it.alias[1]), Math.max(lastUse.get(rootOf(it.alias[1])) ?? i, i));
-    }
+    for (const [, inp] of it.inplace ?? []) use(rootOf(inp), i);
+    if (it.alias) use(rootOf(it.alias[1]), i);
   });
+  for (const v of outputs) use(rootOf(v), items.length);
 
   const free: number[] = [];
   const take = (bytes: number): number => {
@@ -470,22 +523,68 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
 
   let unplanned = 0;
   const kernels: PlannedKernel[] = [];
-  items.forEach((it, i) => {
-    for (const v of it.writes) {
-      if (home.has(v)) continue;
-      if (pinned.has(v)) {
-        home.set(v, { slot: slots.length, offset: 0 });
-        slots.push({ bytes: bytesOf(v), kind: "output", name: nameOf.get(v) });
-      } else {
-        unplanned += bytesOf(v);
-        home.set(v, { slot: take(bytesOf(v)), offset: 0 });
+  let pending: BufferOp[] = [];
+  /** Where value v goes: a state it is assigned to (once that state's old value is dead), an output slot, or a temp. */
+  const place = (v: number, i: number) => {
+    const st = assignOf.get(v);
+    if (st !== undefined && !pinned.has(v)) {
+      const old = rootOf(stateValue(st));
+      if ((lastUse.get(old) ?? -1) < i) {
+        home.set(v, { slot: stateSlot.get(st)!, offset: 0 });
+        return;
       }
     }
+    if (pinned.has(v)) {
+      home.set(v, { slot: slots.length, offset: 0 });
+      slots.push({ bytes: bytesOf(v), kind: "output", name: nameOf.get(v) });
+    } else {
+      unplanned += bytesOf(v);
+      home.set(v, { slot: take(bytesOf(v)), offset: 0 });
+    }
+  };
+  const transferred = new Set<number>();
+  items.forEach((it, i) => {
+    for (const [out, inp] of it.inplace ?? []) {
+      // The output may take over the input's buffer when nothing reads the input
+      // later: a temp, or a state whose new value is exactly this output.
+      const r = rootOf(inp);
+      const h = home.get(r)!;
+      const kind = slots[h.slot].kind;
+      const st = assignOf.get(out);
+      const mayTake = lastUse.get(r) === i && !pinned.has(r) && !pinned.has(out) &&
+        (kind === "temp" || (kind === "state" && st !== undefined && stateSlot.get(st) === h.slot));
+      if (mayTake) {
+        home.set(out, h);
+        transferred.add(r);
+      } else {
+        place(out, i);
+        const to = home.get(out)!;
+        pending.push({
+          kind: "copy",
+          from: h.slot,
+          fromOffset: h.offset,
+          to: to.slot,
+          toOffset: to.offset,
+          size: bytesOf(out),
+        });
+      }
+    }
+    for (const v of it.writes) if (!home.has(v)) place(v, i);
     if (it.alias) home.set(it.alias[0], home.get(rootOf(it.alias[1]))!);
     const scratchSlots = it.scratch.map((s) => {
       const bytes = Math.max(4, Math.ceil((s.length * (s.type === "f16" ? 2 : 4)) / 4) * 4);
       unplanned += bytes;
       return take(bytes);
+    });
+    it.scratch.forEach((s, j) => {
+      if (s.zero) {
+        pending.push({
+          kind: "zero",
+          slot: scratchSlots[j],
+          offset: 0,
+          size: slots[scratchSlots[j]].bytes,
+        });
+      }
     });
     for (const k of it.kernels) {
       const bindings = k.bindings.map((b): SlotBinding => {
@@ -501,26 +600,20 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
           access: b.access,
         };
       });
-      const zero = it.scratch.flatMap((
-        s,
-        j,
-      ) => (s.zero && k === it.kernels[0]
-        ? [{ slot: scratchSlots[j], offset: 0, size: slots[scratchSlots[j]].bytes }]
-        : [])
-      );
       kernels.push({
         label: k.label,
         ops: k.ops,
         code: k.code,
         workgroups: k.workgroups,
         bindings,
-        zero,
+        before: pending,
       });
+      pending = [];
     }
     // Free temps whose last reader was this item (after allocating its outputs, so a
     // kernel never reads and writes the same buffer).
     for (const [v, last] of lastUse) {
-      if (last !== i || pinned.has(v) || graph.values[v] === undefined) continue;
+      if (last !== i || pinned.has(v) || transferred.has(v)) continue;
       const h = home.get(v);
       if (h && slots[h.slot].kind === "temp" && !free.includes(h.slot)) free.push(h.slot);
     }
@@ -529,11 +622,28 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
     for (const v of it.writes) {
       const h = home.get(v);
       if (
-        h && !lastUse.has(v) && !pinned.has(v) && slots[h.slot].kind === "temp" &&
+        h && !lastUse.has(v) && !pinned.has(v) && !assignOf.has(v) &&
+        slots[h.slot].kind === "temp" &&
         !free.includes(h.slot)
       ) free.push(h.slot);
     }
   });
+  // New state values that could not be written in place are copied at the end.
+  const after: BufferOp[] = [...pending];
+  for (const [name, v] of graph.assigns) {
+    const h = home.get(rootOf(v));
+    if (!h) throw new Error(`internal: state "${name}" value has no buffer`);
+    const to = stateSlot.get(name)!;
+    if (h.slot === to && h.offset === 0) continue;
+    after.push({
+      kind: "copy",
+      from: h.slot,
+      fromOffset: h.offset,
+      to,
+      toOffset: 0,
+      size: bytesOf(v),
+    });
+  }
 
   const tensorAt = (v: number): PlannedTensor => {
     const h = home.get(rootOf(v));
@@ -556,6 +666,8 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
     inputs: mapOf(graph.inputs),
     outputs: mapOf(graph.outputs),
     params: mapOf(graph.params),
+    states: mapOf(graph.states),
+    after,
     peakBytes,
     unplannedBytes: unplanned,
   };

@@ -29,6 +29,7 @@ export interface CumsumAttrs {
   readonly exclusive: boolean;
   /** Scan from the end. */
   readonly reverse: boolean;
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number | boolean;
 }
 

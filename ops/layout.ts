@@ -96,6 +96,7 @@ export function bindingCount(count: number, dtype: DType, caps: DeviceCaps): num
 export interface ReshapeAttrs {
   /** Target shape; one entry may be -1 (inferred). */
   readonly shape: readonly Dim[];
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: readonly Dim[];
 }
 
@@ -155,6 +156,7 @@ export const reshape: OpDef<ReshapeAttrs> = {
 export interface TransposeAttrs {
   /** Output axis i is input axis perm[i]. */
   readonly perm: readonly number[];
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: readonly number[];
 }
 
@@ -275,6 +277,7 @@ export interface SliceAttrs {
   readonly start: number;
   /** One past the last index kept. */
   readonly end: number;
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number;
 }
 
@@ -342,6 +345,7 @@ export const slice: OpDef<SliceAttrs> = {
 export interface ConcatAttrs {
   /** Axis joined along. */
   readonly axis: number;
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number;
 }
 

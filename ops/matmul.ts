@@ -19,6 +19,7 @@ export interface MatmulAttrs {
   readonly transA: boolean;
   /** B is stored [..., N, K] (PyTorch Linear weight layout). */
   readonly transB: boolean;
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: boolean;
 }
 

@@ -24,6 +24,7 @@ import { dispatchGrid, rowWorkgroup, wgslTree } from "./reduce.ts";
 export interface NormAttrs {
   /** Added to the variance before the square root. */
   readonly eps: number;
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number;
 }
 

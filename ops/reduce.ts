@@ -34,6 +34,7 @@ export interface ReduceAttrs {
   readonly axis: number;
   /** Keep the reduced axis as size 1. */
   readonly keepdims: boolean;
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number | boolean;
 }
 

@@ -17,56 +17,102 @@ import * as l from "./layout.ts";
 import { gather } from "./gather.ts";
 import { cumsum, type CumsumAttrs } from "./cumsum.ts";
 import { topk, type TopkAttrs } from "./topk.ts";
-
-type N = u.NoAttrs;
+import { writeRows } from "./write_rows.ts";
 
 /** Every op Kiln knows, with its attribute type. */
 export interface OpAttrMap {
-  neg: N;
-  abs: N;
-  exp: N;
-  log: N;
-  sqrt: N;
-  rsqrt: N;
-  tanh: N;
-  sigmoid: N;
-  silu: N;
-  gelu: N;
-  gelu_erf: N;
-  softplus: N;
-  relu: N;
+  /** Attributes of `neg`. */
+  neg: u.NoAttrs;
+  /** Attributes of `abs`. */
+  abs: u.NoAttrs;
+  /** Attributes of `exp`. */
+  exp: u.NoAttrs;
+  /** Attributes of `log`. */
+  log: u.NoAttrs;
+  /** Attributes of `sqrt`. */
+  sqrt: u.NoAttrs;
+  /** Attributes of `rsqrt`. */
+  rsqrt: u.NoAttrs;
+  /** Attributes of `tanh`. */
+  tanh: u.NoAttrs;
+  /** Attributes of `sigmoid`. */
+  sigmoid: u.NoAttrs;
+  /** Attributes of `silu`. */
+  silu: u.NoAttrs;
+  /** Attributes of `gelu`. */
+  gelu: u.NoAttrs;
+  /** Attributes of `gelu_erf`. */
+  gelu_erf: u.NoAttrs;
+  /** Attributes of `softplus`. */
+  softplus: u.NoAttrs;
+  /** Attributes of `relu`. */
+  relu: u.NoAttrs;
+  /** Attributes of `cast`. */
   cast: u.CastAttrs;
-  add: N;
-  sub: N;
-  mul: N;
-  div: N;
-  pow: N;
-  maximum: N;
-  minimum: N;
-  equal: N;
-  not_equal: N;
-  less: N;
-  less_equal: N;
-  greater: N;
-  greater_equal: N;
-  where: N;
+  /** Attributes of `add`. */
+  add: u.NoAttrs;
+  /** Attributes of `sub`. */
+  sub: u.NoAttrs;
+  /** Attributes of `mul`. */
+  mul: u.NoAttrs;
+  /** Attributes of `div`. */
+  div: u.NoAttrs;
+  /** Attributes of `pow`. */
+  pow: u.NoAttrs;
+  /** Attributes of `maximum`. */
+  maximum: u.NoAttrs;
+  /** Attributes of `minimum`. */
+  minimum: u.NoAttrs;
+  /** Attributes of `equal`. */
+  equal: u.NoAttrs;
+  /** Attributes of `not_equal`. */
+  not_equal: u.NoAttrs;
+  /** Attributes of `less`. */
+  less: u.NoAttrs;
+  /** Attributes of `less_equal`. */
+  less_equal: u.NoAttrs;
+  /** Attributes of `greater`. */
+  greater: u.NoAttrs;
+  /** Attributes of `greater_equal`. */
+  greater_equal: u.NoAttrs;
+  /** Attributes of `where`. */
+  where: u.NoAttrs;
+  /** Attributes of `sum`. */
   sum: r.ReduceAttrs;
+  /** Attributes of `mean`. */
   mean: r.ReduceAttrs;
+  /** Attributes of `max`. */
   max: r.ReduceAttrs;
+  /** Attributes of `min`. */
   min: r.ReduceAttrs;
+  /** Attributes of `argmax`. */
   argmax: r.ReduceAttrs;
+  /** Attributes of `logsumexp`. */
   logsumexp: r.ReduceAttrs;
+  /** Attributes of `matmul`. */
   matmul: MatmulAttrs;
+  /** Attributes of `softmax`. */
   softmax: SoftmaxAttrs;
+  /** Attributes of `rmsnorm`. */
   rmsnorm: NormAttrs;
+  /** Attributes of `layernorm`. */
   layernorm: NormAttrs;
+  /** Attributes of `reshape`. */
   reshape: l.ReshapeAttrs;
+  /** Attributes of `transpose`. */
   transpose: l.TransposeAttrs;
+  /** Attributes of `slice`. */
   slice: l.SliceAttrs;
+  /** Attributes of `concat`. */
   concat: l.ConcatAttrs;
-  gather: N;
+  /** Attributes of `gather`. */
+  gather: u.NoAttrs;
+  /** Attributes of `cumsum`. */
   cumsum: CumsumAttrs;
+  /** Attributes of `topk`. */
   topk: TopkAttrs;
+  /** Attributes of `write_rows`. */
+  write_rows: u.NoAttrs;
 }
 
 /** Name of a registered op. */
@@ -119,6 +165,7 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   gather,
   cumsum,
   topk,
+  write_rows: writeRows,
 };
 
 /** Looks an op up by name; throws a TypeError naming unknown ops. */

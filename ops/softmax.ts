@@ -24,6 +24,7 @@ import { dispatchGrid, F32_LOWEST, rowWorkgroup, splitAxis, wgslTree } from "./r
 export interface SoftmaxAttrs {
   /** Axis normalised over. */
   readonly axis: number;
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number;
 }
 

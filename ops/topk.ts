@@ -31,6 +31,7 @@ export const TOPK_MAX_K = 64;
 export interface TopkAttrs {
   /** How many to keep. */
   readonly k: number;
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number;
 }
 

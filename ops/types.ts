@@ -81,6 +81,12 @@ export interface KernelSource {
   readonly code: string;
   /** Dispatch size. */
   readonly workgroups: readonly [number, number, number];
+  /**
+   * Element types for raw arrays that differ from the operand dtype, e.g.
+   * `{ in2: "vec4<f32>" }` to read a weight four floats at a time. Only valid for
+   * operands that are `direct`; the byte size stays that of the operand.
+   */
+  readonly arrayTypes?: Readonly<Record<string, string>>;
 }
 
 /** A scratch buffer a multi-kernel lowering needs while it runs. */
@@ -120,6 +126,14 @@ export interface KernelLowering<A> {
   readonly prologue: boolean | readonly number[];
   /** Whether elementwise consumers of output 0 may be fused as its epilogue. */
   readonly epilogue: boolean;
+  /**
+   * In-place pairs `[output, input]`: the output starts as a copy of the input and
+   * the kernels read and write it through `out{o}` only (never binding `in{i}`).
+   * The planner lets the output take over the input's buffer when nothing reads the
+   * input afterwards (a KV-cache append then writes only the new rows), and copies
+   * the input first otherwise.
+   */
+  readonly inplace?: readonly (readonly [number, number])[];
   /** Emits the kernels for concrete operands. */
   emit(ctx: KernelContext<A>): KernelEmission;
 }

@@ -144,6 +144,7 @@ export const softplus: OpDef<NoAttrs> = floatUnary(
 export interface CastAttrs {
   /** Target dtype. */
   readonly to: DType;
+  /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: DType;
 }
 

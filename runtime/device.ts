@@ -47,7 +47,7 @@ export interface DeviceOptions {
 }
 
 /** Message shown when no WebGPU adapter exists; says how to get one. */
-export const NO_ADAPTER_HELP =
+export const NO_ADAPTER_HELP: string =
   "No WebGPU adapter found. On a headless Linux machine install a Vulkan driver — " +
   "for a software adapter `apt-get install -y mesa-vulkan-drivers` (lavapipe) — and run " +
   "Deno 2.x with a writable XDG_RUNTIME_DIR. Or pass `cpuDevice()` to run the CPU reference.";

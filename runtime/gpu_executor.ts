@@ -27,10 +27,12 @@ function debugEnabled(): boolean {
   }
 }
 
-/** Shared parameter buffers of one compiled graph, by name. */
+/** Named device buffers shared by every plan of one compiled graph: params and states. */
 export class ParamBuffers {
+  /** Device buffer of each parameter, by name. */
   readonly buffers: Map<string, GPUBuffer> = new Map();
   readonly #dev: GpuDevice;
+  /** Makes an empty set of parameter buffers on `dev`. */
   constructor(dev: GpuDevice) {
     this.#dev = dev;
   }
@@ -48,6 +50,22 @@ export class ParamBuffers {
     }
     writePadded(this.#dev.device, buf, 0, data);
   }
+  /** Returns the buffer `name`, creating it zero-filled (or re-creating it) at `bytes`. */
+  ensure(name: string, bytes: number): GPUBuffer {
+    let buf = this.buffers.get(name);
+    if (!buf || buf.size !== bytes) {
+      buf?.destroy();
+      // New buffers are zero-filled by WebGPU.
+      buf = this.#dev.device.createBuffer({
+        label: `state ${name}`,
+        size: bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+      });
+      this.buffers.set(name, buf);
+    }
+    return buf;
+  }
+
   /** Destroys every parameter buffer. */
   destroy(): void {
     for (const b of this.buffers.values()) b.destroy();
@@ -70,6 +88,7 @@ function writePadded(device: GPUDevice, buf: GPUBuffer, offset: number, data: Ho
 
 /** A plan made runnable on one device. */
 export class GpuExecutable {
+  /** The plan this executable runs. */
   readonly plan: Plan;
   readonly #dev: GpuDevice;
   readonly #buffers: GPUBuffer[];
@@ -81,11 +100,13 @@ export class GpuExecutable {
   readonly #readBytes: number;
   #query?: { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer };
 
+  /** Creates buffers, pipelines and bind groups for `plan` (use `Executable.prepare`). */
   constructor(
     dev: GpuDevice,
     plan: Plan,
     params: ParamBuffers,
     constants: (value: number) => HostArray,
+    states?: ParamBuffers,
   ) {
     this.plan = plan;
     this.#dev = dev;
@@ -96,6 +117,10 @@ export class GpuExecutable {
         const b = params.buffers.get(slot.name!);
         if (!b) throw new Error(`internal: param "${slot.name}" has no buffer`);
         return b;
+      }
+      if (slot.kind === "state") {
+        if (!states) throw new Error(`internal: state "${slot.name}" without state buffers`);
+        return states.ensure(slot.name!, slot.bytes);
       }
       const buf = device.createBuffer({
         label: `${slot.kind} #${i}${slot.name ? ` ${slot.name}` : ""}`,
@@ -167,12 +192,12 @@ export class GpuExecutable {
     if (profile) this.#ensureQuery();
     let pass: GPUComputePassEncoder | undefined;
     kernels.forEach((k, i) => {
-      const needsZero = k.zero.length > 0;
-      if (pass && (profile || needsZero)) {
+      // Buffer operations must sit between compute passes.
+      if (pass && (profile || k.before.length > 0)) {
         pass.end();
         pass = undefined;
       }
-      for (const z of k.zero) encoder.clearBuffer(this.#buffers[z.slot], z.offset, z.size);
+      this.#bufferOps(encoder, k.before);
       if (!pass) {
         pass = encoder.beginComputePass(
           profile
@@ -191,6 +216,22 @@ export class GpuExecutable {
       pass.dispatchWorkgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
     });
     pass?.end();
+    this.#bufferOps(encoder, this.plan.after);
+  }
+
+  #bufferOps(encoder: GPUCommandEncoder, ops: Plan["after"]): void {
+    for (const op of ops) {
+      if (op.kind === "zero") encoder.clearBuffer(this.#buffers[op.slot], op.offset, op.size);
+      else {
+        encoder.copyBufferToBuffer(
+          this.#buffers[op.from],
+          op.fromOffset,
+          this.#buffers[op.to],
+          op.toOffset,
+          op.size,
+        );
+      }
+    }
   }
 
   #ensureQuery() {

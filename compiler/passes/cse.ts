@@ -14,7 +14,7 @@ export function cse(graph: Graph): Graph {
   const rw = new Rewriter(graph);
   const seen = new Map<string, readonly number[]>();
   for (const node of graph.nodes) {
-    if (node.op === "input" || node.op === "param") {
+    if (node.op === "input" || node.op === "param" || node.op === "state") {
       rw.keep(node);
       continue;
     }

@@ -11,7 +11,9 @@ import { Rewriter } from "./rewrite.ts";
 /** Removes nodes that no graph output depends on. */
 export function dce(graph: Graph): Graph {
   const live = new Set<number>();
-  const stack = [...graph.outputs.values()].map((v) => graph.values[v].node);
+  const stack = [...graph.outputs.values(), ...graph.assigns.values()].map((v) =>
+    graph.values[v].node
+  );
   while (stack.length) {
     const n = stack.pop()!;
     if (live.has(n)) continue;
@@ -20,7 +22,8 @@ export function dce(graph: Graph): Graph {
   }
   const rw = new Rewriter(graph);
   for (const node of graph.nodes) {
-    if (!live.has(node.id) && node.op !== "input" && node.op !== "param") continue;
+    const leaf = node.op === "input" || node.op === "param" || node.op === "state";
+    if (!live.has(node.id) && !leaf) continue;
     const n = rw.keep(node);
     if (node.op === "const") rw.constants.set(n.outputs[0], graph.constants.get(node.outputs[0])!);
   }

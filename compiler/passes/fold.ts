@@ -30,7 +30,8 @@ export function fold(graph: Graph): Graph {
     }
     const ins = node.inputs.map((v) => data.get(v));
     const outs = node.outputs.map((v) => graph.values[v]);
-    const def = node.op === "input" || node.op === "param" ? undefined : opDef(node.op);
+    const leaf = node.op === "input" || node.op === "param" || node.op === "state";
+    const def = leaf ? undefined : opDef(node.op);
     const foldable = def && def.foldable !== false && node.inputs.length > 0 &&
       ins.every((t) => t !== undefined) &&
       outs.every((o) => isConcrete(o.shape) && numel(o.shape) <= FOLD_LIMIT);

@@ -58,7 +58,8 @@ export interface FuseOptions {
 export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
   const enabled = options.enabled ?? true;
   const uses = consumers(graph);
-  const outputs = new Set(graph.outputs.values());
+  // Values written back to state must be materialised, like outputs.
+  const outputs = new Set([...graph.outputs.values(), ...graph.assigns.values()]);
   const producer = (v: number) => graph.values[v].node;
 
   // --- 1. elementwise clusters -------------------------------------------------
@@ -132,6 +133,8 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     if (loweringKind(node.op) !== "kernel") continue;
     const lower = opDef(node.op).lower;
     if (lower.kind !== "kernel" || !lower.epilogue) continue;
+    // An in-place output is written through its raw buffer, so no epilogue can wrap it.
+    if (lower.inplace?.some(([o]) => o === 0)) continue;
     const v = node.outputs[0];
     if (outputs.has(v)) continue;
     const users = uses.get(v) ?? [];
@@ -150,7 +153,9 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     const lower = opDef(node.op).lower;
     if (lower.kind !== "kernel" || lower.prologue === false) continue;
     const pro: (number | undefined)[] = node.inputs.map((v, j) => {
-      const allowed = lower.prologue === true || (lower.prologue as readonly number[]).includes(j);
+      const allowed =
+        (lower.prologue === true || (lower.prologue as readonly number[]).includes(j)) &&
+        !lower.inplace?.some(([, i]) => i === j);
       const cid = clusterOf.get(producer(v));
       if (!allowed || cid === undefined || absorbed.has(cid) || outputs.has(v)) return undefined;
       const info = clusterInfo(cid);

@@ -78,6 +78,8 @@ export class Rewriter {
       inputs: remap(this.source.inputs),
       params: remap(this.source.params),
       outputs: remap(this.source.outputs),
+      states: remap(this.source.states),
+      assigns: remap(this.source.assigns),
       constants: this.constants,
     };
   }

@@ -1,0 +1,604 @@
+/**
+ * A Hugging Face `tokenizer.json` tokenizer in plain TypeScript, for the two schemes
+ * Kiln's models use:
+ *
+ * - byte-level BPE (GPT-2 / GPT-NeoX for Mamba, and the `Sequence[Split, ByteLevel]`
+ *   form of Qwen, DeepSeek and Llama-3);
+ * - SentencePiece-style BPE with byte fallback (Llama, Mistral, Mixtral, Jamba), with
+ *   either the `Prepend`/`Replace` normalizers or the legacy `Metaspace` pre-tokenizer.
+ *
+ * Added tokens are found before the model runs, `TemplateProcessing` adds BOS/EOS when
+ * asked, and a {@link StreamDecoder} turns generated ids into text without ever emitting
+ * half a character.
+ *
+ * @module
+ */
+
+import { type AddedToken, AddedTokenMatcher } from "./tokenizer_added.ts";
+import { BpeModel } from "./tokenizer_bpe.ts";
+import {
+  asArray,
+  asObject,
+  asString,
+  type Decoder,
+  describe,
+  JsonPath,
+  type Normalizer,
+  optBool,
+  optString,
+  parseDecoder,
+  parseNormalizer,
+  parsePreTokenizer,
+  type PreTokenizer,
+} from "./tokenizer_parts.ts";
+
+/** Options of {@link Tokenizer.fromJSON}. */
+export interface TokenizerOptions {
+  /** Names the file in error messages (default `"tokenizer.json"`). */
+  source?: string;
+  /** The BOS token's text, when the tokenizer.json alone does not say (tokenizer_config.json does). */
+  bosToken?: string;
+  /** The EOS token's text, when the tokenizer.json alone does not say (tokenizer_config.json does). */
+  eosToken?: string;
+}
+
+/** Options of {@link Tokenizer.encode}. */
+export interface EncodeOptions {
+  /** Adds the post-processor's special tokens (BOS/EOS); default false. */
+  addSpecialTokens?: boolean;
+  /** Treats special added tokens in the text as plain text (a guard against prompt injection); default false. */
+  splitSpecialTokens?: boolean;
+}
+
+/** Options of {@link Tokenizer.decode} and {@link Tokenizer.decoder}. */
+export interface DecodeOptions {
+  /** Leaves out added tokens marked `special`; default false. */
+  skipSpecialTokens?: boolean;
+}
+
+/** A post-processor: adds special tokens around one sequence's ids. */
+interface PostProcessor {
+  apply(ids: number[]): number[];
+  /** Special ids the template puts before the sequence. */
+  before: number[];
+  /** Special ids the template puts after the sequence. */
+  after: number[];
+}
+
+const POST_PROCESSORS = [
+  "TemplateProcessing",
+  "ByteLevel",
+  "Sequence",
+  "RobertaProcessing",
+  "BertProcessing",
+];
+const BOS_NAMES = [
+  "<s>",
+  "<|begin_of_text|>",
+  "<｜begin▁of▁sentence｜>",
+  "<bos>",
+  "<|startoftext|>",
+];
+const EOS_NAMES = ["</s>", "<|end_of_text|>", "<|endoftext|>", "<｜end▁of▁sentence｜>", "<eos>"];
+
+/**
+ * A tokenizer loaded from a Hugging Face `tokenizer.json`.
+ *
+ * @example
+ * ```ts
+ * const tok = await Tokenizer.fromFile("models/tokenizer.json");
+ * const ids = tok.encode("Hello world", { addSpecialTokens: true });
+ * tok.decode(ids, { skipSpecialTokens: true }); // "Hello world"
+ * ```
+ */
+export class Tokenizer {
+  /** Number of ids: one past the largest id of the model vocabulary and the added tokens. */
+  readonly vocabSize: number;
+  /** The beginning-of-sequence id, if known. */
+  readonly bosId?: number;
+  /** The end-of-sequence id, if known. */
+  readonly eosId?: number;
+
+  readonly #model: BpeModel;
+  readonly #normalizer: Normalizer | undefined;
+  readonly #preTokenizer: PreTokenizer | undefined;
+  readonly #decoder: Decoder | undefined;
+  readonly #post: PostProcessor | undefined;
+  readonly #idToToken: string[];
+  readonly #vocab: Map<string, number>;
+  readonly #addedToId = new Map<string, number>();
+  readonly #specialIds: Set<number>;
+  /** [raw, normalized] matchers for all added tokens, then for non-special ones only. */
+  readonly #matchAll: [AddedTokenMatcher, AddedTokenMatcher];
+  readonly #matchPlain: [AddedTokenMatcher, AddedTokenMatcher];
+
+  private constructor(json: Record<string, unknown>, options: TokenizerOptions) {
+    const root = new JsonPath(options.source ?? "tokenizer.json", "");
+    const modelAt = root.key("model");
+    const model = asObject(json.model, modelAt);
+    const type = model.type === undefined
+      ? (model.merges !== undefined ? "BPE" : undefined)
+      : model.type;
+    if (type !== "BPE") {
+      throw type === undefined
+        ? modelAt.key("type").error(
+          "is missing and the model has no merges (only BPE is supported)",
+        )
+        : modelAt.key("type").error(
+          `${
+            typeof type === "string" ? JSON.stringify(type) : describe(type)
+          } is not supported (supported: BPE)`,
+        );
+    }
+    const vocab = parseVocab(model.vocab, modelAt.key("vocab"));
+    const merges = parseMerges(model.merges, modelAt.key("merges"));
+    this.#model = new BpeModel({
+      vocab,
+      merges,
+      mergesPath: `${root.source}: model.merges`,
+      unkToken: optString(model, "unk_token", modelAt),
+      fuseUnk: optBool(model, "fuse_unk", modelAt, false),
+      byteFallback: optBool(model, "byte_fallback", modelAt, false),
+      ignoreMerges: optBool(model, "ignore_merges", modelAt, false),
+      continuingSubwordPrefix: optString(model, "continuing_subword_prefix", modelAt) ?? "",
+      endOfWordSuffix: optString(model, "end_of_word_suffix", modelAt) ?? "",
+    });
+
+    const added = parseAddedTokens(json.added_tokens, root.key("added_tokens"));
+    this.#normalizer = parseNormalizer(json.normalizer, root.key("normalizer"));
+    this.#preTokenizer = parsePreTokenizer(json.pre_tokenizer, root.key("pre_tokenizer"));
+    this.#decoder = parseDecoder(json.decoder, root.key("decoder"));
+
+    this.#vocab = vocab;
+    let maxId = -1;
+    for (const id of vocab.values()) maxId = Math.max(maxId, id);
+    for (const t of added) maxId = Math.max(maxId, t.id);
+    this.vocabSize = maxId + 1;
+    this.#idToToken = new Array(this.vocabSize);
+    for (const [tok, id] of vocab) this.#idToToken[id] = tok;
+    // Added tokens win over the model's own entry for the same id, as in Hugging Face.
+    for (const t of added) {
+      this.#idToToken[t.id] = t.content;
+      this.#addedToId.set(t.content, t.id);
+    }
+    this.#specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
+    this.#post = parsePostProcessor(
+      json.post_processor,
+      root.key("post_processor"),
+      (t) => this.tokenToId(t),
+    );
+
+    const norm = (t: AddedToken): string =>
+      t.normalized && this.#normalizer ? this.#normalizer(t.content) : t.content;
+    const matchers = (list: AddedToken[]): [AddedTokenMatcher, AddedTokenMatcher] => [
+      new AddedTokenMatcher(list.filter((t) => !t.normalized), (t) => t.content),
+      new AddedTokenMatcher(list.filter((t) => t.normalized), norm),
+    ];
+    this.#matchAll = matchers(added);
+    this.#matchPlain = matchers(added.filter((t) => !t.special));
+
+    const pick = (name: string | undefined, what: string): number | undefined => {
+      if (name === undefined) return undefined;
+      const id = this.tokenToId(name);
+      if (id === undefined) {
+        throw new RangeError(
+          `${root.source}: ${what} ${JSON.stringify(name)} is not in the vocabulary`,
+        );
+      }
+      return id;
+    };
+    // Only added tokens count: a plain vocabulary entry spelled "<s>" is not a BOS.
+    const known = (names: string[]): number | undefined =>
+      names.map((n) => this.#addedToId.get(n)).find((id) => id !== undefined);
+    this.bosId = pick(options.bosToken, "bos token") ?? this.#post?.before.at(-1) ??
+      known(BOS_NAMES);
+    this.eosId = pick(options.eosToken, "eos token") ?? this.#post?.after[0] ?? known(EOS_NAMES);
+  }
+
+  /**
+   * Builds a tokenizer from parsed `tokenizer.json` content (or its text). Throws a
+   * SyntaxError for text that is not JSON or a regex that does not compile, and a
+   * TypeError naming the field path for anything malformed or unsupported.
+   *
+   * @example
+   * ```ts
+   * const tok = Tokenizer.fromJSON(JSON.parse(await Deno.readTextFile("tokenizer.json")));
+   * ```
+   */
+  static fromJSON(json: unknown, options: TokenizerOptions = {}): Tokenizer {
+    const source = options.source ?? "tokenizer.json";
+    let value = json;
+    if (typeof json === "string") {
+      try {
+        value = JSON.parse(json);
+      } catch (e) {
+        throw new SyntaxError(`${source}: not valid JSON: ${(e as Error).message}`);
+      }
+    }
+    return new Tokenizer(asObject(value, new JsonPath(source, "")), { ...options, source });
+  }
+
+  /**
+   * Loads `tokenizer.json` from disk. BOS/EOS names are taken from a
+   * `tokenizer_config.json` beside it when there is one.
+   *
+   * @example
+   * ```ts
+   * const tok = await Tokenizer.fromFile("./models/tokenizer.json");
+   * console.log(tok.vocabSize, tok.bosId, tok.eosId);
+   * ```
+   */
+  static async fromFile(
+    path: string,
+    options: Omit<TokenizerOptions, "source"> = {},
+  ): Promise<Tokenizer> {
+    const text = await Deno.readTextFile(path);
+    const config = await readConfig(path.replace(/[^/\\]*$/, "tokenizer_config.json"));
+    return Tokenizer.fromJSON(text, {
+      bosToken: config.bos,
+      eosToken: config.eos,
+      ...options,
+      source: path,
+    });
+  }
+
+  /**
+   * Text → token ids.
+   *
+   * @example
+   * ```ts
+   * tok.encode("Hello world", { addSpecialTokens: true }); // Mistral: [1, 22557, 1526]
+   * ```
+   */
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (typeof text !== "string") {
+      throw new TypeError(`Tokenizer.encode: text is not a string (got ${typeof text})`);
+    }
+    const [raw, normalized] = options.splitSpecialTokens ? this.#matchPlain : this.#matchAll;
+    const ids: number[] = [];
+    for (const seg of raw.split(text, 0)) {
+      if ("id" in seg) {
+        ids.push(seg.id);
+        continue;
+      }
+      const norm = this.#normalizer ? this.#normalizer(seg.text) : seg.text;
+      for (const sub of normalized.split(norm, seg.start)) {
+        if ("id" in sub) {
+          ids.push(sub.id);
+          continue;
+        }
+        const piece = { text: sub.text, first: sub.start === 0 };
+        const pieces = this.#preTokenizer ? this.#preTokenizer([piece]) : [piece];
+        for (const p of pieces) for (const id of this.#model.tokenize(p.text)) ids.push(id);
+      }
+    }
+    return options.addSpecialTokens && this.#post ? this.#post.apply(ids) : ids;
+  }
+
+  /**
+   * Token ids → text. Throws a RangeError for an id outside the vocabulary.
+   *
+   * @example
+   * ```ts
+   * tok.decode([1, 22557, 1526], { skipSpecialTokens: true }); // "Hello world"
+   * ```
+   */
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    return this.decodeDetailed(ids, options).text;
+  }
+
+  /**
+   * Like {@link Tokenizer.decode}, and says whether the text ends inside a UTF-8
+   * sequence that more ids could complete (its bytes then show as U+FFFD).
+   *
+   * @example
+   * ```ts
+   * tok.decodeDetailed([0xf0 + 3]).incomplete; // true for Llama's <0xF0> byte token
+   * ```
+   */
+  decodeDetailed(
+    ids: readonly number[],
+    options: DecodeOptions = {},
+  ): { text: string; incomplete: boolean } {
+    const tokens: string[] = [];
+    for (const id of ids) {
+      const tok = this.idToToken(id);
+      if (tok === undefined) {
+        throw new RangeError(
+          `Tokenizer.decode: token id ${id} is not in the vocabulary (vocabSize ${this.vocabSize})`,
+        );
+      }
+      if (options.skipSpecialTokens && this.#specialIds.has(id)) continue;
+      tokens.push(tok);
+    }
+    // Without a decoder Hugging Face joins tokens with spaces.
+    if (!this.#decoder) return { text: tokens.join(" "), incomplete: false };
+    const state = { incomplete: false };
+    const text = this.#decoder(tokens, state).join("");
+    return { text, incomplete: state.incomplete };
+  }
+
+  /**
+   * A decoder for generated ids, one at a time.
+   *
+   * @example
+   * ```ts
+   * const stream = tok.decoder();
+   * let text = "";
+   * for (const id of ids) text += stream.push(id);
+   * text += stream.flush();
+   * ```
+   */
+  decoder(options: DecodeOptions = {}): StreamDecoder {
+    return new StreamDecoder(this, options);
+  }
+
+  /**
+   * The token string of an id (added tokens included), or undefined.
+   *
+   * @example
+   * ```ts
+   * tok.idToToken(1); // "<s>"
+   * ```
+   */
+  idToToken(id: number): string | undefined {
+    return Number.isInteger(id) && id >= 0 ? this.#idToToken[id] : undefined;
+  }
+
+  /**
+   * The id of a token string (added tokens included), or undefined.
+   *
+   * @example
+   * ```ts
+   * tok.tokenToId("</s>"); // 2
+   * ```
+   */
+  tokenToId(token: string): number | undefined {
+    return this.#addedToId.get(token) ?? this.#vocab.get(token);
+  }
+
+  /**
+   * Whether an id is an added token marked `special`.
+   *
+   * @example
+   * ```ts
+   * tok.isSpecial(tok.eosId!); // true
+   * ```
+   */
+  isSpecial(id: number): boolean {
+    return this.#specialIds.has(id);
+  }
+}
+
+/**
+ * Turns ids into text incrementally. It re-decodes a short window of recent ids and
+ * emits only what is new, holding ids back while they end inside a UTF-8 sequence, so
+ * no chunk ever carries a broken character or a lone surrogate; the concatenation of
+ * all chunks equals `decode(allIds)` for valid text.
+ *
+ * @example
+ * ```ts
+ * const stream = tok.decoder({ skipSpecialTokens: true });
+ * const chunks = ids.map((id) => stream.push(id));
+ * chunks.push(stream.flush());
+ * ```
+ */
+export class StreamDecoder {
+  readonly #tok: Tokenizer;
+  readonly #options: DecodeOptions;
+  #ids: number[] = [];
+  /** Window start: an already-emitted id whose text anchors the window's start-of-text rules. */
+  #prefix = 0;
+  /** ids[read:] are not yet emitted. */
+  #read = 0;
+  /** decode(ids[prefix:read]). */
+  #prefixText = "";
+
+  /** Use {@link Tokenizer.decoder}. */
+  constructor(tokenizer: Tokenizer, options: DecodeOptions = {}) {
+    this.#tok = tokenizer;
+    this.#options = options;
+  }
+
+  /** Adds one id; returns the text it completes (often "", while a character is unfinished). */
+  push(id: number): string {
+    if (this.#tok.idToToken(id) === undefined) {
+      throw new RangeError(
+        `StreamDecoder.push: token id ${id} is not in the vocabulary (vocabSize ${this.#tok.vocabSize})`,
+      );
+    }
+    this.#ids.push(id);
+    const full = this.#tok.decodeDetailed(this.#ids.slice(this.#prefix), this.#options);
+    if (full.incomplete) return "";
+    return this.#emit(full.text);
+  }
+
+  /** Emits whatever is held back (an unfinished character shows as U+FFFD) and resets. */
+  flush(): string {
+    const out = this.#read < this.#ids.length
+      ? this.#emit(this.#tok.decodeDetailed(this.#ids.slice(this.#prefix), this.#options).text)
+      : "";
+    this.#ids = [];
+    this.#prefix = this.#read = 0;
+    this.#prefixText = "";
+    return out;
+  }
+
+  #emit(text: string): string {
+    let common = this.#prefixText.length;
+    if (!text.startsWith(this.#prefixText)) {
+      // A decoder rule changed earlier text; emit past the part both agree on.
+      common = 0;
+      while (common < text.length && text[common] === this.#prefixText[common]) common++;
+    }
+    const out = text.slice(common);
+    if (out.length === 0) return "";
+    // Move the window to start at the ids just emitted, unless their text is empty: an
+    // empty anchor would let start-of-text rules (Strip, Metaspace) reach later ids.
+    const next = this.#tok.decodeDetailed(this.#ids.slice(this.#read), this.#options).text;
+    if (next.length > 0) {
+      this.#prefix = this.#read;
+      this.#prefixText = next;
+    } else this.#prefixText = text;
+    this.#read = this.#ids.length;
+    // The window never needs ids before the anchor: drop them so memory stays bounded.
+    if (this.#prefix > 0) {
+      this.#ids = this.#ids.slice(this.#prefix);
+      this.#read -= this.#prefix;
+      this.#prefix = 0;
+    }
+    return out;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Parsing helpers
+
+function parseVocab(value: unknown, at: JsonPath): Map<string, number> {
+  const obj = asObject(value, at);
+  const vocab = new Map<string, number>();
+  // Object.keys beats Object.entries by ~3x on a 150k-entry vocabulary.
+  for (const tok of Object.keys(obj)) {
+    const id = obj[tok];
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
+      throw at.entry(tok).error(`is not a non-negative integer id (got ${describe(id)})`);
+    }
+    vocab.set(tok, id);
+  }
+  return vocab;
+}
+
+function parseMerges(value: unknown, at: JsonPath): [string, string][] {
+  const list = value === undefined ? [] : asArray(value, at);
+  return list.map((m, i) => {
+    if (typeof m === "string") {
+      const parts = m.split(" ");
+      if (parts.length === 2 && parts[0] && parts[1]) return [parts[0], parts[1]];
+    } else if (
+      Array.isArray(m) && m.length === 2 && typeof m[0] === "string" && typeof m[1] === "string"
+    ) {
+      return [m[0], m[1]];
+    }
+    throw at.index(i).error(`is not a pair (expected "a b" or ["a", "b"], got ${describe(m)})`);
+  });
+}
+
+function parseAddedTokens(value: unknown, at: JsonPath): AddedToken[] {
+  if (value === undefined || value === null) return [];
+  return asArray(value, at).map((v, i) => {
+    const here = at.index(i);
+    const obj = asObject(v, here);
+    const id = obj.id;
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
+      throw here.key("id").error(`is not a non-negative integer (got ${describe(id)})`);
+    }
+    const special = optBool(obj, "special", here, false);
+    return {
+      id,
+      content: asString(obj.content, here.key("content")),
+      special,
+      lstrip: optBool(obj, "lstrip", here, false),
+      rstrip: optBool(obj, "rstrip", here, false),
+      singleWord: optBool(obj, "single_word", here, false),
+      normalized: optBool(obj, "normalized", here, !special),
+    };
+  });
+}
+
+function parsePostProcessor(
+  value: unknown,
+  at: JsonPath,
+  idOf: (token: string) => number | undefined,
+): PostProcessor | undefined {
+  if (value === null || value === undefined) return undefined;
+  const obj = asObject(value, at);
+  const type = asString(obj.type, at.key("type"));
+  switch (type) {
+    case "ByteLevel":
+      return { apply: (x) => x, before: [], after: [] };
+    case "Sequence": {
+      const list = asArray(obj.processors, at.key("processors"))
+        .map((p, i) => parsePostProcessor(p, at.key("processors").index(i), idOf))
+        .filter((p): p is PostProcessor => p !== undefined);
+      return {
+        apply: (x) => list.reduce((acc, p) => p.apply(acc), x),
+        before: list.flatMap((p) => p.before),
+        after: list.flatMap((p) => p.after),
+      };
+    }
+    case "TemplateProcessing": {
+      const specials = asObject(obj.special_tokens ?? {}, at.key("special_tokens"));
+      const before: number[] = [], after: number[] = [];
+      let seenA = false;
+      asArray(obj.single, at.key("single")).forEach((item, i) => {
+        const here = at.key("single").index(i);
+        const it = asObject(item, here);
+        if (it.Sequence !== undefined) {
+          seenA = true;
+          return;
+        }
+        const name = asString(
+          asObject(it.SpecialToken, here.key("SpecialToken")).id,
+          here.key("SpecialToken").key("id"),
+        );
+        const spec = specials[name];
+        if (spec === undefined) {
+          throw here.error(
+            `names special token ${JSON.stringify(name)}, which special_tokens lacks`,
+          );
+        }
+        const specAt = at.key("special_tokens").key(name);
+        const list = asArray(asObject(spec, specAt).ids, specAt.key("ids"));
+        list.forEach((id, k) => {
+          if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
+            throw specAt.key("ids").index(k).error(`is not a token id (got ${describe(id)})`);
+          }
+          (seenA ? after : before).push(id);
+        });
+      });
+      return { apply: (x) => [...before, ...x, ...after], before, after };
+    }
+    case "RobertaProcessing":
+    case "BertProcessing": {
+      const pair = (name: string): number => {
+        const p = asArray(obj[name], at.key(name));
+        const id = p[1];
+        if (typeof id === "number" && Number.isInteger(id)) return id;
+        const named = typeof p[0] === "string" ? idOf(p[0]) : undefined;
+        if (named === undefined) throw at.key(name).error("is not a [token, id] pair");
+        return named;
+      };
+      const cls = pair("cls"), sep = pair("sep");
+      return { apply: (x) => [cls, ...x, sep], before: [cls], after: [sep] };
+    }
+    default:
+      throw at.key("type").error(
+        `${JSON.stringify(type)} is not supported (supported: ${POST_PROCESSORS.join(", ")})`,
+      );
+  }
+}
+
+/** BOS/EOS names from a tokenizer_config.json, if the file exists. */
+async function readConfig(path: string): Promise<{ bos?: string; eos?: string }> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return {};
+    throw e;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new SyntaxError(`${path}: not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof json !== "object" || json === null) return {};
+  const name = (v: unknown): string | undefined =>
+    typeof v === "string" ? v : typeof v === "object" && v !== null &&
+        typeof (v as Record<string, unknown>).content === "string"
+      ? (v as Record<string, string>).content
+      : undefined;
+  const cfg = json as Record<string, unknown>;
+  return { bos: name(cfg.bos_token), eos: name(cfg.eos_token) };
+}

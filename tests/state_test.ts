@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { GraphBuilder } from "../compiler/builder.ts";
+import { compile } from "../compiler/compile.ts";
+import { cpuDevice } from "../runtime/device.ts";
+import { assertClose, gpu, randomData } from "./_util.ts";
+
+Deno.test("state persists across runs, on the GPU as on the CPU", async () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", [5]);
+  const s = g.state("acc", [5]);
+  const next = s.mul(0.5).add(x);
+  g.assign(s, next);
+  g.output("y", next.exp());
+  const graph = g.build();
+  const dev = await gpu();
+  const a = compile(graph, dev);
+  const b = compile(graph, cpuDevice());
+  for (let step = 0; step < 3; step++) {
+    const x0 = randomData(5, "f32", step);
+    const [ra, rb] = [await a.run({ x: x0 }), await b.run({ x: x0 })];
+    assertClose(ra.y.data, rb.y.data, 1e-6, 1e-6, `step ${step}`);
+  }
+  assertClose(
+    (await a.readState("acc")).data,
+    (await b.readState("acc")).data,
+    1e-6,
+    1e-6,
+    "state",
+  );
+  a.writeState("acc", [1, 2, 3, 4, 5]);
+  const { y } = await a.run({ x: new Float32Array(5) });
+  assertClose(y.data, [0.5, 1, 1.5, 2, 2.5].map(Math.exp), 1e-6, 0, "after write");
+  a.resetStates();
+  assert.deepEqual([...(await a.readState("acc")).data], [0, 0, 0, 0, 0]);
+  assert.throws(() => a.writeState("acc", [1]), /State "acc" \[5\] expects 5 values/);
+  await assert.rejects(a.readState("nope"), /Unknown state "nope"/);
+  a.dispose();
+});
+
+Deno.test("a KV-cache append writes in place into the state: no copy of the cache", async () => {
+  const g = new GraphBuilder();
+  const rows = g.input("rows", ["T", 4]);
+  const pos = g.input("pos", [1], "u32");
+  const cache = g.state("k", [16, 4]);
+  const next = cache.writeRows(rows, pos);
+  g.assign(cache, next);
+  g.output("sum", next.sum(0));
+  const graph = g.build();
+  const dev = await gpu();
+  const a = compile(graph, dev);
+  const b = compile(graph, cpuDevice());
+  let p = 0;
+  for (const t of [3, 1, 1, 5, 7]) { // the last append runs past row 16: extra rows drop
+    const r = randomData(t * 4, "f32", t);
+    const [ra, rb] = [
+      await a.run({ rows: r, pos: new Uint32Array([p]) }),
+      await b.run({ rows: r, pos: new Uint32Array([p]) }),
+    ];
+    assertClose(ra.sum.data, rb.sum.data, 1e-5, 1e-6, `append at ${p}`);
+    p += t;
+  }
+  assertClose((await a.readState("k")).data, (await b.readState("k")).data, 0, 0, "cache");
+  const plan = a.lastPlan!;
+  // In place: no copies before or after, and the write kernel binds the state buffer.
+  assert.equal(plan.after.length, 0);
+  assert.ok(plan.kernels.every((k) => k.before.every((op) => op.kind !== "copy")));
+  const stateSlot = plan.states.get("k")!.slot;
+  assert.ok(
+    plan.kernels[0].bindings.some((bd) => bd.slot === stateSlot && bd.access === "read_write"),
+  );
+  a.dispose();
+});
+
+Deno.test("when the old state is still needed, the in-place op works on a copy", async () => {
+  const g = new GraphBuilder();
+  const rows = g.input("rows", [1, 2]);
+  const pos = g.input("pos", [1], "u32");
+  const cache = g.state("c", [4, 2]);
+  const next = cache.writeRows(rows, pos);
+  g.output("old_plus_new", cache.add(next)); // reads the old cache after the write
+  g.assign(cache, next);
+  const graph = g.build();
+  const a = compile(graph, await gpu());
+  const b = compile(graph, cpuDevice());
+  for (let p = 0; p < 3; p++) {
+    const r = new Float32Array([p + 1, -(p + 1)]);
+    const [ra, rb] = [
+      await a.run({ rows: r, pos: new Uint32Array([p]) }),
+      await b.run({ rows: r, pos: new Uint32Array([p]) }),
+    ];
+    assertClose(ra.old_plus_new.data, rb.old_plus_new.data, 0, 0, `step ${p}`);
+  }
+  a.dispose();
+});
+
+Deno.test("state errors name the state", () => {
+  const g = new GraphBuilder();
+  const s = g.state("s", [3]);
+  const x = g.input("x", [4]);
+  assert.throws(() => g.assign(s, x), /state "s" is f32\[3\] but the value is f32\[4\]/);
+  assert.throws(() => g.assign(x, x), /must be a state tensor/);
+  g.assign(s, s.add(1));
+  assert.throws(() => g.assign(s, s.add(2)), /assigned twice/);
+});

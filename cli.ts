@@ -16,14 +16,30 @@
 import { parseArgs } from "node:util";
 import { GraphBuilder } from "./compiler/builder.ts";
 import { dumpGraph, type Graph } from "./compiler/graph.ts";
-import { compile } from "./compiler/compile.ts";
+
 import { requestDevice } from "./runtime/device.ts";
+import { loadModel } from "./runtime/model.ts";
+import { readConfig } from "./models/config.ts";
+import { buildCausalLM } from "./models/causal_lm.ts";
+import { countParams } from "./compiler/params.ts";
+import { compile, optimize } from "./compiler/compile.ts";
+import { fuse } from "./compiler/passes/fuse.ts";
+import { buildPlan, fmtBytes } from "./compiler/plan.ts";
+import type { DeviceCaps } from "./ops/types.ts";
 
 const USAGE = `usage: kiln <command> [options]
 
 commands:
-  inspect FILE [--dims T=128,B=2] [--wgsl]   IR, fused kernel plan, buffers and WGSL of a graph module
-  help                                       this text`;
+  generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
+           [--top-p P] [--seed S] [--max-seq N] [--read-every N] [--stats] [--quiet]
+                                     stream text from a Hugging Face model folder
+  inspect DIR                        a model from config.json alone: architecture, layer pattern,
+                                     parameters total vs active per token, bytes, kernels per step
+  inspect FILE [--dims T=128] [--wgsl]
+                                     IR, fused kernel plan, buffers and WGSL of a graph module
+  bench DIR [--prompt-tokens N] [--tokens N]
+                                     prefill and decode tokens/s of a model folder
+  help                               this text`;
 
 /** A mistake of the user's: printed as one line, exit status 1, no stack trace. */
 export class UsageError extends Error {
@@ -63,6 +79,163 @@ async function loadGraph(file: string): Promise<{ graph: Graph; dims: Record<str
   return { graph, dims: (mod.dims as Record<string, number>) ?? {} };
 }
 
+function num(v: string | undefined, name: string, fallback: number, integer = true): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`--${name}: expected ${integer ? "an integer" : "a number"}, got "${v}"`);
+  }
+  return n;
+}
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+async function generate(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: "string" },
+      prompt: { type: "string" },
+      "max-tokens": { type: "string" },
+      temperature: { type: "string" },
+      "top-k": { type: "string" },
+      "top-p": { type: "string" },
+      seed: { type: "string" },
+      "max-seq": { type: "string" },
+      "read-every": { type: "string" },
+      stats: { type: "boolean", default: false },
+      quiet: { type: "boolean", default: false },
+    },
+  });
+  if (!values.model) throw new UsageError("generate: --model DIR is required");
+  if (values.prompt === undefined) throw new UsageError("generate: --prompt TEXT is required");
+  const model = await loadModel(values.model, {
+    quiet: values.quiet,
+    maxSeq: num(values["max-seq"], "max-seq", 2048),
+  });
+  const enc = new TextEncoder();
+  for await (
+    const text of model.generate(values.prompt, {
+      maxTokens: num(values["max-tokens"], "max-tokens", 64),
+      temperature: num(values.temperature, "temperature", 0, false),
+      topK: num(values["top-k"], "top-k", 0),
+      topP: num(values["top-p"], "top-p", 1, false),
+      seed: num(values.seed, "seed", 0),
+      readEvery: num(values["read-every"], "read-every", 8),
+    })
+  ) await Deno.stdout.write(enc.encode(text));
+  await Deno.stdout.write(enc.encode("\n"));
+  if (values.stats && model.lastStats) {
+    const s = model.lastStats;
+    console.error(
+      `[kiln] prompt ${s.promptTokens} tokens, prefill ${s.prefillMs.toFixed(0)} ms; ` +
+        `${s.generatedTokens} tokens in ${s.decodeMs.toFixed(0)} ms ` +
+        `(${
+          (Math.max(0, s.generatedTokens - 1) / (s.decodeMs / 1000)).toFixed(1)
+        } tok/s), ${s.readbacks} host round trips`,
+    );
+  }
+  model.dispose();
+}
+
+/** Capabilities used when counting kernels without a device: no binding-size splits. */
+const COUNTING_CAPS: DeviceCaps = {
+  maxStorageBuffers: 8,
+  maxBindingSize: 2 ** 52,
+  maxInvocations: 256,
+  maxWorkgroupStorage: 16384,
+  maxWorkgroupsPerDim: 65535,
+  offsetAlignment: 256,
+  f16: true,
+  subgroups: false,
+};
+
+async function inspectModel(dir: string): Promise<void> {
+  const cfg = await readConfig(dir);
+  const maxSeq = 4096;
+  const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 });
+  const decode = buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew: 1 });
+  const count = countParams(prefill);
+  const b = (n: number) => `${(n / 1e9).toFixed(2)}B`;
+  const pattern = cfg.pattern.map((p) =>
+    `${p.mixer === "attention" ? "A" : "M"}${p.ffn === "moe" ? "e" : p.ffn === "mlp" ? "f" : ""}`
+  );
+  console.log(`architecture: ${cfg.architecture}`);
+  console.log(`layers: ${cfg.layers}, hidden ${cfg.hidden}, vocab ${cfg.vocabSize}`);
+  console.log(`layer pattern (A attention, M mamba, e MoE FFN, f dense FFN): ${pattern.join(" ")}`);
+  if (cfg.attention) {
+    const a = cfg.attention;
+    console.log(
+      `attention: ${a.heads} heads, ${a.kvHeads} kv heads, head dim ${a.headDim}, ` +
+        `rope θ ${a.ropeTheta || "none"}, sliding window ${a.slidingWindow || "none"}`,
+    );
+  }
+  if (cfg.mamba) {
+    console.log(
+      `mamba: state ${cfg.mamba.stateSize}, inner ${cfg.mamba.inner}, conv ${cfg.mamba.convKernel}, dt rank ${cfg.mamba.dtRank}`,
+    );
+  }
+  if (cfg.moe) {
+    console.log(
+      `moe: ${cfg.moe.experts} experts, top-${cfg.moe.topK}${
+        cfg.moe.normTopk ? " (renormalised)" : ""
+      }, expert width ${cfg.intermediate}`,
+    );
+  }
+  console.log(`parameters: ${b(count.total)} total, ${b(count.activePerToken)} active per token`);
+  console.log(`weights: ${fmtBytes(count.total * 4)} at f32, ${fmtBytes(count.total * 2)} at f16`);
+  const kernels = (g: typeof prefill, dims: Record<string, number>) =>
+    buildPlan(fuse(optimize(g)), dims, COUNTING_CAPS).kernels.length;
+  console.log(
+    `kernels: ${kernels(decode, {})} per decode step, ${
+      kernels(prefill, { T: 512 })
+    } per prefill of 512 tokens`,
+  );
+}
+
+async function bench(args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      "prompt-tokens": { type: "string" },
+      tokens: { type: "string" },
+      quiet: { type: "boolean", default: false },
+    },
+    allowPositionals: true,
+  });
+  const dir = positionals[0];
+  if (!dir) throw new UsageError("bench: give a model folder");
+  const P = num(values["prompt-tokens"], "prompt-tokens", 128);
+  const N = num(values.tokens, "tokens", 32);
+  const model = await loadModel(dir, { quiet: values.quiet, maxSeq: P + N + 1 });
+  const ids = Array.from({ length: P }, (_, i) => (i * 7919 + 1) % model.config.vocabSize);
+  await model.forward(ids.slice(0, 8)); // compile pipelines
+  const t0 = performance.now();
+  await model.forward(ids);
+  const prefillMs = performance.now() - t0;
+  for await (const _ of model.generateIds(ids, { maxTokens: 2 })) { /* warm the decode kernels */ }
+  let n = 0;
+  for await (const _ of model.generateIds(ids, { maxTokens: N, readEvery: 8 })) n++;
+  const s = model.lastStats!;
+  console.log(
+    `prefill: ${P} tokens in ${prefillMs.toFixed(0)} ms = ${
+      (P / prefillMs * 1000).toFixed(1)
+    } tok/s (logits read back)`,
+  );
+  console.log(
+    `decode: ${n} tokens, ${
+      (Math.max(1, n - 1) / (s.decodeMs / 1000)).toFixed(1)
+    } tok/s, ${s.readbacks} host round trips`,
+  );
+  model.dispose();
+}
+
 async function inspect(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
@@ -70,7 +243,12 @@ async function inspect(args: string[]): Promise<void> {
     allowPositionals: true,
   });
   const file = positionals[0];
-  if (!file) throw new UsageError("inspect: give a graph module, e.g. examples/fused_mlp.ts");
+  if (!file) {
+    throw new UsageError(
+      "inspect: give a model folder or a graph module, e.g. examples/fused_mlp.ts",
+    );
+  }
+  if (await isDir(file)) return await inspectModel(file);
   const { graph, dims } = await loadGraph(file);
   Object.assign(dims, parseDims(values.dims));
   console.log("== IR");
@@ -104,6 +282,12 @@ export async function main(args: string[]): Promise<number> {
       case "inspect":
         await inspect(rest);
         return 0;
+      case "generate":
+        await generate(rest);
+        return 0;
+      case "bench":
+        await bench(rest);
+        return 0;
       case undefined:
       case "help":
       case "--help":
@@ -113,7 +297,10 @@ export async function main(args: string[]): Promise<number> {
         throw new UsageError(`unknown command "${cmd}" (try: kiln help)`);
     }
   } catch (e) {
-    if (e instanceof UsageError || e instanceof TypeError || e instanceof RangeError) {
+    if (
+      e instanceof UsageError || e instanceof TypeError || e instanceof RangeError ||
+      e instanceof SyntaxError || e instanceof Deno.errors.NotFound
+    ) {
       console.error(`kiln: ${e.message}`);
       return 1;
     }

@@ -20,7 +20,13 @@
  * @module
  */
 
-export { GraphBuilder, type MatmulOptions, Tensor, type TensorLike } from "./compiler/builder.ts";
+export {
+  type AttentionOptions,
+  GraphBuilder,
+  type MatmulOptions,
+  Tensor,
+  type TensorLike,
+} from "./compiler/builder.ts";
 export {
   compile,
   type CompileOptions,
@@ -52,6 +58,7 @@ export {
   type Value,
 } from "./compiler/graph.ts";
 export {
+  type BufferOp,
   describePlan,
   type Plan,
   type PlannedKernel,
@@ -81,4 +88,101 @@ export type { NormAttrs } from "./ops/norm.ts";
 export type { ConcatAttrs, ReshapeAttrs, SliceAttrs, TransposeAttrs } from "./ops/layout.ts";
 export type { CumsumAttrs } from "./ops/cumsum.ts";
 export type { TopkAttrs } from "./ops/topk.ts";
+export type { SampleAttrs } from "./ops/sample.ts";
+export type { AttentionAttrs } from "./ops/attention.ts";
+export type { RopeAttrs } from "./ops/rope.ts";
+export { attentionBlock, type AttentionBlockOptions } from "./models/attention.ts";
+export type { Conv1dAttrs, Conv1dStepAttrs, ScanAttrs } from "./ops/ssm.ts";
+export {
+  conv1dCausal,
+  type Conv1dOptions,
+  conv1dStep,
+  convStateUpdate,
+  mambaBlock,
+  type MambaBlockOptions,
+  mambaMixer,
+  type MambaMixerOptions,
+  type ScanOptions,
+  selectiveScan,
+  ssmStep,
+} from "./models/mamba.ts";
+export type { MoeAttrs, MoeRouterKind } from "./ops/moe.ts";
+export {
+  moe,
+  moeDense,
+  type MoeOptions,
+  type MoeOutputs,
+  type SharedExpertOptions,
+  stackExperts,
+} from "./models/moe.ts";
+export { countParams, type ParamCount, type ParamUsage } from "./compiler/params.ts";
 export { GpuExecutable } from "./runtime/gpu_executor.ts";
+export { type ConvAttrs, type FftAttrs, fftF64 } from "./ops/fft.ts";
+export type { S4Attrs, S4KernelAttrs } from "./ops/s4.ts";
+export {
+  type DiscreteS4,
+  discretise,
+  discretiseDiagonal,
+  fft,
+  hippoLegS,
+  hippoLegSDiagonal,
+  hippoLegSNplr,
+  type HippoMatrices,
+  type HippoNplr,
+  initS4,
+  type InitS4Options,
+  longConv,
+  type S4Choice,
+  s4Choice,
+  type S4Discretisation,
+  type S4Init,
+  s4Kernel,
+  s4KernelF64,
+  s4Layer,
+  type S4LayerOptions,
+  type S4Mode,
+  s4ParamRecord,
+  type S4Params,
+  storedStates,
+} from "./models/s4.ts";
+export {
+  type DecodeOptions,
+  type EncodeOptions,
+  StreamDecoder,
+  Tokenizer,
+  type TokenizerOptions,
+} from "./runtime/tokenizer.ts";
+export {
+  Checkpoint,
+  type CheckpointOptions,
+  type ReadDType,
+  type SafeDType,
+  SafetensorsFile,
+  type TensorInfo,
+} from "./runtime/safetensors.ts";
+export { createProgress, type Progress, type ProgressOptions } from "./runtime/progress.ts";
+export {
+  type Architecture,
+  type AttentionConfig,
+  type FfnKind,
+  type MambaConfig,
+  type MixerKind,
+  type ModelConfig,
+  type MoeConfig,
+  parseConfig,
+  readConfig,
+} from "./models/config.ts";
+export {
+  buildCausalLM,
+  type CausalLMOptions,
+  checkpointSources,
+  type ParamSource,
+} from "./models/causal_lm.ts";
+export {
+  type GenerateOptions,
+  type GenerateStats,
+  loadModel,
+  type LoadOptions,
+  loadWeights,
+  Model,
+} from "./runtime/model.ts";

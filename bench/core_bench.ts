@@ -40,7 +40,7 @@ for (const fusion of [true, false]) {
   const x = g.input("x", [N]);
   g.output("y", chain(x));
   const exe = compile(g.build(), device, { fusion });
-  const run = exe.prepare({ x: rand(N) });
+  const run = await exe.prepare({ x: rand(N) });
   const enc = device.device.createCommandEncoder();
   run.encode(enc);
   device.device.queue.submit([enc.finish()]);
@@ -66,7 +66,7 @@ for (const kernels of [1, 64]) {
   for (let i = 0; i < kernels; i++) t = t.reshape([8, 8]).add(1).reshape([64]);
   g.output("y", t);
   const exe = compile(g.build(), device);
-  const run = exe.prepare({ x: rand(64) });
+  const run = await exe.prepare({ x: rand(64) });
   Deno.bench({
     name: `${kernels} tiny dispatch${kernels > 1 ? "es" : ""}, one encoder, submit + wait`,
     group: "dispatch",

@@ -7,6 +7,7 @@
  */
 import { compile, GraphBuilder, requestDevice } from "../mod.ts";
 import { chain } from "./_chain.ts";
+import { naiveMatmul } from "../ops/matmul_kernel.ts";
 
 const device = await requestDevice();
 if (!device.timestamps) throw new Error("This report needs the timestamp-query feature");
@@ -43,6 +44,78 @@ for (const n of [256, 512, 1024, 2048]) {
     } | ${wm.toFixed(1)} | ${(flop / wm / 1e6).toFixed(2)} |`,
   );
   exe.dispose();
+}
+
+{
+  // The floor: one thread per output element, same submit + readback as above.
+  const n = 1024;
+  const k = naiveMatmul({
+    batch: 1,
+    M: n,
+    N: n,
+    K: n,
+    transA: false,
+    transB: false,
+    aBatchStride: 0,
+    bBatchStride: 0,
+    elem: "f32",
+    aDirect: true,
+    bDirect: true,
+    cDirect: true,
+    maxInvocations: device.caps.maxInvocations,
+    maxWorkgroupStorage: device.caps.maxWorkgroupStorage,
+    maxWorkgroupsPerDim: device.caps.maxWorkgroupsPerDim,
+  });
+  const d = device.device;
+  const code = `@group(0) @binding(0) var<storage, read> in0: array<f32>;
+@group(0) @binding(1) var<storage, read> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out0: array<f32>;
+fn in0_load(i: u32) -> f32 { return in0[i]; }
+fn in1_load(i: u32) -> f32 { return in1[i]; }
+fn out0_store(i: u32, v: f32) { out0[i] = v; }
+${k.code}`;
+  const pipe = d.createComputePipeline({
+    layout: "auto",
+    compute: { module: d.createShaderModule({ code }), entryPoint: "main" },
+  });
+  const mk = (usage: number) => d.createBuffer({ size: n * n * 4, usage });
+  const [a, b, c] = [
+    mk(GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
+    mk(GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST),
+    mk(GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC),
+  ];
+  const read = d.createBuffer({
+    size: n * n * 4,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  d.queue.writeBuffer(a, 0, rand(n * n));
+  d.queue.writeBuffer(b, 0, rand(n * n));
+  const bg = d.createBindGroup({
+    layout: pipe.getBindGroupLayout(0),
+    entries: [a, b, c].map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  const wall: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    const e = d.createCommandEncoder();
+    const p = e.beginComputePass();
+    p.setPipeline(pipe);
+    p.setBindGroup(0, bg);
+    p.dispatchWorkgroups(...k.workgroups);
+    p.end();
+    e.copyBufferToBuffer(c, 0, read, 0, n * n * 4);
+    d.queue.submit([e.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    read.unmap();
+    wall.push(performance.now() - t0);
+  }
+  const wm = median(wall);
+  console.log(
+    `| 1024³ naive floor (${k.label}) | – | – | ${wm.toFixed(1)} | ${
+      (2 * n ** 3 / wm / 1e6).toFixed(2)
+    } |`,
+  );
+  for (const buf of [a, b, c, read]) buf.destroy();
 }
 
 console.log("\n| 10-op chain, 4M f32 | kernels | GPU ms (median of 5) |");

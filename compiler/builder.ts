@@ -12,6 +12,18 @@ import { checkShape, type Dim, formatShape, type Shape } from "./shape.ts";
 import { type OpAttrMap, type OpName, OPS } from "../ops/registry.ts";
 import type { OpDef } from "../ops/types.ts";
 
+/** Options of {@linkcode GraphBuilder.attention}. */
+export interface AttentionOptions {
+  /** Multiplier of q·k; default 1/√headDim. */
+  scale?: number;
+  /** Causal mask (default true). */
+  causal?: boolean;
+  /** Sliding window: query at position i sees keys j with i − j < window; 0/absent = none. */
+  window?: number;
+  /** Key-range splits (flash-decoding); 0/absent chooses from the shape. */
+  splits?: number;
+}
+
 /** A scalar or a tensor, where binary ops accept either. */
 export type TensorLike = Tensor | number;
 
@@ -259,6 +271,39 @@ export class Tensor {
   writeRows(src: Tensor, pos: Tensor): Tensor {
     return this.builder.apply("write_rows", [this, src, pos], {})[0];
   }
+  /**
+   * Rotary position embedding, HF half-split convention, on `[T, heads, headDim]`:
+   * row t sits at position `pos[0] + t` (`pos` is a u32 [1] tensor, so decode
+   * advances it without re-planning).
+   *
+   * @example
+   * ```ts
+   * import { GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const q = g.input("q", ["T", 8, 64]);
+   * const pos = g.input("pos", [1], "u32");
+   * g.output("q_rot", q.rope(pos, 1e6));
+   * ```
+   */
+  rope(pos: Tensor, theta = 10000): Tensor {
+    return this.builder.apply("rope", [this, pos], { theta })[0];
+  }
+  /**
+   * One token id per row of these logits [R, V], drawn on the device: greedy when
+   * `temperature` is 0, else temperature / top-k / top-p sampling seeded by the u32 [1]
+   * tensors `seed` and `step`.
+   */
+  sample(
+    seed: Tensor,
+    step: Tensor,
+    options: { temperature?: number; topK?: number; topP?: number } = {},
+  ): Tensor {
+    return this.builder.apply("sample", [this, seed, step], {
+      temperature: options.temperature ?? 0,
+      topK: options.topK ?? 0,
+      topP: options.topP ?? 1,
+    })[0];
+  }
   /** The `k` largest along the last axis: `[values, indices]`, ties to the lower index. */
   topk(k: number): [Tensor, Tensor] {
     const [v, i] = this.builder.apply("topk", [this], { k });
@@ -435,6 +480,39 @@ export class GraphBuilder {
   /** Joins tensors along `axis` (all other dims equal). */
   concat(xs: readonly Tensor[], axis = 0): Tensor {
     return this.apply("concat", [...xs], { axis })[0];
+  }
+
+  /**
+   * Fused attention (online softmax, no score matrix in memory) of q `[T, Hq, D]`
+   * over k, v `[S, Hkv, D]` with grouped-query heads. Query t sits at position
+   * `pos[0] + t`, key j at j; keys at or past `pos[0] + T` are ignored (a KV cache of
+   * capacity S). `pos` defaults to a constant 0.
+   *
+   * @example
+   * ```ts
+   * import { GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const q = g.input("q", ["T", 8, 64]);
+   * const k = g.input("k", ["T", 2, 64]);
+   * const v = g.input("v", ["T", 2, 64]);
+   * g.output("o", g.attention(q, k, v, undefined, { causal: true, window: 4096 }));
+   * ```
+   */
+  attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    pos?: Tensor,
+    options: AttentionOptions = {},
+  ): Tensor {
+    const d = q?.shape?.[q.shape.length - 1];
+    const p = pos ?? this.constant([0], [1], "u32");
+    return this.apply("attention", [q, k, v, p], {
+      scale: options.scale ?? (typeof d === "number" && d > 0 ? 1 / Math.sqrt(d) : 1),
+      causal: options.causal ?? true,
+      window: options.window ?? 0,
+      splits: options.splits ?? 0,
+    })[0];
   }
 
   /** Names `t` as a graph output. */

@@ -12,6 +12,7 @@ import { numel, stridesOf } from "./shape.ts";
 import { opDef } from "../ops/registry.ts";
 import { WGSL_MATH_PRELUDE } from "../ops/unary.ts";
 import { literal } from "../ops/elementwise.ts";
+export { grid } from "../ops/dispatch.ts";
 import type { Cluster } from "./passes/fuse.ts";
 
 /** What a binding refers to before memory is planned: a value, or a scratch buffer of the group. */
@@ -229,16 +230,6 @@ export function emitCluster(
     names.set(out.id, name);
   }
   return { lines, names };
-}
-
-/** Splits a flat workgroup count over x/y so no dimension exceeds the device limit. */
-export function grid(groups: number, maxPerDim: number): [number, number, number] {
-  if (groups <= maxPerDim) return [Math.max(groups, 1), 1, 1];
-  const y = Math.ceil(groups / maxPerDim);
-  if (y > maxPerDim) {
-    throw new RangeError(`Dispatch of ${groups} workgroups exceeds the device's grid`);
-  }
-  return [Math.ceil(groups / y), y, 1];
 }
 
 /** Bytes of `count` elements of `dtype`, rounded up to 4. */

@@ -28,6 +28,11 @@ export interface CompileOptions {
   params?: Record<string, TensorData>;
   /** Fuse kernels (default true). False runs every op as its own kernel, for comparison. */
   fusion?: boolean;
+  /**
+   * Share parameters and states (by name) with another executable on the same device:
+   * a model's prefill and decode graphs read one copy of the weights and one KV cache.
+   */
+  shareWith?: Executable;
 }
 
 /** Options of a run. */
@@ -73,10 +78,7 @@ export class Executable {
   /** The device it runs on. */
   readonly device: KilnDevice;
   readonly #plans = new Map<string, { plan: Plan; exe?: GpuExecutable }>();
-  readonly #params: ParamBuffers | undefined;
-  readonly #states: ParamBuffers | undefined;
-  readonly #cpuStates = new Map<string, HostArray>();
-  readonly #paramData = new Map<string, HostArray>();
+  readonly #store: Store;
   #last?: Plan;
 
   /** The plan the most recent GPU run used (undefined before the first run or on the CPU). */
@@ -89,8 +91,11 @@ export class Executable {
     this.graph = optimize(graph);
     this.schedule = fuse(this.graph, { enabled: options.fusion ?? true });
     this.device = device;
-    this.#params = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
-    this.#states = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
+    if (options.shareWith && options.shareWith.device !== device) {
+      throw new TypeError("shareWith: the executables must be compiled for the same device");
+    }
+    this.#store = options.shareWith ? options.shareWith.#store : new Store(device);
+    this.#store.users++;
     if (options.params) this.setParams(options.params);
   }
 
@@ -116,8 +121,8 @@ export class Executable {
       checked.push([name, coerce(values, v.dtype, `param "${name}"`)]);
     }
     for (const [name, arr] of checked) {
-      this.#paramData.set(name, arr);
-      this.#params?.set(name, arr, Math.max(4, Math.ceil(arr.byteLength / 4) * 4));
+      this.#store.paramData.set(name, arr);
+      this.#store.params?.set(name, arr, Math.max(4, Math.ceil(arr.byteLength / 4) * 4));
     }
   }
 
@@ -201,7 +206,7 @@ export class Executable {
       data.set(name, coerce(values, v.dtype, `input "${name}"`));
     }
     for (const [name] of this.graph.params) {
-      if (!this.#paramData.has(name)) {
+      if (!this.#store.paramData.has(name)) {
         throw new TypeError(`Param "${name}" has no value: pass it with setParams()`);
       }
     }
@@ -247,6 +252,24 @@ export class Executable {
     return (await this.#run(inputs, options, false)).outputs;
   }
 
+  /**
+   * Queues a run on the device without reading anything back: for loops whose
+   * results stay on the device (a decode loop feeding sampled ids back through
+   * state) and are read every few steps with `readState`.
+   */
+  async submit(inputs: Record<string, TensorData>, options: RunOptions = {}): Promise<void> {
+    if (this.device.kind === "cpu") {
+      await this.#run(inputs, options, false);
+      return;
+    }
+    const exe = await this.prepare(inputs, options);
+    this.#last = exe.plan;
+    const device = (this.device as GpuDevice).device;
+    const enc = device.createCommandEncoder();
+    exe.encode(enc);
+    device.queue.submit([enc.finish()]);
+  }
+
   /** Runs once with a timestamp around every kernel. */
   async profile(
     inputs: Record<string, TensorData>,
@@ -257,23 +280,26 @@ export class Executable {
   }
 
   /** Prepares (plans and uploads) a run without submitting it, for benchmarks that encode many runs. */
-  prepare(inputs: Record<string, TensorData>, options: RunOptions = {}): GpuExecutable {
+  async prepare(
+    inputs: Record<string, TensorData>,
+    options: RunOptions = {},
+  ): Promise<GpuExecutable> {
     const { dims, data } = this.#bind(inputs, options);
-    const exe = this.#gpuExe(this.#usedDims(dims));
+    const exe = await this.#gpuExe(this.#usedDims(dims));
     for (const [name, arr] of data) exe.writeInput(name, arr);
     return exe;
   }
 
-  #gpuExe(dims: Record<string, number>): GpuExecutable {
+  async #gpuExe(dims: Record<string, number>): Promise<GpuExecutable> {
     const e = this.#entry(dims);
     if (!e.exe) {
       const consts = this.graph.constants;
-      e.exe = new GpuExecutable(
+      e.exe = await GpuExecutable.create(
         this.device as GpuDevice,
         e.plan,
-        this.#params!,
+        this.#store.params!,
         (v) => toHost(consts.get(v)!, this.graph.values[v].dtype),
-        this.#states,
+        this.#store.states,
       );
     }
     return e.exe;
@@ -283,11 +309,11 @@ export class Executable {
     const { dims, data } = this.#bind(inputs, options);
     if (this.device.kind === "cpu") {
       return {
-        outputs: runCpu(this.graph, dims, data, this.#paramData, this.#cpuStates),
+        outputs: runCpu(this.graph, dims, data, this.#store.paramData, this.#store.cpuStates),
         timings: undefined,
       };
     }
-    const exe = this.#gpuExe(this.#usedDims(dims));
+    const exe = await this.#gpuExe(this.#usedDims(dims));
     this.#last = exe.plan;
     for (const [name, arr] of data) exe.writeInput(name, arr);
     const debug = debugOn();
@@ -325,12 +351,12 @@ export class Executable {
     const { shape, dtype } = this.#stateType(name);
     const n = numel(shape);
     if (this.device.kind === "cpu") {
-      const data = this.#cpuStates.get(name) ?? allocHost(dtype, n);
+      const data = this.#store.cpuStates.get(name) ?? allocHost(dtype, n);
       return { data: data.slice(), shape, dtype };
     }
     const out = allocHost(dtype, n);
     const bytes = Math.max(4, Math.ceil(out.byteLength / 4) * 4);
-    const src = this.#states!.ensure(name, bytes);
+    const src = this.#store.states!.ensure(name, bytes);
     const device = (this.device as GpuDevice).device;
     const staging = device.createBuffer({
       size: bytes,
@@ -357,14 +383,14 @@ export class Executable {
     }
     const arr = coerce(values, dtype, `state "${name}"`);
     if (this.device.kind === "cpu") {
-      this.#cpuStates.set(name, arr.slice());
+      this.#store.cpuStates.set(name, arr.slice());
       return;
     }
     const bytes = Math.max(4, Math.ceil(arr.byteLength / 4) * 4);
     const padded = new Uint8Array(bytes);
     padded.set(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
     (this.device as GpuDevice).device.queue.writeBuffer(
-      this.#states!.ensure(name, bytes),
+      this.#store.states!.ensure(name, bytes),
       0,
       padded,
     );
@@ -372,11 +398,11 @@ export class Executable {
 
   /** Zeroes every persistent state (a new sequence). */
   resetStates(): void {
-    this.#cpuStates.clear();
-    if (!this.#states) return;
+    this.#store.cpuStates.clear();
+    if (!this.#store.states) return;
     const device = (this.device as GpuDevice).device;
     const enc = device.createCommandEncoder();
-    for (const b of this.#states.buffers.values()) enc.clearBuffer(b);
+    for (const b of this.#store.states.buffers.values()) enc.clearBuffer(b);
     device.queue.submit([enc.finish()]);
   }
 
@@ -384,8 +410,23 @@ export class Executable {
   dispose(): void {
     for (const e of this.#plans.values()) e.exe?.destroy();
     this.#plans.clear();
-    this.#params?.destroy();
-    this.#states?.destroy();
+    if (--this.#store.users === 0) {
+      this.#store.params?.destroy();
+      this.#store.states?.destroy();
+    }
+  }
+}
+
+/** Parameters and states, shared by executables compiled with `shareWith`. */
+class Store {
+  readonly params: ParamBuffers | undefined;
+  readonly states: ParamBuffers | undefined;
+  readonly paramData = new Map<string, HostArray>();
+  readonly cpuStates = new Map<string, HostArray>();
+  users = 0;
+  constructor(device: KilnDevice) {
+    this.params = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
+    this.states = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
   }
 }
 

@@ -4,7 +4,17 @@
  * @module
  */
 
-const INTERNAL = /[\\/](compiler|ops|runtime)[\\/][^\\/]+\.ts|[\\/]mod\.ts|node:|ext:/;
+// Kiln's own folder: frames inside its library folders are skipped, so errors
+// point at the user's line even when they call a models/ helper.
+const ROOT = new URL("../", import.meta.url).href.replace(/^file:\/\//, "");
+const INTERNAL_DIRS = ["compiler/", "ops/", "runtime/", "models/", "mod.ts", "cli.ts"].map((d) =>
+  ROOT + d
+);
+
+function internal(file: string): boolean {
+  return file.startsWith("node:") || file.startsWith("ext:") ||
+    INTERNAL_DIRS.some((d) => file.startsWith(d));
+}
 
 /**
  * The first stack frame outside Kiln's own modules, as `file:line:col`.
@@ -15,8 +25,8 @@ export function callSite(): string {
   for (const line of stack) {
     const m = line.match(/\(?((?:file|https?|jsr|npm):\/\/[^\s)]+|\/[^\s)]+):(\d+):(\d+)\)?\s*$/);
     if (!m) continue;
-    if (INTERNAL.test(m[1])) continue;
     const file = m[1].replace(/^file:\/\//, "");
+    if (internal(file)) continue;
     return `${file}:${m[2]}`;
   }
   return "<unknown>";

@@ -543,6 +543,7 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
     }
   };
   const transferred = new Set<number>();
+  const bound = new Set([...graph.assigns.values()].map(rootOf));
   items.forEach((it, i) => {
     for (const [out, inp] of it.inplace ?? []) {
       // The output may take over the input's buffer when nothing reads the input
@@ -613,7 +614,8 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
     // Free temps whose last reader was this item (after allocating its outputs, so a
     // kernel never reads and writes the same buffer).
     for (const [v, last] of lastUse) {
-      if (last !== i || pinned.has(v) || transferred.has(v)) continue;
+      // Values bound for a state stay until the end-of-run copy.
+      if (last !== i || pinned.has(v) || transferred.has(v) || bound.has(v)) continue;
       const h = home.get(v);
       if (h && slots[h.slot].kind === "temp" && !free.includes(h.slot)) free.push(h.slot);
     }

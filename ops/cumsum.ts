@@ -17,7 +17,7 @@
 
 import { allocHost, type DType, isFloat } from "../compiler/dtype.ts";
 import { normAxis } from "../compiler/shape.ts";
-import { grid } from "../compiler/codegen.ts";
+import { grid } from "./dispatch.ts";
 import type { KernelEmission, OpDef, ScratchSpec } from "./types.ts";
 import { flatKernel, flatWorkgroupSize, splitAt } from "./layout.ts";
 

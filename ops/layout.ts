@@ -14,7 +14,7 @@ import {
   stridesOf,
   symbolicSize,
 } from "../compiler/shape.ts";
-import { grid } from "../compiler/codegen.ts";
+import { grid } from "./dispatch.ts";
 import type { DeviceCaps, KernelContext, KernelEmission, KernelSource, OpDef } from "./types.ts";
 
 // --- shared kernel helpers (also used by gather, cumsum and topk) -----------------

@@ -11,7 +11,7 @@ import { allocHost } from "../compiler/dtype.ts";
 import { numel, stridesOf } from "../compiler/shape.ts";
 import { emitMatmul } from "./matmul_kernel.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
-import { grid } from "../compiler/codegen.ts";
+import { grid } from "./dispatch.ts";
 
 /** Attributes of `matmul`. */
 export interface MatmulAttrs {

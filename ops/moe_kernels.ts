@@ -30,7 +30,10 @@
  * the K loop.
  *
  * Buffer names are shared by all kernels (`x`, `w1`, `h`, …) so a runner can map
- * a binding name to one buffer; see {@linkcode moeBufferSizes}.
+ * a binding name to one buffer; see {@linkcode moeBufferSizes}. Hosts that
+ * declare bindings themselves (Kiln's compiler, via `ops/moe.ts`) pass
+ * {@linkcode MoeEmitOptions}: the emitters splice the host's names in where
+ * they index each buffer, and can store `y` through a host function.
  *
  * @module
  */
@@ -95,10 +98,123 @@ export interface ResolvedMoeConfig extends Required<Omit<MoeConfig, "capacityFac
 /** Element type of a binding. */
 export type MoeBindingType = "f32" | "f16" | "u32" | "i32" | "atomic_u32";
 
+/** The buffers the kernels use, by their library names (see {@linkcode moeBufferSizes}). */
+export type MoeBufferName =
+  | "x"
+  | "wg"
+  | "bias"
+  | "w1"
+  | "w3"
+  | "w2"
+  | "logits"
+  | "probs"
+  | "topk_idx"
+  | "topk_w"
+  | "sorted_token"
+  | "sorted_w"
+  | "tile_expert"
+  | "slot_pos"
+  | "counts"
+  | "h"
+  | "o"
+  | "y"
+  | "mask"
+  | "aux"
+  | "hd"
+  | "hdense";
+
+const BUFFER_NAMES: readonly MoeBufferName[] = [
+  "x",
+  "wg",
+  "bias",
+  "w1",
+  "w3",
+  "w2",
+  "logits",
+  "probs",
+  "topk_idx",
+  "topk_w",
+  "sorted_token",
+  "sorted_w",
+  "tile_expert",
+  "slot_pos",
+  "counts",
+  "h",
+  "o",
+  "y",
+  "mask",
+  "aux",
+  "hd",
+  "hdense",
+];
+
+/**
+ * How the emitted code refers to its buffers, for hosts (like Kiln's compiler)
+ * that declare bindings under their own names. Every option defaults to the
+ * standalone layout that {@linkcode declareBindings} and `moe_runner.ts` use.
+ */
+export interface MoeEmitOptions {
+  /**
+   * WGSL identifier each buffer is declared under (default: its library name).
+   * The emitters splice these names in where they index the buffer, so member
+   * accesses such as `wid.x` are never touched; names must be plain identifiers,
+   * distinct, and must not start with the kernels' own prefixes (`acc_`, `pa`, …).
+   */
+  names?: Readonly<Partial<Record<MoeBufferName, string>>>;
+  /**
+   * Name of a WGSL function `fn(i: u32, v: f32)` that stores element `i` of `y`.
+   * When set, `y` is written through it one scalar at a time (a fused epilogue,
+   * or a split binding) and is not among the kernel's bindings.
+   */
+  yStore?: string;
+  /**
+   * Layout of `counts`: `"routed+kept"` (default, `[2E]`: routed pairs per
+   * expert, then pairs kept after capacity) or `"routed"` (`[E]` only).
+   */
+  countsLayout?: "routed+kept" | "routed";
+  /** Elements of `aux` written: 4 (default: aux, z, unmasked tokens, 0) or 2 (aux, z). */
+  auxLength?: 2 | 4;
+  /**
+   * The aux kernel also writes the routed pairs per expert (all tokens, mask
+   * ignored) to `counts[0..E)`: paths without a sort kernel still report counts.
+   */
+  auxCounts?: boolean;
+  /** A `mask` buffer exists (default true); false treats every token as real. */
+  mask?: boolean;
+}
+
+type Names = Readonly<Record<MoeBufferName, string>>;
+
+const IDENT = /^[A-Za-z][A-Za-z0-9_]*$/;
+
+/** Resolves and checks {@linkcode MoeEmitOptions.names}. */
+function namesOf(opts: MoeEmitOptions): Names {
+  const out = {} as Record<MoeBufferName, string>;
+  const seen = new Map<string, MoeBufferName>();
+  for (const b of BUFFER_NAMES) {
+    const n = opts.names?.[b] ?? b;
+    if (!IDENT.test(n)) {
+      throw new TypeError(`MoE buffer name for "${b}" must be a WGSL identifier: received "${n}"`);
+    }
+    const prev = seen.get(n);
+    if (prev !== undefined) {
+      throw new TypeError(`MoE buffer names of "${prev}" and "${b}" are both "${n}"`);
+    }
+    seen.set(n, b);
+    out[b] = n;
+  }
+  if (opts.yStore !== undefined && !IDENT.test(opts.yStore)) {
+    throw new TypeError(`MoE yStore must be a WGSL function name: received "${opts.yStore}"`);
+  }
+  return out;
+}
+
 /** One storage binding of a kernel, in binding-index order. */
 export interface MoeBinding {
-  /** Buffer name used in the WGSL code. */
+  /** Buffer name used in the WGSL code (after {@linkcode MoeEmitOptions.names}). */
   name: string;
+  /** The library's name of the buffer. */
+  buffer: MoeBufferName;
   /** Element type. */
   type: MoeBindingType;
   /** Access mode. */
@@ -357,8 +473,9 @@ function range(n: number): number[] {
  * console.log(k.label, k.workgroups);
  * ```
  */
-export function emitRouter(cfg: MoeConfig): MoeKernel {
+export function emitRouter(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
   const c = resolveMoeConfig(cfg);
+  const nm = namesOf(opts);
   const { T, d, E, k } = c;
   const V = d % 4 === 0 ? 4 : 1;
   const KV = d / V;
@@ -366,27 +483,29 @@ export function emitRouter(cfg: MoeConfig): MoeKernel {
   const wgSize = tpw * E;
   const workgroups = grid(Math.ceil(T / tpw));
   const bindings: MoeBinding[] = [
-    { name: "x", type: "f32", access: "read", ...(V === 4 ? { vector: 4 as const } : {}) },
-    { name: "wg", type: "f32", access: "read", ...(V === 4 ? { vector: 4 as const } : {}) },
+    bnd(nm, "x", "f32", "read", V),
+    bnd(nm, "wg", "f32", "read", V),
   ];
-  if (c.router === "sigmoid_bias") bindings.push({ name: "bias", type: "f32", access: "read" });
+  if (c.router === "sigmoid_bias") bindings.push(bnd(nm, "bias", "f32", "read"));
   bindings.push(
-    { name: "logits", type: "f32", access: "read_write" },
-    { name: "probs", type: "f32", access: "read_write" },
-    { name: "topk_idx", type: "u32", access: "read_write" },
-    { name: "topk_w", type: "f32", access: "read_write" },
+    bnd(nm, "logits", "f32", "read_write"),
+    bnd(nm, "probs", "f32", "read_write"),
+    bnd(nm, "topk_idx", "u32", "read_write"),
+    bnd(nm, "topk_w", "f32", "read_write"),
   );
-  const dotExpr = V === 4 ? "dot(x[xb + i], wg[wb + i])" : "x[xb + i] * wg[wb + i]";
+  const dotExpr = V === 4
+    ? `dot(${nm.x}[xb + i], ${nm.wg}[wb + i])`
+    : `${nm.x}[xb + i] * ${nm.wg}[wb + i]`;
   const sig = c.router === "sigmoid_bias";
-  const score = sig ? "(1.0 / (1.0 + exp(-lg[b + i])) + bias[i])" : "lg[b + i]";
+  const score = sig ? `(1.0 / (1.0 + exp(-lg[b + i])) + ${nm.bias}[i])` : "lg[b + i]";
   const weightLines = c.router === "sigmoid_bias"
     ? [
       `  let scale = ${f(c.routedScaling)} / wsum;`,
-      `  for (var j = 0u; j < ${u(k)}; j++) { topk_w[t * ${u(k)} + j] = wsel[j] * scale; }`,
+      `  for (var j = 0u; j < ${u(k)}; j++) { ${nm.topk_w}[t * ${u(k)} + j] = wsel[j] * scale; }`,
     ]
     : c.router === "softmax_topk" && c.normTopk
-    ? [`  for (var j = 0u; j < ${u(k)}; j++) { topk_w[t * ${u(k)} + j] = wsel[j] / wsum; }`]
-    : [`  for (var j = 0u; j < ${u(k)}; j++) { topk_w[t * ${u(k)} + j] = wsel[j]; }`];
+    ? [`  for (var j = 0u; j < ${u(k)}; j++) { ${nm.topk_w}[t * ${u(k)} + j] = wsel[j] / wsum; }`]
+    : [`  for (var j = 0u; j < ${u(k)}; j++) { ${nm.topk_w}[t * ${u(k)} + j] = wsel[j]; }`];
   const code = `
 const NONE: u32 = 0xFFFFFFFFu;
 var<workgroup> lg: array<f32, ${wgSize}>;
@@ -402,7 +521,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var acc = 0.0;
     for (var i = 0u; i < ${u(KV)}; i++) { acc += ${dotExpr}; }
     lg[lid] = acc;
-    logits[t * ${u(E)} + e] = acc;
+    ${nm.logits}[t * ${u(E)} + e] = acc;
   }
   workgroupBarrier();
   if (e != 0u || t >= ${u(T)}) { return; }
@@ -414,7 +533,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     sig ? "1.0 / (1.0 + exp(-lg[b + i]))" : "exp(lg[b + i] - m)"
   }; }
   for (var i = 0u; i < ${u(E)}; i++) {
-    probs[t * ${u(E)} + i] = ${
+    ${nm.probs}[t * ${u(E)} + i] = ${
     sig ? "(1.0 / (1.0 + exp(-lg[b + i]))) / s" : "exp(lg[b + i] - m) / s"
   };
   }
@@ -431,7 +550,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (best == NONE || v > bv) { best = i; bv = v; }
     }
     taken[best / 32u] |= 1u << (best % 32u);
-    topk_idx[t * ${u(k)} + j] = best;
+    ${nm.topk_idx}[t * ${u(k)} + j] = best;
     let raw = ${sig ? "1.0 / (1.0 + exp(-lg[b + best]))" : "exp(lg[b + best] - m) / s"};
     wsel[j] = raw;
     wsum += raw;
@@ -467,8 +586,10 @@ ${weightLines.join("\n")}
  * console.log(k.workgroups); // [1, 1, 1]
  * ```
  */
-export function emitSort(cfg: MoeConfig): MoeKernel {
+export function emitSort(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
   const c = resolveMoeConfig(cfg);
+  const nm = namesOf(opts);
+  const keptCounts = (opts.countsLayout ?? "routed+kept") === "routed+kept";
   const { T, E, k, rowsMax } = c;
   const TM = c.tile.rows;
   const W = 256;
@@ -488,7 +609,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
   for (var ch = 0u; ch < ${u(nChunks)}; ch++) {
     let t = ch * ${u(W)} + li;
     if (t < ${u(T)}) {
-      for (var j = 0u; j < ${u(k)}; j++) { atomicAdd(&cnt[min(topk_idx[t * ${u(k)} + j], ${
+      for (var j = 0u; j < ${u(k)}; j++) { atomicAdd(&cnt[min(${nm.topk_idx}[t * ${u(k)} + j], ${
     u(E - 1)
   })], 1u); }
     }
@@ -499,9 +620,8 @@ fn main(@builtin(local_invocation_index) li: u32) {
     for (var e = 0u; e < ${u(E)}; e++) {
       let n = atomicLoad(&cnt[e]);
       let kp = min(n, ${u(c.capacity)});
-      counts[e] = n;
-      counts[${u(E)} + e] = kp;
-      kept[e] = kp;
+      ${nm.counts}[e] = n;
+${keptCounts ? `      ${nm.counts}[${u(E)} + e] = kp;\n` : ""}      kept[e] = kp;
       seg[e] = s;
       s += (kp + ${u(TM - 1)}) / ${u(TM)} * ${u(TM)};
     }
@@ -515,10 +635,10 @@ fn main(@builtin(local_invocation_index) li: u32) {
       if (r >= seg[e] && r < seg[e + 1u]) { owner = e; }
     }
     if (owner == NONE || r - seg[owner] >= kept[owner]) {
-      sorted_token[r] = NONE;
-      sorted_w[r] = 0.0;
+      ${nm.sorted_token}[r] = NONE;
+      ${nm.sorted_w}[r] = 0.0;
     }
-    if (r % ${u(TM)} == 0u) { tile_expert[r / ${u(TM)}] = owner; }
+    if (r % ${u(TM)} == 0u) { ${nm.tile_expert}[r / ${u(TM)}] = owner; }
   }
   for (var ch = 0u; ch < ${u(nChunks)}; ch++) {
     for (var i = li; i < ${u(E * 8)}; i += ${u(W)}) { atomicStore(&bits[i], 0u); }
@@ -528,23 +648,23 @@ fn main(@builtin(local_invocation_index) li: u32) {
     let bit = 1u << (li % 32u);
     if (t < ${u(T)}) {
       for (var j = 0u; j < ${u(k)}; j++) {
-        let e = min(topk_idx[t * ${u(k)} + j], ${u(E - 1)});
+        let e = min(${nm.topk_idx}[t * ${u(k)} + j], ${u(E - 1)});
         atomicOr(&bits[e * 8u + word], bit);
       }
     }
     workgroupBarrier();
     if (t < ${u(T)}) {
       for (var j = 0u; j < ${u(k)}; j++) {
-        let e = min(topk_idx[t * ${u(k)} + j], ${u(E - 1)});
+        let e = min(${nm.topk_idx}[t * ${u(k)} + j], ${u(E - 1)});
         var rank = base[e] + countOneBits(atomicLoad(&bits[e * 8u + word]) & (bit - 1u));
         for (var w = 0u; w < word; w++) { rank += countOneBits(atomicLoad(&bits[e * 8u + w])); }
         if (rank < kept[e]) {
           let pos = seg[e] + rank;
-          sorted_token[pos] = t;
-          sorted_w[pos] = topk_w[t * ${u(k)} + j];
-          slot_pos[t * ${u(k)} + j] = pos;
+          ${nm.sorted_token}[pos] = t;
+          ${nm.sorted_w}[pos] = ${nm.topk_w}[t * ${u(k)} + j];
+          ${nm.slot_pos}[t * ${u(k)} + j] = pos;
         } else {
-          slot_pos[t * ${u(k)} + j] = NONE;
+          ${nm.slot_pos}[t * ${u(k)} + j] = NONE;
         }
       }
     }
@@ -563,13 +683,13 @@ fn main(@builtin(local_invocation_index) li: u32) {
     workgroups: [1, 1, 1],
     label: `moe_sort_e${E}_tm${TM}${c.capacity === MOE_NONE ? "" : `_cap${c.capacity}`}`,
     bindings: [
-      { name: "topk_idx", type: "u32", access: "read" },
-      { name: "topk_w", type: "f32", access: "read" },
-      { name: "sorted_token", type: "u32", access: "read_write" },
-      { name: "sorted_w", type: "f32", access: "read_write" },
-      { name: "tile_expert", type: "u32", access: "read_write" },
-      { name: "slot_pos", type: "u32", access: "read_write" },
-      { name: "counts", type: "u32", access: "read_write" },
+      bnd(nm, "topk_idx", "u32", "read"),
+      bnd(nm, "topk_w", "f32", "read"),
+      bnd(nm, "sorted_token", "u32", "read_write"),
+      bnd(nm, "sorted_w", "f32", "read_write"),
+      bnd(nm, "tile_expert", "u32", "read_write"),
+      bnd(nm, "slot_pos", "u32", "read_write"),
+      bnd(nm, "counts", "u32", "read_write"),
     ],
   };
 }
@@ -588,6 +708,17 @@ function wLoad(c: ResolvedMoeConfig, name: string, idx: string, V: number): stri
 
 function vecOpt(V: number): { vector?: 4 } {
   return V === 4 ? { vector: 4 } : {};
+}
+
+/** A binding of library buffer `buffer` under its mapped name. */
+function bnd(
+  nm: Names,
+  buffer: MoeBufferName,
+  type: MoeBindingType,
+  access: "read" | "read_write",
+  V = 1,
+): MoeBinding {
+  return { name: nm[buffer], buffer, type, access, ...vecOpt(V) };
 }
 
 /**
@@ -651,17 +782,25 @@ function kLoop(
   return L;
 }
 
-/** Stores `N` consecutive columns of row `rowExpr` (vec4 stores when possible). */
+/**
+ * Stores `N` consecutive columns of row `rowExpr` (vec4 stores when possible).
+ * With `store` (a function `fn(i: u32, v: f32)`), one scalar call per column.
+ */
 function storeRow(
   out: string,
   width: number,
   rowExpr: string,
   col0: string,
   vals: string[],
+  store?: string,
 ): string[] {
   const N = vals.length;
   const L: string[] = [];
-  if (N % 4 === 0 && width % 4 === 0) {
+  if (store !== undefined) {
+    for (const j of range(N)) {
+      L.push(`    ${store}((${rowExpr}) * ${u(width)} + ${col0} + ${u(j)}, ${vals[j]});`);
+    }
+  } else if (N % 4 === 0 && width % 4 === 0) {
     for (let q = 0; q < N / 4; q++) {
       L.push(
         `    ${out}[(${rowExpr}) * ${u(width / 4)} + ${col0} / 4u + ${u(q)}] = vec4<f32>(${
@@ -677,7 +816,15 @@ function storeRow(
   return L;
 }
 
-function gemm1Like(c: ResolvedMoeConfig, mode: "grouped" | "dense"): MoeKernel {
+// Prefixed so it cannot clash with helpers a host adds to the shader.
+const SILU = "fn moe_silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }";
+
+function gemm1Like(
+  c: ResolvedMoeConfig,
+  mode: "grouped" | "dense",
+  opts: MoeEmitOptions,
+): MoeKernel {
+  const nm = namesOf(opts);
   const { d, ff, E, T } = c;
   const { rows: R, cols1: N, wgSize } = c.tile;
   const V = d % 4 === 0 ? 4 : 1;
@@ -688,18 +835,19 @@ function gemm1Like(c: ResolvedMoeConfig, mode: "grouped" | "dense"): MoeKernel {
   const total = tiles * nct;
   const workgroups = grid(Math.ceil(total / wgSize));
   const hVec = N % 4 === 0 && ff % 4 === 0;
-  const out = mode === "grouped" ? "h" : "hdense";
+  const outBuf = mode === "grouped" ? "h" : "hdense";
+  const out = nm[outBuf];
   const L: string[] = ["const NONE: u32 = 0xFFFFFFFFu;", linearEntry(wgSize, workgroups, total)];
   L.push(`  let tile = g / ${u(nct)};`);
   L.push(`  let col0 = (g % ${u(nct)}) * ${u(N)};`);
   if (mode === "grouped") {
     // Empty / padding tiles leave before touching any weight.
-    L.push("  let e = tile_expert[tile];");
+    L.push(`  let e = ${nm.tile_expert}[tile];`);
     L.push("  if (e == NONE) { return; }");
     L.push(`  let row0 = tile * ${u(R)};`);
     for (const r of range(R)) {
       // The gather is folded into the A load; padding rows read token 0 and are never used.
-      L.push(`  let tok${r} = sorted_token[row0 + ${u(r)}];`);
+      L.push(`  let tok${r} = ${nm.sorted_token}[row0 + ${u(r)}];`);
       L.push(`  let ar${r} = select(tok${r}, 0u, tok${r} == NONE);`);
     }
   } else {
@@ -710,31 +858,28 @@ function gemm1Like(c: ResolvedMoeConfig, mode: "grouped" | "dense"): MoeKernel {
     }
   }
   L.push(
-    ...kLoop(c, R, N, KV, V, "x", (r) => `ar${r} * ${u(KV)}`, [
-      { name: "w1", bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
-      { name: "w3", bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
+    ...kLoop(c, R, N, KV, V, nm.x, (r) => `ar${r} * ${u(KV)}`, [
+      { name: nm.w1, bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
+      { name: nm.w3, bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
     ]),
   );
   for (const r of range(R)) {
     L.push("  {");
-    const vals = range(N).map((j) => `silu(acc_0_${r}_${j}) * acc_1_${r}_${j}`);
+    const vals = range(N).map((j) => `moe_silu(acc_0_${r}_${j}) * acc_1_${r}_${j}`);
     L.push(...storeRow(out, ff, `row0 + ${u(r)}`, "col0", vals));
     L.push("  }");
   }
   L.push("}");
-  L.push("fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }");
+  L.push(SILU);
   const bindings: MoeBinding[] = [
-    { name: "x", type: "f32", access: "read", ...vecOpt(V) },
-    { name: "w1", type: wType(c), access: "read", ...vecOpt(V) },
-    { name: "w3", type: wType(c), access: "read", ...vecOpt(V) },
+    bnd(nm, "x", "f32", "read", V),
+    bnd(nm, "w1", wType(c), "read", V),
+    bnd(nm, "w3", wType(c), "read", V),
   ];
   if (mode === "grouped") {
-    bindings.push(
-      { name: "sorted_token", type: "u32", access: "read" },
-      { name: "tile_expert", type: "u32", access: "read" },
-    );
+    bindings.push(bnd(nm, "sorted_token", "u32", "read"), bnd(nm, "tile_expert", "u32", "read"));
   }
-  bindings.push({ name: out, type: "f32", access: "read_write", ...vecOpt(hVec ? 4 : 1) });
+  bindings.push(bnd(nm, outBuf, "f32", "read_write", hVec ? 4 : 1));
   return {
     code: L.join("\n") + "\n",
     workgroups,
@@ -756,8 +901,8 @@ function gemm1Like(c: ResolvedMoeConfig, mode: "grouped" | "dense"): MoeKernel {
  * console.log(k.label);
  * ```
  */
-export function emitGroupedGemm1(cfg: MoeConfig): MoeKernel {
-  return gemm1Like(resolveMoeConfig(cfg), "grouped");
+export function emitGroupedGemm1(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
+  return gemm1Like(resolveMoeConfig(cfg), "grouped", opts);
 }
 
 /**
@@ -772,8 +917,8 @@ export function emitGroupedGemm1(cfg: MoeConfig): MoeKernel {
  * const k = emitDenseGemm1({ T: 16, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" });
  * ```
  */
-export function emitDenseGemm1(cfg: MoeConfig): MoeKernel {
-  return gemm1Like(resolveMoeConfig(cfg), "dense");
+export function emitDenseGemm1(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
+  return gemm1Like(resolveMoeConfig(cfg), "dense", opts);
 }
 
 /**
@@ -787,8 +932,9 @@ export function emitDenseGemm1(cfg: MoeConfig): MoeKernel {
  * const k = emitGroupedGemm2({ T: 16, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" });
  * ```
  */
-export function emitGroupedGemm2(cfg: MoeConfig): MoeKernel {
+export function emitGroupedGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
   const c = resolveMoeConfig(cfg);
+  const nm = namesOf(opts);
   const { d, ff, tilesMax } = c;
   const { rows: R, cols2: N, wgSize } = c.tile;
   const V = ff % 4 === 0 ? 4 : 1;
@@ -800,19 +946,19 @@ export function emitGroupedGemm2(cfg: MoeConfig): MoeKernel {
   const L: string[] = ["const NONE: u32 = 0xFFFFFFFFu;", linearEntry(wgSize, workgroups, total)];
   L.push(`  let tile = g / ${u(nct)};`);
   L.push(`  let col0 = (g % ${u(nct)}) * ${u(N)};`);
-  L.push("  let e = tile_expert[tile];");
+  L.push(`  let e = ${nm.tile_expert}[tile];`);
   L.push("  if (e == NONE) { return; }");
   L.push(`  let row0 = tile * ${u(R)};`);
   L.push(
-    ...kLoop(c, R, N, KV, V, "h", (r) => `(row0 + ${u(r)}) * ${u(KV)}`, [
-      { name: "w2", bIdx: (j) => `(e * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
+    ...kLoop(c, R, N, KV, V, nm.h, (r) => `(row0 + ${u(r)}) * ${u(KV)}`, [
+      { name: nm.w2, bIdx: (j) => `(e * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
     ]),
   );
   for (const r of range(R)) {
     L.push("  {");
-    L.push(`    let sw = sorted_w[row0 + ${u(r)}];`);
+    L.push(`    let sw = ${nm.sorted_w}[row0 + ${u(r)}];`);
     L.push(
-      ...storeRow("o", d, `row0 + ${u(r)}`, "col0", range(N).map((j) => `sw * acc_0_${r}_${j}`)),
+      ...storeRow(nm.o, d, `row0 + ${u(r)}`, "col0", range(N).map((j) => `sw * acc_0_${r}_${j}`)),
     );
     L.push("  }");
   }
@@ -822,11 +968,11 @@ export function emitGroupedGemm2(cfg: MoeConfig): MoeKernel {
     workgroups,
     label: `moe_grouped_gemm2_${R}x${N}_${c.weightDtype}`,
     bindings: [
-      { name: "h", type: "f32", access: "read", ...vecOpt(V) },
-      { name: "w2", type: wType(c), access: "read", ...vecOpt(V) },
-      { name: "sorted_w", type: "f32", access: "read" },
-      { name: "tile_expert", type: "u32", access: "read" },
-      { name: "o", type: "f32", access: "read_write", ...vecOpt(oVec ? 4 : 1) },
+      bnd(nm, "h", "f32", "read", V),
+      bnd(nm, "w2", wType(c), "read", V),
+      bnd(nm, "sorted_w", "f32", "read"),
+      bnd(nm, "tile_expert", "u32", "read"),
+      bnd(nm, "o", "f32", "read_write", oVec ? 4 : 1),
     ],
   };
 }
@@ -841,8 +987,9 @@ export function emitGroupedGemm2(cfg: MoeConfig): MoeKernel {
  * const k = emitCombine({ T: 16, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" });
  * ```
  */
-export function emitCombine(cfg: MoeConfig): MoeKernel {
+export function emitCombine(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
   const c = resolveMoeConfig(cfg);
+  const nm = namesOf(opts);
   const { T, d, k } = c;
   const V = d % 4 === 0 ? 4 : 1;
   const DV = d / V;
@@ -856,10 +1003,18 @@ ${linearEntry(64, workgroups, total)}
   let cv = g % ${u(DV)};
   var s = ${zero};
   for (var j = 0u; j < ${u(k)}; j++) {
-    let p = slot_pos[t * ${u(k)} + j];
-    if (p != NONE) { s += o[p * ${u(DV)} + cv]; }
+    let p = ${nm.slot_pos}[t * ${u(k)} + j];
+    if (p != NONE) { s += ${nm.o}[p * ${u(DV)} + cv]; }
   }
-  y[g] = s;
+${
+    opts.yStore === undefined
+      ? `  ${nm.y}[g] = s;`
+      : V === 4
+      ? ["x", "y", "z", "w"].map((ch, q) => `  ${opts.yStore}(g * 4u + ${u(q)}, s.${ch});`).join(
+        "\n",
+      )
+      : `  ${opts.yStore}(g, s);`
+  }
 }
 `;
   return {
@@ -867,9 +1022,9 @@ ${linearEntry(64, workgroups, total)}
     workgroups,
     label: `moe_combine_k${k}`,
     bindings: [
-      { name: "o", type: "f32", access: "read", ...vecOpt(V) },
-      { name: "slot_pos", type: "u32", access: "read" },
-      { name: "y", type: "f32", access: "read_write", ...vecOpt(V) },
+      bnd(nm, "o", "f32", "read", V),
+      bnd(nm, "slot_pos", "u32", "read"),
+      ...(opts.yStore === undefined ? [bnd(nm, "y", "f32", "read_write", V)] : []),
     ],
   };
 }
@@ -884,8 +1039,9 @@ ${linearEntry(64, workgroups, total)}
  * const k = emitDenseGemm2({ T: 16, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" });
  * ```
  */
-export function emitDenseGemm2(cfg: MoeConfig): MoeKernel {
+export function emitDenseGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
   const c = resolveMoeConfig(cfg);
+  const nm = namesOf(opts);
   const { T, d, ff, E, k } = c;
   const { rows: R, cols2: N, wgSize } = c.tile;
   const V = ff % 4 === 0 ? 4 : 1;
@@ -908,10 +1064,10 @@ export function emitDenseGemm2(cfg: MoeConfig): MoeKernel {
     N,
     KV,
     V,
-    "hdense",
+    nm.hdense,
     (r) => `(e * ${u(tpe * R)} + tt * ${u(R)} + ${u(r)}) * ${u(KV)}`,
     [
-      { name: "w2", bIdx: (j) => `(e * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
+      { name: nm.w2, bIdx: (j) => `(e * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
     ],
   );
   L.push(...inner.map((s) => "  " + s));
@@ -919,7 +1075,9 @@ export function emitDenseGemm2(cfg: MoeConfig): MoeKernel {
     L.push(`    var gw${r} = 0.0;`);
     L.push(`    for (var j = 0u; j < ${u(k)}; j++) {`);
     L.push(
-      `      if (topk_idx[tr${r} * ${u(k)} + j] == e) { gw${r} = topk_w[tr${r} * ${u(k)} + j]; }`,
+      `      if (${nm.topk_idx}[tr${r} * ${u(k)} + j] == e) { gw${r} = ${nm.topk_w}[tr${r} * ${
+        u(k)
+      } + j]; }`,
     );
     L.push("    }");
     for (const j of range(N)) L.push(`    y_${r}_${j} += gw${r} * acc_0_${r}_${j};`);
@@ -927,7 +1085,9 @@ export function emitDenseGemm2(cfg: MoeConfig): MoeKernel {
   L.push("  }");
   for (const r of range(R)) {
     L.push(`  if (tt * ${u(R)} + ${u(r)} < ${u(T)}) {`);
-    L.push(...storeRow("y", d, `tr${r}`, "col0", range(N).map((j) => `y_${r}_${j}`)));
+    L.push(
+      ...storeRow(nm.y, d, `tr${r}`, "col0", range(N).map((j) => `y_${r}_${j}`), opts.yStore),
+    );
     L.push("  }");
   }
   L.push("}");
@@ -936,16 +1096,13 @@ export function emitDenseGemm2(cfg: MoeConfig): MoeKernel {
     workgroups,
     label: `moe_dense_gemm2_${R}x${N}_${c.weightDtype}`,
     bindings: [
-      { name: "hdense", type: "f32", access: "read", ...vecOpt(V) },
-      { name: "w2", type: wType(c), access: "read", ...vecOpt(V) },
-      { name: "topk_idx", type: "u32", access: "read" },
-      { name: "topk_w", type: "f32", access: "read" },
-      {
-        name: "y",
-        type: "f32",
-        access: "read_write",
-        ...vecOpt(N % 4 === 0 && d % 4 === 0 ? 4 : 1),
-      },
+      bnd(nm, "hdense", "f32", "read", V),
+      bnd(nm, "w2", wType(c), "read", V),
+      bnd(nm, "topk_idx", "u32", "read"),
+      bnd(nm, "topk_w", "f32", "read"),
+      ...(opts.yStore === undefined
+        ? [bnd(nm, "y", "f32", "read_write", N % 4 === 0 && d % 4 === 0 ? 4 : 1)]
+        : []),
     ],
   };
 }
@@ -963,8 +1120,9 @@ export function emitDenseGemm2(cfg: MoeConfig): MoeKernel {
  * const k = emitDecodeGemv1({ T: 1, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" });
  * ```
  */
-export function emitDecodeGemv1(cfg: MoeConfig): MoeKernel {
+export function emitDecodeGemv1(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
   const c = resolveMoeConfig(cfg);
+  const nm = namesOf(opts);
   const { T, d, ff, k } = c;
   const N = c.tile.cols1;
   const V = d % 4 === 0 ? 4 : 1;
@@ -977,35 +1135,36 @@ export function emitDecodeGemv1(cfg: MoeConfig): MoeKernel {
   L.push(`  let pair = g / ${u(nct)};`);
   L.push(`  let col0 = (g % ${u(nct)}) * ${u(N)};`);
   L.push(`  let t = pair / ${u(k)};`);
-  L.push(`  let e = min(topk_idx[pair], ${u(c.E - 1)});`);
+  L.push(`  let e = min(${nm.topk_idx}[pair], ${u(c.E - 1)});`);
   L.push(
-    ...kLoop(c, 1, N, KV, V, "x", () => `t * ${u(KV)}`, [
-      { name: "w1", bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
-      { name: "w3", bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
+    ...kLoop(c, 1, N, KV, V, nm.x, () => `t * ${u(KV)}`, [
+      { name: nm.w1, bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
+      { name: nm.w3, bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
     ]),
   );
   L.push("  {");
   L.push(
-    ...storeRow("hd", ff, "pair", "col0", range(N).map((j) => `silu(acc_0_0_${j}) * acc_1_0_${j}`)),
+    ...storeRow(
+      nm.hd,
+      ff,
+      "pair",
+      "col0",
+      range(N).map((j) => `moe_silu(acc_0_0_${j}) * acc_1_0_${j}`),
+    ),
   );
   L.push("  }");
   L.push("}");
-  L.push("fn silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }");
+  L.push(SILU);
   return {
     code: L.join("\n") + "\n",
     workgroups,
     label: `moe_decode_gemv1_${N}x2_${c.weightDtype}`,
     bindings: [
-      { name: "x", type: "f32", access: "read", ...vecOpt(V) },
-      { name: "w1", type: wType(c), access: "read", ...vecOpt(V) },
-      { name: "w3", type: wType(c), access: "read", ...vecOpt(V) },
-      { name: "topk_idx", type: "u32", access: "read" },
-      {
-        name: "hd",
-        type: "f32",
-        access: "read_write",
-        ...vecOpt(N % 4 === 0 && ff % 4 === 0 ? 4 : 1),
-      },
+      bnd(nm, "x", "f32", "read", V),
+      bnd(nm, "w1", wType(c), "read", V),
+      bnd(nm, "w3", wType(c), "read", V),
+      bnd(nm, "topk_idx", "u32", "read"),
+      bnd(nm, "hd", "f32", "read_write", N % 4 === 0 && ff % 4 === 0 ? 4 : 1),
     ],
   };
 }
@@ -1021,8 +1180,9 @@ export function emitDecodeGemv1(cfg: MoeConfig): MoeKernel {
  * const k = emitDecodeGemv2({ T: 1, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" });
  * ```
  */
-export function emitDecodeGemv2(cfg: MoeConfig): MoeKernel {
+export function emitDecodeGemv2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
   const c = resolveMoeConfig(cfg);
+  const nm = namesOf(opts);
   const { T, d, ff, k } = c;
   const N = c.tile.cols2;
   const V = ff % 4 === 0 ? 4 : 1;
@@ -1037,16 +1197,16 @@ export function emitDecodeGemv2(cfg: MoeConfig): MoeKernel {
   for (const j of range(N)) L.push(`  var y_${j} = 0.0;`);
   L.push(`  for (var s = 0u; s < ${u(k)}; s++) {`);
   L.push(`    let pair = t * ${u(k)} + s;`);
-  L.push(`    let e = min(topk_idx[pair], ${u(c.E - 1)});`);
-  const inner = kLoop(c, 1, N, KV, V, "hd", () => `pair * ${u(KV)}`, [
-    { name: "w2", bIdx: (j) => `(e * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
+  L.push(`    let e = min(${nm.topk_idx}[pair], ${u(c.E - 1)});`);
+  const inner = kLoop(c, 1, N, KV, V, nm.hd, () => `pair * ${u(KV)}`, [
+    { name: nm.w2, bIdx: (j) => `(e * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
   ]);
   L.push(...inner.map((s) => "  " + s));
-  L.push("    let w = topk_w[pair];");
+  L.push(`    let w = ${nm.topk_w}[pair];`);
   for (const j of range(N)) L.push(`    y_${j} += w * acc_0_0_${j};`);
   L.push("  }");
   L.push("  {");
-  L.push(...storeRow("y", d, "t", "col0", range(N).map((j) => `y_${j}`)));
+  L.push(...storeRow(nm.y, d, "t", "col0", range(N).map((j) => `y_${j}`), opts.yStore));
   L.push("  }");
   L.push("}");
   return {
@@ -1054,16 +1214,13 @@ export function emitDecodeGemv2(cfg: MoeConfig): MoeKernel {
     workgroups,
     label: `moe_decode_gemv2_${N}_${c.weightDtype}`,
     bindings: [
-      { name: "hd", type: "f32", access: "read", ...vecOpt(V) },
-      { name: "w2", type: wType(c), access: "read", ...vecOpt(V) },
-      { name: "topk_idx", type: "u32", access: "read" },
-      { name: "topk_w", type: "f32", access: "read" },
-      {
-        name: "y",
-        type: "f32",
-        access: "read_write",
-        ...vecOpt(N % 4 === 0 && d % 4 === 0 ? 4 : 1),
-      },
+      bnd(nm, "hd", "f32", "read", V),
+      bnd(nm, "w2", wType(c), "read", V),
+      bnd(nm, "topk_idx", "u32", "read"),
+      bnd(nm, "topk_w", "f32", "read"),
+      ...(opts.yStore === undefined
+        ? [bnd(nm, "y", "f32", "read_write", N % 4 === 0 && d % 4 === 0 ? 4 : 1)]
+        : []),
     ],
   };
 }
@@ -1085,13 +1242,17 @@ export function emitDecodeGemv2(cfg: MoeConfig): MoeKernel {
  * const k = emitAuxLoss({ T: 16, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" });
  * ```
  */
-export function emitAuxLoss(cfg: MoeConfig): MoeKernel {
+export function emitAuxLoss(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel {
   const c = resolveMoeConfig(cfg);
+  const nm = namesOf(opts);
   const { T, E, k } = c;
   const W = 256;
   const S = Math.floor(W / E); // token stripes per expert
+  const hasMask = opts.mask ?? true;
+  const mk = (t: string): string => (hasMask ? `${nm.mask}[${t}]` : "1.0");
+  const counts = opts.auxCounts ?? false;
   const code = `
-var<workgroup> pp: array<f32, ${W}>;
+var<workgroup> pp: array<f32, ${W}>;${counts ? `\nvar<workgroup> kc: array<u32, ${W}>;` : ""}
 var<workgroup> cc: array<f32, ${W}>;
 var<workgroup> zz: array<f32, ${W}>;
 var<workgroup> nn: array<f32, ${W}>;
@@ -1102,27 +1263,28 @@ fn main(@builtin(local_invocation_index) li: u32) {
   let s = li / ${u(E)};
   var p = 0.0;
   var cnt = 0.0;
+  var all = 0u;
   if (s < ${u(S)}) {
     for (var t = s; t < ${u(T)}; t += ${u(S)}) {
-      let m = mask[t];
-      p += m * probs[t * ${u(E)} + e];
+      let m = ${mk("t")};
+      p += m * ${nm.probs}[t * ${u(E)} + e];
       for (var j = 0u; j < ${u(k)}; j++) {
-        if (topk_idx[t * ${u(k)} + j] == e) { cnt += m; }
+        if (${nm.topk_idx}[t * ${u(k)} + j] == e) { cnt += m; all += 1u; }
       }
     }
   }
   pp[li] = p;
-  cc[li] = cnt;
+  cc[li] = cnt;${counts ? "\n  kc[li] = all;" : ""}
   var z = 0.0;
   var n = 0.0;
   for (var t = li; t < ${u(T)}; t += ${u(W)}) {
-    var mx = logits[t * ${u(E)}];
-    for (var i = 1u; i < ${u(E)}; i++) { mx = max(mx, logits[t * ${u(E)} + i]); }
+    var mx = ${nm.logits}[t * ${u(E)}];
+    for (var i = 1u; i < ${u(E)}; i++) { mx = max(mx, ${nm.logits}[t * ${u(E)} + i]); }
     var se = 0.0;
-    for (var i = 0u; i < ${u(E)}; i++) { se += exp(logits[t * ${u(E)} + i] - mx); }
+    for (var i = 0u; i < ${u(E)}; i++) { se += exp(${nm.logits}[t * ${u(E)} + i] - mx); }
     let lse = mx + log(se);
-    z += mask[t] * lse * lse;
-    n += mask[t];
+    z += ${mk("t")} * lse * lse;
+    n += ${mk("t")};
   }
   zz[li] = z;
   nn[li] = n;
@@ -1138,29 +1300,35 @@ fn main(@builtin(local_invocation_index) li: u32) {
     for (var st = 0u; st < ${u(S)}; st++) { pe += pp[st * ${u(E)} + ex]; ce += cc[st * ${
     u(E)
   } + ex]; }
-    lb += ce * pe;
+    lb += ce * pe;${
+    counts
+      ? `
+    var ke = 0u;
+    for (var st = 0u; st < ${u(S)}; st++) { ke += kc[st * ${u(E)} + ex]; }
+    ${nm.counts}[ex] = ke;`
+      : ""
+  }
   }
   if (nv > 0.0) {
-    aux[0] = ${f(E)} * lb / (nv * ${f(k)} * nv);
-    aux[1] = zs / nv;
+    ${nm.aux}[0] = ${f(E)} * lb / (nv * ${f(k)} * nv);
+    ${nm.aux}[1] = zs / nv;
   } else {
-    aux[0] = 0.0;
-    aux[1] = 0.0;
+    ${nm.aux}[0] = 0.0;
+    ${nm.aux}[1] = 0.0;
   }
-  aux[2] = nv;
-  aux[3] = 0.0;
-}
+${(opts.auxLength ?? 4) === 4 ? `  ${nm.aux}[2] = nv;\n  ${nm.aux}[3] = 0.0;\n` : ""}}
 `;
   return {
     code,
     workgroups: [1, 1, 1],
     label: `moe_aux_loss_e${E}`,
     bindings: [
-      { name: "logits", type: "f32", access: "read" },
-      { name: "probs", type: "f32", access: "read" },
-      { name: "topk_idx", type: "u32", access: "read" },
-      { name: "mask", type: "f32", access: "read" },
-      { name: "aux", type: "f32", access: "read_write" },
+      bnd(nm, "logits", "f32", "read"),
+      bnd(nm, "probs", "f32", "read"),
+      bnd(nm, "topk_idx", "u32", "read"),
+      ...(hasMask ? [bnd(nm, "mask", "f32", "read")] : []),
+      bnd(nm, "aux", "f32", "read_write"),
+      ...(counts ? [bnd(nm, "counts", "u32", "read_write")] : []),
     ],
   };
 }
@@ -1182,25 +1350,35 @@ export type MoePath = "prefill" | "decode" | "dense";
  * console.log(ks.map((k) => k.label));
  * ```
  */
-export function moeKernels(cfg: MoeConfig, path: MoePath, aux = true): MoeKernel[] {
-  const ks: MoeKernel[] = [emitRouter(cfg)];
+export function moeKernels(
+  cfg: MoeConfig,
+  path: MoePath,
+  aux = true,
+  opts: MoeEmitOptions = {},
+): MoeKernel[] {
+  const ks: MoeKernel[] = [emitRouter(cfg, opts)];
   if (path === "prefill") {
-    ks.push(emitSort(cfg), emitGroupedGemm1(cfg), emitGroupedGemm2(cfg), emitCombine(cfg));
+    ks.push(
+      emitSort(cfg, opts),
+      emitGroupedGemm1(cfg, opts),
+      emitGroupedGemm2(cfg, opts),
+      emitCombine(cfg, opts),
+    );
   } else if (path === "decode") {
     if (cfg.capacityFactor !== undefined) {
       throw new RangeError(
         `MoE decode path is dropless: received capacityFactor ${cfg.capacityFactor}`,
       );
     }
-    ks.push(emitDecodeGemv1(cfg), emitDecodeGemv2(cfg));
+    ks.push(emitDecodeGemv1(cfg, opts), emitDecodeGemv2(cfg, opts));
   } else {
     if (cfg.capacityFactor !== undefined) {
       throw new RangeError(
         `MoE dense baseline is dropless: received capacityFactor ${cfg.capacityFactor}`,
       );
     }
-    ks.push(emitDenseGemm1(cfg), emitDenseGemm2(cfg));
+    ks.push(emitDenseGemm1(cfg, opts), emitDenseGemm2(cfg, opts));
   }
-  if (aux) ks.push(emitAuxLoss(cfg));
+  if (aux) ks.push(emitAuxLoss(cfg, opts));
   return ks;
 }

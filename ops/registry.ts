@@ -17,7 +17,23 @@ import * as l from "./layout.ts";
 import { gather } from "./gather.ts";
 import { cumsum, type CumsumAttrs } from "./cumsum.ts";
 import { topk, type TopkAttrs } from "./topk.ts";
+import { moe, type MoeAttrs } from "./moe.ts";
 import { writeRows } from "./write_rows.ts";
+import { type ConvAttrs, directConv, fft, type FftAttrs, fftConv } from "./fft.ts";
+import { s4, type S4Attrs, s4Kernel, type S4KernelAttrs, s4State } from "./s4.ts";
+import {
+  type Conv1dAttrs,
+  conv1dCausal,
+  conv1dStep,
+  type Conv1dStepAttrs,
+  convStateUpdate,
+  type ScanAttrs,
+  selectiveScan,
+  ssmStep,
+} from "./ssm.ts";
+import { sample, type SampleAttrs } from "./sample.ts";
+import { rope, type RopeAttrs } from "./rope.ts";
+import { attention, type AttentionAttrs } from "./attention.ts";
 
 /** Every op Kiln knows, with its attribute type. */
 export interface OpAttrMap {
@@ -111,8 +127,38 @@ export interface OpAttrMap {
   cumsum: CumsumAttrs;
   /** Attributes of `topk`. */
   topk: TopkAttrs;
+  /** Attributes of `moe`. */
+  moe: MoeAttrs;
   /** Attributes of `write_rows`. */
   write_rows: u.NoAttrs;
+  /** Attributes of `fft`. */
+  fft: FftAttrs;
+  /** Attributes of `fft_conv`. */
+  fft_conv: ConvAttrs;
+  /** Attributes of `direct_conv`. */
+  direct_conv: ConvAttrs;
+  /** Attributes of `s4_kernel`. */
+  s4_kernel: S4KernelAttrs;
+  /** Attributes of `s4`. */
+  s4: S4Attrs;
+  /** Attributes of `s4_state`. */
+  s4_state: S4Attrs;
+  /** Attributes of `conv1d_causal`. */
+  conv1d_causal: Conv1dAttrs;
+  /** Attributes of `conv_state_update`. */
+  conv_state_update: u.NoAttrs;
+  /** Attributes of `conv1d_step`. */
+  conv1d_step: Conv1dStepAttrs;
+  /** Attributes of `selective_scan`. */
+  selective_scan: ScanAttrs;
+  /** Attributes of `ssm_step`. */
+  ssm_step: ScanAttrs;
+  /** Attributes of `sample`. */
+  sample: SampleAttrs;
+  /** Attributes of `rope`. */
+  rope: RopeAttrs;
+  /** Attributes of `attention`. */
+  attention: AttentionAttrs;
 }
 
 /** Name of a registered op. */
@@ -165,7 +211,22 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   gather,
   cumsum,
   topk,
+  moe,
   write_rows: writeRows,
+  fft,
+  fft_conv: fftConv,
+  direct_conv: directConv,
+  s4_kernel: s4Kernel,
+  s4,
+  s4_state: s4State,
+  conv1d_causal: conv1dCausal,
+  conv_state_update: convStateUpdate,
+  conv1d_step: conv1dStep,
+  selective_scan: selectiveScan,
+  ssm_step: ssmStep,
+  sample,
+  rope,
+  attention,
 };
 
 /** Looks an op up by name; throws a TypeError naming unknown ops. */

@@ -20,7 +20,7 @@
 
 import { allocHost, type DType } from "../compiler/dtype.ts";
 import { formatShape, numel } from "../compiler/shape.ts";
-import { grid } from "../compiler/codegen.ts";
+import { grid } from "./dispatch.ts";
 import type { DeviceCaps, KernelEmission, OpDef } from "./types.ts";
 import { flatKernel } from "./layout.ts";
 

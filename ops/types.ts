@@ -164,6 +164,12 @@ export interface OpDef<A> {
   readonly lower: Lowering<A>;
   /** Constant folding allowed (false for ops whose output must not be precomputed). */
   readonly foldable?: boolean;
+  /**
+   * Fraction of input `inputIndex`'s elements one token touches, for parameter
+   * accounting (`countParams`): a routed MoE reads only `k / E` of its stacked
+   * expert weights per token. Absent means 1 (every element is used).
+   */
+  activeFraction?(attrs: A, inputIndex: number): number;
 }
 
 /** Attribute record type used by ops. */

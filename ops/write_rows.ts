@@ -7,7 +7,7 @@
  */
 
 import { formatShape, numel } from "../compiler/shape.ts";
-import { grid } from "../compiler/codegen.ts";
+import { grid } from "./dispatch.ts";
 import type { OpDef } from "./types.ts";
 import type { NoAttrs } from "./unary.ts";
 

@@ -27,6 +27,48 @@ function debugEnabled(): boolean {
   }
 }
 
+/** Compiles every kernel of `plan` not yet in the device's pipeline cache. */
+export async function compilePipelines(dev: GpuDevice, plan: Plan): Promise<void> {
+  const device = dev.device;
+  const debug = debugEnabled();
+  const todo = plan.kernels.filter((k, i) =>
+    !dev.pipelines.has(k.code) && plan.kernels.findIndex((o) => o.code === k.code) === i
+  );
+  await Promise.all(todo.map(async (k) => {
+    const t0 = performance.now();
+    const module = device.createShaderModule({ label: k.label, code: k.code });
+    const layout = device.createBindGroupLayout({
+      entries: k.bindings.map((b, j) => ({
+        binding: j,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: b.access === "read" ? "read-only-storage" : "storage" },
+      })),
+    });
+    let p: GPUComputePipeline;
+    try {
+      p = await device.createComputePipelineAsync({
+        label: k.label,
+        layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module, entryPoint: "main" },
+      });
+    } catch (e) {
+      const info = await module.getCompilationInfo();
+      const msgs = info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
+      throw new Error(
+        `Kiln generated invalid WGSL for kernel ${k.label} (${k.ops[0] ?? ""}): ${
+          msgs || (e as Error).message
+        }`,
+      );
+    }
+    dev.pipelines.set(k.code, p);
+    if (debug) {
+      console.error(
+        `[kiln] compiled ${k.label} in ${(performance.now() - t0).toFixed(1)} ms\n${k.code}`,
+      );
+    }
+  }));
+}
+
 /** Named device buffers shared by every plan of one compiled graph: params and states. */
 export class ParamBuffers {
   /** Device buffer of each parameter, by name. */
@@ -111,7 +153,6 @@ export class GpuExecutable {
     this.plan = plan;
     this.#dev = dev;
     const device = dev.device;
-    const debug = debugEnabled();
     this.#buffers = plan.slots.map((slot, i) => {
       if (slot.kind === "param") {
         const b = params.buffers.get(slot.name!);
@@ -132,28 +173,11 @@ export class GpuExecutable {
       return buf;
     });
     this.#pipelines = plan.kernels.map((k) => {
-      let p = dev.pipelines.get(k.code);
+      const p = dev.pipelines.get(k.code);
       if (!p) {
-        const t0 = performance.now();
-        const module = device.createShaderModule({ label: k.label, code: k.code });
-        const layout = device.createBindGroupLayout({
-          entries: k.bindings.map((b, j) => ({
-            binding: j,
-            visibility: GPUShaderStage.COMPUTE,
-            buffer: { type: b.access === "read" ? "read-only-storage" : "storage" },
-          })),
-        });
-        p = device.createComputePipeline({
-          label: k.label,
-          layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-          compute: { module, entryPoint: "main" },
-        });
-        dev.pipelines.set(k.code, p);
-        if (debug) {
-          console.error(
-            `[kiln] compiled ${k.label} in ${(performance.now() - t0).toFixed(1)} ms\n${k.code}`,
-          );
-        }
+        throw new Error(
+          `internal: pipeline for ${k.label} was not compiled (use GpuExecutable.create)`,
+        );
       }
       return p;
     });
@@ -178,6 +202,21 @@ export class GpuExecutable {
       size: this.#readBytes,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
+  }
+
+  /**
+   * Compiles the plan's missing pipelines asynchronously (a shader error becomes an
+   * Error naming the kernel and the compiler's message), then builds the executable.
+   */
+  static async create(
+    dev: GpuDevice,
+    plan: Plan,
+    params: ParamBuffers,
+    constants: (value: number) => HostArray,
+    states?: ParamBuffers,
+  ): Promise<GpuExecutable> {
+    await compilePipelines(dev, plan);
+    return new GpuExecutable(dev, plan, params, constants, states);
   }
 
   /** Writes input data into its buffer (already checked and converted). */

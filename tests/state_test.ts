@@ -102,3 +102,41 @@ Deno.test("state errors name the state", () => {
   g.assign(s, s.add(1));
   assert.throws(() => g.assign(s, s.add(2)), /assigned twice/);
 });
+
+Deno.test("submit queues runs without readback; the state carries results between them", async () => {
+  const g = new GraphBuilder();
+  const step = g.state("step", [1], "u32");
+  const log = g.state("log", [8], "u32");
+  const next = step.add(g.constant(1, [1], "u32"));
+  g.assign(log, log.writeRows(step.mul(g.constant(3, [1], "u32")).reshape([1]), step));
+  g.assign(step, next);
+  const exe = compile(g.build(), await gpu());
+  for (let i = 0; i < 5; i++) await exe.submit({});
+  assert.deepEqual([...(await exe.readState("log")).data], [0, 3, 6, 9, 12, 0, 0, 0]);
+  assert.deepEqual([...(await exe.readState("step")).data], [5]);
+  exe.dispose();
+});
+
+Deno.test("executables compiled with shareWith read one copy of params and states", async () => {
+  const mk = (mul: number) => {
+    const g = new GraphBuilder();
+    const x = g.input("x", [3]);
+    const w = g.param("w", [3]);
+    const s = g.state("s", [3]);
+    const next = s.add(x.mul(w).mul(mul));
+    g.assign(s, next);
+    g.output("y", next);
+    return g.build();
+  };
+  const dev = await gpu();
+  const a = compile(mk(1), dev, { params: { w: [1, 2, 3] } });
+  const b = compile(mk(10), dev, { shareWith: a });
+  await a.run({ x: [1, 1, 1] }); // s = [1, 2, 3]
+  const { y } = await b.run({ x: [1, 1, 1] }); // s += 10·w
+  assert.deepEqual([...y.data], [11, 22, 33]);
+  a.dispose();
+  // b still works after a is disposed: the shared store lives while any user does.
+  const again = await b.run({ x: [0, 0, 0] });
+  assert.deepEqual([...again.y.data], [11, 22, 33]);
+  b.dispose();
+});

@@ -1,0 +1,171 @@
+/**
+ * Selective-scan benchmarks through the compiler (GraphBuilder → compile → plan):
+ * the chunked three-pass scan vs the one-thread-per-channel sequential scan, with
+ * the workgroups each dispatches, next to a fused elementwise kernel that reads
+ * u, Δ, z and writes y (the scan's bytes, less B/C's 2N/4I share); and the Mamba
+ * decode step at context 64 vs 4096.
+ *
+ * On load it prints a side-by-side table (all figures from this one process, the
+ * median of a few submits each, wall time to `onSubmittedWorkDone`), then the
+ * `Deno.bench` cases time the headline shapes.
+ *
+ * Run: `deno bench -A bench/ssm_op_bench.ts` (SSM_BENCH_QUICK=1: L ≤ 2048 only).
+ *
+ * @module
+ */
+import { compile, type Executable, GraphBuilder, requestDevice } from "../mod.ts";
+import { selectiveScan } from "../models/mamba.ts";
+import { mambaMixer } from "../models/mamba.ts";
+
+const device = await requestDevice();
+const quick = Deno.env.get("SSM_BENCH_QUICK") === "1";
+const N = 16;
+
+function rand(n: number, lo = -1, hi = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * Math.random();
+  return a;
+}
+
+function scanExe(I: number, L: number, algorithm: "chunked" | "sequential"): Executable {
+  const g = new GraphBuilder();
+  const u = g.input("u", [1, L, I]);
+  const [y] = selectiveScan(
+    u,
+    g.input("dt", [1, L, I]),
+    g.param("A", [I, N]),
+    g.input("B", [1, L, N]),
+    g.input("C", [1, L, N]),
+    g.param("D", [I]),
+    { z: g.input("z", [1, L, I]), deltaBias: g.param("dtb", [I]), softplus: true, algorithm },
+  );
+  g.output("y", y);
+  const A = new Float32Array(I * N).map((_, j) => -((j % N) + 1));
+  return compile(g.build(), device, { params: { A, D: rand(I), dtb: rand(I, -4, -2) } });
+}
+
+function trafficExe(I: number, L: number): Executable {
+  const g = new GraphBuilder();
+  const u = g.input("u", [1, L, I]);
+  g.output("y", u.mul(g.input("dt", [1, L, I])).mul(g.input("z", [1, L, I]).silu()));
+  return compile(g.build(), device);
+}
+
+type Run = () => Promise<void>;
+
+async function prepared(exe: Executable, inputs: Record<string, Float32Array>): Promise<Run> {
+  const run = await exe.prepare(inputs);
+  return async () => {
+    const enc = device.device.createCommandEncoder();
+    run.encode(enc);
+    device.device.queue.submit([enc.finish()]);
+    await device.device.queue.onSubmittedWorkDone();
+  };
+}
+
+async function median(run: Run, reps: number): Promise<number> {
+  await run(); // pipelines compile outside the timing
+  const ts: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    await run();
+    ts.push(performance.now() - t0);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[ts.length >> 1];
+}
+
+function workgroups(exe: Executable, match: string): number {
+  const k = exe.plan().kernels.find((k) => k.label.includes(match))!;
+  return k.workgroups.reduce((a, b) => a * b, 1);
+}
+
+const uptime = new TextDecoder().decode((await new Deno.Command("uptime").output()).stdout).trim();
+console.log(`# selective scan, B = 1, N = ${N}, f32 (uptime: ${uptime})`);
+console.log(
+  "| I | L | chunked ms | sequential ms | chunked/seq | wgs chunked (pass 3) | wgs seq | elementwise ms | scan GB/s | elementwise GB/s | scan / elementwise |",
+);
+console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+const headline: { name: string; run: Run }[] = [];
+for (const I of [256, 1536]) {
+  for (const L of quick ? [512, 2048] : [512, 2048, 8192]) {
+    const inputs = {
+      u: rand(L * I),
+      dt: rand(L * I),
+      B: rand(L * N),
+      C: rand(L * N),
+      z: rand(L * I),
+    };
+    const ch = scanExe(I, L, "chunked");
+    const sq = scanExe(I, L, "sequential");
+    const tr = trafficExe(I, L);
+    const runs = {
+      ch: await prepared(ch, inputs),
+      sq: await prepared(sq, inputs),
+      tr: await prepared(tr, { u: inputs.u, dt: inputs.dt, z: inputs.z }),
+    };
+    const reps = L >= 8192 ? 3 : 5;
+    const tCh = await median(runs.ch, reps);
+    const tSq = await median(runs.sq, reps);
+    const tTr = await median(runs.tr, reps);
+    const bytes = 4 * L * (4 * I + 2 * N);
+    const gbs = (ms: number) => (bytes / ms / 1e6).toFixed(2);
+    console.log(
+      `| ${I} | ${L} | ${tCh.toFixed(1)} | ${tSq.toFixed(1)} | ${(tCh / tSq).toFixed(2)} | ${
+        workgroups(ch, "chunk_output")
+      } | ${workgroups(sq, "sequential")} | ${tTr.toFixed(1)} | ${gbs(tCh)} | ${gbs(tTr)} | ${
+        (100 * tTr / tCh).toFixed(0)
+      }% |`,
+    );
+    if ((I === 1536 || I === 256) && L === (quick ? 2048 : 8192)) {
+      headline.push({ name: `scan I=${I} L=${L} chunked`, run: runs.ch });
+      headline.push({ name: `scan I=${I} L=${L} sequential`, run: runs.sq });
+      headline.push({ name: `elementwise I=${I} L=${L} (same bytes)`, run: runs.tr });
+    }
+  }
+}
+
+// Decode: one Mamba-130m-sized mixer token (H = 768, I = 1536, N = 16) after a
+// prompt of 64 vs 4096 tokens. The states are fixed-size, so the step must not care.
+const H = 768;
+function mixerExe(mode: "prefill" | "decode"): Executable {
+  const g = new GraphBuilder();
+  const x = g.input("x", [1, mode === "decode" ? 1 : "L", H]);
+  g.output("y", mambaMixer(g, x, { name: "m", d: H, mode }));
+  const exe = compile(g.build(), device);
+  const params: Record<string, Float32Array> = {};
+  for (const [name, id] of exe.graph.params) {
+    const n = (exe.graph.values[id].shape as number[]).reduce((a, b) => a * b, 1);
+    params[name] = name.endsWith("A_log")
+      ? new Float32Array(n).map((_, j) => Math.log(1 + (j % N)))
+      : rand(n, -0.05, 0.05);
+  }
+  exe.setParams(params);
+  return exe;
+}
+const pre = mixerExe("prefill");
+const dec = mixerExe("decode");
+const decodeTimes: Record<number, number> = {};
+for (const ctx of [64, 4096]) {
+  pre.resetStates();
+  await pre.run({ x: rand(ctx * H) });
+  for (const s of ["m.conv_state", "m.ssm_state"]) dec.writeState(s, (await pre.readState(s)).data);
+  decodeTimes[ctx] = await median(await prepared(dec, { x: rand(H) }), 30);
+}
+console.log(
+  `\n# decode step, mixer H = ${H}: context 64 ${decodeTimes[64].toFixed(2)} ms, context 4096 ${
+    decodeTimes[4096].toFixed(2)
+  } ms (ratio ${(decodeTimes[4096] / decodeTimes[64]).toFixed(3)})`,
+);
+
+for (const h of headline) {
+  Deno.bench({
+    name: h.name,
+    group: h.name.split(" ").slice(1, 3).join(" "),
+    n: 3,
+    warmup: 1,
+    fn: h.run,
+  });
+}
+const decodeRun = await prepared(dec, { x: rand(H) });
+Deno.bench({ name: "mamba mixer decode step (H = 768)", n: 30, warmup: 3, fn: decodeRun });

@@ -1,0 +1,117 @@
+/**
+ * The Hugging Face attention block (Mistral/Mixtral `MistralAttention`, Jamba's
+ * `JambaAttention` without RoPE) built from Kiln ops: q/k/v projections, rotary
+ * embedding, a KV cache kept in device state and appended in place, fused
+ * grouped-query attention, and the output projection.
+ *
+ * Parameters, under the block's `name` (HF Linear layout `[out, in]`, no biases):
+ * `${name}.q_proj.weight` `[heads·headDim, hidden]`, `${name}.k_proj.weight` and
+ * `${name}.v_proj.weight` `[kvHeads·headDim, hidden]`, `${name}.o_proj.weight`
+ * `[hidden, heads·headDim]`. States (with a cache): `${name}.k_cache` and
+ * `${name}.v_cache` `[maxSeq, kvHeads, headDim]`.
+ *
+ * @module
+ */
+
+import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
+import { atSite, callSite } from "../compiler/errors.ts";
+import type { DType } from "../compiler/dtype.ts";
+
+/** Options of {@linkcode attentionBlock}. */
+export interface AttentionBlockOptions {
+  /** Name prefix, e.g. `"model.layers.0.self_attn"`. */
+  name: string;
+  /** Query heads (`num_attention_heads`). */
+  heads: number;
+  /** Key/value heads (`num_key_value_heads`); default `heads`. */
+  kvHeads?: number;
+  /** Head dimension; default hidden / heads. */
+  headDim?: number;
+  /** RoPE base (`rope_theta`); `null` for no rotary embedding (Jamba). Default 10000. */
+  ropeTheta?: number | null;
+  /** Sliding window (`sliding_window`); absent/0/null = full causal attention. */
+  slidingWindow?: number | null;
+  /**
+   * KV-cache capacity in tokens. With it, k/v are appended to states at `pos` and
+   * attention reads the cache; without it, attention sees only this run's tokens.
+   */
+  maxSeq?: number;
+  /** Dtype of weights and cache (default: x's dtype). */
+  dtype?: DType;
+}
+
+/**
+ * One attention block on x `[T, hidden]`; row t sits at position `pos[0] + t`
+ * (`pos`: u32 [1]). Returns `[T, hidden]` (before the residual add).
+ *
+ * @example
+ * ```ts
+ * import { attentionBlock, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 64]);
+ * const pos = g.input("pos", [1], "u32");
+ * const y = attentionBlock(g, x, pos, {
+ *   name: "model.layers.0.self_attn", heads: 4, kvHeads: 2, ropeTheta: 1e6, maxSeq: 256,
+ * });
+ * g.output("y", y);
+ * ```
+ */
+export function attentionBlock(
+  g: GraphBuilder,
+  x: Tensor,
+  pos: Tensor,
+  options: AttentionBlockOptions,
+): Tensor {
+  const site = callSite();
+  const fail = (msg: string): never => {
+    throw atSite(new RangeError(`attentionBlock "${options.name}": ${msg}`), site);
+  };
+  if (x.shape.length !== 2 || typeof x.shape[1] !== "number") {
+    fail(`x must be [T, hidden] with a concrete hidden size, got [${x.shape.join(", ")}]`);
+  }
+  const hidden = x.shape[1] as number;
+  const H = options.heads;
+  const Hkv = options.kvHeads ?? H;
+  if (!Number.isInteger(H) || H < 1) fail(`heads must be a positive integer, got ${H}`);
+  if (!Number.isInteger(Hkv) || Hkv < 1 || H % Hkv !== 0) {
+    fail(`heads (${H}) must be a multiple of kvHeads (${Hkv})`);
+  }
+  const D = options.headDim ?? hidden / H;
+  if (!Number.isInteger(D) || D < 1) {
+    fail(`headDim must be a positive integer (hidden ${hidden} / heads ${H} = ${D})`);
+  }
+  if (options.maxSeq !== undefined && (!Number.isInteger(options.maxSeq) || options.maxSeq < 1)) {
+    fail(`maxSeq must be a positive integer, got ${options.maxSeq}`);
+  }
+  const dt = options.dtype ?? x.dtype;
+  const n = options.name;
+  const wq = g.param(`${n}.q_proj.weight`, [H * D, hidden], dt);
+  const wk = g.param(`${n}.k_proj.weight`, [Hkv * D, hidden], dt);
+  const wv = g.param(`${n}.v_proj.weight`, [Hkv * D, hidden], dt);
+  const wo = g.param(`${n}.o_proj.weight`, [hidden, H * D], dt);
+  const T = x.shape[0];
+  let q = x.matmul(wq, { transB: true }).reshape([T, H, D]);
+  let k = x.matmul(wk, { transB: true }).reshape([T, Hkv, D]);
+  let v = x.matmul(wv, { transB: true }).reshape([T, Hkv, D]);
+  const theta = options.ropeTheta === undefined ? 10000 : options.ropeTheta;
+  if (theta !== null) {
+    q = q.rope(pos, theta);
+    k = k.rope(pos, theta);
+  }
+  if (options.maxSeq !== undefined) {
+    // Append in place: the new cache value is the state's own buffer, so a decode
+    // step writes one row per head and attention reads the whole cache.
+    const kc = g.state(`${n}.k_cache`, [options.maxSeq, Hkv, D], dt);
+    const vc = g.state(`${n}.v_cache`, [options.maxSeq, Hkv, D], dt);
+    k = kc.writeRows(k, pos);
+    v = vc.writeRows(v, pos);
+    g.assign(kc, k);
+    g.assign(vc, v);
+  }
+  const o = g.attention(q, k, v, options.maxSeq !== undefined ? pos : undefined, {
+    causal: true,
+    window: options.slidingWindow ?? 0,
+    scale: 1 / Math.sqrt(D),
+  });
+  return o.reshape([T, H * D]).matmul(wo, { transB: true });
+}

@@ -1,0 +1,225 @@
+/**
+ * Builds the graphs of a causal language model (Mixtral, Mamba, Jamba) from a
+ * normalised config: a prefill graph over T tokens and a one-token decode graph.
+ * Both keep KV caches and SSM states in named device states, sample the next token
+ * on the device and append it to a device-side log, so generation needs no host
+ * round trip per token.
+ *
+ * Parameter names are Hugging Face's, except MoE experts, which Kiln stacks into
+ * `[E, N, K]` tensors named `<layer prefix>.moe.{router,w1,w3,w2}`; see
+ * {@linkcode checkpointSources} for the mapping back to checkpoint tensors.
+ *
+ * @module
+ */
+
+import { GraphBuilder, type Tensor } from "../compiler/builder.ts";
+import type { Graph } from "../compiler/graph.ts";
+import { attentionBlock } from "./attention.ts";
+import { mambaMixer } from "./mamba.ts";
+import { moe } from "./moe.ts";
+import type { ModelConfig } from "./config.ts";
+
+/** Options of {@linkcode buildCausalLM}. */
+export interface CausalLMOptions {
+  /** `"prefill"`: T tokens from input `ids`; `"decode"`: one token from state `token`. */
+  mode: "prefill" | "decode";
+  /** KV-cache capacity in tokens (attention layers). */
+  maxSeq: number;
+  /** Capacity of the device-side log of generated ids. */
+  maxNew: number;
+  /** Sampling settings baked into the graph (greedy by default). */
+  sampling?: { temperature?: number; topK?: number; topP?: number };
+}
+
+/** Where a layer's parameters live: HF prefixes per architecture. */
+function prefixes(cfg: ModelConfig) {
+  switch (cfg.architecture) {
+    case "MambaForCausalLM":
+      return {
+        embed: "backbone.embeddings.weight",
+        norm: "backbone.norm_f.weight",
+        layer: (i: number) => `backbone.layers.${i}`,
+      };
+    case "MixtralForCausalLM":
+      return {
+        embed: "model.embed_tokens.weight",
+        norm: "model.norm.weight",
+        layer: (i: number) => `model.layers.${i}`,
+      };
+    case "JambaForCausalLM":
+      return {
+        embed: "model.embed_tokens.weight",
+        norm: "model.final_layernorm.weight",
+        layer: (i: number) => `model.layers.${i}`,
+      };
+  }
+}
+
+/** The Kiln name of a layer's stacked MoE parameters. */
+export function moePrefix(cfg: ModelConfig, layer: number): string {
+  const p = prefixes(cfg).layer(layer);
+  return cfg.architecture === "MixtralForCausalLM" ? `${p}.block_sparse_moe` : `${p}.feed_forward`;
+}
+
+/**
+ * Builds the prefill or decode graph.
+ *
+ * Inputs: prefill — `ids` u32 [T], `pos` u32 [1] (position of ids[0]), `last` u32 [1]
+ * (row whose logits are sampled), `seed`, `step` u32 [1]; decode — `pos`, `seed`,
+ * `step`. Outputs: `logits` [T, vocab] (decode: [1, vocab]). States: KV caches, SSM
+ * states, `token` (the last sampled id) and `generated` (ids by step).
+ *
+ * @example
+ * ```ts
+ * import { buildCausalLM, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * });
+ * const graph = buildCausalLM(cfg, { mode: "prefill", maxSeq: 128, maxNew: 32 });
+ * ```
+ */
+export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph {
+  const g = new GraphBuilder();
+  const pre = prefixes(cfg);
+  const d = cfg.hidden;
+  const decode = options.mode === "decode";
+  const pos = g.input("pos", [1], "u32");
+  const seed = g.input("seed", [1], "u32");
+  const step = g.input("step", [1], "u32");
+  const token = g.state("token", [1], "u32");
+  const ids = decode ? token : g.input("ids", ["T"], "u32");
+  const T = decode ? 1 : "T";
+  const embed = g.param(pre.embed, [cfg.vocabSize, d]);
+  let h = embed.gather(ids); // [T, d]
+
+  cfg.pattern.forEach((layer, i) => {
+    const p = pre.layer(i);
+    if (cfg.architecture === "MambaForCausalLM") {
+      const normed = h.rmsnorm(g.param(`${p}.norm.weight`, [d]), cfg.normEps);
+      h = h.add(mamba(g, normed, `${p}.mixer`, cfg, decode, T));
+      return;
+    }
+    const normed = h.rmsnorm(g.param(`${p}.input_layernorm.weight`, [d]), cfg.normEps);
+    const mixed = layer.mixer === "attention"
+      ? attentionBlock(g, normed, pos, {
+        name: `${p}.self_attn`,
+        heads: cfg.attention!.heads,
+        kvHeads: cfg.attention!.kvHeads,
+        headDim: cfg.attention!.headDim,
+        ropeTheta: cfg.attention!.ropeTheta || null,
+        slidingWindow: cfg.attention!.slidingWindow || null,
+        maxSeq: options.maxSeq,
+      })
+      : mamba(g, normed, `${p}.mamba`, cfg, decode, T);
+    h = h.add(mixed);
+    const ffnNorm = cfg.architecture === "MixtralForCausalLM"
+      ? "post_attention_layernorm"
+      : "pre_ff_layernorm";
+    const x2 = h.rmsnorm(g.param(`${p}.${ffnNorm}.weight`, [d]), cfg.normEps);
+    if (layer.ffn === "moe") {
+      const m = moe(g, x2, {
+        name: moePrefix(cfg, i),
+        experts: cfg.moe!.experts,
+        topK: cfg.moe!.topK,
+        ff: cfg.intermediate,
+        router: "softmax_topk",
+        normTopk: cfg.moe!.normTopk,
+      });
+      h = h.add(m.y);
+    } else if (layer.ffn === "mlp") {
+      const f = `${p}.feed_forward`;
+      const gate = x2.matmul(g.param(`${f}.gate_proj.weight`, [cfg.intermediate, d]), {
+        transB: true,
+      });
+      const up = x2.matmul(g.param(`${f}.up_proj.weight`, [cfg.intermediate, d]), { transB: true });
+      h = h.add(
+        gate.silu().mul(up).matmul(g.param(`${f}.down_proj.weight`, [d, cfg.intermediate]), {
+          transB: true,
+        }),
+      );
+    }
+  });
+
+  h = h.rmsnorm(g.param(pre.norm, [d]), cfg.normEps);
+  const head = cfg.tieEmbeddings ? embed : g.param("lm_head.weight", [cfg.vocabSize, d]);
+  const logits = h.matmul(head, { transB: true }); // [T, vocab]
+  g.output("logits", logits);
+
+  // Sample the next token on the device and log it: the decode loop feeds it back
+  // through the `token` state and the host reads `generated` every few steps.
+  const rows = decode ? logits : logits.gather(g.input("last", [1], "u32"));
+  const next = rows.sample(seed, step, options.sampling ?? {});
+  g.assign(token, next);
+  const generated = g.state("generated", [options.maxNew], "u32");
+  g.assign(generated, generated.writeRows(next, step));
+  return g.build();
+}
+
+function mamba(
+  g: GraphBuilder,
+  x: Tensor,
+  name: string,
+  cfg: ModelConfig,
+  decode: boolean,
+  T: number | string,
+): Tensor {
+  const m = cfg.mamba!;
+  const y = mambaMixer(g, x.reshape([1, T, cfg.hidden]), {
+    name,
+    d: cfg.hidden,
+    expand: m.inner / cfg.hidden,
+    stateSize: m.stateSize,
+    convKernel: m.convKernel,
+    dtRank: m.dtRank,
+    mode: decode ? "decode" : "prefill",
+    useBias: m.projBias,
+    useConvBias: m.convBias,
+    jamba: m.innerNorms,
+    eps: cfg.normEps,
+  });
+  return y.reshape([T, cfg.hidden]);
+}
+
+/** How one Kiln parameter is read from checkpoint tensors. */
+export interface ParamSource {
+  /** Checkpoint tensor names; several are stacked in order (MoE experts). */
+  readonly tensors: readonly string[];
+}
+
+/**
+ * Maps every parameter of a model graph to the checkpoint tensors it is read from.
+ *
+ * @example
+ * ```ts ignore
+ * const src = checkpointSources(cfg, graph);
+ * src.get("model.layers.0.block_sparse_moe.w1"); // experts.0.w1.weight … experts.7.w1.weight
+ * ```
+ */
+export function checkpointSources(cfg: ModelConfig, graph: Graph): Map<string, ParamSource> {
+  const out = new Map<string, ParamSource>();
+  const E = cfg.moe?.experts ?? 0;
+  const mixtral = cfg.architecture === "MixtralForCausalLM";
+  const expertName: Record<string, string> = mixtral
+    ? { w1: "w1", w3: "w3", w2: "w2" }
+    : { w1: "gate_proj", w3: "up_proj", w2: "down_proj" };
+  for (const name of graph.params.keys()) {
+    const m = name.match(/^(.*\.(?:block_sparse_moe|feed_forward))\.(router|w1|w3|w2)$/);
+    if (m && E > 0) {
+      const [, base, which] = m;
+      if (which === "router") {
+        out.set(name, { tensors: [`${base}.${mixtral ? "gate" : "router"}.weight`] });
+      } else {
+        out.set(name, {
+          tensors: Array.from(
+            { length: E },
+            (_, e) => `${base}.experts.${e}.${expertName[which]}.weight`,
+          ),
+        });
+      }
+      continue;
+    }
+    out.set(name, { tensors: [name] });
+  }
+  return out;
+}

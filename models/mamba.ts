@@ -1,0 +1,389 @@
+/**
+ * Mamba layers built with the DSL: the SSM ops as functions on tensors, the HF
+ * `MambaMixer` (prefill and decode) and the residual block `x + mixer(norm(x))`.
+ *
+ * Parameters are named like Hugging Face's under the given prefix, so a
+ * `state-spaces/mamba-*-hf` checkpoint loads by name: `${name}.in_proj.weight`
+ * [2I, H], `.conv1d.weight` [I, 1, k], `.conv1d.bias` [I], `.x_proj.weight`
+ * [R + 2N, I], `.dt_proj.weight` [I, R], `.dt_proj.bias` [I], `.A_log` [I, N],
+ * `.D` [I], `.out_proj.weight` [H, I]; the Jamba variant adds
+ * `.dt_layernorm.weight` [R], `.b_layernorm.weight` [N], `.c_layernorm.weight` [N].
+ * States are `${name}.conv_state` [B, I, k] and `${name}.ssm_state` [B, I, N] (f32).
+ *
+ * @module
+ */
+
+import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
+import type { DType } from "../compiler/dtype.ts";
+import { scanAttrs } from "../ops/ssm.ts";
+
+/** Options of {@linkcode conv1dCausal}. */
+export interface Conv1dOptions {
+  /** Bias `[I]`. */
+  bias?: Tensor;
+  /** Conv state `[B, I, S]`: the S inputs before t = 0 (oldest first). */
+  state?: Tensor;
+  /** Apply silu to the output. */
+  silu?: boolean;
+}
+
+/**
+ * Causal depthwise conv1d over `[B, L, I]` with weight `[I, 1, k]` (HF) or `[I, k]`.
+ *
+ * @example
+ * ```ts
+ * import { conv1dCausal, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", [1, "L", 8]);
+ * const y = conv1dCausal(x, g.param("w", [8, 1, 4]), { bias: g.param("b", [8]), silu: true, state: g.state("s", [1, 8, 4]) });
+ * g.output("y", y);
+ * ```
+ */
+export function conv1dCausal(x: Tensor, weight: Tensor, options: Conv1dOptions = {}): Tensor {
+  const inputs = [x, weight];
+  if (options.bias) inputs.push(options.bias);
+  if (options.state) inputs.push(options.state);
+  return x.builder.apply("conv1d_causal", inputs, {
+    bias: !!options.bias,
+    state: !!options.state,
+    silu: options.silu ?? false,
+  })[0];
+}
+
+/**
+ * The conv state after `x`: the last S inputs of (state ++ x), computed in place.
+ *
+ * @example
+ * ```ts
+ * import { convStateUpdate, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", [1, "L", 8]);
+ * const s = g.state("conv", [1, 8, 4]);
+ * g.assign(s, convStateUpdate(s, x));
+ * ```
+ */
+export function convStateUpdate(state: Tensor, x: Tensor): Tensor {
+  return x.builder.apply("conv_state_update", [state, x], {})[0];
+}
+
+/**
+ * One decode token through the causal conv: `[y, newState]`, the state shifted in place.
+ *
+ * @example
+ * ```ts
+ * import { conv1dStep, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const s = g.state("conv", [1, 8, 4]);
+ * const [y, next] = conv1dStep(s, g.input("x", [1, 8]), g.param("w", [8, 1, 4]), { silu: true });
+ * g.assign(s, next);
+ * g.output("y", y);
+ * ```
+ */
+export function conv1dStep(
+  state: Tensor,
+  x: Tensor,
+  weight: Tensor,
+  options: { bias?: Tensor; silu?: boolean } = {},
+): [Tensor, Tensor] {
+  const inputs = [state, x, weight];
+  if (options.bias) inputs.push(options.bias);
+  const [y, s] = x.builder.apply("conv1d_step", inputs, {
+    bias: !!options.bias,
+    silu: options.silu ?? false,
+  });
+  return [y, s];
+}
+
+/** Options of {@linkcode selectiveScan} and {@linkcode ssmStep}. */
+export interface ScanOptions {
+  /** Gate `[B, L, I]`: y ← y·silu(z). */
+  z?: Tensor;
+  /** Δ bias `[I]` added before the softplus. */
+  deltaBias?: Tensor;
+  /** Δ ← softplus(Δ + bias), fused. */
+  softplus?: boolean;
+  /** Initial state `[B, I, N]` f32 (selectiveScan). */
+  initialState?: Tensor;
+  /** Also return the final state `[B, I, N]` f32 (selectiveScan). */
+  finalState?: boolean;
+  /** `"chunked"` (default: three passes, parallel over chunks) or `"sequential"`. */
+  algorithm?: "chunked" | "sequential";
+  /** Chunk length; 0 or absent picks one. */
+  chunk?: number;
+}
+
+/**
+ * Mamba's selective scan. Returns `[y]`, or `[y, finalState]` with `finalState: true`.
+ *
+ * @example
+ * ```ts
+ * import { selectiveScan, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const [B, L, I, N] = [1, "L", 16, 4];
+ * const u = g.input("u", [B, L, I]), dt = g.input("dt", [B, L, I]);
+ * const [y, h] = selectiveScan(u, dt, g.param("A", [I, N]), g.input("B", [B, L, N]),
+ *   g.input("C", [B, L, N]), g.param("D", [I]), { finalState: true });
+ * g.output("y", y);
+ * g.output("h", h);
+ * ```
+ */
+export function selectiveScan(
+  u: Tensor,
+  delta: Tensor,
+  A: Tensor,
+  B: Tensor,
+  C: Tensor,
+  D: Tensor,
+  options: ScanOptions = {},
+): Tensor[] {
+  const inputs = [u, delta, A, B, C, D];
+  if (options.z) inputs.push(options.z);
+  if (options.deltaBias) inputs.push(options.deltaBias);
+  if (options.initialState) inputs.push(options.initialState);
+  if (options.algorithm !== undefined && !["chunked", "sequential"].includes(options.algorithm)) {
+    throw new TypeError(
+      `selectiveScan: algorithm must be "chunked" or "sequential", got ${
+        JSON.stringify(options.algorithm)
+      }`,
+    );
+  }
+  return u.builder.apply(
+    "selective_scan",
+    inputs,
+    scanAttrs({
+      gate: !!options.z,
+      deltaBias: !!options.deltaBias,
+      softplus: options.softplus ?? false,
+      initialState: !!options.initialState,
+      finalState: options.finalState ?? false,
+      algorithm: options.algorithm ?? "chunked",
+      chunk: options.chunk ?? 0,
+    }),
+  );
+}
+
+/**
+ * One decode token of the selective SSM: `[y, newState]`, the state `[B, I, N]`
+ * updated in place (no copy when it is a `g.state` assigned the result).
+ *
+ * @example
+ * ```ts
+ * import { ssmStep, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const h = g.state("h", [1, 16, 4]);
+ * const [y, next] = ssmStep(h, g.input("u", [1, 16]), g.input("dt", [1, 16]),
+ *   g.param("A", [16, 4]), g.input("B", [1, 4]), g.input("C", [1, 4]), g.param("D", [16]));
+ * g.assign(h, next);
+ * g.output("y", y);
+ * ```
+ */
+export function ssmStep(
+  state: Tensor,
+  u: Tensor,
+  delta: Tensor,
+  A: Tensor,
+  B: Tensor,
+  C: Tensor,
+  D: Tensor,
+  options: Pick<ScanOptions, "z" | "deltaBias" | "softplus"> = {},
+): [Tensor, Tensor] {
+  const inputs = [state, u, delta, A, B, C, D];
+  if (options.z) inputs.push(options.z);
+  if (options.deltaBias) inputs.push(options.deltaBias);
+  const [y, s] = u.builder.apply(
+    "ssm_step",
+    inputs,
+    scanAttrs({
+      gate: !!options.z,
+      deltaBias: !!options.deltaBias,
+      softplus: options.softplus ?? false,
+    }),
+  );
+  return [y, s];
+}
+
+/** Options of {@linkcode mambaMixer} (HF `MambaConfig` names in comments). */
+export interface MambaMixerOptions {
+  /** Parameter/state prefix, e.g. `backbone.layers.0.mixer`. */
+  name: string;
+  /** Hidden size H (`hidden_size`). */
+  d: number;
+  /** I = expand·H (`expand`, default 2). */
+  expand?: number;
+  /** N (`state_size`, default 16). */
+  stateSize?: number;
+  /** k (`conv_kernel`, default 4). */
+  convKernel?: number;
+  /** R (`time_step_rank`, default "auto" = ceil(H / 16)). */
+  dtRank?: number | "auto";
+  /**
+   * `"prefill"` (default): reads the states (zeros on a fresh executable, so
+   * a prompt may also be fed in pieces) and assigns the new ones; L may be
+   * symbolic. `"decode"`: one token per row, x `[B, 1, H]`, states updated in
+   * place. `"stateless"`: a plain forward pass without states.
+   */
+  mode?: "prefill" | "decode" | "stateless";
+  /** Bias on in_proj and out_proj (`use_bias`, default false). */
+  useBias?: boolean;
+  /** Bias on conv1d (`use_conv_bias`, default true). */
+  useConvBias?: boolean;
+  /** Jamba's mixer: RMSNorms on dt, B and C. */
+  jamba?: boolean;
+  /** Epsilon of the Jamba RMSNorms (default 1e-6). */
+  eps?: number;
+  /** Scan algorithm for prefill (default "chunked"). */
+  algorithm?: "chunked" | "sequential";
+  /** Scan chunk length (default: picked per length). */
+  chunk?: number;
+  /** Dtype of the parameters (default: x's). */
+  paramDType?: DType;
+}
+
+/** Shapes derived from the options. */
+function mixerDims(o: MambaMixerOptions) {
+  const H = o.d;
+  const I = (o.expand ?? 2) * H;
+  const N = o.stateSize ?? 16;
+  const k = o.convKernel ?? 4;
+  const R = o.dtRank === undefined || o.dtRank === "auto" ? Math.ceil(H / 16) : o.dtRank;
+  for (
+    const [name, v] of [["d", H], ["expand·d", I], ["stateSize", N], ["convKernel", k], [
+      "dtRank",
+      R,
+    ]] as const
+  ) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new RangeError(`mambaMixer: ${name} must be a positive integer, got ${v}`);
+    }
+  }
+  return { H, I, N, k, R };
+}
+
+/**
+ * HF `MambaMixer`: in_proj → causal conv1d → silu → x_proj → dt_proj + softplus →
+ * selective scan with D and the silu(z) gate → out_proj. x is `[B, L, H]`.
+ *
+ * @example
+ * ```ts
+ * import { mambaMixer, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", [1, "L", 64]);
+ * g.output("y", mambaMixer(g, x, { name: "mixer", d: 64 }));
+ * ```
+ */
+export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOptions): Tensor {
+  const { H, I, N, k, R } = mixerDims(options);
+  const mode = options.mode ?? "prefill";
+  if (!["prefill", "decode", "stateless"].includes(mode)) {
+    throw new TypeError(
+      `mambaMixer: mode must be "prefill", "decode" or "stateless", got ${JSON.stringify(mode)}`,
+    );
+  }
+  if (x.rank !== 3 || x.shape[2] !== H) {
+    throw new RangeError(`mambaMixer "${options.name}": x must be [B, L, ${H}], got ${x}`);
+  }
+  if (mode === "decode" && x.shape[1] !== 1) {
+    throw new RangeError(
+      `mambaMixer "${options.name}": decode takes one token, x [B, 1, ${H}], got ${x}`,
+    );
+  }
+  const p = (suffix: string, shape: number[], dtype = options.paramDType ?? x.dtype) =>
+    g.param(`${options.name}.${suffix}`, shape, dtype);
+  const useBias = options.useBias ?? false;
+  const Bsz = x.shape[0];
+
+  const linear = (t: Tensor, w: Tensor, b?: Tensor) => {
+    const y = t.matmul(w, { transB: true });
+    return b ? y.add(b) : y;
+  };
+  const xz = linear(
+    x,
+    p("in_proj.weight", [2 * I, H]),
+    useBias ? p("in_proj.bias", [2 * I]) : undefined,
+  );
+  const xs = xz.slice(2, 0, I);
+  const z = xz.slice(2, I, 2 * I);
+  const convW = p("conv1d.weight", [I, 1, k]);
+  const convB = options.useConvBias ?? true ? p("conv1d.bias", [I]) : undefined;
+  const stateful = mode !== "stateless";
+  const convState = stateful ? g.state(`${options.name}.conv_state`, [Bsz, I, k]) : undefined;
+  const ssmState = stateful ? g.state(`${options.name}.ssm_state`, [Bsz, I, N]) : undefined;
+
+  let u: Tensor;
+  if (mode === "decode") {
+    const [y, next] = conv1dStep(convState!, xs, convW, { bias: convB, silu: true });
+    g.assign(convState!, next);
+    u = y;
+  } else {
+    u = conv1dCausal(xs, convW, { bias: convB, state: convState, silu: true });
+    if (convState) g.assign(convState, convStateUpdate(convState, xs));
+  }
+
+  const proj = linear(u, p("x_proj.weight", [R + 2 * N, I]));
+  let dt = proj.slice(2, 0, R);
+  let Bm = proj.slice(2, R, R + N);
+  let Cm = proj.slice(2, R + N, R + 2 * N);
+  if (options.jamba) {
+    const eps = options.eps ?? 1e-6;
+    dt = dt.rmsnorm(p("dt_layernorm.weight", [R]), eps);
+    Bm = Bm.rmsnorm(p("b_layernorm.weight", [N]), eps);
+    Cm = Cm.rmsnorm(p("c_layernorm.weight", [N]), eps);
+  }
+  // dt_proj's bias and the softplus are fused into the scan.
+  const delta = linear(dt, p("dt_proj.weight", [I, R]));
+  const dtBias = p("dt_proj.bias", [I]);
+  const A = p("A_log", [I, N]).exp().neg();
+  const D = p("D", [I]);
+
+  let y: Tensor;
+  if (mode === "decode") {
+    const [out, next] = ssmStep(ssmState!, u, delta, A, Bm, Cm, D, {
+      z,
+      deltaBias: dtBias,
+      softplus: true,
+    });
+    g.assign(ssmState!, next);
+    y = out;
+  } else {
+    const outs = selectiveScan(u, delta, A, Bm, Cm, D, {
+      z,
+      deltaBias: dtBias,
+      softplus: true,
+      initialState: ssmState,
+      finalState: !!ssmState,
+      algorithm: options.algorithm,
+      chunk: options.chunk,
+    });
+    if (ssmState) g.assign(ssmState, outs[1]);
+    y = outs[0];
+  }
+  return linear(y, p("out_proj.weight", [H, I]), useBias ? p("out_proj.bias", [H]) : undefined);
+}
+
+/** Options of {@linkcode mambaBlock}. */
+export interface MambaBlockOptions extends Omit<MambaMixerOptions, "name"> {
+  /** Layer prefix, e.g. `backbone.layers.0`: params `.norm.weight` and `.mixer.*`. */
+  name: string;
+  /** RMSNorm epsilon (`layer_norm_epsilon`, default 1e-5). */
+  normEps?: number;
+}
+
+/**
+ * One Mamba layer: `x + mixer(RMSNorm(x))`, stackable.
+ *
+ * @example
+ * ```ts
+ * import { mambaBlock, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * let h = g.input("x", [1, "L", 64]);
+ * for (let i = 0; i < 2; i++) h = mambaBlock(g, h, { name: `backbone.layers.${i}`, d: 64 });
+ * g.output("h", h);
+ * ```
+ */
+export function mambaBlock(g: GraphBuilder, x: Tensor, options: MambaBlockOptions): Tensor {
+  const norm = x.rmsnorm(
+    g.param(`${options.name}.norm.weight`, [options.d], options.paramDType ?? x.dtype),
+    options.normEps ?? 1e-5,
+  );
+  return x.add(mambaMixer(g, norm, { ...options, name: `${options.name}.mixer` }));
+}

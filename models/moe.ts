@@ -1,0 +1,211 @@
+/**
+ * Mixture-of-Experts layers for the DSL: the routed expert FFN (Mixtral,
+ * Qwen2-MoE, DeepSeek-V3, Switch routers) as one `moe` op, plus optional shared
+ * experts built from ordinary ops, and a dense all-experts baseline for
+ * benchmarks.
+ *
+ * Parameters, under the layer's `name`:
+ * - `${name}.router` `[E, d]` — the gate (HF `block_sparse_moe.gate.weight`);
+ * - `${name}.w1`, `${name}.w3` `[E, ff, d]` and `${name}.w2` `[E, d, ff]` — the
+ *   experts' gate, up and down projections stacked per expert (HF stores one
+ *   `[ff, d]` / `[d, ff]` Linear weight per expert: see {@linkcode stackExperts});
+ * - `${name}.bias` `[E]` — `sigmoid_bias` only, the selection bias;
+ * - shared expert: `${name}.shared.w1`, `.shared.w3` `[ffShared, d]`,
+ *   `.shared.w2` `[d, ffShared]`, and `.shared.gate` `[1, d]` when gated.
+ *
+ * @module
+ */
+
+import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
+import { atSite, callSite } from "../compiler/errors.ts";
+import type { MoeRouterKind } from "../ops/moe.ts";
+
+export type { MoeRouterKind };
+
+/** A shared (always-on) expert added to the routed output. */
+export interface SharedExpertOptions {
+  /** Hidden width (DeepSeek's n_shared_experts shared experts are one block of n·ff). */
+  ff: number;
+  /** Qwen2-MoE: scale the shared expert's output by σ(x·w_gateᵀ) per token. Default false. */
+  gated?: boolean;
+}
+
+/** Options of {@linkcode moe}. */
+export interface MoeOptions {
+  /** Parameter name prefix, e.g. `"model.layers.0.moe"`. */
+  name: string;
+  /** Number of routed experts E. */
+  experts: number;
+  /** Experts per token k. */
+  topK: number;
+  /** Expert hidden width (`intermediate_size` of one expert). */
+  ff: number;
+  /** Router kind (default `"softmax_topk"`). */
+  router?: MoeRouterKind;
+  /** `softmax_topk`: renormalise the top-k weights (Mixtral: true, the default; Qwen2-MoE: false). */
+  normTopk?: boolean;
+  /** `sigmoid_bias`: factor on the routing weights (DeepSeek-V3 `routed_scaling_factor`, default 1). */
+  routedScaling?: number;
+  /** Switch-style capacity factor (> 0): tokens past an expert's capacity skip it. Default dropless. */
+  capacityFactor?: number;
+  /** Padding mask with x's leading shape, f32: 0 excludes a token from the aux and z losses. */
+  mask?: Tensor;
+  /** Storage type of the expert weights (default f32; f16 halves their bytes). */
+  weightDtype?: "f32" | "f16";
+  /** Add a shared expert (plain SwiGLU, or sigmoid-gated as in Qwen2-MoE). */
+  shared?: SharedExpertOptions;
+}
+
+/** What {@linkcode moe} returns. */
+export interface MoeOutputs {
+  /** Layer output, shape of x (routed experts plus the shared expert, if any). */
+  y: Tensor;
+  /** Router logits `[..., E]`. */
+  logits: Tensor;
+  /** Routed (token, slot) pairs per expert `[E]` u32, before any capacity drop. */
+  counts: Tensor;
+  /** `[aux, z]`: both losses in one tensor (one buffer to read back). */
+  losses: Tensor;
+  /** Load-balancing loss `E·Σfᵢ·Pᵢ` (scalar). */
+  auxLoss: Tensor;
+  /** Router z-loss `mean_t (logsumexp zₜ)²` (scalar). */
+  zLoss: Tensor;
+}
+
+function fail(err: Error): never {
+  throw atSite(err, callSite());
+}
+
+function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOutputs {
+  if (typeof o.name !== "string" || o.name.length === 0) {
+    fail(new TypeError(`moe: name must be a non-empty string, got ${JSON.stringify(o.name)}`));
+  }
+  if (!Number.isInteger(o.ff) || o.ff < 1) {
+    fail(new RangeError(`moe ${o.name}: ff must be a positive integer, got ${o.ff}`));
+  }
+  if (o.capacityFactor !== undefined && !(o.capacityFactor > 0)) {
+    fail(new RangeError(`moe ${o.name}: capacityFactor must be > 0, got ${o.capacityFactor}`));
+  }
+  if (dense && o.capacityFactor !== undefined) {
+    fail(new RangeError(`moeDense ${o.name}: the dense baseline is dropless (no capacityFactor)`));
+  }
+  const router = o.router ?? "softmax_topk";
+  const d = x.shape[x.shape.length - 1];
+  if (typeof d !== "number") {
+    fail(new RangeError(`moe ${o.name}: x's last dim must be concrete, got ${x}`));
+  }
+  const E = o.experts, ff = o.ff;
+  const wdt = o.weightDtype ?? "f32";
+  const inputs = [
+    x,
+    g.param(`${o.name}.router`, [E, d]),
+    g.param(`${o.name}.w1`, [E, ff, d], wdt),
+    g.param(`${o.name}.w3`, [E, ff, d], wdt),
+    g.param(`${o.name}.w2`, [E, d, ff], wdt),
+  ];
+  if (router === "sigmoid_bias") inputs.push(g.param(`${o.name}.bias`, [E]));
+  if (o.mask) inputs.push(o.mask);
+  const [routed, logits, counts, losses] = g.apply("moe", inputs, {
+    experts: E,
+    topK: o.topK,
+    router,
+    normTopk: o.normTopk ?? true,
+    routedScaling: o.routedScaling ?? 1,
+    capacityFactor: o.capacityFactor ?? 0,
+    dense,
+  });
+  let y = routed;
+  if (o.shared) y = y.add(sharedExpert(g, x, `${o.name}.shared`, d, o.shared));
+  return {
+    y,
+    logits,
+    counts,
+    losses,
+    auxLoss: losses.slice(0, 0, 1).reshape([]),
+    zLoss: losses.slice(0, 1, 2).reshape([]),
+  };
+}
+
+function sharedExpert(
+  g: GraphBuilder,
+  x: Tensor,
+  name: string,
+  d: number,
+  s: SharedExpertOptions,
+): Tensor {
+  if (!Number.isInteger(s.ff) || s.ff < 1) {
+    fail(new RangeError(`moe ${name}: ff must be a positive integer, got ${s.ff}`));
+  }
+  const w1 = g.param(`${name}.w1`, [s.ff, d]);
+  const w3 = g.param(`${name}.w3`, [s.ff, d]);
+  const w2 = g.param(`${name}.w2`, [d, s.ff]);
+  const h = x.matmul(w1, { transB: true }).silu().mul(x.matmul(w3, { transB: true }));
+  const out = h.matmul(w2, { transB: true });
+  if (!s.gated) return out;
+  const gate = g.param(`${name}.gate`, [1, d]);
+  return out.mul(x.matmul(gate, { transB: true }).sigmoid());
+}
+
+/**
+ * A routed Mixture-of-Experts FFN layer on `x [..., d]` (prefill: ≤ 6 kernels
+ * whatever E is; decode, T ≤ 4: GEMVs over only the chosen experts).
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder } from "../compiler/builder.ts";
+ * import { moe } from "./moe.ts";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 64]);
+ * const m = moe(g, x, { name: "l0.moe", experts: 8, topK: 2, ff: 128 });
+ * g.output("y", m.y.add(x)); // the residual add fuses into the combine kernel
+ * g.output("aux", m.auxLoss);
+ * const graph = g.build();
+ * ```
+ */
+export function moe(g: GraphBuilder, x: Tensor, options: MoeOptions): MoeOutputs {
+  return build(g, x, options, false);
+}
+
+/**
+ * The same layer (same parameters and results) computed densely: every token
+ * through every expert, weighted by the routing. A baseline for benchmarks.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder } from "../compiler/builder.ts";
+ * import { moeDense } from "./moe.ts";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 64]);
+ * g.output("y", moeDense(g, x, { name: "l0.moe", experts: 8, topK: 2, ff: 128 }).y);
+ * ```
+ */
+export function moeDense(g: GraphBuilder, x: Tensor, options: MoeOptions): MoeOutputs {
+  return build(g, x, options, true);
+}
+
+/**
+ * Stacks per-expert weights (each a row-major `[N, K]` Linear weight, as HF
+ * checkpoints store `experts.E.w1.weight`) into the `[E, N, K]` tensor `moe`
+ * takes.
+ *
+ * @example
+ * ```ts
+ * import { stackExperts } from "./moe.ts";
+ * const w1 = stackExperts([new Float32Array(6), new Float32Array(6)]); // 2 experts of [3, 2]
+ * w1.length; // 12
+ * ```
+ */
+export function stackExperts(perExpert: readonly ArrayLike<number>[]): Float32Array {
+  if (perExpert.length === 0) throw new RangeError("stackExperts: no experts given");
+  const n = perExpert[0].length;
+  const out = new Float32Array(perExpert.length * n);
+  perExpert.forEach((w, e) => {
+    if (w.length !== n) {
+      throw new RangeError(
+        `stackExperts: expert ${e} has ${w.length} elements, expert 0 has ${n}`,
+      );
+    }
+    out.set(w, e * n);
+  });
+  return out;
+}

@@ -1,0 +1,387 @@
+/**
+ * Fused scaled-dot-product attention with grouped-query heads, a causal mask, an
+ * optional sliding window and a KV cache whose valid length is read from the
+ * device, computed flash-attention style: each query keeps a running max, sum and
+ * f32 accumulator while it streams over the keys, so no [T, S] score matrix is ever
+ * written to memory.
+ *
+ * Positions: query row t sits at absolute position pos + t; key row j at j. Keys at
+ * or past pos + T are not yet written (a KV cache of capacity S) and are ignored.
+ * With `causal`, query t sees keys j ≤ pos + t; with `window` W > 0 also only keys
+ * with pos + t − j < W (Mistral's `sliding_window`).
+ *
+ * Kernel shape (chosen for lavapipe first, sound on GPUs): one workgroup serves
+ * query rows that share one KV head; each invocation keeps QB of them (running
+ * max, sum, f32 accumulator) in registers, so every K/V vector it loads feeds QB
+ * dot products and QB accumulations. The key loop bounds are workgroup-uniform and
+ * the causal / window mask is applied per row inside it. When the query rows cannot
+ * fill the device (decode, T = 1), the key range is split over the invocations of a
+ * workgroup and over extra workgroups, each writing a partial (max, sum,
+ * accumulator) triple, and a small second kernel merges them (flash-decoding).
+ * Scratch is O(splits · T · Hq · D), never O(T · S).
+ *
+ * @module
+ */
+
+import { allocHost, isFloat } from "../compiler/dtype.ts";
+import { formatShape, numel } from "../compiler/shape.ts";
+import type { HostTensor, KernelContext, KernelEmission, OpDef, ScratchSpec } from "./types.ts";
+
+/** Attributes of `attention`. */
+export interface AttentionAttrs {
+  /** Multiplier of q·k (HF: 1/√headDim). */
+  readonly scale: number;
+  /** Query t sees only keys at positions ≤ pos + t. */
+  readonly causal: boolean;
+  /** Sliding window W (keys with pos + t − j < W); 0 means none. Needs `causal`. */
+  readonly window: number;
+  /** Key-range splits per query block (flash-decoding); 0 chooses automatically. */
+  readonly splits: number;
+  /** Attributes are plain records, so graphs stay serialisable. */
+  [k: string]: number | boolean;
+}
+
+const LOG2E = 1.4426950408889634;
+
+/**
+ * Float64 reference: naive softmax(q·kᵀ·scale + mask)·v per head. Rows with no
+ * visible key give zeros.
+ */
+function referenceAttention(
+  [q, k, v, pos]: readonly HostTensor[],
+  attrs: AttentionAttrs,
+): Float64Array {
+  const [T, Hq, D] = q.shape;
+  const [S, Hkv] = k.shape;
+  const G = Hq / Hkv;
+  const p = pos.data[0];
+  const valid = Math.min(S, p + T);
+  const out = new Float64Array(T * Hq * D);
+  const s = new Float64Array(Math.max(valid, 1));
+  for (let t = 0; t < T; t++) {
+    const at = p + t;
+    for (let h = 0; h < Hq; h++) {
+      const kh = Math.floor(h / G);
+      const qo = (t * Hq + h) * D;
+      let mx = -Infinity;
+      for (let j = 0; j < valid; j++) {
+        const visible = (!attrs.causal || j <= at) &&
+          (!(attrs.window > 0) || at - j < attrs.window);
+        if (!visible) {
+          s[j] = -Infinity;
+          continue;
+        }
+        let dot = 0;
+        const ko = (j * Hkv + kh) * D;
+        for (let d = 0; d < D; d++) dot += q.data[qo + d] * k.data[ko + d];
+        s[j] = dot * attrs.scale;
+        mx = Math.max(mx, s[j]);
+      }
+      if (mx === -Infinity) continue;
+      let sum = 0;
+      for (let j = 0; j < valid; j++) {
+        s[j] = s[j] === -Infinity ? 0 : Math.exp(s[j] - mx);
+        sum += s[j];
+      }
+      for (let j = 0; j < valid; j++) {
+        if (s[j] === 0) continue;
+        const w = s[j] / sum, vo = (j * Hkv + kh) * D;
+        for (let d = 0; d < D; d++) out[qo + d] += w * v.data[vo + d];
+      }
+    }
+  }
+  return out;
+}
+
+/** Kernel shape knobs, chosen per shape (and overridable for measurements). */
+interface Shape {
+  /** Query rows per invocation (register blocking: each K/V load feeds QB rows). */
+  readonly QB: number;
+  /** Invocations per workgroup along the query rows. */
+  readonly RL: number;
+  /** Invocations per workgroup along the keys (each takes a sub-range). */
+  readonly SUB: number;
+  /** Workgroups along the keys. */
+  readonly splits: number;
+}
+
+/**
+ * Picks the kernel shape. Loads from storage cost one scalar load per invocation
+ * on lavapipe (no uniform-load path), so each invocation handles QB query rows
+ * that share the K/V rows it loads. When the query rows cannot fill the device
+ * (decode), the keys are split over the invocations of a workgroup and over extra
+ * workgroups, and a combine kernel merges the partial softmax states.
+ *
+ * QB is capped at 4 (D ≤ 64) / 2 (D = 128): QB = 8 ran prefill about 2× faster on
+ * lavapipe but its unrolled shader took ~18 s to compile there.
+ */
+function chooseShape(attrs: AttentionAttrs, rows: number, Hkv: number, S: number, D: number) {
+  const QB = Math.min(rows, D <= 64 ? 4 : 2);
+  const lanes = Math.ceil(rows / QB);
+  const RL = Math.min(16, 2 ** Math.ceil(Math.log2(lanes)));
+  const blocks = Math.ceil(lanes / RL) * Hkv;
+  // Key-parallel invocations fill the workgroup up to 8 (one SIMD vector on lavapipe).
+  const SUB = attrs.splits > 0 ? 1 : Math.max(1, Math.min(8 / RL, Math.floor(S / 32)));
+  let splits: number;
+  if (attrs.splits > 0) splits = Math.min(attrs.splits, Math.max(1, S));
+  else if (blocks >= 16) splits = 1;
+  else splits = Math.max(1, Math.min(Math.ceil(16 / blocks), Math.floor(S / (64 * SUB))));
+  return { QB, RL, SUB, splits };
+}
+
+function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
+  const [q, k, v] = ctx.inputs;
+  const [T, Hq, D] = q.shape;
+  const [S, Hkv] = k.shape;
+  const out = ctx.outputs[0];
+  if (T * Hq * D === 0) return { kernels: [] };
+  const G = Hq / Hkv;
+  const D4 = Math.ceil(D / 4);
+  const rowsPerKv = T * G; // query rows sharing one KV head, ordered (t, g)
+  const sh: Shape = chooseShape(ctx.attrs, rowsPerKv, Hkv, Math.max(S, 1), D);
+  const { QB, RL, SUB, splits } = sh;
+  const WG = RL * SUB;
+  const rowsPerWg = RL * QB;
+  const xGroups = Math.ceil(rowsPerKv / rowsPerWg);
+  if (
+    xGroups > ctx.caps.maxWorkgroupsPerDim || Hkv > ctx.caps.maxWorkgroupsPerDim ||
+    WG > ctx.caps.maxInvocations
+  ) {
+    throw new RangeError(
+      `attention: ${T}×${Hq} queries need more workgroups than the device's grid allows`,
+    );
+  }
+  const parts = splits * SUB; // partial softmax states per query row
+  const ty = out.dtype;
+  const vecOk = D % 4 === 0;
+  const arrayTypes: Record<string, string> = {};
+  // Loads of four consecutive head elements as one vec4<f32>.
+  const loader = (j: number, name: string, operand: typeof q) => {
+    if (vecOk && operand.direct) {
+      arrayTypes[name] = `vec4<${operand.dtype}>`;
+      return `fn ld${j}(r: u32, c: u32) -> vec4<f32> { return vec4<f32>(${name}[r * ${D4}u + c]); }`;
+    }
+    const comps = [0, 1, 2, 3].map((e) =>
+      `select(0.0, f32(${name}_load(min(r * ${D}u + c * 4u + ${e}u, ${
+        numel(operand.shape) - 1
+      }u))), c * 4u + ${e}u < ${D}u)`
+    );
+    return `fn ld${j}(r: u32, c: u32) -> vec4<f32> { return vec4<f32>(${comps.join(", ")}); }`;
+  };
+  const fns = [loader(0, "in0", q), loader(1, "in1", k), loader(2, "in2", v)];
+  const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const C = range(D4);
+  const R = range(QB);
+  const qScale = ctx.attrs.scale * LOG2E; // exp2 of pre-scaled scores = exp of the true ones
+  const causal = ctx.attrs.causal;
+  const W = ctx.attrs.window > 0 ? ctx.attrs.window : 0;
+  const rows = T * Hq;
+  const scratch: ScratchSpec[] = parts > 1
+    ? [{ length: parts * rows * 2, type: "f32" }, { length: parts * rows * D4 * 4, type: "f32" }]
+    : [];
+  if (parts > 1) arrayTypes.scratch1 = "vec4<f32>";
+  const lit = (x: number) => x.toExponential(9);
+
+  const finish = R.map((r) => {
+    if (parts === 1) {
+      const stores: string[] = [];
+      for (const i of C) {
+        for (let e = 0; e < 4 && i * 4 + e < D; e++) {
+          stores.push(`    out0_store(ob${r} + ${i * 4 + e}u, ${ty}(a${r}_${i}[${e}] * il${r}));`);
+        }
+      }
+      return `  if (live${r}) {
+    let il${r} = select(0.0, 1.0 / l${r}, l${r} > 0.0);
+    let ob${r} = row${r} * ${D}u;
+${stores.join("\n")}
+  }`;
+    }
+    return `  if (live${r}) {
+    let sp${r} = part * ${rows}u + row${r};
+    scratch0[sp${r} * 2u] = m${r};
+    scratch0[sp${r} * 2u + 1u] = l${r};
+${C.map((i) => `    scratch1[sp${r} * ${D4}u + ${i}u] = a${r}_${i};`).join("\n")}
+  }`;
+  }).join("\n");
+
+  const perRow = R.map((r) =>
+    `  let rr${r} = rbase + ${r}u;
+  let live${r} = rr${r} < ${rowsPerKv}u;
+  let t${r} = min(rr${r} / ${G}u, ${T - 1}u);
+  let row${r} = t${r} * ${Hq}u + kvh * ${G}u + rr${r} % ${G}u;
+  let at${r} = p + t${r};
+${C.map((i) => `  let q${r}_${i} = ld0(row${r}, ${i}u) * ${lit(qScale)};`).join("\n")}
+${C.map((i) => `  var a${r}_${i} = vec4<f32>(0.0);`).join("\n")}
+  var m${r} = -1.0e30;
+  var l${r} = 0.0;`
+  ).join("\n");
+
+  const scoreRows = R.map((r) => {
+    const ok = `live${r}${causal ? ` && j <= at${r}` : ""}${W ? ` && at${r} - j < ${W}u` : ""}`;
+    return `    let s${r} = ${C.map((i) => `dot(q${r}_${i}, k${i})`).join(" + ")};
+    let ok${r} = ${ok};
+    if (ok${r} && s${r} > m${r}) {
+      // A new running max: rescale what was accumulated under the old one.
+      let f = exp2(m${r} - s${r});
+      l${r} = l${r} * f;
+${C.map((i) => `      a${r}_${i} = a${r}_${i} * f;`).join("\n")}
+      m${r} = s${r};
+    }
+    let e${r} = vec4<f32>(select(0.0, exp2(s${r} - m${r}), ok${r}));
+    l${r} = l${r} + e${r}.x;`;
+  }).join("\n");
+
+  const main = `
+${fns.join("\n")}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let kvh = wid.y;
+  let rbase = (wid.x * ${RL}u + lid % ${RL}u) * ${QB}u;
+  let part = wid.z * ${SUB}u + lid / ${RL}u;
+  let p = in3_load(0u);
+  // The key range this workgroup's queries can see, cut into ${parts} parts.
+  let t_first = min(wid.x * ${rowsPerWg}u / ${G}u, ${T - 1}u);
+  let t_last = min((wid.x * ${rowsPerWg}u + ${rowsPerWg - 1}u) / ${G}u, ${T - 1}u);
+  let valid = min(${S}u, p + ${T}u);
+  let j_end = ${causal ? `min(valid, p + t_last + 1u)` : "valid"};
+  let j_beg = ${W ? `select(0u, p + t_first + 1u - ${W}u, p + t_first + 1u > ${W}u)` : "0u"};
+  let span = select(0u, j_end - j_beg, j_end > j_beg);
+  let chunk = (span + ${parts - 1}u) / ${parts}u;
+  let j0 = min(j_end, j_beg + part * chunk);
+  let j1 = min(j_end, j0 + chunk);
+${perRow}
+  for (var j = j0; j < j1; j++) {
+    let r = j * ${Hkv}u + kvh;
+${C.map((i) => `    let k${i} = ld1(r, ${i}u);`).join("\n")}
+${scoreRows}
+${C.map((i) => `    let v${i} = ld2(r, ${i}u);`).join("\n")}
+${
+    R.map((r) => C.map((i) => `    a${r}_${i} = fma(e${r}, v${i}, a${r}_${i});`).join("\n")).join(
+      "\n",
+    )
+  }
+  }
+${finish}
+}`;
+  const kernels = [{
+    label: parts > 1 ? "attention_split" : "attention",
+    code: main,
+    workgroups: [xGroups, Hkv, splits] as [number, number, number],
+    arrayTypes,
+  }];
+  if (parts > 1) {
+    // Merge partials: weights 2^(m_c − M) rescale each part's sum and accumulator.
+    const total = rows * D4;
+    const wg2 = Math.min(64, ctx.caps.maxInvocations);
+    const n2 = Math.ceil(total / wg2);
+    const y = Math.ceil(n2 / ctx.caps.maxWorkgroupsPerDim);
+    const x = Math.ceil(n2 / y);
+    const combine = `
+@compute @workgroup_size(${wg2})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let i = g.x + g.y * ${x * wg2}u;
+  if (i >= ${total}u) { return; }
+  let row = i / ${D4}u;
+  let c = i % ${D4}u;
+  var mx = -1.0e30;
+  for (var s = 0u; s < ${parts}u; s++) {
+    let sp = s * ${rows}u + row;
+    if (scratch0[sp * 2u + 1u] > 0.0) { mx = max(mx, scratch0[sp * 2u]); }
+  }
+  var l = 0.0;
+  var a = vec4<f32>(0.0);
+  for (var s = 0u; s < ${parts}u; s++) {
+    let sp = s * ${rows}u + row;
+    let ls = scratch0[sp * 2u + 1u];
+    if (ls > 0.0) {
+      let w = exp2(scratch0[sp * 2u] - mx);
+      l = l + ls * w;
+      a = fma(vec4<f32>(w), scratch1[sp * ${D4}u + c], a);
+    }
+  }
+  let o = a * select(0.0, 1.0 / l, l > 0.0);
+  let ob = row * ${D}u + c * 4u;
+  for (var e = 0u; e < 4u; e++) {
+    if (c * 4u + e < ${D}u) { out0_store(ob + e, ${ty}(o[e])); }
+  }
+}`;
+    kernels.push({
+      label: "attention_combine",
+      code: combine,
+      workgroups: [x, y, 1],
+      arrayTypes: { scratch1: "vec4<f32>" },
+    });
+  }
+  return { kernels, scratch };
+}
+
+/**
+ * attention(q [T, Hq, D], k [S, Hkv, D], v [S, Hkv, D], pos u32 [1]) → [T, Hq, D].
+ * Query head h reads KV head ⌊h / (Hq / Hkv)⌋.
+ */
+export const attention: OpDef<AttentionAttrs> = {
+  arity: 4,
+  attrNames: ["scale", "causal", "window", "splits"],
+  infer([q, k, v, pos], attrs) {
+    const show = `attention(q ${q.dtype}${formatShape(q.shape)}, k ${k.dtype}${
+      formatShape(k.shape)
+    }, v ${v.dtype}${formatShape(v.shape)})`;
+    for (const [name, x] of [["q", q], ["k", k], ["v", v]] as const) {
+      if (x.shape.length !== 3) {
+        throw new RangeError(
+          `${show}: ${name} must be [rows, heads, headDim], got rank ${x.shape.length}`,
+        );
+      }
+      if (!isFloat(x.dtype)) {
+        throw new TypeError(`${show}: ${name} must be f32 or f16, got ${x.dtype}`);
+      }
+    }
+    if (k.dtype !== q.dtype || v.dtype !== q.dtype) {
+      throw new TypeError(`${show}: q, k and v dtypes differ`);
+    }
+    const [, Hq, D] = q.shape;
+    const [S, Hkv, Dk] = k.shape;
+    if (typeof D !== "number" || typeof Hq !== "number" || typeof Hkv !== "number") {
+      throw new RangeError(`${show}: heads and headDim must be concrete`);
+    }
+    if (Dk !== D || v.shape[2] !== D) {
+      throw new RangeError(
+        `${show}: headDim differs between q (${D}), k (${Dk}) and v (${v.shape[2]})`,
+      );
+    }
+    if (v.shape[0] !== S || v.shape[1] !== Hkv) {
+      throw new RangeError(`${show}: k and v must have the same shape`);
+    }
+    if (Hkv < 1 || Hq % Hkv !== 0) {
+      throw new RangeError(
+        `${show}: query heads (${Hq}) must be a multiple of key/value heads (${Hkv})`,
+      );
+    }
+    if (pos.dtype !== "u32" || pos.shape.length !== 1 || pos.shape[0] !== 1) {
+      throw new TypeError(
+        `${show}: pos must be u32 [1], got ${pos.dtype}${formatShape(pos.shape)}`,
+      );
+    }
+    if (typeof attrs.scale !== "number" || !Number.isFinite(attrs.scale)) {
+      throw new RangeError(`${show}: scale must be a finite number, got ${attrs.scale}`);
+    }
+    if (!Number.isInteger(attrs.window) || attrs.window < 0) {
+      throw new RangeError(`${show}: window must be a non-negative integer, got ${attrs.window}`);
+    }
+    if (attrs.window > 0 && !attrs.causal) {
+      throw new RangeError(`${show}: a sliding window (${attrs.window}) needs causal attention`);
+    }
+    if (!Number.isInteger(attrs.splits) || attrs.splits < 0) {
+      throw new RangeError(`${show}: splits must be a non-negative integer, got ${attrs.splits}`);
+    }
+    return [{ shape: q.shape, dtype: q.dtype }];
+  },
+  reference(inputs, attrs, outs) {
+    const r = referenceAttention(inputs, attrs);
+    const out = allocHost(outs[0].dtype, r.length);
+    for (let i = 0; i < r.length; i++) out[i] = r[i];
+    return [out];
+  },
+  foldable: false,
+  lower: { kind: "kernel", prologue: [0, 1, 2], epilogue: true, emit: emitAttention },
+};

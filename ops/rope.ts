@@ -1,0 +1,137 @@
+/**
+ * Rotary position embedding (RoPE) in Hugging Face's half-split convention: the
+ * head vector is split into halves x1 = x[:d/2], x2 = x[d/2:], and
+ * out = x·cos + rotate_half(x)·sin with rotate_half(x) = [−x2, x1], angle
+ * (pos + t)·θ^(−2i/d). The position offset is read from a u32 [1] device buffer,
+ * so a decode loop advances it without re-planning.
+ *
+ * @module
+ */
+
+import { isFloat } from "../compiler/dtype.ts";
+import { allocHost } from "../compiler/dtype.ts";
+import { grid } from "./dispatch.ts";
+import { formatShape, numel } from "../compiler/shape.ts";
+import type { OpDef } from "./types.ts";
+
+const TWO_PI = 2 * Math.PI;
+
+/** Attributes of `rope`. */
+export interface RopeAttrs {
+  /** Base θ of the inverse frequencies (HF `rope_theta`: 10000, Mixtral 1e6). */
+  readonly theta: number;
+  /** Attributes are plain records, so graphs stay serialisable. */
+  [k: string]: number;
+}
+
+/**
+ * HF's inverse frequencies `1 / θ^(2i/d)` rounded to f32, as PyTorch computes them
+ * in float32: the GPU kernel embeds exactly these values so both sides agree.
+ *
+ * @example
+ * ```ts
+ * import { ropeInvFreq } from "./rope.ts";
+ * ropeInvFreq(4, 10000); // Float32Array [1, 0.01]
+ * ```
+ */
+export function ropeInvFreq(headDim: number, theta: number): Float32Array {
+  const half = headDim / 2;
+  const out = new Float32Array(half);
+  for (let i = 0; i < half; i++) {
+    out[i] = 1 / Math.fround(theta ** Math.fround((2 * i) / headDim));
+  }
+  return out;
+}
+
+/** rope(x [T, ..., D], pos u32 [1]) → [T, ..., D]; row t sits at position pos + t. */
+export const rope: OpDef<RopeAttrs> = {
+  arity: 2,
+  attrNames: ["theta"],
+  infer([x, pos], attrs) {
+    const show = `rope(${x.dtype}${formatShape(x.shape)}, ${pos.dtype}${formatShape(pos.shape)})`;
+    if (!isFloat(x.dtype)) throw new TypeError(`${show}: x must be f32 or f16, got ${x.dtype}`);
+    if (x.shape.length < 2) {
+      throw new RangeError(`${show}: x must be [T, heads, headDim] (rank >= 2)`);
+    }
+    const d = x.shape[x.shape.length - 1];
+    if (typeof d !== "number" || d % 2 !== 0) {
+      throw new RangeError(`${show}: headDim must be a concrete even number, got ${d}`);
+    }
+    if (pos.dtype !== "u32" || pos.shape.length !== 1 || pos.shape[0] !== 1) {
+      throw new TypeError(
+        `${show}: pos must be u32 [1], got ${pos.dtype}${formatShape(pos.shape)}`,
+      );
+    }
+    if (typeof attrs.theta !== "number" || !(attrs.theta > 1)) {
+      throw new RangeError(`${show}: theta must be a number > 1, got ${attrs.theta}`);
+    }
+    return [{ shape: x.shape, dtype: x.dtype }];
+  },
+  reference([x, pos], attrs) {
+    const D = x.shape[x.shape.length - 1];
+    const T = x.shape[0];
+    const rowsPerT = numel(x.shape) / Math.max(1, T * D);
+    const inv = ropeInvFreq(D, attrs.theta);
+    const out = allocHost(x.dtype, x.data.length);
+    const half = D / 2;
+    for (let t = 0; t < T; t++) {
+      const p = pos.data[0] + t;
+      for (let h = 0; h < rowsPerT; h++) {
+        const base = (t * rowsPerT + h) * D;
+        for (let i = 0; i < half; i++) {
+          const a = Math.fround(p * inv[i]);
+          const c = Math.cos(a), s = Math.sin(a);
+          const x1 = x.data[base + i], x2 = x.data[base + half + i];
+          out[base + i] = x1 * c - x2 * s;
+          out[base + half + i] = x2 * c + x1 * s;
+        }
+      }
+    }
+    return [out];
+  },
+  foldable: false,
+  lower: {
+    kind: "kernel",
+    prologue: [0],
+    epilogue: true,
+    emit(ctx) {
+      const x = ctx.inputs[0];
+      const D = x.shape[x.shape.length - 1];
+      const T = x.shape[0];
+      const half = D / 2;
+      const total = numel(x.shape) / 2;
+      if (total === 0) return { kernels: [] };
+      const rowsPerT = numel(x.shape) / (T * D);
+      const inv = ropeInvFreq(D, ctx.attrs.theta);
+      const ty = x.dtype;
+      const wg = Math.min(256, ctx.caps.maxInvocations);
+      const workgroups = grid(Math.ceil(total / wg), ctx.caps.maxWorkgroupsPerDim);
+      // The angle is an exact f32 product (as in HF), but it reaches thousands of
+      // radians; a Cody–Waite reduction by 2π keeps sin/cos accurate whatever the
+      // driver's range reduction does with large arguments.
+      const c2 = Math.fround(TWO_PI - 6.28125);
+      const c3 = TWO_PI - 6.28125 - c2;
+      const code = `
+const INV_FREQ = array<f32, ${half}>(${[...inv].map((v) => `${v.toExponential(9)}`).join(", ")});
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x + gid.y * ${workgroups[0] * wg}u;
+  if (i >= ${total}u) { return; }
+  let k = i % ${half}u;
+  let row = i / ${half}u;
+  let t = row / ${rowsPerT}u;
+  let a = f32(in1_load(0u) + t) * INV_FREQ[k];
+  let n = round(a * 0.15915494309189535);
+  let r = ((a - n * 6.28125) - n * ${c2.toExponential(9)}) - n * ${c3.toExponential(9)};
+  let c = cos(r);
+  let s = sin(r);
+  let base = row * ${D}u + k;
+  let x1 = f32(in0_load(base));
+  let x2 = f32(in0_load(base + ${half}u));
+  out0_store(base, ${ty}(x1 * c - x2 * s));
+  out0_store(base + ${half}u, ${ty}(x2 * c + x1 * s));
+}`;
+      return { kernels: [{ label: "rope", code, workgroups }] };
+    },
+  },
+};

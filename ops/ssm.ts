@@ -1,0 +1,1005 @@
+/**
+ * Mamba (S6) ops for the compiler: the causal depthwise conv1d in front of the
+ * scan, its conv-state update, the single-token conv step, the selective scan
+ * (chunked three-pass for prefill, one pass per channel as the baseline) and the
+ * single-token SSM step. The step ops update their state in place (`inplace`),
+ * so with `g.state` + `g.assign` a decode token costs O(1) and the state never
+ * leaves the device.
+ *
+ * Layouts are row-major: activations `[B, L, I]`, B and C `[B, L, N]`, A `[I, N]`,
+ * D and the Δ bias `[I]`, SSM states `[B, I, N]` (always f32, even when the
+ * activations are f16), conv weight `[I, 1, k]` (HF) or `[I, k]`, conv states
+ * `[B, I, S]` holding the last S pre-conv inputs, oldest first (S ≥ k − 1; HF
+ * keeps S = k).
+ *
+ * The kernels are written for this compiler's contract (`in{j}`/`out{j}` raw
+ * arrays when direct, `in{j}_load`/`out{j}_store` otherwise, `scratch{j}`), after
+ * the standalone emitters in `ssm_kernels.ts`, with two changes that matter on a
+ * CPU adapter: a thread owns several channels so each B/C row load is shared, and
+ * B/C rows are read as vec4 when the layout allows.
+ *
+ * @module
+ */
+
+import type { TensorType } from "../compiler/graph.ts";
+import { type Dim, formatShape, numel } from "../compiler/shape.ts";
+import { allocHost, isFloat } from "../compiler/dtype.ts";
+import { grid } from "./dispatch.ts";
+import type {
+  HostTensor,
+  KernelContext,
+  KernelEmission,
+  KernelOperand,
+  KernelSource,
+  OpDef,
+  ScratchSpec,
+} from "./types.ts";
+
+const LOG2E = 1.4426950408889634;
+
+// ------------------------------------------------------------------ attributes
+
+/** Attributes of `conv1d_causal`. */
+export interface Conv1dAttrs {
+  /** A bias `[I]` input follows the weight. */
+  readonly bias: boolean;
+  /** A conv state `[B, I, S]` input (the inputs before t = 0) comes last. */
+  readonly state: boolean;
+  /** Apply silu to the output. */
+  readonly silu: boolean;
+  /** Attributes are plain records, so graphs stay serialisable. */
+  readonly [k: string]: boolean;
+}
+
+/** Attributes of `conv1d_step`. */
+export interface Conv1dStepAttrs {
+  /** A bias `[I]` input follows the weight. */
+  readonly bias: boolean;
+  /** Apply silu to the output. */
+  readonly silu: boolean;
+  /** Attributes are plain records, so graphs stay serialisable. */
+  readonly [k: string]: boolean;
+}
+
+/** Attributes of `selective_scan` and `ssm_step`. */
+export interface ScanAttrs {
+  /** A gate z `[B, L, I]` input follows D: y ← y·silu(z). */
+  readonly gate: boolean;
+  /** A Δ bias `[I]` input follows (z and) D: Δ ← Δ + bias. */
+  readonly deltaBias: boolean;
+  /** Δ ← softplus(Δ (+ bias)), fused into the scan. */
+  readonly softplus: boolean;
+  /** `selective_scan` only: an initial state `[B, I, N]` f32 input comes last. */
+  readonly initialState: boolean;
+  /** `selective_scan` only: add output 1, the final state `[B, I, N]` f32. */
+  readonly finalState: boolean;
+  /** `selective_scan` only: `"chunked"` (three passes, the default) or `"sequential"`. */
+  readonly algorithm: string;
+  /** Chunk length of the chunked scan; 0 picks one. */
+  readonly chunk: number;
+  /** Attributes are plain records, so graphs stay serialisable. */
+  readonly [k: string]: boolean | string | number;
+}
+
+// ------------------------------------------------------------------ shape rules
+
+function show(op: string, inputs: readonly TensorType[]): string {
+  return `${op}(${inputs.map((t) => `${t.dtype}${formatShape(t.shape)}`).join(", ")})`;
+}
+
+function sameDim(a: Dim, b: Dim): boolean {
+  return a === b || typeof a === "string" || typeof b === "string";
+}
+
+function checkFloat(what: string, t: TensorType, name: string): void {
+  if (!isFloat(t.dtype)) {
+    throw new TypeError(`${what}: ${name} must be a float tensor, got ${t.dtype}`);
+  }
+}
+
+/** Conv weight `[I, 1, k]` or `[I, k]` → [I, k]. */
+function convWeightDims(what: string, w: TensorType): [Dim, Dim] {
+  if (w.shape.length === 3 && w.shape[1] === 1) return [w.shape[0], w.shape[2]];
+  if (w.shape.length === 2) return [w.shape[0], w.shape[1]];
+  throw new RangeError(`${what}: weight must be [I, 1, k] or [I, k], got ${formatShape(w.shape)}`);
+}
+
+function countInputs(what: string, inputs: readonly TensorType[], want: number): void {
+  if (inputs.length !== want) {
+    throw new RangeError(
+      `${what}: the attributes call for ${want} inputs, got ${inputs.length}`,
+    );
+  }
+}
+
+function inferConv(inputs: readonly TensorType[], attrs: Conv1dAttrs): TensorType[] {
+  const what = show("conv1d_causal", inputs);
+  countInputs(what, inputs, 2 + (attrs.bias ? 1 : 0) + (attrs.state ? 1 : 0));
+  const [x, w] = inputs;
+  if (x.shape.length !== 3) {
+    throw new RangeError(`${what}: x must be [B, L, I], got ${formatShape(x.shape)}`);
+  }
+  checkFloat(what, x, "x");
+  const [I, k] = convWeightDims(what, w);
+  checkFloat(what, w, "weight");
+  if (!sameDim(I, x.shape[2])) {
+    throw new RangeError(`${what}: weight has ${I} channels but x has ${x.shape[2]}`);
+  }
+  if (attrs.bias) checkVec(what, inputs[2], I, "bias");
+  if (attrs.state) {
+    const s = inputs[inputs.length - 1];
+    if (
+      s.shape.length !== 3 || !sameDim(s.shape[0], x.shape[0]) || !sameDim(s.shape[1], I)
+    ) {
+      throw new RangeError(
+        `${what}: state must be [B, I, S] = [${x.shape[0]}, ${I}, S], got ${formatShape(s.shape)}`,
+      );
+    }
+    checkFloat(what, s, "state");
+    if (typeof s.shape[2] === "number" && typeof k === "number" && s.shape[2] < k - 1) {
+      throw new RangeError(
+        `${what}: state holds ${s.shape[2]} steps but kernel width ${k} needs at least ${k - 1}`,
+      );
+    }
+  } else if (typeof k === "number" && typeof x.shape[1] === "number" && k > x.shape[1]) {
+    throw convLengthError(what, k, x.shape[1]);
+  }
+  return [{ shape: x.shape, dtype: x.dtype }];
+}
+
+function convLengthError(what: string, k: number, L: number): RangeError {
+  return new RangeError(
+    `${what}: kernel width ${k} exceeds the sequence length ${L} and no conv state was given; ` +
+      `pass a conv state (zeros for a fresh sequence) so the first outputs have a history`,
+  );
+}
+
+function checkVec(what: string, t: TensorType, n: Dim, name: string): void {
+  if (t.shape.length !== 1 || !sameDim(t.shape[0], n)) {
+    throw new RangeError(`${what}: ${name} must be [${n}], got ${formatShape(t.shape)}`);
+  }
+  checkFloat(what, t, name);
+}
+
+/** Splits an activation shape `[..., X]` into rows and X, for step ops. */
+function rowsOf(shape: readonly Dim[]): Dim[] {
+  return shape.slice(0, -1);
+}
+
+function sameRows(a: readonly Dim[], b: readonly Dim[]): boolean {
+  return a.length === b.length && a.every((d, k) => sameDim(d, b[k]));
+}
+
+/** B/S of a step op: the activation's leading dims must be [B] or [B, 1]. */
+function stepBatch(what: string, x: TensorType): Dim {
+  const r = rowsOf(x.shape);
+  if (r.length === 1 || (r.length === 2 && r[1] === 1)) return r[0];
+  throw new RangeError(`${what}: x must be [B, I] or [B, 1, I], got ${formatShape(x.shape)}`);
+}
+
+function inferConvStep(inputs: readonly TensorType[], attrs: Conv1dStepAttrs): TensorType[] {
+  const what = show("conv1d_step", inputs);
+  countInputs(what, inputs, 3 + (attrs.bias ? 1 : 0));
+  const [s, x, w] = inputs;
+  checkFloat(what, x, "x");
+  const B = stepBatch(what, x);
+  const [I, k] = convWeightDims(what, w);
+  if (!sameDim(I, x.shape[x.shape.length - 1])) {
+    throw new RangeError(`${what}: weight has ${I} channels but x has ${x.shape.at(-1)}`);
+  }
+  if (attrs.bias) checkVec(what, inputs[3], I, "bias");
+  if (s.shape.length !== 3 || !sameDim(s.shape[0], B) || !sameDim(s.shape[1], I)) {
+    throw new RangeError(
+      `${what}: state must be [B, I, S] = [${B}, ${I}, S], got ${formatShape(s.shape)}`,
+    );
+  }
+  if (s.dtype !== "f32") throw new TypeError(`${what}: state must be f32, got ${s.dtype}`);
+  if (typeof s.shape[2] === "number" && typeof k === "number" && s.shape[2] < k - 1) {
+    throw new RangeError(
+      `${what}: state holds ${s.shape[2]} steps but kernel width ${k} needs ${k - 1}`,
+    );
+  }
+  return [{ shape: x.shape, dtype: x.dtype }, { shape: s.shape, dtype: "f32" }];
+}
+
+function inferStateUpdate(inputs: readonly TensorType[]): TensorType[] {
+  const what = show("conv_state_update", inputs);
+  const [s, x] = inputs;
+  if (s.shape.length !== 3 || x.shape.length !== 3) {
+    throw new RangeError(`${what}: expects state [B, I, S] and x [B, L, I]`);
+  }
+  if (!sameDim(s.shape[0], x.shape[0]) || !sameDim(s.shape[1], x.shape[2])) {
+    throw new RangeError(`${what}: state [B, I, S] does not match x [B, L, I]`);
+  }
+  checkFloat(what, s, "state");
+  checkFloat(what, x, "x");
+  return [{ shape: s.shape, dtype: s.dtype }];
+}
+
+/** Input positions of a scan-like op, by role. */
+interface ScanSlots {
+  u: number;
+  delta: number;
+  a: number;
+  b: number;
+  c: number;
+  d: number;
+  z?: number;
+  bias?: number;
+  h0?: number;
+  /** ssm_step: the state input (the in-place pair of output 1). */
+  state?: number;
+}
+
+function scanSlots(attrs: ScanAttrs, step: boolean): { slots: ScanSlots; count: number } {
+  let j = step ? 1 : 0;
+  const slots: ScanSlots = { u: j++, delta: j++, a: j++, b: j++, c: j++, d: j++ };
+  if (step) slots.state = 0;
+  if (attrs.gate) slots.z = j++;
+  if (attrs.deltaBias) slots.bias = j++;
+  if (!step && attrs.initialState) slots.h0 = j++;
+  return { slots, count: j };
+}
+
+function inferScanLike(
+  inputs: readonly TensorType[],
+  attrs: ScanAttrs,
+  step: boolean,
+): TensorType[] {
+  const op = step ? "ssm_step" : "selective_scan";
+  const what = show(op, inputs);
+  const { slots, count } = scanSlots(attrs, step);
+  countInputs(what, inputs, count);
+  if (!step && !["chunked", "sequential"].includes(attrs.algorithm)) {
+    throw new TypeError(
+      `${op}: algorithm must be "chunked" or "sequential", got ${JSON.stringify(attrs.algorithm)}`,
+    );
+  }
+  if (!Number.isInteger(attrs.chunk) || attrs.chunk < 0) {
+    throw new RangeError(`${op}: chunk must be an integer >= 0, got ${attrs.chunk}`);
+  }
+  const u = inputs[slots.u];
+  checkFloat(what, u, "u");
+  if (!step && u.shape.length !== 3) {
+    throw new RangeError(`${what}: u must be [B, L, I], got ${formatShape(u.shape)}`);
+  }
+  const B = step ? stepBatch(what, u) : u.shape[0];
+  const I = u.shape[u.shape.length - 1];
+  const act = u.dtype;
+  const sameAct = (t: TensorType, name: string) => {
+    if (!sameRows(t.shape, u.shape)) {
+      throw new RangeError(
+        `${what}: ${name} ${formatShape(t.shape)} must match u ${formatShape(u.shape)}`,
+      );
+    }
+    if (t.dtype !== act) throw new TypeError(`${what}: ${name} is ${t.dtype} but u is ${act}`);
+  };
+  sameAct(inputs[slots.delta], "delta");
+  if (slots.z !== undefined) sameAct(inputs[slots.z], "z");
+  const A = inputs[slots.a];
+  if (A.shape.length !== 2 || !sameDim(A.shape[0], I)) {
+    throw new RangeError(`${what}: A must be [I, N] = [${I}, N], got ${formatShape(A.shape)}`);
+  }
+  checkFloat(what, A, "A");
+  const N = A.shape[1];
+  for (const [name, k] of [["B", slots.b], ["C", slots.c]] as const) {
+    const t = inputs[k];
+    const rows = rowsOf(t.shape);
+    if (!sameRows(rows, rowsOf(u.shape))) {
+      throw new RangeError(
+        `${what}: ${name} ${formatShape(t.shape)} must have u's leading dims ${
+          formatShape(rowsOf(u.shape))
+        }`,
+      );
+    }
+    if (!sameDim(t.shape[t.shape.length - 1], N)) {
+      throw new RangeError(
+        `${what}: ${name} has state size ${t.shape.at(-1)} but A ${
+          formatShape(A.shape)
+        } has N = ${N}`,
+      );
+    }
+    if (t.dtype !== act) throw new TypeError(`${what}: ${name} is ${t.dtype} but u is ${act}`);
+  }
+  checkVec(what, inputs[slots.d], I, "D");
+  if (slots.bias !== undefined) checkVec(what, inputs[slots.bias], I, "delta bias");
+  const stateShape = [B, I, N];
+  const checkState = (t: TensorType, name: string) => {
+    if (t.shape.length !== 3 || !t.shape.every((d, k) => sameDim(d, stateShape[k]))) {
+      throw new RangeError(
+        `${what}: ${name} must be [B, I, N] = ${formatShape(stateShape)}, got ${
+          formatShape(t.shape)
+        }`,
+      );
+    }
+    if (t.dtype !== "f32") throw new TypeError(`${what}: ${name} must be f32, got ${t.dtype}`);
+  };
+  if (slots.h0 !== undefined) checkState(inputs[slots.h0], "initial state");
+  if (slots.state !== undefined) checkState(inputs[slots.state], "state");
+  const out: TensorType[] = [{ shape: u.shape, dtype: act }];
+  if (step || attrs.finalState) out.push({ shape: stateShape, dtype: "f32" });
+  return out;
+}
+
+// ------------------------------------------------------------------ references
+
+function softplus(x: number): number {
+  return x > 20 ? x : Math.log1p(Math.exp(x));
+}
+
+function silu(x: number): number {
+  return x >= 0 ? x / (1 + Math.exp(-x)) : x * Math.exp(x) / (1 + Math.exp(x));
+}
+
+function referenceConv(
+  inputs: readonly HostTensor[],
+  attrs: Conv1dAttrs,
+): HostTensor["data"] {
+  const [x, w] = inputs;
+  const [B, L, I] = x.shape;
+  const k = w.shape[w.shape.length - 1];
+  const bias = attrs.bias ? inputs[2].data : undefined;
+  const st = attrs.state ? inputs[inputs.length - 1] : undefined;
+  if (!st && k > L) throw convLengthError("conv1d_causal", k, L);
+  const S = st ? st.shape[2] : 0;
+  const y = allocHost(x.dtype, numel(x.shape));
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < I; i++) {
+      for (let t = 0; t < L; t++) {
+        let acc = bias ? bias[i] : 0;
+        for (let j = 0; j < k; j++) {
+          const p = t - (k - 1) + j;
+          const v = p >= 0
+            ? x.data[(b * L + p) * I + i]
+            : st
+            ? st.data[(b * I + i) * S + S + p]
+            : 0;
+          acc += w.data[i * k + j] * v;
+        }
+        y[(b * L + t) * I + i] = attrs.silu ? silu(acc) : acc;
+      }
+    }
+  }
+  return y;
+}
+
+function referenceStateUpdate(inputs: readonly HostTensor[]): HostTensor["data"] {
+  const [s, x] = inputs;
+  const [B, I, S] = s.shape;
+  const L = x.shape[1];
+  const out = s.data.slice();
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < I; i++) {
+      for (let sl = 0; sl < S; sl++) {
+        const p = L - S + sl; // position in x; < 0 comes from the old state
+        out[(b * I + i) * S + sl] = p >= 0
+          ? x.data[(b * L + p) * I + i]
+          : s.data[(b * I + i) * S + S + p];
+      }
+    }
+  }
+  return out;
+}
+
+function referenceConvStep(inputs: readonly HostTensor[], attrs: Conv1dStepAttrs) {
+  const [s, x, w] = inputs;
+  const [B, I, S] = s.shape;
+  const k = w.shape[w.shape.length - 1];
+  const bias = attrs.bias ? inputs[3].data : undefined;
+  const y = allocHost(x.dtype, numel(x.shape));
+  const ns = s.data.slice();
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < I; i++) {
+      const row = (b * I + i) * S;
+      const xt = x.data[b * I + i];
+      let acc = (bias ? bias[i] : 0) + w.data[i * k + k - 1] * xt;
+      for (let j = 0; j < k - 1; j++) acc += w.data[i * k + j] * s.data[row + S - (k - 1) + j];
+      y[b * I + i] = attrs.silu ? silu(acc) : acc;
+      for (let j = 0; j < S - 1; j++) ns[row + j] = s.data[row + j + 1];
+      if (S > 0) ns[row + S - 1] = xt;
+    }
+  }
+  return [y, ns];
+}
+
+/** Float64 sequential scan over [B, L, I] with states [B, I, N]; the oracle. */
+function referenceScan(
+  inputs: readonly HostTensor[],
+  attrs: ScanAttrs,
+  step: boolean,
+): HostTensor["data"][] {
+  const { slots } = scanSlots(attrs, step);
+  const u = inputs[slots.u], delta = inputs[slots.delta], A = inputs[slots.a];
+  const Bm = inputs[slots.b], Cm = inputs[slots.c], D = inputs[slots.d];
+  const z = slots.z !== undefined ? inputs[slots.z] : undefined;
+  const bias = slots.bias !== undefined ? inputs[slots.bias] : undefined;
+  const h0 = slots.h0 !== undefined
+    ? inputs[slots.h0]
+    : slots.state !== undefined
+    ? inputs[slots.state]
+    : undefined;
+  const I = u.shape[u.shape.length - 1], N = A.shape[1];
+  const rows = numel(u.shape) / I;
+  const [Bn, L] = step ? [rows, 1] : [u.shape[0], u.shape[1]];
+  const y = allocHost(u.dtype, numel(u.shape));
+  const hOut = new Float32Array(Bn * I * N);
+  const h = new Float64Array(N);
+  for (let b = 0; b < Bn; b++) {
+    for (let i = 0; i < I; i++) {
+      for (let n = 0; n < N; n++) h[n] = h0 ? h0.data[(b * I + i) * N + n] : 0;
+      for (let t = 0; t < L; t++) {
+        const r = b * L + t;
+        const x = u.data[r * I + i];
+        let dt = delta.data[r * I + i] + (bias ? bias.data[i] : 0);
+        if (attrs.softplus) dt = softplus(dt);
+        let acc = D.data[i] * x;
+        for (let n = 0; n < N; n++) {
+          h[n] = Math.exp(dt * A.data[i * N + n]) * h[n] + dt * Bm.data[r * N + n] * x;
+          acc += h[n] * Cm.data[r * N + n];
+        }
+        if (z) acc *= silu(z.data[r * I + i]);
+        y[r * I + i] = acc;
+      }
+      for (let n = 0; n < N; n++) hOut[(b * I + i) * N + n] = h[n];
+    }
+  }
+  return step || attrs.finalState ? [y, hOut] : [y];
+}
+
+// ------------------------------------------------------------------ WGSL helpers
+
+/** WGSL f32 load of input `j` at `idx`, raw when the operand is direct. */
+function load(ctx: KernelContext<unknown>, j: number, idx: string): string {
+  return ctx.inputs[j].direct ? `f32(in${j}[${idx}])` : `f32(in${j}_load(${idx}))`;
+}
+
+/** WGSL store of output `j`. */
+function store(o: KernelOperand, j: number, idx: string, v: string): string {
+  return o.direct
+    ? `out${j}[${idx}] = ${o.dtype}(${v});`
+    : `out${j}_store(${idx}, ${o.dtype}(${v}));`;
+}
+
+const SILU = (x: string) => `(${x} * kiln_sigmoid(${x}))`;
+
+/** Channels per thread and threads per workgroup of the scan kernels (tuned on lavapipe). */
+interface ScanShape {
+  /** Channels each thread owns; B/C row loads are shared between them. */
+  readonly cpt: number;
+  /** Threads per workgroup. */
+  readonly wg: number;
+}
+
+interface ScanKernelSpec {
+  readonly label: string;
+  readonly mode: "states" | "output";
+  readonly batch: number;
+  readonly length: number;
+  readonly channels: number;
+  readonly state: number;
+  readonly chunk: number;
+  readonly chunks: number;
+  readonly shape: ScanShape;
+  readonly slots: ScanSlots;
+  readonly softplus: boolean;
+  /** Where the start state comes from. */
+  readonly init: "zero" | "chunk" | ((idx: string) => string);
+  /** Buffer receiving the end state (output mode), if any. */
+  readonly final?: string;
+}
+
+/**
+ * One scan kernel over (channel block, chunk, batch). Each thread owns `cpt`
+ * channels i = block·wg·cpt + k·wg + lid (lanes stay contiguous for u/Δ/z/y) and
+ * keeps their N states in scalar registers (llvmpipe vectorises across
+ * invocations, so per-thread arrays would live in memory). One B (and C) row
+ * load per step serves all `cpt` channels. No early return: a divergent return
+ * would put every later load under a mask; out-of-range channels clamp their
+ * loads and skip their stores instead.
+ *
+ * Params come packed in `scratch0`: A·log₂e `[I·N]` | D `[I]` | Δ bias `[I]`.
+ * In "states" mode it writes the chunk's ΣΔ to `scratch1 [B, NC, I]` and its end
+ * state (from zero) to `scratch2 [B, NC, I, N]`; in "output" mode it writes y.
+ */
+function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSource {
+  const { cpt, wg } = s.shape;
+  const I = s.channels, N = s.state, L = s.length;
+  const sl = s.slots;
+  const vec = N % 4 === 0;
+  const arrayTypes: Record<string, string> = {};
+  const bcRow = (j: number, tag: string): string[] => {
+    const lines: string[] = [];
+    const op = ctx.inputs[j];
+    if (vec && op.direct) {
+      arrayTypes[`in${j}`] = `vec4<${op.dtype}>`;
+      for (let q = 0; q < N / 4; q++) {
+        lines.push(`    let ${tag}v${q} = vec4<f32>(in${j}[r * ${N / 4}u + ${q}u]);`);
+      }
+      for (let n = 0; n < N; n++) lines.push(`    let ${tag}${n} = ${tag}v${n >> 2}[${n & 3}];`);
+    } else {
+      for (let n = 0; n < N; n++) {
+        lines.push(`    let ${tag}${n} = ${load(ctx, j, `r * ${N}u + ${n}u`)};`);
+      }
+    }
+    return lines;
+  };
+  const exact = I % (wg * cpt) === 0;
+  const pre: string[] = [];
+  const body: string[] = [];
+  const post: string[] = [];
+  for (let k = 0; k < cpt; k++) {
+    pre.push(`  let i${k} = wid.x * ${wg * cpt}u + ${k * wg}u + lid.x;`);
+    pre.push(`  let j${k} = min(i${k}, ${I - 1}u);`);
+    pre.push(exact ? `  let ok${k} = true;` : `  let ok${k} = i${k} < ${I}u;`);
+    for (let n = 0; n < N; n++) pre.push(`  let a${k}_${n} = scratch0[j${k} * ${N}u + ${n}u];`);
+    if (s.mode === "output") pre.push(`  let d${k} = scratch0[${I * N}u + j${k}];`);
+    if (sl.bias !== undefined) pre.push(`  let db${k} = scratch0[${I * N + I}u + j${k}];`);
+    const hb = s.mode === "states" ? "" : `  let hb${k} = (b * ${I}u + j${k}) * ${N}u;`;
+    if (hb) pre.push(hb);
+    for (let n = 0; n < N; n++) {
+      const init = s.init === "zero"
+        ? "0.0"
+        : s.init === "chunk"
+        ? `scratch2[((b * ${s.chunks}u + c) * ${I}u + j${k}) * ${N}u + ${n}u]`
+        : s.init(`hb${k} + ${n}u`);
+      pre.push(`  var h${k}_${n}: f32 = ${init};`);
+    }
+    if (s.mode === "states") pre.push(`  var ds${k}: f32 = 0.0;`);
+
+    const at = `r * ${I}u + j${k}`;
+    body.push(`    {`);
+    body.push(`      let x = ${load(ctx, sl.u, at)};`);
+    let dt = load(ctx, sl.delta, at);
+    if (sl.bias !== undefined) dt = `${dt} + db${k}`;
+    if (s.softplus) dt = `kiln_softplus(${dt})`;
+    body.push(`      let dt = ${dt};`);
+    if (s.mode === "states") body.push(`      ds${k} = ds${k} + dt;`);
+    body.push(`      let du = dt * x;`);
+    if (s.mode === "output") body.push(`      var acc = d${k} * x;`);
+    for (let n = 0; n < N; n++) {
+      // a is pre-scaled by log2(e): exp(Δ·A) costs one exp2.
+      body.push(`      h${k}_${n} = fma(exp2(dt * a${k}_${n}), h${k}_${n}, du * bb${n});`);
+      if (s.mode === "output") body.push(`      acc = fma(h${k}_${n}, cc${n}, acc);`);
+    }
+    if (s.mode === "output") {
+      if (sl.z !== undefined) {
+        body.push(`      let zz = ${load(ctx, sl.z, at)};`);
+        body.push(`      acc = acc * ${SILU("zz")};`);
+      }
+      body.push(`      if (ok${k}) { ${store(ctx.outputs[0], 0, `r * ${I}u + i${k}`, "acc")} }`);
+    }
+    body.push(`    }`);
+
+    if (s.mode === "states") {
+      post.push(`  if (ok${k}) {`);
+      post.push(`    scratch1[(b * ${s.chunks}u + c) * ${I}u + i${k}] = ds${k};`);
+      post.push(`    let sb = ((b * ${s.chunks}u + c) * ${I}u + i${k}) * ${N}u;`);
+      for (let n = 0; n < N; n++) post.push(`    scratch2[sb + ${n}u] = h${k}_${n};`);
+      post.push(`  }`);
+    } else if (s.final) {
+      post.push(`  if (ok${k}) {`);
+      for (let n = 0; n < N; n++) post.push(`    ${s.final}[hb${k} + ${n}u] = h${k}_${n};`);
+      post.push(`  }`);
+    }
+  }
+  const rows = [...bcRow(sl.b, "bb"), ...(s.mode === "output" ? bcRow(sl.c, "cc") : [])];
+  const code = `@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c = wid.y;
+  let b = wid.z;
+  let t0 = c * ${s.chunk}u;
+  let t1 = min(t0 + ${s.chunk}u, ${L}u);
+${pre.join("\n")}
+  for (var t = t0; t < t1; t = t + 1u) {
+    let r = b * ${L}u + t;
+${rows.join("\n")}
+${body.join("\n")}
+  }
+${post.join("\n")}
+}`;
+  return {
+    label: s.label,
+    code,
+    workgroups: [Math.ceil(I / (wg * cpt)), s.chunks, s.batch],
+    arrayTypes,
+  };
+}
+
+/**
+ * Kernel packing A·log₂e, D and the Δ bias into `scratch0` (f32), so the scan
+ * kernels bind one small buffer instead of three and stay within 8 bindings.
+ * It also copies `copy.from` into `copy.to` (an initial state into the in-place
+ * state buffer of the sequential scan).
+ */
+function packKernel(
+  ctx: KernelContext<ScanAttrs>,
+  slots: ScanSlots,
+  I: number,
+  N: number,
+  copy?: { from: string; count: number },
+): KernelSource {
+  const total = Math.max(I * N, copy?.count ?? 0);
+  const wg = Math.min(256, ctx.caps.maxInvocations);
+  const workgroups = grid(Math.ceil(total / wg), ctx.caps.maxWorkgroupsPerDim);
+  const lines = [
+    `  if (j < ${I * N}u) { scratch0[j] = ${load(ctx, slots.a, "j")} * ${LOG2E}; }`,
+    `  if (j < ${I}u) {`,
+    `    scratch0[${I * N}u + j] = ${load(ctx, slots.d, "j")};`,
+    `    scratch0[${I * N + I}u + j] = ${
+      slots.bias !== undefined ? load(ctx, slots.bias, "j") : "0.0"
+    };`,
+    `  }`,
+  ];
+  if (copy) lines.push(`  if (j < ${copy.count}u) { out1[j] = ${copy.from}; }`);
+  const code = `@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x + gid.y * ${workgroups[0] * wg}u;
+${lines.join("\n")}
+}`;
+  return { label: "ssm_pack_params", code, workgroups };
+}
+
+/** Default chunk: enough chunks to give a many-core GPU ≥ 32× the sequential parallelism. */
+function pickChunk(L: number): number {
+  return L >= 4096 ? 64 : L >= 512 ? 64 : 32;
+}
+
+/** Thread shape of the scan: 2 channels per thread in 128-thread groups, measured best on lavapipe. */
+function pickShape(I: number, sequential: boolean): ScanShape {
+  // The baseline is the textbook one thread per channel.
+  if (sequential) return { cpt: 1, wg: 64 };
+  if (I >= 256) return { cpt: 2, wg: 128 };
+  return { cpt: 1, wg: 64 };
+}
+
+function emitScan(ctx: KernelContext<ScanAttrs>): KernelEmission {
+  const { slots } = scanSlots(ctx.attrs, false);
+  const u = ctx.inputs[slots.u];
+  const [B, L, I] = u.shape;
+  const N = ctx.inputs[slots.a].shape[1];
+  if (B * L * I === 0) return { kernels: [] };
+  const finalState = ctx.attrs.finalState;
+  const h0 = slots.h0;
+  const chunk = Math.min(L, ctx.attrs.chunk || pickChunk(L));
+  const NC = Math.ceil(L / chunk);
+  const sequential = ctx.attrs.algorithm === "sequential" || NC === 1;
+  const tag = `B${B}_L${L}_I${I}_N${N}`;
+  const common = {
+    batch: B,
+    length: L,
+    channels: I,
+    state: N,
+    slots,
+    softplus: ctx.attrs.softplus,
+  };
+  const params: ScratchSpec = { length: I * N + 2 * I, type: "f32" };
+  if (sequential) {
+    // One pass per channel over all of L. With both an initial and a final state
+    // the pack kernel copies h0 into the final-state output, which the scan then
+    // updates in place: 8 bindings with z instead of 9.
+    const both = h0 !== undefined && finalState;
+    const kernels: KernelSource[] = [
+      packKernel(
+        ctx,
+        slots,
+        I,
+        N,
+        both ? { from: load(ctx, h0, "j"), count: B * I * N } : undefined,
+      ),
+      scanKernel(ctx, {
+        ...common,
+        label: `ssm_scan_sequential_${tag}`,
+        mode: "output",
+        chunk: L,
+        chunks: 1,
+        shape: pickShape(I, ctx.attrs.algorithm === "sequential"),
+        init: both
+          ? (idx) => `out1[${idx}]`
+          : h0 !== undefined
+          ? (idx) => load(ctx, h0, idx)
+          : "zero",
+        final: finalState ? "out1" : undefined,
+      }),
+    ];
+    return { kernels, scratch: [params] };
+  }
+  // Chunked: pass 1 (chunk-end states from zero + ΣΔ), pass 2 (carry across
+  // chunks with (a₁,b₁)∘(a₀,b₀) = (a₁a₀, a₁b₀ + b₁), a₁ = exp(A·ΣΔ)), pass 3
+  // (re-scan each chunk from its carried-in state, write y). Only y and the final
+  // state reach memory the graph sees; the per-chunk states are scratch of size
+  // [B, L/chunk, I, N], never [B, L, I, N].
+  const shape = pickShape(I, false);
+  const NC1 = finalState ? NC : NC - 1; // the last chunk's end state only feeds h_final
+  const pass1 = scanKernel(ctx, {
+    ...common,
+    label: `ssm_scan_chunk_states_${tag}_c${chunk}`,
+    mode: "states",
+    chunk,
+    chunks: NC,
+    shape,
+    init: "zero",
+  });
+  const pass1Grid: [number, number, number] = [pass1.workgroups[0], NC1, B];
+  const wg2 = 64;
+  const h0Load = h0 !== undefined ? load(ctx, h0, `b * ${I * N}u + j`) : "0.0";
+  const code2 = `@compute @workgroup_size(${wg2})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let j = wid.x * ${wg2}u + lid.x;
+  if (j >= ${I * N}u) { return; }
+  let b = wid.y;
+  let i = j / ${N}u;
+  let a = scratch0[j];
+  var h: f32 = ${h0Load};
+  for (var c = 0u; c < ${NC}u; c = c + 1u) {
+    let idx = (b * ${NC}u + c) * ${I * N}u + j;
+    let st = scratch2[idx];
+    scratch2[idx] = h;
+    if (c < ${NC1}u) {
+      h = fma(exp2(scratch1[(b * ${NC}u + c) * ${I}u + i] * a), h, st);
+    }
+  }
+${finalState ? `  ${store(ctx.outputs[1], 1, `b * ${I * N}u + j`, "h")}` : ""}
+}`;
+  const pass3 = scanKernel(ctx, {
+    ...common,
+    label: `ssm_scan_chunk_output_${tag}_c${chunk}`,
+    mode: "output",
+    chunk,
+    chunks: NC,
+    shape,
+    init: "chunk",
+  });
+  return {
+    kernels: [
+      packKernel(ctx, slots, I, N),
+      { ...pass1, workgroups: pass1Grid },
+      {
+        label: `ssm_scan_chunk_carry_${tag}_c${chunk}`,
+        code: code2,
+        workgroups: [Math.ceil(I * N / wg2), B, 1],
+      },
+      pass3,
+    ],
+    scratch: [
+      params,
+      { length: B * NC * I, type: "f32" },
+      { length: B * NC * I * N, type: "f32" },
+    ],
+  };
+}
+
+function emitSsmStep(ctx: KernelContext<ScanAttrs>): KernelEmission {
+  const { slots } = scanSlots(ctx.attrs, true);
+  const u = ctx.inputs[slots.u];
+  const I = u.shape[u.shape.length - 1];
+  const B = numel(u.shape) / I;
+  const N = ctx.inputs[slots.a].shape[1];
+  if (B * I === 0) return { kernels: [] };
+  const scan = scanKernel(ctx, {
+    label: `ssm_step_B${B}_I${I}_N${N}`,
+    mode: "output",
+    batch: B,
+    length: 1,
+    channels: I,
+    state: N,
+    chunk: 1,
+    chunks: 1,
+    shape: pickShape(I, false),
+    slots,
+    softplus: ctx.attrs.softplus,
+    init: (idx) => `out1[${idx}]`,
+    final: "out1",
+  });
+  return {
+    kernels: [packKernel(ctx, slots, I, N), scan],
+    scratch: [{ length: I * N + 2 * I, type: "f32" }],
+  };
+}
+
+const CONV_WG = 64;
+const CONV_TILE = 64;
+
+function emitConv(ctx: KernelContext<Conv1dAttrs>): KernelEmission {
+  const [x, w] = ctx.inputs;
+  const [B, L, I] = x.shape;
+  const k = w.shape[w.shape.length - 1];
+  if (B * L * I === 0) return { kernels: [] };
+  const sj = ctx.attrs.state ? ctx.inputs.length - 1 : -1;
+  if (sj < 0 && k > L) throw convLengthError("conv1d_causal", k, L);
+  const S = sj >= 0 ? ctx.inputs[sj].shape[2] : 0;
+  const lines: string[] = [];
+  for (let j = 0; j < k; j++) lines.push(`  let w${j} = ${load(ctx, 1, `i * ${k}u + ${j}u`)};`);
+  lines.push(`  let bias = ${ctx.attrs.bias ? load(ctx, 2, "i") : "0.0"};`);
+  // Window registers v0..v(k-2) hold positions t-(k-1) .. t-1: each x is read once.
+  for (let j = 0; j < k - 1; j++) {
+    lines.push(`  var v${j}: f32 = hist(b, i32(t0) - ${k - 1 - j}, i);`);
+  }
+  lines.push(`  for (var t = t0; t < t1; t = t + 1u) {`);
+  lines.push(`    let cur = ${load(ctx, 0, `(b * ${L}u + t) * ${I}u + i`)};`);
+  const terms = ["bias"];
+  for (let j = 0; j < k - 1; j++) terms.push(`w${j} * v${j}`);
+  terms.push(`w${k - 1} * cur`);
+  lines.push(`    var acc = ${terms.join(" + ")};`);
+  if (ctx.attrs.silu) lines.push(`    acc = ${SILU("acc")};`);
+  lines.push(`    ${store(ctx.outputs[0], 0, `(b * ${L}u + t) * ${I}u + i`, "acc")}`);
+  for (let j = 0; j < k - 2; j++) lines.push(`    v${j} = v${j + 1};`);
+  if (k > 1) lines.push(`    v${k - 2} = cur;`);
+  lines.push(`  }`);
+  const code = `fn hist(b: u32, p: i32, i: u32) -> f32 {
+  if (p >= 0) { return ${load(ctx, 0, `(b * ${L}u + u32(p)) * ${I}u + i`)}; }
+  ${sj >= 0 ? `return ${load(ctx, sj, `(b * ${I}u + i) * ${S}u + u32(${S} + p)`)};` : "return 0.0;"}
+}
+@compute @workgroup_size(${CONV_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = wid.x * ${CONV_WG}u + lid.x;
+  if (i >= ${I}u) { return; }
+  let b = wid.z;
+  let t0 = wid.y * ${CONV_TILE}u;
+  let t1 = min(t0 + ${CONV_TILE}u, ${L}u);
+${lines.join("\n")}
+}`;
+  return {
+    kernels: [{
+      label: `conv1d_causal_k${k}${ctx.attrs.silu ? "_silu" : ""}`,
+      code,
+      workgroups: [Math.ceil(I / CONV_WG), Math.ceil(L / CONV_TILE), B],
+    }],
+  };
+}
+
+function emitStateUpdate(ctx: KernelContext<Record<string, never>>): KernelEmission {
+  const [s, x] = ctx.inputs;
+  const [B, I, S] = s.shape;
+  const L = x.shape[1];
+  if (B * I * S === 0) return { kernels: [] };
+  // In place: the thread reads its whole old row (out0 starts as the old state)
+  // before writing any slot.
+  const lines: string[] = [];
+  for (let j = 0; j < S; j++) lines.push(`  let o${j} = f32(out0[base + ${j}u]);`);
+  for (let sl = 0; sl < S; sl++) {
+    const p = L - S + sl;
+    const src = p >= 0 ? load(ctx, 1, `(b * ${L}u + ${p}u) * ${I}u + i`) : `o${S + p}`;
+    lines.push(`  out0[base + ${sl}u] = ${s.dtype}(${src});`);
+  }
+  const code = `@compute @workgroup_size(${CONV_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = wid.x * ${CONV_WG}u + lid.x;
+  if (i >= ${I}u) { return; }
+  let b = wid.y;
+  let base = (b * ${I}u + i) * ${S}u;
+${lines.join("\n")}
+}`;
+  return {
+    kernels: [{ label: "conv_state_update", code, workgroups: [Math.ceil(I / CONV_WG), B, 1] }],
+  };
+}
+
+function emitConvStep(ctx: KernelContext<Conv1dStepAttrs>): KernelEmission {
+  const [s, , w] = ctx.inputs;
+  const [B, I, S] = s.shape;
+  const k = w.shape[w.shape.length - 1];
+  if (B * I === 0) return { kernels: [] };
+  const lines: string[] = [];
+  lines.push(`  let xt = ${load(ctx, 1, "b * " + I + "u + i")};`);
+  for (let j = 0; j < S; j++) lines.push(`  let o${j} = out1[base + ${j}u];`);
+  // The window is the last k−1 state slots and x_t, so S = k − 1 and S = k both work.
+  const terms = [
+    ctx.attrs.bias ? load(ctx, 3, "i") : "0.0",
+    `${load(ctx, 2, `i * ${k}u + ${k - 1}u`)} * xt`,
+  ];
+  for (let j = 0; j < k - 1; j++) {
+    terms.push(`${load(ctx, 2, `i * ${k}u + ${j}u`)} * o${S - (k - 1) + j}`);
+  }
+  lines.push(`  var acc = ${terms.join(" + ")};`);
+  if (ctx.attrs.silu) lines.push(`  acc = ${SILU("acc")};`);
+  lines.push(`  ${store(ctx.outputs[0], 0, `b * ${I}u + i`, "acc")}`);
+  for (let j = 0; j < S - 1; j++) lines.push(`  out1[base + ${j}u] = o${j + 1};`);
+  if (S > 0) lines.push(`  out1[base + ${S - 1}u] = xt;`);
+  const code = `@compute @workgroup_size(${CONV_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = wid.x * ${CONV_WG}u + lid.x;
+  if (i >= ${I}u) { return; }
+  let b = wid.y;
+  let base = (b * ${I}u + i) * ${S}u;
+${lines.join("\n")}
+}`;
+  return {
+    kernels: [{ label: `conv1d_step_k${k}`, code, workgroups: [Math.ceil(I / CONV_WG), B, 1] }],
+  };
+}
+
+// ------------------------------------------------------------------ op table entries
+
+/**
+ * conv1d_causal(x [B, L, I], weight [I, 1, k], bias? [I], state? [B, I, S]) → y [B, L, I]:
+ * y[b,t,i] = bias[i] + Σⱼ w[i,j]·x[b, t−(k−1)+j, i], silu optional; positions
+ * before 0 come from the state (slot S−1 newest) or are zero. Without a state,
+ * k > L is rejected: the output would see mostly padding.
+ */
+export const conv1dCausal: OpDef<Conv1dAttrs> = {
+  arity: [2, 4],
+  attrNames: ["bias", "state", "silu"],
+  infer: inferConv,
+  reference: (inputs, attrs) => [referenceConv(inputs, attrs)],
+  lower: { kind: "kernel", prologue: true, epilogue: true, emit: emitConv },
+};
+
+/**
+ * conv_state_update(state [B, I, S], x [B, L, I]) → the last S inputs of
+ * (state ++ x), in place: on a `g.state` assigned this output, nothing is copied.
+ */
+export const convStateUpdate: OpDef<Record<string, never>> = {
+  arity: 2,
+  attrNames: [],
+  infer: inferStateUpdate,
+  reference: (inputs) => [referenceStateUpdate(inputs)],
+  lower: {
+    kind: "kernel",
+    prologue: [1],
+    epilogue: false,
+    inplace: [[0, 0]],
+    emit: emitStateUpdate,
+  },
+};
+
+/**
+ * conv1d_step(state [B, I, S], x [B, (1,) I], weight, bias?) → [y, state']: one
+ * decode token through the causal conv; the state shifts left in place.
+ */
+export const conv1dStep: OpDef<Conv1dStepAttrs> = {
+  arity: [3, 4],
+  attrNames: ["bias", "silu"],
+  infer: inferConvStep,
+  reference: (inputs, attrs) => referenceConvStep(inputs, attrs),
+  lower: {
+    kind: "kernel",
+    prologue: [1, 2, 3],
+    epilogue: true,
+    inplace: [[1, 0]],
+    emit: emitConvStep,
+  },
+};
+
+/**
+ * selective_scan(u, delta, A, B, C, D, z?, deltaBias?, h0?) → [y, hFinal?]:
+ * Mamba's S6 scan, hₜ = exp(Δₜ·A) ⊙ hₜ₋₁ + Δₜ·Bₜ·uₜ, yₜ = Cₜ·hₜ + D·uₜ, gated by
+ * silu(z); Δ = softplus(delta + bias) when asked. State in f32.
+ */
+export const selectiveScan: OpDef<ScanAttrs> = {
+  arity: [6, 9],
+  attrNames: ["gate", "deltaBias", "softplus", "initialState", "finalState", "algorithm", "chunk"],
+  infer: (inputs, attrs) => inferScanLike(inputs, attrs, false),
+  reference: (inputs, attrs) => referenceScan(inputs, attrs, false),
+  lower: { kind: "kernel", prologue: true, epilogue: true, emit: emitScan },
+};
+
+/**
+ * ssm_step(state [B, I, N] f32, u, delta, A, B, C, D, z?, deltaBias?) → [y, state']:
+ * one decode token of the selective SSM, the state updated in place.
+ */
+export const ssmStep: OpDef<ScanAttrs> = {
+  arity: [7, 9],
+  attrNames: ["gate", "deltaBias", "softplus", "initialState", "finalState", "algorithm", "chunk"],
+  infer: (inputs, attrs) => inferScanLike(inputs, attrs, true),
+  reference: (inputs, attrs) => referenceScan(inputs, attrs, true),
+  lower: {
+    kind: "kernel",
+    prologue: [1, 2, 3, 4, 5, 6, 7, 8],
+    epilogue: true,
+    inplace: [[1, 0]],
+    emit: emitSsmStep,
+  },
+};
+
+/** The scan-like attribute record with defaults filled in. */
+export function scanAttrs(partial: Partial<ScanAttrs> = {}): ScanAttrs {
+  return {
+    gate: partial.gate ?? false,
+    deltaBias: partial.deltaBias ?? false,
+    softplus: partial.softplus ?? false,
+    initialState: partial.initialState ?? false,
+    finalState: partial.finalState ?? false,
+    algorithm: partial.algorithm ?? "chunked",
+    chunk: partial.chunk ?? 0,
+  };
+}

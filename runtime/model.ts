@@ -1,0 +1,387 @@
+/**
+ * Loading and running a Hugging Face causal LM folder: config.json, safetensors
+ * (single or sharded) and, optionally, tokenizer.json.
+ *
+ * ```ts ignore
+ * const model = await loadModel("./Mixtral-8x7B-v0.1");
+ * const logits = await model.forward([1, 22557, 1526]); // Float32Array [T, vocab]
+ * for await (const text of model.generate("The lecture says", { maxTokens: 32 })) {
+ *   Deno.stdout.writeSync(new TextEncoder().encode(text));
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import { compile, type Executable } from "../compiler/compile.ts";
+import type { Graph } from "../compiler/graph.ts";
+import { formatShape } from "../compiler/shape.ts";
+import { buildCausalLM, checkpointSources } from "../models/causal_lm.ts";
+import { type ModelConfig, readConfig } from "../models/config.ts";
+import { Checkpoint } from "./safetensors.ts";
+import { createProgress } from "./progress.ts";
+import { Tokenizer } from "./tokenizer.ts";
+import { type KilnDevice, requestDevice } from "./device.ts";
+
+/** Options of {@linkcode loadModel}. */
+export interface LoadOptions {
+  /** Device to run on (default: a new WebGPU device). */
+  device?: KilnDevice;
+  /** KV-cache capacity in tokens (prompt + generated). Default 2048. */
+  maxSeq?: number;
+  /** No progress bar on stderr. */
+  quiet?: boolean;
+}
+
+/** Options of {@linkcode Model.generate}. */
+export interface GenerateOptions {
+  /** Tokens to generate at most (default 64). */
+  maxTokens?: number;
+  /** 0 (default) is greedy. */
+  temperature?: number;
+  /** Keep the k most likely tokens (0: off). */
+  topK?: number;
+  /** Nucleus sampling mass (1: off). */
+  topP?: number;
+  /** RNG seed (default 0). */
+  seed?: number;
+  /** Stop when the text contains one of these (the stop string is not emitted). */
+  stop?: readonly string[];
+  /** Read generated ids back every this many tokens (default 8; 1 reads every token). */
+  readEvery?: number;
+  /** Prepend BOS as the tokenizer's template says (default true). */
+  addSpecialTokens?: boolean;
+}
+
+/** Counters of the last `generate` call. */
+export interface GenerateStats {
+  /** Prompt tokens. */
+  promptTokens: number;
+  /** Generated tokens (including a final EOS). */
+  generatedTokens: number;
+  /** Host round trips (readbacks). */
+  readbacks: number;
+  /** Milliseconds for the prefill (until the first token was read). */
+  prefillMs: number;
+  /** Milliseconds for the decode loop. */
+  decodeMs: number;
+}
+
+/** A loaded model. */
+export class Model {
+  /** The parsed config. */
+  readonly config: ModelConfig;
+  /** The tokenizer, when the folder has tokenizer.json. */
+  readonly tokenizer?: Tokenizer;
+  /** Prefill executable of the current sampling settings (weights and states shared). */
+  prefill: Executable;
+  /** The one-token decode executable of the current sampling settings. */
+  decode: Executable;
+  /** KV-cache capacity. */
+  readonly maxSeq: number;
+  /** Statistics of the last generate call. */
+  lastStats?: GenerateStats;
+  // Sampling settings are compiled into the graphs (specialised kernels); each
+  // setting gets its own pair of executables sharing one copy of weights and states.
+  readonly #pairs = new Map<string, [Executable, Executable]>();
+  readonly #build: (s: Sampling) => [Graph, Graph];
+
+  /** Use {@linkcode loadModel}. */
+  constructor(
+    config: ModelConfig,
+    build: (s: Sampling) => [Graph, Graph],
+    device: KilnDevice,
+    maxSeq: number,
+    tokenizer?: Tokenizer,
+  ) {
+    this.config = config;
+    this.#build = build;
+    this.maxSeq = maxSeq;
+    this.tokenizer = tokenizer;
+    const [pg, dg] = build(GREEDY);
+    this.prefill = compile(pg, device);
+    this.decode = compile(dg, device, { shareWith: this.prefill });
+    this.#pairs.set(JSON.stringify(GREEDY), [this.prefill, this.decode]);
+  }
+
+  #checkIds(ids: readonly number[]): Uint32Array {
+    if (!Array.isArray(ids) && !(ids instanceof Uint32Array)) {
+      throw new TypeError("forward: tokenIds must be an array of integers");
+    }
+    if (ids.length === 0) throw new RangeError("forward: tokenIds is empty");
+    if (ids.length > this.maxSeq) {
+      throw new RangeError(`forward: ${ids.length} tokens exceed maxSeq ${this.maxSeq}`);
+    }
+    for (const [i, t] of ids.entries()) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
+        throw new RangeError(
+          `forward: token ${i} = ${t} is outside the vocabulary [0, ${this.config.vocabSize})`,
+        );
+      }
+    }
+    return Uint32Array.from(ids);
+  }
+
+  /**
+   * Logits for every position of `tokenIds` from a fresh state: a `Float32Array`
+   * of `[T, vocab]`, row-major.
+   */
+  async forward(tokenIds: readonly number[]): Promise<Float32Array> {
+    const ids = this.#checkIds(tokenIds);
+    this.prefill.resetStates();
+    const { logits } = await this.prefill.run(this.#prefillInputs(ids, 0, 0));
+    return logits.data as Float32Array;
+  }
+
+  /**
+   * Logits of one more token after the tokens run so far (forward, then step, step…):
+   * `[1, vocab]`. For tests of incremental decoding.
+   */
+  async step(tokenId: number, position: number): Promise<Float32Array> {
+    this.#checkIds([tokenId]);
+    if (position >= this.maxSeq) {
+      throw new RangeError(`step: position ${position} exceeds maxSeq ${this.maxSeq}`);
+    }
+    this.decode.writeState("token", [tokenId]);
+    const { logits } = await this.decode.run({ pos: [position], seed: [0], step: [0] });
+    return logits.data as Float32Array;
+  }
+
+  #prefillInputs(ids: Uint32Array, seed: number, step: number) {
+    return { ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] };
+  }
+
+  /** Streams generated text. Needs tokenizer.json. */
+  async *generate(prompt: string, options: GenerateOptions = {}): AsyncIterable<string> {
+    const tok = this.tokenizer;
+    if (!tok) {
+      throw new TypeError(
+        "generate: this model folder has no tokenizer.json; use forward() with token ids",
+      );
+    }
+    const ids = tok.encode(prompt, { addSpecialTokens: options.addSpecialTokens ?? true });
+    const stream = tok.decoder({ skipSpecialTokens: true });
+    const eos = new Set([
+      ...(this.config.eosTokenIds ?? []),
+      ...(tok.eosId !== undefined ? [tok.eosId] : []),
+    ]);
+    let text = "";
+    let emitted = 0;
+    const stops = options.stop ?? [];
+    for await (const id of this.generateIds(ids, options)) {
+      if (eos.has(id)) break;
+      text += stream.push(id);
+      // Hold back text that could be the start of a stop string.
+      const hit = stops.map((s) => text.indexOf(s, Math.max(0, emitted - s.length))).filter((i) =>
+        i >= 0
+      );
+      if (hit.length) {
+        const cut = Math.min(...hit);
+        if (cut > emitted) yield text.slice(emitted, cut);
+        return;
+      }
+      const hold = Math.max(0, ...stops.map((s) => overlap(text, s)));
+      if (text.length - hold > emitted) {
+        yield text.slice(emitted, text.length - hold);
+        emitted = text.length - hold;
+      }
+    }
+    text += stream.flush();
+    if (text.length > emitted) yield text.slice(emitted);
+  }
+
+  /**
+   * Streams generated token ids. The decode loop stays on the device: each step's
+   * sampled id feeds the next through device state, and ids are read back every
+   * `readEvery` steps (one host round trip for several tokens).
+   */
+  async *generateIds(
+    promptIds: readonly number[],
+    options: GenerateOptions = {},
+  ): AsyncIterable<number> {
+    const ids = this.#checkIds(promptIds);
+    const maxTokens = options.maxTokens ?? 64;
+    const readEvery = options.readEvery ?? 8;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+      throw new RangeError(`generate: maxTokens must be >= 1, got ${maxTokens}`);
+    }
+    if (!Number.isInteger(readEvery) || readEvery < 1) {
+      throw new RangeError(`generate: readEvery must be >= 1, got ${readEvery}`);
+    }
+    const limit = Math.min(maxTokens, this.maxSeq - ids.length, this.#maxNew);
+    if (limit < 1) {
+      throw new RangeError(
+        `generate: the prompt (${ids.length} tokens) fills maxSeq ${this.maxSeq}`,
+      );
+    }
+    this.#setSampling(options);
+    const seed = options.seed ?? 0;
+    const stats: GenerateStats = {
+      promptTokens: ids.length,
+      generatedTokens: 0,
+      readbacks: 0,
+      prefillMs: 0,
+      decodeMs: 0,
+    };
+    this.lastStats = stats;
+    const eos = new Set(this.config.eosTokenIds);
+    if (this.tokenizer?.eosId !== undefined) eos.add(this.tokenizer.eosId);
+    const t0 = performance.now();
+    this.prefill.resetStates();
+    await this.prefill.submit(this.#prefillInputs(ids, seed, 0));
+    let queued = 1, read = 0;
+    const d = this.decode;
+    while (read < limit) {
+      // Queue up to readEvery more steps, then read the log once.
+      while (queued < limit && queued - read < readEvery) {
+        await d.submit({ pos: [ids.length + queued - 1], seed: [seed], step: [queued] });
+        queued++;
+      }
+      const log = (await d.readState("generated")).data;
+      stats.readbacks++;
+      if (read === 0) stats.prefillMs = performance.now() - t0;
+      for (; read < queued; read++) {
+        stats.generatedTokens++;
+        const id = log[read];
+        yield id;
+        if (eos.has(id)) {
+          stats.decodeMs = performance.now() - t0 - stats.prefillMs;
+          return;
+        }
+      }
+    }
+    stats.decodeMs = performance.now() - t0 - stats.prefillMs;
+  }
+
+  get #maxNew(): number {
+    return this.decode.graph.states.has("generated")
+      ? (this.decode.graph.values[this.decode.graph.states.get("generated")!].shape[0] as number)
+      : 0;
+  }
+
+  #setSampling(options: GenerateOptions): void {
+    const sampling = {
+      temperature: options.temperature ?? 0,
+      topK: options.topK ?? 0,
+      topP: options.topP ?? 1,
+    };
+    const key = JSON.stringify(sampling);
+    let pair = this.#pairs.get(key);
+    if (!pair) {
+      const [pg, dg] = this.#build(sampling);
+      const base = this.#pairs.values().next().value![0];
+      const prefill = compile(pg, base.device, { shareWith: base });
+      pair = [prefill, compile(dg, base.device, { shareWith: base })];
+      this.#pairs.set(key, pair);
+    }
+    [this.prefill, this.decode] = pair;
+  }
+
+  /** Frees device memory. */
+  dispose(): void {
+    for (const [p, d] of this.#pairs.values()) {
+      p.dispose();
+      d.dispose();
+    }
+    this.#pairs.clear();
+  }
+}
+
+/** Sampling settings compiled into a graph pair. */
+interface Sampling {
+  temperature: number;
+  topK: number;
+  topP: number;
+}
+const GREEDY: Sampling = { temperature: 0, topK: 0, topP: 1 };
+
+function overlap(text: string, stop: string): number {
+  for (let n = Math.min(stop.length - 1, text.length); n > 0; n--) {
+    if (text.endsWith(stop.slice(0, n))) return n;
+  }
+  return 0;
+}
+
+/** Uploads every graph parameter from the checkpoint, stacking MoE experts. */
+export async function loadWeights(
+  exe: Executable,
+  cfg: ModelConfig,
+  ckpt: Checkpoint,
+): Promise<void> {
+  const graph = exe.graph;
+  const sources = checkpointSources(cfg, graph);
+  for (const [name, src] of sources) {
+    const v = graph.values[graph.params.get(name)!];
+    const want = v.shape as number[];
+    const n = want.reduce((a, b) => a * b, 1);
+    const per = n / src.tensors.length;
+    const out = v.dtype === "f16" ? new Float16Array(n) : new Float32Array(n);
+    for (const [j, t] of src.tensors.entries()) {
+      if (!ckpt.has(t)) {
+        throw new TypeError(
+          `${ckpt.path}: missing tensor "${t}" (expected shape ${
+            formatShape(src.tensors.length > 1 ? want.slice(1) : want)
+          })`,
+        );
+      }
+      const info = ckpt.info(t);
+      const found = info.shape.reduce((a, b) => a * b, 1);
+      const squeeze = (s: readonly number[]) => s.filter((x) => x !== 1).join(",");
+      const expect = src.tensors.length > 1 ? want.slice(1) : want;
+      if (found !== per || squeeze(info.shape) !== squeeze(expect)) {
+        throw new RangeError(
+          `${info.file}: tensor "${t}" has shape ${formatShape(info.shape)}, expected ${
+            formatShape(expect)
+          }`,
+        );
+      }
+      out.set(await ckpt.readAs(t, v.dtype === "f16" ? "f16" : "f32"), j * per);
+    }
+    exe.setParams({ [name]: out });
+  }
+}
+
+/**
+ * Loads a Hugging Face model folder (config.json + safetensors [+ tokenizer.json]).
+ *
+ * @example
+ * ```ts ignore
+ * import { loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./mamba-130m-hf");
+ * const logits = await model.forward([1, 2, 3]);
+ * ```
+ */
+export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
+  const cfg = await readConfig(dir);
+  const device = options.device ?? await requestDevice();
+  const maxSeq = options.maxSeq ?? 2048;
+  if (!Number.isInteger(maxSeq) || maxSeq < 1) {
+    throw new RangeError(`loadModel: maxSeq must be a positive integer, got ${maxSeq}`);
+  }
+  const maxNew = maxSeq;
+  const build = (sampling: Sampling): [Graph, Graph] => [
+    buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew, sampling }),
+    buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew, sampling }),
+  ];
+  let tokenizer: Tokenizer | undefined;
+  const tokFile = `${dir.replace(/\/$/, "")}/tokenizer.json`;
+  try {
+    await Deno.stat(tokFile);
+    tokenizer = await Tokenizer.fromFile(tokFile);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const model = new Model(cfg, build, device, maxSeq, tokenizer);
+  const ckpt = await Checkpoint.open(dir, {
+    progress: (total) => createProgress({ total, label: "loading", quiet: options.quiet }),
+  });
+  try {
+    await loadWeights(model.prefill, cfg, ckpt);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  } finally {
+    ckpt.close();
+  }
+  return model;
+}

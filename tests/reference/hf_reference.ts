@@ -1,0 +1,973 @@
+/**
+ * An independent float64 CPU forward pass of Hugging Face `MixtralForCausalLM`,
+ * `MambaForCausalLM` and `JambaForCausalLM`, written from the semantics of
+ * transformers' modeling files only: it shares no code with Kiln's compiler, ops,
+ * runtime or models (the safetensors reader is used to read tensors, nothing
+ * else). It is the oracle the GPU path's logits are compared with, so it favours
+ * plain loops that read like the PyTorch code over speed.
+ *
+ * Semantics followed (transformers `modeling_mixtral.py`, `modeling_mamba.py`,
+ * `modeling_jamba.py`):
+ * - RMSNorm: w · x / √(mean(x²) + eps) (HF does this in f32; here in f64).
+ * - Mixtral attention: RoPE with the half-split `rotate_half` convention and
+ *   inv_freq = θ^(−2i/d); grouped-query heads (query head h reads KV head
+ *   ⌊h / (heads / kv_heads)⌋); scores scaled by 1/√head_dim; causal; with
+ *   `sliding_window` W a query at i sees keys j with i − W < j ≤ i.
+ * - Mixtral MoE: p = softmax(x·Wgᵀ); top-k of p; weights renormalised to sum 1;
+ *   y = Σ w·W2(silu(W1x) ⊙ W3x).
+ * - Mamba mixer = `MambaMixer.slow_forward`: in_proj → (x, z); causal depthwise
+ *   conv1d (+bias) and silu; x_proj → dt | B | C; Δ = softplus(dt_proj(dt));
+ *   A = −exp(A_log); hₜ = exp(ΔA) ⊙ hₜ₋₁ + Δ·B·x; yₜ = hₜ·Cₜ + D·x; y ⊙ silu(z);
+ *   out_proj. Block: x + mixer(norm(x)); model: embeddings → blocks → norm_f →
+ *   lm_head tied to the embeddings.
+ * - Jamba: layer i is attention iff i % attn_layer_period == attn_layer_offset,
+ *   else a Mamba mixer whose dt, B and C pass through RMSNorms (eps =
+ *   rms_norm_eps) before dt_proj / the scan; its FFN is the sparse MoE iff
+ *   i % expert_layer_period == expert_layer_offset and num_experts > 1, else a
+ *   SwiGLU MLP; the router keeps the raw top-k softmax probabilities (no
+ *   renormalisation); attention has no rotary embedding; each layer is
+ *   h = x + mixer(input_layernorm(x)); out = h + ffn(pre_ff_layernorm(h)).
+ *
+ * @example
+ * ```ts
+ * import { referenceLogits } from "./hf_reference.ts";
+ * const logits = await referenceLogits("path/to/tiny-mixtral");
+ * const out = logits([1, 17, 42]); // Float64Array [3 · vocab]
+ * ```
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { Checkpoint } from "../../runtime/safetensors.ts";
+
+/** A config.json document. */
+export type HfConfig = Record<string, unknown>;
+
+/** The architectures the reference implements. */
+export type ReferenceArchitecture = "MixtralForCausalLM" | "MambaForCausalLM" | "JambaForCausalLM";
+
+/** What one decoder layer does. */
+export interface LayerKind {
+  /** Token mixer. */
+  mixer: "attention" | "mamba";
+  /** Channel mixer after it (`"none"` for Mamba, whose block is the mixer alone). */
+  ffn: "moe" | "mlp" | "none";
+}
+
+/** A loaded reference model. */
+export interface ReferenceModel {
+  /** `architectures[0]` of config.json. */
+  readonly architecture: ReferenceArchitecture;
+  /** config.json as read. */
+  readonly config: HfConfig;
+  /** Per-layer structure, derived from the config alone. */
+  readonly layers: readonly LayerKind[];
+  /** Rows of the embedding / columns of the logits. */
+  readonly vocabSize: number;
+  /** Logits for every position, `[T, vocab]` row-major, in float64. */
+  forward(tokenIds: readonly number[]): Float64Array;
+}
+
+// ---------------------------------------------------------------------------
+// Config
+
+function field(config: HfConfig, key: string, fallback?: number): number {
+  const v = config[key] ?? fallback;
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    throw new TypeError(
+      `config.json: "${key}" must be a number, got ${JSON.stringify(config[key])}`,
+    );
+  }
+  return v;
+}
+
+function intField(config: HfConfig, key: string, fallback?: number): number {
+  const v = field(config, key, fallback);
+  if (!Number.isInteger(v) || v < 0) {
+    throw new RangeError(`config.json: "${key}" must be a non-negative integer, got ${v}`);
+  }
+  return v;
+}
+
+function rankField(config: HfConfig, key: string, hidden: number): number {
+  // "auto" is resolved by the config classes as ceil(hidden_size / 16).
+  return config[key] === "auto" || config[key] === undefined
+    ? Math.ceil(hidden / 16)
+    : intField(config, key);
+}
+
+/**
+ * The layer structure a config describes. For Jamba this is JambaConfig's
+ * `layers_block_type` and `layers_num_experts`: attention iff
+ * i % attn_layer_period == attn_layer_offset; MoE iff
+ * i % expert_layer_period == expert_layer_offset and num_experts > 1.
+ *
+ * @example
+ * ```ts
+ * import { layerKinds } from "./hf_reference.ts";
+ * layerKinds({ architectures: ["JambaForCausalLM"], num_hidden_layers: 2, attn_layer_period: 2,
+ *   attn_layer_offset: 1, expert_layer_period: 2, expert_layer_offset: 0, num_experts: 4 });
+ * // [{ mixer: "mamba", ffn: "moe" }, { mixer: "attention", ffn: "mlp" }]
+ * ```
+ */
+export function layerKinds(config: HfConfig): LayerKind[] {
+  const arch = architectureOf(config);
+  const n = intField(config, "num_hidden_layers");
+  const out: LayerKind[] = [];
+  for (let i = 0; i < n; i++) {
+    if (arch === "MixtralForCausalLM") out.push({ mixer: "attention", ffn: "moe" });
+    else if (arch === "MambaForCausalLM") out.push({ mixer: "mamba", ffn: "none" });
+    else {
+      const attnPeriod = intField(config, "attn_layer_period", 8);
+      const attnOffset = intField(config, "attn_layer_offset", 4);
+      const expertPeriod = intField(config, "expert_layer_period", 2);
+      const expertOffset = intField(config, "expert_layer_offset", 1);
+      if (attnPeriod === 0 || expertPeriod === 0) {
+        throw new RangeError(
+          "config.json: attn_layer_period and expert_layer_period must be positive",
+        );
+      }
+      const experts = i % expertPeriod === expertOffset ? intField(config, "num_experts", 16) : 1;
+      out.push({
+        mixer: i % attnPeriod === attnOffset ? "attention" : "mamba",
+        ffn: experts > 1 ? "moe" : "mlp",
+      });
+    }
+  }
+  return out;
+}
+
+function architectureOf(config: HfConfig): ReferenceArchitecture {
+  const archs = config.architectures;
+  const arch = Array.isArray(archs) ? archs[0] : undefined;
+  if (arch === "MixtralForCausalLM" || arch === "MambaForCausalLM" || arch === "JambaForCausalLM") {
+    return arch;
+  }
+  throw new TypeError(
+    `config.json: architectures ${JSON.stringify(archs)} is not one the reference implements ` +
+      `(MixtralForCausalLM, MambaForCausalLM, JambaForCausalLM)`,
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Numerics (all row-major float64)
+
+/** silu(v) = v · σ(v). */
+function silu(v: number): number {
+  return v / (1 + Math.exp(-v));
+}
+
+/** torch.nn.functional.softplus with its default threshold: linear above 20. */
+function softplus(v: number): number {
+  return v > 20 ? v : Math.log1p(Math.exp(v));
+}
+
+/** y[t, o] = Σᵢ x[t, i] · W[o, i] (+ b[o]): nn.Linear with W stored [out, in]. */
+function linear(
+  x: Float64Array,
+  rows: number,
+  inDim: number,
+  w: Float64Array,
+  outDim: number,
+  bias?: Float64Array,
+): Float64Array {
+  const y = new Float64Array(rows * outDim);
+  for (let t = 0; t < rows; t++) {
+    const xo = t * inDim;
+    for (let o = 0; o < outDim; o++) {
+      const wo = o * inDim;
+      let s = bias ? bias[o] : 0;
+      for (let i = 0; i < inDim; i++) s += x[xo + i] * w[wo + i];
+      y[t * outDim + o] = s;
+    }
+  }
+  return y;
+}
+
+/**
+ * RMSNorm over the last axis of `x` [rows, dim]: w · x / √(mean(x²) + eps).
+ *
+ * @example
+ * ```ts
+ * import { rmsNorm } from "./hf_reference.ts";
+ * rmsNorm(new Float64Array([3, 4]), 1, 2, new Float64Array([1, 1]), 0); // ≈ [0.8485, 1.1314]
+ * ```
+ */
+export function rmsNorm(
+  x: Float64Array,
+  rows: number,
+  dim: number,
+  weight: Float64Array,
+  eps: number,
+): Float64Array {
+  const y = new Float64Array(rows * dim);
+  for (let t = 0; t < rows; t++) {
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[t * dim + i] ** 2;
+    const r = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) y[t * dim + i] = weight[i] * (x[t * dim + i] * r);
+  }
+  return y;
+}
+
+function addInPlace(a: Float64Array, b: Float64Array): void {
+  for (let i = 0; i < a.length; i++) a[i] += b[i];
+}
+
+// ---------------------------------------------------------------------------
+// Attention
+
+/** Weights of one attention block ([out, in] projections). */
+export interface AttentionWeights {
+  /** q_proj.weight [heads·headDim, hidden]. */
+  q: Float64Array;
+  /** k_proj.weight [kvHeads·headDim, hidden]. */
+  k: Float64Array;
+  /** v_proj.weight [kvHeads·headDim, hidden]. */
+  v: Float64Array;
+  /** o_proj.weight [hidden, heads·headDim]. */
+  o: Float64Array;
+}
+
+/** Shape and options of attention. */
+export interface AttentionOptions {
+  /** Model width. */
+  hidden: number;
+  /** Query heads. */
+  heads: number;
+  /** Key/value heads (divides `heads`). */
+  kvHeads: number;
+  /** Width of one head. */
+  headDim: number;
+  /** RoPE base θ, or `undefined` for no rotary embedding (Jamba). */
+  ropeTheta?: number;
+  /** Keys a query may see, itself included; `undefined` for unlimited. */
+  slidingWindow?: number;
+}
+
+/**
+ * Rotates one head vector in place for position `pos` (HF `apply_rotary_pos_emb`:
+ * v·cos + rotate_half(v)·sin, rotate_half(v) = [−v₂, v₁], halves of the head).
+ */
+function rope(v: Float64Array, offset: number, headDim: number, pos: number, theta: number): void {
+  const half = headDim / 2;
+  for (let i = 0; i < half; i++) {
+    const invFreq = 1 / theta ** ((2 * i) / headDim);
+    const c = Math.cos(pos * invFreq);
+    const s = Math.sin(pos * invFreq);
+    const a = v[offset + i];
+    const b = v[offset + i + half];
+    v[offset + i] = a * c - b * s;
+    v[offset + i + half] = b * c + a * s;
+  }
+}
+
+/**
+ * Causal multi-head attention over `x` [T, hidden] (already normalised), with
+ * grouped-query KV heads, optional RoPE and optional sliding window; returns
+ * o_proj's output [T, hidden].
+ *
+ * @example
+ * ```ts
+ * import { attention } from "./hf_reference.ts";
+ * const eye = new Float64Array([1, 0, 0, 1]);
+ * attention(new Float64Array([1, 2]), 1, { q: eye, k: eye, v: eye, o: eye },
+ *   { hidden: 2, heads: 1, kvHeads: 1, headDim: 2 }); // [1, 2]: one token attends to itself
+ * ```
+ */
+export function attention(
+  x: Float64Array,
+  T: number,
+  w: AttentionWeights,
+  opt: AttentionOptions,
+): Float64Array {
+  const { hidden, heads, kvHeads, headDim } = opt;
+  const q = linear(x, T, hidden, w.q, heads * headDim);
+  const k = linear(x, T, hidden, w.k, kvHeads * headDim);
+  const v = linear(x, T, hidden, w.v, kvHeads * headDim);
+  if (opt.ropeTheta !== undefined) {
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < heads; h++) rope(q, (t * heads + h) * headDim, headDim, t, opt.ropeTheta);
+      for (let h = 0; h < kvHeads; h++) {
+        rope(k, (t * kvHeads + h) * headDim, headDim, t, opt.ropeTheta);
+      }
+    }
+  }
+  const group = heads / kvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const ctx = new Float64Array(T * heads * headDim);
+  const scores = new Float64Array(T);
+  for (let h = 0; h < heads; h++) {
+    const kh = Math.floor(h / group); // repeat_kv: each KV head serves `group` consecutive query heads
+    for (let i = 0; i < T; i++) {
+      const first = opt.slidingWindow === undefined ? 0 : Math.max(0, i - opt.slidingWindow + 1);
+      let max = -Infinity;
+      for (let j = first; j <= i; j++) {
+        let s = 0;
+        for (let d = 0; d < headDim; d++) {
+          s += q[(i * heads + h) * headDim + d] * k[(j * kvHeads + kh) * headDim + d];
+        }
+        scores[j] = s * scale;
+        if (scores[j] > max) max = scores[j];
+      }
+      let sum = 0;
+      for (let j = first; j <= i; j++) {
+        scores[j] = Math.exp(scores[j] - max);
+        sum += scores[j];
+      }
+      for (let j = first; j <= i; j++) {
+        const p = scores[j] / sum;
+        for (let d = 0; d < headDim; d++) {
+          ctx[(i * heads + h) * headDim + d] += p * v[(j * kvHeads + kh) * headDim + d];
+        }
+      }
+    }
+  }
+  return linear(ctx, T, heads * headDim, w.o, hidden);
+}
+
+// ---------------------------------------------------------------------------
+// Feed-forward: SwiGLU and sparse MoE
+
+/** A SwiGLU MLP: down(silu(gate·x) ⊙ up·x). Mixtral's w1 = gate, w3 = up, w2 = down. */
+export interface SwigluWeights {
+  /** [ff, hidden]: goes through silu. */
+  gate: Float64Array;
+  /** [ff, hidden]: multiplies the gate. */
+  up: Float64Array;
+  /** [hidden, ff]. */
+  down: Float64Array;
+}
+
+/**
+ * SwiGLU over `x` [T, hidden] with inner size `ff`.
+ *
+ * @example
+ * ```ts
+ * import { swiglu } from "./hf_reference.ts";
+ * swiglu(new Float64Array([1]), 1, 1, 1, { gate: new Float64Array([1]), up: new Float64Array([2]), down: new Float64Array([1]) });
+ * // [2 · silu(1)]
+ * ```
+ */
+export function swiglu(
+  x: Float64Array,
+  T: number,
+  hidden: number,
+  ff: number,
+  w: SwigluWeights,
+): Float64Array {
+  const g = linear(x, T, hidden, w.gate, ff);
+  const u = linear(x, T, hidden, w.up, ff);
+  for (let i = 0; i < g.length; i++) g[i] = silu(g[i]) * u[i];
+  return linear(g, T, ff, w.down, hidden);
+}
+
+/** One token's routing decision. */
+export interface Route {
+  /** Chosen experts, highest probability first (ties: lower index first). */
+  experts: number[];
+  /** Their weights. */
+  weights: number[];
+}
+
+/**
+ * Routes one token: softmax over router logits, top-k, and (Mixtral) renormalise
+ * the k weights to sum 1 or (Jamba) keep the raw probabilities.
+ *
+ * @example
+ * ```ts
+ * import { route } from "./hf_reference.ts";
+ * route([0, Math.log(3), Math.log(6)], 2, true); // experts [2, 1], weights [2/3, 1/3]
+ * route([0, Math.log(3), Math.log(6)], 2, false); // experts [2, 1], weights [0.6, 0.3]
+ * ```
+ */
+export function route(logits: ArrayLike<number>, k: number, renormalize: boolean): Route {
+  let max = -Infinity;
+  for (let e = 0; e < logits.length; e++) max = Math.max(max, logits[e]);
+  const p = Array.from(logits, (z) => Math.exp(z - max));
+  const total = p.reduce((a, b) => a + b, 0);
+  for (let e = 0; e < p.length; e++) p[e] /= total;
+  const order = p.map((_, e) => e).sort((a, b) => p[b] - p[a] || a - b);
+  const experts = order.slice(0, k);
+  let weights = experts.map((e) => p[e]);
+  if (renormalize) {
+    const s = weights.reduce((a, b) => a + b, 0);
+    weights = weights.map((w) => w / s);
+  }
+  return { experts, weights };
+}
+
+/**
+ * Sparse MoE over `x` [T, hidden]: router [E, hidden], experts as SwiGLU.
+ *
+ * @example
+ * ```ts
+ * import { sparseMoe } from "./hf_reference.ts";
+ * const one = { gate: new Float64Array([1]), up: new Float64Array([1]), down: new Float64Array([1]) };
+ * sparseMoe(new Float64Array([1]), 1, 1, 1, new Float64Array([0]), [one], 1, true); // [silu(1)]
+ * ```
+ */
+export function sparseMoe(
+  x: Float64Array,
+  T: number,
+  hidden: number,
+  ff: number,
+  router: Float64Array,
+  experts: readonly SwigluWeights[],
+  k: number,
+  renormalize: boolean,
+): Float64Array {
+  const E = experts.length;
+  const logits = linear(x, T, hidden, router, E);
+  const out = new Float64Array(T * hidden);
+  for (let t = 0; t < T; t++) {
+    const r = route(logits.subarray(t * E, (t + 1) * E), k, renormalize);
+    const xt = x.subarray(t * hidden, (t + 1) * hidden);
+    r.experts.forEach((e, j) => {
+      const y = swiglu(xt, 1, hidden, ff, experts[e]);
+      for (let i = 0; i < hidden; i++) out[t * hidden + i] += r.weights[j] * y[i];
+    });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Mamba
+
+/** Weights of one Mamba mixer (HF names in comments). */
+export interface MambaWeights {
+  /** in_proj.weight [2I, H]. */
+  inProj: Float64Array;
+  /** in_proj.bias [2I] (use_bias / mamba_proj_bias). */
+  inProjBias?: Float64Array;
+  /** conv1d.weight [I, 1, k]. */
+  conv: Float64Array;
+  /** conv1d.bias [I] (use_conv_bias / mamba_conv_bias). */
+  convBias?: Float64Array;
+  /** x_proj.weight [R + 2N, I]. */
+  xProj: Float64Array;
+  /** dt_proj.weight [I, R]. */
+  dtProj: Float64Array;
+  /** dt_proj.bias [I] (always present). */
+  dtProjBias: Float64Array;
+  /** A_log [I, N]. */
+  aLog: Float64Array;
+  /** D [I]. */
+  d: Float64Array;
+  /** out_proj.weight [H, I]. */
+  outProj: Float64Array;
+  /** out_proj.bias [H] (use_bias / mamba_proj_bias). */
+  outProjBias?: Float64Array;
+  /** Jamba only: dt_layernorm [R], b_layernorm [N], c_layernorm [N] weights and their eps. */
+  innerNorms?: { dt: Float64Array; b: Float64Array; c: Float64Array; eps: number };
+}
+
+/** Sizes of a Mamba mixer. */
+export interface MambaDims {
+  /** Model width H. */
+  hidden: number;
+  /** Mixer channels I = expand · H. */
+  inner: number;
+  /** SSM state size N. */
+  state: number;
+  /** Depthwise conv kernel k. */
+  convKernel: number;
+  /** Δ projection rank R. */
+  rank: number;
+}
+
+/**
+ * The selective scan of `MambaMixer.slow_forward`, one channel at a time:
+ * hₜ = exp(Δₜ·A) ⊙ hₜ₋₁ + Δₜ·Bₜ·uₜ, yₜ = hₜ·Cₜ + D·uₜ, from h₋₁ = 0. Layouts:
+ * u, delta [T, I]; A [I, N] (already −exp(A_log)); B, C [T, N]; D [I]. Returns y [T, I]
+ * (before the silu(z) gate).
+ *
+ * @example
+ * ```ts
+ * import { selectiveScan } from "./hf_reference.ts";
+ * // One channel, one state, A = −1, Δ = 1, B = C = 1, D = 0, u = [1, 0]:
+ * selectiveScan(new Float64Array([1, 0]), new Float64Array([1, 1]), new Float64Array([-1]),
+ *   new Float64Array([1, 1]), new Float64Array([1, 1]), new Float64Array([0]), 2, 1, 1); // [1, e⁻¹]
+ * ```
+ */
+export function selectiveScan(
+  u: Float64Array,
+  delta: Float64Array,
+  a: Float64Array,
+  b: Float64Array,
+  c: Float64Array,
+  d: Float64Array,
+  T: number,
+  I: number,
+  N: number,
+): Float64Array {
+  const y = new Float64Array(T * I);
+  const h = new Float64Array(N);
+  for (let ch = 0; ch < I; ch++) {
+    h.fill(0);
+    for (let t = 0; t < T; t++) {
+      const dt = delta[t * I + ch];
+      const x = u[t * I + ch];
+      let acc = 0;
+      for (let n = 0; n < N; n++) {
+        h[n] = Math.exp(dt * a[ch * N + n]) * h[n] + dt * b[t * N + n] * x;
+        acc += h[n] * c[t * N + n];
+      }
+      y[t * I + ch] = acc + d[ch] * x;
+    }
+  }
+  return y;
+}
+
+/**
+ * One Mamba mixer (`MambaMixer.slow_forward`, or `JambaMambaMixer.slow_forward`
+ * when `w.innerNorms` is set) over `x` [T, hidden]; returns [T, hidden].
+ *
+ * @example
+ * ```ts
+ * import { mambaMixer, type MambaWeights } from "./hf_reference.ts";
+ * declare const w: MambaWeights;
+ * mambaMixer(new Float64Array(32 * 5), 5, w, { hidden: 32, inner: 64, state: 8, convKernel: 4, rank: 2 });
+ * ```
+ */
+export function mambaMixer(
+  x: Float64Array,
+  T: number,
+  w: MambaWeights,
+  dims: MambaDims,
+): Float64Array {
+  const { hidden: H, inner: I, state: N, convKernel: K, rank: R } = dims;
+  // 1. in_proj, split channel-wise into the SSM input (first I) and the gate z (last I).
+  const proj = linear(x, T, H, w.inProj, 2 * I, w.inProjBias);
+  const pre = new Float64Array(T * I);
+  const gate = new Float64Array(T * I);
+  for (let t = 0; t < T; t++) {
+    for (let c = 0; c < I; c++) {
+      pre[t * I + c] = proj[t * 2 * I + c];
+      gate[t * I + c] = proj[t * 2 * I + I + c];
+    }
+  }
+  // 2. Depthwise conv1d, padding k−1 and keeping the first T outputs = causal:
+  // out[t] = bias + Σⱼ w[j] · x[t − (k−1) + j]; the last tap sees the current step.
+  const u = new Float64Array(T * I);
+  for (let t = 0; t < T; t++) {
+    for (let c = 0; c < I; c++) {
+      let s = w.convBias ? w.convBias[c] : 0;
+      for (let j = 0; j < K; j++) {
+        const src = t - (K - 1) + j;
+        if (src >= 0) s += w.conv[c * K + j] * pre[src * I + c];
+      }
+      u[t * I + c] = silu(s);
+    }
+  }
+  // 3. x_proj → dt [R] | B [N] | C [N] (Jamba normalises each part).
+  const P = R + 2 * N;
+  const params = linear(u, T, I, w.xProj, P);
+  let dt: Float64Array = new Float64Array(T * R);
+  let bm: Float64Array = new Float64Array(T * N);
+  let cm: Float64Array = new Float64Array(T * N);
+  for (let t = 0; t < T; t++) {
+    for (let r = 0; r < R; r++) dt[t * R + r] = params[t * P + r];
+    for (let n = 0; n < N; n++) {
+      bm[t * N + n] = params[t * P + R + n];
+      cm[t * N + n] = params[t * P + R + N + n];
+    }
+  }
+  if (w.innerNorms) {
+    const { eps } = w.innerNorms;
+    dt = rmsNorm(dt, T, R, w.innerNorms.dt, eps);
+    bm = rmsNorm(bm, T, N, w.innerNorms.b, eps);
+    cm = rmsNorm(cm, T, N, w.innerNorms.c, eps);
+  }
+  // 4. Δ = softplus(dt_proj(dt) + bias); A = −exp(A_log).
+  const delta = linear(dt, T, R, w.dtProj, I, w.dtProjBias);
+  for (let i = 0; i < delta.length; i++) delta[i] = softplus(delta[i]);
+  const a = w.aLog.map((v) => -Math.exp(v));
+  // 5. Scan with D skip, then the silu(z) gate.
+  const y = selectiveScan(u, delta, a, bm, cm, w.d, T, I, N);
+  for (let i = 0; i < y.length; i++) y[i] *= silu(gate[i]);
+  // 6. out_proj.
+  return linear(y, T, I, w.outProj, H, w.outProjBias);
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/** Reads tensors by name with their expected shapes, remembering which were used. */
+class Weights {
+  readonly used = new Set<string>();
+  constructor(private ckpt: Checkpoint, private dir: string) {}
+
+  has(name: string): boolean {
+    return this.ckpt.has(name);
+  }
+
+  async get(name: string, shape: number[]): Promise<Float64Array> {
+    if (!this.ckpt.has(name)) {
+      throw new RangeError(
+        `${this.dir}: missing tensor "${name}" (expected shape [${shape.join(", ")}])`,
+      );
+    }
+    const found = this.ckpt.info(name).shape;
+    if (found.length !== shape.length || found.some((d, i) => d !== shape[i])) {
+      throw new RangeError(
+        `${this.dir}: tensor "${name}" has shape [${found.join(", ")}], expected [${
+          shape.join(", ")
+        }]`,
+      );
+    }
+    this.used.add(name);
+    return Float64Array.from(await this.ckpt.readF32(name));
+  }
+
+  async maybe(name: string, shape: number[], present: boolean): Promise<Float64Array | undefined> {
+    return present ? await this.get(name, shape) : undefined;
+  }
+}
+
+type Layer = {
+  kind: LayerKind;
+  norm1: Float64Array;
+  norm2?: Float64Array;
+  attn?: AttentionWeights;
+  mamba?: MambaWeights;
+  router?: Float64Array;
+  experts?: SwigluWeights[];
+  mlp?: SwigluWeights;
+};
+
+async function readSwiglu(
+  w: Weights,
+  prefix: string,
+  names: [string, string, string],
+  hidden: number,
+  ff: number,
+): Promise<SwigluWeights> {
+  return {
+    gate: await w.get(`${prefix}.${names[0]}.weight`, [ff, hidden]),
+    up: await w.get(`${prefix}.${names[1]}.weight`, [ff, hidden]),
+    down: await w.get(`${prefix}.${names[2]}.weight`, [hidden, ff]),
+  };
+}
+
+async function readAttention(
+  w: Weights,
+  prefix: string,
+  opt: AttentionOptions,
+): Promise<AttentionWeights> {
+  const { hidden, heads, kvHeads, headDim } = opt;
+  return {
+    q: await w.get(`${prefix}.q_proj.weight`, [heads * headDim, hidden]),
+    k: await w.get(`${prefix}.k_proj.weight`, [kvHeads * headDim, hidden]),
+    v: await w.get(`${prefix}.v_proj.weight`, [kvHeads * headDim, hidden]),
+    o: await w.get(`${prefix}.o_proj.weight`, [hidden, heads * headDim]),
+  };
+}
+
+async function readMamba(
+  w: Weights,
+  prefix: string,
+  d: MambaDims,
+  projBias: boolean,
+  convBias: boolean,
+  innerNormEps?: number,
+): Promise<MambaWeights> {
+  const { hidden: H, inner: I, state: N, convKernel: K, rank: R } = d;
+  const m: MambaWeights = {
+    inProj: await w.get(`${prefix}.in_proj.weight`, [2 * I, H]),
+    inProjBias: await w.maybe(`${prefix}.in_proj.bias`, [2 * I], projBias),
+    conv: await w.get(`${prefix}.conv1d.weight`, [I, 1, K]),
+    convBias: await w.maybe(`${prefix}.conv1d.bias`, [I], convBias),
+    xProj: await w.get(`${prefix}.x_proj.weight`, [R + 2 * N, I]),
+    dtProj: await w.get(`${prefix}.dt_proj.weight`, [I, R]),
+    dtProjBias: await w.get(`${prefix}.dt_proj.bias`, [I]),
+    aLog: await w.get(`${prefix}.A_log`, [I, N]),
+    d: await w.get(`${prefix}.D`, [I]),
+    outProj: await w.get(`${prefix}.out_proj.weight`, [H, I]),
+    outProjBias: await w.maybe(`${prefix}.out_proj.bias`, [H], projBias),
+  };
+  if (innerNormEps !== undefined) {
+    m.innerNorms = {
+      dt: await w.get(`${prefix}.dt_layernorm.weight`, [R]),
+      b: await w.get(`${prefix}.b_layernorm.weight`, [N]),
+      c: await w.get(`${prefix}.c_layernorm.weight`, [N]),
+      eps: innerNormEps,
+    };
+  }
+  return m;
+}
+
+/**
+ * Loads a Hugging Face model folder (config.json + model.safetensors or an index
+ * and shards) into float64 and returns its reference forward. Every tensor the
+ * architecture needs is checked for presence and exact shape, and a tensor the
+ * architecture does not use is an error too (it means the writer and the
+ * reference disagree about the layout).
+ *
+ * @example
+ * ```ts
+ * import { loadReference } from "./hf_reference.ts";
+ * const ref = await loadReference("path/to/tiny-jamba");
+ * ref.layers; // [{ mixer: "mamba", ffn: "mlp" }, { mixer: "attention", ffn: "moe" }, …]
+ * const logits = ref.forward([1, 2, 3]);
+ * ```
+ */
+export async function loadReference(dir: string): Promise<ReferenceModel> {
+  const config = JSON.parse(await Deno.readTextFile(join(dir, "config.json"))) as HfConfig;
+  const arch = architectureOf(config);
+  const kinds = layerKinds(config);
+  const ckpt = await Checkpoint.open(dir);
+  try {
+    const w = new Weights(ckpt, dir);
+    const model = arch === "MambaForCausalLM"
+      ? await loadMamba(w, config, kinds)
+      : await loadTransformer(w, config, kinds, arch);
+    const unused = [...ckpt.tensors.keys()].filter((n) => !w.used.has(n));
+    if (unused.length) {
+      throw new RangeError(
+        `${dir}: ${unused.length} tensor(s) not used by ${arch}: ${unused.slice(0, 5).join(", ")}` +
+          (unused.length > 5 ? ", …" : ""),
+      );
+    }
+    return model;
+  } finally {
+    ckpt.close();
+  }
+}
+
+/**
+ * The reference forward of the model in `dir`: token ids → logits `[T, vocab]`
+ * (row-major Float64Array) at every position.
+ *
+ * @example
+ * ```ts
+ * import { referenceLogits } from "./hf_reference.ts";
+ * const f = await referenceLogits("path/to/tiny-mamba");
+ * f([0, 5, 9]).length; // 3 · vocab_size
+ * ```
+ */
+export async function referenceLogits(
+  dir: string,
+): Promise<(tokenIds: readonly number[]) => Float64Array> {
+  const model = await loadReference(dir);
+  return (ids) => model.forward(ids);
+}
+
+function embed(
+  ids: readonly number[],
+  table: Float64Array,
+  vocab: number,
+  hidden: number,
+): Float64Array {
+  const x = new Float64Array(ids.length * hidden);
+  ids.forEach((id, t) => {
+    if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+      throw new RangeError(
+        `token id ${id} at position ${t} is outside the vocabulary [0, ${vocab})`,
+      );
+    }
+    x.set(table.subarray(id * hidden, (id + 1) * hidden), t * hidden);
+  });
+  return x;
+}
+
+async function loadMamba(
+  w: Weights,
+  config: HfConfig,
+  kinds: LayerKind[],
+): Promise<ReferenceModel> {
+  const H = intField(config, "hidden_size");
+  const vocab = intField(config, "vocab_size");
+  const eps = field(config, "layer_norm_epsilon", 1e-5);
+  const dims: MambaDims = {
+    hidden: H,
+    inner: config.intermediate_size === undefined
+      ? Math.trunc(field(config, "expand", 2) * H)
+      : intField(config, "intermediate_size"),
+    state: intField(config, "state_size", 16),
+    convKernel: intField(config, "conv_kernel", 4),
+    rank: rankField(config, "time_step_rank", H),
+  };
+  // Original mamba_ssm checkpoints say "embedding"; MambaModel's load hook renames it.
+  const embName = w.has("backbone.embeddings.weight")
+    ? "backbone.embeddings.weight"
+    : "backbone.embedding.weight";
+  const emb = await w.get(embName, [vocab, H]);
+  const layers: Layer[] = [];
+  for (let l = 0; l < kinds.length; l++) {
+    const p = `backbone.layers.${l}`;
+    layers.push({
+      kind: kinds[l],
+      norm1: await w.get(`${p}.norm.weight`, [H]),
+      mamba: await readMamba(
+        w,
+        `${p}.mixer`,
+        dims,
+        config.use_bias === true,
+        config.use_conv_bias !== false,
+      ),
+    });
+  }
+  const normF = await w.get("backbone.norm_f.weight", [H]);
+  const head = config.tie_word_embeddings === false
+    ? await w.get("lm_head.weight", [vocab, H])
+    : emb;
+  return {
+    architecture: "MambaForCausalLM",
+    config,
+    layers: kinds,
+    vocabSize: vocab,
+    forward(ids) {
+      const T = ids.length;
+      const x = embed(ids, emb, vocab, H);
+      for (const layer of layers) {
+        addInPlace(x, mambaMixer(rmsNorm(x, T, H, layer.norm1, eps), T, layer.mamba!, dims));
+      }
+      return linear(rmsNorm(x, T, H, normF, eps), T, H, head, vocab);
+    },
+  };
+}
+
+async function loadTransformer(
+  w: Weights,
+  config: HfConfig,
+  kinds: LayerKind[],
+  arch: "MixtralForCausalLM" | "JambaForCausalLM",
+): Promise<ReferenceModel> {
+  const jamba = arch === "JambaForCausalLM";
+  const H = intField(config, "hidden_size");
+  const vocab = intField(config, "vocab_size");
+  const ff = intField(config, "intermediate_size");
+  const eps = field(config, "rms_norm_eps", jamba ? 1e-6 : 1e-5);
+  const heads = intField(config, "num_attention_heads");
+  const kvHeads = intField(config, "num_key_value_heads", heads);
+  const headDim = config.head_dim == null ? H / heads : intField(config, "head_dim");
+  if (!Number.isInteger(headDim) || heads % kvHeads !== 0) {
+    throw new RangeError(
+      `config.json: hidden_size ${H}, num_attention_heads ${heads}, num_key_value_heads ${kvHeads} do not divide`,
+    );
+  }
+  if (config.hidden_act !== undefined && config.hidden_act !== "silu") {
+    throw new RangeError(
+      `config.json: hidden_act ${JSON.stringify(config.hidden_act)} is not "silu"`,
+    );
+  }
+  let slidingWindow: number | undefined;
+  if (config.sliding_window != null) {
+    if (jamba) {
+      // Only HF's flash-attention path applies Jamba's sliding_window (eager and SDPA
+      // ignore it), so there is no single meaning to reproduce.
+      throw new RangeError(
+        "config.json: Jamba with sliding_window set is ambiguous in transformers",
+      );
+    }
+    slidingWindow = intField(config, "sliding_window");
+    if (slidingWindow < 1) throw new RangeError("config.json: sliding_window must be at least 1");
+  }
+  if (!jamba && config.rope_scaling != null) {
+    throw new RangeError(
+      `config.json: rope_scaling ${JSON.stringify(config.rope_scaling)} is not supported`,
+    );
+  }
+  const attnOpt: AttentionOptions = {
+    hidden: H,
+    heads,
+    kvHeads,
+    headDim,
+    ropeTheta: jamba ? undefined : field(config, "rope_theta", 1e6),
+    slidingWindow,
+  };
+  const E = intField(config, jamba ? "num_experts" : "num_local_experts", jamba ? 16 : 8);
+  const k = intField(config, "num_experts_per_tok", 2);
+  if (kinds.some((l) => l.ffn === "moe") && (k < 1 || k > E)) {
+    throw new RangeError(`config.json: num_experts_per_tok ${k} must be in 1..${E}`);
+  }
+  const mambaDims: MambaDims = {
+    hidden: H,
+    inner: intField(config, "mamba_expand", 2) * H,
+    state: intField(config, "mamba_d_state", 16),
+    convKernel: intField(config, "mamba_d_conv", 4),
+    rank: rankField(config, "mamba_dt_rank", H),
+  };
+  const emb = await w.get("model.embed_tokens.weight", [vocab, H]);
+  const layers: Layer[] = [];
+  for (let l = 0; l < kinds.length; l++) {
+    const p = `model.layers.${l}`;
+    const kind = kinds[l];
+    const layer: Layer = {
+      kind,
+      norm1: await w.get(`${p}.input_layernorm.weight`, [H]),
+      norm2: await w.get(`${p}.${jamba ? "pre_ff_layernorm" : "post_attention_layernorm"}.weight`, [
+        H,
+      ]),
+    };
+    if (kind.mixer === "attention") layer.attn = await readAttention(w, `${p}.self_attn`, attnOpt);
+    else {
+      layer.mamba = await readMamba(
+        w,
+        `${p}.mamba`,
+        mambaDims,
+        config.mamba_proj_bias === true,
+        config.mamba_conv_bias !== false,
+        eps,
+      );
+    }
+    if (kind.ffn === "moe") {
+      const moe = jamba ? `${p}.feed_forward` : `${p}.block_sparse_moe`;
+      layer.router = await w.get(`${moe}.${jamba ? "router" : "gate"}.weight`, [E, H]);
+      layer.experts = [];
+      for (let e = 0; e < E; e++) {
+        layer.experts.push(
+          await readSwiglu(
+            w,
+            `${moe}.experts.${e}`,
+            jamba ? ["gate_proj", "up_proj", "down_proj"] : ["w1", "w3", "w2"],
+            H,
+            ff,
+          ),
+        );
+      }
+    } else {
+      layer.mlp = await readSwiglu(
+        w,
+        `${p}.feed_forward`,
+        ["gate_proj", "up_proj", "down_proj"],
+        H,
+        ff,
+      );
+    }
+    layers.push(layer);
+  }
+  const norm = await w.get(jamba ? "model.final_layernorm.weight" : "model.norm.weight", [H]);
+  const head = config.tie_word_embeddings === true
+    ? emb
+    : await w.get("lm_head.weight", [vocab, H]);
+  return {
+    architecture: arch,
+    config,
+    layers: kinds,
+    vocabSize: vocab,
+    forward(ids) {
+      const T = ids.length;
+      const x = embed(ids, emb, vocab, H);
+      for (const layer of layers) {
+        const n1 = rmsNorm(x, T, H, layer.norm1, eps);
+        addInPlace(
+          x,
+          layer.attn
+            ? attention(n1, T, layer.attn, attnOpt)
+            : mambaMixer(n1, T, layer.mamba!, mambaDims),
+        );
+        const n2 = rmsNorm(x, T, H, layer.norm2!, eps);
+        addInPlace(
+          x,
+          layer.experts
+            ? sparseMoe(n2, T, H, ff, layer.router!, layer.experts, k, !jamba)
+            : swiglu(n2, T, H, ff, layer.mlp!),
+        );
+      }
+      return linear(rmsNorm(x, T, H, norm, eps), T, H, head, vocab);
+    },
+  };
+}

@@ -29,6 +29,11 @@ export interface CausalLMOptions {
   maxNew: number;
   /** Sampling settings baked into the graph (greedy by default). */
   sampling?: { temperature?: number; topK?: number; topP?: number };
+  /**
+   * Compute dtype: `"f16"` stores weights, activations and KV caches in half
+   * precision (SSM states and MoE routing stay f32). Default `"f32"`.
+   */
+  dtype?: "f32" | "f16";
 }
 
 /** Where a layer's parameters live: HF prefixes per architecture. */
@@ -90,17 +95,19 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   const token = g.state("token", [1], "u32");
   const ids = decode ? token : g.input("ids", ["T"], "u32");
   const T = decode ? 1 : "T";
-  const embed = g.param(pre.embed, [cfg.vocabSize, d]);
+  const dt = options.dtype ?? "f32";
+  const param = (name: string, shape: number[]) => g.param(name, shape, dt);
+  const embed = param(pre.embed, [cfg.vocabSize, d]);
   let h = embed.gather(ids); // [T, d]
 
   cfg.pattern.forEach((layer, i) => {
     const p = pre.layer(i);
     if (cfg.architecture === "MambaForCausalLM") {
-      const normed = h.rmsnorm(g.param(`${p}.norm.weight`, [d]), cfg.normEps);
+      const normed = h.rmsnorm(param(`${p}.norm.weight`, [d]), cfg.normEps);
       h = h.add(mamba(g, normed, `${p}.mixer`, cfg, decode, T));
       return;
     }
-    const normed = h.rmsnorm(g.param(`${p}.input_layernorm.weight`, [d]), cfg.normEps);
+    const normed = h.rmsnorm(param(`${p}.input_layernorm.weight`, [d]), cfg.normEps);
     const mixed = layer.mixer === "attention"
       ? attentionBlock(g, normed, pos, {
         name: `${p}.self_attn`,
@@ -110,41 +117,44 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         ropeTheta: cfg.attention!.ropeTheta || null,
         slidingWindow: cfg.attention!.slidingWindow || null,
         maxSeq: options.maxSeq,
+        dtype: dt,
       })
       : mamba(g, normed, `${p}.mamba`, cfg, decode, T);
     h = h.add(mixed);
     const ffnNorm = cfg.architecture === "MixtralForCausalLM"
       ? "post_attention_layernorm"
       : "pre_ff_layernorm";
-    const x2 = h.rmsnorm(g.param(`${p}.${ffnNorm}.weight`, [d]), cfg.normEps);
+    const x2 = h.rmsnorm(param(`${p}.${ffnNorm}.weight`, [d]), cfg.normEps);
     if (layer.ffn === "moe") {
-      const m = moe(g, x2, {
+      // Routing runs in f32; f16 models keep f16 expert weights.
+      const m = moe(g, dt === "f16" ? x2.cast("f32") : x2, {
         name: moePrefix(cfg, i),
         experts: cfg.moe!.experts,
         topK: cfg.moe!.topK,
         ff: cfg.intermediate,
         router: "softmax_topk",
         normTopk: cfg.moe!.normTopk,
+        weightDtype: dt,
       });
-      h = h.add(m.y);
+      h = h.add(dt === "f16" ? m.y.cast("f16") : m.y);
     } else if (layer.ffn === "mlp") {
       const f = `${p}.feed_forward`;
-      const gate = x2.matmul(g.param(`${f}.gate_proj.weight`, [cfg.intermediate, d]), {
+      const gate = x2.matmul(param(`${f}.gate_proj.weight`, [cfg.intermediate, d]), {
         transB: true,
       });
-      const up = x2.matmul(g.param(`${f}.up_proj.weight`, [cfg.intermediate, d]), { transB: true });
+      const up = x2.matmul(param(`${f}.up_proj.weight`, [cfg.intermediate, d]), { transB: true });
       h = h.add(
-        gate.silu().mul(up).matmul(g.param(`${f}.down_proj.weight`, [d, cfg.intermediate]), {
+        gate.silu().mul(up).matmul(param(`${f}.down_proj.weight`, [d, cfg.intermediate]), {
           transB: true,
         }),
       );
     }
   });
 
-  h = h.rmsnorm(g.param(pre.norm, [d]), cfg.normEps);
-  const head = cfg.tieEmbeddings ? embed : g.param("lm_head.weight", [cfg.vocabSize, d]);
+  h = h.rmsnorm(param(pre.norm, [d]), cfg.normEps);
+  const head = cfg.tieEmbeddings ? embed : param("lm_head.weight", [cfg.vocabSize, d]);
   const logits = h.matmul(head, { transB: true }); // [T, vocab]
-  g.output("logits", logits);
+  g.output("logits", dt === "f16" ? logits.cast("f32") : logits);
 
   // Sample the next token on the device and log it: the decode loop feeds it back
   // through the `token` state and the host reads `generated` every few steps.

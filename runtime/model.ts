@@ -31,6 +31,8 @@ export interface LoadOptions {
   maxSeq?: number;
   /** No progress bar on stderr. */
   quiet?: boolean;
+  /** Compute dtype (default f32); f16 needs the adapter's `shader-f16`. */
+  dtype?: "f32" | "f16";
 }
 
 /** Options of {@linkcode Model.generate}. */
@@ -359,9 +361,18 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     throw new RangeError(`loadModel: maxSeq must be a positive integer, got ${maxSeq}`);
   }
   const maxNew = maxSeq;
+  const dtype = options.dtype ?? "f32";
+  if (dtype !== "f32" && dtype !== "f16") {
+    throw new TypeError(`loadModel: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
+  }
+  if (dtype === "f16" && device.kind === "gpu" && !device.caps.f16) {
+    throw new TypeError(
+      "loadModel: dtype f16 needs the adapter feature shader-f16, which this adapter lacks",
+    );
+  }
   const build = (sampling: Sampling): [Graph, Graph] => [
-    buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew, sampling }),
-    buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew, sampling }),
+    buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew, sampling, dtype }),
+    buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew, sampling, dtype }),
   ];
   let tokenizer: Tokenizer | undefined;
   const tokFile = `${dir.replace(/\/$/, "")}/tokenizer.json`;

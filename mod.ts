@@ -186,3 +186,4 @@ export {
   loadWeights,
   Model,
 } from "./runtime/model.ts";
+export { mulberry32 } from "./runtime/random.ts";

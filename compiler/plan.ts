@@ -136,6 +136,16 @@ const WG = 256;
 /** Builds the plan of `schedule` for `dims` on a device with `caps`. */
 export function buildPlan(schedule: Schedule, dims: DimBindings, caps: DeviceCaps): Plan {
   const graph = schedule.graph;
+  if (!caps.f16) {
+    const half = graph.values.find((v) => v.dtype === "f16");
+    if (half) {
+      throw new TypeError(
+        `${
+          describeValue(graph, half.id)
+        } is f16, but this adapter lacks the shader-f16 feature: use f32`,
+      );
+    }
+  }
   const shapes = graph.values.map((v) => bindShape(v.shape, dims, describeValue(graph, v.id)));
   const shapeOf = (v: number) => shapes[v];
   const outputs = new Set(graph.outputs.values());

@@ -16,6 +16,7 @@ import "../ops/registry.ts";
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { Dim } from "../compiler/shape.ts";
 import { discretiseDiagonal, type S4Discretisation, type S4Mode } from "../ops/s4.ts";
+import { mulberry32 as mulberry } from "../runtime/random.ts";
 
 export { discretiseDiagonal, s4Choice, s4KernelF64 } from "../ops/s4.ts";
 export type { DiscreteS4, S4Choice, S4Discretisation, S4Mode } from "../ops/s4.ts";
@@ -411,15 +412,4 @@ function checkN(N: number, what: string, even: boolean) {
       `${what}: N must be ${even ? "an even" : "an"} integer >= ${even ? 2 : 1}, got ${N}`,
     );
   }
-}
-
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -13,10 +13,9 @@
  * keeps S = k).
  *
  * The kernels are written for this compiler's contract (`in{j}`/`out{j}` raw
- * arrays when direct, `in{j}_load`/`out{j}_store` otherwise, `scratch{j}`), after
- * the standalone emitters in `ssm_kernels.ts`, with two changes that matter on a
- * CPU adapter: a thread owns several channels so each B/C row load is shared, and
- * B/C rows are read as vec4 when the layout allows.
+ * arrays when direct, `in{j}_load`/`out{j}_store` otherwise, `scratch{j}`). Two
+ * choices matter on a CPU adapter: a thread owns several channels so each B/C row
+ * load is shared, and B/C rows are read as vec4 when the layout allows.
  *
  * @module
  */

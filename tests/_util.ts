@@ -18,17 +18,10 @@ export function gpu(): Promise<GpuDevice> {
   return shared;
 }
 
-/** Mulberry32: small, seeded, good enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../runtime/random.ts";
+
+/** Seeded PRNG (mulberry32) so failures reproduce. */
+export const rng: (seed: number) => () => number = mulberry32;
 
 /** Random values in [lo, hi) for a dtype (integers for i32/u32). */
 export function randomData(n: number, dtype: DType, seed: number, lo = -2, hi = 2): HostArray {

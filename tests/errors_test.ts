@@ -115,3 +115,20 @@ Deno.test("no adapter gives an error that says how to get one", async () => {
   const fake = { requestAdapter: () => Promise.resolve(null) } as unknown as GPU;
   await assert.rejects(requestDevice({ gpu: fake }), /mesa-vulkan-drivers/);
 });
+
+Deno.test("f16 on a device without shader-f16 is a TypeError, not a shader error", async () => {
+  const { requestDevice } = await import("../runtime/device.ts");
+  const dev = await requestDevice({ disableFeatures: ["shader-f16"] });
+  try {
+    const g = new GraphBuilder();
+    const x = g.input("x", [4], "f16");
+    g.output("y", x.exp());
+    const exe = compile(g.build(), dev);
+    await assert.rejects(
+      exe.run({ x: new Float16Array(4) }),
+      (e: Error) => e instanceof TypeError && /lacks the shader-f16 feature/.test(e.message),
+    );
+  } finally {
+    dev.destroy();
+  }
+});

@@ -8,20 +8,9 @@ import { compile } from "../compiler/compile.ts";
 import type { DType, HostArray } from "../compiler/dtype.ts";
 import type { Graph } from "../compiler/graph.ts";
 import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
+import { mulberry32 as rng } from "../runtime/random.ts";
 
 const dev: GpuDevice = await requestDevice();
-
-/** Seeded PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random data; `levels` > 0 draws integers in [-levels, levels] (many ties, exact sums). */
 function randData(dtype: DType, n: number, r: () => number, levels = 0): HostArray {

@@ -9,21 +9,10 @@ import { compile } from "../compiler/compile.ts";
 import type { DType, HostArray } from "../compiler/dtype.ts";
 import type { Graph } from "../compiler/graph.ts";
 import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
+import { mulberry32 as rng } from "../runtime/random.ts";
 
 const dev: GpuDevice = await requestDevice({ limits: { maxStorageBuffers: 8 } });
 const DTYPES: DType[] = ["f32", "f16", "i32", "u32"];
-
-/** Seeded PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randData(dtype: DType, n: number, r: () => number): HostArray {
   switch (dtype) {

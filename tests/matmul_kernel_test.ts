@@ -13,6 +13,7 @@ import {
   type MatmulTile,
   naiveMatmul,
 } from "../ops/matmul_kernel.ts";
+import { mulberry32 as rng } from "../runtime/random.ts";
 
 const adapter = await navigator.gpu.requestAdapter();
 const hasF16 = adapter?.features.has("shader-f16") ?? false;
@@ -33,18 +34,6 @@ fn in0_load(i: u32) -> ${t} { return in0[i]; }
 fn in1_load(i: u32) -> ${t} { return in1[i]; }
 fn out0_store(i: u32, v: ${t}) { out0[i] = v; }
 ${kernel.code}`;
-}
-
-/** Seeded PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function bytesOf(

@@ -14,7 +14,7 @@ import {
   resolveMoeConfig,
 } from "../ops/moe_kernels.ts";
 import { moeReference, type MoeWeights } from "../ops/moe_reference.ts";
-import { createMoeLayer } from "../ops/moe_runner.ts";
+import { createMoeLayer } from "./fixtures/moe_runner.ts";
 
 const adapter = await navigator.gpu?.requestAdapter();
 const hasF16 = adapter?.features.has("shader-f16") ?? false;

@@ -9,21 +9,10 @@ import { compile } from "../compiler/compile.ts";
 import { allocHost, type DType, type HostArray } from "../compiler/dtype.ts";
 import { cpuDevice, requestDevice } from "../runtime/device.ts";
 import type { HostTensor } from "../ops/types.ts";
+import { mulberry32 as rng } from "../runtime/random.ts";
 
 const dev = await requestDevice();
 const cpu = cpuDevice();
-
-/** Seeded PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomData(dtype: DType, n: number, seed: number, scale = 1, levels = 0): HostArray {
   const r = rng(seed);

@@ -28,18 +28,7 @@ import {
   tinySentencePieceTokenizerJson,
   type TokenizerJson,
 } from "./fixtures/tiny_tokenizers.ts";
-
-/** Mulberry32, seeded (kept local so this suite does not pull in the compiler via _util.ts). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from "../runtime/random.ts";
 
 const MOBY = [moby1, moby2, moby3, moby4, moby5, moby6, moby7, moby8, moby9].map((c) => c.text);
 

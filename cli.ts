@@ -18,7 +18,9 @@ import { GraphBuilder } from "./compiler/builder.ts";
 import { dumpGraph, type Graph } from "./compiler/graph.ts";
 
 import { requestDevice } from "./runtime/device.ts";
-import { loadModel } from "./runtime/model.ts";
+import { loadModel, planModelExperts } from "./runtime/model.ts";
+import { describeExpertPlan, writeRoutingStats } from "./runtime/expert_plan.ts";
+import { usageHeatmapSvg } from "./runtime/expert_scheduler.ts";
 import { readConfig } from "./models/config.ts";
 import { buildCausalLM } from "./models/causal_lm.ts";
 import { countParams } from "./compiler/params.ts";
@@ -32,9 +34,12 @@ const USAGE = `usage: kiln <command> [options]
 commands:
   generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
            [--top-p P] [--seed S] [--max-seq N] [--read-every N] [--stats] [--quiet]
-                                     stream text from a Hugging Face model folder
-  inspect DIR                        a model from config.json alone: architecture, layer pattern,
-                                     parameters total vs active per token, bytes, kernels per step
+           [--gpu-memory 2GiB] [--heatmap FILE.svg] [--save-routing-stats]
+                                     stream text from a Hugging Face model folder; --gpu-memory
+                                     streams experts that do not fit (MoE models)
+  inspect DIR [--gpu-memory 2GiB]    a model from config.json alone: architecture, layer pattern,
+                                     parameters total vs active per token, bytes, kernels per step;
+                                     with --gpu-memory, the expert placement plan
   inspect FILE [--dims T=128] [--wgsl]
                                      IR, fused kernel plan, buffers and WGSL of a graph module
   bench DIR [--prompt-tokens N] [--tokens N]
@@ -111,6 +116,9 @@ async function generate(args: string[]): Promise<void> {
       "read-every": { type: "string" },
       stats: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
+      "gpu-memory": { type: "string" },
+      heatmap: { type: "string" },
+      "save-routing-stats": { type: "boolean", default: false },
     },
   });
   if (!values.model) throw new UsageError("generate: --model DIR is required");
@@ -118,6 +126,7 @@ async function generate(args: string[]): Promise<void> {
   const model = await loadModel(values.model, {
     quiet: values.quiet,
     maxSeq: num(values["max-seq"], "max-seq", 2048),
+    memoryBudget: values["gpu-memory"],
   });
   const enc = new TextEncoder();
   for await (
@@ -140,6 +149,14 @@ async function generate(args: string[]): Promise<void> {
           (Math.max(0, s.generatedTokens - 1) / (s.decodeMs / 1000)).toFixed(1)
         } tok/s), ${s.readbacks} host round trips`,
     );
+    if (model.experts) console.error(`[kiln] ${model.experts.report()}`);
+  }
+  if (model.experts && values.heatmap) {
+    await Deno.writeTextFile(values.heatmap, usageHeatmapSvg(model.experts.stats.usage));
+    console.error(`[kiln] expert usage heatmap written to ${values.heatmap}`);
+  }
+  if (model.experts && values["save-routing-stats"]) {
+    await writeRoutingStats(values.model, model.experts.routingStats(), true);
   }
   model.dispose();
 }
@@ -156,7 +173,7 @@ const COUNTING_CAPS: DeviceCaps = {
   subgroups: false,
 };
 
-async function inspectModel(dir: string): Promise<void> {
+async function inspectModel(dir: string, gpuMemory?: string): Promise<void> {
   const cfg = await readConfig(dir);
   const maxSeq = 4096;
   const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 });
@@ -197,6 +214,9 @@ async function inspectModel(dir: string): Promise<void> {
       kernels(prefill, { T: 512 })
     } per prefill of 512 tokens`,
   );
+  if (gpuMemory !== undefined) {
+    console.log(describeExpertPlan(await planModelExperts(dir, { memoryBudget: gpuMemory })));
+  }
 }
 
 async function bench(args: string[]): Promise<void> {
@@ -239,7 +259,11 @@ async function bench(args: string[]): Promise<void> {
 async function inspect(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args,
-    options: { dims: { type: "string" }, wgsl: { type: "boolean", default: false } },
+    options: {
+      dims: { type: "string" },
+      wgsl: { type: "boolean", default: false },
+      "gpu-memory": { type: "string" },
+    },
     allowPositionals: true,
   });
   const file = positionals[0];
@@ -248,7 +272,7 @@ async function inspect(args: string[]): Promise<void> {
       "inspect: give a model folder or a graph module, e.g. examples/fused_mlp.ts",
     );
   }
-  if (await isDir(file)) return await inspectModel(file);
+  if (await isDir(file)) return await inspectModel(file, values["gpu-memory"]);
   const { graph, dims } = await loadGraph(file);
   Object.assign(dims, parseDims(values.dims));
   console.log("== IR");

@@ -185,5 +185,26 @@ export {
   type LoadOptions,
   loadWeights,
   Model,
+  planModelExperts,
 } from "./runtime/model.ts";
+export {
+  describeExpertPlan,
+  type ExpertPlan,
+  type ExpertPlanInput,
+  formatBytes,
+  minimumBudget,
+  parseBytes,
+  planExperts,
+  readRoutingStats,
+  ROUTING_STATS_FILE,
+  type RoutingStats,
+  writeRoutingStats,
+} from "./runtime/expert_plan.ts";
+export {
+  ExpertScheduler,
+  type ExpertStats,
+  type ExpertStatsSummary,
+  SLOT_POOL,
+  usageHeatmapSvg,
+} from "./runtime/expert_scheduler.ts";
 export { mulberry32 } from "./runtime/random.ts";

@@ -17,10 +17,15 @@ import { allocHost, toHost } from "./dtype.ts";
 import { opDef } from "../ops/registry.ts";
 import type { HostTensor } from "../ops/types.ts";
 import type { CpuDevice, GpuDevice, KilnDevice } from "../runtime/device.ts";
-import { GpuExecutable, type KernelTiming, ParamBuffers } from "../runtime/gpu_executor.ts";
+import {
+  type EncodeHooks,
+  GpuExecutable,
+  type KernelTiming,
+  ParamBuffers,
+} from "../runtime/gpu_executor.ts";
 import { coerce, type TensorData, unpack } from "../runtime/host.ts";
 
-export type { KernelTiming };
+export type { EncodeHooks, KernelTiming };
 
 /** Options of {@linkcode compile}. */
 export interface CompileOptions {
@@ -39,6 +44,11 @@ export interface CompileOptions {
 export interface RunOptions {
   /** Values of symbolic dimensions not deducible from the inputs' lengths. */
   dims?: DimBindings;
+  /**
+   * GPU only: commands recorded right before kernel `i` of the plan (the expert
+   * scheduler's weight uploads), built from the plan this run uses.
+   */
+  hooks?: (plan: Plan) => EncodeHooks | undefined;
 }
 
 /** Result of a profiled run. */
@@ -266,7 +276,7 @@ export class Executable {
     this.#last = exe.plan;
     const device = (this.device as GpuDevice).device;
     const enc = device.createCommandEncoder();
-    exe.encode(enc);
+    exe.encode(enc, false, options.hooks?.(exe.plan));
     device.queue.submit([enc.finish()]);
   }
 
@@ -317,7 +327,10 @@ export class Executable {
     this.#last = exe.plan;
     for (const [name, arr] of data) exe.writeInput(name, arr);
     const debug = debugOn();
-    const r = await exe.run(profile || (debug && (this.device as GpuDevice).timestamps));
+    const r = await exe.run(
+      profile || (debug && (this.device as GpuDevice).timestamps),
+      options.hooks?.(exe.plan),
+    );
     if (debug && r.timings) {
       for (const t of r.timings) console.error(`[kiln] ${t.label}: ${(t.ns / 1e3).toFixed(1)} µs`);
     }
@@ -369,6 +382,52 @@ export class Executable {
     new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(), 0, out.byteLength));
     staging.destroy();
     return { data: out, shape, dtype };
+  }
+
+  /**
+   * Reads several persistent states back in one round trip (one staging buffer,
+   * one map). GPU only; the CPU device copies.
+   */
+  async readStates(names: readonly string[]): Promise<Record<string, HostTensor>> {
+    const out: Record<string, HostTensor> = {};
+    if (this.device.kind === "cpu") {
+      for (const n of names) out[n] = await this.readState(n);
+      return out;
+    }
+    const device = (this.device as GpuDevice).device;
+    const parts = names.map((name) => {
+      const { shape, dtype } = this.#stateType(name);
+      const data = allocHost(dtype, numel(shape));
+      const bytes = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
+      return { name, shape, dtype, data, bytes, src: this.#store.states!.ensure(name, bytes) };
+    });
+    const total = parts.reduce((a, p) => a + p.bytes, 0);
+    const staging = device.createBuffer({
+      size: total,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = device.createCommandEncoder();
+    let off = 0;
+    for (const p of parts) {
+      enc.copyBufferToBuffer(p.src, 0, staging, off, p.bytes);
+      off += p.bytes;
+    }
+    device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const all = staging.getMappedRange();
+    off = 0;
+    for (const p of parts) {
+      new Uint8Array(p.data.buffer).set(new Uint8Array(all, off, p.data.byteLength));
+      off += p.bytes;
+      out[p.name] = { data: p.data, shape: p.shape, dtype: p.dtype };
+    }
+    staging.destroy();
+    return out;
+  }
+
+  /** The device buffer of parameter `name` (after `setParams`), for runtime code that writes it. */
+  paramBuffer(name: string): GPUBuffer | undefined {
+    return this.#store.params?.buffers.get(name);
   }
 
   /** Overwrites a persistent state (checked like an input). */

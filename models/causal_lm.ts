@@ -34,6 +34,14 @@ export interface CausalLMOptions {
    * precision (SSM states and MoE routing stay f32). Default `"f32"`.
    */
   dtype?: "f32" | "f16";
+  /**
+   * Expert slots shared by every MoE layer (the expert scheduler's layout, see
+   * `runtime/expert_scheduler.ts`): weights in the pool `moe.slots.{w1,w3,w2}`
+   * `[expertSlots, …]`, one `<layer>.slot_table` `[E]` u32 per layer, and a
+   * `moe.usage` `[layers·E]` u32 state accumulating each layer's routed counts.
+   * Absent: every layer stacks its own E experts.
+   */
+  expertSlots?: number;
 }
 
 /** Where a layer's parameters live: HF prefixes per architecture. */
@@ -99,6 +107,7 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   const param = (name: string, shape: number[]) => g.param(name, shape, dt);
   const embed = param(pre.embed, [cfg.vocabSize, d]);
   let h = embed.gather(ids); // [T, d]
+  const usage: Tensor[] = [];
 
   cfg.pattern.forEach((layer, i) => {
     const p = pre.layer(i);
@@ -135,7 +144,9 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         router: "softmax_topk",
         normTopk: cfg.moe!.normTopk,
         weightDtype: dt,
+        slots: options.expertSlots ? { count: options.expertSlots, pool: "moe.slots" } : undefined,
       });
+      if (options.expertSlots) usage.push(m.counts);
       h = h.add(dt === "f16" ? m.y.cast("f16") : m.y);
     } else if (layer.ffn === "mlp") {
       const f = `${p}.feed_forward`;
@@ -163,6 +174,11 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   g.assign(token, next);
   const generated = g.state("generated", [options.maxNew], "u32");
   g.assign(generated, generated.writeRows(next, step));
+  if (usage.length > 0) {
+    // Routed (token, slot) pairs per layer and expert, summed over every run.
+    const st = g.state("moe.usage", [usage.length * cfg.moe!.experts], "u32");
+    g.assign(st, st.add(usage.length === 1 ? usage[0] : g.concat(usage, 0)));
+  }
   return g.build();
 }
 

@@ -54,6 +54,13 @@ export interface MoeOptions {
   weightDtype?: "f32" | "f16";
   /** Add a shared expert (plain SwiGLU, or sigmoid-gated as in Qwen2-MoE). */
   shared?: SharedExpertOptions;
+  /**
+   * Expert slots (the expert scheduler's layout): the weights are the slot
+   * buffers `${pool}.w1`, `.w3` `[count, ff, d]` and `.w2` `[count, d, ff]`
+   * (several layers may share one pool) and `${name}.slot_table` `[E]` u32 maps
+   * each expert to its slot.
+   */
+  slots?: { count: number; pool: string };
 }
 
 /** What {@linkcode moe} returns. */
@@ -71,6 +78,8 @@ export interface MoeOutputs {
   /** Router z-loss `mean_t (logsumexp zₜ)²` (scalar). */
   zLoss: Tensor;
 }
+
+const POOLS = new WeakMap<GraphBuilder, Map<string, Tensor>>();
 
 function fail(err: Error): never {
   throw atSite(err, callSite());
@@ -96,15 +105,32 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
   }
   const E = o.experts, ff = o.ff;
   const wdt = o.weightDtype ?? "f32";
+  const S = o.slots?.count ?? 0;
+  if (o.slots && (!Number.isInteger(S) || S < 1)) {
+    fail(new RangeError(`moe ${o.name}: slots.count must be a positive integer, got ${S}`));
+  }
+  const wName = o.slots ? o.slots.pool : o.name;
+  const W = o.slots ? S : E;
+  // A pool shared by several layers is declared once per graph.
+  const pool = (w: string, shape: number[]) => {
+    if (!o.slots) return g.param(`${wName}.${w}`, shape, wdt);
+    let m = POOLS.get(g);
+    if (!m) POOLS.set(g, m = new Map());
+    const key = `${wName}.${w}`;
+    let t = m.get(key);
+    if (!t) m.set(key, t = g.param(key, shape, wdt));
+    return t;
+  };
   const inputs = [
     x,
     g.param(`${o.name}.router`, [E, d]),
-    g.param(`${o.name}.w1`, [E, ff, d], wdt),
-    g.param(`${o.name}.w3`, [E, ff, d], wdt),
-    g.param(`${o.name}.w2`, [E, d, ff], wdt),
+    pool("w1", [W, ff, d]),
+    pool("w3", [W, ff, d]),
+    pool("w2", [W, d, ff]),
   ];
   if (router === "sigmoid_bias") inputs.push(g.param(`${o.name}.bias`, [E]));
   if (o.mask) inputs.push(o.mask);
+  if (o.slots) inputs.push(g.param(`${o.name}.slot_table`, [E], "u32"));
   const [routed, logits, counts, losses] = g.apply("moe", inputs, {
     experts: E,
     topK: o.topK,
@@ -113,6 +139,7 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     routedScaling: o.routedScaling ?? 1,
     capacityFactor: o.capacityFactor ?? 0,
     dense,
+    slots: S,
   });
   let y = routed;
   if (o.shared) y = y.add(sharedExpert(g, x, `${o.name}.shared`, d, o.shared));

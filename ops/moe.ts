@@ -11,7 +11,13 @@
  *    f16 (all three alike);
  * 5. `sigmoid_bias` only: the selection bias `[E]` f32;
  * then optionally the padding mask `x.shape[:-1]` f32 (0 excludes a token from
- *    the aux and z losses; it is still routed, as in HF).
+ *    the aux and z losses; it is still routed, as in HF);
+ * last, when `slots > 0`: the slot table `[E]` u32. The experts' weights are then
+ *    slot buffers `[slots, ff, d]` / `[slots, d, ff]` and expert e's weights are
+ *    slab `table[e]` (the expert scheduler's indirection; see
+ *    `runtime/expert_scheduler.ts`). Same kernels, same arithmetic order, so
+ *    results are bit-identical to the stacked layout when every chosen expert is
+ *    resident.
  *
  * Outputs: `y` (shape of x), router `logits [..., E]`, `counts [E]` u32 (routed
  * (token, slot) pairs per expert, before any capacity drop; kept pairs are
@@ -75,7 +81,11 @@ export interface MoeAttrs {
   readonly capacityFactor: number;
   /** Compute every expert for every token (benchmark baseline; same results, dropless only). */
   readonly dense: boolean;
-  /** Attributes are plain records, so graphs stay serialisable. */
+  /**
+   * Attributes are plain records, so graphs stay serialisable. Optional:
+   * `slots` (number; 0 or absent: weights stacked `[E, …]`) — when > 0 the
+   * weights hold this many slabs and a slot table input maps experts to slabs.
+   */
   [key: string]: number | string | boolean;
 }
 
@@ -88,16 +98,26 @@ export const MOE_MAX_EXPERTS = 256;
 export const MOE_DECODE_MAX_TOKENS = 4;
 
 /** Where the optional inputs sit for these attributes and this many inputs. */
-function optionalInputs(attrs: MoeAttrs, count: number): { bias?: number; mask?: number } {
-  if (attrs.router === "sigmoid_bias") return { bias: 5, mask: count > 6 ? 6 : undefined };
-  return { mask: count > 5 ? 5 : undefined };
+function optionalInputs(
+  attrs: MoeAttrs,
+  count: number,
+): { bias?: number; mask?: number; table?: number } {
+  const table = slotsOf(attrs) > 0 ? count - 1 : undefined;
+  const n = table === undefined ? count : count - 1;
+  if (attrs.router === "sigmoid_bias") return { bias: 5, mask: n > 6 ? 6 : undefined, table };
+  return { mask: n > 5 ? 5 : undefined, table };
+}
+
+/** Number of expert slots (0: stacked layout). */
+function slotsOf(attrs: MoeAttrs): number {
+  return typeof attrs.slots === "number" ? attrs.slots : 0;
 }
 
 const ROLE = ["x", "router", "w1", "w3", "w2"];
 
 function roleOf(attrs: MoeAttrs, count: number, j: number): string {
   const o = optionalInputs(attrs, count);
-  return j === o.bias ? "bias" : j === o.mask ? "mask" : ROLE[j];
+  return j === o.bias ? "bias" : j === o.mask ? "mask" : j === o.table ? "table" : ROLE[j];
 }
 
 function checkAttrs(a: MoeAttrs): void {
@@ -138,6 +158,9 @@ function checkAttrs(a: MoeAttrs): void {
   if (typeof a.dense !== "boolean") {
     throw new TypeError(`moe: dense must be a boolean, got ${JSON.stringify(a.dense)}`);
   }
+  if (a.slots !== undefined) {
+    int("slots", a.slots, 0, 1 << 20);
+  }
   if (a.dense && a.capacityFactor > 0) {
     throw new RangeError(
       `moe: the dense baseline is dropless, got capacityFactor ${a.capacityFactor}`,
@@ -153,12 +176,13 @@ function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): TensorType[] 
   checkAttrs(attrs);
   const E = attrs.experts;
   const sig = attrs.router === "sigmoid_bias";
-  const [lo, hi] = sig ? [6, 7] : [5, 6];
+  const S = slotsOf(attrs);
+  const [lo, hi] = (sig ? [6, 7] : [5, 6]).map((n) => n + (S > 0 ? 1 : 0));
   if (inputs.length < lo || inputs.length > hi) {
     throw new RangeError(
       `moe: the ${attrs.router} router takes ${lo}..${hi} inputs (x, router, w1, w3, w2${
         sig ? ", bias" : ""
-      }, optional mask), got ${inputs.length}`,
+      }, optional mask${S > 0 ? ", slot table" : ""}), got ${inputs.length}`,
     );
   }
   const [x, router, w1, w3, w2] = inputs;
@@ -181,9 +205,11 @@ function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): TensorType[] 
       }`,
     );
   }
-  if (w1.shape.length !== 3 || w1.shape[0] !== E || w1.shape[2] !== d) {
+  const W = S > 0 ? S : E;
+  const lead0 = S > 0 ? "slots" : "experts";
+  if (w1.shape.length !== 3 || w1.shape[0] !== W || w1.shape[2] !== d) {
     throw new RangeError(
-      `moe: w1 must be [experts, ff, d] = [${E}, ff, ${d}], got ${formatShape(w1.shape)}`,
+      `moe: w1 must be [${lead0}, ff, d] = [${W}, ff, ${d}], got ${formatShape(w1.shape)}`,
     );
   }
   const ff = w1.shape[1];
@@ -195,9 +221,9 @@ function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): TensorType[] 
       `moe: w3 shape ${formatShape(w3.shape)} differs from w1 shape ${formatShape(w1.shape)}`,
     );
   }
-  if (!sameShape(w2.shape, [E, d, ff])) {
+  if (!sameShape(w2.shape, [W, d, ff])) {
     throw new RangeError(
-      `moe: w2 must be [experts, d, ff] = ${formatShape([E, d, ff])} (from w1 ${
+      `moe: w2 must be [${lead0}, d, ff] = ${formatShape([W, d, ff])} (from w1 ${
         formatShape(w1.shape)
       }), got ${formatShape(w2.shape)}`,
     );
@@ -215,6 +241,12 @@ function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): TensorType[] 
     const b = inputs[opt.bias];
     if (b.dtype !== "f32" || !sameShape(b.shape, [E])) {
       throw new TypeError(`moe: bias must be f32[${E}], got ${show("bias", b)}`);
+    }
+  }
+  if (opt.table !== undefined) {
+    const t = inputs[opt.table];
+    if (t.dtype !== "u32" || !sameShape(t.shape, [E])) {
+      throw new TypeError(`moe: the slot table must be u32[${E}], got ${show("table", t)}`);
     }
   }
   const lead = x.shape.slice(0, -1);
@@ -262,13 +294,15 @@ function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs) {
   const [x, wg, w1, w3, w2] = inputs;
   const opt = optionalInputs(attrs, inputs.length);
   const cfg = configOf(attrs, x.shape, w1.shape, "f32");
+  const unslot = (w: HostTensor) =>
+    opt.table === undefined ? w.data : gatherSlabs(w, inputs[opt.table].data, attrs.experts);
   const r = moeReference(
     cfg,
     {
       wg: wg.data,
-      w1: w1.data,
-      w3: w3.data,
-      w2: w2.data,
+      w1: unslot(w1),
+      w3: unslot(w3),
+      w2: unslot(w2),
       bias: opt.bias === undefined ? undefined : inputs[opt.bias].data,
     },
     x.data,
@@ -282,6 +316,18 @@ function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs) {
     counts,
     Float32Array.of(r.auxLoss, r.zLoss),
   ];
+}
+
+/** Expert e's slab is `table[e]` (clamped into range, as the kernels do). */
+function gatherSlabs(w: HostTensor, table: ArrayLike<number>, E: number): Float32Array {
+  const S = w.shape[0];
+  const n = w.data.length / S;
+  const out = new Float32Array(E * n);
+  for (let e = 0; e < E; e++) {
+    const s = Math.min(table[e], S - 1);
+    for (let i = 0; i < n; i++) out[e * n + i] = Number(w.data[s * n + i]);
+  }
+  return out;
 }
 
 /** Which kernel sequence `moe` runs for T tokens. */
@@ -360,6 +406,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   };
   if (opt.bias !== undefined) names.bias = `in${opt.bias}`;
   if (opt.mask !== undefined) names.mask = `in${opt.mask}`;
+  if (opt.table !== undefined) names.table = `in${opt.table}`;
   const scratch: ScratchSpec[] = SCRATCH[path].map(([buf, type], j) => {
     names[buf] = `scratch${j}`;
     return { length: Math.max(1, sizes[buf]), type };
@@ -372,6 +419,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     auxLength: 2,
     auxCounts: path !== "prefill",
     mask: opt.mask !== undefined,
+    slotTable: opt.table !== undefined ? slotsOf(attrs) : undefined,
   };
   const kernels = moeKernels(cfg, path, true, opts).map((k): KernelSource => {
     const arrayTypes: Record<string, string> = {};
@@ -436,7 +484,7 @@ export function moeWeightTraffic(
 
 /** The routed Mixture-of-Experts FFN layer. */
 export const moe: OpDef<MoeAttrs> = {
-  arity: [5, 7],
+  arity: [5, 8],
   attrNames: [
     "experts",
     "topK",
@@ -445,6 +493,7 @@ export const moe: OpDef<MoeAttrs> = {
     "routedScaling",
     "capacityFactor",
     "dense",
+    "slots",
   ],
   infer: inferMoe,
   reference: (inputs, attrs) => referenceMoe(inputs, attrs),

@@ -121,7 +121,8 @@ export type MoeBufferName =
   | "mask"
   | "aux"
   | "hd"
-  | "hdense";
+  | "hdense"
+  | "table";
 
 const BUFFER_NAMES: readonly MoeBufferName[] = [
   "x",
@@ -146,6 +147,7 @@ const BUFFER_NAMES: readonly MoeBufferName[] = [
   "aux",
   "hd",
   "hdense",
+  "table",
 ];
 
 /**
@@ -181,6 +183,14 @@ export interface MoeEmitOptions {
   auxCounts?: boolean;
   /** A `mask` buffer exists (default true); false treats every token as real. */
   mask?: boolean;
+  /**
+   * Expert → slot indirection: when set (the number of slots S), `w1`, `w3`, `w2`
+   * hold S expert slabs and the kernels read expert e's weights from slab
+   * `table[e]` (a `u32 [E]` buffer). A slot of `MOE_NONE` (expert not resident)
+   * is clamped into range: the result is then wrong, and the scheduler that
+   * owns the table never lets it stand. Unset: slab e is expert e.
+   */
+  slotTable?: number;
 }
 
 type Names = Readonly<Record<MoeBufferName, string>>;
@@ -816,6 +826,17 @@ function storeRow(
   return L;
 }
 
+/** WGSL expression of the weight slab of expert expression `e` (through the slot table, if any). */
+function slabOf(nm: Names, opts: MoeEmitOptions, e: string): string {
+  const S = opts.slotTable;
+  return S === undefined ? e : `min(${nm.table}[${e}], ${u(S - 1)})`;
+}
+
+/** The slot-table binding, when the weights are indexed through one. */
+function tableBinding(nm: Names, opts: MoeEmitOptions): MoeBinding[] {
+  return opts.slotTable === undefined ? [] : [bnd(nm, "table", "u32", "read")];
+}
+
 // Prefixed so it cannot clash with helpers a host adds to the shader.
 const SILU = "fn moe_silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }";
 
@@ -844,6 +865,7 @@ function gemm1Like(
     // Empty / padding tiles leave before touching any weight.
     L.push(`  let e = ${nm.tile_expert}[tile];`);
     L.push("  if (e == NONE) { return; }");
+    L.push(`  let es = ${slabOf(nm, opts, "e")};`);
     L.push(`  let row0 = tile * ${u(R)};`);
     for (const r of range(R)) {
       // The gather is folded into the A load; padding rows read token 0 and are never used.
@@ -852,6 +874,7 @@ function gemm1Like(
     }
   } else {
     L.push(`  let e = tile / ${u(tpe)};`);
+    L.push(`  let es = ${slabOf(nm, opts, "e")};`);
     L.push(`  let row0 = tile * ${u(R)};`);
     for (const r of range(R)) {
       L.push(`  let ar${r} = min((tile % ${u(tpe)}) * ${u(R)} + ${u(r)}, ${u(T - 1)});`);
@@ -859,8 +882,8 @@ function gemm1Like(
   }
   L.push(
     ...kLoop(c, R, N, KV, V, nm.x, (r) => `ar${r} * ${u(KV)}`, [
-      { name: nm.w1, bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
-      { name: nm.w3, bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
+      { name: nm.w1, bIdx: (j) => `(es * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
+      { name: nm.w3, bIdx: (j) => `(es * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
     ]),
   );
   for (const r of range(R)) {
@@ -875,6 +898,7 @@ function gemm1Like(
     bnd(nm, "x", "f32", "read", V),
     bnd(nm, "w1", wType(c), "read", V),
     bnd(nm, "w3", wType(c), "read", V),
+    ...tableBinding(nm, opts),
   ];
   if (mode === "grouped") {
     bindings.push(bnd(nm, "sorted_token", "u32", "read"), bnd(nm, "tile_expert", "u32", "read"));
@@ -948,10 +972,11 @@ export function emitGroupedGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): Moe
   L.push(`  let col0 = (g % ${u(nct)}) * ${u(N)};`);
   L.push(`  let e = ${nm.tile_expert}[tile];`);
   L.push("  if (e == NONE) { return; }");
+  L.push(`  let es = ${slabOf(nm, opts, "e")};`);
   L.push(`  let row0 = tile * ${u(R)};`);
   L.push(
     ...kLoop(c, R, N, KV, V, nm.h, (r) => `(row0 + ${u(r)}) * ${u(KV)}`, [
-      { name: nm.w2, bIdx: (j) => `(e * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
+      { name: nm.w2, bIdx: (j) => `(es * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
     ]),
   );
   for (const r of range(R)) {
@@ -973,6 +998,7 @@ export function emitGroupedGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): Moe
       bnd(nm, "sorted_w", "f32", "read"),
       bnd(nm, "tile_expert", "u32", "read"),
       bnd(nm, "o", "f32", "read_write", oVec ? 4 : 1),
+      ...tableBinding(nm, opts),
     ],
   };
 }
@@ -1058,6 +1084,7 @@ export function emitDenseGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKe
     for (const j of range(N)) L.push(`  var y_${r}_${j} = 0.0;`);
   }
   L.push(`  for (var e = 0u; e < ${u(E)}; e++) {`);
+  L.push(`    let es = ${slabOf(nm, opts, "e")};`);
   const inner = kLoop(
     c,
     R,
@@ -1067,7 +1094,7 @@ export function emitDenseGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKe
     nm.hdense,
     (r) => `(e * ${u(tpe * R)} + tt * ${u(R)} + ${u(r)}) * ${u(KV)}`,
     [
-      { name: nm.w2, bIdx: (j) => `(e * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
+      { name: nm.w2, bIdx: (j) => `(es * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
     ],
   );
   L.push(...inner.map((s) => "  " + s));
@@ -1100,6 +1127,7 @@ export function emitDenseGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKe
       bnd(nm, "w2", wType(c), "read", V),
       bnd(nm, "topk_idx", "u32", "read"),
       bnd(nm, "topk_w", "f32", "read"),
+      ...tableBinding(nm, opts),
       ...(opts.yStore === undefined
         ? [bnd(nm, "y", "f32", "read_write", N % 4 === 0 && d % 4 === 0 ? 4 : 1)]
         : []),
@@ -1136,10 +1164,11 @@ export function emitDecodeGemv1(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeK
   L.push(`  let col0 = (g % ${u(nct)}) * ${u(N)};`);
   L.push(`  let t = pair / ${u(k)};`);
   L.push(`  let e = min(${nm.topk_idx}[pair], ${u(c.E - 1)});`);
+  L.push(`  let es = ${slabOf(nm, opts, "e")};`);
   L.push(
     ...kLoop(c, 1, N, KV, V, nm.x, () => `t * ${u(KV)}`, [
-      { name: nm.w1, bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
-      { name: nm.w3, bIdx: (j) => `(e * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
+      { name: nm.w1, bIdx: (j) => `(es * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
+      { name: nm.w3, bIdx: (j) => `(es * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
     ]),
   );
   L.push("  {");
@@ -1165,6 +1194,7 @@ export function emitDecodeGemv1(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeK
       bnd(nm, "w3", wType(c), "read", V),
       bnd(nm, "topk_idx", "u32", "read"),
       bnd(nm, "hd", "f32", "read_write", N % 4 === 0 && ff % 4 === 0 ? 4 : 1),
+      ...tableBinding(nm, opts),
     ],
   };
 }
@@ -1198,8 +1228,9 @@ export function emitDecodeGemv2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeK
   L.push(`  for (var s = 0u; s < ${u(k)}; s++) {`);
   L.push(`    let pair = t * ${u(k)} + s;`);
   L.push(`    let e = min(${nm.topk_idx}[pair], ${u(c.E - 1)});`);
+  L.push(`    let es = ${slabOf(nm, opts, "e")};`);
   const inner = kLoop(c, 1, N, KV, V, nm.hd, () => `pair * ${u(KV)}`, [
-    { name: nm.w2, bIdx: (j) => `(e * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
+    { name: nm.w2, bIdx: (j) => `(es * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
   ]);
   L.push(...inner.map((s) => "  " + s));
   L.push(`    let w = ${nm.topk_w}[pair];`);
@@ -1218,6 +1249,7 @@ export function emitDecodeGemv2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeK
       bnd(nm, "w2", wType(c), "read", V),
       bnd(nm, "topk_idx", "u32", "read"),
       bnd(nm, "topk_w", "f32", "read"),
+      ...tableBinding(nm, opts),
       ...(opts.yStore === undefined
         ? [bnd(nm, "y", "f32", "read_write", N % 4 === 0 && d % 4 === 0 ? 4 : 1)]
         : []),

@@ -27,6 +27,9 @@ function debugEnabled(): boolean {
   }
 }
 
+/** Commands recorded before kernel `i` (by plan index), outside compute passes. */
+export type EncodeHooks = ReadonlyMap<number, (encoder: GPUCommandEncoder) => void>;
+
 /** Compiles every kernel of `plan` not yet in the device's pipeline cache. */
 export async function compilePipelines(dev: GpuDevice, plan: Plan): Promise<void> {
   const device = dev.device;
@@ -225,17 +228,23 @@ export class GpuExecutable {
     writePadded(this.#dev.device, this.#buffers[t.slot], t.offset, data);
   }
 
-  /** Records all kernels into `encoder` (no readback). Timestamps when `profile` is set. */
-  encode(encoder: GPUCommandEncoder, profile = false): void {
+  /**
+   * Records all kernels into `encoder` (no readback). Timestamps when `profile` is
+   * set. `hooks` record extra commands (buffer copies) right before kernel `i`,
+   * outside any compute pass: the expert scheduler's uploads.
+   */
+  encode(encoder: GPUCommandEncoder, profile = false, hooks?: EncodeHooks): void {
     const kernels = this.plan.kernels;
     if (profile) this.#ensureQuery();
     let pass: GPUComputePassEncoder | undefined;
     kernels.forEach((k, i) => {
+      const hook = hooks?.get(i);
       // Buffer operations must sit between compute passes.
-      if (pass && (profile || k.before.length > 0)) {
+      if (pass && (profile || k.before.length > 0 || hook)) {
         pass.end();
         pass = undefined;
       }
+      hook?.(encoder);
       this.#bufferOps(encoder, k.before);
       if (!pass) {
         pass = encoder.beginComputePass(
@@ -299,10 +308,11 @@ export class GpuExecutable {
    */
   async run(
     profile = false,
+    hooks?: EncodeHooks,
   ): Promise<{ outputs: Map<string, HostArray>; timings?: KernelTiming[] }> {
     const device = this.#dev.device;
     const encoder = device.createCommandEncoder();
-    this.encode(encoder, profile);
+    this.encode(encoder, profile, hooks);
     for (const [name, t] of this.plan.outputs) {
       const bytes = Math.ceil(this.plan.slots[t.slot].bytes / 4) * 4;
       encoder.copyBufferToBuffer(

@@ -16,12 +16,21 @@
 import { compile, type Executable } from "../compiler/compile.ts";
 import type { Graph } from "../compiler/graph.ts";
 import { formatShape } from "../compiler/shape.ts";
-import { buildCausalLM, checkpointSources } from "../models/causal_lm.ts";
+import { buildCausalLM, checkpointSources, moePrefix } from "../models/causal_lm.ts";
 import { type ModelConfig, readConfig } from "../models/config.ts";
 import { Checkpoint } from "./safetensors.ts";
 import { createProgress } from "./progress.ts";
 import { Tokenizer } from "./tokenizer.ts";
 import { type KilnDevice, requestDevice } from "./device.ts";
+import type { RunOptions } from "../compiler/compile.ts";
+import {
+  type ExpertPlan,
+  parseBytes,
+  planExperts,
+  readRoutingStats,
+  type RoutingStats,
+} from "./expert_plan.ts";
+import { ExpertScheduler, SLOT_POOL } from "./expert_scheduler.ts";
 
 /** Options of {@linkcode loadModel}. */
 export interface LoadOptions {
@@ -33,6 +42,21 @@ export interface LoadOptions {
   quiet?: boolean;
   /** Compute dtype (default f32); f16 needs the adapter's `shader-f16`. */
   dtype?: "f32" | "f16";
+  /**
+   * GPU memory budget (bytes, or a string like `"2GiB"`) for a MoE model: the
+   * non-expert weights, caches and activations are planned first, the rest
+   * holds expert slots; experts that do not fit stream from the host tier (see
+   * `runtime/expert_scheduler.ts`). Below the minimum: a RangeError naming it.
+   * Absent: every expert resident.
+   */
+  memoryBudget?: number | string;
+  /**
+   * Routing statistics steering which experts are pinned (default: read
+   * `kiln_routing_stats.json` from the model folder when it exists).
+   */
+  routingStats?: RoutingStats;
+  /** Prompt tokens the activation estimate of the budget covers (default min(maxSeq, 512)). */
+  budgetPrefillTokens?: number;
 }
 
 /** Options of {@linkcode Model.generate}. */
@@ -83,6 +107,10 @@ export class Model {
   readonly maxSeq: number;
   /** Statistics of the last generate call. */
   lastStats?: GenerateStats;
+  /** The expert scheduler, when loaded under a memory budget that does not hold every expert. */
+  experts?: ExpertScheduler;
+  /** The expert placement, when loaded with a memory budget (all resident or not). */
+  expertPlan?: ExpertPlan;
   // Sampling settings are compiled into the graphs (specialised kernels); each
   // setting gets its own pair of executables sharing one copy of weights and states.
   readonly #pairs = new Map<string, [Executable, Executable]>();
@@ -130,8 +158,9 @@ export class Model {
    */
   async forward(tokenIds: readonly number[]): Promise<Float32Array> {
     const ids = this.#checkIds(tokenIds);
-    this.prefill.resetStates();
-    const { logits } = await this.prefill.run(this.#prefillInputs(ids, 0, 0));
+    this.#reset();
+    const { logits } = await this.prefill.run(this.#prefillInputs(ids, 0, 0), this.#runOptions);
+    this.experts?.countStep();
     return logits.data as Float32Array;
   }
 
@@ -145,8 +174,23 @@ export class Model {
       throw new RangeError(`step: position ${position} exceeds maxSeq ${this.maxSeq}`);
     }
     this.decode.writeState("token", [tokenId]);
-    const { logits } = await this.decode.run({ pos: [position], seed: [0], step: [0] });
+    const { logits } = await this.decode.run(
+      { pos: [position], seed: [0], step: [0] },
+      this.#runOptions,
+    );
+    this.experts?.countStep();
     return logits.data as Float32Array;
+  }
+
+  /** Run options carrying the expert scheduler's copies, if any. */
+  get #runOptions(): RunOptions {
+    const x = this.experts;
+    return x ? { hooks: (plan) => x.hooks(plan) } : {};
+  }
+
+  #reset(): void {
+    this.prefill.resetStates();
+    this.experts?.resetUsageBaseline();
   }
 
   #prefillInputs(ids: Uint32Array, seed: number, step: number) {
@@ -229,17 +273,25 @@ export class Model {
     const eos = new Set(this.config.eosTokenIds);
     if (this.tokenizer?.eosId !== undefined) eos.add(this.tokenizer.eosId);
     const t0 = performance.now();
-    this.prefill.resetStates();
-    await this.prefill.submit(this.#prefillInputs(ids, seed, 0));
+    this.#reset();
+    const run = this.#runOptions;
+    const x = this.experts;
+    await this.prefill.submit(this.#prefillInputs(ids, seed, 0), run);
+    x?.countStep();
     let queued = 1, read = 0;
     const d = this.decode;
     while (read < limit) {
       // Queue up to readEvery more steps, then read the log once.
+      const before = queued;
       while (queued < limit && queued - read < readEvery) {
-        await d.submit({ pos: [ids.length + queued - 1], seed: [seed], step: [queued] });
+        await d.submit({ pos: [ids.length + queued - 1], seed: [seed], step: [queued] }, run);
+        x?.countStep();
         queued++;
       }
-      const log = (await d.readState("generated")).data;
+      // With a scheduler, the routing counters ride along in the same readback.
+      const got = await d.readStates(x ? ["generated", "moe.usage"] : ["generated"]);
+      const log = got.generated.data;
+      if (x) x.observeUsage(got["moe.usage"].data as Uint32Array, queued - before);
       stats.readbacks++;
       if (read === 0) stats.prefillMs = performance.now() - t0;
       for (; read < queued; read++) {
@@ -281,6 +333,7 @@ export class Model {
 
   /** Frees device memory. */
   dispose(): void {
+    this.experts?.dispose();
     for (const [p, d] of this.#pairs.values()) {
       p.dispose();
       d.dispose();
@@ -309,10 +362,12 @@ export async function loadWeights(
   exe: Executable,
   cfg: ModelConfig,
   ckpt: Checkpoint,
+  skip?: (param: string) => boolean,
 ): Promise<void> {
   const graph = exe.graph;
   const sources = checkpointSources(cfg, graph);
   for (const [name, src] of sources) {
+    if (skip?.(name)) continue;
     const v = graph.values[graph.params.get(name)!];
     const want = v.shape as number[];
     const n = want.reduce((a, b) => a * b, 1);
@@ -370,9 +425,14 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       "loadModel: dtype f16 needs the adapter feature shader-f16, which this adapter lacks",
     );
   }
+  let expertPlan: ExpertPlan | undefined;
+  if (options.memoryBudget !== undefined) {
+    expertPlan = await planForBudget(dir, cfg, device, maxSeq, dtype, options);
+  }
+  const expertSlots = expertPlan && !expertPlan.allResident ? expertPlan.slots : undefined;
   const build = (sampling: Sampling): [Graph, Graph] => [
-    buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew, sampling, dtype }),
-    buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew, sampling, dtype }),
+    buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew, sampling, dtype, expertSlots }),
+    buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew, sampling, dtype, expertSlots }),
   ];
   let tokenizer: Tokenizer | undefined;
   const tokFile = `${dir.replace(/\/$/, "")}/tokenizer.json`;
@@ -383,11 +443,32 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   const model = new Model(cfg, build, device, maxSeq, tokenizer);
+  model.expertPlan = expertPlan;
   const ckpt = await Checkpoint.open(dir, {
     progress: (total) => createProgress({ total, label: "loading", quiet: options.quiet }),
   });
   try {
-    await loadWeights(model.prefill, cfg, ckpt);
+    if (expertSlots) {
+      const prefixes = moeLayers(cfg).map((i) => moePrefix(cfg, i));
+      const skip = (n: string) => n.startsWith(`${SLOT_POOL}.`) || n.endsWith(".slot_table");
+      await loadWeights(model.prefill, cfg, ckpt, skip);
+      const mixtral = cfg.architecture === "MixtralForCausalLM";
+      const kind = {
+        w1: mixtral ? "w1" : "gate_proj",
+        w3: mixtral ? "w3" : "up_proj",
+        w2: mixtral ? "w2" : "down_proj",
+      };
+      model.experts = await ExpertScheduler.load(
+        model.prefill,
+        ckpt,
+        expertPlan!,
+        prefixes,
+        (l, e, w) => `${prefixes[l]}.experts.${e}.${kind[w]}.weight`,
+        dtype,
+      );
+    } else {
+      await loadWeights(model.prefill, cfg, ckpt);
+    }
   } catch (e) {
     model.dispose();
     throw e;
@@ -395,4 +476,92 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     ckpt.close();
   }
   return model;
+}
+
+/** Indices of the MoE layers. */
+function moeLayers(cfg: ModelConfig): number[] {
+  return cfg.pattern.flatMap((p, i) => (p.ffn === "moe" ? [i] : []));
+}
+
+/**
+ * The expert placement `loadModel` would use for `options.memoryBudget`, from
+ * config.json (and `kiln_routing_stats.json`) alone, without loading weights.
+ *
+ * @example
+ * ```ts ignore
+ * const plan = await planModelExperts("./Mixtral-8x7B-v0.1", { memoryBudget: "24GiB" });
+ * console.log(describeExpertPlan(plan));
+ * ```
+ */
+export async function planModelExperts(dir: string, options: LoadOptions): Promise<ExpertPlan> {
+  if (options.memoryBudget === undefined) {
+    throw new TypeError("planModelExperts: memoryBudget is required");
+  }
+  const cfg = await readConfig(dir);
+  const device = options.device ?? await requestDevice();
+  return await planForBudget(
+    dir,
+    cfg,
+    device,
+    options.maxSeq ?? 2048,
+    options.dtype ?? "f32",
+    options,
+  );
+}
+
+/**
+ * The expert plan for `options.memoryBudget`: non-expert parameters plus the
+ * larger of the decode plan's and a prefill plan's buffers (KV caches, states,
+ * activations) come first; what remains holds expert slots.
+ */
+async function planForBudget(
+  dir: string,
+  cfg: ModelConfig,
+  device: KilnDevice,
+  maxSeq: number,
+  dtype: "f32" | "f16",
+  options: LoadOptions,
+): Promise<ExpertPlan> {
+  const budget = parseBytes(options.memoryBudget!);
+  const layers = moeLayers(cfg);
+  if (!cfg.moe || layers.length === 0) {
+    throw new TypeError(`loadModel: memoryBudget applies to MoE models; ${dir} has no MoE layers`);
+  }
+  if (device.kind !== "gpu") throw new TypeError("loadModel: memoryBudget needs a GPU device");
+  const E = cfg.moe.experts;
+  const sizing = { maxSeq, maxNew: maxSeq, dtype };
+  const el = dtype === "f16" ? 2 : 4;
+  const pg = buildCausalLM(cfg, { mode: "prefill", ...sizing });
+  const dg = buildCausalLM(cfg, { mode: "decode", ...sizing });
+  let paramBytes = 0, expertBytes = 0;
+  for (const [name, id] of pg.params) {
+    const v = pg.values[id];
+    const n = (v.shape as number[]).reduce((a, b) => a * b, 1);
+    const bytes = Math.ceil((n * (v.dtype === "f16" ? 2 : 4)) / 4) * 4;
+    if (
+      /\.(w1|w3|w2)$/.test(name) &&
+      layers.some((i) => name === `${moePrefix(cfg, i)}.${name.slice(-2)}`)
+    ) {
+      expertBytes += bytes;
+    } else paramBytes += bytes;
+  }
+  const perExpert = 3 * cfg.intermediate * cfg.hidden * el;
+  const T = Math.max(1, Math.min(options.budgetPrefillTokens ?? 512, maxSeq));
+  const prefill = compile(pg, device);
+  const decode = compile(dg, device);
+  const act = Math.max(prefill.plan({ T }).peakBytes, decode.plan().peakBytes);
+  prefill.dispose();
+  decode.dispose();
+  const stats = options.routingStats ??
+    await readRoutingStats(dir, { layers: layers.length, experts: E });
+  void expertBytes;
+  return planExperts({
+    layers: layers.length,
+    experts: E,
+    topK: cfg.moe.topK,
+    expertBytes: perExpert,
+    fixedBytes: paramBytes + act,
+    budget,
+    stats,
+  });
 }

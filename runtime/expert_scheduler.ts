@@ -1,0 +1,398 @@
+/**
+ * Runs a MoE model whose experts do not all fit the GPU budget.
+ *
+ * Tiers: pinned experts sit in the slot pool for good; every other expert lives
+ * in the host tier — one mappable upload buffer per expert (`COPY_SRC`, written
+ * once at load: host-visible, pinned memory on a discrete GPU, outside the GPU
+ * budget) — and is copied into the pool's rotating slots right before the layer
+ * that uses it. The copies are recorded into the forward pass's own command
+ * buffer (`RunOptions.hooks`), so the queue orders them after the previous
+ * layer's reads and before this layer's kernels: an expert in use is always
+ * complete, and no step needs a host round trip to fetch weights (copying
+ * layer i+1's experts overlaps nothing on the host; the GPU does it in order).
+ * Outputs are bit-identical to all-resident execution: the same kernels read the
+ * same weights through the slot table.
+ *
+ * @module
+ */
+
+import type { Executable } from "../compiler/compile.ts";
+import type { Plan } from "../compiler/plan.ts";
+import type { EncodeHooks } from "./gpu_executor.ts";
+import type { GpuDevice } from "./device.ts";
+import type { Checkpoint } from "./safetensors.ts";
+import { type ExpertPlan, formatBytes, type RoutingStats } from "./expert_plan.ts";
+
+/** Name of the slot pool parameters (`moe.slots.w1` …) in scheduled graphs. */
+export const SLOT_POOL = "moe.slots";
+
+/** Counters of the scheduler, cumulative since load (or `resetStats`). */
+export interface ExpertStats {
+  /** Forward passes run (prefill and decode steps). */
+  steps: number;
+  /** Decode steps whose routing was read back (the basis of the rates below). */
+  decodeSteps: number;
+  /** Expert bytes copied from the host tier into slots. */
+  bytesUploaded: number;
+  /** Host round trips made by the scheduler itself (0: copies ride in the step's command buffer). */
+  schedulerRoundTrips: number;
+  /** Routed (token, slot) pairs per layer during decode. */
+  routed: number[];
+  /** Of those, pairs whose expert was pinned (resident before the step). */
+  hits: number[];
+  /** Streamed expert copies per layer during decode. */
+  streamed: number[];
+  /** Streamed copies that the step used (prefetch accuracy = used / streamed). */
+  streamedUsed: number[];
+  /** Routed pairs per layer and expert, prefill and decode (`usage[l][e]`). */
+  usage: number[][];
+}
+
+/** A derived summary of {@linkcode ExpertStats}. */
+export interface ExpertStatsSummary {
+  /** Fraction of decode routed pairs served by resident (pinned) experts. */
+  hitRate: number;
+  /** Fraction of streamed expert copies a decode step used. */
+  prefetchAccuracy: number;
+  /** Expert bytes uploaded per decode step. */
+  bytesPerToken: number;
+  /** Scheduler round trips per decode step. */
+  roundTripsPerToken: number;
+  /** Hit rate per layer. */
+  hitRateByLayer: number[];
+}
+
+/** Streams experts through the slot pool of one loaded model. */
+export class ExpertScheduler {
+  /** The placement. */
+  readonly plan: ExpertPlan;
+  /** Parameter prefix of each MoE layer (e.g. `model.layers.0.block_sparse_moe`). */
+  readonly prefixes: readonly string[];
+  /** Counters (see {@linkcode ExpertStats}). */
+  stats: ExpertStats;
+  readonly #dev: GpuDevice;
+  readonly #host: GPUBuffer[][];
+  readonly #slabBytes: readonly [number, number, number];
+  readonly #pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer];
+  readonly #hooks = new WeakMap<Plan, EncodeHooks>();
+  #lastUsage?: Uint32Array;
+
+  private constructor(
+    dev: GpuDevice,
+    plan: ExpertPlan,
+    prefixes: readonly string[],
+    host: GPUBuffer[][],
+    slabBytes: readonly [number, number, number],
+    pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer],
+  ) {
+    this.#dev = dev;
+    this.plan = plan;
+    this.prefixes = prefixes;
+    this.#host = host;
+    this.#slabBytes = slabBytes;
+    this.#pool = pool;
+    this.stats = emptyStats(plan.layers, plan.experts);
+  }
+
+  /**
+   * Reads every expert from the checkpoint into the host tier, sets the slot
+   * pool and tables on `exe`, and copies the pinned experts into their slots.
+   *
+   * @example
+   * ```ts ignore
+   * const s = await ExpertScheduler.load(model.prefill, ckpt, plan, prefixes, (l, e, w) =>
+   *   `${prefixes[l]}.experts.${e}.${w}.weight`);
+   * ```
+   */
+  static async load(
+    exe: Executable,
+    ckpt: Checkpoint,
+    plan: ExpertPlan,
+    prefixes: readonly string[],
+    tensorName: (layer: number, expert: number, which: "w1" | "w3" | "w2") => string,
+    dtype: "f32" | "f16",
+  ): Promise<ExpertScheduler> {
+    if (exe.device.kind !== "gpu") {
+      throw new TypeError("ExpertScheduler: a memory budget needs a GPU device");
+    }
+    const dev = exe.device as GpuDevice;
+    const g = exe.graph;
+    const shapeOf = (n: string) => {
+      const id = g.params.get(n);
+      if (id === undefined) throw new TypeError(`ExpertScheduler: the graph has no param "${n}"`);
+      return g.values[id].shape as number[];
+    };
+    const w1 = shapeOf(`${SLOT_POOL}.w1`), w2 = shapeOf(`${SLOT_POOL}.w2`);
+    const el = dtype === "f16" ? 2 : 4;
+    const slab1 = w1[1] * w1[2] * el, slab2 = w2[1] * w2[2] * el;
+    if (slab1 % 4 !== 0 || slab2 % 4 !== 0) {
+      throw new RangeError(
+        `ExpertScheduler: expert slabs of ${slab1} / ${slab2} bytes are not multiples of 4`,
+      );
+    }
+    const slabBytes = [slab1, slab1, slab2] as const;
+    const S = w1[0];
+    const Arr = dtype === "f16" ? Float16Array : Float32Array;
+    exe.setParams({
+      [`${SLOT_POOL}.w1`]: new Arr(S * w1[1] * w1[2]),
+      [`${SLOT_POOL}.w3`]: new Arr(S * w1[1] * w1[2]),
+      [`${SLOT_POOL}.w2`]: new Arr(S * w2[1] * w2[2]),
+    });
+    const tables: Record<string, Uint32Array> = {};
+    prefixes.forEach((p, l) => tables[`${p}.slot_table`] = plan.tables[l]);
+    exe.setParams(tables);
+    const pool = (["w1", "w3", "w2"] as const).map((w) => exe.paramBuffer(`${SLOT_POOL}.${w}`)!);
+    const device = dev.device;
+    const host: GPUBuffer[][] = [];
+    for (let l = 0; l < plan.layers; l++) {
+      const row: GPUBuffer[] = [];
+      for (let e = 0; e < plan.experts; e++) {
+        const buf = device.createBuffer({
+          label: `host expert ${l}.${e}`,
+          size: slab1 * 2 + slab2,
+          usage: GPUBufferUsage.COPY_SRC,
+          mappedAtCreation: true,
+        });
+        const range = buf.getMappedRange();
+        let off = 0;
+        for (const [j, w] of (["w1", "w3", "w2"] as const).entries()) {
+          const data = await ckpt.readAs(tensorName(l, e, w), dtype);
+          if (data.byteLength !== slabBytes[j]) {
+            buf.unmap();
+            buf.destroy();
+            throw new RangeError(
+              `${tensorName(l, e, w)}: ${data.byteLength} bytes, expected ${slabBytes[j]}`,
+            );
+          }
+          new Uint8Array(range, off, data.byteLength).set(
+            new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+          );
+          off += data.byteLength;
+        }
+        buf.unmap();
+        row.push(buf);
+      }
+      host.push(row);
+    }
+    const s = new ExpertScheduler(
+      dev,
+      plan,
+      prefixes,
+      host,
+      slabBytes,
+      pool as [GPUBuffer, GPUBuffer, GPUBuffer],
+    );
+    const enc = device.createCommandEncoder();
+    plan.pinned.forEach((pin, l) => {
+      for (const e of pin) s.#copy(enc, l, e, plan.tables[l][e]);
+    });
+    device.queue.submit([enc.finish()]);
+    return s;
+  }
+
+  #copy(enc: GPUCommandEncoder, layer: number, expert: number, slot: number): void {
+    let off = 0;
+    for (let j = 0; j < 3; j++) {
+      const n = this.#slabBytes[j];
+      enc.copyBufferToBuffer(this.#host[layer][expert], off, this.#pool[j], slot * n, n);
+      off += n;
+    }
+  }
+
+  /** Bytes of one expert. */
+  get expertBytes(): number {
+    return this.#slabBytes[0] * 2 + this.#slabBytes[2];
+  }
+
+  /**
+   * Copy commands for a forward pass of `plan`: before the first kernel of each
+   * MoE layer (its router), that layer's non-pinned experts are copied into
+   * the rotating slots. Pass as `RunOptions.hooks`.
+   */
+  hooks(plan: Plan): EncodeHooks | undefined {
+    if (this.plan.allResident) return undefined;
+    let h = this.#hooks.get(plan);
+    if (h) return h;
+    const map = new Map<number, (enc: GPUCommandEncoder) => void>();
+    this.prefixes.forEach((p, l) => {
+      const slot = plan.params.get(`${p}.router`)?.slot;
+      const at = plan.kernels.findIndex((k) => k.bindings.some((b) => b.slot === slot));
+      if (slot === undefined || at < 0) {
+        throw new Error(`internal: no router kernel of MoE layer ${p} in the plan`);
+      }
+      const pin = new Set(this.plan.pinned[l]);
+      const todo = Array.from({ length: this.plan.experts }, (_, e) => e).filter((e) =>
+        !pin.has(e)
+      );
+      if (todo.length === 0) return;
+      const prev = map.get(at);
+      map.set(at, (enc) => {
+        prev?.(enc);
+        for (const e of todo) this.#copy(enc, l, e, this.plan.tables[l][e]);
+        this.stats.bytesUploaded += todo.length * this.expertBytes;
+      });
+    });
+    this.#hooks.set(plan, map);
+    return map;
+  }
+
+  /** Counts one forward pass (called by the runner per submitted step). */
+  countStep(): void {
+    this.stats.steps++;
+  }
+
+  /**
+   * Folds a readback of the `moe.usage` state in: `decodeSteps` steps ran since
+   * the previous call (0 for prefill, which is counted in usage only).
+   */
+  observeUsage(usage: Uint32Array, decodeSteps: number): void {
+    const L = this.plan.layers, E = this.plan.experts;
+    const prev = this.#lastUsage ?? new Uint32Array(L * E);
+    const st = this.stats;
+    st.decodeSteps += decodeSteps;
+    for (let l = 0; l < L; l++) {
+      const pin = new Set(this.plan.pinned[l]);
+      for (let e = 0; e < E; e++) {
+        const d = (usage[l * E + e] - prev[l * E + e]) >>> 0;
+        st.usage[l][e] += d;
+        if (decodeSteps === 0) continue;
+        st.routed[l] += d;
+        if (pin.has(e)) st.hits[l] += d;
+        else st.streamedUsed[l] += Math.min(d, decodeSteps);
+      }
+      if (decodeSteps > 0 && !this.plan.allResident) {
+        st.streamed[l] += (E - this.plan.pinned[l].length) * decodeSteps;
+      }
+    }
+    this.#lastUsage = usage.slice();
+  }
+
+  /** Forgets the usage baseline (the runner zeroes `moe.usage` with the other states). */
+  resetUsageBaseline(): void {
+    this.#lastUsage = undefined;
+  }
+
+  /** Zeroes the counters. */
+  resetStats(): void {
+    this.stats = emptyStats(this.plan.layers, this.plan.experts);
+  }
+
+  /** Rates derived from the counters. */
+  summary(): ExpertStatsSummary {
+    const st = this.stats;
+    const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
+    const n = Math.max(1, st.decodeSteps);
+    const streamed = sum(st.streamed);
+    return {
+      hitRate: sum(st.routed) ? sum(st.hits) / sum(st.routed) : 1,
+      prefetchAccuracy: streamed ? sum(st.streamedUsed) / streamed : 1,
+      bytesPerToken: this.plan.bytesPerStep,
+      roundTripsPerToken: st.schedulerRoundTrips / n,
+      hitRateByLayer: st.routed.map((r, l) => (r ? st.hits[l] / r : 1)),
+    };
+  }
+
+  /** Routing statistics gathered so far, in the stored-file format. */
+  routingStats(): RoutingStats {
+    return {
+      version: 1,
+      layers: this.plan.layers,
+      experts: this.plan.experts,
+      counts: this.stats.usage.map((r) => [...r]),
+    };
+  }
+
+  /** A printable report of the counters. */
+  report(): string {
+    const s = this.summary();
+    const st = this.stats;
+    const lines = [
+      `expert scheduler: ${this.plan.slots} slots (${this.plan.rotating} rotating), ` +
+      `${st.decodeSteps} decode steps`,
+      `  hit rate ${(100 * s.hitRate).toFixed(1)}%, prefetch accuracy ${
+        (100 * s.prefetchAccuracy).toFixed(1)
+      }%, uploaded ${formatBytes(st.bytesUploaded)} (${formatBytes(s.bytesPerToken)}/token), ` +
+      `scheduler round trips ${s.roundTripsPerToken.toFixed(2)}/token`,
+    ];
+    s.hitRateByLayer.forEach((h, l) => {
+      lines.push(
+        `  layer ${l}: hit ${(100 * h).toFixed(1)}%, streamed ${st.streamed[l]}, used ${
+          st.streamedUsed[l]
+        }`,
+      );
+    });
+    return lines.join("\n");
+  }
+
+  /** Frees the host tier. */
+  dispose(): void {
+    for (const row of this.#host) for (const b of row) b.destroy();
+    this.#host.length = 0;
+  }
+}
+
+function emptyStats(L: number, E: number): ExpertStats {
+  const z = () => new Array(L).fill(0);
+  return {
+    steps: 0,
+    decodeSteps: 0,
+    bytesUploaded: 0,
+    schedulerRoundTrips: 0,
+    routed: z(),
+    hits: z(),
+    streamed: z(),
+    streamedUsed: z(),
+    usage: Array.from({ length: L }, () => new Array(E).fill(0)),
+  };
+}
+
+/**
+ * An SVG heatmap of expert usage (layers × experts), darker = more routed pairs.
+ *
+ * @example
+ * ```ts
+ * import { usageHeatmapSvg } from "./expert_scheduler.ts";
+ * const svg = usageHeatmapSvg([[5, 0, 1, 2], [0, 3, 3, 2]]);
+ * svg.startsWith("<svg"); // true
+ * ```
+ */
+export function usageHeatmapSvg(
+  usage: readonly (readonly number[])[],
+  title = "expert usage",
+): string {
+  const L = usage.length, E = usage[0]?.length ?? 0;
+  const c = 28, left = 70, top = 40;
+  const w = left + E * c + 20, h = top + L * c + 30;
+  const max = Math.max(1, ...usage.flat());
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="11">`,
+    `<text x="${left}" y="20" font-size="14">${escapeXml(title)}</text>`,
+  ];
+  usage.forEach((row, l) => {
+    out.push(
+      `<text x="${left - 6}" y="${top + l * c + c / 2 + 4}" text-anchor="end">layer ${l}</text>`,
+    );
+    row.forEach((v, e) => {
+      const a = v / max;
+      const shade = Math.round(255 * (1 - a));
+      out.push(
+        `<rect x="${left + e * c}" y="${top + l * c}" width="${c - 1}" height="${c - 1}" ` +
+          `fill="rgb(${shade},${shade},255)"><title>layer ${l} expert ${e}: ${v}</title></rect>`,
+      );
+    });
+  });
+  for (let e = 0; e < E; e++) {
+    out.push(
+      `<text x="${left + e * c + c / 2}" y="${top + L * c + 14}" text-anchor="middle">${e}</text>`,
+    );
+  }
+  out.push("</svg>");
+  return out.join("\n") + "\n";
+}
+
+function escapeXml(s: string): string {
+  return s.replace(
+    /[<>&"]/g,
+    (ch) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[ch]!,
+  );
+}

@@ -34,9 +34,10 @@ const USAGE = `usage: kiln <command> [options]
 commands:
   generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
            [--top-p P] [--seed S] [--max-seq N] [--read-every N] [--stats] [--quiet]
-           [--gpu-memory 2GiB] [--heatmap FILE.svg] [--save-routing-stats]
+           [--gpu-memory 2GiB] [--policy lru|lfu|stream|naive] [--heatmap FILE.svg]
+           [--save-routing-stats]
                                      stream text from a Hugging Face model folder; --gpu-memory
-                                     streams experts that do not fit (MoE models)
+                                     caches (lru, lfu) or streams experts that do not fit
   inspect DIR [--gpu-memory 2GiB]    a model from config.json alone: architecture, layer pattern,
                                      parameters total vs active per token, bytes, kernels per step;
                                      with --gpu-memory, the expert placement plan
@@ -84,13 +85,35 @@ async function loadGraph(file: string): Promise<{ graph: Graph; dims: Record<str
   return { graph, dims: (mod.dims as Record<string, number>) ?? {} };
 }
 
-function num(v: string | undefined, name: string, fallback: number, integer = true): number {
+function num(
+  v: string | undefined,
+  name: string,
+  fallback: number,
+  integer = true,
+  range: [number, number] = [-Infinity, Infinity],
+): number {
   if (v === undefined) return fallback;
-  const n = Number(v);
+  const n = v.trim() === "" ? NaN : Number(v);
   if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) {
     throw new UsageError(`--${name}: expected ${integer ? "an integer" : "a number"}, got "${v}"`);
   }
+  if (n < range[0] || n > range[1]) {
+    const [lo, hi] = range;
+    const want = hi === Infinity ? `>= ${lo}` : `between ${lo} and ${hi}`;
+    throw new UsageError(`--${name}: must be ${want}, got ${v}`);
+  }
   return n;
+}
+
+/** A model folder argument: a one-line error when it is not a folder at all. */
+async function modelDir(path: string, what: string): Promise<string> {
+  if (!(await isDir(path))) {
+    const exists = await Deno.stat(path).then(() => true, () => false);
+    throw new UsageError(
+      `${what}: ${path} ${exists ? "is not a folder" : "does not exist"} (expected a model folder)`,
+    );
+  }
+  return path;
 }
 
 async function isDir(path: string): Promise<boolean> {
@@ -117,36 +140,50 @@ async function generate(args: string[]): Promise<void> {
       stats: { type: "boolean", default: false },
       quiet: { type: "boolean", default: false },
       "gpu-memory": { type: "string" },
+      policy: { type: "string" },
       heatmap: { type: "string" },
       "save-routing-stats": { type: "boolean", default: false },
     },
   });
   if (!values.model) throw new UsageError("generate: --model DIR is required");
+  const POLICIES = ["lru", "lfu", "stream", "naive"] as const;
+  const policy = values.policy as (typeof POLICIES)[number] | undefined;
+  if (policy !== undefined && !POLICIES.includes(policy)) {
+    throw new UsageError(
+      `generate: --policy must be one of ${POLICIES.join(", ")}, got "${policy}"`,
+    );
+  }
   if (values.prompt === undefined) throw new UsageError("generate: --prompt TEXT is required");
-  const model = await loadModel(values.model, {
+  // Every option is checked before the (possibly long) load, so a typo fails at once.
+  const options = {
+    maxTokens: num(values["max-tokens"], "max-tokens", 64, true, [1, Infinity]),
+    temperature: num(values.temperature, "temperature", 0, false, [0, Infinity]),
+    topK: num(values["top-k"], "top-k", 0, true, [0, Infinity]),
+    topP: num(values["top-p"], "top-p", 1, false, [Number.MIN_VALUE, 1]),
+    seed: num(values.seed, "seed", 0, true, [0, 2 ** 32 - 1]),
+    readEvery: num(values["read-every"], "read-every", 8, true, [1, Infinity]),
+  };
+  const maxSeq = num(values["max-seq"], "max-seq", 2048, true, [1, Infinity]);
+  const model = await loadModel(await modelDir(values.model, "generate --model"), {
     quiet: values.quiet,
-    maxSeq: num(values["max-seq"], "max-seq", 2048),
+    maxSeq,
     memoryBudget: values["gpu-memory"],
+    expertPolicy: policy,
   });
   const enc = new TextEncoder();
   for await (
-    const text of model.generate(values.prompt, {
-      maxTokens: num(values["max-tokens"], "max-tokens", 64),
-      temperature: num(values.temperature, "temperature", 0, false),
-      topK: num(values["top-k"], "top-k", 0),
-      topP: num(values["top-p"], "top-p", 1, false),
-      seed: num(values.seed, "seed", 0),
-      readEvery: num(values["read-every"], "read-every", 8),
-    })
+    const text of model.generate(values.prompt, options)
   ) await Deno.stdout.write(enc.encode(text));
   await Deno.stdout.write(enc.encode("\n"));
   if (values.stats && model.lastStats) {
     const s = model.lastStats;
     console.error(
-      `[kiln] prompt ${s.promptTokens} tokens, prefill ${s.prefillMs.toFixed(0)} ms; ` +
-        `${s.generatedTokens} tokens in ${s.decodeMs.toFixed(0)} ms ` +
-        `(${
-          (Math.max(0, s.generatedTokens - 1) / (s.decodeMs / 1000)).toFixed(1)
+      `[kiln] pipelines compiled in ${s.compileMs.toFixed(0)} ms; ` +
+        `prompt ${s.promptTokens} tokens, prefill ${s.prefillMs.toFixed(0)} ms; ` +
+        `${s.generatedTokens} tokens generated, the ${
+          Math.max(0, s.generatedTokens - 1)
+        } after the first in ${s.decodeMs.toFixed(0)} ms (${
+          s.generatedTokens > 1 ? ((s.generatedTokens - 1) / (s.decodeMs / 1000)).toFixed(1) : "–"
         } tok/s), ${s.readbacks} host round trips`,
     );
     if (model.experts) console.error(`[kiln] ${model.experts.report()}`);
@@ -179,7 +216,15 @@ async function inspectModel(dir: string, gpuMemory?: string): Promise<void> {
   const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 });
   const decode = buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew: 1 });
   const count = countParams(prefill);
-  const b = (n: number) => `${(n / 1e9).toFixed(2)}B`;
+  // Billions for real models; tiny test models would all print "0.00B".
+  const b = (n: number) =>
+    n >= 1e9
+      ? `${(n / 1e9).toFixed(2)}B`
+      : n >= 1e6
+      ? `${(n / 1e6).toFixed(2)}M`
+      : n >= 1e3
+      ? `${(n / 1e3).toFixed(1)}K`
+      : `${n}`;
   const pattern = cfg.pattern.map((p) =>
     `${p.mixer === "attention" ? "A" : "M"}${p.ffn === "moe" ? "e" : p.ffn === "mlp" ? "f" : ""}`
   );
@@ -231,27 +276,28 @@ async function bench(args: string[]): Promise<void> {
   });
   const dir = positionals[0];
   if (!dir) throw new UsageError("bench: give a model folder");
-  const P = num(values["prompt-tokens"], "prompt-tokens", 128);
-  const N = num(values.tokens, "tokens", 32);
-  const model = await loadModel(dir, { quiet: values.quiet, maxSeq: P + N + 1 });
+  const P = num(values["prompt-tokens"], "prompt-tokens", 128, true, [1, Infinity]);
+  const N = num(values.tokens, "tokens", 32, true, [2, Infinity]);
+  const model = await loadModel(await modelDir(dir, "bench"), {
+    quiet: values.quiet,
+    maxSeq: P + N + 1,
+  });
   const ids = Array.from({ length: P }, (_, i) => (i * 7919 + 1) % model.config.vocabSize);
-  await model.forward(ids.slice(0, 8)); // compile pipelines
-  const t0 = performance.now();
-  await model.forward(ids);
-  const prefillMs = performance.now() - t0;
-  for await (const _ of model.generateIds(ids, { maxTokens: 2 })) { /* warm the decode kernels */ }
+  // Warm-up with the same prompt length: kernels are specialised per T, so a
+  // shorter warm-up would leave the timed prefill compiling pipelines.
+  for await (const _ of model.generateIds(ids, { maxTokens: 2 })) { /* compile */ }
   let n = 0;
   for await (const _ of model.generateIds(ids, { maxTokens: N, readEvery: 8 })) n++;
   const s = model.lastStats!;
   console.log(
-    `prefill: ${P} tokens in ${prefillMs.toFixed(0)} ms = ${
-      (P / prefillMs * 1000).toFixed(1)
-    } tok/s (logits read back)`,
+    `prefill: ${P} tokens in ${s.prefillMs.toFixed(0)} ms = ${
+      (P / s.prefillMs * 1000).toFixed(1)
+    } tok/s (until the first sampled token is on the host)`,
   );
   console.log(
-    `decode: ${n} tokens, ${
-      (Math.max(1, n - 1) / (s.decodeMs / 1000)).toFixed(1)
-    } tok/s, ${s.readbacks} host round trips`,
+    `decode: ${n - 1} tokens in ${s.decodeMs.toFixed(0)} ms = ${
+      ((n - 1) / (s.decodeMs / 1000)).toFixed(1)
+    } tok/s, ${s.readbacks} host round trips (ids read back every 8 tokens)`,
   );
   model.dispose();
 }
@@ -323,9 +369,12 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     if (
       e instanceof UsageError || e instanceof TypeError || e instanceof RangeError ||
-      e instanceof SyntaxError || e instanceof Deno.errors.NotFound
+      e instanceof SyntaxError || e instanceof Deno.errors.NotFound ||
+      e instanceof Deno.errors.NotADirectory || e instanceof Deno.errors.IsADirectory ||
+      e instanceof Deno.errors.PermissionDenied
     ) {
-      console.error(`kiln: ${e.message}`);
+      // One line, always: some messages (node:util parseArgs hints) span several.
+      console.error(`kiln: ${e.message.trim().replace(/\s*\n\s*/g, " ")}`);
       return 1;
     }
     if (e instanceof Error && /No WebGPU adapter/.test(e.message)) {

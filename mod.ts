@@ -36,7 +36,7 @@ export {
   type RunOptions,
 } from "./compiler/compile.ts";
 export type { KernelTiming } from "./runtime/gpu_executor.ts";
-export type { ParamBuffers } from "./runtime/gpu_executor.ts";
+export type { EncodeHooks, ParamBuffers } from "./runtime/gpu_executor.ts";
 export {
   allocHost,
   byteSize,
@@ -201,10 +201,12 @@ export {
   writeRoutingStats,
 } from "./runtime/expert_plan.ts";
 export {
+  type ExpertPolicy,
   ExpertScheduler,
   type ExpertStats,
   type ExpertStatsSummary,
   SLOT_POOL,
   usageHeatmapSvg,
+  type WindowCheck,
 } from "./runtime/expert_scheduler.ts";
 export { mulberry32 } from "./runtime/random.ts";

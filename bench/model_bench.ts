@@ -107,7 +107,7 @@ const MODELS: Spec[] = [
   },
 ];
 
-const M = (n: number) => `${(n / 1e6).toFixed(1)}M`;
+const M = (n: number) => n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${(n / 1e3).toFixed(1)}K`;
 const f1 = (n: number) => n.toFixed(1);
 
 function promptIds(n: number, vocab: number): number[] {
@@ -224,9 +224,12 @@ async function tinyReadback(
 }
 
 const device = await requestDevice();
-const load = new TextDecoder().decode(
-  (await new Deno.Command("uptime", { stdout: "piped" }).output()).stdout,
-).trim();
+// The machines are shared: the load before and after says how noisy a run was.
+const uptime = async () =>
+  new TextDecoder().decode(
+    (await new Deno.Command("uptime", { stdout: "piped" }).output()).stdout,
+  ).trim();
+const load = await uptime();
 console.log(`Adapter: ${device.adapterName}; ${new Date().toISOString().slice(0, 10)}; ${load}`);
 console.log(
   `Contexts ${CONTEXTS.join(", ")}; prefill in ${CHUNK}-token chunks; decode ${DECODE_TOKENS} ` +
@@ -285,4 +288,5 @@ for (const r of results) {
     }× |`,
   );
 }
+console.log(`\nfinished: ${await uptime()}`);
 device.destroy();

@@ -1,8 +1,11 @@
 /**
  * Expert scheduler benchmark: decode tokens/s of a small Mixtral-style model
- * (E = 8, k = 2) at 100 / 75 / 50 / 25 % of the expert bytes on the GPU, with
- * the scheduler (pinning by routing statistics gathered on a warm-up run) and
- * without statistics, plus hit rates, bytes moved and host round trips per token.
+ * (E = 8, k = 2) at 100 / 75 / 50 / 25 % of the expert bytes on the GPU with
+ * each expert policy: LRU and LFU cache (with the streamed fallback on miss
+ * streaks, and LRU pure), streaming every non-pinned expert, and naive
+ * on-demand loading; hit rates, bytes uploaded, host round trips and misses per
+ * token, and whether the ids equal all-resident execution. No routing-stats
+ * file: pins are the lowest expert ids.
  *
  * Run: `deno run -A bench/scheduler_bench.ts` (env SCHED_TOKENS, SCHED_HIDDEN,
  * SCHED_FF, SCHED_LAYERS override the defaults 48 / 256 / 512 / 4).
@@ -12,10 +15,12 @@
 import { loadModel, type Model } from "../runtime/model.ts";
 import { writeTinyMixtral } from "../tests/fixtures/tiny_checkpoints.ts";
 import { requestDevice } from "../runtime/device.ts";
-import { formatBytes, writeRoutingStats } from "../runtime/expert_plan.ts";
+import { formatBytes } from "../runtime/expert_plan.ts";
+import type { ExpertPolicy } from "../runtime/expert_scheduler.ts";
 
 const env = (k: string, d: number) => Number(Deno.env.get(k) ?? d);
 const TOKENS = env("SCHED_TOKENS", 48);
+const READ_EVERY = env("SCHED_READ_EVERY", 8);
 const d = env("SCHED_HIDDEN", 256), ff = env("SCHED_FF", 512), L = env("SCHED_LAYERS", 4);
 const dir = await Deno.makeTempDir({ prefix: "kiln_sched_bench_" });
 await writeTinyMixtral(dir, {
@@ -42,7 +47,7 @@ async function decodeRate(m: Model): Promise<{ tps: number; ids: number[] }> {
   const ids: number[] = [];
   const t0 = performance.now();
   let tFirst = 0;
-  for await (const id of m.generateIds(prompt, { maxTokens: TOKENS + 1, readEvery: 8 })) {
+  for await (const id of m.generateIds(prompt, { maxTokens: TOKENS + 1, readEvery: READ_EVERY })) {
     if (ids.length === 0) tFirst = performance.now();
     ids.push(id);
   }
@@ -51,12 +56,12 @@ async function decodeRate(m: Model): Promise<{ tps: number; ids: number[] }> {
   return { tps: (ids.length - 1) / ((t1 - tFirst) / 1000), ids };
 }
 
-const open = (memoryBudget?: number) =>
-  loadModel(dir, { device, quiet: true, maxSeq: 128, memoryBudget });
+const open = (memoryBudget?: number, expertPolicy?: ExpertPolicy) =>
+  loadModel(dir, { device, quiet: true, maxSeq: 128, memoryBudget, expertPolicy });
 
 const ref = await open();
 const base = await decodeRate(ref);
-const readbacksPerToken = ref.lastStats!.readbacks / ref.lastStats!.generatedTokens;
+const baseRt = ref.lastStats!.readbacks / ref.lastStats!.generatedTokens;
 ref.dispose();
 const probe = await open(Number.MAX_SAFE_INTEGER);
 const p0 = probe.expertPlan!;
@@ -66,43 +71,49 @@ console.log(
   `model: d=${d} ff=${ff} layers=${L} E=8 k=2; expert ${formatBytes(p0.expertBytes)}, ` +
     `experts ${formatBytes(expertTotal)}, non-expert ${
       formatBytes(p0.fixedBytes)
-    }; ${TOKENS} tokens`,
+    }; ${TOKENS} tokens, readEvery ${READ_EVERY}`,
 );
 console.log(
-  `all-resident: ${base.tps.toFixed(1)} tok/s, ${readbacksPerToken.toFixed(3)} round trips/token`,
+  `all-resident: ${base.tps.toFixed(1)} tok/s, ${baseRt.toFixed(3)} round trips/token`,
 );
 console.log(
-  "| budget | variant | slots (rotating) | tok/s | × all-resident | hit rate | prefetch acc. | moved/token | round trips/token | ids match |",
+  "| budget | policy | slots (rotating) | tok/s | × all-resident | × naive | hit rate | uploaded/token | round trips/token | misses/token | ids match |",
 );
-console.log("|---|---|---|---|---|---|---|---|---|---|");
-// Statistics from one run at full residency-but-scheduled (decode routing of this prompt).
-const statsRun = await open(p0.fixedBytes + (expertTotal - p0.expertBytes));
-await decodeRate(statsRun);
-const stats = statsRun.experts!.routingStats();
-statsRun.dispose();
+console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+const VARIANTS = [
+  ["naive", "naive", true],
+  ["lru", "lru (+fallback)", true],
+  ["lru", "lru (pure)", false],
+  ["lfu", "lfu (+fallback)", true],
+  ["stream", "stream", true],
+] as const;
 for (const frac of [1, 0.75, 0.5, 0.25]) {
-  for (const variant of ["stats", "no stats"] as const) {
-    if (frac === 1 && variant === "no stats") continue;
-    const budget = p0.fixedBytes + Math.floor(frac * expertTotal);
-    if (variant === "stats") await writeRoutingStats(dir, stats);
-    else await Deno.remove(`${dir}/kiln_routing_stats.json`).catch(() => {});
+  const budget = p0.fixedBytes + Math.floor(frac * expertTotal);
+  let naiveTps = NaN;
+  for (const [policy, name, fallback] of VARIANTS) {
+    if (frac === 1 && name !== "lru (+fallback)") continue;
     let m: Model;
     try {
-      m = await open(budget);
+      m = await open(budget, policy);
     } catch (e) {
-      console.log(`| ${frac * 100}% | ${variant} | — | ${(e as Error).message} |`);
+      console.log(`| ${frac * 100}% | ${name} | — | ${(e as Error).message} |`);
       continue;
     }
+    if (m.experts) m.experts.streamOnMisses = fallback;
     const r = await decodeRate(m);
-    const s = m.experts?.summary();
-    const rt = m.lastStats!.readbacks / m.lastStats!.generatedTokens +
-      (s?.roundTripsPerToken ?? 0);
+    if (policy === "naive") naiveTps = r.tps;
+    const x = m.experts;
+    const s = x?.summary();
+    const steps = Math.max(1, x?.stats.decodeSteps ?? 0);
+    const rt = s ? s.roundTripsPerToken : baseRt;
     console.log(
-      `| ${frac * 100}% | ${variant} | ${m.expertPlan!.slots} (${m.expertPlan!.rotating}) | ${
-        r.tps.toFixed(1)
-      } | ${(r.tps / base.tps).toFixed(2)} | ${s ? (100 * s.hitRate).toFixed(0) + "%" : "100%"} | ${
-        s ? (100 * s.prefetchAccuracy).toFixed(0) + "%" : "—"
-      } | ${formatBytes(m.expertPlan!.bytesPerStep)} | ${rt.toFixed(3)} | ${
+      `| ${frac * 100}% | ${frac === 1 ? "all resident" : name} | ${m.expertPlan!.slots} (${
+        m.expertPlan!.rotating
+      }) | ${r.tps.toFixed(1)} | ${(r.tps / base.tps).toFixed(2)} | ${
+        Number.isNaN(naiveTps) ? "—" : (r.tps / naiveTps).toFixed(2)
+      } | ${s ? (100 * s.hitRate).toFixed(0) + "%" : "100%"} | ${
+        formatBytes(s ? s.bytesPerToken : 0)
+      } | ${rt.toFixed(2)} | ${x ? (x.stats.misses / steps).toFixed(2) : "0"} | ${
         r.ids.join() === base.ids.join() ? "yes" : "NO"
       } |`,
     );

@@ -177,7 +177,13 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   if (usage.length > 0) {
     // Routed (token, slot) pairs per layer and expert, summed over every run.
     const st = g.state("moe.usage", [usage.length * cfg.moe!.experts], "u32");
-    g.assign(st, st.add(usage.length === 1 ? usage[0] : g.concat(usage, 0)));
+    const all = usage.length === 1 ? usage[0] : g.concat(usage, 0);
+    g.assign(st, st.add(all));
+    // Per-step routing log (row `step`: each layer's routed counts; a decode row
+    // is the chosen-expert set): the cache scheduler checks residency with it.
+    const LE = usage.length * cfg.moe!.experts;
+    const log = g.state("moe.log", [options.maxNew, LE], "u32");
+    g.assign(log, log.writeRows(all.reshape([1, LE]), step));
   }
   return g.build();
 }

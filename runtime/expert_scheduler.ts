@@ -26,6 +26,35 @@ import { type ExpertPlan, formatBytes, type RoutingStats } from "./expert_plan.t
 /** Name of the slot pool parameters (`moe.slots.w1` …) in scheduled graphs. */
 export const SLOT_POOL = "moe.slots";
 
+/**
+ * How non-pinned experts reach the GPU:
+ * - `lru` / `lfu` (cache): the rotating slots are a cache of (layer, expert)
+ *   entries shared by every MoE layer, managed on the host with least-recently
+ *   used or frequency (LFU with aging) replacement. Before each window of decode
+ *   steps the host uploads the experts it predicts (the last known step's
+ *   experts per layer: temporal locality); a step whose router picks a
+ *   non-resident expert is a miss, found at the window's readback from the
+ *   per-step routing log, and is re-run streamed (exact).
+ * - `stream`: every non-pinned expert is copied into the rotating slots right
+ *   before its layer on every step (no round trips, all non-resident bytes per
+ *   token).
+ * - `naive`: on-demand loading without a cache (the baseline): every step starts
+ *   with no non-pinned expert resident, runs, reads its routing back, uploads
+ *   the experts it chose and runs again until no chosen expert was missing.
+ */
+export type ExpertPolicy = "lru" | "lfu" | "stream" | "naive";
+
+/** Slot table value of an expert that is not resident. */
+export const NOT_RESIDENT = 0xffffffff;
+
+/** The outcome of checking a window of cache-mode steps against the routing log. */
+export interface WindowCheck {
+  /** First step that used a non-resident expert, or -1. */
+  missStep: number;
+  /** Its first MoE layer with a missing expert (layers up to it routed exactly). */
+  missLayer: number;
+}
+
 /** Counters of the scheduler, cumulative since load (or `resetStats`). */
 export interface ExpertStats {
   /** Forward passes run (prefill and decode steps). */
@@ -46,6 +75,14 @@ export interface ExpertStats {
   streamedUsed: number[];
   /** Routed pairs per layer and expert, prefill and decode (`usage[l][e]`). */
   usage: number[][];
+  /** Expert bytes uploaded during decode (streamed copies, cache fills, reruns). */
+  decodeBytesUploaded: number;
+  /** Decode steps that used a non-resident expert (cache and naive policies). */
+  misses: number;
+  /** Decode steps run again after a miss (a streamed rerun or a naive retry). */
+  reruns: number;
+  /** Host round trips of the decode loop (readbacks after the first token). */
+  decodeRoundTrips: number;
 }
 
 /** A derived summary of {@linkcode ExpertStats}. */
@@ -56,7 +93,7 @@ export interface ExpertStatsSummary {
   prefetchAccuracy: number;
   /** Expert bytes uploaded per decode step. */
   bytesPerToken: number;
-  /** Scheduler round trips per decode step. */
+  /** Host round trips (readbacks) of the decode loop per decode step. */
   roundTripsPerToken: number;
   /** Hit rate per layer. */
   hitRateByLayer: number[];
@@ -76,6 +113,33 @@ export class ExpertScheduler {
   readonly #pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer];
   readonly #hooks = new WeakMap<Plan, EncodeHooks>();
   #lastUsage?: Uint32Array;
+  /** Replacement policy (the effective one: `stream` for models with recurrent state). */
+  readonly policy: ExpertPolicy;
+  /** True while decode steps run (streamed bytes count as decode uploads). */
+  decoding = false;
+  readonly #tableBufs: GPUBuffer[];
+  /** Table contents on the device, per layer. */
+  readonly #cur: Uint32Array<ArrayBuffer>[];
+  #tablesAreStreaming = true;
+  /** Entry (l·E + e) held by each rotating slot, or -1. */
+  readonly #owner: Int32Array;
+  /** Rotating slot of each entry, or -1. */
+  readonly #where: Int32Array;
+  readonly #pinnedMask: Uint8Array;
+  readonly #lastUse: Float64Array;
+  readonly #freq: Float64Array;
+  readonly #prefetched: Uint8Array;
+  #tick = 0;
+  /**
+   * Cache policies: when most recent cache-mode steps missed (routing without
+   * temporal locality), run the next window streamed instead (exact, no rerun),
+   * then probe the cache again. Off: pure cache mode.
+   */
+  streamOnMisses = true;
+  /** Moving average of misses per cache-mode window (the fallback's signal). */
+  missRate = 0;
+  /** Decode windows run streamed by the fallback. */
+  streamedWindows = 0;
 
   private constructor(
     dev: GpuDevice,
@@ -84,6 +148,8 @@ export class ExpertScheduler {
     host: GPUBuffer[][],
     slabBytes: readonly [number, number, number],
     pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer],
+    tableBufs: GPUBuffer[],
+    policy: ExpertPolicy,
   ) {
     this.#dev = dev;
     this.plan = plan;
@@ -91,7 +157,196 @@ export class ExpertScheduler {
     this.#host = host;
     this.#slabBytes = slabBytes;
     this.#pool = pool;
+    this.#tableBufs = tableBufs;
+    this.policy = policy;
     this.stats = emptyStats(plan.layers, plan.experts);
+    const LE = plan.layers * plan.experts;
+    this.#cur = plan.tables.map((t) => Uint32Array.from(t));
+    this.#owner = new Int32Array(plan.rotating).fill(-1);
+    this.#where = new Int32Array(LE).fill(-1);
+    this.#pinnedMask = new Uint8Array(LE);
+    plan.pinned.forEach((pin, l) => pin.forEach((e) => this.#pinnedMask[l * plan.experts + e] = 1));
+    this.#lastUse = new Float64Array(LE);
+    this.#freq = new Float64Array(LE);
+    this.#prefetched = new Uint8Array(LE);
+  }
+
+  /** First rotating slot (the pinned experts own the slots before it). */
+  get #rot0(): number {
+    return this.plan.slots - this.plan.rotating;
+  }
+
+  /** True when decode steps use the cache (a policy other than `stream`). */
+  get cached(): boolean {
+    return this.policy !== "stream" && !this.plan.allResident;
+  }
+
+  /**
+   * Writes the streaming tables (`plan.tables`) before a streamed run (prefill,
+   * `forward`, `step`, a rerun after a miss). No-op when they are current.
+   */
+  useStreamingTables(): void {
+    if (this.#tablesAreStreaming) return;
+    const q = this.#dev.device.queue;
+    this.plan.tables.forEach((t, l) => {
+      this.#cur[l].set(t);
+      q.writeBuffer(this.#tableBufs[l], 0, this.#cur[l]);
+    });
+    this.#tablesAreStreaming = true;
+  }
+
+  /**
+   * Prepares a window of cache-mode decode steps: makes the `predicted` entries
+   * (`l·E + e`, the last known step's experts) resident, evicting by policy but
+   * never an entry in `predicted`, and writes the cache tables. Uploads and table
+   * writes are queued before the window's steps (the queue orders them after
+   * the steps already submitted, which read the previous contents), so a slot
+   * in use is never half-written. `newStep` (naive policy) forgets the cache.
+   */
+  beginWindow(predicted: readonly number[], newStep = false): void {
+    const E = this.plan.experts, R = this.plan.rotating, rot0 = this.#rot0;
+    if (this.#tablesAreStreaming) {
+      // Tables from what the streamed runs left in the rotating slots.
+      this.#tablesAreStreaming = false;
+      for (let l = 0; l < this.plan.layers; l++) {
+        for (let e = 0; e < E; e++) {
+          if (!this.#pinnedMask[l * E + e]) this.#cur[l][e] = NOT_RESIDENT;
+        }
+      }
+      for (let j = 0; j < R; j++) {
+        const id = this.#owner[j];
+        if (id >= 0) this.#cur[Math.floor(id / E)][id % E] = rot0 + j;
+      }
+    }
+    if (newStep && this.policy === "naive") {
+      for (let j = 0; j < R; j++) this.#evict(j);
+    }
+    const protect = new Set(predicted);
+    const device = this.#dev.device;
+    let enc: GPUCommandEncoder | undefined;
+    for (const id of predicted) {
+      if (this.#pinnedMask[id] || this.#where[id] >= 0) continue;
+      let victim = -1, best = Infinity;
+      for (let j = 0; j < R; j++) {
+        const o = this.#owner[j];
+        if (o < 0) {
+          victim = j;
+          break;
+        }
+        if (protect.has(o)) continue;
+        const score = this.policy === "lfu"
+          ? this.#freq[o] * 1e9 + this.#lastUse[o]
+          : this.#lastUse[o];
+        if (score < best) [victim, best] = [j, score];
+      }
+      if (victim < 0) continue; // every slot holds a predicted entry
+      this.#evict(victim);
+      const l = Math.floor(id / E), e = id % E;
+      enc ??= device.createCommandEncoder();
+      this.#copy(enc, l, e, rot0 + victim);
+      this.#owner[victim] = id;
+      this.#where[id] = victim;
+      this.#cur[l][e] = rot0 + victim;
+      this.#lastUse[id] = ++this.#tick;
+      this.#prefetched[id] = 1;
+      this.stats.bytesUploaded += this.expertBytes;
+      this.stats.decodeBytesUploaded += this.expertBytes;
+      this.stats.streamed[l]++;
+    }
+    if (enc) device.queue.submit([enc.finish()]);
+    this.#cur.forEach((t, l) => device.queue.writeBuffer(this.#tableBufs[l], 0, t));
+  }
+
+  #evict(j: number): void {
+    const o = this.#owner[j];
+    if (o < 0) return;
+    const E = this.plan.experts;
+    this.#where[o] = -1;
+    this.#owner[j] = -1;
+    this.#prefetched[o] = 0;
+    this.#cur[Math.floor(o / E)][o % E] = NOT_RESIDENT;
+  }
+
+  /**
+   * Checks decode steps `[from, to)` of the routing log (`[steps, L·E]` rows)
+   * against the tables of the current window: the first step whose router chose
+   * a non-resident expert is a miss. Steps before it count as decoded (hits,
+   * recency and frequency updated); the miss itself is counted.
+   */
+  checkWindow(log: Uint32Array, from: number, to: number): WindowCheck {
+    const r = this.#check(log, from, to);
+    this.missRate = 0.75 * this.missRate + 0.25 * (r.missStep >= 0 ? 1 : 0);
+    return r;
+  }
+
+  /** True when the next window should run streamed (see `streamOnMisses`). */
+  preferStreaming(): boolean {
+    if (!this.streamOnMisses || this.policy === "naive" || this.missRate <= 0.5) return false;
+    this.missRate *= 0.8; // decays while streaming: the cache is probed again later
+    this.streamedWindows++;
+    return true;
+  }
+
+  #check(log: Uint32Array, from: number, to: number): WindowCheck {
+    const L = this.plan.layers, E = this.plan.experts, LE = L * E;
+    const st = this.stats;
+    for (let q = from; q < to; q++) {
+      const row = log.subarray(q * LE, (q + 1) * LE);
+      for (let l = 0; l < L; l++) {
+        for (let e = 0; e < E; e++) {
+          if (row[l * E + e] > 0 && this.#cur[l][e] === NOT_RESIDENT) {
+            st.misses++;
+            return { missStep: q, missLayer: l };
+          }
+        }
+      }
+      // Naive: nothing non-pinned was resident before the step asked for it.
+      this.observeRow(row, this.policy !== "naive");
+    }
+    return { missStep: -1, missLayer: -1 };
+  }
+
+  /**
+   * Folds one exact decode step's routing row in (hits against the current
+   * tables when `cachedStep`, usage, recency, frequency with aging).
+   */
+  observeRow(row: Uint32Array, cachedStep: boolean): void {
+    const L = this.plan.layers, E = this.plan.experts;
+    const st = this.stats;
+    st.decodeSteps++;
+    this.#tick++;
+    for (let i = 0; i < this.#freq.length; i++) this.#freq[i] *= 0.875; // aging
+    for (let l = 0; l < L; l++) {
+      for (let e = 0; e < E; e++) {
+        const c = row[l * E + e];
+        if (c === 0) continue;
+        const id = l * E + e;
+        st.usage[l][e] += c;
+        st.routed[l] += c;
+        this.#lastUse[id] = this.#tick;
+        this.#freq[id] += 1;
+        if (this.#pinnedMask[id] || (cachedStep && this.#cur[l][e] !== NOT_RESIDENT)) {
+          st.hits[l] += c;
+        }
+        if (this.#prefetched[id]) {
+          this.#prefetched[id] = 0;
+          st.streamedUsed[l]++;
+        }
+      }
+    }
+  }
+
+  /** Folds the prefill's routing row in (usage only). */
+  observePrefillRow(row: Uint32Array): void {
+    const E = this.plan.experts;
+    for (let i = 0; i < row.length; i++) this.stats.usage[Math.floor(i / E)][i % E] += row[i];
+  }
+
+  /** Non-pinned entries (`l·E + e`) routed in `row`, layers up to `upTo` first. */
+  predictedFrom(row: Uint32Array): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < row.length; i++) if (row[i] > 0 && !this.#pinnedMask[i]) out.push(i);
+    return out;
   }
 
   /**
@@ -111,6 +366,7 @@ export class ExpertScheduler {
     prefixes: readonly string[],
     tensorName: (layer: number, expert: number, which: "w1" | "w3" | "w2") => string,
     dtype: "f32" | "f16",
+    policy: ExpertPolicy = "stream",
   ): Promise<ExpertScheduler> {
     if (exe.device.kind !== "gpu") {
       throw new TypeError("ExpertScheduler: a memory budget needs a GPU device");
@@ -150,7 +406,11 @@ export class ExpertScheduler {
         const buf = device.createBuffer({
           label: `host expert ${l}.${e}`,
           size: slab1 * 2 + slab2,
-          usage: GPUBufferUsage.COPY_SRC,
+          // MAP_WRITE | COPY_SRC: implementations place mappable upload buffers
+          // in host-visible memory (on a discrete GPU, system RAM the copy engine
+          // reads over PCIe), so the host tier stays outside the VRAM budget.
+          // COPY_SRC alone would let them live in VRAM.
+          usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC,
           mappedAtCreation: true,
         });
         const range = buf.getMappedRange();
@@ -181,6 +441,8 @@ export class ExpertScheduler {
       host,
       slabBytes,
       pool as [GPUBuffer, GPUBuffer, GPUBuffer],
+      prefixes.map((p) => exe.paramBuffer(`${p}.slot_table`)!),
+      policy,
     );
     const enc = device.createCommandEncoder();
     plan.pinned.forEach((pin, l) => {
@@ -211,7 +473,7 @@ export class ExpertScheduler {
    */
   hooks(plan: Plan): EncodeHooks | undefined {
     if (this.plan.allResident) return undefined;
-    let h = this.#hooks.get(plan);
+    const h = this.#hooks.get(plan);
     if (h) return h;
     const map = new Map<number, (enc: GPUCommandEncoder) => void>();
     this.prefixes.forEach((p, l) => {
@@ -228,8 +490,17 @@ export class ExpertScheduler {
       const prev = map.get(at);
       map.set(at, (enc) => {
         prev?.(enc);
-        for (const e of todo) this.#copy(enc, l, e, this.plan.tables[l][e]);
+        for (const e of todo) {
+          const slot = this.plan.tables[l][e];
+          this.#copy(enc, l, e, slot);
+          // The cache's view of the rotating slots after a streamed run.
+          const j = slot - this.#rot0, old = this.#owner[j];
+          if (old >= 0) this.#where[old] = -1;
+          this.#owner[j] = l * this.plan.experts + e;
+          this.#where[l * this.plan.experts + e] = j;
+        }
         this.stats.bytesUploaded += todo.length * this.expertBytes;
+        if (this.decoding) this.stats.decodeBytesUploaded += todo.length * this.expertBytes;
       });
     });
     this.#hooks.set(plan, map);
@@ -286,8 +557,8 @@ export class ExpertScheduler {
     return {
       hitRate: sum(st.routed) ? sum(st.hits) / sum(st.routed) : 1,
       prefetchAccuracy: streamed ? sum(st.streamedUsed) / streamed : 1,
-      bytesPerToken: this.plan.bytesPerStep,
-      roundTripsPerToken: st.schedulerRoundTrips / n,
+      bytesPerToken: st.decodeSteps ? st.decodeBytesUploaded / n : this.plan.bytesPerStep,
+      roundTripsPerToken: st.decodeRoundTrips / n,
       hitRateByLayer: st.routed.map((r, l) => (r ? st.hits[l] / r : 1)),
     };
   }
@@ -307,12 +578,12 @@ export class ExpertScheduler {
     const s = this.summary();
     const st = this.stats;
     const lines = [
-      `expert scheduler: ${this.plan.slots} slots (${this.plan.rotating} rotating), ` +
-      `${st.decodeSteps} decode steps`,
+      `expert scheduler (${this.policy}): ${this.plan.slots} slots (${this.plan.rotating} ` +
+      `rotating), ${st.decodeSteps} decode steps, ${st.misses} misses, ${st.reruns} reruns`,
       `  hit rate ${(100 * s.hitRate).toFixed(1)}%, prefetch accuracy ${
         (100 * s.prefetchAccuracy).toFixed(1)
       }%, uploaded ${formatBytes(st.bytesUploaded)} (${formatBytes(s.bytesPerToken)}/token), ` +
-      `scheduler round trips ${s.roundTripsPerToken.toFixed(2)}/token`,
+      `round trips ${s.roundTripsPerToken.toFixed(2)}/token`,
     ];
     s.hitRateByLayer.forEach((h, l) => {
       lines.push(
@@ -343,6 +614,10 @@ function emptyStats(L: number, E: number): ExpertStats {
     streamed: z(),
     streamedUsed: z(),
     usage: Array.from({ length: L }, () => new Array(E).fill(0)),
+    decodeBytesUploaded: 0,
+    misses: 0,
+    reruns: 0,
+    decodeRoundTrips: 0,
   };
 }
 

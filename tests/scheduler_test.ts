@@ -14,7 +14,7 @@ import {
   ROUTING_STATS_FILE,
   writeRoutingStats,
 } from "../runtime/expert_plan.ts";
-import { usageHeatmapSvg } from "../runtime/expert_scheduler.ts";
+import { type ExpertPolicy, NOT_RESIDENT, usageHeatmapSvg } from "../runtime/expert_scheduler.ts";
 
 const CONFIG = { num_local_experts: 8, num_experts_per_tok: 2, num_hidden_layers: 3 };
 const PROMPT = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64, 31, 8, 120];
@@ -29,13 +29,23 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
-async function open(dir: string, memoryBudget?: number | string): Promise<Model> {
-  return await loadModel(dir, { device: await gpu(), quiet: true, maxSeq: 64, memoryBudget });
+async function open(
+  dir: string,
+  memoryBudget?: number | string,
+  expertPolicy?: ExpertPolicy,
+): Promise<Model> {
+  return await loadModel(dir, {
+    device: await gpu(),
+    quiet: true,
+    maxSeq: 64,
+    memoryBudget,
+    expertPolicy,
+  });
 }
 
-async function collect(model: Model, n: number): Promise<number[]> {
+async function collect(model: Model, n: number, readEvery = 4): Promise<number[]> {
   const ids: number[] = [];
-  for await (const id of model.generateIds(PROMPT, { maxTokens: n, readEvery: 4 })) ids.push(id);
+  for await (const id of model.generateIds(PROMPT, { maxTokens: n, readEvery })) ids.push(id);
   return ids;
 }
 
@@ -64,36 +74,42 @@ Deno.test("scheduler: every budget from the minimum to full is bit-identical to 
     assert.ok(plan0.allResident);
     const L = plan0.layers, E = plan0.experts;
     let sawStreaming = false;
-    for (let slots = E; slots <= L * E; slots += 2) {
-      const budget = plan0.fixedBytes + slots * plan0.expertBytes;
-      const m = await open(dir, budget);
-      try {
-        const p = m.expertPlan!;
-        assert.ok(p.slots <= slots, `${p.slots} slots within a budget of ${slots}`);
-        if (!p.allResident) {
-          sawStreaming = true;
-          assert.ok(m.experts, "a scheduler runs below full residency");
+    for (const policy of ["lru", "lfu", "stream"] as const) {
+      for (let slots = E; slots <= L * E; slots += policy === "stream" ? 4 : 2) {
+        const budget = plan0.fixedBytes + slots * plan0.expertBytes;
+        const m = await open(dir, budget, policy);
+        // Pure cache mode (no streamed fallback windows): misses and reruns happen.
+        if (m.experts) m.experts.streamOnMisses = false;
+        try {
+          const p = m.expertPlan!;
+          assert.ok(p.slots <= slots, `${p.slots} slots within a budget of ${slots}`);
+          if (!p.allResident) {
+            sawStreaming = true;
+            assert.ok(m.experts, "a scheduler runs below full residency");
+          }
+          bitsEqual(await m.forward(PROMPT), refLogits, `prefill logits, ${slots} slots`);
+          assert.deepEqual(await collect(m, 12), refIds, `generated ids, ${slots} slots`);
+          await m.forward(PROMPT.slice(0, 9));
+          for (let t = 9; t < 12; t++) {
+            bitsEqual(
+              await m.step(PROMPT[t], t),
+              refSteps[t - 9],
+              `decode logits ${t}, ${slots} slots`,
+            );
+          }
+          if (m.experts) {
+            const s = m.experts.summary();
+            assert.equal(m.experts.policy, policy);
+            assert.ok(s.hitRate >= 0 && s.hitRate <= 1);
+            assert.ok(s.roundTripsPerToken <= 1 + m.experts.stats.misses, `${policy} round trips`);
+            if (policy === "stream") assert.equal(m.experts.stats.misses, 0);
+            assert.ok(m.experts.stats.bytesUploaded > 0 || p.allResident);
+          }
+        } finally {
+          m.dispose();
         }
-        bitsEqual(await m.forward(PROMPT), refLogits, `prefill logits, ${slots} slots`);
-        assert.deepEqual(await collect(m, 12), refIds, `generated ids, ${slots} slots`);
-        await m.forward(PROMPT.slice(0, 9));
-        for (let t = 9; t < 12; t++) {
-          bitsEqual(
-            await m.step(PROMPT[t], t),
-            refSteps[t - 9],
-            `decode logits ${t}, ${slots} slots`,
-          );
-        }
-        if (m.experts) {
-          const s = m.experts.summary();
-          assert.ok(s.hitRate >= 0 && s.hitRate <= 1);
-          assert.equal(s.roundTripsPerToken, 0);
-          assert.ok(m.experts.stats.bytesUploaded > 0 || p.allResident);
-        }
-      } finally {
-        m.dispose();
+        void V;
       }
-      void V;
     }
     assert.ok(sawStreaming);
   });
@@ -202,4 +218,89 @@ Deno.test("planExperts: pins by statistics, fits the budget, SVG heatmap", () =>
   const svg = usageHeatmapSvg(counts);
   assert.match(svg, /^<svg/);
   assert.equal((svg.match(/<rect/g) ?? []).length, 16);
+});
+
+Deno.test("scheduler: mispredictions miss, re-run and stay identical (LRU, LFU, naive, fallback)", async () => {
+  await withDir(async (dir) => {
+    const ref = await open(dir);
+    const want = await collect(ref, 16);
+    ref.dispose();
+    const probe = await open(dir, "64GiB");
+    const min = probe.expertPlan!.minimumBytes;
+    probe.dispose();
+    for (const policy of ["lru", "lfu", "naive"] as const) {
+      for (const fallback of [false, true]) {
+        if (policy === "naive" && fallback) continue;
+        const m = await open(dir, min, policy);
+        m.experts!.streamOnMisses = fallback;
+        try {
+          for (const readEvery of [1, 4, 8]) {
+            m.experts!.resetStats();
+            assert.deepEqual(
+              await collect(m, 16, readEvery),
+              want,
+              `${policy} readEvery ${readEvery}`,
+            );
+            const st = m.experts!.stats;
+            assert.ok(st.misses > 0, `${policy}: the minimum budget mispredicts`);
+            assert.ok(st.reruns > 0);
+            assert.equal(st.decodeSteps, 15);
+            if (policy === "naive") {
+              assert.ok(m.experts!.summary().roundTripsPerToken > 1);
+            }
+          }
+          if (fallback) assert.ok(m.experts!.streamedWindows > 0, "falls back to streaming");
+        } finally {
+          m.dispose();
+        }
+      }
+    }
+  });
+});
+
+Deno.test("scheduler: eviction under adversarial routing (every token a new expert), LRU vs LFU", async () => {
+  await withDir(async (dir) => {
+    const probe = await open(dir, "64GiB");
+    const min = probe.expertPlan!.minimumBytes;
+    probe.dispose();
+    for (const policy of ["lru", "lfu"] as const) {
+      const m = await open(dir, min, policy);
+      try {
+        const x = m.experts!;
+        const { layers: L, experts: E, rotating: R } = x.plan;
+        assert.equal(x.plan.pinned.flat().length, 0, "the minimum budget pins nothing");
+        const row = (...ids: number[]) => {
+          const r = new Uint32Array(2 * L * E);
+          for (const id of ids) r[L * E + id] = 1; // step 1's row
+          return r;
+        };
+        // Every step routes to an entry never seen before, predicted from the last step.
+        let prev: number[] = [];
+        for (let i = 0; i < L * E; i++) {
+          x.beginWindow(prev);
+          const chk = x.checkWindow(row(i), 1, 2);
+          assert.equal(chk.missStep, 1, `${policy}: a new expert always misses (step ${i})`);
+          assert.equal(chk.missLayer, Math.floor(i / E));
+          x.observeRow(row(i).subarray(L * E), false);
+          prev = [i];
+        }
+        assert.equal(x.stats.misses, L * E);
+        // Hot entry 0 used often, then a scan of R new entries: LRU evicts it, LFU keeps it.
+        for (let r = 0; r < 6; r++) {
+          x.beginWindow([0]);
+          assert.equal(x.checkWindow(row(0), 1, 2).missStep, -1, "a resident expert hits");
+        }
+        for (let i = 1; i <= R; i++) {
+          x.beginWindow([i]);
+          x.checkWindow(row(i), 1, 2);
+        }
+        x.beginWindow([]);
+        const hit = x.checkWindow(row(0), 1, 2).missStep === -1;
+        assert.equal(hit, policy === "lfu", `${policy}: hot expert after a scan`);
+        assert.notEqual(NOT_RESIDENT, 0);
+      } finally {
+        m.dispose();
+      }
+    }
+  });
 });

@@ -1,0 +1,178 @@
+/**
+ * The `kiln` CLI as a user runs it: `deno run -A cli.ts …` in a subprocess, on a
+ * tiny Hugging Face checkpoint, a config.json-only folder (the real Mixtral-8x7B
+ * config) and a set of user mistakes, each of which must print one `kiln:` line
+ * on stderr and exit 1 without a stack trace.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function kiln(...args: string[]): Promise<Result> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Mixtral-8x7B-v0.1's config.json as published (mistralai/Mixtral-8x7B-v0.1). */
+const MIXTRAL_8X7B = {
+  architectures: ["MixtralForCausalLM"],
+  attention_dropout: 0.0,
+  bos_token_id: 1,
+  eos_token_id: 2,
+  hidden_act: "silu",
+  hidden_size: 4096,
+  initializer_range: 0.02,
+  intermediate_size: 14336,
+  max_position_embeddings: 32768,
+  model_type: "mixtral",
+  num_attention_heads: 32,
+  num_experts_per_tok: 2,
+  num_hidden_layers: 32,
+  num_key_value_heads: 8,
+  num_local_experts: 8,
+  output_router_logits: false,
+  rms_norm_eps: 1e-5,
+  rope_theta: 1e6,
+  router_aux_loss_coef: 0.02,
+  sliding_window: null,
+  tie_word_embeddings: false,
+  torch_dtype: "bfloat16",
+  transformers_version: "4.36.0.dev0",
+  use_cache: true,
+  vocab_size: 32000,
+};
+
+/** A user mistake: exit 1, nothing on stdout, exactly one `kiln:` line on stderr. */
+function assertUserError(r: Result, pattern: RegExp): void {
+  assert.equal(r.code, 1, `exit code; stderr: ${r.stderr}`);
+  const lines = r.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1, `one line expected, got:\n${r.stderr}`);
+  assert.match(lines[0], /^kiln: /);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+|Uncaught|error: /, "no stack trace");
+}
+
+Deno.test("kiln CLI", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "kiln_cli_" });
+  const tiny = join(root, "tiny");
+  const configOnly = join(root, "mixtral-8x7b");
+  const broken = join(root, "broken");
+  try {
+    await writeTinyMixtral(tiny);
+    await Deno.mkdir(configOnly);
+    await Deno.writeTextFile(join(configOnly, "config.json"), JSON.stringify(MIXTRAL_8X7B));
+    await Deno.mkdir(broken);
+    await Deno.writeTextFile(join(broken, "config.json"), '{"architectures": ["Mixtral');
+
+    // The three model-running checks share the adapter; run them one after another.
+    await t.step("generate prints text and exits 0", async () => {
+      const r = await kiln("generate", "--model", tiny, "--prompt", "hi", "--max-tokens", "5");
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stdout.trim().length > 0, "some text on stdout");
+    });
+
+    await t.step("generate --stats reports prefill, decode and host round trips", async () => {
+      const r = await kiln(
+        "generate",
+        "--model",
+        tiny,
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "5",
+        "--stats",
+        "--quiet",
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /prefill \d+ ms/);
+      assert.match(r.stderr, /tok\/s/);
+      assert.match(r.stderr, /(\d+) host round trips/);
+    });
+
+    await t.step("bench prints prefill and decode tokens/s", async () => {
+      const r = await kiln("bench", tiny, "--prompt-tokens", "16", "--tokens", "8", "--quiet");
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /prefill: 16 tokens .* = [\d.]+ tok\/s/);
+      assert.match(r.stdout, /decode: \d+ tokens .* = [\d.]+ tok\/s/);
+    });
+
+    await t.step("inspect a tiny checkpoint", async () => {
+      const r = await kiln("inspect", tiny);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /architecture: MixtralForCausalLM/);
+      assert.match(r.stdout, /layer pattern .*: Ae Ae/);
+      assert.match(r.stdout, /parameters: [\d.]+K total, [\d.]+K active per token/);
+      assert.match(r.stdout, /weights: .* at f32, .* at f16/);
+      assert.match(r.stdout, /kernels: \d+ per decode step/);
+    });
+
+    await t.step(
+      "inspect Mixtral-8x7B from config.json alone: 46.7B total, 12.9B active",
+      async () => {
+        const r = await kiln("inspect", configOnly);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stdout, /architecture: MixtralForCausalLM/);
+        assert.match(r.stdout, /layers: 32, hidden 4096, vocab 32000/);
+        assert.match(r.stdout, /layer pattern .*: (Ae ){31}Ae/);
+        assert.match(r.stdout, /32 heads, 8 kv heads, head dim 128/);
+        assert.match(r.stdout, /8 experts, top-2/);
+        const m = r.stdout.match(/parameters: ([\d.]+)B total, ([\d.]+)B active per token/);
+        assert.ok(m, r.stdout);
+        assert.equal(Number(m[1]).toFixed(1), "46.7");
+        assert.equal(Number(m[2]).toFixed(1), "12.9");
+        // 46.7e9 parameters: ~174 GiB at f32, ~87 GiB at f16.
+        assert.match(r.stdout, /weights: 17\d\.\d+ GiB at f32, 8\d\.\d+ GiB at f16/);
+        assert.match(r.stdout, /kernels: \d+ per decode step/);
+      },
+    );
+
+    await t.step("user mistakes: one kiln: line, exit 1, no stack trace", async () => {
+      const cases: [string[], RegExp][] = [
+        [["generate", "--prompt", "hi"], /--model DIR is required/],
+        [["generate", "--model", join(root, "nope"), "--prompt", "hi"], /nope does not exist/],
+        [
+          ["generate", "--model", join(tiny, "config.json"), "--prompt", "hi"],
+          /is not a folder/,
+        ],
+        [["generate", "--model", broken, "--prompt", "hi"], /config\.json: not valid JSON/],
+        [["inspect", broken], /config\.json: not valid JSON/],
+        [["frobnicate"], /unknown command "frobnicate"/],
+        [
+          ["generate", "--model", tiny, "--prompt", "hi", "--temperature", "warm"],
+          /--temperature: expected a number, got "warm"/,
+        ],
+        [
+          ["generate", "--model", tiny, "--prompt", "hi", "--temperature=-1"],
+          /--temperature: must be >= 0/,
+        ],
+        // node:util's parseArgs explains this one over three lines; the CLI keeps one.
+        [
+          ["generate", "--model", tiny, "--prompt", "hi", "--temperature", "-1"],
+          /--temperature/,
+        ],
+        [["generate", "--model", tiny, "--prompt", "hi", "--top-p", "2"], /--top-p: must be/],
+        [["generate", "--model", tiny, "--prompt", "hi", "--colour"], /Unknown option '--colour'/],
+        [["bench", tiny, "--tokens", "many"], /--tokens: expected an integer/],
+      ];
+      // Independent processes that fail before touching the adapter: run them together.
+      const results = await Promise.all(cases.map(([args]) => kiln(...args)));
+      results.forEach((r, i) => assertUserError(r, cases[i][1]));
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

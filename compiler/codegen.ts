@@ -214,6 +214,37 @@ export function emitCluster(
   for (const n of cluster.nodes) {
     const node = graph.nodes[n];
     const def = opDef(node.op);
+    if (def.lower.kind === "view") {
+      // The input comes from memory (the fuser guarantees it), read at the remapped index.
+      const src = node.inputs[0];
+      const out = graph.values[node.outputs[0]];
+      const at = def.lower.index(idx, shapeOf(src), shapeOf(out.id), node.attrs);
+      const given = names.get(src);
+      if (given) throw new Error(`internal: view of an in-register value %${src}`);
+      const inner = cluster.nested?.get(n);
+      let load: string;
+      if (inner) {
+        // The view's input is computed here, at the remapped index.
+        const sub = emitCluster(
+          graph,
+          inner,
+          shapeOf,
+          `(${at})`,
+          leaf,
+          new Map(),
+          `${prefix}n${n}_`,
+        );
+        lines.push(...sub.lines);
+        load = sub.names.get(src)!;
+      } else {
+        const scalar = graph.constants.get(src);
+        load = scalar && scalar.length === 1 ? literal(scalar[0], out.dtype) : leaf(src, at);
+      }
+      const name = `${prefix}${out.id}`;
+      lines.push(`  let ${name}: ${out.dtype} = ${load};`);
+      names.set(out.id, name);
+      continue;
+    }
     if (def.lower.kind !== "elementwise") {
       throw new Error(`internal: ${node.op} is not elementwise`);
     }

@@ -209,11 +209,17 @@ function emitGroup(
   );
 }
 
+/** Nodes of a cluster and of the clusters nested in its views, for labels. */
+function clusterNodes(c: Cluster): number[] {
+  return [...[...(c.nested?.values() ?? [])].flatMap(clusterNodes), ...c.nodes];
+}
+
 function subCluster(
   graph: Graph,
   nodes: number[],
   shape: Cluster["shape"],
   outputs: Set<number>,
+  nestedAll?: ReadonlyMap<number, Cluster>,
 ): Cluster {
   const set = new Set(nodes);
   const outs: number[] = [];
@@ -224,7 +230,8 @@ function subCluster(
       if (external || outputs.has(v)) outs.push(v);
     }
   }
-  return { nodes, shape, outputs: outs };
+  const nested = new Map([...(nestedAll ?? [])].filter(([n]) => set.has(n)));
+  return { nodes, shape, outputs: outs, ...(nested.size ? { nested } : {}) };
 }
 
 /** Emits a fused cluster, halving it until each part fits the binding limit. */
@@ -245,8 +252,8 @@ function emitFusedSplit(
   const mid = Math.ceil(cluster.nodes.length / 2);
   // A value used outside the original cluster stays an output of whichever half makes it.
   const keep = new Set([...outputs, ...cluster.outputs]);
-  const a = subCluster(graph, cluster.nodes.slice(0, mid), cluster.shape, keep);
-  const b = subCluster(graph, cluster.nodes.slice(mid), cluster.shape, keep);
+  const a = subCluster(graph, cluster.nodes.slice(0, mid), cluster.shape, keep, cluster.nested);
+  const b = subCluster(graph, cluster.nodes.slice(mid), cluster.shape, keep, cluster.nested);
   return [
     ...emitFusedSplit(graph, a, shapeOf, caps, outputs),
     ...emitFusedSplit(graph, b, shapeOf, caps, outputs),
@@ -301,7 +308,7 @@ ${lines.join("\n")}
 ${stores.join("\n")}
 }`;
   const { code, bindings } = kb.finish(body);
-  const ops = cluster.nodes.map((id) => nodeLabel(graph, id));
+  const ops = clusterNodes(cluster).map((id) => nodeLabel(graph, id));
   const label = cluster.nodes.length === 1
     ? graph.nodes[cluster.nodes[0]].op
     : `fused(${cluster.nodes.map((id) => graph.nodes[id].op).join(",")})`;
@@ -341,8 +348,8 @@ function emitKernelGroup(
   const writes: number[] = node.outputs.filter((_, j) => !(j === 0 && epilogue));
   if (epilogue) writes.push(...epilogue.outputs);
   const ops = [nodeLabel(graph, g.node)];
-  g.prologues.forEach((p) => p?.nodes.forEach((n) => ops.unshift(nodeLabel(graph, n))));
-  epilogue?.nodes.forEach((n) => ops.push(nodeLabel(graph, n)));
+  g.prologues.forEach((p) => p && clusterNodes(p).forEach((n) => ops.unshift(nodeLabel(graph, n))));
+  if (epilogue) clusterNodes(epilogue).forEach((n) => ops.push(nodeLabel(graph, n)));
   const kernels = emission.kernels.map((src): Emitted => {
     const kb = new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment);
     const fns: string[] = [];

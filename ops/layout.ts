@@ -237,22 +237,18 @@ function transposeRef(
   return out;
 }
 
-/** Permutes axes (a copy). */
+/** Permutes axes; fused into its consumers' loads (a copy only when materialised). */
 export const transpose: OpDef<TransposeAttrs> = {
   arity: 1,
   attrNames: ["perm"],
   infer: ([x], a) => [{ shape: inferTranspose(x, a.perm), dtype: x.dtype }],
   reference: ([x], a) => [transposeRef(x.data, x.shape, a.perm, x.dtype)],
   lower: {
-    kind: "kernel",
-    prologue: true,
-    epilogue: true,
-    emit({ attrs, inputs, outputs, caps }): KernelEmission {
-      // One thread per output element; the input index is remapped with constants.
-      const n = numel(outputs[0].shape);
-      const { dims, inStrides } = collapseTranspose(inputs[0].shape, attrs.perm);
-      const src = dims.length <= 1 ? "i" : remapExpr("i", dims, inStrides);
-      return { kernels: [flatKernel("transpose", n, caps, `  out0_store(i, in0_load(${src}));`)] };
+    kind: "view",
+    index(i, input, _output, attrs) {
+      // The input index is the output's coordinates remapped with constant strides.
+      const { dims, inStrides } = collapseTranspose(input, attrs.perm);
+      return dims.length <= 1 ? i : `(${remapExpr(i, dims, inStrides)})`;
     },
   },
 };
@@ -281,7 +277,7 @@ export interface SliceAttrs {
   [k: string]: number;
 }
 
-/** Keeps `[start, end)` along one axis (a copy). */
+/** Keeps `[start, end)` along one axis; fused into its consumers' loads. */
 export const slice: OpDef<SliceAttrs> = {
   arity: 1,
   attrNames: ["axis", "start", "end"],
@@ -312,11 +308,8 @@ export const slice: OpDef<SliceAttrs> = {
     return [res];
   },
   lower: {
-    kind: "kernel",
-    prologue: true,
-    epilogue: true,
-    emit({ attrs, inputs, outputs, caps }): KernelEmission {
-      const shape = inputs[0].shape;
+    kind: "view",
+    index(i, shape, _output, attrs) {
       const { outer, d, inner } = splitAt(shape, normAxis(attrs.axis, shape.length, "slice"));
       if (attrs.end > d) {
         // Only reachable when the axis was symbolic at build time.
@@ -326,17 +319,12 @@ export const slice: OpDef<SliceAttrs> = {
           }`,
         );
       }
-      const len = attrs.end - attrs.start;
+      const len = (attrs.end - attrs.start) * inner;
       const base = attrs.start * inner;
-      const row = len * inner;
-      let src: string;
-      if (outer === 1 || row === 0) src = base ? `i + ${base}u` : "i";
-      else src = `(i / ${row}u) * ${d * inner}u + (i % ${row}u)${base ? ` + ${base}u` : ""}`;
-      return {
-        kernels: [
-          flatKernel("slice", numel(outputs[0].shape), caps, `  out0_store(i, in0_load(${src}));`),
-        ],
-      };
+      // Output element i of row o reads input element o·d·inner + start·inner + (i mod len).
+      if (len === 0) return "0u"; // empty slice: no element is ever read
+      if (outer === 1) return base === 0 ? i : `(${i} + ${base}u)`;
+      return `((${i} / ${len}u) * ${d * inner}u + ${base}u + (${i} % ${len}u))`;
     },
   },
 };

@@ -9,7 +9,7 @@ import type { TensorType } from "../compiler/graph.ts";
 import { broadcastShapes, type Dim, formatShape } from "../compiler/shape.ts";
 import { allocHost } from "../compiler/dtype.ts";
 import { numel, stridesOf } from "../compiler/shape.ts";
-import { emitMatmul } from "./matmul_kernel.ts";
+import { emitGemv, emitMatmul, GEMV_MAX_ROWS } from "./matmul_kernel.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
 import { grid } from "./dispatch.ts";
 
@@ -180,6 +180,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   const aStride = uniformStride(a.shape, d.batch, d.M * d.K);
   const bStride = uniformStride(b.shape, d.batch, d.K * d.N);
   if (aStride === undefined || bStride === undefined) return emitGeneral(ctx, d);
+  // Decode: a few rows against a shared [N, K] weight read with vec4 loads.
+  const rows = nb * d.M;
+  if (
+    ctx.attrs.transB && !ctx.attrs.transA && bStride === 0 && (nb === 1 || aStride === d.M * d.K) &&
+    rows <= GEMV_MAX_ROWS && d.K % 4 === 0 && b.direct
+  ) {
+    const elem = out.dtype === "f16" ? "f16" : "f32";
+    const k = emitGemv({
+      rows,
+      N: d.N,
+      K: d.K,
+      elem,
+      aDirect: a.direct,
+      cDirect: out.direct,
+      maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
+    });
+    const arrayTypes: Record<string, string> = { in1: `vec4<${elem}>` };
+    if (a.direct) arrayTypes.in0 = `vec4<${elem}>`;
+    return { kernels: [{ label: k.label, code: k.code, workgroups: k.workgroups, arrayTypes }] };
+  }
   const k = emitMatmul({
     batch: nb,
     M: d.M,

@@ -138,6 +138,19 @@ export interface KernelLowering<A> {
   emit(ctx: KernelContext<A>): KernelEmission;
 }
 
+/**
+ * Lowering of an index-remapping op (slice, transpose): no kernel of its own. The
+ * fuser places it in an elementwise cluster, which then reads the op's input at the
+ * remapped index — so a slice feeding a matmul or a norm costs nothing but index
+ * arithmetic in that kernel's loads.
+ */
+export interface ViewLowering<A> {
+  /** Discriminant. */
+  readonly kind: "view";
+  /** WGSL expression of the input's flat index for the output's flat index `i`. */
+  index(i: string, input: readonly number[], output: readonly number[], attrs: A): string;
+}
+
 /** Lowering of a view op whose output shares its input's buffer (reshape). */
 export interface AliasLowering {
   /** Discriminant. */
@@ -145,7 +158,11 @@ export interface AliasLowering {
 }
 
 /** Any lowering. */
-export type Lowering<A> = ElementwiseLowering<A> | KernelLowering<A> | AliasLowering;
+export type Lowering<A> =
+  | ElementwiseLowering<A>
+  | KernelLowering<A>
+  | AliasLowering
+  | ViewLowering<A>;
 
 /** The full declaration of an op. All three parts are required by the type. */
 export interface OpDef<A> {

@@ -93,14 +93,27 @@ export async function runBoth(
   inputs: Record<string, TensorData>,
   params: Record<string, TensorData> = {},
   dims: Record<string, number> = {},
-): Promise<{ gpu: Record<string, HostTensor>; cpu: Record<string, HostTensor>; kernels: number }> {
+): Promise<
+  {
+    gpu: Record<string, HostTensor>;
+    cpu: Record<string, HostTensor>;
+    kernels: number;
+    labels: string[];
+  }
+> {
   const dev = await gpu();
   const g = compile(graph, dev, { params });
   const c = compile(graph, cpuDevice(), { params });
   try {
     const gr = await g.run(inputs, { dims });
     const cr = await c.run(inputs, { dims });
-    return { gpu: gr, cpu: cr, kernels: g.lastPlan!.kernels.length };
+    const plan = g.lastPlan!;
+    return {
+      gpu: gr,
+      cpu: cr,
+      kernels: plan.kernels.length,
+      labels: plan.kernels.map((k) => k.label),
+    };
   } finally {
     g.dispose();
   }

@@ -107,3 +107,28 @@ Deno.test("SwiGLU's silu·mul fuses into a gate matmul's epilogue: 3 kernels in 
   assert.equal(r.kernels, 3);
   assertClose(r.gpu.y.data, r.cpu.y.data, 1e-4, 1e-4, "swiglu");
 });
+
+Deno.test("decode GEMV path (few rows × [N, K] weight) matches the reference, with fused prologue and epilogue", async () => {
+  for (const dt of ["f32", "f16"] as const) {
+    for (const [R, K, N] of [[1, 4, 1], [1, 64, 5], [2, 260, 301], [3, 128, 64], [4, 32, 7]]) {
+      const g = new GraphBuilder();
+      const x = g.input("x", [R, K], dt);
+      const w = g.input("w", [N, K], dt);
+      const b = g.input("b", [N], dt);
+      g.output("y", x.matmul(w, { transB: true }).add(b));
+      g.output("z", x.mul(2).matmul(w, { transB: true })); // A through a prologue (no vec4 A)
+      const r = await runBoth(g.build(), {
+        x: randomData(R * K, dt, R + K),
+        w: randomData(N * K, dt, N),
+        b: randomData(N, dt, 5),
+      });
+      const tol = dt === "f16" ? 1e-2 * Math.sqrt(K) : 2e-5 * Math.sqrt(K);
+      assertClose(r.gpu.y.data, r.cpu.y.data, tol, tol, `gemv ${dt} ${R}x${K}x${N}`);
+      assertClose(r.gpu.z.data, r.cpu.z.data, tol, tol, `gemv prologue ${dt} ${R}x${K}x${N}`);
+      assert.ok(
+        r.labels.filter((l) => l.startsWith("gemv") || l.startsWith("prologue+gemv")).length === 2,
+        r.labels.join(),
+      );
+    }
+  }
+});

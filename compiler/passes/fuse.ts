@@ -19,6 +19,12 @@ export interface Cluster {
   readonly shape: Shape;
   /** Values the cluster must write to memory (used outside it or graph outputs). */
   readonly outputs: readonly number[];
+  /**
+   * Per view node: the cluster that computes the view's input, evaluated at the
+   * view's remapped index instead of being written to memory (`x.mul(2).transpose()`
+   * is one kernel).
+   */
+  readonly nested?: ReadonlyMap<number, Cluster>;
 }
 
 /** One scheduled unit of work. */
@@ -43,7 +49,7 @@ export interface Schedule {
   readonly groups: readonly Group[];
 }
 
-function loweringKind(op: string): "elementwise" | "kernel" | "alias" | "leaf" {
+function loweringKind(op: string): "elementwise" | "kernel" | "alias" | "view" | "leaf" {
   if (!isOp(op)) return "leaf";
   return opDef(op).lower.kind;
 }
@@ -89,10 +95,24 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     }
     return false;
   };
-  const canMerge = (a: Set<number>, b: Set<number>) => !reaches(a, b) && !reaches(b, a);
+  // A view reads its input at a remapped index, so that input must come from
+  // memory: a cluster may never hold a view together with its input's producer.
+  const viewConflict = (a: Set<number>, b: Set<number>): boolean => {
+    for (const set of [a, b]) {
+      for (const n of set) {
+        if (loweringKind(graph.nodes[n].op) !== "view") continue;
+        const p = producer(graph.nodes[n].inputs[0]);
+        if (a.has(p) || b.has(p)) return true;
+      }
+    }
+    return false;
+  };
+  const canMerge = (a: Set<number>, b: Set<number>) =>
+    !reaches(a, b) && !reaches(b, a) && !viewConflict(a, b);
 
   for (const node of graph.nodes) {
-    if (loweringKind(node.op) !== "elementwise") continue;
+    const kind = loweringKind(node.op);
+    if (kind !== "elementwise" && kind !== "view") continue;
     const shape = graph.values[node.outputs[0]].shape;
     let cid = node.id;
     members.set(cid, new Set([node.id]));
@@ -122,11 +142,41 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
         if (external || outputs.has(v)) outs.push(v);
       }
     }
-    return { nodes, shape: shapeOf.get(cid)!, outputs: outs };
+    const nested = new Map<number, Cluster>();
+    for (const n of nodes) {
+      const inner = nestedOf.get(n);
+      if (inner !== undefined) nested.set(n, clusterInfo(inner));
+    }
+    return { nodes, shape: shapeOf.get(cid)!, outputs: outs, ...(nested.size ? { nested } : {}) };
+  };
+  /** Members of a cluster and of the clusters nested in it. */
+  const allMembers = (cid: number): Set<number> => {
+    const out = new Set(members.get(cid)!);
+    for (const n of members.get(cid)!) {
+      const inner = nestedOf.get(n);
+      if (inner !== undefined) allMembers(inner).forEach((m) => out.add(m));
+    }
+    return out;
   };
 
-  // --- 2. epilogues, then prologues ---------------------------------------------
+  // --- 1b. views absorb the cluster computing their input, when only they read it
   const absorbed = new Set<number>();
+  const nestedOf = new Map<number, number>();
+  for (const node of enabled ? graph.nodes : []) {
+    if (loweringKind(node.op) !== "view") continue;
+    const u = node.inputs[0];
+    const pc = clusterOf.get(producer(u));
+    const own = clusterOf.get(node.id);
+    if (pc === undefined || pc === own || absorbed.has(pc) || outputs.has(u)) continue;
+    const users = uses.get(u) ?? [];
+    if (users.length !== 1 || users[0] !== node.id) continue;
+    const info = clusterInfo(pc);
+    if (info.outputs.length !== 1 || info.outputs[0] !== u) continue;
+    nestedOf.set(node.id, pc);
+    absorbed.add(pc);
+  }
+
+  // --- 2. epilogues, then prologues ---------------------------------------------
   const epilogueOf = new Map<number, number>();
   const prologuesOf = new Map<number, (number | undefined)[]>();
   for (const node of enabled ? graph.nodes : []) {
@@ -145,6 +195,11 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     if (!sameShape(shapeOf.get(cid)!, graph.values[v].shape)) continue;
     // The cluster's other inputs must be computable before this kernel runs.
     if (reaches(members.get(cid)!, new Set([node.id]))) continue;
+    // An epilogue sees the kernel's result only at the index being stored.
+    const viewsIt = [...members.get(cid)!].some((n) =>
+      loweringKind(graph.nodes[n].op) === "view" && graph.nodes[n].inputs[0] === v
+    );
+    if (viewsIt) continue;
     absorbed.add(cid);
     epilogueOf.set(node.id, cid);
   }
@@ -180,7 +235,7 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     pending.push({
       group: { kind: "fused", cluster: clusterInfo(cid) },
       order: Math.min(...set),
-      nodes: set,
+      nodes: allMembers(cid),
     });
   }
   for (const node of graph.nodes) {
@@ -195,13 +250,13 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
       const nodes = new Set([node.id]);
       const pro = (prologuesOf.get(node.id) ?? node.inputs.map(() => undefined)).map((cid) => {
         if (cid === undefined) return undefined;
-        members.get(cid)!.forEach((n) => nodes.add(n));
+        allMembers(cid).forEach((n) => nodes.add(n));
         return clusterInfo(cid);
       });
       const ecid = epilogueOf.get(node.id);
       let epilogue: Cluster | undefined;
       if (ecid !== undefined) {
-        members.get(ecid)!.forEach((n) => nodes.add(n));
+        allMembers(ecid).forEach((n) => nodes.add(n));
         epilogue = clusterInfo(ecid);
       }
       pending.push({

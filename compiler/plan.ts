@@ -178,11 +178,12 @@ function emitGroup(
   if (g.kind === "fused") return emitFusedSplit(graph, g.cluster, shapeOf, caps, outputs);
   // Kernel template: try fully fused, then shed the epilogue, then the prologues.
   const attempts: Group[] = [g];
-  if (g.epilogue) attempts.push({ ...g, epilogue: undefined });
+  if (g.epilogue) attempts.push({ ...g, epilogue: undefined, epilogueAliases: undefined });
   if (g.prologues.some((p) => p)) {
     attempts.push({
       ...g,
       epilogue: undefined,
+      epilogueAliases: undefined,
       prologues: g.prologues.map(() => undefined),
     });
   }
@@ -198,6 +199,15 @@ function emitGroup(
         }
       });
       if (g.epilogue && !attempt.epilogue) {
+        // The reshapes the epilogue read become views of the stored result again.
+        for (const a of g.epilogueAliases ?? []) {
+          after.push({
+            kernels: [],
+            scratch: [],
+            writes: [],
+            alias: [a, graph.nodes[g.node].outputs[0]],
+          });
+        }
         after.push(...emitFusedSplit(graph, g.epilogue, shapeOf, caps, outputs));
       }
       return [...before, work, ...after];
@@ -393,7 +403,10 @@ function emitKernelGroup(
           shapeOf,
           "i",
           leafBinder(kb, graph, shapeOf, "e"),
-          new Map([[v, "v"]]),
+          new Map([
+            [v, "v"],
+            ...(g.epilogueAliases ?? []).map((a) => [a, "v"] as [number, string]),
+          ]),
         );
         const stores = epilogue.outputs.map((o) => {
           const acc = kb.bind(

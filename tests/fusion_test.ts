@@ -133,3 +133,19 @@ Deno.test("pipelines are cached by shader text across plans", async () => {
   assert.equal(dev.pipelines.size, before + 1);
   exe.dispose();
 });
+
+Deno.test("an epilogue reads through a reshape of the kernel's result", async () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", [1, "T", 24]);
+  const w = g.input("w", [24, 24]);
+  const r = g.input("r", ["T", 24]);
+  // matmul → reshape → residual add: one kernel, as in a Mamba block's out_proj + residual.
+  g.output("y", x.matmul(w, { transB: true }).reshape(["T", 24]).add(r));
+  const res = await runBoth(g.build(), {
+    x: { data: randomData(5 * 24, "f32", 1), shape: [1, 5, 24], dtype: "f32" },
+    w: randomData(24 * 24, "f32", 2),
+    r: randomData(5 * 24, "f32", 3),
+  });
+  assert.equal(res.kernels, 1);
+  assertClose(res.gpu.y.data, res.cpu.y.data, 1e-5, 1e-6, "reshape epilogue");
+});

@@ -8,7 +8,7 @@
  */
 
 import { consumers, type Graph } from "../graph.ts";
-import { sameShape, type Shape } from "../shape.ts";
+import { sameShape, type Shape, symbolicSize } from "../shape.ts";
 import { isOp, opDef } from "../../ops/registry.ts";
 
 /** A set of elementwise nodes evaluated together at one flat index. */
@@ -38,6 +38,8 @@ export type Group =
     readonly prologues: readonly (Cluster | undefined)[];
     /** Cluster applied to output 0 before it is stored, if fused. */
     readonly epilogue?: Cluster;
+    /** Reshapes of output 0 read by the epilogue: they stand for the same stored value. */
+    readonly epilogueAliases?: readonly number[];
   }
   | { readonly kind: "alias"; readonly node: number };
 
@@ -178,6 +180,7 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
 
   // --- 2. epilogues, then prologues ---------------------------------------------
   const epilogueOf = new Map<number, number>();
+  const epilogueAliasesOf = new Map<number, number[]>();
   const prologuesOf = new Map<number, (number | undefined)[]>();
   for (const node of enabled ? graph.nodes : []) {
     if (loweringKind(node.op) !== "kernel") continue;
@@ -187,14 +190,34 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     if (lower.inplace?.some(([o]) => o === 0)) continue;
     const v = node.outputs[0];
     if (outputs.has(v)) continue;
-    const users = uses.get(v) ?? [];
+    // Look through reshapes: they keep the flat order, so the epilogue can read the
+    // kernel's result for them at the same index (`y.reshape(...).add(x)` fuses).
+    const aliasNodes: number[] = [];
+    const users: number[] = [];
+    for (const u of uses.get(v) ?? []) {
+      const un = graph.nodes[u];
+      if (loweringKind(un.op) === "alias" && !outputs.has(un.outputs[0])) {
+        aliasNodes.push(u);
+        users.push(...(uses.get(un.outputs[0]) ?? []));
+      } else users.push(u);
+    }
     const cids = new Set(users.map((u) => clusterOf.get(u)));
     if (cids.size !== 1) continue;
     const cid = [...cids][0];
     if (cid === undefined || absorbed.has(cid)) continue;
-    if (!sameShape(shapeOf.get(cid)!, graph.values[v].shape)) continue;
+    const clusterShape = shapeOf.get(cid)!;
+    const fits = aliasNodes.length
+      ? symbolicSize(clusterShape) === symbolicSize(graph.values[v].shape)
+      : sameShape(clusterShape, graph.values[v].shape);
+    if (!fits) continue;
+    // A reshape read at a broadcast index would not be the same element.
+    if (
+      aliasNodes.some((a) =>
+        !sameShape(graph.values[graph.nodes[a].outputs[0]].shape, clusterShape)
+      )
+    ) continue;
     // The cluster's other inputs must be computable before this kernel runs.
-    if (reaches(members.get(cid)!, new Set([node.id]))) continue;
+    if (reaches(new Set([...members.get(cid)!, ...aliasNodes]), new Set([node.id]))) continue;
     // An epilogue sees the kernel's result only at the index being stored.
     const viewsIt = [...members.get(cid)!].some((n) =>
       loweringKind(graph.nodes[n].op) === "view" && graph.nodes[n].inputs[0] === v
@@ -202,6 +225,7 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     if (viewsIt) continue;
     absorbed.add(cid);
     epilogueOf.set(node.id, cid);
+    if (aliasNodes.length) epilogueAliasesOf.set(node.id, aliasNodes);
   }
   for (const node of enabled ? graph.nodes : []) {
     if (loweringKind(node.op) !== "kernel") continue;
@@ -241,6 +265,7 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
   for (const node of graph.nodes) {
     const kind = loweringKind(node.op);
     if (kind === "alias") {
+      if ([...epilogueAliasesOf.values()].some((a) => a.includes(node.id))) continue;
       pending.push({
         group: { kind: "alias", node: node.id },
         order: node.id,
@@ -255,12 +280,22 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
       });
       const ecid = epilogueOf.get(node.id);
       let epilogue: Cluster | undefined;
+      const aliasNodes = epilogueAliasesOf.get(node.id) ?? [];
       if (ecid !== undefined) {
         allMembers(ecid).forEach((n) => nodes.add(n));
+        aliasNodes.forEach((n) => nodes.add(n));
         epilogue = clusterInfo(ecid);
       }
       pending.push({
-        group: { kind: "kernel", node: node.id, prologues: pro, epilogue },
+        group: {
+          kind: "kernel",
+          node: node.id,
+          prologues: pro,
+          epilogue,
+          ...(aliasNodes.length
+            ? { epilogueAliases: aliasNodes.map((a) => graph.nodes[a].outputs[0]) }
+            : {}),
+        },
         order: node.id,
         nodes,
       });

@@ -47,7 +47,16 @@ commands:
                                      prefill and decode tokens/s of a model folder
   help                               this text`;
 
-/** A mistake of the user's: printed as one line, exit status 1, no stack trace. */
+/**
+ * A mistake of the user's: printed as one line, exit status 1, no stack trace.
+ *
+ * @example
+ * ```ts
+ * import { UsageError } from "@kiln/kiln/cli";
+ * const err = new UsageError("unknown command \"fly\" (try: kiln help)");
+ * err.name; // "UsageError"
+ * ```
+ */
 export class UsageError extends Error {
   /** Makes a usage error with a one-line message. */
   constructor(message: string) {

@@ -27,7 +27,18 @@ import { coerce, type TensorData, unpack } from "../runtime/host.ts";
 
 export type { EncodeHooks, KernelTiming };
 
-/** Options of {@linkcode compile}. */
+/**
+ * Options of {@linkcode compile}.
+ *
+ * @example
+ * ```ts
+ * import { compile, type CompileOptions, cpuDevice, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", [2]).add(g.param("b", [2])));
+ * const options: CompileOptions = { params: { b: [1, 2] }, fusion: false };
+ * const exe = compile(g.build(), cpuDevice(), options);
+ * ```
+ */
 export interface CompileOptions {
   /** Parameter values by name (more can be set later with `setParams`). */
   params?: Record<string, TensorData>;
@@ -40,7 +51,19 @@ export interface CompileOptions {
   shareWith?: Executable;
 }
 
-/** Options of a run. */
+/**
+ * Options of a run.
+ *
+ * @example
+ * ```ts
+ * import { compile, cpuDevice, GraphBuilder, type RunOptions } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("z", g.input("cache", [8]).mul(g.input("s", [1])));
+ * const exe = compile(g.build(), cpuDevice());
+ * const options: RunOptions = { dims: {} }; // e.g. { dims: { S: 128 } } for a symbol no input fixes
+ * await exe.run({ cache: new Float32Array(8), s: [2] }, options);
+ * ```
+ */
 export interface RunOptions {
   /** Values of symbolic dimensions not deducible from the inputs' lengths. */
   dims?: DimBindings;
@@ -51,7 +74,19 @@ export interface RunOptions {
   hooks?: (plan: Plan) => EncodeHooks | undefined;
 }
 
-/** Result of a profiled run. */
+/**
+ * Result of a profiled run.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, GraphBuilder, type ProfileResult, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["N"]).silu());
+ * const exe = compile(g.build(), await requestDevice());
+ * const r: ProfileResult = await exe.profile({ x: new Float32Array(1024) });
+ * for (const k of r.kernels) console.log(k.label, k.ns / 1e3, "µs");
+ * ```
+ */
 export interface ProfileResult {
   /** Outputs by name. */
   outputs: Record<string, HostTensor>;
@@ -59,7 +94,19 @@ export interface ProfileResult {
   kernels: KernelTiming[];
 }
 
-/** Optimises a graph with the standard passes: fold, CSE, DCE. */
+/**
+ * Optimises a graph with the standard passes: fold, CSE, DCE.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, optimize } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", [4]);
+ * g.output("y", x.mul(2).add(x.mul(2))); // CSE computes x.mul(2) once
+ * const graph = g.build();
+ * optimize(graph).nodes.length < graph.nodes.length; // true
+ * ```
+ */
 export function optimize(graph: Graph): Graph {
   return dce(cse(fold(graph)));
 }
@@ -91,7 +138,19 @@ export class Executable {
   readonly #store: Store;
   #last?: Plan;
 
-  /** The plan the most recent GPU run used (undefined before the first run or on the CPU). */
+  /**
+   * The plan the most recent GPU run used (undefined before the first run or on the CPU).
+   *
+   * @example
+   * ```ts ignore
+   * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", ["N"]).exp());
+   * const exe = compile(g.build(), await requestDevice());
+   * await exe.run({ x: new Float32Array(16) });
+   * exe.lastPlan?.kernels.length; // 1
+   * ```
+   */
   get lastPlan(): Plan | undefined {
     return this.#last;
   }
@@ -109,7 +168,19 @@ export class Executable {
     if (options.params) this.setParams(options.params);
   }
 
-  /** Uploads parameters by name; unknown names and wrong sizes throw before anything is written. */
+  /**
+   * Uploads parameters by name; unknown names and wrong sizes throw before anything is written.
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", [2]).mul(g.param("w", [2])));
+   * const exe = compile(g.build(), cpuDevice());
+   * exe.setParams({ w: new Float32Array([3, 4]) });
+   * (await exe.run({ x: [1, 1] })).y.data; // Float32Array [3, 4]
+   * ```
+   */
   setParams(params: Record<string, TensorData>): void {
     const checked: [string, HostArray][] = [];
     for (const [name, data] of Object.entries(params)) {
@@ -231,7 +302,20 @@ export class Executable {
     return used;
   }
 
-  /** The plan for these dims (built and cached on first use). GPU devices only. */
+  /**
+   * The plan for these dims (built and cached on first use). GPU devices only.
+   *
+   * @example
+   * ```ts ignore
+   * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const x = g.input("x", ["T", 512]);
+   * g.output("y", x.matmul(g.param("w", [1024, 512]), { transB: true }).silu());
+   * const exe = compile(g.build(), await requestDevice());
+   * const plan = exe.plan({ T: 128 });
+   * console.log(plan.kernels.map((k) => k.label), plan.peakBytes);
+   * ```
+   */
   plan(dims: DimBindings = {}): Plan {
     return this.#entry(this.#usedDims({ ...dims })).plan;
   }
@@ -249,12 +333,35 @@ export class Executable {
     return e;
   }
 
-  /** Text description of the plan: kernels with fused ops, grids, buffers, peak bytes. */
+  /**
+   * Text description of the plan: kernels with fused ops, grids, buffers, peak bytes.
+   *
+   * @example
+   * ```ts ignore
+   * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", ["T", 64]).mul(2).add(1).silu());
+   * const exe = compile(g.build(), await requestDevice());
+   * console.log(exe.inspect({ T: 128 }));
+   * ```
+   */
   inspect(dims: DimBindings = {}): string {
     return describePlan(this.plan(dims));
   }
 
-  /** Runs the graph and reads every output back in one round trip. */
+  /**
+   * Runs the graph and reads every output back in one round trip.
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", ["N"]).mul(2));
+   * const exe = compile(g.build(), cpuDevice());
+   * const { y } = await exe.run({ x: [1, 2, 3] });
+   * y.shape; // [3]
+   * ```
+   */
   async run(
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
@@ -266,6 +373,18 @@ export class Executable {
    * Queues a run on the device without reading anything back: for loops whose
    * results stay on the device (a decode loop feeding sampled ids back through
    * state) and are read every few steps with `readState`.
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const n = g.state("n", [1]);
+   * g.assign(n, n.add(g.input("inc", [1])));
+   * g.output("n", n);
+   * const exe = compile(g.build(), cpuDevice());
+   * for (let i = 0; i < 3; i++) await exe.submit({ inc: [1] });
+   * (await exe.readState("n")).data; // Float32Array [3]
+   * ```
    */
   async submit(inputs: Record<string, TensorData>, options: RunOptions = {}): Promise<void> {
     if (this.device.kind === "cpu") {
@@ -280,7 +399,19 @@ export class Executable {
     device.queue.submit([enc.finish()]);
   }
 
-  /** Runs once with a timestamp around every kernel. */
+  /**
+   * Runs once with a timestamp around every kernel.
+   *
+   * @example
+   * ```ts ignore
+   * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", ["N"]).silu());
+   * const exe = compile(g.build(), await requestDevice());
+   * const { kernels } = await exe.profile({ x: new Float32Array(1 << 20) });
+   * console.log(kernels);
+   * ```
+   */
   async profile(
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
@@ -289,7 +420,22 @@ export class Executable {
     return { outputs: r.outputs, kernels: r.timings ?? [] };
   }
 
-  /** Prepares (plans and uploads) a run without submitting it, for benchmarks that encode many runs. */
+  /**
+   * Prepares (plans and uploads) a run without submitting it, for benchmarks that encode many runs.
+   *
+   * @example
+   * ```ts ignore
+   * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", ["N"]).silu());
+   * const dev = await requestDevice();
+   * const exe = compile(g.build(), dev);
+   * const gpu = await exe.prepare({ x: new Float32Array(1024) });
+   * const enc = dev.device.createCommandEncoder();
+   * for (let i = 0; i < 10; i++) gpu.encode(enc);
+   * dev.device.queue.submit([enc.finish()]);
+   * ```
+   */
   async prepare(
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
@@ -359,7 +505,21 @@ export class Executable {
     return { shape: v.shape as number[], dtype: v.dtype };
   }
 
-  /** Reads a persistent state back to the host (one round trip on a GPU). */
+  /**
+   * Reads a persistent state back to the host (one round trip on a GPU).
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const acc = g.state("acc", [2]);
+   * g.assign(acc, acc.add(g.input("x", [2])));
+   * g.output("acc", acc);
+   * const exe = compile(g.build(), cpuDevice());
+   * await exe.run({ x: [1, 2] });
+   * (await exe.readState("acc")).data; // Float32Array [1, 2]
+   * ```
+   */
   async readState(name: string): Promise<HostTensor> {
     const { shape, dtype } = this.#stateType(name);
     const n = numel(shape);
@@ -387,6 +547,19 @@ export class Executable {
   /**
    * Reads several persistent states back in one round trip (one staging buffer,
    * one map). GPU only; the CPU device copies.
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const a = g.state("a", [1]), b = g.state("b", [1]);
+   * g.assign(a, a.add(1));
+   * g.assign(b, b.sub(1));
+   * g.output("a", a);
+   * const exe = compile(g.build(), cpuDevice());
+   * await exe.run({});
+   * const { a: av, b: bv } = await exe.readStates(["a", "b"]); // data [1] and [-1]
+   * ```
    */
   async readStates(names: readonly string[]): Promise<Record<string, HostTensor>> {
     const out: Record<string, HostTensor> = {};
@@ -425,12 +598,38 @@ export class Executable {
     return out;
   }
 
-  /** The device buffer of parameter `name` (after `setParams`), for runtime code that writes it. */
+  /**
+   * The device buffer of parameter `name` (after `setParams`), for runtime code that writes it.
+   *
+   * @example
+   * ```ts ignore
+   * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", [4]).add(g.param("b", [4])));
+   * const exe = compile(g.build(), await requestDevice(), { params: { b: [1, 2, 3, 4] } });
+   * exe.paramBuffer("b")?.size; // 16
+   * ```
+   */
   paramBuffer(name: string): GPUBuffer | undefined {
     return this.#store.params?.buffers.get(name);
   }
 
-  /** Overwrites a persistent state (checked like an input). */
+  /**
+   * Overwrites a persistent state (checked like an input).
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const tok = g.state("token", [1], "u32");
+   * g.assign(tok, tok.add(1));
+   * g.output("t", tok);
+   * const exe = compile(g.build(), cpuDevice());
+   * exe.writeState("token", [41]);
+   * await exe.run({});
+   * (await exe.readState("token")).data; // Uint32Array [42]
+   * ```
+   */
   writeState(name: string, data: TensorData): void {
     const { shape, dtype } = this.#stateType(name);
     const { values } = unpack(data, `state "${name}"`);
@@ -455,7 +654,21 @@ export class Executable {
     );
   }
 
-  /** Zeroes every persistent state (a new sequence). */
+  /**
+   * Zeroes every persistent state (a new sequence).
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const s = g.state("s", [1]);
+   * g.assign(s, s.add(1));
+   * g.output("s", s);
+   * const exe = compile(g.build(), cpuDevice());
+   * await exe.run({});
+   * exe.resetStates(); // a new sequence: every state back to zero
+   * ```
+   */
   resetStates(): void {
     this.#store.cpuStates.clear();
     if (!this.#store.states) return;
@@ -465,7 +678,19 @@ export class Executable {
     device.queue.submit([enc.finish()]);
   }
 
-  /** Frees device buffers of every plan and the parameters. */
+  /**
+   * Frees device buffers of every plan and the parameters.
+   *
+   * @example
+   * ```ts ignore
+   * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", [4]).exp());
+   * const exe = compile(g.build(), await requestDevice());
+   * await exe.run({ x: [0, 1, 2, 3] });
+   * exe.dispose(); // frees the plan and parameter buffers
+   * ```
+   */
   dispose(): void {
     for (const e of this.#plans.values()) e.exe?.destroy();
     this.#plans.clear();

@@ -4,13 +4,32 @@
  * @module
  */
 
-/** Element type of a tensor. `f16` needs the adapter feature `shader-f16`. */
+/**
+ * Element type of a tensor. `f16` needs the adapter feature `shader-f16`.
+ *
+ * @example
+ * ```ts
+ * import { byteSize, type DType, GraphBuilder } from "@kiln/kiln";
+ * const dtype: DType = "f16";
+ * byteSize(dtype); // 2
+ * new GraphBuilder().param("w", [64, 64], dtype);
+ * ```
+ */
 export type DType = "f32" | "f16" | "i32" | "u32";
 
 /** All dtypes, in a stable order. */
 export const DTYPES: readonly DType[] = ["f32", "f16", "i32", "u32"];
 
-/** Typed array that holds host data of any dtype (`f16` as `Float16Array`). */
+/**
+ * Typed array that holds host data of any dtype (`f16` as `Float16Array`).
+ *
+ * @example
+ * ```ts
+ * import { dtypeOfHost, type HostArray } from "@kiln/kiln";
+ * const data: HostArray = new Int32Array([1, -2, 3]);
+ * dtypeOfHost(data); // "i32"
+ * ```
+ */
 export type HostArray = Float32Array | Float16Array | Int32Array | Uint32Array;
 
 /**

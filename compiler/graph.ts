@@ -10,7 +10,15 @@
 import type { DType } from "./dtype.ts";
 import { formatShape, type Shape } from "./shape.ts";
 
-/** Type of one value: shape (possibly symbolic) and dtype. */
+/**
+ * Type of one value: shape (possibly symbolic) and dtype.
+ *
+ * @example
+ * ```ts
+ * import type { TensorType } from "@kiln/kiln";
+ * const t: TensorType = { shape: ["T", 512], dtype: "f32" };
+ * ```
+ */
 export interface TensorType {
   /** Dimensions; strings are symbols bound at run time. */
   readonly shape: Shape;
@@ -18,7 +26,15 @@ export interface TensorType {
   readonly dtype: DType;
 }
 
-/** Attribute values an op can carry. */
+/**
+ * Attribute values an op can carry.
+ *
+ * @example
+ * ```ts
+ * import type { AttrValue } from "@kiln/kiln";
+ * const values: AttrValue[] = [-1, "softmax_topk", true, [1, 0, 2], ["T", 64], null];
+ * ```
+ */
 export type AttrValue =
   | number
   | string
@@ -27,10 +43,32 @@ export type AttrValue =
   | readonly (number | string)[]
   | null;
 
-/** Op attributes. */
+/**
+ * Op attributes.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", [4, 8]).sum(-1));
+ * const node = g.build().nodes.find((n) => n.op === "sum")!;
+ * node.attrs; // { axis: -1, keepdims: false }
+ * ```
+ */
 export type Attrs = Readonly<Record<string, AttrValue>>;
 
-/** A node: one op application with its inputs, attributes and produced values. */
+/**
+ * A node: one op application with its inputs, attributes and produced values.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type Node } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", [4]).exp());
+ * const nodes: readonly Node[] = g.build().nodes;
+ * nodes.map((n) => n.op); // ["input", "exp"]
+ * ```
+ */
 export interface Node {
   /** Index in `Graph.nodes`. */
   readonly id: number;
@@ -46,7 +84,19 @@ export interface Node {
   readonly site: string;
 }
 
-/** A value: the `index`th result of node `node`. */
+/**
+ * A value: the `index`th result of node `node`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type Value } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["T", 8]).sum(-1));
+ * const graph = g.build();
+ * const y: Value = graph.values[graph.outputs.get("y")!];
+ * [y.shape, y.dtype]; // [["T"], "f32"]
+ * ```
+ */
 export interface Value extends TensorType {
   /** Index in `Graph.values`. */
   readonly id: number;
@@ -56,7 +106,18 @@ export interface Value extends TensorType {
   readonly index: number;
 }
 
-/** A whole graph: nodes in topological order, named inputs, params and outputs. */
+/**
+ * A whole graph: nodes in topological order, named inputs, params and outputs.
+ *
+ * @example
+ * ```ts
+ * import { type Graph, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", [4]).mul(g.param("w", [4])));
+ * const graph: Graph = g.build();
+ * [...graph.inputs.keys(), ...graph.params.keys()]; // ["x", "w"]
+ * ```
+ */
 export interface Graph {
   /** Nodes, topologically ordered (a node's inputs come from earlier nodes). */
   readonly nodes: readonly Node[];
@@ -99,6 +160,14 @@ function formatAttrs(attrs: Attrs): string {
 /**
  * A readable text dump, one line per node:
  * `%3: f32[T, 512] = matmul(%1, %2) {transB=true}  # model.ts:12`.
+ *
+ * @example
+ * ```ts
+ * import { dumpGraph, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["T", 8]).exp());
+ * console.log(dumpGraph(g.build())); // one line per node, with the call site
+ * ```
  */
 export function dumpGraph(graph: Graph): string {
   const lines: string[] = [];

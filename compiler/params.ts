@@ -9,7 +9,18 @@ import type { Graph } from "./graph.ts";
 import { consumers } from "./graph.ts";
 import { isOp, opDef } from "../ops/registry.ts";
 
-/** One parameter's share of {@linkcode ParamCount}. */
+/**
+ * One parameter's share of {@linkcode ParamCount}.
+ *
+ * @example
+ * ```ts
+ * import { countParams, GraphBuilder, type ParamUsage } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["T", 16]).matmul(g.param("w", [32, 16]), { transB: true }));
+ * const [w]: readonly ParamUsage[] = countParams(g.build()).byParam;
+ * [w.name, w.total, w.fraction]; // ["w", 512, 1]
+ * ```
+ */
 export interface ParamUsage {
   /** Parameter name. */
   readonly name: string;
@@ -23,7 +34,18 @@ export interface ParamUsage {
   readonly fraction: number;
 }
 
-/** What {@linkcode countParams} returns. */
+/**
+ * What {@linkcode countParams} returns.
+ *
+ * @example
+ * ```ts
+ * import { countParams, GraphBuilder, type ParamCount } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["T", 16]).add(g.param("b", [16])));
+ * const count: ParamCount = countParams(g.build());
+ * [count.total, count.activePerToken]; // [16, 16]
+ * ```
+ */
 export interface ParamCount {
   /** Elements of all parameters. */
   readonly total: number;

@@ -14,10 +14,30 @@ import type { Cluster, Group, Schedule } from "./passes/fuse.ts";
 import { opDef } from "../ops/registry.ts";
 import type { DeviceCaps, KernelOperand, ScratchSpec } from "../ops/types.ts";
 
-/** What a buffer slot holds. */
+/**
+ * What a buffer slot holds.
+ *
+ * @example
+ * ```ts
+ * import type { SlotKind } from "@kiln/kiln";
+ * const kind: SlotKind = "temp"; // only temp slots are shared between values
+ * ```
+ */
 export type SlotKind = "input" | "output" | "param" | "const" | "state" | "temp";
 
-/** One device buffer of the plan. */
+/**
+ * One device buffer of the plan.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, type Slot, GraphBuilder, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 512]);
+ * g.output("y", x.matmul(g.param("w", [1024, 512]), { transB: true }).silu());
+ * const plan = compile(g.build(), await requestDevice()).plan({ T: 128 });
+ * const temps: Slot[] = plan.slots.filter((s) => s.kind === "temp");
+ * ```
+ */
 export interface Slot {
   /** Size in bytes (multiple of 4). */
   bytes: number;
@@ -29,7 +49,19 @@ export interface Slot {
   readonly value?: number;
 }
 
-/** A resolved binding: a range of a slot. */
+/**
+ * A resolved binding: a range of a slot.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 512]);
+ * g.output("y", x.matmul(g.param("w", [1024, 512]), { transB: true }).silu());
+ * const plan = compile(g.build(), await requestDevice()).plan({ T: 128 });
+ * for (const b of plan.kernels[0].bindings) console.log(b.slot, b.offset, b.size, b.access);
+ * ```
+ */
 export interface SlotBinding {
   /** Slot index. */
   readonly slot: number;
@@ -41,7 +73,18 @@ export interface SlotBinding {
   readonly access: "read" | "read_write";
 }
 
-/** A buffer operation recorded between dispatches. */
+/**
+ * A buffer operation recorded between dispatches.
+ *
+ * @example
+ * ```ts
+ * import type { BufferOp } from "@kiln/kiln";
+ * const ops: BufferOp[] = [
+ *   { kind: "zero", slot: 3, offset: 0, size: 256 },
+ *   { kind: "copy", from: 1, fromOffset: 0, to: 2, toOffset: 0, size: 1024 },
+ * ];
+ * ```
+ */
 export type BufferOp =
   | { readonly kind: "zero"; readonly slot: number; readonly offset: number; readonly size: number }
   | {
@@ -53,7 +96,21 @@ export type BufferOp =
     readonly size: number;
   };
 
-/** One dispatch of the plan. */
+/**
+ * One dispatch of the plan.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 512]);
+ * g.output("y", x.matmul(g.param("w", [1024, 512]), { transB: true }).silu());
+ * const plan = compile(g.build(), await requestDevice()).plan({ T: 128 });
+ * const k = plan.kernels[0];
+ * console.log(k.label, k.workgroups, k.ops); // "matmul+silu" …
+ * console.log(k.code); // the WGSL
+ * ```
+ */
 export interface PlannedKernel {
   /** Short name, e.g. `matmul+add+silu`. */
   readonly label: string;
@@ -69,7 +126,20 @@ export interface PlannedKernel {
   readonly before: readonly BufferOp[];
 }
 
-/** Where a named input or output lives and what it looks like. */
+/**
+ * Where a named input or output lives and what it looks like.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 512]);
+ * g.output("y", x.matmul(g.param("w", [1024, 512]), { transB: true }).silu());
+ * const plan = compile(g.build(), await requestDevice()).plan({ T: 128 });
+ * const y = plan.outputs.get("y")!;
+ * [y.shape, y.dtype]; // [[128, 1024], "f32"]
+ * ```
+ */
 export interface PlannedTensor {
   /** Value id. */
   readonly value: number;
@@ -83,7 +153,19 @@ export interface PlannedTensor {
   readonly dtype: DType;
 }
 
-/** A compiled, device-specific execution plan for one binding of the symbolic dims. */
+/**
+ * A compiled, device-specific execution plan for one binding of the symbolic dims.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 512]);
+ * g.output("y", x.matmul(g.param("w", [1024, 512]), { transB: true }).silu());
+ * const plan = compile(g.build(), await requestDevice()).plan({ T: 128 });
+ * console.log(plan.kernels.length, plan.peakBytes);
+ * ```
+ */
 export interface Plan {
   /** Symbol values this plan was built for. */
   readonly dims: DimBindings;
@@ -705,7 +787,18 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
   };
 }
 
-/** One line per kernel and a buffer table: what `inspect` prints. */
+/**
+ * One line per kernel and a buffer table: what `inspect` prints.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, describePlan, GraphBuilder, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["T", 64]).mul(2).silu());
+ * const exe = compile(g.build(), await requestDevice());
+ * console.log(describePlan(exe.plan({ T: 128 }))); // same text as exe.inspect({ T: 128 })
+ * ```
+ */
 export function describePlan(plan: Plan): string {
   const lines: string[] = [];
   const dims = Object.entries(plan.dims).map(([k, v]) => `${k}=${v}`).join(", ");

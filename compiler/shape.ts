@@ -5,13 +5,42 @@
  * @module
  */
 
-/** One dimension: a size, or a symbol bound at run time. */
+/**
+ * One dimension: a size, or a symbol bound at run time.
+ *
+ * @example
+ * ```ts
+ * import { type Dim, formatShape } from "@kiln/kiln";
+ * const dims: Dim[] = ["T", 512];
+ * formatShape(dims); // "[T, 512]"
+ * ```
+ */
 export type Dim = number | string;
 
-/** A tensor shape. */
+/**
+ * A tensor shape.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type Shape } from "@kiln/kiln";
+ * const shape: Shape = ["B", "T", 64];
+ * new GraphBuilder().input("x", shape);
+ * ```
+ */
 export type Shape = readonly Dim[];
 
-/** Values for symbolic dimensions, e.g. `{ T: 128 }`. */
+/**
+ * Values for symbolic dimensions, e.g. `{ T: 128 }`.
+ *
+ * @example
+ * ```ts
+ * import { compile, cpuDevice, type DimBindings, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["T", 4]).exp());
+ * const dims: DimBindings = { T: 2 };
+ * await compile(g.build(), cpuDevice()).run({ x: new Float32Array(8) }, { dims });
+ * ```
+ */
 export type DimBindings = Readonly<Record<string, number>>;
 
 /**

@@ -17,7 +17,24 @@ import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import { atSite, callSite } from "../compiler/errors.ts";
 import type { DType } from "../compiler/dtype.ts";
 
-/** Options of {@linkcode attentionBlock}. */
+/**
+ * Options of {@linkcode attentionBlock}.
+ *
+ * @example
+ * ```ts
+ * import { attentionBlock, type AttentionBlockOptions, GraphBuilder } from "@kiln/kiln";
+ * const opts: AttentionBlockOptions = {
+ *   name: "model.layers.0.self_attn",
+ *   heads: 8,
+ *   kvHeads: 2,
+ *   ropeTheta: 1e6,
+ *   maxSeq: 256,
+ * };
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 64]);
+ * g.output("y", attentionBlock(g, x, g.input("pos", [1], "u32"), opts));
+ * ```
+ */
 export interface AttentionBlockOptions {
   /** Name prefix, e.g. `"model.layers.0.self_attn"`. */
   name: string;

@@ -19,7 +19,25 @@ import { mambaMixer } from "./mamba.ts";
 import { moe } from "./moe.ts";
 import type { ModelConfig } from "./config.ts";
 
-/** Options of {@linkcode buildCausalLM}. */
+/**
+ * Options of {@linkcode buildCausalLM}.
+ *
+ * @example
+ * ```ts
+ * import { buildCausalLM, type CausalLMOptions, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * });
+ * const options: CausalLMOptions = {
+ *   mode: "decode",
+ *   maxSeq: 512,
+ *   maxNew: 64,
+ *   sampling: { temperature: 0.7, topP: 0.9 },
+ * };
+ * const graph = buildCausalLM(cfg, options);
+ * ```
+ */
 export interface CausalLMOptions {
   /** `"prefill"`: T tokens from input `ids`; `"decode"`: one token from state `token`. */
   mode: "prefill" | "decode";
@@ -213,7 +231,21 @@ function mamba(
   return y.reshape([T, cfg.hidden]);
 }
 
-/** How one Kiln parameter is read from checkpoint tensors. */
+/**
+ * How one Kiln parameter is read from checkpoint tensors.
+ *
+ * @example
+ * ```ts
+ * import { buildCausalLM, checkpointSources, type ParamSource, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * });
+ * const graph = buildCausalLM(cfg, { mode: "prefill", maxSeq: 64, maxNew: 8 });
+ * const src: ParamSource = checkpointSources(cfg, graph).get("backbone.norm_f.weight")!;
+ * src.tensors; // ["backbone.norm_f.weight"]
+ * ```
+ */
 export interface ParamSource {
   /** Checkpoint tensor names; several are stacked in order (MoE experts). */
   readonly tensors: readonly string[];

@@ -5,7 +5,19 @@
  * @module
  */
 
-/** Architectures Kiln can build from a config. */
+/**
+ * Architectures Kiln can build from a config.
+ *
+ * @example
+ * ```ts
+ * import { type Architecture, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * });
+ * const arch: Architecture = cfg.architecture; // "MambaForCausalLM"
+ * ```
+ */
 export type Architecture = "MixtralForCausalLM" | "MambaForCausalLM" | "JambaForCausalLM";
 
 /** The architectures, for messages. */
@@ -15,12 +27,50 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "JambaForCausalLM",
 ];
 
-/** Mixer of one layer. */
+/**
+ * Mixer of one layer.
+ *
+ * @example
+ * ```ts
+ * import { type MixerKind, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * });
+ * const mixers: MixerKind[] = cfg.pattern.map((l) => l.mixer); // ["mamba", "mamba"]
+ * ```
+ */
 export type MixerKind = "attention" | "mamba";
-/** Feed-forward of one layer. */
+/**
+ * Feed-forward of one layer.
+ *
+ * @example
+ * ```ts
+ * import { type FfnKind, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * });
+ * const ffns: FfnKind[] = cfg.pattern.map((l) => l.ffn); // ["none", "none"]
+ * ```
+ */
 export type FfnKind = "moe" | "mlp" | "none";
 
-/** Attention settings (Mixtral, Jamba). */
+/**
+ * Attention settings (Mixtral, Jamba).
+ *
+ * @example
+ * ```ts
+ * import type { AttentionConfig } from "@kiln/kiln";
+ * const mixtral: AttentionConfig = {
+ *   heads: 32,
+ *   kvHeads: 8,
+ *   headDim: 128,
+ *   ropeTheta: 1e6,
+ *   slidingWindow: 0,
+ * };
+ * ```
+ */
 export interface AttentionConfig {
   /** Query heads. */
   readonly heads: number;
@@ -34,7 +84,20 @@ export interface AttentionConfig {
   readonly slidingWindow: number;
 }
 
-/** Mamba mixer settings (Mamba, Jamba). */
+/**
+ * Mamba mixer settings (Mamba, Jamba).
+ *
+ * @example
+ * ```ts
+ * import { type MambaConfig, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * });
+ * const m: MambaConfig = cfg.mamba!;
+ * [m.stateSize, m.inner, m.convKernel]; // [4, 64, 4]
+ * ```
+ */
 export interface MambaConfig {
   /** SSM state size N. */
   readonly stateSize: number;
@@ -52,7 +115,15 @@ export interface MambaConfig {
   readonly innerNorms: boolean;
 }
 
-/** MoE settings (Mixtral, Jamba). */
+/**
+ * MoE settings (Mixtral, Jamba).
+ *
+ * @example
+ * ```ts
+ * import type { MoeConfig } from "@kiln/kiln";
+ * const mixtral: MoeConfig = { experts: 8, topK: 2, normTopk: true };
+ * ```
+ */
 export interface MoeConfig {
   /** Experts E. */
   readonly experts: number;
@@ -62,7 +133,19 @@ export interface MoeConfig {
   readonly normTopk: boolean;
 }
 
-/** A normalised model config. */
+/**
+ * A normalised model config.
+ *
+ * @example
+ * ```ts
+ * import { type ModelConfig, parseConfig } from "@kiln/kiln";
+ * const cfg: ModelConfig = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * });
+ * [cfg.hidden, cfg.layers, cfg.vocabSize]; // [32, 2, 64]
+ * ```
+ */
 export interface ModelConfig {
   /** Which architecture. */
   readonly architecture: Architecture;

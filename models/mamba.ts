@@ -17,7 +17,17 @@ import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { DType } from "../compiler/dtype.ts";
 import { scanAttrs } from "../ops/ssm.ts";
 
-/** Options of {@linkcode conv1dCausal}. */
+/**
+ * Options of {@linkcode conv1dCausal}.
+ *
+ * @example
+ * ```ts
+ * import { conv1dCausal, type Conv1dOptions, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const options: Conv1dOptions = { bias: g.param("b", [8]), silu: true };
+ * g.output("y", conv1dCausal(g.input("x", [1, "L", 8]), g.param("w", [8, 4]), options));
+ * ```
+ */
 export interface Conv1dOptions {
   /** Bias `[I]`. */
   bias?: Tensor;
@@ -94,7 +104,24 @@ export function conv1dStep(
   return [y, s];
 }
 
-/** Options of {@linkcode selectiveScan} and {@linkcode ssmStep}. */
+/**
+ * Options of {@linkcode selectiveScan} and {@linkcode ssmStep}.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type ScanOptions, selectiveScan } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const [B, L, I, N] = [1, "L", 16, 4];
+ * const options: ScanOptions = {
+ *   z: g.input("z", [B, L, I]),
+ *   deltaBias: g.param("dt_bias", [I]),
+ *   softplus: true,
+ * };
+ * const [y] = selectiveScan(g.input("u", [B, L, I]), g.input("dt", [B, L, I]), g.param("A", [I, N]),
+ *   g.input("B", [B, L, N]), g.input("C", [B, L, N]), g.param("D", [I]), options);
+ * g.output("y", y);
+ * ```
+ */
 export interface ScanOptions {
   /** Gate `[B, L, I]`: y ← y·silu(z). */
   z?: Tensor;
@@ -202,7 +229,17 @@ export function ssmStep(
   return [y, s];
 }
 
-/** Options of {@linkcode mambaMixer} (HF `MambaConfig` names in comments). */
+/**
+ * Options of {@linkcode mambaMixer} (HF `MambaConfig` names in comments).
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, mambaMixer, type MambaMixerOptions } from "@kiln/kiln";
+ * const options: MambaMixerOptions = { name: "mixer", d: 64, stateSize: 16, mode: "stateless" };
+ * const g = new GraphBuilder();
+ * g.output("y", mambaMixer(g, g.input("x", [1, "L", 64]), options));
+ * ```
+ */
 export interface MambaMixerOptions {
   /** Parameter/state prefix, e.g. `backbone.layers.0.mixer`. */
   name: string;
@@ -360,7 +397,17 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
   return linear(y, p("out_proj.weight", [H, I]), useBias ? p("out_proj.bias", [H]) : undefined);
 }
 
-/** Options of {@linkcode mambaBlock}. */
+/**
+ * Options of {@linkcode mambaBlock}.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, mambaBlock, type MambaBlockOptions } from "@kiln/kiln";
+ * const options: MambaBlockOptions = { name: "backbone.layers.0", d: 64, normEps: 1e-5 };
+ * const g = new GraphBuilder();
+ * g.output("h", mambaBlock(g, g.input("x", [1, "L", 64]), options));
+ * ```
+ */
 export interface MambaBlockOptions extends Omit<MambaMixerOptions, "name"> {
   /** Layer prefix, e.g. `backbone.layers.0`: params `.norm.weight` and `.mixer.*`. */
   name: string;

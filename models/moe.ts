@@ -22,7 +22,18 @@ import type { MoeRouterKind } from "../ops/moe.ts";
 
 export type { MoeRouterKind };
 
-/** A shared (always-on) expert added to the routed output. */
+/**
+ * A shared (always-on) expert added to the routed output.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, moe, type SharedExpertOptions } from "@kiln/kiln";
+ * const shared: SharedExpertOptions = { ff: 256, gated: true }; // Qwen2-MoE style
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 64]);
+ * g.output("y", moe(g, x, { name: "moe", experts: 8, topK: 2, ff: 128, shared }).y);
+ * ```
+ */
 export interface SharedExpertOptions {
   /** Hidden width (DeepSeek's n_shared_experts shared experts are one block of n·ff). */
   ff: number;
@@ -30,7 +41,17 @@ export interface SharedExpertOptions {
   gated?: boolean;
 }
 
-/** Options of {@linkcode moe}. */
+/**
+ * Options of {@linkcode moe}.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, moe, type MoeOptions } from "@kiln/kiln";
+ * const options: MoeOptions = { name: "l0.moe", experts: 8, topK: 2, ff: 128, normTopk: false };
+ * const g = new GraphBuilder();
+ * g.output("y", moe(g, g.input("x", ["T", 64]), options).y);
+ * ```
+ */
 export interface MoeOptions {
   /** Parameter name prefix, e.g. `"model.layers.0.moe"`. */
   name: string;
@@ -63,7 +84,20 @@ export interface MoeOptions {
   slots?: { count: number; pool: string };
 }
 
-/** What {@linkcode moe} returns. */
+/**
+ * What {@linkcode moe} returns.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, moe, type MoeOutputs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 64]);
+ * const m: MoeOutputs = moe(g, x, { name: "l0.moe", experts: 8, topK: 2, ff: 128 });
+ * g.output("y", m.y.add(x));
+ * g.output("counts", m.counts); // u32[8]: routed pairs per expert
+ * g.output("losses", m.losses); // [aux, z]
+ * ```
+ */
 export interface MoeOutputs {
   /** Layer output, shape of x (routed experts plus the shared expert, if any). */
   y: Tensor;

@@ -21,7 +21,16 @@ import { mulberry32 as mulberry } from "../runtime/random.ts";
 export { discretiseDiagonal, s4Choice, s4KernelF64 } from "../ops/s4.ts";
 export type { DiscreteS4, S4Choice, S4Discretisation, S4Mode } from "../ops/s4.ts";
 
-/** Dense HiPPO matrices: A [N·N] row-major and B [N], float64. */
+/**
+ * Dense HiPPO matrices: A [N·N] row-major and B [N], float64.
+ *
+ * @example
+ * ```ts
+ * import { type HippoMatrices, hippoLegS } from "@kiln/kiln";
+ * const h: HippoMatrices = hippoLegS(4);
+ * [h.N, h.A.length, h.B.length]; // [4, 16, 4]
+ * ```
+ */
 export interface HippoMatrices {
   /** State size. */
   readonly N: number;
@@ -53,7 +62,16 @@ export function hippoLegS(N: number): HippoMatrices {
   return { N, A, B };
 }
 
-/** HiPPO-LegS as normal plus low rank: A = S − P Pᵀ with S = −½I + skew-symmetric. */
+/**
+ * HiPPO-LegS as normal plus low rank: A = S − P Pᵀ with S = −½I + skew-symmetric.
+ *
+ * @example
+ * ```ts
+ * import { type HippoNplr, hippoLegSNplr } from "@kiln/kiln";
+ * const { S, P }: HippoNplr = hippoLegSNplr(4);
+ * P[0]; // √½
+ * ```
+ */
 export interface HippoNplr {
   /** Normal part S [N·N]. */
   readonly S: Float64Array;
@@ -143,10 +161,28 @@ export function hippoLegSDiagonal(N: number): Float64Array {
   return out;
 }
 
-/** Initialisations of `s4Layer`. */
+/**
+ * Initialisations of `s4Layer`.
+ *
+ * @example
+ * ```ts
+ * import { initS4, type S4Init } from "@kiln/kiln";
+ * const init: S4Init = "legs";
+ * const params = initS4({ H: 4, N: 8, init });
+ * ```
+ */
 export type S4Init = "legs" | "lin" | "real";
 
-/** Parameters of one S4 layer as host arrays, keyed like the graph's params. */
+/**
+ * Parameters of one S4 layer as host arrays, keyed like the graph's params.
+ *
+ * @example
+ * ```ts
+ * import { initS4, type S4Params } from "@kiln/kiln";
+ * const p: S4Params = initS4({ H: 2, N: 4, init: "lin", seed: 1 });
+ * p.A.length; // H · N/2 · 2 = 8
+ * ```
+ */
 export interface S4Params {
   /** A [H, N2, 2]. */
   readonly A: Float32Array;
@@ -160,7 +196,16 @@ export interface S4Params {
   readonly D: Float32Array;
 }
 
-/** Options of {@linkcode initS4}. */
+/**
+ * Options of {@linkcode initS4}.
+ *
+ * @example
+ * ```ts
+ * import { initS4, type InitS4Options } from "@kiln/kiln";
+ * const options: InitS4Options = { H: 8, N: 16, init: "real", seed: 7, dtMin: 0.01 };
+ * const p = initS4(options);
+ * ```
+ */
 export interface InitS4Options {
   /** Channels. */
   readonly H: number;
@@ -176,7 +221,16 @@ export interface InitS4Options {
   readonly dtMax?: number;
 }
 
-/** Stored states and conjugate-pair flag of an initialisation. */
+/**
+ * Stored states and conjugate-pair flag of an initialisation.
+ *
+ * @example
+ * ```ts
+ * import { storedStates } from "@kiln/kiln";
+ * storedStates("lin", 16); // { N2: 8, conj: true }
+ * storedStates("real", 16); // { N2: 16, conj: false }
+ * ```
+ */
 export function storedStates(init: S4Init, N: number): { N2: number; conj: boolean } {
   return init === "real" ? { N2: N, conj: false } : { N2: N / 2, conj: true };
 }
@@ -239,7 +293,17 @@ export function discretise(
   return { abar: [d.aRe[0], d.aIm[0]], bbar: [d.bRe[0], d.bIm[0]] };
 }
 
-/** Options of {@linkcode s4Layer}. */
+/**
+ * Options of {@linkcode s4Layer}.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, s4Layer, type S4LayerOptions } from "@kiln/kiln";
+ * const options: S4LayerOptions = { name: "s4", H: 8, N: 16, mode: "conv", stateful: false };
+ * const g = new GraphBuilder();
+ * g.output("y", s4Layer(g, g.input("x", [1, "T", 8]), options));
+ * ```
+ */
 export interface S4LayerOptions {
   /** Parameter prefix: `${name}.A`, `.B`, `.C`, `.log_dt`, `.D`; state `${name}.state`. */
   readonly name: string;

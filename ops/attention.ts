@@ -27,7 +27,15 @@ import { allocHost, isFloat } from "../compiler/dtype.ts";
 import { formatShape, numel } from "../compiler/shape.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef, ScratchSpec } from "./types.ts";
 
-/** Attributes of `attention`. */
+/**
+ * Attributes of `attention`.
+ *
+ * @example
+ * ```ts
+ * import type { AttentionAttrs } from "@kiln/kiln";
+ * const attrs: AttentionAttrs = { scale: 1 / Math.sqrt(64), causal: true, window: 0, splits: 0 };
+ * ```
+ */
 export interface AttentionAttrs {
   /** Multiplier of q·k (HF: 1/√headDim). */
   readonly scale: number;

@@ -21,7 +21,17 @@ import { grid } from "./dispatch.ts";
 import type { KernelEmission, OpDef, ScratchSpec } from "./types.ts";
 import { flatKernel, flatWorkgroupSize, splitAt } from "./layout.ts";
 
-/** Attributes of `cumsum`. */
+/**
+ * Attributes of `cumsum`.
+ *
+ * @example
+ * ```ts
+ * import { type CumsumAttrs, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: CumsumAttrs = { axis: -1, exclusive: true, reverse: false };
+ * g.output("y", g.apply("cumsum", [g.input("x", [8])], attrs)[0]); // x.cumsum(-1, { exclusive: true })
+ * ```
+ */
 export interface CumsumAttrs {
   /** Axis scanned. */
   readonly axis: number;

@@ -26,7 +26,15 @@ import { formatShape, numel } from "../compiler/shape.ts";
 import type { DeviceCaps, KernelSource, OpDef } from "./types.ts";
 import { flatKernel } from "./layout.ts";
 
-/** Attributes of `fft`. */
+/**
+ * Attributes of `fft`.
+ *
+ * @example
+ * ```ts
+ * import type { FftAttrs } from "@kiln/kiln";
+ * const attrs: FftAttrs = { n: 256, inverse: false };
+ * ```
+ */
 export interface FftAttrs {
   /** Transform length: a power of two; the input is zero-padded or cropped to it. */
   readonly n: number;
@@ -36,7 +44,15 @@ export interface FftAttrs {
   [k: string]: number | boolean;
 }
 
-/** Attributes of `fft_conv` and `direct_conv` (none). */
+/**
+ * Attributes of `fft_conv` and `direct_conv` (none).
+ *
+ * @example
+ * ```ts
+ * import type { ConvAttrs } from "@kiln/kiln";
+ * const attrs: ConvAttrs = {}; // fft_conv and direct_conv take none
+ * ```
+ */
 export type ConvAttrs = Record<string, never>;
 
 /** Smallest power of two ≥ `x` (1 for x ≤ 1). */

@@ -92,7 +92,17 @@ export function bindingCount(count: number, dtype: DType, caps: DeviceCaps): num
   return Math.ceil(count / segElems);
 }
 
-/** Attributes of `reshape`. */
+/**
+ * Attributes of `reshape`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type ReshapeAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: ReshapeAttrs = { shape: ["T", 8, -1] };
+ * g.output("y", g.apply("reshape", [g.input("x", ["T", 512])], attrs)[0]); // f32[T, 8, 64]
+ * ```
+ */
 export interface ReshapeAttrs {
   /** Target shape; one entry may be -1 (inferred). */
   readonly shape: readonly Dim[];
@@ -152,7 +162,17 @@ export const reshape: OpDef<ReshapeAttrs> = {
   lower: { kind: "alias" },
 };
 
-/** Attributes of `transpose`. */
+/**
+ * Attributes of `transpose`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type TransposeAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: TransposeAttrs = { perm: [1, 0] };
+ * g.output("y", g.apply("transpose", [g.input("x", [2, 3])], attrs)[0]); // f32[3, 2]
+ * ```
+ */
 export interface TransposeAttrs {
   /** Output axis i is input axis perm[i]. */
   readonly perm: readonly number[];
@@ -265,7 +285,17 @@ export function splitAt(
   };
 }
 
-/** Attributes of `slice`. */
+/**
+ * Attributes of `slice`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type SliceAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: SliceAttrs = { axis: 0, start: 2, end: 6 };
+ * g.output("y", g.apply("slice", [g.input("x", [8])], attrs)[0]); // x.slice(0, 2, 6)
+ * ```
+ */
 export interface SliceAttrs {
   /** Axis sliced. */
   readonly axis: number;
@@ -329,7 +359,17 @@ export const slice: OpDef<SliceAttrs> = {
   },
 };
 
-/** Attributes of `concat`. */
+/**
+ * Attributes of `concat`.
+ *
+ * @example
+ * ```ts
+ * import { type ConcatAttrs, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: ConcatAttrs = { axis: 1 };
+ * g.output("y", g.apply("concat", [g.input("a", [2, 3]), g.input("b", [2, 5])], attrs)[0]);
+ * ```
+ */
 export interface ConcatAttrs {
   /** Axis joined along. */
   readonly axis: number;

@@ -13,7 +13,18 @@ import { emitGemv, emitMatmul, GEMV_MAX_ROWS } from "./matmul_kernel.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
 import { grid } from "./dispatch.ts";
 
-/** Attributes of `matmul`. */
+/**
+ * Attributes of `matmul`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type MatmulAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: MatmulAttrs = { transA: false, transB: true };
+ * const [y] = g.apply("matmul", [g.input("x", ["T", 16]), g.param("w", [32, 16])], attrs);
+ * g.output("y", y); // f32[T, 32]
+ * ```
+ */
 export interface MatmulAttrs {
   /** A is stored [..., K, M]. */
   readonly transA: boolean;

@@ -61,7 +61,23 @@ import type {
 
 export type { MoeRouterKind };
 
-/** Attributes of `moe`. */
+/**
+ * Attributes of `moe`.
+ *
+ * @example
+ * ```ts
+ * import type { MoeAttrs } from "@kiln/kiln";
+ * const mixtral: MoeAttrs = {
+ *   experts: 8,
+ *   topK: 2,
+ *   router: "softmax_topk",
+ *   normTopk: true,
+ *   routedScaling: 1,
+ *   capacityFactor: 0,
+ *   dense: false,
+ * };
+ * ```
+ */
 export interface MoeAttrs {
   /** Number of routed experts E (1..256). */
   readonly experts: number;

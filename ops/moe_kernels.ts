@@ -38,7 +38,18 @@
  * @module
  */
 
-/** Router variants. */
+/**
+ * Router variants.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, moe, type MoeRouterKind } from "@kiln/kiln";
+ * const router: MoeRouterKind = "sigmoid_bias"; // DeepSeek-V3
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 64]);
+ * g.output("y", moe(g, x, { name: "moe", experts: 8, topK: 2, ff: 128, router }).y);
+ * ```
+ */
 export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
 
 /** Register tile of the expert GEMMs. */

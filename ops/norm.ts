@@ -20,7 +20,17 @@ import { formatShape } from "../compiler/shape.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
 import { dispatchGrid, rowWorkgroup, wgslTree } from "./reduce.ts";
 
-/** Attributes of the norms. */
+/**
+ * Attributes of the norms.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type NormAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: NormAttrs = { eps: 1e-5 };
+ * g.output("y", g.apply("rmsnorm", [g.input("x", ["T", 64]), g.param("w", [64])], attrs)[0]);
+ * ```
+ */
 export interface NormAttrs {
   /** Added to the variance before the square root. */
   readonly eps: number;

@@ -28,7 +28,17 @@ import { formatShape, normAxis } from "../compiler/shape.ts";
 import { literal } from "./elementwise.ts";
 import type { DeviceCaps, HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
 
-/** Attributes of a reduction. */
+/**
+ * Attributes of a reduction.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type ReduceAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: ReduceAttrs = { axis: -1, keepdims: true };
+ * g.output("s", g.apply("sum", [g.input("x", ["T", 64])], attrs)[0]); // f32[T, 1]
+ * ```
+ */
 export interface ReduceAttrs {
   /** Axis reduced (negative counts from the end). */
   readonly axis: number;

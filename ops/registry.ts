@@ -35,7 +35,16 @@ import { sample, type SampleAttrs } from "./sample.ts";
 import { rope, type RopeAttrs } from "./rope.ts";
 import { attention, type AttentionAttrs } from "./attention.ts";
 
-/** Every op Kiln knows, with its attribute type. */
+/**
+ * Every op Kiln knows, with its attribute type.
+ *
+ * @example
+ * ```ts
+ * import type { OpAttrMap } from "@kiln/kiln";
+ * const softmax: OpAttrMap["softmax"] = { axis: -1 };
+ * const topk: OpAttrMap["topk"] = { k: 2 };
+ * ```
+ */
 export interface OpAttrMap {
   /** Attributes of `neg`. */
   neg: u.NoAttrs;
@@ -161,7 +170,17 @@ export interface OpAttrMap {
   attention: AttentionAttrs;
 }
 
-/** Name of a registered op. */
+/**
+ * Name of a registered op.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type OpName } from "@kiln/kiln";
+ * const op: OpName = "silu";
+ * const g = new GraphBuilder();
+ * g.output("y", g.apply(op, [g.input("x", [4])], {})[0]);
+ * ```
+ */
 export type OpName = keyof OpAttrMap;
 
 /** The registry: one complete declaration per op. */

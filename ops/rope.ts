@@ -16,7 +16,18 @@ import type { OpDef } from "./types.ts";
 
 const TWO_PI = 2 * Math.PI;
 
-/** Attributes of `rope`. */
+/**
+ * Attributes of `rope`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type RopeAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: RopeAttrs = { theta: 1e6 };
+ * const q = g.input("q", ["T", 8, 64]), pos = g.input("pos", [1], "u32");
+ * g.output("q_rot", g.apply("rope", [q, pos], attrs)[0]); // q.rope(pos, 1e6)
+ * ```
+ */
 export interface RopeAttrs {
   /** Base θ of the inverse frequencies (HF `rope_theta`: 10000, Mixtral 1e6). */
   readonly theta: number;

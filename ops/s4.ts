@@ -35,12 +35,38 @@ import type { DeviceCaps, HostTensor, KernelEmission, KernelSource, OpDef } from
 import { flatKernel } from "./layout.ts";
 import { convFftKernels, convFftLength, directConvKernel, WGSL_COMPLEX } from "./fft.ts";
 
-/** How the continuous system is discretised. */
+/**
+ * How the continuous system is discretised.
+ *
+ * @example
+ * ```ts
+ * import { discretise, type S4Discretisation } from "@kiln/kiln";
+ * const method: S4Discretisation = "bilinear";
+ * discretise([-1, 0], [1, 0], 0.5, method).abar[0]; // 0.6
+ * ```
+ */
 export type S4Discretisation = "zoh" | "bilinear";
-/** Representation requested for an S4 layer. */
+/**
+ * Representation requested for an S4 layer.
+ *
+ * @example
+ * ```ts
+ * import { s4Choice, type S4Mode } from "@kiln/kiln";
+ * const mode: S4Mode = "auto";
+ * s4Choice(mode, 1).representation; // "recurrent"
+ * ```
+ */
 export type S4Mode = "auto" | "conv" | "recurrent" | "direct";
 
-/** Attributes of `s4` and `s4_state`. */
+/**
+ * Attributes of `s4` and `s4_state`.
+ *
+ * @example
+ * ```ts
+ * import type { S4Attrs } from "@kiln/kiln";
+ * const attrs: S4Attrs = { mode: "auto", discretisation: "zoh", conj: true, name: "s4" };
+ * ```
+ */
 export interface S4Attrs {
   /** Representation: `auto` chooses per T when the plan is built. */
   readonly mode: S4Mode;
@@ -54,7 +80,15 @@ export interface S4Attrs {
   [k: string]: string | boolean;
 }
 
-/** Attributes of `s4_kernel`. */
+/**
+ * Attributes of `s4_kernel`.
+ *
+ * @example
+ * ```ts
+ * import type { S4KernelAttrs } from "@kiln/kiln";
+ * const attrs: S4KernelAttrs = { length: "T", discretisation: "zoh", conj: true };
+ * ```
+ */
 export interface S4KernelAttrs {
   /** Kernel length L (a number or a symbolic dimension). */
   readonly length: Dim;
@@ -66,7 +100,16 @@ export interface S4KernelAttrs {
   [k: string]: Dim | boolean;
 }
 
-/** The representation a plan uses and why. */
+/**
+ * The representation a plan uses and why.
+ *
+ * @example
+ * ```ts
+ * import { type S4Choice, s4Choice } from "@kiln/kiln";
+ * const c: S4Choice = s4Choice("auto", 512);
+ * console.log(c.representation, c.reason); // "fft" and why
+ * ```
+ */
 export interface S4Choice {
   /** Representation used. */
   readonly representation: "fft" | "recurrent" | "direct";
@@ -157,7 +200,16 @@ function checkParams(
 
 // ---------------------------------------------------------------- CPU (float64)
 
-/** Discretised diagonal system in float64, flat complex arrays [H·N2]. */
+/**
+ * Discretised diagonal system in float64, flat complex arrays [H·N2].
+ *
+ * @example
+ * ```ts
+ * import { type DiscreteS4, discretiseDiagonal } from "@kiln/kiln";
+ * const d: DiscreteS4 = discretiseDiagonal([-1, 0], [1, 0], [Math.log(0.5)], "zoh");
+ * [d.aRe[0], d.aIm[0]]; // [e^(−0.5), 0]
+ * ```
+ */
 export interface DiscreteS4 {
   /** Ā re/im. */
   readonly aRe: Float64Array;

@@ -17,7 +17,16 @@ import { formatShape } from "../compiler/shape.ts";
 import { grid } from "./dispatch.ts";
 import type { HostTensor, OpDef } from "./types.ts";
 
-/** Attributes of `sample`. */
+/**
+ * Attributes of `sample`.
+ *
+ * @example
+ * ```ts
+ * import type { SampleAttrs } from "@kiln/kiln";
+ * const greedy: SampleAttrs = { temperature: 0, topK: 0, topP: 1 };
+ * const nucleus: SampleAttrs = { temperature: 0.8, topK: 0, topP: 0.95 };
+ * ```
+ */
 export interface SampleAttrs {
   /** 0 means greedy (argmax, ties to the lower id). */
   readonly temperature: number;

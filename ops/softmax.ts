@@ -20,7 +20,17 @@ import { normAxis } from "../compiler/shape.ts";
 import type { KernelContext, KernelEmission, OpDef } from "./types.ts";
 import { dispatchGrid, F32_LOWEST, rowWorkgroup, splitAxis, wgslTree } from "./reduce.ts";
 
-/** Attributes of `softmax`. */
+/**
+ * Attributes of `softmax`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type SoftmaxAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: SoftmaxAttrs = { axis: -1 };
+ * g.output("p", g.apply("softmax", [g.input("logits", ["T", 100])], attrs)[0]);
+ * ```
+ */
 export interface SoftmaxAttrs {
   /** Axis normalised over. */
   readonly axis: number;

@@ -38,7 +38,15 @@ const LOG2E = 1.4426950408889634;
 
 // ------------------------------------------------------------------ attributes
 
-/** Attributes of `conv1d_causal`. */
+/**
+ * Attributes of `conv1d_causal`.
+ *
+ * @example
+ * ```ts
+ * import type { Conv1dAttrs } from "@kiln/kiln";
+ * const attrs: Conv1dAttrs = { bias: true, state: false, silu: true };
+ * ```
+ */
 export interface Conv1dAttrs {
   /** A bias `[I]` input follows the weight. */
   readonly bias: boolean;
@@ -50,7 +58,15 @@ export interface Conv1dAttrs {
   readonly [k: string]: boolean;
 }
 
-/** Attributes of `conv1d_step`. */
+/**
+ * Attributes of `conv1d_step`.
+ *
+ * @example
+ * ```ts
+ * import type { Conv1dStepAttrs } from "@kiln/kiln";
+ * const attrs: Conv1dStepAttrs = { bias: true, silu: true };
+ * ```
+ */
 export interface Conv1dStepAttrs {
   /** A bias `[I]` input follows the weight. */
   readonly bias: boolean;
@@ -60,7 +76,23 @@ export interface Conv1dStepAttrs {
   readonly [k: string]: boolean;
 }
 
-/** Attributes of `selective_scan` and `ssm_step`. */
+/**
+ * Attributes of `selective_scan` and `ssm_step`.
+ *
+ * @example
+ * ```ts
+ * import type { ScanAttrs } from "@kiln/kiln";
+ * const attrs: ScanAttrs = {
+ *   gate: true,
+ *   deltaBias: true,
+ *   softplus: true,
+ *   initialState: false,
+ *   finalState: true,
+ *   algorithm: "chunked",
+ *   chunk: 0,
+ * };
+ * ```
+ */
 export interface ScanAttrs {
   /** A gate z `[B, L, I]` input follows D: y ← y·silu(z). */
   readonly gate: boolean;
@@ -485,6 +517,11 @@ interface ScanKernelSpec {
   readonly init: "zero" | "chunk" | ((idx: string) => string);
   /** Buffer receiving the end state (output mode), if any. */
   readonly final?: string;
+  /**
+   * Read A, D and the Δ bias from their own bindings instead of the packed
+   * `scratch0`: saves the pack dispatch where the device allows the bindings.
+   */
+  readonly directParams?: boolean;
 }
 
 /**
@@ -530,9 +567,17 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
     pre.push(`  let i${k} = wid.x * ${wg * cpt}u + ${k * wg}u + lid.x;`);
     pre.push(`  let j${k} = min(i${k}, ${I - 1}u);`);
     pre.push(exact ? `  let ok${k} = true;` : `  let ok${k} = i${k} < ${I}u;`);
-    for (let n = 0; n < N; n++) pre.push(`  let a${k}_${n} = scratch0[j${k} * ${N}u + ${n}u];`);
-    if (s.mode === "output") pre.push(`  let d${k} = scratch0[${I * N}u + j${k}];`);
-    if (sl.bias !== undefined) pre.push(`  let db${k} = scratch0[${I * N + I}u + j${k}];`);
+    if (s.directParams) {
+      for (let n = 0; n < N; n++) {
+        pre.push(`  let a${k}_${n} = f32(${load(ctx, sl.a, `j${k} * ${N}u + ${n}u`)}) * ${LOG2E};`);
+      }
+      if (s.mode === "output") pre.push(`  let d${k} = f32(${load(ctx, sl.d, `j${k}`)});`);
+      if (sl.bias !== undefined) pre.push(`  let db${k} = f32(${load(ctx, sl.bias, `j${k}`)});`);
+    } else {
+      for (let n = 0; n < N; n++) pre.push(`  let a${k}_${n} = scratch0[j${k} * ${N}u + ${n}u];`);
+      if (s.mode === "output") pre.push(`  let d${k} = scratch0[${I * N}u + j${k}];`);
+      if (sl.bias !== undefined) pre.push(`  let db${k} = scratch0[${I * N + I}u + j${k}];`);
+    }
     const hb = s.mode === "states" ? "" : `  let hb${k} = (b * ${I}u + j${k}) * ${N}u;`;
     if (hb) pre.push(hb);
     for (let n = 0; n < N; n++) {
@@ -788,7 +833,13 @@ function emitSsmStep(ctx: KernelContext<ScanAttrs>): KernelEmission {
     softplus: ctx.attrs.softplus,
     init: (idx) => `out1[${idx}]`,
     final: "out1",
+    // A decode step runs every token: skip the pack dispatch when every input and
+    // the state can be bound at once (lavapipe allows 32 storage buffers).
+    directParams: ctx.inputs.length + ctx.outputs.length <= ctx.caps.maxStorageBuffers,
   });
+  if (ctx.inputs.length + ctx.outputs.length <= ctx.caps.maxStorageBuffers) {
+    return { kernels: [scan] };
+  }
   return {
     kernels: [packKernel(ctx, slots, I, N), scan],
     scratch: [{ length: I * N + 2 * I, type: "f32" }],

@@ -27,7 +27,19 @@ import { flatKernel } from "./layout.ts";
 /** Largest `k` topk supports. */
 export const TOPK_MAX_K = 64;
 
-/** Attributes of `topk`. */
+/**
+ * Attributes of `topk`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type TopkAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: TopkAttrs = { k: 2 };
+ * const [values, indices] = g.apply("topk", [g.input("scores", ["T", 8])], attrs);
+ * g.output("values", values);
+ * g.output("indices", indices);
+ * ```
+ */
 export interface TopkAttrs {
   /** How many to keep. */
   readonly k: number;

@@ -8,7 +8,19 @@
 import type { DType, HostArray } from "../compiler/dtype.ts";
 import type { AttrValue, TensorType } from "../compiler/graph.ts";
 
-/** Host-side tensor data with a concrete shape. */
+/**
+ * Host-side tensor data with a concrete shape.
+ *
+ * @example
+ * ```ts
+ * import { compile, cpuDevice, GraphBuilder, type HostTensor } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", [2, 2]).neg());
+ * const exe = compile(g.build(), cpuDevice());
+ * const x: HostTensor = { data: new Float32Array([1, 2, 3, 4]), shape: [2, 2], dtype: "f32" };
+ * const { y } = await exe.run({ x }); // y.shape: [2, 2]
+ * ```
+ */
 export interface HostTensor {
   /** Elements in row-major order. */
   readonly data: HostArray;
@@ -26,7 +38,16 @@ export interface ConcreteType {
   readonly dtype: DType;
 }
 
-/** Device limits and features a lowering may rely on. */
+/**
+ * Device limits and features a lowering may rely on.
+ *
+ * @example
+ * ```ts ignore
+ * import { requestDevice } from "@kiln/kiln";
+ * const { caps } = await requestDevice();
+ * console.log(caps.maxStorageBuffers, caps.maxBindingSize, caps.f16, caps.subgroups);
+ * ```
+ */
 export interface DeviceCaps {
   /** `maxStorageBuffersPerShaderStage`. */
   readonly maxStorageBuffers: number;

@@ -9,7 +9,17 @@ import { checkDType, type DType, isFloat } from "../compiler/dtype.ts";
 import { elementwiseOp, viaF32 } from "./elementwise.ts";
 import type { OpDef } from "./types.ts";
 
-/** Attributes of ops that take none. */
+/**
+ * Attributes of ops that take none.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, type NoAttrs } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const none: NoAttrs = {};
+ * g.output("y", g.apply("exp", [g.input("x", [4])], none)[0]);
+ * ```
+ */
 export type NoAttrs = Record<string, never>;
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -140,7 +150,17 @@ export const softplus: OpDef<NoAttrs> = floatUnary(
   (x) => `kiln_softplus(${x})`,
 );
 
-/** Attributes of `cast`. */
+/**
+ * Attributes of `cast`.
+ *
+ * @example
+ * ```ts
+ * import { type CastAttrs, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const attrs: CastAttrs = { to: "f16" };
+ * g.output("y", g.apply("cast", [g.input("x", [4])], attrs)[0]); // x.cast("f16")
+ * ```
+ */
 export interface CastAttrs {
   /** Target dtype. */
   readonly to: DType;

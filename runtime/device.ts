@@ -7,7 +7,17 @@
 
 import type { DeviceCaps } from "../ops/types.ts";
 
-/** A WebGPU device Kiln runs kernels on. */
+/**
+ * A WebGPU device Kiln runs kernels on.
+ *
+ * @example
+ * ```ts ignore
+ * import { type GpuDevice, requestDevice } from "@kiln/kiln";
+ * const dev: GpuDevice = await requestDevice();
+ * console.log(dev.adapterName, dev.timestamps);
+ * dev.destroy();
+ * ```
+ */
 export interface GpuDevice {
   /** Discriminant. */
   readonly kind: "gpu";
@@ -25,16 +35,49 @@ export interface GpuDevice {
   destroy(): void;
 }
 
-/** The CPU device: runs every op's reference implementation. For tests and tiny work. */
+/**
+ * The CPU device: runs every op's reference implementation. For tests and tiny work.
+ *
+ * @example
+ * ```ts
+ * import { compile, type CpuDevice, cpuDevice, GraphBuilder } from "@kiln/kiln";
+ * const cpu: CpuDevice = cpuDevice();
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", [2]).exp());
+ * await compile(g.build(), cpu).run({ x: [0, 1] });
+ * ```
+ */
 export interface CpuDevice {
   /** Discriminant. */
   readonly kind: "cpu";
 }
 
-/** Either device. */
+/**
+ * Either device.
+ *
+ * @example
+ * ```ts ignore
+ * import { cpuDevice, type KilnDevice, requestDevice } from "@kiln/kiln";
+ * const device: KilnDevice = Deno.env.get("KILN_CPU") ? cpuDevice() : await requestDevice();
+ * device.kind; // "cpu" or "gpu"
+ * ```
+ */
 export type KilnDevice = GpuDevice | CpuDevice;
 
-/** Options of {@linkcode requestDevice}. */
+/**
+ * Options of {@linkcode requestDevice}.
+ *
+ * @example
+ * ```ts ignore
+ * import { type DeviceOptions, requestDevice } from "@kiln/kiln";
+ * const options: DeviceOptions = {
+ *   powerPreference: "high-performance",
+ *   limits: { maxStorageBuffers: 8 }, // mimic a smaller GPU
+ *   disableFeatures: ["shader-f16"],
+ * };
+ * const dev = await requestDevice(options);
+ * ```
+ */
 export interface DeviceOptions {
   /** A `GPU` object to use instead of `navigator.gpu` (another provider, a test double). */
   gpu?: GPU;
@@ -46,7 +89,21 @@ export interface DeviceOptions {
   disableFeatures?: readonly GPUFeatureName[];
 }
 
-/** Message shown when no WebGPU adapter exists; says how to get one. */
+/**
+ * Message shown when no WebGPU adapter exists; says how to get one.
+ *
+ * @example
+ * ```ts
+ * import { cpuDevice, type KilnDevice, NO_ADAPTER_HELP, requestDevice } from "@kiln/kiln";
+ * let dev: KilnDevice;
+ * try {
+ *   dev = await requestDevice();
+ * } catch (e) {
+ *   if ((e as Error).message !== NO_ADAPTER_HELP) throw e;
+ *   dev = cpuDevice();
+ * }
+ * ```
+ */
 export const NO_ADAPTER_HELP: string =
   "No WebGPU adapter found. On a headless Linux machine install a Vulkan driver — " +
   "for a software adapter `apt-get install -y mesa-vulkan-drivers` (lavapipe) — and run " +

@@ -12,10 +12,30 @@
  * @module
  */
 
-/** File name of the routing statistics stored beside a model. */
+/**
+ * File name of the routing statistics stored beside a model.
+ *
+ * @example
+ * ```ts
+ * import { ROUTING_STATS_FILE } from "@kiln/kiln";
+ * const path = `./Mixtral-8x7B-v0.1/${ROUTING_STATS_FILE}`; // …/kiln_routing_stats.json
+ * ```
+ */
 export const ROUTING_STATS_FILE = "kiln_routing_stats.json";
 
-/** Routed (token, slot) pairs per layer and expert, summed over runs. */
+/**
+ * Routed (token, slot) pairs per layer and expert, summed over runs.
+ *
+ * @example
+ * ```ts
+ * import { planExperts, type RoutingStats } from "@kiln/kiln";
+ * const stats: RoutingStats = { version: 1, layers: 2, experts: 4, counts: [[9, 1, 5, 0], [0, 7, 7, 1]] };
+ * const plan = planExperts({
+ *   layers: 2, experts: 4, topK: 2, expertBytes: 1 << 20, fixedBytes: 0, budget: 6 << 20, stats,
+ * });
+ * plan.pinned; // each layer pins its most used experts first
+ * ```
+ */
 export interface RoutingStats {
   /** Format version (1). */
   readonly version: 1;
@@ -27,7 +47,19 @@ export interface RoutingStats {
   readonly counts: readonly (readonly number[])[];
 }
 
-/** Inputs of {@linkcode planExperts}. */
+/**
+ * Inputs of {@linkcode planExperts}.
+ *
+ * @example
+ * ```ts
+ * import { type ExpertPlanInput, parseBytes, planExperts } from "@kiln/kiln";
+ * const input: ExpertPlanInput = {
+ *   layers: 32, experts: 8, topK: 2, expertBytes: 352 << 20, fixedBytes: parseBytes("3GiB"),
+ *   budget: parseBytes("40GiB"),
+ * };
+ * const plan = planExperts(input);
+ * ```
+ */
 export interface ExpertPlanInput {
   /** MoE layers. */
   layers: number;
@@ -45,7 +77,19 @@ export interface ExpertPlanInput {
   stats?: RoutingStats;
 }
 
-/** Where every expert lives. */
+/**
+ * Where every expert lives.
+ *
+ * @example
+ * ```ts
+ * import { describeExpertPlan, type ExpertPlan, planExperts } from "@kiln/kiln";
+ * const plan: ExpertPlan = planExperts({
+ *   layers: 4, experts: 8, topK: 2, expertBytes: 1 << 20, fixedBytes: 0, budget: 16 << 20,
+ * });
+ * [plan.slots, plan.rotating, plan.allResident]; // [16, 6, false]
+ * console.log(describeExpertPlan(plan));
+ * ```
+ */
 export interface ExpertPlan {
   /** MoE layers. */
   readonly layers: number;
@@ -89,7 +133,16 @@ export function minimumBudget(
   return p.fixedBytes + p.experts * p.expertBytes;
 }
 
-/** Bytes as a short human string (`1.50 MiB`). */
+/**
+ * Bytes as a short human string (`1.50 MiB`).
+ *
+ * @example
+ * ```ts
+ * import { formatBytes } from "@kiln/kiln";
+ * formatBytes(1536 * 1024); // "1.50 MiB"
+ * formatBytes(512); // "512 B"
+ * ```
+ */
 export function formatBytes(n: number): string {
   const u = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0, v = n;

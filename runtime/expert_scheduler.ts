@@ -23,7 +23,15 @@ import type { GpuDevice } from "./device.ts";
 import type { Checkpoint } from "./safetensors.ts";
 import { type ExpertPlan, formatBytes, type RoutingStats } from "./expert_plan.ts";
 
-/** Name of the slot pool parameters (`moe.slots.w1` …) in scheduled graphs. */
+/**
+ * Name of the slot pool parameters (`moe.slots.w1` …) in scheduled graphs.
+ *
+ * @example
+ * ```ts
+ * import { SLOT_POOL } from "@kiln/kiln";
+ * const w1 = `${SLOT_POOL}.w1`; // "moe.slots.w1": the pool parameter of scheduled graphs
+ * ```
+ */
 export const SLOT_POOL = "moe.slots";
 
 /**
@@ -41,13 +49,28 @@ export const SLOT_POOL = "moe.slots";
  * - `naive`: on-demand loading without a cache (the baseline): every step starts
  *   with no non-pinned expert resident, runs, reads its routing back, uploads
  *   the experts it chose and runs again until no chosen expert was missing.
+ *
+ * @example
+ * ```ts ignore
+ * import { type ExpertPolicy, loadModel } from "@kiln/kiln";
+ * const expertPolicy: ExpertPolicy = "lfu";
+ * const model = await loadModel("./Mixtral-8x7B-v0.1", { memoryBudget: "24GiB", expertPolicy });
+ * ```
  */
 export type ExpertPolicy = "lru" | "lfu" | "stream" | "naive";
 
 /** Slot table value of an expert that is not resident. */
 export const NOT_RESIDENT = 0xffffffff;
 
-/** The outcome of checking a window of cache-mode steps against the routing log. */
+/**
+ * The outcome of checking a window of cache-mode steps against the routing log.
+ *
+ * @example
+ * ```ts
+ * import type { WindowCheck } from "@kiln/kiln";
+ * const clean: WindowCheck = { missStep: -1, missLayer: -1 }; // every step hit the cache
+ * ```
+ */
 export interface WindowCheck {
   /** First step that used a non-resident expert, or -1. */
   missStep: number;
@@ -55,7 +78,18 @@ export interface WindowCheck {
   missLayer: number;
 }
 
-/** Counters of the scheduler, cumulative since load (or `resetStats`). */
+/**
+ * Counters of the scheduler, cumulative since load (or `resetStats`).
+ *
+ * @example
+ * ```ts ignore
+ * import { type ExpertStats, loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./Mixtral-8x7B-v0.1", { memoryBudget: "24GiB" });
+ * for await (const text of model.generate("Hello", { maxTokens: 16 })) console.log(text);
+ * const stats: ExpertStats | undefined = model.experts?.stats;
+ * console.log(stats?.bytesUploaded, stats?.misses);
+ * ```
+ */
 export interface ExpertStats {
   /** Forward passes run (prefill and decode steps). */
   steps: number;
@@ -85,7 +119,18 @@ export interface ExpertStats {
   decodeRoundTrips: number;
 }
 
-/** A derived summary of {@linkcode ExpertStats}. */
+/**
+ * A derived summary of {@linkcode ExpertStats}.
+ *
+ * @example
+ * ```ts ignore
+ * import { type ExpertStatsSummary, loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./Mixtral-8x7B-v0.1", { memoryBudget: "24GiB" });
+ * for await (const text of model.generate("Hello", { maxTokens: 16 })) console.log(text);
+ * const s: ExpertStatsSummary | undefined = model.experts?.summary();
+ * console.log(s?.hitRate, s?.bytesPerToken);
+ * ```
+ */
 export interface ExpertStatsSummary {
   /** Fraction of decode routed pairs served by resident (pinned) experts. */
   hitRate: number;
@@ -99,7 +144,17 @@ export interface ExpertStatsSummary {
   hitRateByLayer: number[];
 }
 
-/** Streams experts through the slot pool of one loaded model. */
+/**
+ * Streams experts through the slot pool of one loaded model.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./Mixtral-8x7B-v0.1", { memoryBudget: "24GiB", expertPolicy: "lru" });
+ * for await (const text of model.generate("The lecture says", { maxTokens: 32 })) console.log(text);
+ * console.log(model.experts?.report()); // slots, hit rate, bytes per token …
+ * ```
+ */
 export class ExpertScheduler {
   /** The placement. */
   readonly plan: ExpertPlan;

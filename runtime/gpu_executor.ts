@@ -11,7 +11,18 @@ import type { HostArray } from "../compiler/dtype.ts";
 import { allocHost } from "../compiler/dtype.ts";
 import type { GpuDevice } from "./device.ts";
 
-/** GPU time of one kernel in a profiled run. */
+/**
+ * GPU time of one kernel in a profiled run.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, GraphBuilder, type KernelTiming, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["N"]).silu());
+ * const exe = compile(g.build(), await requestDevice());
+ * const timings: KernelTiming[] = (await exe.profile({ x: new Float32Array(1 << 20) })).kernels;
+ * ```
+ */
 export interface KernelTiming {
   /** Kernel label. */
   readonly label: string;
@@ -27,7 +38,21 @@ function debugEnabled(): boolean {
   }
 }
 
-/** Commands recorded before kernel `i` (by plan index), outside compute passes. */
+/**
+ * Commands recorded before kernel `i` (by plan index), outside compute passes.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, type EncodeHooks, GraphBuilder, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", [4]).add(g.param("b", [4])));
+ * const exe = compile(g.build(), await requestDevice(), { params: { b: [0, 0, 0, 0] } });
+ * const src = exe.paramBuffer("b")!;
+ * // Before kernel 0: clear the bias buffer inside the run's own command buffer.
+ * const hooks: EncodeHooks = new Map([[0, (enc: GPUCommandEncoder) => enc.clearBuffer(src)]]);
+ * await exe.run({ x: [1, 2, 3, 4] }, { hooks: () => hooks });
+ * ```
+ */
 export type EncodeHooks = ReadonlyMap<number, (encoder: GPUCommandEncoder) => void>;
 
 /** Compiles every kernel of `plan` not yet in the device's pipeline cache. */
@@ -72,7 +97,19 @@ export async function compilePipelines(dev: GpuDevice, plan: Plan): Promise<void
   }));
 }
 
-/** Named device buffers shared by every plan of one compiled graph: params and states. */
+/**
+ * Named device buffers shared by every plan of one compiled graph: params and states.
+ *
+ * @example
+ * ```ts
+ * import type { ParamBuffers } from "@kiln/kiln";
+ * function residentBytes(params: ParamBuffers): number {
+ *   let n = 0;
+ *   for (const buf of params.buffers.values()) n += buf.size;
+ *   return n;
+ * }
+ * ```
+ */
 export class ParamBuffers {
   /** Device buffer of each parameter, by name. */
   readonly buffers: Map<string, GPUBuffer> = new Map();
@@ -83,17 +120,7 @@ export class ParamBuffers {
   }
   /** Uploads (or re-uploads) a parameter. */
   set(name: string, data: HostArray, bytes: number): void {
-    let buf = this.buffers.get(name);
-    if (!buf || buf.size !== bytes) {
-      buf?.destroy();
-      buf = this.#dev.device.createBuffer({
-        label: `param ${name}`,
-        size: bytes,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
-      });
-      this.buffers.set(name, buf);
-    }
-    writePadded(this.#dev.device, buf, 0, data);
+    writePadded(this.#dev.device, this.ensure(name, bytes), 0, data);
   }
   /** Returns the buffer `name`, creating it zero-filled (or re-creating it) at `bytes`. */
   ensure(name: string, bytes: number): GPUBuffer {
@@ -102,7 +129,7 @@ export class ParamBuffers {
       buf?.destroy();
       // New buffers are zero-filled by WebGPU.
       buf = this.#dev.device.createBuffer({
-        label: `state ${name}`,
+        label: name,
         size: bytes,
         usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
       });
@@ -131,7 +158,20 @@ function writePadded(device: GPUDevice, buf: GPUBuffer, offset: number, data: Ho
   }
 }
 
-/** A plan made runnable on one device. */
+/**
+ * A plan made runnable on one device.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, GraphBuilder, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["N"]).silu());
+ * const dev = await requestDevice();
+ * const gpu = await compile(g.build(), dev).prepare({ x: new Float32Array(1024) }); // a GpuExecutable
+ * const { outputs } = await gpu.run();
+ * outputs.get("y")?.length; // 1024
+ * ```
+ */
 export class GpuExecutable {
   /** The plan this executable runs. */
   readonly plan: Plan;

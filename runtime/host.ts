@@ -8,7 +8,23 @@
 import { allocHost, type DType, dtypeOfHost, type HostArray } from "../compiler/dtype.ts";
 import type { HostTensor } from "../ops/types.ts";
 
-/** What a caller may pass for a tensor's data. */
+/**
+ * What a caller may pass for a tensor's data.
+ *
+ * @example
+ * ```ts
+ * import { compile, cpuDevice, GraphBuilder, type TensorData } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", [2, 2]).neg());
+ * const exe = compile(g.build(), cpuDevice());
+ * const inputs: TensorData[] = [
+ *   [1, 2, 3, 4],
+ *   new Float32Array([1, 2, 3, 4]),
+ *   { data: new Float32Array([1, 2, 3, 4]), shape: [2, 2], dtype: "f32" },
+ * ];
+ * for (const x of inputs) await exe.run({ x });
+ * ```
+ */
 export type TensorData = HostArray | readonly number[] | HostTensor;
 
 /** Splits user data into values and an optional shape. */

@@ -32,7 +32,16 @@ import {
 } from "./expert_plan.ts";
 import { type ExpertPolicy, ExpertScheduler, SLOT_POOL } from "./expert_scheduler.ts";
 
-/** Options of {@linkcode loadModel}. */
+/**
+ * Options of {@linkcode loadModel}.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadModel, type LoadOptions } from "@kiln/kiln";
+ * const options: LoadOptions = { maxSeq: 4096, dtype: "f16", memoryBudget: "24GiB", quiet: true };
+ * const model = await loadModel("./Mixtral-8x7B-v0.1", options);
+ * ```
+ */
 export interface LoadOptions {
   /** Device to run on (default: a new WebGPU device). */
   device?: KilnDevice;
@@ -67,7 +76,17 @@ export interface LoadOptions {
   budgetPrefillTokens?: number;
 }
 
-/** Options of {@linkcode Model.generate}. */
+/**
+ * Options of {@linkcode Model.generate}.
+ *
+ * @example
+ * ```ts ignore
+ * import { type GenerateOptions, loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./mamba-130m-hf");
+ * const options: GenerateOptions = { maxTokens: 64, temperature: 0.7, topP: 0.9, seed: 1, stop: ["\n\n"] };
+ * for await (const text of model.generate("Once upon a time", options)) console.log(text);
+ * ```
+ */
 export interface GenerateOptions {
   /** Tokens to generate at most (default 64). */
   maxTokens?: number;
@@ -87,7 +106,18 @@ export interface GenerateOptions {
   addSpecialTokens?: boolean;
 }
 
-/** Counters of the last `generate` call. */
+/**
+ * Counters of the last `generate` call.
+ *
+ * @example
+ * ```ts ignore
+ * import { type GenerateStats, loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./mamba-130m-hf");
+ * for await (const text of model.generate("Hello", { maxTokens: 32 })) console.log(text);
+ * const s: GenerateStats = model.lastStats!;
+ * console.log(((s.generatedTokens - 1) / s.decodeMs) * 1000, "tokens/s");
+ * ```
+ */
 export interface GenerateStats {
   /** Prompt tokens. */
   promptTokens: number;
@@ -103,7 +133,18 @@ export interface GenerateStats {
   decodeMs: number;
 }
 
-/** A loaded model. */
+/**
+ * A loaded model.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./mamba-130m-hf");
+ * const logits = await model.forward([1, 2, 3]); // Float32Array [T · vocab]
+ * for await (const text of model.generate("The lecture says", { maxTokens: 32 })) console.log(text);
+ * model.dispose();
+ * ```
+ */
 export class Model {
   /** The parsed config. */
   readonly config: ModelConfig;
@@ -165,6 +206,14 @@ export class Model {
   /**
    * Logits for every position of `tokenIds` from a fresh state: a `Float32Array`
    * of `[T, vocab]`, row-major.
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * const logits = await model.forward([1, 2, 3]);
+   * logits.length / 3; // vocab size
+   * ```
    */
   async forward(tokenIds: readonly number[]): Promise<Float32Array> {
     const ids = this.#checkIds(tokenIds);
@@ -178,6 +227,14 @@ export class Model {
   /**
    * Logits of one more token after the tokens run so far (forward, then step, step…):
    * `[1, vocab]`. For tests of incremental decoding.
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * await model.forward([1, 2, 3]);
+   * const next = await model.step(4, 3); // logits [1, vocab] of token 4 at position 3
+   * ```
    */
   async step(tokenId: number, position: number): Promise<Float32Array> {
     this.#checkIds([tokenId]);
@@ -209,7 +266,18 @@ export class Model {
     return { ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] };
   }
 
-  /** Streams generated text. Needs tokenizer.json. */
+  /**
+   * Streams generated text. Needs tokenizer.json.
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * for await (const text of model.generate("The lecture says", { maxTokens: 32, stop: ["."] })) {
+   *   Deno.stdout.writeSync(new TextEncoder().encode(text));
+   * }
+   * ```
+   */
   async *generate(prompt: string, options: GenerateOptions = {}): AsyncIterable<string> {
     const tok = this.tokenizer;
     if (!tok) {
@@ -252,6 +320,14 @@ export class Model {
    * Streams generated token ids. The decode loop stays on the device: each step's
    * sampled id feeds the next through device state, and ids are read back every
    * `readEvery` steps (one host round trip for several tokens).
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * const ids: number[] = [];
+   * for await (const id of model.generateIds([1, 2, 3], { maxTokens: 8, readEvery: 4 })) ids.push(id);
+   * ```
    */
   async *generateIds(
     promptIds: readonly number[],
@@ -490,7 +566,16 @@ export class Model {
     [this.prefill, this.decode] = pair;
   }
 
-  /** Frees device memory. */
+  /**
+   * Frees device memory.
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * model.dispose(); // frees weights, caches and expert buffers
+   * ```
+   */
   dispose(): void {
     this.experts?.dispose();
     for (const [p, d] of this.#pairs.values()) {
@@ -516,7 +601,19 @@ function overlap(text: string, stop: string): number {
   return 0;
 }
 
-/** Uploads every graph parameter from the checkpoint, stacking MoE experts. */
+/**
+ * Uploads every graph parameter from the checkpoint, stacking MoE experts.
+ *
+ * @example
+ * ```ts ignore
+ * import { buildCausalLM, Checkpoint, compile, loadWeights, readConfig, requestDevice } from "@kiln/kiln";
+ * const cfg = await readConfig("./mamba-130m-hf");
+ * const exe = compile(buildCausalLM(cfg, { mode: "prefill", maxSeq: 256, maxNew: 32 }), await requestDevice());
+ * const ckpt = await Checkpoint.open("./mamba-130m-hf");
+ * await loadWeights(exe, cfg, ckpt);
+ * ckpt.close();
+ * ```
+ */
 export async function loadWeights(
   exe: Executable,
   cfg: ModelConfig,

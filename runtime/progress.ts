@@ -16,7 +16,18 @@
  * @module
  */
 
-/** Something that counts bytes as they arrive: what loaders report to. */
+/**
+ * Something that counts bytes as they arrive: what loaders report to.
+ *
+ * @example
+ * ```ts
+ * import { createProgress, type Progress } from "@kiln/kiln";
+ * const bar: Progress = createProgress({ total: 1024, label: "weights", quiet: true });
+ * bar.advance(512);
+ * bar.advance(512);
+ * bar.done();
+ * ```
+ */
 export interface Progress {
   /** Records `bytes` more bytes done. */
   advance(bytes: number): void;
@@ -24,7 +35,17 @@ export interface Progress {
   done(): void;
 }
 
-/** Options for {@linkcode createProgress}. */
+/**
+ * Options for {@linkcode createProgress}.
+ *
+ * @example
+ * ```ts
+ * import { createProgress, type ProgressOptions } from "@kiln/kiln";
+ * const lines: string[] = [];
+ * const options: ProgressOptions = { total: 100, label: "demo", write: (t) => lines.push(t) };
+ * createProgress(options).done();
+ * ```
+ */
 export interface ProgressOptions {
   /** Total bytes expected; 0 or less shows a bar without percentage or ETA. */
   total: number;

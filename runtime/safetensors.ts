@@ -31,7 +31,15 @@
 import { join } from "node:path";
 import type { Progress } from "./progress.ts";
 
-/** The element types a safetensors header may name (the byte-sized ones). */
+/**
+ * The element types a safetensors header may name (the byte-sized ones).
+ *
+ * @example
+ * ```ts
+ * import type { SafeDType } from "@kiln/kiln";
+ * const dtype: SafeDType = "BF16"; // read as f32 or f16 with readAs
+ * ```
+ */
 export type SafeDType =
   | "BOOL"
   | "U8"
@@ -96,7 +104,18 @@ export function isSafeDType(s: unknown): s is SafeDType {
   return typeof s === "string" && Object.hasOwn(DTYPE_SIZE, s);
 }
 
-/** Where one tensor lives. */
+/**
+ * Where one tensor lives.
+ *
+ * @example
+ * ```ts ignore
+ * import { Checkpoint, type TensorInfo } from "@kiln/kiln";
+ * const ckpt = await Checkpoint.open("./mamba-130m-hf");
+ * const info: TensorInfo = ckpt.info("backbone.norm_f.weight");
+ * console.log(info.dtype, info.shape, info.file, info.byteLength);
+ * ckpt.close();
+ * ```
+ */
 export interface TensorInfo {
   /** Its name in the checkpoint, e.g. `model.norm.weight`. */
   readonly name: string;
@@ -112,7 +131,18 @@ export interface TensorInfo {
   readonly byteLength: number;
 }
 
-/** Float types a tensor can be read as. */
+/**
+ * Float types a tensor can be read as.
+ *
+ * @example
+ * ```ts ignore
+ * import { Checkpoint, type ReadDType } from "@kiln/kiln";
+ * const ckpt = await Checkpoint.open("./mamba-130m-hf");
+ * const as: ReadDType = "f16";
+ * const w = await ckpt.readAs("backbone.norm_f.weight", as);
+ * ckpt.close();
+ * ```
+ */
 export type ReadDType = "f32" | "f16";
 
 /** Largest header accepted: real ones are a few MB; this stops a bad length from allocating GBs. */
@@ -123,7 +153,17 @@ const CHUNK_BYTES = 16 * 1024 * 1024;
 
 const SUPPORTED = Object.keys(DTYPE_SIZE).join(", ");
 
-/** One open safetensors file: its validated header and offset reads of its tensors. */
+/**
+ * One open safetensors file: its validated header and offset reads of its tensors.
+ *
+ * @example
+ * ```ts ignore
+ * import { SafetensorsFile } from "@kiln/kiln";
+ * const f = await SafetensorsFile.open("./mamba-130m-hf/model.safetensors");
+ * for (const [name, info] of f.tensors) console.log(name, info.dtype, info.shape);
+ * f.close();
+ * ```
+ */
 export class SafetensorsFile {
   /** The path it was opened with (used in every error message). */
   readonly path: string;
@@ -203,12 +243,32 @@ export class SafetensorsFile {
     }
   }
 
-  /** Bytes read from disk so far, header included (lets tests prove reads are by offset). */
+  /**
+   * Bytes read from disk so far, header included (lets tests prove reads are by offset).
+   *
+   * @example
+   * ```ts ignore
+   * import { SafetensorsFile } from "@kiln/kiln";
+   * using f = await SafetensorsFile.open("./model.safetensors");
+   * await f.readAs("model.norm.weight", "f32");
+   * f.bytesRead; // header plus that one tensor, not the whole file
+   * ```
+   */
   get bytesRead(): number {
     return this.#bytesRead;
   }
 
-  /** Whether `close()` has been called. */
+  /**
+   * Whether `close()` has been called.
+   *
+   * @example
+   * ```ts ignore
+   * import { SafetensorsFile } from "@kiln/kiln";
+   * const f = await SafetensorsFile.open("./model.safetensors");
+   * f.close();
+   * f.closed; // true
+   * ```
+   */
   get closed(): boolean {
     return this.#file === undefined;
   }
@@ -317,7 +377,18 @@ export class SafetensorsFile {
   }
 }
 
-/** Options for {@linkcode Checkpoint.open}. */
+/**
+ * Options for {@linkcode Checkpoint.open}.
+ *
+ * @example
+ * ```ts ignore
+ * import { Checkpoint, type CheckpointOptions, createProgress } from "@kiln/kiln";
+ * const options: CheckpointOptions = {
+ *   progress: (total) => createProgress({ total, label: "mamba-130m" }),
+ * };
+ * const ckpt = await Checkpoint.open("./mamba-130m-hf", options);
+ * ```
+ */
 export interface CheckpointOptions {
   /**
    * Told about every byte read: a {@linkcode Progress}, or a function that makes
@@ -332,7 +403,17 @@ export const INDEX_FILE = "model.safetensors.index.json";
 /** The file name Hugging Face uses for unsharded checkpoints. */
 export const SINGLE_FILE = "model.safetensors";
 
-/** A model's weights: one safetensors file, or an index and its shards. */
+/**
+ * A model's weights: one safetensors file, or an index and its shards.
+ *
+ * @example
+ * ```ts ignore
+ * import { Checkpoint } from "@kiln/kiln";
+ * using ckpt = await Checkpoint.open("./Mixtral-8x7B-v0.1"); // index + shards
+ * console.log(ckpt.tensors.size, ckpt.totalBytes);
+ * const norm = await ckpt.readF32("model.norm.weight");
+ * ```
+ */
 export class Checkpoint {
   /** The folder (or file) it was opened from. */
   readonly path: string;

@@ -32,7 +32,16 @@ import {
   type PreTokenizer,
 } from "./tokenizer_parts.ts";
 
-/** Options of {@link Tokenizer.fromJSON}. */
+/**
+ * Options of {@link Tokenizer.fromJSON}.
+ *
+ * @example
+ * ```ts ignore
+ * import { Tokenizer, type TokenizerOptions } from "@kiln/kiln";
+ * const options: TokenizerOptions = { source: "llama/tokenizer.json", bosToken: "<s>", eosToken: "</s>" };
+ * const tok = Tokenizer.fromJSON(await Deno.readTextFile("llama/tokenizer.json"), options);
+ * ```
+ */
 export interface TokenizerOptions {
   /** Names the file in error messages (default `"tokenizer.json"`). */
   source?: string;
@@ -42,7 +51,17 @@ export interface TokenizerOptions {
   eosToken?: string;
 }
 
-/** Options of {@link Tokenizer.encode}. */
+/**
+ * Options of {@link Tokenizer.encode}.
+ *
+ * @example
+ * ```ts ignore
+ * import { type EncodeOptions, Tokenizer } from "@kiln/kiln";
+ * const tok = await Tokenizer.fromFile("./tokenizer.json");
+ * const options: EncodeOptions = { addSpecialTokens: true, splitSpecialTokens: true };
+ * const ids = tok.encode("user text with </s> inside", options);
+ * ```
+ */
 export interface EncodeOptions {
   /** Adds the post-processor's special tokens (BOS/EOS); default false. */
   addSpecialTokens?: boolean;
@@ -50,7 +69,17 @@ export interface EncodeOptions {
   splitSpecialTokens?: boolean;
 }
 
-/** Options of {@link Tokenizer.decode} and {@link Tokenizer.decoder}. */
+/**
+ * Options of {@link Tokenizer.decode} and {@link Tokenizer.decoder}.
+ *
+ * @example
+ * ```ts ignore
+ * import { type DecodeOptions, Tokenizer } from "@kiln/kiln";
+ * const tok = await Tokenizer.fromFile("./tokenizer.json");
+ * const options: DecodeOptions = { skipSpecialTokens: true };
+ * tok.decode(tok.encode("Hello", { addSpecialTokens: true }), options); // "Hello"
+ * ```
+ */
 export interface DecodeOptions {
   /** Leaves out added tokens marked `special`; default false. */
   skipSpecialTokens?: boolean;
@@ -400,7 +429,19 @@ export class StreamDecoder {
     this.#options = options;
   }
 
-  /** Adds one id; returns the text it completes (often "", while a character is unfinished). */
+  /**
+   * Adds one id; returns the text it completes (often "", while a character is unfinished).
+   *
+   * @example
+   * ```ts ignore
+   * import { Tokenizer } from "@kiln/kiln";
+   * const tok = await Tokenizer.fromFile("./tokenizer.json");
+   * const stream = tok.decoder();
+   * let text = "";
+   * for (const id of tok.encode("héllo")) text += stream.push(id);
+   * text += stream.flush(); // "héllo"
+   * ```
+   */
   push(id: number): string {
     if (this.#tok.idToToken(id) === undefined) {
       throw new RangeError(
@@ -413,7 +454,18 @@ export class StreamDecoder {
     return this.#emit(full.text);
   }
 
-  /** Emits whatever is held back (an unfinished character shows as U+FFFD) and resets. */
+  /**
+   * Emits whatever is held back (an unfinished character shows as U+FFFD) and resets.
+   *
+   * @example
+   * ```ts ignore
+   * import { Tokenizer } from "@kiln/kiln";
+   * const tok = await Tokenizer.fromFile("./tokenizer.json");
+   * const stream = tok.decoder();
+   * for (const id of tok.encode("end")) stream.push(id);
+   * const rest = stream.flush(); // held-back text; the decoder is reset
+   * ```
+   */
   flush(): string {
     const out = this.#read < this.#ids.length
       ? this.#emit(this.#tok.decodeDetailed(this.#ids.slice(this.#prefix), this.#options).text)

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
 import { compile } from "../compiler/compile.ts";
 import type { DType, HostArray } from "../compiler/dtype.ts";
-import { cpuDevice } from "../runtime/device.ts";
+import { cpuDevice, requestDevice } from "../runtime/device.ts";
 import {
   conv1dCausal,
   conv1dStep,
@@ -487,58 +487,67 @@ Deno.test("stacked mamba blocks and the Jamba mixer run on the GPU as on the CPU
   exe.dispose();
 });
 
-Deno.test("ssm_step equals the scan one token at a time, in place", async () => {
-  const Bn = 3, In = 40, Nn = 16;
-  const g = new GraphBuilder();
-  const h = g.state("h", [Bn, In, Nn]);
-  const [y, next] = ssmStep(
-    h,
-    g.input("u", [Bn, In]),
-    g.input("dt", [Bn, In]),
-    g.param("A", [In, Nn]),
-    g.input("Bm", [Bn, Nn]),
-    g.input("Cm", [Bn, Nn]),
-    g.param("D", [In]),
-    { z: g.input("z", [Bn, In]), deltaBias: g.param("dtb", [In]), softplus: true },
-  );
-  g.assign(h, next);
-  g.output("y", y);
-  const graph = g.build();
-  const params = {
-    A: new Float32Array(In * Nn).map((_, j) => -((j % Nn) + 1)),
-    D: randomData(In, "f32", 1),
-    dtb: randomData(In, "f32", 2, -2, 0),
-  };
-  const exe = compile(graph, await gpu(), { params });
-  const ref = compile(graph, cpuDevice(), { params });
-  for (let t = 0; t < 4; t++) {
-    const inputs = {
-      u: randomData(Bn * In, "f32", 10 * t),
-      dt: randomData(Bn * In, "f32", 10 * t + 1),
-      Bm: randomData(Bn * Nn, "f32", 10 * t + 2),
-      Cm: randomData(Bn * Nn, "f32", 10 * t + 3),
-      z: randomData(Bn * In, "f32", 10 * t + 4),
-    };
-    assertClose(
-      (await exe.run(inputs)).y.data,
-      (await ref.run(inputs)).y.data,
-      1e-5,
-      1e-5,
-      `token ${t}`,
+for (const limit of [undefined, 8]) {
+  Deno.test(`ssm_step equals the scan one token at a time, in place (storage buffers: ${limit ?? "adapter"})`, async () => {
+    // With 8 bindings the step packs A, D and the Δ bias first; with more it reads them directly.
+    const dev = limit ? await requestDevice({ limits: { maxStorageBuffers: limit } }) : await gpu();
+    const Bn = 3, In = 40, Nn = 16;
+    const g = new GraphBuilder();
+    const h = g.state("h", [Bn, In, Nn]);
+    const [y, next] = ssmStep(
+      h,
+      g.input("u", [Bn, In]),
+      g.input("dt", [Bn, In]),
+      g.param("A", [In, Nn]),
+      g.input("Bm", [Bn, Nn]),
+      g.input("Cm", [Bn, Nn]),
+      g.param("D", [In]),
+      { z: g.input("z", [Bn, In]), deltaBias: g.param("dtb", [In]), softplus: true },
     );
-  }
-  assertClose(
-    (await exe.readState("h")).data,
-    (await ref.readState("h")).data,
-    1e-5,
-    1e-5,
-    "state",
-  );
-  const plan = exe.lastPlan!;
-  assert.equal(plan.after.length, 0);
-  const slot = plan.states.get("h")!.slot;
-  assert.ok(
-    plan.kernels.some((k) => k.bindings.some((b) => b.slot === slot && b.access === "read_write")),
-  );
-  exe.dispose();
-});
+    g.assign(h, next);
+    g.output("y", y);
+    const graph = g.build();
+    const params = {
+      A: new Float32Array(In * Nn).map((_, j) => -((j % Nn) + 1)),
+      D: randomData(In, "f32", 1),
+      dtb: randomData(In, "f32", 2, -2, 0),
+    };
+    const exe = compile(graph, dev, { params });
+    const ref = compile(graph, cpuDevice(), { params });
+    for (let t = 0; t < 4; t++) {
+      const inputs = {
+        u: randomData(Bn * In, "f32", 10 * t),
+        dt: randomData(Bn * In, "f32", 10 * t + 1),
+        Bm: randomData(Bn * Nn, "f32", 10 * t + 2),
+        Cm: randomData(Bn * Nn, "f32", 10 * t + 3),
+        z: randomData(Bn * In, "f32", 10 * t + 4),
+      };
+      assertClose(
+        (await exe.run(inputs)).y.data,
+        (await ref.run(inputs)).y.data,
+        1e-5,
+        1e-5,
+        `token ${t}`,
+      );
+    }
+    assertClose(
+      (await exe.readState("h")).data,
+      (await ref.readState("h")).data,
+      1e-5,
+      1e-5,
+      "state",
+    );
+    const plan = exe.lastPlan!;
+    assert.equal(plan.after.length, 0);
+    const slot = plan.states.get("h")!.slot;
+    assert.ok(
+      plan.kernels.some((k) =>
+        k.bindings.some((b) => b.slot === slot && b.access === "read_write")
+      ),
+    );
+    exe.dispose();
+    assert.equal(exe.lastPlan!.kernels.filter((k) => /pack/.test(k.label)).length, limit ? 1 : 0);
+    exe.dispose();
+    if (limit) dev.destroy();
+  });
+}

@@ -11,7 +11,19 @@ import { consumers, type Graph } from "../graph.ts";
 import { sameShape, type Shape, symbolicSize } from "../shape.ts";
 import { isOp, opDef } from "../../ops/registry.ts";
 
-/** A set of elementwise nodes evaluated together at one flat index. */
+/**
+ * A set of elementwise nodes evaluated together at one flat index.
+ *
+ * @example
+ * ```ts
+ * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["N"]).mul(2).add(1).silu());
+ * const { groups } = compile(g.build(), cpuDevice()).schedule;
+ * const first = groups[0];
+ * if (first.kind === "fused") first.cluster.nodes.length; // 3 elementwise nodes, one kernel
+ * ```
+ */
 export interface Cluster {
   /** Node ids in topological order. */
   readonly nodes: readonly number[];
@@ -27,7 +39,19 @@ export interface Cluster {
   readonly nested?: ReadonlyMap<number, Cluster>;
 }
 
-/** One scheduled unit of work. */
+/**
+ * One scheduled unit of work.
+ *
+ * @example
+ * ```ts
+ * import { compile, cpuDevice, type Group, GraphBuilder } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 16]);
+ * g.output("y", x.matmul(g.param("w", [32, 16]), { transB: true }).silu());
+ * const groups: readonly Group[] = compile(g.build(), cpuDevice()).schedule.groups;
+ * groups.map((gr) => gr.kind); // ["kernel"]: silu is the matmul's epilogue
+ * ```
+ */
 export type Group =
   | { readonly kind: "fused"; readonly cluster: Cluster }
   | {
@@ -43,7 +67,18 @@ export type Group =
   }
   | { readonly kind: "alias"; readonly node: number };
 
-/** The fused graph: groups in an order that respects every dependency. */
+/**
+ * The fused graph: groups in an order that respects every dependency.
+ *
+ * @example
+ * ```ts
+ * import { compile, cpuDevice, GraphBuilder, type Schedule } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["N"]).exp().neg());
+ * const schedule: Schedule = compile(g.build(), cpuDevice()).schedule;
+ * schedule.groups.length; // 1
+ * ```
+ */
 export interface Schedule {
   /** The graph the groups refer to. */
   readonly graph: Graph;

@@ -29,7 +29,9 @@ console.log(exe.plan({ T: 32 }).kernels[0].code);
 
 if (device.timestamps) {
   console.log("\n== 5. GPU time per kernel (timestamp queries)");
-  const { kernels } = await exe.profile({ x: new Float32Array(32 * 128).fill(1) });
+  const x = new Float32Array(32 * 128).fill(1);
+  await exe.run({ x }); // the first dispatch of a pipeline includes the driver's shader compile
+  const { kernels } = await exe.profile({ x });
   for (const k of kernels) console.log(`  ${k.label.padEnd(30)} ${(k.ns / 1e3).toFixed(1)} µs`);
 }
 exe.dispose();

@@ -275,7 +275,9 @@ export class Tokenizer {
    * Text → token ids.
    *
    * @example
-   * ```ts
+   * ```ts ignore
+   * import { Tokenizer } from "@kiln/kiln";
+   * const tok = await Tokenizer.fromFile("tokenizer.json");
    * tok.encode("Hello world", { addSpecialTokens: true }); // Mistral: [1, 22557, 1526]
    * ```
    */
@@ -308,7 +310,9 @@ export class Tokenizer {
    * Token ids → text. Throws a RangeError for an id outside the vocabulary.
    *
    * @example
-   * ```ts
+   * ```ts ignore
+   * import { Tokenizer } from "@kiln/kiln";
+   * const tok = await Tokenizer.fromFile("tokenizer.json");
    * tok.decode([1, 22557, 1526], { skipSpecialTokens: true }); // "Hello world"
    * ```
    */
@@ -321,7 +325,9 @@ export class Tokenizer {
    * sequence that more ids could complete (its bytes then show as U+FFFD).
    *
    * @example
-   * ```ts
+   * ```ts ignore
+   * import { Tokenizer } from "@kiln/kiln";
+   * const tok = await Tokenizer.fromFile("tokenizer.json");
    * tok.decodeDetailed([0xf0 + 3]).incomplete; // true for Llama's <0xF0> byte token
    * ```
    */
@@ -351,7 +357,10 @@ export class Tokenizer {
    * A decoder for generated ids, one at a time.
    *
    * @example
-   * ```ts
+   * ```ts ignore
+   * import { Tokenizer } from "@kiln/kiln";
+   * const tok = await Tokenizer.fromFile("tokenizer.json");
+   * const ids = tok.encode("Hello world");
    * const stream = tok.decoder();
    * let text = "";
    * for (const id of ids) text += stream.push(id);
@@ -366,7 +375,9 @@ export class Tokenizer {
    * The token string of an id (added tokens included), or undefined.
    *
    * @example
-   * ```ts
+   * ```ts ignore
+   * import { Tokenizer } from "@kiln/kiln";
+   * const tok = await Tokenizer.fromFile("tokenizer.json");
    * tok.idToToken(1); // "<s>"
    * ```
    */
@@ -378,7 +389,9 @@ export class Tokenizer {
    * The id of a token string (added tokens included), or undefined.
    *
    * @example
-   * ```ts
+   * ```ts ignore
+   * import { Tokenizer } from "@kiln/kiln";
+   * const tok = await Tokenizer.fromFile("tokenizer.json");
    * tok.tokenToId("</s>"); // 2
    * ```
    */
@@ -390,7 +403,9 @@ export class Tokenizer {
    * Whether an id is an added token marked `special`.
    *
    * @example
-   * ```ts
+   * ```ts ignore
+   * import { Tokenizer } from "@kiln/kiln";
+   * const tok = await Tokenizer.fromFile("tokenizer.json");
    * tok.isSpecial(tok.eosId!); // true
    * ```
    */
@@ -406,7 +421,10 @@ export class Tokenizer {
  * all chunks equals `decode(allIds)` for valid text.
  *
  * @example
- * ```ts
+ * ```ts ignore
+ * import { Tokenizer } from "@kiln/kiln";
+ * const tok = await Tokenizer.fromFile("tokenizer.json");
+ * const ids = tok.encode("Hello world");
  * const stream = tok.decoder({ skipSpecialTokens: true });
  * const chunks = ids.map((id) => stream.push(id));
  * chunks.push(stream.flush());

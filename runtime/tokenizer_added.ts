@@ -29,8 +29,9 @@ const SPACE = /\p{White_Space}/u;
  *
  * @example
  * ```ts
+ * import { AddedTokenMatcher } from "./tokenizer_added.ts";
  * const m = new AddedTokenMatcher([{ id: 7, content: "<s>", special: true, lstrip: false,
- *   rstrip: false, singleWord: false, normalized: false }], (t) => t);
+ *   rstrip: false, singleWord: false, normalized: false }], (t) => t.content);
  * m.split("a<s>b", 0); // [{ text: "a", start: 0 }, { id: 7 }, { text: "b", start: 4 }]
  * ```
  */

@@ -1,0 +1,60 @@
+/**
+ * The standalone binary: `deno compile` of cli.ts runs `inspect` on a model folder.
+ * `deno compile` needs a denort runtime, which it downloads from a server this
+ * environment cannot reach; with DENORT_BIN pointing at one the test runs, else it is
+ * ignored with that reason in its name.
+ */
+import assert from "node:assert/strict";
+
+const denort = (() => {
+  try {
+    return Deno.env.get("DENORT_BIN");
+  } catch {
+    return undefined;
+  }
+})();
+
+Deno.test({
+  name: `deno compile builds a standalone kiln that inspects a model folder${
+    denort ? "" : " (ignored: DENORT_BIN is not set, and deno compile cannot download denort here)"
+  }`,
+  ignore: !denort,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const bin = `${dir}/kiln`;
+      const root = new URL("../", import.meta.url).pathname;
+      const built = await new Deno.Command(Deno.execPath(), {
+        args: ["compile", "-A", "--output", bin, `${root}cli.ts`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
+      await Deno.writeTextFile(
+        `${dir}/config.json`,
+        JSON.stringify({
+          architectures: ["MixtralForCausalLM"],
+          vocab_size: 32000,
+          hidden_size: 4096,
+          intermediate_size: 14336,
+          num_hidden_layers: 32,
+          num_attention_heads: 32,
+          num_key_value_heads: 8,
+          num_local_experts: 8,
+          num_experts_per_tok: 2,
+        }),
+      );
+      const run = await new Deno.Command(bin, {
+        args: ["inspect", dir],
+        stdout: "piped",
+        stderr: "piped",
+      })
+        .output();
+      const out = new TextDecoder().decode(run.stdout);
+      assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+      assert.match(out, /46\.70B total, 12\.88B active/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

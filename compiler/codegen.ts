@@ -103,16 +103,34 @@ export class KernelBuilder {
     const segs = Math.ceil(count / segElems);
     const loads: string[] = [];
     const stores: string[] = [];
+    // A vector element type (vec4 reads of a weight) declares the segments as vector
+    // arrays and adds `${name}_vget(i)` indexing whole vectors; segment starts are
+    // aligned to 256 bytes, so no vector straddles two segments.
+    const lanes = declType && /^vec4</.test(declType) && access === "read" ? 4 : 1;
+    const vloads: string[] = [];
     for (let s = 0; s < segs; s++) {
       const start = s * segElems;
       const len = Math.min(segElems, count - start);
       const seg = `${name}_s${s}`;
-      this.#declare(seg, ref, start * elem, len * elem, type, access);
       const cond = s === segs - 1 ? "" : `if (i < ${start + len}u) `;
-      loads.push(`  ${cond}{ return ${seg}[i - ${start}u]; }`);
+      if (lanes === 4) {
+        this.#declare(seg, ref, start * elem, len * elem, this.#type(declType!), access);
+        loads.push(`  ${cond}{ let q = i - ${start}u; return ${seg}[q / 4u][q % 4u]; }`);
+        const vcond = s === segs - 1 ? "" : `if (i < ${(start + len) / 4}u) `;
+        vloads.push(`  ${vcond}{ return ${seg}[i - ${start / 4}u]; }`);
+      } else {
+        this.#declare(seg, ref, start * elem, len * elem, type, access);
+        loads.push(`  ${cond}{ return ${seg}[i - ${start}u]; }`);
+      }
       stores.push(`  ${cond}{ ${seg}[i - ${start}u] = v; return; }`);
     }
     this.fns.set(`${name}_get`, `fn ${name}_get(i: u32) -> ${type} {\n${loads.join("\n")}\n}`);
+    if (lanes === 4) {
+      this.fns.set(
+        `${name}_vget`,
+        `fn ${name}_vget(i: u32) -> ${declType} {\n${vloads.join("\n")}\n}`,
+      );
+    }
     if (access === "read_write") {
       this.fns.set(`${name}_set`, `fn ${name}_set(i: u32, v: ${type}) {\n${stores.join("\n")}\n}`);
     }

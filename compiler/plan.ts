@@ -424,7 +424,12 @@ function emitKernelGroup(
     paddedBytes(numel(shapeOf(v)), dtype) <= caps.maxBindingSize;
   const inputs: KernelOperand[] = node.inputs.map((v, j) => {
     const val = graph.values[v];
-    return { shape: shapeOf(v), dtype: val.dtype, direct: !g.prologues[j] && fits(v, val.dtype) };
+    return {
+      shape: shapeOf(v),
+      dtype: val.dtype,
+      direct: !g.prologues[j] && fits(v, val.dtype),
+      segmented: !g.prologues[j] && !fits(v, val.dtype),
+    };
   });
   const epilogue = g.epilogue;
   const outs: KernelOperand[] = node.outputs.map((v, j) => {

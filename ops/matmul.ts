@@ -195,7 +195,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   const rows = nb * d.M;
   if (
     ctx.attrs.transB && !ctx.attrs.transA && bStride === 0 && (nb === 1 || aStride === d.M * d.K) &&
-    rows <= GEMV_MAX_ROWS && d.K % 4 === 0 && b.direct
+    rows <= GEMV_MAX_ROWS && d.K % 4 === 0 && (b.direct || b.segmented)
   ) {
     const elem = out.dtype === "f16" ? "f16" : "f32";
     const k = emitGemv({
@@ -205,6 +205,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       elem,
       aDirect: a.direct,
       cDirect: out.direct,
+      // A weight larger than one binding (an LM head) is bound in segments.
+      bAccess: b.direct ? "direct" : "segmented",
       maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
     });
     const arrayTypes: Record<string, string> = { in1: `vec4<${elem}>` };

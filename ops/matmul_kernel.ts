@@ -591,6 +591,11 @@ export interface GemvSpec {
   aDirect: boolean;
   /** `out0` may be written directly; else `out0_store`. */
   cDirect: boolean;
+  /**
+   * `in1` is bound whole (`"direct"`), or in segments because it exceeds one binding
+   * (`"segmented"`: read through `in1_vget`, which picks the segment). Default direct.
+   */
+  bAccess?: "direct" | "segmented";
   /** Device limit `maxComputeWorkgroupsPerDimension`. */
   maxWorkgroupsPerDim: number;
 }
@@ -635,7 +640,10 @@ export function emitGemv(spec: GemvSpec): MatmulKernel {
   for (let r = 0; r < R; r++) {
     for (let c = 0; c < C; c++) acc.push(`  var acc_${r}_${c} = vec4<f32>(0.0);`);
   }
-  for (let c = 0; c < C; c++) body.push(`    let w${c} = vec4<f32>(in1[row${c} + k4]);`);
+  const readB = spec.bAccess === "segmented"
+    ? (i: string) => `in1_vget(${i})`
+    : (i: string) => `in1[${i}]`;
+  for (let c = 0; c < C; c++) body.push(`    let w${c} = vec4<f32>(${readB(`row${c} + k4`)});`);
   for (let r = 0; r < R; r++) {
     body.push(`    let a${r} = ${loadA(r)};`);
     for (let c = 0; c < C; c++) body.push(`    acc_${r}_${c} = fma(a${r}, w${c}, acc_${r}_${c});`);

@@ -75,6 +75,12 @@ export interface KernelOperand extends ConcreteType {
    * `in{j}_load(i)` / `out{j}_store(i, v)` functions.
    */
   readonly direct: boolean;
+  /**
+   * True when the operand has no prologue but exceeds one binding: it is bound in
+   * segments, read through `in{j}_load(i)` — or, when the kernel asks for a vec4
+   * `arrayTypes` entry, through `in{j}_vget(i)` returning whole vectors.
+   */
+  readonly segmented?: boolean;
 }
 
 /** Everything a kernel lowering gets: concrete operands, attributes, device caps. */

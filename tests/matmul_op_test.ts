@@ -132,3 +132,30 @@ Deno.test("decode GEMV path (few rows × [N, K] weight) matches the reference, w
     }
   }
 });
+
+Deno.test("a GEMV weight larger than one binding is read in vec4 segments", async () => {
+  const { requestDevice } = await import("../runtime/device.ts");
+  const { compile } = await import("../compiler/compile.ts");
+  const dev = await requestDevice({ limits: { maxBindingSize: 4096 } });
+  try {
+    for (const [R, K, N] of [[1, 64, 50], [2, 260, 33]]) {
+      const g = new GraphBuilder();
+      const x = g.input("x", [R, K]);
+      const w = g.param("w", [N, K]); // N·K·4 bytes > 4096: several segments
+      g.output("y", x.matmul(w, { transB: true }).add(1));
+      const graph = g.build();
+      const params = { w: randomData(N * K, "f32", N) };
+      const inputs = { x: randomData(R * K, "f32", K) };
+      const exe = compile(graph, dev, { params });
+      const { y } = await exe.run(inputs);
+      const ref = await compile(graph, { kind: "cpu" }, { params }).run(inputs);
+      assertClose(y.data, ref.y.data, 1e-4, 1e-4, `segmented gemv ${R}x${K}x${N}`);
+      const k = exe.lastPlan!.kernels[0];
+      assert.match(k.label, /gemv/);
+      assert.ok(k.bindings.length > 3, `${k.bindings.length} bindings`);
+      exe.dispose();
+    }
+  } finally {
+    dev.destroy();
+  }
+});

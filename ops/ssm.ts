@@ -911,17 +911,7 @@ function emitStateUpdate(ctx: KernelContext<Record<string, never>>): KernelEmiss
     const src = p >= 0 ? load(ctx, 1, `(b * ${L}u + ${p}u) * ${I}u + i`) : `o${S + p}`;
     lines.push(`  out0[base + ${sl}u] = ${s.dtype}(${src});`);
   }
-  const code = `@compute @workgroup_size(${CONV_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = wid.x * ${CONV_WG}u + lid.x;
-  if (i >= ${I}u) { return; }
-  let b = wid.y;
-  let base = (b * ${I}u + i) * ${S}u;
-${lines.join("\n")}
-}`;
-  return {
-    kernels: [{ label: "conv_state_update", code, workgroups: [Math.ceil(I / CONV_WG), B, 1] }],
-  };
+  return perChannelKernel("conv_state_update", B, I, S, lines);
 }
 
 function emitConvStep(ctx: KernelContext<Conv1dStepAttrs>): KernelEmission {
@@ -945,6 +935,20 @@ function emitConvStep(ctx: KernelContext<Conv1dStepAttrs>): KernelEmission {
   lines.push(`  ${store(ctx.outputs[0], 0, `b * ${I}u + i`, "acc")}`);
   for (let j = 0; j < S - 1; j++) lines.push(`  out1[base + ${j}u] = o${j + 1};`);
   if (S > 0) lines.push(`  out1[base + ${S - 1}u] = xt;`);
+  return perChannelKernel(`conv1d_step_k${k}`, B, I, S, lines);
+}
+
+/**
+ * One thread per (batch row b, channel i) of a `[B, I, S]` conv state; `lines` see
+ * `b`, `i` and `base`, the offset of the thread's state row.
+ */
+function perChannelKernel(
+  label: string,
+  B: number,
+  I: number,
+  S: number,
+  lines: string[],
+): KernelEmission {
   const code = `@compute @workgroup_size(${CONV_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let i = wid.x * ${CONV_WG}u + lid.x;
@@ -953,9 +957,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let base = (b * ${I}u + i) * ${S}u;
 ${lines.join("\n")}
 }`;
-  return {
-    kernels: [{ label: `conv1d_step_k${k}`, code, workgroups: [Math.ceil(I / CONV_WG), B, 1] }],
-  };
+  return { kernels: [{ label, code, workgroups: [Math.ceil(I / CONV_WG), B, 1] }] };
 }
 
 // ------------------------------------------------------------------ op table entries

@@ -432,12 +432,14 @@ function emitKernelGroup(
     };
   });
   const epilogue = g.epilogue;
+  const read = readValues(graph);
   const outs: KernelOperand[] = node.outputs.map((v, j) => {
     const val = graph.values[v];
     return {
       shape: shapeOf(v),
       dtype: val.dtype,
       direct: !(j === 0 && epilogue) && fits(v, val.dtype),
+      used: read.has(v),
     };
   });
   const emission = def.lower.emit({ attrs: node.attrs, inputs, outputs: outs, caps });
@@ -550,6 +552,19 @@ function emitKernelGroup(
     [node.outputs[o], node.inputs[i]] as const
   );
   return { kernels, scratch, writes, inplace };
+}
+
+const readCache = new WeakMap<Graph, Set<number>>();
+
+/** Values something reads: consumed by a node, a graph output, or written back to a state. */
+function readValues(graph: Graph): Set<number> {
+  let set = readCache.get(graph);
+  if (!set) {
+    set = new Set([...graph.outputs.values(), ...graph.assigns.values()]);
+    for (const n of graph.nodes) for (const v of n.inputs) set.add(v);
+    readCache.set(graph, set);
+  }
+  return set;
 }
 
 function labelOf(base: string, g: Extract<Group, { kind: "kernel" }>): string {

@@ -437,7 +437,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     mask: opt.mask !== undefined,
     slotTable: opt.table !== undefined ? slotsOf(attrs) : undefined,
   };
-  const kernels = moeKernels(cfg, path, true, opts).map((k): KernelSource => {
+  // The losses (and, on the decode path, the counts the aux kernel writes) are for
+  // training and statistics: inference graphs that read neither skip the kernel.
+  const aux = outputs[3].used !== false || (path !== "prefill" && outputs[2].used !== false);
+  const kernels = moeKernels(cfg, path, aux, opts).map((k): KernelSource => {
     const arrayTypes: Record<string, string> = {};
     for (const b of k.bindings) if (b.vector === 4) arrayTypes[b.name] = `vec4<${b.type}>`;
     return { label: k.label, code: k.code, workgroups: k.workgroups, arrayTypes };

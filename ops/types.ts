@@ -81,6 +81,11 @@ export interface KernelOperand extends ConcreteType {
    * `arrayTypes` entry, through `in{j}_vget(i)` returning whole vectors.
    */
   readonly segmented?: boolean;
+  /**
+   * False when nothing reads this output (not a graph output, no consumer): a
+   * lowering may skip the work that only produces it. Undefined means used.
+   */
+  readonly used?: boolean;
 }
 
 /** Everything a kernel lowering gets: concrete operands, attributes, device caps. */

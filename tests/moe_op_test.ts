@@ -402,3 +402,21 @@ Deno.test("countParams: Mixtral-8x7B shapes give ~46.7B total, ~12.9B active", (
   assert.equal(w1.fraction, 0.25);
   assert.equal(c.byParam.find((p) => p.name === "lm_head.weight")!.fraction, 1);
 });
+
+Deno.test("moe: an inference graph that reads neither losses nor counts skips the aux kernel", async () => {
+  const { GraphBuilder } = await import("../compiler/builder.ts");
+  const { compile } = await import("../compiler/compile.ts");
+  const { moe } = await import("../models/moe.ts");
+  const { gpu } = await import("./_util.ts");
+  const dev = await gpu();
+  for (const [T, expected] of [[1, 3], [9, 5]] as const) {
+    const g = new GraphBuilder();
+    const x = g.input("x", [T, 16]);
+    g.output("y", moe(g, x, { name: "m", experts: 4, topK: 2, ff: 8 }).y);
+    const exe = compile(g.build(), dev);
+    const labels = exe.plan().kernels.map((k) => k.label);
+    assert.equal(labels.length, expected, labels.join());
+    assert.ok(!labels.some((l) => /aux/.test(l)), labels.join());
+    exe.dispose();
+  }
+});

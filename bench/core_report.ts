@@ -8,6 +8,7 @@
 import { compile, GraphBuilder, requestDevice } from "../mod.ts";
 import { chain } from "./_chain.ts";
 import { naiveMatmul } from "../ops/matmul_kernel.ts";
+import { wrapMatmul } from "./_matmul_harness.ts";
 
 const device = await requestDevice();
 if (!device.timestamps) throw new Error("This report needs the timestamp-query feature");
@@ -67,13 +68,7 @@ for (const n of [256, 512, 1024, 2048]) {
     maxWorkgroupsPerDim: device.caps.maxWorkgroupsPerDim,
   });
   const d = device.device;
-  const code = `@group(0) @binding(0) var<storage, read> in0: array<f32>;
-@group(0) @binding(1) var<storage, read> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out0: array<f32>;
-fn in0_load(i: u32) -> f32 { return in0[i]; }
-fn in1_load(i: u32) -> f32 { return in1[i]; }
-fn out0_store(i: u32, v: f32) { out0[i] = v; }
-${k.code}`;
+  const code = wrapMatmul(k);
   const pipe = d.createComputePipeline({
     layout: "auto",
     compute: { module: d.createShaderModule({ code }), entryPoint: "main" },

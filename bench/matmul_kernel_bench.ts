@@ -16,6 +16,7 @@ import {
   type MatmulKernelSpec,
   naiveMatmul,
 } from "../ops/matmul_kernel.ts";
+import { wrapMatmul } from "./_matmul_harness.ts";
 
 const adapter = await navigator.gpu.requestAdapter();
 if (!adapter) throw new Error("No WebGPU adapter: matmul benchmarks need one");
@@ -55,16 +56,6 @@ function spec(
   };
 }
 
-function wrap(kernel: MatmulKernel): string {
-  return `@group(0) @binding(0) var<storage, read> in0: array<f32>;
-@group(0) @binding(1) var<storage, read> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out0: array<f32>;
-fn in0_load(i: u32) -> f32 { return in0[i]; }
-fn in1_load(i: u32) -> f32 { return in1[i]; }
-fn out0_store(i: u32, v: f32) { out0[i] = v; }
-${kernel.code}`;
-}
-
 /** Builds buffers and the pipeline once; returns one submit-and-read-back step. */
 async function prepare(s: MatmulKernelSpec, kernel: MatmulKernel) {
   const input = (count: number) => {
@@ -87,7 +78,7 @@ async function prepare(s: MatmulKernelSpec, kernel: MatmulKernel) {
     size: bytes,
     usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
   });
-  const module = device.createShaderModule({ code: wrap(kernel) });
+  const module = device.createShaderModule({ code: wrapMatmul(kernel) });
   const pipeline = await device.createComputePipelineAsync({
     layout: "auto",
     compute: { module, entryPoint: "main" },

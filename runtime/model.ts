@@ -454,10 +454,16 @@ export class Model {
     await this.prefill.submit(this.#prefillInputs(ids, seed, 0), stream);
     x.countStep();
     x.decoding = true;
-    let got = await d.readStates(["generated", "moe.log"]);
-    stats.readbacks++;
+    let gen: Uint32Array = new Uint32Array(0), log: Uint32Array = new Uint32Array(0);
+    // One host round trip: the generated ids and the per-step routing log together.
+    const readBack = async () => {
+      const got = await d.readStates(["generated", "moe.log"]);
+      stats.readbacks++;
+      gen = got.generated.data as Uint32Array;
+      log = got["moe.log"].data as Uint32Array;
+    };
+    await readBack();
     stats.prefillMs = performance.now() - t0;
-    let gen = got.generated.data as Uint32Array, log = got["moe.log"].data as Uint32Array;
     x.observePrefillRow(log.subarray(0, LE));
     stats.generatedTokens++;
     yield gen[0];
@@ -475,11 +481,8 @@ export class Model {
         const b = Math.min(limit, a + readEvery);
         x.useStreamingTables();
         for (let q = a; q < b; q++) await submit(q, true);
-        got = await d.readStates(["generated", "moe.log"]);
-        stats.readbacks++;
+        await readBack();
         x.stats.decodeRoundTrips++;
-        gen = got.generated.data as Uint32Array;
-        log = got["moe.log"].data as Uint32Array;
         for (; read < b; read++) {
           x.observeRow(log.subarray(read * LE, (read + 1) * LE), false);
           stats.generatedTokens++;
@@ -499,11 +502,8 @@ export class Model {
         x.beginWindow(predicted, naive && tries === 0);
         for (let q = a; q < b; q++) await submit(q, false);
       }
-      got = await d.readStates(["generated", "moe.log"]);
-      stats.readbacks++;
+      await readBack();
       x.stats.decodeRoundTrips++;
-      gen = got.generated.data as Uint32Array;
-      log = got["moe.log"].data as Uint32Array;
       // Streamed reruns before `a` are exact; fold their routing in.
       for (let q = read; q < a; q++) x.observeRow(log.subarray(q * LE, (q + 1) * LE), false);
       const chk = a < b ? x.checkWindow(log, a, b) : { missStep: -1, missLayer: -1 };

@@ -3,6 +3,7 @@
  * reference (ops/moe_reference.ts) on lavapipe / any WebGPU adapter.
  */
 import assert from "node:assert/strict";
+import { mulberry32 } from "../runtime/random.ts";
 import {
   declareBindings,
   emitSort,
@@ -23,16 +24,10 @@ const device = adapter
   : undefined;
 const gpu = { ignore: !device, sanitizeResources: false, sanitizeOps: false };
 
-/** Deterministic uniform(-1, 1) generator (mulberry32). */
+/** Deterministic uniform(-1, 1) generator. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const u = mulberry32(seed);
+  return () => u() * 2 - 1;
 }
 
 interface F32Weights {

@@ -18,7 +18,8 @@ import { GraphBuilder } from "./compiler/builder.ts";
 import { dumpGraph, type Graph } from "./compiler/graph.ts";
 
 import { requestDevice } from "./runtime/device.ts";
-import { loadModel, planModelExperts } from "./runtime/model.ts";
+import { loadModel, planModelDevices, planModelExperts } from "./runtime/model.ts";
+import { describeDevicePlan } from "./runtime/expert_parallel.ts";
 import { describeExpertPlan, writeRoutingStats } from "./runtime/expert_plan.ts";
 import { usageHeatmapSvg } from "./runtime/expert_scheduler.ts";
 import { readConfig } from "./models/config.ts";
@@ -35,12 +36,15 @@ commands:
   generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
            [--top-p P] [--seed S] [--max-seq N] [--read-every N] [--stats] [--quiet]
            [--gpu-memory 2GiB] [--policy lru|lfu|stream|naive] [--heatmap FILE.svg]
-           [--save-routing-stats]
+           [--save-routing-stats] [--devices N]
                                      stream text from a Hugging Face model folder; --gpu-memory
-                                     caches (lru, lfu) or streams experts that do not fit
-  inspect DIR [--gpu-memory 2GiB]    a model from config.json alone: architecture, layer pattern,
+                                     caches (lru, lfu) or streams experts that do not fit;
+                                     --devices N splits the experts over N GPU devices
+  inspect DIR [--gpu-memory 2GiB] [--devices N]
+                                     a model from config.json alone: architecture, layer pattern,
                                      parameters total vs active per token, bytes, kernels per step;
-                                     with --gpu-memory, the expert placement plan
+                                     with --gpu-memory, the expert placement plan; with
+                                     --devices N, the split of the experts over N devices
   inspect FILE [--dims T=128] [--wgsl]
                                      IR, fused kernel plan, buffers and WGSL of a graph module
   bench DIR [--prompt-tokens N] [--tokens N]
@@ -152,9 +156,11 @@ async function generate(args: string[]): Promise<void> {
       policy: { type: "string" },
       heatmap: { type: "string" },
       "save-routing-stats": { type: "boolean", default: false },
+      devices: { type: "string" },
     },
   });
   if (!values.model) throw new UsageError("generate: --model DIR is required");
+  const devices = num(values.devices, "devices", 1, true, [1, 64]);
   const POLICIES = ["lru", "lfu", "stream", "naive"] as const;
   const policy = values.policy as (typeof POLICIES)[number] | undefined;
   if (policy !== undefined && !POLICIES.includes(policy)) {
@@ -178,6 +184,7 @@ async function generate(args: string[]): Promise<void> {
     maxSeq,
     memoryBudget: values["gpu-memory"],
     expertPolicy: policy,
+    devices,
   });
   const enc = new TextEncoder();
   for await (
@@ -196,6 +203,7 @@ async function generate(args: string[]): Promise<void> {
         } tok/s), ${s.readbacks} host round trips`,
     );
     if (model.experts) console.error(`[kiln] ${model.experts.report()}`);
+    if (model.parallel) console.error(`[kiln] ${model.parallel.report()}`);
   }
   if (model.experts && values.heatmap) {
     await Deno.writeTextFile(values.heatmap, usageHeatmapSvg(model.experts.stats.usage));
@@ -219,7 +227,7 @@ const COUNTING_CAPS: DeviceCaps = {
   subgroups: false,
 };
 
-async function inspectModel(dir: string, gpuMemory?: string): Promise<void> {
+async function inspectModel(dir: string, gpuMemory?: string, devices = 1): Promise<void> {
   const cfg = await readConfig(dir);
   const maxSeq = 4096;
   const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 });
@@ -268,7 +276,11 @@ async function inspectModel(dir: string, gpuMemory?: string): Promise<void> {
       kernels(prefill, { T: 512 })
     } per prefill of 512 tokens`,
   );
-  if (gpuMemory !== undefined) {
+  if (devices > 1) {
+    console.log(
+      describeDevicePlan(await planModelDevices(dir, { devices, memoryBudget: gpuMemory })),
+    );
+  } else if (gpuMemory !== undefined) {
     console.log(describeExpertPlan(await planModelExperts(dir, { memoryBudget: gpuMemory })));
   }
 }
@@ -318,6 +330,7 @@ async function inspect(args: string[]): Promise<void> {
       dims: { type: "string" },
       wgsl: { type: "boolean", default: false },
       "gpu-memory": { type: "string" },
+      devices: { type: "string" },
     },
     allowPositionals: true,
   });
@@ -327,7 +340,10 @@ async function inspect(args: string[]): Promise<void> {
       "inspect: give a model folder or a graph module, e.g. examples/fused_mlp.ts",
     );
   }
-  if (await isDir(file)) return await inspectModel(file, values["gpu-memory"]);
+  if (await isDir(file)) {
+    const devices = num(values.devices, "devices", 1, true, [1, 64]);
+    return await inspectModel(file, values["gpu-memory"], devices);
+  }
   const { graph, dims } = await loadGraph(file);
   Object.assign(dims, parseDims(values.dims));
   console.log("== IR");

@@ -36,7 +36,7 @@ export {
   type RunOptions,
 } from "./compiler/compile.ts";
 export type { KernelTiming } from "./runtime/gpu_executor.ts";
-export type { EncodeHooks, ParamBuffers } from "./runtime/gpu_executor.ts";
+export type { EncodeHooks, HostBarriers, ParamBuffers } from "./runtime/gpu_executor.ts";
 export {
   allocHost,
   byteSize,
@@ -185,8 +185,19 @@ export {
   type LoadOptions,
   loadWeights,
   Model,
+  planModelDevices,
   planModelExperts,
 } from "./runtime/model.ts";
+export {
+  buildRemoteExperts,
+  checkDevices,
+  describeDevicePlan,
+  type DevicePlan,
+  type DevicePlanInput,
+  ExpertParallel,
+  type ParallelStats,
+  planDevices,
+} from "./runtime/expert_parallel.ts";
 export {
   describeExpertPlan,
   type ExpertPlan,

@@ -20,12 +20,13 @@ import type { CpuDevice, GpuDevice, KilnDevice } from "../runtime/device.ts";
 import {
   type EncodeHooks,
   GpuExecutable,
+  type HostBarriers,
   type KernelTiming,
   ParamBuffers,
 } from "../runtime/gpu_executor.ts";
 import { coerce, type TensorData, unpack } from "../runtime/host.ts";
 
-export type { EncodeHooks, KernelTiming };
+export type { EncodeHooks, HostBarriers, KernelTiming };
 
 /**
  * Options of {@linkcode compile}.
@@ -72,6 +73,11 @@ export interface RunOptions {
    * scheduler's weight uploads), built from the plan this run uses.
    */
   hooks?: (plan: Plan) => EncodeHooks | undefined;
+  /**
+   * GPU only: host barriers (see `HostBarriers`) splitting the run into several
+   * submissions, built from the plan this run uses.
+   */
+  barriers?: (plan: Plan) => HostBarriers | undefined;
 }
 
 /**
@@ -394,8 +400,10 @@ export class Executable {
     const exe = await this.prepare(inputs, options);
     this.#last = exe.plan;
     const device = (this.device as GpuDevice).device;
+    const hooks = options.hooks?.(exe.plan);
+    const from = await exe.runToBarriers(hooks, options.barriers?.(exe.plan));
     const enc = device.createCommandEncoder();
-    exe.encode(enc, false, options.hooks?.(exe.plan));
+    exe.encode(enc, false, hooks, from);
     device.queue.submit([enc.finish()]);
   }
 
@@ -476,6 +484,7 @@ export class Executable {
     const r = await exe.run(
       profile || (debug && (this.device as GpuDevice).timestamps),
       options.hooks?.(exe.plan),
+      options.barriers?.(exe.plan),
     );
     if (debug && r.timings) {
       for (const t of r.timings) console.error(`[kiln] ${t.label}: ${(t.ns / 1e3).toFixed(1)} µs`);

@@ -60,6 +60,14 @@ export interface CausalLMOptions {
    * Absent: every layer stacks its own E experts.
    */
   expertSlots?: number;
+  /**
+   * Expert parallelism (needs `expertSlots`): each MoE layer also outputs its
+   * input `<prefix>.moe_x` [T, d] f32 and router logits `<prefix>.moe_logits`
+   * [T, E], and adds the input `<prefix>.moe_remote` [T, d] f32 (the summed
+   * outputs of the experts held by other devices, written by the runner at a
+   * host barrier after the router; zeros when none was chosen) to its output.
+   */
+  expertParallel?: boolean;
 }
 
 /** Where a layer's parameters live: HF prefixes per architecture. */
@@ -154,7 +162,8 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
     const x2 = h.rmsnorm(param(`${p}.${ffnNorm}.weight`, [d]), cfg.normEps);
     if (layer.ffn === "moe") {
       // Routing runs in f32; f16 models keep f16 expert weights.
-      const m = moe(g, dt === "f16" ? x2.cast("f32") : x2, {
+      const xin = dt === "f16" ? x2.cast("f32") : x2;
+      const m = moe(g, xin, {
         name: moePrefix(cfg, i),
         experts: cfg.moe!.experts,
         topK: cfg.moe!.topK,
@@ -165,7 +174,15 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         slots: options.expertSlots ? { count: options.expertSlots, pool: "moe.slots" } : undefined,
       });
       if (options.expertSlots) usage.push(m.counts);
-      h = h.add(dt === "f16" ? m.y.cast("f16") : m.y);
+      let y = m.y;
+      if (options.expertParallel) {
+        const name = moePrefix(cfg, i);
+        g.output(`${name}.moe_x`, xin);
+        g.output(`${name}.moe_logits`, m.logits);
+        // Other devices' experts add exactly 0 here; their sum comes in through this input.
+        y = y.add(g.input(`${name}.moe_remote`, [T, d]));
+      }
+      h = h.add(dt === "f16" ? y.cast("f16") : y);
     } else if (layer.ffn === "mlp") {
       const f = `${p}.feed_forward`;
       const gate = x2.matmul(param(`${f}.gate_proj.weight`, [cfg.intermediate, d]), {

@@ -82,6 +82,12 @@ export interface MoeOptions {
    * each expert to its slot.
    */
   slots?: { count: number; pool: string };
+  /**
+   * Router logits `[..., E]` computed elsewhere (another device's router): the
+   * layer takes them instead of its `${name}.router` weight, so a device that
+   * holds a share of the experts selects exactly the experts the home device did.
+   */
+  logits?: Tensor;
 }
 
 /**
@@ -157,7 +163,7 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
   };
   const inputs = [
     x,
-    g.param(`${o.name}.router`, [E, d]),
+    o.logits ?? g.param(`${o.name}.router`, [E, d]),
     pool("w1", [W, ff, d]),
     pool("w3", [W, ff, d]),
     pool("w2", [W, d, ff]),
@@ -174,6 +180,7 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     capacityFactor: o.capacityFactor ?? 0,
     dense,
     slots: S,
+    ...(o.logits ? { logitsIn: true } : {}),
   });
   let y = routed;
   if (o.shared) y = y.add(sharedExpert(g, x, `${o.name}.shared`, d, o.shared));

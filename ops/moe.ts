@@ -100,7 +100,11 @@ export interface MoeAttrs {
   /**
    * Attributes are plain records, so graphs stay serialisable. Optional:
    * `slots` (number; 0 or absent: weights stacked `[E, …]`) — when > 0 the
-   * weights hold this many slabs and a slot table input maps experts to slabs.
+   * weights hold this many slabs and a slot table input maps experts to slabs
+   * (a slot ≥ `slots` means the expert is on another device and adds 0);
+   * `logitsIn` (boolean) — input 1 holds router logits `[..., E]` computed
+   * elsewhere instead of the router weight (a device holding a share of the
+   * experts routes exactly as the home device did).
    */
   [key: string]: number | string | boolean;
 }
@@ -177,6 +181,9 @@ function checkAttrs(a: MoeAttrs): void {
   if (a.slots !== undefined) {
     int("slots", a.slots, 0, 1 << 20);
   }
+  if (a.logitsIn !== undefined && typeof a.logitsIn !== "boolean") {
+    throw new TypeError(`moe: logitsIn must be a boolean, got ${JSON.stringify(a.logitsIn)}`);
+  }
   if (a.dense && a.capacityFactor > 0) {
     throw new RangeError(
       `moe: the dense baseline is dropless, got capacityFactor ${a.capacityFactor}`,
@@ -214,7 +221,15 @@ function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): TensorType[] 
   if (router.dtype !== "f32") {
     throw new TypeError(`moe: router weight must be f32, got ${show("router", router)}`);
   }
-  if (!sameShape(router.shape, [E, d])) {
+  if (attrs.logitsIn === true) {
+    if (!sameShape(router.shape, [...x.shape.slice(0, -1), E])) {
+      throw new RangeError(
+        `moe: given router logits must be ${formatShape([...x.shape.slice(0, -1), E])}, got ${
+          formatShape(router.shape)
+        }`,
+      );
+    }
+  } else if (!sameShape(router.shape, [E, d])) {
     throw new RangeError(
       `moe: router weight must be [experts, d] = ${formatShape([E, d])}, got ${
         formatShape(router.shape)
@@ -315,7 +330,8 @@ function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs) {
   const r = moeReference(
     cfg,
     {
-      wg: wg.data,
+      wg: attrs.logitsIn === true ? new Float32Array(cfg.E * cfg.d) : wg.data,
+      logits: attrs.logitsIn === true ? wg.data : undefined,
       w1: unslot(w1),
       w3: unslot(w3),
       w2: unslot(w2),
@@ -334,13 +350,14 @@ function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs) {
   ];
 }
 
-/** Expert e's slab is `table[e]` (clamped into range, as the kernels do). */
+/** Expert e's slab is `table[e]`; a slot out of range (another device's expert) is zeros. */
 function gatherSlabs(w: HostTensor, table: ArrayLike<number>, E: number): Float32Array {
   const S = w.shape[0];
   const n = w.data.length / S;
   const out = new Float32Array(E * n);
   for (let e = 0; e < E; e++) {
-    const s = Math.min(table[e], S - 1);
+    const s = table[e];
+    if (s >= S) continue; // contributes silu(0)·0 = 0, as the kernels skip it
     for (let i = 0; i < n; i++) out[e * n + i] = Number(w.data[s * n + i]);
   }
   return out;
@@ -436,6 +453,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     auxCounts: path !== "prefill",
     mask: opt.mask !== undefined,
     slotTable: opt.table !== undefined ? slotsOf(attrs) : undefined,
+    logitsIn: attrs.logitsIn === true,
   };
   // The losses (and, on the decode path, the counts the aux kernel writes) are for
   // training and statistics: inference graphs that read neither skip the kernel.
@@ -513,6 +531,7 @@ export const moe: OpDef<MoeAttrs> = {
     "capacityFactor",
     "dense",
     "slots",
+    "logitsIn",
   ],
   infer: inferMoe,
   reference: (inputs, attrs) => referenceMoe(inputs, attrs),

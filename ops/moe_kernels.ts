@@ -197,11 +197,20 @@ export interface MoeEmitOptions {
   /**
    * Expert → slot indirection: when set (the number of slots S), `w1`, `w3`, `w2`
    * hold S expert slabs and the kernels read expert e's weights from slab
-   * `table[e]` (a `u32 [E]` buffer). A slot of `MOE_NONE` (expert not resident)
-   * is clamped into range: the result is then wrong, and the scheduler that
-   * owns the table never lets it stand. Unset: slab e is expert e.
+   * `table[e]` (a `u32 [E]` buffer). A slot ≥ S (`MOE_NONE`: the expert is not
+   * on this device) makes the expert contribute exactly 0: its pairs are
+   * skipped by the decode GEMVs and its tiles write zero rows on the prefill
+   * path (expert parallelism sums the devices' partial outputs; the cache
+   * scheduler detects such pairs and re-runs the step). Unset: slab e is expert e.
    */
   slotTable?: number;
+  /**
+   * The router's first input (`wg`) holds given logits `[T, E]` instead of the
+   * router weight: the router kernel only does softmax / top-k. A device that
+   * computes a share of the experts receives the routing this way (so every
+   * device selects the same experts, bit for bit).
+   */
+  logitsIn?: boolean;
 }
 
 type Names = Readonly<Record<MoeBufferName, string>>;
@@ -503,10 +512,10 @@ export function emitRouter(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKernel
   const tpw = Math.max(1, Math.floor(64 / E)); // tokens per workgroup
   const wgSize = tpw * E;
   const workgroups = grid(Math.ceil(T / tpw));
-  const bindings: MoeBinding[] = [
-    bnd(nm, "x", "f32", "read", V),
-    bnd(nm, "wg", "f32", "read", V),
-  ];
+  const given = opts.logitsIn === true;
+  const bindings: MoeBinding[] = given
+    ? [bnd(nm, "wg", "f32", "read")]
+    : [bnd(nm, "x", "f32", "read", V), bnd(nm, "wg", "f32", "read", V)];
   if (c.router === "sigmoid_bias") bindings.push(bnd(nm, "bias", "f32", "read"));
   bindings.push(
     bnd(nm, "logits", "f32", "read_write"),
@@ -537,10 +546,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let e = lid % ${u(E)};
   let t = (wid.x + wid.y * ${u(workgroups[0])}) * ${u(tpw)} + tl;
   if (t < ${u(T)}) {
-    let xb = t * ${u(KV)};
+${
+    given ? `    let acc = ${nm.wg}[t * ${u(E)} + e];` : `    let xb = t * ${u(KV)};
     let wb = e * ${u(KV)};
     var acc = 0.0;
-    for (var i = 0u; i < ${u(KV)}; i++) { acc += ${dotExpr}; }
+    for (var i = 0u; i < ${u(KV)}; i++) { acc += ${dotExpr}; }`
+  }
     lg[lid] = acc;
     ${nm.logits}[t * ${u(E)} + e] = acc;
   }
@@ -579,7 +590,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 ${weightLines.join("\n")}
 }
 `;
-  return { code, workgroups, label: `moe_router_${c.router}_e${E}k${k}`, bindings };
+  const label = `moe_router_${c.router}_e${E}k${k}${given ? "_given" : ""}`;
+  return { code, workgroups, label, bindings };
 }
 
 // ---------------------------------------------------------------- sort
@@ -840,7 +852,13 @@ function storeRow(
 /** WGSL expression of the weight slab of expert expression `e` (through the slot table, if any). */
 function slabOf(nm: Names, opts: MoeEmitOptions, e: string): string {
   const S = opts.slotTable;
-  return S === undefined ? e : `min(${nm.table}[${e}], ${u(S - 1)})`;
+  return S === undefined ? e : `${nm.table}[${e}]`;
+}
+
+/** WGSL condition: slab expression `es` names no slot on this device (the expert is skipped). */
+function absent(opts: MoeEmitOptions, es: string): string | undefined {
+  const S = opts.slotTable;
+  return S === undefined ? undefined : `${es} >= ${u(S)}`;
 }
 
 /** The slot-table binding, when the weights are indexed through one. */
@@ -877,6 +895,8 @@ function gemm1Like(
     L.push(`  let e = ${nm.tile_expert}[tile];`);
     L.push("  if (e == NONE) { return; }");
     L.push(`  let es = ${slabOf(nm, opts, "e")};`);
+    const skip = absent(opts, "es");
+    if (skip) L.push(`  if (${skip}) { return; }`); // GEMM 2 writes the tile's zero rows
     L.push(`  let row0 = tile * ${u(R)};`);
     for (const r of range(R)) {
       // The gather is folded into the A load; padding rows read token 0 and are never used.
@@ -885,7 +905,7 @@ function gemm1Like(
     }
   } else {
     L.push(`  let e = tile / ${u(tpe)};`);
-    L.push(`  let es = ${slabOf(nm, opts, "e")};`);
+    L.push(`  let es = min(${slabOf(nm, opts, "e")}, ${u((opts.slotTable ?? E) - 1)});`);
     L.push(`  let row0 = tile * ${u(R)};`);
     for (const r of range(R)) {
       L.push(`  let ar${r} = min((tile % ${u(tpe)}) * ${u(R)} + ${u(r)}, ${u(T - 1)});`);
@@ -985,6 +1005,16 @@ export function emitGroupedGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): Moe
   L.push("  if (e == NONE) { return; }");
   L.push(`  let es = ${slabOf(nm, opts, "e")};`);
   L.push(`  let row0 = tile * ${u(R)};`);
+  const skip = absent(opts, "es");
+  if (skip) {
+    // An expert on another device: its rows add exactly 0 in the combine.
+    L.push(`  if (${skip}) {`);
+    for (const r of range(R)) {
+      L.push(...storeRow(nm.o, d, `row0 + ${u(r)}`, "col0", range(N).map(() => "0.0")));
+    }
+    L.push("    return;");
+    L.push("  }");
+  }
   L.push(
     ...kLoop(c, R, N, KV, V, nm.h, (r) => `(row0 + ${u(r)}) * ${u(KV)}`, [
       { name: nm.w2, bIdx: (j) => `(es * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
@@ -1095,7 +1125,7 @@ export function emitDenseGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKe
     for (const j of range(N)) L.push(`  var y_${r}_${j} = 0.0;`);
   }
   L.push(`  for (var e = 0u; e < ${u(E)}; e++) {`);
-  L.push(`    let es = ${slabOf(nm, opts, "e")};`);
+  L.push(`    let es = min(${slabOf(nm, opts, "e")}, ${u((opts.slotTable ?? E) - 1)});`);
   const inner = kLoop(
     c,
     R,
@@ -1176,6 +1206,8 @@ export function emitDecodeGemv1(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeK
   L.push(`  let t = pair / ${u(k)};`);
   L.push(`  let e = min(${nm.topk_idx}[pair], ${u(c.E - 1)});`);
   L.push(`  let es = ${slabOf(nm, opts, "e")};`);
+  const skip1 = absent(opts, "es");
+  if (skip1) L.push(`  if (${skip1}) { return; }`); // not on this device: GEMV 2 skips the pair
   L.push(
     ...kLoop(c, 1, N, KV, V, nm.x, () => `t * ${u(KV)}`, [
       { name: nm.w1, bIdx: (j) => `(es * ${u(ff)} + col0 + ${u(j)}) * ${u(KV)}` },
@@ -1240,6 +1272,8 @@ export function emitDecodeGemv2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeK
   L.push(`    let pair = t * ${u(k)} + s;`);
   L.push(`    let e = min(${nm.topk_idx}[pair], ${u(c.E - 1)});`);
   L.push(`    let es = ${slabOf(nm, opts, "e")};`);
+  const skip2 = absent(opts, "es");
+  if (skip2) L.push(`    if (${skip2}) { continue; }`);
   const inner = kLoop(c, 1, N, KV, V, nm.hd, () => `pair * ${u(KV)}`, [
     { name: nm.w2, bIdx: (j) => `(es * ${u(d)} + col0 + ${u(j)}) * ${u(KV)}` },
   ]);

@@ -45,6 +45,8 @@ export interface MoeWeights {
   w2: ArrayLike<number>;
   /** `sigmoid_bias` selection bias `[E]`. */
   bias?: ArrayLike<number>;
+  /** Router logits `[T, E]` computed elsewhere (then `wg` is unused). */
+  logits?: ArrayLike<number>;
 }
 
 /** Everything the layer produces, in float64. */
@@ -110,7 +112,8 @@ export function moeReference(
   for (let t = 0; t < T; t++) {
     for (let e = 0; e < E; e++) {
       let s = 0;
-      for (let i = 0; i < d; i++) s += x[t * d + i] * w.wg[e * d + i];
+      if (w.logits) s = w.logits[t * E + e];
+      else for (let i = 0; i < d; i++) s += x[t * d + i] * w.wg[e * d + i];
       logits[t * E + e] = s;
     }
     const z = logits.subarray(t * E, (t + 1) * E);

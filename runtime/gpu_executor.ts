@@ -55,6 +55,25 @@ function debugEnabled(): boolean {
  */
 export type EncodeHooks = ReadonlyMap<number, (encoder: GPUCommandEncoder) => void>;
 
+/**
+ * Host barriers: before kernel `i` (by plan index) the run ends its command
+ * encoder, submits what it recorded, and awaits the callback (which may read
+ * buffers back, run work on another device, or write buffers) before it records
+ * kernel `i` onwards in a new encoder. The expert-parallel runner uses them to
+ * move a MoE layer's activations to the devices holding its experts.
+ *
+ * @example
+ * ```ts ignore
+ * import { compile, GraphBuilder, type HostBarriers, requestDevice } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", [4]).exp().add(1));
+ * const exe = compile(g.build(), await requestDevice());
+ * const barriers: HostBarriers = new Map([[1, async () => console.log("kernels before 1 submitted")]]);
+ * await exe.run({ x: [1, 2, 3, 4] }, { barriers: () => barriers });
+ * ```
+ */
+export type HostBarriers = ReadonlyMap<number, (exe: GpuExecutable) => Promise<void> | void>;
+
 /** Compiles every kernel of `plan` not yet in the device's pipeline cache. */
 export async function compilePipelines(dev: GpuDevice, plan: Plan): Promise<void> {
   const device = dev.device;
@@ -273,11 +292,18 @@ export class GpuExecutable {
    * set. `hooks` record extra commands (buffer copies) right before kernel `i`,
    * outside any compute pass: the expert scheduler's uploads.
    */
-  encode(encoder: GPUCommandEncoder, profile = false, hooks?: EncodeHooks): void {
+  encode(
+    encoder: GPUCommandEncoder,
+    profile = false,
+    hooks?: EncodeHooks,
+    from = 0,
+    to = this.plan.kernels.length,
+  ): void {
     const kernels = this.plan.kernels;
     if (profile) this.#ensureQuery();
     let pass: GPUComputePassEncoder | undefined;
     kernels.forEach((k, i) => {
+      if (i < from || i >= to) return;
       const hook = hooks?.get(i);
       // Buffer operations must sit between compute passes.
       if (pass && (profile || k.before.length > 0 || hook)) {
@@ -304,7 +330,26 @@ export class GpuExecutable {
       pass.dispatchWorkgroups(k.workgroups[0], k.workgroups[1], k.workgroups[2]);
     });
     pass?.end();
-    this.#bufferOps(encoder, this.plan.after);
+    if (to >= kernels.length) this.#bufferOps(encoder, this.plan.after);
+  }
+
+  /**
+   * Submits the kernels before each host barrier, awaiting the barrier in
+   * between; returns the index of the first kernel not yet submitted.
+   */
+  async runToBarriers(hooks?: EncodeHooks, barriers?: HostBarriers): Promise<number> {
+    if (!barriers || barriers.size === 0) return 0;
+    const device = this.#dev.device;
+    let from = 0;
+    for (const at of [...barriers.keys()].sort((a, b) => a - b)) {
+      if (at <= from || at >= this.plan.kernels.length) continue;
+      const enc = device.createCommandEncoder();
+      this.encode(enc, false, hooks, from, at);
+      device.queue.submit([enc.finish()]);
+      await barriers.get(at)!(this);
+      from = at;
+    }
+    return from;
   }
 
   #bufferOps(encoder: GPUCommandEncoder, ops: Plan["after"]): void {
@@ -349,10 +394,12 @@ export class GpuExecutable {
   async run(
     profile = false,
     hooks?: EncodeHooks,
+    barriers?: HostBarriers,
   ): Promise<{ outputs: Map<string, HostArray>; timings?: KernelTiming[] }> {
     const device = this.#dev.device;
+    const from = await this.runToBarriers(hooks, barriers);
     const encoder = device.createCommandEncoder();
-    this.encode(encoder, profile, hooks);
+    this.encode(encoder, profile, hooks, from);
     for (const [name, t] of this.plan.outputs) {
       const bytes = Math.ceil(this.plan.slots[t.slot].bytes / 4) * 4;
       encoder.copyBufferToBuffer(

@@ -21,7 +21,7 @@ import { type ModelConfig, readConfig } from "../models/config.ts";
 import { Checkpoint } from "./safetensors.ts";
 import { createProgress } from "./progress.ts";
 import { Tokenizer } from "./tokenizer.ts";
-import { type KilnDevice, requestDevice } from "./device.ts";
+import { type GpuDevice, type KilnDevice, requestDevice } from "./device.ts";
 import type { RunOptions } from "../compiler/compile.ts";
 import {
   type ExpertPlan,
@@ -31,6 +31,13 @@ import {
   type RoutingStats,
 } from "./expert_plan.ts";
 import { type ExpertPolicy, ExpertScheduler, SLOT_POOL } from "./expert_scheduler.ts";
+import {
+  buildRemoteExperts,
+  checkDevices,
+  type DevicePlan,
+  ExpertParallel,
+  planDevices,
+} from "./expert_parallel.ts";
 
 /**
  * Options of {@linkcode loadModel}.
@@ -74,6 +81,16 @@ export interface LoadOptions {
   expertPolicy?: ExpertPolicy;
   /** Prompt tokens the activation estimate of the budget covers (default min(maxSeq, 512)). */
   budgetPrefillTokens?: number;
+  /**
+   * Expert parallelism: GPU devices (or how many to request) to split a MoE
+   * model's experts across; device 0 is the home device (every non-expert
+   * weight, cache and activation). Each MoE layer's input moves to the devices
+   * holding its chosen experts and their outputs move back (see
+   * `runtime/expert_parallel.ts`). With `memoryBudget`, the budget is per device
+   * and the home device keeps as many experts as fit. 1 (or one device) runs
+   * on one device as usual.
+   */
+  devices?: number | readonly KilnDevice[];
 }
 
 /**
@@ -162,6 +179,8 @@ export class Model {
   experts?: ExpertScheduler;
   /** The expert placement, when loaded with a memory budget (all resident or not). */
   expertPlan?: ExpertPlan;
+  /** Expert parallelism, when loaded with several `devices`: the split, counters, report. */
+  parallel?: ExpertParallel;
   // Sampling settings are compiled into the graphs (specialised kernels); each
   // setting gets its own pair of executables sharing one copy of weights and states.
   readonly #pairs = new Map<string, [Executable, Executable]>();
@@ -219,8 +238,10 @@ export class Model {
     const ids = this.#checkIds(tokenIds);
     this.#reset();
     this.experts?.useStreamingTables();
+    if (this.parallel) this.parallel.decoding = false;
     const { logits } = await this.prefill.run(this.#prefillInputs(ids, 0, 0), this.#runOptions);
     this.experts?.countStep();
+    this.parallel?.countStep();
     return logits.data as Float32Array;
   }
 
@@ -244,16 +265,18 @@ export class Model {
     this.decode.writeState("token", [tokenId]);
     this.experts?.useStreamingTables();
     const { logits } = await this.decode.run(
-      { pos: [position], seed: [0], step: [0] },
+      this.#decodeInputs(position, 0, 0),
       this.#runOptions,
     );
     this.experts?.countStep();
+    this.parallel?.countStep();
     return logits.data as Float32Array;
   }
 
   /** Run options carrying the expert scheduler's copies, if any. */
   get #runOptions(): RunOptions {
-    const x = this.experts;
+    const x = this.experts, p = this.parallel;
+    if (p) return { barriers: (plan) => p.barriers(plan) };
     return x ? { hooks: (plan) => x.hooks(plan) } : {};
   }
 
@@ -263,7 +286,28 @@ export class Model {
   }
 
   #prefillInputs(ids: Uint32Array, seed: number, step: number) {
-    return { ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] };
+    return {
+      ids,
+      pos: [0],
+      last: [ids.length - 1],
+      seed: [seed],
+      step: [step],
+      ...this.#remoteInputs(ids.length),
+    };
+  }
+
+  #decodeInputs(pos: number, seed: number, step: number) {
+    return { pos: [pos], seed: [seed], step: [step], ...this.#remoteInputs(1) };
+  }
+
+  /** Expert parallelism: each MoE layer's `moe_remote` input starts as zeros. */
+  #remoteInputs(T: number): Record<string, Float32Array> {
+    const x = this.parallel;
+    if (!x) return {};
+    const out: Record<string, Float32Array> = {};
+    const zeros = new Float32Array(T * this.config.hidden);
+    for (const p of x.prefixes) out[`${p}.moe_remote`] = zeros;
+    return out;
   }
 
   /**
@@ -367,21 +411,37 @@ export class Model {
       // neither prefill nor decode speed. Only inputs are written; nothing runs.
       const tc = performance.now();
       await this.prefill.prepare(this.#prefillInputs(ids, seed, 0));
-      await this.decode.prepare({ pos: [ids.length], seed: [seed], step: [1] });
+      await this.decode.prepare(this.#decodeInputs(ids.length, seed, 1));
+      await this.parallel?.prepare(ids.length, this.config.hidden);
       stats.compileMs = performance.now() - tc;
     }
     const t0 = performance.now();
     this.#reset();
+    const ep0 = this.parallel?.stats.roundTrips ?? 0;
+    try {
+      yield* this.#generate({ ids, limit, readEvery, seed, stats, eos, t0 });
+    } finally {
+      // Expert parallelism's barrier readbacks are host round trips too.
+      if (this.parallel) stats.readbacks += this.parallel.stats.roundTrips - ep0;
+    }
+  }
+
+  async *#generate(loop: DecodeLoop): AsyncIterable<number> {
+    const { ids, limit, readEvery, seed, stats, eos, t0 } = loop;
     const run = this.#runOptions;
     const x = this.experts;
     if (x?.cached) {
-      yield* this.#generateCached(x, ids, limit, readEvery, seed, stats, eos, t0);
+      yield* this.#generateCached(x, loop);
       return;
     }
+    const ep = this.parallel;
     if (x) x.decoding = false;
+    if (ep) ep.decoding = false;
     await this.prefill.submit(this.#prefillInputs(ids, seed, 0), run);
     x?.countStep();
+    ep?.countStep();
     if (x) x.decoding = true;
+    if (ep) ep.decoding = true;
     let queued = 1, read = 0;
     const d = this.decode;
     while (read < limit) {
@@ -391,8 +451,9 @@ export class Model {
       // before it used to count readEvery − 1 decode steps as prefill time).
       const before = queued;
       while (read > 0 && queued < limit && queued - read < readEvery) {
-        await d.submit({ pos: [ids.length + queued - 1], seed: [seed], step: [queued] }, run);
+        await d.submit(this.#decodeInputs(ids.length + queued - 1, seed, queued), run);
         x?.countStep();
+        ep?.countStep();
         queued++;
       }
       // With a scheduler, the routing counters ride along in the same readback.
@@ -429,22 +490,14 @@ export class Model {
    * The naive policy instead retries the step with the experts it chose
    * uploaded, one readback per try, until no chosen expert is missing.
    */
-  async *#generateCached(
-    x: ExpertScheduler,
-    ids: Uint32Array,
-    limit: number,
-    readEvery: number,
-    seed: number,
-    stats: GenerateStats,
-    eos: Set<number>,
-    t0: number,
-  ): AsyncIterable<number> {
+  async *#generateCached(x: ExpertScheduler, loop: DecodeLoop): AsyncIterable<number> {
+    const { ids, limit, readEvery, seed, stats, eos, t0 } = loop;
     const d = this.decode, LE = x.plan.layers * x.plan.experts;
     const stream = this.#runOptions;
     const naive = x.policy === "naive";
     const submit = async (q: number, streamed: boolean) => {
       await d.submit(
-        { pos: [ids.length + q - 1], seed: [seed], step: [q] },
+        this.#decodeInputs(ids.length + q - 1, seed, q),
         streamed ? stream : {},
       );
       x.countStep();
@@ -578,12 +631,24 @@ export class Model {
    */
   dispose(): void {
     this.experts?.dispose();
+    this.parallel?.dispose();
     for (const [p, d] of this.#pairs.values()) {
       p.dispose();
       d.dispose();
     }
     this.#pairs.clear();
   }
+}
+
+/** One generate call's decode-loop settings. */
+interface DecodeLoop {
+  ids: Uint32Array;
+  limit: number;
+  readEvery: number;
+  seed: number;
+  stats: GenerateStats;
+  eos: Set<number>;
+  t0: number;
 }
 
 /** Sampling settings compiled into a graph pair. */
@@ -666,7 +731,8 @@ export async function loadWeights(
  */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   const cfg = await readConfig(dir);
-  const device = options.device ?? await requestDevice();
+  const devices = await resolveDevices(options);
+  const device = devices?.[0] ?? options.device ?? await requestDevice();
   const maxSeq = options.maxSeq ?? 2048;
   if (!Number.isInteger(maxSeq) || maxSeq < 1) {
     throw new RangeError(`loadModel: maxSeq must be a positive integer, got ${maxSeq}`);
@@ -682,13 +748,22 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     );
   }
   let expertPlan: ExpertPlan | undefined;
-  if (options.memoryBudget !== undefined) {
-    expertPlan = await planForBudget(dir, cfg, device, maxSeq, dtype, options);
+  let devicePlan: DevicePlan | undefined;
+  if (devices) {
+    devicePlan = await planForDevices(dir, cfg, devices.length, device, options);
+  } else if (options.memoryBudget !== undefined) {
+    expertPlan = await planForBudget(dir, cfg, device, options);
   }
-  const expertSlots = expertPlan && !expertPlan.allResident ? expertPlan.slots : undefined;
+  const expertSlots = devicePlan
+    ? Math.max(1, devicePlan.slots[0])
+    : expertPlan && !expertPlan.allResident
+    ? expertPlan.slots
+    : undefined;
+  const expertParallel = devicePlan !== undefined;
+  const shared = { maxSeq, maxNew, dtype, expertSlots, expertParallel };
   const build = (sampling: Sampling): [Graph, Graph] => [
-    buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew, sampling, dtype, expertSlots }),
-    buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew, sampling, dtype, expertSlots }),
+    buildCausalLM(cfg, { mode: "prefill", sampling, ...shared }),
+    buildCausalLM(cfg, { mode: "decode", sampling, ...shared }),
   ];
   let tokenizer: Tokenizer | undefined;
   const tokFile = `${dir.replace(/\/$/, "")}/tokenizer.json`;
@@ -714,6 +789,24 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
         w3: mixtral ? "w3" : "up_proj",
         w2: mixtral ? "w2" : "down_proj",
       };
+      if (devicePlan) {
+        model.parallel = await ExpertParallel.load(
+          model.prefill,
+          devices!,
+          ckpt,
+          devicePlan,
+          prefixes,
+          (l, e, w) => `${prefixes[l]}.experts.${e}.${kind[w]}.weight`,
+          {
+            d: cfg.hidden,
+            ff: cfg.intermediate,
+            topK: cfg.moe!.topK,
+            normTopk: cfg.moe!.normTopk,
+            dtype,
+          },
+        );
+        return model;
+      }
       model.experts = await ExpertScheduler.load(
         model.prefill,
         ckpt,
@@ -757,14 +850,30 @@ export async function planModelExperts(dir: string, options: LoadOptions): Promi
   }
   const cfg = await readConfig(dir);
   const device = options.device ?? await requestDevice();
-  return await planForBudget(
-    dir,
-    cfg,
-    device,
-    options.maxSeq ?? 2048,
-    options.dtype ?? "f32",
-    options,
-  );
+  return await planForBudget(dir, cfg, device, options);
+}
+
+/**
+ * The split of experts across `options.devices` devices that `loadModel` would
+ * use (with `options.memoryBudget` per device), from config.json (and
+ * `kiln_routing_stats.json`) alone, without loading weights.
+ *
+ * @example
+ * ```ts ignore
+ * import { describeDevicePlan, planModelDevices } from "@kiln/kiln";
+ * const plan = await planModelDevices("./Mixtral-8x7B-v0.1", { devices: 2, memoryBudget: "24GiB" });
+ * console.log(describeDevicePlan(plan));
+ * ```
+ */
+export async function planModelDevices(dir: string, options: LoadOptions): Promise<DevicePlan> {
+  const n = typeof options.devices === "number" ? options.devices : options.devices?.length;
+  if (n === undefined || !Number.isInteger(n) || n < 2) {
+    throw new RangeError(`planModelDevices: devices must be 2 or more, got ${n}`);
+  }
+  const cfg = await readConfig(dir);
+  const device = options.device ??
+    (Array.isArray(options.devices) ? options.devices[0] : await requestDevice());
+  return await planForDevices(dir, cfg, n, device, options);
 }
 
 /**
@@ -776,34 +885,99 @@ async function planForBudget(
   dir: string,
   cfg: ModelConfig,
   device: KilnDevice,
-  maxSeq: number,
-  dtype: "f32" | "f16",
   options: LoadOptions,
 ): Promise<ExpertPlan> {
   const budget = parseBytes(options.memoryBudget!);
+  const z = await expertSizing(dir, cfg, device, options, "memoryBudget");
+  return planExperts({
+    layers: z.layers,
+    experts: z.experts,
+    topK: cfg.moe!.topK,
+    expertBytes: z.expertBytes,
+    fixedBytes: z.fixedBytes,
+    budget,
+    stats: z.stats,
+  });
+}
+
+/** The split of experts across `n` devices `loadModel` would use (`options.devices`). */
+async function planForDevices(
+  dir: string,
+  cfg: ModelConfig,
+  n: number,
+  device: KilnDevice,
+  options: LoadOptions,
+): Promise<DevicePlan> {
+  const z = await expertSizing(dir, cfg, device, options, "devices");
+  const dtype = options.dtype ?? "f32";
+  // Another device's activations: its experts-only plans for a prompt and a token.
+  const remote = compile(
+    buildRemoteExperts({
+      d: cfg.hidden,
+      ff: cfg.intermediate,
+      experts: z.experts,
+      topK: cfg.moe!.topK,
+      slots: 1,
+      dtype,
+    }),
+    device,
+  );
+  const remoteFixed = Math.max(
+    remote.plan({ T: z.prefillTokens }).peakBytes,
+    remote.plan({ T: 1 }).peakBytes,
+  );
+  remote.dispose();
+  return planDevices({
+    devices: n,
+    layers: z.layers,
+    experts: z.experts,
+    expertBytes: z.expertBytes,
+    fixedBytes: z.fixedBytes,
+    remoteFixedBytes: remoteFixed,
+    budget: options.memoryBudget === undefined ? undefined : parseBytes(options.memoryBudget),
+    stats: z.stats,
+  });
+}
+
+/**
+ * Sizes for expert placement: non-expert parameters plus the larger of the
+ * decode plan's and a prefill plan's buffers (KV caches, states, activations)
+ * are the fixed bytes; one expert's bytes; routing statistics.
+ */
+async function expertSizing(
+  dir: string,
+  cfg: ModelConfig,
+  device: KilnDevice,
+  options: LoadOptions,
+  what: string,
+): Promise<{
+  layers: number;
+  experts: number;
+  expertBytes: number;
+  fixedBytes: number;
+  prefillTokens: number;
+  stats?: RoutingStats;
+}> {
   const layers = moeLayers(cfg);
   if (!cfg.moe || layers.length === 0) {
-    throw new TypeError(`loadModel: memoryBudget applies to MoE models; ${dir} has no MoE layers`);
+    throw new TypeError(`loadModel: ${what} applies to MoE models; ${dir} has no MoE layers`);
   }
-  if (device.kind !== "gpu") throw new TypeError("loadModel: memoryBudget needs a GPU device");
+  if (device.kind !== "gpu") throw new TypeError(`loadModel: ${what} needs a GPU device`);
+  const maxSeq = options.maxSeq ?? 2048, dtype = options.dtype ?? "f32";
   const E = cfg.moe.experts;
   const sizing = { maxSeq, maxNew: maxSeq, dtype };
   const el = dtype === "f16" ? 2 : 4;
   const pg = buildCausalLM(cfg, { mode: "prefill", ...sizing });
   const dg = buildCausalLM(cfg, { mode: "decode", ...sizing });
-  let paramBytes = 0, expertBytes = 0;
+  let paramBytes = 0;
   for (const [name, id] of pg.params) {
     const v = pg.values[id];
     const n = (v.shape as number[]).reduce((a, b) => a * b, 1);
     const bytes = Math.ceil((n * (v.dtype === "f16" ? 2 : 4)) / 4) * 4;
-    if (
-      /\.(w1|w3|w2)$/.test(name) &&
-      layers.some((i) => name === `${moePrefix(cfg, i)}.${name.slice(-2)}`)
-    ) {
-      expertBytes += bytes;
-    } else paramBytes += bytes;
+    const expert = /\.(w1|w3|w2)$/.test(name) &&
+      layers.some((i) => name === `${moePrefix(cfg, i)}.${name.slice(-2)}`);
+    if (!expert) paramBytes += bytes;
   }
-  const perExpert = 3 * cfg.intermediate * cfg.hidden * el;
   const T = Math.max(1, Math.min(options.budgetPrefillTokens ?? 512, maxSeq));
   const prefill = compile(pg, device);
   const decode = compile(dg, device);
@@ -812,14 +986,56 @@ async function planForBudget(
   decode.dispose();
   const stats = options.routingStats ??
     await readRoutingStats(dir, { layers: layers.length, experts: E });
-  void expertBytes;
-  return planExperts({
+  return {
     layers: layers.length,
     experts: E,
-    topK: cfg.moe.topK,
-    expertBytes: perExpert,
+    expertBytes: 3 * cfg.intermediate * cfg.hidden * el,
     fixedBytes: paramBytes + act,
-    budget,
+    prefillTokens: T,
     stats,
-  });
+  };
+}
+
+/**
+ * The devices of `options.devices`: undefined for one device (no expert
+ * parallelism), else at least two distinct GPU devices (a count requests them).
+ */
+async function resolveDevices(options: LoadOptions): Promise<GpuDevice[] | undefined> {
+  const d = options.devices;
+  if (d === undefined) return undefined;
+  let list: GpuDevice[];
+  if (typeof d === "number") {
+    if (!Number.isInteger(d) || d < 1 || d > 64) {
+      throw new RangeError(`loadModel: devices must be an integer in [1, 64], got ${d}`);
+    }
+    if (d === 1) return undefined;
+    if (options.device && options.device.kind !== "gpu") {
+      throw new TypeError("loadModel: devices needs GPU devices; options.device is the CPU device");
+    }
+    list = options.device ? [options.device as GpuDevice] : [];
+    while (list.length < d) list.push(await requestDevice());
+  } else {
+    if (!Array.isArray(d) || d.length === 0) {
+      throw new TypeError(
+        `loadModel: devices must be a count or a non-empty array of GPU devices, got ${
+          Array.isArray(d) ? "[]" : typeof d
+        }`,
+      );
+    }
+    if (d.length === 1) {
+      if (d[0]?.kind !== "gpu") {
+        throw new TypeError("loadModel: devices[0] is not a GPU device; use requestDevice()");
+      }
+      if (options.device && options.device !== d[0]) {
+        throw new TypeError("loadModel: options.device differs from devices[0]");
+      }
+      return undefined;
+    }
+    checkDevices(d);
+    list = [...d] as GpuDevice[];
+  }
+  if (options.device && options.device !== list[0]) {
+    throw new TypeError("loadModel: options.device differs from devices[0] (the home device)");
+  }
+  return list;
 }

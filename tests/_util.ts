@@ -118,3 +118,13 @@ export async function runBoth(
     g.dispose();
   }
 }
+
+/** Fails unless two float arrays are equal bit for bit (naming the first differing element). */
+export function assertBitsEqual(a: Float32Array, b: Float32Array, what: string): void {
+  if (a.length !== b.length) throw new Error(`${what}: lengths ${a.length} and ${b.length}`);
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  for (let i = 0; i < ua.length; i++) {
+    if (ua[i] !== ub[i]) throw new Error(`${what}: element ${i} differs: ${a[i]} vs ${b[i]}`);
+  }
+}

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { loadModel, type Model } from "../runtime/model.ts";
 import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
-import { gpu } from "./_util.ts";
+import { assertBitsEqual, gpu } from "./_util.ts";
 import {
   planExperts,
   readRoutingStats,
@@ -49,15 +49,6 @@ async function collect(model: Model, n: number, readEvery = 4): Promise<number[]
   return ids;
 }
 
-function bitsEqual(a: Float32Array, b: Float32Array, what: string): void {
-  assert.equal(a.length, b.length, what);
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) {
-    if (ua[i] !== ub[i]) assert.fail(`${what}: element ${i} differs: ${a[i]} vs ${b[i]}`);
-  }
-}
-
 Deno.test("scheduler: every budget from the minimum to full is bit-identical to all-resident", async () => {
   await withDir(async (dir) => {
     const ref = await open(dir);
@@ -87,11 +78,11 @@ Deno.test("scheduler: every budget from the minimum to full is bit-identical to 
             sawStreaming = true;
             assert.ok(m.experts, "a scheduler runs below full residency");
           }
-          bitsEqual(await m.forward(PROMPT), refLogits, `prefill logits, ${slots} slots`);
+          assertBitsEqual(await m.forward(PROMPT), refLogits, `prefill logits, ${slots} slots`);
           assert.deepEqual(await collect(m, 12), refIds, `generated ids, ${slots} slots`);
           await m.forward(PROMPT.slice(0, 9));
           for (let t = 9; t < 12; t++) {
-            bitsEqual(
+            assertBitsEqual(
               await m.step(PROMPT[t], t),
               refSteps[t - 9],
               `decode logits ${t}, ${slots} slots`,

@@ -624,9 +624,12 @@ export function emitGemv(spec: GemvSpec): MatmulKernel {
     throw new RangeError(`emitGemv: rows ${R}, K ${K} (multiple of 4), N ${N} out of range`);
   }
   const C = 4; // columns per invocation
-  const WG = 16; // invocations per workgroup: two 8-lane SIMD batches on llvmpipe
   const K4 = K / 4;
   const invocations = Math.ceil(N / C);
+  // Invocations per workgroup: two 8-lane SIMD batches on llvmpipe; one batch when
+  // that leaves fewer than 4 workgroups (x_proj's 64 columns), since a workgroup
+  // runs on one core there.
+  const WG = Math.ceil(invocations / 16) < 4 ? 8 : 16;
   const groups = Math.ceil(invocations / WG);
   const gx = Math.min(groups, spec.maxWorkgroupsPerDim);
   const gy = Math.ceil(groups / gx);

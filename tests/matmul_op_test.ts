@@ -110,7 +110,13 @@ Deno.test("SwiGLU's silu·mul fuses into a gate matmul's epilogue: 3 kernels in 
 
 Deno.test("decode GEMV path (few rows × [N, K] weight) matches the reference, with fused prologue and epilogue", async () => {
   for (const dt of ["f32", "f16"] as const) {
-    for (const [R, K, N] of [[1, 4, 1], [1, 64, 5], [2, 260, 301], [3, 128, 64], [4, 32, 7]]) {
+    for (
+      const [R, K, N] of [[1, 4, 1], [1, 64, 5], [2, 260, 301], [3, 128, 64], [4, 32, 7], [
+        1,
+        1024,
+        64,
+      ], [1, 16, 190]]
+    ) {
       const g = new GraphBuilder();
       const x = g.input("x", [R, K], dt);
       const w = g.input("w", [N, K], dt);

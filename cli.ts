@@ -36,11 +36,12 @@ commands:
   generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
            [--top-p P] [--seed S] [--max-seq N] [--read-every N] [--stats] [--quiet]
            [--gpu-memory 2GiB] [--policy lru|lfu|stream|naive] [--heatmap FILE.svg]
-           [--save-routing-stats] [--devices N]
+           [--save-routing-stats] [--devices N] [--host-memory 8GiB]
                                      stream text from a Hugging Face model folder; --gpu-memory
                                      caches (lru, lfu) or streams experts that do not fit;
+                                     --host-memory keeps the rest in the checkpoint files;
                                      --devices N splits the experts over N GPU devices
-  inspect DIR [--gpu-memory 2GiB] [--devices N]
+  inspect DIR [--gpu-memory 2GiB] [--host-memory 8GiB] [--devices N]
                                      a model from config.json alone: architecture, layer pattern,
                                      parameters total vs active per token, bytes, kernels per step;
                                      with --gpu-memory, the expert placement plan; with
@@ -157,6 +158,7 @@ async function generate(args: string[]): Promise<void> {
       heatmap: { type: "string" },
       "save-routing-stats": { type: "boolean", default: false },
       devices: { type: "string" },
+      "host-memory": { type: "string" },
     },
   });
   if (!values.model) throw new UsageError("generate: --model DIR is required");
@@ -185,6 +187,7 @@ async function generate(args: string[]): Promise<void> {
     memoryBudget: values["gpu-memory"],
     expertPolicy: policy,
     devices,
+    hostMemoryBudget: values["host-memory"],
   });
   const enc = new TextEncoder();
   for await (
@@ -227,7 +230,12 @@ const COUNTING_CAPS: DeviceCaps = {
   subgroups: false,
 };
 
-async function inspectModel(dir: string, gpuMemory?: string, devices = 1): Promise<void> {
+async function inspectModel(
+  dir: string,
+  gpuMemory?: string,
+  devices = 1,
+  hostMemory?: string,
+): Promise<void> {
   const cfg = await readConfig(dir);
   const maxSeq = 4096;
   const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 });
@@ -281,7 +289,13 @@ async function inspectModel(dir: string, gpuMemory?: string, devices = 1): Promi
       describeDevicePlan(await planModelDevices(dir, { devices, memoryBudget: gpuMemory })),
     );
   } else if (gpuMemory !== undefined) {
-    console.log(describeExpertPlan(await planModelExperts(dir, { memoryBudget: gpuMemory })));
+    console.log(
+      describeExpertPlan(
+        await planModelExperts(dir, { memoryBudget: gpuMemory, hostMemoryBudget: hostMemory }),
+      ),
+    );
+  } else if (hostMemory !== undefined) {
+    throw new UsageError("inspect: --host-memory needs --gpu-memory");
   }
 }
 
@@ -331,6 +345,7 @@ async function inspect(args: string[]): Promise<void> {
       wgsl: { type: "boolean", default: false },
       "gpu-memory": { type: "string" },
       devices: { type: "string" },
+      "host-memory": { type: "string" },
     },
     allowPositionals: true,
   });
@@ -342,7 +357,7 @@ async function inspect(args: string[]): Promise<void> {
   }
   if (await isDir(file)) {
     const devices = num(values.devices, "devices", 1, true, [1, 64]);
-    return await inspectModel(file, values["gpu-memory"], devices);
+    return await inspectModel(file, values["gpu-memory"], devices, values["host-memory"]);
   }
   const { graph, dims } = await loadGraph(file);
   Object.assign(dims, parseDims(values.dims));

@@ -75,6 +75,12 @@ export interface ExpertPlanInput {
   budget: number;
   /** Routing statistics: the most used experts are pinned first. */
   stats?: RoutingStats;
+  /**
+   * Host memory budget in bytes for the host tier (absent: every non-pinned
+   * expert has a host copy). Experts that do not fit are read from the
+   * checkpoint files when needed; one expert of it is the read buffer.
+   */
+  hostBudget?: number;
 }
 
 /**
@@ -115,6 +121,14 @@ export interface ExpertPlan {
   readonly bytesPerStep: number;
   /** True when every expert is pinned (no copies at all). */
   readonly allResident: boolean;
+  /** The host memory budget the plan was made for, if any. */
+  readonly hostBudget?: number;
+  /** Non-pinned experts of each layer with a copy in the host tier. */
+  readonly host: readonly (readonly number[])[];
+  /** Non-pinned experts of each layer read from the checkpoint files when needed. */
+  readonly disk: readonly (readonly number[])[];
+  /** Expert bytes read from the files per forward pass when every non-pinned expert streams. */
+  readonly diskBytesPerStep: number;
 }
 
 /**
@@ -260,6 +274,7 @@ export function planExperts(input: ExpertPlanInput): ExpertPlan {
     tables.push(t);
   }
   const streamed = P.reduce((a, x) => a + (E - x), 0);
+  const tiers = hostTiers(input, pinned, order);
   return {
     layers: L,
     experts: E,
@@ -273,6 +288,51 @@ export function planExperts(input: ExpertPlanInput): ExpertPlan {
     tables,
     bytesPerStep: streamed * expertBytes,
     allResident: rotating === 0,
+    ...tiers,
+  };
+}
+
+/**
+ * Splits the non-pinned experts between the host tier and the files: with a
+ * host budget too small for all of them, the most used (by statistics, else
+ * lowest layer and id) keep a host copy in `budget − one expert` (the read
+ * buffer); the rest are read from the checkpoint when needed.
+ */
+function hostTiers(
+  input: ExpertPlanInput,
+  pinned: readonly (readonly number[])[],
+  order: readonly (readonly number[])[],
+): Pick<ExpertPlan, "hostBudget" | "host" | "disk" | "diskBytesPerStep"> {
+  const { layers: L, experts: E, expertBytes: eb, hostBudget } = input;
+  const free: [number, number][] = [];
+  pinned.forEach((pin, l) => {
+    const p = new Set(pin);
+    for (const e of order[l]) if (!p.has(e)) free.push([l, e]);
+  });
+  let keep = free.length;
+  if (hostBudget !== undefined) {
+    if (!(hostBudget >= eb)) {
+      throw new RangeError(
+        `Host memory budget ${formatBytes(hostBudget)} (${hostBudget} bytes) is below the ` +
+          `minimum ${formatBytes(eb)} (${eb} bytes): one expert, the read buffer of experts ` +
+          `streamed from the checkpoint files`,
+      );
+    }
+    if (free.length * eb > hostBudget) keep = Math.floor(hostBudget / eb) - 1;
+  }
+  const c = input.stats && input.stats.layers === L && input.stats.experts === E
+    ? input.stats.counts
+    : undefined;
+  const ranked = [...free].sort((a, b) => (c ? c[b[0]][b[1]] - c[a[0]][a[1]] : 0));
+  const host = Array.from({ length: L }, () => [] as number[]);
+  const disk = Array.from({ length: L }, () => [] as number[]);
+  ranked.forEach(([l, e], i) => (i < keep ? host : disk)[l].push(e));
+  for (const t of [host, disk]) for (const row of t) row.sort((a, b) => a - b);
+  return {
+    hostBudget,
+    host,
+    disk,
+    diskBytesPerStep: (free.length - keep) * eb,
   };
 }
 
@@ -293,16 +353,32 @@ export function describeExpertPlan(p: ExpertPlan): string {
     `  ${p.slots} expert slots of ${formatBytes(p.expertBytes)} (${p.rotating} rotating), ` +
     `${p.layers * p.experts} experts in ${p.layers} layers`,
   ];
-  p.pinned.forEach((pin, l) => {
+  if (p.hostBudget !== undefined) {
+    const n = p.host.reduce((a, r) => a + r.length, 0);
     lines.push(
-      `  layer ${l}: resident [${pin.join(", ")}] (${pin.length}/${p.experts}), streamed ${
+      `  host budget ${formatBytes(p.hostBudget)}: ${n} experts in host memory ` +
+        `(${formatBytes(n * p.expertBytes)}), ${
+          p.disk.reduce((a, r) => a + r.length, 0)
+        } read from the checkpoint files when needed`,
+    );
+  }
+  p.pinned.forEach((pin, l) => {
+    const disk = p.disk[l].length
+      ? `; host [${p.host[l].join(", ")}], disk [${p.disk[l].join(", ")}]`
+      : "";
+    lines.push(
+      `  layer ${l}: GPU [${pin.join(", ")}] (${pin.length}/${p.experts}), streamed ${
         p.experts - pin.length
-      }`,
+      }${disk}`,
     );
   });
   lines.push(
     `  expected bytes moved per token: ${formatBytes(p.bytesPerStep)}` +
-      (p.allResident ? " (all experts resident)" : ""),
+      (p.allResident ? " (all experts resident)" : "") +
+      (p.hostBudget !== undefined
+        ? `; read from disk per token: ${formatBytes(p.diskBytesPerStep)} when streaming, ` +
+          `only misses of disk experts with the cache`
+        : ""),
   );
   return lines.join("\n");
 }

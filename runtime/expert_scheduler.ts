@@ -1,11 +1,15 @@
 /**
  * Runs a MoE model whose experts do not all fit the GPU budget.
  *
- * Tiers: pinned experts sit in the slot pool for good; every other expert lives
- * in the host tier — one mappable upload buffer per expert (`COPY_SRC`, written
- * once at load: host-visible, pinned memory on a discrete GPU, outside the GPU
- * budget) — and is copied into the pool's rotating slots right before the layer
- * that uses it. The copies are recorded into the forward pass's own command
+ * Tiers: pinned experts sit in the slot pool for good (written once at load,
+ * straight from the checkpoint); every other expert lives in the host tier —
+ * one mappable upload buffer per expert (`COPY_SRC`, written once at load:
+ * host-visible, pinned memory on a discrete GPU, outside the GPU budget) — or,
+ * when a host memory budget (`hostMemoryBudget`) cannot hold them all, on disk:
+ * such an expert is read from the safetensors files by offset when needed,
+ * converted to the compute dtype and written into its slot (`queue.writeBuffer`).
+ * Host-tier experts are copied into the pool's rotating slots right before the
+ * layer that uses it. The copies are recorded into the forward pass's own command
  * buffer (`RunOptions.hooks`), so the queue orders them after the previous
  * layer's reads and before this layer's kernels: an expert in use is always
  * complete, and no step needs a host round trip to fetch weights (copying
@@ -21,6 +25,7 @@ import type { Plan } from "../compiler/plan.ts";
 import type { EncodeHooks } from "./gpu_executor.ts";
 import type { GpuDevice } from "./device.ts";
 import type { Checkpoint } from "./safetensors.ts";
+import type { HostBarriers } from "./gpu_executor.ts";
 import { type ExpertPlan, formatBytes, type RoutingStats } from "./expert_plan.ts";
 
 /**
@@ -117,6 +122,10 @@ export interface ExpertStats {
   reruns: number;
   /** Host round trips of the decode loop (readbacks after the first token). */
   decodeRoundTrips: number;
+  /** Expert bytes read from the checkpoint files (disk tier) after load. */
+  diskBytesRead: number;
+  /** Of those, during decode. */
+  decodeDiskBytes: number;
 }
 
 /**
@@ -140,6 +149,8 @@ export interface ExpertStatsSummary {
   bytesPerToken: number;
   /** Host round trips (readbacks) of the decode loop per decode step. */
   roundTripsPerToken: number;
+  /** Expert bytes read from the checkpoint files per decode step. */
+  diskBytesPerToken: number;
   /** Hit rate per layer. */
   hitRateByLayer: number[];
 }
@@ -163,7 +174,11 @@ export class ExpertScheduler {
   /** Counters (see {@linkcode ExpertStats}). */
   stats: ExpertStats;
   readonly #dev: GpuDevice;
-  readonly #host: GPUBuffer[][];
+  /** Host-tier upload buffer of each expert; undefined for pinned and disk-tier experts. */
+  readonly #host: (GPUBuffer | undefined)[][];
+  /** Open checkpoint the disk tier reads from (closed by `dispose`). */
+  #disk?: DiskTier;
+  readonly #barriers = new WeakMap<Plan, HostBarriers>();
   readonly #slabBytes: readonly [number, number, number];
   readonly #pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer];
   readonly #hooks = new WeakMap<Plan, EncodeHooks>();
@@ -200,13 +215,15 @@ export class ExpertScheduler {
     dev: GpuDevice,
     plan: ExpertPlan,
     prefixes: readonly string[],
-    host: GPUBuffer[][],
+    host: (GPUBuffer | undefined)[][],
     slabBytes: readonly [number, number, number],
     pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer],
     tableBufs: GPUBuffer[],
     policy: ExpertPolicy,
+    disk?: DiskTier,
   ) {
     this.#dev = dev;
+    this.#disk = disk;
     this.plan = plan;
     this.prefixes = prefixes;
     this.#host = host;
@@ -258,7 +275,7 @@ export class ExpertScheduler {
    * the steps already submitted, which read the previous contents), so a slot
    * in use is never half-written. `newStep` (naive policy) forgets the cache.
    */
-  beginWindow(predicted: readonly number[], newStep = false): void {
+  async beginWindow(predicted: readonly number[], newStep = false): Promise<void> {
     const E = this.plan.experts, R = this.plan.rotating, rot0 = this.#rot0;
     if (this.#tablesAreStreaming) {
       // Tables from what the streamed runs left in the rotating slots.
@@ -297,8 +314,10 @@ export class ExpertScheduler {
       if (victim < 0) continue; // every slot holds a predicted entry
       this.#evict(victim);
       const l = Math.floor(id / E), e = id % E;
-      enc ??= device.createCommandEncoder();
-      this.#copy(enc, l, e, rot0 + victim);
+      if (this.#host[l][e]) {
+        enc ??= device.createCommandEncoder();
+        this.#copy(enc, l, e, rot0 + victim);
+      } else await this.#read(l, e, rot0 + victim); // disk tier: ordered like the copies
       this.#owner[victim] = id;
       this.#where[id] = victim;
       this.#cur[l][e] = rot0 + victim;
@@ -405,8 +424,10 @@ export class ExpertScheduler {
   }
 
   /**
-   * Reads every expert from the checkpoint into the host tier, sets the slot
-   * pool and tables on `exe`, and copies the pinned experts into their slots.
+   * Sets the slot pool and tables on `exe`, writes the pinned experts into
+   * their slots and the host-tier experts into upload buffers, straight from the
+   * checkpoint. Experts of `plan.disk` stay in the files: `disk` (a checkpoint
+   * kept open until `dispose`) is read when they are needed.
    *
    * @example
    * ```ts ignore
@@ -422,9 +443,13 @@ export class ExpertScheduler {
     tensorName: (layer: number, expert: number, which: "w1" | "w3" | "w2") => string,
     dtype: "f32" | "f16",
     policy: ExpertPolicy = "stream",
+    disk?: Checkpoint,
   ): Promise<ExpertScheduler> {
     if (exe.device.kind !== "gpu") {
       throw new TypeError("ExpertScheduler: a memory budget needs a GPU device");
+    }
+    if (plan.disk.some((r) => r.length > 0) && !disk) {
+      throw new TypeError("ExpertScheduler: the plan reads experts from disk; pass a checkpoint");
     }
     const dev = exe.device as GpuDevice;
     const g = exe.graph;
@@ -454,41 +479,7 @@ export class ExpertScheduler {
     exe.setParams(tables);
     const pool = (["w1", "w3", "w2"] as const).map((w) => exe.paramBuffer(`${SLOT_POOL}.${w}`)!);
     const device = dev.device;
-    const host: GPUBuffer[][] = [];
-    for (let l = 0; l < plan.layers; l++) {
-      const row: GPUBuffer[] = [];
-      for (let e = 0; e < plan.experts; e++) {
-        const buf = device.createBuffer({
-          label: `host expert ${l}.${e}`,
-          size: slab1 * 2 + slab2,
-          // MAP_WRITE | COPY_SRC: implementations place mappable upload buffers
-          // in host-visible memory (on a discrete GPU, system RAM the copy engine
-          // reads over PCIe), so the host tier stays outside the VRAM budget.
-          // COPY_SRC alone would let them live in VRAM.
-          usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC,
-          mappedAtCreation: true,
-        });
-        const range = buf.getMappedRange();
-        let off = 0;
-        for (const [j, w] of (["w1", "w3", "w2"] as const).entries()) {
-          const data = await ckpt.readAs(tensorName(l, e, w), dtype);
-          if (data.byteLength !== slabBytes[j]) {
-            buf.unmap();
-            buf.destroy();
-            throw new RangeError(
-              `${tensorName(l, e, w)}: ${data.byteLength} bytes, expected ${slabBytes[j]}`,
-            );
-          }
-          new Uint8Array(range, off, data.byteLength).set(
-            new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
-          );
-          off += data.byteLength;
-        }
-        buf.unmap();
-        row.push(buf);
-      }
-      host.push(row);
-    }
+    const host: (GPUBuffer | undefined)[][] = plan.pinned.map(() => []);
     const s = new ExpertScheduler(
       dev,
       plan,
@@ -498,20 +489,79 @@ export class ExpertScheduler {
       pool as [GPUBuffer, GPUBuffer, GPUBuffer],
       prefixes.map((p) => exe.paramBuffer(`${p}.slot_table`)!),
       policy,
+      { ckpt, name: tensorName, dtype },
     );
-    const enc = device.createCommandEncoder();
-    plan.pinned.forEach((pin, l) => {
-      for (const e of pin) s.#copy(enc, l, e, plan.tables[l][e]);
-    });
-    device.queue.submit([enc.finish()]);
+    try {
+      for (let l = 0; l < plan.layers; l++) {
+        for (const e of plan.pinned[l]) await s.#read(l, e, plan.tables[l][e], false);
+        for (const e of plan.host[l]) {
+          const buf = device.createBuffer({
+            label: `host expert ${l}.${e}`,
+            size: slab1 * 2 + slab2,
+            // MAP_WRITE | COPY_SRC: implementations place mappable upload buffers
+            // in host-visible memory (on a discrete GPU, system RAM the copy engine
+            // reads over PCIe), so the host tier stays outside the VRAM budget.
+            // COPY_SRC alone would let them live in VRAM.
+            usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC,
+            mappedAtCreation: true,
+          });
+          host[l][e] = buf;
+          const range = buf.getMappedRange();
+          let off = 0;
+          for (const [j, w] of (["w1", "w3", "w2"] as const).entries()) {
+            const data = await s.#tensor(l, e, w, j);
+            new Uint8Array(range, off, data.byteLength).set(data);
+            off += data.byteLength;
+          }
+          buf.unmap();
+        }
+      }
+    } catch (e) {
+      s.dispose();
+      throw e;
+    }
+    // The load's checkpoint is closed after loading; the disk tier reads its own.
+    s.#disk = disk ? { ckpt: disk, name: tensorName, dtype } : undefined;
     return s;
+  }
+
+  /** One weight of an expert from the checkpoint, as bytes, size-checked. */
+  async #tensor(
+    l: number,
+    e: number,
+    w: "w1" | "w3" | "w2",
+    j: number,
+  ): Promise<Uint8Array<ArrayBuffer>> {
+    const d = this.#disk!;
+    const name = d.name(l, e, w);
+    const data = await d.ckpt.readAs(name, d.dtype);
+    if (data.byteLength !== this.#slabBytes[j]) {
+      throw new RangeError(`${name}: ${data.byteLength} bytes, expected ${this.#slabBytes[j]}`);
+    }
+    return new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  }
+
+  /**
+   * Reads expert (l, e) from the checkpoint by offset, converted to the compute
+   * dtype, into slot `slot` (`queue.writeBuffer`: ordered after the work already
+   * submitted, before the next submission). One expert of host memory at a time.
+   */
+  async #read(l: number, e: number, slot: number, count = true): Promise<void> {
+    const q = this.#dev.device.queue;
+    for (const [j, w] of (["w1", "w3", "w2"] as const).entries()) {
+      const n = this.#slabBytes[j];
+      q.writeBuffer(this.#pool[j], slot * n, await this.#tensor(l, e, w, j));
+    }
+    if (!count) return;
+    this.stats.diskBytesRead += this.expertBytes;
+    if (this.decoding) this.stats.decodeDiskBytes += this.expertBytes;
   }
 
   #copy(enc: GPUCommandEncoder, layer: number, expert: number, slot: number): void {
     let off = 0;
     for (let j = 0; j < 3; j++) {
       const n = this.#slabBytes[j];
-      enc.copyBufferToBuffer(this.#host[layer][expert], off, this.#pool[j], slot * n, n);
+      enc.copyBufferToBuffer(this.#host[layer][expert]!, off, this.#pool[j], slot * n, n);
       off += n;
     }
   }
@@ -532,34 +582,54 @@ export class ExpertScheduler {
     if (h) return h;
     const map = new Map<number, (enc: GPUCommandEncoder) => void>();
     this.prefixes.forEach((p, l) => {
-      const slot = plan.params.get(`${p}.router`)?.slot;
-      const at = plan.kernels.findIndex((k) => k.bindings.some((b) => b.slot === slot));
-      if (slot === undefined || at < 0) {
-        throw new Error(`internal: no router kernel of MoE layer ${p} in the plan`);
-      }
-      const pin = new Set(this.plan.pinned[l]);
-      const todo = Array.from({ length: this.plan.experts }, (_, e) => e).filter((e) =>
-        !pin.has(e)
-      );
+      const at = routerKernel(plan, p);
+      const todo = this.plan.host[l];
       if (todo.length === 0) return;
       const prev = map.get(at);
       map.set(at, (enc) => {
         prev?.(enc);
-        for (const e of todo) {
-          const slot = this.plan.tables[l][e];
-          this.#copy(enc, l, e, slot);
-          // The cache's view of the rotating slots after a streamed run.
-          const j = slot - this.#rot0, old = this.#owner[j];
-          if (old >= 0) this.#where[old] = -1;
-          this.#owner[j] = l * this.plan.experts + e;
-          this.#where[l * this.plan.experts + e] = j;
-        }
+        for (const e of todo) this.#copy(enc, l, e, this.#placed(l, e));
         this.stats.bytesUploaded += todo.length * this.expertBytes;
         if (this.decoding) this.stats.decodeBytesUploaded += todo.length * this.expertBytes;
       });
     });
     this.#hooks.set(plan, map);
     return map;
+  }
+
+  /**
+   * Host barriers of a streamed forward pass of `plan` when experts are on disk:
+   * before each MoE layer's router the host reads that layer's disk-tier experts
+   * from the checkpoint and writes them into their rotating slots (the GPU runs
+   * the previous layers meanwhile; no readback). Pass as `RunOptions.barriers`.
+   */
+  barriers(plan: Plan): HostBarriers | undefined {
+    if (!this.#disk || this.plan.allResident) return undefined;
+    const have = this.#barriers.get(plan);
+    if (have) return have;
+    const map = new Map<number, () => Promise<void>>();
+    this.prefixes.forEach((p, l) => {
+      const todo = this.plan.disk[l];
+      if (todo.length === 0) return;
+      map.set(routerKernel(plan, p), async () => {
+        for (const e of todo) await this.#read(l, e, this.#placed(l, e));
+        this.stats.bytesUploaded += todo.length * this.expertBytes;
+        if (this.decoding) this.stats.decodeBytesUploaded += todo.length * this.expertBytes;
+      });
+    });
+    this.#barriers.set(plan, map);
+    return map;
+  }
+
+  /** Records that a streamed pass put expert (l, e) in its rotating slot; returns the slot. */
+  #placed(l: number, e: number): number {
+    const slot = this.plan.tables[l][e];
+    // The cache's view of the rotating slots after a streamed run.
+    const j = slot - this.#rot0, old = this.#owner[j];
+    if (old >= 0) this.#where[old] = -1;
+    this.#owner[j] = l * this.plan.experts + e;
+    this.#where[l * this.plan.experts + e] = j;
+    return slot;
   }
 
   /** Counts one forward pass (called by the runner per submitted step). */
@@ -614,6 +684,7 @@ export class ExpertScheduler {
       prefetchAccuracy: streamed ? sum(st.streamedUsed) / streamed : 1,
       bytesPerToken: st.decodeSteps ? st.decodeBytesUploaded / n : this.plan.bytesPerStep,
       roundTripsPerToken: st.decodeRoundTrips / n,
+      diskBytesPerToken: st.decodeDiskBytes / n,
       hitRateByLayer: st.routed.map((r, l) => (r ? st.hits[l] / r : 1)),
     };
   }
@@ -640,6 +711,13 @@ export class ExpertScheduler {
       }%, uploaded ${formatBytes(st.bytesUploaded)} (${formatBytes(s.bytesPerToken)}/token), ` +
       `round trips ${s.roundTripsPerToken.toFixed(2)}/token`,
     ];
+    if (this.plan.disk.some((r) => r.length > 0)) {
+      lines.push(
+        `  disk tier: ${this.plan.disk.reduce((a, r) => a + r.length, 0)} experts read from ` +
+          `the checkpoint when needed, ${formatBytes(st.diskBytesRead)} read ` +
+          `(${formatBytes(s.diskBytesPerToken)}/token)`,
+      );
+    }
     s.hitRateByLayer.forEach((h, l) => {
       lines.push(
         `  layer ${l}: hit ${(100 * h).toFixed(1)}%, streamed ${st.streamed[l]}, used ${
@@ -650,11 +728,30 @@ export class ExpertScheduler {
     return lines.join("\n");
   }
 
-  /** Frees the host tier. */
+  /** Frees the host tier and closes the disk tier's checkpoint. */
   dispose(): void {
-    for (const row of this.#host) for (const b of row) b.destroy();
+    for (const row of this.#host) for (const b of row) b?.destroy();
     this.#host.length = 0;
+    this.#disk?.ckpt.close();
+    this.#disk = undefined;
   }
+}
+
+/** Where the disk tier reads experts from. */
+interface DiskTier {
+  ckpt: Checkpoint;
+  name: (layer: number, expert: number, which: "w1" | "w3" | "w2") => string;
+  dtype: "f32" | "f16";
+}
+
+/** Index of the first kernel of MoE layer `prefix` (its router) in `plan`. */
+function routerKernel(plan: Plan, prefix: string): number {
+  const slot = plan.params.get(`${prefix}.router`)?.slot;
+  const at = plan.kernels.findIndex((k) => k.bindings.some((b) => b.slot === slot));
+  if (slot === undefined || at < 0) {
+    throw new Error(`internal: no router kernel of MoE layer ${prefix} in the plan`);
+  }
+  return at;
 }
 
 function emptyStats(L: number, E: number): ExpertStats {
@@ -673,6 +770,8 @@ function emptyStats(L: number, E: number): ExpertStats {
     misses: 0,
     reruns: 0,
     decodeRoundTrips: 0,
+    diskBytesRead: 0,
+    decodeDiskBytes: 0,
   };
 }
 

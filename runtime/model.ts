@@ -79,6 +79,14 @@ export interface LoadOptions {
    * cannot undo.
    */
   expertPolicy?: ExpertPolicy;
+  /**
+   * Host memory budget (bytes or `"8GiB"`) for the experts that are not pinned
+   * on the GPU (needs `memoryBudget`): those that do not fit stay in the
+   * safetensors files and are read by offset when needed (one expert of the
+   * budget is the read buffer; below that: a RangeError). Absent: every
+   * non-pinned expert has a host copy.
+   */
+  hostMemoryBudget?: number | string;
   /** Prompt tokens the activation estimate of the budget covers (default min(maxSeq, 512)). */
   budgetPrefillTokens?: number;
   /**
@@ -277,7 +285,7 @@ export class Model {
   get #runOptions(): RunOptions {
     const x = this.experts, p = this.parallel;
     if (p) return { barriers: (plan) => p.barriers(plan) };
-    return x ? { hooks: (plan) => x.hooks(plan) } : {};
+    return x ? { hooks: (plan) => x.hooks(plan), barriers: (plan) => x.barriers(plan) } : {};
   }
 
   #reset(): void {
@@ -552,7 +560,7 @@ export class Model {
       }
       const b = Math.min(limit, a + w);
       if (a < b) {
-        x.beginWindow(predicted, naive && tries === 0);
+        await x.beginWindow(predicted, naive && tries === 0);
         for (let q = a; q < b; q++) await submit(q, false);
       }
       await readBack();
@@ -747,6 +755,18 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       "loadModel: dtype f16 needs the adapter feature shader-f16, which this adapter lacks",
     );
   }
+  if (options.hostMemoryBudget !== undefined) {
+    if (options.memoryBudget === undefined) {
+      throw new TypeError(
+        "loadModel: hostMemoryBudget applies to experts that do not fit memoryBudget; give both",
+      );
+    }
+    if (devices) {
+      throw new TypeError(
+        "loadModel: hostMemoryBudget is not supported with several devices (each holds its experts)",
+      );
+    }
+  }
   let expertPlan: ExpertPlan | undefined;
   let devicePlan: DevicePlan | undefined;
   if (devices) {
@@ -816,6 +836,8 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
         dtype,
         // A miss is repaired by re-running steps: recurrent state cannot be rewound.
         cfg.pattern.some((p) => p.mixer !== "attention") ? "stream" : options.expertPolicy ?? "lru",
+        // The disk tier reads from its own handle, open until dispose.
+        expertPlan!.disk.some((r) => r.length > 0) ? await Checkpoint.open(dir) : undefined,
       );
     } else {
       await loadWeights(model.prefill, cfg, ckpt);
@@ -897,6 +919,9 @@ async function planForBudget(
     fixedBytes: z.fixedBytes,
     budget,
     stats: z.stats,
+    hostBudget: options.hostMemoryBudget === undefined
+      ? undefined
+      : parseBytes(options.hostMemoryBudget),
   });
 }
 

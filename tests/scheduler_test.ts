@@ -268,7 +268,7 @@ Deno.test("scheduler: eviction under adversarial routing (every token a new expe
         // Every step routes to an entry never seen before, predicted from the last step.
         let prev: number[] = [];
         for (let i = 0; i < L * E; i++) {
-          x.beginWindow(prev);
+          await x.beginWindow(prev);
           const chk = x.checkWindow(row(i), 1, 2);
           assert.equal(chk.missStep, 1, `${policy}: a new expert always misses (step ${i})`);
           assert.equal(chk.missLayer, Math.floor(i / E));
@@ -278,14 +278,14 @@ Deno.test("scheduler: eviction under adversarial routing (every token a new expe
         assert.equal(x.stats.misses, L * E);
         // Hot entry 0 used often, then a scan of R new entries: LRU evicts it, LFU keeps it.
         for (let r = 0; r < 6; r++) {
-          x.beginWindow([0]);
+          await x.beginWindow([0]);
           assert.equal(x.checkWindow(row(0), 1, 2).missStep, -1, "a resident expert hits");
         }
         for (let i = 1; i <= R; i++) {
-          x.beginWindow([i]);
+          await x.beginWindow([i]);
           x.checkWindow(row(i), 1, 2);
         }
-        x.beginWindow([]);
+        await x.beginWindow([]);
         const hit = x.checkWindow(row(0), 1, 2).missStep === -1;
         assert.equal(hit, policy === "lfu", `${policy}: hot expert after a scan`);
         assert.notEqual(NOT_RESIDENT, 0);

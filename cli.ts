@@ -37,6 +37,7 @@ commands:
            [--top-p P] [--seed S] [--max-seq N] [--read-every N] [--stats] [--quiet]
            [--gpu-memory 2GiB] [--policy lru|lfu|stream|naive] [--heatmap FILE.svg]
            [--save-routing-stats] [--devices N] [--host-memory 8GiB]
+           [--prefetch temporal|lookahead|both]
                                      stream text from a Hugging Face model folder; --gpu-memory
                                      caches (lru, lfu) or streams experts that do not fit;
                                      --host-memory keeps the rest in the checkpoint files;
@@ -159,9 +160,17 @@ async function generate(args: string[]): Promise<void> {
       "save-routing-stats": { type: "boolean", default: false },
       devices: { type: "string" },
       "host-memory": { type: "string" },
+      prefetch: { type: "string" },
     },
   });
   if (!values.model) throw new UsageError("generate: --model DIR is required");
+  const PREFETCH = ["temporal", "lookahead", "both"] as const;
+  const prefetch = values.prefetch as (typeof PREFETCH)[number] | undefined;
+  if (prefetch !== undefined && !PREFETCH.includes(prefetch)) {
+    throw new UsageError(
+      `generate: --prefetch must be one of ${PREFETCH.join(", ")}, got "${prefetch}"`,
+    );
+  }
   const devices = num(values.devices, "devices", 1, true, [1, 64]);
   const POLICIES = ["lru", "lfu", "stream", "naive"] as const;
   const policy = values.policy as (typeof POLICIES)[number] | undefined;
@@ -188,6 +197,7 @@ async function generate(args: string[]): Promise<void> {
     expertPolicy: policy,
     devices,
     hostMemoryBudget: values["host-memory"],
+    prefetch,
   });
   const enc = new TextEncoder();
   for await (

@@ -213,6 +213,7 @@ export {
 } from "./runtime/expert_plan.ts";
 export {
   type ExpertPolicy,
+  type ExpertPrefetch,
   ExpertScheduler,
   type ExpertStats,
   type ExpertStatsSummary,

@@ -68,6 +68,15 @@ export interface CausalLMOptions {
    * host barrier after the router; zeros when none was chosen) to its output.
    */
   expertParallel?: boolean;
+  /**
+   * Router lookahead (decode graphs with `expertSlots`): at every MoE layer
+   * but the first, the next MoE layer's router is applied to this layer's
+   * input (Mixtral-offloading's prediction) and its top-k is logged per step in
+   * the state `moe.lookahead` `[maxNew, layers·E]` u32 (1 = predicted; the
+   * first MoE layer's entries are 0). The expert scheduler reads it with the
+   * window's routing log to choose the next window's uploads.
+   */
+  moeLookahead?: boolean;
 }
 
 /** Where a layer's parameters live: HF prefixes per architecture. */
@@ -134,6 +143,15 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   const embed = param(pre.embed, [cfg.vocabSize, d]);
   let h = embed.gather(ids); // [T, d]
   const usage: Tensor[] = [];
+  const lookahead = decode && options.expertSlots !== undefined && options.moeLookahead === true;
+  const moeAt = cfg.pattern.flatMap((p, i) => (p.ffn === "moe" ? [i] : []));
+  // With lookahead each router is applied twice: declared once, up front.
+  const routers = new Map(
+    lookahead
+      ? moeAt.map((i) => [i, g.param(`${moePrefix(cfg, i)}.router`, [cfg.moe!.experts, d])])
+      : [],
+  );
+  const predicted: Tensor[] = [];
 
   cfg.pattern.forEach((layer, i) => {
     const p = pre.layer(i);
@@ -163,6 +181,18 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
     if (layer.ffn === "moe") {
       // Routing runs in f32; f16 models keep f16 expert weights.
       const xin = dt === "f16" ? x2.cast("f32") : x2;
+      if (lookahead) {
+        const j = moeAt.indexOf(i);
+        const E = cfg.moe!.experts;
+        if (j === 0) predicted.push(g.constant(new Uint32Array(E), [1, E], "u32"));
+        if (j + 1 < moeAt.length) {
+          // The next MoE layer's router on this layer's input: its top-k (ties included).
+          const la = xin.matmul(routers.get(moeAt[j + 1])!, { transB: true }); // [1, E]
+          const [v] = la.topk(cfg.moe!.topK);
+          const kth = v.slice(1, cfg.moe!.topK - 1, cfg.moe!.topK);
+          predicted.push(la.greaterEqual(kth));
+        }
+      }
       const m = moe(g, xin, {
         name: moePrefix(cfg, i),
         experts: cfg.moe!.experts,
@@ -172,6 +202,7 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         normTopk: cfg.moe!.normTopk,
         weightDtype: dt,
         slots: options.expertSlots ? { count: options.expertSlots, pool: "moe.slots" } : undefined,
+        routerWeight: routers.get(i),
       });
       if (options.expertSlots) usage.push(m.counts);
       let y = m.y;
@@ -219,6 +250,11 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
     const LE = usage.length * cfg.moe!.experts;
     const log = g.state("moe.log", [options.maxNew, LE], "u32");
     g.assign(log, log.writeRows(all.reshape([1, LE]), step));
+    if (lookahead) {
+      const st = g.state("moe.lookahead", [options.maxNew, LE], "u32");
+      const row = predicted.length === 1 ? predicted[0] : g.concat(predicted, 1);
+      g.assign(st, st.writeRows(row.reshape([1, LE]), step));
+    }
   }
   return g.build();
 }

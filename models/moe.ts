@@ -88,6 +88,12 @@ export interface MoeOptions {
    * holds a share of the experts selects exactly the experts the home device did.
    */
   logits?: Tensor;
+  /**
+   * The router weight `[E, d]` declared by the caller (a model that also
+   * applies this router elsewhere, e.g. to predict the layer's experts from an
+   * earlier hidden state); default: the param `${name}.router`.
+   */
+  routerWeight?: Tensor;
 }
 
 /**
@@ -163,7 +169,7 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
   };
   const inputs = [
     x,
-    o.logits ?? g.param(`${o.name}.router`, [E, d]),
+    o.logits ?? o.routerWeight ?? g.param(`${o.name}.router`, [E, d]),
     pool("w1", [W, ff, d]),
     pool("w3", [W, ff, d]),
     pool("w2", [W, d, ff]),

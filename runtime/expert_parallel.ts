@@ -54,6 +54,7 @@ import type { GpuExecutable, HostBarriers } from "./gpu_executor.ts";
 import type { Checkpoint } from "./safetensors.ts";
 import { moe } from "../models/moe.ts";
 import { formatBytes, type RoutingStats } from "./expert_plan.ts";
+import { moeRouterKernel } from "./expert_scheduler.ts";
 
 /** Slot table entry of an expert held by another device. */
 const ELSEWHERE = 0xffffffff;
@@ -505,11 +506,10 @@ export class ExpertParallel {
     const map = new Map<number, (exe: GpuExecutable) => Promise<void>>();
     this.prefixes.forEach((p, l) => {
       if (this.plan.counts[0] === this.plan.experts) return;
-      const slot = plan.params.get(`${p}.router`)?.slot;
-      const at = plan.kernels.findIndex((k) => k.bindings.some((b) => b.slot === slot));
+      const at = moeRouterKernel(plan, p);
       const xOut = plan.outputs.get(`${p}.moe_x`), lOut = plan.outputs.get(`${p}.moe_logits`);
       const rIn = plan.inputs.get(`${p}.moe_remote`);
-      if (slot === undefined || at < 0 || !xOut || !lOut || !rIn) {
+      if (!xOut || !lOut || !rIn) {
         throw new Error(`internal: MoE layer ${p} has no expert-parallel router in the plan`);
       }
       map.set(at + 1, (exe) => this.#exchange(exe, l, xOut, lOut, rIn));

@@ -64,6 +64,25 @@ export const SLOT_POOL = "moe.slots";
  */
 export type ExpertPolicy = "lru" | "lfu" | "stream" | "naive";
 
+/**
+ * How a cache window predicts the experts to upload before it runs:
+ * - `temporal`: the last step's experts of every layer (temporal locality);
+ * - `lookahead`: Mixtral-offloading's router lookahead — each MoE layer's
+ *   experts as predicted on the GPU during the last step by applying its router
+ *   to the previous MoE layer's input (logged in `moe.lookahead`, read back with
+ *   the window's routing log: no extra round trip); the first MoE layer keeps
+ *   the temporal prediction;
+ * - `both`: the union (more uploads, fewer misses).
+ *
+ * @example
+ * ```ts ignore
+ * import { type ExpertPrefetch, loadModel } from "@kiln/kiln";
+ * const prefetch: ExpertPrefetch = "lookahead";
+ * const model = await loadModel("./Mixtral-8x7B-v0.1", { memoryBudget: "24GiB", prefetch });
+ * ```
+ */
+export type ExpertPrefetch = "temporal" | "lookahead" | "both";
+
 /** Slot table value of an expert that is not resident. */
 export const NOT_RESIDENT = 0xffffffff;
 
@@ -124,6 +143,18 @@ export interface ExpertStats {
   decodeRoundTrips: number;
   /** Expert bytes read from the checkpoint files (disk tier) after load. */
   diskBytesRead: number;
+  /**
+   * Predictor scores over consecutive decode steps, MoE layers after the first,
+   * non-pinned experts: predicted entries and those the next step used, for the
+   * temporal predictor and (when the graph logs it) the router lookahead.
+   */
+  temporalPredicted: number;
+  /** See `temporalPredicted`. */
+  temporalCorrect: number;
+  /** See `temporalPredicted`. */
+  lookaheadPredicted: number;
+  /** See `temporalPredicted`. */
+  lookaheadCorrect: number;
   /** Of those, during decode. */
   decodeDiskBytes: number;
 }
@@ -151,6 +182,10 @@ export interface ExpertStatsSummary {
   roundTripsPerToken: number;
   /** Expert bytes read from the checkpoint files per decode step. */
   diskBytesPerToken: number;
+  /** Accuracy of the temporal predictor (NaN before two decode steps). */
+  temporalAccuracy: number;
+  /** Accuracy of the router lookahead (NaN when not logged). */
+  lookaheadAccuracy: number;
   /** Hit rate per layer. */
   hitRateByLayer: number[];
 }
@@ -187,6 +222,10 @@ export class ExpertScheduler {
   readonly policy: ExpertPolicy;
   /** True while decode steps run (streamed bytes count as decode uploads). */
   decoding = false;
+  /** How cache windows predict their uploads (see {@linkcode ExpertPrefetch}). */
+  prefetch: ExpertPrefetch = "temporal";
+  /** True when the decode graph logs router-lookahead predictions (`moe.lookahead`). */
+  lookahead = false;
   readonly #tableBufs: GPUBuffer[];
   /** Table contents on the device, per layer. */
   readonly #cur: Uint32Array<ArrayBuffer>[];
@@ -424,6 +463,40 @@ export class ExpertScheduler {
   }
 
   /**
+   * The entries to upload before the next window, by `prefetch`, from the last
+   * step's routing row and (if logged) its router-lookahead row.
+   */
+  predict(row: Uint32Array, lookahead?: Uint32Array): number[] {
+    const temporal = this.predictedFrom(row);
+    if (this.prefetch === "temporal" || !lookahead) return temporal;
+    const E = this.plan.experts;
+    const la = this.predictedFrom(lookahead).filter((i) => i >= E);
+    const first = temporal.filter((i) => i < E);
+    if (this.prefetch === "lookahead") return [...first, ...la];
+    return [...new Set([...temporal, ...la])];
+  }
+
+  /**
+   * Scores both predictors on one pair of consecutive exact decode steps:
+   * `prev` / `prevLookahead` are step q−1's rows, `row` is step q's routing.
+   */
+  scorePredictors(prev: Uint32Array, row: Uint32Array, prevLookahead?: Uint32Array): void {
+    const st = this.stats;
+    for (let i = this.plan.experts; i < row.length; i++) {
+      if (this.#pinnedMask[i]) continue;
+      const used = row[i] > 0 ? 1 : 0;
+      if (prev[i] > 0) {
+        st.temporalPredicted++;
+        st.temporalCorrect += used;
+      }
+      if (prevLookahead && prevLookahead[i] > 0) {
+        st.lookaheadPredicted++;
+        st.lookaheadCorrect += used;
+      }
+    }
+  }
+
+  /**
    * Sets the slot pool and tables on `exe`, writes the pinned experts into
    * their slots and the host-tier experts into upload buffers, straight from the
    * checkpoint. Experts of `plan.disk` stay in the files: `disk` (a checkpoint
@@ -582,7 +655,7 @@ export class ExpertScheduler {
     if (h) return h;
     const map = new Map<number, (enc: GPUCommandEncoder) => void>();
     this.prefixes.forEach((p, l) => {
-      const at = routerKernel(plan, p);
+      const at = moeRouterKernel(plan, p);
       const todo = this.plan.host[l];
       if (todo.length === 0) return;
       const prev = map.get(at);
@@ -611,7 +684,7 @@ export class ExpertScheduler {
     this.prefixes.forEach((p, l) => {
       const todo = this.plan.disk[l];
       if (todo.length === 0) return;
-      map.set(routerKernel(plan, p), async () => {
+      map.set(moeRouterKernel(plan, p), async () => {
         for (const e of todo) await this.#read(l, e, this.#placed(l, e));
         this.stats.bytesUploaded += todo.length * this.expertBytes;
         if (this.decoding) this.stats.decodeBytesUploaded += todo.length * this.expertBytes;
@@ -685,6 +758,8 @@ export class ExpertScheduler {
       bytesPerToken: st.decodeSteps ? st.decodeBytesUploaded / n : this.plan.bytesPerStep,
       roundTripsPerToken: st.decodeRoundTrips / n,
       diskBytesPerToken: st.decodeDiskBytes / n,
+      temporalAccuracy: st.temporalCorrect / st.temporalPredicted,
+      lookaheadAccuracy: st.lookaheadCorrect / st.lookaheadPredicted,
       hitRateByLayer: st.routed.map((r, l) => (r ? st.hits[l] / r : 1)),
     };
   }
@@ -711,6 +786,15 @@ export class ExpertScheduler {
       }%, uploaded ${formatBytes(st.bytesUploaded)} (${formatBytes(s.bytesPerToken)}/token), ` +
       `round trips ${s.roundTripsPerToken.toFixed(2)}/token`,
     ];
+    if (st.temporalPredicted > 0) {
+      const pct = (v: number) => (Number.isNaN(v) ? "—" : `${(100 * v).toFixed(1)}%`);
+      lines.push(
+        `  prefetch (${this.prefetch}): predictor accuracy, next step's experts in layers after ` +
+          `the first: temporal ${pct(s.temporalAccuracy)}, router lookahead ${
+            pct(s.lookaheadAccuracy)
+          }`,
+      );
+    }
     if (this.plan.disk.some((r) => r.length > 0)) {
       lines.push(
         `  disk tier: ${this.plan.disk.reduce((a, r) => a + r.length, 0)} experts read from ` +
@@ -744,13 +828,30 @@ interface DiskTier {
   dtype: "f32" | "f16";
 }
 
-/** Index of the first kernel of MoE layer `prefix` (its router) in `plan`. */
-function routerKernel(plan: Plan, prefix: string): number {
-  const slot = plan.params.get(`${prefix}.router`)?.slot;
-  const at = plan.kernels.findIndex((k) => k.bindings.some((b) => b.slot === slot));
-  if (slot === undefined || at < 0) {
-    throw new Error(`internal: no router kernel of MoE layer ${prefix} in the plan`);
-  }
+/**
+ * Index of the router kernel of MoE layer `prefix` in `plan`: the last kernel
+ * binding the router weight before the first one binding the layer's slot
+ * table (the router lookahead applies the same weight one layer earlier).
+ *
+ * @example
+ * ```ts ignore
+ * import { moeRouterKernel } from "./expert_scheduler.ts";
+ * const at = moeRouterKernel(model.decode.lastPlan!, "model.layers.0.block_sparse_moe");
+ * ```
+ */
+export function moeRouterKernel(plan: Plan, prefix: string): number {
+  const binds = (name: string) => {
+    const slot = plan.params.get(name)?.slot;
+    return (k: Plan["kernels"][number]) =>
+      slot !== undefined && k.bindings.some((b) => b.slot === slot);
+  };
+  const router = binds(`${prefix}.router`), table = binds(`${prefix}.slot_table`);
+  const end = plan.kernels.findIndex(table);
+  let at = -1;
+  plan.kernels.forEach((k, i) => {
+    if ((end < 0 || i < end) && router(k)) at = i;
+  });
+  if (at < 0) throw new Error(`internal: no router kernel of MoE layer ${prefix} in the plan`);
   return at;
 }
 
@@ -772,6 +873,10 @@ function emptyStats(L: number, E: number): ExpertStats {
     decodeRoundTrips: 0,
     diskBytesRead: 0,
     decodeDiskBytes: 0,
+    temporalPredicted: 0,
+    temporalCorrect: 0,
+    lookaheadPredicted: 0,
+    lookaheadCorrect: 0,
   };
 }
 

@@ -30,7 +30,12 @@ import {
   readRoutingStats,
   type RoutingStats,
 } from "./expert_plan.ts";
-import { type ExpertPolicy, ExpertScheduler, SLOT_POOL } from "./expert_scheduler.ts";
+import {
+  type ExpertPolicy,
+  type ExpertPrefetch,
+  ExpertScheduler,
+  SLOT_POOL,
+} from "./expert_scheduler.ts";
 import {
   buildRemoteExperts,
   checkDevices,
@@ -87,6 +92,13 @@ export interface LoadOptions {
    * non-pinned expert has a host copy.
    */
   hostMemoryBudget?: number | string;
+  /**
+   * How the `lru` / `lfu` cache predicts each window's uploads (see
+   * `ExpertPrefetch`): `temporal` (default: the last step's experts) or
+   * `lookahead` / `both` (Mixtral-offloading's router lookahead, computed on the
+   * GPU and read back with the routing log).
+   */
+  prefetch?: ExpertPrefetch;
   /** Prompt tokens the activation estimate of the budget covers (default min(maxSeq, 512)). */
   budgetPrefillTokens?: number;
   /**
@@ -516,12 +528,25 @@ export class Model {
     x.countStep();
     x.decoding = true;
     let gen: Uint32Array = new Uint32Array(0), log: Uint32Array = new Uint32Array(0);
-    // One host round trip: the generated ids and the per-step routing log together.
+    let la: Uint32Array | undefined;
+    // One host round trip: the generated ids, the per-step routing log and the
+    // router-lookahead log together.
     const readBack = async () => {
-      const got = await d.readStates(["generated", "moe.log"]);
+      const names = ["generated", "moe.log", ...(x.lookahead ? ["moe.lookahead"] : [])];
+      const got = await d.readStates(names);
       stats.readbacks++;
       gen = got.generated.data as Uint32Array;
       log = got["moe.log"].data as Uint32Array;
+      la = got["moe.lookahead"]?.data as Uint32Array | undefined;
+    };
+    const row = (q: number) => log.subarray(q * LE, (q + 1) * LE);
+    const laRow = (q: number) => la?.subarray(q * LE, (q + 1) * LE);
+    const predictAfter = (q: number) => x.predict(row(q), laRow(q));
+    let scored = 2; // pairs of exact decode steps (q − 1, q) scored so far: q < scored
+    const score = (upTo: number) => {
+      for (; scored < upTo; scored++) {
+        x.scorePredictors(row(scored - 1), row(scored), laRow(scored - 1));
+      }
     };
     await readBack();
     stats.prefillMs = performance.now() - t0;
@@ -553,8 +578,9 @@ export class Model {
             return;
           }
         }
+        score(b);
         next = b;
-        predicted = x.predictedFrom(log.subarray((b - 1) * LE, b * LE));
+        predicted = predictAfter(b - 1);
         w = 1;
         continue;
       }
@@ -577,11 +603,12 @@ export class Model {
           return;
         }
       }
+      score(good);
       if (chk.missStep < 0) {
         tries = 0;
         next = b;
-        // Temporal locality: the last step's experts (naive predicts nothing).
-        predicted = naive ? [] : x.predictedFrom(log.subarray((b - 1) * LE, b * LE));
+        // The last step's experts, or its router lookahead (naive predicts nothing).
+        predicted = naive ? [] : predictAfter(b - 1);
         w = naive ? 1 : Math.min(readEvery, w * 2);
         continue;
       }
@@ -589,7 +616,7 @@ export class Model {
       x.stats.reruns++;
       d.writeState("token", [gen[s - 1]]);
       // Layers up to the missed one routed exactly; later ones are a guess.
-      predicted = x.predictedFrom(log.subarray(s * LE, (s + 1) * LE));
+      predicted = predictAfter(s);
       if (naive && ++tries <= x.plan.layers) {
         next = s; // retry with the chosen experts uploaded
         continue;
@@ -780,7 +807,21 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     ? expertPlan.slots
     : undefined;
   const expertParallel = devicePlan !== undefined;
-  const shared = { maxSeq, maxNew, dtype, expertSlots, expertParallel };
+  // A miss is repaired by re-running steps: recurrent state cannot be rewound.
+  const policy = cfg.pattern.some((p) => p.mixer !== "attention")
+    ? "stream"
+    : options.expertPolicy ?? "lru";
+  const prefetch = options.prefetch ?? "temporal";
+  if (!["temporal", "lookahead", "both"].includes(prefetch)) {
+    throw new TypeError(
+      `loadModel: prefetch must be "temporal", "lookahead" or "both", got ${
+        JSON.stringify(prefetch)
+      }`,
+    );
+  }
+  const moeLookahead = expertSlots !== undefined && !expertParallel && prefetch !== "temporal" &&
+    (policy === "lru" || policy === "lfu");
+  const shared = { maxSeq, maxNew, dtype, expertSlots, expertParallel, moeLookahead };
   const build = (sampling: Sampling): [Graph, Graph] => [
     buildCausalLM(cfg, { mode: "prefill", sampling, ...shared }),
     buildCausalLM(cfg, { mode: "decode", sampling, ...shared }),
@@ -834,11 +875,12 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
         prefixes,
         (l, e, w) => `${prefixes[l]}.experts.${e}.${kind[w]}.weight`,
         dtype,
-        // A miss is repaired by re-running steps: recurrent state cannot be rewound.
-        cfg.pattern.some((p) => p.mixer !== "attention") ? "stream" : options.expertPolicy ?? "lru",
+        policy,
         // The disk tier reads from its own handle, open until dispose.
         expertPlan!.disk.some((r) => r.length > 0) ? await Checkpoint.open(dir) : undefined,
       );
+      model.experts.prefetch = prefetch;
+      model.experts.lookahead = moeLookahead;
     } else {
       await loadWeights(model.prefill, cfg, ckpt);
     }

@@ -19,6 +19,7 @@ export function gpu(): Promise<GpuDevice> {
 }
 
 import { mulberry32 } from "../runtime/random.ts";
+import { loadModel, type LoadOptions, type Model } from "../runtime/model.ts";
 
 /** Seeded PRNG (mulberry32) so failures reproduce. */
 export const rng: (seed: number) => () => number = mulberry32;
@@ -127,4 +128,20 @@ export function assertBitsEqual(a: Float32Array, b: Float32Array, what: string):
   for (let i = 0; i < ua.length; i++) {
     if (ua[i] !== ub[i]) throw new Error(`${what}: element ${i} differs: ${a[i]} vs ${b[i]}`);
   }
+}
+
+/** The prompt of the expert scheduler tests. */
+export const MOE_PROMPT: readonly number[] = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64, 31, 8, 120];
+
+/** Loads a tiny test model quietly with maxSeq 64 on the shared device (unless `extra` says otherwise). */
+export async function openTiny(dir: string, extra: LoadOptions = {}): Promise<Model> {
+  const device = extra.devices === undefined ? await gpu() : undefined;
+  return await loadModel(dir, { device, quiet: true, maxSeq: 64, ...extra });
+}
+
+/** The ids `generateIds` streams for `MOE_PROMPT`. */
+export async function collectIds(model: Model, n: number, readEvery = 4): Promise<number[]> {
+  const ids: number[] = [];
+  for await (const id of model.generateIds(MOE_PROMPT, { maxTokens: n, readEvery })) ids.push(id);
+  return ids;
 }

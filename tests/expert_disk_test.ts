@@ -7,39 +7,28 @@
  * bad budgets are clear errors.
  */
 import assert from "node:assert/strict";
-import { loadModel, type LoadOptions, type Model, planModelExperts } from "../runtime/model.ts";
+import { planModelExperts } from "../runtime/model.ts";
 import { writeTinyJamba, writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
-import { assertBitsEqual, gpu } from "./_util.ts";
+import { assertBitsEqual, collectIds, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
 import { describeExpertPlan, planExperts } from "../runtime/expert_plan.ts";
 
-const PROMPT = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64, 31, 8, 120];
 const CONFIG = { num_local_experts: 8, num_experts_per_tok: 2, num_hidden_layers: 3 };
-
-async function open(dir: string, extra: LoadOptions = {}): Promise<Model> {
-  return await loadModel(dir, { device: await gpu(), quiet: true, maxSeq: 64, ...extra });
-}
-
-async function collect(model: Model, n: number, readEvery = 4): Promise<number[]> {
-  const ids: number[] = [];
-  for await (const id of model.generateIds(PROMPT, { maxTokens: n, readEvery })) ids.push(id);
-  return ids;
-}
 
 Deno.test("disk tier: tiny host budgets read experts from the checkpoint, outputs bit-identical", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kiln_disk_" });
   try {
     await writeTinyMixtral(dir, { config: CONFIG, seed: 3 });
-    const ref = await open(dir);
-    const refLogits = (await ref.forward(PROMPT)).slice();
-    const refIds = await collect(ref, 12);
+    const ref = await openTiny(dir);
+    const refLogits = (await ref.forward(MOE_PROMPT)).slice();
+    const refIds = await collectIds(ref, 12);
     ref.dispose();
-    const probe = await open(dir, { memoryBudget: "64GiB" });
+    const probe = await openTiny(dir, { memoryBudget: "64GiB" });
     const { fixedBytes: F, expertBytes: eb, layers: L, experts: E } = probe.expertPlan!;
     probe.dispose();
     for (const slots of [E, E + 2 * L]) {
       for (const hostExperts of [1, 7]) {
         for (const policy of ["lru", "stream", "naive"] as const) {
-          const m = await open(dir, {
+          const m = await openTiny(dir, {
             memoryBudget: F + slots * eb,
             hostMemoryBudget: hostExperts * eb,
             expertPolicy: policy,
@@ -52,8 +41,8 @@ Deno.test("disk tier: tiny host budgets read experts from the checkpoint, output
             assert.equal(inHost + onDisk, free);
             assert.equal(inHost, hostExperts - 1, "one expert of the budget is the read buffer");
             const what = `${slots} slots, ${hostExperts} host experts, ${policy}`;
-            assertBitsEqual(await m.forward(PROMPT), refLogits, `prefill logits, ${what}`);
-            assert.deepEqual(await collect(m, 12), refIds, `generated ids, ${what}`);
+            assertBitsEqual(await m.forward(MOE_PROMPT), refLogits, `prefill logits, ${what}`);
+            assert.deepEqual(await collectIds(m, 12), refIds, `generated ids, ${what}`);
             const st = m.experts!.stats;
             assert.ok(st.diskBytesRead > 0, `${what}: experts were read from disk`);
             assert.equal(st.diskBytesRead % eb, 0);
@@ -73,16 +62,16 @@ Deno.test("disk tier: a Jamba model (streamed, Mamba state) reads its experts fr
   const dir = await Deno.makeTempDir({ prefix: "kiln_disk_jamba_" });
   try {
     await writeTinyJamba(dir, { seed: 5, config: { num_experts: 8 } });
-    const ref = await open(dir);
-    const refIds = await collect(ref, 10);
+    const ref = await openTiny(dir);
+    const refIds = await collectIds(ref, 10);
     ref.dispose();
-    const probe = await open(dir, { memoryBudget: "64GiB" });
+    const probe = await openTiny(dir, { memoryBudget: "64GiB" });
     const { fixedBytes: F, expertBytes: eb, experts: E } = probe.expertPlan!;
     probe.dispose();
-    const m = await open(dir, { memoryBudget: F + E * eb, hostMemoryBudget: eb });
+    const m = await openTiny(dir, { memoryBudget: F + E * eb, hostMemoryBudget: eb });
     try {
       assert.equal(m.experts!.policy, "stream");
-      assert.deepEqual(await collect(m, 10), refIds);
+      assert.deepEqual(await collectIds(m, 10), refIds);
       assert.ok(m.experts!.stats.decodeDiskBytes >= 9 * E * eb, "every step streams from disk");
     } finally {
       m.dispose();
@@ -129,16 +118,16 @@ Deno.test("disk tier: the plan shows GPU / host / disk experts; bad host budgets
   const dir = await Deno.makeTempDir({ prefix: "kiln_disk_err_" });
   try {
     await writeTinyMixtral(dir, { config: CONFIG, seed: 3 });
-    await assert.rejects(() => open(dir, { hostMemoryBudget: "1GiB" }), TypeError);
+    await assert.rejects(() => openTiny(dir, { hostMemoryBudget: "1GiB" }), TypeError);
     await assert.rejects(
-      () => open(dir, { memoryBudget: "64GiB", hostMemoryBudget: "lots" }),
+      () => openTiny(dir, { memoryBudget: "64GiB", hostMemoryBudget: "lots" }),
       SyntaxError,
     );
-    const probe = await open(dir, { memoryBudget: "64GiB" });
+    const probe = await openTiny(dir, { memoryBudget: "64GiB" });
     const { fixedBytes: F, expertBytes: eb, experts: E } = probe.expertPlan!;
     probe.dispose();
     await assert.rejects(
-      () => open(dir, { memoryBudget: F + E * eb, hostMemoryBudget: eb - 4 }),
+      () => openTiny(dir, { memoryBudget: F + E * eb, hostMemoryBudget: eb - 4 }),
       /Host memory budget .* is below the minimum/,
     );
     const plan = await planModelExperts(dir, {

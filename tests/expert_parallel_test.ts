@@ -7,15 +7,13 @@
  * budgets.
  */
 import assert from "node:assert/strict";
-import { loadModel, type LoadOptions, type Model } from "../runtime/model.ts";
+import type { LoadOptions, Model } from "../runtime/model.ts";
 import { writeTinyJamba, writeTinyMamba, writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
-import { assertBitsEqual, gpu } from "./_util.ts";
+import { assertBitsEqual, collectIds, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
 import { type GpuDevice, requestDevice } from "../runtime/device.ts";
 import { describeDevicePlan, planDevices } from "../runtime/expert_parallel.ts";
 import { compile } from "../compiler/compile.ts";
 import { GraphBuilder } from "../compiler/builder.ts";
-
-const PROMPT = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64, 31, 8, 120];
 
 let second: Promise<GpuDevice> | undefined;
 /** A second device from a second adapter request (lavapipe hands out several). */
@@ -37,16 +35,6 @@ async function withMixtral(
   }
 }
 
-async function open(dir: string, extra: LoadOptions = {}): Promise<Model> {
-  return await loadModel(dir, { quiet: true, maxSeq: 64, ...extra });
-}
-
-async function collect(model: Model, n: number, readEvery = 4): Promise<number[]> {
-  const ids: number[] = [];
-  for await (const id of model.generateIds(PROMPT, { maxTokens: n, readEvery })) ids.push(id);
-  return ids;
-}
-
 interface Reference {
   prefill: Float32Array;
   ids: number[];
@@ -54,11 +42,11 @@ interface Reference {
 }
 
 async function reference(m: Model): Promise<Reference> {
-  const prefill = (await m.forward(PROMPT)).slice();
-  const ids = await collect(m, 12);
-  await m.forward(PROMPT.slice(0, 9));
+  const prefill = (await m.forward(MOE_PROMPT)).slice();
+  const ids = await collectIds(m, 12);
+  await m.forward(MOE_PROMPT.slice(0, 9));
   const steps: Float32Array[] = [];
-  for (let t = 9; t < 12; t++) steps.push((await m.step(PROMPT[t], t)).slice());
+  for (let t = 9; t < 12; t++) steps.push((await m.step(MOE_PROMPT[t], t)).slice());
   return { prefill, ids, steps };
 }
 
@@ -67,11 +55,11 @@ const MIXTRAL = { num_local_experts: 8, num_experts_per_tok: 2, num_hidden_layer
 Deno.test("expert parallel: two devices, budgets from the two-device minimum to full, bit-identical", async () => {
   await withMixtral(MIXTRAL, async (dir) => {
     const devices = [await gpu(), await gpu2()];
-    const one = await open(dir, { device: devices[0] });
+    const one = await openTiny(dir, { device: devices[0] });
     const want = await reference(one);
     one.dispose();
     // Balanced split, no budget.
-    const probe = await open(dir, { devices });
+    const probe = await openTiny(dir, { devices });
     const p0 = probe.parallel!.plan;
     assert.deepEqual(p0.counts, [4, 4]);
     const got0 = await reference(probe);
@@ -101,7 +89,7 @@ Deno.test("expert parallel: two devices, budgets from the two-device minimum to 
     }).minimumBytes;
     let sawRemote = false, sawHomeOnly = false;
     for (const budget of [min, min + L * eb, min + 2 * L * eb, F + L * E * eb]) {
-      const m = await open(dir, { devices, memoryBudget: budget });
+      const m = await openTiny(dir, { devices, memoryBudget: budget });
       try {
         const plan = m.parallel!.plan;
         assert.equal(plan.counts[0] + plan.counts[1], E);
@@ -124,7 +112,7 @@ Deno.test("expert parallel: two devices, budgets from the two-device minimum to 
     }
     assert.ok(sawRemote && sawHomeOnly);
     await assert.rejects(
-      () => open(dir, { devices, memoryBudget: min - 1 }),
+      () => openTiny(dir, { devices, memoryBudget: min - 1 }),
       (e: Error) => {
         assert.ok(e instanceof RangeError);
         assert.match(e.message, new RegExp(`below the minimum .*\\(${min} bytes\\) for 2 devices`));
@@ -136,10 +124,10 @@ Deno.test("expert parallel: two devices, budgets from the two-device minimum to 
 
 Deno.test("expert parallel: top-4 routing matches one device within float reassociation", async () => {
   await withMixtral({ ...MIXTRAL, num_experts_per_tok: 4 }, async (dir) => {
-    const one = await open(dir, { device: await gpu() });
+    const one = await openTiny(dir, { device: await gpu() });
     const want = await reference(one);
     one.dispose();
-    const m = await open(dir, { devices: [await gpu(), await gpu2()] });
+    const m = await openTiny(dir, { devices: [await gpu(), await gpu2()] });
     try {
       const got = await reference(m);
       // Slot sums in another order: differences of a few ulps of the logits' scale.
@@ -162,10 +150,10 @@ Deno.test("expert parallel: a Jamba model (Mamba state, attention, MoE every sec
   const dir = await Deno.makeTempDir({ prefix: "kiln_ep_jamba_" });
   try {
     await writeTinyJamba(dir, { seed: 5, config: { num_experts: 8 } });
-    const one = await open(dir, { device: await gpu() });
+    const one = await openTiny(dir, { device: await gpu() });
     const want = await reference(one);
     one.dispose();
-    const m = await open(dir, { devices: 2 });
+    const m = await openTiny(dir, { devices: 2 });
     try {
       const got = await reference(m);
       assertBitsEqual(got.prefill, want.prefill, "prefill logits");
@@ -195,14 +183,14 @@ Deno.test("expert parallel: bad device lists and options are clear errors", asyn
       [{ devices: [a, b], device: b }, TypeError, /options.device differs from devices\[0\]/],
     ];
     for (const [options, type, message] of bad) {
-      await assert.rejects(() => open(dir, options), (e: Error) => {
+      await assert.rejects(() => openTiny(dir, options), (e: Error) => {
         assert.ok(e instanceof type, `${e.constructor.name}: ${e.message}`);
         assert.match(e.message, message);
         return true;
       });
     }
     // One device in the list is plain single-device execution.
-    const m = await open(dir, { devices: [a] });
+    const m = await openTiny(dir, { devices: [a] });
     assert.equal(m.parallel, undefined);
     m.dispose();
   });
@@ -211,7 +199,7 @@ Deno.test("expert parallel: bad device lists and options are clear errors", asyn
     await writeTinyMamba(mamba, {});
     const devices = [await gpu(), await gpu2()];
     await assert.rejects(
-      () => open(mamba, { devices }),
+      () => openTiny(mamba, { devices }),
       /devices applies to MoE models/,
     );
   } finally {

@@ -246,6 +246,9 @@ async function inspectModel(
   devices = 1,
   hostMemory?: string,
 ): Promise<void> {
+  if (hostMemory !== undefined && (gpuMemory === undefined || devices > 1)) {
+    throw new UsageError("inspect: --host-memory needs --gpu-memory and one device");
+  }
   const cfg = await readConfig(dir);
   const maxSeq = 4096;
   const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 });
@@ -304,8 +307,6 @@ async function inspectModel(
         await planModelExperts(dir, { memoryBudget: gpuMemory, hostMemoryBudget: hostMemory }),
       ),
     );
-  } else if (hostMemory !== undefined) {
-    throw new UsageError("inspect: --host-memory needs --gpu-memory");
   }
 }
 

@@ -7,6 +7,12 @@
  * token, and whether the ids equal all-resident execution. No routing-stats
  * file: pins are the lowest expert ids.
  *
+ * Then three more tables: expert parallelism over two devices (two adapters),
+ * the router-lookahead predictor against the temporal one (pure LRU, so every
+ * misprediction costs a rerun), and the disk tier (a host budget of one
+ * expert: every expert not pinned on the GPU is read from the safetensors
+ * file when needed).
+ *
  * Run: `deno run -A bench/scheduler_bench.ts` (env SCHED_TOKENS, SCHED_HIDDEN,
  * SCHED_FF, SCHED_LAYERS override the defaults 48 / 256 / 512 / 4).
  *
@@ -16,7 +22,8 @@ import { loadModel, type Model } from "../runtime/model.ts";
 import { writeTinyMixtral } from "../tests/fixtures/tiny_checkpoints.ts";
 import { requestDevice } from "../runtime/device.ts";
 import { formatBytes } from "../runtime/expert_plan.ts";
-import type { ExpertPolicy } from "../runtime/expert_scheduler.ts";
+import type { ExpertPolicy, ExpertPrefetch } from "../runtime/expert_scheduler.ts";
+import type { LoadOptions } from "../runtime/model.ts";
 
 const env = (k: string, d: number) => Number(Deno.env.get(k) ?? d);
 const TOKENS = env("SCHED_TOKENS", 48);
@@ -44,6 +51,7 @@ async function decodeRate(m: Model): Promise<{ tps: number; ids: number[] }> {
   // Warm-up compiles the plans.
   for await (const _ of m.generateIds(prompt, { maxTokens: 4 })) { /* warm */ }
   m.experts?.resetStats();
+  m.parallel?.resetStats();
   const ids: number[] = [];
   const t0 = performance.now();
   let tFirst = 0;
@@ -116,6 +124,100 @@ for (const frac of [1, 0.75, 0.5, 0.25]) {
       } | ${rt.toFixed(2)} | ${x ? (x.stats.misses / steps).toFixed(2) : "0"} | ${
         r.ids.join() === base.ids.join() ? "yes" : "NO"
       } |`,
+    );
+    m.dispose();
+  }
+}
+
+const pct = (v: number) => (Number.isNaN(v) ? "—" : `${(100 * v).toFixed(0)}%`);
+const match = (ids: number[]) => (ids.join() === base.ids.join() ? "yes" : "NO");
+const budgetOf = (frac: number) => p0.fixedBytes + Math.floor(frac * expertTotal);
+
+// Expert parallelism: two devices from two adapter requests.
+const device2 = await requestDevice();
+console.log("\nexpert parallelism (2 devices):");
+console.log(
+  "| budget per device | experts per layer (home, other) | tok/s | × all-resident | round trips/token | activations moved/token | remote trips skipped | ids match |",
+);
+console.log("|---|---|---|---|---|---|---|---|");
+for (const frac of [undefined, 0.5]) {
+  const opts: LoadOptions = { devices: [device, device2], quiet: true, maxSeq: 128 };
+  if (frac !== undefined) opts.memoryBudget = budgetOf(frac);
+  const m = await loadModel(dir, opts);
+  const r = await decodeRate(m);
+  const x = m.parallel!, st = x.stats, n = Math.max(1, st.decodeSteps);
+  console.log(
+    `| ${frac === undefined ? "none (balanced)" : `${frac * 100}% of expert bytes`} | ${
+      x.plan.counts.join(", ")
+    } | ${r.tps.toFixed(1)} | ${(r.tps / base.tps).toFixed(2)} | ${
+      (st.decodeRoundTrips / n).toFixed(2)
+    } | ${formatBytes(st.decodeActivationBytes / n)} | ${st.skipped} of ${st.barriers} | ${
+      match(r.ids)
+    } |`,
+  );
+  m.dispose();
+}
+
+// Prefetch predictors, pure LRU (no streamed fallback windows).
+console.log("\nprefetch predictor (lru, pure cache mode):");
+console.log(
+  "| budget | prefetch | tok/s | hit rate | misses/token | uploaded/token | temporal accuracy | lookahead accuracy | ids match |",
+);
+console.log("|---|---|---|---|---|---|---|---|---|");
+for (const frac of [0.75, 0.5]) {
+  for (const prefetch of ["temporal", "lookahead", "both"] as ExpertPrefetch[]) {
+    const m = await loadModel(dir, {
+      device,
+      quiet: true,
+      maxSeq: 128,
+      memoryBudget: budgetOf(frac),
+      expertPolicy: "lru",
+      prefetch,
+    });
+    m.experts!.streamOnMisses = false;
+    const r = await decodeRate(m);
+    const x = m.experts!, s = x.summary(), n = Math.max(1, x.stats.decodeSteps);
+    console.log(
+      `| ${frac * 100}% | ${prefetch} | ${r.tps.toFixed(1)} | ${pct(s.hitRate)} | ${
+        (x.stats.misses / n).toFixed(2)
+      } | ${formatBytes(s.bytesPerToken)} | ${pct(s.temporalAccuracy)} | ${
+        pct(s.lookaheadAccuracy)
+      } | ${match(r.ids)} |`,
+    );
+    m.dispose();
+  }
+}
+
+// Disk tier: a host budget of one expert (the read buffer).
+console.log("\ndisk tier (host budget: one expert):");
+console.log(
+  "| budget | policy | tok/s | × all-resident | read from disk/token | uploaded/token | round trips/token | ids match |",
+);
+console.log("|---|---|---|---|---|---|---|---|");
+for (const frac of [0.5, 0.25]) {
+  for (const policy of ["lru", "stream"] as ExpertPolicy[]) {
+    let m: Model;
+    try {
+      m = await loadModel(dir, {
+        device,
+        quiet: true,
+        maxSeq: 128,
+        memoryBudget: budgetOf(frac),
+        hostMemoryBudget: p0.expertBytes,
+        expertPolicy: policy,
+      });
+    } catch (e) {
+      console.log(`| ${frac * 100}% | ${policy} | ${(e as Error).message} |`);
+      continue;
+    }
+    const r = await decodeRate(m);
+    const s = m.experts!.summary();
+    console.log(
+      `| ${frac * 100}% | ${policy}${policy === "lru" ? " (+fallback)" : ""} | ${
+        r.tps.toFixed(1)
+      } | ${(r.tps / base.tps).toFixed(2)} | ${formatBytes(s.diskBytesPerToken)} | ${
+        formatBytes(s.bytesPerToken)
+      } | ${s.roundTripsPerToken.toFixed(2)} | ${match(r.ids)} |`,
     );
     m.dispose();
   }

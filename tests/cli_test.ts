@@ -78,6 +78,19 @@ Deno.test("kiln CLI", async (t) => {
     await Deno.mkdir(broken);
     await Deno.writeTextFile(join(broken, "config.json"), '{"architectures": ["Mixtral');
 
+    const generateStats = (maxTokens: string, ...extra: string[]) =>
+      kiln(
+        "generate",
+        "--model",
+        tiny,
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        maxTokens,
+        ...extra,
+        "--stats",
+        "--quiet",
+      );
     // The three model-running checks share the adapter; run them one after another.
     await t.step("generate prints text and exits 0", async () => {
       const r = await kiln("generate", "--model", tiny, "--prompt", "hi", "--max-tokens", "5");
@@ -86,17 +99,7 @@ Deno.test("kiln CLI", async (t) => {
     });
 
     await t.step("generate --stats reports prefill, decode and host round trips", async () => {
-      const r = await kiln(
-        "generate",
-        "--model",
-        tiny,
-        "--prompt",
-        "hi",
-        "--max-tokens",
-        "5",
-        "--stats",
-        "--quiet",
-      );
+      const r = await generateStats("5");
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /prefill \d+ ms/);
       assert.match(r.stderr, /tok\/s/);
@@ -140,6 +143,26 @@ Deno.test("kiln CLI", async (t) => {
       },
     );
 
+    await t.step("expert placement: --devices, --host-memory, generate --stats", async () => {
+      const split = await kiln("inspect", tiny, "--devices", "2");
+      assert.equal(split.code, 0, split.stderr);
+      assert.match(split.stdout, /expert parallelism over 2 devices \(balanced split\)/);
+      assert.match(split.stdout, /layer 0: device 0 \[0, 1\], device 1 \[2, 3\]/);
+      // Budget: non-expert bytes plus one layer of experts (E = 4, 24 KiB each at f32 here).
+      const plan = await kiln("inspect", tiny, "--gpu-memory", "64GiB");
+      const fixed = Number(plan.stdout.match(/non-expert ([\d.]+) MiB/)![1]) * 2 ** 20;
+      const budget = String(Math.ceil(fixed) + 6 * 24576);
+      const disk = await kiln("inspect", tiny, "--gpu-memory", budget, "--host-memory", "48KiB");
+      assert.equal(disk.code, 0, disk.stderr);
+      assert.match(disk.stdout, /host budget 48.00 KiB: 1 experts in host memory/);
+      assert.match(disk.stdout, /disk \[\d/);
+      assert.match(disk.stdout, /read from disk per token: [\d.]+ KiB/);
+      const gen = await generateStats("4", "--devices", "2");
+      assert.equal(gen.code, 0, gen.stderr);
+      assert.match(gen.stderr, /expert parallelism: 2 devices, experts per layer \[2, 2\]/);
+      assert.match(gen.stderr, /host round trips\/token/);
+    });
+
     await t.step("user mistakes: one kiln: line, exit 1, no stack trace", async () => {
       const cases: [string[], RegExp][] = [
         [["generate", "--prompt", "hi"], /--model DIR is required/],
@@ -167,6 +190,26 @@ Deno.test("kiln CLI", async (t) => {
         [["generate", "--model", tiny, "--prompt", "hi", "--top-p", "2"], /--top-p: must be/],
         [["generate", "--model", tiny, "--prompt", "hi", "--colour"], /Unknown option '--colour'/],
         [["bench", tiny, "--tokens", "many"], /--tokens: expected an integer/],
+        [["generate", "--model", tiny, "--prompt", "hi", "--devices", "0"], /--devices: must be/],
+        [
+          ["generate", "--model", tiny, "--prompt", "hi", "--prefetch", "psychic"],
+          /--prefetch must be one of temporal, lookahead, both/,
+        ],
+        [["inspect", tiny, "--host-memory", "1MiB"], /--host-memory needs --gpu-memory/],
+        [
+          [
+            "generate",
+            "--model",
+            tiny,
+            "--prompt",
+            "hi",
+            "--gpu-memory",
+            "1GiB",
+            "--host-memory",
+            "lots",
+          ],
+          /Byte size must look like/,
+        ],
       ];
       // Independent processes that fail before touching the adapter: run them together.
       const results = await Promise.all(cases.map(([args]) => kiln(...args)));

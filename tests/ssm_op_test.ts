@@ -109,12 +109,14 @@ Deno.test("selective_scan matches the sequential reference at chunk edges", asyn
       1e-4,
     );
   }
-  // Two channels per thread with a ragged last block; B > 1; initial state.
+  // Sixteen channels per thread with a ragged last block; B > 1; initial state.
   await checkScan(
     { B: 2, L: 130, I: 300, N: 16, chunk: 64, gate: true, bias: true, h0: true, final: true },
     1e-4,
     1e-4,
   );
+  // A larger state takes fewer channels per thread (6 at N = 40), ragged again.
+  await checkScan({ B: 1, L: 70, I: 150, N: 40, chunk: 32, gate: true, final: true }, 1e-4, 1e-4);
   // N not a multiple of 4 takes scalar B/C loads; no gate, no softplus, no final state.
   await checkScan(
     { B: 2, L: 97, I: 24, N: 6, chunk: 32, softplus: false, dt: [0, 0.5] },

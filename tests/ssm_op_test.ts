@@ -115,6 +115,12 @@ Deno.test("selective_scan matches the sequential reference at chunk edges", asyn
     1e-4,
     1e-4,
   );
+  // One long chunk: the row loads are pipelined a step ahead (16 channels per thread).
+  await checkScan(
+    { B: 2, L: 300, I: 300, N: 16, chunk: 300, gate: true, h0: true, final: true },
+    1e-4,
+    1e-4,
+  );
   // A larger state takes fewer channels per thread (6 at N = 40), ragged again.
   await checkScan({ B: 1, L: 70, I: 150, N: 40, chunk: 32, gate: true, final: true }, 1e-4, 1e-4);
   // N not a multiple of 4 takes scalar B/C loads; no gate, no softplus, no final state.
@@ -493,63 +499,66 @@ for (const limit of [undefined, 8]) {
   Deno.test(`ssm_step equals the scan one token at a time, in place (storage buffers: ${limit ?? "adapter"})`, async () => {
     // With 8 bindings the step packs A, D and the Δ bias first; with more it reads them directly.
     const dev = limit ? await requestDevice({ limits: { maxStorageBuffers: limit } }) : await gpu();
-    const Bn = 3, In = 40, Nn = 16;
-    const g = new GraphBuilder();
-    const h = g.state("h", [Bn, In, Nn]);
-    const [y, next] = ssmStep(
-      h,
-      g.input("u", [Bn, In]),
-      g.input("dt", [Bn, In]),
-      g.param("A", [In, Nn]),
-      g.input("Bm", [Bn, Nn]),
-      g.input("Cm", [Bn, Nn]),
-      g.param("D", [In]),
-      { z: g.input("z", [Bn, In]), deltaBias: g.param("dtb", [In]), softplus: true },
-    );
-    g.assign(h, next);
-    g.output("y", y);
-    const graph = g.build();
-    const params = {
-      A: new Float32Array(In * Nn).map((_, j) => -((j % Nn) + 1)),
-      D: randomData(In, "f32", 1),
-      dtb: randomData(In, "f32", 2, -2, 0),
-    };
-    const exe = compile(graph, dev, { params });
-    const ref = compile(graph, cpuDevice(), { params });
-    for (let t = 0; t < 4; t++) {
-      const inputs = {
-        u: randomData(Bn * In, "f32", 10 * t),
-        dt: randomData(Bn * In, "f32", 10 * t + 1),
-        Bm: randomData(Bn * Nn, "f32", 10 * t + 2),
-        Cm: randomData(Bn * Nn, "f32", 10 * t + 3),
-        z: randomData(Bn * In, "f32", 10 * t + 4),
-      };
-      assertClose(
-        (await exe.run(inputs)).y.data,
-        (await ref.run(inputs)).y.data,
-        1e-5,
-        1e-5,
-        `token ${t}`,
+    const Bn = 3, Nn = 16;
+    // 40 channels: one per thread; 300: sixteen per thread, ragged last block.
+    for (const In of [40, 300]) {
+      const g = new GraphBuilder();
+      const h = g.state("h", [Bn, In, Nn]);
+      const [y, next] = ssmStep(
+        h,
+        g.input("u", [Bn, In]),
+        g.input("dt", [Bn, In]),
+        g.param("A", [In, Nn]),
+        g.input("Bm", [Bn, Nn]),
+        g.input("Cm", [Bn, Nn]),
+        g.param("D", [In]),
+        { z: g.input("z", [Bn, In]), deltaBias: g.param("dtb", [In]), softplus: true },
       );
+      g.assign(h, next);
+      g.output("y", y);
+      const graph = g.build();
+      const params = {
+        A: new Float32Array(In * Nn).map((_, j) => -((j % Nn) + 1)),
+        D: randomData(In, "f32", 1),
+        dtb: randomData(In, "f32", 2, -2, 0),
+      };
+      const exe = compile(graph, dev, { params });
+      const ref = compile(graph, cpuDevice(), { params });
+      for (let t = 0; t < 4; t++) {
+        const inputs = {
+          u: randomData(Bn * In, "f32", 10 * t),
+          dt: randomData(Bn * In, "f32", 10 * t + 1),
+          Bm: randomData(Bn * Nn, "f32", 10 * t + 2),
+          Cm: randomData(Bn * Nn, "f32", 10 * t + 3),
+          z: randomData(Bn * In, "f32", 10 * t + 4),
+        };
+        assertClose(
+          (await exe.run(inputs)).y.data,
+          (await ref.run(inputs)).y.data,
+          1e-5,
+          1e-5,
+          `token ${t}`,
+        );
+      }
+      assertClose(
+        (await exe.readState("h")).data,
+        (await ref.readState("h")).data,
+        1e-5,
+        1e-5,
+        "state",
+      );
+      const plan = exe.lastPlan!;
+      assert.equal(plan.after.length, 0);
+      const slot = plan.states.get("h")!.slot;
+      assert.ok(
+        plan.kernels.some((k) =>
+          k.bindings.some((b) => b.slot === slot && b.access === "read_write")
+        ),
+      );
+      exe.dispose();
+      assert.equal(exe.lastPlan!.kernels.filter((k) => /pack/.test(k.label)).length, limit ? 1 : 0);
+      exe.dispose();
     }
-    assertClose(
-      (await exe.readState("h")).data,
-      (await ref.readState("h")).data,
-      1e-5,
-      1e-5,
-      "state",
-    );
-    const plan = exe.lastPlan!;
-    assert.equal(plan.after.length, 0);
-    const slot = plan.states.get("h")!.slot;
-    assert.ok(
-      plan.kernels.some((k) =>
-        k.bindings.some((b) => b.slot === slot && b.access === "read_write")
-      ),
-    );
-    exe.dispose();
-    assert.equal(exe.lastPlan!.kernels.filter((k) => /pack/.test(k.label)).length, limit ? 1 : 0);
-    exe.dispose();
     if (limit) dev.destroy();
   });
 }

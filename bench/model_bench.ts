@@ -16,7 +16,7 @@
  * - a Mixtral-style MoE (E = 8, k = 2) whose experts are half as wide as (b)'s FFN,
  *   so its active parameters per token equal (b)'s.
  *
- * What is measured, per model (one model on the device at a time):
+ * What is measured (all three models stay loaded; each is prefilled in turn):
  *
  * - **prefill**: one prompt of max(contexts) tokens fed in 512-token chunks (the
  *   way llama.cpp batches a long prompt; every chunk reuses the T = 512 pipelines and
@@ -28,6 +28,8 @@
  *   positions C, C+1, …: attention reads C + i real cached rows; Mamba's state is
  *   O(1) whatever C is. Steps are queued on the device and the sampled ids read
  *   back every 16 tokens (the GPU-resident loop of `generate`). tok/s = N / time.
+ *   The models take turns at each context, three rounds, median: the shared host's
+ *   speed drifts, and the Mamba / dense ratio is only fair side by side.
  * - **readback**: `model.generateIds` on a 64-token prompt, 33 tokens, with
  *   `readEvery: 16` vs `readEvery: 1` (decode-loop time from `lastStats`), on these
  *   models and on the tiny test checkpoints ("small models").
@@ -52,6 +54,8 @@ const CONTEXTS = quick ? [512, 2048] : [512, 2048, 8192];
 const CHUNK = 512;
 const DECODE_TOKENS = quick ? 16 : 32;
 const READ_EVERY = 16;
+/** Rounds of the side-by-side decode measurement (median taken). */
+const DECODE_ROUNDS = 3;
 const VOCAB = 8192;
 
 type Writer = typeof writeTinyMamba;
@@ -145,60 +149,78 @@ interface Result {
   perToken: number;
 }
 
-async function benchModel(spec: Spec, device: KilnDevice): Promise<Result> {
-  const dir = await Deno.makeTempDir({ prefix: "kiln_bench_" });
-  try {
-    const t0 = performance.now();
-    await spec.writer(dir, { config: spec.config, tokenizer: "none" });
-    const maxC = CONTEXTS[CONTEXTS.length - 1];
-    const model = await loadModel(dir, { device, quiet: true, maxSeq: maxC + DECODE_TOKENS + 8 });
-    const count = countParams(model.prefill.graph);
-    const ids = promptIds(maxC, model.config.vocabSize);
-    const chunk = (p: number) => ({
-      ids: ids.slice(p, p + CHUNK),
-      pos: [p],
-      last: [CHUNK - 1],
-      seed: [0],
-      step: [0],
-    });
-    // Warm-up: compile the T = 512 prefill and the decode pipelines (seconds on lavapipe).
-    model.prefill.resetStates();
-    await model.prefill.submit(chunk(0));
-    await model.prefill.readState("generated");
-    await decodeRun(model, CHUNK, 2, 1);
-    console.error(
-      `  ${spec.name}: written, loaded and compiled in ${f1((performance.now() - t0) / 1000)} s`,
-    );
+/** A loaded model with its whole prompt in the caches. */
+interface Loaded {
+  spec: Spec;
+  dir: string;
+  model: Model;
+  result: Result;
+}
 
-    const prefill = new Map<number, number>();
-    model.prefill.resetStates();
-    const tp = performance.now();
-    for (let p = 0; p < maxC; p += CHUNK) {
-      await model.prefill.submit(chunk(p));
-      const end = p + CHUNK;
-      if (CONTEXTS.includes(end)) {
-        await model.prefill.readState("generated");
-        prefill.set(end, end / ((performance.now() - tp) / 1000));
+/** Writes, loads and compiles one model, then times its prefill (the caches end full). */
+async function prepareModel(spec: Spec, device: KilnDevice): Promise<Loaded> {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_bench_" });
+  const t0 = performance.now();
+  await spec.writer(dir, { config: spec.config, tokenizer: "none" });
+  const maxC = CONTEXTS[CONTEXTS.length - 1];
+  const model = await loadModel(dir, { device, quiet: true, maxSeq: maxC + DECODE_TOKENS + 8 });
+  const count = countParams(model.prefill.graph);
+  const ids = promptIds(maxC, model.config.vocabSize);
+  const chunk = (p: number) => ({
+    ids: ids.slice(p, p + CHUNK),
+    pos: [p],
+    last: [CHUNK - 1],
+    seed: [0],
+    step: [0],
+  });
+  // Warm-up: compile the T = 512 prefill and the decode pipelines (seconds on lavapipe).
+  model.prefill.resetStates();
+  await model.prefill.submit(chunk(0));
+  await model.prefill.readState("generated");
+  await decodeRun(model, CHUNK, 2, 1);
+  console.error(
+    `  ${spec.name}: written, loaded and compiled in ${f1((performance.now() - t0) / 1000)} s`,
+  );
+  const prefill = new Map<number, number>();
+  model.prefill.resetStates();
+  const tp = performance.now();
+  for (let p = 0; p < maxC; p += CHUNK) {
+    await model.prefill.submit(chunk(p));
+    const end = p + CHUNK;
+    if (CONTEXTS.includes(end)) {
+      await model.prefill.readState("generated");
+      prefill.set(end, end / ((performance.now() - tp) / 1000));
+    }
+  }
+  const result: Result = {
+    name: spec.name,
+    total: count.total,
+    active: count.activePerToken,
+    prefill,
+    decode: new Map(),
+    resident: 0,
+    perToken: 0,
+  };
+  return { spec, dir, model, result };
+}
+
+/**
+ * Decode tok/s of every model at every context, the models taking turns round after
+ * round (median of DECODE_ROUNDS): the shared host's speed drifts by tens of percent
+ * over minutes, so a ratio of two models is only fair if they ran side by side.
+ */
+async function decodeSideBySide(loaded: Loaded[]): Promise<void> {
+  for (const C of CONTEXTS) {
+    const rates = loaded.map(() => [] as number[]);
+    for (let round = 0; round < DECODE_ROUNDS; round++) {
+      for (const [i, l] of loaded.entries()) {
+        const ms = await decodeRun(l.model, C, DECODE_TOKENS, READ_EVERY);
+        rates[i].push(DECODE_TOKENS / (ms / 1000));
       }
     }
-    const decode = new Map<number, number>();
-    for (const C of CONTEXTS) {
-      decode.set(C, DECODE_TOKENS / (await decodeRun(model, C, DECODE_TOKENS, READ_EVERY) / 1000));
-    }
-    const resident = await generateRate(model, READ_EVERY);
-    const perToken = await generateRate(model, 1);
-    model.dispose();
-    return {
-      name: spec.name,
-      total: count.total,
-      active: count.activePerToken,
-      prefill,
-      decode,
-      resident,
-      perToken,
-    };
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+    loaded.forEach((l, i) =>
+      l.result.decode.set(C, rates[i].sort((a, b) => a - b)[DECODE_ROUNDS >> 1])
+    );
   }
 }
 
@@ -236,8 +258,16 @@ console.log(
     `tokens per context, read back every ${READ_EVERY}; vocab ${VOCAB}, f32.\n`,
 );
 
-const results: Result[] = [];
-for (const spec of MODELS) results.push(await benchModel(spec, device));
+const loaded: Loaded[] = [];
+for (const spec of MODELS) loaded.push(await prepareModel(spec, device));
+await decodeSideBySide(loaded);
+for (const l of loaded) {
+  l.result.resident = await generateRate(l.model, READ_EVERY);
+  l.result.perToken = await generateRate(l.model, 1);
+  l.model.dispose();
+  await Deno.remove(l.dir, { recursive: true });
+}
+const results = loaded.map((l) => l.result);
 
 const cols = CONTEXTS.map((c) => `${c}`);
 console.log(

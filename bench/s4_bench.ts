@@ -13,6 +13,7 @@
  */
 import { compile, GraphBuilder, requestDevice } from "../mod.ts";
 import { initS4, s4Layer, type S4Mode, s4ParamRecord } from "../models/s4.ts";
+import { interleavedMedians } from "./_timing.ts";
 
 const device = await requestDevice();
 const [H, N] = [64, 64];
@@ -52,17 +53,7 @@ console.log("L\tfft conv\tdirect\trecurrent\tdirect / fft");
 for (const L of lengths) {
   const fns = await Promise.all(modes.map((m) => prepared(m, L)));
   modes.forEach((m, i) => runs.set(`${m} ${L}`, fns[i]));
-  for (const f of fns) await f(); // pipelines compiled outside the timing
-  const reps = L >= 8192 ? 3 : 5;
-  const times: number[][] = modes.map(() => []);
-  for (let r = 0; r < reps; r++) {
-    for (const [i, f] of fns.entries()) {
-      const t0 = performance.now();
-      await f();
-      times[i].push(performance.now() - t0);
-    }
-  }
-  const med = times.map((ts) => ts.sort((a, b) => a - b)[ts.length >> 1]);
+  const med = await interleavedMedians(fns, L >= 8192 ? 3 : 5);
   console.log(
     `${L}\t${med[0].toFixed(1)}\t\t${med[1].toFixed(1)}\t${med[2].toFixed(1)}\t\t${
       (med[1] / med[0]).toFixed(1)

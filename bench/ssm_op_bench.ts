@@ -16,6 +16,7 @@
 import { compile, type Executable, GraphBuilder, requestDevice } from "../mod.ts";
 import { selectiveScan } from "../models/mamba.ts";
 import { mambaMixer } from "../models/mamba.ts";
+import { interleavedMedians } from "./_timing.ts";
 
 const device = await requestDevice();
 const quick = Deno.env.get("SSM_BENCH_QUICK") === "1";
@@ -27,7 +28,7 @@ function rand(n: number, lo = -1, hi = 1): Float32Array {
   return a;
 }
 
-function scanExe(I: number, L: number, algorithm: "chunked" | "sequential"): Executable {
+function scanExe(I: number, L: number, algorithm: "chunked" | "sequential", chunk = 0): Executable {
   const g = new GraphBuilder();
   const u = g.input("u", [1, L, I]);
   const [y] = selectiveScan(
@@ -37,7 +38,13 @@ function scanExe(I: number, L: number, algorithm: "chunked" | "sequential"): Exe
     g.input("B", [1, L, N]),
     g.input("C", [1, L, N]),
     g.param("D", [I]),
-    { z: g.input("z", [1, L, I]), deltaBias: g.param("dtb", [I]), softplus: true, algorithm },
+    {
+      z: g.input("z", [1, L, I]),
+      deltaBias: g.param("dtb", [I]),
+      softplus: true,
+      algorithm,
+      chunk,
+    },
   );
   g.output("y", y);
   const A = new Float32Array(I * N).map((_, j) => -((j % N) + 1));
@@ -63,18 +70,6 @@ async function prepared(exe: Executable, inputs: Record<string, Float32Array>): 
   };
 }
 
-async function median(run: Run, reps: number): Promise<number> {
-  await run(); // pipelines compile outside the timing
-  const ts: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t0 = performance.now();
-    await run();
-    ts.push(performance.now() - t0);
-  }
-  ts.sort((a, b) => a - b);
-  return ts[ts.length >> 1];
-}
-
 function workgroups(exe: Executable, match: string): number {
   const k = exe.plan().kernels.find((k) => k.label.includes(match))!;
   return k.workgroups.reduce((a, b) => a * b, 1);
@@ -83,9 +78,9 @@ function workgroups(exe: Executable, match: string): number {
 const uptime = new TextDecoder().decode((await new Deno.Command("uptime").output()).stdout).trim();
 console.log(`# selective scan, B = 1, N = ${N}, f32 (uptime: ${uptime})`);
 console.log(
-  "| I | L | chunked ms | sequential ms | chunked/seq | wgs chunked (pass 3) | wgs seq | elementwise ms | scan GB/s | elementwise GB/s | scan / elementwise |",
+  "| I | L | chunked ms | sequential ms | chunked/seq | wgs chunked (pass 3) | wgs seq | elementwise ms | scan GB/s | elementwise GB/s | scan / elementwise | one pass (chunk = L) ms | one pass / elementwise |",
 );
-console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 const headline: { name: string; run: Run }[] = [];
 for (const I of [256, 1536]) {
   for (const L of quick ? [512, 2048] : [512, 2048, 8192]) {
@@ -98,16 +93,20 @@ for (const I of [256, 1536]) {
     };
     const ch = scanExe(I, L, "chunked");
     const sq = scanExe(I, L, "sequential");
+    // The chunked kernel's shape over the whole sequence: one pass, no parallelism over L.
+    const one = scanExe(I, L, "chunked", L);
     const tr = trafficExe(I, L);
     const runs = {
       ch: await prepared(ch, inputs),
       sq: await prepared(sq, inputs),
+      one: await prepared(one, inputs),
       tr: await prepared(tr, { u: inputs.u, dt: inputs.dt, z: inputs.z }),
     };
     const reps = L >= 8192 ? 3 : 5;
-    const tCh = await median(runs.ch, reps);
-    const tSq = await median(runs.sq, reps);
-    const tTr = await median(runs.tr, reps);
+    const [tCh, tSq, tTr, tOne] = await interleavedMedians(
+      [runs.ch, runs.sq, runs.tr, runs.one],
+      reps,
+    );
     const bytes = 4 * L * (4 * I + 2 * N);
     const gbs = (ms: number) => (bytes / ms / 1e6).toFixed(2);
     console.log(
@@ -115,13 +114,16 @@ for (const I of [256, 1536]) {
         workgroups(ch, "chunk_output")
       } | ${workgroups(sq, "sequential")} | ${tTr.toFixed(1)} | ${gbs(tCh)} | ${gbs(tTr)} | ${
         (100 * tTr / tCh).toFixed(0)
-      }% |`,
+      }% | ${tOne.toFixed(1)} | ${(100 * tTr / tOne).toFixed(0)}% |`,
     );
     if ((I === 1536 || I === 256) && L === (quick ? 2048 : 8192)) {
       headline.push({ name: `scan I=${I} L=${L} chunked`, run: runs.ch });
       headline.push({ name: `scan I=${I} L=${L} sequential`, run: runs.sq });
       headline.push({ name: `elementwise I=${I} L=${L} (same bytes)`, run: runs.tr });
+    } else {
+      for (const exe of [ch, sq, tr]) exe.dispose();
     }
+    one.dispose();
   }
 }
 
@@ -150,7 +152,7 @@ for (const ctx of [64, 4096]) {
   pre.resetStates();
   await pre.run({ x: rand(ctx * H) });
   for (const s of ["m.conv_state", "m.ssm_state"]) dec.writeState(s, (await pre.readState(s)).data);
-  decodeTimes[ctx] = await median(await prepared(dec, { x: rand(H) }), 30);
+  [decodeTimes[ctx]] = await interleavedMedians([await prepared(dec, { x: rand(H) })], 30);
 }
 console.log(
   `\n# decode step, mixer H = ${H}: context 64 ${decodeTimes[64].toFixed(2)} ms, context 4096 ${

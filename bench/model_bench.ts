@@ -2,7 +2,7 @@
  * Whole-model prefill and decode throughput (issue 5, item 10):
  *
  * ```sh
- * deno run -A bench/model_bench.ts            # contexts 512, 2048, 8192 (~6 min on lavapipe)
+ * deno run -A bench/model_bench.ts            # contexts 512, 2048, 8192 (~4 min on lavapipe)
  * deno run -A bench/model_bench.ts --quick    # contexts 512, 2048, fewer decode tokens
  * ```
  *

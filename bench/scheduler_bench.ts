@@ -67,10 +67,21 @@ async function decodeRate(m: Model): Promise<{ tps: number; ids: number[] }> {
 const open = (memoryBudget?: number, expertPolicy?: ExpertPolicy) =>
   loadModel(dir, { device, quiet: true, maxSeq: 128, memoryBudget, expertPolicy });
 
+// The all-resident reference stays loaded: every row is timed side by side with it
+// (row, reference, row, reference; means), since the host's speed drifts within
+// minutes and a ratio to a baseline taken earlier would measure the drift.
 const ref = await open();
 const base = await decodeRate(ref);
 const baseRt = ref.lastStats!.readbacks / ref.lastStats!.generatedTokens;
-ref.dispose();
+
+/** Decode rate of `m` and of the reference, alternating twice; `m`'s stats are from its last run. */
+async function sideBySide(m: Model): Promise<{ tps: number; ids: number[]; baseTps: number }> {
+  const a = await decodeRate(m);
+  const b = await decodeRate(ref);
+  const c = await decodeRate(m);
+  const d = await decodeRate(ref);
+  return { tps: (a.tps + c.tps) / 2, ids: c.ids, baseTps: (b.tps + d.tps) / 2 };
+}
 const probe = await open(Number.MAX_SAFE_INTEGER);
 const p0 = probe.expertPlan!;
 probe.dispose();
@@ -108,7 +119,7 @@ for (const frac of [1, 0.75, 0.5, 0.25]) {
       continue;
     }
     if (m.experts) m.experts.streamOnMisses = fallback;
-    const r = await decodeRate(m);
+    const r = await sideBySide(m);
     if (policy === "naive") naiveTps = r.tps;
     const x = m.experts;
     const s = x?.summary();
@@ -117,7 +128,7 @@ for (const frac of [1, 0.75, 0.5, 0.25]) {
     console.log(
       `| ${frac * 100}% | ${frac === 1 ? "all resident" : name} | ${m.expertPlan!.slots} (${
         m.expertPlan!.rotating
-      }) | ${r.tps.toFixed(1)} | ${(r.tps / base.tps).toFixed(2)} | ${
+      }) | ${r.tps.toFixed(1)} | ${(r.tps / r.baseTps).toFixed(2)} | ${
         Number.isNaN(naiveTps) ? "—" : (r.tps / naiveTps).toFixed(2)
       } | ${s ? (100 * s.hitRate).toFixed(0) + "%" : "100%"} | ${
         formatBytes(s ? s.bytesPerToken : 0)
@@ -144,12 +155,12 @@ for (const frac of [undefined, 0.5]) {
   const opts: LoadOptions = { devices: [device, device2], quiet: true, maxSeq: 128 };
   if (frac !== undefined) opts.memoryBudget = budgetOf(frac);
   const m = await loadModel(dir, opts);
-  const r = await decodeRate(m);
+  const r = await sideBySide(m);
   const x = m.parallel!, st = x.stats, n = Math.max(1, st.decodeSteps);
   console.log(
     `| ${frac === undefined ? "none (balanced)" : `${frac * 100}% of expert bytes`} | ${
       x.plan.counts.join(", ")
-    } | ${r.tps.toFixed(1)} | ${(r.tps / base.tps).toFixed(2)} | ${
+    } | ${r.tps.toFixed(1)} | ${(r.tps / r.baseTps).toFixed(2)} | ${
       (st.decodeRoundTrips / n).toFixed(2)
     } | ${formatBytes(st.decodeActivationBytes / n)} | ${st.skipped} of ${st.barriers} | ${
       match(r.ids)
@@ -210,16 +221,17 @@ for (const frac of [0.5, 0.25]) {
       console.log(`| ${frac * 100}% | ${policy} | ${(e as Error).message} |`);
       continue;
     }
-    const r = await decodeRate(m);
+    const r = await sideBySide(m);
     const s = m.experts!.summary();
     console.log(
       `| ${frac * 100}% | ${policy}${policy === "lru" ? " (+fallback)" : ""} | ${
         r.tps.toFixed(1)
-      } | ${(r.tps / base.tps).toFixed(2)} | ${formatBytes(s.diskBytesPerToken)} | ${
+      } | ${(r.tps / r.baseTps).toFixed(2)} | ${formatBytes(s.diskBytesPerToken)} | ${
         formatBytes(s.bytesPerToken)
       } | ${s.roundTripsPerToken.toFixed(2)} | ${match(r.ids)} |`,
     );
     m.dispose();
   }
 }
+ref.dispose();
 await Deno.remove(dir, { recursive: true });

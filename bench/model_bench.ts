@@ -28,7 +28,7 @@
  *   positions C, C+1, …: attention reads C + i real cached rows; Mamba's state is
  *   O(1) whatever C is. Steps are queued on the device and the sampled ids read
  *   back every 16 tokens (the GPU-resident loop of `generate`). tok/s = N / time.
- *   The models take turns at each context, three rounds, median: the shared host's
+ *   The models take turns at each context, five rounds, median: the shared host's
  *   speed drifts, and the Mamba / dense ratio is only fair side by side.
  * - **readback**: `model.generateIds` on a 64-token prompt, 33 tokens, with
  *   `readEvery: 16` vs `readEvery: 1` (decode-loop time from `lastStats`), on these
@@ -55,7 +55,7 @@ const CHUNK = 512;
 const DECODE_TOKENS = quick ? 16 : 32;
 const READ_EVERY = 16;
 /** Rounds of the side-by-side decode measurement (median taken). */
-const DECODE_ROUNDS = 3;
+const DECODE_ROUNDS = 5;
 const VOCAB = 8192;
 
 type Writer = typeof writeTinyMamba;

@@ -105,6 +105,7 @@ export {
   type ScanOptions,
   selectiveScan,
   ssmStep,
+  type SsmStepOptions,
 } from "./models/mamba.ts";
 export type { MoeAttrs, MoeRouterKind } from "./ops/moe.ts";
 export {

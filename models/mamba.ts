@@ -212,21 +212,45 @@ export function ssmStep(
   B: Tensor,
   C: Tensor,
   D: Tensor,
-  options: Pick<ScanOptions, "z" | "deltaBias" | "softplus"> = {},
+  options: SsmStepOptions = {},
 ): [Tensor, Tensor] {
   const inputs = [state, u, delta, A, B, C, D];
   if (options.z) inputs.push(options.z);
   if (options.deltaBias) inputs.push(options.deltaBias);
-  const [y, s] = u.builder.apply(
-    "ssm_step",
-    inputs,
-    scanAttrs({
+  if (options.deltaProj) inputs.push(options.deltaProj);
+  const [y, s] = u.builder.apply("ssm_step", inputs, {
+    ...scanAttrs({
       gate: !!options.z,
       deltaBias: !!options.deltaBias,
       softplus: options.softplus ?? false,
     }),
-  );
+    deltaRank: options.deltaProj ? Number(options.deltaProj.shape[1]) : 0,
+  });
   return [y, s];
+}
+
+/**
+ * Options of {@linkcode ssmStep}.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, ssmStep, type SsmStepOptions } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const h = g.state("h", [1, 16, 4]);
+ * // Mamba's low-rank Δ: dt [1, 2] through dt_proj [16, 2] inside the step kernel.
+ * const options: SsmStepOptions = { deltaProj: g.param("dt_proj", [16, 2]), softplus: true };
+ * const [y, next] = ssmStep(h, g.input("u", [1, 16]), g.input("dt", [1, 2]),
+ *   g.param("A", [16, 4]), g.input("B", [1, 4]), g.input("C", [1, 4]), g.param("D", [16]), options);
+ * g.assign(h, next);
+ * g.output("y", y);
+ * ```
+ */
+export interface SsmStepOptions extends Pick<ScanOptions, "z" | "deltaBias" | "softplus"> {
+  /**
+   * dt_proj's weight `[I, R]`: `delta` is then the low-rank `[B, R]` and the step
+   * kernel projects it (Δ = delta·Wᵀ), saving the GEMV dispatch per layer.
+   */
+  deltaProj?: Tensor;
 }
 
 /**
@@ -366,23 +390,25 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
     Bm = Bm.rmsnorm(p("b_layernorm.weight", [N]), eps);
     Cm = Cm.rmsnorm(p("c_layernorm.weight", [N]), eps);
   }
-  // dt_proj's bias and the softplus are fused into the scan.
-  const delta = linear(dt, p("dt_proj.weight", [I, R]));
+  // dt_proj's bias and the softplus are fused into the scan; in decode dt_proj itself
+  // is fused into the step kernel too.
+  const dtW = p("dt_proj.weight", [I, R]);
   const dtBias = p("dt_proj.bias", [I]);
   const A = p("A_log", [I, N]).exp().neg();
   const D = p("D", [I]);
 
   let y: Tensor;
   if (mode === "decode") {
-    const [out, next] = ssmStep(ssmState!, u, delta, A, Bm, Cm, D, {
+    const [out, next] = ssmStep(ssmState!, u, dt, A, Bm, Cm, D, {
       z,
       deltaBias: dtBias,
       softplus: true,
+      deltaProj: dtW,
     });
     g.assign(ssmState!, next);
     y = out;
   } else {
-    const outs = selectiveScan(u, delta, A, Bm, Cm, D, {
+    const outs = selectiveScan(u, linear(dt, dtW), A, Bm, Cm, D, {
       z,
       deltaBias: dtBias,
       softplus: true,

@@ -260,6 +260,13 @@ interface ScanSlots {
   h0?: number;
   /** ssm_step: the state input (the in-place pair of output 1). */
   state?: number;
+  /** ssm_step with `deltaRank` R > 0: dt_proj's weight `[I, R]` (delta is then `[B, R]`). */
+  dtW?: number;
+}
+
+/** `ssm_step`'s Δ rank: R > 0 when dt_proj is fused in (delta is the low-rank `[B, R]`). */
+function deltaRankOf(attrs: ScanAttrs): number {
+  return typeof attrs.deltaRank === "number" ? attrs.deltaRank : 0;
 }
 
 function scanSlots(attrs: ScanAttrs, step: boolean): { slots: ScanSlots; count: number } {
@@ -268,6 +275,7 @@ function scanSlots(attrs: ScanAttrs, step: boolean): { slots: ScanSlots; count: 
   if (step) slots.state = 0;
   if (attrs.gate) slots.z = j++;
   if (attrs.deltaBias) slots.bias = j++;
+  if (step && deltaRankOf(attrs) > 0) slots.dtW = j++;
   if (!step && attrs.initialState) slots.h0 = j++;
   return { slots, count: j };
 }
@@ -305,7 +313,30 @@ function inferScanLike(
     }
     if (t.dtype !== act) throw new TypeError(`${what}: ${name} is ${t.dtype} but u is ${act}`);
   };
-  sameAct(inputs[slots.delta], "delta");
+  const R = step ? deltaRankOf(attrs) : 0;
+  if (!Number.isInteger(R) || R < 0) {
+    throw new RangeError(`${op}: deltaRank must be an integer >= 0, got ${R}`);
+  }
+  if (R === 0) sameAct(inputs[slots.delta], "delta");
+  else {
+    // Fused dt_proj: delta is the low-rank [B, R], projected by W [I, R] in the kernel.
+    const lo = inputs[slots.delta], W = inputs[slots.dtW!];
+    if (
+      !sameRows(rowsOf(lo.shape), rowsOf(u.shape)) || !sameDim(lo.shape[lo.shape.length - 1], R)
+    ) {
+      throw new RangeError(
+        `${what}: low-rank delta ${formatShape(lo.shape)} must be u's rows × ${R}`,
+      );
+    }
+    if (W.shape.length !== 2 || !sameDim(W.shape[0], I) || !sameDim(W.shape[1], R)) {
+      throw new RangeError(
+        `${what}: dt_proj weight must be [I, R] = [${I}, ${R}], got ${formatShape(W.shape)}`,
+      );
+    }
+    for (const [t, name] of [[lo, "delta"], [W, "dt_proj weight"]] as const) {
+      if (t.dtype !== act) throw new TypeError(`${what}: ${name} is ${t.dtype} but u is ${act}`);
+    }
+  }
   if (slots.z !== undefined) sameAct(inputs[slots.z], "z");
   const A = inputs[slots.a];
   if (A.shape.length !== 2 || !sameDim(A.shape[0], I)) {
@@ -440,7 +471,10 @@ function referenceScan(
   step: boolean,
 ): HostTensor["data"][] {
   const { slots } = scanSlots(attrs, step);
-  const u = inputs[slots.u], delta = inputs[slots.delta], A = inputs[slots.a];
+  const u = inputs[slots.u], A = inputs[slots.a];
+  const delta = slots.dtW !== undefined
+    ? projectDelta(inputs[slots.delta], inputs[slots.dtW], u)
+    : inputs[slots.delta];
   const Bm = inputs[slots.b], Cm = inputs[slots.c], D = inputs[slots.d];
   const z = slots.z !== undefined ? inputs[slots.z] : undefined;
   const bias = slots.bias !== undefined ? inputs[slots.bias] : undefined;
@@ -475,6 +509,21 @@ function referenceScan(
     }
   }
   return step || attrs.finalState ? [y, hOut] : [y];
+}
+
+/** Reference of the fused dt_proj: delta[r, i] = Σ_q lo[r, q]·W[i, q] (float64). */
+function projectDelta(lo: HostTensor, W: HostTensor, u: HostTensor): HostTensor {
+  const [I, R] = W.shape;
+  const rows = numel(u.shape) / I;
+  const data = new Float32Array(rows * I); // the kernel stores Δ's projection in f32 too
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < I; i++) {
+      let acc = 0;
+      for (let q = 0; q < R; q++) acc += lo.data[r * R + q] * W.data[i * R + q];
+      data[r * I + i] = acc;
+    }
+  }
+  return { data, shape: u.shape, dtype: "f32" };
 }
 
 // ------------------------------------------------------------------ WGSL helpers
@@ -522,6 +571,12 @@ interface ScanKernelSpec {
    * `scratch0`: saves the pack dispatch where the device allows the bindings.
    */
   readonly directParams?: boolean;
+  /**
+   * Step kernels with dt_proj fused in (`deltaRank` R > 0): Δ = W·δ computed per
+   * channel from the low-rank input (`"direct"`), or read from `scratch0` after A,
+   * D and the bias, where the pack kernel put it (`"scratch"`).
+   */
+  readonly deltaProj?: "direct" | "scratch";
 }
 
 /**
@@ -600,7 +655,15 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
 
     // The row loads of u, Δ (and z) are software-pipelined one step ahead (see
     // `pipelined` below): their cache misses overlap this step's state math.
-    const rowLoads: [string, number][] = [["x", sl.u], ["d", sl.delta]];
+    const rowLoads: [string, number][] = [["x", sl.u]];
+    if (!s.deltaProj) rowLoads.push(["d", sl.delta]);
+    else {
+      body.push(
+        s.deltaProj === "direct"
+          ? `    let d${k}_c = dp${k};`
+          : `    let d${k}_c = scratch0[${I * N + 2 * I}u + b * ${I}u + j${k}];`,
+      );
+    }
     if (s.mode === "output" && sl.z !== undefined) rowLoads.push(["z", sl.z]);
     const ahead = (v: string) => `${v}${k}_c`;
     if (pipelined) {
@@ -649,6 +712,17 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
       post.push(`  }`);
     }
   }
+  if (s.deltaProj === "direct") {
+    // dt_proj fused: each low-rank δ load serves all of the thread's channels.
+    const R = deltaRankOf(ctx.attrs);
+    for (let k = 0; k < cpt; k++) pre.push(`  var dp${k}: f32 = 0.0;`);
+    pre.push(`  for (var q = 0u; q < ${R}u; q = q + 1u) {`);
+    pre.push(`    let dl = ${load(ctx, sl.delta, `b * ${R}u + q`)};`);
+    for (let k = 0; k < cpt; k++) {
+      pre.push(`    dp${k} = fma(${load(ctx, sl.dtW!, `j${k} * ${R}u + q`)}, dl, dp${k});`);
+    }
+    pre.push(`  }`);
+  }
   const rows = [...bcRow(sl.b, "bb"), ...(s.mode === "output" ? bcRow(sl.c, "cc") : [])];
   const code = `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -686,8 +760,9 @@ function packKernel(
   I: number,
   N: number,
   copy?: { from: string; count: number },
+  proj?: { R: number; rows: number },
 ): KernelSource {
-  const total = Math.max(I * N, copy?.count ?? 0);
+  const total = Math.max(I * N, copy?.count ?? 0, (proj?.rows ?? 0) * I);
   const wg = Math.min(256, ctx.caps.maxInvocations);
   const workgroups = grid(Math.ceil(total / wg), ctx.caps.maxWorkgroupsPerDim);
   const lines = [
@@ -700,6 +775,22 @@ function packKernel(
     `  }`,
   ];
   if (copy) lines.push(`  if (j < ${copy.count}u) { out1[j] = ${copy.from}; }`);
+  if (proj) {
+    // ssm_step's fused dt_proj where the step cannot bind W and δ too: Δ[b, i] after D and the bias.
+    lines.push(
+      `  if (j < ${proj.rows * I}u) {`,
+      `    let b = j / ${I}u;`,
+      `    let i = j % ${I}u;`,
+      `    var acc: f32 = 0.0;`,
+      `    for (var q = 0u; q < ${proj.R}u; q = q + 1u) {`,
+      `      acc = fma(${load(ctx, slots.dtW!, `i * ${proj.R}u + q`)}, ${
+        load(ctx, slots.delta, `b * ${proj.R}u + q`)
+      }, acc);`,
+      `    }`,
+      `    scratch0[${I * N + 2 * I}u + j] = acc;`,
+      `  }`,
+    );
+  }
   const code = `@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let j = gid.x + gid.y * ${workgroups[0] * wg}u;
@@ -852,8 +943,10 @@ function emitSsmStep(ctx: KernelContext<ScanAttrs>): KernelEmission {
   const B = numel(u.shape) / I;
   const N = ctx.inputs[slots.a].shape[1];
   if (B * I === 0) return { kernels: [] };
+  const R = deltaRankOf(ctx.attrs);
+  const fits = ctx.inputs.length + ctx.outputs.length <= ctx.caps.maxStorageBuffers;
   const scan = scanKernel(ctx, {
-    label: `ssm_step_B${B}_I${I}_N${N}`,
+    label: `ssm_step_B${B}_I${I}_N${N}${R > 0 ? `_dtR${R}` : ""}`,
     mode: "output",
     batch: B,
     length: 1,
@@ -868,14 +961,13 @@ function emitSsmStep(ctx: KernelContext<ScanAttrs>): KernelEmission {
     final: "out1",
     // A decode step runs every token: skip the pack dispatch when every input and
     // the state can be bound at once (lavapipe allows 32 storage buffers).
-    directParams: ctx.inputs.length + ctx.outputs.length <= ctx.caps.maxStorageBuffers,
+    directParams: fits,
+    deltaProj: R === 0 ? undefined : fits ? "direct" : "scratch",
   });
-  if (ctx.inputs.length + ctx.outputs.length <= ctx.caps.maxStorageBuffers) {
-    return { kernels: [scan] };
-  }
+  if (fits) return { kernels: [scan] };
   return {
-    kernels: [packKernel(ctx, slots, I, N), scan],
-    scratch: [{ length: I * N + 2 * I, type: "f32" }],
+    kernels: [packKernel(ctx, slots, I, N, undefined, R > 0 ? { R, rows: B } : undefined), scan],
+    scratch: [{ length: I * N + 2 * I + (R > 0 ? B * I : 0), type: "f32" }],
   };
 }
 
@@ -1059,12 +1151,23 @@ export const selectiveScan: OpDef<ScanAttrs> = {
 };
 
 /**
- * ssm_step(state [B, I, N] f32, u, delta, A, B, C, D, z?, deltaBias?) → [y, state']:
- * one decode token of the selective SSM, the state updated in place.
+ * ssm_step(state [B, I, N] f32, u, delta, A, B, C, D, z?, deltaBias?, dtW?) → [y, state']:
+ * one decode token of the selective SSM, the state updated in place. With the
+ * attribute `deltaRank` R > 0, delta is Mamba's low-rank `[B, R]` and dtW
+ * (dt_proj's weight `[I, R]`) projects it inside the kernel: no GEMV dispatch.
  */
 export const ssmStep: OpDef<ScanAttrs> = {
-  arity: [7, 9],
-  attrNames: ["gate", "deltaBias", "softplus", "initialState", "finalState", "algorithm", "chunk"],
+  arity: [7, 10],
+  attrNames: [
+    "gate",
+    "deltaBias",
+    "softplus",
+    "initialState",
+    "finalState",
+    "algorithm",
+    "chunk",
+    "deltaRank",
+  ],
   infer: (inputs, attrs) => inferScanLike(inputs, attrs, true),
   reference: (inputs, attrs) => referenceScan(inputs, attrs, true),
   lower: {

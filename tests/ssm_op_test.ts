@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
-import { compile } from "../compiler/compile.ts";
+import { compile, type Executable } from "../compiler/compile.ts";
 import type { DType, HostArray } from "../compiler/dtype.ts";
 import { cpuDevice, requestDevice } from "../runtime/device.ts";
 import {
@@ -292,6 +292,22 @@ Deno.test("bad shapes raise clear errors while building", () => {
     () => ssmStep(g.state("h2", [1, 16, 4]), x, x, A, B4, B4, D),
     /x must be \[B, I\] or \[B, 1, I\]/,
   );
+  // Fused dt_proj: the weight must be [I, R] and the low-rank delta u's rows × R.
+  const h3 = g.state("h3", [1, 16, 4]);
+  const u1 = g.input("u1", [1, 16]), b1 = g.input("b1", [1, 4]);
+  assert.throws(
+    () =>
+      ssmStep(h3, u1, g.input("lo", [1, 3]), A, b1, b1, D, { deltaProj: g.param("W", [15, 3]) }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /dt_proj weight must be \[I, R\] = \[16, 3\], got \[15, 3\]/.test(e.message),
+  );
+  assert.throws(
+    () =>
+      ssmStep(h3, u1, g.input("lo2", [1, 5]), A, b1, b1, D, { deltaProj: g.param("W2", [16, 3]) }),
+    (e: Error) =>
+      e instanceof RangeError && /low-rank delta \[1, 5\] must be u's rows × 3/.test(e.message),
+  );
 });
 
 // ---------------------------------------------------------------- the mixer
@@ -495,6 +511,87 @@ Deno.test("stacked mamba blocks and the Jamba mixer run on the GPU as on the CPU
   exe.dispose();
 });
 
+/** A, D and the Δ bias of a step test: HiPPO-like A, random D and a negative bias. */
+function stepParams(In: number, Nn: number): Record<string, Float32Array> {
+  return {
+    A: new Float32Array(In * Nn).map((_, j) => -((j % Nn) + 1)),
+    D: randomData(In, "f32", 1) as Float32Array,
+    dtb: randomData(In, "f32", 2, -2, 0) as Float32Array,
+  };
+}
+
+/**
+ * Runs `tokens` decode steps of `exe` and `ref` on the same random inputs (`delta`
+ * names the Δ input and its width) and compares y each step and the state "h" after.
+ */
+async function compareSteps(
+  exe: Executable,
+  ref: Executable,
+  tokens: number,
+  [Bn, In, Nn]: [number, number, number],
+  delta: [string, number],
+  what: string,
+): Promise<void> {
+  for (let t = 0; t < tokens; t++) {
+    const inputs = {
+      u: randomData(Bn * In, "f32", 10 * t),
+      [delta[0]]: randomData(Bn * delta[1], "f32", 10 * t + 1),
+      Bm: randomData(Bn * Nn, "f32", 10 * t + 2),
+      Cm: randomData(Bn * Nn, "f32", 10 * t + 3),
+      z: randomData(Bn * In, "f32", 10 * t + 4),
+    };
+    const [got, want] = [await exe.run(inputs), await ref.run(inputs)];
+    assertClose(got.y.data, want.y.data, 1e-5, 1e-5, `${what} token ${t}`);
+  }
+  const [gh, wh] = [await exe.readState("h"), await ref.readState("h")];
+  assertClose(gh.data, wh.data, 1e-5, 1e-5, `${what} state`);
+}
+
+for (const limit of [undefined, 8]) {
+  Deno.test(`ssm_step with dt_proj fused equals dt_proj then the step (storage buffers: ${limit ?? "adapter"})`, async () => {
+    // With 8 bindings the pack kernel projects Δ; with more the step kernel does.
+    const dev = limit ? await requestDevice({ limits: { maxStorageBuffers: limit } }) : await gpu();
+    const Bn = 2, Nn = 16, R = 6;
+    for (const In of [40, 300]) {
+      const build = (fused: boolean) => {
+        const g = new GraphBuilder();
+        const h = g.state("h", [Bn, In, Nn]);
+        const lo = g.input("lo", [Bn, R]);
+        const W = g.param("W", [In, R]);
+        const delta = fused ? lo : lo.matmul(W, { transB: true });
+        const [y, next] = ssmStep(
+          h,
+          g.input("u", [Bn, In]),
+          delta,
+          g.param("A", [In, Nn]),
+          g.input("Bm", [Bn, Nn]),
+          g.input("Cm", [Bn, Nn]),
+          g.param("D", [In]),
+          {
+            z: g.input("z", [Bn, In]),
+            deltaBias: g.param("dtb", [In]),
+            softplus: true,
+            deltaProj: fused ? W : undefined,
+          },
+        );
+        g.assign(h, next);
+        g.output("y", y);
+        return g.build();
+      };
+      const params = { ...stepParams(In, Nn), W: randomData(In * R, "f32", 3, -0.5, 0.5) };
+      const exe = compile(build(true), dev, { params });
+      const ref = compile(build(false), cpuDevice(), { params });
+      await compareSteps(exe, ref, 3, [Bn, In, Nn], ["lo", R], `I ${In}`);
+      const labels = exe.lastPlan!.kernels.map((k) => k.label);
+      // No GEMV: the projection lives in the step (or, short of bindings, in the pack kernel).
+      assert.ok(!labels.some((l) => /gemv|matmul/.test(l)), labels.join());
+      assert.equal(labels.filter((l) => /pack/.test(l)).length, limit ? 1 : 0, labels.join());
+      exe.dispose();
+    }
+    if (limit) dev.destroy();
+  });
+}
+
 for (const limit of [undefined, 8]) {
   Deno.test(`ssm_step equals the scan one token at a time, in place (storage buffers: ${limit ?? "adapter"})`, async () => {
     // With 8 bindings the step packs A, D and the Δ bias first; with more it reads them directly.
@@ -517,36 +614,10 @@ for (const limit of [undefined, 8]) {
       g.assign(h, next);
       g.output("y", y);
       const graph = g.build();
-      const params = {
-        A: new Float32Array(In * Nn).map((_, j) => -((j % Nn) + 1)),
-        D: randomData(In, "f32", 1),
-        dtb: randomData(In, "f32", 2, -2, 0),
-      };
+      const params = stepParams(In, Nn);
       const exe = compile(graph, dev, { params });
       const ref = compile(graph, cpuDevice(), { params });
-      for (let t = 0; t < 4; t++) {
-        const inputs = {
-          u: randomData(Bn * In, "f32", 10 * t),
-          dt: randomData(Bn * In, "f32", 10 * t + 1),
-          Bm: randomData(Bn * Nn, "f32", 10 * t + 2),
-          Cm: randomData(Bn * Nn, "f32", 10 * t + 3),
-          z: randomData(Bn * In, "f32", 10 * t + 4),
-        };
-        assertClose(
-          (await exe.run(inputs)).y.data,
-          (await ref.run(inputs)).y.data,
-          1e-5,
-          1e-5,
-          `token ${t}`,
-        );
-      }
-      assertClose(
-        (await exe.readState("h")).data,
-        (await ref.readState("h")).data,
-        1e-5,
-        1e-5,
-        "state",
-      );
+      await compareSteps(exe, ref, 4, [Bn, In, Nn], ["dt", In], `I ${In}`);
       const plan = exe.lastPlan!;
       assert.equal(plan.after.length, 0);
       const slot = plan.states.get("h")!.slot;

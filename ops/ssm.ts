@@ -77,7 +77,9 @@ export interface Conv1dStepAttrs {
 }
 
 /**
- * Attributes of `selective_scan` and `ssm_step`.
+ * Attributes of `selective_scan` and `ssm_step`. `ssm_step` also takes `deltaRank`
+ * (a number, 0 when absent): R > 0 fuses dt_proj, delta is then the low-rank
+ * `[B, R]` and dt_proj's weight `[I, R]` comes last (`ssmStep`'s `deltaProj`).
  *
  * @example
  * ```ts

@@ -48,6 +48,7 @@ import {
   writeTinyMamba,
   writeTinyMixtral,
 } from "../tests/fixtures/tiny_checkpoints.ts";
+import { interleavedMedians } from "./_timing.ts";
 
 const quick = Deno.args.includes("--quick");
 const CONTEXTS = quick ? [512, 2048] : [512, 2048, 8192];
@@ -211,16 +212,11 @@ async function prepareModel(spec: Spec, device: KilnDevice): Promise<Loaded> {
  */
 async function decodeSideBySide(loaded: Loaded[]): Promise<void> {
   for (const C of CONTEXTS) {
-    const rates = loaded.map(() => [] as number[]);
-    for (let round = 0; round < DECODE_ROUNDS; round++) {
-      for (const [i, l] of loaded.entries()) {
-        const ms = await decodeRun(l.model, C, DECODE_TOKENS, READ_EVERY);
-        rates[i].push(DECODE_TOKENS / (ms / 1000));
-      }
-    }
-    loaded.forEach((l, i) =>
-      l.result.decode.set(C, rates[i].sort((a, b) => a - b)[DECODE_ROUNDS >> 1])
+    const ms = await interleavedMedians(
+      loaded.map((l) => () => decodeRun(l.model, C, DECODE_TOKENS, READ_EVERY)),
+      DECODE_ROUNDS,
     );
+    loaded.forEach((l, i) => l.result.decode.set(C, DECODE_TOKENS / (ms[i] / 1000)));
   }
 }
 

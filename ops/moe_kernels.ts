@@ -866,6 +866,31 @@ function tableBinding(nm: Names, opts: MoeEmitOptions): MoeBinding[] {
   return opts.slotTable === undefined ? [] : [bnd(nm, "table", "u32", "read")];
 }
 
+/**
+ * Bindings of the second expert GEMV (decode and dense paths): the hidden rows `h`
+ * (vec`V`), W2, the routing, the slot table if any, and y unless a store epilogue
+ * replaces it (vec4 when both N and d allow).
+ */
+function gemv2Bindings(
+  nm: Names,
+  opts: MoeEmitOptions,
+  c: ReturnType<typeof resolveMoeConfig>,
+  h: "hd" | "hdense",
+  V: number,
+  N: number,
+): MoeBinding[] {
+  return [
+    bnd(nm, h, "f32", "read", V),
+    bnd(nm, "w2", wType(c), "read", V),
+    bnd(nm, "topk_idx", "u32", "read"),
+    bnd(nm, "topk_w", "f32", "read"),
+    ...tableBinding(nm, opts),
+    ...(opts.yStore === undefined
+      ? [bnd(nm, "y", "f32", "read_write", N % 4 === 0 && c.d % 4 === 0 ? 4 : 1)]
+      : []),
+  ];
+}
+
 // Prefixed so it cannot clash with helpers a host adds to the shader.
 const SILU = "fn moe_silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }";
 
@@ -1163,16 +1188,7 @@ export function emitDenseGemm2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeKe
     code: L.join("\n") + "\n",
     workgroups,
     label: `moe_dense_gemm2_${R}x${N}_${c.weightDtype}`,
-    bindings: [
-      bnd(nm, "hdense", "f32", "read", V),
-      bnd(nm, "w2", wType(c), "read", V),
-      bnd(nm, "topk_idx", "u32", "read"),
-      bnd(nm, "topk_w", "f32", "read"),
-      ...tableBinding(nm, opts),
-      ...(opts.yStore === undefined
-        ? [bnd(nm, "y", "f32", "read_write", N % 4 === 0 && d % 4 === 0 ? 4 : 1)]
-        : []),
-    ],
+    bindings: gemv2Bindings(nm, opts, c, "hdense", V, N),
   };
 }
 
@@ -1289,16 +1305,7 @@ export function emitDecodeGemv2(cfg: MoeConfig, opts: MoeEmitOptions = {}): MoeK
     code: L.join("\n") + "\n",
     workgroups,
     label: `moe_decode_gemv2_${N}_${c.weightDtype}`,
-    bindings: [
-      bnd(nm, "hd", "f32", "read", V),
-      bnd(nm, "w2", wType(c), "read", V),
-      bnd(nm, "topk_idx", "u32", "read"),
-      bnd(nm, "topk_w", "f32", "read"),
-      ...tableBinding(nm, opts),
-      ...(opts.yStore === undefined
-        ? [bnd(nm, "y", "f32", "read_write", N % 4 === 0 && d % 4 === 0 ? 4 : 1)]
-        : []),
-    ],
+    bindings: gemv2Bindings(nm, opts, c, "hd", V, N),
   };
 }
 

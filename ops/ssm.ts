@@ -513,11 +513,11 @@ function referenceScan(
   return step || attrs.finalState ? [y, hOut] : [y];
 }
 
-/** Reference of the fused dt_proj: delta[r, i] = Σ_q lo[r, q]·W[i, q] (float64). */
+/** Reference of the fused dt_proj: delta[r, i] = Σ_q lo[r, q]·W[i, q], summed in float64, stored f32 like the kernel's. */
 function projectDelta(lo: HostTensor, W: HostTensor, u: HostTensor): HostTensor {
   const [I, R] = W.shape;
   const rows = numel(u.shape) / I;
-  const data = new Float32Array(rows * I); // the kernel stores Δ's projection in f32 too
+  const data = new Float32Array(rows * I);
   for (let r = 0; r < rows; r++) {
     for (let i = 0; i < I; i++) {
       let acc = 0;
@@ -655,8 +655,8 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
     }
     if (s.mode === "states") pre.push(`  var ds${k}: f32 = 0.0;`);
 
-    // The row loads of u, Δ (and z) are software-pipelined one step ahead (see
-    // `pipelined` below): their cache misses overlap this step's state math.
+    // This step's u, Δ (and z) of channel k: x/d/z{k}_c, loaded one step ahead
+    // when `pipelined`, else at the top of the step.
     const rowLoads: [string, number][] = [["x", sl.u]];
     if (!s.deltaProj) rowLoads.push(["d", sl.delta]);
     else {
@@ -667,7 +667,6 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
       );
     }
     if (s.mode === "output" && sl.z !== undefined) rowLoads.push(["z", sl.z]);
-    const ahead = (v: string) => `${v}${k}_c`;
     if (pipelined) {
       for (const [v, slot] of rowLoads) {
         pre.push(`  var ${v}${k}_c = ${load(ctx, slot, `r0 * ${I}u + j${k}`)};`);
@@ -680,8 +679,8 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
       }
     }
     body.push(`    {`);
-    body.push(`      let x = ${ahead("x")};`);
-    let dt = ahead("d");
+    body.push(`      let x = x${k}_c;`);
+    let dt = `d${k}_c`;
     if (sl.bias !== undefined) dt = `${dt} + db${k}`;
     if (s.softplus) dt = `kiln_softplus(${dt})`;
     body.push(`      let dt = ${dt};`);
@@ -695,7 +694,7 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
     }
     if (s.mode === "output") {
       if (sl.z !== undefined) {
-        body.push(`      let zz = ${ahead("z")};`);
+        body.push(`      let zz = z${k}_c;`);
         body.push(`      acc = acc * ${SILU("zz")};`);
       }
       body.push(`      if (ok${k}) { ${store(ctx.outputs[0], 0, `r * ${I}u + i${k}`, "acc")} }`);

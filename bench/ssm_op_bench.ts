@@ -1,13 +1,14 @@
 /**
  * Selective-scan benchmarks through the compiler (GraphBuilder → compile → plan):
  * the chunked three-pass scan vs the one-thread-per-channel sequential scan, with
- * the workgroups each dispatches, next to a fused elementwise kernel that reads
- * u, Δ, z and writes y (the scan's bytes, less B/C's 2N/4I share); and the Mamba
- * decode step at context 64 vs 4096.
+ * the workgroups each dispatches, and the chunked kernel run as one pass (chunk =
+ * L), next to a fused elementwise kernel that reads u, Δ, z and writes y (the scan's
+ * bytes, less B/C's 2N/4I share); and the Mamba decode step at context 64 vs 4096
+ * (8 steps per submit).
  *
- * On load it prints a side-by-side table (all figures from this one process, the
- * median of a few submits each, wall time to `onSubmittedWorkDone`), then the
- * `Deno.bench` cases time the headline shapes.
+ * On load it prints a side-by-side table (all figures from this one process; each
+ * row's kernels timed in turn, round after round, median; wall time to
+ * `onSubmittedWorkDone`), then the `Deno.bench` cases time the headline shapes.
  *
  * Run: `deno bench -A bench/ssm_op_bench.ts` (SSM_BENCH_QUICK=1: L ≤ 2048 only).
  *

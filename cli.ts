@@ -238,6 +238,7 @@ const COUNTING_CAPS: DeviceCaps = {
   offsetAlignment: 256,
   f16: true,
   subgroups: false,
+  cpuCores: 0,
 };
 
 async function inspectModel(

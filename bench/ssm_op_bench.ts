@@ -1,10 +1,11 @@
 /**
  * Selective-scan benchmarks through the compiler (GraphBuilder → compile → plan):
- * the chunked three-pass scan vs the one-thread-per-channel sequential scan, with
- * the workgroups each dispatches, and the chunked kernel run as one pass (chunk =
- * L), next to a fused elementwise kernel that reads u, Δ, z and writes y (the scan's
- * bytes, less B/C's 2N/4I share); and the Mamba decode step at context 64 vs 4096
- * (8 steps per submit).
+ * the compiler's own choice (`algorithm: "auto"`: one pass or chunked, per device),
+ * the chunked three-pass scan and the one-thread-per-channel sequential scan, with
+ * the workgroups each dispatches, next to a fused elementwise kernel that reads u,
+ * Δ, z and writes y (the scan's bytes, less B/C's 2N/4I share) and a hand-written
+ * vec4 kernel moving the same bytes; and the Mamba decode step at context 64 vs
+ * 4096 (8 steps per submit).
  *
  * On load it prints a side-by-side table (all figures from this one process; each
  * row's kernels timed in turn, round after round, median; wall time to
@@ -23,13 +24,18 @@ const device = await requestDevice();
 const quick = Deno.env.get("SSM_BENCH_QUICK") === "1";
 const N = 16;
 
-function rand(n: number, lo = -1, hi = 1): Float32Array {
+function rand(n: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * Math.random();
   return a;
 }
 
-function scanExe(I: number, L: number, algorithm: "chunked" | "sequential", chunk = 0): Executable {
+function scanExe(
+  I: number,
+  L: number,
+  algorithm: "auto" | "chunked" | "sequential",
+  chunk = 0,
+): Executable {
   const g = new GraphBuilder();
   const u = g.input("u", [1, L, I]);
   const [y] = selectiveScan(
@@ -62,6 +68,58 @@ function trafficExe(I: number, L: number): Executable {
 type Run = () => Promise<void>;
 
 /**
+ * The same bytes through a hand-written vec4 WGSL kernel (y = u·Δ·silu(z), four
+ * elements a thread): the compiler's fused elementwise kernel reads a scalar per
+ * thread, and on llvmpipe, where each storage access is a per-lane loop, vec4
+ * accesses move the same bytes in fewer loop trips. Shows how far the adapter's
+ * bandwidth goes beyond the compiler's elementwise kernel.
+ */
+function vec4Elementwise(n: number): Run {
+  const gpu = device.device;
+  const bufs = [0, 1, 2, 3].map((i) => {
+    const b = gpu.createBuffer({
+      size: n * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    if (i < 3) gpu.queue.writeBuffer(b, 0, rand(n));
+    return b;
+  });
+  const code = `
+@group(0) @binding(0) var<storage, read> u: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> dt: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> z: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x + gid.y * ${256 * 4096}u;
+  if (i >= ${n / 4}u) { return; }
+  let zz = z[i];
+  let e = exp(-abs(zz));
+  let sig = select(e / (1.0 + e), 1.0 / (1.0 + e), zz >= vec4<f32>(0.0));
+  y[i] = u[i] * dt[i] * (zz * sig);
+}`;
+  const pipeline = gpu.createComputePipeline({
+    layout: "auto",
+    compute: { module: gpu.createShaderModule({ code }), entryPoint: "main" },
+  });
+  const group = gpu.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: bufs.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  const groups = Math.ceil(n / 4 / 256);
+  return async () => {
+    const enc = gpu.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(Math.min(groups, 4096), Math.ceil(groups / 4096));
+    pass.end();
+    gpu.queue.submit([enc.finish()]);
+    await gpu.queue.onSubmittedWorkDone();
+  };
+}
+
+/**
  * A prepared run that encodes `times` repetitions into one submit: a decode step
  * is a few ms of work, and one `onSubmittedWorkDone` costs ~10 ms on its own.
  */
@@ -87,9 +145,9 @@ function workgroups(exe: Executable, match: string): number {
 const uptime = new TextDecoder().decode((await new Deno.Command("uptime").output()).stdout).trim();
 console.log(`# selective scan, B = 1, N = ${N}, f32 (uptime: ${uptime})`);
 console.log(
-  "| I | L | chunked ms | sequential ms | chunked/seq | wgs chunked (pass 3) | wgs seq | elementwise ms | scan GB/s | elementwise GB/s | scan / elementwise | one pass (chunk = L) ms | one pass / elementwise |",
+  "| I | L | auto: compiler's choice | auto ms | chunked ms | sequential ms | chunked/seq | wgs chunked (pass 3) | wgs seq | elementwise ms | vec4 elementwise ms | auto GB/s | elementwise GB/s | auto / elementwise | auto / vec4 elementwise | chunked / elementwise |",
 );
-console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+console.log("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
 const headline: { name: string; run: Run }[] = [];
 for (const I of [256, 1536]) {
   for (const L of quick ? [512, 2048] : [512, 2048, 8192]) {
@@ -100,39 +158,43 @@ for (const I of [256, 1536]) {
       C: rand(L * N),
       z: rand(L * I),
     };
+    const auto = scanExe(I, L, "auto");
     const ch = scanExe(I, L, "chunked");
     const sq = scanExe(I, L, "sequential");
-    // The chunked kernel's shape over the whole sequence: one pass, no parallelism over L.
-    const one = scanExe(I, L, "chunked", L);
     const tr = trafficExe(I, L);
     const runs = {
+      auto: await prepared(auto, inputs),
       ch: await prepared(ch, inputs),
       sq: await prepared(sq, inputs),
-      one: await prepared(one, inputs),
       tr: await prepared(tr, { u: inputs.u, dt: inputs.dt, z: inputs.z }),
+      tr4: vec4Elementwise(L * I),
     };
     const reps = L >= 8192 ? 3 : 5;
-    const [tCh, tSq, tTr, tOne] = await interleavedMedians(
-      [runs.ch, runs.sq, runs.tr, runs.one],
+    const [tAuto, tCh, tSq, tTr, tTr4] = await interleavedMedians(
+      [runs.auto, runs.ch, runs.sq, runs.tr, runs.tr4],
       reps,
     );
     const bytes = 4 * L * (4 * I + 2 * N);
     const gbs = (ms: number) => (bytes / ms / 1e6).toFixed(2);
+    const pct = (a: number, b: number) => `${(100 * a / b).toFixed(0)}%`;
+    const choice = auto.plan().kernels[0].label.match(/\[([^\]]+)\]/)?.[1] ?? "?";
     console.log(
-      `| ${I} | ${L} | ${tCh.toFixed(1)} | ${tSq.toFixed(1)} | ${(tCh / tSq).toFixed(2)} | ${
-        workgroups(ch, "chunk_output")
-      } | ${workgroups(sq, "sequential")} | ${tTr.toFixed(1)} | ${gbs(tCh)} | ${gbs(tTr)} | ${
-        (100 * tTr / tCh).toFixed(0)
-      }% | ${tOne.toFixed(1)} | ${(100 * tTr / tOne).toFixed(0)}% |`,
+      `| ${I} | ${L} | ${choice} | ${tAuto.toFixed(1)} | ${tCh.toFixed(1)} | ${tSq.toFixed(1)} | ${
+        (tCh / tSq).toFixed(2)
+      } | ${workgroups(ch, "chunk_output")} | ${workgroups(sq, "ssm_scan_sequential")} | ${
+        tTr.toFixed(1)
+      } | ${tTr4.toFixed(1)} | ${gbs(tAuto)} | ${gbs(tTr)} | ${pct(tTr, tAuto)} | ${
+        pct(tTr4, tAuto)
+      } | ${pct(tTr, tCh)} |`,
     );
     if ((I === 1536 || I === 256) && L === (quick ? 2048 : 8192)) {
+      headline.push({ name: `scan I=${I} L=${L} auto (${choice})`, run: runs.auto });
       headline.push({ name: `scan I=${I} L=${L} chunked`, run: runs.ch });
       headline.push({ name: `scan I=${I} L=${L} sequential`, run: runs.sq });
       headline.push({ name: `elementwise I=${I} L=${L} (same bytes)`, run: runs.tr });
     } else {
-      for (const exe of [ch, sq, tr]) exe.dispose();
+      for (const exe of [auto, ch, sq, tr]) exe.dispose();
     }
-    one.dispose();
   }
 }
 

@@ -133,8 +133,12 @@ export interface ScanOptions {
   initialState?: Tensor;
   /** Also return the final state `[B, I, N]` f32 (selectiveScan). */
   finalState?: boolean;
-  /** `"chunked"` (default: three passes, parallel over chunks) or `"sequential"`. */
-  algorithm?: "chunked" | "sequential";
+  /**
+   * `"auto"` (default: one pass or the chunked scan, whichever suits the device),
+   * `"chunked"` (three passes, parallel over chunks) or `"sequential"` (one thread
+   * per channel, the baseline).
+   */
+  algorithm?: "auto" | "chunked" | "sequential";
   /** Chunk length; 0 or absent picks one. */
   chunk?: number;
 }
@@ -167,9 +171,12 @@ export function selectiveScan(
   if (options.z) inputs.push(options.z);
   if (options.deltaBias) inputs.push(options.deltaBias);
   if (options.initialState) inputs.push(options.initialState);
-  if (options.algorithm !== undefined && !["chunked", "sequential"].includes(options.algorithm)) {
+  if (
+    options.algorithm !== undefined &&
+    !["auto", "chunked", "sequential"].includes(options.algorithm)
+  ) {
     throw new TypeError(
-      `selectiveScan: algorithm must be "chunked" or "sequential", got ${
+      `selectiveScan: algorithm must be "auto", "chunked" or "sequential", got ${
         JSON.stringify(options.algorithm)
       }`,
     );
@@ -183,7 +190,7 @@ export function selectiveScan(
       softplus: options.softplus ?? false,
       initialState: !!options.initialState,
       finalState: options.finalState ?? false,
-      algorithm: options.algorithm ?? "chunked",
+      algorithm: options.algorithm ?? "auto",
       chunk: options.chunk ?? 0,
     }),
   );
@@ -292,8 +299,8 @@ export interface MambaMixerOptions {
   jamba?: boolean;
   /** Epsilon of the Jamba RMSNorms (default 1e-6). */
   eps?: number;
-  /** Scan algorithm for prefill (default "chunked"). */
-  algorithm?: "chunked" | "sequential";
+  /** Scan algorithm for prefill (default "auto": the compiler picks for the device). */
+  algorithm?: "auto" | "chunked" | "sequential";
   /** Scan chunk length (default: picked per length). */
   chunk?: number;
   /** Dtype of the parameters (default: x's). */

@@ -1,10 +1,11 @@
 /**
  * Mamba (S6) ops for the compiler: the causal depthwise conv1d in front of the
  * scan, its conv-state update, the single-token conv step, the selective scan
- * (chunked three-pass for prefill, one pass per channel as the baseline) and the
- * single-token SSM step. The step ops update their state in place (`inplace`),
- * so with `g.state` + `g.assign` a decode token costs O(1) and the state never
- * leaves the device.
+ * (one pass over L, or chunked in three passes where the device needs the
+ * parallelism — the compiler picks per device, see `chooseScan` — plus the
+ * one-thread-per-channel baseline) and the single-token SSM step. The step ops
+ * update their state in place (`inplace`), so with `g.state` + `g.assign` a decode
+ * token costs O(1) and the state never leaves the device.
  *
  * Layouts are row-major: activations `[B, L, I]`, B and C `[B, L, N]`, A `[I, N]`,
  * D and the Δ bias `[I]`, SSM states `[B, I, N]` (always f32, even when the
@@ -13,9 +14,10 @@
  * keeps S = k).
  *
  * The kernels are written for this compiler's contract (`in{j}`/`out{j}` raw
- * arrays when direct, `in{j}_load`/`out{j}_store` otherwise, `scratch{j}`). Two
- * choices matter on a CPU adapter: a thread owns several channels so each B/C row
- * load is shared, and B/C rows are read as vec4 when the layout allows.
+ * arrays when direct, `in{j}_load`/`out{j}_store` otherwise, `scratch{j}`). On a
+ * CPU adapter a thread owns many channels, so each B/C row load is shared, and
+ * reads u/Δ/z and writes y as vec4 channel groups when the layout allows; on a GPU
+ * a thread owns one channel (`DeviceCaps.cpuCores` tells them apart).
  *
  * @module
  */
@@ -90,7 +92,7 @@ export interface Conv1dStepAttrs {
  *   softplus: true,
  *   initialState: false,
  *   finalState: true,
- *   algorithm: "chunked",
+ *   algorithm: "auto",
  *   chunk: 0,
  * };
  * ```
@@ -106,15 +108,23 @@ export interface ScanAttrs {
   readonly initialState: boolean;
   /** `selective_scan` only: add output 1, the final state `[B, I, N]` f32. */
   readonly finalState: boolean;
-  /** `selective_scan` only: `"chunked"` (three passes, the default) or `"sequential"`. */
+  /**
+   * `selective_scan` only: `"auto"` (the default: the compiler picks one pass or the
+   * chunked scan for the device, and says why in the plan), `"chunked"` (three
+   * passes; one when the chunk covers L) or `"sequential"` (the one-thread-per-channel
+   * baseline).
+   */
   readonly algorithm: string;
-  /** Chunk length of the chunked scan; 0 picks one. */
+  /** Chunk length of the chunked scan; 0 picks one. A chunk > 0 implies `"chunked"`. */
   readonly chunk: number;
   /** Attributes are plain records, so graphs stay serialisable. */
   readonly [k: string]: boolean | string | number;
 }
 
 // ------------------------------------------------------------------ shape rules
+
+/** Accepted values of the scan's `algorithm` attribute. */
+const SCAN_ALGORITHMS: readonly string[] = ["auto", "chunked", "sequential"];
 
 function show(op: string, inputs: readonly TensorType[]): string {
   return `${op}(${inputs.map((t) => `${t.dtype}${formatShape(t.shape)}`).join(", ")})`;
@@ -291,9 +301,11 @@ function inferScanLike(
   const what = show(op, inputs);
   const { slots, count } = scanSlots(attrs, step);
   countInputs(what, inputs, count);
-  if (!step && !["chunked", "sequential"].includes(attrs.algorithm)) {
+  if (!step && !SCAN_ALGORITHMS.includes(attrs.algorithm)) {
     throw new TypeError(
-      `${op}: algorithm must be "chunked" or "sequential", got ${JSON.stringify(attrs.algorithm)}`,
+      `${op}: algorithm must be "auto", "chunked" or "sequential", got ${
+        JSON.stringify(attrs.algorithm)
+      }`,
     );
   }
   if (!Number.isInteger(attrs.chunk) || attrs.chunk < 0) {
@@ -579,16 +591,27 @@ interface ScanKernelSpec {
    * D and the bias, where the pack kernel put it (`"scratch"`).
    */
   readonly deltaProj?: "direct" | "scratch";
+  /**
+   * CPU adapters: touch the u/Δ/z rows two steps ahead (one load per cache line),
+   * summed into a dummy written to `scratch0[I·N + 2I]`. See `scanKernel`.
+   */
+  readonly prefetch?: boolean;
 }
 
 /**
  * One scan kernel over (channel block, chunk, batch). Each thread owns `cpt`
- * channels i = block·wg·cpt + k·wg + lid (lanes stay contiguous for u/Δ/z/y) and
- * keeps their N states in scalar registers (llvmpipe vectorises across
- * invocations, so per-thread arrays would live in memory). One B (and C) row
- * load per step serves all `cpt` channels. No early return: a divergent return
- * would put every later load under a mask; out-of-range channels clamp their
- * loads and skip their stores instead.
+ * channels and keeps their N states in registers (llvmpipe vectorises across
+ * invocations, so per-thread arrays would live in memory). One B (and C) row load
+ * per step serves all `cpt` channels. No early return: a divergent return would
+ * put every later load under a mask; out-of-range channels clamp their loads and
+ * skip their stores instead.
+ *
+ * Where I and `cpt` are multiples of 4 (and Δ is not projected in the kernel), a
+ * thread owns `cpt` contiguous channels as `cpt/4` vec4 groups and reads u/Δ/z and
+ * writes y a vec4 at a time: llvmpipe runs each storage access as a per-lane loop,
+ * so a vec4 costs about what a scalar does (I = 1536, L = 8192 one pass: 168 → 135
+ * ms). Otherwise channel k of a thread is block·wg·cpt + k·wg + lid, so lanes stay
+ * contiguous for scalar u/Δ/z/y.
  *
  * Params come packed in `scratch0`: A·log₂e `[I·N]` | D `[I]` | Δ bias `[I]`.
  * In "states" mode it writes the chunk's ΣΔ to `scratch1 [B, NC, I]` and its end
@@ -599,6 +622,10 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
   const I = s.channels, N = s.state, L = s.length;
   const sl = s.slots;
   const vec = N % 4 === 0;
+  // Channels per unit k: 4 when the thread's channels are read as vec4 groups.
+  const V = I % 4 === 0 && cpt % 4 === 0 && !s.deltaProj ? 4 : 1;
+  const units = cpt / V;
+  const T = V === 4 ? "vec4<f32>" : "f32";
   const arrayTypes: Record<string, string> = {};
   const bcRow = (j: number, tag: string): string[] => {
     const lines: string[] = [];
@@ -616,6 +643,31 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
     }
     return lines;
   };
+  // A per-channel value of unit k: `at(e)` is channel j{k} + e's scalar.
+  const perChannel = (at: (e: number) => string): string =>
+    V === 1 ? at(0) : `vec4<f32>(${[0, 1, 2, 3].map(at).join(", ")})`;
+  const plus = (e: number) => (e === 0 ? "" : ` + ${e}u`);
+  // Unit k's u/Δ/z at row `row`.
+  const rowLoad = (slot: number, row: string, k: number): string => {
+    const op = ctx.inputs[slot];
+    if (V === 4 && op.direct) {
+      arrayTypes[`in${slot}`] = `vec4<${op.dtype}>`;
+      return `vec4<f32>(in${slot}[${row} * ${I / 4}u + j${k} / 4u])`;
+    }
+    return perChannel((e) => load(ctx, slot, `${row} * ${I}u + j${k}${plus(e)}`));
+  };
+  const storeY = (k: number): string => {
+    const o = ctx.outputs[0];
+    if (V === 4 && o.direct) {
+      arrayTypes.out0 = `vec4<${o.dtype}>`;
+      return `out0[r * ${I / 4}u + i${k} / 4u] = vec4<${o.dtype}>(acc);`;
+    }
+    if (V === 1) return store(o, 0, `r * ${I}u + i${k}`, "acc");
+    return [0, 1, 2, 3].map((e) => store(o, 0, `r * ${I}u + i${k}${plus(e)}`, `acc[${e}]`)).join(
+      " ",
+    );
+  };
+  const el = (v: string, e: number) => (V === 1 ? v : `${v}[${e}]`);
   const exact = I % (wg * cpt) === 0;
   const pre: string[] = [];
   const body: string[] = [];
@@ -624,38 +676,55 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
   // misses overlap the state math: the one-pass scan at I = 1536, L = 8192 went
   // from 194 to 163 ms and the sequential baseline from 665 to 393 ms. Short chunks
   // gain nothing and pay for the extra live values (pass 1 at chunk 64: 90 → 107 ms).
-  const pipelined = s.chunk >= 256;
+  // On llvmpipe a load that misses holds up retirement right away, so loading a row
+  // a step early hides nothing once each lane reads its own line: the hardware
+  // prefetchers miss rows a stride apart. One scalar load per lane and line two
+  // rows ahead makes those misses overlap each other instead: 134 → 122 ms at
+  // 16 channels per thread (I = 1536, L = 8192, one pass).
+  const touch = s.prefetch === true && V === 4 && s.chunk >= 8;
+  const pipelined = s.chunk >= 256 && !touch;
   const next: string[] = [];
   const shift: string[] = [];
   if (pipelined) pre.push(`  let r0 = b * ${L}u + min(t0, ${L - 1}u);`);
-  for (let k = 0; k < cpt; k++) {
-    pre.push(`  let i${k} = wid.x * ${wg * cpt}u + ${k * wg}u + lid.x;`);
-    pre.push(`  let j${k} = min(i${k}, ${I - 1}u);`);
+  for (let k = 0; k < units; k++) {
+    pre.push(
+      V === 1
+        ? `  let i${k} = wid.x * ${wg * cpt}u + ${k * wg}u + lid.x;`
+        : `  let i${k} = (wid.x * ${wg}u + lid.x) * ${cpt}u + ${4 * k}u;`,
+    );
+    pre.push(`  let j${k} = min(i${k}, ${I - V}u);`);
     pre.push(exact ? `  let ok${k} = true;` : `  let ok${k} = i${k} < ${I}u;`);
-    if (s.directParams) {
-      for (let n = 0; n < N; n++) {
-        pre.push(`  let a${k}_${n} = f32(${load(ctx, sl.a, `j${k} * ${N}u + ${n}u`)}) * ${LOG2E};`);
-      }
-      if (s.mode === "output") pre.push(`  let d${k} = f32(${load(ctx, sl.d, `j${k}`)});`);
-      if (sl.bias !== undefined) pre.push(`  let db${k} = f32(${load(ctx, sl.bias, `j${k}`)});`);
-    } else {
-      for (let n = 0; n < N; n++) pre.push(`  let a${k}_${n} = scratch0[j${k} * ${N}u + ${n}u];`);
-      if (s.mode === "output") pre.push(`  let d${k} = scratch0[${I * N}u + j${k}];`);
-      if (sl.bias !== undefined) pre.push(`  let db${k} = scratch0[${I * N + I}u + j${k}];`);
+    const param = (what: "a" | "d" | "bias", n = 0): string =>
+      perChannel((e) => {
+        const ch = `j${k}${plus(e)}`;
+        if (s.directParams) {
+          const slot = what === "a" ? sl.a : what === "d" ? sl.d : sl.bias!;
+          return load(ctx, slot, what === "a" ? `(${ch}) * ${N}u + ${n}u` : ch);
+        }
+        const off = what === "a" ? "" : `${what === "d" ? I * N : I * N + I}u + `;
+        return `scratch0[${off}${what === "a" ? `(${ch}) * ${N}u + ${n}u` : ch}]`;
+      });
+    for (let n = 0; n < N; n++) {
+      const a = param("a", n);
+      pre.push(`  let a${k}_${n} = ${s.directParams ? `${a} * ${LOG2E}` : a};`);
     }
+    if (s.mode === "output") pre.push(`  let d${k} = ${param("d")};`);
+    if (sl.bias !== undefined) pre.push(`  let db${k} = ${param("bias")};`);
     const hb = s.mode === "states" ? "" : `  let hb${k} = (b * ${I}u + j${k}) * ${N}u;`;
     if (hb) pre.push(hb);
     for (let n = 0; n < N; n++) {
       const init = s.init === "zero"
-        ? "0.0"
-        : s.init === "chunk"
-        ? `scratch2[((b * ${s.chunks}u + c) * ${I}u + j${k}) * ${N}u + ${n}u]`
-        : s.init(`hb${k} + ${n}u`);
-      pre.push(`  var h${k}_${n}: f32 = ${init};`);
+        ? `${T}(0.0)`
+        : perChannel((e) =>
+          s.init === "chunk"
+            ? `scratch2[((b * ${s.chunks}u + c) * ${I}u + j${k}${plus(e)}) * ${N}u + ${n}u]`
+            : (s.init as (idx: string) => string)(`hb${k} + ${e * N + n}u`)
+        );
+      pre.push(`  var h${k}_${n}: ${T} = ${init};`);
     }
-    if (s.mode === "states") pre.push(`  var ds${k}: f32 = 0.0;`);
+    if (s.mode === "states") pre.push(`  var ds${k}: ${T} = ${T}(0.0);`);
 
-    // This step's u, Δ (and z) of channel k: x/d/z{k}_c, loaded one step ahead
+    // This step's u, Δ (and z) of unit k: x/d/z{k}_c, loaded one step ahead
     // when `pipelined`, else at the top of the step.
     const rowLoads: [string, number][] = [["x", sl.u]];
     if (!s.deltaProj) rowLoads.push(["d", sl.delta]);
@@ -669,20 +738,18 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
     if (s.mode === "output" && sl.z !== undefined) rowLoads.push(["z", sl.z]);
     if (pipelined) {
       for (const [v, slot] of rowLoads) {
-        pre.push(`  var ${v}${k}_c = ${load(ctx, slot, `r0 * ${I}u + j${k}`)};`);
-        next.push(`    let ${v}${k}_n = ${load(ctx, slot, `rn * ${I}u + j${k}`)};`);
+        pre.push(`  var ${v}${k}_c = ${rowLoad(slot, "r0", k)};`);
+        next.push(`    let ${v}${k}_n = ${rowLoad(slot, "rn", k)};`);
         shift.push(`    ${v}${k}_c = ${v}${k}_n;`);
       }
     } else {
-      for (const [v, slot] of rowLoads) {
-        body.push(`    let ${v}${k}_c = ${load(ctx, slot, `r * ${I}u + j${k}`)};`);
-      }
+      for (const [v, slot] of rowLoads) body.push(`    let ${v}${k}_c = ${rowLoad(slot, "r", k)};`);
     }
     body.push(`    {`);
     body.push(`      let x = x${k}_c;`);
     let dt = `d${k}_c`;
     if (sl.bias !== undefined) dt = `${dt} + db${k}`;
-    if (s.softplus) dt = `kiln_softplus(${dt})`;
+    if (s.softplus) dt = `kiln_softplus${V === 4 ? "4" : ""}(${dt})`;
     body.push(`      let dt = ${dt};`);
     if (s.mode === "states") body.push(`      ds${k} = ds${k} + dt;`);
     body.push(`      let du = dt * x;`);
@@ -690,26 +757,35 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
     for (let n = 0; n < N; n++) {
       // a is pre-scaled by log2(e): exp(Δ·A) costs one exp2.
       body.push(`      h${k}_${n} = fma(exp2(dt * a${k}_${n}), h${k}_${n}, du * bb${n});`);
-      if (s.mode === "output") body.push(`      acc = fma(h${k}_${n}, cc${n}, acc);`);
+      if (s.mode === "output") body.push(`      acc = fma(h${k}_${n}, ${T}(cc${n}), acc);`);
     }
     if (s.mode === "output") {
       if (sl.z !== undefined) {
         body.push(`      let zz = z${k}_c;`);
-        body.push(`      acc = acc * ${SILU("zz")};`);
+        body.push(`      acc = acc * (zz * kiln_sigmoid${V === 4 ? "4" : ""}(zz));`);
       }
-      body.push(`      if (ok${k}) { ${store(ctx.outputs[0], 0, `r * ${I}u + i${k}`, "acc")} }`);
+      body.push(`      if (ok${k}) { ${storeY(k)} }`);
     }
     body.push(`    }`);
 
     if (s.mode === "states") {
       post.push(`  if (ok${k}) {`);
-      post.push(`    scratch1[(b * ${s.chunks}u + c) * ${I}u + i${k}] = ds${k};`);
-      post.push(`    let sb = ((b * ${s.chunks}u + c) * ${I}u + i${k}) * ${N}u;`);
-      for (let n = 0; n < N; n++) post.push(`    scratch2[sb + ${n}u] = h${k}_${n};`);
+      for (let e = 0; e < V; e++) {
+        const ch = `i${k}${plus(e)}`;
+        post.push(`    scratch1[(b * ${s.chunks}u + c) * ${I}u + ${ch}] = ${el(`ds${k}`, e)};`);
+        post.push(`    let sb${e} = ((b * ${s.chunks}u + c) * ${I}u + ${ch}) * ${N}u;`);
+        for (let n = 0; n < N; n++) {
+          post.push(`    scratch2[sb${e} + ${n}u] = ${el(`h${k}_${n}`, e)};`);
+        }
+      }
       post.push(`  }`);
     } else if (s.final) {
       post.push(`  if (ok${k}) {`);
-      for (let n = 0; n < N; n++) post.push(`    ${s.final}[hb${k} + ${n}u] = h${k}_${n};`);
+      for (let e = 0; e < V; e++) {
+        for (let n = 0; n < N; n++) {
+          post.push(`    ${s.final}[hb${k} + ${e * N + n}u] = ${el(`h${k}_${n}`, e)};`);
+        }
+      }
       post.push(`  }`);
     }
   }
@@ -724,6 +800,20 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
     }
     pre.push(`  }`);
   }
+  const touches: string[] = [];
+  if (touch) {
+    const streams = [sl.u, sl.delta, ...(s.mode === "output" && sl.z !== undefined ? [sl.z] : [])]
+      .filter((slot) => ctx.inputs[slot].direct);
+    for (const slot of streams) {
+      arrayTypes[`in${slot}`] = `vec4<${ctx.inputs[slot].dtype}>`;
+      // One per 64-byte line: every fourth vec4 group of the thread.
+      for (let k = 0; k < units; k += 4) {
+        touches.push(`f32(in${slot}[rp * ${I / 4}u + j${k} / 4u].x)`);
+      }
+    }
+    pre.push(`  var touched: f32 = 0.0;`);
+    post.push(`  scratch0[${I * N + 2 * I}u] = touched;`);
+  }
   const rows = [...bcRow(sl.b, "bb"), ...(s.mode === "output" ? bcRow(sl.c, "cc") : [])];
   const code = `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -735,6 +825,13 @@ ${pre.join("\n")}
   for (var t = t0; t < t1; t = t + 1u) {
     let r = b * ${L}u + t;
 ${pipelined ? `    let rn = b * ${L}u + min(t + 1u, t1 - 1u);\n${next.join("\n")}` : ""}
+${
+    touches.length
+      ? `    let rp = b * ${L}u + min(t + 2u, t1 - 1u);\n    touched = touched + ${
+        touches.join(" + ")
+      };`
+      : ""
+  }
 ${rows.join("\n")}
 ${body.join("\n")}
 ${shift.join("\n")}
@@ -806,19 +903,79 @@ function pickChunk(L: number): number {
 }
 
 /**
- * Thread shape of the scan. On llvmpipe every storage load in a loop is a per-lane
- * bounds-checked loop, also when all lanes read the same address, and the B/C row
- * loads (2N per step) dominate unless many channels share them: 16 channels per
- * thread in 8-lane groups ran the I = 1536, L = 8192 scan in 269 ms vs 357 ms with 2
- * per thread in 128-lane groups (I = 256: 92 vs 135 ms). The extra state registers
- * spill to the stack, which costs far less than the loads. Fewer channels per thread
- * for large N keep the unrolled kernel small.
+ * Thread shape of the scan kernels for a device.
+ *
+ * GPU: one channel per thread in 64-lane workgroups, its N states in registers.
+ *
+ * CPU adapter (llvmpipe): a workgroup is one 8-lane SIMD thread and every storage
+ * access a per-lane loop, also when all lanes read the same address. So a thread
+ * owns 16 channels: each B/C row load serves all of them, and each step's u/Δ/z
+ * cache misses are waited for once per 16 channels. The spilled state registers
+ * cost far less than the loads: 2 channels per thread in 128-lane groups ran the
+ * I = 1536, L = 8192 scan in 357 ms vs 269 ms at 16 (I = 256: 135 vs 92 ms). More
+ * channels run faster still (one pass, same shape: 16 → 122 ms, 32 → 105 ms, 48 →
+ * 98 ms) but LLVM compiles the unrolled kernel in 8 s, 27 s and 67 s: the kernel
+ * is compiled for every new sequence length, so the shape stays at 256 states per
+ * thread (fewer channels for larger N).
  */
-function pickShape(I: number, N: number, sequential: boolean): ScanShape {
+function pickShape(
+  I: number,
+  N: number,
+  baseline: boolean,
+  caps: { readonly cpuCores: number },
+): ScanShape {
   // The baseline is the textbook one thread per channel.
-  if (sequential) return { cpt: 1, wg: 64 };
-  if (I >= 128) return { cpt: Math.max(1, Math.min(16, Math.floor(256 / N))), wg: 8 };
-  return { cpt: 1, wg: 64 };
+  if (baseline || caps.cpuCores === 0 || I < 128) return { cpt: 1, wg: 64 };
+  return { cpt: Math.max(1, Math.min(16, Math.floor(256 / N))), wg: 8 };
+}
+
+/** How a selective scan runs on a device, and why (shown in the plan's kernel label). */
+interface ScanChoice {
+  readonly kind: "baseline" | "onepass" | "chunked";
+  readonly chunk: number;
+  readonly reason: string;
+}
+
+/**
+ * The compiler's choice of scan algorithm. The chunked scan computes every state
+ * twice (chunk-end states, then outputs) to expose L/chunk-fold parallelism: a GPU
+ * needs it, a CPU adapter whose cores are already busy with channel blocks loses
+ * by it (I = 1536, L = 8192 on 2 cores: one pass 117 ms, chunked 197 ms).
+ */
+function chooseScan(
+  attrs: ScanAttrs,
+  B: number,
+  L: number,
+  I: number,
+  N: number,
+  caps: { readonly cpuCores: number },
+): ScanChoice {
+  if (attrs.algorithm === "sequential") {
+    return { kind: "baseline", chunk: L, reason: `"sequential": one thread per channel over L` };
+  }
+  const chunk = Math.min(L, attrs.chunk || pickChunk(L));
+  const NC = Math.ceil(L / chunk);
+  if (NC === 1) return { kind: "onepass", chunk: L, reason: `chunk ${chunk} ≥ L = ${L}: one pass` };
+  if (attrs.algorithm === "chunked" || attrs.chunk > 0) {
+    return { kind: "chunked", chunk, reason: `"chunked": ${NC} chunks of ${chunk}` };
+  }
+  const cores = caps.cpuCores;
+  const shape = pickShape(I, N, false, caps);
+  const blocks = B * Math.ceil(I / (shape.wg * shape.cpt));
+  if (cores > 0 && blocks >= cores) {
+    return {
+      kind: "onepass",
+      chunk: L,
+      reason: `auto: ${blocks} channel blocks keep the CPU adapter's ${cores} cores busy, ` +
+        `so one pass over L (chunks would compute every state twice)`,
+    };
+  }
+  return {
+    kind: "chunked",
+    chunk,
+    reason: `auto: ${NC} chunks of ${chunk} × ${blocks} channel blocks = ${NC * blocks} ` +
+      `workgroups for ${cores > 0 ? `${cores} CPU cores` : "a GPU"}`,
+  };
 }
 
 function emitScan(ctx: KernelContext<ScanAttrs>): KernelEmission {
@@ -829,9 +986,9 @@ function emitScan(ctx: KernelContext<ScanAttrs>): KernelEmission {
   if (B * L * I === 0) return { kernels: [] };
   const finalState = ctx.attrs.finalState;
   const h0 = slots.h0;
-  const chunk = Math.min(L, ctx.attrs.chunk || pickChunk(L));
+  const choice = chooseScan(ctx.attrs, B, L, I, N, ctx.caps);
+  const chunk = choice.chunk;
   const NC = Math.ceil(L / chunk);
-  const sequential = ctx.attrs.algorithm === "sequential" || NC === 1;
   const tag = `B${B}_L${L}_I${I}_N${N}`;
   const common = {
     batch: B,
@@ -840,28 +997,35 @@ function emitScan(ctx: KernelContext<ScanAttrs>): KernelEmission {
     state: N,
     slots,
     softplus: ctx.attrs.softplus,
+    prefetch: ctx.caps.cpuCores > 0,
   };
-  const params: ScratchSpec = { length: I * N + 2 * I, type: "f32" };
-  if (sequential) {
+  // A·log₂e | D | Δ bias | one slot the CPU prefetch touch writes its sum to.
+  const params: ScratchSpec = { length: I * N + 2 * I + 1, type: "f32" };
+  // The choice and its reason lead the plan's first kernel label (`inspect`).
+  const head = (k: KernelSource): KernelSource => ({
+    ...k,
+    label: `[${choice.kind === "chunked" ? "chunked" : "one pass"}] ${choice.reason}; ${k.label}`,
+  });
+  if (choice.kind !== "chunked") {
     // One pass per channel over all of L. With both an initial and a final state
     // the pack kernel copies h0 into the final-state output, which the scan then
     // updates in place: 8 bindings with z instead of 9.
     const both = h0 !== undefined && finalState;
     const kernels: KernelSource[] = [
-      packKernel(
+      head(packKernel(
         ctx,
         slots,
         I,
         N,
         both ? { from: load(ctx, h0, "j"), count: B * I * N } : undefined,
-      ),
+      )),
       scanKernel(ctx, {
         ...common,
         label: `ssm_scan_sequential_${tag}`,
         mode: "output",
         chunk: L,
         chunks: 1,
-        shape: pickShape(I, N, ctx.attrs.algorithm === "sequential"),
+        shape: pickShape(I, N, choice.kind === "baseline", ctx.caps),
         init: both
           ? (idx) => `out1[${idx}]`
           : h0 !== undefined
@@ -877,7 +1041,7 @@ function emitScan(ctx: KernelContext<ScanAttrs>): KernelEmission {
   // (re-scan each chunk from its carried-in state, write y). Only y and the final
   // state reach memory the graph sees; the per-chunk states are scratch of size
   // [B, L/chunk, I, N], never [B, L, I, N].
-  const shape = pickShape(I, N, false);
+  const shape = pickShape(I, N, false, ctx.caps);
   const NC1 = finalState ? NC : NC - 1; // the last chunk's end state only feeds h_final
   const pass1 = scanKernel(ctx, {
     ...common,
@@ -920,7 +1084,7 @@ ${finalState ? `  ${store(ctx.outputs[1], 1, `b * ${I * N}u + j`, "h")}` : ""}
   });
   return {
     kernels: [
-      packKernel(ctx, slots, I, N),
+      head(packKernel(ctx, slots, I, N)),
       { ...pass1, workgroups: pass1Grid },
       {
         label: `ssm_scan_chunk_carry_${tag}_c${chunk}`,
@@ -955,7 +1119,7 @@ function emitSsmStep(ctx: KernelContext<ScanAttrs>): KernelEmission {
     state: N,
     chunk: 1,
     chunks: 1,
-    shape: pickShape(I, N, false),
+    shape: pickShape(I, N, false, ctx.caps),
     slots,
     softplus: ctx.attrs.softplus,
     init: (idx) => `out1[${idx}]`,
@@ -1188,7 +1352,7 @@ export function scanAttrs(partial: Partial<ScanAttrs> = {}): ScanAttrs {
     softplus: partial.softplus ?? false,
     initialState: partial.initialState ?? false,
     finalState: partial.finalState ?? false,
-    algorithm: partial.algorithm ?? "chunked",
+    algorithm: partial.algorithm ?? "auto",
     chunk: partial.chunk ?? 0,
   };
 }

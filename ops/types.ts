@@ -65,6 +65,13 @@ export interface DeviceCaps {
   readonly f16: boolean;
   /** `subgroups` is enabled. */
   readonly subgroups: boolean;
+  /**
+   * Host cores when the adapter is a CPU rasteriser (llvmpipe, SwiftShader, WARP),
+   * which runs each workgroup on one thread with its invocations as SIMD lanes and
+   * each storage access as a per-lane loop; 0 on a GPU. Lowerings pick CPU- or
+   * GPU-shaped kernels by it (the selective scan's thread shape and algorithm).
+   */
+  readonly cpuCores: number;
 }
 
 /** One operand of a kernel as a lowering sees it. */

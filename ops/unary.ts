@@ -35,7 +35,7 @@ export function erf(x: number): number {
   return s * y;
 }
 
-/** WGSL helper functions elementwise expressions may call. */
+/** WGSL helper functions elementwise expressions may call (`…4`: the same on vec4<f32>). */
 export const WGSL_MATH_PRELUDE = `
 fn kiln_erf(x: f32) -> f32 {
   let a = abs(x);
@@ -51,6 +51,13 @@ fn kiln_sigmoid(x: f32) -> f32 {
   // Split by sign so exp never overflows to inf/inf.
   let e = exp(-abs(x));
   return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}
+fn kiln_softplus4(x: vec4<f32>) -> vec4<f32> {
+  return select(log(1.0 + exp(x)), x, x > vec4<f32>(20.0));
+}
+fn kiln_sigmoid4(x: vec4<f32>) -> vec4<f32> {
+  let e = exp(-abs(x));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= vec4<f32>(0.0));
 }
 `;
 

@@ -83,8 +83,11 @@ export interface DeviceOptions {
   gpu?: GPU;
   /** Adapter preference. */
   powerPreference?: GPUPowerPreference;
-  /** Lower some limits below the adapter's (to test splitting, or to mimic a smaller GPU). */
-  limits?: Partial<Pick<DeviceCaps, "maxStorageBuffers" | "maxBindingSize">>;
+  /**
+   * Lower some limits below the adapter's (to test splitting, or to mimic a smaller
+   * GPU); `cpuCores` overrides the CPU-adapter detection (0: shape kernels for a GPU).
+   */
+  limits?: Partial<Pick<DeviceCaps, "maxStorageBuffers" | "maxBindingSize" | "cpuCores">>;
   /** Disable features even when present (for example `["shader-f16"]`). */
   disableFeatures?: readonly GPUFeatureName[];
 }
@@ -108,6 +111,13 @@ export const NO_ADAPTER_HELP: string =
   "No WebGPU adapter found. On a headless Linux machine install a Vulkan driver — " +
   "for a software adapter `apt-get install -y mesa-vulkan-drivers` (lavapipe) — and run " +
   "Deno 2.x with a writable XDG_RUNTIME_DIR. Or pass `cpuDevice()` to run the CPU reference.";
+
+/** True for software adapters, where a workgroup runs on one CPU thread. */
+function isCpuAdapter(info: GPUAdapterInfo): boolean {
+  const text = `${info.description} ${info.vendor} ${info.architecture} ${info.device}`;
+  return (info as { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+    /llvmpipe|lavapipe|swiftshader|warp|software/i.test(text);
+}
 
 const WANTED: GPUFeatureName[] = ["shader-f16", "subgroups" as GPUFeatureName, "timestamp-query"];
 
@@ -159,6 +169,8 @@ export async function requestDevice(options: DeviceOptions = {}): Promise<GpuDev
     offsetAlignment: device.limits.minStorageBufferOffsetAlignment,
     f16: features.includes("shader-f16"),
     subgroups: features.includes("subgroups" as GPUFeatureName),
+    cpuCores: options.limits?.cpuCores ??
+      (isCpuAdapter(adapter.info) ? navigator.hardwareConcurrency : 0),
   };
   const info = adapter.info;
   return {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
 import { compile, type Executable } from "../compiler/compile.ts";
 import type { DType, HostArray } from "../compiler/dtype.ts";
-import { cpuDevice, requestDevice } from "../runtime/device.ts";
+import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
 import {
   conv1dCausal,
   conv1dStep,
@@ -32,16 +32,19 @@ interface ScanCase {
   softplus?: boolean;
   h0?: boolean;
   final?: boolean;
-  algorithm?: "chunked" | "sequential";
+  algorithm?: "auto" | "chunked" | "sequential";
   chunk?: number;
   /** Range of raw delta values. */
   dt?: [number, number];
+  /** u = silu(input) and y = silu(scan): fused into the scan kernel's loads and stores. */
+  fused?: boolean;
 }
 
 function scanGraph(c: ScanCase) {
   const g = new GraphBuilder();
   const act = c.act ?? "f32";
-  const u = g.input("u", [c.B, "L", c.I], act);
+  const uIn = g.input("u", [c.B, "L", c.I], act);
+  const u = c.fused ? uIn.silu() : uIn;
   const dt = g.input("dt", [c.B, "L", c.I], act);
   const A = g.param("A", [c.I, c.N]);
   const Bm = g.input("Bm", [c.B, "L", c.N], act);
@@ -57,7 +60,7 @@ function scanGraph(c: ScanCase) {
   if (c.bias) opts.deltaBias = g.param("dtb", [c.I]);
   if (c.h0) opts.initialState = g.input("h0", [c.B, c.I, c.N]);
   const outs = selectiveScan(u, dt, A, Bm, Cm, D, opts);
-  g.output("y", outs[0]);
+  g.output("y", c.fused ? outs[0].silu() : outs[0]);
   if (c.final) g.output("h", outs[1]);
   return g.build();
 }
@@ -82,10 +85,16 @@ function scanData(c: ScanCase, seed: number) {
   return { inputs, params };
 }
 
-async function checkScan(c: ScanCase, rtol: number, atol: number, seed = 1) {
+async function checkScan(
+  c: ScanCase,
+  rtol: number,
+  atol: number,
+  seed = 1,
+  device?: GpuDevice,
+) {
   const graph = scanGraph(c);
   const { inputs, params } = scanData(c, seed);
-  const exe = compile(graph, await gpu(), { params });
+  const exe = compile(graph, device ?? await gpu(), { params });
   const ref = compile(graph, cpuDevice(), { params });
   try {
     const got = await exe.run(inputs);
@@ -131,6 +140,76 @@ Deno.test("selective_scan matches the sequential reference at chunk edges", asyn
   );
 });
 
+Deno.test("selective_scan reads vec4 channel groups, through fused loads and stores and in f16", async () => {
+  const scanCode = (plan: { kernels: readonly { label: string; code: string }[] }) =>
+    plan.kernels.filter((k) => k.label.includes("ssm_scan")).map((k) => k.code).join("\n");
+  // f16 activations, ragged last block (132 = 128 + one group), both chunked passes.
+  let plan = await checkScan(
+    {
+      B: 2,
+      L: 70,
+      I: 132,
+      N: 16,
+      act: "f16",
+      chunk: 32,
+      gate: true,
+      bias: true,
+      h0: true,
+      final: true,
+    },
+    2e-2,
+    2e-2,
+  );
+  assert.match(scanCode(plan), /vec4<f32>\(in0\[/);
+  // silu(u) read through in0_load and silu(y) written through out0_store, chunked and one pass.
+  for (const chunk of [64, 300]) {
+    plan = await checkScan(
+      { B: 1, L: 300, I: 260, N: 16, chunk, gate: true, bias: true, final: true, fused: true },
+      1e-4,
+      1e-4,
+    );
+    const code = scanCode(plan);
+    assert.match(code, /in0_load\(/);
+    assert.match(code, /out0_store\(/);
+  }
+});
+
+Deno.test("the compiler picks one pass or the chunked scan for the device and says why", async () => {
+  const label = (dev: GpuDevice, c: ScanCase) =>
+    compile(scanGraph(c), dev).plan({ L: c.L }).kernels.map((k) => k.label).join("\n");
+  const base = { L: 8192, N: 16, gate: true, bias: true, final: true };
+  const cpu = await gpu();
+  const cores = cpu.caps.cpuCores;
+  assert.ok(cores > 0, `lavapipe should count as a CPU adapter: ${cpu.adapterName}`);
+  // A channel block (128 channels) per core: chunking would only double the work.
+  assert.match(
+    label(cpu, { ...base, B: cores, I: 128 }),
+    new RegExp(`\\[one pass\\] auto: ${cores} channel blocks keep .* ${cores} cores busy`),
+  );
+  if (cores > 1) {
+    assert.match(
+      label(cpu, { ...base, B: 1, I: 128 }),
+      new RegExp(`\\[chunked\\] auto: 128 chunks of 64 × 1 channel blocks .* ${cores} CPU cores`),
+    );
+  }
+  // On a GPU the chunked scan always runs (one channel per thread, 64 per block).
+  const gpuShaped = await requestDevice({ limits: { cpuCores: 0 } });
+  assert.match(
+    label(gpuShaped, { ...base, B: 4, I: 1536 }),
+    /\[chunked\] auto: 128 chunks of 64 × 96 channel blocks = 12288 workgroups for a GPU/,
+  );
+  // GPU-shaped kernels agree with the reference, chunked and in one pass.
+  for (const chunk of [0, 130]) {
+    await checkScan(
+      { B: 2, L: 130, I: 300, N: 16, chunk, gate: true, bias: true, h0: true, final: true },
+      1e-4,
+      1e-4,
+      1,
+      gpuShaped,
+    );
+  }
+});
+
 Deno.test("selective_scan at L = 4099 and batch 2, chunked and sequential", async () => {
   const base = { B: 2, L: 4099, I: 64, N: 16, gate: true, bias: true, h0: true, final: true };
   await checkScan({ ...base, algorithm: "chunked" }, 2e-4, 2e-4);
@@ -161,7 +240,16 @@ Deno.test("selective_scan survives extreme Δ without NaN or Inf", async () => {
 });
 
 Deno.test("the chunked scan writes only y and the final state", async () => {
-  const c: ScanCase = { B: 1, L: 8192, I: 256, N: 16, gate: true, bias: true, final: true };
+  const c: ScanCase = {
+    B: 1,
+    L: 8192,
+    I: 256,
+    N: 16,
+    gate: true,
+    bias: true,
+    final: true,
+    algorithm: "chunked",
+  };
   const graph = scanGraph(c);
   const exe = compile(graph, await gpu());
   const plan = exe.plan({ L: c.L });
@@ -187,7 +275,7 @@ Deno.test("the chunked scan writes only y and the final state", async () => {
   // Parallelism: ≥ 32× the workgroups of the one-thread-per-channel scan.
   const seq = compile(scanGraph({ ...c, algorithm: "sequential" }), await gpu()).plan({ L: c.L });
   const wgs = (k: { workgroups: readonly number[] }) => k.workgroups.reduce((a, b) => a * b, 1);
-  const seqWgs = wgs(seq.kernels.find((k) => k.label.includes("sequential"))!);
+  const seqWgs = wgs(seq.kernels.find((k) => k.label.includes("ssm_scan_sequential"))!);
   const chunkWgs = wgs(scan.find((k) => k.label.includes("output"))!);
   assert.ok(chunkWgs >= 32 * seqWgs, `${chunkWgs} vs ${seqWgs}`);
   exe.dispose();

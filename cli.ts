@@ -281,6 +281,7 @@ async function inspectModel(
     console.log(
       `mamba: state ${cfg.mamba.stateSize}, inner ${cfg.mamba.inner}, conv ${cfg.mamba.convKernel}, dt rank ${cfg.mamba.dtRank}`,
     );
+    console.log(`selective scan, prefill of 512 tokens: ${await scanChoice(prefill)}`);
   }
   if (cfg.moe) {
     console.log(
@@ -309,6 +310,27 @@ async function inspectModel(
       ),
     );
   }
+}
+
+/**
+ * Which scan algorithm the compiler picks for a 512-token prefill on this machine's
+ * adapter, and why (from the plan's kernel label); as on a GPU when there is none.
+ */
+async function scanChoice(prefill: Graph): Promise<string> {
+  let caps = COUNTING_CAPS;
+  let where = "no WebGPU adapter here: as on a GPU";
+  try {
+    const dev = await requestDevice();
+    caps = dev.caps;
+    where = dev.adapterName;
+    dev.device.destroy();
+  } catch {
+    // No adapter: keep the GPU-like counting caps.
+  }
+  const label = buildPlan(fuse(optimize(prefill)), { T: 512 }, caps).kernels
+    .map((k) => k.label.match(/selective_scan:(\[[^\]]+\] [^;]+);/)?.[1])
+    .find((m) => m !== undefined);
+  return `${label ?? "none"} (${where})`;
 }
 
 async function bench(args: string[]): Promise<void> {

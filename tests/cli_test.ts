@@ -66,15 +66,36 @@ function assertUserError(r: Result, pattern: RegExp): void {
   assert.doesNotMatch(r.stderr, /\bat .*\.ts:\d+|Uncaught|error: /, "no stack trace");
 }
 
+// state-spaces/mamba-130m-hf's config.json (the fields Kiln reads).
+const MAMBA_130M = {
+  architectures: ["MambaForCausalLM"],
+  model_type: "mamba",
+  hidden_size: 768,
+  intermediate_size: 1536,
+  state_size: 16,
+  num_hidden_layers: 24,
+  vocab_size: 50280,
+  conv_kernel: 4,
+  expand: 2,
+  time_step_rank: 48,
+  layer_norm_epsilon: 1e-5,
+  use_bias: false,
+  use_conv_bias: true,
+  tie_word_embeddings: true,
+};
+
 Deno.test("kiln CLI", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "kiln_cli_" });
   const tiny = join(root, "tiny");
   const configOnly = join(root, "mixtral-8x7b");
+  const mambaConfig = join(root, "mamba-130m");
   const broken = join(root, "broken");
   try {
     await writeTinyMixtral(tiny);
     await Deno.mkdir(configOnly);
     await Deno.writeTextFile(join(configOnly, "config.json"), JSON.stringify(MIXTRAL_8X7B));
+    await Deno.mkdir(mambaConfig);
+    await Deno.writeTextFile(join(mambaConfig, "config.json"), JSON.stringify(MAMBA_130M));
     await Deno.mkdir(broken);
     await Deno.writeTextFile(join(broken, "config.json"), '{"architectures": ["Mixtral');
 
@@ -142,6 +163,18 @@ Deno.test("kiln CLI", async (t) => {
         assert.match(r.stdout, /kernels: \d+ per decode step/);
       },
     );
+
+    await t.step("inspect Mamba-130m from config.json: the scan algorithm and why", async () => {
+      const r = await kiln("inspect", mambaConfig);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /mamba: state 16, inner 1536, conv 4, dt rank 48/);
+      // On lavapipe: one pass when the 12 channel blocks of 128 keep the cores busy.
+      const m = r.stdout.match(
+        /selective scan, prefill of 512 tokens: \[(one pass|chunked)\] auto: (.*) \(llvmpipe/,
+      );
+      assert.ok(m, r.stdout);
+      assert.match(m[2], m[1] === "one pass" ? /^12 channel blocks keep/ : /× 12 channel blocks/);
+    });
 
     await t.step("expert placement: --devices, --host-memory, generate --stats", async () => {
       const split = await kiln("inspect", tiny, "--devices", "2");

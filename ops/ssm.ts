@@ -596,6 +596,13 @@ interface ScanKernelSpec {
    * summed into a dummy written to `scratch0[I·N + 2I]`. See `scanKernel`.
    */
   readonly prefetch?: boolean;
+  /**
+   * One-pass kernels: the `scratch0` index where the pack kernel stored L (as
+   * u32 bits). The kernel reads L at run time instead of baking it in, so one
+   * WGSL source — and one LLVM compile, seconds on llvmpipe — serves every
+   * sequence length.
+   */
+  readonly lengthSlot?: number;
 }
 
 /**
@@ -685,7 +692,9 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
   const pipelined = s.chunk >= 256 && !touch;
   const next: string[] = [];
   const shift: string[] = [];
-  if (pipelined) pre.push(`  let r0 = b * ${L}u + min(t0, ${L - 1}u);`);
+  // L as the kernel sees it: a run-time value where the pack kernel stores it.
+  const Lx = s.lengthSlot === undefined ? `${L}u` : "len";
+  if (pipelined) pre.push(`  let r0 = b * ${Lx} + min(t0, ${Lx} - 1u);`);
   for (let k = 0; k < units; k++) {
     pre.push(
       V === 1
@@ -819,15 +828,18 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let c = wid.y;
   let b = wid.z;
-  let t0 = c * ${s.chunk}u;
-  let t1 = min(t0 + ${s.chunk}u, ${L}u);
+${
+    s.lengthSlot === undefined
+      ? `  let t0 = c * ${s.chunk}u;\n  let t1 = min(t0 + ${s.chunk}u, ${L}u);`
+      : `  let len = bitcast<u32>(scratch0[${s.lengthSlot}u]);\n  let t0 = 0u;\n  let t1 = len;`
+  }
 ${pre.join("\n")}
   for (var t = t0; t < t1; t = t + 1u) {
-    let r = b * ${L}u + t;
-${pipelined ? `    let rn = b * ${L}u + min(t + 1u, t1 - 1u);\n${next.join("\n")}` : ""}
+    let r = b * ${Lx} + t;
+${pipelined ? `    let rn = b * ${Lx} + min(t + 1u, t1 - 1u);\n${next.join("\n")}` : ""}
 ${
     touches.length
-      ? `    let rp = b * ${L}u + min(t + 2u, t1 - 1u);\n    touched = touched + ${
+      ? `    let rp = b * ${Lx} + min(t + 2u, t1 - 1u);\n    touched = touched + ${
         touches.join(" + ")
       };`
       : ""
@@ -850,7 +862,7 @@ ${post.join("\n")}
  * Kernel packing A·log₂e, D and the Δ bias into `scratch0` (f32), so the scan
  * kernels bind one small buffer instead of three and stay within 8 bindings.
  * It also copies `copy.from` into `copy.to` (an initial state into the in-place
- * state buffer of the sequential scan).
+ * state buffer of the sequential scan) and stores `length` for one-pass kernels.
  */
 function packKernel(
   ctx: KernelContext<ScanAttrs>,
@@ -859,6 +871,7 @@ function packKernel(
   N: number,
   copy?: { from: string; count: number },
   proj?: { R: number; rows: number },
+  length?: { slot: number; value: number },
 ): KernelSource {
   const total = Math.max(I * N, copy?.count ?? 0, (proj?.rows ?? 0) * I);
   const wg = Math.min(256, ctx.caps.maxInvocations);
@@ -873,6 +886,9 @@ function packKernel(
     `  }`,
   ];
   if (copy) lines.push(`  if (j < ${copy.count}u) { out1[j] = ${copy.from}; }`);
+  if (length) {
+    lines.push(`  if (j == 0u) { scratch0[${length.slot}u] = bitcast<f32>(${length.value}u); }`);
+  }
   if (proj) {
     // ssm_step's fused dt_proj where the step cannot bind W and δ too: Δ[b, i] after D and the bias.
     lines.push(
@@ -914,9 +930,10 @@ function pickChunk(L: number): number {
  * cost far less than the loads: 2 channels per thread in 128-lane groups ran the
  * I = 1536, L = 8192 scan in 357 ms vs 269 ms at 16 (I = 256: 135 vs 92 ms). More
  * channels run faster still (one pass, same shape: 16 → 122 ms, 32 → 105 ms, 48 →
- * 98 ms) but LLVM compiles the unrolled kernel in 8 s, 27 s and 67 s: the kernel
- * is compiled for every new sequence length, so the shape stays at 256 states per
- * thread (fewer channels for larger N).
+ * 98 ms) but LLVM compiles the unrolled kernel in 8 s, 27 s and 67 s, so the shape
+ * stays at 256 states per thread (fewer channels for larger N). The one-pass kernel
+ * reads L at run time, so that compile is paid once per model shape, not once per
+ * prompt length; the chunked kernels still bake L in.
  */
 function pickShape(
   I: number,
@@ -999,8 +1016,9 @@ function emitScan(ctx: KernelContext<ScanAttrs>): KernelEmission {
     softplus: ctx.attrs.softplus,
     prefetch: ctx.caps.cpuCores > 0,
   };
-  // A·log₂e | D | Δ bias | one slot the CPU prefetch touch writes its sum to.
-  const params: ScratchSpec = { length: I * N + 2 * I + 1, type: "f32" };
+  // A·log₂e | D | Δ bias | the CPU prefetch touch's sink | L (one-pass kernels).
+  const params: ScratchSpec = { length: I * N + 2 * I + 2, type: "f32" };
+  const length = { slot: I * N + 2 * I + 1, value: L };
   // The choice and its reason lead the plan's first kernel label (`inspect`).
   const head = (k: KernelSource): KernelSource => ({
     ...k,
@@ -1018,6 +1036,8 @@ function emitScan(ctx: KernelContext<ScanAttrs>): KernelEmission {
         I,
         N,
         both ? { from: load(ctx, h0, "j"), count: B * I * N } : undefined,
+        undefined,
+        length,
       )),
       scanKernel(ctx, {
         ...common,
@@ -1032,6 +1052,7 @@ function emitScan(ctx: KernelContext<ScanAttrs>): KernelEmission {
           ? (idx) => load(ctx, h0, idx)
           : "zero",
         final: finalState ? "out1" : undefined,
+        lengthSlot: length.slot,
       }),
     ];
     return { kernels, scratch: [params] };

@@ -174,6 +174,27 @@ Deno.test("selective_scan reads vec4 channel groups, through fused loads and sto
   }
 });
 
+Deno.test("the one-pass scan reads L at run time: one kernel serves every length", async () => {
+  const c: ScanCase = { B: 2, L: 0, I: 260, N: 16, gate: true, bias: true, h0: true, final: true };
+  const graph = scanGraph({ ...c, algorithm: "chunked", chunk: 1 << 20 });
+  const exe = compile(graph, await gpu(), { params: scanData({ ...c, L: 1 }, 3).params });
+  const ref = compile(graph, cpuDevice(), { params: scanData({ ...c, L: 1 }, 3).params });
+  try {
+    const scanOf = (L: number) =>
+      exe.plan({ L }).kernels.find((k) => k.label.includes("ssm_scan_sequential"))!.code;
+    assert.equal(scanOf(300), scanOf(301));
+    assert.equal(scanOf(300), scanOf(4099));
+    // The same pipeline runs both lengths, each against the reference.
+    for (const L of [301, 300, 9]) {
+      const { inputs } = scanData({ ...c, L }, 3);
+      const [got, want] = [await exe.run(inputs), await ref.run(inputs)];
+      for (const k of ["y", "h"]) assertClose(got[k].data, want[k].data, 1e-4, 1e-4, `L ${L} ${k}`);
+    }
+  } finally {
+    exe.dispose();
+  }
+});
+
 Deno.test("the compiler picks one pass or the chunked scan for the device and says why", async () => {
   const label = (dev: GpuDevice, c: ScanCase) =>
     compile(scanGraph(c), dev).plan({ L: c.L }).kernels.map((k) => k.label).join("\n");

@@ -15,7 +15,7 @@
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { DType } from "../compiler/dtype.ts";
-import { scanAttrs } from "../ops/ssm.ts";
+import { SCAN_ALGORITHMS, scanAttrs } from "../ops/ssm.ts";
 
 /**
  * Options of {@linkcode conv1dCausal}.
@@ -171,10 +171,7 @@ export function selectiveScan(
   if (options.z) inputs.push(options.z);
   if (options.deltaBias) inputs.push(options.deltaBias);
   if (options.initialState) inputs.push(options.initialState);
-  if (
-    options.algorithm !== undefined &&
-    !["auto", "chunked", "sequential"].includes(options.algorithm)
-  ) {
+  if (options.algorithm !== undefined && !SCAN_ALGORITHMS.includes(options.algorithm)) {
     throw new TypeError(
       `selectiveScan: algorithm must be "auto", "chunked" or "sequential", got ${
         JSON.stringify(options.algorithm)

@@ -124,7 +124,7 @@ export interface ScanAttrs {
 // ------------------------------------------------------------------ shape rules
 
 /** Accepted values of the scan's `algorithm` attribute. */
-const SCAN_ALGORITHMS: readonly string[] = ["auto", "chunked", "sequential"];
+export const SCAN_ALGORITHMS: readonly string[] = ["auto", "chunked", "sequential"];
 
 function show(op: string, inputs: readonly TensorType[]): string {
   return `${op}(${inputs.map((t) => `${t.dtype}${formatShape(t.shape)}`).join(", ")})`;
@@ -554,7 +554,8 @@ function store(o: KernelOperand, j: number, idx: string, v: string): string {
     : `out${j}_store(${idx}, ${o.dtype}(${v}));`;
 }
 
-const SILU = (x: string) => `(${x} * kiln_sigmoid(${x}))`;
+/** silu(x) in WGSL; `vec` "4" for vec4<f32> (the prelude's `kiln_sigmoid4`). */
+const SILU = (x: string, vec: "" | "4" = "") => `(${x} * kiln_sigmoid${vec}(${x}))`;
 
 /** Channels per thread and threads per workgroup of the scan kernels (tuned on lavapipe). */
 interface ScanShape {
@@ -771,7 +772,7 @@ function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): KernelSou
     if (s.mode === "output") {
       if (sl.z !== undefined) {
         body.push(`      let zz = z${k}_c;`);
-        body.push(`      acc = acc * (zz * kiln_sigmoid${V === 4 ? "4" : ""}(zz));`);
+        body.push(`      acc = acc * ${SILU("zz", V === 4 ? "4" : "")};`);
       }
       body.push(`      if (ok${k}) { ${storeY(k)} }`);
     }

@@ -22,7 +22,8 @@ import { loadModel, planModelDevices, planModelExperts } from "./runtime/model.t
 import { describeDevicePlan } from "./runtime/expert_parallel.ts";
 import { describeExpertPlan, writeRoutingStats } from "./runtime/expert_plan.ts";
 import { usageHeatmapSvg } from "./runtime/expert_scheduler.ts";
-import { readConfig } from "./models/config.ts";
+import { readConfig, specOf } from "./models/architectures/mod.ts";
+import { expertWidth } from "./models/config.ts";
 import { buildCausalLM } from "./models/causal_lm.ts";
 import { countParams } from "./compiler/params.ts";
 import { compile, optimize } from "./compiler/compile.ts";
@@ -267,14 +268,32 @@ async function inspectModel(
   const pattern = cfg.pattern.map((p) =>
     `${p.mixer === "attention" ? "A" : "M"}${p.ffn === "moe" ? "e" : p.ffn === "mlp" ? "f" : ""}`
   );
-  console.log(`architecture: ${cfg.architecture}`);
+  console.log(`architecture: ${cfg.architecture} (${specOf(cfg).summary})`);
   console.log(`layers: ${cfg.layers}, hidden ${cfg.hidden}, vocab ${cfg.vocabSize}`);
   console.log(`layer pattern (A attention, M mamba, e MoE FFN, f dense FFN): ${pattern.join(" ")}`);
   if (cfg.attention) {
     const a = cfg.attention;
+    const windows = [
+      ...new Set(
+        cfg.pattern.flatMap((p) => p.mixer === "attention" ? [p.window ?? a.slidingWindow] : []),
+      ),
+    ];
+    const rope = !a.ropeTheta
+      ? "none"
+      : a.rope
+      ? `θ ${a.ropeTheta}, ${a.rope.type} scaling ×${a.rope.factor}`
+      : `θ ${a.ropeTheta}`;
+    const extras = [
+      a.qkvBias ? "q/k/v biases" : "",
+      a.outBias ? "o bias" : "",
+      a.qkNorm ? "QK-norm" : "",
+      a.clipQkv ? `clip_qkv ${a.clipQkv}` : "",
+    ].filter((x) => x).join(", ");
     console.log(
-      `attention: ${a.heads} heads, ${a.kvHeads} kv heads, head dim ${a.headDim}, ` +
-        `rope θ ${a.ropeTheta || "none"}, sliding window ${a.slidingWindow || "none"}`,
+      `attention: ${a.heads} heads, ${a.kvHeads} kv heads, head dim ${a.headDim}, rope ${rope}, ` +
+        `sliding window ${windows.map((w) => w || "none").join(" / ")}${
+          extras ? `, ${extras}` : ""
+        }`,
     );
   }
   if (cfg.mamba) {
@@ -284,10 +303,13 @@ async function inspectModel(
     console.log(`selective scan, prefill of 512 tokens: ${await scanChoice(prefill)}`);
   }
   if (cfg.moe) {
+    const shared = cfg.moe.sharedExpert;
     console.log(
       `moe: ${cfg.moe.experts} experts, top-${cfg.moe.topK}${
         cfg.moe.normTopk ? " (renormalised)" : ""
-      }, expert width ${cfg.intermediate}`,
+      }, expert width ${expertWidth(cfg)}${
+        shared ? `, shared expert width ${shared.ff}${shared.gated ? " (sigmoid-gated)" : ""}` : ""
+      }`,
     );
   }
   console.log(`parameters: ${b(count.total)} total, ${b(count.activePerToken)} active per token`);

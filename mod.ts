@@ -164,15 +164,36 @@ export {
 export { createProgress, type Progress, type ProgressOptions } from "./runtime/progress.ts";
 export {
   type Architecture,
+  ARCHITECTURES,
   type AttentionConfig,
+  expertWidth,
   type FfnKind,
+  type LayerSpec,
   type MambaConfig,
   type MixerKind,
   type ModelConfig,
   type MoeConfig,
+} from "./models/config.ts";
+export {
+  ARCHITECTURE_SPECS,
+  type ArchitectureSpec,
+  type CheckpointLayout,
+  ConfigReader,
+  expertTensor,
+  layerPrefix,
+  moePrefix,
   parseConfig,
   readConfig,
-} from "./models/config.ts";
+  specOf,
+  type SwigluNames,
+} from "./models/architectures/mod.ts";
+export {
+  readRopeSettings,
+  ROPE_TYPES,
+  ropeFrequencies,
+  type RopeSettings,
+  type RopeType,
+} from "./models/rope_scaling.ts";
 export {
   buildCausalLM,
   type CausalLMOptions,

@@ -725,9 +725,21 @@ export class Tensor {
    * const pos = g.input("pos", [1], "u32");
    * g.output("q_rot", q.rope(pos, 1e6));
    * ```
+   *
+   * `scaling` gives RoPE scaling's frequencies and factor on cos/sin (see
+   * `ropeFrequencies`) instead of θ's.
    */
-  rope(pos: Tensor, theta = 10000): Tensor {
-    return this.builder.apply("rope", [this, pos], { theta })[0];
+  rope(
+    pos: Tensor,
+    theta = 10000,
+    scaling?: { invFreq: ArrayLike<number>; scale?: number },
+  ): Tensor {
+    const attrs: OpAttrMap["rope"] = !scaling ? { theta } : {
+      theta,
+      invFreq: Array.from(scaling.invFreq),
+      ...(scaling.scale !== undefined && scaling.scale !== 1 ? { scale: scaling.scale } : {}),
+    };
+    return this.builder.apply("rope", [this, pos], attrs)[0];
   }
   /**
    * One token id per row of these logits [R, V], drawn on the device: greedy when

@@ -1,14 +1,17 @@
 /**
  * The Hugging Face attention block (Mistral/Mixtral `MistralAttention`, Jamba's
- * `JambaAttention` without RoPE) built from Kiln ops: q/k/v projections, rotary
- * embedding, a KV cache kept in device state and appended in place, fused
- * grouped-query attention, and the output projection.
+ * `JambaAttention` without RoPE, Qwen2-MoE's with q/k/v biases, OLMoE's with
+ * QK-norm and `clip_qkv`) built from Kiln ops: q/k/v projections, rotary
+ * embedding (optionally scaled), a KV cache kept in device state and appended in
+ * place, fused grouped-query attention, and the output projection.
  *
- * Parameters, under the block's `name` (HF Linear layout `[out, in]`, no biases):
+ * Parameters, under the block's `name` (HF Linear layout `[out, in]`):
  * `${name}.q_proj.weight` `[heads·headDim, hidden]`, `${name}.k_proj.weight` and
  * `${name}.v_proj.weight` `[kvHeads·headDim, hidden]`, `${name}.o_proj.weight`
- * `[hidden, heads·headDim]`. States (with a cache): `${name}.k_cache` and
- * `${name}.v_cache` `[maxSeq, kvHeads, headDim]`.
+ * `[hidden, heads·headDim]`; with `qkvBias` / `outBias` the matching `.bias`
+ * vectors; with `qkNorm` `${name}.q_norm.weight` `[heads·headDim]` and
+ * `${name}.k_norm.weight` `[kvHeads·headDim]`. States (with a cache):
+ * `${name}.k_cache` and `${name}.v_cache` `[maxSeq, kvHeads, headDim]`.
  *
  * @module
  */
@@ -55,6 +58,16 @@ export interface AttentionBlockOptions {
   maxSeq?: number;
   /** Dtype of weights and cache (default: x's dtype). */
   dtype?: DType;
+  /** RoPE scaling: the inverse frequencies and the factor on cos/sin (`ropeFrequencies`). */
+  ropeScaling?: { invFreq: ArrayLike<number>; scale: number };
+  /** q, k and v projections have biases (Qwen2-MoE). */
+  qkvBias?: boolean;
+  /** o_proj has a bias (OLMoE with `attention_bias`). */
+  outBias?: boolean;
+  /** RMSNorm over the whole q and k projections before RoPE, with this epsilon (OLMoE). */
+  qkNormEps?: number;
+  /** Clamp q, k and v to ±clipQkv after projection (OLMoE `clip_qkv`). */
+  clipQkv?: number;
 }
 
 /**
@@ -102,18 +115,31 @@ export function attentionBlock(
   }
   const dt = options.dtype ?? x.dtype;
   const n = options.name;
-  const wq = g.param(`${n}.q_proj.weight`, [H * D, hidden], dt);
-  const wk = g.param(`${n}.k_proj.weight`, [Hkv * D, hidden], dt);
-  const wv = g.param(`${n}.v_proj.weight`, [Hkv * D, hidden], dt);
-  const wo = g.param(`${n}.o_proj.weight`, [hidden, H * D], dt);
   const T = x.shape[0];
-  let q = x.matmul(wq, { transB: true }).reshape([T, H, D]);
-  let k = x.matmul(wk, { transB: true }).reshape([T, Hkv, D]);
-  let v = x.matmul(wv, { transB: true }).reshape([T, Hkv, D]);
+  const proj = (w: string, rows: number, bias: boolean | undefined) => {
+    const y = x.matmul(g.param(`${n}.${w}.weight`, [rows, hidden], dt), { transB: true });
+    return bias ? y.add(g.param(`${n}.${w}.bias`, [rows], dt)) : y;
+  };
+  let qf = proj("q_proj", H * D, options.qkvBias);
+  let kf = proj("k_proj", Hkv * D, options.qkvBias);
+  let vf = proj("v_proj", Hkv * D, options.qkvBias);
+  const wo = g.param(`${n}.o_proj.weight`, [hidden, H * D], dt);
+  if (options.qkNormEps !== undefined) {
+    qf = qf.rmsnorm(g.param(`${n}.q_norm.weight`, [H * D], dt), options.qkNormEps);
+    kf = kf.rmsnorm(g.param(`${n}.k_norm.weight`, [Hkv * D], dt), options.qkNormEps);
+  }
+  const clip = options.clipQkv ?? 0;
+  if (clip > 0) {
+    const c = (t: Tensor) => t.maximum(-clip).minimum(clip);
+    [qf, kf, vf] = [c(qf), c(kf), c(vf)];
+  }
+  let q = qf.reshape([T, H, D]);
+  let k = kf.reshape([T, Hkv, D]);
+  let v = vf.reshape([T, Hkv, D]);
   const theta = options.ropeTheta === undefined ? 10000 : options.ropeTheta;
   if (theta !== null) {
-    q = q.rope(pos, theta);
-    k = k.rope(pos, theta);
+    q = q.rope(pos, theta, options.ropeScaling);
+    k = k.rope(pos, theta, options.ropeScaling);
   }
   if (options.maxSeq !== undefined) {
     // Append in place: the new cache value is the state's own buffer, so a decode
@@ -130,5 +156,6 @@ export function attentionBlock(
     window: options.slidingWindow ?? 0,
     scale: 1 / Math.sqrt(D),
   });
-  return o.reshape([T, H * D]).matmul(wo, { transB: true });
+  const out = o.reshape([T, H * D]).matmul(wo, { transB: true });
+  return options.outBias ? out.add(g.param(`${n}.o_proj.bias`, [hidden], dt)) : out;
 }

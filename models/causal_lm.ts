@@ -1,6 +1,6 @@
 /**
- * Builds the graphs of a causal language model (Mixtral, Mamba, Jamba) from a
- * normalised config: a prefill graph over T tokens and a one-token decode graph.
+ * Builds the graphs of a causal language model (Mixtral, Mamba, Jamba, Qwen2-MoE,
+ * OLMoE) from a normalised config: a prefill graph over T tokens and a one-token decode graph.
  * Both keep KV caches and SSM states in named device states, sample the next token
  * on the device and append it to a device-side log, so generation needs no host
  * round trip per token.
@@ -14,10 +14,12 @@
 
 import { GraphBuilder, type Tensor } from "../compiler/builder.ts";
 import type { Graph } from "../compiler/graph.ts";
-import { attentionBlock } from "./attention.ts";
+import { attentionBlock, type AttentionBlockOptions } from "./attention.ts";
 import { mambaMixer } from "./mamba.ts";
 import { moe } from "./moe.ts";
-import type { ModelConfig } from "./config.ts";
+import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
+import { expertTensor, layerPrefix, moePrefix, specOf } from "./architectures/mod.ts";
+import { ropeFrequencies } from "./rope_scaling.ts";
 
 /**
  * Options of {@linkcode buildCausalLM}.
@@ -79,36 +81,6 @@ export interface CausalLMOptions {
   moeLookahead?: boolean;
 }
 
-/** Where a layer's parameters live: HF prefixes per architecture. */
-function prefixes(cfg: ModelConfig) {
-  switch (cfg.architecture) {
-    case "MambaForCausalLM":
-      return {
-        embed: "backbone.embeddings.weight",
-        norm: "backbone.norm_f.weight",
-        layer: (i: number) => `backbone.layers.${i}`,
-      };
-    case "MixtralForCausalLM":
-      return {
-        embed: "model.embed_tokens.weight",
-        norm: "model.norm.weight",
-        layer: (i: number) => `model.layers.${i}`,
-      };
-    case "JambaForCausalLM":
-      return {
-        embed: "model.embed_tokens.weight",
-        norm: "model.final_layernorm.weight",
-        layer: (i: number) => `model.layers.${i}`,
-      };
-  }
-}
-
-/** The Kiln name of a layer's stacked MoE parameters. */
-export function moePrefix(cfg: ModelConfig, layer: number): string {
-  const p = prefixes(cfg).layer(layer);
-  return cfg.architecture === "MixtralForCausalLM" ? `${p}.block_sparse_moe` : `${p}.feed_forward`;
-}
-
 /**
  * Builds the prefill or decode graph.
  *
@@ -129,7 +101,7 @@ export function moePrefix(cfg: ModelConfig, layer: number): string {
  */
 export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph {
   const g = new GraphBuilder();
-  const pre = prefixes(cfg);
+  const lay = specOf(cfg).layout;
   const d = cfg.hidden;
   const decode = options.mode === "decode";
   const pos = g.input("pos", [1], "u32");
@@ -140,7 +112,7 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   const T = decode ? 1 : "T";
   const dt = options.dtype ?? "f32";
   const param = (name: string, shape: number[]) => g.param(name, shape, dt);
-  const embed = param(pre.embed, [cfg.vocabSize, d]);
+  const embed = param(`${lay.embed}.weight`, [cfg.vocabSize, d]);
   let h = embed.gather(ids); // [T, d]
   const usage: Tensor[] = [];
   const lookahead = decode && options.expertSlots !== undefined && options.moeLookahead === true;
@@ -152,33 +124,29 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
       : [],
   );
   const predicted: Tensor[] = [];
+  const swiglu = (x: Tensor, prefix: string, ff: number, names = lay.mlpNames) => {
+    const w = (part: string, shape: number[]) => param(`${prefix}.${part}.weight`, shape);
+    const gate = x.matmul(w(names.gate, [ff, d]), { transB: true });
+    const up = x.matmul(w(names.up, [ff, d]), { transB: true });
+    return gate.silu().mul(up).matmul(w(names.down, [d, ff]), { transB: true });
+  };
 
   cfg.pattern.forEach((layer, i) => {
-    const p = pre.layer(i);
-    if (cfg.architecture === "MambaForCausalLM") {
-      const normed = h.rmsnorm(param(`${p}.norm.weight`, [d]), cfg.normEps);
-      h = h.add(mamba(g, normed, `${p}.mixer`, cfg, decode, T));
-      return;
-    }
-    const normed = h.rmsnorm(param(`${p}.input_layernorm.weight`, [d]), cfg.normEps);
+    const p = layerPrefix(cfg, i);
+    const normed = h.rmsnorm(param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
     const mixed = layer.mixer === "attention"
-      ? attentionBlock(g, normed, pos, {
-        name: `${p}.self_attn`,
-        heads: cfg.attention!.heads,
-        kvHeads: cfg.attention!.kvHeads,
-        headDim: cfg.attention!.headDim,
-        ropeTheta: cfg.attention!.ropeTheta || null,
-        slidingWindow: cfg.attention!.slidingWindow || null,
-        maxSeq: options.maxSeq,
-        dtype: dt,
-      })
-      : mamba(g, normed, `${p}.mamba`, cfg, decode, T);
+      ? attentionBlock(
+        g,
+        normed,
+        pos,
+        attentionOptions(cfg, layer, `${p}.${lay.attention}`, options),
+      )
+      : mamba(g, normed, `${p}.${lay.mamba}`, cfg, decode, T);
     h = h.add(mixed);
-    const ffnNorm = cfg.architecture === "MixtralForCausalLM"
-      ? "post_attention_layernorm"
-      : "pre_ff_layernorm";
-    const x2 = h.rmsnorm(param(`${p}.${ffnNorm}.weight`, [d]), cfg.normEps);
+    if (layer.ffn === "none") return;
+    const x2 = h.rmsnorm(param(`${p}.${lay.ffnNorm}.weight`, [d]), cfg.normEps);
     if (layer.ffn === "moe") {
+      const name = moePrefix(cfg, i);
       // Routing runs in f32; f16 models keep f16 expert weights.
       const xin = dt === "f16" ? x2.cast("f32") : x2;
       if (lookahead) {
@@ -194,10 +162,10 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         }
       }
       const m = moe(g, xin, {
-        name: moePrefix(cfg, i),
+        name,
         experts: cfg.moe!.experts,
         topK: cfg.moe!.topK,
-        ff: cfg.intermediate,
+        ff: expertWidth(cfg),
         router: "softmax_topk",
         normTopk: cfg.moe!.normTopk,
         weightDtype: dt,
@@ -207,29 +175,29 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
       if (options.expertSlots) usage.push(m.counts);
       let y = m.y;
       if (options.expertParallel) {
-        const name = moePrefix(cfg, i);
         g.output(`${name}.moe_x`, xin);
         g.output(`${name}.moe_logits`, m.logits);
         // Other devices' experts add exactly 0 here; their sum comes in through this input.
         y = y.add(g.input(`${name}.moe_remote`, [T, d]));
       }
       h = h.add(dt === "f16" ? y.cast("f16") : y);
-    } else if (layer.ffn === "mlp") {
-      const f = `${p}.feed_forward`;
-      const gate = x2.matmul(param(`${f}.gate_proj.weight`, [cfg.intermediate, d]), {
-        transB: true,
-      });
-      const up = x2.matmul(param(`${f}.up_proj.weight`, [cfg.intermediate, d]), { transB: true });
-      h = h.add(
-        gate.silu().mul(up).matmul(param(`${f}.down_proj.weight`, [d, cfg.intermediate]), {
-          transB: true,
-        }),
-      );
+      const shared = cfg.moe!.sharedExpert;
+      if (shared && lay.shared) {
+        // Qwen2-MoE: σ(w·x) · SwiGLU_shared(x), on every token, beside the routed experts.
+        let s = swiglu(x2, `${name}.${lay.shared.expert}`, shared.ff);
+        if (shared.gated) {
+          const gate = param(`${name}.${lay.shared.gate}.weight`, [1, d]);
+          s = s.mul(x2.matmul(gate, { transB: true }).sigmoid());
+        }
+        h = h.add(s);
+      }
+    } else {
+      h = h.add(swiglu(x2, `${p}.${lay.mlp}`, cfg.intermediate));
     }
   });
 
-  h = h.rmsnorm(param(pre.norm, [d]), cfg.normEps);
-  const head = cfg.tieEmbeddings ? embed : param("lm_head.weight", [cfg.vocabSize, d]);
+  h = h.rmsnorm(param(`${lay.finalNorm}.weight`, [d]), cfg.normEps);
+  const head = cfg.tieEmbeddings ? embed : param(`${lay.lmHead}.weight`, [cfg.vocabSize, d]);
   const logits = h.matmul(head, { transB: true }); // [T, vocab]
   g.output("logits", dt === "f16" ? logits.cast("f32") : logits);
 
@@ -257,6 +225,32 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
     }
   }
   return g.build();
+}
+
+/** The attention block of one layer, from the config. */
+function attentionOptions(
+  cfg: ModelConfig,
+  layer: LayerSpec,
+  name: string,
+  options: CausalLMOptions,
+): AttentionBlockOptions {
+  const a = cfg.attention!;
+  const rope = a.rope ? ropeFrequencies(a.headDim, a.rope) : undefined;
+  return {
+    name,
+    heads: a.heads,
+    kvHeads: a.kvHeads,
+    headDim: a.headDim,
+    ropeTheta: a.ropeTheta || null,
+    ropeScaling: rope && { invFreq: rope.invFreq, scale: rope.attentionFactor },
+    slidingWindow: (layer.window ?? a.slidingWindow) || null,
+    maxSeq: options.maxSeq,
+    dtype: options.dtype ?? "f32",
+    qkvBias: a.qkvBias,
+    outBias: a.outBias,
+    qkNormEps: a.qkNorm ? cfg.normEps : undefined,
+    clipQkv: a.clipQkv,
+  };
 }
 
 function mamba(
@@ -315,28 +309,22 @@ export interface ParamSource {
  */
 export function checkpointSources(cfg: ModelConfig, graph: Graph): Map<string, ParamSource> {
   const out = new Map<string, ParamSource>();
+  const lay = specOf(cfg).layout;
   const E = cfg.moe?.experts ?? 0;
-  const mixtral = cfg.architecture === "MixtralForCausalLM";
-  const expertName: Record<string, string> = mixtral
-    ? { w1: "w1", w3: "w3", w2: "w2" }
-    : { w1: "gate_proj", w3: "up_proj", w2: "down_proj" };
-  for (const name of graph.params.keys()) {
-    const m = name.match(/^(.*\.(?:block_sparse_moe|feed_forward))\.(router|w1|w3|w2)$/);
-    if (m && E > 0) {
-      const [, base, which] = m;
-      if (which === "router") {
-        out.set(name, { tensors: [`${base}.${mixtral ? "gate" : "router"}.weight`] });
-      } else {
-        out.set(name, {
-          tensors: Array.from(
-            { length: E },
-            (_, e) => `${base}.experts.${e}.${expertName[which]}.weight`,
-          ),
-        });
-      }
-      continue;
+  // Kiln stacks each MoE layer's experts: `<moe prefix>.{router,w1,w3,w2}`.
+  const stacked = new Map<string, ParamSource>();
+  cfg.pattern.forEach((p, i) => {
+    if (p.ffn !== "moe") return;
+    const base = moePrefix(cfg, i);
+    stacked.set(`${base}.router`, { tensors: [`${base}.${lay.router}.weight`] });
+    for (const w of ["w1", "w3", "w2"] as const) {
+      stacked.set(`${base}.${w}`, {
+        tensors: Array.from({ length: E }, (_, e) => expertTensor(cfg, i, e, w)),
+      });
     }
-    out.set(name, { tensors: [name] });
+  });
+  for (const name of graph.params.keys()) {
+    out.set(name, stacked.get(name) ?? { tensors: [name] });
   }
   return out;
 }

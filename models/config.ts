@@ -1,9 +1,13 @@
 /**
  * Hugging Face `config.json` for the architectures Kiln runs, parsed and checked
- * into one normalised shape. Errors name the file and the field.
+ * into one normalised shape. Each architecture's own rules live in its spec
+ * (`models/architectures/`); this module holds the shape they all produce.
+ * Errors name the file and the field.
  *
  * @module
  */
+
+import type { RopeSettings } from "./rope_scaling.ts";
 
 /**
  * Architectures Kiln can build from a config.
@@ -18,13 +22,20 @@
  * const arch: Architecture = cfg.architecture; // "MambaForCausalLM"
  * ```
  */
-export type Architecture = "MixtralForCausalLM" | "MambaForCausalLM" | "JambaForCausalLM";
+export type Architecture =
+  | "MixtralForCausalLM"
+  | "MambaForCausalLM"
+  | "JambaForCausalLM"
+  | "Qwen2MoeForCausalLM"
+  | "OlmoeForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
   "MixtralForCausalLM",
   "MambaForCausalLM",
   "JambaForCausalLM",
+  "Qwen2MoeForCausalLM",
+  "OlmoeForCausalLM",
 ];
 
 /**
@@ -57,7 +68,28 @@ export type MixerKind = "attention" | "mamba";
 export type FfnKind = "moe" | "mlp" | "none";
 
 /**
- * Attention settings (Mixtral, Jamba).
+ * One layer of the model.
+ *
+ * @example
+ * ```ts
+ * import type { LayerSpec } from "@kiln/kiln";
+ * const jambaAttention: LayerSpec = { mixer: "attention", ffn: "moe", window: 0 };
+ * ```
+ */
+export interface LayerSpec {
+  /** Token mixer. */
+  readonly mixer: MixerKind;
+  /** Channel mixer. */
+  readonly ffn: FfnKind;
+  /**
+   * Attention layers: sliding window in tokens, 0 for full causal attention.
+   * Absent: {@linkcode AttentionConfig.slidingWindow}.
+   */
+  readonly window?: number;
+}
+
+/**
+ * Attention settings (Mixtral, Jamba, Qwen2-MoE, OLMoE).
  *
  * @example
  * ```ts
@@ -80,8 +112,18 @@ export interface AttentionConfig {
   readonly headDim: number;
   /** RoPE base, or 0 for no rotary embedding (Jamba). */
   readonly ropeTheta: number;
-  /** Sliding window length, or 0 for none. */
+  /** Sliding window length, or 0 for none (layers may override it: {@linkcode LayerSpec.window}). */
   readonly slidingWindow: number;
+  /** RoPE variant and its parameters; absent means plain RoPE with `ropeTheta`. */
+  readonly rope?: RopeSettings;
+  /** q/k/v projections have biases (Qwen2-MoE `qkv_bias`, OLMoE `attention_bias`). */
+  readonly qkvBias?: boolean;
+  /** o_proj has a bias (OLMoE `attention_bias`). */
+  readonly outBias?: boolean;
+  /** RMSNorm over the whole q and k projections before RoPE (OLMoE `q_norm` / `k_norm`). */
+  readonly qkNorm?: boolean;
+  /** Clamp q, k and v to ±this after projection (OLMoE `clip_qkv`); 0 for none. */
+  readonly clipQkv?: number;
 }
 
 /**
@@ -113,10 +155,21 @@ export interface MambaConfig {
   readonly convBias: boolean;
   /** RMSNorms on Δ, B and C inside the mixer (Jamba). */
   readonly innerNorms: boolean;
+  /**
+   * How Δ's bias is initialised (`time_step_min`, `_max`, `_floor`, `_scale`,
+   * `_init_scheme`): used by fresh initialisation only, never by a forward pass.
+   */
+  readonly dtInit?: {
+    readonly min: number;
+    readonly max: number;
+    readonly floor: number;
+    readonly scale: number;
+    readonly scheme: "random" | "constant";
+  };
 }
 
 /**
- * MoE settings (Mixtral, Jamba).
+ * MoE settings (Mixtral, Jamba, Qwen2-MoE, OLMoE).
  *
  * @example
  * ```ts
@@ -129,8 +182,14 @@ export interface MoeConfig {
   readonly experts: number;
   /** Experts per token k. */
   readonly topK: number;
-  /** Renormalise the top-k probabilities (Mixtral yes, Jamba no). */
+  /** Renormalise the top-k probabilities (Mixtral yes, Jamba, Qwen2-MoE and OLMoE by config). */
   readonly normTopk: boolean;
+  /** Hidden width of one expert; absent: {@linkcode ModelConfig.intermediate}. */
+  readonly ff?: number;
+  /** A shared expert beside the routed ones (Qwen2-MoE: sigmoid-gated). */
+  readonly sharedExpert?: { readonly ff: number; readonly gated: boolean };
+  /** `router_aux_loss_coef`: weight of the load-balancing loss in training. */
+  readonly auxLossCoef?: number;
 }
 
 /**
@@ -153,7 +212,7 @@ export interface ModelConfig {
   readonly vocabSize: number;
   /** Model width. */
   readonly hidden: number;
-  /** FFN width (experts and dense MLPs). */
+  /** Width of dense MLPs (and of experts unless {@linkcode MoeConfig.ff} says otherwise). */
   readonly intermediate: number;
   /** Number of layers. */
   readonly layers: number;
@@ -162,7 +221,7 @@ export interface ModelConfig {
   /** lm_head shares the embedding matrix. */
   readonly tieEmbeddings: boolean;
   /** Per layer: mixer and feed-forward kinds. */
-  readonly pattern: readonly { readonly mixer: MixerKind; readonly ffn: FfnKind }[];
+  readonly pattern: readonly LayerSpec[];
   /** Attention settings, when any layer uses attention. */
   readonly attention?: AttentionConfig;
   /** Mamba settings, when any layer uses Mamba. */
@@ -173,242 +232,24 @@ export interface ModelConfig {
   readonly eosTokenIds: readonly number[];
   /** Beginning-of-sequence token id, if given. */
   readonly bosTokenId?: number;
-}
-
-type Json = Record<string, unknown>;
-
-function field(json: Json, file: string) {
-  const int = (name: string, fallback?: number): number => {
-    const v = json[name] ?? fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
-      throw new TypeError(
-        `${file}: field "${name}" must be a non-negative integer, got ${
-          JSON.stringify(json[name])
-        }`,
-      );
-    }
-    return v;
-  };
-  const num = (name: string, fallback?: number): number => {
-    const v = json[name] ?? fallback;
-    if (typeof v !== "number" || !Number.isFinite(v)) {
-      throw new TypeError(
-        `${file}: field "${name}" must be a number, got ${JSON.stringify(json[name])}`,
-      );
-    }
-    return v;
-  };
-  const bool = (name: string, fallback: boolean): boolean => {
-    const v = json[name] ?? fallback;
-    if (typeof v !== "boolean") {
-      throw new TypeError(`${file}: field "${name}" must be a boolean, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  };
-  return { int, num, bool };
-}
-
-function ids(v: unknown): number[] {
-  if (typeof v === "number") return [v];
-  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === "number");
-  return [];
+  /** `max_position_embeddings`, when the config gives it. */
+  readonly maxPositions?: number;
 }
 
 /**
- * Parses a Hugging Face `config.json` object. `file` is used in error messages.
+ * Width of one routed expert.
  *
  * @example
  * ```ts
- * import { parseConfig } from "@kiln/kiln";
+ * import { expertWidth, parseConfig } from "@kiln/kiln";
  * const cfg = parseConfig({
- *   architectures: ["MambaForCausalLM"], vocab_size: 100, hidden_size: 32, state_size: 4,
- *   num_hidden_layers: 2, expand: 2, conv_kernel: 4,
+ *   architectures: ["Qwen2MoeForCausalLM"], vocab_size: 64, hidden_size: 32, num_hidden_layers: 1,
+ *   num_attention_heads: 4, intermediate_size: 64, moe_intermediate_size: 16, num_experts: 4,
+ *   num_experts_per_tok: 2, shared_expert_intermediate_size: 32,
  * });
- * cfg.pattern.length; // 2
+ * expertWidth(cfg); // 16
  * ```
  */
-export function parseConfig(json: unknown, file = "config.json"): ModelConfig {
-  if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new SyntaxError(`${file}: expected a JSON object`);
-  }
-  const j = json as Json;
-  const archs = j.architectures;
-  const arch = Array.isArray(archs)
-    ? archs.find((a) => ARCHITECTURES.includes(a as Architecture))
-    : undefined;
-  if (!arch) {
-    throw new TypeError(
-      `${file}: architecture ${
-        JSON.stringify(archs ?? j.model_type)
-      } is not supported (supported: ${ARCHITECTURES.join(", ")})`,
-    );
-  }
-  const { int, num, bool } = field(j, file);
-  const hidden = int("hidden_size");
-  const layers = int("num_hidden_layers");
-  const vocabSize = int("vocab_size");
-  const eosTokenIds = ids(j.eos_token_id);
-  const bosTokenId = typeof j.bos_token_id === "number" ? j.bos_token_id : undefined;
-  if (hidden === 0 || layers === 0 || vocabSize === 0) {
-    throw new RangeError(`${file}: hidden_size, num_hidden_layers and vocab_size must be > 0`);
-  }
-  const attention = (ropeTheta: number): AttentionConfig => {
-    const heads = int("num_attention_heads");
-    const kvHeads = int("num_key_value_heads", heads);
-    if (heads === 0 || hidden % heads !== 0) {
-      throw new RangeError(
-        `${file}: hidden_size ${hidden} is not a multiple of num_attention_heads ${heads}`,
-      );
-    }
-    if (kvHeads === 0 || heads % kvHeads !== 0) {
-      throw new RangeError(
-        `${file}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`,
-      );
-    }
-    const sw = j.sliding_window;
-    return {
-      heads,
-      kvHeads,
-      headDim: typeof j.head_dim === "number" ? j.head_dim : hidden / heads,
-      ropeTheta,
-      slidingWindow: typeof sw === "number" ? sw : 0,
-    };
-  };
-  const moe = (expertsField: string, normTopk: boolean): MoeConfig => {
-    const experts = int(expertsField);
-    const topK = int("num_experts_per_tok");
-    if (topK < 1 || topK > experts) {
-      throw new RangeError(
-        `${file}: num_experts_per_tok ${topK} must be between 1 and ${expertsField} ${experts}`,
-      );
-    }
-    return { experts, topK, normTopk };
-  };
-  const dtRankOf = (name: string): number => {
-    const v = j[name];
-    if (v === undefined || v === "auto") return Math.ceil(hidden / 16);
-    return int(name);
-  };
-
-  if (arch === "MixtralForCausalLM") {
-    return {
-      architecture: arch,
-      vocabSize,
-      hidden,
-      intermediate: int("intermediate_size"),
-      layers,
-      normEps: num("rms_norm_eps", 1e-5),
-      tieEmbeddings: bool("tie_word_embeddings", false),
-      pattern: Array.from(
-        { length: layers },
-        () => ({ mixer: "attention" as const, ffn: "moe" as const }),
-      ),
-      attention: attention(num("rope_theta", 1e6)),
-      moe: moe("num_local_experts", true),
-      eosTokenIds,
-      bosTokenId,
-    };
-  }
-  if (arch === "MambaForCausalLM") {
-    // HF stores intermediate_size = int(expand · hidden); prefer it when present.
-    const expand = num("expand", 2);
-    const inner = typeof j.intermediate_size === "number"
-      ? int("intermediate_size")
-      : Math.floor(expand * hidden);
-    return {
-      architecture: arch,
-      vocabSize,
-      hidden,
-      intermediate: 0,
-      layers,
-      normEps: num("layer_norm_epsilon", 1e-5),
-      tieEmbeddings: bool("tie_word_embeddings", true),
-      pattern: Array.from(
-        { length: layers },
-        () => ({ mixer: "mamba" as const, ffn: "none" as const }),
-      ),
-      mamba: {
-        stateSize: int("state_size", 16),
-        inner,
-        convKernel: int("conv_kernel", 4),
-        dtRank: dtRankOf("time_step_rank"),
-        projBias: bool("use_bias", false),
-        convBias: bool("use_conv_bias", true),
-        innerNorms: false,
-      },
-      eosTokenIds,
-      bosTokenId,
-    };
-  }
-  // Jamba: attention every attn_layer_period layers (at the offset), MoE FFN every
-  // expert_layer_period layers (at the offset), Mamba and dense MLP elsewhere.
-  const attnPeriod = int("attn_layer_period", 8), attnOffset = int("attn_layer_offset", 4);
-  const expertPeriod = int("expert_layer_period", 2), expertOffset = int("expert_layer_offset", 1);
-  if (attnPeriod === 0 || expertPeriod === 0) {
-    throw new RangeError(`${file}: layer periods must be > 0`);
-  }
-  // HF uses the sparse block only where the layer's expert count exceeds 1.
-  const expertsTotal = int("num_experts", 16);
-  const pattern = Array.from({ length: layers }, (_, i) => ({
-    mixer: (i % attnPeriod === attnOffset ? "attention" : "mamba") as MixerKind,
-    ffn: (i % expertPeriod === expertOffset && expertsTotal > 1 ? "moe" : "mlp") as FfnKind,
-  }));
-  const expand = int("mamba_expand", 2);
-  return {
-    architecture: arch,
-    vocabSize,
-    hidden,
-    intermediate: int("intermediate_size"),
-    layers,
-    normEps: num("rms_norm_eps", 1e-6),
-    tieEmbeddings: bool("tie_word_embeddings", false),
-    pattern,
-    // Jamba's eager attention ignores sliding_window (only HF's flash path applies it).
-    attention: pattern.some((p) => p.mixer === "attention")
-      ? { ...attention(0), slidingWindow: 0 }
-      : undefined,
-    mamba: pattern.some((p) => p.mixer === "mamba")
-      ? {
-        stateSize: int("mamba_d_state", 16),
-        inner: expand * hidden,
-        convKernel: int("mamba_d_conv", 4),
-        dtRank: dtRankOf("mamba_dt_rank"),
-        projBias: bool("mamba_proj_bias", false),
-        convBias: bool("mamba_conv_bias", true),
-        innerNorms: true,
-      }
-      : undefined,
-    moe: pattern.some((p) => p.ffn === "moe") ? moe("num_experts", false) : undefined,
-    eosTokenIds,
-    bosTokenId,
-  };
-}
-
-/**
- * Reads and parses `dir/config.json`.
- *
- * @example
- * ```ts ignore
- * import { readConfig } from "@kiln/kiln";
- * const cfg = await readConfig("./Mixtral-8x7B-v0.1");
- * ```
- */
-export async function readConfig(dir: string): Promise<ModelConfig> {
-  const file = `${dir.replace(/\/$/, "")}/config.json`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new TypeError(`${file}: not found (is ${dir} a model folder?)`);
-    }
-    throw e;
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseConfig(json, file);
+export function expertWidth(cfg: ModelConfig): number {
+  return cfg.moe?.ff ?? cfg.intermediate;
 }

@@ -71,6 +71,17 @@ export interface MoeOptions {
   capacityFactor?: number;
   /** Padding mask with x's leading shape, f32: 0 excludes a token from the aux and z losses. */
   mask?: Tensor;
+  /**
+   * How the load-balancing loss counts routed tokens:
+   * - `"pairs"` (default): fᵢ is expert i's share of all (token, slot) picks, so
+   *   Σfᵢ = 1 and a perfectly balanced router scores 1 whatever k is (Switch's
+   *   definition, generalised to k slots);
+   * - `"hf"`: fᵢ is expert i's picks divided by the token count, as Hugging
+   *   Face's `load_balancing_loss_func` computes it: k times the `"pairs"` value
+   *   (equal at k = 1). Use it to reuse a checkpoint's `router_aux_loss_coef`
+   *   with the same gradient scale.
+   */
+  auxLossConvention?: "pairs" | "hf";
   /** Storage type of the expert weights (default f32; f16 halves their bytes). */
   weightDtype?: "f32" | "f16";
   /** Add a shared expert (plain SwiGLU, or sigmoid-gated as in Qwen2-MoE). */
@@ -119,7 +130,15 @@ export interface MoeOutputs {
   counts: Tensor;
   /** `[aux, z]`: both losses in one tensor (one buffer to read back). */
   losses: Tensor;
-  /** Load-balancing loss `E·Σfᵢ·Pᵢ` (scalar). */
+  /**
+   * Load-balancing loss `E·Σfᵢ·Pᵢ` (scalar), Pᵢ the mean router probability of
+   * expert i. By default fᵢ is the share of (token, slot) picks routed to i, so
+   * the value is k times smaller than Hugging Face's `load_balancing_loss_func`
+   * (which divides by tokens, not picks; equal at k = 1); see
+   * {@linkcode MoeOptions.auxLossConvention}. Hugging Face also pools every
+   * layer's tokens into one loss before multiplying fᵢ by Pᵢ, where a sum of
+   * per-layer losses weighs each layer on its own.
+   */
   auxLoss: Tensor;
   /** Router z-loss `mean_t (logsumexp zₜ)²` (scalar). */
   zLoss: Tensor;
@@ -140,6 +159,18 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
   }
   if (o.capacityFactor !== undefined && !(o.capacityFactor > 0)) {
     fail(new RangeError(`moe ${o.name}: capacityFactor must be > 0, got ${o.capacityFactor}`));
+  }
+  if (
+    o.auxLossConvention !== undefined && o.auxLossConvention !== "pairs" &&
+    o.auxLossConvention !== "hf"
+  ) {
+    fail(
+      new TypeError(
+        `moe ${o.name}: auxLossConvention must be "pairs" or "hf", got ${
+          JSON.stringify(o.auxLossConvention)
+        }`,
+      ),
+    );
   }
   if (dense && o.capacityFactor !== undefined) {
     fail(new RangeError(`moeDense ${o.name}: the dense baseline is dropless (no capacityFactor)`));
@@ -177,7 +208,7 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
   if (router === "sigmoid_bias") inputs.push(g.param(`${o.name}.bias`, [E]));
   if (o.mask) inputs.push(o.mask);
   if (o.slots) inputs.push(g.param(`${o.name}.slot_table`, [E], "u32"));
-  const [routed, logits, counts, losses] = g.apply("moe", inputs, {
+  const [routed, logits, counts, pairLosses] = g.apply("moe", inputs, {
     experts: E,
     topK: o.topK,
     router,
@@ -190,6 +221,10 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
   });
   let y = routed;
   if (o.shared) y = y.add(sharedExpert(g, x, `${o.name}.shared`, d, o.shared));
+  // HF divides the routed counts by T instead of T·k: k times the aux loss, same z-loss.
+  const losses = o.auxLossConvention === "hf"
+    ? pairLosses.mul(g.constant(Float32Array.of(o.topK, 1), [2]))
+    : pairLosses;
   return {
     y,
     logits,

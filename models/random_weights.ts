@@ -22,7 +22,7 @@
  */
 
 import { buildCausalLM, checkpointSources } from "./causal_lm.ts";
-import { parseConfig } from "./config.ts";
+import { parseConfig } from "./architectures/mod.ts";
 
 /** What {@linkcode writeRandomCheckpoint} wrote. */
 export interface RandomCheckpoint {

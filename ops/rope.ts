@@ -31,8 +31,20 @@ const TWO_PI = 2 * Math.PI;
 export interface RopeAttrs {
   /** Base θ of the inverse frequencies (HF `rope_theta`: 10000, Mixtral 1e6). */
   readonly theta: number;
+  /**
+   * The `headDim / 2` inverse frequencies, when RoPE scaling changes them
+   * (linear, yarn, llama3: see `models/rope_scaling.ts`); absent: `θ^(−2i/d)`.
+   */
+  readonly invFreq?: readonly number[];
+  /** Factor on cos and sin (yarn's attention factor); absent: 1. */
+  readonly scale?: number;
   /** Attributes are plain records, so graphs stay serialisable. */
-  [k: string]: number;
+  [k: string]: number | readonly number[] | undefined;
+}
+
+/** The inverse frequencies an op uses: its `invFreq` attribute, or θ's. */
+function frequencies(headDim: number, attrs: RopeAttrs): Float32Array {
+  return attrs.invFreq ? Float32Array.from(attrs.invFreq) : ropeInvFreq(headDim, attrs.theta);
 }
 
 /**
@@ -57,7 +69,7 @@ export function ropeInvFreq(headDim: number, theta: number): Float32Array {
 /** rope(x [T, ..., D], pos u32 [1]) → [T, ..., D]; row t sits at position pos + t. */
 export const rope: OpDef<RopeAttrs> = {
   arity: 2,
-  attrNames: ["theta"],
+  attrNames: ["theta", "invFreq", "scale"],
   infer([x, pos], attrs) {
     const show = `rope(${x.dtype}${formatShape(x.shape)}, ${pos.dtype}${formatShape(pos.shape)})`;
     if (!isFloat(x.dtype)) throw new TypeError(`${show}: x must be f32 or f16, got ${x.dtype}`);
@@ -76,13 +88,28 @@ export const rope: OpDef<RopeAttrs> = {
     if (typeof attrs.theta !== "number" || !(attrs.theta > 1)) {
       throw new RangeError(`${show}: theta must be a number > 1, got ${attrs.theta}`);
     }
+    const inv = attrs.invFreq;
+    if (
+      inv !== undefined &&
+      (!Array.isArray(inv) || inv.length !== d / 2 || inv.some((v) => !Number.isFinite(v)))
+    ) {
+      throw new RangeError(
+        `${show}: invFreq must hold headDim / 2 = ${d / 2} finite numbers, got ${
+          Array.isArray(inv) ? `${inv.length} values` : JSON.stringify(inv)
+        }`,
+      );
+    }
+    if (attrs.scale !== undefined && !(Number.isFinite(attrs.scale) && attrs.scale > 0)) {
+      throw new RangeError(`${show}: scale must be a finite number > 0, got ${attrs.scale}`);
+    }
     return [{ shape: x.shape, dtype: x.dtype }];
   },
   reference([x, pos], attrs) {
     const D = x.shape[x.shape.length - 1];
     const T = x.shape[0];
     const rowsPerT = numel(x.shape) / Math.max(1, T * D);
-    const inv = ropeInvFreq(D, attrs.theta);
+    const inv = frequencies(D, attrs);
+    const m = attrs.scale ?? 1;
     const out = allocHost(x.dtype, x.data.length);
     const half = D / 2;
     for (let t = 0; t < T; t++) {
@@ -91,7 +118,7 @@ export const rope: OpDef<RopeAttrs> = {
         const base = (t * rowsPerT + h) * D;
         for (let i = 0; i < half; i++) {
           const a = Math.fround(p * inv[i]);
-          const c = Math.cos(a), s = Math.sin(a);
+          const c = Math.cos(a) * m, s = Math.sin(a) * m;
           const x1 = x.data[base + i], x2 = x.data[base + half + i];
           out[base + i] = x1 * c - x2 * s;
           out[base + half + i] = x2 * c + x1 * s;
@@ -113,7 +140,8 @@ export const rope: OpDef<RopeAttrs> = {
       const total = numel(x.shape) / 2;
       if (total === 0) return { kernels: [] };
       const rowsPerT = numel(x.shape) / (T * D);
-      const inv = ropeInvFreq(D, ctx.attrs.theta);
+      const inv = frequencies(D, ctx.attrs);
+      const m = ctx.attrs.scale ?? 1;
       const ty = x.dtype;
       const wg = Math.min(256, ctx.caps.maxInvocations);
       const workgroups = grid(Math.ceil(total / wg), ctx.caps.maxWorkgroupsPerDim);
@@ -134,8 +162,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let a = f32(in1_load(0u) + t) * INV_FREQ[k];
   let n = round(a * 0.15915494309189535);
   let r = ((a - n * 6.28125) - n * ${c2.toExponential(9)}) - n * ${c3.toExponential(9)};
-  let c = cos(r);
-  let s = sin(r);
+  let c = cos(r)${m === 1 ? "" : ` * ${m.toExponential(9)}`};
+  let s = sin(r)${m === 1 ? "" : ` * ${m.toExponential(9)}`};
   let base = row * ${D}u + k;
   let x1 = f32(in0_load(base));
   let x2 = f32(in0_load(base + ${half}u));

@@ -16,8 +16,9 @@
 import { compile, type Executable } from "../compiler/compile.ts";
 import type { Graph } from "../compiler/graph.ts";
 import { formatShape } from "../compiler/shape.ts";
-import { buildCausalLM, checkpointSources, moePrefix } from "../models/causal_lm.ts";
-import { type ModelConfig, readConfig } from "../models/config.ts";
+import { buildCausalLM, checkpointSources } from "../models/causal_lm.ts";
+import { expertWidth, type ModelConfig } from "../models/config.ts";
+import { expertTensor, moePrefix, readConfig, specOf } from "../models/architectures/mod.ts";
 import { Checkpoint } from "./safetensors.ts";
 import { createProgress } from "./progress.ts";
 import { Tokenizer } from "./tokenizer.ts";
@@ -834,22 +835,25 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
-  const model = new Model(cfg, build, device, maxSeq, tokenizer);
-  model.expertPlan = expertPlan;
   const ckpt = await Checkpoint.open(dir, {
     progress: (total) => createProgress({ total, label: "loading", quiet: options.quiet }),
   });
   try {
+    checkUnusedTensors(cfg, ckpt);
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  }
+  const model = new Model(cfg, build, device, maxSeq, tokenizer);
+  model.expertPlan = expertPlan;
+  try {
     if (expertSlots) {
-      const prefixes = moeLayers(cfg).map((i) => moePrefix(cfg, i));
+      const layers = moeLayers(cfg);
+      const prefixes = layers.map((i) => moePrefix(cfg, i));
       const skip = (n: string) => n.startsWith(`${SLOT_POOL}.`) || n.endsWith(".slot_table");
       await loadWeights(model.prefill, cfg, ckpt, skip);
-      const mixtral = cfg.architecture === "MixtralForCausalLM";
-      const kind = {
-        w1: mixtral ? "w1" : "gate_proj",
-        w3: mixtral ? "w3" : "up_proj",
-        w2: mixtral ? "w2" : "down_proj",
-      };
+      const tensorOf = (l: number, e: number, w: "w1" | "w3" | "w2") =>
+        expertTensor(cfg, layers[l], e, w);
       if (devicePlan) {
         model.parallel = await ExpertParallel.load(
           model.prefill,
@@ -857,10 +861,10 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
           ckpt,
           devicePlan,
           prefixes,
-          (l, e, w) => `${prefixes[l]}.experts.${e}.${kind[w]}.weight`,
+          tensorOf,
           {
             d: cfg.hidden,
-            ff: cfg.intermediate,
+            ff: expertWidth(cfg),
             topK: cfg.moe!.topK,
             normTopk: cfg.moe!.normTopk,
             dtype,
@@ -873,7 +877,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
         ckpt,
         expertPlan!,
         prefixes,
-        (l, e, w) => `${prefixes[l]}.experts.${e}.${kind[w]}.weight`,
+        tensorOf,
         dtype,
         policy,
         // The disk tier reads from its own handle, open until dispose.
@@ -891,6 +895,34 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     ckpt.close();
   }
   return model;
+}
+
+/**
+ * Refuses a checkpoint holding tensors the config's model does not read: they
+ * mean config.json describes another model (a bias, a norm or a layer it does
+ * not declare), and ignoring them would give wrong logits without a word.
+ * Rotary caches (`rotary_emb.inv_freq`) and a stored copy of a tied LM head are
+ * buffers, not parameters, and are skipped as transformers skips them.
+ */
+function checkUnusedTensors(cfg: ModelConfig, ckpt: Checkpoint): void {
+  const read = new Set<string>();
+  const graph = buildCausalLM(cfg, { mode: "decode", maxSeq: 1, maxNew: 1 });
+  for (const src of checkpointSources(cfg, graph).values()) {
+    for (const t of src.tensors) read.add(t);
+  }
+  const head = `${specOf(cfg).layout.lmHead}.weight`;
+  const unused = [...ckpt.tensors.keys()].filter((n) =>
+    !read.has(n) && !n.endsWith(".rotary_emb.inv_freq") && !(cfg.tieEmbeddings && n === head)
+  );
+  if (unused.length > 0) {
+    const shown = unused.slice(0, 3).map((n) => JSON.stringify(n)).join(", ");
+    throw new TypeError(
+      `${ckpt.path}: ${unused.length} tensor(s) that ${cfg.architecture} as configured does not use ` +
+        `(${shown}${
+          unused.length > 3 ? ", …" : ""
+        }); config.json does not describe this checkpoint`,
+    );
+  }
 }
 
 /** Indices of the MoE layers. */
@@ -981,7 +1013,7 @@ async function planForDevices(
   const remote = compile(
     buildRemoteExperts({
       d: cfg.hidden,
-      ff: cfg.intermediate,
+      ff: expertWidth(cfg),
       experts: z.experts,
       topK: cfg.moe!.topK,
       slots: 1,
@@ -1056,7 +1088,7 @@ async function expertSizing(
   return {
     layers: layers.length,
     experts: E,
-    expertBytes: 3 * cfg.intermediate * cfg.hidden * el,
+    expertBytes: 3 * expertWidth(cfg) * cfg.hidden * el,
     fixedBytes: paramBytes + act,
     prefillTokens: T,
     stats,

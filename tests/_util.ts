@@ -145,3 +145,69 @@ export async function collectIds(model: Model, n: number, readEvery = 4): Promis
   for await (const id of model.generateIds(MOE_PROMPT, { maxTokens: n, readEvery })) ids.push(id);
   return ids;
 }
+
+/**
+ * Prefills `prompt[0, L)` and decodes the rest one token at a time; each step's
+ * logits must equal the full forward's row within `tol` of that row's scale.
+ */
+export async function assertDecodeMatchesForward(
+  model: Model,
+  prompt: readonly number[],
+  L: number,
+  tol = 1e-4,
+): Promise<void> {
+  const full = await model.forward(prompt);
+  const V = model.config.vocabSize;
+  await model.forward(prompt.slice(0, L));
+  for (let t = L; t < prompt.length; t++) {
+    const row = await model.step(prompt[t], t);
+    const want = full.subarray(t * V, (t + 1) * V);
+    let err = 0, scale = 0;
+    for (let i = 0; i < V; i++) {
+      err = Math.max(err, Math.abs(row[i] - want[i]));
+      scale = Math.max(scale, Math.abs(want[i]));
+    }
+    if (!(err / scale < tol)) {
+      throw new Error(`${model.config.architecture} position ${t}: ${err / scale} of scale`);
+    }
+  }
+}
+
+/** Max |got − want| over all elements, relative to the largest |want| (the logits' scale). */
+export function relMaxError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (got.length !== want.length) throw new Error(`length ${got.length} vs ${want.length}`);
+  let err = 0, scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    err = Math.max(err, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return err / scale;
+}
+
+/**
+ * Writes a tiny checkpoint with `write` into a temporary folder (its config.json
+ * passed through `editConfig` when given), loads it on the test device and runs
+ * `fn`; everything is disposed and removed afterwards.
+ */
+export async function withTinyModel<O>(
+  write: (dir: string, options: O) => Promise<{ config: Record<string, unknown> }>,
+  options: O,
+  fn: (model: Model, dir: string) => Promise<void>,
+  editConfig?: (config: Record<string, unknown>) => Record<string, unknown>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_tiny_" });
+  try {
+    const written = await write(dir, options);
+    if (editConfig) {
+      await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(editConfig(written.config)));
+    }
+    const model = await loadModel(dir, { device: await gpu(), quiet: true, maxSeq: 64 });
+    try {
+      await fn(model, dir);
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

@@ -3,13 +3,17 @@ import { GraphBuilder } from "../compiler/builder.ts";
 import { compile } from "../compiler/compile.ts";
 import type { DType, HostArray } from "../compiler/dtype.ts";
 import { attentionBlock } from "../models/attention.ts";
+import { cpuDevice } from "../runtime/device.ts";
 import { assertClose, gpu, randomData } from "./_util.ts";
 
 // ---------------------------------------------------------------------------
 // Independent float64 references, written from the HF definitions, not from the
 // op's code.
 
-/** HF `apply_rotary_pos_emb` on x [T, H, D] (f32 inv_freq and angle, as torch computes them). */
+/**
+ * HF `apply_rotary_pos_emb` on x [T, H, D] (f32 inv_freq and angle, as torch
+ * computes them); `scaled` replaces θ's frequencies and multiplies cos and sin.
+ */
 function refRope(
   x: ArrayLike<number>,
   T: number,
@@ -17,12 +21,14 @@ function refRope(
   D: number,
   pos: number,
   theta: number,
+  scaled?: { invFreq: ArrayLike<number>; scale: number },
 ) {
   const half = D / 2;
   const invFreq = new Float32Array(half);
   for (let i = 0; i < half; i++) {
-    invFreq[i] = 1 / Math.fround(theta ** Math.fround((2 * i) / D));
+    invFreq[i] = scaled ? scaled.invFreq[i] : 1 / Math.fround(theta ** Math.fround((2 * i) / D));
   }
+  const m = scaled?.scale ?? 1;
   const out = new Float64Array(T * H * D);
   for (let t = 0; t < T; t++) {
     // emb = cat(freqs, freqs); cos/sin of it.
@@ -36,7 +42,7 @@ function refRope(
         rot[i + half] = x[b + i];
       }
       for (let d = 0; d < D; d++) {
-        out[b + d] = x[b + d] * Math.cos(emb[d]) + rot[d] * Math.sin(emb[d]);
+        out[b + d] = x[b + d] * Math.cos(emb[d]) * m + rot[d] * Math.sin(emb[d]) * m;
       }
     }
   }
@@ -115,6 +121,44 @@ Deno.test("rope matches HF apply_rotary_pos_emb (f32 and f16, large positions)",
     assertClose(y.data, ref, tol, tol, `rope T=${T} D=${D} pos=${p} ${dtype}`);
     exe.dispose();
   }
+});
+
+Deno.test("rope with given frequencies and a cos/sin factor (RoPE scaling) matches HF", async () => {
+  const dev = await gpu();
+  for (const [T, H, D, p, dtype] of [[5, 3, 12, 700, "f32"], [4, 2, 32, 33, "f16"]] as const) {
+    // Arbitrary frequencies (not θ's): a kernel that ignored them would fail.
+    const invFreq = Float32Array.from({ length: D / 2 }, (_, i) => 0.9 / (i + 1) ** 1.7);
+    const scaled = { invFreq, scale: 1.1386 };
+    const g = new GraphBuilder();
+    const x = g.input("x", ["T", H, D], dtype);
+    const pos = g.input("pos", [1], "u32");
+    g.output("y", x.rope(pos, 1e4, scaled));
+    const exe = compile(g.build(), dev);
+    const xs = randomData(T * H * D, dtype, D);
+    const { y } = await exe.run({ x: xs, pos: new Uint32Array([p]) });
+    const ref = refRope(xs, T, H, D, p, 1e4, scaled);
+    const tol = dtype === "f16" ? 4e-3 : 2e-5;
+    assertClose(y.data, ref, tol, tol, `scaled rope D=${D} ${dtype}`);
+    // The CPU reference of the op agrees too.
+    const cpu = await compile(exe.graph, cpuDevice()).run({
+      x: xs,
+      pos: new Uint32Array([p]),
+    });
+    assertClose(cpu.y.data, ref, tol, tol, `scaled rope CPU D=${D} ${dtype}`);
+    exe.dispose();
+  }
+  const g = new GraphBuilder();
+  const q = g.input("q", [2, 2, 8]);
+  const pos = g.input("pos", [1], "u32");
+  assert.throws(
+    () => q.rope(pos, 1e4, { invFreq: [1, 2, 3] }),
+    /invFreq must hold headDim \/ 2 = 4/,
+  );
+  assert.throws(
+    () => q.rope(pos, 1e4, { invFreq: [1, 2, 3, NaN] }),
+    /invFreq must hold headDim \/ 2 = 4 finite numbers/,
+  );
+  assert.throws(() => q.rope(pos, 1e4, { invFreq: [1, 1, 1, 1], scale: -1 }), /scale must be/);
 });
 
 Deno.test("rope fuses an elementwise prologue and epilogue into its kernel", async () => {

@@ -7,38 +7,16 @@ import assert from "node:assert/strict";
 import { loadModel, type Model } from "../runtime/model.ts";
 import { referenceLogits } from "./reference/hf_reference.ts";
 import { writeTinyJamba, writeTinyMamba, writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
-import { gpu } from "./_util.ts";
+import { assertDecodeMatchesForward, gpu, relMaxError, withTinyModel } from "./_util.ts";
 
 const WRITERS = { mixtral: writeTinyMixtral, mamba: writeTinyMamba, jamba: writeTinyJamba };
 
-/** Max |gpu − ref| over all logits, relative to the logits' scale (max |ref|). */
-function relError(got: Float32Array, want: Float64Array): number {
-  assert.equal(got.length, want.length);
-  let err = 0, scale = 0;
-  for (let i = 0; i < want.length; i++) {
-    err = Math.max(err, Math.abs(got[i] - want[i]));
-    scale = Math.max(scale, Math.abs(want[i]));
-  }
-  return err / scale;
-}
-
-async function withModel(
+function withModel(
   arch: keyof typeof WRITERS,
   opts: Parameters<typeof writeTinyMixtral>[1],
   fn: (model: Model, dir: string) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: `kiln_${arch}_` });
-  try {
-    await WRITERS[arch](dir, opts);
-    const model = await loadModel(dir, { device: await gpu(), quiet: true, maxSeq: 64 });
-    try {
-      await fn(model, dir);
-    } finally {
-      model.dispose();
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  return withTinyModel(WRITERS[arch], opts, fn);
 }
 
 const PROMPT = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64, 31, 8, 120];
@@ -49,35 +27,20 @@ for (const arch of ["mixtral", "mamba", "jamba"] as const) {
       const ref = await referenceLogits(dir);
       const got = await model.forward(PROMPT);
       const want = ref(PROMPT);
-      const e = relError(got, want);
+      const e = relMaxError(got, want);
       assert.ok(e <= 1e-3, `${arch}: max error ${e.toExponential(2)} of logit scale`);
     });
   });
 
   Deno.test(`${arch}: prefill then decode equals the full forward`, async () => {
-    await withModel(arch, {}, async (model) => {
-      const full = await model.forward(PROMPT);
-      const V = model.config.vocabSize;
-      const L = 9;
-      await model.forward(PROMPT.slice(0, L));
-      for (let t = L; t < PROMPT.length; t++) {
-        const row = await model.step(PROMPT[t], t);
-        const want = full.subarray(t * V, (t + 1) * V);
-        let err = 0, scale = 0;
-        for (let i = 0; i < V; i++) {
-          err = Math.max(err, Math.abs(row[i] - want[i]));
-          scale = Math.max(scale, Math.abs(want[i]));
-        }
-        assert.ok(err / scale < 1e-4, `${arch} position ${t}: ${err / scale}`);
-      }
-    });
+    await withModel(arch, {}, (model) => assertDecodeMatchesForward(model, PROMPT, 9));
   });
 }
 
 Deno.test("sharded BF16 checkpoints load and match their own reference", async () => {
   await withModel("mixtral", { shards: 3, dtype: "BF16" }, async (model, dir) => {
     const ref = await referenceLogits(dir);
-    const e = relError(await model.forward(PROMPT), ref(PROMPT));
+    const e = relMaxError(await model.forward(PROMPT), ref(PROMPT));
     assert.ok(e <= 1e-3, `error ${e}`);
   });
 });

@@ -265,6 +265,68 @@ Deno.test("moe: aux and z losses against a hand computation", async () => {
   assertClose(c.gpu.losses.data, [1.25, 2.5 * ln2 * ln2], 1e-5, 1e-6, "hand losses T=6");
 });
 
+Deno.test('moe: auxLossConvention "hf" equals transformers\' load_balancing_loss_func', async () => {
+  const T = 9, d = 8, ff = 8, E = 4, k = 2;
+  const r = rng(90);
+  const params = {
+    "l.router": uniform(E * d, 1, r),
+    "l.w1": uniform(E * ff * d, 0.3, r),
+    "l.w3": uniform(E * ff * d, 0.3, r),
+    "l.w2": uniform(E * d * ff, 0.3, r),
+  };
+  const x = uniform(T * d, 1, r);
+  const run = async (auxLossConvention?: "pairs" | "hf") => {
+    const g = new GraphBuilder();
+    const m = moe(g, g.input("x", [T, d]), {
+      name: "l",
+      experts: E,
+      topK: k,
+      ff,
+      auxLossConvention,
+    });
+    g.output("logits", m.logits);
+    g.output("aux", m.auxLoss);
+    g.output("losses", m.losses);
+    const exe = compile(g.build(), await gpu(), { params });
+    try {
+      return await exe.run({ x });
+    } finally {
+      exe.dispose();
+    }
+  };
+  const pairs = await run(), hf = await run("hf");
+  // load_balancing_loss_func, written from its definition: probabilities over all
+  // experts, one-hot [T, k, E] of the top-k picks, mean over tokens per slot,
+  // times the mean probability, summed, times E.
+  const logits = hf.logits.data;
+  const P = new Float64Array(E), perSlot = new Float64Array(k * E);
+  for (let t = 0; t < T; t++) {
+    const z = Array.from(logits.slice(t * E, (t + 1) * E));
+    const mx = Math.max(...z), e = z.map((v) => Math.exp(v - mx)), s = e.reduce((a, b) => a + b);
+    const p = e.map((v) => v / s);
+    p.forEach((v, i) => (P[i] += v / T));
+    const order = p.map((_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
+    for (let j = 0; j < k; j++) perSlot[j * E + order[j]] += 1 / T;
+  }
+  let want = 0;
+  for (let j = 0; j < k; j++) for (let i = 0; i < E; i++) want += perSlot[j * E + i] * P[i];
+  want *= E;
+  assertClose(hf.aux.data, [want], 1e-5, 1e-6, "hf aux");
+  assertClose(pairs.aux.data, [want / k], 1e-5, 1e-6, "pairs aux = hf / k");
+  assertClose(hf.losses.data, [want, pairs.losses.data[1]], 1e-5, 1e-6, "z-loss unchanged");
+  assert.throws(
+    () =>
+      moe(new GraphBuilder(), new GraphBuilder().input("x", [1, d]), {
+        name: "l",
+        experts: E,
+        topK: k,
+        ff,
+        auxLossConvention: "tokens" as "hf",
+      }),
+    /auxLossConvention must be "pairs" or "hf", got "tokens"/,
+  );
+});
+
 Deno.test("moe: prefill takes at most 6 kernels, independent of E", async () => {
   const counts: number[] = [];
   for (const E of [8, 64]) {

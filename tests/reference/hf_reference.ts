@@ -1,6 +1,7 @@
 /**
  * An independent float64 CPU forward pass of Hugging Face `MixtralForCausalLM`,
- * `MambaForCausalLM` and `JambaForCausalLM`, written from the semantics of
+ * `MambaForCausalLM`, `JambaForCausalLM`, `Qwen2MoeForCausalLM` and
+ * `OlmoeForCausalLM`, written from the semantics of
  * transformers' modeling files only: it shares no code with Kiln's compiler, ops,
  * runtime or models (the safetensors reader is used to read tensors, nothing
  * else). It is the oracle the GPU path's logits are compared with, so it favours
@@ -27,6 +28,20 @@
  *   SwiGLU MLP; the router keeps the raw top-k softmax probabilities (no
  *   renormalisation); attention has no rotary embedding; each layer is
  *   h = x + mixer(input_layernorm(x)); out = h + ffn(pre_ff_layernorm(h)).
+ * - Qwen2-MoE (`modeling_qwen2_moe.py`): Llama attention with q/k/v biases
+ *   (`qkv_bias`, always on in transformers 4); layer i is sparse iff i is not in
+ *   `mlp_only_layers` and (i + 1) % decoder_sparse_step == 0, else a SwiGLU MLP of
+ *   `intermediate_size`; the router renormalises only with `norm_topk_prob`;
+ *   experts have `moe_intermediate_size`; a shared SwiGLU expert
+ *   (`shared_expert_intermediate_size`) scaled by σ(shared_expert_gate·x) is added;
+ *   `layer_types` (or, without it, use_sliding_window and layers ≥
+ *   max_window_layers) picks sliding-window layers.
+ * - OLMoE (`modeling_olmoe.py`): Llama attention whose q and k projections pass
+ *   through RMSNorms over their full width (`q_norm`, `k_norm`) before RoPE, then
+ *   q, k, v are clamped to ±clip_qkv when set; biases on q/k/v/o with
+ *   `attention_bias`; every layer's FFN is the sparse MoE (renormalised only
+ *   with `norm_topk_prob`).
+ * - RoPE scaling (`modeling_rope_utils.py`): see `rope_reference.ts`.
  *
  * @example
  * ```ts
@@ -40,12 +55,26 @@
 
 import { join } from "node:path";
 import { Checkpoint } from "../../runtime/safetensors.ts";
+import { type ReferenceRope, referenceRope } from "./rope_reference.ts";
 
 /** A config.json document. */
 export type HfConfig = Record<string, unknown>;
 
 /** The architectures the reference implements. */
-export type ReferenceArchitecture = "MixtralForCausalLM" | "MambaForCausalLM" | "JambaForCausalLM";
+export type ReferenceArchitecture =
+  | "MixtralForCausalLM"
+  | "MambaForCausalLM"
+  | "JambaForCausalLM"
+  | "Qwen2MoeForCausalLM"
+  | "OlmoeForCausalLM";
+
+const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
+  "MixtralForCausalLM",
+  "MambaForCausalLM",
+  "JambaForCausalLM",
+  "Qwen2MoeForCausalLM",
+  "OlmoeForCausalLM",
+];
 
 /** What one decoder layer does. */
 export interface LayerKind {
@@ -53,6 +82,8 @@ export interface LayerKind {
   mixer: "attention" | "mamba";
   /** Channel mixer after it (`"none"` for Mamba, whose block is the mixer alone). */
   ffn: "moe" | "mlp" | "none";
+  /** Attention layers with a sliding window: keys a query may see (Qwen2-MoE per layer). */
+  window?: number;
 }
 
 /** A loaded reference model. */
@@ -116,9 +147,22 @@ export function layerKinds(config: HfConfig): LayerKind[] {
   const n = intField(config, "num_hidden_layers");
   const out: LayerKind[] = [];
   for (let i = 0; i < n; i++) {
-    if (arch === "MixtralForCausalLM") out.push({ mixer: "attention", ffn: "moe" });
-    else if (arch === "MambaForCausalLM") out.push({ mixer: "mamba", ffn: "none" });
-    else {
+    if (arch === "MixtralForCausalLM" || arch === "OlmoeForCausalLM") {
+      out.push({ mixer: "attention", ffn: "moe" });
+    } else if (arch === "MambaForCausalLM") out.push({ mixer: "mamba", ffn: "none" });
+    else if (arch === "Qwen2MoeForCausalLM") {
+      const mlpOnly = (config.mlp_only_layers ?? []) as number[];
+      const step = intField(config, "decoder_sparse_step", 1);
+      const sparse = !mlpOnly.includes(i) && intField(config, "num_experts", 60) > 0 &&
+        (i + 1) % step === 0;
+      const types = config.layer_types as string[] | undefined;
+      const sliding = types
+        ? types[i] === "sliding_attention"
+        : config.use_sliding_window === true && i >= intField(config, "max_window_layers", 28);
+      const kind: LayerKind = { mixer: "attention", ffn: sparse ? "moe" : "mlp" };
+      if (sliding) kind.window = intField(config, "sliding_window");
+      out.push(kind);
+    } else {
       const attnPeriod = intField(config, "attn_layer_period", 8);
       const attnOffset = intField(config, "attn_layer_offset", 4);
       const expertPeriod = intField(config, "expert_layer_period", 2);
@@ -141,12 +185,10 @@ export function layerKinds(config: HfConfig): LayerKind[] {
 function architectureOf(config: HfConfig): ReferenceArchitecture {
   const archs = config.architectures;
   const arch = Array.isArray(archs) ? archs[0] : undefined;
-  if (arch === "MixtralForCausalLM" || arch === "MambaForCausalLM" || arch === "JambaForCausalLM") {
-    return arch;
-  }
+  if (REFERENCE_ARCHITECTURES.includes(arch)) return arch;
   throw new TypeError(
     `config.json: architectures ${JSON.stringify(archs)} is not one the reference implements ` +
-      `(MixtralForCausalLM, MambaForCausalLM, JambaForCausalLM)`,
+      `(${REFERENCE_ARCHITECTURES.join(", ")})`,
   );
 }
 
@@ -228,6 +270,18 @@ export interface AttentionWeights {
   v: Float64Array;
   /** o_proj.weight [hidden, heads·headDim]. */
   o: Float64Array;
+  /** Biases of q/k/v/o_proj, where the model has them. */
+  qb?: Float64Array;
+  /** k_proj.bias. */
+  kb?: Float64Array;
+  /** v_proj.bias. */
+  vb?: Float64Array;
+  /** o_proj.bias. */
+  ob?: Float64Array;
+  /** OLMoE: q_norm.weight [heads·headDim], over the whole projection. */
+  qNorm?: Float64Array;
+  /** OLMoE: k_norm.weight [kvHeads·headDim]. */
+  kNorm?: Float64Array;
 }
 
 /** Shape and options of attention. */
@@ -242,20 +296,31 @@ export interface AttentionOptions {
   headDim: number;
   /** RoPE base θ, or `undefined` for no rotary embedding (Jamba). */
   ropeTheta?: number;
+  /** Scaled RoPE (frequencies and factor on cos/sin); overrides `ropeTheta`'s frequencies. */
+  rope?: ReferenceRope;
   /** Keys a query may see, itself included; `undefined` for unlimited. */
   slidingWindow?: number;
+  /** Epsilon of the q/k RMSNorms (with `qNorm` / `kNorm` weights). */
+  qkNormEps?: number;
+  /** Clamp q, k, v to ±clip after projection (and norm). */
+  clip?: number;
 }
 
 /**
  * Rotates one head vector in place for position `pos` (HF `apply_rotary_pos_emb`:
  * v·cos + rotate_half(v)·sin, rotate_half(v) = [−v₂, v₁], halves of the head).
  */
-function rope(v: Float64Array, offset: number, headDim: number, pos: number, theta: number): void {
+function rope(
+  v: Float64Array,
+  offset: number,
+  headDim: number,
+  pos: number,
+  r: ReferenceRope,
+): void {
   const half = headDim / 2;
   for (let i = 0; i < half; i++) {
-    const invFreq = 1 / theta ** ((2 * i) / headDim);
-    const c = Math.cos(pos * invFreq);
-    const s = Math.sin(pos * invFreq);
+    const c = Math.cos(pos * r.invFreq[i]) * r.scale;
+    const s = Math.sin(pos * r.invFreq[i]) * r.scale;
     const a = v[offset + i];
     const b = v[offset + i + half];
     v[offset + i] = a * c - b * s;
@@ -283,15 +348,26 @@ export function attention(
   opt: AttentionOptions,
 ): Float64Array {
   const { hidden, heads, kvHeads, headDim } = opt;
-  const q = linear(x, T, hidden, w.q, heads * headDim);
-  const k = linear(x, T, hidden, w.k, kvHeads * headDim);
-  const v = linear(x, T, hidden, w.v, kvHeads * headDim);
-  if (opt.ropeTheta !== undefined) {
+  let q = linear(x, T, hidden, w.q, heads * headDim, w.qb);
+  let k = linear(x, T, hidden, w.k, kvHeads * headDim, w.kb);
+  const v = linear(x, T, hidden, w.v, kvHeads * headDim, w.vb);
+  if (w.qNorm && w.kNorm) {
+    q = rmsNorm(q, T, heads * headDim, w.qNorm, opt.qkNormEps!);
+    k = rmsNorm(k, T, kvHeads * headDim, w.kNorm, opt.qkNormEps!);
+  }
+  if (opt.clip !== undefined) {
+    for (const a of [q, k, v]) {
+      for (let i = 0; i < a.length; i++) a[i] = Math.min(opt.clip, Math.max(-opt.clip, a[i]));
+    }
+  }
+  const r = opt.rope ??
+    (opt.ropeTheta === undefined
+      ? undefined
+      : { invFreq: referenceRope({ rope_theta: opt.ropeTheta }, headDim, 0).invFreq, scale: 1 });
+  if (r) {
     for (let t = 0; t < T; t++) {
-      for (let h = 0; h < heads; h++) rope(q, (t * heads + h) * headDim, headDim, t, opt.ropeTheta);
-      for (let h = 0; h < kvHeads; h++) {
-        rope(k, (t * kvHeads + h) * headDim, headDim, t, opt.ropeTheta);
-      }
+      for (let h = 0; h < heads; h++) rope(q, (t * heads + h) * headDim, headDim, t, r);
+      for (let h = 0; h < kvHeads; h++) rope(k, (t * kvHeads + h) * headDim, headDim, t, r);
     }
   }
   const group = heads / kvHeads;
@@ -324,7 +400,7 @@ export function attention(
       }
     }
   }
-  return linear(ctx, T, heads * headDim, w.o, hidden);
+  return linear(ctx, T, heads * headDim, w.o, hidden, w.ob);
 }
 
 // ---------------------------------------------------------------------------
@@ -631,6 +707,9 @@ type Layer = {
   norm1: Float64Array;
   norm2?: Float64Array;
   attn?: AttentionWeights;
+  attnOpt?: AttentionOptions;
+  shared?: SwigluWeights;
+  sharedGate?: Float64Array;
   mamba?: MambaWeights;
   router?: Float64Array;
   experts?: SwigluWeights[];
@@ -655,13 +734,21 @@ async function readAttention(
   w: Weights,
   prefix: string,
   opt: AttentionOptions,
+  extras: { qkvBias: boolean; outBias: boolean; qkNorm: boolean },
 ): Promise<AttentionWeights> {
   const { hidden, heads, kvHeads, headDim } = opt;
+  const Q = heads * headDim, KV = kvHeads * headDim;
   return {
-    q: await w.get(`${prefix}.q_proj.weight`, [heads * headDim, hidden]),
-    k: await w.get(`${prefix}.k_proj.weight`, [kvHeads * headDim, hidden]),
-    v: await w.get(`${prefix}.v_proj.weight`, [kvHeads * headDim, hidden]),
-    o: await w.get(`${prefix}.o_proj.weight`, [hidden, heads * headDim]),
+    q: await w.get(`${prefix}.q_proj.weight`, [Q, hidden]),
+    k: await w.get(`${prefix}.k_proj.weight`, [KV, hidden]),
+    v: await w.get(`${prefix}.v_proj.weight`, [KV, hidden]),
+    o: await w.get(`${prefix}.o_proj.weight`, [hidden, Q]),
+    qb: await w.maybe(`${prefix}.q_proj.bias`, [Q], extras.qkvBias),
+    kb: await w.maybe(`${prefix}.k_proj.bias`, [KV], extras.qkvBias),
+    vb: await w.maybe(`${prefix}.v_proj.bias`, [KV], extras.qkvBias),
+    ob: await w.maybe(`${prefix}.o_proj.bias`, [hidden], extras.outBias),
+    qNorm: await w.maybe(`${prefix}.q_norm.weight`, [Q], extras.qkNorm),
+    kNorm: await w.maybe(`${prefix}.k_norm.weight`, [KV], extras.qkNorm),
   };
 }
 
@@ -833,13 +920,16 @@ async function loadTransformer(
   w: Weights,
   config: HfConfig,
   kinds: LayerKind[],
-  arch: "MixtralForCausalLM" | "JambaForCausalLM",
+  arch: Exclude<ReferenceArchitecture, "MambaForCausalLM">,
 ): Promise<ReferenceModel> {
   const jamba = arch === "JambaForCausalLM";
+  const qwen = arch === "Qwen2MoeForCausalLM";
+  const olmoe = arch === "OlmoeForCausalLM";
   const H = intField(config, "hidden_size");
   const vocab = intField(config, "vocab_size");
   const ff = intField(config, "intermediate_size");
-  const eps = field(config, "rms_norm_eps", jamba ? 1e-6 : 1e-5);
+  const ffExpert = qwen ? intField(config, "moe_intermediate_size") : ff;
+  const eps = field(config, "rms_norm_eps", jamba || qwen ? 1e-6 : 1e-5);
   const heads = intField(config, "num_attention_heads");
   const kvHeads = intField(config, "num_key_value_heads", heads);
   const headDim = config.head_dim == null ? H / heads : intField(config, "head_dim");
@@ -854,35 +944,46 @@ async function loadTransformer(
     );
   }
   let slidingWindow: number | undefined;
-  if (config.sliding_window != null) {
-    if (jamba) {
-      // Only HF's flash-attention path applies Jamba's sliding_window (eager and SDPA
-      // ignore it), so there is no single meaning to reproduce.
-      throw new RangeError(
-        "config.json: Jamba with sliding_window set is ambiguous in transformers",
-      );
-    }
+  if (config.sliding_window != null && (arch === "MixtralForCausalLM")) {
     slidingWindow = intField(config, "sliding_window");
-    if (slidingWindow < 1) throw new RangeError("config.json: sliding_window must be at least 1");
+    if (slidingWindow < 1) slidingWindow = undefined;
+  } else if (config.sliding_window != null && jamba) {
+    // Only HF's flash-attention path applies Jamba's sliding_window (eager and SDPA
+    // ignore it), so there is no single meaning to reproduce.
+    throw new RangeError("config.json: Jamba with sliding_window set is ambiguous in transformers");
   }
-  if (!jamba && config.rope_scaling != null) {
-    throw new RangeError(
-      `config.json: rope_scaling ${JSON.stringify(config.rope_scaling)} is not supported`,
-    );
-  }
+  const defaultTheta = arch === "MixtralForCausalLM" ? 1e6 : 1e4;
+  const clip = olmoe && config.clip_qkv != null ? field(config, "clip_qkv") : undefined;
   const attnOpt: AttentionOptions = {
     hidden: H,
     heads,
     kvHeads,
     headDim,
-    ropeTheta: jamba ? undefined : field(config, "rope_theta", 1e6),
+    rope: jamba ? undefined : referenceRope(config, headDim, defaultTheta),
     slidingWindow,
+    qkNormEps: olmoe ? eps : undefined,
+    clip,
   };
-  const E = intField(config, jamba ? "num_experts" : "num_local_experts", jamba ? 16 : 8);
-  const k = intField(config, "num_experts_per_tok", 2);
+  const extras = {
+    qkvBias: qwen ? config.qkv_bias !== false : olmoe && config.attention_bias === true,
+    outBias: olmoe && config.attention_bias === true,
+    qkNorm: olmoe,
+  };
+  const E = intField(
+    config,
+    arch === "MixtralForCausalLM" ? "num_local_experts" : "num_experts",
+    { MixtralForCausalLM: 8, JambaForCausalLM: 16, Qwen2MoeForCausalLM: 60, OlmoeForCausalLM: 64 }[
+      arch
+    ],
+  );
+  const k = intField(config, "num_experts_per_tok", qwen ? 4 : olmoe ? 8 : 2);
   if (kinds.some((l) => l.ffn === "moe") && (k < 1 || k > E)) {
     throw new RangeError(`config.json: num_experts_per_tok ${k} must be in 1..${E}`);
   }
+  // Mixtral always renormalises the top-k weights, Jamba never; the others by config.
+  const renormalize = arch === "MixtralForCausalLM" ||
+    ((qwen || olmoe) && config.norm_topk_prob === true);
+  const sharedFf = qwen ? intField(config, "shared_expert_intermediate_size", 0) : 0;
   const mambaDims: MambaDims = {
     hidden: H,
     inner: intField(config, "mamba_expand", 2) * H,
@@ -890,6 +991,13 @@ async function loadTransformer(
     convKernel: intField(config, "mamba_d_conv", 4),
     rank: rankField(config, "mamba_dt_rank", H),
   };
+  const moeName = { MixtralForCausalLM: "block_sparse_moe", JambaForCausalLM: "feed_forward" }[
+    arch as string
+  ] ?? "mlp";
+  const mlpName = jamba ? "feed_forward" : "mlp";
+  const expertParts: [string, string, string] = arch === "MixtralForCausalLM"
+    ? ["w1", "w3", "w2"]
+    : ["gate_proj", "up_proj", "down_proj"];
   const emb = await w.get("model.embed_tokens.weight", [vocab, H]);
   const layers: Layer[] = [];
   for (let l = 0; l < kinds.length; l++) {
@@ -902,8 +1010,12 @@ async function loadTransformer(
         H,
       ]),
     };
-    if (kind.mixer === "attention") layer.attn = await readAttention(w, `${p}.self_attn`, attnOpt);
-    else {
+    if (kind.mixer === "attention") {
+      layer.attnOpt = kind.window === undefined
+        ? attnOpt
+        : { ...attnOpt, slidingWindow: kind.window };
+      layer.attn = await readAttention(w, `${p}.self_attn`, attnOpt, extras);
+    } else {
       layer.mamba = await readMamba(
         w,
         `${p}.mamba`,
@@ -914,24 +1026,26 @@ async function loadTransformer(
       );
     }
     if (kind.ffn === "moe") {
-      const moe = jamba ? `${p}.feed_forward` : `${p}.block_sparse_moe`;
+      const moe = `${p}.${moeName}`;
       layer.router = await w.get(`${moe}.${jamba ? "router" : "gate"}.weight`, [E, H]);
       layer.experts = [];
       for (let e = 0; e < E; e++) {
-        layer.experts.push(
-          await readSwiglu(
-            w,
-            `${moe}.experts.${e}`,
-            jamba ? ["gate_proj", "up_proj", "down_proj"] : ["w1", "w3", "w2"],
-            H,
-            ff,
-          ),
+        layer.experts.push(await readSwiglu(w, `${moe}.experts.${e}`, expertParts, H, ffExpert));
+      }
+      if (sharedFf > 0) {
+        layer.shared = await readSwiglu(
+          w,
+          `${moe}.shared_expert`,
+          ["gate_proj", "up_proj", "down_proj"],
+          H,
+          sharedFf,
         );
+        layer.sharedGate = await w.get(`${moe}.shared_expert_gate.weight`, [1, H]);
       }
     } else {
       layer.mlp = await readSwiglu(
         w,
-        `${p}.feed_forward`,
+        `${p}.${mlpName}`,
         ["gate_proj", "up_proj", "down_proj"],
         H,
         ff,
@@ -956,16 +1070,24 @@ async function loadTransformer(
         addInPlace(
           x,
           layer.attn
-            ? attention(n1, T, layer.attn, attnOpt)
+            ? attention(n1, T, layer.attn, layer.attnOpt!)
             : mambaMixer(n1, T, layer.mamba!, mambaDims),
         );
         const n2 = rmsNorm(x, T, H, layer.norm2!, eps);
         addInPlace(
           x,
           layer.experts
-            ? sparseMoe(n2, T, H, ff, layer.router!, layer.experts, k, !jamba)
+            ? sparseMoe(n2, T, H, ffExpert, layer.router!, layer.experts, k, renormalize)
             : swiglu(n2, T, H, ff, layer.mlp!),
         );
+        if (layer.shared) {
+          const y = swiglu(n2, T, H, sharedFf, layer.shared);
+          const g = linear(n2, T, H, layer.sharedGate!, 1);
+          for (let t = 0; t < T; t++) {
+            const s = 1 / (1 + Math.exp(-g[t]));
+            for (let i = 0; i < H; i++) x[t * H + i] += s * y[t * H + i];
+          }
+        }
       }
       return linear(rmsNorm(x, T, H, norm, eps), T, H, head, vocab);
     },

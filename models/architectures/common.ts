@@ -1,0 +1,298 @@
+/**
+ * Config fields that several families share (sizes, token ids, attention,
+ * routing), read the same way for each so one field means one thing.
+ *
+ * @module
+ */
+
+import type { AttentionConfig, LayerSpec, MoeConfig } from "../config.ts";
+import { readRopeSettings } from "../rope_scaling.ts";
+import type { ConfigReader } from "./reader.ts";
+import type { CheckpointLayout } from "./spec.ts";
+
+const NO_SWIGLU = { gate: "", up: "", down: "" } as const;
+
+/**
+ * The Llama-style decoder layout most families share (`model.layers.N` with
+ * `input_layernorm`, `self_attn`, `post_attention_layernorm`; `model.norm`,
+ * `lm_head`); each spec overrides what differs, e.g. where its MoE block sits.
+ *
+ * @example
+ * ```ts
+ * import { DECODER_LAYOUT } from "./common.ts";
+ * const olmoe = { ...DECODER_LAYOUT, moe: "mlp", router: "gate" };
+ * ```
+ */
+export const DECODER_LAYOUT: CheckpointLayout = {
+  embed: "model.embed_tokens",
+  finalNorm: "model.norm",
+  lmHead: "lm_head",
+  layers: "model.layers",
+  mixerNorm: "input_layernorm",
+  ffnNorm: "post_attention_layernorm",
+  attention: "self_attn",
+  mamba: "",
+  mlp: "",
+  mlpNames: NO_SWIGLU,
+  moe: "",
+  router: "",
+  experts: "experts",
+  expertNames: { gate: "gate_proj", up: "up_proj", down: "down_proj" },
+};
+
+/** Sizes and token ids every family has. */
+export interface BaseFields {
+  /** `vocab_size`. */
+  vocabSize: number;
+  /** `hidden_size`. */
+  hidden: number;
+  /** `num_hidden_layers`. */
+  layers: number;
+  /** `eos_token_id` (one or several). */
+  eosTokenIds: number[];
+  /** `bos_token_id`. */
+  bosTokenId?: number;
+  /** `max_position_embeddings`. */
+  maxPositions?: number;
+}
+
+function ids(v: unknown): number[] {
+  if (typeof v === "number") return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === "number");
+  return [];
+}
+
+/**
+ * Reads the sizes and token ids every family has.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { baseFields } from "./common.ts";
+ * const c = new ConfigReader({ vocab_size: 64, hidden_size: 32, num_hidden_layers: 2 }, "config.json", "x");
+ * baseFields(c).hidden; // 32
+ * ```
+ */
+export function baseFields(c: ConfigReader): BaseFields {
+  const hidden = c.int("hidden_size");
+  const layers = c.int("num_hidden_layers");
+  const vocabSize = c.int("vocab_size");
+  if (hidden === 0 || layers === 0 || vocabSize === 0) {
+    throw new RangeError(`${c.file}: hidden_size, num_hidden_layers and vocab_size must be > 0`);
+  }
+  const bos = c.raw("bos_token_id");
+  return {
+    vocabSize,
+    hidden,
+    layers,
+    eosTokenIds: ids(c.raw("eos_token_id")),
+    bosTokenId: typeof bos === "number" ? bos : undefined,
+    maxPositions: c.has("max_position_embeddings") ? c.int("max_position_embeddings") : undefined,
+  };
+}
+
+/** Options of {@linkcode attentionFields}. */
+export interface AttentionFieldOptions {
+  /** The family's default `rope_theta`, or `null` for no rotary embedding (Jamba). */
+  ropeTheta: number | null;
+  /** Sliding window for every layer (0: none). */
+  slidingWindow?: number;
+  /** q/k/v biases. */
+  qkvBias?: boolean;
+  /** o_proj bias. */
+  outBias?: boolean;
+  /** OLMoE's QK-norm. */
+  qkNorm?: boolean;
+  /** OLMoE's clip_qkv. */
+  clipQkv?: number;
+}
+
+/**
+ * Reads heads, head size and RoPE (both config generations) into an
+ * {@linkcode AttentionConfig}.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { attentionFields } from "./common.ts";
+ * const c = new ConfigReader({ num_attention_heads: 4, rope_parameters: { rope_theta: 1e4 } }, "config.json", "x");
+ * attentionFields(c, 32, { ropeTheta: 1e6 }).ropeTheta; // 10000
+ * ```
+ */
+export function attentionFields(
+  c: ConfigReader,
+  hidden: number,
+  o: AttentionFieldOptions,
+): AttentionConfig {
+  const heads = c.int("num_attention_heads");
+  const kvHeads = c.int("num_key_value_heads", heads);
+  if (heads === 0) throw new RangeError(`${c.file}: num_attention_heads must be > 0`);
+  if (kvHeads === 0 || heads % kvHeads !== 0) {
+    throw new RangeError(
+      `${c.file}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`,
+    );
+  }
+  let headDim: number;
+  if (c.has("head_dim")) {
+    headDim = c.positive("head_dim");
+  } else if (hidden % heads !== 0) {
+    throw new RangeError(
+      `${c.file}: hidden_size ${hidden} is not a multiple of num_attention_heads ${heads}`,
+    );
+  } else {
+    headDim = hidden / heads;
+  }
+  const rope = o.ropeTheta === null ? undefined : readRopeSettings(c.json, c.file, o.ropeTheta);
+  if (rope && headDim % 2 !== 0) {
+    throw new RangeError(`${c.file}: RoPE needs an even head size, got head_dim ${headDim}`);
+  }
+  return {
+    heads,
+    kvHeads,
+    headDim,
+    ropeTheta: rope?.theta ?? 0,
+    slidingWindow: o.slidingWindow ?? 0,
+    ...(rope && rope.type !== "default" ? { rope } : {}),
+    qkvBias: o.qkvBias ?? false,
+    outBias: o.outBias ?? false,
+    qkNorm: o.qkNorm ?? false,
+    clipQkv: o.clipQkv ?? 0,
+  };
+}
+
+/**
+ * Refuses attention features a family's spec does not have, should a config
+ * ask for them (a fine-tune's config with extra switches means another model).
+ *
+ * @example
+ * ```ts ignore
+ * refuseAttentionExtras(c, { bias: "Mixtral's projections have no biases" });
+ * ```
+ */
+export function refuseAttentionExtras(c: ConfigReader, why: { bias: string }): void {
+  c.absent("attention_bias", why.bias);
+  c.absent("mlp_bias", "its MLPs have no biases");
+  for (const f of ["qk_norm", "use_qk_norm", "qk_layernorm"]) c.absent(f, "it has no QK-norm");
+  c.absent("attn_logit_softcapping", "attention logits are not soft-capped");
+  c.absent("final_logit_softcapping", "logits are not soft-capped");
+}
+
+/**
+ * Sliding window from `sliding_window` (null, 0 or absent: none).
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { slidingWindowField } from "./common.ts";
+ * slidingWindowField(new ConfigReader({ sliding_window: null }, "config.json", "x")); // 0
+ * ```
+ */
+export function slidingWindowField(c: ConfigReader): number {
+  return c.has("sliding_window") ? c.int("sliding_window") : 0;
+}
+
+/**
+ * Per-layer sliding windows from transformers 5's `layer_types`
+ * (`"full_attention"` / `"sliding_attention"`), checked against the layer count.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { layerWindows } from "./common.ts";
+ * const c = new ConfigReader({ layer_types: ["full_attention", "sliding_attention"] }, "config.json", "x");
+ * layerWindows(c, 2, 16); // [0, 16]
+ * ```
+ */
+export function layerWindows(
+  c: ConfigReader,
+  layers: number,
+  window: number,
+): number[] | undefined {
+  const types = c.strList("layer_types");
+  if (!types) return undefined;
+  if (types.length !== layers) {
+    throw new RangeError(
+      `${c.file}: layer_types has ${types.length} entries, num_hidden_layers is ${layers}`,
+    );
+  }
+  return types.map((t, i) => {
+    if (t === "full_attention") return 0;
+    if (t === "sliding_attention") {
+      if (window <= 0) {
+        throw new RangeError(
+          `${c.file}: layer_types[${i}] is "sliding_attention" but sliding_window is not set`,
+        );
+      }
+      return window;
+    }
+    throw new TypeError(
+      `${c.file}: layer_types[${i}] ${JSON.stringify(t)} is not supported by ${c.architecture} ` +
+        '(only "full_attention" and "sliding_attention")',
+    );
+  });
+}
+
+/**
+ * Experts, top-k and routing options.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { moeFields } from "./common.ts";
+ * const c = new ConfigReader({ num_local_experts: 8, num_experts_per_tok: 2 }, "config.json", "x");
+ * moeFields(c, "num_local_experts", { normTopk: true }).topK; // 2
+ * ```
+ */
+export function moeFields(
+  c: ConfigReader,
+  expertsField: string,
+  o: { normTopk: boolean; experts?: number; topK?: number },
+): MoeConfig {
+  const experts = c.int(expertsField, o.experts);
+  const topK = c.int("num_experts_per_tok", o.topK);
+  if (topK < 1 || topK > experts) {
+    throw new RangeError(
+      `${c.file}: num_experts_per_tok ${topK} must be between 1 and ${expertsField} ${experts}`,
+    );
+  }
+  return {
+    experts,
+    topK,
+    normTopk: o.normTopk,
+    auxLossCoef: c.num("router_aux_loss_coef", 0.001),
+  };
+}
+
+/**
+ * Δ's projection rank: `"auto"` (or absent) is ⌈hidden / 16⌉, as the Mamba and
+ * Jamba config classes resolve it.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { dtRankField } from "./common.ts";
+ * dtRankField(new ConfigReader({ time_step_rank: "auto" }, "config.json", "x"), "time_step_rank", 768); // 48
+ * ```
+ */
+export function dtRankField(c: ConfigReader, name: string, hidden: number): number {
+  const v = c.raw(name);
+  if (v === undefined || v === "auto") return Math.ceil(hidden / 16);
+  return c.positive(name);
+}
+
+/**
+ * Layers that all have the same mixer and feed-forward.
+ *
+ * @example
+ * ```ts
+ * import { uniformLayers } from "./common.ts";
+ * uniformLayers(2, "attention", "moe"); // [{ mixer: "attention", ffn: "moe" }, …]
+ * ```
+ */
+export function uniformLayers(
+  n: number,
+  mixer: LayerSpec["mixer"],
+  ffn: LayerSpec["ffn"],
+): LayerSpec[] {
+  return Array.from({ length: n }, () => ({ mixer, ffn }));
+}

@@ -1,0 +1,80 @@
+/**
+ * Mamba (`MambaForCausalLM`): every layer is x + MambaMixer(RMSNorm(x)), the
+ * selective SSM with no attention and no feed-forward.
+ *
+ * @module
+ */
+
+import type { ModelConfig } from "../config.ts";
+import { baseFields, DECODER_LAYOUT, dtRankField, uniformLayers } from "./common.ts";
+import type { ArchitectureSpec } from "./spec.ts";
+
+/**
+ * The Mamba spec.
+ *
+ * @example
+ * ```ts
+ * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
+ * ARCHITECTURE_SPECS.MambaForCausalLM.layout.embed; // "backbone.embeddings"
+ * ```
+ */
+export const mamba: ArchitectureSpec = {
+  architecture: "MambaForCausalLM",
+  modelType: "mamba",
+  summary: "selective SSM (S6) mixer in every layer, no attention, no feed-forward",
+  layout: {
+    ...DECODER_LAYOUT,
+    embed: "backbone.embeddings",
+    finalNorm: "backbone.norm_f",
+    layers: "backbone.layers",
+    mixerNorm: "norm",
+    ffnNorm: "",
+    attention: "",
+    mamba: "mixer",
+    experts: "",
+  },
+
+  parse(c): ModelConfig {
+    c.silu();
+    const base = baseFields(c);
+    // HF stores intermediate_size = int(expand · hidden); prefer it when present.
+    const expand = c.num("expand", 2);
+    const inner = c.has("intermediate_size")
+      ? c.positive("intermediate_size")
+      : Math.floor(expand * base.hidden);
+    const scheme = c.str("time_step_init_scheme", "random");
+    if (scheme !== "random" && scheme !== "constant") {
+      c.refuse("time_step_init_scheme", 'only "random" and "constant" are defined');
+    }
+    const dtMin = c.num("time_step_min", 0.001), dtMax = c.num("time_step_max", 0.1);
+    if (!(dtMin > 0 && dtMax >= dtMin)) {
+      throw new RangeError(
+        `${c.file}: time_step_min ${dtMin} and time_step_max ${dtMax} must satisfy 0 < min <= max`,
+      );
+    }
+    return {
+      architecture: "MambaForCausalLM",
+      ...base,
+      intermediate: 0,
+      normEps: c.num("layer_norm_epsilon", 1e-5),
+      tieEmbeddings: c.bool("tie_word_embeddings", true),
+      pattern: uniformLayers(base.layers, "mamba", "none"),
+      mamba: {
+        stateSize: c.positive("state_size", 16),
+        inner,
+        convKernel: c.positive("conv_kernel", 4),
+        dtRank: dtRankField(c, "time_step_rank", base.hidden),
+        projBias: c.bool("use_bias", false),
+        convBias: c.bool("use_conv_bias", true),
+        innerNorms: false,
+        dtInit: {
+          min: dtMin,
+          max: dtMax,
+          floor: c.num("time_step_floor", 1e-4),
+          scale: c.num("time_step_scale", 1),
+          scheme: scheme as "random" | "constant",
+        },
+      },
+    };
+  },
+};

@@ -1,0 +1,186 @@
+/**
+ * The table of model families: one {@linkcode ArchitectureSpec} per
+ * architecture, exhaustive at the type level (a new member of
+ * `Architecture` without a spec fails to type-check). Adding a family is one
+ * file here plus its tests.
+ *
+ * @module
+ */
+
+import { type Architecture, ARCHITECTURES, type ModelConfig } from "../config.ts";
+import { jamba } from "./jamba.ts";
+import { mamba } from "./mamba.ts";
+import { mixtral } from "./mixtral.ts";
+import { olmoe } from "./olmoe.ts";
+import { qwen2Moe } from "./qwen2_moe.ts";
+import { ConfigReader } from "./reader.ts";
+import type { ArchitectureSpec, CheckpointLayout, SwigluNames } from "./spec.ts";
+
+export type { ArchitectureSpec, CheckpointLayout, SwigluNames };
+export { ConfigReader };
+
+/**
+ * Every architecture's spec.
+ *
+ * @example
+ * ```ts
+ * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
+ * Object.keys(ARCHITECTURE_SPECS).length; // 5
+ * ```
+ */
+export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
+  MixtralForCausalLM: mixtral,
+  MambaForCausalLM: mamba,
+  JambaForCausalLM: jamba,
+  Qwen2MoeForCausalLM: qwen2Moe,
+  OlmoeForCausalLM: olmoe,
+};
+
+/**
+ * The spec of a parsed config's architecture.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig, specOf } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * });
+ * specOf(cfg).layout.finalNorm; // "backbone.norm_f"
+ * ```
+ */
+export function specOf(cfg: ModelConfig): ArchitectureSpec {
+  return ARCHITECTURE_SPECS[cfg.architecture];
+}
+
+/**
+ * Parses a Hugging Face `config.json` object. `file` is used in error messages.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 100, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2, expand: 2, conv_kernel: 4,
+ * });
+ * cfg.pattern.length; // 2
+ * ```
+ */
+export function parseConfig(json: unknown, file = "config.json"): ModelConfig {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new SyntaxError(`${file}: expected a JSON object`);
+  }
+  const j = json as Record<string, unknown>;
+  const archs = j.architectures;
+  const arch = Array.isArray(archs)
+    ? archs.find((a) => ARCHITECTURES.includes(a as Architecture)) as Architecture | undefined
+    : undefined;
+  if (!arch) {
+    const byType = Object.values(ARCHITECTURE_SPECS).find((s) => s.modelType === j.model_type);
+    const hint = archs === undefined && byType
+      ? `; model_type ${
+        JSON.stringify(j.model_type)
+      } suggests "architectures": ["${byType.architecture}"]`
+      : "";
+    throw new TypeError(
+      `${file}: ${
+        archs === undefined
+          ? 'no "architectures" field'
+          : `architecture ${JSON.stringify(archs)} is not supported`
+      } (supported: ${ARCHITECTURES.join(", ")})${hint}`,
+    );
+  }
+  return ARCHITECTURE_SPECS[arch].parse(new ConfigReader(j, file, arch));
+}
+
+/**
+ * Reads and parses `dir/config.json`.
+ *
+ * @example
+ * ```ts ignore
+ * import { readConfig } from "@kiln/kiln";
+ * const cfg = await readConfig("./Mixtral-8x7B-v0.1");
+ * ```
+ */
+export async function readConfig(dir: string): Promise<ModelConfig> {
+  const file = `${dir.replace(/\/$/, "")}/config.json`;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new TypeError(`${file}: not found (is ${dir} a model folder?)`);
+    }
+    throw e;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new SyntaxError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseConfig(json, file);
+}
+
+/**
+ * The checkpoint prefix of layer `i` (`model.layers.3`).
+ *
+ * @example
+ * ```ts
+ * import { layerPrefix, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, num_hidden_layers: 2,
+ * });
+ * layerPrefix(cfg, 1); // "backbone.layers.1"
+ * ```
+ */
+export function layerPrefix(cfg: ModelConfig, i: number): string {
+  return `${specOf(cfg).layout.layers}.${i}`;
+}
+
+/**
+ * The prefix of layer `i`'s MoE block; Kiln's stacked expert parameters are
+ * `<prefix>.{router,w1,w3,w2}`.
+ *
+ * @example
+ * ```ts
+ * import { moePrefix, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MixtralForCausalLM"], vocab_size: 64, hidden_size: 32, num_hidden_layers: 1,
+ *   intermediate_size: 64, num_attention_heads: 4, num_local_experts: 4, num_experts_per_tok: 2,
+ * });
+ * moePrefix(cfg, 0); // "model.layers.0.block_sparse_moe"
+ * ```
+ */
+export function moePrefix(cfg: ModelConfig, i: number): string {
+  return `${layerPrefix(cfg, i)}.${specOf(cfg).layout.moe}`;
+}
+
+/**
+ * The checkpoint tensor holding one expert's projection: `w1` (gate), `w3`
+ * (up) or `w2` (down) of expert `e` in layer `layer`.
+ *
+ * @example
+ * ```ts
+ * import { expertTensor, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MixtralForCausalLM"], vocab_size: 64, hidden_size: 32, num_hidden_layers: 1,
+ *   intermediate_size: 64, num_attention_heads: 4, num_local_experts: 4, num_experts_per_tok: 2,
+ * });
+ * expertTensor(cfg, 0, 3, "w2"); // "model.layers.0.block_sparse_moe.experts.3.w2.weight"
+ * ```
+ */
+export function expertTensor(
+  cfg: ModelConfig,
+  layer: number,
+  e: number,
+  which: "w1" | "w3" | "w2",
+): string {
+  const l = specOf(cfg).layout;
+  const part = which === "w1"
+    ? l.expertNames.gate
+    : which === "w3"
+    ? l.expertNames.up
+    : l.expertNames.down;
+  return `${moePrefix(cfg, layer)}.${l.experts}.${e}.${part}.weight`;
+}

@@ -1,0 +1,144 @@
+/**
+ * Typed access to the fields of one config.json, with errors that name the
+ * file, the field and the value. `null` counts as absent, as transformers reads
+ * it (`"head_dim": null` means "derive it").
+ *
+ * @module
+ */
+
+function show(v: unknown): string {
+  return JSON.stringify(v) ?? String(v);
+}
+
+/**
+ * Reads fields of a config.json object for one architecture.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * const c = new ConfigReader({ hidden_size: 64, head_dim: null }, "config.json", "MixtralForCausalLM");
+ * c.int("hidden_size"); // 64
+ * c.has("head_dim"); // false
+ * ```
+ */
+export class ConfigReader {
+  /** The raw object. */
+  readonly json: Record<string, unknown>;
+  /** The file, for messages. */
+  readonly file: string;
+  /** The architecture being read, for messages. */
+  readonly architecture: string;
+
+  /** Wraps `json` read from `file` as `architecture`. */
+  constructor(json: Record<string, unknown>, file: string, architecture: string) {
+    this.json = json;
+    this.file = file;
+    this.architecture = architecture;
+  }
+
+  /** The field is present and not null. */
+  has(name: string): boolean {
+    const v = this.json[name];
+    return v !== undefined && v !== null;
+  }
+
+  /** The raw value, `undefined` when absent or null. */
+  raw(name: string): unknown {
+    return this.has(name) ? this.json[name] : undefined;
+  }
+
+  /** A non-negative integer field, or `fallback` when absent. */
+  int(name: string, fallback?: number): number {
+    const v = this.raw(name) ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+      throw new TypeError(
+        `${this.file}: field "${name}" must be a non-negative integer, got ${
+          show(this.json[name])
+        }`,
+      );
+    }
+    return v;
+  }
+
+  /** A positive integer field. */
+  positive(name: string, fallback?: number): number {
+    const v = this.int(name, fallback);
+    if (v === 0) throw new RangeError(`${this.file}: field "${name}" must be > 0, got 0`);
+    return v;
+  }
+
+  /** A finite number field. */
+  num(name: string, fallback?: number): number {
+    const v = this.raw(name) ?? fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      throw new TypeError(
+        `${this.file}: field "${name}" must be a number, got ${show(this.json[name])}`,
+      );
+    }
+    return v;
+  }
+
+  /** A boolean field. */
+  bool(name: string, fallback: boolean): boolean {
+    const v = this.raw(name) ?? fallback;
+    if (typeof v !== "boolean") {
+      throw new TypeError(`${this.file}: field "${name}" must be a boolean, got ${show(v)}`);
+    }
+    return v;
+  }
+
+  /** A string field. */
+  str(name: string, fallback: string): string {
+    const v = this.raw(name) ?? fallback;
+    if (typeof v !== "string") {
+      throw new TypeError(`${this.file}: field "${name}" must be a string, got ${show(v)}`);
+    }
+    return v;
+  }
+
+  /** A list of non-negative integers. */
+  intList(name: string): number[] {
+    const v = this.raw(name) ?? [];
+    if (
+      !Array.isArray(v) || v.some((x) => typeof x !== "number" || !Number.isInteger(x) || x < 0)
+    ) {
+      throw new TypeError(
+        `${this.file}: field "${name}" must be a list of non-negative integers, got ${show(v)}`,
+      );
+    }
+    return v as number[];
+  }
+
+  /** A list of strings, or undefined when absent. */
+  strList(name: string): string[] | undefined {
+    const v = this.raw(name);
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
+      throw new TypeError(
+        `${this.file}: field "${name}" must be a list of strings, got ${show(v)}`,
+      );
+    }
+    return v as string[];
+  }
+
+  /** Refuses a field whose value asks for semantics Kiln does not implement. */
+  refuse(name: string, why: string): never {
+    throw new TypeError(
+      `${this.file}: ${name} ${
+        show(this.json[name])
+      } is not supported by ${this.architecture} (${why})`,
+    );
+  }
+
+  /** The activation must be SwiGLU's silu (`hidden_act`, or `name`). */
+  silu(name = "hidden_act"): void {
+    const act = this.str(name, "silu");
+    if (act !== "silu" && act !== "swish") this.refuse(name, 'only "silu" is implemented');
+  }
+
+  /** Refuses `name` when it is present and truthy (a feature the architecture does not have). */
+  absent(name: string, why: string): void {
+    const v = this.raw(name);
+    if (v !== undefined && v !== false && v !== 0) this.refuse(name, why);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * What Kiln knows about one model family, in one place: how its config.json is
+ * read and checked, and where its tensors sit in a Hugging Face checkpoint. The
+ * graph builder, the loader, the expert scheduler and the CLI ask the spec;
+ * nothing else branches on the architecture's name.
+ *
+ * @module
+ */
+
+import type { Architecture, ModelConfig } from "../config.ts";
+import type { ConfigReader } from "./reader.ts";
+
+/** The projections of a SwiGLU block, as the checkpoint names them. */
+export interface SwigluNames {
+  /** Goes through silu (Mixtral `w1`, others `gate_proj`). */
+  readonly gate: string;
+  /** Multiplies the gate (Mixtral `w3`, others `up_proj`). */
+  readonly up: string;
+  /** Back to the model width (Mixtral `w2`, others `down_proj`). */
+  readonly down: string;
+}
+
+/**
+ * Where a family's tensors sit in its Hugging Face checkpoint. Names are
+ * relative to `layers.N` unless they say otherwise; every weight is
+ * `<name>.weight` (and `<name>.bias` where the config asks for biases).
+ *
+ * @example
+ * ```ts
+ * import type { CheckpointLayout } from "@kiln/kiln";
+ * const mixtral: CheckpointLayout = {
+ *   embed: "model.embed_tokens", finalNorm: "model.norm", lmHead: "lm_head",
+ *   layers: "model.layers", mixerNorm: "input_layernorm", ffnNorm: "post_attention_layernorm",
+ *   attention: "self_attn", mamba: "", mlp: "", mlpNames: { gate: "w1", up: "w3", down: "w2" },
+ *   moe: "block_sparse_moe", router: "gate", experts: "experts",
+ *   expertNames: { gate: "w1", up: "w3", down: "w2" },
+ * };
+ * ```
+ */
+export interface CheckpointLayout {
+  /** Token embedding (absolute). */
+  readonly embed: string;
+  /** Final RMSNorm (absolute). */
+  readonly finalNorm: string;
+  /** Output projection when not tied (absolute). */
+  readonly lmHead: string;
+  /** Prefix of the layer list (absolute): layer i is `${layers}.${i}`. */
+  readonly layers: string;
+  /** RMSNorm before the mixer. */
+  readonly mixerNorm: string;
+  /** RMSNorm before the feed-forward ("" for families without one). */
+  readonly ffnNorm: string;
+  /** Attention block. */
+  readonly attention: string;
+  /** Mamba mixer. */
+  readonly mamba: string;
+  /** Dense SwiGLU MLP. */
+  readonly mlp: string;
+  /** Projections of the dense MLP. */
+  readonly mlpNames: SwigluNames;
+  /** Sparse MoE block. */
+  readonly moe: string;
+  /** The router's Linear inside the MoE block. */
+  readonly router: string;
+  /** The expert list inside the MoE block: expert e is `${experts}.${e}`. */
+  readonly experts: string;
+  /** Projections of one expert. */
+  readonly expertNames: SwigluNames;
+  /** The shared expert and its sigmoid gate inside the MoE block (Qwen2-MoE). */
+  readonly shared?: { readonly expert: string; readonly gate: string };
+}
+
+/**
+ * One model family: config parsing and checkpoint layout.
+ *
+ * @example
+ * ```ts
+ * import { ARCHITECTURE_SPECS, type ArchitectureSpec } from "@kiln/kiln";
+ * const spec: ArchitectureSpec = ARCHITECTURE_SPECS.MambaForCausalLM;
+ * spec.modelType; // "mamba"
+ * ```
+ */
+export interface ArchitectureSpec {
+  /** The class name config.json lists under `architectures`. */
+  readonly architecture: Architecture;
+  /** config.json's `model_type`. */
+  readonly modelType: string;
+  /** One line on what the family is. */
+  readonly summary: string;
+  /** Tensor names. */
+  readonly layout: CheckpointLayout;
+  /**
+   * Reads and validates a config.json of this family (both transformers 4 and
+   * 5 layouts), refusing settings Kiln does not implement.
+   */
+  parse(c: ConfigReader): ModelConfig;
+}

@@ -1,0 +1,321 @@
+/**
+ * RoPE settings as Hugging Face configs write them, and the frequency table they
+ * give. transformers 4 writes `rope_theta` and `rope_scaling` at the top level;
+ * transformers 5 writes `rope_parameters: { rope_type, rope_theta, … }`. Both
+ * are read here, into one {@linkcode RopeSettings}; what Kiln does not
+ * implement (`dynamic` and `longrope` scaling, partial rotary dims, per-layer-
+ * type parameters) is refused with the field and its value, never ignored.
+ *
+ * The frequencies follow transformers' `modeling_rope_utils` (`default`,
+ * `linear`, `yarn`, `llama3`), computed in float32 step by step as PyTorch
+ * does, so the kernels rotate by the same angles as the reference model.
+ *
+ * @module
+ */
+
+/**
+ * The RoPE variants Kiln implements.
+ *
+ * @example
+ * ```ts
+ * import type { RopeType } from "@kiln/kiln";
+ * const t: RopeType = "yarn";
+ * ```
+ */
+export type RopeType = "default" | "linear" | "yarn" | "llama3";
+
+/** The implemented variants, for messages. */
+export const ROPE_TYPES: readonly RopeType[] = ["default", "linear", "yarn", "llama3"];
+
+/**
+ * RoPE settings of one model, as read from config.json.
+ *
+ * @example
+ * ```ts
+ * import type { RopeSettings } from "@kiln/kiln";
+ * const longContext: RopeSettings = { type: "linear", theta: 1e4, factor: 4 };
+ * ```
+ */
+export interface RopeSettings {
+  /** Which variant (`rope_type`, or `type` in older configs). */
+  readonly type: RopeType;
+  /** Base θ (`rope_theta`). */
+  readonly theta: number;
+  /** Scaling factor (`factor`; 1 for `default`). */
+  readonly factor: number;
+  /** `yarn`: scale of cos and sin (`attention_factor`; derived from the factor when absent). */
+  readonly attentionFactor?: number;
+  /** `yarn`: rotations bounding the interpolation ramp (`beta_fast`, default 32). */
+  readonly betaFast?: number;
+  /** `yarn`: (`beta_slow`, default 1). */
+  readonly betaSlow?: number;
+  /** `yarn` (DeepSeek style): `mscale` and `mscale_all_dim` of the attention factor. */
+  readonly mscale?: number;
+  /** `yarn`: see `mscale`. */
+  readonly mscaleAllDim?: number;
+  /** `yarn`: round the ramp's ends outwards (`truncate`, default true). */
+  readonly truncate?: boolean;
+  /** `yarn`, `llama3`: context length of pre-training (`original_max_position_embeddings`). */
+  readonly originalMaxPositions?: number;
+  /** `llama3`: `low_freq_factor`. */
+  readonly lowFreqFactor?: number;
+  /** `llama3`: `high_freq_factor`. */
+  readonly highFreqFactor?: number;
+}
+
+type Json = Record<string, unknown>;
+
+const present = (v: unknown) => v !== undefined && v !== null;
+
+/**
+ * Reads RoPE settings from a config.json object, in either generation's layout.
+ * `defaultTheta` is the architecture's default base; `maxPositions` its
+ * `max_position_embeddings` (yarn's default original context).
+ *
+ * @example
+ * ```ts
+ * import { readRopeSettings } from "@kiln/kiln";
+ * const v5 = readRopeSettings({ rope_parameters: { rope_type: "default", rope_theta: 1e4 } }, "config.json", 1e6);
+ * const v4 = readRopeSettings({ rope_theta: 1e4 }, "config.json", 1e6);
+ * v5.theta === v4.theta; // true
+ * ```
+ */
+export function readRopeSettings(
+  json: Record<string, unknown>,
+  file: string,
+  defaultTheta: number,
+): RopeSettings {
+  const params = json.rope_parameters;
+  const scaling = json.rope_scaling;
+  let source: Json;
+  let where: string;
+  if (present(params)) {
+    if (typeof params !== "object" || Array.isArray(params)) {
+      throw new TypeError(
+        `${file}: field "rope_parameters" must be an object, got ${show(params)}`,
+      );
+    }
+    source = params as Json;
+    where = "rope_parameters";
+    const nested = Object.entries(source).filter(([, v]) => typeof v === "object" && v !== null);
+    if (nested.length > 0) {
+      throw new TypeError(
+        `${file}: rope_parameters per layer type (${
+          nested.map(([k]) => JSON.stringify(k)).join(", ")
+        }) is not supported`,
+      );
+    }
+    if (present(scaling) && JSON.stringify(scaling) !== JSON.stringify(params)) {
+      throw new TypeError(
+        `${file}: both "rope_parameters" and "rope_scaling" are given and they differ; ` +
+          "write one of them",
+      );
+    }
+  } else if (present(scaling)) {
+    if (typeof scaling !== "object" || Array.isArray(scaling)) {
+      throw new TypeError(`${file}: field "rope_scaling" must be an object, got ${show(scaling)}`);
+    }
+    source = scaling as Json;
+    where = "rope_scaling";
+  } else {
+    source = {};
+    where = "rope_scaling";
+  }
+  const num = (name: string, obj: Json, at: string): number | undefined => {
+    const v = obj[name];
+    if (!present(v)) return undefined;
+    if (typeof v !== "number" || !Number.isFinite(v)) {
+      throw new TypeError(`${file}: field "${at}" must be a number, got ${show(v)}`);
+    }
+    return v;
+  };
+  const positive = (name: string): number | undefined => {
+    const v = num(name, source, `${where}.${name}`);
+    if (v !== undefined && !(v > 0)) {
+      throw new RangeError(`${file}: field "${where}.${name}" must be > 0, got ${v}`);
+    }
+    return v;
+  };
+
+  // The base: inside rope_parameters (v5), else top level (v4); both must agree.
+  const inner = num("rope_theta", source, `${where}.rope_theta`);
+  const outer = num("rope_theta", json, "rope_theta");
+  if (inner !== undefined && outer !== undefined && inner !== outer) {
+    throw new TypeError(
+      `${file}: rope_theta ${outer} and ${where}.rope_theta ${inner} disagree; write one of them`,
+    );
+  }
+  const theta = inner ?? outer ?? defaultTheta;
+  if (!(theta > 1)) throw new RangeError(`${file}: rope_theta must be > 1, got ${theta}`);
+
+  const partial = num("partial_rotary_factor", source, `${where}.partial_rotary_factor`) ??
+    num("partial_rotary_factor", json, "partial_rotary_factor");
+  if (partial !== undefined && partial !== 1) {
+    throw new TypeError(
+      `${file}: partial_rotary_factor ${partial} is not supported (RoPE over the whole head only)`,
+    );
+  }
+
+  const rawType = source.rope_type ?? source.type ?? "default";
+  if (typeof rawType !== "string") {
+    throw new TypeError(
+      `${file}: field "${where}.rope_type" must be a string, got ${show(rawType)}`,
+    );
+  }
+  if (!(ROPE_TYPES as readonly string[]).includes(rawType)) {
+    throw new TypeError(
+      `${file}: ${where}.rope_type ${JSON.stringify(rawType)} is not supported (supported: ${
+        ROPE_TYPES.join(", ")
+      })`,
+    );
+  }
+  const type = rawType as RopeType;
+  if (type === "default") return { type, theta, factor: 1 };
+
+  const factor = positive("factor");
+  const original = positive("original_max_position_embeddings");
+  if (type === "linear") {
+    if (factor === undefined) throw missing(file, `${where}.factor`, type);
+    return { type, theta, factor };
+  }
+  if (type === "llama3") {
+    const low = positive("low_freq_factor"), high = positive("high_freq_factor");
+    for (
+      const [k, v] of [["factor", factor], ["low_freq_factor", low], ["high_freq_factor", high], [
+        "original_max_position_embeddings",
+        original,
+      ]] as const
+    ) {
+      if (v === undefined) throw missing(file, `${where}.${k}`, type);
+    }
+    if (high! <= low!) {
+      throw new RangeError(
+        `${file}: ${where}.high_freq_factor ${high} must exceed low_freq_factor ${low}`,
+      );
+    }
+    return {
+      type,
+      theta,
+      factor: factor!,
+      lowFreqFactor: low,
+      highFreqFactor: high,
+      originalMaxPositions: original,
+    };
+  }
+  // yarn. transformers releases differ on which of `factor` and
+  // max_position_embeddings / original_max_position_embeddings wins when both are
+  // given; accept them only where they agree, so every release means one model.
+  const maxPos = num("max_position_embeddings", json, "max_position_embeddings");
+  let f = factor;
+  if (original !== undefined && maxPos !== undefined) {
+    const ratio = maxPos / original;
+    if (f === undefined) f = ratio;
+    else if (Math.abs(f - ratio) > 1e-9 * f) {
+      throw new TypeError(
+        `${file}: ${where}.factor ${f} disagrees with max_position_embeddings / ` +
+          `original_max_position_embeddings = ${maxPos} / ${original}; transformers releases ` +
+          "differ on which wins, so write a consistent pair",
+      );
+    }
+  }
+  if (f === undefined) throw missing(file, `${where}.factor`, type);
+  const truncate = source.truncate;
+  if (present(truncate) && typeof truncate !== "boolean") {
+    throw new TypeError(
+      `${file}: field "${where}.truncate" must be a boolean, got ${show(truncate)}`,
+    );
+  }
+  return {
+    type,
+    theta,
+    factor: f,
+    attentionFactor: positive("attention_factor"),
+    betaFast: positive("beta_fast"),
+    betaSlow: positive("beta_slow"),
+    mscale: positive("mscale"),
+    mscaleAllDim: positive("mscale_all_dim"),
+    truncate: present(truncate) ? truncate as boolean : undefined,
+    originalMaxPositions: original ?? maxPos,
+  };
+}
+
+function missing(file: string, field: string, type: string): TypeError {
+  return new TypeError(`${file}: rope_type "${type}" needs the field "${field}"`);
+}
+
+function show(v: unknown): string {
+  return JSON.stringify(v) ?? String(v);
+}
+
+/**
+ * The inverse frequencies (`headDim / 2` values, f32 as PyTorch computes them)
+ * and the factor on cos and sin for a head size and RoPE settings.
+ *
+ * @example
+ * ```ts
+ * import { ropeFrequencies } from "@kiln/kiln";
+ * const { invFreq, attentionFactor } = ropeFrequencies(4, { type: "linear", theta: 1e4, factor: 2 });
+ * [...invFreq]; // [0.5, 0.005]
+ * attentionFactor; // 1
+ * ```
+ */
+export function ropeFrequencies(
+  headDim: number,
+  s: RopeSettings,
+): { invFreq: Float32Array; attentionFactor: number } {
+  if (!Number.isInteger(headDim) || headDim < 2 || headDim % 2 !== 0) {
+    throw new RangeError(`ropeFrequencies: headDim must be an even integer >= 2, got ${headDim}`);
+  }
+  const f32 = Math.fround;
+  const half = headDim / 2;
+  // base ** (arange(0, dim, 2) / dim), all in float32.
+  const posFreq = Float32Array.from(
+    { length: half },
+    (_, i) => f32(s.theta ** f32((2 * i) / headDim)),
+  );
+  const base = Float32Array.from(posFreq, (p) => f32(1 / p));
+  switch (s.type) {
+    case "default":
+      return { invFreq: base, attentionFactor: 1 };
+    case "linear":
+      return { invFreq: base.map((v) => f32(v / s.factor)), attentionFactor: 1 };
+    case "llama3": {
+      const old = s.originalMaxPositions!, lo = s.lowFreqFactor!, hi = s.highFreqFactor!;
+      const loWave = old / lo, hiWave = old / hi;
+      const out = base.map((v) => {
+        const wave = f32(f32(2 * Math.PI) / v);
+        const scaled = wave > loWave ? f32(v / s.factor) : v;
+        if (wave < hiWave || wave > loWave) return scaled;
+        const smooth = f32(f32(f32(old / wave) - lo) / (hi - lo));
+        return f32(f32(f32(1 - smooth) * f32(scaled / s.factor)) + f32(smooth * scaled));
+      });
+      return { invFreq: out, attentionFactor: 1 };
+    }
+    case "yarn": {
+      const mscale = (scale: number, m = 1) => scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1;
+      const attentionFactor = s.attentionFactor ??
+        (s.mscale && s.mscaleAllDim
+          ? mscale(s.factor, s.mscale) / mscale(s.factor, s.mscaleAllDim)
+          : mscale(s.factor));
+      const dim = headDim, orig = s.originalMaxPositions!;
+      const corr = (rot: number) =>
+        (dim * Math.log(orig / (rot * 2 * Math.PI))) / (2 * Math.log(s.theta));
+      let low = corr(s.betaFast ?? 32), high = corr(s.betaSlow ?? 1);
+      if (s.truncate ?? true) {
+        low = Math.floor(low);
+        high = Math.ceil(high);
+      }
+      low = Math.max(low, 0);
+      high = Math.min(high, dim - 1);
+      if (low === high) high += 0.001;
+      const out = new Float32Array(half);
+      for (let i = 0; i < half; i++) {
+        const ramp = Math.min(1, Math.max(0, f32(f32(i - low) / f32(high - low))));
+        const extra = f32(1 - ramp); // weight of the unscaled (extrapolated) frequency
+        const interp = f32(1 / f32(s.factor * posFreq[i]));
+        out[i] = f32(f32(interp * f32(1 - extra)) + f32(base[i] * extra));
+      }
+      return { invFreq: out, attentionFactor };
+    }
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * Ground truth from Hugging Face transformers 5.18 itself: tiny checkpoints its
+ * own classes wrote with `save_pretrained`, with the logits and greedy ids
+ * transformers computed for them (float64 forward, see
+ * `fixtures/hf/README.md`). Every architecture loads with `loadModel` and
+ * matches to well under 1e-4 of the logit scale, with the same greedy
+ * continuation; the same checkpoint with its config rewritten the way
+ * transformers 4 writes it gives identical logits.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadModel } from "../runtime/model.ts";
+import { gpu } from "./_util.ts";
+import { toV4Config } from "./fixtures/config_generations.ts";
+import { referenceLogits } from "./reference/hf_reference.ts";
+
+const HF = new URL("./fixtures/hf/", import.meta.url).pathname;
+
+interface Ref {
+  arch: string;
+  ids: number[];
+  vocab: number;
+  greedy: number[];
+  margins: number[];
+  logit_rms: number;
+}
+
+const FIXTURES = [
+  "mixtral_gqa_sw",
+  "mixtral_hd_top3",
+  "mamba_bias",
+  "jamba",
+  "qwen2_moe",
+  "olmoe",
+];
+
+async function readRef(name: string): Promise<{ ref: Ref; logits: Float32Array }> {
+  const ref = JSON.parse(await Deno.readTextFile(join(HF, name, "ref.json"))) as Ref;
+  const bytes = await Deno.readFile(join(HF, name, "logits.f32"));
+  return { ref, logits: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) };
+}
+
+/** max |got − want| / logit_rms. */
+function relToRms(got: ArrayLike<number>, want: ArrayLike<number>, rms: number): number {
+  assert.equal(got.length, want.length);
+  let err = 0;
+  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+  return err / rms;
+}
+
+/** A copy of fixture `name` whose config.json is `edit(config)`. */
+async function withCopy<T>(
+  name: string,
+  edit: (config: Record<string, unknown>) => Record<string, unknown>,
+  fn: (dir: string) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: `kiln_hf_${name}_` });
+  try {
+    for (const f of ["model.safetensors", "generation_config.json"]) {
+      await Deno.copyFile(join(HF, name, f), join(dir, f));
+    }
+    const config = JSON.parse(await Deno.readTextFile(join(HF, name, "config.json")));
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(edit(config), null, 2));
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+for (const name of FIXTURES) {
+  Deno.test(`the float64 reference reproduces transformers on ${name}`, async () => {
+    // The reference is the oracle of the writer-made checkpoints elsewhere: first
+    // it must itself agree with transformers' own float64 forward.
+    const { ref, logits } = await readRef(name);
+    const e = relToRms((await referenceLogits(join(HF, name)))(ref.ids), logits, ref.logit_rms);
+    assert.ok(e < 1e-5, `${name}: reference off by ${e.toExponential(2)} of the logit rms`);
+  });
+
+  Deno.test(`transformers 5 checkpoint ${name}: logits and greedy ids match transformers`, async () => {
+    const { ref, logits } = await readRef(name);
+    const model = await loadModel(join(HF, name), { device: await gpu(), quiet: true, maxSeq: 64 });
+    try {
+      assert.equal(model.config.architecture, ref.arch);
+      const got = await model.forward(ref.ids);
+      const e = relToRms(got, logits, ref.logit_rms);
+      assert.ok(e < 1e-4, `${name}: max error ${e.toExponential(2)} of the logit rms`);
+      // Greedy continuation: equal up to the first near-tie (a margin f32 rounding may flip).
+      const ids: number[] = [];
+      for await (const id of model.generateIds(ref.ids, { maxTokens: ref.greedy.length })) {
+        ids.push(id);
+      }
+      const tie = ref.margins.findIndex((m) => m < 1e-3 * ref.logit_rms);
+      const n = tie < 0 ? ref.greedy.length : tie;
+      assert.ok(n >= Math.min(4, ref.greedy.length), `${name}: near-tie at step ${tie}`);
+      assert.deepEqual(ids.slice(0, n), ref.greedy.slice(0, n));
+    } finally {
+      model.dispose();
+    }
+  });
+
+  Deno.test(`${name}: the config written transformers-4-style gives identical logits`, async () => {
+    const { ref } = await readRef(name);
+    const device = await gpu();
+    const v5 = await loadModel(join(HF, name), { device, quiet: true, maxSeq: 64 });
+    const want = await v5.forward(ref.ids);
+    v5.dispose();
+    await withCopy(name, toV4Config, async (dir) => {
+      const v4 = await loadModel(dir, { device, quiet: true, maxSeq: 64 });
+      try {
+        assert.deepEqual(await v4.forward(ref.ids), want);
+      } finally {
+        v4.dispose();
+      }
+    });
+  });
+}
+
+Deno.test("a RoPE base given only in rope_parameters is used (not the architecture default)", async () => {
+  // The defect transformers 5 checkpoints exposed: Mixtral's default base is 1e6, this
+  // checkpoint's is 1e4 and appears only inside rope_parameters.
+  const { ref, logits } = await readRef("mixtral_gqa_sw");
+  await withCopy("mixtral_gqa_sw", (c) => ({
+    ...c,
+    rope_parameters: { rope_type: "default", rope_theta: 1e6 },
+  }), async (dir) => {
+    const wrong = await loadModel(dir, { device: await gpu(), quiet: true, maxSeq: 64 });
+    try {
+      const e = relToRms(await wrong.forward(ref.ids), logits, ref.logit_rms);
+      assert.ok(e > 1e-2, `a different base must change the logits (error ${e})`);
+    } finally {
+      wrong.dispose();
+    }
+  });
+});
+
+Deno.test("loadModel refuses a config that does not describe its checkpoint, or asks for unimplemented math", async () => {
+  const device = await gpu();
+  const cases: [string, (c: Record<string, unknown>) => Record<string, unknown>, RegExp][] = [
+    // The biases are in the file, the config says there are none.
+    [
+      "qwen2_moe",
+      (c) => ({ ...c, qkv_bias: false }),
+      /6 tensor\(s\) that Qwen2MoeForCausalLM as configured does not use \("model\.layers\.0\.self_attn\.k_proj\.bias"/,
+    ],
+    [
+      "mixtral_gqa_sw",
+      (c) => ({ ...c, rope_parameters: { rope_type: "dynamic", rope_theta: 1e4, factor: 2 } }),
+      /rope_parameters\.rope_type "dynamic" is not supported/,
+    ],
+    [
+      "olmoe",
+      (c) => ({ ...c, hidden_act: "gelu" }),
+      /config\.json: hidden_act "gelu" is not supported by OlmoeForCausalLM/,
+    ],
+  ];
+  for (const [name, edit, pattern] of cases) {
+    await withCopy(name, edit, async (dir) => {
+      await assert.rejects(loadModel(dir, { device, quiet: true, maxSeq: 64 }), pattern);
+    });
+  }
+});

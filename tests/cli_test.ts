@@ -84,6 +84,70 @@ const MAMBA_130M = {
   tie_word_embeddings: true,
 };
 
+// allenai/OLMoE-1B-7B-0924 and Qwen/Qwen1.5-MoE-A2.7B, as published (the fields Kiln reads).
+const OLMOE_1B_7B = {
+  architectures: ["OlmoeForCausalLM"],
+  model_type: "olmoe",
+  hidden_size: 2048,
+  intermediate_size: 1024,
+  num_hidden_layers: 16,
+  num_attention_heads: 16,
+  num_key_value_heads: 16,
+  num_experts: 64,
+  num_experts_per_tok: 8,
+  norm_topk_prob: false,
+  clip_qkv: null,
+  rope_theta: 10000.0,
+  tie_word_embeddings: false,
+  vocab_size: 50304,
+};
+const QWEN15_MOE_A27B = {
+  architectures: ["Qwen2MoeForCausalLM"],
+  model_type: "qwen2_moe",
+  hidden_size: 2048,
+  intermediate_size: 5632,
+  moe_intermediate_size: 1408,
+  shared_expert_intermediate_size: 5632,
+  num_hidden_layers: 24,
+  num_attention_heads: 16,
+  num_key_value_heads: 16,
+  num_experts: 60,
+  num_experts_per_tok: 4,
+  decoder_sparse_step: 1,
+  norm_topk_prob: false,
+  rope_theta: 1000000.0,
+  sliding_window: 32768,
+  use_sliding_window: false,
+  max_window_layers: 21,
+  tie_word_embeddings: false,
+  vocab_size: 151936,
+};
+
+Deno.test("kiln inspect: OLMoE-1B-7B and Qwen1.5-MoE-A2.7B give their published sizes", async () => {
+  const root = await Deno.makeTempDir({ prefix: "kiln_cli_moe_" });
+  try {
+    const cases: [string, object, RegExp, RegExp][] = [
+      ["olmoe", OLMOE_1B_7B, /parameters: 6\.92B total, 1\.28B active per token/, /QK-norm/],
+      [
+        "qwen",
+        QWEN15_MOE_A27B,
+        /parameters: 14\.32B total, 2\.69B active per token/,
+        /shared expert width 5632 \(sigmoid-gated\)/,
+      ],
+    ];
+    for (const [name, config, params, detail] of cases) {
+      await Deno.mkdir(join(root, name));
+      await Deno.writeTextFile(join(root, name, "config.json"), JSON.stringify(config));
+      const r = await kiln("inspect", join(root, name));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, params);
+      assert.match(r.stdout, detail);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("kiln CLI", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "kiln_cli_" });
   const tiny = join(root, "tiny");

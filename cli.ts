@@ -15,21 +15,27 @@
 
 import { parseArgs } from "node:util";
 import { GraphBuilder } from "./compiler/builder.ts";
-import { dumpGraph, type Graph } from "./compiler/graph.ts";
+import { dumpGraph, type Graph } from "./core/graph.ts";
 
 import { requestDevice } from "./runtime/device.ts";
-import { loadModel, planModelDevices, planModelExperts } from "./runtime/model.ts";
-import { describeDevicePlan } from "./runtime/expert_parallel.ts";
-import { describeExpertPlan, writeRoutingStats } from "./runtime/expert_plan.ts";
-import { usageHeatmapSvg } from "./runtime/expert_scheduler.ts";
-import { readConfig, specOf } from "./models/architectures/mod.ts";
+import { loadModel, planModelDevices, planModelExperts } from "./app/model.ts";
+import { describeDevicePlan } from "./app/expert_parallel.ts";
+import { describeExpertPlan, writeRoutingStats } from "./app/expert_plan.ts";
+import { usageHeatmapSvg } from "./app/expert_scheduler.ts";
+import { specOf } from "./models/architectures/mod.ts";
+import { readConfig } from "./app/config_file.ts";
 import { expertWidth } from "./models/config.ts";
 import { buildCausalLM } from "./models/causal_lm.ts";
 import { countParams } from "./compiler/params.ts";
-import { compile, optimize } from "./compiler/compile.ts";
+import { compile } from "./runtime/executable.ts";
+import { optimize } from "./compiler/optimize.ts";
+import { setDebugSource } from "./core/debug.ts";
 import { fuse } from "./compiler/passes/fuse.ts";
 import { buildPlan, fmtBytes } from "./compiler/plan.ts";
-import type { DeviceCaps } from "./ops/types.ts";
+import type { DeviceCaps } from "./core/types.ts";
+
+// KILN_DEBUG=1 prints each kernel's WGSL and GPU time (read only when output may be printed).
+setDebugSource(() => Deno.env.get("KILN_DEBUG") === "1");
 
 const USAGE = `usage: kiln <command> [options]
 

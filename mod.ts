@@ -20,6 +20,12 @@
  * @module
  */
 
+import { setDebugSource } from "./core/debug.ts";
+
+// KILN_DEBUG=1 prints each kernel's WGSL and GPU time (read only when output may be printed).
+setDebugSource(() => Deno.env.get("KILN_DEBUG") === "1");
+
+export { optimize } from "./compiler/optimize.ts";
 export {
   type AttentionOptions,
   GraphBuilder,
@@ -31,10 +37,9 @@ export {
   compile,
   type CompileOptions,
   Executable,
-  optimize,
   type ProfileResult,
   type RunOptions,
-} from "./compiler/compile.ts";
+} from "./runtime/executable.ts";
 export type { KernelTiming } from "./runtime/gpu_executor.ts";
 export type { EncodeHooks, HostBarriers, ParamBuffers } from "./runtime/gpu_executor.ts";
 export {
@@ -46,8 +51,8 @@ export {
   type HostArray,
   isFloat,
   toHost,
-} from "./compiler/dtype.ts";
-export { type Dim, type DimBindings, formatShape, type Shape } from "./compiler/shape.ts";
+} from "./core/dtype.ts";
+export { type Dim, type DimBindings, formatShape, type Shape } from "./core/shape.ts";
 export {
   type Attrs,
   type AttrValue,
@@ -56,7 +61,7 @@ export {
   type Node,
   type TensorType,
   type Value,
-} from "./compiler/graph.ts";
+} from "./core/graph.ts";
 export {
   type BufferOp,
   describePlan,
@@ -76,8 +81,8 @@ export {
   NO_ADAPTER_HELP,
   requestDevice,
 } from "./runtime/device.ts";
-export type { TensorData } from "./runtime/host.ts";
-export type { DeviceCaps, HostTensor } from "./ops/types.ts";
+export type { TensorData } from "./core/host.ts";
+export type { DeviceCaps, HostTensor } from "./core/types.ts";
 export type { Cluster, Group, Schedule } from "./compiler/passes/fuse.ts";
 export type { OpAttrMap, OpName } from "./ops/registry.ts";
 export type { CastAttrs, NoAttrs } from "./ops/unary.ts";
@@ -152,7 +157,7 @@ export {
   StreamDecoder,
   Tokenizer,
   type TokenizerOptions,
-} from "./runtime/tokenizer.ts";
+} from "./app/tokenizer.ts";
 export {
   Checkpoint,
   type CheckpointOptions,
@@ -160,8 +165,8 @@ export {
   type SafeDType,
   SafetensorsFile,
   type TensorInfo,
-} from "./runtime/safetensors.ts";
-export { createProgress, type Progress, type ProgressOptions } from "./runtime/progress.ts";
+} from "./app/safetensors.ts";
+export { createProgress, type Progress, type ProgressOptions } from "./app/progress.ts";
 export {
   type Architecture,
   ARCHITECTURES,
@@ -183,10 +188,10 @@ export {
   layerPrefix,
   moePrefix,
   parseConfig,
-  readConfig,
   specOf,
   type SwigluNames,
 } from "./models/architectures/mod.ts";
+export { readConfig } from "./app/config_file.ts";
 export {
   readRopeSettings,
   ROPE_TYPES,
@@ -209,7 +214,7 @@ export {
   Model,
   planModelDevices,
   planModelExperts,
-} from "./runtime/model.ts";
+} from "./app/model.ts";
 export {
   buildRemoteExperts,
   checkDevices,
@@ -219,7 +224,7 @@ export {
   ExpertParallel,
   type ParallelStats,
   planDevices,
-} from "./runtime/expert_parallel.ts";
+} from "./app/expert_parallel.ts";
 export {
   describeExpertPlan,
   type ExpertPlan,
@@ -232,7 +237,7 @@ export {
   ROUTING_STATS_FILE,
   type RoutingStats,
   writeRoutingStats,
-} from "./runtime/expert_plan.ts";
+} from "./app/expert_plan.ts";
 export {
   type ExpertPolicy,
   type ExpertPrefetch,
@@ -242,5 +247,5 @@ export {
   SLOT_POOL,
   usageHeatmapSvg,
   type WindowCheck,
-} from "./runtime/expert_scheduler.ts";
-export { mulberry32 } from "./runtime/random.ts";
+} from "./app/expert_scheduler.ts";
+export { mulberry32 } from "./core/random.ts";

@@ -18,12 +18,12 @@
  *
  * @module
  */
-import { loadModel, type Model } from "../runtime/model.ts";
+import { loadModel, type Model } from "../app/model.ts";
 import { writeTinyMixtral } from "../tests/fixtures/tiny_checkpoints.ts";
 import { requestDevice } from "../runtime/device.ts";
-import { formatBytes } from "../runtime/expert_plan.ts";
-import type { ExpertPolicy, ExpertPrefetch } from "../runtime/expert_scheduler.ts";
-import type { LoadOptions } from "../runtime/model.ts";
+import { formatBytes } from "../app/expert_plan.ts";
+import type { ExpertPolicy, ExpertPrefetch } from "../app/expert_scheduler.ts";
+import type { LoadOptions } from "../app/model.ts";
 
 const env = (k: string, d: number) => Number(Deno.env.get(k) ?? d);
 const TOKENS = env("SCHED_TOKENS", 48);

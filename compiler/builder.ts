@@ -5,10 +5,10 @@
  * @module
  */
 
-import { checkDType, type DType } from "./dtype.ts";
-import { atSite, callSite } from "./errors.ts";
-import type { Attrs, Graph, Node, Value } from "./graph.ts";
-import { checkShape, type Dim, formatShape, type Shape } from "./shape.ts";
+import { checkDType, type DType } from "../core/dtype.ts";
+import { atSite, callSite } from "../core/errors.ts";
+import type { Attrs, Graph, Node, Value } from "../core/graph.ts";
+import { checkShape, type Dim, formatShape, type Shape } from "../core/shape.ts";
 import { type OpAttrMap, type OpName, OPS } from "../ops/registry.ts";
 import type { OpDef } from "../ops/types.ts";
 

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { byteSize, type DType } from "./dtype.ts";
-import type { Graph } from "./graph.ts";
-import { numel, stridesOf } from "./shape.ts";
+import { byteSize, type DType } from "../core/dtype.ts";
+import type { Graph } from "../core/graph.ts";
+import { numel, stridesOf } from "../core/shape.ts";
 import { opDef } from "../ops/registry.ts";
 import { WGSL_MATH_PRELUDE } from "../ops/unary.ts";
 import { literal } from "../ops/elementwise.ts";

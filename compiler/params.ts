@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Graph } from "./graph.ts";
-import { consumers } from "./graph.ts";
+import type { Graph } from "../core/graph.ts";
+import { consumers } from "../core/graph.ts";
 import { isOp, opDef } from "../ops/registry.ts";
 
 /**

@@ -6,9 +6,9 @@
  * @module
  */
 
-import type { DType } from "./dtype.ts";
-import type { Graph } from "./graph.ts";
-import { bindShape, type DimBindings, formatShape, numel } from "./shape.ts";
+import type { DType } from "../core/dtype.ts";
+import type { Graph } from "../core/graph.ts";
+import { bindShape, type DimBindings, formatShape, numel } from "../core/shape.ts";
 import { type BufferRef, emitCluster, grid, KernelBuilder, paddedBytes } from "./codegen.ts";
 import type { Cluster, Group, Schedule } from "./passes/fuse.ts";
 import { opDef } from "../ops/registry.ts";

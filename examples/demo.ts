@@ -9,7 +9,7 @@
  * Runs in under 30 s on the lavapipe software adapter (2 cores, quiet machine).
  */
 import { countParams, loadModel, parseConfig, type PlannedKernel, requestDevice } from "../mod.ts";
-import { writeRandomCheckpoint } from "../models/random_weights.ts";
+import { writeRandomCheckpoint } from "../app/random_weights.ts";
 
 /**
  * Jamba's layout at small scale: attention on every 4th layer (2 of 8), MoE

@@ -17,8 +17,8 @@
  */
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
-import { atSite, callSite } from "../compiler/errors.ts";
-import type { DType } from "../compiler/dtype.ts";
+import { atSite, callSite } from "../core/errors.ts";
+import type { DType } from "../core/dtype.ts";
 
 /**
  * Options of {@linkcode attentionBlock}.

@@ -13,7 +13,7 @@
  */
 
 import { GraphBuilder, type Tensor } from "../compiler/builder.ts";
-import type { Graph } from "../compiler/graph.ts";
+import type { Graph } from "../core/graph.ts";
 import { attentionBlock, type AttentionBlockOptions } from "./attention.ts";
 import { mambaMixer } from "./mamba.ts";
 import { moe } from "./moe.ts";

@@ -14,7 +14,7 @@
  */
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
-import type { DType } from "../compiler/dtype.ts";
+import type { DType } from "../core/dtype.ts";
 import { SCAN_ALGORITHMS, scanAttrs } from "../ops/ssm.ts";
 
 /**

@@ -17,7 +17,7 @@
  */
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
-import { atSite, callSite } from "../compiler/errors.ts";
+import { atSite, callSite } from "../core/errors.ts";
 import type { MoeRouterKind } from "../ops/moe.ts";
 
 export type { MoeRouterKind };

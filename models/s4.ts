@@ -14,9 +14,9 @@
 // import cycle from the op side would read registry entries before they exist.
 import "../ops/registry.ts";
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
-import type { Dim } from "../compiler/shape.ts";
+import type { Dim } from "../core/shape.ts";
 import { discretiseDiagonal, type S4Discretisation, type S4Mode } from "../ops/s4.ts";
-import { mulberry32 as mulberry } from "../runtime/random.ts";
+import { mulberry32 as mulberry } from "../core/random.ts";
 
 export { discretiseDiagonal, s4Choice, s4KernelF64 } from "../ops/s4.ts";
 export type { DiscreteS4, S4Choice, S4Discretisation, S4Mode } from "../ops/s4.ts";

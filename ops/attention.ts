@@ -23,8 +23,8 @@
  * @module
  */
 
-import { allocHost, isFloat } from "../compiler/dtype.ts";
-import { formatShape, numel } from "../compiler/shape.ts";
+import { allocHost, isFloat } from "../core/dtype.ts";
+import { formatShape, numel } from "../core/shape.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef, ScratchSpec } from "./types.ts";
 
 /**

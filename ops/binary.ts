@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { DType } from "../compiler/dtype.ts";
+import type { DType } from "../core/dtype.ts";
 import { elementwiseOp, viaF32 } from "./elementwise.ts";
 import type { OpDef } from "./types.ts";
 import type { NoAttrs } from "./unary.ts";

@@ -15,8 +15,8 @@
  * @module
  */
 
-import { allocHost, type DType, isFloat } from "../compiler/dtype.ts";
-import { normAxis } from "../compiler/shape.ts";
+import { allocHost, type DType, isFloat } from "../core/dtype.ts";
+import { normAxis } from "../core/shape.ts";
 import { grid } from "./dispatch.ts";
 import type { KernelEmission, OpDef, ScratchSpec } from "./types.ts";
 import { flatKernel, flatWorkgroupSize, splitAt } from "./layout.ts";

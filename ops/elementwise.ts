@@ -5,9 +5,9 @@
  * @module
  */
 
-import { allocHost, type DType, type HostArray, isFloat } from "../compiler/dtype.ts";
-import type { TensorType } from "../compiler/graph.ts";
-import { broadcastShapes, type Dim, formatShape, stridesOf } from "../compiler/shape.ts";
+import { allocHost, type DType, type HostArray, isFloat } from "../core/dtype.ts";
+import type { TensorType } from "../core/graph.ts";
+import { broadcastShapes, type Dim, formatShape, stridesOf } from "../core/shape.ts";
 import type { HostTensor, OpAttrs, OpDef } from "./types.ts";
 
 /** Broadcast shape of several operands, or a RangeError naming the op and shapes. */

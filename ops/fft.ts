@@ -20,9 +20,9 @@
  * @module
  */
 
-import { allocHost } from "../compiler/dtype.ts";
-import type { TensorType } from "../compiler/graph.ts";
-import { formatShape, numel } from "../compiler/shape.ts";
+import { allocHost } from "../core/dtype.ts";
+import type { TensorType } from "../core/graph.ts";
+import { formatShape, numel } from "../core/shape.ts";
 import type { DeviceCaps, KernelSource, OpDef } from "./types.ts";
 import { flatKernel } from "./layout.ts";
 

@@ -8,8 +8,8 @@
  * @module
  */
 
-import { allocHost } from "../compiler/dtype.ts";
-import { formatShape, numel } from "../compiler/shape.ts";
+import { allocHost } from "../core/dtype.ts";
+import { formatShape, numel } from "../core/shape.ts";
 import type { KernelEmission, OpDef } from "./types.ts";
 import type { NoAttrs } from "./unary.ts";
 import { flatKernel, zeroOf } from "./layout.ts";

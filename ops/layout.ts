@@ -4,16 +4,9 @@
  * @module
  */
 
-import { allocHost, type DType, type HostArray } from "../compiler/dtype.ts";
-import type { TensorType } from "../compiler/graph.ts";
-import {
-  type Dim,
-  formatShape,
-  normAxis,
-  numel,
-  stridesOf,
-  symbolicSize,
-} from "../compiler/shape.ts";
+import { allocHost, type DType, type HostArray } from "../core/dtype.ts";
+import type { TensorType } from "../core/graph.ts";
+import { type Dim, formatShape, normAxis, numel, stridesOf, symbolicSize } from "../core/shape.ts";
 import { grid } from "./dispatch.ts";
 import type { DeviceCaps, KernelContext, KernelEmission, KernelSource, OpDef } from "./types.ts";
 

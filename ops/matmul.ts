@@ -4,11 +4,11 @@
  * @module
  */
 
-import { isFloat } from "../compiler/dtype.ts";
-import type { TensorType } from "../compiler/graph.ts";
-import { broadcastShapes, type Dim, formatShape } from "../compiler/shape.ts";
-import { allocHost } from "../compiler/dtype.ts";
-import { numel, stridesOf } from "../compiler/shape.ts";
+import { isFloat } from "../core/dtype.ts";
+import type { TensorType } from "../core/graph.ts";
+import { broadcastShapes, type Dim, formatShape } from "../core/shape.ts";
+import { allocHost } from "../core/dtype.ts";
+import { numel, stridesOf } from "../core/shape.ts";
 import { emitGemv, emitMatmul, GEMV_MAX_ROWS } from "./matmul_kernel.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
 import { grid } from "./dispatch.ts";

@@ -36,9 +36,9 @@
  * @module
  */
 
-import { allocHost } from "../compiler/dtype.ts";
-import type { TensorType } from "../compiler/graph.ts";
-import { type Dim, formatShape, numel } from "../compiler/shape.ts";
+import { allocHost } from "../core/dtype.ts";
+import type { TensorType } from "../core/graph.ts";
+import { type Dim, formatShape, numel } from "../core/shape.ts";
 import {
   type MoeBufferName,
   moeBufferSizes,

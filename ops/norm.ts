@@ -14,9 +14,9 @@
  * @module
  */
 
-import { allocHost, type DType, type HostArray, isFloat } from "../compiler/dtype.ts";
-import type { TensorType } from "../compiler/graph.ts";
-import { formatShape } from "../compiler/shape.ts";
+import { allocHost, type DType, type HostArray, isFloat } from "../core/dtype.ts";
+import type { TensorType } from "../core/graph.ts";
+import { formatShape } from "../core/shape.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
 import { dispatchGrid, rowWorkgroup, wgslTree } from "./reduce.ts";
 

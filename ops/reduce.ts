@@ -22,9 +22,9 @@
  * @module
  */
 
-import { allocHost, type DType, type HostArray, isFloat } from "../compiler/dtype.ts";
-import type { TensorType } from "../compiler/graph.ts";
-import { formatShape, normAxis } from "../compiler/shape.ts";
+import { allocHost, type DType, type HostArray, isFloat } from "../core/dtype.ts";
+import type { TensorType } from "../core/graph.ts";
+import { formatShape, normAxis } from "../core/shape.ts";
 import { literal } from "./elementwise.ts";
 import type { DeviceCaps, HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
 

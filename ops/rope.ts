@@ -8,10 +8,10 @@
  * @module
  */
 
-import { isFloat } from "../compiler/dtype.ts";
-import { allocHost } from "../compiler/dtype.ts";
+import { isFloat } from "../core/dtype.ts";
+import { allocHost } from "../core/dtype.ts";
 import { grid } from "./dispatch.ts";
-import { formatShape, numel } from "../compiler/shape.ts";
+import { formatShape, numel } from "../core/shape.ts";
 import type { OpDef } from "./types.ts";
 
 const TWO_PI = 2 * Math.PI;

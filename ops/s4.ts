@@ -28,9 +28,9 @@
  * @module
  */
 
-import { formatShape } from "../compiler/shape.ts";
-import type { TensorType } from "../compiler/graph.ts";
-import type { Dim } from "../compiler/shape.ts";
+import { formatShape } from "../core/shape.ts";
+import type { TensorType } from "../core/graph.ts";
+import type { Dim } from "../core/shape.ts";
 import type { DeviceCaps, HostTensor, KernelEmission, KernelSource, OpDef } from "./types.ts";
 import { flatKernel } from "./layout.ts";
 import { convFftKernels, convFftLength, directConvKernel, WGSL_COMPLEX } from "./fft.ts";

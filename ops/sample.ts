@@ -13,7 +13,7 @@
  * @module
  */
 
-import { formatShape } from "../compiler/shape.ts";
+import { formatShape } from "../core/shape.ts";
 import { grid } from "./dispatch.ts";
 import type { HostTensor, OpDef } from "./types.ts";
 

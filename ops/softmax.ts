@@ -15,8 +15,8 @@
  * @module
  */
 
-import { allocHost, isFloat } from "../compiler/dtype.ts";
-import { normAxis } from "../compiler/shape.ts";
+import { allocHost, isFloat } from "../core/dtype.ts";
+import { normAxis } from "../core/shape.ts";
 import type { KernelContext, KernelEmission, OpDef } from "./types.ts";
 import { dispatchGrid, F32_LOWEST, rowWorkgroup, splitAxis, wgslTree } from "./reduce.ts";
 

@@ -22,9 +22,9 @@
  * @module
  */
 
-import type { TensorType } from "../compiler/graph.ts";
-import { type Dim, formatShape, numel } from "../compiler/shape.ts";
-import { allocHost, isFloat } from "../compiler/dtype.ts";
+import type { TensorType } from "../core/graph.ts";
+import { type Dim, formatShape, numel } from "../core/shape.ts";
+import { allocHost, isFloat } from "../core/dtype.ts";
 import { grid } from "./dispatch.ts";
 import type {
   HostTensor,

@@ -18,8 +18,8 @@
  * @module
  */
 
-import { allocHost, type DType } from "../compiler/dtype.ts";
-import { formatShape, numel } from "../compiler/shape.ts";
+import { allocHost, type DType } from "../core/dtype.ts";
+import { formatShape, numel } from "../core/shape.ts";
 import { grid } from "./dispatch.ts";
 import type { DeviceCaps, KernelEmission, OpDef } from "./types.ts";
 import { flatKernel } from "./layout.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { checkDType, type DType, isFloat } from "../compiler/dtype.ts";
+import { checkDType, type DType, isFloat } from "../core/dtype.ts";
 import { elementwiseOp, viaF32 } from "./elementwise.ts";
 import type { OpDef } from "./types.ts";
 

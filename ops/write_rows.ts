@@ -6,7 +6,7 @@
  * @module
  */
 
-import { formatShape, numel } from "../compiler/shape.ts";
+import { formatShape, numel } from "../core/shape.ts";
 import { grid } from "./dispatch.ts";
 import type { OpDef } from "./types.ts";
 import type { NoAttrs } from "./unary.ts";

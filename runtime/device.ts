@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { DeviceCaps } from "../ops/types.ts";
+import type { DeviceCaps } from "../core/types.ts";
 
 /**
  * A WebGPU device Kiln runs kernels on.

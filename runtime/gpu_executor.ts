@@ -7,9 +7,10 @@
  */
 
 import type { Plan } from "../compiler/plan.ts";
-import type { HostArray } from "../compiler/dtype.ts";
-import { allocHost } from "../compiler/dtype.ts";
+import type { HostArray } from "../core/dtype.ts";
+import { allocHost } from "../core/dtype.ts";
 import type { GpuDevice } from "./device.ts";
+import { debugEnabled } from "../core/debug.ts";
 
 /**
  * GPU time of one kernel in a profiled run.
@@ -28,14 +29,6 @@ export interface KernelTiming {
   readonly label: string;
   /** GPU nanoseconds between the start and end of its pass. */
   readonly ns: number;
-}
-
-function debugEnabled(): boolean {
-  try {
-    return Deno.env.get("KILN_DEBUG") === "1";
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -3,12 +3,12 @@
  * GPU run against the CPU reference of the same graph.
  */
 
-import { compile } from "../compiler/compile.ts";
-import type { Graph } from "../compiler/graph.ts";
-import type { DType, HostArray } from "../compiler/dtype.ts";
+import { compile } from "../runtime/executable.ts";
+import type { Graph } from "../core/graph.ts";
+import type { DType, HostArray } from "../core/dtype.ts";
 import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
-import type { HostTensor } from "../ops/types.ts";
-import type { TensorData } from "../runtime/host.ts";
+import type { HostTensor } from "../core/types.ts";
+import type { TensorData } from "../core/host.ts";
 
 let shared: Promise<GpuDevice> | undefined;
 
@@ -18,8 +18,8 @@ export function gpu(): Promise<GpuDevice> {
   return shared;
 }
 
-import { mulberry32 } from "../runtime/random.ts";
-import { loadModel, type LoadOptions, type Model } from "../runtime/model.ts";
+import { mulberry32 } from "../core/random.ts";
+import { loadModel, type LoadOptions, type Model } from "../app/model.ts";
 
 /** Seeded PRNG (mulberry32) so failures reproduce. */
 export const rng: (seed: number) => () => number = mulberry32;

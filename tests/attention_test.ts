@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
-import { compile } from "../compiler/compile.ts";
-import type { DType, HostArray } from "../compiler/dtype.ts";
+import { compile } from "../runtime/executable.ts";
+import type { DType, HostArray } from "../core/dtype.ts";
 import { attentionBlock } from "../models/attention.ts";
 import { cpuDevice } from "../runtime/device.ts";
 import { assertClose, gpu, randomData } from "./_util.ts";

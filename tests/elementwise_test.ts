@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { GraphBuilder, type Tensor } from "../compiler/builder.ts";
-import type { DType } from "../compiler/dtype.ts";
+import type { DType } from "../core/dtype.ts";
 import { assertClose, randomData, runBoth } from "./_util.ts";
 
 type Unary = (x: Tensor) => Tensor;

@@ -7,12 +7,12 @@
  * budgets.
  */
 import assert from "node:assert/strict";
-import type { LoadOptions, Model } from "../runtime/model.ts";
+import type { LoadOptions, Model } from "../app/model.ts";
 import { writeTinyJamba, writeTinyMamba, writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, collectIds, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
 import { type GpuDevice, requestDevice } from "../runtime/device.ts";
-import { describeDevicePlan, planDevices } from "../runtime/expert_parallel.ts";
-import { compile } from "../compiler/compile.ts";
+import { describeDevicePlan, planDevices } from "../app/expert_parallel.ts";
+import { compile } from "../runtime/executable.ts";
 import { GraphBuilder } from "../compiler/builder.ts";
 
 let second: Promise<GpuDevice> | undefined;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
-import { compile } from "../compiler/compile.ts";
+import { compile } from "../runtime/executable.ts";
 import { assertClose, gpu, randomData, runBoth } from "./_util.ts";
 import { requestDevice } from "../runtime/device.ts";
 

@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
-import { compile } from "../compiler/compile.ts";
-import type { DType, HostArray } from "../compiler/dtype.ts";
-import type { Graph } from "../compiler/graph.ts";
+import { compile } from "../runtime/executable.ts";
+import type { DType, HostArray } from "../core/dtype.ts";
+import type { Graph } from "../core/graph.ts";
 import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
-import { mulberry32 as rng } from "../runtime/random.ts";
+import { mulberry32 as rng } from "../core/random.ts";
 
 const dev: GpuDevice = await requestDevice({ limits: { maxStorageBuffers: 8 } });
 const DTYPES: DType[] = ["f32", "f16", "i32", "u32"];

@@ -13,7 +13,7 @@ import {
   type MatmulTile,
   naiveMatmul,
 } from "../ops/matmul_kernel.ts";
-import { mulberry32 as rng } from "../runtime/random.ts";
+import { mulberry32 as rng } from "../core/random.ts";
 
 const adapter = await navigator.gpu.requestAdapter();
 const hasF16 = adapter?.features.has("shader-f16") ?? false;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
-import type { DType } from "../compiler/dtype.ts";
+import type { DType } from "../core/dtype.ts";
 import { assertClose, randomData, runBoth } from "./_util.ts";
 
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
@@ -141,7 +141,7 @@ Deno.test("decode GEMV path (few rows × [N, K] weight) matches the reference, w
 
 Deno.test("a GEMV weight larger than one binding is read in vec4 segments", async () => {
   const { requestDevice } = await import("../runtime/device.ts");
-  const { compile } = await import("../compiler/compile.ts");
+  const { compile } = await import("../runtime/executable.ts");
   const dev = await requestDevice({ limits: { maxBindingSize: 4096 } });
   try {
     for (const [R, K, N] of [[1, 64, 50], [2, 260, 33]]) {

@@ -3,7 +3,7 @@
  * reference (ops/moe_reference.ts) on lavapipe / any WebGPU adapter.
  */
 import assert from "node:assert/strict";
-import { mulberry32 } from "../runtime/random.ts";
+import { mulberry32 } from "../core/random.ts";
 import {
   declareBindings,
   emitSort,

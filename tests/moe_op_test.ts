@@ -467,7 +467,7 @@ Deno.test("countParams: Mixtral-8x7B shapes give ~46.7B total, ~12.9B active", (
 
 Deno.test("moe: an inference graph that reads neither losses nor counts skips the aux kernel", async () => {
   const { GraphBuilder } = await import("../compiler/builder.ts");
-  const { compile } = await import("../compiler/compile.ts");
+  const { compile } = await import("../runtime/executable.ts");
   const { moe } = await import("../models/moe.ts");
   const { gpu } = await import("./_util.ts");
   const dev = await gpu();

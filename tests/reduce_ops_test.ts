@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { GraphBuilder, type Tensor } from "../compiler/builder.ts";
-import { compile } from "../compiler/compile.ts";
-import { allocHost, type DType, type HostArray } from "../compiler/dtype.ts";
+import { compile } from "../runtime/executable.ts";
+import { allocHost, type DType, type HostArray } from "../core/dtype.ts";
 import { cpuDevice, requestDevice } from "../runtime/device.ts";
-import type { HostTensor } from "../ops/types.ts";
-import { mulberry32 as rng } from "../runtime/random.ts";
+import type { HostTensor } from "../core/types.ts";
+import { mulberry32 as rng } from "../core/random.ts";
 
 const dev = await requestDevice();
 const cpu = cpuDevice();

@@ -12,8 +12,8 @@ import {
   convertTensor,
   f32ToBf16,
   SafetensorsFile,
-} from "../runtime/safetensors.ts";
-import { createProgress, formatBytes, formatDuration, type Progress } from "../runtime/progress.ts";
+} from "../app/safetensors.ts";
+import { createProgress, formatBytes, formatDuration, type Progress } from "../app/progress.ts";
 import {
   encodeSafetensors,
   type FixtureTensor,

@@ -5,7 +5,7 @@
  * minimum-budget error.
  */
 import assert from "node:assert/strict";
-import { loadModel, type Model } from "../runtime/model.ts";
+import { loadModel, type Model } from "../app/model.ts";
 import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, gpu } from "./_util.ts";
 import {
@@ -13,8 +13,8 @@ import {
   readRoutingStats,
   ROUTING_STATS_FILE,
   writeRoutingStats,
-} from "../runtime/expert_plan.ts";
-import { type ExpertPolicy, NOT_RESIDENT, usageHeatmapSvg } from "../runtime/expert_scheduler.ts";
+} from "../app/expert_plan.ts";
+import { type ExpertPolicy, NOT_RESIDENT, usageHeatmapSvg } from "../app/expert_scheduler.ts";
 
 const CONFIG = { num_local_experts: 8, num_experts_per_tok: 2, num_hidden_layers: 3 };
 const PROMPT = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64, 31, 8, 120];

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
-import { compile, type Executable } from "../compiler/compile.ts";
-import type { DType, HostArray } from "../compiler/dtype.ts";
+import { compile, type Executable } from "../runtime/executable.ts";
+import type { DType, HostArray } from "../core/dtype.ts";
 import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
 import {
   conv1dCausal,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
-import { compile } from "../compiler/compile.ts";
+import { compile } from "../runtime/executable.ts";
 import { cpuDevice } from "../runtime/device.ts";
 import { assertClose, gpu, randomData } from "./_util.ts";
 

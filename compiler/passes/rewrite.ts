@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Graph, Node, Value } from "../graph.ts";
+import type { Graph, Node, Value } from "../../core/graph.ts";
 
 /** Mutable state of a rebuild. */
 export class Rewriter {

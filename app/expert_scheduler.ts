@@ -20,12 +20,12 @@
  * @module
  */
 
-import type { Executable } from "../compiler/compile.ts";
+import type { Executable } from "../runtime/executable.ts";
 import type { Plan } from "../compiler/plan.ts";
-import type { EncodeHooks } from "./gpu_executor.ts";
-import type { GpuDevice } from "./device.ts";
+import type { EncodeHooks } from "../runtime/gpu_executor.ts";
+import type { GpuDevice } from "../runtime/device.ts";
 import type { Checkpoint } from "./safetensors.ts";
-import type { HostBarriers } from "./gpu_executor.ts";
+import type { HostBarriers } from "../runtime/gpu_executor.ts";
 import { type ExpertPlan, formatBytes, type RoutingStats } from "./expert_plan.ts";
 
 /**

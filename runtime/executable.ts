@@ -5,26 +5,25 @@
  * @module
  */
 
-import type { DType, HostArray } from "./dtype.ts";
-import type { Graph } from "./graph.ts";
-import { type DimBindings, formatShape, numel } from "./shape.ts";
-import { fold } from "./passes/fold.ts";
-import { cse } from "./passes/cse.ts";
-import { dce } from "./passes/dce.ts";
-import { fuse, type Schedule } from "./passes/fuse.ts";
-import { buildPlan, describePlan, type Plan } from "./plan.ts";
-import { allocHost, toHost } from "./dtype.ts";
+import type { DType, HostArray } from "../core/dtype.ts";
+import type { Graph } from "../core/graph.ts";
+import { type DimBindings, formatShape, numel } from "../core/shape.ts";
+import { fuse, type Schedule } from "../compiler/passes/fuse.ts";
+import { optimize } from "../compiler/optimize.ts";
+import { debugEnabled } from "../core/debug.ts";
+import { buildPlan, describePlan, type Plan } from "../compiler/plan.ts";
+import { allocHost, toHost } from "../core/dtype.ts";
 import { opDef } from "../ops/registry.ts";
-import type { HostTensor } from "../ops/types.ts";
-import type { CpuDevice, GpuDevice, KilnDevice } from "../runtime/device.ts";
+import type { HostTensor } from "../core/types.ts";
+import type { CpuDevice, GpuDevice, KilnDevice } from "./device.ts";
 import {
   type EncodeHooks,
   GpuExecutable,
   type HostBarriers,
   type KernelTiming,
   ParamBuffers,
-} from "../runtime/gpu_executor.ts";
-import { coerce, type TensorData, unpack } from "../runtime/host.ts";
+} from "./gpu_executor.ts";
+import { coerce, type TensorData, unpack } from "../core/host.ts";
 
 export type { EncodeHooks, HostBarriers, KernelTiming };
 
@@ -98,23 +97,6 @@ export interface ProfileResult {
   outputs: Record<string, HostTensor>;
   /** GPU time of each kernel, in plan order. */
   kernels: KernelTiming[];
-}
-
-/**
- * Optimises a graph with the standard passes: fold, CSE, DCE.
- *
- * @example
- * ```ts
- * import { GraphBuilder, optimize } from "@kiln/kiln";
- * const g = new GraphBuilder();
- * const x = g.input("x", [4]);
- * g.output("y", x.mul(2).add(x.mul(2))); // CSE computes x.mul(2) once
- * const graph = g.build();
- * optimize(graph).nodes.length < graph.nodes.length; // true
- * ```
- */
-export function optimize(graph: Graph): Graph {
-  return dce(cse(fold(graph)));
 }
 
 /**
@@ -480,7 +462,7 @@ export class Executable {
     const exe = await this.#gpuExe(this.#usedDims(dims));
     this.#last = exe.plan;
     for (const [name, arr] of data) exe.writeInput(name, arr);
-    const debug = debugOn();
+    const debug = debugEnabled();
     const r = await exe.run(
       profile || (debug && (this.device as GpuDevice).timestamps),
       options.hooks?.(exe.plan),
@@ -720,14 +702,6 @@ class Store {
   constructor(device: KilnDevice) {
     this.params = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
     this.states = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
-  }
-}
-
-function debugOn(): boolean {
-  try {
-    return Deno.env.get("KILN_DEBUG") === "1";
-  } catch {
-    return false;
   }
 }
 

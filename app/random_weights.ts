@@ -12,7 +12,7 @@
  *
  * @example
  * ```ts ignore
- * import { writeRandomCheckpoint } from "./models/random_weights.ts";
+ * import { writeRandomCheckpoint } from "../models/models/random_weights.ts";
  * const dir = await Deno.makeTempDir();
  * await writeRandomCheckpoint(dir, { architectures: ["MambaForCausalLM"], vocab_size: 256,
  *   hidden_size: 64, num_hidden_layers: 2, state_size: 8 });
@@ -21,8 +21,8 @@
  * @module
  */
 
-import { buildCausalLM, checkpointSources } from "./causal_lm.ts";
-import { parseConfig } from "./architectures/mod.ts";
+import { buildCausalLM, checkpointSources } from "../models/causal_lm.ts";
+import { parseConfig } from "../models/architectures/mod.ts";
 
 /** What {@linkcode writeRandomCheckpoint} wrote. */
 export interface RandomCheckpoint {

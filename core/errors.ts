@@ -7,9 +7,16 @@
 // Kiln's own folder: frames inside its library folders are skipped, so errors
 // point at the user's line even when they call a models/ helper.
 const ROOT = new URL("../", import.meta.url).href.replace(/^file:\/\//, "");
-const INTERNAL_DIRS = ["compiler/", "ops/", "runtime/", "models/", "mod.ts", "cli.ts"].map((d) =>
-  ROOT + d
-);
+const INTERNAL_DIRS = [
+  "core/",
+  "ops/",
+  "compiler/",
+  "runtime/",
+  "models/",
+  "app/",
+  "mod.ts",
+  "cli.ts",
+].map((d) => ROOT + d);
 
 function internal(file: string): boolean {
   return file.startsWith("node:") || file.startsWith("ext:") ||

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { allocHost, type DType, dtypeOfHost, type HostArray } from "../compiler/dtype.ts";
-import type { HostTensor } from "../ops/types.ts";
+import { allocHost, type DType, dtypeOfHost, type HostArray } from "./dtype.ts";
+import type { HostTensor } from "./types.ts";
 
 /**
  * What a caller may pass for a tensor's data.

@@ -46,11 +46,11 @@
  * @module
  */
 
-import { compile, type Executable } from "../compiler/compile.ts";
+import { compile, type Executable } from "../runtime/executable.ts";
 import { GraphBuilder } from "../compiler/builder.ts";
 import type { Plan } from "../compiler/plan.ts";
-import type { GpuDevice, KilnDevice } from "./device.ts";
-import type { GpuExecutable, HostBarriers } from "./gpu_executor.ts";
+import type { GpuDevice, KilnDevice } from "../runtime/device.ts";
+import type { GpuExecutable, HostBarriers } from "../runtime/gpu_executor.ts";
 import type { Checkpoint } from "./safetensors.ts";
 import { moe } from "../models/moe.ts";
 import { formatBytes, type RoutingStats } from "./expert_plan.ts";

@@ -13,17 +13,18 @@
  * @module
  */
 
-import { compile, type Executable } from "../compiler/compile.ts";
-import type { Graph } from "../compiler/graph.ts";
-import { formatShape } from "../compiler/shape.ts";
+import { compile, type Executable } from "../runtime/executable.ts";
+import type { Graph } from "../core/graph.ts";
+import { formatShape } from "../core/shape.ts";
 import { buildCausalLM, checkpointSources } from "../models/causal_lm.ts";
 import { expertWidth, type ModelConfig } from "../models/config.ts";
-import { expertTensor, moePrefix, readConfig, specOf } from "../models/architectures/mod.ts";
+import { expertTensor, moePrefix, specOf } from "../models/architectures/mod.ts";
+import { readConfig } from "./config_file.ts";
 import { Checkpoint } from "./safetensors.ts";
 import { createProgress } from "./progress.ts";
 import { Tokenizer } from "./tokenizer.ts";
-import { type GpuDevice, type KilnDevice, requestDevice } from "./device.ts";
-import type { RunOptions } from "../compiler/compile.ts";
+import { type GpuDevice, type KilnDevice, requestDevice } from "../runtime/device.ts";
+import type { RunOptions } from "../runtime/executable.ts";
 import {
   type ExpertPlan,
   parseBytes,

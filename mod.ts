@@ -50,6 +50,8 @@ export {
   dtypeOfHost,
   type HostArray,
   isFloat,
+  padBytes,
+  paddedBytes,
   toHost,
 } from "./core/dtype.ts";
 export { type Dim, type DimBindings, formatShape, type Shape } from "./core/shape.ts";
@@ -82,9 +84,27 @@ export {
   requestDevice,
 } from "./runtime/device.ts";
 export type { TensorData } from "./core/host.ts";
-export type { DeviceCaps, HostTensor } from "./core/types.ts";
+export type { ConcreteType, DeviceCaps, HostTensor } from "./core/types.ts";
 export type { Cluster, Group, Schedule } from "./compiler/passes/fuse.ts";
 export type { OpAttrMap, OpName } from "./ops/registry.ts";
+export type {
+  KernelChoice,
+  KernelContext,
+  KernelEmission,
+  KernelEmitter,
+  KernelOperand,
+  KernelSource,
+  KernelSymbol,
+  OpAttrs,
+  ScratchSpec,
+} from "./ops/types.ts";
+export {
+  emitterOf,
+  type Target,
+  TARGET_TABLES,
+  targetOf,
+  type TargetTable,
+} from "./ops/targets.ts";
 export type { CastAttrs, NoAttrs } from "./ops/unary.ts";
 export type { ReduceAttrs } from "./ops/reduce.ts";
 export type { MatmulAttrs } from "./ops/matmul.ts";

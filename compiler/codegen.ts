@@ -1,18 +1,20 @@
 /**
  * WGSL emission: turns a scheduled group with concrete shapes into kernel source,
- * declaring exactly the bindings the code uses. Elementwise clusters are inlined as
- * straight-line `let`s; broadcasting becomes index arithmetic on constants.
+ * declaring exactly the bindings the code uses. Every binding and helper
+ * function is registered with what it depends on, and a kernel keeps what its
+ * recorded uses reach: nothing is found by scanning text. Elementwise clusters
+ * are inlined as straight-line `let`s; broadcasting becomes index arithmetic on
+ * constants.
  *
  * @module
  */
 
-import { byteSize, type DType } from "../core/dtype.ts";
+import { type DType, padBytes } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
 import { numel, stridesOf } from "../core/shape.ts";
 import { opDef } from "../ops/registry.ts";
 import { WGSL_MATH_PRELUDE } from "../ops/unary.ts";
-import { literal } from "../ops/elementwise.ts";
-export { grid } from "../ops/dispatch.ts";
+import { lit } from "../ops/wgsl/literal.ts";
 import type { Cluster } from "./passes/fuse.ts";
 
 /** What a binding refers to before memory is planned: a value, or a scratch buffer of the group. */
@@ -54,30 +56,60 @@ export function broadcastIndex(to: readonly number[], from: readonly number[], i
   return terms.length ? `(${terms.join(" + ")})` : "0u";
 }
 
-/** Collects bindings, helper functions and body lines for one kernel. */
+/** How to read and write one bound operand, and the names the expressions depend on. */
+export interface Accessor {
+  /** A single binding covers it (raw indexing allowed). */
+  readonly direct: boolean;
+  /** Expression reading element `i`. */
+  load(i: string): string;
+  /** Statement writing `v` to element `i`. */
+  store(i: string, v: string): string;
+  /** Name `load` depends on (the binding, or the segment getter). */
+  readonly loadSym: string;
+  /** Name `store` depends on. */
+  readonly storeSym: string;
+}
+
+interface Decl {
+  /** WGSL text: a binding declaration (numbered at the end) or a function. */
+  readonly text: string;
+  /** The binding, for declarations. */
+  readonly binding?: KernelBinding;
+  /** Names this one refers to. */
+  readonly deps: readonly string[];
+}
+
+/** Collects bindings and helper functions, each with its dependencies, for one kernel. */
 export class KernelBuilder {
-  readonly bindings: KernelBinding[] = [];
-  readonly decls: string[] = [];
-  readonly fns = new Map<string, string>();
-  usesF16 = false;
-  #bound = new Map<string, string>();
+  readonly #decls = new Map<string, Decl>();
   readonly #maxBinding: number;
   readonly #align: number;
+  #f16 = false;
 
   constructor(maxBindingSize: number, offsetAlignment: number) {
     this.#maxBinding = maxBindingSize;
     this.#align = offsetAlignment;
   }
 
-  #type(dtype: DType | string): string {
-    if (/\bf16\b/.test(dtype)) this.usesF16 = true;
-    return dtype;
+  /** The kernel computes in f16 (a value or operand is f16): declare `enable f16`. */
+  useF16(on = true): void {
+    this.#f16 ||= on;
+  }
+
+  /** Registers a helper function `name` whose body refers to `deps`. */
+  fn(name: string, text: string, deps: Iterable<string>): void {
+    this.#decls.set(name, { text, deps: [...deps] });
+  }
+
+  /** True when `name` is registered. */
+  has(name: string): boolean {
+    return this.#decls.has(name);
   }
 
   /**
    * Binds `count` elements of `dtype` of `ref` under `name`. Returns an accessor:
    * `direct` when a single binding covers it, else segment loads/stores via functions
-   * named `${name}_get` / `${name}_set`.
+   * named `${name}_get` / `${name}_set` (and `${name}_vget` for a vec4 `declType`).
    */
   bind(
     name: string,
@@ -86,16 +118,18 @@ export class KernelBuilder {
     dtype: DType | string,
     access: "read" | "read_write",
     declType?: string,
-  ): { direct: boolean; load: (i: string) => string; store: (i: string, v: string) => string } {
-    const type = this.#type(dtype);
+  ): Accessor {
+    const type = dtype;
     const elem = dtype === "f16" ? 2 : 4;
     const bytes = count * elem;
     if (bytes <= this.#maxBinding) {
-      this.#declare(name, ref, 0, bytes, declType ? this.#type(declType) : type, access);
+      this.#declare(name, ref, 0, bytes, declType ?? type, access);
       return {
         direct: true,
         load: (i) => `${name}[${i}]`,
         store: (i, v) => `${name}[${i}] = ${v};`,
+        loadSym: name,
+        storeSym: name,
       };
     }
     // Split into segments that each fit a binding and start on an aligned offset.
@@ -103,6 +137,7 @@ export class KernelBuilder {
     const segs = Math.ceil(count / segElems);
     const loads: string[] = [];
     const stores: string[] = [];
+    const names: string[] = [];
     // A vector element type (vec4 reads of a weight) declares the segments as vector
     // arrays and adds `${name}_vget(i)` indexing whole vectors; segment starts are
     // aligned to 256 bytes, so no vector straddles two segments.
@@ -112,9 +147,10 @@ export class KernelBuilder {
       const start = s * segElems;
       const len = Math.min(segElems, count - start);
       const seg = `${name}_s${s}`;
+      names.push(seg);
       const cond = s === segs - 1 ? "" : `if (i < ${start + len}u) `;
       if (lanes === 4) {
-        this.#declare(seg, ref, start * elem, len * elem, this.#type(declType!), access);
+        this.#declare(seg, ref, start * elem, len * elem, declType!, access);
         loads.push(`  ${cond}{ let q = i - ${start}u; return ${seg}[q / 4u][q % 4u]; }`);
         const vcond = s === segs - 1 ? "" : `if (i < ${(start + len) / 4}u) `;
         vloads.push(`  ${vcond}{ return ${seg}[i - ${start / 4}u]; }`);
@@ -124,20 +160,27 @@ export class KernelBuilder {
       }
       stores.push(`  ${cond}{ ${seg}[i - ${start}u] = v; return; }`);
     }
-    this.fns.set(`${name}_get`, `fn ${name}_get(i: u32) -> ${type} {\n${loads.join("\n")}\n}`);
+    this.fn(`${name}_get`, `fn ${name}_get(i: u32) -> ${type} {\n${loads.join("\n")}\n}`, names);
     if (lanes === 4) {
-      this.fns.set(
+      this.fn(
         `${name}_vget`,
         `fn ${name}_vget(i: u32) -> ${declType} {\n${vloads.join("\n")}\n}`,
+        names,
       );
     }
     if (access === "read_write") {
-      this.fns.set(`${name}_set`, `fn ${name}_set(i: u32, v: ${type}) {\n${stores.join("\n")}\n}`);
+      this.fn(
+        `${name}_set`,
+        `fn ${name}_set(i: u32, v: ${type}) {\n${stores.join("\n")}\n}`,
+        names,
+      );
     }
     return {
       direct: false,
       load: (i) => `${name}_get(${i})`,
       store: (i, v) => `${name}_set(${i}, ${v});`,
+      loadSym: `${name}_get`,
+      storeSym: `${name}_set`,
     };
   }
 
@@ -149,46 +192,43 @@ export class KernelBuilder {
     type: string,
     access: "read" | "read_write",
   ) {
-    if (this.#bound.has(name)) return;
-    this.#bound.set(name, name);
-    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    this.bindings.push({ ref, offset, size, access });
-    this.decls.push(`var<storage, ${access}> ${name}: array<${type}>;`);
+    if (this.#decls.has(name)) return;
+    if (/\bf16\b/.test(type)) this.#f16 = true;
+    const size = padBytes(bytes);
+    this.#decls.set(name, {
+      text: `var<storage, ${access}> ${name}: array<${type}>;`,
+      binding: { ref, offset, size, access },
+      deps: [],
+    });
   }
 
-  /** Final WGSL: declarations of used bindings, used helper functions, then `body`. */
-  finish(
-    body: string,
-    extraFns: readonly string[] = [],
-  ): { code: string; bindings: KernelBinding[] } {
-    // Keep only what the entry point reaches: "auto"-style minimal binding sets keep
-    // us under maxStorageBuffersPerShaderStage and avoid binding unused buffers.
-    const fnEntries = [...this.fns.entries()];
-    let used = body + extraFns.join("\n");
-    const keptFns: string[] = [];
-    let changed = true;
-    const taken = new Set<string>();
-    while (changed) {
-      changed = false;
-      for (const [name, src] of fnEntries) {
-        if (taken.has(name) || !new RegExp(`\\b${name}\\b`).test(used)) continue;
-        taken.add(name);
-        keptFns.push(src);
-        used += "\n" + src;
-        changed = true;
-      }
-    }
+  /**
+   * Final WGSL: the bindings and helper functions `roots` reach (in registration
+   * order), the math prelude, then `body`. Only what the entry point reaches is
+   * bound, which keeps kernels under `maxStorageBuffersPerShaderStage`.
+   */
+  finish(body: string, roots: Iterable<string>): { code: string; bindings: KernelBinding[] } {
+    const reached = new Set<string>();
+    const visit = (name: string) => {
+      if (reached.has(name)) return;
+      const d = this.#decls.get(name);
+      if (!d) throw new Error(`internal: kernel uses "${name}", which was never bound`);
+      reached.add(name);
+      d.deps.forEach(visit);
+    };
+    for (const r of roots) visit(r);
     const bindings: KernelBinding[] = [];
     const decls: string[] = [];
-    this.decls.forEach((d, k) => {
-      const name = d.match(/> (\w+):/)![1];
-      if (!new RegExp(`\\b${name}\\b`).test(used)) return;
-      decls.push(`@group(0) @binding(${bindings.length}) ${d}`);
-      bindings.push(this.bindings[k]);
-    });
-    const all = [...decls, WGSL_MATH_PRELUDE, ...keptFns, ...extraFns, body].join("\n");
-    const header = /\bf16\b/.test(all) ? "enable f16;\n" : "";
-    return { code: header + all, bindings };
+    const fns: string[] = [];
+    for (const [name, d] of this.#decls) {
+      if (!reached.has(name)) continue;
+      if (d.binding) {
+        decls.push(`@group(0) @binding(${bindings.length}) ${d.text}`);
+        bindings.push(d.binding);
+      } else fns.push(d.text);
+    }
+    const header = this.#f16 ? "enable f16;\n" : "";
+    return { code: header + [...decls, WGSL_MATH_PRELUDE, ...fns, body].join("\n"), bindings };
   }
 }
 
@@ -198,8 +238,8 @@ export type ShapeOf = (value: number) => readonly number[];
 /**
  * Emits the straight-line body of a cluster evaluated at flat index `idx`.
  * `leaf(v)` returns an expression loading materialised value `v` at a given index;
- * `given` pre-names values (an epilogue's incoming `v`). Returns the lines and the
- * WGSL name of each value computed.
+ * `given` pre-names values (an epilogue's incoming `v`). Returns the lines, the
+ * WGSL name of each value computed, and whether any value is f16.
  */
 export function emitCluster(
   graph: Graph,
@@ -209,9 +249,10 @@ export function emitCluster(
   leaf: (value: number, index: string) => string,
   given: ReadonlyMap<number, string> = new Map(),
   prefix = "v",
-): { lines: string[]; names: Map<number, string> } {
+): { lines: string[]; names: Map<number, string>; f16: boolean } {
   const names = new Map<number, string>(given);
   const lines: string[] = [];
+  let f16 = false;
   const outShape = shapeOf(graph.nodes[cluster.nodes[0]].outputs[0]);
   const inCluster = new Set(cluster.nodes);
   const nameOf = (v: number): string => {
@@ -221,9 +262,10 @@ export function emitCluster(
     if (inCluster.has(val.node)) throw new Error(`internal: %${v} used before defined`);
     const name = `${prefix}${v}`;
     const scalar = graph.constants.get(v);
+    f16 ||= val.dtype === "f16";
     // Scalar constants become literals: no binding, and LLVM can fold them.
     const load = scalar && scalar.length === 1
-      ? literal(scalar[0], val.dtype)
+      ? lit(scalar[0], val.dtype)
       : leaf(v, broadcastIndex(outShape, shapeOf(v), idx));
     lines.push(`  let ${name} = ${load};`);
     names.set(v, name);
@@ -232,10 +274,11 @@ export function emitCluster(
   for (const n of cluster.nodes) {
     const node = graph.nodes[n];
     const def = opDef(node.op);
+    const out = graph.values[node.outputs[0]];
+    f16 ||= out.dtype === "f16";
     if (def.lower.kind === "view") {
       // The input comes from memory (the fuser guarantees it), read at the remapped index.
       const src = node.inputs[0];
-      const out = graph.values[node.outputs[0]];
       const at = def.lower.index(idx, shapeOf(src), shapeOf(out.id), node.attrs);
       const given = names.get(src);
       if (given) throw new Error(`internal: view of an in-register value %${src}`);
@@ -253,10 +296,11 @@ export function emitCluster(
           `${prefix}n${n}_`,
         );
         lines.push(...sub.lines);
+        f16 ||= sub.f16;
         load = sub.names.get(src)!;
       } else {
         const scalar = graph.constants.get(src);
-        load = scalar && scalar.length === 1 ? literal(scalar[0], out.dtype) : leaf(src, at);
+        load = scalar && scalar.length === 1 ? lit(scalar[0], out.dtype) : leaf(src, at);
       }
       const name = `${prefix}${out.id}`;
       lines.push(`  let ${name}: ${out.dtype} = ${load};`);
@@ -267,7 +311,6 @@ export function emitCluster(
       throw new Error(`internal: ${node.op} is not elementwise`);
     }
     const args = node.inputs.map(nameOf);
-    const out = graph.values[node.outputs[0]];
     const expr = def.lower.expr(
       args,
       node.inputs.map((v) => graph.values[v].dtype),
@@ -278,10 +321,5 @@ export function emitCluster(
     lines.push(`  let ${name}: ${out.dtype} = ${expr};`);
     names.set(out.id, name);
   }
-  return { lines, names };
-}
-
-/** Bytes of `count` elements of `dtype`, rounded up to 4. */
-export function paddedBytes(count: number, dtype: DType): number {
-  return Math.max(4, Math.ceil((count * byteSize(dtype)) / 4) * 4);
+  return { lines, names, f16 };
 }

@@ -6,13 +6,21 @@
  * @module
  */
 
-import type { DType } from "../core/dtype.ts";
+import { type DType, paddedBytes } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
 import { bindShape, type DimBindings, formatShape, numel } from "../core/shape.ts";
-import { type BufferRef, emitCluster, grid, KernelBuilder, paddedBytes } from "./codegen.ts";
+import { type BufferRef, emitCluster, KernelBuilder } from "./codegen.ts";
 import type { Cluster, Group, Schedule } from "./passes/fuse.ts";
 import { opDef } from "../ops/registry.ts";
-import type { DeviceCaps, KernelOperand, ScratchSpec } from "../ops/types.ts";
+import { emitterOf, type Target, targetOf } from "../ops/targets.ts";
+import type {
+  DeviceCaps,
+  KernelChoice,
+  KernelOperand,
+  KernelSymbol,
+  ScratchSpec,
+} from "../ops/types.ts";
+import { flatLaunch, flatMain } from "../ops/wgsl/grid.ts";
 
 /**
  * What a buffer slot holds.
@@ -114,6 +122,16 @@ export type BufferOp =
 export interface PlannedKernel {
   /** Short name, e.g. `matmul+add+silu`. */
   readonly label: string;
+  /** The op whose lowering emitted it, or `"fused"` for a fused elementwise cluster. */
+  readonly op: string;
+  /** Graph node of that op (of the cluster's first node when fused). */
+  readonly node: number;
+  /** Which step of the op this kernel is (e.g. MoE's `"router"`), where the op says. */
+  readonly role?: string;
+  /** The algorithm the lowering chose and why, where it chose. */
+  readonly choice?: KernelChoice;
+  /** The device class its kernel shapes were chosen for. */
+  readonly target: Target;
   /** Ops fused into it with their node ids and call sites. */
   readonly ops: readonly string[];
   /** Full WGSL source. */
@@ -191,6 +209,11 @@ export interface Plan {
 
 interface Emitted {
   readonly label: string;
+  readonly op: string;
+  readonly node: number;
+  readonly role?: string;
+  readonly choice?: KernelChoice;
+  readonly target: Target;
   readonly ops: string[];
   readonly code: string;
   readonly workgroups: readonly [number, number, number];
@@ -212,8 +235,6 @@ interface Work {
   /** In-place pairs [output value, input value] of a kernel op. */
   readonly inplace?: readonly (readonly [number, number])[];
 }
-
-const WG = 256;
 
 /** Builds the plan of `schedule` for `dims` on a device with `caps`. */
 export function buildPlan(schedule: Schedule, dims: DimBindings, caps: DeviceCaps): Plan {
@@ -352,21 +373,19 @@ function emitFusedSplit(
   ];
 }
 
+/** Loads of materialised values for a cluster; each load's binding or getter goes into `deps`. */
 function leafBinder(
   kb: KernelBuilder,
   graph: Graph,
   shapeOf: (v: number) => readonly number[],
   prefix: string,
+  deps: Set<string>,
 ) {
-  const accessors = new Map<number, (i: string) => string>();
   return (v: number, index: string): string => {
-    let load = accessors.get(v);
-    if (!load) {
-      const val = graph.values[v];
-      load = kb.bind(`${prefix}${v}`, { value: v }, numel(shapeOf(v)), val.dtype, "read").load;
-      accessors.set(v, load);
-    }
-    return load(index);
+    const val = graph.values[v];
+    const acc = kb.bind(`${prefix}${v}`, { value: v }, numel(shapeOf(v)), val.dtype, "read");
+    deps.add(acc.loadSym);
+    return acc.load(index);
   };
 }
 
@@ -379,33 +398,38 @@ function emitFused(
   const kb = new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment);
   const shape = shapeOf(graph.nodes[cluster.nodes[0]].outputs[0]);
   const n = numel(shape);
-  const wg = Math.min(WG, caps.maxInvocations);
-  const workgroups = grid(Math.ceil(n / wg), caps.maxWorkgroupsPerDim);
-  const { lines, names } = emitCluster(
+  const { wg, workgroups, index } = flatLaunch(n, caps);
+  const roots = new Set<string>();
+  const { lines, names, f16 } = emitCluster(
     graph,
     cluster,
     shapeOf,
     "i",
-    leafBinder(kb, graph, shapeOf, "x"),
+    leafBinder(kb, graph, shapeOf, "x", roots),
   );
+  kb.useF16(f16);
   const stores = cluster.outputs.map((v) => {
     const acc = kb.bind(`y${v}`, { value: v }, n, graph.values[v].dtype, "read_write");
+    roots.add(acc.storeSym);
     return `  ${acc.store("i", names.get(v)!)}`;
   });
-  const body = `@compute @workgroup_size(${wg})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * ${workgroups[0] * wg}u;
-  if (i >= ${n}u) { return; }
-${lines.join("\n")}
-${stores.join("\n")}
-}`;
-  const { code, bindings } = kb.finish(body);
+  const body = flatMain(wg, index, n, `${lines.join("\n")}\n${stores.join("\n")}`);
+  const { code, bindings } = kb.finish(body, roots);
   const ops = clusterNodes(cluster).map((id) => nodeLabel(graph, id));
   const label = cluster.nodes.length === 1
     ? graph.nodes[cluster.nodes[0]].op
     : `fused(${cluster.nodes.map((id) => graph.nodes[id].op).join(",")})`;
   return {
-    kernels: [{ label, ops, code, workgroups, bindings }],
+    kernels: [{
+      label,
+      op: "fused",
+      node: cluster.nodes[0],
+      target: targetOf(caps),
+      ops,
+      code,
+      workgroups,
+      bindings,
+    }],
     scratch: [],
     writes: cluster.outputs,
   };
@@ -442,31 +466,39 @@ function emitKernelGroup(
       used: read.has(v),
     };
   });
-  const emission = def.lower.emit({ attrs: node.attrs, inputs, outputs: outs, caps });
+  const target = targetOf(caps);
+  const emission = emitterOf(node.op, target)({ attrs: node.attrs, inputs, outputs: outs, caps });
   const scratch = emission.scratch ?? [];
   const writes: number[] = node.outputs.filter((_, j) => !(j === 0 && epilogue));
   if (epilogue) writes.push(...epilogue.outputs);
   const ops = [nodeLabel(graph, g.node)];
   g.prologues.forEach((p) => p && clusterNodes(p).forEach((n) => ops.unshift(nodeLabel(graph, n))));
   if (epilogue) clusterNodes(epilogue).forEach((n) => ops.push(nodeLabel(graph, n)));
+  const halfOperands = [...node.inputs, ...node.outputs].some((v) =>
+    graph.values[v].dtype === "f16"
+  );
   const kernels = emission.kernels.map((src): Emitted => {
     const kb = new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment);
-    const fns: string[] = [];
+    kb.useF16(halfOperands || src.f16 === true);
     node.inputs.forEach((v, j) => {
       const val = graph.values[v];
       const pro = g.prologues[j];
       if (pro) {
-        const { lines, names } = emitCluster(
+        const deps = new Set<string>();
+        const { lines, names, f16 } = emitCluster(
           graph,
           pro,
           shapeOf,
           "i",
-          leafBinder(kb, graph, shapeOf, `p${j}_`),
+          leafBinder(kb, graph, shapeOf, `p${j}_`, deps),
         );
-        fns.push(
+        kb.useF16(f16);
+        kb.fn(
+          `in${j}_load`,
           `fn in${j}_load(i: u32) -> ${val.dtype} {\n${lines.join("\n")}\n  return ${
             names.get(v)
           };\n}`,
+          deps,
         );
       } else {
         const acc = kb.bind(
@@ -477,26 +509,29 @@ function emitKernelGroup(
           "read",
           src.arrayTypes?.[`in${j}`],
         );
-        kb.fns.set(
+        kb.fn(
           `in${j}_load`,
           `fn in${j}_load(i: u32) -> ${val.dtype} { return ${acc.load("i")}; }`,
+          [acc.loadSym],
         );
       }
     });
     node.outputs.forEach((v, j) => {
       const val = graph.values[v];
       if (j === 0 && epilogue) {
-        const { lines, names } = emitCluster(
+        const deps = new Set<string>();
+        const { lines, names, f16 } = emitCluster(
           graph,
           epilogue,
           shapeOf,
           "i",
-          leafBinder(kb, graph, shapeOf, "e"),
+          leafBinder(kb, graph, shapeOf, "e", deps),
           new Map([
             [v, "v"],
             ...(g.epilogueAliases ?? []).map((a) => [a, "v"] as [number, string]),
           ]),
         );
+        kb.useF16(f16);
         const stores = epilogue.outputs.map((o) => {
           const acc = kb.bind(
             `y${o}`,
@@ -505,10 +540,13 @@ function emitKernelGroup(
             graph.values[o].dtype,
             "read_write",
           );
+          deps.add(acc.storeSym);
           return `  ${acc.store("i", names.get(o)!)}`;
         });
-        fns.push(
+        kb.fn(
+          `out0_store`,
           `fn out0_store(i: u32, v: ${val.dtype}) {\n${lines.join("\n")}\n${stores.join("\n")}\n}`,
+          deps,
         );
       } else {
         const acc = kb.bind(
@@ -519,9 +557,10 @@ function emitKernelGroup(
           "read_write",
           src.arrayTypes?.[`out${j}`],
         );
-        kb.fns.set(
+        kb.fn(
           `out${j}_store`,
           `fn out${j}_store(i: u32, v: ${val.dtype}) { ${acc.store("i", "v")} }`,
+          [acc.storeSym],
         );
       }
     });
@@ -535,13 +574,14 @@ function emitKernelGroup(
         src.arrayTypes?.[`scratch${j}`],
       );
     });
-    // Prologue/epilogue functions are only kept when the template calls them.
-    const reachable = fns.filter((f) =>
-      new RegExp(`\\b${f.match(/^fn (\w+)/)![1]}\\b`).test(src.code)
-    );
-    const { code, bindings } = kb.finish(src.code, reachable);
+    const { code, bindings } = kb.finish(src.code, src.uses ?? legacyUses(src.code));
     return {
       label: labelOf(emission.kernels.length > 1 ? `${node.op}:${src.label}` : src.label, g),
+      op: node.op,
+      node: g.node,
+      ...(src.role !== undefined ? { role: src.role } : {}),
+      ...(src.choice !== undefined ? { choice: src.choice } : {}),
+      target,
       ops,
       code,
       workgroups: src.workgroups,
@@ -552,6 +592,15 @@ function emitKernelGroup(
     [node.outputs[o], node.inputs[i]] as const
   );
   return { kernels, scratch, writes, inplace };
+}
+
+/**
+ * Operand names a template uses, for templates that do not record them yet
+ * (found in the text; every op moves to `KernelIo`).
+ */
+function legacyUses(code: string): KernelSymbol[] {
+  const found = code.match(/\b(?:in\d+(?:_load|_vget)?|out\d+(?:_store)?|scratch\d+)\b/g) ?? [];
+  return [...new Set(found)] as KernelSymbol[];
 }
 
 const readCache = new WeakMap<Graph, Set<number>>();
@@ -705,7 +754,7 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
     for (const v of it.writes) if (!home.has(v)) place(v, i);
     if (it.alias) home.set(it.alias[0], home.get(rootOf(it.alias[1]))!);
     const scratchSlots = it.scratch.map((s) => {
-      const bytes = Math.max(4, Math.ceil((s.length * (s.type === "f16" ? 2 : 4)) / 4) * 4);
+      const bytes = paddedBytes(s.length, s.type === "f16" ? "f16" : "f32");
       unplanned += bytes;
       return take(bytes);
     });
@@ -735,6 +784,11 @@ function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBind
       });
       kernels.push({
         label: k.label,
+        op: k.op,
+        node: k.node,
+        ...(k.role !== undefined ? { role: k.role } : {}),
+        ...(k.choice !== undefined ? { choice: k.choice } : {}),
+        target: k.target,
         ops: k.ops,
         code: k.code,
         workgroups: k.workgroups,

@@ -46,6 +46,34 @@ export function byteSize(dtype: DType): number {
 }
 
 /**
+ * Bytes of `count` elements of `dtype` rounded up to a multiple of 4 (and at
+ * least 4): the size of a WebGPU buffer or binding holding them.
+ *
+ * @example
+ * ```ts
+ * import { paddedBytes } from "@kiln/kiln";
+ * paddedBytes(3, "f16"); // 8
+ * ```
+ */
+export function paddedBytes(count: number, dtype: DType): number {
+  return padBytes(count * byteSize(dtype));
+}
+
+/**
+ * A byte count rounded up to a multiple of 4 (and at least 4), as WebGPU
+ * buffers and bindings need.
+ *
+ * @example
+ * ```ts
+ * import { padBytes } from "@kiln/kiln";
+ * padBytes(6); // 8
+ * ```
+ */
+export function padBytes(bytes: number): number {
+  return Math.max(4, Math.ceil(bytes / 4) * 4);
+}
+
+/**
  * True for floating-point dtypes.
  *
  * @example
@@ -129,9 +157,4 @@ export function toHost(values: ArrayLike<number>, dtype: DType): HostArray {
     out[i] = dtype === "i32" || dtype === "u32" ? Math.trunc(values[i]) : values[i];
   }
   return out;
-}
-
-/** WGSL scalar type name of a dtype. */
-export function wgslType(dtype: DType): string {
-  return dtype;
 }

@@ -125,11 +125,6 @@ export function sameShape(a: Shape, b: Shape): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-/** Symbols used by a shape. */
-export function symbolsOf(shape: Shape): string[] {
-  return shape.filter((d): d is string => typeof d === "string");
-}
-
 /**
  * Replaces symbols by their bound sizes; throws a RangeError naming the first
  * unbound symbol and `what` uses it.

@@ -17,7 +17,7 @@
 
 import { allocHost, type DType, isFloat } from "../core/dtype.ts";
 import { normAxis } from "../core/shape.ts";
-import { grid } from "./dispatch.ts";
+import { grid } from "./wgsl/grid.ts";
 import type { KernelEmission, OpDef, ScratchSpec } from "./types.ts";
 import { flatKernel, flatWorkgroupSize, splitAt } from "./layout.ts";
 

@@ -154,25 +154,6 @@ export function elementwiseOp<A extends OpAttrs>(spec: ElementwiseSpec<A>): OpDe
   };
 }
 
-/** A WGSL literal of `dtype` for a JS number. */
-export function literal(v: number, dtype: DType): string {
-  switch (dtype) {
-    case "i32":
-      return `i32(${Math.trunc(v)})`;
-    case "u32":
-      return `${Math.trunc(v) >>> 0}u`;
-    case "f16":
-    case "f32": {
-      if (Number.isNaN(v)) return `${dtype}(bitcast<f32>(0x7fc00000u))`;
-      if (!Number.isFinite(v)) {
-        return `${dtype}(bitcast<f32>(${v > 0 ? "0x7f800000u" : "0xff800000u"}))`;
-      }
-      const s = Number.isInteger(v) && Math.abs(v) < 1e15 ? v.toFixed(1) : v.toExponential(9);
-      return `${dtype}(${s})`;
-    }
-  }
-}
-
 /**
  * Wraps a float expression so f16 operands are computed in f32: transcendental
  * functions lose too much in half precision and overflow early (exp(11) > 65504).

@@ -7,56 +7,12 @@
 import { allocHost, type DType, type HostArray } from "../core/dtype.ts";
 import type { TensorType } from "../core/graph.ts";
 import { type Dim, formatShape, normAxis, numel, stridesOf, symbolicSize } from "../core/shape.ts";
-import { grid } from "./dispatch.ts";
-import type { DeviceCaps, KernelContext, KernelEmission, KernelSource, OpDef } from "./types.ts";
+import { coordExpr, flatKernel, flatWorkgroupSize } from "./wgsl/mod.ts";
+
+export { flatKernel, flatWorkgroupSize };
+import type { DeviceCaps, KernelContext, KernelEmission, OpDef } from "./types.ts";
 
 // --- shared kernel helpers (also used by gather, cumsum and topk) -----------------
-
-/** Workgroup size for one-thread-per-element kernels on this device. */
-export function flatWorkgroupSize(caps: DeviceCaps, want = 256): number {
-  return Math.max(1, Math.min(want, caps.maxInvocations));
-}
-
-/**
- * A kernel running `body` once per flat index `i` in `[0, n)`. The dispatch is
- * split over x/y when it exceeds `maxWorkgroupsPerDim`; `i` is recomputed from
- * both. `body` is WGSL statements that may use `i: u32`.
- */
-export function flatKernel(
-  label: string,
-  n: number,
-  caps: DeviceCaps,
-  body: string,
-  helpers = "",
-): KernelSource {
-  const wg = flatWorkgroupSize(caps);
-  const workgroups = grid(Math.ceil(n / wg), caps.maxWorkgroupsPerDim);
-  const index = workgroups[1] > 1 ? `gid.x + gid.y * ${workgroups[0] * wg}u` : "gid.x";
-  const code = `${helpers}
-@compute @workgroup_size(${wg})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = ${index};
-  if (i >= ${n}u) { return; }
-${body}
-}`;
-  return { label, code, workgroups };
-}
-
-/**
- * WGSL expression of coordinate `k` of flat index `i` in a row-major shape whose
- * strides are `strides` (dimension sizes `dims`).
- */
-export function coordExpr(
-  i: string,
-  dims: readonly number[],
-  strides: readonly number[],
-  k: number,
-): string {
-  if (dims[k] === 1) return "0u";
-  const q = strides[k] === 1 ? i : `(${i} / ${strides[k]}u)`;
-  // The outermost coordinate needs no modulo (i < numel).
-  return k === 0 || strides[k] * dims[k] === strides[0] * dims[0] ? q : `(${q} % ${dims[k]}u)`;
-}
 
 /** `sum_k coord_k(i) * mul_k` as WGSL, dropping zero terms. */
 function remapExpr(i: string, dims: readonly number[], mul: readonly number[]): string {

@@ -11,7 +11,7 @@ import { allocHost } from "../core/dtype.ts";
 import { numel, stridesOf } from "../core/shape.ts";
 import { emitGemv, emitMatmul, GEMV_MAX_ROWS } from "./matmul_kernel.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
-import { grid } from "./dispatch.ts";
+import { grid } from "./wgsl/grid.ts";
 
 /**
  * Attributes of `matmul`.

@@ -25,7 +25,7 @@
 import { allocHost, type DType, type HostArray, isFloat } from "../core/dtype.ts";
 import type { TensorType } from "../core/graph.ts";
 import { formatShape, normAxis } from "../core/shape.ts";
-import { literal } from "./elementwise.ts";
+import { lit } from "./wgsl/literal.ts";
 import type { DeviceCaps, HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
 
 /**
@@ -228,8 +228,8 @@ interface Acc {
 function accumulator(op: ReduceKind, inDtype: DType, outDtype: DType, r: number, wg: number): Acc {
   const a = accType(inDtype);
   const out = outDtype;
-  const lo = a === "f32" ? literal(-Infinity, "f32") : a === "i32" ? "i32(-2147483648)" : "0u";
-  const hi = a === "f32" ? literal(Infinity, "f32") : a === "i32" ? "2147483647i" : "4294967295u";
+  const lo = a === "f32" ? lit(-Infinity, "f32") : a === "i32" ? "i32(-2147483648)" : "0u";
+  const hi = a === "f32" ? lit(Infinity, "f32") : a === "i32" ? "2147483647i" : "4294967295u";
   const zero = a === "f32" ? "0.0" : a === "i32" ? "0i" : "0u";
   switch (op) {
     case "sum":
@@ -240,7 +240,7 @@ function accumulator(op: ReduceKind, inDtype: DType, outDtype: DType, r: number,
       const init = op === "max" ? lo : op === "min" ? hi : zero;
       const merge = (p: string, q: string) => (fn ? `${fn}(${p}, ${q})` : `${p} + ${q}`);
       let result = `${out}(acc)`;
-      if (op === "mean") result = r === 0 ? literal(NaN, out) : `${out}(acc / ${r}.0)`;
+      if (op === "mean") result = r === 0 ? lit(NaN, out) : `${out}(acc / ${r}.0)`;
       return {
         init: `  var acc: ${a} = ${init};`,
         step: `    acc = ${merge("acc", "x")};`,

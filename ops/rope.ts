@@ -10,7 +10,7 @@
 
 import { isFloat } from "../core/dtype.ts";
 import { allocHost } from "../core/dtype.ts";
-import { grid } from "./dispatch.ts";
+import { grid } from "./wgsl/grid.ts";
 import { formatShape, numel } from "../core/shape.ts";
 import type { OpDef } from "./types.ts";
 

@@ -14,7 +14,7 @@
  */
 
 import { formatShape } from "../core/shape.ts";
-import { grid } from "./dispatch.ts";
+import { grid } from "./wgsl/grid.ts";
 import type { HostTensor, OpDef } from "./types.ts";
 
 /**

@@ -25,7 +25,7 @@
 import type { TensorType } from "../core/graph.ts";
 import { type Dim, formatShape, numel } from "../core/shape.ts";
 import { allocHost, isFloat } from "../core/dtype.ts";
-import { grid } from "./dispatch.ts";
+import { grid } from "./wgsl/grid.ts";
 import type {
   HostTensor,
   KernelContext,

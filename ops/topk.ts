@@ -20,7 +20,7 @@
 
 import { allocHost, type DType } from "../core/dtype.ts";
 import { formatShape, numel } from "../core/shape.ts";
-import { grid } from "./dispatch.ts";
+import { grid } from "./wgsl/grid.ts";
 import type { DeviceCaps, KernelEmission, OpDef } from "./types.ts";
 import { flatKernel } from "./layout.ts";
 

@@ -8,8 +8,9 @@
 import type { DType, HostArray } from "../core/dtype.ts";
 import type { AttrValue, TensorType } from "../core/graph.ts";
 import type { ConcreteType, DeviceCaps, HostTensor } from "../core/types.ts";
+import type { KernelSymbol } from "./wgsl/io.ts";
 
-export type { ConcreteType, DeviceCaps, HostTensor };
+export type { ConcreteType, DeviceCaps, HostTensor, KernelSymbol };
 
 /** One operand of a kernel as a lowering sees it. */
 export interface KernelOperand extends ConcreteType {
@@ -45,10 +46,29 @@ export interface KernelContext<A> {
 }
 
 /**
+ * Why a lowering picked one of several algorithms for a kernel (the selective
+ * scan's one pass or chunks, say): structured, so tools read it without parsing
+ * labels.
+ *
+ * @example
+ * ```ts
+ * import type { KernelChoice } from "@kiln/kiln";
+ * const c: KernelChoice = { algorithm: "chunked", reason: "a GPU: chunks fill the machine" };
+ * ```
+ */
+export interface KernelChoice {
+  /** The algorithm taken. */
+  readonly algorithm: string;
+  /** Why, in a phrase a user can read. */
+  readonly reason: string;
+}
+
+/**
  * One WGSL kernel. `code` holds helper functions and a single
  * `@compute ... fn main(...)` entry point but no binding declarations: it refers to
- * `in{j}`, `in{j}_load(i: u32) -> T`, `out{j}`, `out{j}_store(i: u32, v: T)` and
- * `scratch{j}`, and the compiler declares exactly the names the code uses.
+ * its operands through the names a {@linkcode KernelIo} handed out (`in{j}`,
+ * `in{j}_load(i)`, `out{j}`, `out{j}_store(i, v)`, `scratch{j}`), and the compiler
+ * declares exactly the names `uses` records.
  */
 export interface KernelSource {
   /** Short name for plans and profiles. */
@@ -63,6 +83,17 @@ export interface KernelSource {
    * operands that are `direct`; the byte size stays that of the operand.
    */
   readonly arrayTypes?: Readonly<Record<string, string>>;
+  /**
+   * The operand names the code uses, as recorded by a {@linkcode KernelIo}: the
+   * compiler binds exactly these.
+   */
+  readonly uses?: readonly KernelSymbol[];
+  /** Which step of the op this kernel is (e.g. MoE's `"router"`), for tools and schedulers. */
+  readonly role?: string;
+  /** The algorithm chosen and why, where the lowering chose between several. */
+  readonly choice?: KernelChoice;
+  /** The code computes in f16 although no operand is f16 (`enable f16;` is then declared). */
+  readonly f16?: boolean;
 }
 
 /** A scratch buffer a multi-kernel lowering needs while it runs. */
@@ -110,9 +141,23 @@ export interface KernelLowering<A> {
    * the input first otherwise.
    */
   readonly inplace?: readonly (readonly [number, number])[];
-  /** Emits the kernels for concrete operands. */
-  emit(ctx: KernelContext<A>): KernelEmission;
+  /**
+   * Emits the kernels for concrete operands: the portable kernels (shaped for
+   * CPU rasterisers, correct everywhere). Device classes with kernels of their
+   * own override this per target (`ops/targets.ts`).
+   */
+  emit: KernelEmitter<A>;
 }
+
+/**
+ * Emits the kernels of one op for concrete operands.
+ *
+ * @example
+ * ```ts ignore
+ * const emit: KernelEmitter<NoAttrs> = (ctx) => ({ kernels: [] });
+ * ```
+ */
+export type KernelEmitter<A> = (ctx: KernelContext<A>) => KernelEmission;
 
 /**
  * Lowering of an index-remapping op (slice, transpose): no kernel of its own. The

@@ -7,7 +7,7 @@
  */
 
 import { formatShape, numel } from "../core/shape.ts";
-import { grid } from "./dispatch.ts";
+import { grid } from "./wgsl/grid.ts";
 import type { OpDef } from "./types.ts";
 import type { NoAttrs } from "./unary.ts";
 

@@ -12,7 +12,7 @@ import { fuse, type Schedule } from "../compiler/passes/fuse.ts";
 import { optimize } from "../compiler/optimize.ts";
 import { debugEnabled } from "../core/debug.ts";
 import { buildPlan, describePlan, type Plan } from "../compiler/plan.ts";
-import { allocHost, toHost } from "../core/dtype.ts";
+import { allocHost, dtypeOfHost, paddedBytes, toHost } from "../core/dtype.ts";
 import { opDef } from "../ops/registry.ts";
 import type { HostTensor } from "../core/types.ts";
 import type { CpuDevice, GpuDevice, KilnDevice } from "./device.ts";
@@ -191,7 +191,7 @@ export class Executable {
     }
     for (const [name, arr] of checked) {
       this.#store.paramData.set(name, arr);
-      this.#store.params?.set(name, arr, Math.max(4, Math.ceil(arr.byteLength / 4) * 4));
+      this.#store.params?.set(name, arr, paddedBytes(arr.length, dtypeOfHost(arr)));
     }
   }
 
@@ -519,7 +519,7 @@ export class Executable {
       return { data: data.slice(), shape, dtype };
     }
     const out = allocHost(dtype, n);
-    const bytes = Math.max(4, Math.ceil(out.byteLength / 4) * 4);
+    const bytes = paddedBytes(n, dtype);
     const src = this.#store.states!.ensure(name, bytes);
     const device = (this.device as GpuDevice).device;
     const staging = device.createBuffer({
@@ -562,7 +562,7 @@ export class Executable {
     const parts = names.map((name) => {
       const { shape, dtype } = this.#stateType(name);
       const data = allocHost(dtype, numel(shape));
-      const bytes = Math.max(4, Math.ceil(data.byteLength / 4) * 4);
+      const bytes = paddedBytes(data.length, dtype);
       return { name, shape, dtype, data, bytes, src: this.#store.states!.ensure(name, bytes) };
     });
     const total = parts.reduce((a, p) => a + p.bytes, 0);
@@ -635,7 +635,7 @@ export class Executable {
       this.#store.cpuStates.set(name, arr.slice());
       return;
     }
-    const bytes = Math.max(4, Math.ceil(arr.byteLength / 4) * 4);
+    const bytes = paddedBytes(n, dtype);
     const padded = new Uint8Array(bytes);
     padded.set(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
     (this.device as GpuDevice).device.queue.writeBuffer(

@@ -18,10 +18,10 @@ import { GraphBuilder } from "./compiler/builder.ts";
 import { dumpGraph, type Graph } from "./core/graph.ts";
 
 import { requestDevice } from "./runtime/device.ts";
-import { loadModel, planModelDevices, planModelExperts } from "./app/model.ts";
-import { describeDevicePlan } from "./app/expert_parallel.ts";
+import { loadModel, planModelDevices, planModelExperts } from "./app/model/mod.ts";
+import { describeDevicePlan } from "./app/experts/mod.ts";
 import { describeExpertPlan, writeRoutingStats } from "./app/expert_plan.ts";
-import { usageHeatmapSvg } from "./app/expert_scheduler.ts";
+import { usageHeatmapSvg } from "./app/experts/mod.ts";
 import { specOf } from "./models/architectures/mod.ts";
 import { readConfig } from "./app/config_file.ts";
 import { expertWidth } from "./models/config.ts";
@@ -31,7 +31,8 @@ import { compile } from "./runtime/executable.ts";
 import { optimize } from "./compiler/optimize.ts";
 import { setDebugSource } from "./core/debug.ts";
 import { fuse } from "./compiler/passes/fuse.ts";
-import { buildPlan, fmtBytes } from "./compiler/plan.ts";
+import { buildPlan } from "./compiler/plan.ts";
+import { formatBytes } from "./core/format.ts";
 import type { DeviceCaps } from "./core/types.ts";
 
 // KILN_DEBUG=1 prints each kernel's WGSL and GPU time (read only when output may be printed).
@@ -319,7 +320,9 @@ async function inspectModel(
     );
   }
   console.log(`parameters: ${b(count.total)} total, ${b(count.activePerToken)} active per token`);
-  console.log(`weights: ${fmtBytes(count.total * 4)} at f32, ${fmtBytes(count.total * 2)} at f16`);
+  console.log(
+    `weights: ${formatBytes(count.total * 4)} at f32, ${formatBytes(count.total * 2)} at f16`,
+  );
   const kernels = (g: typeof prefill, dims: Record<string, number>) =>
     buildPlan(fuse(optimize(g)), dims, COUNTING_CAPS).kernels.length;
   console.log(
@@ -355,10 +358,9 @@ async function scanChoice(prefill: Graph): Promise<string> {
   } catch {
     // No adapter: keep the GPU-like counting caps.
   }
-  const label = buildPlan(fuse(optimize(prefill)), { T: 512 }, caps).kernels
-    .map((k) => k.label.match(/selective_scan:(\[[^\]]+\] [^;]+);/)?.[1])
-    .find((m) => m !== undefined);
-  return `${label ?? "none"} (${where})`;
+  const choice = buildPlan(fuse(optimize(prefill)), { T: 512 }, caps).kernels
+    .find((k) => k.op === "selective_scan" && k.choice !== undefined)?.choice;
+  return `${choice ? `[${choice.algorithm}] ${choice.reason}` : "none"} (${where})`;
 }
 
 async function bench(args: string[]): Promise<void> {

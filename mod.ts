@@ -32,6 +32,7 @@ export {
   type MatmulOptions,
   Tensor,
   type TensorLike,
+  TensorMath,
 } from "./compiler/builder.ts";
 export {
   compile,
@@ -107,7 +108,7 @@ export {
 } from "./ops/targets.ts";
 export type { CastAttrs, NoAttrs } from "./ops/unary.ts";
 export type { ReduceAttrs } from "./ops/reduce.ts";
-export type { MatmulAttrs } from "./ops/matmul.ts";
+export type { MatmulAttrs } from "./ops/matmul/mod.ts";
 export type { SoftmaxAttrs } from "./ops/softmax.ts";
 export type { NormAttrs } from "./ops/norm.ts";
 export type { ConcatAttrs, ReshapeAttrs, SliceAttrs, TransposeAttrs } from "./ops/layout.ts";
@@ -117,7 +118,7 @@ export type { SampleAttrs } from "./ops/sample.ts";
 export type { AttentionAttrs } from "./ops/attention.ts";
 export type { RopeAttrs } from "./ops/rope.ts";
 export { attentionBlock, type AttentionBlockOptions } from "./models/attention.ts";
-export type { Conv1dAttrs, Conv1dStepAttrs, ScanAttrs } from "./ops/ssm.ts";
+export type { Conv1dAttrs, Conv1dStepAttrs, ScanAttrs } from "./ops/ssm/mod.ts";
 export {
   conv1dCausal,
   type Conv1dOptions,
@@ -132,7 +133,7 @@ export {
   ssmStep,
   type SsmStepOptions,
 } from "./models/mamba.ts";
-export type { MoeAttrs, MoeRouterKind } from "./ops/moe.ts";
+export type { MoeAttrs, MoeRouterKind } from "./ops/moe/mod.ts";
 export {
   moe,
   moeDense,
@@ -143,8 +144,8 @@ export {
 } from "./models/moe.ts";
 export { countParams, type ParamCount, type ParamUsage } from "./compiler/params.ts";
 export { GpuExecutable } from "./runtime/gpu_executor.ts";
-export { type ConvAttrs, type FftAttrs, fftF64 } from "./ops/fft.ts";
-export type { S4Attrs, S4KernelAttrs } from "./ops/s4.ts";
+export { type ConvAttrs, type FftAttrs, fftF64 } from "./ops/fft/mod.ts";
+export type { S4Attrs, S4KernelAttrs } from "./ops/s4/mod.ts";
 export {
   type DiscreteS4,
   discretise,
@@ -177,7 +178,7 @@ export {
   StreamDecoder,
   Tokenizer,
   type TokenizerOptions,
-} from "./app/tokenizer.ts";
+} from "./app/tokenizer/mod.ts";
 export {
   Checkpoint,
   type CheckpointOptions,
@@ -185,7 +186,7 @@ export {
   type SafeDType,
   SafetensorsFile,
   type TensorInfo,
-} from "./app/safetensors.ts";
+} from "./app/safetensors/mod.ts";
 export { createProgress, type Progress, type ProgressOptions } from "./app/progress.ts";
 export {
   type Architecture,
@@ -225,6 +226,7 @@ export {
   checkpointSources,
   type ParamSource,
 } from "./models/causal_lm.ts";
+export { type StateName, STATES } from "./models/states.ts";
 export {
   type GenerateOptions,
   type GenerateStats,
@@ -234,7 +236,7 @@ export {
   Model,
   planModelDevices,
   planModelExperts,
-} from "./app/model.ts";
+} from "./app/model/mod.ts";
 export {
   buildRemoteExperts,
   checkDevices,
@@ -244,7 +246,7 @@ export {
   ExpertParallel,
   type ParallelStats,
   planDevices,
-} from "./app/expert_parallel.ts";
+} from "./app/experts/mod.ts";
 export {
   describeExpertPlan,
   type ExpertPlan,
@@ -267,5 +269,5 @@ export {
   SLOT_POOL,
   usageHeatmapSvg,
   type WindowCheck,
-} from "./app/expert_scheduler.ts";
+} from "./app/experts/mod.ts";
 export { mulberry32 } from "./core/random.ts";

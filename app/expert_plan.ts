@@ -12,6 +12,10 @@
  * @module
  */
 
+import { formatBytes } from "../core/format.ts";
+
+export { formatBytes };
+
 /**
  * File name of the routing statistics stored beside a model.
  *
@@ -145,26 +149,6 @@ export function minimumBudget(
   p: { experts: number; expertBytes: number; fixedBytes: number },
 ): number {
   return p.fixedBytes + p.experts * p.expertBytes;
-}
-
-/**
- * Bytes as a short human string (`1.50 MiB`).
- *
- * @example
- * ```ts
- * import { formatBytes } from "@kiln/kiln";
- * formatBytes(1536 * 1024); // "1.50 MiB"
- * formatBytes(512); // "512 B"
- * ```
- */
-export function formatBytes(n: number): string {
-  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0, v = n;
-  while (Math.abs(v) >= 1024 && i < u.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(2)} ${u[i]}`;
 }
 
 /**

@@ -16,6 +16,21 @@
  * @module
  */
 
+import { formatBytes as format } from "../core/format.ts";
+
+/**
+ * A byte count in decimal units, as download tools show transfers (`1.5 MB`).
+ *
+ * @example
+ * ```ts
+ * import { formatBytes } from "./progress.ts";
+ * formatBytes(1_500_000); // "1.5 MB"
+ * ```
+ */
+export function formatBytes(bytes: number): string {
+  return format(bytes, "decimal");
+}
+
 /**
  * Something that counts bytes as they arrive: what loaders report to.
  *
@@ -176,26 +191,6 @@ function terminalColumns(): number {
 
 function pct(done: number, total: number): string {
   return `${Math.min(100, (done / total) * 100).toFixed(0).padStart(3)}%`;
-}
-
-/**
- * Formats a byte count with decimal units (as download tools and MB/s do).
- *
- * @example
- * ```ts
- * import { formatBytes } from "./progress.ts";
- * formatBytes(1_500_000); // "1.5 MB"
- * ```
- */
-export function formatBytes(bytes: number): string {
-  const units = ["B", "kB", "MB", "GB", "TB"];
-  let v = bytes;
-  let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
 /**

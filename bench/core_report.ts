@@ -7,7 +7,7 @@
  */
 import { compile, GraphBuilder, requestDevice } from "../mod.ts";
 import { chain } from "./_chain.ts";
-import { naiveMatmul } from "../ops/matmul_kernel.ts";
+import { naiveMatmul } from "../ops/matmul/mod.ts";
 import { wrapMatmul } from "./_matmul_harness.ts";
 
 const device = await requestDevice();

@@ -15,7 +15,7 @@ import {
   type MatmulKernel,
   type MatmulKernelSpec,
   naiveMatmul,
-} from "../ops/matmul_kernel.ts";
+} from "../ops/matmul/mod.ts";
 import { wrapMatmul } from "./_matmul_harness.ts";
 
 const adapter = await navigator.gpu.requestAdapter();

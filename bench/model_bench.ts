@@ -39,7 +39,7 @@
  * @module
  */
 
-import { loadModel, type Model } from "../app/model.ts";
+import { loadModel, type Model } from "../app/model/mod.ts";
 import { countParams } from "../compiler/params.ts";
 import { type KilnDevice, requestDevice } from "../runtime/device.ts";
 import {

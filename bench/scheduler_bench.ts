@@ -18,12 +18,12 @@
  *
  * @module
  */
-import { loadModel, type Model } from "../app/model.ts";
+import { loadModel, type Model } from "../app/model/mod.ts";
 import { writeTinyMixtral } from "../tests/fixtures/tiny_checkpoints.ts";
 import { requestDevice } from "../runtime/device.ts";
 import { formatBytes } from "../app/expert_plan.ts";
-import type { ExpertPolicy, ExpertPrefetch } from "../app/expert_scheduler.ts";
-import type { LoadOptions } from "../app/model.ts";
+import type { ExpertPolicy, ExpertPrefetch } from "../app/experts/mod.ts";
+import type { LoadOptions } from "../app/model/mod.ts";
 
 const env = (k: string, d: number) => Number(Deno.env.get(k) ?? d);
 const TOKENS = env("SCHED_TOKENS", 48);

@@ -8,7 +8,14 @@
  *
  * Runs in under 30 s on the lavapipe software adapter (2 cores, quiet machine).
  */
-import { countParams, loadModel, parseConfig, type PlannedKernel, requestDevice } from "../mod.ts";
+import {
+  countParams,
+  loadModel,
+  parseConfig,
+  type PlannedKernel,
+  requestDevice,
+  STATES,
+} from "../mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 
 /**
@@ -196,7 +203,7 @@ for (let p = 0; p < ids.length; p += PROMPT) {
     step: [0],
   });
 }
-await model.prefill.readState("generated");
+await model.prefill.readState(STATES.generated);
 console.log(
   `\ncaches filled with a ${ids.length}-token prompt in ${(performance.now() - t).toFixed(0)} ms`,
 );

@@ -20,6 +20,7 @@ import { moe } from "./moe.ts";
 import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
 import { expertTensor, layerPrefix, moePrefix, specOf } from "./architectures/mod.ts";
 import { ropeFrequencies } from "./rope_scaling.ts";
+import { SLOT_POOL, STATES } from "./states.ts";
 
 /**
  * Options of {@linkcode buildCausalLM}.
@@ -107,7 +108,7 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   const pos = g.input("pos", [1], "u32");
   const seed = g.input("seed", [1], "u32");
   const step = g.input("step", [1], "u32");
-  const token = g.state("token", [1], "u32");
+  const token = g.state(STATES.token, [1], "u32");
   const ids = decode ? token : g.input("ids", ["T"], "u32");
   const T = decode ? 1 : "T";
   const dt = options.dtype ?? "f32";
@@ -169,7 +170,7 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         router: "softmax_topk",
         normTopk: cfg.moe!.normTopk,
         weightDtype: dt,
-        slots: options.expertSlots ? { count: options.expertSlots, pool: "moe.slots" } : undefined,
+        slots: options.expertSlots ? { count: options.expertSlots, pool: SLOT_POOL } : undefined,
         routerWeight: routers.get(i),
       });
       if (options.expertSlots) usage.push(m.counts);
@@ -206,20 +207,20 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   const rows = decode ? logits : logits.gather(g.input("last", [1], "u32"));
   const next = rows.sample(seed, step, options.sampling ?? {});
   g.assign(token, next);
-  const generated = g.state("generated", [options.maxNew], "u32");
+  const generated = g.state(STATES.generated, [options.maxNew], "u32");
   g.assign(generated, generated.writeRows(next, step));
   if (usage.length > 0) {
     // Routed (token, slot) pairs per layer and expert, summed over every run.
-    const st = g.state("moe.usage", [usage.length * cfg.moe!.experts], "u32");
+    const st = g.state(STATES.moeUsage, [usage.length * cfg.moe!.experts], "u32");
     const all = usage.length === 1 ? usage[0] : g.concat(usage, 0);
     g.assign(st, st.add(all));
     // Per-step routing log (row `step`: each layer's routed counts; a decode row
     // is the chosen-expert set): the cache scheduler checks residency with it.
     const LE = usage.length * cfg.moe!.experts;
-    const log = g.state("moe.log", [options.maxNew, LE], "u32");
+    const log = g.state(STATES.moeLog, [options.maxNew, LE], "u32");
     g.assign(log, log.writeRows(all.reshape([1, LE]), step));
     if (lookahead) {
-      const st = g.state("moe.lookahead", [options.maxNew, LE], "u32");
+      const st = g.state(STATES.moeLookahead, [options.maxNew, LE], "u32");
       const row = predicted.length === 1 ? predicted[0] : g.concat(predicted, 1);
       g.assign(st, st.writeRows(row.reshape([1, LE]), step));
     }

@@ -15,7 +15,7 @@
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { DType } from "../core/dtype.ts";
-import { SCAN_ALGORITHMS, scanAttrs } from "../ops/ssm.ts";
+import { SCAN_ALGORITHMS, scanAttrs } from "../ops/ssm/mod.ts";
 
 /**
  * Options of {@linkcode conv1dCausal}.

@@ -18,7 +18,7 @@
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import { atSite, callSite } from "../core/errors.ts";
-import type { MoeRouterKind } from "../ops/moe.ts";
+import type { MoeRouterKind } from "../ops/moe/mod.ts";
 
 export type { MoeRouterKind };
 

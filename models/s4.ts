@@ -10,16 +10,16 @@
  * @module
  */
 
-// The op table first: ops/s4.ts reaches it through codegen, and entering that
+// The op table first: ops/s4/ reaches it through codegen, and entering that
 // import cycle from the op side would read registry entries before they exist.
 import "../ops/registry.ts";
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { Dim } from "../core/shape.ts";
-import { discretiseDiagonal, type S4Discretisation, type S4Mode } from "../ops/s4.ts";
+import { discretiseDiagonal, type S4Discretisation, type S4Mode } from "../ops/s4/mod.ts";
 import { mulberry32 as mulberry } from "../core/random.ts";
 
-export { discretiseDiagonal, s4Choice, s4KernelF64 } from "../ops/s4.ts";
-export type { DiscreteS4, S4Choice, S4Discretisation, S4Mode } from "../ops/s4.ts";
+export { discretiseDiagonal, s4Choice, s4KernelF64 } from "../ops/s4/mod.ts";
+export type { DiscreteS4, S4Choice, S4Discretisation, S4Mode } from "../ops/s4/mod.ts";
 
 /**
  * Dense HiPPO matrices: A [N·N] row-major and B [N], float64.

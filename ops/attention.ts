@@ -25,7 +25,15 @@
 
 import { allocHost, isFloat } from "../core/dtype.ts";
 import { formatShape, numel } from "../core/shape.ts";
-import type { HostTensor, KernelContext, KernelEmission, OpDef, ScratchSpec } from "./types.ts";
+import type {
+  HostTensor,
+  KernelContext,
+  KernelEmission,
+  KernelSource,
+  OpDef,
+  ScratchSpec,
+} from "./types.ts";
+import { f32, flatLaunch, flatMain, KernelIo } from "./wgsl/mod.ts";
 
 /**
  * Attributes of `attention`.
@@ -163,20 +171,23 @@ function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
   const ty = out.dtype;
   const vecOk = D % 4 === 0;
   const arrayTypes: Record<string, string> = {};
+  const io = new KernelIo();
   // Loads of four consecutive head elements as one vec4<f32>.
-  const loader = (j: number, name: string, operand: typeof q) => {
+  const loader = (j: number, operand: typeof q) => {
     if (vecOk && operand.direct) {
-      arrayTypes[name] = `vec4<${operand.dtype}>`;
-      return `fn ld${j}(r: u32, c: u32) -> vec4<f32> { return vec4<f32>(${name}[r * ${D4}u + c]); }`;
+      arrayTypes[`in${j}`] = `vec4<${operand.dtype}>`;
+      return `fn ld${j}(r: u32, c: u32) -> vec4<f32> { return vec4<f32>(${
+        io.in(j)
+      }[r * ${D4}u + c]); }`;
     }
     const comps = [0, 1, 2, 3].map((e) =>
-      `select(0.0, f32(${name}_load(min(r * ${D}u + c * 4u + ${e}u, ${
-        numel(operand.shape) - 1
-      }u))), c * 4u + ${e}u < ${D}u)`
+      `select(0.0, f32(${
+        io.load(j, `min(r * ${D}u + c * 4u + ${e}u, ${numel(operand.shape) - 1}u)`)
+      }), c * 4u + ${e}u < ${D}u)`
     );
     return `fn ld${j}(r: u32, c: u32) -> vec4<f32> { return vec4<f32>(${comps.join(", ")}); }`;
   };
-  const fns = [loader(0, "in0", q), loader(1, "in1", k), loader(2, "in2", v)];
+  const fns = [loader(0, q), loader(1, k), loader(2, v)];
   const range = (n: number) => Array.from({ length: n }, (_, i) => i);
   const C = range(D4);
   const R = range(QB);
@@ -188,14 +199,15 @@ function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
     ? [{ length: parts * rows * 2, type: "f32" }, { length: parts * rows * D4 * 4, type: "f32" }]
     : [];
   if (parts > 1) arrayTypes.scratch1 = "vec4<f32>";
-  const lit = (x: number) => x.toExponential(9);
 
   const finish = R.map((r) => {
     if (parts === 1) {
       const stores: string[] = [];
       for (const i of C) {
         for (let e = 0; e < 4 && i * 4 + e < D; e++) {
-          stores.push(`    out0_store(ob${r} + ${i * 4 + e}u, ${ty}(a${r}_${i}[${e}] * il${r}));`);
+          stores.push(
+            `    ${io.store(0, `ob${r} + ${i * 4 + e}u`, `${ty}(a${r}_${i}[${e}] * il${r})`)};`,
+          );
         }
       }
       return `  if (live${r}) {
@@ -206,9 +218,9 @@ ${stores.join("\n")}
     }
     return `  if (live${r}) {
     let sp${r} = part * ${rows}u + row${r};
-    scratch0[sp${r} * 2u] = m${r};
-    scratch0[sp${r} * 2u + 1u] = l${r};
-${C.map((i) => `    scratch1[sp${r} * ${D4}u + ${i}u] = a${r}_${i};`).join("\n")}
+    ${io.scratch(0)}[sp${r} * 2u] = m${r};
+    ${io.scratch(0)}[sp${r} * 2u + 1u] = l${r};
+${C.map((i) => `    ${io.scratch(1)}[sp${r} * ${D4}u + ${i}u] = a${r}_${i};`).join("\n")}
   }`;
   }).join("\n");
 
@@ -218,7 +230,10 @@ ${C.map((i) => `    scratch1[sp${r} * ${D4}u + ${i}u] = a${r}_${i};`).join("\n")
   let t${r} = min(rr${r} / ${G}u, ${T - 1}u);
   let row${r} = t${r} * ${Hq}u + kvh * ${G}u + rr${r} % ${G}u;
   let at${r} = p + t${r};
-${C.map((i) => `  let q${r}_${i} = ld0(row${r}, ${i}u) * ${lit(qScale)};`).join("\n")}
+${
+      C.map((i) => `  let q${r}_${i} = ld0(row${r}, ${i}u) * ${f32(qScale, "attention: scale")};`)
+        .join("\n")
+    }
 ${C.map((i) => `  var a${r}_${i} = vec4<f32>(0.0);`).join("\n")}
   var m${r} = -1.0e30;
   var l${r} = 0.0;`
@@ -246,7 +261,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let kvh = wid.y;
   let rbase = (wid.x * ${RL}u + lid % ${RL}u) * ${QB}u;
   let part = wid.z * ${SUB}u + lid / ${RL}u;
-  let p = in3_load(0u);
+  let p = ${io.load(3, "0u")};
   // The key range this workgroup's queries can see, cut into ${parts} parts.
   let t_first = min(wid.x * ${rowsPerWg}u / ${G}u, ${T - 1}u);
   let t_last = min((wid.x * ${rowsPerWg}u + ${rowsPerWg - 1}u) / ${G}u, ${T - 1}u);
@@ -271,53 +286,48 @@ ${
   }
 ${finish}
 }`;
-  const kernels = [{
+  const kernels: KernelSource[] = [{
     label: parts > 1 ? "attention_split" : "attention",
     code: main,
-    workgroups: [xGroups, Hkv, splits] as [number, number, number],
+    workgroups: [xGroups, Hkv, splits],
     arrayTypes,
+    uses: io.uses,
   }];
   if (parts > 1) {
     // Merge partials: weights 2^(m_c − M) rescale each part's sum and accumulator.
     const total = rows * D4;
-    const wg2 = Math.min(64, ctx.caps.maxInvocations);
-    const n2 = Math.ceil(total / wg2);
-    const y = Math.ceil(n2 / ctx.caps.maxWorkgroupsPerDim);
-    const x = Math.ceil(n2 / y);
-    const combine = `
-@compute @workgroup_size(${wg2})
-fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let i = g.x + g.y * ${x * wg2}u;
-  if (i >= ${total}u) { return; }
-  let row = i / ${D4}u;
+    const { wg, workgroups, index } = flatLaunch(total, ctx.caps, 64);
+    const cio = new KernelIo();
+    const [stats, acc] = [cio.scratch(0), cio.scratch(1)];
+    const body = `  let row = i / ${D4}u;
   let c = i % ${D4}u;
   var mx = -1.0e30;
   for (var s = 0u; s < ${parts}u; s++) {
     let sp = s * ${rows}u + row;
-    if (scratch0[sp * 2u + 1u] > 0.0) { mx = max(mx, scratch0[sp * 2u]); }
+    if (${stats}[sp * 2u + 1u] > 0.0) { mx = max(mx, ${stats}[sp * 2u]); }
   }
   var l = 0.0;
   var a = vec4<f32>(0.0);
   for (var s = 0u; s < ${parts}u; s++) {
     let sp = s * ${rows}u + row;
-    let ls = scratch0[sp * 2u + 1u];
+    let ls = ${stats}[sp * 2u + 1u];
     if (ls > 0.0) {
-      let w = exp2(scratch0[sp * 2u] - mx);
+      let w = exp2(${stats}[sp * 2u] - mx);
       l = l + ls * w;
-      a = fma(vec4<f32>(w), scratch1[sp * ${D4}u + c], a);
+      a = fma(vec4<f32>(w), ${acc}[sp * ${D4}u + c], a);
     }
   }
   let o = a * select(0.0, 1.0 / l, l > 0.0);
   let ob = row * ${D}u + c * 4u;
   for (var e = 0u; e < 4u; e++) {
-    if (c * 4u + e < ${D}u) { out0_store(ob + e, ${ty}(o[e])); }
-  }
-}`;
+    if (c * 4u + e < ${D}u) { ${cio.store(0, "ob + e", `${ty}(o[e])`)}; }
+  }`;
     kernels.push({
       label: "attention_combine",
-      code: combine,
-      workgroups: [x, y, 1],
+      code: `\n${flatMain(wg, index, total, body)}`,
+      workgroups,
       arrayTypes: { scratch1: "vec4<f32>" },
+      uses: cio.uses,
     });
   }
   return { kernels, scratch };

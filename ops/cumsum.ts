@@ -17,9 +17,10 @@
 
 import { allocHost, type DType, isFloat } from "../core/dtype.ts";
 import { normAxis } from "../core/shape.ts";
-import { grid } from "./wgsl/grid.ts";
+import { flatKernel, flatWorkgroupSize, grid, KernelIo, lit } from "./wgsl/mod.ts";
 import type { KernelEmission, OpDef, ScratchSpec } from "./types.ts";
-import { flatKernel, flatWorkgroupSize, splitAt } from "./layout.ts";
+import { splitAt } from "./layout.ts";
+import { groupIndex } from "./reduce.ts";
 
 /**
  * Attributes of `cumsum`.
@@ -107,36 +108,47 @@ export const cumsum: OpDef<CumsumAttrs> = {
         const k = attrs.reverse ? `(${L - 1}u - ${p})` : p;
         return inner === 1 ? k : `${k} * ${inner}u`;
       };
-      const visit = (idx: string, store: boolean) =>
+      const zero = lit(0, A);
+      const visit = (io: KernelIo, idx: string, store: boolean) =>
         !store
-          ? `acc = acc + ${A}(in0_load(${idx}));`
+          ? `acc = acc + ${A}(${io.load(0, idx)});`
           : attrs.exclusive
-          ? `let j = ${idx};\n    let x = ${A}(in0_load(j));\n    out0_store(j, ${T}(acc));\n    acc = acc + x;`
-          : `let j = ${idx};\n    acc = acc + ${A}(in0_load(j));\n    out0_store(j, ${T}(acc));`;
+          ? `let j = ${idx};\n    let x = ${A}(${io.load(0, "j")});\n    ${
+            io.store(0, "j", `${T}(acc)`)
+          };\n    acc = acc + x;`
+          : `let j = ${idx};\n    acc = acc + ${A}(${io.load(0, "j")});\n    ${
+            io.store(0, "j", `${T}(acc)`)
+          };`;
 
       if (L < CHUNKED_MIN_LENGTH || lines > CHUNKED_MAX_LINES) {
+        const io = new KernelIo();
         const body = `  let base = ${lineBase("i")};
-  var acc = ${A}(0);
+  var acc = ${zero};
   for (var p = 0u; p < ${L}u; p = p + 1u) {
-    ${visit(`base + ${pos("p")}`, true)}
+    ${visit(io, `base + ${pos("p")}`, true)}
   }`;
-        return { kernels: [flatKernel("cumsum", lines, caps, body)] };
+        return { kernels: [flatKernel("cumsum", lines, caps, body, "", io)] };
       }
 
       // Chunked three-pass scan.
       const C = Math.min(4096, Math.max(16, Math.ceil((lines * L) / CHUNKED_TARGET_THREADS)));
       const chunks = Math.ceil(L / C);
       const scratch: ScratchSpec[] = [{ length: lines * chunks, type: A }];
-      const chunkLoop = (store: boolean) =>
-        `  let line = i / ${chunks}u;
+      /** One thread per chunk: sums it (pass 1) or rescans it from its carry (pass 3). */
+      const chunkKernel = (label: string, store: boolean) => {
+        const io = new KernelIo();
+        const sums = io.scratch(0);
+        const body = `  let line = i / ${chunks}u;
   let ch = i % ${chunks}u;
   let base = ${lineBase("line")};
   let p0 = ch * ${C}u;
   let p1 = min(p0 + ${C}u, ${L}u);
-  var acc = ${store ? `scratch0[i]` : `${A}(0)`};
+  var acc = ${store ? `${sums}[i]` : zero};
   for (var p = p0; p < p1; p = p + 1u) {
-    ${visit(`base + ${pos("p")}`, store)}
-  }${store ? "" : "\n  scratch0[i] = acc;"}`;
+    ${visit(io, `base + ${pos("p")}`, store)}
+  }${store ? "" : `\n  ${sums}[i] = acc;`}`;
+        return flatKernel(label, lines * chunks, caps, body, "", io);
+      };
 
       // Enough threads that each scans about 8 chunk sums; a power of two for the tree.
       const cap = Math.min(256, flatWorkgroupSize(caps));
@@ -144,41 +156,42 @@ export const cumsum: OpDef<CumsumAttrs> = {
       while (wg * 2 <= cap && wg < Math.ceil(chunks / 8)) wg *= 2;
       const run = Math.ceil(chunks / wg);
       const wgs = grid(lines, caps.maxWorkgroupsPerDim);
-      const lineId = wgs[1] > 1 ? `wid.x + wid.y * ${wgs[0]}u` : "wid.x";
+      const io = new KernelIo();
+      const sums = io.scratch(0);
       // Exclusive scan of each line's chunk sums, in place.
       const carry = `var<workgroup> cumsum_part: array<${A}, ${wg}>;
 
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let line = ${lineId};
+  let line = ${groupIndex(wgs)};
   if (line >= ${lines}u) { return; }
   let base = line * ${chunks}u;
   let c0 = min(t * ${run}u, ${chunks}u);
   let c1 = min(c0 + ${run}u, ${chunks}u);
-  var total = ${A}(0);
-  for (var c = c0; c < c1; c = c + 1u) { total = total + scratch0[base + c]; }
+  var total = ${zero};
+  for (var c = c0; c < c1; c = c + 1u) { total = total + ${sums}[base + c]; }
   cumsum_part[t] = total;
   for (var s = 1u; s < ${wg}u; s = s * 2u) {
     workgroupBarrier();
-    var add = ${A}(0);
+    var add = ${zero};
     if (t >= s) { add = cumsum_part[t - s]; }
     workgroupBarrier();
     cumsum_part[t] = cumsum_part[t] + add;
   }
   workgroupBarrier();
-  var acc = ${A}(0);
+  var acc = ${zero};
   if (t > 0u) { acc = cumsum_part[t - 1u]; }
   for (var c = c0; c < c1; c = c + 1u) {
-    let v = scratch0[base + c];
-    scratch0[base + c] = acc;
+    let v = ${sums}[base + c];
+    ${sums}[base + c] = acc;
     acc = acc + v;
   }
 }`;
       return {
         kernels: [
-          flatKernel("chunks", lines * chunks, caps, chunkLoop(false)),
-          { label: "carry", code: carry, workgroups: wgs },
-          flatKernel("fixup", lines * chunks, caps, chunkLoop(true)),
+          chunkKernel("chunks", false),
+          { label: "carry", code: carry, workgroups: wgs, uses: io.uses },
+          chunkKernel("fixup", true),
         ],
         scratch,
       };

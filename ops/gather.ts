@@ -12,7 +12,8 @@ import { allocHost } from "../core/dtype.ts";
 import { formatShape, numel } from "../core/shape.ts";
 import type { KernelEmission, OpDef } from "./types.ts";
 import type { NoAttrs } from "./unary.ts";
-import { flatKernel, zeroOf } from "./layout.ts";
+import { zeroOf } from "./layout.ts";
+import { flatKernel, KernelIo } from "./wgsl/mod.ts";
 
 /** gather(table [V, ...D], ids [...I]) → [...I, ...D]; ids out of range read zeros. */
 export const gather: OpDef<NoAttrs> = {
@@ -56,11 +57,12 @@ export const gather: OpDef<NoAttrs> = {
       const valid = ids.dtype === "i32" ? `id >= 0 && id < ${V}` : `id < ${V}u`;
       const row = D === 1 ? "i" : `i / ${D}u`;
       const col = D === 1 ? "" : ` + i % ${D}u`;
-      const body = `  let id = in1_load(${row});
+      const io = new KernelIo();
+      const body = `  let id = ${io.load(1, row)};
   var v = ${zeroOf(T)};
-  if (${valid}) { v = in0_load(u32(id)${D === 1 ? "" : ` * ${D}u`}${col}); }
-  out0_store(i, v);`;
-      return { kernels: [flatKernel("gather", n, caps, body)] };
+  if (${valid}) { v = ${io.load(0, `u32(id)${D === 1 ? "" : ` * ${D}u`}${col}`)}; }
+  ${io.store(0, "i", "v")};`;
+      return { kernels: [flatKernel("gather", n, caps, body, "", io)] };
     },
   },
 };

@@ -4,15 +4,17 @@
  * @module
  */
 
-import { allocHost, type DType, type HostArray } from "../core/dtype.ts";
+import { allocHost, byteSize, type DType, type HostArray } from "../core/dtype.ts";
 import type { TensorType } from "../core/graph.ts";
 import { type Dim, formatShape, normAxis, numel, stridesOf, symbolicSize } from "../core/shape.ts";
-import { coordExpr, flatKernel, flatWorkgroupSize } from "./wgsl/mod.ts";
+import { coordExpr, flatKernel, flatWorkgroupSize, KernelIo, lit } from "./wgsl/mod.ts";
 
+// Compatibility re-export for code that still imports these from here (ops being
+// moved); import them from ./wgsl/mod.ts. Delete once nothing does.
 export { flatKernel, flatWorkgroupSize };
 import type { DeviceCaps, KernelContext, KernelEmission, OpDef } from "./types.ts";
 
-// --- shared kernel helpers (also used by gather, cumsum and topk) -----------------
+// --- shared kernel helpers (zeroOf is also used by gather) --------------------------
 
 /** `sum_k coord_k(i) * mul_k` as WGSL, dropping zero terms. */
 function remapExpr(i: string, dims: readonly number[], mul: readonly number[]): string {
@@ -26,14 +28,29 @@ function remapExpr(i: string, dims: readonly number[], mul: readonly number[]): 
   return terms.length ? terms.join(" + ") : "0u";
 }
 
-/** Zero of a dtype as WGSL. */
+/**
+ * Zero of a dtype as a WGSL literal.
+ *
+ * @example
+ * ```ts
+ * import { zeroOf } from "./layout.ts";
+ * zeroOf("u32"); // "0u"
+ * ```
+ */
 export function zeroOf(dtype: DType): string {
-  return `${dtype}(0)`;
+  return lit(0, dtype);
 }
 
-/** Number of bindings `count` elements of `dtype` take (segments above maxBindingSize). */
+/**
+ * Number of bindings `count` elements of `dtype` take (segments above maxBindingSize).
+ *
+ * @example
+ * ```ts ignore
+ * bindingCount(1 << 20, "f32", device.caps); // 1 where a binding holds 4 MiB
+ * ```
+ */
 export function bindingCount(count: number, dtype: DType, caps: DeviceCaps): number {
-  const elem = dtype === "f16" ? 2 : 4;
+  const elem = byteSize(dtype);
   if (count * elem <= caps.maxBindingSize) return 1;
   const segElems = Math.floor(
     Math.floor(caps.maxBindingSize / caps.offsetAlignment) * caps.offsetAlignment / elem,
@@ -401,7 +418,7 @@ function emitConcat({ attrs, inputs, outputs, caps }: KernelContext<ConcatAttrs>
     W += w;
   }
   const out = outputs[0];
-  const outFits = numel(out.shape) * (out.dtype === "f16" ? 2 : 4) <= caps.maxBindingSize;
+  const outFits = numel(out.shape) * byteSize(out.dtype) <= caps.maxBindingSize;
   const reserve = bindingCount(numel(out.shape), out.dtype, caps) +
     (!out.direct && outFits ? 2 : 0);
   const budget = Math.max(1, caps.maxStorageBuffers - reserve);
@@ -420,9 +437,12 @@ function emitConcat({ attrs, inputs, outputs, caps }: KernelContext<ConcatAttrs>
   });
   if (packs.length === 0) {
     // Empty output: a kernel that does nothing.
-    return { kernels: [flatKernel("concat", 0, caps, `  out0_store(i, ${zeroOf(out.dtype)});`)] };
+    const io = new KernelIo();
+    const body = `  ${io.store(0, "i", zeroOf(out.dtype))};`;
+    return { kernels: [flatKernel("concat", 0, caps, body, "", io)] };
   }
   const kernels = packs.map((pack, p) => {
+    const io = new KernelIo();
     const ws = pack.reduce((s, j) => s + widths[j], 0);
     const lines: string[] = [];
     lines.push(
@@ -433,7 +453,7 @@ function emitConcat({ attrs, inputs, outputs, caps }: KernelContext<ConcatAttrs>
       const local = start ? `c - ${start}u` : "c";
       const dst = `o * ${W}u + ${offsets[j]}u + ${local}`;
       const src = `o * ${widths[j]}u + ${local}`;
-      const stmt = `out0_store(${dst}, in${j}_load(${src}));`;
+      const stmt = `${io.store(0, dst, io.load(j, src))};`;
       const end = start + widths[j];
       if (pack.length === 1) lines.push(`  ${stmt}`);
       else if (q === 0) lines.push(`  if (c < ${end}u) { ${stmt} }`);
@@ -441,7 +461,8 @@ function emitConcat({ attrs, inputs, outputs, caps }: KernelContext<ConcatAttrs>
       else lines.push(`  else if (c < ${end}u) { ${stmt} }`);
       start = end;
     });
-    return flatKernel(packs.length > 1 ? `part${p}` : "concat", outer * ws, caps, lines.join("\n"));
+    const label = packs.length > 1 ? `part${p}` : "concat";
+    return flatKernel(label, outer * ws, caps, lines.join("\n"), "", io);
   });
   return { kernels };
 }

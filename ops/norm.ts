@@ -18,7 +18,8 @@ import { allocHost, type DType, type HostArray, isFloat } from "../core/dtype.ts
 import type { TensorType } from "../core/graph.ts";
 import { formatShape } from "../core/shape.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
-import { dispatchGrid, rowWorkgroup, wgslTree } from "./reduce.ts";
+import { groupIndex, rowWorkgroup, wgslTree } from "./reduce.ts";
+import { f32, grid, KernelIo } from "./wgsl/mod.ts";
 
 /**
  * Attributes of the norms.
@@ -116,10 +117,11 @@ export function emitNorm(
   const wg = rowWorkgroup(ctx.caps, d);
   const k = Math.max(1, Math.ceil(d / wg));
   const cached = k <= MAX_CACHED;
-  const eps = Math.fround(ctx.attrs.eps);
-  const epsLit = eps === 0 ? "0.0" : eps.toExponential(9);
-  const workgroups = dispatchGrid(rows, ctx.caps);
-  const value = cached ? "xs[k]" : "f32(in0_load(base + c))";
+  const epsLit = f32(Math.fround(ctx.attrs.eps), `${op}: eps`);
+  const dLit = f32(Math.max(d, 1));
+  const workgroups = grid(rows, ctx.caps.maxWorkgroupsPerDim);
+  const io = new KernelIo();
+  const value = cached ? "xs[k]" : `f32(${io.load(0, "base + c")})`;
   /** A loop over this thread's elements of the row. */
   const each = (body: string) =>
     `  for (var k = 0u; k < ${k}u; k = k + 1u) {
@@ -134,7 +136,7 @@ ${body}
     ? `  for (var k = 0u; k < ${k}u; k = k + 1u) {
     let c = t + k * ${wg}u;
     if (c < ${d}u) {
-      let x = f32(in0_load(base + c));
+      let x = f32(${io.load(0, "base + c")});
       xs[k] = x;
       acc = acc + ${op === "rmsnorm" ? "x * x" : "x"};
     }
@@ -142,26 +144,32 @@ ${body}
     : each(`      acc = acc + ${op === "rmsnorm" ? "x * x" : "x"};`);
   let tail: string;
   if (op === "rmsnorm") {
-    tail = `  let rs = 1.0 / sqrt(kn_red[0] / ${Math.max(d, 1)}.0 + ${epsLit});
-${each(`      out0_store(base + c, in1_load(c) * ${t}(x * rs));`)}`;
+    tail = `  let rs = 1.0 / sqrt(kn_red[0] / ${dLit} + ${epsLit});
+${each(`      ${io.store(0, "base + c", `${io.load(1, "c")} * ${t}(x * rs)`)};`)}`;
   } else {
-    tail = `  let mean = kn_red[0] / ${Math.max(d, 1)}.0;
+    tail = `  let mean = kn_red[0] / ${dLit};
   workgroupBarrier();
   var sq: f32 = 0.0;
 ${each("      let dx = x - mean;\n      sq = sq + dx * dx;")}
   kn_red[t] = sq;
 ${sumTree}
-  let rstd = 1.0 / sqrt(kn_red[0] / ${Math.max(d, 1)}.0 + ${epsLit});
+  let rstd = 1.0 / sqrt(kn_red[0] / ${dLit} + ${epsLit});
 ${
       each(
-        `      out0_store(base + c, ${t}((x - mean) * rstd * f32(in1_load(c)) + f32(in2_load(c))));`,
+        `      ${
+          io.store(
+            0,
+            "base + c",
+            `${t}((x - mean) * rstd * f32(${io.load(1, "c")}) + f32(${io.load(2, "c")}))`,
+          )
+        };`,
       )
     }`;
   }
   const code = `var<workgroup> kn_red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let o = wid.x + wid.y * ${workgroups[0]}u;
+  let o = ${groupIndex(workgroups)};
   if (o >= ${rows}u) { return; }
   let base = o * ${d}u;
 ${cached ? `  var xs: array<f32, ${k}>;` : ""}
@@ -172,7 +180,7 @@ ${sumTree}
 ${tail}
 }
 `;
-  return { kernels: [{ label: op, code, workgroups }] };
+  return { kernels: [{ label: op, code, workgroups, uses: io.uses }] };
 }
 
 /** RMSNorm: w · x · rsqrt(mean(x²) + eps) over the last axis. */

@@ -25,7 +25,7 @@
 import { allocHost, type DType, type HostArray, isFloat } from "../core/dtype.ts";
 import type { TensorType } from "../core/graph.ts";
 import { formatShape, normAxis } from "../core/shape.ts";
-import { lit } from "./wgsl/literal.ts";
+import { f32, flatLaunch, grid, KernelIo, lit } from "./wgsl/mod.ts";
 import type { DeviceCaps, HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
 
 /**
@@ -99,19 +99,33 @@ export function rowWorkgroup(caps: DeviceCaps, r: number, min = 32): number {
 }
 
 /**
- * Dispatch of `groups` workgroups split over x/y within the device's grid. The
- * kernel recovers the flat workgroup index as `wid.x + wid.y * grid[0]`.
+ * The flat workgroup index of a dispatch that `grid` split over x/y, as a WGSL
+ * expression of `wid` (the `workgroup_id` builtin): for kernels that give each
+ * workgroup one row (`flatIndex` is its per-thread counterpart).
+ *
+ * @example
+ * ```ts
+ * import { groupIndex } from "./reduce.ts";
+ * groupIndex([100, 1, 1]); // "wid.x"
+ * groupIndex([50000, 2, 1]); // "wid.x + wid.y * 50000u"
+ * ```
  */
-export function dispatchGrid(groups: number, caps: DeviceCaps): [number, number, number] {
-  const max = caps.maxWorkgroupsPerDim;
-  if (groups <= max) return [Math.max(groups, 1), 1, 1];
-  const y = Math.ceil(groups / max);
-  if (y > max) throw new RangeError(`Dispatch of ${groups} workgroups exceeds the device's grid`);
-  return [Math.ceil(groups / y), y, 1];
+export function groupIndex(workgroups: readonly [number, number, number]): string {
+  return workgroups[1] > 1 ? `wid.x + wid.y * ${workgroups[0]}u` : "wid.x";
 }
 
-/** WGSL literal of the lowest finite f32: a safe start for running maxima. */
-export const F32_LOWEST = "-3.4028234663852886e38";
+/**
+ * WGSL literal of the lowest finite f32: a safe start for running maxima.
+ *
+ * @example
+ * ```ts
+ * import { F32_LOWEST } from "./reduce.ts";
+ * const init = `var m: f32 = ${F32_LOWEST};`;
+ * ```
+ */
+export const F32_LOWEST: string = f32(-3.4028234663852886e38);
+/** WGSL literal of the largest finite f32. */
+const F32_MAX = f32(3.4028234663852886e38);
 
 /**
  * WGSL tree reduction over workgroup arrays `arrays` (each `array<_, wg>`), already
@@ -228,9 +242,9 @@ interface Acc {
 function accumulator(op: ReduceKind, inDtype: DType, outDtype: DType, r: number, wg: number): Acc {
   const a = accType(inDtype);
   const out = outDtype;
-  const lo = a === "f32" ? lit(-Infinity, "f32") : a === "i32" ? "i32(-2147483648)" : "0u";
-  const hi = a === "f32" ? lit(Infinity, "f32") : a === "i32" ? "2147483647i" : "4294967295u";
-  const zero = a === "f32" ? "0.0" : a === "i32" ? "0i" : "0u";
+  const lo = lit(a === "f32" ? -Infinity : a === "i32" ? -2147483648 : 0, a);
+  const hi = lit(a === "f32" ? Infinity : a === "i32" ? 2147483647 : 4294967295, a);
+  const zero = lit(0, a);
   switch (op) {
     case "sum":
     case "mean":
@@ -240,7 +254,7 @@ function accumulator(op: ReduceKind, inDtype: DType, outDtype: DType, r: number,
       const init = op === "max" ? lo : op === "min" ? hi : zero;
       const merge = (p: string, q: string) => (fn ? `${fn}(${p}, ${q})` : `${p} + ${q}`);
       let result = `${out}(acc)`;
-      if (op === "mean") result = r === 0 ? lit(NaN, out) : `${out}(acc / ${r}.0)`;
+      if (op === "mean") result = r === 0 ? lit(NaN, out) : `${out}(acc / ${f32(r)})`;
       return {
         init: `  var acc: ${a} = ${init};`,
         step: `    acc = ${merge("acc", "x")};`,
@@ -284,7 +298,7 @@ function accumulator(op: ReduceKind, inDtype: DType, outDtype: DType, r: number,
       kr_m[${p}] = mm;`,
         load: `  let m = kr_m[0];\n  let sm = kr_s[0];`,
         // A +∞ maximum gives +∞ (the sum may be NaN from ∞ − ∞).
-        result: `${out}(select(m + log(sm), m, m > ${F32_LOWEST.slice(1)}))`,
+        result: `${out}(select(m + log(sm), m, m > ${F32_MAX}))`,
       };
   }
 }
@@ -296,18 +310,19 @@ export function emitReduce(op: ReduceKind, ctx: KernelContext<ReduceAttrs>): Ker
   const { outer, r, inner } = splitAxis(x.shape, axis);
   const n = outer * inner;
   const a = accType(x.dtype);
-  const load = (i: string) => (a === x.dtype ? `in0_load(${i})` : `${a}(in0_load(${i}))`);
+  const io = new KernelIo();
+  const load = (i: string) => (a === x.dtype ? io.load(0, i) : `${a}(${io.load(0, i)})`);
   const baseExpr = inner === 1 ? `o * ${r}u` : `(o / ${inner}u) * ${r * inner}u + o % ${inner}u`;
   const at = (k: string) => (inner === 1 ? `base + ${k}` : `base + ${k} * ${inner}u`);
   const useRow = r >= 128 && (inner === 1 || n < 1024);
   if (useRow) {
     const wg = rowWorkgroup(ctx.caps, r);
     const acc = accumulator(op, x.dtype, ctx.outputs[0].dtype, r, wg);
-    const workgroups = dispatchGrid(n, ctx.caps);
+    const workgroups = grid(n, ctx.caps.maxWorkgroupsPerDim);
     const code = `${acc.shared.join("\n")}
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let o = wid.x + wid.y * ${workgroups[0]}u;
+  let o = ${groupIndex(workgroups)};
   if (o >= ${n}u) { return; }
   let base = ${baseExpr};
 ${acc.init}
@@ -319,18 +334,17 @@ ${acc.save}
 ${wgslTree(wg, acc.combine)}
   if (t == 0u) {
 ${acc.load.replace(/^ {2}/gm, "    ")}
-    out0_store(o, ${acc.result});
+    ${io.store(0, "o", acc.result)};
   }
 }
 `;
-    return { kernels: [{ label: `${op}_row`, code, workgroups }] };
+    return { kernels: [{ label: `${op}_row`, code, workgroups, uses: io.uses }] };
   }
-  const wg = Math.min(64, ctx.caps.maxInvocations);
+  const { wg, workgroups, index } = flatLaunch(n, ctx.caps, 64);
   const acc = accumulator(op, x.dtype, ctx.outputs[0].dtype, r, wg);
-  const workgroups = dispatchGrid(Math.ceil(n / wg), ctx.caps);
   const code = `@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = gid.x + gid.y * ${workgroups[0] * wg}u;
+  let o = ${index};
   if (o >= ${n}u) { return; }
   let base = ${baseExpr};
 ${acc.init}
@@ -338,10 +352,10 @@ ${acc.init}
     let x = ${load(at("r"))};
 ${acc.step}
   }
-  out0_store(o, ${acc.result});
+  ${io.store(0, "o", acc.result)};
 }
 `;
-  return { kernels: [{ label: `${op}_col`, code, workgroups }] };
+  return { kernels: [{ label: `${op}_col`, code, workgroups, uses: io.uses }] };
 }
 
 function reduceOp(op: ReduceKind): OpDef<ReduceAttrs> {

@@ -10,17 +10,17 @@ import type { OpAttrs, OpDef } from "./types.ts";
 import * as u from "./unary.ts";
 import * as b from "./binary.ts";
 import * as r from "./reduce.ts";
-import { matmul, type MatmulAttrs } from "./matmul.ts";
+import { matmul, type MatmulAttrs } from "./matmul/mod.ts";
 import { softmax, type SoftmaxAttrs } from "./softmax.ts";
 import { layernorm, type NormAttrs, rmsnorm } from "./norm.ts";
 import * as l from "./layout.ts";
 import { gather } from "./gather.ts";
 import { cumsum, type CumsumAttrs } from "./cumsum.ts";
 import { topk, type TopkAttrs } from "./topk.ts";
-import { moe, type MoeAttrs } from "./moe.ts";
+import { moe, type MoeAttrs } from "./moe/mod.ts";
 import { writeRows } from "./write_rows.ts";
-import { type ConvAttrs, directConv, fft, type FftAttrs, fftConv } from "./fft.ts";
-import { s4, type S4Attrs, s4Kernel, type S4KernelAttrs, s4State } from "./s4.ts";
+import { type ConvAttrs, directConv, fft, type FftAttrs, fftConv } from "./fft/mod.ts";
+import { s4, type S4Attrs, s4Kernel, type S4KernelAttrs, s4State } from "./s4/mod.ts";
 import {
   type Conv1dAttrs,
   conv1dCausal,
@@ -30,7 +30,7 @@ import {
   type ScanAttrs,
   selectiveScan,
   ssmStep,
-} from "./ssm.ts";
+} from "./ssm/mod.ts";
 import { sample, type SampleAttrs } from "./sample.ts";
 import { rope, type RopeAttrs } from "./rope.ts";
 import { attention, type AttentionAttrs } from "./attention.ts";

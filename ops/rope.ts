@@ -8,10 +8,9 @@
  * @module
  */
 
-import { isFloat } from "../core/dtype.ts";
-import { allocHost } from "../core/dtype.ts";
-import { grid } from "./wgsl/grid.ts";
+import { allocHost, isFloat } from "../core/dtype.ts";
 import { formatShape, numel } from "../core/shape.ts";
+import { f32, f32Array, flatLaunch, flatMain, KernelIo } from "./wgsl/mod.ts";
 import type { OpDef } from "./types.ts";
 
 const TWO_PI = 2 * Math.PI;
@@ -143,34 +142,31 @@ export const rope: OpDef<RopeAttrs> = {
       const inv = frequencies(D, ctx.attrs);
       const m = ctx.attrs.scale ?? 1;
       const ty = x.dtype;
-      const wg = Math.min(256, ctx.caps.maxInvocations);
-      const workgroups = grid(Math.ceil(total / wg), ctx.caps.maxWorkgroupsPerDim);
+      const { wg, workgroups, index } = flatLaunch(total, ctx.caps);
       // The angle is an exact f32 product (as in HF), but it reaches thousands of
       // radians; a Cody–Waite reduction by 2π keeps sin/cos accurate whatever the
       // driver's range reduction does with large arguments.
       const c2 = Math.fround(TWO_PI - 6.28125);
       const c3 = TWO_PI - 6.28125 - c2;
-      const code = `
-const INV_FREQ = array<f32, ${half}>(${[...inv].map((v) => `${v.toExponential(9)}`).join(", ")});
-@compute @workgroup_size(${wg})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * ${workgroups[0] * wg}u;
-  if (i >= ${total}u) { return; }
-  let k = i % ${half}u;
+      const scaled = m === 1 ? "" : ` * ${f32(m, "rope: scale")}`;
+      const io = new KernelIo();
+      const body = `  let k = i % ${half}u;
   let row = i / ${half}u;
   let t = row / ${rowsPerT}u;
-  let a = f32(in1_load(0u) + t) * INV_FREQ[k];
-  let n = round(a * 0.15915494309189535);
-  let r = ((a - n * 6.28125) - n * ${c2.toExponential(9)}) - n * ${c3.toExponential(9)};
-  let c = cos(r)${m === 1 ? "" : ` * ${m.toExponential(9)}`};
-  let s = sin(r)${m === 1 ? "" : ` * ${m.toExponential(9)}`};
+  let a = f32(${io.load(1, "0u")} + t) * INV_FREQ[k];
+  let n = round(a * ${f32(1 / TWO_PI)});
+  let r = ((a - n * 6.28125) - n * ${f32(c2)}) - n * ${f32(c3)};
+  let c = cos(r)${scaled};
+  let s = sin(r)${scaled};
   let base = row * ${D}u + k;
-  let x1 = f32(in0_load(base));
-  let x2 = f32(in0_load(base + ${half}u));
-  out0_store(base, ${ty}(x1 * c - x2 * s));
-  out0_store(base + ${half}u, ${ty}(x2 * c + x1 * s));
-}`;
-      return { kernels: [{ label: "rope", code, workgroups }] };
+  let x1 = f32(${io.load(0, "base")});
+  let x2 = f32(${io.load(0, `base + ${half}u`)});
+  ${io.store(0, "base", `${ty}(x1 * c - x2 * s)`)};
+  ${io.store(0, `base + ${half}u`, `${ty}(x2 * c + x1 * s)`)};`;
+      const code = `
+const INV_FREQ = ${f32Array(inv, "rope: invFreq")};
+${flatMain(wg, index, total, body)}`;
+      return { kernels: [{ label: "rope", code, workgroups, uses: io.uses }] };
     },
   },
 };

@@ -14,8 +14,9 @@
  */
 
 import { formatShape } from "../core/shape.ts";
-import { grid } from "./wgsl/grid.ts";
+import { f32 as f32Lit, grid, KernelIo } from "./wgsl/mod.ts";
 import type { HostTensor, OpDef } from "./types.ts";
+import { groupIndex } from "./reduce.ts";
 
 /**
  * Attributes of `sample`.
@@ -140,6 +141,12 @@ export const sample: OpDef<SampleAttrs> = {
     if (!(a.temperature >= 0)) {
       throw new RangeError(`${show}: temperature must be >= 0, got ${a.temperature}`);
     }
+    if (a.temperature > 0 && !Number.isFinite(Math.fround(1 / a.temperature))) {
+      // The kernel scales logits by 1/temperature in f32: this one would be ∞.
+      throw new RangeError(
+        `${show}: temperature ${a.temperature} is too small (1/temperature overflows f32); use 0 for greedy`,
+      );
+    }
     if (!Number.isInteger(a.topK) || a.topK < 0) {
       throw new RangeError(`${show}: topK must be an integer >= 0, got ${a.topK}`);
     }
@@ -167,6 +174,11 @@ export const sample: OpDef<SampleAttrs> = {
       const wg = Math.min(WG, ctx.caps.maxInvocations);
       const per = Math.ceil(V / wg);
       const workgroups = grid(R, ctx.caps.maxWorkgroupsPerDim);
+      const io = new KernelIo();
+      // 1/T rounded to f32 as the reference rounds it (finite: the shape rule checked).
+      const invT = f32Lit(Math.fround(1 / (a.temperature || 1)), "sample: 1 / temperature");
+      const put = (v: string) =>
+        ctx.outputs[0].direct ? `${io.out(0)}[row] = ${v};` : `${io.store(0, "row", v)};`;
       const tree = (v: string, op: string) => `
   red[lid] = ${v};
   workgroupBarrier();
@@ -180,7 +192,7 @@ export const sample: OpDef<SampleAttrs> = {
       const code = `${WGSL_RNG}
 var<workgroup> red: array<f32, ${wg}>;
 var<workgroup> redi: array<u32, ${wg}>;
-fn logit(row: u32, i: u32) -> f32 { return f32(in0_load(row * ${V}u + i)); }
+fn logit(row: u32, i: u32) -> f32 { return f32(${io.load(0, `row * ${V}u + i`)}); }
 fn count_ge(row: u32, lid: u32, t: f32) -> f32 {
   var c = 0.0;
   for (var j = 0u; j < ${per}u; j++) {
@@ -198,10 +210,10 @@ fn mass_ge(row: u32, lid: u32, t: f32) -> f32 {
   return c;
 }
 var<private> g_m: f32;
-fn prob(row: u32, i: u32) -> f32 { return exp(logit(row, i) * ${1 / (a.temperature || 1)} - g_m); }
+fn prob(row: u32, i: u32) -> f32 { return exp(logit(row, i) * ${invT} - g_m); }
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = wid.x + wid.y * ${workgroups[0]}u;
+  let row = ${groupIndex(workgroups)};
   if (row >= ${R}u) { return; }
   // Contiguous chunks per thread so the final draw can walk indices in order.
   var m = -3.4e38;
@@ -225,7 +237,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let mx = red[0];
   workgroupBarrier();
 ${
-        greedy ? `  if (lid == 0u) { out0[row] = best; }` : `  g_m = mx * ${1 / a.temperature};
+        greedy ? `  if (lid == 0u) { ${put("best")} }` : `  g_m = mx * ${invT};
   var tk = 0.0;
 ${
           a.topK > 0 && a.topK < V
@@ -234,7 +246,9 @@ ${
   for (var it = 0u; it < 31u; it++) {
     let mid = (lo + hi) >> 1u;
     let c = count_ge(row, lid, bitcast<f32>(mid));${tree("c", "A + B")}
-    if (hi - lo > 1u) { if (c_all >= ${a.topK}.0) { lo = mid; } else { hi = mid; } }
+    if (hi - lo > 1u) { if (c_all >= ${
+              f32Lit(a.topK, "sample: topK")
+            }) { lo = mid; } else { hi = mid; } }
   }
   tk = bitcast<f32>(lo);`
             : ""
@@ -243,7 +257,7 @@ ${
 ${
           a.topP < 1
             ? `  let mk = mass_ge(row, lid, tk);${tree("mk", "A + B")}
-  let need = ${a.topP} * mk_all;
+  let need = ${f32Lit(Math.fround(a.topP), "sample: topP")} * mk_all;
   var plo = bitcast<u32>(tk);
   var phi = bitcast<u32>(1.0) + 1u;
   for (var it = 0u; it < 32u; it++) {
@@ -265,7 +279,7 @@ ${
   }
   workgroupBarrier();
   let total = bitcast<f32>(redi[0]);
-  let goal = uniform01(in1_load(0u), in2_load(0u), row) * total;
+  let goal = uniform01(${io.load(1, "0u")}, ${io.load(2, "0u")}, row) * total;
   let start = red[lid];
   if (lid == 0u) { redi[1] = best; }
   workgroupBarrier();
@@ -283,10 +297,12 @@ ${
     redi[1] = pick;
   }
   workgroupBarrier();
-  if (lid == 0u) { out0[row] = redi[1]; }`
+  if (lid == 0u) { ${put("redi[1]")} }`
       }
 }`;
-      return { kernels: [{ label: greedy ? "sample_greedy" : "sample", code, workgroups }] };
+      return {
+        kernels: [{ label: greedy ? "sample_greedy" : "sample", code, workgroups, uses: io.uses }],
+      };
     },
   },
 };

@@ -18,7 +18,8 @@
 import { allocHost, isFloat } from "../core/dtype.ts";
 import { normAxis } from "../core/shape.ts";
 import type { KernelContext, KernelEmission, OpDef } from "./types.ts";
-import { dispatchGrid, F32_LOWEST, rowWorkgroup, splitAxis, wgslTree } from "./reduce.ts";
+import { F32_LOWEST, groupIndex, rowWorkgroup, splitAxis, wgslTree } from "./reduce.ts";
+import { flatLaunch, grid, KernelIo } from "./wgsl/mod.ts";
 
 /**
  * Attributes of `softmax`.
@@ -51,16 +52,17 @@ export function emitSoftmax(ctx: KernelContext<SoftmaxAttrs>): KernelEmission {
   const axis = normAxis(ctx.attrs.axis, x.shape.length, "softmax");
   const { outer, r, inner } = splitAxis(x.shape, axis);
   const rows = outer * inner;
+  const io = new KernelIo();
   if (inner === 1 && r >= 32) {
     const wg = rowWorkgroup(ctx.caps, r);
     const k = Math.max(1, Math.ceil(r / wg));
     const cached = k <= MAX_CACHED;
-    const workgroups = dispatchGrid(rows, ctx.caps);
+    const workgroups = grid(rows, ctx.caps.maxWorkgroupsPerDim);
     const code = `var<workgroup> ks_m: array<f32, ${wg}>;
 var<workgroup> ks_s: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let o = wid.x + wid.y * ${workgroups[0]}u;
+  let o = ${groupIndex(workgroups)};
   if (o >= ${rows}u) { return; }
   let base = o * ${r}u;
 ${cached ? `  var xs: array<f32, ${k}>;` : ""}
@@ -69,7 +71,7 @@ ${cached ? `  var xs: array<f32, ${k}>;` : ""}
   for (var k = 0u; k < ${k}u; k = k + 1u) {
     let c = t + k * ${wg}u;
     if (c < ${r}u) {
-      let x = f32(in0_load(base + c));
+      let x = f32(${io.load(0, "base + c")});
 ${cached ? "      xs[k] = x;" : ""}
       ${ONLINE_STEP}
     }
@@ -90,36 +92,35 @@ ${
   for (var k = 0u; k < ${k}u; k = k + 1u) {
     let c = t + k * ${wg}u;
     if (c < ${r}u) {
-      let x = ${cached ? "xs[k]" : "f32(in0_load(base + c))"};
-      out0_store(base + c, ${out}(exp(x - gm) / gs));
+      let x = ${cached ? "xs[k]" : `f32(${io.load(0, "base + c")})`};
+      ${io.store(0, "base + c", `${out}(exp(x - gm) / gs)`)};
     }
   }
 }
 `;
-    return { kernels: [{ label: "softmax_row", code, workgroups }] };
+    return { kernels: [{ label: "softmax_row", code, workgroups, uses: io.uses }] };
   }
-  const wg = Math.min(64, ctx.caps.maxInvocations);
-  const workgroups = dispatchGrid(Math.ceil(rows / wg), ctx.caps);
+  const { wg, workgroups, index } = flatLaunch(rows, ctx.caps, 64);
   const baseExpr = inner === 1 ? `o * ${r}u` : `(o / ${inner}u) * ${r * inner}u + o % ${inner}u`;
   const at = (k: string) => (inner === 1 ? `base + ${k}` : `base + ${k} * ${inner}u`);
   const code = `@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let o = gid.x + gid.y * ${workgroups[0] * wg}u;
+  let o = ${index};
   if (o >= ${rows}u) { return; }
   let base = ${baseExpr};
   var m: f32 = ${F32_LOWEST};
   var sm: f32 = 0.0;
   for (var r = 0u; r < ${r}u; r = r + 1u) {
-    let x = f32(in0_load(${at("r")}));
+    let x = f32(${io.load(0, at("r"))});
     ${ONLINE_STEP}
   }
   for (var r = 0u; r < ${r}u; r = r + 1u) {
     let i = ${at("r")};
-    out0_store(i, ${out}(exp(f32(in0_load(i)) - m) / sm));
+    ${io.store(0, "i", `${out}(exp(f32(${io.load(0, "i")}) - m) / sm)`)};
   }
 }
 `;
-  return { kernels: [{ label: "softmax_col", code, workgroups }] };
+  return { kernels: [{ label: "softmax_col", code, workgroups, uses: io.uses }] };
 }
 
 /** Softmax. */

@@ -20,9 +20,9 @@
 
 import { allocHost, type DType } from "../core/dtype.ts";
 import { formatShape, numel } from "../core/shape.ts";
-import { grid } from "./wgsl/grid.ts";
+import { flatKernel, grid, KernelIo } from "./wgsl/mod.ts";
 import type { DeviceCaps, KernelEmission, OpDef } from "./types.ts";
-import { flatKernel } from "./layout.ts";
+import { groupIndex } from "./reduce.ts";
 
 /** Largest `k` topk supports. */
 export const TOPK_MAX_K = 64;
@@ -194,37 +194,35 @@ export const topk: OpDef<TopkAttrs> = {
       }
       const rows = n === 0 ? 0 : numel(shape) / n;
       const helpers = keyHelpers(inputs[0].dtype);
+      const io = new KernelIo();
+      /** Stores list slot `p` of row `row` (its index, then its value re-read by index). */
+      const store = (row: string, p: string, idx: string, ind: string) =>
+        `${ind}${io.store(1, `${row} * ${K}u + ${p}`, idx)};\n${ind}${
+          io.store(0, `${row} * ${K}u + ${p}`, io.load(0, `base + ${idx}`))
+        };`;
 
       if (n < WORKGROUP_ROW_LENGTH) {
         // One thread per row.
         const list = privateList(K);
         const stores = K <= 8
-          ? Array.from(
-            { length: K },
-            (_, p) =>
-              `  out1_store(i * ${K}u + ${p}u, ${
-                list.idx(p)
-              });\n  out0_store(i * ${K}u + ${p}u, in0_load(base + ${list.idx(p)}));`,
-          ).join("\n")
+          ? Array.from({ length: K }, (_, p) => store("i", `${p}u`, list.idx(p), "  ")).join("\n")
           : `  for (var p = 0u; p < ${K}u; p = p + 1u) {
-    out1_store(i * ${K}u + p, li[p]);
-    out0_store(i * ${K}u + p, in0_load(base + li[p]));
+${store("i", "p", "li[p]", "    ")}
   }`;
         const body = `  let base = i * ${n}u;
 ${list.decl}
   for (var idx = 0u; idx < ${n}u; idx = idx + 1u) {
-    let key = topk_key(in0_load(base + idx));
+    let key = topk_key(${io.load(0, "base + idx")});
 ${list.insert}
   }
 ${stores}`;
-        return { kernels: [flatKernel("topk", rows, caps, body, helpers)] };
+        return { kernels: [flatKernel("topk", rows, caps, body, helpers, io)] };
       }
 
       // One workgroup per row: strided per-thread lists, then a pairwise merge tree.
       const W = rowWorkgroup(K, caps);
       const list = privateList(K);
       const wgs = grid(rows, caps.maxWorkgroupsPerDim);
-      const rowId = wgs[1] > 1 ? `wid.x + wid.y * ${wgs[0]}u` : "wid.x";
       const save = K <= 8
         ? Array.from(
           { length: K },
@@ -241,12 +239,12 @@ var<workgroup> topk_i: array<u32, ${W * K}>;
 
 @compute @workgroup_size(${W})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let row = ${rowId};
+  let row = ${groupIndex(wgs)};
   if (row >= ${rows}u) { return; }
   let base = row * ${n}u;
 ${list.decl}
   for (var idx = t; idx < ${n}u; idx = idx + ${W}u) {
-    let key = topk_key(in0_load(base + idx));
+    let key = topk_key(${io.load(0, "base + idx")});
 ${list.insert}
   }
 ${save}
@@ -279,11 +277,10 @@ ${save}
   workgroupBarrier();
   for (var p = t; p < ${K}u; p = p + ${W}u) {
     let idx = topk_i[p];
-    out1_store(row * ${K}u + p, idx);
-    out0_store(row * ${K}u + p, in0_load(base + idx));
+${store("row", "p", "idx", "    ")}
   }
 }`;
-      return { kernels: [{ label: "topk", code, workgroups: wgs }] };
+      return { kernels: [{ label: "topk", code, workgroups: wgs, uses: io.uses }] };
     },
   },
 };

@@ -8,6 +8,7 @@
 import { checkDType, type DType, isFloat } from "../core/dtype.ts";
 import { elementwiseOp, viaF32 } from "./elementwise.ts";
 import type { OpDef } from "./types.ts";
+import { f32 } from "./wgsl/mod.ts";
 
 /**
  * Attributes of ops that take none.
@@ -142,13 +143,15 @@ export const geluTanh: OpDef<NoAttrs> = floatUnary(
   "gelu",
   (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))),
   (x) =>
-    `(0.5 * ${x} * (1.0 + tanh(clamp(${SQRT_2_OVER_PI} * (${x} + 0.044715 * ${x} * ${x} * ${x}), -15.0, 15.0))))`,
+    `(0.5 * ${x} * (1.0 + tanh(clamp(${
+      f32(SQRT_2_OVER_PI)
+    } * (${x} + 0.044715 * ${x} * ${x} * ${x}), -15.0, 15.0))))`,
 );
 /** GELU, exact erf form. */
 export const geluErf: OpDef<NoAttrs> = floatUnary(
   "gelu_erf",
   (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
-  (x) => `(0.5 * ${x} * (1.0 + kiln_erf(${x} * ${Math.SQRT1_2})))`,
+  (x) => `(0.5 * ${x} * (1.0 + kiln_erf(${x} * ${f32(Math.SQRT1_2)})))`,
 );
 /** log(1 + e^x) with PyTorch's linear threshold at 20. */
 export const softplus: OpDef<NoAttrs> = floatUnary(

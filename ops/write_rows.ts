@@ -7,7 +7,7 @@
  */
 
 import { formatShape, numel } from "../core/shape.ts";
-import { grid } from "./wgsl/grid.ts";
+import { flatKernel, KernelIo } from "./wgsl/mod.ts";
 import type { OpDef } from "./types.ts";
 import type { NoAttrs } from "./unary.ts";
 
@@ -56,16 +56,14 @@ export const writeRows: OpDef<NoAttrs> = {
       const row = numel(dst.shape.slice(1));
       const total = numel(src.shape);
       const limit = numel(dst.shape);
-      const wg = Math.min(256, ctx.caps.maxInvocations);
-      const workgroups = grid(Math.ceil(total / wg), ctx.caps.maxWorkgroupsPerDim);
-      const code = `@compute @workgroup_size(${wg})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * ${workgroups[0] * wg}u;
-  if (i >= ${total}u) { return; }
-  let at = in2_load(0u) * ${row}u + i;
-  if (at < ${limit}u) { out0[at] = in1_load(i); }
-}`;
-      return { kernels: [{ label: "write_rows", code, workgroups }] };
+      const io = new KernelIo();
+      const v = io.load(1, "i");
+      // In place: only the new rows are written, straight into the output (the
+      // cache) when it is one binding.
+      const write = ctx.outputs[0].direct ? `${io.out(0)}[at] = ${v};` : `${io.store(0, "at", v)};`;
+      const body = `  let at = ${io.load(2, "0u")} * ${row}u + i;
+  if (at < ${limit}u) { ${write} }`;
+      return { kernels: [flatKernel("write_rows", total, ctx.caps, body, "", io)] };
     },
   },
 };

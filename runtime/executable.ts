@@ -8,96 +8,20 @@
 import type { DType, HostArray } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
 import { type DimBindings, formatShape, numel } from "../core/shape.ts";
+import type { HostTensor } from "../core/types.ts";
+import { coerce, type TensorData, unpack } from "../core/host.ts";
 import { fuse, type Schedule } from "../compiler/passes/fuse.ts";
 import { optimize } from "../compiler/optimize.ts";
-import { debugEnabled } from "../core/debug.ts";
-import { buildPlan, describePlan, type Plan } from "../compiler/plan.ts";
-import { allocHost, dtypeOfHost, paddedBytes, toHost } from "../core/dtype.ts";
-import { opDef } from "../ops/registry.ts";
-import type { HostTensor } from "../core/types.ts";
-import type { CpuDevice, GpuDevice, KilnDevice } from "./device.ts";
-import {
-  type EncodeHooks,
-  GpuExecutable,
-  type HostBarriers,
-  type KernelTiming,
-  ParamBuffers,
-} from "./gpu_executor.ts";
-import { coerce, type TensorData, unpack } from "../core/host.ts";
+import { describePlan, type Plan } from "../compiler/plan.ts";
+import type { Backend, BoundRun } from "./backend.ts";
+import { CpuBackend } from "./cpu_backend.ts";
+import type { CpuDevice, KilnDevice } from "./device.ts";
+import { GpuBackend } from "./gpu_backend.ts";
+import type { EncodeHooks, GpuExecutable, HostBarriers, KernelTiming } from "./gpu_executor.ts";
+import type { CompileOptions, ProfileResult, RunOptions } from "./run_options.ts";
 
-export type { EncodeHooks, HostBarriers, KernelTiming };
-
-/**
- * Options of {@linkcode compile}.
- *
- * @example
- * ```ts
- * import { compile, type CompileOptions, cpuDevice, GraphBuilder } from "@kiln/kiln";
- * const g = new GraphBuilder();
- * g.output("y", g.input("x", [2]).add(g.param("b", [2])));
- * const options: CompileOptions = { params: { b: [1, 2] }, fusion: false };
- * const exe = compile(g.build(), cpuDevice(), options);
- * ```
- */
-export interface CompileOptions {
-  /** Parameter values by name (more can be set later with `setParams`). */
-  params?: Record<string, TensorData>;
-  /** Fuse kernels (default true). False runs every op as its own kernel, for comparison. */
-  fusion?: boolean;
-  /**
-   * Share parameters and states (by name) with another executable on the same device:
-   * a model's prefill and decode graphs read one copy of the weights and one KV cache.
-   */
-  shareWith?: Executable;
-}
-
-/**
- * Options of a run.
- *
- * @example
- * ```ts
- * import { compile, cpuDevice, GraphBuilder, type RunOptions } from "@kiln/kiln";
- * const g = new GraphBuilder();
- * g.output("z", g.input("cache", [8]).mul(g.input("s", [1])));
- * const exe = compile(g.build(), cpuDevice());
- * const options: RunOptions = { dims: {} }; // e.g. { dims: { S: 128 } } for a symbol no input fixes
- * await exe.run({ cache: new Float32Array(8), s: [2] }, options);
- * ```
- */
-export interface RunOptions {
-  /** Values of symbolic dimensions not deducible from the inputs' lengths. */
-  dims?: DimBindings;
-  /**
-   * GPU only: commands recorded right before kernel `i` of the plan (the expert
-   * scheduler's weight uploads), built from the plan this run uses.
-   */
-  hooks?: (plan: Plan) => EncodeHooks | undefined;
-  /**
-   * GPU only: host barriers (see `HostBarriers`) splitting the run into several
-   * submissions, built from the plan this run uses.
-   */
-  barriers?: (plan: Plan) => HostBarriers | undefined;
-}
-
-/**
- * Result of a profiled run.
- *
- * @example
- * ```ts ignore
- * import { compile, GraphBuilder, type ProfileResult, requestDevice } from "@kiln/kiln";
- * const g = new GraphBuilder();
- * g.output("y", g.input("x", ["N"]).silu());
- * const exe = compile(g.build(), await requestDevice());
- * const r: ProfileResult = await exe.profile({ x: new Float32Array(1024) });
- * for (const k of r.kernels) console.log(k.label, k.ns / 1e3, "µs");
- * ```
- */
-export interface ProfileResult {
-  /** Outputs by name. */
-  outputs: Record<string, HostTensor>;
-  /** GPU time of each kernel, in plan order. */
-  kernels: KernelTiming[];
-}
+export type { CompileOptions, EncodeHooks, HostBarriers, KernelTiming, ProfileResult, RunOptions };
+export { runCpu } from "./cpu_backend.ts";
 
 /**
  * A graph compiled for one device. Plans are built per binding of the symbolic
@@ -122,9 +46,7 @@ export class Executable {
   readonly schedule: Schedule;
   /** The device it runs on. */
   readonly device: KilnDevice;
-  readonly #plans = new Map<string, { plan: Plan; exe?: GpuExecutable }>();
-  readonly #store: Store;
-  #last?: Plan;
+  readonly #backend: Backend;
 
   /**
    * The plan the most recent GPU run used (undefined before the first run or on the CPU).
@@ -140,7 +62,7 @@ export class Executable {
    * ```
    */
   get lastPlan(): Plan | undefined {
-    return this.#last;
+    return this.#backend.lastPlan;
   }
 
   /** Use {@linkcode compile}. */
@@ -151,8 +73,11 @@ export class Executable {
     if (options.shareWith && options.shareWith.device !== device) {
       throw new TypeError("shareWith: the executables must be compiled for the same device");
     }
-    this.#store = options.shareWith ? options.shareWith.#store : new Store(device);
-    this.#store.users++;
+    const shared = options.shareWith ? options.shareWith.#backend : undefined;
+    // The one place the device kind matters: which backend runs the graph.
+    this.#backend = device.kind === "gpu"
+      ? new GpuBackend(this.graph, this.schedule, device, (shared as GpuBackend)?.store)
+      : new CpuBackend(this.graph, (shared as CpuBackend)?.store);
     if (options.params) this.setParams(options.params);
   }
 
@@ -189,17 +114,14 @@ export class Executable {
       }
       checked.push([name, coerce(values, v.dtype, `param "${name}"`)]);
     }
-    for (const [name, arr] of checked) {
-      this.#store.paramData.set(name, arr);
-      this.#store.params?.set(name, arr, paddedBytes(arr.length, dtypeOfHost(arr)));
-    }
+    for (const [name, arr] of checked) this.#backend.setParam(name, arr);
   }
 
   /** Binds symbolic dims from the inputs; checks every input; converts data. */
   #bind(
     inputs: Record<string, TensorData>,
     options: RunOptions,
-  ): { dims: Record<string, number>; data: Map<string, HostArray> } {
+  ): BoundRun {
     const dims: Record<string, number> = { ...(options.dims ?? {}) };
     for (const [k, v] of Object.entries(dims)) {
       if (!Number.isInteger(v) || v < 0) {
@@ -275,11 +197,11 @@ export class Executable {
       data.set(name, coerce(values, v.dtype, `input "${name}"`));
     }
     for (const [name] of this.graph.params) {
-      if (!this.#store.paramData.has(name)) {
+      if (!this.#backend.hasParam(name)) {
         throw new TypeError(`Param "${name}" has no value: pass it with setParams()`);
       }
     }
-    return { dims, data };
+    return { dims: this.#usedDims(dims), data };
   }
 
   #usedDims(dims: Record<string, number>): Record<string, number> {
@@ -305,20 +227,7 @@ export class Executable {
    * ```
    */
   plan(dims: DimBindings = {}): Plan {
-    return this.#entry(this.#usedDims({ ...dims })).plan;
-  }
-
-  #entry(dims: Record<string, number>): { plan: Plan; exe?: GpuExecutable } {
-    if (this.device.kind !== "gpu") {
-      throw new TypeError("Plans exist only for GPU devices; the CPU device interprets the graph");
-    }
-    const key = JSON.stringify(Object.entries(dims).sort());
-    let e = this.#plans.get(key);
-    if (!e) {
-      e = { plan: buildPlan(this.schedule, dims, this.device.caps) };
-      this.#plans.set(key, e);
-    }
-    return e;
+    return this.#backend.plan(this.#usedDims({ ...dims }));
   }
 
   /**
@@ -354,7 +263,7 @@ export class Executable {
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
   ): Promise<Record<string, HostTensor>> {
-    return (await this.#run(inputs, options, false)).outputs;
+    return (await this.#backend.run(this.#bind(inputs, options), options, false)).outputs;
   }
 
   /**
@@ -375,18 +284,7 @@ export class Executable {
    * ```
    */
   async submit(inputs: Record<string, TensorData>, options: RunOptions = {}): Promise<void> {
-    if (this.device.kind === "cpu") {
-      await this.#run(inputs, options, false);
-      return;
-    }
-    const exe = await this.prepare(inputs, options);
-    this.#last = exe.plan;
-    const device = (this.device as GpuDevice).device;
-    const hooks = options.hooks?.(exe.plan);
-    const from = await exe.runToBarriers(hooks, options.barriers?.(exe.plan));
-    const enc = device.createCommandEncoder();
-    exe.encode(enc, false, hooks, from);
-    device.queue.submit([enc.finish()]);
+    await this.#backend.submit(this.#bind(inputs, options), options);
   }
 
   /**
@@ -406,7 +304,7 @@ export class Executable {
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
   ): Promise<ProfileResult> {
-    const r = await this.#run(inputs, options, true);
+    const r = await this.#backend.run(this.#bind(inputs, options), options, true);
     return { outputs: r.outputs, kernels: r.timings ?? [] };
   }
 
@@ -430,52 +328,7 @@ export class Executable {
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
   ): Promise<GpuExecutable> {
-    const { dims, data } = this.#bind(inputs, options);
-    const exe = await this.#gpuExe(this.#usedDims(dims));
-    for (const [name, arr] of data) exe.writeInput(name, arr);
-    return exe;
-  }
-
-  async #gpuExe(dims: Record<string, number>): Promise<GpuExecutable> {
-    const e = this.#entry(dims);
-    if (!e.exe) {
-      const consts = this.graph.constants;
-      e.exe = await GpuExecutable.create(
-        this.device as GpuDevice,
-        e.plan,
-        this.#store.params!,
-        (v) => toHost(consts.get(v)!, this.graph.values[v].dtype),
-        this.#store.states,
-      );
-    }
-    return e.exe;
-  }
-
-  async #run(inputs: Record<string, TensorData>, options: RunOptions, profile: boolean) {
-    const { dims, data } = this.#bind(inputs, options);
-    if (this.device.kind === "cpu") {
-      return {
-        outputs: runCpu(this.graph, dims, data, this.#store.paramData, this.#store.cpuStates),
-        timings: undefined,
-      };
-    }
-    const exe = await this.#gpuExe(this.#usedDims(dims));
-    this.#last = exe.plan;
-    for (const [name, arr] of data) exe.writeInput(name, arr);
-    const debug = debugEnabled();
-    const r = await exe.run(
-      profile || (debug && (this.device as GpuDevice).timestamps),
-      options.hooks?.(exe.plan),
-      options.barriers?.(exe.plan),
-    );
-    if (debug && r.timings) {
-      for (const t of r.timings) console.error(`[kiln] ${t.label}: ${(t.ns / 1e3).toFixed(1)} µs`);
-    }
-    const outputs: Record<string, HostTensor> = {};
-    for (const [name, t] of exe.plan.outputs) {
-      outputs[name] = { data: r.outputs.get(name)!, shape: t.shape, dtype: t.dtype };
-    }
-    return { outputs, timings: r.timings };
+    return await this.#backend.prepare(this.#bind(inputs, options));
   }
 
   #stateType(name: string): { shape: readonly number[]; dtype: DType } {
@@ -486,7 +339,7 @@ export class Executable {
       );
     }
     const v = this.graph.values[id];
-    const planned = this.#last?.states.get(name);
+    const planned = this.#backend.lastPlan?.states.get(name);
     if (planned) return { shape: planned.shape, dtype: v.dtype };
     if (v.shape.some((d) => typeof d === "string")) {
       throw new RangeError(
@@ -495,7 +348,6 @@ export class Executable {
     }
     return { shape: v.shape as number[], dtype: v.dtype };
   }
-
   /**
    * Reads a persistent state back to the host (one round trip on a GPU).
    *
@@ -512,27 +364,7 @@ export class Executable {
    * ```
    */
   async readState(name: string): Promise<HostTensor> {
-    const { shape, dtype } = this.#stateType(name);
-    const n = numel(shape);
-    if (this.device.kind === "cpu") {
-      const data = this.#store.cpuStates.get(name) ?? allocHost(dtype, n);
-      return { data: data.slice(), shape, dtype };
-    }
-    const out = allocHost(dtype, n);
-    const bytes = paddedBytes(n, dtype);
-    const src = this.#store.states!.ensure(name, bytes);
-    const device = (this.device as GpuDevice).device;
-    const staging = device.createBuffer({
-      size: bytes,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    const enc = device.createCommandEncoder();
-    enc.copyBufferToBuffer(src, 0, staging, 0, bytes);
-    device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    new Uint8Array(out.buffer).set(new Uint8Array(staging.getMappedRange(), 0, out.byteLength));
-    staging.destroy();
-    return { data: out, shape, dtype };
+    return (await this.readStates([name]))[name];
   }
 
   /**
@@ -553,40 +385,9 @@ export class Executable {
    * ```
    */
   async readStates(names: readonly string[]): Promise<Record<string, HostTensor>> {
-    const out: Record<string, HostTensor> = {};
-    if (this.device.kind === "cpu") {
-      for (const n of names) out[n] = await this.readState(n);
-      return out;
-    }
-    const device = (this.device as GpuDevice).device;
-    const parts = names.map((name) => {
-      const { shape, dtype } = this.#stateType(name);
-      const data = allocHost(dtype, numel(shape));
-      const bytes = paddedBytes(data.length, dtype);
-      return { name, shape, dtype, data, bytes, src: this.#store.states!.ensure(name, bytes) };
-    });
-    const total = parts.reduce((a, p) => a + p.bytes, 0);
-    const staging = device.createBuffer({
-      size: total,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    const enc = device.createCommandEncoder();
-    let off = 0;
-    for (const p of parts) {
-      enc.copyBufferToBuffer(p.src, 0, staging, off, p.bytes);
-      off += p.bytes;
-    }
-    device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const all = staging.getMappedRange();
-    off = 0;
-    for (const p of parts) {
-      new Uint8Array(p.data.buffer).set(new Uint8Array(all, off, p.data.byteLength));
-      off += p.bytes;
-      out[p.name] = { data: p.data, shape: p.shape, dtype: p.dtype };
-    }
-    staging.destroy();
-    return out;
+    return await this.#backend.readStates(
+      names.map((name) => ({ name, ...this.#stateType(name) })),
+    );
   }
 
   /**
@@ -602,7 +403,7 @@ export class Executable {
    * ```
    */
   paramBuffer(name: string): GPUBuffer | undefined {
-    return this.#store.params?.buffers.get(name);
+    return this.#backend.paramBuffer(name);
   }
 
   /**
@@ -622,27 +423,15 @@ export class Executable {
    * ```
    */
   writeState(name: string, data: TensorData): void {
-    const { shape, dtype } = this.#stateType(name);
+    const type = this.#stateType(name);
     const { values } = unpack(data, `state "${name}"`);
-    const n = numel(shape);
+    const n = numel(type.shape);
     if (values.length !== n) {
       throw new RangeError(
-        `State "${name}" ${formatShape(shape)} expects ${n} values, got ${values.length}`,
+        `State "${name}" ${formatShape(type.shape)} expects ${n} values, got ${values.length}`,
       );
     }
-    const arr = coerce(values, dtype, `state "${name}"`);
-    if (this.device.kind === "cpu") {
-      this.#store.cpuStates.set(name, arr.slice());
-      return;
-    }
-    const bytes = paddedBytes(n, dtype);
-    const padded = new Uint8Array(bytes);
-    padded.set(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength));
-    (this.device as GpuDevice).device.queue.writeBuffer(
-      this.#store.states!.ensure(name, bytes),
-      0,
-      padded,
-    );
+    this.#backend.writeState(name, coerce(values, type.dtype, `state "${name}"`), type);
   }
 
   /**
@@ -661,12 +450,7 @@ export class Executable {
    * ```
    */
   resetStates(): void {
-    this.#store.cpuStates.clear();
-    if (!this.#store.states) return;
-    const device = (this.device as GpuDevice).device;
-    const enc = device.createCommandEncoder();
-    for (const b of this.#store.states.buffers.values()) enc.clearBuffer(b);
-    device.queue.submit([enc.finish()]);
+    this.#backend.resetStates();
   }
 
   /**
@@ -683,80 +467,8 @@ export class Executable {
    * ```
    */
   dispose(): void {
-    for (const e of this.#plans.values()) e.exe?.destroy();
-    this.#plans.clear();
-    if (--this.#store.users === 0) {
-      this.#store.params?.destroy();
-      this.#store.states?.destroy();
-    }
+    this.#backend.dispose();
   }
-}
-
-/** Parameters and states, shared by executables compiled with `shareWith`. */
-class Store {
-  readonly params: ParamBuffers | undefined;
-  readonly states: ParamBuffers | undefined;
-  readonly paramData = new Map<string, HostArray>();
-  readonly cpuStates = new Map<string, HostArray>();
-  users = 0;
-  constructor(device: KilnDevice) {
-    this.params = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
-    this.states = device.kind === "gpu" ? new ParamBuffers(device) : undefined;
-  }
-}
-
-/** Interprets a graph on the CPU with each op's reference. */
-export function runCpu(
-  graph: Graph,
-  dims: Record<string, number>,
-  inputs: ReadonlyMap<string, HostArray>,
-  params: ReadonlyMap<string, HostArray>,
-  states: Map<string, HostArray> = new Map(),
-): Record<string, HostTensor> {
-  const vals = new Map<number, HostTensor>();
-  const shapeOf = (id: number) =>
-    graph.values[id].shape.map((d) => (typeof d === "number" ? d : dims[d]));
-  for (const [name, id] of graph.inputs) {
-    vals.set(id, { data: inputs.get(name)!, shape: shapeOf(id), dtype: graph.values[id].dtype });
-  }
-  for (const [name, id] of graph.params) {
-    vals.set(id, { data: params.get(name)!, shape: shapeOf(id), dtype: graph.values[id].dtype });
-  }
-  for (const [name, id] of graph.states) {
-    const v = graph.values[id];
-    const shape = shapeOf(id);
-    let data = states.get(name);
-    if (!data || data.length !== shape.reduce((a, b) => a * b, 1)) {
-      data = allocHost(v.dtype, shape.reduce((a, b) => a * b, 1));
-      states.set(name, data);
-    }
-    vals.set(id, { data, shape, dtype: v.dtype });
-  }
-  for (const node of graph.nodes) {
-    if (node.op === "input" || node.op === "param" || node.op === "state") continue;
-    if (node.op === "const") {
-      const v = graph.values[node.outputs[0]];
-      vals.set(v.id, {
-        data: toHost(graph.constants.get(v.id)!, v.dtype),
-        shape: shapeOf(v.id),
-        dtype: v.dtype,
-      });
-      continue;
-    }
-    const outs = node.outputs.map((id) => ({
-      shape: shapeOf(id),
-      dtype: graph.values[id].dtype as DType,
-    }));
-    const res = opDef(node.op).reference(node.inputs.map((v) => vals.get(v)!), node.attrs, outs);
-    node.outputs.forEach((id, i) =>
-      vals.set(id, { data: res[i], shape: outs[i].shape, dtype: outs[i].dtype })
-    );
-  }
-  const out: Record<string, HostTensor> = {};
-  for (const [name, id] of graph.outputs) out[name] = vals.get(id)!;
-  // States update after every output was taken, as on the device.
-  for (const [name, id] of graph.assigns) states.set(name, vals.get(id)!.data.slice());
-  return out;
 }
 
 /**

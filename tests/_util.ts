@@ -19,7 +19,7 @@ export function gpu(): Promise<GpuDevice> {
 }
 
 import { mulberry32 } from "../core/random.ts";
-import { loadModel, type LoadOptions, type Model } from "../app/model.ts";
+import { loadModel, type LoadOptions, type Model } from "../app/model/mod.ts";
 
 /** Seeded PRNG (mulberry32) so failures reproduce. */
 export const rng: (seed: number) => () => number = mulberry32;

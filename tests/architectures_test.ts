@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { Model } from "../app/model.ts";
+import type { Model } from "../app/model/mod.ts";
 import { referenceLogits } from "./reference/hf_reference.ts";
 import {
   type TinyCheckpointOptions,

@@ -156,7 +156,7 @@ Deno.test("rope with given frequencies and a cos/sin factor (RoPE scaling) match
   );
   assert.throws(
     () => q.rope(pos, 1e4, { invFreq: [1, 2, 3, NaN] }),
-    /invFreq must hold headDim \/ 2 = 4 finite numbers/,
+    /rope: attribute "invFreq" must be finite, got \[1, 2, 3, NaN\]/,
   );
   assert.throws(() => q.rope(pos, 1e4, { invFreq: [1, 1, 1, 1], scale: -1 }), /scale must be/);
 });

@@ -132,3 +132,24 @@ Deno.test("f16 on a device without shader-f16 is a TypeError, not a shader error
     dev.destroy();
   }
 });
+
+Deno.test("a non-finite attribute is a RangeError when the graph is built, naming op and attribute", () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", [2, 8]);
+  const pos = g.input("pos", [1], "u32");
+  const seed = g.input("seed", [1], "u32");
+  assert.throws(
+    () => x.rmsnorm(g.param("w", [8]), Infinity),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /rmsnorm: attribute "eps" must be finite, got Infinity/.test(e.message),
+  );
+  assert.throws(
+    () => x.reshape([2, 2, 4]).rope(pos, 1e4, { invFreq: [1, NaN] }),
+    /rope: attribute "invFreq" must be finite, got \[1, NaN\]/,
+  );
+  assert.throws(
+    () => x.sample(seed, seed, { temperature: Infinity }),
+    /sample: attribute "temperature" must be finite, got Infinity/,
+  );
+});

@@ -7,7 +7,7 @@
  * bad budgets are clear errors.
  */
 import assert from "node:assert/strict";
-import { planModelExperts } from "../app/model.ts";
+import { planModelExperts } from "../app/model/mod.ts";
 import { writeTinyJamba, writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, collectIds, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
 import { describeExpertPlan, planExperts } from "../app/expert_plan.ts";

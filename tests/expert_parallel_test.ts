@@ -7,11 +7,11 @@
  * budgets.
  */
 import assert from "node:assert/strict";
-import type { LoadOptions, Model } from "../app/model.ts";
+import type { LoadOptions, Model } from "../app/model/mod.ts";
 import { writeTinyJamba, writeTinyMamba, writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, collectIds, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
 import { type GpuDevice, requestDevice } from "../runtime/device.ts";
-import { describeDevicePlan, planDevices } from "../app/expert_parallel.ts";
+import { describeDevicePlan, planDevices } from "../app/experts/mod.ts";
 import { compile } from "../runtime/executable.ts";
 import { GraphBuilder } from "../compiler/builder.ts";
 

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadModel } from "../app/model.ts";
+import { loadModel } from "../app/model/mod.ts";
 import { gpu } from "./_util.ts";
 import { toV4Config } from "./fixtures/config_generations.ts";
 import { referenceLogits } from "./reference/hf_reference.ts";

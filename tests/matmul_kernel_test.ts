@@ -1,114 +1,33 @@
 /**
- * @file Raw-WebGPU conformance tests for `ops/matmul_kernel.ts`: every kernel
- * variant is run on random inputs and compared with a float64 CPU reference.
+ * @file Conformance tests for the matmul kernels (`ops/matmul/`): every kernel
+ * variant is compiled from a graph on the test device, run on random inputs and
+ * compared with a float64 CPU reference.
  *
- * The harness plays the compiler's part: it declares the bindings, the
- * `enable f16;` directive and trivial `in0_load` / `in1_load` / `out0_store`.
+ * A case picks its variant through the op's `tile` attribute: `"tiled"` (the
+ * tile `chooseTile` picks by shape), a tile name (a forced tile) or `"naive"`
+ * (one invocation per output); `direct: false` reaches every operand through
+ * its accessor function by fusing a prologue into both inputs and an epilogue
+ * into the output.
  */
 import assert from "node:assert/strict";
+import { GraphBuilder, type Tensor } from "../compiler/builder.ts";
+import type { DType } from "../core/dtype.ts";
+import type { TensorData } from "../core/host.ts";
+import { mulberry32 as rng } from "../core/random.ts";
 import {
   emitMatmul,
-  type MatmulKernel,
   type MatmulKernelSpec,
   type MatmulTile,
   naiveMatmul,
-} from "../ops/matmul_kernel.ts";
-import { mulberry32 as rng } from "../core/random.ts";
+  parseTile,
+  tileName,
+} from "../ops/matmul/mod.ts";
+import type { GpuDevice } from "../runtime/device.ts";
+import { compile } from "../runtime/executable.ts";
+import { gpu } from "./_util.ts";
 
-const adapter = await navigator.gpu.requestAdapter();
-const hasF16 = adapter?.features.has("shader-f16") ?? false;
-const device = adapter
-  ? await adapter.requestDevice({
-    requiredFeatures: hasF16 ? ["shader-f16"] : [],
-  })
-  : undefined;
-
-/** The caller's half of the contract: bindings and load/store functions. */
-function wrap(spec: MatmulKernelSpec, kernel: MatmulKernel): string {
-  const t = spec.elem;
-  return `${t === "f16" ? "enable f16;\n" : ""}
-@group(0) @binding(0) var<storage, read> in0: array<${t}>;
-@group(0) @binding(1) var<storage, read> in1: array<${t}>;
-@group(0) @binding(2) var<storage, read_write> out0: array<${t}>;
-fn in0_load(i: u32) -> ${t} { return in0[i]; }
-fn in1_load(i: u32) -> ${t} { return in1[i]; }
-fn out0_store(i: u32, v: ${t}) { out0[i] = v; }
-${kernel.code}`;
-}
-
-function bytesOf(
-  values: number[],
-  elem: "f32" | "f16",
-): Uint8Array<ArrayBuffer> {
-  const arr = elem === "f32" ? new Float32Array(values) : new Float16Array(values);
-  // Buffer sizes must be multiples of 4 bytes.
-  const out = new Uint8Array(Math.ceil(arr.byteLength / 4) * 4 || 4);
-  out.set(new Uint8Array(arr.buffer));
-  return out;
-}
-
-async function runKernel(
-  spec: MatmulKernelSpec,
-  kernel: MatmulKernel,
-  a: number[],
-  b: number[],
-): Promise<number[]> {
-  assert.ok(device);
-  const outCount = spec.batch * spec.M * spec.N;
-  const esize = spec.elem === "f32" ? 4 : 2;
-  const outBytes = Math.ceil((outCount * esize) / 4) * 4;
-  const make = (data: Uint8Array<ArrayBuffer>) => {
-    const buf = device.createBuffer({
-      size: data.byteLength,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
-    device.queue.writeBuffer(buf, 0, data);
-    return buf;
-  };
-  const bufA = make(bytesOf(a, spec.elem));
-  const bufB = make(bytesOf(b, spec.elem));
-  const bufC = device.createBuffer({
-    size: outBytes,
-    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
-  });
-  const read = device.createBuffer({
-    size: outBytes,
-    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-  });
-  device.pushErrorScope("validation");
-  const module = device.createShaderModule({ code: wrap(spec, kernel) });
-  const pipeline = device.createComputePipeline({
-    layout: "auto",
-    compute: { module, entryPoint: "main" },
-  });
-  const error = await device.popErrorScope();
-  if (error) {
-    throw new Error(`${kernel.label}: ${error.message}\n${wrap(spec, kernel)}`);
-  }
-  const bindGroup = device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [bufA, bufB, bufC].map((buffer, binding) => ({
-      binding,
-      resource: { buffer },
-    })),
-  });
-  const encoder = device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  pass.setPipeline(pipeline);
-  pass.setBindGroup(0, bindGroup);
-  pass.dispatchWorkgroups(...kernel.workgroups);
-  pass.end();
-  encoder.copyBufferToBuffer(bufC, 0, read, 0, outBytes);
-  device.queue.submit([encoder.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const raw = read.getMappedRange().slice(0);
-  read.unmap();
-  for (const buf of [bufA, bufB, bufC, read]) buf.destroy();
-  const typed = spec.elem === "f32"
-    ? new Float32Array(raw, 0, outCount)
-    : new Float16Array(raw, 0, outCount);
-  return Array.from(typed);
-}
+const device = await gpu();
+const hasF16 = device.caps.f16;
 
 interface Case {
   M: number;
@@ -178,29 +97,103 @@ function reference(spec: MatmulKernelSpec, seed: number) {
   return { a, b, c };
 }
 
+/** Host data of the storage type, zero-padded to `length`. */
+function hostData(values: readonly number[], elem: "f32" | "f16", length: number): TensorData {
+  const out = elem === "f16" ? new Float16Array(length) : new Float32Array(length);
+  out.set(values);
+  return out;
+}
+
+/**
+ * The graph of a case: `c = matmul(a, b, { transA, transB, tile })`. An operand
+ * with a batch stride of its own is an input `[batch, stride]` whose rows are
+ * sliced to one matrix each and reshaped; a broadcast one is a single matrix.
+ */
+function graphOf(spec: MatmulKernelSpec, c: Case, tile: string | undefined) {
+  const g = new GraphBuilder();
+  const dtype: DType = spec.elem;
+  const { batch, M, N, K } = spec;
+  const operand = (
+    name: string,
+    stride: Case["aStride"],
+    matrix: number[],
+    strideElems: number,
+  ): Tensor => {
+    const size = matrix[0] * matrix[1];
+    if (batch === 1 || stride === "bcast") return g.input(name, matrix, dtype);
+    if (typeof stride !== "number") return g.input(name, [batch, ...matrix], dtype);
+    return g.input(name, [batch, strideElems], dtype).slice(1, 0, size).reshape([
+      batch,
+      ...matrix,
+    ]);
+  };
+  let a = operand("a", c.aStride, spec.transA ? [K, M] : [M, K], spec.aBatchStride);
+  let b = operand("b", c.bStride, spec.transB ? [N, K] : [K, N], spec.bBatchStride);
+  const direct = c.direct ?? true;
+  if (!direct) [a, b] = [a.add(0), b.add(0)];
+  const attrs = tile === undefined
+    ? { transA: spec.transA, transB: spec.transB }
+    : { transA: spec.transA, transB: spec.transB, tile };
+  const [y] = g.apply("matmul", [a, b], attrs);
+  g.output("c", direct ? y : y.add(0));
+  return g.build();
+}
+
+/** The input data of a case, laid out as {@linkcode graphOf} declares it. */
+function inputsOf(spec: MatmulKernelSpec, c: Case, a: number[], b: number[]) {
+  const len = (stride: Case["aStride"], data: number[], s: number) =>
+    spec.batch > 1 && typeof stride === "number" ? spec.batch * s : data.length;
+  return {
+    a: hostData(a, spec.elem, len(c.aStride, a, spec.aBatchStride)),
+    b: hostData(b, spec.elem, len(c.bStride, b, spec.bBatchStride)),
+  };
+}
+
+/** The test device, with a lower grid limit when a case asks for one. */
+function deviceOf(c: Case): GpuDevice {
+  if (c.maxWorkgroupsPerDim === undefined) return device;
+  return { ...device, caps: { ...device.caps, maxWorkgroupsPerDim: c.maxWorkgroupsPerDim } };
+}
+
+/** The plan label of the matmul kernel of a plan (the emitted kernel's label). */
+function matmulLabel(labels: readonly string[]): string {
+  const found = labels.find((l) => /(^|\+)(matmul|gemv)_/.test(l));
+  assert.ok(found, labels.join());
+  return found.replace(/^prologue\+/, "").replace(/\+\d+ew$/, "");
+}
+
 async function check(c: Case, seed: number): Promise<void> {
   const spec = specOf(c);
   const { a, b, c: want } = reference(spec, seed);
-  const kernels = [emitMatmul(spec)];
-  if (c.naive ?? true) kernels.push(naiveMatmul(spec));
-  for (const kernel of kernels) {
-    for (const dim of kernel.workgroups) {
-      assert.ok(dim >= 1 && dim <= spec.maxWorkgroupsPerDim, kernel.label);
-    }
-    const got = await runKernel(spec, kernel, a, b);
-    // f32: accumulation error grows ~sqrt(K); f16 adds output rounding (2^-11).
-    const rtol = 1e-5 * Math.sqrt(spec.K);
-    const ftol = spec.elem === "f16" ? 1e-3 : 0;
-    for (let i = 0; i < want.length; i++) {
-      const err = Math.abs(got[i] - want[i]);
-      const tol = rtol * (1 + Math.abs(want[i])) + ftol * Math.abs(want[i]);
-      if (!(err <= tol)) {
-        assert.fail(
-          `${kernel.label} ${JSON.stringify(c)}: C[${i}] = ${got[i]}, want ${
-            want[i]
-          } (err ${err}, tol ${tol})`,
-        );
+  const tiles = [c.tile ? tileName(c.tile) : "tiled"];
+  if (c.naive ?? true) tiles.push("naive");
+  for (const tile of tiles) {
+    const exe = compile(graphOf(spec, c, tile), deviceOf(c));
+    try {
+      const plan = exe.plan();
+      const label = matmulLabel(plan.kernels.map((k) => k.label));
+      for (const kernel of plan.kernels) {
+        for (const dim of kernel.workgroups) {
+          assert.ok(dim >= 1 && dim <= spec.maxWorkgroupsPerDim, kernel.label);
+        }
       }
+      const got = (await exe.run(inputsOf(spec, c, a, b))).c.data;
+      // f32: accumulation error grows ~sqrt(K); f16 adds output rounding (2^-11).
+      const rtol = 1e-5 * Math.sqrt(spec.K);
+      const ftol = spec.elem === "f16" ? 1e-3 : 0;
+      for (let i = 0; i < want.length; i++) {
+        const err = Math.abs(got[i] - want[i]);
+        const tol = rtol * (1 + Math.abs(want[i])) + ftol * Math.abs(want[i]);
+        if (!(err <= tol)) {
+          assert.fail(
+            `${label} ${JSON.stringify(c)}: C[${i}] = ${got[i]}, want ${
+              want[i]
+            } (err ${err}, tol ${tol})`,
+          );
+        }
+      }
+    } finally {
+      exe.dispose();
     }
   }
 }
@@ -329,7 +322,6 @@ for (const [name, c] of cases) {
   const s = seed++;
   Deno.test({
     name: `matmul ${name}`,
-    ignore: !device,
     ...opts,
     fn: () => check(c, s),
   });
@@ -338,22 +330,33 @@ for (const [name, c] of f16Cases) {
   const s = seed++;
   Deno.test({
     name: `matmul ${name}`,
-    ignore: !device || !hasF16,
+    ignore: !hasF16,
     ...opts,
     fn: () => check(c, s),
   });
 }
 
+/** The label of the kernel the plan of `a @ b` gets (nothing runs). */
+function plannedLabel(c: Case, tile?: string): string {
+  const exe = compile(graphOf(specOf(c), c, tile), device);
+  try {
+    return matmulLabel(exe.plan().kernels.map((k) => k.label));
+  } finally {
+    exe.dispose();
+  }
+}
+
 Deno.test("matmul default tiles pick split-K only for tiny grids", () => {
-  const big = specOf({ M: 1024, N: 1024, K: 1024 });
-  assert.match(emitMatmul(big).label, /^matmul_rb32x16/);
-  assert.match(emitMatmul(specOf({ M: 100, N: 64, K: 64 })).label, /^matmul_rb24x16/);
+  assert.match(plannedLabel({ M: 1024, N: 1024, K: 1024 }), /^matmul_rb32x16/);
+  assert.match(plannedLabel({ M: 100, N: 64, K: 64 }), /^matmul_rb24x16/);
+  // One row against a [N, K] weight takes the GEMV unless told "tiled": the
+  // tiled kernel with the tile picked by shape.
   assert.match(
-    emitMatmul(specOf({ M: 1, N: 64, K: 4096, transB: true })).label,
+    plannedLabel({ M: 1, N: 64, K: 4096, transB: true }, "tiled"),
     /^matmul_splitk/,
   );
-  const gemv = emitMatmul(specOf({ M: 1, N: 4096, K: 4096, transB: true }));
-  assert.match(gemv.label, /^matmul_rb1x16/);
+  const gemv = plannedLabel({ M: 1, N: 4096, K: 4096, transB: true }, "tiled");
+  assert.match(gemv, /^matmul_rb1x16/);
 });
 
 Deno.test("matmul emitters reject bad specs", () => {
@@ -384,4 +387,43 @@ Deno.test("matmul emitters reject bad specs", () => {
       }),
     /too large for u32/,
   );
+});
+
+Deno.test("matmul's tile attribute names a kernel; names that fit nothing are errors", () => {
+  // A tile's name is its kernel's label without "matmul_", and names it back.
+  for (const [, c] of cases) {
+    if (!c.tile) continue;
+    assert.deepEqual(parseTile(tileName(c.tile)), c.tile);
+    assert.equal(plannedLabel(c, tileName(c.tile)), `matmul_${tileName(c.tile)}`);
+  }
+  assert.equal(plannedLabel({ M: 3, N: 5, K: 7 }, "naive"), "matmul_naive");
+  assert.equal(parseTile("naive"), undefined);
+  const g = new GraphBuilder();
+  const a = g.input("a", [4, 8]), b = g.input("b", [8, 4]);
+  for (const tile of ["bogus", "rb4x4_wg1x4b", "rb0x4_wg1x4b_u1", "splitk4_rb1x4_wg0s"]) {
+    assert.throws(
+      () => g.apply("matmul", [a, b], { transA: false, transB: false, tile }),
+      (e: Error) => e instanceof RangeError && e.message.includes(`tile "${tile}"`),
+      tile,
+    );
+  }
+  // Device limits are checked when the kernel is emitted.
+  assert.throws(
+    () => plannedLabel({ M: 4, N: 4, K: 8 }, "rb1x1_wg8x512b_u1"),
+    /invocations per workgroup/,
+  );
+  // Partially broadcast batches have one kernel: a tile cannot be honoured.
+  const p = new GraphBuilder();
+  const [y] = p.apply("matmul", [p.input("a", [2, 1, 5, 6]), p.input("b", [1, 3, 6, 4])], {
+    transA: false,
+    transB: false,
+    tile: "tiled",
+  });
+  p.output("y", y);
+  const exe = compile(p.build(), device);
+  try {
+    assert.throws(() => exe.plan(), /tile "tiled" cannot be honoured/);
+  } finally {
+    exe.dispose();
+  }
 });

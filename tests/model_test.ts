@@ -4,7 +4,7 @@
  * position; incremental decoding equals the full forward; generation and errors.
  */
 import assert from "node:assert/strict";
-import { loadModel, type Model } from "../app/model.ts";
+import { loadModel, type Model } from "../app/model/mod.ts";
 import { referenceLogits } from "./reference/hf_reference.ts";
 import { writeTinyJamba, writeTinyMamba, writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertDecodeMatchesForward, gpu, relMaxError, withTinyModel } from "./_util.ts";

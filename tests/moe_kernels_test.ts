@@ -1,28 +1,33 @@
 /**
- * MoE kernels (ops/moe_kernels.ts via ops/moe_runner.ts) against the float64
- * reference (ops/moe_reference.ts) on lavapipe / any WebGPU adapter.
+ * MoE kernels through the compiler: every case builds a graph with the `moe` op
+ * (its routing outputs on), compiles it for the test device and compares every
+ * output with the float64 reference (ops/moe/reference.ts). A path is reached
+ * through the op itself: T ≤ 4 takes decode, `dense: true` the dense baseline,
+ * and a capacity factor of E keeps a small T on the prefill path without
+ * dropping anything (capacity min(T, T·k) = T, and an expert takes at most one
+ * slot per token).
  */
 import assert from "node:assert/strict";
+import { GraphBuilder } from "../compiler/builder.ts";
+import type { Graph } from "../core/graph.ts";
 import { mulberry32 } from "../core/random.ts";
 import {
-  declareBindings,
-  emitSort,
   MOE_NONE,
   moeCapacity,
   type MoeConfig,
-  moeKernels,
   type MoePath,
+  moeReference,
+  type MoeRole,
+  moeScratchLayout,
+  type MoeWeights,
   resolveMoeConfig,
-} from "../ops/moe_kernels.ts";
-import { moeReference, type MoeWeights } from "../ops/moe_reference.ts";
-import { createMoeLayer } from "./fixtures/moe_runner.ts";
+} from "../ops/moe/mod.ts";
+import { cpuDevice } from "../runtime/device.ts";
+import { compile, type Executable } from "../runtime/executable.ts";
+import type { GpuExecutable } from "../runtime/gpu_executor.ts";
+import { gpu } from "./_util.ts";
 
-const adapter = await navigator.gpu?.requestAdapter();
-const hasF16 = adapter?.features.has("shader-f16") ?? false;
-const device = adapter
-  ? await adapter.requestDevice({ requiredFeatures: hasF16 ? ["shader-f16"] : [] })
-  : undefined;
-const gpu = { ignore: !device, sanitizeResources: false, sanitizeOps: false };
+const device = await gpu();
 
 /** Deterministic uniform(-1, 1) generator. */
 function rng(seed: number): () => number {
@@ -74,6 +79,111 @@ function assertClose(
   }
 }
 
+/** Outputs of one forward pass. */
+interface MoeRunResult {
+  y: Float32Array;
+  logits: Float32Array;
+  topkIdx: Uint32Array;
+  topkW: Float32Array;
+  counts: Uint32Array;
+  keptCounts: Uint32Array;
+  auxLoss: number;
+  zLoss: number;
+}
+
+/** Which path a plan's MoE kernels take, by their roles. */
+function pathOf(plan: ReturnType<Executable["plan"]>): MoePath {
+  const roles = new Set(plan.kernels.map((k) => k.role as MoeRole | undefined));
+  if (roles.has("sort")) return "prefill";
+  if (roles.has("decode_gemv1")) return "decode";
+  if (roles.has("dense_gemm1")) return "dense";
+  throw new Error(`no MoE path in ${plan.kernels.map((k) => k.label).join(" ")}`);
+}
+
+interface LayerOptions {
+  /** Path to take (default: the op's own choice for T). */
+  path?: MoePath;
+  /** The graph has a mask input. */
+  mask?: boolean;
+  /** Input 1 is given logits `[T, E]` (an input named "logits") instead of the router weight. */
+  logitsIn?: boolean;
+}
+
+/** The graph of one layer: `moe` with its routing outputs, every output a graph output. */
+function layerGraph(cfg: MoeConfig, o: LayerOptions): Graph {
+  const { T, d, ff, E, k } = cfg;
+  const path = o.path ?? (T <= 4 && cfg.capacityFactor === undefined ? "decode" : "prefill");
+  if (path === "decode") assert.ok(T <= 4 && cfg.capacityFactor === undefined, "decode case");
+  // A capacity of T drops nothing: it only keeps a small T on the prefill path.
+  const cf = cfg.capacityFactor ?? (path === "prefill" && T <= 4 ? E : 0);
+  const wdt = cfg.weightDtype ?? "f32";
+  const g = new GraphBuilder();
+  const inputs = [
+    g.input("x", [T, d]),
+    o.logitsIn ? g.input("logits", [T, E]) : g.param("router", [E, d]),
+    g.param("w1", [E, ff, d], wdt),
+    g.param("w3", [E, ff, d], wdt),
+    g.param("w2", [E, d, ff], wdt),
+  ];
+  if (cfg.router === "sigmoid_bias") inputs.push(g.param("bias", [E]));
+  if (o.mask) inputs.push(g.input("mask", [T]));
+  const outs = g.apply("moe", inputs, {
+    experts: E,
+    topK: k,
+    router: cfg.router,
+    normTopk: cfg.normTopk ?? true,
+    routedScaling: cfg.routedScaling ?? 1,
+    capacityFactor: cf,
+    dense: path === "dense",
+    routing: true,
+    ...(o.logitsIn ? { logitsIn: true } : {}),
+  });
+  ["y", "logits", "counts", "losses", "topk_idx", "topk_w", "kept"].forEach((name, j) =>
+    g.output(name, outs[j])
+  );
+  return g.build();
+}
+
+interface Layer {
+  readonly path: MoePath;
+  readonly exe: Executable;
+  run(x: Float32Array, mask?: Float32Array, logits?: Float32Array): Promise<MoeRunResult>;
+  dispose(): void;
+}
+
+/** Compiles one layer for the test device with weights `w`. */
+function createLayer(cfg: MoeConfig, w: MoeWeights, o: LayerOptions = {}): Layer {
+  const f32 = (a: ArrayLike<number>) => Float32Array.from(a);
+  const params: Record<string, Float32Array> = { w1: f32(w.w1), w3: f32(w.w3), w2: f32(w.w2) };
+  if (!o.logitsIn) params.router = f32(w.wg);
+  if (cfg.router === "sigmoid_bias") params.bias = f32(w.bias ?? new Float32Array(cfg.E));
+  const exe = compile(layerGraph(cfg, o), device, { params });
+  const path = pathOf(exe.plan());
+  if (o.path) assert.equal(path, o.path, "the layer takes the path asked for");
+  return {
+    path,
+    exe,
+    async run(x, mask, logits) {
+      const inputs: Record<string, Float32Array> = { x };
+      if (o.mask) inputs.mask = mask ?? new Float32Array(cfg.T).fill(1);
+      if (o.logitsIn) inputs.logits = logits!;
+      const r = await exe.run(inputs);
+      const losses = r.losses.data;
+      return {
+        y: r.y.data as Float32Array,
+        logits: r.logits.data as Float32Array,
+        topkIdx: r.topk_idx.data as Uint32Array,
+        topkW: r.topk_w.data as Float32Array,
+        counts: r.counts.data as Uint32Array,
+        keptCounts: r.kept.data as Uint32Array,
+        auxLoss: losses[0],
+        zLoss: losses[1],
+      };
+    },
+    dispose: () => exe.dispose(),
+  };
+}
+
 interface CaseOptions {
   path?: MoePath;
   x?: Float32Array;
@@ -88,7 +198,7 @@ interface CaseOptions {
 async function check(cfg: MoeConfig, seed: number, o: CaseOptions = {}) {
   const w = o.weights ?? randomWeights(cfg, seed);
   const x = o.x ?? Float32Array.from({ length: cfg.T * cfg.d }, rng(seed + 1));
-  const layer = createMoeLayer(device!, cfg, w, { path: o.path ?? "auto" });
+  const layer = createLayer(cfg, w, { path: o.path, mask: o.mask !== undefined });
   try {
     const out = await layer.run(x, o.mask);
     const ref = moeReference(cfg, o.refWeights ?? w, x, o.mask);
@@ -97,21 +207,18 @@ async function check(cfg: MoeConfig, seed: number, o: CaseOptions = {}) {
     assert.deepEqual([...out.topkIdx], [...ref.topkIdx], `${tag} topk_idx`);
     assertClose(out.topkW, ref.topkW, `${tag} topk_w`, 1e-5, 1e-6);
     assert.deepEqual([...out.counts], [...ref.counts], `${tag} counts`);
-    if (layer.path === "prefill") {
-      assert.deepEqual([...out.keptCounts], [...ref.keptCounts], `${tag} kept counts`);
-    }
+    assert.deepEqual([...out.keptCounts], [...ref.keptCounts], `${tag} kept counts`);
     assertClose(out.y, ref.y, `${tag} y`, o.rtol ?? 2e-4, 1e-6);
     assert.ok(Math.abs(out.auxLoss - ref.auxLoss) <= 1e-5 * Math.max(1, ref.auxLoss), `${tag} aux`);
     assert.ok(Math.abs(out.zLoss - ref.zLoss) <= 2e-5 * Math.max(1, ref.zLoss), `${tag} z`);
     return { out, ref, layer };
   } finally {
-    layer.destroy();
+    layer.dispose();
   }
 }
 
 Deno.test(
   "moe: softmax top-k, k = 1, 2, 4, 8, E up to 64, T not a multiple of the tile",
-  gpu,
   async () => {
     const cases: [number, number, number][] = [[8, 1, 37], [8, 2, 37], [16, 4, 29], [64, 8, 19], [
       64,
@@ -129,45 +236,41 @@ Deno.test(
   },
 );
 
-Deno.test("moe: T = 1 on the prefill path and the decode path", gpu, async () => {
+Deno.test("moe: T = 1 on the prefill path and the decode path", async () => {
   const cfg: MoeConfig = { T: 1, d: 16, ff: 20, E: 8, k: 2, router: "softmax_topk" };
   await check(cfg, 5, { path: "prefill" });
   await check(cfg, 5, { path: "decode" });
 });
 
-Deno.test("moe: decode path, T = 1..4, every router kind", gpu, async () => {
+Deno.test("moe: decode path, T = 1..4, every router kind", async () => {
   await check({ T: 4, d: 32, ff: 48, E: 16, k: 4, router: "softmax_topk" }, 6);
   await check({ T: 3, d: 32, ff: 48, E: 8, k: 2, router: "sigmoid_bias", routedScaling: 2.5 }, 7);
   await check({ T: 2, d: 32, ff: 48, E: 8, k: 1, router: "switch" }, 8);
   await check({ T: 2, d: 32, ff: 48, E: 8, k: 2, router: "softmax_topk", normTopk: false }, 9);
 });
 
-Deno.test(
-  "moe: Qwen2-MoE (no renormalisation), DeepSeek-V3 sigmoid + bias, Switch",
-  gpu,
-  async () => {
-    await check({ T: 33, d: 32, ff: 40, E: 8, k: 2, router: "softmax_topk", normTopk: false }, 11);
-    const ds: MoeConfig = {
-      T: 41,
-      d: 32,
-      ff: 40,
-      E: 16,
-      k: 4,
-      router: "sigmoid_bias",
-      routedScaling: 2.5,
-    };
-    const { ref } = await check(ds, 12);
-    // The bias changes the selection but not the weights: each token's weights sum to 2.5.
-    for (let t = 0; t < ds.T; t++) {
-      let s = 0;
-      for (let j = 0; j < ds.k; j++) s += ref.topkW[t * ds.k + j];
-      assert.ok(Math.abs(s - 2.5) < 1e-12);
-    }
-    await check({ T: 30, d: 32, ff: 40, E: 4, k: 1, router: "switch" }, 13);
-  },
-);
+Deno.test("moe: Qwen2-MoE (no renormalisation), DeepSeek-V3 sigmoid + bias, Switch", async () => {
+  await check({ T: 33, d: 32, ff: 40, E: 8, k: 2, router: "softmax_topk", normTopk: false }, 11);
+  const ds: MoeConfig = {
+    T: 41,
+    d: 32,
+    ff: 40,
+    E: 16,
+    k: 4,
+    router: "sigmoid_bias",
+    routedScaling: 2.5,
+  };
+  const { ref } = await check(ds, 12);
+  // The bias changes the selection but not the weights: each token's weights sum to 2.5.
+  for (let t = 0; t < ds.T; t++) {
+    let s = 0;
+    for (let j = 0; j < ds.k; j++) s += ref.topkW[t * ds.k + j];
+    assert.ok(Math.abs(s - 2.5) < 1e-12);
+  }
+  await check({ T: 30, d: 32, ff: 40, E: 4, k: 1, router: "switch" }, 13);
+});
 
-Deno.test("moe: ties go to the lower expert index", gpu, async () => {
+Deno.test("moe: ties go to the lower expert index", async () => {
   const cfg: MoeConfig = { T: 9, d: 8, ff: 8, E: 8, k: 3, router: "softmax_topk" };
   const w = randomWeights(cfg, 21);
   // Duplicate router rows: experts 1, 4 and 6 always tie exactly (same f32 dot products).
@@ -185,39 +288,35 @@ Deno.test("moe: ties go to the lower expert index", gpu, async () => {
   assert.deepEqual([...r3.out.topkIdx], [0, 1, 2]);
 });
 
-Deno.test(
-  "moe: all tokens on one expert, unused experts never read (NaN-poisoned)",
-  gpu,
-  async () => {
-    for (const path of ["prefill", "decode"] as const) {
-      const cfg: MoeConfig = {
-        T: path === "decode" ? 3 : 50,
-        d: 16,
-        ff: 24,
-        E: 16,
-        k: 1,
-        router: "softmax_topk",
-      };
-      const w = randomWeights(cfg, 31);
-      const x = Float32Array.from({ length: cfg.T * cfg.d }, rng(32));
-      for (let t = 0; t < cfg.T; t++) x[t * cfg.d] = 4; // a constant feature
-      for (let e = 0; e < cfg.E; e++) w.wg[e * cfg.d] = e === 11 ? 10 : -10;
-      const poisoned = { ...w, w1: w.w1.slice(), w3: w.w3.slice(), w2: w.w2.slice() };
-      const per = cfg.ff * cfg.d;
-      for (let e = 0; e < cfg.E; e++) {
-        if (e === 11) continue;
-        poisoned.w1.fill(NaN, e * per, (e + 1) * per);
-        poisoned.w3.fill(NaN, e * per, (e + 1) * per);
-        poisoned.w2.fill(NaN, e * per, (e + 1) * per);
-      }
-      const { out } = await check(cfg, 31, { x, weights: poisoned, refWeights: w, path });
-      assert.equal(out.counts[11], cfg.T);
-      assert.ok(out.y.every(Number.isFinite));
+Deno.test("moe: all tokens on one expert, unused experts never read (NaN-poisoned)", async () => {
+  for (const path of ["prefill", "decode"] as const) {
+    const cfg: MoeConfig = {
+      T: path === "decode" ? 3 : 50,
+      d: 16,
+      ff: 24,
+      E: 16,
+      k: 1,
+      router: "softmax_topk",
+    };
+    const w = randomWeights(cfg, 31);
+    const x = Float32Array.from({ length: cfg.T * cfg.d }, rng(32));
+    for (let t = 0; t < cfg.T; t++) x[t * cfg.d] = 4; // a constant feature
+    for (let e = 0; e < cfg.E; e++) w.wg[e * cfg.d] = e === 11 ? 10 : -10;
+    const poisoned = { ...w, w1: w.w1.slice(), w3: w.w3.slice(), w2: w.w2.slice() };
+    const per = cfg.ff * cfg.d;
+    for (let e = 0; e < cfg.E; e++) {
+      if (e === 11) continue;
+      poisoned.w1.fill(NaN, e * per, (e + 1) * per);
+      poisoned.w3.fill(NaN, e * per, (e + 1) * per);
+      poisoned.w2.fill(NaN, e * per, (e + 1) * per);
     }
-  },
-);
+    const { out } = await check(cfg, 31, { x, weights: poisoned, refWeights: w, path });
+    assert.equal(out.counts[11], cfg.T);
+    assert.ok(out.y.every(Number.isFinite));
+  }
+});
 
-Deno.test("moe: experts with zero tokens (k = 2, 4 of 16 experts used)", gpu, async () => {
+Deno.test("moe: experts with zero tokens (k = 2, 4 of 16 experts used)", async () => {
   const cfg: MoeConfig = { T: 23, d: 16, ff: 16, E: 16, k: 2, router: "softmax_topk" };
   const w = randomWeights(cfg, 41);
   const x = Float32Array.from({ length: cfg.T * cfg.d }, rng(42));
@@ -227,7 +326,7 @@ Deno.test("moe: experts with zero tokens (k = 2, 4 of 16 experts used)", gpu, as
   assert.equal([...out.counts].filter((n) => n > 0).length, 4);
 });
 
-Deno.test("moe: capacity dropping keeps the first tokens per expert", gpu, async () => {
+Deno.test("moe: capacity dropping keeps the first tokens per expert", async () => {
   // Skewed router so that experts overflow.
   for (
     const [router, k, cf] of [["switch", 1, 1], ["switch", 1, 0.5], [
@@ -255,11 +354,11 @@ Deno.test("moe: capacity dropping keeps the first tokens per expert", gpu, async
   }
 });
 
-Deno.test("moe: dense baseline equals the routed layer", gpu, async () => {
+Deno.test("moe: dense baseline equals the routed layer", async () => {
   await check({ T: 21, d: 32, ff: 24, E: 8, k: 2, router: "softmax_topk" }, 61, { path: "dense" });
 });
 
-Deno.test("moe: f16 expert weights", { ...gpu, ignore: gpu.ignore || !hasF16 }, async () => {
+Deno.test("moe: f16 expert weights", { ignore: !device.caps.f16 }, async () => {
   const cfg: MoeConfig = {
     T: 19,
     d: 32,
@@ -277,133 +376,140 @@ Deno.test("moe: f16 expert weights", { ...gpu, ignore: gpu.ignore || !hasF16 }, 
   await check({ ...cfg, T: 2 }, 72, { weights: w, refWeights: ref, path: "decode" });
 });
 
-Deno.test("moe: results are bit-reproducible", gpu, async () => {
+Deno.test("moe: results are bit-reproducible", async () => {
   const cfg: MoeConfig = { T: 70, d: 32, ff: 24, E: 8, k: 2, router: "softmax_topk" };
-  const layer = createMoeLayer(device!, cfg, randomWeights(cfg, 81));
+  const layer = createLayer(cfg, randomWeights(cfg, 81));
   const x = Float32Array.from({ length: cfg.T * cfg.d }, rng(82));
   const a = await layer.run(x);
   const b = await layer.run(x);
-  layer.destroy();
+  layer.dispose();
   assert.deepEqual(new Uint8Array(a.y.buffer.slice(0)), new Uint8Array(b.y.buffer.slice(0)));
 });
 
-Deno.test(
-  "moe: sort kernel orders each expert's rows by token and pads to the tile",
-  gpu,
-  async () => {
-    const cfg: MoeConfig = {
-      T: 300,
-      d: 4,
-      ff: 4,
-      E: 5,
-      k: 2,
-      router: "softmax_topk",
-      capacityFactor: 1.1,
-    };
-    const c = resolveMoeConfig(cfg);
-    const r = rng(91);
-    const idx = new Uint32Array(cfg.T * cfg.k);
-    for (let t = 0; t < cfg.T; t++) {
-      const a = Math.min(4, Math.floor((r() + 1) * 2.5 * (r() > 0 ? 1 : 0.3)));
-      idx[t * 2] = a;
-      idx[t * 2 + 1] = (a + 1 + Math.floor((r() + 1) * 1.99)) % 5;
-    }
-    const topkW = Float32Array.from(idx, (_, i) => i);
-    const kn = emitSort(cfg);
-    const dev = device!;
-    const inputs: Record<string, Uint32Array<ArrayBuffer> | Float32Array<ArrayBuffer>> = {
-      topk_idx: idx,
-      topk_w: topkW,
-    };
-    const sizes: Record<string, number> = {
-      sorted_token: c.rowsMax,
-      sorted_w: c.rowsMax,
-      tile_expert: c.tilesMax,
-      slot_pos: cfg.T * cfg.k,
-      counts: 2 * cfg.E,
-    };
-    const bufs = kn.bindings.map((b) => {
-      const data = inputs[b.name];
-      const size = data ? data.byteLength : sizes[b.name] * 4;
-      const buf = dev.createBuffer({
-        size,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-      });
-      if (data) dev.queue.writeBuffer(buf, 0, data);
-      return buf;
-    });
-    const module = dev.createShaderModule({ code: declareBindings(kn) + kn.code });
-    const pipeline = dev.createComputePipeline({
-      layout: "auto",
-      compute: { module, entryPoint: "main" },
-    });
-    const bg = dev.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: bufs.map((buffer, i) => ({ binding: i, resource: { buffer } })),
-    });
-    const enc = dev.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bg);
-    pass.dispatchWorkgroups(...kn.workgroups);
-    pass.end();
-    const names = ["sorted_token", "tile_expert", "slot_pos", "counts"];
-    const total = names.reduce((s, n) => s + sizes[n] * 4, 0);
-    const rd = dev.createBuffer({
-      size: total,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    let off = 0;
-    const offs: Record<string, number> = {};
-    for (const n of names) {
-      offs[n] = off;
-      enc.copyBufferToBuffer(
-        bufs[kn.bindings.findIndex((b) => b.name === n)],
-        0,
-        rd,
-        off,
-        sizes[n] * 4,
-      );
-      off += sizes[n] * 4;
-    }
-    dev.queue.submit([enc.finish()]);
-    await rd.mapAsync(GPUMapMode.READ);
-    const data = rd.getMappedRange().slice(0);
-    rd.unmap();
-    for (const b of [...bufs, rd]) b.destroy();
-    const sorted = new Uint32Array(data, offs.sorted_token, c.rowsMax);
-    const tiles = new Uint32Array(data, offs.tile_expert, c.tilesMax);
-    const slotPos = new Uint32Array(data, offs.slot_pos, cfg.T * cfg.k);
-    const counts = new Uint32Array(data, offs.counts, 2 * cfg.E);
+/**
+ * Runs `layer` once and reads scratch buffers `names` as the sort kernel left
+ * them: a host barrier right after the sort copies them out before the GEMMs run.
+ */
+async function runReadingSort(
+  layer: Layer,
+  inputs: Record<string, Float32Array>,
+  names: readonly string[],
+): Promise<Record<string, Uint32Array>> {
+  const plan = layer.exe.plan();
+  const at = plan.kernels.findIndex((k) => k.role === "sort");
+  assert.ok(at >= 0, "a sort kernel");
+  const sort = plan.kernels[at];
+  // Binding index of each scratch buffer, from the declarations the compiler wrote.
+  const bindingOf = new Map<string, number>();
+  for (const m of sort.code.matchAll(/@binding\((\d+)\) var<storage, [a-z_]+> (\w+):/g)) {
+    bindingOf.set(m[2], Number(m[1]));
+  }
+  const order = moeScratchLayout("prefill", true);
+  const got: Record<string, Uint32Array> = {};
+  const dev = device.device;
+  await layer.exe.run(inputs, {
+    barriers: () =>
+      new Map([[at + 1, async (gexe: GpuExecutable) => {
+        const bs = names.map((n) => {
+          const j = order.indexOf(n as typeof order[number]);
+          const b = sort.bindings[bindingOf.get(`scratch${j}`)!];
+          assert.ok(b, `the sort kernel binds ${n}`);
+          return b;
+        });
+        const total = bs.reduce((s, b) => s + b.size, 0);
+        const rd = dev.createBuffer({
+          size: total,
+          usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+        });
+        const enc = dev.createCommandEncoder();
+        let off = 0;
+        for (const b of bs) {
+          enc.copyBufferToBuffer(gexe.buffer(b.slot), b.offset, rd, off, b.size);
+          off += b.size;
+        }
+        dev.queue.submit([enc.finish()]);
+        await rd.mapAsync(GPUMapMode.READ);
+        const data = rd.getMappedRange().slice(0);
+        rd.unmap();
+        rd.destroy();
+        off = 0;
+        names.forEach((n, i) => {
+          got[n] = new Uint32Array(data, off, bs[i].size / 4);
+          off += bs[i].size;
+        });
+      }]]),
+  });
+  return got;
+}
 
-    // Expected layout, computed independently on the host.
-    const cap = moeCapacity(cfg.T, cfg.k, cfg.E, cfg.capacityFactor)!;
-    const TM = c.tile.rows;
-    let row = 0;
-    const expectRow = new Map<number, number>(); // pair → row
-    const expectSorted = new Array<number>(c.rowsMax).fill(MOE_NONE);
-    const expectTiles = new Array<number>(c.tilesMax).fill(MOE_NONE);
-    for (let e = 0; e < cfg.E; e++) {
-      const pairs: number[] = [];
-      for (let i = 0; i < idx.length; i++) if (idx[i] === e) pairs.push(i);
-      assert.equal(counts[e], pairs.length);
-      const kept = pairs.slice(0, cap);
-      assert.equal(counts[cfg.E + e], kept.length);
-      kept.forEach((p, n) => {
-        expectRow.set(p, row + n);
-        expectSorted[row + n] = Math.floor(p / cfg.k);
-      });
-      const padded = Math.ceil(kept.length / TM) * TM;
-      for (let q = 0; q < padded / TM; q++) expectTiles[row / TM + q] = e;
-      row += padded;
-    }
-    assert.deepEqual([...sorted], expectSorted);
-    assert.deepEqual([...tiles], expectTiles);
-    for (let i = 0; i < idx.length; i++) assert.equal(slotPos[i], expectRow.get(i) ?? MOE_NONE);
-  },
-);
+Deno.test("moe: sort kernel orders each expert's rows by token and pads to the tile", async () => {
+  const cfg: MoeConfig = {
+    T: 300,
+    d: 4,
+    ff: 4,
+    E: 5,
+    k: 2,
+    router: "softmax_topk",
+    capacityFactor: 1.1,
+  };
+  const c = resolveMoeConfig(cfg);
+  const r = rng(91);
+  const idx = new Uint32Array(cfg.T * cfg.k);
+  for (let t = 0; t < cfg.T; t++) {
+    const a = Math.min(4, Math.floor((r() + 1) * 2.5 * (r() > 0 ? 1 : 0.3)));
+    idx[t * 2] = a;
+    idx[t * 2 + 1] = (a + 1 + Math.floor((r() + 1) * 1.99)) % 5;
+  }
+  // Given logits that make the router choose exactly idx: 2 for the first
+  // choice, 1 for the second, 0 for the rest.
+  const logits = new Float32Array(cfg.T * cfg.E);
+  for (let t = 0; t < cfg.T; t++) {
+    logits[t * cfg.E + idx[t * 2]] = 2;
+    logits[t * cfg.E + idx[t * 2 + 1]] = 1;
+  }
+  const layer = createLayer(cfg, randomWeights(cfg, 91), { logitsIn: true });
+  let got: Record<string, Uint32Array>;
+  let out: MoeRunResult;
+  try {
+    const x = new Float32Array(cfg.T * cfg.d);
+    got = await runReadingSort(layer, { x, logits }, ["sorted_token", "tile_expert", "slot_pos"]);
+    out = await layer.run(x, undefined, logits);
+  } finally {
+    layer.dispose();
+  }
+  assert.deepEqual([...out.topkIdx], [...idx], "the given logits route as intended");
+  const sorted = got.sorted_token.slice(0, c.rowsMax);
+  const tiles = got.tile_expert.slice(0, c.tilesMax);
+  const slotPos = got.slot_pos.slice(0, cfg.T * cfg.k);
+  const counts = [...out.counts, ...out.keptCounts];
 
-Deno.test("moe: aux and z losses against a hand computation", gpu, async () => {
+  // Expected layout, computed independently on the host.
+  const cap = moeCapacity(cfg.T, cfg.k, cfg.E, cfg.capacityFactor)!;
+  const TM = c.tile.rows;
+  let row = 0;
+  const expectRow = new Map<number, number>(); // pair → row
+  const expectSorted = new Array<number>(c.rowsMax).fill(MOE_NONE);
+  const expectTiles = new Array<number>(c.tilesMax).fill(MOE_NONE);
+  for (let e = 0; e < cfg.E; e++) {
+    const pairs: number[] = [];
+    for (let i = 0; i < idx.length; i++) if (idx[i] === e) pairs.push(i);
+    assert.equal(counts[e], pairs.length);
+    const kept = pairs.slice(0, cap);
+    assert.equal(counts[cfg.E + e], kept.length);
+    kept.forEach((p, n) => {
+      expectRow.set(p, row + n);
+      expectSorted[row + n] = Math.floor(p / cfg.k);
+    });
+    const padded = Math.ceil(kept.length / TM) * TM;
+    for (let q = 0; q < padded / TM; q++) expectTiles[row / TM + q] = e;
+    row += padded;
+  }
+  assert.deepEqual([...sorted], expectSorted);
+  assert.deepEqual([...tiles], expectTiles);
+  for (let i = 0; i < idx.length; i++) assert.equal(slotPos[i], expectRow.get(i) ?? MOE_NONE);
+});
+
+Deno.test("moe: aux and z losses against a hand computation", async () => {
   // T = 3, E = 2, k = 1, d = 2. Wg = [[ln 3, 0], [0, ln 3]]:
   //   x0 = [1, 0] → z = [ln 3, 0]   → p = [3/4, 1/4],  lse = ln 4,  top-1 = expert 0
   //   x1 = [0, 1] → z = [0, ln 3]   → p = [1/4, 3/4],  lse = ln 4,  top-1 = expert 1
@@ -431,12 +537,88 @@ Deno.test("moe: aux and z losses against a hand computation", gpu, async () => {
   }
 });
 
+Deno.test("moe: routing outputs agree with the CPU reference device, T = 0 included", async () => {
+  const d = 16, ff = 8, E = 6, k = 2;
+  const g = new GraphBuilder();
+  const outs = g.apply("moe", [
+    g.input("x", ["T", d]),
+    g.param("router", [E, d]),
+    g.param("w1", [E, ff, d]),
+    g.param("w3", [E, ff, d]),
+    g.param("w2", [E, d, ff]),
+  ], {
+    experts: E,
+    topK: k,
+    router: "softmax_topk",
+    normTopk: true,
+    routedScaling: 1,
+    capacityFactor: 0,
+    dense: false,
+    routing: true,
+  });
+  const names = ["y", "logits", "counts", "losses", "topk_idx", "topk_w", "kept"];
+  names.forEach((name, j) => g.output(name, outs[j]));
+  assert.deepEqual(outs.slice(4).map((t) => [t.shape, t.dtype]), [
+    [["T", k], "u32"],
+    [["T", k], "f32"],
+    [[E], "u32"],
+  ]);
+  const w = randomWeights({ T: 1, d, ff, E, k, router: "softmax_topk" }, 111);
+  const params = { router: w.wg, w1: w.w1, w3: w.w3, w2: w.w2 };
+  const graph = g.build();
+  const eg = compile(graph, device, { params });
+  const ec = compile(graph, cpuDevice(), { params });
+  try {
+    for (const T of [0, 3, 20]) {
+      const x = Float32Array.from({ length: T * d }, rng(112 + T));
+      const a = await eg.run({ x }), b = await ec.run({ x });
+      for (const name of ["topk_idx", "counts", "kept"]) {
+        assert.deepEqual([...a[name].data], [...b[name].data], `T=${T} ${name}`);
+      }
+      assertClose(a.topk_w.data, b.topk_w.data, `T=${T} topk_w`, 1e-5, 1e-6);
+      assertClose(a.y.data, b.y.data, `T=${T} y`);
+      if (T === 0) assert.deepEqual([...a.kept.data], new Array(E).fill(0));
+    }
+  } finally {
+    eg.dispose();
+  }
+});
+
+/** Roles of the kernels of a layer of `cfg` that outputs y, plus the losses when `losses`. */
+function planRoles(cfg: MoeConfig, losses: boolean): (string | undefined)[] {
+  const g = new GraphBuilder();
+  const { T, d, ff, E, k } = cfg;
+  const [y, , , l] = g.apply("moe", [
+    g.input("x", ["T", d]),
+    g.param("router", [E, d]),
+    g.param("w1", [E, ff, d]),
+    g.param("w3", [E, ff, d]),
+    g.param("w2", [E, d, ff]),
+  ], {
+    experts: E,
+    topK: k,
+    router: cfg.router,
+    normTopk: true,
+    routedScaling: 1,
+    capacityFactor: cfg.capacityFactor ?? 0,
+    dense: false,
+  });
+  g.output("y", y);
+  if (losses) g.output("losses", l);
+  const exe = compile(g.build(), device);
+  try {
+    return exe.plan({ T }).kernels.map((kn) => kn.role);
+  } finally {
+    exe.dispose();
+  }
+}
+
 Deno.test("moe: kernel count is independent of E; bad configs fail early", () => {
   for (const E of [8, 64]) {
     const cfg: MoeConfig = { T: 512, d: 64, ff: 64, E, k: 2, router: "softmax_topk" };
-    assert.equal(moeKernels(cfg, "prefill").length, 6);
-    assert.equal(moeKernels(cfg, "prefill", false).length, 5);
-    assert.equal(moeKernels(cfg, "decode").length, 4);
+    assert.equal(planRoles(cfg, true).length, 6);
+    assert.equal(planRoles(cfg, false).length, 5);
+    assert.equal(planRoles({ ...cfg, T: 2 }, true).length, 4);
   }
   assert.throws(
     () => resolveMoeConfig({ T: 4, d: 8, ff: 8, E: 4, k: 2, router: "switch" }),
@@ -446,14 +628,21 @@ Deno.test("moe: kernel count is independent of E; bad configs fail early", () =>
     () => resolveMoeConfig({ T: 4, d: 8, ff: 8, E: 4, k: 5, router: "softmax_topk" }),
     RangeError,
   );
-  assert.throws(
-    () =>
-      moeKernels(
-        { T: 2, d: 8, ff: 8, E: 4, k: 2, router: "softmax_topk", capacityFactor: 1 },
-        "decode",
-      ),
-    RangeError,
-  );
+  // The same configurations fail when the graph is built.
+  const cfg = { T: 4, d: 8, ff: 8, E: 4, k: 2 };
+  assert.throws(() => planRoles({ ...cfg, router: "switch" }, true), RangeError);
+  assert.throws(() => planRoles({ ...cfg, k: 5, router: "softmax_topk" }, true), RangeError);
+  // The decode GEMVs are dropless: a capacity keeps even T = 2 on the prefill path.
+  const roles = planRoles({
+    T: 2,
+    d: 8,
+    ff: 8,
+    E: 4,
+    k: 2,
+    router: "softmax_topk",
+    capacityFactor: 1,
+  }, true);
+  assert.ok(roles.includes("sort") && !roles.includes("decode_gemv1"), roles.join());
   assert.equal(moeCapacity(512, 2, 8, 1.25), 160);
   assert.equal(moeCapacity(10, 1, 4, 1), 2); // floor(2.5)
 });

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { compile, cpuDevice, GraphBuilder, type HostTensor, type Plan } from "../mod.ts";
 import { countParams, moe, moeDense, type MoeOptions, type MoeRouterKind } from "../mod.ts";
-import { moeWeightTraffic } from "../ops/moe.ts";
+import { moeWeightTraffic } from "../ops/moe/mod.ts";
 import { assertClose, gpu, rng } from "./_util.ts";
 
 interface Case {

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Checkpoint } from "../app/safetensors.ts";
+import { Checkpoint } from "../app/safetensors/mod.ts";
 import {
   type TinyCheckpoint,
   type TinyCheckpointOptions,

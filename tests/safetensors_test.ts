@@ -12,7 +12,7 @@ import {
   convertTensor,
   f32ToBf16,
   SafetensorsFile,
-} from "../app/safetensors.ts";
+} from "../app/safetensors/mod.ts";
 import { createProgress, formatBytes, formatDuration, type Progress } from "../app/progress.ts";
 import {
   encodeSafetensors,

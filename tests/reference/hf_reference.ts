@@ -54,7 +54,7 @@
  */
 
 import { join } from "node:path";
-import { Checkpoint } from "../../app/safetensors.ts";
+import { Checkpoint } from "../../app/safetensors/mod.ts";
 import { type ReferenceRope, referenceRope } from "./rope_reference.ts";
 
 /** A config.json document. */

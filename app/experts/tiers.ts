@@ -1,0 +1,291 @@
+/**
+ * Where a scheduled model's experts live and how they reach a slot of the GPU
+ * slot pool: pinned experts are written into their slots once at load; the
+ * host tier keeps one mappable upload buffer per expert (`MAP_WRITE |
+ * COPY_SRC`: host-visible memory, outside the GPU budget) copied into a slot by
+ * a command; the disk tier reads an expert from the safetensors files by
+ * offset, converted to the compute dtype, and writes it into its slot
+ * (`queue.writeBuffer`). What to move when is the scheduler's business
+ * (`scheduler.ts`).
+ *
+ * @module
+ */
+
+import { byteSize } from "../../core/dtype.ts";
+import { SLOT_POOL_PARAMS } from "../../models/states.ts";
+import type { GpuDevice } from "../../runtime/device.ts";
+import type { Executable } from "../../runtime/executable.ts";
+import type { ExpertPlan } from "../expert_plan.ts";
+import type { Checkpoint } from "../safetensors/mod.ts";
+
+/**
+ * One of an expert's three weights (SwiGLU: gate `w1`, up `w3`, down `w2`).
+ *
+ * @example
+ * ```ts
+ * import type { ExpertWeight } from "./tiers.ts";
+ * const order: ExpertWeight[] = ["w1", "w3", "w2"]; // the pool's buffers, in this order
+ * ```
+ */
+export type ExpertWeight = "w1" | "w3" | "w2";
+
+/**
+ * The checkpoint tensor of one weight of expert `expert` in MoE layer `layer`
+ * (the index among the model's MoE layers).
+ *
+ * @example
+ * ```ts
+ * import type { ExpertTensorName } from "./tiers.ts";
+ * const name: ExpertTensorName = (l, e, w) => `model.layers.${l}.block_sparse_moe.experts.${e}.${w}.weight`;
+ * ```
+ */
+export type ExpertTensorName = (layer: number, expert: number, which: ExpertWeight) => string;
+
+const WEIGHTS = ["w1", "w3", "w2"] as const;
+
+/**
+ * The slot pool of one executable and the host and disk tiers that fill it.
+ *
+ * @example
+ * ```ts ignore
+ * import { ExpertTiers } from "./tiers.ts";
+ * const tiers = ExpertTiers.allocate(model.prefill, "f16", ckpt, tensorName);
+ * await tiers.fill(plan); // pinned experts into their slots, host-tier experts into upload buffers
+ * tiers.useDisk(await Checkpoint.open(dir)); // the disk tier's own handle from now on
+ * ```
+ */
+export class ExpertTiers {
+  /** Bytes of one expert's `w1`, `w3` and `w2` (its slab in each pool buffer). */
+  readonly slabBytes: readonly [number, number, number];
+  readonly #dev: GpuDevice;
+  readonly #pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer];
+  /** Host-tier upload buffer of each expert; undefined for pinned and disk-tier experts. */
+  readonly #host: (GPUBuffer | undefined)[][] = [];
+  readonly #name: ExpertTensorName;
+  readonly #dtype: "f32" | "f16";
+  /** Open checkpoint experts are read from (closed by `dispose`). */
+  #ckpt?: Checkpoint;
+
+  private constructor(
+    dev: GpuDevice,
+    slabBytes: readonly [number, number, number],
+    pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer],
+    ckpt: Checkpoint,
+    name: ExpertTensorName,
+    dtype: "f32" | "f16",
+  ) {
+    this.#dev = dev;
+    this.slabBytes = slabBytes;
+    this.#pool = pool;
+    this.#ckpt = ckpt;
+    this.#name = name;
+    this.#dtype = dtype;
+  }
+
+  /**
+   * Sets `exe`'s slot pool parameters (zeros, sized by the graph) in `dtype`.
+   * Until {@linkcode ExpertTiers.useDisk}, experts are read from `ckpt`. A
+   * graph without the pool, or expert slabs that are not whole 4-byte words:
+   * a TypeError / RangeError naming them.
+   *
+   * @example
+   * ```ts ignore
+   * import { ExpertTiers } from "./tiers.ts";
+   * const tiers = ExpertTiers.allocate(model.prefill, "f32", ckpt, tensorName);
+   * tiers.expertBytes; // bytes of one expert's three weights
+   * ```
+   */
+  static allocate(
+    exe: Executable,
+    dtype: "f32" | "f16",
+    ckpt: Checkpoint,
+    tensorName: ExpertTensorName,
+  ): ExpertTiers {
+    const g = exe.graph;
+    const shapeOf = (n: string) => {
+      const id = g.params.get(n);
+      if (id === undefined) throw new TypeError(`ExpertScheduler: the graph has no param "${n}"`);
+      return g.values[id].shape as number[];
+    };
+    const w1 = shapeOf(SLOT_POOL_PARAMS.w1), w2 = shapeOf(SLOT_POOL_PARAMS.w2);
+    const el = byteSize(dtype);
+    const slab1 = w1[1] * w1[2] * el, slab2 = w2[1] * w2[2] * el;
+    if (slab1 % 4 !== 0 || slab2 % 4 !== 0) {
+      throw new RangeError(
+        `ExpertScheduler: expert slabs of ${slab1} / ${slab2} bytes are not multiples of 4`,
+      );
+    }
+    const S = w1[0];
+    const Arr = dtype === "f16" ? Float16Array : Float32Array;
+    exe.setParams({
+      [SLOT_POOL_PARAMS.w1]: new Arr(S * w1[1] * w1[2]),
+      [SLOT_POOL_PARAMS.w3]: new Arr(S * w1[1] * w1[2]),
+      [SLOT_POOL_PARAMS.w2]: new Arr(S * w2[1] * w2[2]),
+    });
+    const pool = WEIGHTS.map((w) => exe.paramBuffer(SLOT_POOL_PARAMS[w])!);
+    return new ExpertTiers(
+      exe.device as GpuDevice,
+      [slab1, slab1, slab2],
+      pool as [GPUBuffer, GPUBuffer, GPUBuffer],
+      ckpt,
+      tensorName,
+      dtype,
+    );
+  }
+
+  /**
+   * Writes `plan`'s pinned experts into their slots and its host-tier experts
+   * into new upload buffers, straight from the checkpoint. On failure the
+   * caller disposes (the buffers made so far are freed with the rest).
+   *
+   * @example
+   * ```ts ignore
+   * await tiers.fill(plan);
+   * ```
+   */
+  async fill(plan: ExpertPlan): Promise<void> {
+    const device = this.#dev.device;
+    const [slab1, , slab2] = this.slabBytes;
+    for (let l = 0; l < plan.layers; l++) {
+      this.#host[l] ??= [];
+      for (const e of plan.pinned[l]) await this.read(l, e, plan.tables[l][e]);
+      for (const e of plan.host[l]) {
+        const buf = device.createBuffer({
+          label: `host expert ${l}.${e}`,
+          size: slab1 * 2 + slab2,
+          // MAP_WRITE | COPY_SRC: implementations place mappable upload buffers
+          // in host-visible memory (on a discrete GPU, system RAM the copy engine
+          // reads over PCIe), so the host tier stays outside the VRAM budget.
+          // COPY_SRC alone would let them live in VRAM.
+          usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC,
+          mappedAtCreation: true,
+        });
+        this.#host[l][e] = buf;
+        const range = buf.getMappedRange();
+        let off = 0;
+        for (const [j, w] of WEIGHTS.entries()) {
+          const data = await this.#tensor(l, e, w, j);
+          new Uint8Array(range, off, data.byteLength).set(data);
+          off += data.byteLength;
+        }
+        buf.unmap();
+      }
+    }
+  }
+
+  /**
+   * Reads disk-tier experts from `ckpt` from now on (kept open until
+   * `dispose`); undefined: no disk tier.
+   *
+   * @example
+   * ```ts ignore
+   * tiers.useDisk(plan.disk.some((r) => r.length > 0) ? await Checkpoint.open(dir) : undefined);
+   * ```
+   */
+  useDisk(ckpt: Checkpoint | undefined): void {
+    this.#ckpt = ckpt;
+  }
+
+  /**
+   * True when experts can be read from a checkpoint (a disk tier).
+   *
+   * @example
+   * ```ts ignore
+   * if (tiers.hasDisk) await tiers.read(l, e, slot);
+   * ```
+   */
+  get hasDisk(): boolean {
+    return this.#ckpt !== undefined;
+  }
+
+  /**
+   * Bytes of one expert.
+   *
+   * @example
+   * ```ts ignore
+   * stats.bytesUploaded += tiers.expertBytes;
+   * ```
+   */
+  get expertBytes(): number {
+    return this.slabBytes[0] * 2 + this.slabBytes[2];
+  }
+
+  /**
+   * Whether expert (l, e) has a host-tier upload buffer.
+   *
+   * @example
+   * ```ts ignore
+   * if (tiers.inHost(l, e)) tiers.copy(enc, l, e, slot);
+   * ```
+   */
+  inHost(layer: number, expert: number): boolean {
+    return this.#host[layer]?.[expert] !== undefined;
+  }
+
+  /**
+   * Records the copy of host-tier expert (l, e) into slot `slot` on `enc`.
+   *
+   * @example
+   * ```ts ignore
+   * const enc = device.createCommandEncoder();
+   * tiers.copy(enc, 0, 3, slot);
+   * device.queue.submit([enc.finish()]);
+   * ```
+   */
+  copy(enc: GPUCommandEncoder, layer: number, expert: number, slot: number): void {
+    let off = 0;
+    for (let j = 0; j < 3; j++) {
+      const n = this.slabBytes[j];
+      enc.copyBufferToBuffer(this.#host[layer][expert]!, off, this.#pool[j], slot * n, n);
+      off += n;
+    }
+  }
+
+  /**
+   * Reads expert (l, e) from the checkpoint by offset, converted to the compute
+   * dtype, into slot `slot` (`queue.writeBuffer`: ordered after the work already
+   * submitted, before the next submission). One expert of host memory at a time.
+   *
+   * @example
+   * ```ts ignore
+   * await tiers.read(0, 5, slot);
+   * ```
+   */
+  async read(l: number, e: number, slot: number): Promise<void> {
+    const q = this.#dev.device.queue;
+    for (const [j, w] of WEIGHTS.entries()) {
+      const n = this.slabBytes[j];
+      q.writeBuffer(this.#pool[j], slot * n, await this.#tensor(l, e, w, j));
+    }
+  }
+
+  /** One weight of an expert from the checkpoint, as bytes, size-checked. */
+  async #tensor(
+    l: number,
+    e: number,
+    w: ExpertWeight,
+    j: number,
+  ): Promise<Uint8Array<ArrayBuffer>> {
+    const name = this.#name(l, e, w);
+    const data = await this.#ckpt!.readAs(name, this.#dtype);
+    if (data.byteLength !== this.slabBytes[j]) {
+      throw new RangeError(`${name}: ${data.byteLength} bytes, expected ${this.slabBytes[j]}`);
+    }
+    return new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  }
+
+  /**
+   * Frees the host tier and closes the checkpoint it reads from.
+   *
+   * @example
+   * ```ts ignore
+   * tiers.dispose();
+   * ```
+   */
+  dispose(): void {
+    for (const row of this.#host) for (const b of row ?? []) b?.destroy();
+    this.#host.length = 0;
+    this.#ckpt?.close();
+    this.#ckpt = undefined;
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * The decode loops of `Model.generateIds`: the prefill, then decode steps
+ * queued on the device with their sampled ids read back every few steps; with
+ * an expert cache, windows checked against the routing log and missed steps
+ * re-run streamed.
+ *
+ * @module
+ */
+
+import type { TensorData } from "../../core/host.ts";
+import { STATES } from "../../models/states.ts";
+import type { Executable, RunOptions } from "../../runtime/executable.ts";
+import type { ExpertParallel } from "../experts/parallel.ts";
+import type { ExpertScheduler } from "../experts/scheduler.ts";
+import type { GenerateStats } from "./model.ts";
+
+/**
+ * One generate call's decode-loop settings.
+ *
+ * @example
+ * ```ts ignore
+ * const loop: DecodeLoop = { ids, limit: 32, readEvery: 8, seed: 0, stats, eos: new Set([2]), t0 };
+ * ```
+ */
+export interface DecodeLoop {
+  /** The prompt's ids. */
+  ids: Uint32Array;
+  /** Tokens to generate at most. */
+  limit: number;
+  /** Decode steps queued per readback. */
+  readEvery: number;
+  /** The sampler's seed. */
+  seed: number;
+  /** The call's counters, filled in as it runs. */
+  stats: GenerateStats;
+  /** Ids that end generation (yielded, then the loop stops). */
+  eos: Set<number>;
+  /** `performance.now()` when the clock started. */
+  t0: number;
+}
+
+/**
+ * What a decode loop runs: the model's executables of the current sampling
+ * settings, their inputs, and the expert machinery riding along.
+ *
+ * @example
+ * ```ts ignore
+ * const runner: DecodeRunner = {
+ *   prefill, decode, runOptions: {},
+ *   prefillInputs: (ids, seed, step) => ({ ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] }),
+ *   decodeInputs: (pos, seed, step) => ({ pos: [pos], seed: [seed], step: [step] }),
+ * };
+ * ```
+ */
+export interface DecodeRunner {
+  /** The prefill executable. */
+  readonly prefill: Executable;
+  /** The one-token decode executable. */
+  readonly decode: Executable;
+  /** The expert scheduler, under a memory budget that does not hold every expert. */
+  readonly experts?: ExpertScheduler;
+  /** Expert parallelism, with several devices. */
+  readonly parallel?: ExpertParallel;
+  /** Run options carrying the expert copies and barriers, if any. */
+  readonly runOptions: RunOptions;
+  /** The prefill's inputs for a prompt. */
+  prefillInputs(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>;
+  /** A decode step's inputs at position `pos`. */
+  decodeInputs(pos: number, seed: number, step: number): Record<string, TensorData>;
+}
+
+/**
+ * Streams generated ids: the prefill, then up to `readEvery` decode steps
+ * queued per readback of the `generated` state (the first readback right after
+ * the prefill). A scheduler with a cache policy runs {@linkcode cachedDecodeLoop}.
+ *
+ * @example
+ * ```ts ignore
+ * for await (const id of decodeLoop(runner, loop)) ids.push(id);
+ * ```
+ */
+export async function* decodeLoop(r: DecodeRunner, loop: DecodeLoop): AsyncIterable<number> {
+  const { ids, limit, readEvery, seed, stats, eos, t0 } = loop;
+  const run = r.runOptions;
+  const x = r.experts;
+  if (x?.cached) {
+    yield* cachedDecodeLoop(r, x, loop);
+    return;
+  }
+  const ep = r.parallel;
+  if (x) x.decoding = false;
+  if (ep) ep.decoding = false;
+  await r.prefill.submit(r.prefillInputs(ids, seed, 0), run);
+  x?.countStep();
+  ep?.countStep();
+  if (x) x.decoding = true;
+  if (ep) ep.decoding = true;
+  let queued = 1, read = 0;
+  const d = r.decode;
+  while (read < limit) {
+    // Queue up to readEvery more steps, then read the log once. The first read
+    // comes right after the prefill: the first token streams out as soon as it
+    // exists, and prefillMs / decodeMs split exactly at it (queuing decode steps
+    // before it used to count readEvery − 1 decode steps as prefill time).
+    const before = queued;
+    while (read > 0 && queued < limit && queued - read < readEvery) {
+      await d.submit(r.decodeInputs(ids.length + queued - 1, seed, queued), run);
+      x?.countStep();
+      ep?.countStep();
+      queued++;
+    }
+    // With a scheduler, the routing counters ride along in the same readback.
+    const got = await d.readStates(
+      x ? [STATES.generated, STATES.moeUsage] : [STATES.generated],
+    );
+    const log = got[STATES.generated].data;
+    if (x) x.observeUsage(got[STATES.moeUsage].data as Uint32Array, queued - before);
+    stats.readbacks++;
+    if (x && read > 0) x.stats.decodeRoundTrips++;
+    if (read === 0) stats.prefillMs = performance.now() - t0;
+    for (; read < queued; read++) {
+      stats.generatedTokens++;
+      const id = log[read];
+      yield id;
+      if (eos.has(id)) {
+        stats.decodeMs = performance.now() - t0 - stats.prefillMs;
+        return;
+      }
+    }
+  }
+  stats.decodeMs = performance.now() - t0 - stats.prefillMs;
+}
+
+/**
+ * The decode loop of the cache policies. Windows of up to `readEvery` steps
+ * run with the cache tables after the host made the last known step's experts
+ * resident; one readback per window brings the ids and the per-step routing
+ * log (`moe.log`). A step that chose a non-resident expert is a miss: its
+ * output and everything after it are discarded, the `token` state is restored
+ * to the last good id, and the step is re-run streamed (every non-pinned
+ * expert copied in before its layer: exact, no further round trip). Re-running
+ * is sound because attention's KV cache is indexed by position (a rerun
+ * overwrites the rows) and the sampler is a function of (seed, step). After a
+ * miss the window shrinks to one step and doubles back on clean windows.
+ * The naive policy instead retries the step with the experts it chose
+ * uploaded, one readback per try, until no chosen expert is missing.
+ *
+ * @example
+ * ```ts ignore
+ * for await (const id of cachedDecodeLoop(runner, model.experts!, loop)) ids.push(id);
+ * ```
+ */
+export async function* cachedDecodeLoop(
+  r: DecodeRunner,
+  x: ExpertScheduler,
+  loop: DecodeLoop,
+): AsyncIterable<number> {
+  const { ids, limit, readEvery, seed, stats, eos, t0 } = loop;
+  const d = r.decode, LE = x.plan.layers * x.plan.experts;
+  const stream = r.runOptions;
+  const naive = x.policy === "naive";
+  const submit = async (q: number, streamed: boolean) => {
+    await d.submit(
+      r.decodeInputs(ids.length + q - 1, seed, q),
+      streamed ? stream : {},
+    );
+    x.countStep();
+  };
+  x.decoding = false;
+  x.useStreamingTables();
+  await r.prefill.submit(r.prefillInputs(ids, seed, 0), stream);
+  x.countStep();
+  x.decoding = true;
+  let gen: Uint32Array = new Uint32Array(0), log: Uint32Array = new Uint32Array(0);
+  let la: Uint32Array | undefined;
+  // One host round trip: the generated ids, the per-step routing log and the
+  // router-lookahead log together.
+  const readBack = async () => {
+    const names = [STATES.generated, STATES.moeLog, ...(x.lookahead ? [STATES.moeLookahead] : [])];
+    const got = await d.readStates(names);
+    stats.readbacks++;
+    gen = got[STATES.generated].data as Uint32Array;
+    log = got[STATES.moeLog].data as Uint32Array;
+    la = got[STATES.moeLookahead]?.data as Uint32Array | undefined;
+  };
+  const row = (q: number) => log.subarray(q * LE, (q + 1) * LE);
+  const laRow = (q: number) => la?.subarray(q * LE, (q + 1) * LE);
+  const predictAfter = (q: number) => x.predict(row(q), laRow(q));
+  let scored = 2; // pairs of exact decode steps (q − 1, q) scored so far: q < scored
+  const score = (upTo: number) => {
+    for (; scored < upTo; scored++) {
+      x.scorePredictors(row(scored - 1), row(scored), laRow(scored - 1));
+    }
+  };
+  await readBack();
+  stats.prefillMs = performance.now() - t0;
+  x.observePrefillRow(log.subarray(0, LE));
+  stats.generatedTokens++;
+  yield gen[0];
+  if (eos.has(gen[0])) return;
+  let read = 1; // tokens yielded (all exact)
+  let next = 1; // next step to run in cache mode
+  let predicted: number[] = [];
+  let w = naive ? 1 : readEvery;
+  let tries = 0;
+  const finish = () => stats.decodeMs = performance.now() - t0 - stats.prefillMs;
+  while (read < limit) {
+    const a = next;
+    if (a < limit && x.preferStreaming()) {
+      // Routing without locality: a streamed window is exact and needs no check.
+      const b = Math.min(limit, a + readEvery);
+      x.useStreamingTables();
+      for (let q = a; q < b; q++) await submit(q, true);
+      await readBack();
+      x.stats.decodeRoundTrips++;
+      for (; read < b; read++) {
+        x.observeRow(log.subarray(read * LE, (read + 1) * LE), false);
+        stats.generatedTokens++;
+        yield gen[read];
+        if (eos.has(gen[read])) {
+          finish();
+          return;
+        }
+      }
+      score(b);
+      next = b;
+      predicted = predictAfter(b - 1);
+      w = 1;
+      continue;
+    }
+    const b = Math.min(limit, a + w);
+    if (a < b) {
+      await x.beginWindow(predicted, naive && tries === 0);
+      for (let q = a; q < b; q++) await submit(q, false);
+    }
+    await readBack();
+    x.stats.decodeRoundTrips++;
+    // Streamed reruns before `a` are exact; fold their routing in.
+    for (let q = read; q < a; q++) x.observeRow(log.subarray(q * LE, (q + 1) * LE), false);
+    const chk = a < b ? x.checkWindow(log, a, b) : { missStep: -1, missLayer: -1 };
+    const good = chk.missStep < 0 ? b : chk.missStep;
+    for (; read < good; read++) {
+      stats.generatedTokens++;
+      yield gen[read];
+      if (eos.has(gen[read])) {
+        finish();
+        return;
+      }
+    }
+    score(good);
+    if (chk.missStep < 0) {
+      tries = 0;
+      next = b;
+      // The last step's experts, or its router lookahead (naive predicts nothing).
+      predicted = naive ? [] : predictAfter(b - 1);
+      w = naive ? 1 : Math.min(readEvery, w * 2);
+      continue;
+    }
+    const s = chk.missStep;
+    x.stats.reruns++;
+    d.writeState(STATES.token, [gen[s - 1]]);
+    // Layers up to the missed one routed exactly; later ones are a guess.
+    predicted = predictAfter(s);
+    if (naive && ++tries <= x.plan.layers) {
+      next = s; // retry with the chosen experts uploaded
+      continue;
+    }
+    tries = 0;
+    x.useStreamingTables();
+    await submit(s, true);
+    next = s + 1;
+    w = 1;
+  }
+  finish();
+}

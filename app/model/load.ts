@@ -1,0 +1,282 @@
+/**
+ * Loading a Hugging Face causal LM folder: config.json, safetensors (single or
+ * sharded) and, optionally, tokenizer.json — with every expert resident, under
+ * a GPU memory budget (the expert scheduler), or split across devices (expert
+ * parallelism).
+ *
+ * @module
+ */
+
+import type { Graph } from "../../core/graph.ts";
+import { expertTensor, moePrefix } from "../../models/architectures/mod.ts";
+import { buildCausalLM } from "../../models/causal_lm.ts";
+import { expertWidth } from "../../models/config.ts";
+import { SLOT_POOL } from "../../models/states.ts";
+import { type GpuDevice, type KilnDevice, requestDevice } from "../../runtime/device.ts";
+import { readConfig } from "../config_file.ts";
+import type { ExpertPlan, RoutingStats } from "../expert_plan.ts";
+import type { DevicePlan } from "../experts/device_plan.ts";
+import { checkDevices, ExpertParallel } from "../experts/parallel.ts";
+import type { ExpertPolicy, ExpertPrefetch } from "../experts/policy.ts";
+import { ExpertScheduler } from "../experts/scheduler.ts";
+import { createProgress } from "../progress.ts";
+import { Checkpoint } from "../safetensors/mod.ts";
+import { Tokenizer } from "../tokenizer/mod.ts";
+import { moeLayers, planForBudget, planForDevices } from "./expert_budget.ts";
+import { Model, type Sampling } from "./model.ts";
+import { checkUnusedTensors, loadWeights } from "./weights.ts";
+
+/**
+ * Options of {@linkcode loadModel}.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadModel, type LoadOptions } from "@kiln/kiln";
+ * const options: LoadOptions = { maxSeq: 4096, dtype: "f16", memoryBudget: "24GiB", quiet: true };
+ * const model = await loadModel("./Mixtral-8x7B-v0.1", options);
+ * ```
+ */
+export interface LoadOptions {
+  /** Device to run on (default: a new WebGPU device). */
+  device?: KilnDevice;
+  /** KV-cache capacity in tokens (prompt + generated). Default 2048. */
+  maxSeq?: number;
+  /** No progress bar on stderr. */
+  quiet?: boolean;
+  /** Compute dtype (default f32); f16 needs the adapter's `shader-f16`. */
+  dtype?: "f32" | "f16";
+  /**
+   * GPU memory budget (bytes, or a string like `"2GiB"`) for a MoE model: the
+   * non-expert weights, caches and activations are planned first, the rest
+   * holds expert slots; experts that do not fit stream from the host tier (see
+   * `app/experts/scheduler.ts`). Below the minimum: a RangeError naming it.
+   * Absent: every expert resident.
+   */
+  memoryBudget?: number | string;
+  /**
+   * Routing statistics steering which experts are pinned (default: read
+   * `kiln_routing_stats.json` from the model folder when it exists).
+   */
+  routingStats?: RoutingStats;
+  /**
+   * How experts that are not pinned reach the GPU (see `ExpertPolicy`): `lru`
+   * (default) or `lfu` cache, `stream` (every one copied in every step, no round
+   * trips), `naive` (on-demand baseline). Models with recurrent (Mamba) state use
+   * `stream`: a cache miss is repaired by re-running steps, which such state
+   * cannot undo.
+   */
+  expertPolicy?: ExpertPolicy;
+  /**
+   * Host memory budget (bytes or `"8GiB"`) for the experts that are not pinned
+   * on the GPU (needs `memoryBudget`): those that do not fit stay in the
+   * safetensors files and are read by offset when needed (one expert of the
+   * budget is the read buffer; below that: a RangeError). Absent: every
+   * non-pinned expert has a host copy.
+   */
+  hostMemoryBudget?: number | string;
+  /**
+   * How the `lru` / `lfu` cache predicts each window's uploads (see
+   * `ExpertPrefetch`): `temporal` (default: the last step's experts) or
+   * `lookahead` / `both` (Mixtral-offloading's router lookahead, computed on the
+   * GPU and read back with the routing log).
+   */
+  prefetch?: ExpertPrefetch;
+  /** Prompt tokens the activation estimate of the budget covers (default min(maxSeq, 512)). */
+  budgetPrefillTokens?: number;
+  /**
+   * Expert parallelism: GPU devices (or how many to request) to split a MoE
+   * model's experts across; device 0 is the home device (every non-expert
+   * weight, cache and activation). Each MoE layer's input moves to the devices
+   * holding its chosen experts and their outputs move back (see
+   * `app/experts/parallel.ts`). With `memoryBudget`, the budget is per device
+   * and the home device keeps as many experts as fit. 1 (or one device) runs
+   * on one device as usual.
+   */
+  devices?: number | readonly KilnDevice[];
+}
+
+/**
+ * Loads a Hugging Face model folder (config.json + safetensors [+ tokenizer.json]).
+ *
+ * @example
+ * ```ts ignore
+ * import { loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./mamba-130m-hf");
+ * const logits = await model.forward([1, 2, 3]);
+ * ```
+ */
+export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
+  const cfg = await readConfig(dir);
+  const devices = await resolveDevices(options);
+  const device = devices?.[0] ?? options.device ?? await requestDevice();
+  const maxSeq = options.maxSeq ?? 2048;
+  if (!Number.isInteger(maxSeq) || maxSeq < 1) {
+    throw new RangeError(`loadModel: maxSeq must be a positive integer, got ${maxSeq}`);
+  }
+  const maxNew = maxSeq;
+  const dtype = options.dtype ?? "f32";
+  if (dtype !== "f32" && dtype !== "f16") {
+    throw new TypeError(`loadModel: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
+  }
+  if (dtype === "f16" && device.kind === "gpu" && !device.caps.f16) {
+    throw new TypeError(
+      "loadModel: dtype f16 needs the adapter feature shader-f16, which this adapter lacks",
+    );
+  }
+  if (options.hostMemoryBudget !== undefined) {
+    if (options.memoryBudget === undefined) {
+      throw new TypeError(
+        "loadModel: hostMemoryBudget applies to experts that do not fit memoryBudget; give both",
+      );
+    }
+    if (devices) {
+      throw new TypeError(
+        "loadModel: hostMemoryBudget is not supported with several devices (each holds its experts)",
+      );
+    }
+  }
+  let expertPlan: ExpertPlan | undefined;
+  let devicePlan: DevicePlan | undefined;
+  if (devices) {
+    devicePlan = await planForDevices(dir, cfg, devices.length, device, options);
+  } else if (options.memoryBudget !== undefined) {
+    expertPlan = await planForBudget(dir, cfg, device, options);
+  }
+  const expertSlots = devicePlan
+    ? Math.max(1, devicePlan.slots[0])
+    : expertPlan && !expertPlan.allResident
+    ? expertPlan.slots
+    : undefined;
+  const expertParallel = devicePlan !== undefined;
+  // A miss is repaired by re-running steps: recurrent state cannot be rewound.
+  const policy = cfg.pattern.some((p) => p.mixer !== "attention")
+    ? "stream"
+    : options.expertPolicy ?? "lru";
+  const prefetch = options.prefetch ?? "temporal";
+  if (!["temporal", "lookahead", "both"].includes(prefetch)) {
+    throw new TypeError(
+      `loadModel: prefetch must be "temporal", "lookahead" or "both", got ${
+        JSON.stringify(prefetch)
+      }`,
+    );
+  }
+  const moeLookahead = expertSlots !== undefined && !expertParallel && prefetch !== "temporal" &&
+    (policy === "lru" || policy === "lfu");
+  const shared = { maxSeq, maxNew, dtype, expertSlots, expertParallel, moeLookahead };
+  const build = (sampling: Sampling): [Graph, Graph] => [
+    buildCausalLM(cfg, { mode: "prefill", sampling, ...shared }),
+    buildCausalLM(cfg, { mode: "decode", sampling, ...shared }),
+  ];
+  let tokenizer: Tokenizer | undefined;
+  const tokFile = `${dir.replace(/\/$/, "")}/tokenizer.json`;
+  try {
+    await Deno.stat(tokFile);
+    tokenizer = await Tokenizer.fromFile(tokFile);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const ckpt = await Checkpoint.open(dir, {
+    progress: (total) => createProgress({ total, label: "loading", quiet: options.quiet }),
+  });
+  try {
+    checkUnusedTensors(cfg, ckpt);
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  }
+  const model = new Model(cfg, build, device, maxSeq, tokenizer);
+  model.expertPlan = expertPlan;
+  try {
+    if (expertSlots) {
+      const layers = moeLayers(cfg);
+      const prefixes = layers.map((i) => moePrefix(cfg, i));
+      const skip = (n: string) => n.startsWith(`${SLOT_POOL}.`) || n.endsWith(".slot_table");
+      await loadWeights(model.prefill, cfg, ckpt, skip);
+      const tensorOf = (l: number, e: number, w: "w1" | "w3" | "w2") =>
+        expertTensor(cfg, layers[l], e, w);
+      if (devicePlan) {
+        model.parallel = await ExpertParallel.load(
+          model.prefill,
+          devices!,
+          ckpt,
+          devicePlan,
+          prefixes,
+          tensorOf,
+          {
+            d: cfg.hidden,
+            ff: expertWidth(cfg),
+            topK: cfg.moe!.topK,
+            normTopk: cfg.moe!.normTopk,
+            dtype,
+          },
+        );
+        return model;
+      }
+      model.experts = await ExpertScheduler.load(
+        model.prefill,
+        ckpt,
+        expertPlan!,
+        prefixes,
+        tensorOf,
+        dtype,
+        policy,
+        // The disk tier reads from its own handle, open until dispose.
+        expertPlan!.disk.some((r) => r.length > 0) ? await Checkpoint.open(dir) : undefined,
+      );
+      model.experts.prefetch = prefetch;
+      model.experts.lookahead = moeLookahead;
+    } else {
+      await loadWeights(model.prefill, cfg, ckpt);
+    }
+  } catch (e) {
+    model.dispose();
+    throw e;
+  } finally {
+    ckpt.close();
+  }
+  return model;
+}
+
+/**
+ * The devices of `options.devices`: undefined for one device (no expert
+ * parallelism), else at least two distinct GPU devices (a count requests them).
+ */
+async function resolveDevices(options: LoadOptions): Promise<GpuDevice[] | undefined> {
+  const d = options.devices;
+  if (d === undefined) return undefined;
+  let list: GpuDevice[];
+  if (typeof d === "number") {
+    if (!Number.isInteger(d) || d < 1 || d > 64) {
+      throw new RangeError(`loadModel: devices must be an integer in [1, 64], got ${d}`);
+    }
+    if (d === 1) return undefined;
+    if (options.device && options.device.kind !== "gpu") {
+      throw new TypeError("loadModel: devices needs GPU devices; options.device is the CPU device");
+    }
+    list = options.device ? [options.device as GpuDevice] : [];
+    while (list.length < d) list.push(await requestDevice());
+  } else {
+    if (!Array.isArray(d) || d.length === 0) {
+      throw new TypeError(
+        `loadModel: devices must be a count or a non-empty array of GPU devices, got ${
+          Array.isArray(d) ? "[]" : typeof d
+        }`,
+      );
+    }
+    if (d.length === 1) {
+      if (d[0]?.kind !== "gpu") {
+        throw new TypeError("loadModel: devices[0] is not a GPU device; use requestDevice()");
+      }
+      if (options.device && options.device !== d[0]) {
+        throw new TypeError("loadModel: options.device differs from devices[0]");
+      }
+      return undefined;
+    }
+    checkDevices(d);
+    list = [...d] as GpuDevice[];
+  }
+  if (options.device && options.device !== list[0]) {
+    throw new TypeError("loadModel: options.device differs from devices[0] (the home device)");
+  }
+  return list;
+}

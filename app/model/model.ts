@@ -1,0 +1,445 @@
+/**
+ * A loaded causal LM: logits for token ids, and generation of ids and text
+ * with the decode loop on the device.
+ *
+ * ```ts ignore
+ * const model = await loadModel("./Mixtral-8x7B-v0.1");
+ * const logits = await model.forward([1, 22557, 1526]); // Float32Array [T, vocab]
+ * for await (const text of model.generate("The lecture says", { maxTokens: 32 })) {
+ *   Deno.stdout.writeSync(new TextEncoder().encode(text));
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import type { Graph } from "../../core/graph.ts";
+import type { ModelConfig } from "../../models/config.ts";
+import { STATES } from "../../models/states.ts";
+import type { KilnDevice } from "../../runtime/device.ts";
+import { compile, type Executable, type RunOptions } from "../../runtime/executable.ts";
+import type { ExpertPlan } from "../expert_plan.ts";
+import type { ExpertParallel } from "../experts/parallel.ts";
+import type { ExpertScheduler } from "../experts/scheduler.ts";
+import type { Tokenizer } from "../tokenizer/mod.ts";
+import { decodeLoop, type DecodeRunner } from "./decode_loop.ts";
+
+/**
+ * Options of {@linkcode Model.generate}.
+ *
+ * @example
+ * ```ts ignore
+ * import { type GenerateOptions, loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./mamba-130m-hf");
+ * const options: GenerateOptions = { maxTokens: 64, temperature: 0.7, topP: 0.9, seed: 1, stop: ["\n\n"] };
+ * for await (const text of model.generate("Once upon a time", options)) console.log(text);
+ * ```
+ */
+export interface GenerateOptions {
+  /** Tokens to generate at most (default 64). */
+  maxTokens?: number;
+  /** 0 (default) is greedy. */
+  temperature?: number;
+  /** Keep the k most likely tokens (0: off). */
+  topK?: number;
+  /** Nucleus sampling mass (1: off). */
+  topP?: number;
+  /** RNG seed (default 0). */
+  seed?: number;
+  /** Stop when the text contains one of these (the stop string is not emitted). */
+  stop?: readonly string[];
+  /** Read generated ids back every this many tokens (default 8; 1 reads every token). */
+  readEvery?: number;
+  /** Prepend BOS as the tokenizer's template says (default true). */
+  addSpecialTokens?: boolean;
+}
+
+/**
+ * Counters of the last `generate` call.
+ *
+ * @example
+ * ```ts ignore
+ * import { type GenerateStats, loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./mamba-130m-hf");
+ * for await (const text of model.generate("Hello", { maxTokens: 32 })) console.log(text);
+ * const s: GenerateStats = model.lastStats!;
+ * console.log(((s.generatedTokens - 1) / s.decodeMs) * 1000, "tokens/s");
+ * ```
+ */
+export interface GenerateStats {
+  /** Prompt tokens. */
+  promptTokens: number;
+  /** Generated tokens (including a final EOS). */
+  generatedTokens: number;
+  /** Host round trips (readbacks). */
+  readbacks: number;
+  /** Milliseconds compiling pipelines for this prompt length before the clock started (0 when cached). */
+  compileMs: number;
+  /** Milliseconds for the prefill (until the first token was read). */
+  prefillMs: number;
+  /** Milliseconds for the decode loop: the generatedTokens − 1 steps after the first token. */
+  decodeMs: number;
+}
+
+/**
+ * A loaded model.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadModel } from "@kiln/kiln";
+ * const model = await loadModel("./mamba-130m-hf");
+ * const logits = await model.forward([1, 2, 3]); // Float32Array [T · vocab]
+ * for await (const text of model.generate("The lecture says", { maxTokens: 32 })) console.log(text);
+ * model.dispose();
+ * ```
+ */
+export class Model {
+  /** The parsed config. */
+  readonly config: ModelConfig;
+  /** The tokenizer, when the folder has tokenizer.json. */
+  readonly tokenizer?: Tokenizer;
+  /** Prefill executable of the current sampling settings (weights and states shared). */
+  prefill: Executable;
+  /** The one-token decode executable of the current sampling settings. */
+  decode: Executable;
+  /** KV-cache capacity. */
+  readonly maxSeq: number;
+  /** Statistics of the last generate call. */
+  lastStats?: GenerateStats;
+  /** The expert scheduler, when loaded under a memory budget that does not hold every expert. */
+  experts?: ExpertScheduler;
+  /** The expert placement, when loaded with a memory budget (all resident or not). */
+  expertPlan?: ExpertPlan;
+  /** Expert parallelism, when loaded with several `devices`: the split, counters, report. */
+  parallel?: ExpertParallel;
+  // Sampling settings are compiled into the graphs (specialised kernels); each
+  // setting gets its own pair of executables sharing one copy of weights and states.
+  readonly #pairs = new Map<string, [Executable, Executable]>();
+  readonly #build: (s: Sampling) => [Graph, Graph];
+
+  /** Use {@linkcode loadModel}. */
+  constructor(
+    config: ModelConfig,
+    build: (s: Sampling) => [Graph, Graph],
+    device: KilnDevice,
+    maxSeq: number,
+    tokenizer?: Tokenizer,
+  ) {
+    this.config = config;
+    this.#build = build;
+    this.maxSeq = maxSeq;
+    this.tokenizer = tokenizer;
+    const [pg, dg] = build(GREEDY);
+    this.prefill = compile(pg, device);
+    this.decode = compile(dg, device, { shareWith: this.prefill });
+    this.#pairs.set(JSON.stringify(GREEDY), [this.prefill, this.decode]);
+  }
+
+  #checkIds(ids: readonly number[]): Uint32Array {
+    if (!Array.isArray(ids) && !(ids instanceof Uint32Array)) {
+      throw new TypeError("forward: tokenIds must be an array of integers");
+    }
+    if (ids.length === 0) throw new RangeError("forward: tokenIds is empty");
+    if (ids.length > this.maxSeq) {
+      throw new RangeError(`forward: ${ids.length} tokens exceed maxSeq ${this.maxSeq}`);
+    }
+    for (const [i, t] of ids.entries()) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
+        throw new RangeError(
+          `forward: token ${i} = ${t} is outside the vocabulary [0, ${this.config.vocabSize})`,
+        );
+      }
+    }
+    return Uint32Array.from(ids);
+  }
+
+  /**
+   * Logits for every position of `tokenIds` from a fresh state: a `Float32Array`
+   * of `[T, vocab]`, row-major.
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * const logits = await model.forward([1, 2, 3]);
+   * logits.length / 3; // vocab size
+   * ```
+   */
+  async forward(tokenIds: readonly number[]): Promise<Float32Array> {
+    const ids = this.#checkIds(tokenIds);
+    this.#reset();
+    this.experts?.useStreamingTables();
+    if (this.parallel) this.parallel.decoding = false;
+    const { logits } = await this.prefill.run(this.#prefillInputs(ids, 0, 0), this.#runOptions);
+    this.experts?.countStep();
+    this.parallel?.countStep();
+    return logits.data as Float32Array;
+  }
+
+  /**
+   * Logits of one more token after the tokens run so far (forward, then step, step…):
+   * `[1, vocab]`. For tests of incremental decoding.
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * await model.forward([1, 2, 3]);
+   * const next = await model.step(4, 3); // logits [1, vocab] of token 4 at position 3
+   * ```
+   */
+  async step(tokenId: number, position: number): Promise<Float32Array> {
+    this.#checkIds([tokenId]);
+    if (position >= this.maxSeq) {
+      throw new RangeError(`step: position ${position} exceeds maxSeq ${this.maxSeq}`);
+    }
+    this.decode.writeState(STATES.token, [tokenId]);
+    this.experts?.useStreamingTables();
+    const { logits } = await this.decode.run(
+      this.#decodeInputs(position, 0, 0),
+      this.#runOptions,
+    );
+    this.experts?.countStep();
+    this.parallel?.countStep();
+    return logits.data as Float32Array;
+  }
+
+  /** Run options carrying the expert scheduler's copies, if any. */
+  get #runOptions(): RunOptions {
+    const x = this.experts, p = this.parallel;
+    if (p) return { barriers: (plan) => p.barriers(plan) };
+    return x ? { hooks: (plan) => x.hooks(plan), barriers: (plan) => x.barriers(plan) } : {};
+  }
+
+  #reset(): void {
+    this.prefill.resetStates();
+    this.experts?.resetUsageBaseline();
+  }
+
+  #prefillInputs(ids: Uint32Array, seed: number, step: number) {
+    return {
+      ids,
+      pos: [0],
+      last: [ids.length - 1],
+      seed: [seed],
+      step: [step],
+      ...this.#remoteInputs(ids.length),
+    };
+  }
+
+  #decodeInputs(pos: number, seed: number, step: number) {
+    return { pos: [pos], seed: [seed], step: [step], ...this.#remoteInputs(1) };
+  }
+
+  /** What the decode loops run: these executables, their inputs, the expert machinery. */
+  get #runner(): DecodeRunner {
+    return {
+      prefill: this.prefill,
+      decode: this.decode,
+      experts: this.experts,
+      parallel: this.parallel,
+      runOptions: this.#runOptions,
+      prefillInputs: (ids, seed, step) => this.#prefillInputs(ids, seed, step),
+      decodeInputs: (pos, seed, step) => this.#decodeInputs(pos, seed, step),
+    };
+  }
+
+  /** Expert parallelism: each MoE layer's `moe_remote` input starts as zeros. */
+  #remoteInputs(T: number): Record<string, Float32Array> {
+    const x = this.parallel;
+    if (!x) return {};
+    const out: Record<string, Float32Array> = {};
+    const zeros = new Float32Array(T * this.config.hidden);
+    for (const p of x.prefixes) out[`${p}.moe_remote`] = zeros;
+    return out;
+  }
+
+  /**
+   * Streams generated text. Needs tokenizer.json.
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * for await (const text of model.generate("The lecture says", { maxTokens: 32, stop: ["."] })) {
+   *   Deno.stdout.writeSync(new TextEncoder().encode(text));
+   * }
+   * ```
+   */
+  async *generate(prompt: string, options: GenerateOptions = {}): AsyncIterable<string> {
+    const tok = this.tokenizer;
+    if (!tok) {
+      throw new TypeError(
+        "generate: this model folder has no tokenizer.json; use forward() with token ids",
+      );
+    }
+    const ids = tok.encode(prompt, { addSpecialTokens: options.addSpecialTokens ?? true });
+    const stream = tok.decoder({ skipSpecialTokens: true });
+    const eos = new Set([
+      ...(this.config.eosTokenIds ?? []),
+      ...(tok.eosId !== undefined ? [tok.eosId] : []),
+    ]);
+    let text = "";
+    let emitted = 0;
+    const stops = options.stop ?? [];
+    for await (const id of this.generateIds(ids, options)) {
+      if (eos.has(id)) break;
+      text += stream.push(id);
+      // Hold back text that could be the start of a stop string.
+      const hit = stops.map((s) => text.indexOf(s, Math.max(0, emitted - s.length))).filter((i) =>
+        i >= 0
+      );
+      if (hit.length) {
+        const cut = Math.min(...hit);
+        if (cut > emitted) yield text.slice(emitted, cut);
+        return;
+      }
+      const hold = Math.max(0, ...stops.map((s) => overlap(text, s)));
+      if (text.length - hold > emitted) {
+        yield text.slice(emitted, text.length - hold);
+        emitted = text.length - hold;
+      }
+    }
+    text += stream.flush();
+    if (text.length > emitted) yield text.slice(emitted);
+  }
+
+  /**
+   * Streams generated token ids. The decode loop stays on the device: each step's
+   * sampled id feeds the next through device state, and ids are read back every
+   * `readEvery` steps (one host round trip for several tokens).
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * const ids: number[] = [];
+   * for await (const id of model.generateIds([1, 2, 3], { maxTokens: 8, readEvery: 4 })) ids.push(id);
+   * ```
+   */
+  async *generateIds(
+    promptIds: readonly number[],
+    options: GenerateOptions = {},
+  ): AsyncIterable<number> {
+    const ids = this.#checkIds(promptIds);
+    const maxTokens = options.maxTokens ?? 64;
+    const readEvery = options.readEvery ?? 8;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+      throw new RangeError(`generate: maxTokens must be >= 1, got ${maxTokens}`);
+    }
+    if (!Number.isInteger(readEvery) || readEvery < 1) {
+      throw new RangeError(`generate: readEvery must be >= 1, got ${readEvery}`);
+    }
+    const limit = Math.min(maxTokens, this.maxSeq - ids.length, this.#maxNew);
+    if (limit < 1) {
+      throw new RangeError(
+        `generate: the prompt (${ids.length} tokens) fills maxSeq ${this.maxSeq}`,
+      );
+    }
+    this.#setSampling(options);
+    const seed = options.seed ?? 0;
+    const stats: GenerateStats = {
+      promptTokens: ids.length,
+      generatedTokens: 0,
+      readbacks: 0,
+      compileMs: 0,
+      prefillMs: 0,
+      decodeMs: 0,
+    };
+    this.lastStats = stats;
+    const eos = new Set(this.config.eosTokenIds);
+    if (this.tokenizer?.eosId !== undefined) eos.add(this.tokenizer.eosId);
+    if (this.prefill.device.kind === "gpu") {
+      // Compile this prompt length's pipelines (and the decode step's) before the
+      // clock starts: a new shape costs seconds on a software adapter, which is
+      // neither prefill nor decode speed. Only inputs are written; nothing runs.
+      const tc = performance.now();
+      await this.prefill.prepare(this.#prefillInputs(ids, seed, 0));
+      await this.decode.prepare(this.#decodeInputs(ids.length, seed, 1));
+      await this.parallel?.prepare(ids.length, this.config.hidden);
+      stats.compileMs = performance.now() - tc;
+    }
+    const t0 = performance.now();
+    this.#reset();
+    const ep0 = this.parallel?.stats.roundTrips ?? 0;
+    try {
+      yield* decodeLoop(this.#runner, { ids, limit, readEvery, seed, stats, eos, t0 });
+    } finally {
+      // Expert parallelism's barrier readbacks are host round trips too.
+      if (this.parallel) stats.readbacks += this.parallel.stats.roundTrips - ep0;
+    }
+  }
+
+  get #maxNew(): number {
+    const g = this.decode.graph;
+    return g.states.has(STATES.generated)
+      ? (g.values[g.states.get(STATES.generated)!].shape[0] as number)
+      : 0;
+  }
+
+  #setSampling(options: GenerateOptions): void {
+    const sampling = {
+      temperature: options.temperature ?? 0,
+      topK: options.topK ?? 0,
+      topP: options.topP ?? 1,
+    };
+    const key = JSON.stringify(sampling);
+    let pair = this.#pairs.get(key);
+    if (!pair) {
+      const [pg, dg] = this.#build(sampling);
+      const base = this.#pairs.values().next().value![0];
+      const prefill = compile(pg, base.device, { shareWith: base });
+      pair = [prefill, compile(dg, base.device, { shareWith: base })];
+      this.#pairs.set(key, pair);
+    }
+    [this.prefill, this.decode] = pair;
+  }
+
+  /**
+   * Frees device memory.
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * model.dispose(); // frees weights, caches and expert buffers
+   * ```
+   */
+  dispose(): void {
+    this.experts?.dispose();
+    this.parallel?.dispose();
+    for (const [p, d] of this.#pairs.values()) {
+      p.dispose();
+      d.dispose();
+    }
+    this.#pairs.clear();
+  }
+}
+
+/**
+ * Sampling settings compiled into a graph pair (greedy: temperature 0, no top-k
+ * or top-p).
+ *
+ * @example
+ * ```ts
+ * import type { Sampling } from "./model.ts";
+ * const nucleus: Sampling = { temperature: 0.7, topK: 0, topP: 0.9 };
+ * ```
+ */
+export interface Sampling {
+  /** 0 is greedy. */
+  temperature: number;
+  /** Keep the k most likely tokens (0: off). */
+  topK: number;
+  /** Nucleus sampling mass (1: off). */
+  topP: number;
+}
+const GREEDY: Sampling = { temperature: 0, topK: 0, topP: 1 };
+
+/** Length of the longest end of `text` that begins `stop`: held back in case the stop completes. */
+function overlap(text: string, stop: string): number {
+  for (let n = Math.min(stop.length - 1, text.length); n > 0; n--) {
+    if (text.endsWith(stop.slice(0, n))) return n;
+  }
+  return 0;
+}

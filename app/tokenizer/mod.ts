@@ -1,0 +1,30 @@
+/**
+ * A Hugging Face `tokenizer.json` tokenizer in plain TypeScript: byte-level BPE
+ * (GPT-2 / GPT-NeoX, Qwen, DeepSeek, Llama 3) and SentencePiece-style BPE with
+ * byte fallback (Llama, Mistral, Mixtral, Jamba).
+ *
+ * Files: `tokenizer.ts` (the {@linkcode Tokenizer}: encode, decode, options),
+ * `stream_decoder.ts` (ids to text one at a time), `bpe.ts` (the BPE model),
+ * `added_tokens.ts` (special and user tokens found before the model runs),
+ * `parts.ts` (normalizers, pre-tokenizers, decoders and the JSON field
+ * helpers), `post_processor.ts` (BOS/EOS templates), `special_tokens.ts`
+ * (BOS/EOS from tokenizer_config.json or conventional names).
+ *
+ * @example
+ * ```ts ignore
+ * import { Tokenizer } from "./mod.ts";
+ * const tok = await Tokenizer.fromFile("./Mixtral-8x7B-v0.1/tokenizer.json");
+ * const ids = tok.encode("Hello world", { addSpecialTokens: true });
+ * tok.decode(ids, { skipSpecialTokens: true }); // "Hello world"
+ * ```
+ *
+ * @module
+ */
+
+export { StreamDecoder } from "./stream_decoder.ts";
+export {
+  type DecodeOptions,
+  type EncodeOptions,
+  Tokenizer,
+  type TokenizerOptions,
+} from "./tokenizer.ts";

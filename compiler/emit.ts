@@ -1,0 +1,379 @@
+/**
+ * Emission: every scheduled group becomes work items — WGSL kernels with their
+ * bindings — shedding fusions or halving clusters where a kernel would exceed
+ * the device's storage-buffer limit.
+ *
+ * @module
+ */
+
+import type { DType } from "../core/dtype.ts";
+import type { Graph } from "../core/graph.ts";
+import { numel } from "../core/shape.ts";
+import { emitCluster, KernelBuilder } from "./codegen.ts";
+import type { Cluster, Group } from "./passes/fuse.ts";
+import { opDef } from "../ops/registry.ts";
+import { emitterOf, targetOf } from "../ops/targets.ts";
+import type { DeviceCaps, KernelOperand, KernelSymbol } from "../ops/types.ts";
+import { flatLaunch, flatMain } from "../ops/wgsl/grid.ts";
+import { paddedBytes } from "../core/dtype.ts";
+import type { Emitted, Work } from "./plan_types.ts";
+
+function nodeLabel(graph: Graph, n: number): string {
+  return `${graph.nodes[n].op}#${n} @ ${graph.nodes[n].site}`;
+}
+
+/** Emits one scheduled group as work items. */
+export function emitGroup(
+  graph: Graph,
+  g: Group,
+  shapeOf: (v: number) => readonly number[],
+  caps: DeviceCaps,
+  outputs: Set<number>,
+): Work[] {
+  if (g.kind === "alias") {
+    const node = graph.nodes[g.node];
+    return [{ kernels: [], scratch: [], writes: [], alias: [node.outputs[0], node.inputs[0]] }];
+  }
+  if (g.kind === "fused") return emitFusedSplit(graph, g.cluster, shapeOf, caps, outputs);
+  // Kernel template: try fully fused, then shed the epilogue, then the prologues.
+  const attempts: Group[] = [g];
+  if (g.epilogue) attempts.push({ ...g, epilogue: undefined, epilogueAliases: undefined });
+  if (g.prologues.some((p) => p)) {
+    attempts.push({
+      ...g,
+      epilogue: undefined,
+      epilogueAliases: undefined,
+      prologues: g.prologues.map(() => undefined),
+    });
+  }
+  for (const attempt of attempts) {
+    if (attempt.kind !== "kernel") continue;
+    const work = emitKernelGroup(graph, attempt, shapeOf, caps);
+    if (work.kernels.every((k) => k.bindings.length <= caps.maxStorageBuffers)) {
+      const before: Work[] = [];
+      const after: Work[] = [];
+      g.prologues.forEach((p, j) => {
+        if (p && !attempt.prologues[j]) {
+          before.push(...emitFusedSplit(graph, p, shapeOf, caps, outputs));
+        }
+      });
+      if (g.epilogue && !attempt.epilogue) {
+        // The reshapes the epilogue read become views of the stored result again.
+        for (const a of g.epilogueAliases ?? []) {
+          after.push({
+            kernels: [],
+            scratch: [],
+            writes: [],
+            alias: [a, graph.nodes[g.node].outputs[0]],
+          });
+        }
+        after.push(...emitFusedSplit(graph, g.epilogue, shapeOf, caps, outputs));
+      }
+      return [...before, work, ...after];
+    }
+  }
+  const node = graph.nodes[g.node];
+  throw new RangeError(
+    `${node.op} at ${node.site} needs more storage buffers than the device allows (${caps.maxStorageBuffers})`,
+  );
+}
+
+/** Nodes of a cluster and of the clusters nested in its views, for labels. */
+function clusterNodes(c: Cluster): number[] {
+  return [...[...(c.nested?.values() ?? [])].flatMap(clusterNodes), ...c.nodes];
+}
+
+function subCluster(
+  graph: Graph,
+  nodes: number[],
+  shape: Cluster["shape"],
+  outputs: Set<number>,
+  nestedAll?: ReadonlyMap<number, Cluster>,
+): Cluster {
+  const set = new Set(nodes);
+  const outs: number[] = [];
+  for (const n of nodes) {
+    for (const v of graph.nodes[n].outputs) {
+      // A value leaves this part if a node outside the part reads it, or it was an output of the whole.
+      const external = graph.nodes.some((c) => !set.has(c.id) && c.inputs.includes(v));
+      if (external || outputs.has(v)) outs.push(v);
+    }
+  }
+  const nested = new Map([...(nestedAll ?? [])].filter(([n]) => set.has(n)));
+  return { nodes, shape, outputs: outs, ...(nested.size ? { nested } : {}) };
+}
+
+/** Emits a fused cluster, halving it until each part fits the binding limit. */
+function emitFusedSplit(
+  graph: Graph,
+  cluster: Cluster,
+  shapeOf: (v: number) => readonly number[],
+  caps: DeviceCaps,
+  outputs: Set<number>,
+): Work[] {
+  const work = emitFused(graph, cluster, shapeOf, caps);
+  if (work.kernels[0].bindings.length <= caps.maxStorageBuffers) return [work];
+  if (cluster.nodes.length === 1) {
+    throw new RangeError(
+      `${nodeLabel(graph, cluster.nodes[0])} needs more storage buffers than the device allows`,
+    );
+  }
+  const mid = Math.ceil(cluster.nodes.length / 2);
+  // A value used outside the original cluster stays an output of whichever half makes it.
+  const keep = new Set([...outputs, ...cluster.outputs]);
+  const a = subCluster(graph, cluster.nodes.slice(0, mid), cluster.shape, keep, cluster.nested);
+  const b = subCluster(graph, cluster.nodes.slice(mid), cluster.shape, keep, cluster.nested);
+  return [
+    ...emitFusedSplit(graph, a, shapeOf, caps, outputs),
+    ...emitFusedSplit(graph, b, shapeOf, caps, outputs),
+  ];
+}
+
+/** Loads of materialised values for a cluster; each load's binding or getter goes into `deps`. */
+function leafBinder(
+  kb: KernelBuilder,
+  graph: Graph,
+  shapeOf: (v: number) => readonly number[],
+  prefix: string,
+  deps: Set<string>,
+) {
+  return (v: number, index: string): string => {
+    const val = graph.values[v];
+    const acc = kb.bind(`${prefix}${v}`, { value: v }, numel(shapeOf(v)), val.dtype, "read");
+    deps.add(acc.loadSym);
+    return acc.load(index);
+  };
+}
+
+function emitFused(
+  graph: Graph,
+  cluster: Cluster,
+  shapeOf: (v: number) => readonly number[],
+  caps: DeviceCaps,
+): Work {
+  const kb = new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment);
+  const shape = shapeOf(graph.nodes[cluster.nodes[0]].outputs[0]);
+  const n = numel(shape);
+  const { wg, workgroups, index } = flatLaunch(n, caps);
+  const roots = new Set<string>();
+  const { lines, names, f16 } = emitCluster(
+    graph,
+    cluster,
+    shapeOf,
+    "i",
+    leafBinder(kb, graph, shapeOf, "x", roots),
+  );
+  kb.useF16(f16);
+  const stores = cluster.outputs.map((v) => {
+    const acc = kb.bind(`y${v}`, { value: v }, n, graph.values[v].dtype, "read_write");
+    roots.add(acc.storeSym);
+    return `  ${acc.store("i", names.get(v)!)}`;
+  });
+  const body = flatMain(wg, index, n, `${lines.join("\n")}\n${stores.join("\n")}`);
+  const { code, bindings } = kb.finish(body, roots);
+  const ops = clusterNodes(cluster).map((id) => nodeLabel(graph, id));
+  const label = cluster.nodes.length === 1
+    ? graph.nodes[cluster.nodes[0]].op
+    : `fused(${cluster.nodes.map((id) => graph.nodes[id].op).join(",")})`;
+  return {
+    kernels: [{
+      label,
+      op: "fused",
+      node: cluster.nodes[0],
+      target: targetOf(caps),
+      ops,
+      code,
+      workgroups,
+      bindings,
+    }],
+    scratch: [],
+    writes: cluster.outputs,
+  };
+}
+
+function emitKernelGroup(
+  graph: Graph,
+  g: Extract<Group, { kind: "kernel" }>,
+  shapeOf: (v: number) => readonly number[],
+  caps: DeviceCaps,
+): Work {
+  const node = graph.nodes[g.node];
+  const def = opDef(node.op);
+  if (def.lower.kind !== "kernel") throw new Error(`internal: ${node.op} is not a kernel op`);
+  const fits = (v: number, dtype: DType) =>
+    paddedBytes(numel(shapeOf(v)), dtype) <= caps.maxBindingSize;
+  const inputs: KernelOperand[] = node.inputs.map((v, j) => {
+    const val = graph.values[v];
+    return {
+      shape: shapeOf(v),
+      dtype: val.dtype,
+      direct: !g.prologues[j] && fits(v, val.dtype),
+      segmented: !g.prologues[j] && !fits(v, val.dtype),
+    };
+  });
+  const epilogue = g.epilogue;
+  const read = readValues(graph);
+  const outs: KernelOperand[] = node.outputs.map((v, j) => {
+    const val = graph.values[v];
+    return {
+      shape: shapeOf(v),
+      dtype: val.dtype,
+      direct: !(j === 0 && epilogue) && fits(v, val.dtype),
+      used: read.has(v),
+    };
+  });
+  const target = targetOf(caps);
+  const emission = emitterOf(node.op, target)({ attrs: node.attrs, inputs, outputs: outs, caps });
+  const scratch = emission.scratch ?? [];
+  const writes: number[] = node.outputs.filter((_, j) => !(j === 0 && epilogue));
+  if (epilogue) writes.push(...epilogue.outputs);
+  const ops = [nodeLabel(graph, g.node)];
+  g.prologues.forEach((p) => p && clusterNodes(p).forEach((n) => ops.unshift(nodeLabel(graph, n))));
+  if (epilogue) clusterNodes(epilogue).forEach((n) => ops.push(nodeLabel(graph, n)));
+  const halfOperands = [...node.inputs, ...node.outputs].some((v) =>
+    graph.values[v].dtype === "f16"
+  );
+  const kernels = emission.kernels.map((src): Emitted => {
+    const kb = new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment);
+    kb.useF16(halfOperands || src.f16 === true);
+    node.inputs.forEach((v, j) => {
+      const val = graph.values[v];
+      const pro = g.prologues[j];
+      if (pro) {
+        const deps = new Set<string>();
+        const { lines, names, f16 } = emitCluster(
+          graph,
+          pro,
+          shapeOf,
+          "i",
+          leafBinder(kb, graph, shapeOf, `p${j}_`, deps),
+        );
+        kb.useF16(f16);
+        kb.fn(
+          `in${j}_load`,
+          `fn in${j}_load(i: u32) -> ${val.dtype} {\n${lines.join("\n")}\n  return ${
+            names.get(v)
+          };\n}`,
+          deps,
+        );
+      } else {
+        const acc = kb.bind(
+          `in${j}`,
+          { value: v },
+          numel(shapeOf(v)),
+          val.dtype,
+          "read",
+          src.arrayTypes?.[`in${j}`],
+        );
+        kb.fn(
+          `in${j}_load`,
+          `fn in${j}_load(i: u32) -> ${val.dtype} { return ${acc.load("i")}; }`,
+          [acc.loadSym],
+        );
+      }
+    });
+    node.outputs.forEach((v, j) => {
+      const val = graph.values[v];
+      if (j === 0 && epilogue) {
+        const deps = new Set<string>();
+        const { lines, names, f16 } = emitCluster(
+          graph,
+          epilogue,
+          shapeOf,
+          "i",
+          leafBinder(kb, graph, shapeOf, "e", deps),
+          new Map([
+            [v, "v"],
+            ...(g.epilogueAliases ?? []).map((a) => [a, "v"] as [number, string]),
+          ]),
+        );
+        kb.useF16(f16);
+        const stores = epilogue.outputs.map((o) => {
+          const acc = kb.bind(
+            `y${o}`,
+            { value: o },
+            numel(shapeOf(o)),
+            graph.values[o].dtype,
+            "read_write",
+          );
+          deps.add(acc.storeSym);
+          return `  ${acc.store("i", names.get(o)!)}`;
+        });
+        kb.fn(
+          `out0_store`,
+          `fn out0_store(i: u32, v: ${val.dtype}) {\n${lines.join("\n")}\n${stores.join("\n")}\n}`,
+          deps,
+        );
+      } else {
+        const acc = kb.bind(
+          `out${j}`,
+          { value: v },
+          numel(shapeOf(v)),
+          val.dtype,
+          "read_write",
+          src.arrayTypes?.[`out${j}`],
+        );
+        kb.fn(
+          `out${j}_store`,
+          `fn out${j}_store(i: u32, v: ${val.dtype}) { ${acc.store("i", "v")} }`,
+          [acc.storeSym],
+        );
+      }
+    });
+    scratch.forEach((s, j) => {
+      kb.bind(
+        `scratch${j}`,
+        { scratch: j },
+        s.length,
+        s.type,
+        "read_write",
+        src.arrayTypes?.[`scratch${j}`],
+      );
+    });
+    const { code, bindings } = kb.finish(src.code, src.uses ?? legacyUses(src.code));
+    return {
+      label: labelOf(emission.kernels.length > 1 ? `${node.op}:${src.label}` : src.label, g),
+      op: node.op,
+      node: g.node,
+      ...(src.role !== undefined ? { role: src.role } : {}),
+      ...(src.choice !== undefined ? { choice: src.choice } : {}),
+      target,
+      ops,
+      code,
+      workgroups: src.workgroups,
+      bindings,
+    };
+  });
+  const inplace = (def.lower.inplace ?? []).map(([o, i]) =>
+    [node.outputs[o], node.inputs[i]] as const
+  );
+  return { kernels, scratch, writes, inplace };
+}
+
+/**
+ * Operand names a template uses, for templates that do not record them yet
+ * (found in the text; every op moves to `KernelIo`).
+ */
+function legacyUses(code: string): KernelSymbol[] {
+  const found = code.match(/\b(?:in\d+(?:_load|_vget)?|out\d+(?:_store)?|scratch\d+)\b/g) ?? [];
+  return [...new Set(found)] as KernelSymbol[];
+}
+
+const readCache = new WeakMap<Graph, Set<number>>();
+
+/** Values something reads: consumed by a node, a graph output, or written back to a state. */
+function readValues(graph: Graph): Set<number> {
+  let set = readCache.get(graph);
+  if (!set) {
+    set = new Set([...graph.outputs.values(), ...graph.assigns.values()]);
+    for (const n of graph.nodes) for (const v of n.inputs) set.add(v);
+    readCache.set(graph, set);
+  }
+  return set;
+}
+
+function labelOf(base: string, g: Extract<Group, { kind: "kernel" }>): string {
+  const pro = g.prologues.some((p) => p) ? "prologue+" : "";
+  const epi = g.epilogue ? `+${g.epilogue.nodes.length}ew` : "";
+  return `${pro}${base}${epi}`;
+}

@@ -1,0 +1,269 @@
+/**
+ * The attributes of `moe`, their checks, where the optional inputs sit, and
+ * which kernel sequence (path) a token count takes.
+ *
+ * @module
+ */
+
+import { numel } from "../../core/shape.ts";
+import type { MoeConfig, MoePath, MoeRouterKind } from "./config.ts";
+
+/**
+ * Attributes of `moe`.
+ *
+ * @example
+ * ```ts
+ * import type { MoeAttrs } from "@kiln/kiln";
+ * const mixtral: MoeAttrs = {
+ *   experts: 8,
+ *   topK: 2,
+ *   router: "softmax_topk",
+ *   normTopk: true,
+ *   routedScaling: 1,
+ *   capacityFactor: 0,
+ *   dense: false,
+ * };
+ * ```
+ */
+export interface MoeAttrs {
+  /** Number of routed experts E (1..256). */
+  readonly experts: number;
+  /** Experts per token k (1..E; 1 for `switch`). */
+  readonly topK: number;
+  /**
+   * `softmax_topk` (Mixtral / Qwen2-MoE), `sigmoid_bias` (DeepSeek-V3: selection
+   * by sigmoid + bias, weights from the unbiased scores), `switch` (top-1, output
+   * scaled by p).
+   */
+  readonly router: MoeRouterKind;
+  /** `softmax_topk`: renormalise the k weights to sum 1 (Mixtral true, Qwen2-MoE false). */
+  readonly normTopk: boolean;
+  /** `sigmoid_bias`: factor on the renormalised weights (DeepSeek `routed_scaling_factor`). */
+  readonly routedScaling: number;
+  /** Switch capacity factor; 0 means dropless. Capacity `min(T, ⌊cf·T·k/E⌋)` per expert. */
+  readonly capacityFactor: number;
+  /** Compute every expert for every token (benchmark baseline; same results, dropless only). */
+  readonly dense: boolean;
+  /**
+   * Attributes are plain records, so graphs stay serialisable. Optional:
+   * `slots` (number; 0 or absent: weights stacked `[E, …]`) — when > 0 the
+   * weights hold this many slabs and a slot table input maps experts to slabs
+   * (a slot ≥ `slots` means the expert is on another device and adds 0);
+   * `logitsIn` (boolean) — input 1 holds router logits `[..., E]` computed
+   * elsewhere instead of the router weight (a device holding a share of the
+   * experts routes exactly as the home device did);
+   * `routing` (boolean) — three more outputs report the routing: the chosen
+   * experts `[..., k]` u32 (best first), their weights `[..., k]` f32 and the
+   * pairs each expert kept after the capacity `[E]` u32 (routing analysis;
+   * off by default, so inference graphs are unchanged).
+   */
+  [key: string]: number | string | boolean;
+}
+
+/**
+ * The router kinds `moe` accepts.
+ *
+ * @example
+ * ```ts
+ * import { MOE_ROUTERS } from "./attrs.ts";
+ * MOE_ROUTERS.includes("switch"); // true
+ * ```
+ */
+export const MOE_ROUTERS: readonly MoeRouterKind[] = ["softmax_topk", "sigmoid_bias", "switch"];
+
+/**
+ * Largest expert count the kernels support (one workgroup sorts all experts).
+ *
+ * @example
+ * ```ts
+ * import { MOE_MAX_EXPERTS } from "./attrs.ts";
+ * MOE_MAX_EXPERTS; // 256
+ * ```
+ */
+export const MOE_MAX_EXPERTS = 256;
+
+/**
+ * Largest token count for which the decode (GEMV) path is chosen.
+ *
+ * @example
+ * ```ts
+ * import { MOE_DECODE_MAX_TOKENS } from "./attrs.ts";
+ * MOE_DECODE_MAX_TOKENS; // 4
+ * ```
+ */
+export const MOE_DECODE_MAX_TOKENS = 4;
+
+/**
+ * Number of expert slots (0: stacked layout).
+ *
+ * @example
+ * ```ts
+ * import { slotsOf } from "./attrs.ts";
+ * slotsOf({ experts: 8, topK: 2, router: "switch", normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false }); // 0
+ * ```
+ */
+export function slotsOf(attrs: MoeAttrs): number {
+  return typeof attrs.slots === "number" ? attrs.slots : 0;
+}
+
+/**
+ * Whether the op reports its routing (three more outputs).
+ *
+ * @example
+ * ```ts
+ * import { routingOf } from "./attrs.ts";
+ * routingOf({ experts: 8, topK: 2, router: "switch", normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false, routing: true }); // true
+ * ```
+ */
+export function routingOf(attrs: MoeAttrs): boolean {
+  return attrs.routing === true;
+}
+
+/**
+ * Where the optional inputs sit for these attributes and this many inputs:
+ * the `sigmoid_bias` bias at 5, then the mask if given, the slot table last.
+ *
+ * @example
+ * ```ts
+ * import { optionalInputs } from "./attrs.ts";
+ * const attrs = { experts: 8, topK: 2, router: "softmax_topk" as const, normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false };
+ * optionalInputs(attrs, 6); // { mask: 5, table: undefined }
+ * ```
+ */
+export function optionalInputs(
+  attrs: MoeAttrs,
+  count: number,
+): { bias?: number; mask?: number; table?: number } {
+  const table = slotsOf(attrs) > 0 ? count - 1 : undefined;
+  const n = table === undefined ? count : count - 1;
+  if (attrs.router === "sigmoid_bias") return { bias: 5, mask: n > 6 ? 6 : undefined, table };
+  return { mask: n > 5 ? 5 : undefined, table };
+}
+
+const INPUT_NAMES = ["x", "router", "w1", "w3", "w2"];
+
+/**
+ * What input `j` of `count` is, for messages.
+ *
+ * @example
+ * ```ts
+ * import { inputName } from "./attrs.ts";
+ * const attrs = { experts: 8, topK: 2, router: "softmax_topk" as const, normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false };
+ * inputName(attrs, 6, 5); // "mask"
+ * ```
+ */
+export function inputName(attrs: MoeAttrs, count: number, j: number): string {
+  const o = optionalInputs(attrs, count);
+  return j === o.bias ? "bias" : j === o.mask ? "mask" : j === o.table ? "table" : INPUT_NAMES[j];
+}
+
+/**
+ * Checks the attributes, throwing a RangeError or TypeError naming the bad one.
+ *
+ * @example
+ * ```ts
+ * import { checkAttrs } from "./attrs.ts";
+ * checkAttrs({ experts: 8, topK: 2, router: "softmax_topk", normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false });
+ * ```
+ */
+export function checkAttrs(a: MoeAttrs): void {
+  const int = (name: string, v: unknown, lo: number, hi: number) => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < lo || v > hi) {
+      throw new RangeError(`moe: ${name} must be an integer in [${lo}, ${hi}], got ${v}`);
+    }
+  };
+  int("experts", a.experts, 1, MOE_MAX_EXPERTS);
+  if (typeof a.topK !== "number" || !Number.isInteger(a.topK) || a.topK < 1) {
+    throw new RangeError(`moe: topK must be an integer >= 1, got ${a.topK}`);
+  }
+  if (a.topK > a.experts) {
+    throw new RangeError(`moe: topK (${a.topK}) exceeds the number of experts (${a.experts})`);
+  }
+  if (!MOE_ROUTERS.includes(a.router)) {
+    throw new TypeError(
+      `moe: router must be one of ${MOE_ROUTERS.join(", ")}, got ${JSON.stringify(a.router)}`,
+    );
+  }
+  if (a.router === "switch" && a.topK !== 1) {
+    throw new RangeError(`moe: the switch router is top-1, got topK ${a.topK}`);
+  }
+  if (typeof a.normTopk !== "boolean") {
+    throw new TypeError(`moe: normTopk must be a boolean, got ${JSON.stringify(a.normTopk)}`);
+  }
+  if (typeof a.routedScaling !== "number" || !Number.isFinite(a.routedScaling)) {
+    throw new RangeError(`moe: routedScaling must be a finite number, got ${a.routedScaling}`);
+  }
+  if (
+    typeof a.capacityFactor !== "number" || !Number.isFinite(a.capacityFactor) ||
+    a.capacityFactor < 0
+  ) {
+    throw new RangeError(
+      `moe: capacityFactor must be > 0 (or 0 for dropless), got ${a.capacityFactor}`,
+    );
+  }
+  if (typeof a.dense !== "boolean") {
+    throw new TypeError(`moe: dense must be a boolean, got ${JSON.stringify(a.dense)}`);
+  }
+  if (a.slots !== undefined) {
+    int("slots", a.slots, 0, 1 << 20);
+  }
+  for (const flag of ["logitsIn", "routing"] as const) {
+    if (a[flag] !== undefined && typeof a[flag] !== "boolean") {
+      throw new TypeError(`moe: ${flag} must be a boolean, got ${JSON.stringify(a[flag])}`);
+    }
+  }
+  if (a.dense && a.capacityFactor > 0) {
+    throw new RangeError(
+      `moe: the dense baseline is dropless, got capacityFactor ${a.capacityFactor}`,
+    );
+  }
+}
+
+/**
+ * Which kernel sequence `moe` runs for T tokens: dense when asked, decode for
+ * at most {@linkcode MOE_DECODE_MAX_TOKENS} tokens without a capacity (the
+ * GEMVs are dropless), prefill otherwise.
+ *
+ * @example
+ * ```ts
+ * import { moePath } from "./attrs.ts";
+ * const attrs = { experts: 8, topK: 2, router: "softmax_topk" as const, normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false };
+ * moePath(attrs, 1); // "decode"
+ * moePath(attrs, 64); // "prefill"
+ * ```
+ */
+export function moePath(attrs: MoeAttrs, T: number): MoePath {
+  if (attrs.dense) return "dense";
+  return T <= MOE_DECODE_MAX_TOKENS && !(attrs.capacityFactor > 0) ? "decode" : "prefill";
+}
+
+/**
+ * The kernels' config for concrete operand shapes.
+ *
+ * @example
+ * ```ts
+ * import { configOf } from "./attrs.ts";
+ * const attrs = { experts: 8, topK: 2, router: "softmax_topk" as const, normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false };
+ * configOf(attrs, [16, 64], [8, 128, 64], "f32").ff; // 128
+ * ```
+ */
+export function configOf(
+  attrs: MoeAttrs,
+  xShape: readonly number[],
+  w1Shape: readonly number[],
+  weightDtype: "f32" | "f16",
+): MoeConfig {
+  const d = xShape[xShape.length - 1];
+  return {
+    T: numel(xShape) / d,
+    d,
+    ff: w1Shape[1],
+    E: attrs.experts,
+    k: attrs.topK,
+    router: attrs.router,
+    normTopk: attrs.normTopk,
+    routedScaling: attrs.routedScaling,
+    capacityFactor: attrs.capacityFactor > 0 ? attrs.capacityFactor : undefined,
+    weightDtype,
+  };
+}

@@ -1,0 +1,377 @@
+/**
+ * The shape of one MoE layer as its kernels see it: sizes, router semantics,
+ * the GEMM register tile, expert capacity, the kernel sequences (paths), the
+ * roles of their kernels and the scratch buffers each path needs.
+ *
+ * @module
+ */
+
+import type { ScratchSpec } from "../types.ts";
+
+/**
+ * Router variants.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, moe, type MoeRouterKind } from "@kiln/kiln";
+ * const router: MoeRouterKind = "sigmoid_bias"; // DeepSeek-V3
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 64]);
+ * g.output("y", moe(g, x, { name: "moe", experts: 8, topK: 2, ff: 128, router }).y);
+ * ```
+ */
+export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
+
+/**
+ * Register tile of the expert GEMMs.
+ *
+ * @example
+ * ```ts
+ * import type { MoeTile } from "./config.ts";
+ * const tile: MoeTile = { rows: 4, cols1: 4, cols2: 8, wgSize: 64, vecAccum: false };
+ * ```
+ */
+export interface MoeTile {
+  /** Rows per invocation, which is also the row-tile height experts are padded to. */
+  readonly rows: number;
+  /** Output columns (of ff) per invocation in GEMM 1 (each computes W1 and W3 columns). */
+  readonly cols1: number;
+  /** Output columns (of d) per invocation in GEMM 2. */
+  readonly cols2: number;
+  /** Invocations per workgroup of the GEMMs. */
+  readonly wgSize: number;
+  /** Accumulate in vec4 registers and reduce once after the K loop (vs. `dot` per step). */
+  readonly vecAccum: boolean;
+}
+
+/**
+ * Shape and semantics of one MoE layer.
+ *
+ * @example
+ * ```ts
+ * import type { MoeConfig } from "./config.ts";
+ * const mixtral: MoeConfig = { T: 16, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" };
+ * ```
+ */
+export interface MoeConfig {
+  /** Tokens (baked in). */
+  readonly T: number;
+  /** Model width. */
+  readonly d: number;
+  /** Expert hidden width (intermediate size). */
+  readonly ff: number;
+  /** Number of routed experts. */
+  readonly E: number;
+  /** Experts per token. */
+  readonly k: number;
+  /** Router kind. */
+  readonly router: MoeRouterKind;
+  /** `softmax_topk` only: renormalise the k weights to sum 1 (Mixtral: true; Qwen2-MoE: false). Default true. */
+  readonly normTopk?: boolean;
+  /** `sigmoid_bias` only: factor applied to the renormalised weights (DeepSeek-V3 `routed_scaling_factor`). Default 1. */
+  readonly routedScaling?: number;
+  /** Capacity factor; undefined (default) means dropless. See {@linkcode moeCapacity}. */
+  readonly capacityFactor?: number;
+  /** Storage type of W1, W3, W2 (router and activations stay f32). Default "f32". */
+  readonly weightDtype?: "f32" | "f16";
+  /** Override of the GEMM register tile. */
+  readonly tile?: Partial<MoeTile>;
+}
+
+/**
+ * {@linkcode MoeConfig} with every default filled in and checked.
+ *
+ * @example
+ * ```ts
+ * import { resolveMoeConfig, type ResolvedMoeConfig } from "./config.ts";
+ * const c: ResolvedMoeConfig = resolveMoeConfig({ T: 8, d: 16, ff: 32, E: 4, k: 1, router: "switch" });
+ * ```
+ */
+export interface ResolvedMoeConfig extends Required<Omit<MoeConfig, "capacityFactor" | "tile">> {
+  /** Capacity factor or undefined for dropless. */
+  readonly capacityFactor: number | undefined;
+  /** GEMM register tile. */
+  readonly tile: MoeTile;
+  /** Per-expert capacity (`MOE_NONE` when dropless). */
+  readonly capacity: number;
+  /** Upper bound on the number of row tiles after padding. */
+  readonly tilesMax: number;
+  /** `tilesMax · tile.rows`: rows of the expert-sorted buffers. */
+  readonly rowsMax: number;
+}
+
+/**
+ * `0xFFFFFFFF`: "no expert / no row" marker in the index buffers.
+ *
+ * @example
+ * ```ts
+ * import { MOE_NONE } from "./config.ts";
+ * MOE_NONE === 2 ** 32 - 1; // true
+ * ```
+ */
+export const MOE_NONE = 0xffffffff;
+
+/**
+ * Which kernel sequence a layer runs: `"prefill"` (router, sort, grouped GEMMs,
+ * combine), `"decode"` (router, GEMVs over the chosen experts) or `"dense"`
+ * (every token through every expert, a benchmark baseline).
+ *
+ * @example
+ * ```ts
+ * import type { MoePath } from "./config.ts";
+ * const path: MoePath = "decode";
+ * ```
+ */
+export type MoePath = "prefill" | "decode" | "dense";
+
+/**
+ * The steps of the MoE kernel sequences, one per kernel (`KernelSource.role`):
+ * tools and schedulers find a step by it (the expert scheduler uploads a
+ * layer's experts right before its `"router"` kernel).
+ *
+ * @example
+ * ```ts
+ * import { MOE_ROLES } from "./config.ts";
+ * MOE_ROLES.includes("router"); // true
+ * ```
+ */
+export const MOE_ROLES = [
+  "router",
+  "sort",
+  "gemm1",
+  "gemm2",
+  "combine",
+  "decode_gemv1",
+  "decode_gemv2",
+  "dense_gemm1",
+  "dense_gemm2",
+  "aux",
+  "empty",
+] as const;
+
+/**
+ * One step of a MoE kernel sequence (see {@linkcode MOE_ROLES}).
+ *
+ * @example
+ * ```ts
+ * import type { MoeRole } from "./config.ts";
+ * const role: MoeRole = "router";
+ * ```
+ */
+export type MoeRole = typeof MOE_ROLES[number];
+
+/**
+ * Expert capacity for a capacity factor, or `undefined` when dropless.
+ *
+ * `C = min(T, floor(capacityFactor · T · k / E))`. This follows Mesh-TensorFlow's
+ * `transformer_moe_layer_v1` (`min(group_size, int(group_size · cf / E))`, i.e.
+ * truncation, as used by Switch Transformer), with `T · k` in place of the group
+ * size so that `cf = 1` means "exactly balanced" for every k (identical to
+ * Mesh-TF for k = 1). An expert gets at most one slot per token, hence `min(T, ·)`.
+ *
+ * @example
+ * ```ts
+ * import { moeCapacity } from "./config.ts";
+ * moeCapacity(512, 2, 8, 1.25); // 160
+ * ```
+ */
+export function moeCapacity(
+  T: number,
+  k: number,
+  E: number,
+  capacityFactor: number | undefined,
+): number | undefined {
+  if (capacityFactor === undefined) return undefined;
+  return Math.min(T, Math.floor((capacityFactor * T * k) / E));
+}
+
+function posInt(name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 1) {
+    throw new RangeError(`MoE ${name} must be a positive integer: received ${v}`);
+  }
+}
+
+function largestDivisor(n: number, candidates: readonly number[]): number {
+  for (const c of candidates) if (n % c === 0) return c;
+  return 1;
+}
+
+/**
+ * Fills defaults and validates a {@linkcode MoeConfig}.
+ *
+ * @example
+ * ```ts
+ * import { resolveMoeConfig } from "./config.ts";
+ * const c = resolveMoeConfig({ T: 8, d: 16, ff: 32, E: 4, k: 2, router: "softmax_topk" });
+ * console.log(c.tilesMax, c.rowsMax);
+ * ```
+ */
+export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
+  for (const key of ["T", "d", "ff", "E", "k"] as const) posInt(key, cfg[key]);
+  const { T, d, ff, E, k } = cfg;
+  if (E > 256) throw new RangeError(`MoE E must be at most 256: received ${E}`);
+  if (k > E) throw new RangeError(`MoE k must be at most E (${E}): received ${k}`);
+  if (!["softmax_topk", "sigmoid_bias", "switch"].includes(cfg.router)) {
+    throw new TypeError(
+      `MoE router must be softmax_topk, sigmoid_bias or switch: received "${cfg.router}"`,
+    );
+  }
+  if (cfg.router === "switch" && k !== 1) {
+    throw new RangeError(`MoE switch router is top-1: received k = ${k}`);
+  }
+  const weightDtype = cfg.weightDtype ?? "f32";
+  if (weightDtype !== "f32" && weightDtype !== "f16") {
+    throw new TypeError(`MoE weightDtype must be "f32" or "f16": received "${weightDtype}"`);
+  }
+  if (cfg.capacityFactor !== undefined && !(cfg.capacityFactor > 0)) {
+    throw new RangeError(`MoE capacityFactor must be positive: received ${cfg.capacityFactor}`);
+  }
+  const rows = cfg.tile?.rows ?? 4;
+  // Columns per invocation must divide the output width (no column bounds checks
+  // in the GEMMs); 4 keeps the h / o stores as vec4.
+  const cols1 = cfg.tile?.cols1 ?? largestDivisor(ff, [4, 2]);
+  const cols2 = cfg.tile?.cols2 ?? largestDivisor(d, [8, 4, 2]);
+  const wgSize = cfg.tile?.wgSize ?? 64;
+  const vecAccum = cfg.tile?.vecAccum ?? false;
+  posInt("tile.rows", rows);
+  posInt("tile.cols1", cols1);
+  posInt("tile.cols2", cols2);
+  posInt("tile.wgSize", wgSize);
+  if (ff % cols1 !== 0) throw new RangeError(`MoE tile.cols1 (${cols1}) must divide ff (${ff})`);
+  if (d % cols2 !== 0) throw new RangeError(`MoE tile.cols2 (${cols2}) must divide d (${d})`);
+  const cap = moeCapacity(T, k, E, cfg.capacityFactor);
+  const pairs = T * k;
+  // Σₑ ceil(nₑ/rows) ≤ (T·k + E·(rows−1)) / rows, and every tile holds ≥ 1 real row.
+  const tilesMax = Math.max(1, Math.min(pairs, Math.floor((pairs + E * (rows - 1)) / rows)));
+  return {
+    T,
+    d,
+    ff,
+    E,
+    k,
+    router: cfg.router,
+    normTopk: cfg.normTopk ?? true,
+    routedScaling: cfg.routedScaling ?? 1,
+    capacityFactor: cfg.capacityFactor,
+    weightDtype,
+    tile: { rows, cols1, cols2, wgSize, vecAccum },
+    capacity: cap ?? MOE_NONE,
+    tilesMax,
+    rowsMax: tilesMax * rows,
+  };
+}
+
+/**
+ * The intermediates the kernels pass to each other through scratch buffers:
+ * router probabilities, the routing (`topk_idx`, `topk_w`; outputs instead
+ * when the op reports its routing), the expert-sorted rows of the prefill path
+ * and the hidden activations of each path.
+ *
+ * @example
+ * ```ts
+ * import type { MoeScratchBuffer } from "./config.ts";
+ * const b: MoeScratchBuffer = "sorted_token";
+ * ```
+ */
+export type MoeScratchBuffer =
+  | "probs"
+  | "topk_idx"
+  | "topk_w"
+  | "sorted_token"
+  | "sorted_w"
+  | "tile_expert"
+  | "slot_pos"
+  | "h"
+  | "o"
+  | "hd"
+  | "hdense";
+
+/** Scratch buffers of each path, in scratch order, with their element types. */
+const SCRATCH: Record<MoePath, readonly (readonly [MoeScratchBuffer, ScratchSpec["type"]])[]> = {
+  prefill: [
+    ["probs", "f32"],
+    ["topk_idx", "u32"],
+    ["topk_w", "f32"],
+    ["sorted_token", "u32"],
+    ["sorted_w", "f32"],
+    ["tile_expert", "u32"],
+    ["slot_pos", "u32"],
+    ["h", "f32"],
+    ["o", "f32"],
+  ],
+  decode: [["probs", "f32"], ["topk_idx", "u32"], ["topk_w", "f32"], ["hd", "f32"]],
+  dense: [["probs", "f32"], ["topk_idx", "u32"], ["topk_w", "f32"], ["hdense", "f32"]],
+};
+
+/**
+ * The scratch buffers of `path` in scratch order (`scratch{j}` is the j-th):
+ * with `routing`, the routing lives in the op's outputs instead.
+ *
+ * @example
+ * ```ts
+ * import { moeScratchLayout } from "./config.ts";
+ * moeScratchLayout("decode", false); // ["probs", "topk_idx", "topk_w", "hd"]
+ * moeScratchLayout("decode", true); // ["probs", "hd"]
+ * ```
+ */
+export function moeScratchLayout(path: MoePath, routing: boolean): MoeScratchBuffer[] {
+  return moeScratchTypes(path, routing).map(([b]) => b);
+}
+
+function moeScratchTypes(
+  path: MoePath,
+  routing: boolean,
+): (readonly [MoeScratchBuffer, ScratchSpec["type"]])[] {
+  return SCRATCH[path].filter(([b]) => !(routing && (b === "topk_idx" || b === "topk_w")));
+}
+
+/** Elements of each scratch buffer for a resolved config. */
+function scratchLength(c: ResolvedMoeConfig, b: MoeScratchBuffer): number {
+  const { T, d, ff, E, k, rowsMax, tilesMax } = c;
+  switch (b) {
+    case "probs":
+      return T * E;
+    case "topk_idx":
+    case "topk_w":
+    case "slot_pos":
+      return T * k;
+    case "sorted_token":
+    case "sorted_w":
+      return rowsMax;
+    case "tile_expert":
+      return tilesMax;
+    case "h":
+      return rowsMax * ff;
+    case "o":
+      return rowsMax * d;
+    case "hd":
+      return T * k * ff;
+    case "hdense":
+      return E * Math.ceil(T / c.tile.rows) * c.tile.rows * ff;
+  }
+}
+
+/**
+ * The scratch buffers `path` needs for config `c`, in scratch order, and where
+ * each intermediate sits among them.
+ *
+ * @example
+ * ```ts
+ * import { moeScratch, resolveMoeConfig } from "./config.ts";
+ * const c = resolveMoeConfig({ T: 8, d: 16, ff: 32, E: 4, k: 2, router: "softmax_topk" });
+ * const { specs, at } = moeScratch(c, "prefill", false);
+ * specs[at.h!].length; // rowsMax · ff
+ * ```
+ */
+export function moeScratch(
+  c: ResolvedMoeConfig,
+  path: MoePath,
+  routing: boolean,
+): { specs: ScratchSpec[]; at: Partial<Record<MoeScratchBuffer, number>> } {
+  const at: Partial<Record<MoeScratchBuffer, number>> = {};
+  const specs = moeScratchTypes(path, routing).map(([b, type], j): ScratchSpec => {
+    at[b] = j;
+    return { length: Math.max(1, scratchLength(c, b)), type };
+  });
+  return { specs, at };
+}

@@ -1,0 +1,113 @@
+/**
+ * The decode path's expert GEMVs (few tokens, dropless): indexed by the
+ * router's `topk_idx`, they read only the chosen experts' weights; no sort, no
+ * combine.
+ *
+ * @module
+ */
+
+import type { KernelSource } from "../types.ts";
+import { flatLaunch, flatMain, u32 } from "../wgsl/mod.ts";
+import type { ResolvedMoeConfig } from "./config.ts";
+import { type MoeEmitContext, MoeIo } from "./operands.ts";
+import { absent, kLoop, range, SILU, slabOf, storeRow } from "./register_tile.ts";
+
+/** Invocations per workgroup of the GEMVs: few tokens make few invocations. */
+const GEMV_WG = 32;
+
+/**
+ * Decode GEMV 1: one invocation per (token, slot, `cols1` columns):
+ * `hd[t, j] = silu(x[t]·W1ₑᵀ) ⊙ (x[t]·W3ₑᵀ)` with `e = topk_idx[t, j]`, so only the
+ * chosen experts' rows of W1/W3 are read.
+ *
+ * @example
+ * ```ts ignore
+ * const k = emitDecodeGemv1(resolveMoeConfig({ T: 1, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" }), ctx);
+ * k.label; // "moe_decode_gemv1_4x2_f32"
+ * ```
+ */
+export function emitDecodeGemv1(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
+  const io = new MoeIo(ctx.layout);
+  const { T, d, ff, k } = c;
+  const N = c.tile.cols1;
+  const V = d % 4 === 0 ? 4 : 1;
+  const KV = d / V;
+  const nct = ff / N;
+  const total = T * k * nct;
+  const { wg, workgroups, index } = flatLaunch(total, ctx.caps, GEMV_WG);
+  const L: string[] = [];
+  L.push(`  let pair = i / ${u32(nct)};`);
+  L.push(`  let col0 = (i % ${u32(nct)}) * ${u32(N)};`);
+  L.push(`  let t = pair / ${u32(k)};`);
+  L.push(`  let e = min(${io.arr("topk_idx")}[pair], ${u32(c.E - 1)});`);
+  L.push(`  let es = ${slabOf(io, ctx, "e")};`);
+  const skip = absent(ctx, "es");
+  if (skip) L.push(`  if (${skip}) { return; }`); // not on this device: GEMV 2 skips the pair
+  const w = c.weightDtype;
+  L.push(
+    ...kLoop(c, 1, N, KV, V, io.vec("x", "f32", V), () => `t * ${u32(KV)}`, [
+      {
+        name: io.vec("w1", w, V),
+        bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
+      },
+      {
+        name: io.vec("w3", w, V),
+        bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
+      },
+    ]),
+  );
+  L.push("  {");
+  const vals = range(N).map((j) => `moe_silu(acc_0_0_${j}) * acc_1_0_${j}`);
+  L.push(...storeRow(io, "hd", ff, "pair", "col0", vals, false));
+  L.push("  }");
+  const code = `${flatMain(wg, index, total, L.join("\n"))}\n${SILU}\n`;
+  return io.kernel(`moe_decode_gemv1_${N}x2_${c.weightDtype}`, "decode_gemv1", code, workgroups);
+}
+
+/**
+ * Decode GEMV 2: one invocation per (token, `cols2` columns) sums its k slots in
+ * slot order: `y[t] = Σⱼ wⱼ · (hd[t, j]·W2ₑⱼᵀ)`. Reads only chosen experts' W2 rows
+ * and writes `y` directly (no combine needed).
+ *
+ * @example
+ * ```ts ignore
+ * const k = emitDecodeGemv2(resolveMoeConfig({ T: 1, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" }), ctx);
+ * k.label; // "moe_decode_gemv2_8_f32"
+ * ```
+ */
+export function emitDecodeGemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
+  const io = new MoeIo(ctx.layout);
+  const { T, d, ff, k } = c;
+  const N = c.tile.cols2;
+  const V = ff % 4 === 0 ? 4 : 1;
+  const KV = ff / V;
+  const nct = d / N;
+  const total = T * nct;
+  const { wg, workgroups, index } = flatLaunch(total, ctx.caps, GEMV_WG);
+  const L: string[] = [];
+  L.push(`  let t = i / ${u32(nct)};`);
+  L.push(`  let col0 = (i % ${u32(nct)}) * ${u32(N)};`);
+  for (const j of range(N)) L.push(`  var y_${j} = 0.0;`);
+  L.push(`  for (var s = 0u; s < ${u32(k)}; s++) {`);
+  L.push(`    let pair = t * ${u32(k)} + s;`);
+  L.push(`    let e = min(${io.arr("topk_idx")}[pair], ${u32(c.E - 1)});`);
+  L.push(`    let es = ${slabOf(io, ctx, "e")};`);
+  const skip = absent(ctx, "es");
+  if (skip) L.push(`    if (${skip}) { continue; }`);
+  const inner = kLoop(c, 1, N, KV, V, io.vec("hd", "f32", V), () => `pair * ${u32(KV)}`, [
+    {
+      name: io.vec("w2", c.weightDtype, V),
+      bIdx: (j) => `(es * ${u32(d)} + col0 + ${u32(j)}) * ${u32(KV)}`,
+    },
+  ]);
+  L.push(...inner.map((s) => "  " + s));
+  L.push(`    let w = ${io.arr("topk_w")}[pair];`);
+  for (const j of range(N)) L.push(`    y_${j} += w * acc_0_0_${j};`);
+  L.push("  }");
+  L.push("  {");
+  const vals = range(N).map((j) => `y_${j}`);
+  L.push(...storeRow(io, "y", d, "t", "col0", vals, !ctx.yDirect));
+  L.push("  }");
+  const code = `${flatMain(wg, index, total, L.join("\n"))}\n`;
+  return io.kernel(`moe_decode_gemv2_${N}_${c.weightDtype}`, "decode_gemv2", code, workgroups);
+}

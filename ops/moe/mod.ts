@@ -1,0 +1,231 @@
+/**
+ * `moe`: a routed Mixture-of-Experts FFN layer (router → top-k → SwiGLU experts →
+ * weighted combine) as one graph op.
+ *
+ * Inputs, in order:
+ * 0. `x [..., d]` f32 tokens (leading dims flattened to T, which may be symbolic);
+ * 1. router weight `[E, d]` f32 (or, with `logitsIn`, given router logits `[..., E]`);
+ * 2. `w1 [E, ff, d]`, 3. `w3 [E, ff, d]`, 4. `w2 [E, d, ff]`: the experts' gate,
+ *    up and down projections stacked per expert in PyTorch Linear layout, f32 or
+ *    f16 (all three alike);
+ * 5. `sigmoid_bias` only: the selection bias `[E]` f32;
+ * then optionally the padding mask `x.shape[:-1]` f32 (0 excludes a token from
+ *    the aux and z losses; it is still routed, as in HF);
+ * last, when `slots > 0`: the slot table `[E]` u32. The experts' weights are then
+ *    slot buffers `[slots, ff, d]` / `[slots, d, ff]` and expert e's weights are
+ *    slab `table[e]` (the expert scheduler's indirection). Same kernels, same
+ *    arithmetic order, so results are bit-identical to the stacked layout when
+ *    every chosen expert is resident.
+ *
+ * Outputs: `y` (shape of x), router `logits [..., E]`, `counts [E]` u32 (routed
+ * (token, slot) pairs per expert, before any capacity drop; kept pairs are
+ * `min(count, capacity)`), `aux [2]` f32 = (load-balancing loss `E·Σfᵢ·Pᵢ`,
+ * router z-loss); with `routing: true` also the chosen experts `[..., k]` u32,
+ * their weights `[..., k]` f32 and the kept pairs per expert `[E]` u32.
+ *
+ * Lowering (shapes are concrete by then; see `lower.ts`):
+ * - prefill: router, sort, grouped GEMM 1 (w1 & w3, silu·mul), grouped GEMM 2
+ *   (routing weight in the epilogue), combine, aux: 6 launches whatever E is;
+ * - decode (T ≤ 4 tokens, dropless): router, GEMV 1, GEMV 2 indexed by the
+ *   chosen experts (no sort, unchosen experts' weights are never read), aux;
+ * - `dense: true` (a benchmark baseline): every token through every expert.
+ * Each kernel carries its step as `role` (see {@linkcode MOE_ROLES}).
+ * Intermediates live in scratch buffers; `y` can take a fused elementwise
+ * epilogue (e.g. a residual add) through `out0_store`.
+ *
+ * @module
+ */
+
+import { allocHost, type HostArray } from "../../core/dtype.ts";
+import type { HostTensor, OpDef } from "../types.ts";
+import { configOf, type MoeAttrs, moePath, optionalInputs, routingOf } from "./attrs.ts";
+import type { MoePath } from "./config.ts";
+import { emitMoe } from "./lower.ts";
+import { moeReference } from "./reference.ts";
+import { inferMoe } from "./shape_rule.ts";
+
+export {
+  MOE_DECODE_MAX_TOKENS,
+  MOE_MAX_EXPERTS,
+  MOE_ROUTERS,
+  type MoeAttrs,
+  moePath,
+} from "./attrs.ts";
+export {
+  MOE_NONE,
+  MOE_ROLES,
+  moeCapacity,
+  type MoeConfig,
+  type MoePath,
+  type MoeRole,
+  type MoeRouterKind,
+  type MoeScratchBuffer,
+  moeScratchLayout,
+  type MoeTile,
+  type ResolvedMoeConfig,
+  resolveMoeConfig,
+} from "./config.ts";
+export {
+  moeReference,
+  type MoeReferenceConfig,
+  type MoeReferenceResult,
+  type MoeWeights,
+} from "./reference.ts";
+
+/** Expert e's slab is `table[e]`; a slot out of range (another device's expert) is zeros. */
+function gatherSlabs(w: HostTensor, table: ArrayLike<number>, E: number): Float32Array {
+  const S = w.shape[0];
+  const n = w.data.length / S;
+  const out = new Float32Array(E * n);
+  for (let e = 0; e < E; e++) {
+    const s = table[e];
+    if (s >= S) continue; // contributes silu(0)·0 = 0, as the kernels skip it
+    for (let i = 0; i < n; i++) out[e * n + i] = Number(w.data[s * n + i]);
+  }
+  return out;
+}
+
+function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs): HostArray[] {
+  const [x, wg, w1, w3, w2] = inputs;
+  const opt = optionalInputs(attrs, inputs.length);
+  const cfg = configOf(attrs, x.shape, w1.shape, "f32");
+  const unslot = (w: HostTensor) =>
+    opt.table === undefined ? w.data : gatherSlabs(w, inputs[opt.table].data, attrs.experts);
+  const r = moeReference(
+    cfg,
+    {
+      wg: attrs.logitsIn === true ? new Float32Array(cfg.E * cfg.d) : wg.data,
+      logits: attrs.logitsIn === true ? wg.data : undefined,
+      w1: unslot(w1),
+      w3: unslot(w3),
+      w2: unslot(w2),
+      bias: opt.bias === undefined ? undefined : inputs[opt.bias].data,
+    },
+    x.data,
+    opt.mask === undefined ? undefined : inputs[opt.mask].data,
+  );
+  const u32s = (a: ArrayLike<number>) => {
+    const out = allocHost("u32", a.length);
+    out.set(a);
+    return out;
+  };
+  const outs: HostArray[] = [
+    Float32Array.from(r.y),
+    Float32Array.from(r.logits),
+    u32s(r.counts),
+    Float32Array.of(r.auxLoss, r.zLoss),
+  ];
+  if (routingOf(attrs)) outs.push(u32s(r.topkIdx), Float32Array.from(r.topkW), u32s(r.keptCounts));
+  return outs;
+}
+
+/**
+ * Bytes of expert weights one layer binds and reads, for a given number of
+ * distinct chosen experts.
+ *
+ * @example
+ * ```ts
+ * import { type MoeWeightTraffic, moeWeightTraffic } from "./mod.ts";
+ * const t: MoeWeightTraffic = moeWeightTraffic({ T: 1, d: 64, ff: 128, E: 8, k: 2, weightBytes: 4 }, 2);
+ * ```
+ */
+export interface MoeWeightTraffic {
+  /** Kernel sequence. */
+  readonly path: MoePath;
+  /** Bytes of w1, w3 and w2 bound (the whole stacked tensors). */
+  readonly bound: number;
+  /** Bytes of them the kernels index: only the chosen experts' slabs on the routed paths. */
+  readonly read: number;
+}
+
+/**
+ * Expert-weight traffic of one `moe` layer: what is bound per dispatch versus
+ * what the kernels actually index. Routed kernels index weights by
+ * `topk_idx` / `tile_expert`, so only the slabs of the `chosen` distinct
+ * experts are read (all E for the dense baseline).
+ *
+ * @example
+ * ```ts
+ * import { moeWeightTraffic } from "./mod.ts";
+ * const t = moeWeightTraffic({ T: 1, d: 4096, ff: 14336, E: 8, k: 2, weightBytes: 2 }, 2);
+ * console.log(t.path, t.read / t.bound); // "decode" 0.25
+ * ```
+ */
+export function moeWeightTraffic(
+  layer: {
+    T: number;
+    d: number;
+    ff: number;
+    E: number;
+    k: number;
+    weightBytes: number;
+    capacityFactor?: number;
+    dense?: boolean;
+  },
+  chosen: number,
+): MoeWeightTraffic {
+  const slab = 3 * layer.ff * layer.d * layer.weightBytes;
+  const path = moePath(
+    {
+      experts: layer.E,
+      topK: layer.k,
+      router: "softmax_topk",
+      normTopk: true,
+      routedScaling: 1,
+      capacityFactor: layer.capacityFactor ?? 0,
+      dense: layer.dense ?? false,
+    },
+    layer.T,
+  );
+  const used = path === "dense" ? layer.E : Math.min(chosen, layer.E, layer.T * layer.k);
+  return { path, bound: layer.E * slab, read: used * slab };
+}
+
+/**
+ * The routed Mixture-of-Experts FFN layer.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder } from "../../compiler/builder.ts";
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 16]);
+ * const [y, logits, counts, losses, topkIdx] = g.apply("moe", [
+ *   x,
+ *   g.param("router", [4, 16]),
+ *   g.param("w1", [4, 32, 16]),
+ *   g.param("w3", [4, 32, 16]),
+ *   g.param("w2", [4, 16, 32]),
+ * ], {
+ *   experts: 4,
+ *   topK: 2,
+ *   router: "softmax_topk",
+ *   normTopk: true,
+ *   routedScaling: 1,
+ *   capacityFactor: 0,
+ *   dense: false,
+ *   routing: true,
+ * });
+ * g.output("y", y);
+ * g.output("experts", topkIdx); // u32 [T, 2]
+ * ```
+ */
+export const moe: OpDef<MoeAttrs> = {
+  arity: [5, 8],
+  attrNames: [
+    "experts",
+    "topK",
+    "router",
+    "normTopk",
+    "routedScaling",
+    "capacityFactor",
+    "dense",
+    "slots",
+    "logitsIn",
+    "routing",
+  ],
+  infer: inferMoe,
+  reference: (inputs, attrs) => referenceMoe(inputs, attrs),
+  lower: { kind: "kernel", prologue: false, epilogue: true, emit: emitMoe },
+  // Per token only k of the E stacked experts run.
+  activeFraction: (attrs, j) => (j >= 2 && j <= 4 ? Math.min(1, attrs.topK / attrs.experts) : 1),
+};

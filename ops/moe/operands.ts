@@ -1,0 +1,176 @@
+/**
+ * How the MoE kernels reach their buffers: the op's layout says which operand
+ * (input, output or scratch buffer j) holds each buffer the kernels name, and
+ * {@linkcode MoeIo} hands the operand's name out through one
+ * {@linkcode KernelIo} per kernel, recording the use (and the vec4 view of a
+ * raw array) so the compiler declares exactly those bindings.
+ *
+ * @module
+ */
+
+import type { DeviceCaps, KernelSource } from "../types.ts";
+import { KernelIo } from "../wgsl/mod.ts";
+import type { MoeRole, MoeScratchBuffer } from "./config.ts";
+
+/**
+ * Every buffer the MoE kernels use: the op's inputs (`x`, router weight `wg`
+ * or given logits, `bias`, `mask`, slot `table`, expert weights), its outputs
+ * (`y`, `logits`, `counts`, the losses `aux`, and with routing `kept` counts)
+ * and the intermediates (see {@linkcode MoeScratchBuffer}; `topk_idx` and
+ * `topk_w` are outputs when the op reports its routing).
+ *
+ * @example
+ * ```ts
+ * import type { MoeBuffer } from "./operands.ts";
+ * const b: MoeBuffer = "w1";
+ * ```
+ */
+export type MoeBuffer =
+  | "x"
+  | "wg"
+  | "bias"
+  | "mask"
+  | "table"
+  | "w1"
+  | "w3"
+  | "w2"
+  | "y"
+  | "logits"
+  | "counts"
+  | "aux"
+  | "kept"
+  | MoeScratchBuffer;
+
+/**
+ * One operand of the op: input j (`in{j}`), output j (`out{j}`) or scratch
+ * buffer j (`scratch{j}`).
+ *
+ * @example
+ * ```ts
+ * import type { MoeOperand } from "./operands.ts";
+ * const x: MoeOperand = { kind: "in", j: 0 };
+ * ```
+ */
+export interface MoeOperand {
+  /** Which list of the op's operands. */
+  readonly kind: "in" | "out" | "scratch";
+  /** Position in that list. */
+  readonly j: number;
+}
+
+/**
+ * Where each buffer the kernels use lives among the op's operands; a buffer
+ * the layer lacks (no mask, no slot table) is absent.
+ *
+ * @example
+ * ```ts
+ * import type { MoeLayout } from "./operands.ts";
+ * const layout: MoeLayout = { x: { kind: "in", j: 0 }, y: { kind: "out", j: 0 } };
+ * ```
+ */
+export type MoeLayout = { readonly [B in MoeBuffer]?: MoeOperand };
+
+/**
+ * Everything an emitter needs besides the layer's config.
+ *
+ * @example
+ * ```ts ignore
+ * import type { MoeEmitContext } from "./operands.ts";
+ * const ctx: MoeEmitContext = { layout, caps, yDirect: true, logitsIn: false, auxCounts: false };
+ * ```
+ */
+export interface MoeEmitContext {
+  /** Where each buffer lives. */
+  readonly layout: MoeLayout;
+  /** Device limits (grids are split by `maxWorkgroupsPerDim`). */
+  readonly caps: DeviceCaps;
+  /**
+   * `y` may be indexed as a raw array (vec4 stores); false when a fused
+   * epilogue or a split binding makes every store go through `out{j}_store`.
+   */
+  readonly yDirect: boolean;
+  /**
+   * Expert → slot indirection: when set (the number of slots S), `w1`, `w3`,
+   * `w2` hold S expert slabs and expert e's weights are slab `table[e]`. A slot
+   * ≥ S (`MOE_NONE`: the expert is on another device) makes the expert
+   * contribute exactly 0: the decode GEMVs skip its pairs and its prefill tiles
+   * write zero rows. Unset: slab e is expert e.
+   */
+  readonly slotTable?: number;
+  /** `wg` holds given router logits `[T, E]`: the router only does softmax / top-k. */
+  readonly logitsIn: boolean;
+  /**
+   * The aux kernel also writes the routed pairs per expert (all tokens, mask
+   * ignored) to `counts` (and `kept`): paths without a sort kernel still report
+   * counts.
+   */
+  readonly auxCounts: boolean;
+}
+
+/**
+ * The operand names of one kernel, by MoE buffer, recorded through one
+ * {@linkcode KernelIo}; {@linkcode MoeIo.kernel} turns the code into a
+ * `KernelSource` carrying those uses and the vec4 views asked for.
+ *
+ * @example
+ * ```ts
+ * import { MoeIo } from "./operands.ts";
+ * const io = new MoeIo({ x: { kind: "in", j: 0 }, y: { kind: "out", j: 0 } });
+ * const code = `${io.arr("y")}[0] = ${io.vec("x", "f32", 4)}[0].x;`;
+ * io.kernel("copy", "combine", code, [1, 1, 1]).uses; // ["out0", "in0"]
+ * ```
+ */
+export class MoeIo {
+  readonly #io = new KernelIo();
+  readonly #layout: MoeLayout;
+  readonly #types: Record<string, string> = {};
+
+  /** Names for the buffers of `layout`. */
+  constructor(layout: MoeLayout) {
+    this.#layout = layout;
+  }
+
+  /** True when the layer has buffer `b`. */
+  has(b: MoeBuffer): boolean {
+    return this.#layout[b] !== undefined;
+  }
+
+  #at(b: MoeBuffer): MoeOperand {
+    const at = this.#layout[b];
+    if (!at) throw new Error(`internal: the MoE layout has no buffer "${b}"`);
+    return at;
+  }
+
+  /** The raw array holding buffer `b` (scalar elements). */
+  arr(b: MoeBuffer): string {
+    const { kind, j } = this.#at(b);
+    return kind === "in" ? this.#io.in(j) : kind === "out" ? this.#io.out(j) : this.#io.scratch(j);
+  }
+
+  /**
+   * The raw array holding buffer `b`, seen as `vec4<elem>` when `lanes` is 4
+   * (the same bytes, four elements an index); scalar when 1.
+   */
+  vec(b: MoeBuffer, elem: "f32" | "f16" | "u32", lanes: number): string {
+    const name = this.arr(b);
+    if (lanes === 4) this.#types[name] = `vec4<${elem}>`;
+    return name;
+  }
+
+  /** `out{j}_store(i, v)` of output buffer `b` (a call, without the semicolon). */
+  store(b: MoeBuffer, i: string, v: string): string {
+    const { kind, j } = this.#at(b);
+    if (kind !== "out") throw new Error(`internal: MoE buffer "${b}" is not an output`);
+    return this.#io.store(j, i, v);
+  }
+
+  /** The kernel: its code with the uses recorded so far and the vec4 views asked for. */
+  kernel(
+    label: string,
+    role: MoeRole,
+    code: string,
+    workgroups: readonly [number, number, number],
+  ): KernelSource {
+    return { label, role, code, workgroups, arrayTypes: { ...this.#types }, uses: this.#io.uses };
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Float64 CPU reference of the routed-expert FFN layer, written straight from
+ * the semantics (HF Mixtral / Qwen2-MoE / DeepSeek-V3 / Switch) and independent
+ * of the WGSL kernels: it sorts scores instead of repeated argmax, walks tokens
+ * in order for capacity, and never pads or tiles. It is the oracle for
+ * `tests/moe_kernels_test.ts`.
+ *
+ * @module
+ */
+
+/**
+ * Router variants (same strings as the kernels).
+ *
+ * @example
+ * ```ts
+ * import type { MoeReferenceRouter } from "./reference.ts";
+ * const r: MoeReferenceRouter = "switch";
+ * ```
+ */
+export type MoeReferenceRouter = "softmax_topk" | "sigmoid_bias" | "switch";
+
+/**
+ * Semantics of the layer, as the reference needs them.
+ *
+ * @example
+ * ```ts
+ * import type { MoeReferenceConfig } from "./reference.ts";
+ * const cfg: MoeReferenceConfig = { T: 4, d: 8, ff: 16, E: 4, k: 2, router: "softmax_topk" };
+ * ```
+ */
+export interface MoeReferenceConfig {
+  /** Tokens. */
+  T: number;
+  /** Model width. */
+  d: number;
+  /** Expert hidden width. */
+  ff: number;
+  /** Routed experts. */
+  E: number;
+  /** Experts per token. */
+  k: number;
+  /** Router kind. */
+  router: MoeReferenceRouter;
+  /** `softmax_topk`: renormalise the chosen weights (default true). */
+  normTopk?: boolean;
+  /** `sigmoid_bias`: factor on the renormalised weights (default 1). */
+  routedScaling?: number;
+  /** Capacity factor; undefined means dropless. */
+  capacityFactor?: number;
+}
+
+/**
+ * Layer weights, row-major, PyTorch Linear layout per expert.
+ *
+ * @example
+ * ```ts
+ * import type { MoeWeights } from "./reference.ts";
+ * const w: MoeWeights = { wg: [1, 0, 0, 1], w1: [1, 1, 1, 1], w3: [1, 1, 1, 1], w2: [1, 1, 1, 1] };
+ * ```
+ */
+export interface MoeWeights {
+  /** Router `[E, d]`. */
+  wg: ArrayLike<number>;
+  /** Gate projections `[E, ff, d]`. */
+  w1: ArrayLike<number>;
+  /** Up projections `[E, ff, d]`. */
+  w3: ArrayLike<number>;
+  /** Down projections `[E, d, ff]`. */
+  w2: ArrayLike<number>;
+  /** `sigmoid_bias` selection bias `[E]`. */
+  bias?: ArrayLike<number>;
+  /** Router logits `[T, E]` computed elsewhere (then `wg` is unused). */
+  logits?: ArrayLike<number>;
+}
+
+/**
+ * Everything the layer produces, in float64.
+ *
+ * @example
+ * ```ts
+ * import { moeReference, type MoeReferenceResult } from "./reference.ts";
+ * const cfg = { T: 1, d: 1, ff: 1, E: 2, k: 1, router: "switch" as const };
+ * const r: MoeReferenceResult = moeReference(cfg, { wg: [1, -1], w1: [1, 1], w3: [1, 1], w2: [1, 1] }, [1]);
+ * r.topkIdx; // Int32Array [0]
+ * ```
+ */
+export interface MoeReferenceResult {
+  /** Output `[T, d]`. */
+  y: Float64Array;
+  /** Router logits `[T, E]`. */
+  logits: Float64Array;
+  /** Per-token probabilities used by the aux loss `[T, E]`. */
+  probs: Float64Array;
+  /** Chosen experts `[T, k]`, best first. */
+  topkIdx: Int32Array;
+  /** Their weights `[T, k]`. */
+  topkW: Float64Array;
+  /** Whether each (token, slot) survived the capacity limit `[T, k]`. */
+  keptSlot: Uint8Array;
+  /** Routed (token, slot) pairs per expert `[E]`. */
+  counts: Int32Array;
+  /** Kept pairs per expert after capacity `[E]`. */
+  keptCounts: Int32Array;
+  /** Load-balancing loss `E · Σ fᵢ Pᵢ`. */
+  auxLoss: number;
+  /** Router z-loss `mean (logsumexp z)²`. */
+  zLoss: number;
+}
+
+const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
+
+/**
+ * Computes the whole MoE layer in float64.
+ *
+ * @param mask optional `[T]`, 0 excludes a token from the aux and z losses
+ *   (it is still routed and computed, like padding in HF).
+ *
+ * @example
+ * ```ts
+ * import { moeReference } from "./reference.ts";
+ * const cfg = { T: 1, d: 2, ff: 2, E: 2, k: 1, router: "switch" as const };
+ * const r = moeReference(cfg, {
+ *   wg: [1, 0, 0, 1], w1: new Array(8).fill(0.1), w3: new Array(8).fill(0.1), w2: new Array(8).fill(0.1),
+ * }, [1, 2]);
+ * console.log(r.y, r.auxLoss);
+ * ```
+ */
+export function moeReference(
+  cfg: MoeReferenceConfig,
+  w: MoeWeights,
+  x: ArrayLike<number>,
+  mask?: ArrayLike<number>,
+): MoeReferenceResult {
+  const { T, d, ff, E, k, router } = cfg;
+  if (x.length !== T * d) {
+    throw new RangeError(`MoE reference x must have T·d = ${T * d} elements: received ${x.length}`);
+  }
+  const normTopk = cfg.normTopk ?? true;
+  const scaling = cfg.routedScaling ?? 1;
+  const logits = new Float64Array(T * E);
+  const probs = new Float64Array(T * E);
+  const topkIdx = new Int32Array(T * k);
+  const topkW = new Float64Array(T * k);
+  const lse = new Float64Array(T);
+
+  for (let t = 0; t < T; t++) {
+    for (let e = 0; e < E; e++) {
+      let s = 0;
+      if (w.logits) s = w.logits[t * E + e];
+      else for (let i = 0; i < d; i++) s += x[t * d + i] * w.wg[e * d + i];
+      logits[t * E + e] = s;
+    }
+    const z = logits.subarray(t * E, (t + 1) * E);
+    const mx = Math.max(...z);
+    let se = 0;
+    for (let e = 0; e < E; e++) se += Math.exp(z[e] - mx);
+    lse[t] = mx + Math.log(se);
+    const p = Array.from(z, (v) => Math.exp(v - lse[t]));
+    const sg = Array.from(z, sigmoid);
+    if (router === "sigmoid_bias") {
+      const tot = sg.reduce((a, b) => a + b, 0);
+      for (let e = 0; e < E; e++) probs[t * E + e] = sg[e] / tot;
+    } else {
+      for (let e = 0; e < E; e++) probs[t * E + e] = p[e];
+    }
+    // Selection score; a stable sort by (score desc, index asc) gives ties to the lower index.
+    const score = router === "sigmoid_bias" ? sg.map((v, e) => v + (w.bias?.[e] ?? 0)) : p;
+    const order = Array.from({ length: E }, (_, e) => e).sort((a, b) =>
+      score[b] - score[a] || a - b
+    );
+    const chosen = order.slice(0, k);
+    const raw = chosen.map((e) => (router === "sigmoid_bias" ? sg[e] : p[e]));
+    const sum = raw.reduce((a, b) => a + b, 0);
+    for (let j = 0; j < k; j++) {
+      topkIdx[t * k + j] = chosen[j];
+      let wt = raw[j];
+      if (router === "softmax_topk" && normTopk) wt = raw[j] / sum;
+      if (router === "sigmoid_bias") wt = (raw[j] / sum) * scaling;
+      topkW[t * k + j] = wt;
+    }
+  }
+
+  // Capacity: tokens take an expert's places in token order; later ones drop.
+  const counts = new Int32Array(E);
+  for (let i = 0; i < T * k; i++) counts[topkIdx[i]]++;
+  const cap = cfg.capacityFactor === undefined
+    ? Infinity
+    : Math.min(T, Math.floor((cfg.capacityFactor * T * k) / E));
+  const keptCounts = new Int32Array(E);
+  const keptSlot = new Uint8Array(T * k);
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < k; j++) {
+      const e = topkIdx[t * k + j];
+      if (keptCounts[e] < cap) {
+        keptCounts[e]++;
+        keptSlot[t * k + j] = 1;
+      }
+    }
+  }
+
+  const y = new Float64Array(T * d);
+  const hid = new Float64Array(ff);
+  for (let t = 0; t < T; t++) {
+    for (let j = 0; j < k; j++) {
+      if (!keptSlot[t * k + j]) continue;
+      const e = topkIdx[t * k + j];
+      for (let n = 0; n < ff; n++) {
+        let a = 0, b = 0;
+        const off = (e * ff + n) * d;
+        for (let i = 0; i < d; i++) {
+          a += w.w1[off + i] * x[t * d + i];
+          b += w.w3[off + i] * x[t * d + i];
+        }
+        hid[n] = a * sigmoid(a) * b;
+      }
+      const wt = topkW[t * k + j];
+      for (let c = 0; c < d; c++) {
+        let s = 0;
+        const off = (e * d + c) * ff;
+        for (let n = 0; n < ff; n++) s += w.w2[off + n] * hid[n];
+        y[t * d + c] += wt * s;
+      }
+    }
+  }
+
+  // Aux losses over unmasked tokens.
+  let nValid = 0;
+  const f = new Float64Array(E);
+  const P = new Float64Array(E);
+  let z2 = 0;
+  for (let t = 0; t < T; t++) {
+    const m = mask ? mask[t] : 1;
+    if (m === 0) continue;
+    nValid += m;
+    for (let j = 0; j < k; j++) f[topkIdx[t * k + j]] += m;
+    for (let e = 0; e < E; e++) P[e] += m * probs[t * E + e];
+    z2 += m * lse[t] * lse[t];
+  }
+  let auxLoss = 0, zLoss = 0;
+  if (nValid > 0) {
+    for (let e = 0; e < E; e++) auxLoss += (f[e] / (nValid * k)) * (P[e] / nValid);
+    auxLoss *= E;
+    zLoss = z2 / nValid;
+  }
+  return { y, logits, probs, topkIdx, topkW, keptSlot, counts, keptCounts, auxLoss, zLoss };
+}

@@ -1,0 +1,208 @@
+/**
+ * The pieces every expert GEMM and GEMV is built from: the register-tiled K
+ * loop, row stores, f16 weight widening, the slot-table indirection, SiLU.
+ *
+ * Why register tiles (lavapipe runs WGSL on the CPU): fat invocations with
+ * `rows × cols` accumulators and vec4 loads along K (every weight is stored
+ * `[N, K]`) beat workgroup-memory tiling there, and need no barriers at all.
+ *
+ * @module
+ */
+
+import { u32 } from "../wgsl/mod.ts";
+import type { ResolvedMoeConfig } from "./config.ts";
+import type { MoeBuffer, MoeEmitContext, MoeIo } from "./operands.ts";
+
+/**
+ * SiLU, prefixed so it cannot clash with helpers the compiler adds to the shader.
+ *
+ * @example
+ * ```ts
+ * import { SILU } from "./register_tile.ts";
+ * const code = `${SILU}\n`;
+ * ```
+ */
+export const SILU = "fn moe_silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }";
+
+/**
+ * `[0, 1, …, n − 1]`.
+ *
+ * @example
+ * ```ts
+ * import { range } from "./register_tile.ts";
+ * range(3); // [0, 1, 2]
+ * ```
+ */
+export function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** A weight load converted to f32 (f16 weights are widened after the load). */
+function wLoad(c: ResolvedMoeConfig, name: string, idx: string, V: number): string {
+  if (c.weightDtype === "f32") return `${name}[${idx}]`;
+  return V === 4 ? `vec4<f32>(${name}[${idx}])` : `f32(${name}[${idx}])`;
+}
+
+/**
+ * One weight matrix of a K loop: its raw array and the vec index of weight
+ * row j's start.
+ *
+ * @example
+ * ```ts
+ * import type { KLoopMatrix } from "./register_tile.ts";
+ * const w: KLoopMatrix = { name: "in2", bIdx: (j) => `(es * 8u + col0 + ${j}u) * 4u` };
+ * ```
+ */
+export interface KLoopMatrix {
+  /** Raw array (vec4 when the loop's V is 4). */
+  readonly name: string;
+  /** WGSL vec index of row j's start. */
+  readonly bIdx: (j: number) => string;
+}
+
+/**
+ * Register-tiled K loop shared by every expert GEMM: `R` A rows (`aIdx(r)` is
+ * the vec index of row r's start) times `N` output columns of each weight matrix
+ * in `mats`. Declares accumulators `acc_<m>_<r>_<j>`.
+ *
+ * @example
+ * ```ts
+ * import { kLoop } from "./register_tile.ts";
+ * import { resolveMoeConfig } from "./config.ts";
+ * const c = resolveMoeConfig({ T: 4, d: 8, ff: 8, E: 2, k: 1, router: "switch" });
+ * const lines = kLoop(c, 1, 2, 2, 4, "in0", () => "0u", [{ name: "in2", bIdx: (j) => `${j * 2}u` }]);
+ * ```
+ */
+export function kLoop(
+  c: ResolvedMoeConfig,
+  R: number,
+  N: number,
+  KV: number,
+  V: number,
+  aName: string,
+  aIdx: (r: number) => string,
+  mats: readonly KLoopMatrix[],
+): string[] {
+  const L: string[] = [];
+  // vec4 accumulators: one FMA per lane-element instead of dot's mul + horizontal add.
+  const va = V === 4 && c.tile.vecAccum;
+  for (const [m] of mats.entries()) {
+    for (const r of range(R)) {
+      for (const j of range(N)) {
+        L.push(`  var ${va ? "v" : ""}acc_${m}_${r}_${j} = ${va ? "vec4<f32>(0.0)" : "0.0"};`);
+      }
+    }
+  }
+  for (const r of range(R)) L.push(`  let pa${r} = ${aIdx(r)};`);
+  for (const [m, mat] of mats.entries()) {
+    for (const j of range(N)) L.push(`  let pb${m}_${j} = ${mat.bIdx(j)};`);
+  }
+  L.push(`  for (var kk = 0u; kk < ${u32(KV)}; kk++) {`);
+  for (const r of range(R)) L.push(`    let a${r} = ${aName}[pa${r} + kk];`);
+  for (const [m, mat] of mats.entries()) {
+    for (const j of range(N)) {
+      L.push(`    let b${m}_${j} = ${wLoad(c, mat.name, `pb${m}_${j} + kk`, V)};`);
+    }
+    for (const r of range(R)) {
+      for (const j of range(N)) {
+        L.push(
+          va
+            ? `    vacc_${m}_${r}_${j} = fma(a${r}, b${m}_${j}, vacc_${m}_${r}_${j});`
+            : V === 4
+            ? `    acc_${m}_${r}_${j} += dot(a${r}, b${m}_${j});`
+            : `    acc_${m}_${r}_${j} = fma(a${r}, b${m}_${j}, acc_${m}_${r}_${j});`,
+        );
+      }
+    }
+  }
+  L.push("  }");
+  if (va) {
+    for (const [m] of mats.entries()) {
+      for (const r of range(R)) {
+        for (const j of range(N)) {
+          L.push(`  let acc_${m}_${r}_${j} = dot(vacc_${m}_${r}_${j}, vec4<f32>(1.0));`);
+        }
+      }
+    }
+  }
+  return L;
+}
+
+/** True when a row of `N` columns of a `width`-wide buffer is stored as vec4s. */
+function vecRows(N: number, width: number): boolean {
+  return N % 4 === 0 && width % 4 === 0;
+}
+
+/**
+ * Stores `vals` as consecutive columns from `col0` of row `rowExpr` of buffer
+ * `b` (`width` wide): vec4 stores when N and width are multiples of 4, one scalar
+ * `out{j}_store` call per column when `viaStore` (a fused epilogue or a split
+ * binding), scalar stores otherwise.
+ *
+ * @example
+ * ```ts
+ * import { MoeIo } from "./operands.ts";
+ * import { storeRow } from "./register_tile.ts";
+ * const io = new MoeIo({ h: { kind: "scratch", j: 7 } });
+ * storeRow(io, "h", 8, "row0", "col0", ["a", "b", "c", "d"], false);
+ * ```
+ */
+export function storeRow(
+  io: MoeIo,
+  b: MoeBuffer,
+  width: number,
+  rowExpr: string,
+  col0: string,
+  vals: readonly string[],
+  viaStore: boolean,
+): string[] {
+  const N = vals.length;
+  const L: string[] = [];
+  if (viaStore) {
+    for (const j of range(N)) {
+      L.push(`    ${io.store(b, `(${rowExpr}) * ${u32(width)} + ${col0} + ${u32(j)}`, vals[j])};`);
+    }
+  } else if (vecRows(N, width)) {
+    const out = io.vec(b, "f32", 4);
+    for (let q = 0; q < N / 4; q++) {
+      L.push(
+        `    ${out}[(${rowExpr}) * ${u32(width / 4)} + ${col0} / 4u + ${u32(q)}] = vec4<f32>(${
+          vals.slice(q * 4, q * 4 + 4).join(", ")
+        });`,
+      );
+    }
+  } else {
+    const out = io.arr(b);
+    for (const j of range(N)) {
+      L.push(`    ${out}[(${rowExpr}) * ${u32(width)} + ${col0} + ${u32(j)}] = ${vals[j]};`);
+    }
+  }
+  return L;
+}
+
+/**
+ * WGSL expression of the weight slab of expert expression `e` (through the
+ * slot table, if any).
+ *
+ * @example
+ * ```ts ignore
+ * slabOf(io, ctx, "e"); // "e", or "in5[e]" with a slot table
+ * ```
+ */
+export function slabOf(io: MoeIo, ctx: MoeEmitContext, e: string): string {
+  return ctx.slotTable === undefined ? e : `${io.arr("table")}[${e}]`;
+}
+
+/**
+ * WGSL condition: slab expression `es` names no slot on this device (the
+ * expert is skipped); undefined without a slot table.
+ *
+ * @example
+ * ```ts ignore
+ * absent(ctx, "es"); // "es >= 6u" with 6 slots
+ * ```
+ */
+export function absent(ctx: MoeEmitContext, es: string): string | undefined {
+  const S = ctx.slotTable;
+  return S === undefined ? undefined : `${es} >= ${u32(S)}`;
+}

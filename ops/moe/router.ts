@@ -1,0 +1,113 @@
+/**
+ * The router kernel: logits, probabilities and the top-k routing of every
+ * token, the first kernel of every MoE path.
+ *
+ * @module
+ */
+
+import type { KernelSource } from "../types.ts";
+import { f32, flatIndex, grid, u32 } from "../wgsl/mod.ts";
+import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
+import { type MoeEmitContext, MoeIo } from "./operands.ts";
+
+/**
+ * Fused router: `logits = x·Wgᵀ` (one invocation per (token, expert)), then one
+ * invocation per token does softmax / sigmoid, top-k (ties → lower index) and
+ * the weights. Writes `logits [T, E]`, `probs [T, E]` (softmax probabilities;
+ * for `sigmoid_bias` the normalised affinities s/Σs used by DeepSeek's balance
+ * loss), `topk_idx [T, k]`, `topk_w [T, k]`. With given logits (`logitsIn`) it
+ * copies them instead of computing them.
+ *
+ * Selection compares logits for the softmax kinds (same order as the
+ * probabilities, but exp/rounding cannot create false ties) and `sigmoid + bias`
+ * for `sigmoid_bias`.
+ *
+ * @example
+ * ```ts ignore
+ * const k = emitRouter(resolveMoeConfig({ T: 16, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" }), ctx);
+ * k.role; // "router"
+ * ```
+ */
+export function emitRouter(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
+  const io = new MoeIo(ctx.layout);
+  const { T, d, E, k } = c;
+  const V = d % 4 === 0 ? 4 : 1;
+  const KV = d / V;
+  const tpw = Math.max(1, Math.floor(64 / E)); // tokens per workgroup
+  const wgSize = tpw * E;
+  const workgroups = grid(Math.ceil(T / tpw), ctx.caps.maxWorkgroupsPerDim);
+  const given = ctx.logitsIn;
+  const sig = c.router === "sigmoid_bias";
+  const [uE, uk] = [u32(E), u32(k)];
+  const logitsLine = given ? `    let acc = ${io.arr("wg")}[t * ${uE} + e];` : (() => {
+    const x = io.vec("x", "f32", V), wg = io.vec("wg", "f32", V);
+    const dot = V === 4 ? `dot(${x}[xb + i], ${wg}[wb + i])` : `${x}[xb + i] * ${wg}[wb + i]`;
+    return `    let xb = t * ${u32(KV)};
+    let wb = e * ${u32(KV)};
+    var acc = 0.0;
+    for (var i = 0u; i < ${u32(KV)}; i++) { acc += ${dot}; }`;
+  })();
+  const score = sig ? `(1.0 / (1.0 + exp(-lg[b + i])) + ${io.arr("bias")}[i])` : "lg[b + i]";
+  const logits = io.arr("logits"), probs = io.arr("probs");
+  const topkIdx = io.arr("topk_idx"), topkW = io.arr("topk_w");
+  const weightLines = sig
+    ? [
+      `  let scale = ${f32(c.routedScaling, "moe routedScaling")} / wsum;`,
+      `  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j] * scale; }`,
+    ]
+    : c.router === "softmax_topk" && c.normTopk
+    ? [`  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j] / wsum; }`]
+    : [`  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j]; }`];
+  // t = (flat workgroup) · tpw + lid / E = flat invocation / E, as wgSize = tpw · E.
+  const code = `
+const NONE: u32 = ${u32(MOE_NONE)};
+var<workgroup> lg: array<f32, ${wgSize}>;
+
+@compute @workgroup_size(${wgSize})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let tl = lid / ${uE};
+  let e = lid % ${uE};
+  let t = (${flatIndex(workgroups, wgSize)}) / ${uE};
+  if (t < ${u32(T)}) {
+${logitsLine}
+    lg[lid] = acc;
+    ${logits}[t * ${uE} + e] = acc;
+  }
+  workgroupBarrier();
+  if (e != 0u || t >= ${u32(T)}) { return; }
+  let b = tl * ${uE};
+  var m = lg[b];
+  for (var i = 1u; i < ${uE}; i++) { m = max(m, lg[b + i]); }
+  var s = 0.0;
+  for (var i = 0u; i < ${uE}; i++) { s += ${
+    sig ? "1.0 / (1.0 + exp(-lg[b + i]))" : "exp(lg[b + i] - m)"
+  }; }
+  for (var i = 0u; i < ${uE}; i++) {
+    ${probs}[t * ${uE} + i] = ${
+    sig ? "(1.0 / (1.0 + exp(-lg[b + i]))) / s" : "exp(lg[b + i] - m) / s"
+  };
+  }
+  // top-k by repeated argmax; strict '>' scanning upwards gives ties to the lower index.
+  var taken: array<u32, ${Math.ceil(E / 32)}>;
+  var wsel: array<f32, ${k}>;
+  var wsum = 0.0;
+  for (var j = 0u; j < ${uk}; j++) {
+    var best = NONE;
+    var bv = 0.0;
+    for (var i = 0u; i < ${uE}; i++) {
+      if ((taken[i / 32u] & (1u << (i % 32u))) != 0u) { continue; }
+      let v = ${score};
+      if (best == NONE || v > bv) { best = i; bv = v; }
+    }
+    taken[best / 32u] |= 1u << (best % 32u);
+    ${topkIdx}[t * ${uk} + j] = best;
+    let raw = ${sig ? "1.0 / (1.0 + exp(-lg[b + best]))" : "exp(lg[b + best] - m) / s"};
+    wsel[j] = raw;
+    wsum += raw;
+  }
+${weightLines.join("\n")}
+}
+`;
+  const label = `moe_router_${c.router}_e${E}k${k}${given ? "_given" : ""}`;
+  return io.kernel(label, "router", code, workgroups);
+}

@@ -1,0 +1,140 @@
+/**
+ * The shape rule of `moe`: checks every input against the attributes and
+ * returns the output types, naming the offending operand in any error.
+ *
+ * @module
+ */
+
+import type { TensorType } from "../../core/graph.ts";
+import { type Dim, formatShape } from "../../core/shape.ts";
+import { checkAttrs, type MoeAttrs, optionalInputs, routingOf, slotsOf } from "./attrs.ts";
+
+function sameShape(a: readonly Dim[], b: readonly Dim[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/**
+ * Output types of `moe` for these inputs: `y` (shape of x), router `logits
+ * [..., E]`, `counts [E]` u32, `aux [2]` f32 and, with `routing`, the chosen
+ * experts `[..., k]` u32, their weights `[..., k]` f32 and the kept pairs per
+ * expert `[E]` u32.
+ *
+ * @example
+ * ```ts
+ * import { inferMoe } from "./shape_rule.ts";
+ * const attrs = { experts: 4, topK: 2, router: "softmax_topk" as const, normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false };
+ * const f32 = (...shape: (number | string)[]) => ({ shape, dtype: "f32" as const });
+ * inferMoe([f32("T", 8), f32(4, 8), f32(4, 16, 8), f32(4, 16, 8), f32(4, 8, 16)], attrs).length; // 4
+ * ```
+ */
+export function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): TensorType[] {
+  checkAttrs(attrs);
+  const E = attrs.experts;
+  const sig = attrs.router === "sigmoid_bias";
+  const S = slotsOf(attrs);
+  const [lo, hi] = (sig ? [6, 7] : [5, 6]).map((n) => n + (S > 0 ? 1 : 0));
+  if (inputs.length < lo || inputs.length > hi) {
+    throw new RangeError(
+      `moe: the ${attrs.router} router takes ${lo}..${hi} inputs (x, router, w1, w3, w2${
+        sig ? ", bias" : ""
+      }, optional mask${S > 0 ? ", slot table" : ""}), got ${inputs.length}`,
+    );
+  }
+  const [x, router, w1, w3, w2] = inputs;
+  const show = (name: string, t: TensorType) => `${name} ${t.dtype}${formatShape(t.shape)}`;
+  if (x.shape.length < 2) {
+    throw new RangeError(`moe: x must be [..., T, d] or [T, d], got ${formatShape(x.shape)}`);
+  }
+  if (x.dtype !== "f32") throw new TypeError(`moe: x must be f32, got ${show("x", x)}`);
+  const d = x.shape[x.shape.length - 1];
+  if (typeof d !== "number") {
+    throw new RangeError(`moe: the model width of x must be concrete, got ${formatShape(x.shape)}`);
+  }
+  if (router.dtype !== "f32") {
+    throw new TypeError(`moe: router weight must be f32, got ${show("router", router)}`);
+  }
+  if (attrs.logitsIn === true) {
+    if (!sameShape(router.shape, [...x.shape.slice(0, -1), E])) {
+      throw new RangeError(
+        `moe: given router logits must be ${formatShape([...x.shape.slice(0, -1), E])}, got ${
+          formatShape(router.shape)
+        }`,
+      );
+    }
+  } else if (!sameShape(router.shape, [E, d])) {
+    throw new RangeError(
+      `moe: router weight must be [experts, d] = ${formatShape([E, d])}, got ${
+        formatShape(router.shape)
+      }`,
+    );
+  }
+  const W = S > 0 ? S : E;
+  const lead0 = S > 0 ? "slots" : "experts";
+  if (w1.shape.length !== 3 || w1.shape[0] !== W || w1.shape[2] !== d) {
+    throw new RangeError(
+      `moe: w1 must be [${lead0}, ff, d] = [${W}, ff, ${d}], got ${formatShape(w1.shape)}`,
+    );
+  }
+  const ff = w1.shape[1];
+  if (typeof ff !== "number" || ff < 1) {
+    throw new RangeError(`moe: w1's expert width must be a positive number, got ${ff}`);
+  }
+  if (!sameShape(w3.shape, w1.shape)) {
+    throw new RangeError(
+      `moe: w3 shape ${formatShape(w3.shape)} differs from w1 shape ${formatShape(w1.shape)}`,
+    );
+  }
+  if (!sameShape(w2.shape, [W, d, ff])) {
+    throw new RangeError(
+      `moe: w2 must be [${lead0}, d, ff] = ${formatShape([W, d, ff])} (from w1 ${
+        formatShape(w1.shape)
+      }), got ${formatShape(w2.shape)}`,
+    );
+  }
+  if (w1.dtype !== "f32" && w1.dtype !== "f16") {
+    throw new TypeError(`moe: expert weights must be f32 or f16, got ${show("w1", w1)}`);
+  }
+  for (const [name, t] of [["w3", w3], ["w2", w2]] as const) {
+    if (t.dtype !== w1.dtype) {
+      throw new TypeError(`moe: ${name} is ${t.dtype} but w1 is ${w1.dtype}; use one dtype`);
+    }
+  }
+  const opt = optionalInputs(attrs, inputs.length);
+  if (opt.bias !== undefined) {
+    const b = inputs[opt.bias];
+    if (b.dtype !== "f32" || !sameShape(b.shape, [E])) {
+      throw new TypeError(`moe: bias must be f32[${E}], got ${show("bias", b)}`);
+    }
+  }
+  if (opt.table !== undefined) {
+    const t = inputs[opt.table];
+    if (t.dtype !== "u32" || !sameShape(t.shape, [E])) {
+      throw new TypeError(`moe: the slot table must be u32[${E}], got ${show("table", t)}`);
+    }
+  }
+  const lead = x.shape.slice(0, -1);
+  if (opt.mask !== undefined) {
+    const m = inputs[opt.mask];
+    if (m.dtype !== "f32" || !sameShape(m.shape, lead)) {
+      throw new TypeError(
+        `moe: mask must be f32${formatShape(lead)} (x without its last axis), got ${
+          show("mask", m)
+        }`,
+      );
+    }
+  }
+  const outputs: TensorType[] = [
+    { shape: [...x.shape], dtype: "f32" },
+    { shape: [...lead, E], dtype: "f32" },
+    { shape: [E], dtype: "u32" },
+    { shape: [2], dtype: "f32" },
+  ];
+  if (routingOf(attrs)) {
+    outputs.push(
+      { shape: [...lead, attrs.topK], dtype: "u32" },
+      { shape: [...lead, attrs.topK], dtype: "f32" },
+      { shape: [E], dtype: "u32" },
+    );
+  }
+  return outputs;
+}

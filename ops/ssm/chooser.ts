@@ -1,0 +1,163 @@
+/**
+ * How a selective scan runs on a device class: the thread shape of its kernels
+ * (a {@linkcode ScanLayout} per target) and the algorithm — one pass over L or
+ * the chunked scan — with the reason the plan shows.
+ *
+ * @module
+ */
+
+import type { DeviceCaps, KernelChoice } from "../types.ts";
+import type { ScanAttrs } from "./attrs.ts";
+import type { ScanShape } from "./scan_kernels.ts";
+
+/**
+ * The scan kernels' thread shape on one device class.
+ *
+ * @example
+ * ```ts ignore
+ * GPU_SCAN.shape(1536, 16); // { cpt: 1, wg: 64 }
+ * ```
+ */
+export interface ScanLayout {
+  /** Thread shape of the scan and step kernels over I channels of N states. */
+  shape(I: number, N: number): ScanShape;
+  /** Touch the u/Δ/z rows ahead of the walk (see `scanKernel`). */
+  readonly prefetch: boolean;
+}
+
+/** The baseline's shape, and the GPU's: the textbook one thread per channel. */
+const ONE_PER_THREAD: ScanShape = { cpt: 1, wg: 64 };
+
+/**
+ * CPU rasterisers (llvmpipe): a workgroup is one 8-lane SIMD thread and every
+ * storage access a per-lane loop, also when all lanes read the same address. So
+ * a thread owns 16 channels: each B/C row load serves all of them, and each
+ * step's u/Δ/z cache misses are waited for once per 16 channels. The spilled
+ * state registers cost far less than the loads: 2 channels per thread in
+ * 128-lane groups ran the I = 1536, L = 8192 scan in 357 ms vs 269 ms at 16
+ * (I = 256: 135 vs 92 ms). More channels run faster still (one pass, same shape:
+ * 16 → 122 ms, 32 → 105 ms, 48 → 98 ms) but LLVM compiles the unrolled kernel in
+ * 8 s, 27 s and 67 s, so the shape stays at 256 states per thread (fewer
+ * channels for larger N). The one-pass kernel reads L at run time, so that
+ * compile is paid once per model shape, not once per prompt length; the chunked
+ * kernels still bake L in.
+ *
+ * @example
+ * ```ts ignore
+ * CPU_RASTER_SCAN.shape(1536, 16); // { cpt: 16, wg: 8 }
+ * ```
+ */
+export const CPU_RASTER_SCAN: ScanLayout = {
+  shape: (I, N) =>
+    I < 128 ? ONE_PER_THREAD : { cpt: Math.max(1, Math.min(16, Math.floor(256 / N))), wg: 8 },
+  prefetch: true,
+};
+
+/**
+ * GPUs: one channel per thread in 64-lane workgroups, its N states in registers.
+ *
+ * @example
+ * ```ts ignore
+ * GPU_SCAN.shape(64, 16); // { cpt: 1, wg: 64 }
+ * ```
+ */
+export const GPU_SCAN: ScanLayout = { shape: () => ONE_PER_THREAD, prefetch: false };
+
+/**
+ * Thread shape of the scan kernels: the layout's, or one thread per channel for
+ * the baseline.
+ *
+ * @example
+ * ```ts ignore
+ * pickShape(CPU_RASTER_SCAN, 1536, 16, true); // { cpt: 1, wg: 64 }
+ * ```
+ */
+export function pickShape(layout: ScanLayout, I: number, N: number, baseline: boolean): ScanShape {
+  return baseline ? ONE_PER_THREAD : layout.shape(I, N);
+}
+
+/** Default chunk: enough chunks to give a many-core GPU ≥ 32× the sequential parallelism. */
+function pickChunk(L: number): number {
+  return L >= 4096 ? 64 : L >= 512 ? 64 : 32;
+}
+
+/**
+ * The scan's algorithms as plans name them: the one-thread-per-channel
+ * baseline, one pass over L, or the chunked scan.
+ *
+ * @example
+ * ```ts ignore
+ * const a: ScanAlgorithm = "one pass";
+ * ```
+ */
+export type ScanAlgorithm = "sequential" | "one pass" | "chunked";
+
+/**
+ * How a selective scan runs on a device, and why (the plan's first kernel of the
+ * scan carries it as its `choice` and leads its label with it).
+ *
+ * @example
+ * ```ts ignore
+ * const c: ScanChoice = { algorithm: "one pass", chunk: 512, reason: "chunk 512 ≥ L = 512: one pass" };
+ * ```
+ */
+export interface ScanChoice extends KernelChoice {
+  /** The algorithm taken. */
+  readonly algorithm: ScanAlgorithm;
+  /** Steps per chunk (L for one pass). */
+  readonly chunk: number;
+}
+
+/**
+ * The compiler's choice of scan algorithm. The chunked scan computes every state
+ * twice (chunk-end states, then outputs) to expose L/chunk-fold parallelism: a GPU
+ * needs it, a CPU adapter whose cores are already busy with channel blocks loses
+ * by it (I = 1536, L = 8192 on 2 cores: one pass 117 ms, chunked 197 ms).
+ *
+ * @example
+ * ```ts ignore
+ * chooseScan(scanAttrs(), 1, 8192, 1536, 16, caps, CPU_RASTER_SCAN).algorithm; // "one pass"
+ * ```
+ */
+export function chooseScan(
+  attrs: ScanAttrs,
+  B: number,
+  L: number,
+  I: number,
+  N: number,
+  caps: Pick<DeviceCaps, "cpuCores">,
+  layout: ScanLayout,
+): ScanChoice {
+  if (attrs.algorithm === "sequential") {
+    return {
+      algorithm: "sequential",
+      chunk: L,
+      reason: `"sequential": one thread per channel over L`,
+    };
+  }
+  const chunk = Math.min(L, attrs.chunk || pickChunk(L));
+  const NC = Math.ceil(L / chunk);
+  if (NC === 1) {
+    return { algorithm: "one pass", chunk: L, reason: `chunk ${chunk} ≥ L = ${L}: one pass` };
+  }
+  if (attrs.algorithm === "chunked" || attrs.chunk > 0) {
+    return { algorithm: "chunked", chunk, reason: `"chunked": ${NC} chunks of ${chunk}` };
+  }
+  const cores = caps.cpuCores;
+  const shape = pickShape(layout, I, N, false);
+  const blocks = B * Math.ceil(I / (shape.wg * shape.cpt));
+  if (cores > 0 && blocks >= cores) {
+    return {
+      algorithm: "one pass",
+      chunk: L,
+      reason: `auto: ${blocks} channel blocks keep the CPU adapter's ${cores} cores busy, ` +
+        `so one pass over L (chunks would compute every state twice)`,
+    };
+  }
+  return {
+    algorithm: "chunked",
+    chunk,
+    reason: `auto: ${NC} chunks of ${chunk} × ${blocks} channel blocks = ${NC * blocks} ` +
+      `workgroups for ${cores > 0 ? `${cores} CPU cores` : "a GPU"}`,
+  };
+}

@@ -20,7 +20,7 @@ import { dumpGraph, type Graph } from "./core/graph.ts";
 import { requestDevice } from "./runtime/device.ts";
 import { loadModel, planModelDevices, planModelExperts } from "./app/model/mod.ts";
 import { describeDevicePlan } from "./app/experts/mod.ts";
-import { describeExpertPlan, writeRoutingStats } from "./app/expert_plan.ts";
+import { describeExpertPlan, writeRoutingStats } from "./app/experts/placement.ts";
 import { usageHeatmapSvg } from "./app/experts/mod.ts";
 import { specOf } from "./models/architectures/mod.ts";
 import { readConfig } from "./app/config_file.ts";

@@ -133,7 +133,7 @@ export {
   ssmStep,
   type SsmStepOptions,
 } from "./models/mamba.ts";
-export type { MoeAttrs, MoeRouterKind } from "./ops/moe/mod.ts";
+export { MOE_ROLES, type MoeAttrs, type MoeRole, type MoeRouterKind } from "./ops/moe/mod.ts";
 export {
   moe,
   moeDense,
@@ -259,7 +259,7 @@ export {
   ROUTING_STATS_FILE,
   type RoutingStats,
   writeRoutingStats,
-} from "./app/expert_plan.ts";
+} from "./app/experts/placement.ts";
 export {
   type ExpertPolicy,
   type ExpertPrefetch,

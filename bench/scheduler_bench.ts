@@ -21,7 +21,7 @@
 import { loadModel, type Model } from "../app/model/mod.ts";
 import { writeTinyMixtral } from "../tests/fixtures/tiny_checkpoints.ts";
 import { requestDevice } from "../runtime/device.ts";
-import { formatBytes } from "../app/expert_plan.ts";
+import { formatBytes } from "../app/experts/placement.ts";
 import type { ExpertPolicy, ExpertPrefetch } from "../app/experts/mod.ts";
 import type { LoadOptions } from "../app/model/mod.ts";
 

@@ -13,7 +13,7 @@ import { emitCluster, KernelBuilder } from "./codegen.ts";
 import type { Cluster, Group } from "./passes/fuse.ts";
 import { opDef } from "../ops/registry.ts";
 import { emitterOf, targetOf } from "../ops/targets.ts";
-import type { DeviceCaps, KernelOperand, KernelSymbol } from "../ops/types.ts";
+import type { DeviceCaps, KernelOperand } from "../ops/types.ts";
 import { flatLaunch, flatMain } from "../ops/wgsl/grid.ts";
 import { paddedBytes } from "../core/dtype.ts";
 import type { Emitted, Work } from "./plan_types.ts";
@@ -330,11 +330,12 @@ function emitKernelGroup(
         src.arrayTypes?.[`scratch${j}`],
       );
     });
-    const { code, bindings } = kb.finish(src.code, src.uses ?? legacyUses(src.code));
+    const { code, bindings } = kb.finish(src.code, src.uses);
     return {
       label: labelOf(emission.kernels.length > 1 ? `${node.op}:${src.label}` : src.label, g),
       op: node.op,
       node: g.node,
+      ...(typeof node.attrs.name === "string" ? { name: node.attrs.name } : {}),
       ...(src.role !== undefined ? { role: src.role } : {}),
       ...(src.choice !== undefined ? { choice: src.choice } : {}),
       target,
@@ -348,15 +349,6 @@ function emitKernelGroup(
     [node.outputs[o], node.inputs[i]] as const
   );
   return { kernels, scratch, writes, inplace };
-}
-
-/**
- * Operand names a template uses, for templates that do not record them yet
- * (found in the text; every op moves to `KernelIo`).
- */
-function legacyUses(code: string): KernelSymbol[] {
-  const found = code.match(/\b(?:in\d+(?:_load|_vget)?|out\d+(?:_store)?|scratch\d+)\b/g) ?? [];
-  return [...new Set(found)] as KernelSymbol[];
 }
 
 const readCache = new WeakMap<Graph, Set<number>>();

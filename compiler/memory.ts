@@ -184,6 +184,7 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
         label: k.label,
         op: k.op,
         node: k.node,
+        ...(k.name !== undefined ? { name: k.name } : {}),
         ...(k.role !== undefined ? { role: k.role } : {}),
         ...(k.choice !== undefined ? { choice: k.choice } : {}),
         target: k.target,

@@ -115,6 +115,8 @@ export interface PlannedKernel {
   readonly op: string;
   /** Graph node of that op (of the cluster's first node when fused). */
   readonly node: number;
+  /** The node's `name` attribute, where the op carries one (e.g. a MoE layer's prefix). */
+  readonly name?: string;
   /** Which step of the op this kernel is (e.g. MoE's `"router"`), where the op says. */
   readonly role?: string;
   /** The algorithm the lowering chose and why, where it chose. */
@@ -201,6 +203,7 @@ export interface Emitted {
   readonly label: string;
   readonly op: string;
   readonly node: number;
+  readonly name?: string;
   readonly role?: string;
   readonly choice?: KernelChoice;
   readonly target: Target;

@@ -57,7 +57,7 @@ export interface CausalLMOptions {
   dtype?: "f32" | "f16";
   /**
    * Expert slots shared by every MoE layer (the expert scheduler's layout, see
-   * `runtime/expert_scheduler.ts`): weights in the pool `moe.slots.{w1,w3,w2}`
+   * `app/experts/`): weights in the pool `moe.slots.{w1,w3,w2}`
    * `[expertSlots, …]`, one `<layer>.slot_table` `[E]` u32 per layer, and a
    * `moe.usage` `[layers·E]` u32 state accumulating each layer's routed counts.
    * Absent: every layer stacks its own E experts.
@@ -167,7 +167,7 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         experts: cfg.moe!.experts,
         topK: cfg.moe!.topK,
         ff: expertWidth(cfg),
-        router: "softmax_topk",
+        router: cfg.moe!.router ?? "softmax_topk",
         normTopk: cfg.moe!.normTopk,
         weightDtype: dt,
         slots: options.expertSlots ? { count: options.expertSlots, pool: SLOT_POOL } : undefined,

@@ -8,6 +8,7 @@
  */
 
 import type { RopeSettings } from "./rope_scaling.ts";
+import type { MoeRouterKind } from "../ops/moe/mod.ts";
 
 /**
  * Architectures Kiln can build from a config.
@@ -184,6 +185,8 @@ export interface MoeConfig {
   readonly topK: number;
   /** Renormalise the top-k probabilities (Mixtral yes, Jamba, Qwen2-MoE and OLMoE by config). */
   readonly normTopk: boolean;
+  /** How tokens are routed; absent: `"softmax_topk"` (softmax, then top-k). */
+  readonly router?: MoeRouterKind;
   /** Hidden width of one expert; absent: {@linkcode ModelConfig.intermediate}. */
   readonly ff?: number;
   /** A shared expert beside the routed ones (Qwen2-MoE: sigmoid-gated). */

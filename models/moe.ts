@@ -218,6 +218,7 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     dense,
     slots: S,
     ...(o.logits ? { logitsIn: true } : {}),
+    name: o.name,
   });
   let y = routed;
   if (o.shared) y = y.add(sharedExpert(g, x, `${o.name}.shared`, d, o.shared));

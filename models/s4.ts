@@ -10,9 +10,6 @@
  * @module
  */
 
-// The op table first: ops/s4/ reaches it through codegen, and entering that
-// import cycle from the op side would read registry entries before they exist.
-import "../ops/registry.ts";
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { Dim } from "../core/shape.ts";
 import { discretiseDiagonal, type S4Discretisation, type S4Mode } from "../ops/s4/mod.ts";

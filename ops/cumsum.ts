@@ -20,7 +20,7 @@ import { normAxis } from "../core/shape.ts";
 import { flatKernel, flatWorkgroupSize, grid, KernelIo, lit } from "./wgsl/mod.ts";
 import type { KernelEmission, OpDef, ScratchSpec } from "./types.ts";
 import { splitAt } from "./layout.ts";
-import { groupIndex } from "./reduce.ts";
+import { groupIndex } from "./wgsl/grid.ts";
 
 /**
  * Attributes of `cumsum`.

@@ -7,11 +7,10 @@
 import { allocHost, byteSize, type DType, type HostArray } from "../core/dtype.ts";
 import type { TensorType } from "../core/graph.ts";
 import { type Dim, formatShape, normAxis, numel, stridesOf, symbolicSize } from "../core/shape.ts";
-import { coordExpr, flatKernel, flatWorkgroupSize, KernelIo, lit } from "./wgsl/mod.ts";
+import { coordExpr, flatKernel, KernelIo, lit } from "./wgsl/mod.ts";
 
 // Compatibility re-export for code that still imports these from here (ops being
 // moved); import them from ./wgsl/mod.ts. Delete once nothing does.
-export { flatKernel, flatWorkgroupSize };
 import type { DeviceCaps, KernelContext, KernelEmission, OpDef } from "./types.ts";
 
 // --- shared kernel helpers (zeroOf is also used by gather) --------------------------

@@ -18,7 +18,8 @@ import { allocHost, type DType, type HostArray, isFloat } from "../core/dtype.ts
 import type { TensorType } from "../core/graph.ts";
 import { formatShape } from "../core/shape.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
-import { groupIndex, rowWorkgroup, wgslTree } from "./reduce.ts";
+import { rowWorkgroup, wgslTree } from "./reduce.ts";
+import { groupIndex } from "./wgsl/grid.ts";
 import { f32, grid, KernelIo } from "./wgsl/mod.ts";
 
 /**

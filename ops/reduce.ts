@@ -22,6 +22,7 @@
  * @module
  */
 
+import { groupIndex } from "./wgsl/grid.ts";
 import { allocHost, type DType, type HostArray, isFloat } from "../core/dtype.ts";
 import type { TensorType } from "../core/graph.ts";
 import { formatShape, normAxis } from "../core/shape.ts";
@@ -96,22 +97,6 @@ export function rowWorkgroup(caps: DeviceCaps, r: number, min = 32): number {
   let wg = Math.min(min, cap);
   while (wg < cap && wg * 4 < r) wg *= 2;
   return wg;
-}
-
-/**
- * The flat workgroup index of a dispatch that `grid` split over x/y, as a WGSL
- * expression of `wid` (the `workgroup_id` builtin): for kernels that give each
- * workgroup one row (`flatIndex` is its per-thread counterpart).
- *
- * @example
- * ```ts
- * import { groupIndex } from "./reduce.ts";
- * groupIndex([100, 1, 1]); // "wid.x"
- * groupIndex([50000, 2, 1]); // "wid.x + wid.y * 50000u"
- * ```
- */
-export function groupIndex(workgroups: readonly [number, number, number]): string {
-  return workgroups[1] > 1 ? `wid.x + wid.y * ${workgroups[0]}u` : "wid.x";
 }
 
 /**

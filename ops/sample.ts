@@ -16,7 +16,7 @@
 import { formatShape } from "../core/shape.ts";
 import { f32 as f32Lit, grid, KernelIo } from "./wgsl/mod.ts";
 import type { HostTensor, OpDef } from "./types.ts";
-import { groupIndex } from "./reduce.ts";
+import { groupIndex } from "./wgsl/grid.ts";
 
 /**
  * Attributes of `sample`.

@@ -18,7 +18,8 @@
 import { allocHost, isFloat } from "../core/dtype.ts";
 import { normAxis } from "../core/shape.ts";
 import type { KernelContext, KernelEmission, OpDef } from "./types.ts";
-import { F32_LOWEST, groupIndex, rowWorkgroup, splitAxis, wgslTree } from "./reduce.ts";
+import { F32_LOWEST, rowWorkgroup, splitAxis, wgslTree } from "./reduce.ts";
+import { groupIndex } from "./wgsl/grid.ts";
 import { flatLaunch, grid, KernelIo } from "./wgsl/mod.ts";
 
 /**

@@ -22,7 +22,7 @@ import { allocHost, type DType } from "../core/dtype.ts";
 import { formatShape, numel } from "../core/shape.ts";
 import { flatKernel, grid, KernelIo } from "./wgsl/mod.ts";
 import type { DeviceCaps, KernelEmission, OpDef } from "./types.ts";
-import { groupIndex } from "./reduce.ts";
+import { groupIndex } from "./wgsl/grid.ts";
 
 /** Largest `k` topk supports. */
 export const TOPK_MAX_K = 64;

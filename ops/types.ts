@@ -87,7 +87,7 @@ export interface KernelSource {
    * The operand names the code uses, as recorded by a {@linkcode KernelIo}: the
    * compiler binds exactly these.
    */
-  readonly uses?: readonly KernelSymbol[];
+  readonly uses: readonly KernelSymbol[];
   /** Which step of the op this kernel is (e.g. MoE's `"router"`), for tools and schedulers. */
   readonly role?: string;
   /** The algorithm chosen and why, where the lowering chose between several. */

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { planModelExperts } from "../app/model/mod.ts";
 import { writeTinyJamba, writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, collectIds, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
-import { describeExpertPlan, planExperts } from "../app/expert_plan.ts";
+import { describeExpertPlan, planExperts } from "../app/experts/placement.ts";
 
 const CONFIG = { num_local_experts: 8, num_experts_per_tok: 2, num_hidden_layers: 3 };
 

@@ -13,7 +13,7 @@ import {
   readRoutingStats,
   ROUTING_STATS_FILE,
   writeRoutingStats,
-} from "../app/expert_plan.ts";
+} from "../app/experts/placement.ts";
 import { type ExpertPolicy, NOT_RESIDENT, usageHeatmapSvg } from "../app/experts/mod.ts";
 
 const CONFIG = { num_local_experts: 8, num_experts_per_tok: 2, num_hidden_layers: 3 };

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { formatBytes, type RoutingStats } from "../expert_plan.ts";
+import { formatBytes, type RoutingStats } from "./placement.ts";
 
 /**
  * Slot table entry of an expert held by another device (the MoE kernels skip

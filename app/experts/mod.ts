@@ -1,10 +1,11 @@
 /**
  * Running a MoE model whose experts do not all sit on one GPU: streaming them
  * through a slot pool under a memory budget (the expert scheduler), or
- * splitting them across several devices (expert parallelism). Where experts go
- * under a budget is planned in `../expert_plan.ts`.
+ * splitting them across several devices (expert parallelism).
  *
  * Files:
+ * - `placement.ts`: where experts go under a memory budget ({@linkcode planExperts}),
+ *   the routing statistics that steer it, byte budgets;
  * - `scheduler.ts`: the {@linkcode ExpertScheduler} — what moves into the
  *   slot pool when (streaming, the LRU / LFU cache, the naive baseline);
  * - `tiers.ts`: the slot pool and the host and disk tiers experts come from;
@@ -28,6 +29,18 @@
  */
 
 export { ExpertScheduler, SLOT_POOL } from "./scheduler.ts";
+export {
+  describeExpertPlan,
+  type ExpertPlan,
+  type ExpertPlanInput,
+  minimumBudget,
+  parseBytes,
+  planExperts,
+  readRoutingStats,
+  ROUTING_STATS_FILE,
+  type RoutingStats,
+  writeRoutingStats,
+} from "./placement.ts";
 export {
   type ExpertPolicy,
   type ExpertPrefetch,

@@ -46,6 +46,7 @@
  * @module
  */
 
+import type { MoeRouterKind } from "../../ops/moe/mod.ts";
 import { GraphBuilder } from "../../compiler/builder.ts";
 import type { Plan } from "../../compiler/plan.ts";
 import { moe } from "../../models/moe.ts";
@@ -53,7 +54,7 @@ import { SLOT_POOL, SLOT_POOL_PARAMS } from "../../models/states.ts";
 import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
 import { compile, type Executable } from "../../runtime/executable.ts";
 import type { GpuExecutable, HostBarriers } from "../../runtime/gpu_executor.ts";
-import { formatBytes } from "../expert_plan.ts";
+import { formatBytes } from "./placement.ts";
 import type { Checkpoint } from "../safetensors/mod.ts";
 import { type DevicePlan, ELSEWHERE } from "./device_plan.ts";
 import { moeRouterKernel } from "./router_kernel.ts";
@@ -77,6 +78,7 @@ export function buildRemoteExperts(o: {
   experts: number;
   topK: number;
   slots: number;
+  router?: MoeRouterKind;
   normTopk?: boolean;
   dtype?: "f32" | "f16";
 }): ReturnType<GraphBuilder["build"]> {
@@ -88,7 +90,7 @@ export function buildRemoteExperts(o: {
     experts: o.experts,
     topK: o.topK,
     ff: o.ff,
-    router: "softmax_topk",
+    router: o.router ?? "softmax_topk",
     normTopk: o.normTopk ?? true,
     weightDtype: o.dtype ?? "f32",
     slots: { count: o.slots, pool: SLOT_POOL },
@@ -194,7 +196,14 @@ export class ExpertParallel {
     plan: DevicePlan,
     prefixes: readonly string[],
     tensorName: ExpertTensorName,
-    shape: { d: number; ff: number; topK: number; normTopk: boolean; dtype: "f32" | "f16" },
+    shape: {
+      d: number;
+      ff: number;
+      topK: number;
+      normTopk: boolean;
+      router?: MoeRouterKind;
+      dtype: "f32" | "f16";
+    },
   ): Promise<ExpertParallel> {
     checkDevices(devices);
     if (devices.length !== plan.devices) {
@@ -216,6 +225,7 @@ export class ExpertParallel {
           experts: E,
           topK: shape.topK,
           slots: Math.max(1, plan.slots[dev]),
+          router: shape.router,
           normTopk: shape.normTopk,
           dtype,
         });

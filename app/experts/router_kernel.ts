@@ -7,11 +7,14 @@
  */
 
 import type { Plan } from "../../compiler/plan.ts";
+import type { MoeRole } from "../../ops/moe/mod.ts";
+
+const ROUTER: MoeRole = "router";
 
 /**
- * Index of the router kernel of MoE layer `prefix` in `plan`: the last kernel
- * binding the router weight before the first one binding the layer's slot
- * table (the router lookahead applies the same weight one layer earlier).
+ * Index of the router kernel of MoE layer `prefix` in `plan`: the kernel of
+ * the `moe` op named `prefix` whose role is `"router"` (planned kernels carry
+ * their op, role and the op's name; nothing is inferred from bindings).
  *
  * @example
  * ```ts ignore
@@ -20,17 +23,9 @@ import type { Plan } from "../../compiler/plan.ts";
  * ```
  */
 export function moeRouterKernel(plan: Plan, prefix: string): number {
-  const binds = (name: string) => {
-    const slot = plan.params.get(name)?.slot;
-    return (k: Plan["kernels"][number]) =>
-      slot !== undefined && k.bindings.some((b) => b.slot === slot);
-  };
-  const router = binds(`${prefix}.router`), table = binds(`${prefix}.slot_table`);
-  const end = plan.kernels.findIndex(table);
-  let at = -1;
-  plan.kernels.forEach((k, i) => {
-    if ((end < 0 || i < end) && router(k)) at = i;
-  });
+  const at = plan.kernels.findIndex((k) =>
+    k.op === "moe" && k.role === ROUTER && k.name === prefix
+  );
   if (at < 0) throw new Error(`internal: no router kernel of MoE layer ${prefix} in the plan`);
   return at;
 }

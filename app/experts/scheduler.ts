@@ -24,7 +24,7 @@ import type { Plan } from "../../compiler/plan.ts";
 import type { GpuDevice } from "../../runtime/device.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import type { EncodeHooks, HostBarriers } from "../../runtime/gpu_executor.ts";
-import type { ExpertPlan, RoutingStats } from "../expert_plan.ts";
+import type { ExpertPlan, RoutingStats } from "./placement.ts";
 import type { Checkpoint } from "../safetensors/mod.ts";
 import {
   type ExpertPolicy,

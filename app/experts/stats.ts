@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type ExpertPlan, formatBytes } from "../expert_plan.ts";
+import { type ExpertPlan, formatBytes } from "./placement.ts";
 import type { ExpertPolicy, ExpertPrefetch } from "./policy.ts";
 
 /**

@@ -15,7 +15,7 @@ import { byteSize } from "../../core/dtype.ts";
 import { SLOT_POOL_PARAMS } from "../../models/states.ts";
 import type { GpuDevice } from "../../runtime/device.ts";
 import type { Executable } from "../../runtime/executable.ts";
-import type { ExpertPlan } from "../expert_plan.ts";
+import type { ExpertPlan } from "./placement.ts";
 import type { Checkpoint } from "../safetensors/mod.ts";
 
 /**

@@ -21,7 +21,7 @@ import {
   planExperts,
   readRoutingStats,
   type RoutingStats,
-} from "../expert_plan.ts";
+} from "../experts/placement.ts";
 import { type DevicePlan, planDevices } from "../experts/device_plan.ts";
 import { buildRemoteExperts } from "../experts/parallel.ts";
 import type { LoadOptions } from "./load.ts";

@@ -14,7 +14,7 @@ import { expertWidth } from "../../models/config.ts";
 import { SLOT_POOL } from "../../models/states.ts";
 import { type GpuDevice, type KilnDevice, requestDevice } from "../../runtime/device.ts";
 import { readConfig } from "../config_file.ts";
-import type { ExpertPlan, RoutingStats } from "../expert_plan.ts";
+import type { ExpertPlan, RoutingStats } from "../experts/placement.ts";
 import type { DevicePlan } from "../experts/device_plan.ts";
 import { checkDevices, ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertPolicy, ExpertPrefetch } from "../experts/policy.ts";
@@ -207,6 +207,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
             ff: expertWidth(cfg),
             topK: cfg.moe!.topK,
             normTopk: cfg.moe!.normTopk,
+            router: cfg.moe!.router,
             dtype,
           },
         );

@@ -18,7 +18,7 @@ import type { ModelConfig } from "../../models/config.ts";
 import { STATES } from "../../models/states.ts";
 import type { KilnDevice } from "../../runtime/device.ts";
 import { compile, type Executable, type RunOptions } from "../../runtime/executable.ts";
-import type { ExpertPlan } from "../expert_plan.ts";
+import type { ExpertPlan } from "../experts/placement.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";

@@ -55,7 +55,10 @@ export interface MoeAttrs {
    * `routing` (boolean) — three more outputs report the routing: the chosen
    * experts `[..., k]` u32 (best first), their weights `[..., k]` f32 and the
    * pairs each expert kept after the capacity `[E]` u32 (routing analysis;
-   * off by default, so inference graphs are unchanged).
+   * off by default, so inference graphs are unchanged);
+   * `name` (string) — the layer this op is (its parameter prefix), carried to
+   * the planned kernels as `PlannedKernel.name` so schedulers find a layer's
+   * kernels by it.
    */
   [key: string]: number | string | boolean;
 }

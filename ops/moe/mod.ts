@@ -222,6 +222,7 @@ export const moe: OpDef<MoeAttrs> = {
     "slots",
     "logitsIn",
     "routing",
+    "name",
   ],
   infer: inferMoe,
   reference: (inputs, attrs) => referenceMoe(inputs, attrs),

@@ -54,6 +54,22 @@ export function flatIndex(workgroups: readonly [number, number, number], wg: num
 }
 
 /**
+ * The flat workgroup index of a dispatch that `grid` split over x/y, as a WGSL
+ * expression of `wid` (the `workgroup_id` builtin): for kernels that give each
+ * workgroup one row (`flatIndex` is its per-thread counterpart).
+ *
+ * @example
+ * ```ts
+ * import { groupIndex } from "./grid.ts";
+ * groupIndex([100, 1, 1]); // "wid.x"
+ * groupIndex([50000, 2, 1]); // "wid.x + wid.y * 50000u"
+ * ```
+ */
+export function groupIndex(workgroups: readonly [number, number, number]): string {
+  return workgroups[1] > 1 ? `wid.x + wid.y * ${workgroups[0]}u` : "wid.x";
+}
+
+/**
  * A one-thread-per-element launch over `n` items: workgroup size, grid and the
  * WGSL index expression.
  *

@@ -26,10 +26,10 @@ export function flatKernel(
   n: number,
   caps: DeviceCaps,
   body: string,
-  helpers = "",
-  io?: KernelIo,
+  helpers: string,
+  io: KernelIo,
 ): KernelSource {
   const { wg, workgroups, index } = flatLaunch(n, caps);
   const code = `${helpers}\n${flatMain(wg, index, n, body)}`;
-  return io ? { label, code, workgroups, uses: io.uses } : { label, code, workgroups };
+  return { label, code, workgroups, uses: io.uses };
 }

@@ -14,6 +14,14 @@
  */
 
 export { f32, f32Array, lit, u32, u32Array } from "./literal.ts";
-export { coordExpr, flatIndex, flatLaunch, flatMain, flatWorkgroupSize, grid } from "./grid.ts";
+export {
+  coordExpr,
+  flatIndex,
+  flatLaunch,
+  flatMain,
+  flatWorkgroupSize,
+  grid,
+  groupIndex,
+} from "./grid.ts";
 export { KernelIo, type KernelSymbol } from "./io.ts";
 export { flatKernel } from "./kernel.ts";

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { formatBytes } from "../core/format.ts";
+import { formatBytes } from "../../core/format.ts";
 
 export { formatBytes };
 
@@ -141,7 +141,7 @@ export interface ExpertPlan {
  *
  * @example
  * ```ts
- * import { minimumBudget } from "./expert_plan.ts";
+ * import { minimumBudget } from "./placement.ts";
  * minimumBudget({ experts: 8, expertBytes: 1 << 20, fixedBytes: 4 << 20 }); // 12 MiB
  * ```
  */
@@ -156,7 +156,7 @@ export function minimumBudget(
  *
  * @example
  * ```ts
- * import { parseBytes } from "./expert_plan.ts";
+ * import { parseBytes } from "./placement.ts";
  * parseBytes("2GiB"); // 2147483648
  * ```
  */
@@ -188,7 +188,7 @@ export function parseBytes(s: string | number): number {
  *
  * @example
  * ```ts
- * import { planExperts } from "./expert_plan.ts";
+ * import { planExperts } from "./placement.ts";
  * const p = planExperts({
  *   layers: 4, experts: 8, topK: 2, expertBytes: 1 << 20, fixedBytes: 0, budget: 16 << 20,
  * });
@@ -325,7 +325,7 @@ function hostTiers(
  *
  * @example
  * ```ts
- * import { describeExpertPlan, planExperts } from "./expert_plan.ts";
+ * import { describeExpertPlan, planExperts } from "./placement.ts";
  * const p = planExperts({ layers: 2, experts: 4, topK: 2, expertBytes: 1024, fixedBytes: 0, budget: 6144 });
  * console.log(describeExpertPlan(p));
  * ```

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type DType, padBytes } from "../core/dtype.ts";
+import { byteSize, type DType, padBytes } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
 import { numel, stridesOf } from "../core/shape.ts";
 import { opDef } from "../ops/registry.ts";
@@ -101,6 +101,16 @@ export class KernelBuilder {
     this.#decls.set(name, { text, deps: [...deps] });
   }
 
+  /** Registers `in{j}_load(i)`: `body` (WGSL statements ending in a return) reads element `i`. */
+  loadFn(j: number, dtype: DType, body: string, deps: Iterable<string>): void {
+    this.fn(`in${j}_load`, `fn in${j}_load(i: u32) -> ${dtype} {\n${body}\n}`, deps);
+  }
+
+  /** Registers `out{j}_store(i, v)`: `body` (WGSL statements) writes `v` to element `i`. */
+  storeFn(j: number, dtype: DType, body: string, deps: Iterable<string>): void {
+    this.fn(`out${j}_store`, `fn out${j}_store(i: u32, v: ${dtype}) {\n${body}\n}`, deps);
+  }
+
   /** True when `name` is registered. */
   has(name: string): boolean {
     return this.#decls.has(name);
@@ -120,7 +130,7 @@ export class KernelBuilder {
     declType?: string,
   ): Accessor {
     const type = dtype;
-    const elem = dtype === "f16" ? 2 : 4;
+    const elem = byteSize(dtype === "f16" ? "f16" : "f32");
     const bytes = count * elem;
     if (bytes <= this.#maxBinding) {
       this.#declare(name, ref, 0, bytes, declType ?? type, access);

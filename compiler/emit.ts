@@ -249,13 +249,7 @@ function emitKernelGroup(
           leafBinder(kb, graph, shapeOf, `p${j}_`, deps),
         );
         kb.useF16(f16);
-        kb.fn(
-          `in${j}_load`,
-          `fn in${j}_load(i: u32) -> ${val.dtype} {\n${lines.join("\n")}\n  return ${
-            names.get(v)
-          };\n}`,
-          deps,
-        );
+        kb.loadFn(j, val.dtype, `${lines.join("\n")}\n  return ${names.get(v)};`, deps);
       } else {
         const acc = kb.bind(
           `in${j}`,
@@ -265,11 +259,7 @@ function emitKernelGroup(
           "read",
           src.arrayTypes?.[`in${j}`],
         );
-        kb.fn(
-          `in${j}_load`,
-          `fn in${j}_load(i: u32) -> ${val.dtype} { return ${acc.load("i")}; }`,
-          [acc.loadSym],
-        );
+        kb.loadFn(j, val.dtype, `  return ${acc.load("i")};`, [acc.loadSym]);
       }
     });
     node.outputs.forEach((v, j) => {
@@ -299,11 +289,7 @@ function emitKernelGroup(
           deps.add(acc.storeSym);
           return `  ${acc.store("i", names.get(o)!)}`;
         });
-        kb.fn(
-          `out0_store`,
-          `fn out0_store(i: u32, v: ${val.dtype}) {\n${lines.join("\n")}\n${stores.join("\n")}\n}`,
-          deps,
-        );
+        kb.storeFn(0, val.dtype, `${lines.join("\n")}\n${stores.join("\n")}`, deps);
       } else {
         const acc = kb.bind(
           `out${j}`,
@@ -313,11 +299,7 @@ function emitKernelGroup(
           "read_write",
           src.arrayTypes?.[`out${j}`],
         );
-        kb.fn(
-          `out${j}_store`,
-          `fn out${j}_store(i: u32, v: ${val.dtype}) { ${acc.store("i", "v")} }`,
-          [acc.storeSym],
-        );
+        kb.storeFn(j, val.dtype, `  ${acc.store("i", "v")}`, [acc.storeSym]);
       }
     });
     scratch.forEach((s, j) => {

@@ -1,0 +1,94 @@
+/**
+ * Kernel targets and planned-kernel metadata: the device class picks each op's
+ * kernels from its table (GPU shapes where the gpu table has them, the op's
+ * portable kernels elsewhere); a table without a fallback names the missing op
+ * and target; planned kernels say which op, node, role, choice and target they
+ * came from.
+ */
+
+import assert from "node:assert/strict";
+import { GraphBuilder } from "../compiler/builder.ts";
+import { compile } from "../runtime/executable.ts";
+import { requestDevice } from "../runtime/device.ts";
+import { emitterOf, TARGET_TABLES, targetOf } from "../ops/targets.ts";
+import { opDef } from "../ops/registry.ts";
+import { moe } from "../models/moe.ts";
+import { selectiveScan } from "../models/mamba.ts";
+import { gpu, randomData } from "./_util.ts";
+
+Deno.test("targetOf: CPU rasterisers and GPUs", () => {
+  assert.equal(targetOf({ cpuCores: 2 }), "cpu_raster");
+  assert.equal(targetOf({ cpuCores: 0 }), "gpu");
+});
+
+Deno.test("emitterOf: a target's own kernels, the portable ones, or an error naming op and target", () => {
+  const portable = opDef("selective_scan").lower;
+  assert.equal(portable.kind, "kernel");
+  if (portable.kind !== "kernel") return;
+  assert.equal(emitterOf("selective_scan", "cpu_raster"), portable.emit);
+  assert.notEqual(emitterOf("selective_scan", "gpu"), portable.emit); // GPU-shaped scan
+  const mm = opDef("matmul").lower;
+  assert.equal(emitterOf("matmul", "gpu"), mm.kind === "kernel" ? mm.emit : undefined);
+  const strict = { ...TARGET_TABLES, gpu: { emitters: {}, fallback: "none" as const } };
+  assert.throws(
+    () => emitterOf("matmul", "gpu", strict),
+    /op "matmul" has no kernel for target "gpu"/,
+  );
+  assert.throws(
+    () => emitterOf("silu", "gpu"),
+    /op "silu" is not a kernel op \(its lowering is elementwise\)/,
+  );
+  assert.throws(() => emitterOf("no_such_op", "gpu"), /Unknown op "no_such_op"/);
+});
+
+Deno.test("planned kernels carry op, node, target, role, layer name and algorithm choice", async () => {
+  const build = () => {
+    const g = new GraphBuilder();
+    const x = g.input("x", ["T", 16]);
+    const m = moe(g, x, { name: "layer3.moe", experts: 4, topK: 2, ff: 8 });
+    g.output("y", m.y.add(x));
+    const u = g.input("u", [1, "T", 8]);
+    const delta = g.input("delta", [1, "T", 8]);
+    const B = g.input("B", [1, "T", 4]);
+    const C = g.input("C", [1, "T", 4]);
+    g.output("s", selectiveScan(u, delta, g.param("A", [8, 4]), B, C, g.param("D", [8]))[0]);
+    return g.build();
+  };
+  for (
+    const [device, target] of [
+      [await gpu(), "cpu_raster"],
+      [await requestDevice({ limits: { cpuCores: 0 } }), "gpu"],
+    ] as const
+  ) {
+    const exe = compile(build(), device);
+    const plan = exe.plan({ T: 24 });
+    for (const k of plan.kernels) assert.equal(k.target, target, k.label);
+    const router = plan.kernels.filter((k) => k.op === "moe" && k.role === "router");
+    assert.equal(router.length, 1);
+    assert.equal(router[0].name, "layer3.moe");
+    assert.equal(exe.graph.nodes[router[0].node].op, "moe");
+    const scan = plan.kernels.find((k) => k.op === "selective_scan" && k.choice);
+    assert.ok(scan, plan.kernels.map((k) => k.label).join());
+    assert.ok(["sequential", "one pass", "chunked"].includes(scan.choice!.algorithm));
+    assert.ok(scan.choice!.reason.length > 10);
+    // Every kernel still computes: run it once.
+    const T = 24;
+    exe.setParams({
+      "layer3.moe.router": randomData(4 * 16, "f32", 1),
+      "layer3.moe.w1": randomData(4 * 8 * 16, "f32", 2),
+      "layer3.moe.w3": randomData(4 * 8 * 16, "f32", 3),
+      "layer3.moe.w2": randomData(4 * 16 * 8, "f32", 4),
+      A: randomData(32, "f32", 5, -1, -0.1),
+      D: randomData(8, "f32", 6),
+    });
+    const out = await exe.run({
+      x: randomData(T * 16, "f32", 7),
+      u: randomData(T * 8, "f32", 8),
+      delta: randomData(T * 8, "f32", 9, 0.01, 0.2),
+      B: randomData(T * 4, "f32", 10),
+      C: randomData(T * 4, "f32", 11),
+    });
+    assert.ok(out.y.data.every(Number.isFinite) && out.s.data.every(Number.isFinite));
+    exe.dispose();
+  }
+});

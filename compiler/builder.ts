@@ -64,6 +64,42 @@ export class GraphBuilder {
   #states = new Map<string, number>();
   #assigns = new Map<string, number>();
   #constants = new Map<number, ArrayLike<number>>();
+  #scopes: string[] = [];
+
+  /** The current scope, for new nodes. */
+  get #scope(): { scope?: string } {
+    return this.#scopes.length ? { scope: this.#scopes.join(".") } : {};
+  }
+
+  /**
+   * Builds the nodes `build` adds inside the scope `name` (nested scopes join with
+   * "."): every node, and so every planned kernel, then says which part of the model
+   * it belongs to — as module paths do in PyTorch.
+   *
+   * @example
+   * ```ts
+   * import { GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const x = g.input("x", ["T", 8]);
+   * const y = g.scope("model.layers.0.mlp", () => x.matmul(g.param("w", [8, 8]), { transB: true }).silu());
+   * g.output("y", y);
+   * g.build().nodes.at(-1)!.scope; // "model.layers.0.mlp"
+   * ```
+   */
+  scope<T>(name: string, build: () => T): T {
+    if (typeof name !== "string" || name.length === 0) {
+      throw atSite(
+        new TypeError(`scope name must be a non-empty string, got ${JSON.stringify(name)}`),
+        callSite(),
+      );
+    }
+    this.#scopes.push(name);
+    try {
+      return build();
+    } finally {
+      this.#scopes.pop();
+    }
+  }
 
   #leaf(
     op: "input" | "param" | "const" | "state",
@@ -79,6 +115,7 @@ export class GraphBuilder {
       attrs,
       outputs: [id],
       site: callSite(),
+      ...this.#scope,
     };
     this.#nodes.push(node);
     this.#values.push({ id, node: node.id, index: 0, shape, dtype });
@@ -401,6 +438,7 @@ export class GraphBuilder {
       attrs: attrs as Attrs,
       outputs: outs.map((_, i) => this.#values.length + i),
       site,
+      ...this.#scope,
     };
     this.#nodes.push(node);
     return outs.map((o, i) => {

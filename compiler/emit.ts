@@ -180,6 +180,9 @@ function emitFused(
       label,
       op: "fused",
       node: cluster.nodes[0],
+      ...(graph.nodes[cluster.nodes[0]].scope !== undefined
+        ? { scope: graph.nodes[cluster.nodes[0]].scope }
+        : {}),
       target: targetOf(caps),
       ops,
       code,
@@ -318,6 +321,7 @@ function emitKernelGroup(
       op: node.op,
       node: g.node,
       ...(typeof node.attrs.name === "string" ? { name: node.attrs.name } : {}),
+      ...(node.scope !== undefined ? { scope: node.scope } : {}),
       ...(src.role !== undefined ? { role: src.role } : {}),
       ...(src.choice !== undefined ? { choice: src.choice } : {}),
       target,

@@ -185,6 +185,7 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
         op: k.op,
         node: k.node,
         ...(k.name !== undefined ? { name: k.name } : {}),
+        ...(k.scope !== undefined ? { scope: k.scope } : {}),
         ...(k.role !== undefined ? { role: k.role } : {}),
         ...(k.choice !== undefined ? { choice: k.choice } : {}),
         target: k.target,

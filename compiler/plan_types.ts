@@ -117,6 +117,8 @@ export interface PlannedKernel {
   readonly node: number;
   /** The node's `name` attribute, where the op carries one (e.g. a MoE layer's prefix). */
   readonly name?: string;
+  /** The model part the node was built in (`GraphBuilder.scope`), where it was. */
+  readonly scope?: string;
   /** Which step of the op this kernel is (e.g. MoE's `"router"`), where the op says. */
   readonly role?: string;
   /** The algorithm the lowering chose and why, where it chose. */
@@ -204,6 +206,7 @@ export interface Emitted {
   readonly op: string;
   readonly node: number;
   readonly name?: string;
+  readonly scope?: string;
   readonly role?: string;
   readonly choice?: KernelChoice;
   readonly target: Target;

@@ -82,6 +82,11 @@ export interface Node {
   readonly outputs: readonly number[];
   /** `file:line` of the user's call that made this node. */
   readonly site: string;
+  /**
+   * Where in the model the node was built, as a dotted path
+   * (`model.layers.3.self_attn`; see `GraphBuilder.scope`); absent at the top level.
+   */
+  readonly scope?: string;
 }
 
 /**

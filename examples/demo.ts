@@ -10,10 +10,12 @@
  */
 import {
   countParams,
+  layerPrefix,
   loadModel,
   parseConfig,
   type PlannedKernel,
   requestDevice,
+  specOf,
   STATES,
 } from "../mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
@@ -94,43 +96,23 @@ console.log(
 
 type Kind = "attention" | "mamba" | "ffn" | "other";
 /**
- * Attributes each kernel to a layer part by the weights and caches it binds
- * (HF names carry the layer and `self_attn` / `mamba` / `feed_forward`). Kernels
- * binding no named buffer (slices, the attention combine pass) belong to the part
- * of the kernel before them: they finish its work.
+ * Attributes each kernel to a layer part by the scope it was built in (the model
+ * builds each part in a scope named like its module: `model.layers.3.self_attn`,
+ * `model.layers.3.mamba`, `model.layers.3.feed_forward`).
  */
-function classify(
-  kernels: readonly PlannedKernel[],
-  slotName: (b: PlannedKernel["bindings"][number]) => string | undefined,
-): Kind[] {
-  let prev: Kind = "other";
-  return kernels.map((k) => {
-    let kind: Kind | undefined;
-    for (const b of k.bindings) {
-      const m = slotName(b)?.match(
-        /layers\.(\d+)\.(self_attn|mamba|feed_forward|input_layernorm|pre_ff_layernorm)/,
-      );
-      if (!m) continue;
-      const part = m[2];
-      if (part === "feed_forward" || part === "pre_ff_layernorm") kind = "ffn";
-      else if (part === "input_layernorm") kind = cfg.pattern[Number(m[1])].mixer;
-      else kind = part === "self_attn" ? "attention" : "mamba";
-      break;
-    }
-    if (!kind) {
-      const named = k.bindings.some((b) => slotName(b) !== undefined);
-      kind = named ? "other" : prev;
-    }
-    prev = kind;
-    return kind;
-  });
-}
+const spec = specOf(cfg).layout;
+const partOf = new Map<string, Kind>();
+cfg.pattern.forEach((p, i) => {
+  const prefix = layerPrefix(cfg, i);
+  partOf.set(`${prefix}.${spec.attention}`, "attention");
+  partOf.set(`${prefix}.${spec.mamba}`, "mamba");
+  partOf.set(`${prefix}.${p.ffn === "moe" ? spec.moe : spec.mlp}`, "ffn");
+});
+const classify = (kernels: readonly PlannedKernel[]): Kind[] =>
+  kernels.map((k) => (k.scope && partOf.get(k.scope)) || "other");
 const decodePlan = model.decode.plan({});
 const prefillPlan = model.prefill.plan({ T: PROMPT });
-const kinds = classify(decodePlan.kernels, (b) => {
-  const s = decodePlan.slots[b.slot];
-  return s.kind === "temp" ? undefined : s.name;
-});
+const kinds = classify(decodePlan.kernels);
 const tally = (k: Kind) => kinds.filter((x) => x === k).length;
 const nAttn = cfg.pattern.filter((p) => p.mixer === "attention").length;
 const nMamba = cfg.layers - nAttn;

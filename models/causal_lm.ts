@@ -132,22 +132,23 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
     return gate.silu().mul(up).matmul(w(names.down, [d, ff]), { transB: true });
   };
 
+  // Each layer part is built in a scope named like its module (`model.layers.3.self_attn`),
+  // so plans and profiles say which part every kernel belongs to.
   cfg.pattern.forEach((layer, i) => {
     const p = layerPrefix(cfg, i);
-    const normed = h.rmsnorm(param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
-    const mixed = layer.mixer === "attention"
-      ? attentionBlock(
-        g,
-        normed,
-        pos,
-        attentionOptions(cfg, layer, `${p}.${lay.attention}`, options),
-      )
-      : mamba(g, normed, `${p}.${lay.mamba}`, cfg, decode, T);
-    h = h.add(mixed);
+    const mixerName = `${p}.${layer.mixer === "attention" ? lay.attention : lay.mamba}`;
+    h = h.add(g.scope(mixerName, () => {
+      const normed = h.rmsnorm(param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
+      return layer.mixer === "attention"
+        ? attentionBlock(g, normed, pos, attentionOptions(cfg, layer, mixerName, options))
+        : mamba(g, normed, mixerName, cfg, decode, T);
+    }));
     if (layer.ffn === "none") return;
-    const x2 = h.rmsnorm(param(`${p}.${lay.ffnNorm}.weight`, [d]), cfg.normEps);
-    if (layer.ffn === "moe") {
-      const name = moePrefix(cfg, i);
+    const ffnName = layer.ffn === "moe" ? moePrefix(cfg, i) : `${p}.${lay.mlp}`;
+    h = g.scope(ffnName, () => {
+      const x2 = h.rmsnorm(param(`${p}.${lay.ffnNorm}.weight`, [d]), cfg.normEps);
+      if (layer.ffn !== "moe") return h.add(swiglu(x2, ffnName, cfg.intermediate));
+      const name = ffnName;
       // Routing runs in f32; f16 models keep f16 expert weights.
       const xin = dt === "f16" ? x2.cast("f32") : x2;
       if (lookahead) {
@@ -192,9 +193,8 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         }
         h = h.add(s);
       }
-    } else {
-      h = h.add(swiglu(x2, `${p}.${lay.mlp}`, cfg.intermediate));
-    }
+      return h;
+    });
   });
 
   h = h.rmsnorm(param(`${lay.finalNorm}.weight`, [d]), cfg.normEps);

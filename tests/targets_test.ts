@@ -92,3 +92,53 @@ Deno.test("planned kernels carry op, node, target, role, layer name and algorith
     exe.dispose();
   }
 });
+
+Deno.test("scopes: nested names reach the graph's nodes and the planned kernels, through the passes", async () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", ["T", 8]);
+  const y = g.scope(
+    "model.layers.0",
+    () => g.scope("mlp", () => x.matmul(g.param("w", [8, 8]), { transB: true }).silu()),
+  );
+  const z = g.scope("model.norm", () => y.mul(2).add(1));
+  g.output("z", z);
+  const graph = g.build();
+  assert.equal(graph.nodes.find((n) => n.op === "matmul")!.scope, "model.layers.0.mlp");
+  assert.equal(graph.nodes.find((n) => n.op === "mul")!.scope, "model.norm");
+  assert.equal(graph.nodes.find((n) => n.op === "input")!.scope, undefined);
+  assert.throws(() => g.scope("", () => 0), /scope name must be a non-empty string/);
+  const exe = compile(graph, await gpu(), { fusion: false });
+  const plan = exe.plan({ T: 4 });
+  assert.equal(plan.kernels.find((k) => k.op === "matmul")!.scope, "model.layers.0.mlp");
+  assert.ok(plan.kernels.filter((k) => k.scope === "model.norm").length >= 1);
+  exe.dispose();
+});
+
+Deno.test("a model's kernels say which layer part they belong to", async () => {
+  const { parseConfig } = await import("../models/architectures/mod.ts");
+  const { buildCausalLM } = await import("../models/causal_lm.ts");
+  const cfg = parseConfig({
+    architectures: ["JambaForCausalLM"],
+    vocab_size: 64,
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    attn_layer_period: 2,
+    attn_layer_offset: 1,
+    expert_layer_period: 2,
+    expert_layer_offset: 1,
+    num_experts: 4,
+    mamba_d_state: 4,
+  });
+  const exe = compile(buildCausalLM(cfg, { mode: "decode", maxSeq: 16, maxNew: 4 }), await gpu());
+  const scopes = new Set(exe.plan().kernels.map((k) => k.scope));
+  for (const s of ["0.mamba", "0.feed_forward", "1.self_attn", "1.feed_forward"]) {
+    assert.ok(
+      scopes.has(`model.layers.${s}`),
+      `${s}: ${[...scopes].join(", ")}`,
+    );
+  }
+  exe.dispose();
+});

@@ -45,7 +45,7 @@ export function fold(graph: Graph): Graph {
       outs.map((o) => ({ shape: o.shape as number[], dtype: o.dtype })),
     );
     outs.forEach((o, i) => {
-      rw.constant(o.id, results[i], node.site);
+      rw.constant(o.id, results[i], node.site, node.scope);
       data.set(o.id, { data: results[i], shape: o.shape as number[], dtype: o.dtype });
     });
   }

@@ -35,6 +35,7 @@ export class Rewriter {
       node.attrs,
       node.site,
       node.outputs,
+      node.scope,
     );
   }
 
@@ -45,6 +46,7 @@ export class Rewriter {
     attrs: Node["attrs"],
     site: string,
     oldOutputs: readonly number[],
+    scope?: string,
   ): Node {
     const id = this.nodes.length;
     const outputs = oldOutputs.map((old, index) => {
@@ -54,14 +56,14 @@ export class Rewriter {
       this.map.set(old, vid);
       return vid;
     });
-    const node: Node = { id, op, inputs, attrs, outputs, site };
+    const node: Node = { id, op, inputs, attrs, outputs, site, ...(scope ? { scope } : {}) };
     this.nodes.push(node);
     return node;
   }
 
   /** Adds a constant node producing the old value `old` with `data`. */
-  constant(old: number, data: ArrayLike<number>, site: string): void {
-    const n = this.add("const", [], {}, site, [old]);
+  constant(old: number, data: ArrayLike<number>, site: string, scope?: string): void {
+    const n = this.add("const", [], {}, site, [old], scope);
     this.constants.set(n.outputs[0], data);
   }
 

@@ -1,0 +1,56 @@
+/**
+ * File-system errors as users should read them: a missing file, a folder where a
+ * file was expected, and above all a missing permission — which Deno reports as
+ * `NotCapable` (or `PermissionDenied` from the OS) and which must never read as
+ * "does not exist". Every loader opens files through {@linkcode fileError}.
+ *
+ * @module
+ */
+
+/**
+ * True when `e` means Deno was not allowed to read (`--allow-read` missing or
+ * too narrow) or the OS refused access.
+ *
+ * @example
+ * ```ts
+ * import { isPermissionError } from "./fs_errors.ts";
+ * isPermissionError(new Deno.errors.NotCapable("read")); // true
+ * ```
+ */
+export function isPermissionError(e: unknown): boolean {
+  return e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied;
+}
+
+/**
+ * Rethrows a file-system error on `path` as one clear line: a permission error
+ * names the flag to add (`--allow-read=<dir>`), a missing file says so and what
+ * was expected there; anything else passes through unchanged.
+ *
+ * @example
+ * ```ts ignore
+ * import { fileError } from "./fs_errors.ts";
+ * try {
+ *   await Deno.readTextFile("./model/config.json");
+ * } catch (e) {
+ *   throw fileError(e, "./model/config.json", "the model's config.json");
+ * }
+ * ```
+ */
+export function fileError(e: unknown, path: string, what: string): unknown {
+  if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+    const err = new Deno.errors.NotCapable(
+      e instanceof Deno.errors.NotCapable
+        ? `${path}: no permission to read ${what}; run with --allow-read=${dir} (or a folder above it)`
+        : `${path}: the operating system refused to read ${what} (check the file's permissions)`,
+    );
+    return err;
+  }
+  if (e instanceof Deno.errors.NotFound) {
+    return new Deno.errors.NotFound(`${path}: not found (expected ${what})`);
+  }
+  if (e instanceof Deno.errors.IsADirectory) {
+    return new Deno.errors.IsADirectory(`${path}: is a folder, expected ${what}`);
+  }
+  return e;
+}

@@ -7,6 +7,7 @@
 
 import type { ModelConfig } from "../models/config.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
+import { fileError } from "./fs_errors.ts";
 
 /**
  * Reads and parses `dir/config.json`.
@@ -26,7 +27,8 @@ export async function readConfig(dir: string): Promise<ModelConfig> {
     if (e instanceof Deno.errors.NotFound) {
       throw new TypeError(`${file}: not found (is ${dir} a model folder?)`);
     }
-    throw e;
+    // A missing --allow-read must read as one, naming the flag.
+    throw fileError(e, file, "the model's config.json");
   }
   let json: unknown;
   try {

@@ -101,7 +101,7 @@ export function readRopeSettings(
     if (nested.length > 0) {
       throw new TypeError(
         `${file}: rope_parameters per layer type (${
-          nested.map(([k]) => JSON.stringify(k)).join(", ")
+          nested.map(([k]) => show(k)).join(", ")
         }) is not supported`,
       );
     }
@@ -164,7 +164,7 @@ export function readRopeSettings(
   }
   if (!(ROPE_TYPES as readonly string[]).includes(rawType)) {
     throw new TypeError(
-      `${file}: ${where}.rope_type ${JSON.stringify(rawType)} is not supported (supported: ${
+      `${file}: ${where}.rope_type ${show(rawType)} is not supported (supported: ${
         ROPE_TYPES.join(", ")
       })`,
     );
@@ -243,8 +243,16 @@ function missing(file: string, field: string, type: string): TypeError {
   return new TypeError(`${file}: rope_type "${type}" needs the field "${field}"`);
 }
 
+/** A value for messages, cut to 100 characters (a huge or deeply nested value must not make a huge message). */
 function show(v: unknown): string {
-  return JSON.stringify(v) ?? String(v);
+  if (typeof v === "number") return String(v);
+  let text: string;
+  try {
+    text = JSON.stringify(v) ?? String(v);
+  } catch {
+    return "a deeply nested value";
+  }
+  return text.length <= 100 ? text : `${text.slice(0, 100)}… (${text.length} characters)`;
 }
 
 /**

@@ -694,3 +694,143 @@ Deno.test("fixture writer rejects data that does not match the shape or dtype", 
     (e: unknown) => e instanceof TypeError && e.message.includes("Int32Array"),
   );
 });
+
+// ---------------------------------------------------------------------------
+// Found by the loader fuzzer (tools/fuzz_loaders.ts): each failed before its fix.
+
+Deno.test("a tensor named twice in the header is refused, not silently taken from its last copy", async () => {
+  await withTmp(async (dir) => {
+    // Two copies of lm_head.weight in their own bytes: JSON.parse keeps the second (2.0).
+    const entry = (b: number) => `{"dtype":"F32","shape":[1],"data_offsets":[${b},${b + 4}]}`;
+    const header = `{"lm_head.weight":${entry(0)},"lm_head.weight":${entry(4)}}`;
+    const p = await writeRaw(
+      dir,
+      "model.safetensors",
+      rawSafetensors(header, new Uint8Array(new Float32Array([1, 2]).buffer)),
+    );
+    const msg = await rejects(SafetensorsFile.open(p), SyntaxError, [
+      p,
+      'tensor "lm_head.weight" appears twice in the header',
+    ]);
+    assert.match(msg, /^\S+model\.safetensors: /);
+    // A field twice inside one entry, and __metadata__ twice, change the meaning just as silently.
+    const twiceField = `{"w":{"dtype":"F32","shape":[1],"shape":[0],"data_offsets":[0,4]}}`;
+    await Deno.writeFile(p, rawSafetensors(twiceField, new Uint8Array(4)));
+    await rejects(SafetensorsFile.open(p), SyntaxError, [
+      'tensor "w": field "shape" appears twice',
+    ]);
+    const twiceMeta = `{"__metadata__":{"a":"1"},"__metadata__":{"a":"2"}}`;
+    await Deno.writeFile(p, rawSafetensors(twiceMeta));
+    await rejects(SafetensorsFile.open(p), SyntaxError, ["__metadata__ appears twice"]);
+    // Escaped spellings of one name are one name.
+    const escaped = `{"a\\u0062":${entry(0)},"ab":${entry(4)}}`;
+    await Deno.writeFile(p, rawSafetensors(escaped, new Uint8Array(8)));
+    await rejects(SafetensorsFile.open(p), SyntaxError, ['tensor "ab" appears twice']);
+  });
+});
+
+Deno.test("a tensor twice in the index's weight_map, or in two shards, is refused", async () => {
+  await withTmp(async (dir) => {
+    const one = (v: number): Record<string, FixtureTensor> => ({
+      [`w${v}`]: { dtype: "F32", shape: [1], data: new Float32Array([v]) },
+    });
+    const names = await writeShardedSafetensors(dir, [one(0), one(1)]);
+    const indexPath = join(dir, "model.safetensors.index.json");
+    await Deno.writeTextFile(
+      indexPath,
+      `{"weight_map":{"w0":"${names[0]}","w1":"${names[1]}","w0":"${names[1]}"}}`,
+    );
+    await rejects(Checkpoint.open(dir), SyntaxError, [
+      indexPath,
+      'tensor "w0" appears twice in weight_map',
+    ]);
+    // w0 stored in both shards: which copy is the model would depend on the reader.
+    await writeSafetensors(join(dir, names[1]), { ...one(1), ...one(0) });
+    await Deno.writeTextFile(
+      indexPath,
+      JSON.stringify({ weight_map: { w0: names[0], w1: names[1] } }),
+    );
+    await rejects(Checkpoint.open(dir), RangeError, [
+      indexPath,
+      'tensor "w0" is in two shards',
+      names[0],
+      names[1],
+    ]);
+    // One shard spelled two ways is one file, opened once (no false "two shards").
+    await writeSafetensors(join(dir, names[1]), one(1));
+    await Deno.writeTextFile(
+      indexPath,
+      JSON.stringify({ weight_map: { w0: names[0], w1: `./${names[1]}`, w2: names[1] } }),
+    );
+    await rejects(Checkpoint.open(dir), RangeError, ['weight_map puts tensor "w2"']);
+  });
+});
+
+Deno.test("a shape whose element count overflows 2^53 is refused even when a later dimension is 0", async () => {
+  await withTmp(async (dir) => {
+    const max = Number.MAX_SAFE_INTEGER;
+    const header = { w: { dtype: "F32", shape: [max, max, 0], data_offsets: [0, 0] } };
+    const p = await writeRaw(dir, "m.safetensors", rawSafetensors(header));
+    await rejects(SafetensorsFile.open(p), RangeError, [
+      p,
+      '"w"',
+      "more than 2^53 elements (overflow at shape[1])",
+    ]);
+  });
+});
+
+// A guard, not a regression: this already held; the fuzzer checks it on every case.
+Deno.test("a header claiming 2^40 bytes is refused before anything is allocated", async () => {
+  await withTmp(async (dir) => {
+    const header = { w: { dtype: "U8", shape: [2 ** 40], data_offsets: [0, 2 ** 40] } };
+    const p = await writeRaw(dir, "m.safetensors", rawSafetensors(header, new Uint8Array(16)));
+    const before = Deno.memoryUsage().external;
+    await rejects(SafetensorsFile.open(p), RangeError, [p, "ends past the end of the data"]);
+    // Array buffers count here as soon as they are allocated, touched or not.
+    assert.ok(Deno.memoryUsage().external - before < 64 * 2 ** 20);
+  });
+});
+
+Deno.test("huge names and values in a header or index give short messages", async () => {
+  await withTmp(async (dir) => {
+    const long = "x".repeat(100_000);
+    const deep = JSON.parse("[".repeat(5000) + "]".repeat(5000));
+    const cases: [unknown, typeof TypeError, string][] = [
+      [{ w: { dtype: deep, shape: [], data_offsets: [0, 0] } }, TypeError, 'dtype array ["…"]'],
+      [{ w: { dtype: long, shape: [], data_offsets: [0, 0] } }, TypeError, "(100000 characters)"],
+      [{ [long]: { dtype: "F7", shape: [], data_offsets: [0, 0] } }, TypeError, "100000 char"],
+      [
+        { w: { dtype: "F32", shape: Array(100_000).fill(1), data_offsets: [0, 0] } },
+        RangeError,
+        "100000 dimensions",
+      ],
+    ];
+    for (const [header, cls, part] of cases) {
+      const p = await writeRaw(dir, "m.safetensors", rawSafetensors(header));
+      const msg = await rejects(SafetensorsFile.open(p), cls, [p, part]);
+      assert.ok(msg.length < 1000, `message of ${msg.length} characters`);
+    }
+  });
+});
+
+Deno.test("shards that are folders or impossible names fail naming the file", async () => {
+  await withTmp(async (dir) => {
+    const one = { w0: { dtype: "F32" as const, shape: [1], data: new Float32Array([0]) } };
+    const names = await writeShardedSafetensors(dir, [one]);
+    await Deno.remove(join(dir, names[0]));
+    await Deno.mkdir(join(dir, names[0]));
+    await rejects(Checkpoint.open(dir), Deno.errors.IsADirectory, [
+      join(dir, names[0]),
+      "is a folder",
+    ]);
+    const indexPath = join(dir, "model.safetensors.index.json");
+    await Deno.writeTextFile(indexPath, JSON.stringify({ weight_map: { w0: "x".repeat(300) } }));
+    await rejects(Checkpoint.open(dir), RangeError, [indexPath, 'weight_map["w0"]', "255 bytes"]);
+    await Deno.writeTextFile(indexPath, JSON.stringify({ weight_map: { w0: "a\0b" } }));
+    await rejects(Checkpoint.open(dir), RangeError, [indexPath, "NUL"]);
+    await rejects(Checkpoint.open(join(dir, "absent")), Deno.errors.NotFound, [
+      join(dir, "absent"),
+      "not found",
+    ]);
+  });
+});

@@ -7,10 +7,11 @@
  */
 
 import { join } from "node:path";
+import { fileError } from "../fs_errors.ts";
 import type { Progress } from "../progress.ts";
 import type { ReadDType } from "./dtypes.ts";
 import { SafetensorsFile } from "./file.ts";
-import { parseIndex, type TensorInfo } from "./header.ts";
+import { parseIndex, quote, type TensorInfo } from "./header.ts";
 
 /**
  * Options for {@linkcode Checkpoint.open}.
@@ -113,7 +114,12 @@ export class Checkpoint {
    * ```
    */
   static async open(path: string, options: CheckpointOptions = {}): Promise<Checkpoint> {
-    const stat = await Deno.stat(path);
+    let stat: Deno.FileInfo;
+    try {
+      stat = await Deno.stat(path);
+    } catch (e) {
+      throw fileError(e, path, "a model folder or a safetensors file");
+    }
     if (stat.isFile) {
       if (path.endsWith(".json")) return await Checkpoint.#openIndex(path, options);
       const f = await SafetensorsFile.open(path);
@@ -132,20 +138,29 @@ export class Checkpoint {
   }
 
   static async #openIndex(indexPath: string, options: CheckpointOptions): Promise<Checkpoint> {
-    const weightMap = parseIndex(indexPath, await Deno.readFile(indexPath));
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(indexPath);
+    } catch (e) {
+      throw fileError(e, indexPath, "the checkpoint's index");
+    }
+    const weightMap = parseIndex(indexPath, bytes);
     const dir = join(indexPath, "..");
-    // First tensor per shard, so a missing shard can be reported with one it should hold.
-    const shards = new Map<string, string>();
-    for (const [tensor, shard] of weightMap) if (!shards.has(shard)) shards.set(shard, tensor);
+    // Shards by path (`a.safetensors` and `./a.safetensors` are one file, opened once),
+    // each with its name in the index and a tensor it should hold, for messages.
+    const shards = new Map<string, { shard: string; tensor: string }>();
+    for (const [tensor, shard] of weightMap) {
+      const p = join(dir, shard);
+      if (!shards.has(p)) shards.set(p, { shard, tensor });
+    }
     const opened = await Promise.allSettled(
-      [...shards].map(async ([shard, tensor]) => {
-        const p = join(dir, shard);
+      [...shards].map(async ([p, { shard, tensor }]) => {
         try {
           return await SafetensorsFile.open(p);
         } catch (e) {
           if (e instanceof Deno.errors.NotFound) {
             throw new Deno.errors.NotFound(
-              `${indexPath}: shard "${shard}" (which should hold tensor "${tensor}") ` +
+              `${indexPath}: shard ${quote(shard)} (which should hold tensor ${quote(tensor)}) ` +
                 `does not exist at ${p}`,
               { cause: e },
             );
@@ -160,19 +175,41 @@ export class Checkpoint {
       for (const f of files) f.close();
       throw failed.reason;
     }
-    const byShard = new Map([...shards.keys()].map((s, i) => [s, files[i]]));
+    const fail = (e: Error): never => {
+      for (const g of files) g.close();
+      throw e;
+    };
+    // A tensor stored in two shards is ambiguous: which copy is the model depends
+    // on who reads it (transformers loads every shard and keeps the last).
+    const holder = new Map<string, SafetensorsFile>();
+    for (const f of files) {
+      for (const name of f.tensors.keys()) {
+        const other = holder.get(name);
+        if (other) {
+          fail(
+            new RangeError(
+              `${indexPath}: tensor ${quote(name)} is in two shards, ` +
+                `${quote(other.path)} and ${quote(f.path)}`,
+            ),
+          );
+        }
+        holder.set(name, f);
+      }
+    }
+    const byPath = new Map([...shards.keys()].map((p, i) => [p, files[i]]));
     const tensors = new Map<string, TensorInfo>();
     for (const [name, shard] of weightMap) {
-      const f = byShard.get(shard)!;
+      const f = byPath.get(join(dir, shard))!;
       const t = f.tensors.get(name);
       if (!t) {
-        for (const g of files) g.close();
-        throw new RangeError(
-          `${indexPath}: weight_map puts tensor "${name}" in "${shard}", ` +
-            `but that shard has no such tensor (it has ${f.tensors.size})`,
+        fail(
+          new RangeError(
+            `${indexPath}: weight_map puts tensor ${quote(name)} in ${quote(shard)}, ` +
+              `but that shard has no such tensor (it has ${f.tensors.size})`,
+          ),
         );
       }
-      tensors.set(name, t);
+      tensors.set(name, t!);
     }
     return new Checkpoint(join(indexPath, ".."), files, tensors, options);
   }

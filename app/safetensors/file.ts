@@ -5,6 +5,7 @@
  * @module
  */
 
+import { fileError } from "../fs_errors.ts";
 import { convertTensor } from "./convert.ts";
 import type { ReadDType } from "./dtypes.ts";
 import { MAX_HEADER_BYTES, parseHeader, type TensorInfo } from "./header.ts";
@@ -69,9 +70,23 @@ export class SafetensorsFile {
    * ```
    */
   static async open(path: string): Promise<SafetensorsFile> {
-    const file = await Deno.open(path, { read: true });
+    let file: Deno.FsFile;
     try {
-      const size = (await file.stat()).size;
+      file = await Deno.open(path, { read: true });
+    } catch (e) {
+      throw fileError(e, path, "a safetensors file");
+    }
+    try {
+      const stat = await file.stat();
+      // A folder opens for reading on Linux, and its reads fail with no path in the
+      // message; a device or pipe has no size to check offsets against.
+      if (stat.isDirectory) {
+        throw new Deno.errors.IsADirectory(`${path}: is a folder, expected a safetensors file`);
+      }
+      if (!stat.isFile) {
+        throw new TypeError(`${path}: is not a regular file, expected a safetensors file`);
+      }
+      const size = stat.size;
       if (size < 8) {
         throw new RangeError(
           `${path}: file is ${size} bytes, too short for the 8-byte header length (bytes 0..8)`,

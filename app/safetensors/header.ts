@@ -7,6 +7,7 @@
  */
 
 import { dtypeSize, isSafeDType, SAFE_DTYPES, type SafeDType } from "./dtypes.ts";
+import { type DuplicateKey, findDuplicateKey } from "./json_keys.ts";
 
 /**
  * Where one tensor lives.
@@ -48,6 +49,7 @@ export interface TensorInfo {
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
 const SUPPORTED = SAFE_DTYPES.join(", ");
+const utf8 = new TextEncoder();
 
 /**
  * A validated header: its tensors in header order and its `__metadata__`.
@@ -102,6 +104,10 @@ export function parseHeader(path: string, bytes: Uint8Array, fileSize: number): 
       `${path}: header must be a JSON object, got ${describe(json)} (${range})`,
     );
   }
+  // JSON.parse keeps the last copy of a repeated key: a tensor named twice would
+  // silently load its second copy, so repetition is refused.
+  const dup = findDuplicateKey(text);
+  if (dup) throw new SyntaxError(`${path}: ${headerDuplicate(dup)} (${range})`);
   const dataStart = 8 + bytes.length;
   const dataLen = fileSize - dataStart;
   const metadata: Record<string, string> = {};
@@ -122,14 +128,20 @@ export function parseHeader(path: string, bytes: Uint8Array, fileSize: number): 
       }
       continue;
     }
-    const what = `${path}: tensor "${name}"`;
+    const what = `${path}: tensor ${quote(name)}`;
     if (!isPlainObject(entry)) {
       throw new TypeError(`${what}: header entry must be an object, got ${describe(entry)}`);
     }
     const { dtype, shape, data_offsets: offsets } = entry;
     if (!isSafeDType(dtype)) {
       throw new TypeError(
-        `${what}: unknown dtype ${JSON.stringify(dtype) ?? "(missing)"} (supported: ${SUPPORTED})`,
+        `${what}: unknown dtype ${
+          dtype === undefined
+            ? "(missing)"
+            : typeof dtype === "string"
+            ? quote(dtype)
+            : describe(dtype)
+        } (supported: ${SUPPORTED})`,
       );
     }
     if (!Array.isArray(shape)) {
@@ -144,6 +156,15 @@ export function parseHeader(path: string, bytes: Uint8Array, fileSize: number): 
         throw new RangeError(`${what}: shape[${i}] is ${d}, not a non-negative integer`);
       }
       numel *= d;
+      // Checked at every step, as safetensors does: a later 0 must not hide an
+      // overflow (the product would be NaN or a rounded, wrong count).
+      if (numel > Number.MAX_SAFE_INTEGER) {
+        throw new RangeError(
+          `${what}: shape ${
+            showShape(shape)
+          } has more than 2^53 elements (overflow at shape[${i}])`,
+        );
+      }
     });
     if (!Array.isArray(offsets) || offsets.length !== 2) {
       throw new TypeError(
@@ -167,7 +188,7 @@ export function parseHeader(path: string, bytes: Uint8Array, fileSize: number): 
     const want = numel * dtypeSize(dtype);
     if (want !== e - b) {
       throw new RangeError(
-        `${what}: ${dtype} [${shape.join(", ")}] needs ${want} bytes but data_offsets ` +
+        `${what}: ${dtype} ${showShape(shape)} needs ${want} bytes but data_offsets ` +
           `[${b}, ${e}) span ${e - b}`,
       );
     }
@@ -193,8 +214,8 @@ export function parseHeader(path: string, bytes: Uint8Array, fileSize: number): 
     const cur = spans[i];
     if (cur.begin < prev.end) {
       throw new RangeError(
-        `${path}: tensor "${cur.name}" span [${cur.begin}, ${cur.end}) overlaps tensor ` +
-          `"${prev.name}" span [${prev.begin}, ${prev.end}) (data offsets)`,
+        `${path}: tensor ${quote(cur.name)} span [${cur.begin}, ${cur.end}) overlaps tensor ` +
+          `${quote(prev.name)} span [${prev.begin}, ${prev.end}) (data offsets)`,
       );
     }
   }
@@ -214,9 +235,11 @@ export function parseHeader(path: string, bytes: Uint8Array, fileSize: number): 
  * ```
  */
 export function parseIndex(path: string, bytes: Uint8Array): Map<string, string> {
+  let text: string;
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    json = JSON.parse(text);
   } catch (e) {
     throw new SyntaxError(
       `${path}: index is not valid UTF-8 JSON (bytes 0..${bytes.length}): ${(e as Error).message}`,
@@ -224,6 +247,15 @@ export function parseIndex(path: string, bytes: Uint8Array): Map<string, string>
   }
   if (!isPlainObject(json)) {
     throw new SyntaxError(`${path}: index must be a JSON object, got ${describe(json)}`);
+  }
+  // As in a header: JSON.parse would keep only the last of two entries for one tensor.
+  const dup = findDuplicateKey(text);
+  if (dup) {
+    throw new SyntaxError(
+      dup.path.length === 1 && dup.path[0] === "weight_map"
+        ? `${path}: tensor ${quote(dup.key)} appears twice in weight_map`
+        : `${path}: key ${quote(dup.key)} appears twice in the index${at(dup.path)}`,
+    );
   }
   const wm = json.weight_map;
   if (!isPlainObject(wm)) {
@@ -233,15 +265,21 @@ export function parseIndex(path: string, bytes: Uint8Array): Map<string, string>
   }
   const out = new Map<string, string>();
   for (const [tensor, shard] of Object.entries(wm)) {
+    const entry = `${path}: weight_map[${quote(tensor)}]`;
     if (typeof shard !== "string") {
-      throw new TypeError(
-        `${path}: weight_map["${tensor}"] must be a file name, got ${describe(shard)}`,
-      );
+      throw new TypeError(`${entry} must be a file name, got ${describe(shard)}`);
     }
     // Shards sit beside the index; a path out of the folder is a malformed (or hostile) index.
-    if (shard === "" || shard.startsWith("/") || shard.split(/[\\/]/).includes("..")) {
+    const parts = shard.split(/[\\/]/);
+    if (shard === "" || shard.startsWith("/") || parts.includes("..")) {
+      throw new RangeError(`${entry} = ${quote(shard)} is not a file name inside the folder`);
+    }
+    // What no file system can open: refused here, with the index named, not by the OS.
+    if (shard.includes("\0") || parts.some((p) => utf8.encode(p).length > 255)) {
       throw new RangeError(
-        `${path}: weight_map["${tensor}"] = "${shard}" is not a file name inside the folder`,
+        `${entry} = ${
+          quote(shard)
+        } is not a valid file name (a NUL byte, or a part over 255 bytes)`,
       );
     }
     out.set(tensor, shard);
@@ -249,14 +287,59 @@ export function parseIndex(path: string, bytes: Uint8Array): Map<string, string>
   return out;
 }
 
+/** The message for a key repeated in a safetensors header. */
+function headerDuplicate({ path, key }: DuplicateKey): string {
+  if (path.length === 0) {
+    return key === "__metadata__"
+      ? "__metadata__ appears twice in the header"
+      : `tensor ${quote(key)} appears twice in the header`;
+  }
+  const owner = path[0] === "__metadata__" ? "__metadata__" : `tensor ${quote(path[0])}`;
+  if (path.length === 1) return `${owner}: field ${quote(key)} appears twice in the header`;
+  return `${owner}: key ${quote(key)} appears twice in the header${at(path.slice(1))}`;
+}
+
+/** ` (in a.b.c)` for a path of keys, or nothing for the top level. */
+function at(path: readonly string[]): string {
+  return path.length ? ` (in ${path.map((p) => p.slice(0, 40)).join(".")})` : "";
+}
+
+/**
+ * A tensor or file name in quotes for messages, cut at 200 characters: a
+ * hostile header or index must not make huge messages.
+ *
+ * @example
+ * ```ts
+ * import { quote } from "./header.ts";
+ * quote("lm_head.weight"); // "\"lm_head.weight\""
+ * quote("x".repeat(1000)).length; // 221
+ * ```
+ */
+export function quote(name: string): string {
+  return name.length <= 200 ? `"${name}"` : `"${name.slice(0, 200)}…" (${name.length} characters)`;
+}
+
+/** A shape for messages, at most 8 dimensions shown. */
+function showShape(shape: readonly unknown[]): string {
+  const shown = shape.slice(0, 8).join(", ");
+  return shape.length <= 8 ? `[${shown}]` : `[${shown}, … ${shape.length} dimensions]`;
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** A value's kind for messages, never more than ~70 characters whatever its size. */
 function describe(v: unknown): string {
   if (v === undefined) return "nothing (missing)";
   if (v === null) return "null";
-  if (Array.isArray(v)) return `array ${JSON.stringify(v).slice(0, 60)}`;
+  if (Array.isArray(v)) {
+    // Show the first few elements only: the whole array may be huge or deeply nested.
+    const head = v.slice(0, 8).map((x) => (x !== null && typeof x === "object" ? "…" : x));
+    const text = JSON.stringify(head).slice(0, 60);
+    return `array ${v.length <= 8 ? text : `${text.slice(0, -1)}, … ${v.length} elements]`}`;
+  }
   if (typeof v === "object") return "an object";
-  return `${typeof v} ${JSON.stringify(v).slice(0, 60)}`;
+  if (typeof v === "string") return `string ${quote(v.slice(0, 60))}`;
+  return `${typeof v} ${String(v)}`;
 }

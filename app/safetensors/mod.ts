@@ -8,11 +8,14 @@
  *
  * - `RangeError`: sizes and offsets (file too short, header length too big or
  *   past the end, spans out of the data or overlapping, byte count ≠ shape × dtype,
- *   negative or non-integer numbers);
- * - `SyntaxError`: a header or index that is not UTF-8 JSON of the right shape;
+ *   an element count over 2^53, negative or non-integer numbers), a tensor in two
+ *   shards;
+ * - `SyntaxError`: a header or index that is not UTF-8 JSON of the right shape,
+ *   or that names a tensor (or any key of one object) twice;
  * - `TypeError`: a field of the wrong type, an unknown dtype, a conversion that
  *   makes no sense (BOOL as float), use after `close()`;
- * - `Deno.errors.NotFound`: a shard named by the index is missing.
+ * - `Deno.errors.NotFound` / `IsADirectory` / `NotCapable`: a file or shard that
+ *   is missing, a folder, or not readable with the permissions given.
  *
  * Every message starts with the file's path and names the tensor and the field
  * or byte range involved.

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { asArray, asObject, asString, describe, type JsonPath, optBool } from "./parts.ts";
+import { asArray, asObject, asString, type JsonPath, optBool, tokenId } from "./json.ts";
 
 /** One entry of `added_tokens`. */
 export interface AddedToken {
@@ -132,10 +132,7 @@ export function parseAddedTokens(value: unknown, at: JsonPath): AddedToken[] {
   return asArray(value, at).map((v, i) => {
     const here = at.index(i);
     const obj = asObject(v, here);
-    const id = obj.id;
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-      throw here.key("id").error(`is not a non-negative integer (got ${describe(id)})`);
-    }
+    const id = tokenId(obj.id, here.key("id"), "is not a non-negative integer");
     const special = optBool(obj, "special", here, false);
     return {
       id,

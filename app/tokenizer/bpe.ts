@@ -6,7 +6,7 @@
  * @module
  */
 
-import { asArray, asObject, describe, type JsonPath } from "./parts.ts";
+import { asArray, asObject, describe, type JsonPath, quote, tokenId } from "./json.ts";
 
 /** Settings of a BPE model, already validated. */
 export interface BpeOptions {
@@ -16,6 +16,8 @@ export interface BpeOptions {
   merges: readonly (readonly [string, string])[];
   /** Where a merge pair came from, for error messages (`model.merges`). */
   mergesPath: string;
+  /** The file, for the messages of `tokenize` (default `"tokenizer"`). */
+  source?: string;
   /** The unknown token, if the model has one. */
   unkToken?: string;
   /** Consecutive unknown characters collapse into one unknown token. */
@@ -65,10 +67,12 @@ export class BpeModel {
   readonly #prefix: string;
   readonly #suffix: string;
   readonly #cache = new Map<string, readonly number[]>();
+  readonly #source: string;
 
   /** Builds the merge table; throws a SyntaxError naming a merge whose tokens are not in the vocabulary. */
   constructor(options: BpeOptions) {
     this.#vocab = options.vocab;
+    this.#source = options.source ?? "tokenizer";
     let maxId = -1;
     for (const id of options.vocab.values()) if (id > maxId) maxId = id;
     this.#stride = maxId + 1;
@@ -79,14 +83,14 @@ export class BpeModel {
       const right = options.vocab.get(b);
       const merged = options.vocab.get(a + b);
       if (left === undefined) {
-        throw new SyntaxError(`${where}: token ${JSON.stringify(a)} is not in model.vocab`);
+        throw new SyntaxError(`${where}: token ${quote(a)} is not in model.vocab`);
       }
       if (right === undefined) {
-        throw new SyntaxError(`${where}: token ${JSON.stringify(b)} is not in model.vocab`);
+        throw new SyntaxError(`${where}: token ${quote(b)} is not in model.vocab`);
       }
       if (merged === undefined) {
         throw new SyntaxError(
-          `${where}: merged token ${JSON.stringify(a + b)} is not in model.vocab`,
+          `${where}: merged token ${quote(a + b)} is not in model.vocab`,
         );
       }
       // A repeated pair keeps its last rank, as Hugging Face's HashMap build does.
@@ -151,12 +155,12 @@ export class BpeModel {
       if (this.#unkId === undefined) {
         const cp = chars[i].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
         throw new RangeError(
-          `tokenizer: character U+${cp} in word ${
-            JSON.stringify(word.slice(0, 40))
+          `${this.#source}: character U+${cp} in word ${
+            quote(word.slice(0, 40))
           } has no token and ` +
             (this.#unkToken === undefined
               ? "model.unk_token is null"
-              : `unk_token ${JSON.stringify(this.#unkToken)} is not in the vocabulary`),
+              : `unk_token ${quote(this.#unkToken)} is not in the vocabulary`),
         );
       }
       if (!(this.#fuseUnk && lastWasUnk)) out.push(this.#unkId);
@@ -293,13 +297,7 @@ export function parseVocab(value: unknown, at: JsonPath): Map<string, number> {
   const obj = asObject(value, at);
   const vocab = new Map<string, number>();
   // Object.keys beats Object.entries by ~3x on a 150k-entry vocabulary.
-  for (const tok of Object.keys(obj)) {
-    const id = obj[tok];
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-      throw at.entry(tok).error(`is not a non-negative integer id (got ${describe(id)})`);
-    }
-    vocab.set(tok, id);
-  }
+  for (const tok of Object.keys(obj)) vocab.set(tok, tokenId(obj[tok], at.entry(tok)));
   return vocab;
 }
 

@@ -6,158 +6,51 @@
  * @module
  */
 
-/** Where a JSON value sits, for error messages: `tokenizer.json: model.merges[12]`. */
-export class JsonPath {
-  /** @param source the file name or label; @param path the dotted path inside it */
-  constructor(readonly source: string, readonly path: string) {}
+import {
+  asArray,
+  asObject,
+  asString,
+  checkDepth,
+  describe,
+  type JsonObject,
+  JsonPath,
+  optBool,
+  optInt,
+  optString,
+  quote,
+  typeOf,
+} from "./json.ts";
 
-  /** The path of a member. */
-  key(name: string): JsonPath {
-    return new JsonPath(this.source, this.path ? `${this.path}.${name}` : name);
-  }
+import {
+  type Budget,
+  budgetFor,
+  compileHfRegex,
+  compileRegex,
+  escapeRegex,
+  parsePattern,
+  replaceWithin,
+  spend,
+  total,
+} from "./patterns.ts";
 
-  /** The path of an array element. */
-  index(i: number): JsonPath {
-    return new JsonPath(this.source, `${this.path}[${i}]`);
-  }
+export type { Budget };
 
-  /** The path of an object entry whose key is arbitrary text: `model.vocab["a b"]`. */
-  entry(name: string): JsonPath {
-    return new JsonPath(this.source, `${this.path}[${JSON.stringify(name)}]`);
-  }
-
-  /** A TypeError saying what is wrong at this path. */
-  error(what: string): TypeError {
-    return new TypeError(`${this.source}: ${this.path || "(top level)"} ${what}`);
-  }
-}
-
-/** A JSON object, for reading fields. */
-export type JsonObject = Record<string, unknown>;
-
-/** `value` as an object, or a TypeError naming the path. */
-export function asObject(value: unknown, at: JsonPath): JsonObject {
-  if (value === undefined) throw at.error("is missing");
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw at.error(`is not an object (got ${describe(value)})`);
-  }
-  return value as JsonObject;
-}
-
-/** `value` as an array, or a TypeError naming the path. */
-export function asArray(value: unknown, at: JsonPath): unknown[] {
-  if (value === undefined) throw at.error("is missing");
-  if (!Array.isArray(value)) throw at.error(`is not an array (got ${describe(value)})`);
-  return value;
-}
-
-/** `value` as a string, or a TypeError naming the path. */
-export function asString(value: unknown, at: JsonPath): string {
-  if (value === undefined) throw at.error("is missing");
-  if (typeof value !== "string") throw at.error(`is not a string (got ${describe(value)})`);
-  return value;
-}
-
-/** An optional boolean (absent or null gives `fallback`). */
-export function optBool(obj: JsonObject, name: string, at: JsonPath, fallback: boolean): boolean {
-  const v = obj[name];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "boolean") throw at.key(name).error(`is not a boolean (got ${describe(v)})`);
-  return v;
-}
-
-/** An optional string (absent or null gives undefined). */
-export function optString(obj: JsonObject, name: string, at: JsonPath): string | undefined {
-  const v = obj[name];
-  if (v === undefined || v === null) return undefined;
-  return asString(v, at.key(name));
-}
-
-/** An optional non-negative integer (absent or null gives `fallback`). */
-export function optInt(obj: JsonObject, name: string, at: JsonPath, fallback: number): number {
-  const v = obj[name];
-  if (v === undefined || v === null) return fallback;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
-    throw at.key(name).error(`is not a non-negative integer (got ${describe(v)})`);
-  }
-  return v;
-}
-
-/** A short description of a JSON value's kind for messages. */
-export function describe(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return `an array of ${value.length}`;
-  if (typeof value === "string") {
-    return `string ${JSON.stringify(value.length > 30 ? value.slice(0, 30) + "…" : value)}`;
-  }
-  if (typeof value === "object") return "an object";
-  return `${typeof value} ${String(value)}`;
-}
-
-/** The component's `type` field, or a TypeError naming the path. */
-export function typeOf(obj: JsonObject, at: JsonPath): string {
-  return asString(obj.type, at.key("type"));
-}
+// The JSON helpers moved to json.ts; re-exported for the files that import them from here.
+export { asArray, asObject, asString, describe, JsonPath, optBool, optInt, optString, typeOf };
+export type { JsonObject } from "./json.ts";
 
 /** A TypeError for an unsupported component type, listing what is supported. */
 function unsupported(at: JsonPath, type: string, supported: readonly string[]): TypeError {
   return at.key("type").error(
-    `${JSON.stringify(type)} is not supported (supported: ${supported.join(", ")})`,
+    `${quote(type)} is not supported (supported: ${supported.join(", ")})`,
   );
-}
-
-// ---------------------------------------------------------------------------------------
-// Regular expressions
-
-/**
- * Compiles a pattern written for Hugging Face's Rust regex engines (Oniguruma /
- * fancy-regex) as a JavaScript global Unicode RegExp. `\s` and `\S` are rewritten to the
- * Unicode White_Space property because JavaScript's `\s` differs from theirs (it
- * includes U+FEFF and lacks U+0085).
- */
-export function compileHfRegex(pattern: string, at: JsonPath): RegExp {
-  let out = "";
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === "\\" && i + 1 < pattern.length) {
-      const n = pattern[i + 1];
-      if (n === "s") out += "\\p{White_Space}";
-      else if (n === "S") out += "\\P{White_Space}";
-      else out += c + n;
-      i++;
-    } else out += c;
-  }
-  try {
-    return new RegExp(out, "gu");
-  } catch (e) {
-    throw new SyntaxError(
-      `${at.source}: ${at.path} regex ${JSON.stringify(pattern)} does not compile: ${
-        (e as Error).message
-      }`,
-    );
-  }
-}
-
-/** A `{String: s}` or `{Regex: r}` pattern as a global RegExp. */
-export function parsePattern(value: unknown, at: JsonPath): RegExp {
-  const obj = asObject(value, at);
-  if (typeof obj.String === "string") return new RegExp(escapeRegex(obj.String), "gu");
-  if (typeof obj.Regex === "string") return compileHfRegex(obj.Regex, at.key("Regex"));
-  throw at.error(
-    `must be {"String": …} or {"Regex": …} (got keys ${Object.keys(obj).join(", ") || "none"})`,
-  );
-}
-
-/** Escapes a literal for use inside a RegExp. */
-export function escapeRegex(s: string): string {
-  return s.replace(/[\\^$.*+?()[\]{}|\/-]/g, "\\$&");
 }
 
 // ---------------------------------------------------------------------------------------
 // Normalizers
 
-/** A normalizer: text in, text out. */
-export type Normalizer = (text: string) => string;
+/** A normalizer: text in, text out, within `budget` (made from the text when absent). */
+export type Normalizer = (text: string, budget?: Budget) => string;
 
 const NORMALIZERS = [
   "Sequence",
@@ -178,20 +71,31 @@ export function parseNormalizer(value: unknown, at: JsonPath): Normalizer | unde
   const type = typeOf(obj, at);
   switch (type) {
     case "Sequence": {
+      checkDepth(at);
       const list = asArray(obj.normalizers, at.key("normalizers"))
         .map((n, i) => parseNormalizer(n, at.key("normalizers").index(i)))
         .filter((n): n is Normalizer => n !== undefined);
-      return (text) => list.reduce((t, n) => n(t), text);
+      return (text, budget = budgetFor(text.length)) =>
+        list.reduce((t, n) => {
+          const out = n(t, budget);
+          spend(out.length, budget, at);
+          return out;
+        }, text);
     }
     case "Prepend": {
       const prefix = asString(obj.prepend, at.key("prepend"));
       // Hugging Face prepends only to non-empty text.
-      return (text) => text.length === 0 ? text : prefix + text;
+      return (text, budget = budgetFor(text.length)) => {
+        if (text.length === 0) return text;
+        spend(prefix.length + text.length, budget, at);
+        return prefix + text;
+      };
     }
     case "Replace": {
       const pattern = parsePattern(obj.pattern, at.key("pattern"));
       const content = asString(obj.content, at.key("content"));
-      return (text) => text.replace(pattern, () => content);
+      return (text, budget = budgetFor(text.length)) =>
+        replaceWithin(text, pattern, content, budget, at);
     }
     case "NFC":
     case "NFD":
@@ -224,8 +128,8 @@ export interface Piece {
   first: boolean;
 }
 
-/** A pre-tokenizer: pieces in, finer pieces out. */
-export type PreTokenizer = (pieces: Piece[]) => Piece[];
+/** A pre-tokenizer: pieces in, finer pieces out, within `budget` (made from the input when absent). */
+export type PreTokenizer = (pieces: Piece[], budget?: Budget) => Piece[];
 
 const PRE_TOKENIZERS = [
   "Sequence",
@@ -359,10 +263,16 @@ export function parsePreTokenizer(value: unknown, at: JsonPath): PreTokenizer | 
   const type = typeOf(obj, at);
   switch (type) {
     case "Sequence": {
+      checkDepth(at);
       const list = asArray(obj.pretokenizers, at.key("pretokenizers"))
         .map((p, i) => parsePreTokenizer(p, at.key("pretokenizers").index(i)))
         .filter((p): p is PreTokenizer => p !== undefined);
-      return (pieces) => list.reduce((ps, p) => p(ps), pieces);
+      return (pieces, budget = budgetFor(total(pieces))) =>
+        list.reduce((ps, p) => {
+          const out = p(ps, budget);
+          spend(total(out), budget, at);
+          return out;
+        }, pieces);
     }
     case "ByteLevel": {
       const addPrefixSpace = optBool(obj, "add_prefix_space", at, true);
@@ -380,7 +290,7 @@ export function parsePreTokenizer(value: unknown, at: JsonPath): PreTokenizer | 
       const behavior = asString(obj.behavior, at.key("behavior")) as SplitBehavior;
       if (!BEHAVIORS.includes(behavior)) {
         throw at.key("behavior").error(
-          `${JSON.stringify(behavior)} is not one of ${BEHAVIORS.join(", ")}`,
+          `${quote(behavior)} is not one of ${BEHAVIORS.join(", ")}`,
         );
       }
       const invert = optBool(obj, "invert", at, false);
@@ -390,9 +300,17 @@ export function parsePreTokenizer(value: unknown, at: JsonPath): PreTokenizer | 
       const replacement = asString(obj.replacement ?? "▁", at.key("replacement"));
       const scheme = metaspaceScheme(obj, at);
       const split = optBool(obj, "split", at, true);
-      const re = new RegExp(escapeRegex(replacement), "gu");
-      return (pieces) =>
-        eachPiece(pieces, (text, first) => {
+      const re = compileRegex(escapeRegex(replacement), "replacement", at.key("replacement"));
+      return (pieces, budget = budgetFor(total(pieces))) => {
+        // Counted before replacing: one step with a long replacement can be huge.
+        let spaces = 0;
+        for (const p of pieces) {
+          for (let i = p.text.indexOf(" "); i >= 0; i = p.text.indexOf(" ", i + 1)) {
+            spaces++;
+          }
+        }
+        spend(total(pieces) + (spaces + pieces.length) * replacement.length, budget, at);
+        return eachPiece(pieces, (text, first) => {
           let t = text.replaceAll(" ", replacement);
           if (
             !t.startsWith(replacement) && (scheme === "always" || (scheme === "first" && first))
@@ -401,6 +319,7 @@ export function parsePreTokenizer(value: unknown, at: JsonPath): PreTokenizer | 
           }
           return split ? splitBy(t, re, "MergedWithNext", false) : [t];
         });
+      };
     }
     case "Digits": {
       const individual = optBool(obj, "individual_digits", at, false);
@@ -429,7 +348,7 @@ function metaspaceScheme(obj: JsonObject, at: JsonPath): "always" | "first" | "n
   const s = optString(obj, "prepend_scheme", at);
   if (s === undefined) return optBool(obj, "add_prefix_space", at, true) ? "always" : "never";
   if (s !== "always" && s !== "first" && s !== "never") {
-    throw at.key("prepend_scheme").error(`${JSON.stringify(s)} is not one of always, first, never`);
+    throw at.key("prepend_scheme").error(`${quote(s)} is not one of always, first, never`);
   }
   return s;
 }
@@ -442,7 +361,10 @@ function metaspaceScheme(obj: JsonObject, at: JsonPath): "always" | "first" | "n
  * the text ends inside a UTF-8 sequence that later tokens could complete, so the stream
  * decoder can hold those bytes back.
  */
-export type Decoder = (tokens: string[], state: { incomplete: boolean }) => string[];
+export type Decoder = (
+  tokens: string[],
+  state: { incomplete: boolean; budget?: Budget },
+) => string[];
 
 const DECODERS = ["Sequence", "ByteLevel", "ByteFallback", "Fuse", "Replace", "Strip", "Metaspace"];
 
@@ -489,10 +411,18 @@ export function parseDecoder(value: unknown, at: JsonPath): Decoder | undefined 
   const type = typeOf(obj, at);
   switch (type) {
     case "Sequence": {
+      checkDepth(at);
       const list = asArray(obj.decoders, at.key("decoders"))
         .map((d, i) => parseDecoder(d, at.key("decoders").index(i)))
         .filter((d): d is Decoder => d !== undefined);
-      return (tokens, state) => list.reduce((ts, d) => d(ts, state), tokens);
+      return (tokens, state) => {
+        const budget = state.budget ??= budgetFor(total(tokens));
+        return list.reduce((ts, d) => {
+          const out = d(ts, state);
+          spend(total(out), budget, at);
+          return out;
+        }, tokens);
+      };
     }
     case "ByteLevel":
       return (tokens, state) => {
@@ -555,7 +485,22 @@ export function parseDecoder(value: unknown, at: JsonPath): Decoder | undefined 
     case "Replace": {
       const pattern = parsePattern(obj.pattern, at.key("pattern"));
       const content = asString(obj.content, at.key("content"));
-      return (tokens) => tokens.map((t) => t.replace(pattern, () => content));
+      return (tokens, state) => {
+        const budget = state.budget ??= budgetFor(total(tokens));
+        let length = total(tokens);
+        return tokens.map((t) => {
+          // What this token may grow to: the budget less the other tokens' text.
+          const out = replaceWithin(
+            t,
+            pattern,
+            content,
+            { max: budget.max - length + t.length },
+            at,
+          );
+          length += out.length - t.length;
+          return out;
+        });
+      };
     }
     case "Strip": {
       const content = asString(obj.content, at.key("content"));

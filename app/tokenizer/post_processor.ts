@@ -6,7 +6,7 @@
  * @module
  */
 
-import { asArray, asObject, asString, describe, type JsonPath } from "./parts.ts";
+import { asArray, asObject, asString, checkDepth, type JsonPath, quote, tokenId } from "./json.ts";
 
 /**
  * A post-processor: adds special tokens around one sequence's ids.
@@ -64,6 +64,7 @@ export function parsePostProcessor(
     case "ByteLevel":
       return { apply: (x) => x, before: [], after: [] };
     case "Sequence": {
+      checkDepth(at);
       const list = asArray(obj.processors, at.key("processors"))
         .map((p, i) => parsePostProcessor(p, at.key("processors").index(i), idOf))
         .filter((p): p is PostProcessor => p !== undefined);
@@ -88,19 +89,17 @@ export function parsePostProcessor(
           asObject(it.SpecialToken, here.key("SpecialToken")).id,
           here.key("SpecialToken").key("id"),
         );
-        const spec = specials[name];
+        // Own keys only: a name like "toString" must not find Object.prototype's.
+        const spec = Object.hasOwn(specials, name) ? specials[name] : undefined;
         if (spec === undefined) {
-          throw here.error(
-            `names special token ${JSON.stringify(name)}, which special_tokens lacks`,
-          );
+          throw here.error(`names special token ${quote(name)}, which special_tokens lacks`);
         }
-        const specAt = at.key("special_tokens").key(name);
+        const specAt = at.key("special_tokens").entry(name);
         const list = asArray(asObject(spec, specAt).ids, specAt.key("ids"));
         list.forEach((id, k) => {
-          if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-            throw specAt.key("ids").index(k).error(`is not a token id (got ${describe(id)})`);
-          }
-          (seenA ? after : before).push(id);
+          (seenA ? after : before).push(
+            tokenId(id, specAt.key("ids").index(k), "is not a token id"),
+          );
         });
       });
       return { apply: (x) => [...before, ...x, ...after], before, after };
@@ -109,8 +108,9 @@ export function parsePostProcessor(
     case "BertProcessing": {
       const pair = (name: string): number => {
         const p = asArray(obj[name], at.key(name));
-        const id = p[1];
-        if (typeof id === "number" && Number.isInteger(id)) return id;
+        if (typeof p[1] === "number") {
+          return tokenId(p[1], at.key(name).index(1), "is not a token id");
+        }
         const named = typeof p[0] === "string" ? idOf(p[0]) : undefined;
         if (named === undefined) throw at.key(name).error("is not a [token, id] pair");
         return named;
@@ -120,7 +120,7 @@ export function parsePostProcessor(
     }
     default:
       throw at.key("type").error(
-        `${JSON.stringify(type)} is not supported (supported: ${POST_PROCESSORS.join(", ")})`,
+        `${quote(type)} is not supported (supported: ${POST_PROCESSORS.join(", ")})`,
       );
   }
 }

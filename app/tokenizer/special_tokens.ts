@@ -6,6 +6,8 @@
  * @module
  */
 
+import { fileError } from "../fs_errors.ts";
+
 /**
  * Conventional BOS token names, most common first (only added tokens count).
  *
@@ -57,7 +59,7 @@ export async function readTokenizerConfig(path: string): Promise<{ bos?: string;
     text = await Deno.readTextFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return {};
-    throw e;
+    throw fileError(e, path, "a tokenizer_config.json");
   }
   let json: unknown;
   try {

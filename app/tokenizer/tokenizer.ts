@@ -30,6 +30,8 @@ import {
   type PreTokenizer,
 } from "./parts.ts";
 import { parsePostProcessor, type PostProcessor } from "./post_processor.ts";
+import { fileError } from "../fs_errors.ts";
+import { quote } from "./json.ts";
 import { BOS_NAMES, EOS_NAMES, readTokenizerConfig } from "./special_tokens.ts";
 import { StreamDecoder } from "./stream_decoder.ts";
 
@@ -113,12 +115,15 @@ export class Tokenizer {
   readonly #vocab: Map<string, number>;
   readonly #addedToId = new Map<string, number>();
   readonly #specialIds: Set<number>;
+  /** The file, for messages. */
+  readonly #source: string;
   /** [raw, normalized] matchers for all added tokens, then for non-special ones only. */
   readonly #matchAll: [AddedTokenMatcher, AddedTokenMatcher];
   readonly #matchPlain: [AddedTokenMatcher, AddedTokenMatcher];
 
   private constructor(json: Record<string, unknown>, options: TokenizerOptions) {
     const root = new JsonPath(options.source ?? "tokenizer.json", "");
+    this.#source = root.source;
     const modelAt = root.key("model");
     const model = asObject(json.model, modelAt);
     const type = model.type === undefined
@@ -131,7 +136,7 @@ export class Tokenizer {
         )
         : modelAt.key("type").error(
           `${
-            typeof type === "string" ? JSON.stringify(type) : describe(type)
+            typeof type === "string" ? quote(type) : describe(type)
           } is not supported (supported: BPE)`,
         );
     }
@@ -141,6 +146,7 @@ export class Tokenizer {
       vocab,
       merges,
       mergesPath: `${root.source}: model.merges`,
+      source: root.source,
       unkToken: optString(model, "unk_token", modelAt),
       fuseUnk: optBool(model, "fuse_unk", modelAt, false),
       byteFallback: optBool(model, "byte_fallback", modelAt, false),
@@ -172,6 +178,14 @@ export class Tokenizer {
       root.key("post_processor"),
       (t) => this.tokenToId(t),
     );
+    // A template id with no token would make encode return ids decode refuses.
+    for (const id of [...(this.#post?.before ?? []), ...(this.#post?.after ?? [])]) {
+      if (this.#idToToken[id] === undefined) {
+        throw root.key("post_processor").rangeError(
+          `adds token id ${id}, which is not in the vocabulary (vocabSize ${this.vocabSize})`,
+        );
+      }
+    }
 
     const norm = (t: AddedToken): string =>
       t.normalized && this.#normalizer ? this.#normalizer(t.content) : t.content;
@@ -187,7 +201,7 @@ export class Tokenizer {
       const id = this.tokenToId(name);
       if (id === undefined) {
         throw new RangeError(
-          `${root.source}: ${what} ${JSON.stringify(name)} is not in the vocabulary`,
+          `${root.source}: ${what} ${quote(name)} is not in the vocabulary`,
         );
       }
       return id;
@@ -237,7 +251,12 @@ export class Tokenizer {
     path: string,
     options: Omit<TokenizerOptions, "source"> = {},
   ): Promise<Tokenizer> {
-    const text = await Deno.readTextFile(path);
+    let text: string;
+    try {
+      text = await Deno.readTextFile(path);
+    } catch (e) {
+      throw fileError(e, path, "a tokenizer.json");
+    }
     const config = await readTokenizerConfig(path.replace(/[^/\\]*$/, "tokenizer_config.json"));
     return Tokenizer.fromJSON(text, {
       bosToken: config.bos,
@@ -259,7 +278,9 @@ export class Tokenizer {
    */
   encode(text: string, options: EncodeOptions = {}): number[] {
     if (typeof text !== "string") {
-      throw new TypeError(`Tokenizer.encode: text is not a string (got ${typeof text})`);
+      throw new TypeError(
+        `${this.#source}: Tokenizer.encode: text is not a string (got ${typeof text})`,
+      );
     }
     const [raw, normalized] = options.splitSpecialTokens ? this.#matchPlain : this.#matchAll;
     const ids: number[] = [];
@@ -316,7 +337,8 @@ export class Tokenizer {
       const tok = this.idToToken(id);
       if (tok === undefined) {
         throw new RangeError(
-          `Tokenizer.decode: token id ${id} is not in the vocabulary (vocabSize ${this.vocabSize})`,
+          `${this.#source}: Tokenizer.decode: token id ${id} is not in the vocabulary ` +
+            `(vocabSize ${this.vocabSize})`,
         );
       }
       if (options.skipSpecialTokens && this.#specialIds.has(id)) continue;

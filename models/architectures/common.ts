@@ -7,7 +7,7 @@
 
 import type { AttentionConfig, LayerSpec, MoeConfig } from "../config.ts";
 import { readRopeSettings } from "../rope_scaling.ts";
-import type { ConfigReader } from "./reader.ts";
+import { type ConfigReader, show } from "./reader.ts";
 import type { CheckpointLayout } from "./spec.ts";
 
 const NO_SWIGLU = { gate: "", up: "", down: "" } as const;
@@ -56,10 +56,31 @@ export interface BaseFields {
   maxPositions?: number;
 }
 
-function ids(v: unknown): number[] {
-  if (typeof v === "number") return [v];
-  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === "number");
-  return [];
+/**
+ * Most layers a config may ask for: the layer pattern is built eagerly, so a
+ * corrupt count must be refused before it is allocated (real models have < 200).
+ *
+ * @example
+ * ```ts
+ * import { MAX_LAYERS } from "./common.ts";
+ * MAX_LAYERS; // 65536
+ * ```
+ */
+export const MAX_LAYERS = 65536;
+
+/** A token id field: one id or a list of them (`eos_token_id`), absent or null for none. */
+function ids(c: ConfigReader, name: string): number[] {
+  const v = c.raw(name);
+  if (v === undefined) return [];
+  const list = Array.isArray(v) ? v : [v];
+  // An id that is not a non-negative integer would never match a sampled token:
+  // generation would silently run past the end of every answer.
+  if (!list.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0)) {
+    throw new TypeError(
+      `${c.file}: field "${name}" must be a token id or a list of them, got ${show(v)}`,
+    );
+  }
+  return list as number[];
 }
 
 /**
@@ -80,13 +101,18 @@ export function baseFields(c: ConfigReader): BaseFields {
   if (hidden === 0 || layers === 0 || vocabSize === 0) {
     throw new RangeError(`${c.file}: hidden_size, num_hidden_layers and vocab_size must be > 0`);
   }
-  const bos = c.raw("bos_token_id");
+  if (layers > MAX_LAYERS) {
+    throw new RangeError(
+      `${c.file}: field "num_hidden_layers" is ${layers}, over the limit of ${MAX_LAYERS}`,
+    );
+  }
+  const bos = c.has("bos_token_id") ? c.int("bos_token_id") : undefined;
   return {
     vocabSize,
     hidden,
     layers,
-    eosTokenIds: ids(c.raw("eos_token_id")),
-    bosTokenId: typeof bos === "number" ? bos : undefined,
+    eosTokenIds: ids(c, "eos_token_id"),
+    bosTokenId: bos,
     maxPositions: c.has("max_position_embeddings") ? c.int("max_position_embeddings") : undefined,
   };
 }
@@ -226,7 +252,7 @@ export function layerWindows(
       return window;
     }
     throw new TypeError(
-      `${c.file}: layer_types[${i}] ${JSON.stringify(t)} is not supported by ${c.architecture} ` +
+      `${c.file}: layer_types[${i}] ${show(t)} is not supported by ${c.architecture} ` +
         '(only "full_attention" and "sliding_attention")',
     );
   });

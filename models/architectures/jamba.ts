@@ -64,7 +64,7 @@ export const jamba: ArchitectureSpec = {
       architecture: "JambaForCausalLM",
       ...base,
       intermediate: c.int("intermediate_size"),
-      normEps: c.num("rms_norm_eps", 1e-6),
+      normEps: c.nonNegative("rms_norm_eps", 1e-6),
       tieEmbeddings: c.bool("tie_word_embeddings", false),
       pattern,
       // Jamba's eager attention ignores sliding_window (only HF's flash path applies it).

@@ -7,6 +7,7 @@
 
 import type { ModelConfig } from "../config.ts";
 import { baseFields, DECODER_LAYOUT, dtRankField, uniformLayers } from "./common.ts";
+import { MAX_CONFIG_INT } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
 
 /**
@@ -42,6 +43,12 @@ export const mamba: ArchitectureSpec = {
     const inner = c.has("intermediate_size")
       ? c.positive("intermediate_size")
       : Math.floor(expand * base.hidden);
+    if (!(inner >= 1 && inner <= MAX_CONFIG_INT)) {
+      throw new RangeError(
+        `${c.file}: expand ${expand} × hidden_size ${base.hidden} gives an inner width of ${inner}, ` +
+          `not between 1 and ${MAX_CONFIG_INT}`,
+      );
+    }
     const scheme = c.str("time_step_init_scheme", "random");
     if (scheme !== "random" && scheme !== "constant") {
       c.refuse("time_step_init_scheme", 'only "random" and "constant" are defined');
@@ -56,7 +63,7 @@ export const mamba: ArchitectureSpec = {
       architecture: "MambaForCausalLM",
       ...base,
       intermediate: 0,
-      normEps: c.num("layer_norm_epsilon", 1e-5),
+      normEps: c.nonNegative("layer_norm_epsilon", 1e-5),
       tieEmbeddings: c.bool("tie_word_embeddings", true),
       pattern: uniformLayers(base.layers, "mamba", "none"),
       mamba: {

@@ -53,7 +53,7 @@ export const mixtral: ArchitectureSpec = {
       architecture: "MixtralForCausalLM",
       ...base,
       intermediate: c.int("intermediate_size"),
-      normEps: c.num("rms_norm_eps", 1e-5),
+      normEps: c.nonNegative("rms_norm_eps", 1e-5),
       tieEmbeddings: c.bool("tie_word_embeddings", false),
       pattern: uniformLayers(base.layers, "attention", "moe"),
       attention: attentionFields(c, base.hidden, { ropeTheta: 1e6, slidingWindow: window }),

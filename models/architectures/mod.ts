@@ -13,7 +13,7 @@ import { mamba } from "./mamba.ts";
 import { mixtral } from "./mixtral.ts";
 import { olmoe } from "./olmoe.ts";
 import { qwen2Moe } from "./qwen2_moe.ts";
-import { ConfigReader } from "./reader.ts";
+import { ConfigReader, show } from "./reader.ts";
 import type { ArchitectureSpec, CheckpointLayout, SwigluNames } from "./spec.ts";
 
 export type { ArchitectureSpec, CheckpointLayout, SwigluNames };
@@ -78,15 +78,13 @@ export function parseConfig(json: unknown, file = "config.json"): ModelConfig {
   if (!arch) {
     const byType = Object.values(ARCHITECTURE_SPECS).find((s) => s.modelType === j.model_type);
     const hint = archs === undefined && byType
-      ? `; model_type ${
-        JSON.stringify(j.model_type)
-      } suggests "architectures": ["${byType.architecture}"]`
+      ? `; model_type ${show(j.model_type)} suggests "architectures": ["${byType.architecture}"]`
       : "";
     throw new TypeError(
       `${file}: ${
         archs === undefined
           ? 'no "architectures" field'
-          : `architecture ${JSON.stringify(archs)} is not supported`
+          : `architecture ${show(archs)} is not supported`
       } (supported: ${ARCHITECTURES.join(", ")})${hint}`,
     );
   }

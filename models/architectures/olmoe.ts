@@ -43,7 +43,7 @@ export const olmoe: ArchitectureSpec = {
       architecture: "OlmoeForCausalLM",
       ...base,
       intermediate: c.int("intermediate_size", 2048),
-      normEps: c.num("rms_norm_eps", 1e-5),
+      normEps: c.nonNegative("rms_norm_eps", 1e-5),
       tieEmbeddings: c.bool("tie_word_embeddings", false),
       pattern: uniformLayers(base.layers, "attention", "moe"),
       attention: attentionFields(c, base.hidden, {

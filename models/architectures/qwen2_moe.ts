@@ -80,7 +80,7 @@ export const qwen2Moe: ArchitectureSpec = {
       architecture: "Qwen2MoeForCausalLM",
       ...base,
       intermediate: c.int("intermediate_size"),
-      normEps: c.num("rms_norm_eps", 1e-6),
+      normEps: c.nonNegative("rms_norm_eps", 1e-6),
       tieEmbeddings: c.bool("tie_word_embeddings", false),
       pattern,
       attention: attentionFields(c, base.hidden, {

@@ -6,8 +6,41 @@
  * @module
  */
 
-function show(v: unknown): string {
-  return JSON.stringify(v) ?? String(v);
+/**
+ * Largest size or count a field may hold: every size Kiln builds from a config
+ * indexes GPU buffers with 32-bit integers, and a bigger value is a corrupt or
+ * hostile file, not a model.
+ *
+ * @example
+ * ```ts
+ * import { MAX_CONFIG_INT } from "./reader.ts";
+ * MAX_CONFIG_INT; // 2147483647
+ * ```
+ */
+export const MAX_CONFIG_INT = 2 ** 31 - 1;
+
+/**
+ * A config value for messages: JSON, cut to 100 characters, "nothing (missing)"
+ * for an absent field — a huge or deeply nested value must not make a huge
+ * message (or overflow the stack while being written).
+ *
+ * @example
+ * ```ts
+ * import { show } from "./reader.ts";
+ * show("x".repeat(1000)).length; // about 120
+ * show(undefined); // "nothing (missing)"
+ * ```
+ */
+export function show(v: unknown): string {
+  if (v === undefined) return "nothing (missing)";
+  if (typeof v === "number") return String(v); // NaN and ±Infinity (JSON would say null)
+  let text: string;
+  try {
+    text = JSON.stringify(v) ?? String(v);
+  } catch {
+    return Array.isArray(v) ? "a deeply nested array" : "a deeply nested object";
+  }
+  return text.length <= 100 ? text : `${text.slice(0, 100)}… (${text.length} characters)`;
 }
 
 /**
@@ -47,7 +80,7 @@ export class ConfigReader {
     return this.has(name) ? this.json[name] : undefined;
   }
 
-  /** A non-negative integer field, or `fallback` when absent. */
+  /** A non-negative integer field (at most {@linkcode MAX_CONFIG_INT}), or `fallback` when absent. */
   int(name: string, fallback?: number): number {
     const v = this.raw(name) ?? fallback;
     if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
@@ -55,6 +88,11 @@ export class ConfigReader {
         `${this.file}: field "${name}" must be a non-negative integer, got ${
           show(this.json[name])
         }`,
+      );
+    }
+    if (v > MAX_CONFIG_INT) {
+      throw new RangeError(
+        `${this.file}: field "${name}" is ${v}, over the limit of ${MAX_CONFIG_INT}`,
       );
     }
     return v;
@@ -78,6 +116,13 @@ export class ConfigReader {
     return v;
   }
 
+  /** A finite number field that must not be negative (an epsilon, a rate). */
+  nonNegative(name: string, fallback?: number): number {
+    const v = this.num(name, fallback);
+    if (v < 0) throw new RangeError(`${this.file}: field "${name}" must be >= 0, got ${v}`);
+    return v;
+  }
+
   /** A boolean field. */
   bool(name: string, fallback: boolean): boolean {
     const v = this.raw(name) ?? fallback;
@@ -96,14 +141,17 @@ export class ConfigReader {
     return v;
   }
 
-  /** A list of non-negative integers. */
+  /** A list of non-negative integers (each at most {@linkcode MAX_CONFIG_INT}). */
   intList(name: string): number[] {
     const v = this.raw(name) ?? [];
     if (
-      !Array.isArray(v) || v.some((x) => typeof x !== "number" || !Number.isInteger(x) || x < 0)
+      !Array.isArray(v) ||
+      v.some((x) => typeof x !== "number" || !Number.isInteger(x) || x < 0 || x > MAX_CONFIG_INT)
     ) {
       throw new TypeError(
-        `${this.file}: field "${name}" must be a list of non-negative integers, got ${show(v)}`,
+        `${this.file}: field "${name}" must be a list of non-negative integers up to ${MAX_CONFIG_INT}, got ${
+          show(v)
+        }`,
       );
     }
     return v as number[];

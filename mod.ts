@@ -21,9 +21,11 @@
  */
 
 import { setDebugSource } from "./core/debug.ts";
+import { envFlag } from "./app/env_flag.ts";
 
-// KILN_DEBUG=1 prints each kernel's WGSL and GPU time (read only when output may be printed).
-setDebugSource(() => Deno.env.get("KILN_DEBUG") === "1");
+// KILN_DEBUG=1 prints each kernel's WGSL and GPU time (read only when output may be printed,
+// and only with env access granted: no permission prompt).
+setDebugSource(() => envFlag("KILN_DEBUG"));
 
 export { optimize } from "./compiler/optimize.ts";
 export {
@@ -78,6 +80,8 @@ export {
 export {
   type CpuDevice,
   cpuDevice,
+  defaultDevice,
+  DeviceLostError,
   type DeviceOptions,
   type GpuDevice,
   type KilnDevice,
@@ -114,7 +118,7 @@ export type { NormAttrs } from "./ops/norm.ts";
 export type { ConcatAttrs, ReshapeAttrs, SliceAttrs, TransposeAttrs } from "./ops/layout.ts";
 export type { CumsumAttrs } from "./ops/cumsum.ts";
 export type { TopkAttrs } from "./ops/topk.ts";
-export type { SampleAttrs } from "./ops/sample.ts";
+export { SAMPLE_NON_FINITE, type SampleAttrs } from "./ops/sample.ts";
 export type { AttentionAttrs } from "./ops/attention.ts";
 export type { RopeAttrs } from "./ops/rope.ts";
 export { attentionBlock, type AttentionBlockOptions } from "./models/attention.ts";
@@ -233,6 +237,7 @@ export {
   loadModel,
   type LoadOptions,
   loadWeights,
+  type LoadWeightsOptions,
   Model,
   planModelDevices,
   planModelExperts,

@@ -42,7 +42,18 @@ export function unpack(
   );
 }
 
-/** Converts to a typed array of `dtype` (f32 data for an f16 tensor is rounded). */
+/** The values an integer dtype holds: anything else would wrap or truncate silently. */
+const INT_RANGE: Partial<Record<DType, readonly [number, number]>> = {
+  i32: [-2147483648, 2147483647],
+  u32: [0, 4294967295],
+};
+
+/**
+ * Converts to a typed array of `dtype` (f32 data for an f16 tensor is rounded).
+ * For i32 and u32 every element must be an integer the dtype holds: -1, 2.7 or
+ * 1e10 for u32 is a RangeError naming `what`, the element and the bound, never
+ * a wrapped or truncated value.
+ */
 export function coerce(
   values: HostArray | readonly number[],
   dtype: DType,
@@ -51,7 +62,8 @@ export function coerce(
   if (ArrayBuffer.isView(values) && dtypeOfHost(values as HostArray) === dtype) {
     return values as HostArray;
   }
-  const isIntTarget = dtype === "i32" || dtype === "u32";
+  const range = INT_RANGE[dtype];
+  const isIntTarget = range !== undefined;
   if (
     ArrayBuffer.isView(values) && isIntTarget && dtypeOfHost(values as HostArray) !== dtype &&
     !(values instanceof Int32Array || values instanceof Uint32Array)
@@ -64,6 +76,14 @@ export function coerce(
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (typeof v !== "number") throw new TypeError(`${what}: element ${i} is not a number`);
+    if (range && !(Number.isInteger(v) && v >= range[0] && v <= range[1])) {
+      const name = what.charAt(0).toUpperCase() + what.slice(1);
+      throw new RangeError(
+        `${name}: element ${i} is ${v}, ${
+          Number.isInteger(v) ? `outside ${dtype} [${range[0]}, ${range[1]}]` : "not an integer"
+        }`,
+      );
+    }
     out[i] = v;
   }
   return out;

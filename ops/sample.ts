@@ -10,6 +10,13 @@
  * bisection over the bit patterns of the (positive) probabilities, which is exact
  * and needs no sort: 31 workgroup reductions each for top-k and top-p.
  *
+ * Non-finite logits: `-Inf` is a mask (that token is never drawn, as in
+ * Hugging Face). A row holding a NaN or `+Inf`, or no finite logit at all, has
+ * no meaningful draw: its id is {@linkcode SAMPLE_NON_FINITE} (`0xFFFFFFFF`),
+ * never a token id, so callers can tell broken logits from a sample. Both the
+ * kernel and the reference test the bit patterns, since WGSL lets a compiler
+ * assume floats are finite.
+ *
  * @module
  */
 
@@ -38,6 +45,18 @@ export interface SampleAttrs {
   /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number;
 }
+
+/**
+ * The id `sample` returns for a row of logits holding a NaN or `+Inf`, or no
+ * finite logit (`-Inf` alone is a mask): `0xFFFFFFFF`, outside every vocabulary.
+ *
+ * @example
+ * ```ts
+ * import { SAMPLE_NON_FINITE, sampleRow } from "./sample.ts";
+ * sampleRow([0.5, NaN], { temperature: 0, topK: 0, topP: 1 }, 0) === SAMPLE_NON_FINITE; // true
+ * ```
+ */
+export const SAMPLE_NON_FINITE = 0xffffffff;
 
 /** The RNG both the kernel and the reference use: a PCG hash of (seed, step, row). */
 export function sampleUniform(seed: number, step: number, row: number): number {
@@ -69,8 +88,14 @@ const fromBits = (b: number) => (u32[0] = b, f32[0]);
 /** Reference for one row; also documents the algorithm the kernel runs. */
 export function sampleRow(logits: ArrayLike<number>, attrs: SampleAttrs, u: number): number {
   const V = logits.length;
-  let m = -Infinity, arg = 0;
-  for (let i = 0; i < V; i++) if (logits[i] > m) (m = logits[i], arg = i);
+  let m = -Infinity, arg = -1;
+  for (let i = 0; i < V; i++) {
+    const x = logits[i];
+    if (x === -Infinity) continue; // a mask
+    if (!(x < Infinity)) return SAMPLE_NON_FINITE; // NaN or +Inf
+    if (arg < 0 || x > m) (m = x, arg = i);
+  }
+  if (arg < 0) return SAMPLE_NON_FINITE; // nothing can be drawn
   if (attrs.temperature === 0) return arg;
   const invT = Math.fround(1 / attrs.temperature);
   const mz = Math.fround(m * invT);
@@ -119,8 +144,13 @@ export function sampleRow(logits: ArrayLike<number>, attrs: SampleAttrs, u: numb
 }
 
 const WG = 256;
+/** {@linkcode SAMPLE_NON_FINITE} in WGSL: no finite logit yet (argmax), or the row's result. */
+const NONE = "0xffffffffu";
 
-/** sample(logits [R, V], seed u32 [1], step u32 [1]) → ids u32 [R]. */
+/**
+ * sample(logits [R, V], seed u32 [1], step u32 [1]) → ids u32 [R]; a row with a
+ * NaN or `+Inf` logit, or none finite, gives {@linkcode SAMPLE_NON_FINITE}.
+ */
 export const sample: OpDef<SampleAttrs> = {
   arity: 3,
   attrNames: ["temperature", "topK", "topP"],
@@ -192,6 +222,7 @@ export const sample: OpDef<SampleAttrs> = {
       const code = `${WGSL_RNG}
 var<workgroup> red: array<f32, ${wg}>;
 var<workgroup> redi: array<u32, ${wg}>;
+var<workgroup> redb: array<u32, ${wg}>;
 fn logit(row: u32, i: u32) -> f32 { return f32(${io.load(0, `row * ${V}u + i`)}); }
 fn count_ge(row: u32, lid: u32, t: f32) -> f32 {
   var c = 0.0;
@@ -216,26 +247,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let row = ${groupIndex(workgroups)};
   if (row >= ${R}u) { return; }
   // Contiguous chunks per thread so the final draw can walk indices in order.
-  var m = -3.4e38;
-  var mi = 0xffffffffu;
+  // Argmax over the finite logits (mi = none yet); by bits, as WGSL may assume
+  // finite floats: -Inf is a mask, NaN or +Inf marks the row broken.
+  var m = 0.0;
+  var mi = ${NONE};
+  var bad = 0u;
   for (var j = 0u; j < ${per}u; j++) {
     let i = lid * ${per}u + j;
-    if (i < ${V}u) { let x = logit(row, i); if (x > m) { m = x; mi = i; } }
+    if (i < ${V}u) {
+      let x = logit(row, i);
+      let b = bitcast<u32>(x);
+      if ((b & 0x7f800000u) == 0x7f800000u) {
+        if (b != 0xff800000u) { bad = 1u; }
+      } else if (mi == ${NONE} || x > m) { m = x; mi = i; }
+    }
   }
   red[lid] = m;
   redi[lid] = mi;
+  redb[lid] = bad;
   workgroupBarrier();
   for (var s = ${wg / 2}u; s > 0u; s >>= 1u) {
     if (lid < s) {
       let o = red[lid + s];
       let oi = redi[lid + s];
-      if (o > red[lid] || (o == red[lid] && oi < redi[lid])) { red[lid] = o; redi[lid] = oi; }
+      let ri = redi[lid];
+      if (oi != ${NONE} && (ri == ${NONE} || o > red[lid] || (o == red[lid] && oi < ri))) {
+        red[lid] = o;
+        redi[lid] = oi;
+      }
+      redb[lid] = redb[lid] | redb[lid + s];
     }
     workgroupBarrier();
   }
-  let best = redi[0];
+  // Uniform loads: the early return below must not split the workgroup.
+  let best = workgroupUniformLoad(&redi[0]);
   let mx = red[0];
-  workgroupBarrier();
+  let broken = workgroupUniformLoad(&redb[0]) != 0u || best == ${NONE};
+  if (broken) {
+    if (lid == 0u) { ${put(NONE)} }
+    return;
+  }
 ${
         greedy ? `  if (lid == 0u) { ${put("best")} }` : `  g_m = mx * ${invT};
   var tk = 0.0;

@@ -14,6 +14,18 @@ import type { Plan } from "../compiler/plan.ts";
 import type { GpuExecutable, KernelTiming } from "./gpu_executor.ts";
 import type { RunOptions } from "./run_options.ts";
 
+/**
+ * The message of every method of a disposed `Executable` (its buffers are
+ * freed; nothing about it can be run or read any more).
+ *
+ * @example
+ * ```ts ignore
+ * import { EXECUTABLE_DISPOSED } from "./backend.ts";
+ * throw new TypeError(EXECUTABLE_DISPOSED);
+ * ```
+ */
+export const EXECUTABLE_DISPOSED = "Executable was disposed; compile the graph again";
+
 /** Shape and dtype of one state, as the executable resolved them. */
 export interface StateType {
   /** Concrete shape. */
@@ -60,6 +72,10 @@ export interface Backend {
   resetStates(): void;
   /** The device buffer of a parameter (GPU), else undefined. */
   paramBuffer(name: string): GPUBuffer | undefined;
-  /** Frees this executable's buffers (and the shared ones when it is their last user). */
+  /**
+   * Frees this executable's buffers (and the shared ones when it is their last
+   * user). Called once; work still in flight then fails with
+   * {@linkcode EXECUTABLE_DISPOSED}.
+   */
   dispose(): void;
 }

@@ -19,6 +19,8 @@ export class CpuStore {
   readonly params: Map<string, HostArray> = new Map();
   /** State data by name. */
   readonly states: Map<string, HostArray> = new Map();
+  /** Executables using this store; the last one to be disposed empties it. */
+  users = 0;
 }
 
 /** Runs a graph with the ops' CPU references. */
@@ -30,6 +32,7 @@ export class CpuBackend implements Backend {
   constructor(graph: Graph, store: CpuStore = new CpuStore()) {
     this.#graph = graph;
     this.store = store;
+    this.store.users++;
   }
 
   setParam(name: string, data: HostArray): void {
@@ -93,7 +96,13 @@ export class CpuBackend implements Backend {
     return undefined;
   }
 
-  dispose(): void {}
+  dispose(): void {
+    // Drop the host copies of weights and states so they can be collected.
+    if (--this.store.users === 0) {
+      this.store.params.clear();
+      this.store.states.clear();
+    }
+  }
 }
 
 /** Interprets a graph on the CPU with each op's reference. */

@@ -31,8 +31,49 @@ export interface GpuDevice {
   readonly timestamps: boolean;
   /** Compiled pipelines keyed by WGSL source (shared by every model on this device). */
   readonly pipelines: Map<string, GPUComputePipeline>;
-  /** Releases the device. */
+  /**
+   * Destroys the device: its buffers and pipelines are freed, and work on it
+   * from then on fails with a {@linkcode DeviceLostError}.
+   */
   destroy(): void;
+}
+
+let shared: Promise<GpuDevice> | undefined;
+
+/**
+ * The process-wide default device, requested once and shared by every model
+ * loaded without a `device` of its own. Requesting a device per model costs
+ * memory the runtime only returns when the garbage collector gets to it (tens
+ * of MiB per device with lavapipe), so loads and disposes in a loop would grow
+ * without bound. A lost default device is replaced on the next call; a failed
+ * request is retried.
+ *
+ * @example
+ * ```ts ignore
+ * import { defaultDevice } from "@kiln/kiln";
+ * const a = await defaultDevice(), b = await defaultDevice();
+ * a === b; // true
+ * ```
+ */
+export function defaultDevice(): Promise<GpuDevice> {
+  if (!shared) {
+    const p: Promise<GpuDevice> = requestDevice().then((dev) => {
+      const wrapped: GpuDevice = {
+        ...dev,
+        // Shared: a model's dispose must not end every other model's device.
+        destroy() {},
+      };
+      dev.device.lost?.then?.(() => {
+        if (shared === p) shared = undefined;
+      });
+      return wrapped;
+    });
+    p.catch(() => {
+      if (shared === p) shared = undefined;
+    });
+    shared = p;
+  }
+  return shared;
 }
 
 /**
@@ -173,16 +214,149 @@ export async function requestDevice(options: DeviceOptions = {}): Promise<GpuDev
       (isCpuAdapter(adapter.info) ? navigator.hardwareConcurrency : 0),
   };
   const info = adapter.info;
+  const pipelines = new Map<string, GPUComputePipeline>();
+  watch(device);
   return {
     kind: "gpu",
     device,
     adapterName: info.description || info.vendor || "unknown adapter",
     caps,
     timestamps: features.includes("timestamp-query"),
-    pipelines: new Map(),
-    destroy: () => device.destroy(),
+    pipelines,
+    destroy: () => {
+      // Known at once, not a tick later when `device.lost` resolves.
+      markLost(watch(device), "destroyed", "GpuDevice.destroy() was called");
+      pipelines.clear();
+      device.destroy();
+    },
   };
 }
+
+/**
+ * The error of every run, readback and upload on a GPU device that was lost
+ * (destroyed, reset by the driver, unplugged): its buffers and pipelines are
+ * gone, so the work is refused — pending work included — instead of hanging,
+ * returning garbage or raising a WebGPU validation error. Recover by loading
+ * (or compiling) again on a new device.
+ *
+ * @example
+ * ```ts ignore
+ * import { DeviceLostError, loadModel, requestDevice } from "@kiln/kiln";
+ * let model = await loadModel("./mamba-130m-hf");
+ * try {
+ *   await model.forward([1, 2, 3]);
+ * } catch (e) {
+ *   if (!(e instanceof DeviceLostError)) throw e;
+ *   model.dispose();
+ *   model = await loadModel("./mamba-130m-hf", { device: await requestDevice() });
+ * }
+ * ```
+ */
+export class DeviceLostError extends Error {
+  /** `GPUDeviceLostInfo.reason`: `"destroyed"` or `"unknown"`. */
+  readonly reason: string;
+  /** Makes the error for a device lost for `reason` (the driver's `message`, if any). */
+  constructor(reason: string, message = "") {
+    super(
+      `the GPU device was lost (reason: ${reason})${message ? `: ${message}` : ""}; ` +
+        "load the model again, or compile the graph again, on a new device (requestDevice())",
+    );
+    this.reason = reason;
+  }
+}
+
+/** Whether a device was lost, and the work waiting on it. */
+interface LostState {
+  lost?: DeviceLostError;
+  readonly waiters: Set<(e: DeviceLostError) => void>;
+}
+
+const states = new WeakMap<GPUDevice, LostState>();
+
+/** The loss state of `device`, listening to `device.lost` from the first call on. */
+function watch(device: GPUDevice): LostState {
+  let state = states.get(device);
+  if (!state) {
+    const s: LostState = { waiters: new Set() };
+    states.set(device, s);
+    // One listener per device; each pending wait registers in `waiters` and
+    // leaves when it settles, so long loops add nothing to the lost promise.
+    device.lost?.then?.((info) => markLost(s, info.reason ?? "unknown", info.message));
+    state = s;
+  }
+  return state;
+}
+
+function markLost(state: LostState, reason: string, message: string): void {
+  if (state.lost) return;
+  state.lost = new DeviceLostError(reason, message);
+  for (const reject of state.waiters) reject(state.lost);
+  state.waiters.clear();
+}
+
+/**
+ * Throws {@linkcode DeviceLostError} when `dev` was lost. Runtime code calls it
+ * before it records or uploads anything.
+ *
+ * @example
+ * ```ts ignore
+ * import { checkDeviceAlive, requestDevice } from "./device.ts";
+ * const dev = await requestDevice();
+ * dev.destroy();
+ * checkDeviceAlive(dev); // throws DeviceLostError (reason: destroyed)
+ * ```
+ */
+export function checkDeviceAlive(dev: GpuDevice): void {
+  const lost = watch(dev.device).lost;
+  if (lost) throw lost;
+}
+
+/**
+ * Awaits `work` (a map, a pipeline compile) on `dev`, rejecting with
+ * {@linkcode DeviceLostError} when the device is lost before, while or by the
+ * time it settles: a map pending when the device is destroyed may still
+ * resolve, over memory that no longer holds the results.
+ *
+ * @example
+ * ```ts ignore
+ * import { requestDevice, whileDeviceAlive } from "./device.ts";
+ * const dev = await requestDevice();
+ * const buf = dev.device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+ * await whileDeviceAlive(dev, buf.mapAsync(GPUMapMode.READ));
+ * ```
+ */
+export function whileDeviceAlive<T>(dev: GpuDevice, work: Promise<T>): Promise<T> {
+  const state = watch(dev.device);
+  if (state.lost) {
+    work.catch(() => {}); // settled or not, it no longer matters
+    return Promise.reject(state.lost);
+  }
+  return new Promise<T>((resolve, reject) => {
+    state.waiters.add(reject);
+    work.then(
+      (v) => {
+        state.waiters.delete(reject);
+        if (state.lost) reject(state.lost);
+        else resolve(v);
+      },
+      (e) => {
+        state.waiters.delete(reject);
+        if (state.lost) return reject(state.lost);
+        // A device destroyed behind Kiln's back fails a map a moment before
+        // `device.lost` resolves: wait that moment, so the error says why.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const grace = new Promise<void>((r) => (timer = setTimeout(r, LOSS_GRACE_MS)));
+        Promise.race([dev.device.lost ?? grace, grace]).then(() => {
+          clearTimeout(timer);
+          reject(state.lost ?? e);
+        });
+      },
+    );
+  });
+}
+
+/** How long a failed wait gives `device.lost` to resolve (failures only; successes never wait). */
+const LOSS_GRACE_MS = 100;
 
 /**
  * The CPU device. Never chosen silently: pass it explicitly.

@@ -13,7 +13,7 @@ import { coerce, type TensorData, unpack } from "../core/host.ts";
 import { fuse, type Schedule } from "../compiler/passes/fuse.ts";
 import { optimize } from "../compiler/optimize.ts";
 import { describePlan, type Plan } from "../compiler/plan.ts";
-import type { Backend, BoundRun } from "./backend.ts";
+import { type Backend, type BoundRun, EXECUTABLE_DISPOSED } from "./backend.ts";
 import { CpuBackend } from "./cpu_backend.ts";
 import type { CpuDevice, KilnDevice } from "./device.ts";
 import { GpuBackend } from "./gpu_backend.ts";
@@ -47,6 +47,7 @@ export class Executable {
   /** The device it runs on. */
   readonly device: KilnDevice;
   readonly #backend: Backend;
+  #disposed = false;
 
   /**
    * The plan the most recent GPU run used (undefined before the first run or on the CPU).
@@ -62,7 +63,13 @@ export class Executable {
    * ```
    */
   get lastPlan(): Plan | undefined {
-    return this.#backend.lastPlan;
+    return this.#live.lastPlan;
+  }
+
+  /** The backend, unless disposed: then every method says so, instead of failing on freed buffers. */
+  get #live(): Backend {
+    if (this.#disposed) throw new TypeError(EXECUTABLE_DISPOSED);
+    return this.#backend;
   }
 
   /** Use {@linkcode compile}. */
@@ -72,6 +79,11 @@ export class Executable {
     this.device = device;
     if (options.shareWith && options.shareWith.device !== device) {
       throw new TypeError("shareWith: the executables must be compiled for the same device");
+    }
+    if (options.shareWith && options.shareWith.#disposed) {
+      throw new TypeError(
+        "shareWith: that Executable was disposed (its buffers are freed); compile the graph again",
+      );
     }
     const shared = options.shareWith ? options.shareWith.#backend : undefined;
     // The one place the device kind matters: which backend runs the graph.
@@ -95,6 +107,7 @@ export class Executable {
    * ```
    */
   setParams(params: Record<string, TensorData>): void {
+    const backend = this.#live;
     const checked: [string, HostArray][] = [];
     for (const [name, data] of Object.entries(params)) {
       const id = this.graph.params.get(name);
@@ -114,7 +127,7 @@ export class Executable {
       }
       checked.push([name, coerce(values, v.dtype, `param "${name}"`)]);
     }
-    for (const [name, arr] of checked) this.#backend.setParam(name, arr);
+    for (const [name, arr] of checked) backend.setParam(name, arr);
   }
 
   /** Binds symbolic dims from the inputs; checks every input; converts data. */
@@ -122,6 +135,7 @@ export class Executable {
     inputs: Record<string, TensorData>,
     options: RunOptions,
   ): BoundRun {
+    const backend = this.#live;
     const dims: Record<string, number> = { ...(options.dims ?? {}) };
     for (const [k, v] of Object.entries(dims)) {
       if (!Number.isInteger(v) || v < 0) {
@@ -176,28 +190,31 @@ export class Executable {
         else if (!unknown.includes(d)) unknown.push(d);
         else unknown.push(d);
       }
-      if (unknown.length === 1 && known > 0 && values.length % known === 0) {
+      const show = `Input "${name}" ${formatShape(v.shape)}`;
+      if (unknown.length === 1 && known > 0) {
+        if (values.length % known !== 0) {
+          // No value of the symbol fits: say what would, not "expects NaN values".
+          throw new RangeError(
+            `${show} expects a multiple of ${known} values (${
+              unknown[0]
+            } unknown), got ${values.length}`,
+          );
+        }
         dims[unknown[0]] = values.length / known;
-      } else if (unknown.length > 1) {
-        throw new RangeError(
-          `Input "${name}" ${formatShape(v.shape)}: pass { data, shape } or dims for ${
-            unknown.join(", ")
-          }`,
-        );
+      } else if (unknown.length > 0) {
+        // Several unknown symbols, or one beside a zero dimension: any value would do.
+        throw new RangeError(`${show}: pass { data, shape } or dims for ${unknown.join(", ")}`);
       }
-      const n = v.shape.reduce<number>(
-        (a, d) => a * (typeof d === "number" ? d : dims[d] ?? NaN),
-        1,
-      );
+      const n = v.shape.reduce<number>((a, d) => a * (typeof d === "number" ? d : dims[d]), 1);
       if (values.length !== n) {
-        throw new RangeError(
-          `Input "${name}" ${formatShape(v.shape)} expects ${n} values, got ${values.length}`,
-        );
+        const syms = [...new Set(v.shape.filter((d) => typeof d === "string"))];
+        const bound = syms.length ? ` (${syms.map((d) => `${d} = ${dims[d]}`).join(", ")})` : "";
+        throw new RangeError(`${show} expects ${n} values${bound}, got ${values.length}`);
       }
       data.set(name, coerce(values, v.dtype, `input "${name}"`));
     }
     for (const [name] of this.graph.params) {
-      if (!this.#backend.hasParam(name)) {
+      if (!backend.hasParam(name)) {
         throw new TypeError(`Param "${name}" has no value: pass it with setParams()`);
       }
     }
@@ -227,7 +244,7 @@ export class Executable {
    * ```
    */
   plan(dims: DimBindings = {}): Plan {
-    return this.#backend.plan(this.#usedDims({ ...dims }));
+    return this.#live.plan(this.#usedDims({ ...dims }));
   }
 
   /**
@@ -263,7 +280,7 @@ export class Executable {
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
   ): Promise<Record<string, HostTensor>> {
-    return (await this.#backend.run(this.#bind(inputs, options), options, false)).outputs;
+    return (await this.#live.run(this.#bind(inputs, options), options, false)).outputs;
   }
 
   /**
@@ -284,7 +301,7 @@ export class Executable {
    * ```
    */
   async submit(inputs: Record<string, TensorData>, options: RunOptions = {}): Promise<void> {
-    await this.#backend.submit(this.#bind(inputs, options), options);
+    await this.#live.submit(this.#bind(inputs, options), options);
   }
 
   /**
@@ -304,7 +321,7 @@ export class Executable {
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
   ): Promise<ProfileResult> {
-    const r = await this.#backend.run(this.#bind(inputs, options), options, true);
+    const r = await this.#live.run(this.#bind(inputs, options), options, true);
     return { outputs: r.outputs, kernels: r.timings ?? [] };
   }
 
@@ -328,7 +345,7 @@ export class Executable {
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
   ): Promise<GpuExecutable> {
-    return await this.#backend.prepare(this.#bind(inputs, options));
+    return await this.#live.prepare(this.#bind(inputs, options));
   }
 
   #stateType(name: string): { shape: readonly number[]; dtype: DType } {
@@ -339,7 +356,7 @@ export class Executable {
       );
     }
     const v = this.graph.values[id];
-    const planned = this.#backend.lastPlan?.states.get(name);
+    const planned = this.#live.lastPlan?.states.get(name);
     if (planned) return { shape: planned.shape, dtype: v.dtype };
     if (v.shape.some((d) => typeof d === "string")) {
       throw new RangeError(
@@ -385,7 +402,7 @@ export class Executable {
    * ```
    */
   async readStates(names: readonly string[]): Promise<Record<string, HostTensor>> {
-    return await this.#backend.readStates(
+    return await this.#live.readStates(
       names.map((name) => ({ name, ...this.#stateType(name) })),
     );
   }
@@ -403,7 +420,7 @@ export class Executable {
    * ```
    */
   paramBuffer(name: string): GPUBuffer | undefined {
-    return this.#backend.paramBuffer(name);
+    return this.#live.paramBuffer(name);
   }
 
   /**
@@ -431,7 +448,7 @@ export class Executable {
         `State "${name}" ${formatShape(type.shape)} expects ${n} values, got ${values.length}`,
       );
     }
-    this.#backend.writeState(name, coerce(values, type.dtype, `state "${name}"`), type);
+    this.#live.writeState(name, coerce(values, type.dtype, `state "${name}"`), type);
   }
 
   /**
@@ -450,11 +467,13 @@ export class Executable {
    * ```
    */
   resetStates(): void {
-    this.#backend.resetStates();
+    this.#live.resetStates();
   }
 
   /**
-   * Frees device buffers of every plan and the parameters.
+   * Frees device buffers of every plan and the parameters (shared ones when
+   * this is their last user). Idempotent; every other method then throws a
+   * TypeError saying the executable was disposed.
    *
    * @example
    * ```ts ignore
@@ -467,6 +486,8 @@ export class Executable {
    * ```
    */
   dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
     this.#backend.dispose();
   }
 }

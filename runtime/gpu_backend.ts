@@ -12,8 +12,8 @@ import type { HostTensor } from "../core/types.ts";
 import { debugEnabled } from "../core/debug.ts";
 import type { Schedule } from "../compiler/passes/fuse.ts";
 import { buildPlan, type Plan } from "../compiler/plan.ts";
-import type { Backend, BoundRun, StateType } from "./backend.ts";
-import type { GpuDevice } from "./device.ts";
+import { type Backend, type BoundRun, EXECUTABLE_DISPOSED, type StateType } from "./backend.ts";
+import { checkDeviceAlive, type GpuDevice, whileDeviceAlive } from "./device.ts";
 import { GpuExecutable, type KernelTiming, ParamBuffers } from "./gpu_executor.ts";
 import type { RunOptions } from "./run_options.ts";
 
@@ -43,6 +43,7 @@ export class GpuBackend implements Backend {
   readonly #plans = new Map<string, { plan: Plan; exe?: GpuExecutable }>();
   readonly store: GpuStore;
   #last?: Plan;
+  #disposed = false;
 
   /** A backend for `graph` (fused as `schedule`) on `device`, keeping buffers in `store`. */
   constructor(graph: Graph, schedule: Schedule, device: GpuDevice, store?: GpuStore) {
@@ -54,6 +55,7 @@ export class GpuBackend implements Backend {
   }
 
   setParam(name: string, data: HostArray): void {
+    checkDeviceAlive(this.#device);
     this.store.params.set(name, data, paddedBytes(data.length, dtypeOf(this.#graph, name)));
     this.store.set.add(name);
   }
@@ -84,19 +86,26 @@ export class GpuBackend implements Backend {
     const e = this.#entry(dims);
     if (!e.exe) {
       const consts = this.#graph.constants;
-      e.exe = await GpuExecutable.create(
+      checkDeviceAlive(this.#device);
+      const exe = await GpuExecutable.create(
         this.#device,
         e.plan,
         this.store.params,
         (v) => toHost(consts.get(v)!, this.#graph.values[v].dtype),
         this.store.states,
+        // Disposed while the pipelines compiled: the buffers it would bind are gone.
+        () => this.#disposed,
       );
+      if (e.exe) exe.destroy(); // another run made it meanwhile
+      else e.exe = exe;
     }
     return e.exe;
   }
 
   async prepare(bound: BoundRun): Promise<GpuExecutable> {
     const exe = await this.#exe(bound.dims);
+    if (this.#disposed) throw new TypeError(EXECUTABLE_DISPOSED);
+    checkDeviceAlive(this.#device);
     for (const [name, arr] of bound.data) exe.writeInput(name, arr);
     return exe;
   }
@@ -138,6 +147,7 @@ export class GpuBackend implements Backend {
   async readStates(
     states: readonly (StateType & { name: string })[],
   ): Promise<Record<string, HostTensor>> {
+    checkDeviceAlive(this.#device);
     const device = this.#device.device;
     const parts = states.map(({ name, shape, dtype }) => {
       const data = allocHost(dtype, shape.reduce((a, b) => a * b, 1));
@@ -156,21 +166,25 @@ export class GpuBackend implements Backend {
       enc.copyBufferToBuffer(p.src, 0, staging, off, p.bytes);
       off += p.bytes;
     }
-    device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const all = staging.getMappedRange();
-    const out: Record<string, HostTensor> = {};
-    off = 0;
-    for (const p of parts) {
-      new Uint8Array(p.data.buffer).set(new Uint8Array(all, off, p.data.byteLength));
-      off += p.bytes;
-      out[p.name] = { data: p.data, shape: p.shape, dtype: p.dtype };
+    try {
+      device.queue.submit([enc.finish()]);
+      await whileDeviceAlive(this.#device, staging.mapAsync(GPUMapMode.READ));
+      const all = staging.getMappedRange();
+      const out: Record<string, HostTensor> = {};
+      off = 0;
+      for (const p of parts) {
+        new Uint8Array(p.data.buffer).set(new Uint8Array(all, off, p.data.byteLength));
+        off += p.bytes;
+        out[p.name] = { data: p.data, shape: p.shape, dtype: p.dtype };
+      }
+      return out;
+    } finally {
+      staging.destroy(); // on a failed readback too: one buffer per call would pile up
     }
-    staging.destroy();
-    return out;
   }
 
   writeState(name: string, data: HostArray, type: StateType): void {
+    checkDeviceAlive(this.#device);
     const bytes = paddedBytes(data.length, type.dtype);
     const padded = new Uint8Array(bytes);
     padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -178,6 +192,7 @@ export class GpuBackend implements Backend {
   }
 
   resetStates(): void {
+    checkDeviceAlive(this.#device);
     const device = this.#device.device;
     const enc = device.createCommandEncoder();
     for (const b of this.store.states.buffers.values()) enc.clearBuffer(b);
@@ -189,6 +204,8 @@ export class GpuBackend implements Backend {
   }
 
   dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
     for (const e of this.#plans.values()) e.exe?.destroy();
     this.#plans.clear();
     if (--this.store.users === 0) {

@@ -9,8 +9,9 @@
 import type { Plan } from "../compiler/plan.ts";
 import type { HostArray } from "../core/dtype.ts";
 import { allocHost } from "../core/dtype.ts";
-import type { GpuDevice } from "./device.ts";
+import { checkDeviceAlive, type GpuDevice, whileDeviceAlive } from "./device.ts";
 import { debugEnabled } from "../core/debug.ts";
+import { EXECUTABLE_DISPOSED } from "./backend.ts";
 
 /**
  * GPU time of one kernel in a profiled run.
@@ -86,12 +87,17 @@ export async function compilePipelines(dev: GpuDevice, plan: Plan): Promise<void
     });
     let p: GPUComputePipeline;
     try {
-      p = await device.createComputePipelineAsync({
-        label: k.label,
-        layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-        compute: { module, entryPoint: "main" },
-      });
+      p = await whileDeviceAlive(
+        dev,
+        device.createComputePipelineAsync({
+          label: k.label,
+          layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+          compute: { module, entryPoint: "main" },
+        }),
+      );
     } catch (e) {
+      // A lost device fails every compile: that is the error, not the WGSL.
+      checkDeviceAlive(dev);
       const info = await module.getCompilationInfo();
       const msgs = info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
       throw new Error(
@@ -208,28 +214,16 @@ export class GpuExecutable {
     this.plan = plan;
     this.#dev = dev;
     const device = dev.device;
-    this.#buffers = plan.slots.map((slot, i) => {
-      if (slot.kind === "param") {
-        const b = params.buffers.get(slot.name!);
-        if (!b) throw new Error(`internal: param "${slot.name}" has no buffer`);
-        return b;
-      }
-      if (slot.kind === "state") {
-        if (!states) throw new Error(`internal: state "${slot.name}" without state buffers`);
-        return states.ensure(slot.name!, slot.bytes);
-      }
-      const buf = device.createBuffer({
-        label: `${slot.kind} #${i}${slot.name ? ` ${slot.name}` : ""}`,
-        size: slot.bytes,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
-      });
-      this.#owned.push(buf);
-      if (slot.kind === "const") writePadded(device, buf, 0, constants(slot.value!));
-      return buf;
-    });
+    try {
+      this.#buffers = this.#slotBuffers(params, constants, states);
+    } catch (e) {
+      for (const b of this.#owned) b.destroy();
+      throw e;
+    }
     this.#pipelines = plan.kernels.map((k) => {
       const p = dev.pipelines.get(k.code);
       if (!p) {
+        for (const b of this.#owned) b.destroy();
         throw new Error(
           `internal: pipeline for ${k.label} was not compiled (use GpuExecutable.create)`,
         );
@@ -259,9 +253,39 @@ export class GpuExecutable {
     });
   }
 
+  /** A buffer per slot: shared params and states, and new ones (owned) for the rest. */
+  #slotBuffers(
+    params: ParamBuffers,
+    constants: (value: number) => HostArray,
+    states?: ParamBuffers,
+  ): GPUBuffer[] {
+    const device = this.#dev.device;
+    return this.plan.slots.map((slot, i) => {
+      if (slot.kind === "param") {
+        const b = params.buffers.get(slot.name!);
+        if (!b) throw new Error(`internal: param "${slot.name}" has no buffer`);
+        return b;
+      }
+      if (slot.kind === "state") {
+        if (!states) throw new Error(`internal: state "${slot.name}" without state buffers`);
+        return states.ensure(slot.name!, slot.bytes);
+      }
+      const buf = device.createBuffer({
+        label: `${slot.kind} #${i}${slot.name ? ` ${slot.name}` : ""}`,
+        size: slot.bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+      });
+      this.#owned.push(buf);
+      if (slot.kind === "const") writePadded(device, buf, 0, constants(slot.value!));
+      return buf;
+    });
+  }
+
   /**
    * Compiles the plan's missing pipelines asynchronously (a shader error becomes an
    * Error naming the kernel and the compiler's message), then builds the executable.
+   * `disposed` is asked after the compile: an executable disposed meanwhile
+   * has freed the buffers this one would bind.
    */
   static async create(
     dev: GpuDevice,
@@ -269,8 +293,11 @@ export class GpuExecutable {
     params: ParamBuffers,
     constants: (value: number) => HostArray,
     states?: ParamBuffers,
+    disposed?: () => boolean,
   ): Promise<GpuExecutable> {
     await compilePipelines(dev, plan);
+    if (disposed?.()) throw new TypeError(EXECUTABLE_DISPOSED);
+    checkDeviceAlive(dev);
     return new GpuExecutable(dev, plan, params, constants, states);
   }
 
@@ -336,6 +363,7 @@ export class GpuExecutable {
     let from = 0;
     for (const at of [...barriers.keys()].sort((a, b) => a - b)) {
       if (at <= from || at >= this.plan.kernels.length) continue;
+      checkDeviceAlive(this.#dev); // a barrier may have awaited long enough to see a loss
       const enc = device.createCommandEncoder();
       this.encode(enc, false, hooks, from, at);
       device.queue.submit([enc.finish()]);
@@ -391,6 +419,7 @@ export class GpuExecutable {
   ): Promise<{ outputs: Map<string, HostArray>; timings?: KernelTiming[] }> {
     const device = this.#dev.device;
     const from = await this.runToBarriers(hooks, barriers);
+    checkDeviceAlive(this.#dev);
     const encoder = device.createCommandEncoder();
     this.encode(encoder, profile, hooks, from);
     for (const [name, t] of this.plan.outputs) {
@@ -412,7 +441,7 @@ export class GpuExecutable {
     device.queue.submit([encoder.finish()]);
     const maps = [this.#staging.mapAsync(GPUMapMode.READ)];
     if (q) maps.push(q.read.mapAsync(GPUMapMode.READ));
-    await Promise.all(maps);
+    await whileDeviceAlive(this.#dev, Promise.all(maps));
     const all = this.#staging.getMappedRange();
     const outputs = new Map<string, HostArray>();
     for (const [name, t] of this.plan.outputs) {
@@ -440,14 +469,16 @@ export class GpuExecutable {
     return this.#buffers[slot];
   }
 
-  /** Frees the plan's own buffers (not the shared params). */
+  /** Frees the plan's own buffers, staging and query buffers (not the shared params). Idempotent. */
   destroy(): void {
     for (const b of this.#owned) b.destroy();
+    this.#owned.length = 0;
     this.#staging.destroy();
     if (this.#query) {
       this.#query.set.destroy();
       this.#query.resolve.destroy();
       this.#query.read.destroy();
+      this.#query = undefined;
     }
   }
 }

@@ -51,7 +51,7 @@ import { GraphBuilder } from "../../compiler/builder.ts";
 import type { Plan } from "../../compiler/plan.ts";
 import { moe } from "../../models/moe.ts";
 import { SLOT_POOL, SLOT_POOL_PARAMS } from "../../models/states.ts";
-import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
+import { type GpuDevice, type KilnDevice, whileDeviceAlive } from "../../runtime/device.ts";
 import { compile, type Executable } from "../../runtime/executable.ts";
 import type { GpuExecutable, HostBarriers } from "../../runtime/gpu_executor.ts";
 import { formatBytes } from "./placement.ts";
@@ -162,6 +162,7 @@ export class ExpertParallel {
   readonly #remote: Executable[];
   readonly #barriers = new WeakMap<Plan, HostBarriers>();
   readonly #topK: number;
+  #disposed = false;
 
   private constructor(
     home: GpuDevice,
@@ -284,6 +285,7 @@ export class ExpertParallel {
    * decode (T = 1) before a timed run; nothing is dispatched.
    */
   async prepare(T: number, d: number): Promise<void> {
+    this.#live();
     const E = this.plan.experts;
     for (const r of this.#remote) {
       for (const t of new Set([T, 1])) {
@@ -303,6 +305,7 @@ export class ExpertParallel {
    * that has experts on other devices. Pass as `RunOptions.barriers`.
    */
   barriers(plan: Plan): HostBarriers {
+    this.#live();
     const have = this.#barriers.get(plan);
     if (have) return have;
     const map = new Map<number, (exe: GpuExecutable) => Promise<void>>();
@@ -327,6 +330,7 @@ export class ExpertParallel {
     lOut: { slot: number; offset: number; shape: readonly number[] },
     rIn: { slot: number; offset: number },
   ): Promise<void> {
+    this.#live();
     const t0 = performance.now();
     const st = this.stats;
     const device = this.#home.device;
@@ -339,12 +343,16 @@ export class ExpertParallel {
     const enc = device.createCommandEncoder();
     enc.copyBufferToBuffer(exe.buffer(xOut.slot), xOut.offset, staging, 0, xBytes);
     enc.copyBufferToBuffer(exe.buffer(lOut.slot), lOut.offset, staging, xBytes, lBytes);
-    device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const all = staging.getMappedRange();
-    const x = new Float32Array(all.slice(0, xBytes));
-    const logits = new Float32Array(all.slice(xBytes, xBytes + lBytes));
-    staging.destroy();
+    let x: Float32Array, logits: Float32Array;
+    try {
+      device.queue.submit([enc.finish()]);
+      await whileDeviceAlive(this.#home, staging.mapAsync(GPUMapMode.READ));
+      const all = staging.getMappedRange();
+      x = new Float32Array(all.slice(0, xBytes));
+      logits = new Float32Array(all.slice(xBytes, xBytes + lBytes));
+    } finally {
+      staging.destroy(); // a failed readback too: one buffer per barrier would pile up
+    }
     let moved = xBytes + lBytes;
     let trips = 1;
     // The router kernel's selection: top-k logits, strict '>' scanning upwards.
@@ -417,10 +425,21 @@ export class ExpertParallel {
     return lines.join("\n");
   }
 
-  /** Frees the other devices' executables. */
+  /**
+   * Frees the other devices' executables. Idempotent; `prepare` and `barriers`
+   * then throw a TypeError saying so.
+   */
   dispose(): void {
+    this.#disposed = true;
     for (const r of this.#remote) r.dispose();
     this.#remote.length = 0;
+  }
+
+  /** Throws once disposed: the other devices' executables are freed. */
+  #live(): void {
+    if (this.#disposed) {
+      throw new TypeError("ExpertParallel was disposed (with its model); load the model again");
+    }
   }
 }
 

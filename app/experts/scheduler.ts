@@ -100,6 +100,7 @@ export class ExpertScheduler {
   missRate = 0;
   /** Decode windows run streamed by the fallback. */
   streamedWindows = 0;
+  #disposed = false;
 
   private constructor(
     dev: GpuDevice,
@@ -127,6 +128,13 @@ export class ExpertScheduler {
     this.#prefetched = new Uint8Array(LE);
   }
 
+  /** Throws once disposed: the tiers and slot tables it would write are freed. */
+  #live(): void {
+    if (this.#disposed) {
+      throw new TypeError("ExpertScheduler was disposed (with its model); load the model again");
+    }
+  }
+
   /** First rotating slot (the pinned experts own the slots before it). */
   get #rot0(): number {
     return this.plan.slots - this.plan.rotating;
@@ -142,6 +150,7 @@ export class ExpertScheduler {
    * `forward`, `step`, a rerun after a miss). No-op when they are current.
    */
   useStreamingTables(): void {
+    this.#live();
     if (this.#tablesAreStreaming) return;
     const q = this.#dev.device.queue;
     this.plan.tables.forEach((t, l) => {
@@ -160,6 +169,7 @@ export class ExpertScheduler {
    * in use is never half-written. `newStep` (naive policy) forgets the cache.
    */
   async beginWindow(predicted: readonly number[], newStep = false): Promise<void> {
+    this.#live();
     const E = this.plan.experts, R = this.plan.rotating, rot0 = this.#rot0;
     if (this.#tablesAreStreaming) {
       // Tables from what the streamed runs left in the rotating slots.
@@ -398,6 +408,7 @@ export class ExpertScheduler {
    * `ExpertTiers.read`) and counts the bytes as disk reads.
    */
   async #read(l: number, e: number, slot: number): Promise<void> {
+    this.#live();
     await this.#tiers.read(l, e, slot);
     this.stats.diskBytesRead += this.expertBytes;
     if (this.decoding) this.stats.decodeDiskBytes += this.expertBytes;
@@ -414,6 +425,7 @@ export class ExpertScheduler {
    * the rotating slots. Pass as `RunOptions.hooks`.
    */
   hooks(plan: Plan): EncodeHooks | undefined {
+    this.#live();
     if (this.plan.allResident) return undefined;
     const h = this.#hooks.get(plan);
     if (h) return h;
@@ -441,6 +453,7 @@ export class ExpertScheduler {
    * the previous layers meanwhile; no readback). Pass as `RunOptions.barriers`.
    */
   barriers(plan: Plan): HostBarriers | undefined {
+    this.#live();
     if (!this.#tiers.hasDisk || this.plan.allResident) return undefined;
     const have = this.#barriers.get(plan);
     if (have) return have;
@@ -530,8 +543,12 @@ export class ExpertScheduler {
     return describeExpertStats(this.stats, this.plan, this.policy, this.prefetch);
   }
 
-  /** Frees the host tier and closes the disk tier's checkpoint. */
+  /**
+   * Frees the host tier and closes the disk tier's checkpoint. Idempotent;
+   * the methods that move experts then throw a TypeError saying so.
+   */
   dispose(): void {
+    this.#disposed = true;
     this.#tiers.dispose();
   }
 }

@@ -8,6 +8,7 @@
  */
 
 import type { TensorData } from "../../core/host.ts";
+import { SAMPLE_NON_FINITE } from "../../ops/sample.ts";
 import { STATES } from "../../models/states.ts";
 import type { Executable, RunOptions } from "../../runtime/executable.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
@@ -70,6 +71,26 @@ export interface DecodeRunner {
 }
 
 /**
+ * Generated id `id` of decode step `step` (0: the prefill's), or a RangeError
+ * naming the step when the sampler found no finite logits there: the sentinel
+ * is never a token, and every later step fed on it.
+ *
+ * @example
+ * ```ts ignore
+ * yield sampledId(log[read], read);
+ * ```
+ */
+export function sampledId(id: number, step: number): number {
+  if (id === SAMPLE_NON_FINITE) {
+    throw new RangeError(
+      `generation step ${step}: the logits are not finite (NaN or ±Inf); ` +
+        "the model's weights or inputs are broken",
+    );
+  }
+  return id;
+}
+
+/**
  * Streams generated ids: the prefill, then up to `readEvery` decode steps
  * queued per readback of the `generated` state (the first readback right after
  * the prefill). A scheduler with a cache policy runs {@linkcode cachedDecodeLoop}.
@@ -119,8 +140,8 @@ export async function* decodeLoop(r: DecodeRunner, loop: DecodeLoop): AsyncItera
     if (x && read > 0) x.stats.decodeRoundTrips++;
     if (read === 0) stats.prefillMs = performance.now() - t0;
     for (; read < queued; read++) {
+      const id = sampledId(log[read], read);
       stats.generatedTokens++;
-      const id = log[read];
       yield id;
       if (eos.has(id)) {
         stats.decodeMs = performance.now() - t0 - stats.prefillMs;
@@ -195,6 +216,7 @@ export async function* cachedDecodeLoop(
   await readBack();
   stats.prefillMs = performance.now() - t0;
   x.observePrefillRow(log.subarray(0, LE));
+  sampledId(gen[0], 0);
   stats.generatedTokens++;
   yield gen[0];
   if (eos.has(gen[0])) return;
@@ -215,6 +237,7 @@ export async function* cachedDecodeLoop(
       x.stats.decodeRoundTrips++;
       for (; read < b; read++) {
         x.observeRow(log.subarray(read * LE, (read + 1) * LE), false);
+        sampledId(gen[read], read);
         stats.generatedTokens++;
         yield gen[read];
         if (eos.has(gen[read])) {
@@ -240,6 +263,7 @@ export async function* cachedDecodeLoop(
     const chk = a < b ? x.checkWindow(log, a, b) : { missStep: -1, missLayer: -1 };
     const good = chk.missStep < 0 ? b : chk.missStep;
     for (; read < good; read++) {
+      sampledId(gen[read], read);
       stats.generatedTokens++;
       yield gen[read];
       if (eos.has(gen[read])) {

@@ -12,7 +12,7 @@ import { byteSize, paddedBytes } from "../../core/dtype.ts";
 import { moePrefix } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { expertWidth, type ModelConfig } from "../../models/config.ts";
-import { type KilnDevice, requestDevice } from "../../runtime/device.ts";
+import { defaultDevice, type KilnDevice } from "../../runtime/device.ts";
 import { compile } from "../../runtime/executable.ts";
 import { readConfig } from "../config_file.ts";
 import {
@@ -25,6 +25,7 @@ import {
 import { type DevicePlan, planDevices } from "../experts/device_plan.ts";
 import { buildRemoteExperts } from "../experts/parallel.ts";
 import type { LoadOptions } from "./load.ts";
+import { checkWeightsFit } from "./capacity.ts";
 
 /**
  * Indices of the MoE layers.
@@ -60,7 +61,7 @@ export async function planModelExperts(dir: string, options: LoadOptions): Promi
     throw new TypeError("planModelExperts: memoryBudget is required");
   }
   const cfg = await readConfig(dir);
-  const device = options.device ?? await requestDevice();
+  const device = options.device ?? await defaultDevice();
   return await planForBudget(dir, cfg, device, options);
 }
 
@@ -82,8 +83,8 @@ export async function planModelDevices(dir: string, options: LoadOptions): Promi
     throw new RangeError(`planModelDevices: devices must be 2 or more, got ${n}`);
   }
   const cfg = await readConfig(dir);
-  const device = options.device ??
-    (Array.isArray(options.devices) ? options.devices[0] : await requestDevice());
+  const given = options.device ?? (Array.isArray(options.devices) ? options.devices[0] : undefined);
+  const device = given ?? await defaultDevice();
   return await planForDevices(dir, cfg, n, device, options);
 }
 
@@ -197,6 +198,12 @@ async function expertSizing(
   }
   if (device.kind !== "gpu") throw new TypeError(`loadModel: ${what} needs a GPU device`);
   const maxSeq = options.maxSeq ?? 2048, dtype = options.dtype ?? "f32";
+  // Impossible sizes are refused here, not by the planner compiling their graphs.
+  checkWeightsFit(cfg, device, {
+    dtype,
+    budgeted: options.memoryBudget !== undefined,
+    parallel: what === "devices",
+  });
   const E = cfg.moe.experts;
   const sizing = { maxSeq, maxNew: maxSeq, dtype };
   const el = byteSize(dtype);

@@ -12,8 +12,14 @@ import { expertTensor, moePrefix } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { expertWidth } from "../../models/config.ts";
 import { SLOT_POOL } from "../../models/states.ts";
-import { type GpuDevice, type KilnDevice, requestDevice } from "../../runtime/device.ts";
+import {
+  defaultDevice,
+  type GpuDevice,
+  type KilnDevice,
+  requestDevice,
+} from "../../runtime/device.ts";
 import { readConfig } from "../config_file.ts";
+import { fileError } from "../fs_errors.ts";
 import type { ExpertPlan, RoutingStats } from "../experts/placement.ts";
 import type { DevicePlan } from "../experts/device_plan.ts";
 import { checkDevices, ExpertParallel } from "../experts/parallel.ts";
@@ -22,9 +28,10 @@ import { ExpertScheduler } from "../experts/scheduler.ts";
 import { createProgress } from "../progress.ts";
 import { Checkpoint } from "../safetensors/mod.ts";
 import { Tokenizer } from "../tokenizer/mod.ts";
+import { checkParamBuffers, checkWeightsFit } from "./capacity.ts";
 import { moeLayers, planForBudget, planForDevices } from "./expert_budget.ts";
 import { Model, type Sampling } from "./model.ts";
-import { checkUnusedTensors, loadWeights } from "./weights.ts";
+import { checkUnusedTensors, finiteReads, loadWeights } from "./weights.ts";
 
 /**
  * Options of {@linkcode loadModel}.
@@ -93,10 +100,24 @@ export interface LoadOptions {
    * on one device as usual.
    */
   devices?: number | readonly KilnDevice[];
+  /**
+   * Refuse weights holding NaN or ±Inf, naming the tensor, the count and the
+   * first index (default true). Each tensor is scanned in memory as it is
+   * uploaded (no second read of the files); `false` skips the scan for trusted
+   * checkpoints. Disk-tier experts (`hostMemoryBudget`) are read during
+   * generation and not scanned; generation still stops with an error naming the
+   * step if the logits stop being finite.
+   */
+  checkFinite?: boolean;
 }
 
 /**
  * Loads a Hugging Face model folder (config.json + safetensors [+ tokenizer.json]).
+ * Without `device`, the model runs on the shared {@linkcode defaultDevice}; the
+ * extra devices of `devices` as a count belong to the model: `Model.dispose`
+ * destroys them, and so does a load that fails.
+ * Weights that cannot fit the device or the host, and non-finite weights, are
+ * refused with a RangeError before (or while) anything is uploaded.
  *
  * @example
  * ```ts ignore
@@ -107,8 +128,25 @@ export interface LoadOptions {
  */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
   const cfg = await readConfig(dir);
-  const devices = await resolveDevices(options);
-  const device = devices?.[0] ?? options.device ?? await requestDevice();
+  const created: GpuDevice[] = [];
+  try {
+    return await load(dir, cfg, options, created);
+  } catch (e) {
+    // The model never came to own them; a requested device left alive leaks its memory.
+    for (const d of created) d.destroy();
+    throw e;
+  }
+}
+
+async function load(
+  dir: string,
+  cfg: Awaited<ReturnType<typeof readConfig>>,
+  options: LoadOptions,
+  created: GpuDevice[],
+): Promise<Model> {
+  const devices = await resolveDevices(options, created);
+  // Without a device of its own, a model runs on the shared default device.
+  const device: KilnDevice = devices?.[0] ?? options.device ?? await defaultDevice();
   const maxSeq = options.maxSeq ?? 2048;
   if (!Number.isInteger(maxSeq) || maxSeq < 1) {
     throw new RangeError(`loadModel: maxSeq must be a positive integer, got ${maxSeq}`);
@@ -135,6 +173,12 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       );
     }
   }
+  // Before planning, which would compile graphs of impossible sizes.
+  checkWeightsFit(cfg, device, {
+    dtype,
+    budgeted: options.memoryBudget !== undefined,
+    parallel: devices !== undefined,
+  });
   let expertPlan: ExpertPlan | undefined;
   let devicePlan: DevicePlan | undefined;
   if (devices) {
@@ -169,12 +213,15 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
   ];
   let tokenizer: Tokenizer | undefined;
   const tokFile = `${dir.replace(/\/$/, "")}/tokenizer.json`;
+  let hasTokenizer = true;
   try {
     await Deno.stat(tokFile);
-    tokenizer = await Tokenizer.fromFile(tokFile);
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    // Absent is fine (token ids only); unreadable is not, and says which flag to add.
+    if (!(e instanceof Deno.errors.NotFound)) throw fileError(e, tokFile, "tokenizer.json");
+    hasTokenizer = false;
   }
+  if (hasTokenizer) tokenizer = await Tokenizer.fromFile(tokFile);
   const ckpt = await Checkpoint.open(dir, {
     progress: (total) => createProgress({ total, label: "loading", quiet: options.quiet }),
   });
@@ -184,21 +231,32 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
     ckpt.close();
     throw e;
   }
-  const model = new Model(cfg, build, device, maxSeq, tokenizer);
-  model.expertPlan = expertPlan;
+  let model: Model;
   try {
+    model = new Model(cfg, build, device, maxSeq, tokenizer, created);
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  }
+  created.length = 0; // the model owns them now: its dispose destroys them
+  model.expertPlan = expertPlan;
+  const checkFinite = options.checkFinite ?? true;
+  // The expert machinery reads its weights itself: through a scanning view.
+  const experts = checkFinite ? finiteReads(ckpt) : ckpt;
+  try {
+    checkParamBuffers(model.prefill.graph, device);
     if (expertSlots) {
       const layers = moeLayers(cfg);
       const prefixes = layers.map((i) => moePrefix(cfg, i));
       const skip = (n: string) => n.startsWith(`${SLOT_POOL}.`) || n.endsWith(".slot_table");
-      await loadWeights(model.prefill, cfg, ckpt, skip);
+      await loadWeights(model.prefill, cfg, ckpt, skip, { checkFinite });
       const tensorOf = (l: number, e: number, w: "w1" | "w3" | "w2") =>
         expertTensor(cfg, layers[l], e, w);
       if (devicePlan) {
         model.parallel = await ExpertParallel.load(
           model.prefill,
           devices!,
-          ckpt,
+          experts,
           devicePlan,
           prefixes,
           tensorOf,
@@ -215,7 +273,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       }
       model.experts = await ExpertScheduler.load(
         model.prefill,
-        ckpt,
+        experts,
         expertPlan!,
         prefixes,
         tensorOf,
@@ -227,7 +285,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
       model.experts.prefetch = prefetch;
       model.experts.lookahead = moeLookahead;
     } else {
-      await loadWeights(model.prefill, cfg, ckpt);
+      await loadWeights(model.prefill, cfg, ckpt, undefined, { checkFinite });
     }
   } catch (e) {
     model.dispose();
@@ -240,9 +298,13 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
 
 /**
  * The devices of `options.devices`: undefined for one device (no expert
- * parallelism), else at least two distinct GPU devices (a count requests them).
+ * parallelism), else at least two distinct GPU devices (a count requests them,
+ * each pushed onto `created` as it arrives).
  */
-async function resolveDevices(options: LoadOptions): Promise<GpuDevice[] | undefined> {
+async function resolveDevices(
+  options: LoadOptions,
+  created: GpuDevice[],
+): Promise<GpuDevice[] | undefined> {
   const d = options.devices;
   if (d === undefined) return undefined;
   let list: GpuDevice[];
@@ -255,7 +317,11 @@ async function resolveDevices(options: LoadOptions): Promise<GpuDevice[] | undef
       throw new TypeError("loadModel: devices needs GPU devices; options.device is the CPU device");
     }
     list = options.device ? [options.device as GpuDevice] : [];
-    while (list.length < d) list.push(await requestDevice());
+    while (list.length < d) {
+      const dev = await requestDevice();
+      created.push(dev);
+      list.push(dev);
+    }
   } else {
     if (!Array.isArray(d) || d.length === 0) {
       throw new TypeError(

@@ -24,5 +24,5 @@
 
 export { loadModel, type LoadOptions } from "./load.ts";
 export { type GenerateOptions, type GenerateStats, Model } from "./model.ts";
-export { loadWeights } from "./weights.ts";
+export { loadWeights, type LoadWeightsOptions } from "./weights.ts";
 export { planModelDevices, planModelExperts } from "./expert_budget.ts";

@@ -16,7 +16,7 @@
 import type { Graph } from "../../core/graph.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { STATES } from "../../models/states.ts";
-import type { KilnDevice } from "../../runtime/device.ts";
+import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
 import { compile, type Executable, type RunOptions } from "../../runtime/executable.ts";
 import type { ExpertPlan } from "../experts/placement.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
@@ -116,26 +116,40 @@ export class Model {
   // setting gets its own pair of executables sharing one copy of weights and states.
   readonly #pairs = new Map<string, [Executable, Executable]>();
   readonly #build: (s: Sampling) => [Graph, Graph];
+  /** Devices `loadModel` requested for this model: `dispose` destroys them. */
+  readonly #owned: GpuDevice[];
+  #disposed = false;
 
-  /** Use {@linkcode loadModel}. */
+  /**
+   * Use {@linkcode loadModel}. `owned` are devices made for this model alone
+   * (destroyed by `dispose`); a device the caller passed in is never among them.
+   */
   constructor(
     config: ModelConfig,
     build: (s: Sampling) => [Graph, Graph],
     device: KilnDevice,
     maxSeq: number,
     tokenizer?: Tokenizer,
+    owned: readonly GpuDevice[] = [],
   ) {
     this.config = config;
     this.#build = build;
     this.maxSeq = maxSeq;
     this.tokenizer = tokenizer;
+    this.#owned = [...owned];
     const [pg, dg] = build(GREEDY);
     this.prefill = compile(pg, device);
     this.decode = compile(dg, device, { shareWith: this.prefill });
     this.#pairs.set(JSON.stringify(GREEDY), [this.prefill, this.decode]);
   }
 
+  /** Throws once disposed: the weights and caches are freed (and an owned device destroyed). */
+  #live(): void {
+    if (this.#disposed) throw new TypeError("Model was disposed; load it again");
+  }
+
   #checkIds(ids: readonly number[]): Uint32Array {
+    this.#live();
     if (!Array.isArray(ids) && !(ids instanceof Uint32Array)) {
       throw new TypeError("forward: tokenIds must be an array of integers");
     }
@@ -190,8 +204,8 @@ export class Model {
    */
   async step(tokenId: number, position: number): Promise<Float32Array> {
     this.#checkIds([tokenId]);
-    if (position >= this.maxSeq) {
-      throw new RangeError(`step: position ${position} exceeds maxSeq ${this.maxSeq}`);
+    if (!Number.isInteger(position) || position < 0 || position >= this.maxSeq) {
+      throw new RangeError(`step: position ${position} is outside [0, ${this.maxSeq})`);
     }
     this.decode.writeState(STATES.token, [tokenId]);
     this.experts?.useStreamingTables();
@@ -267,6 +281,7 @@ export class Model {
    * ```
    */
   async *generate(prompt: string, options: GenerateOptions = {}): AsyncIterable<string> {
+    this.#live();
     const tok = this.tokenizer;
     if (!tok) {
       throw new TypeError(
@@ -396,7 +411,10 @@ export class Model {
   }
 
   /**
-   * Frees device memory.
+   * Frees device memory: weights, caches, expert buffers, and the devices
+   * `loadModel` requested for this model (never a device passed in as
+   * `device` or `devices`). Idempotent; every other method then throws a
+   * TypeError saying the model was disposed.
    *
    * @example
    * ```ts ignore
@@ -406,6 +424,8 @@ export class Model {
    * ```
    */
   dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
     this.experts?.dispose();
     this.parallel?.dispose();
     for (const [p, d] of this.#pairs.values()) {
@@ -413,6 +433,10 @@ export class Model {
       d.dispose();
     }
     this.#pairs.clear();
+    // Buffers first, then the device: a device left alive keeps its memory
+    // (and its compiled pipelines) until process exit.
+    for (const dev of this.#owned) dev.destroy();
+    this.#owned.length = 0;
   }
 }
 

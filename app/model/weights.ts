@@ -1,7 +1,7 @@
 /**
  * Checkpoint tensors into graph parameters: uploading every parameter (MoE
- * experts stacked), and refusing a checkpoint with tensors the model does not
- * read.
+ * experts stacked), refusing non-finite weights by name as they are uploaded,
+ * and refusing a checkpoint with tensors the model does not read.
  *
  * @module
  */
@@ -11,10 +11,29 @@ import { specOf } from "../../models/architectures/mod.ts";
 import { buildCausalLM, checkpointSources } from "../../models/causal_lm.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { Executable } from "../../runtime/executable.ts";
-import type { Checkpoint } from "../safetensors/mod.ts";
+import type { Checkpoint, ReadDType } from "../safetensors/mod.ts";
+
+/**
+ * Options of {@linkcode loadWeights}.
+ *
+ * @example
+ * ```ts
+ * import type { LoadWeightsOptions } from "./weights.ts";
+ * const fast: LoadWeightsOptions = { checkFinite: false }; // trusted weights: no scan
+ * ```
+ */
+export interface LoadWeightsOptions {
+  /**
+   * Refuse a tensor holding NaN or ±Inf (after conversion to the compute
+   * dtype) with a RangeError naming it, its count and the first index
+   * (default true). The scan runs over each tensor in memory as it is uploaded.
+   */
+  checkFinite?: boolean;
+}
 
 /**
  * Uploads every graph parameter from the checkpoint, stacking MoE experts.
+ * Non-finite values are refused by name (see {@linkcode LoadWeightsOptions}).
  *
  * @example
  * ```ts ignore
@@ -31,7 +50,9 @@ export async function loadWeights(
   cfg: ModelConfig,
   ckpt: Checkpoint,
   skip?: (param: string) => boolean,
+  options: LoadWeightsOptions = {},
 ): Promise<void> {
+  const checkFinite = options.checkFinite ?? true;
   const graph = exe.graph;
   const sources = checkpointSources(cfg, graph);
   for (const [name, src] of sources) {
@@ -60,10 +81,77 @@ export async function loadWeights(
           }`,
         );
       }
-      out.set(await ckpt.readAs(t, v.dtype === "f16" ? "f16" : "f32"), j * per);
+      const as = v.dtype === "f16" ? "f16" : "f32";
+      const data = await ckpt.readAs(t, as);
+      if (checkFinite) assertFinite(data, info.file, t, info.dtype === "F16" || as === "f32");
+      out.set(data, j * per);
     }
     exe.setParams({ [name]: out });
   }
+}
+
+/**
+ * Throws a RangeError naming `file`, tensor `name`, how many of its values are
+ * NaN or ±Inf and the first index, if any. `stored` false means the values were
+ * converted to f16 on the way, where a finite f32 beyond ±65504 becomes ±Inf.
+ *
+ * @example
+ * ```ts
+ * import { assertFinite } from "./weights.ts";
+ * assertFinite(new Float32Array([1, 2]), "model.safetensors", "model.norm.weight"); // fine
+ * ```
+ */
+export function assertFinite(
+  data: Float32Array | Float16Array,
+  file: string,
+  name: string,
+  stored = true,
+): void {
+  // Exponent bits all ones is NaN or ±Inf. Testing the raw bits measured ~3×
+  // faster than a float compare on f32 data (~1.7× on f16): a fraction of a read.
+  const f16 = data instanceof Float16Array;
+  const bits = f16
+    ? new Uint16Array(data.buffer, data.byteOffset, data.length)
+    : new Uint32Array(data.buffer, data.byteOffset, data.length);
+  const mask = f16 ? 0x7c00 : 0x7f800000;
+  let bad = 0, first = -1;
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i] & mask) === mask && bad++ === 0) first = i;
+  }
+  if (bad > 0) {
+    throw new RangeError(
+      `${file}: tensor "${name}" has ${bad} non-finite value${bad === 1 ? "" : "s"} ` +
+        `(NaN or ±Inf)${stored ? "" : " as f16 (beyond ±65504)"}, first at index ${first}`,
+    );
+  }
+}
+
+/**
+ * A view of `ckpt` whose `readAs` refuses non-finite tensors (see
+ * {@linkcode assertFinite}): for the expert scheduler and expert parallelism,
+ * which read expert weights themselves while they upload them.
+ *
+ * @example
+ * ```ts ignore
+ * import { finiteReads } from "./weights.ts";
+ * await ExpertScheduler.load(model.prefill, finiteReads(ckpt), plan, prefixes, names, "f32");
+ * ```
+ */
+export function finiteReads(ckpt: Checkpoint): Checkpoint {
+  const readAs = async (name: string, dtype: ReadDType) => {
+    const data = await ckpt.readAs(name, dtype);
+    const info = ckpt.info(name);
+    assertFinite(data, info.file, name, info.dtype === "F16" || dtype === "f32");
+    return data;
+  };
+  // Everything else is the checkpoint's own (bound: it keeps private state).
+  return new Proxy(ckpt, {
+    get(target, key) {
+      if (key === "readAs") return readAs;
+      const v = Reflect.get(target, key, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
 }
 
 /**

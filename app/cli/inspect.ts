@@ -1,0 +1,272 @@
+/**
+ * `kiln inspect`: a model folder from its config.json alone (architecture,
+ * parameters, kernels, expert placement), or a graph module's IR, fused kernel
+ * plan and WGSL. The path is checked first: a missing one, one that may not be
+ * read, or a module that exports no `build()` is refused before anything runs.
+ *
+ * @module
+ */
+
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { GraphBuilder } from "../../compiler/builder.ts";
+import { optimize } from "../../compiler/optimize.ts";
+import { countParams } from "../../compiler/params.ts";
+import { fuse } from "../../compiler/passes/fuse.ts";
+import { buildPlan } from "../../compiler/plan.ts";
+import { formatBytes } from "../../core/format.ts";
+import { dumpGraph, type Graph } from "../../core/graph.ts";
+import type { DeviceCaps } from "../../core/types.ts";
+import { specOf } from "../../models/architectures/mod.ts";
+import { buildCausalLM } from "../../models/causal_lm.ts";
+import { expertWidth } from "../../models/config.ts";
+import { requestDevice } from "../../runtime/device.ts";
+import { compile } from "../../runtime/executable.ts";
+import { readConfig } from "../config_file.ts";
+import { describeDevicePlan } from "../experts/mod.ts";
+import { describeExpertPlan } from "../experts/placement.ts";
+import { planModelDevices, planModelExperts } from "../model/mod.ts";
+import { bytesOption, intOption, type OptionSpec, parseCommand } from "./args.ts";
+import { UsageError } from "./errors.ts";
+import { checkGraphModule, statPath } from "./paths.ts";
+import { usage } from "./usage.ts";
+
+const SPEC: OptionSpec = {
+  dims: { type: "string" },
+  wgsl: { type: "boolean" },
+  "gpu-memory": { type: "string" },
+  devices: { type: "string" },
+  "host-memory": { type: "string" },
+};
+
+function parseDims(text: string | undefined): Record<string, number> {
+  const dims: Record<string, number> = {};
+  if (!text) return dims;
+  for (const part of text.split(",")) {
+    const m = part.trim().match(/^([A-Za-z_]\w*)=(\d+)$/);
+    if (!m) throw new UsageError(`--dims must be NAME=INT[,NAME=INT], got "${part}"`);
+    dims[m[1]] = Number(m[2]);
+  }
+  return dims;
+}
+
+async function loadGraph(file: string): Promise<{ graph: Graph; dims: Record<string, number> }> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(pathToFileURL(resolve(file)).href);
+  } catch (e) {
+    const message = (e as Error).message.split("\n")[0];
+    // Importing reads every local module the graph module imports.
+    const denied = /Requires read access to "([^"]+)"/.exec(message);
+    if (denied) {
+      throw new Deno.errors.NotCapable(
+        `${file} imports ${denied[1]}, which needs --allow-read=${
+          denied[1]
+        } (or a folder above it)`,
+      );
+    }
+    throw new UsageError(`cannot import ${file}: ${message}`);
+  }
+  const build = (mod.build ?? mod.default) as (() => unknown) | undefined;
+  if (typeof build !== "function") throw new UsageError(`${file} exports no build() function`);
+  const made = build();
+  const graph = made instanceof GraphBuilder ? made.build() : (made as Graph);
+  if (!graph || !("nodes" in graph)) {
+    throw new UsageError(`${file}: build() must return a GraphBuilder or a Graph`);
+  }
+  return { graph, dims: (mod.dims as Record<string, number>) ?? {} };
+}
+
+/** Capabilities used when counting kernels without a device: no binding-size splits. */
+const COUNTING_CAPS: DeviceCaps = {
+  maxStorageBuffers: 8,
+  maxBindingSize: 2 ** 52,
+  maxInvocations: 256,
+  maxWorkgroupStorage: 16384,
+  maxWorkgroupsPerDim: 65535,
+  offsetAlignment: 256,
+  f16: true,
+  subgroups: false,
+  cpuCores: 0,
+};
+
+async function inspectModel(
+  dir: string,
+  gpuMemory?: number,
+  devices = 1,
+  hostMemory?: number,
+): Promise<void> {
+  if (hostMemory !== undefined && (gpuMemory === undefined || devices > 1)) {
+    throw new UsageError("inspect: --host-memory needs --gpu-memory and one device");
+  }
+  const cfg = await readConfig(dir);
+  const maxSeq = 4096;
+  const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 });
+  const decode = buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew: 1 });
+  const count = countParams(prefill);
+  // Billions for real models; tiny test models would all print "0.00B".
+  const b = (n: number) =>
+    n >= 1e9
+      ? `${(n / 1e9).toFixed(2)}B`
+      : n >= 1e6
+      ? `${(n / 1e6).toFixed(2)}M`
+      : n >= 1e3
+      ? `${(n / 1e3).toFixed(1)}K`
+      : `${n}`;
+  const pattern = cfg.pattern.map((p) =>
+    `${p.mixer === "attention" ? "A" : "M"}${p.ffn === "moe" ? "e" : p.ffn === "mlp" ? "f" : ""}`
+  );
+  console.log(`architecture: ${cfg.architecture} (${specOf(cfg).summary})`);
+  console.log(`layers: ${cfg.layers}, hidden ${cfg.hidden}, vocab ${cfg.vocabSize}`);
+  console.log(`layer pattern (A attention, M mamba, e MoE FFN, f dense FFN): ${pattern.join(" ")}`);
+  if (cfg.attention) {
+    const a = cfg.attention;
+    const windows = [
+      ...new Set(
+        cfg.pattern.flatMap((p) => p.mixer === "attention" ? [p.window ?? a.slidingWindow] : []),
+      ),
+    ];
+    const rope = !a.ropeTheta
+      ? "none"
+      : a.rope
+      ? `θ ${a.ropeTheta}, ${a.rope.type} scaling ×${a.rope.factor}`
+      : `θ ${a.ropeTheta}`;
+    const extras = [
+      a.qkvBias ? "q/k/v biases" : "",
+      a.outBias ? "o bias" : "",
+      a.qkNorm ? "QK-norm" : "",
+      a.clipQkv ? `clip_qkv ${a.clipQkv}` : "",
+    ].filter((x) => x).join(", ");
+    console.log(
+      `attention: ${a.heads} heads, ${a.kvHeads} kv heads, head dim ${a.headDim}, rope ${rope}, ` +
+        `sliding window ${windows.map((w) => w || "none").join(" / ")}${
+          extras ? `, ${extras}` : ""
+        }`,
+    );
+  }
+  if (cfg.mamba) {
+    console.log(
+      `mamba: state ${cfg.mamba.stateSize}, inner ${cfg.mamba.inner}, conv ${cfg.mamba.convKernel}, dt rank ${cfg.mamba.dtRank}`,
+    );
+    console.log(`selective scan, prefill of 512 tokens: ${await scanChoice(prefill)}`);
+  }
+  if (cfg.moe) {
+    const shared = cfg.moe.sharedExpert;
+    console.log(
+      `moe: ${cfg.moe.experts} experts, top-${cfg.moe.topK}${
+        cfg.moe.normTopk ? " (renormalised)" : ""
+      }, expert width ${expertWidth(cfg)}${
+        shared ? `, shared expert width ${shared.ff}${shared.gated ? " (sigmoid-gated)" : ""}` : ""
+      }`,
+    );
+  }
+  console.log(`parameters: ${b(count.total)} total, ${b(count.activePerToken)} active per token`);
+  console.log(
+    `weights: ${formatBytes(count.total * 4)} at f32, ${formatBytes(count.total * 2)} at f16`,
+  );
+  const kernels = (g: typeof prefill, dims: Record<string, number>) =>
+    buildPlan(fuse(optimize(g)), dims, COUNTING_CAPS).kernels.length;
+  console.log(
+    `kernels: ${kernels(decode, {})} per decode step, ${
+      kernels(prefill, { T: 512 })
+    } per prefill of 512 tokens`,
+  );
+  if (devices > 1) {
+    console.log(
+      describeDevicePlan(await planModelDevices(dir, { devices, memoryBudget: gpuMemory })),
+    );
+  } else if (gpuMemory !== undefined) {
+    console.log(
+      describeExpertPlan(
+        await planModelExperts(dir, { memoryBudget: gpuMemory, hostMemoryBudget: hostMemory }),
+      ),
+    );
+  }
+}
+
+/**
+ * Which scan algorithm the compiler picks for a 512-token prefill on this machine's
+ * adapter, and why (from the plan's kernel label); as on a GPU when there is none.
+ */
+async function scanChoice(prefill: Graph): Promise<string> {
+  let caps = COUNTING_CAPS;
+  let where = "no WebGPU adapter here: as on a GPU";
+  try {
+    const dev = await requestDevice();
+    caps = dev.caps;
+    where = dev.adapterName;
+    dev.device.destroy();
+  } catch {
+    // No adapter: keep the GPU-like counting caps.
+  }
+  const choice = buildPlan(fuse(optimize(prefill)), { T: 512 }, caps).kernels
+    .find((k) => k.op === "selective_scan" && k.choice !== undefined)?.choice;
+  return `${choice ? `[${choice.algorithm}] ${choice.reason}` : "none"} (${where})`;
+}
+
+/**
+ * Runs `kiln inspect` with its arguments (after the command word).
+ *
+ * @example
+ * ```ts ignore
+ * import { inspect } from "./inspect.ts";
+ * await inspect(["examples/fused_mlp.ts", "--dims", "T=128"]);
+ * ```
+ */
+export async function inspect(args: string[]): Promise<void> {
+  const { values, positionals, help } = parseCommand("inspect", args, SPEC, true);
+  if (help) return console.log(usage("inspect"));
+  const file = positionals[0];
+  if (!file) {
+    throw new UsageError(
+      "inspect: give a model folder or a graph module, e.g. examples/fused_mlp.ts",
+    );
+  }
+  if (positionals.length > 1) {
+    throw new UsageError(
+      `inspect: one model folder or module expected, got also "${positionals[1]}"`,
+    );
+  }
+  const info = await statPath(file, "a model folder or a graph module");
+  if (!info) {
+    throw new Deno.errors.NotFound(
+      `${file}: not found (expected a model folder with config.json, or a .ts module exporting build())`,
+    );
+  }
+  const misplaced = (keys: string[]) => keys.find((k) => values[k] !== undefined);
+  if (info.isDirectory) {
+    const wrong = misplaced(["dims", "wgsl"]);
+    if (wrong) {
+      throw new UsageError(`inspect: --${wrong} applies to a graph module, not to ${file}`);
+    }
+    const devices = intOption(values.devices, "devices", 1, 1, 64);
+    const gpuMemory = bytesOption(values["gpu-memory"], "gpu-memory");
+    const hostMemory = bytesOption(values["host-memory"], "host-memory");
+    return await inspectModel(file, gpuMemory, devices, hostMemory);
+  }
+  const wrong = misplaced(["gpu-memory", "host-memory", "devices"]);
+  if (wrong) throw new UsageError(`inspect: --${wrong} applies to a model folder, not to ${file}`);
+  const given = parseDims(values.dims as string | undefined);
+  await checkGraphModule(file);
+  const { graph, dims } = await loadGraph(file);
+  Object.assign(dims, given);
+  console.log("== IR");
+  console.log(dumpGraph(graph));
+  const device = await requestDevice();
+  try {
+    const exe = compile(graph, device);
+    try {
+      console.log(`\n== plan on ${device.adapterName}`);
+      console.log(exe.inspect(dims));
+      if (values.wgsl) {
+        exe.plan(dims).kernels.forEach((k, i) => {
+          console.log(`\n== kernel ${i}: ${k.label}\n${k.code}`);
+        });
+      }
+    } finally {
+      exe.dispose();
+    }
+  } finally {
+    device.destroy();
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * The command line's usage texts: one per command (`kiln generate --help`) and
+ * the whole (`kiln help`).
+ *
+ * @module
+ */
+
+/**
+ * Usage of `kiln generate`.
+ *
+ * @example
+ * ```ts
+ * import { GENERATE_USAGE } from "./usage.ts";
+ * console.log(GENERATE_USAGE);
+ * ```
+ */
+export const GENERATE_USAGE = `\
+  generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
+           [--top-p P] [--seed S] [--max-seq N] [--allow-long] [--read-every N] [--stats]
+           [--quiet] [--progress] [--gpu-memory 2GiB] [--policy lru|lfu|stream|naive]
+           [--heatmap FILE.svg] [--save-routing-stats] [--devices N] [--host-memory 8GiB]
+           [--prefetch temporal|lookahead|both]
+                                     stream text from a Hugging Face model folder; --max-seq
+                                     (default: max_position_embeddings, at most 2048) bounds
+                                     prompt + generated tokens, past max_position_embeddings
+                                     only with --allow-long; --gpu-memory caches (lru, lfu) or
+                                     streams experts that do not fit; --host-memory keeps the
+                                     rest in the checkpoint files; --devices N splits the
+                                     experts over N GPU devices; --progress shows prefill and
+                                     decode progress on stderr (always on a terminal)`;
+
+/**
+ * Usage of `kiln inspect`.
+ *
+ * @example
+ * ```ts
+ * import { INSPECT_USAGE } from "./usage.ts";
+ * console.log(INSPECT_USAGE);
+ * ```
+ */
+export const INSPECT_USAGE = `\
+  inspect DIR [--gpu-memory 2GiB] [--host-memory 8GiB] [--devices N]
+                                     a model from config.json alone: architecture, layer pattern,
+                                     parameters total vs active per token, bytes, kernels per step;
+                                     with --gpu-memory, the expert placement plan; with
+                                     --devices N, the split of the experts over N devices
+  inspect FILE [--dims T=128] [--wgsl]
+                                     IR, fused kernel plan, buffers and WGSL of a module
+                                     exporting build()`;
+
+/**
+ * Usage of `kiln bench`.
+ *
+ * @example
+ * ```ts
+ * import { BENCH_USAGE } from "./usage.ts";
+ * console.log(BENCH_USAGE);
+ * ```
+ */
+export const BENCH_USAGE = `\
+  bench DIR [--prompt-tokens N] [--tokens N] [--allow-long] [--quiet] [--progress]
+                                     prefill and decode tokens/s of a model folder (prompt +
+                                     tokens past max_position_embeddings only with --allow-long)`;
+
+/**
+ * Usage of one command, or of them all (`undefined`).
+ *
+ * @example
+ * ```ts
+ * import { usage } from "./usage.ts";
+ * usage("bench").startsWith("usage: kiln bench"); // true
+ * ```
+ */
+export function usage(command?: "generate" | "inspect" | "bench"): string {
+  if (command) {
+    const text = { generate: GENERATE_USAGE, inspect: INSPECT_USAGE, bench: BENCH_USAGE }[command];
+    return `usage: kiln ${text.trimStart()}`;
+  }
+  return `usage: kiln <command> [options]
+
+commands:
+${GENERATE_USAGE}
+${INSPECT_USAGE}
+${BENCH_USAGE}
+  help [COMMAND]                     this text, or one command's (also: kiln COMMAND --help)
+
+Least privilege: deno run --allow-read=DIR cli.ts generate --model DIR …`;
+}

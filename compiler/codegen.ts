@@ -290,8 +290,11 @@ export function emitCluster(
       // The input comes from memory (the fuser guarantees it), read at the remapped index.
       const src = node.inputs[0];
       const at = def.lower.index(idx, shapeOf(src), shapeOf(out.id), node.attrs);
-      const given = names.get(src);
-      if (given) throw new Error(`internal: view of an in-register value %${src}`);
+      // A value computed here (or handed in) exists only at this index; an input
+      // another op already loaded is still read from memory at the view's index.
+      if (inCluster.has(graph.values[src].node) || given.has(src)) {
+        throw new Error(`internal: view of an in-register value %${src}`);
+      }
       const inner = cluster.nested?.get(n);
       let load: string;
       if (inner) {

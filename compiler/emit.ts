@@ -112,7 +112,7 @@ function emitFusedSplit(
   outputs: Set<number>,
 ): Work[] {
   const work = emitFused(graph, cluster, shapeOf, caps);
-  if (work.kernels[0].bindings.length <= caps.maxStorageBuffers) return [work];
+  if (work.kernels.every((k) => k.bindings.length <= caps.maxStorageBuffers)) return [work];
   if (cluster.nodes.length === 1) {
     throw new RangeError(
       `${nodeLabel(graph, cluster.nodes[0])} needs more storage buffers than the device allows`,
@@ -154,6 +154,8 @@ function emitFused(
   const kb = new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment);
   const shape = shapeOf(graph.nodes[cluster.nodes[0]].outputs[0]);
   const n = numel(shape);
+  // Nothing to compute; a view's index over an empty axis would even divide by zero.
+  if (n === 0) return { kernels: [], scratch: [], writes: cluster.outputs };
   const { wg, workgroups, index } = flatLaunch(n, caps);
   const roots = new Set<string>();
   const { lines, names, f16 } = emitCluster(

@@ -131,7 +131,12 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
       const h = home.get(r)!;
       const kind = slots[h.slot].kind;
       const st = assignOf.get(out);
-      const mayTake = lastUse.get(r) === i && !pinned.has(r) && !pinned.has(out) &&
+      // Not when this item also reads the input through a binding (a prologue, or
+      // the same value as another operand): one buffer would be bound twice.
+      const readHere = it.kernels.some((k) =>
+        k.bindings.some((b) => "value" in b.ref && rootOf(b.ref.value) === r)
+      );
+      const mayTake = lastUse.get(r) === i && !readHere && !pinned.has(r) && !pinned.has(out) &&
         (kind === "temp" || (kind === "state" && st !== undefined && stateSlot.get(st) === h.slot));
       if (mayTake) {
         home.set(out, h);
@@ -217,13 +222,13 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
     }
   });
   // New state values that could not be written in place are copied at the end.
-  const after: BufferOp[] = [...pending];
+  const updates: BufferOp[] = [];
   for (const [name, v] of graph.assigns) {
     const h = home.get(rootOf(v));
     if (!h) throw new Error(`internal: state "${name}" value has no buffer`);
     const to = stateSlot.get(name)!;
     if (h.slot === to && h.offset === 0) continue;
-    after.push({
+    updates.push({
       kind: "copy",
       from: h.slot,
       fromOffset: h.offset,
@@ -232,6 +237,26 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
       size: bytesOf(v),
     });
   }
+  // An output living in a state's buffer (the state itself, or a reshape of it) is
+  // the value before this run's update, as on the CPU: copy it out first.
+  const overwritten = new Set(updates.map((op) => (op.kind === "copy" ? op.to : -1)));
+  const outHome = new Map<number, { slot: number; offset: number }>();
+  const early: BufferOp[] = [];
+  for (const v of outputs) {
+    const h = home.get(rootOf(v));
+    if (!h || !overwritten.has(h.slot)) continue;
+    outHome.set(v, { slot: slots.length, offset: 0 });
+    early.push({
+      kind: "copy",
+      from: h.slot,
+      fromOffset: h.offset,
+      to: slots.length,
+      toOffset: 0,
+      size: bytesOf(v),
+    });
+    slots.push({ bytes: bytesOf(v), kind: "output", name: nameOf.get(v) });
+  }
+  const after: BufferOp[] = [...pending, ...early, ...updates];
 
   const tensorAt = (v: number): PlannedTensor => {
     const h = home.get(rootOf(v));
@@ -252,7 +277,9 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
     kernels,
     slots,
     inputs: mapOf(graph.inputs),
-    outputs: mapOf(graph.outputs),
+    outputs: new Map(
+      [...graph.outputs].map(([k, v]) => [k, { ...tensorAt(v), ...outHome.get(v) }]),
+    ),
     params: mapOf(graph.params),
     states: mapOf(graph.states),
     after,

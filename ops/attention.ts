@@ -33,7 +33,7 @@ import type {
   OpDef,
   ScratchSpec,
 } from "./types.ts";
-import { f32, flatLaunch, flatMain, KernelIo } from "./wgsl/mod.ts";
+import { f32, flatKernel, flatLaunch, flatMain, KernelIo, lit } from "./wgsl/mod.ts";
 
 /**
  * Attributes of `attention`.
@@ -151,6 +151,12 @@ function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
   const [S, Hkv] = k.shape;
   const out = ctx.outputs[0];
   if (T * Hq * D === 0) return { kernels: [] };
+  if (S === 0) {
+    // No keys at all: every row sees none and is zeros, as in the reference.
+    const zio = new KernelIo();
+    const body = `  ${zio.store(0, "i", lit(0, out.dtype))};`;
+    return { kernels: [flatKernel("attention_empty", T * Hq * D, ctx.caps, body, "", zio)] };
+  }
   const G = Hq / Hkv;
   const D4 = Math.ceil(D / 4);
   const rowsPerKv = T * G; // query rows sharing one KV head, ordered (t, g)

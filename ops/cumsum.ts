@@ -99,6 +99,8 @@ export const cumsum: OpDef<CumsumAttrs> = {
       const A = accOf(T);
       const { outer, d: L, inner } = splitAt(shape, normAxis(attrs.axis, shape.length, "cumsum"));
       const lines = outer * inner;
+      // Nothing to scan or to write (an empty axis, or no lines).
+      if (lines * L === 0) return { kernels: [] };
       // Element of line `line` at logical position `p` (after the reverse flip).
       const lineBase = (line: string) =>
         inner === 1

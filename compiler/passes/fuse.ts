@@ -253,9 +253,11 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     ) continue;
     // The cluster's other inputs must be computable before this kernel runs.
     if (reaches(new Set([...members.get(cid)!, ...aliasNodes]), new Set([node.id]))) continue;
-    // An epilogue sees the kernel's result only at the index being stored.
+    // An epilogue sees the kernel's result only at the index being stored (also
+    // through the reshapes it looks through).
+    const seen = new Set([v, ...aliasNodes.map((a) => graph.nodes[a].outputs[0])]);
     const viewsIt = [...members.get(cid)!].some((n) =>
-      loweringKind(graph.nodes[n].op) === "view" && graph.nodes[n].inputs[0] === v
+      loweringKind(graph.nodes[n].op) === "view" && seen.has(graph.nodes[n].inputs[0])
     );
     if (viewsIt) continue;
     absorbed.add(cid);

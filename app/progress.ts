@@ -77,6 +77,11 @@ export interface ProgressOptions {
   now?: () => number;
   /** Width of the line in columns. Defaults to the terminal width, capped at 100. */
   columns?: number;
+  /**
+   * What is counted: bytes (default; shown as `1.5 MB/3.0 MB` with a rate), or
+   * items named by this word (`"pipelines"`: shown as `12/30 pipelines`).
+   */
+  unit?: string;
 }
 
 /** Least time between two redraws: more often only costs time and flicker. */
@@ -118,11 +123,14 @@ export function createProgress(options: ProgressOptions): Progress {
     const seconds = Math.max((t - start) / 1000, 1e-9);
     const rate = doneBytes / seconds;
     const left = total > 0 ? Math.max(total - doneBytes, 0) : 0;
+    const unit = options.unit;
     const parts = [
-      total > 0
+      unit !== undefined
+        ? `${doneBytes}/${total} ${unit}${total > 0 ? ` ${pct(doneBytes, total)}` : ""}`
+        : total > 0
         ? `${formatBytes(doneBytes)}/${formatBytes(total)} ${pct(doneBytes, total)}`
         : formatBytes(doneBytes),
-      `${(rate / 1e6).toFixed(1)} MB/s`,
+      ...(unit !== undefined ? [] : [`${(rate / 1e6).toFixed(1)} MB/s`]),
       final
         ? formatDuration(seconds)
         : total > 0 && rate > 0

@@ -238,8 +238,36 @@ export class KernelBuilder {
       } else fns.push(d.text);
     }
     const header = this.#f16 ? "enable f16;\n" : "";
-    return { code: header + [...decls, WGSL_MATH_PRELUDE, ...fns, body].join("\n"), bindings };
+    const code = header + [...decls, WGSL_MATH_PRELUDE, ...fns, body].join("\n");
+    return { code: canonicalNames(code), bindings };
   }
+}
+
+/**
+ * Renumbers the names codegen derives from graph value ids (`v41`, `x5`, `y12`,
+ * `e7`, `p3_32`) in order of first appearance, so the same kernel in two layers
+ * is the same text and the device compiles one pipeline for both. Every name of
+ * these forms is renamed, one to one within its prefix, so no two names merge
+ * and no other identifier can be hit (`1e5` has no word boundary before `e`).
+ *
+ * @example
+ * ```ts ignore
+ * canonicalNames("let v41 = x5[i]; y12[i] = v41;"); // "let v0 = x0[i]; y0[i] = v0;"
+ * ```
+ */
+export function canonicalNames(code: string): string {
+  const names = new Map<string, string>();
+  const next = new Map<string, number>();
+  return code.replace(/\b(v|x|y|e|p\d+_)(\d+)\b/g, (name, prefix: string) => {
+    let to = names.get(name);
+    if (to === undefined) {
+      const k = next.get(prefix) ?? 0;
+      next.set(prefix, k + 1);
+      to = `${prefix}${k}`;
+      names.set(name, to);
+    }
+    return to;
+  });
 }
 
 /** Concrete shape of each value, looked up by id. */

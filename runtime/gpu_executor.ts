@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Plan } from "../compiler/plan.ts";
+import type { Plan } from "../compiler/plan_types.ts";
 import type { HostArray } from "../core/dtype.ts";
 import { allocHost } from "../core/dtype.ts";
 import { checkDeviceAlive, type GpuDevice, whileDeviceAlive } from "./device.ts";
@@ -68,14 +68,31 @@ export type EncodeHooks = ReadonlyMap<number, (encoder: GPUCommandEncoder) => vo
  */
 export type HostBarriers = ReadonlyMap<number, (exe: GpuExecutable) => Promise<void> | void>;
 
-/** Compiles every kernel of `plan` not yet in the device's pipeline cache. */
-export async function compilePipelines(dev: GpuDevice, plan: Plan): Promise<void> {
+/**
+ * Compiles every kernel of `plan` not yet in the device's pipeline cache (one
+ * pipeline per distinct WGSL text: layers with the same kernels share it), all
+ * creations in flight together, then makes the driver finish its work.
+ *
+ * Some drivers compile to machine code only at a pipeline's first dispatch
+ * (lavapipe: LLVM runs there, seconds per large kernel), so the first run would
+ * pay the compile and timings that start after `prepare` would count it. Each
+ * new pipeline is therefore dispatched once with zero workgroups on dummy
+ * buffers: that triggers the driver's compile, and runs nothing. `onCompile`
+ * hears `done` of `total` as batches of these finish.
+ */
+export async function compilePipelines(
+  dev: GpuDevice,
+  plan: Plan,
+  onCompile?: (done: number, total: number) => void,
+): Promise<void> {
   const device = dev.device;
   const debug = debugEnabled();
   const todo = plan.kernels.filter((k, i) =>
     !dev.pipelines.has(k.code) && plan.kernels.findIndex((o) => o.code === k.code) === i
   );
-  await Promise.all(todo.map(async (k) => {
+  if (!todo.length) return;
+  onCompile?.(0, todo.length);
+  const made = await Promise.all(todo.map(async (k) => {
     const t0 = performance.now();
     const module = device.createShaderModule({ label: k.label, code: k.code });
     const layout = device.createBindGroupLayout({
@@ -106,13 +123,61 @@ export async function compilePipelines(dev: GpuDevice, plan: Plan): Promise<void
         }`,
       );
     }
-    dev.pipelines.set(k.code, p);
     if (debug) {
       console.error(
         `[kiln] compiled ${k.label} in ${(performance.now() - t0).toFixed(1)} ms\n${k.code}`,
       );
     }
+    return { p, bindings: k.bindings.length };
   }));
+  await warmUp(dev, made, onCompile);
+  todo.forEach((k, i) => dev.pipelines.set(k.code, made[i].p));
+}
+
+/**
+ * Dispatches each pipeline once with zero workgroups (see
+ * {@linkcode compilePipelines}), in about ten submissions so progress moves.
+ * Every binding gets its own 256-byte dummy buffer: no two bindings alias, and
+ * 256 bytes covers the largest array element a kernel declares.
+ */
+async function warmUp(
+  dev: GpuDevice,
+  made: readonly { p: GPUComputePipeline; bindings: number }[],
+  onCompile?: (done: number, total: number) => void,
+): Promise<void> {
+  const device = dev.device;
+  const width = Math.max(0, ...made.map((m) => m.bindings));
+  const dummies = Array.from(
+    { length: width },
+    () => device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE }),
+  );
+  try {
+    const batch = Math.max(1, Math.ceil(made.length / 10));
+    for (let at = 0; at < made.length; at += batch) {
+      const enc = device.createCommandEncoder({ label: "kiln pipeline warm-up" });
+      const pass = enc.beginComputePass();
+      for (const { p, bindings } of made.slice(at, at + batch)) {
+        pass.setPipeline(p);
+        pass.setBindGroup(
+          0,
+          device.createBindGroup({
+            layout: p.getBindGroupLayout(0),
+            entries: dummies.slice(0, bindings).map((buffer, j) => ({
+              binding: j,
+              resource: { buffer },
+            })),
+          }),
+        );
+        pass.dispatchWorkgroups(0);
+      }
+      pass.end();
+      device.queue.submit([enc.finish()]);
+      await whileDeviceAlive(dev, device.queue.onSubmittedWorkDone());
+      onCompile?.(Math.min(made.length, at + batch), made.length);
+    }
+  } finally {
+    for (const b of dummies) b.destroy();
+  }
 }
 
 /**
@@ -294,8 +359,9 @@ export class GpuExecutable {
     constants: (value: number) => HostArray,
     states?: ParamBuffers,
     disposed?: () => boolean,
+    onCompile?: (done: number, total: number) => void,
   ): Promise<GpuExecutable> {
-    await compilePipelines(dev, plan);
+    await compilePipelines(dev, plan, onCompile);
     if (disposed?.()) throw new TypeError(EXECUTABLE_DISPOSED);
     checkDeviceAlive(dev);
     return new GpuExecutable(dev, plan, params, constants, states);

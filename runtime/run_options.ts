@@ -8,7 +8,7 @@
 import type { DimBindings } from "../core/shape.ts";
 import type { HostTensor } from "../core/types.ts";
 import type { TensorData } from "../core/host.ts";
-import type { Plan } from "../compiler/plan.ts";
+import type { Plan } from "../compiler/plan_types.ts";
 import type { EncodeHooks, HostBarriers, KernelTiming } from "./gpu_executor.ts";
 import type { Executable } from "./executable.ts";
 
@@ -62,6 +62,12 @@ export interface RunOptions {
    * submissions, built from the plan this run uses.
    */
   barriers?: (plan: Plan) => HostBarriers | undefined;
+  /**
+   * GPU only: called as the pipelines this run needs and the device has not
+   * compiled yet are compiled (`done` of `total`, from 0 to `total`), before
+   * anything is submitted. Not called when every pipeline is compiled already.
+   */
+  onCompile?: (done: number, total: number) => void;
 }
 
 /**

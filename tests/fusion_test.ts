@@ -149,3 +149,30 @@ Deno.test("an epilogue reads through a reshape of the kernel's result", async ()
   assert.equal(res.kernels, 1);
   assertClose(res.gpu.y.data, res.cpu.y.data, 1e-5, 1e-6, "reshape epilogue");
 });
+
+Deno.test("identical layers compile to identical WGSL: one pipeline serves them all", async () => {
+  // Value ids differ from layer to layer; the names the kernels get from them must not.
+  const g = new GraphBuilder();
+  let h = g.input("x", ["T", 32]);
+  for (let l = 0; l < 3; l++) {
+    const w = g.param(`layers.${l}.w`, [32, 32]);
+    const n = h.rmsnorm(g.param(`layers.${l}.norm`, [32]), 1e-5);
+    h = h.add(n.matmul(w, { transB: true }).silu());
+  }
+  g.output("y", h);
+  const dev = await gpu();
+  const exe = compile(g.build(), dev);
+  const plan = exe.plan({ T: 5 });
+  const codes = plan.kernels.map((k) => k.code);
+  const distinct = new Set(codes).size;
+  assert.ok(distinct * 3 <= codes.length + 2, `${distinct} distinct of ${codes.length}`);
+  // And the layers still compute their own weights: the result matches the CPU.
+  const params: Record<string, Float32Array> = {};
+  for (let l = 0; l < 3; l++) {
+    params[`layers.${l}.w`] = randomData(32 * 32, "f32", 10 + l, -0.2, 0.2) as Float32Array;
+    params[`layers.${l}.norm`] = randomData(32, "f32", 20 + l, 0.5, 1.5) as Float32Array;
+  }
+  exe.dispose();
+  const r = await runBoth(g.build(), { x: randomData(5 * 32, "f32", 1) }, params);
+  assertClose(r.gpu.y.data, r.cpu.y.data, 1e-4, 1e-5, "y");
+});

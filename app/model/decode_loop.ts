@@ -48,7 +48,7 @@ export interface DecodeLoop {
  * ```ts ignore
  * const runner: DecodeRunner = {
  *   prefill, decode, runOptions: {},
- *   prefillInputs: (ids, seed, step) => ({ ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] }),
+ *   prefillChunks: (ids, seed, step) => [{ ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] }],
  *   decodeInputs: (pos, seed, step) => ({ pos: [pos], seed: [seed], step: [step] }),
  * };
  * ```
@@ -64,8 +64,8 @@ export interface DecodeRunner {
   readonly parallel?: ExpertParallel;
   /** Run options carrying the expert copies and barriers, if any. */
   readonly runOptions: RunOptions;
-  /** The prefill's inputs for a prompt. */
-  prefillInputs(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>;
+  /** The prefill runs' inputs for a prompt: one per chunk, run in order. */
+  prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[];
   /** A decode step's inputs at position `pos`. */
   decodeInputs(pos: number, seed: number, step: number): Record<string, TensorData>;
 }
@@ -111,7 +111,7 @@ export async function* decodeLoop(r: DecodeRunner, loop: DecodeLoop): AsyncItera
   const ep = r.parallel;
   if (x) x.decoding = false;
   if (ep) ep.decoding = false;
-  await r.prefill.submit(r.prefillInputs(ids, seed, 0), run);
+  for (const chunk of r.prefillChunks(ids, seed, 0)) await r.prefill.submit(chunk, run);
   x?.countStep();
   ep?.countStep();
   if (x) x.decoding = true;
@@ -189,7 +189,7 @@ export async function* cachedDecodeLoop(
   };
   x.decoding = false;
   x.useStreamingTables();
-  await r.prefill.submit(r.prefillInputs(ids, seed, 0), stream);
+  for (const chunk of r.prefillChunks(ids, seed, 0)) await r.prefill.submit(chunk, stream);
   x.countStep();
   x.decoding = true;
   let gen: Uint32Array = new Uint32Array(0), log: Uint32Array = new Uint32Array(0);

@@ -25,7 +25,8 @@ import type { DevicePlan } from "../experts/device_plan.ts";
 import { checkDevices, ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertPolicy, ExpertPrefetch } from "../experts/policy.ts";
 import { ExpertScheduler } from "../experts/scheduler.ts";
-import { createProgress } from "../progress.ts";
+import { createProgress, type Progress } from "../progress.ts";
+import { prefillBuckets } from "./prefill_chunks.ts";
 import { Checkpoint } from "../safetensors/mod.ts";
 import { Tokenizer } from "../tokenizer/mod.ts";
 import { checkParamBuffers, checkWeightsFit } from "./capacity.ts";
@@ -48,8 +49,20 @@ export interface LoadOptions {
   device?: KilnDevice;
   /** KV-cache capacity in tokens (prompt + generated). Default 2048. */
   maxSeq?: number;
+  /**
+   * Largest prompt chunk (default 256): prompts run as chunks of 1, 4, 16, 64
+   * … up to this many tokens, so only those lengths are ever compiled, not one
+   * set of pipelines per prompt length. `false`: each prompt in one run.
+   */
+  prefillChunk?: number | false;
   /** No progress bar on stderr. */
   quiet?: boolean;
+  /**
+   * Hears long phases advance instead of the progress bar on stderr: `"load"`
+   * counts bytes of weights read, `"compile"` pipelines compiled (at load for
+   * nothing; at the first run that needs new kernels, before its clock starts).
+   */
+  onProgress?: (phase: "load" | "compile", done: number, total: number) => void;
   /** Compute dtype (default f32); f16 needs the adapter's `shader-f16`. */
   dtype?: "f32" | "f16";
   /**
@@ -151,6 +164,11 @@ async function load(
   if (!Number.isInteger(maxSeq) || maxSeq < 1) {
     throw new RangeError(`loadModel: maxSeq must be a positive integer, got ${maxSeq}`);
   }
+  const buckets = options.prefillChunk === undefined
+    ? undefined
+    : options.prefillChunk === false
+    ? []
+    : prefillBuckets(maxSeq, options.prefillChunk);
   const maxNew = maxSeq;
   const dtype = options.dtype ?? "f32";
   if (dtype !== "f32" && dtype !== "f16") {
@@ -222,8 +240,16 @@ async function load(
     hasTokenizer = false;
   }
   if (hasTokenizer) tokenizer = await Tokenizer.fromFile(tokFile);
+  const onProgress = options.onProgress;
   const ckpt = await Checkpoint.open(dir, {
-    progress: (total) => createProgress({ total, label: "loading", quiet: options.quiet }),
+    progress: (total) => {
+      if (!onProgress) return createProgress({ total, label: "loading", quiet: options.quiet });
+      let done = 0;
+      return {
+        advance: (bytes) => onProgress("load", done += bytes, total),
+        done: () => {},
+      };
+    },
   });
   try {
     checkUnusedTensors(cfg, ckpt);
@@ -239,6 +265,10 @@ async function load(
     throw e;
   }
   created.length = 0; // the model owns them now: its dispose destroys them
+  if (buckets) model.prefillBuckets = buckets;
+  model.onCompile = onProgress
+    ? (done, total) => onProgress("compile", done, total)
+    : compileBar(options.quiet);
   model.expertPlan = expertPlan;
   const checkFinite = options.checkFinite ?? true;
   // The expert machinery reads its weights itself: through a scanning view.
@@ -346,4 +376,18 @@ async function resolveDevices(
     throw new TypeError("loadModel: options.device differs from devices[0] (the home device)");
   }
   return list;
+}
+
+/** A "compiling n/m pipelines" line on a terminal's stderr, one per compile. */
+function compileBar(quiet?: boolean): (done: number, total: number) => void {
+  let bar: Progress | undefined, shown = 0;
+  return (done, total) => {
+    if (done === 0) {
+      bar = createProgress({ total, label: "compiling", unit: "pipelines", quiet });
+      shown = 0;
+    }
+    bar?.advance(done - shown);
+    shown = done;
+    if (done === total) bar?.done();
+  };
 }

@@ -14,6 +14,7 @@
  */
 
 import type { Graph } from "../../core/graph.ts";
+import type { TensorData } from "../../core/host.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { STATES } from "../../models/states.ts";
 import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
@@ -23,6 +24,7 @@ import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import { decodeLoop, type DecodeRunner } from "./decode_loop.ts";
+import { prefillBuckets, splitPrompt } from "./prefill_chunks.ts";
 
 /**
  * Options of {@linkcode Model.generate}.
@@ -112,6 +114,18 @@ export class Model {
   expertPlan?: ExpertPlan;
   /** Expert parallelism, when loaded with several `devices`: the split, counters, report. */
   parallel?: ExpertParallel;
+  /**
+   * Hears pipeline compiles (`done` of `total`) when a run needs kernels the
+   * device has not compiled yet; `loadModel` sets it from `onProgress` (or a
+   * progress line on a terminal).
+   */
+  onCompile?: (done: number, total: number) => void;
+  /**
+   * Prompt chunk lengths the prefill runs (see `prefillBuckets`): a prompt is
+   * split into these, largest first, so only these lengths are ever compiled.
+   * Empty: every prompt in one run of its own length (a new compile per length).
+   */
+  prefillBuckets: readonly number[];
   // Sampling settings are compiled into the graphs (specialised kernels); each
   // setting gets its own pair of executables sharing one copy of weights and states.
   readonly #pairs = new Map<string, [Executable, Executable]>();
@@ -137,6 +151,7 @@ export class Model {
     this.maxSeq = maxSeq;
     this.tokenizer = tokenizer;
     this.#owned = [...owned];
+    this.prefillBuckets = prefillBuckets(maxSeq);
     const [pg, dg] = build(GREEDY);
     this.prefill = compile(pg, device);
     this.decode = compile(dg, device, { shareWith: this.prefill });
@@ -184,10 +199,21 @@ export class Model {
     this.#reset();
     this.experts?.useStreamingTables();
     if (this.parallel) this.parallel.decoding = false;
-    const { logits } = await this.prefill.run(this.#prefillInputs(ids, 0, 0), this.#runOptions);
+    const parts: Float32Array[] = [];
+    for (const chunk of this.#prefillChunks(ids, 0, 0)) {
+      const { logits } = await this.prefill.run(chunk, this.#runOptions);
+      parts.push(logits.data as Float32Array);
+    }
     this.experts?.countStep();
     this.parallel?.countStep();
-    return logits.data as Float32Array;
+    if (parts.length === 1) return parts[0];
+    const all = new Float32Array(ids.length * this.config.vocabSize);
+    let at = 0;
+    for (const p of parts) {
+      all.set(p, at);
+      at += p.length;
+    }
+    return all;
   }
 
   /**
@@ -220,9 +246,11 @@ export class Model {
 
   /** Run options carrying the expert scheduler's copies, if any. */
   get #runOptions(): RunOptions {
-    const x = this.experts, p = this.parallel;
-    if (p) return { barriers: (plan) => p.barriers(plan) };
-    return x ? { hooks: (plan) => x.hooks(plan), barriers: (plan) => x.barriers(plan) } : {};
+    const x = this.experts, p = this.parallel, onCompile = this.onCompile;
+    if (p) return { barriers: (plan) => p.barriers(plan), onCompile };
+    return x
+      ? { hooks: (plan) => x.hooks(plan), barriers: (plan) => x.barriers(plan), onCompile }
+      : { onCompile };
   }
 
   #reset(): void {
@@ -230,15 +258,28 @@ export class Model {
     this.experts?.resetUsageBaseline();
   }
 
-  #prefillInputs(ids: Uint32Array, seed: number, step: number) {
-    return {
-      ids,
-      pos: [0],
-      last: [ids.length - 1],
-      seed: [seed],
-      step: [step],
-      ...this.#remoteInputs(ids.length),
-    };
+  /**
+   * The prefill runs of a prompt: one per chunk (see `prefillBuckets`), each at
+   * its position; the last one's sample is the first generated token. Expert
+   * parallelism sizes its transfers by the prompt: one run.
+   */
+  #prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[] {
+    const lengths = this.prefillBuckets.length && !this.parallel
+      ? splitPrompt(ids.length, this.prefillBuckets)
+      : [ids.length];
+    let at = 0;
+    return lengths.map((n) => {
+      const chunk = {
+        ids: ids.subarray(at, at + n),
+        pos: [at],
+        last: [n - 1],
+        seed: [seed],
+        step: [step],
+        ...this.#remoteInputs(n),
+      };
+      at += n;
+      return chunk;
+    });
   }
 
   #decodeInputs(pos: number, seed: number, step: number) {
@@ -253,7 +294,7 @@ export class Model {
       experts: this.experts,
       parallel: this.parallel,
       runOptions: this.#runOptions,
-      prefillInputs: (ids, seed, step) => this.#prefillInputs(ids, seed, step),
+      prefillChunks: (ids, seed, step) => this.#prefillChunks(ids, seed, step),
       decodeInputs: (pos, seed, step) => this.#decodeInputs(pos, seed, step),
     };
   }
@@ -369,8 +410,14 @@ export class Model {
       // clock starts: a new shape costs seconds on a software adapter, which is
       // neither prefill nor decode speed. Only inputs are written; nothing runs.
       const tc = performance.now();
-      await this.prefill.prepare(this.#prefillInputs(ids, seed, 0));
-      await this.decode.prepare(this.#decodeInputs(ids.length, seed, 1));
+      const compiling = { onCompile: this.onCompile };
+      const lengths = new Set<number>();
+      for (const chunk of this.#prefillChunks(ids, seed, 0)) {
+        const n = (chunk.ids as Uint32Array).length;
+        if (!lengths.has(n)) await this.prefill.prepare(chunk, compiling);
+        lengths.add(n);
+      }
+      await this.decode.prepare(this.#decodeInputs(ids.length, seed, 1), compiling);
       await this.parallel?.prepare(ids.length, this.config.hidden);
       stats.compileMs = performance.now() - tc;
     }

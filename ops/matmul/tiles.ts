@@ -41,15 +41,26 @@ import type { MatmulKernelSpec, MatmulTile } from "./spec.ts";
  *   aDirect: true, bDirect: true, cDirect: true,
  *   maxInvocations: 256, maxWorkgroupStorage: 16384, maxWorkgroupsPerDim: 65535,
  * });
- * console.log(t.rowsPerThread, t.colsPerThread); // 32 16
+ * console.log(t.rowsPerThread, t.colsPerThread); // 16 16
  * ```
  */
 export function chooseTile(spec: MatmulKernelSpec): MatmulTile {
   if (spec.tile) return spec.tile;
   const { M, N, K, batch } = spec;
-  // 32 rows pay off once the problem is big enough that run time dominates
-  // the (larger) LLVM compile time of the fully unrolled 32×16 block.
-  const rm = M >= 256 && N >= 256 ? 32 : Math.min(M, 24);
+  // The register block is fully unrolled, and LLVM's compile time at the first
+  // dispatch grows with it much faster than the block's speed does (lavapipe,
+  // bench/matmul_compile_bench.ts, compile / run at 256×256×1024: 32×16 3.3 s /
+  // 37 ms, 24×16 1.9 s / 27 ms, 16×16 1.1 s / 30 ms, 8×16 0.28 s / 36 ms). So a
+  // block pays for its compile time only with enough work per run: under
+  // ~1 GFLOP 8 rows, under ~8.6 GFLOP 16, above that 32 (big M and N) or 24.
+  const flops = 2 * batch * M * N * K;
+  const rm = flops < 2 ** 30
+    ? Math.min(M, 8)
+    : flops < 2 ** 33
+    ? Math.min(M, 16)
+    : M >= 256 && N >= 256
+    ? 32
+    : Math.min(M, 24);
   const rn = Math.min(N, 16);
   const wgCols = Math.max(1, Math.min(16, spec.maxInvocations, Math.ceil(N / rn)));
   const register: MatmulTile = {

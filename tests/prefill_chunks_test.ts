@@ -1,0 +1,113 @@
+/**
+ * Prompts run as chunks of a few fixed lengths (app/model/prefill_chunks.ts):
+ * the split itself, chunked logits equal to one whole-prompt run at awkward
+ * lengths (attention, Mamba and MoE layers), a new prompt length compiling
+ * nothing once its chunk lengths are compiled, and compile time kept out of
+ * prefill and decode.
+ */
+import assert from "node:assert/strict";
+import { prefillBuckets, splitPrompt } from "../app/model/prefill_chunks.ts";
+import { loadModel, type Model } from "../app/model/mod.ts";
+import { writeTinyJamba } from "./fixtures/tiny_checkpoints.ts";
+import { gpu, relMaxError } from "./_util.ts";
+import { type KilnDevice, requestDevice } from "../runtime/device.ts";
+
+Deno.test("prefill buckets: powers of four up to the largest chunk, capped by maxSeq", () => {
+  assert.deepEqual(prefillBuckets(4096), [1, 4, 16, 64, 256]);
+  assert.deepEqual(prefillBuckets(100), [1, 4, 16, 64, 100]);
+  assert.deepEqual(prefillBuckets(4096, 1), [1]);
+  assert.deepEqual(prefillBuckets(4096, 50), [1, 4, 16, 50]);
+  assert.throws(() => prefillBuckets(64, 0), RangeError);
+  assert.throws(() => prefillBuckets(64, 2.5), /prefillChunk must be an integer/);
+});
+
+Deno.test("splitPrompt: chunks from the buckets, largest first, summing to the prompt", () => {
+  const buckets = prefillBuckets(4096);
+  for (let n = 1; n <= 1100; n++) {
+    const parts = splitPrompt(n, buckets);
+    assert.equal(parts.reduce((a, b) => a + b, 0), n);
+    assert.ok(parts.every((p) => buckets.includes(p)), `${n}: ${parts}`);
+    assert.deepEqual(parts, [...parts].sort((a, b) => b - a));
+    // Below the largest bucket at most three chunks of each size.
+    for (const b of buckets.slice(0, -1)) {
+      assert.ok(parts.filter((p) => p === b).length <= 3, `${n}: ${parts}`);
+    }
+  }
+  assert.deepEqual(splitPrompt(300, buckets), [256, 16, 16, 4, 4, 4]);
+});
+
+async function withJamba(
+  device: KilnDevice,
+  fn: (chunked: Model, whole: Model) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_chunks_" });
+  try {
+    await writeTinyJamba(dir, { seed: 3 });
+    const chunked = await loadModel(dir, { device, quiet: true, maxSeq: 160 });
+    const whole = await loadModel(dir, { device, quiet: true, maxSeq: 160, prefillChunk: false });
+    try {
+      await fn(chunked, whole);
+    } finally {
+      chunked.dispose();
+      whole.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const promptOf = (n: number, vocab: number) =>
+  Array.from({ length: n }, (_, i) => (i * 7919 + 3) % vocab);
+
+Deno.test("chunked prefill equals one whole-prompt run (Jamba: attention, Mamba, MoE)", async () => {
+  await withJamba(await gpu(), async (chunked, whole) => {
+    assert.deepEqual(chunked.prefillBuckets, [1, 4, 16, 64, 160]);
+    assert.deepEqual(whole.prefillBuckets, []);
+    const vocab = chunked.config.vocabSize;
+    for (const n of [1, 2, 3, 63, 64, 65, 150]) {
+      const ids = promptOf(n, vocab);
+      const got = await chunked.forward(ids);
+      const want = await whole.forward(ids);
+      assert.equal(got.length, n * vocab);
+      const e = relMaxError(got, want);
+      assert.ok(e <= 1e-4, `T ${n}: max error ${e.toExponential(2)} of logit scale`);
+      // Greedy continuations agree too (the first token comes from the last chunk).
+      const a: number[] = [], b: number[] = [];
+      for await (const id of chunked.generateIds(ids, { maxTokens: 3 })) a.push(id);
+      for await (const id of whole.generateIds(ids, { maxTokens: 3 })) b.push(id);
+      assert.deepEqual(a, b, `T ${n}`);
+    }
+  });
+});
+
+Deno.test("a new prompt length compiles nothing once its chunk lengths are compiled; compile is not prefill", async () => {
+  // A device of its own: nothing compiled by earlier tests.
+  const device = await requestDevice();
+  await withJamba(device, async (chunked) => {
+    const vocab = chunked.config.vocabSize;
+    const events: string[] = [];
+    chunked.onCompile = (done, total) => events.push(`compile ${done}/${total}`);
+    // 85 = 64 + 16 + 4 + 1: every bucket below 256 is compiled here.
+    for await (const _ of chunked.generateIds(promptOf(85, vocab), { maxTokens: 2 })) {
+      events.push("token");
+    }
+    const first = chunked.lastStats!;
+    assert.ok(events.some((e) => e.startsWith("compile")), events.join());
+    assert.ok(first.compileMs > 0);
+    // Every compile came before the first token: none inside prefill or decode.
+    assert.ok(
+      events.findLastIndex((e) => e.startsWith("compile")) < events.indexOf("token"),
+      events.join(),
+    );
+    const pipelines = device.pipelines.size;
+    events.length = 0;
+    for (const n of [7, 33, 50, 21]) {
+      for await (const _ of chunked.generateIds(promptOf(n, vocab), { maxTokens: 2 })) {
+        assert.equal(device.pipelines.size, pipelines, `T ${n}: compiled during the run`);
+      }
+    }
+    assert.deepEqual(events, [], "no compile for new lengths made of compiled chunks");
+    assert.equal(device.pipelines.size, pipelines);
+  });
+  device.destroy();
+});

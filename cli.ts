@@ -11,7 +11,8 @@
  * config.json, and `inspect FILE` imports a module exporting `build()`
  * (returning a `GraphBuilder` or a `Graph`) and optional `dims`, and prints the
  * IR, the fused kernel plan with buffer sizes and peak bytes, and with `--wgsl`
- * every kernel's source. `kiln COMMAND --help` prints one command's options.
+ * every kernel's source. `build FILE -o OUT.ts` compiles such a module ahead
+ * of time into a standalone module importing only the runtime. `kiln COMMAND --help` prints one command's options.
  * User mistakes print one line and exit with status 1. The commands live in
  * `app/cli/`.
  *
@@ -19,6 +20,7 @@
  */
 
 import { bench } from "./app/cli/bench.ts";
+import { build } from "./app/cli/build.ts";
 import { UsageError } from "./app/cli/errors.ts";
 import { generate } from "./app/cli/generate.ts";
 import { inspect } from "./app/cli/inspect.ts";
@@ -32,7 +34,7 @@ export { UsageError };
 // is granted, so a run without --allow-env neither prompts nor fails.
 setDebugSource(() => envFlag("KILN_DEBUG"));
 
-const COMMANDS = { generate, inspect, bench } as const;
+const COMMANDS = { generate, inspect, bench, build } as const;
 
 /**
  * Runs the CLI with `args`; returns the exit status.

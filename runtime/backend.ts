@@ -10,7 +10,7 @@
 
 import type { DType, HostArray } from "../core/dtype.ts";
 import type { HostTensor } from "../core/types.ts";
-import type { Plan } from "../compiler/plan.ts";
+import type { Plan } from "../compiler/plan_types.ts";
 import type { GpuExecutable, KernelTiming } from "./gpu_executor.ts";
 import type { RunOptions } from "./run_options.ts";
 
@@ -61,7 +61,7 @@ export interface Backend {
   /** Queues a run without reading anything back. */
   submit(bound: BoundRun, options: RunOptions): Promise<void>;
   /** Plans and uploads a run without submitting it (GPU). */
-  prepare(bound: BoundRun): Promise<GpuExecutable>;
+  prepare(bound: BoundRun, options?: RunOptions): Promise<GpuExecutable>;
   /** Reads states back (one round trip on a GPU). */
   readStates(
     states: readonly (StateType & { name: string })[],

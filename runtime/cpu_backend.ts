@@ -8,7 +8,7 @@
 import { allocHost, type DType, type HostArray, toHost } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
 import type { HostTensor } from "../core/types.ts";
-import type { Plan } from "../compiler/plan.ts";
+import type { Plan } from "../compiler/plan_types.ts";
 import { opDef } from "../ops/registry.ts";
 import type { Backend, BoundRun, StateType } from "./backend.ts";
 import type { GpuExecutable } from "./gpu_executor.ts";

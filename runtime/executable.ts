@@ -5,15 +5,23 @@
  * @module
  */
 
-import type { DType, HostArray } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
-import { type DimBindings, formatShape, numel } from "../core/shape.ts";
+import type { DimBindings } from "../core/shape.ts";
 import type { HostTensor } from "../core/types.ts";
-import { coerce, type TensorData, unpack } from "../core/host.ts";
+import type { TensorData } from "../core/host.ts";
 import { fuse, type Schedule } from "../compiler/passes/fuse.ts";
 import { optimize } from "../compiler/optimize.ts";
 import { describePlan, type Plan } from "../compiler/plan.ts";
-import { type Backend, type BoundRun, EXECUTABLE_DISPOSED } from "./backend.ts";
+import { type Backend, type BoundRun, EXECUTABLE_DISPOSED, type StateType } from "./backend.ts";
+import {
+  bindInputs,
+  checkParams,
+  checkState,
+  type GraphInterface,
+  graphInterface,
+  stateType,
+  usedDims,
+} from "./bind.ts";
 import { CpuBackend } from "./cpu_backend.ts";
 import type { CpuDevice, KilnDevice } from "./device.ts";
 import { GpuBackend } from "./gpu_backend.ts";
@@ -47,6 +55,7 @@ export class Executable {
   /** The device it runs on. */
   readonly device: KilnDevice;
   readonly #backend: Backend;
+  readonly #iface: GraphInterface;
   #disposed = false;
 
   /**
@@ -76,6 +85,7 @@ export class Executable {
   constructor(graph: Graph, device: KilnDevice, options: CompileOptions = {}) {
     this.graph = optimize(graph);
     this.schedule = fuse(this.graph, { enabled: options.fusion ?? true });
+    this.#iface = graphInterface(this.graph);
     this.device = device;
     if (options.shareWith && options.shareWith.device !== device) {
       throw new TypeError("shareWith: the executables must be compiled for the same device");
@@ -108,125 +118,13 @@ export class Executable {
    */
   setParams(params: Record<string, TensorData>): void {
     const backend = this.#live;
-    const checked: [string, HostArray][] = [];
-    for (const [name, data] of Object.entries(params)) {
-      const id = this.graph.params.get(name);
-      if (id === undefined) {
-        const known = [...this.graph.params.keys()].join(", ") || "none";
-        throw new TypeError(`Unknown param "${name}" (known: ${known})`);
-      }
-      const v = this.graph.values[id];
-      const { values, shape } = unpack(data, `param "${name}"`);
-      const n = numel(v.shape as number[]);
-      if (values.length !== n || (shape && formatShape(shape) !== formatShape(v.shape))) {
-        throw new RangeError(
-          `Param "${name}" expects ${n} values of shape ${
-            formatShape(v.shape)
-          }, got ${values.length}${shape ? ` of shape ${formatShape(shape)}` : ""}`,
-        );
-      }
-      checked.push([name, coerce(values, v.dtype, `param "${name}"`)]);
-    }
-    for (const [name, arr] of checked) backend.setParam(name, arr);
+    for (const [name, arr] of checkParams(this.#iface, params)) backend.setParam(name, arr);
   }
 
   /** Binds symbolic dims from the inputs; checks every input; converts data. */
-  #bind(
-    inputs: Record<string, TensorData>,
-    options: RunOptions,
-  ): BoundRun {
+  #bind(inputs: Record<string, TensorData>, options: RunOptions): BoundRun {
     const backend = this.#live;
-    const dims: Record<string, number> = { ...(options.dims ?? {}) };
-    for (const [k, v] of Object.entries(dims)) {
-      if (!Number.isInteger(v) || v < 0) {
-        throw new RangeError(`Dimension "${k}" must be an integer >= 0, got ${v}`);
-      }
-    }
-    for (const name of Object.keys(inputs)) {
-      if (!this.graph.inputs.has(name)) {
-        throw new TypeError(
-          `Unknown input "${name}" (inputs: ${[...this.graph.inputs.keys()].join(", ") || "none"})`,
-        );
-      }
-    }
-    const data = new Map<string, HostArray>();
-    const pending: [string, number, HostArray | readonly number[]][] = [];
-    for (const [name, id] of this.graph.inputs) {
-      const v = this.graph.values[id];
-      if (!(name in inputs)) {
-        throw new TypeError(`Missing input "${name}" of shape ${formatShape(v.shape)}`);
-      }
-      const { values, shape } = unpack(inputs[name], `input "${name}"`);
-      if (shape) {
-        if (shape.length !== v.shape.length) {
-          throw new RangeError(
-            `Input "${name}" has shape ${formatShape(shape)}, expected ${formatShape(v.shape)}`,
-          );
-        }
-        v.shape.forEach((d, k) => {
-          if (typeof d === "number") {
-            if (d !== shape[k]) {
-              throw new RangeError(
-                `Input "${name}" has shape ${formatShape(shape)}, expected ${formatShape(v.shape)}`,
-              );
-            }
-          } else if (dims[d] !== undefined && dims[d] !== shape[k]) {
-            throw new RangeError(
-              `Input "${name}" binds "${d}" = ${shape[k]} but it is already ${dims[d]}`,
-            );
-          } else dims[d] = shape[k];
-        });
-      }
-      pending.push([name, id, values]);
-    }
-    // Inputs given as flat arrays: solve for at most one unknown symbol by length.
-    for (const [name, id, values] of pending) {
-      const v = this.graph.values[id];
-      let known = 1;
-      const unknown: string[] = [];
-      for (const d of v.shape) {
-        if (typeof d === "number") known *= d;
-        else if (dims[d] !== undefined) known *= dims[d];
-        else if (!unknown.includes(d)) unknown.push(d);
-        else unknown.push(d);
-      }
-      const show = `Input "${name}" ${formatShape(v.shape)}`;
-      if (unknown.length === 1 && known > 0) {
-        if (values.length % known !== 0) {
-          // No value of the symbol fits: say what would, not "expects NaN values".
-          throw new RangeError(
-            `${show} expects a multiple of ${known} values (${
-              unknown[0]
-            } unknown), got ${values.length}`,
-          );
-        }
-        dims[unknown[0]] = values.length / known;
-      } else if (unknown.length > 0) {
-        // Several unknown symbols, or one beside a zero dimension: any value would do.
-        throw new RangeError(`${show}: pass { data, shape } or dims for ${unknown.join(", ")}`);
-      }
-      const n = v.shape.reduce<number>((a, d) => a * (typeof d === "number" ? d : dims[d]), 1);
-      if (values.length !== n) {
-        const syms = [...new Set(v.shape.filter((d) => typeof d === "string"))];
-        const bound = syms.length ? ` (${syms.map((d) => `${d} = ${dims[d]}`).join(", ")})` : "";
-        throw new RangeError(`${show} expects ${n} values${bound}, got ${values.length}`);
-      }
-      data.set(name, coerce(values, v.dtype, `input "${name}"`));
-    }
-    for (const [name] of this.graph.params) {
-      if (!backend.hasParam(name)) {
-        throw new TypeError(`Param "${name}" has no value: pass it with setParams()`);
-      }
-    }
-    return { dims: this.#usedDims(dims), data };
-  }
-
-  #usedDims(dims: Record<string, number>): Record<string, number> {
-    const used: Record<string, number> = {};
-    for (const v of this.graph.values) {
-      for (const d of v.shape) if (typeof d === "string" && d in dims) used[d] = dims[d];
-    }
-    return used;
+    return bindInputs(this.#iface, inputs, options, (name) => backend.hasParam(name));
   }
 
   /**
@@ -244,7 +142,7 @@ export class Executable {
    * ```
    */
   plan(dims: DimBindings = {}): Plan {
-    return this.#live.plan(this.#usedDims({ ...dims }));
+    return this.#live.plan(usedDims(this.#iface.symbols, { ...dims }));
   }
 
   /**
@@ -345,26 +243,13 @@ export class Executable {
     inputs: Record<string, TensorData>,
     options: RunOptions = {},
   ): Promise<GpuExecutable> {
-    return await this.#live.prepare(this.#bind(inputs, options));
+    return await this.#live.prepare(this.#bind(inputs, options), options);
   }
 
-  #stateType(name: string): { shape: readonly number[]; dtype: DType } {
-    const id = this.graph.states.get(name);
-    if (id === undefined) {
-      throw new TypeError(
-        `Unknown state "${name}" (states: ${[...this.graph.states.keys()].join(", ") || "none"})`,
-      );
-    }
-    const v = this.graph.values[id];
-    const planned = this.#live.lastPlan?.states.get(name);
-    if (planned) return { shape: planned.shape, dtype: v.dtype };
-    if (v.shape.some((d) => typeof d === "string")) {
-      throw new RangeError(
-        `State "${name}" ${formatShape(v.shape)} has no size yet: run the graph first`,
-      );
-    }
-    return { shape: v.shape as number[], dtype: v.dtype };
+  #stateType(name: string): StateType {
+    return stateType(this.#iface, name, this.#live.lastPlan);
   }
+
   /**
    * Reads a persistent state back to the host (one round trip on a GPU).
    *
@@ -441,14 +326,7 @@ export class Executable {
    */
   writeState(name: string, data: TensorData): void {
     const type = this.#stateType(name);
-    const { values } = unpack(data, `state "${name}"`);
-    const n = numel(type.shape);
-    if (values.length !== n) {
-      throw new RangeError(
-        `State "${name}" ${formatShape(type.shape)} expects ${n} values, got ${values.length}`,
-      );
-    }
-    this.#live.writeState(name, coerce(values, type.dtype, `state "${name}"`), type);
+    this.#live.writeState(name, checkState(name, type, data), type);
   }
 
   /**

@@ -1,220 +1,39 @@
 /**
- * The WebGPU backend: plans per binding of the symbolic dims (built on first
- * use and cached), one `GpuExecutable` per plan, parameters and states in
- * device buffers, batched readbacks.
+ * The WebGPU backend of `compile`: a `GpuRunner` whose plans the planner builds
+ * per binding of the symbolic dims, from the fused schedule.
  *
  * @module
  */
 
-import { allocHost, type HostArray, paddedBytes, toHost } from "../core/dtype.ts";
+import { toHost } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
-import type { HostTensor } from "../core/types.ts";
-import { debugEnabled } from "../core/debug.ts";
 import type { Schedule } from "../compiler/passes/fuse.ts";
-import { buildPlan, type Plan } from "../compiler/plan.ts";
-import { type Backend, type BoundRun, EXECUTABLE_DISPOSED, type StateType } from "./backend.ts";
-import { checkDeviceAlive, type GpuDevice, whileDeviceAlive } from "./device.ts";
-import { GpuExecutable, type KernelTiming, ParamBuffers } from "./gpu_executor.ts";
-import type { RunOptions } from "./run_options.ts";
+import { buildPlan } from "../compiler/plan.ts";
+import type { GpuDevice } from "./device.ts";
+import { GpuRunner, GpuStore } from "./gpu_runner.ts";
 
-/** Parameter and state buffers, shared by the executables compiled with `shareWith`. */
-export class GpuStore {
-  /** Parameter buffers by name. */
-  readonly params: ParamBuffers;
-  /** State buffers by name. */
-  readonly states: ParamBuffers;
-  /** Names of parameters that have a value. */
-  readonly set: Set<string> = new Set();
-  /** Executables using these buffers; the last one to be disposed frees them. */
-  users = 0;
+export { GpuStore };
 
-  /** Empty buffers on `device`. */
-  constructor(device: GpuDevice) {
-    this.params = new ParamBuffers(device);
-    this.states = new ParamBuffers(device);
-  }
-}
-
-/** Runs a graph's plans on a WebGPU device. */
-export class GpuBackend implements Backend {
-  readonly #graph: Graph;
-  readonly #schedule: Schedule;
-  readonly #device: GpuDevice;
-  readonly #plans = new Map<string, { plan: Plan; exe?: GpuExecutable }>();
-  readonly store: GpuStore;
-  #last?: Plan;
-  #disposed = false;
-
+/**
+ * Runs a graph's plans on a WebGPU device, planning each binding of the dims on first use.
+ *
+ * @example
+ * ```ts ignore
+ * import { GpuBackend } from "./gpu_backend.ts";
+ * const backend = new GpuBackend(graph, fuse(graph), await requestDevice());
+ * ```
+ */
+export class GpuBackend extends GpuRunner {
   /** A backend for `graph` (fused as `schedule`) on `device`, keeping buffers in `store`. */
   constructor(graph: Graph, schedule: Schedule, device: GpuDevice, store?: GpuStore) {
-    this.#graph = graph;
-    this.#schedule = schedule;
-    this.#device = device;
-    this.store = store ?? new GpuStore(device);
-    this.store.users++;
-  }
-
-  setParam(name: string, data: HostArray): void {
-    checkDeviceAlive(this.#device);
-    this.store.params.set(name, data, paddedBytes(data.length, dtypeOf(this.#graph, name)));
-    this.store.set.add(name);
-  }
-
-  hasParam(name: string): boolean {
-    return this.store.set.has(name);
-  }
-
-  plan(dims: Record<string, number>): Plan {
-    return this.#entry(dims).plan;
-  }
-
-  get lastPlan(): Plan | undefined {
-    return this.#last;
-  }
-
-  #entry(dims: Record<string, number>): { plan: Plan; exe?: GpuExecutable } {
-    const key = JSON.stringify(Object.entries(dims).sort());
-    let e = this.#plans.get(key);
-    if (!e) {
-      e = { plan: buildPlan(this.#schedule, dims, this.#device.caps) };
-      this.#plans.set(key, e);
-    }
-    return e;
-  }
-
-  async #exe(dims: Record<string, number>): Promise<GpuExecutable> {
-    const e = this.#entry(dims);
-    if (!e.exe) {
-      const consts = this.#graph.constants;
-      checkDeviceAlive(this.#device);
-      const exe = await GpuExecutable.create(
-        this.#device,
-        e.plan,
-        this.store.params,
-        (v) => toHost(consts.get(v)!, this.#graph.values[v].dtype),
-        this.store.states,
-        // Disposed while the pipelines compiled: the buffers it would bind are gone.
-        () => this.#disposed,
-      );
-      if (e.exe) exe.destroy(); // another run made it meanwhile
-      else e.exe = exe;
-    }
-    return e.exe;
-  }
-
-  async prepare(bound: BoundRun): Promise<GpuExecutable> {
-    const exe = await this.#exe(bound.dims);
-    if (this.#disposed) throw new TypeError(EXECUTABLE_DISPOSED);
-    checkDeviceAlive(this.#device);
-    for (const [name, arr] of bound.data) exe.writeInput(name, arr);
-    return exe;
-  }
-
-  async run(
-    bound: BoundRun,
-    options: RunOptions,
-    profile: boolean,
-  ): Promise<{ outputs: Record<string, HostTensor>; timings?: KernelTiming[] }> {
-    const exe = await this.prepare(bound);
-    this.#last = exe.plan;
-    const debug = debugEnabled();
-    const r = await exe.run(
-      profile || (debug && this.#device.timestamps),
-      options.hooks?.(exe.plan),
-      options.barriers?.(exe.plan),
+    super(
+      {
+        plan: (dims) => buildPlan(schedule, dims, device.caps),
+        constant: (v) => toHost(graph.constants.get(v)!, graph.values[v].dtype),
+        paramDType: (name) => graph.values[graph.params.get(name)!].dtype,
+      },
+      device,
+      store,
     );
-    if (debug && r.timings) {
-      for (const t of r.timings) console.error(`[kiln] ${t.label}: ${(t.ns / 1e3).toFixed(1)} µs`);
-    }
-    const outputs: Record<string, HostTensor> = {};
-    for (const [name, t] of exe.plan.outputs) {
-      outputs[name] = { data: r.outputs.get(name)!, shape: t.shape, dtype: t.dtype };
-    }
-    return { outputs, timings: r.timings };
   }
-
-  async submit(bound: BoundRun, options: RunOptions): Promise<void> {
-    const exe = await this.prepare(bound);
-    this.#last = exe.plan;
-    const device = this.#device.device;
-    const hooks = options.hooks?.(exe.plan);
-    const from = await exe.runToBarriers(hooks, options.barriers?.(exe.plan));
-    const enc = device.createCommandEncoder();
-    exe.encode(enc, false, hooks, from);
-    device.queue.submit([enc.finish()]);
-  }
-
-  async readStates(
-    states: readonly (StateType & { name: string })[],
-  ): Promise<Record<string, HostTensor>> {
-    checkDeviceAlive(this.#device);
-    const device = this.#device.device;
-    const parts = states.map(({ name, shape, dtype }) => {
-      const data = allocHost(dtype, shape.reduce((a, b) => a * b, 1));
-      const bytes = paddedBytes(data.length, dtype);
-      return { name, shape, dtype, data, bytes, src: this.store.states.ensure(name, bytes) };
-    });
-    const total = parts.reduce((a, p) => a + p.bytes, 0);
-    // One staging buffer and one map for all of them: each readback costs a round trip.
-    const staging = device.createBuffer({
-      size: Math.max(4, total),
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    const enc = device.createCommandEncoder();
-    let off = 0;
-    for (const p of parts) {
-      enc.copyBufferToBuffer(p.src, 0, staging, off, p.bytes);
-      off += p.bytes;
-    }
-    try {
-      device.queue.submit([enc.finish()]);
-      await whileDeviceAlive(this.#device, staging.mapAsync(GPUMapMode.READ));
-      const all = staging.getMappedRange();
-      const out: Record<string, HostTensor> = {};
-      off = 0;
-      for (const p of parts) {
-        new Uint8Array(p.data.buffer).set(new Uint8Array(all, off, p.data.byteLength));
-        off += p.bytes;
-        out[p.name] = { data: p.data, shape: p.shape, dtype: p.dtype };
-      }
-      return out;
-    } finally {
-      staging.destroy(); // on a failed readback too: one buffer per call would pile up
-    }
-  }
-
-  writeState(name: string, data: HostArray, type: StateType): void {
-    checkDeviceAlive(this.#device);
-    const bytes = paddedBytes(data.length, type.dtype);
-    const padded = new Uint8Array(bytes);
-    padded.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    this.#device.device.queue.writeBuffer(this.store.states.ensure(name, bytes), 0, padded);
-  }
-
-  resetStates(): void {
-    checkDeviceAlive(this.#device);
-    const device = this.#device.device;
-    const enc = device.createCommandEncoder();
-    for (const b of this.store.states.buffers.values()) enc.clearBuffer(b);
-    device.queue.submit([enc.finish()]);
-  }
-
-  paramBuffer(name: string): GPUBuffer | undefined {
-    return this.store.params.buffers.get(name);
-  }
-
-  dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    for (const e of this.#plans.values()) e.exe?.destroy();
-    this.#plans.clear();
-    if (--this.store.users === 0) {
-      this.store.params.destroy();
-      this.store.states.destroy();
-    }
-  }
-}
-
-function dtypeOf(graph: Graph, param: string) {
-  return graph.values[graph.params.get(param)!].dtype;
 }

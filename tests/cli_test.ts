@@ -178,6 +178,12 @@ Deno.test("kiln CLI", async (t) => {
       assert.match(r.stdout, /parameters: [\d.]+K total, [\d.]+K active per token/);
       assert.match(r.stdout, /weights: .* at f32, .* at f16/);
       assert.match(r.stdout, /kernels: \d+ per decode step/);
+      // Two identical layers: the decode step compiles fewer pipelines than it has kernels.
+      const m = /pipelines: (\d+) distinct for (\d+) kernels \(decode step: (\d+) for (\d+);/
+        .exec(r.stdout);
+      assert.ok(m, r.stdout);
+      assert.ok(Number(m[3]) < Number(m[4]), m[0]);
+      assert.ok(Number(m[1]) < Number(m[2]), m[0]);
     });
 
     await t.step(

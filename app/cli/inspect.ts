@@ -7,9 +7,8 @@
  * @module
  */
 
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
-import { GraphBuilder } from "../../compiler/builder.ts";
+import { loadGraphModule } from "./graph_module.ts";
+import { prefillBuckets } from "../model/prefill_chunks.ts";
 import { optimize } from "../../compiler/optimize.ts";
 import { countParams } from "../../compiler/params.ts";
 import { fuse } from "../../compiler/passes/fuse.ts";
@@ -48,33 +47,6 @@ function parseDims(text: string | undefined): Record<string, number> {
     dims[m[1]] = Number(m[2]);
   }
   return dims;
-}
-
-async function loadGraph(file: string): Promise<{ graph: Graph; dims: Record<string, number> }> {
-  let mod: Record<string, unknown>;
-  try {
-    mod = await import(pathToFileURL(resolve(file)).href);
-  } catch (e) {
-    const message = (e as Error).message.split("\n")[0];
-    // Importing reads every local module the graph module imports.
-    const denied = /Requires read access to "([^"]+)"/.exec(message);
-    if (denied) {
-      throw new Deno.errors.NotCapable(
-        `${file} imports ${denied[1]}, which needs --allow-read=${
-          denied[1]
-        } (or a folder above it)`,
-      );
-    }
-    throw new UsageError(`cannot import ${file}: ${message}`);
-  }
-  const build = (mod.build ?? mod.default) as (() => unknown) | undefined;
-  if (typeof build !== "function") throw new UsageError(`${file} exports no build() function`);
-  const made = build();
-  const graph = made instanceof GraphBuilder ? made.build() : (made as Graph);
-  if (!graph || !("nodes" in graph)) {
-    throw new UsageError(`${file}: build() must return a GraphBuilder or a Graph`);
-  }
-  return { graph, dims: (mod.dims as Record<string, number>) ?? {} };
 }
 
 /** Capabilities used when counting kernels without a device: no binding-size splits. */
@@ -164,12 +136,23 @@ async function inspectModel(
   console.log(
     `weights: ${formatBytes(count.total * 4)} at f32, ${formatBytes(count.total * 2)} at f16`,
   );
-  const kernels = (g: typeof prefill, dims: Record<string, number>) =>
-    buildPlan(fuse(optimize(g)), dims, COUNTING_CAPS).kernels.length;
+  const planOf = (g: typeof prefill, dims: Record<string, number>) =>
+    buildPlan(fuse(optimize(g)), dims, COUNTING_CAPS);
+  const decodePlan = planOf(decode, {});
   console.log(
-    `kernels: ${kernels(decode, {})} per decode step, ${
-      kernels(prefill, { T: 512 })
+    `kernels: ${decodePlan.kernels.length} per decode step, ${
+      planOf(prefill, { T: 512 }).kernels.length
     } per prefill of 512 tokens`,
+  );
+  // A model compiles its decode step and one prefill per chunk length; kernels
+  // that are the same WGSL (the same layer kind at the same widths) share a pipeline.
+  const buckets = prefillBuckets(2048);
+  const all = [decodePlan, ...buckets.map((T) => planOf(prefill, { T }))].flatMap((p) => p.kernels);
+  const distinct = (ks: readonly { code: string }[]) => new Set(ks.map((k) => k.code)).size;
+  console.log(
+    `pipelines: ${distinct(all)} distinct for ${all.length} kernels (decode step: ${
+      distinct(decodePlan.kernels)
+    } for ${decodePlan.kernels.length}; prefill chunks of ${buckets.join(", ")} tokens)`,
   );
   if (devices > 1) {
     console.log(
@@ -248,7 +231,7 @@ export async function inspect(args: string[]): Promise<void> {
   if (wrong) throw new UsageError(`inspect: --${wrong} applies to a model folder, not to ${file}`);
   const given = parseDims(values.dims as string | undefined);
   await checkGraphModule(file);
-  const { graph, dims } = await loadGraph(file);
+  const { graph, dims } = await loadGraphModule(file);
   Object.assign(dims, given);
   console.log("== IR");
   console.log(dumpGraph(graph));

@@ -63,6 +63,22 @@ export const BENCH_USAGE = `\
                                      tokens past max_position_embeddings only with --allow-long)`;
 
 /**
+ * Usage of `kiln build`.
+ *
+ * @example
+ * ```ts
+ * import { BUILD_USAGE } from "./usage.ts";
+ * console.log(BUILD_USAGE);
+ * ```
+ */
+export const BUILD_USAGE = `\
+  build FILE -o OUT.ts [--dims T=1,64,256[;S=8]] [--name NAME] [--no-bundle] [--no-check]
+                                     compile a module exporting build() ahead of time into one
+                                     TypeScript module importing only the runtime, with a plan
+                                     per --dims binding (default: its exported dims); exported
+                                     params are packed into NAME.kwb beside it`;
+
+/**
  * Usage of one command, or of them all (`undefined`).
  *
  * @example
@@ -71,9 +87,14 @@ export const BENCH_USAGE = `\
  * usage("bench").startsWith("usage: kiln bench"); // true
  * ```
  */
-export function usage(command?: "generate" | "inspect" | "bench"): string {
+export function usage(command?: "generate" | "inspect" | "bench" | "build"): string {
   if (command) {
-    const text = { generate: GENERATE_USAGE, inspect: INSPECT_USAGE, bench: BENCH_USAGE }[command];
+    const text = {
+      generate: GENERATE_USAGE,
+      inspect: INSPECT_USAGE,
+      bench: BENCH_USAGE,
+      build: BUILD_USAGE,
+    }[command];
     return `usage: kiln ${text.trimStart()}`;
   }
   return `usage: kiln <command> [options]
@@ -82,6 +103,7 @@ commands:
 ${GENERATE_USAGE}
 ${INSPECT_USAGE}
 ${BENCH_USAGE}
+${BUILD_USAGE}
   help [COMMAND]                     this text, or one command's (also: kiln COMMAND --help)
 
 Least privilege: deno run --allow-read=DIR cli.ts generate --model DIR …`;

@@ -19,36 +19,8 @@ import {
   STATES,
 } from "../mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
+import { DEMO_CONFIG as CONFIG } from "./demo_config.ts";
 
-/**
- * Jamba's layout at small scale: attention on every 4th layer (2 of 8), MoE
- * (8 experts, top-2) on every 2nd, Mamba and dense MLPs elsewhere. No EOS token:
- * with random weights greedy decoding could hit it and end a timed run early.
- */
-const CONFIG = {
-  architectures: ["JambaForCausalLM"],
-  model_type: "jamba",
-  vocab_size: 4096,
-  hidden_size: 256,
-  intermediate_size: 512,
-  num_hidden_layers: 8,
-  attn_layer_period: 4,
-  attn_layer_offset: 2,
-  expert_layer_period: 2,
-  expert_layer_offset: 1,
-  num_attention_heads: 8,
-  num_key_value_heads: 2,
-  num_experts: 8,
-  num_experts_per_tok: 2,
-  mamba_d_state: 16,
-  mamba_d_conv: 4,
-  mamba_expand: 2,
-  mamba_dt_rank: 16,
-  mamba_conv_bias: true,
-  mamba_proj_bias: false,
-  rms_norm_eps: 1e-6,
-  tie_word_embeddings: false,
-};
 const PROMPT = 256; // prefill chunk; also the prompt of the speed test
 const CONTEXTS = [64, 256, 1024, 4096];
 const GEN = 32;

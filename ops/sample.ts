@@ -24,6 +24,10 @@ import { formatShape } from "../core/shape.ts";
 import { f32 as f32Lit, grid, KernelIo } from "./wgsl/mod.ts";
 import type { HostTensor, OpDef } from "./types.ts";
 import { groupIndex } from "./wgsl/grid.ts";
+// Defined on the core floor, so the runtime's decode loop needs no op code.
+import { SAMPLE_NON_FINITE } from "../core/sample_id.ts";
+
+export { SAMPLE_NON_FINITE };
 
 /**
  * Attributes of `sample`.
@@ -45,18 +49,6 @@ export interface SampleAttrs {
   /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number;
 }
-
-/**
- * The id `sample` returns for a row of logits holding a NaN or `+Inf`, or no
- * finite logit (`-Inf` alone is a mask): `0xFFFFFFFF`, outside every vocabulary.
- *
- * @example
- * ```ts
- * import { SAMPLE_NON_FINITE, sampleRow } from "./sample.ts";
- * sampleRow([0.5, NaN], { temperature: 0, topK: 0, topP: 1 }, 0) === SAMPLE_NON_FINITE; // true
- * ```
- */
-export const SAMPLE_NON_FINITE = 0xffffffff;
 
 /** The RNG both the kernel and the reference use: a PCG hash of (seed, step, row). */
 export function sampleUniform(seed: number, step: number, row: number): number {

@@ -28,6 +28,23 @@ export {
 } from "./plan_data.ts";
 export { PrebuiltExecutable, type PrebuiltOptions } from "./prebuilt.ts";
 export {
+  type PrebuiltGenerateOptions,
+  type PrebuiltGenerateStats,
+  PrebuiltModel,
+  type PrebuiltModelData,
+  type SamplingSettings,
+} from "./prebuilt_model.ts";
+export {
+  type DecodeHooks,
+  type DecodeLoop,
+  decodeSteps,
+  type ExecutableLike,
+  type LoopRunner,
+  type LoopStats,
+  sampledId,
+  splitPrompt,
+} from "./decode.ts";
+export {
   BUNDLE_MAGIC,
   type BundleEntry,
   type BundleHeader,

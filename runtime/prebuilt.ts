@@ -40,6 +40,13 @@ const DISPOSED = "PrebuiltExecutable was disposed; load the module again";
 export interface PrebuiltOptions<P = Record<string, TensorData>> {
   /** Parameter values by name (more can be set later with `setParams`). */
   params?: Partial<P>;
+  /**
+   * Another prebuilt executable on the same device whose parameter and state
+   * buffers this one shares (a model's prefill and decode graphs): one copy of
+   * the weights, and states written by one are read by the other.
+   */
+  // deno-lint-ignore no-explicit-any
+  shareWith?: PrebuiltExecutable<any, any, any, any>;
 }
 
 const keyOf = (dims: Record<string, number>) => JSON.stringify(Object.entries(dims).sort());
@@ -130,15 +137,28 @@ export class PrebuiltExecutable<
     this.prebuiltDims = data.plans.map((p) => p.dims);
     const constants = new Map(data.constants.map((c) => [c.value, c]));
     const dtypes = new Map(data.interface.params.map((p) => [p.name, p.dtype]));
-    this.#runner = new GpuRunner({
-      plan: (dims) => this.#find(dims),
-      constant: (v) => {
-        const c = constants.get(v);
-        if (!c) throw new RangeError(`Prebuilt module "${data.name}" lacks constant %${v}`);
-        return toHost(c.data, c.dtype);
+    const shared = options.shareWith;
+    if (shared && shared.device !== device) {
+      throw new TypeError("shareWith: the executables must be on the same device");
+    }
+    if (shared && shared.#disposed) {
+      throw new TypeError(
+        "shareWith: that PrebuiltExecutable was disposed (its buffers are freed)",
+      );
+    }
+    this.#runner = new GpuRunner(
+      {
+        plan: (dims) => this.#find(dims),
+        constant: (v) => {
+          const c = constants.get(v);
+          if (!c) throw new RangeError(`Prebuilt module "${data.name}" lacks constant %${v}`);
+          return toHost(c.data, c.dtype);
+        },
+        paramDType: (name) => dtypes.get(name)!,
       },
-      paramDType: (name) => dtypes.get(name)!,
-    }, device);
+      device,
+      shared ? shared.#runner.store : undefined,
+    );
     if (options.params) this.setParams(options.params);
   }
 

@@ -6,6 +6,7 @@
  * bundle and what failed; the CLI refuses bad arguments in one line.
  */
 
+import { runtimeImports } from "./fixtures/import_graph.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -16,8 +17,6 @@ import { buildModule, bundleParams, runtimeSpecifier, writeModule } from "../app
 import { parseDimSets } from "../app/cli/build.ts";
 import { assertUserError, kiln } from "./fixtures/kiln_cli.ts";
 import { assertClose, gpu, randomData } from "./_util.ts";
-
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
 /** A graph with a symbolic dim, a constant table, params and two outputs. */
 function mlp(): GraphBuilder {
@@ -33,31 +32,6 @@ function mlp(): GraphBuilder {
 }
 
 const PARAMS = { w: randomData(128, "f32", 1), b: randomData(16, "f32", 2) };
-
-/** The module files a run of `deno info` reaches through code (not type-only) imports. */
-async function runtimeImports(file: string): Promise<string[]> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", "--config", CONFIG, file],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const info = JSON.parse(new TextDecoder().decode(out.stdout));
-  const mods = new Map<string, { dependencies?: { code?: { specifier?: string } }[] }>(
-    info.modules.map((m: { specifier: string }) => [m.specifier, m]),
-  );
-  const seen = new Set<string>();
-  const todo: string[] = [...info.roots];
-  while (todo.length) {
-    const s = todo.pop()!;
-    if (seen.has(s)) continue;
-    seen.add(s);
-    for (const d of mods.get(s)?.dependencies ?? []) {
-      if (d.code?.specifier) todo.push(d.code.specifier);
-    }
-  }
-  return [...seen];
-}
 
 Deno.test("an AOT module of a graph with symbolic dims runs like compile", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "kiln_aot_" });
@@ -255,7 +229,8 @@ export const params = { w: [1, -2, 3, -4] };
       /build: --dims must be NAME=INT/,
       /missing\.ts: not found/,
       /nobuild\.ts exports no build\(\) function/,
-      /is a folder; building a model folder is not supported yet/,
+      // A folder is a model folder now: one without config.json says so.
+      /config\.json: not found \(is .* a model folder\?\)/,
       /dims \{"S":4\} leave T unbound/,
     ];
     bad.forEach((r, i) => assertUserError(r, patterns[i], true));

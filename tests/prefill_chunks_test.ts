@@ -111,3 +111,23 @@ Deno.test("a new prompt length compiles nothing once its chunk lengths are compi
   });
   device.destroy();
 });
+
+Deno.test("warmUp compiles every chunk length: no prompt compiles after it", async () => {
+  const device = await requestDevice();
+  await withJamba(device, async (chunked) => {
+    const vocab = chunked.config.vocabSize;
+    let compiles = 0;
+    chunked.onCompile = () => compiles++;
+    await chunked.warmUp();
+    assert.ok(compiles > 0);
+    const pipelines = device.pipelines.size;
+    compiles = 0;
+    for (const n of [1, 2, 5, 17, 64, 100, 159]) {
+      for await (const _ of chunked.generateIds(promptOf(n, vocab), { maxTokens: 1 })) { /* run */ }
+      assert.equal(chunked.lastStats!.promptTokens, n);
+    }
+    assert.equal(compiles, 0);
+    assert.equal(device.pipelines.size, pipelines);
+  });
+  device.destroy();
+});

@@ -97,26 +97,27 @@ export function runtimeSpecifier(outFile: string): string {
 
 /**
  * Plans `graph` for every binding in `options.dims` on a device with
- * `options.caps` and emits the module's source. Shape errors, unbound symbols
- * and bindings that do not fit the device are thrown here, at build time.
+ * `options.caps`, as data: the optimised graph and its prebuilt data. Every
+ * kernel's WGSL goes into `shaders` (each distinct text once), which several
+ * graphs may share (a model's prefill and decode graphs).
  *
  * @example
  * ```ts ignore
- * import { GraphBuilder, requestDevice } from "@kiln/kiln";
- * import { buildModule } from "./build.ts";
- * const g = new GraphBuilder();
- * g.output("y", g.input("x", ["T", 8]).silu());
- * const { caps } = await requestDevice();
- * const { source } = buildModule(g, { name: "silu", caps, dims: [{ T: 1 }, { T: 64 }] });
+ * import { prebuildGraph } from "./build.ts";
+ * const shaders: string[] = [];
+ * const { data } = prebuildGraph(g, { name: "mlp", caps, dims: [{ T: 1 }] }, shaders);
  * ```
  */
-export function buildModule(graph: Graph | GraphBuilder, options: BuildOptions): BuiltModule {
+export function prebuildGraph(
+  graph: Graph | GraphBuilder,
+  options: BuildOptions,
+  shaders: string[] = [],
+): { data: PrebuiltData; graph: Graph } {
   const g = optimize(graph instanceof GraphBuilder ? graph.build() : graph);
   const schedule = fuse(g, { enabled: options.fusion ?? true });
   const iface = graphInterface(g);
   const bindings = options.dims?.length ? options.dims : [{}];
   const seen = new Set<string>();
-  const shaders: string[] = [];
   const plans = [];
   for (const given of bindings) {
     const dims: Record<string, number> = {};
@@ -150,6 +151,26 @@ export function buildModule(graph: Graph | GraphBuilder, options: BuildOptions):
     constants,
     caps: { ...options.caps },
   };
+  return { data, graph: g };
+}
+
+/**
+ * Plans `graph` for every binding in `options.dims` on a device with
+ * `options.caps` and emits the module's source. Shape errors, unbound symbols
+ * and bindings that do not fit the device are thrown here, at build time.
+ *
+ * @example
+ * ```ts ignore
+ * import { GraphBuilder, requestDevice } from "@kiln/kiln";
+ * import { buildModule } from "./build.ts";
+ * const g = new GraphBuilder();
+ * g.output("y", g.input("x", ["T", 8]).silu());
+ * const { caps } = await requestDevice();
+ * const { source } = buildModule(g, { name: "silu", caps, dims: [{ T: 1 }, { T: 64 }] });
+ * ```
+ */
+export function buildModule(graph: Graph | GraphBuilder, options: BuildOptions): BuiltModule {
+  const { data, graph: g } = prebuildGraph(graph, options);
   const source = emitModule(data, {
     runtime: options.runtime ?? "@kiln/kiln/runtime",
     source: options.source,
@@ -244,21 +265,65 @@ export async function writeModule(
     throw new TypeError(`writeModule: the module loads ${bundleName}: give the params to pack`);
   }
   const bundle = bundleName && options.params ? bundleParams(built, options.params) : undefined;
-  const formatted = await deno(
-    ["fmt", "--ext", "ts", "--line-width", "100", "-"],
-    `deno fmt of ${outFile}`,
-    built.source,
-  );
-  await Deno.writeTextFile(outFile, formatted);
+  await writeSource(outFile, built.source, { check: false });
   let bundlePath: string | undefined;
   if (bundle && bundleName) {
     bundlePath = resolve(dirname(outFile), bundleName);
     await Deno.writeFile(bundlePath, bundle);
   }
-  if (options.check ?? true) {
-    const root = localRoot();
-    const config = root ? ["--config", resolve(root, "deno.json")] : [];
-    await deno(["check", "--quiet", ...config, outFile], `deno check of ${outFile}`);
-  }
+  if (options.check ?? true) await checkSource(outFile);
   return { module: outFile, bundle: bundlePath };
+}
+
+/**
+ * Writes TypeScript `source` to `outFile` formatted with `deno fmt`, then
+ * (unless `check` is false) type-checks it with `deno check`.
+ *
+ * @example
+ * ```ts ignore
+ * import { writeSource } from "./build.ts";
+ * await writeSource("out/main.ts", 'console.log("hi");\n');
+ * ```
+ */
+export async function writeSource(
+  outFile: string,
+  source: string,
+  options: { check?: boolean } = {},
+): Promise<void> {
+  const formatted = await deno(
+    ["fmt", "--ext", "ts", "--line-width", "100", "-"],
+    `deno fmt of ${outFile}`,
+    source,
+  );
+  await Deno.writeTextFile(outFile, formatted);
+  if (options.check ?? true) await checkSource(outFile);
+}
+
+/**
+ * Type-checks a written module with `deno check` (against this checkout's
+ * deno.json when Kiln runs from local files, for its import map).
+ *
+ * @example
+ * ```ts ignore
+ * import { checkSource } from "./build.ts";
+ * await checkSource("out/tiny.aot.ts");
+ * ```
+ */
+export async function checkSource(file: string): Promise<void> {
+  await deno(["check", "--quiet", ...configArgs(), file], `deno check of ${file}`);
+}
+
+/**
+ * `--config DENO_JSON` of this checkout when Kiln runs from local files (its
+ * import map resolves the runtime's npm imports), else nothing.
+ *
+ * @example
+ * ```ts ignore
+ * import { configArgs } from "./build.ts";
+ * configArgs(); // ["--config", "/work/main/deno.json"] from a checkout
+ * ```
+ */
+export function configArgs(): string[] {
+  const root = localRoot();
+  return root ? ["--config", resolve(root, "deno.json")] : [];
 }

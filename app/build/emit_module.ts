@@ -216,28 +216,7 @@ function emitLoad(
         type: "Partial<Params>",
         docs: ["Parameter values, set after the bundle's (if any)."],
       },
-      ...(options.bundle
-        ? [{
-          name: "bundle",
-          hasQuestionToken: true,
-          type: "string | URL | BundleSource",
-          docs: [
-            `The weight bundle: a path or URL, or its bytes or stream (default: ${options.bundle} beside this module).`,
-          ],
-        }]
-        : []),
-      {
-        name: "compile",
-        hasQuestionToken: true,
-        type: "boolean",
-        docs: ["Compile every prebuilt plan's pipelines now (default true)."],
-      },
-      {
-        name: "onCompile",
-        hasQuestionToken: true,
-        type: "(done: number, total: number) => void",
-        docs: ["Hears pipeline compilation progress."],
-      },
+      ...loadOptionProperties(options.bundle),
     ],
   });
   file.addFunction({
@@ -302,4 +281,53 @@ function emitLoad(
       w.writeLine("return runner;");
     },
   });
+}
+
+/** A property of the emitted `LoadOptions` interface (ts-morph's structure). */
+export interface OptionProperty {
+  /** Property name. */
+  name: string;
+  /** Optional. */
+  hasQuestionToken: boolean;
+  /** Its TypeScript type. */
+  type: string;
+  /** Its doc comment. */
+  docs: string[];
+}
+
+/**
+ * The `LoadOptions` properties every emitted module has: the bundle (when
+ * weights are packed into `bundle`), `compile` and `onCompile`.
+ *
+ * @example
+ * ```ts
+ * import { loadOptionProperties } from "./emit_module.ts";
+ * loadOptionProperties("mlp.kwb").map((p) => p.name); // ["bundle", "compile", "onCompile"]
+ * ```
+ */
+export function loadOptionProperties(bundle: string | undefined): OptionProperty[] {
+  return [
+    ...(bundle
+      ? [{
+        name: "bundle",
+        hasQuestionToken: true,
+        type: "string | URL | BundleSource",
+        docs: [
+          `The weight bundle: a path or URL, or its bytes or stream (default: ${bundle} beside this module).`,
+        ],
+      }]
+      : []),
+    {
+      name: "compile",
+      hasQuestionToken: true,
+      type: "boolean",
+      docs: ["Compile every prebuilt plan's pipelines now (default true)."],
+    },
+    {
+      name: "onCompile",
+      hasQuestionToken: true,
+      type: "(done: number, total: number) => void",
+      docs: ["Hears pipeline compilation progress."],
+    },
+  ];
 }

@@ -76,7 +76,16 @@ export const BUILD_USAGE = `\
                                      compile a module exporting build() ahead of time into one
                                      TypeScript module importing only the runtime, with a plan
                                      per --dims binding (default: its exported dims); exported
-                                     params are packed into NAME.kwb beside it`;
+                                     params are packed into NAME.kwb beside it
+  build DIR -o OUT.ts [--max-seq 2048] [--prefill-chunk 256] [--dtype f32|f16]
+        [--sampling temperature=T,top-k=K,top-p=P[;…]] [--name NAME] [--no-check]
+                                     compile a model folder ahead of time: the decode step and
+                                     prefill chunks of 1, 4, 16 … tokens for greedy sampling
+                                     (and each --sampling setting), weights in NAME.kwb; its
+                                     load() gives forward(ids) and generateIds(ids)
+  build … --binary OUT               also compile it into one executable with deno compile
+                                     (OUT --prompt-ids 1,2,3 --max-tokens 8 prints ids; a graph
+                                     module's: OUT --inputs JSON); needs DENORT_BIN offline`;
 
 /**
  * Usage of one command, or of them all (`undefined`).

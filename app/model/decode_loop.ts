@@ -8,8 +8,8 @@
  */
 
 import type { TensorData } from "../../core/host.ts";
-import { SAMPLE_NON_FINITE } from "../../ops/sample.ts";
 import { STATES } from "../../models/states.ts";
+import { type DecodeHooks, decodeSteps, sampledId } from "../../runtime/decode.ts";
 import type { Executable, RunOptions } from "../../runtime/executable.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
@@ -70,25 +70,8 @@ export interface DecodeRunner {
   decodeInputs(pos: number, seed: number, step: number): Record<string, TensorData>;
 }
 
-/**
- * Generated id `id` of decode step `step` (0: the prefill's), or a RangeError
- * naming the step when the sampler found no finite logits there: the sentinel
- * is never a token, and every later step fed on it.
- *
- * @example
- * ```ts ignore
- * yield sampledId(log[read], read);
- * ```
- */
-export function sampledId(id: number, step: number): number {
-  if (id === SAMPLE_NON_FINITE) {
-    throw new RangeError(
-      `generation step ${step}: the logits are not finite (NaN or ±Inf); ` +
-        "the model's weights or inputs are broken",
-    );
-  }
-  return id;
-}
+// The sentinel check lives with the runtime's loop; the cached loop below uses it too.
+export { sampledId };
 
 /**
  * Streams generated ids: the prefill, then up to `readEvery` decode steps
@@ -101,55 +84,32 @@ export function sampledId(id: number, step: number): number {
  * ```
  */
 export async function* decodeLoop(r: DecodeRunner, loop: DecodeLoop): AsyncIterable<number> {
-  const { ids, limit, readEvery, seed, stats, eos, t0 } = loop;
-  const run = r.runOptions;
   const x = r.experts;
   if (x?.cached) {
     yield* cachedDecodeLoop(r, x, loop);
     return;
   }
   const ep = r.parallel;
-  if (x) x.decoding = false;
-  if (ep) ep.decoding = false;
-  for (const chunk of r.prefillChunks(ids, seed, 0)) await r.prefill.submit(chunk, run);
-  x?.countStep();
-  ep?.countStep();
-  if (x) x.decoding = true;
-  if (ep) ep.decoding = true;
-  let queued = 1, read = 0;
-  const d = r.decode;
-  while (read < limit) {
-    // Queue up to readEvery more steps, then read the log once. The first read
-    // comes right after the prefill: the first token streams out as soon as it
-    // exists, and prefillMs / decodeMs split exactly at it (queuing decode steps
-    // before it used to count readEvery − 1 decode steps as prefill time).
-    const before = queued;
-    while (read > 0 && queued < limit && queued - read < readEvery) {
-      await d.submit(r.decodeInputs(ids.length + queued - 1, seed, queued), run);
+  // The loop itself is the runtime's (prebuilt model modules run it too); the
+  // expert machinery rides along.
+  const hooks: DecodeHooks = {
+    phase: (decoding) => {
+      if (x) x.decoding = decoding;
+      if (ep) ep.decoding = decoding;
+    },
+    countStep: () => {
       x?.countStep();
       ep?.countStep();
-      queued++;
-    }
+    },
     // With a scheduler, the routing counters ride along in the same readback.
-    const got = await d.readStates(
-      x ? [STATES.generated, STATES.moeUsage] : [STATES.generated],
-    );
-    const log = got[STATES.generated].data;
-    if (x) x.observeUsage(got[STATES.moeUsage].data as Uint32Array, queued - before);
-    stats.readbacks++;
-    if (x && read > 0) x.stats.decodeRoundTrips++;
-    if (read === 0) stats.prefillMs = performance.now() - t0;
-    for (; read < queued; read++) {
-      const id = sampledId(log[read], read);
-      stats.generatedTokens++;
-      yield id;
-      if (eos.has(id)) {
-        stats.decodeMs = performance.now() - t0 - stats.prefillMs;
-        return;
-      }
-    }
-  }
-  stats.decodeMs = performance.now() - t0 - stats.prefillMs;
+    states: x ? [STATES.moeUsage] : [],
+    observe: (got, steps, decoding) => {
+      if (!x) return;
+      x.observeUsage(got[STATES.moeUsage].data as Uint32Array, steps);
+      if (decoding) x.stats.decodeRoundTrips++;
+    },
+  };
+  yield* decodeSteps({ ...r, generated: STATES.generated }, loop, hooks);
 }
 
 /**

@@ -13,6 +13,12 @@
  * @module
  */
 
+import {
+  checkTokenIds,
+  generationLimit,
+  promptChunks,
+  promptLogits,
+} from "../../runtime/prompt.ts";
 import type { Graph } from "../../core/graph.ts";
 import type { TensorData } from "../../core/host.ts";
 import type { ModelConfig } from "../../models/config.ts";
@@ -24,7 +30,7 @@ import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 import { decodeLoop, type DecodeRunner } from "./decode_loop.ts";
-import { prefillBuckets, splitPrompt } from "./prefill_chunks.ts";
+import { prefillBuckets } from "./prefill_chunks.ts";
 
 /**
  * Options of {@linkcode Model.generate}.
@@ -165,21 +171,7 @@ export class Model {
 
   #checkIds(ids: readonly number[]): Uint32Array {
     this.#live();
-    if (!Array.isArray(ids) && !(ids instanceof Uint32Array)) {
-      throw new TypeError("forward: tokenIds must be an array of integers");
-    }
-    if (ids.length === 0) throw new RangeError("forward: tokenIds is empty");
-    if (ids.length > this.maxSeq) {
-      throw new RangeError(`forward: ${ids.length} tokens exceed maxSeq ${this.maxSeq}`);
-    }
-    for (const [i, t] of ids.entries()) {
-      if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) {
-        throw new RangeError(
-          `forward: token ${i} = ${t} is outside the vocabulary [0, ${this.config.vocabSize})`,
-        );
-      }
-    }
-    return Uint32Array.from(ids);
+    return checkTokenIds(ids, this.config.vocabSize, this.maxSeq);
   }
 
   /**
@@ -199,21 +191,14 @@ export class Model {
     this.#reset();
     this.experts?.useStreamingTables();
     if (this.parallel) this.parallel.decoding = false;
-    const parts: Float32Array[] = [];
-    for (const chunk of this.#prefillChunks(ids, 0, 0)) {
-      const { logits } = await this.prefill.run(chunk, this.#runOptions);
-      parts.push(logits.data as Float32Array);
-    }
+    const logits = await promptLogits(
+      this.prefill,
+      this.#prefillChunks(ids, 0, 0),
+      this.#runOptions,
+    );
     this.experts?.countStep();
     this.parallel?.countStep();
-    if (parts.length === 1) return parts[0];
-    const all = new Float32Array(ids.length * this.config.vocabSize);
-    let at = 0;
-    for (const p of parts) {
-      all.set(p, at);
-      at += p.length;
-    }
-    return all;
+    return logits;
   }
 
   /**
@@ -264,22 +249,8 @@ export class Model {
    * parallelism sizes its transfers by the prompt: one run.
    */
   #prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[] {
-    const lengths = this.prefillBuckets.length && !this.parallel
-      ? splitPrompt(ids.length, this.prefillBuckets)
-      : [ids.length];
-    let at = 0;
-    return lengths.map((n) => {
-      const chunk = {
-        ids: ids.subarray(at, at + n),
-        pos: [at],
-        last: [n - 1],
-        seed: [seed],
-        step: [step],
-        ...this.#remoteInputs(n),
-      };
-      at += n;
-      return chunk;
-    });
+    const buckets = this.parallel ? [] : this.prefillBuckets;
+    return promptChunks(ids, buckets, seed, step, (n) => this.#remoteInputs(n));
   }
 
   #decodeInputs(pos: number, seed: number, step: number) {
@@ -378,20 +349,7 @@ export class Model {
     options: GenerateOptions = {},
   ): AsyncIterable<number> {
     const ids = this.#checkIds(promptIds);
-    const maxTokens = options.maxTokens ?? 64;
-    const readEvery = options.readEvery ?? 8;
-    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
-      throw new RangeError(`generate: maxTokens must be >= 1, got ${maxTokens}`);
-    }
-    if (!Number.isInteger(readEvery) || readEvery < 1) {
-      throw new RangeError(`generate: readEvery must be >= 1, got ${readEvery}`);
-    }
-    const limit = Math.min(maxTokens, this.maxSeq - ids.length, this.#maxNew);
-    if (limit < 1) {
-      throw new RangeError(
-        `generate: the prompt (${ids.length} tokens) fills maxSeq ${this.maxSeq}`,
-      );
-    }
+    const { limit, readEvery } = generationLimit(ids.length, options, this.maxSeq, this.#maxNew);
     this.#setSampling(options);
     const seed = options.seed ?? 0;
     const stats: GenerateStats = {
@@ -410,14 +368,8 @@ export class Model {
       // clock starts: a new shape costs seconds on a software adapter, which is
       // neither prefill nor decode speed. Only inputs are written; nothing runs.
       const tc = performance.now();
-      const compiling = { onCompile: this.onCompile };
-      const lengths = new Set<number>();
-      for (const chunk of this.#prefillChunks(ids, seed, 0)) {
-        const n = (chunk.ids as Uint32Array).length;
-        if (!lengths.has(n)) await this.prefill.prepare(chunk, compiling);
-        lengths.add(n);
-      }
-      await this.decode.prepare(this.#decodeInputs(ids.length, seed, 1), compiling);
+      const chunks = this.#prefillChunks(ids, seed, 0).map((c) => (c.ids as Uint32Array).length);
+      await this.#compile(chunks);
       await this.parallel?.prepare(ids.length, this.config.hidden);
       stats.compileMs = performance.now() - tc;
     }
@@ -430,6 +382,37 @@ export class Model {
       // Expert parallelism's barrier readbacks are host round trips too.
       if (this.parallel) stats.readbacks += this.parallel.stats.roundTrips - ep0;
     }
+  }
+
+  /**
+   * Compiles the pipelines of the decode step and of every prefill chunk
+   * length (see `prefillBuckets`) for these sampling settings now, so that no
+   * later prompt, whatever its length, waits for a compile (a chat's first
+   * turn, say). A GPU model only; resolves with the milliseconds it took.
+   *
+   * @example
+   * ```ts ignore
+   * import { loadModel } from "@kiln/kiln";
+   * const model = await loadModel("./mamba-130m-hf");
+   * await model.warmUp({ temperature: 0.7 });
+   * ```
+   */
+  async warmUp(options: GenerateOptions = {}): Promise<number> {
+    this.#live();
+    this.#setSampling(options);
+    const t0 = performance.now();
+    const whole = this.prefillBuckets.length === 0 || this.parallel !== undefined;
+    if (this.prefill.device.kind === "gpu" && !whole) await this.#compile(this.prefillBuckets);
+    return performance.now() - t0;
+  }
+
+  /** Compiles the decode step and the prefill at these chunk lengths (nothing runs). */
+  async #compile(lengths: Iterable<number>): Promise<void> {
+    const compiling = { onCompile: this.onCompile };
+    for (const n of new Set(lengths)) {
+      await this.prefill.prepare(this.#prefillChunks(new Uint32Array(n), 0, 0)[0], compiling);
+    }
+    await this.decode.prepare(this.#decodeInputs(0, 0, 1), compiling);
   }
 
   get #maxNew(): number {

@@ -38,26 +38,5 @@ export function prefillBuckets(maxSeq: number, largest = DEFAULT_PREFILL_CHUNK):
   return out;
 }
 
-/**
- * Splits a prompt of `length` tokens into bucket lengths, largest first (so the
- * big, efficient chunks come first and at most three of each smaller size
- * follow).
- *
- * @example
- * ```ts
- * import { splitPrompt } from "./prefill_chunks.ts";
- * splitPrompt(300, [1, 4, 16, 64, 256]); // [256, 16, 16, 4, 4, 4]
- * ```
- */
-export function splitPrompt(length: number, buckets: readonly number[]): number[] {
-  const out: number[] = [];
-  let left = length;
-  for (let i = buckets.length - 1; i >= 0 && left > 0; i--) {
-    while (left >= buckets[i]) {
-      out.push(buckets[i]);
-      left -= buckets[i];
-    }
-  }
-  if (left !== 0) throw new Error(`internal: buckets ${buckets} cannot split ${length}`);
-  return out;
-}
+// The split is the runtime's, so prebuilt model modules chunk prompts the same way.
+export { splitPrompt } from "../../runtime/decode.ts";

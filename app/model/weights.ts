@@ -46,7 +46,7 @@ export interface LoadWeightsOptions {
  * ```
  */
 export async function loadWeights(
-  exe: Executable,
+  exe: Pick<Executable, "graph" | "setParams">,
   cfg: ModelConfig,
   ckpt: Checkpoint,
   skip?: (param: string) => boolean,

@@ -1,0 +1,234 @@
+/**
+ * The decode loop of a causal LM's pair of executables, on the runtime alone:
+ * the prefill as chunks of fixed lengths, then decode steps queued on the
+ * device with their sampled ids read back every few steps. `Model.generateIds`
+ * (with its expert machinery riding along as {@linkcode DecodeHooks}) and
+ * prebuilt model modules (`PrebuiltModel`) both run it.
+ *
+ * @module
+ */
+
+import type { TensorData } from "../core/host.ts";
+import { SAMPLE_NON_FINITE } from "../core/sample_id.ts";
+import type { HostTensor } from "../core/types.ts";
+import type { RunOptions } from "./run_options.ts";
+
+/**
+ * What a decode loop needs of an executable: `Executable` and
+ * `PrebuiltExecutable` both have it.
+ *
+ * @example
+ * ```ts ignore
+ * import type { ExecutableLike } from "@kiln/kiln/runtime";
+ * const exe: ExecutableLike = model.decode;
+ * ```
+ */
+export interface ExecutableLike {
+  /** Runs the graph and reads every output back. */
+  run(
+    inputs: Record<string, TensorData>,
+    options?: RunOptions,
+  ): Promise<Record<string, HostTensor>>;
+  /** Queues a run without reading anything back. */
+  submit(inputs: Record<string, TensorData>, options?: RunOptions): Promise<void>;
+  /** Uploads a run's inputs (compiling its pipelines) without running it. */
+  prepare(inputs: Record<string, TensorData>, options?: RunOptions): Promise<unknown>;
+  /** Reads several persistent states back in one round trip. */
+  readStates(names: readonly string[]): Promise<Record<string, HostTensor>>;
+  /** Overwrites a persistent state. */
+  writeState(name: string, data: TensorData): void;
+  /** Zeroes every persistent state. */
+  resetStates(): void;
+}
+
+/**
+ * The counters a decode loop fills in (`Model`'s `GenerateStats` has them).
+ *
+ * @example
+ * ```ts
+ * import type { LoopStats } from "@kiln/kiln/runtime";
+ * const stats: LoopStats = { generatedTokens: 0, readbacks: 0, prefillMs: 0, decodeMs: 0 };
+ * ```
+ */
+export interface LoopStats {
+  /** Generated tokens (including a final EOS). */
+  generatedTokens: number;
+  /** Host round trips (readbacks). */
+  readbacks: number;
+  /** Milliseconds for the prefill (until the first token was read). */
+  prefillMs: number;
+  /** Milliseconds for the decode steps after the first token. */
+  decodeMs: number;
+}
+
+/**
+ * One generate call's decode-loop settings.
+ *
+ * @example
+ * ```ts ignore
+ * const loop: DecodeLoop = { ids, limit: 32, readEvery: 8, seed: 0, stats, eos: new Set([2]), t0 };
+ * ```
+ */
+export interface DecodeLoop {
+  /** The prompt's ids. */
+  ids: Uint32Array;
+  /** Tokens to generate at most. */
+  limit: number;
+  /** Decode steps queued per readback. */
+  readEvery: number;
+  /** The sampler's seed. */
+  seed: number;
+  /** The call's counters, filled in as it runs. */
+  stats: LoopStats;
+  /** Ids that end generation (yielded, then the loop stops). */
+  eos: Set<number>;
+  /** `performance.now()` when the clock started. */
+  t0: number;
+}
+
+/**
+ * What the loop runs: a prefill and a decode executable sharing states, their
+ * inputs, and the name of the state logging sampled ids.
+ *
+ * @example
+ * ```ts ignore
+ * const runner: LoopRunner = {
+ *   prefill, decode, runOptions: {}, generated: "generated",
+ *   prefillChunks: (ids, seed, step) => [{ ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] }],
+ *   decodeInputs: (pos, seed, step) => ({ pos: [pos], seed: [seed], step: [step] }),
+ * };
+ * ```
+ */
+export interface LoopRunner {
+  /** The prefill executable. */
+  readonly prefill: ExecutableLike;
+  /** The one-token decode executable. */
+  readonly decode: ExecutableLike;
+  /** Options of every run. */
+  readonly runOptions: RunOptions;
+  /** The state holding sampled ids by step (`[maxNew]` u32). */
+  readonly generated: string;
+  /** The prefill runs' inputs for a prompt: one per chunk, run in order. */
+  prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[];
+  /** A decode step's inputs at position `pos`. */
+  decodeInputs(pos: number, seed: number, step: number): Record<string, TensorData>;
+}
+
+/**
+ * What rides along a decode loop (the expert scheduler, expert parallelism).
+ *
+ * @example
+ * ```ts ignore
+ * const hooks: DecodeHooks = { phase: (decoding) => (x.decoding = decoding), countStep: () => x.countStep() };
+ * ```
+ */
+export interface DecodeHooks {
+  /** Told `false` before the prefill, `true` before the decode steps. */
+  phase?(decoding: boolean): void;
+  /** After the prefill and after each decode step is queued. */
+  countStep?(): void;
+  /** More states read back with the generated ids, in the same round trip. */
+  readonly states?: readonly string[];
+  /** Hears each readback: the states read, the steps queued since the last one, and whether the prefill's token was read before. */
+  observe?(got: Record<string, HostTensor>, steps: number, decoding: boolean): void;
+}
+
+/**
+ * Generated id `id` of decode step `step` (0: the prefill's), or a RangeError
+ * naming the step when the sampler found no finite logits there: the sentinel
+ * is never a token, and every later step fed on it.
+ *
+ * @example
+ * ```ts
+ * import { sampledId } from "@kiln/kiln/runtime";
+ * sampledId(42, 3); // 42
+ * ```
+ */
+export function sampledId(id: number, step: number): number {
+  if (id === SAMPLE_NON_FINITE) {
+    throw new RangeError(
+      `generation step ${step}: the logits are not finite (NaN or ±Inf); ` +
+        "the model's weights or inputs are broken",
+    );
+  }
+  return id;
+}
+
+/**
+ * Splits a prompt of `length` tokens into bucket lengths, largest first (so the
+ * big, efficient chunks come first and at most three of each smaller size
+ * follow).
+ *
+ * @example
+ * ```ts
+ * import { splitPrompt } from "@kiln/kiln/runtime";
+ * splitPrompt(300, [1, 4, 16, 64, 256]); // [256, 16, 16, 4, 4, 4]
+ * ```
+ */
+export function splitPrompt(length: number, buckets: readonly number[]): number[] {
+  const out: number[] = [];
+  let left = length;
+  for (let i = buckets.length - 1; i >= 0 && left > 0; i--) {
+    while (left >= buckets[i]) {
+      out.push(buckets[i]);
+      left -= buckets[i];
+    }
+  }
+  if (left !== 0) throw new Error(`internal: buckets ${buckets} cannot split ${length}`);
+  return out;
+}
+
+/**
+ * Streams generated ids: the prefill, then up to `readEvery` decode steps
+ * queued per readback of the `generated` state (the first readback right after
+ * the prefill).
+ *
+ * @example
+ * ```ts ignore
+ * import { decodeSteps } from "@kiln/kiln/runtime";
+ * for await (const id of decodeSteps(runner, loop)) ids.push(id);
+ * ```
+ */
+export async function* decodeSteps(
+  r: LoopRunner,
+  loop: DecodeLoop,
+  hooks: DecodeHooks = {},
+): AsyncIterable<number> {
+  const { ids, limit, readEvery, seed, stats, eos, t0 } = loop;
+  const run = r.runOptions;
+  hooks.phase?.(false);
+  for (const chunk of r.prefillChunks(ids, seed, 0)) await r.prefill.submit(chunk, run);
+  hooks.countStep?.();
+  hooks.phase?.(true);
+  let queued = 1, read = 0;
+  const d = r.decode;
+  const names = [r.generated, ...(hooks.states ?? [])];
+  while (read < limit) {
+    // Queue up to readEvery more steps, then read the log once. The first read
+    // comes right after the prefill: the first token streams out as soon as it
+    // exists, and prefillMs / decodeMs split exactly at it (queuing decode steps
+    // before it used to count readEvery − 1 decode steps as prefill time).
+    const before = queued;
+    while (read > 0 && queued < limit && queued - read < readEvery) {
+      await d.submit(r.decodeInputs(ids.length + queued - 1, seed, queued), run);
+      hooks.countStep?.();
+      queued++;
+    }
+    // Riders' states come along in the same readback.
+    const got = await d.readStates(names);
+    const log = got[r.generated].data;
+    hooks.observe?.(got, queued - before, read > 0);
+    stats.readbacks++;
+    if (read === 0) stats.prefillMs = performance.now() - t0;
+    for (; read < queued; read++) {
+      const id = sampledId(log[read], read);
+      stats.generatedTokens++;
+      yield id;
+      if (eos.has(id)) {
+        stats.decodeMs = performance.now() - t0 - stats.prefillMs;
+        return;
+      }
+    }
+  }
+  stats.decodeMs = performance.now() - t0 - stats.prefillMs;
+}

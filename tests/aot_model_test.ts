@@ -1,0 +1,116 @@
+/**
+ * Ahead-of-time model modules (`kiln build DIR`): tiny Mixtral, Mamba and
+ * Jamba checkpoints built ahead of time give the same logits (`forward`) and
+ * greedy ids (`generateIds`) as `loadModel` on the same device, bit for bit;
+ * a prebuilt sampling variant samples as `loadModel` does; the emitted source
+ * passes `deno check`; at run time it imports the runtime alone.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { runtimeSpecifier } from "../app/build/build.ts";
+import { buildModelModule, writeModelModule } from "../app/build/build_model.ts";
+import type { PrebuiltModel } from "../runtime/prebuilt_model.ts";
+import type { Model } from "../app/model/model.ts";
+import {
+  type TinyCheckpointOptions,
+  writeTinyJamba,
+  writeTinyMamba,
+  writeTinyMixtral,
+} from "./fixtures/tiny_checkpoints.ts";
+import { assertBitsEqual, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
+import { runtimeImports } from "./fixtures/import_graph.ts";
+
+const NUCLEUS = { temperature: 0.8, topK: 12, topP: 0.9 };
+
+async function ids(
+  m: Model | PrebuiltModel,
+  prompt: readonly number[],
+  options: Record<string, number> = {},
+): Promise<number[]> {
+  const out: number[] = [];
+  for await (const id of m.generateIds(prompt, { maxTokens: 10, readEvery: 4, ...options })) {
+    out.push(id);
+  }
+  return out;
+}
+
+const CASES: [string, (dir: string, o: TinyCheckpointOptions) => Promise<unknown>][] = [
+  ["mixtral", writeTinyMixtral],
+  ["mamba", writeTinyMamba],
+  ["jamba", writeTinyJamba],
+];
+
+for (const [name, write] of CASES) {
+  const jamba = name === "jamba";
+  Deno.test(`an AOT model module of tiny ${name} runs like loadModel`, async (t) => {
+    const dir = await Deno.makeTempDir({ prefix: `kiln_aot_${name}_` });
+    const dev = await gpu();
+    let aot: PrebuiltModel | undefined;
+    let ref: Model | undefined;
+    try {
+      const ckpt = join(dir, "ckpt");
+      await Deno.mkdir(ckpt);
+      await write(ckpt, { seed: 3 });
+      const out = join(dir, `${name}.aot.ts`);
+      const built = await buildModelModule(ckpt, {
+        name,
+        caps: dev.caps,
+        maxSeq: 64,
+        runtime: runtimeSpecifier(out),
+        // One variant besides greedy, on one model: its plans cost a build.
+        sampling: jamba ? [NUCLEUS] : [],
+      });
+      assert.deepEqual(built.data.prefillBuckets, [1, 4, 16, 64]);
+      assert.equal(built.data.variants[0].prefill.plans.length, 4);
+      assert.equal(built.data.variants[0].decode.plans.length, 1);
+      // Type-checked once (the largest module): the emitter is the same for all.
+      await writeModelModule(out, built, { check: jamba });
+      const mod = await import(pathToFileURL(out).href);
+      aot = (await mod.load({ device: dev })) as PrebuiltModel;
+      ref = await openTiny(ckpt);
+      const long = Array.from({ length: 37 }, (_, i) => (i * 7 + 3) % 60);
+      await t.step("same logits as loadModel (one chunk, several chunks)", async () => {
+        for (const prompt of [MOE_PROMPT.slice(0, 4), MOE_PROMPT, long]) {
+          assertBitsEqual(await aot!.forward(prompt), await ref!.forward(prompt), `forward`);
+        }
+        await aot!.forward(MOE_PROMPT);
+        await ref!.forward(MOE_PROMPT);
+        const at = MOE_PROMPT.length;
+        assertBitsEqual(await aot!.step(9, at), await ref!.step(9, at), "step");
+      });
+      await t.step("same greedy ids as loadModel", async () => {
+        for (const prompt of [MOE_PROMPT, long, [1]]) {
+          assert.deepEqual(await ids(aot!, prompt), await ids(ref!, prompt));
+        }
+        assert.equal(aot!.lastStats!.promptTokens, 1);
+      });
+      if (jamba) {
+        await t.step("a prebuilt sampling variant samples like loadModel", async () => {
+          const opts = { ...NUCLEUS, seed: 5 };
+          assert.deepEqual(await ids(aot!, MOE_PROMPT, opts), await ids(ref!, MOE_PROMPT, opts));
+          await assert.rejects(
+            ids(aot!, MOE_PROMPT, { temperature: 0.5 }),
+            /no prebuilt plans for sampling \(temperature 0\.5, topK 0, topP 1\); prebuilt for/,
+          );
+        });
+        await t.step("at run time it imports the runtime alone", async () => {
+          const files = await runtimeImports(out);
+          assert.ok(files.some((f) => f.endsWith("/runtime/prebuilt_model.ts")), files.join("\n"));
+          const below = files.filter((f) => /\/(compiler|ops|models|app)\/|builder\.ts$/.test(f));
+          assert.deepEqual(below, [], "compiler, model or app modules reached at run time");
+        });
+      }
+      await t.step("inputs are checked as loadModel checks them", async () => {
+        await assert.rejects(aot!.forward([]), /tokenIds is empty/);
+        await assert.rejects(aot!.forward([1, 1e6]), /token 1 = 1000000 is outside/);
+        await assert.rejects(ids(aot!, new Array(64).fill(1)), /fills maxSeq 64/);
+      });
+    } finally {
+      aot?.dispose();
+      ref?.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

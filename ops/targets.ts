@@ -14,6 +14,7 @@
 import type { DeviceCaps } from "../core/types.ts";
 import { type OpAttrMap, opDef, type OpName } from "./registry.ts";
 import type { KernelEmitter, OpAttrs } from "./types.ts";
+import { matmulGpu } from "./matmul/gpu_tiled.ts";
 import { selectiveScanGpu, ssmStepGpu } from "./ssm/mod.ts";
 
 /**
@@ -70,7 +71,7 @@ export interface TargetTable {
 export const TARGET_TABLES: { readonly [T in Target]: TargetTable } = {
   cpu_raster: { emitters: {}, fallback: "portable" },
   gpu: {
-    emitters: { selective_scan: selectiveScanGpu, ssm_step: ssmStepGpu },
+    emitters: { matmul: matmulGpu, selective_scan: selectiveScanGpu, ssm_step: ssmStepGpu },
     fallback: "portable",
   },
 };

@@ -377,3 +377,26 @@ Deno.test("tokenizer: components that grow text without bound fail instead of ha
   const real = Tokenizer.fromJSON(sp(() => {}), { source: SRC });
   assert.equal(real.decode(real.encode("the sea  is wide")), "the sea  is wide");
 });
+
+Deno.test("tokenizer: a huge continuing_subword_prefix costs nothing per character (it hung)", () => {
+  // No token can hold a 1 MB prefix: the encoder must not build and look up one
+  // such string per character (fuzz case tokenizer #8053, seed 3, took seconds).
+  const huge = "x".repeat(1_000_000);
+  const withPrefix = Tokenizer.fromJSON(
+    sp((j) => ((j.model as Json).continuing_subword_prefix = huge)),
+    { source: SRC },
+  );
+  // A short prefix no token carries either: looked up, missing, the same outcome.
+  const plain = Tokenizer.fromJSON(
+    sp((j) => ((j.model as Json).continuing_subword_prefix = "§§")),
+    { source: SRC },
+  );
+  const text = "the sea and the whale ".repeat(200);
+  const t0 = performance.now();
+  const ids = withPrefix.encode(text);
+  const ms = performance.now() - t0;
+  // Same ids as with a prefix no token carries …
+  assert.deepEqual(ids, plain.encode(text));
+  // … and nowhere near the seconds it took (a generous bound: a loaded machine).
+  assert.ok(ms < 1500, `${ms.toFixed(0)} ms`);
+});

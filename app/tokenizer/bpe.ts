@@ -65,6 +65,9 @@ export class BpeModel {
   readonly #byteIds: Int32Array | undefined;
   readonly #ignoreMerges: boolean;
   readonly #prefix: string;
+  /** The prefix (suffix) is at least as long as every token: no piece with it is one. */
+  readonly #hopelessPrefix: boolean;
+  readonly #hopelessSuffix: boolean;
   readonly #suffix: string;
   readonly #cache = new Map<string, readonly number[]>();
   readonly #source: string;
@@ -101,8 +104,14 @@ export class BpeModel {
     this.#unkId = options.unkToken === undefined ? undefined : options.vocab.get(options.unkToken);
     this.#fuseUnk = options.fuseUnk;
     this.#ignoreMerges = options.ignoreMerges;
+    // A prefix or suffix no shorter than the longest token can never be part of
+    // one: drop it rather than build (and hash) a hopeless string per character.
+    let longest = 0;
+    for (const token of options.vocab.keys()) longest = Math.max(longest, token.length);
     this.#prefix = options.continuingSubwordPrefix;
     this.#suffix = options.endOfWordSuffix;
+    this.#hopelessPrefix = this.#prefix.length >= longest;
+    this.#hopelessSuffix = this.#suffix.length >= longest;
     if (options.byteFallback) {
       const ids = new Int32Array(256).fill(-1);
       for (let b = 0; b < 256; b++) {
@@ -135,9 +144,12 @@ export class BpeModel {
     let lastWasUnk = false;
     for (let i = 0; i < chars.length; i++) {
       let piece = chars[i];
-      if (i > 0 && this.#prefix) piece = this.#prefix + piece;
-      if (i === chars.length - 1 && this.#suffix) piece = piece + this.#suffix;
-      const id = this.#vocab.get(piece);
+      const prefixed = i > 0 && this.#prefix !== "";
+      const suffixed = i === chars.length - 1 && this.#suffix !== "";
+      if (prefixed) piece = this.#prefix + piece;
+      if (suffixed) piece = piece + this.#suffix;
+      const hopeless = (prefixed && this.#hopelessPrefix) || (suffixed && this.#hopelessSuffix);
+      const id = hopeless ? undefined : this.#vocab.get(piece);
       if (id !== undefined) {
         out.push(id);
         lastWasUnk = false;

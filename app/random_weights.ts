@@ -67,20 +67,24 @@ function initFor(name: string, shape: number[], tied: boolean) {
 
 /**
  * Writes `dir/config.json` (the given object) and `dir/model.safetensors` with
- * seeded random F32 weights for every tensor the model reads.
+ * seeded random weights for every tensor the model reads: F32, or F16 with
+ * `dtype: "F16"` (the same draws rounded, half the bytes). Tensors are drawn
+ * and written one at a time, so host memory stays at one tensor.
  */
 export async function writeRandomCheckpoint(
   dir: string,
   config: Record<string, unknown>,
-  options: { seed?: number } = {},
+  options: { seed?: number; dtype?: "F32" | "F16" } = {},
 ): Promise<RandomCheckpoint> {
+  const half = options.dtype === "F16";
+  const el = half ? 2 : 4;
   const shapes = tensorShapes(config);
   const tied = parseConfig(config).tieEmbeddings;
   const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
   let offset = 0;
   for (const [name, shape] of shapes) {
-    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
-    header[name] = { dtype: "F32", shape, data_offsets: [offset, offset + bytes] };
+    const bytes = shape.reduce((a, b) => a * b, 1) * el;
+    header[name] = { dtype: half ? "F16" : "F32", shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
@@ -122,7 +126,8 @@ export async function writeRandomCheckpoint(
         const { lo, hi } = initFor(name, shape, tied);
         for (let i = 0; i < n; i++) data[i] = lo + uniform() * (hi - lo);
       }
-      await writeAll(file, new Uint8Array(data.buffer));
+      const out = half ? new Float16Array(data) : data;
+      await writeAll(file, new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
       parameters += n;
     }
     return { parameters, bytes: 8 + json.length + offset };

@@ -14,6 +14,7 @@ import type { Graph } from "../core/graph.ts";
 import { numel, stridesOf } from "../core/shape.ts";
 import { opDef } from "../ops/registry.ts";
 import { WGSL_MATH_PRELUDE } from "../ops/unary.ts";
+import { segmentElems } from "../ops/wgsl/io.ts";
 import { lit } from "../ops/wgsl/literal.ts";
 import type { Cluster } from "./passes/fuse.ts";
 
@@ -143,7 +144,7 @@ export class KernelBuilder {
       };
     }
     // Split into segments that each fit a binding and start on an aligned offset.
-    const segElems = Math.floor(Math.floor(this.#maxBinding / this.#align) * this.#align / elem);
+    const segElems = segmentElems(this.#maxBinding, this.#align, elem);
     const segs = Math.ceil(count / segElems);
     const loads: string[] = [];
     const stores: string[] = [];

@@ -4,39 +4,11 @@
  * config) and a set of user mistakes, each of which must print one `kiln:` line
  * on stderr and exit 1 without a stack trace.
  */
+import { MIXTRAL_8X7B_CONFIG } from "./fixtures/published_configs.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { assertUserError, kiln } from "./fixtures/kiln_cli.ts";
 import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
-
-/** Mixtral-8x7B-v0.1's config.json as published (mistralai/Mixtral-8x7B-v0.1). */
-const MIXTRAL_8X7B = {
-  architectures: ["MixtralForCausalLM"],
-  attention_dropout: 0.0,
-  bos_token_id: 1,
-  eos_token_id: 2,
-  hidden_act: "silu",
-  hidden_size: 4096,
-  initializer_range: 0.02,
-  intermediate_size: 14336,
-  max_position_embeddings: 32768,
-  model_type: "mixtral",
-  num_attention_heads: 32,
-  num_experts_per_tok: 2,
-  num_hidden_layers: 32,
-  num_key_value_heads: 8,
-  num_local_experts: 8,
-  output_router_logits: false,
-  rms_norm_eps: 1e-5,
-  rope_theta: 1e6,
-  router_aux_loss_coef: 0.02,
-  sliding_window: null,
-  tie_word_embeddings: false,
-  torch_dtype: "bfloat16",
-  transformers_version: "4.36.0.dev0",
-  use_cache: true,
-  vocab_size: 32000,
-};
 
 // state-spaces/mamba-130m-hf's config.json (the fields Kiln reads).
 const MAMBA_130M = {
@@ -129,7 +101,7 @@ Deno.test("kiln CLI", async (t) => {
   try {
     await writeTinyMixtral(tiny);
     await Deno.mkdir(configOnly);
-    await Deno.writeTextFile(join(configOnly, "config.json"), JSON.stringify(MIXTRAL_8X7B));
+    await Deno.writeTextFile(join(configOnly, "config.json"), JSON.stringify(MIXTRAL_8X7B_CONFIG));
     await Deno.mkdir(mambaConfig);
     await Deno.writeTextFile(join(mambaConfig, "config.json"), JSON.stringify(MAMBA_130M));
     await Deno.mkdir(broken);

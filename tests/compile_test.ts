@@ -5,6 +5,7 @@
  * ignored with that reason in its name.
  */
 import assert from "node:assert/strict";
+import { MIXTRAL_8X7B_CONFIG } from "./fixtures/published_configs.ts";
 
 const denort = (() => {
   try {
@@ -32,17 +33,7 @@ Deno.test({
       assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
       await Deno.writeTextFile(
         `${dir}/config.json`,
-        JSON.stringify({
-          architectures: ["MixtralForCausalLM"],
-          vocab_size: 32000,
-          hidden_size: 4096,
-          intermediate_size: 14336,
-          num_hidden_layers: 32,
-          num_attention_heads: 32,
-          num_key_value_heads: 8,
-          num_local_experts: 8,
-          num_experts_per_tok: 2,
-        }),
+        JSON.stringify(MIXTRAL_8X7B_CONFIG),
       );
       const run = await new Deno.Command(bin, {
         args: ["inspect", dir],

@@ -36,6 +36,7 @@ const SPEC: OptionSpec = {
   "gpu-memory": { type: "string" },
   devices: { type: "string" },
   "host-memory": { type: "string" },
+  dtype: { type: "string" },
 };
 
 function parseDims(text: string | undefined): Record<string, number> {
@@ -67,6 +68,7 @@ async function inspectModel(
   gpuMemory?: number,
   devices = 1,
   hostMemory?: number,
+  dtype?: "f32" | "f16",
 ): Promise<void> {
   if (hostMemory !== undefined && (gpuMemory === undefined || devices > 1)) {
     throw new UsageError("inspect: --host-memory needs --gpu-memory and one device");
@@ -154,14 +156,22 @@ async function inspectModel(
       distinct(decodePlan.kernels)
     } for ${decodePlan.kernels.length}; prefill chunks of ${buckets.join(", ")} tokens)`,
   );
+  // Placements are planned on this machine's adapter (its binding and buffer limits),
+  // at the weights' dtype: f32 unless --dtype f16.
   if (devices > 1) {
+    console.log(`placement at ${dtype ?? "f32"}:`);
     console.log(
-      describeDevicePlan(await planModelDevices(dir, { devices, memoryBudget: gpuMemory })),
+      describeDevicePlan(await planModelDevices(dir, { devices, memoryBudget: gpuMemory, dtype })),
     );
   } else if (gpuMemory !== undefined) {
+    console.log(`placement at ${dtype ?? "f32"}:`);
     console.log(
       describeExpertPlan(
-        await planModelExperts(dir, { memoryBudget: gpuMemory, hostMemoryBudget: hostMemory }),
+        await planModelExperts(dir, {
+          memoryBudget: gpuMemory,
+          hostMemoryBudget: hostMemory,
+          dtype,
+        }),
       ),
     );
   }
@@ -225,9 +235,13 @@ export async function inspect(args: string[]): Promise<void> {
     const devices = intOption(values.devices, "devices", 1, 1, 64);
     const gpuMemory = bytesOption(values["gpu-memory"], "gpu-memory");
     const hostMemory = bytesOption(values["host-memory"], "host-memory");
-    return await inspectModel(file, gpuMemory, devices, hostMemory);
+    const dtype = values.dtype as string | undefined;
+    if (dtype !== undefined && dtype !== "f32" && dtype !== "f16") {
+      throw new UsageError(`inspect: --dtype must be f32 or f16, got "${dtype}"`);
+    }
+    return await inspectModel(file, gpuMemory, devices, hostMemory, dtype);
   }
-  const wrong = misplaced(["gpu-memory", "host-memory", "devices"]);
+  const wrong = misplaced(["gpu-memory", "host-memory", "devices", "dtype"]);
   if (wrong) throw new UsageError(`inspect: --${wrong} applies to a model folder, not to ${file}`);
   const given = parseDims(values.dims as string | undefined);
   await checkGraphModule(file);

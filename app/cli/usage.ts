@@ -39,11 +39,12 @@ export const GENERATE_USAGE = `\
  * ```
  */
 export const INSPECT_USAGE = `\
-  inspect DIR [--gpu-memory 2GiB] [--host-memory 8GiB] [--devices N]
+  inspect DIR [--gpu-memory 2GiB] [--host-memory 8GiB] [--devices N] [--dtype f32|f16]
                                      a model from config.json alone: architecture, layer pattern,
                                      parameters total vs active per token, bytes, kernels per step;
                                      with --gpu-memory, the expert placement plan; with
-                                     --devices N, the split of the experts over N devices
+                                     --devices N, the split of the experts over N devices;
+                                     --dtype: the weights' dtype the placement plans for (f32)
   inspect FILE [--dims T=128] [--wgsl]
                                      IR, fused kernel plan, buffers and WGSL of a module
                                      exporting build()`;

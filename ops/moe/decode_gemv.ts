@@ -9,8 +9,17 @@
 import type { KernelSource } from "../types.ts";
 import { flatLaunch, flatMain, u32 } from "../wgsl/mod.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
-import { type MoeEmitContext, MoeIo } from "./operands.ts";
-import { absent, kLoop, range, SILU, slabOf, storeRow } from "./register_tile.ts";
+import { type MoeEmitContext, MoeIo, type SlabRange } from "./operands.ts";
+import {
+  absent,
+  kLoop,
+  outsideSlabs,
+  range,
+  SILU,
+  slabOf,
+  slabSuffix,
+  storeRow,
+} from "./register_tile.ts";
 
 /** Invocations per workgroup of the GEMVs: few tokens make few invocations. */
 const GEMV_WG = 32;
@@ -26,7 +35,11 @@ const GEMV_WG = 32;
  * k.label; // "moe_decode_gemv1_4x2_f32"
  * ```
  */
-export function emitDecodeGemv1(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
+export function emitDecodeGemv1(
+  c: ResolvedMoeConfig,
+  ctx: MoeEmitContext,
+  slabs?: SlabRange,
+): KernelSource {
   const io = new MoeIo(ctx.layout);
   const { T, d, ff, k } = c;
   const N = c.tile.cols1;
@@ -43,15 +56,17 @@ export function emitDecodeGemv1(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   L.push(`  let es = ${slabOf(io, ctx, "e")};`);
   const skip = absent(ctx, "es");
   if (skip) L.push(`  if (${skip}) { return; }`); // not on this device: GEMV 2 skips the pair
+  L.push(...outsideSlabs(slabs, "es"));
   const w = c.weightDtype;
+  const sl = slabs && { ...slabs, slabElems: ff * d };
   L.push(
     ...kLoop(c, 1, N, KV, V, io.vec("x", "f32", V), () => `t * ${u32(KV)}`, [
       {
-        name: io.vec("w1", w, V),
+        read: io.weight("w1", w, V, sl),
         bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
       },
       {
-        name: io.vec("w3", w, V),
+        read: io.weight("w3", w, V, sl),
         bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
       },
     ]),
@@ -61,7 +76,8 @@ export function emitDecodeGemv1(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   L.push(...storeRow(io, "hd", ff, "pair", "col0", vals, false));
   L.push("  }");
   const code = `${flatMain(wg, index, total, L.join("\n"))}\n${SILU}\n`;
-  return io.kernel(`moe_decode_gemv1_${N}x2_${c.weightDtype}`, "decode_gemv1", code, workgroups);
+  const label = `moe_decode_gemv1_${N}x2_${c.weightDtype}${slabSuffix(slabs)}`;
+  return io.kernel(label, "decode_gemv1", code, workgroups);
 }
 
 /**
@@ -96,7 +112,7 @@ export function emitDecodeGemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   if (skip) L.push(`    if (${skip}) { continue; }`);
   const inner = kLoop(c, 1, N, KV, V, io.vec("hd", "f32", V), () => `pair * ${u32(KV)}`, [
     {
-      name: io.vec("w2", c.weightDtype, V),
+      read: io.weight("w2", c.weightDtype, V),
       bIdx: (j) => `(es * ${u32(d)} + col0 + ${u32(j)}) * ${u32(KV)}`,
     },
   ]);

@@ -13,8 +13,17 @@
 import type { KernelSource } from "../types.ts";
 import { flatLaunch, flatMain, u32 } from "../wgsl/mod.ts";
 import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
-import { type MoeEmitContext, MoeIo } from "./operands.ts";
-import { absent, kLoop, range, SILU, slabOf, storeRow } from "./register_tile.ts";
+import { type MoeEmitContext, MoeIo, type SlabRange } from "./operands.ts";
+import {
+  absent,
+  kLoop,
+  outsideSlabs,
+  range,
+  SILU,
+  slabOf,
+  slabSuffix,
+  storeRow,
+} from "./register_tile.ts";
 
 const NONE = `const NONE: u32 = ${u32(MOE_NONE)};`;
 
@@ -22,6 +31,7 @@ function gemm1Like(
   c: ResolvedMoeConfig,
   mode: "grouped" | "dense",
   ctx: MoeEmitContext,
+  slabs?: SlabRange,
 ): KernelSource {
   const io = new MoeIo(ctx.layout);
   const { d, ff, E, T } = c;
@@ -43,6 +53,7 @@ function gemm1Like(
     L.push(`  let es = ${slabOf(io, ctx, "e")};`);
     const skip = absent(ctx, "es");
     if (skip) L.push(`  if (${skip}) { return; }`); // GEMM 2 writes the tile's zero rows
+    L.push(...outsideSlabs(slabs, "es"));
     L.push(`  let row0 = tile * ${u32(R)};`);
     const sortedToken = io.arr("sorted_token");
     for (const r of range(R)) {
@@ -53,6 +64,7 @@ function gemm1Like(
   } else {
     L.push(`  let e = tile / ${u32(tpe)};`);
     L.push(`  let es = min(${slabOf(io, ctx, "e")}, ${u32((ctx.slotTable ?? E) - 1)});`);
+    L.push(...outsideSlabs(slabs, "es"));
     L.push(`  let row0 = tile * ${u32(R)};`);
     for (const r of range(R)) {
       L.push(`  let ar${r} = min((tile % ${u32(tpe)}) * ${u32(R)} + ${u32(r)}, ${u32(T - 1)});`);
@@ -62,11 +74,11 @@ function gemm1Like(
   L.push(
     ...kLoop(c, R, N, KV, V, io.vec("x", "f32", V), (r) => `ar${r} * ${u32(KV)}`, [
       {
-        name: io.vec("w1", w, V),
+        read: io.weight("w1", w, V, slabs && { ...slabs, slabElems: ff * d }),
         bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
       },
       {
-        name: io.vec("w3", w, V),
+        read: io.weight("w3", w, V, slabs && { ...slabs, slabElems: ff * d }),
         bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
       },
     ]),
@@ -79,7 +91,7 @@ function gemm1Like(
     L.push("  }");
   }
   const code = `${NONE}\n${flatMain(wg, index, total, L.join("\n"))}\n${SILU}\n`;
-  const label = `moe_${mode}_gemm1_${R}x${N}x2_${c.weightDtype}`;
+  const label = `moe_${mode}_gemm1_${R}x${N}x2_${c.weightDtype}${slabSuffix(slabs)}`;
   return io.kernel(label, mode === "grouped" ? "gemm1" : "dense_gemm1", code, workgroups);
 }
 
@@ -95,8 +107,12 @@ function gemm1Like(
  * k.label; // "moe_grouped_gemm1_4x4x2_f32"
  * ```
  */
-export function emitGroupedGemm1(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
-  return gemm1Like(c, "grouped", ctx);
+export function emitGroupedGemm1(
+  c: ResolvedMoeConfig,
+  ctx: MoeEmitContext,
+  slabs?: SlabRange,
+): KernelSource {
+  return gemm1Like(c, "grouped", ctx, slabs);
 }
 
 /**
@@ -109,8 +125,12 @@ export function emitGroupedGemm1(c: ResolvedMoeConfig, ctx: MoeEmitContext): Ker
  * const k = emitDenseGemm1(resolveMoeConfig({ T: 16, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" }), ctx);
  * ```
  */
-export function emitDenseGemm1(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
-  return gemm1Like(c, "dense", ctx);
+export function emitDenseGemm1(
+  c: ResolvedMoeConfig,
+  ctx: MoeEmitContext,
+  slabs?: SlabRange,
+): KernelSource {
+  return gemm1Like(c, "dense", ctx, slabs);
 }
 
 /**
@@ -123,7 +143,11 @@ export function emitDenseGemm1(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kerne
  * const k = emitGroupedGemm2(resolveMoeConfig({ T: 16, d: 64, ff: 128, E: 8, k: 2, router: "softmax_topk" }), ctx);
  * ```
  */
-export function emitGroupedGemm2(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
+export function emitGroupedGemm2(
+  c: ResolvedMoeConfig,
+  ctx: MoeEmitContext,
+  slabs?: SlabRange,
+): KernelSource {
   const io = new MoeIo(ctx.layout);
   const { d, ff, tilesMax } = c;
   const { rows: R, cols2: N, wgSize } = c.tile;
@@ -149,10 +173,11 @@ export function emitGroupedGemm2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Ker
     L.push("    return;");
     L.push("  }");
   }
+  L.push(...outsideSlabs(slabs, "es"));
   L.push(
     ...kLoop(c, R, N, KV, V, io.vec("h", "f32", V), (r) => `(row0 + ${u32(r)}) * ${u32(KV)}`, [
       {
-        name: io.vec("w2", c.weightDtype, V),
+        read: io.weight("w2", c.weightDtype, V, slabs && { ...slabs, slabElems: ff * d }),
         bIdx: (j) => `(es * ${u32(d)} + col0 + ${u32(j)}) * ${u32(KV)}`,
       },
     ]),
@@ -166,7 +191,8 @@ export function emitGroupedGemm2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Ker
     L.push("  }");
   }
   const code = `${NONE}\n${flatMain(wg, index, total, L.join("\n"))}\n`;
-  return io.kernel(`moe_grouped_gemm2_${R}x${N}_${c.weightDtype}`, "gemm2", code, workgroups);
+  const label = `moe_grouped_gemm2_${R}x${N}_${c.weightDtype}${slabSuffix(slabs)}`;
+  return io.kernel(label, "gemm2", code, workgroups);
 }
 
 /**
@@ -243,7 +269,7 @@ export function emitDenseGemm2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kerne
     io.vec("hdense", "f32", V),
     (r) => `(e * ${u32(tpe * R)} + tt * ${u32(R)} + ${u32(r)}) * ${u32(KV)}`,
     [{
-      name: io.vec("w2", c.weightDtype, V),
+      read: io.weight("w2", c.weightDtype, V),
       bIdx: (j) => `(es * ${u32(d)} + col0 + ${u32(j)}) * ${u32(KV)}`,
     }],
   );

@@ -7,8 +7,9 @@
  */
 
 import { formatShape, numel } from "../../core/shape.ts";
-import type { KernelContext, KernelEmission, KernelSource } from "../types.ts";
-import { flatKernel, KernelIo, u32 } from "../wgsl/mod.ts";
+import type { KernelContext, KernelEmission, KernelOperand, KernelSource } from "../types.ts";
+import { flatKernel, KernelIo, segmentElems, u32 } from "../wgsl/mod.ts";
+import { byteSize } from "../../core/dtype.ts";
 import {
   configOf,
   inputName,
@@ -28,7 +29,7 @@ import {
   emitGroupedGemm2,
 } from "./grouped_gemm.ts";
 import { emitAuxLoss } from "./losses.ts";
-import type { MoeBuffer, MoeEmitContext, MoeOperand } from "./operands.ts";
+import type { MoeBuffer, MoeEmitContext, MoeOperand, SlabRange } from "./operands.ts";
 import { emitRouter } from "./router.ts";
 import { emitSort } from "./sort.ts";
 
@@ -51,11 +52,12 @@ export function moeKernels(
   ctx: MoeEmitContext,
 ): KernelSource[] {
   const ks: KernelSource[] = [emitRouter(c, ctx)];
+  const W13: MoeBuffer[] = ["w1", "w3"];
   if (path === "prefill") {
     ks.push(
       emitSort(c, ctx),
-      emitGroupedGemm1(c, ctx),
-      emitGroupedGemm2(c, ctx),
+      ...bySlabs((r) => emitGroupedGemm1(c, ctx, r), W13, c, ctx),
+      ...bySlabs((r) => emitGroupedGemm2(c, ctx, r), ["w2"], c, ctx),
       emitCombine(c, ctx),
     );
   } else {
@@ -64,11 +66,61 @@ export function moeKernels(
         `MoE ${path} path is dropless: received capacityFactor ${c.capacityFactor}`,
       );
     }
-    if (path === "decode") ks.push(emitDecodeGemv1(c, ctx), emitDecodeGemv2(c, ctx));
-    else ks.push(emitDenseGemm1(c, ctx), emitDenseGemm2(c, ctx));
+    if (path === "decode") {
+      ks.push(...bySlabs((r) => emitDecodeGemv1(c, ctx, r), W13, c, ctx), emitDecodeGemv2(c, ctx));
+    } else {
+      ks.push(...bySlabs((r) => emitDenseGemm1(c, ctx, r), W13, c, ctx), emitDenseGemm2(c, ctx));
+    }
   }
   if (aux) ks.push(emitAuxLoss(c, ctx));
   return ks;
+}
+
+/**
+ * A kernel over expert weights `mats` as one launch, or — when the weights are
+ * bound in segments and one launch would need more storage buffers than the
+ * device has — as several launches, each over a run of whole expert slabs
+ * whose segments fit beside the kernel's other buffers (the launches write
+ * disjoint rows, so the result is the same). Kernels that sum over experts
+ * (decode GEMV 2, dense GEMM 2) are never split.
+ *
+ * @example
+ * ```ts ignore
+ * bySlabs((r) => emitGroupedGemm1(c, ctx, r), ["w1", "w3"], c, ctx).length; // 1 when it fits
+ * ```
+ */
+export function bySlabs(
+  make: (slabs?: SlabRange) => KernelSource,
+  mats: readonly MoeBuffer[],
+  c: ResolvedMoeConfig,
+  ctx: MoeEmitContext,
+): KernelSource[] {
+  const whole = make();
+  const ats = mats.map((b) => ctx.layout[b]);
+  const segElems = ats[0]?.segElems;
+  if (segElems === undefined || ats.some((a) => a?.via !== "vget" || a.segElems !== segElems)) {
+    return [whole];
+  }
+  const ins = new Set(ats.map((a) => `in${a!.j}`));
+  const other = new Set(
+    whole.uses.map((u) => u.match(/^(in\d+|out\d+|scratch\d+)/)![1]).filter((b) => !ins.has(b)),
+  ).size;
+  const slabs = ctx.slotTable ?? c.E;
+  const slabElems = c.ff * c.d;
+  const segsOf = (from: number, to: number) =>
+    mats.length *
+    (Math.floor((to * slabElems - 1) / segElems) - Math.floor((from * slabElems) / segElems) + 1);
+  const budget = ctx.caps.maxStorageBuffers - other;
+  if (segsOf(0, slabs) <= budget) return [whole];
+  const out: KernelSource[] = [];
+  for (let from = 0; from < slabs;) {
+    let to = from + 1;
+    // One slab over the budget is left to the compiler's storage-buffer check.
+    while (to < slabs && segsOf(from, to + 1) <= budget) to++;
+    out.push(make({ from, to }));
+    from = to;
+  }
+  return out;
 }
 
 /** No tokens: counts (and kept counts) and losses are zero, the other outputs empty. */
@@ -84,6 +136,14 @@ function emitEmpty(ctx: KernelContext<MoeAttrs>): KernelEmission {
 
 const IN = (j: number): MoeOperand => ({ kind: "in", j });
 const OUT = (j: number): MoeOperand => ({ kind: "out", j });
+
+/** Expert weight input j: the raw array, or read through its segment accessors. */
+function weightIn(op: KernelOperand, j: number, caps: KernelContext<MoeAttrs>["caps"]): MoeOperand {
+  // `moe` takes no prologues: an input that is not direct is bound in segments.
+  if (op.direct) return IN(j);
+  const segElems = segmentElems(caps.maxBindingSize, caps.offsetAlignment, byteSize(op.dtype));
+  return { kind: "in", j, via: "vget", segElems };
+}
 
 /**
  * The kernels of `moe` for concrete operands (the op's `lower.emit`).
@@ -103,8 +163,11 @@ export function emitMoe(ctx: KernelContext<MoeAttrs>): KernelEmission {
   if (wdt === "f16" && !caps.f16) {
     throw new TypeError('moe: f16 expert weights need a device with the "shader-f16" feature');
   }
+  // Expert weights (inputs 2–4) larger than one binding are bound in segments and
+  // read through the accessors that pick the segment; every other input is one array.
+  const WEIGHTS = [2, 3, 4];
   inputs.forEach((op, j) => {
-    if (!op.direct) {
+    if (!op.direct && !WEIGHTS.includes(j)) {
       throw new RangeError(
         `moe: ${inputName(attrs, inputs.length, j)} ${
           formatShape(op.shape)
@@ -127,9 +190,9 @@ export function emitMoe(ctx: KernelContext<MoeAttrs>): KernelEmission {
   const layout: { [B in MoeBuffer]?: MoeOperand } = {
     x: IN(0),
     wg: IN(1),
-    w1: IN(2),
-    w3: IN(3),
-    w2: IN(4),
+    w1: weightIn(inputs[2], 2, caps),
+    w3: weightIn(inputs[3], 3, caps),
+    w2: weightIn(inputs[4], 4, caps),
     y: OUT(0),
     logits: OUT(1),
     counts: OUT(2),
@@ -140,7 +203,16 @@ export function emitMoe(ctx: KernelContext<MoeAttrs>): KernelEmission {
   if (opt.table !== undefined) layout.table = IN(opt.table);
   if (routing) Object.assign(layout, { topk_idx: OUT(4), topk_w: OUT(5), kept: OUT(6) });
   const { specs, at } = moeScratch(c, path, routing);
-  for (const [b, j] of Object.entries(at)) layout[b as MoeBuffer] = { kind: "scratch", j };
+  for (const [b, j] of Object.entries(at)) {
+    layout[b as MoeBuffer] = { kind: "scratch", j };
+    const bytes = specs[j].length * (specs[j].type === "f16" ? 2 : 4);
+    if (bytes > caps.maxBindingSize) {
+      throw new RangeError(
+        `moe: intermediate ${b} (${bytes} bytes for ${T} tokens) exceeds the device's storage ` +
+          `binding size (${caps.maxBindingSize} bytes); run fewer tokens at once`,
+      );
+    }
+  }
   const emit: MoeEmitContext = {
     layout,
     caps,

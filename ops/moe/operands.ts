@@ -56,6 +56,33 @@ export interface MoeOperand {
   readonly kind: "in" | "out" | "scratch";
   /** Position in that list. */
   readonly j: number;
+  /**
+   * How a kernel reads an input that is not one raw array (an expert weight
+   * larger than one binding, bound in segments): `"vget"` through `in{j}_vget`
+   * (vec4 reads) or `in{j}_load` (scalar reads), which pick the segment.
+   * Absent: the raw array.
+   */
+  readonly via?: "vget";
+  /** With `via: "vget"`: elements per binding segment (segment s starts at s · segElems). */
+  readonly segElems?: number;
+}
+
+/**
+ * The expert slabs one launch of a split kernel covers, `[from, to)`, and the
+ * elements of one slab of each weight: the launch binds only the segments
+ * holding those slabs, and tiles of other slabs leave at once.
+ *
+ * @example
+ * ```ts
+ * import type { SlabRange } from "./operands.ts";
+ * const r: SlabRange = { from: 0, to: 4 };
+ * ```
+ */
+export interface SlabRange {
+  /** First slab. */
+  readonly from: number;
+  /** One past the last slab. */
+  readonly to: number;
 }
 
 /**
@@ -124,6 +151,7 @@ export class MoeIo {
   readonly #io = new KernelIo();
   readonly #layout: MoeLayout;
   readonly #types: Record<string, string> = {};
+  readonly #fns: string[] = [];
 
   /** Names for the buffers of `layout`. */
   constructor(layout: MoeLayout) {
@@ -157,6 +185,70 @@ export class MoeIo {
     return name;
   }
 
+  /**
+   * A reader of weight buffer `b` as `lanes`-wide `elem` values: given a WGSL
+   * vec index it returns the expression of that vector (scalar when `lanes` is
+   * 1). A raw array when the buffer is one binding; through the segment-picking
+   * accessors (`in{j}_vget`, `in{j}_load`) when it is bound in segments.
+   *
+   * @example
+   * ```ts
+   * import { MoeIo } from "./operands.ts";
+   * const io = new MoeIo({ w1: { kind: "in", j: 2, via: "vget" } });
+   * io.weight("w1", "f16", 4)("k"); // "in2_vget(k)"
+   * ```
+   */
+  weight(
+    b: MoeBuffer,
+    elem: "f32" | "f16",
+    lanes: number,
+    slabs?: SlabRange & { readonly slabElems: number },
+  ): (i: string) => string {
+    const at = this.#at(b);
+    if (slabs !== undefined && at.via === "vget" && at.kind === "in" && at.segElems) {
+      return this.#segmentReader(b, at.j, at.segElems, elem, lanes, slabs);
+    }
+    if (at.via === undefined) {
+      const name = this.vec(b, elem, lanes);
+      return (i) => `${name}[${i}]`;
+    }
+    if (at.kind !== "in") throw new Error(`internal: MoE buffer "${b}" is not an input`);
+    const j = at.j;
+    if (lanes === 4) {
+      this.#types[`in${j}`] = `vec4<${elem}>`;
+      return (i) => this.#io.vget(j, i);
+    }
+    return (i) => this.#io.load(j, i);
+  }
+
+  /**
+   * A helper `moe_<b>_seg(i)` reading vector i of weight `b` from only the
+   * segments that hold slabs `[from, to)`, named one by one (`in{j}_s{s}`).
+   */
+  #segmentReader(
+    b: MoeBuffer,
+    j: number,
+    segElems: number,
+    elem: "f32" | "f16",
+    lanes: number,
+    r: SlabRange & { readonly slabElems: number },
+  ): (i: string) => string {
+    const first = Math.floor((r.from * r.slabElems) / segElems);
+    const last = Math.floor((r.to * r.slabElems - 1) / segElems);
+    const type = lanes === 4 ? `vec4<${elem}>` : elem;
+    if (lanes === 4) this.#types[`in${j}`] = type;
+    const per = segElems / lanes;
+    const lines: string[] = [];
+    for (let s = first; s <= last; s++) {
+      const seg = this.#io.segment(j, s);
+      const cond = s === last ? "" : `if (i < ${(s + 1) * per}u) `;
+      lines.push(`  ${cond}{ return ${seg}[i - ${s * per}u]; }`);
+    }
+    const name = `moe_${b}_seg`;
+    this.#fns.push(`fn ${name}(i: u32) -> ${type} {\n${lines.join("\n")}\n}`);
+    return (i) => `${name}(${i})`;
+  }
+
   /** `out{j}_store(i, v)` of output buffer `b` (a call, without the semicolon). */
   store(b: MoeBuffer, i: string, v: string): string {
     const { kind, j } = this.#at(b);
@@ -171,6 +263,8 @@ export class MoeIo {
     code: string,
     workgroups: readonly [number, number, number],
   ): KernelSource {
-    return { label, role, code, workgroups, arrayTypes: { ...this.#types }, uses: this.#io.uses };
+    const full = this.#fns.length ? `${code}\n${this.#fns.join("\n")}\n` : code;
+    const arrayTypes = { ...this.#types };
+    return { label, role, code: full, workgroups, arrayTypes, uses: this.#io.uses };
   }
 }

@@ -11,7 +11,7 @@
 
 import { u32 } from "../wgsl/mod.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
-import type { MoeBuffer, MoeEmitContext, MoeIo } from "./operands.ts";
+import type { MoeBuffer, MoeEmitContext, MoeIo, SlabRange } from "./operands.ts";
 
 /**
  * SiLU, prefixed so it cannot clash with helpers the compiler adds to the shader.
@@ -38,24 +38,27 @@ export function range(n: number): number[] {
 }
 
 /** A weight load converted to f32 (f16 weights are widened after the load). */
-function wLoad(c: ResolvedMoeConfig, name: string, idx: string, V: number): string {
-  if (c.weightDtype === "f32") return `${name}[${idx}]`;
-  return V === 4 ? `vec4<f32>(${name}[${idx}])` : `f32(${name}[${idx}])`;
+function wLoad(c: ResolvedMoeConfig, read: (i: string) => string, idx: string, V: number): string {
+  if (c.weightDtype === "f32") return read(idx);
+  return V === 4 ? `vec4<f32>(${read(idx)})` : `f32(${read(idx)})`;
 }
 
 /**
- * One weight matrix of a K loop: its raw array and the vec index of weight
- * row j's start.
+ * One weight matrix of a K loop: how to read one of its vectors and the vec
+ * index of weight row j's start.
  *
  * @example
  * ```ts
  * import type { KLoopMatrix } from "./register_tile.ts";
- * const w: KLoopMatrix = { name: "in2", bIdx: (j) => `(es * 8u + col0 + ${j}u) * 4u` };
+ * const w: KLoopMatrix = { read: (i) => `in2[${i}]`, bIdx: (j) => `(es * 8u + col0 + ${j}u) * 4u` };
  * ```
  */
 export interface KLoopMatrix {
-  /** Raw array (vec4 when the loop's V is 4). */
-  readonly name: string;
+  /**
+   * WGSL expression of vector `i` (vec4 when the loop's V is 4): a raw array
+   * index, or a segment accessor call (see `MoeIo.weight`).
+   */
+  readonly read: (i: string) => string;
   /** WGSL vec index of row j's start. */
   readonly bIdx: (j: number) => string;
 }
@@ -70,7 +73,7 @@ export interface KLoopMatrix {
  * import { kLoop } from "./register_tile.ts";
  * import { resolveMoeConfig } from "./config.ts";
  * const c = resolveMoeConfig({ T: 4, d: 8, ff: 8, E: 2, k: 1, router: "switch" });
- * const lines = kLoop(c, 1, 2, 2, 4, "in0", () => "0u", [{ name: "in2", bIdx: (j) => `${j * 2}u` }]);
+ * const lines = kLoop(c, 1, 2, 2, 4, "in0", () => "0u", [{ read: (i) => `in2[${i}]`, bIdx: (j) => `${j * 2}u` }]);
  * ```
  */
 export function kLoop(
@@ -101,7 +104,7 @@ export function kLoop(
   for (const r of range(R)) L.push(`    let a${r} = ${aName}[pa${r} + kk];`);
   for (const [m, mat] of mats.entries()) {
     for (const j of range(N)) {
-      L.push(`    let b${m}_${j} = ${wLoad(c, mat.name, `pb${m}_${j} + kk`, V)};`);
+      L.push(`    let b${m}_${j} = ${wLoad(c, mat.read, `pb${m}_${j} + kk`, V)};`);
     }
     for (const r of range(R)) {
       for (const j of range(N)) {
@@ -205,4 +208,34 @@ export function slabOf(io: MoeIo, ctx: MoeEmitContext, e: string): string {
 export function absent(ctx: MoeEmitContext, es: string): string | undefined {
   const S = ctx.slotTable;
   return S === undefined ? undefined : `${es} >= ${u32(S)}`;
+}
+
+/**
+ * WGSL statement making a launch that covers only slabs `r` (a kernel split
+ * because its weight segments need more bindings than the device has) skip
+ * every other slab `es`; empty without a range.
+ *
+ * @example
+ * ```ts
+ * import { outsideSlabs } from "./register_tile.ts";
+ * outsideSlabs({ from: 2, to: 5 }, "es"); // "  if (es < 2u || es >= 5u) { return; }"
+ * ```
+ */
+export function outsideSlabs(r: SlabRange | undefined, es: string): string[] {
+  if (r === undefined) return [];
+  const lo = r.from > 0 ? `${es} < ${u32(r.from)} || ` : "";
+  return [`  if (${lo}${es} >= ${u32(r.to)}) { return; }`];
+}
+
+/**
+ * Label suffix of a launch over slabs `r` (empty without a range).
+ *
+ * @example
+ * ```ts
+ * import { slabSuffix } from "./register_tile.ts";
+ * slabSuffix({ from: 2, to: 5 }); // "_slabs2-4"
+ * ```
+ */
+export function slabSuffix(r: SlabRange | undefined): string {
+  return r === undefined ? "" : `_slabs${r.from}-${r.to - 1}`;
 }

@@ -9,6 +9,8 @@
  * - `in{j}_load(i)`: element i of input j, through a fused prologue or a split
  *   binding when there is one;
  * - `in{j}_vget(i)`: vec4 i of a segmented input bound with a vec4 array type;
+ * - `in{j}_s{s}`: the raw array of segment s of a segmented input (see
+ *   {@linkcode segmentElems}), for kernels that pick segments themselves;
  * - `out{j}_store(i, v)`: writes element i, through a fused epilogue if any;
  * - `scratch{j}`: the op's j-th scratch buffer.
  *
@@ -28,9 +30,26 @@ export type KernelSymbol =
   | `in${number}`
   | `in${number}_load`
   | `in${number}_vget`
+  | `in${number}_s${number}`
   | `out${number}`
   | `out${number}_store`
   | `scratch${number}`;
+
+/**
+ * Elements per segment when an operand of `elemBytes`-byte elements is larger
+ * than one binding: the compiler binds segment s as elements
+ * `[s · n, (s + 1) · n)` (the last one shorter), each at most `maxBinding` bytes
+ * and starting on an `align`-byte offset.
+ *
+ * @example
+ * ```ts
+ * import { segmentElems } from "./io.ts";
+ * segmentElems(134217728, 256, 2); // 67108864
+ * ```
+ */
+export function segmentElems(maxBinding: number, align: number, elemBytes: number): number {
+  return Math.floor(Math.floor(maxBinding / align) * align / elemBytes);
+}
 
 /**
  * Hands out operand names to a kernel template and records which it used.
@@ -64,6 +83,11 @@ export class KernelIo {
   /** `in{j}_vget(i)`: vec4 `i` of segmented input `j` (bound with a vec4 array type). */
   vget(j: number, i: string): string {
     return `${this.#use(`in${j}_vget`)}(${i})`;
+  }
+
+  /** Raw array of segment `s` of segmented input `j` (`in{j}_s{s}`). */
+  segment(j: number, s: number): string {
+    return this.#use(`in${j}_s${s}`);
   }
 
   /** Raw storage array of output `j` (`out{j}`); valid when that operand is `direct`. */

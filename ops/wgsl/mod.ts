@@ -23,5 +23,5 @@ export {
   grid,
   groupIndex,
 } from "./grid.ts";
-export { KernelIo, type KernelSymbol } from "./io.ts";
+export { KernelIo, type KernelSymbol, segmentElems } from "./io.ts";
 export { flatKernel } from "./kernel.ts";

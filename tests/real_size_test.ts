@@ -1,0 +1,72 @@
+/**
+ * Published configs at their true size, from config.json alone: `kiln inspect
+ * --dtype f16 --gpu-memory X` plans Mixtral-8x7B and Jamba-v0.1 on this
+ * adapter (lavapipe: 128 MiB storage bindings, so every expert stack, the
+ * embedding and the LM head are bound in segments) and prints the placement:
+ * Mixtral fully resident under 100 GiB, with the expert scheduler under 24 GiB.
+ */
+import { JAMBA_V01_CONFIG, MIXTRAL_8X7B_CONFIG } from "./fixtures/published_configs.ts";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { kiln } from "./fixtures/kiln_cli.ts";
+
+async function withConfig(config: object, fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_real_size_" });
+  try {
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(config));
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Experts on the GPU per layer, from the placement lines. */
+function residentPerLayer(stdout: string): number[] {
+  return [...stdout.matchAll(/layer \d+: GPU \[[^\]]*\] \((\d+)\/\d+\)/g)].map((m) => Number(m[1]));
+}
+
+Deno.test("kiln inspect: Mixtral-8x7B at f16 plans under 24, 48 and 100 GiB", async () => {
+  await withConfig(MIXTRAL_8X7B_CONFIG, async (dir) => {
+    const run = async (budget: string) => {
+      const r = await kiln("inspect", dir, "--dtype", "f16", "--gpu-memory", budget);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /placement at f16:/);
+      assert.match(r.stdout, /336\.00 MiB/, "one f16 expert: 3 · 14336 · 4096 · 2 bytes");
+      const per = residentPerLayer(r.stdout);
+      assert.equal(per.length, 32, r.stdout);
+      return { out: r.stdout, resident: per.reduce((a, b) => a + b, 0) };
+    };
+    const full = await run("100GiB");
+    assert.match(full.out, /all experts resident/);
+    assert.equal(full.resident, 256);
+    const mid = await run("48GiB");
+    const small = await run("24GiB");
+    assert.doesNotMatch(small.out, /all experts resident/, "24 GiB needs the expert scheduler");
+    assert.ok(
+      small.resident < mid.resident && mid.resident < 256,
+      `${small.resident} ${mid.resident}`,
+    );
+    assert.ok(small.resident > 0);
+  });
+});
+
+Deno.test("kiln inspect: Jamba-v0.1 at f16 plans under 24 and 100 GiB", async () => {
+  await withConfig(JAMBA_V01_CONFIG, async (dir) => {
+    for (const [budget, all] of [["24GiB", false], ["100GiB", true]] as const) {
+      const r = await kiln("inspect", dir, "--dtype", "f16", "--gpu-memory", budget);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /layer pattern .*: Mf Me Mf Me Af Me/);
+      assert.match(r.stdout, /16 experts, top-2/);
+      assert.equal(residentPerLayer(r.stdout).length, 16, "16 MoE layers");
+      assert.equal(/all experts resident/.test(r.stdout), all, r.stdout);
+    }
+  });
+});
+
+Deno.test("kiln inspect: --dtype takes f32 or f16", async () => {
+  await withConfig(MIXTRAL_8X7B_CONFIG, async (dir) => {
+    const r = await kiln("inspect", dir, "--dtype", "bf16");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /--dtype must be f32 or f16, got "bf16"/);
+  });
+});

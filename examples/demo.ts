@@ -6,7 +6,8 @@
  * prefill and decode speed, and how the decode time per token of the attention
  * layers and of the Mamba layers changes with the context length.
  *
- * Runs in under 30 s on the lavapipe software adapter (2 cores, quiet machine).
+ * About 30 s cold (empty shader cache) and 15 s warm on the lavapipe software
+ * adapter (2 cores, quiet machine).
  */
 import {
   countParams,

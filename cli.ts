@@ -24,6 +24,7 @@ import { build } from "./app/cli/build.ts";
 import { UsageError } from "./app/cli/errors.ts";
 import { generate } from "./app/cli/generate.ts";
 import { inspect } from "./app/cli/inspect.ts";
+import { tune } from "./app/cli/tune.ts";
 import { usage } from "./app/cli/usage.ts";
 import { envFlag } from "./app/env_flag.ts";
 import { setDebugSource } from "./core/debug.ts";
@@ -34,7 +35,7 @@ export { UsageError };
 // is granted, so a run without --allow-env neither prompts nor fails.
 setDebugSource(() => envFlag("KILN_DEBUG"));
 
-const COMMANDS = { generate, inspect, bench, build } as const;
+const COMMANDS = { generate, inspect, bench, build, tune } as const;
 
 /**
  * Runs the CLI with `args`; returns the exit status.

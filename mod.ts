@@ -44,6 +44,17 @@ export {
   type RunOptions,
 } from "./runtime/executable.ts";
 export type { KernelTiming } from "./runtime/gpu_executor.ts";
+export {
+  applyTuning,
+  defaultCandidates,
+  type MatmulProblem,
+  matmulProblems,
+  problemKey,
+  type TileTiming,
+  type TuneChoice,
+  tuneMatmul,
+  type TuneOptions,
+} from "./runtime/tuning.ts";
 export type { EncodeHooks, HostBarriers, ParamBuffers } from "./runtime/gpu_executor.ts";
 export {
   allocHost,

@@ -29,6 +29,32 @@ import { bytesOption, intOption, type OptionSpec, parseCommand } from "./args.ts
 import { UsageError } from "./errors.ts";
 import { checkGraphModule, statPath } from "./paths.ts";
 import { usage } from "./usage.ts";
+import { applyTuning } from "../../runtime/tuning.ts";
+import { cachedChoices, deviceKey, readTuningCache } from "../tuning/cache.ts";
+import type { Plan } from "../../compiler/plan_types.ts";
+
+/**
+ * One line per matmul kernel of a plan: its index, label, the tile it got and why.
+ *
+ * @example
+ * ```ts ignore
+ * import { describeMatmulChoices } from "./inspect.ts";
+ * console.log(describeMatmulChoices(exe.plan({ T: 128 })));
+ * // kernel 0 matmul_rb8x16_wg1x16b_u1+relu: rb8x16_wg1x16b_u1 — default for cpu_raster: …
+ * ```
+ */
+export function describeMatmulChoices(plan: Plan): string {
+  const lines = plan.kernels.flatMap((k, i) =>
+    k.op === "matmul"
+      ? [
+        `kernel ${i} ${k.label}: ${k.choice?.algorithm ?? "?"} — ${
+          k.choice?.reason ?? "no choice recorded"
+        }`,
+      ]
+      : []
+  );
+  return lines.length ? lines.join("\n") : "(no matmul kernels)";
+}
 
 const SPEC: OptionSpec = {
   dims: { type: "string" },
@@ -37,9 +63,19 @@ const SPEC: OptionSpec = {
   devices: { type: "string" },
   "host-memory": { type: "string" },
   dtype: { type: "string" },
+  cache: { type: "string" },
 };
 
-function parseDims(text: string | undefined): Record<string, number> {
+/**
+ * Parses `--dims NAME=INT[,NAME=INT]`; a UsageError naming the bad part.
+ *
+ * @example
+ * ```ts
+ * import { parseDims } from "./inspect.ts";
+ * parseDims("T=128,S=8"); // { T: 128, S: 8 }
+ * ```
+ */
+export function parseDims(text: string | undefined): Record<string, number> {
   const dims: Record<string, number> = {};
   if (!text) return dims;
   for (const part of text.split(",")) {
@@ -228,7 +264,7 @@ export async function inspect(args: string[]): Promise<void> {
   }
   const misplaced = (keys: string[]) => keys.find((k) => values[k] !== undefined);
   if (info.isDirectory) {
-    const wrong = misplaced(["dims", "wgsl"]);
+    const wrong = misplaced(["dims", "wgsl", "cache"]);
     if (wrong) {
       throw new UsageError(`inspect: --${wrong} applies to a graph module, not to ${file}`);
     }
@@ -251,10 +287,18 @@ export async function inspect(args: string[]): Promise<void> {
   console.log(dumpGraph(graph));
   const device = await requestDevice();
   try {
-    const exe = compile(graph, device);
+    const cachePath = values.cache as string | undefined;
+    let tuned = graph;
+    if (cachePath !== undefined) {
+      const choices = cachedChoices(await readTuningCache(cachePath), deviceKey(device));
+      tuned = applyTuning(graph, choices, dims);
+    }
+    const exe = compile(tuned, device);
     try {
       console.log(`\n== plan on ${device.adapterName}`);
       console.log(exe.inspect(dims));
+      console.log(`\n== matmul tiles${cachePath ? ` (cache ${cachePath})` : ""}`);
+      console.log(describeMatmulChoices(exe.plan(dims)));
       if (values.wgsl) {
         exe.plan(dims).kernels.forEach((k, i) => {
           console.log(`\n== kernel ${i}: ${k.label}\n${k.code}`);

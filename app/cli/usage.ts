@@ -45,9 +45,27 @@ export const INSPECT_USAGE = `\
                                      with --gpu-memory, the expert placement plan; with
                                      --devices N, the split of the experts over N devices;
                                      --dtype: the weights' dtype the placement plans for (f32)
-  inspect FILE [--dims T=128] [--wgsl]
+  inspect FILE [--dims T=128] [--wgsl] [--cache PATH]
                                      IR, fused kernel plan, buffers and WGSL of a module
-                                     exporting build()`;
+                                     exporting build(), and the tile each matmul kernel got
+                                     and why (with --cache: the tiles \`kiln tune\` chose)`;
+
+/**
+ * Usage of `kiln tune`.
+ *
+ * @example
+ * ```ts
+ * import { TUNE_USAGE } from "./usage.ts";
+ * console.log(TUNE_USAGE);
+ * ```
+ */
+export const TUNE_USAGE = `\
+  tune FILE [--dims T=128] [--cache PATH] [--budget-ms 60000] [--max-candidates 4]
+       [--expected-runs 100] [--retune]
+                                     time candidate matmul tiles of a module's plan on this
+                                     adapter and record the fastest (compile time + expected
+                                     runs × run time) in the tuning cache (default
+                                     $HOME/.cache/kiln/tuning.json), keyed by adapter`;
 
 /**
  * Usage of `kiln bench`.
@@ -97,13 +115,16 @@ export const BUILD_USAGE = `\
  * usage("bench").startsWith("usage: kiln bench"); // true
  * ```
  */
-export function usage(command?: "generate" | "inspect" | "bench" | "build"): string {
+export function usage(
+  command?: "generate" | "inspect" | "bench" | "build" | "tune",
+): string {
   if (command) {
     const text = {
       generate: GENERATE_USAGE,
       inspect: INSPECT_USAGE,
       bench: BENCH_USAGE,
       build: BUILD_USAGE,
+      tune: TUNE_USAGE,
     }[command];
     return `usage: kiln ${text.trimStart()}`;
   }
@@ -114,6 +135,7 @@ ${GENERATE_USAGE}
 ${INSPECT_USAGE}
 ${BENCH_USAGE}
 ${BUILD_USAGE}
+${TUNE_USAGE}
   help [COMMAND]                     this text, or one command's (also: kiln COMMAND --help)
 
 Least privilege: deno run --allow-read=DIR cli.ts generate --model DIR …`;

@@ -440,23 +440,26 @@ function emitGpu(ctx: KernelContext<MatmulAttrs>): KernelEmission | undefined {
       })],
     };
   }
-  return {
-    kernels: [emitGpuMatmul({
-      batch: nb,
-      M,
-      N,
-      K,
-      transA,
-      transB,
-      aBatchStride: aStride,
-      bBatchStride: bStride,
-      elem,
-      aDirect: a.direct,
-      bDirect: b.direct,
-      cDirect: out.direct,
-      maxInvocations: ctx.caps.maxInvocations,
-      maxWorkgroupStorage: ctx.caps.maxWorkgroupStorage,
-      maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
-    })],
-  };
+  const gemm = emitGpuMatmul({
+    batch: nb,
+    M,
+    N,
+    K,
+    transA,
+    transB,
+    aBatchStride: aStride,
+    bBatchStride: bStride,
+    elem,
+    aDirect: a.direct,
+    bDirect: b.direct,
+    cDirect: out.direct,
+    maxInvocations: ctx.caps.maxInvocations,
+    maxWorkgroupStorage: ctx.caps.maxWorkgroupStorage,
+    maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
+  });
+  const algorithm = gemm.label.replace(/^matmul_/, "");
+  const reason = typeof ctx.attrs.tileReason === "string"
+    ? ctx.attrs.tileReason
+    : "default for gpu: workgroup-tiled GEMM (not selectable by a tile name)";
+  return { kernels: [{ ...gemm, choice: { algorithm, reason } }] };
 }

@@ -37,7 +37,13 @@ import type { KernelContext, KernelEmission, KernelEmitter, KernelSource } from 
 import { grid, groupIndex, KernelIo, u32 as u } from "../wgsl/mod.ts";
 import { GEMV_MAX_ROWS } from "./gemv.ts";
 import { matmul, type MatmulAttrs } from "./mod.ts";
-import { checkSpec, linearWorkgroup, type MatmulKernelSpec, spreadGrid } from "./spec.ts";
+import {
+  checkSpec,
+  linearWorkgroup,
+  type MatmulKernelSpec,
+  spreadGrid,
+  uniformStride,
+} from "./spec.ts";
 
 /** K step and invocations per side of a GEMM workgroup (16 × 16 = 256). */
 const BK = 16, WGS = 16;
@@ -369,18 +375,6 @@ export function emitGpuGemv(spec: GpuGemvSpec): KernelSource {
     uses: io.uses,
     arrayTypes,
   };
-}
-
-/** Batch stride of an operand whose batch dims are all present or all broadcast. */
-function uniformStride(
-  shape: readonly number[],
-  batch: readonly number[],
-  matrix: number,
-): number | undefined {
-  const bs = shape.slice(0, shape.length - 2);
-  if (numel(bs) === 1) return 0;
-  const pad = [...new Array(batch.length - bs.length).fill(1), ...bs];
-  return pad.every((d, k) => d === batch[k]) ? matrix : undefined;
 }
 
 /**

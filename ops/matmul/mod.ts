@@ -14,7 +14,12 @@ import type { HostTensor, KernelContext, KernelEmission, KernelSource, OpDef } f
 import { flatKernel, flatLaunch, flatMain, KernelIo, lit, u32Array } from "../wgsl/mod.ts";
 import { emitGemv, GEMV_MAX_ROWS } from "./gemv.ts";
 import { naiveMatmul } from "./naive.ts";
-import type { MatmulKernel, MatmulKernelSpec, MatmulTile } from "./spec.ts";
+import {
+  type MatmulKernel,
+  type MatmulKernelSpec,
+  type MatmulTile,
+  uniformStride,
+} from "./spec.ts";
 import { emitMatmul } from "./tiled.ts";
 import { parseTile } from "./tiles.ts";
 
@@ -164,21 +169,6 @@ function referenceMatmul(
     }
   }
   return res;
-}
-
-/**
- * Batch strides of an operand when its batch dims are either all present or all
- * broadcast; undefined for partial broadcasts, which take the general kernel.
- */
-function uniformStride(
-  shape: readonly number[],
-  batch: readonly number[],
-  matrix: number,
-): number | undefined {
-  const bs = shape.slice(0, shape.length - 2);
-  if (numel(bs) === 1) return 0;
-  const pad = [...new Array(batch.length - bs.length).fill(1), ...bs];
-  return pad.every((d, k) => d === batch[k]) ? matrix : undefined;
 }
 
 function emitGeneral(ctx: KernelContext<MatmulAttrs>, d: Dims): KernelEmission {

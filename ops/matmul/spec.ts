@@ -7,6 +7,7 @@
  */
 
 import { type KernelIo, type KernelSymbol, u32 as u } from "../wgsl/mod.ts";
+import { numel } from "../../core/shape.ts";
 
 /**
  * Tile configuration of a matmul kernel; see `emitMatmul`.
@@ -228,4 +229,27 @@ export function operandHelpers(spec: MatmulKernelSpec, io: KernelIo): string {
     `fn mm_c(i: u32, v: f32) { ${stc} }`,
     "",
   ].join("\n");
+}
+
+/**
+ * Batch stride of an operand when its batch dims are either all present or all
+ * broadcast (`matrix` or 0); undefined for partial broadcasts, which take the
+ * general kernel.
+ *
+ * @example
+ * ```ts
+ * import { uniformStride } from "./spec.ts";
+ * uniformStride([3, 4, 5], [3], 20); // 20
+ * uniformStride([4, 5], [3], 20); // 0
+ * ```
+ */
+export function uniformStride(
+  shape: readonly number[],
+  batch: readonly number[],
+  matrix: number,
+): number | undefined {
+  const bs = shape.slice(0, shape.length - 2);
+  if (numel(bs) === 1) return 0;
+  const pad = [...new Array(batch.length - bs.length).fill(1), ...bs];
+  return pad.every((d, k) => d === batch[k]) ? matrix : undefined;
 }

@@ -131,7 +131,14 @@ interface Shape {
  * QB is capped at 4 (D ≤ 64) / 2 (D = 128): QB = 8 ran prefill about 2× faster on
  * lavapipe but its unrolled shader took ~18 s to compile there.
  */
-function chooseShape(attrs: AttentionAttrs, rows: number, Hkv: number, S: number, D: number) {
+function chooseShape(
+  attrs: AttentionAttrs,
+  rows: number,
+  Hkv: number,
+  S: number,
+  D: number,
+  maxParts: number,
+) {
   const QB = Math.min(rows, D <= 64 ? 4 : 2);
   const lanes = Math.ceil(rows / QB);
   const RL = Math.min(16, 2 ** Math.ceil(Math.log2(lanes)));
@@ -142,7 +149,12 @@ function chooseShape(attrs: AttentionAttrs, rows: number, Hkv: number, S: number
   if (attrs.splits > 0) splits = Math.min(attrs.splits, Math.max(1, S));
   else if (blocks >= 16) splits = 1;
   else splits = Math.max(1, Math.min(Math.ceil(16 / blocks), Math.floor(S / (64 * SUB))));
-  return { QB, RL, SUB, splits };
+  // The partial states of the parts live in scratch buffers bound whole: no more
+  // parts than one binding holds (a requested `splits` included).
+  let sub = SUB;
+  if (sub * splits > maxParts) splits = Math.max(1, Math.floor(maxParts / sub));
+  if (sub * splits > maxParts) sub = 1;
+  return { QB, RL, SUB: sub, splits };
 }
 
 function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
@@ -160,7 +172,9 @@ function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
   const G = Hq / Hkv;
   const D4 = Math.ceil(D / 4);
   const rowsPerKv = T * G; // query rows sharing one KV head, ordered (t, g)
-  const sh: Shape = chooseShape(ctx.attrs, rowsPerKv, Hkv, Math.max(S, 1), D);
+  // Bytes per part of the larger scratch buffer: a vec4 accumulator per D4 per row.
+  const maxParts = Math.max(1, Math.floor(ctx.caps.maxBindingSize / (T * Hq * D4 * 16)));
+  const sh: Shape = chooseShape(ctx.attrs, rowsPerKv, Hkv, Math.max(S, 1), D, maxParts);
   const { QB, RL, SUB, splits } = sh;
   const WG = RL * SUB;
   const rowsPerWg = RL * QB;

@@ -28,6 +28,7 @@ import {
   tolerances,
 } from "../tools/fuzz/mod.ts";
 import { gpu } from "./_util.ts";
+import { requestDevice } from "../runtime/device.ts";
 
 /** Graphs in the quick run: about 25 s on lavapipe (two cores, cold shader cache), 5 s warm. */
 const QUICK_GRAPHS = 100;
@@ -299,4 +300,29 @@ Deno.test("regression: views of a tensor with an axis bound to 0", async () => {
     inputsSeed: 3737902397,
     runs: [{ dims: { T: 0 } }, { dims: { T: 3 } }],
   }, await gpu());
+});
+
+Deno.test("regression: split attention whose partial states exceed one binding uses fewer parts", async () => {
+  // With 4 KiB bindings the 4 parts' accumulators (16 × 6 rows × 4 parts × 16 bytes)
+  // did not fit one binding: "kernel uses scratch1, which was never bound".
+  const dev = await requestDevice({ limits: { maxBindingSize: 4096 } });
+  for (const [D, splits, S] of [[1, 4, 16], [32, 2, 3]]) {
+    const g = new GraphBuilder();
+    const q = g.input("q", ["S", 6, D]);
+    const k = g.input("k", [4, 1, D]);
+    const v = g.input("v", [4, 1, D]);
+    const pos = g.input("pos", [1], "u32");
+    g.output("y", g.attention(q, k, v, pos, { scale: 0.5, causal: true, window: 0, splits }));
+    await assertMatchesReference(g.build(), {
+      data: {
+        q: { kind: "uniform", lo: 0.5, hi: 3 },
+        k: { kind: "uniform", lo: -2, hi: 2 },
+        v: { kind: "uniform", lo: -2, hi: 2 },
+        pos: { kind: "int", lo: 0, hi: 0 },
+      },
+      inputsSeed: 2328350622,
+      runs: [{ dims: { S } }],
+    }, dev);
+  }
+  dev.destroy();
 });

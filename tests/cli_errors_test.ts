@@ -56,6 +56,7 @@ Deno.test("kiln CLI: bad input and least privilege", async (t) => {
           [["bench", tiny, "--tokens", "-1"], /^kiln: --tokens must be an integer >= 2, got -1$/],
           [gen("--top-p", "2"), /^kiln: --top-p must be in \(0, 1\], got 2$/],
           [gen("--top-p", "0"), /^kiln: --top-p must be in \(0, 1\], got 0$/],
+          [gen("--dtype", "f64"), /^kiln: generate: --dtype must be f32 or f16, got "f64"$/],
           // Without --gpu-memory no expert cache runs: nothing would be written, silently.
           [
             gen("--heatmap", join(root, "usage.svg")),

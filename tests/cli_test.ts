@@ -125,6 +125,13 @@ Deno.test("kiln CLI", async (t) => {
       const r = await kiln("generate", "--model", tiny, "--prompt", "hi", "--max-tokens", "5");
       assert.equal(r.code, 0, r.stderr);
       assert.ok(r.stdout.trim().length > 0, "some text on stdout");
+      // In f16 where the adapter has shader-f16 (lavapipe does), else one clear line.
+      const h = await kiln(
+        "generate",
+        ...["--model", tiny, "--prompt", "hi", "--max-tokens", "3", "--dtype", "f16"],
+      );
+      if (h.code === 0) assert.ok(h.stdout.trim().length > 0, "some text on stdout in f16");
+      else assertUserError(h, /f16|shader-f16/);
     });
 
     await t.step("generate --stats reports prefill, decode and host round trips", async () => {

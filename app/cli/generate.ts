@@ -46,6 +46,7 @@ const SPEC: OptionSpec = {
   devices: { type: "string" },
   "host-memory": { type: "string" },
   prefetch: { type: "string" },
+  dtype: { type: "string" },
 };
 
 const POLICIES = ["lru", "lfu", "stream", "naive"] as const;
@@ -90,6 +91,10 @@ export async function generate(args: string[]): Promise<void> {
     seed: intOption(values.seed, "seed", 0, 0, 2 ** 32 - 1),
     readEvery: intOption(values["read-every"], "read-every", 8, 1),
   };
+  const dtype = str("dtype");
+  if (dtype !== undefined && dtype !== "f32" && dtype !== "f16") {
+    throw new UsageError(`generate: --dtype must be f32 or f16, got "${dtype}"`);
+  }
   const requestedMaxSeq = values["max-seq"] === undefined
     ? undefined
     : intOption(values["max-seq"], "max-seq", 0, 1);
@@ -127,6 +132,7 @@ export async function generate(args: string[]): Promise<void> {
       devices,
       hostMemoryBudget: hostMemory,
       prefetch,
+      dtype,
     });
     try {
       await run(model, str("prompt")!, options, maxSeq, {

@@ -19,8 +19,9 @@ export const GENERATE_USAGE = `\
            [--top-p P] [--seed S] [--max-seq N] [--allow-long] [--read-every N] [--stats]
            [--quiet] [--progress] [--gpu-memory 2GiB] [--policy lru|lfu|stream|naive]
            [--heatmap FILE.svg] [--save-routing-stats] [--devices N] [--host-memory 8GiB]
-           [--prefetch temporal|lookahead|both]
-                                     stream text from a Hugging Face model folder; --max-seq
+           [--prefetch temporal|lookahead|both] [--dtype f32|f16]
+                                     stream text from a Hugging Face model folder (computing
+                                     in --dtype, default f32; f16 needs shader-f16); --max-seq
                                      (default: max_position_embeddings, at most 2048) bounds
                                      prompt + generated tokens, past max_position_embeddings
                                      only with --allow-long; --gpu-memory caches (lru, lfu) or

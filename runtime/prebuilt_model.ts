@@ -8,7 +8,13 @@
  * @module
  */
 
-import { checkTokenIds, generationLimit, promptChunks, promptLogits } from "./prompt.ts";
+import {
+  checkTokenIds,
+  generationLimit,
+  prepareGeneration,
+  promptChunks,
+  promptLogits,
+} from "./prompt.ts";
 import type { TensorData } from "../core/host.ts";
 import { type DecodeLoop, decodeSteps, type LoopStats } from "./decode.ts";
 import type { GpuDevice } from "./device.ts";
@@ -328,14 +334,13 @@ export class PrebuiltModel {
     this.lastStats = stats;
     // Pipelines not compiled at load are compiled before the clock starts.
     const tc = performance.now();
-    const compiling = { onCompile: this.onCompile };
-    const lengths = new Set<number>();
-    for (const chunk of this.#prefillChunks(ids, seed, 0)) {
-      const n = (chunk.ids as Uint32Array).length;
-      if (!lengths.has(n)) await this.prefill.prepare(chunk, compiling);
-      lengths.add(n);
-    }
-    await this.decode.prepare(this.#decodeInputs(ids.length, seed, 1), compiling);
+    await prepareGeneration(
+      this.prefill,
+      this.decode,
+      this.#prefillChunks(ids, seed, 0),
+      this.#decodeInputs(ids.length, seed, 1),
+      { onCompile: this.onCompile },
+    );
     stats.compileMs = performance.now() - tc;
     const t0 = performance.now();
     this.prefill.resetStates();

@@ -136,3 +136,29 @@ export function generationLimit(
   }
   return { limit, readEvery };
 }
+
+/**
+ * Compiles (without running) the prefill at each distinct chunk length of
+ * `chunks` and the decode step: the pipelines a generation needs, before its
+ * clock starts.
+ *
+ * @example
+ * ```ts ignore
+ * await prepareGeneration(model.prefill, model.decode, chunks, { pos: [0], seed: [0], step: [1] });
+ * ```
+ */
+export async function prepareGeneration(
+  prefill: ExecutableLike,
+  decode: ExecutableLike,
+  chunks: readonly Record<string, TensorData>[],
+  decodeInputs: Record<string, TensorData>,
+  options?: RunOptions,
+): Promise<void> {
+  const lengths = new Set<number>();
+  for (const chunk of chunks) {
+    const n = (chunk.ids as Uint32Array).length;
+    if (!lengths.has(n)) await prefill.prepare(chunk, options);
+    lengths.add(n);
+  }
+  await decode.prepare(decodeInputs, options);
+}

@@ -17,11 +17,10 @@ import { STATES } from "../../models/states.ts";
 import { checkParams } from "../../runtime/bind.ts";
 import type { PrebuiltModelData, SamplingSettings } from "../../runtime/prebuilt_model.ts";
 import { readConfig } from "../config_file.ts";
-import { fileError } from "../fs_errors.ts";
 import { DEFAULT_PREFILL_CHUNK, prefillBuckets } from "../model/prefill_chunks.ts";
 import { checkUnusedTensors, loadWeights } from "../model/weights.ts";
 import { Checkpoint } from "../safetensors/mod.ts";
-import { Tokenizer } from "../tokenizer/mod.ts";
+import { folderTokenizer } from "../tokenizer/folder.ts";
 import { checkSource, prebuildGraph, writeSource } from "./build.ts";
 import { type BundleTensor, encodeBundle } from "./bundle_writer.ts";
 import { emitModelModule } from "./emit_model.ts";
@@ -135,16 +134,8 @@ export async function buildModelModule(
     return { sampling, prefill, decode };
   });
   const eos = new Set(cfg.eosTokenIds);
-  const tokFile = `${dir.replace(/\/$/, "")}/tokenizer.json`;
-  let hasTokenizer = true;
-  try {
-    await Deno.stat(tokFile);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw fileError(e, tokFile, "tokenizer.json");
-    hasTokenizer = false;
-  }
   // Generation stops at the tokenizer's EOS too, as `Model.generateIds` does.
-  const eosId = hasTokenizer ? (await Tokenizer.fromFile(tokFile)).eosId : undefined;
+  const eosId = (await folderTokenizer(dir))?.eosId;
   if (eosId !== undefined) eos.add(eosId);
 
   const graph = variants[0].prefill.graph;

@@ -19,7 +19,6 @@ import {
   requestDevice,
 } from "../../runtime/device.ts";
 import { readConfig } from "../config_file.ts";
-import { fileError } from "../fs_errors.ts";
 import type { ExpertPlan, RoutingStats } from "../experts/placement.ts";
 import type { DevicePlan } from "../experts/device_plan.ts";
 import { checkDevices, ExpertParallel } from "../experts/parallel.ts";
@@ -28,7 +27,7 @@ import { ExpertScheduler } from "../experts/scheduler.ts";
 import { createProgress, type Progress } from "../progress.ts";
 import { prefillBuckets } from "./prefill_chunks.ts";
 import { Checkpoint } from "../safetensors/mod.ts";
-import { Tokenizer } from "../tokenizer/mod.ts";
+import { folderTokenizer } from "../tokenizer/folder.ts";
 import { checkParamBuffers, checkWeightsFit } from "./capacity.ts";
 import { moeLayers, planForBudget, planForDevices } from "./expert_budget.ts";
 import { Model, type Sampling } from "./model.ts";
@@ -229,17 +228,7 @@ async function load(
     buildCausalLM(cfg, { mode: "prefill", sampling, ...shared }),
     buildCausalLM(cfg, { mode: "decode", sampling, ...shared }),
   ];
-  let tokenizer: Tokenizer | undefined;
-  const tokFile = `${dir.replace(/\/$/, "")}/tokenizer.json`;
-  let hasTokenizer = true;
-  try {
-    await Deno.stat(tokFile);
-  } catch (e) {
-    // Absent is fine (token ids only); unreadable is not, and says which flag to add.
-    if (!(e instanceof Deno.errors.NotFound)) throw fileError(e, tokFile, "tokenizer.json");
-    hasTokenizer = false;
-  }
-  if (hasTokenizer) tokenizer = await Tokenizer.fromFile(tokFile);
+  const tokenizer = await folderTokenizer(dir);
   const onProgress = options.onProgress;
   const ckpt = await Checkpoint.open(dir, {
     progress: (total) => {

@@ -16,6 +16,7 @@
 import {
   checkTokenIds,
   generationLimit,
+  prepareGeneration,
   promptChunks,
   promptLogits,
 } from "../../runtime/prompt.ts";
@@ -408,11 +409,13 @@ export class Model {
 
   /** Compiles the decode step and the prefill at these chunk lengths (nothing runs). */
   async #compile(lengths: Iterable<number>): Promise<void> {
-    const compiling = { onCompile: this.onCompile };
-    for (const n of new Set(lengths)) {
-      await this.prefill.prepare(this.#prefillChunks(new Uint32Array(n), 0, 0)[0], compiling);
-    }
-    await this.decode.prepare(this.#decodeInputs(0, 0, 1), compiling);
+    await prepareGeneration(
+      this.prefill,
+      this.decode,
+      [...new Set(lengths)].map((n) => this.#prefillChunks(new Uint32Array(n), 0, 0)[0]),
+      this.#decodeInputs(0, 0, 1),
+      { onCompile: this.onCompile },
+    );
   }
 
   get #maxNew(): number {

@@ -1,0 +1,29 @@
+/**
+ * The tokenizer of a Hugging Face model folder, when it has one.
+ *
+ * @module
+ */
+
+import { fileError } from "../fs_errors.ts";
+import { Tokenizer } from "./tokenizer.ts";
+
+/**
+ * Loads `DIR/tokenizer.json`; undefined when the folder has none (token ids
+ * only). An unreadable file is an error naming it (and the flag to add).
+ *
+ * @example
+ * ```ts ignore
+ * import { folderTokenizer } from "./folder.ts";
+ * const tokenizer = await folderTokenizer("./mamba-130m-hf");
+ * ```
+ */
+export async function folderTokenizer(dir: string): Promise<Tokenizer | undefined> {
+  const file = `${dir.replace(/\/$/, "")}/tokenizer.json`;
+  try {
+    await Deno.stat(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw fileError(e, file, "tokenizer.json");
+  }
+  return await Tokenizer.fromFile(file);
+}

@@ -149,6 +149,41 @@ export {
   type SsmStepOptions,
 } from "./models/mamba.ts";
 export { MOE_ROLES, type MoeAttrs, type MoeRole, type MoeRouterKind } from "./ops/moe/mod.ts";
+export { type QuantAttrs, quantRowBytes, quantWords } from "./ops/quant/mod.ts";
+export {
+  dequantize,
+  GGML_TYPES,
+  type GgmlTypeInfo,
+  type GgmlTypeName,
+  QUANT_FORMATS,
+  quantBytes,
+  type QuantFormat,
+  quantize,
+} from "./core/quant/mod.ts";
+export {
+  embedding,
+  head,
+  linear,
+  quantizable,
+  quantParam,
+  type WeightFormats,
+} from "./models/weights.ts";
+export {
+  encodeGguf,
+  type GgufArray,
+  type GgufEntry,
+  GgufFile,
+  GgufMetadata,
+  type GgufOpenOptions,
+  type GgufTensorInfo,
+  type GgufValue,
+  GGUF_VALUE_TYPES,
+  type GgufMetadataInput,
+  type GgufTensorSpec,
+  type GgufValueType,
+  type GgufWriteSpec,
+  writeGguf,
+} from "./app/gguf/mod.ts";
 export {
   moe,
   moeDense,

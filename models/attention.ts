@@ -19,6 +19,7 @@
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import { atSite, callSite } from "../core/errors.ts";
 import type { DType } from "../core/dtype.ts";
+import { linear, type WeightFormats } from "./weights.ts";
 
 /**
  * Options of {@linkcode attentionBlock}.
@@ -68,6 +69,8 @@ export interface AttentionBlockOptions {
   qkNormEps?: number;
   /** Clamp q, k and v to ±clipQkv after projection (OLMoE `clip_qkv`). */
   clipQkv?: number;
+  /** Projections stored block-quantized, by parameter name (see `linear`). */
+  weightFormats?: WeightFormats;
 }
 
 /**
@@ -116,14 +119,14 @@ export function attentionBlock(
   const dt = options.dtype ?? x.dtype;
   const n = options.name;
   const T = x.shape[0];
+  const formats = options.weightFormats ?? {};
   const proj = (w: string, rows: number, bias: boolean | undefined) => {
-    const y = x.matmul(g.param(`${n}.${w}.weight`, [rows, hidden], dt), { transB: true });
+    const y = linear(g, x, `${n}.${w}.weight`, rows, hidden, dt, formats);
     return bias ? y.add(g.param(`${n}.${w}.bias`, [rows], dt)) : y;
   };
   let qf = proj("q_proj", H * D, options.qkvBias);
   let kf = proj("k_proj", Hkv * D, options.qkvBias);
   let vf = proj("v_proj", Hkv * D, options.qkvBias);
-  const wo = g.param(`${n}.o_proj.weight`, [hidden, H * D], dt);
   if (options.qkNormEps !== undefined) {
     qf = qf.rmsnorm(g.param(`${n}.q_norm.weight`, [H * D], dt), options.qkNormEps);
     kf = kf.rmsnorm(g.param(`${n}.k_norm.weight`, [Hkv * D], dt), options.qkNormEps);
@@ -156,6 +159,6 @@ export function attentionBlock(
     window: options.slidingWindow ?? 0,
     scale: 1 / Math.sqrt(D),
   });
-  const out = o.reshape([T, H * D]).matmul(wo, { transB: true });
+  const out = linear(g, o.reshape([T, H * D]), `${n}.o_proj.weight`, hidden, H * D, dt, formats);
   return options.outBias ? out.add(g.param(`${n}.o_proj.bias`, [hidden], dt)) : out;
 }

@@ -21,6 +21,7 @@ import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
 import { expertTensor, layerPrefix, moePrefix, specOf } from "./architectures/mod.ts";
 import { ropeFrequencies } from "./rope_scaling.ts";
 import { SLOT_POOL, STATES } from "./states.ts";
+import { embedding, head as lmHead, linear, type WeightFormats } from "./weights.ts";
 
 /**
  * Options of {@linkcode buildCausalLM}.
@@ -80,6 +81,13 @@ export interface CausalLMOptions {
    * window's routing log to choose the next window's uploads.
    */
   moeLookahead?: boolean;
+  /**
+   * Parameters stored block-quantized (llama.cpp formats), by name: their
+   * Linear layers and embeddings read the blocks and dequantize in the kernel.
+   * Names of parameters that are not Linear weights or embeddings are ignored
+   * (they stay dense): the built graph's `u32` parameters are the quantized ones.
+   */
+  weightFormats?: WeightFormats;
 }
 
 /**
@@ -113,8 +121,10 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   const T = decode ? 1 : "T";
   const dt = options.dtype ?? "f32";
   const param = (name: string, shape: number[]) => g.param(name, shape, dt);
-  const embed = param(`${lay.embed}.weight`, [cfg.vocabSize, d]);
-  let h = embed.gather(ids); // [T, d]
+  const formats = options.weightFormats ?? {};
+  const embedName = `${lay.embed}.weight`;
+  const embedded = embedding(g, ids, embedName, cfg.vocabSize, d, dt, formats);
+  let h = embedded.h; // [T, d]
   const usage: Tensor[] = [];
   const lookahead = decode && options.expertSlots !== undefined && options.moeLookahead === true;
   const moeAt = cfg.pattern.flatMap((p, i) => (p.ffn === "moe" ? [i] : []));
@@ -126,10 +136,10 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   );
   const predicted: Tensor[] = [];
   const swiglu = (x: Tensor, prefix: string, ff: number, names = lay.mlpNames) => {
-    const w = (part: string, shape: number[]) => param(`${prefix}.${part}.weight`, shape);
-    const gate = x.matmul(w(names.gate, [ff, d]), { transB: true });
-    const up = x.matmul(w(names.up, [ff, d]), { transB: true });
-    return gate.silu().mul(up).matmul(w(names.down, [d, ff]), { transB: true });
+    const w = (t: Tensor, part: string, rows: number, cols: number) =>
+      linear(g, t, `${prefix}.${part}.weight`, rows, cols, dt, formats);
+    const gate = w(x, names.gate, ff, d);
+    return w(gate.silu().mul(w(x, names.up, ff, d)), names.down, d, ff);
   };
 
   // Each layer part is built in a scope named like its module (`model.layers.3.self_attn`),
@@ -141,7 +151,7 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
       const normed = h.rmsnorm(param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
       return layer.mixer === "attention"
         ? attentionBlock(g, normed, pos, attentionOptions(cfg, layer, mixerName, options))
-        : mamba(g, normed, mixerName, cfg, decode, T);
+        : mamba(g, normed, mixerName, cfg, decode, T, formats);
     }));
     if (layer.ffn === "none") return;
     const ffnName = layer.ffn === "moe" ? moePrefix(cfg, i) : `${p}.${lay.mlp}`;
@@ -171,6 +181,8 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         router: cfg.moe!.router ?? "softmax_topk",
         normTopk: cfg.moe!.normTopk,
         weightDtype: dt,
+        weightFormat: formats[`${name}.w1`],
+        w2Format: formats[`${name}.w2`],
         slots: options.expertSlots ? { count: options.expertSlots, pool: SLOT_POOL } : undefined,
         routerWeight: routers.get(i),
       });
@@ -188,8 +200,8 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         // Qwen2-MoE: σ(w·x) · SwiGLU_shared(x), on every token, beside the routed experts.
         let s = swiglu(x2, `${name}.${lay.shared.expert}`, shared.ff);
         if (shared.gated) {
-          const gate = param(`${name}.${lay.shared.gate}.weight`, [1, d]);
-          s = s.mul(x2.matmul(gate, { transB: true }).sigmoid());
+          const gate = linear(g, x2, `${name}.${lay.shared.gate}.weight`, 1, d, dt, formats);
+          s = s.mul(gate.sigmoid());
         }
         h = h.add(s);
       }
@@ -198,8 +210,9 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   });
 
   h = h.rmsnorm(param(`${lay.finalNorm}.weight`, [d]), cfg.normEps);
-  const head = cfg.tieEmbeddings ? embed : param(`${lay.lmHead}.weight`, [cfg.vocabSize, d]);
-  const logits = h.matmul(head, { transB: true }); // [T, vocab]
+  const logits = cfg.tieEmbeddings // [T, vocab]
+    ? lmHead(g, h, embedded.table, embedName, cfg.vocabSize, d, formats)
+    : linear(g, h, `${lay.lmHead}.weight`, cfg.vocabSize, d, dt, formats);
   g.output("logits", dt === "f16" ? logits.cast("f32") : logits);
 
   // Sample the next token on the device and log it: the decode loop feeds it back
@@ -251,6 +264,7 @@ function attentionOptions(
     outBias: a.outBias,
     qkNormEps: a.qkNorm ? cfg.normEps : undefined,
     clipQkv: a.clipQkv,
+    weightFormats: options.weightFormats,
   };
 }
 
@@ -261,6 +275,7 @@ function mamba(
   cfg: ModelConfig,
   decode: boolean,
   T: number | string,
+  weightFormats: WeightFormats,
 ): Tensor {
   const m = cfg.mamba!;
   const y = mambaMixer(g, x.reshape([1, T, cfg.hidden]), {
@@ -275,6 +290,7 @@ function mamba(
     useConvBias: m.convBias,
     jamba: m.innerNorms,
     eps: cfg.normEps,
+    weightFormats,
   });
   return y.reshape([T, cfg.hidden]);
 }

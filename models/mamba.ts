@@ -15,6 +15,7 @@
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { DType } from "../core/dtype.ts";
+import { linear as linearLayer, type WeightFormats } from "./weights.ts";
 import { SCAN_ALGORITHMS, scanAttrs } from "../ops/ssm/mod.ts";
 
 /**
@@ -302,6 +303,8 @@ export interface MambaMixerOptions {
   chunk?: number;
   /** Dtype of the parameters (default: x's). */
   paramDType?: DType;
+  /** Projections stored block-quantized, by parameter name (see `linear`). */
+  weightFormats?: WeightFormats;
 }
 
 /** Shapes derived from the options. */
@@ -357,13 +360,17 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
   const useBias = options.useBias ?? false;
   const Bsz = x.shape[0];
 
-  const linear = (t: Tensor, w: Tensor, b?: Tensor) => {
-    const y = t.matmul(w, { transB: true });
+  const formats = options.weightFormats ?? {};
+  const pdt = options.paramDType ?? x.dtype;
+  const linear = (t: Tensor, w: string, rows: number, cols: number, b?: Tensor) => {
+    const y = linearLayer(g, t, `${options.name}.${w}`, rows, cols, pdt, formats);
     return b ? y.add(b) : y;
   };
   const xz = linear(
     x,
-    p("in_proj.weight", [2 * I, H]),
+    "in_proj.weight",
+    2 * I,
+    H,
     useBias ? p("in_proj.bias", [2 * I]) : undefined,
   );
   const xs = xz.slice(2, 0, I);
@@ -384,7 +391,7 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
     if (convState) g.assign(convState, convStateUpdate(convState, xs));
   }
 
-  const proj = linear(u, p("x_proj.weight", [R + 2 * N, I]));
+  const proj = linear(u, "x_proj.weight", R + 2 * N, I);
   let dt = proj.slice(2, 0, R);
   let Bm = proj.slice(2, R, R + N);
   let Cm = proj.slice(2, R + N, R + 2 * N);
@@ -396,14 +403,17 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
   }
   // dt_proj's bias and the softplus are fused into the scan; in decode dt_proj itself
   // is fused into the step kernel too.
-  const dtW = p("dt_proj.weight", [I, R]);
+  // A quantized dt_proj is its own qmatmul; a dense one fuses into the decode step.
+  const dtQuant = formats[`${options.name}.dt_proj.weight`] !== undefined;
+  const dtW = dtQuant ? undefined : p("dt_proj.weight", [I, R]);
   const dtBias = p("dt_proj.bias", [I]);
   const A = p("A_log", [I, N]).exp().neg();
   const D = p("D", [I]);
 
   let y: Tensor;
   if (mode === "decode") {
-    const [out, next] = ssmStep(ssmState!, u, dt, A, Bm, Cm, D, {
+    const delta = dtW ? dt : linear(dt, "dt_proj.weight", I, R);
+    const [out, next] = ssmStep(ssmState!, u, delta, A, Bm, Cm, D, {
       z,
       deltaBias: dtBias,
       softplus: true,
@@ -412,7 +422,8 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
     g.assign(ssmState!, next);
     y = out;
   } else {
-    const outs = selectiveScan(u, linear(dt, dtW), A, Bm, Cm, D, {
+    const delta = dtW ? dt.matmul(dtW, { transB: true }) : linear(dt, "dt_proj.weight", I, R);
+    const outs = selectiveScan(u, delta, A, Bm, Cm, D, {
       z,
       deltaBias: dtBias,
       softplus: true,
@@ -424,7 +435,7 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
     if (ssmState) g.assign(ssmState, outs[1]);
     y = outs[0];
   }
-  return linear(y, p("out_proj.weight", [H, I]), useBias ? p("out_proj.bias", [H]) : undefined);
+  return linear(y, "out_proj.weight", H, I, useBias ? p("out_proj.bias", [H]) : undefined);
 }
 
 /**

@@ -16,6 +16,8 @@
  * @module
  */
 
+import type { QuantFormat } from "../core/quant/formats.ts";
+import { quantWords } from "../ops/quant/mod.ts";
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import { atSite, callSite } from "../core/errors.ts";
 import type { MoeRouterKind } from "../ops/moe/mod.ts";
@@ -105,6 +107,14 @@ export interface MoeOptions {
    * earlier hidden state); default: the param `${name}.router`.
    */
   routerWeight?: Tensor;
+  /**
+   * The experts' weights are llama.cpp blocks of this format (u32 params of
+   * `quantWords(format, rows, cols)` words per expert, see `MoeAttrs`),
+   * dequantized in the expert kernels; `weightDtype` is then ignored.
+   */
+  weightFormat?: QuantFormat;
+  /** W2's block format when it differs from `weightFormat`'s. */
+  w2Format?: QuantFormat;
 }
 
 /**
@@ -189,13 +199,19 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
   const wName = o.slots ? o.slots.pool : o.name;
   const W = o.slots ? S : E;
   // A pool shared by several layers is declared once per graph.
+  const wf = o.weightFormat;
+  const declare = (key: string, [n, rows, cols]: number[]) => {
+    if (wf === undefined) return g.param(key, [n, rows, cols], wdt);
+    const f = key.endsWith(".w2") ? o.w2Format ?? wf : wf;
+    return g.param(key, [n, quantWords(f, rows, cols)], "u32");
+  };
   const pool = (w: string, shape: number[]) => {
-    if (!o.slots) return g.param(`${wName}.${w}`, shape, wdt);
+    if (!o.slots) return declare(`${wName}.${w}`, shape);
     let m = POOLS.get(g);
     if (!m) POOLS.set(g, m = new Map());
     const key = `${wName}.${w}`;
     let t = m.get(key);
-    if (!t) m.set(key, t = g.param(key, shape, wdt));
+    if (!t) m.set(key, t = declare(key, shape));
     return t;
   };
   const inputs = [
@@ -218,6 +234,7 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     dense,
     slots: S,
     ...(o.logits ? { logitsIn: true } : {}),
+    ...(wf === undefined ? {} : { weightFormat: wf, w2Format: o.w2Format ?? wf, ff }),
     name: o.name,
   });
   let y = routed;

@@ -15,6 +15,7 @@ import { softmax, type SoftmaxAttrs } from "./softmax.ts";
 import { layernorm, type NormAttrs, rmsnorm } from "./norm.ts";
 import * as l from "./layout.ts";
 import { gather } from "./gather.ts";
+import { qgather, qmatmul, type QuantAttrs } from "./quant/mod.ts";
 import { cumsum, type CumsumAttrs } from "./cumsum.ts";
 import { topk, type TopkAttrs } from "./topk.ts";
 import { moe, type MoeAttrs } from "./moe/mod.ts";
@@ -116,6 +117,10 @@ export interface OpAttrMap {
   logsumexp: r.ReduceAttrs;
   /** Attributes of `matmul`. */
   matmul: MatmulAttrs;
+  /** Attributes of `qmatmul` (a block-quantized weight's format and logical shape). */
+  qmatmul: QuantAttrs;
+  /** Attributes of `qgather`. */
+  qgather: QuantAttrs;
   /** Attributes of `softmax`. */
   softmax: SoftmaxAttrs;
   /** Attributes of `rmsnorm`. */
@@ -220,6 +225,8 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   argmax: r.argmax,
   logsumexp: r.logsumexp,
   matmul,
+  qmatmul,
+  qgather,
   softmax,
   rmsnorm,
   layernorm,

@@ -5,13 +5,13 @@
  * @module
  */
 
+import { readFully } from "../read_fully.ts";
 import { fileError } from "../fs_errors.ts";
 import { convertTensor } from "./convert.ts";
 import type { ReadDType } from "./dtypes.ts";
 import { MAX_HEADER_BYTES, parseHeader, type TensorInfo } from "./header.ts";
 
 /** Reads are split into chunks this big so progress moves inside large tensors. */
-const CHUNK_BYTES = 16 * 1024 * 1024;
 
 /**
  * One open safetensors file: its validated header and offset reads of its tensors.
@@ -248,29 +248,5 @@ export class SafetensorsFile {
     const run = this.#queue.then(fn);
     this.#queue = run.catch(() => {});
     return run;
-  }
-}
-
-/** Fills `dst` from `file` at `offset`, in chunks; a short file is a RangeError naming the byte. */
-async function readFully(
-  file: Deno.FsFile,
-  path: string,
-  offset: number,
-  dst: Uint8Array,
-  what: string,
-  onBytes?: (bytes: number) => void,
-): Promise<void> {
-  await file.seek(offset, Deno.SeekMode.Start);
-  let done = 0;
-  while (done < dst.length) {
-    const n = await file.read(dst.subarray(done, Math.min(done + CHUNK_BYTES, dst.length)));
-    if (n === null || n === 0) {
-      throw new RangeError(
-        `${path}: file ends at byte ${offset + done} while reading ${what} ` +
-          `(bytes ${offset}..${offset + dst.length}); was it truncated?`,
-      );
-    }
-    done += n;
-    onBytes?.(n);
   }
 }

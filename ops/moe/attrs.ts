@@ -6,6 +6,7 @@
  */
 
 import { numel } from "../../core/shape.ts";
+import { isQuantFormat, QUANT_FORMATS, type QuantFormat } from "../../core/quant/formats.ts";
 import type { MoeConfig, MoePath, MoeRouterKind } from "./config.ts";
 
 /**
@@ -58,7 +59,12 @@ export interface MoeAttrs {
    * off by default, so inference graphs are unchanged);
    * `name` (string) — the layer this op is (its parameter prefix), carried to
    * the planned kernels as `PlannedKernel.name` so schedulers find a layer's
-   * kernels by it.
+   * kernels by it;
+   * `weightFormat` (string) with `ff` (number) — the expert weights are
+   * llama.cpp blocks of that format (`"q4_k"`…): w1 and w3 `u32[slabs,
+   * quantWords(format, ff, d)]`, w2 `u32[slabs, quantWords(format, d,
+   * ff)]`, one word-padded slab per expert, dequantized as they are read;
+   * `w2Format` (string) — w2's format when it differs.
    */
   [key: string]: number | string | boolean;
 }
@@ -215,6 +221,25 @@ export function checkAttrs(a: MoeAttrs): void {
       throw new TypeError(`moe: ${flag} must be a boolean, got ${JSON.stringify(a[flag])}`);
     }
   }
+  if (a.weightFormat !== undefined) {
+    if (typeof a.weightFormat !== "string" || !isQuantFormat(a.weightFormat)) {
+      throw new TypeError(
+        `moe: weightFormat must be one of ${QUANT_FORMATS.join(", ")}, got ${
+          JSON.stringify(a.weightFormat)
+        }`,
+      );
+    }
+    int("ff", a.ff, 1, 1 << 24);
+    if (
+      a.w2Format !== undefined && (typeof a.w2Format !== "string" || !isQuantFormat(a.w2Format))
+    ) {
+      throw new TypeError(
+        `moe: w2Format must be one of ${QUANT_FORMATS.join(", ")}, got ${
+          JSON.stringify(a.w2Format)
+        }`,
+      );
+    }
+  }
   if (a.dense && a.capacityFactor > 0) {
     throw new RangeError(
       `moe: the dense baseline is dropless, got capacityFactor ${a.capacityFactor}`,
@@ -260,7 +285,7 @@ export function configOf(
   return {
     T: numel(xShape) / d,
     d,
-    ff: w1Shape[1],
+    ff: typeof attrs.weightFormat === "string" ? attrs.ff as number : w1Shape[1],
     E: attrs.experts,
     k: attrs.topK,
     router: attrs.router,
@@ -268,5 +293,9 @@ export function configOf(
     routedScaling: attrs.routedScaling,
     capacityFactor: attrs.capacityFactor > 0 ? attrs.capacityFactor : undefined,
     weightDtype,
+    weightFormat: typeof attrs.weightFormat === "string"
+      ? attrs.weightFormat as QuantFormat
+      : undefined,
+    w2Format: typeof attrs.w2Format === "string" ? attrs.w2Format as QuantFormat : undefined,
   };
 }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { GGML_TYPES, isQuantFormat, type QuantFormat } from "../../core/quant/formats.ts";
 import type { ScratchSpec } from "../types.ts";
 
 /**
@@ -74,6 +75,17 @@ export interface MoeConfig {
   readonly capacityFactor?: number;
   /** Storage type of W1, W3, W2 (router and activations stay f32). Default "f32". */
   readonly weightDtype?: "f32" | "f16";
+  /**
+   * W1, W3 and W2 hold llama.cpp blocks of this format (u32 words, one padded
+   * slab per expert) and are dequantized as they are read; `weightDtype` is
+   * then ignored.
+   */
+  readonly weightFormat?: QuantFormat;
+  /**
+   * W2's block format when it differs from W1/W3's (llama.cpp's Q4_K_M keeps
+   * some `ffn_down` in Q6_K). Default: `weightFormat`.
+   */
+  readonly w2Format?: QuantFormat;
   /** Override of the GEMM register tile. */
   readonly tile?: Partial<MoeTile>;
 }
@@ -87,7 +99,12 @@ export interface MoeConfig {
  * const c: ResolvedMoeConfig = resolveMoeConfig({ T: 8, d: 16, ff: 32, E: 4, k: 1, router: "switch" });
  * ```
  */
-export interface ResolvedMoeConfig extends Required<Omit<MoeConfig, "capacityFactor" | "tile">> {
+export interface ResolvedMoeConfig
+  extends Required<Omit<MoeConfig, "capacityFactor" | "tile" | "weightFormat" | "w2Format">> {
+  /** Block format of W1 and W3, or undefined for f32/f16 weights. */
+  readonly weightFormat: QuantFormat | undefined;
+  /** Block format of W2 (set exactly when `weightFormat` is). */
+  readonly w2Format: QuantFormat | undefined;
   /** Capacity factor or undefined for dropless. */
   readonly capacityFactor: number | undefined;
   /** GEMM register tile. */
@@ -223,6 +240,19 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
   if (weightDtype !== "f32" && weightDtype !== "f16") {
     throw new TypeError(`MoE weightDtype must be "f32" or "f16": received "${weightDtype}"`);
   }
+  const wf = cfg.weightFormat;
+  const w2f = wf === undefined ? undefined : cfg.w2Format ?? wf;
+  for (const f of wf === undefined ? [] : [wf, w2f!]) {
+    if (!isQuantFormat(f)) {
+      throw new TypeError(`MoE weightFormat must be a block format: received "${f}"`);
+    }
+    const block = GGML_TYPES[f].blockElems;
+    if (d % block !== 0 || ff % block !== 0) {
+      throw new RangeError(
+        `MoE ${f} weights need d (${d}) and ff (${ff}) to be multiples of ${block}`,
+      );
+    }
+  }
   if (cfg.capacityFactor !== undefined && !(cfg.capacityFactor > 0)) {
     throw new RangeError(`MoE capacityFactor must be positive: received ${cfg.capacityFactor}`);
   }
@@ -254,6 +284,8 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
     routedScaling: cfg.routedScaling ?? 1,
     capacityFactor: cfg.capacityFactor,
     weightDtype,
+    weightFormat: wf,
+    w2Format: w2f,
     tile: { rows, cols1, cols2, wgSize, vecAccum },
     capacity: cap ?? MOE_NONE,
     tilesMax,

@@ -12,6 +12,7 @@ import type { ResolvedMoeConfig } from "./config.ts";
 import { type MoeEmitContext, MoeIo, type SlabRange } from "./operands.ts";
 import {
   absent,
+  expertMatrix,
   kLoop,
   outsideSlabs,
   range,
@@ -19,6 +20,7 @@ import {
   slabOf,
   slabSuffix,
   storeRow,
+  weightName,
 } from "./register_tile.ts";
 
 /** Invocations per workgroup of the GEMVs: few tokens make few invocations. */
@@ -57,18 +59,10 @@ export function emitDecodeGemv1(
   const skip = absent(ctx, "es");
   if (skip) L.push(`  if (${skip}) { return; }`); // not on this device: GEMV 2 skips the pair
   L.push(...outsideSlabs(slabs, "es"));
-  const w = c.weightDtype;
-  const sl = slabs && { ...slabs, slabElems: ff * d };
   L.push(
     ...kLoop(c, 1, N, KV, V, io.vec("x", "f32", V), () => `t * ${u32(KV)}`, [
-      {
-        read: io.weight("w1", w, V, sl),
-        bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
-      },
-      {
-        read: io.weight("w3", w, V, sl),
-        bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
-      },
+      expertMatrix(c, io, "w1", V, slabs, "es", ff, d, "col0"),
+      expertMatrix(c, io, "w3", V, slabs, "es", ff, d, "col0"),
     ]),
   );
   L.push("  {");
@@ -76,7 +70,7 @@ export function emitDecodeGemv1(
   L.push(...storeRow(io, "hd", ff, "pair", "col0", vals, false));
   L.push("  }");
   const code = `${flatMain(wg, index, total, L.join("\n"))}\n${SILU}\n`;
-  const label = `moe_decode_gemv1_${N}x2_${c.weightDtype}${slabSuffix(slabs)}`;
+  const label = `moe_decode_gemv1_${N}x2_${weightName(c)}${slabSuffix(slabs)}`;
   return io.kernel(label, "decode_gemv1", code, workgroups);
 }
 
@@ -111,10 +105,7 @@ export function emitDecodeGemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   const skip = absent(ctx, "es");
   if (skip) L.push(`    if (${skip}) { continue; }`);
   const inner = kLoop(c, 1, N, KV, V, io.vec("hd", "f32", V), () => `pair * ${u32(KV)}`, [
-    {
-      read: io.weight("w2", c.weightDtype, V),
-      bIdx: (j) => `(es * ${u32(d)} + col0 + ${u32(j)}) * ${u32(KV)}`,
-    },
+    expertMatrix(c, io, "w2", V, undefined, "es", d, ff, "col0"),
   ]);
   L.push(...inner.map((s) => "  " + s));
   L.push(`    let w = ${io.arr("topk_w")}[pair];`);
@@ -125,5 +116,5 @@ export function emitDecodeGemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   L.push(...storeRow(io, "y", d, "t", "col0", vals, !ctx.yDirect));
   L.push("  }");
   const code = `${flatMain(wg, index, total, L.join("\n"))}\n`;
-  return io.kernel(`moe_decode_gemv2_${N}_${c.weightDtype}`, "decode_gemv2", code, workgroups);
+  return io.kernel(`moe_decode_gemv2_${N}_${weightName(c)}`, "decode_gemv2", code, workgroups);
 }

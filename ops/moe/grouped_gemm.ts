@@ -16,6 +16,7 @@ import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
 import { type MoeEmitContext, MoeIo, type SlabRange } from "./operands.ts";
 import {
   absent,
+  expertMatrix,
   kLoop,
   outsideSlabs,
   range,
@@ -23,6 +24,7 @@ import {
   slabOf,
   slabSuffix,
   storeRow,
+  weightName,
 } from "./register_tile.ts";
 
 const NONE = `const NONE: u32 = ${u32(MOE_NONE)};`;
@@ -70,17 +72,10 @@ function gemm1Like(
       L.push(`  let ar${r} = min((tile % ${u32(tpe)}) * ${u32(R)} + ${u32(r)}, ${u32(T - 1)});`);
     }
   }
-  const w = c.weightDtype;
   L.push(
     ...kLoop(c, R, N, KV, V, io.vec("x", "f32", V), (r) => `ar${r} * ${u32(KV)}`, [
-      {
-        read: io.weight("w1", w, V, slabs && { ...slabs, slabElems: ff * d }),
-        bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
-      },
-      {
-        read: io.weight("w3", w, V, slabs && { ...slabs, slabElems: ff * d }),
-        bIdx: (j) => `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)}`,
-      },
+      expertMatrix(c, io, "w1", V, slabs, "es", ff, d, "col0"),
+      expertMatrix(c, io, "w3", V, slabs, "es", ff, d, "col0"),
     ]),
   );
   const out = mode === "grouped" ? "h" : "hdense";
@@ -91,7 +86,7 @@ function gemm1Like(
     L.push("  }");
   }
   const code = `${NONE}\n${flatMain(wg, index, total, L.join("\n"))}\n${SILU}\n`;
-  const label = `moe_${mode}_gemm1_${R}x${N}x2_${c.weightDtype}${slabSuffix(slabs)}`;
+  const label = `moe_${mode}_gemm1_${R}x${N}x2_${weightName(c)}${slabSuffix(slabs)}`;
   return io.kernel(label, mode === "grouped" ? "gemm1" : "dense_gemm1", code, workgroups);
 }
 
@@ -176,10 +171,7 @@ export function emitGroupedGemm2(
   L.push(...outsideSlabs(slabs, "es"));
   L.push(
     ...kLoop(c, R, N, KV, V, io.vec("h", "f32", V), (r) => `(row0 + ${u32(r)}) * ${u32(KV)}`, [
-      {
-        read: io.weight("w2", c.weightDtype, V, slabs && { ...slabs, slabElems: ff * d }),
-        bIdx: (j) => `(es * ${u32(d)} + col0 + ${u32(j)}) * ${u32(KV)}`,
-      },
+      expertMatrix(c, io, "w2", V, slabs, "es", d, ff, "col0"),
     ]),
   );
   const sortedW = io.arr("sorted_w");
@@ -191,7 +183,7 @@ export function emitGroupedGemm2(
     L.push("  }");
   }
   const code = `${NONE}\n${flatMain(wg, index, total, L.join("\n"))}\n`;
-  const label = `moe_grouped_gemm2_${R}x${N}_${c.weightDtype}${slabSuffix(slabs)}`;
+  const label = `moe_grouped_gemm2_${R}x${N}_${weightName(c)}${slabSuffix(slabs)}`;
   return io.kernel(label, "gemm2", code, workgroups);
 }
 
@@ -268,10 +260,7 @@ export function emitDenseGemm2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kerne
     V,
     io.vec("hdense", "f32", V),
     (r) => `(e * ${u32(tpe * R)} + tt * ${u32(R)} + ${u32(r)}) * ${u32(KV)}`,
-    [{
-      read: io.weight("w2", c.weightDtype, V),
-      bIdx: (j) => `(es * ${u32(d)} + col0 + ${u32(j)}) * ${u32(KV)}`,
-    }],
+    [expertMatrix(c, io, "w2", V, undefined, "es", d, ff, "col0")],
   );
   L.push(...inner.map((s) => "  " + s));
   const topkIdx = io.arr("topk_idx"), topkW = io.arr("topk_w");
@@ -294,5 +283,5 @@ export function emitDenseGemm2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kerne
     L.push("  }");
   }
   const code = `${flatMain(wg, index, total, L.join("\n"))}\n`;
-  return io.kernel(`moe_dense_gemm2_${R}x${N}_${c.weightDtype}`, "dense_gemm2", code, workgroups);
+  return io.kernel(`moe_dense_gemm2_${R}x${N}_${weightName(c)}`, "dense_gemm2", code, workgroups);
 }

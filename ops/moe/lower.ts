@@ -10,6 +10,7 @@ import { formatShape, numel } from "../../core/shape.ts";
 import type { KernelContext, KernelEmission, KernelOperand, KernelSource } from "../types.ts";
 import { flatKernel, KernelIo, segmentElems, u32 } from "../wgsl/mod.ts";
 import { byteSize } from "../../core/dtype.ts";
+import { quantWords } from "../quant/mod.ts";
 import {
   configOf,
   inputName,
@@ -106,7 +107,9 @@ export function bySlabs(
     whole.uses.map((u) => u.match(/^(in\d+|out\d+|scratch\d+)/)![1]).filter((b) => !ins.has(b)),
   ).size;
   const slabs = ctx.slotTable ?? c.E;
-  const slabElems = c.ff * c.d;
+  // Elements of one slab as bound: u32 words for block-quantized weights.
+  const f = mats.includes("w2") ? c.w2Format : c.weightFormat;
+  const slabElems = f ? quantWords(f, c.ff, c.d) : c.ff * c.d;
   const segsOf = (from: number, to: number) =>
     mats.length *
     (Math.floor((to * slabElems - 1) / segElems) - Math.floor((from * slabElems) / segElems) + 1);

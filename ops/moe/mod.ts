@@ -37,6 +37,9 @@
  */
 
 import { allocHost, type HostArray } from "../../core/dtype.ts";
+import type { QuantFormat } from "../../core/quant/formats.ts";
+import { dequantize } from "../../core/quant/mod.ts";
+import { quantRowBytes } from "../quant/mod.ts";
 import type { HostTensor, OpDef } from "../types.ts";
 import { configOf, type MoeAttrs, moePath, optionalInputs, routingOf } from "./attrs.ts";
 import type { MoePath } from "./config.ts";
@@ -72,6 +75,21 @@ export {
   type MoeWeights,
 } from "./reference.ts";
 
+/**
+ * Quantized expert weights as f32: each u32 slab's blocks dequantized to
+ * `rows · cols` values (the reference only; kernels never make this copy).
+ */
+function dequantSlabs(w: HostTensor, format: QuantFormat, rows: number, cols: number): HostTensor {
+  const S = w.shape[0], words = w.shape[1] as number;
+  const out = new Float32Array(S * rows * cols);
+  const bytes = quantRowBytes(format, cols) * rows;
+  for (let s = 0; s < S; s++) {
+    const slab = new Uint8Array(w.data.buffer, w.data.byteOffset + s * words * 4, bytes);
+    out.set(dequantize(format, slab, rows * cols), s * rows * cols);
+  }
+  return { shape: [S, rows, cols], dtype: "f32", data: out };
+}
+
 /** Expert e's slab is `table[e]`; a slot out of range (another device's expert) is zeros. */
 function gatherSlabs(w: HostTensor, table: ArrayLike<number>, E: number): Float32Array {
   const S = w.shape[0];
@@ -86,7 +104,16 @@ function gatherSlabs(w: HostTensor, table: ArrayLike<number>, E: number): Float3
 }
 
 function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs): HostArray[] {
-  const [x, wg, w1, w3, w2] = inputs;
+  const [x, wg] = inputs;
+  let [, , w1, w3, w2] = inputs;
+  if (typeof attrs.weightFormat === "string") {
+    const f = attrs.weightFormat as QuantFormat, ff = attrs.ff as number;
+    const f2 = (attrs.w2Format ?? f) as QuantFormat;
+    const d = x.shape[x.shape.length - 1];
+    w1 = dequantSlabs(w1, f, ff, d);
+    w3 = dequantSlabs(w3, f, ff, d);
+    w2 = dequantSlabs(w2, f2, d, ff);
+  }
   const opt = optionalInputs(attrs, inputs.length);
   const cfg = configOf(attrs, x.shape, w1.shape, "f32");
   const unslot = (w: HostTensor) =>
@@ -223,6 +250,9 @@ export const moe: OpDef<MoeAttrs> = {
     "logitsIn",
     "routing",
     "name",
+    "weightFormat",
+    "w2Format",
+    "ff",
   ],
   infer: inferMoe,
   reference: (inputs, attrs) => referenceMoe(inputs, attrs),

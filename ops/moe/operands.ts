@@ -200,7 +200,7 @@ export class MoeIo {
    */
   weight(
     b: MoeBuffer,
-    elem: "f32" | "f16",
+    elem: "f32" | "f16" | "u32",
     lanes: number,
     slabs?: SlabRange & { readonly slabElems: number },
   ): (i: string) => string {
@@ -229,7 +229,7 @@ export class MoeIo {
     b: MoeBuffer,
     j: number,
     segElems: number,
-    elem: "f32" | "f16",
+    elem: "f32" | "f16" | "u32",
     lanes: number,
     r: SlabRange & { readonly slabElems: number },
   ): (i: string) => string {
@@ -247,6 +247,11 @@ export class MoeIo {
     const name = `moe_${b}_seg`;
     this.#fns.push(`fn ${name}(i: u32) -> ${type} {\n${lines.join("\n")}\n}`);
     return (i) => `${name}(${i})`;
+  }
+
+  /** Adds helper functions (a quantized weight's readers) to the kernel's code. */
+  helper(code: string): void {
+    if (!this.#fns.includes(code)) this.#fns.push(code);
   }
 
   /** `out{j}_store(i, v)` of output buffer `b` (a call, without the semicolon). */

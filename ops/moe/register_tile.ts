@@ -10,6 +10,8 @@
  */
 
 import { u32 } from "../wgsl/mod.ts";
+import type { QuantFormat } from "../../core/quant/formats.ts";
+import { QUANT_GROUP, quantReaders, quantRowBytes, quantWords } from "../quant/mod.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
 import type { MoeBuffer, MoeEmitContext, MoeIo, SlabRange } from "./operands.ts";
 
@@ -61,6 +63,122 @@ export interface KLoopMatrix {
   readonly read: (i: string) => string;
   /** WGSL vec index of row j's start. */
   readonly bIdx: (j: number) => string;
+  /**
+   * A block-quantized weight (see `expertMatrix`): the byte offset of row j
+   * and the prefix of its readers (`<prefix>_qg`, `<prefix>_qc`); `read` then
+   * reads u32 words and `bIdx` is unused.
+   */
+  readonly quant?: {
+    readonly rowByte: (j: number) => string;
+    readonly prefix: string;
+    readonly format: QuantFormat;
+  };
+}
+
+/**
+ * The K-loop matrix of expert weight `b`: `rows` rows of `cols` per slab,
+ * slab expression `es`, output rows from `col0`. Dense weights are read as
+ * `V`-wide vectors; quantized ones (`c.weightFormat`) as u32 words through
+ * the format's readers, which are added to the kernel.
+ *
+ * @example
+ * ```ts ignore
+ * kLoop(c, R, N, KV, V, a, aIdx, [expertMatrix(c, io, "w1", V, slabs, "es", ff, d, "col0")]);
+ * ```
+ */
+export function expertMatrix(
+  c: ResolvedMoeConfig,
+  io: MoeIo,
+  b: MoeBuffer,
+  V: number,
+  slabs: SlabRange | undefined,
+  es: string,
+  rows: number,
+  cols: number,
+  col0: string,
+): KLoopMatrix {
+  const f = b === "w2" ? c.w2Format : c.weightFormat;
+  if (f === undefined) {
+    const KV = cols / V;
+    return {
+      read: io.weight(b, c.weightDtype, V, slabs && { ...slabs, slabElems: rows * cols }),
+      bIdx: (j) => `(${es} * ${u32(rows)} + ${col0} + ${u32(j)}) * ${u32(KV)}`,
+    };
+  }
+  const rowBytes = quantRowBytes(f, cols);
+  const slabWords = quantWords(f, rows, cols);
+  const read = io.weight(b, "u32", 1, slabs && { ...slabs, slabElems: slabWords });
+  const prefix = `moe_q${b}`;
+  io.helper(quantReaders(f, read, prefix));
+  return {
+    read,
+    bIdx: () => "0u",
+    quant: {
+      prefix,
+      format: f,
+      rowByte: (j) => `${es} * ${u32(slabWords * 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes)}`,
+    },
+  };
+}
+
+/**
+ * The quantized K loop: per group of the format (one affine map), `Σ a·q` and
+ * `Σ a` in registers, then `acc += scale·Σ a·q − min·Σ a` (see `ops/quant`).
+ * Declares the same scalar accumulators `acc_<m>_<r>_<j>` as {@linkcode kLoop}.
+ */
+function kLoopQuant(
+  R: number,
+  N: number,
+  KV: number,
+  aName: string,
+  aIdx: (r: number) => string,
+  mats: readonly KLoopMatrix[],
+): string[] {
+  const G4 = QUANT_GROUP[mats[0].quant!.format] / 4;
+  if (mats.some((m) => m.quant?.format !== mats[0].quant!.format)) {
+    throw new Error("internal: one quantized K loop reads one block format");
+  }
+  const L: string[] = [];
+  const each = (f: (m: number, q: string, r: number, j: number) => void) => {
+    for (const [m, mat] of mats.entries()) {
+      for (const r of range(R)) for (const j of range(N)) f(m, mat.quant!.prefix, r, j);
+    }
+  };
+  each((m, _q, r, j) => L.push(`  var acc_${m}_${r}_${j} = 0.0;`));
+  for (const r of range(R)) L.push(`  let pa${r} = ${aIdx(r)};`);
+  for (const [m, mat] of mats.entries()) {
+    for (const j of range(N)) L.push(`  let qb${m}_${j} = ${mat.quant!.rowByte(j)};`);
+  }
+  L.push(`  for (var g = 0u; g < ${u32(KV / G4)}; g++) {`);
+  for (const r of range(R)) L.push(`    var sa${r} = vec4<f32>(0.0);`);
+  each((m, _q, r, j) => L.push(`    var qa_${m}_${r}_${j} = vec4<f32>(0.0);`));
+  L.push(`    for (var i = 0u; i < ${u32(G4)}; i++) {`);
+  L.push(`      let kk = g * ${u32(G4)} + i;`);
+  for (const r of range(R)) {
+    L.push(`      let a${r} = ${aName}[pa${r} + kk];`, `      sa${r} += a${r};`);
+  }
+  for (const [m, mat] of mats.entries()) {
+    for (const j of range(N)) {
+      L.push(`      let b${m}_${j} = ${mat.quant!.prefix}_qc(qb${m}_${j}, g, i);`);
+      for (const r of range(R)) {
+        L.push(`      qa_${m}_${r}_${j} = fma(a${r}, b${m}_${j}, qa_${m}_${r}_${j});`);
+      }
+    }
+  }
+  L.push("    }");
+  for (const r of range(R)) L.push(`    let s${r} = dot(sa${r}, vec4<f32>(1.0));`);
+  for (const [m, mat] of mats.entries()) {
+    for (const j of range(N)) {
+      L.push(`    let sm${m}_${j} = ${mat.quant!.prefix}_qg(qb${m}_${j}, g);`);
+      for (const r of range(R)) {
+        L.push(
+          `    acc_${m}_${r}_${j} += sm${m}_${j}.x * dot(qa_${m}_${r}_${j}, vec4<f32>(1.0)) - sm${m}_${j}.y * s${r};`,
+        );
+      }
+    }
+  }
+  L.push("  }");
+  return L;
 }
 
 /**
@@ -86,6 +204,12 @@ export function kLoop(
   aIdx: (r: number) => string,
   mats: readonly KLoopMatrix[],
 ): string[] {
+  if (mats.some((m) => m.quant)) {
+    if (V !== 4) {
+      throw new Error("internal: quantized expert weights are read four columns at a time");
+    }
+    return kLoopQuant(R, N, KV, aName, aIdx, mats);
+  }
   const L: string[] = [];
   // vec4 accumulators: one FMA per lane-element instead of dot's mul + horizontal add.
   const va = V === 4 && c.tile.vecAccum;
@@ -238,4 +362,18 @@ export function outsideSlabs(r: SlabRange | undefined, es: string): string[] {
  */
 export function slabSuffix(r: SlabRange | undefined): string {
   return r === undefined ? "" : `_slabs${r.from}-${r.to - 1}`;
+}
+
+/**
+ * The expert weights' storage in kernel labels: `f32`, `f16` or the block format.
+ *
+ * @example
+ * ```ts
+ * import { weightName } from "./register_tile.ts";
+ * import { resolveMoeConfig } from "./config.ts";
+ * weightName(resolveMoeConfig({ T: 1, d: 32, ff: 32, E: 2, k: 1, router: "switch", weightFormat: "q8_0" })); // "q8_0"
+ * ```
+ */
+export function weightName(c: ResolvedMoeConfig): string {
+  return c.weightFormat ?? c.weightDtype;
 }

@@ -7,6 +7,8 @@
 
 import type { TensorType } from "../../core/graph.ts";
 import { type Dim, formatShape } from "../../core/shape.ts";
+import { GGML_TYPES, type QuantFormat } from "../../core/quant/formats.ts";
+import { quantWords } from "../quant/mod.ts";
 import { checkAttrs, type MoeAttrs, optionalInputs, routingOf, slotsOf } from "./attrs.ts";
 
 function sameShape(a: readonly Dim[], b: readonly Dim[]): boolean {
@@ -70,34 +72,12 @@ export function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): Tensor
   }
   const W = S > 0 ? S : E;
   const lead0 = S > 0 ? "slots" : "experts";
-  if (w1.shape.length !== 3 || w1.shape[0] !== W || w1.shape[2] !== d) {
-    throw new RangeError(
-      `moe: w1 must be [${lead0}, ff, d] = [${W}, ff, ${d}], got ${formatShape(w1.shape)}`,
-    );
-  }
-  const ff = w1.shape[1];
-  if (typeof ff !== "number" || ff < 1) {
-    throw new RangeError(`moe: w1's expert width must be a positive number, got ${ff}`);
-  }
-  if (!sameShape(w3.shape, w1.shape)) {
-    throw new RangeError(
-      `moe: w3 shape ${formatShape(w3.shape)} differs from w1 shape ${formatShape(w1.shape)}`,
-    );
-  }
-  if (!sameShape(w2.shape, [W, d, ff])) {
-    throw new RangeError(
-      `moe: w2 must be [${lead0}, d, ff] = ${formatShape([W, d, ff])} (from w1 ${
-        formatShape(w1.shape)
-      }), got ${formatShape(w2.shape)}`,
-    );
-  }
-  if (w1.dtype !== "f32" && w1.dtype !== "f16") {
-    throw new TypeError(`moe: expert weights must be f32 or f16, got ${show("w1", w1)}`);
-  }
-  for (const [name, t] of [["w3", w3], ["w2", w2]] as const) {
-    if (t.dtype !== w1.dtype) {
-      throw new TypeError(`moe: ${name} is ${t.dtype} but w1 is ${w1.dtype}; use one dtype`);
-    }
+  if (typeof attrs.weightFormat === "string") {
+    const f = attrs.weightFormat as QuantFormat;
+    const f2 = (attrs.w2Format ?? f) as QuantFormat;
+    checkQuantExperts(f, f2, attrs.ff as number, d, W, lead0, [w1, w3, w2]);
+  } else {
+    checkDenseExperts(W, lead0, d, [w1, w3, w2]);
   }
   const opt = optionalInputs(attrs, inputs.length);
   if (opt.bias !== undefined) {
@@ -137,4 +117,77 @@ export function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): Tensor
     );
   }
   return outputs;
+}
+
+/** Dense f32/f16 expert weights: w1, w3 `[W, ff, d]`, w2 `[W, d, ff]`, one dtype. */
+function checkDenseExperts(
+  W: number,
+  lead0: string,
+  d: number,
+  [w1, w3, w2]: readonly TensorType[],
+): void {
+  const show = (name: string, t: TensorType) => `${name} ${t.dtype}${formatShape(t.shape)}`;
+  if (w1.shape.length !== 3 || w1.shape[0] !== W || w1.shape[2] !== d) {
+    throw new RangeError(
+      `moe: w1 must be [${lead0}, ff, d] = [${W}, ff, ${d}], got ${formatShape(w1.shape)}`,
+    );
+  }
+  const ff = w1.shape[1];
+  if (typeof ff !== "number" || ff < 1) {
+    throw new RangeError(`moe: w1's expert width must be a positive number, got ${ff}`);
+  }
+  if (!sameShape(w3.shape, w1.shape)) {
+    throw new RangeError(
+      `moe: w3 shape ${formatShape(w3.shape)} differs from w1 shape ${formatShape(w1.shape)}`,
+    );
+  }
+  if (!sameShape(w2.shape, [W, d, ff])) {
+    throw new RangeError(
+      `moe: w2 must be [${lead0}, d, ff] = ${formatShape([W, d, ff])} (from w1 ${
+        formatShape(w1.shape)
+      }), got ${formatShape(w2.shape)}`,
+    );
+  }
+  if (w1.dtype !== "f32" && w1.dtype !== "f16") {
+    throw new TypeError(`moe: expert weights must be f32 or f16, got ${show("w1", w1)}`);
+  }
+  for (const [name, t] of [["w3", w3], ["w2", w2]] as const) {
+    if (t.dtype !== w1.dtype) {
+      throw new TypeError(`moe: ${name} is ${t.dtype} but w1 is ${w1.dtype}; use one dtype`);
+    }
+  }
+}
+
+/** Quantized expert weights: u32 slabs of the format's words (see `MoeAttrs`). */
+function checkQuantExperts(
+  format: QuantFormat,
+  format2: QuantFormat,
+  ff: number,
+  d: number,
+  W: number,
+  lead0: string,
+  [w1, w3, w2]: readonly TensorType[],
+): void {
+  for (const f of [format, format2]) {
+    const block = GGML_TYPES[f].blockElems;
+    if (d % block !== 0 || ff % block !== 0) {
+      throw new RangeError(
+        `moe: ${f} expert weights need d (${d}) and ff (${ff}) to be multiples of ${block}`,
+      );
+    }
+  }
+  const want: [string, TensorType, number, QuantFormat][] = [
+    ["w1", w1, quantWords(format, ff, d), format],
+    ["w3", w3, quantWords(format, ff, d), format],
+    ["w2", w2, quantWords(format2, d, ff), format2],
+  ];
+  for (const [name, t, words, f] of want) {
+    if (t.dtype !== "u32" || !sameShape(t.shape, [W, words])) {
+      throw new TypeError(
+        `moe: ${f} ${name} must be u32[${lead0}, words] = u32[${W}, ${words}], got ${t.dtype}${
+          formatShape(t.shape)
+        }`,
+      );
+    }
+  }
 }

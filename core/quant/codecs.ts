@@ -1,0 +1,107 @@
+/**
+ * CPU reference codecs for ggml's block-quantized formats: {@linkcode quantize}
+ * writes the bytes llama.cpp's reference quantizers (`quantize_row_*_ref`)
+ * write, and {@linkcode dequantize} reads them as `dequantize_row_*` does. They
+ * are the ground truth the GPU dequantization kernels and the GGUF writer are
+ * tested against, not a fast path.
+ *
+ * Bit-exactness assumes llama.cpp's float arithmetic is plain float32 with no
+ * fused multiply-add, as ggml-base is built on x86-64; a build that contracts
+ * `a*b + c` into FMAs (the default for GCC on AArch64) may round a scale
+ * differently in rare blocks.
+ *
+ * @module
+ */
+
+import { GGML_TYPES, quantBytes, type QuantFormat } from "./formats.ts";
+import {
+  dequantizeBlockQ4_0,
+  dequantizeBlockQ8_0,
+  quantizeBlockQ4_0,
+  quantizeBlockQ8_0,
+} from "./legacy.ts";
+import {
+  dequantizeBlockQ4_K,
+  dequantizeBlockQ5_K,
+  quantizeBlockQ4_K,
+  quantizeBlockQ5_K,
+} from "./k_quants.ts";
+import { dequantizeBlockQ6_K, quantizeBlockQ6_K } from "./q6_k.ts";
+
+type Encode = (x: Float32Array, xo: number, y: Uint8Array, yo: number) => void;
+type Decode = (b: Uint8Array, bo: number, out: Float32Array, oo: number) => void;
+
+const CODECS: Record<QuantFormat, { encode: Encode; decode: Decode }> = {
+  q8_0: { encode: quantizeBlockQ8_0, decode: dequantizeBlockQ8_0 },
+  q4_0: { encode: quantizeBlockQ4_0, decode: dequantizeBlockQ4_0 },
+  q4_k: { encode: quantizeBlockQ4_K, decode: dequantizeBlockQ4_K },
+  q5_k: { encode: quantizeBlockQ5_K, decode: dequantizeBlockQ5_K },
+  q6_k: { encode: quantizeBlockQ6_K, decode: dequantizeBlockQ6_K },
+};
+
+/**
+ * Quantizes `data` to `format`, block after block, byte for byte as llama.cpp's
+ * reference quantizer for that format. `data.length` must be a whole number of
+ * blocks (32 elements for `q8_0`/`q4_0`, 256 for the K-quants) and every value
+ * finite; otherwise a RangeError names the format and the length, or the index
+ * of the first non-finite value.
+ *
+ * @example
+ * ```ts
+ * import { quantize } from "./mod.ts";
+ * const x = new Float32Array(32).map((_, i) => i - 16);
+ * const q = quantize("q8_0", x);
+ * q.length; // 34
+ * q[2]; // 0x81: −16 / (16/127) = −127
+ * ```
+ */
+export function quantize(format: QuantFormat, data: Float32Array): Uint8Array<ArrayBuffer> {
+  const codec = CODECS[format];
+  if (codec === undefined) throw new RangeError(`unknown quantized format ${format}`);
+  const out = new Uint8Array(quantBytes(format, data.length));
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      throw new RangeError(`${format}: element ${i} is ${data[i]}; only finite values quantize`);
+    }
+  }
+  const { blockElems, blockBytes } = GGML_TYPES[format];
+  for (let b = 0, x = 0; x < data.length; b += blockBytes, x += blockElems) {
+    codec.encode(data, x, out, b);
+  }
+  return out;
+}
+
+/**
+ * Decodes `elems` elements of `format` from `bytes`, as llama.cpp's
+ * `dequantize_row_*` does (each value rounded to float32 the same way).
+ * `elems` must be a whole number of blocks and `bytes.length` exactly
+ * {@linkcode quantBytes}`(format, elems)`; otherwise a RangeError says which.
+ *
+ * @example
+ * ```ts
+ * import { dequantize, quantize } from "./mod.ts";
+ * const x = new Float32Array(256).map((_, i) => Math.sin(i));
+ * const y = dequantize("q6_k", quantize("q6_k", x), 256);
+ * Math.abs(y[3] - x[3]) < 0.02; // true
+ * ```
+ */
+export function dequantize(
+  format: QuantFormat,
+  bytes: Uint8Array,
+  elems: number,
+): Float32Array<ArrayBuffer> {
+  const codec = CODECS[format];
+  if (codec === undefined) throw new RangeError(`unknown quantized format ${format}`);
+  const need = quantBytes(format, elems);
+  if (bytes.length !== need) {
+    throw new RangeError(
+      `${format}: ${elems} elements take ${need} bytes, but ${bytes.length} were given`,
+    );
+  }
+  const out = new Float32Array(elems);
+  const { blockElems, blockBytes } = GGML_TYPES[format];
+  for (let b = 0, o = 0; o < elems; b += blockBytes, o += blockElems) {
+    codec.decode(bytes, b, out, o);
+  }
+  return out;
+}

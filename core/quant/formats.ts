@@ -1,0 +1,198 @@
+/**
+ * llama.cpp's (ggml's) tensor element types: their GGUF type ids, and for the
+ * block-quantized ones the block geometry. One table that the block codecs, the
+ * GGUF reader and writer, the fused-dequantization kernels and the expert
+ * scheduler's byte counts all read.
+ *
+ * Ids are ggml's `enum ggml_type` (`ggml.h`; 4, 5 and 31–33, 36–38 are retired
+ * and never appear in a GGUF file). Sizes are the block structs of
+ * `ggml-common.h`: Q8_0 and Q4_0 hold 32 elements a block behind one f16 scale;
+ * the K-quants hold super-blocks of 256.
+ *
+ * @module
+ */
+
+/**
+ * A block-quantized weight format Kiln computes with (dequantized inside the
+ * kernels that read it).
+ *
+ * @example
+ * ```ts
+ * import type { QuantFormat } from "./formats.ts";
+ * const f: QuantFormat = "q4_k";
+ * ```
+ */
+export type QuantFormat = "q8_0" | "q4_0" | "q4_k" | "q5_k" | "q6_k";
+
+/** Every quantized format, in a stable order. */
+export const QUANT_FORMATS: readonly QuantFormat[] = ["q8_0", "q4_0", "q4_k", "q5_k", "q6_k"];
+
+/**
+ * One ggml element type: its GGUF id, name and block geometry (`blockElems`
+ * elements stored in `blockBytes` bytes; 1 and the element size for plain
+ * types).
+ *
+ * @example
+ * ```ts
+ * import { GGML_TYPES } from "./formats.ts";
+ * GGML_TYPES.q4_k.blockBytes; // 144
+ * ```
+ */
+export interface GgmlTypeInfo {
+  /** ggml's name, lower case (`"q4_k"`, `"f16"`). */
+  readonly name: string;
+  /** The `ggml_type` enum value GGUF stores. */
+  readonly id: number;
+  /** Elements per block. */
+  readonly blockElems: number;
+  /** Bytes per block. */
+  readonly blockBytes: number;
+  /** Whether Kiln can read tensors of this type. */
+  readonly supported: boolean;
+}
+
+const t = (name: string, id: number, blockElems: number, blockBytes: number, supported = false) =>
+  ({ name, id, blockElems, blockBytes, supported }) as const;
+
+/**
+ * ggml's element types by name. Kiln reads `f32`, `f16`, `bf16` and the formats
+ * of {@linkcode QUANT_FORMATS}; the others are listed so that a file holding
+ * them is refused by name, not as an unknown id.
+ *
+ * @example
+ * ```ts
+ * import { GGML_TYPES } from "./formats.ts";
+ * GGML_TYPES.q8_0.id; // 8
+ * ```
+ */
+export const GGML_TYPES: Readonly<Record<GgmlTypeName, GgmlTypeInfo>> = {
+  f32: t("f32", 0, 1, 4, true),
+  f16: t("f16", 1, 1, 2, true),
+  q4_0: t("q4_0", 2, 32, 18, true),
+  q4_1: t("q4_1", 3, 32, 20),
+  q5_0: t("q5_0", 6, 32, 22),
+  q5_1: t("q5_1", 7, 32, 24),
+  q8_0: t("q8_0", 8, 32, 34, true),
+  q8_1: t("q8_1", 9, 32, 36),
+  q2_k: t("q2_k", 10, 256, 84),
+  q3_k: t("q3_k", 11, 256, 110),
+  q4_k: t("q4_k", 12, 256, 144, true),
+  q5_k: t("q5_k", 13, 256, 176, true),
+  q6_k: t("q6_k", 14, 256, 210, true),
+  q8_k: t("q8_k", 15, 256, 292),
+  iq2_xxs: t("iq2_xxs", 16, 256, 66),
+  iq2_xs: t("iq2_xs", 17, 256, 74),
+  iq3_xxs: t("iq3_xxs", 18, 256, 98),
+  iq1_s: t("iq1_s", 19, 256, 50),
+  iq4_nl: t("iq4_nl", 20, 32, 18),
+  iq3_s: t("iq3_s", 21, 256, 110),
+  iq2_s: t("iq2_s", 22, 256, 82),
+  iq4_xs: t("iq4_xs", 23, 256, 136),
+  i8: t("i8", 24, 1, 1),
+  i16: t("i16", 25, 1, 2),
+  i32: t("i32", 26, 1, 4),
+  i64: t("i64", 27, 1, 8),
+  f64: t("f64", 28, 1, 8),
+  iq1_m: t("iq1_m", 29, 256, 56),
+  bf16: t("bf16", 30, 1, 2, true),
+  tq1_0: t("tq1_0", 34, 256, 54),
+  tq2_0: t("tq2_0", 35, 256, 66),
+  mxfp4: t("mxfp4", 39, 32, 17),
+  nvfp4: t("nvfp4", 40, 64, 36),
+  q1_0: t("q1_0", 41, 128, 18),
+  q2_0: t("q2_0", 42, 64, 18),
+};
+
+/**
+ * A ggml type name.
+ *
+ * @example
+ * ```ts
+ * import type { GgmlTypeName } from "./formats.ts";
+ * const n: GgmlTypeName = "q6_k";
+ * ```
+ */
+export type GgmlTypeName =
+  | "f32"
+  | "f16"
+  | "q4_0"
+  | "q4_1"
+  | "q5_0"
+  | "q5_1"
+  | "q8_0"
+  | "q8_1"
+  | "q2_k"
+  | "q3_k"
+  | "q4_k"
+  | "q5_k"
+  | "q6_k"
+  | "q8_k"
+  | "iq2_xxs"
+  | "iq2_xs"
+  | "iq3_xxs"
+  | "iq1_s"
+  | "iq4_nl"
+  | "iq3_s"
+  | "iq2_s"
+  | "iq4_xs"
+  | "i8"
+  | "i16"
+  | "i32"
+  | "i64"
+  | "f64"
+  | "iq1_m"
+  | "bf16"
+  | "tq1_0"
+  | "tq2_0"
+  | "mxfp4"
+  | "nvfp4"
+  | "q1_0"
+  | "q2_0";
+
+const BY_ID = new Map<number, GgmlTypeInfo>(Object.values(GGML_TYPES).map((v) => [v.id, v]));
+
+/**
+ * The type with GGUF id `id`, or undefined for an id ggml does not define.
+ *
+ * @example
+ * ```ts
+ * import { ggmlTypeById } from "./formats.ts";
+ * ggmlTypeById(12)?.name; // "q4_k"
+ * ```
+ */
+export function ggmlTypeById(id: number): GgmlTypeInfo | undefined {
+  return BY_ID.get(id);
+}
+
+/**
+ * True when `name` is one of {@linkcode QUANT_FORMATS}.
+ *
+ * @example
+ * ```ts
+ * import { isQuantFormat } from "./formats.ts";
+ * isQuantFormat("q4_k"); // true
+ * ```
+ */
+export function isQuantFormat(name: string): name is QuantFormat {
+  return (QUANT_FORMATS as readonly string[]).includes(name);
+}
+
+/**
+ * Bytes of `elems` elements of a quantized format, which must fill whole
+ * blocks (RangeError naming the format and block size otherwise).
+ *
+ * @example
+ * ```ts
+ * import { quantBytes } from "./formats.ts";
+ * quantBytes("q4_k", 4096); // 2304
+ * ```
+ */
+export function quantBytes(format: QuantFormat, elems: number): number {
+  const info = GGML_TYPES[format];
+  if (!Number.isInteger(elems) || elems < 0 || elems % info.blockElems !== 0) {
+    throw new RangeError(
+      `${format}: ${elems} elements is not a whole number of ${info.blockElems}-element blocks`,
+    );
+  }
+  return (elems / info.blockElems) * info.blockBytes;
+}

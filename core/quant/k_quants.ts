@@ -1,0 +1,309 @@
+/**
+ * ggml's Q4_K and Q5_K super-blocks: 256 elements in eight sub-blocks of 32,
+ * each `x = d·sc·q − dmin·m` with 6-bit sub-block scales `sc` and mins `m` packed
+ * into 12 bytes. Encoded as llama.cpp's `quantize_row_q4_K_ref` /
+ * `quantize_row_q5_K_ref` write them (each sub-block fitted by
+ * `make_qkx2_quants`), decoded as `dequantize_row_q4_K` / `_q5_K` read them.
+ *
+ * Layouts (little-endian): Q4_K `{f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}`
+ * (144 bytes); Q5_K `{f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}`
+ * (176 bytes). Each 64 elements share 32 bytes of `qs`: the first 32 take the
+ * low nibbles, the next 32 the high ones. Q5_K's fifth bit of element `64g + l`
+ * is bit `2g` of `qh[l]`, of element `64g + 32 + l` bit `2g + 1`.
+ *
+ * Scales byte packing (`get_scale_min_k4`): for sub-block `j < 4`, `sc` is the
+ * low 6 bits of `scales[j]` and `m` those of `scales[j + 4]`; for `j ≥ 4`, the
+ * low 4 bits come from the low / high nibble of `scales[j + 4]` and the top 2
+ * from bits 6–7 of `scales[j − 4]` / `scales[j]`.
+ *
+ * @module
+ */
+
+import { nearestInt, readF16, writeF16 } from "./scalar.ts";
+
+const f = Math.fround;
+/** The grid step `0.1f`: a float32 constant in C, so the float32 nearest 0.1. */
+const TENTH = f(0.1);
+
+/** 6-bit scale of sub-block `j` of the scales bytes at `q[o]`. */
+function scaleK4(j: number, q: Uint8Array, o: number): number {
+  return j < 4 ? q[o + j] & 63 : (q[o + j + 4] & 0xf) | ((q[o + j - 4] >> 6) << 4);
+}
+
+/** 6-bit min of sub-block `j` of the scales bytes at `q[o]`. */
+function minK4(j: number, q: Uint8Array, o: number): number {
+  return j < 4 ? q[o + j + 4] & 63 : (q[o + j + 4] >> 4) | ((q[o + j] >> 6) << 4);
+}
+
+// Scratch for one super-block; the codecs are synchronous, so one set serves all calls.
+const L = new Uint8Array(256);
+const laux = new Uint8Array(32);
+const weights = new Float32Array(32);
+const scales = new Float32Array(8);
+const mins = new Float32Array(8);
+
+/**
+ * `make_qkx2_quants` for 32 values at `x[xo]`: codes `0..nmax` into `L[lo..]`
+ * and `mins[j]` = −(the fitted offset); returns the fitted scale. It starts from
+ * the min/max grid, then tries `nstep + 1` stretched grids, refitting scale and
+ * offset by weighted least squares and keeping the one of least weighted
+ * squared error.
+ */
+function makeQkx2Quants(
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  lo: number,
+  j: number,
+  rmin: number,
+  rdelta: number,
+  nstep: number,
+): number {
+  const n = 32;
+  let min = x[xo];
+  let max = x[xo];
+  let sumW = weights[0];
+  let sumX = f(sumW * x[xo]);
+  for (let i = 1; i < n; i++) {
+    const xi = x[xo + i];
+    if (xi < min) min = xi;
+    if (xi > max) max = xi;
+    const w = weights[i];
+    sumW = f(sumW + w);
+    sumX = f(sumX + f(w * xi));
+  }
+  if (min > 0) min = 0;
+  if (max === min) {
+    L.fill(0, lo, lo + n);
+    mins[j] = -min;
+    return 0;
+  }
+  let iscale = f(nmax / f(max - min));
+  let scale = f(1 / iscale);
+  let bestError = 0;
+  for (let i = 0; i < n; i++) {
+    const xi = x[xo + i];
+    const l = Math.max(0, Math.min(nmax, nearestInt(f(iscale * f(xi - min)))));
+    L[lo + i] = l;
+    let diff = f(f(f(scale * l) + min) - xi);
+    diff = f(diff * diff);
+    bestError = f(bestError + f(weights[i] * diff));
+  }
+  if (nstep < 1) {
+    mins[j] = -min;
+    return scale;
+  }
+  for (let is = 0; is <= nstep; is++) {
+    // `min` moves to each better fit's offset, and later grids start from it.
+    iscale = f(f(f(rmin + f(rdelta * is)) + nmax) / f(max - min));
+    let sumL = 0, sumL2 = 0, sumXL = 0;
+    for (let i = 0; i < n; i++) {
+      const xi = x[xo + i];
+      const l = Math.max(0, Math.min(nmax, nearestInt(f(iscale * f(xi - min)))));
+      laux[i] = l;
+      const wl = f(weights[i] * l);
+      sumL = f(sumL + wl);
+      sumL2 = f(sumL2 + f(wl * l));
+      sumXL = f(sumXL + f(wl * xi));
+    }
+    const D = f(f(sumW * sumL2) - f(sumL * sumL));
+    if (!(D > 0)) continue;
+    let thisScale = f(f(f(sumW * sumXL) - f(sumX * sumL)) / D);
+    let thisMin = f(f(f(sumL2 * sumX) - f(sumL * sumXL)) / D);
+    if (thisMin > 0) {
+      thisMin = 0;
+      thisScale = f(sumXL / sumL2);
+    }
+    let curError = 0;
+    for (let i = 0; i < n; i++) {
+      let diff = f(f(f(thisScale * laux[i]) + thisMin) - x[xo + i]);
+      diff = f(diff * diff);
+      curError = f(curError + f(weights[i] * diff));
+    }
+    if (curError < bestError) {
+      L.set(laux, lo);
+      bestError = curError;
+      scale = thisScale;
+      min = thisMin;
+    }
+  }
+  mins[j] = -min;
+  return scale;
+}
+
+/**
+ * The part Q4_K and Q5_K share: fits the eight sub-blocks, writes `d`, `dmin`
+ * and the packed scales at `y[yo]`, and leaves each element's code
+ * (`0..nmax`) in `L`.
+ */
+function quantizeSuperBlock(
+  nmax: number,
+  rmin: number,
+  nstep: number,
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+): void {
+  let maxScale = 0;
+  let maxMin = 0;
+  for (let j = 0; j < 8; j++) {
+    const so = xo + 32 * j;
+    let sumX2 = 0;
+    for (let l = 0; l < 32; l++) sumX2 = f(sumX2 + f(x[so + l] * x[so + l]));
+    const avX = f(Math.sqrt(f(sumX2 / 32)));
+    for (let l = 0; l < 32; l++) weights[l] = f(avX + Math.abs(x[so + l]));
+    scales[j] = makeQkx2Quants(nmax, x, so, 32 * j, j, rmin, TENTH, nstep);
+    if (scales[j] > maxScale) maxScale = scales[j];
+    if (mins[j] > maxMin) maxMin = mins[j];
+  }
+  const invScale = maxScale > 0 ? f(63 / maxScale) : 0;
+  const invMin = maxMin > 0 ? f(63 / maxMin) : 0;
+  const sb = yo + 4;
+  for (let j = 0; j < 8; j++) {
+    // C stores nearest_int's result in a uint8 before clamping: a negative
+    // code wraps to a large one and clamps to 63.
+    const ls = Math.min(63, nearestInt(f(invScale * scales[j])) & 0xff);
+    const lm = Math.min(63, nearestInt(f(invMin * mins[j])) & 0xff);
+    if (j < 4) {
+      y[sb + j] = ls;
+      y[sb + j + 4] = lm;
+    } else {
+      y[sb + j + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
+      y[sb + j - 4] |= (ls >> 4) << 6;
+      y[sb + j] |= (lm >> 4) << 6;
+    }
+  }
+  writeF16(y, yo, f(maxScale / 63));
+  writeF16(y, yo + 2, f(maxMin / 63));
+  const d = readF16(y, yo);
+  const dmin = readF16(y, yo + 2);
+  for (let j = 0; j < 8; j++) {
+    const dj = f(d * scaleK4(j, y, sb));
+    // A zero sub-block scale keeps make_qkx2_quants's codes, as in C.
+    if (dj === 0) continue;
+    const dm = f(dmin * minK4(j, y, sb));
+    for (let i = 0; i < 32; i++) {
+      const l = nearestInt(f(f(x[xo + 32 * j + i] + dm) / dj));
+      L[32 * j + i] = Math.max(0, Math.min(nmax, l));
+    }
+  }
+}
+
+/**
+ * Quantizes the 256 floats at `x[xo]` into the Q4_K block at `y[yo]`, byte for
+ * byte as llama.cpp's `quantize_row_q4_K_ref`.
+ *
+ * @example
+ * ```ts
+ * import { quantizeBlockQ4_K } from "./k_quants.ts";
+ * const y = new Uint8Array(144);
+ * quantizeBlockQ4_K(new Float32Array(256), 0, y, 0);
+ * y.every((b) => b === 0); // true
+ * ```
+ */
+export function quantizeBlockQ4_K(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
+  quantizeSuperBlock(15, -1, 20, x, xo, y, yo);
+  for (let g = 0; g < 4; g++) {
+    const q = yo + 16 + 32 * g;
+    for (let l = 0; l < 32; l++) y[q + l] = L[64 * g + l] | (L[64 * g + 32 + l] << 4);
+  }
+}
+
+/**
+ * Quantizes the 256 floats at `x[xo]` into the Q5_K block at `y[yo]`, byte for
+ * byte as llama.cpp's `quantize_row_q5_K_ref`.
+ *
+ * @example
+ * ```ts
+ * import { quantizeBlockQ5_K } from "./k_quants.ts";
+ * const y = new Uint8Array(176);
+ * quantizeBlockQ5_K(new Float32Array(256).fill(2), 0, y, 0);
+ * y.subarray(16, 48).every((b) => b === 0xff); // true: every code is 31
+ * ```
+ */
+export function quantizeBlockQ5_K(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
+  quantizeSuperBlock(31, -0.5, 15, x, xo, y, yo);
+  const qh = yo + 16;
+  y.fill(0, qh, qh + 32);
+  for (let g = 0; g < 4; g++) {
+    const ql = yo + 48 + 32 * g;
+    for (let l = 0; l < 32; l++) {
+      const l1 = L[64 * g + l];
+      const l2 = L[64 * g + 32 + l];
+      y[qh + l] |= ((l1 >> 4) << (2 * g)) | ((l2 >> 4) << (2 * g + 1));
+      y[ql + l] = (l1 & 0xf) | ((l2 & 0xf) << 4);
+    }
+  }
+}
+
+/**
+ * Decodes the Q4_K block at `b[bo]` into `out[oo..oo+256)`.
+ *
+ * @example
+ * ```ts
+ * import { dequantizeBlockQ4_K } from "./k_quants.ts";
+ * const b = new Uint8Array(144);
+ * b[1] = 0x3c; // d = 1 (dmin = 0)
+ * b[4] = 2; // sub-block 0 scale 2
+ * b[16] = 0x53; // element 0 code 3, element 32 code 5
+ * const out = new Float32Array(256);
+ * dequantizeBlockQ4_K(b, 0, out, 0);
+ * out[0]; // 6
+ * ```
+ */
+export function dequantizeBlockQ4_K(
+  b: Uint8Array,
+  bo: number,
+  out: Float32Array,
+  oo: number,
+): void {
+  decodeK(b, bo, out, oo, false);
+}
+
+/**
+ * Decodes the Q5_K block at `b[bo]` into `out[oo..oo+256)`.
+ *
+ * @example
+ * ```ts
+ * import { dequantizeBlockQ5_K } from "./k_quants.ts";
+ * const b = new Uint8Array(176);
+ * b[1] = 0x3c; // d = 1
+ * b[4] = 1; // sub-block 0 scale 1
+ * b[16] = 1; // element 0's fifth bit
+ * const out = new Float32Array(256);
+ * dequantizeBlockQ5_K(b, 0, out, 0);
+ * out[0]; // 16
+ * ```
+ */
+export function dequantizeBlockQ5_K(
+  b: Uint8Array,
+  bo: number,
+  out: Float32Array,
+  oo: number,
+): void {
+  decodeK(b, bo, out, oo, true);
+}
+
+function decodeK(b: Uint8Array, bo: number, out: Float32Array, oo: number, five: boolean): void {
+  const d = readF16(b, bo);
+  const dmin = readF16(b, bo + 2);
+  const sb = bo + 4;
+  const qh = bo + 16;
+  const qs = five ? bo + 48 : bo + 16;
+  for (let g = 0; g < 4; g++) {
+    for (let half = 0; half < 2; half++) {
+      const j = 2 * g + half;
+      const dj = f(d * scaleK4(j, b, sb));
+      const mj = f(dmin * minK4(j, b, sb));
+      const shift = 4 * half;
+      const hbit = 2 * g + half;
+      const o = oo + 32 * j;
+      for (let l = 0; l < 32; l++) {
+        let q = (b[qs + 32 * g + l] >> shift) & 0xf;
+        if (five) q |= ((b[qh + l] >> hbit) & 1) << 4;
+        out[o + l] = f(dj * q) - mj;
+      }
+    }
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * WGSL readers of llama.cpp's block formats, for kernels that dequantize a
+ * weight as they read it (no dequantized copy ever exists).
+ *
+ * Every format is read in *groups*: runs of `G` consecutive elements of a row
+ * sharing one affine map `x = scale·q − min` (32 elements for Q8_0, Q4_0 and
+ * the K-quants' sub-blocks; 16 for Q6_K's scales). A kernel asks once per group
+ * for `(scale, min)` and then for the raw codes `q` four at a time, so a dot
+ * product becomes `scale·Σ a·q − min·Σ a`: the scale decode and the affine map
+ * are paid once per group, not once per element (llama.cpp's vec-dot trick).
+ *
+ * The weight is bound as `array<u32>` holding the file's bytes; blocks of
+ * 34, 18 and 210 bytes are not word aligned, so reads of f16 scales and of four
+ * code bytes go through `qhalf` / `qbytes4`, which handle a 2-byte offset (all
+ * offsets are even: every block size and row size is).
+ *
+ * @module
+ */
+
+import { GGML_TYPES, type QuantFormat } from "../../core/quant/formats.ts";
+
+/**
+ * Elements per group (one affine map) of each format.
+ *
+ * @example
+ * ```ts
+ * import { QUANT_GROUP } from "./wgsl.ts";
+ * QUANT_GROUP.q6_k; // 16
+ * ```
+ */
+export const QUANT_GROUP: Readonly<Record<QuantFormat, number>> = {
+  q8_0: 32,
+  q4_0: 32,
+  q4_k: 32,
+  q5_k: 32,
+  q6_k: 16,
+};
+
+/**
+ * Bytes of one row of `k` elements in `format` (a whole number of blocks).
+ *
+ * @example
+ * ```ts
+ * import { quantRowBytes } from "./wgsl.ts";
+ * quantRowBytes("q8_0", 64); // 68
+ * ```
+ */
+export function quantRowBytes(format: QuantFormat, k: number): number {
+  const t = GGML_TYPES[format];
+  if (k % t.blockElems !== 0) {
+    throw new RangeError(
+      `${format}: a row of ${k} elements is not a whole number of ${t.blockElems}-element blocks`,
+    );
+  }
+  return (k / t.blockElems) * t.blockBytes;
+}
+
+/**
+ * The WGSL functions reading `format` from the u32 words `word(i)` returns
+ * (an expression of `i`: the raw binding `in1[i]`, or a segmented loader):
+ * `qg(rb, g) -> vec2<f32>` gives group `g`'s `(scale, min)` of the row starting
+ * at byte `rb`, and `qc(rb, g, i) -> vec4<f32>` the raw codes of its elements
+ * `4i … 4i+3`. `prefix` keeps two weights' readers apart in one kernel.
+ *
+ * @example
+ * ```ts
+ * import { quantReaders } from "./wgsl.ts";
+ * const wgsl = quantReaders("q4_k", (i) => `in1[${i}]`, "w");
+ * wgsl.includes("fn w_qg("); // true
+ * ```
+ */
+export function quantReaders(
+  format: QuantFormat,
+  word: (i: string) => string,
+  prefix = "q",
+): string {
+  const p = prefix;
+  const common = `
+fn ${p}_w(i: u32) -> u32 { return ${word("i")}; }
+fn ${p}_byte(o: u32) -> u32 { return (${p}_w(o >> 2u) >> ((o & 3u) * 8u)) & 0xffu; }
+fn ${p}_half(o: u32) -> f32 {
+  let h = unpack2x16float(${p}_w(o >> 2u));
+  return select(h.x, h.y, (o & 2u) != 0u);
+}
+// Four bytes from an even offset: one word, or the halves of two.
+fn ${p}_bytes4(o: u32) -> u32 {
+  let w0 = ${p}_w(o >> 2u);
+  if ((o & 2u) == 0u) { return w0; }
+  return (w0 >> 16u) | (${p}_w((o >> 2u) + 1u) << 16u);
+}
+fn ${p}_bytes4f(w: u32) -> vec4<f32> {
+  return vec4<f32>(f32(w & 255u), f32((w >> 8u) & 255u), f32((w >> 16u) & 255u), f32(w >> 24u));
+}
+fn ${p}_nib4(w: u32) -> vec4<f32> {
+  return vec4<f32>(f32(w & 15u), f32((w >> 8u) & 15u), f32((w >> 16u) & 15u), f32((w >> 24u) & 15u));
+}`;
+  // The K-quants' 6-bit scale and min of sub-block s (ggml's get_scale_min_k4).
+  const k4Scales = `
+fn ${p}_scmin(sb: u32, s: u32) -> vec2<f32> {
+  if (s < 4u) {
+    return vec2<f32>(f32(${p}_byte(sb + s) & 63u), f32(${p}_byte(sb + s + 4u) & 63u));
+  }
+  let b = ${p}_byte(sb + s + 4u);
+  let sc = (b & 15u) | ((${p}_byte(sb + s - 4u) >> 6u) << 4u);
+  let mn = (b >> 4u) | ((${p}_byte(sb + s) >> 6u) << 4u);
+  return vec2<f32>(f32(sc), f32(mn));
+}`;
+  switch (format) {
+    case "q8_0":
+      return `${common}
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> { return vec2<f32>(${p}_half(rb + 34u * g), 0.0); }
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let w = bitcast<i32>(${p}_bytes4(rb + 34u * g + 2u + 4u * i));
+  return vec4<f32>(vec4<i32>(extractBits(w, 0u, 8u), extractBits(w, 8u, 8u),
+    extractBits(w, 16u, 8u), extractBits(w, 24u, 8u)));
+}`;
+    case "q4_0":
+      // Elements 0–15 are the low nibbles of the 16 code bytes, 16–31 the high ones.
+      return `${common}
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> {
+  let d = ${p}_half(rb + 18u * g);
+  return vec2<f32>(d, 8.0 * d);
+}
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let w = ${p}_bytes4(rb + 18u * g + 2u + 4u * (i & 3u)) >> (4u * (i >> 2u));
+  return ${p}_nib4(w);
+}`;
+    case "q4_k":
+      // 144-byte super-blocks of 8 sub-blocks: d, dmin (f16), 12 scale bytes, then
+      // 4 chunks of 32 code bytes: sub-block 2c in the low nibbles, 2c+1 the high.
+      return `${common}${k4Scales}
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> {
+  let bb = rb + 144u * (g >> 3u);
+  let dm = unpack2x16float(${p}_w(bb >> 2u));
+  let sm = ${p}_scmin(bb + 4u, g & 7u);
+  return vec2<f32>(dm.x * sm.x, dm.y * sm.y);
+}
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let s = g & 7u;
+  let o = rb + 144u * (g >> 3u) + 16u + 32u * (s >> 1u) + 4u * i;
+  return ${p}_nib4(${p}_w(o >> 2u) >> (4u * (s & 1u)));
+}`;
+    case "q5_k":
+      // As Q4_K, with a 32-byte plane of fifth bits: bit 2c (low nibble) or
+      // 2c+1 (high) of qh[l] adds 16 to element l of chunk c.
+      return `${common}${k4Scales}
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> {
+  let bb = rb + 176u * (g >> 3u);
+  let dm = unpack2x16float(${p}_w(bb >> 2u));
+  let sm = ${p}_scmin(bb + 4u, g & 7u);
+  return vec2<f32>(dm.x * sm.x, dm.y * sm.y);
+}
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let s = g & 7u;
+  let bb = rb + 176u * (g >> 3u);
+  let lo = ${p}_w((bb + 48u + 32u * (s >> 1u) + 4u * i) >> 2u) >> (4u * (s & 1u));
+  let hi = (${p}_w((bb + 16u + 4u * i) >> 2u) >> s) & 0x01010101u;
+  return ${p}_nib4(lo) + 16.0 * ${p}_bytes4f(hi);
+}`;
+    case "q6_k":
+      // 210-byte super-blocks: ql[128] low nibbles, qh[64] two high bits, 16
+      // signed scale bytes, f16 d. Group s (16 elements) uses scale s.
+      return `${common}
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> {
+  let bb = rb + 210u * (g >> 4u);
+  let s = g & 15u;
+  let sc = f32(extractBits(bitcast<i32>(${p}_byte(bb + 192u + s)), 0u, 8u));
+  let d = ${p}_half(bb + 208u) * sc;
+  return vec2<f32>(d, 32.0 * d);
+}
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let bb = rb + 210u * (g >> 4u);
+  let s = g & 15u;
+  let h = s >> 3u;
+  let q = (s & 7u) >> 1u;
+  let l = 16u * (s & 1u) + 4u * i;
+  let lo = ${p}_bytes4(bb + 64u * h + l + 32u * (q & 1u)) >> (4u * (q >> 1u));
+  let hi = (${p}_bytes4(bb + 128u + 32u * h + l) >> (2u * q)) & 0x03030303u;
+  return ${p}_nib4(lo) + 16.0 * ${p}_bytes4f(hi);
+}`;
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * @file The `moe` op with block-quantized expert weights: every path (decode
+ * GEMVs, prefill grouped GEMMs, the dense baseline), slot tables, weights over
+ * one binding and a W2 format differing from W1/W3's — against the same layer
+ * with f32 weights holding the dequantized values, on the GPU and the CPU
+ * reference.
+ */
+import assert from "node:assert/strict";
+import { GraphBuilder } from "../compiler/builder.ts";
+import { compile } from "../runtime/executable.ts";
+import { cpuDevice, requestDevice } from "../runtime/device.ts";
+import { moe, moeDense } from "../models/moe.ts";
+import { dequantize, quantize } from "../core/quant/mod.ts";
+import type { QuantFormat } from "../core/quant/formats.ts";
+import { quantRowBytes, quantWords } from "../ops/quant/mod.ts";
+import { assertClose, gpu, rng } from "./_util.ts";
+import type { GpuDevice } from "../runtime/device.ts";
+
+/** E experts of [rows, cols] quantized: u32 slabs (word padded) and their f32 values. */
+function experts(format: QuantFormat, E: number, rows: number, cols: number, seed: number) {
+  const r = rng(seed);
+  const words = quantWords(format, rows, cols);
+  const q = new Uint32Array(E * words);
+  const dense = new Float32Array(E * rows * cols);
+  for (let e = 0; e < E; e++) {
+    const f = Float32Array.from({ length: rows * cols }, () => (r() * 2 - 1) / Math.sqrt(cols));
+    const bytes = quantize(format, f);
+    assert.equal(bytes.length, rows * quantRowBytes(format, cols));
+    new Uint8Array(q.buffer, e * words * 4, bytes.length).set(bytes);
+    dense.set(dequantize(format, bytes, rows * cols), e * rows * cols);
+  }
+  return { q, dense };
+}
+
+interface Case {
+  T: number;
+  d: number;
+  ff: number;
+  E: number;
+  k: number;
+  f: QuantFormat;
+  f2?: QuantFormat;
+  dense?: boolean;
+  slots?: boolean;
+}
+
+async function check(c: Case, dev: GpuDevice): Promise<string[]> {
+  const { T, d, ff, E, k } = c;
+  const f2 = c.f2 ?? c.f;
+  const w1 = experts(c.f, E, ff, d, 1), w3 = experts(c.f, E, ff, d, 2);
+  const w2 = experts(f2, E, d, ff, 3);
+  const router = Float32Array.from({ length: E * d }, rng(4));
+  const xs = Float32Array.from({ length: T * d }, rng(6)).map((v) => v * 2 - 1);
+  // Slots: experts live in a pool in reverse order behind a slot table.
+  const perm = c.slots ? Array.from({ length: E }, (_, e) => E - 1 - e) : undefined;
+  const pool = (w: { q: Uint32Array; dense: Float32Array }, per: number, words: number) => {
+    if (!perm) return w;
+    const q = new Uint32Array(w.q.length), dense = new Float32Array(w.dense.length);
+    perm.forEach((s, e) => {
+      q.set(w.q.subarray(e * words, (e + 1) * words), s * words);
+      dense.set(w.dense.subarray(e * per, (e + 1) * per), s * per);
+    });
+    return { q, dense };
+  };
+  const p1 = pool(w1, ff * d, quantWords(c.f, ff, d)),
+    p3 = pool(w3, ff * d, quantWords(c.f, ff, d));
+  const p2 = pool(w2, ff * d, quantWords(f2, d, ff));
+  const build = (quant: boolean) => {
+    const g = new GraphBuilder();
+    const xin = g.input("x", [T, d]);
+    const o = {
+      name: "m",
+      experts: E,
+      topK: k,
+      ff,
+      ...(quant ? { weightFormat: c.f, w2Format: f2 } : {}),
+      ...(c.slots ? { slots: { count: E, pool: "pool" } } : {}),
+    };
+    g.output("y", (c.dense ? moeDense : moe)(g, xin, o).y);
+    return g.build();
+  };
+  const prefix = c.slots ? "pool" : "m";
+  const table: Record<string, Uint32Array> = perm ? { "m.slot_table": Uint32Array.from(perm) } : {};
+  const qParams: Record<string, Float32Array | Uint32Array> = {
+    "m.router": router,
+    [`${prefix}.w1`]: p1.q,
+    [`${prefix}.w3`]: p3.q,
+    [`${prefix}.w2`]: p2.q,
+    ...table,
+  };
+  const dParams: Record<string, Float32Array | Uint32Array> = {
+    "m.router": router,
+    [`${prefix}.w1`]: p1.dense,
+    [`${prefix}.w3`]: p3.dense,
+    [`${prefix}.w2`]: p2.dense,
+    ...table,
+  };
+  const want =
+    (await compile(build(false), cpuDevice(), { params: dParams }).run({ x: xs })).y.data;
+  const cpu = (await compile(build(true), cpuDevice(), { params: qParams }).run({ x: xs })).y.data;
+  const what = JSON.stringify(c);
+  assertClose(cpu, want, 1e-4, 1e-5, `${what}: CPU reference`);
+  const exe = compile(build(true), dev, { params: qParams });
+  try {
+    const got = (await exe.run({ x: xs })).y.data;
+    assertClose(got, want, 2e-4, 2e-5, `${what}: GPU`);
+    return exe.lastPlan!.kernels.map((kk) => kk.label);
+  } finally {
+    exe.dispose();
+  }
+}
+
+Deno.test("moe q-experts: decode, prefill and dense paths in every format", async () => {
+  const dev = await gpu();
+  for (const f of ["q8_0", "q4_0", "q4_k", "q5_k", "q6_k"] as const) {
+    const big = f.endsWith("_k");
+    const d = big ? 256 : 64, ff = big ? 256 : 96;
+    for (const T of [1, 3, 13]) {
+      const labels = await check({ T, d, ff, E: 4, k: 2, f }, dev);
+      assert.ok(labels.some((l) => l.includes(`_${f}`)), `${f} kernels: ${labels.join(", ")}`);
+    }
+    await check({ T: 5, d, ff, E: 3, k: 2, f, dense: true }, dev);
+  }
+});
+
+Deno.test("moe q-experts: Q6_K W2 beside Q4_K W1/W3 (Q4_K_M), and a slot table", async () => {
+  const dev = await gpu();
+  for (const T of [1, 9]) {
+    await check({ T, d: 256, ff: 512, E: 4, k: 2, f: "q4_k", f2: "q6_k" }, dev);
+    await check({ T, d: 64, ff: 64, E: 4, k: 2, f: "q8_0", slots: true }, dev);
+  }
+});
+
+Deno.test("moe q-experts: weights over one binding are read in segments", async () => {
+  // 8 experts × [96, 64] q8_0: 6528 bytes each, 52 KB a matrix over 12 KiB bindings;
+  // 4 × [256, 256] q6_k (210-byte blocks straddle the bindings) over 32 KiB.
+  for (
+    const [limit, c] of [
+      [12288, { T: 1, d: 64, ff: 96, E: 8, k: 2, f: "q8_0" }],
+      [12288, { T: 5, d: 64, ff: 96, E: 8, k: 1, f: "q8_0" }],
+      [32768, { T: 6, d: 256, ff: 256, E: 4, k: 1, f: "q6_k" }],
+    ] as const
+  ) {
+    const dev = await requestDevice({ limits: { maxBindingSize: limit } });
+    try {
+      await check(c, dev);
+    } finally {
+      dev.destroy();
+    }
+  }
+});
+
+Deno.test("moe q-experts: wrong weight words are refused by name", () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", [2, 64]);
+  assert.throws(
+    () =>
+      g.apply("moe", [
+        x,
+        g.param("r", [2, 64]),
+        g.param("w1", [2, 100], "u32"),
+        g.param("w3", [2, 100], "u32"),
+        g.param("w2", [2, 100], "u32"),
+      ], {
+        experts: 2,
+        topK: 1,
+        router: "softmax_topk",
+        normTopk: true,
+        routedScaling: 1,
+        capacityFactor: 0,
+        dense: false,
+        weightFormat: "q8_0",
+        ff: 64,
+      }),
+    (e: Error) =>
+      e instanceof TypeError &&
+      /q8_0 w1 must be u32\[experts, words\] = u32\[2, 1088\]/.test(e.message),
+  );
+});

@@ -1,0 +1,236 @@
+/**
+ * @file qmatmul and qgather on the WebGPU adapter: the kernels dequantize
+ * llama.cpp blocks as they read them; checked against dequantizing on the CPU
+ * (the codecs of core/quant, tested on their own in quant_formats_test.ts) and
+ * multiplying in f64, on random weights, awkward row counts, fused prologues
+ * and epilogues, f16 activations and weights split over bindings.
+ */
+import assert from "node:assert/strict";
+import { GraphBuilder } from "../compiler/builder.ts";
+import { compile } from "../runtime/executable.ts";
+import { cpuDevice, requestDevice } from "../runtime/device.ts";
+import { dequantize, quantize } from "../core/quant/mod.ts";
+import { GGML_TYPES, QUANT_FORMATS, type QuantFormat } from "../core/quant/formats.ts";
+import { quantWords } from "../ops/quant/mod.ts";
+import { assertClose, gpu, rng } from "./_util.ts";
+
+/** A quantized [rows, cols] weight (from random f32 through the codec) as u32 words. */
+function weight(format: QuantFormat, rows: number, cols: number, seed: number) {
+  const r = rng(seed);
+  const f = Float32Array.from({ length: rows * cols }, () => (r() * 2 - 1) * (0.5 + r()));
+  const bytes = quantize(format, f);
+  const words = new Uint32Array(quantWords(format, rows, cols));
+  new Uint8Array(words.buffer).set(bytes);
+  return { words, dense: dequantize(format, bytes, rows * cols) };
+}
+
+/** x · Wᵀ in f64 from the dequantized weight. */
+function expected(x: ArrayLike<number>, w: Float32Array, M: number, N: number, K: number) {
+  const y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let acc = 0;
+      for (let k = 0; k < K; k++) acc += x[m * K + k] * w[n * K + k];
+      y[m * N + n] = acc;
+    }
+  }
+  return y;
+}
+
+const scaleOf = (y: ArrayLike<number>) => Math.max(...Array.from(y, Math.abs));
+
+for (const format of QUANT_FORMATS) {
+  Deno.test(`qmatmul ${format}: decode and prefill row counts against dequantize-then-matmul`, async () => {
+    const dev = await gpu();
+    const block = GGML_TYPES[format].blockElems;
+    for (const [N, K] of [[5, block * 2], [13, Math.max(block * 3, 512)]]) {
+      const { words, dense } = weight(format, N, K, N * 7 + K);
+      for (const M of [1, 2, 3, 4, 5, 9, 17]) {
+        const g = new GraphBuilder();
+        const x = g.input("x", [M, K]);
+        const w = g.param("w", [words.length], "u32");
+        const [y] = g.apply("qmatmul", [x, w], { format, rows: N, cols: K });
+        g.output("y", y);
+        const xs = Float32Array.from({ length: M * K }, rng(M * 31 + K));
+        const exe = compile(g.build(), dev, { params: { w: words } });
+        try {
+          const got = (await exe.run({ x: xs })).y.data;
+          const want = expected(xs, dense, M, N, K);
+          const s = scaleOf(want);
+          assertClose(got, want, 0, 2e-5 * s, `${format} M=${M} N=${N} K=${K}`);
+        } finally {
+          exe.dispose();
+        }
+      }
+    }
+  });
+}
+
+Deno.test("qmatmul: the CPU reference equals dequantize-then-matmul", async () => {
+  for (const format of QUANT_FORMATS) {
+    const K = GGML_TYPES[format].blockElems * 2, N = 3, M = 2;
+    const { words, dense } = weight(format, N, K, 5);
+    const g = new GraphBuilder();
+    const [y] = g.apply("qmatmul", [g.input("x", [M, K]), g.param("w", [words.length], "u32")], {
+      format,
+      rows: N,
+      cols: K,
+    });
+    g.output("y", y);
+    const xs = Float32Array.from({ length: M * K }, rng(9));
+    const got = await compile(g.build(), cpuDevice(), { params: { w: words } }).run({ x: xs });
+    assertClose(got.y.data, expected(xs, dense, M, N, K), 1e-5, 1e-5, format);
+  }
+});
+
+Deno.test("qmatmul: after an rmsnorm, with a fused silu epilogue, f32 and f16 activations", async () => {
+  const dev = await gpu();
+  const N = 24, K = 256, M = 6;
+  for (const format of ["q4_k", "q6_k", "q8_0"] as const) {
+    const { words, dense } = weight(format, N, K, 11);
+    for (const dtype of ["f32", "f16"] as const) {
+      if (dtype === "f16" && !dev.caps.f16) continue;
+      const g = new GraphBuilder();
+      const x = g.input("x", [M, K], dtype);
+      const nw = g.param("nw", [K], dtype);
+      const [y] = g.apply("qmatmul", [
+        x.rmsnorm(nw, 1e-5).mul(2),
+        g.param("w", [words.length], "u32"),
+      ], {
+        format,
+        rows: N,
+        cols: K,
+      });
+      g.output("y", y.silu());
+      const graph = g.build();
+      const r = rng(3);
+      const xs = Float32Array.from({ length: M * K }, () => r() * 4 - 2);
+      const ns = Float32Array.from({ length: K }, () => 0.5 + r());
+      const cast = (a: Float32Array) => dtype === "f16" ? Float16Array.from(a) : a;
+      const exe = compile(graph, dev, { params: { w: words, nw: cast(ns) } });
+      try {
+        const run = await exe.run({ x: cast(xs) });
+        // The norm is its own kernel (a reduction); the silu fuses into qmatmul.
+        const kernels = exe.lastPlan!.kernels.map((k) => k.label);
+        assert.equal(kernels.length, 2, `rmsnorm + fused qmatmul, got ${kernels.join(", ")}`);
+        assert.match(kernels[1], /^qmatmul_.*\+1ew/);
+        // Reference: the same normalisation and silu in f64 on the rounded inputs.
+        const xin = Array.from(cast(xs)), nin = Array.from(cast(ns));
+        const normed = new Float64Array(M * K);
+        for (let m = 0; m < M; m++) {
+          let ss = 0;
+          for (let k = 0; k < K; k++) ss += xin[m * K + k] ** 2;
+          const inv = 1 / Math.sqrt(ss / K + 1e-5);
+          for (let k = 0; k < K; k++) {
+            const v = xin[m * K + k] * inv * nin[k] * 2;
+            normed[m * K + k] = dtype === "f16" ? Math.f16round(v) : v;
+          }
+        }
+        const want = expected(normed, dense, M, N, K).map((v) => v / (1 + Math.exp(-v)));
+        const tol = (dtype === "f16" ? 4e-3 : 2e-5) * scaleOf(want);
+        assertClose(run.y.data, want, dtype === "f16" ? 2e-3 : 0, tol, `${format} ${dtype}`);
+      } finally {
+        exe.dispose();
+      }
+    }
+  }
+});
+
+Deno.test("qmatmul: a weight over one binding is read in segments", async () => {
+  // q8_0 [40, 256]: 10 880 bytes over 4 KiB bindings; q6_k's 210-byte blocks straddle them.
+  const dev = await requestDevice({ limits: { maxBindingSize: 4096 } });
+  try {
+    for (const format of ["q8_0", "q6_k", "q4_0"] as const) {
+      const N = 40, K = 256;
+      const { words, dense } = weight(format, N, K, 21);
+      for (const M of [1, 7]) {
+        const g = new GraphBuilder();
+        const [y] = g.apply(
+          "qmatmul",
+          [g.input("x", [M, K]), g.param("w", [words.length], "u32")],
+          {
+            format,
+            rows: N,
+            cols: K,
+          },
+        );
+        g.output("y", y);
+        const xs = Float32Array.from({ length: M * K }, rng(M));
+        const exe = compile(g.build(), dev, { params: { w: words } });
+        try {
+          const got = (await exe.run({ x: xs })).y.data;
+          const want = expected(xs, dense, M, N, K);
+          assertClose(got, want, 0, 2e-5 * scaleOf(want), `${format} segmented M=${M}`);
+        } finally {
+          exe.dispose();
+        }
+      }
+    }
+  } finally {
+    dev.destroy();
+  }
+});
+
+Deno.test("qgather: quantized embedding rows by id; out-of-range ids read zeros", async () => {
+  const dev = await gpu();
+  for (const format of QUANT_FORMATS) {
+    const V = 11, D = GGML_TYPES[format].blockElems * 2;
+    const { words, dense } = weight(format, V, D, 17);
+    const g = new GraphBuilder();
+    const [e] = g.apply("qgather", [
+      g.param("t", [words.length], "u32"),
+      g.input("ids", [2, 4], "i32"),
+    ], {
+      format,
+      rows: V,
+      cols: D,
+    });
+    g.output("e", e);
+    const ids = new Int32Array([0, 10, 3, -1, 11, 5, 5, 7]);
+    const exe = compile(g.build(), dev, { params: { t: words } });
+    try {
+      const got = (await exe.run({ ids })).e;
+      assert.deepEqual(got.shape, [2, 4, D]);
+      const want = new Float32Array(8 * D);
+      ids.forEach((id, r) => {
+        if (id >= 0 && id < V) want.set(dense.subarray(id * D, (id + 1) * D), r * D);
+      });
+      assertClose(got.data, want, 1e-6, 1e-7, `qgather ${format}`);
+    } finally {
+      exe.dispose();
+    }
+  }
+});
+
+Deno.test("qmatmul: bad weights and shapes are refused by name", () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", [2, 64]);
+  assert.throws(
+    () =>
+      g.apply("qmatmul", [x, g.param("w1", [10], "u32")], { format: "q8_0", rows: 2, cols: 64 }),
+    (e: Error) => e instanceof TypeError && /u32\[34\]/.test(e.message),
+  );
+  assert.throws(
+    () =>
+      g.apply("qmatmul", [x, g.param("w2", [34], "u32")], {
+        format: "q5_1" as "q8_0",
+        rows: 2,
+        cols: 64,
+      }),
+    (e: Error) => e instanceof TypeError && /q5_1/.test(e.message),
+  );
+  assert.throws(
+    () =>
+      g.apply("qmatmul", [x, g.param("w3", [144], "u32")], { format: "q4_k", rows: 2, cols: 64 }),
+    (e: Error) => e instanceof RangeError && /256-element blocks/.test(e.message),
+  );
+  assert.throws(
+    () =>
+      g.apply("qmatmul", [g.input("x2", [2, 32]), g.param("w4", [34], "u32")], {
+        format: "q8_0",
+        rows: 2,
+        cols: 64,
+      }),
+    (e: Error) => e instanceof RangeError && /64 columns/.test(e.message),
+  );
+});

@@ -14,6 +14,12 @@ export interface BpeOptions {
   vocab: Map<string, number>;
   /** Merges in rank order, as token-string pairs. */
   merges: readonly (readonly [string, string])[];
+  /**
+   * Priority of each merge, parallel to `merges` (non-negative integers): lower applies
+   * first, and merges of equal priority apply leftmost first, as SentencePiece's
+   * by-score BPE does (GGUF "llama" vocabularies). Default: each merge's rank.
+   */
+  priorities?: ArrayLike<number>;
   /** Where a merge pair came from, for error messages (`model.merges`). */
   mergesPath: string;
   /** The file, for the messages of `tokenize` (default `"tokenizer"`). */
@@ -39,8 +45,8 @@ const CACHE_ENTRIES_MAX = 65_536;
 
 /**
  * A byte-pair-encoding model. `tokenize(word)` maps one pre-tokenized word to ids,
- * applying merges lowest rank first (ties: leftmost), with a heap so a long word
- * costs O(n log n), not a rescan per merge.
+ * applying merges lowest rank (or given priority) first (ties: leftmost), with a heap
+ * so a long word costs O(n log n), not a rescan per merge.
  *
  * @example
  * ```ts
@@ -54,10 +60,12 @@ const CACHE_ENTRIES_MAX = 65_536;
  */
 export class BpeModel {
   readonly #vocab: Map<string, number>;
-  /** pairKey(left, right) → rank. */
+  /** pairKey(left, right) → merge index (its rank in `merges`). */
   readonly #ranks = new Map<number, number>();
-  /** rank → id of the merged token. */
+  /** merge index → id of the merged token. */
   readonly #mergedIds: Int32Array;
+  /** merge index → priority (lower first; ties leftmost first). */
+  readonly #priority: Int32Array;
   readonly #stride: number;
   readonly #unkId: number | undefined;
   readonly #unkToken: string | undefined;
@@ -80,6 +88,7 @@ export class BpeModel {
     for (const id of options.vocab.values()) if (id > maxId) maxId = id;
     this.#stride = maxId + 1;
     this.#mergedIds = new Int32Array(options.merges.length);
+    this.#priority = priorities(options);
     options.merges.forEach(([a, b], rank) => {
       const where = `${options.mergesPath}[${rank}]`;
       const left = options.vocab.get(a);
@@ -193,9 +202,10 @@ export class BpeModel {
       prev[i] = i - 1;
     }
     const heap = new PairHeap(n);
+    const priority = this.#priority;
     for (let i = 0; i + 1 < n; i++) {
-      const r = this.#ranks.get(sym[i] * this.#stride + sym[i + 1]);
-      if (r !== undefined) heap.push(r, i);
+      const m = this.#ranks.get(sym[i] * this.#stride + sym[i + 1]);
+      if (m !== undefined) heap.push(priority[m], i);
     }
     while (heap.size > 0) {
       const rank = heap.topRank();
@@ -204,26 +214,50 @@ export class BpeModel {
       if (sym[pos] < 0) continue;
       const right = next[pos];
       if (right < 0) continue;
-      if (this.#ranks.get(sym[pos] * this.#stride + sym[right]) !== rank) continue;
-      sym[pos] = this.#mergedIds[rank];
+      const m = this.#ranks.get(sym[pos] * this.#stride + sym[right]);
+      if (m === undefined || priority[m] !== rank) continue;
+      sym[pos] = this.#mergedIds[m];
       sym[right] = -1;
       const after = next[right];
       next[pos] = after;
       if (after >= 0) prev[after] = pos;
       const before = prev[pos];
       if (before >= 0) {
-        const r = this.#ranks.get(sym[before] * this.#stride + sym[pos]);
-        if (r !== undefined) heap.push(r, before);
+        const b = this.#ranks.get(sym[before] * this.#stride + sym[pos]);
+        if (b !== undefined) heap.push(priority[b], before);
       }
       if (after >= 0) {
-        const r = this.#ranks.get(sym[pos] * this.#stride + sym[after]);
-        if (r !== undefined) heap.push(r, pos);
+        const a = this.#ranks.get(sym[pos] * this.#stride + sym[after]);
+        if (a !== undefined) heap.push(priority[a], pos);
       }
     }
     const out: number[] = [];
     for (let i = 0; i >= 0; i = next[i]) out.push(sym[i]);
     return out;
   }
+}
+
+/** The merge priorities of `options`, checked: each merge's rank when none are given. */
+function priorities(options: BpeOptions): Int32Array {
+  const n = options.merges.length;
+  const given = options.priorities;
+  if (given === undefined) return Int32Array.from({ length: n }, (_, i) => i);
+  if (given.length !== n) {
+    throw new RangeError(
+      `${options.mergesPath}: ${given.length} merge priorities for ${n} merges`,
+    );
+  }
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const p = given[i];
+    if (!Number.isInteger(p) || p < 0 || p > 0x7fffffff) {
+      throw new RangeError(
+        `${options.mergesPath}[${i}]: priority ${p} is not an integer in [0, 2^31)`,
+      );
+    }
+    out[i] = p;
+  }
+  return out;
 }
 
 /** A min-heap of (rank, position), ordered by rank then position. */

@@ -52,6 +52,12 @@ export interface TokenizerOptions {
   bosToken?: string;
   /** The EOS token's text, when the tokenizer.json alone does not say (tokenizer_config.json does). */
   eosToken?: string;
+  /**
+   * Priority of each of `model.merges` (non-negative integers, lower first): merges of
+   * equal priority apply leftmost first, as in SentencePiece's by-score BPE. For
+   * vocabularies built from GGUF scores (`app/gguf/tokenizer.ts`); default each merge's rank.
+   */
+  mergePriorities?: ArrayLike<number>;
 }
 
 /**
@@ -145,6 +151,7 @@ export class Tokenizer {
     this.#model = new BpeModel({
       vocab,
       merges,
+      priorities: options.mergePriorities,
       mergesPath: `${root.source}: model.merges`,
       source: root.source,
       unkToken: optString(model, "unk_token", modelAt),

@@ -41,7 +41,7 @@ const formats: ("f32" | "f16" | QuantFormat)[] = [
 ];
 
 console.log(
-  `adapter: ${dev.caps.adapterName}; batch ${batch}, ${reps} rounds`,
+  `adapter: ${dev.adapterName}; batch ${batch}, ${reps} rounds`,
 );
 for (const [N, K] of shapes) {
   const r = mulberry32(N + K);

@@ -170,20 +170,31 @@ export {
 } from "./models/weights.ts";
 export {
   encodeGguf,
+  GGUF_VALUE_TYPES,
   type GgufArray,
   type GgufEntry,
   GgufFile,
   GgufMetadata,
+  type GgufMetadataInput,
   type GgufOpenOptions,
   type GgufTensorInfo,
-  type GgufValue,
-  GGUF_VALUE_TYPES,
-  type GgufMetadataInput,
   type GgufTensorSpec,
+  type GgufValue,
   type GgufValueType,
   type GgufWriteSpec,
   writeGguf,
 } from "./app/gguf/mod.ts";
+export {
+  convertToGguf,
+  type ConvertToGgufOptions,
+  type GgufMappedTensor,
+  type GgufModel,
+  type GgufOutType,
+  type HfTensorSource,
+  openGgufModel,
+} from "./app/gguf/arch.ts";
+export { GgufCheckpoint } from "./app/gguf/checkpoint.ts";
+export { tokenizerFromGguf } from "./app/gguf/tokenizer.ts";
 export {
   moe,
   moeDense,
@@ -287,6 +298,16 @@ export {
   Model,
   planModelDevices,
   planModelExperts,
+} from "./app/model/mod.ts";
+export {
+  isGgufPath,
+  modelTokenizer,
+  openWeights,
+  readModelConfig,
+  readWeightBytes,
+  weightFormatsFor,
+  type WeightInfo,
+  type WeightSource,
 } from "./app/model/mod.ts";
 export {
   buildRemoteExperts,

@@ -14,7 +14,7 @@ import { GraphBuilder } from "../compiler/builder.ts";
 import { compile } from "../runtime/executable.ts";
 import { requestDevice } from "../runtime/device.ts";
 import { quantize } from "../core/quant/mod.ts";
-import { type QuantFormat } from "../core/quant/formats.ts";
+import type { QuantFormat } from "../core/quant/formats.ts";
 import { quantWords } from "../ops/quant/mod.ts";
 import { mulberry32 } from "../core/random.ts";
 import { interleavedMedians } from "./_timing.ts";

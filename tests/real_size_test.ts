@@ -50,6 +50,26 @@ Deno.test("kiln inspect: Mixtral-8x7B at f16 plans under 24, 48 and 100 GiB", as
   });
 });
 
+Deno.test("kiln inspect: Mixtral-8x7B at Q4_K plans under 16 and 24 GiB in block bytes", async () => {
+  await withConfig(MIXTRAL_8X7B_CONFIG, async (dir) => {
+    const resident: number[] = [];
+    for (const budget of ["16GiB", "24GiB", "32GiB"]) {
+      const r = await kiln("inspect", dir, "--quantize", "q4_k", "--gpu-memory", budget);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /placement at q4_k:/);
+      // One expert's three [14336, 4096] Q4_K matrices: 3 · 14336 · 16 blocks · 144 bytes.
+      assert.match(r.stdout, /slots of 94\.50 MiB|all experts resident/, r.stdout);
+      // 46.7B weights at 4.5 bits (f32 norms aside): about 24.5 GiB.
+      assert.match(r.stdout, /24\.\d\d GiB at q4_k/);
+      const per = residentPerLayer(r.stdout);
+      assert.equal(per.length, 32, r.stdout);
+      resident.push(per.reduce((a, b) => a + b, 0));
+    }
+    assert.ok(resident[0] > 0 && resident[0] < resident[1], `${resident}`);
+    assert.equal(resident[2], 256, "32 GiB holds every Q4_K expert");
+  });
+});
+
 Deno.test("kiln inspect: Jamba-v0.1 at f16 plans under 24 and 100 GiB", async () => {
   await withConfig(JAMBA_V01_CONFIG, async (dir) => {
     for (const [budget, all] of [["24GiB", false], ["100GiB", true]] as const) {

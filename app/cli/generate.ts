@@ -7,7 +7,8 @@
  */
 
 import { requestDevice } from "../../runtime/device.ts";
-import { readConfig } from "../config_file.ts";
+import { QUANT_FORMATS } from "../../core/quant/formats.ts";
+import { readModelConfig, sideFolder } from "../model/source.ts";
 import { usageHeatmapSvg } from "../experts/mod.ts";
 import { writeRoutingStats } from "../experts/placement.ts";
 import { type GenerateOptions, loadModel, type Model } from "../model/mod.ts";
@@ -47,6 +48,7 @@ const SPEC: OptionSpec = {
   "host-memory": { type: "string" },
   prefetch: { type: "string" },
   dtype: { type: "string" },
+  quantize: { type: "string" },
 };
 
 const POLICIES = ["lru", "lfu", "stream", "naive"] as const;
@@ -109,15 +111,18 @@ export async function generate(args: string[]): Promise<void> {
       `generate: ${expertOutput} records the expert cache, which needs --gpu-memory`,
     );
   }
+  const quantize = values.quantize === undefined
+    ? undefined
+    : choiceOption(values.quantize, "quantize", QUANT_FORMATS);
   const dir = await modelFolder(str("model")!, "generate --model");
   if (heatmap !== undefined) await checkWritable(heatmap, "--heatmap");
   if (on("save-routing-stats")) {
     await checkWritable(
-      `${dir.replace(/\/$/, "")}/kiln_routing_stats.json`,
+      `${sideFolder(dir).replace(/\/$/, "")}/kiln_routing_stats.json`,
       "--save-routing-stats",
     );
   }
-  const cfg = await readConfig(dir);
+  const cfg = await readModelConfig(dir);
   const { maxSeq, announce } = maxSeqFor(cfg, requestedMaxSeq, on("allow-long"));
   const device = await requestDevice();
   try {
@@ -133,6 +138,7 @@ export async function generate(args: string[]): Promise<void> {
       hostMemoryBudget: hostMemory,
       prefetch,
       dtype,
+      quantize,
     });
     try {
       await run(model, str("prompt")!, options, maxSeq, {
@@ -152,7 +158,7 @@ export async function generate(args: string[]): Promise<void> {
         console.error(`[kiln] expert usage heatmap written to ${heatmap}`);
       }
       if (model.experts && on("save-routing-stats")) {
-        await writeRoutingStats(dir, model.experts.routingStats(), true);
+        await writeRoutingStats(sideFolder(dir), model.experts.routingStats(), true);
       }
     } finally {
       model.dispose();

@@ -21,11 +21,15 @@ import { buildCausalLM } from "../../models/causal_lm.ts";
 import { expertWidth } from "../../models/config.ts";
 import { requestDevice } from "../../runtime/device.ts";
 import { compile } from "../../runtime/executable.ts";
-import { readConfig } from "../config_file.ts";
+import { readModelConfig } from "../model/source.ts";
+import { modelFormats } from "../model/expert_budget.ts";
+import { QUANT_FORMATS, type QuantFormat } from "../../core/quant/formats.ts";
+import type { WeightFormats } from "../../models/weights.ts";
+import type { ModelConfig } from "../../models/config.ts";
 import { describeDevicePlan } from "../experts/mod.ts";
 import { describeExpertPlan } from "../experts/placement.ts";
 import { planModelDevices, planModelExperts } from "../model/mod.ts";
-import { bytesOption, intOption, type OptionSpec, parseCommand } from "./args.ts";
+import { bytesOption, choiceOption, intOption, type OptionSpec, parseCommand } from "./args.ts";
 import { UsageError } from "./errors.ts";
 import { checkGraphModule, statPath } from "./paths.ts";
 import { usage } from "./usage.ts";
@@ -63,6 +67,7 @@ const SPEC: OptionSpec = {
   devices: { type: "string" },
   "host-memory": { type: "string" },
   dtype: { type: "string" },
+  quantize: { type: "string" },
   cache: { type: "string" },
 };
 
@@ -105,11 +110,14 @@ async function inspectModel(
   devices = 1,
   hostMemory?: number,
   dtype?: "f32" | "f16",
+  quantize?: QuantFormat,
 ): Promise<void> {
   if (hostMemory !== undefined && (gpuMemory === undefined || devices > 1)) {
     throw new UsageError("inspect: --host-memory needs --gpu-memory and one device");
   }
-  const cfg = await readConfig(dir);
+  const cfg = await readModelConfig(dir);
+  const formats = await modelFormats(dir, cfg, { quantize });
+  const quantized = Object.keys(formats).length > 0;
   const maxSeq = 4096;
   const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 });
   const decode = buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew: 1 });
@@ -171,8 +179,11 @@ async function inspectModel(
     );
   }
   console.log(`parameters: ${b(count.total)} total, ${b(count.activePerToken)} active per token`);
+  const at = quantize ?? (quantized ? "the file's formats" : undefined);
   console.log(
-    `weights: ${formatBytes(count.total * 4)} at f32, ${formatBytes(count.total * 2)} at f16`,
+    `weights: ${formatBytes(count.total * 4)} at f32, ${formatBytes(count.total * 2)} at f16${
+      at ? `, ${formatBytes(storedBytes(cfg, formats))} at ${at}` : ""
+    }`,
   );
   const planOf = (g: typeof prefill, dims: Record<string, number>) =>
     buildPlan(fuse(optimize(g)), dims, COUNTING_CAPS);
@@ -194,19 +205,24 @@ async function inspectModel(
   );
   // Placements are planned on this machine's adapter (its binding and buffer limits),
   // at the weights' dtype: f32 unless --dtype f16.
+  const weightsAt = quantize ?? (quantized ? "the file's formats" : dtype ?? "f32");
   if (devices > 1) {
+    if (quantized) {
+      throw new UsageError("inspect: quantized experts are planned on one device (no --devices)");
+    }
     console.log(`placement at ${dtype ?? "f32"}:`);
     console.log(
       describeDevicePlan(await planModelDevices(dir, { devices, memoryBudget: gpuMemory, dtype })),
     );
   } else if (gpuMemory !== undefined) {
-    console.log(`placement at ${dtype ?? "f32"}:`);
+    console.log(`placement at ${weightsAt}:`);
     console.log(
       describeExpertPlan(
         await planModelExperts(dir, {
           memoryBudget: gpuMemory,
           hostMemoryBudget: hostMemory,
           dtype,
+          quantize,
         }),
       ),
     );
@@ -263,7 +279,7 @@ export async function inspect(args: string[]): Promise<void> {
     );
   }
   const misplaced = (keys: string[]) => keys.find((k) => values[k] !== undefined);
-  if (info.isDirectory) {
+  if (info.isDirectory || (info.isFile && /\.gguf$/i.test(file))) {
     const wrong = misplaced(["dims", "wgsl", "cache"]);
     if (wrong) {
       throw new UsageError(`inspect: --${wrong} applies to a graph module, not to ${file}`);
@@ -275,9 +291,10 @@ export async function inspect(args: string[]): Promise<void> {
     if (dtype !== undefined && dtype !== "f32" && dtype !== "f16") {
       throw new UsageError(`inspect: --dtype must be f32 or f16, got "${dtype}"`);
     }
-    return await inspectModel(file, gpuMemory, devices, hostMemory, dtype);
+    const quantize = choiceOption(values.quantize, "quantize", QUANT_FORMATS);
+    return await inspectModel(file, gpuMemory, devices, hostMemory, dtype, quantize);
   }
-  const wrong = misplaced(["gpu-memory", "host-memory", "devices", "dtype"]);
+  const wrong = misplaced(["gpu-memory", "host-memory", "devices", "dtype", "quantize"]);
   if (wrong) throw new UsageError(`inspect: --${wrong} applies to a model folder, not to ${file}`);
   const given = parseDims(values.dims as string | undefined);
   await checkGraphModule(file);
@@ -310,4 +327,15 @@ export async function inspect(args: string[]): Promise<void> {
   } finally {
     device.destroy();
   }
+}
+
+/** Bytes of every weight as the model stores them with `formats` (f32 elsewhere). */
+function storedBytes(cfg: ModelConfig, formats: WeightFormats): number {
+  const g = buildCausalLM(cfg, { mode: "decode", maxSeq: 1, maxNew: 1, weightFormats: formats });
+  let total = 0;
+  for (const id of g.params.values()) {
+    const v = g.values[id];
+    total += (v.shape as number[]).reduce((a, b) => a * b, 1) * 4;
+  }
+  return total;
 }

@@ -55,10 +55,13 @@ export async function statPath(path: string, what: string): Promise<Deno.FileInf
  * ```
  */
 export async function modelFolder(path: string, what: string): Promise<string> {
-  const info = await statPath(path, "the model folder");
-  if (!info?.isDirectory) {
+  const gguf = /\.gguf$/i.test(path);
+  const info = await statPath(path, gguf ? "the GGUF file" : "the model folder");
+  if (gguf ? !info?.isFile : !info?.isDirectory) {
     throw new UsageError(
-      `${what}: ${path} ${info ? "is not a folder" : "does not exist"} (expected a model folder)`,
+      `${what}: ${path} ${
+        info ? (gguf ? "is not a file" : "is not a folder") : "does not exist"
+      } (expected a model folder or a .gguf file)`,
     );
   }
   return path;

@@ -15,13 +15,17 @@
  * ```
  */
 export const GENERATE_USAGE = `\
-  generate --model DIR --prompt TEXT [--max-tokens N] [--temperature T] [--top-k K]
-           [--top-p P] [--seed S] [--max-seq N] [--allow-long] [--read-every N] [--stats]
-           [--quiet] [--progress] [--gpu-memory 2GiB] [--policy lru|lfu|stream|naive]
-           [--heatmap FILE.svg] [--save-routing-stats] [--devices N] [--host-memory 8GiB]
-           [--prefetch temporal|lookahead|both] [--dtype f32|f16]
-                                     stream text from a Hugging Face model folder (computing
-                                     in --dtype, default f32; f16 needs shader-f16); --max-seq
+  generate --model DIR|FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T]
+           [--top-k K] [--top-p P] [--seed S] [--max-seq N] [--allow-long]
+           [--read-every N] [--stats] [--quiet] [--progress] [--gpu-memory 2GiB]
+           [--policy lru|lfu|stream|naive] [--heatmap FILE.svg] [--save-routing-stats]
+           [--devices N] [--host-memory 8GiB] [--prefetch temporal|lookahead|both]
+           [--dtype f32|f16] [--quantize q8_0|q4_0|q4_k|q5_k|q6_k]
+                                     stream text from a Hugging Face model folder or a GGUF
+                                     file (its quantized weights read as stored, dequantized
+                                     in the kernels; --quantize stores a folder's weights as
+                                     llama.cpp blocks on load), computing activations in
+                                     --dtype (default f32; f16 needs shader-f16); --max-seq
                                      (default: max_position_embeddings, at most 2048) bounds
                                      prompt + generated tokens, past max_position_embeddings
                                      only with --allow-long; --gpu-memory caches (lru, lfu) or

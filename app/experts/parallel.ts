@@ -55,7 +55,7 @@ import { type GpuDevice, type KilnDevice, whileDeviceAlive } from "../../runtime
 import { compile, type Executable } from "../../runtime/executable.ts";
 import type { GpuExecutable, HostBarriers } from "../../runtime/gpu_executor.ts";
 import { formatBytes } from "./placement.ts";
-import type { Checkpoint } from "../safetensors/mod.ts";
+import type { WeightSource } from "../model/source.ts";
 import { type DevicePlan, ELSEWHERE } from "./device_plan.ts";
 import { moeRouterKernel } from "./router_kernel.ts";
 import type { ExpertTensorName } from "./tiers.ts";
@@ -193,7 +193,7 @@ export class ExpertParallel {
   static async load(
     home: Executable,
     devices: readonly KilnDevice[],
-    ckpt: Checkpoint,
+    ckpt: WeightSource,
     plan: DevicePlan,
     prefixes: readonly string[],
     tensorName: ExpertTensorName,

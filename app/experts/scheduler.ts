@@ -25,7 +25,8 @@ import type { GpuDevice } from "../../runtime/device.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import type { EncodeHooks, HostBarriers } from "../../runtime/gpu_executor.ts";
 import type { ExpertPlan, RoutingStats } from "./placement.ts";
-import type { Checkpoint } from "../safetensors/mod.ts";
+import type { WeightSource } from "../model/source.ts";
+import type { ExpertFormats } from "./tiers.ts";
 import {
   type ExpertPolicy,
   type ExpertPrefetch,
@@ -365,13 +366,14 @@ export class ExpertScheduler {
    */
   static async load(
     exe: Executable,
-    ckpt: Checkpoint,
+    ckpt: WeightSource,
     plan: ExpertPlan,
     prefixes: readonly string[],
     tensorName: ExpertTensorName,
     dtype: "f32" | "f16",
     policy: ExpertPolicy = "stream",
-    disk?: Checkpoint,
+    disk?: WeightSource,
+    formats?: ExpertFormats,
   ): Promise<ExpertScheduler> {
     if (exe.device.kind !== "gpu") {
       throw new TypeError("ExpertScheduler: a memory budget needs a GPU device");
@@ -380,7 +382,7 @@ export class ExpertScheduler {
       throw new TypeError("ExpertScheduler: the plan reads experts from disk; pass a checkpoint");
     }
     // Until loaded, the tiers read from the load's checkpoint.
-    const tiers = ExpertTiers.allocate(exe, dtype, ckpt, tensorName);
+    const tiers = ExpertTiers.allocate(exe, dtype, ckpt, tensorName, formats);
     const tables: Record<string, Uint32Array> = {};
     prefixes.forEach((p, l) => tables[`${p}.slot_table`] = plan.tables[l]);
     exe.setParams(tables);

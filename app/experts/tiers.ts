@@ -16,7 +16,9 @@ import { SLOT_POOL_PARAMS } from "../../models/states.ts";
 import type { GpuDevice } from "../../runtime/device.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import type { ExpertPlan } from "./placement.ts";
-import type { Checkpoint } from "../safetensors/mod.ts";
+import { readWeightBytes, type WeightSource } from "../model/source.ts";
+import type { QuantFormat } from "../../core/quant/formats.ts";
+import type { ReadDType } from "../safetensors/mod.ts";
 
 /**
  * One of an expert's three weights (SwiGLU: gate `w1`, up `w3`, down `w2`).
@@ -44,6 +46,23 @@ export type ExpertTensorName = (layer: number, expert: number, which: ExpertWeig
 const WEIGHTS = ["w1", "w3", "w2"] as const;
 
 /**
+ * Block formats of quantized expert weights (the slot pool holds their
+ * word-padded blocks): one for w1 and w3, one for w2.
+ *
+ * @example
+ * ```ts
+ * import type { ExpertFormats } from "./tiers.ts";
+ * const q4km: ExpertFormats = { w13: "q4_k", w2: "q6_k" };
+ * ```
+ */
+export interface ExpertFormats {
+  /** Format of w1 and w3. */
+  readonly w13: QuantFormat;
+  /** Format of w2. */
+  readonly w2: QuantFormat;
+}
+
+/**
  * The slot pool of one executable and the host and disk tiers that fill it.
  *
  * @example
@@ -62,24 +81,25 @@ export class ExpertTiers {
   /** Host-tier upload buffer of each expert; undefined for pinned and disk-tier experts. */
   readonly #host: (GPUBuffer | undefined)[][] = [];
   readonly #name: ExpertTensorName;
-  readonly #dtype: "f32" | "f16";
+  /** What each of w1, w3, w2 is read as: values of a dtype, or blocks of a format. */
+  readonly #targets: readonly (ReadDType | QuantFormat)[];
   /** Open checkpoint experts are read from (closed by `dispose`). */
-  #ckpt?: Checkpoint;
+  #ckpt?: WeightSource;
 
   private constructor(
     dev: GpuDevice,
     slabBytes: readonly [number, number, number],
     pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer],
-    ckpt: Checkpoint,
+    ckpt: WeightSource,
     name: ExpertTensorName,
-    dtype: "f32" | "f16",
+    targets: readonly (ReadDType | QuantFormat)[],
   ) {
     this.#dev = dev;
     this.slabBytes = slabBytes;
     this.#pool = pool;
     this.#ckpt = ckpt;
     this.#name = name;
-    this.#dtype = dtype;
+    this.#targets = targets;
   }
 
   /**
@@ -98,8 +118,9 @@ export class ExpertTiers {
   static allocate(
     exe: Executable,
     dtype: "f32" | "f16",
-    ckpt: Checkpoint,
+    ckpt: WeightSource,
     tensorName: ExpertTensorName,
+    formats?: ExpertFormats,
   ): ExpertTiers {
     const g = exe.graph;
     const shapeOf = (n: string) => {
@@ -108,19 +129,21 @@ export class ExpertTiers {
       return g.values[id].shape as number[];
     };
     const w1 = shapeOf(SLOT_POOL_PARAMS.w1), w2 = shapeOf(SLOT_POOL_PARAMS.w2);
-    const el = byteSize(dtype);
-    const slab1 = w1[1] * w1[2] * el, slab2 = w2[1] * w2[2] * el;
+    const S = w1[0];
+    // Quantized pools are u32 [slots, words]: a word-padded slab of blocks an expert.
+    const el = formats ? 4 : byteSize(dtype);
+    const per1 = formats ? w1[1] : w1[1] * w1[2], per2 = formats ? w2[1] : w2[1] * w2[2];
+    const slab1 = per1 * el, slab2 = per2 * el;
     if (slab1 % 4 !== 0 || slab2 % 4 !== 0) {
       throw new RangeError(
         `ExpertScheduler: expert slabs of ${slab1} / ${slab2} bytes are not multiples of 4`,
       );
     }
-    const S = w1[0];
-    const Arr = dtype === "f16" ? Float16Array : Float32Array;
+    const Arr = formats ? Uint32Array : dtype === "f16" ? Float16Array : Float32Array;
     exe.setParams({
-      [SLOT_POOL_PARAMS.w1]: new Arr(S * w1[1] * w1[2]),
-      [SLOT_POOL_PARAMS.w3]: new Arr(S * w1[1] * w1[2]),
-      [SLOT_POOL_PARAMS.w2]: new Arr(S * w2[1] * w2[2]),
+      [SLOT_POOL_PARAMS.w1]: new Arr(S * per1),
+      [SLOT_POOL_PARAMS.w3]: new Arr(S * per1),
+      [SLOT_POOL_PARAMS.w2]: new Arr(S * per2),
     });
     const pool = WEIGHTS.map((w) => exe.paramBuffer(SLOT_POOL_PARAMS[w])!);
     return new ExpertTiers(
@@ -129,7 +152,7 @@ export class ExpertTiers {
       pool as [GPUBuffer, GPUBuffer, GPUBuffer],
       ckpt,
       tensorName,
-      dtype,
+      formats ? [formats.w13, formats.w13, formats.w2] : [dtype, dtype, dtype],
     );
   }
 
@@ -182,7 +205,7 @@ export class ExpertTiers {
    * tiers.useDisk(plan.disk.some((r) => r.length > 0) ? await Checkpoint.open(dir) : undefined);
    * ```
    */
-  useDisk(ckpt: Checkpoint | undefined): void {
+  useDisk(ckpt: WeightSource | undefined): void {
     this.#ckpt = ckpt;
   }
 
@@ -267,11 +290,20 @@ export class ExpertTiers {
     j: number,
   ): Promise<Uint8Array<ArrayBuffer>> {
     const name = this.#name(l, e, w);
-    const data = await this.#ckpt!.readAs(name, this.#dtype);
-    if (data.byteLength !== this.slabBytes[j]) {
-      throw new RangeError(`${name}: ${data.byteLength} bytes, expected ${this.slabBytes[j]}`);
+    const target = this.#targets[j];
+    const data = await readWeightBytes(this.#ckpt!, name, target);
+    const want = this.slabBytes[j];
+    // Blocks fill their slab up to its last word.
+    const quant = target !== "f32" && target !== "f16";
+    if (
+      data.byteLength !== want && !(quant && data.byteLength <= want && want - data.byteLength < 4)
+    ) {
+      throw new RangeError(`${name}: ${data.byteLength} bytes, expected ${want}`);
     }
-    return new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    if (data.byteLength === want) return data;
+    const padded = new Uint8Array(want);
+    padded.set(data);
+    return padded;
   }
 
   /**

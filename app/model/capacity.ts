@@ -12,6 +12,7 @@
  * @module
  */
 
+import type { WeightFormats } from "../../models/weights.ts";
 import { paddedBytes } from "../../core/dtype.ts";
 import { formatBytes } from "../../core/format.ts";
 import type { Graph } from "../../core/graph.ts";
@@ -63,6 +64,8 @@ function tensorBytes(graph: Graph): Map<string, number> {
 export interface WeightsFitOptions {
   /** Compute dtype of the weights. */
   dtype: "f32" | "f16";
+  /** Parameters stored block-quantized (their real bytes are counted). */
+  formats?: WeightFormats;
   /**
    * Experts are placed by a memory budget (`memoryBudget`): the stacked expert
    * tensors never exist (slot pools do, checked with the loaded graph), and
@@ -94,7 +97,13 @@ export function checkWeightsFit(
   device: KilnDevice,
   options: WeightsFitOptions,
 ): void {
-  const graph = buildCausalLM(cfg, { mode: "decode", maxSeq: 1, maxNew: 1, dtype: options.dtype });
+  const graph = buildCausalLM(cfg, {
+    mode: "decode",
+    maxSeq: 1,
+    maxNew: 1,
+    dtype: options.dtype,
+    weightFormats: options.formats,
+  });
   const experts = new Set(
     cfg.pattern.flatMap((p, i) =>
       p.ffn === "moe" ? ["w1", "w3", "w2"].map((w) => `${moePrefix(cfg, i)}.${w}`) : []

@@ -8,13 +8,17 @@
  * @module
  */
 
+import type { QuantFormat } from "../../core/quant/formats.ts";
+import { quantWords } from "../../ops/quant/mod.ts";
+import type { WeightFormats } from "../../models/weights.ts";
+import { isGgufPath, openWeights, readModelConfig, sideFolder } from "./source.ts";
+import { unifyExpertFormats, weightFormatsFor } from "./weights.ts";
 import { byteSize, paddedBytes } from "../../core/dtype.ts";
 import { moePrefix } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { expertWidth, type ModelConfig } from "../../models/config.ts";
 import { defaultDevice, type KilnDevice } from "../../runtime/device.ts";
 import { compile } from "../../runtime/executable.ts";
-import { readConfig } from "../config_file.ts";
 import {
   type ExpertPlan,
   parseBytes,
@@ -60,9 +64,9 @@ export async function planModelExperts(dir: string, options: LoadOptions): Promi
   if (options.memoryBudget === undefined) {
     throw new TypeError("planModelExperts: memoryBudget is required");
   }
-  const cfg = await readConfig(dir);
+  const cfg = await readModelConfig(dir);
   const device = options.device ?? await defaultDevice();
-  return await planForBudget(dir, cfg, device, options);
+  return await planForBudget(dir, cfg, device, options, await modelFormats(dir, cfg, options));
 }
 
 /**
@@ -82,7 +86,7 @@ export async function planModelDevices(dir: string, options: LoadOptions): Promi
   if (n === undefined || !Number.isInteger(n) || n < 2) {
     throw new RangeError(`planModelDevices: devices must be 2 or more, got ${n}`);
   }
-  const cfg = await readConfig(dir);
+  const cfg = await readModelConfig(dir);
   const given = options.device ?? (Array.isArray(options.devices) ? options.devices[0] : undefined);
   const device = given ?? await defaultDevice();
   return await planForDevices(dir, cfg, n, device, options);
@@ -105,9 +109,10 @@ export async function planForBudget(
   cfg: ModelConfig,
   device: KilnDevice,
   options: LoadOptions,
+  formats: WeightFormats = {},
 ): Promise<ExpertPlan> {
   const budget = parseBytes(options.memoryBudget!);
-  const z = await expertSizing(dir, cfg, device, options, "memoryBudget");
+  const z = await expertSizing(dir, cfg, device, options, "memoryBudget", formats);
   return planExperts({
     layers: z.layers,
     experts: z.experts,
@@ -140,7 +145,7 @@ export async function planForDevices(
   device: KilnDevice,
   options: LoadOptions,
 ): Promise<DevicePlan> {
-  const z = await expertSizing(dir, cfg, device, options, "devices");
+  const z = await expertSizing(dir, cfg, device, options, "devices", {});
   const dtype = options.dtype ?? "f32";
   // Another device's activations: its experts-only plans for a prompt and a token.
   const remote = compile(
@@ -184,6 +189,7 @@ async function expertSizing(
   device: KilnDevice,
   options: LoadOptions,
   what: string,
+  formats: WeightFormats,
 ): Promise<{
   layers: number;
   experts: number;
@@ -203,9 +209,10 @@ async function expertSizing(
     dtype,
     budgeted: options.memoryBudget !== undefined,
     parallel: what === "devices",
+    formats,
   });
   const E = cfg.moe.experts;
-  const sizing = { maxSeq, maxNew: maxSeq, dtype };
+  const sizing = { maxSeq, maxNew: maxSeq, dtype, weightFormats: formats };
   const el = byteSize(dtype);
   const pg = buildCausalLM(cfg, { mode: "prefill", ...sizing });
   const dg = buildCausalLM(cfg, { mode: "decode", ...sizing });
@@ -226,13 +233,60 @@ async function expertSizing(
   prefill.dispose();
   decode.dispose();
   const stats = options.routingStats ??
-    await readRoutingStats(dir, { layers: layers.length, experts: E });
+    await readRoutingStats(sideFolder(dir), { layers: layers.length, experts: E });
   return {
     layers: layers.length,
     experts: E,
-    expertBytes: 3 * expertWidth(cfg) * cfg.hidden * el,
+    expertBytes: expertSlabBytes(
+      cfg,
+      el,
+      formats[`${moePrefix(cfg, layers[0])}.w1`],
+      formats[`${moePrefix(cfg, layers[0])}.w2`],
+    ),
     fixedBytes: paramBytes + act,
     prefillTokens: T,
     stats,
   };
+}
+
+/**
+ * Bytes of one expert's w1, w3 and w2 as a slot holds them: `el`-byte values,
+ * or word-padded blocks of their formats.
+ */
+function expertSlabBytes(
+  cfg: ModelConfig,
+  el: number,
+  f1: QuantFormat | undefined,
+  f2: QuantFormat | undefined,
+): number {
+  const ff = expertWidth(cfg), d = cfg.hidden;
+  if (f1 === undefined || f2 === undefined) return 3 * ff * d * el;
+  return 4 * (2 * quantWords(f1, ff, d) + quantWords(f2, d, ff));
+}
+
+/**
+ * The formats a model loads with, without loading it: `options.quantize`
+ * applied to the config's weights, a GGUF file's stored formats, or none;
+ * unified across MoE layers as an expert slot pool holds them.
+ *
+ * @example
+ * ```ts ignore
+ * const formats = await modelFormats("./Mixtral-8x7B-v0.1", cfg, { quantize: "q4_k" });
+ * ```
+ */
+export async function modelFormats(
+  path: string,
+  cfg: ModelConfig,
+  options: LoadOptions,
+): Promise<WeightFormats> {
+  if (options.quantize !== undefined) {
+    return unifyExpertFormats(cfg, weightFormatsFor(cfg, undefined, options.quantize));
+  }
+  if (!isGgufPath(path)) return {};
+  const w = await openWeights(path);
+  try {
+    return unifyExpertFormats(cfg, weightFormatsFor(cfg, w));
+  } finally {
+    w.close();
+  }
 }

@@ -18,20 +18,28 @@ import {
   type KilnDevice,
   requestDevice,
 } from "../../runtime/device.ts";
-import { readConfig } from "../config_file.ts";
 import type { ExpertPlan, RoutingStats } from "../experts/placement.ts";
 import type { DevicePlan } from "../experts/device_plan.ts";
 import { checkDevices, ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertPolicy, ExpertPrefetch } from "../experts/policy.ts";
 import { ExpertScheduler } from "../experts/scheduler.ts";
+import type { ExpertFormats } from "../experts/tiers.ts";
 import { createProgress, type Progress } from "../progress.ts";
 import { prefillBuckets } from "./prefill_chunks.ts";
-import { Checkpoint } from "../safetensors/mod.ts";
-import { folderTokenizer } from "../tokenizer/folder.ts";
 import { checkParamBuffers, checkWeightsFit } from "./capacity.ts";
 import { moeLayers, planForBudget, planForDevices } from "./expert_budget.ts";
 import { Model, type Sampling } from "./model.ts";
-import { checkUnusedTensors, finiteReads, loadWeights } from "./weights.ts";
+import {
+  checkUnusedTensors,
+  finiteReads,
+  loadWeights,
+  unifyExpertFormats,
+  weightFormatsFor,
+} from "./weights.ts";
+import { modelTokenizer, openWeights, readModelConfig } from "./source.ts";
+import { isQuantFormat, QUANT_FORMATS, type QuantFormat } from "../../core/quant/formats.ts";
+import type { WeightFormats } from "../../models/weights.ts";
+import type { ModelConfig } from "../../models/config.ts";
 
 /**
  * Options of {@linkcode loadModel}.
@@ -121,6 +129,14 @@ export interface LoadOptions {
    * step if the logits stop being finite.
    */
   checkFinite?: boolean;
+  /**
+   * Quantize-on-load: store every Linear weight and embedding as llama.cpp
+   * blocks of this format (rows that are not whole blocks fall back as
+   * `fitFormat` says, or stay dense), quantized from the checkpoint as it is
+   * read; the kernels dequantize as they read them. A GGUF file's quantized
+   * tensors are used as stored without this option.
+   */
+  quantize?: QuantFormat;
 }
 
 /**
@@ -139,7 +155,7 @@ export interface LoadOptions {
  * ```
  */
 export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
-  const cfg = await readConfig(dir);
+  const cfg = await readModelConfig(dir);
   const created: GpuDevice[] = [];
   try {
     return await load(dir, cfg, options, created);
@@ -152,7 +168,7 @@ export async function loadModel(dir: string, options: LoadOptions = {}): Promise
 
 async function load(
   dir: string,
-  cfg: Awaited<ReturnType<typeof readConfig>>,
+  cfg: ModelConfig,
   options: LoadOptions,
   created: GpuDevice[],
 ): Promise<Model> {
@@ -190,18 +206,53 @@ async function load(
       );
     }
   }
-  // Before planning, which would compile graphs of impossible sizes.
-  checkWeightsFit(cfg, device, {
-    dtype,
-    budgeted: options.memoryBudget !== undefined,
-    parallel: devices !== undefined,
+  if (options.quantize !== undefined && !isQuantFormat(options.quantize)) {
+    throw new TypeError(
+      `loadModel: quantize must be one of ${QUANT_FORMATS.join(", ")}, got ${
+        JSON.stringify(options.quantize)
+      }`,
+    );
+  }
+  const onProgress = options.onProgress;
+  const ckpt = await openWeights(dir, {
+    progress: (total) => {
+      if (!onProgress) return createProgress({ total, label: "loading", quiet: options.quiet });
+      let done = 0;
+      return {
+        advance: (bytes) => onProgress("load", done += bytes, total),
+        done: () => {},
+      };
+    },
   });
+  let model: Model;
+  let weightFormats: WeightFormats;
   let expertPlan: ExpertPlan | undefined;
   let devicePlan: DevicePlan | undefined;
-  if (devices) {
-    devicePlan = await planForDevices(dir, cfg, devices.length, device, options);
-  } else if (options.memoryBudget !== undefined) {
-    expertPlan = await planForBudget(dir, cfg, device, options);
+  try {
+    checkUnusedTensors(cfg, ckpt);
+    weightFormats = weightFormatsFor(cfg, ckpt, options.quantize);
+    // A shared expert slot pool holds one format per weight across layers.
+    if (options.memoryBudget !== undefined) weightFormats = unifyExpertFormats(cfg, weightFormats);
+    if (devices && Object.keys(weightFormats).some((n) => /\.w[123]$/.test(n))) {
+      throw new TypeError(
+        "loadModel: quantized experts are not supported across several devices yet; load with one device",
+      );
+    }
+    // Before planning, which would compile graphs of impossible sizes.
+    checkWeightsFit(cfg, device, {
+      dtype,
+      budgeted: options.memoryBudget !== undefined,
+      parallel: devices !== undefined,
+      formats: weightFormats,
+    });
+    if (devices) {
+      devicePlan = await planForDevices(dir, cfg, devices.length, device, options);
+    } else if (options.memoryBudget !== undefined) {
+      expertPlan = await planForBudget(dir, cfg, device, options, weightFormats);
+    }
+  } catch (e) {
+    ckpt.close();
+    throw e;
   }
   const expertSlots = devicePlan
     ? Math.max(1, devicePlan.slots[0])
@@ -223,31 +274,21 @@ async function load(
   }
   const moeLookahead = expertSlots !== undefined && !expertParallel && prefetch !== "temporal" &&
     (policy === "lru" || policy === "lfu");
-  const shared = { maxSeq, maxNew, dtype, expertSlots, expertParallel, moeLookahead };
+  const shared = {
+    maxSeq,
+    maxNew,
+    dtype,
+    expertSlots,
+    expertParallel,
+    moeLookahead,
+    weightFormats,
+  };
   const build = (sampling: Sampling): [Graph, Graph] => [
     buildCausalLM(cfg, { mode: "prefill", sampling, ...shared }),
     buildCausalLM(cfg, { mode: "decode", sampling, ...shared }),
   ];
-  const tokenizer = await folderTokenizer(dir);
-  const onProgress = options.onProgress;
-  const ckpt = await Checkpoint.open(dir, {
-    progress: (total) => {
-      if (!onProgress) return createProgress({ total, label: "loading", quiet: options.quiet });
-      let done = 0;
-      return {
-        advance: (bytes) => onProgress("load", done += bytes, total),
-        done: () => {},
-      };
-    },
-  });
   try {
-    checkUnusedTensors(cfg, ckpt);
-  } catch (e) {
-    ckpt.close();
-    throw e;
-  }
-  let model: Model;
-  try {
+    const tokenizer = await modelTokenizer(dir);
     model = new Model(cfg, build, device, maxSeq, tokenizer, created);
   } catch (e) {
     ckpt.close();
@@ -268,7 +309,7 @@ async function load(
       const layers = moeLayers(cfg);
       const prefixes = layers.map((i) => moePrefix(cfg, i));
       const skip = (n: string) => n.startsWith(`${SLOT_POOL}.`) || n.endsWith(".slot_table");
-      await loadWeights(model.prefill, cfg, ckpt, skip, { checkFinite });
+      await loadWeights(model.prefill, cfg, ckpt, skip, { checkFinite, formats: weightFormats });
       const tensorOf = (l: number, e: number, w: "w1" | "w3" | "w2") =>
         expertTensor(cfg, layers[l], e, w);
       if (devicePlan) {
@@ -299,12 +340,16 @@ async function load(
         dtype,
         policy,
         // The disk tier reads from its own handle, open until dispose.
-        expertPlan!.disk.some((r) => r.length > 0) ? await Checkpoint.open(dir) : undefined,
+        expertPlan!.disk.some((r) => r.length > 0) ? await openWeights(dir) : undefined,
+        expertFormats(weightFormats, prefixes[0]),
       );
       model.experts.prefetch = prefetch;
       model.experts.lookahead = moeLookahead;
     } else {
-      await loadWeights(model.prefill, cfg, ckpt, undefined, { checkFinite });
+      await loadWeights(model.prefill, cfg, ckpt, undefined, {
+        checkFinite,
+        formats: weightFormats,
+      });
     }
   } catch (e) {
     model.dispose();
@@ -379,4 +424,10 @@ function compileBar(quiet?: boolean): (done: number, total: number) => void {
     shown = done;
     if (done === total) bar?.done();
   };
+}
+
+/** The expert pool's formats when the experts are quantized (see `unifyExpertFormats`). */
+function expertFormats(formats: WeightFormats, prefix: string): ExpertFormats | undefined {
+  const w13 = formats[`${prefix}.w1`], w2 = formats[`${prefix}.w2`];
+  return w13 !== undefined && w2 !== undefined ? { w13, w2 } : undefined;
 }

@@ -24,5 +24,14 @@
 
 export { loadModel, type LoadOptions } from "./load.ts";
 export { type GenerateOptions, type GenerateStats, Model } from "./model.ts";
-export { loadWeights, type LoadWeightsOptions } from "./weights.ts";
+export { loadWeights, type LoadWeightsOptions, weightFormatsFor } from "./weights.ts";
+export {
+  isGgufPath,
+  modelTokenizer,
+  openWeights,
+  readModelConfig,
+  readWeightBytes,
+  type WeightInfo,
+  type WeightSource,
+} from "./source.ts";
 export { planModelDevices, planModelExperts } from "./expert_budget.ts";

@@ -9,9 +9,14 @@
 import { formatShape } from "../../core/shape.ts";
 import { specOf } from "../../models/architectures/mod.ts";
 import { buildCausalLM, checkpointSources } from "../../models/causal_lm.ts";
+import { moePrefix } from "../../models/architectures/mod.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { Executable } from "../../runtime/executable.ts";
-import type { Checkpoint, ReadDType } from "../safetensors/mod.ts";
+import type { ReadDType } from "../safetensors/mod.ts";
+import { fitFormat, type QuantFormat } from "../../core/quant/formats.ts";
+import { quantWords } from "../../ops/quant/mod.ts";
+import type { WeightFormats } from "../../models/weights.ts";
+import { readWeightBytes, type WeightSource } from "./source.ts";
 
 /**
  * Options of {@linkcode loadWeights}.
@@ -29,6 +34,96 @@ export interface LoadWeightsOptions {
    * (default true). The scan runs over each tensor in memory as it is uploaded.
    */
   checkFinite?: boolean;
+  /**
+   * The graph's quantized parameters and their formats (what it was built
+   * with): their tensors are uploaded as blocks — stored blocks as they are,
+   * other tensors quantized on the way. Stored blocks are not scanned for
+   * non-finite values (their f16 scales are; see `loadQuantized`).
+   */
+  formats?: WeightFormats;
+}
+
+/**
+ * Uploads a quantized parameter: each source tensor's blocks (one per stacked
+ * expert, in a word-padded slab) into a u32 array of the parameter's shape.
+ */
+async function loadQuantized(
+  exe: Pick<Executable, "setParams">,
+  ckpt: WeightSource,
+  name: string,
+  tensors: readonly string[],
+  shape: readonly number[],
+  format: QuantFormat,
+): Promise<void> {
+  const words = new Uint32Array(shape.reduce((a, b) => a * b, 1));
+  const bytes = new Uint8Array(words.buffer);
+  const slab = words.byteLength / tensors.length;
+  for (const [j, t] of tensors.entries()) {
+    if (!ckpt.has(t)) throw new TypeError(`${ckpt.path}: missing tensor "${t}"`);
+    const info = ckpt.info(t);
+    const rows = info.shape.length > 1 ? info.shape.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
+    const cols = info.shape[info.shape.length - 1];
+    const want = quantWords(format, rows, cols) * 4;
+    if (want !== slab) {
+      throw new RangeError(
+        `${info.file}: tensor "${t}" has shape [${
+          info.shape.join(", ")
+        }], which is not what "${name}" holds`,
+      );
+    }
+    const b = await readWeightBytes(ckpt, t, format);
+    bytes.set(b, j * slab);
+  }
+  exe.setParams({ [name]: words });
+}
+
+/**
+ * Which parameters of `cfg`'s model to store quantized: with `quantize`, every
+ * Linear weight and embedding in that format (or its fallback for rows that
+ * are not whole blocks, see `fitFormat`); else those whose checkpoint tensors
+ * are stored in one block format (a GGUF file). MoE experts are quantized all
+ * three (w1, w3 alike) or not at all, as the expert kernels read them.
+ * `ckpt` may be absent with `quantize` (planning without weights).
+ *
+ * @example
+ * ```ts ignore
+ * import { weightFormatsFor } from "./weights.ts";
+ * const formats = weightFormatsFor(cfg, await openWeights("mixtral.Q4_K_M.gguf"));
+ * ```
+ */
+export function weightFormatsFor(
+  cfg: ModelConfig,
+  ckpt: WeightSource | undefined,
+  quantize?: QuantFormat,
+): WeightFormats {
+  const graph = buildCausalLM(cfg, { mode: "decode", maxSeq: 1, maxNew: 1 });
+  const out: Record<string, QuantFormat> = {};
+  for (const [name, src] of checkpointSources(cfg, graph)) {
+    const shape = graph.values[graph.params.get(name)!].shape as number[];
+    if (shape.length < 2 || src.tensors.length === 0) continue;
+    const cols = shape[shape.length - 1];
+    let f: QuantFormat | undefined;
+    if (quantize) f = fitFormat(quantize, cols);
+    else {
+      const stored = src.tensors.map((t) => ckpt?.has(t) ? ckpt.info(t).format : undefined);
+      if (stored.every((x) => x !== undefined && x === stored[0])) f = stored[0];
+    }
+    if (f !== undefined && cols % 32 === 0 && fitFormat(f, cols) === f) out[name] = f;
+  }
+  // Expert kernels read w1 and w3 in one format and w2 in one: otherwise all dense.
+  for (const name of Object.keys(out)) {
+    if (!name.endsWith(".w1")) continue;
+    const base = name.slice(0, -3);
+    if (out[`${base}.w3`] !== out[name] || out[`${base}.w2`] === undefined) {
+      for (const w of ["w1", "w3", "w2"]) delete out[`${base}.${w}`];
+    }
+  }
+  for (const name of Object.keys(out)) {
+    if (/\.w[23]$/.test(name) && out[name.replace(/\.w[23]$/, ".w1")] === undefined) {
+      delete out[name];
+    }
+  }
+  return out;
 }
 
 /**
@@ -48,7 +143,7 @@ export interface LoadWeightsOptions {
 export async function loadWeights(
   exe: Pick<Executable, "graph" | "setParams">,
   cfg: ModelConfig,
-  ckpt: Checkpoint,
+  ckpt: WeightSource,
   skip?: (param: string) => boolean,
   options: LoadWeightsOptions = {},
 ): Promise<void> {
@@ -58,6 +153,11 @@ export async function loadWeights(
   for (const [name, src] of sources) {
     if (skip?.(name)) continue;
     const v = graph.values[graph.params.get(name)!];
+    const format = options.formats?.[name];
+    if (v.dtype === "u32" && format !== undefined) {
+      await loadQuantized(exe, ckpt, name, src.tensors, v.shape as number[], format);
+      continue;
+    }
     const want = v.shape as number[];
     const n = want.reduce((a, b) => a * b, 1);
     const per = n / src.tensors.length;
@@ -137,7 +237,7 @@ export function assertFinite(
  * await ExpertScheduler.load(model.prefill, finiteReads(ckpt), plan, prefixes, names, "f32");
  * ```
  */
-export function finiteReads(ckpt: Checkpoint): Checkpoint {
+export function finiteReads<C extends WeightSource>(ckpt: C): C {
   const readAs = async (name: string, dtype: ReadDType) => {
     const data = await ckpt.readAs(name, dtype);
     const info = ckpt.info(name);
@@ -168,7 +268,7 @@ export function finiteReads(ckpt: Checkpoint): Checkpoint {
  * checkUnusedTensors(await readConfig("./Mixtral-8x7B-v0.1"), ckpt); // TypeError naming strays
  * ```
  */
-export function checkUnusedTensors(cfg: ModelConfig, ckpt: Checkpoint): void {
+export function checkUnusedTensors(cfg: ModelConfig, ckpt: WeightSource): void {
   const read = new Set<string>();
   const graph = buildCausalLM(cfg, { mode: "decode", maxSeq: 1, maxNew: 1 });
   for (const src of checkpointSources(cfg, graph).values()) {
@@ -187,4 +287,35 @@ export function checkUnusedTensors(cfg: ModelConfig, ckpt: Checkpoint): void {
         }); config.json does not describe this checkpoint`,
     );
   }
+}
+
+/**
+ * One format for every MoE layer's w1/w3 and one for every w2 (the most
+ * common), as a shared expert slot pool holds them: layers stored otherwise
+ * (llama.cpp's Q4_K_M keeps some `ffn_down` in Q6_K) are requantized as they
+ * load. Layers with dense experts stay dense only if all are.
+ *
+ * @example
+ * ```ts ignore
+ * const formats = unifyExpertFormats(cfg, weightFormatsFor(cfg, ckpt));
+ * ```
+ */
+export function unifyExpertFormats(cfg: ModelConfig, formats: WeightFormats): WeightFormats {
+  const prefixes = cfg.pattern.flatMap((p, i) => (p.ffn === "moe" ? [moePrefix(cfg, i)] : []));
+  const out: Record<string, QuantFormat> = { ...formats };
+  const common = (w: string) => {
+    const count = new Map<QuantFormat | undefined, number>();
+    for (const p of prefixes) {
+      count.set(formats[`${p}.${w}`], (count.get(formats[`${p}.${w}`]) ?? 0) + 1);
+    }
+    return [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
+  };
+  const f1 = common("w1"), f2 = common("w2");
+  for (const p of prefixes) {
+    for (const w of ["w1", "w3", "w2"]) delete out[`${p}.${w}`];
+    if (f1 !== undefined && f2 !== undefined) {
+      Object.assign(out, { [`${p}.w1`]: f1, [`${p}.w3`]: f1, [`${p}.w2`]: f2 });
+    }
+  }
+  return out;
 }

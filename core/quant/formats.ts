@@ -196,3 +196,22 @@ export function quantBytes(format: QuantFormat, elems: number): number {
   }
   return (elems / info.blockElems) * info.blockBytes;
 }
+
+/**
+ * The format a row of `cols` elements is stored in when `format` is asked
+ * for: `format` itself when the row is whole blocks, else llama.cpp-style
+ * fallbacks to a 32-element format of at least as many bits (Q4_K → Q4_0,
+ * Q5_K / Q6_K → Q8_0), else undefined (the row stays f16/f32).
+ *
+ * @example
+ * ```ts
+ * import { fitFormat } from "./formats.ts";
+ * fitFormat("q4_k", 1408); // "q4_0": 1408 is not a multiple of 256
+ * fitFormat("q8_0", 48); // undefined
+ * ```
+ */
+export function fitFormat(format: QuantFormat, cols: number): QuantFormat | undefined {
+  if (cols % GGML_TYPES[format].blockElems === 0) return format;
+  const fallback: QuantFormat = format === "q4_k" ? "q4_0" : "q8_0";
+  return cols % GGML_TYPES[fallback].blockElems === 0 ? fallback : undefined;
+}

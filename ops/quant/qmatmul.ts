@@ -22,6 +22,7 @@ import { dequantize } from "../../core/quant/mod.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "../types.ts";
 import { flatIndex, grid, KernelIo } from "../wgsl/mod.ts";
 import { QUANT_GROUP, quantReaders, quantRowBytes } from "./wgsl.ts";
+import { emitQ4kGemv } from "./gemv_q4k.ts";
 
 /**
  * Attributes of `qmatmul` and `qgather`: the weight's format and its logical
@@ -153,6 +154,18 @@ function emitQmatmul(ctx: KernelContext<QuantAttrs>): KernelEmission {
   const { format, rows: N, cols: K } = ctx.attrs;
   const M = numel(x.shape) / K;
   if (M === 0) return { kernels: [] };
+  if (format === "q4_k" && M <= 4 && w.direct) {
+    const k = emitQ4kGemv({
+      rows: M,
+      N,
+      K,
+      elem: out.dtype === "f16" ? "f16" : "f32",
+      aDirect: x.direct,
+      cDirect: out.direct,
+      maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
+    });
+    return { kernels: [k] };
+  }
   const R = rowsPerInvocation(M);
   const C = 4;
   const G = QUANT_GROUP[format];

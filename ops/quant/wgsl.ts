@@ -88,22 +88,25 @@ fn ${p}_bytes4(o: u32) -> u32 {
   if ((o & 2u) == 0u) { return w0; }
   return (w0 >> 16u) | (${p}_w((o >> 2u) + 1u) << 16u);
 }
+// Through i32: AVX2 converts signed ints to float in one instruction, unsigned in several.
 fn ${p}_bytes4f(w: u32) -> vec4<f32> {
-  return vec4<f32>(f32(w & 255u), f32((w >> 8u) & 255u), f32((w >> 16u) & 255u), f32(w >> 24u));
+  let v = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(255u);
+  return vec4<f32>(bitcast<vec4<i32>>(v));
 }
 fn ${p}_nib4(w: u32) -> vec4<f32> {
-  return vec4<f32>(f32(w & 15u), f32((w >> 8u) & 15u), f32((w >> 16u) & 15u), f32((w >> 24u) & 15u));
+  let v = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u);
+  return vec4<f32>(bitcast<vec4<i32>>(v));
 }`;
   // The K-quants' 6-bit scale and min of sub-block s (ggml's get_scale_min_k4).
   const k4Scales = `
 fn ${p}_scmin(sb: u32, s: u32) -> vec2<f32> {
   if (s < 4u) {
-    return vec2<f32>(f32(${p}_byte(sb + s) & 63u), f32(${p}_byte(sb + s + 4u) & 63u));
+    return vec2<f32>(vec2<i32>(bitcast<i32>(${p}_byte(sb + s) & 63u), bitcast<i32>(${p}_byte(sb + s + 4u) & 63u)));
   }
   let b = ${p}_byte(sb + s + 4u);
   let sc = (b & 15u) | ((${p}_byte(sb + s - 4u) >> 6u) << 4u);
   let mn = (b >> 4u) | ((${p}_byte(sb + s) >> 6u) << 4u);
-  return vec2<f32>(f32(sc), f32(mn));
+  return vec2<f32>(vec2<i32>(bitcast<i32>(sc), bitcast<i32>(mn)));
 }`;
   switch (format) {
     case "q8_0":

@@ -1,0 +1,389 @@
+/**
+ * A GGUF file's metadata (and which tensors it holds) as the Hugging Face
+ * `config.json` of the same model, for the architectures Kiln runs.
+ *
+ * Keys read, as llama.cpp's loader reads them (`src/llama-model.cpp`
+ * `load_hparams`, `src/models/<arch>.cpp` `load_arch_hparams`):
+ *
+ * - every architecture: `<arch>.block_count`, `.embedding_length`,
+ *   `.context_length`, `.attention.layer_norm_rms_epsilon` (required);
+ *   `.vocab_size` (else the rows of `token_embd.weight`, else the length of
+ *   `tokenizer.ggml.tokens`); `tokenizer.ggml.bos_token_id` / `eos_token_id`;
+ *   no `output.weight` means tied embeddings;
+ * - `llama` (read only as Mixtral: `.expert_count` > 0): `.feed_forward_length`,
+ *   `.attention.head_count`, `.attention.head_count_kv` (default: head_count),
+ *   `.attention.key_length` (head_dim), `.rope.dimension_count` (must equal the
+ *   head size), `.rope.freq_base` (default 10000, llama.cpp's),
+ *   `.rope.scaling.*` (linear, yarn), `.expert_count`, `.expert_used_count`,
+ *   `.attention.sliding_window` (Kiln's own addition; llama.cpp ignores it);
+ * - `qwen2moe`: as llama, plus `.expert_feed_forward_length` (default
+ *   feed_forward_length / expert_used_count, llama.cpp's),
+ *   `.expert_shared_feed_forward_length` (default feed_forward_length when the
+ *   shared-expert tensors exist), `.expert_weights_norm` (default false:
+ *   llama.cpp's qwen2moe graph never renormalises); q/k/v biases and dense
+ *   layers (`mlp_only_layers`) from the tensors present;
+ * - `mamba`: `.ssm.conv_kernel`, `.ssm.inner_size`, `.ssm.state_size`,
+ *   `.ssm.time_step_rank` (required), `.ssm.dt_b_c_rms` (must be false:
+ *   true is Falcon-Mamba); biases from the tensors present;
+ *   `.context_length` is ignored (the converter writes 2^20, "arbitrary");
+ * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
+ *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
+ *   `.expert_count`, `.expert_used_count`; `attn_layer_period/offset` and
+ *   `expert_layer_period/offset` rebuilt from which layers have attention
+ *   (head_count_kv > 0) and MoE (`ffn_gate_inp`) tensors.
+ *
+ * Fields GGUF does not carry take transformers' defaults for the class
+ * (`hidden_act` silu, `router_aux_loss_coef`, Mamba's `time_step_*`
+ * initialisation settings). f32 values are written back as the shortest
+ * decimal that rounds to the same f32 (1e-5, not 9.99999974e-6).
+ *
+ * @module
+ */
+
+import { quote } from "../safetensors/header.ts";
+import type { GgufMetadata } from "./metadata.ts";
+import type { GgufTensorInfo } from "./types.ts";
+import { GGUF_ARCHITECTURES, perExpertName } from "./arch_names.ts";
+
+type Json = Record<string, unknown>;
+
+/**
+ * The shortest decimal that rounds to the same f32 as `v` (GGUF stores most
+ * floats as f32; config.json holds the decimal the model was published with).
+ *
+ * @example
+ * ```ts
+ * import { f32Decimal } from "./arch_config.ts";
+ * f32Decimal(Math.fround(1e-5)); // 0.00001
+ * ```
+ */
+export function f32Decimal(v: number): number {
+  if (!Number.isFinite(v) || v === 0) return v;
+  const f = Math.fround(v);
+  for (let p = 1; p <= 9; p++) {
+    const d = Number(f.toPrecision(p));
+    if (Math.fround(d) === f) return d;
+  }
+  return f;
+}
+
+/** Reads the model's keys of one file, with errors naming the file and the key. */
+class Keys {
+  constructor(
+    readonly m: GgufMetadata,
+    readonly arch: string,
+    readonly tensors: ReadonlyMap<string, GgufTensorInfo>,
+  ) {}
+
+  key(s: string): string {
+    return `${this.arch}.${s}`;
+  }
+  num(s: string): number {
+    return this.float(s, this.m.number(this.key(s)));
+  }
+  opt(s: string): number | undefined {
+    const v = this.m.optionalNumber(this.key(s));
+    return v === undefined ? undefined : this.float(s, v);
+  }
+  float(s: string, v: number): number {
+    return this.m.type(this.key(s)) === "f32" ? f32Decimal(v) : v;
+  }
+  /** A key llama.cpp reads with `get_key_or_arr`: one value, or one per layer. */
+  perLayer(s: string, layers: number): number[] | undefined {
+    const k = this.key(s);
+    if (!this.m.has(k)) return undefined;
+    if (this.m.type(k) !== "array") return Array(layers).fill(this.m.number(k));
+    const a = this.m.array(k).values;
+    if (a.length !== layers || !a.every((v) => typeof v === "number")) {
+      throw new RangeError(
+        `${this.m.path}: metadata ${quote(k)} holds ${a.length} values, expected ${layers} ` +
+          `numbers (one per layer, ${this.key("block_count")})`,
+      );
+    }
+    return a as number[];
+  }
+  has(tensor: string): boolean {
+    return this.tensors.has(tensor);
+  }
+  /** Layers with a MoE block: a router, or stacked / per-expert expert tensors. */
+  moeLayers(layers: number): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < layers; i++) {
+      const b = `blk.${i}.ffn_gate_inp.weight`;
+      const s = `blk.${i}.ffn_up_exps.weight`;
+      if (this.has(b) || this.has(s) || this.has(perExpertName(s, 0)!)) out.push(i);
+    }
+    return out;
+  }
+}
+
+/**
+ * The Hugging Face architecture and `config.json` object of GGUF metadata `m`
+ * (with its tensor table, from which biases, tied embeddings and layer kinds
+ * are read). A missing required key is a `RangeError` naming it; an
+ * architecture Kiln does not run a `TypeError` naming it and those it runs.
+ *
+ * @example
+ * ```ts
+ * import { GgufMetadata } from "./metadata.ts";
+ * import type { GgufEntry } from "./value.ts";
+ * import { hfConfigFromGguf } from "./arch_config.ts";
+ * const u32 = (value: number): GgufEntry => ({ type: "u32", value });
+ * const m = new GgufMetadata("m.gguf", new Map<string, GgufEntry>([
+ *   ["general.architecture", { type: "string", value: "mamba" }],
+ *   ["mamba.block_count", u32(2)], ["mamba.embedding_length", u32(32)],
+ *   ["mamba.context_length", u32(1048576)], ["mamba.vocab_size", u32(64)],
+ *   ["mamba.attention.layer_norm_rms_epsilon", { type: "f32", value: 1e-5 }],
+ *   ["mamba.ssm.conv_kernel", u32(4)], ["mamba.ssm.inner_size", u32(64)],
+ *   ["mamba.ssm.state_size", u32(16)], ["mamba.ssm.time_step_rank", u32(2)],
+ * ]));
+ * hfConfigFromGguf(m, new Map()).config.state_size; // 16
+ * ```
+ */
+export function hfConfigFromGguf(
+  m: GgufMetadata,
+  tensors: ReadonlyMap<string, GgufTensorInfo>,
+): { architecture: string; config: Json } {
+  const arch = m.string("general.architecture");
+  if (!GGUF_ARCHITECTURES.includes(arch)) {
+    throw new TypeError(
+      `${m.path}: general.architecture ${quote(arch)} is not supported (Kiln reads ` +
+        `${GGUF_ARCHITECTURES.join(", ")}; "llama" only with experts, as Mixtral)`,
+    );
+  }
+  const k = new Keys(m, arch, tensors);
+  const L = k.num("block_count");
+  const H = k.num("embedding_length");
+  const ctx = k.num("context_length");
+  const eps = k.num("attention.layer_norm_rms_epsilon");
+  const vocab = k.opt("vocab_size") ?? tensors.get("token_embd.weight")?.shape[0] ??
+    m.optionalArray("tokenizer.ggml.tokens")?.values.length;
+  if (vocab === undefined) {
+    throw new RangeError(
+      `${m.path}: no vocabulary size: metadata ${quote(k.key("vocab_size"))}, tensor ` +
+        `"token_embd.weight" and "tokenizer.ggml.tokens" are all missing`,
+    );
+  }
+  const common: Json = {
+    vocab_size: vocab,
+    hidden_size: H,
+    num_hidden_layers: L,
+    hidden_act: "silu",
+    tie_word_embeddings: !tensors.has("output.weight"),
+  };
+  for (const id of ["bos", "eos"]) {
+    const v = m.optionalNumber(`tokenizer.ggml.${id}_token_id`);
+    if (v !== undefined) common[`${id}_token_id`] = v;
+  }
+  let config: Json;
+  if (arch === "mamba") config = mambaConfig(k, common, H, eps);
+  else if (arch === "jamba") config = { ...jambaConfig(k, common, L, H), rms_norm_eps: eps };
+  else {
+    const family = arch === "llama" ? mixtralConfig(k) : qwen2MoeConfig(k, L);
+    config = {
+      ...family,
+      ...attentionConfig(k, H),
+      ...common,
+      max_position_embeddings: ctx,
+      rms_norm_eps: eps,
+    };
+  }
+  if (arch === "jamba") config.max_position_embeddings = ctx;
+  return { architecture: arch, config };
+}
+
+/** Heads, head size and RoPE of `llama` and `qwen2moe`. */
+function attentionConfig(k: Keys, H: number): Json {
+  const heads = k.num("attention.head_count");
+  const kv = k.opt("attention.head_count_kv") ?? heads;
+  const keyLength = k.opt("attention.key_length");
+  const headDim = keyLength ?? H / heads;
+  const rot = k.opt("rope.dimension_count");
+  if (rot !== undefined && rot !== headDim) {
+    throw new RangeError(
+      `${k.m.path}: metadata ${quote(k.key("rope.dimension_count"))} is ${rot} but the head ` +
+        `size is ${headDim}: partial rotary embeddings are not supported`,
+    );
+  }
+  const out: Json = {
+    num_attention_heads: heads,
+    num_key_value_heads: kv,
+    rope_theta: k.opt("rope.freq_base") ?? 10000,
+  };
+  if (keyLength !== undefined) out.head_dim = keyLength;
+  const scaling = k.m.optionalString(k.key("rope.scaling.type"));
+  const factor = k.opt("rope.scaling.factor") ?? k.opt("rope.scale_linear");
+  if (scaling === "linear" || (scaling === undefined && factor !== undefined && factor !== 1)) {
+    out.rope_scaling = { rope_type: "linear", factor: factor ?? k.num("rope.scaling.factor") };
+  } else if (scaling === "yarn") {
+    // An original context equal to context_length is transformers' default for yarn.
+    const original = k.num("rope.scaling.original_context_length");
+    out.rope_scaling = {
+      rope_type: "yarn",
+      factor: k.num("rope.scaling.factor"),
+      ...(original !== k.num("context_length")
+        ? { original_max_position_embeddings: original }
+        : {}),
+    };
+  } else if (scaling !== undefined && scaling !== "none") {
+    throw new TypeError(
+      `${k.m.path}: metadata ${quote(k.key("rope.scaling.type"))} is ${quote(scaling)}; ` +
+        'Kiln reads "none", "linear" and "yarn"',
+    );
+  }
+  return out;
+}
+
+/** `llama` with experts: Mixtral. */
+function mixtralConfig(k: Keys): Json {
+  const experts = k.opt("expert_count") ?? 0;
+  if (!(experts > 0)) {
+    throw new TypeError(
+      `${k.m.path}: general.architecture "llama" without experts (${
+        quote(k.key("expert_count"))
+      } is ${k.m.has(k.key("expert_count")) ? experts : "missing"}) is a dense Llama, which ` +
+        'Kiln does not run; a "llama" GGUF is read only as Mixtral (expert_count > 0)',
+    );
+  }
+  const window = k.opt("attention.sliding_window");
+  return {
+    architectures: ["MixtralForCausalLM"],
+    model_type: "mixtral",
+    intermediate_size: k.num("feed_forward_length"),
+    num_local_experts: experts,
+    num_experts_per_tok: k.num("expert_used_count"),
+    sliding_window: window && window > 0 ? window : null,
+  };
+}
+
+/** `qwen2moe`: Qwen2-MoE; dense layers are those without a router. */
+function qwen2MoeConfig(k: Keys, L: number): Json {
+  const ff = k.num("feed_forward_length");
+  const used = k.num("expert_used_count");
+  const sparse = new Set(k.moeLayers(L));
+  const dense = Array.from({ length: L }, (_, i) => i).filter((i) => !sparse.has(i));
+  const first = sparse.size > 0 ? [...sparse][0] : 0;
+  const hasShared = k.has(`blk.${first}.ffn_gate_shexp.weight`);
+  return {
+    architectures: ["Qwen2MoeForCausalLM"],
+    model_type: "qwen2_moe",
+    intermediate_size: ff,
+    num_experts: k.num("expert_count"),
+    num_experts_per_tok: used,
+    moe_intermediate_size: k.opt("expert_feed_forward_length") ?? Math.floor(ff / used),
+    shared_expert_intermediate_size: k.opt("expert_shared_feed_forward_length") ??
+      (hasShared ? ff : 0),
+    norm_topk_prob: k.m.optionalBool(k.key("expert_weights_norm")) ?? false,
+    qkv_bias: k.has("blk.0.attn_q.bias"),
+    decoder_sparse_step: 1,
+    mlp_only_layers: dense,
+    use_sliding_window: false,
+  };
+}
+
+/** `mamba`: Mamba 1 (Falcon-Mamba's B/C/Δ norms refused). */
+function mambaConfig(k: Keys, common: Json, H: number, eps: number): Json {
+  if (k.m.optionalBool(k.key("ssm.dt_b_c_rms"))) {
+    throw new TypeError(
+      `${k.m.path}: metadata ${quote(k.key("ssm.dt_b_c_rms"))} is true: Falcon-Mamba's RMSNorms ` +
+        "on Δ, B and C, which MambaForCausalLM does not have",
+    );
+  }
+  const inner = k.num("ssm.inner_size");
+  const out: Json = {
+    architectures: ["MambaForCausalLM"],
+    model_type: "mamba",
+    ...common,
+    intermediate_size: inner,
+    state_size: k.num("ssm.state_size"),
+    conv_kernel: k.num("ssm.conv_kernel"),
+    time_step_rank: k.num("ssm.time_step_rank"),
+    layer_norm_epsilon: eps,
+    use_bias: k.has("blk.0.ssm_in.bias"),
+    use_conv_bias: k.has("blk.0.ssm_conv1d.bias"),
+  };
+  if (Number.isInteger(inner / H)) out.expand = inner / H;
+  return out;
+}
+
+/** `jamba`: layer kinds from head_count_kv and the routers present. */
+function jambaConfig(k: Keys, common: Json, L: number, H: number): Json {
+  const heads = k.num("attention.head_count");
+  const kvKey = k.key("attention.head_count_kv");
+  const kvArr = k.perLayer("attention.head_count_kv", L);
+  // One value per layer says which layers attend (0: Mamba); a single value (or
+  // none) says nothing about that, and the tensors do.
+  const perLayer = k.m.type(kvKey) === "array";
+  const attn = Array.from({ length: L }, (_, i) => i).filter((i) =>
+    perLayer ? kvArr![i] > 0 : k.has(`blk.${i}.attn_q.weight`)
+  );
+  const kvs = new Set(attn.map((i) => kvArr?.[i] ?? heads));
+  if (kvs.size > 1) {
+    throw new RangeError(
+      `${k.m.path}: metadata ${quote(k.key("attention.head_count_kv"))} gives attention layers ` +
+        `different KV head counts (${[...kvs].join(", ")}); Jamba's are all equal`,
+    );
+  }
+  const moe = k.moeLayers(L);
+  const inner = k.num("ssm.inner_size");
+  if (!Number.isInteger(inner / H)) {
+    throw new RangeError(
+      `${k.m.path}: ${k.key("ssm.inner_size")} ${inner} is not a multiple of ` +
+        `${k.key("embedding_length")} ${H} (Jamba's mamba_expand is an integer)`,
+    );
+  }
+  const [attnPeriod, attnOffset] = periodic(k, attn, L, [8, 4], "attention layers");
+  const [expertPeriod, expertOffset] = periodic(k, moe, L, [2, 1], "MoE layers");
+  const mamba = Array.from({ length: L }, (_, i) => i).find((i) => !attn.includes(i)) ?? 0;
+  const out: Json = {
+    architectures: ["JambaForCausalLM"],
+    model_type: "jamba",
+    ...common,
+    intermediate_size: k.num("feed_forward_length"),
+    num_attention_heads: heads,
+    num_key_value_heads: attn.length > 0 ? kvArr?.[attn[0]] ?? heads : heads,
+    attn_layer_period: attnPeriod,
+    attn_layer_offset: attnOffset,
+    expert_layer_period: expertPeriod,
+    expert_layer_offset: expertOffset,
+    num_experts: moe.length > 0 ? k.num("expert_count") : k.opt("expert_count") ?? 16,
+    num_experts_per_tok: moe.length > 0
+      ? k.num("expert_used_count")
+      : k.opt("expert_used_count") ?? 2,
+    mamba_d_state: k.num("ssm.state_size"),
+    mamba_d_conv: k.num("ssm.conv_kernel"),
+    mamba_dt_rank: k.num("ssm.time_step_rank"),
+    mamba_expand: inner / H,
+    mamba_conv_bias: k.has(`blk.${mamba}.ssm_conv1d.bias`),
+    mamba_proj_bias: k.has(`blk.${mamba}.ssm_in.bias`),
+    use_mamba_kernels: false,
+  };
+  const keyLength = k.opt("attention.key_length");
+  if (keyLength !== undefined) out.head_dim = keyLength;
+  return out;
+}
+
+/**
+ * `[period, offset]` with HF Jamba's rule (layer i is of the kind iff
+ * i % period == offset) giving exactly `layers`: the class default when it
+ * does, else the first layer and the gap to the next.
+ */
+function periodic(
+  k: Keys,
+  layers: number[],
+  L: number,
+  fallback: [number, number],
+  what: string,
+): [number, number] {
+  const set = new Set(layers);
+  const fits = ([p, o]: [number, number]) =>
+    Array.from({ length: L }, (_, i) => i).every((i) => (i % p === o) === set.has(i));
+  if (fits(fallback)) return fallback;
+  if (layers.length === 0) return [L + 1, L];
+  const guess: [number, number] = [layers.length > 1 ? layers[1] - layers[0] : L, layers[0]];
+  if (guess[0] > guess[1] && fits(guess)) return guess;
+  throw new RangeError(
+    `${k.m.path}: the ${what} (${layers.join(", ")} of ${L}) do not follow Jamba's pattern ` +
+      "(layer i where i % period == offset), which its config.json cannot express",
+  );
+}

@@ -1,0 +1,302 @@
+/**
+ * Writing a GGUF from a Hugging Face checkpoint, as llama.cpp's
+ * `convert_hf_to_gguf.py` (then `llama-quantize`) would: the same tensor names,
+ * shapes and value transforms (`arch_names.ts`), the same metadata
+ * (`arch_metadata.ts`), and the same choice of which tensors stay f32.
+ *
+ * Tensors are produced one at a time while the file is written (a stacked
+ * expert tensor one expert at a time), so memory holds one GGUF tensor in its
+ * output type plus one HF tensor in f32.
+ *
+ * Types: with `f32` everything is f32; with `f16` or a quantized format, every
+ * weight matrix llama.cpp would convert takes that type and the tensors it
+ * keeps f32 stay f32 (norms, biases, the router `ffn_gate_inp`, `ssm_a`,
+ * `ssm_d`, `ssm_conv1d`, Qwen2-MoE's `ffn_gate_inp_shexp`). The type is uniform
+ * (as `llama-quantize --pure`): no per-tensor Q4_K_M-style mixes. A row length
+ * (the innermost dimension) that is not a whole number of blocks falls back as
+ * `llama-quantize` does where Kiln has the format: q6_k → q8_0 (as llama.cpp);
+ * q4_k → q4_0 (llama.cpp's q5_0 is not a format Kiln reads; q4_0 keeps the
+ * size), q5_k → q8_0 (for llama.cpp's q5_1: never fewer bits than asked); and
+ * a row that is not a multiple of 32 either → f16 (as llama.cpp).
+ *
+ * @module
+ */
+
+import {
+  fitFormat,
+  GGML_TYPES,
+  type GgmlTypeName,
+  isQuantFormat,
+} from "../../core/quant/formats.ts";
+import { quantize } from "../../core/quant/codecs.ts";
+import { parseConfig, specOf } from "../../models/architectures/mod.ts";
+import { quote } from "../safetensors/header.ts";
+import type { GgufMetadataInput, GgufTensorSpec } from "./layout.ts";
+import type { GgufEntry } from "./value.ts";
+import { writeGguf } from "./writer.ts";
+import { GGUF_ARCH_OF, type GgufTensorPlan, ggufTensorPlans, permuteRows } from "./arch_names.ts";
+import { GGUF_FILE_TYPES, ggufArchMetadata, type GgufOutType } from "./arch_metadata.ts";
+
+/**
+ * A Hugging Face checkpoint to convert: its config.json object, its tensors'
+ * shapes, and a way to read one tensor as f32 (a `Checkpoint` fits).
+ *
+ * @example
+ * ```ts ignore
+ * import { Checkpoint } from "../safetensors/mod.ts";
+ * import type { HfTensorSource } from "./arch_convert.ts";
+ * const ckpt = await Checkpoint.open("mixtral");
+ * const source: HfTensorSource = {
+ *   config: JSON.parse(await Deno.readTextFile("mixtral/config.json")),
+ *   tensors: ckpt.tensors,
+ *   readF32: (name) => ckpt.readF32(name),
+ * };
+ * ```
+ */
+export interface HfTensorSource {
+  /** The config.json object. */
+  readonly config: Record<string, unknown>;
+  /** Every tensor's shape, by name. */
+  readonly tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>;
+  /** One tensor's values as f32, row-major. */
+  readF32(name: string): Promise<Float32Array>;
+}
+
+/**
+ * Options of {@linkcode convertToGguf}.
+ *
+ * @example
+ * ```ts
+ * import type { ConvertToGgufOptions } from "./arch_convert.ts";
+ * const o: ConvertToGgufOptions = { type: "q4_k", onProgress: (done, total) => console.log(done, total) };
+ * ```
+ */
+export interface ConvertToGgufOptions {
+  /** The weights' type. */
+  type: GgufOutType;
+  /** More metadata (the tokenizer's); a key also written here replaces the model's. */
+  metadata?: GgufMetadataInput;
+  /** `general.name`. */
+  name?: string;
+  /** Told after each tensor is written. */
+  onProgress?: (done: number, total: number, tensor: string) => void;
+  /** Data alignment (default 32). */
+  alignment?: number;
+}
+
+/**
+ * The GGUF tensors llama.cpp writes for an HF checkpoint with `config` and the
+ * tensors `tensors` (name → shape), each with the HF tensors it holds and the
+ * transform applied; every HF tensor the model needs is checked present with
+ * its shape (a `RangeError` naming it and the shape expected otherwise), and a
+ * tensor the model does not use is refused (except `lm_head` of a tied model
+ * and RoPE `inv_freq` buffers, which llama.cpp skips too).
+ *
+ * @example
+ * ```ts
+ * import { ggufTensorsFromHf } from "./arch_convert.ts";
+ * const config = {
+ *   architectures: ["MambaForCausalLM"], vocab_size: 8, hidden_size: 4, state_size: 2,
+ *   num_hidden_layers: 1, conv_kernel: 2, time_step_rank: 1,
+ * };
+ * const m = "backbone.layers.0.mixer";
+ * const shapes: Record<string, number[]> = {
+ *   "backbone.embeddings.weight": [8, 4], "backbone.layers.0.norm.weight": [4],
+ *   [`${m}.in_proj.weight`]: [16, 4], [`${m}.conv1d.weight`]: [8, 1, 2], [`${m}.conv1d.bias`]: [8],
+ *   [`${m}.x_proj.weight`]: [5, 8], [`${m}.dt_proj.weight`]: [8, 1], [`${m}.dt_proj.bias`]: [8],
+ *   [`${m}.A_log`]: [8, 2], [`${m}.D`]: [8], [`${m}.out_proj.weight`]: [4, 8],
+ *   "backbone.norm_f.weight": [4],
+ * };
+ * const tensors = new Map(Object.entries(shapes).map(([k, shape]) => [k, { shape }]));
+ * ggufTensorsFromHf(config, tensors).find((p) => p.name === "blk.0.ssm_a")?.transform.kind; // "neg_exp"
+ * ```
+ */
+export function ggufTensorsFromHf(
+  config: Record<string, unknown>,
+  tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>,
+): GgufTensorPlan[] {
+  const cfg = parseConfig(config);
+  if (!GGUF_ARCH_OF[cfg.architecture]) {
+    throw new TypeError(
+      `config.json: ${cfg.architecture} has no llama.cpp architecture to write (Kiln writes ` +
+        `${Object.keys(GGUF_ARCH_OF).join(", ")})`,
+    );
+  }
+  const plans = ggufTensorPlans(cfg);
+  const used = new Set<string>();
+  for (const p of plans) {
+    for (const src of p.sources) {
+      const t = tensors.get(src);
+      const want = `[${p.sourceShape.join(", ")}]`;
+      if (!t) {
+        throw new RangeError(
+          `checkpoint: tensor ${quote(src)} is missing (expected shape ${want}, for GGUF ` +
+            `${quote(p.name)})`,
+        );
+      }
+      if (t.shape.join(",") !== p.sourceShape.join(",")) {
+        throw new RangeError(
+          `checkpoint: tensor ${quote(src)} has shape [${t.shape.join(", ")}], expected ${want}`,
+        );
+      }
+      used.add(src);
+    }
+  }
+  const lmHead = `${specOf(cfg).layout.lmHead}.weight`;
+  const unknown = [...tensors.keys()].filter((n) =>
+    !used.has(n) && !n.endsWith(".rotary_emb.inv_freq") && !(cfg.tieEmbeddings && n === lmHead)
+  );
+  if (unknown.length > 0) {
+    throw new RangeError(
+      `checkpoint: ${unknown.length} tensor(s) are not part of ${cfg.architecture} as its ` +
+        `config describes it: ${unknown.slice(0, 5).map(quote).join(", ")}` +
+        (unknown.length > 5 ? ", …" : ""),
+    );
+  }
+  return plans;
+}
+
+/**
+ * The ggml type one GGUF tensor is written in when the file's type is `type`
+ * (see the module notes: tensors llama.cpp keeps f32, and the row-length
+ * fallbacks).
+ *
+ * @example
+ * ```ts
+ * import { ggufTensorType } from "./arch_convert.ts";
+ * const plan = { name: "blk.0.ffn_down_exps.weight", shape: [8, 4096, 1408], sources: [],
+ *   sourceShape: [4096, 1408], transform: { kind: "copy" }, keepF32: false } as const;
+ * ggufTensorType(plan, "q4_k"); // "q4_0": 1408 is not a multiple of 256
+ * ```
+ */
+export function ggufTensorType(plan: GgufTensorPlan, type: GgufOutType): GgmlTypeName {
+  if (type === "f32" || plan.keepF32) return "f32";
+  if (type === "f16") return "f16";
+  return fitFormat(type, plan.shape[plan.shape.length - 1]) ?? "f16";
+}
+
+/** Bytes of `elems` elements of `type`. */
+function bytesOf(type: GgmlTypeName, elems: number): number {
+  const t = GGML_TYPES[type];
+  return (elems / t.blockElems) * t.blockBytes;
+}
+
+/**
+ * The bytes of one GGUF tensor in `type`: each source read as f32, transformed
+ * (q/k rows permuted, A_log → −exp(A_log)) and encoded into its slice.
+ *
+ * @example
+ * ```ts
+ * import { encodeGgufTensor } from "./arch_convert.ts";
+ * const plan = { name: "blk.0.ssm_d", shape: [2], sources: ["D"], sourceShape: [2],
+ *   transform: { kind: "copy" }, keepF32: true } as const;
+ * const bytes = await encodeGgufTensor(plan, "f32", () => Promise.resolve(new Float32Array([1, 2])));
+ * bytes.length; // 8
+ * ```
+ */
+export async function encodeGgufTensor(
+  plan: GgufTensorPlan,
+  type: GgmlTypeName,
+  readF32: (name: string) => Promise<Float32Array>,
+): Promise<Uint8Array> {
+  const elems = plan.sourceShape.reduce((a, b) => a * b, 1);
+  const slice = bytesOf(type, elems);
+  const out = new Uint8Array(slice * plan.sources.length);
+  for (const [e, src] of plan.sources.entries()) {
+    const x = await readF32(src);
+    if (x.length !== elems) {
+      throw new RangeError(
+        `checkpoint: tensor ${quote(src)} read ${x.length} values, expected ${elems}`,
+      );
+    }
+    let y: Float32Array = x;
+    const t = plan.transform;
+    if (t.kind === "permute") {
+      const bytes = new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+      y = new Float32Array(permuteRows(bytes, plan.sourceShape[0], t.heads, true).buffer);
+    } else if (t.kind === "neg_exp") {
+      y = new Float32Array(elems);
+      for (let i = 0; i < elems; i++) y[i] = -Math.exp(x[i]);
+    }
+    out.set(encode(type, y, src), e * slice);
+  }
+  return out;
+}
+
+function encode(type: GgmlTypeName, x: Float32Array, src: string): Uint8Array {
+  if (type === "f32") {
+    return new Uint8Array(x.buffer.slice(x.byteOffset, x.byteOffset + x.byteLength));
+  }
+  if (type === "f16") return new Uint8Array(new Float16Array(x).buffer);
+  if (!isQuantFormat(type)) throw new TypeError(`cannot write ${type} tensors`);
+  try {
+    return quantize(type, x);
+  } catch (e) {
+    throw new RangeError(`checkpoint: tensor ${quote(src)}: ${(e as Error).message}`);
+  }
+}
+
+/** `base` with `extra`'s pairs: a key in both takes `extra`'s value, in `base`'s place. */
+function mergeMetadata(
+  base: Array<[string, GgufEntry]>,
+  extra: GgufMetadataInput | undefined,
+): Array<[string, GgufEntry]> {
+  if (!extra) return base;
+  const pairs: Array<readonly [string, GgufEntry]> = Array.isArray(extra)
+    ? extra
+    : extra instanceof Map
+    ? [...extra]
+    : Object.entries(extra as Record<string, GgufEntry>);
+  const out = new Map(base);
+  for (const [k, v] of pairs) out.set(k, v);
+  return [...out];
+}
+
+/**
+ * Writes the GGUF llama.cpp would make of `source` at `out`: metadata
+ * (`ggufArchMetadata` plus `options.metadata`), then every tensor, produced
+ * one at a time in its type (see the module notes). The file appears only once
+ * complete.
+ *
+ * @example
+ * ```ts ignore
+ * import { Checkpoint } from "../safetensors/mod.ts";
+ * import { convertToGguf } from "./arch_convert.ts";
+ * const ckpt = await Checkpoint.open("mixtral");
+ * const config = JSON.parse(await Deno.readTextFile("mixtral/config.json"));
+ * await convertToGguf({ config, tensors: ckpt.tensors, readF32: (n) => ckpt.readF32(n) },
+ *   "mixtral-q4_k.gguf", { type: "q4_k", onProgress: (d, t, name) => console.log(d, t, name) });
+ * ```
+ */
+export async function convertToGguf(
+  source: HfTensorSource,
+  out: string,
+  options: ConvertToGgufOptions,
+): Promise<void> {
+  if (!(options.type in GGUF_FILE_TYPES)) {
+    throw new TypeError(
+      `convertToGguf: type ${quote(String(options.type))} is not one Kiln writes (` +
+        `${Object.keys(GGUF_FILE_TYPES).join(", ")})`,
+    );
+  }
+  const plans = ggufTensorsFromHf(source.config, source.tensors);
+  const metadata = mergeMetadata(
+    ggufArchMetadata(source.config, { type: options.type, name: options.name }),
+    options.metadata,
+  );
+  let done = 0;
+  const tensors: GgufTensorSpec[] = plans.map((p) => {
+    const type = ggufTensorType(p, options.type);
+    return {
+      name: p.name,
+      shape: p.shape,
+      type,
+      data: async () => {
+        const bytes = await encodeGgufTensor(p, type, (n) => source.readF32(n));
+        options.onProgress?.(++done, plans.length, p.name);
+        return bytes;
+      },
+    };
+  });
+  await writeGguf(out, { metadata, tensors, alignment: options.alignment });
+}

@@ -1,0 +1,246 @@
+/**
+ * The GGUF metadata llama.cpp's `convert_hf_to_gguf.py` writes for a Hugging
+ * Face config (the model's keys; the tokenizer's come from elsewhere), with
+ * the value types its `GGUFWriter` uses: counts u32, floats f32, flags bool,
+ * Jamba's per-layer KV head counts an i32 array.
+ *
+ * Keys written, per architecture:
+ *
+ * - all: `general.architecture`, `general.type` ("model"), `general.name`,
+ *   `<arch>.vocab_size`, `.context_length`, `.embedding_length`,
+ *   `.block_count`, `.attention.layer_norm_rms_epsilon`, `general.file_type`,
+ *   `general.quantization_version` (2), and `tokenizer.ggml.bos_token_id` /
+ *   `eos_token_id` from config.json's ids (as gguf-py's `SpecialVocab` does;
+ *   only the first of several eos ids fits);
+ * - `llama` (Mixtral): `.feed_forward_length`, `.attention.head_count`,
+ *   `.attention.head_count_kv`, `.rope.freq_base`, `.rope.dimension_count`,
+ *   `.expert_count`, `.expert_used_count`, `.attention.key_length` /
+ *   `.value_length` (when config.json gives head_dim), `.rope.scaling.*`
+ *   (linear, yarn), and `.attention.sliding_window` when Mixtral slides (a
+ *   key llama.cpp defines but does not read for `llama`; Kiln reads it back);
+ * - `qwen2moe`: as llama without `rope.dimension_count`, plus
+ *   `.expert_feed_forward_length`, `.expert_shared_feed_forward_length`, and
+ *   `.expert_weights_norm` when `norm_topk_prob` is true;
+ * - `mamba`: `.context_length` 2^20, `.feed_forward_length` 0,
+ *   `.attention.head_count` 0 (as the converter writes them), `.ssm.conv_kernel`,
+ *   `.ssm.inner_size`, `.ssm.state_size`, `.ssm.time_step_rank`,
+ *   `.ssm.dt_b_c_rms` false;
+ * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
+ *   `.attention.head_count_kv` (per layer, 0 for Mamba layers),
+ *   `.expert_count`, `.expert_used_count`.
+ *
+ * A missing `max_position_embeddings` takes the transformers class default
+ * (Mixtral 131072, Qwen2-MoE 32768, Jamba 262144), since llama.cpp requires a
+ * context length.
+ *
+ * @module
+ */
+
+import type { ModelConfig } from "../../models/config.ts";
+import { parseConfig } from "../../models/architectures/mod.ts";
+import type { QuantFormat } from "../../core/quant/formats.ts";
+import type { GgufEntry } from "./value.ts";
+import { GGUF_ARCH_OF } from "./arch_names.ts";
+
+/**
+ * The element types `convertToGguf` writes weights in.
+ *
+ * @example
+ * ```ts
+ * import type { GgufOutType } from "./arch_metadata.ts";
+ * const t: GgufOutType = "q8_0";
+ * ```
+ */
+export type GgufOutType = "f32" | "f16" | QuantFormat;
+
+/**
+ * `general.file_type` (llama.cpp's `llama_ftype`) for each output type; a
+ * uniform K-quant is the `_S` ("small", mostly that type) variant.
+ *
+ * @example
+ * ```ts
+ * import { GGUF_FILE_TYPES } from "./arch_metadata.ts";
+ * GGUF_FILE_TYPES.q8_0; // 7
+ * ```
+ */
+export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q8_0: 7,
+  q4_k: 14,
+  q5_k: 16,
+  q6_k: 18,
+};
+
+/** transformers' default `max_position_embeddings` per class. */
+const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
+  MixtralForCausalLM: 4096 * 32,
+  Qwen2MoeForCausalLM: 32768,
+  JambaForCausalLM: 262144,
+};
+
+/**
+ * Options of {@linkcode ggufArchMetadata}.
+ *
+ * @example
+ * ```ts
+ * import type { GgufArchMetadataOptions } from "./arch_metadata.ts";
+ * const o: GgufArchMetadataOptions = { type: "q4_k", name: "Mixtral-8x7B" };
+ * ```
+ */
+export interface GgufArchMetadataOptions {
+  /** The weights' type, for `general.file_type` (default f32). */
+  type?: GgufOutType;
+  /** `general.name` (default: config.json's `_name_or_path`, else the architecture). */
+  name?: string;
+}
+
+/**
+ * The metadata pairs llama.cpp's converter writes for `config` (see the
+ * module notes for the keys), in its order. Kiln-only settings with no GGUF
+ * key (Qwen2-MoE sliding windows, llama3 RoPE, YaRN beyond factor and original
+ * context) are refused rather than dropped.
+ *
+ * @example
+ * ```ts
+ * import { ggufArchMetadata } from "./arch_metadata.ts";
+ * const meta = new Map(ggufArchMetadata({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 2,
+ * }));
+ * meta.get("mamba.ssm.inner_size")?.value; // 64
+ * ```
+ */
+export function ggufArchMetadata(
+  config: Record<string, unknown>,
+  options: GgufArchMetadataOptions = {},
+): Array<[string, GgufEntry]> {
+  const cfg = parseConfig(config);
+  const arch = GGUF_ARCH_OF[cfg.architecture];
+  if (!arch) {
+    throw new TypeError(
+      `config.json: ${cfg.architecture} has no llama.cpp architecture to write (Kiln writes ` +
+        `${Object.keys(GGUF_ARCH_OF).join(", ")})`,
+    );
+  }
+  const out: Array<[string, GgufEntry]> = [];
+  const put = (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) =>
+    out.push([key, { type, value }]);
+  const u32 = (key: string, v: number) => put(`${arch}.${key}`, "u32", v);
+  const f32 = (key: string, v: number) => put(`${arch}.${key}`, "f32", v);
+  const path = typeof config._name_or_path === "string" ? config._name_or_path : "";
+  put("general.architecture", "string", arch);
+  put("general.type", "string", "model");
+  put("general.name", "string", options.name ?? (path.split("/").pop() || cfg.architecture));
+  u32("vocab_size", cfg.vocabSize);
+  const ctx = arch === "mamba" ? 2 ** 20 : cfg.maxPositions ?? DEFAULT_CONTEXT[cfg.architecture];
+  u32("context_length", ctx);
+  u32("embedding_length", cfg.hidden);
+  u32("block_count", cfg.layers);
+  if (arch === "mamba") {
+    u32("feed_forward_length", 0);
+    u32("attention.head_count", 0);
+  } else {
+    u32("feed_forward_length", cfg.intermediate);
+    u32(
+      "attention.head_count",
+      cfg.attention?.heads ?? numberField(config, "num_attention_heads", 32),
+    );
+  }
+  if (arch === "llama" || arch === "qwen2moe") attentionKeys(cfg, config, arch, ctx, u32, f32, put);
+  if (arch === "jamba") {
+    const kv = cfg.pattern.map((p) => (p.mixer === "attention" ? cfg.attention!.kvHeads : 0));
+    put(`${arch}.attention.head_count_kv`, "array", {
+      type: "i32",
+      values: kv,
+    });
+    if (cfg.attention && config.head_dim !== undefined && config.head_dim !== null) {
+      u32("attention.key_length", cfg.attention.headDim);
+      u32("attention.value_length", cfg.attention.headDim);
+    }
+  }
+  if (cfg.mamba) {
+    u32("ssm.conv_kernel", cfg.mamba.convKernel);
+    u32("ssm.inner_size", cfg.mamba.inner);
+    u32("ssm.state_size", cfg.mamba.stateSize);
+    u32("ssm.time_step_rank", cfg.mamba.dtRank);
+  }
+  f32("attention.layer_norm_rms_epsilon", cfg.normEps);
+  if (arch === "mamba") put(`${arch}.ssm.dt_b_c_rms`, "bool", false);
+  if (arch !== "mamba") {
+    u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
+    u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));
+  }
+  if (arch === "qwen2moe" && cfg.moe) {
+    u32("expert_feed_forward_length", cfg.moe.ff ?? cfg.intermediate);
+    if (cfg.moe.sharedExpert) {
+      u32("expert_shared_feed_forward_length", cfg.moe.sharedExpert.ff);
+    }
+    if (cfg.moe.normTopk) put(`${arch}.expert_weights_norm`, "bool", true);
+  }
+  put("general.file_type", "u32", GGUF_FILE_TYPES[options.type ?? "f32"]);
+  put("general.quantization_version", "u32", 2);
+  if (cfg.bosTokenId !== undefined) put("tokenizer.ggml.bos_token_id", "u32", cfg.bosTokenId);
+  if (cfg.eosTokenIds.length > 0) put("tokenizer.ggml.eos_token_id", "u32", cfg.eosTokenIds[0]);
+  return out;
+}
+
+function numberField(config: Record<string, unknown>, name: string, fallback: number): number {
+  const v = config[name];
+  return typeof v === "number" ? v : fallback;
+}
+
+/** Heads, head size, RoPE and sliding window of `llama` and `qwen2moe`. */
+function attentionKeys(
+  cfg: ModelConfig,
+  config: Record<string, unknown>,
+  arch: string,
+  ctx: number,
+  u32: (key: string, v: number) => void,
+  f32: (key: string, v: number) => void,
+  put: (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) => void,
+): void {
+  const a = cfg.attention!;
+  u32("attention.head_count_kv", a.kvHeads);
+  f32("rope.freq_base", a.ropeTheta);
+  if (arch === "llama") u32("rope.dimension_count", a.headDim);
+  if (
+    (config.head_dim !== undefined && config.head_dim !== null) ||
+    a.headDim * a.heads !== cfg.hidden
+  ) {
+    u32("attention.key_length", a.headDim);
+    u32("attention.value_length", a.headDim);
+  }
+  const rope = a.rope;
+  if (rope) {
+    const extra = rope.attentionFactor ?? rope.betaFast ?? rope.betaSlow ?? rope.mscale ??
+      rope.mscaleAllDim;
+    if (rope.type === "linear") {
+      put(`${arch}.rope.scaling.type`, "string", "linear");
+      f32("rope.scaling.factor", rope.factor);
+    } else if (rope.type === "yarn" && extra === undefined && rope.truncate !== false) {
+      put(`${arch}.rope.scaling.type`, "string", "yarn");
+      f32("rope.scaling.factor", rope.factor);
+      u32("rope.scaling.original_context_length", rope.originalMaxPositions ?? ctx);
+    } else {
+      throw new TypeError(
+        `config.json: ${rope.type} RoPE scaling${
+          extra !== undefined ? " with these parameters" : ""
+        } ` +
+          "has no GGUF form Kiln writes (linear, and yarn with only factor and " +
+          "original_max_position_embeddings)",
+      );
+    }
+  }
+  const windows = cfg.pattern.map((p) => p.window ?? a.slidingWindow);
+  if (windows.some((w) => w > 0)) {
+    if (arch !== "llama" || windows.some((w) => w !== windows[0])) {
+      throw new TypeError(
+        `config.json: ${cfg.architecture} with sliding-window layers has no GGUF form ` +
+          `(llama.cpp's ${arch} attends over the whole context)`,
+      );
+    }
+    u32("attention.sliding_window", windows[0]);
+  }
+}

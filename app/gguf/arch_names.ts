@@ -1,0 +1,322 @@
+/**
+ * Which llama.cpp (GGUF) architecture each Kiln architecture is, and the
+ * tensor table between the two checkpoint layouts: for a parsed config, every
+ * GGUF tensor llama.cpp's `convert_hf_to_gguf.py` writes, its shape, the
+ * Hugging Face tensors it holds and how their values were changed on the way.
+ * Both directions — reading a GGUF as an HF checkpoint and writing a GGUF from
+ * one — walk the same table, so a name or shape cannot drift between them.
+ *
+ * Facts taken from llama.cpp: tensor names from `gguf-py/gguf/constants.py`
+ * (`TENSOR_NAMES`) and `tensor_mapping.py`; shapes from `src/models/*.cpp`
+ * (`create_tensor` calls; ggml lists dimensions innermost first, the table
+ * below lists them row-major, as the GGUF writer and PyTorch do); transforms
+ * from `convert_hf_to_gguf.py` / `conversion/*.py` (`LlamaModel.permute` on
+ * q/k for `llama`, `-torch.exp(A_log)` and the conv1d `squeeze()` for Mamba
+ * and Jamba, experts stacked with `torch.stack(dim=0)`), and which tensors
+ * stay f32 from `ModelBase.prepare_tensors` and `llama-quant.cpp`.
+ *
+ * @module
+ */
+
+import type { ModelConfig } from "../../models/config.ts";
+import { expertWidth } from "../../models/config.ts";
+import { expertTensor, moePrefix, specOf } from "../../models/architectures/mod.ts";
+
+/**
+ * The GGUF `general.architecture` of each Kiln architecture that has one.
+ *
+ * @example
+ * ```ts
+ * import { GGUF_ARCH_OF } from "./arch_names.ts";
+ * GGUF_ARCH_OF.MixtralForCausalLM; // "llama"
+ * ```
+ */
+export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
+  MixtralForCausalLM: "llama",
+  MambaForCausalLM: "mamba",
+  JambaForCausalLM: "jamba",
+  Qwen2MoeForCausalLM: "qwen2moe",
+};
+
+/**
+ * The GGUF architectures Kiln reads, for messages.
+ *
+ * @example
+ * ```ts
+ * import { GGUF_ARCHITECTURES } from "./arch_names.ts";
+ * GGUF_ARCHITECTURES.includes("jamba"); // true
+ * ```
+ */
+export const GGUF_ARCHITECTURES: readonly string[] = ["llama", "mamba", "jamba", "qwen2moe"];
+
+/**
+ * How a GGUF tensor's values relate to the Hugging Face tensor(s) it holds:
+ *
+ * - `copy`: the same values in the same order (the shapes may differ only by
+ *   axes of size 1: conv1d `[I, 1, k]` is stored `[I, k]`);
+ * - `permute`: llama.cpp's RoPE row order for q/k (`LlamaModel.permute`):
+ *   within each of `heads` heads, the rows of the two rotary halves are
+ *   interleaved. Whole rows move, so it applies to any element type;
+ * - `neg_exp`: GGUF holds A = −exp(A_log) (Mamba, Jamba), always f32.
+ *
+ * @example
+ * ```ts
+ * import type { GgufTransform } from "./arch_names.ts";
+ * const q: GgufTransform = { kind: "permute", heads: 32 };
+ * ```
+ */
+export type GgufTransform =
+  | { readonly kind: "copy" }
+  | { readonly kind: "permute"; readonly heads: number }
+  | { readonly kind: "neg_exp" };
+
+/**
+ * One GGUF tensor of a model and the Hugging Face tensors it holds.
+ *
+ * @example
+ * ```ts
+ * import type { GgufTensorPlan } from "./arch_names.ts";
+ * const p: GgufTensorPlan = {
+ *   name: "blk.0.ssm_a", shape: [64, 16], sources: ["backbone.layers.0.mixer.A_log"],
+ *   sourceShape: [64, 16], transform: { kind: "neg_exp" }, keepF32: true,
+ * };
+ * ```
+ */
+export interface GgufTensorPlan {
+  /** GGUF name (`blk.3.ffn_gate_exps.weight`). */
+  readonly name: string;
+  /** Row-major shape in the GGUF file (ggml's `ne` reversed). */
+  readonly shape: readonly number[];
+  /**
+   * Hugging Face tensors it holds: one, or one per expert, stacked along a new
+   * leading axis in this order (each a contiguous slice of the GGUF tensor).
+   */
+  readonly sources: readonly string[];
+  /** Hugging Face shape of each source. */
+  readonly sourceShape: readonly number[];
+  /** How the values were changed on the way to GGUF. */
+  readonly transform: GgufTransform;
+  /** llama.cpp keeps it in f32 whatever the file type (norms, biases, routers, SSM A/D, conv1d). */
+  readonly keepF32: boolean;
+}
+
+const COPY: GgufTransform = { kind: "copy" };
+
+/**
+ * Whether llama.cpp keeps GGUF tensor `name` in f32 whatever the requested
+ * type: `convert_hf_to_gguf.py` writes 1-D tensors, `*_norm.weight`, the MoE
+ * router `ffn_gate_inp`, `ssm_conv1d` and every tensor not named `*.weight`
+ * (biases, `ssm_a`, `ssm_d`) as f32, and `llama-quantize` skips tensors with
+ * one non-trivial dimension (ggml_n_dims ≤ 1, e.g. Qwen2-MoE's
+ * `ffn_gate_inp_shexp`, stored `[1, H]`).
+ *
+ * @example
+ * ```ts
+ * import { keepsF32 } from "./arch_names.ts";
+ * keepsF32("blk.0.ffn_gate_inp.weight", [8, 4096]); // true
+ * keepsF32("blk.0.attn_q.weight", [4096, 4096]); // false
+ * ```
+ */
+export function keepsF32(name: string, shape: readonly number[]): boolean {
+  if (!name.endsWith(".weight")) return true;
+  if (shape.slice(0, -1).every((d) => d === 1)) return true;
+  if (name.endsWith("_norm.weight")) return true;
+  return /\.(ffn_gate_inp|ssm_conv1d)\.weight$/.test(name);
+}
+
+/**
+ * Every GGUF tensor llama.cpp's converter writes for `cfg`, in layer order
+ * (token_embd, each block, output_norm, output), with the Hugging Face tensors
+ * each holds (names from the architecture's checkpoint layout).
+ *
+ * Notes on the less obvious entries: `llama` (Mixtral) q/k rows are in
+ * llama.cpp's RoPE order (`permute` with the query heads for q, the KV heads for
+ * k; biases too, should a config have them); stacked experts are `[E, ff, H]`
+ * for gate/up and `[E, H, ff]` for down; conv1d is `[I, k]` (HF `[I, 1, k]`);
+ * `ssm_a` and `ssm_d` have no `.weight` suffix; `output.weight` is absent when
+ * the embeddings are tied.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "../../models/architectures/mod.ts";
+ * import { ggufTensorPlans } from "./arch_names.ts";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 1,
+ * });
+ * ggufTensorPlans(cfg).map((p) => p.name).includes("blk.0.ssm_conv1d.weight"); // true
+ * ```
+ */
+export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
+  const lay = specOf(cfg).layout;
+  const H = cfg.hidden;
+  const out: GgufTensorPlan[] = [];
+  const add = (
+    name: string,
+    shape: number[],
+    source: string,
+    sourceShape: number[] = shape,
+    transform: GgufTransform = COPY,
+  ) =>
+    out.push({
+      name,
+      shape,
+      sources: [source],
+      sourceShape,
+      transform,
+      keepF32: keepsF32(name, shape),
+    });
+
+  add("token_embd.weight", [cfg.vocabSize, H], `${lay.embed}.weight`);
+  cfg.pattern.forEach((layer, i) => {
+    const b = `blk.${i}`;
+    const P = `${lay.layers}.${i}`;
+    add(`${b}.attn_norm.weight`, [H], `${P}.${lay.mixerNorm}.weight`);
+    if (layer.mixer === "attention") {
+      const a = cfg.attention!;
+      const A = `${P}.${lay.attention}`;
+      const q = a.heads * a.headDim, kv = a.kvHeads * a.headDim;
+      // Only llama.cpp's `llama` architecture permutes (Jamba has no RoPE; Qwen2 uses NeoX RoPE).
+      const llama = cfg.architecture === "MixtralForCausalLM";
+      const qT: GgufTransform = llama ? { kind: "permute", heads: a.heads } : COPY;
+      const kT: GgufTransform = llama ? { kind: "permute", heads: a.kvHeads } : COPY;
+      add(`${b}.attn_q.weight`, [q, H], `${A}.q_proj.weight`, [q, H], qT);
+      add(`${b}.attn_k.weight`, [kv, H], `${A}.k_proj.weight`, [kv, H], kT);
+      add(`${b}.attn_v.weight`, [kv, H], `${A}.v_proj.weight`);
+      add(`${b}.attn_output.weight`, [H, q], `${A}.o_proj.weight`);
+      if (a.qkvBias) {
+        add(`${b}.attn_q.bias`, [q], `${A}.q_proj.bias`, [q], qT);
+        add(`${b}.attn_k.bias`, [kv], `${A}.k_proj.bias`, [kv], kT);
+        add(`${b}.attn_v.bias`, [kv], `${A}.v_proj.bias`);
+      }
+      if (a.outBias) add(`${b}.attn_output.bias`, [H], `${A}.o_proj.bias`);
+    } else {
+      const m = cfg.mamba!;
+      const M = `${P}.${lay.mamba}`;
+      const { inner: I, stateSize: N, convKernel: k, dtRank: R } = m;
+      add(`${b}.ssm_in.weight`, [2 * I, H], `${M}.in_proj.weight`);
+      if (m.projBias) add(`${b}.ssm_in.bias`, [2 * I], `${M}.in_proj.bias`);
+      add(`${b}.ssm_conv1d.weight`, [I, k], `${M}.conv1d.weight`, [I, 1, k]);
+      if (m.convBias) add(`${b}.ssm_conv1d.bias`, [I], `${M}.conv1d.bias`);
+      add(`${b}.ssm_x.weight`, [R + 2 * N, I], `${M}.x_proj.weight`);
+      if (m.innerNorms) {
+        add(`${b}.ssm_dt_norm.weight`, [R], `${M}.dt_layernorm.weight`);
+        add(`${b}.ssm_b_norm.weight`, [N], `${M}.b_layernorm.weight`);
+        add(`${b}.ssm_c_norm.weight`, [N], `${M}.c_layernorm.weight`);
+      }
+      add(`${b}.ssm_dt.weight`, [I, R], `${M}.dt_proj.weight`);
+      add(`${b}.ssm_dt.bias`, [I], `${M}.dt_proj.bias`);
+      add(`${b}.ssm_a`, [I, N], `${M}.A_log`, [I, N], { kind: "neg_exp" });
+      add(`${b}.ssm_d`, [I], `${M}.D`);
+      add(`${b}.ssm_out.weight`, [H, I], `${M}.out_proj.weight`);
+      if (m.projBias) add(`${b}.ssm_out.bias`, [H], `${M}.out_proj.bias`);
+    }
+    if (layer.ffn === "none") return;
+    add(`${b}.ffn_norm.weight`, [H], `${P}.${lay.ffnNorm}.weight`);
+    if (layer.ffn === "mlp") {
+      const F = `${P}.${lay.mlp}`, ff = cfg.intermediate;
+      add(`${b}.ffn_gate.weight`, [ff, H], `${F}.${lay.mlpNames.gate}.weight`);
+      add(`${b}.ffn_up.weight`, [ff, H], `${F}.${lay.mlpNames.up}.weight`);
+      add(`${b}.ffn_down.weight`, [H, ff], `${F}.${lay.mlpNames.down}.weight`);
+      return;
+    }
+    const moe = cfg.moe!;
+    const E = moe.experts, ff = expertWidth(cfg), Mo = moePrefix(cfg, i);
+    add(`${b}.ffn_gate_inp.weight`, [E, H], `${Mo}.${lay.router}.weight`);
+    const stack = (name: string, which: "w1" | "w3" | "w2", each: number[]) =>
+      out.push({
+        name,
+        shape: [E, ...each],
+        sources: Array.from({ length: E }, (_, e) => expertTensor(cfg, i, e, which)),
+        sourceShape: each,
+        transform: COPY,
+        keepF32: false,
+      });
+    stack(`${b}.ffn_gate_exps.weight`, "w1", [ff, H]);
+    stack(`${b}.ffn_down_exps.weight`, "w2", [H, ff]);
+    stack(`${b}.ffn_up_exps.weight`, "w3", [ff, H]);
+    if (moe.sharedExpert && lay.shared) {
+      const S = `${Mo}.${lay.shared.expert}`, sff = moe.sharedExpert.ff;
+      if (moe.sharedExpert.gated) {
+        add(`${b}.ffn_gate_inp_shexp.weight`, [1, H], `${Mo}.${lay.shared.gate}.weight`);
+      }
+      add(`${b}.ffn_gate_shexp.weight`, [sff, H], `${S}.${lay.mlpNames.gate}.weight`);
+      add(`${b}.ffn_up_shexp.weight`, [sff, H], `${S}.${lay.mlpNames.up}.weight`);
+      add(`${b}.ffn_down_shexp.weight`, [H, sff], `${S}.${lay.mlpNames.down}.weight`);
+    }
+  });
+  add("output_norm.weight", [H], `${lay.finalNorm}.weight`);
+  if (!cfg.tieEmbeddings) add("output.weight", [cfg.vocabSize, H], `${lay.lmHead}.weight`);
+  return out;
+}
+
+/**
+ * The GGUF name of expert `e` of a stacked expert tensor in llama.cpp's older
+ * per-expert layout (`blk.N.ffn_gate.E.weight`, read by llama.cpp for
+ * backward compatibility), or undefined for a tensor that is not stacked.
+ *
+ * @example
+ * ```ts
+ * import { perExpertName } from "./arch_names.ts";
+ * perExpertName("blk.3.ffn_down_exps.weight", 5); // "blk.3.ffn_down.5.weight"
+ * ```
+ */
+export function perExpertName(stacked: string, e: number): string | undefined {
+  const m = /^(blk\.\d+\.ffn_(?:gate|up|down))_exps\.weight$/.exec(stacked);
+  return m ? `${m[1]}.${e}.weight` : undefined;
+}
+
+/**
+ * Row `r` of a tensor in llama.cpp's q/k order holds HF row `hfRow(r)`:
+ * `LlamaModel.permute` reshapes the rows to `[heads, 2, d/2]` and swaps the
+ * last two axes, so GGUF row `h·d + 2j + i` is HF row `h·d + i·d/2 + j`.
+ *
+ * @example
+ * ```ts
+ * import { permutedRowSource } from "./arch_names.ts";
+ * // one head of 4 rows: GGUF rows 0..3 hold HF rows 0, 2, 1, 3
+ * [0, 1, 2, 3].map((r) => permutedRowSource(r, 4, 1)); // [0, 2, 1, 3]
+ * ```
+ */
+export function permutedRowSource(r: number, rows: number, heads: number): number {
+  const d = rows / heads;
+  const h = Math.floor(r / d), w = r % d;
+  const j = w >> 1, i = w & 1;
+  return h * d + i * (d / 2) + j;
+}
+
+/**
+ * Reorders whole rows of `src` (`rows` rows of equal byte length) between HF
+ * and llama.cpp's q/k order: `toGguf` applies `LlamaModel.permute`, otherwise
+ * its inverse. Works on any element type, quantized rows included. `heads` must
+ * divide `rows` into heads of an even number of rows.
+ *
+ * @example
+ * ```ts
+ * import { permuteRows } from "./arch_names.ts";
+ * const hf = new Uint8Array([0, 1, 2, 3]); // 4 rows of one byte, one head
+ * permuteRows(hf, 4, 1, true); // Uint8Array [0, 2, 1, 3]
+ * ```
+ */
+export function permuteRows(
+  src: Uint8Array,
+  rows: number,
+  heads: number,
+  toGguf: boolean,
+): Uint8Array {
+  const d = rows / heads;
+  if (!Number.isInteger(d) || d % 2 !== 0 || src.length % rows !== 0) {
+    throw new RangeError(
+      `permuteRows: ${rows} rows (${src.length} bytes) do not split into ${heads} heads of an ` +
+        "even number of whole rows",
+    );
+  }
+  const rb = src.length / rows;
+  const out = new Uint8Array(src.length);
+  for (let r = 0; r < rows; r++) {
+    const s = permutedRowSource(r, rows, heads);
+    if (toGguf) out.set(src.subarray(s * rb, (s + 1) * rb), r * rb);
+    else out.set(src.subarray(r * rb, (r + 1) * rb), s * rb);
+  }
+  return out;
+}

@@ -1,0 +1,134 @@
+/**
+ * Where a model comes from: a Hugging Face folder (config.json, safetensors,
+ * tokenizer.json) or one GGUF file (metadata, tensors, tokenizer). Everything
+ * past this point — the loader, the expert scheduler, `kiln build` — reads
+ * weights through {@linkcode WeightSource} and never asks which it was.
+ *
+ * @module
+ */
+
+import type { QuantFormat } from "../../core/quant/formats.ts";
+import type { WeightSource } from "../weight_source.ts";
+import { quantize } from "../../core/quant/mod.ts";
+import type { ModelConfig } from "../../models/config.ts";
+import { parseConfig } from "../../models/architectures/mod.ts";
+import { readConfig } from "../config_file.ts";
+import { GgufCheckpoint } from "../gguf/checkpoint.ts";
+import { tokenizerFromGguf } from "../gguf/tokenizer.ts";
+import type { Progress } from "../progress.ts";
+import { Checkpoint, type ReadDType } from "../safetensors/mod.ts";
+
+export type { WeightInfo, WeightSource } from "../weight_source.ts";
+import { folderTokenizer } from "../tokenizer/folder.ts";
+import type { Tokenizer } from "../tokenizer/mod.ts";
+
+/**
+ * True when `path` names a GGUF file (by its extension).
+ *
+ * @example
+ * ```ts
+ * import { isGgufPath } from "./source.ts";
+ * isGgufPath("models/mixtral.Q4_K_M.gguf"); // true
+ * ```
+ */
+export function isGgufPath(path: string): boolean {
+  return /\.gguf$/i.test(path);
+}
+
+/**
+ * The folder beside a model (side files such as `kiln_routing_stats.json`):
+ * the folder itself, or a GGUF file's folder.
+ *
+ * @example
+ * ```ts
+ * import { sideFolder } from "./source.ts";
+ * sideFolder("models/mixtral.gguf"); // "models"
+ * ```
+ */
+export function sideFolder(path: string): string {
+  if (!isGgufPath(path)) return path;
+  const i = path.replace(/\/+$/, "").lastIndexOf("/");
+  return i < 0 ? "." : path.slice(0, i) || "/";
+}
+
+/**
+ * Opens a model's weights: a `.gguf` file, else a safetensors folder or file.
+ *
+ * @example
+ * ```ts ignore
+ * import { openWeights } from "./source.ts";
+ * const w = await openWeights("./Mixtral-8x7B-v0.1");
+ * ```
+ */
+export function openWeights(
+  path: string,
+  options: { progress?: (total: number) => Progress } = {},
+): Promise<WeightSource> {
+  return isGgufPath(path) ? GgufCheckpoint.open(path, options) : Checkpoint.open(path, options);
+}
+
+/**
+ * A model's config: from a GGUF file's metadata, else the folder's config.json.
+ *
+ * @example
+ * ```ts ignore
+ * import { readModelConfig } from "./source.ts";
+ * const cfg = await readModelConfig("./mamba-130m.Q8_0.gguf");
+ * ```
+ */
+export async function readModelConfig(path: string): Promise<ModelConfig> {
+  if (!isGgufPath(path)) return await readConfig(path);
+  using w = await GgufCheckpoint.open(path);
+  return parseConfig(w.model.config, path);
+}
+
+/**
+ * A model's tokenizer: from a GGUF file's `tokenizer.ggml.*` metadata (none
+ * when it has no `tokenizer.ggml.tokens`), else the folder's tokenizer.json.
+ *
+ * @example
+ * ```ts ignore
+ * import { modelTokenizer } from "./source.ts";
+ * const tok = await modelTokenizer("./mixtral.Q4_K_M.gguf");
+ * ```
+ */
+export async function modelTokenizer(path: string): Promise<Tokenizer | undefined> {
+  if (!isGgufPath(path)) return await folderTokenizer(path);
+  using w = await GgufCheckpoint.open(path);
+  const meta = w.model.file.metadata;
+  return meta.has("tokenizer.ggml.tokens") ? tokenizerFromGguf(meta, path) : undefined;
+}
+
+/**
+ * Tensor `name` of `src` as the bytes a parameter stored as `target` holds:
+ * f32/f16 values, or blocks of a format — the stored blocks when the tensor is
+ * already in that format, else its values quantized on the way (a non-finite
+ * value is a RangeError naming the tensor).
+ *
+ * @example
+ * ```ts ignore
+ * import { openWeights, readWeightBytes } from "./source.ts";
+ * const w = await openWeights("./Mixtral-8x7B-v0.1");
+ * const blocks = await readWeightBytes(w, "model.layers.0.self_attn.q_proj.weight", "q8_0");
+ * ```
+ */
+export async function readWeightBytes(
+  src: WeightSource,
+  name: string,
+  target: ReadDType | QuantFormat,
+): Promise<Uint8Array<ArrayBuffer>> {
+  if (target === "f32" || target === "f16") {
+    const v = await src.readAs(name, target);
+    return new Uint8Array(v.buffer as ArrayBuffer, v.byteOffset, v.byteLength);
+  }
+  const info = src.info(name);
+  if (info.format === target) return new Uint8Array(await src.readRaw(name));
+  const values = await src.readAs(name, "f32") as Float32Array;
+  try {
+    return quantize(target, values);
+  } catch (e) {
+    throw new RangeError(
+      `${info.file}: tensor "${name}" cannot be quantized to ${target}: ${(e as Error).message}`,
+    );
+  }
+}

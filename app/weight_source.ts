@@ -1,0 +1,65 @@
+/**
+ * What every checkpoint reader offers the loader, the expert scheduler and the
+ * tools: tensors by Hugging Face name, readable as stored bytes or as f32/f16
+ * values. `Checkpoint` (safetensors) and `GgufCheckpoint` (GGUF) implement it.
+ *
+ * @module
+ */
+
+import type { QuantFormat } from "../core/quant/formats.ts";
+import type { ReadDType } from "./safetensors/dtypes.ts";
+
+/**
+ * One stored tensor of a {@linkcode WeightSource}.
+ *
+ * @example
+ * ```ts
+ * import type { WeightInfo } from "./weight_source.ts";
+ * const w: WeightInfo = { name: "lm_head.weight", dtype: "Q6_K", shape: [32000, 4096], file: "m.gguf", byteLength: 107520000, format: "q6_k" };
+ * ```
+ */
+export interface WeightInfo {
+  /** Its name, as Hugging Face names it. */
+  readonly name: string;
+  /** Stored type: a safetensors dtype (`"BF16"`) or a ggml type in capitals (`"Q4_K"`). */
+  readonly dtype: string;
+  /** Dimensions, row-major. */
+  readonly shape: readonly number[];
+  /** The file holding it. */
+  readonly file: string;
+  /** Bytes as stored. */
+  readonly byteLength: number;
+  /** The block format when stored quantized. */
+  readonly format?: QuantFormat;
+}
+
+/**
+ * A model's weights by Hugging Face tensor name: safetensors (`Checkpoint`) or
+ * GGUF (`GgufCheckpoint`).
+ *
+ * @example
+ * ```ts ignore
+ * import { openWeights } from "./model/source.ts";
+ * const w = await openWeights("./mixtral-q4_k.gguf");
+ * const norm = await w.readAs("model.norm.weight", "f32");
+ * w.close();
+ * ```
+ */
+export interface WeightSource {
+  /** The folder or file it was opened from. */
+  readonly path: string;
+  /** Every tensor by name. */
+  readonly tensors: ReadonlyMap<string, WeightInfo>;
+  /** Bytes of all tensors as stored. */
+  readonly totalBytes: number;
+  /** Whether tensor `name` exists. */
+  has(name: string): boolean;
+  /** Tensor `name`'s info (RangeError naming it when absent). */
+  info(name: string): WeightInfo;
+  /** Tensor `name`'s stored bytes (quantized blocks for a quantized tensor). */
+  readRaw(name: string, into?: Uint8Array): Promise<Uint8Array>;
+  /** Tensor `name` as f32 or f16 values (dequantized when quantized). */
+  readAs(name: string, dtype: ReadDType): Promise<Float32Array | Float16Array>;
+  /** Closes its files. */
+  close(): void;
+}

@@ -1,0 +1,168 @@
+/**
+ * @file GGUF files as complete models: transformers-written tiny checkpoints
+ * converted to GGUF the way llama.cpp's converter does, loaded with
+ * `loadModel(file.gguf)` and checked against the logits and greedy ids
+ * transformers computed; quantized files (Q8_0, Q4_K) against the f32 model;
+ * quantize-on-load against the same blocks read from a GGUF file.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadModel } from "../app/model/mod.ts";
+import { Checkpoint } from "../app/safetensors/mod.ts";
+import { convertToGguf } from "../app/gguf/arch.ts";
+import { GgufCheckpoint } from "../app/gguf/checkpoint.ts";
+import type { GgufOutType } from "../app/gguf/arch.ts";
+import { writeRandomCheckpoint } from "../app/random_weights.ts";
+import { gpu } from "./_util.ts";
+
+const HF = new URL("./fixtures/hf/", import.meta.url).pathname;
+
+interface Ref {
+  ids: number[];
+  greedy: number[];
+  margins: number[];
+  logit_rms: number;
+}
+
+async function toGguf(dir: string, out: string, type: GgufOutType): Promise<void> {
+  const config = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+  using ckpt = await Checkpoint.open(dir);
+  await convertToGguf({ config, tensors: ckpt.tensors, readF32: (n) => ckpt.readF32(n) }, out, {
+    type,
+  });
+}
+
+function relToRms(got: ArrayLike<number>, want: ArrayLike<number>, rms: number): number {
+  assert.equal(got.length, want.length);
+  let err = 0;
+  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+  return err / rms;
+}
+
+const tmp = await Deno.makeTempDir({ prefix: "kiln_gguf_model_" });
+
+for (const name of ["mixtral_gqa_sw", "mamba_bias", "jamba", "qwen2_moe"]) {
+  Deno.test(`GGUF ${name} (f32, converted as llama.cpp does): logits and greedy ids match transformers`, async () => {
+    const ref = JSON.parse(await Deno.readTextFile(join(HF, name, "ref.json"))) as Ref;
+    const bytes = await Deno.readFile(join(HF, name, "logits.f32"));
+    const want = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    const file = join(tmp, `${name}.gguf`);
+    await toGguf(join(HF, name), file, "f32");
+    const model = await loadModel(file, { device: await gpu(), quiet: true, maxSeq: 64 });
+    try {
+      const e = relToRms(await model.forward(ref.ids), want, ref.logit_rms);
+      assert.ok(e < 1e-4, `${name}: max error ${e.toExponential(2)} of the logit rms`);
+      const ids: number[] = [];
+      for await (const id of model.generateIds(ref.ids, { maxTokens: ref.greedy.length })) {
+        ids.push(id);
+      }
+      const tie = ref.margins.findIndex((m) => m < 1e-3 * ref.logit_rms);
+      const n = tie < 0 ? ref.greedy.length : tie;
+      assert.deepEqual(ids.slice(0, n), ref.greedy.slice(0, n));
+    } finally {
+      model.dispose();
+    }
+  });
+}
+
+/** A Mixtral-style random checkpoint wide enough for 256-element K-quant blocks. */
+async function wideMixtral(dir: string): Promise<void> {
+  await writeRandomCheckpoint(dir, {
+    architectures: ["MixtralForCausalLM"],
+    vocab_size: 512,
+    hidden_size: 256,
+    intermediate_size: 512,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    num_local_experts: 4,
+    num_experts_per_tok: 2,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    max_position_embeddings: 256,
+  }, { seed: 7 });
+}
+
+Deno.test("GGUF Q8_0 and Q4_K: equal to f32 with the dequantized weights; logit noise under 1% (Q8_0) RMS; Q8_0 greedy ids equal f32's; quantize-on-load equals the file", async () => {
+  const dir = join(tmp, "wide");
+  await wideMixtral(dir);
+  const dev = await gpu();
+  const prompt = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64, 31, 8, 120];
+  const open = (p: string, o = {}) => loadModel(p, { device: dev, quiet: true, maxSeq: 64, ...o });
+  const f32 = await open(dir);
+  const base = await f32.forward(prompt);
+  let rms = 0;
+  for (const v of base) rms += v * v;
+  rms = Math.sqrt(rms / base.length);
+  const greedy: number[] = [];
+  for await (const id of f32.generateIds(prompt, { maxTokens: 8 })) greedy.push(id);
+  f32.dispose();
+  // Random uniform weights carry no structure: 4-bit noise (6.8% RMS a weight, see
+  // quant_formats_test) compounds over the layers' matmuls, so Q4_K's bound here is
+  // what that noise gives (measured 15%), not the 5% a trained model's logits keep.
+  for (const [type, tol] of [["q8_0", 0.01], ["q4_k", 0.25]] as const) {
+    const file = join(tmp, `wide.${type}.gguf`);
+    await toGguf(dir, file, type);
+    const q = await open(file);
+    try {
+      const logits = await q.forward(prompt);
+      // Quantization noise: the RMS of the error against the RMS of the logits.
+      let se = 0;
+      for (let i = 0; i < base.length; i++) se += (logits[i] - base[i]) ** 2;
+      const e = Math.sqrt(se / base.length) / rms;
+      assert.ok(e < tol, `${type}: logits off by ${(100 * e).toFixed(2)}% of the logit rms`);
+      // The kernels themselves: the same model with the dequantized weights in f32.
+      const deq = join(tmp, `wide.${type}.dequantized.gguf`);
+      {
+        using w = await GgufCheckpoint.open(file);
+        await convertToGguf(
+          {
+            config: w.model.config,
+            tensors: w.tensors,
+            readF32: async (n) => await w.readAs(n, "f32") as Float32Array,
+          },
+          deq,
+          { type: "f32" },
+        );
+      }
+      const dense = await open(deq);
+      try {
+        const k = relToRms(logits, await dense.forward(prompt), rms);
+        assert.ok(k < 1e-4, `${type}: fused dequantization off by ${k.toExponential(2)}`);
+      } finally {
+        dense.dispose();
+      }
+      const labels = q.prefill.lastPlan!.kernels.map((k) => k.label).join(" ");
+      assert.match(labels, new RegExp(`qmatmul_${type}|qgemv_${type}`), labels);
+      assert.match(labels, new RegExp(`moe_.*_${type}`), labels);
+      if (type === "q8_0") {
+        const ids: number[] = [];
+        for await (const id of q.generateIds(prompt, { maxTokens: 8 })) ids.push(id);
+        assert.deepEqual(ids, greedy, "q8_0 greedy continuation");
+      }
+      // Quantize-on-load writes the same blocks llama.cpp's layout holds: the same logits.
+      const onLoad = await open(dir, { quantize: type });
+      try {
+        assert.deepEqual(Array.from(await onLoad.forward(prompt)), Array.from(logits));
+      } finally {
+        onLoad.dispose();
+      }
+    } finally {
+      q.dispose();
+    }
+  }
+});
+
+Deno.test("loadModel: a bad quantize option is refused by name", async () => {
+  await assert.rejects(
+    () => loadModel(join(HF, "mixtral_gqa_sw"), { quantize: "q3_k" as "q4_k", quiet: true }),
+    (e: Error) =>
+      e instanceof TypeError && /quantize must be one of .*q4_k.*got "q3_k"/.test(e.message),
+  );
+});
+
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(tmp, { recursive: true });
+  } catch { /* already gone */ }
+});

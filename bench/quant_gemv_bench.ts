@@ -5,7 +5,7 @@
  * calls, every variant measured side by side in one run (interleaved rounds).
  *
  * Usage: `deno run -A bench/quant_gemv_bench.ts [--reps 9] [--batch 8] [--small]`
- * (`--small`: 1024×3584, for a quick look).
+ * (`--small`: 1024×3584, for a quick look; `--shape N,K`: one shape).
  *
  * @module
  */
@@ -27,18 +27,17 @@ const opt = (name: string, dflt: number) => {
 const reps = opt("--reps", 9), batch = opt("--batch", 8);
 const small = args.includes("--small");
 const dev = await requestDevice();
-const shapes: [number, number][] = small
+const shapeArg = args.indexOf("--shape");
+const shapes: [number, number][] = shapeArg >= 0
+  ? [args[shapeArg + 1].split(",").map(Number) as [number, number]]
+  : small
   ? [[3584, 1024], [1024, 3584]]
   : [[14336, 4096], [4096, 14336]];
-const formats: ("f32" | "f16" | QuantFormat)[] = [
-  "f32",
-  "f16",
-  "q8_0",
-  "q6_k",
-  "q5_k",
-  "q4_k",
-  "q4_0",
-];
+const only = args.indexOf("--formats");
+const formats =
+  (only >= 0
+    ? args[only + 1].split(",")
+    : ["f32", "f16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0"]) as ("f32" | "f16" | QuantFormat)[];
 
 console.log(
   `adapter: ${dev.adapterName}; batch ${batch}, ${reps} rounds`,

@@ -139,6 +139,9 @@ Deno.test("moe q-experts: weights over one binding are read in segments", async 
       [12288, { T: 1, d: 64, ff: 96, E: 8, k: 2, f: "q8_0" }],
       [12288, { T: 5, d: 64, ff: 96, E: 8, k: 1, f: "q8_0" }],
       [32768, { T: 6, d: 256, ff: 256, E: 4, k: 1, f: "q6_k" }],
+      // Q4_K is read as vec4<u32> super-blocks: segments of vec4s.
+      [32768, { T: 1, d: 256, ff: 256, E: 4, k: 2, f: "q4_k" }],
+      [32768, { T: 6, d: 256, ff: 256, E: 4, k: 1, f: "q4_k" }],
     ] as const
   ) {
     const dev = await requestDevice({ limits: { maxBindingSize: limit } });

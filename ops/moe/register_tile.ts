@@ -12,6 +12,7 @@
 import { u32 } from "../wgsl/mod.ts";
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import { QUANT_GROUP, quantReaders, quantRowBytes, quantWords } from "../quant/mod.ts";
+import { Q4K_HELPERS, q4kLoop } from "../quant/q4k_loop.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
 import type { MoeBuffer, MoeEmitContext, MoeIo, SlabRange } from "./operands.ts";
 
@@ -72,6 +73,8 @@ export interface KLoopMatrix {
     readonly rowByte: (j: number) => string;
     readonly prefix: string;
     readonly format: QuantFormat;
+    /** Q4_K: the vec4 index of row j (`read` then returns `vec4<u32>`). */
+    readonly rowVec4?: (j: number) => string;
   };
 }
 
@@ -107,6 +110,23 @@ export function expertMatrix(
   }
   const rowBytes = quantRowBytes(f, cols);
   const slabWords = quantWords(f, rows, cols);
+  if (f === "q4_k") {
+    // Whole super-blocks as vec4<u32> loads (see ops/quant/q4k_loop.ts): slabs
+    // and rows start on 16 bytes (144-byte blocks, 36-word rows of blocks).
+    io.helper(Q4K_HELPERS);
+    const read = io.weight(b, "u32", 4, slabs && { ...slabs, slabElems: slabWords });
+    return {
+      read,
+      bIdx: () => "0u",
+      quant: {
+        prefix: "",
+        format: f,
+        rowByte: (j) => `${es} * ${u32(slabWords * 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes)}`,
+        rowVec4: (j) =>
+          `${es} * ${u32(slabWords / 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes / 16)}`,
+      },
+    };
+  }
   const read = io.weight(b, "u32", 1, slabs && { ...slabs, slabElems: slabWords });
   const prefix = `moe_q${b}`;
   io.helper(quantReaders(f, read, prefix));
@@ -207,6 +227,12 @@ export function kLoop(
   if (mats.some((m) => m.quant)) {
     if (V !== 4) {
       throw new Error("internal: quantized expert weights are read four columns at a time");
+    }
+    if (mats.every((m) => m.quant?.rowVec4)) {
+      const L: string[] = [];
+      for (const r of range(R)) L.push(`  let pa${r} = ${aIdx(r)};`);
+      const q4k = mats.map((m) => ({ read: m.read, row: m.quant!.rowVec4! }));
+      return L.concat(q4kLoop(R, N, KV / 64, (r, i) => `${aName}[pa${r} + ${i}]`, q4k));
     }
     return kLoopQuant(R, N, KV, aName, aIdx, mats);
   }

@@ -163,6 +163,8 @@ function emitQmatmul(ctx: KernelContext<QuantAttrs>): KernelEmission {
       aDirect: x.direct,
       cDirect: out.direct,
       maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
+      // A CPU rasteriser shares activation loads over many rows; a GPU wants threads.
+      columns: ctx.caps.cpuCores > 0 ? 16 : 4,
     });
     return { kernels: [k] };
   }

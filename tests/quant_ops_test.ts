@@ -234,3 +234,36 @@ Deno.test("qmatmul: bad weights and shapes are refused by name", () => {
     (e: Error) => e instanceof RangeError && /64 columns/.test(e.message),
   );
 });
+
+Deno.test("qmatmul on a GPU-shaped device: tiles dequantized into workgroup memory, every format", async () => {
+  const dev = await requestDevice({ limits: { cpuCores: 0 } });
+  try {
+    for (const format of QUANT_FORMATS) {
+      const K = Math.max(256, GGML_TYPES[format].blockElems * 2);
+      for (const [M, N] of [[5, 13], [64, 64], [100, 70]]) {
+        const { words, dense } = weight(format, N, K, M + N);
+        const g = new GraphBuilder();
+        // A fused prologue on the activations (read through in0_load).
+        const x = g.input("x", [M, K]).mul(2);
+        const [y] = g.apply("qmatmul", [x, g.param("w", [words.length], "u32")], {
+          format,
+          rows: N,
+          cols: K,
+        });
+        g.output("y", y);
+        const xs = Float32Array.from({ length: M * K }, rng(M * 3 + N));
+        const exe = compile(g.build(), dev, { params: { w: words } });
+        try {
+          const got = (await exe.run({ x: xs })).y.data;
+          assert.match(exe.lastPlan!.kernels[0].label, /^prologue\+qgemm_/);
+          const want = expected(xs.map((v) => 2 * v), dense, M, N, K);
+          assertClose(got, want, 0, 2e-5 * scaleOf(want), `gpu ${format} M=${M} N=${N}`);
+        } finally {
+          exe.dispose();
+        }
+      }
+    }
+  } finally {
+    dev.destroy();
+  }
+});

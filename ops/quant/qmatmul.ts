@@ -23,6 +23,7 @@ import type { HostTensor, KernelContext, KernelEmission, OpDef } from "../types.
 import { flatIndex, grid, KernelIo } from "../wgsl/mod.ts";
 import { QUANT_GROUP, quantReaders, quantRowBytes } from "./wgsl.ts";
 import { emitQ4kGemv } from "./gemv_q4k.ts";
+import { emitGpuQgemm } from "./gpu_qgemm.ts";
 
 /**
  * Attributes of `qmatmul` and `qgather`: the weight's format and its logical
@@ -165,6 +166,21 @@ function emitQmatmul(ctx: KernelContext<QuantAttrs>): KernelEmission {
       maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
       // A CPU rasteriser shares activation loads over many rows; a GPU wants threads.
       columns: ctx.caps.cpuCores > 0 ? 16 : 4,
+    });
+    return { kernels: [k] };
+  }
+  if (ctx.caps.cpuCores === 0 && M > 4) {
+    // A GPU: workgroup tiles with the weight tile dequantized into shared memory.
+    const k = emitGpuQgemm({
+      format,
+      M,
+      N,
+      K,
+      elem: out.dtype === "f16" ? "f16" : "f32",
+      aDirect: x.direct,
+      wDirect: w.direct,
+      cDirect: out.direct,
+      maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
     });
     return { kernels: [k] };
   }

@@ -7,9 +7,10 @@
  * - Q4_K with the expert scheduler holding half the expert bytes (`memoryBudget`
  *   = fixed bytes + 50% of the experts; `stream` and `lru` policies).
  *
- * Decode: a 64-token prompt, then N steps queued on the device with the sampled
- * ids read back every 16 (the loop of `generate`); models take turns, median of
- * the rounds. Prints a markdown table for BENCHMARKS.md.
+ * Decode: `generateIds` on a 64-token prompt, N + 1 tokens, ids read back every
+ * 16; tok/s from its `lastStats.decodeMs` (prefill excluded). The models take
+ * turns, round after round; the median of each model's rounds. Prints a
+ * markdown table for BENCHMARKS.md.
  *
  * Usage: `deno run -A bench/quant_model_bench.ts [--tokens 24] [--rounds 5]`
  *
@@ -19,7 +20,6 @@
 import { loadModel, type Model } from "../app/model/mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { requestDevice } from "../runtime/device.ts";
-import { interleavedMedians } from "./_timing.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = Deno.args.indexOf(name);
@@ -69,30 +69,20 @@ try {
     ]);
   }
   const prompt = Array.from({ length: 64 }, (_, i) => (i * 7919 + 1) % CONFIG.vocab_size);
-  const decode = async (m: Model) => {
-    await m.forward(prompt);
-    const d = m.decode;
-    for (let i = 0; i < TOKENS; i++) {
-      await d.submit({ pos: [prompt.length + i], seed: [0], step: [i + 1] });
-      if ((i + 1) % 16 === 0 || i === TOKENS - 1) await d.readState("generated");
+  // Decode tok/s from generate's own clock (prefill excluded), the models taking turns
+  // round after round; the median of each model's rounds.
+  const rate = async (m: Model) => {
+    for await (const _ of m.generateIds(prompt, { maxTokens: TOKENS + 1, readEvery: 16 })) {
+      // drain
     }
+    return TOKENS / (m.lastStats!.decodeMs / 1000);
   };
-  // generateIds keeps the scheduler's bookkeeping (windows, uploads) in the loop.
-  const generate = async (m: Model) => {
-    for await (
-      const _ of m.generateIds(prompt, { maxTokens: TOKENS + 1, readEvery: 16 })
-    ) { /* drain */ }
-  };
-  const runs = models.map(([name, m]) => () => (name.includes("50%") ? generate(m) : decode(m)));
-  const ms = await interleavedMedians(runs, ROUNDS);
-  // The prefill inside each run is the same work for every variant of one kind; report
-  // decode tok/s from generate's own clock for every model too.
-  const rates: number[] = [];
-  for (const [, m] of models) {
-    await generate(m);
-    const s = m.lastStats!;
-    rates.push(TOKENS / (s.decodeMs / 1000));
+  for (const [, m] of models) await rate(m); // compile and warm every model first
+  const all: number[][] = models.map(() => []);
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [i, [, m]] of models.entries()) all[i].push(await rate(m));
   }
+  const rates = all.map((xs) => xs.sort((a, b) => a - b)[xs.length >> 1]);
   const f16 = models.findIndex(([n]) => n === "f16");
   const ref = f16 >= 0 ? f16 : 0;
   const q4 = models.findIndex(([n]) => n === "q4_k");
@@ -104,18 +94,11 @@ try {
       (half / 2 ** 20).toFixed(1)
     } MiB\n`,
   );
-  console.log(
-    `| weights | prompt+decode ms (median) | decode tok/s | vs ${
-      models[ref][0]
-    } | vs q4_k resident |`,
-  );
-  console.log("|---|---|---|---|---|");
+  console.log(`| weights | decode tok/s (median) | vs ${models[ref][0]} | vs q4_k resident |`);
+  console.log("|---|---|---|---|");
   models.forEach(([name], i) => {
-    console.log(
-      `| ${name} | ${ms[i].toFixed(0)} | ${rates[i].toFixed(1)} | ${
-        (rates[i] / rates[ref]).toFixed(2)
-      }× | ${(rates[i] / rates[q4]).toFixed(2)}× |`,
-    );
+    const vs = (j: number) => `${(rates[i] / rates[j]).toFixed(2)}×`;
+    console.log(`| ${name} | ${rates[i].toFixed(1)} | ${vs(ref)} | ${vs(q4)} |`);
   });
   for (const [, m] of models) m.dispose();
 } finally {

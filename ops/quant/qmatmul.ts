@@ -165,7 +165,10 @@ function emitQmatmul(ctx: KernelContext<QuantAttrs>): KernelEmission {
       cDirect: out.direct,
       maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
       // A CPU rasteriser shares activation loads over many rows; a GPU wants threads.
-      columns: ctx.caps.cpuCores > 0 ? 16 : 4,
+      // (at least 16 invocations, so small N still spreads over the cores).
+      columns: ctx.caps.cpuCores > 0
+        ? Math.max(4, Math.min(16, 2 ** Math.floor(Math.log2(N / 16))))
+        : 4,
     });
     return { kernels: [k] };
   }

@@ -119,9 +119,12 @@ async function inspectModel(
   const formats = await modelFormats(dir, cfg, { quantize });
   const quantized = Object.keys(formats).length > 0;
   const maxSeq = 4096;
-  const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 });
-  const decode = buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew: 1 });
-  const count = countParams(prefill);
+  // Kernels as the model runs them (quantized where it loads quantized); parameters
+  // counted on the dense graph (a quantized weight is u32 words).
+  const weightFormats = formats;
+  const prefill = buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1, weightFormats });
+  const decode = buildCausalLM(cfg, { mode: "decode", maxSeq, maxNew: 1, weightFormats });
+  const count = countParams(buildCausalLM(cfg, { mode: "prefill", maxSeq, maxNew: 1 }));
   // Billions for real models; tiny test models would all print "0.00B".
   const b = (n: number) =>
     n >= 1e9

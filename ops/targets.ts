@@ -16,6 +16,9 @@ import { type OpAttrMap, opDef, type OpName } from "./registry.ts";
 import type { KernelEmitter, OpAttrs } from "./types.ts";
 import { matmulGpu } from "./matmul/gpu_tiled.ts";
 import { selectiveScanGpu, ssmStepGpu } from "./ssm/mod.ts";
+import { attentionGpu } from "./attention_gpu.ts";
+import { layernormGpu, rmsnormGpu } from "./norm_gpu.ts";
+import { softmaxGpu } from "./softmax_gpu.ts";
 
 /**
  * A device class kernels are shaped for.
@@ -71,7 +74,15 @@ export interface TargetTable {
 export const TARGET_TABLES: { readonly [T in Target]: TargetTable } = {
   cpu_raster: { emitters: {}, fallback: "portable" },
   gpu: {
-    emitters: { matmul: matmulGpu, selective_scan: selectiveScanGpu, ssm_step: ssmStepGpu },
+    emitters: {
+      matmul: matmulGpu,
+      selective_scan: selectiveScanGpu,
+      ssm_step: ssmStepGpu,
+      rmsnorm: rmsnormGpu,
+      layernorm: layernormGpu,
+      softmax: softmaxGpu,
+      attention: attentionGpu,
+    },
     fallback: "portable",
   },
 };

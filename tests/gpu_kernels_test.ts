@@ -182,8 +182,8 @@ Deno.test("gpu target: a tiny Mixtral's prefill and decode agree with the cpu_ra
 });
 
 Deno.test("gpu target rmsnorm and softmax: one workgroup per row at awkward widths", async () => {
-  // The portable norm and row-softmax kernels already give each row one workgroup
-  // and reduce it with a workgroup-memory tree, so the gpu table keeps them.
+  // The gpu table's row kernels (ops/rows_gpu.ts; tests/rows_gpu_test.ts covers
+  // them in depth): a workgroup per row from 64 wide, an invocation per row below.
   const dev = await gpuTarget();
   for (const dtype of dev.caps.f16 ? ["f32", "f16"] as const : ["f32"] as const) {
     for (const d of [1, 3, 17, 64, 65, 130, 4100]) {
@@ -195,7 +195,7 @@ Deno.test("gpu target rmsnorm and softmax: one workgroup per row at awkward widt
         g.build(),
         { x: randomData(rows * d, dtype, 3), w: randomData(d, dtype, 4) },
         dtype,
-        /^rmsnorm$/,
+        d >= 64 ? /^rmsnorm_gpu_wg/ : /^rmsnorm_gpu_thread/,
         `rmsnorm ${dtype} d ${d}`,
       );
       const s = new GraphBuilder();
@@ -204,7 +204,7 @@ Deno.test("gpu target rmsnorm and softmax: one workgroup per row at awkward widt
         s.build(),
         { x: randomData(rows * d, dtype, 5, -8, 8) },
         dtype,
-        d >= 32 ? /^softmax_row$/ : /^softmax_col$/,
+        d >= 64 ? /^softmax_gpu_wg/ : /^softmax_gpu_thread/,
         `softmax ${dtype} d ${d}`,
       );
     }

@@ -30,8 +30,8 @@ Deno.test("emitterOf: a target's own kernels, the portable ones, or an error nam
   const mm = opDef("matmul").lower;
   assert.equal(emitterOf("matmul", "cpu_raster"), mm.kind === "kernel" ? mm.emit : undefined);
   assert.notEqual(emitterOf("matmul", "gpu"), mm.kind === "kernel" ? mm.emit : undefined);
-  const sm = opDef("softmax").lower; // no GPU-shaped kernel: the portable one
-  assert.equal(emitterOf("softmax", "gpu"), sm.kind === "kernel" ? sm.emit : undefined);
+  const cs = opDef("cumsum").lower; // no GPU-shaped kernel: the portable one
+  assert.equal(emitterOf("cumsum", "gpu"), cs.kind === "kernel" ? cs.emit : undefined);
   const strict = { ...TARGET_TABLES, gpu: { emitters: {}, fallback: "none" as const } };
   assert.throws(
     () => emitterOf("matmul", "gpu", strict),

@@ -19,6 +19,7 @@ import { selectiveScanGpu, ssmStepGpu } from "./ssm/mod.ts";
 import { attentionGpu } from "./attention_gpu.ts";
 import { layernormGpu, rmsnormGpu } from "./norm_gpu.ts";
 import { softmaxGpu } from "./softmax_gpu.ts";
+import { moeGpu } from "./moe/gpu.ts";
 
 /**
  * A device class kernels are shaped for.
@@ -82,6 +83,7 @@ export const TARGET_TABLES: { readonly [T in Target]: TargetTable } = {
       layernorm: layernormGpu,
       softmax: softmaxGpu,
       attention: attentionGpu,
+      moe: moeGpu,
     },
     fallback: "portable",
   },

@@ -7,7 +7,13 @@
  */
 
 import { formatShape, numel } from "../../core/shape.ts";
-import type { KernelContext, KernelEmission, KernelOperand, KernelSource } from "../types.ts";
+import type {
+  KernelContext,
+  KernelEmission,
+  KernelOperand,
+  KernelSource,
+  ScratchSpec,
+} from "../types.ts";
 import { flatKernel, KernelIo, segmentElems, u32 } from "../wgsl/mod.ts";
 import { byteSize } from "../../core/dtype.ts";
 import { quantWords } from "../quant/mod.ts";
@@ -20,7 +26,13 @@ import {
   routingOf,
   slotsOf,
 } from "./attrs.ts";
-import { type MoePath, moeScratch, type ResolvedMoeConfig, resolveMoeConfig } from "./config.ts";
+import {
+  type MoePath,
+  moeScratch,
+  type MoeTile,
+  type ResolvedMoeConfig,
+  resolveMoeConfig,
+} from "./config.ts";
 import { emitDecodeGemv1, emitDecodeGemv2 } from "./decode_gemv.ts";
 import {
   emitCombine,
@@ -149,6 +161,31 @@ function weightIn(op: KernelOperand, j: number, caps: KernelContext<MoeAttrs>["c
 }
 
 /**
+ * Everything `moe`'s kernels are emitted from for concrete operands: the
+ * resolved config, the path, whether the aux kernel runs, the operand layout
+ * and the scratch buffers. Undefined for zero tokens. Target emitters (the
+ * `gpu` table's `moeGpu`) build on it and swap kernels of {@linkcode moeKernels}.
+ *
+ * @example
+ * ```ts ignore
+ * const p = prepareMoe(ctx);
+ * if (p) moeKernels(p.c, p.path, p.aux, p.emit);
+ * ```
+ */
+export interface MoePrepared {
+  /** The resolved config. */
+  readonly c: ResolvedMoeConfig;
+  /** The kernel sequence. */
+  readonly path: MoePath;
+  /** The aux kernel runs. */
+  readonly aux: boolean;
+  /** Layout and device context of the emitters. */
+  readonly emit: MoeEmitContext;
+  /** The scratch buffers of the path. */
+  readonly scratch: ScratchSpec[];
+}
+
+/**
  * The kernels of `moe` for concrete operands (the op's `lower.emit`).
  *
  * @example
@@ -157,11 +194,30 @@ function weightIn(op: KernelOperand, j: number, caps: KernelContext<MoeAttrs>["c
  * ```
  */
 export function emitMoe(ctx: KernelContext<MoeAttrs>): KernelEmission {
+  const p = prepareMoe(ctx);
+  if (p === undefined) return emitEmpty(ctx);
+  return { kernels: moeKernels(p.c, p.path, p.aux, p.emit), scratch: p.scratch };
+}
+
+/**
+ * Checks the operands of `moe` and resolves its config, path and layout (see
+ * {@linkcode MoePrepared}); undefined for zero tokens. `tile` overrides the
+ * GEMM tile (a target's kernels may want taller row tiles from the sort).
+ *
+ * @example
+ * ```ts ignore
+ * const p = prepareMoe({ attrs, inputs, outputs, caps });
+ * ```
+ */
+export function prepareMoe(
+  ctx: KernelContext<MoeAttrs>,
+  tile?: Partial<MoeTile>,
+): MoePrepared | undefined {
   const { attrs, inputs, outputs, caps } = ctx;
   const x = inputs[0];
   const d = x.shape[x.shape.length - 1];
   const T = numel(x.shape) / d;
-  if (T === 0) return emitEmpty(ctx);
+  if (T === 0) return undefined;
   const wdt = inputs[2].dtype === "f16" ? "f16" : "f32";
   if (wdt === "f16" && !caps.f16) {
     throw new TypeError('moe: f16 expert weights need a device with the "shader-f16" feature');
@@ -186,7 +242,7 @@ export function emitMoe(ctx: KernelContext<MoeAttrs>): KernelEmission {
       );
     }
   }
-  const c = resolveMoeConfig(configOf(attrs, x.shape, inputs[2].shape, wdt));
+  const c = resolveMoeConfig({ ...configOf(attrs, x.shape, inputs[2].shape, wdt), tile });
   const path = moePath(attrs, T);
   const routing = routingOf(attrs);
   const opt = optionalInputs(attrs, inputs.length);
@@ -228,5 +284,5 @@ export function emitMoe(ctx: KernelContext<MoeAttrs>): KernelEmission {
   // training and statistics: inference graphs that read none of them skip the kernel.
   const read = (j: number) => j < outputs.length && outputs[j].used !== false;
   const aux = read(3) || (path !== "prefill" && (read(2) || read(6)));
-  return { kernels: moeKernels(c, path, aux, emit), scratch: specs };
+  return { c, path, aux, emit, scratch: specs };
 }

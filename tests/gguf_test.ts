@@ -2,8 +2,9 @@
  * The GGUF reader and writer: round trips of every metadata type (nested arrays,
  * 64-bit values) and of f32/f16/bf16/q8_0/q4_k tensors for versions 2 and 3 and
  * alignments 32 and 64; a file built byte by byte here, independently of the
- * writer; a header read in chunks; and every malformed-file case (error class
- * and message) on files crafted with a DataView.
+ * writer; a header read in chunks; every malformed-file case (error class
+ * and message) on files crafted with a DataView; and the bugs the GGUF fuzzer
+ * (tools/fuzz/gguf_loaders.ts) found in reading files as models.
  */
 
 import assert from "node:assert/strict";
@@ -18,6 +19,20 @@ import {
   parseGgufHeader,
   writeGguf,
 } from "../app/gguf/mod.ts";
+import { convertToGguf, type GgufOutType, openGgufModel } from "../app/gguf/arch.ts";
+import { GgufCheckpoint } from "../app/gguf/checkpoint.ts";
+import { tokenizerFromGguf } from "../app/gguf/tokenizer.ts";
+import { ggufTokenizerMetadata } from "../app/gguf/tokenizer_export.ts";
+import { loadModel } from "../app/model/mod.ts";
+import { Checkpoint } from "../app/safetensors/mod.ts";
+import { cpuDevice } from "../runtime/device.ts";
+import {
+  writeTinyJamba,
+  writeTinyMamba,
+  writeTinyMixtral,
+  writeTinyQwen2Moe,
+} from "./fixtures/tiny_checkpoints.ts";
+import { tinySentencePieceTokenizerJson } from "./fixtures/tiny_tokenizers.ts";
 
 /** Runs `fn` with a fresh temporary folder, removed afterwards. */
 async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
@@ -575,4 +590,158 @@ Deno.test("missing files, folders, quantized readF32 and reads after close", asy
     f.close();
     await rejects(f.read("q8_0.w"), TypeError, [path, "after close()"]);
   });
+});
+
+// ---------------------------------------------------------------------------
+// Bugs the GGUF fuzzer (tools/fuzz/gguf_loaders.ts) found, one test each;
+// every one failed (or hung) before its fix.
+
+/** A tiny checkpoint written by `write` with `config`, converted to GGUF at each of `types`. */
+async function tinyGguf(
+  dir: string,
+  write: typeof writeTinyMixtral,
+  types: GgufOutType[],
+  config: Record<string, unknown> = {},
+): Promise<string[]> {
+  const ckptDir = join(dir, "ckpt");
+  await write(ckptDir, { config, tokenizer: "none" });
+  const hf = JSON.parse(await Deno.readTextFile(join(ckptDir, "config.json")));
+  using ckpt = await Checkpoint.open(ckptDir);
+  const out: string[] = [];
+  for (const type of types) {
+    const path = join(dir, `model-${type}.gguf`);
+    await convertToGguf(
+      { config: hf, tensors: ckpt.tensors, readF32: (n) => ckpt.readF32(n) },
+      path,
+      {
+        type,
+      },
+    );
+    out.push(path);
+  }
+  return out;
+}
+
+/** `path` written again as `out`, its metadata and tensor bytes edited by `edit`. */
+async function rewrite(
+  path: string,
+  out: string,
+  edit: (entries: Map<string, GgufEntry>, data: Map<string, Uint8Array>) => void,
+): Promise<string> {
+  using f = await GgufFile.open(path);
+  const entries = new Map(f.entries);
+  entries.delete("general.alignment");
+  const data = new Map<string, Uint8Array>();
+  for (const name of f.tensors.keys()) data.set(name, await f.read(name));
+  edit(entries, data);
+  const tensors = [...f.tensors.values()].map((t): GgufTensorSpec => ({
+    name: t.name,
+    shape: t.shape,
+    type: t.type.name as GgufTensorSpec["type"],
+    data: data.get(t.name)!,
+  }));
+  await Deno.writeFile(out, encodeGguf({ metadata: entries, tensors, alignment: f.alignment }));
+  return out;
+}
+
+const u32 = (value: number): GgufEntry => ({ type: "u32", value });
+
+Deno.test("fuzz: a huge block_count is refused before any per-layer work (was a hang)", async () => {
+  await withTmp(async (dir) => {
+    // Qwen2-MoE looped over every layer for routers, Jamba built per-layer arrays,
+    // before parseConfig's limit was reached: 2^31 layers hung for minutes.
+    for (
+      const [arch, write] of [["qwen2moe", writeTinyQwen2Moe], ["jamba", writeTinyJamba]] as const
+    ) {
+      const [path] = await tinyGguf(join(dir, arch), write, ["f32"]);
+      for (const n of [2 ** 32 - 1, 2 ** 31, 65537, 0]) {
+        const bad = await rewrite(path, join(dir, `${arch}-${n}.gguf`), (e) => {
+          e.set(`${arch}.block_count`, u32(n));
+        });
+        await rejects(openGgufModel(bad), RangeError, [
+          bad,
+          `metadata "${arch}.block_count" is ${n}, expected a number of layers from 1 to 65536`,
+        ]);
+      }
+    }
+  });
+});
+
+Deno.test("fuzz: block and expert counts the tensors cannot fill are refused before the tensor table", async () => {
+  await withTmp(async (dir) => {
+    // 65536 blocks built a table of ~600k tensors (seconds) to report the first missing one;
+    // 2^31 - 1 experts (within parseConfig's limits) a list of 2^31 names per layer (a hang).
+    const [mamba] = await tinyGguf(join(dir, "mamba"), writeTinyMamba, ["f32"]);
+    const blocks = await rewrite(mamba, join(dir, "blocks.gguf"), (e) => {
+      e.set("mamba.block_count", u32(65536));
+    });
+    await rejects(openGgufModel(blocks), RangeError, [
+      blocks,
+      '65536 blocks (metadata "mamba.block_count") need at least 327682 tensors, but the file has',
+    ]);
+    const [mixtral] = await tinyGguf(join(dir, "mixtral"), writeTinyMixtral, ["f32"]);
+    for (const n of [2 ** 31 - 1, 5]) {
+      const experts = await rewrite(mixtral, join(dir, `experts-${n}.gguf`), (e) => {
+        e.set("llama.expert_count", u32(n));
+      });
+      await rejects(openGgufModel(experts), RangeError, [
+        experts,
+        `${n} experts (metadata "llama.expert_count"), but tensor "blk.0.ffn_gate_inp.weight" ` +
+        "has shape [4, 32], not",
+      ]);
+    }
+  });
+});
+
+Deno.test("fuzz: a NaN or infinite block scale is refused by name (was NaN logits)", async () => {
+  await withTmp(async (dir) => {
+    const types: GgufOutType[] = ["q8_0", "q4_k", "q6_k"];
+    const paths = await tinyGguf(dir, writeTinyMamba, types, {
+      hidden_size: 256,
+      num_hidden_layers: 1,
+      vocab_size: 64,
+    });
+    // d of q8_0 and q6_k (the last 2 bytes of its 210), dmin of q4_k.
+    const field = { q8_0: 0, q4_k: 2, q6_k: 208 } as Record<string, number>;
+    const block = { q8_0: 34, q4_k: 144, q6_k: 210 } as Record<string, number>;
+    for (const [i, type] of types.entries()) {
+      for (const bits of [0x7c00, 0xfe00]) {
+        const bad = await rewrite(paths[i], join(dir, `${type}-${bits}.gguf`), (_, data) => {
+          const d = data.get("blk.0.ssm_x.weight")!;
+          new DataView(d.buffer, d.byteOffset).setUint16(block[type] + field[type], bits, true);
+        });
+        const hf = "backbone.layers.0.mixer.x_proj.weight";
+        const parts = [
+          bad,
+          `tensor "${hf}" (GGUF "blk.0.ssm_x.weight", ${type}) has 1 block scale`,
+        ];
+        using w = await GgufCheckpoint.open(bad);
+        await rejects(w.readRaw(hf), RangeError, [...parts, "NaN or ±Inf, first in block 1"]);
+        await rejects(w.readAs(hf, "f32"), RangeError, parts);
+        await rejects(
+          loadModel(bad, { device: cpuDevice(), quiet: true, maxSeq: 8 }),
+          RangeError,
+          parts,
+        );
+      }
+    }
+  });
+});
+
+Deno.test("fuzz: a million-character token does not make a SentencePiece vocabulary quadratic", () => {
+  const meta = new Map(
+    [...ggufTokenizerMetadata(tinySentencePieceTokenizerJson({ merges: 8 }))].map((
+      [k, e],
+    ) => [k, e.value]),
+  );
+  const tokens = meta.get("tokenizer.ggml.tokens") as { type: "string"; values: string[] };
+  const values = tokens.values.slice();
+  values[87] = "▁".repeat(1_000_000);
+  meta.set("tokenizer.ggml.tokens", { type: "string", values });
+  // Every prefix of the token was hashed to find merges: minutes; now a few ms.
+  const t0 = performance.now();
+  const tok = tokenizerFromGguf(meta, "long.gguf");
+  const ms = performance.now() - t0;
+  assert.ok(ms < 5000, `${ms.toFixed(0)} ms to build the tokenizer`);
+  assert.equal(tok.decode(tok.encode("hello")), "hello");
 });

@@ -175,8 +175,41 @@ export async function openGgufModel(
 const squeeze = (s: readonly number[]) => s.filter((d) => d !== 1).join(",");
 const show = (s: readonly number[]) => `[${s.join(", ")}]`;
 
+/**
+ * The block and expert counts checked against the tensors before the table is
+ * built: its size follows them, and a u32 in the metadata can ask for billions
+ * of entries (a hang, then an out-of-memory crash).
+ */
+function checkCounts(file: GgufFile, cfg: ModelConfig): void {
+  const key = (k: string) => quote(`${file.string("general.architecture")}.${k}`);
+  // Every block has at least 5 tensors (a norm and 4 attention or more SSM
+  // ones), besides token_embd and output_norm.
+  const need = 5 * cfg.layers + 2;
+  if (file.tensors.size < need) {
+    throw new RangeError(
+      `${file.path}: ${cfg.layers} blocks (metadata ${key("block_count")}) need at least ` +
+        `${need} tensors, but the file has ${file.tensors.size}`,
+    );
+  }
+  // The router of a MoE block has one row per expert, in either expert layout.
+  const moe = cfg.pattern.findIndex((p) => p.ffn === "moe");
+  if (moe < 0) return;
+  const experts = cfg.moe!.experts;
+  const name = `blk.${moe}.ffn_gate_inp.weight`;
+  const router = file.tensors.get(name);
+  if (router?.shape[0] !== experts) {
+    throw new RangeError(
+      `${file.path}: ${experts} experts (metadata ${key("expert_count")}), but tensor ` +
+        `${quote(name)} ${
+          router ? `has shape ${show(router.shape)}, not ${experts} rows` : "is missing"
+        }`,
+    );
+  }
+}
+
 /** Each HF tensor's slot, every GGUF tensor checked against the config's table. */
 function mapTensors(file: GgufFile, cfg: ModelConfig): Map<string, Slot> {
+  checkCounts(file, cfg);
   const slots = new Map<string, Slot>();
   const used = new Set<string>();
   const find = (name: string, shape: readonly number[], hf: string): GgufTensorInfo => {

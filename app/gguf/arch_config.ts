@@ -40,6 +40,7 @@
  * @module
  */
 
+import { MAX_LAYERS } from "../../models/architectures/common.ts";
 import { quote } from "../safetensors/header.ts";
 import type { GgufMetadata } from "./metadata.ts";
 import type { GgufTensorInfo } from "./types.ts";
@@ -153,6 +154,13 @@ export function hfConfigFromGguf(
   }
   const k = new Keys(m, arch, tensors);
   const L = k.num("block_count");
+  // Checked before anything loops over the layers (a u32 block count can ask for 2^32).
+  if (!Number.isInteger(L) || L < 1 || L > MAX_LAYERS) {
+    throw new RangeError(
+      `${m.path}: metadata ${quote(k.key("block_count"))} is ${L}, expected a number of ` +
+        `layers from 1 to ${MAX_LAYERS}`,
+    );
+  }
   const H = k.num("embedding_length");
   const ctx = k.num("context_length");
   const eps = k.num("attention.layer_norm_rms_epsilon");

@@ -7,7 +7,8 @@
  */
 
 import { dequantize } from "../../core/quant/mod.ts";
-import { isQuantFormat } from "../../core/quant/formats.ts";
+import { GGML_TYPES, isQuantFormat, type QuantFormat } from "../../core/quant/formats.ts";
+import { quote } from "../safetensors/header.ts";
 import type { Progress } from "../progress.ts";
 import { convertTensor } from "../safetensors/convert.ts";
 import type { ReadDType, SafeDType } from "../safetensors/mod.ts";
@@ -15,6 +16,50 @@ import { type GgufModel, openGgufModel } from "./arch.ts";
 import type { WeightInfo, WeightSource } from "../weight_source.ts";
 
 const PLAIN: Readonly<Record<string, SafeDType>> = { f32: "F32", f16: "F16", bf16: "BF16" };
+
+/**
+ * Byte offsets of the f16 scales in each block of a format: `d` (and `dmin`
+ * for q4_k/q5_k), first in the block except in q6_k. Every value of a block
+ * is its scales times small integers, so a NaN or ±Inf scale makes the whole
+ * block non-finite — and quantized weights reach the kernels as stored.
+ */
+const SCALE_OFFSETS: Readonly<Record<QuantFormat, readonly number[]>> = {
+  q8_0: [0],
+  q4_0: [0],
+  q4_k: [0, 2],
+  q5_k: [0, 2],
+  q6_k: [208],
+};
+
+/**
+ * Throws a RangeError naming the file and the tensor when a block scale of
+ * `bytes` (blocks of `format`) is NaN or ±Inf, as `assertFinite` does for
+ * float weights.
+ */
+function checkScales(
+  path: string,
+  name: string,
+  source: string,
+  format: QuantFormat,
+  bytes: Uint8Array,
+): void {
+  const size = GGML_TYPES[format].blockBytes;
+  const at = SCALE_OFFSETS[format];
+  let bad = 0, first = -1;
+  for (let b = 0; b + size <= bytes.length; b += size) {
+    for (const o of at) {
+      // An f16 with all exponent bits set is NaN or ±Inf.
+      if ((bytes[b + o + 1] & 0x7c) === 0x7c && bad++ === 0) first = b / size;
+    }
+  }
+  if (bad > 0) {
+    throw new RangeError(
+      `${path}: tensor "${name}" (GGUF ${quote(source)}, ${format}) has ${bad} block ` +
+        `scale${bad === 1 ? "" : "s"} that ${bad === 1 ? "is" : "are"} NaN or ±Inf, first in ` +
+        `block ${first}`,
+    );
+  }
+}
 
 /**
  * A GGUF model's weights by Hugging Face tensor name.
@@ -103,7 +148,9 @@ export class GgufCheckpoint implements WeightSource {
 
   /**
    * Tensor `name`'s bytes as stored (blocks for a quantized tensor), in
-   * Hugging Face row order. `into` is filled when given.
+   * Hugging Face row order. `into` is filled when given. A block whose scale
+   * is NaN or ±Inf is a RangeError naming the file and the tensor (the blocks
+   * reach the kernels as they are, where it would turn into NaN logits).
    *
    * @example
    * ```ts ignore
@@ -113,6 +160,9 @@ export class GgufCheckpoint implements WeightSource {
   async readRaw(name: string, into?: Uint8Array): Promise<Uint8Array> {
     const t = this.info(name);
     const bytes = await this.model.read(name);
+    if (t.format) {
+      checkScales(this.path, name, this.model.tensors.get(name)!.source, t.format, bytes);
+    }
     this.#progress?.advance(t.byteLength);
     if (!into) return bytes;
     into.set(bytes);

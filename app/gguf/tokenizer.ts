@@ -505,10 +505,15 @@ function scoreMerges(
   scores: readonly number[] | undefined,
 ): { merges: [string, string][]; priorities: number[] } {
   const found: { left: number; right: number; score: number }[] = [];
+  // Only splits into two lengths some token has are looked up: hashing every
+  // prefix of a token is quadratic in its length (a hostile file's token of a
+  // million characters took minutes).
+  const lengths = new Set(tokens.map((t) => t.length));
   tokens.forEach((t, id) => {
     for (let i = 0; i < t.length;) {
       i += t.codePointAt(i)! > 0xffff ? 2 : 1;
       if (i >= t.length) break;
+      if (!lengths.has(i) || !lengths.has(t.length - i)) continue;
       const left = ids.get(t.slice(0, i));
       const right = left === undefined ? undefined : ids.get(t.slice(i));
       if (right !== undefined) found.push({ left: left!, right, score: scores?.[id] ?? 0 });

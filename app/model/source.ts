@@ -96,7 +96,14 @@ export async function modelTokenizer(path: string): Promise<Tokenizer | undefine
   if (!isGgufPath(path)) return await folderTokenizer(path);
   using w = await GgufCheckpoint.open(path);
   const meta = w.model.file.metadata;
-  return meta.has("tokenizer.ggml.tokens") ? tokenizerFromGguf(meta, path) : undefined;
+  if (meta.has("tokenizer.ggml.tokens")) return tokenizerFromGguf(meta, path);
+  // A tokenizer named without its tokens is a broken file, not a token-ids-only model.
+  if (meta.has("tokenizer.ggml.model")) {
+    throw new TypeError(
+      `${path}: metadata "tokenizer.ggml.model" is present but "tokenizer.ggml.tokens" is missing`,
+    );
+  }
+  return undefined;
 }
 
 /**

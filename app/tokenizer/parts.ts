@@ -439,8 +439,8 @@ export function parseDecoder(value: unknown, at: JsonPath): Decoder | undefined 
             mapped.push(b);
           }
           // A token outside the byte alphabet (an added token, say) contributes its own UTF-8.
-          if (ok) bytes.push(...mapped);
-          else bytes.push(...encoder.encode(t));
+          // A loop, not push(...xs): a token of 100k+ characters would overflow the stack.
+          for (const b of ok ? mapped : encoder.encode(t)) bytes.push(b);
         }
         const arr = Uint8Array.from(bytes);
         state.incomplete = incompleteTail(arr) > 0;

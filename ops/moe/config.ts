@@ -242,15 +242,15 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
   }
   const wf = cfg.weightFormat;
   const w2f = wf === undefined ? undefined : cfg.w2Format ?? wf;
-  for (const f of wf === undefined ? [] : [wf, w2f!]) {
-    if (!isQuantFormat(f)) {
+  // W1/W3 rows are d long, W2 rows ff long: each a whole number of its format's blocks.
+  const rowsOf: [QuantFormat | undefined, number, string][] = [[wf, d, "d"], [w2f, ff, "ff"]];
+  for (const [f, len, what] of wf === undefined ? [] : rowsOf) {
+    if (!isQuantFormat(f!)) {
       throw new TypeError(`MoE weightFormat must be a block format: received "${f}"`);
     }
-    const block = GGML_TYPES[f].blockElems;
-    if (d % block !== 0 || ff % block !== 0) {
-      throw new RangeError(
-        `MoE ${f} weights need d (${d}) and ff (${ff}) to be multiples of ${block}`,
-      );
+    const block = GGML_TYPES[f!].blockElems;
+    if (len % block !== 0) {
+      throw new RangeError(`MoE ${f} weights need ${what} (${len}) to be a multiple of ${block}`);
     }
   }
   if (cfg.capacityFactor !== undefined && !(cfg.capacityFactor > 0)) {

@@ -168,11 +168,12 @@ function checkQuantExperts(
   lead0: string,
   [w1, w3, w2]: readonly TensorType[],
 ): void {
-  for (const f of [format, format2]) {
+  // W1/W3 rows are d long, W2 rows ff long: each a whole number of its format's blocks.
+  for (const [f, len, what] of [[format, d, "d"], [format2, ff, "ff"]] as const) {
     const block = GGML_TYPES[f].blockElems;
-    if (d % block !== 0 || ff % block !== 0) {
+    if (len % block !== 0) {
       throw new RangeError(
-        `moe: ${f} expert weights need d (${d}) and ff (${ff}) to be multiples of ${block}`,
+        `moe: ${f} expert weights need ${what} (${len}) to be a multiple of ${block}`,
       );
     }
   }

@@ -66,6 +66,86 @@ for (const format of QUANT_FORMATS) {
   });
 }
 
+/**
+ * Decode shapes (1–4 rows) that reach each way the block GEMV reads its
+ * blocks (`ops/quant/block_words.ts`): whole aligned units, word-aligned units
+ * at a runtime word offset, a block at a runtime 2-byte offset; vec4 loads or
+ * single words (a weight not a whole number of vec4s); N not a multiple of the
+ * rows an invocation owns, K of one block and of several, f16 activations, a
+ * fused prologue and epilogue. (The decode tests above add 1–4 rows at
+ * N = 5, 13 with K of 2–3 blocks.)
+ */
+const BLOCK_CASES: Record<string, [M: number, N: number, K: number, f16: boolean, how: RegExp][]> =
+  {
+    q8_0: [
+      [1, 300, 512, false, /r1x16\b.*4 blocks an iteration, vec4<u32> loads, word offset/],
+      [1, 8, 64, true, /2 blocks an iteration, vec4<u32> loads, word offset/],
+      [1, 13, 64, false, /2 blocks an iteration, u32 loads, word offset/],
+      [2, 24, 32, true, /1 block an iteration, vec4<u32> loads, offset at run time/],
+      [3, 7, 96, false, /1 block an iteration, u32 loads, offset at run time/],
+      [4, 40, 256, true, /r4x4\b.*vec4<u32> loads, offset at run time/],
+    ],
+    q4_0: [
+      [1, 300, 512, false, /r1x16\b.*8 blocks an iteration, vec4<u32> loads,/],
+      [1, 13, 128, true, /4 blocks an iteration, u32 loads, word offset/],
+      [2, 24, 32, true, /1 block an iteration, vec4<u32> loads, offset at run time/],
+      [3, 7, 96, false, /1 block an iteration, u32 loads, offset at run time/],
+      [4, 40, 256, false, /r4x4\b.*vec4<u32> loads, offset at run time/],
+    ],
+    q5_k: [
+      [1, 300, 512, false, /r1x16\b.*1 block an iteration, vec4<u32> loads,/],
+      [2, 7, 256, true, /r2x4\b/],
+      [4, 9, 256, true, /r4x4\b/],
+    ],
+    q6_k: [
+      [1, 296, 256, false, /r1x12\b.*vec4<u32> loads, offset at run time/],
+      [1, 13, 256, true, /u32 loads, offset at run time/],
+      [2, 8, 256, true, /r2x4\b.*vec4<u32> loads, offset at run time/],
+      [4, 16, 512, true, /r4x4\b.*vec4<u32> loads/],
+    ],
+  };
+
+for (
+  const [format, cases] of Object.entries(BLOCK_CASES) as [QuantFormat, typeof BLOCK_CASES.q8_0][]
+) {
+  Deno.test(`qmatmul ${format}: decode a block at a time, every way of reading the blocks`, async () => {
+    const dev = await gpu();
+    for (const [M, N, K, half, how] of cases) {
+      if (half && !dev.caps.f16) continue;
+      const dtype = half ? "f16" : "f32";
+      // Small cases of 1–2 rows also take a fused prologue (activations through
+      // in0_load, four scalar loads a vec4: long to compile for more rows) and epilogue.
+      const fused = N < 16 && M <= 2;
+      const { words, dense } = weight(format, N, K, M * 131 + N + K);
+      const g = new GraphBuilder();
+      const x = g.input("x", [M, K], dtype);
+      const [y] = g.apply("qmatmul", [fused ? x.mul(2) : x, g.param("w", [words.length], "u32")], {
+        format,
+        rows: N,
+        cols: K,
+      });
+      g.output("y", fused ? y.mul(0.5) : y);
+      const r = rng(M * 7 + K);
+      const xs = Float32Array.from({ length: M * K }, () => r() * 2 - 1);
+      const xin = half ? Float16Array.from(xs) : xs;
+      const exe = compile(g.build(), dev, { params: { w: words } });
+      try {
+        const got = (await exe.run({ x: xin })).y.data;
+        const k = exe.lastPlan!.kernels[0];
+        const what = `${format} M=${M} N=${N} K=${K} ${dtype}`;
+        assert.match(k.label, new RegExp(`qgemv_${format}_blocks_r${M}x`), what);
+        const gotHow = `${k.label}: ${k.choice?.reason}`;
+        assert.match(gotHow, how, `${what}: ${gotHow}`);
+        const want = expected(Array.from(xin), dense, M, N, K);
+        const s = scaleOf(want);
+        assertClose(got, want, half ? 2e-3 : 0, (half ? 2e-3 : 2e-5) * s, what);
+      } finally {
+        exe.dispose();
+      }
+    }
+  });
+}
+
 Deno.test("qmatmul: the CPU reference equals dequantize-then-matmul", async () => {
   for (const format of QUANT_FORMATS) {
     const K = GGML_TYPES[format].blockElems * 2, N = 3, M = 2;
@@ -235,12 +315,12 @@ Deno.test("qmatmul: bad weights and shapes are refused by name", () => {
   );
 });
 
-Deno.test("qmatmul on a GPU-shaped device: tiles dequantized into workgroup memory, every format", async () => {
+Deno.test("qmatmul on a GPU-shaped device: decode GEMVs and tiles dequantized into workgroup memory, every format", async () => {
   const dev = await requestDevice({ limits: { cpuCores: 0 } });
   try {
     for (const format of QUANT_FORMATS) {
       const K = Math.max(256, GGML_TYPES[format].blockElems * 2);
-      for (const [M, N] of [[5, 13], [64, 64], [100, 70]]) {
+      for (const [M, N] of [[1, 13], [2, 8], [5, 13], [64, 64], [100, 70]]) {
         const { words, dense } = weight(format, N, K, M + N);
         const g = new GraphBuilder();
         // A fused prologue on the activations (read through in0_load).
@@ -255,7 +335,11 @@ Deno.test("qmatmul on a GPU-shaped device: tiles dequantized into workgroup memo
         const exe = compile(g.build(), dev, { params: { w: words } });
         try {
           const got = (await exe.run({ x: xs })).y.data;
-          assert.match(exe.lastPlan!.kernels[0].label, /^prologue\+qgemm_/);
+          // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own); else tiles.
+          assert.match(
+            exe.lastPlan!.kernels[0].label,
+            M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+qgemv_${format}_blocks_r${M}x4`),
+          );
           const want = expected(xs.map((v) => 2 * v), dense, M, N, K);
           assertClose(got, want, 0, 2e-5 * scaleOf(want), `gpu ${format} M=${M} N=${N}`);
         } finally {

@@ -11,6 +11,13 @@
  * `⌈M / R⌉` row groups that each re-read the weight — still far fewer bytes than
  * an f16 weight for the 4–6-bit formats.
  *
+ * A decode step (1–4 rows) against a weight bound whole takes a GEMV that
+ * reads whole blocks instead, many weight rows an invocation sharing each
+ * activation load: `./gemv_q4k.ts` for Q4_K, `./block_gemv.ts` for the rest
+ * (on llvmpipe 1.6–2.9× the f16 GEMV where the group-wise kernel was
+ * 0.5–1.1×). A weight split over bindings, or more rows, stays group-wise; a
+ * GPU's prefill takes workgroup tiles (`./gpu_qgemm.ts`).
+ *
  * @module
  */
 
@@ -24,6 +31,7 @@ import { flatIndex, grid, KernelIo } from "../wgsl/mod.ts";
 import { QUANT_GROUP, quantReaders, quantRowBytes } from "./wgsl.ts";
 import { emitQ4kGemv } from "./gemv_q4k.ts";
 import { emitGpuQgemm } from "./gpu_qgemm.ts";
+import { blockGemvColumns, blockGemvFormats, emitBlockGemv } from "./block_gemv.ts";
 
 /**
  * Attributes of `qmatmul` and `qgather`: the weight's format and its logical
@@ -169,6 +177,21 @@ function emitQmatmul(ctx: KernelContext<QuantAttrs>): KernelEmission {
       columns: ctx.caps.cpuCores > 0
         ? Math.max(4, Math.min(16, 2 ** Math.floor(Math.log2(N / 16))))
         : 4,
+    });
+    return { kernels: [k] };
+  }
+  if (M <= 4 && w.direct && blockGemvFormats(format)) {
+    // The other formats' decode GEMVs, a block at a time in the same style.
+    const k = emitBlockGemv({
+      format,
+      rows: M,
+      N,
+      K,
+      elem: out.dtype === "f16" ? "f16" : "f32",
+      aDirect: x.direct,
+      cDirect: out.direct,
+      maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
+      columns: blockGemvColumns(format, M, N, ctx.caps.cpuCores > 0),
     });
     return { kernels: [k] };
   }

@@ -1,0 +1,378 @@
+/**
+ * How the block-at-a-time decode GEMV (`./block_gemv.ts`) reads each of
+ * llama.cpp's Q8_0, Q4_0, Q5_K and Q6_K blocks: which bytes hold a block's
+ * scales, which activations each code word multiplies, and how four codes
+ * become a `vec4<f32>`. The GEMV supplies the words (each loaded once, however
+ * a block straddles them); a codec only names byte offsets inside its block.
+ *
+ * Every code is read as an unsigned field of its byte (`x = S·q − M` per
+ * group; Q8_0's signed bytes biased by 128), four to a word: masked in place
+ * (no shift to line it up; the byte's power of two is undone once per group)
+ * and converted through i32 — AVX2 converts signed ints to float in one
+ * instruction, unsigned in several — so an element costs a mask and a convert.
+ *
+ * @module
+ */
+
+import type { QuantFormat } from "../../core/quant/formats.ts";
+
+/**
+ * Four codes of a block read by {@linkcode BlockBytes.codes}: each masked in
+ * place inside its word (no shift to line it up), so component `i` is the code
+ * times `2^(8·p)` for its byte position `p`; `sv` undoes that per component
+ * (in the dot product's last step), `bias` weighs each component's activation
+ * in the group's `M` term (undefined: all ones).
+ *
+ * @example
+ * ```ts
+ * import type { CodeQuad } from "./block_codecs.ts";
+ * const q: CodeQuad = { q: "q0", pat: "a0", sv: "vec4<f32>(1.0)" };
+ * ```
+ */
+export interface CodeQuad {
+  /** `vec4<f32>` of the four scaled codes. */
+  readonly q: string;
+  /** Layout key: quads with equal keys share an accumulator (and `sv`, `bias`). */
+  readonly pat: string;
+  /** `vec4<f32>` per-component factors giving back the codes. */
+  readonly sv: string;
+  /** `vec4<f32>` per-component weights of the bias term, if not all ones. */
+  readonly bias?: string;
+}
+
+/**
+ * What a codec asks {@linkcode BlockBytes.codes} for: the four codes whose
+ * bytes start at each of `offs` (block offsets, all alike mod 4), after `f`
+ * combines those words into one (the same function of every word pair), each
+ * code the low `bits` bits of its byte. With `topSigned` (8-bit codes) the
+ * combined word's byte 3 is a signed code and bytes 0–2 carry a bias.
+ *
+ * @example
+ * ```ts
+ * import type { CodeRequest } from "./block_codecs.ts";
+ * const r: CodeRequest = { offs: [2], key: "n", f: (w) => w, bits: 4 };
+ * ```
+ */
+export interface CodeRequest {
+  /** Block byte offsets of the source words (even, equal mod 4). */
+  readonly offs: readonly number[];
+  /** Names `f`, so its results are computed once per word. */
+  readonly key: string;
+  /** Combines the source words (u32 expressions) into one. */
+  readonly f: (...w: string[]) => string;
+  /** Bits of a code (≤ 7, or 8 with `topSigned`). */
+  readonly bits: number;
+  /** Byte 3 of the combined word is signed; bytes 0–2 are biased (bias term). */
+  readonly topSigned?: boolean;
+}
+
+/**
+ * A block's bytes as WGSL expressions (each a `let` the GEMV emitted once).
+ *
+ * @example
+ * ```ts
+ * import type { BlockBytes } from "./block_codecs.ts";
+ * const rd: BlockBytes = {
+ *   bytes4: (o) => `w${o >> 2}`,
+ *   half: (o) => `h${o}`,
+ *   codes: () => ({ q: "q", pat: "a0", sv: "vec4<f32>(1.0)" }),
+ * };
+ * ```
+ */
+export interface BlockBytes {
+  /** The u32 of the block's bytes `off … off+3` (`off` even), little-endian. */
+  bytes4(off: number): string;
+  /** The f16 at the block's even byte `off`, as f32. */
+  half(off: number): string;
+  /** Four codes, each masked in place; see {@linkcode CodeQuad}. */
+  codes(req: CodeRequest): CodeQuad;
+}
+
+/**
+ * One decoded code word: lines declaring the codes, then which activations
+ * (vec4 index `a` inside the block, of group `g`) each `vec4<f32>` `q` meets.
+ *
+ * @example
+ * ```ts
+ * import type { CodecStep } from "./block_codecs.ts";
+ * const s: CodecStep = { lines: [], uses: [{ g: 0, a: 0, q: "q", pat: "a0", sv: "vec4<f32>(1.0)" }] };
+ * ```
+ */
+export interface CodecStep {
+  /** WGSL lines computing the step's codes. */
+  readonly lines: readonly string[];
+  /** Each code quad and the activation vector (group `g`, index `a`) it multiplies. */
+  readonly uses: readonly ({ g: number; a: number } & CodeQuad)[];
+}
+
+/**
+ * A group's affine map: `x = S·q − M`, or `x = S·(q − off)` with a constant
+ * offset (whose `off·Σa` the GEMV then shares between weight rows).
+ *
+ * @example
+ * ```ts
+ * import type { Affine } from "./block_codecs.ts";
+ * const a: Affine = { S: "d", off: 8 };
+ * ```
+ */
+export type Affine = { readonly S: string; readonly M: string } | {
+  readonly S: string;
+  readonly off: number;
+};
+
+/**
+ * A run of a block whose activations are loaded once for every weight row.
+ *
+ * @example
+ * ```ts
+ * import type { CodecChunk } from "./block_codecs.ts";
+ * const c: CodecChunk = { groups: [[0]], steps: () => [], affine: () => ({ S: "1.0", off: 0 }) };
+ * ```
+ */
+export interface CodecChunk {
+  /** Activation vec4 indices (inside the block) of each affine group. */
+  readonly groups: readonly (readonly number[])[];
+  /** The code words of one weight row; `id` makes its names unique. */
+  steps(id: string, rd: BlockBytes): CodecStep[];
+  /**
+   * Group `g`'s map `x = S·q − M` (or `x = S·(q − off)`) for the row whose
+   * header used `hid` and steps `id`.
+   */
+  affine(hid: string, id: string, g: number): Affine;
+}
+
+/**
+ * One format, a block at a time.
+ *
+ * @example
+ * ```ts
+ * import { BLOCK_CODECS } from "./block_codecs.ts";
+ * BLOCK_CODECS.q6_k?.bytes; // 210
+ * ```
+ */
+export interface BlockCodec {
+  /** Bytes of a block. */
+  readonly bytes: number;
+  /** Elements of a block (a multiple of 4). */
+  readonly elems: number;
+  /**
+   * Most blocks the GEMV unrolls in one iteration for one activation row (one
+   * a block for more: the activations' loads then dominate its code).
+   */
+  readonly maxUnit: number;
+  /**
+   * Weight rows an invocation owns on a CPU adapter, for 1–4 activation rows:
+   * more share each activation load, the unrolled code (and compile time)
+   * grows with them.
+   */
+  readonly columns: readonly number[];
+  /** Load a unit's words for every weight row before decoding any (faster for Q6_K only). */
+  readonly prefetch?: boolean;
+  /** Lines decoding a weight row's scales of a block, once (names end in `id`). */
+  header(id: string, rd: BlockBytes): string[];
+  /** The block's chunks, in order. */
+  readonly chunks: readonly CodecChunk[];
+}
+
+/**
+ * WGSL helper the codecs' code calls: `qb_b4(w)`, the four bytes of `w` as
+ * floats.
+ *
+ * @example
+ * ```ts
+ * import { BLOCK_HELPERS } from "./block_codecs.ts";
+ * BLOCK_HELPERS.includes("fn qb_b4("); // true
+ * ```
+ */
+export const BLOCK_HELPERS = `
+fn qb_b4(w: u32) -> vec4<f32> {
+  let v = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(255u);
+  return vec4<f32>(bitcast<vec4<i32>>(v));
+}`;
+
+const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
+const XYZW = "xyzw";
+
+/** Four codes of `req` as a step's use. */
+const use = (rd: BlockBytes, g: number, a: number, req: CodeRequest) => ({
+  g,
+  a,
+  ...rd.codes(req),
+});
+
+/**
+ * Q8_0: `{f16 d; i8 q[32]}`, `x = d·q`. Bytes 0–2 of a word are read as
+ * `q + 128` (one xor a word), byte 3 as the signed top byte of an i32.
+ */
+const q8_0: BlockCodec = {
+  bytes: 34,
+  elems: 32,
+  maxUnit: 4,
+  columns: [16, 8, 8, 8],
+  header: (id, rd) => [`let d${id} = ${rd.half(0)};`],
+  chunks: [{
+    groups: [range(8)],
+    steps: (_id, rd) => [{
+      lines: [],
+      uses: range(8).map((i) =>
+        use(rd, 0, i, {
+          offs: [2 + 4 * i],
+          key: "x",
+          f: (w) => `${w} ^ 0x00808080u`,
+          bits: 8,
+          topSigned: true,
+        })
+      ),
+    }],
+    affine: (hid) => ({ S: `d${hid}`, off: 128 }),
+  }],
+};
+
+/** Q4_0: `{f16 d; u8 qs[16]}`, `x = d·(q − 8)`: elements 0–15 low nibbles, 16–31 high. */
+const q4_0: BlockCodec = {
+  bytes: 18,
+  elems: 32,
+  maxUnit: 8,
+  columns: [16, 8, 8, 8],
+  header: (id, rd) => [`let d${id} = ${rd.half(0)};`],
+  chunks: [{
+    groups: [range(8)],
+    steps: (_id, rd) => [{
+      lines: [],
+      uses: range(4).flatMap((i) => [
+        use(rd, 0, i, { offs: [2 + 4 * i], key: "", f: (w) => w, bits: 4 }),
+        use(rd, 0, 4 + i, { offs: [2 + 4 * i], key: "h", f: (w) => `${w} >> 4u`, bits: 4 }),
+      ]),
+    }],
+    affine: (hid) => ({ S: `d${hid}`, off: 8 }),
+  }],
+};
+
+/**
+ * Q5_K: `{f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}`; per pair `p` of
+ * sub-blocks, 32 code bytes (low nibbles sub-block 2p, high 2p+1) and bits 2p,
+ * 2p+1 of `qh` as the fifth bits; scales and mins packed as Q4_K's.
+ */
+const q5_k: BlockCodec = {
+  bytes: 176,
+  elems: 256,
+  maxUnit: 1,
+  columns: [16, 8, 4, 4],
+  header: (id, rd) => {
+    const [x, y, z, w] = [0, 4, 8, 12].map((o) => rd.bytes4(o));
+    // ggml's get_scale_min_k4 on whole words (see ./q4k_loop.ts).
+    return [
+      `let dm${id} = unpack2x16float(${x});`,
+      `let sa${id} = dm${id}.x * qb_b4(${y} & 0x3f3f3f3fu);`,
+      `let ma${id} = dm${id}.y * qb_b4(${z} & 0x3f3f3f3fu);`,
+      `let sb${id} = dm${id}.x * qb_b4((${w} & 0x0f0f0f0fu) | ((${y} >> 2u) & 0x30303030u));`,
+      `let mb${id} = dm${id}.y * qb_b4(((${w} >> 4u) & 0x0f0f0f0fu) | ((${z} >> 2u) & 0x30303030u));`,
+    ];
+  },
+  chunks: range(4).map((p) => ({
+    groups: [range(8, 16 * p), range(8, 16 * p + 8)],
+    steps: (_id, rd) => {
+      // Fifth bit `bit` of each qh byte moved to bit 4.
+      const hb = (h: string, bit: number) =>
+        bit >= 4
+          ? `((${h} >> ${bit - 4}u) & 0x10101010u)`
+          : `((${h} << ${4 - bit}u) & 0x10101010u)`;
+      return [{
+        lines: [],
+        uses: range(8).flatMap((i) => {
+          const offs = [48 + 32 * p + 4 * i, 16 + 4 * i];
+          return [
+            use(rd, 0, 16 * p + i, {
+              offs,
+              key: `l${p}`,
+              f: (w, h) => `(${w} & 0x0f0f0f0fu) | ${hb(h, 2 * p)}`,
+              bits: 5,
+            }),
+            use(rd, 1, 16 * p + 8 + i, {
+              offs,
+              key: `h${p}`,
+              f: (w, h) => `((${w} >> 4u) & 0x0f0f0f0fu) | ${hb(h, 2 * p + 1)}`,
+              bits: 5,
+            }),
+          ];
+        }),
+      }];
+    },
+    affine: (hid, _id, g) => {
+      const s = 2 * p + g;
+      const half = s < 4 ? "a" : "b";
+      return { S: `s${half}${hid}.${XYZW[s & 3]}`, M: `m${half}${hid}.${XYZW[s & 3]}` };
+    },
+  })),
+};
+
+/** Q6_K: bits 2k, 2k+1 of each byte of the qh word `q` moved to bits 4–5 (other bits left). */
+const q6kTop = (k: number, q: string) => [`(${q} << 4u)`, `(${q} << 2u)`, q, `(${q} >> 2u)`][k];
+
+/**
+ * The Q6_K chunk of quarter `(h, s)`: half `h`, positions `l = 16s … 16s+15`
+ * of its four 32-element rows `k` (group k); a word of `ql` rows 0/2 (low/high
+ * nibbles), one of rows 1/3 and one of `qh` (bits 2k, 2k+1) give 16 codes.
+ */
+function q6kChunk(h: number, s: number): CodecChunk {
+  return {
+    groups: range(4).map((k) => range(4, 32 * h + 8 * k + 4 * s)),
+    steps: (id, rd) => {
+      // The quarter's four scales sc[8h + 2k + s], signed: bytes s, s+2 of two words.
+      const w0 = rd.bytes4(192 + 8 * h), w1 = rd.bytes4(196 + 8 * h);
+      const up = `vec4<u32>(${24 - 8 * s}u, ${8 - 8 * s}u, ${24 - 8 * s}u, ${8 - 8 * s}u)`;
+      return [{
+        lines: [
+          `let sc${id} = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(${w0}, ${w0}, ${w1}, ${w1}) << ${up}) >> vec4<u32>(24u));`,
+        ],
+        uses: range(4).flatMap((j) => {
+          const o = 16 * s + 4 * j;
+          const lo = 64 * h + o, hi = 128 + 32 * h + o;
+          // Row k: low nibbles (k < 2) or high (k ≥ 2) of ql[64h + 32(k & 1) + l],
+          // top bits 2k, 2k+1 of qh[32h + l], joined at bits 0–5.
+          return range(4).map((k) =>
+            use(rd, k, 32 * h + 8 * k + 4 * s + j, {
+              offs: [lo + 32 * (k & 1), hi],
+              key: `q${k}`,
+              f: (a, q) =>
+                `(${k < 2 ? a : `(${a} >> 4u)`} & 0x0f0f0f0fu) | (${q6kTop(k, q)} & 0x30303030u)`,
+              bits: 6,
+            })
+          );
+        }),
+      }];
+    },
+    affine: (hid, id, k) => ({ S: `d${hid} * sc${id}.${XYZW[k]}`, off: 32 }),
+  };
+}
+
+/**
+ * Q6_K: `{u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}`, `x = d·sc·(q − 32)`,
+ * a quarter of a block a chunk.
+ */
+const q6_k: BlockCodec = {
+  bytes: 210,
+  elems: 256,
+  maxUnit: 1,
+  columns: [12, 8, 4, 4],
+  prefetch: true,
+  header: (id, rd) => [`let d${id} = ${rd.half(208)};`],
+  chunks: [0, 1].flatMap((h) => [0, 1].map((s) => q6kChunk(h, s))),
+};
+
+/**
+ * The codecs of the formats the block GEMV reads (Q4_K has its own loop,
+ * `./q4k_loop.ts`).
+ *
+ * @example
+ * ```ts
+ * import { BLOCK_CODECS } from "./block_codecs.ts";
+ * BLOCK_CODECS.q8_0?.elems; // 32
+ * ```
+ */
+export const BLOCK_CODECS: Readonly<Partial<Record<QuantFormat, BlockCodec>>> = {
+  q8_0,
+  q4_0,
+  q5_k,
+  q6_k,
+};

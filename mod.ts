@@ -66,7 +66,9 @@ export {
   isFloat,
   padBytes,
   paddedBytes,
+  roundHost,
   toHost,
+  withFloat64Host,
 } from "./core/dtype.ts";
 export { type Dim, type DimBindings, formatShape, type Shape } from "./core/shape.ts";
 export {
@@ -132,6 +134,8 @@ export type { TopkAttrs } from "./ops/topk.ts";
 export { SAMPLE_NON_FINITE, type SampleAttrs } from "./ops/sample.ts";
 export type { AttentionAttrs } from "./ops/attention.ts";
 export type { RopeAttrs } from "./ops/rope.ts";
+export type { ExpandAttrs } from "./ops/expand.ts";
+export type { ScatterAddAttrs } from "./ops/scatter_add.ts";
 export { attentionBlock, type AttentionBlockOptions } from "./models/attention.ts";
 export type { Conv1dAttrs, Conv1dStepAttrs, ScanAttrs } from "./ops/ssm/mod.ts";
 export {

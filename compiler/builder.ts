@@ -13,6 +13,7 @@ import { type OpAttrMap, type OpName, OPS } from "../ops/registry.ts";
 import type { OpDef } from "../ops/types.ts";
 
 import { Tensor, type TensorLike } from "./tensor.ts";
+import { gradOf } from "./grad/backward.ts";
 
 export { type MatmulOptions, Tensor, type TensorLike } from "./tensor.ts";
 export { TensorMath } from "./tensor_math.ts";
@@ -449,6 +450,51 @@ export class GraphBuilder {
   }
 
   /**
+   * Gradients of the scalar `loss` with respect to each of `wrt`, built as new
+   * nodes of this graph (reverse mode, one rule per op: `compiler/grad/`), so
+   * the same passes fuse them and the same planner places them. A tensor the
+   * loss does not depend on gets zeros; an op on the path without a gradient
+   * rule is a TypeError naming it.
+   *
+   * @example
+   * ```ts
+   * import { GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const x = g.input("x", [4]);
+   * const w = g.param("w", [4]);
+   * const [dw] = g.grad(x.mul(w).sum(0), [w]); // = x
+   * g.output("dw", dw);
+   * ```
+   */
+  grad(loss: Tensor, wrt: readonly Tensor[]): Tensor[] {
+    return gradOf(this, loss, wrt);
+  }
+
+  /**
+   * The graph recorded so far, named outputs or not (what `grad` walks).
+   *
+   * @example
+   * ```ts
+   * import { GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.input("x", [4]).exp();
+   * g.peek().nodes.length; // 2
+   * ```
+   */
+  peek(): Graph {
+    return {
+      nodes: [...this.#nodes],
+      values: [...this.#values],
+      inputs: new Map(this.#inputs),
+      params: new Map(this.#params),
+      outputs: new Map(this.#outputs),
+      states: new Map(this.#states),
+      assigns: new Map(this.#assigns),
+      constants: new Map(this.#constants),
+    };
+  }
+
+  /**
    * Freezes the recorded graph. Throws if no output was named.
    *
    * @example
@@ -467,15 +513,6 @@ export class GraphBuilder {
         callSite(),
       );
     }
-    return {
-      nodes: [...this.#nodes],
-      values: [...this.#values],
-      inputs: new Map(this.#inputs),
-      params: new Map(this.#params),
-      outputs: new Map(this.#outputs),
-      states: new Map(this.#states),
-      assigns: new Map(this.#assigns),
-      constants: new Map(this.#constants),
-    };
+    return this.peek();
   }
 }

@@ -104,6 +104,46 @@ export function checkDType(value: unknown, what: string): DType {
   );
 }
 
+let float64Host = false;
+
+/**
+ * Runs `fn` with the host arrays of `f32` values allocated as `Float64Array`:
+ * the CPU references (`runCpu`) then compute in double precision, which the
+ * gradient checks' central finite differences need. Synchronous on purpose:
+ * nothing else can allocate while it runs.
+ *
+ * @example
+ * ```ts
+ * import { allocHost, withFloat64Host } from "@kiln/kiln";
+ * withFloat64Host(() => allocHost("f32", 2)).constructor.name; // "Float64Array"
+ * ```
+ */
+export function withFloat64Host<T>(fn: () => T): T {
+  const was = float64Host;
+  float64Host = true;
+  try {
+    return fn();
+  } finally {
+    float64Host = was;
+  }
+}
+
+/**
+ * `v` as storing it in a host array of `dtype` gives: rounded to f16 or f32
+ * (references that mimic a kernel's intermediate rounding), unrounded inside
+ * `withFloat64Host`.
+ *
+ * @example
+ * ```ts
+ * import { roundHost } from "@kiln/kiln";
+ * roundHost("f32", 0.1) === Math.fround(0.1); // true
+ * ```
+ */
+export function roundHost(dtype: DType, v: number): number {
+  if (dtype === "f16") return Math.f16round(v);
+  return float64Host ? v : Math.fround(v);
+}
+
 /**
  * Allocates a zeroed host array of `length` elements of `dtype`.
  *
@@ -116,7 +156,11 @@ export function checkDType(value: unknown, what: string): DType {
 export function allocHost(dtype: DType, length: number): HostArray {
   switch (dtype) {
     case "f32":
-      return new Float32Array(length);
+      // Double precision while `withFloat64Host` runs (typed as f32's array:
+      // every reader only indexes it).
+      return float64Host
+        ? new Float64Array(length) as unknown as Float32Array
+        : new Float32Array(length);
     case "f16":
       return new Float16Array(length);
     case "i32":

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { allocHost, type DType, isFloat } from "../core/dtype.ts";
+import { allocHost, type DType, isFloat, roundHost } from "../core/dtype.ts";
 import { normAxis } from "../core/shape.ts";
 import { flatKernel, flatWorkgroupSize, grid, KernelIo, lit } from "./wgsl/mod.ts";
 import type { KernelEmission, OpDef, ScratchSpec } from "./types.ts";
@@ -67,7 +67,7 @@ export const cumsum: OpDef<CumsumAttrs> = {
     const { outer, d: L, inner } = splitAt(x.shape, normAxis(a.axis, x.shape.length, "cumsum"));
     const res = allocHost(out.dtype, x.data.length);
     const step = isFloat(x.dtype)
-      ? (s: number, v: number) => Math.fround(s + v)
+      ? (s: number, v: number) => roundHost("f32", s + v)
       : x.dtype === "i32"
       ? (s: number, v: number) => (s + v) | 0
       : (s: number, v: number) => (s + v) >>> 0;

@@ -15,8 +15,17 @@ import type { DeviceCaps, KernelContext, KernelEmission, OpDef } from "./types.t
 
 // --- shared kernel helpers (zeroOf is also used by gather) --------------------------
 
-/** `sum_k coord_k(i) * mul_k` as WGSL, dropping zero terms. */
-function remapExpr(i: string, dims: readonly number[], mul: readonly number[]): string {
+/**
+ * `sum_k coord_k(i) * mul_k` as WGSL, dropping zero terms: the input index of
+ * output element `i` of a view whose axis k steps the input by `mul_k`.
+ *
+ * @example
+ * ```ts
+ * import { remapExpr } from "./layout.ts";
+ * remapExpr("i", [2, 3], [1, 2]); // transpose of a [3, 2] input
+ * ```
+ */
+export function remapExpr(i: string, dims: readonly number[], mul: readonly number[]): string {
   const strides = stridesOf(dims);
   const terms: string[] = [];
   for (let k = 0; k < dims.length; k++) {

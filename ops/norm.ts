@@ -14,7 +14,7 @@
  * @module
  */
 
-import { allocHost, type DType, type HostArray, isFloat } from "../core/dtype.ts";
+import { allocHost, type DType, type HostArray, isFloat, roundHost } from "../core/dtype.ts";
 import type { TensorType } from "../core/graph.ts";
 import { formatShape } from "../core/shape.ts";
 import type { HostTensor, KernelContext, KernelEmission, OpDef } from "./types.ts";
@@ -66,7 +66,7 @@ function inferNorm(op: string, inputs: readonly TensorType[], attrs: NormAttrs):
 
 /** Rounds to what storing in `dtype` gives. */
 function round(dtype: DType, v: number): number {
-  return dtype === "f16" ? Math.f16round(v) : Math.fround(v);
+  return roundHost(dtype, v);
 }
 
 function referenceNorm(

@@ -35,6 +35,8 @@ import {
 import { sample, type SampleAttrs } from "./sample.ts";
 import { rope, type RopeAttrs } from "./rope.ts";
 import { attention, type AttentionAttrs } from "./attention.ts";
+import { expand, type ExpandAttrs } from "./expand.ts";
+import { scatterAdd, type ScatterAddAttrs } from "./scatter_add.ts";
 
 /**
  * Every op Kiln knows, with its attribute type.
@@ -173,6 +175,10 @@ export interface OpAttrMap {
   rope: RopeAttrs;
   /** Attributes of `attention`. */
   attention: AttentionAttrs;
+  /** Attributes of `expand`. */
+  expand: ExpandAttrs;
+  /** Attributes of `scatter_add`. */
+  scatter_add: ScatterAddAttrs;
 }
 
 /**
@@ -253,6 +259,8 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   sample,
   rope,
   attention,
+  expand,
+  scatter_add: scatterAdd,
 };
 
 /** Looks an op up by name; throws a TypeError naming unknown ops. */

@@ -1,0 +1,29 @@
+/**
+ * The gradient rule of every differentiable op, gathered from the rule
+ * families. An op missing here cannot be differentiated through; `grad`
+ * names it when a path from a wanted tensor to the loss crosses it.
+ *
+ * @module
+ */
+
+import { ELEMENTWISE_RULES } from "./rules_elementwise.ts";
+import { REDUCE_RULES } from "./rules_reduce.ts";
+import { LAYOUT_RULES } from "./rules_layout.ts";
+import { LINALG_RULES } from "./rules_linalg.ts";
+import type { GradTable } from "./types.ts";
+
+/**
+ * Gradient rules by op name.
+ *
+ * @example
+ * ```ts ignore
+ * import { GRAD_RULES } from "./table.ts";
+ * "matmul" in GRAD_RULES; // true
+ * ```
+ */
+export const GRAD_RULES: GradTable = {
+  ...ELEMENTWISE_RULES,
+  ...REDUCE_RULES,
+  ...LAYOUT_RULES,
+  ...LINALG_RULES,
+};

@@ -1,0 +1,149 @@
+/**
+ * Every gradient rule against central finite differences (float64 CPU
+ * references) and on the GPU against those gradients, at awkward sizes.
+ */
+
+import assert from "node:assert/strict";
+import { GraphBuilder } from "../compiler/builder.ts";
+import { checkGrad } from "./grad_check.ts";
+
+const UNARY = [
+  "neg",
+  "abs",
+  "exp",
+  "tanh",
+  "sigmoid",
+  "silu",
+  "gelu",
+  "softplus",
+  "relu",
+] as const;
+
+Deno.test("grad: unary ops", async () => {
+  for (const op of UNARY) {
+    await checkGrad(op, { x: { shape: [3, 5] } }, ({ x }) => x.mul(3)[op]());
+  }
+  // Positive domains.
+  await checkGrad("log", { x: { shape: [7] } }, ({ x }) => x.mul(x).add(0.5).log());
+  await checkGrad("sqrt", { x: { shape: [7] } }, ({ x }) => x.mul(x).add(0.5).sqrt());
+  await checkGrad("rsqrt", { x: { shape: [7] } }, ({ x }) => x.mul(x).add(0.5).rsqrt());
+  await checkGrad(
+    "gelu_erf",
+    { x: { shape: [9] } },
+    ({ x }) => x.mul(3).gelu({ approximate: "none" }),
+  );
+});
+
+Deno.test("grad: binary ops with broadcasting, where, maximum, pow", async () => {
+  const shapes = { a: { shape: [2, 3, 5] }, b: { shape: [3, 1] } };
+  await checkGrad("add", shapes, ({ a, b }) => a.add(b));
+  await checkGrad("sub", shapes, ({ a, b }) => a.sub(b));
+  await checkGrad("mul", shapes, ({ a, b }) => a.mul(b));
+  await checkGrad("div", shapes, ({ a, b }) => a.div(b.mul(b).add(0.5)));
+  await checkGrad("maximum", shapes, ({ a, b }) => a.maximum(b));
+  await checkGrad("minimum", shapes, ({ a, b }) => a.minimum(b));
+  await checkGrad("pow", shapes, ({ a, b }) => a.mul(a).add(0.5).pow(b));
+  await checkGrad("where", shapes, ({ a, b }) => a.where(a.greater(0), b));
+  // Fan-out: one value used three times.
+  await checkGrad("fan-out", { x: { shape: [4, 3] } }, ({ x }) => x.mul(x).add(x.exp()).mul(x));
+});
+
+Deno.test("grad: reductions, softmax, logsumexp, cumsum", async () => {
+  for (const keep of [false, true]) {
+    for (const axis of [0, 1, -1]) {
+      const x = { x: { shape: [3, 4, 5] } };
+      await checkGrad(`sum ${axis} ${keep}`, x, ({ x }) => x.sum(axis, keep));
+      await checkGrad(`mean ${axis} ${keep}`, x, ({ x }) => x.mean(axis, keep));
+      await checkGrad(`max ${axis} ${keep}`, x, ({ x }) => x.max(axis, keep));
+      await checkGrad(`min ${axis} ${keep}`, x, ({ x }) => x.min(axis, keep));
+      await checkGrad(`logsumexp ${axis} ${keep}`, x, ({ x }) => x.logsumexp(axis, keep));
+    }
+  }
+  await checkGrad("softmax", { x: { shape: [3, 7] } }, ({ x }) => x.mul(2).softmax(-1));
+  await checkGrad("softmax axis 0", { x: { shape: [5, 3] } }, ({ x }) => x.softmax(0));
+  for (const exclusive of [false, true]) {
+    for (const reverse of [false, true]) {
+      await checkGrad(
+        `cumsum ${exclusive} ${reverse}`,
+        { x: { shape: [3, 6] } },
+        ({ x }) => x.cumsum(-1, { exclusive, reverse }),
+      );
+    }
+  }
+  await checkGrad("topk values", { x: { shape: [4, 9] } }, ({ x }) => x.topk(3)[0]);
+});
+
+Deno.test("grad: layout ops and gather", async () => {
+  await checkGrad(
+    "reshape",
+    { x: { shape: [6, 4] } },
+    ({ x }) => x.reshape([3, 8]).mul(x.reshape([3, 8])),
+  );
+  await checkGrad(
+    "transpose",
+    { x: { shape: [2, 3, 5] } },
+    ({ x }) => x.transpose([2, 0, 1]).exp(),
+  );
+  await checkGrad("slice", { x: { shape: [4, 7] } }, ({ x }) => x.slice(1, 2, 5).exp());
+  await checkGrad("slice rows", { x: { shape: [6, 3] } }, ({ x }) => x.slice(0, 0, 4));
+  await checkGrad(
+    "concat",
+    { a: { shape: [2, 3] }, b: { shape: [2, 4] } },
+    ({ a, b }, g) => g.concat([a.exp(), b, a], 1),
+  );
+  await checkGrad(
+    "gather (repeated and out-of-range ids)",
+    {
+      table: { shape: [7, 5] },
+      ids: { shape: [9], dtype: "i32", data: [3, 0, 3, 6, -1, 3, 7, 2, 0] },
+    },
+    ({ table, ids }) => table.gather(ids),
+  );
+});
+
+Deno.test("grad: matmul in every layout, batched and broadcast", async () => {
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      const [M, K, N] = [5, 7, 3];
+      await checkGrad(`matmul ${transA} ${transB}`, {
+        a: { shape: transA ? [K, M] : [M, K] },
+        b: { shape: transB ? [N, K] : [K, N] },
+      }, ({ a, b }) => a.matmul(b, { transA, transB }));
+      await checkGrad(`batched matmul ${transA} ${transB}`, {
+        a: { shape: transA ? [2, K, M] : [2, M, K] },
+        b: { shape: transB ? [2, N, K] : [2, K, N] },
+      }, ({ a, b }) => a.matmul(b, { transA, transB }));
+      await checkGrad(`rows against a weight ${transA} ${transB}`, {
+        a: { shape: transA ? [3, K, M] : [3, M, K] },
+        b: { shape: transB ? [N, K] : [K, N] },
+      }, ({ a, b }) => a.matmul(b, { transA, transB }));
+    }
+  }
+});
+
+Deno.test("grad: rmsnorm and layernorm", async () => {
+  await checkGrad(
+    "rmsnorm",
+    { x: { shape: [3, 2, 9] }, w: { shape: [9] } },
+    ({ x, w }) => x.rmsnorm(w, 1e-5),
+  );
+  await checkGrad(
+    "layernorm",
+    { x: { shape: [4, 7] }, w: { shape: [7] }, b: { shape: [7] } },
+    ({ x, w, b }) => x.layernorm(w, b, 1e-5),
+  );
+});
+
+Deno.test("grad: a tensor the loss does not reach gets zeros; ops without a rule are named", () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", [3]);
+  const w = g.input("w", [3]);
+  const [dw] = g.grad(x.exp().sum(0), [w]);
+  assert.deepEqual(dw.shape, [3]);
+  const h = new GraphBuilder();
+  const a = h.input("a", [8]);
+  const loss = h.apply("fft", [a.reshape([1, 4, 2])], { n: 4, inverse: false })[0];
+  assert.throws(() => h.grad(loss.reshape([-1]).sum(0), [a]), /op "fft" has no gradient rule/);
+  assert.throws(() => h.grad(a, [a]), /loss must be a float scalar/);
+  assert.throws(() => h.grad(a.sum(0), [h.input("i", [2], "i32")]), /only float tensors/);
+});

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { escapeXml } from "../plot/svg.ts";
+
 /**
  * An SVG heatmap of expert usage (layers × experts), darker = more routed pairs.
  *
@@ -46,11 +48,4 @@ export function usageHeatmapSvg(
   }
   out.push("</svg>");
   return out.join("\n") + "\n";
-}
-
-function escapeXml(s: string): string {
-  return s.replace(
-    /[<>&"]/g,
-    (ch) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[ch]!,
-  );
 }

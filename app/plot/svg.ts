@@ -1,0 +1,191 @@
+/**
+ * Line charts as standalone SVG text (no dependencies, opens in any browser):
+ * loss curves of training runs and the lecture's experiment plots.
+ *
+ * @module
+ */
+
+/**
+ * One line of a chart.
+ *
+ * @example
+ * ```ts
+ * import type { Series } from "@kiln/kiln";
+ * const s: Series = { label: "train", points: [[0, 5.5], [100, 3.2]] };
+ * ```
+ */
+export interface Series {
+  /** Legend text. */
+  readonly label: string;
+  /** `[x, y]` points, in x order; non-finite values are skipped. */
+  readonly points: readonly (readonly [number, number])[];
+  /** CSS colour (default: a palette colour by position). */
+  readonly color?: string;
+  /** Draw markers at the points instead of only a line. */
+  readonly markers?: boolean;
+}
+
+/**
+ * Options of {@linkcode lineChartSvg}.
+ *
+ * @example
+ * ```ts
+ * import type { LineChartOptions } from "@kiln/kiln";
+ * const o: LineChartOptions = { title: "loss", xLabel: "step", yLabel: "nats", series: [] };
+ * ```
+ */
+export interface LineChartOptions {
+  /** Chart title. */
+  readonly title: string;
+  /** X axis label. */
+  readonly xLabel: string;
+  /** Y axis label. */
+  readonly yLabel: string;
+  /** Lines drawn. */
+  readonly series: readonly Series[];
+  /** Logarithmic x or y axis (positive values only; others are skipped). */
+  readonly logX?: boolean;
+  /** Logarithmic y axis. */
+  readonly logY?: boolean;
+  /** Width and height in pixels (default 720 × 420). */
+  readonly width?: number;
+  /** Height in pixels. */
+  readonly height?: number;
+}
+
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"];
+
+/**
+ * Escapes text for an XML attribute or element.
+ *
+ * @example
+ * ```ts
+ * import { escapeXml } from "./svg.ts";
+ * escapeXml("a < b"); // "a &lt; b"
+ * ```
+ */
+export function escapeXml(s: string): string {
+  return s.replace(
+    /[<>&"]/g,
+    (ch) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;" })[ch]!,
+  );
+}
+
+/** About five round tick values covering [lo, hi]. */
+function ticks(lo: number, hi: number): number[] {
+  if (hi <= lo) return [lo];
+  const raw = (hi - lo) / 5;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+    out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  }
+  return out;
+}
+
+function label(v: number): string {
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e5 || a < 1e-3)) return v.toExponential(0);
+  return Number(v.toPrecision(4)).toString();
+}
+
+/**
+ * A line chart as SVG text: axes with round ticks, one polyline per series,
+ * a legend. Throws a RangeError when no series has a plottable point.
+ *
+ * @example
+ * ```ts
+ * import { lineChartSvg } from "@kiln/kiln";
+ * const svg = lineChartSvg({
+ *   title: "training loss", xLabel: "step", yLabel: "nats",
+ *   series: [{ label: "train", points: [[0, 5.5], [50, 3.1], [100, 2.4]] }],
+ * });
+ * svg.startsWith("<svg"); // true
+ * ```
+ */
+export function lineChartSvg(options: LineChartOptions): string {
+  const W = options.width ?? 720, H = options.height ?? 420;
+  const [L, R, T, B] = [70, 20, 40, 50];
+  const fx = options.logX ? Math.log10 : (v: number) => v;
+  const fy = options.logY ? Math.log10 : (v: number) => v;
+  const ok = (x: number, y: number) =>
+    Number.isFinite(x) && Number.isFinite(y) && (!options.logX || x > 0) &&
+    (!options.logY || y > 0);
+  const pts = options.series.map((s) => s.points.filter(([x, y]) => ok(x, y)));
+  const all = pts.flat();
+  if (all.length === 0) {
+    throw new RangeError(`lineChartSvg: "${options.title}" has no finite point to plot`);
+  }
+  let [x0, x1] = [Math.min(...all.map((p) => fx(p[0]))), Math.max(...all.map((p) => fx(p[0])))];
+  let [y0, y1] = [Math.min(...all.map((p) => fy(p[1]))), Math.max(...all.map((p) => fy(p[1])))];
+  if (x1 === x0) [x0, x1] = [x0 - 1, x1 + 1];
+  if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1];
+  const pad = (y1 - y0) * 0.05;
+  [y0, y1] = [y0 - pad, y1 + pad];
+  const sx = (v: number) => L + (fx(v) - x0) / (x1 - x0) * (W - L - R);
+  const sy = (v: number) => H - B - (fy(v) - y0) / (y1 - y0) * (H - T - B);
+  const out = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${
+      escapeXml(options.title)
+    }</text>`,
+  ];
+  const axisTicks = (lo: number, hi: number, log?: boolean) =>
+    log
+      ? ticks(Math.floor(lo), Math.ceil(hi)).filter((e) =>
+        Number.isInteger(e) && e >= lo && e <= hi
+      )
+        .map((e) => 10 ** e)
+      : ticks(lo, hi);
+  for (const v of axisTicks(x0, x1, options.logX)) {
+    const x = sx(v).toFixed(1);
+    out.push(
+      `<line x1="${x}" y1="${T}" x2="${x}" y2="${H - B}" stroke="#eee"/>`,
+      `<text x="${x}" y="${H - B + 16}" text-anchor="middle">${label(v)}</text>`,
+    );
+  }
+  for (const v of axisTicks(y0, y1, options.logY)) {
+    const y = sy(v).toFixed(1);
+    out.push(
+      `<line x1="${L}" y1="${y}" x2="${W - R}" y2="${y}" stroke="#eee"/>`,
+      `<text x="${L - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${label(v)}</text>`,
+    );
+  }
+  out.push(
+    `<rect x="${L}" y="${T}" width="${W - L - R}" height="${
+      H - T - B
+    }" fill="none" stroke="#333"/>`,
+    `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">${
+      escapeXml(options.xLabel)
+    }</text>`,
+    `<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${
+      escapeXml(options.yLabel)
+    }</text>`,
+  );
+  options.series.forEach((s, i) => {
+    const color = escapeXml(s.color ?? PALETTE[i % PALETTE.length]);
+    const path = pts[i].map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`);
+    if (path.length > 1) {
+      out.push(
+        `<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${path.join(" ")}"/>`,
+      );
+    }
+    if (s.markers || path.length === 1) {
+      for (const p of path) {
+        const [x, y] = p.split(",");
+        out.push(`<circle cx="${x}" cy="${y}" r="3" fill="${color}"/>`);
+      }
+    }
+    const ly = T + 14 + i * 16;
+    out.push(
+      `<line x1="${W - R - 150}" y1="${ly}" x2="${
+        W - R - 130
+      }" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
+      `<text x="${W - R - 124}" y="${ly}" dominant-baseline="middle">${escapeXml(s.label)}</text>`,
+    );
+  });
+  out.push("</svg>");
+  return out.join("\n") + "\n";
+}

@@ -14,6 +14,8 @@
  * every kernel's source. `build FILE -o OUT.ts` compiles such a module ahead
  * of time into a standalone module importing only the runtime. `quantize MODEL --type T
  * -o OUT.gguf` writes a model folder or GGUF file as one GGUF file in that type.
+ * `tokenizer train --corpus FILE --vocab-size N --out DIR` trains a byte-level BPE
+ * tokenizer.json on text.
  * `kiln COMMAND --help` prints one command's options.
  * User mistakes print one line and exit with status 1. The commands live in
  * `app/cli/`.
@@ -27,6 +29,7 @@ import { UsageError } from "./app/cli/errors.ts";
 import { generate } from "./app/cli/generate.ts";
 import { inspect } from "./app/cli/inspect.ts";
 import { quantize } from "./app/cli/quantize.ts";
+import { tokenizer } from "./app/cli/tokenizer.ts";
 import { tune } from "./app/cli/tune.ts";
 import { usage } from "./app/cli/usage.ts";
 import { envFlag } from "./app/env_flag.ts";
@@ -38,7 +41,7 @@ export { UsageError };
 // is granted, so a run without --allow-env neither prompts nor fails.
 setDebugSource(() => envFlag("KILN_DEBUG"));
 
-const COMMANDS = { generate, inspect, bench, build, tune, quantize } as const;
+const COMMANDS = { generate, inspect, bench, build, tune, quantize, tokenizer } as const;
 
 /**
  * Runs the CLI with `args`; returns the exit status.

@@ -243,11 +243,15 @@ export {
   storedStates,
 } from "./models/s4.ts";
 export {
+  type BpeTrainOptions,
   type DecodeOptions,
   type EncodeOptions,
   StreamDecoder,
   Tokenizer,
   type TokenizerOptions,
+  trainByteLevelBpe,
+  type TrainedBpe,
+  WordCounts,
 } from "./app/tokenizer/mod.ts";
 export {
   Checkpoint,

@@ -131,6 +131,25 @@ export const QUANTIZE_USAGE = `\
                                      general.name; --quiet: no progress, no summary line`;
 
 /**
+ * Usage of `kiln tokenizer`.
+ *
+ * @example
+ * ```ts
+ * import { TOKENIZER_USAGE } from "./usage.ts";
+ * console.log(TOKENIZER_USAGE);
+ * ```
+ */
+export const TOKENIZER_USAGE = `\
+  tokenizer train --corpus FILE [--corpus FILE …] --vocab-size N --out DIR
+                  [--min-frequency 2] [--special TOKEN …] [--quiet]
+                                     train a GPT-2-style byte-level BPE on UTF-8 text files and
+                                     write DIR/tokenizer.json as Hugging Face's
+                                     ByteLevelBPETokenizer would (same merges, same ties):
+                                     --special tokens (e.g. "<|endoftext|>") take the first
+                                     ids, then the 256 bytes, then merges of the most frequent
+                                     pair occurring at least --min-frequency times, up to N`;
+
+/**
  * Usage of one command, or of them all (`undefined`).
  *
  * @example
@@ -140,7 +159,7 @@ export const QUANTIZE_USAGE = `\
  * ```
  */
 export function usage(
-  command?: "generate" | "inspect" | "bench" | "build" | "tune" | "quantize",
+  command?: "generate" | "inspect" | "bench" | "build" | "tune" | "quantize" | "tokenizer",
 ): string {
   if (command) {
     const text = {
@@ -150,6 +169,7 @@ export function usage(
       build: BUILD_USAGE,
       tune: TUNE_USAGE,
       quantize: QUANTIZE_USAGE,
+      tokenizer: TOKENIZER_USAGE,
     }[command];
     return `usage: kiln ${text.trimStart()}`;
   }
@@ -162,6 +182,7 @@ ${BENCH_USAGE}
 ${BUILD_USAGE}
 ${TUNE_USAGE}
 ${QUANTIZE_USAGE}
+${TOKENIZER_USAGE}
   help [COMMAND]                     this text, or one command's (also: kiln COMMAND --help)
 
 Least privilege: deno run --allow-read=DIR cli.ts generate --model DIR …`;

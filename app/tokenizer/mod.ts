@@ -8,7 +8,8 @@
  * `added_tokens.ts` (special and user tokens found before the model runs),
  * `parts.ts` (normalizers, pre-tokenizers, decoders and the JSON field
  * helpers), `post_processor.ts` (BOS/EOS templates), `special_tokens.ts`
- * (BOS/EOS from tokenizer_config.json or conventional names).
+ * (BOS/EOS from tokenizer_config.json or conventional names), `train.ts` (training a
+ * byte-level BPE on text: `train_words.ts`, `train_merges.ts`, `train_json.ts`).
  *
  * @example
  * ```ts ignore
@@ -28,3 +29,4 @@ export {
   Tokenizer,
   type TokenizerOptions,
 } from "./tokenizer.ts";
+export { type BpeTrainOptions, trainByteLevelBpe, type TrainedBpe, WordCounts } from "./train.ts";

@@ -216,6 +216,13 @@ export { countParams, type ParamCount, type ParamUsage } from "./compiler/params
 export { GpuExecutable } from "./runtime/gpu_executor.ts";
 export { type ConvAttrs, type FftAttrs, fftF64 } from "./ops/fft/mod.ts";
 export type { S4Attrs, S4KernelAttrs } from "./ops/s4/mod.ts";
+export type {
+  ConvGradInputAttrs,
+  ConvGradKernelAttrs,
+  ConvGradMethod,
+} from "./ops/fft/conv_grad.ts";
+export type { S4KernelGradAttrs } from "./ops/s4/grad.ts";
+export type { S4StateGradAttrs } from "./ops/s4/state_grad.ts";
 export {
   type DiscreteS4,
   discretise,

@@ -23,6 +23,14 @@ import { writeRows } from "./write_rows.ts";
 import { type ConvAttrs, directConv, fft, type FftAttrs, fftConv } from "./fft/mod.ts";
 import { s4, type S4Attrs, s4Kernel, type S4KernelAttrs, s4State } from "./s4/mod.ts";
 import {
+  convGradInput,
+  type ConvGradInputAttrs,
+  convGradKernel,
+  type ConvGradKernelAttrs,
+} from "./fft/conv_grad.ts";
+import { s4KernelGrad, type S4KernelGradAttrs } from "./s4/grad.ts";
+import { s4StateGrad, type S4StateGradAttrs } from "./s4/state_grad.ts";
+import {
   type Conv1dAttrs,
   conv1dCausal,
   conv1dStep,
@@ -159,6 +167,14 @@ export interface OpAttrMap {
   s4: S4Attrs;
   /** Attributes of `s4_state`. */
   s4_state: S4Attrs;
+  /** Attributes of `s4_kernel_grad`. */
+  s4_kernel_grad: S4KernelGradAttrs;
+  /** Attributes of `s4_state_grad`. */
+  s4_state_grad: S4StateGradAttrs;
+  /** Attributes of `conv_grad_input`. */
+  conv_grad_input: ConvGradInputAttrs;
+  /** Attributes of `conv_grad_kernel`. */
+  conv_grad_kernel: ConvGradKernelAttrs;
   /** Attributes of `conv1d_causal`. */
   conv1d_causal: Conv1dAttrs;
   /** Attributes of `conv_state_update`. */
@@ -251,6 +267,10 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   s4_kernel: s4Kernel,
   s4,
   s4_state: s4State,
+  s4_kernel_grad: s4KernelGrad,
+  s4_state_grad: s4StateGrad,
+  conv_grad_input: convGradInput,
+  conv_grad_kernel: convGradKernel,
   conv1d_causal: conv1dCausal,
   conv_state_update: convStateUpdate,
   conv1d_step: conv1dStep,

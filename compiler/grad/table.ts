@@ -10,6 +10,7 @@ import { ELEMENTWISE_RULES } from "./rules_elementwise.ts";
 import { REDUCE_RULES } from "./rules_reduce.ts";
 import { LAYOUT_RULES } from "./rules_layout.ts";
 import { LINALG_RULES } from "./rules_linalg.ts";
+import { S4_RULES } from "./rules_s4.ts";
 import type { GradTable } from "./types.ts";
 
 /**
@@ -26,4 +27,5 @@ export const GRAD_RULES: GradTable = {
   ...REDUCE_RULES,
   ...LAYOUT_RULES,
   ...LINALG_RULES,
+  ...S4_RULES,
 };

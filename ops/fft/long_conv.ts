@@ -9,6 +9,7 @@
  * @module
  */
 
+import { allocHost, type HostArray } from "../../core/dtype.ts";
 import type { TensorType } from "../../core/graph.ts";
 import { formatShape, numel } from "../../core/shape.ts";
 import type { DeviceCaps, KernelSource, OpDef } from "../types.ts";
@@ -64,11 +65,11 @@ function inferConv(op: string, x: TensorType, k: TensorType): TensorType[] {
 function convReference(
   x: { data: ArrayLike<number>; shape: readonly number[] },
   k: { data: ArrayLike<number>; shape: readonly number[] },
-): Float32Array {
+): HostArray {
   const r = x.shape.length;
   const T = x.shape[r - 2], H = x.shape[r - 1], Lk = k.shape[1];
   const batch = numel(x.shape) / (T * H);
-  const y = new Float32Array(numel(x.shape));
+  const y = allocHost("f32", numel(x.shape));
   for (let b = 0; b < batch; b++) {
     for (let t = 0; t < T; t++) {
       for (let h = 0; h < H; h++) {

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { allocHost } from "../../core/dtype.ts";
 import type { HostTensor } from "../types.ts";
 
 /**
@@ -110,7 +111,8 @@ export function recurrenceF64(
   const N2 = A.shape[1];
   const d = discretiseDiagonal(A.data, B.data, dt.data, attrs.discretisation);
   const cf = attrs.conj ? 2 : 1;
-  const y = new Float32Array(Bt * T * H);
+  // Float64 inside `withFloat64Host` (finite-difference checks), f32 otherwise.
+  const y = allocHost("f32", Bt * T * H) as Float32Array;
   for (let b = 0; b < Bt; b++) {
     for (let h = 0; h < H; h++) {
       for (let t = 0; t < T; t++) {

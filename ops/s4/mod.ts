@@ -15,6 +15,10 @@
  * - `s4(x [B, T, H], A, B, C, log_dt)` → y [B, T, H] from a zero state.
  * - `s4_state(x, A, B, C, log_dt, state [B, H, N2, 2])` → [y, new state]: starts
  *   from `state` and returns the state after the last step, updated in place.
+ * - Backward (issue 16): `s4_kernel_grad` (`grad.ts`, dK̄ → dA, dB, dC, d log Δ
+ *   by Horner over the Vandermonde powers) and `s4_state_grad` (`state_grad.ts`,
+ *   the initial state's response and the final state, and the state's own
+ *   gradient); the rules are in `compiler/grad/rules_s4.ts`.
  *
  * Representations (`mode`, `choice.ts`): `recurrent` (hₜ = Ā hₜ₋₁ + B̄ xₜ,
  * yₜ = c·Re(C hₜ), one thread per (b, h)); `conv` (K̄ by Vandermonde, then FFT

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { allocHost } from "../../core/dtype.ts";
 import { type Dim, formatShape } from "../../core/shape.ts";
 import type { TensorType } from "../../core/graph.ts";
 import type { DeviceCaps, KernelEmission, KernelSource, OpDef } from "../types.ts";
@@ -265,7 +266,9 @@ export const s4State: OpDef<S4Attrs> = {
   reference([x, A, B, C, dt, st], attrs) {
     const state = Float64Array.from(st.data);
     const y = recurrenceF64(x, [A, B, C, dt], attrs, state);
-    return [y, Float32Array.from(state)];
+    const next = allocHost("f32", state.length);
+    next.set(state);
+    return [y, next];
   },
   lower: {
     kind: "kernel",
@@ -310,7 +313,9 @@ export const s4Kernel: OpDef<S4KernelAttrs> = {
       attrs.discretisation,
       attrs.conj,
     );
-    return [Float32Array.from(K)];
+    const res = allocHost("f32", K.length);
+    res.set(K);
+    return [res];
   },
   lower: {
     kind: "kernel",

@@ -87,6 +87,11 @@ export const SKIPPED_OPS: Readonly<Partial<Record<OpName, string>>> = {
     "S4 kernel needs a stable (negative real part) diagonal state matrix (tests/s4_test.ts)",
   s4: "S4 layer: same stability constraint on its parameters (tests/s4_test.ts)",
   s4_state: "S4 recurrent state: same stability constraint (tests/s4_test.ts)",
+  s4_kernel_grad: "S4 kernel's backward: same stability constraint; checked by finite " +
+    "differences and on the GPU (tests/s4_grad_test.ts)",
+  s4_state_grad: "S4 state's backward: as s4_kernel_grad (tests/s4_grad_test.ts)",
+  conv_grad_input: "long convolution's backward, FFT lengths as fft_conv (tests/s4_grad_test.ts)",
+  conv_grad_kernel: "long convolution's backward, as conv_grad_input (tests/s4_grad_test.ts)",
   conv1d_causal:
     "Mamba's depthwise causal conv: fixed [L, C] / [C, K] layouts (tests/ssm_op_test.ts)",
   conv_state_update: "Mamba's conv state shift: fixed layouts (tests/ssm_op_test.ts)",

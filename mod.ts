@@ -153,6 +153,7 @@ export {
   type SsmStepOptions,
 } from "./models/mamba.ts";
 export { MOE_ROLES, type MoeAttrs, type MoeRole, type MoeRouterKind } from "./ops/moe/mod.ts";
+export type { MoeGradAttrs } from "./ops/moe/grad.ts";
 export { type QuantAttrs, quantRowBytes, quantWords } from "./ops/quant/mod.ts";
 export {
   dequantize,

@@ -19,6 +19,7 @@ import { qgather, qmatmul, type QuantAttrs } from "./quant/mod.ts";
 import { cumsum, type CumsumAttrs } from "./cumsum.ts";
 import { topk, type TopkAttrs } from "./topk.ts";
 import { moe, type MoeAttrs } from "./moe/mod.ts";
+import { moeGrad, type MoeGradAttrs } from "./moe/grad.ts";
 import { writeRows } from "./write_rows.ts";
 import { type ConvAttrs, directConv, fft, type FftAttrs, fftConv } from "./fft/mod.ts";
 import { s4, type S4Attrs, s4Kernel, type S4KernelAttrs, s4State } from "./s4/mod.ts";
@@ -153,6 +154,8 @@ export interface OpAttrMap {
   topk: TopkAttrs;
   /** Attributes of `moe`. */
   moe: MoeAttrs;
+  /** Attributes of `moe_grad` (moe's backward). */
+  moe_grad: MoeGradAttrs;
   /** Attributes of `write_rows`. */
   write_rows: u.NoAttrs;
   /** Attributes of `fft`. */
@@ -260,6 +263,7 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   cumsum,
   topk,
   moe,
+  moe_grad: moeGrad,
   write_rows: writeRows,
   fft,
   fft_conv: fftConv,

@@ -11,6 +11,7 @@ import { REDUCE_RULES } from "./rules_reduce.ts";
 import { LAYOUT_RULES } from "./rules_layout.ts";
 import { LINALG_RULES } from "./rules_linalg.ts";
 import { S4_RULES } from "./rules_s4.ts";
+import { MOE_RULES } from "./rules_moe.ts";
 import type { GradTable } from "./types.ts";
 
 /**
@@ -28,4 +29,5 @@ export const GRAD_RULES: GradTable = {
   ...LAYOUT_RULES,
   ...LINALG_RULES,
   ...S4_RULES,
+  ...MOE_RULES,
 };

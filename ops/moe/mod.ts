@@ -136,13 +136,19 @@ function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs): HostArray
     out.set(a);
     return out;
   };
+  // allocHost: float64 under `withFloat64Host`, so finite differences see no f32 rounding.
+  const f32s = (a: ArrayLike<number>) => {
+    const out = allocHost("f32", a.length);
+    out.set(a);
+    return out;
+  };
   const outs: HostArray[] = [
-    Float32Array.from(r.y),
-    Float32Array.from(r.logits),
+    f32s(r.y),
+    f32s(r.logits),
     u32s(r.counts),
-    Float32Array.of(r.auxLoss, r.zLoss),
+    f32s([r.auxLoss, r.zLoss]),
   ];
-  if (routingOf(attrs)) outs.push(u32s(r.topkIdx), Float32Array.from(r.topkW), u32s(r.keptCounts));
+  if (routingOf(attrs)) outs.push(u32s(r.topkIdx), f32s(r.topkW), u32s(r.keptCounts));
   return outs;
 }
 

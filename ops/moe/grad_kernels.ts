@@ -1,0 +1,344 @@
+/**
+ * The WGSL kernels of `moe_grad` after the (reused) router and sort: grouped
+ * passes over the expert-sorted rows, the weight gradients per expert segment
+ * (each output element sums its expert's rows in row order, i.e. token order),
+ * the per-token combine and the router backward. No float atomics anywhere.
+ *
+ * @module
+ */
+
+import type { DeviceCaps, KernelSource } from "../types.ts";
+import { f32, flatLaunch, flatMain, KernelIo, u32 } from "../wgsl/mod.ts";
+import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
+
+/**
+ * Scratch buffers of `moe_grad`, in scratch order: the router's and the
+ * sort's (as the forward's kernels write them), then the backward's own.
+ *
+ * @example
+ * ```ts
+ * import { MOE_GRAD_SCRATCH } from "./grad_kernels.ts";
+ * MOE_GRAD_SCRATCH.indexOf("h"); // 9
+ * ```
+ */
+export const MOE_GRAD_SCRATCH = [
+  "logits",
+  "probs",
+  "topk_idx",
+  "topk_w",
+  "sorted_token",
+  "sorted_w",
+  "tile_expert",
+  "slot_pos",
+  "counts",
+  "h",
+  "ga",
+  "gb",
+  "hp",
+  "dxs",
+  "fsum",
+  "dys",
+] as const;
+
+/**
+ * One scratch buffer of `moe_grad`.
+ *
+ * @example
+ * ```ts
+ * import type { MoeGradScratch } from "./grad_kernels.ts";
+ * const b: MoeGradScratch = "dxs";
+ * ```
+ */
+export type MoeGradScratch = typeof MOE_GRAD_SCRATCH[number];
+
+/**
+ * Elements of each scratch buffer for config `c`.
+ *
+ * @example
+ * ```ts ignore
+ * moeGradScratchLength(c, "h"); // c.rowsMax · c.ff
+ * ```
+ */
+export function moeGradScratchLength(c: ResolvedMoeConfig, b: MoeGradScratch): number {
+  const { T, d, ff, E, k, rowsMax, tilesMax } = c;
+  switch (b) {
+    case "logits":
+    case "probs":
+      return T * E;
+    case "topk_idx":
+    case "topk_w":
+    case "slot_pos":
+      return T * k;
+    case "sorted_token":
+    case "sorted_w":
+      return rowsMax;
+    case "tile_expert":
+      return tilesMax;
+    case "counts":
+      return E;
+    case "h":
+    case "ga":
+    case "gb":
+    case "hp":
+      return rowsMax * ff;
+    case "dxs":
+    case "dys":
+      return rowsMax * d;
+    case "fsum":
+      return E + 1;
+  }
+}
+
+/** Operand positions of `moe_grad` (inputs and outputs). */
+const IN = { x: 0, logits: 1, w1: 2, w3: 3, w2: 4, dy: 5, dlogits: 6, dtopkw: 7, daux: 8, mask: 9 };
+const OUT = { dx: 0, dz: 1, dw1: 2, dw3: 3, dw2: 4 };
+
+/**
+ * Names of one kernel's operands, recorded through its {@linkcode KernelIo};
+ * `vec4` views of raw arrays are recorded too.
+ *
+ * @example
+ * ```ts
+ * import { GradIo } from "./grad_kernels.ts";
+ * const g = new GradIo();
+ * g.s("h"); // "scratch9"
+ * ```
+ */
+export class GradIo {
+  /** The operand recorder. */
+  readonly io: KernelIo = new KernelIo();
+  /** Element types of the arrays viewed as vectors. */
+  readonly types: Record<string, string> = {};
+  /** Scratch buffer `b` (as `vec4<f32>` when `lanes` is 4). */
+  s(b: MoeGradScratch, lanes = 1): string {
+    const name = this.io.scratch(MOE_GRAD_SCRATCH.indexOf(b));
+    if (lanes === 4) this.types[name] = "vec4<f32>";
+    return name;
+  }
+  /** Raw input array (as `vec4<f32>` when `lanes` is 4). */
+  in(b: keyof typeof IN, lanes = 1): string {
+    const name = this.io.in(IN[b]);
+    if (lanes === 4) this.types[name] = "vec4<f32>";
+    return name;
+  }
+  /** Element `i` of an input read through its load function (fused prologues). */
+  load(b: keyof typeof IN, i: string): string {
+    return this.io.load(IN[b], i);
+  }
+  /** Store of output `b`. */
+  store(b: keyof typeof OUT, i: string, v: string): string {
+    return this.io.store(OUT[b], i, v);
+  }
+}
+
+const NONE = `const NONE: u32 = ${u32(MOE_NONE)};`;
+
+/**
+ * A kernel running `body` once per flat index `i < n` (with `NONE` and
+ * `helpers` in scope), carrying the operands and vector views `g` recorded.
+ *
+ * @example
+ * ```ts ignore
+ * flat("moe_grad_x", "grad_x", 64, caps, "  let t = i;", "", new GradIo());
+ * ```
+ */
+export function flat(
+  label: string,
+  role: string,
+  n: number,
+  caps: DeviceCaps,
+  body: string,
+  helpers: string,
+  g: GradIo,
+): KernelSource {
+  const { wg, workgroups, index } = flatLaunch(Math.max(1, n), caps);
+  const code = `${NONE}\n${helpers}\n${flatMain(wg, index, n, body)}`;
+  return { label, role, code, workgroups, uses: g.io.uses, arrayTypes: { ...g.types } };
+}
+
+/**
+ * WGSL `seg_start(e)`: the first sorted row of expert e (segments padded to the
+ * row tile, as the sort lays them out).
+ *
+ * @example
+ * ```ts ignore
+ * const helpers = segStart(c, g);
+ * ```
+ */
+export function segStart(c: ResolvedMoeConfig, g: GradIo): string {
+  const TM = c.tile.rows;
+  return `fn seg_start(e: u32) -> u32 {
+  var s = 0u;
+  for (var q = 0u; q < e; q++) {
+    let kp = min(${g.s("counts")}[q], ${u32(c.capacity)});
+    s += (kp + ${u32(TM - 1)}) / ${u32(TM)} * ${u32(TM)};
+  }
+  return s;
+}`;
+}
+
+/**
+ * `dys[row, c] = dy[sorted_token[row], c]` (0 on padding rows): the incoming
+ * gradient gathered into expert order once, so the GEMMs read it as vectors.
+ *
+ * @example
+ * ```ts ignore
+ * emitGradGatherDy(c, caps).role; // "grad_gather"
+ * ```
+ */
+export function emitGradGatherDy(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource {
+  const g = new GradIo();
+  const { d } = c;
+  const body = `  let tok = ${g.s("sorted_token")}[i / ${u32(d)}];
+  var v = 0.0;
+  if (tok != NONE) { v = ${g.load("dy", `tok * ${u32(d)} + i % ${u32(d)}`)}; }
+  ${g.s("dys")}[i] = v;`;
+  return flat(`moe_grad_gather_dy_${d}`, "grad_gather", c.rowsMax * d, caps, body, "", g);
+}
+
+/**
+ * `dx[t, c] = Σ_j dxs[slot_pos[t, j], c]` over the token's kept slots, in slot order.
+ *
+ * @example
+ * ```ts ignore
+ * emitGradCombine(c, caps).role; // "grad_combine"
+ * ```
+ */
+export function emitGradCombine(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource {
+  const g = new GradIo();
+  const { d, k, T } = c;
+  const body = `  let t = i / ${u32(d)};
+  let cc = i % ${u32(d)};
+  var acc = 0.0;
+  for (var j = 0u; j < ${u32(k)}; j++) {
+    let pos = ${g.s("slot_pos")}[t * ${u32(k)} + j];
+    if (pos != NONE) { acc += ${g.s("dxs")}[pos * ${u32(d)} + cc]; }
+  }
+  ${g.store("dx", "i", "acc")};`;
+  return flat(`moe_grad_combine_${d}`, "grad_combine", T * d, caps, body, "", g);
+}
+
+/**
+ * One workgroup: `fsum[e]` = masked picks of expert e (before drops, as the
+ * forward's balance loss counts them) and `fsum[E]` = Σ mask, each summed
+ * over tokens in order by one invocation.
+ *
+ * @example
+ * ```ts ignore
+ * emitGradCounts(c, caps).role; // "grad_counts"
+ * ```
+ */
+export function emitGradCounts(c: ResolvedMoeConfig): KernelSource {
+  const g = new GradIo();
+  const { T, E, k } = c;
+  const code = `@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) li: u32) {
+  for (var q = li; q <= ${u32(E)}; q += 256u) {
+    var acc = 0.0;
+    for (var t = 0u; t < ${u32(T)}; t++) {
+      let m = ${g.load("mask", "t")};
+      if (q == ${u32(E)}) { acc += m; continue; }
+      for (var j = 0u; j < ${u32(k)}; j++) {
+        if (${g.s("topk_idx")}[t * ${u32(k)} + j] == q) { acc += m; }
+      }
+    }
+    ${g.s("fsum")}[q] = acc;
+  }
+}`;
+  return {
+    label: `moe_grad_counts_e${E}`,
+    role: "grad_counts",
+    code,
+    workgroups: [1, 1, 1],
+    uses: g.io.uses,
+  };
+}
+
+/**
+ * Per token: the routing weights' gradients (`dtopkw` plus Σ_n hp of each kept
+ * slot) through the weight function (renormalised softmax, plain softmax, or
+ * scaled sigmoid over the chosen), plus the balance loss through the mean
+ * probabilities and the z-loss through the log-sum-exp, plus the gradient
+ * already flowing into the logits: `dz [t, :]`.
+ *
+ * @example
+ * ```ts ignore
+ * emitGradRouter(c, caps).role; // "grad_router"
+ * ```
+ */
+export function emitGradRouter(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource {
+  const g = new GradIo();
+  const { T, E, k, ff } = c;
+  const [uE, uk, FF] = [u32(E), u32(k), u32(ff)];
+  const sig = c.router === "sigmoid_bias";
+  const norm = c.router === "softmax_topk" && c.normTopk;
+  const fsum = g.s("fsum");
+  const weights = sig
+    ? `  var sS = 0.0;
+  var mean = 0.0;
+  var Q = 0.0;
+  var dqq = 0.0;
+  for (var e = 0u; e < ${uE}; e++) {
+    sv[e] = 1.0 / (1.0 + exp(-${g.in("logits")}[lb + e]));
+    Q += sv[e];
+    dqq += cA * ${fsum}[e] * m * sv[e];
+  }
+  dqq /= Q;
+  for (var j = 0u; j < ${uk}; j++) { sS += sv[ix[j]]; mean += gj[j] * sv[ix[j]]; }
+  mean /= sS;
+  for (var e = 0u; e < ${uE}; e++) { dp[e] = (cA * ${fsum}[e] * m - dqq) / Q; }
+  for (var j = 0u; j < ${uk}; j++) {
+    dp[ix[j]] += ${f32(c.routedScaling, "moe routedScaling")} / sS * (gj[j] - mean);
+  }
+  for (var e = 0u; e < ${uE}; e++) {
+    let zz = dp[e] * sv[e] * (1.0 - sv[e]) + cZ * m * lse * p[e];
+    ${g.store("dz", "lb + e", `zz + ${g.load("dlogits", "lb + e")}`)};
+  }`
+    : `  for (var e = 0u; e < ${uE}; e++) { dp[e] = cA * ${fsum}[e] * m; }
+${
+      norm
+        ? `  var sS = 0.0;
+  var mean = 0.0;
+  for (var j = 0u; j < ${uk}; j++) { sS += p[ix[j]]; mean += gj[j] * p[ix[j]]; }
+  mean /= sS;
+  for (var j = 0u; j < ${uk}; j++) { dp[ix[j]] += (gj[j] - mean) / sS; }`
+        : `  for (var j = 0u; j < ${uk}; j++) { dp[ix[j]] += gj[j]; }`
+    }
+  var dot = 0.0;
+  for (var e = 0u; e < ${uE}; e++) { dot += dp[e] * p[e]; }
+  for (var e = 0u; e < ${uE}; e++) {
+    let zz = p[e] * (dp[e] - dot) + cZ * m * lse * p[e];
+    ${g.store("dz", "lb + e", `zz + ${g.load("dlogits", "lb + e")}`)};
+  }`;
+  const body = `  let t = i;
+  let lb = t * ${uE};
+  var p: array<f32, ${E}>;
+  var dp: array<f32, ${E}>;${sig ? `\n  var sv: array<f32, ${E}>;` : ""}
+  var mx = ${g.in("logits")}[lb];
+  for (var e = 1u; e < ${uE}; e++) { mx = max(mx, ${g.in("logits")}[lb + e]); }
+  var se = 0.0;
+  for (var e = 0u; e < ${uE}; e++) { p[e] = exp(${g.in("logits")}[lb + e] - mx); se += p[e]; }
+  for (var e = 0u; e < ${uE}; e++) { p[e] = p[e] / se; }
+  let lse = mx + log(se);
+  let m = ${g.load("mask", "t")};
+  let nv = ${fsum}[${uE}];
+  var cA = 0.0;
+  var cZ = 0.0;
+  if (nv > 0.0) {
+    cA = ${g.load("daux", "0u")} * ${f32(E)} / (${f32(k)} * nv * nv);
+    cZ = 2.0 * ${g.load("daux", "1u")} / nv;
+  }
+  var ix: array<u32, ${k}>;
+  var gj: array<f32, ${k}>;
+  for (var j = 0u; j < ${uk}; j++) {
+    ix[j] = min(${g.s("topk_idx")}[t * ${uk} + j], ${u32(E - 1)});
+    var acc = ${g.load("dtopkw", `t * ${uk} + j`)};
+    let pos = ${g.s("slot_pos")}[t * ${uk} + j];
+    if (pos != NONE) {
+      for (var n = 0u; n < ${FF}; n++) { acc += ${g.s("hp")}[pos * ${FF} + n]; }
+    }
+    gj[j] = acc;
+  }
+${weights}`;
+  return flat(`moe_grad_router_${c.router}_e${E}k${k}`, "grad_router", T, caps, body, "", g);
+}

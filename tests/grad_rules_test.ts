@@ -152,3 +152,16 @@ Deno.test("grad: a tensor the loss does not reach gets zeros; ops without a rule
   assert.throws(() => h.grad(a, [a]), /loss must be a float scalar/);
   assert.throws(() => h.grad(a.sum(0), [h.input("i", [2], "i32")]), /only float tensors/);
 });
+
+Deno.test("grad: a sigmoid-gated SwiGLU block compiles and is right (fusion splits a group rather than tie kernels into a cycle)", async () => {
+  await checkGrad("gated SwiGLU", {
+    x: { shape: [5, 6] },
+    w1: { shape: [7, 6] },
+    w3: { shape: [7, 6] },
+    w2: { shape: [6, 7] },
+    gate: { shape: [1, 6] },
+  }, ({ x, w1, w3, w2, gate }) => {
+    const h = x.matmul(w1, { transB: true }).silu().mul(x.matmul(w3, { transB: true }));
+    return h.matmul(w2, { transB: true }).mul(x.matmul(gate, { transB: true }).sigmoid());
+  }, { samples: 8 });
+});

@@ -338,29 +338,82 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
       });
     }
   }
-  const groupOfNode = new Map<number, number>();
-  pending.forEach((p, i) => p.nodes.forEach((n) => groupOfNode.set(n, i)));
-  const deps = pending.map((p, i) => {
-    const d = new Set<number>();
-    for (const n of p.nodes) {
-      for (const v of graph.nodes[n].inputs) {
-        const g = groupOfNode.get(producer(v));
-        if (g !== undefined && g !== i) d.add(g);
-      }
+  // Fusing by local rules can still tie groups into a cycle (kernel A's epilogue
+  // needs kernel B's, whose epilogue needs a reduction of A's output: common in
+  // gradient graphs). Each cycle is broken by splitting one of its groups back into
+  // single nodes, which cannot form one: the node graph is acyclic.
+  for (;;) {
+    const order = scheduleOrder(pending.map((p) => p.nodes), pending.map((p) => p.order));
+    if (!Array.isArray(order)) {
+      const [split] = order.cycle.filter((i) => pending[i].nodes.size > 1);
+      if (split === undefined) throw new Error("internal: fusion produced a dependency cycle");
+      pending.splice(split, 1, ...singletons(pending[split]));
+      continue;
     }
-    return d;
-  });
-  const done = new Set<number>();
-  const groups: Group[] = [];
-  while (done.size < pending.length) {
-    let best = -1;
-    for (let i = 0; i < pending.length; i++) {
-      if (done.has(i) || [...deps[i]].some((d) => !done.has(d))) continue;
-      if (best < 0 || pending[i].order < pending[best].order) best = i;
-    }
-    if (best < 0) throw new Error("internal: fusion produced a dependency cycle");
-    done.add(best);
-    groups.push(pending[best].group);
+    return { graph, groups: order.map((i) => pending[i].group) };
   }
-  return { graph, groups };
+
+  /** A group's nodes as groups of one node each. */
+  function singletons(p: Pending): Pending[] {
+    return [...p.nodes].map((n) => {
+      const node = graph.nodes[n];
+      const kind = loweringKind(node.op);
+      const nodes = new Set([n]);
+      if (kind === "kernel") {
+        const prologues = node.inputs.map(() => undefined);
+        return { group: { kind: "kernel", node: n, prologues }, order: n, nodes };
+      }
+      if (kind === "alias") return { group: { kind: "alias", node: n }, order: n, nodes };
+      const outs = node.outputs.filter((v) => outputs.has(v) || (uses.get(v) ?? []).length > 0);
+      const shape = graph.values[node.outputs[0]].shape;
+      return {
+        group: { kind: "fused", cluster: { nodes: [n], shape, outputs: outs } },
+        order: n,
+        nodes,
+      };
+    });
+  }
+
+  /** Groups in dependency order (ties by `order`), or the groups of one cycle. */
+  function scheduleOrder(
+    sets: readonly Set<number>[],
+    orders: readonly number[],
+  ): number[] | { cycle: number[] } {
+    const groupOfNode = new Map<number, number>();
+    sets.forEach((set, i) => set.forEach((n) => groupOfNode.set(n, i)));
+    const deps = sets.map((set, i) => {
+      const d = new Set<number>();
+      for (const n of set) {
+        for (const v of graph.nodes[n].inputs) {
+          const g = groupOfNode.get(producer(v));
+          if (g !== undefined && g !== i) d.add(g);
+        }
+      }
+      return d;
+    });
+    const done = new Set<number>();
+    const out: number[] = [];
+    while (done.size < sets.length) {
+      let best = -1;
+      for (let i = 0; i < sets.length; i++) {
+        if (done.has(i) || [...deps[i]].some((d) => !done.has(d))) continue;
+        if (best < 0 || orders[i] < orders[best]) best = i;
+      }
+      if (best < 0) {
+        // Walk unfinished dependencies from any stuck group until one repeats.
+        const path: number[] = [];
+        const at = new Map<number, number>();
+        let i = [...sets.keys()].find((k) => !done.has(k))!;
+        while (!at.has(i)) {
+          at.set(i, path.length);
+          path.push(i);
+          i = [...deps[i]].find((d) => !done.has(d))!;
+        }
+        return { cycle: path.slice(at.get(i)) };
+      }
+      done.add(best);
+      out.push(best);
+    }
+    return out;
+  }
 }

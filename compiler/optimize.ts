@@ -9,6 +9,7 @@ import type { Graph } from "../core/graph.ts";
 import { fold } from "./passes/fold.ts";
 import { cse } from "./passes/cse.ts";
 import { dce } from "./passes/dce.ts";
+import { attentionLse } from "./passes/attention_lse.ts";
 
 /**
  * Optimises a graph with the standard passes: fold, CSE, DCE.
@@ -24,5 +25,5 @@ import { dce } from "./passes/dce.ts";
  * ```
  */
 export function optimize(graph: Graph): Graph {
-  return dce(cse(fold(graph)));
+  return dce(attentionLse(cse(fold(graph))));
 }

@@ -53,11 +53,20 @@ export interface AttentionAttrs {
   readonly window: number;
   /** Key-range splits per query block (flash-decoding); 0 chooses automatically. */
   readonly splits: number;
+  /**
+   * Also return each query row's log-sum-exp of its visible scores, f32 [T, Hq]
+   * (`LSE_NONE` of `attention_grad.ts` for a row that sees no key): the statistic
+   * the backward recomputes probabilities from. Set by the pass that merges a
+   * backward's `attention_lse` into its forward (`compiler/passes/attention_lse.ts`).
+   */
+  readonly lse?: boolean;
   /** Attributes are plain records, so graphs stay serialisable. */
-  [k: string]: number | boolean;
+  [k: string]: number | boolean | undefined;
 }
 
 const LOG2E = 1.4426950408889634;
+/** A row without visible keys: its log-sum-exp (`LSE_NONE` of attention_grad.ts). */
+const LSE_NONE = 1e30;
 
 /**
  * Float64 reference: naive softmax(q·kᵀ·scale + mask)·v per head. Rows with no
@@ -66,6 +75,7 @@ const LOG2E = 1.4426950408889634;
 function referenceAttention(
   [q, k, v, pos]: readonly HostTensor[],
   attrs: AttentionAttrs,
+  lse?: Float64Array,
 ): Float64Array {
   const [T, Hq, D] = q.shape;
   const [S, Hkv] = k.shape;
@@ -93,12 +103,14 @@ function referenceAttention(
         s[j] = dot * attrs.scale;
         mx = Math.max(mx, s[j]);
       }
+      if (lse) lse[t * Hq + h] = LSE_NONE;
       if (mx === -Infinity) continue;
       let sum = 0;
       for (let j = 0; j < valid; j++) {
         s[j] = s[j] === -Infinity ? 0 : Math.exp(s[j] - mx);
         sum += s[j];
       }
+      if (lse) lse[t * Hq + h] = mx + Math.log(sum);
       for (let j = 0; j < valid; j++) {
         if (s[j] === 0) continue;
         const w = s[j] / sum, vo = (j * Hkv + kh) * D;
@@ -157,6 +169,21 @@ function chooseShape(
   return { QB, RL, SUB: sub, splits };
 }
 
+/**
+ * WGSL: the natural log-sum-exp of a row from its running max `m` (log2 units:
+ * scores are pre-scaled by log2 e) and sum `l` under that max; LSE_NONE when the
+ * row saw no key.
+ *
+ * @example
+ * ```ts
+ * import { lseOf } from "./attention.ts";
+ * lseOf("m0", "l0"); // "select(1e+30, (m0 + log2(l0)) * 0.6931..., l0 > 0.0)"
+ * ```
+ */
+export function lseOf(m: string, l: string): string {
+  return `select(${f32(LSE_NONE)}, (${m} + log2(${l})) * ${f32(Math.LN2)}, ${l} > 0.0)`;
+}
+
 function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
   const [q, k, v] = ctx.inputs;
   const [T, Hq, D] = q.shape;
@@ -166,7 +193,11 @@ function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
   if (S === 0) {
     // No keys at all: every row sees none and is zeros, as in the reference.
     const zio = new KernelIo();
-    const body = `  ${zio.store(0, "i", lit(0, out.dtype))};`;
+    const body = `  ${zio.store(0, "i", lit(0, out.dtype))};${
+      ctx.outputs.length === 2
+        ? `\n  if (i < ${T * Hq}u) { ${zio.store(1, "i", f32(LSE_NONE))}; }`
+        : ""
+    }`;
     return { kernels: [flatKernel("attention_empty", T * Hq * D, ctx.caps, body, "", zio)] };
   }
   const G = Hq / Hkv;
@@ -219,6 +250,7 @@ function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
     ? [{ length: parts * rows * 2, type: "f32" }, { length: parts * rows * D4 * 4, type: "f32" }]
     : [];
   if (parts > 1) arrayTypes.scratch1 = "vec4<f32>";
+  const withLse = ctx.outputs.length === 2;
 
   const finish = R.map((r) => {
     if (parts === 1) {
@@ -229,6 +261,9 @@ function emitAttention(ctx: KernelContext<AttentionAttrs>): KernelEmission {
             `    ${io.store(0, `ob${r} + ${i * 4 + e}u`, `${ty}(a${r}_${i}[${e}] * il${r})`)};`,
           );
         }
+      }
+      if (withLse) {
+        stores.push(`    ${io.store(1, `row${r}`, lseOf(`m${r}`, `l${r}`))};`);
       }
       return `  if (live${r}) {
     let il${r} = select(0.0, 1.0 / l${r}, l${r} > 0.0);
@@ -341,7 +376,7 @@ ${finish}
   let ob = row * ${D}u + c * 4u;
   for (var e = 0u; e < 4u; e++) {
     if (c * 4u + e < ${D}u) { ${cio.store(0, "ob + e", `${ty}(o[e])`)}; }
-  }`;
+  }${withLse ? `\n  if (c == 0u) { ${cio.store(1, "row", lseOf("mx", "l"))}; }` : ""}`;
     kernels.push({
       label: "attention_combine",
       code: `\n${flatMain(wg, index, total, body)}`,
@@ -359,7 +394,7 @@ ${finish}
  */
 export const attention: OpDef<AttentionAttrs> = {
   arity: 4,
-  attrNames: ["scale", "causal", "window", "splits"],
+  attrNames: ["scale", "causal", "window", "splits", "lse"],
   infer([q, k, v, pos], attrs) {
     const show = `attention(q ${q.dtype}${formatShape(q.shape)}, k ${k.dtype}${
       formatShape(k.shape)
@@ -412,13 +447,21 @@ export const attention: OpDef<AttentionAttrs> = {
     if (!Number.isInteger(attrs.splits) || attrs.splits < 0) {
       throw new RangeError(`${show}: splits must be a non-negative integer, got ${attrs.splits}`);
     }
-    return [{ shape: q.shape, dtype: q.dtype }];
+    if (attrs.lse !== undefined && typeof attrs.lse !== "boolean") {
+      throw new TypeError(`${show}: lse must be a boolean, got ${attrs.lse}`);
+    }
+    const o = { shape: q.shape, dtype: q.dtype };
+    return attrs.lse ? [o, { shape: q.shape.slice(0, 2), dtype: "f32" }] : [o];
   },
   reference(inputs, attrs, outs) {
-    const r = referenceAttention(inputs, attrs);
+    const lse = attrs.lse ? new Float64Array(numel(outs[1].shape)) : undefined;
+    const r = referenceAttention(inputs, attrs, lse);
     const out = allocHost(outs[0].dtype, r.length);
     for (let i = 0; i < r.length; i++) out[i] = r[i];
-    return [out];
+    if (!lse) return [out];
+    const l = allocHost("f32", lse.length);
+    for (let i = 0; i < lse.length; i++) l[i] = lse[i];
+    return [out, l];
   },
   foldable: false,
   lower: { kind: "kernel", prologue: [0, 1, 2], epilogue: true, emit: emitAttention },

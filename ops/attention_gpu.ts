@@ -54,7 +54,7 @@
  */
 
 import type { KernelContext, KernelEmission, KernelEmitter, KernelSource } from "./types.ts";
-import { attention, type AttentionAttrs } from "./attention.ts";
+import { attention, type AttentionAttrs, lseOf } from "./attention.ts";
 import { f32, flatLaunch, flatMain, KernelIo, u32 as u } from "./wgsl/mod.ts";
 import { numel } from "../core/shape.ts";
 
@@ -448,6 +448,15 @@ ${range(KQ - 1).map((s) => `    acc0 = acc0 + kqred[lid + ${u(NPW * (s + 1))}];`
   line(`  workgroupBarrier();
   if (st_ok && st_sub == 0u) {
     rowf[st_r] = l_run;`);
+  if (NS === 1 && ctx.outputs.length === 2) {
+    // The row's log-sum-exp, for the backward (`lse` attribute).
+    line(`    if (rr0 + st_r < ${u(R)}) {
+      let rr = ${stRow};
+      ${
+      io.store(1, `(rr / ${u(G)}) * ${u(Hq)} + h * ${u(G)} + rr % ${u(G)}`, lseOf("m_run", "l_run"))
+    };
+    }`);
+  }
   if (NS > 1) {
     line(`    if (rr0 + st_r < ${u(R)}) {
       let rr = ${stRow};
@@ -526,6 +535,8 @@ function emitCombine(ctx: KernelContext<AttentionAttrs>, NS: number): KernelSour
   let ob = row * ${u(D)} + c * 4u;
   for (var e = 0u; e < 4u; e++) {
     if (c * 4u + e < ${u(D)}) { ${io.store(0, "ob + e", `${ty}(o[e])`)}; }
+  }${
+    ctx.outputs.length === 2 ? `\n  if (c == 0u) { ${io.store(1, "row", lseOf("mx", "l"))}; }` : ""
   }`;
   return {
     label: "attention_gpu_combine",

@@ -44,6 +44,7 @@ import {
 import { sample, type SampleAttrs } from "./sample.ts";
 import { rope, type RopeAttrs } from "./rope.ts";
 import { attention, type AttentionAttrs } from "./attention.ts";
+import { attentionDkv, attentionDq, attentionLse } from "./attention_grad.ts";
 import { expand, type ExpandAttrs } from "./expand.ts";
 import { scatterAdd, type ScatterAddAttrs } from "./scatter_add.ts";
 
@@ -194,6 +195,12 @@ export interface OpAttrMap {
   rope: RopeAttrs;
   /** Attributes of `attention`. */
   attention: AttentionAttrs;
+  /** Attributes of `attention_lse` (attention's backward: each query row's log-sum-exp). */
+  attention_lse: AttentionAttrs;
+  /** Attributes of `attention_dq` (attention's backward: dQ per query block). */
+  attention_dq: AttentionAttrs;
+  /** Attributes of `attention_dkv` (attention's backward: dK, dV per key block). */
+  attention_dkv: AttentionAttrs;
   /** Attributes of `expand`. */
   expand: ExpandAttrs;
   /** Attributes of `scatter_add`. */
@@ -283,6 +290,9 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   sample,
   rope,
   attention,
+  attention_lse: attentionLse,
+  attention_dq: attentionDq,
+  attention_dkv: attentionDkv,
   expand,
   scatter_add: scatterAdd,
 };

@@ -37,8 +37,13 @@ export interface RopeAttrs {
   readonly invFreq?: readonly number[];
   /** Factor on cos and sin (yarn's attention factor); absent: 1. */
   readonly scale?: number;
+  /**
+   * Rotate by −angle instead (times the same `scale`): the transpose of the
+   * rotation, so rope with `inverse` is rope's gradient with respect to x.
+   */
+  readonly inverse?: boolean;
   /** Attributes are plain records, so graphs stay serialisable. */
-  [k: string]: number | readonly number[] | undefined;
+  [k: string]: number | boolean | readonly number[] | undefined;
 }
 
 /** The inverse frequencies an op uses: its `invFreq` attribute, or θ's. */
@@ -68,7 +73,7 @@ export function ropeInvFreq(headDim: number, theta: number): Float32Array {
 /** rope(x [T, ..., D], pos u32 [1]) → [T, ..., D]; row t sits at position pos + t. */
 export const rope: OpDef<RopeAttrs> = {
   arity: 2,
-  attrNames: ["theta", "invFreq", "scale"],
+  attrNames: ["theta", "invFreq", "scale", "inverse"],
   infer([x, pos], attrs) {
     const show = `rope(${x.dtype}${formatShape(x.shape)}, ${pos.dtype}${formatShape(pos.shape)})`;
     if (!isFloat(x.dtype)) throw new TypeError(`${show}: x must be f32 or f16, got ${x.dtype}`);
@@ -101,6 +106,9 @@ export const rope: OpDef<RopeAttrs> = {
     if (attrs.scale !== undefined && !(Number.isFinite(attrs.scale) && attrs.scale > 0)) {
       throw new RangeError(`${show}: scale must be a finite number > 0, got ${attrs.scale}`);
     }
+    if (attrs.inverse !== undefined && typeof attrs.inverse !== "boolean") {
+      throw new TypeError(`${show}: inverse must be a boolean, got ${attrs.inverse}`);
+    }
     return [{ shape: x.shape, dtype: x.dtype }];
   },
   reference([x, pos], attrs) {
@@ -109,6 +117,7 @@ export const rope: OpDef<RopeAttrs> = {
     const rowsPerT = numel(x.shape) / Math.max(1, T * D);
     const inv = frequencies(D, attrs);
     const m = attrs.scale ?? 1;
+    const sign = attrs.inverse ? -1 : 1; // sin(−a) = −sin(a)
     const out = allocHost(x.dtype, x.data.length);
     const half = D / 2;
     for (let t = 0; t < T; t++) {
@@ -117,7 +126,7 @@ export const rope: OpDef<RopeAttrs> = {
         const base = (t * rowsPerT + h) * D;
         for (let i = 0; i < half; i++) {
           const a = Math.fround(p * inv[i]);
-          const c = Math.cos(a) * m, s = Math.sin(a) * m;
+          const c = Math.cos(a) * m, s = sign * Math.sin(a) * m;
           const x1 = x.data[base + i], x2 = x.data[base + half + i];
           out[base + i] = x1 * c - x2 * s;
           out[base + half + i] = x2 * c + x1 * s;
@@ -149,6 +158,7 @@ export const rope: OpDef<RopeAttrs> = {
       const c2 = Math.fround(TWO_PI - 6.28125);
       const c3 = TWO_PI - 6.28125 - c2;
       const scaled = m === 1 ? "" : ` * ${f32(m, "rope: scale")}`;
+      const sinSign = ctx.attrs.inverse ? "-" : "";
       const io = new KernelIo();
       const body = `  let k = i % ${half}u;
   let row = i / ${half}u;
@@ -157,7 +167,7 @@ export const rope: OpDef<RopeAttrs> = {
   let n = round(a * ${f32(1 / TWO_PI)});
   let r = ((a - n * 6.28125) - n * ${f32(c2)}) - n * ${f32(c3)};
   let c = cos(r)${scaled};
-  let s = sin(r)${scaled};
+  let s = ${sinSign}sin(r)${scaled};
   let base = row * ${D}u + k;
   let x1 = f32(${io.load(0, "base")});
   let x2 = f32(${io.load(0, `base + ${half}u`)});
@@ -166,7 +176,14 @@ export const rope: OpDef<RopeAttrs> = {
       const code = `
 const INV_FREQ = ${f32Array(inv, "rope: invFreq")};
 ${flatMain(wg, index, total, body)}`;
-      return { kernels: [{ label: "rope", code, workgroups, uses: io.uses }] };
+      return {
+        kernels: [{
+          label: ctx.attrs.inverse ? "rope_inverse" : "rope",
+          code,
+          workgroups,
+          uses: io.uses,
+        }],
+      };
     },
   },
 };

@@ -12,6 +12,7 @@ import { LAYOUT_RULES } from "./rules_layout.ts";
 import { LINALG_RULES } from "./rules_linalg.ts";
 import { S4_RULES } from "./rules_s4.ts";
 import { MOE_RULES } from "./rules_moe.ts";
+import { ATTENTION_RULES } from "./rules_attention.ts";
 import type { GradTable } from "./types.ts";
 
 /**
@@ -30,4 +31,5 @@ export const GRAD_RULES: GradTable = {
   ...LINALG_RULES,
   ...S4_RULES,
   ...MOE_RULES,
+  ...ATTENTION_RULES,
 };

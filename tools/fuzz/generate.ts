@@ -104,6 +104,15 @@ export const SKIPPED_OPS: Readonly<Partial<Record<OpName, string>>> = {
   qgather: "block-quantized embedding table: same as qmatmul (tests/quant_ops_test.ts)",
   sample: "draws random tokens: GPU and CPU agree in distribution, not per draw; its " +
     "greedy case is argmax, which is generated (tests/sample_test.ts)",
+  attention_lse: "attention's backward: its lse, delta and dO operands only make sense " +
+    "together with a forward (tests/attention_grad_test.ts, finite differences and GPU)",
+  attention_dq: "attention's backward: as attention_lse (tests/attention_grad_test.ts)",
+  attention_dkv: "attention's backward: as attention_lse (tests/attention_grad_test.ts)",
+  moe_grad: "MoE's backward: its saved logits and incoming gradients only make sense with a " +
+    "forward (tests/moe_grad_test.ts, finite differences and GPU)",
+  expand: "broadcast view for gradients: attributes name the target shape; checked through " +
+    "every broadcasting rule (tests/grad_rules_test.ts, CPU float64 and GPU)",
+  scatter_add: "gather's gradient: ids out of range add nothing (tests/grad_rules_test.ts)",
 };
 
 /** Options of {@linkcode generateCase}. */

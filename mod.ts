@@ -136,6 +136,13 @@ export type { AttentionAttrs } from "./ops/attention.ts";
 export type { RopeAttrs } from "./ops/rope.ts";
 export type { ExpandAttrs } from "./ops/expand.ts";
 export type { ScatterAddAttrs } from "./ops/scatter_add.ts";
+export type { LmHeadXentAttrs } from "./ops/xent/mod.ts";
+export {
+  crossEntropy,
+  type CrossEntropyOptions,
+  lmHeadCrossEntropy,
+  type TokenCrossEntropy,
+} from "./compiler/cross_entropy.ts";
 export { attentionBlock, type AttentionBlockOptions } from "./models/attention.ts";
 export type { Conv1dAttrs, Conv1dStepAttrs, ScanAttrs } from "./ops/ssm/mod.ts";
 export {

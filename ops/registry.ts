@@ -47,6 +47,7 @@ import { attention, type AttentionAttrs } from "./attention.ts";
 import { attentionDkv, attentionDq, attentionLse } from "./attention_grad.ts";
 import { expand, type ExpandAttrs } from "./expand.ts";
 import { scatterAdd, type ScatterAddAttrs } from "./scatter_add.ts";
+import { lmHeadXent, type LmHeadXentAttrs, lmHeadXentGrad } from "./xent/mod.ts";
 
 /**
  * Every op Kiln knows, with its attribute type.
@@ -205,6 +206,10 @@ export interface OpAttrMap {
   expand: ExpandAttrs;
   /** Attributes of `scatter_add`. */
   scatter_add: ScatterAddAttrs;
+  /** Attributes of `lm_head_xent` (cross-entropy fused with the LM head). */
+  lm_head_xent: LmHeadXentAttrs;
+  /** Attributes of `lm_head_xent_grad` (its backward). */
+  lm_head_xent_grad: LmHeadXentAttrs;
 }
 
 /**
@@ -295,6 +300,8 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   attention_dkv: attentionDkv,
   expand,
   scatter_add: scatterAdd,
+  lm_head_xent: lmHeadXent,
+  lm_head_xent_grad: lmHeadXentGrad,
 };
 
 /** Looks an op up by name; throws a TypeError naming unknown ops. */

@@ -13,6 +13,7 @@ import { LINALG_RULES } from "./rules_linalg.ts";
 import { S4_RULES } from "./rules_s4.ts";
 import { MOE_RULES } from "./rules_moe.ts";
 import { ATTENTION_RULES } from "./rules_attention.ts";
+import { XENT_RULES } from "./rules_xent.ts";
 import type { GradTable } from "./types.ts";
 
 /**
@@ -32,4 +33,5 @@ export const GRAD_RULES: GradTable = {
   ...S4_RULES,
   ...MOE_RULES,
   ...ATTENTION_RULES,
+  ...XENT_RULES,
 };

@@ -113,6 +113,10 @@ export const SKIPPED_OPS: Readonly<Partial<Record<OpName, string>>> = {
   expand: "broadcast view for gradients: attributes name the target shape; checked through " +
     "every broadcasting rule (tests/grad_rules_test.ts, CPU float64 and GPU)",
   scatter_add: "gather's gradient: ids out of range add nothing (tests/grad_rules_test.ts)",
+  lm_head_xent: "cross-entropy fused with the LM head: integer targets indexing the head's " +
+    "vocabulary; checked against plain logits then log-softmax (tests/xent_test.ts)",
+  lm_head_xent_grad: "its backward: the saved log-sum-exp only makes sense with a forward " +
+    "(tests/xent_test.ts, finite differences and GPU)",
 };
 
 /** Options of {@linkcode generateCase}. */

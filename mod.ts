@@ -145,6 +145,7 @@ export {
 } from "./compiler/cross_entropy.ts";
 export { attentionBlock, type AttentionBlockOptions } from "./models/attention.ts";
 export type { Conv1dAttrs, Conv1dStepAttrs, ScanAttrs } from "./ops/ssm/mod.ts";
+export type { ScanGradAttrs } from "./ops/ssm/scan_grad_reference.ts";
 export {
   conv1dCausal,
   type Conv1dOptions,
@@ -316,6 +317,48 @@ export {
   type ParamSource,
 } from "./models/causal_lm.ts";
 export { type StateName, STATES } from "./models/states.ts";
+export { TrainableBuilder } from "./compiler/train/trainable.ts";
+export {
+  buildTrainStep,
+  TRAIN_STATES,
+  type TrainStep,
+  type TrainStepOptions,
+} from "./compiler/train/step.ts";
+export { adamw, type AdamWOptions, sgd, type SgdOptions } from "./compiler/train/optimizers.ts";
+export type {
+  Optimizer,
+  ParamGrad,
+  StateUpdate,
+  UpdateContext,
+  UpdateResult,
+} from "./compiler/train/types.ts";
+export { learningRate, learningRateAt, type LrSchedule } from "./compiler/train/schedule.ts";
+export { clipByGlobalNorm, globalNorm } from "./compiler/train/clip.ts";
+export { softmaxCrossEntropy } from "./compiler/train/cross_entropy.ts";
+export {
+  buildTrainingLM,
+  type TrainingLM,
+  type TrainingLMOptions,
+} from "./models/causal_lm_train.ts";
+export {
+  CHECKPOINT_FILES,
+  type CheckpointContents,
+  fromCheckpointTensors,
+  hfNames,
+  initParam,
+  type LossRecord,
+  microBatch,
+  type NamedTensor,
+  type OptimizerSpec,
+  readCheckpoint,
+  readSafetensors,
+  toCheckpointTensors,
+  Trainer,
+  type TrainerOptions,
+  type TrainLoopOptions,
+  writeCheckpoint,
+  writeSafetensors,
+} from "./app/train/mod.ts";
 export {
   type GenerateOptions,
   type GenerateStats,

@@ -241,12 +241,20 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   return g.build();
 }
 
-/** The attention block of one layer, from the config. */
-function attentionOptions(
+/**
+ * The attention block options of one layer, from the config (shared by the
+ * inference graphs and the training graph, `models/causal_lm_train.ts`).
+ *
+ * @example
+ * ```ts ignore
+ * const o = attentionOptions(cfg, cfg.pattern[0], "model.layers.0.self_attn", { maxSeq: 64 });
+ * ```
+ */
+export function attentionOptions(
   cfg: ModelConfig,
   layer: LayerSpec,
   name: string,
-  options: CausalLMOptions,
+  options: Partial<Pick<CausalLMOptions, "maxSeq" | "dtype" | "weightFormats">>,
 ): AttentionBlockOptions {
   const a = cfg.attention!;
   const rope = a.rope ? ropeFrequencies(a.headDim, a.rope) : undefined;

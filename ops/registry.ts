@@ -41,6 +41,9 @@ import {
   selectiveScan,
   ssmStep,
 } from "./ssm/mod.ts";
+import { selectiveScanGrad } from "./ssm/scan_grad.ts";
+import type { ScanGradAttrs } from "./ssm/scan_grad_reference.ts";
+import { conv1dCausalGrad } from "./ssm/conv_grad.ts";
 import { sample, type SampleAttrs } from "./sample.ts";
 import { rope, type RopeAttrs } from "./rope.ts";
 import { attention, type AttentionAttrs } from "./attention.ts";
@@ -190,6 +193,10 @@ export interface OpAttrMap {
   selective_scan: ScanAttrs;
   /** Attributes of `ssm_step`. */
   ssm_step: ScanAttrs;
+  /** Attributes of `selective_scan_grad` (the scan's backward). */
+  selective_scan_grad: ScanGradAttrs;
+  /** Attributes of `conv1d_causal_grad` (the conv's backward). */
+  conv1d_causal_grad: Conv1dAttrs;
   /** Attributes of `sample`. */
   sample: SampleAttrs;
   /** Attributes of `rope`. */
@@ -292,6 +299,8 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   conv1d_step: conv1dStep,
   selective_scan: selectiveScan,
   ssm_step: ssmStep,
+  selective_scan_grad: selectiveScanGrad,
+  conv1d_causal_grad: conv1dCausalGrad,
   sample,
   rope,
   attention,

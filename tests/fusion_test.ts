@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
 import { compile } from "../runtime/executable.ts";
 import { assertClose, gpu, randomData, runBoth } from "./_util.ts";
-import { requestDevice } from "../runtime/device.ts";
+import { cpuDevice, requestDevice } from "../runtime/device.ts";
 
 Deno.test("a 10-op elementwise chain is one kernel", async () => {
   const g = new GraphBuilder();
@@ -175,4 +175,38 @@ Deno.test("identical layers compile to identical WGSL: one pipeline serves them 
   exe.dispose();
   const r = await runBoth(g.build(), { x: randomData(5 * 32, "f32", 1) }, params);
   assertClose(r.gpu.y.data, r.cpu.y.data, 1e-4, 1e-5, "y");
+});
+
+Deno.test("fusion: a flag computed from a state, gating several assigns and a reduction, schedules without a cycle and matches the CPU", async () => {
+  // The shape of gradient accumulation: `apply` gates the accumulator, the norm
+  // and the counter, and the norm reduces the same sum the accumulator stores.
+  const build = () => {
+    const g = new GraphBuilder();
+    const micro = g.state("micro", [1], "u32");
+    const apply = micro.add(1).notEqual(2);
+    g.assign(micro, micro.add(1).where(apply, 0));
+    const acc = g.state("acc", [5, 3]);
+    const sum = acc.add(g.input("d", [5, 3]));
+    g.assign(acc, sum.where(apply, 0));
+    const half = sum.div(2);
+    const norm = g.state("norm", [1]);
+    g.assign(norm, half.mul(half).reshape([15]).sum(0, true).sqrt().where(apply, norm));
+    return g.build();
+  };
+  const d = randomData(15, "f32", 3);
+  const exe = compile(build(), await gpu());
+  const ref = compile(build(), cpuDevice());
+  try {
+    for (let step = 0; step < 4; step++) {
+      await exe.run({ d });
+      await ref.run({ d });
+      for (const name of ["micro", "acc", "norm"]) {
+        const got = (await exe.readState(name)).data, want = (await ref.readState(name)).data;
+        assertClose(got, want, 1e-6, 1e-6, `step ${step}: state ${name}`);
+      }
+    }
+  } finally {
+    exe.dispose();
+    ref.dispose();
+  }
 });

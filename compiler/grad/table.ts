@@ -11,9 +11,10 @@ import { REDUCE_RULES } from "./rules_reduce.ts";
 import { LAYOUT_RULES } from "./rules_layout.ts";
 import { LINALG_RULES } from "./rules_linalg.ts";
 import { S4_RULES } from "./rules_s4.ts";
-import { MOE_RULES } from "./rules_moe.ts";
 import { ATTENTION_RULES } from "./rules_attention.ts";
+import { SSM_RULES } from "./rules_ssm.ts";
 import { XENT_RULES } from "./rules_xent.ts";
+import { MOE_RULES } from "./rules_moe.ts";
 import type { GradTable } from "./types.ts";
 
 /**
@@ -30,8 +31,9 @@ export const GRAD_RULES: GradTable = {
   ...REDUCE_RULES,
   ...LAYOUT_RULES,
   ...LINALG_RULES,
+  ...SSM_RULES,
   ...S4_RULES,
-  ...MOE_RULES,
   ...ATTENTION_RULES,
   ...XENT_RULES,
+  ...MOE_RULES,
 };

@@ -148,7 +148,7 @@ export function referenceScan(
   const rows = numel(u.shape) / I;
   const [Bn, L] = step ? [rows, 1] : [u.shape[0], u.shape[1]];
   const y = allocHost(u.dtype, numel(u.shape));
-  const hOut = new Float32Array(Bn * I * N);
+  const hOut = allocHost("f32", Bn * I * N); // float64 under withFloat64Host, for finite differences
   const h = new Float64Array(N);
   for (let b = 0; b < Bn; b++) {
     for (let i = 0; i < I; i++) {

@@ -108,15 +108,19 @@ export const SKIPPED_OPS: Readonly<Partial<Record<OpName, string>>> = {
     "together with a forward (tests/attention_grad_test.ts, finite differences and GPU)",
   attention_dq: "attention's backward: as attention_lse (tests/attention_grad_test.ts)",
   attention_dkv: "attention's backward: as attention_lse (tests/attention_grad_test.ts)",
-  moe_grad: "MoE's backward: its saved logits and incoming gradients only make sense with a " +
-    "forward (tests/moe_grad_test.ts, finite differences and GPU)",
   expand: "broadcast view for gradients: attributes name the target shape; checked through " +
     "every broadcasting rule (tests/grad_rules_test.ts, CPU float64 and GPU)",
   scatter_add: "gather's gradient: ids out of range add nothing (tests/grad_rules_test.ts)",
+  selective_scan_grad: "the scan's backward: needs the forward's operands and an incoming " +
+    "gradient (tests/ssm_grad_test.ts, finite differences, chunk agreement and GPU)",
+  conv1d_causal_grad: "the causal conv's backward: fixed layouts as conv1d_causal " +
+    "(tests/ssm_grad_test.ts)",
   lm_head_xent: "cross-entropy fused with the LM head: integer targets indexing the head's " +
     "vocabulary; checked against plain logits then log-softmax (tests/xent_test.ts)",
   lm_head_xent_grad: "its backward: the saved log-sum-exp only makes sense with a forward " +
     "(tests/xent_test.ts, finite differences and GPU)",
+  moe_grad: "MoE's backward: its saved logits and incoming gradients only make sense with a " +
+    "forward (tests/moe_grad_test.ts, finite differences and GPU)",
 };
 
 /** Options of {@linkcode generateCase}. */

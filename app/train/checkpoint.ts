@@ -1,0 +1,192 @@
+/**
+ * Training checkpoints in the Hugging Face layout: `config.json`,
+ * `model.safetensors` under the checkpoint's own tensor names (Kiln's stacked
+ * MoE experts split back into one tensor per expert), `tokenizer.json` when
+ * given — a folder `loadModel` (and `transformers`) loads — plus
+ * `optimizer.safetensors` (every optimizer, accumulator and counter state, by
+ * state name) and `trainer_state.json`, which let a run resume bit for bit.
+ *
+ * @module
+ */
+
+import { buildCausalLM, checkpointSources } from "../../models/causal_lm.ts";
+import type { ModelConfig } from "../../models/config.ts";
+import { type NamedTensor, readSafetensors, writeSafetensors } from "./safetensors_write.ts";
+
+/** File names inside a checkpoint folder. */
+export const CHECKPOINT_FILES = {
+  config: "config.json",
+  model: "model.safetensors",
+  tokenizer: "tokenizer.json",
+  optimizer: "optimizer.safetensors",
+  state: "trainer_state.json",
+} as const;
+
+/**
+ * Kiln parameter name → the checkpoint tensors it is stored as (several for
+ * stacked experts), from the inference graph the loader maps with.
+ *
+ * @example
+ * ```ts ignore
+ * hfNames(cfg).get("model.layers.0.block_sparse_moe.w1"); // [..experts.0.w1.weight, ...]
+ * ```
+ */
+export function hfNames(cfg: ModelConfig): Map<string, readonly string[]> {
+  const graph = buildCausalLM(cfg, { mode: "prefill", maxSeq: 1, maxNew: 1 });
+  return new Map([...checkpointSources(cfg, graph)].map(([k, v]) => [k, v.tensors]));
+}
+
+/**
+ * The model's tensors under their checkpoint names: each Kiln parameter
+ * (`weights`, shapes in `shapes`) as is, or split along its first axis into
+ * one tensor per expert.
+ *
+ * @example
+ * ```ts ignore
+ * const tensors = toCheckpointTensors(cfg, weights, shapes);
+ * ```
+ */
+export function toCheckpointTensors(
+  cfg: ModelConfig,
+  weights: ReadonlyMap<string, Float32Array>,
+  shapes: ReadonlyMap<string, readonly number[]>,
+): NamedTensor[] {
+  const out: NamedTensor[] = [];
+  for (const [name, tensors] of hfNames(cfg)) {
+    const data = weights.get(name);
+    const shape = shapes.get(name);
+    if (!data || !shape) throw new TypeError(`checkpoint: no value for parameter "${name}"`);
+    if (tensors.length === 1) {
+      out.push({ name: tensors[0], shape, data });
+      continue;
+    }
+    const per = data.length / tensors.length;
+    tensors.forEach((t, e) =>
+      out.push({ name: t, shape: shape.slice(1), data: data.subarray(e * per, (e + 1) * per) })
+    );
+  }
+  return out;
+}
+
+/**
+ * The model's parameters by Kiln name from checkpoint tensors (experts stacked).
+ *
+ * @example
+ * ```ts ignore
+ * const weights = fromCheckpointTensors(cfg, await readSafetensors("model.safetensors"));
+ * ```
+ */
+export function fromCheckpointTensors(
+  cfg: ModelConfig,
+  tensors: ReadonlyMap<string, NamedTensor>,
+): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, names] of hfNames(cfg)) {
+    const parts = names.map((t) => {
+      const x = tensors.get(t);
+      if (!x || !(x.data instanceof Float32Array)) {
+        throw new TypeError(`checkpoint: missing F32 tensor "${t}" (parameter "${name}")`);
+      }
+      return x.data;
+    });
+    const all = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      all.set(p, at);
+      at += p.length;
+    }
+    out.set(name, all);
+  }
+  return out;
+}
+
+/**
+ * What {@linkcode writeCheckpoint} writes.
+ *
+ * @example
+ * ```ts ignore
+ * await writeCheckpoint(dir, { config, cfg, weights, shapes, trainerState: { step: 10 } });
+ * ```
+ */
+export interface CheckpointContents {
+  /** The config.json object, written as is. */
+  readonly config: Record<string, unknown>;
+  /** The parsed config. */
+  readonly cfg: ModelConfig;
+  /** Parameters by Kiln name. */
+  readonly weights: ReadonlyMap<string, Float32Array>;
+  /** Their shapes. */
+  readonly shapes: ReadonlyMap<string, readonly number[]>;
+  /** tokenizer.json text, copied when given. */
+  readonly tokenizerJson?: string;
+  /** Optimizer and counter states by state name (optimizer.safetensors), when given. */
+  readonly optimizer?: readonly NamedTensor[];
+  /** trainer_state.json contents, when given. */
+  readonly trainerState?: Record<string, unknown>;
+}
+
+/**
+ * Writes a checkpoint folder (created if missing).
+ *
+ * @example
+ * ```ts ignore
+ * await writeCheckpoint("out/checkpoint-100", contents);
+ * const model = await loadModel("out/checkpoint-100");
+ * ```
+ */
+export async function writeCheckpoint(dir: string, c: CheckpointContents): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(
+    `${dir}/${CHECKPOINT_FILES.config}`,
+    JSON.stringify(c.config, null, 2) + "\n",
+  );
+  await writeSafetensors(
+    `${dir}/${CHECKPOINT_FILES.model}`,
+    toCheckpointTensors(c.cfg, c.weights, c.shapes),
+  );
+  if (c.tokenizerJson !== undefined) {
+    await Deno.writeTextFile(`${dir}/${CHECKPOINT_FILES.tokenizer}`, c.tokenizerJson);
+  }
+  if (c.optimizer) await writeSafetensors(`${dir}/${CHECKPOINT_FILES.optimizer}`, c.optimizer);
+  if (c.trainerState) {
+    await Deno.writeTextFile(
+      `${dir}/${CHECKPOINT_FILES.state}`,
+      JSON.stringify(c.trainerState, null, 2) + "\n",
+    );
+  }
+}
+
+/**
+ * Reads a checkpoint's model weights (by Kiln name) and, when present, its
+ * optimizer states and trainer state.
+ *
+ * @example
+ * ```ts ignore
+ * const { weights, optimizer, trainerState } = await readCheckpoint("out/checkpoint-100", cfg);
+ * ```
+ */
+export async function readCheckpoint(dir: string, cfg: ModelConfig): Promise<{
+  weights: Map<string, Float32Array>;
+  optimizer?: Map<string, NamedTensor>;
+  trainerState?: Record<string, unknown>;
+}> {
+  const weights = fromCheckpointTensors(
+    cfg,
+    await readSafetensors(`${dir}/${CHECKPOINT_FILES.model}`),
+  );
+  const exists = async (f: string) => {
+    try {
+      await Deno.stat(`${dir}/${f}`);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const optimizer = await exists(CHECKPOINT_FILES.optimizer)
+    ? await readSafetensors(`${dir}/${CHECKPOINT_FILES.optimizer}`)
+    : undefined;
+  const trainerState = await exists(CHECKPOINT_FILES.state)
+    ? JSON.parse(await Deno.readTextFile(`${dir}/${CHECKPOINT_FILES.state}`))
+    : undefined;
+  return { weights, optimizer, trainerState };
+}

@@ -1,0 +1,134 @@
+/**
+ * The selective scan's backward (`selective_scan_grad`: checkpoints, the
+ * reverse chunked walk recomputing each chunk's states, the partial sums'
+ * reduction) next to its forward, side by side in one process: the forward as
+ * the compiler picks it (`auto`), the backward at its default chunk and at a
+ * few others. Gate, Δ bias and softplus on, as in Mamba; f32.
+ *
+ * Wall time (interleaved medians) and the process's CPU time per run (Linux
+ * `/proc/self/stat`), both side by side in one run.
+ *
+ * Run: `deno run -A bench/scan_grad_bench.ts` (env SCAN_GRAD_L, SCAN_GRAD_I,
+ * SCAN_GRAD_CHUNKS="8,16,32" to change the size or the chunks tried).
+ *
+ * @module
+ */
+import { compile, type Executable, GraphBuilder, requestDevice } from "../mod.ts";
+import { selectiveScan } from "../models/mamba.ts";
+import { scanAttrs } from "../ops/ssm/attrs.ts";
+import { interleavedMedians } from "./_timing.ts";
+
+const device = await requestDevice();
+const B = 1, N = 16;
+const L = Number(Deno.env.get("SCAN_GRAD_L") ?? 1024);
+const I = Number(Deno.env.get("SCAN_GRAD_I") ?? 512);
+const chunks = (Deno.env.get("SCAN_GRAD_CHUNKS") ?? "0,16,64").split(",").map(Number);
+
+function rand(n: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * Math.random();
+  return a;
+}
+
+const A = new Float32Array(I * N).map((_, j) => -((j % N) + 1));
+const params = { A, D: rand(I), dtb: rand(I, -4, -2) };
+const inputs = {
+  u: rand(B * L * I),
+  dt: rand(B * L * I),
+  B: rand(B * L * N),
+  C: rand(B * L * N),
+  z: rand(B * L * I),
+  dy: rand(B * L * I),
+};
+
+function operands(g: GraphBuilder) {
+  return [
+    g.input("u", [B, L, I]),
+    g.input("dt", [B, L, I]),
+    g.param("A", [I, N]),
+    g.input("B", [B, L, N]),
+    g.input("C", [B, L, N]),
+    g.param("D", [I]),
+    g.input("z", [B, L, I]),
+    g.param("dtb", [I]),
+  ];
+}
+
+function forward(): Executable {
+  const g = new GraphBuilder();
+  const [u, dt, a, b, c, d, z, dtb] = operands(g);
+  const [y] = selectiveScan(u, dt, a, b, c, d, { z, deltaBias: dtb, softplus: true });
+  g.output("y", y);
+  return compile(g.build(), device, { params });
+}
+
+function backward(chunk: number): Executable {
+  const g = new GraphBuilder();
+  const ins = [...operands(g), g.input("dy", [B, L, I])];
+  const attrs = {
+    ...scanAttrs({ gate: true, deltaBias: true, softplus: true, chunk }),
+    finalGrad: false,
+  };
+  const names = ["du", "ddt", "dA", "dB", "dC", "dD", "dz", "ddtb"];
+  g.apply("selective_scan_grad", ins, attrs).forEach((t, j) => g.output(names[j], t));
+  return compile(g.build(), device, { params });
+}
+
+type Run = () => Promise<void>;
+
+async function prepared(exe: Executable, feed: Record<string, Float32Array>): Promise<Run> {
+  const run = await exe.prepare(feed);
+  return async () => {
+    const enc = device.device.createCommandEncoder();
+    run.encode(enc);
+    device.device.queue.submit([enc.finish()]);
+    await device.device.queue.onSubmittedWorkDone();
+  };
+}
+
+const fwd = forward();
+const { dy: _, ...fwdInputs } = inputs;
+const runs: Run[] = [await prepared(fwd, fwdInputs)];
+const bwds = chunks.map(backward);
+for (const b of bwds) runs.push(await prepared(b, inputs));
+const ms = await interleavedMedians(runs, 5);
+// Process CPU time per run (both lavapipe threads): steadier than wall time on a
+// shared host, where other processes take the cores for tens of ms at a time.
+const cpuMs = (): number => {
+  const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms
+};
+const cpu = runs.map(() => 0);
+const cpuReps = 8;
+for (let r = 0; r < cpuReps; r++) {
+  for (const [i, run] of runs.entries()) {
+    const c0 = cpuMs();
+    await run();
+    cpu[i] += (cpuMs() - c0) / cpuReps;
+  }
+}
+const tokens = B * L;
+const kps = (t: number) => (tokens / t).toFixed(1);
+const chunkOf = (exe: Executable) =>
+  exe.plan().kernels.find((k) => k.label.includes("ssm_scan_grad_reverse"))!.label.match(
+    /_c(\d+)$/,
+  )![1];
+console.log(`# selective scan forward vs backward on ${device.adapterName}`);
+console.log(`# B = ${B}, L = ${L}, I = ${I}, N = ${N}, f32, gate + Δ bias + softplus`);
+console.log(
+  "| pass | wall ms (median) | k tokens/s | backward / forward throughput | CPU ms | backward / forward by CPU time |",
+);
+console.log("|---|---|---|---|---|---|");
+console.log(`| forward (auto) | ${ms[0].toFixed(1)} | ${kps(ms[0])} | | ${cpu[0].toFixed(0)} | |`);
+bwds.forEach((b, j) => {
+  const t = ms[j + 1];
+  console.log(
+    `| backward, chunk ${chunkOf(b)}${chunks[j] === 0 ? " (default)" : ""} | ${t.toFixed(1)} | ${
+      kps(t)
+    } | ${(ms[0] / t).toFixed(2)}× | ${cpu[j + 1].toFixed(0)} | ${
+      (cpu[0] / cpu[j + 1]).toFixed(2)
+    }× |`,
+  );
+});
+for (const e of [fwd, ...bwds]) e.dispose();
+device.destroy();

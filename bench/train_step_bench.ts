@@ -1,0 +1,90 @@
+/**
+ * Training-step throughput of a Mamba, a dense Transformer (Mixtral with one
+ * expert, k = 1) and a MoE (E = 8, k = 2, the same active expert width) through
+ * the training API, side by side in one run: tokens per second over timed
+ * updates after a warm-up (pipelines compiled), and the peak memory of the
+ * step's plan.
+ *
+ *   deno run -A bench/train_step_bench.ts [small|20m] [updates]
+ *
+ * `small` (default) is ~1M parameters at B·T = 2·64, for a quick look on
+ * lavapipe; `20m` is the issue's ~20M-parameter models at B·T = 4·256.
+ */
+
+import { Trainer } from "../app/train/trainer.ts";
+import { requestDevice } from "../runtime/device.ts";
+
+const preset = Deno.args[0] ?? "small";
+const updates = Number(Deno.args[1] ?? 5);
+const big = preset === "20m";
+const [d, layers, vocab, ff] = big ? [384, 8, 8192, 1024] : [96, 2, 512, 256];
+const [batch, seq] = big ? [4, 256] : [2, 64];
+const attn = { num_attention_heads: big ? 6 : 4, num_key_value_heads: 2 };
+const MODELS: Record<string, Record<string, unknown>> = {
+  mamba: {
+    architectures: ["MambaForCausalLM"],
+    vocab_size: vocab,
+    hidden_size: big ? 512 : d,
+    state_size: 16,
+    num_hidden_layers: layers,
+  },
+  dense: {
+    architectures: ["MixtralForCausalLM"],
+    vocab_size: vocab,
+    hidden_size: d,
+    intermediate_size: ff,
+    num_hidden_layers: layers,
+    ...attn,
+    num_local_experts: 1,
+    num_experts_per_tok: 1,
+  },
+  moe: {
+    architectures: ["MixtralForCausalLM"],
+    vocab_size: vocab,
+    hidden_size: d,
+    intermediate_size: ff / 2,
+    num_hidden_layers: layers,
+    ...attn,
+    num_local_experts: 8,
+    num_experts_per_tok: 2,
+  },
+};
+
+const device = await requestDevice();
+const tokens = Uint32Array.from({ length: batch * seq * 4 + 1 }, (_, i) => (i * 7919) % vocab);
+console.log(`preset ${preset}: batch ${batch} × seq ${seq}, ${updates} timed updates`);
+for (const [name, config] of Object.entries(MODELS)) {
+  const t = await Trainer.create({
+    config,
+    batch,
+    seq,
+    seed: 1,
+    schedule: { peak: 1e-3, decay: "constant" },
+    logEvery: 1,
+    device,
+  });
+  const params = t.step.params.reduce(
+    (a, n) =>
+      a +
+      t.exe.graph.values[t.exe.graph.states.get(n)!].shape.reduce<number>(
+        (x, y) => x * (y as number),
+        1,
+      ),
+    0,
+  );
+  const c0 = performance.now();
+  await t.train(tokens, { steps: 2 }); // compiles every pipeline
+  const compileS = (performance.now() - c0) / 1000;
+  const t0 = performance.now();
+  const history = await t.train(tokens, { steps: 2 + updates }); // reads the loss once per update
+  const s = (performance.now() - t0) / 1000;
+  const peak = t.exe.lastPlan?.peakBytes ?? NaN;
+  t.dispose();
+  console.log(
+    `${name.padEnd(6)} ${(params / 1e6).toFixed(2)}M params  ${
+      (updates * batch * seq / s).toFixed(0)
+    } tokens/s  step peak ${(peak / 2 ** 20).toFixed(1)} MiB  first 2 updates ${
+      compileS.toFixed(1)
+    } s  loss ${history.at(-1)?.loss.toFixed(3)}`,
+  );
+}

@@ -1,0 +1,183 @@
+/**
+ * The training (and evaluation) graph of a causal language model, built from
+ * the same architecture spec and layer builders as the inference graphs
+ * (`causal_lm.ts`): B sequences of T tokens, no KV caches or SSM states, and
+ * the mean next-token cross-entropy as the loss. Parameters keep their
+ * inference names (Hugging Face's; MoE experts stacked), so a trained graph's
+ * weights load into `buildCausalLM`'s graphs as they are.
+ *
+ * @module
+ */
+
+import type { Tensor } from "../compiler/builder.ts";
+import type { TrainableBuilder } from "../compiler/train/trainable.ts";
+import { softmaxCrossEntropy } from "../compiler/train/cross_entropy.ts";
+import { expertWidth, type ModelConfig } from "./config.ts";
+import { layerPrefix, moePrefix, specOf } from "./architectures/mod.ts";
+import { attentionBlock } from "./attention.ts";
+import { attentionOptions } from "./causal_lm.ts";
+import { mambaMixer } from "./mamba.ts";
+import { moe, type MoeOutputs } from "./moe.ts";
+import { embedding, linear } from "./weights.ts";
+
+/**
+ * Options of {@linkcode buildTrainingLM}.
+ *
+ * @example
+ * ```ts
+ * import type { TrainingLMOptions } from "@kiln/kiln";
+ * const o: TrainingLMOptions = { batch: 4, seq: 128 };
+ * ```
+ */
+export interface TrainingLMOptions {
+  /** Sequences per micro-batch B. */
+  batch: number;
+  /** Tokens per sequence T. */
+  seq: number;
+  /**
+   * The loss from the final hidden states `[B·T, d]`, the LM head weight
+   * `[V, d]` and the u32 targets `[B·T]` (default: logits, then
+   * {@linkcode softmaxCrossEntropy}); a fused LM-head cross-entropy plugs in here.
+   */
+  headLoss?: (h: Tensor, head: Tensor, targets: Tensor) => Tensor;
+  /**
+   * Extra loss terms from the MoE layers' outputs (load-balancing, z-loss),
+   * added to the cross-entropy; absent: none.
+   */
+  moeLoss?: (layers: readonly MoeOutputs[]) => Tensor | undefined;
+}
+
+/**
+ * What {@linkcode buildTrainingLM} built.
+ *
+ * @example
+ * ```ts ignore
+ * const { loss, logits } = buildTrainingLM(g, cfg, { batch: 2, seq: 16 });
+ * ```
+ */
+export interface TrainingLM {
+  /** Scalar loss (cross-entropy plus any MoE terms). */
+  readonly loss: Tensor;
+  /** Mean next-token cross-entropy alone. */
+  readonly crossEntropy: Tensor;
+  /** Builds the logits `[B·T, V]` (only when asked: training need not hold them). */
+  readonly logits: () => Tensor;
+  /** Outputs of the MoE layers, in layer order. */
+  readonly moe: readonly MoeOutputs[];
+}
+
+/**
+ * Builds the forward pass and loss of `cfg`'s model into `g` on the inputs
+ * `ids` and `targets` (u32 `[B·T]`, sequence after sequence). Attention layers
+ * run per sequence (causal within it); Mamba layers take the batch as `[B, T, d]`;
+ * everything else works on the `B·T` rows at once. `g` is a
+ * `TrainableBuilder` (its parameters are states, declared once and shared by
+ * the per-sequence attention blocks), the graph is ready for `buildTrainStep`.
+ *
+ * @example
+ * ```ts ignore
+ * import { buildTrainingLM, buildTrainStep, parseConfig, sgd, TrainableBuilder } from "@kiln/kiln";
+ * const cfg = parseConfig({ architectures: ["MixtralForCausalLM"], vocab_size: 64, hidden_size: 32,
+ *   intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
+ *   num_local_experts: 4, num_experts_per_tok: 2 });
+ * const g = new TrainableBuilder();
+ * const { loss } = buildTrainingLM(g, cfg, { batch: 2, seq: 16 });
+ * buildTrainStep(g, loss, { optimizer: sgd(), schedule: { peak: 0.1, decay: "constant" } });
+ * ```
+ */
+export function buildTrainingLM(
+  g: TrainableBuilder,
+  cfg: ModelConfig,
+  options: TrainingLMOptions,
+): TrainingLM {
+  const { batch: B, seq: T } = options;
+  for (const [what, v] of [["batch", B], ["seq", T]] as const) {
+    if (!Number.isInteger(v) || v < 1) {
+      throw new RangeError(`buildTrainingLM: ${what} must be a positive integer, got ${v}`);
+    }
+  }
+  const lay = specOf(cfg).layout;
+  const d = cfg.hidden;
+  const dt = "f32";
+  const ids = g.input("ids", [B * T], "u32");
+  const targets = g.input("targets", [B * T], "u32");
+  const embedName = `${lay.embed}.weight`;
+  const embedded = embedding(g, ids, embedName, cfg.vocabSize, d, dt);
+  let h = embedded.h; // [B·T, d]
+  const pos = g.constant([0], [1], "u32");
+  const moes: MoeOutputs[] = [];
+  const swiglu = (x: Tensor, prefix: string, ff: number) => {
+    const names = lay.mlpNames;
+    const w = (t: Tensor, part: string, rows: number, cols: number) =>
+      linear(g, t, `${prefix}.${part}.weight`, rows, cols, dt);
+    return w(w(x, names.gate, ff, d).silu().mul(w(x, names.up, ff, d)), names.down, d, ff);
+  };
+  cfg.pattern.forEach((layer, i) => {
+    const p = layerPrefix(cfg, i);
+    const mixerName = `${p}.${layer.mixer === "attention" ? lay.attention : lay.mamba}`;
+    h = h.add(g.scope(mixerName, () => {
+      const normed = h.rmsnorm(g.param(`${p}.${lay.mixerNorm}.weight`, [d], dt), cfg.normEps);
+      if (layer.mixer === "attention") {
+        // One causal attention per sequence; the weights are shared (declared once).
+        const opts = attentionOptions(cfg, layer, mixerName, {});
+        const seqs = Array.from(
+          { length: B },
+          (_, b) =>
+            attentionBlock(g, B === 1 ? normed : normed.slice(0, b * T, (b + 1) * T), pos, opts),
+        );
+        return B === 1 ? seqs[0] : g.concat(seqs, 0);
+      }
+      const m = cfg.mamba!;
+      return mambaMixer(g, normed.reshape([B, T, d]), {
+        name: mixerName,
+        d,
+        expand: m.inner / d,
+        stateSize: m.stateSize,
+        convKernel: m.convKernel,
+        dtRank: m.dtRank,
+        mode: "stateless",
+        useBias: m.projBias,
+        useConvBias: m.convBias,
+        jamba: m.innerNorms,
+        eps: cfg.normEps,
+      }).reshape([B * T, d]);
+    }));
+    if (layer.ffn === "none") return;
+    const ffnName = layer.ffn === "moe" ? moePrefix(cfg, i) : `${p}.${lay.mlp}`;
+    h = g.scope(ffnName, () => {
+      const x2 = h.rmsnorm(g.param(`${p}.${lay.ffnNorm}.weight`, [d], dt), cfg.normEps);
+      if (layer.ffn !== "moe") return h.add(swiglu(x2, ffnName, cfg.intermediate));
+      const mc = cfg.moe!;
+      const out = moe(g, x2, {
+        name: ffnName,
+        experts: mc.experts,
+        topK: mc.topK,
+        ff: expertWidth(cfg),
+        router: mc.router ?? "softmax_topk",
+        normTopk: mc.normTopk,
+      });
+      moes.push(out);
+      let y = h.add(out.y);
+      if (mc.sharedExpert && lay.shared) {
+        // Qwen2-MoE: σ(w·x) · SwiGLU_shared(x), on every token, beside the routed experts.
+        let s = swiglu(x2, `${ffnName}.${lay.shared.expert}`, mc.sharedExpert.ff);
+        if (mc.sharedExpert.gated) {
+          s = s.mul(linear(g, x2, `${ffnName}.${lay.shared.gate}.weight`, 1, d, dt).sigmoid());
+        }
+        y = y.add(s);
+      }
+      return y;
+    });
+  });
+  const hf = h.rmsnorm(g.param(`${lay.finalNorm}.weight`, [d], dt), cfg.normEps);
+  const headW = cfg.tieEmbeddings
+    ? embedded.table
+    : g.param(`${lay.lmHead}.weight`, [cfg.vocabSize, d], dt);
+  // The same product `linear` / `head` build for inference, on the one head weight.
+  const logits = () => hf.matmul(headW, { transB: true });
+  const ce = options.headLoss
+    ? options.headLoss(hf, headW, targets)
+    : softmaxCrossEntropy(logits(), targets);
+  const extra = options.moeLoss?.(moes);
+  return { loss: extra ? ce.add(extra) : ce, crossEntropy: ce, logits, moe: moes };
+}

@@ -30,6 +30,7 @@ setDebugSource(() => envFlag("KILN_DEBUG"));
 export { optimize } from "./compiler/optimize.ts";
 export {
   type AttentionOptions,
+  type GradOptions,
   GraphBuilder,
   type MatmulOptions,
   Tensor,
@@ -337,6 +338,7 @@ export { clipByGlobalNorm, globalNorm } from "./compiler/train/clip.ts";
 export { softmaxCrossEntropy } from "./compiler/train/cross_entropy.ts";
 export {
   buildTrainingLM,
+  layerCheckpoints,
   type TrainingLM,
   type TrainingLMOptions,
 } from "./models/causal_lm_train.ts";

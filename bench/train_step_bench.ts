@@ -13,42 +13,14 @@
 
 import { Trainer } from "../app/train/trainer.ts";
 import { requestDevice } from "../runtime/device.ts";
+import { trainModels } from "./train_models.ts";
 
 const preset = Deno.args[0] ?? "small";
 const updates = Number(Deno.args[1] ?? 5);
 const big = preset === "20m";
-const [d, layers, vocab, ff] = big ? [384, 8, 8192, 1024] : [96, 2, 512, 256];
 const [batch, seq] = big ? [4, 256] : [2, 64];
-const attn = { num_attention_heads: big ? 6 : 4, num_key_value_heads: 2 };
-const MODELS: Record<string, Record<string, unknown>> = {
-  mamba: {
-    architectures: ["MambaForCausalLM"],
-    vocab_size: vocab,
-    hidden_size: big ? 512 : d,
-    state_size: 16,
-    num_hidden_layers: layers,
-  },
-  dense: {
-    architectures: ["MixtralForCausalLM"],
-    vocab_size: vocab,
-    hidden_size: d,
-    intermediate_size: ff,
-    num_hidden_layers: layers,
-    ...attn,
-    num_local_experts: 1,
-    num_experts_per_tok: 1,
-  },
-  moe: {
-    architectures: ["MixtralForCausalLM"],
-    vocab_size: vocab,
-    hidden_size: d,
-    intermediate_size: ff / 2,
-    num_hidden_layers: layers,
-    ...attn,
-    num_local_experts: 8,
-    num_experts_per_tok: 2,
-  },
-};
+const MODELS = trainModels(big ? "20m" : "small");
+const vocab = MODELS.mamba.vocab_size as number;
 
 const device = await requestDevice();
 const tokens = Uint32Array.from({ length: batch * seq * 4 + 1 }, (_, i) => (i * 7919) % vocab);

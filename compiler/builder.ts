@@ -13,7 +13,8 @@ import { type OpAttrMap, type OpName, OPS } from "../ops/registry.ts";
 import type { OpDef } from "../ops/types.ts";
 
 import { Tensor, type TensorLike } from "./tensor.ts";
-import { gradOf } from "./grad/backward.ts";
+import { gradOf, type GradOptions } from "./grad/backward.ts";
+export type { GradOptions };
 
 export { type MatmulOptions, Tensor, type TensorLike } from "./tensor.ts";
 export { TensorMath } from "./tensor_math.ts";
@@ -66,10 +67,37 @@ export class GraphBuilder {
   #assigns = new Map<string, number>();
   #constants = new Map<number, ArrayLike<number>>();
   #scopes: string[] = [];
+  #recompute = false;
 
   /** The current scope, for new nodes. */
-  get #scope(): { scope?: string } {
-    return this.#scopes.length ? { scope: this.#scopes.join(".") } : {};
+  get #scope(): { scope?: string; recompute?: true } {
+    return {
+      ...(this.#scopes.length ? { scope: this.#scopes.join(".") } : {}),
+      ...(this.#recompute ? { recompute: true as const } : {}),
+    };
+  }
+
+  /**
+   * Builds the nodes `build` adds as recomputed copies (`Node.recompute`): what
+   * `grad` uses to re-run a checkpointed segment's forward in the backward.
+   *
+   * @example
+   * ```ts
+   * import { GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const x = g.input("x", [4]);
+   * const again = g.recomputing(() => x.exp()); // not merged with another x.exp()
+   * g.output("y", again);
+   * ```
+   */
+  recomputing<T>(build: () => T): T {
+    const was = this.#recompute;
+    this.#recompute = true;
+    try {
+      return build();
+    } finally {
+      this.#recompute = was;
+    }
   }
 
   /**
@@ -454,7 +482,9 @@ export class GraphBuilder {
    * nodes of this graph (reverse mode, one rule per op: `compiler/grad/`), so
    * the same passes fuse them and the same planner places them. A tensor the
    * loss does not depend on gets zeros; an op on the path without a gradient
-   * rule is a TypeError naming it.
+   * rule is a TypeError naming it. `checkpoint` recomputes the activations of
+   * scopes it matches in the backward instead of keeping them (see
+   * {@linkcode GradOptions}).
    *
    * @example
    * ```ts
@@ -466,8 +496,8 @@ export class GraphBuilder {
    * g.output("dw", dw);
    * ```
    */
-  grad(loss: Tensor, wrt: readonly Tensor[]): Tensor[] {
-    return gradOf(this, loss, wrt);
+  grad(loss: Tensor, wrt: readonly Tensor[], options: GradOptions = {}): Tensor[] {
+    return gradOf(this, loss, wrt, options);
   }
 
   /**

@@ -158,19 +158,24 @@ function emitFused(
   if (n === 0) return { kernels: [], scratch: [], writes: cluster.outputs };
   const { wg, workgroups, index } = flatLaunch(n, caps);
   const roots = new Set<string>();
-  const { lines, names, f16 } = emitCluster(
-    graph,
-    cluster,
-    shapeOf,
-    "i",
-    leafBinder(kb, graph, shapeOf, "x", roots),
-  );
-  kb.useF16(f16);
-  const stores = cluster.outputs.map((v) => {
+  const inplace = inPlaceStates(graph, cluster, shapeOf, caps, n);
+  const outAcc = new Map(cluster.outputs.map((v) => {
     const acc = kb.bind(`y${v}`, { value: v }, n, graph.values[v].dtype, "read_write");
     roots.add(acc.storeSym);
-    return `  ${acc.store("i", names.get(v)!)}`;
+    return [v, acc] as const;
+  }));
+  // A state read only at the index being written is read through its new value's
+  // binding: the planner can then update it in place (no second copy of it).
+  const fromOut = new Map(inplace.map(([out, old]) => [old, outAcc.get(out)!]));
+  const leaf = leafBinder(kb, graph, shapeOf, "x", roots);
+  const { lines, names, f16 } = emitCluster(graph, cluster, shapeOf, "i", (v, i) => {
+    const acc = fromOut.get(v);
+    if (!acc) return leaf(v, i);
+    roots.add(acc.loadSym);
+    return acc.load(i);
   });
+  kb.useF16(f16);
+  const stores = cluster.outputs.map((v) => `  ${outAcc.get(v)!.store("i", names.get(v)!)}`);
   const body = flatMain(wg, index, n, `${lines.join("\n")}\n${stores.join("\n")}`);
   const { code, bindings } = kb.finish(body, roots);
   const ops = clusterNodes(cluster).map((id) => nodeLabel(graph, id));
@@ -193,7 +198,47 @@ function emitFused(
     }],
     scratch: [],
     writes: cluster.outputs,
+    ...(inplace.length ? { inplace } : {}),
   };
+}
+
+/**
+ * `[new value, state value]` pairs of a cluster that writes a state's next value
+ * and reads its current one only at the index it writes (an optimizer's update:
+ * `w ← w − lr·u`, elementwise): each thread reads its element before it stores
+ * it, so the two may share the state's buffer.
+ */
+function inPlaceStates(
+  graph: Graph,
+  cluster: Cluster,
+  shapeOf: (v: number) => readonly number[],
+  caps: DeviceCaps,
+  n: number,
+): [number, number][] {
+  const assigned = new Map<number, number>();
+  for (const [name, v] of graph.assigns) {
+    const old = graph.states.get(name)!;
+    if (cluster.outputs.includes(v) && graph.values[old].dtype === graph.values[v].dtype) {
+      assigned.set(old, v);
+    }
+  }
+  if (assigned.size === 0) return [];
+  // Which indices the cluster reads each leaf at (a dry run of the emission).
+  const at = new Map<number, Set<string>>();
+  emitCluster(graph, cluster, shapeOf, "i", (v, i) => {
+    at.set(v, (at.get(v) ?? new Set()).add(i));
+    return leafBinder(
+      new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment),
+      graph,
+      shapeOf,
+      "x",
+      new Set(),
+    )(v, i);
+  });
+  return [...assigned].filter(([old]) => {
+    const idx = at.get(old);
+    return idx !== undefined && idx.size === 1 && idx.has("i") && numel(shapeOf(old)) === n;
+  }).map(([old, v]) => [v, old]);
 }
 
 function emitKernelGroup(

@@ -87,6 +87,12 @@ export interface Node {
    * (`model.layers.3.self_attn`; see `GraphBuilder.scope`); absent at the top level.
    */
   readonly scope?: string;
+  /**
+   * True for a forward node recomputed inside the backward (activation
+   * checkpointing, `GraphBuilder.grad`'s `checkpoint`): never merged with its
+   * original, so the forward's activations can die before the backward runs.
+   */
+  readonly recompute?: true;
 }
 
 /**

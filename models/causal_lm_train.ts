@@ -181,3 +181,21 @@ export function buildTrainingLM(
   const extra = options.moeLoss?.(moes);
   return { loss: extra ? ce.add(extra) : ce, crossEntropy: ce, logits, moe: moes };
 }
+
+/**
+ * The activation-checkpointing segments of a model: one per layer (the
+ * `checkpoint` of `buildTrainStep` / `GraphBuilder.grad`), so a training step
+ * keeps only what enters and leaves each layer and recomputes the rest.
+ *
+ * @example
+ * ```ts
+ * import { layerCheckpoints, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({ architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32,
+ *   state_size: 4, num_hidden_layers: 2 });
+ * layerCheckpoints(cfg).test("backbone.layers.1.mixer"); // true
+ * ```
+ */
+export function layerCheckpoints(cfg: ModelConfig): RegExp {
+  const prefix = specOf(cfg).layout.layers.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`^${prefix}\\.\\d+(?=\\.|$)`);
+}

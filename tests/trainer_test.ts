@@ -180,3 +180,32 @@ Deno.test("trainer: checkpoints load with loadModel, resume equals the uninterru
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("trainer: layer checkpointing and the fused cross-entropy train the same curve; router losses add to the loss", async () => {
+  const tokens = Uint32Array.from({ length: 600 }, (_, i) => (i * 13 + 7) % 48);
+  const run = async (extra: Record<string, unknown>) => {
+    const t = await Trainer.create({
+      config: MIXTRAL,
+      batch: 2,
+      seq: 64,
+      seed: 3,
+      schedule: { peak: 3e-3, warmup: 2, decay: "constant" },
+      logEvery: 1,
+      device: await gpu(),
+      ...extra,
+    });
+    try {
+      const history = await t.train(tokens, { steps: 4 });
+      return { losses: history.map((h) => h.loss) };
+    } finally {
+      t.dispose();
+    }
+  };
+  const plain = await run({});
+  const lean = await run({ checkpoint: true, fusedCrossEntropy: true });
+  assertClose(lean.losses, plain.losses, 1e-4, 1e-5, "losses with checkpointing");
+  const routed = await run({ auxLossCoef: 0.1, zLossCoef: 0.01 });
+  // E·Σ fᵢPᵢ ≥ 1 per layer (equality only at perfect balance), z-loss ≥ 0.
+  assert.ok(routed.losses[0] > plain.losses[0] + 0.1, `${routed.losses[0]} vs ${plain.losses[0]}`);
+  await assert.rejects(() => run({ auxLossCoef: -1 }), /auxLossCoef must be a finite number ≥ 0/);
+});

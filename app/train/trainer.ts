@@ -16,7 +16,13 @@ import { adamw, type AdamWOptions, sgd, type SgdOptions } from "../../compiler/t
 import type { LrSchedule } from "../../compiler/train/schedule.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
-import { buildTrainingLM, type TrainingLMOptions } from "../../models/causal_lm_train.ts";
+import {
+  buildTrainingLM,
+  layerCheckpoints,
+  type TrainingLMOptions,
+} from "../../models/causal_lm_train.ts";
+import type { MoeOutputs } from "../../models/moe.ts";
+import { crossEntropy } from "../../compiler/cross_entropy.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { compile, type Executable } from "../../runtime/executable.ts";
 import { defaultDevice, type KilnDevice } from "../../runtime/device.ts";
@@ -77,8 +83,41 @@ export interface TrainerOptions {
   tokenizerJson?: string;
   /** Device (default: the shared default device). */
   device?: KilnDevice;
-  /** Loss hooks (fused LM-head cross-entropy, MoE auxiliary losses); not saved in checkpoints. */
+  /**
+   * Recompute each layer's forward in the backward instead of keeping its
+   * activations (activation checkpointing): less memory, about one more
+   * forward of compute (default false).
+   */
+  checkpoint?: boolean;
+  /**
+   * The LM head's cross-entropy fused (`lm_head_xent`): no `[B·T, V]` logits
+   * or probabilities are held; slower on CPU rasterisers (default false).
+   */
+  fusedCrossEntropy?: boolean;
+  /** MoE load-balancing loss coefficient, per MoE layer (default 0: off, as HF's default). */
+  auxLossCoef?: number;
+  /** MoE router z-loss coefficient, per MoE layer (default 0). */
+  zLossCoef?: number;
+  /** Loss hooks (replace the fused cross-entropy and router losses above); not saved in checkpoints. */
   losses?: Pick<TrainingLMOptions, "headLoss" | "moeLoss">;
+}
+
+/** The loss hooks an options record asks for. */
+function lossHooks(o: TrainerOptions): Pick<TrainingLMOptions, "headLoss" | "moeLoss"> {
+  const aux = o.auxLossCoef ?? 0, z = o.zLossCoef ?? 0;
+  for (const [what, v] of [["auxLossCoef", aux], ["zLossCoef", z]] as const) {
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
+      throw new RangeError(`Trainer: ${what} must be a finite number ≥ 0, got ${v}`);
+    }
+  }
+  const routerLoss = aux > 0 || z > 0
+    ? (moes: readonly MoeOutputs[]) =>
+      moes.map((m) => m.auxLoss.mul(aux).add(m.zLoss.mul(z))).reduce((a, b) => a.add(b))
+    : undefined;
+  return {
+    headLoss: o.losses?.headLoss ?? (o.fusedCrossEntropy ? crossEntropy : undefined),
+    moeLoss: o.losses?.moeLoss ?? routerLoss,
+  };
 }
 
 /**
@@ -176,7 +215,7 @@ export class Trainer {
     this.config = config;
     this.#o = o;
     const g = new TrainableBuilder();
-    const lm = buildTrainingLM(g, cfg, { batch: o.batch, seq: o.seq, ...o.losses });
+    const lm = buildTrainingLM(g, cfg, { batch: o.batch, seq: o.seq, ...lossHooks(o) });
     const spec = o.optimizer;
     const kind: unknown = spec?.kind;
     if (kind !== "sgd" && kind !== "adamw") {
@@ -191,6 +230,7 @@ export class Trainer {
       clipNorm: o.clipNorm,
       accumulate: o.accumulate,
       logEvery: o.logEvery ?? 10,
+      checkpoint: o.checkpoint ? layerCheckpoints(cfg) : undefined,
     });
     this.#shapes = new Map(
       this.step.params.map((n) => [n, g.trainables.get(n)!.shape as number[]]),

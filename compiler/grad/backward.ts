@@ -12,6 +12,7 @@ import { isFloat } from "../../core/dtype.ts";
 import { atSite, callSite } from "../../core/errors.ts";
 import { formatShape } from "../../core/shape.ts";
 import type { OpAttrs } from "../../ops/types.ts";
+import type { OpName } from "../../ops/registry.ts";
 import type { GraphBuilder } from "../builder.ts";
 import { Tensor } from "../tensor.ts";
 import { filled } from "./broadcast.ts";
@@ -19,6 +20,29 @@ import { GRAD_RULES } from "./table.ts";
 import type { GradRule } from "./types.ts";
 
 const LEAVES = new Set(["input", "param", "const", "state"]);
+
+/**
+ * Options of `GraphBuilder.grad`.
+ *
+ * @example
+ * ```ts
+ * import type { GradOptions } from "@kiln/kiln";
+ * // One segment per layer: each layer's forward runs again in the backward.
+ * const o: GradOptions = { checkpoint: /^model\.layers\.\d+/ };
+ * ```
+ */
+export interface GradOptions {
+  /**
+   * Activation checkpointing. Nodes whose scope this matches form segments,
+   * one per matched text (`/^model\.layers\.\d+/`: one per layer). A
+   * segment's forward is built again in the backward, right before its
+   * gradients, and the rules read those recomputed values: the forward's
+   * activations inside the segment then die as the forward passes, and only
+   * the values entering and leaving each segment stay until the backward.
+   * Costs one more forward of the segments.
+   */
+  readonly checkpoint?: RegExp;
+}
 
 /**
  * The gradients of scalar `loss` with respect to `wrt`, built into `g`
@@ -33,7 +57,12 @@ const LEAVES = new Set(["input", "param", "const", "state"]);
  * g.output("dw", dw);
  * ```
  */
-export function gradOf(g: GraphBuilder, loss: Tensor, wrt: readonly Tensor[]): Tensor[] {
+export function gradOf(
+  g: GraphBuilder,
+  loss: Tensor,
+  wrt: readonly Tensor[],
+  options: GradOptions = {},
+): Tensor[] {
   const site = callSite();
   const fail = (e: Error) => atSite(e, site);
   if (!(loss instanceof Tensor) || loss.builder !== g) {
@@ -75,6 +104,33 @@ export function gradOf(g: GraphBuilder, loss: Tensor, wrt: readonly Tensor[]): T
   }
   const live = (v: number) => fromWrt.has(v) && toLoss.has(v);
 
+  // Checkpointed segments: their nodes, and the recomputed values once rebuilt.
+  const segmentOf = (k: number): string | undefined => {
+    const n = graph.nodes[k];
+    if (!options.checkpoint || LEAVES.has(n.op) || n.scope === undefined) return undefined;
+    return options.checkpoint.exec(n.scope)?.[0];
+  };
+  const segments = new Map<string, number[]>();
+  for (let k = 0; k <= lossNode; k++) {
+    const key = segmentOf(k);
+    if (key !== undefined) segments.set(key, [...(segments.get(key) ?? []), k]);
+  }
+  const again = new Map<number, Tensor>();
+  const rebuilt = new Set<string>();
+  const rebuild = (key: string) => {
+    if (rebuilt.has(key)) return;
+    rebuilt.add(key);
+    g.recomputing(() => {
+      for (const k of segments.get(key)!) {
+        const n = graph.nodes[k];
+        const ins = n.inputs.map((v) => again.get(v) ?? tensorOf(v));
+        const emit = () => g.apply(n.op as OpName, ins, n.attrs as never);
+        const outs = n.scope ? g.scope(n.scope, emit) : emit();
+        outs.forEach((t, i) => again.set(n.outputs[i], t));
+      }
+    });
+  };
+
   const grads = new Map<number, Tensor>();
   grads.set(loss.id, filled(g, 1, loss.shape, loss.dtype));
   for (let k = lossNode; k >= 0; k--) {
@@ -93,12 +149,15 @@ export function gradOf(g: GraphBuilder, loss: Tensor, wrt: readonly Tensor[]): T
         ),
       );
     }
+    const segment = segmentOf(k);
+    if (segment !== undefined) rebuild(segment);
+    const view = (v: number) => (segment !== undefined && again.get(v)) || tensorOf(v);
     const run = () =>
       rule({
         g,
         attrs: node.attrs as OpAttrs,
-        inputs: node.inputs.map(tensorOf),
-        outputs: node.outputs.map(tensorOf),
+        inputs: node.inputs.map(view),
+        outputs: node.outputs.map(view),
         grads: outGrads,
         needs,
       });

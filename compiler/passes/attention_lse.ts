@@ -72,6 +72,7 @@ export function attentionLse(graph: Graph): Graph {
       node.site,
       outputs,
       node.scope,
+      node.recompute,
     );
   }
   return rw.finish();

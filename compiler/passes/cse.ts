@@ -26,7 +26,11 @@ export function cse(graph: Graph): Graph {
         Array.from(graph.constants.get(v.id)!).join(",")
       }`;
     } else {
-      key = `${node.op}(${inputs.join(",")}) ${JSON.stringify(node.attrs)}`;
+      // A recomputed copy must stay a copy: merging it with its original would keep
+      // the forward's activation alive for the backward, which checkpointing avoids.
+      key = `${node.op}(${inputs.join(",")}) ${JSON.stringify(node.attrs)}${
+        node.recompute ? " recompute" : ""
+      }`;
     }
     const prev = seen.get(key);
     if (prev) {

@@ -144,8 +144,24 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     }
     return false;
   };
+  // Recomputed copies (activation checkpointing) run in the backward: fused into a
+  // forward kernel they would run in the forward and keep their results alive.
+  const recomputed = (n: number) => graph.nodes[n].recompute === true;
+  const sameRun = (a: Iterable<number>, b: Iterable<number>) => {
+    const [x] = a, [y] = b;
+    return x === undefined || y === undefined || recomputed(x) === recomputed(y);
+  };
+  const assignedState = new Map<number, number>();
+  for (const [name, v] of graph.assigns) assignedState.set(v, graph.states.get(name)!);
+  const updatesItsState = (set: Set<number>) =>
+    [...set].some((n) =>
+      graph.nodes[n].outputs.some((v) => {
+        const old = assignedState.get(v);
+        return old !== undefined && [...set].some((m) => graph.nodes[m].inputs.includes(old));
+      })
+    );
   const canMerge = (a: Set<number>, b: Set<number>) =>
-    !reaches(a, b) && !reaches(b, a) && !viewConflict(a, b);
+    sameRun(a, b) && !reaches(a, b) && !reaches(b, a) && !viewConflict(a, b);
 
   for (const node of graph.nodes) {
     const kind = loweringKind(node.op);
@@ -205,6 +221,7 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     const pc = clusterOf.get(producer(u));
     const own = clusterOf.get(node.id);
     if (pc === undefined || pc === own || absorbed.has(pc) || outputs.has(u)) continue;
+    if (!sameRun(members.get(pc)!, [node.id])) continue;
     const users = uses.get(u) ?? [];
     if (users.length !== 1 || users[0] !== node.id) continue;
     const info = clusterInfo(pc);
@@ -239,7 +256,10 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     const cids = new Set(users.map((u) => clusterOf.get(u)));
     if (cids.size !== 1) continue;
     const cid = [...cids][0];
-    if (cid === undefined || absorbed.has(cid)) continue;
+    if (cid === undefined || absorbed.has(cid) || !sameRun(members.get(cid)!, [node.id])) continue;
+    // A state update that reads the state it replaces (an optimizer step) stays a
+    // cluster of its own, which codegen can run in place in the state's buffer.
+    if (updatesItsState(members.get(cid)!)) continue;
     const clusterShape = shapeOf.get(cid)!;
     const fits = aliasNodes.length
       ? symbolicSize(clusterShape) === symbolicSize(graph.values[v].shape)
@@ -274,6 +294,7 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
         !lower.inplace?.some(([, i]) => i === j);
       const cid = clusterOf.get(producer(v));
       if (!allowed || cid === undefined || absorbed.has(cid) || outputs.has(v)) return undefined;
+      if (!sameRun(members.get(cid)!, [node.id])) return undefined;
       const info = clusterInfo(cid);
       const onlyHere = info.outputs.length === 1 && info.outputs[0] === v &&
         (uses.get(v) ?? []).every((c) => c === node.id) &&
@@ -391,13 +412,30 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
       }
       return d;
     });
+    // A group runs as early as the earliest group that needs it: work built late
+    // but needed early (a learning rate computed after the whole backward was
+    // built, read by every weight update) must not wait until everything built
+    // before it has run, holding the activations its consumers would free.
+    const users = sets.map(() => [] as number[]);
+    deps.forEach((d, i) => d.forEach((j) => users[j].push(i)));
+    const due = orders.slice();
+    const seen = new Set<number>();
+    const settle = (i: number): number => {
+      if (seen.has(i)) return due[i];
+      seen.add(i);
+      for (const u of users[i]) due[i] = Math.min(due[i], settle(u));
+      return due[i];
+    };
+    sets.forEach((_, i) => settle(i));
+    const first = (i: number, j: number) =>
+      due[i] !== due[j] ? due[i] < due[j] : orders[i] < orders[j];
     const done = new Set<number>();
     const out: number[] = [];
     while (done.size < sets.length) {
       let best = -1;
       for (let i = 0; i < sets.length; i++) {
         if (done.has(i) || [...deps[i]].some((d) => !done.has(d))) continue;
-        if (best < 0 || orders[i] < orders[best]) best = i;
+        if (best < 0 || first(i, best)) best = i;
       }
       if (best < 0) {
         // Walk unfinished dependencies from any stuck group until one repeats.

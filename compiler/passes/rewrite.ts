@@ -36,6 +36,7 @@ export class Rewriter {
       node.site,
       node.outputs,
       node.scope,
+      node.recompute,
     );
   }
 
@@ -47,6 +48,7 @@ export class Rewriter {
     site: string,
     oldOutputs: readonly number[],
     scope?: string,
+    recompute?: true,
   ): Node {
     const id = this.nodes.length;
     const outputs = oldOutputs.map((old, index) => {
@@ -56,7 +58,16 @@ export class Rewriter {
       this.map.set(old, vid);
       return vid;
     });
-    const node: Node = { id, op, inputs, attrs, outputs, site, ...(scope ? { scope } : {}) };
+    const node: Node = {
+      id,
+      op,
+      inputs,
+      attrs,
+      outputs,
+      site,
+      ...(scope ? { scope } : {}),
+      ...(recompute ? { recompute } : {}),
+    };
     this.nodes.push(node);
     return node;
   }

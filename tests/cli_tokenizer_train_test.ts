@@ -7,34 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { main } from "../cli.ts";
 import { Tokenizer } from "../app/tokenizer/mod.ts";
 import { kilnWith } from "./fixtures/kiln_cli.ts";
+import { kiln, type Run } from "./cli_util.ts";
 
 const FIXTURE = new URL("./fixtures/hf_bpe/", import.meta.url).pathname;
 const CORPUS = join(FIXTURE, "corpus.txt");
 const tmp = await Deno.makeTempDir({ prefix: "kiln_cli_tokenizer_" });
-
-/** What `main(args)` returned and printed. */
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI in this process, capturing console.log and console.error. */
-async function kiln(...args: string[]): Promise<Run> {
-  const out: string[] = [], err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => out.push(a.join(" ") + "\n");
-  console.error = (...a: unknown[]) => err.push(a.join(" ") + "\n");
-  try {
-    return { code: await main(args), stdout: out.join(""), stderr: err.join("") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 /** One `kiln:` line on stderr, exit 1, nothing on stdout. */
 function assertMistake(r: Run, want: string | RegExp): void {

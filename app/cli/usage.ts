@@ -150,6 +150,40 @@ export const TOKENIZER_USAGE = `\
                                      pair occurring at least --min-frequency times, up to N`;
 
 /**
+ * Usage of `kiln train`.
+ *
+ * @example
+ * ```ts
+ * import { TRAIN_USAGE } from "./usage.ts";
+ * console.log(TRAIN_USAGE);
+ * ```
+ */
+export const TRAIN_USAGE = `\
+  train --config config.json|--from DIR|--resume DIR/checkpoint-N --corpus FILE [--corpus FILE …]
+        [--tokenizer tokenizer.json | --vocab-size N] --out DIR [--steps 1000] [--batch 8]
+        [--seq 128] [--lr 3e-4] [--warmup N] [--weight-decay 0.01] [--clip 1] [--accumulate 1]
+        [--recompute] [--fused-xent] [--aux-loss X] [--z-loss X] [--seed 0]
+        [--eval-fraction 0.05] [--eval-every 100] [--checkpoint-every 500]
+        [--log-every 10] [--quiet] [--progress]
+                                     train a causal LM on UTF-8 text with AdamW (cosine schedule
+                                     to 10% after --warmup, default steps/10 up to 100; --clip 0:
+                                     no clipping): a fresh model from config.json (seeded Hugging
+                                     Face init), fine-tuning a model folder (--from), or going on
+                                     from a checkpoint (--resume: bit for bit the same run; only
+                                     --steps, --out, --eval-every, --checkpoint-every may change,
+                                     and --tokenizer where the checkpoint has no tokenizer.json).
+                                     The corpus is tokenized with --tokenizer, the folder's, or a
+                                     byte-level BPE of N tokens trained on it first; its last
+                                     --eval-fraction is held out. Writes DIR/checkpoint-N/ every
+                                     --checkpoint-every updates, the final model in DIR (what
+                                     loadModel and kiln generate read), DIR/loss.csv and
+                                     DIR/loss.svg; --progress: progress lines on a non-terminal.
+                                     --recompute: each layer's forward again in the backward
+                                     (less memory); --fused-xent: the LM head's cross-entropy
+                                     without [B·T, vocab] logits; --aux-loss / --z-loss: MoE
+                                     load-balancing and router z-loss coefficients (default 0)`;
+
+/**
  * Usage of one command, or of them all (`undefined`).
  *
  * @example
@@ -159,7 +193,15 @@ export const TOKENIZER_USAGE = `\
  * ```
  */
 export function usage(
-  command?: "generate" | "inspect" | "bench" | "build" | "tune" | "quantize" | "tokenizer",
+  command?:
+    | "generate"
+    | "inspect"
+    | "bench"
+    | "build"
+    | "tune"
+    | "quantize"
+    | "tokenizer"
+    | "train",
 ): string {
   if (command) {
     const text = {
@@ -170,6 +212,7 @@ export function usage(
       tune: TUNE_USAGE,
       quantize: QUANTIZE_USAGE,
       tokenizer: TOKENIZER_USAGE,
+      train: TRAIN_USAGE,
     }[command];
     return `usage: kiln ${text.trimStart()}`;
   }
@@ -183,6 +226,7 @@ ${BUILD_USAGE}
 ${TUNE_USAGE}
 ${QUANTIZE_USAGE}
 ${TOKENIZER_USAGE}
+${TRAIN_USAGE}
   help [COMMAND]                     this text, or one command's (also: kiln COMMAND --help)
 
 Least privilege: deno run --allow-read=DIR cli.ts generate --model DIR …`;

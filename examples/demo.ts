@@ -1,6 +1,9 @@
 /**
- * `deno task demo`: a small Jamba-style hybrid (attention + Mamba + MoE) from a
- * built-in config.json with seeded random weights — no download. The weights are
+ * `deno task demo`: first streams text from Kiln's default model
+ * (assets/default_model/, a tiny Jamba-style hybrid trained on Moby-Dick by
+ * examples/train_default_model.ts) when it is there; then a larger Jamba-style
+ * hybrid (attention + Mamba + MoE) from a built-in config.json with seeded
+ * random weights — no download. The weights are
  * written as a Hugging Face folder and loaded with `loadModel`, the path a real
  * checkpoint takes. Prints the kernel plan, parameters total vs active per token,
  * prefill and decode speed, and how the decode time per token of the attention
@@ -21,13 +24,42 @@ import {
 } from "../mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { DEMO_CONFIG as CONFIG } from "./demo_config.ts";
+import { DEFAULT_MODEL_COMMAND, defaultModelPath, findDefaultModel } from "../app/default_model.ts";
 
 const PROMPT = 256; // prefill chunk; also the prompt of the speed test
 const CONTEXTS = [64, 256, 1024, 4096];
 const GEN = 32;
 
-const cfg = parseConfig(CONFIG);
 const device = await requestDevice();
+
+// ---------------------------------------------------------------------------
+// The trained default model (assets/default_model/), when it is there: stream text
+
+const trained = await findDefaultModel();
+if (trained) {
+  const lm = await loadModel(trained, { device, quiet: true, maxSeq: 256 });
+  const prompt = "Call me Ishmael.";
+  console.log(`Kiln's default model (${trained}, trained on Moby-Dick), from "${prompt}":\n`);
+  await Deno.stdout.write(new TextEncoder().encode(prompt));
+  for await (
+    const piece of lm.generate(prompt, { maxTokens: 64, temperature: 0.8, topK: 40, seed: 7 })
+  ) {
+    await Deno.stdout.write(new TextEncoder().encode(piece));
+  }
+  const st = lm.lastStats!;
+  console.log(
+    `\n\n(${st.generatedTokens} tokens at ${
+      ((st.generatedTokens - 1) / (st.decodeMs / 1000)).toFixed(0)
+    } tok/s; ${(countParams(lm.prefill.graph).total / 1e6).toFixed(2)}M parameters)\n`,
+  );
+  lm.dispose();
+} else {
+  console.log(
+    `(no trained default model at ${defaultModelPath()}; create it with: ${DEFAULT_MODEL_COMMAND})\n`,
+  );
+}
+
+const cfg = parseConfig(CONFIG);
 const pattern = cfg.pattern.map((p) =>
   `${p.mixer === "attention" ? "A" : "M"}${p.ffn === "moe" ? "e" : "f"}`
 );

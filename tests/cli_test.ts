@@ -219,7 +219,8 @@ Deno.test("kiln CLI", async (t) => {
 
     await t.step("user mistakes: one kiln: line, exit 1, no stack trace", async () => {
       const cases: [string[], RegExp][] = [
-        [["generate", "--prompt", "hi"], /--model DIR is required/],
+        // No --model: the default model (assets/default_model/) where it is shipped.
+        [["generate"], /--prompt TEXT is required|--model DIR is required/],
         [["generate", "--model", join(root, "nope"), "--prompt", "hi"], /nope does not exist/],
         [
           ["generate", "--model", join(tiny, "config.json"), "--prompt", "hi"],

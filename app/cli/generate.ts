@@ -23,6 +23,7 @@ import {
 import { UsageError } from "./errors.ts";
 import { checkContextFits, maxSeqFor } from "./limits.ts";
 import { checkWritable, modelFolder } from "./paths.ts";
+import { DEFAULT_MODEL_COMMAND, defaultModelPath, findDefaultModel } from "../default_model.ts";
 import { createStepProgress, progressMode } from "./step_progress.ts";
 import { usage } from "./usage.ts";
 
@@ -74,7 +75,14 @@ export async function generate(args: string[]): Promise<void> {
   if (help) return console.log(usage("generate"));
   const str = (name: string) => values[name] as string | undefined;
   const on = (name: string) => values[name] === true;
-  if (!str("model")) throw new UsageError("generate: --model DIR is required");
+  // No --model: the default model shipped in the repository, when it is there.
+  const modelPath = str("model") || await findDefaultModel();
+  if (!modelPath) {
+    throw new UsageError(
+      `generate: --model DIR is required (the default model is not at ${defaultModelPath()}; ` +
+        `create it with: ${DEFAULT_MODEL_COMMAND})`,
+    );
+  }
   if (str("prompt") === undefined) throw new UsageError("generate: --prompt TEXT is required");
   // Every option is checked before the (possibly long) load, so a typo fails at once.
   const prefetch = choiceOption(values.prefetch, "prefetch", PREFETCH);
@@ -114,7 +122,7 @@ export async function generate(args: string[]): Promise<void> {
   const quantize = values.quantize === undefined
     ? undefined
     : choiceOption(values.quantize, "quantize", QUANT_FORMATS);
-  const dir = await modelFolder(str("model")!, "generate --model");
+  const dir = await modelFolder(modelPath, "generate --model");
   if (heatmap !== undefined) await checkWritable(heatmap, "--heatmap");
   if (on("save-routing-stats")) {
     await checkWritable(

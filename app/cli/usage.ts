@@ -15,14 +15,15 @@
  * ```
  */
 export const GENERATE_USAGE = `\
-  generate --model DIR|FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T]
+  generate [--model DIR|FILE.gguf] --prompt TEXT [--max-tokens N] [--temperature T]
            [--top-k K] [--top-p P] [--seed S] [--max-seq N] [--allow-long]
            [--read-every N] [--stats] [--quiet] [--progress] [--gpu-memory 2GiB]
            [--policy lru|lfu|stream|naive] [--heatmap FILE.svg] [--save-routing-stats]
            [--devices N] [--host-memory 8GiB] [--prefetch temporal|lookahead|both]
            [--dtype f32|f16] [--quantize q8_0|q4_0|q4_k|q5_k|q6_k]
                                      stream text from a Hugging Face model folder or a GGUF
-                                     file (its quantized weights read as stored, dequantized
+                                     file (default: the model Kiln trained, assets/default_model/;
+                                     a GGUF's quantized weights read as stored, dequantized
                                      in the kernels; --quantize stores a folder's weights as
                                      llama.cpp blocks on load), computing activations in
                                      --dtype (default f32; f16 needs shader-f16); --max-seq

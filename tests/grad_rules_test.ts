@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
 import { checkGrad } from "./grad_check.ts";
+import { OPS } from "../ops/registry.ts";
+import { GRAD_RULES, NO_GRADIENT } from "../compiler/grad/table.ts";
 import { compile } from "../runtime/executable.ts";
 import { assertClose, gpu, rng } from "./_util.ts";
 
@@ -204,4 +206,28 @@ Deno.test("grad with checkpointing: the same gradients, recomputed in the backwa
     a.dispose();
     b.dispose();
   }
+});
+
+Deno.test("grad: every op has a gradient rule or a stated reason for none, not both", () => {
+  for (const op of Object.keys(OPS)) {
+    const rule = op in GRAD_RULES, reason = op in NO_GRADIENT;
+    assert.ok(
+      rule !== reason,
+      `${op}: ${rule ? "a rule and a reason" : "neither rule nor reason"}`,
+    );
+  }
+  const g = new GraphBuilder();
+  const src = g.input("src", [2, 3]);
+  const rows = g.input("cache", [4, 3]).writeRows(src, g.input("pos", [1], "u32"));
+  assert.throws(
+    () => g.grad(rows.sum(-1).sum(0), [src]),
+    /op "write_rows" has no gradient rule \(a decode-time cache write/,
+  );
+});
+
+Deno.test("grad: scatter_add gathers its gradient back", async () => {
+  await checkGrad("scatter_add", {
+    src: { shape: [6, 3] },
+    ids: { shape: [6], dtype: "i32", data: [2, 0, 2, 4, -1, 9] },
+  }, ({ src, ids }, g) => g.apply("scatter_add", [src, ids], { rows: 5 })[0]);
 });

@@ -16,7 +16,7 @@ import type { OpName } from "../../ops/registry.ts";
 import type { GraphBuilder } from "../builder.ts";
 import { Tensor } from "../tensor.ts";
 import { filled } from "./broadcast.ts";
-import { GRAD_RULES } from "./table.ts";
+import { GRAD_RULES, NO_GRADIENT } from "./table.ts";
 import type { GradRule } from "./types.ts";
 
 const LEAVES = new Set(["input", "param", "const", "state"]);
@@ -141,11 +141,12 @@ export function gradOf(
     if (outGrads.every((x) => x === undefined) || !needs.some((x) => x)) continue;
     const rule = (GRAD_RULES as Record<string, GradRule<OpAttrs> | undefined>)[node.op];
     if (!rule) {
+      const why = (NO_GRADIENT as Record<string, string | undefined>)[node.op];
       throw fail(
         new TypeError(
-          `grad: op "${node.op}" has no gradient rule (node %${node.outputs[0]}${
-            node.scope ? ` in ${node.scope}` : ""
-          }, built at ${node.site})`,
+          `grad: op "${node.op}" has no gradient rule${why ? ` (${why})` : ""} — node %${
+            node.outputs[0]
+          }${node.scope ? ` in ${node.scope}` : ""}, built at ${node.site}`,
         ),
       );
     }

@@ -53,6 +53,9 @@ export const LAYOUT_RULES: GradTable = {
     });
   },
   expand: ({ inputs: [x], grads: [gy] }) => [sumTo(gy!, x.shape)],
+  // scatter_add's rows come back by gathering the gradient (out-of-range ids add
+  // nothing forward and read zeros back).
+  scatter_add: ({ inputs: [, ids], grads: [gy] }) => [gy!.gather(ids), undefined],
   gather: ({ inputs: [table, ids], grads: [gy] }) => {
     const rows = table.shape[0];
     if (typeof rows !== "number") {

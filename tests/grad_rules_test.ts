@@ -231,3 +231,17 @@ Deno.test("grad: scatter_add gathers its gradient back", async () => {
     ids: { shape: [6], dtype: "i32", data: [2, 0, 2, 4, -1, 9] },
   }, ({ src, ids }, g) => g.apply("scatter_add", [src, ids], { rows: 5 })[0]);
 });
+
+Deno.test("examples/train_step_graph.ts: the training step's plan holds the gradient kernels", async () => {
+  const { build, dims } = await import("../examples/train_step_graph.ts");
+  const graph = build().build();
+  assert.ok(graph.nodes.some((n) => n.scope?.endsWith(".grad")), "gradient nodes are scoped");
+  assert.ok(graph.assigns.has("optim.w1.exp_avg") && graph.assigns.has("w1"), "AdamW updates w1");
+  const exe = compile(graph, await gpu());
+  try {
+    const plan = exe.plan(dims);
+    assert.ok(plan.kernels.some((k) => k.scope?.endsWith(".grad")));
+  } finally {
+    exe.dispose();
+  }
+});

@@ -68,6 +68,7 @@ export class GraphBuilder {
   #constants = new Map<number, ArrayLike<number>>();
   #scopes: string[] = [];
   #recompute = false;
+  #site?: string;
 
   /** The current scope, for new nodes. */
   get #scope(): { scope?: string; recompute?: true } {
@@ -75,6 +76,29 @@ export class GraphBuilder {
       ...(this.#scopes.length ? { scope: this.#scopes.join(".") } : {}),
       ...(this.#recompute ? { recompute: true as const } : {}),
     };
+  }
+
+  /**
+   * Builds the nodes `build` adds with `site` as their call site: `grad` gives
+   * each gradient node the user's line of the forward node it differentiates.
+   *
+   * @example
+   * ```ts
+   * import { GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const y = g.at("model.ts:12", () => g.input("x", [4]).exp());
+   * g.output("y", y);
+   * g.build().nodes.at(-1)!.site; // "model.ts:12"
+   * ```
+   */
+  at<T>(site: string, build: () => T): T {
+    const was = this.#site;
+    this.#site = site;
+    try {
+      return build();
+    } finally {
+      this.#site = was;
+    }
   }
 
   /**
@@ -143,7 +167,7 @@ export class GraphBuilder {
       inputs: [],
       attrs,
       outputs: [id],
-      site: callSite(),
+      site: this.#site ?? callSite(),
       ...this.#scope,
     };
     this.#nodes.push(node);
@@ -410,7 +434,7 @@ export class GraphBuilder {
    * ```
    */
   apply<K extends OpName>(op: K, inputs: readonly Tensor[], attrs: OpAttrMap[K]): Tensor[] {
-    const site = callSite();
+    const site = this.#site ?? callSite();
     const def = (OPS as unknown as Record<string, OpDef<OpAttrMap[K]>>)[op];
     const [lo, hi] = typeof def.arity === "number" ? [def.arity, def.arity] : def.arity;
     if (inputs.length < lo || inputs.length > hi) {

@@ -245,3 +245,16 @@ Deno.test("examples/train_step_graph.ts: the training step's plan holds the grad
     exe.dispose();
   }
 });
+
+Deno.test("grad: gradient nodes carry their forward node's call site", () => {
+  const g = new GraphBuilder();
+  const x = g.input("x", [3]);
+  const y = x.exp(); // the line the exp's gradient points at
+  g.grad(y.sum(0), [x]);
+  const graph = g.peek();
+  const expSite = graph.nodes.find((n) => n.op === "exp")!.site;
+  const grads = graph.nodes.filter((n) => n.scope === "grad");
+  assert.ok(grads.length > 0);
+  assert.ok(grads.every((n) => n.site !== "<unknown>"));
+  assert.ok(grads.some((n) => n.site === expSite), `sites ${grads.map((n) => n.site)}`);
+});

@@ -124,7 +124,7 @@ export function gradOf(
       for (const k of segments.get(key)!) {
         const n = graph.nodes[k];
         const ins = n.inputs.map((v) => again.get(v) ?? tensorOf(v));
-        const emit = () => g.apply(n.op as OpName, ins, n.attrs as never);
+        const emit = () => g.at(n.site, () => g.apply(n.op as OpName, ins, n.attrs as never));
         const outs = n.scope ? g.scope(n.scope, emit) : emit();
         outs.forEach((t, i) => again.set(n.outputs[i], t));
       }
@@ -162,7 +162,8 @@ export function gradOf(
         grads: outGrads,
         needs,
       });
-    const res = g.scope(node.scope ? `${node.scope}.grad` : "grad", run);
+    // Gradient nodes carry the forward node's call site: plans point at the user's line.
+    const res = g.at(node.site, () => g.scope(node.scope ? `${node.scope}.grad` : "grad", run));
     node.inputs.forEach((v, i) => {
       const d = res[i];
       if (!needs[i] || d === undefined) return;

@@ -4,26 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-
-async function runQuick(script: string): Promise<string> {
-  const out = await Deno.makeTempDir();
-  try {
-    const cmd = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", `examples/lecture/${script}.ts`, "--quick", "--out", out],
-      stdout: "piped",
-      stderr: "piped",
-    });
-    const r = await cmd.output();
-    const text = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
-    assert.equal(r.code, 0, text);
-    const md = await Deno.readTextFile(`${out}/${script}.md`);
-    const svg = await Deno.readTextFile(`${out}/${script}.svg`);
-    assert.ok(svg.startsWith("<svg"), `${script}.svg is an SVG`);
-    return md;
-  } finally {
-    await Deno.remove(out, { recursive: true });
-  }
-}
+import { runQuick } from "./lecture_helpers.ts";
 
 Deno.test("lecture: three representations agree to f32 precision (quick run writes its table and plot)", async () => {
   const md = await runQuick("three_representations");

@@ -5,6 +5,9 @@
  * @module
  */
 
+import type { TrainerOptions } from "../app/train/trainer.ts";
+import type { MoeOutputs } from "../models/moe.ts";
+
 /**
  * Jamba's layout, scaled down: 4 layers, attention on layer 2, Mamba on the
  * others, MoE (4 experts, top-2) on layers 1 and 3, SwiGLU MLPs on 0 and 2.
@@ -53,3 +56,43 @@ export const DEFAULT_MODEL_TRAINING = {
   checkpointEvery: 60,
   heldOutFraction: 0.05,
 } as const;
+
+/**
+ * The Trainer options of the default model's run for any config (so its
+ * baselines train exactly the same way): AdamW (β 0.9/0.95, weight decay
+ * 0.1), warmup then cosine to 10% over `total` updates, gradient norm
+ * clipped at 1, and the load-balancing loss on MoE layers, if any.
+ */
+export function defaultTrainerOptions(
+  config: Record<string, unknown>,
+  total: number,
+  tokenizerJson?: string,
+): TrainerOptions {
+  const H = DEFAULT_MODEL_TRAINING;
+  const auxCoef = DEFAULT_MODEL_CONFIG.router_aux_loss_coef;
+  return {
+    config: { ...config },
+    batch: H.batch,
+    seq: H.seq,
+    seed: H.seed,
+    optimizer: { kind: "adamw", beta1: 0.9, beta2: 0.95, weightDecay: 0.1 },
+    schedule: {
+      peak: H.peakLr,
+      warmup: Math.min(H.warmup, total),
+      total,
+      decay: "cosine",
+      minRatio: 0.1,
+    },
+    clipNorm: 1,
+    logEvery: H.logEvery,
+    tokenizerJson,
+    losses: {
+      // Switch-style load balancing keeps every expert in use (a router left alone
+      // tends to send most tokens to one or two experts early on).
+      moeLoss: (layers: readonly MoeOutputs[]) =>
+        layers.length === 0
+          ? undefined
+          : layers.map((l) => l.auxLoss).reduce((a, b) => a.add(b)).mul(auxCoef),
+    },
+  };
+}

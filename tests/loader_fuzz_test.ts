@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { type LoaderName, runLoaderFuzz } from "../tools/fuzz_loaders.ts";
-import { runGgufFuzz } from "../tools/fuzz/gguf_loaders.ts";
+import { runGgufFuzz } from "../tools/fuzz/gguf/campaign.ts";
 
 /** Cases per loader: about 20–30 s in all on a busy two-core machine. */
 const CASES: Record<LoaderName, number> = {

@@ -14,7 +14,7 @@
 
 import type { Campaign } from "../fuzz.ts";
 import { formatCounts, type LoaderName, LOADERS, runLoaderFuzz } from "../fuzz_loaders.ts";
-import { formatGgufReport, runGgufFuzz } from "./gguf_loaders.ts";
+import { formatGgufReport, runGgufFuzz } from "./gguf/campaign.ts";
 
 /** The `--format` values. */
 const FORMATS = ["all", "gguf", "safetensors"] as const;

@@ -152,6 +152,7 @@ export {
   type Conv1dOptions,
   conv1dStep,
   convStateUpdate,
+  MAMBA_STATE_SUFFIXES,
   mambaBlock,
   type MambaBlockOptions,
   mambaMixer,

@@ -39,6 +39,19 @@ export interface Conv1dOptions {
 }
 
 /**
+ * Suffixes of a Mamba mixer's recurrent states (`${name}.conv_state`,
+ * `${name}.ssm_state`): updated in place each decode step, so code that runs
+ * steps speculatively (the expert cache) must keep and restore them.
+ *
+ * @example
+ * ```ts
+ * import { MAMBA_STATE_SUFFIXES } from "@kiln/kiln";
+ * MAMBA_STATE_SUFFIXES.some((s) => "model.layers.0.mamba.ssm_state".endsWith(s)); // true
+ * ```
+ */
+export const MAMBA_STATE_SUFFIXES: readonly string[] = [".conv_state", ".ssm_state"];
+
+/**
  * Causal depthwise conv1d over `[B, L, I]` with weight `[I, 1, k]` (HF) or `[I, k]`.
  *
  * @example
@@ -378,8 +391,9 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
   const convW = p("conv1d.weight", [I, 1, k]);
   const convB = options.useConvBias ?? true ? p("conv1d.bias", [I]) : undefined;
   const stateful = mode !== "stateless";
-  const convState = stateful ? g.state(`${options.name}.conv_state`, [Bsz, I, k]) : undefined;
-  const ssmState = stateful ? g.state(`${options.name}.ssm_state`, [Bsz, I, N]) : undefined;
+  const [convName, ssmName] = MAMBA_STATE_SUFFIXES.map((s) => options.name + s);
+  const convState = stateful ? g.state(convName, [Bsz, I, k]) : undefined;
+  const ssmState = stateful ? g.state(ssmName, [Bsz, I, N]) : undefined;
 
   let u: Tensor;
   if (mode === "decode") {

@@ -70,6 +70,14 @@ export interface Backend {
   writeState(name: string, data: HostArray, type: StateType): void;
   /** Zeroes every state. */
   resetStates(): void;
+  /**
+   * Keeps a copy of each state (`save`) or writes the kept copies back
+   * (`restore`), ordered after the work already queued; no readback.
+   */
+  copyStates(
+    states: readonly (StateType & { name: string })[],
+    direction: "save" | "restore",
+  ): void;
   /** The device buffer of a parameter (GPU), else undefined. */
   paramBuffer(name: string): GPUBuffer | undefined;
   /**

@@ -27,6 +27,8 @@ export class CpuStore {
 export class CpuBackend implements Backend {
   readonly #graph: Graph;
   readonly store: CpuStore;
+  /** Copies kept by `copyStates`. */
+  readonly #saved = new Map<string, HostArray>();
 
   /** A backend for `graph` keeping parameters and states in `store`. */
   constructor(graph: Graph, store: CpuStore = new CpuStore()) {
@@ -90,6 +92,23 @@ export class CpuBackend implements Backend {
 
   resetStates(): void {
     this.store.states.clear();
+  }
+
+  copyStates(
+    states: readonly (StateType & { name: string })[],
+    direction: "save" | "restore",
+  ): void {
+    if (direction === "restore") {
+      const missing = states.find((s) => !this.#saved.has(s.name));
+      if (missing) throw new TypeError(`restoreStates: state "${missing.name}" was never saved`);
+    }
+    for (const { name, shape, dtype } of states) {
+      if (direction === "restore") this.store.states.set(name, this.#saved.get(name)!.slice());
+      else {
+        const n = shape.reduce((a, b) => a * b, 1);
+        this.#saved.set(name, (this.store.states.get(name) ?? allocHost(dtype, n)).slice());
+      }
+    }
   }
 
   paramBuffer(): GPUBuffer | undefined {

@@ -330,6 +330,50 @@ export class Executable {
   }
 
   /**
+   * Keeps a device-side copy of persistent states, queued after the work
+   * already submitted (no readback): {@linkcode Executable.restoreStates}
+   * writes it back, e.g. to rewind recurrent state after speculative steps.
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const s = g.state("s", [1]);
+   * g.assign(s, s.add(1));
+   * g.output("s", s);
+   * const exe = compile(g.build(), cpuDevice());
+   * await exe.run({});
+   * exe.saveStates(["s"]); // s = 1 kept
+   * await exe.run({}); // s = 2
+   * exe.restoreStates(["s"]); // s = 1 again
+   * ```
+   */
+  saveStates(names: readonly string[]): void {
+    this.#live.copyStates(names.map((name) => ({ name, ...this.#stateType(name) })), "save");
+  }
+
+  /**
+   * Writes back the copies {@linkcode Executable.saveStates} kept (a
+   * TypeError naming a state that was never saved, before anything is written).
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const s = g.state("s", [1]);
+   * g.assign(s, s.add(1));
+   * g.output("s", s);
+   * const exe = compile(g.build(), cpuDevice());
+   * exe.saveStates(["s"]);
+   * await exe.run({});
+   * exe.restoreStates(["s"]); // s = 0 again
+   * ```
+   */
+  restoreStates(names: readonly string[]): void {
+    this.#live.copyStates(names.map((name) => ({ name, ...this.#stateType(name) })), "restore");
+  }
+
+  /**
    * Zeroes every persistent state (a new sequence).
    *
    * @example

@@ -84,6 +84,8 @@ export class GpuRunner implements Backend {
   readonly store: GpuStore;
   #last?: Plan;
   #disposed = false;
+  /** Copies kept by `copyStates` (this runner's own: the states store may be shared). */
+  readonly #saved = new Map<string, GPUBuffer>();
 
   /** Runs the plans of `source` on `device`, keeping buffers in `store`. */
   constructor(source: PlanSource, device: GpuDevice, store?: GpuStore) {
@@ -233,6 +235,34 @@ export class GpuRunner implements Backend {
     this.#device.device.queue.writeBuffer(this.store.states.ensure(name, bytes), 0, padded);
   }
 
+  copyStates(
+    states: readonly (StateType & { name: string })[],
+    direction: "save" | "restore",
+  ): void {
+    checkDeviceAlive(this.#device);
+    if (direction === "restore") {
+      const missing = states.find((s) => !this.#saved.has(s.name));
+      if (missing) throw new TypeError(`restoreStates: state "${missing.name}" was never saved`);
+    }
+    const device = this.#device.device;
+    const enc = device.createCommandEncoder();
+    for (const { name, shape, dtype } of states) {
+      const bytes = paddedBytes(shape.reduce((a, b) => a * b, 1), dtype);
+      const live = this.store.states.ensure(name, bytes);
+      let kept = this.#saved.get(name);
+      if (!kept) {
+        kept = device.createBuffer({
+          size: bytes,
+          usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+        });
+        this.#saved.set(name, kept);
+      }
+      if (direction === "save") enc.copyBufferToBuffer(live, 0, kept, 0, bytes);
+      else enc.copyBufferToBuffer(kept, 0, live, 0, bytes);
+    }
+    device.queue.submit([enc.finish()]);
+  }
+
   resetStates(): void {
     checkDeviceAlive(this.#device);
     const device = this.#device.device;
@@ -250,6 +280,8 @@ export class GpuRunner implements Backend {
     this.#disposed = true;
     for (const e of this.#plans.values()) e.exe?.destroy();
     this.#plans.clear();
+    for (const b of this.#saved.values()) b.destroy();
+    this.#saved.clear();
     if (--this.store.users === 0) {
       this.store.params.destroy();
       this.store.states.destroy();

@@ -68,7 +68,11 @@ Deno.test("disk tier: a Jamba model (streamed, Mamba state) reads its experts fr
     const probe = await openTiny(dir, { memoryBudget: "64GiB" });
     const { fixedBytes: F, expertBytes: eb, experts: E } = probe.expertPlan!;
     probe.dispose();
-    const m = await openTiny(dir, { memoryBudget: F + E * eb, hostMemoryBudget: eb });
+    const m = await openTiny(dir, {
+      memoryBudget: F + E * eb,
+      hostMemoryBudget: eb,
+      expertPolicy: "stream",
+    });
     try {
       assert.equal(m.experts!.policy, "stream");
       assert.deepEqual(await collectIds(m, 10), refIds);

@@ -70,7 +70,7 @@ export class ExpertScheduler {
   readonly #barriers = new WeakMap<Plan, HostBarriers>();
   readonly #hooks = new WeakMap<Plan, EncodeHooks>();
   #lastUsage?: Uint32Array;
-  /** Replacement policy (the effective one: `stream` for models with recurrent state). */
+  /** Replacement policy. */
   readonly policy: ExpertPolicy;
   /** True while decode steps run (streamed bytes count as decode uploads). */
   decoding = false;

@@ -68,6 +68,12 @@ export interface DecodeRunner {
   prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[];
   /** A decode step's inputs at position `pos`. */
   decodeInputs(pos: number, seed: number, step: number): Record<string, TensorData>;
+  /**
+   * States a decode step updates in place (Mamba's conv and SSM states): the
+   * cached loop keeps a device copy at each window's start and rewinds them on
+   * a miss. Position-indexed KV caches need none (a re-run overwrites rows).
+   */
+  readonly recurrentStates?: readonly string[];
 }
 
 // The sentinel check lives with the runtime's loop; the cached loop below uses it too.
@@ -121,7 +127,10 @@ export async function* decodeLoop(r: DecodeRunner, loop: DecodeLoop): AsyncItera
  * to the last good id, and the step is re-run streamed (every non-pinned
  * expert copied in before its layer: exact, no further round trip). Re-running
  * is sound because attention's KV cache is indexed by position (a rerun
- * overwrites the rows) and the sampler is a function of (seed, step). After a
+ * overwrites the rows) and the sampler is a function of (seed, step).
+ * Recurrent states (Mamba) are updated in place, so each window starts by
+ * keeping a device copy of them; a miss restores it and re-runs the window's
+ * good steps streamed (they give the same ids) before the missed one. After a
  * miss the window shrinks to one step and doubles back on clean windows.
  * The naive policy instead retries the step with the experts it chose
  * uploaded, one readback per try, until no chosen expert is missing.
@@ -140,6 +149,7 @@ export async function* cachedDecodeLoop(
   const d = r.decode, LE = x.plan.layers * x.plan.experts;
   const stream = r.runOptions;
   const naive = x.policy === "naive";
+  const recurrent = r.recurrentStates ?? [];
   const submit = async (q: number, streamed: boolean) => {
     await d.submit(
       r.decodeInputs(ids.length + q - 1, seed, q),
@@ -214,6 +224,7 @@ export async function* cachedDecodeLoop(
     const b = Math.min(limit, a + w);
     if (a < b) {
       await x.beginWindow(predicted, naive && tries === 0);
+      if (recurrent.length) d.saveStates(recurrent);
       for (let q = a; q < b; q++) await submit(q, false);
     }
     await readBack();
@@ -242,7 +253,13 @@ export async function* cachedDecodeLoop(
     }
     const s = chk.missStep;
     x.stats.reruns++;
-    d.writeState(STATES.token, [gen[s - 1]]);
+    if (recurrent.length) {
+      // Back to the window's start; its good steps again, streamed (exact, same ids).
+      d.restoreStates(recurrent);
+      d.writeState(STATES.token, [gen[a - 1]]);
+      x.useStreamingTables();
+      for (let q = a; q < s; q++) await submit(q, true);
+    } else d.writeState(STATES.token, [gen[s - 1]]);
     // Layers up to the missed one routed exactly; later ones are a guess.
     predicted = predictAfter(s);
     if (naive && ++tries <= x.plan.layers) {

@@ -88,9 +88,9 @@ export interface LoadOptions {
   /**
    * How experts that are not pinned reach the GPU (see `ExpertPolicy`): `lru`
    * (default) or `lfu` cache, `stream` (every one copied in every step, no round
-   * trips), `naive` (on-demand baseline). Models with recurrent (Mamba) state use
-   * `stream`: a cache miss is repaired by re-running steps, which such state
-   * cannot undo.
+   * trips), `naive` (on-demand baseline). A cache miss is repaired by re-running
+   * steps; recurrent (Mamba) state is kept on the device at each window's start
+   * and rewound first.
    */
   expertPolicy?: ExpertPolicy;
   /**
@@ -260,10 +260,7 @@ async function load(
     ? expertPlan.slots
     : undefined;
   const expertParallel = devicePlan !== undefined;
-  // A miss is repaired by re-running steps: recurrent state cannot be rewound.
-  const policy = cfg.pattern.some((p) => p.mixer !== "attention")
-    ? "stream"
-    : options.expertPolicy ?? "lru";
+  const policy = options.expertPolicy ?? "lru";
   const prefetch = options.prefetch ?? "temporal";
   if (!["temporal", "lookahead", "both"].includes(prefetch)) {
     throw new TypeError(

@@ -23,6 +23,7 @@ import {
 import type { Graph } from "../../core/graph.ts";
 import type { TensorData } from "../../core/host.ts";
 import type { ModelConfig } from "../../models/config.ts";
+import { MAMBA_STATE_SUFFIXES } from "../../models/mamba.ts";
 import { STATES } from "../../models/states.ts";
 import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
 import { compile, type Executable, type RunOptions } from "../../runtime/executable.ts";
@@ -268,6 +269,9 @@ export class Model {
       runOptions: this.#runOptions,
       prefillChunks: (ids, seed, step) => this.#prefillChunks(ids, seed, step),
       decodeInputs: (pos, seed, step) => this.#decodeInputs(pos, seed, step),
+      recurrentStates: [...this.decode.graph.states.keys()].filter((n) =>
+        MAMBA_STATE_SUFFIXES.some((s) => n.endsWith(s))
+      ),
     };
   }
 

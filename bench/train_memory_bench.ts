@@ -4,7 +4,7 @@
  * models (`bench/train_models.ts`), the bytes of every buffer the step's plan
  * holds — parameters and optimizer state (device states), activations and
  * gradients (temporaries, shared by the planner), inputs — and the same for a
- * graph that only computes the loss. Also the largest single temporary, which
+ * graph that only computes the loss. Also the largest temporary tensor, which
  * must stay far below an `[L, I, N]` scan state or a `[T, T]` score matrix.
  *
  *   deno run -A bench/train_memory_bench.ts [--seq 2048] [--batch 1] [--preset 20m] [--fused-xent] [--checkpoint]
@@ -42,9 +42,16 @@ const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
 function usage(plan: Plan) {
   const by: Record<string, number> = {};
   for (const s of plan.slots) by[s.kind] = (by[s.kind] ?? 0) + s.bytes;
-  const temps = plan.slots.filter((s) => s.kind === "temp").map((s) => s.bytes);
   const total = Object.values(by).reduce((a, b) => a + b, 0);
-  return { total, by, largestTemp: Math.max(0, ...temps) };
+  // Temp buffers may hold several tensors side by side: the largest tensor is the
+  // largest range a kernel binds (or a copy moves).
+  let largestTemp = 0;
+  for (const k of plan.kernels) {
+    for (const b of k.bindings) {
+      if (plan.slots[b.slot].kind === "temp") largestTemp = Math.max(largestTemp, b.size);
+    }
+  }
+  return { total, by, largestTemp };
 }
 
 console.log(
@@ -55,7 +62,7 @@ console.log(
   }; bytes from the plans (MiB)\n`,
 );
 console.log(
-  "| model | params | forward total | step total | step / forward | step: states | step: temporaries | largest temporary |",
+  "| model | params | forward total | step total | step / forward | step: states | step: temporaries | largest temporary tensor |",
 );
 console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const [name, config] of Object.entries(trainModels(preset))) {

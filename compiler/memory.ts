@@ -20,7 +20,7 @@ import type {
   Work,
 } from "./plan_types.ts";
 
-/** Liveness-based memory planning: temps reuse freed slots, best fit first. */
+/** Liveness-based memory planning: temporaries with disjoint lifetimes share slots. */
 export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBindings): Plan {
   const slots: Slot[] = [];
   const home = new Map<number, { slot: number; offset: number }>();
@@ -82,22 +82,21 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
   });
   for (const v of outputs) use(rootOf(v), items.length);
 
-  const free: number[] = [];
+  // Temporaries are planned in two steps: the walk below gives every buffer
+  // request its own virtual slot with the span of items it is live over (an
+  // in-place op extends its input's span), then `packTemps` folds virtual
+  // slots with disjoint spans into shared physical ones, largest first. Knowing
+  // every lifetime up front fits far tighter than reusing freed slots online.
+  const born = new Map<number, number>(); // virtual temp slot → first item
+  const died = new Map<number, number>(); // virtual temp slot → last item (absent: to the end)
+  let cur = 0;
   const take = (bytes: number): number => {
-    let best = -1;
-    for (const [k, s] of free.entries()) {
-      if (slots[s].bytes >= bytes && (best < 0 || slots[s].bytes < slots[free[best]].bytes)) {
-        best = k;
-      }
-    }
-    if (best < 0 && free.length) {
-      // Grow the largest free slot rather than adding another.
-      best = free.reduce((m, s, k) => (slots[s].bytes > slots[free[m]].bytes ? k : m), 0);
-      slots[free[best]].bytes = bytes;
-    }
-    if (best >= 0) return free.splice(best, 1)[0];
     slots.push({ bytes, kind: "temp" });
+    born.set(slots.length - 1, cur);
     return slots.length - 1;
+  };
+  const release = (slot: number, i: number) => {
+    if (!died.has(slot)) died.set(slot, i);
   };
 
   let unplanned = 0;
@@ -124,6 +123,7 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
   const transferred = new Set<number>();
   const bound = new Set([...graph.assigns.values()].map(rootOf));
   items.forEach((it, i) => {
+    cur = i;
     for (const [out, inp] of it.inplace ?? []) {
       // The output may take over the input's buffer when nothing reads the input
       // later: a temp, or a state whose new value is exactly this output.
@@ -208,17 +208,16 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
       // Values bound for a state stay until the end-of-run copy.
       if (last !== i || pinned.has(v) || transferred.has(v) || bound.has(v)) continue;
       const h = home.get(v);
-      if (h && slots[h.slot].kind === "temp" && !free.includes(h.slot)) free.push(h.slot);
+      if (h && slots[h.slot].kind === "temp") release(h.slot, i);
     }
-    for (const s of scratchSlots) if (!free.includes(s)) free.push(s);
+    for (const s of scratchSlots) release(s, i);
     // Values written but never read (dead outputs of multi-output ops) are free at once.
     for (const v of it.writes) {
       const h = home.get(v);
       if (
         h && !lastUse.has(v) && !pinned.has(v) && !assignOf.has(v) &&
-        slots[h.slot].kind === "temp" &&
-        !free.includes(h.slot)
-      ) free.push(h.slot);
+        slots[h.slot].kind === "temp"
+      ) release(h.slot, i);
     }
   });
   // New state values that could not be written in place are copied at the end.
@@ -258,6 +257,40 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
   }
   const after: BufferOp[] = [...pending, ...early, ...updates];
 
+  // Fold the virtual temporaries into shared slots and renumber every reference.
+  // Temps bound together (one dispatch, or one copy) must not share a buffer:
+  // WebGPU forbids read-only and writable use of one buffer in a dispatch.
+  const together: number[][] = kernels.map((k) => k.bindings.map((b) => b.slot));
+  for (const k of kernels) {
+    for (const o of k.before) if (o.kind === "copy") together.push([o.from, o.to]);
+  }
+  for (const o of after) if (o.kind === "copy") together.push([o.from, o.to]);
+  const re = packTemps(slots, born, died, items.length, together);
+  const final = re.slots;
+  const at = (h: { slot: number; offset: number }) => ({
+    slot: re.map[h.slot],
+    offset: h.offset + re.offset[h.slot],
+  });
+  const op = (o: BufferOp): BufferOp =>
+    o.kind === "zero" ? { ...o, slot: re.map[o.slot], offset: o.offset + re.offset[o.slot] } : {
+      ...o,
+      from: re.map[o.from],
+      fromOffset: o.fromOffset + re.offset[o.from],
+      to: re.map[o.to],
+      toOffset: o.toOffset + re.offset[o.to],
+    };
+  for (const [v, h] of home) home.set(v, at(h));
+  for (const [v, h] of outHome) outHome.set(v, at(h));
+  const planned = kernels.map((k) => ({
+    ...k,
+    bindings: k.bindings.map((b) => ({
+      ...b,
+      slot: re.map[b.slot],
+      offset: b.offset + re.offset[b.slot],
+    })),
+    before: k.before.map(op),
+  }));
+
   const tensorAt = (v: number): PlannedTensor => {
     const h = home.get(rootOf(v));
     if (!h) throw new Error(`internal: %${v} has no buffer`);
@@ -271,19 +304,116 @@ export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: 
   };
   const mapOf = (m: ReadonlyMap<string, number>) =>
     new Map([...m].map(([k, v]) => [k, tensorAt(v)]));
-  const peakBytes = slots.filter((s) => s.kind !== "param").reduce((a, s) => a + s.bytes, 0);
+  const peakBytes = final.filter((s) => s.kind !== "param").reduce((a, s) => a + s.bytes, 0);
   return {
     dims,
-    kernels,
-    slots,
+    kernels: planned,
+    slots: final,
     inputs: mapOf(graph.inputs),
     outputs: new Map(
       [...graph.outputs].map(([k, v]) => [k, { ...tensorAt(v), ...outHome.get(v) }]),
     ),
     params: mapOf(graph.params),
     states: mapOf(graph.states),
-    after,
+    after: after.map(op),
     peakBytes,
     unplannedBytes: unplanned,
   };
+}
+
+/** Offsets of values sharing a buffer: WebGPU's largest storage offset alignment. */
+const PLACE_ALIGN = 256;
+
+/**
+ * Packs virtual temporary slots (each live over items `[born, died]`, to the
+ * end when it never died) into shared buffers: largest first, each at the
+ * lowest offset of a buffer where nothing live at the same time sits (the
+ * greedy-by-size offset planner of TFLite's arena), in the buffer that grows
+ * least — but never beside a value it is bound together with (`together`:
+ * the slots of one dispatch or copy). A few orders are tried and the smallest
+ * total kept. Non-temp slots keep their order; `map`/`offset` take every old
+ * slot index to its new slot and byte offset.
+ */
+function packTemps(
+  slots: readonly Slot[],
+  born: ReadonlyMap<number, number>,
+  died: ReadonlyMap<number, number>,
+  end: number,
+  together: readonly (readonly number[])[],
+): { slots: Slot[]; map: number[]; offset: number[] } {
+  const partners = new Map<number, Set<number>>();
+  for (const group of together) {
+    for (const a of group) {
+      if (!born.has(a)) continue;
+      if (!partners.has(a)) partners.set(a, new Set());
+      for (const b of group) if (b !== a && born.has(b)) partners.get(a)!.add(b);
+    }
+  }
+  const span = (k: number) => (died.get(k) ?? end) - born.get(k)!;
+  const orders: ((a: number, b: number) => number)[] = [
+    (a, b) => slots[b].bytes - slots[a].bytes || born.get(a)! - born.get(b)! || a - b,
+    (a, b) => slots[b].bytes - slots[a].bytes || span(b) - span(a) || a - b,
+    (a, b) => slots[b].bytes * span(b) - slots[a].bytes * span(a) || a - b,
+  ];
+  let best: { slots: Slot[]; map: number[]; offset: number[]; bytes: number } | undefined;
+  for (const order of orders) {
+    const r = packInOrder(slots, [...born.keys()].sort(order), born, died, end, partners);
+    const bytes = r.slots.reduce((a, s) => a + (s.kind === "temp" ? s.bytes : 0), 0);
+    if (!best || bytes < best.bytes) best = { ...r, bytes };
+  }
+  return best!;
+}
+
+/** One greedy pass of {@linkcode packTemps} over the virtual temporaries in `order`. */
+function packInOrder(
+  slots: readonly Slot[],
+  order: readonly number[],
+  born: ReadonlyMap<number, number>,
+  died: ReadonlyMap<number, number>,
+  end: number,
+  partners: ReadonlyMap<number, ReadonlySet<number>>,
+): { slots: Slot[]; map: number[]; offset: number[] } {
+  const out: Slot[] = [];
+  const map = new Array<number>(slots.length);
+  const offset = new Array<number>(slots.length).fill(0);
+  slots.forEach((s, k) => {
+    if (s.kind !== "temp") {
+      map[k] = out.length;
+      out.push(s);
+    }
+  });
+  type Placed = { k: number; from: number; to: number; at: number; bytes: number };
+  const buffers: { slot: number; placed: Placed[] }[] = [];
+  const align = (n: number) => Math.ceil(n / PLACE_ALIGN) * PLACE_ALIGN;
+  for (const k of order) {
+    const from = born.get(k)!, to = died.get(k) ?? end, bytes = slots[k].bytes;
+    const mates = partners.get(k);
+    let pick: { buf: (typeof buffers)[number]; at: number; grow: number } | undefined;
+    for (const buf of buffers) {
+      const live = buf.placed.filter((p) => !(to < p.from || p.to < from));
+      if (mates && buf.placed.some((p) => mates.has(p.k))) continue;
+      // The lowest offset clear of everything live over the span.
+      live.sort((a, b) => a.at - b.at);
+      let at = 0;
+      for (const p of live) {
+        if (at + bytes <= p.at) break;
+        at = Math.max(at, align(p.at + p.bytes));
+      }
+      const grow = Math.max(0, at + bytes - out[buf.slot].bytes);
+      if (!pick || grow < pick.grow) pick = { buf, at, grow };
+      if (grow === 0) break;
+    }
+    if (!pick || pick.grow >= bytes) {
+      const buf = { slot: out.length, placed: [] as Placed[] };
+      out.push({ bytes: 0, kind: "temp" });
+      buffers.push(buf);
+      pick = { buf, at: 0, grow: bytes };
+    }
+    const { buf, at } = pick;
+    buf.placed.push({ k, from, to, at, bytes });
+    out[buf.slot].bytes = Math.max(out[buf.slot].bytes, at + bytes);
+    map[k] = buf.slot;
+    offset[k] = at;
+  }
+  return { slots: out, map, offset };
 }

@@ -5,6 +5,7 @@
 
 import { compile } from "../runtime/executable.ts";
 import type { Graph } from "../core/graph.ts";
+import type { Plan } from "../compiler/plan_types.ts";
 import type { DType, HostArray } from "../core/dtype.ts";
 import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
 import type { HostTensor } from "../core/types.ts";
@@ -210,4 +211,20 @@ export async function withTinyModel<O>(
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/**
+ * The largest range any kernel binds or any copy/clear touches in a plan: the
+ * largest single tensor it works on (a buffer may hold several tensors side
+ * by side, so slot sizes overstate it).
+ */
+export function largestTensor(plan: Plan): number {
+  let most = 0;
+  const ops = [...plan.after];
+  for (const k of plan.kernels) {
+    for (const b of k.bindings) most = Math.max(most, b.size);
+    ops.push(...k.before);
+  }
+  for (const o of ops) most = Math.max(most, o.size);
+  return most;
 }

@@ -12,7 +12,7 @@ import { runCpu } from "../runtime/cpu_backend.ts";
 import { compile } from "../runtime/executable.ts";
 import { type GpuDevice, requestDevice } from "../runtime/device.ts";
 import { checkGrad } from "./grad_check.ts";
-import { assertClose, gpu, randomData } from "./_util.ts";
+import { assertClose, gpu, largestTensor, randomData } from "./_util.ts";
 
 Deno.test("grad: rope is the inverse rotation (theta, scaled frequencies, position offset)", async () => {
   const pos = { shape: [1], dtype: "u32" as const, data: [3] };
@@ -264,9 +264,9 @@ Deno.test("attention's backward plan holds no [T, T] buffer (T = 512)", async ()
   const exe = compile(g.build(), await gpu());
   try {
     const plan = exe.plan();
-    const biggest = Math.max(...plan.slots.map((s) => s.bytes));
+    const biggest = largestTensor(plan);
     // Element size at least 2 (f16), so fewer bytes than T·T·2 means fewer than T·T elements.
-    assert.ok(biggest < T * T * 2, `a buffer of ${biggest} B holds T·T = ${T * T} elements`);
+    assert.ok(biggest < T * T * 2, `a tensor of ${biggest} B holds T·T = ${T * T} elements`);
     const labels = plan.kernels.map((k) => k.label);
     // The forward may carry a fused epilogue ("attention+…"); it also saves the lse.
     for (const name of ["attention", "attention_dq", "attention_dkv"]) {
@@ -305,7 +305,7 @@ Deno.test("attention's backward at T = 1536 keeps the invariances of attention",
   try {
     const out = await exe.run(feed);
     const plan = exe.plan();
-    assert.ok(Math.max(...plan.slots.map((s) => s.bytes)) < T * T * 2);
+    assert.ok(largestTensor(plan) < T * T * 2);
     const [gq, gk, gv] = [out.dq.data, out.dk.data, out.dv.data];
     // |a − b| within 1e-6 of the sum of the magnitudes that made them (f32 sums of a
     // few thousand terms stay near 1e-7; dK off by 0.1% fails).

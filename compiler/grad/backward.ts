@@ -133,12 +133,44 @@ export function gradOf(
 
   const grads = new Map<number, Tensor>();
   grads.set(loss.id, filled(g, 1, loss.shape, loss.dtype));
+  // Gradients of slices, kept as pieces until their input's gradient is needed:
+  // slices that tile an axis (Mamba's x/z halves, attention's q/k/v) come back
+  // as one concat instead of a zero-padded copy each, summed.
+  const pieces = new Map<number, SlicePiece[]>();
+  const gradOf = (v: number): Tensor | undefined => {
+    const ps = pieces.get(v);
+    if (!ps) return grads.get(v);
+    pieces.delete(v);
+    const x = tensorOf(v);
+    const joined = joinSlices(g, x.shape as number[], x.dtype, ps);
+    const prev = grads.get(v);
+    const d = prev ? prev.add(joined) : joined;
+    grads.set(v, d);
+    return d;
+  };
   for (let k = lossNode; k >= 0; k--) {
     const node = graph.nodes[k];
     if (LEAVES.has(node.op)) continue;
-    const outGrads = node.outputs.map((o) => grads.get(o));
+    const outGrads = node.outputs.map(gradOf);
     const needs = node.inputs.map(live);
     if (outGrads.every((x) => x === undefined) || !needs.some((x) => x)) continue;
+    const sliced = node.op === "slice" && fixedAxis(graph.values[node.inputs[0]].shape, node.attrs);
+    if (sliced) {
+      const a = node.attrs as unknown as { axis: number; start: number; end: number };
+      const rank = graph.values[node.inputs[0]].shape.length;
+      const axis = a.axis < 0 ? a.axis + rank : a.axis;
+      const list = pieces.get(node.inputs[0]) ?? [];
+      list.push({
+        axis,
+        start: a.start,
+        end: a.end,
+        grad: outGrads[0]!,
+        site: node.site,
+        scope: node.scope,
+      });
+      pieces.set(node.inputs[0], list);
+      continue;
+    }
     const rule = (GRAD_RULES as Record<string, GradRule<OpAttrs> | undefined>)[node.op];
     if (!rule) {
       const why = (NO_GRADIENT as Record<string, string | undefined>)[node.op];
@@ -182,5 +214,62 @@ export function gradOf(
       grads.set(v, prev ? prev.add(d) : d);
     });
   }
-  return wrt.map((w) => grads.get(w.id) ?? filled(g, 0, w.shape, w.dtype));
+  return wrt.map((w) => gradOf(w.id) ?? filled(g, 0, w.shape, w.dtype));
+}
+
+/** The gradient of one slice of a value: `grad` covers `[start, end)` of `axis`. */
+interface SlicePiece {
+  axis: number;
+  start: number;
+  end: number;
+  grad: Tensor;
+  site: string;
+  scope: string | undefined;
+}
+
+/** True when a slice node's input has a fixed length along the sliced axis. */
+function fixedAxis(shape: readonly (number | string)[], attrs: unknown): boolean {
+  const a = attrs as { axis: number };
+  const axis = a.axis < 0 ? a.axis + shape.length : a.axis;
+  return shape.every((d) => typeof d === "number") && axis >= 0 && axis < shape.length;
+}
+
+/**
+ * The gradient of a value read through slices: pieces along one axis that do
+ * not overlap are laid side by side with zeros in the gaps (one concat); other
+ * pieces are each padded with zeros and summed.
+ */
+function joinSlices(
+  g: GraphBuilder,
+  shape: readonly number[],
+  dtype: Tensor["dtype"],
+  pieces: readonly SlicePiece[],
+): Tensor {
+  const zeros = (axis: number, n: number) => {
+    const s = [...shape];
+    s[axis] = n;
+    return filled(g, 0, s, dtype);
+  };
+  const lay = (axis: number, ps: readonly SlicePiece[]) => {
+    const parts: Tensor[] = [];
+    let at = 0;
+    for (const p of ps) {
+      if (p.start > at) parts.push(zeros(axis, p.start - at));
+      parts.push(p.grad);
+      at = p.end;
+    }
+    if (at < shape[axis]) parts.push(zeros(axis, shape[axis] - at));
+    return parts.length === 1 ? parts[0] : g.concat(parts, axis);
+  };
+  const build = () => {
+    const axis = pieces[0].axis;
+    const sorted = [...pieces].sort((a, b) => a.start - b.start);
+    const disjoint = pieces.every((p) => p.axis === axis) &&
+      sorted.every((p, i) => i === 0 || sorted[i - 1].end <= p.start);
+    if (disjoint) return lay(axis, sorted);
+    return pieces.map((p) => lay(p.axis, [p])).reduce((a, b) => a.add(b));
+  };
+  // Built where the last slice (in program order) was: its site and scope.
+  const last = pieces[0];
+  return g.at(last.site, () => g.scope(last.scope ? `${last.scope}.grad` : "grad", build));
 }

@@ -8,8 +8,11 @@
  */
 
 import { consumers, type Graph } from "../../core/graph.ts";
-import { sameShape, type Shape, symbolicSize } from "../../core/shape.ts";
+import { numel, sameShape, type Shape, symbolicSize } from "../../core/shape.ts";
 import { isOp, opDef } from "../../ops/registry.ts";
+
+/** Elements below which a group's outputs count as small (scheduled as soon as ready). */
+const SMALL_OUTPUT = 4096;
 
 /**
  * A set of elementwise nodes evaluated together at one flat index.
@@ -418,6 +421,63 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     // before it has run, holding the activations its consumers would free.
     const users = sets.map(() => [] as number[]);
     deps.forEach((d, i) => d.forEach((j) => users[j].push(i)));
+    // Memory: a group nothing reads (a state update, an output) or one with only
+    // small outputs (a learning rate, a norm's partial sum) runs as soon as it is
+    // ready, so the large values it reads last (a weight's gradient) die early
+    // instead of all living until the end of a training step. A state update
+    // first waits for every other reader of the value it replaces, so the planner
+    // can write it in place.
+    const outsOf = (set: Set<number>) => [...set].flatMap((n) => graph.nodes[n].outputs);
+    const small = (v: number) =>
+      graph.values[v].shape.every((d) => typeof d === "number") &&
+      numel(graph.values[v].shape as number[]) <= SMALL_OUTPUT;
+    // Sinks: nothing reads them, but through reshapes (views of the same buffer).
+    const alias = sets.map((set) =>
+      set.size === 1 && loweringKind(graph.nodes[[...set][0]].op) === "alias"
+    );
+    const sink = users.map((u) => u.length === 0);
+    for (let changed = true; changed;) {
+      changed = false;
+      users.forEach((u, i) => {
+        if (!sink[i] && u.every((j) => alias[j] && sink[j])) sink[i] = changed = true;
+      });
+    }
+    const eager = sets.map((set, i) => sink[i] || outsOf(set).every(small));
+    // A state update (or a view) read only by eager groups is one too: AdamW's
+    // moments, read by the weight's update; an update fused with the squared
+    // gradient a norm's partial sum reads.
+    const assigned = new Set(graph.assigns.values());
+    for (let changed = true; changed;) {
+      changed = false;
+      sets.forEach((set, i) => {
+        if (eager[i] || !(alias[i] || outsOf(set).some((v) => assigned.has(v)))) return;
+        if (users[i].every((u) => eager[u])) eager[i] = changed = true;
+      });
+    }
+    const readers = new Map<number, Set<number>>(); // value → groups reading it (through reshapes)
+    sets.forEach((set, i) => {
+      for (const n of set) {
+        for (const v of graph.nodes[n].inputs) {
+          if (!readers.has(v)) readers.set(v, new Set());
+          readers.get(v)!.add(i);
+        }
+      }
+    });
+    const readersOf = (v: number, acc: Set<number> = new Set()): Set<number> => {
+      for (const i of readers.get(v) ?? []) {
+        acc.add(i);
+        for (const n of sets[i]) {
+          const node = graph.nodes[n];
+          if (node.op === "reshape" && node.inputs[0] === v) readersOf(node.outputs[0], acc);
+        }
+      }
+      return acc;
+    };
+    for (const [name, v] of graph.assigns) {
+      const i = groupOfNode.get(producer(v));
+      if (i === undefined || !sink[i]) continue;
+      for (const j of readersOf(graph.states.get(name)!)) if (j !== i && !sink[j]) deps[i].add(j);
+    }
     const due = orders.slice();
     const seen = new Set<number>();
     const settle = (i: number): number => {
@@ -435,7 +495,11 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
       let best = -1;
       for (let i = 0; i < sets.length; i++) {
         if (done.has(i) || [...deps[i]].some((d) => !done.has(d))) continue;
-        if (best < 0 || first(i, best)) best = i;
+        if (
+          best < 0 || (eager[i] && !eager[best]) || (eager[i] === eager[best] && first(i, best))
+        ) {
+          best = i;
+        }
       }
       if (best < 0) {
         // Walk unfinished dependencies from any stuck group until one repeats.

@@ -45,6 +45,12 @@ export interface TrainingLMOptions {
    * added to the cross-entropy; absent: none.
    */
   moeLoss?: (layers: readonly MoeOutputs[]) => Tensor | undefined;
+  /**
+   * Switch-style capacity factor of the MoE layers (> 0): each expert takes at
+   * most `min(N, ⌊cf·N·k/E⌋)` of the `N = B·T` tokens of a micro-batch, the
+   * rest skip it (their residual passes through). Absent: dropless.
+   */
+  capacityFactor?: number;
 }
 
 /**
@@ -95,6 +101,10 @@ export function buildTrainingLM(
     if (!Number.isInteger(v) || v < 1) {
       throw new RangeError(`buildTrainingLM: ${what} must be a positive integer, got ${v}`);
     }
+  }
+  const cf = options.capacityFactor;
+  if (cf !== undefined && !(typeof cf === "number" && Number.isFinite(cf) && cf > 0)) {
+    throw new RangeError(`buildTrainingLM: capacityFactor must be a finite number > 0, got ${cf}`);
   }
   const lay = specOf(cfg).layout;
   const d = cfg.hidden;
@@ -155,6 +165,7 @@ export function buildTrainingLM(
         ff: expertWidth(cfg),
         router: mc.router ?? "softmax_topk",
         normTopk: mc.normTopk,
+        capacityFactor: cf,
       });
       moes.push(out);
       let y = h.add(out.y);

@@ -98,6 +98,12 @@ export interface TrainerOptions {
   auxLossCoef?: number;
   /** MoE router z-loss coefficient, per MoE layer (default 0). */
   zLossCoef?: number;
+  /**
+   * Switch-style capacity factor of the MoE layers (> 0; default dropless):
+   * an expert takes at most `⌊cf·N·k/E⌋` of a micro-batch's N tokens, in
+   * training and in `evaluate` / `logits` alike (see `TrainingLMOptions`).
+   */
+  capacityFactor?: number;
   /** Loss hooks (replace the fused cross-entropy and router losses above); not saved in checkpoints. */
   losses?: Pick<TrainingLMOptions, "headLoss" | "moeLoss">;
 }
@@ -215,7 +221,13 @@ export class Trainer {
     this.config = config;
     this.#o = o;
     const g = new TrainableBuilder();
-    const lm = buildTrainingLM(g, cfg, { batch: o.batch, seq: o.seq, ...lossHooks(o) });
+    // buildTrainingLM checks capacityFactor (a RangeError naming it).
+    const lm = buildTrainingLM(g, cfg, {
+      batch: o.batch,
+      seq: o.seq,
+      capacityFactor: o.capacityFactor,
+      ...lossHooks(o),
+    });
     const spec = o.optimizer;
     const kind: unknown = spec?.kind;
     if (kind !== "sgd" && kind !== "adamw") {
@@ -493,7 +505,11 @@ export class Trainer {
     let exe = this.#eval.get(T);
     if (!exe) {
       const g = new TrainableBuilder();
-      const lm = buildTrainingLM(g, this.cfg, { batch: 1, seq: T });
+      const lm = buildTrainingLM(g, this.cfg, {
+        batch: 1,
+        seq: T,
+        capacityFactor: this.#o.capacityFactor,
+      });
       g.output("logits", lm.logits());
       exe = compile(g.build(), this.exe.device, { shareWith: this.exe });
       this.#eval.set(T, exe);
@@ -516,7 +532,11 @@ export class Trainer {
     positive("evaluate batches", batches, 1);
     if (!this.#evalLoss) {
       const g = new TrainableBuilder();
-      const lm = buildTrainingLM(g, this.cfg, { batch: this.#o.batch, seq: this.#o.seq });
+      const lm = buildTrainingLM(g, this.cfg, {
+        batch: this.#o.batch,
+        seq: this.#o.seq,
+        capacityFactor: this.#o.capacityFactor,
+      });
       g.output("loss", lm.crossEntropy);
       this.#evalLoss = compile(g.build(), this.exe.device, { shareWith: this.exe });
     }

@@ -17,6 +17,7 @@ import { Trainer } from "../app/train/trainer.ts";
 import type { LossRecord } from "../app/train/trainer.ts";
 import { lineChartSvg } from "../app/plot/svg.ts";
 import { countParams, loadModel } from "../mod.ts";
+import { writeRoutingStats } from "../app/experts/placement.ts";
 import { mobyDickSplit } from "./moby_dick.ts";
 import {
   DEFAULT_MODEL_CONFIG,
@@ -236,4 +237,41 @@ Sample (\`${PROMPT}\`, temperature 0.8, top-k 40, seed 1):
 > ${PROMPT}${sample.replace(/\n+/g, " ")}
 `,
 );
+
+// Routing statistics for the expert scheduler (`kiln_routing_stats.json`, read by
+// `loadModel` under a memory budget to pin the most used experts): the routes of
+// 256 sampled tokens continuing the held-out text, under a budget that keeps
+// the cache running — what `kiln generate --save-routing-stats` records.
+{
+  const probe = await loadModel(out, { quiet: true, memoryBudget: Number.MAX_SAFE_INTEGER });
+  const p = probe.expertPlan!;
+  probe.dispose();
+  const routed = await loadModel(out, {
+    quiet: true,
+    memoryBudget: p.fixedBytes + (p.layers * p.experts - 2) * p.expertBytes,
+  });
+  const prompt = heldText.slice(0, 400).replace(/\s+/g, " ");
+  for await (
+    const _ of routed.generate(prompt, { maxTokens: 256, temperature: 0.8, topK: 40, seed: 1 })
+  ) { /* routes recorded */ }
+  const stats = routed.experts!.routingStats();
+  routed.dispose();
+  await writeRoutingStats(out, stats);
+  const shares = stats.counts.map((row) =>
+    row.map((c) => `${(100 * c / row.reduce((a, b) => a + b, 0)).toFixed(0)}%`).join(" / ")
+  );
+  await Deno.writeTextFile(
+    `${out}/README.md`,
+    `
+## Routing statistics
+
+\`kiln_routing_stats.json\`: the expert routes of 256 tokens sampled (temperature 0.8, top-k 40,
+seed 1) after the first 400 characters of the held-out text. Share of routed pairs per expert:
+${shares.map((s, l) => `MoE layer ${l}: ${s}`).join("; ")}. \`loadModel\` pins the most used experts
+from it when a memory budget keeps some off the GPU (\`SCHED_MODEL=assets/default_model deno run -A
+bench/scheduler_bench.ts\` runs the expert scheduler benchmark on this model).
+`,
+    { append: true },
+  );
+}
 log(`wrote ${out}/ (model.safetensors ${(bytes / 2 ** 20).toFixed(2)} MiB)`);

@@ -54,7 +54,7 @@ const tasks: Task[] = [
       `(${copy.span + copy.data} tokens)`,
     batch: (n, seed) => selectiveCopyBatch(copy, n, seed),
     scored: (len) => [len - copy.data, len],
-    steps: quick ? 30 : 800,
+    steps: quick ? 30 : 1200,
     lr: 5e-3,
   },
   {
@@ -65,7 +65,7 @@ const tasks: Task[] = [
       `(${2 * recall.pairs + 1} tokens)`,
     batch: (n, seed) => associativeRecallBatch(recall, n, seed),
     scored: (len) => [len - 1, len],
-    steps: quick ? 30 : 1000,
+    steps: quick ? 30 : 2000,
     lr: 5e-3,
   },
 ];

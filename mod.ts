@@ -209,7 +209,13 @@ export {
   openGgufModel,
 } from "./app/gguf/arch.ts";
 export { GgufCheckpoint } from "./app/gguf/checkpoint.ts";
-export { type LineChartOptions, lineChartSvg, type Series } from "./app/plot/svg.ts";
+export {
+  type HeatmapOptions,
+  heatmapSvg,
+  type LineChartOptions,
+  lineChartSvg,
+  type Series,
+} from "./app/plot/svg.ts";
 export { tokenizerFromGguf } from "./app/gguf/tokenizer.ts";
 export {
   type GgufTokenizerExportOptions,

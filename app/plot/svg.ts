@@ -125,13 +125,7 @@ export function lineChartSvg(options: LineChartOptions): string {
   [y0, y1] = [y0 - pad, y1 + pad];
   const sx = (v: number) => L + (fx(v) - x0) / (x1 - x0) * (W - L - R);
   const sy = (v: number) => H - B - (fy(v) - y0) / (y1 - y0) * (H - T - B);
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15">${
-      escapeXml(options.title)
-    }</text>`,
-  ];
+  const out = svgOpen(W, H, options.title, 12);
   const axisTicks = (lo: number, hi: number, log?: boolean) =>
     log
       ? ticks(Math.floor(lo), Math.ceil(hi)).filter((e) =>
@@ -188,4 +182,154 @@ export function lineChartSvg(options: LineChartOptions): string {
   });
   out.push("</svg>");
   return out.join("\n") + "\n";
+}
+
+/**
+ * Options of {@linkcode heatmapSvg}.
+ *
+ * @example
+ * ```ts
+ * import type { HeatmapOptions } from "./svg.ts";
+ * const o: HeatmapOptions = {
+ *   title: "expert load", rowLabels: ["layer 0"], colLabels: ["0", "1"], values: [[0.7, 0.3]],
+ * };
+ * ```
+ */
+export interface HeatmapOptions {
+  /** Chart title. */
+  readonly title: string;
+  /** One label per row (drawn left of the row). */
+  readonly rowLabels: readonly string[];
+  /** One label per column (drawn under the column). */
+  readonly colLabels: readonly string[];
+  /** The cells, `values[row][col]`; a non-finite value is drawn grey. */
+  readonly values: readonly (readonly number[])[];
+  /** Text under the column labels. */
+  readonly xLabel?: string;
+  /** Lower end of the colour scale (default: the smallest finite value). */
+  readonly min?: number;
+  /** Upper end of the colour scale (default: the largest finite value). */
+  readonly max?: number;
+  /** Each cell's printed text (default: 3 significant digits); `null` prints none. */
+  readonly format?: ((v: number) => string) | null;
+  /** Cell size in pixels (default 40). */
+  readonly cell?: number;
+}
+
+/**
+ * A heatmap as SVG text: one square per cell, white (the scale's min) to dark
+ * blue (its max), the value printed in the cell and in its tooltip, row and
+ * column labels, a colour bar with the scale's ends. Throws a RangeError when
+ * the values are not `rowLabels.length × colLabels.length`.
+ *
+ * @example
+ * ```ts
+ * import { heatmapSvg } from "./svg.ts";
+ * const svg = heatmapSvg({
+ *   title: "share of routed tokens", rowLabels: ["layer 0", "layer 1"],
+ *   colLabels: ["e0", "e1", "e2"], values: [[0.5, 0.25, 0.25], [0.9, 0.1, 0]],
+ *   min: 0, format: (v) => `${(100 * v).toFixed(0)}%`,
+ * });
+ * svg.startsWith("<svg"); // true
+ * ```
+ */
+export function heatmapSvg(options: HeatmapOptions): string {
+  const { rowLabels, colLabels, values } = options;
+  const R = rowLabels.length, C = colLabels.length;
+  if (R === 0 || C === 0) {
+    throw new RangeError(`heatmapSvg: "${options.title}" needs at least one row and one column`);
+  }
+  if (values.length !== R || values.some((row) => row.length !== C)) {
+    throw new RangeError(
+      `heatmapSvg: "${options.title}" values must be ${R} rows of ${C}, got ${
+        values.map((r) => r.length).join(", ")
+      }`,
+    );
+  }
+  const finite = values.flat().filter(Number.isFinite);
+  const lo = options.min ?? (finite.length ? Math.min(...finite) : 0);
+  const hi = options.max ?? (finite.length ? Math.max(...finite) : 1);
+  const span = hi > lo ? hi - lo : 1;
+  const fmt = options.format === undefined
+    ? (v: number) => Number(v.toPrecision(3)).toString()
+    : options.format;
+  const c = options.cell ?? 40;
+  const chars = Math.max(...rowLabels.map((l) => l.length));
+  const L = Math.max(50, 10 + chars * 7), T = 40, barH = 12;
+  const W = Math.max(L + C * c + 20, 7 * options.title.length + 20);
+  const gridB = T + R * c;
+  const H = gridB + 22 + (options.xLabel ? 18 : 0) + barH + 30;
+  // White → blue, and dark text on light cells, light text on dark ones.
+  const shade = (a: number) =>
+    `rgb(${Math.round(255 - 225 * a)},${Math.round(255 - 165 * a)},${Math.round(255 - 75 * a)})`;
+  const level = (v: number) => Math.min(1, Math.max(0, (v - lo) / span));
+  const out = svgOpen(W, H, options.title, 11);
+  values.forEach((row, r) => {
+    const y = T + r * c;
+    out.push(
+      `<text x="${L - 6}" y="${y + c / 2}" text-anchor="end" dominant-baseline="middle">${
+        escapeXml(rowLabels[r])
+      }</text>`,
+    );
+    row.forEach((v, col) => {
+      const x = L + col * c, ok = Number.isFinite(v), a = ok ? level(v) : 0;
+      const tip = `${rowLabels[r]}, ${colLabels[col]}: ${v}`;
+      out.push(
+        `<rect x="${x}" y="${y}" width="${c - 1}" height="${c - 1}" fill="${
+          ok ? shade(a) : "#bbb"
+        }"><title>${escapeXml(tip)}</title></rect>`,
+      );
+      if (fmt && ok) {
+        out.push(
+          `<text x="${x + c / 2}" y="${
+            y + c / 2
+          }" text-anchor="middle" dominant-baseline="middle" font-size="${
+            Math.min(11, c / 3.2).toFixed(1)
+          }" fill="${a > 0.55 ? "white" : "#222"}">${escapeXml(fmt(v))}</text>`,
+        );
+      }
+    });
+  });
+  colLabels.forEach((l, col) =>
+    out.push(
+      `<text x="${L + col * c + c / 2}" y="${gridB + 14}" text-anchor="middle">${
+        escapeXml(l)
+      }</text>`,
+    )
+  );
+  let y = gridB + 22;
+  if (options.xLabel) {
+    out.push(
+      `<text x="${L + C * c / 2}" y="${y + 8}" text-anchor="middle">${
+        escapeXml(options.xLabel)
+      }</text>`,
+    );
+    y += 18;
+  }
+  // The colour bar: ten steps from the scale's min to its max.
+  const bw = Math.min(200, C * c) / 10;
+  for (let i = 0; i < 10; i++) {
+    out.push(
+      `<rect x="${L + i * bw}" y="${y}" width="${bw}" height="${barH}" fill="${
+        shade((i + 0.5) / 10)
+      }"/>`,
+    );
+  }
+  out.push(
+    `<text x="${L}" y="${y + barH + 12}" text-anchor="start">${label(lo)}</text>`,
+    `<text x="${L + 10 * bw}" y="${y + barH + 12}" text-anchor="end">${label(hi)}</text>`,
+    "</svg>",
+  );
+  return out.join("\n") + "\n";
+}
+
+/** The opening lines of a plot: the root element, a white background, a centred title. */
+function svgOpen(W: number, H: number, title: string, fontSize: number): string[] {
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="${fontSize}">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="${fontSize + 3}">${
+      escapeXml(title)
+    }</text>`,
+  ];
 }

@@ -11,6 +11,9 @@
 
 import { buildCausalLM, checkpointSources } from "../../models/causal_lm.ts";
 import type { ModelConfig } from "../../models/config.ts";
+import type { Executable } from "../../runtime/executable.ts";
+import { loadWeights } from "../model/weights.ts";
+import { openWeights } from "../model/source.ts";
 import { type NamedTensor, readSafetensors, writeSafetensors } from "./safetensors_write.ts";
 
 /** File names inside a checkpoint folder. */
@@ -189,4 +192,38 @@ export async function readCheckpoint(dir: string, cfg: ModelConfig): Promise<{
     ? JSON.parse(await Deno.readTextFile(`${dir}/${CHECKPOINT_FILES.state}`))
     : undefined;
   return { weights, optimizer, trainerState };
+}
+
+/**
+ * Loads a Hugging Face model folder's weights (any format `loadModel` reads)
+ * into the states of a training-shaped executable: the loader maps checkpoint
+ * tensors to the inference graph's parameter names, which are the training
+ * graph's state names.
+ *
+ * @example
+ * ```ts ignore
+ * await loadWeightsIntoStates(trainer.exe, trainer.cfg, "./tiny-mixtral");
+ * ```
+ */
+export async function loadWeightsIntoStates(
+  exe: Pick<Executable, "writeState">,
+  cfg: ModelConfig,
+  dir: string,
+): Promise<void> {
+  const ckpt = await openWeights(dir);
+  try {
+    const graph = buildCausalLM(cfg, { mode: "prefill", maxSeq: 1, maxNew: 1 });
+    await loadWeights(
+      {
+        graph,
+        setParams: (p) => {
+          for (const [k, v] of Object.entries(p)) exe.writeState(k, v);
+        },
+      },
+      cfg,
+      ckpt,
+    );
+  } finally {
+    (ckpt as { close?: () => void }).close?.();
+  }
 }

@@ -15,7 +15,6 @@ import { buildTrainStep, TRAIN_STATES, type TrainStep } from "../../compiler/tra
 import { adamw, type AdamWOptions, sgd, type SgdOptions } from "../../compiler/train/optimizers.ts";
 import type { LrSchedule } from "../../compiler/train/schedule.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
-import { buildCausalLM } from "../../models/causal_lm.ts";
 import {
   buildTrainingLM,
   layerCheckpoints,
@@ -26,9 +25,12 @@ import { crossEntropy } from "../../compiler/cross_entropy.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { compile, type Executable } from "../../runtime/executable.ts";
 import { defaultDevice, type KilnDevice } from "../../runtime/device.ts";
-import { loadWeights } from "../model/weights.ts";
-import { openWeights } from "../model/source.ts";
-import { CHECKPOINT_FILES, readCheckpoint, writeCheckpoint } from "./checkpoint.ts";
+import {
+  CHECKPOINT_FILES,
+  loadWeightsIntoStates,
+  readCheckpoint,
+  writeCheckpoint,
+} from "./checkpoint.ts";
 import { microBatch } from "./data.ts";
 import { initParam } from "./init.ts";
 import type { NamedTensor } from "./safetensors_write.ts";
@@ -290,24 +292,7 @@ export class Trainer {
         );
       }
     } else {
-      const ckpt = await openWeights(options.from);
-      try {
-        // The loader maps checkpoint tensors to the inference graph's parameters, which
-        // are the training graph's states by the same names.
-        const graph = buildCausalLM(cfg, { mode: "prefill", maxSeq: 1, maxNew: 1 });
-        await loadWeights(
-          {
-            graph,
-            setParams: (p) => {
-              for (const [k, v] of Object.entries(p)) t.exe.writeState(k, v);
-            },
-          },
-          cfg,
-          ckpt,
-        );
-      } finally {
-        (ckpt as { close?: () => void }).close?.();
-      }
+      await loadWeightsIntoStates(t.exe, cfg, options.from);
     }
     return t;
   }

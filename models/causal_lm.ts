@@ -18,7 +18,8 @@ import { attentionBlock, type AttentionBlockOptions } from "./attention.ts";
 import { mambaMixer } from "./mamba.ts";
 import { moe } from "./moe.ts";
 import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
-import { expertTensor, layerPrefix, moePrefix, specOf } from "./architectures/mod.ts";
+import { decoderLayers } from "./decoder.ts";
+import { expertTensor, moePrefix, specOf } from "./architectures/mod.ts";
 import { ropeFrequencies } from "./rope_scaling.ts";
 import { SLOT_POOL, STATES } from "./states.ts";
 import { embedding, head as lmHead, linear, type WeightFormats } from "./weights.ts";
@@ -135,30 +136,16 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
       : [],
   );
   const predicted: Tensor[] = [];
-  const swiglu = (x: Tensor, prefix: string, ff: number, names = lay.mlpNames) => {
-    const w = (t: Tensor, part: string, rows: number, cols: number) =>
-      linear(g, t, `${prefix}.${part}.weight`, rows, cols, dt, formats);
-    const gate = w(x, names.gate, ff, d);
-    return w(gate.silu().mul(w(x, names.up, ff, d)), names.down, d, ff);
-  };
-
   // Each layer part is built in a scope named like its module (`model.layers.3.self_attn`),
   // so plans and profiles say which part every kernel belongs to.
-  cfg.pattern.forEach((layer, i) => {
-    const p = layerPrefix(cfg, i);
-    const mixerName = `${p}.${layer.mixer === "attention" ? lay.attention : lay.mamba}`;
-    h = h.add(g.scope(mixerName, () => {
-      const normed = h.rmsnorm(param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
-      return layer.mixer === "attention"
-        ? attentionBlock(g, normed, pos, attentionOptions(cfg, layer, mixerName, options))
-        : mamba(g, normed, mixerName, cfg, decode, T, formats);
-    }));
-    if (layer.ffn === "none") return;
-    const ffnName = layer.ffn === "moe" ? moePrefix(cfg, i) : `${p}.${lay.mlp}`;
-    h = g.scope(ffnName, () => {
-      const x2 = h.rmsnorm(param(`${p}.${lay.ffnNorm}.weight`, [d]), cfg.normEps);
-      if (layer.ffn !== "moe") return h.add(swiglu(x2, ffnName, cfg.intermediate));
-      const name = ffnName;
+  h = decoderLayers(g, cfg, h, {
+    param,
+    linear: (x, name, rows, cols) => linear(g, x, name, rows, cols, dt, formats),
+    mixer: (layer, _i, normed, name) =>
+      layer.mixer === "attention"
+        ? attentionBlock(g, normed, pos, attentionOptions(cfg, layer, name, options))
+        : mamba(g, normed, name, cfg, decode, T, formats),
+    experts: (i, x2, name) => {
       // Routing runs in f32; f16 models keep f16 expert weights.
       const xin = dt === "f16" ? x2.cast("f32") : x2;
       if (lookahead) {
@@ -194,22 +181,9 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
         // Other devices' experts add exactly 0 here; their sum comes in through this input.
         y = y.add(g.input(`${name}.moe_remote`, [T, d]));
       }
-      h = h.add(dt === "f16" ? y.cast("f16") : y);
-      const shared = cfg.moe!.sharedExpert;
-      if (shared && lay.shared) {
-        // Qwen2-MoE: σ(w·x) · SwiGLU_shared(x), on every token, beside the routed experts.
-        let s = swiglu(x2, `${name}.${lay.shared.expert}`, shared.ff);
-        if (shared.gated) {
-          const gate = linear(g, x2, `${name}.${lay.shared.gate}.weight`, 1, d, dt, formats);
-          s = s.mul(gate.sigmoid());
-        }
-        h = h.add(s);
-      }
-      return h;
-    });
+      return dt === "f16" ? y.cast("f16") : y;
+    },
   });
-
-  h = h.rmsnorm(param(`${lay.finalNorm}.weight`, [d]), cfg.normEps);
   const logits = cfg.tieEmbeddings // [T, vocab]
     ? lmHead(g, h, embedded.table, embedName, cfg.vocabSize, d, formats)
     : linear(g, h, `${lay.lmHead}.weight`, cfg.vocabSize, d, dt, formats);

@@ -13,11 +13,12 @@ import type { Tensor } from "../compiler/builder.ts";
 import type { TrainableBuilder } from "../compiler/train/trainable.ts";
 import { softmaxCrossEntropy } from "../compiler/train/cross_entropy.ts";
 import { expertWidth, type ModelConfig } from "./config.ts";
-import { layerPrefix, moePrefix, specOf } from "./architectures/mod.ts";
+import { specOf } from "./architectures/mod.ts";
 import { attentionBlock } from "./attention.ts";
 import { attentionOptions } from "./causal_lm.ts";
 import { mambaMixer } from "./mamba.ts";
 import { moe, type MoeOutputs } from "./moe.ts";
+import { decoderLayers } from "./decoder.ts";
 import { embedding, linear } from "./weights.ts";
 
 /**
@@ -113,23 +114,16 @@ export function buildTrainingLM(
   const targets = g.input("targets", [B * T], "u32");
   const embedName = `${lay.embed}.weight`;
   const embedded = embedding(g, ids, embedName, cfg.vocabSize, d, dt);
-  let h = embedded.h; // [B·T, d]
+  const h = embedded.h; // [B·T, d]
   const pos = g.constant([0], [1], "u32");
   const moes: MoeOutputs[] = [];
-  const swiglu = (x: Tensor, prefix: string, ff: number) => {
-    const names = lay.mlpNames;
-    const w = (t: Tensor, part: string, rows: number, cols: number) =>
-      linear(g, t, `${prefix}.${part}.weight`, rows, cols, dt);
-    return w(w(x, names.gate, ff, d).silu().mul(w(x, names.up, ff, d)), names.down, d, ff);
-  };
-  cfg.pattern.forEach((layer, i) => {
-    const p = layerPrefix(cfg, i);
-    const mixerName = `${p}.${layer.mixer === "attention" ? lay.attention : lay.mamba}`;
-    h = h.add(g.scope(mixerName, () => {
-      const normed = h.rmsnorm(g.param(`${p}.${lay.mixerNorm}.weight`, [d], dt), cfg.normEps);
+  const hf = decoderLayers(g, cfg, h, {
+    param: (name, shape) => g.param(name, shape, dt),
+    linear: (x, name, rows, cols) => linear(g, x, name, rows, cols, dt),
+    mixer: (layer, _i, normed, name) => {
       if (layer.mixer === "attention") {
         // One causal attention per sequence; the weights are shared (declared once).
-        const opts = attentionOptions(cfg, layer, mixerName, {});
+        const opts = attentionOptions(cfg, layer, name, {});
         const seqs = Array.from(
           { length: B },
           (_, b) =>
@@ -139,7 +133,7 @@ export function buildTrainingLM(
       }
       const m = cfg.mamba!;
       return mambaMixer(g, normed.reshape([B, T, d]), {
-        name: mixerName,
+        name,
         d,
         expand: m.inner / d,
         stateSize: m.stateSize,
@@ -151,15 +145,11 @@ export function buildTrainingLM(
         jamba: m.innerNorms,
         eps: cfg.normEps,
       }).reshape([B * T, d]);
-    }));
-    if (layer.ffn === "none") return;
-    const ffnName = layer.ffn === "moe" ? moePrefix(cfg, i) : `${p}.${lay.mlp}`;
-    h = g.scope(ffnName, () => {
-      const x2 = h.rmsnorm(g.param(`${p}.${lay.ffnNorm}.weight`, [d], dt), cfg.normEps);
-      if (layer.ffn !== "moe") return h.add(swiglu(x2, ffnName, cfg.intermediate));
+    },
+    experts: (_i, x2, name) => {
       const mc = cfg.moe!;
       const out = moe(g, x2, {
-        name: ffnName,
+        name,
         experts: mc.experts,
         topK: mc.topK,
         ff: expertWidth(cfg),
@@ -168,19 +158,9 @@ export function buildTrainingLM(
         capacityFactor: cf,
       });
       moes.push(out);
-      let y = h.add(out.y);
-      if (mc.sharedExpert && lay.shared) {
-        // Qwen2-MoE: σ(w·x) · SwiGLU_shared(x), on every token, beside the routed experts.
-        let s = swiglu(x2, `${ffnName}.${lay.shared.expert}`, mc.sharedExpert.ff);
-        if (mc.sharedExpert.gated) {
-          s = s.mul(linear(g, x2, `${ffnName}.${lay.shared.gate}.weight`, 1, d, dt).sigmoid());
-        }
-        y = y.add(s);
-      }
-      return y;
-    });
+      return out.y;
+    },
   });
-  const hf = h.rmsnorm(g.param(`${lay.finalNorm}.weight`, [d], dt), cfg.normEps);
   const headW = cfg.tieEmbeddings
     ? embedded.table
     : g.param(`${lay.lmHead}.weight`, [cfg.vocabSize, d], dt);

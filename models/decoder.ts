@@ -1,0 +1,91 @@
+/**
+ * The decoder stack every causal LM graph shares — inference (prefill and
+ * decode, `causal_lm.ts`) and training (`causal_lm_train.ts`): per layer a
+ * pre-norm mixer with its residual, then a pre-norm SwiGLU MLP or routed
+ * experts (plus Qwen2-MoE's gated shared expert) with theirs, each part built
+ * in a scope named like its Hugging Face module; then the final norm. What
+ * differs between the graphs — how a mixer sees its rows (one sequence, or a
+ * batch), how experts are stored and what their outputs feed — comes in
+ * through {@linkcode DecoderParts}.
+ *
+ * @module
+ */
+
+import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
+import type { LayerSpec, ModelConfig } from "./config.ts";
+import { layerPrefix, moePrefix, specOf } from "./architectures/mod.ts";
+
+/**
+ * What a graph supplies to {@linkcode decoderLayers}.
+ *
+ * @example
+ * ```ts ignore
+ * const parts: DecoderParts = {
+ *   param: (name, shape) => g.param(name, shape),
+ *   linear: (x, name, rows, cols) => linear(g, x, name, rows, cols, "f32"),
+ *   mixer: (layer, i, normed, name) => attentionBlock(g, normed, pos, opts(name)),
+ *   experts: (i, x2, name) => moe(g, x2, { name, experts: 8, topK: 2, ff: 64 }).y,
+ * };
+ * ```
+ */
+export interface DecoderParts {
+  /** A norm weight (or another parameter that is not a Linear weight). */
+  param(name: string, shape: number[]): Tensor;
+  /** `x·Wᵀ` with the Linear weight `name` `[rows, cols]`. */
+  linear(x: Tensor, name: string, rows: number, cols: number): Tensor;
+  /** Layer `i`'s mixer on its normed input (built in the mixer's scope `name`). */
+  mixer(layer: LayerSpec, i: number, normed: Tensor, name: string): Tensor;
+  /** Layer `i`'s routed experts on the normed `x2`, in the residual's dtype (scope `name`). */
+  experts(i: number, x2: Tensor, name: string): Tensor;
+}
+
+/**
+ * Runs the hidden rows `h` `[rows, d]` through every layer of `cfg` and the
+ * final norm.
+ *
+ * @example
+ * ```ts ignore
+ * const hf = decoderLayers(g, cfg, embedded.h, parts); // then the LM head
+ * ```
+ */
+export function decoderLayers(
+  g: GraphBuilder,
+  cfg: ModelConfig,
+  h: Tensor,
+  parts: DecoderParts,
+): Tensor {
+  const lay = specOf(cfg).layout;
+  const d = cfg.hidden;
+  const swiglu = (x: Tensor, prefix: string, ff: number) => {
+    const n = lay.mlpNames;
+    const w = (t: Tensor, part: string, rows: number, cols: number) =>
+      parts.linear(t, `${prefix}.${part}.weight`, rows, cols);
+    return w(w(x, n.gate, ff, d).silu().mul(w(x, n.up, ff, d)), n.down, d, ff);
+  };
+  cfg.pattern.forEach((layer, i) => {
+    const p = layerPrefix(cfg, i);
+    const mixerName = `${p}.${layer.mixer === "attention" ? lay.attention : lay.mamba}`;
+    h = h.add(g.scope(mixerName, () => {
+      const normed = h.rmsnorm(parts.param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
+      return parts.mixer(layer, i, normed, mixerName);
+    }));
+    if (layer.ffn === "none") return;
+    const ffnName = layer.ffn === "moe" ? moePrefix(cfg, i) : `${p}.${lay.mlp}`;
+    h = g.scope(ffnName, () => {
+      const x2 = h.rmsnorm(parts.param(`${p}.${lay.ffnNorm}.weight`, [d]), cfg.normEps);
+      if (layer.ffn !== "moe") return h.add(swiglu(x2, ffnName, cfg.intermediate));
+      let y = h.add(parts.experts(i, x2, ffnName));
+      const shared = cfg.moe!.sharedExpert;
+      if (shared && lay.shared) {
+        // Qwen2-MoE: σ(w·x) · SwiGLU_shared(x), on every token, beside the routed experts.
+        let s = swiglu(x2, `${ffnName}.${lay.shared.expert}`, shared.ff);
+        if (shared.gated) {
+          s = s.mul(parts.linear(x2, `${ffnName}.${lay.shared.gate}.weight`, 1, d).sigmoid());
+        }
+        y = y.add(s);
+      }
+      return y;
+    });
+  });
+  return h.rmsnorm(parts.param(`${lay.finalNorm}.weight`, [d]), cfg.normEps);
+}

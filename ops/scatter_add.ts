@@ -1,13 +1,12 @@
 /**
  * `scatter_add`: rows of `src` summed into a `[rows, ...D]` table at their ids —
- * the gradient of `gather` (an embedding's). Deterministic: each output element
- * is one invocation that walks the ids in order, so the sum's order never
- * depends on scheduling (no float atomics). Ids out of range add nothing, as
- * `gather` reads zeros for them.
- *
- * Cost: every invocation reads every id, `rows · D · ids` id loads — fine for
- * the vocabularies of the models trained here; a vocabulary of 32k at long
- * sequences wants the ids sorted into segments first (as MoE's routing sort).
+ * the gradient of `gather` (an embedding's). Deterministic, with no float
+ * atomics: a first kernel sorts the positions by id into segments (a counting
+ * sort, stable: one invocation walks the ids in order — `rows + 2·T` steps),
+ * then each output element sums its row's segment in position order, so the
+ * sum's order never depends on scheduling. Cost `T·D + rows·D` loads instead
+ * of the `rows·D·T` of every element scanning every id. Ids out of range add
+ * nothing, as `gather` reads zeros for them.
  *
  * @module
  */
@@ -76,17 +75,48 @@ export const scatterAdd: OpDef<ScatterAddAttrs> = {
       const [src, ids] = inputs;
       const D = numel(outputs[0].shape.slice(1));
       const T = numel(ids.shape);
+      const R = attrs.rows;
+      const id = ids.dtype === "i32" ? "u32(max(ids_t, -1))" : "ids_t";
+      // scratch0: [0, R) per-row counts, then segment ends; [R, R + T) the positions by id.
+      const sortIo = new KernelIo();
+      const seg = sortIo.scratch(0);
+      const sort = `  for (var t = 0u; t < ${T}u; t++) {
+    let ids_t = ${sortIo.load(1, "t")};
+    let id = ${id};
+    if (id < ${R}u) { ${seg}[id] += 1u; }
+  }
+  var acc = 0u;
+  for (var r = 0u; r < ${R}u; r++) {
+    let c = ${seg}[r];
+    ${seg}[r] = acc;
+    acc += c;
+  }
+  for (var t = 0u; t < ${T}u; t++) {
+    let ids_t = ${sortIo.load(1, "t")};
+    let id = ${id};
+    if (id < ${R}u) {
+      ${seg}[${R}u + ${seg}[id]] = t;
+      ${seg}[id] += 1u;
+    }
+  }`;
       const io = new KernelIo();
-      const id = ids.dtype === "i32" ? "u32(max(id, -1))" : "id";
+      const ends = io.scratch(0);
       const body = `  let row = i / ${D}u;
   let col = i % ${D}u;
+  var j = select(0u, ${ends}[row - 1u], row > 0u);
+  let end = ${ends}[row];
   var acc = ${zeroOf(src.dtype)};
-  for (var t = 0u; t < ${T}u; t++) {
-    let id = ${io.load(1, "t")};
-    if (${id} == row) { acc += ${io.load(0, `t * ${D}u + col`)}; }
+  for (; j < end; j++) {
+    acc += ${io.load(0, `${ends}[${R}u + j] * ${D}u + col`)};
   }
   ${io.store(0, "i", "acc")};`;
-      return { kernels: [flatKernel("scatter_add", attrs.rows * D, caps, body, "", io)] };
+      return {
+        kernels: [
+          flatKernel("scatter_add_sort", 1, caps, sort, "", sortIo),
+          flatKernel("scatter_add", R * D, caps, body, "", io),
+        ],
+        scratch: [{ length: R + T, type: "u32", zero: true }],
+      };
     },
   },
 };

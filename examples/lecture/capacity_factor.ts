@@ -41,7 +41,7 @@ const args = experimentArgs();
 const quick = args.quick;
 const S: RunSettings = quick
   ? { batch: 4, seq: 32, steps: 3, seed: 1, peakLr: 5e-3 }
-  : { batch: 8, seq: 64, steps: 60, seed: 1, peakLr: 5e-3 };
+  : { batch: 8, seq: 64, steps: 150, seed: 1, peakLr: 5e-3 };
 const d = quick ? 32 : 64, layers = quick ? 1 : 2, E = 8;
 const evalBatches = quick ? 1 : 4;
 const FACTORS: (number | undefined)[] = [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, undefined];

@@ -230,6 +230,9 @@ load-balancing loss × ${auxCoef}, seed ${H.seed}.
     steady.toFixed(0)
   } tokens/s steady (lavapipe, 2 shared CPU cores) |
 
+A same-size dense Transformer and pure Mamba trained the same way:
+\`deno run -A examples/default_model_baselines.ts\` (docs/lecture/default_model_baselines.md).
+
 ![loss](loss.svg)
 
 Sample (\`${PROMPT}\`, temperature 0.8, top-k 40, seed 1):

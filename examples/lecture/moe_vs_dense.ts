@@ -230,8 +230,7 @@ const caveat = "The lecture's claim — at equal active compute a MoE learns fas
   `same-total dense model, with 4× the FFN FLOPs per token, runs at ${
     (rates[2] / rates[1]).toFixed(2)
   }× the same-active one's speed and the MoE at ${(rates[0] / rates[1]).toFixed(2)}× ` +
-  "(BENCHMARKS.md, training step throughput: at ~20M parameters the MoE step runs at 0.72× the " +
-  "dense step's tokens/s).";
+  "(BENCHMARKS.md, training step throughput, compares ~20M-parameter steps).";
 
 const chart = (title: string, xLabel: string, x: (p: Point) => number) =>
   lineChartSvg({

@@ -256,7 +256,12 @@ export function heatmapSvg(options: HeatmapOptions): string {
   const c = options.cell ?? 40;
   const chars = Math.max(...rowLabels.map((l) => l.length));
   const L = Math.max(50, 10 + chars * 7), T = 40, barH = 12;
-  const W = Math.max(L + C * c + 20, 7 * options.title.length + 20);
+  // Wide enough for the title, and for the x label centred under the grid.
+  const W = Math.max(
+    L + C * c + 20,
+    7 * options.title.length + 20,
+    L + C * c / 2 + 3.4 * (options.xLabel?.length ?? 0) + 10,
+  );
   const gridB = T + R * c;
   const H = gridB + 22 + (options.xLabel ? 18 : 0) + barH + 30;
   // White → blue, and dark text on light cells, light text on dark ones.

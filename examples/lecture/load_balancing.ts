@@ -46,8 +46,8 @@ const CONFIG = {
   num_experts_per_tok: K,
 };
 const SEED = 1, BATCH = 8, SEQ = 64, PEAK = 3e-3;
-const STEPS = quick ? 4 : 96;
-const PROBE_EVERY = quick ? 2 : 6;
+const STEPS = quick ? 4 : 240;
+const PROBE_EVERY = quick ? 2 : 12;
 const EVAL_BATCHES = quick ? 1 : 16;
 const RUNS = [
   { label: "no router loss", aux: 0, z: 0 },

@@ -27,7 +27,8 @@
 
 import { join } from "node:path";
 import type { CaseResult } from "./fuzz_loaders/judge.ts";
-import type { LoaderName, WorkerMessage, WorkerRequest } from "./fuzz_loaders/worker.ts";
+import type { LoaderName, WorkerRequest } from "./fuzz_loaders/worker.ts";
+import { runCaseWorker } from "./fuzz_loaders/run_worker.ts";
 
 export type { CaseResult, LoaderName };
 
@@ -141,11 +142,20 @@ export async function runLoaderFuzz(options: LoaderFuzzOptions = {}): Promise<Lo
       for (let run = 0; next < end && performance.now() < deadline; run++) {
         const dir = join(root, `${loader}-${run}`);
         await Deno.mkdir(dir);
-        next = await runWorker(
-          { loader, seed: options.seed ?? 1, start: next, end, dir, full: options.full ?? false },
+        next = await runCaseWorker(
+          WORKER,
+          {
+            loader,
+            seed: options.seed ?? 1,
+            start: next,
+            end,
+            dir,
+            full: options.full ?? false,
+          } satisfies WorkerRequest,
           options.timeoutMs ?? 2000,
           deadline,
           record,
+          (i) => `case ${i} (the mutation is lost with the worker; replay it with --case)`,
         );
       }
     }
@@ -154,68 +164,6 @@ export async function runLoaderFuzz(options: LoaderFuzzOptions = {}): Promise<Lo
   }
   report.seconds = (performance.now() - t0) / 1000;
   return report;
-}
-
-/**
- * Runs cases in one worker until they are done, the deadline passes, one hangs
- * or the worker dies; returns the index to go on from.
- */
-function runWorker(
-  req: WorkerRequest,
-  timeoutMs: number,
-  deadline: number,
-  record: (index: number, result: CaseResult) => void,
-): Promise<number> {
-  const worker = new Worker(WORKER, { type: "module" });
-  return new Promise((resolve) => {
-    let current = req.start;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let what = "(worker starting)";
-    const finish = (next: number) => {
-      clearTimeout(timer);
-      worker.terminate();
-      resolve(next);
-    };
-    const arm = (ms: number, onTimeout: () => void) => {
-      clearTimeout(timer);
-      timer = setTimeout(onTimeout, ms);
-    };
-    const hang = () => {
-      record(current, { outcome: "failure", failure: `hang (over ${timeoutMs} ms)`, what });
-      finish(current + 1);
-    };
-    // Building the seeds (parsing real tokenizers) takes a while on a busy machine.
-    arm(120_000, () => {
-      record(current, { outcome: "failure", failure: "worker did not start", what });
-      finish(req.end);
-    });
-    worker.onmessage = (e: MessageEvent<WorkerMessage>) => {
-      const m = e.data;
-      if (m.type === "start") {
-        current = m.index;
-        what = `case ${m.index} (the mutation is lost with the worker; replay it with --case)`;
-        arm(timeoutMs * m.budget, hang);
-      } else if (m.type === "what") {
-        what = m.what;
-      } else if (m.type === "done") {
-        clearTimeout(timer);
-        record(m.index, m.result);
-        // Array buffers stay counted until a collection; a fresh worker starts clean.
-        if (m.result.failure?.includes("array buffers")) finish(m.index + 1);
-        else if (performance.now() > deadline) finish(req.end);
-      } else finish(req.end);
-    };
-    worker.onerror = (e: ErrorEvent) => {
-      e.preventDefault();
-      record(current, {
-        outcome: "failure",
-        failure: `crash: ${e.message}`,
-        what,
-      });
-      finish(current + 1);
-    };
-    worker.postMessage(req);
-  });
 }
 
 /** One line of counts. */

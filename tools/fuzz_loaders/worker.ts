@@ -8,6 +8,7 @@
 
 /// <reference lib="deno.worker" />
 
+import type { CaseWorkerMessage } from "./run_worker.ts";
 import type { CaseResult } from "./judge.ts";
 import { caseRng } from "./mutate.ts";
 import { type SafetensorsContext, shardedCase, singleCase } from "./safetensors_cases.ts";
@@ -34,11 +35,7 @@ export interface WorkerRequest {
 }
 
 /** What a worker reports. */
-export type WorkerMessage =
-  | { type: "start"; index: number; budget: number }
-  | { type: "what"; what: string }
-  | { type: "done"; index: number; result: CaseResult }
-  | { type: "finished" };
+export type WorkerMessage = CaseWorkerMessage<CaseResult>;
 
 /** External memory (array buffers) a case may leave behind before it counts as a runaway allocation. */
 const MAX_EXTERNAL = 512 * 1024 * 1024;

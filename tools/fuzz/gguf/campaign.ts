@@ -12,7 +12,8 @@ import { join } from "node:path";
 import type { LoaderCounts } from "../../fuzz_loaders.ts";
 import type { GgufCaseResult } from "./oracle.ts";
 import { writeGgufSeeds } from "./seeds.ts";
-import type { GgufWorkerMessage, GgufWorkerRequest } from "./worker.ts";
+import { runCaseWorker } from "../../fuzz_loaders/run_worker.ts";
+import type { GgufWorkerRequest } from "./worker.ts";
 
 /** Options of {@linkcode runGgufFuzz}. */
 export interface GgufFuzzOptions {
@@ -169,7 +170,8 @@ export async function runGgufFuzz(options: GgufFuzzOptions = {}): Promise<GgufFu
     for (let run = 0; next < end && performance.now() < deadline; run++) {
       const dir = join(root, `run-${run}`);
       await Deno.mkdir(dir);
-      next = await runWorker(
+      next = await runCaseWorker(
+        WORKER,
         {
           seeds,
           seed: options.seed ?? 1,
@@ -177,7 +179,7 @@ export async function runGgufFuzz(options: GgufFuzzOptions = {}): Promise<GgufFu
           end,
           dir,
           runFraction: options.runFraction ?? 1 / 8,
-        },
+        } satisfies GgufWorkerRequest,
         options.timeoutMs ?? 2000,
         deadline,
         record,
@@ -212,62 +214,6 @@ function group(
     }
   }
   return [...groups.values()].sort((a, b) => b.count - a.count);
-}
-
-/** Runs cases in one worker until they are done, the deadline passes, one hangs or the worker dies. */
-function runWorker(
-  req: GgufWorkerRequest,
-  timeoutMs: number,
-  deadline: number,
-  record: (index: number, result: GgufCaseResult) => void,
-): Promise<number> {
-  const worker = new Worker(WORKER, { type: "module" });
-  return new Promise((resolve) => {
-    let current = req.start;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let what = "(worker starting)";
-    const finish = (next: number) => {
-      clearTimeout(timer);
-      worker.terminate();
-      resolve(next);
-    };
-    const arm = (ms: number, onTimeout: () => void) => {
-      clearTimeout(timer);
-      timer = setTimeout(onTimeout, ms);
-    };
-    arm(120_000, () => {
-      record(current, { outcome: "failure", failure: "worker did not start", what });
-      finish(req.end);
-    });
-    worker.onmessage = (e: MessageEvent<GgufWorkerMessage>) => {
-      const m = e.data;
-      if (m.type === "start") {
-        current = m.index;
-        what = `case ${m.index}`;
-        arm(timeoutMs * m.budget, () => {
-          record(current, {
-            outcome: "failure",
-            failure: `hang (over ${timeoutMs * m.budget} ms)`,
-            what,
-          });
-          finish(current + 1);
-        });
-      } else if (m.type === "what") {
-        what = m.what;
-      } else if (m.type === "done") {
-        clearTimeout(timer);
-        record(m.index, m.result);
-        if (m.result.failure?.includes("array buffers")) finish(m.index + 1);
-        else if (performance.now() > deadline) finish(req.end);
-      } else finish(req.end);
-    };
-    worker.onerror = (e: ErrorEvent) => {
-      e.preventDefault();
-      record(current, { outcome: "failure", failure: `crash: ${e.message}`, what });
-      finish(current + 1);
-    };
-    worker.postMessage(req);
-  });
 }
 
 /** The report's lines: counts, refusals by step, and each group of failures. */

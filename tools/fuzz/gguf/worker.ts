@@ -9,6 +9,7 @@
  * @module
  */
 
+import type { CaseWorkerMessage } from "../../fuzz_loaders/run_worker.ts";
 import { join } from "node:path";
 import { caseRng, chance, int, pick, type Rng } from "../../fuzz_loaders/mutate.ts";
 import { cloneRaw, decodeRaw, findKv, stringOf } from "./codec.ts";
@@ -28,11 +29,7 @@ export interface GgufWorkerRequest {
 }
 
 /** What a worker reports. */
-export type GgufWorkerMessage =
-  | { type: "start"; index: number; budget: number }
-  | { type: "what"; what: string }
-  | { type: "done"; index: number; result: GgufCaseResult }
-  | { type: "finished" };
+export type GgufWorkerMessage = CaseWorkerMessage<GgufCaseResult>;
 
 /** External memory a case may leave behind before it counts as a runaway allocation. */
 const MAX_EXTERNAL = 512 * 1024 * 1024;

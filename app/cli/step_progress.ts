@@ -92,8 +92,9 @@ export interface StepProgressOptions {
 }
 
 /** Least time between redraws on a terminal, and between plain lines. */
-const REDRAW_MS = 100;
-const LINE_MS = 5000;
+export const REDRAW_MS = 100;
+/** Least time between plain progress lines (`lines` mode; also the tick of its clock). */
+export const LINE_MS = 5000;
 
 /**
  * Creates a progress display; `off` gives one that draws nothing.
@@ -130,12 +131,10 @@ export function createStepProgress(options: StepProgressOptions): StepProgress {
     const eta = rate > 0 ? `, ETA ${formatDuration((total - done) / rate)}` : "";
     return `[kiln] ${label}: ${done}/${total} tokens${speed}${eta}`;
   };
+  const put = progressLine(mode, write, columns);
   const draw = (final: boolean): void => {
     last = now();
-    if (mode === "lines") return write(`${text(final)}\n`);
-    const line = text(final).slice(0, columns - 1);
-    // Padding covers the rest of a longer previous line.
-    write(`\r${line.padEnd(columns - 1)}${final ? "\n" : ""}`);
+    put(text(final), final);
   };
   const end = (erase = false): void => {
     if (!active) return;
@@ -165,14 +164,52 @@ export function createStepProgress(options: StepProgressOptions): StepProgress {
   };
 }
 
-function writeStderr(text: string): void {
+/**
+ * Writes a progress line: a line of its own in `lines` mode, else redrawn in
+ * place on the terminal (a final one ends the line).
+ *
+ * @example
+ * ```ts
+ * import { progressLine } from "./step_progress.ts";
+ * progressLine("lines", (t) => console.log(t.trimEnd()), 0)("[kiln] 3/10", false);
+ * ```
+ */
+export function progressLine(
+  mode: ProgressMode,
+  write: (text: string) => void,
+  columns: number,
+): (text: string, final: boolean) => void {
+  return (text, final) => {
+    if (mode === "lines") return write(`${text}\n`);
+    // Padding covers the rest of a longer previous line.
+    write(`\r${text.slice(0, columns - 1).padEnd(columns - 1)}${final ? "\n" : ""}`);
+  };
+}
+
+/**
+ * Writes all of `text` to stderr.
+ *
+ * @example
+ * ```ts ignore
+ * writeStderr("[kiln] done\n");
+ * ```
+ */
+export function writeStderr(text: string): void {
   const bytes = new TextEncoder().encode(text);
   // writeSync may write only part of the buffer.
   let off = 0;
   while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
 }
 
-function terminalColumns(): number {
+/**
+ * The terminal's width, clamped to 40–120 (80 when unknown).
+ *
+ * @example
+ * ```ts ignore
+ * const width = terminalColumns(); // 80 off a terminal
+ * ```
+ */
+export function terminalColumns(): number {
   try {
     return Math.max(40, Math.min(Deno.consoleSize().columns || 80, 120));
   } catch {

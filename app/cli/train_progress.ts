@@ -10,7 +10,14 @@
  */
 
 import { formatDuration } from "../progress.ts";
-import type { ProgressMode } from "./step_progress.ts";
+import {
+  LINE_MS,
+  progressLine,
+  type ProgressMode,
+  REDRAW_MS,
+  terminalColumns,
+  writeStderr,
+} from "./step_progress.ts";
 
 /**
  * A training progress display.
@@ -55,10 +62,6 @@ export interface TrainProgressOptions {
   now?: () => number;
 }
 
-/** Least time between terminal redraws, and between plain lines. */
-const REDRAW_MS = 100;
-const LINE_MS = 5000;
-
 /**
  * Creates a training progress display; `off` draws nothing.
  *
@@ -95,11 +98,10 @@ export function createTrainProgress(options: TrainProgressOptions): TrainProgres
     const elapsed = `, ${formatDuration(seconds)} elapsed`;
     return `[kiln] train: step ${step}/${total}${lossText}${speed}${elapsed}${eta}`;
   };
+  const put = progressLine(mode, write, columns);
   const draw = (final: boolean): void => {
     last = now();
-    if (mode === "lines") return write(`${text(final)}\n`);
-    // Padding covers the rest of a longer previous line.
-    write(`\r${text(final).slice(0, columns - 1).padEnd(columns - 1)}${final ? "\n" : ""}`);
+    put(text(final), final);
   };
   draw(false);
   const timer = setInterval(() => draw(false), mode === "terminal" ? 1000 : LINE_MS);
@@ -123,19 +125,4 @@ export function createTrainProgress(options: TrainProgressOptions): TrainProgres
       draw(true);
     },
   };
-}
-
-function writeStderr(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  // writeSync may write only part of the buffer.
-  let off = 0;
-  while (off < bytes.length) off += Deno.stderr.writeSync(bytes.subarray(off));
-}
-
-function terminalColumns(): number {
-  try {
-    return Math.max(40, Math.min(Deno.consoleSize().columns || 80, 120));
-  } catch {
-    return 80;
-  }
 }

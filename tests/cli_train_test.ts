@@ -7,6 +7,7 @@
  * uninterrupted run; every user mistake is one `kiln:` line naming it; and
  * the progress display's lines.
  */
+import { TINY_TRAIN_MIXTRAL } from "./fixtures/train_configs.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadModel } from "../app/model/mod.ts";
@@ -18,16 +19,8 @@ const CORPUS = new URL("./fixtures/hf_bpe/corpus.txt", import.meta.url).pathname
 const tmp = await Deno.makeTempDir({ prefix: "kiln_cli_train_" });
 
 const MIXTRAL = {
-  architectures: ["MixtralForCausalLM"],
+  ...TINY_TRAIN_MIXTRAL,
   vocab_size: 300,
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  num_local_experts: 4,
-  num_experts_per_tok: 2,
-  tie_word_embeddings: false,
   rms_norm_eps: 1e-5,
   max_position_embeddings: 64,
 };

@@ -4,23 +4,13 @@
  * API: fresh Hugging Face init, AdamW, the whole step on the device.
  */
 
+import { TINY_TRAIN_MIXTRAL } from "./fixtures/train_configs.ts";
 import assert from "node:assert/strict";
 import { Trainer } from "../app/train/trainer.ts";
 import { gpu } from "./_util.ts";
 
 const CONFIGS: Record<string, Record<string, unknown>> = {
-  mixtral: {
-    architectures: ["MixtralForCausalLM"],
-    vocab_size: 48,
-    hidden_size: 32,
-    intermediate_size: 48,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    num_local_experts: 4,
-    num_experts_per_tok: 2,
-    tie_word_embeddings: false,
-  },
+  mixtral: TINY_TRAIN_MIXTRAL,
   mamba: {
     architectures: ["MambaForCausalLM"],
     vocab_size: 48,

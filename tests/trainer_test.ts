@@ -6,6 +6,7 @@
  * Face's init rules; micro-batches from a token stream.
  */
 
+import { TINY_TRAIN_MIXTRAL } from "./fixtures/train_configs.ts";
 import assert from "node:assert/strict";
 import { Trainer } from "../app/train/trainer.ts";
 import { initParam } from "../app/train/init.ts";
@@ -17,19 +18,7 @@ import { loadModel } from "../app/model/mod.ts";
 import { assertClose, gpu } from "./_util.ts";
 import { tinyByteLevelTokenizerJson } from "./fixtures/tiny_tokenizers.ts";
 
-const MIXTRAL = {
-  architectures: ["MixtralForCausalLM"],
-  vocab_size: 48,
-  hidden_size: 32,
-  intermediate_size: 48,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  num_local_experts: 4,
-  num_experts_per_tok: 2,
-  tie_word_embeddings: false,
-  rms_norm_eps: 1e-5,
-};
+const MIXTRAL = { ...TINY_TRAIN_MIXTRAL, rms_norm_eps: 1e-5 };
 
 Deno.test("trainer: micro-batches are windows of the stream by index", () => {
   const tokens = Uint32Array.from({ length: 11 }, (_, i) => 100 + i);

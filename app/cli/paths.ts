@@ -134,3 +134,76 @@ export async function checkWritable(path: string, option: string): Promise<void>
     );
   }
 }
+
+/**
+ * A corpus file as text; missing, unreadable, not UTF-8 or empty is an error
+ * naming it. `keepBom` keeps a leading byte-order mark as text (Hugging Face's
+ * tokenizer trainer reads lines as they are); otherwise it is dropped.
+ *
+ * @example
+ * ```ts ignore
+ * const { text, bytes } = await readCorpus("data/a.txt", false);
+ * ```
+ */
+export async function readCorpus(
+  path: string,
+  keepBom: boolean,
+): Promise<{ text: string; bytes: number }> {
+  let data: Uint8Array;
+  try {
+    data = await Deno.readFile(path);
+  } catch (e) {
+    throw fileError(e, path, "a text corpus for --corpus");
+  }
+  if (data.length === 0) throw new RangeError(`${path}: the corpus is empty`);
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: keepBom }).decode(data);
+    return { text, bytes: data.length };
+  } catch {
+    throw new TypeError(`${path}: the corpus is not UTF-8 text`);
+  }
+}
+
+/**
+ * Creates a command's `--out` folder (and its parents): a file in its place,
+ * or a missing permission, is a one-line error naming the folder.
+ *
+ * @example
+ * ```ts ignore
+ * await makeOutputDir("run/", "train");
+ * ```
+ */
+export async function makeOutputDir(dir: string, command: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) {
+      throw new Deno.errors.NotADirectory(`${dir}: is a file, expected a folder for --out`);
+    }
+    throw outputWriteError(e, dir, command);
+  }
+}
+
+/**
+ * A permission error on a command's `--out` folder as one line naming the
+ * flag to add (other errors as they are).
+ *
+ * @example
+ * ```ts ignore
+ * try { await Deno.writeTextFile(`${out}/x.json`, text); } catch (e) { throw outputWriteError(e, out, "train"); }
+ * ```
+ */
+export function outputWriteError(e: unknown, dir: string, command: string): unknown {
+  if (e instanceof Deno.errors.NotCapable) {
+    return new Deno.errors.NotCapable(
+      `${command}: --out ${dir}: no permission to write there; run with ` +
+        `--allow-write=${dir} (or a folder above it)`,
+    );
+  }
+  if (e instanceof Deno.errors.PermissionDenied) {
+    return new Deno.errors.PermissionDenied(
+      `${command}: --out ${dir}: the operating system refused to write there`,
+    );
+  }
+  return e;
+}

@@ -9,7 +9,7 @@
  */
 
 import { join } from "node:path";
-import { fileError } from "../fs_errors.ts";
+import { makeOutputDir, outputWriteError, readCorpus } from "./paths.ts";
 import { formatBytes } from "../progress.ts";
 import { trainByteLevelBpe, WordCounts } from "../tokenizer/train.ts";
 import { intOption, type OptionSpec, parseCommand } from "./args.ts";
@@ -89,11 +89,11 @@ export async function tokenizer(args: string[]): Promise<void> {
   const texts: string[] = [];
   let bytes = 0;
   for (const path of corpora) {
-    const text = await readCorpus(path);
+    const text = await readCorpus(path, true);
     bytes += text.bytes;
     texts.push(text.text);
   }
-  await makeOutputDir(outValue);
+  await makeOutputDir(outValue, "tokenizer train");
 
   const t0 = performance.now();
   const words = new WordCounts();
@@ -104,7 +104,7 @@ export async function tokenizer(args: string[]): Promise<void> {
   try {
     await Deno.writeTextFile(file, bpe.json());
   } catch (e) {
-    throw writeError(e, outValue);
+    throw outputWriteError(e, outValue, "tokenizer train");
   }
   if (values.quiet) return;
   const seconds = (performance.now() - t0) / 1000;
@@ -144,50 +144,4 @@ function takeRepeated(
     }
   }
   return { repeated, others };
-}
-
-/** A corpus file as text; missing, unreadable, not UTF-8 or empty is an error naming it. */
-async function readCorpus(path: string): Promise<{ text: string; bytes: number }> {
-  let data: Uint8Array;
-  try {
-    data = await Deno.readFile(path);
-  } catch (e) {
-    throw fileError(e, path, "a text corpus for --corpus");
-  }
-  if (data.length === 0) throw new RangeError(`${path}: the corpus is empty`);
-  try {
-    // A leading BOM is text to Hugging Face's trainer (it reads lines as they are): kept.
-    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(data);
-    return { text, bytes: data.length };
-  } catch {
-    throw new TypeError(`${path}: the corpus is not UTF-8 text`);
-  }
-}
-
-/** Creates the output folder (and its parents); a file in its place is an error naming it. */
-async function makeOutputDir(dir: string): Promise<void> {
-  try {
-    await Deno.mkdir(dir, { recursive: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.AlreadyExists) {
-      throw new Deno.errors.NotADirectory(`${dir}: is a file, expected a folder for --out`);
-    }
-    throw writeError(e, dir);
-  }
-}
-
-/** A permission error on the output folder as one line naming the flag to add. */
-function writeError(e: unknown, dir: string): unknown {
-  if (e instanceof Deno.errors.NotCapable) {
-    return new Deno.errors.NotCapable(
-      `tokenizer train: --out ${dir}: no permission to write there; run with ` +
-        `--allow-write=${dir} (or a folder above it)`,
-    );
-  }
-  if (e instanceof Deno.errors.PermissionDenied) {
-    return new Deno.errors.PermissionDenied(
-      `tokenizer train: --out ${dir}: the operating system refused to write there`,
-    );
-  }
-  return e;
 }

@@ -14,6 +14,7 @@
 import { basename, dirname } from "node:path";
 import { readConfig } from "../config_file.ts";
 import { fileError } from "../fs_errors.ts";
+import { makeOutputDir, readCorpus } from "./paths.ts";
 import { formatDuration } from "../progress.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { trainByteLevelBpe, WordCounts } from "../tokenizer/train.ts";
@@ -117,7 +118,7 @@ export async function runTraining(plan: TrainPlan): Promise<void> {
 
   // Everything on the host first: a mistake here costs no device time.
   const texts: string[] = [];
-  for (const path of plan.corpora) texts.push(await readCorpus(path));
+  for (const path of plan.corpora) texts.push((await readCorpus(path, false)).text);
   const { tokenizer, json: tokenizerJson } = await resolveTokenizer(plan, texts);
   let config = plan.config;
   if (config && config.vocab_size === undefined && plan.vocabSize !== undefined) {
@@ -155,7 +156,7 @@ export async function runTraining(plan: TrainPlan): Promise<void> {
         "give a larger --steps to train on",
     );
   }
-  await makeOutputDir(out);
+  await makeOutputDir(out, "train");
 
   const trainer = start ? await Trainer.resume(plan.resume!) : await Trainer.create({
     ...(config ? { config } : { from: plan.from }),
@@ -384,37 +385,4 @@ function tokenize(tokenizer: Tokenizer, texts: readonly string[], paths: string[
     at += p.length;
   }
   return out;
-}
-
-/** A corpus file as text; missing, unreadable, not UTF-8 or empty is an error naming it. */
-async function readCorpus(path: string): Promise<string> {
-  let data: Uint8Array;
-  try {
-    data = await Deno.readFile(path);
-  } catch (e) {
-    throw fileError(e, path, "a text corpus for --corpus");
-  }
-  if (data.length === 0) throw new RangeError(`${path}: the corpus is empty`);
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(data);
-  } catch {
-    throw new TypeError(`${path}: the corpus is not UTF-8 text`);
-  }
-}
-
-/** Creates the output folder (and its parents); a file in its place is an error naming it. */
-async function makeOutputDir(dir: string): Promise<void> {
-  try {
-    await Deno.mkdir(dir, { recursive: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.AlreadyExists) {
-      throw new Deno.errors.NotADirectory(`${dir}: is a file, expected a folder for --out`);
-    }
-    if (e instanceof Deno.errors.NotCapable) {
-      throw new Deno.errors.NotCapable(
-        `train: --out ${dir}: no permission to write there; run with --allow-write=${dir}`,
-      );
-    }
-    throw e;
-  }
 }

@@ -14,7 +14,7 @@
 import { basename, dirname } from "node:path";
 import { readConfig } from "../config_file.ts";
 import { fileError } from "../fs_errors.ts";
-import { makeOutputDir, readCorpus } from "./paths.ts";
+import { makeOutputDir, readCorpus, statPath } from "./paths.ts";
 import { formatDuration } from "../progress.ts";
 import { Tokenizer } from "../tokenizer/tokenizer.ts";
 import { trainByteLevelBpe, WordCounts } from "../tokenizer/train.ts";
@@ -328,7 +328,7 @@ async function resolveTokenizer(
 ): Promise<{ tokenizer: Tokenizer; json: string }> {
   if (plan.resume !== undefined && plan.tokenizer !== undefined) {
     const saved = `${plan.resume.replace(/\/+$/, "")}/tokenizer.json`;
-    if (await exists(saved)) {
+    if (await statPath(saved, "a checkpoint's tokenizer.json")) {
       throw new UsageError(
         `train: --tokenizer cannot change with --resume: ${saved} is the run's tokenizer`,
       );
@@ -354,17 +354,6 @@ async function resolveTokenizer(
     throw fileError(e, path, "a tokenizer.json for --tokenizer");
   }
   return { tokenizer: Tokenizer.fromJSON(json, { source: path }), json };
-}
-
-/** Whether `path` exists (a permission error says which flag to add). */
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw fileError(e, path, "a checkpoint's tokenizer.json");
-  }
 }
 
 /** Every corpus file's tokens in order, each followed by EOS where the tokenizer has one. */

@@ -214,6 +214,7 @@ export {
   heatmapSvg,
   type LineChartOptions,
   lineChartSvg,
+  panelsSvg,
   type Series,
 } from "./app/plot/svg.ts";
 export { tokenizerFromGguf } from "./app/gguf/tokenizer.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { lineChartSvg } from "../app/plot/svg.ts";
+import { lineChartSvg, panelsSvg } from "../app/plot/svg.ts";
 
 function polylines(svg: string): number[][][] {
   return [...svg.matchAll(/<polyline[^>]* points="([^"]+)"/g)].map((m) =>
@@ -58,4 +58,14 @@ Deno.test("lineChartSvg: nothing to plot is a RangeError naming the chart", () =
       }),
     /"empty" has no finite point/,
   );
+});
+
+Deno.test("panelsSvg: plots on a grid of the largest cell, each nested at its cell; a non-SVG is a TypeError", () => {
+  const box = (w: number, h: number) =>
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"><rect/></svg>`;
+  const one = panelsSvg([box(100, 50), box(80, 70), box(90, 40)], 2);
+  assert.match(one, /^<svg [^>]*width="200" height="140"/);
+  const nested = [...one.matchAll(/<svg x="(\d+)" y="(\d+)"/g)].map((m) => [+m[1], +m[2]]);
+  assert.deepEqual(nested, [[0, 0], [100, 0], [0, 70]]);
+  assert.throws(() => panelsSvg(["<div/>"]), TypeError);
 });

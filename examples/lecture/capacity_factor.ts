@@ -21,7 +21,7 @@
 
 import { Trainer } from "../../app/train/trainer.ts";
 import { microBatch } from "../../app/train/data.ts";
-import { lineChartSvg } from "../../app/plot/svg.ts";
+import { lineChartSvg, panelsSvg } from "../../app/plot/svg.ts";
 import { TrainableBuilder } from "../../compiler/train/trainable.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
 import { buildTrainingLM } from "../../models/causal_lm_train.ts";
@@ -164,13 +164,10 @@ const svgPanel = (title: string, yLabel: string, y: (r: Result) => number, ref: 
       ...(ref ? [{ label: "dropless", points: [[lo, y(free)], [hi, y(free)]] as const }] : []),
     ],
   });
-const svg = [
-  `<svg xmlns="http://www.w3.org/2000/svg" width="1440" height="420" viewBox="0 0 1440 420">`,
-  svgPanel("tokens dropped (held-out)", "% of tokens", (r) => 100 * r.dropped, false)
-    .replace("<svg ", '<svg x="0" y="0" '),
-  svgPanel("held-out loss", "nats", (r) => r.loss, true).replace("<svg ", '<svg x="720" y="0" '),
-  "</svg>",
-].join("\n");
+const svg = panelsSvg([
+  svgPanel("tokens dropped (held-out)", "% of tokens", (r) => 100 * r.dropped, false),
+  svgPanel("held-out loss", "nats", (r) => r.loss, true),
+]);
 
 const best = capped.reduce((a, b) => (b.loss < a.loss ? b : a));
 const at1 = capped.find((r) => r.cf === 1)!;

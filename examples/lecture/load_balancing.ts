@@ -18,13 +18,13 @@
 
 import { Trainer } from "../../app/train/trainer.ts";
 import { microBatch } from "../../app/train/data.ts";
-import { heatmapSvg, lineChartSvg } from "../../app/plot/svg.ts";
+import { heatmapSvg, lineChartSvg, panelsSvg } from "../../app/plot/svg.ts";
 import { mobyDickTokens } from "../moby_dick.ts";
 import { experimentArgs, markdownTable, writeResults } from "./report.ts";
 import { countParams } from "../../compiler/params.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
-import { loadStats, panelsSvg, routingProbe } from "./routing.ts";
+import { loadStats, routingProbe } from "./routing.ts";
 
 const args = experimentArgs();
 const quick = args.quick;

@@ -24,7 +24,7 @@
 
 import { Trainer } from "../../app/train/trainer.ts";
 import { microBatch } from "../../app/train/data.ts";
-import { lineChartSvg, type Series } from "../../app/plot/svg.ts";
+import { lineChartSvg, panelsSvg, type Series } from "../../app/plot/svg.ts";
 import { mobyDickTokens } from "../moby_dick.ts";
 import { experimentArgs, markdownTable, writeResults } from "./report.ts";
 import {
@@ -247,12 +247,7 @@ const chart = (title: string, xLabel: string, x: (p: Point) => number) =>
 // Two panels side by side in one SVG: loss vs updates, loss vs wall-clock seconds.
 const left = chart("held-out loss vs updates", "updates", (p) => p.step);
 const right = chart("held-out loss vs training wall-clock", "seconds", (p) => p.wall);
-const svg = [
-  `<svg xmlns="http://www.w3.org/2000/svg" width="1440" height="420" viewBox="0 0 1440 420">`,
-  left.replace("<svg ", '<svg x="0" y="0" '),
-  right.replace("<svg ", '<svg x="720" y="0" '),
-  "</svg>",
-].join("\n");
+const svg = panelsSvg([left, right]);
 
 const command = `deno run -A examples/lecture/moe_vs_dense.ts${quick ? " --quick" : ""}`;
 await writeResults(args, "moe_vs_dense", {

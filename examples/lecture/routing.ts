@@ -146,28 +146,3 @@ export function topKExperts(logits: Float32Array, experts: number, k: number): U
   }
   return out;
 }
-
-/** Standalone SVGs side by side (`columns` per row), as one SVG. */
-export function panelsSvg(svgs: readonly string[], columns = svgs.length): string {
-  const size = (s: string) => {
-    const m = s.match(/^<svg[^>]* width="([\d.]+)" height="([\d.]+)"/);
-    if (!m) throw new TypeError("panelsSvg: a panel is not an <svg> with width and height");
-    return [Number(m[1]), Number(m[2])];
-  };
-  const sizes = svgs.map(size);
-  const colW = Math.max(...sizes.map((s) => s[0])), rowH = Math.max(...sizes.map((s) => s[1]));
-  const rows = Math.ceil(svgs.length / columns);
-  const W = colW * Math.min(columns, svgs.length), H = rowH * rows;
-  const inner = svgs.map((s, i) =>
-    s.trim().replace(
-      /^<svg /,
-      `<svg x="${(i % columns) * colW}" y="${Math.floor(i / columns) * rowH}" `,
-    )
-  );
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`,
-    ...inner,
-    "</svg>",
-  ].join("\n") + "\n";
-}

@@ -20,7 +20,7 @@
  */
 
 import { requestDevice } from "../../mod.ts";
-import { lineChartSvg } from "../../app/plot/svg.ts";
+import { lineChartSvg, panelsSvg } from "../../app/plot/svg.ts";
 import { experimentArgs, markdownTable, writeResults } from "./report.ts";
 import { type MixerKind, SmallLMRun } from "./small_lm.ts";
 import { associativeRecallBatch, selectiveCopyBatch, type TaskBatch } from "./tasks.ts";
@@ -168,15 +168,7 @@ const table = markdownTable(
 );
 console.log(`\n${table}`);
 
-/** Two charts side by side in one SVG (nested `<svg>` elements). */
-function panels(charts: string[], w = 600, h = 380): string {
-  const inner = charts.map((c, i) =>
-    c.replace(/^<svg\b/, `<svg x="${i * w}" y="0"`).replace(/<\?xml[^>]*>/, "")
-  );
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${charts.length * w}" height="${h}" ` +
-    `viewBox="0 0 ${charts.length * w} ${h}">\n${inner.join("\n")}\n</svg>\n`;
-}
-const svg = panels(tasks.map((task) =>
+const svg = panelsSvg(tasks.map((task) =>
   lineChartSvg({
     title: `${task.title}: held-out accuracy`,
     xLabel: "training updates",

@@ -16,13 +16,13 @@
  */
 
 import { microBatch } from "../../app/train/data.ts";
-import { heatmapSvg } from "../../app/plot/svg.ts";
+import { heatmapSvg, panelsSvg } from "../../app/plot/svg.ts";
 import { mulberry32 } from "../../core/random.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { countParams } from "../../compiler/params.ts";
 import { mobyDickTokens } from "../moby_dick.ts";
 import { experimentArgs, markdownTable, writeResults } from "./report.ts";
-import { loadRoutingProbe, panelsSvg, topKExperts } from "./routing.ts";
+import { loadRoutingProbe, topKExperts } from "./routing.ts";
 import { classifyPieces, FUNCTION_WORDS, TOKEN_CLASSES, type TokenClass } from "./token_classes.ts";
 
 const args = experimentArgs();

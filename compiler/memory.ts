@@ -1,8 +1,9 @@
 /**
- * Memory planning: every value gets a buffer slot; temporaries reuse slots whose
- * last reader has run (best fit first), in-place ops take over their input's
- * buffer when nothing reads it later, and new state values are copied home at
- * the end of a run.
+ * Memory planning: every value gets a buffer range. Temporaries are placed by
+ * their known lifetimes — largest first, at the lowest free offset of a shared
+ * buffer, never beside a tensor bound in the same dispatch; in-place ops take
+ * over their input's buffer when nothing reads it later, and new state values
+ * are copied home at the end of a run.
  *
  * @module
  */
@@ -390,8 +391,8 @@ function packInOrder(
     const mates = partners.get(k);
     let pick: { buf: (typeof buffers)[number]; at: number; grow: number } | undefined;
     for (const buf of buffers) {
-      const live = buf.placed.filter((p) => !(to < p.from || p.to < from));
       if (mates && buf.placed.some((p) => mates.has(p.k))) continue;
+      const live = buf.placed.filter((p) => !(to < p.from || p.to < from));
       // The lowest offset clear of everything live over the span.
       live.sort((a, b) => a.at - b.at);
       let at = 0;

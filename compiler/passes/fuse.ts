@@ -427,7 +427,7 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
     // instead of all living until the end of a training step. A state update
     // first waits for every other reader of the value it replaces, so the planner
     // can write it in place.
-    const outsOf = (set: Set<number>) => [...set].flatMap((n) => graph.nodes[n].outputs);
+    const outs = sets.map((set) => [...set].flatMap((n) => graph.nodes[n].outputs));
     const small = (v: number) =>
       graph.values[v].shape.every((d) => typeof d === "number") &&
       numel(graph.values[v].shape as number[]) <= SMALL_OUTPUT;
@@ -442,15 +442,16 @@ export function fuse(graph: Graph, options: FuseOptions = {}): Schedule {
         if (!sink[i] && u.every((j) => alias[j] && sink[j])) sink[i] = changed = true;
       });
     }
-    const eager = sets.map((set, i) => sink[i] || outsOf(set).every(small));
+    const eager = sets.map((_, i) => sink[i] || outs[i].every(small));
     // A state update (or a view) read only by eager groups is one too: AdamW's
     // moments, read by the weight's update; an update fused with the squared
     // gradient a norm's partial sum reads.
     const assigned = new Set(graph.assigns.values());
+    const updates = outs.map((o) => o.some((v) => assigned.has(v)));
     for (let changed = true; changed;) {
       changed = false;
-      sets.forEach((set, i) => {
-        if (eager[i] || !(alias[i] || outsOf(set).some((v) => assigned.has(v)))) return;
+      sets.forEach((_, i) => {
+        if (eager[i] || !(alias[i] || updates[i])) return;
         if (users[i].every((u) => eager[u])) eager[i] = changed = true;
       });
     }

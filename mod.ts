@@ -105,6 +105,7 @@ export {
 export type { TensorData } from "./core/host.ts";
 export type { ConcreteType, DeviceCaps, HostTensor } from "./core/types.ts";
 export type { Cluster, Group, Schedule } from "./compiler/passes/fuse.ts";
+export { activationStorage } from "./compiler/storage.ts";
 export type { OpAttrMap, OpName } from "./ops/registry.ts";
 export type {
   KernelChoice,

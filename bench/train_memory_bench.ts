@@ -7,7 +7,10 @@
  * graph that only computes the loss. Also the largest temporary tensor, which
  * must stay far below an `[L, I, N]` scan state or a `[T, T]` score matrix.
  *
- *   deno run -A bench/train_memory_bench.ts [--seq 2048] [--batch 1] [--preset 20m] [--fused-xent] [--checkpoint]
+ * `--f16` compiles both with `activationDtype: "f16"` (forward activations in
+ * f16 buffers, computed in f32).
+ *
+ *   deno run -A bench/train_memory_bench.ts [--seq 2048] [--batch 1] [--preset 20m] [--fused-xent] [--checkpoint] [--f16]
  */
 
 import { parseArgs } from "node:util";
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     preset: { type: "string" },
     "fused-xent": { type: "boolean" },
     checkpoint: { type: "boolean" },
+    f16: { type: "boolean" },
   },
 });
 const seq = Number(values.seq ?? 2048), batch = Number(values.batch ?? 1);
@@ -37,6 +41,7 @@ const preset = values.preset === "small" ? "small" : "20m";
 const device = await requestDevice();
 // The fused LM-head cross-entropy never holds `[B·T, V]` logits.
 const losses = values["fused-xent"] ? { headLoss: crossEntropy } : {};
+const options = { activationDtype: values.f16 ? "f16" as const : "f32" as const };
 const MiB = (b: number) => (b / 2 ** 20).toFixed(1);
 
 function usage(plan: Plan) {
@@ -59,7 +64,7 @@ console.log(
     values["fused-xent"] ? "fused" : "unfused"
   } cross-entropy, ${
     values.checkpoint ? "layers recomputed in the backward" : "no checkpointing"
-  }; bytes from the plans (MiB)\n`,
+  }, ${options.activationDtype} activations; bytes from the plans (MiB)\n`,
 );
 console.log(
   "| model | params | forward total | step total | step / forward | step: states | step: temporaries | largest temporary tensor |",
@@ -70,7 +75,7 @@ for (const [name, config] of Object.entries(trainModels(preset))) {
   const fwd = new TrainableBuilder();
   const lmF = buildTrainingLM(fwd, cfg, { batch, seq, ...losses });
   fwd.output("loss", lmF.loss);
-  const fPlan = compile(fwd.build(), device).plan();
+  const fPlan = compile(fwd.build(), device, options).plan();
   const g = new TrainableBuilder();
   const lm = buildTrainingLM(g, cfg, { batch, seq, ...losses });
   const step = buildTrainStep(g, lm.loss, {
@@ -78,7 +83,7 @@ for (const [name, config] of Object.entries(trainModels(preset))) {
     optimizer: adamw({}),
     schedule: { peak: 1e-3, decay: "constant" },
   });
-  const sPlan = compile(g.build(), device).plan();
+  const sPlan = compile(g.build(), device, options).plan();
   const params = step.params.reduce(
     (a, n) => a + g.trainables.get(n)!.shape.reduce<number>((x, y) => x * (y as number), 1),
     0,

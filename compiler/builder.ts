@@ -68,13 +68,16 @@ export class GraphBuilder {
   #constants = new Map<number, ArrayLike<number>>();
   #scopes: string[] = [];
   #recompute = false;
+  #backward = false;
   #site?: string;
 
   /** The current scope, for new nodes. */
-  get #scope(): { scope?: string; recompute?: true } {
+  get #scope(): { scope?: string; recompute?: true; backward?: true } {
     return {
       ...(this.#scopes.length ? { scope: this.#scopes.join(".") } : {}),
       ...(this.#recompute ? { recompute: true as const } : {}),
+      // A recomputed forward node computes an activation again: not a backward value.
+      ...(this.#backward && !this.#recompute ? { backward: true as const } : {}),
     };
   }
 
@@ -98,6 +101,31 @@ export class GraphBuilder {
       return build();
     } finally {
       this.#site = was;
+    }
+  }
+
+  /**
+   * Builds the nodes `build` adds as part of a backward or an update
+   * (`Node.backward`; `grad` and a training step's optimizer build in here), so
+   * `CompileOptions.activationDtype` tells their values from activations.
+   *
+   * @example
+   * ```ts
+   * import { GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const w = g.param("w", [4]);
+   * const next = g.backwardPhase(() => w.sub(0.1));
+   * g.assign(w, next);
+   * g.build().nodes.at(-1)!.backward; // true
+   * ```
+   */
+  backwardPhase<T>(build: () => T): T {
+    const was = this.#backward;
+    this.#backward = true;
+    try {
+      return build();
+    } finally {
+      this.#backward = was;
     }
   }
 
@@ -521,7 +549,7 @@ export class GraphBuilder {
    * ```
    */
   grad(loss: Tensor, wrt: readonly Tensor[], options: GradOptions = {}): Tensor[] {
-    return gradOf(this, loss, wrt, options);
+    return this.backwardPhase(() => gradOf(this, loss, wrt, options));
   }
 
   /**

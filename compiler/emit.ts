@@ -9,7 +9,7 @@
 import type { DType } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
 import { numel } from "../core/shape.ts";
-import { emitCluster, KernelBuilder } from "./codegen.ts";
+import { type Accessor, emitCluster, KernelBuilder } from "./codegen.ts";
 import type { Cluster, Group } from "./passes/fuse.ts";
 import { opDef } from "../ops/registry.ts";
 import { emitterOf, targetOf } from "../ops/targets.ts";
@@ -29,12 +29,13 @@ export function emitGroup(
   shapeOf: (v: number) => readonly number[],
   caps: DeviceCaps,
   outputs: Set<number>,
+  storage: Storage = NO_STORAGE,
 ): Work[] {
   if (g.kind === "alias") {
     const node = graph.nodes[g.node];
     return [{ kernels: [], scratch: [], writes: [], alias: [node.outputs[0], node.inputs[0]] }];
   }
-  if (g.kind === "fused") return emitFusedSplit(graph, g.cluster, shapeOf, caps, outputs);
+  if (g.kind === "fused") return emitFusedSplit(graph, g.cluster, shapeOf, caps, outputs, storage);
   // Kernel template: try fully fused, then shed the epilogue, then the prologues.
   const attempts: Group[] = [g];
   if (g.epilogue) attempts.push({ ...g, epilogue: undefined, epilogueAliases: undefined });
@@ -48,13 +49,13 @@ export function emitGroup(
   }
   for (const attempt of attempts) {
     if (attempt.kind !== "kernel") continue;
-    const work = emitKernelGroup(graph, attempt, shapeOf, caps);
+    const work = emitKernelGroup(graph, attempt, shapeOf, caps, storage);
     if (work.kernels.every((k) => k.bindings.length <= caps.maxStorageBuffers)) {
       const before: Work[] = [];
       const after: Work[] = [];
       g.prologues.forEach((p, j) => {
         if (p && !attempt.prologues[j]) {
-          before.push(...emitFusedSplit(graph, p, shapeOf, caps, outputs));
+          before.push(...emitFusedSplit(graph, p, shapeOf, caps, outputs, storage));
         }
       });
       if (g.epilogue && !attempt.epilogue) {
@@ -67,7 +68,7 @@ export function emitGroup(
             alias: [a, graph.nodes[g.node].outputs[0]],
           });
         }
-        after.push(...emitFusedSplit(graph, g.epilogue, shapeOf, caps, outputs));
+        after.push(...emitFusedSplit(graph, g.epilogue, shapeOf, caps, outputs, storage));
       }
       return [...before, work, ...after];
     }
@@ -110,8 +111,9 @@ function emitFusedSplit(
   shapeOf: (v: number) => readonly number[],
   caps: DeviceCaps,
   outputs: Set<number>,
+  storage: Storage,
 ): Work[] {
-  const work = emitFused(graph, cluster, shapeOf, caps);
+  const work = emitFused(graph, cluster, shapeOf, caps, storage);
   if (work.kernels.every((k) => k.bindings.length <= caps.maxStorageBuffers)) return [work];
   if (cluster.nodes.length === 1) {
     throw new RangeError(
@@ -124,9 +126,47 @@ function emitFusedSplit(
   const a = subCluster(graph, cluster.nodes.slice(0, mid), cluster.shape, keep, cluster.nested);
   const b = subCluster(graph, cluster.nodes.slice(mid), cluster.shape, keep, cluster.nested);
   return [
-    ...emitFusedSplit(graph, a, shapeOf, caps, outputs),
-    ...emitFusedSplit(graph, b, shapeOf, caps, outputs),
+    ...emitFusedSplit(graph, a, shapeOf, caps, outputs, storage),
+    ...emitFusedSplit(graph, b, shapeOf, caps, outputs, storage),
   ];
+}
+
+/**
+ * Storage dtypes that differ from values' own (`activationStorage`): value id →
+ * the dtype its buffer holds.
+ */
+type Storage = ReadonlyMap<number, DType>;
+const NO_STORAGE: Storage = new Map();
+
+/**
+ * Binds value `v`'s buffer. Where its buffer holds another dtype than the value
+ * (an f32 activation stored as f16), loads convert to the value's dtype and
+ * stores to the buffer's, so the kernel computes as if nothing changed; such
+ * an accessor is never direct (kernels index only raw arrays of their operand's
+ * own dtype).
+ */
+function bindValue(
+  kb: KernelBuilder,
+  graph: Graph,
+  storage: Storage,
+  name: string,
+  v: number,
+  count: number,
+  access: "read" | "read_write",
+  declType?: string,
+): Accessor {
+  const dtype = graph.values[v].dtype;
+  const held = storage.get(v);
+  if (held === undefined || held === dtype) {
+    return kb.bind(name, { value: v }, count, dtype, access, declType);
+  }
+  const acc = kb.bind(name, { value: v }, count, held, access);
+  return {
+    ...acc,
+    direct: false,
+    load: (i) => `${dtype}(${acc.load(i)})`,
+    store: (i, x) => acc.store(i, `${held}(${x})`),
+  };
 }
 
 /** Loads of materialised values for a cluster; each load's binding or getter goes into `deps`. */
@@ -136,10 +176,10 @@ function leafBinder(
   shapeOf: (v: number) => readonly number[],
   prefix: string,
   deps: Set<string>,
+  storage: Storage,
 ) {
   return (v: number, index: string): string => {
-    const val = graph.values[v];
-    const acc = kb.bind(`${prefix}${v}`, { value: v }, numel(shapeOf(v)), val.dtype, "read");
+    const acc = bindValue(kb, graph, storage, `${prefix}${v}`, v, numel(shapeOf(v)), "read");
     deps.add(acc.loadSym);
     return acc.load(index);
   };
@@ -150,6 +190,7 @@ function emitFused(
   cluster: Cluster,
   shapeOf: (v: number) => readonly number[],
   caps: DeviceCaps,
+  storage: Storage,
 ): Work {
   const kb = new KernelBuilder(caps.maxBindingSize, caps.offsetAlignment);
   const shape = shapeOf(graph.nodes[cluster.nodes[0]].outputs[0]);
@@ -160,14 +201,14 @@ function emitFused(
   const roots = new Set<string>();
   const inplace = inPlaceStates(graph, cluster, shapeOf, caps, n);
   const outAcc = new Map(cluster.outputs.map((v) => {
-    const acc = kb.bind(`y${v}`, { value: v }, n, graph.values[v].dtype, "read_write");
+    const acc = bindValue(kb, graph, storage, `y${v}`, v, n, "read_write");
     roots.add(acc.storeSym);
     return [v, acc] as const;
   }));
   // A state read only at the index being written is read through its new value's
   // binding: the planner can then update it in place (no second copy of it).
   const fromOut = new Map(inplace.map(([out, old]) => [old, outAcc.get(out)!]));
-  const leaf = leafBinder(kb, graph, shapeOf, "x", roots);
+  const leaf = leafBinder(kb, graph, shapeOf, "x", roots, storage);
   const { lines, names, f16 } = emitCluster(graph, cluster, shapeOf, "i", (v, i) => {
     const acc = fromOut.get(v);
     if (!acc) return leaf(v, i);
@@ -233,6 +274,7 @@ function inPlaceStates(
       shapeOf,
       "x",
       new Set(),
+      NO_STORAGE,
     )(v, i);
   });
   return [...assigned].filter(([old]) => {
@@ -246,19 +288,24 @@ function emitKernelGroup(
   g: Extract<Group, { kind: "kernel" }>,
   shapeOf: (v: number) => readonly number[],
   caps: DeviceCaps,
+  storage: Storage,
 ): Work {
   const node = graph.nodes[g.node];
   const def = opDef(node.op);
   if (def.lower.kind !== "kernel") throw new Error(`internal: ${node.op} is not a kernel op`);
   const fits = (v: number, dtype: DType) =>
     paddedBytes(numel(shapeOf(v)), dtype) <= caps.maxBindingSize;
+  // A value held in another dtype is read and written through its accessor's
+  // converting functions, like a fused prologue or epilogue.
+  const converted = (v: number) => storage.has(v);
   const inputs: KernelOperand[] = node.inputs.map((v, j) => {
     const val = graph.values[v];
+    const raw = !g.prologues[j] && !converted(v);
     return {
       shape: shapeOf(v),
       dtype: val.dtype,
-      direct: !g.prologues[j] && fits(v, val.dtype),
-      segmented: !g.prologues[j] && !fits(v, val.dtype),
+      direct: raw && fits(v, val.dtype),
+      segmented: raw && !fits(v, val.dtype),
     };
   });
   const epilogue = g.epilogue;
@@ -268,7 +315,7 @@ function emitKernelGroup(
     return {
       shape: shapeOf(v),
       dtype: val.dtype,
-      direct: !(j === 0 && epilogue) && fits(v, val.dtype),
+      direct: !(j === 0 && epilogue) && !converted(v) && fits(v, val.dtype),
       used: read.has(v),
     };
   });
@@ -296,16 +343,18 @@ function emitKernelGroup(
           pro,
           shapeOf,
           "i",
-          leafBinder(kb, graph, shapeOf, `p${j}_`, deps),
+          leafBinder(kb, graph, shapeOf, `p${j}_`, deps, storage),
         );
         kb.useF16(f16);
         kb.loadFn(j, val.dtype, `${lines.join("\n")}\n  return ${names.get(v)};`, deps);
       } else {
-        const acc = kb.bind(
+        const acc = bindValue(
+          kb,
+          graph,
+          storage,
           `in${j}`,
-          { value: v },
+          v,
           numel(shapeOf(v)),
-          val.dtype,
           "read",
           src.arrayTypes?.[`in${j}`],
         );
@@ -321,7 +370,7 @@ function emitKernelGroup(
           epilogue,
           shapeOf,
           "i",
-          leafBinder(kb, graph, shapeOf, "e", deps),
+          leafBinder(kb, graph, shapeOf, "e", deps, storage),
           new Map([
             [v, "v"],
             ...(g.epilogueAliases ?? []).map((a) => [a, "v"] as [number, string]),
@@ -329,23 +378,19 @@ function emitKernelGroup(
         );
         kb.useF16(f16);
         const stores = epilogue.outputs.map((o) => {
-          const acc = kb.bind(
-            `y${o}`,
-            { value: o },
-            numel(shapeOf(o)),
-            graph.values[o].dtype,
-            "read_write",
-          );
+          const acc = bindValue(kb, graph, storage, `y${o}`, o, numel(shapeOf(o)), "read_write");
           deps.add(acc.storeSym);
           return `  ${acc.store("i", names.get(o)!)}`;
         });
         kb.storeFn(0, val.dtype, `${lines.join("\n")}\n${stores.join("\n")}`, deps);
       } else {
-        const acc = kb.bind(
+        const acc = bindValue(
+          kb,
+          graph,
+          storage,
           `out${j}`,
-          { value: v },
+          v,
           numel(shapeOf(v)),
-          val.dtype,
           "read_write",
           src.arrayTypes?.[`out${j}`],
         );

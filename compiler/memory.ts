@@ -8,7 +8,7 @@
  * @module
  */
 
-import { paddedBytes } from "../core/dtype.ts";
+import { type DType, paddedBytes } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
 import { type DimBindings, numel } from "../core/shape.ts";
 import type {
@@ -22,10 +22,18 @@ import type {
 } from "./plan_types.ts";
 
 /** Liveness-based memory planning: temporaries with disjoint lifetimes share slots. */
-export function allocate(graph: Graph, items: Work[], shapes: number[][], dims: DimBindings): Plan {
+export function allocate(
+  graph: Graph,
+  items: Work[],
+  shapes: number[][],
+  dims: DimBindings,
+  storage: ReadonlyMap<number, DType> = new Map(),
+): Plan {
   const slots: Slot[] = [];
   const home = new Map<number, { slot: number; offset: number }>();
-  const bytesOf = (v: number) => paddedBytes(numel(shapes[v]), graph.values[v].dtype);
+  // A buffer holds its storage dtype (an f16 activation of an f32 value).
+  const bytesOf = (v: number) =>
+    paddedBytes(numel(shapes[v]), storage.get(v) ?? graph.values[v].dtype);
   const outputs = new Set(graph.outputs.values());
   const nameOf = new Map<number, string>();
   for (const [name, v] of graph.outputs) nameOf.set(v, name);

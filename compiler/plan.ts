@@ -28,8 +28,9 @@ export type {
 /** Builds the plan of `schedule` for `dims` on a device with `caps`. */
 export function buildPlan(schedule: Schedule, dims: DimBindings, caps: DeviceCaps): Plan {
   const graph = schedule.graph;
+  const storage = schedule.storage ?? new Map();
   if (!caps.f16) {
-    const half = graph.values.find((v) => v.dtype === "f16");
+    const half = graph.values.find((v) => v.dtype === "f16" || storage.get(v.id) === "f16");
     if (half) {
       throw new TypeError(
         `${
@@ -42,8 +43,10 @@ export function buildPlan(schedule: Schedule, dims: DimBindings, caps: DeviceCap
   const shapeOf = (v: number) => shapes[v];
   const outputs = new Set(graph.outputs.values());
   const items: Work[] = [];
-  for (const g of schedule.groups) items.push(...emitGroup(graph, g, shapeOf, caps, outputs));
-  return allocate(graph, items, shapes, dims);
+  for (const g of schedule.groups) {
+    items.push(...emitGroup(graph, g, shapeOf, caps, outputs, storage));
+  }
+  return allocate(graph, items, shapes, dims, storage);
 }
 
 function describeValue(graph: Graph, v: number): string {

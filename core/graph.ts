@@ -93,6 +93,12 @@ export interface Node {
    * original, so the forward's activations can die before the backward runs.
    */
   readonly recompute?: true;
+  /**
+   * True for a node of a gradient or an update (`GraphBuilder.grad`, a training
+   * step's optimizer): what it computes is not a forward activation, so
+   * `CompileOptions.activationDtype` leaves its results at full precision.
+   */
+  readonly backward?: true;
 }
 
 /**

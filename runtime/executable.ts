@@ -11,6 +11,7 @@ import type { HostTensor } from "../core/types.ts";
 import type { TensorData } from "../core/host.ts";
 import { fuse, type Schedule } from "../compiler/passes/fuse.ts";
 import { optimize } from "../compiler/optimize.ts";
+import { activationStorage } from "../compiler/storage.ts";
 import { describePlan, type Plan } from "../compiler/plan.ts";
 import { type Backend, type BoundRun, EXECUTABLE_DISPOSED, type StateType } from "./backend.ts";
 import {
@@ -84,7 +85,11 @@ export class Executable {
   /** Use {@linkcode compile}. */
   constructor(graph: Graph, device: KilnDevice, options: CompileOptions = {}) {
     this.graph = optimize(graph);
-    this.schedule = fuse(this.graph, { enabled: options.fusion ?? true });
+    this.schedule = withActivationStorage(
+      fuse(this.graph, { enabled: options.fusion ?? true }),
+      device,
+      options.activationDtype,
+    );
     this.#iface = graphInterface(this.graph);
     this.device = device;
     if (options.shareWith && options.shareWith.device !== device) {
@@ -435,4 +440,27 @@ export function compile(
   options: CompileOptions = {},
 ): Executable {
   return new Executable(graph, device, options);
+}
+
+/**
+ * The schedule with `CompileOptions.activationDtype`'s storage: f16 buffers for
+ * the forward's activations on a GPU with `shader-f16`; unchanged for f32 and
+ * on the CPU device (whose host arrays compute in f64/f32 anyway).
+ */
+function withActivationStorage(
+  schedule: Schedule,
+  device: KilnDevice | CpuDevice,
+  dtype: unknown = "f32",
+): Schedule {
+  if (dtype !== "f32" && dtype !== "f16") {
+    throw new TypeError(`activationDtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
+  }
+  if (dtype === "f32" || device.kind !== "gpu") return schedule;
+  if (!device.caps.f16) {
+    throw new TypeError(
+      `activationDtype "f16" needs the adapter feature shader-f16, which ${device.adapterName} lacks: use "f32"`,
+    );
+  }
+  const storage = activationStorage(schedule, dtype);
+  return storage.size ? { ...schedule, storage } : schedule;
 }

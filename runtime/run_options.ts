@@ -34,6 +34,15 @@ export interface CompileOptions {
    * a model's prefill and decode graphs read one copy of the weights and one KV cache.
    */
   shareWith?: Executable;
+  /**
+   * Mixed precision: `"f16"` keeps the forward's activations (materialised f32
+   * values of non-backward nodes, see `activationStorage`) in f16 buffers while
+   * every kernel computes in f32 and parameters, gradients and states stay f32
+   * — about half a training step's memory. Needs the adapter feature
+   * `shader-f16` (a TypeError otherwise); the CPU device ignores it. Default
+   * `"f32"`.
+   */
+  activationDtype?: "f32" | "f16";
 }
 
 /**

@@ -35,6 +35,10 @@ function assertMistake(r: Run, want: RegExp): void {
   assert.match(r.stderr, want);
 }
 
+/** `kiln train --resume checkpoint --out out --quiet` on the corpus. */
+const resumeInto = (checkpoint: string, out: string): Promise<Run> =>
+  kiln("train", "--resume", checkpoint, "--corpus", CORPUS, "--out", out, "--quiet");
+
 const RUN = [
   "--corpus",
   CORPUS,
@@ -102,16 +106,7 @@ Deno.test("kiln train: a fresh model with a corpus-trained tokenizer; the folder
 
   // Resume from update 3 into another folder: the same rows, the same final weights.
   const resumed = join(tmp, "resumed");
-  const r2 = await kiln(
-    "train",
-    "--resume",
-    join(out, "checkpoint-3"),
-    "--corpus",
-    CORPUS,
-    "--out",
-    resumed,
-    "--quiet",
-  );
+  const r2 = await resumeInto(join(out, "checkpoint-3"), resumed);
   assert.equal(r2.code, 0, r2.stderr);
   assert.equal(r2.stdout, "");
   assert.equal(await Deno.readTextFile(join(resumed, "loss.csv")), csv);
@@ -171,6 +166,36 @@ Deno.test("kiln train: a fresh model with a corpus-trained tokenizer; the folder
   assert.equal(
     await Deno.readTextFile(join(tuned, "tokenizer.json")),
     await Deno.readTextFile(join(out, "tokenizer.json")),
+  );
+});
+
+Deno.test("kiln train --f16-activations: f16 activations are kept across a resume, bit for bit", async () => {
+  const out = join(tmp, "half");
+  const run = ["--corpus", CORPUS, "--vocab-size", "290", ...RUN.slice(2)];
+  const r = await kiln("train", "--config", CONFIG, "--out", out, "--f16-activations", ...run);
+  assert.equal(r.code, 0, r.stderr);
+  const state = JSON.parse(
+    await Deno.readTextFile(join(out, "checkpoint-3", "trainer_state.json")),
+  );
+  assert.equal(state.options.activationDtype, "f16");
+  const csv = await Deno.readTextFile(join(out, "loss.csv"));
+  const rows = csv.trim().split("\n").slice(1).map((l) => Number(l.split(",")[1]));
+  assert.ok(rows.every(Number.isFinite) && rows[5] < rows[0], csv);
+  // The checkpoint's setting continues the run: the same rows as the uninterrupted one.
+  const resumed = join(tmp, "half_resumed");
+  const r2 = await resumeInto(join(out, "checkpoint-3"), resumed);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.equal(await Deno.readTextFile(join(resumed, "loss.csv")), csv);
+  assertMistake(
+    await kiln(
+      "train",
+      "--resume",
+      join(out, "checkpoint-3"),
+      "--corpus",
+      CORPUS,
+      "--f16-activations",
+    ),
+    /^kiln: train: --f16-activations cannot change with --resume/,
   );
 });
 

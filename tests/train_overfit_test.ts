@@ -4,44 +4,16 @@
  * API: fresh Hugging Face init, AdamW, the whole step on the device.
  */
 
-import { TINY_TRAIN_MIXTRAL } from "./fixtures/train_configs.ts";
+import { TINY_TRAIN_CONFIGS } from "./fixtures/train_configs.ts";
 import assert from "node:assert/strict";
 import { Trainer } from "../app/train/trainer.ts";
 import { gpu } from "./_util.ts";
-
-const CONFIGS: Record<string, Record<string, unknown>> = {
-  mixtral: TINY_TRAIN_MIXTRAL,
-  mamba: {
-    architectures: ["MambaForCausalLM"],
-    vocab_size: 48,
-    hidden_size: 32,
-    state_size: 4,
-    num_hidden_layers: 2,
-  },
-  jamba: {
-    architectures: ["JambaForCausalLM"],
-    vocab_size: 48,
-    hidden_size: 32,
-    intermediate_size: 48,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    num_experts: 4,
-    num_experts_per_tok: 2,
-    attn_layer_period: 2,
-    attn_layer_offset: 1,
-    expert_layer_period: 2,
-    expert_layer_offset: 1,
-    mamba_d_state: 4,
-    mamba_expand: 2,
-  },
-};
 
 const B = 2, T = 8;
 // (B + 1)·T tokens: every micro-batch is the same B windows (offsets b·T), one batch.
 const TOKENS = Uint32Array.from({ length: (B + 1) * T }, (_, i) => (i * 17 + 5) % 48);
 
-for (const [name, config] of Object.entries(CONFIGS)) {
+for (const [name, config] of Object.entries(TINY_TRAIN_CONFIGS)) {
   Deno.test(`train: a tiny ${name} overfits one batch (loss < 0.05 nats in 60 updates)`, async () => {
     const trainer = await Trainer.create({
       config,

@@ -69,6 +69,8 @@ export interface TrainPlan {
   recompute: boolean;
   /** The LM head's cross-entropy fused (no `[B·T, V]` logits). */
   fusedXent: boolean;
+  /** Forward activations stored as f16 (`TrainerOptions.activationDtype`). */
+  f16Activations: boolean;
   /** MoE load-balancing loss coefficient per layer (0: off). */
   auxLoss: number;
   /** MoE router z-loss coefficient per layer (0: off). */
@@ -169,6 +171,7 @@ export async function runTraining(plan: TrainPlan): Promise<void> {
     accumulate: plan.accumulate,
     checkpoint: plan.recompute,
     fusedCrossEntropy: plan.fusedXent,
+    activationDtype: plan.f16Activations ? "f16" : "f32",
     auxLossCoef: plan.auxLoss,
     zLossCoef: plan.zLoss,
     logEvery: plan.logEvery,

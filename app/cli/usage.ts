@@ -163,7 +163,7 @@ export const TRAIN_USAGE = `\
   train --config config.json|--from DIR|--resume DIR/checkpoint-N --corpus FILE [--corpus FILE …]
         [--tokenizer tokenizer.json | --vocab-size N] --out DIR [--steps 1000] [--batch 8]
         [--seq 128] [--lr 3e-4] [--warmup N] [--weight-decay 0.01] [--clip 1] [--accumulate 1]
-        [--recompute] [--fused-xent] [--aux-loss X] [--z-loss X] [--seed 0]
+        [--recompute] [--fused-xent] [--f16-activations] [--aux-loss X] [--z-loss X] [--seed 0]
         [--eval-fraction 0.05] [--eval-every 100] [--checkpoint-every 500]
         [--log-every 10] [--quiet] [--progress]
                                      train a causal LM on UTF-8 text with AdamW (cosine schedule
@@ -181,7 +181,9 @@ export const TRAIN_USAGE = `\
                                      DIR/loss.svg; --progress: progress lines on a non-terminal.
                                      --recompute: each layer's forward again in the backward
                                      (less memory); --fused-xent: the LM head's cross-entropy
-                                     without [B·T, vocab] logits; --aux-loss / --z-loss: MoE
+                                     without [B·T, vocab] logits; --f16-activations: the forward's
+                                     activations kept in f16 (math, weights, gradients f32; needs
+                                     shader-f16); --aux-loss / --z-loss: MoE
                                      load-balancing and router z-loss coefficients (default 0)`;
 
 /**

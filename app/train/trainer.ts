@@ -106,6 +106,14 @@ export interface TrainerOptions {
    * training and in `evaluate` / `logits` alike (see `TrainingLMOptions`).
    */
   capacityFactor?: number;
+  /**
+   * Mixed precision: `"f16"` stores the training step's forward activations as
+   * f16 (computing in f32; master weights, gradients and optimizer moments
+   * stay f32): about half the step's activation memory, where the adapter has
+   * `shader-f16` (a TypeError otherwise). `evaluate` and `logits` stay f32.
+   * Default `"f32"`.
+   */
+  activationDtype?: "f32" | "f16";
   /** Loss hooks (replace the fused cross-entropy and router losses above); not saved in checkpoints. */
   losses?: Pick<TrainingLMOptions, "headLoss" | "moeLoss">;
 }
@@ -249,7 +257,7 @@ export class Trainer {
     this.#shapes = new Map(
       this.step.params.map((n) => [n, g.trainables.get(n)!.shape as number[]]),
     );
-    this.exe = compile(g.build(), device);
+    this.exe = compile(g.build(), device, { activationDtype: o.activationDtype });
   }
 
   /**

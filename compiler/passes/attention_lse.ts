@@ -71,8 +71,7 @@ export function attentionLse(graph: Graph): Graph {
       { ...node.attrs, lse: true },
       node.site,
       outputs,
-      node.scope,
-      node.recompute,
+      node,
     );
   }
   return rw.finish();

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { DType } from "../../core/dtype.ts";
 import { consumers, type Graph } from "../../core/graph.ts";
 import { numel, sameShape, type Shape, symbolicSize } from "../../core/shape.ts";
 import { isOp, opDef } from "../../ops/registry.ts";
@@ -87,6 +88,12 @@ export interface Schedule {
   readonly graph: Graph;
   /** Groups to run, in order. */
   readonly groups: readonly Group[];
+  /**
+   * Values whose buffers hold another dtype than the value (f32 activations
+   * stored as f16: `CompileOptions.activationDtype`); kernels convert on load
+   * and store.
+   */
+  readonly storage?: ReadonlyMap<number, DType>;
 }
 
 function loweringKind(op: string): "elementwise" | "kernel" | "alias" | "view" | "leaf" {

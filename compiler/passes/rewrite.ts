@@ -35,8 +35,7 @@ export class Rewriter {
       node.attrs,
       node.site,
       node.outputs,
-      node.scope,
-      node.recompute,
+      node,
     );
   }
 
@@ -47,9 +46,9 @@ export class Rewriter {
     attrs: Node["attrs"],
     site: string,
     oldOutputs: readonly number[],
-    scope?: string,
-    recompute?: true,
+    like: Pick<Node, "scope" | "recompute" | "backward"> = {},
   ): Node {
+    const { scope, recompute, backward } = like;
     const id = this.nodes.length;
     const outputs = oldOutputs.map((old, index) => {
       const src = this.source.values[old];
@@ -67,6 +66,7 @@ export class Rewriter {
       site,
       ...(scope ? { scope } : {}),
       ...(recompute ? { recompute } : {}),
+      ...(backward ? { backward } : {}),
     };
     this.nodes.push(node);
     return node;
@@ -74,7 +74,7 @@ export class Rewriter {
 
   /** Adds a constant node producing the old value `old` with `data`. */
   constant(old: number, data: ArrayLike<number>, site: string, scope?: string): void {
-    const n = this.add("const", [], {}, site, [old], scope);
+    const n = this.add("const", [], {}, site, [old], { scope });
     this.constants.set(n.outputs[0], data);
   }
 

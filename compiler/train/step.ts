@@ -147,72 +147,76 @@ export function buildTrainStep(
   if (!loss.shape.every((d) => d === 1)) {
     throw atSite(new TypeError("buildTrainStep: loss must be a scalar"), site);
   }
-  const loss1 = loss.cast("f32").reshape([1]);
-  let grads = g.grad(loss, params.map((p) => p.param), { checkpoint: options.checkpoint });
+  // Gradients, accumulators and the update are not forward activations
+  // (`Node.backward`): `CompileOptions.activationDtype` keeps them at f32.
+  return g.backwardPhase((): TrainStep => {
+    const loss1 = loss.cast("f32").reshape([1]);
+    let grads = g.grad(loss, params.map((p) => p.param), { checkpoint: options.checkpoint });
 
-  const optimizerStates: string[] = [];
-  const counters: string[] = [TRAIN_STATES.step];
-  const step = g.state(TRAIN_STATES.step, [1], "u32");
-  // Whether this run applies an update, and the window's mean loss.
-  let apply: Tensor | undefined;
-  let lossMean = loss1;
-  if (accumulate > 1) {
-    const micro = g.state(TRAIN_STATES.micro, [1], "u32");
-    const lossAcc = g.state(TRAIN_STATES.lossAcc, [1]);
-    counters.push(TRAIN_STATES.micro, TRAIN_STATES.apply, TRAIN_STATES.lossAcc);
-    // The flag is a state the previous run computed (0 at the start: accumulate ≥ 2):
-    // a leaf, not an elementwise chain of `micro` that fusion would fold into
-    // every gated update (and, with the norm's reduction, into a dependency cycle).
-    apply = g.state(TRAIN_STATES.apply, [1], "u32");
-    const zero = (t: Tensor) => g.constant(0, [], t.dtype).where(apply!, t); // 0 on an update
-    const next = zero(micro.add(1));
-    g.assign(micro, next);
-    g.assign(apply, next.add(1).equal(accumulate));
-    const lossSum = lossAcc.add(loss1);
-    g.assign(lossAcc, zero(lossSum));
-    lossMean = lossSum.div(accumulate);
-    grads = grads.map((d, i) => {
-      const acc = g.state(`grad_acc.${params[i].name}`, d.shape, d.dtype);
-      optimizerStates.push(`grad_acc.${params[i].name}`);
-      const sum = acc.add(d);
-      g.assign(acc, zero(sum));
-      return sum.div(accumulate);
-    });
-  }
-  // Only an applied update's values reach a state; others keep their value.
-  const gated = (state: Tensor, value: Tensor) =>
-    g.assign(state, apply ? value.where(apply, state) : value);
+    const optimizerStates: string[] = [];
+    const counters: string[] = [TRAIN_STATES.step];
+    const step = g.state(TRAIN_STATES.step, [1], "u32");
+    // Whether this run applies an update, and the window's mean loss.
+    let apply: Tensor | undefined;
+    let lossMean = loss1;
+    if (accumulate > 1) {
+      const micro = g.state(TRAIN_STATES.micro, [1], "u32");
+      const lossAcc = g.state(TRAIN_STATES.lossAcc, [1]);
+      counters.push(TRAIN_STATES.micro, TRAIN_STATES.apply, TRAIN_STATES.lossAcc);
+      // The flag is a state the previous run computed (0 at the start: accumulate ≥ 2):
+      // a leaf, not an elementwise chain of `micro` that fusion would fold into
+      // every gated update (and, with the norm's reduction, into a dependency cycle).
+      apply = g.state(TRAIN_STATES.apply, [1], "u32");
+      const zero = (t: Tensor) => g.constant(0, [], t.dtype).where(apply!, t); // 0 on an update
+      const next = zero(micro.add(1));
+      g.assign(micro, next);
+      g.assign(apply, next.add(1).equal(accumulate));
+      const lossSum = lossAcc.add(loss1);
+      g.assign(lossAcc, zero(lossSum));
+      lossMean = lossSum.div(accumulate);
+      grads = grads.map((d, i) => {
+        const acc = g.state(`grad_acc.${params[i].name}`, d.shape, d.dtype);
+        optimizerStates.push(`grad_acc.${params[i].name}`);
+        const sum = acc.add(d);
+        g.assign(acc, zero(sum));
+        return sum.div(accumulate);
+      });
+    }
+    // Only an applied update's values reach a state; others keep their value.
+    const gated = (state: Tensor, value: Tensor) =>
+      g.assign(state, apply ? value.where(apply, state) : value);
 
-  const norm = globalNorm(grads);
-  if (options.clipNorm !== undefined) grads = clipByGlobalNorm(grads, options.clipNorm).grads;
-  const stepF = step.cast("f32");
-  const lr = learningRate(g, stepF, options.schedule);
-  const ctx = { g, lr, step: stepF.add(1) };
-  for (const [i, p] of params.entries()) {
-    const r = options.optimizer.update(ctx, { ...p, grad: grads[i] });
-    gated(p.param, r.param);
-    for (const s of r.states) gated(s.state, s.value);
-  }
-  for (const [name] of g.peek().states) {
-    if (name.startsWith("optim.")) optimizerStates.push(name);
-  }
+    const norm = globalNorm(grads);
+    if (options.clipNorm !== undefined) grads = clipByGlobalNorm(grads, options.clipNorm).grads;
+    const stepF = step.cast("f32");
+    const lr = learningRate(g, stepF, options.schedule);
+    const ctx = { g, lr, step: stepF.add(1) };
+    for (const [i, p] of params.entries()) {
+      const r = options.optimizer.update(ctx, { ...p, grad: grads[i] });
+      gated(p.param, r.param);
+      for (const s of r.states) gated(s.state, s.value);
+    }
+    for (const [name] of g.peek().states) {
+      if (name.startsWith("optim.")) optimizerStates.push(name);
+    }
 
-  gated(step, step.add(1));
-  const stLoss = g.state(TRAIN_STATES.loss, [1]);
-  const stNorm = g.state(TRAIN_STATES.gradNorm, [1]);
-  const stLr = g.state(TRAIN_STATES.lr, [1]);
-  const log = g.state(TRAIN_STATES.losses, [logEvery]);
-  counters.push(TRAIN_STATES.loss, TRAIN_STATES.gradNorm, TRAIN_STATES.lr, TRAIN_STATES.losses);
-  gated(stLoss, lossMean);
-  gated(stNorm, norm);
-  gated(stLr, lr);
-  const row = step.sub(step.div(logEvery).mul(logEvery)); // step mod logEvery, in u32
-  gated(log, log.writeRows(lossMean, row));
-  return {
-    params: params.map((p) => p.name),
-    optimizerStates,
-    counterStates: counters,
-    accumulate,
-    logEvery,
-  };
+    gated(step, step.add(1));
+    const stLoss = g.state(TRAIN_STATES.loss, [1]);
+    const stNorm = g.state(TRAIN_STATES.gradNorm, [1]);
+    const stLr = g.state(TRAIN_STATES.lr, [1]);
+    const log = g.state(TRAIN_STATES.losses, [logEvery]);
+    counters.push(TRAIN_STATES.loss, TRAIN_STATES.gradNorm, TRAIN_STATES.lr, TRAIN_STATES.losses);
+    gated(stLoss, lossMean);
+    gated(stNorm, norm);
+    gated(stLr, lr);
+    const row = step.sub(step.div(logEvery).mul(logEvery)); // step mod logEvery, in u32
+    gated(log, log.writeRows(lossMean, row));
+    return {
+      params: params.map((p) => p.name),
+      optimizerStates,
+      counterStates: counters,
+      accumulate,
+      logEvery,
+    };
+  });
 }

@@ -397,6 +397,7 @@ export {
   describeDevicePlan,
   type DevicePlan,
   type DevicePlanInput,
+  type ExpertFormats,
   ExpertParallel,
   type ParallelStats,
   planDevices,

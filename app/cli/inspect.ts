@@ -210,12 +210,11 @@ async function inspectModel(
   // at the weights' dtype: f32 unless --dtype f16.
   const weightsAt = quantize ?? (quantized ? "the file's formats" : dtype ?? "f32");
   if (devices > 1) {
-    if (quantized) {
-      throw new UsageError("inspect: quantized experts are planned on one device (no --devices)");
-    }
-    console.log(`placement at ${dtype ?? "f32"}:`);
+    console.log(`placement at ${weightsAt}:`);
     console.log(
-      describeDevicePlan(await planModelDevices(dir, { devices, memoryBudget: gpuMemory, dtype })),
+      describeDevicePlan(
+        await planModelDevices(dir, { devices, memoryBudget: gpuMemory, dtype, quantize }),
+      ),
     );
   } else if (gpuMemory !== undefined) {
     console.log(`placement at ${weightsAt}:`);

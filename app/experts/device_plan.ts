@@ -7,6 +7,7 @@
  */
 
 import { formatBytes, type RoutingStats } from "./placement.ts";
+import type { ExpertFormats } from "./tiers.ts";
 
 /**
  * Slot table entry of an expert held by another device (the MoE kernels skip
@@ -40,8 +41,13 @@ export interface DevicePlanInput {
   layers: number;
   /** Experts per layer. */
   experts: number;
-  /** Bytes of one expert. */
+  /**
+   * Bytes of one expert as a slot holds it: values of the compute dtype, or
+   * word-padded blocks when `formats` is given.
+   */
   expertBytes: number;
+  /** Block formats of quantized experts (`expertBytes` counts their blocks); absent: dense. */
+  formats?: ExpertFormats;
   /** Home device bytes before experts: non-expert weights, caches, activations. */
   fixedBytes: number;
   /** Bytes another device needs besides experts (its activations). */
@@ -72,8 +78,10 @@ export interface DevicePlan {
   readonly layers: number;
   /** Experts per layer. */
   readonly experts: number;
-  /** Bytes of one expert. */
+  /** Bytes of one expert (word-padded blocks when `formats` is set). */
   readonly expertBytes: number;
+  /** Block formats of quantized experts; absent: dense. */
+  readonly formats?: ExpertFormats;
   /** The per-device budget the plan was made for, if any. */
   readonly budget?: number;
   /** Smallest per-device budget that holds every expert (with `budget`; else 0). */
@@ -182,6 +190,7 @@ export function planDevices(input: DevicePlanInput): DevicePlan {
     layers: L,
     experts: E,
     expertBytes: eb,
+    ...(input.formats ? { formats: input.formats } : {}),
     budget: input.budget,
     minimumBytes,
     fixedBytes: F0,
@@ -212,6 +221,13 @@ export function describeDevicePlan(p: DevicePlan): string {
       ? `: budget ${formatBytes(p.budget)} per device, minimum ${formatBytes(p.minimumBytes)}`
       : " (balanced split)"),
   ];
+  if (p.formats) {
+    // Exact bytes: a small model's experts would all print as the same rounded figure.
+    lines.push(
+      `  experts in ${describeFormats(p.formats)}: ${formatBytes(p.expertBytes)} ` +
+        `(${p.expertBytes} bytes) each`,
+    );
+  }
   p.counts.forEach((c, dev) => {
     const fixed = dev === 0 ? p.fixedBytes : p.remoteFixedBytes;
     lines.push(
@@ -228,4 +244,9 @@ export function describeDevicePlan(p: DevicePlan): string {
     );
   });
   return lines.join("\n");
+}
+
+/** "q4_k blocks" or "q4_k (w1, w3) / q6_k (w2) blocks". */
+function describeFormats(f: ExpertFormats): string {
+  return f.w13 === f.w2 ? `${f.w13} blocks` : `${f.w13} (w1, w3) / ${f.w2} (w2) blocks`;
 }

@@ -48,7 +48,7 @@ export {
   type WindowCheck,
 } from "./policy.ts";
 export { type ExpertStats, type ExpertStatsSummary } from "./stats.ts";
-export { type ExpertTensorName, type ExpertWeight } from "./tiers.ts";
+export { type ExpertFormats, type ExpertTensorName, type ExpertWeight } from "./tiers.ts";
 export { moeRouterKernel } from "./router_kernel.ts";
 export { usageHeatmapSvg } from "./heatmap.ts";
 export {

@@ -34,6 +34,12 @@
  * (d + E)·4 down from home, (d + E)·4 up to and d·4 back from each device used,
  * d·4 up to home.
  *
+ * Quantized experts (`quantize`, or a GGUF file's blocks): every device's slot
+ * pool holds word-padded blocks in one format per weight kind across layers
+ * (`unifyExpertFormats`, as the single-device pool), uploads copy block bytes,
+ * and the placement counts an expert in its block bytes. The expert kernels
+ * are the single-device ones, so the bit-identity below holds for them too.
+ *
  * Correctness: with top-k ≤ 2 the result is bit-identical to single-device
  * execution: the single-device decode GEMV sums `0 + w₀·o₀ + w₁·o₁` in slot
  * order, and a split gives `(0 + w₀·o₀) + (0 + w₁·o₁)` — with one term zero
@@ -50,7 +56,7 @@ import type { MoeRouterKind } from "../../ops/moe/mod.ts";
 import { GraphBuilder } from "../../compiler/builder.ts";
 import type { Plan } from "../../compiler/plan.ts";
 import { moe } from "../../models/moe.ts";
-import { SLOT_POOL, SLOT_POOL_PARAMS } from "../../models/states.ts";
+import { SLOT_POOL } from "../../models/states.ts";
 import { type GpuDevice, type KilnDevice, whileDeviceAlive } from "../../runtime/device.ts";
 import { compile, type Executable } from "../../runtime/executable.ts";
 import type { GpuExecutable, HostBarriers } from "../../runtime/gpu_executor.ts";
@@ -58,18 +64,23 @@ import { formatBytes } from "./placement.ts";
 import type { WeightSource } from "../model/source.ts";
 import { type DevicePlan, ELSEWHERE } from "./device_plan.ts";
 import { moeRouterKernel } from "./router_kernel.ts";
-import type { ExpertTensorName } from "./tiers.ts";
+import { type ExpertFormats, type ExpertTensorName, ExpertTiers } from "./tiers.ts";
 
 /**
  * The experts-only graph another device runs: `y = moe(x)` over the experts it
  * holds, routed by the given logits (not a router weight), with one slot pool
  * for all its layers and the layer's slot table as a parameter rewritten per call.
+ * With `formats`, the pool holds the experts' blocks (u32 words per slot).
  *
  * @example
  * ```ts
  * import { buildRemoteExperts } from "./parallel.ts";
  * const g = buildRemoteExperts({ d: 64, ff: 128, experts: 8, topK: 2, slots: 4 });
  * [...g.inputs.keys()]; // ["x", "logits"]
+ * const q = buildRemoteExperts({
+ *   d: 256, ff: 256, experts: 8, topK: 2, slots: 4, formats: { w13: "q4_k", w2: "q4_k" },
+ * });
+ * q.values[q.params.get("moe.slots.w1")!].shape; // [4, 9216]: 144-byte blocks, 256 rows
  * ```
  */
 export function buildRemoteExperts(o: {
@@ -81,6 +92,7 @@ export function buildRemoteExperts(o: {
   router?: MoeRouterKind;
   normTopk?: boolean;
   dtype?: "f32" | "f16";
+  formats?: ExpertFormats;
 }): ReturnType<GraphBuilder["build"]> {
   const g = new GraphBuilder();
   const x = g.input("x", ["T", o.d]);
@@ -93,6 +105,8 @@ export function buildRemoteExperts(o: {
     router: o.router ?? "softmax_topk",
     normTopk: o.normTopk ?? true,
     weightDtype: o.dtype ?? "f32",
+    weightFormat: o.formats?.w13,
+    w2Format: o.formats?.w2,
     slots: { count: o.slots, pool: SLOT_POOL },
     logits,
   });
@@ -181,7 +195,8 @@ export class ExpertParallel {
 
   /**
    * Loads the home device's experts into `home`'s slot pool and tables, and each
-   * other device's experts into its experts-only executable.
+   * other device's experts into its experts-only executable: values of `dtype`,
+   * or blocks of `shape.formats` (the formats `home` was built with).
    *
    * @example
    * ```ts ignore
@@ -204,6 +219,8 @@ export class ExpertParallel {
       normTopk: boolean;
       router?: MoeRouterKind;
       dtype: "f32" | "f16";
+      /** Block formats of quantized experts (the plan counts their bytes). */
+      formats?: ExpertFormats;
     },
   ): Promise<ExpertParallel> {
     checkDevices(devices);
@@ -215,7 +232,7 @@ export class ExpertParallel {
     if (home.device !== devices[0]) {
       throw new TypeError("ExpertParallel: the home executable must run on devices[0]");
     }
-    const { d, ff, dtype } = shape;
+    const { d, ff, dtype, formats } = shape;
     const E = plan.experts;
     const remote: Executable[] = [];
     try {
@@ -229,19 +246,21 @@ export class ExpertParallel {
           router: shape.router,
           normTopk: shape.normTopk,
           dtype,
+          formats,
         });
         remote.push(compile(g, devices[dev]));
       }
       const pools: Executable[] = [home, ...remote];
-      const Arr = dtype === "f16" ? Float16Array : Float32Array;
       for (let dev = 0; dev < plan.devices; dev++) {
         const exe = pools[dev];
-        const S = Math.max(1, plan.slots[dev]);
-        exe.setParams({
-          [SLOT_POOL_PARAMS.w1]: new Arr(S * ff * d),
-          [SLOT_POOL_PARAMS.w3]: new Arr(S * ff * d),
-          [SLOT_POOL_PARAMS.w2]: new Arr(S * d * ff),
-        });
+        // The scheduler's slot pool: values or word-padded blocks, size-checked reads.
+        const tiers = ExpertTiers.allocate(exe, dtype, ckpt, tensorName, formats);
+        if (tiers.expertBytes !== plan.expertBytes) {
+          throw new RangeError(
+            `ExpertParallel: device ${dev}'s slots hold experts of ${tiers.expertBytes} bytes, ` +
+              `the plan counts ${plan.expertBytes}`,
+          );
+        }
         if (dev === 0) {
           const t: Record<string, Uint32Array> = {};
           prefixes.forEach((p, l) => t[`${p}.slot_table`] = plan.tables[0][l]);
@@ -249,29 +268,14 @@ export class ExpertParallel {
         } else {
           exe.setParams({ "remote.slot_table": plan.tables[dev][0] });
         }
-        const q = (devices[dev] as GpuDevice).device.queue;
-        const bufs = (["w1", "w3", "w2"] as const).map((w) =>
-          exe.paramBuffer(SLOT_POOL_PARAMS[w])!
-        );
         for (let l = 0; l < plan.layers; l++) {
           for (let e = 0; e < E; e++) {
             const slot = plan.tables[dev][l][e];
-            if (slot === ELSEWHERE) continue;
-            for (const [j, w] of (["w1", "w3", "w2"] as const).entries()) {
-              const data = await ckpt.readAs(tensorName(l, e, w), dtype);
-              if (data.length !== ff * d) {
-                throw new RangeError(
-                  `${tensorName(l, e, w)}: ${data.length} elements, expected ${ff * d}`,
-                );
-              }
-              q.writeBuffer(
-                bufs[j],
-                slot * data.byteLength,
-                new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength),
-              );
-            }
+            if (slot !== ELSEWHERE) await tiers.read(l, e, slot);
           }
         }
+        // No host tier: nothing to free, and `ckpt` is the caller's to close.
+        tiers.useDisk(undefined);
       }
     } catch (e) {
       for (const r of remote) r.dispose();
@@ -410,7 +414,10 @@ export class ExpertParallel {
     const n = Math.max(1, st.decodeSteps);
     const total = st.pairs.reduce((a, b) => a + b, 0) || 1;
     const lines = [
-      `expert parallelism: ${p.devices} devices, experts per layer [${p.counts.join(", ")}]`,
+      `expert parallelism: ${p.devices} devices, experts per layer [${p.counts.join(", ")}]` +
+      (p.formats
+        ? ` in ${p.formats.w13}/${p.formats.w2} blocks, ${p.expertBytes} bytes an expert`
+        : ""),
       ...p.counts.map((_, dev) =>
         `  device ${dev}${dev === 0 ? " (home)" : ""}: ${p.slots[dev]} experts, ${
           formatBytes(p.slots[dev] * p.expertBytes)

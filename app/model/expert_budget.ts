@@ -28,6 +28,7 @@ import {
 } from "../experts/placement.ts";
 import { type DevicePlan, planDevices } from "../experts/device_plan.ts";
 import { buildRemoteExperts } from "../experts/parallel.ts";
+import type { ExpertFormats } from "../experts/tiers.ts";
 import type { LoadOptions } from "./load.ts";
 import { checkWeightsFit } from "./capacity.ts";
 
@@ -89,7 +90,7 @@ export async function planModelDevices(dir: string, options: LoadOptions): Promi
   const cfg = await readModelConfig(dir);
   const given = options.device ?? (Array.isArray(options.devices) ? options.devices[0] : undefined);
   const device = given ?? await defaultDevice();
-  return await planForDevices(dir, cfg, n, device, options);
+  return await planForDevices(dir, cfg, n, device, options, await modelFormats(dir, cfg, options));
 }
 
 /**
@@ -129,7 +130,9 @@ export async function planForBudget(
 
 /**
  * The split of experts across `n` devices `loadModel` would use
- * (`options.devices`, with `options.memoryBudget` per device).
+ * (`options.devices`, with `options.memoryBudget` per device). With quantized
+ * `formats` (unified across MoE layers, see `unifyExpertFormats`), experts and
+ * non-expert weights count in their block bytes.
  *
  * @example
  * ```ts ignore
@@ -144,8 +147,9 @@ export async function planForDevices(
   n: number,
   device: KilnDevice,
   options: LoadOptions,
+  formats: WeightFormats = {},
 ): Promise<DevicePlan> {
-  const z = await expertSizing(dir, cfg, device, options, "devices", {});
+  const z = await expertSizing(dir, cfg, device, options, "devices", formats);
   const dtype = options.dtype ?? "f32";
   // Another device's activations: its experts-only plans for a prompt and a token.
   const remote = compile(
@@ -156,6 +160,7 @@ export async function planForDevices(
       topK: cfg.moe!.topK,
       slots: 1,
       dtype,
+      formats: z.formats,
     }),
     device,
   );
@@ -169,6 +174,7 @@ export async function planForDevices(
     layers: z.layers,
     experts: z.experts,
     expertBytes: z.expertBytes,
+    formats: z.formats,
     fixedBytes: z.fixedBytes,
     remoteFixedBytes: remoteFixed,
     budget: options.memoryBudget === undefined ? undefined : parseBytes(options.memoryBudget),
@@ -194,6 +200,7 @@ async function expertSizing(
   layers: number;
   experts: number;
   expertBytes: number;
+  formats?: ExpertFormats;
   fixedBytes: number;
   prefillTokens: number;
   stats?: RoutingStats;
@@ -234,15 +241,14 @@ async function expertSizing(
   decode.dispose();
   const stats = options.routingStats ??
     await readRoutingStats(sideFolder(dir), { layers: layers.length, experts: E });
+  // One format per weight across layers (a shared slot pool): layer 0's are every layer's.
+  const w13 = formats[`${moePrefix(cfg, layers[0])}.w1`];
+  const w2 = formats[`${moePrefix(cfg, layers[0])}.w2`];
   return {
     layers: layers.length,
     experts: E,
-    expertBytes: expertSlabBytes(
-      cfg,
-      el,
-      formats[`${moePrefix(cfg, layers[0])}.w1`],
-      formats[`${moePrefix(cfg, layers[0])}.w2`],
-    ),
+    expertBytes: expertSlabBytes(cfg, el, w13, w2),
+    formats: w13 !== undefined && w2 !== undefined ? { w13, w2 } : undefined,
     fixedBytes: paramBytes + act,
     prefillTokens: T,
     stats,

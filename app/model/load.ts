@@ -116,8 +116,10 @@ export interface LoadOptions {
    * weight, cache and activation). Each MoE layer's input moves to the devices
    * holding its chosen experts and their outputs move back (see
    * `app/experts/parallel.ts`). With `memoryBudget`, the budget is per device
-   * and the home device keeps as many experts as fit. 1 (or one device) runs
-   * on one device as usual.
+   * and the home device keeps as many experts as fit. Quantized experts
+   * (`quantize`, a GGUF file's blocks) stay blocks on every device, one format
+   * per weight across layers, and budgets count their block bytes. 1 (or one
+   * device) runs on one device as usual.
    */
   devices?: number | readonly KilnDevice[];
   /**
@@ -231,12 +233,10 @@ async function load(
   try {
     checkUnusedTensors(cfg, ckpt);
     weightFormats = weightFormatsFor(cfg, ckpt, options.quantize);
-    // A shared expert slot pool holds one format per weight across layers.
-    if (options.memoryBudget !== undefined) weightFormats = unifyExpertFormats(cfg, weightFormats);
-    if (devices && Object.keys(weightFormats).some((n) => /\.w[123]$/.test(n))) {
-      throw new TypeError(
-        "loadModel: quantized experts are not supported across several devices yet; load with one device",
-      );
+    // A shared expert slot pool (the scheduler's, or each device's with expert
+    // parallelism) holds one format per weight across layers.
+    if (options.memoryBudget !== undefined || devices) {
+      weightFormats = unifyExpertFormats(cfg, weightFormats);
     }
     // Before planning, which would compile graphs of impossible sizes.
     checkWeightsFit(cfg, device, {
@@ -246,7 +246,7 @@ async function load(
       formats: weightFormats,
     });
     if (devices) {
-      devicePlan = await planForDevices(dir, cfg, devices.length, device, options);
+      devicePlan = await planForDevices(dir, cfg, devices.length, device, options, weightFormats);
     } else if (options.memoryBudget !== undefined) {
       expertPlan = await planForBudget(dir, cfg, device, options, weightFormats);
     }
@@ -324,6 +324,7 @@ async function load(
             normTopk: cfg.moe!.normTopk,
             router: cfg.moe!.router,
             dtype,
+            formats: expertFormats(weightFormats, prefixes[0]),
           },
         );
         return model;

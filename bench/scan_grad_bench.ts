@@ -1,9 +1,10 @@
 /**
- * The selective scan's backward (`selective_scan_grad`: checkpoints, the
- * reverse chunked walk recomputing each chunk's states, the partial sums'
- * reduction) next to its forward, side by side in one process: the forward as
- * the compiler picks it (`auto`), the backward at its default chunk and at a
- * few others. Gate, Δ bias and softplus on, as in Mamba; f32.
+ * The selective scan's backward (`selective_scan_grad`: the checkpoint walk,
+ * the reverse walk segment by segment recomputing each block of steps into
+ * registers, the sums of the dB/dC partials) next to its forward, side by
+ * side in one process: the forward as the compiler picks it (`auto`), the
+ * backward at its default chunk and at a few others. Gate, Δ bias and
+ * softplus on, as in Mamba; f32.
  *
  * Wall time (interleaved medians) and the process's CPU time per run (Linux
  * `/proc/self/stat`), both side by side in one run.
@@ -91,7 +92,7 @@ const { dy: _, ...fwdInputs } = inputs;
 const runs: Run[] = [await prepared(fwd, fwdInputs)];
 const bwds = chunks.map(backward);
 for (const b of bwds) runs.push(await prepared(b, inputs));
-const ms = await interleavedMedians(runs, 5);
+const ms = await interleavedMedians(runs, 9);
 // Process CPU time per run (both lavapipe threads): steadier than wall time on a
 // shared host, where other processes take the cores for tens of ms at a time.
 const cpuMs = (): number => {
@@ -99,7 +100,7 @@ const cpuMs = (): number => {
   return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms
 };
 const cpu = runs.map(() => 0);
-const cpuReps = 8;
+const cpuReps = 12;
 for (let r = 0; r < cpuReps; r++) {
   for (const [i, run] of runs.entries()) {
     const c0 = cpuMs();

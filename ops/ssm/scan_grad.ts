@@ -1,20 +1,35 @@
 /**
  * `selective_scan_grad`: the selective scan's backward as a reverse chunked
  * scan (mamba-ssm's recomputing backward, shaped for Kiln's kernels). One
- * thread per few channels of a batch row:
+ * thread per few channels of a batch row. The kernels, in order:
  *
- * 1. walks L forward from h0 and keeps the state entering each chunk: the
- *    checkpoints `[B, L/chunk, I, N]`;
- * 2. walks the chunks from last to first: recomputes the chunk's states from
- *    its checkpoint into a chunk-sized workspace, then runs the adjoint
- *    gₜ = exp(Δₜ₊₁A)·gₜ₊₁ + Cₜ·dy₀ₜ back through it, carrying g in registers from
- *    chunk to chunk. du, dΔ and dz go out directly; dB and dC (sums over
- *    channels) are summed over the workgroup's channels in workgroup memory;
- *    dA, dD and the Δ bias's gradient per channel.
+ * 1. pack: A·log₂e, D, the Δ bias and the chunk into `scratch0`;
+ * 2. checkpoints (`scan_grad_kernels.ts`): walks L forward from h0 and keeps
+ *    the state entering each chunk, `[B, L/chunk, I, N]`;
+ * 3. per segment of L (a few chunks, last segment first): the reverse walk
+ *    (`scan_grad_reverse.ts`) takes the segment's chunks from last to first,
+ *    walks each once more to keep the state entering each `block` of steps,
+ *    and takes the blocks from last to first: recomputes the block's states
+ *    into registers, then runs the adjoint gₜ = exp(Δₜ₊₁A)·gₜ₊₁ + Cₜ·dy₀ₜ back
+ *    through them. du, dΔ and dz go out directly; dB and dC (sums over
+ *    channels) go out as one partial per step and lane; g, dA, dD and the Δ
+ *    bias's gradient are carried to the next segment through scratch. Then
+ *    the reduce kernel sums the segment's partials into dB and dC;
+ * 4. final: dA, dD and the Δ bias's gradient summed over the batch, and the
+ *    initial state's gradient.
  *
- * A reduction kernel then sums the partials. No buffer holds `[B, L, I, N]`:
- * the workspace is `[B, chunk + 1, I, N]`, the checkpoints `[B, L/chunk, I, N]`
- * and the dB/dC partials `[B, L, I/(wg·cpt), 2N]`.
+ * The segments exist so that the per-lane partials (which spare the reverse
+ * walk the workgroup barriers of a reduction in workgroup memory, see
+ * `scan_grad_reverse.ts`) fit in about one `[B, L, I]` activation. On a GPU
+ * (no per-lane loops, cheap barriers) the walk sums dB and dC over the
+ * workgroup itself and L is one segment. No buffer holds `[B, L, I, N]`: the
+ * states are `[B, L/chunk (+ chunk/block), I, N]`, the partials at most about
+ * `[B, L, I]` (CPU) or `[B, L, I/wg, 2N]` (GPU).
+ *
+ * At B = 1, L = 1024, I = 512, N = 16 on lavapipe (2 threads) this takes about
+ * 0.7× the CPU time of the earlier single kernel, which recomputed each
+ * chunk's states into a per-step workspace and summed dB/dC in workgroup
+ * memory (`bench/scan_grad_bench.ts`).
  *
  * @module
  */
@@ -22,7 +37,16 @@
 import type { KernelContext, KernelEmission, OpDef } from "../types.ts";
 import { scanSlots } from "./attrs.ts";
 import { packKernel } from "./scan_kernels.ts";
-import { blocksOf, type GradPlan, reduceKernel } from "./scan_grad_kernels.ts";
+import {
+  blocksOf,
+  checkpointKernel,
+  finalKernel,
+  type GradPlan,
+  localBlockSlots,
+  partialRows,
+  reduceKernel,
+  segmentsOf,
+} from "./scan_grad_kernels.ts";
 import { reverseKernel } from "./scan_grad_reverse.ts";
 import {
   gradSlots,
@@ -33,7 +57,11 @@ import {
 
 /**
  * Default checkpoint spacing: about √L, so the checkpoints (L/chunk) and the
- * workspace (chunk) cost about the same, at least 8 and at most 64 steps.
+ * block starts of one chunk (chunk/block) cost about the same, at least 8 and
+ * at most 64 steps. Shorter chunks cost more than they save on lavapipe: the
+ * checkpoints miss the cache when the reverse walk reads them back (L = 1024:
+ * chunk 16 took 5–7 % more CPU time than 32, a chunk of one block 35 % more;
+ * 32 and 64 were alike).
  */
 function pickChunk(L: number): number {
   let c = 8;
@@ -42,22 +70,25 @@ function pickChunk(L: number): number {
 }
 
 /**
- * The backward's sizes and thread shape. A CPU rasteriser (8-lane workgroups)
- * gives a thread several channels so each B/C row load serves them all
- * (`CPU_VEC_CPT` as vec4 groups; where I is not a multiple of 4, scalar
- * channels with about 32 live states); a GPU takes one channel per thread.
- * Workgroup memory holds the dB/dC terms of `sub` steps.
- */
-/**
  * Channels per thread on a CPU rasteriser when they go as vec4 groups. Each
  * storage access costs a per-lane loop, so more channels per thread share
- * each B/C row load and each workgroup-memory write of the dB/dC terms
- * between more channels; the spilled registers cost far less. Process CPU
- * time of the whole backward at L = 1024, I = 512, N = 16 on lavapipe: 4
- * channels 80 ms, 8 → 69 ms, 16 → 60 ms, 32 → 58 ms; but LLVM compiles the
- * unrolled kernel in about 6 s at 8 channels, 27 s at 16 and minutes at 32.
+ * each B/C row load and each lane's dB/dC partials between more channels; but
+ * the unrolled blocks spill more. At L = 1024, I = 512, N = 16 on lavapipe,
+ * 16 channels took as much CPU time as 8, and LLVM compiled the backward in
+ * 45 s instead of 12 s.
  */
 const CPU_VEC_CPT = 8;
+
+/**
+ * Steps per register block on a CPU rasteriser: the reverse walk's unrolled
+ * code grows with it, while the block starts it keeps and reloads shrink. At
+ * L = 1024, I = 512, N = 16: 2 steps took 10 % more CPU time than 4 and 3
+ * steps 4 % more; 8 steps 7 % more (spills). LLVM's time grows faster than
+ * the block: the backward compiled in about 7, 8, 10 and 13 s at 1, 2, 3 and
+ * 4 steps (about 5 s for the earlier kernel). GPUs take 2 (registers, and the
+ * workgroup memory of the dB/dC sums).
+ */
+const CPU_BLOCK = 4;
 
 function gradPlan(ctx: KernelContext<ScanGradAttrs>): GradPlan {
   const { slots } = scanSlots(ctx.attrs, false);
@@ -67,9 +98,20 @@ function gradPlan(ctx: KernelContext<ScanGradAttrs>): GradPlan {
   const cpu = ctx.caps.cpuCores > 0;
   const wg = cpu ? 8 : 64;
   const cpt = !cpu ? 1 : I % 4 === 0 ? CPU_VEC_CPT : Math.max(1, Math.min(4, Math.floor(32 / N)));
+  const lanes = cpu;
+  // GPU: the dB/dC terms of a block in workgroup memory.
   const perStep = wg * 2 * N * 4;
-  const sub = Math.max(1, Math.min(16, Math.floor(ctx.caps.maxWorkgroupStorage / perStep)));
-  return { B, L, I, N, chunk, NC: Math.ceil(L / chunk), wg, cpt, sub };
+  const block = lanes
+    ? CPU_BLOCK
+    : Math.max(1, Math.min(2, Math.floor(ctx.caps.maxWorkgroupStorage / perStep)));
+  // CPU: a segment's partials hold at most about one [B, L, I] activation.
+  const rows = Math.ceil(I / (wg * cpt)) * (lanes ? wg : 1);
+  const segSteps = lanes ? Math.max(1, Math.floor((L * I) / (rows * 2 * N))) : 2 * L;
+  const workgroupBytes = ctx.caps.maxWorkgroupStorage;
+  const p = { B, L, I, N, chunk, NC: Math.ceil(L / chunk), wg, cpt, block, lanes, segSteps };
+  // CPU: the block starts of a chunk in workgroup memory where they fit.
+  const local = lanes && Math.ceil(chunk / block) <= localBlockSlots({ ...p, workgroupBytes });
+  return { ...p, localBlocks: local, workgroupBytes };
 }
 
 function emitScanGrad(ctx: KernelContext<ScanGradAttrs>): KernelEmission {
@@ -79,21 +121,29 @@ function emitScanGrad(ctx: KernelContext<ScanGradAttrs>): KernelEmission {
   const { B, L, I, N, chunk, NC } = p;
   if (B * L * I === 0) return { kernels: [] };
   // The chunk goes to the kernels at run time (after the params, as u32 bits),
-  // so one compiled reverse walk serves every chunk length.
+  // so one compiled reverse walk serves every chunk length (one for chunks
+  // whose block starts fit in workgroup memory, one for longer chunks).
   const chunkSlot = { slot: I * N + 2 * I + 1, value: chunk };
   const Ipad = blocksOf(p) * p.wg * p.cpt;
+  const seg = segmentsOf(p);
+  // One compiled reverse walk and reduce serve every segment: they read which
+  // one from the counters in scratch0.
+  const segment = [reverseKernel(ctx, slots, p, gs.gy), reduceKernel(ctx, slots, p)];
   return {
     kernels: [
       packKernel(ctx, slots, I, N, undefined, undefined, chunkSlot),
-      reverseKernel(ctx, slots, p, gs.gy, gs.ghF),
-      reduceKernel(ctx, slots, p),
+      checkpointKernel(ctx, slots, p, gs.ghF),
+      ...Array.from({ length: seg.count }, () => segment).flat(),
+      finalKernel(ctx, slots, p),
     ],
     scratch: [
-      { length: I * N + 2 * I + 2, type: "f32" },
-      { length: B * NC * Ipad * N, type: "f32" },
-      { length: B * (chunk + 1) * Ipad * N, type: "f32" },
-      { length: B * L * blocksOf(p) * 2 * N, type: "f32" },
-      { length: B * I * (N + 2), type: "f32" },
+      { length: I * N + 2 * I + 4, type: "f32" },
+      {
+        length: B * (NC + (p.localBlocks ? 0 : Math.ceil(chunk / p.block))) * N * Ipad,
+        type: "f32",
+      },
+      { length: B * seg.steps * partialRows(p) * 2 * N, type: "f32" },
+      { length: (B * (2 * N + 2) + N + 2) * Ipad, type: "f32" },
     ],
   };
 }

@@ -8,7 +8,8 @@
 
 import { formatBytes } from "../core/format.ts";
 import type { Graph } from "../core/graph.ts";
-import { bindShape, type DimBindings, formatShape } from "../core/shape.ts";
+import { paddedBytes } from "../core/dtype.ts";
+import { bindShape, type DimBindings, formatShape, numel } from "../core/shape.ts";
 import type { Schedule } from "./passes/fuse.ts";
 import type { DeviceCaps } from "../ops/types.ts";
 import { emitGroup } from "./emit.ts";
@@ -46,7 +47,13 @@ export function buildPlan(schedule: Schedule, dims: DimBindings, caps: DeviceCap
   for (const g of schedule.groups) {
     items.push(...emitGroup(graph, g, shapeOf, caps, outputs, storage));
   }
-  return allocate(graph, items, shapes, dims, storage);
+  const plan = allocate(graph, items, shapes, dims, storage);
+  if (storage.size === 0) return plan;
+  // Reshapes share their input's buffer: count each buffer's value once.
+  const aliases = new Set(items.flatMap((it) => (it.alias ? [it.alias[0]] : [])));
+  const held = [...storage].filter(([v]) => !aliases.has(v));
+  const bytes = held.reduce((a, [v, d]) => a + paddedBytes(numel(shapes[v]), d), 0);
+  return { ...plan, halfActivations: { values: held.length, bytes } };
 }
 
 function describeValue(graph: Graph, v: number): string {
@@ -75,6 +82,10 @@ export function describePlan(plan: Plan): string {
       formatBytes(plan.peakBytes)
     } (unplanned intermediates ${formatBytes(plan.unplannedBytes)})`,
   );
+  if (plan.halfActivations) {
+    const { values, bytes } = plan.halfActivations;
+    lines.push(`activations in f16 buffers: ${values} values, ${formatBytes(bytes)}`);
+  }
   plan.kernels.forEach((k, i) => {
     const slotsUsed = k.bindings.map((b) => `${b.access === "read" ? "r" : "w"}#${b.slot}`).join(
       " ",

@@ -198,6 +198,11 @@ export interface Plan {
   readonly peakBytes: number;
   /** Bytes of intermediates if nothing were reused, for comparison. */
   readonly unplannedBytes: number;
+  /**
+   * Activations kept in f16 buffers (`CompileOptions.activationDtype`): how
+   * many values, and their bytes; absent when there are none.
+   */
+  readonly halfActivations?: { readonly values: number; readonly bytes: number };
 }
 
 /** A kernel as emission produced it, before memory planning resolves its bindings. */

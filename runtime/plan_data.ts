@@ -56,6 +56,8 @@ export interface PlanData {
   readonly peakBytes: number;
   /** Bytes of intermediates if nothing were reused. */
   readonly unplannedBytes: number;
+  /** Activations kept in f16 buffers, when there are any. */
+  readonly halfActivations?: { readonly values: number; readonly bytes: number };
 }
 
 /**
@@ -135,6 +137,7 @@ export function planToData(plan: Plan, shaders: string[]): PlanData {
     after: plan.after,
     peakBytes: plan.peakBytes,
     unplannedBytes: plan.unplannedBytes,
+    ...(plan.halfActivations ? { halfActivations: plan.halfActivations } : {}),
   };
 }
 
@@ -166,5 +169,6 @@ export function planFromData(data: PlanData, shaders: readonly string[]): Plan {
     after: data.after,
     peakBytes: data.peakBytes,
     unplannedBytes: data.unplannedBytes,
+    ...(data.halfActivations ? { halfActivations: data.halfActivations } : {}),
   };
 }

@@ -115,6 +115,11 @@ Deno.test("f16 activations: kernels convert on load and store (GPU vs f32 plan v
     const plan = half.lastPlan!;
     assert.ok(plan.kernels.some((k) => /array<f16>/.test(k.code)), "some buffer holds f16");
     assert.ok(tempBytes(plan) < tempBytes(full.lastPlan!), "f16 temporaries take fewer bytes");
+    // inspect says so; the f32 plan has nothing to say.
+    const { values, bytes } = plan.halfActivations!;
+    assert.ok(values > 0 && bytes > 0 && bytes % 4 === 0, `${values} values, ${bytes} bytes`);
+    assert.match(half.inspect(), new RegExp(`activations in f16 buffers: ${values} values`));
+    assert.equal(full.lastPlan!.halfActivations, undefined);
   } finally {
     half.dispose();
     full.dispose();

@@ -20,27 +20,14 @@
 import { loadModel, type Model } from "../app/model/mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { requestDevice } from "../runtime/device.ts";
+import { MIXTRAL_100M } from "./mixtral_100m.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = Deno.args.indexOf(name);
   return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
 };
 const TOKENS = arg("--tokens", 24), ROUNDS = arg("--rounds", 5);
-const CONFIG = {
-  architectures: ["MixtralForCausalLM"],
-  vocab_size: 32000,
-  hidden_size: 512,
-  intermediate_size: 1536,
-  num_hidden_layers: 4,
-  num_attention_heads: 8,
-  num_key_value_heads: 2,
-  num_local_experts: 8,
-  num_experts_per_tok: 2,
-  rms_norm_eps: 1e-5,
-  rope_theta: 1e6,
-  max_position_embeddings: 1024,
-  tie_word_embeddings: false,
-};
+const CONFIG = MIXTRAL_100M;
 
 const dir = await Deno.makeTempDir({ prefix: "kiln_qbench_" });
 try {

@@ -71,9 +71,8 @@ function statistics(graph: Graph): Set<number> {
     }
     const kind = isOp(node.op) ? opDef(node.op).lower.kind : "leaf";
     if (kind === "kernel" || kind === "leaf" || node.inputs.length === 0) continue;
-    const constant = (v: number) => graph.constants.has(v);
     const fromStats = node.inputs.some((v) => stats.has(v)) &&
-      node.inputs.every((v) => stats.has(v) || constant(v));
+      node.inputs.every((v) => stats.has(v) || graph.constants.has(v));
     if (fromStats) node.outputs.forEach((v) => stats.add(v));
   }
   return stats;

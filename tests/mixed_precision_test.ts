@@ -17,7 +17,7 @@ import {
 } from "../mod.ts";
 import { Trainer } from "../app/train/trainer.ts";
 import { conv1dCausal, selectiveScan } from "../models/mamba.ts";
-import { TINY_TRAIN_CONFIGS } from "./fixtures/train_configs.ts";
+import { OVERFIT_BATCH, TINY_TRAIN_CONFIGS } from "./fixtures/train_configs.ts";
 import { assertClose, gpu, randomData } from "./_util.ts";
 
 function labelled(graph: ReturnType<GraphBuilder["build"]>, storage: Map<number, string>) {
@@ -126,16 +126,11 @@ Deno.test("f16 activations: kernels convert on load and store (GPU vs f32 plan v
   }
 });
 
-const B = 2, T = 8;
-const TOKENS = Uint32Array.from({ length: (B + 1) * T }, (_, i) => (i * 17 + 5) % 48);
-
 async function losses(config: Record<string, unknown>, dtype: "f32" | "f16", steps: number) {
+  const { tokens, ...batch } = OVERFIT_BATCH;
   const trainer = await Trainer.create({
     config,
-    batch: B,
-    seq: T,
-    seed: 1,
-    schedule: { peak: 1e-2, warmup: 5, decay: "constant" },
+    ...batch,
     logEvery: 1,
     activationDtype: dtype,
     device: await gpu(),
@@ -143,7 +138,7 @@ async function losses(config: Record<string, unknown>, dtype: "f32" | "f16", ste
   try {
     const halfBuffers = trainer.exe.plan().kernels.some((k) => /array<f16>/.test(k.code));
     assert.equal(halfBuffers, dtype === "f16", `${dtype} plan's buffers`);
-    return (await trainer.train(TOKENS, { steps })).map((r) => r.loss);
+    return (await trainer.train(tokens, { steps })).map((r) => r.loss);
   } finally {
     trainer.dispose();
   }

@@ -4,27 +4,16 @@
  * API: fresh Hugging Face init, AdamW, the whole step on the device.
  */
 
-import { TINY_TRAIN_CONFIGS } from "./fixtures/train_configs.ts";
+import { OVERFIT_BATCH, TINY_TRAIN_CONFIGS } from "./fixtures/train_configs.ts";
 import assert from "node:assert/strict";
 import { Trainer } from "../app/train/trainer.ts";
 import { gpu } from "./_util.ts";
 
-const B = 2, T = 8;
-// (B + 1)·T tokens: every micro-batch is the same B windows (offsets b·T), one batch.
-const TOKENS = Uint32Array.from({ length: (B + 1) * T }, (_, i) => (i * 17 + 5) % 48);
-
 for (const [name, config] of Object.entries(TINY_TRAIN_CONFIGS)) {
   Deno.test(`train: a tiny ${name} overfits one batch (loss < 0.05 nats in 60 updates)`, async () => {
-    const trainer = await Trainer.create({
-      config,
-      batch: B,
-      seq: T,
-      seed: 1,
-      schedule: { peak: 1e-2, warmup: 5, decay: "constant" },
-      logEvery: 20,
-      device: await gpu(),
-    });
-    const history = await trainer.train(TOKENS, { steps: 60 });
+    const { tokens, ...batch } = OVERFIT_BATCH;
+    const trainer = await Trainer.create({ config, ...batch, logEvery: 20, device: await gpu() });
+    const history = await trainer.train(tokens, { steps: 60 });
     trainer.dispose();
     assert.ok(history[0].loss > 3, `${name}: initial loss ${history[0].loss}`);
     const last = history.at(-1)!.loss;

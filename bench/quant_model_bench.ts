@@ -9,8 +9,10 @@
  *
  * Decode: `generateIds` on a 64-token prompt, N + 1 tokens, ids read back every
  * 16; tok/s from its `lastStats.decodeMs` (prefill excluded). The models take
- * turns, round after round; the median of each model's rounds. Prints a
- * markdown table for BENCHMARKS.md.
+ * turns, round after round; the median of each model's rounds. The ratios are
+ * paired: each round's rate over the reference's rate in the same round, then
+ * the median of those (the host's speed drifts by tens of percent between
+ * rounds, far less within one). Prints a markdown table for BENCHMARKS.md.
  *
  * Usage: `deno run -A bench/quant_model_bench.ts [--tokens 24] [--rounds 5]`
  *
@@ -69,7 +71,10 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     for (const [i, [, m]] of models.entries()) all[i].push(await rate(m));
   }
-  const rates = all.map((xs) => xs.sort((a, b) => a - b)[xs.length >> 1]);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const rates = all.map(median);
+  // Paired ratio: rounds are side by side, so divide within a round, then take the median.
+  const paired = (i: number, j: number) => median(all[i].map((x, r) => x / all[j][r]));
   const f16 = models.findIndex(([n]) => n === "f16");
   const ref = f16 >= 0 ? f16 : 0;
   const q4 = models.findIndex(([n]) => n === "q4_k");
@@ -81,10 +86,14 @@ try {
       (half / 2 ** 20).toFixed(1)
     } MiB\n`,
   );
-  console.log(`| weights | decode tok/s (median) | vs ${models[ref][0]} | vs q4_k resident |`);
+  console.log(
+    `| weights | decode tok/s (median) | vs ${
+      models[ref][0]
+    } (paired) | vs q4_k resident (paired) |`,
+  );
   console.log("|---|---|---|---|");
   models.forEach(([name], i) => {
-    const vs = (j: number) => `${(rates[i] / rates[j]).toFixed(2)}×`;
+    const vs = (j: number) => `${paired(i, j).toFixed(2)}×`;
     console.log(`| ${name} | ${rates[i].toFixed(1)} | ${vs(ref)} | ${vs(q4)} |`);
   });
   for (const [, m] of models) m.dispose();

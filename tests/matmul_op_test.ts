@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
 import type { DType } from "../core/dtype.ts";
-import { assertClose, randomData, runBoth } from "./_util.ts";
+import { assertClose, gpu, randomData, runBoth } from "./_util.ts";
 
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
@@ -135,6 +135,9 @@ Deno.test("decode GEMV path (few rows × [N, K] weight) matches the reference, w
         r.labels.filter((l) => l.startsWith("gemv") || l.startsWith("prologue+gemv")).length === 2,
         r.labels.join(),
       );
+      // On a CPU adapter f16 rows of whole 8-value words are read packed.
+      const packed = r.labels.filter((l) => /gemv_r\dx4_packed/.test(l)).length;
+      assert.equal(packed, dt === "f16" && K % 8 === 0 && (await gpu()).caps.cpuCores > 0 ? 2 : 0);
     }
   }
 });

@@ -378,7 +378,16 @@ Deno.test("moe: dense baseline, shared experts, f16 weights, mask", async () => 
   await check({ ...base, mask }, "mask");
   if ((await gpu()).caps.f16) {
     await check({ ...base, weightDtype: "f16" }, "f16");
-    await check({ ...base, T: 1, weightDtype: "f16" }, "f16 decode");
+    const dec = await check({ ...base, T: 1, weightDtype: "f16" }, "f16 decode");
+    // A CPU adapter reads f16 expert rows of whole 8-value words packed (d 16, ff 24);
+    // ff 20 leaves W2's rows unpacked.
+    const cpu = (await gpu()).caps.cpuCores > 0;
+    const packed = (p: Plan, re: RegExp) => p.kernels.some((k) => re.test(k.label));
+    assert.equal(packed(dec.plan, /moe_decode_gemv1_\w*f16_packed/), cpu);
+    assert.equal(packed(dec.plan, /moe_decode_gemv2_\w*f16_packed/), cpu);
+    const odd = await check({ ...base, T: 2, ff: 20, weightDtype: "f16" }, "f16 decode, ff 20");
+    assert.equal(packed(odd.plan, /moe_decode_gemv1_\w*f16_packed/), cpu);
+    assert.equal(packed(odd.plan, /moe_decode_gemv2_\w*f16_packed/), false);
   }
 });
 

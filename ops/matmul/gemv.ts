@@ -5,7 +5,7 @@
  * @module
  */
 
-import { flatIndex, grid, KernelIo } from "../wgsl/mod.ts";
+import { flatIndex, grid, KernelIo, unpackHalves } from "../wgsl/mod.ts";
 import type { MatmulKernel } from "./spec.ts";
 
 /**
@@ -40,6 +40,30 @@ export interface GemvSpec {
   bAccess?: "direct" | "segmented";
   /** Device limit `maxComputeWorkgroupsPerDimension`. */
   maxWorkgroupsPerDim: number;
+  /**
+   * f16 weights (and direct f16 activations) read as `vec4<u32>` words, eight
+   * values a load, widened with `unpack2x16float`; needs `elem` f16, K a
+   * multiple of 8 and `in1` bound whole. llvmpipe loads a storage value one
+   * lane and one component at a time, so a `vec4<f16>` costs as many loads as
+   * a `vec4<f32>`: packed words halve them (32000×512: 13.9 → 8.5 ms).
+   * See {@linkcode gemvPacksHalf}.
+   */
+  packHalf?: boolean;
+}
+
+/**
+ * Whether {@linkcode emitGemv} reads this spec's f16 values as packed words:
+ * asked for, f16, K a multiple of 8, the weight bound whole.
+ *
+ * @example
+ * ```ts
+ * import { gemvPacksHalf } from "./gemv.ts";
+ * gemvPacksHalf({ rows: 1, N: 8, K: 16, elem: "f16", aDirect: true, cDirect: true, maxWorkgroupsPerDim: 65535, packHalf: true }); // true
+ * ```
+ */
+export function gemvPacksHalf(spec: GemvSpec): boolean {
+  return spec.packHalf === true && spec.elem === "f16" && spec.K % 8 === 0 &&
+    spec.bAccess !== "segmented";
 }
 
 /**
@@ -75,20 +99,23 @@ export function emitGemv(spec: GemvSpec): MatmulKernel {
   }
   const io = new KernelIo();
   const C = 4; // columns per invocation
-  const K4 = K / 4;
+  const packed = gemvPacksHalf(spec);
+  // Vectors a row: vec4 of elem, or vec4<u32> of eight halves when packed.
+  const K4 = packed ? K / 8 : K / 4;
   const invocations = Math.ceil(N / C);
   // Invocations per workgroup: two 8-lane SIMD batches on llvmpipe; one batch when
   // that leaves fewer than 4 workgroups (x_proj's 64 columns), since a workgroup
   // runs on one core there.
   const WG = Math.ceil(invocations / 16) < 4 ? 8 : 16;
   const workgroups = grid(Math.ceil(invocations / WG), spec.maxWorkgroupsPerDim);
-  const loadA = (r: number) =>
-    spec.aDirect
-      ? `vec4<f32>(${io.in(0)}[${r * K4}u + k4])`
-      : `vec4<f32>(${
-        [0, 1, 2, 3].map((e) => `f32(${io.load(0, `${r * K}u + k4 * 4u${e ? ` + ${e}u` : ""}`)})`)
-          .join(", ")
-      })`;
+  // Element e of the four (or eight, packed) activations at vector k4 of row r.
+  const loadA = (r: number, half = 0) => {
+    const base = packed ? `k4 * 8u + ${half * 4}u` : "k4 * 4u";
+    return `vec4<f32>(${
+      [0, 1, 2, 3].map((e) => `f32(${io.load(0, `${r * K}u + ${base}${e ? ` + ${e}u` : ""}`)})`)
+        .join(", ")
+    })`;
+  };
   const acc: string[] = [];
   const body: string[] = [];
   for (let r = 0; r < R; r++) {
@@ -97,10 +124,30 @@ export function emitGemv(spec: GemvSpec): MatmulKernel {
   const readB = spec.bAccess === "segmented"
     ? (i: string) => io.vget(1, i)
     : (i: string) => `${io.in(1)}[${i}]`;
-  for (let c = 0; c < C; c++) body.push(`    let w${c} = vec4<f32>(${readB(`row${c} + k4`)});`);
-  for (let r = 0; r < R; r++) {
-    body.push(`    let a${r} = ${loadA(r)};`);
-    for (let c = 0; c < C; c++) body.push(`    acc_${r}_${c} = fma(a${r}, w${c}, acc_${r}_${c});`);
+  if (packed) {
+    for (let c = 0; c < C; c++) body.push(`    let q${c} = ${readB(`row${c} + k4`)};`);
+    for (let r = 0; r < R; r++) {
+      if (spec.aDirect) body.push(`    let x${r} = ${io.in(0)}[${r * K4}u + k4];`);
+      for (const h of [0, 1] as const) {
+        const a = spec.aDirect ? unpackHalves(`x${r}`, h) : loadA(r, h);
+        body.push(`    let a${r}_${h} = ${a};`);
+        for (let c = 0; c < C; c++) {
+          body.push(
+            `    acc_${r}_${c} = fma(a${r}_${h}, ${unpackHalves(`q${c}`, h)}, acc_${r}_${c});`,
+          );
+        }
+      }
+    }
+  } else {
+    for (let c = 0; c < C; c++) body.push(`    let w${c} = vec4<f32>(${readB(`row${c} + k4`)});`);
+    for (let r = 0; r < R; r++) {
+      body.push(
+        `    let a${r} = ${spec.aDirect ? `vec4<f32>(${io.in(0)}[${r * K4}u + k4])` : loadA(r)};`,
+      );
+      for (let c = 0; c < C; c++) {
+        body.push(`    acc_${r}_${c} = fma(a${r}, w${c}, acc_${r}_${c});`);
+      }
+    }
   }
   const stores: string[] = [];
   for (let r = 0; r < R; r++) {
@@ -131,5 +178,5 @@ ${body.join("\n")}
   }
 ${stores.join("\n")}
 }`;
-  return { code, workgroups, label: `gemv_r${R}x${C}`, uses: io.uses };
+  return { code, workgroups, label: `gemv_r${R}x${C}${packed ? "_packed" : ""}`, uses: io.uses };
 }

@@ -12,7 +12,7 @@ import type { TensorType } from "../../core/graph.ts";
 import { broadcastShapes, type Dim, formatShape, numel, stridesOf } from "../../core/shape.ts";
 import type { HostTensor, KernelContext, KernelEmission, KernelSource, OpDef } from "../types.ts";
 import { flatKernel, flatLaunch, flatMain, KernelIo, lit, u32Array } from "../wgsl/mod.ts";
-import { emitGemv, GEMV_MAX_ROWS } from "./gemv.ts";
+import { emitGemv, GEMV_MAX_ROWS, gemvPacksHalf, type GemvSpec } from "./gemv.ts";
 import { naiveMatmul } from "./naive.ts";
 import {
   type MatmulKernel,
@@ -23,7 +23,7 @@ import {
 import { emitMatmul } from "./tiled.ts";
 import { parseTile } from "./tiles.ts";
 
-export { emitGemv, GEMV_MAX_ROWS, type GemvSpec } from "./gemv.ts";
+export { emitGemv, GEMV_MAX_ROWS, gemvPacksHalf, type GemvSpec } from "./gemv.ts";
 export { naiveMatmul } from "./naive.ts";
 export type { MatmulKernel, MatmulKernelSpec, MatmulTile } from "./spec.ts";
 export { emitMatmul } from "./tiled.ts";
@@ -231,7 +231,7 @@ function emitMatmulOp(ctx: KernelContext<MatmulAttrs>): KernelEmission {
     rows <= GEMV_MAX_ROWS && d.K % 4 === 0 && (b.direct || b.segmented)
   ) {
     const elem = out.dtype === "f16" ? "f16" : "f32";
-    const k = emitGemv({
+    const gemv: GemvSpec = {
       rows,
       N: d.N,
       K: d.K,
@@ -241,9 +241,13 @@ function emitMatmulOp(ctx: KernelContext<MatmulAttrs>): KernelEmission {
       // A weight larger than one binding (an LM head) is bound in segments.
       bAccess: b.direct ? "direct" : "segmented",
       maxWorkgroupsPerDim: ctx.caps.maxWorkgroupsPerDim,
-    });
-    const arrayTypes: Record<string, string> = { in1: `vec4<${elem}>` };
-    if (a.direct) arrayTypes.in0 = `vec4<${elem}>`;
+      // Measured on llvmpipe only, where a load's cost is per component.
+      packHalf: ctx.caps.cpuCores > 0,
+    };
+    const k = emitGemv(gemv);
+    const vec = gemvPacksHalf(gemv) ? "vec4<u32>" : `vec4<${elem}>`;
+    const arrayTypes: Record<string, string> = { in1: vec };
+    if (a.direct) arrayTypes.in0 = vec;
     return { kernels: [{ ...source(k), arrayTypes }] };
   }
   const spec: MatmulKernelSpec = {

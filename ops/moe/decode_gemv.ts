@@ -50,6 +50,8 @@ export function emitDecodeGemv1(
   const nct = ff / N;
   const total = T * k * nct;
   const { wg, workgroups, index } = flatLaunch(total, ctx.caps, GEMV_WG);
+  // f16 weights as packed words where a load costs per component (llvmpipe).
+  const packHalf = ctx.caps.cpuCores > 0;
   const L: string[] = [];
   L.push(`  let pair = i / ${u32(nct)};`);
   L.push(`  let col0 = (i % ${u32(nct)}) * ${u32(N)};`);
@@ -59,18 +61,18 @@ export function emitDecodeGemv1(
   const skip = absent(ctx, "es");
   if (skip) L.push(`  if (${skip}) { return; }`); // not on this device: GEMV 2 skips the pair
   L.push(...outsideSlabs(slabs, "es"));
-  L.push(
-    ...kLoop(c, 1, N, KV, V, io.vec("x", "f32", V), () => `t * ${u32(KV)}`, [
-      expertMatrix(c, io, "w1", V, slabs, "es", ff, d, "col0"),
-      expertMatrix(c, io, "w3", V, slabs, "es", ff, d, "col0"),
-    ]),
-  );
+  const mats = [
+    expertMatrix(c, io, "w1", V, slabs, "es", ff, d, "col0", packHalf),
+    expertMatrix(c, io, "w3", V, slabs, "es", ff, d, "col0", packHalf),
+  ];
+  L.push(...kLoop(c, 1, N, KV, V, io.vec("x", "f32", V), () => `t * ${u32(KV)}`, mats));
   L.push("  {");
   const vals = range(N).map((j) => `moe_silu(acc_0_0_${j}) * acc_1_0_${j}`);
   L.push(...storeRow(io, "hd", ff, "pair", "col0", vals, false));
   L.push("  }");
   const code = `${flatMain(wg, index, total, L.join("\n"))}\n${SILU}\n`;
-  const label = `moe_decode_gemv1_${N}x2_${weightName(c)}${slabSuffix(slabs)}`;
+  const packed = mats[0].packedHalf ? "_packed" : "";
+  const label = `moe_decode_gemv1_${N}x2_${weightName(c)}${packed}${slabSuffix(slabs)}`;
   return io.kernel(label, "decode_gemv1", code, workgroups);
 }
 
@@ -104,9 +106,9 @@ export function emitDecodeGemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   L.push(`    let es = ${slabOf(io, ctx, "e")};`);
   const skip = absent(ctx, "es");
   if (skip) L.push(`    if (${skip}) { continue; }`);
-  const inner = kLoop(c, 1, N, KV, V, io.vec("hd", "f32", V), () => `pair * ${u32(KV)}`, [
-    expertMatrix(c, io, "w2", V, undefined, "es", d, ff, "col0"),
-  ]);
+  // f16 weights as packed words where a load costs per component (llvmpipe).
+  const w2 = expertMatrix(c, io, "w2", V, undefined, "es", d, ff, "col0", ctx.caps.cpuCores > 0);
+  const inner = kLoop(c, 1, N, KV, V, io.vec("hd", "f32", V), () => `pair * ${u32(KV)}`, [w2]);
   L.push(...inner.map((s) => "  " + s));
   L.push(`    let w = ${io.arr("topk_w")}[pair];`);
   for (const j of range(N)) L.push(`    y_${j} += w * acc_0_0_${j};`);
@@ -116,5 +118,6 @@ export function emitDecodeGemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   L.push(...storeRow(io, "y", d, "t", "col0", vals, !ctx.yDirect));
   L.push("  }");
   const code = `${flatMain(wg, index, total, L.join("\n"))}\n`;
-  return io.kernel(`moe_decode_gemv2_${N}_${weightName(c)}`, "decode_gemv2", code, workgroups);
+  const label = `moe_decode_gemv2_${N}_${weightName(c)}${w2.packedHalf ? "_packed" : ""}`;
+  return io.kernel(label, "decode_gemv2", code, workgroups);
 }

@@ -169,6 +169,20 @@ export class MoeIo {
     return at;
   }
 
+  /**
+   * Whether buffer `b` is one whole binding read as a raw array (no segment
+   * accessors), so it may be viewed with another element type.
+   *
+   * @example
+   * ```ts
+   * import { MoeIo } from "./operands.ts";
+   * new MoeIo({ w1: { kind: "in", j: 2 } }).whole("w1"); // true
+   * ```
+   */
+  whole(b: MoeBuffer): boolean {
+    return this.#at(b).via === undefined;
+  }
+
   /** The raw array holding buffer `b` (scalar elements). */
   arr(b: MoeBuffer): string {
     const { kind, j } = this.#at(b);

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { u32 } from "../wgsl/mod.ts";
+import { u32, unpackHalves } from "../wgsl/mod.ts";
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import { QUANT_GROUP, quantReaders, quantRowBytes, quantWords } from "../quant/mod.ts";
 import { Q4K_HELPERS, q4kLoop } from "../quant/q4k_loop.ts";
@@ -69,6 +69,12 @@ export interface KLoopMatrix {
    * and the prefix of its readers (`<prefix>_qg`, `<prefix>_qc`); `read` then
    * reads u32 words and `bIdx` is unused.
    */
+  /**
+   * f16 weights viewed as `vec4<u32>` words of eight halves (`read` returns
+   * words, `bIdx` counts words): on llvmpipe a load costs per lane and
+   * component, so packed halves take half the loads of `vec4<f16>`.
+   */
+  readonly packedHalf?: boolean;
   readonly quant?: {
     readonly rowByte: (j: number) => string;
     readonly prefix: string;
@@ -82,7 +88,9 @@ export interface KLoopMatrix {
  * The K-loop matrix of expert weight `b`: `rows` rows of `cols` per slab,
  * slab expression `es`, output rows from `col0`. Dense weights are read as
  * `V`-wide vectors; quantized ones (`c.weightFormat`) as u32 words through
- * the format's readers, which are added to the kernel.
+ * the format's readers, which are added to the kernel. With `packHalf`, f16
+ * weights bound whole with rows of whole 8-value words are read packed (see
+ * `KLoopMatrix.packedHalf`).
  *
  * @example
  * ```ts ignore
@@ -99,8 +107,20 @@ export function expertMatrix(
   rows: number,
   cols: number,
   col0: string,
+  packHalf = false,
 ): KLoopMatrix {
   const f = b === "w2" ? c.w2Format : c.weightFormat;
+  if (
+    f === undefined && packHalf && c.weightDtype === "f16" && V === 4 && cols % 8 === 0 &&
+    io.whole(b)
+  ) {
+    const KW = cols / 8; // vec4<u32> words a row
+    return {
+      read: io.weight(b, "u32", 4),
+      bIdx: (j) => `(${es} * ${u32(rows)} + ${col0} + ${u32(j)}) * ${u32(KW)}`,
+      packedHalf: true,
+    };
+  }
   if (f === undefined) {
     const KV = cols / V;
     return {
@@ -236,6 +256,12 @@ export function kLoop(
     }
     return kLoopQuant(R, N, KV, aName, aIdx, mats);
   }
+  if (mats.some((m) => m.packedHalf)) {
+    if (!mats.every((m) => m.packedHalf) || KV % 2 !== 0) {
+      throw new Error("internal: one K loop reads every matrix packed or none");
+    }
+    return kLoopPackedHalf(R, N, KV, aName, aIdx, mats);
+  }
   const L: string[] = [];
   // vec4 accumulators: one FMA per lane-element instead of dot's mul + horizontal add.
   const va = V === 4 && c.tile.vecAccum;
@@ -278,6 +304,48 @@ export function kLoop(
       }
     }
   }
+  return L;
+}
+
+/**
+ * The K loop over packed f16 weights (see `KLoopMatrix.packedHalf`): each
+ * `vec4<u32>` word holds eight halves, matched with two vec4s of A. Declares
+ * the same scalar accumulators `acc_<m>_<r>_<j>` as {@linkcode kLoop}.
+ */
+function kLoopPackedHalf(
+  R: number,
+  N: number,
+  KV: number,
+  aName: string,
+  aIdx: (r: number) => string,
+  mats: readonly KLoopMatrix[],
+): string[] {
+  const L: string[] = [];
+  for (const [m] of mats.entries()) {
+    for (const r of range(R)) for (const j of range(N)) L.push(`  var acc_${m}_${r}_${j} = 0.0;`);
+  }
+  for (const r of range(R)) L.push(`  let pa${r} = ${aIdx(r)};`);
+  for (const [m, mat] of mats.entries()) {
+    for (const j of range(N)) L.push(`  let pb${m}_${j} = ${mat.bIdx(j)};`);
+  }
+  L.push(`  for (var kw = 0u; kw < ${u32(KV / 2)}; kw++) {`);
+  for (const r of range(R)) {
+    L.push(`    let a${r}l = ${aName}[pa${r} + 2u * kw];`);
+    L.push(`    let a${r}h = ${aName}[pa${r} + 2u * kw + 1u];`);
+  }
+  for (const [m, mat] of mats.entries()) {
+    for (const j of range(N)) {
+      L.push(`    let q${m}_${j} = ${mat.read(`pb${m}_${j} + kw`)};`);
+      L.push(`    let bl${m}_${j} = ${unpackHalves(`q${m}_${j}`, 0)};`);
+      L.push(`    let bh${m}_${j} = ${unpackHalves(`q${m}_${j}`, 1)};`);
+      for (const r of range(R)) {
+        L.push(
+          `    acc_${m}_${r}_${j} += dot(a${r}l, bl${m}_${j}) + dot(a${r}h, bh${m}_${j});`,
+        );
+      }
+    }
+  }
+  L.push("  }");
   return L;
 }
 

@@ -96,3 +96,19 @@ export function f32Array(values: ArrayLike<number>, what = "a kernel table"): st
 export function u32Array(values: ArrayLike<number>): string {
   return `array<u32, ${values.length}>(${Array.from(values, u32).join(", ")})`;
 }
+
+/**
+ * Four of the eight f16 values packed in a `vec4<u32>` word group, widened to
+ * `vec4<f32>`: `h` 0 gives values 0–3 (components x, y), 1 gives 4–7 (z, w).
+ * Reading f16 as packed words halves the loads where a load costs per
+ * component (llvmpipe loads each lane's components one at a time).
+ *
+ * @example
+ * ```ts
+ * import { unpackHalves } from "./literal.ts";
+ * unpackHalves("q", 1); // "vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w))"
+ * ```
+ */
+export function unpackHalves(word4: string, h: 0 | 1): string {
+  return `vec4<f32>(unpack2x16float(${word4}.${"xz"[h]}), unpack2x16float(${word4}.${"yw"[h]}))`;
+}

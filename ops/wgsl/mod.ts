@@ -13,7 +13,7 @@
  * @module
  */
 
-export { f32, f32Array, lit, u32, u32Array } from "./literal.ts";
+export { f32, f32Array, lit, u32, u32Array, unpackHalves } from "./literal.ts";
 export {
   coordExpr,
   flatIndex,

@@ -192,6 +192,7 @@ Deno.test("fused attention matches naive softmax attention", async () => {
     { T: 2, S: 500, Hq: 4, Hkv: 1, D: 64, pos: 3, causal: true, window: 0, splits: 16 },
     { T: 50, S: 50, Hq: 8, Hkv: 2, D: 64, pos: 0, causal: true, window: 0, dtype: "f16" },
     { T: 1, S: 400, Hq: 8, Hkv: 1, D: 64, pos: 300, causal: true, window: 0, dtype: "f16" },
+    { T: 2, S: 90, Hq: 3, Hkv: 1, D: 20, pos: 60, causal: true, window: 0, dtype: "f16" },
   ];
   for (const [n, c] of cases.entries()) {
     const dtype = c.dtype ?? "f32";

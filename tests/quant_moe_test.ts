@@ -118,6 +118,10 @@ Deno.test("moe q-experts: decode, prefill and dense paths in every format", asyn
     for (const T of [1, 3, 13]) {
       const labels = await check({ T, d, ff, E: 4, k: 2, f }, dev);
       assert.ok(labels.some((l) => l.includes(`_${f}`)), `${f} kernels: ${labels.join(", ")}`);
+      // A CPU adapter's decode GEMVs read the other formats a block at a time.
+      const blocks = labels.filter((l) => /moe_decode_gemv[12]_\w+_blocks/.test(l)).length;
+      const want = T <= 4 && f !== "q4_k" && dev.caps.cpuCores > 0 ? 2 : 0;
+      assert.equal(blocks, want, `${f} T ${T}: ${labels.join(", ")}`);
     }
     await check({ T: 5, d, ff, E: 3, k: 2, f, dense: true }, dev);
   }
@@ -126,7 +130,10 @@ Deno.test("moe q-experts: decode, prefill and dense paths in every format", asyn
 Deno.test("moe q-experts: Q6_K W2 beside Q4_K W1/W3 (Q4_K_M), and a slot table", async () => {
   const dev = await gpu();
   for (const T of [1, 9]) {
-    await check({ T, d: 256, ff: 512, E: 4, k: 2, f: "q4_k", f2: "q6_k" }, dev);
+    const labels = await check({ T, d: 256, ff: 512, E: 4, k: 2, f: "q4_k", f2: "q6_k" }, dev);
+    // W2's Q6_K decode GEMV reads blocks on a CPU adapter; W1/W3 take the Q4_K kernel.
+    const q6 = labels.some((l) => /moe_decode_gemv2_\w+_blocks/.test(l));
+    assert.equal(q6, T === 1 && dev.caps.cpuCores > 0, labels.join(", "));
     await check({ T, d: 64, ff: 64, E: 4, k: 2, f: "q8_0", slots: true }, dev);
   }
 });

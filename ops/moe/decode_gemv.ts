@@ -50,8 +50,9 @@ export function emitDecodeGemv1(
   const nct = ff / N;
   const total = T * k * nct;
   const { wg, workgroups, index } = flatLaunch(total, ctx.caps, GEMV_WG);
-  // f16 weights as packed words where a load costs per component (llvmpipe).
-  const packHalf = ctx.caps.cpuCores > 0;
+  // Where a load costs per lane and component (llvmpipe): f16 weights as packed
+  // words, block formats a block at a time.
+  const gemv = ctx.caps.cpuCores > 0;
   const L: string[] = [];
   L.push(`  let pair = i / ${u32(nct)};`);
   L.push(`  let col0 = (i % ${u32(nct)}) * ${u32(N)};`);
@@ -62,8 +63,8 @@ export function emitDecodeGemv1(
   if (skip) L.push(`  if (${skip}) { return; }`); // not on this device: GEMV 2 skips the pair
   L.push(...outsideSlabs(slabs, "es"));
   const mats = [
-    expertMatrix(c, io, "w1", V, slabs, "es", ff, d, "col0", packHalf),
-    expertMatrix(c, io, "w3", V, slabs, "es", ff, d, "col0", packHalf),
+    expertMatrix(c, io, "w1", V, slabs, "es", ff, d, "col0", gemv),
+    expertMatrix(c, io, "w3", V, slabs, "es", ff, d, "col0", gemv),
   ];
   L.push(...kLoop(c, 1, N, KV, V, io.vec("x", "f32", V), () => `t * ${u32(KV)}`, mats));
   L.push("  {");
@@ -71,7 +72,7 @@ export function emitDecodeGemv1(
   L.push(...storeRow(io, "hd", ff, "pair", "col0", vals, false));
   L.push("  }");
   const code = `${flatMain(wg, index, total, L.join("\n"))}\n${SILU}\n`;
-  const packed = mats[0].packedHalf ? "_packed" : "";
+  const packed = mats[0].packedHalf ? "_packed" : mats[0].quant?.block ? "_blocks" : "";
   const label = `moe_decode_gemv1_${N}x2_${weightName(c)}${packed}${slabSuffix(slabs)}`;
   return io.kernel(label, "decode_gemv1", code, workgroups);
 }
@@ -106,7 +107,7 @@ export function emitDecodeGemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   L.push(`    let es = ${slabOf(io, ctx, "e")};`);
   const skip = absent(ctx, "es");
   if (skip) L.push(`    if (${skip}) { continue; }`);
-  // f16 weights as packed words where a load costs per component (llvmpipe).
+  // As GEMV 1: packed f16 words, or blocks, where loads cost per component.
   const w2 = expertMatrix(c, io, "w2", V, undefined, "es", d, ff, "col0", ctx.caps.cpuCores > 0);
   const inner = kLoop(c, 1, N, KV, V, io.vec("hd", "f32", V), () => `pair * ${u32(KV)}`, [w2]);
   L.push(...inner.map((s) => "  " + s));
@@ -118,6 +119,7 @@ export function emitDecodeGemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   L.push(...storeRow(io, "y", d, "t", "col0", vals, !ctx.yDirect));
   L.push("  }");
   const code = `${flatMain(wg, index, total, L.join("\n"))}\n`;
-  const label = `moe_decode_gemv2_${N}_${weightName(c)}${w2.packedHalf ? "_packed" : ""}`;
+  const how = w2.packedHalf ? "_packed" : w2.quant?.block ? "_blocks" : "";
+  const label = `moe_decode_gemv2_${N}_${weightName(c)}${how}`;
   return io.kernel(label, "decode_gemv2", code, workgroups);
 }

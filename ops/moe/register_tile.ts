@@ -13,6 +13,9 @@ import { u32, unpackHalves } from "../wgsl/mod.ts";
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import { QUANT_GROUP, quantReaders, quantRowBytes, quantWords } from "../quant/mod.ts";
 import { Q4K_HELPERS, q4kLoop } from "../quant/q4k_loop.ts";
+import { blockLoop, type BlockLoopMatrix } from "../quant/block_gemv.ts";
+import { BLOCK_CODECS, BLOCK_HELPERS } from "../quant/block_codecs.ts";
+import { chooseWordMode } from "../quant/block_words.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
 import type { MoeBuffer, MoeEmitContext, MoeIo, SlabRange } from "./operands.ts";
 
@@ -81,6 +84,11 @@ export interface KLoopMatrix {
     readonly format: QuantFormat;
     /** Q4_K: the vec4 index of row j (`read` then returns `vec4<u32>`). */
     readonly rowVec4?: (j: number) => string;
+    /**
+     * The other block formats, read a block at a time as the dense decode GEMV
+     * does (`ops/quant/block_gemv.ts`): the bytes' array and row j's index.
+     */
+    readonly block?: BlockLoopMatrix & { readonly rows: number };
   };
 }
 
@@ -88,9 +96,10 @@ export interface KLoopMatrix {
  * The K-loop matrix of expert weight `b`: `rows` rows of `cols` per slab,
  * slab expression `es`, output rows from `col0`. Dense weights are read as
  * `V`-wide vectors; quantized ones (`c.weightFormat`) as u32 words through
- * the format's readers, which are added to the kernel. With `packHalf`, f16
- * weights bound whole with rows of whole 8-value words are read packed (see
- * `KLoopMatrix.packedHalf`).
+ * the format's readers, which are added to the kernel. A decode GEMV
+ * (`gemv`) reads weights bound whole faster where it can: f16 rows of whole
+ * 8-value words packed (`KLoopMatrix.packedHalf`), Q8_0/Q4_0/Q5_K/Q6_K a block
+ * at a time (`block`) when slabs need no padding.
  *
  * @example
  * ```ts ignore
@@ -107,11 +116,11 @@ export function expertMatrix(
   rows: number,
   cols: number,
   col0: string,
-  packHalf = false,
+  gemv = false,
 ): KLoopMatrix {
   const f = b === "w2" ? c.w2Format : c.weightFormat;
   if (
-    f === undefined && packHalf && c.weightDtype === "f16" && V === 4 && cols % 8 === 0 &&
+    f === undefined && gemv && c.weightDtype === "f16" && V === 4 && cols % 8 === 0 &&
     io.whole(b)
   ) {
     const KW = cols / 8; // vec4<u32> words a row
@@ -144,6 +153,23 @@ export function expertMatrix(
         rowByte: (j) => `${es} * ${u32(slabWords * 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes)}`,
         rowVec4: (j) =>
           `${es} * ${u32(slabWords / 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes / 16)}`,
+      },
+    };
+  }
+  const codec = BLOCK_CODECS[f];
+  if (gemv && codec && io.whole(b) && (rows * rowBytes) % 4 === 0) {
+    // Slabs follow each other without padding, so row es·rows + j addresses any slab's rows.
+    const mode = chooseWordMode(codec.bytes, cols / codec.elems, rows, codec.maxUnit);
+    const array = io.vec(b, "u32", mode.vec4 ? 4 : 1);
+    io.helper(BLOCK_HELPERS);
+    return {
+      read: (i) => `${array}[${i}]`,
+      bIdx: () => "0u",
+      quant: {
+        prefix: "",
+        format: f,
+        rowByte: (j) => `${es} * ${u32(slabWords * 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes)}`,
+        block: { array, row: (j) => `(${es} * ${u32(rows)} + ${col0} + ${u32(j)})`, rows },
       },
     };
   }
@@ -247,6 +273,25 @@ export function kLoop(
   if (mats.some((m) => m.quant)) {
     if (V !== 4) {
       throw new Error("internal: quantized expert weights are read four columns at a time");
+    }
+    if (mats.every((m) => m.quant?.block)) {
+      const L: string[] = [];
+      for (const r of range(R)) L.push(`  let pa${r} = ${aIdx(r)};`);
+      const { format, block } = mats[0].quant!;
+      if (mats.some((m) => m.quant!.format !== format)) {
+        throw new Error("internal: one block K loop reads one block format");
+      }
+      const loop = blockLoop(
+        format,
+        R,
+        N,
+        KV * 4,
+        block!.rows,
+        (r, i) => `${aName}[pa${r} + ${i}]`,
+        mats.map((m) => m.quant!.block!),
+        (r, m, j) => `acc_${m}_${r}_${j}`,
+      );
+      return L.concat(loop.lines);
     }
     if (mats.every((m) => m.quant?.rowVec4)) {
       const L: string[] = [];

@@ -26,7 +26,7 @@ import type { QuantFormat } from "../../core/quant/formats.ts";
 import type { KernelSource } from "../types.ts";
 import { flatIndex, grid, KernelIo } from "../wgsl/mod.ts";
 import { BLOCK_CODECS, BLOCK_HELPERS, type BlockBytes, type CodecChunk } from "./block_codecs.ts";
-import { BlockWords, chooseWordMode } from "./block_words.ts";
+import { BlockWords, chooseWordMode, type WordMode } from "./block_words.ts";
 
 /**
  * Shape of a block-at-a-time decode GEMV; see {@linkcode emitBlockGemv}.
@@ -111,6 +111,7 @@ function emitChunk(
   cs: readonly number[],
   act: (r: number, i: number) => string,
   row: (c: number) => { rd: BlockBytes; hid: string },
+  accName: (r: number, c: number) => string,
 ): void {
   const x = (r: number, i: number) => `x${id}_${r}_${i}`;
   for (const r of rs) {
@@ -174,10 +175,92 @@ function emitChunk(
             ? `${f.M} * ${sum(r, key, idx, bias)}`
             : `${f.S} * ${sum(r, key, idx, bias, f.off)}`;
         });
-        L.push(`    acc_${r}_${c} += dot(${T}, ${sv}) - (${minus.join(" + ")});`);
+        L.push(`    ${accName(r, c)} += dot(${T}, ${sv}) - (${minus.join(" + ")});`);
       }
     }
   }
+}
+
+/**
+ * One weight matrix of {@linkcode blockLoop}: its bytes' array (bound as
+ * `array<vec4<u32>>` when the loop's mode says `vec4`, else `array<u32>`) and
+ * the WGSL row index of output column j (rows are contiguous, `rowBytes` apart).
+ *
+ * @example
+ * ```ts
+ * import type { BlockLoopMatrix } from "./block_gemv.ts";
+ * const m: BlockLoopMatrix = { array: "in1", row: (j) => `n0 + ${j}u` };
+ * ```
+ */
+export interface BlockLoopMatrix {
+  /** The array's name. */
+  readonly array: string;
+  /** WGSL expression of the row index of column j. */
+  readonly row: (j: number) => string;
+}
+
+/**
+ * The block-at-a-time K loop of {@linkcode emitBlockGemv}, for `mats` weight
+ * matrices of one format sharing each activation load: `R` activation rows
+ * (`a(r, i)`: row r's vec4 i as `vec4<f32>`), `C` columns of each matrix, rows
+ * `K` long, `totalRows` rows in each bound array (the word mode depends on it).
+ * Declares the accumulators `acc(r, m, j)` (f32). Returns the lines and the
+ * word mode (whose `vec4` says how the arrays are bound).
+ *
+ * @example
+ * ```ts
+ * import { blockLoop } from "./block_gemv.ts";
+ * const { mode } = blockLoop("q8_0", 1, 4, 64, 8, (_r, i) => `x[${i}]`, [{ array: "w", row: (j) => `${j}u` }], (r, m, j) => `acc_${m}_${r}_${j}`);
+ * mode.kind; // "word"
+ * ```
+ */
+export function blockLoop(
+  format: QuantFormat,
+  R: number,
+  C: number,
+  K: number,
+  totalRows: number,
+  a: (r: number, i: string) => string,
+  mats: readonly BlockLoopMatrix[],
+  acc: (r: number, m: number, j: number) => string,
+): { lines: string[]; mode: WordMode } {
+  const codec = BLOCK_CODECS[format];
+  if (!codec || K % codec.elems !== 0) {
+    throw new RangeError(`blockLoop: ${format} rows of ${K} are not whole blocks`);
+  }
+  const B = codec.bytes, BPR = K / codec.elems, rowBytes = BPR * B;
+  const mode = chooseWordMode(B, BPR, totalRows, R > 1 ? 1 : codec.maxUnit);
+  const U = mode.blocks, E4 = codec.elems / 4;
+  const rs = Array.from({ length: R }, (_, r) => r);
+  // Columns of every matrix, numbered m·C + j.
+  const cs = Array.from({ length: C * mats.length }, (_, c) => c);
+  const mat = (c: number) => mats[Math.floor(c / C)];
+  const L: string[] = [];
+  const words = cs.map((c) => new BlockWords(L, mat(c).array, mode, B, c, codec.prefetch));
+  for (const c of cs) L.push(words[c].base(mat(c).row(c % C), rowBytes));
+  const accName = (r: number, c: number) => acc(r, Math.floor(c / C), c % C);
+  for (const c of cs) for (const r of rs) L.push(`  var ${accName(r, c)} = 0.0;`);
+  L.push(`  for (var b = 0u; b < ${BPR / U}u; b++) {`);
+  for (const c of cs) words[c].begin();
+  const reader = (u: number, c: number) => words[c].reader(u);
+  for (let u = 0; u < U; u++) {
+    const hid = (c: number) => `_${u}_${c}`;
+    for (const c of cs) L.push(...codec.header(hid(c), reader(u, c)).map((l) => `    ${l}`));
+    codec.chunks.forEach((chunk, ci) =>
+      emitChunk(
+        L,
+        chunk,
+        `${u}_${ci}`,
+        rs,
+        cs,
+        (r, i) => a(r, `b * ${U * E4}u + ${u * E4 + i}u`),
+        (c) => ({ rd: reader(u, c), hid: hid(c) }),
+        accName,
+      )
+    );
+  }
+  L.push(`  }`);
+  return { lines: L, mode };
 }
 
 /**
@@ -200,13 +283,10 @@ export function emitBlockGemv(spec: BlockGemvSpec): KernelSource {
   }
   const io = new KernelIo();
   const C = spec.columns ?? 16;
-  const B = codec.bytes, BPR = K / codec.elems, rowBytes = BPR * B;
-  const mode = chooseWordMode(B, BPR, N, R > 1 ? 1 : codec.maxUnit);
-  const U = mode.blocks;
   const invocations = Math.ceil(N / C);
   const WG = Math.ceil(invocations / 16) < 4 ? 8 : 16;
   const workgroups = grid(Math.ceil(invocations / WG), spec.maxWorkgroupsPerDim);
-  const K4 = K / 4, E4 = codec.elems / 4;
+  const K4 = K / 4;
   const a = (r: number, i: string) =>
     spec.aDirect
       ? `vec4<f32>(${io.in(0)}[${r * K4}u + ${i}])`
@@ -215,32 +295,13 @@ export function emitBlockGemv(spec: BlockGemvSpec): KernelSource {
       })`;
   const rs = Array.from({ length: R }, (_, r) => r);
   const cs = Array.from({ length: C }, (_, c) => c);
-  const L: string[] = [];
-  const words = cs.map((c) => new BlockWords(L, io.in(1), mode, B, c, codec.prefetch));
-  for (const c of cs) L.push(words[c].base(`min(n0 + ${c}u, ${N - 1}u)`, rowBytes));
-  for (const c of cs) for (const r of rs) L.push(`  var acc_${r}_${c} = 0.0;`);
-  L.push(`  for (var b = 0u; b < ${BPR / U}u; b++) {`);
-  for (const c of cs) words[c].begin();
-  const reader = (u: number, c: number) => words[c].reader(u);
-  for (let u = 0; u < U; u++) {
-    const hid = (c: number) => `_${u}_${c}`;
-    for (const c of cs) L.push(...codec.header(hid(c), reader(u, c)).map((l) => `    ${l}`));
-    codec.chunks.forEach((chunk, ci) =>
-      emitChunk(
-        L,
-        chunk,
-        `${u}_${ci}`,
-        rs,
-        cs,
-        (r, i) => a(r, `b * ${U * E4}u + ${u * E4 + i}u`),
-        (c) => ({
-          rd: reader(u, c),
-          hid: hid(c),
-        }),
-      )
-    );
-  }
-  L.push(`  }`);
+  const loop = blockLoop(format, R, C, K, N, a, [{
+    array: io.in(1),
+    row: (c) => `min(n0 + ${c}u, ${N - 1}u)`,
+  }], (r, _m, c) => `acc_${r}_${c}`);
+  const L = loop.lines;
+  const mode = loop.mode;
+  const U = mode.blocks;
   for (const r of rs) {
     for (const c of cs) {
       const i = `${r * N}u + n0 + ${c}u`;

@@ -157,19 +157,21 @@ export function expertMatrix(
     };
   }
   const codec = BLOCK_CODECS[f];
+  // Bound whole only: through segment readers (a call with a branch a segment
+  // at every word) LLVM took 110 s to compile a Q6_K decode GEMV.
   if (gemv && codec && io.whole(b) && (rows * rowBytes) % 4 === 0) {
     // Slabs follow each other without padding, so row es·rows + j addresses any slab's rows.
     const mode = chooseWordMode(codec.bytes, cols / codec.elems, rows, codec.maxUnit);
-    const array = io.vec(b, "u32", mode.vec4 ? 4 : 1);
+    const words = io.vec(b, "u32", mode.vec4 ? 4 : 1);
     io.helper(BLOCK_HELPERS);
     return {
-      read: (i) => `${array}[${i}]`,
+      read: (i) => `${words}[${i}]`,
       bIdx: () => "0u",
       quant: {
         prefix: "",
         format: f,
         rowByte: (j) => `${es} * ${u32(slabWords * 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes)}`,
-        block: { array, row: (j) => `(${es} * ${u32(rows)} + ${col0} + ${u32(j)})`, rows },
+        block: { words, row: (j) => `(${es} * ${u32(rows)} + ${col0} + ${u32(j)})`, rows },
       },
     };
   }

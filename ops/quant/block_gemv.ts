@@ -182,19 +182,19 @@ function emitChunk(
 }
 
 /**
- * One weight matrix of {@linkcode blockLoop}: its bytes' array (bound as
- * `array<vec4<u32>>` when the loop's mode says `vec4`, else `array<u32>`) and
- * the WGSL row index of output column j (rows are contiguous, `rowBytes` apart).
+ * One weight matrix of {@linkcode blockLoop}: its bytes (`vec4<u32>` elements
+ * when the loop's mode says `vec4`, else `u32` words) and the WGSL row index
+ * of output column j (rows are contiguous, `rowBytes` apart).
  *
  * @example
  * ```ts
  * import type { BlockLoopMatrix } from "./block_gemv.ts";
- * const m: BlockLoopMatrix = { array: "in1", row: (j) => `n0 + ${j}u` };
+ * const m: BlockLoopMatrix = { words: "in1", row: (j) => `n0 + ${j}u` };
  * ```
  */
 export interface BlockLoopMatrix {
   /** The array's name. */
-  readonly array: string;
+  readonly words: string;
   /** WGSL expression of the row index of column j. */
   readonly row: (j: number) => string;
 }
@@ -210,7 +210,7 @@ export interface BlockLoopMatrix {
  * @example
  * ```ts
  * import { blockLoop } from "./block_gemv.ts";
- * const { mode } = blockLoop("q8_0", 1, 4, 64, 8, (_r, i) => `x[${i}]`, [{ array: "w", row: (j) => `${j}u` }], (r, m, j) => `acc_${m}_${r}_${j}`);
+ * const { mode } = blockLoop("q8_0", 1, 4, 64, 8, (_r, i) => `x[${i}]`, [{ words: "w", row: (j) => `${j}u` }], (r, m, j) => `acc_${m}_${r}_${j}`);
  * mode.kind; // "word"
  * ```
  */
@@ -236,7 +236,7 @@ export function blockLoop(
   const cs = Array.from({ length: C * mats.length }, (_, c) => c);
   const mat = (c: number) => mats[Math.floor(c / C)];
   const L: string[] = [];
-  const words = cs.map((c) => new BlockWords(L, mat(c).array, mode, B, c, codec.prefetch));
+  const words = cs.map((c) => new BlockWords(L, mat(c).words, mode, B, c, codec.prefetch));
   for (const c of cs) L.push(words[c].base(mat(c).row(c % C), rowBytes));
   const accName = (r: number, c: number) => acc(r, Math.floor(c / C), c % C);
   for (const c of cs) for (const r of rs) L.push(`  var ${accName(r, c)} = 0.0;`);
@@ -296,7 +296,7 @@ export function emitBlockGemv(spec: BlockGemvSpec): KernelSource {
   const rs = Array.from({ length: R }, (_, r) => r);
   const cs = Array.from({ length: C }, (_, c) => c);
   const loop = blockLoop(format, R, C, K, N, a, [{
-    array: io.in(1),
+    words: io.in(1),
     row: (c) => `min(n0 + ${c}u, ${N - 1}u)`,
   }], (r, _m, c) => `acc_${r}_${c}`);
   const L = loop.lines;

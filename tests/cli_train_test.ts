@@ -35,9 +35,13 @@ function assertMistake(r: Run, want: RegExp): void {
   assert.match(r.stderr, want);
 }
 
+/** `kiln train --resume checkpoint` on the corpus, with more flags. */
+const resume = (checkpoint: string, ...flags: string[]): Promise<Run> =>
+  kiln("train", "--resume", checkpoint, "--corpus", CORPUS, ...flags);
+
 /** `kiln train --resume checkpoint --out out --quiet` on the corpus. */
 const resumeInto = (checkpoint: string, out: string): Promise<Run> =>
-  kiln("train", "--resume", checkpoint, "--corpus", CORPUS, "--out", out, "--quiet");
+  resume(checkpoint, "--out", out, "--quiet");
 
 const RUN = [
   "--corpus",
@@ -118,23 +122,15 @@ Deno.test("kiln train: a fresh model with a corpus-trained tokenizer; the folder
 
   // Mistakes that need a finished run: nothing left to train, changing a fixed setting.
   assertMistake(
-    await kiln("train", "--resume", out, "--corpus", CORPUS),
+    await resume(out),
     /^kiln: --steps 6: .* has done 6 updates already; give a larger --steps/,
   );
   assertMistake(
-    await kiln("train", "--resume", join(out, "checkpoint-3"), "--corpus", CORPUS, "--lr", "1"),
+    await resume(join(out, "checkpoint-3"), "--lr", "1"),
     /^kiln: train: --lr cannot change with --resume/,
   );
   assertMistake(
-    await kiln(
-      "train",
-      "--resume",
-      join(out, "checkpoint-3"),
-      "--corpus",
-      CORPUS,
-      "--tokenizer",
-      join(out, "tokenizer.json"),
-    ),
+    await resume(join(out, "checkpoint-3"), "--tokenizer", join(out, "tokenizer.json")),
     /^kiln: train: --tokenizer cannot change with --resume: .*checkpoint-3\/tokenizer\.json is the run's tokenizer/,
   );
 
@@ -187,14 +183,7 @@ Deno.test("kiln train --f16-activations: f16 activations are kept across a resum
   assert.equal(r2.code, 0, r2.stderr);
   assert.equal(await Deno.readTextFile(join(resumed, "loss.csv")), csv);
   assertMistake(
-    await kiln(
-      "train",
-      "--resume",
-      join(out, "checkpoint-3"),
-      "--corpus",
-      CORPUS,
-      "--f16-activations",
-    ),
+    await resume(join(out, "checkpoint-3"), "--f16-activations"),
     /^kiln: train: --f16-activations cannot change with --resume/,
   );
 });

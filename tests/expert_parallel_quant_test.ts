@@ -11,16 +11,15 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { LoadOptions, Model } from "../app/model/mod.ts";
 import { planModelDevices } from "../app/model/mod.ts";
-import { describeDevicePlan, type DevicePlan, planDevices } from "../app/experts/mod.ts";
+import { describeDevicePlan, type DevicePlan } from "../app/experts/mod.ts";
 import { convertToGguf } from "../app/gguf/arch.ts";
-import { GgufFile } from "../app/gguf/file.ts";
-import { writeGguf } from "../app/gguf/writer.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
-import { dequantize, quantize } from "../core/quant/mod.ts";
 import { formatBytes } from "../core/format.ts";
 import { type GpuDevice, requestDevice } from "../runtime/device.ts";
 import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, collectIds, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
+import { twoDeviceMinimum } from "./fixtures/device_budgets.ts";
+import { writeQ6kMix } from "./fixtures/gguf_mixed.ts";
 
 const extra: Promise<GpuDevice>[] = [];
 /** Devices 1, 2, … from further adapter requests (lavapipe hands out several). */
@@ -104,15 +103,7 @@ async function checkBudgets(
   all = true,
 ): Promise<void> {
   const { fixedBytes: F, expertBytes: eb, layers: L, experts: E } = p0;
-  const min = planDevices({
-    devices: 2,
-    layers: L,
-    experts: E,
-    expertBytes: eb,
-    fixedBytes: F,
-    remoteFixedBytes: p0.remoteFixedBytes,
-    budget: F + L * E * eb,
-  }).minimumBytes;
+  const min = twoDeviceMinimum(p0);
   let sawRemote = false;
   for (const budget of all ? [min, min + L * eb, F + L * E * eb] : [min]) {
     const { plan } = await check(path, { ...base, memoryBudget: budget }, want, `budget ${budget}`);
@@ -244,20 +235,7 @@ Deno.test("expert parallel, a Q4_K_M-style GGUF file: experts unified to one for
   // Layers 1 and 2 keep ffn_down in Q6_K (as llama.cpp's Q4_K_M does for some): the
   // pools' w2 format is Q6_K, and layer 0's is requantized to it as it loads.
   const file = join(tmp, "mixed.q4_k_m.gguf");
-  {
-    using f = await GgufFile.open(base);
-    const tensors = [];
-    for (const [name, t] of f.tensors) {
-      let data = await f.read(name);
-      let type = t.type.name;
-      if (/^blk\.[12]\.ffn_down_exps\.weight$/.test(name)) {
-        data = quantize("q6_k", dequantize("q4_k", data, t.shape.reduce((a, b) => a * b, 1)));
-        type = "q6_k";
-      }
-      tensors.push({ name, shape: t.shape, type: type as "q6_k", data });
-    }
-    await writeGguf(file, { metadata: f.entries, tensors });
-  }
+  await writeQ6kMix(base, file, (name) => /^blk\.[12]\.ffn_down_exps\.weight$/.test(name));
   const devices = await devicesOf(2);
   // One device with a budget that holds every expert: the same unified formats.
   const one = await openTiny(file, {

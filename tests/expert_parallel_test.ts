@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import type { LoadOptions, Model } from "../app/model/mod.ts";
 import { writeTinyJamba, writeTinyMamba, writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, collectIds, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
+import { twoDeviceMinimum } from "./fixtures/device_budgets.ts";
 import { type GpuDevice, requestDevice } from "../runtime/device.ts";
 import { describeDevicePlan, planDevices } from "../app/experts/mod.ts";
 import { compile } from "../runtime/executable.ts";
@@ -82,15 +83,7 @@ Deno.test("expert parallel: two devices, budgets from the two-device minimum to 
     probe.dispose();
     // Budgets: from the minimum for two devices (home holds as few as it can) to full.
     const { fixedBytes: F, expertBytes: eb, layers: L, experts: E } = p0;
-    const min = planDevices({
-      devices: 2,
-      layers: L,
-      experts: E,
-      expertBytes: eb,
-      fixedBytes: F,
-      remoteFixedBytes: p0.remoteFixedBytes,
-      budget: F + L * E * eb,
-    }).minimumBytes;
+    const min = twoDeviceMinimum(p0);
     let sawRemote = false, sawHomeOnly = false;
     for (const budget of [min, min + L * eb, min + 2 * L * eb, F + L * E * eb]) {
       const m = await openTiny(dir, { devices, memoryBudget: budget });

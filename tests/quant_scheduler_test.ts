@@ -9,10 +9,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadModel, type Model } from "../app/model/mod.ts";
 import { convertToGguf } from "../app/gguf/arch.ts";
-import { GgufFile } from "../app/gguf/file.ts";
-import { writeGguf } from "../app/gguf/writer.ts";
+import { writeQ6kMix } from "./fixtures/gguf_mixed.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
-import { dequantize, quantize } from "../core/quant/mod.ts";
 import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, gpu } from "./_util.ts";
 
@@ -113,21 +111,7 @@ Deno.test("scheduler with a Q4_K_M-style file: one layer's ffn_down in Q6_K is u
   const base = await gguf(config, "mixed", "q4_k");
   // Rewrite blk.1.ffn_down_exps in Q6_K, as llama.cpp's Q4_K_M does for some layers.
   const mixed = join(tmp, "mixed.q4_k_m.gguf");
-  {
-    using f = await GgufFile.open(base);
-    const tensors = [];
-    for (const [name, t] of f.tensors) {
-      let data = await f.read(name);
-      let type = t.type.name;
-      if (name === "blk.1.ffn_down_exps.weight") {
-        const n = t.shape.reduce((a, b) => a * b, 1);
-        data = quantize("q6_k", dequantize("q4_k", data, n));
-        type = "q6_k";
-      }
-      tensors.push({ name, shape: t.shape, type: type as "q6_k", data });
-    }
-    await writeGguf(mixed, { metadata: f.entries, tensors });
-  }
+  await writeQ6kMix(base, mixed, (name) => name === "blk.1.ffn_down_exps.weight");
   // Without a budget the layers keep their own formats; with one, a pool per weight.
   const own = await open(mixed);
   const unified = await open(mixed, "64GiB");

@@ -139,6 +139,9 @@ export function expertMatrix(
   }
   const rowBytes = quantRowBytes(f, cols);
   const slabWords = quantWords(f, rows, cols);
+  // Byte offset of row j of slab es (slabs are whole u32 words).
+  const rowByte = (j: number) =>
+    `${es} * ${u32(slabWords * 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes)}`;
   if (f === "q4_k") {
     // Whole super-blocks as vec4<u32> loads (see ops/quant/q4k_loop.ts): slabs
     // and rows start on 16 bytes (144-byte blocks, 36-word rows of blocks).
@@ -150,7 +153,7 @@ export function expertMatrix(
       quant: {
         prefix: "",
         format: f,
-        rowByte: (j) => `${es} * ${u32(slabWords * 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes)}`,
+        rowByte,
         rowVec4: (j) =>
           `${es} * ${u32(slabWords / 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes / 16)}`,
       },
@@ -170,7 +173,7 @@ export function expertMatrix(
       quant: {
         prefix: "",
         format: f,
-        rowByte: (j) => `${es} * ${u32(slabWords * 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes)}`,
+        rowByte,
         block: { words, row: (j) => `(${es} * ${u32(rows)} + ${col0} + ${u32(j)})`, rows },
       },
     };
@@ -184,7 +187,7 @@ export function expertMatrix(
     quant: {
       prefix,
       format: f,
-      rowByte: (j) => `${es} * ${u32(slabWords * 4)} + (${col0} + ${u32(j)}) * ${u32(rowBytes)}`,
+      rowByte,
     },
   };
 }
@@ -303,15 +306,15 @@ export function kLoop(
     }
     return kLoopQuant(R, N, KV, aName, aIdx, mats);
   }
-  if (mats.some((m) => m.packedHalf)) {
-    if (!mats.every((m) => m.packedHalf) || KV % 2 !== 0) {
-      throw new Error("internal: one K loop reads every matrix packed or none");
-    }
-    return kLoopPackedHalf(R, N, KV, aName, aIdx, mats);
+  // Packed f16 (see `KLoopMatrix.packedHalf`): each vec4<u32> word holds eight
+  // halves, matched with two vec4s of A.
+  const packed = mats.some((m) => m.packedHalf);
+  if (packed && (!mats.every((m) => m.packedHalf) || KV % 2 !== 0)) {
+    throw new Error("internal: one K loop reads every matrix packed or none");
   }
   const L: string[] = [];
   // vec4 accumulators: one FMA per lane-element instead of dot's mul + horizontal add.
-  const va = V === 4 && c.tile.vecAccum;
+  const va = !packed && V === 4 && c.tile.vecAccum;
   for (const [m] of mats.entries()) {
     for (const r of range(R)) {
       for (const j of range(N)) {
@@ -322,6 +325,27 @@ export function kLoop(
   for (const r of range(R)) L.push(`  let pa${r} = ${aIdx(r)};`);
   for (const [m, mat] of mats.entries()) {
     for (const j of range(N)) L.push(`  let pb${m}_${j} = ${mat.bIdx(j)};`);
+  }
+  if (packed) {
+    L.push(`  for (var kw = 0u; kw < ${u32(KV / 2)}; kw++) {`);
+    for (const r of range(R)) {
+      L.push(`    let a${r}l = ${aName}[pa${r} + 2u * kw];`);
+      L.push(`    let a${r}h = ${aName}[pa${r} + 2u * kw + 1u];`);
+    }
+    for (const [m, mat] of mats.entries()) {
+      for (const j of range(N)) {
+        L.push(`    let q${m}_${j} = ${mat.read(`pb${m}_${j} + kw`)};`);
+        L.push(`    let bl${m}_${j} = ${unpackHalves(`q${m}_${j}`, 0)};`);
+        L.push(`    let bh${m}_${j} = ${unpackHalves(`q${m}_${j}`, 1)};`);
+        for (const r of range(R)) {
+          L.push(
+            `    acc_${m}_${r}_${j} += dot(a${r}l, bl${m}_${j}) + dot(a${r}h, bh${m}_${j});`,
+          );
+        }
+      }
+    }
+    L.push("  }");
+    return L;
   }
   L.push(`  for (var kk = 0u; kk < ${u32(KV)}; kk++) {`);
   for (const r of range(R)) L.push(`    let a${r} = ${aName}[pa${r} + kk];`);
@@ -351,48 +375,6 @@ export function kLoop(
       }
     }
   }
-  return L;
-}
-
-/**
- * The K loop over packed f16 weights (see `KLoopMatrix.packedHalf`): each
- * `vec4<u32>` word holds eight halves, matched with two vec4s of A. Declares
- * the same scalar accumulators `acc_<m>_<r>_<j>` as {@linkcode kLoop}.
- */
-function kLoopPackedHalf(
-  R: number,
-  N: number,
-  KV: number,
-  aName: string,
-  aIdx: (r: number) => string,
-  mats: readonly KLoopMatrix[],
-): string[] {
-  const L: string[] = [];
-  for (const [m] of mats.entries()) {
-    for (const r of range(R)) for (const j of range(N)) L.push(`  var acc_${m}_${r}_${j} = 0.0;`);
-  }
-  for (const r of range(R)) L.push(`  let pa${r} = ${aIdx(r)};`);
-  for (const [m, mat] of mats.entries()) {
-    for (const j of range(N)) L.push(`  let pb${m}_${j} = ${mat.bIdx(j)};`);
-  }
-  L.push(`  for (var kw = 0u; kw < ${u32(KV / 2)}; kw++) {`);
-  for (const r of range(R)) {
-    L.push(`    let a${r}l = ${aName}[pa${r} + 2u * kw];`);
-    L.push(`    let a${r}h = ${aName}[pa${r} + 2u * kw + 1u];`);
-  }
-  for (const [m, mat] of mats.entries()) {
-    for (const j of range(N)) {
-      L.push(`    let q${m}_${j} = ${mat.read(`pb${m}_${j} + kw`)};`);
-      L.push(`    let bl${m}_${j} = ${unpackHalves(`q${m}_${j}`, 0)};`);
-      L.push(`    let bh${m}_${j} = ${unpackHalves(`q${m}_${j}`, 1)};`);
-      for (const r of range(R)) {
-        L.push(
-          `    acc_${m}_${r}_${j} += dot(a${r}l, bl${m}_${j}) + dot(a${r}h, bh${m}_${j});`,
-        );
-      }
-    }
-  }
-  L.push("  }");
   return L;
 }
 

@@ -83,7 +83,8 @@ export const GEMV_MAX_ROWS = 4;
  * elements at a time with vec4 loads of A and W; no workgroup memory, no barriers.
  * On llvmpipe a scalar storage load costs a per-lane gather, so vec4 loads of the
  * weight rows are what lets a decode step read weights near memory speed. `in1`
- * must be bound as `array<vec4<elem>>` (the caller sets `arrayTypes`).
+ * (and a direct `in0`) must be bound as `array<vec4<elem>>`, or as
+ * `array<vec4<u32>>` when {@linkcode gemvPacksHalf} (the caller sets `arrayTypes`).
  *
  * @example
  * ```ts

@@ -49,6 +49,18 @@ function simpleDecode(format: QuantFormat, b: Uint8Array, elems: number): Float3
         v = h16(0) * ((e < 16 ? byte % 16 : Math.floor(byte / 16)) - 8);
         break;
       }
+      case "q4_1":
+      case "q5_0":
+      case "q5_1": {
+        // Nibbles as Q4_0 after the header; the fifth bit of element e is bit e
+        // of the little-endian u32 qh (byte floor(e / 8), bit e % 8).
+        const [qs, qh] = format === "q4_1" ? [4, -1] : format === "q5_0" ? [6, 2] : [8, 4];
+        const byte = blk[qs + (e % 16)];
+        let q = e < 16 ? byte % 16 : Math.floor(byte / 16);
+        if (qh >= 0) q += 16 * (Math.floor(blk[qh + Math.floor(e / 8)] / 2 ** (e % 8)) % 2);
+        v = format === "q5_0" ? h16(0) * (q - 16) : Math.fround(h16(0) * q) + h16(2);
+        break;
+      }
       case "q4_k":
       case "q5_k": {
         const five = format === "q5_k";
@@ -93,6 +105,9 @@ Deno.test("formats: ids and block sizes are ggml's", () => {
   const expect: [string, number, number, number][] = [
     ["q8_0", 8, 32, 2 + 32],
     ["q4_0", 2, 32, 2 + 16],
+    ["q4_1", 3, 32, 2 + 2 + 16],
+    ["q5_0", 6, 32, 2 + 4 + 16],
+    ["q5_1", 7, 32, 2 + 2 + 4 + 16],
     ["q4_k", 12, 256, 2 + 2 + 12 + 128],
     ["q5_k", 13, 256, 2 + 2 + 12 + 32 + 128],
     ["q6_k", 14, 256, 128 + 64 + 16 + 2],
@@ -137,6 +152,30 @@ Deno.test("q4_0: element j < 16 is the low nibble of qs[j], j ≥ 16 the high ni
   for (let j = 0; j < 16; j++) {
     assert.equal(y[j], j - 8);
     assert.equal(y[16 + j], 7 - j);
+  }
+});
+
+Deno.test("q4_1, q5_0, q5_1: x = d·q + m (q5_0: d·(q − 16)), fifth bit j of element j in qh", () => {
+  const b41 = block("q4_1", (b) => {
+    b.set([...f16(0.5), ...f16(-2)], 0);
+    for (let j = 0; j < 16; j++) b[4 + j] = j | ((15 - j) << 4);
+  });
+  const y41 = dequantize("q4_1", b41, 32);
+  for (let j = 0; j < 16; j++) {
+    assert.equal(y41[j], 0.5 * j - 2);
+    assert.equal(y41[16 + j], 0.5 * (15 - j) - 2);
+  }
+  // qh = 0x80000001: elements 0 and 31 have their fifth bit; qs all 0x31.
+  for (const [format, qh, qs] of [["q5_0", 2, 6], ["q5_1", 4, 8]] as const) {
+    const b = block(format, (b) => {
+      b.set(f16(1), 0);
+      if (format === "q5_1") b.set(f16(10), 2);
+      b.set([0x01, 0x00, 0x00, 0x80], qh);
+      b.fill(0x31, qs);
+    });
+    const y = dequantize(format, b, 32);
+    const base = format === "q5_0" ? -16 : 10;
+    assert.deepEqual([y[0], y[1], y[16], y[31]], [base + 17, base + 1, base + 3, base + 19]);
   }
 });
 
@@ -223,6 +262,27 @@ Deno.test("dequantize: edge values (zero and negative-zero d, f16 max d, extreme
     -8 * 65504,
     7 * 65504,
   ]);
+  // Q5_0: codes 0 and 31 at d = f16 max; Q4_1 / Q5_1: top codes, m = −f16 max, and −0.
+  b = block("q5_0", (b) => {
+    b.set([...dMax, 0, 0, 0, 0x80], 0);
+    b[21] = 0xf0; // element 31: high nibble of qs[15], fifth bit 31
+  });
+  assert.deepEqual([dequantize("q5_0", b, 32)[0], dequantize("q5_0", b, 32)[31]], [
+    -16 * 65504,
+    15 * 65504,
+  ]);
+  for (const format of ["q4_1", "q5_1"] as const) {
+    b = block(format, (b) => {
+      b.set([...dMax, ...f16(-65504)], 0);
+      b.fill(0xff, 4);
+    });
+    const top = format === "q4_1" ? 15 : 31;
+    assert.ok(dequantize(format, b, 32).every((v) => v === 65504 * top - 65504), format);
+    b.fill(0, 4);
+    b.set([0x00, 0x80, 0x00, 0x80], 0); // d = m = −0: codes 0 give −0 + −0
+    assertSameFloats(dequantize(format, b, 32), new Float32Array(32).fill(-0), `${format} −0`);
+    assertSameFloats(dequantize(format, b, 32), simpleDecode(format, b, 32), `${format} −0`);
+  }
   // K-quants: all-63 scales and mins, all-ones codes (15 / 31 / 63).
   for (const format of ["q4_k", "q5_k"] as const) {
     b = block(format, (b) => {
@@ -298,6 +358,9 @@ function goldenInput(format: QuantFormat): Float32Array {
 const GOLDEN: Record<QuantFormat, string> = {
   q8_0: "fddd42ac67f50fa62369fc24b2f99854a5bc4ad8255b5843f9e4ccfe9530976f",
   q4_0: "0d48fc6313c45ee36bd8820f946b4d02ad7a52e8e15da904af1d42a753bf0a8e",
+  q4_1: "18435219c29c0366559c24f6e8a600a6127887c9c2b5863cedf410025b0fd89b",
+  q5_0: "73e3889bcb819da3da600758ae0dac5da9132a144d445cc651e07720b3353001",
+  q5_1: "1fec56d9149c25fce01950c23c64886c67835b3b8cc4790cb1178116bf3a584c",
   q4_k: "6ed5e5efc83cf260e5c433bde5dcf5c9bfe80554cc650cc8806736e4b05f0ec7",
   q5_k: "d994bdcc7c83aaa351f9b323b3a297d419c39a9c8ce51fc2a78ef80a0dce9dd7",
   q6_k: "635096770ac6f6bcf724352872d640d4f8f7febed1f5fd58c135ecad21087d2f",
@@ -343,9 +406,13 @@ Deno.test("quantize: all-zero blocks", () => {
   for (const format of QUANT_FORMATS) {
     const n = 2 * GGML_TYPES[format].blockElems;
     const q = quantize(format, new Float32Array(n));
-    // Q4_0's scale is 0/−8 = −0 (f16 0x8000), and every code trunc(0 + 8.5) = 8.
+    // Q4_0's scale is 0/−8 = −0 (f16 0x8000), and every code trunc(0 + 8.5) = 8;
+    // Q5_0's is 0/−16 = −0 and every code 16: low nibbles 0, every fifth bit set.
     const want = new Uint8Array(q.length);
     if (format === "q4_0") { for (let i = 0; i < 36; i++) want[i] = [0, 0x80][i % 18] ?? 0x88; }
+    if (format === "q5_0") {
+      for (let i = 0; i < 44; i++) want[i] = [0, 0x80, 0xff, 0xff, 0xff, 0xff][i % 22] ?? 0;
+    }
     assert.deepEqual(q, want, format);
     assert.ok(dequantize(format, q, n).every((v) => v === 0), format);
   }
@@ -357,22 +424,40 @@ function noise(n: number, seed: number, scale: number): Float32Array {
   return new Float32Array(n).map(() => (r() + r() + r() - 1.5) * scale);
 }
 
-Deno.test("round trip: q8_0 and q4_0 errors stay within half a step of the block scale", () => {
+Deno.test("round trip: 32-element formats stay within half a step of the block scale", () => {
   const x = noise(32 * 64, 11, 3);
-  for (const format of ["q8_0", "q4_0"] as const) {
+  // Codes a side of zero for the symmetric formats (the extreme lands on the far code).
+  const steps = { q8_0: 127, q4_0: 8, q5_0: 16 } as const;
+  for (const format of ["q8_0", "q4_0", "q5_0"] as const) {
     const q = quantize(format, x);
     const y = dequantize(format, q, x.length);
     for (let b = 0; b < 64; b++) {
       const d = Math.abs(readF16(q, b * GGML_TYPES[format].blockBytes));
       let amax = 0;
       for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[32 * b + j]));
-      const exact = format === "q8_0" ? amax / 127 : amax / 8;
+      const exact = amax / steps[format];
       // Half a step, plus what the f16 rounding of d moves the largest code; Q4_0's
-      // code 15 clips +8 steps (the side opposite the extreme) by one more step.
+      // and Q5_0's top code clips the side opposite the extreme by one more step.
       const bound = (format === "q8_0" ? exact / 2 : exact) + 128 * Math.abs(d - exact) +
         amax * 1e-6;
       for (let j = 0; j < 32; j++) {
         const err = Math.abs(y[32 * b + j] - x[32 * b + j]);
+        assert.ok(err <= bound, `${format} block ${b} elem ${j}: ${err} > ${bound}`);
+      }
+    }
+  }
+  // Q4_1 / Q5_1: min and (max − min)/(2^bits − 1), both f16, codes rounded.
+  for (const [format, top] of [["q4_1", 15], ["q5_1", 31]] as const) {
+    const q = quantize(format, x);
+    const y = dequantize(format, q, x.length);
+    const B = GGML_TYPES[format].blockBytes;
+    for (let b = 0; b < 64; b++) {
+      const blk = x.subarray(32 * b, 32 * b + 32);
+      const min = Math.min(...blk), exact = (Math.max(...blk) - min) / top;
+      const d = readF16(q, b * B), m = readF16(q, b * B + 2);
+      const bound = exact / 2 + top * Math.abs(d - exact) + Math.abs(m - min) + 1e-5;
+      for (let j = 0; j < 32; j++) {
+        const err = Math.abs(y[32 * b + j] - blk[j]);
         assert.ok(err <= bound, `${format} block ${b} elem ${j}: ${err} > ${bound}`);
       }
     }

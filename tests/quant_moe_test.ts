@@ -127,6 +127,20 @@ Deno.test("moe q-experts: decode, prefill and dense paths in every format", asyn
   }
 });
 
+Deno.test("moe q-experts: Q4_1, Q5_0 and Q5_1 (llama-quantize's Q4_K/Q5_K fallbacks), decode and prefill", async () => {
+  const dev = await gpu();
+  for (const f of ["q4_1", "q5_0", "q5_1"] as const) {
+    for (const T of [1, 13]) {
+      const labels = await check({ T, d: 96, ff: 64, E: 4, k: 2, f }, dev);
+      const blocks = labels.filter((l) => /moe_decode_gemv[12]_\w+_blocks/.test(l)).length;
+      assert.equal(blocks, T === 1 && dev.caps.cpuCores > 0 ? 2 : 0, labels.join(", "));
+    }
+  }
+  // Q5_0 W2 beside Q4_K W1/W3: a Q4_K_M file whose ffn width is not whole super-blocks.
+  await check({ T: 1, d: 256, ff: 96, E: 4, k: 2, f: "q4_k", f2: "q5_0" }, dev);
+  await check({ T: 5, d: 64, ff: 96, E: 3, k: 2, f: "q5_1", dense: true }, dev);
+});
+
 Deno.test("moe q-experts: Q6_K W2 beside Q4_K W1/W3 (Q4_K_M), and a slot table", async () => {
   const dev = await gpu();
   for (const T of [1, 9]) {
@@ -147,6 +161,8 @@ Deno.test("moe q-experts: weights over one binding are read in segments", async 
       [12288, { T: 5, d: 64, ff: 96, E: 8, k: 1, f: "q8_0" }],
       [32768, { T: 6, d: 256, ff: 256, E: 4, k: 1, f: "q6_k" }],
       [12288, { T: 2, d: 64, ff: 96, E: 8, k: 2, f: "q4_0" }],
+      // Q5_0's 22-byte blocks straddle the bindings too.
+      [12288, { T: 1, d: 64, ff: 96, E: 8, k: 2, f: "q5_0" }],
       // Q4_K is read as vec4<u32> super-blocks: segments of vec4s.
       [32768, { T: 1, d: 256, ff: 256, E: 4, k: 2, f: "q4_k" }],
       [32768, { T: 6, d: 256, ff: 256, E: 4, k: 1, f: "q4_k" }],

@@ -92,6 +92,26 @@ const BLOCK_CASES: Record<string, [M: number, N: number, K: number, f16: boolean
       [3, 7, 96, false, /1 block an iteration, u32 loads, offset at run time/],
       [4, 40, 256, false, /r4x4\b.*vec4<u32> loads, offset at run time/],
     ],
+    // Q4_1's 20-byte blocks: units of 8 (160 bytes) aligned, 2 word-aligned, 1 at a 0 or 4 offset.
+    q4_1: [
+      [1, 300, 512, false, /r1x16\b.*8 blocks an iteration, vec4<u32> loads,/],
+      [1, 13, 64, true, /2 blocks an iteration, u32 loads, word offset/],
+      [3, 7, 96, false, /1 block an iteration, u32 loads, word offset/],
+      [4, 40, 256, true, /r4x4\b.*vec4<u32> loads/],
+    ],
+    // Q5_0's 22-byte blocks (fifth bits a bit array): every way, odd blocks at a 2-byte offset.
+    q5_0: [
+      [1, 300, 512, false, /r1x16\b.*8 blocks an iteration, vec4<u32> loads,/],
+      [1, 13, 128, true, /4 blocks an iteration, u32 loads, word offset/],
+      [2, 24, 32, true, /1 block an iteration, vec4<u32> loads, offset at run time/],
+      [3, 7, 96, false, /1 block an iteration, u32 loads, offset at run time/],
+      [4, 40, 256, false, /r4x4\b.*vec4<u32> loads/],
+    ],
+    q5_1: [
+      [1, 300, 512, false, /r1x16\b.*8 blocks an iteration, vec4<u32> loads,/],
+      [2, 13, 32, true, /1 block an iteration, u32 loads, word offset/],
+      [3, 8, 96, false, /r3x4\b/],
+    ],
     q5_k: [
       [1, 300, 512, false, /r1x16\b.*1 block an iteration, vec4<u32> loads,/],
       [2, 7, 256, true, /r2x4\b/],

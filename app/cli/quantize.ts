@@ -51,6 +51,9 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "q6_k",
   "q8_0",
   "q4_0",
+  "q4_1",
+  "q5_0",
+  "q5_1",
   "f16",
   "f32",
 ];

@@ -14,10 +14,8 @@
  * `ssm_d`, `ssm_conv1d`, Qwen2-MoE's `ffn_gate_inp_shexp`). The type is uniform
  * (as `llama-quantize --pure`): no per-tensor Q4_K_M-style mixes. A row length
  * (the innermost dimension) that is not a whole number of blocks falls back as
- * `llama-quantize` does where Kiln has the format: q6_k → q8_0 (as llama.cpp);
- * q4_k → q4_0 (llama.cpp's q5_0 is not a format Kiln reads; q4_0 keeps the
- * size), q5_k → q8_0 (for llama.cpp's q5_1: never fewer bits than asked); and
- * a row that is not a multiple of 32 either → f16 (as llama.cpp).
+ * `llama-quantize` does: q4_k → q5_0, q5_k → q5_1, q6_k → q8_0, and a row
+ * that is not a multiple of 32 either → f16.
  *
  * @module
  */

@@ -18,14 +18,17 @@ import type { WeightInfo, WeightSource } from "../weight_source.ts";
 const PLAIN: Readonly<Record<string, SafeDType>> = { f32: "F32", f16: "F16", bf16: "BF16" };
 
 /**
- * Byte offsets of the f16 scales in each block of a format: `d` (and `dmin`
- * for q4_k/q5_k), first in the block except in q6_k. Every value of a block
+ * Byte offsets of the f16 scales in each block of a format: `d` (and `m` for
+ * q4_1/q5_1, `dmin` for q4_k/q5_k), first in the block except in q6_k. Every value of a block
  * is its scales times small integers, so a NaN or ±Inf scale makes the whole
  * block non-finite — and quantized weights reach the kernels as stored.
  */
 const SCALE_OFFSETS: Readonly<Record<QuantFormat, readonly number[]>> = {
   q8_0: [0],
   q4_0: [0],
+  q4_1: [0, 2],
+  q5_0: [0],
+  q5_1: [0, 2],
   q4_k: [0, 2],
   q5_k: [0, 2],
   q6_k: [208],

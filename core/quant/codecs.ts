@@ -27,6 +27,14 @@ import {
   quantizeBlockQ5_K,
 } from "./k_quants.ts";
 import { dequantizeBlockQ6_K, quantizeBlockQ6_K } from "./q6_k.ts";
+import {
+  dequantizeBlockQ4_1,
+  dequantizeBlockQ5_0,
+  dequantizeBlockQ5_1,
+  quantizeBlockQ4_1,
+  quantizeBlockQ5_0,
+  quantizeBlockQ5_1,
+} from "./legacy_affine.ts";
 
 type Encode = (x: Float32Array, xo: number, y: Uint8Array, yo: number) => void;
 type Decode = (b: Uint8Array, bo: number, out: Float32Array, oo: number) => void;
@@ -34,6 +42,9 @@ type Decode = (b: Uint8Array, bo: number, out: Float32Array, oo: number) => void
 const CODECS: Record<QuantFormat, { encode: Encode; decode: Decode }> = {
   q8_0: { encode: quantizeBlockQ8_0, decode: dequantizeBlockQ8_0 },
   q4_0: { encode: quantizeBlockQ4_0, decode: dequantizeBlockQ4_0 },
+  q4_1: { encode: quantizeBlockQ4_1, decode: dequantizeBlockQ4_1 },
+  q5_0: { encode: quantizeBlockQ5_0, decode: dequantizeBlockQ5_0 },
+  q5_1: { encode: quantizeBlockQ5_1, decode: dequantizeBlockQ5_1 },
   q4_k: { encode: quantizeBlockQ4_K, decode: dequantizeBlockQ4_K },
   q5_k: { encode: quantizeBlockQ5_K, decode: dequantizeBlockQ5_K },
   q6_k: { encode: quantizeBlockQ6_K, decode: dequantizeBlockQ6_K },
@@ -42,7 +53,7 @@ const CODECS: Record<QuantFormat, { encode: Encode; decode: Decode }> = {
 /**
  * Quantizes `data` to `format`, block after block, byte for byte as llama.cpp's
  * reference quantizer for that format. `data.length` must be a whole number of
- * blocks (32 elements for `q8_0`/`q4_0`, 256 for the K-quants) and every value
+ * blocks (32 elements for `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`; 256 for the K-quants) and every value
  * finite; otherwise a RangeError names the format and the length, or the index
  * of the first non-finite value.
  *

@@ -22,10 +22,19 @@
  * const f: QuantFormat = "q4_k";
  * ```
  */
-export type QuantFormat = "q8_0" | "q4_0" | "q4_k" | "q5_k" | "q6_k";
+export type QuantFormat = "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q5_k" | "q6_k";
 
 /** Every quantized format, in a stable order. */
-export const QUANT_FORMATS: readonly QuantFormat[] = ["q8_0", "q4_0", "q4_k", "q5_k", "q6_k"];
+export const QUANT_FORMATS: readonly QuantFormat[] = [
+  "q8_0",
+  "q4_0",
+  "q4_1",
+  "q5_0",
+  "q5_1",
+  "q4_k",
+  "q5_k",
+  "q6_k",
+];
 
 /**
  * One ggml element type: its GGUF id, name and block geometry (`blockElems`
@@ -69,9 +78,9 @@ export const GGML_TYPES: Readonly<Record<GgmlTypeName, GgmlTypeInfo>> = {
   f32: t("f32", 0, 1, 4, true),
   f16: t("f16", 1, 1, 2, true),
   q4_0: t("q4_0", 2, 32, 18, true),
-  q4_1: t("q4_1", 3, 32, 20),
-  q5_0: t("q5_0", 6, 32, 22),
-  q5_1: t("q5_1", 7, 32, 24),
+  q4_1: t("q4_1", 3, 32, 20, true),
+  q5_0: t("q5_0", 6, 32, 22, true),
+  q5_1: t("q5_1", 7, 32, 24, true),
   q8_0: t("q8_0", 8, 32, 34, true),
   q8_1: t("q8_1", 9, 32, 36),
   q2_k: t("q2_k", 10, 256, 84),
@@ -197,21 +206,30 @@ export function quantBytes(format: QuantFormat, elems: number): number {
   return (elems / info.blockElems) * info.blockBytes;
 }
 
+/** llama-quantize's fallback for a row that is not whole super-blocks. */
+const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
+  q4_k: "q5_0",
+  q5_k: "q5_1",
+  q6_k: "q8_0",
+};
+
 /**
  * The format a row of `cols` elements is stored in when `format` is asked
- * for: `format` itself when the row is whole blocks, else llama.cpp-style
- * fallbacks to a 32-element format of at least as many bits (Q4_K → Q4_0,
- * Q5_K / Q6_K → Q8_0), else undefined (the row stays f16/f32).
+ * for: `format` itself when the row is whole blocks, else llama-quantize's
+ * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0),
+ * else undefined (the row stays f16/f32, as llama.cpp keeps it f16).
  *
  * @example
  * ```ts
  * import { fitFormat } from "./formats.ts";
- * fitFormat("q4_k", 1408); // "q4_0": 1408 is not a multiple of 256
+ * fitFormat("q4_k", 1408); // "q5_0": 1408 is not a multiple of 256
  * fitFormat("q8_0", 48); // undefined
  * ```
  */
 export function fitFormat(format: QuantFormat, cols: number): QuantFormat | undefined {
   if (cols % GGML_TYPES[format].blockElems === 0) return format;
-  const fallback: QuantFormat = format === "q4_k" ? "q4_0" : "q8_0";
-  return cols % GGML_TYPES[fallback].blockElems === 0 ? fallback : undefined;
+  const fallback = FALLBACK[format];
+  return fallback !== undefined && cols % GGML_TYPES[fallback].blockElems === 0
+    ? fallback
+    : undefined;
 }

@@ -1,6 +1,6 @@
 /**
  * How the block-at-a-time decode GEMV (`./block_gemv.ts`) reads each of
- * llama.cpp's Q8_0, Q4_0, Q5_K and Q6_K blocks: which bytes hold a block's
+ * llama.cpp's Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q5_K and Q6_K blocks: which bytes hold a block's
  * scales, which activations each code word multiplies, and how four codes
  * become a `vec4<f32>`. The GEMV supplies the words (each loaded once, however
  * a block straddles them); a codec only names byte offsets inside its block.
@@ -64,6 +64,12 @@ export interface CodeRequest {
   readonly bits: number;
   /** Byte 3 of the combined word is signed; bytes 0–2 are biased (bias term). */
   readonly topSigned?: boolean;
+  /**
+   * Top bits kept apart from the codes' bytes (Q5_0/Q5_1's `qh`, one bit an
+   * element): bits `bit … bit+3` of the u32 expression `word` are the four
+   * codes' bit `bits − 1`, in code order; `f` leaves that bit clear.
+   */
+  readonly top?: { readonly word: string; readonly bit: number };
 }
 
 /**
@@ -248,6 +254,71 @@ const q4_0: BlockCodec = {
   }],
 };
 
+/** Q4_1: `{f16 d, m; u8 qs[16]}`, `x = d·q + m`: Q4_0's nibbles after a second f16. */
+const q4_1: BlockCodec = {
+  bytes: 20,
+  elems: 32,
+  maxUnit: 8,
+  columns: [16, 8, 8, 8],
+  header: (id, rd) => [`let d${id} = ${rd.half(0)};`, `let m${id} = ${rd.half(2)};`],
+  chunks: [{
+    groups: [range(8)],
+    steps: (_id, rd) => [{
+      lines: [],
+      uses: range(4).flatMap((i) => [
+        use(rd, 0, i, { offs: [4 + 4 * i], key: "", f: (w) => w, bits: 4 }),
+        use(rd, 0, 4 + i, { offs: [4 + 4 * i], key: "h", f: (w) => `${w} >> 4u`, bits: 4 }),
+      ]),
+    }],
+    affine: (hid) => ({ S: `d${hid}`, M: `(-m${hid})` }),
+  }],
+};
+
+/**
+ * Q5_0 `{f16 d; u32 qh; u8 qs[16]}` (`x = d·(q − 16)`) and Q5_1
+ * `{f16 d, m; u32 qh; u8 qs[16]}` (`x = d·q + m`): Q4_0's nibbles with the fifth
+ * bit of element j as bit j of `qh`, joined to each code's byte as it is read.
+ */
+function q5Legacy(affine: boolean): BlockCodec {
+  const [qh, qs] = affine ? [4, 8] : [2, 6];
+  return {
+    bytes: affine ? 24 : 22,
+    elems: 32,
+    maxUnit: 8,
+    columns: [16, 8, 8, 8],
+    header: (id, rd) => [
+      `let d${id} = ${rd.half(0)};`,
+      ...(affine ? [`let m${id} = ${rd.half(2)};`] : []),
+    ],
+    chunks: [{
+      groups: [range(8)],
+      steps: (_id, rd) => {
+        const word = rd.bytes4(qh);
+        return [{
+          lines: [],
+          uses: range(4).flatMap((i) => [
+            use(rd, 0, i, {
+              offs: [qs + 4 * i],
+              key: "",
+              f: (w) => `(${w} & 0x0f0f0f0fu)`,
+              bits: 5,
+              top: { word, bit: 4 * i },
+            }),
+            use(rd, 0, 4 + i, {
+              offs: [qs + 4 * i],
+              key: "h",
+              f: (w) => `((${w} >> 4u) & 0x0f0f0f0fu)`,
+              bits: 5,
+              top: { word, bit: 16 + 4 * i },
+            }),
+          ]),
+        }];
+      },
+      affine: (hid) => affine ? { S: `d${hid}`, M: `(-m${hid})` } : { S: `d${hid}`, off: 16 },
+    }],
+  };
+}
+
 /**
  * Q5_K: `{f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}`; per pair `p` of
  * sub-blocks, 32 code bytes (low nibbles sub-block 2p, high 2p+1) and bits 2p,
@@ -373,6 +444,9 @@ const q6_k: BlockCodec = {
 export const BLOCK_CODECS: Readonly<Partial<Record<QuantFormat, BlockCodec>>> = {
   q8_0,
   q4_0,
+  q4_1,
+  q5_0: q5Legacy(false),
+  q5_1: q5Legacy(true),
   q5_k,
   q6_k,
 };

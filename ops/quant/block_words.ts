@@ -201,9 +201,30 @@ export class BlockWords {
     return this.#memo(`G${j}`, () => `select(${h(j)}, ${h(j + 2)}, kb${c})`);
   }
 
-  /** `f` of the request over source words (memoized by key and words). */
-  #combined(req: CodeRequest, words: string[]): string {
-    return this.#memo(`c${req.key}${words.join("")}`, () => req.f(...words));
+  /**
+   * `f` of the request over source words (memoized by key and words), with
+   * the request's top bits OR-ed in where the quad's layout puts each code.
+   */
+  #combined(req: CodeRequest, words: string[], top?: string): string {
+    const w = this.#memo(`c${req.key}${words.join("")}`, () => req.f(...words));
+    return top === undefined ? w : this.#memo(`t${w}${top}`, () => `(${w} | ${top})`);
+  }
+
+  /**
+   * The request's top bits as a word: code k's bit at bit `bits − 1` of byte k
+   * (`swapped`: of byte k + 2 mod 4, the word's halves swapped). One multiply
+   * spreads four adjacent bits a byte apart (bit k lands at 8k: k + 7k).
+   */
+  #top(req: CodeRequest, swapped: boolean): string | undefined {
+    if (!req.top) return undefined;
+    const { word, bit } = req.top, s = req.bits - 1;
+    const hex = (v: number) => `0x${(v >>> 0).toString(16)}u`;
+    const inPlace = this.#memo(
+      `T${word}_${bit}_${s}`,
+      () => `(((${word} >> ${bit}u) & 0xfu) * ${hex(0x00204081 << s)}) & ${hex(0x01010101 << s)}`,
+    );
+    if (!swapped) return inPlace;
+    return this.#memo(`R${inPlace}`, () => `((${inPlace} >> 16u) | (${inPlace} << 16u))`);
   }
 
   /** The quad of `req` for block `u`; see {@linkcode CodeQuad}. */
@@ -217,20 +238,26 @@ export class BlockWords {
       `vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(${comps.join(", ")}) & ${mask}))`;
     if (this.mode.kind !== "half") {
       const ps = req.offs.map((o) => u * this.B + o);
-      const w0 = this.#combined(req, ps.map((p) => this.#w(p >> 2)));
       const inPlace = ps[0] % 4 === 0;
-      const w1 = inPlace ? w0 : this.#combined(req, ps.map((p) => this.#w((p >> 2) + 1)));
+      const top = this.#top(req, !inPlace);
+      const w0 = this.#combined(req, ps.map((p) => this.#w(p >> 2)), top);
+      const w1 = inPlace ? w0 : this.#combined(req, ps.map((p) => this.#w((p >> 2) + 1)), top);
       const l = layout(inPlace ? IN_PLACE : SWAPPED, req);
       const pat = `${req.bits}${req.topSigned ? "s" : ""}${inPlace}`;
       return { q: quad([w0, w0, w1, w1], l.mask), pat, sv: l.sv, bias: l.bias };
     }
     // The block starts at the half-word `odd` of word w(0).
     const ts = req.offs.map((o) => o >> 2);
-    const w0 = this.#combined(req, ts.map((t) => this.#w(t)));
-    const w1 = this.#combined(req, ts.map((t) => this.#w(t + 1)));
-    const sel = this.#memo(`S${req.key}${w0}`, () => `select(${w0}, ${w1}, odd${c})`);
     // An even offset is in place unless the block is odd; an odd one the reverse.
     const [a, b] = r === 0 ? [IN_PLACE, SWAPPED] : [SWAPPED, IN_PLACE];
+    let top: string | undefined;
+    if (req.top) {
+      const [ta, tb] = [this.#top(req, a === SWAPPED)!, this.#top(req, b === SWAPPED)!];
+      top = this.#memo(`P${ta}`, () => `select(${ta}, ${tb}, odd${c})`);
+    }
+    const w0 = this.#combined(req, ts.map((t) => this.#w(t)), top);
+    const w1 = this.#combined(req, ts.map((t) => this.#w(t + 1)), top);
+    const sel = this.#memo(`S${req.key}${w0}`, () => `select(${w0}, ${w1}, odd${c})`);
     const la = layout(a, req), lb = layout(b, req);
     const key = `${r}${req.bits}${req.topSigned ? "s" : ""}`;
     const mask = this.#memo(`M${key}`, () => `select(${la.mask}, ${lb.mask}, odd${c})`);

@@ -10,7 +10,7 @@
  * are paid once per group, not once per element (llama.cpp's vec-dot trick).
  *
  * The weight is bound as `array<u32>` holding the file's bytes; blocks of
- * 34, 18 and 210 bytes are not word aligned, so reads of f16 scales and of four
+ * 34, 18, 22 and 210 bytes are not word aligned, so reads of f16 scales and of four
  * code bytes go through `qhalf` / `qbytes4`, which handle a 2-byte offset (all
  * offsets are even: every block size and row size is).
  *
@@ -31,6 +31,9 @@ import { GGML_TYPES, type QuantFormat } from "../../core/quant/formats.ts";
 export const QUANT_GROUP: Readonly<Record<QuantFormat, number>> = {
   q8_0: 32,
   q4_0: 32,
+  q4_1: 32,
+  q5_0: 32,
+  q5_1: 32,
   q4_k: 32,
   q5_k: 32,
   q6_k: 16,
@@ -128,6 +131,37 @@ fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
   let w = ${p}_bytes4(rb + 18u * g + 2u + 4u * (i & 3u)) >> (4u * (i >> 2u));
   return ${p}_nib4(w);
 }`;
+    case "q4_1":
+      // As Q4_0 after a second f16, the min m: x = d·q + m.
+      return `${common}
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> {
+  let dm = unpack2x16float(${p}_w((rb + 20u * g) >> 2u));
+  return vec2<f32>(dm.x, -dm.y);
+}
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let w = ${p}_w((rb + 20u * g + 4u + 4u * (i & 3u)) >> 2u) >> (4u * (i >> 2u));
+  return ${p}_nib4(w);
+}`;
+    case "q5_0":
+    case "q5_1": {
+      // Q4_0 / Q4_1 nibbles plus fifth bits: bit j of the u32 qh is element j's.
+      const [size, qh, qs] = format === "q5_0" ? [22, 2, 6] : [24, 4, 8];
+      const qg = format === "q5_0"
+        ? `let d = ${p}_half(rb + 22u * g);
+  return vec2<f32>(d, 16.0 * d);`
+        : `let dm = unpack2x16float(${p}_w((rb + 24u * g) >> 2u));
+  return vec2<f32>(dm.x, -dm.y);`;
+      return `${common}
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> {
+  ${qg}
+}
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let bb = rb + ${size}u * g;
+  let lo = ${p}_bytes4(bb + ${qs}u + 4u * (i & 3u)) >> (4u * (i >> 2u));
+  let h = ${p}_bytes4(bb + ${qh}u) >> (4u * i);
+  return ${p}_nib4(lo) + 16.0 * vec4<f32>(vec4<u32>(h, h >> 1u, h >> 2u, h >> 3u) & vec4<u32>(1u));
+}`;
+    }
     case "q4_k":
       // 144-byte super-blocks of 8 sub-blocks: d, dmin (f16), 12 scale bytes, then
       // 4 chunks of 32 code bytes: sub-block 2c in the low nibbles, 2c+1 the high.

@@ -8,7 +8,12 @@
  * @module
  */
 
-import { GGML_TYPES, ggmlTypeById, isQuantFormat } from "../../../core/quant/formats.ts";
+import {
+  GGML_TYPES,
+  ggmlTypeById,
+  isQuantFormat,
+  QUANT_FORMATS,
+} from "../../../core/quant/formats.ts";
 import {
   enc,
   encodeValues,
@@ -31,6 +36,10 @@ function shapeMatters(s: SeedInfo, g: RawGguf, name: string): boolean {
   // Without <arch>.vocab_size the embedding's rows are the vocabulary.
   return !(name === "token_embd.weight" && !findKv(g, `${s.arch}.vocab_size`));
 }
+
+/** ggml type ids Kiln reads, and those it refuses by name. */
+const READ_IDS = Object.values(GGML_TYPES).filter((t) => t.supported).map((t) => t.id);
+const UNREAD_IDS = Object.values(GGML_TYPES).filter((t) => !t.supported).map((t) => t.id);
 
 const squeeze = (dims: readonly bigint[]) => dims.filter((d) => d !== 1n).join(",");
 
@@ -113,9 +122,7 @@ export function tensorOp(r: Rng, g: RawGguf, s: SeedInfo): Op | undefined {
       // Unknown ids (4 and 5 are retired q4_2/q4_3), types Kiln does not read, types it does.
       const id = kind === 0
         ? pick(r, [4, 5, 31, 32, 33, 36, 37, 38, 43, 100, 255, 2 ** 31, 2 ** 32 - 1])
-        : kind === 1
-        ? pick(r, [3, 6, 7, 9, 10, 11, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 26, 28, 29, 34, 39])
-        : pick(r, [0, 1, 2, 8, 12, 13, 14, 30]);
+        : pick(r, kind === 1 ? UNREAD_IDS : READ_IDS);
       if (id === t.type) return undefined;
       return {
         what: `${desc}: ggml type id ${id} (${ggmlTypeById(id)?.name ?? "unknown"}; was ${
@@ -180,7 +187,7 @@ export function relayoutOp(r: Rng, g: RawGguf, s: SeedInfo): Op | undefined {
   switch (int(r, 5)) {
     case 0: {
       // Re-encoded in another type Kiln reads: still a valid file and model.
-      const type = pick(r, ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k"] as const);
+      const type = pick(r, ["f32", "f16", "bf16", ...QUANT_FORMATS] as const);
       const info = GGML_TYPES[type];
       if (Number(t.dims[0]) % info.blockElems !== 0 || info.id === t.type) return undefined;
       return {

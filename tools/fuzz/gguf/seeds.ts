@@ -53,7 +53,7 @@ const MODEL_SEEDS: readonly {
     types: ["q4_k"],
   },
   {
-    // Expert rows of 64: gate/up are q4_k, down falls back to q4_0 (as llama.cpp's would).
+    // Expert rows of 64: gate/up are q4_k, down falls back to q5_0 (as llama.cpp's does).
     name: "mixtral-256x64",
     write: writeTinyMixtral,
     config: { hidden_size: 256, intermediate_size: 64, num_hidden_layers: 1 },

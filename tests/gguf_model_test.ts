@@ -2,7 +2,7 @@
  * @file GGUF files as complete models: transformers-written tiny checkpoints
  * converted to GGUF the way llama.cpp's converter does, loaded with
  * `loadModel(file.gguf)` and checked against the logits and greedy ids
- * transformers computed; quantized files (Q8_0, Q4_K, and the Q5_0 / Q5_1 / Q4_1 of a width
+ * transformers computed; quantized files (Q8_0, Q4_K, Q3_K, Q2_K, and the Q5_0 / Q5_1 / Q4_1 of a width
  * that is not whole super-blocks) against the f32 model;
  * quantize-on-load against the same blocks read from a GGUF file.
  */
@@ -83,21 +83,25 @@ for (const name of ["mixtral_gqa_sw", "mamba_bias", "jamba", "qwen2_moe"]) {
 }
 
 /** A Mixtral-style random checkpoint wide enough for 256-element K-quant blocks. */
+/** A small Mixtral config (d 96: rows of whole 32-element blocks, not 256). */
+const MIXTRAL_96 = {
+  architectures: ["MixtralForCausalLM"],
+  vocab_size: 384,
+  hidden_size: 96,
+  intermediate_size: 160,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  num_local_experts: 4,
+  num_experts_per_tok: 2,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  max_position_embeddings: 256,
+};
+
 async function wideMixtral(dir: string): Promise<void> {
-  await writeRandomCheckpoint(dir, {
-    architectures: ["MixtralForCausalLM"],
-    vocab_size: 512,
-    hidden_size: 256,
-    intermediate_size: 512,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    num_local_experts: 4,
-    num_experts_per_tok: 2,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    max_position_embeddings: 256,
-  }, { seed: 7 });
+  const wide = { vocab_size: 512, hidden_size: 256, intermediate_size: 512 };
+  await writeRandomCheckpoint(dir, { ...MIXTRAL_96, ...wide }, { seed: 7 });
 }
 
 Deno.test("GGUF Q8_0 and Q4_K: equal to f32 with the dequantized weights; logit noise under 1% (Q8_0) RMS; Q8_0 greedy ids equal f32's; quantize-on-load equals the file", async () => {
@@ -159,9 +163,9 @@ Deno.test("GGUF Q8_0 and Q4_K: equal to f32 with the dequantized weights; logit 
 
 Deno.test("loadModel: a bad quantize option is refused by name", async () => {
   await assert.rejects(
-    () => loadModel(join(HF, "mixtral_gqa_sw"), { quantize: "q3_k" as "q4_k", quiet: true }),
+    () => loadModel(join(HF, "mixtral_gqa_sw"), { quantize: "iq4_nl" as "q4_k", quiet: true }),
     (e: Error) =>
-      e instanceof TypeError && /quantize must be one of .*q4_k.*got "q3_k"/.test(e.message),
+      e instanceof TypeError && /quantize must be one of .*q4_k.*got "iq4_nl"/.test(e.message),
   );
 });
 
@@ -171,23 +175,18 @@ globalThis.addEventListener("unload", () => {
   } catch { /* already gone */ }
 });
 
-Deno.test("GGUF of a width that is not whole super-blocks: Q4_K → Q5_0, Q5_K → Q5_1 (llama-quantize's fallbacks) and Q4_1 run as stored", async () => {
-  const dir = join(tmp, "narrow");
-  // d 96 and ff 160: every weight row is whole 32-element blocks, none whole 256-element ones.
-  await writeRandomCheckpoint(dir, {
-    architectures: ["MixtralForCausalLM"],
-    vocab_size: 384,
-    hidden_size: 96,
-    intermediate_size: 160,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    num_local_experts: 4,
-    num_experts_per_tok: 2,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    max_position_embeddings: 256,
-  }, { seed: 11 });
+/**
+ * Converts `dir` to a GGUF of `type`, checks every weight is stored as
+ * `stored`, and runs it against the f32 model (logit noise under `tol` of the
+ * logit RMS, when given) and against f32 matmuls of its dequantized weights
+ * (prefill logits to 1e-4, greedy decode ids equal).
+ */
+async function checkStored(
+  dir: string,
+  type: GgufOutType,
+  stored: string,
+  tol: number | undefined,
+): Promise<void> {
   const dev = await gpu();
   const prompt = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64];
   const open = (p: string) => loadModel(p, { device: dev, quiet: true, maxSeq: 32 });
@@ -195,35 +194,56 @@ Deno.test("GGUF of a width that is not whole super-blocks: Q4_K → Q5_0, Q5_K �
   const base = await f32.forward(prompt);
   f32.dispose();
   const rms = Math.sqrt(base.reduce((s, v) => s + v * v, 0) / base.length);
-  // Random weights amplify the noise (see the test above): measured 12%, 16% and 19%.
-  for (const [type, stored] of [["q4_k", "q5_0"], ["q5_k", "q5_1"], ["q4_1", "q4_1"]] as const) {
-    const file = join(tmp, `narrow.${type}.gguf`);
-    await toGguf(dir, file, type);
-    {
-      using f = await GgufCheckpoint.open(file);
-      const types = new Set([...f.model.file.tensors.values()].map((t) => t.type.name));
-      assert.deepEqual([...types].sort(), ["f32", stored], `${type} file`);
-    }
-    const q = await open(file);
-    const dense = await open(await dequantizedCopy(file));
-    try {
-      const logits = await q.forward(prompt);
-      const e = Math.sqrt(logits.reduce((s, v, i) => s + (v - base[i]) ** 2, 0) / base.length);
-      assert.ok(e / rms < 0.25, `${type}: logits off by ${(100 * e / rms).toFixed(2)}%`);
-      // The fused kernels against f32 matmuls of the same (dequantized) weights.
-      const k = relToRms(logits, await dense.forward(prompt), rms);
-      assert.ok(k < 1e-4, `${stored}: fused dequantization off by ${k.toExponential(2)}`);
-      const labels = q.prefill.lastPlan!.kernels.map((k) => k.label).join(" ");
-      assert.match(labels, new RegExp(`moe_.*_${stored}`), labels);
-      // Decode too: the block GEMVs of the format.
-      const ids: number[] = [];
-      for await (const id of q.generateIds(prompt, { maxTokens: 3 })) ids.push(id);
-      const want: number[] = [];
-      for await (const id of dense.generateIds(prompt, { maxTokens: 3 })) want.push(id);
-      assert.deepEqual(ids, want, `${stored}: greedy ids of the dequantized model`);
-    } finally {
-      q.dispose();
-      dense.dispose();
-    }
+  const file = `${dir}.${type}.gguf`;
+  await toGguf(dir, file, type);
+  {
+    using f = await GgufCheckpoint.open(file);
+    const types = new Set([...f.model.file.tensors.values()].map((t) => t.type.name));
+    assert.deepEqual([...types].sort(), ["f32", stored], `${type} file`);
   }
+  const q = await open(file);
+  const dense = await open(await dequantizedCopy(file));
+  try {
+    const logits = await q.forward(prompt);
+    const e = Math.sqrt(logits.reduce((s, v, i) => s + (v - base[i]) ** 2, 0) / base.length);
+    if (tol !== undefined) {
+      assert.ok(e / rms < tol, `${type}: logits off by ${(100 * e / rms).toFixed(2)}%`);
+    }
+    // The fused kernels against f32 matmuls of the same (dequantized) weights.
+    const k = relToRms(logits, await dense.forward(prompt), rms);
+    assert.ok(k < 1e-4, `${stored}: fused dequantization off by ${k.toExponential(2)}`);
+    const labels = q.prefill.lastPlan!.kernels.map((k) => k.label).join(" ");
+    assert.match(labels, new RegExp(`moe_.*_${stored}`), labels);
+    // Decode too: the decode GEMVs of the format.
+    const ids: number[] = [];
+    for await (const id of q.generateIds(prompt, { maxTokens: 3 })) ids.push(id);
+    const want: number[] = [];
+    for await (const id of dense.generateIds(prompt, { maxTokens: 3 })) want.push(id);
+    assert.deepEqual(ids, want, `${stored}: greedy ids of the dequantized model`);
+  } finally {
+    q.dispose();
+    dense.dispose();
+  }
+}
+
+Deno.test("GGUF of a width that is not whole super-blocks: Q4_K → Q5_0, Q5_K → Q5_1 (llama-quantize's fallbacks) and Q4_1 run as stored", async () => {
+  const dir = join(tmp, "narrow");
+  // d 96 and ff 160: every weight row is whole 32-element blocks, none whole 256-element ones.
+  await writeRandomCheckpoint(dir, MIXTRAL_96, { seed: 11 });
+  // Random weights amplify the noise (see the test above): measured 12%, 16% and 19%.
+  await checkStored(dir, "q4_k", "q5_0", 0.25);
+  await checkStored(dir, "q5_k", "q5_1", 0.25);
+  await checkStored(dir, "q4_1", "q4_1", 0.25);
+});
+
+Deno.test("GGUF Q3_K and Q2_K run as stored (Q3_K_M / Q2_K files)", async () => {
+  const dir = join(tmp, "wide256");
+  await writeRandomCheckpoint(
+    dir,
+    { ...MIXTRAL_96, hidden_size: 256, intermediate_size: 256, vocab_size: 320 },
+    { seed: 12 },
+  );
+  // 14% and 29% RMS noise a weight (quant_formats_test): on random weights no logit bound.
+  await checkStored(dir, "q3_k", "q3_k", undefined);
+  await checkStored(dir, "q2_k", "q2_k", undefined);
 });

@@ -72,6 +72,24 @@ function simpleDecode(format: QuantFormat, b: Uint8Array, elems: number): Float3
         v = h16(0) * six(j, false) * q - h16(2) * six(j, true);
         break;
       }
+      case "q2_k":
+      case "q3_k": {
+        // Two low bits of element e: bits 2k, 2k+1 of byte 32·half + e % 32 of qs.
+        const half = Math.floor(e / 128), k = Math.floor(e / 32) % 4;
+        const qs = format === "q2_k" ? 16 : 32;
+        const low = Math.floor(blk[qs + 32 * half + (e % 32)] / 4 ** k) % 4;
+        const j = Math.floor(e / 16); // 16-element sub-block
+        if (format === "q2_k") {
+          v = Math.fround(h16(80) * (blk[j] % 16)) * low - h16(82) * Math.floor(blk[j] / 16);
+        } else {
+          // Third bit: bit floor(e / 32) of hmask[e % 32]; clear means 4 is taken off.
+          const third = Math.floor(blk[e % 32] / 2 ** Math.floor(e / 32)) % 2;
+          const nib = j < 8 ? blk[96 + j] % 16 : Math.floor(blk[96 + j - 8] / 16);
+          const top = Math.floor(blk[104 + (j % 4)] / 4 ** Math.floor(j / 4)) % 4;
+          v = Math.fround(h16(108) * (nib + 16 * top - 32)) * (low + 4 * third - 4);
+        }
+        break;
+      }
       case "q6_k": {
         const half = Math.floor(e / 128), k4 = Math.floor(e / 32) % 4, l = e % 32;
         const lowByte = blk[64 * half + 32 * (k4 % 2) + l];
@@ -108,6 +126,8 @@ Deno.test("formats: ids and block sizes are ggml's", () => {
     ["q4_1", 3, 32, 2 + 2 + 16],
     ["q5_0", 6, 32, 2 + 4 + 16],
     ["q5_1", 7, 32, 2 + 2 + 4 + 16],
+    ["q2_k", 10, 256, 16 + 64 + 2 + 2],
+    ["q3_k", 11, 256, 32 + 64 + 12 + 2],
     ["q4_k", 12, 256, 2 + 2 + 12 + 128],
     ["q5_k", 13, 256, 2 + 2 + 12 + 32 + 128],
     ["q6_k", 14, 256, 128 + 64 + 16 + 2],
@@ -177,6 +197,33 @@ Deno.test("q4_1, q5_0, q5_1: x = d·q + m (q5_0: d·(q − 16)), fifth bit j of 
     const base = format === "q5_0" ? -16 : 10;
     assert.deepEqual([y[0], y[1], y[16], y[31]], [base + 17, base + 1, base + 3, base + 19]);
   }
+});
+
+Deno.test("q2_k, q3_k: 2-bit codes, 4-bit scale/min nibbles (Q2_K), 6-bit signed scales and hmask third bits (Q3_K)", () => {
+  const b2 = block("q2_k", (b) => {
+    b[0] = 0x21; // sub-block 0: scale 1, min 2
+    b[15] = 0xf3; // sub-block 15: scale 3, min 15
+    b[16] = 0b11_10_01_00; // element 0 code 0, 32 code 1, 64 code 2, 96 code 3
+    b[79] = 0xc0; // element 255 (half 1, k 3, l 31) code 3
+    b.set([...f16(0.5), ...f16(0.25)], 80);
+  });
+  const y2 = dequantize("q2_k", b2, 256);
+  assert.deepEqual([y2[0], y2[255]], [-0.5, 0.5 * 3 * 3 - 0.25 * 15]);
+  // Elements 32, 64, 96 belong to sub-blocks 2, 4, 6, whose scale bytes are 0.
+  assert.deepEqual([y2[32], y2[64], y2[96]], [0, 0, 0]);
+  const b3 = block("q3_k", (b) => {
+    b[0] = 0b1; // element 0's third bit (bit 0 of hmask[0])
+    b[32] = 3; // element 0 low bits 3
+    b[96] = 0x01 | (0xf << 4); // scale 0 low nibble 1, scale 8 low nibble 15
+    b[104] = 0b10; // scale 0 top bits 2: 1 + 32 − 32 = 1
+    b[107] = 0b11 << 6; // scale 15 top bits 3; low nibble 0 (high nibble of scales[7]): 48 − 32
+    // Element 255: low bits 0 and third bit clear, so code −4.
+    b.set(f16(2), 108);
+  });
+  const y3 = dequantize("q3_k", b3, 256);
+  assert.deepEqual([y3[0], y3[1], y3[255]], [2 * 1 * 3, 2 * 1 * -4, 2 * 16 * -4]);
+  assertSameFloats(y3, simpleDecode("q3_k", b3, 256), "q3_k");
+  assertSameFloats(y2, simpleDecode("q2_k", b2, 256), "q2_k");
 });
 
 Deno.test("q4_k: 6-bit scales and mins, including the packed j ≥ 4 case", () => {
@@ -361,6 +408,8 @@ const GOLDEN: Record<QuantFormat, string> = {
   q4_1: "18435219c29c0366559c24f6e8a600a6127887c9c2b5863cedf410025b0fd89b",
   q5_0: "73e3889bcb819da3da600758ae0dac5da9132a144d445cc651e07720b3353001",
   q5_1: "1fec56d9149c25fce01950c23c64886c67835b3b8cc4790cb1178116bf3a584c",
+  q2_k: "2d65d24430029822828e06aacd0c61c859da88c0a9a3ba1a5639928125758070",
+  q3_k: "b38901f27b6af0d2a54c57d02910a425f84c9f8b91175f0a11b3f1c097c6afa3",
   q4_k: "6ed5e5efc83cf260e5c433bde5dcf5c9bfe80554cc650cc8806736e4b05f0ec7",
   q5_k: "d994bdcc7c83aaa351f9b323b3a297d419c39a9c8ce51fc2a78ef80a0dce9dd7",
   q6_k: "635096770ac6f6bcf724352872d640d4f8f7febed1f5fd58c135ecad21087d2f",
@@ -466,9 +515,16 @@ Deno.test("round trip: 32-element formats stay within half a step of the block s
 
 Deno.test("round trip: K-quant RMS error below known bounds", () => {
   // RMS error over RMS signal for near-normal data; ~1/2 per extra bit.
-  // Measured: 0.068, 0.034, 0.017; the limits leave about 10% of headroom.
-  const limits: Record<string, number> = { q4_k: 0.075, q5_k: 0.038, q6_k: 0.019 };
-  for (const format of ["q4_k", "q5_k", "q6_k"] as const) {
+  // Measured: Q2_K 0.29, Q3_K 0.145, Q4_K 0.068, Q5_K 0.034, Q6_K 0.017; the limits
+  // leave about 10% of headroom.
+  const limits: Record<string, number> = {
+    q2_k: 0.32,
+    q3_k: 0.16,
+    q4_k: 0.075,
+    q5_k: 0.038,
+    q6_k: 0.019,
+  };
+  for (const format of ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"] as const) {
     for (const [seed, scale] of [[1, 1], [2, 0.01], [3, 300]]) {
       const x = noise(256 * 16, seed, scale);
       const y = dequantize(format, quantize(format, x), x.length);

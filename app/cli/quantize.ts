@@ -54,6 +54,8 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "q4_1",
   "q5_0",
   "q5_1",
+  "q3_k",
+  "q2_k",
   "f16",
   "f32",
 ];

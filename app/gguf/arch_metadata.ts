@@ -71,6 +71,8 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   q8_0: 7,
   q5_0: 8,
   q5_1: 9,
+  q2_k: 10,
+  q3_k: 11,
   q4_k: 14,
   q5_k: 16,
   q6_k: 18,

@@ -19,7 +19,8 @@ const PLAIN: Readonly<Record<string, SafeDType>> = { f32: "F32", f16: "F16", bf1
 
 /**
  * Byte offsets of the f16 scales in each block of a format: `d` (and `m` for
- * q4_1/q5_1, `dmin` for q4_k/q5_k), first in the block except in q6_k. Every value of a block
+ * q4_1/q5_1, `dmin` for q2_k/q4_k/q5_k), first in the block except in q2_k,
+ * q3_k and q6_k. Every value of a block
  * is its scales times small integers, so a NaN or ±Inf scale makes the whole
  * block non-finite — and quantized weights reach the kernels as stored.
  */
@@ -29,6 +30,8 @@ const SCALE_OFFSETS: Readonly<Record<QuantFormat, readonly number[]>> = {
   q4_1: [0, 2],
   q5_0: [0],
   q5_1: [0, 2],
+  q2_k: [80, 82],
+  q3_k: [108],
   q4_k: [0, 2],
   q5_k: [0, 2],
   q6_k: [208],

@@ -21,11 +21,14 @@ import {
   quantizeBlockQ8_0,
 } from "./legacy.ts";
 import {
+  dequantizeBlockQ2_K,
   dequantizeBlockQ4_K,
   dequantizeBlockQ5_K,
+  quantizeBlockQ2_K,
   quantizeBlockQ4_K,
   quantizeBlockQ5_K,
 } from "./k_quants.ts";
+import { dequantizeBlockQ3_K, quantizeBlockQ3_K } from "./q3_k.ts";
 import { dequantizeBlockQ6_K, quantizeBlockQ6_K } from "./q6_k.ts";
 import {
   dequantizeBlockQ4_1,
@@ -45,6 +48,8 @@ const CODECS: Record<QuantFormat, { encode: Encode; decode: Decode }> = {
   q4_1: { encode: quantizeBlockQ4_1, decode: dequantizeBlockQ4_1 },
   q5_0: { encode: quantizeBlockQ5_0, decode: dequantizeBlockQ5_0 },
   q5_1: { encode: quantizeBlockQ5_1, decode: dequantizeBlockQ5_1 },
+  q2_k: { encode: quantizeBlockQ2_K, decode: dequantizeBlockQ2_K },
+  q3_k: { encode: quantizeBlockQ3_K, decode: dequantizeBlockQ3_K },
   q4_k: { encode: quantizeBlockQ4_K, decode: dequantizeBlockQ4_K },
   q5_k: { encode: quantizeBlockQ5_K, decode: dequantizeBlockQ5_K },
   q6_k: { encode: quantizeBlockQ6_K, decode: dequantizeBlockQ6_K },

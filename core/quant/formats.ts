@@ -22,7 +22,17 @@
  * const f: QuantFormat = "q4_k";
  * ```
  */
-export type QuantFormat = "q8_0" | "q4_0" | "q4_1" | "q5_0" | "q5_1" | "q4_k" | "q5_k" | "q6_k";
+export type QuantFormat =
+  | "q8_0"
+  | "q4_0"
+  | "q4_1"
+  | "q5_0"
+  | "q5_1"
+  | "q2_k"
+  | "q3_k"
+  | "q4_k"
+  | "q5_k"
+  | "q6_k";
 
 /** Every quantized format, in a stable order. */
 export const QUANT_FORMATS: readonly QuantFormat[] = [
@@ -31,6 +41,8 @@ export const QUANT_FORMATS: readonly QuantFormat[] = [
   "q4_1",
   "q5_0",
   "q5_1",
+  "q2_k",
+  "q3_k",
   "q4_k",
   "q5_k",
   "q6_k",
@@ -83,8 +95,8 @@ export const GGML_TYPES: Readonly<Record<GgmlTypeName, GgmlTypeInfo>> = {
   q5_1: t("q5_1", 7, 32, 24, true),
   q8_0: t("q8_0", 8, 32, 34, true),
   q8_1: t("q8_1", 9, 32, 36),
-  q2_k: t("q2_k", 10, 256, 84),
-  q3_k: t("q3_k", 11, 256, 110),
+  q2_k: t("q2_k", 10, 256, 84, true),
+  q3_k: t("q3_k", 11, 256, 110, true),
   q4_k: t("q4_k", 12, 256, 144, true),
   q5_k: t("q5_k", 13, 256, 176, true),
   q6_k: t("q6_k", 14, 256, 210, true),
@@ -206,8 +218,13 @@ export function quantBytes(format: QuantFormat, elems: number): number {
   return (elems / info.blockElems) * info.blockBytes;
 }
 
-/** llama-quantize's fallback for a row that is not whole super-blocks. */
+/**
+ * llama-quantize's fallback for a row that is not whole super-blocks. Its
+ * Q2_K / Q3_K fallback is IQ4_NL, which Kiln does not read; Q4_0 has its size.
+ */
 const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
+  q2_k: "q4_0",
+  q3_k: "q4_0",
   q4_k: "q5_0",
   q5_k: "q5_1",
   q6_k: "q8_0",
@@ -216,7 +233,8 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
 /**
  * The format a row of `cols` elements is stored in when `format` is asked
  * for: `format` itself when the row is whole blocks, else llama-quantize's
- * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0),
+ * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0; Q2_K
+ * and Q3_K → Q4_0 where llama.cpp writes IQ4_NL),
  * else undefined (the row stays f16/f32, as llama.cpp keeps it f16).
  *
  * @example

@@ -39,11 +39,12 @@ function minK4(j: number, q: Uint8Array, o: number): number {
 const L = new Uint8Array(256);
 const laux = new Uint8Array(32);
 const weights = new Float32Array(32);
-const scales = new Float32Array(8);
-const mins = new Float32Array(8);
+const scales = new Float32Array(16);
+const mins = new Float32Array(16);
 
 /**
- * `make_qkx2_quants` for 32 values at `x[xo]`: codes `0..nmax` into `L[lo..]`
+ * `make_qkx2_quants` for `n` values at `x[xo]` (weights in `weights`; errors
+ * absolute with `useMad`, else squared): codes `0..nmax` into `L[lo..]`
  * and `mins[j]` = −(the fitted offset); returns the fitted scale. It starts from
  * the min/max grid, then tries `nstep + 1` stretched grids, refitting scale and
  * offset by weighted least squares and keeping the one of least weighted
@@ -58,8 +59,9 @@ function makeQkx2Quants(
   rmin: number,
   rdelta: number,
   nstep: number,
+  n = 32,
+  useMad = false,
 ): number {
-  const n = 32;
   let min = x[xo];
   let max = x[xo];
   let sumW = weights[0];
@@ -86,7 +88,7 @@ function makeQkx2Quants(
     const l = Math.max(0, Math.min(nmax, nearestInt(f(iscale * f(xi - min)))));
     L[lo + i] = l;
     let diff = f(f(f(scale * l) + min) - xi);
-    diff = f(diff * diff);
+    diff = useMad ? Math.abs(diff) : f(diff * diff);
     bestError = f(bestError + f(weights[i] * diff));
   }
   if (nstep < 1) {
@@ -117,11 +119,11 @@ function makeQkx2Quants(
     let curError = 0;
     for (let i = 0; i < n; i++) {
       let diff = f(f(f(thisScale * laux[i]) + thisMin) - x[xo + i]);
-      diff = f(diff * diff);
+      diff = useMad ? Math.abs(diff) : f(diff * diff);
       curError = f(curError + f(weights[i] * diff));
     }
     if (curError < bestError) {
-      L.set(laux, lo);
+      L.set(laux.subarray(0, n), lo);
       bestError = curError;
       scale = thisScale;
       min = thisMin;
@@ -305,5 +307,101 @@ function decodeK(b: Uint8Array, bo: number, out: Float32Array, oo: number, five:
         out[o + l] = f(dj * q) - mj;
       }
     }
+  }
+}
+
+/**
+ * Quantizes the 256 floats at `x[xo]` into the Q2_K block at `y[yo]`, byte for
+ * byte as llama.cpp's `quantize_row_q2_K_ref`: sixteen sub-blocks of 16, each
+ * fitted by `make_qkx2_quants` (codes 0–3, absolute-error weights |x|), their
+ * scales and mins as 4-bit multiples of `d` and `dmin`.
+ *
+ * Layout (84 bytes): `{u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}`, scale byte
+ * `j` = sub-block j's scale (low nibble) and min (high); in half `h`, element
+ * `128h + 32k + l` is bits `2k..2k+1` of `qs[32h + l]`.
+ *
+ * @example
+ * ```ts
+ * import { quantizeBlockQ2_K } from "./k_quants.ts";
+ * const y = new Uint8Array(84);
+ * quantizeBlockQ2_K(new Float32Array(256).fill(3), 0, y, 0);
+ * y[16]; // 0xff: every code is 3
+ * ```
+ */
+export function quantizeBlockQ2_K(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
+  let maxScale = 0, maxMin = 0;
+  for (let j = 0; j < 16; j++) {
+    for (let l = 0; l < 16; l++) weights[l] = Math.abs(x[xo + 16 * j + l]);
+    scales[j] = makeQkx2Quants(3, x, xo + 16 * j, 16 * j, j, -0.5, TENTH, 15, 16, true);
+    if (scales[j] > maxScale) maxScale = scales[j];
+    if (mins[j] > maxMin) maxMin = mins[j];
+  }
+  const sb = yo, qs = yo + 16;
+  if (maxScale > 0) {
+    const iscale = f(15 / maxScale);
+    for (let j = 0; j < 16; j++) y[sb + j] = nearestInt(f(iscale * scales[j])) & 0xff;
+    writeF16(y, yo + 80, f(maxScale / 15));
+  } else {
+    y.fill(0, sb, sb + 16);
+    writeF16(y, yo + 80, 0);
+  }
+  if (maxMin > 0) {
+    const iscale = f(15 / maxMin);
+    for (let j = 0; j < 16; j++) y[sb + j] |= (nearestInt(f(iscale * mins[j])) << 4) & 0xff;
+    writeF16(y, yo + 82, f(maxMin / 15));
+  } else {
+    writeF16(y, yo + 82, 0);
+  }
+  const d = readF16(y, yo + 80), dmin = readF16(y, yo + 82);
+  for (let j = 0; j < 16; j++) {
+    const dj = f(d * (y[sb + j] & 0xf));
+    // A zero sub-block scale keeps make_qkx2_quants's codes, as in C.
+    if (dj === 0) continue;
+    const dm = f(dmin * (y[sb + j] >> 4));
+    for (let i = 0; i < 16; i++) {
+      const l = nearestInt(f(f(x[xo + 16 * j + i] + dm) / dj));
+      L[16 * j + i] = Math.max(0, Math.min(3, l));
+    }
+  }
+  packCrumbs(y, qs);
+}
+
+/**
+ * Packs the 2-bit codes of `L` (0–3 each) as Q2_K and Q3_K store them: in half
+ * `h`, element `128h + 32k + l` at bits `2k..2k+1` of byte `32h + l` from `at`.
+ */
+function packCrumbs(y: Uint8Array, at: number): void {
+  for (let h = 0; h < 2; h++) {
+    for (let l = 0; l < 32; l++) {
+      const e = 128 * h + l;
+      y[at + 32 * h + l] = L[e] | (L[e + 32] << 2) | (L[e + 64] << 4) | (L[e + 96] << 6);
+    }
+  }
+}
+
+/**
+ * Decodes the Q2_K block at `b[bo]` into `out[oo..oo+256)`:
+ * `x = d·(sc & 15)·q − dmin·(sc >> 4)`.
+ *
+ * @example
+ * ```ts
+ * import { dequantizeBlockQ2_K } from "./k_quants.ts";
+ * const b = new Uint8Array(84);
+ * b[0] = 0x12; // sub-block 0: scale 2, min 1
+ * b[16] = 3; // element 0: code 3
+ * b[81] = 0x3c; // d = 1
+ * b[83] = 0x3c; // dmin = 1
+ * const out = new Float32Array(256);
+ * dequantizeBlockQ2_K(b, 0, out, 0);
+ * [out[0], out[1]]; // [5, -1]
+ * ```
+ */
+export function dequantizeBlockQ2_K(b: Uint8Array, bo: number, out: Float32Array, oo: number) {
+  const d = readF16(b, bo + 80), dmin = readF16(b, bo + 82);
+  for (let e = 0; e < 256; e++) {
+    const sc = b[bo + (e >> 4)];
+    const h = e >> 7, k = (e >> 5) & 3, l = e & 31;
+    const q = (b[bo + 16 + 32 * h + l] >> (2 * k)) & 3;
+    out[oo + e] = f(f(d * (sc & 0xf)) * q) - f(dmin * (sc >> 4));
   }
 }

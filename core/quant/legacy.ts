@@ -11,7 +11,7 @@
  * @module
  */
 
-import { readF16, roundHalfAway, truncToInt32, writeF16 } from "./scalar.ts";
+import { readF16, roundHalfAway, signedAbsMax, truncToInt32, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
 
@@ -79,16 +79,7 @@ export function dequantizeBlockQ8_0(
  * ```
  */
 export function quantizeBlockQ4_0(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
-  let amax = 0;
-  let max = 0;
-  for (let j = 0; j < 32; j++) {
-    const v = x[xo + j];
-    if (amax < Math.abs(v)) {
-      amax = Math.abs(v);
-      max = v;
-    }
-  }
-  const d = f(max / -8);
+  const d = f(signedAbsMax(x, xo, 32) / -8);
   const id = d !== 0 ? f(1 / d) : 0;
   writeF16(y, yo, d);
   for (let j = 0; j < 16; j++) {

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { readF16, truncToInt32, writeF16 } from "./scalar.ts";
+import { readF16, signedAbsMax, truncToInt32, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
 
@@ -127,15 +127,7 @@ export function quantizeBlockQ5_1(x: Float32Array, xo: number, y: Uint8Array, yo
  * ```
  */
 export function quantizeBlockQ5_0(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
-  let amax = 0, max = 0;
-  for (let j = 0; j < 32; j++) {
-    const v = x[xo + j];
-    if (amax < Math.abs(v)) {
-      amax = Math.abs(v);
-      max = v;
-    }
-  }
-  const d = f(max / -16);
+  const d = f(signedAbsMax(x, xo, 32) / -16);
   const id = d !== 0 ? f(1 / d) : 0;
   writeF16(y, yo, d);
   const codes = new Int32Array(32);

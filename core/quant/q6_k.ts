@@ -14,11 +14,9 @@
  * @module
  */
 
-import { nearestInt, readF16, writeF16 } from "./scalar.ts";
+import { GROUP_MAX_EPS, nearestInt, readF16, signedAbsMax, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
-/** ggml's `GROUP_MAX_EPS` (1e-15f): below it a group counts as all zero. */
-const GROUP_MAX_EPS = f(1e-15);
 const TENTH = f(0.1);
 
 // Scratch for one super-block; the codecs are synchronous, so one set serves all calls.
@@ -34,16 +32,8 @@ const scales = new Float32Array(16);
 function makeQxQuants(x: Float32Array, xo: number, lo: number): number {
   const n = 16;
   const nmax = 32;
-  let max = 0;
-  let amax = 0;
-  for (let i = 0; i < n; i++) {
-    const ax = Math.abs(x[xo + i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[xo + i];
-    }
-  }
-  if (amax < GROUP_MAX_EPS) {
+  const max = signedAbsMax(x, xo, n);
+  if (Math.abs(max) < GROUP_MAX_EPS) {
     L.fill(0, lo, lo + n);
     return 0;
   }

@@ -113,3 +113,38 @@ export function truncToInt32(v: number): number {
 export function roundHalfAway(v: number): number {
   return v < 0 ? -Math.round(-v) : Math.round(v);
 }
+
+/**
+ * The first of the `n` values at `x[xo]` with the largest magnitude, signed
+ * (0 when all are zero): the extreme ggml's symmetric formats put on their most
+ * negative code (Q4_0, Q5_0, Q3_K's and Q6_K's sub-blocks).
+ *
+ * @example
+ * ```ts
+ * import { signedAbsMax } from "./scalar.ts";
+ * signedAbsMax(new Float32Array([1, -3, 3]), 0, 3); // -3
+ * ```
+ */
+export function signedAbsMax(x: Float32Array, xo: number, n: number): number {
+  let amax = 0, max = 0;
+  for (let i = 0; i < n; i++) {
+    const v = x[xo + i];
+    if (Math.abs(v) > amax) {
+      amax = Math.abs(v);
+      max = v;
+    }
+  }
+  return max;
+}
+
+/**
+ * ggml's `GROUP_MAX_EPS` (1e-15f): a group whose largest magnitude is below it
+ * counts as all zero.
+ *
+ * @example
+ * ```ts
+ * import { GROUP_MAX_EPS } from "./scalar.ts";
+ * GROUP_MAX_EPS > 0; // true
+ * ```
+ */
+export const GROUP_MAX_EPS: number = Math.fround(1e-15);

@@ -34,6 +34,8 @@ export const QUANT_GROUP: Readonly<Record<QuantFormat, number>> = {
   q4_1: 32,
   q5_0: 32,
   q5_1: 32,
+  q2_k: 16,
+  q3_k: 16,
   q4_k: 32,
   q5_k: 32,
   q6_k: 16,
@@ -162,6 +164,42 @@ fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
   return ${p}_nib4(lo) + 16.0 * vec4<f32>(vec4<u32>(h, h >> 1u, h >> 2u, h >> 3u) & vec4<u32>(1u));
 }`;
     }
+    case "q2_k":
+      // 84-byte super-blocks: 16 scale bytes (scale low nibble, min high), 64 code
+      // bytes, f16 d and dmin. Group s (16 elements) = half s >> 3, crumb pair
+      // (s & 7) >> 1 of bytes 32h + 16(s & 1) + l.
+      return `${common}
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> {
+  let bb = rb + 84u * (g >> 4u);
+  let sc = ${p}_byte(bb + (g & 15u));
+  let dm = unpack2x16float(${p}_w((bb + 80u) >> 2u));
+  return vec2<f32>(dm.x * f32(bitcast<i32>(sc & 15u)), dm.y * f32(bitcast<i32>(sc >> 4u)));
+}
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let s = g & 15u;
+  let o = rb + 84u * (g >> 4u) + 16u + 32u * (s >> 3u) + 16u * (s & 1u) + 4u * i;
+  return ${p}_bytes4f((${p}_w(o >> 2u) >> (2u * ((s & 7u) >> 1u))) & 0x03030303u);
+}`;
+    case "q3_k":
+      // 110-byte super-blocks: hmask[32] (third bits), qs[64] (low crumbs as
+      // Q2_K's), 12 bytes of 6-bit scales biased by 32, f16 d; q = low + 4·third − 4.
+      return `${common}
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> {
+  let bb = rb + 110u * (g >> 4u);
+  let s = g & 15u;
+  let low = (${p}_byte(bb + 96u + (s & 7u)) >> (4u * (s >> 3u))) & 15u;
+  let top = (${p}_byte(bb + 104u + (s & 3u)) >> (2u * (s >> 2u))) & 3u;
+  let d = ${p}_half(bb + 108u) * f32(bitcast<i32>(low | (top << 4u)) - 32);
+  return vec2<f32>(d, 4.0 * d);
+}
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let s = g & 15u;
+  let bb = rb + 110u * (g >> 4u);
+  let l = 16u * (s & 1u) + 4u * i;
+  let lo = (${p}_bytes4(bb + 32u + 32u * (s >> 3u) + l) >> (2u * ((s & 7u) >> 1u))) & 0x03030303u;
+  let hi = (${p}_bytes4(bb + l) >> ((s >> 1u))) & 0x01010101u;
+  return ${p}_bytes4f(lo) + 4.0 * ${p}_bytes4f(hi);
+}`;
     case "q4_k":
       // 144-byte super-blocks of 8 sub-blocks: d, dmin (f16), 12 scale bytes, then
       // 4 chunks of 32 code bytes: sub-block 2c in the low nibbles, 2c+1 the high.

@@ -433,7 +433,7 @@ const q6_k: BlockCodec = {
 
 /**
  * The codecs of the formats the block GEMV reads (Q4_K has its own loop,
- * `./q4k_loop.ts`).
+ * `./q4k_loop.ts`; Q2_K and Q3_K are read group by group, `./wgsl.ts`).
  *
  * @example
  * ```ts

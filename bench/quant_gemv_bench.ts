@@ -34,14 +34,24 @@ const shapes: [number, number][] = shapeArg >= 0
   ? [[3584, 1024], [1024, 3584]]
   : [[14336, 4096], [4096, 14336]];
 const only = args.indexOf("--formats");
-const formats =
-  (only >= 0
-    ? args[only + 1].split(",")
-    : ["f32", "f16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "q4_1", "q5_0", "q5_1"]) as (
-      | "f32"
-      | "f16"
-      | QuantFormat
-    )[];
+const formats = (only >= 0 ? args[only + 1].split(",") : [
+  "f32",
+  "f16",
+  "q8_0",
+  "q6_k",
+  "q5_k",
+  "q4_k",
+  "q3_k",
+  "q2_k",
+  "q4_0",
+  "q4_1",
+  "q5_0",
+  "q5_1",
+]) as (
+  | "f32"
+  | "f16"
+  | QuantFormat
+)[];
 
 console.log(
   `adapter: ${dev.adapterName}; batch ${batch}, ${reps} rounds`,

@@ -236,14 +236,15 @@ Deno.test("GGUF of a width that is not whole super-blocks: Q4_K â†’ Q5_0, Q5_K â
   await checkStored(dir, "q4_1", "q4_1", 0.25);
 });
 
-Deno.test("GGUF Q3_K and Q2_K run as stored (Q3_K_M / Q2_K files)", async () => {
+Deno.test("GGUF Q3_K runs as stored (Q3_K_M files)", async () => {
   const dir = join(tmp, "wide256");
   await writeRandomCheckpoint(
     dir,
     { ...MIXTRAL_96, hidden_size: 256, intermediate_size: 256, vocab_size: 320 },
     { seed: 12 },
   );
-  // 14% and 29% RMS noise a weight (quant_formats_test): on random weights no logit bound.
+  // 14% RMS noise a weight (quant_formats_test): on random weights no logit bound. (Q2_K's
+  // kernels are the same code paths, checked in quant_ops_test and quant_moe_test: one
+  // model's pipelines compile for a minute on lavapipe.)
   await checkStored(dir, "q3_k", "q3_k", undefined);
-  await checkStored(dir, "q2_k", "q2_k", undefined);
 });

@@ -12,7 +12,6 @@ import { cpuDevice, requestDevice } from "../runtime/device.ts";
 import { dequantize, quantize } from "../core/quant/mod.ts";
 import { GGML_TYPES, QUANT_FORMATS, type QuantFormat } from "../core/quant/formats.ts";
 import { quantWords } from "../ops/quant/mod.ts";
-import { blockGemvFormats } from "../ops/quant/block_gemv.ts";
 import { assertClose, gpu, rng } from "./_util.ts";
 
 /** A quantized [rows, cols] weight (from random f32 through the codec) as u32 words. */
@@ -112,6 +111,18 @@ const BLOCK_CASES: Record<string, [M: number, N: number, K: number, f16: boolean
       [1, 300, 512, false, /r1x16\b.*8 blocks an iteration, vec4<u32> loads,/],
       [2, 13, 32, true, /1 block an iteration, u32 loads, word offset/],
       [3, 8, 96, false, /r3x4\b/],
+    ],
+    // Q2_K's 84-byte blocks: word-aligned; Q3_K's 110: at a 2-byte offset every other block.
+    q2_k: [
+      [1, 300, 512, false, /r1x16\b.*1 block an iteration, vec4<u32> loads, word offset/],
+      [1, 13, 256, true, /1 block an iteration, u32 loads, word offset/],
+      [3, 8, 512, false, /r3x4\b/],
+    ],
+    q3_k: [
+      [1, 300, 512, false, /r1x16\b.*1 block an iteration, vec4<u32> loads, offset at run time/],
+      [1, 13, 256, true, /1 block an iteration, u32 loads, offset at run time/],
+      [2, 8, 256, false, /r2x4\b.*vec4<u32> loads, offset at run time/],
+      [4, 9, 768, true, /r4x4\b/],
     ],
     q5_k: [
       [1, 300, 512, false, /r1x16\b.*1 block an iteration, vec4<u32> loads,/],
@@ -356,14 +367,10 @@ Deno.test("qmatmul on a GPU-shaped device: decode GEMVs and tiles dequantized in
         const exe = compile(g.build(), dev, { params: { w: words } });
         try {
           const got = (await exe.run({ x: xs })).y.data;
-          // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own; Q2_K and
-          // Q3_K have no block reader: the group-wise GEMV); else tiles.
-          const gemv = format === "q4_k" || blockGemvFormats(format)
-            ? `qgemv_${format}_blocks_r${M}x4`
-            : `qmatmul_${format}_r${M}x`;
+          // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own); else tiles.
           assert.match(
             exe.lastPlan!.kernels[0].label,
-            M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+${gemv}`),
+            M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+qgemv_${format}_blocks_r${M}x4`),
           );
           const want = expected(xs.map((v) => 2 * v), dense, M, N, K);
           assertClose(got, want, 0, 2e-5 * scaleOf(want), `gpu ${format} M=${M} N=${N}`);

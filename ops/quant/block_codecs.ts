@@ -377,6 +377,98 @@ const q5_k: BlockCodec = {
   })),
 };
 
+/**
+ * The chunk of Q2_K / Q3_K's half `h`, byte run `s` (`qs[32h + 16s …]`): its
+ * four 16-element groups `j = 8h + 2k + s` (crumb k of the run's 16 bytes)
+ * share the run's four words, each shifted once per group.
+ */
+function crumbChunk(
+  h: number,
+  s: number,
+  code: (k: number, i: number) => CodeRequest,
+  affine: (hid: string, j: number) => Affine,
+): CodecChunk {
+  return {
+    groups: range(4).map((k) => range(4, 4 * (8 * h + 2 * k + s))),
+    steps: (_id, rd) => [{
+      lines: [],
+      uses: range(4).flatMap((i) =>
+        range(4).map((k) => use(rd, k, 4 * (8 * h + 2 * k + s) + i, code(k, i)))
+      ),
+    }],
+    affine: (hid, _id, k) => affine(hid, 8 * h + 2 * k + s),
+  };
+}
+
+/**
+ * Q2_K: `{u8 scales[16]; u8 qs[64]; f16 d, dmin}`, group j (16 elements)
+ * `x = d·(sc_j & 15)·q − dmin·(sc_j >> 4)`, 2-bit codes (see `core/quant/k_quants.ts`).
+ */
+const q2_k: BlockCodec = {
+  bytes: 84,
+  elems: 256,
+  maxUnit: 1,
+  columns: [16, 8, 4, 4],
+  header: (id, rd) => [
+    `let d${id} = ${rd.half(80)};`,
+    `let dm${id} = ${rd.half(82)};`,
+    ...range(4).flatMap((w) => [
+      `let s${w}${id} = d${id} * qb_b4(${rd.bytes4(4 * w)} & 0x0f0f0f0fu);`,
+      `let m${w}${id} = dm${id} * qb_b4((${rd.bytes4(4 * w)} >> 4u) & 0x0f0f0f0fu);`,
+    ]),
+  ],
+  chunks: [0, 1].flatMap((h) =>
+    [0, 1].map((s) =>
+      crumbChunk(h, s, (k, i) => ({
+        offs: [16 + 32 * h + 16 * s + 4 * i],
+        key: `c${k}`,
+        f: (w) => `(${w} >> ${2 * k}u)`,
+        bits: 2,
+      }), (hid, j) => ({
+        S: `s${j >> 2}${hid}.${XYZW[j & 3]}`,
+        M: `m${j >> 2}${hid}.${XYZW[j & 3]}`,
+      }))
+    )
+  ),
+};
+
+/**
+ * Q3_K: `{u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}`, group j
+ * `x = d·sc_j·(q − 4)` with q = the two low bits (Q2_K's crumbs) plus the hmask
+ * bit `j >> 1` of the same byte position as bit 2 (see `core/quant/q3_k.ts`).
+ */
+const q3_k: BlockCodec = {
+  bytes: 110,
+  elems: 256,
+  maxUnit: 1,
+  columns: [16, 8, 4, 4],
+  header: (id, rd) => {
+    const [a, b, c] = [96, 100, 104].map((o) => rd.bytes4(o));
+    // Scales 0–3, 4–7, 8–11, 12–15: a nibble of a or b, two top bits of c's bytes.
+    const lows = [`${a}`, `${b}`, `(${a} >> 4u)`, `(${b} >> 4u)`];
+    const tops = [`(${c} << 4u)`, `(${c} << 2u)`, c, `(${c} >> 2u)`];
+    return [
+      `let d${id} = ${rd.half(108)};`,
+      ...range(4).map((v) =>
+        `let s${v}${id} = d${id} * (qb_b4((${lows[v]} & 0x0f0f0f0fu) | (${
+          tops[v]
+        } & 0x30303030u)) - vec4<f32>(32.0));`
+      ),
+    ];
+  },
+  chunks: [0, 1].flatMap((h) =>
+    [0, 1].map((s) =>
+      crumbChunk(h, s, (k, i) => ({
+        offs: [32 + 32 * h + 16 * s + 4 * i, 16 * s + 4 * i],
+        key: `c${h}${k}`,
+        f: (w, m) =>
+          `((${w} >> ${2 * k}u) & 0x03030303u) | (((${m} >> ${4 * h + k}u) & 0x01010101u) << 2u)`,
+        bits: 3,
+      }), (hid, j) => ({ S: `s${j >> 2}${hid}.${XYZW[j & 3]}`, off: 4 }))
+    )
+  ),
+};
+
 /** Q6_K: bits 2k, 2k+1 of each byte of the qh word `q` moved to bits 4–5 (other bits left). */
 const q6kTop = (k: number, q: string) => [`(${q} << 4u)`, `(${q} << 2u)`, q, `(${q} >> 2u)`][k];
 
@@ -433,7 +525,7 @@ const q6_k: BlockCodec = {
 
 /**
  * The codecs of the formats the block GEMV reads (Q4_K has its own loop,
- * `./q4k_loop.ts`; Q2_K and Q3_K are read group by group, `./wgsl.ts`).
+ * `./q4k_loop.ts`).
  *
  * @example
  * ```ts
@@ -447,6 +539,8 @@ export const BLOCK_CODECS: Readonly<Partial<Record<QuantFormat, BlockCodec>>> = 
   q4_1,
   q5_0: q5Legacy(false),
   q5_1: q5Legacy(true),
+  q2_k,
+  q3_k,
   q5_k,
   q6_k,
 };

@@ -163,9 +163,9 @@ Deno.test("GGUF Q8_0 and Q4_K: equal to f32 with the dequantized weights; logit 
 
 Deno.test("loadModel: a bad quantize option is refused by name", async () => {
   await assert.rejects(
-    () => loadModel(join(HF, "mixtral_gqa_sw"), { quantize: "iq4_nl" as "q4_k", quiet: true }),
+    () => loadModel(join(HF, "mixtral_gqa_sw"), { quantize: "iq2_xxs" as "q4_k", quiet: true }),
     (e: Error) =>
-      e instanceof TypeError && /quantize must be one of .*q4_k.*got "iq4_nl"/.test(e.message),
+      e instanceof TypeError && /quantize must be one of .*q4_k.*got "iq2_xxs"/.test(e.message),
   );
 });
 
@@ -234,9 +234,11 @@ Deno.test("GGUF of a width that is not whole super-blocks: Q4_K â†’ Q5_0, Q5_K â
   await checkStored(dir, "q4_k", "q5_0", 0.25);
   await checkStored(dir, "q5_k", "q5_1", 0.25);
   await checkStored(dir, "q4_1", "q4_1", 0.25);
+  // Q3_K (and Q2_K, IQ4_XS) rows that are not whole super-blocks: IQ4_NL, as llama.cpp.
+  await checkStored(dir, "q3_k", "iq4_nl", 0.25);
 });
 
-Deno.test("GGUF Q3_K runs as stored (Q3_K_M files)", async () => {
+Deno.test("GGUF Q3_K and IQ4_XS run as stored (Q3_K_M and IQ4_XS files)", async () => {
   const dir = join(tmp, "wide256");
   await writeRandomCheckpoint(
     dir,
@@ -247,4 +249,5 @@ Deno.test("GGUF Q3_K runs as stored (Q3_K_M files)", async () => {
   // kernels are the same code paths, checked in quant_ops_test and quant_moe_test: one
   // model's pipelines compile for a minute on lavapipe.)
   await checkStored(dir, "q3_k", "q3_k", undefined);
+  await checkStored(dir, "iq4_xs", "iq4_xs", undefined);
 });

@@ -90,6 +90,22 @@ function simpleDecode(format: QuantFormat, b: Uint8Array, elems: number): Float3
         }
         break;
       }
+      case "iq4_nl":
+      case "iq4_xs": {
+        // ggml's kvalues_iq4nl, typed out here rather than imported.
+        const T = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+        const ib = Math.floor(e / 32), j = e % 32; // 32-element block, element in it
+        const qs = format === "iq4_nl" ? 2 : 8 + 16 * ib;
+        const code = j < 16 ? blk[qs + j] % 16 : Math.floor(blk[qs + j - 16] / 16);
+        let d = h16(0);
+        if (format === "iq4_xs") {
+          const low = ib % 2 === 0 ? blk[4 + ib / 2] % 16 : Math.floor(blk[4 + (ib - 1) / 2] / 16);
+          const high = Math.floor((blk[2] + 256 * blk[3]) / 4 ** ib) % 4;
+          d = Math.fround(d * (low + 16 * high - 32));
+        }
+        v = d * T[code];
+        break;
+      }
       case "q6_k": {
         const half = Math.floor(e / 128), k4 = Math.floor(e / 32) % 4, l = e % 32;
         const lowByte = blk[64 * half + 32 * (k4 % 2) + l];
@@ -132,6 +148,7 @@ Deno.test("formats: ids and block sizes are ggml's", () => {
     ["q5_k", 13, 256, 2 + 2 + 12 + 32 + 128],
     ["q6_k", 14, 256, 128 + 64 + 16 + 2],
     ["q8_k", 15, 256, 4 + 256 + 32],
+    ["iq4_nl", 20, 32, 2 + 16],
     ["iq4_xs", 23, 256, 2 + 2 + 4 + 128],
     ["bf16", 30, 1, 2],
     ["mxfp4", 39, 32, 17],
@@ -413,6 +430,9 @@ const GOLDEN: Record<QuantFormat, string> = {
   q4_k: "6ed5e5efc83cf260e5c433bde5dcf5c9bfe80554cc650cc8806736e4b05f0ec7",
   q5_k: "d994bdcc7c83aaa351f9b323b3a297d419c39a9c8ce51fc2a78ef80a0dce9dd7",
   q6_k: "635096770ac6f6bcf724352872d640d4f8f7febed1f5fd58c135ecad21087d2f",
+  // llama-quantize's quantize_iq4_nl / quantize_iq4_xs without an importance matrix.
+  iq4_nl: "d8d32e1ee2dda053c5d1f35d023240967a0716781d812e0c552625e462b1c532",
+  iq4_xs: "6acab3bbcaa7f6ee2fa5d0523b2a4d67b484fbda9f4252233194c49e14ddb103",
 };
 const GOLDEN_Q8_0 = "702367968313d3d261a6602344b3ea55661e75dd8d73b1eadd7fc94ff8e79683" +
   "6cd60c0981d596492f48103822feda9f21ed95a4fff4de10e5c6e21500ba30dcf8d318f2de1b00000083" +
@@ -461,6 +481,12 @@ Deno.test("quantize: all-zero blocks", () => {
     if (format === "q4_0") { for (let i = 0; i < 36; i++) want[i] = [0, 0x80][i % 18] ?? 0x88; }
     if (format === "q5_0") {
       for (let i = 0; i < 44; i++) want[i] = [0, 0x80, 0xff, 0xff, 0xff, 0xff][i % 22] ?? 0;
+    }
+    // IQ4: every code on level 1 (index 8, nearest 0); IQ4_XS's d is −0/32 = −0 and
+    // its 6-bit scales 0 + 32 (top bits 0b10 each).
+    if (format === "iq4_nl") { for (let i = 0; i < 36; i++) want[i] = i % 18 < 2 ? 0 : 0x88; }
+    if (format === "iq4_xs") {
+      for (let i = 0; i < 272; i++) want[i] = [0, 0x80, 0xaa, 0xaa, 0, 0, 0, 0][i % 136] ?? 0x88;
     }
     assert.deepEqual(q, want, format);
     assert.ok(dequantize(format, q, n).every((v) => v === 0), format);
@@ -515,16 +541,18 @@ Deno.test("round trip: 32-element formats stay within half a step of the block s
 
 Deno.test("round trip: K-quant RMS error below known bounds", () => {
   // RMS error over RMS signal for near-normal data; ~1/2 per extra bit.
-  // Measured: Q2_K 0.29, Q3_K 0.145, Q4_K 0.068, Q5_K 0.034, Q6_K 0.017; the limits
-  // leave about 10% of headroom.
+  // Measured: Q2_K 0.29, Q3_K 0.145, Q4_K 0.068, Q5_K 0.034, Q6_K 0.017, IQ4_NL and
+  // IQ4_XS 0.074 (their levels suit bell-shaped weights); the limits leave ~10% of headroom.
   const limits: Record<string, number> = {
     q2_k: 0.32,
     q3_k: 0.16,
     q4_k: 0.075,
     q5_k: 0.038,
     q6_k: 0.019,
+    iq4_nl: 0.081,
+    iq4_xs: 0.081,
   };
-  for (const format of ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"] as const) {
+  for (const format of ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs"] as const) {
     for (const [seed, scale] of [[1, 1], [2, 0.01], [3, 300]]) {
       const x = noise(256 * 16, seed, scale);
       const y = dequantize(format, quantize(format, x), x.length);

@@ -127,7 +127,7 @@ Deno.test("moe q-experts: decode, prefill and dense paths in every format", asyn
   }
 });
 
-Deno.test("moe q-experts: Q4_1, Q5_0, Q5_1 (llama-quantize's Q4_K/Q5_K fallbacks), Q2_K, Q3_K", async () => {
+Deno.test("moe q-experts: Q4_1, Q5_0, Q5_1 (llama-quantize's Q4_K/Q5_K fallbacks), Q2_K, Q3_K, IQ4_XS, IQ4_NL", async () => {
   const dev = await gpu();
   for (const f of ["q4_1", "q5_0", "q5_1"] as const) {
     for (const T of [1, 13]) {
@@ -136,12 +136,14 @@ Deno.test("moe q-experts: Q4_1, Q5_0, Q5_1 (llama-quantize's Q4_K/Q5_K fallbacks
       assert.equal(blocks, T === 1 && dev.caps.cpuCores > 0 ? 2 : 0, labels.join(", "));
     }
   }
-  // Q2_K and Q3_K (Q2_K and Q3_K_M files).
-  for (const f of ["q2_k", "q3_k"] as const) {
+  // Q2_K, Q3_K, IQ4_XS (Q2_K, Q3_K_M and IQ4_XS files); IQ4_NL (their fallback). The IQ4
+  // formats' levels are read group by group.
+  for (const f of ["q2_k", "q3_k", "iq4_xs", "iq4_nl"] as const) {
     for (const T of [1, 9]) {
       const labels = await check({ T, d: 256, ff: 256, E: 4, k: 2, f }, dev);
       const blocks = labels.filter((l) => /moe_decode_gemv[12]_\w+_blocks/.test(l)).length;
-      assert.equal(blocks, T === 1 && dev.caps.cpuCores > 0 ? 2 : 0, labels.join(", "));
+      const want = T === 1 && dev.caps.cpuCores > 0 && f.startsWith("q") ? 2 : 0;
+      assert.equal(blocks, want, labels.join(", "));
     }
   }
   // Q5_0 W2 beside Q4_K W1/W3: a Q4_K_M file whose ffn width is not whole super-blocks.

@@ -12,6 +12,7 @@ import { cpuDevice, requestDevice } from "../runtime/device.ts";
 import { dequantize, quantize } from "../core/quant/mod.ts";
 import { GGML_TYPES, QUANT_FORMATS, type QuantFormat } from "../core/quant/formats.ts";
 import { quantWords } from "../ops/quant/mod.ts";
+import { blockGemvFormats } from "../ops/quant/block_gemv.ts";
 import { assertClose, gpu, rng } from "./_util.ts";
 
 /** A quantized [rows, cols] weight (from random f32 through the codec) as u32 words. */
@@ -367,10 +368,14 @@ Deno.test("qmatmul on a GPU-shaped device: decode GEMVs and tiles dequantized in
         const exe = compile(g.build(), dev, { params: { w: words } });
         try {
           const got = (await exe.run({ x: xs })).y.data;
-          // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own); else tiles.
+          // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own; the IQ4
+          // formats' levels are read group by group); else tiles.
+          const gemv = format === "q4_k" || blockGemvFormats(format)
+            ? `qgemv_${format}_blocks_r${M}x4`
+            : `qmatmul_${format}_r${M}x`;
           assert.match(
             exe.lastPlan!.kernels[0].label,
-            M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+qgemv_${format}_blocks_r${M}x4`),
+            M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+${gemv}`),
           );
           const want = expected(xs.map((v) => 2 * v), dense, M, N, K);
           assertClose(got, want, 0, 2e-5 * scaleOf(want), `gpu ${format} M=${M} N=${N}`);

@@ -56,6 +56,8 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "q5_1",
   "q3_k",
   "q2_k",
+  "iq4_xs",
+  "iq4_nl",
   "f16",
   "f32",
 ];

@@ -14,8 +14,8 @@
  * `ssm_d`, `ssm_conv1d`, Qwen2-MoE's `ffn_gate_inp_shexp`). The type is uniform
  * (as `llama-quantize --pure`): no per-tensor Q4_K_M-style mixes. A row length
  * (the innermost dimension) that is not a whole number of blocks falls back as
- * `llama-quantize` does: q4_k → q5_0, q5_k → q5_1, q6_k → q8_0, and a row
- * that is not a multiple of 32 either → f16.
+ * `llama-quantize` does: q4_k → q5_0, q5_k → q5_1, q6_k → q8_0, q2_k / q3_k /
+ * iq4_xs → iq4_nl, and a row that is not a multiple of 32 either → f16.
  *
  * @module
  */

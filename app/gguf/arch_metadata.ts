@@ -76,6 +76,8 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   q4_k: 14,
   q5_k: 16,
   q6_k: 18,
+  iq4_nl: 25,
+  iq4_xs: 30,
 };
 
 /** transformers' default `max_position_embeddings` per class. */

@@ -35,6 +35,8 @@ const SCALE_OFFSETS: Readonly<Record<QuantFormat, readonly number[]>> = {
   q4_k: [0, 2],
   q5_k: [0, 2],
   q6_k: [208],
+  iq4_nl: [0],
+  iq4_xs: [0],
 };
 
 /**

@@ -29,6 +29,12 @@ import {
   quantizeBlockQ5_K,
 } from "./k_quants.ts";
 import { dequantizeBlockQ3_K, quantizeBlockQ3_K } from "./q3_k.ts";
+import {
+  dequantizeBlockIQ4_NL,
+  dequantizeBlockIQ4_XS,
+  quantizeBlockIQ4_NL,
+  quantizeBlockIQ4_XS,
+} from "./iq4.ts";
 import { dequantizeBlockQ6_K, quantizeBlockQ6_K } from "./q6_k.ts";
 import {
   dequantizeBlockQ4_1,
@@ -53,6 +59,8 @@ const CODECS: Record<QuantFormat, { encode: Encode; decode: Decode }> = {
   q4_k: { encode: quantizeBlockQ4_K, decode: dequantizeBlockQ4_K },
   q5_k: { encode: quantizeBlockQ5_K, decode: dequantizeBlockQ5_K },
   q6_k: { encode: quantizeBlockQ6_K, decode: dequantizeBlockQ6_K },
+  iq4_nl: { encode: quantizeBlockIQ4_NL, decode: dequantizeBlockIQ4_NL },
+  iq4_xs: { encode: quantizeBlockIQ4_XS, decode: dequantizeBlockIQ4_XS },
 };
 
 /**

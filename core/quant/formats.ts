@@ -32,7 +32,9 @@ export type QuantFormat =
   | "q3_k"
   | "q4_k"
   | "q5_k"
-  | "q6_k";
+  | "q6_k"
+  | "iq4_nl"
+  | "iq4_xs";
 
 /** Every quantized format, in a stable order. */
 export const QUANT_FORMATS: readonly QuantFormat[] = [
@@ -46,6 +48,8 @@ export const QUANT_FORMATS: readonly QuantFormat[] = [
   "q4_k",
   "q5_k",
   "q6_k",
+  "iq4_nl",
+  "iq4_xs",
 ];
 
 /**
@@ -105,10 +109,10 @@ export const GGML_TYPES: Readonly<Record<GgmlTypeName, GgmlTypeInfo>> = {
   iq2_xs: t("iq2_xs", 17, 256, 74),
   iq3_xxs: t("iq3_xxs", 18, 256, 98),
   iq1_s: t("iq1_s", 19, 256, 50),
-  iq4_nl: t("iq4_nl", 20, 32, 18),
+  iq4_nl: t("iq4_nl", 20, 32, 18, true),
   iq3_s: t("iq3_s", 21, 256, 110),
   iq2_s: t("iq2_s", 22, 256, 82),
-  iq4_xs: t("iq4_xs", 23, 256, 136),
+  iq4_xs: t("iq4_xs", 23, 256, 136, true),
   i8: t("i8", 24, 1, 1),
   i16: t("i16", 25, 1, 2),
   i32: t("i32", 26, 1, 4),
@@ -218,13 +222,11 @@ export function quantBytes(format: QuantFormat, elems: number): number {
   return (elems / info.blockElems) * info.blockBytes;
 }
 
-/**
- * llama-quantize's fallback for a row that is not whole super-blocks. Its
- * Q2_K / Q3_K fallback is IQ4_NL, which Kiln does not read; Q4_0 has its size.
- */
+/** llama-quantize's fallback for a row that is not whole super-blocks. */
 const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
-  q2_k: "q4_0",
-  q3_k: "q4_0",
+  q2_k: "iq4_nl",
+  q3_k: "iq4_nl",
+  iq4_xs: "iq4_nl",
   q4_k: "q5_0",
   q5_k: "q5_1",
   q6_k: "q8_0",
@@ -233,8 +235,8 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
 /**
  * The format a row of `cols` elements is stored in when `format` is asked
  * for: `format` itself when the row is whole blocks, else llama-quantize's
- * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0; Q2_K
- * and Q3_K → Q4_0 where llama.cpp writes IQ4_NL),
+ * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K,
+ * Q3_K and IQ4_XS → IQ4_NL),
  * else undefined (the row stays f16/f32, as llama.cpp keeps it f16).
  *
  * @example

@@ -37,7 +37,7 @@ export function nearestInt(v: number): number {
 
 /**
  * The f16 bit pattern ggml stores for float32 `v`: round to nearest even,
- * overflow to ±infinity, NaN as `0x7e00` (ggml's `GGML_FP32_TO_FP16`).
+ * overflow to ±infinity, NaN as `0x7e00` with its sign (ggml's `GGML_FP32_TO_FP16`).
  *
  * @example
  * ```ts
@@ -47,7 +47,11 @@ export function nearestInt(v: number): number {
  * ```
  */
 export function f16Bits(v: number): number {
-  if (Number.isNaN(v)) return 0x7e00;
+  // ggml keeps a NaN's sign (x86's default NaN, from ∞/∞ or 0·∞, is negative).
+  if (Number.isNaN(v)) {
+    f32[0] = v;
+    return ((i32[0] >>> 31) << 15) | 0x7e00;
+  }
   f16[0] = v;
   return u16[0];
 }

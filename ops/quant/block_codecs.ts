@@ -525,7 +525,8 @@ const q6_k: BlockCodec = {
 
 /**
  * The codecs of the formats the block GEMV reads (Q4_K has its own loop,
- * `./q4k_loop.ts`).
+ * `./q4k_loop.ts`; IQ4_NL / IQ4_XS codes index a table of levels, not an
+ * affine grid, and are read group by group through `./wgsl.ts`).
  *
  * @example
  * ```ts

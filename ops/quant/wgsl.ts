@@ -18,6 +18,7 @@
  */
 
 import { GGML_TYPES, type QuantFormat } from "../../core/quant/formats.ts";
+import { IQ4_LEVELS } from "../../core/quant/iq4.ts";
 
 /**
  * Elements per group (one affine map) of each format.
@@ -39,6 +40,8 @@ export const QUANT_GROUP: Readonly<Record<QuantFormat, number>> = {
   q4_k: 32,
   q5_k: 32,
   q6_k: 16,
+  iq4_nl: 32,
+  iq4_xs: 32,
 };
 
 /**
@@ -232,6 +235,35 @@ fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
   let hi = (${p}_w((bb + 16u + 4u * i) >> 2u) >> s) & 0x01010101u;
   return ${p}_nib4(lo) + 16.0 * ${p}_bytes4f(hi);
 }`;
+    case "iq4_nl":
+    case "iq4_xs": {
+      // Codes index ggml's 16 levels (kvalues_iq4nl): IQ4_NL 18-byte blocks
+      // {d; qs[16]}, IQ4_XS 136-byte super-blocks {d; scales_h; scales_l[4];
+      // qs[128]} of eight 32-element groups with 6-bit scales (biased by 32).
+      const qg = format === "iq4_nl"
+        ? `return vec2<f32>(${p}_half(rb + 18u * g), 0.0);`
+        : `let bb = rb + 136u * (g >> 3u);
+  let s = g & 7u;
+  let lo = (${p}_byte(bb + 4u + (s >> 1u)) >> (4u * (s & 1u))) & 15u;
+  let hi = (${p}_byte(bb + 2u + (s >> 2u)) >> (2u * (s & 3u))) & 3u;
+  return vec2<f32>(${p}_half(bb) * f32(bitcast<i32>(lo | (hi << 4u)) - 32), 0.0);`;
+      const qs = format === "iq4_nl"
+        ? "rb + 18u * g + 2u"
+        : "rb + 136u * (g >> 3u) + 8u + 16u * (g & 7u)";
+      return `${common}
+// Indexed at run time: a private copy (one per invocation), not a constant.
+var<private> ${p}_levels: array<f32, 16> = array<f32, 16>(${
+        IQ4_LEVELS.map((v) => `${v}.0`).join(", ")
+      });
+fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> {
+  ${qg}
+}
+fn ${p}_qc(rb: u32, g: u32, i: u32) -> vec4<f32> {
+  let w = ${p}_bytes4(${qs} + 4u * (i & 3u)) >> (4u * (i >> 2u));
+  return vec4<f32>(${p}_levels[w & 15u], ${p}_levels[(w >> 8u) & 15u],
+    ${p}_levels[(w >> 16u) & 15u], ${p}_levels[(w >> 24u) & 15u]);
+}`;
+    }
     case "q6_k":
       // 210-byte super-blocks: ql[128] low nibbles, qh[64] two high bits, 16
       // signed scale bytes, f16 d. Group s (16 elements) uses scale s.

@@ -186,6 +186,7 @@ async function checkStored(
   type: GgufOutType,
   stored: string,
   tol: number | undefined,
+  decode = true,
 ): Promise<void> {
   const dev = await gpu();
   const prompt = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64];
@@ -214,6 +215,7 @@ async function checkStored(
     assert.ok(k < 1e-4, `${stored}: fused dequantization off by ${k.toExponential(2)}`);
     const labels = q.prefill.lastPlan!.kernels.map((k) => k.label).join(" ");
     assert.match(labels, new RegExp(`moe_.*_${stored}`), labels);
+    if (!decode) return;
     // Decode too: the decode GEMVs of the format.
     const ids: number[] = [];
     for await (const id of q.generateIds(prompt, { maxTokens: 3 })) ids.push(id);
@@ -238,16 +240,16 @@ Deno.test("GGUF of a width that is not whole super-blocks: Q4_K â†’ Q5_0, Q5_K â
   await checkStored(dir, "q3_k", "iq4_nl", 0.25);
 });
 
-Deno.test("GGUF Q3_K and IQ4_XS run as stored (Q3_K_M and IQ4_XS files)", async () => {
+Deno.test("GGUF Q3_K runs as stored (Q3_K_M files)", async () => {
   const dir = join(tmp, "wide256");
   await writeRandomCheckpoint(
     dir,
     { ...MIXTRAL_96, hidden_size: 256, intermediate_size: 256, vocab_size: 320 },
     { seed: 12 },
   );
-  // 14% RMS noise a weight (quant_formats_test): on random weights no logit bound. (Q2_K's
-  // kernels are the same code paths, checked in quant_ops_test and quant_moe_test: one
-  // model's pipelines compile for a minute on lavapipe.)
-  await checkStored(dir, "q3_k", "q3_k", undefined);
-  await checkStored(dir, "iq4_xs", "iq4_xs", undefined);
+  // 14% RMS noise a weight (quant_formats_test): on random weights no logit bound. Prefill
+  // only, and neither Q2_K nor IQ4_XS: each format's model pipelines compile for ~25 s on
+  // lavapipe (their kernels are checked in quant_ops_test and quant_moe_test; IQ4_NL's model
+  // in the test above).
+  await checkStored(dir, "q3_k", "q3_k", undefined, false);
 });

@@ -12,7 +12,6 @@ import { cpuDevice, requestDevice } from "../runtime/device.ts";
 import { dequantize, quantize } from "../core/quant/mod.ts";
 import { GGML_TYPES, QUANT_FORMATS, type QuantFormat } from "../core/quant/formats.ts";
 import { quantWords } from "../ops/quant/mod.ts";
-import { blockGemvFormats } from "../ops/quant/block_gemv.ts";
 import { assertClose, gpu, rng } from "./_util.ts";
 
 /** A quantized [rows, cols] weight (from random f32 through the codec) as u32 words. */
@@ -133,6 +132,17 @@ const BLOCK_CASES: Record<string, [M: number, N: number, K: number, f16: boolean
       [1, 13, 256, true, /1 block an iteration, u32 loads, offset at run time/],
       [2, 8, 256, false, /r2x4\b.*vec4<u32> loads, offset at run time/],
       [4, 9, 768, true, /r4x4\b/],
+    ],
+    // IQ4 levels from a polynomial of the code: Q4_0's layouts (IQ4_NL) and 136-byte blocks.
+    iq4_nl: [
+      [1, 300, 512, false, /r1x16\b.*8 blocks an iteration, vec4<u32> loads,/],
+      [2, 24, 32, true, /1 block an iteration, vec4<u32> loads, offset at run time/],
+      [3, 7, 96, false, /1 block an iteration, u32 loads, offset at run time/],
+    ],
+    iq4_xs: [
+      [1, 300, 512, false, /r1x16\b.*2 blocks an iteration, vec4<u32> loads,/],
+      [1, 13, 256, true, /1 block an iteration, u32 loads, word offset/],
+      [4, 8, 512, false, /r4x4\b/],
     ],
     q5_k: [
       [1, 300, 512, false, /r1x16\b.*1 block an iteration, vec4<u32> loads,/],
@@ -377,14 +387,10 @@ Deno.test("qmatmul on a GPU-shaped device: decode GEMVs and tiles dequantized in
         const exe = compile(g.build(), dev, { params: { w: words } });
         try {
           const got = (await exe.run({ x: xs })).y.data;
-          // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own; the IQ4
-          // formats' levels are read group by group); else tiles.
-          const gemv = format === "q4_k" || blockGemvFormats(format)
-            ? `qgemv_${format}_blocks_r${M}x4`
-            : `qmatmul_${format}_r${M}x`;
+          // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own); else tiles.
           assert.match(
             exe.lastPlan!.kernels[0].label,
-            M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+${gemv}`),
+            M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+qgemv_${format}_blocks_r${M}x4`),
           );
           const want = expected(xs.map((v) => 2 * v), dense, M, N, K);
           assertClose(got, want, 0, 2e-5 * scaleOf(want), `gpu ${format} M=${M} N=${N}`);

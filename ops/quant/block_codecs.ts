@@ -15,6 +15,7 @@
  */
 
 import type { QuantFormat } from "../../core/quant/formats.ts";
+import { iq4_nl, iq4_xs } from "./block_codecs_iq4.ts";
 
 /**
  * Four codes of a block read by {@linkcode BlockBytes.codes}: each masked in
@@ -194,6 +195,12 @@ export const BLOCK_HELPERS = `
 fn qb_b4(w: u32) -> vec4<f32> {
   let v = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(255u);
   return vec4<f32>(bitcast<vec4<i32>>(v));
+}
+// ggml's 16 IQ4 levels (kvalues_iq4nl) of codes 0–15: a degree-4 polynomial within
+// 0.48 of every level, rounded — four FMAs instead of four table lookups.
+fn qb_iq4(t: vec4<f32>) -> vec4<f32> {
+  let p = fma(fma(vec4<f32>(0.0013247202), t, vec4<f32>(0.041216824)), t, vec4<f32>(-1.5001836));
+  return round(fma(fma(p, t, vec4<f32>(24.743246)), t, vec4<f32>(-127.0436)));
 }`;
 
 const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
@@ -525,8 +532,7 @@ const q6_k: BlockCodec = {
 
 /**
  * The codecs of the formats the block GEMV reads (Q4_K has its own loop,
- * `./q4k_loop.ts`; IQ4_NL / IQ4_XS codes index a table of levels, not an
- * affine grid, and are read group by group through `./wgsl.ts`).
+ * `./q4k_loop.ts`).
  *
  * @example
  * ```ts
@@ -544,4 +550,6 @@ export const BLOCK_CODECS: Readonly<Partial<Record<QuantFormat, BlockCodec>>> = 
   q3_k,
   q5_k,
   q6_k,
+  iq4_nl,
+  iq4_xs,
 };

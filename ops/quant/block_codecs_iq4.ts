@@ -1,0 +1,86 @@
+/**
+ * The block decode GEMV's readers of ggml's IQ4_NL and IQ4_XS blocks (see
+ * `./block_codecs.ts` for the codec interface): their codes index 16
+ * non-uniform levels, mapped four at a time by `qb_iq4` (a degree-4
+ * polynomial of the code, rounded, in `BLOCK_HELPERS`) instead of table
+ * lookups, each group's affine map a bare scale.
+ *
+ * @module
+ */
+
+import type { BlockBytes, BlockCodec, CodeRequest } from "./block_codecs.ts";
+
+const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
+const XYZW = "xyzw";
+
+/**
+ * An IQ4 quad: the four codes of `req` (undone to plain 0–15 by their layout
+ * factors) mapped to their levels by `qb_iq4`.
+ */
+function iq4Use(rd: BlockBytes, g: number, a: number, req: CodeRequest) {
+  const c = rd.codes(req);
+  return { g, a, q: `qb_iq4(${c.q} * ${c.sv})`, pat: `L${c.pat}`, sv: "vec4<f32>(1.0)" };
+}
+
+/** The 16 code bytes at block offset `o`: elements 0–15 low nibbles, 16–31 high (group g). */
+function iq4Uses(rd: BlockBytes, g: number, o: number, a0: number) {
+  return range(4).flatMap((i) => [
+    iq4Use(rd, g, a0 + i, { offs: [o + 4 * i], key: "", f: (w) => w, bits: 4 }),
+    iq4Use(rd, g, a0 + 4 + i, { offs: [o + 4 * i], key: "h", f: (w) => `${w} >> 4u`, bits: 4 }),
+  ]);
+}
+
+/**
+ * IQ4_NL: `{f16 d; u8 qs[16]}`, `x = d·T[q]` (see `core/quant/iq4.ts`).
+ *
+ * @example
+ * ```ts
+ * import { iq4_nl } from "./block_codecs_iq4.ts";
+ * iq4_nl.bytes; // 18
+ * ```
+ */
+export const iq4_nl: BlockCodec = {
+  bytes: 18,
+  elems: 32,
+  maxUnit: 8,
+  columns: [16, 8, 8, 8],
+  header: (id, rd) => [`let d${id} = ${rd.half(0)};`],
+  chunks: [{
+    groups: [range(8)],
+    steps: (_id, rd) => [{ lines: [], uses: iq4Uses(rd, 0, 2, 0) }],
+    affine: (hid) => ({ S: `d${hid}`, M: "0.0" }),
+  }],
+};
+
+/**
+ * IQ4_XS: `{f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}`, block ib's
+ * `x = d·(ls − 32)·T[q]`, a chunk a 32-element block.
+ *
+ * @example
+ * ```ts
+ * import { iq4_xs } from "./block_codecs_iq4.ts";
+ * iq4_xs.chunks.length; // 8
+ * ```
+ */
+export const iq4_xs: BlockCodec = {
+  bytes: 136,
+  elems: 256,
+  maxUnit: 2,
+  columns: [16, 8, 4, 4],
+  header: (id, rd) => {
+    const sh = `(${rd.bytes4(0)} >> 16u)`, sl = rd.bytes4(4);
+    return [
+      `let d${id} = ${rd.half(0)};`,
+      ...[0, 1].map((v) => {
+        const lo = `(vec4<u32>(${sl}) >> vec4<u32>(${[0, 4, 8, 12].map((s) => `${s + 16 * v}u`)}))`;
+        const hi = `(vec4<u32>(${sh}) >> vec4<u32>(${[0, 2, 4, 6].map((s) => `${s + 8 * v}u`)}))`;
+        return `let s${v}${id} = d${id} * (vec4<f32>(bitcast<vec4<i32>>((${lo} & vec4<u32>(15u)) | ((${hi} & vec4<u32>(3u)) << vec4<u32>(4u)))) - vec4<f32>(32.0));`;
+      }),
+    ];
+  },
+  chunks: range(8).map((ib) => ({
+    groups: [range(8, 8 * ib)],
+    steps: (_id, rd) => [{ lines: [], uses: iq4Uses(rd, 0, 8 + 16 * ib, 8 * ib) }],
+    affine: (hid) => ({ S: `s${ib >> 2}${hid}.${XYZW[ib & 3]}`, M: "0.0" }),
+  })),
+};

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { buildGgufHeader, gguf, GGUFValueType } from "@huggingface/gguf";
-import { convertToGguf } from "../app/gguf/arch.ts";
+import { convertToGguf, type GgufOutType } from "../app/gguf/arch.ts";
 import { GgufFile } from "../app/gguf/file.ts";
 import { ggufTokenizerMetadata } from "../app/gguf/tokenizer_export.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
@@ -18,7 +18,7 @@ import { gpu } from "./_util.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "kiln_gguf_interop_" });
 
-async function writeFile(type: "q8_0" | "q4_k"): Promise<string> {
+async function writeFile(type: GgufOutType): Promise<string> {
   const dir = join(tmp, `model_${type}`);
   await writeTinyMixtral(dir, {
     config: { hidden_size: 256, intermediate_size: 256, vocab_size: 320 },
@@ -63,7 +63,7 @@ function plain(v: unknown): unknown {
 }
 
 Deno.test("@huggingface/gguf reads Kiln's GGUF files: metadata, tensor infos and offsets agree", async () => {
-  for (const type of ["q8_0", "q4_k"] as const) {
+  for (const type of ["q8_0", "q4_k", "q3_k", "iq4_xs", "q5_1"] as const) {
     const path = await writeFile(type);
     using ours = await GgufFile.open(path);
     const theirs = await gguf(path, { allowLocalFile: true, typedMetadata: true });

@@ -181,6 +181,7 @@ globalThis.addEventListener("unload", () => {
  * logit RMS, when given) and against f32 matmuls of its dequantized weights
  * (prefill logits to 1e-4, greedy decode ids equal).
  */
+const F32_LOGITS = new Map<string, Float32Array>(); // each folder's f32 logits, computed once
 async function checkStored(
   dir: string,
   type: GgufOutType,
@@ -191,9 +192,13 @@ async function checkStored(
   const dev = await gpu();
   const prompt = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64];
   const open = (p: string) => loadModel(p, { device: dev, quiet: true, maxSeq: 32 });
-  const f32 = await open(dir);
-  const base = await f32.forward(prompt);
-  f32.dispose();
+  let base = F32_LOGITS.get(dir);
+  if (!base) {
+    const f32 = await open(dir);
+    base = Float32Array.from(await f32.forward(prompt));
+    f32.dispose();
+    F32_LOGITS.set(dir, base);
+  }
   const rms = Math.sqrt(base.reduce((s, v) => s + v * v, 0) / base.length);
   const file = `${dir}.${type}.gguf`;
   await toGguf(dir, file, type);

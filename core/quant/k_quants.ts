@@ -363,14 +363,23 @@ export function quantizeBlockQ2_K(x: Float32Array, xo: number, y: Uint8Array, yo
       L[16 * j + i] = Math.max(0, Math.min(3, l));
     }
   }
-  packCrumbs(y, qs);
+  packCrumbs(L, y, qs);
 }
 
 /**
- * Packs the 2-bit codes of `L` (0–3 each) as Q2_K and Q3_K store them: in half
- * `h`, element `128h + 32k + l` at bits `2k..2k+1` of byte `32h + l` from `at`.
+ * Packs the 256 2-bit codes of `L` (0–3 each) as Q2_K and Q3_K store them: in
+ * half `h`, element `128h + 32k + l` at bits `2k..2k+1` of byte `32h + l` from
+ * `at`.
+ *
+ * @example
+ * ```ts
+ * import { packCrumbs } from "./k_quants.ts";
+ * const y = new Uint8Array(64);
+ * packCrumbs(new Uint8Array(256).fill(3), y, 0);
+ * y[0]; // 0xff
+ * ```
  */
-function packCrumbs(y: Uint8Array, at: number): void {
+export function packCrumbs(L: ArrayLike<number>, y: Uint8Array, at: number): void {
   for (let h = 0; h < 2; h++) {
     for (let l = 0; l < 32; l++) {
       const e = 128 * h + l;
@@ -398,10 +407,11 @@ function packCrumbs(y: Uint8Array, at: number): void {
  */
 export function dequantizeBlockQ2_K(b: Uint8Array, bo: number, out: Float32Array, oo: number) {
   const d = readF16(b, bo + 80), dmin = readF16(b, bo + 82);
-  for (let e = 0; e < 256; e++) {
-    const sc = b[bo + (e >> 4)];
-    const h = e >> 7, k = (e >> 5) & 3, l = e & 31;
-    const q = (b[bo + 16 + 32 * h + l] >> (2 * k)) & 3;
-    out[oo + e] = f(f(d * (sc & 0xf)) * q) - f(dmin * (sc >> 4));
+  for (let j = 0; j < 16; j++) {
+    const sc = b[bo + j], dl = f(d * (sc & 0xf)), ml = f(dmin * (sc >> 4));
+    for (let e = 16 * j; e < 16 * j + 16; e++) {
+      const q = (b[bo + 16 + 32 * (e >> 7) + (e & 31)] >> (2 * ((e >> 5) & 3))) & 3;
+      out[oo + e] = f(dl * q) - ml;
+    }
   }
 }

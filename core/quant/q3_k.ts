@@ -16,6 +16,7 @@
  */
 
 import { GROUP_MAX_EPS, nearestInt, readF16, signedAbsMax, writeF16 } from "./scalar.ts";
+import { packCrumbs } from "./k_quants.ts";
 
 const f = Math.fround;
 
@@ -134,12 +135,7 @@ export function quantizeBlockQ3_K(x: Float32Array, xo: number, y: Uint8Array, yo
       L[e] -= 4;
     }
   }
-  for (let h = 0; h < 2; h++) {
-    for (let l = 0; l < 32; l++) {
-      const e = 128 * h + l;
-      y[yo + 32 + 32 * h + l] = L[e] | (L[e + 32] << 2) | (L[e + 64] << 4) | (L[e + 96] << 6);
-    }
-  }
+  packCrumbs(L, y, yo + 32);
 }
 
 /**
@@ -160,11 +156,13 @@ export function quantizeBlockQ3_K(x: Float32Array, xo: number, y: Uint8Array, yo
  */
 export function dequantizeBlockQ3_K(b: Uint8Array, bo: number, out: Float32Array, oo: number) {
   const d = readF16(b, bo + 108);
-  for (let e = 0; e < 256; e++) {
-    const dl = f(d * scaleQ3(b, bo + 96, e >> 4));
-    const h = e >> 7, k = (e >> 5) & 3, l = e & 31;
-    const low = (b[bo + 32 + 32 * h + l] >> (2 * k)) & 3;
-    const third = (b[bo + l] >> (4 * h + k)) & 1;
-    out[oo + e] = dl * (low - (third ? 0 : 4));
+  for (let j = 0; j < 16; j++) {
+    const dl = f(d * scaleQ3(b, bo + 96, j));
+    for (let e = 16 * j; e < 16 * j + 16; e++) {
+      const k = (e >> 5) & 3, l = e & 31;
+      const low = (b[bo + 32 + 32 * (e >> 7) + l] >> (2 * k)) & 3;
+      const third = (b[bo + l] >> (e >> 5)) & 1;
+      out[oo + e] = dl * (low - (third ? 0 : 4));
+    }
   }
 }

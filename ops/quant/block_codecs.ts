@@ -16,6 +16,7 @@
 
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import { iq4_nl, iq4_xs } from "./block_codecs_iq4.ts";
+import { nibbleCodec, range, use } from "./codec_parts.ts";
 
 /**
  * Four codes of a block read by {@linkcode BlockBytes.codes}: each masked in
@@ -203,15 +204,7 @@ fn qb_iq4(t: vec4<f32>) -> vec4<f32> {
   return round(fma(fma(p, t, vec4<f32>(24.743246)), t, vec4<f32>(-127.0436)));
 }`;
 
-const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
 const XYZW = "xyzw";
-
-/** Four codes of `req` as a step's use. */
-const use = (rd: BlockBytes, g: number, a: number, req: CodeRequest) => ({
-  g,
-  a,
-  ...rd.codes(req),
-});
 
 /**
  * Q8_0: `{f16 d; i8 q[32]}`, `x = d·q`. Bytes 0–2 of a word are read as
@@ -242,44 +235,20 @@ const q8_0: BlockCodec = {
 };
 
 /** Q4_0: `{f16 d; u8 qs[16]}`, `x = d·(q − 8)`: elements 0–15 low nibbles, 16–31 high. */
-const q4_0: BlockCodec = {
-  bytes: 18,
-  elems: 32,
-  maxUnit: 8,
-  columns: [16, 8, 8, 8],
-  header: (id, rd) => [`let d${id} = ${rd.half(0)};`],
-  chunks: [{
-    groups: [range(8)],
-    steps: (_id, rd) => [{
-      lines: [],
-      uses: range(4).flatMap((i) => [
-        use(rd, 0, i, { offs: [2 + 4 * i], key: "", f: (w) => w, bits: 4 }),
-        use(rd, 0, 4 + i, { offs: [2 + 4 * i], key: "h", f: (w) => `${w} >> 4u`, bits: 4 }),
-      ]),
-    }],
-    affine: (hid) => ({ S: `d${hid}`, off: 8 }),
-  }],
-};
+const q4_0 = nibbleCodec(
+  18,
+  (id, rd) => [`let d${id} = ${rd.half(0)};`],
+  2,
+  (hid) => ({ S: `d${hid}`, off: 8 }),
+);
 
 /** Q4_1: `{f16 d, m; u8 qs[16]}`, `x = d·q + m`: Q4_0's nibbles after a second f16. */
-const q4_1: BlockCodec = {
-  bytes: 20,
-  elems: 32,
-  maxUnit: 8,
-  columns: [16, 8, 8, 8],
-  header: (id, rd) => [`let d${id} = ${rd.half(0)};`, `let m${id} = ${rd.half(2)};`],
-  chunks: [{
-    groups: [range(8)],
-    steps: (_id, rd) => [{
-      lines: [],
-      uses: range(4).flatMap((i) => [
-        use(rd, 0, i, { offs: [4 + 4 * i], key: "", f: (w) => w, bits: 4 }),
-        use(rd, 0, 4 + i, { offs: [4 + 4 * i], key: "h", f: (w) => `${w} >> 4u`, bits: 4 }),
-      ]),
-    }],
-    affine: (hid) => ({ S: `d${hid}`, M: `(-m${hid})` }),
-  }],
-};
+const q4_1 = nibbleCodec(
+  20,
+  (id, rd) => [`let d${id} = ${rd.half(0)};`, `let m${id} = ${rd.half(2)};`],
+  4,
+  (hid) => ({ S: `d${hid}`, M: `(-m${hid})` }),
+);
 
 /**
  * Q5_0 `{f16 d; u32 qh; u8 qs[16]}` (`x = d·(q − 16)`) and Q5_1

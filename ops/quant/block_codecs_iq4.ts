@@ -9,8 +9,8 @@
  */
 
 import type { BlockBytes, BlockCodec, CodeRequest } from "./block_codecs.ts";
+import { nibbleCodec, nibbleUses, range } from "./codec_parts.ts";
 
-const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => from + i);
 const XYZW = "xyzw";
 
 /**
@@ -22,14 +22,6 @@ function iq4Use(rd: BlockBytes, g: number, a: number, req: CodeRequest) {
   return { g, a, q: `qb_iq4(${c.q} * ${c.sv})`, pat: `L${c.pat}`, sv: "vec4<f32>(1.0)" };
 }
 
-/** The 16 code bytes at block offset `o`: elements 0–15 low nibbles, 16–31 high (group g). */
-function iq4Uses(rd: BlockBytes, g: number, o: number, a0: number) {
-  return range(4).flatMap((i) => [
-    iq4Use(rd, g, a0 + i, { offs: [o + 4 * i], key: "", f: (w) => w, bits: 4 }),
-    iq4Use(rd, g, a0 + 4 + i, { offs: [o + 4 * i], key: "h", f: (w) => `${w} >> 4u`, bits: 4 }),
-  ]);
-}
-
 /**
  * IQ4_NL: `{f16 d; u8 qs[16]}`, `x = d·T[q]` (see `core/quant/iq4.ts`).
  *
@@ -39,18 +31,13 @@ function iq4Uses(rd: BlockBytes, g: number, o: number, a0: number) {
  * iq4_nl.bytes; // 18
  * ```
  */
-export const iq4_nl: BlockCodec = {
-  bytes: 18,
-  elems: 32,
-  maxUnit: 8,
-  columns: [16, 8, 8, 8],
-  header: (id, rd) => [`let d${id} = ${rd.half(0)};`],
-  chunks: [{
-    groups: [range(8)],
-    steps: (_id, rd) => [{ lines: [], uses: iq4Uses(rd, 0, 2, 0) }],
-    affine: (hid) => ({ S: `d${hid}`, M: "0.0" }),
-  }],
-};
+export const iq4_nl: BlockCodec = nibbleCodec(
+  18,
+  (id, rd) => [`let d${id} = ${rd.half(0)};`],
+  2,
+  (hid) => ({ S: `d${hid}`, M: "0.0" }),
+  iq4Use,
+);
 
 /**
  * IQ4_XS: `{f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}`, block ib's
@@ -80,7 +67,7 @@ export const iq4_xs: BlockCodec = {
   },
   chunks: range(8).map((ib) => ({
     groups: [range(8, 8 * ib)],
-    steps: (_id, rd) => [{ lines: [], uses: iq4Uses(rd, 0, 8 + 16 * ib, 8 * ib) }],
+    steps: (_id, rd) => [{ lines: [], uses: nibbleUses(rd, 8 + 16 * ib, 8 * ib, iq4Use) }],
     affine: (hid) => ({ S: `s${ib >> 2}${hid}.${XYZW[ib & 3]}`, M: "0.0" }),
   })),
 };

@@ -1,6 +1,7 @@
 /**
  * How the block-at-a-time decode GEMV (`./block_gemv.ts`) reads each of
- * llama.cpp's Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q5_K and Q6_K blocks: which bytes hold a block's
+ * llama.cpp's block formats but Q4_K (its own loop, `./q4k_loop.ts`; IQ4_NL and
+ * IQ4_XS in `./block_codecs_iq4.ts`): which bytes hold a block's
  * scales, which activations each code word multiplies, and how four codes
  * become a `vec4<f32>`. The GEMV supplies the words (each loaded once, however
  * a block straddles them); a codec only names byte offsets inside its block.
@@ -9,7 +10,8 @@
  * group; Q8_0's signed bytes biased by 128), four to a word: masked in place
  * (no shift to line it up; the byte's power of two is undone once per group)
  * and converted through i32 — AVX2 converts signed ints to float in one
- * instruction, unsigned in several — so an element costs a mask and a convert.
+ * instruction, unsigned in several — so an element costs a mask and a convert
+ * (IQ4's codes then go through a polynomial to their levels).
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
- * The decode GEMV (1–4 activation rows) for Q8_0, Q4_0, Q5_K and Q6_K
- * weights, a block at a time, in the style of the Q4_K one (`./gemv_q4k.ts`):
+ * The decode GEMV (1–4 activation rows) for every block format but Q4_K
+ * (Q8_0, Q4_0/1, Q5_0/1, Q2_K, Q3_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) weights, a block at a time, in the style of the Q4_K one (`./gemv_q4k.ts`):
  * each invocation owns many weight rows, loads a chunk of each activation row
  * once and multiplies it into every weight row's codes, decodes a row's scales
  * once a block and folds each group's affine map in once

@@ -3,8 +3,9 @@
  * weight as they read it (no dequantized copy ever exists).
  *
  * Every format is read in *groups*: runs of `G` consecutive elements of a row
- * sharing one affine map `x = scale·q − min` (32 elements for Q8_0, Q4_0 and
- * the K-quants' sub-blocks; 16 for Q6_K's scales). A kernel asks once per group
+ * sharing one affine map `x = scale·q − min` (32 elements for the legacy
+ * formats, IQ4 and the K-quants' sub-blocks; 16 for Q2_K's, Q3_K's and Q6_K's
+ * scales; IQ4's "codes" are their levels). A kernel asks once per group
  * for `(scale, min)` and then for the raw codes `q` four at a time, so a dot
  * product becomes `scale·Σ a·q − min·Σ a`: the scale decode and the affine map
  * are paid once per group, not once per element (llama.cpp's vec-dot trick).

@@ -44,14 +44,16 @@ async function child(kind: string, target: string): Promise<void> {
   const t = () => performance.now();
   let model: { generateIds(ids: number[], o: object): AsyncIterable<number>; dispose(): void };
   let imported: number;
-  if (kind === "jit") {
+  if (kind.startsWith("jit")) {
     const { loadModel } = await import("../mod.ts");
     imported = t();
-    model = await loadModel(target, { quiet: true, maxSeq });
+    // "jit-prefill": the prompt always through the prefill (as before cold prompts).
+    const coldPromptTokens = kind === "jit-prefill" ? 0 : undefined;
+    model = await loadModel(target, { quiet: true, maxSeq, coldPromptTokens });
   } else {
     const mod = await import(pathToFileURL(target).href);
     imported = t();
-    // "aot": pipelines compiled on first use, like loadModel; "aot-eager": all at load.
+    // "aot": pipelines compiled on first use (the default); "aot-eager": all at load.
     model = await mod.load({ compile: kind === "aot-eager" });
   }
   const loaded = t();
@@ -62,8 +64,9 @@ async function child(kind: string, target: string): Promise<void> {
     ids.push(id);
   }
   const done = t();
+  const via = (model as { lastStats?: { promptRun?: string } }).lastStats?.promptRun;
   model.dispose();
-  console.log(JSON.stringify({ imported, loaded, first, done, ids }));
+  console.log(JSON.stringify({ imported, loaded, first, done, ids, via }));
 }
 
 interface Sample {
@@ -72,6 +75,7 @@ interface Sample {
   first: number;
   done: number;
   ids: number[];
+  via?: string;
 }
 
 async function spawn(kind: string, target: string, env: Record<string, string>): Promise<Sample> {
@@ -141,12 +145,17 @@ async function main(): Promise<void> {
       ["cold", { ...base, MESA_SHADER_CACHE_DISABLE: "true" }],
       ["warm", { ...base, MESA_SHADER_CACHE_DIR: cache, MESA_SHADER_CACHE_DISABLE: "false" }],
     ];
-    const kinds: [string, string][] = [["jit", ckpt], ["aot", module], ["aot-eager", module]];
+    const kinds: [string, string][] = [
+      ["jit", ckpt],
+      ["jit-prefill", ckpt],
+      ["aot", module],
+      ["aot-eager", module],
+    ];
     let reference: string | undefined;
     // Fill Deno's transpile cache and (for warm) Mesa's shader cache first.
     for (const [kind, target] of kinds) await spawn(kind, target, modes[1][1]);
     console.log(
-      "mode  side                     import  load    first token  8 tokens",
+      "mode  side                       import  load    first token  8 tokens  prompt via",
     );
     for (const [mode, env] of modes) {
       for (const [kind, target] of kinds) {
@@ -157,16 +166,18 @@ async function main(): Promise<void> {
           reference ??= ids;
           if (ids !== reference) throw new Error(`${kind} generated ${ids}, expected ${reference}`);
         }
-        const m = (k: keyof Omit<Sample, "ids">) => median(samples.map((s) => s[k])).toFixed(0);
-        const side = kind === "jit"
-          ? "loadModel + generateIds"
-          : kind === "aot"
-          ? "AOT load + generateIds"
-          : "AOT load(eager) + gen.";
+        const m = (k: keyof Omit<Sample, "ids" | "via">) =>
+          median(samples.map((s) => s[k])).toFixed(0);
+        const side = {
+          jit: "loadModel + generateIds",
+          "jit-prefill": "loadModel, coldPrompt 0",
+          aot: "AOT load + generateIds",
+          "aot-eager": "AOT load(compile) + gen.",
+        }[kind]!;
         console.log(
-          `${mode.padEnd(5)} ${side.padEnd(24)} ${m("imported").padStart(6)}  ${
+          `${mode.padEnd(5)} ${side.padEnd(26)} ${m("imported").padStart(6)}  ${
             m("loaded").padStart(6)
-          }  ${m("first").padStart(11)}  ${m("done").padStart(8)}`,
+          }  ${m("first").padStart(11)}  ${m("done").padStart(8)}  ${samples[0].via}`,
         );
       }
     }

@@ -62,6 +62,11 @@ export interface Backend {
   submit(bound: BoundRun, options: RunOptions): Promise<void>;
   /** Plans and uploads a run without submitting it (GPU). */
   prepare(bound: BoundRun, options?: RunOptions): Promise<GpuExecutable>;
+  /**
+   * Whether a run at these dims would start without planning or compiling a
+   * pipeline (always on the CPU interpreter).
+   */
+  compiled(dims: Record<string, number>): boolean;
   /** Reads states back (one round trip on a GPU). */
   readStates(
     states: readonly (StateType & { name: string })[],

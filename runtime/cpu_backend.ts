@@ -68,6 +68,10 @@ export class CpuBackend implements Backend {
     await this.run(bound);
   }
 
+  compiled(): boolean {
+    return true; // the interpreter compiles nothing
+  }
+
   prepare(): Promise<GpuExecutable> {
     return Promise.reject(
       new TypeError("prepare() needs a GPU device; the CPU device has no plan"),

@@ -33,6 +33,8 @@ export interface ExecutableLike {
   submit(inputs: Record<string, TensorData>, options?: RunOptions): Promise<void>;
   /** Uploads a run's inputs (compiling its pipelines) without running it. */
   prepare(inputs: Record<string, TensorData>, options?: RunOptions): Promise<unknown>;
+  /** Whether a run with these inputs would start without compiling (or planning). */
+  compiled(inputs: Record<string, TensorData>): boolean;
   /** Reads several persistent states back in one round trip. */
   readStates(names: readonly string[]): Promise<Record<string, HostTensor>>;
   /** Overwrites a persistent state. */
@@ -59,6 +61,12 @@ export interface LoopStats {
   prefillMs: number;
   /** Milliseconds for the decode steps after the first token. */
   decodeMs: number;
+  /**
+   * What ran the prompt: the prefill's chunks, or the decode step token by
+   * token (a short prompt whose prefill pipelines were not compiled yet: see
+   * {@linkcode coldPrompt}).
+   */
+  promptRun?: "prefill" | "decode";
 }
 
 /**
@@ -84,6 +92,8 @@ export interface DecodeLoop {
   eos: Set<number>;
   /** `performance.now()` when the clock started. */
   t0: number;
+  /** Run the prompt through the decode step, token by token (see {@linkcode coldPrompt}). */
+  promptViaDecode?: boolean;
 }
 
 /**
@@ -93,7 +103,7 @@ export interface DecodeLoop {
  * @example
  * ```ts ignore
  * const runner: LoopRunner = {
- *   prefill, decode, runOptions: {}, generated: "generated",
+ *   prefill, decode, runOptions: {}, generated: "generated", token: "token",
  *   prefillChunks: (ids, seed, step) => [{ ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] }],
  *   decodeInputs: (pos, seed, step) => ({ pos: [pos], seed: [seed], step: [step] }),
  * };
@@ -108,6 +118,8 @@ export interface LoopRunner {
   readonly runOptions: RunOptions;
   /** The state holding sampled ids by step (`[maxNew]` u32). */
   readonly generated: string;
+  /** The state the decode step reads its token from (`[1]` u32). */
+  readonly token: string;
   /** The prefill runs' inputs for a prompt: one per chunk, run in order. */
   prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[];
   /** A decode step's inputs at position `pos`. */
@@ -179,6 +191,57 @@ export function splitPrompt(length: number, buckets: readonly number[]): number[
 }
 
 /**
+ * Prompts up to this many tokens run through the decode step when the
+ * prefill's pipelines for them are not compiled yet (see {@linkcode coldPrompt}).
+ *
+ * @example
+ * ```ts
+ * import { COLD_PROMPT_TOKENS } from "@kiln/kiln/runtime";
+ * COLD_PROMPT_TOKENS; // 64
+ * ```
+ */
+export const COLD_PROMPT_TOKENS = 64;
+
+/**
+ * Whether a prompt should run through the decode step, one token a run, rather
+ * than the prefill: when it has at most `maxTokens` tokens and some prefill
+ * chunk it needs has no compiled pipelines yet. A generation needs the decode
+ * step's pipelines anyway; the prefill's are as many again and, at the first
+ * dispatch of a new shape, cost seconds of driver compile (lavapipe: ~16 s cold
+ * for the demo model's 64-token chunk) against milliseconds a decode step. Once
+ * a long prompt (or `warmUp`) has compiled the prefill, prompts use it. The two
+ * paths compute the same function; their float rounding differs in the last
+ * bits, as between chunk splits.
+ *
+ * @example
+ * ```ts ignore
+ * import { coldPrompt } from "@kiln/kiln/runtime";
+ * const viaDecode = coldPrompt(model.prefill, chunks, ids.length, 64);
+ * ```
+ */
+export function coldPrompt(
+  prefill: ExecutableLike,
+  chunks: readonly Record<string, TensorData>[],
+  tokens: number,
+  maxTokens: number,
+): boolean {
+  return tokens <= maxTokens && !chunks.every((c) => prefill.compiled(c));
+}
+
+/**
+ * Queues the prompt through the decode step: each token written to the
+ * `token` state and one decode run at its position, all sampling at step 0 so
+ * that the last one's sample is the first generated id (as the prefill's is).
+ * Nothing is read back.
+ */
+async function promptSteps(r: LoopRunner, ids: Uint32Array, seed: number): Promise<void> {
+  for (let i = 0; i < ids.length; i++) {
+    r.decode.writeState(r.token, [ids[i]]);
+    await r.decode.submit(r.decodeInputs(i, seed, 0), r.runOptions);
+  }
+}
+
+/**
  * Streams generated ids: the prefill, then up to `readEvery` decode steps
  * queued per readback of the `generated` state (the first readback right after
  * the prefill).
@@ -197,7 +260,9 @@ export async function* decodeSteps(
   const { ids, limit, readEvery, seed, stats, eos, t0 } = loop;
   const run = r.runOptions;
   hooks.phase?.(false);
-  for (const chunk of r.prefillChunks(ids, seed, 0)) await r.prefill.submit(chunk, run);
+  stats.promptRun = loop.promptViaDecode ? "decode" : "prefill";
+  if (loop.promptViaDecode) await promptSteps(r, ids, seed);
+  else for (const chunk of r.prefillChunks(ids, seed, 0)) await r.prefill.submit(chunk, run);
   hooks.countStep?.();
   hooks.phase?.(true);
   let queued = 1, read = 0;

@@ -251,6 +251,22 @@ export class Executable {
     return await this.#live.prepare(this.#bind(inputs, options), options);
   }
 
+  /**
+   * Whether a run with these inputs would start without planning or compiling
+   * a pipeline: its dims ran (or were prepared) before. Always true on the CPU.
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", ["N"]).mul(2));
+   * compile(g.build(), cpuDevice()).compiled({ x: [1, 2] }); // true: nothing to compile
+   * ```
+   */
+  compiled(inputs: Record<string, TensorData>): boolean {
+    return this.#live.compiled(this.#bind(inputs, {}).dims);
+  }
+
   #stateType(name: string): StateType {
     return stateType(this.#iface, name, this.#live.lastPlan);
   }

@@ -64,7 +64,12 @@ export interface PlanSource {
   constant(value: number): HostArray;
   /** The dtype of parameter `name`. */
   paramDType(name: string): DType;
+  /** Plans are looked up, not built (a prebuilt module's): asking for one costs nothing. */
+  readonly lookup?: boolean;
 }
+
+/** The cache key of a binding of the symbolic dims. */
+const planKey = (dims: Record<string, number>) => JSON.stringify(Object.entries(dims).sort());
 
 /**
  * Runs plans on a WebGPU device: one `GpuExecutable` per binding of the
@@ -113,8 +118,16 @@ export class GpuRunner implements Backend {
     return this.#last;
   }
 
+  compiled(dims: Record<string, number>): boolean {
+    // Building a plan costs planning time, so a plan never built is not compiled.
+    const e = this.#plans.get(planKey(dims)) ??
+      (this.#source.lookup ? this.#entry(dims) : undefined);
+    return !!e &&
+      (e.exe !== undefined || e.plan.kernels.every((k) => this.#device.pipelines.has(k.code)));
+  }
+
   #entry(dims: Record<string, number>): { plan: Plan; exe?: GpuExecutable } {
-    const key = JSON.stringify(Object.entries(dims).sort());
+    const key = planKey(dims);
     let e = this.#plans.get(key);
     if (!e) {
       e = { plan: this.#source.plan(dims) };

@@ -35,6 +35,8 @@ export {
   type SamplingSettings,
 } from "./prebuilt_model.ts";
 export {
+  COLD_PROMPT_TOKENS,
+  coldPrompt,
   type DecodeHooks,
   type DecodeLoop,
   decodeSteps,

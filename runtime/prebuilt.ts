@@ -155,6 +155,7 @@ export class PrebuiltExecutable<
           return toHost(c.data, c.dtype);
         },
         paramDType: (name) => dtypes.get(name)!,
+        lookup: true,
       },
       device,
       shared ? shared.#runner.store : undefined,
@@ -301,6 +302,19 @@ export class PrebuiltExecutable<
    */
   async prepare(inputs: I, options: RunOptions = {}): Promise<GpuExecutable> {
     return await this.#live.prepare(this.#bind(inputs, options), options);
+  }
+
+  /**
+   * Whether a run with these inputs would start without compiling a pipeline
+   * (all compiled at load, or by an earlier run at these dims).
+   *
+   * @example
+   * ```ts ignore
+   * exe.compiled({ x: new Float32Array(64) }); // false before the first run
+   * ```
+   */
+  compiled(inputs: I): boolean {
+    return this.#live.compiled(this.#bind(inputs, {}).dims);
   }
 
   #stateType(name: string): StateType {

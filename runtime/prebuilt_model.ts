@@ -16,7 +16,13 @@ import {
   promptLogits,
 } from "./prompt.ts";
 import type { TensorData } from "../core/host.ts";
-import { type DecodeLoop, decodeSteps, type LoopStats } from "./decode.ts";
+import {
+  COLD_PROMPT_TOKENS,
+  coldPrompt,
+  type DecodeLoop,
+  decodeSteps,
+  type LoopStats,
+} from "./decode.ts";
 import type { GpuDevice } from "./device.ts";
 import type { PrebuiltData } from "./plan_data.ts";
 import { PrebuiltExecutable } from "./prebuilt.ts";
@@ -150,6 +156,12 @@ export class PrebuiltModel {
   lastStats?: PrebuiltGenerateStats;
   /** Hears pipeline compiles of runs that need kernels not compiled yet. */
   onCompile?: (done: number, total: number) => void;
+  /**
+   * A prompt of at most this many tokens whose prefill pipelines are not
+   * compiled yet runs through the decode step instead (see `coldPrompt`); 0:
+   * never.
+   */
+  coldPromptTokens: number = COLD_PROMPT_TOKENS;
   readonly #pairs = new Map<string, Pair>();
   readonly #ownsDevice: boolean;
   #disposed = false;
@@ -334,10 +346,12 @@ export class PrebuiltModel {
     this.lastStats = stats;
     // Pipelines not compiled at load are compiled before the clock starts.
     const tc = performance.now();
+    const chunks = this.#prefillChunks(ids, seed, 0);
+    const promptViaDecode = coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
     await prepareGeneration(
       this.prefill,
       this.decode,
-      this.#prefillChunks(ids, seed, 0),
+      promptViaDecode ? [] : chunks,
       this.#decodeInputs(ids.length, seed, 1),
       { onCompile: this.onCompile },
     );
@@ -352,12 +366,14 @@ export class PrebuiltModel {
       stats,
       eos: new Set(this.data.eosTokenIds),
       t0,
+      promptViaDecode,
     };
     yield* decodeSteps({
       prefill: this.prefill,
       decode: this.decode,
       runOptions: {},
       generated: this.data.states.generated,
+      token: this.data.states.token,
       prefillChunks: (ids, seed, step) => this.#prefillChunks(ids, seed, step),
       decodeInputs: (pos, seed, step) => this.#decodeInputs(pos, seed, step),
     }, loop);

@@ -21,6 +21,7 @@ import {
 } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, gpu, MOE_PROMPT, openTiny } from "./_util.ts";
 import { runtimeImports } from "./fixtures/import_graph.ts";
+import { requestDevice } from "../runtime/device.ts";
 
 const NUCLEUS = { temperature: 0.8, topK: 12, topP: 0.9 };
 
@@ -87,6 +88,22 @@ for (const [name, write] of CASES) {
         assert.equal(aot!.lastStats!.promptTokens, 1);
       });
       if (jamba) {
+        await t.step(
+          "loaded cold, a short prompt runs through the decode step, to the same ids",
+          async () => {
+            // A device of its own: no pipeline compiled; load() compiles nothing by default.
+            const fresh = await requestDevice();
+            const cold = (await mod.load({ device: fresh })) as PrebuiltModel;
+            try {
+              assert.deepEqual(await ids(cold, long), await ids(ref!, long));
+              assert.equal(cold.lastStats!.promptRun, "decode");
+              assert.equal(ref!.lastStats!.promptRun, "prefill");
+            } finally {
+              cold.dispose();
+              fresh.destroy();
+            }
+          },
+        );
         await t.step("a prebuilt sampling variant samples like loadModel", async () => {
           const opts = { ...NUCLEUS, seed: 5 };
           assert.deepEqual(await ids(aot!, MOE_PROMPT, opts), await ids(ref!, MOE_PROMPT, opts));

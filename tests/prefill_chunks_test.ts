@@ -131,3 +131,47 @@ Deno.test("warmUp compiles every chunk length: no prompt compiles after it", asy
   });
   device.destroy();
 });
+
+Deno.test("a short prompt whose prefill is not compiled runs through the decode step, to the same ids", async () => {
+  // A device of its own: nothing compiled by earlier tests.
+  const device = await requestDevice();
+  await withJamba(device, async (chunked, whole) => {
+    const vocab = chunked.config.vocabSize;
+    const run = async (m: Model, n: number) => {
+      const out: number[] = [];
+      for await (const id of m.generateIds(promptOf(n, vocab), { maxTokens: 4 })) out.push(id);
+      return { ids: out, via: m.lastStats!.promptRun };
+    };
+    whole.coldPromptTokens = 0;
+    for (const n of [1, 2, 50]) {
+      const cold = await run(chunked, n);
+      assert.equal(cold.via, "decode", `T ${n}`);
+      const ref = await run(whole, n);
+      assert.equal(ref.via, "prefill");
+      assert.deepEqual(cold.ids, ref.ids, `T ${n}`);
+    }
+    // Nothing of the chunked model's prefill was compiled by those runs.
+    const chunk = { ids: new Uint32Array(64), pos: [0], last: [63], seed: [0], step: [0] };
+    assert.equal(chunked.prefill.compiled(chunk), false);
+    // Over the limit the prefill runs and compiles its chunks (65 = 64 + 1): short
+    // prompts made of those chunks then use it, others still the decode step.
+    assert.equal((await run(chunked, 65)).via, "prefill");
+    assert.equal(chunked.prefill.compiled(chunk), true);
+    assert.equal((await run(chunked, 64)).via, "prefill");
+    assert.equal((await run(chunked, 17)).via, "decode");
+  });
+  device.destroy();
+});
+
+Deno.test("coldPromptTokens must be an integer >= 0", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_cold_" });
+  try {
+    await writeTinyJamba(dir, { seed: 3 });
+    await assert.rejects(
+      loadModel(dir, { quiet: true, coldPromptTokens: -1 }),
+      /coldPromptTokens must be an integer >= 0, got -1/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -140,3 +140,21 @@ Deno.test("executables compiled with shareWith read one copy of params and state
   assert.deepEqual([...again.y.data], [11, 22, 33]);
   b.dispose();
 });
+
+Deno.test("compiled: false until dims have run (or been prepared) on the GPU, always on the CPU", async () => {
+  const g = new GraphBuilder();
+  // A constant no other test uses: its WGSL is not in the shared device's cache.
+  g.output("y", g.input("x", ["N"]).mul(1.2345).add(0.5));
+  const graph = g.build();
+  const dev = await gpu();
+  const exe = compile(graph, dev);
+  const x = (n: number) => ({ x: new Float32Array(n) });
+  assert.equal(exe.compiled(x(7)), false);
+  await exe.run(x(7));
+  assert.equal(exe.compiled(x(7)), true);
+  assert.equal(exe.compiled(x(9)), false, "another binding of N has no plan yet");
+  await exe.prepare(x(9));
+  assert.equal(exe.compiled(x(9)), true);
+  assert.equal(compile(graph, cpuDevice()).compiled(x(3)), true);
+  assert.throws(() => exe.compiled({}), /x/, "inputs are checked as a run checks them");
+});

@@ -141,7 +141,7 @@ function emitLoad(file: ReturnType<Project["createSourceFile"]>, options: EmitMo
           "The device (default: a new one from `requestDevice()`, destroyed by the model's `dispose`).",
         ],
       },
-      ...loadOptionProperties(options.bundle),
+      ...loadOptionProperties(options.bundle, false),
     ],
   });
   file.addFunction({
@@ -204,7 +204,7 @@ function emitLoad(file: ReturnType<Project["createSourceFile"]>, options: EmitMo
           "if (missing.length) throw new TypeError(`Weight bundle ${name}: lacks ${missing.length} weight(s), e.g. ${missing[0]}`);",
         );
         w.writeLine(
-          "if (options.compile ?? true) await model.compilePipelines(options.onCompile);",
+          "if (options.compile) await model.compilePipelines(options.onCompile);",
         );
       }).write("catch (e)").block(() => {
         w.writeLine("if (model) model.dispose();");

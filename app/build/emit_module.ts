@@ -216,7 +216,7 @@ function emitLoad(
         type: "Partial<Params>",
         docs: ["Parameter values, set after the bundle's (if any)."],
       },
-      ...loadOptionProperties(options.bundle),
+      ...loadOptionProperties(options.bundle, true),
     ],
   });
   file.addFunction({
@@ -297,15 +297,20 @@ export interface OptionProperty {
 
 /**
  * The `LoadOptions` properties every emitted module has: the bundle (when
- * weights are packed into `bundle`), `compile` and `onCompile`.
+ * weights are packed into `bundle`), `compile` (whose default is
+ * `compileDefault`: graph modules compile at load, model modules on first
+ * use) and `onCompile`.
  *
  * @example
  * ```ts
  * import { loadOptionProperties } from "./emit_module.ts";
- * loadOptionProperties("mlp.kwb").map((p) => p.name); // ["bundle", "compile", "onCompile"]
+ * loadOptionProperties("mlp.kwb", true).map((p) => p.name); // ["bundle", "compile", "onCompile"]
  * ```
  */
-export function loadOptionProperties(bundle: string | undefined): OptionProperty[] {
+export function loadOptionProperties(
+  bundle: string | undefined,
+  compileDefault: boolean,
+): OptionProperty[] {
   return [
     ...(bundle
       ? [{
@@ -321,7 +326,13 @@ export function loadOptionProperties(bundle: string | undefined): OptionProperty
       name: "compile",
       hasQuestionToken: true,
       type: "boolean",
-      docs: ["Compile every prebuilt plan's pipelines now (default true)."],
+      docs: [
+        compileDefault
+          ? "Compile every prebuilt plan's pipelines now (default true)."
+          : "Compile every prebuilt plan's pipelines at load (default false: each run compiles what it " +
+            "needs on first use, and a short first prompt runs through the decode step so the first " +
+            "token waits only for the decode step's pipelines).",
+      ],
     },
     {
       name: "onCompile",

@@ -115,7 +115,7 @@ export async function* decodeLoop(r: DecodeRunner, loop: DecodeLoop): AsyncItera
       if (decoding) x.stats.decodeRoundTrips++;
     },
   };
-  yield* decodeSteps({ ...r, generated: STATES.generated }, loop, hooks);
+  yield* decodeSteps({ ...r, generated: STATES.generated, token: STATES.token }, loop, hooks);
 }
 
 /**

@@ -62,6 +62,13 @@ export interface LoadOptions {
    * set of pipelines per prompt length. `false`: each prompt in one run.
    */
   prefillChunk?: number | false;
+  /**
+   * Prompts of at most this many tokens run through the decode step, token by
+   * token, while the prefill's pipelines for them are not compiled yet
+   * (default 64): a first short prompt waits only for the decode step's
+   * compile. 0: every prompt runs the prefill.
+   */
+  coldPromptTokens?: number;
   /** No progress bar on stderr. */
   quiet?: boolean;
   /**
@@ -186,6 +193,10 @@ async function load(
     : options.prefillChunk === false
     ? []
     : prefillBuckets(maxSeq, options.prefillChunk);
+  const cold = options.coldPromptTokens;
+  if (cold !== undefined && (!Number.isInteger(cold) || cold < 0)) {
+    throw new RangeError(`loadModel: coldPromptTokens must be an integer >= 0, got ${cold}`);
+  }
   const maxNew = maxSeq;
   const dtype = options.dtype ?? "f32";
   if (dtype !== "f32" && dtype !== "f16") {
@@ -293,6 +304,7 @@ async function load(
   }
   created.length = 0; // the model owns them now: its dispose destroys them
   if (buckets) model.prefillBuckets = buckets;
+  if (cold !== undefined) model.coldPromptTokens = cold;
   model.onCompile = onProgress
     ? (done, total) => onProgress("compile", done, total)
     : compileBar(options.quiet);

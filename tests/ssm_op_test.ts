@@ -706,7 +706,7 @@ for (const limit of [undefined, 8]) {
     // With 8 bindings the step packs A, D and the Δ bias first; with more it reads them directly.
     const dev = limit ? await requestDevice({ limits: { maxStorageBuffers: limit } }) : await gpu();
     const Bn = 3, Nn = 16;
-    // 40 channels: one per thread; 300: sixteen per thread, ragged last block.
+    // 40 channels: one per thread; 300: four per thread as a vec4, ragged last block.
     for (const In of [40, 300]) {
       const g = new GraphBuilder();
       const h = g.state("h", [Bn, In, Nn]);

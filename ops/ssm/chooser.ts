@@ -19,8 +19,10 @@ import type { ScanShape } from "./scan_kernels.ts";
  * ```
  */
 export interface ScanLayout {
-  /** Thread shape of the scan and step kernels over I channels of N states. */
+  /** Thread shape of the scan kernels over I channels of N states. */
   shape(I: number, N: number): ScanShape;
+  /** Thread shape of the decode step (`ssm_step`, L = 1). */
+  stepShape(I: number, N: number): ScanShape;
   /** Touch the u/Δ/z rows ahead of the walk (see `scanKernel`). */
   readonly prefetch: boolean;
 }
@@ -50,6 +52,14 @@ const ONE_PER_THREAD: ScanShape = { cpt: 1, wg: 64 };
 export const CPU_RASTER_SCAN: ScanLayout = {
   shape: (I, N) =>
     I < 128 ? ONE_PER_THREAD : { cpt: Math.max(1, Math.min(16, Math.floor(256 / N))), wg: 8 },
+  // The decode step walks one row: a B/C load shared by 16 channels saves little
+  // when every state is loaded and stored once anyway. Measured on lavapipe (N = 16,
+  // dt_proj fused; per step, GPU timestamps, two rounds): I = 1536 at 16 / 8 / 4
+  // channels a thread 1.17, 1.11 / 1.09, 1.01 / 1.02, 1.07 ms, I = 512 (6 layers)
+  // 2.1, 1.8 / 1.7, 2.2 / 1.5, 1.6 ms — no slower at 4 — while LLVM compiled the
+  // kernel in 11.8 / 1.8 / 0.75 s (I = 1536) and 8.6 / 2.6 / 0.86 s (I = 512): the
+  // step was most of a Mamba model's decode compile, which a first token waits for.
+  stepShape: (I) => (I < 128 ? ONE_PER_THREAD : { cpt: 4, wg: 8 }),
   prefetch: true,
 };
 
@@ -61,7 +71,11 @@ export const CPU_RASTER_SCAN: ScanLayout = {
  * GPU_SCAN.shape(64, 16); // { cpt: 1, wg: 64 }
  * ```
  */
-export const GPU_SCAN: ScanLayout = { shape: () => ONE_PER_THREAD, prefetch: false };
+export const GPU_SCAN: ScanLayout = {
+  shape: () => ONE_PER_THREAD,
+  stepShape: () => ONE_PER_THREAD,
+  prefetch: false,
+};
 
 /**
  * Thread shape of the scan kernels: the layout's, or one thread per channel for

@@ -9,7 +9,7 @@
 import { numel } from "../../core/shape.ts";
 import type { KernelContext, KernelEmission, KernelEmitter, OpDef } from "../types.ts";
 import { deltaRankOf, type ScanAttrs, scanSlots } from "./attrs.ts";
-import { CPU_RASTER_SCAN, GPU_SCAN, pickShape, type ScanLayout } from "./chooser.ts";
+import { CPU_RASTER_SCAN, GPU_SCAN, type ScanLayout } from "./chooser.ts";
 import { inferScanLike } from "./infer.ts";
 import { referenceScan } from "./reference.ts";
 import { packKernel, scanKernel } from "./scan_kernels.ts";
@@ -32,7 +32,7 @@ function emitSsmStep(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelE
     state: N,
     chunk: 1,
     chunks: 1,
-    shape: pickShape(layout, I, N, false),
+    shape: layout.stepShape(I, N),
     slots,
     softplus: ctx.attrs.softplus,
     init: (io, idx) => `${io.out(1)}[${idx}]`,
@@ -54,7 +54,7 @@ function emitSsmStep(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelE
  * one decode token of the selective SSM, the state updated in place. With the
  * attribute `deltaRank` R > 0, delta is Mamba's low-rank `[B, R]` and dtW
  * (dt_proj's weight `[I, R]`) projects it inside the kernel: no GEMV dispatch.
- * Its portable kernel gives each thread 16 channels (CPU rasterisers).
+ * Its portable kernel gives each thread 4 channels (CPU rasterisers).
  *
  * @example
  * ```ts ignore

@@ -5,8 +5,10 @@
  * Layout: the magic `KILNWB\0\1`; the header's byte length and its CRC-32
  * (u32 little-endian each); the header, JSON naming every tensor with its
  * dtype, shape, byte size and CRC-32, and the payload's compressed and raw
- * sizes; then the payload, one DEFLATE stream of the tensors' little-endian
- * bytes in header order. The reader inflates as bytes arrive and hands each
+ * sizes; then the payload: one DEFLATE stream of the tensors' little-endian
+ * bytes in header order, or those bytes as they are (`payload: "stored"`, for
+ * weights that barely compress: nothing to inflate on load). The reader
+ * inflates as bytes arrive and hands each
  * tensor over as soon as it is complete and verified, so the whole payload is
  * never held at once.
  *
@@ -69,16 +71,36 @@ export interface BundleHeader {
   readonly format: 1;
   /** Tensors in payload order. */
   readonly tensors: readonly BundleEntry[];
-  /** Compressed payload bytes. */
+  /** Payload bytes as stored (compressed, or equal to `rawBytes` when stored raw). */
   readonly compressedBytes: number;
   /** Raw payload bytes (the sum of the tensors'). */
   readonly rawBytes: number;
+  /**
+   * How the payload is stored: one DEFLATE stream (the default when absent), or
+   * the raw bytes (`"stored"`: weights that barely compress, read without inflating).
+   */
+  readonly payload?: "deflate" | "stored";
 }
 
-let table: Uint32Array | undefined;
+// Slicing-by-8 tables: TABLES[k][n] is the CRC of byte n followed by k zero bytes.
+let tables: Uint32Array[] | undefined;
+
+function crcTables(): Uint32Array[] {
+  const t = Array.from({ length: 8 }, () => new Uint32Array(256));
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[0][n] = c >>> 0;
+  }
+  for (let k = 1; k < 8; k++) {
+    for (let n = 0; n < 256; n++) t[k][n] = (t[k - 1][n] >>> 8) ^ t[0][t[k - 1][n] & 0xff];
+  }
+  return t;
+}
 
 /**
  * Updates a CRC-32 (IEEE, as zip and PNG use) with `bytes`; start from 0.
+ * Eight bytes a step (slicing-by-8): a bundle's checksums are on the load path.
  *
  * @example
  * ```ts
@@ -87,16 +109,16 @@ let table: Uint32Array | undefined;
  * ```
  */
 export function crc32(crc: number, bytes: Uint8Array): number {
-  if (!table) {
-    table = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      table[n] = c >>> 0;
-    }
-  }
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = tables ??= crcTables();
   let c = ~crc >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = table[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  const n = bytes.length, end8 = n - (n & 7);
+  let i = 0;
+  for (; i < end8; i += 8) {
+    c ^= bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+    c = t7[c & 0xff] ^ t6[(c >>> 8) & 0xff] ^ t5[(c >>> 16) & 0xff] ^ t4[c >>> 24] ^
+      t3[bytes[i + 4]] ^ t2[bytes[i + 5]] ^ t1[bytes[i + 6]] ^ t0[bytes[i + 7]];
+  }
+  for (; i < n; i++) c = t0[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;
 }
 
@@ -195,10 +217,17 @@ class Chunks {
     }
     return out;
   }
-  /** The next chunk (up to `max` bytes), or undefined at the end. */
+  /** The next chunk as it arrived (up to `max` bytes, not copied), or undefined at the end. */
   async next(max: number): Promise<Uint8Array | undefined> {
-    const c = await this.take(Math.min(max, 1 << 20));
-    return c.length ? c : undefined;
+    while (!this.#pending.length) {
+      const { value, done } = await this.#reader.read();
+      if (done) return undefined;
+      this.#pending = value;
+    }
+    const c = this.#pending.subarray(0, max);
+    this.#pending = this.#pending.subarray(c.length);
+    this.consumed += c.length;
+    return c;
   }
   cancel(): Promise<void> {
     return this.#reader.cancel();
@@ -223,6 +252,14 @@ function checkHeader(h: BundleHeader, fail: (what: string) => Error): void {
   }
   if (raw !== h.rawBytes) {
     throw fail(`header: tensors total ${raw} bytes, header says ${h.rawBytes}`);
+  }
+  if (h.payload !== undefined && h.payload !== "deflate" && h.payload !== "stored") {
+    throw fail(`header: payload ${JSON.stringify(h.payload)}, expected "deflate" or "stored"`);
+  }
+  if (h.payload === "stored" && h.compressedBytes !== h.rawBytes) {
+    throw fail(
+      `header: a stored payload of ${h.rawBytes} bytes, header says ${h.compressedBytes} stored`,
+    );
   }
 }
 
@@ -306,7 +343,7 @@ async function inflateTensors(
     current = { data, bytes: new Uint8Array(data.buffer), at: 0 };
   };
   start();
-  const inflate = new Inflate((chunk) => {
+  const accept = (chunk: Uint8Array) => {
     let off = 0;
     while (off < chunk.length) {
       if (!current) {
@@ -326,7 +363,9 @@ async function inflateTensors(
         start();
       }
     }
-  });
+  };
+  const stored = header.payload === "stored";
+  const inflate = stored ? undefined : new Inflate(accept);
   // Tensors of zero bytes are complete before any payload arrives.
   const flushEmpty = () => {
     while (current && current.bytes.length === 0) {
@@ -347,7 +386,8 @@ async function inflateTensors(
     }
     left -= chunk.length;
     try {
-      inflate.push(chunk, left === 0);
+      if (inflate) inflate.push(chunk, left === 0);
+      else accept(chunk);
     } catch (e) {
       if ((e as Error).message.startsWith("Weight bundle")) throw e;
       throw fail(`payload is corrupted (inflate: ${(e as Error).message})`);

@@ -30,8 +30,17 @@ export interface BundleTensor {
 }
 
 /**
+ * Smallest saving for which a bundle keeps its payload compressed: below it the
+ * payload is stored raw, since inflating costs load time (~10 ms a MiB in JS)
+ * for little disk (random or well-trained weights compress by a few percent).
+ */
+export const MIN_DEFLATE_SAVING = 0.1;
+
+/**
  * The bytes of a bundle holding `tensors`, in order: compressed tensor by
- * tensor, so only the compressed output is held besides the inputs.
+ * tensor, so only the compressed output is held besides the inputs. When
+ * DEFLATE saves less than {@linkcode MIN_DEFLATE_SAVING} of the raw bytes (or
+ * `level` is 0) the payload is stored raw instead.
  *
  * @example
  * ```ts
@@ -42,6 +51,9 @@ export interface BundleTensor {
  */
 export function encodeBundle(tensors: readonly BundleTensor[], level = 6): Uint8Array {
   const parts: Uint8Array[] = [];
+  const views = tensors.map((t) =>
+    new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)
+  );
   const deflate = new Deflate(
     { level: level as 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 },
     (chunk) => {
@@ -50,8 +62,8 @@ export function encodeBundle(tensors: readonly BundleTensor[], level = 6): Uint8
   );
   const entries: BundleEntry[] = [];
   let raw = 0;
-  for (const t of tensors) {
-    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  for (const [i, t] of tensors.entries()) {
+    const bytes = views[i];
     entries.push({
       name: t.name,
       dtype: t.dtype,
@@ -61,11 +73,22 @@ export function encodeBundle(tensors: readonly BundleTensor[], level = 6): Uint8
     });
     raw += bytes.length;
     // fflate may keep a reference to the chunk until the next push: give it a copy.
-    deflate.push(bytes.slice(), false);
+    if (level > 0) deflate.push(bytes.slice(), false);
   }
   deflate.push(new Uint8Array(0), true);
-  const compressedBytes = parts.reduce((a, p) => a + p.length, 0);
-  const head = bundlePrefix({ format: 1, tensors: entries, compressedBytes, rawBytes: raw });
+  let compressedBytes = parts.reduce((a, p) => a + p.length, 0);
+  const stored = level === 0 || compressedBytes > (1 - MIN_DEFLATE_SAVING) * raw;
+  if (stored) {
+    parts.splice(0, parts.length, ...views);
+    compressedBytes = raw;
+  }
+  const head = bundlePrefix({
+    format: 1,
+    tensors: entries,
+    compressedBytes,
+    rawBytes: raw,
+    ...(stored ? { payload: "stored" as const } : {}),
+  });
   const out = new Uint8Array(head.length + compressedBytes);
   out.set(head);
   let at = head.length;

@@ -137,7 +137,8 @@ Deno.test("kiln CLI", async (t) => {
     await t.step("generate --stats reports prefill, decode and host round trips", async () => {
       const r = await generateStats("5");
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stderr, /prefill \d+ ms/);
+      // A short prompt in a fresh process: the prefill is not compiled, the decode step runs it.
+      assert.match(r.stderr, /prompt \d+ tokens, through the decode step \d+ ms/);
       assert.match(r.stderr, /tok\/s/);
       assert.match(r.stderr, /(\d+) host round trips/);
     });

@@ -62,7 +62,8 @@ export async function bench(args: string[]): Promise<void> {
     );
     if (announce) console.error(announce);
     const quiet = values.quiet === true;
-    const model = await loadModel(dir, { device, quiet, maxSeq });
+    // Prefill speed is the point: never the decode step for a short prompt.
+    const model = await loadModel(dir, { device, quiet, maxSeq, coldPromptTokens: 0 });
     const progress = createStepProgress({ mode: progressMode(values.progress === true, quiet) });
     try {
       const ids = Array.from({ length: P }, (_, i) => (i * 7919 + 1) % model.config.vocabSize);

@@ -257,7 +257,9 @@ function printStats(model: Model): void {
   const rate = s.generatedTokens > 1 ? (after / (s.decodeMs / 1000)).toFixed(1) : "–";
   console.error(
     `[kiln] pipelines compiled in ${s.compileMs.toFixed(0)} ms; ` +
-      `prompt ${s.promptTokens} tokens, prefill ${s.prefillMs.toFixed(0)} ms; ` +
+      `prompt ${s.promptTokens} tokens, ${
+        s.promptRun === "decode" ? "through the decode step" : "prefill"
+      } ${s.prefillMs.toFixed(0)} ms; ` +
       `${s.generatedTokens} tokens generated, the ${after} after the first in ${
         s.decodeMs.toFixed(0)
       } ms (${rate} tok/s), ${s.readbacks} host round trips`,

@@ -80,7 +80,7 @@ function emitScan(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelEmis
         mode: "output",
         chunk: L,
         chunks: 1,
-        shape: pickShape(layout, I, N, choice.algorithm === "sequential"),
+        shape: pickShape(layout, I, N, L, choice.algorithm === "sequential"),
         init: both
           ? (io, idx) => `${io.out(1)}[${idx}]`
           : h0 !== undefined
@@ -97,7 +97,8 @@ function emitScan(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelEmis
   // (re-scan each chunk from its carried-in state, write y). Only y and the final
   // state reach memory the graph sees; the per-chunk states are scratch of size
   // [B, L/chunk, I, N], never [B, L, I, N].
-  const shape = pickShape(layout, I, N, false);
+  // The chunk passes keep the long-walk shape (their pass 2 carries across all of L).
+  const shape = pickShape(layout, I, N, Infinity, false);
   const NC1 = finalState ? NC : NC - 1; // the last chunk's end state only feeds h_final
   const pass1 = scanKernel(ctx, {
     ...common,

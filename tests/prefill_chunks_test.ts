@@ -137,18 +137,21 @@ Deno.test("a short prompt whose prefill is not compiled runs through the decode 
   const device = await requestDevice();
   await withJamba(device, async (chunked, whole) => {
     const vocab = chunked.config.vocabSize;
-    const run = async (m: Model, n: number) => {
+    const run = async (m: Model, n: number, sampling = {}) => {
       const out: number[] = [];
-      for await (const id of m.generateIds(promptOf(n, vocab), { maxTokens: 4 })) out.push(id);
+      const options = { maxTokens: 4, ...sampling };
+      for await (const id of m.generateIds(promptOf(n, vocab), options)) out.push(id);
       return { ids: out, via: m.lastStats!.promptRun };
     };
     whole.coldPromptTokens = 0;
-    for (const n of [1, 2, 50]) {
-      const cold = await run(chunked, n);
+    // Greedy, and sampled: the last prompt token samples at step 0 with the seed, as the prefill does.
+    const nucleus = { temperature: 0.9, topK: 20, topP: 0.95, seed: 11 };
+    for (const [n, sampling] of [[1, {}], [2, {}], [50, {}], [50, nucleus]] as const) {
+      const cold = await run(chunked, n, sampling);
       assert.equal(cold.via, "decode", `T ${n}`);
-      const ref = await run(whole, n);
+      const ref = await run(whole, n, sampling);
       assert.equal(ref.via, "prefill");
-      assert.deepEqual(cold.ids, ref.ids, `T ${n}`);
+      assert.deepEqual(cold.ids, ref.ids, `T ${n} ${JSON.stringify(sampling)}`);
     }
     // Nothing of the chunked model's prefill was compiled by those runs.
     const chunk = { ids: new Uint32Array(64), pos: [0], last: [63], seed: [0], step: [0] };

@@ -3,7 +3,9 @@
  * Jamba checkpoints built ahead of time give the same logits (`forward`) and
  * greedy ids (`generateIds`) as `loadModel` on the same device, bit for bit;
  * a prebuilt sampling variant samples as `loadModel` does; the emitted source
- * passes `deno check`; at run time it imports the runtime alone.
+ * passes `deno check`; at run time it imports the runtime alone. Modules of
+ * the Qwen2-MoE and OLMoE checkpoints transformers itself wrote generate
+ * transformers' greedy ids.
  */
 
 import assert from "node:assert/strict";
@@ -127,6 +129,36 @@ for (const [name, write] of CASES) {
     } finally {
       aot?.dispose();
       ref?.dispose();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
+
+for (const name of ["qwen2_moe", "olmoe"]) {
+  Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {
+    const src = new URL(`./fixtures/hf/${name}`, import.meta.url).pathname;
+    const ref = JSON.parse(await Deno.readTextFile(join(src, "ref.json")));
+    const dir = await Deno.makeTempDir({ prefix: `kiln_aot_${name}_` });
+    const dev = await gpu();
+    let aot: PrebuiltModel | undefined;
+    try {
+      const out = join(dir, `${name}.aot.ts`);
+      const built = await buildModelModule(src, {
+        name,
+        caps: dev.caps,
+        maxSeq: 64,
+        runtime: runtimeSpecifier(out),
+        sampling: [],
+      });
+      await writeModelModule(out, built, { check: false });
+      aot = (await (await import(pathToFileURL(out).href)).load({ device: dev })) as PrebuiltModel;
+      // Equal up to the first near-tie, as loadModel is held to (hf_fixtures_test.ts).
+      const tie = ref.margins.findIndex((m: number) => m < 1e-3 * ref.logit_rms);
+      const n = tie < 0 ? ref.greedy.length : tie;
+      const got = await ids(aot, ref.ids, { maxTokens: ref.greedy.length });
+      assert.deepEqual(got.slice(0, n), ref.greedy.slice(0, n));
+    } finally {
+      aot?.dispose();
       await Deno.remove(dir, { recursive: true });
     }
   });

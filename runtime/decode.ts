@@ -94,6 +94,11 @@ export interface DecodeLoop {
   t0: number;
   /** Run the prompt through the decode step, token by token (see {@linkcode coldPrompt}). */
   promptViaDecode?: boolean;
+  /**
+   * Run the prefill's 1-token chunks through the decode step (see
+   * {@linkcode prefillChunksToCompile}).
+   */
+  singlesViaDecode?: boolean;
 }
 
 /**
@@ -205,7 +210,9 @@ export const COLD_PROMPT_TOKENS = 64;
 /**
  * Whether a prompt should run through the decode step, one token a run, rather
  * than the prefill: when it has at most `maxTokens` tokens and some prefill
- * chunk it needs has no compiled pipelines yet. A generation needs the decode
+ * chunk it needs (`chunks`, less those the decode step runs: see
+ * {@linkcode prefillChunksToCompile}) has no compiled pipelines yet, or it
+ * needs none. A generation needs the decode
  * step's pipelines anyway; the prefill's are as many again and, at the first
  * dispatch of a new shape, cost seconds of driver compile (lavapipe: ~16 s cold
  * for the demo model's 64-token chunk) against milliseconds a decode step. Once
@@ -225,19 +232,47 @@ export function coldPrompt(
   tokens: number,
   maxTokens: number,
 ): boolean {
-  return tokens <= maxTokens && !chunks.every((c) => prefill.compiled(c));
+  // No chunk at all: a prompt of 1-token chunks, which take the decode step anyway.
+  return !chunks.length || (tokens <= maxTokens && !chunks.every((c) => prefill.compiled(c)));
 }
 
 /**
- * Queues the prompt through the decode step: each token written to the
- * `token` state and one decode run at its position, all sampling at step 0 so
- * that the last one's sample is the first generated id (as the prefill's is).
- * Nothing is read back.
+ * The prefill chunks whose pipelines a generation needs: all of them, less the
+ * 1-token chunks when those run through the decode step (`singles`). A
+ * 1-token chunk costs the decode step about what the prefill at T = 1 costs
+ * (GEMVs instead of 1-row matmuls), and the decode step is compiled anyway:
+ * its own prefill set (~30 pipelines, ~4 s of cold LLVM compile for the demo
+ * model) is never needed for generation, whatever the prompt's length.
+ *
+ * @example
+ * ```ts
+ * import { prefillChunksToCompile } from "@kiln/kiln/runtime";
+ * const chunks = [{ ids: new Uint32Array(4) }, { ids: new Uint32Array(1) }];
+ * prefillChunksToCompile(chunks, true).length; // 1
+ * ```
  */
-async function promptSteps(r: LoopRunner, ids: Uint32Array, seed: number): Promise<void> {
+export function prefillChunksToCompile<C extends { readonly ids?: unknown }>(
+  chunks: readonly C[],
+  singles: boolean,
+): C[] {
+  return chunks.filter((c) => !singles || (c.ids as ArrayLike<number>).length !== 1);
+}
+
+/**
+ * Queues prompt tokens through the decode step from position `at`: each token
+ * written to the `token` state and one decode run at its position, all
+ * sampling at step 0 so that the last one's sample is the first generated id
+ * (as the prefill's is). Nothing is read back.
+ */
+async function promptSteps(
+  r: LoopRunner,
+  ids: Uint32Array,
+  at: number,
+  seed: number,
+): Promise<void> {
   for (let i = 0; i < ids.length; i++) {
     r.decode.writeState(r.token, [ids[i]]);
-    await r.decode.submit(r.decodeInputs(i, seed, 0), r.runOptions);
+    await r.decode.submit(r.decodeInputs(at + i, seed, 0), r.runOptions);
   }
 }
 
@@ -261,8 +296,15 @@ export async function* decodeSteps(
   const run = r.runOptions;
   hooks.phase?.(false);
   stats.promptRun = loop.promptViaDecode ? "decode" : "prefill";
-  if (loop.promptViaDecode) await promptSteps(r, ids, seed);
-  else for (const chunk of r.prefillChunks(ids, seed, 0)) await r.prefill.submit(chunk, run);
+  if (loop.promptViaDecode) await promptSteps(r, ids, 0, seed);
+  else {
+    for (const chunk of r.prefillChunks(ids, seed, 0)) {
+      const c = chunk.ids as Uint32Array;
+      if (loop.singlesViaDecode && c.length === 1) {
+        await promptSteps(r, c, (chunk.pos as number[])[0], seed);
+      } else await r.prefill.submit(chunk, run);
+    }
+  }
   hooks.countStep?.();
   hooks.phase?.(true);
   let queued = 1, read = 0;

@@ -43,6 +43,7 @@ export {
   type ExecutableLike,
   type LoopRunner,
   type LoopStats,
+  prefillChunksToCompile,
   sampledId,
   splitPrompt,
 } from "./decode.ts";

@@ -22,6 +22,7 @@ import {
   type DecodeLoop,
   decodeSteps,
   type LoopStats,
+  prefillChunksToCompile,
 } from "./decode.ts";
 import type { GpuDevice } from "./device.ts";
 import type { PrebuiltData } from "./plan_data.ts";
@@ -346,7 +347,7 @@ export class PrebuiltModel {
     this.lastStats = stats;
     // Pipelines not compiled at load are compiled before the clock starts.
     const tc = performance.now();
-    const chunks = this.#prefillChunks(ids, seed, 0);
+    const chunks = prefillChunksToCompile(this.#prefillChunks(ids, seed, 0), true);
     const promptViaDecode = coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
     await prepareGeneration(
       this.prefill,
@@ -367,6 +368,7 @@ export class PrebuiltModel {
       eos: new Set(this.data.eosTokenIds),
       t0,
       promptViaDecode,
+      singlesViaDecode: true,
     };
     yield* decodeSteps({
       prefill: this.prefill,

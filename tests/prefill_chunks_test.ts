@@ -146,7 +146,8 @@ Deno.test("a short prompt whose prefill is not compiled runs through the decode 
     whole.coldPromptTokens = 0;
     // Greedy, and sampled: the last prompt token samples at step 0 with the seed, as the prefill does.
     const nucleus = { temperature: 0.9, topK: 20, topP: 0.95, seed: 11 };
-    for (const [n, sampling] of [[1, {}], [2, {}], [50, {}], [50, nucleus]] as const) {
+    // (Not 1: a 1-token prompt takes the decode step on both models.)
+    for (const [n, sampling] of [[2, {}], [3, {}], [50, {}], [50, nucleus]] as const) {
       const cold = await run(chunked, n, sampling);
       assert.equal(cold.via, "decode", `T ${n}`);
       const ref = await run(whole, n, sampling);
@@ -177,4 +178,26 @@ Deno.test("coldPromptTokens must be an integer >= 0", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("generation never compiles the 1-token prefill: single chunks take the decode step", async () => {
+  const device = await requestDevice();
+  await withJamba(device, async (chunked, whole) => {
+    const vocab = chunked.config.vocabSize;
+    chunked.coldPromptTokens = 0; // the prefill runs the prompt's other chunks
+    const single = { ids: new Uint32Array(1), pos: [0], last: [0], seed: [0], step: [0] };
+    for (const n of [65, 67, 83]) { // 64 + 1, 64 + 1 + 1 + 1, 64 + 16 + 1 + 1 + 1
+      const ids = promptOf(n, vocab);
+      const a: number[] = [], b: number[] = [];
+      for await (const id of chunked.generateIds(ids, { maxTokens: 3 })) a.push(id);
+      assert.equal(chunked.lastStats!.promptRun, "prefill");
+      for await (const id of whole.generateIds(ids, { maxTokens: 3 })) b.push(id);
+      assert.deepEqual(a, b, `T ${n}`);
+    }
+    assert.equal(chunked.prefill.compiled(single), false, "the T = 1 prefill was compiled");
+    // forward still runs every chunk through the prefill (all positions' logits).
+    await chunked.forward(promptOf(65, vocab));
+    assert.equal(chunked.prefill.compiled(single), true);
+  });
+  device.destroy();
 });

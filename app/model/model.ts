@@ -26,7 +26,7 @@ import type { ModelConfig } from "../../models/config.ts";
 import { MAMBA_STATE_SUFFIXES } from "../../models/mamba.ts";
 import { STATES } from "../../models/states.ts";
 import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
-import { COLD_PROMPT_TOKENS, coldPrompt } from "../../runtime/decode.ts";
+import { COLD_PROMPT_TOKENS, coldPrompt, prefillChunksToCompile } from "../../runtime/decode.ts";
 import { compile, type Executable, type RunOptions } from "../../runtime/executable.ts";
 import type { ExpertPlan } from "../experts/placement.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
@@ -145,7 +145,8 @@ export class Model {
    * A prompt of at most this many tokens whose prefill pipelines are not
    * compiled yet runs through the decode step, token by token, instead (see
    * `coldPrompt`): a first short prompt then waits only for the decode step's
-   * pipelines. 0 turns it off; `warmUp` compiles the prefill up front.
+   * pipelines. 0 turns it off; `warmUp` compiles the prefill up front. A
+   * prompt's 1-token chunks take the decode step always (`prefillChunksToCompile`).
    */
   coldPromptTokens: number = COLD_PROMPT_TOKENS;
   // Sampling settings are compiled into the graphs (specialised kernels); each
@@ -382,28 +383,28 @@ export class Model {
     this.lastStats = stats;
     const eos = new Set(this.config.eosTokenIds);
     if (this.tokenizer?.eosId !== undefined) eos.add(this.tokenizer.eosId);
-    // The expert machinery sizes its copies by the prefill: it always runs one.
-    const promptViaDecode = !this.experts && !this.parallel &&
-      coldPrompt(
-        this.prefill,
-        this.#prefillChunks(ids, seed, 0),
-        ids.length,
-        this.coldPromptTokens,
-      );
+    // The expert machinery sizes its copies by the prefill: it always runs one,
+    // whole chunks included.
+    const plain = !this.experts && !this.parallel;
+    const chunks = prefillChunksToCompile(this.#prefillChunks(ids, seed, 0), plain);
+    const promptViaDecode = plain &&
+      coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
     if (this.prefill.device.kind === "gpu") {
       // Compile this prompt length's pipelines (and the decode step's) before the
       // clock starts: a new shape costs seconds on a software adapter, which is
       // neither prefill nor decode speed. Only inputs are written; nothing runs.
       const tc = performance.now();
-      const chunks = this.#prefillChunks(ids, seed, 0).map((c) => (c.ids as Uint32Array).length);
-      await this.#compile(promptViaDecode ? [] : chunks);
+      await this.#compile(promptViaDecode ? [] : chunks.map((c) => (c.ids as Uint32Array).length));
       await this.parallel?.prepare(ids.length, this.config.hidden);
       stats.compileMs = performance.now() - tc;
     }
     const t0 = performance.now();
     this.#reset();
     const ep0 = this.parallel?.stats.roundTrips ?? 0;
-    const loop = { ids, limit, readEvery, seed, stats, eos, t0, promptViaDecode };
+    const loop = {
+      ...{ ids, limit, readEvery, seed, stats, eos, t0 },
+      ...{ promptViaDecode, singlesViaDecode: plain },
+    };
     try {
       yield* decodeLoop(this.#runner, loop);
     } finally {

@@ -112,7 +112,7 @@ Deno.test("a new prompt length compiles nothing once its chunk lengths are compi
   device.destroy();
 });
 
-Deno.test("warmUp compiles every chunk length: no prompt compiles after it", async () => {
+Deno.test("warmUp compiles every chunk length generation runs: no prompt compiles after it", async () => {
   const device = await requestDevice();
   await withJamba(device, async (chunked) => {
     const vocab = chunked.config.vocabSize;
@@ -128,6 +128,9 @@ Deno.test("warmUp compiles every chunk length: no prompt compiles after it", asy
     }
     assert.equal(compiles, 0);
     assert.equal(device.pipelines.size, pipelines);
+    // Not the 1-token chunk: generation runs those through the decode step.
+    const single = { ids: new Uint32Array(1), pos: [0], last: [0], seed: [0], step: [0] };
+    assert.equal(chunked.prefill.compiled(single), false);
   });
   device.destroy();
 });

@@ -417,7 +417,9 @@ export class Model {
    * Compiles the pipelines of the decode step and of every prefill chunk
    * length (see `prefillBuckets`) for these sampling settings now, so that no
    * later prompt, whatever its length, waits for a compile (a chat's first
-   * turn, say). A GPU model only; resolves with the milliseconds it took.
+   * turn, say). Not the 1-token chunk, which generation runs through the decode
+   * step (`forward` compiles it when it needs it). A GPU model only; resolves
+   * with the milliseconds it took.
    *
    * @example
    * ```ts ignore
@@ -431,7 +433,9 @@ export class Model {
     this.#setSampling(options);
     const t0 = performance.now();
     const whole = this.prefillBuckets.length === 0 || this.parallel !== undefined;
-    if (this.prefill.device.kind === "gpu" && !whole) await this.#compile(this.prefillBuckets);
+    const singles = !this.experts; // the runs generateIds would make (see prefillChunksToCompile)
+    const lengths = this.prefillBuckets.filter((n) => n !== 1 || !singles);
+    if (this.prefill.device.kind === "gpu" && !whole) await this.#compile(lengths);
     return performance.now() - t0;
   }
 

@@ -354,7 +354,9 @@ export class Model {
   /**
    * Streams generated token ids. The decode loop stays on the device: each step's
    * sampled id feeds the next through device state, and ids are read back every
-   * `readEvery` steps (one host round trip for several tokens).
+   * `readEvery` steps (one host round trip for several tokens). A short prompt
+   * whose prefill is not compiled yet, and any 1-token chunk of a prompt, runs
+   * through the decode step (see `coldPromptTokens`; `lastStats.promptRun`).
    *
    * @example
    * ```ts ignore

@@ -9,11 +9,12 @@
  */
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { runtimeSpecifier } from "../app/build/build.ts";
 import { buildModelModule, writeModelModule } from "../app/build/build_model.ts";
-import type { PrebuiltModel } from "../runtime/prebuilt_model.ts";
+import type { PrebuiltModel, SamplingSettings } from "../runtime/prebuilt_model.ts";
+import type { GpuDevice } from "../runtime/device.ts";
 import type { Model } from "../app/model/model.ts";
 import {
   type TinyCheckpointOptions,
@@ -39,6 +40,27 @@ async function ids(
   return out;
 }
 
+/** Builds checkpoint `src` into module `out` (maxSeq 64) for `dev`, writes and imports it. */
+async function buildModule(
+  src: string,
+  out: string,
+  dev: GpuDevice,
+  sampling: SamplingSettings[],
+  check: boolean,
+) {
+  const name = basename(out, ".aot.ts");
+  const runtime = runtimeSpecifier(out);
+  const built = await buildModelModule(src, {
+    name,
+    caps: dev.caps,
+    maxSeq: 64,
+    runtime,
+    sampling,
+  });
+  await writeModelModule(out, built, { check });
+  return { built, mod: await import(pathToFileURL(out).href) };
+}
+
 const CASES: [string, (dir: string, o: TinyCheckpointOptions) => Promise<unknown>][] = [
   ["mixtral", writeTinyMixtral],
   ["mamba", writeTinyMamba],
@@ -57,20 +79,12 @@ for (const [name, write] of CASES) {
       await Deno.mkdir(ckpt);
       await write(ckpt, { seed: 3 });
       const out = join(dir, `${name}.aot.ts`);
-      const built = await buildModelModule(ckpt, {
-        name,
-        caps: dev.caps,
-        maxSeq: 64,
-        runtime: runtimeSpecifier(out),
-        // One variant besides greedy, on one model: its plans cost a build.
-        sampling: jamba ? [NUCLEUS] : [],
-      });
+      // One variant besides greedy, on one model: its plans cost a build. Type-checked
+      // once (the largest module): the emitter is the same for all.
+      const { built, mod } = await buildModule(ckpt, out, dev, jamba ? [NUCLEUS] : [], jamba);
       assert.deepEqual(built.data.prefillBuckets, [1, 4, 16, 64]);
       assert.equal(built.data.variants[0].prefill.plans.length, 4);
       assert.equal(built.data.variants[0].decode.plans.length, 1);
-      // Type-checked once (the largest module): the emitter is the same for all.
-      await writeModelModule(out, built, { check: jamba });
-      const mod = await import(pathToFileURL(out).href);
       aot = (await mod.load({ device: dev })) as PrebuiltModel;
       ref = await openTiny(ckpt);
       const long = Array.from({ length: 37 }, (_, i) => (i * 7 + 3) % 60);
@@ -142,16 +156,8 @@ for (const name of ["qwen2_moe", "olmoe"]) {
     const dev = await gpu();
     let aot: PrebuiltModel | undefined;
     try {
-      const out = join(dir, `${name}.aot.ts`);
-      const built = await buildModelModule(src, {
-        name,
-        caps: dev.caps,
-        maxSeq: 64,
-        runtime: runtimeSpecifier(out),
-        sampling: [],
-      });
-      await writeModelModule(out, built, { check: false });
-      aot = (await (await import(pathToFileURL(out).href)).load({ device: dev })) as PrebuiltModel;
+      const { mod } = await buildModule(src, join(dir, `${name}.aot.ts`), dev, [], false);
+      aot = (await mod.load({ device: dev })) as PrebuiltModel;
       // Equal up to the first near-tie, as loadModel is held to (hf_fixtures_test.ts).
       const tie = ref.margins.findIndex((m: number) => m < 1e-3 * ref.logit_rms);
       const n = tie < 0 ? ref.greedy.length : tie;

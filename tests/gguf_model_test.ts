@@ -82,7 +82,6 @@ for (const name of ["mixtral_gqa_sw", "mamba_bias", "jamba", "qwen2_moe"]) {
   });
 }
 
-/** A Mixtral-style random checkpoint wide enough for 256-element K-quant blocks. */
 /** A small Mixtral config (d 96: rows of whole 32-element blocks, not 256). */
 const MIXTRAL_96 = {
   architectures: ["MixtralForCausalLM"],
@@ -99,6 +98,7 @@ const MIXTRAL_96 = {
   max_position_embeddings: 256,
 };
 
+/** A Mixtral-style random checkpoint wide enough for 256-element K-quant blocks. */
 async function wideMixtral(dir: string): Promise<void> {
   const wide = { vocab_size: 512, hidden_size: 256, intermediate_size: 512 };
   await writeRandomCheckpoint(dir, { ...MIXTRAL_96, ...wide }, { seed: 7 });

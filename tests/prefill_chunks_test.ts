@@ -56,6 +56,15 @@ async function withJamba(
   }
 }
 
+/** A prefill run's inputs for one chunk of `n` tokens at position 0 (to ask `compiled`). */
+const chunkOf = (n: number) => ({
+  ids: new Uint32Array(n),
+  pos: [0],
+  last: [n - 1],
+  seed: [0],
+  step: [0],
+});
+
 const promptOf = (n: number, vocab: number) =>
   Array.from({ length: n }, (_, i) => (i * 7919 + 3) % vocab);
 
@@ -129,7 +138,7 @@ Deno.test("warmUp compiles every chunk length generation runs: no prompt compile
     assert.equal(compiles, 0);
     assert.equal(device.pipelines.size, pipelines);
     // Not the 1-token chunk: generation runs those through the decode step.
-    const single = { ids: new Uint32Array(1), pos: [0], last: [0], seed: [0], step: [0] };
+    const single = chunkOf(1);
     assert.equal(chunked.prefill.compiled(single), false);
   });
   device.destroy();
@@ -158,7 +167,7 @@ Deno.test("a short prompt whose prefill is not compiled runs through the decode 
       assert.deepEqual(cold.ids, ref.ids, `T ${n} ${JSON.stringify(sampling)}`);
     }
     // Nothing of the chunked model's prefill was compiled by those runs.
-    const chunk = { ids: new Uint32Array(64), pos: [0], last: [63], seed: [0], step: [0] };
+    const chunk = chunkOf(64);
     assert.equal(chunked.prefill.compiled(chunk), false);
     // Over the limit the prefill runs and compiles its chunks (65 = 64 + 1): short
     // prompts made of those chunks then use it, others still the decode step.
@@ -188,7 +197,7 @@ Deno.test("generation never compiles the 1-token prefill: single chunks take the
   await withJamba(device, async (chunked, whole) => {
     const vocab = chunked.config.vocabSize;
     chunked.coldPromptTokens = 0; // the prefill runs the prompt's other chunks
-    const single = { ids: new Uint32Array(1), pos: [0], last: [0], seed: [0], step: [0] };
+    const single = chunkOf(1);
     for (const n of [65, 67, 83]) { // 64 + 1, 64 + 1 + 1 + 1, 64 + 16 + 1 + 1 + 1
       const ids = promptOf(n, vocab);
       const a: number[] = [], b: number[] = [];

@@ -9,35 +9,29 @@
 
 import type { TensorData } from "../../core/host.ts";
 import { STATES } from "../../models/states.ts";
-import { type DecodeHooks, decodeSteps, sampledId } from "../../runtime/decode.ts";
+import {
+  type DecodeHooks,
+  type DecodeLoop as LoopSettings,
+  decodeSteps,
+  sampledId,
+} from "../../runtime/decode.ts";
 import type { Executable, RunOptions } from "../../runtime/executable.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
 import type { GenerateStats } from "./model.ts";
 
 /**
- * One generate call's decode-loop settings.
+ * One generate call's decode-loop settings: the runtime loop's (prompt, limit,
+ * sampling seed, what runs the prompt), with a model's counters.
  *
  * @example
  * ```ts ignore
  * const loop: DecodeLoop = { ids, limit: 32, readEvery: 8, seed: 0, stats, eos: new Set([2]), t0 };
  * ```
  */
-export interface DecodeLoop {
-  /** The prompt's ids. */
-  ids: Uint32Array;
-  /** Tokens to generate at most. */
-  limit: number;
-  /** Decode steps queued per readback. */
-  readEvery: number;
-  /** The sampler's seed. */
-  seed: number;
-  /** The call's counters, filled in as it runs. */
+export interface DecodeLoop extends LoopSettings {
+  /** The call's counters (a model's, with its compile time), filled in as it runs. */
   stats: GenerateStats;
-  /** Ids that end generation (yielded, then the loop stops). */
-  eos: Set<number>;
-  /** `performance.now()` when the clock started. */
-  t0: number;
 }
 
 /**

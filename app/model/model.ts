@@ -385,9 +385,7 @@ export class Model {
     this.lastStats = stats;
     const eos = new Set(this.config.eosTokenIds);
     if (this.tokenizer?.eosId !== undefined) eos.add(this.tokenizer.eosId);
-    // The expert machinery sizes its copies by the prefill: it always runs one,
-    // whole chunks included.
-    const plain = !this.experts && !this.parallel;
+    const plain = this.#plain;
     const chunks = prefillChunksToCompile(this.#prefillChunks(ids, seed, 0), plain);
     const promptViaDecode = plain &&
       coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
@@ -396,19 +394,16 @@ export class Model {
       // clock starts: a new shape costs seconds on a software adapter, which is
       // neither prefill nor decode speed. Only inputs are written; nothing runs.
       const tc = performance.now();
-      await this.#compile(promptViaDecode ? [] : chunks.map((c) => (c.ids as Uint32Array).length));
+      await this.#compile(promptViaDecode ? [] : chunks);
       await this.parallel?.prepare(ids.length, this.config.hidden);
       stats.compileMs = performance.now() - tc;
     }
     const t0 = performance.now();
     this.#reset();
     const ep0 = this.parallel?.stats.roundTrips ?? 0;
-    const loop = {
-      ...{ ids, limit, readEvery, seed, stats, eos, t0 },
-      ...{ promptViaDecode, singlesViaDecode: plain },
-    };
+    const loop = { ids, limit, readEvery, seed, stats, eos, t0, promptViaDecode };
     try {
-      yield* decodeLoop(this.#runner, loop);
+      yield* decodeLoop(this.#runner, { ...loop, singlesViaDecode: plain });
     } finally {
       // Expert parallelism's barrier readbacks are host round trips too.
       if (this.parallel) stats.readbacks += this.parallel.stats.roundTrips - ep0;
@@ -435,21 +430,27 @@ export class Model {
     this.#setSampling(options);
     const t0 = performance.now();
     const whole = this.prefillBuckets.length === 0 || this.parallel !== undefined;
-    const singles = !this.experts; // the runs generateIds would make (see prefillChunksToCompile)
-    const lengths = this.prefillBuckets.filter((n) => n !== 1 || !singles);
-    if (this.prefill.device.kind === "gpu" && !whole) await this.#compile(lengths);
+    if (this.prefill.device.kind === "gpu" && !whole) {
+      // One chunk of each bucket length, as generateIds would compile them.
+      const each = this.prefillBuckets.map((n) => this.#prefillChunks(new Uint32Array(n), 0, 0)[0]);
+      await this.#compile(prefillChunksToCompile(each, this.#plain));
+    }
     return performance.now() - t0;
   }
 
-  /** Compiles the decode step and the prefill at these chunk lengths (nothing runs). */
-  async #compile(lengths: Iterable<number>): Promise<void> {
-    await prepareGeneration(
-      this.prefill,
-      this.decode,
-      [...new Set(lengths)].map((n) => this.#prefillChunks(new Uint32Array(n), 0, 0)[0]),
-      this.#decodeInputs(0, 0, 1),
-      { onCompile: this.onCompile },
-    );
+  /**
+   * No expert scheduler or expert parallelism: those size their copies by the
+   * prefill, so with them every chunk runs the prefill and no prompt the decode step.
+   */
+  get #plain(): boolean {
+    return !this.experts && !this.parallel;
+  }
+
+  /** Compiles the decode step and the prefill at these chunks' lengths (nothing runs). */
+  async #compile(chunks: readonly Record<string, TensorData>[]): Promise<void> {
+    await prepareGeneration(this.prefill, this.decode, chunks, this.#decodeInputs(0, 0, 1), {
+      onCompile: this.onCompile,
+    });
   }
 
   get #maxNew(): number {

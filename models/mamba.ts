@@ -75,7 +75,8 @@ export function conv1dCausal(x: Tensor, weight: Tensor, options: Conv1dOptions =
 }
 
 /**
- * The conv state after `x`: the last S inputs of (state ++ x), computed in place.
+ * The conv state after `x`: the last S inputs of (state ++ x), computed in place;
+ * with `last` (u32 `[1]`), x's rows after row `last` are padding and left out.
  *
  * @example
  * ```ts
@@ -86,8 +87,8 @@ export function conv1dCausal(x: Tensor, weight: Tensor, options: Conv1dOptions =
  * g.assign(s, convStateUpdate(s, x));
  * ```
  */
-export function convStateUpdate(state: Tensor, x: Tensor): Tensor {
-  return x.builder.apply("conv_state_update", [state, x], {})[0];
+export function convStateUpdate(state: Tensor, x: Tensor, last?: Tensor): Tensor {
+  return x.builder.apply("conv_state_update", last ? [state, x, last] : [state, x], {})[0];
 }
 
 /**
@@ -155,6 +156,11 @@ export interface ScanOptions {
   algorithm?: "auto" | "chunked" | "sequential";
   /** Chunk length; 0 or absent picks one. */
   chunk?: number;
+  /**
+   * u32 `[1]` (selectiveScan): rows after row `last` are padding — the final
+   * state is the state after row `last`, and later rows' y is unspecified.
+   */
+  last?: Tensor;
 }
 
 /**
@@ -185,6 +191,7 @@ export function selectiveScan(
   if (options.z) inputs.push(options.z);
   if (options.deltaBias) inputs.push(options.deltaBias);
   if (options.initialState) inputs.push(options.initialState);
+  if (options.last) inputs.push(options.last);
   if (options.algorithm !== undefined && !SCAN_ALGORITHMS.includes(options.algorithm)) {
     throw new TypeError(
       `selectiveScan: algorithm must be "auto", "chunked" or "sequential", got ${
@@ -195,15 +202,18 @@ export function selectiveScan(
   return u.builder.apply(
     "selective_scan",
     inputs,
-    scanAttrs({
-      gate: !!options.z,
-      deltaBias: !!options.deltaBias,
-      softplus: options.softplus ?? false,
-      initialState: !!options.initialState,
-      finalState: options.finalState ?? false,
-      algorithm: options.algorithm ?? "auto",
-      chunk: options.chunk ?? 0,
-    }),
+    {
+      ...scanAttrs({
+        gate: !!options.z,
+        deltaBias: !!options.deltaBias,
+        softplus: options.softplus ?? false,
+        initialState: !!options.initialState,
+        finalState: options.finalState ?? false,
+        algorithm: options.algorithm ?? "auto",
+        chunk: options.chunk ?? 0,
+      }),
+      ...(options.last ? { last: true } : {}),
+    },
   );
 }
 
@@ -314,6 +324,12 @@ export interface MambaMixerOptions {
   algorithm?: "auto" | "chunked" | "sequential";
   /** Scan chunk length (default: picked per length). */
   chunk?: number;
+  /**
+   * Prefill only: u32 `[1]`, the last real row of x — later rows are padding (a
+   * prompt padded to a compiled chunk length) and leave the states as row
+   * `last` left them. Their outputs are unspecified.
+   */
+  last?: Tensor;
   /** Dtype of the parameters (default: x's). */
   paramDType?: DType;
   /** Projections stored block-quantized, by parameter name (see `linear`). */
@@ -402,7 +418,7 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
     u = y;
   } else {
     u = conv1dCausal(xs, convW, { bias: convB, state: convState, silu: true });
-    if (convState) g.assign(convState, convStateUpdate(convState, xs));
+    if (convState) g.assign(convState, convStateUpdate(convState, xs, options.last));
   }
 
   const proj = linear(u, "x_proj.weight", R + 2 * N, I);
@@ -445,6 +461,7 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
       finalState: !!ssmState,
       algorithm: options.algorithm,
       chunk: options.chunk,
+      last: ssmState ? options.last : undefined,
     });
     if (ssmState) g.assign(ssmState, outs[1]);
     y = outs[0];

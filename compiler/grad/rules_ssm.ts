@@ -15,6 +15,12 @@ export const SSM_RULES: GradTable = {
   // dy may be absent when only the final state reaches the loss: zeros, a
   // broadcast view the grad kernel reads through its prologue.
   selective_scan: ({ g, attrs, inputs, grads: [gy, ghF], needs }) => {
+    if (attrs.last === true) {
+      throw new TypeError(
+        "grad: selective_scan with a `last` input (padded inference chunks) has no gradient rule; " +
+          "train on unpadded sequences",
+      );
+    }
     const u = inputs[0];
     const dy = gy ?? filled(g, 0, u.shape, u.dtype);
     const outs = g.apply(

@@ -48,6 +48,11 @@ export interface Conv1dStepAttrs {
  * Attributes of `selective_scan` and `ssm_step`. `ssm_step` also takes `deltaRank`
  * (a number, 0 when absent): R > 0 fuses dt_proj, delta is then the low-rank
  * `[B, R]` and dt_proj's weight `[I, R]` comes last (`ssmStep`'s `deltaProj`).
+ * `selective_scan` also takes `last` (true when present): a `last` u32 `[1]`
+ * input comes last, and the rows of u after row `last` are padding — they leave
+ * the state unchanged (the final state is the state after row `last`) and their
+ * y is not computed (unspecified). A prompt padded up to a compiled chunk length
+ * runs so (`mambaMixer`'s `last`).
  *
  * @example
  * ```ts
@@ -86,6 +91,25 @@ export interface ScanAttrs {
   /** Attributes are plain records, so graphs stay serialisable. */
   readonly [k: string]: boolean | string | number;
 }
+
+/**
+ * The attributes every scan-like op (`selective_scan`, `ssm_step`,
+ * `selective_scan_grad`) declares; each adds its own.
+ *
+ * @example
+ * ```ts ignore
+ * const attrNames = [...SCAN_ATTR_NAMES, "last"];
+ * ```
+ */
+export const SCAN_ATTR_NAMES: readonly string[] = [
+  "gate",
+  "deltaBias",
+  "softplus",
+  "initialState",
+  "finalState",
+  "algorithm",
+  "chunk",
+];
 
 /**
  * Accepted values of the scan's `algorithm` attribute.
@@ -144,6 +168,8 @@ export interface ScanSlots {
   bias?: number;
   /** selective_scan: the initial state, when `initialState`. */
   h0?: number;
+  /** selective_scan: the `last` u32 [1] input (rows after it are padding), when `last`. */
+  last?: number;
   /** ssm_step: the state input (the in-place pair of output 1). */
   state?: number;
   /** ssm_step with `deltaRank` R > 0: dt_proj's weight `[I, R]` (delta is then `[B, R]`). */
@@ -179,5 +205,6 @@ export function scanSlots(attrs: ScanAttrs, step: boolean): { slots: ScanSlots; 
   if (attrs.deltaBias) slots.bias = j++;
   if (step && deltaRankOf(attrs) > 0) slots.dtW = j++;
   if (!step && attrs.initialState) slots.h0 = j++;
+  if (!step && attrs.last === true) slots.last = j++;
   return { slots, count: j };
 }

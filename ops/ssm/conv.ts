@@ -82,6 +82,20 @@ function emitStateUpdate(ctx: KernelContext<Record<string, never>>): KernelEmiss
   // In place: the thread reads its whole old row (out0 starts as the old state)
   // before writing any slot.
   const lines: string[] = [];
+  if (ctx.inputs.length === 3) {
+    // Rows after `last` are padding: the real rows end at n, known at run time.
+    const last = ctx.inputs[2].direct ? `${io.in(2)}[0]` : io.load(2, "0u");
+    lines.push(`  var o: array<f32, ${S}>;`);
+    for (let j = 0; j < S; j++) lines.push(`  o[${j}] = f32(${io.out(0)}[base + ${j}u]);`);
+    lines.push(`  let n = i32(min(${L}u, ${last} + 1u));`);
+    for (let sl = 0; sl < S; sl++) {
+      const x = load(ctx, io, 1, `(b * ${L}u + u32(max(p${sl}, 0))) * ${I}u + i`);
+      const old = `o[max(${S} + p${sl}, 0)]`;
+      lines.push(`  let p${sl} = n - ${S - sl};`);
+      lines.push(`  ${io.out(0)}[base + ${sl}u] = ${s.dtype}(select(${old}, ${x}, p${sl} >= 0));`);
+    }
+    return perChannelKernel("conv_state_update_last", B, I, S, lines, io);
+  }
   for (let j = 0; j < S; j++) lines.push(`  let o${j} = f32(${io.out(0)}[base + ${j}u]);`);
   for (let sl = 0; sl < S; sl++) {
     const p = L - S + sl;
@@ -162,8 +176,9 @@ export const conv1dCausal: OpDef<Conv1dAttrs> = {
 };
 
 /**
- * conv_state_update(state [B, I, S], x [B, L, I]) → the last S inputs of
- * (state ++ x), in place: on a `g.state` assigned this output, nothing is copied.
+ * conv_state_update(state [B, I, S], x [B, L, I], last? u32 [1]) → the last S
+ * inputs of (state ++ x), in place: on a `g.state` assigned this output, nothing
+ * is copied. With `last`, the rows of x after row `last` are padding and left out.
  *
  * @example
  * ```ts ignore
@@ -171,7 +186,7 @@ export const conv1dCausal: OpDef<Conv1dAttrs> = {
  * ```
  */
 export const convStateUpdate: OpDef<Record<string, never>> = {
-  arity: 2,
+  arity: [2, 3],
   attrNames: [],
   infer: inferStateUpdate,
   reference: (inputs) => [referenceStateUpdate(inputs)],

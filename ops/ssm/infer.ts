@@ -163,7 +163,8 @@ export function inferConvStep(inputs: readonly TensorType[], attrs: Conv1dStepAt
 }
 
 /**
- * Shape rule of `conv_state_update`: state `[B, I, S]`, x `[B, L, I]` → the state.
+ * Shape rule of `conv_state_update`: state `[B, I, S]`, x `[B, L, I]`, last? u32
+ * `[1]` → the state.
  *
  * @example
  * ```ts ignore
@@ -181,7 +182,22 @@ export function inferStateUpdate(inputs: readonly TensorType[]): TensorType[] {
   }
   checkFloat(what, s, "state");
   checkFloat(what, x, "x");
+  if (inputs.length === 3) checkLast(what, inputs[2]);
   return [{ shape: s.shape, dtype: s.dtype }];
+}
+
+/**
+ * Checks a `last` input (the index of the last real row of a padded run): u32 `[1]`.
+ *
+ * @example
+ * ```ts ignore
+ * checkLast("conv_state_update(...)", { shape: [1], dtype: "u32" }); // passes
+ * ```
+ */
+export function checkLast(what: string, t: TensorType): void {
+  if (t.dtype !== "u32" || t.shape.length !== 1 || t.shape[0] !== 1) {
+    throw new TypeError(`${what}: last must be u32 [1], got ${t.dtype}${formatShape(t.shape)}`);
+  }
 }
 
 /**
@@ -293,6 +309,7 @@ export function inferScanLike(
     if (t.dtype !== "f32") throw new TypeError(`${what}: ${name} must be f32, got ${t.dtype}`);
   };
   if (slots.h0 !== undefined) checkState(inputs[slots.h0], "initial state");
+  if (slots.last !== undefined) checkLast(what, inputs[slots.last]);
   if (slots.state !== undefined) checkState(inputs[slots.state], "state");
   const out: TensorType[] = [{ shape: u.shape, dtype: act }];
   if (step || attrs.finalState) out.push({ shape: stateShape, dtype: "f32" });

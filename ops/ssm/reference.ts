@@ -60,7 +60,16 @@ export function referenceConv(
 }
 
 /**
- * Reference of `conv_state_update`: the last S inputs of (state ++ x).
+ * Rows of a run that are real: all L, or rows 0..last when a `last` input says
+ * the rest are padding.
+ */
+function realRows(L: number, last: HostTensor | undefined): number {
+  return last ? Math.min(L, last.data[0] + 1) : L;
+}
+
+/**
+ * Reference of `conv_state_update`: the last S inputs of (state ++ x), x cut
+ * after row `last` when that input is given.
  *
  * @example
  * ```ts ignore
@@ -68,14 +77,15 @@ export function referenceConv(
  * ```
  */
 export function referenceStateUpdate(inputs: readonly HostTensor[]): HostTensor["data"] {
-  const [s, x] = inputs;
+  const [s, x, last] = inputs;
   const [B, I, S] = s.shape;
   const L = x.shape[1];
+  const n = realRows(L, last);
   const out = s.data.slice();
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < I; i++) {
       for (let sl = 0; sl < S; sl++) {
-        const p = L - S + sl; // position in x; < 0 comes from the old state
+        const p = n - S + sl; // position in x; < 0 comes from the old state
         out[(b * I + i) * S + sl] = p >= 0
           ? x.data[(b * L + p) * I + i]
           : s.data[(b * I + i) * S + S + p];
@@ -147,13 +157,15 @@ export function referenceScan(
   const I = u.shape[u.shape.length - 1], N = A.shape[1];
   const rows = numel(u.shape) / I;
   const [Bn, L] = step ? [rows, 1] : [u.shape[0], u.shape[1]];
+  // Padding rows (after `last`) leave the state alone; their y stays 0.
+  const real = realRows(L, slots.last !== undefined ? inputs[slots.last] : undefined);
   const y = allocHost(u.dtype, numel(u.shape));
   const hOut = allocHost("f32", Bn * I * N); // float64 under withFloat64Host, for finite differences
   const h = new Float64Array(N);
   for (let b = 0; b < Bn; b++) {
     for (let i = 0; i < I; i++) {
       for (let n = 0; n < N; n++) h[n] = h0 ? h0.data[(b * I + i) * N + n] : 0;
-      for (let t = 0; t < L; t++) {
+      for (let t = 0; t < real; t++) {
         const r = b * L + t;
         const x = u.data[r * I + i];
         let dt = delta.data[r * I + i] + (bias ? bias.data[i] : 0);

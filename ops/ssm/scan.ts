@@ -18,7 +18,7 @@ import type {
 } from "../types.ts";
 import { KernelIo } from "../wgsl/mod.ts";
 import { load, store } from "./access.ts";
-import { type ScanAttrs, scanSlots } from "./attrs.ts";
+import { SCAN_ATTR_NAMES, type ScanAttrs, scanSlots } from "./attrs.ts";
 import { chooseScan, CPU_RASTER_SCAN, GPU_SCAN, pickShape, type ScanLayout } from "./chooser.ts";
 import { inferScanLike } from "./infer.ts";
 import { referenceScan } from "./reference.ts";
@@ -36,6 +36,12 @@ function emitScan(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelEmis
   const chunk = choice.chunk;
   const NC = Math.ceil(L / chunk);
   const tag = `B${B}_L${L}_I${I}_N${N}`;
+  // A·log₂e | D | Δ bias | the CPU prefetch touch's sink | L (one-pass kernels)
+  // | with a `last` input, how many rows are real, for every walk to stop at.
+  const padded = slots.last !== undefined;
+  const params: ScratchSpec = { length: I * N + 2 * I + (padded ? 3 : 2), type: "f32" };
+  const length = { slot: I * N + 2 * I + 1, value: L };
+  const stop = padded ? { slot: I * N + 2 * I + 2, length: L } : undefined;
   const common = {
     batch: B,
     length: L,
@@ -44,10 +50,8 @@ function emitScan(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelEmis
     slots,
     softplus: ctx.attrs.softplus,
     prefetch: layout.prefetch,
+    stopSlot: stop?.slot,
   };
-  // A·log₂e | D | Δ bias | the CPU prefetch touch's sink | L (one-pass kernels).
-  const params: ScratchSpec = { length: I * N + 2 * I + 2, type: "f32" };
-  const length = { slot: I * N + 2 * I + 1, value: L };
   // The choice and its reason lead the plan's first kernel label (`inspect`),
   // and ride on that kernel as its `choice` for tools that read plans. The
   // sequential baseline is a one-pass kernel too, and its label has always said
@@ -73,6 +77,7 @@ function emitScan(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelEmis
         both ? { input: h0, count: B * I * N } : undefined,
         undefined,
         length,
+        stop,
       )),
       scanKernel(ctx, {
         ...common,
@@ -143,7 +148,7 @@ ${finalState ? `  ${store(io, ctx.outputs[1], 1, `b * ${I * N}u + j`, "h")}` : "
   });
   return {
     kernels: [
-      head(packKernel(ctx, slots, I, N)),
+      head(packKernel(ctx, slots, I, N, undefined, undefined, undefined, stop)),
       { ...pass1, workgroups: pass1Grid },
       {
         label: `ssm_scan_chunk_carry_${tag}_c${chunk}`,
@@ -162,9 +167,10 @@ ${finalState ? `  ${store(io, ctx.outputs[1], 1, `b * ${I * N}u + j`, "h")}` : "
 }
 
 /**
- * selective_scan(u, delta, A, B, C, D, z?, deltaBias?, h0?) → [y, hFinal?]:
+ * selective_scan(u, delta, A, B, C, D, z?, deltaBias?, h0?, last?) → [y, hFinal?]:
  * Mamba's S6 scan, hₜ = exp(Δₜ·A) ⊙ hₜ₋₁ + Δₜ·Bₜ·uₜ, yₜ = Cₜ·hₜ + D·uₜ, gated by
- * silu(z); Δ = softplus(delta + bias) when asked. State in f32. Its portable
+ * silu(z); Δ = softplus(delta + bias) when asked. State in f32. With `last`,
+ * rows after it are padding (see `ScanAttrs.last`). Its portable
  * kernels are shaped for CPU rasterisers (16 channels per thread in 8-lane
  * workgroups, one pass while the channel blocks keep the cores busy).
  *
@@ -174,8 +180,8 @@ ${finalState ? `  ${store(io, ctx.outputs[1], 1, `b * ${I * N}u + j`, "h")}` : "
  * ```
  */
 export const selectiveScan: OpDef<ScanAttrs> = {
-  arity: [6, 9],
-  attrNames: ["gate", "deltaBias", "softplus", "initialState", "finalState", "algorithm", "chunk"],
+  arity: [6, 10],
+  attrNames: [...SCAN_ATTR_NAMES, "last"],
   infer: (inputs, attrs) => inferScanLike(inputs, attrs, false),
   reference: (inputs, attrs) => referenceScan(inputs, attrs, false),
   lower: {

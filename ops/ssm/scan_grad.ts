@@ -35,7 +35,7 @@
  */
 
 import type { KernelContext, KernelEmission, OpDef } from "../types.ts";
-import { scanSlots } from "./attrs.ts";
+import { SCAN_ATTR_NAMES, scanSlots } from "./attrs.ts";
 import { packKernel } from "./scan_kernels.ts";
 import {
   blocksOf,
@@ -161,16 +161,7 @@ function emitScanGrad(ctx: KernelContext<ScanGradAttrs>): KernelEmission {
  */
 export const selectiveScanGrad: OpDef<ScanGradAttrs> = {
   arity: [7, 11],
-  attrNames: [
-    "gate",
-    "deltaBias",
-    "softplus",
-    "initialState",
-    "finalState",
-    "algorithm",
-    "chunk",
-    "finalGrad",
-  ],
+  attrNames: [...SCAN_ATTR_NAMES, "finalGrad"],
   infer: inferScanGrad,
   reference: (inputs, attrs) => referenceScanGrad(inputs, attrs),
   lower: { kind: "kernel", prologue: true, epilogue: false, emit: emitScanGrad },

@@ -90,6 +90,12 @@ export interface ScanKernelSpec {
    * sequence length.
    */
   readonly lengthSlot?: number;
+  /**
+   * With a `last` input: the `scratch0` index where the pack kernel stored how
+   * many rows are real (`last` + 1, at most L, as u32 bits). The walk stops
+   * there, so padding rows leave the state alone and write no y.
+   */
+  readonly stopSlot?: number;
 }
 
 /**
@@ -318,16 +324,21 @@ export function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): Ke
     post.push(`  ${io.scratch(0)}[${I * N + 2 * I}u] = touched;`);
   }
   const rows = [...bcRow(sl.b, "bb"), ...(s.mode === "output" ? bcRow(sl.c, "cc") : [])];
+  // The walk's end: `end`, or where the real rows stop (never before t0).
+  const stop = (end: string): string =>
+    s.stopSlot === undefined
+      ? end
+      : `max(t0, min(${end}, bitcast<u32>(${io.scratch(0)}[${s.stopSlot}u])))`;
   const code = `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let c = wid.y;
   let b = wid.z;
 ${
     s.lengthSlot === undefined
-      ? `  let t0 = c * ${s.chunk}u;\n  let t1 = min(t0 + ${s.chunk}u, ${L}u);`
+      ? `  let t0 = c * ${s.chunk}u;\n  let t1 = ${stop(`min(t0 + ${s.chunk}u, ${L}u)`)};`
       : `  let len = bitcast<u32>(${
         io.scratch(0)
-      }[${s.lengthSlot}u]);\n  let t0 = 0u;\n  let t1 = len;`
+      }[${s.lengthSlot}u]);\n  let t0 = 0u;\n  let t1 = ${stop("len")};`
   }
 ${pre.join("\n")}
   for (var t = t0; t < t1; t = t + 1u) {
@@ -360,7 +371,8 @@ ${post.join("\n")}
  * kernels bind one small buffer instead of three and stay within 8 bindings.
  * It also copies input `copy.input` into output 1 (an initial state into the
  * in-place state buffer of the one-pass scan), projects ssm_step's low-rank Δ
- * (`proj`) and stores `length` for one-pass kernels.
+ * (`proj`), stores `length` for one-pass kernels and, with a `last` input,
+ * where the real rows stop (`stop`).
  *
  * @example
  * ```ts ignore
@@ -375,6 +387,7 @@ export function packKernel(
   copy?: { input: number; count: number },
   proj?: { R: number; rows: number },
   length?: { slot: number; value: number },
+  stop?: { slot: number; length: number },
 ): KernelSource {
   const io = new KernelIo();
   const total = Math.max(I * N, copy?.count ?? 0, (proj?.rows ?? 0) * I);
@@ -396,6 +409,14 @@ export function packKernel(
   }
   if (length) {
     lines.push(`  if (j == 0u) { ${params}[${length.slot}u] = bitcast<f32>(${length.value}u); }`);
+  }
+  if (stop && slots.last !== undefined) {
+    const last = ctx.inputs[slots.last].direct
+      ? `${io.in(slots.last)}[0]`
+      : io.load(slots.last, "0u");
+    lines.push(
+      `  if (j == 0u) { ${params}[${stop.slot}u] = bitcast<f32>(min(${stop.length}u, ${last} + 1u)); }`,
+    );
   }
   if (proj) {
     // ssm_step's fused dt_proj where the step cannot bind W and δ too: Δ[b, i] after D and the bias.

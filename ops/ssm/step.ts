@@ -8,7 +8,7 @@
 
 import { numel } from "../../core/shape.ts";
 import type { KernelContext, KernelEmission, KernelEmitter, OpDef } from "../types.ts";
-import { deltaRankOf, type ScanAttrs, scanSlots } from "./attrs.ts";
+import { deltaRankOf, SCAN_ATTR_NAMES, type ScanAttrs, scanSlots } from "./attrs.ts";
 import { CPU_RASTER_SCAN, GPU_SCAN, type ScanLayout } from "./chooser.ts";
 import { inferScanLike } from "./infer.ts";
 import { referenceScan } from "./reference.ts";
@@ -63,16 +63,7 @@ function emitSsmStep(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelE
  */
 export const ssmStep: OpDef<ScanAttrs> = {
   arity: [7, 10],
-  attrNames: [
-    "gate",
-    "deltaBias",
-    "softplus",
-    "initialState",
-    "finalState",
-    "algorithm",
-    "chunk",
-    "deltaRank",
-  ],
+  attrNames: [...SCAN_ATTR_NAMES, "deltaRank"],
   infer: (inputs, attrs) => inferScanLike(inputs, attrs, true),
   reference: (inputs, attrs) => referenceScan(inputs, attrs, true),
   lower: {

@@ -95,7 +95,9 @@ export interface CausalLMOptions {
  * Builds the prefill or decode graph.
  *
  * Inputs: prefill — `ids` u32 [T], `pos` u32 [1] (position of ids[0]), `last` u32 [1]
- * (row whose logits are sampled), `seed`, `step` u32 [1]; decode — `pos`, `seed`,
+ * (row whose logits are sampled; later rows are padding, which the recurrent
+ * states skip and attention's causal mask keeps from every real row), `seed`,
+ * `step` u32 [1]; decode — `pos`, `seed`,
  * `step`. Outputs: `logits` [T, vocab] (decode: [1, vocab]). States: KV caches, SSM
  * states, `token` (the last sampled id) and `generated` (ids by step).
  *
@@ -119,6 +121,9 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
   const step = g.input("step", [1], "u32");
   const token = g.state(STATES.token, [1], "u32");
   const ids = decode ? token : g.input("ids", ["T"], "u32");
+  // The prefill's row to sample; rows after it are padding (a prompt padded up
+  // to a compiled chunk length), which the recurrent states skip.
+  const last = decode ? undefined : g.input("last", [1], "u32");
   const T = decode ? 1 : "T";
   const dt = options.dtype ?? "f32";
   const param = (name: string, shape: number[]) => g.param(name, shape, dt);
@@ -144,7 +149,7 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
     mixer: (layer, _i, normed, name) =>
       layer.mixer === "attention"
         ? attentionBlock(g, normed, pos, attentionOptions(cfg, layer, name, options))
-        : mamba(g, normed, name, cfg, decode, T, formats),
+        : mamba(g, normed, name, cfg, T, formats, last),
     experts: (i, x2, name) => {
       // Routing runs in f32; f16 models keep f16 expert weights.
       const xin = dt === "f16" ? x2.cast("f32") : x2;
@@ -191,7 +196,7 @@ export function buildCausalLM(cfg: ModelConfig, options: CausalLMOptions): Graph
 
   // Sample the next token on the device and log it: the decode loop feeds it back
   // through the `token` state and the host reads `generated` every few steps.
-  const rows = decode ? logits : logits.gather(g.input("last", [1], "u32"));
+  const rows = decode ? logits : logits.gather(last!);
   const next = rows.sample(seed, step, options.sampling ?? {});
   g.assign(token, next);
   const generated = g.state(STATES.generated, [options.maxNew], "u32");
@@ -255,9 +260,9 @@ function mamba(
   x: Tensor,
   name: string,
   cfg: ModelConfig,
-  decode: boolean,
   T: number | string,
   weightFormats: WeightFormats,
+  last: Tensor | undefined,
 ): Tensor {
   const m = cfg.mamba!;
   const y = mambaMixer(g, x.reshape([1, T, cfg.hidden]), {
@@ -267,7 +272,8 @@ function mamba(
     stateSize: m.stateSize,
     convKernel: m.convKernel,
     dtRank: m.dtRank,
-    mode: decode ? "decode" : "prefill",
+    mode: last ? "prefill" : "decode",
+    last,
     useBias: m.projBias,
     useConvBias: m.convBias,
     jamba: m.innerNorms,

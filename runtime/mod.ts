@@ -48,6 +48,12 @@ export {
   splitPrompt,
 } from "./decode.ts";
 export {
+  planPrompt,
+  type PromptPlanOptions,
+  type PromptRun,
+  RUN_COST_ROWS,
+} from "./prompt_plan.ts";
+export {
   BUNDLE_MAGIC,
   type BundleEntry,
   type BundleHeader,

@@ -10,10 +10,12 @@
 
 import {
   checkTokenIds,
+  exactRuns,
   generationLimit,
   prepareGeneration,
   promptChunks,
   promptLogits,
+  promptRuns,
 } from "./prompt.ts";
 import type { TensorData } from "../core/host.ts";
 import {
@@ -72,6 +74,12 @@ export interface PrebuiltModelData {
   readonly maxNew: number;
   /** Prompt chunk lengths with a prefill plan, ascending (the prompt is split into these). */
   readonly prefillBuckets: readonly number[];
+  /**
+   * The prefill masks rows after `last` out of its states, so a prompt's last
+   * chunk may be padded up to a bucket (see `planPrompt`). Modules built before
+   * it lack it and run exact chunks only.
+   */
+  readonly paddedPrompts?: boolean;
   /** Ids that end generation (config.json's and the tokenizer's EOS). */
   readonly eosTokenIds: readonly number[];
   /** Names of the states the decode loop uses. */
@@ -248,9 +256,22 @@ export class PrebuiltModel {
     return checkTokenIds(ids, this.data.vocabSize, this.data.maxSeq);
   }
 
-  /** The prefill runs of a prompt: one per chunk, each at its position. */
-  #prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[] {
-    return promptChunks(ids, this.data.prefillBuckets, seed, step);
+  /**
+   * The prefill runs of a prompt: one per chunk, each at its position, on the
+   * compiled chunk lengths where the module pads (see `planPrompt`). `singles`:
+   * 1-token chunks run through the decode step (generation).
+   */
+  #prefillChunks(
+    ids: Uint32Array,
+    seed: number,
+    step: number,
+    singles = true,
+  ): Record<string, TensorData>[] {
+    const { prefillBuckets: buckets, paddedPrompts, maxSeq } = this.data;
+    const runs = paddedPrompts
+      ? promptRuns(this.prefill, ids.length, buckets, maxSeq, singles)
+      : exactRuns(ids.length, buckets);
+    return promptChunks(ids, runs, seed, step);
   }
 
   #decodeInputs(pos: number, seed: number, step: number): Record<string, TensorData> {
@@ -270,7 +291,7 @@ export class PrebuiltModel {
   async forward(tokenIds: readonly number[]): Promise<Float32Array> {
     const ids = this.#checkIds(tokenIds);
     this.prefill.resetStates();
-    return await promptLogits(this.prefill, this.#prefillChunks(ids, 0, 0), {
+    return await promptLogits(this.prefill, this.#prefillChunks(ids, 0, 0, false), {
       onCompile: this.onCompile,
     });
   }

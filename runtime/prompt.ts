@@ -9,6 +9,7 @@
 
 import type { TensorData } from "../core/host.ts";
 import { type ExecutableLike, splitPrompt } from "./decode.ts";
+import { planPrompt, type PromptRun } from "./prompt_plan.ts";
 import type { RunOptions } from "./run_options.ts";
 
 /**
@@ -42,46 +43,102 @@ export function checkTokenIds(
 }
 
 /**
- * The prefill runs' inputs for a prompt: one per chunk of `buckets` (the whole
- * prompt when `buckets` is empty), each at its position, sampling its last row
- * at decode step `step`; `extra(n)` adds inputs of a chunk of `n` tokens.
+ * The prefill runs' inputs for a prompt: one per run (see `planPrompt`), each
+ * at its position with its ids padded up to the run's length (with id 0),
+ * sampling its last real row at decode step `step`; `extra(n)` adds inputs of a
+ * run of `n` rows.
  *
  * @example
  * ```ts
  * import { promptChunks } from "./prompt.ts";
- * promptChunks(new Uint32Array(5), [1, 4], 0, 0).map((c) => c.pos); // [[0], [4]]
+ * const runs = [{ length: 4, tokens: 4 }, { length: 4, tokens: 1 }];
+ * promptChunks(new Uint32Array(5), runs, 0, 0).map((c) => c.last); // [[3], [0]]
  * ```
  */
 export function promptChunks(
   ids: Uint32Array,
-  buckets: readonly number[],
+  runs: readonly PromptRun[],
   seed: number,
   step: number,
   extra?: (n: number) => Record<string, TensorData>,
 ): Record<string, TensorData>[] {
-  const lengths = buckets.length ? splitPrompt(ids.length, buckets) : [ids.length];
   let at = 0;
-  return lengths.map((n) => {
+  return runs.map(({ length, tokens }) => {
+    const real = ids.subarray(at, at + tokens);
+    const padded = tokens === length ? real : new Uint32Array(length);
+    if (padded !== real) padded.set(real);
     const chunk = {
-      ids: ids.subarray(at, at + n),
+      ids: padded,
       pos: [at],
-      last: [n - 1],
+      last: [tokens - 1],
       seed: [seed],
       step: [step],
-      ...extra?.(n),
+      ...extra?.(length),
     };
-    at += n;
+    at += tokens;
     return chunk;
   });
 }
 
 /**
- * Runs the chunks in order and returns every position's logits, `[T, vocab]`
- * row-major (the `logits` output of each run, joined).
+ * The inputs of a prefill run of `n` rows at position 0: enough to ask an
+ * executable whether runs of that length are `compiled`.
+ *
+ * @example
+ * ```ts
+ * import { probeChunk } from "./prompt.ts";
+ * probeChunk(4).last; // [3]
+ * ```
+ */
+export function probeChunk(n: number): Record<string, TensorData> {
+  return { ids: new Uint32Array(n), pos: [0], last: [n - 1], seed: [0], step: [0] };
+}
+
+/**
+ * A prompt's runs at exactly the chunk lengths of `buckets` (`splitPrompt`),
+ * or one run of the whole prompt when `buckets` is empty: no padding.
+ *
+ * @example
+ * ```ts
+ * import { exactRuns } from "./prompt.ts";
+ * exactRuns(5, [1, 4]); // [{ length: 4, tokens: 4 }, { length: 1, tokens: 1 }]
+ * ```
+ */
+export function exactRuns(n: number, buckets: readonly number[]): PromptRun[] {
+  const lengths = buckets.length ? splitPrompt(n, buckets) : [n];
+  return lengths.map((length) => ({ length, tokens: length }));
+}
+
+/**
+ * The runs of an `n`-token prompt on `prefill`: `planPrompt` over the buckets
+ * it has compiled (`singles`: 1-token runs take the decode step), or one whole
+ * run when `buckets` is empty.
  *
  * @example
  * ```ts ignore
- * const logits = await promptLogits(model.prefill, promptChunks(ids, [1, 4, 16], 0, 0));
+ * const runs = promptRuns(model.prefill, 100, [1, 4, 16, 64, 256], 2048, true);
+ * ```
+ */
+export function promptRuns(
+  prefill: ExecutableLike,
+  n: number,
+  buckets: readonly number[],
+  maxSeq: number,
+  singles: boolean,
+): PromptRun[] {
+  if (!buckets.length) return exactRuns(n, buckets);
+  const ready = (b: number) => prefill.compiled(probeChunk(b));
+  return planPrompt(n, { buckets, ready, maxSeq, singles });
+}
+
+/**
+ * Runs the chunks in order and returns every real position's logits, `[T,
+ * vocab]` row-major (the `logits` output of each run up to its `last` row,
+ * joined).
+ *
+ * @example
+ * ```ts ignore
+ * const logits = await promptLogits(model.prefill, promptChunks(ids, runs, 0, 0));
  * ```
  */
 export async function promptLogits(
@@ -92,7 +149,10 @@ export async function promptLogits(
   const parts: Float32Array[] = [];
   for (const chunk of chunks) {
     const { logits } = await prefill.run(chunk, options);
-    parts.push(logits.data as Float32Array);
+    const data = logits.data as Float32Array;
+    const rows = (chunk.ids as Uint32Array).length;
+    const real = (chunk.last as number[])[0] + 1;
+    parts.push(real === rows ? data : data.subarray(0, data.length / rows * real));
   }
   if (parts.length === 1) return parts[0];
   const all = new Float32Array(parts.reduce((n, p) => n + p.length, 0));

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { prefillBuckets, splitPrompt } from "../app/model/prefill_chunks.ts";
+import { planPrompt } from "../runtime/prompt_plan.ts";
 import { loadModel, type Model } from "../app/model/mod.ts";
 import { writeTinyJamba } from "./fixtures/tiny_checkpoints.ts";
 import { gpu, relMaxError } from "./_util.ts";
@@ -34,6 +35,53 @@ Deno.test("splitPrompt: chunks from the buckets, largest first, summing to the p
     }
   }
   assert.deepEqual(splitPrompt(300, buckets), [256, 16, 16, 4, 4, 4]);
+});
+
+Deno.test("planPrompt: covers with compiled chunk lengths, pads only the last run, stays in maxSeq", () => {
+  const buckets = prefillBuckets(4096);
+  const readySets = [[], [4], [64], [256], [16, 64], [4, 16, 64, 256]];
+  for (const singles of [true, false]) {
+    for (const set of readySets) {
+      for (const maxSeq of [300, 4096]) {
+        for (let n = 1; n <= Math.min(maxSeq, 700); n += n < 80 ? 1 : 7) {
+          const o = { buckets, ready: (b: number) => set.includes(b), maxSeq, singles };
+          const runs = planPrompt(n, o);
+          const what = `n ${n} ready [${set}] maxSeq ${maxSeq} singles ${singles}: ${
+            JSON.stringify(runs)
+          }`;
+          assert.equal(runs.reduce((a, r) => a + r.tokens, 0), n, what);
+          let at = 0;
+          for (const [i, r] of runs.entries()) {
+            assert.ok(buckets.includes(r.length) && r.tokens >= 1 && r.tokens <= r.length, what);
+            if (r.tokens < r.length) {
+              assert.equal(i, runs.length - 1, `${what}: padding before the last run`);
+              assert.ok(at + r.length <= maxSeq, `${what}: padding past maxSeq`);
+            }
+            at += r.tokens;
+          }
+          const lengths = new Set(runs.map((r) => r.length).filter((l) => !singles || l !== 1));
+          const usable = set.filter((b) => !(singles && b === 1));
+          if (usable.length === 0) {
+            assert.ok(lengths.size <= 1, `${what}: compiles more than one set`);
+          } else if (![...lengths].every((l) => set.includes(l))) {
+            // Only when the compiled lengths cannot cover the prompt inside maxSeq: the exact split.
+            assert.deepEqual(runs.map((r) => r.length), splitPrompt(n, buckets), what);
+          }
+        }
+      }
+    }
+  }
+  const only64 = { buckets, ready: (b: number) => b === 64, maxSeq: 2048, singles: true };
+  assert.deepEqual(planPrompt(100, only64), [{ length: 64, tokens: 64 }, {
+    length: 64,
+    tokens: 36,
+  }]);
+  // Two tokens cost less as decode steps than as a padded 64-token chunk.
+  assert.deepEqual(planPrompt(66, only64).map((r) => r.length).sort(), [1, 1, 64]);
+  // Padding past maxSeq is never planned: forward falls back to the exact split.
+  const tight = { buckets, ready: (b: number) => b === 256, maxSeq: 300, singles: false };
+  assert.deepEqual(planPrompt(290, tight).map((r) => r.length), [256, 16, 16, 1, 1]);
+  assert.throws(() => planPrompt(0, only64), RangeError);
 });
 
 async function withJamba(
@@ -170,11 +218,12 @@ Deno.test("a short prompt whose prefill is not compiled runs through the decode 
     const chunk = chunkOf(64);
     assert.equal(chunked.prefill.compiled(chunk), false);
     // Over the limit the prefill runs and compiles its chunks (65 = 64 + 1): short
-    // prompts made of those chunks then use it, others still the decode step.
+    // prompts then use it, padded up to 64 where that beats decode steps.
     assert.equal((await run(chunked, 65)).via, "prefill");
     assert.equal(chunked.prefill.compiled(chunk), true);
     assert.equal((await run(chunked, 64)).via, "prefill");
-    assert.equal((await run(chunked, 17)).via, "decode");
+    assert.equal((await run(chunked, 17)).via, "prefill");
+    assert.equal((await run(chunked, 1)).via, "decode");
   });
   device.destroy();
 });
@@ -207,9 +256,46 @@ Deno.test("generation never compiles the 1-token prefill: single chunks take the
       assert.deepEqual(a, b, `T ${n}`);
     }
     assert.equal(chunked.prefill.compiled(single), false, "the T = 1 prefill was compiled");
-    // forward still runs every chunk through the prefill (all positions' logits).
-    await chunked.forward(promptOf(65, vocab));
-    assert.equal(chunked.prefill.compiled(single), true);
+    // forward runs every row through the prefill (all positions' logits): 65 = 64 +
+    // 1 padded up to 64, not a 1-token chunk.
+    const ids = promptOf(65, vocab);
+    const got = await chunked.forward(ids);
+    assert.ok(relMaxError(got, await whole.forward(ids)) < 1e-4);
+    assert.equal(chunked.prefill.compiled(single), false);
+  });
+  device.destroy();
+});
+
+Deno.test("after a first prompt, prompts of any length compile nothing: padded chunks, same ids", async () => {
+  const device = await requestDevice();
+  await withJamba(device, async (chunked, whole) => {
+    const vocab = chunked.config.vocabSize;
+    chunked.coldPromptTokens = 0; // the first prompt takes the prefill
+    let compiles = 0;
+    chunked.onCompile = () => compiles++;
+    const gen = async (m: Model, n: number) => {
+      const out: number[] = [];
+      for await (const id of m.generateIds(promptOf(n, vocab), { maxTokens: 6 })) out.push(id);
+      return out;
+    };
+    // 100 tokens: the 64-token chunk's pipelines, and a second chunk padded 36 → 64.
+    assert.deepEqual(await gen(chunked, 100), await gen(whole, 100));
+    assert.ok(compiles > 0);
+    assert.equal(chunked.prefill.compiled(chunkOf(64)), true);
+    compiles = 0;
+    // The Mamba states after a padded chunk carry into the decode steps: same ids.
+    for (const n of [150, 77, 33, 2, 3, 63, 65, 127, 154]) {
+      assert.deepEqual(await gen(chunked, n), await gen(whole, n), `T ${n}`);
+    }
+    // (The whole-prompt model shares the device and compiles every length: not counted.)
+    assert.equal(compiles, 0, "a later prompt compiled pipelines");
+    for (const b of [4, 16, 160]) assert.equal(chunked.prefill.compiled(chunkOf(b)), false);
+    // All positions' logits through padded chunks equal one whole-prompt run.
+    for (const n of [2, 63, 65, 100, 150]) {
+      const ids = promptOf(n, vocab);
+      const err = relMaxError(await chunked.forward(ids), await whole.forward(ids));
+      assert.ok(err < 1e-4, `T ${n}: ${err}`);
+    }
   });
   device.destroy();
 });

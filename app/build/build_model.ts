@@ -174,6 +174,7 @@ export async function buildModelModule(
     maxSeq,
     maxNew: maxSeq,
     prefillBuckets: buckets,
+    paddedPrompts: true,
     eosTokenIds: [...eos].sort((a, b) => a - b),
     states: { token: STATES.token, generated: STATES.generated },
     variants: variants.map((v) => ({

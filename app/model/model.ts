@@ -17,8 +17,10 @@ import {
   checkTokenIds,
   generationLimit,
   prepareGeneration,
+  probeChunk,
   promptChunks,
   promptLogits,
+  promptRuns,
 } from "../../runtime/prompt.ts";
 import type { Graph } from "../../core/graph.ts";
 import type { TensorData } from "../../core/host.ts";
@@ -136,9 +138,11 @@ export class Model {
    */
   onCompile?: (done: number, total: number) => void;
   /**
-   * Prompt chunk lengths the prefill runs (see `prefillBuckets`): a prompt is
-   * split into these, largest first, so only these lengths are ever compiled.
-   * Empty: every prompt in one run of its own length (a new compile per length).
+   * Prompt chunk lengths the prefill may run (see `prefillBuckets`): a prompt
+   * runs as chunks of these lengths, its last chunk padded where that is
+   * cheaper, on the lengths already compiled (`planPrompt`): a first prompt
+   * compiles one of them, later prompts of any length nothing. Empty: every
+   * prompt in one run of its own length (a new compile per length).
    */
   prefillBuckets: readonly number[];
   /**
@@ -210,7 +214,7 @@ export class Model {
     if (this.parallel) this.parallel.decoding = false;
     const logits = await promptLogits(
       this.prefill,
-      this.#prefillChunks(ids, 0, 0),
+      this.#prefillChunks(ids, 0, 0, false),
       this.#runOptions,
     );
     this.experts?.countStep();
@@ -262,12 +266,21 @@ export class Model {
 
   /**
    * The prefill runs of a prompt: one per chunk (see `prefillBuckets`), each at
-   * its position; the last one's sample is the first generated token. Expert
-   * parallelism sizes its transfers by the prompt: one run.
+   * its position; the last one's sample is the first generated token. The
+   * chunk lengths are those compiled, the last chunk padded where that is
+   * cheaper (`planPrompt`; `singles`: 1-token chunks take the decode step, as
+   * in generation without the expert scheduler). Expert parallelism sizes its
+   * transfers by the prompt: one run.
    */
-  #prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[] {
+  #prefillChunks(
+    ids: Uint32Array,
+    seed: number,
+    step: number,
+    singles = true,
+  ): Record<string, TensorData>[] {
     const buckets = this.parallel ? [] : this.prefillBuckets;
-    return promptChunks(ids, buckets, seed, step, (n) => this.#remoteInputs(n));
+    const runs = promptRuns(this.prefill, ids.length, buckets, this.maxSeq, singles && this.#plain);
+    return promptChunks(ids, runs, seed, step, (n) => this.#remoteInputs(n));
   }
 
   #decodeInputs(pos: number, seed: number, step: number) {
@@ -432,7 +445,7 @@ export class Model {
     const whole = this.prefillBuckets.length === 0 || this.parallel !== undefined;
     if (this.prefill.device.kind === "gpu" && !whole) {
       // One chunk of each bucket length, as generateIds would compile them.
-      const each = this.prefillBuckets.map((n) => this.#prefillChunks(new Uint32Array(n), 0, 0)[0]);
+      const each = this.prefillBuckets.map((n) => ({ ...probeChunk(n), ...this.#remoteInputs(n) }));
       await this.#compile(prefillChunksToCompile(each, this.#plain));
     }
     return performance.now() - t0;

@@ -5,8 +5,9 @@
  * lengths come from a small fixed set (powers of four up to a largest chunk),
  * each at its position: the KV caches, convolution and scan states carry from
  * one chunk to the next, exactly as in one run (routing is per token and
- * dropless in a model). A model so compiles at most one pipeline set per
- * bucket, whatever the prompts.
+ * dropless in a model). A prompt's last chunk may be padded up to a compiled
+ * length (`runtime/prompt_plan.ts`), so a model compiles one bucket's set for
+ * its first prompt and nothing for later ones, and at most one set per bucket.
  *
  * @module
  */

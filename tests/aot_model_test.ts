@@ -120,6 +120,30 @@ for (const [name, write] of CASES) {
             }
           },
         );
+        await t.step("after a first prompt, no prompt length compiles: padded chunks", async () => {
+          const fresh = await requestDevice();
+          const cold = (await mod.load({ device: fresh })) as PrebuiltModel;
+          try {
+            cold.coldPromptTokens = 0;
+            let compiles = 0;
+            cold.onCompile = () => compiles++;
+            // 40 tokens: one chunk padded up to 64, the bucket it compiles.
+            assert.deepEqual(
+              await ids(cold, long.slice(0, 40)),
+              await ids(ref!, long.slice(0, 40)),
+            );
+            assert.ok(compiles > 0);
+            compiles = 0;
+            for (const n of [5, 23, 37, 50]) {
+              const prompt = Array.from({ length: n }, (_, i) => (i * 11 + 2) % 60);
+              assert.deepEqual(await ids(cold, prompt), await ids(ref!, prompt), `T ${n}`);
+            }
+            assert.equal(compiles, 0);
+          } finally {
+            cold.dispose();
+            fresh.destroy();
+          }
+        });
         await t.step("a prebuilt sampling variant samples like loadModel", async () => {
           const opts = { ...NUCLEUS, seed: 5 };
           assert.deepEqual(await ids(aot!, MOE_PROMPT, opts), await ids(ref!, MOE_PROMPT, opts));

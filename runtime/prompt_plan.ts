@@ -81,7 +81,7 @@ export interface PromptPlanOptions {
  * one bucket whose cover is cheapest — the set of pipelines a first prompt
  * compiles; later prompts of any length then compile nothing. When the ready
  * buckets cannot cover the prompt inside `maxSeq`, the exact split
- * (`splitPrompt`) and whatever it compiles.
+ * (`splitPrompt`) and whatever it compiles; with no buckets, the whole prompt.
  *
  * @example
  * ```ts
@@ -105,7 +105,8 @@ export function planPrompt(n: number, o: PromptPlanOptions): PromptRun[] {
     }
   }
   if (best) return best.runs;
-  return splitPrompt(n, o.buckets).map((length) => ({ length, tokens: length }));
+  const lengths = o.buckets.length ? splitPrompt(n, o.buckets) : [n];
+  return lengths.map((length) => ({ length, tokens: length }));
 }
 
 interface Cover {

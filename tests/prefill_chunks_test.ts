@@ -82,6 +82,8 @@ Deno.test("planPrompt: covers with compiled chunk lengths, pads only the last ru
   const tight = { buckets, ready: (b: number) => b === 256, maxSeq: 300, singles: false };
   assert.deepEqual(planPrompt(290, tight).map((r) => r.length), [256, 16, 16, 1, 1]);
   assert.throws(() => planPrompt(0, only64), RangeError);
+  const none = { buckets: [], ready: () => false, maxSeq: 64, singles: true };
+  assert.deepEqual(planPrompt(37, none), [{ length: 37, tokens: 37 }]);
 });
 
 async function withJamba(

@@ -10,7 +10,7 @@ import type { Plan } from "../compiler/plan_types.ts";
 import type { HostArray } from "../core/dtype.ts";
 import { allocHost } from "../core/dtype.ts";
 import { checkDeviceAlive, type GpuDevice, whileDeviceAlive } from "./device.ts";
-import { debugEnabled } from "../core/debug.ts";
+import { compilePipelines } from "./pipelines.ts";
 import { EXECUTABLE_DISPOSED } from "./backend.ts";
 
 /**
@@ -67,118 +67,6 @@ export type EncodeHooks = ReadonlyMap<number, (encoder: GPUCommandEncoder) => vo
  * ```
  */
 export type HostBarriers = ReadonlyMap<number, (exe: GpuExecutable) => Promise<void> | void>;
-
-/**
- * Compiles every kernel of `plan` not yet in the device's pipeline cache (one
- * pipeline per distinct WGSL text: layers with the same kernels share it), all
- * creations in flight together, then makes the driver finish its work.
- *
- * Some drivers compile to machine code only at a pipeline's first dispatch
- * (lavapipe: LLVM runs there, seconds per large kernel), so the first run would
- * pay the compile and timings that start after `prepare` would count it. Each
- * new pipeline is therefore dispatched once with zero workgroups on dummy
- * buffers: that triggers the driver's compile, and runs nothing. `onCompile`
- * hears `done` of `total` as batches of these finish.
- */
-export async function compilePipelines(
-  dev: GpuDevice,
-  plan: Plan,
-  onCompile?: (done: number, total: number) => void,
-): Promise<void> {
-  const device = dev.device;
-  const debug = debugEnabled();
-  const todo = plan.kernels.filter((k, i) =>
-    !dev.pipelines.has(k.code) && plan.kernels.findIndex((o) => o.code === k.code) === i
-  );
-  if (!todo.length) return;
-  onCompile?.(0, todo.length);
-  const made = await Promise.all(todo.map(async (k) => {
-    const t0 = performance.now();
-    const module = device.createShaderModule({ label: k.label, code: k.code });
-    const layout = device.createBindGroupLayout({
-      entries: k.bindings.map((b, j) => ({
-        binding: j,
-        visibility: GPUShaderStage.COMPUTE,
-        buffer: { type: b.access === "read" ? "read-only-storage" : "storage" },
-      })),
-    });
-    let p: GPUComputePipeline;
-    try {
-      p = await whileDeviceAlive(
-        dev,
-        device.createComputePipelineAsync({
-          label: k.label,
-          layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-          compute: { module, entryPoint: "main" },
-        }),
-      );
-    } catch (e) {
-      // A lost device fails every compile: that is the error, not the WGSL.
-      checkDeviceAlive(dev);
-      const info = await module.getCompilationInfo();
-      const msgs = info.messages.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ");
-      throw new Error(
-        `Kiln generated invalid WGSL for kernel ${k.label} (${k.ops[0] ?? ""}): ${
-          msgs || (e as Error).message
-        }`,
-      );
-    }
-    if (debug) {
-      console.error(
-        `[kiln] compiled ${k.label} in ${(performance.now() - t0).toFixed(1)} ms\n${k.code}`,
-      );
-    }
-    return { p, bindings: k.bindings.length };
-  }));
-  await warmUp(dev, made, onCompile);
-  todo.forEach((k, i) => dev.pipelines.set(k.code, made[i].p));
-}
-
-/**
- * Dispatches each pipeline once with zero workgroups (see
- * {@linkcode compilePipelines}), in about ten submissions so progress moves.
- * Every binding gets its own 256-byte dummy buffer: no two bindings alias, and
- * 256 bytes covers the largest array element a kernel declares.
- */
-async function warmUp(
-  dev: GpuDevice,
-  made: readonly { p: GPUComputePipeline; bindings: number }[],
-  onCompile?: (done: number, total: number) => void,
-): Promise<void> {
-  const device = dev.device;
-  const width = Math.max(0, ...made.map((m) => m.bindings));
-  const dummies = Array.from(
-    { length: width },
-    () => device.createBuffer({ size: 256, usage: GPUBufferUsage.STORAGE }),
-  );
-  try {
-    const batch = Math.max(1, Math.ceil(made.length / 10));
-    for (let at = 0; at < made.length; at += batch) {
-      const enc = device.createCommandEncoder({ label: "kiln pipeline warm-up" });
-      const pass = enc.beginComputePass();
-      for (const { p, bindings } of made.slice(at, at + batch)) {
-        pass.setPipeline(p);
-        pass.setBindGroup(
-          0,
-          device.createBindGroup({
-            layout: p.getBindGroupLayout(0),
-            entries: dummies.slice(0, bindings).map((buffer, j) => ({
-              binding: j,
-              resource: { buffer },
-            })),
-          }),
-        );
-        pass.dispatchWorkgroups(0);
-      }
-      pass.end();
-      device.queue.submit([enc.finish()]);
-      await whileDeviceAlive(dev, device.queue.onSubmittedWorkDone());
-      onCompile?.(Math.min(made.length, at + batch), made.length);
-    }
-  } finally {
-    for (const b of dummies) b.destroy();
-  }
-}
 
 /**
  * Named device buffers shared by every plan of one compiled graph: params and states.

@@ -21,7 +21,8 @@ import {
   usedDims,
 } from "./bind.ts";
 import type { GpuDevice } from "./device.ts";
-import { compilePipelines, type GpuExecutable } from "./gpu_executor.ts";
+import type { GpuExecutable } from "./gpu_executor.ts";
+import { compilePipelines } from "./pipelines.ts";
 import { GpuRunner } from "./gpu_runner.ts";
 import { planFromData, type PrebuiltData } from "./plan_data.ts";
 import type { ProfileResult, RunOptions } from "./run_options.ts";

@@ -29,6 +29,7 @@ import {
 import type { GpuDevice } from "./device.ts";
 import type { PrebuiltData } from "./plan_data.ts";
 import { PrebuiltExecutable } from "./prebuilt.ts";
+import { startCompile } from "./pipelines.ts";
 
 /**
  * Sampling settings baked into a prebuilt pair of graphs (greedy: temperature
@@ -249,6 +250,24 @@ export class PrebuiltModel {
     for (const pair of this.#pairs.values()) {
       for (const exe of pair) await exe.compilePipelines(onCompile);
     }
+  }
+
+  /**
+   * Starts compiling the default sampling's decode step from its plan, without
+   * weights (`startCompile`): the module's `load()` calls it before it streams
+   * the bundle, so the driver's compile (lavapipe: LLVM, on a thread of its
+   * own) runs while the weights arrive. `finish()` resolves when compiled.
+   *
+   * @example
+   * ```ts ignore
+   * const ahead = await model.compileAhead();
+   * await streamTheBundle();
+   * await ahead.finish();
+   * ```
+   */
+  async compileAhead(): Promise<{ total: number; finish: () => Promise<void> }> {
+    this.#live();
+    return await startCompile(this.decode.device, this.decode.plan({}));
   }
 
   #checkIds(ids: readonly number[]): Uint32Array {

@@ -301,3 +301,19 @@ Deno.test("after a first prompt, prompts of any length compile nothing: padded c
   });
   device.destroy();
 });
+
+Deno.test("loadModel compiles the decode step while the weights load: a first short prompt compiles nothing", async () => {
+  const device = await requestDevice();
+  await withJamba(device, async (chunked) => {
+    const decodeInputs = { pos: [0], seed: [0], step: [1] };
+    assert.equal(chunked.decode.compiled(decodeInputs), true);
+    let compiles = 0;
+    chunked.onCompile = () => compiles++;
+    const out: number[] = [];
+    for await (const id of chunked.generateIds(promptOf(5, 60), { maxTokens: 3 })) out.push(id);
+    assert.equal(out.length, 3);
+    assert.equal(chunked.lastStats!.promptRun, "decode");
+    assert.equal(compiles, 0);
+  });
+  device.destroy();
+});

@@ -197,8 +197,18 @@ function emitLoad(file: ReturnType<Project["createSourceFile"]>, options: EmitMo
         });
         w.writeLine("const target = model;");
         w.writeLine(
-          "await readBundle(source, { name, size, onTensor: (entry, data) => target.setParams({ [entry.name]: data }) });",
+          "// The decode step compiles while the weights stream in (the compile needs only its plan).",
         );
+        w.writeLine("const ahead = options.compile ? undefined : await model.compileAhead();");
+        w.write("try").block(() => {
+          w.writeLine(
+            "await readBundle(source, { name, size, onTensor: (entry, data) => target.setParams({ [entry.name]: data }) });",
+          );
+        }).write("finally").block(() => {
+          w.writeLine("if (ahead?.total) options.onCompile?.(0, ahead.total);");
+          w.writeLine("await ahead?.finish();");
+        });
+        w.writeLine("if (ahead?.total) options.onCompile?.(ahead.total, ahead.total);");
         w.writeLine("const missing = model.missingParams();");
         w.writeLine(
           "if (missing.length) throw new TypeError(`Weight bundle ${name}: lacks ${missing.length} weight(s), e.g. ${missing[0]}`);",

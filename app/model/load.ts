@@ -358,10 +358,19 @@ async function load(
       model.experts.prefetch = prefetch;
       model.experts.lookahead = moeLookahead;
     } else {
-      await loadWeights(model.prefill, cfg, ckpt, undefined, {
-        checkFinite,
-        formats: weightFormats,
-      });
+      // The decode step's pipelines compile while the weights load (the compile
+      // needs only its plan); what is left after the load shows as a compile.
+      const ahead = await model.compileAhead();
+      try {
+        await loadWeights(model.prefill, cfg, ckpt, undefined, {
+          checkFinite,
+          formats: weightFormats,
+        });
+      } finally {
+        if (ahead.total) model.onCompile?.(0, ahead.total);
+        await ahead.finish();
+      }
+      if (ahead.total) model.onCompile?.(ahead.total, ahead.total);
     }
   } catch (e) {
     model.dispose();

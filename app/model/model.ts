@@ -30,6 +30,7 @@ import { STATES } from "../../models/states.ts";
 import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
 import { COLD_PROMPT_TOKENS, coldPrompt, prefillChunksToCompile } from "../../runtime/decode.ts";
 import { compile, type Executable, type RunOptions } from "../../runtime/executable.ts";
+import { startCompile } from "../../runtime/pipelines.ts";
 import type { ExpertPlan } from "../experts/placement.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
@@ -449,6 +450,28 @@ export class Model {
       await this.#compile(prefillChunksToCompile(each, this.#plain));
     }
     return performance.now() - t0;
+  }
+
+  /**
+   * Starts compiling the decode step's pipelines (the current sampling
+   * settings) from its plan alone, without weights or buffers, and returns once
+   * the driver has the work (`startCompile`): `loadModel` calls it before it
+   * reads the weights, so the driver's compile (lavapipe: LLVM, on a thread of
+   * its own) runs while JS reads them. `finish()` resolves when compiled;
+   * `total` counts the pipelines (0 on the CPU device).
+   *
+   * @example
+   * ```ts ignore
+   * const ahead = await model.compileAhead();
+   * await loadTheWeights();
+   * await ahead.finish(); // the first generate compiles only its prefill, if anything
+   * ```
+   */
+  async compileAhead(): Promise<{ total: number; finish: () => Promise<void> }> {
+    this.#live();
+    const device = this.decode.device;
+    if (device.kind !== "gpu") return { total: 0, finish: () => Promise.resolve() };
+    return await startCompile(device, this.decode.plan({}));
   }
 
   /**

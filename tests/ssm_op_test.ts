@@ -668,7 +668,7 @@ for (const limit of [undefined, 8]) {
     // With 8 bindings the pack kernel projects Δ; with more the step kernel does.
     const dev = limit ? await requestDevice({ limits: { maxStorageBuffers: limit } }) : await gpu();
     const Bn = 2, Nn = 16, R = 6;
-    for (const In of [40, 300]) {
+    for (const In of [40, 300, 2102]) { // 2102: past the one-channel step shape
       const build = (fused: boolean) => {
         const g = new GraphBuilder();
         const h = g.state("h", [Bn, In, Nn]);
@@ -714,7 +714,7 @@ for (const limit of [undefined, 8]) {
     const dev = limit ? await requestDevice({ limits: { maxStorageBuffers: limit } }) : await gpu();
     const Bn = 3, Nn = 16;
     // 40 channels: one per thread; 300: four per thread as a vec4, ragged last block.
-    for (const In of [40, 300]) {
+    for (const In of [40, 300, 2102]) { // 2102: past the one-channel step shape
       const g = new GraphBuilder();
       const h = g.state("h", [Bn, In, Nn]);
       const [y, next] = ssmStep(

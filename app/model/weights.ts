@@ -161,7 +161,8 @@ export async function loadWeights(
     const want = v.shape as number[];
     const n = want.reduce((a, b) => a * b, 1);
     const per = n / src.tensors.length;
-    const out = v.dtype === "f16" ? new Float16Array(n) : new Float32Array(n);
+    // One tensor uploads as read; stacked experts are joined into one array.
+    let out: Float32Array | Float16Array | undefined;
     for (const [j, t] of src.tensors.entries()) {
       if (!ckpt.has(t)) {
         throw new TypeError(
@@ -184,9 +185,13 @@ export async function loadWeights(
       const as = v.dtype === "f16" ? "f16" : "f32";
       const data = await ckpt.readAs(t, as);
       if (checkFinite) assertFinite(data, info.file, t, info.dtype === "F16" || as === "f32");
-      out.set(data, j * per);
+      if (src.tensors.length === 1) out = data;
+      else {
+        out ??= v.dtype === "f16" ? new Float16Array(n) : new Float32Array(n);
+        out.set(data, j * per);
+      }
     }
-    exe.setParams({ [name]: out });
+    exe.setParams({ [name]: out! });
   }
 }
 

@@ -46,7 +46,7 @@ const ONE_PER_THREAD: ScanShape = { cpt: 1, wg: 64 };
  *
  * @example
  * ```ts ignore
- * CPU_RASTER_SCAN.shape(1536, 16, 8192); // { cpt: 16, wg: 8 }; 256 steps: { cpt: 8, wg: 8 }
+ * CPU_RASTER_SCAN.shape(1536, 16, 8192); // { cpt: 16, wg: 8 }; 256 steps: { cpt: 4, wg: 8 }
  * ```
  */
 export const CPU_RASTER_SCAN: ScanLayout = {
@@ -54,11 +54,15 @@ export const CPU_RASTER_SCAN: ScanLayout = {
   // thread: in the demo model's 256-token prefill (I = 512, N = 16, 6 layers; GPU
   // timestamps, two rounds) 16 / 8 / 4 channels ran the scans in 10.7, 11.1 /
   // 9.5, 13.4 / 12.3, 15.6 ms of a ~450 ms prefill, and LLVM compiled the kernel in
-  // 5.2 / 1.6 / 0.54 s.
-  shape: (I, N, L) =>
-    I < 128
-      ? ONE_PER_THREAD
-      : { cpt: Math.max(1, Math.min(16, Math.floor((L <= 512 ? 128 : 256) / N))), wg: 8 },
+  // 5.2 / 1.6 / 0.54 s. Walks of at most 256 steps — every chunk a prompt runs,
+  // padded or not — keep 64: that 256-token prefill compiled in 5.6 s instead of
+  // 6.5 s and its scans took 11.1, 11.5 instead of 9.4, 9.4 ms of ~350 ms (two
+  // rounds): the compile is what a first long prompt waits for.
+  shape: (I, N, L) => {
+    if (I < 128) return ONE_PER_THREAD;
+    const states = L <= 256 ? 64 : L <= 512 ? 128 : 256;
+    return { cpt: Math.max(1, Math.min(16, Math.floor(states / N))), wg: 8 };
+  },
   // The decode step walks one row: a B/C load shared by 16 channels saves little
   // when every state is loaded and stored once anyway. Measured on lavapipe (N = 16,
   // dt_proj fused; per step, GPU timestamps, two rounds): I = 1536 at 16 / 8 / 4

@@ -204,10 +204,13 @@ function emitLoad(file: ReturnType<Project["createSourceFile"]>, options: EmitMo
           w.writeLine(
             "await readBundle(source, { name, size, onTensor: (entry, data) => target.setParams({ [entry.name]: data }) });",
           );
-        }).write("finally").block(() => {
-          w.writeLine("if (ahead?.total) options.onCompile?.(0, ahead.total);");
-          w.writeLine("await ahead?.finish();");
+        }).write("catch (e)").block(() => {
+          w.writeLine("// A bad bundle is the error now, not after the compile.");
+          w.writeLine("ahead?.finish().catch(() => {});");
+          w.writeLine("throw e;");
         });
+        w.writeLine("if (ahead?.total) options.onCompile?.(0, ahead.total);");
+        w.writeLine("await ahead?.finish();");
         w.writeLine("if (ahead?.total) options.onCompile?.(ahead.total, ahead.total);");
         w.writeLine("const missing = model.missingParams();");
         w.writeLine(

@@ -366,10 +366,13 @@ async function load(
           checkFinite,
           formats: weightFormats,
         });
-      } finally {
-        if (ahead.total) model.onCompile?.(0, ahead.total);
-        await ahead.finish();
+      } catch (e) {
+        // A bad weight is the error now, not after the compile.
+        ahead.finish().catch(() => {});
+        throw e;
       }
+      if (ahead.total) model.onCompile?.(0, ahead.total);
+      await ahead.finish();
       if (ahead.total) model.onCompile?.(ahead.total, ahead.total);
     }
   } catch (e) {

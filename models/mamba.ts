@@ -157,8 +157,9 @@ export interface ScanOptions {
   /** Chunk length; 0 or absent picks one. */
   chunk?: number;
   /**
-   * u32 `[1]` (selectiveScan): rows after row `last` are padding — the final
-   * state is the state after row `last`, and later rows' y is unspecified.
+   * u32 `[1]` (selectiveScan): rows after row `last` are padding — their Δ is
+   * taken as 0, so the final state is the state after row `last`; their y is
+   * computed from that state.
    */
   last?: Tensor;
 }
@@ -327,7 +328,7 @@ export interface MambaMixerOptions {
   /**
    * Prefill only: u32 `[1]`, the last real row of x — later rows are padding (a
    * prompt padded to a compiled chunk length) and leave the states as row
-   * `last` left them. Their outputs are unspecified.
+   * `last` left them. Their outputs are computed (finite) and meaningless.
    */
   last?: Tensor;
   /** Dtype of the parameters (default: x's). */

@@ -317,3 +317,33 @@ Deno.test("loadModel compiles the decode step while the weights load: a first sh
   });
   device.destroy();
 });
+
+Deno.test("padded chunks in f16: padding rows stay finite, ids equal whole-prompt runs", async () => {
+  const device = await requestDevice();
+  if (!device.caps.f16) return device.destroy();
+  const dir = await Deno.makeTempDir({ prefix: "kiln_chunks_f16_" });
+  try {
+    await writeTinyJamba(dir, { seed: 5 });
+    const o = { device, quiet: true, maxSeq: 160, dtype: "f16" } as const;
+    const chunked = await loadModel(dir, { ...o, coldPromptTokens: 0 });
+    const whole = await loadModel(dir, { ...o, prefillChunk: false });
+    const gen = async (m: Model, n: number) => {
+      const out: number[] = [];
+      const prompt = Array.from({ length: n }, (_, i) => (i * 13 + 1) % 60);
+      for await (const id of m.generateIds(prompt, { maxTokens: 4 })) out.push(id);
+      return out;
+    };
+    try {
+      // The first prompt picks the 64-token chunk; the rest pad into it.
+      for (const n of [100, 3, 33, 77, 130]) {
+        assert.deepEqual(await gen(chunked, n), await gen(whole, n), `T ${n}`);
+      }
+    } finally {
+      chunked.dispose();
+      whole.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    device.destroy();
+  }
+});

@@ -49,10 +49,10 @@ export interface Conv1dStepAttrs {
  * (a number, 0 when absent): R > 0 fuses dt_proj, delta is then the low-rank
  * `[B, R]` and dt_proj's weight `[I, R]` comes last (`ssmStep`'s `deltaProj`).
  * `selective_scan` also takes `last` (true when present): a `last` u32 `[1]`
- * input comes last, and the rows of u after row `last` are padding — they leave
- * the state unchanged (the final state is the state after row `last`) and their
- * y is not computed (unspecified). A prompt padded up to a compiled chunk length
- * runs so (`mambaMixer`'s `last`).
+ * input comes last, and the rows of u after row `last` are padding — their Δ is
+ * taken as 0, so they leave the state unchanged (the final state is the state
+ * after row `last`), and their y comes from that state as usual. A prompt padded
+ * up to a compiled chunk length runs so (`mambaMixer`'s `last`).
  *
  * @example
  * ```ts

@@ -157,7 +157,7 @@ export function referenceScan(
   const I = u.shape[u.shape.length - 1], N = A.shape[1];
   const rows = numel(u.shape) / I;
   const [Bn, L] = step ? [rows, 1] : [u.shape[0], u.shape[1]];
-  // Padding rows (after `last`) leave the state alone; their y stays 0.
+  // Padding rows (after `last`) take Δ as 0: they leave the state alone.
   const real = realRows(L, slots.last !== undefined ? inputs[slots.last] : undefined);
   const y = allocHost(u.dtype, numel(u.shape));
   const hOut = allocHost("f32", Bn * I * N); // float64 under withFloat64Host, for finite differences
@@ -165,11 +165,12 @@ export function referenceScan(
   for (let b = 0; b < Bn; b++) {
     for (let i = 0; i < I; i++) {
       for (let n = 0; n < N; n++) h[n] = h0 ? h0.data[(b * I + i) * N + n] : 0;
-      for (let t = 0; t < real; t++) {
+      for (let t = 0; t < L; t++) {
         const r = b * L + t;
         const x = u.data[r * I + i];
         let dt = delta.data[r * I + i] + (bias ? bias.data[i] : 0);
         if (attrs.softplus) dt = softplus(dt);
+        if (t >= real) dt = 0;
         let acc = D.data[i] * x;
         for (let n = 0; n < N; n++) {
           h[n] = Math.exp(dt * A.data[i * N + n]) * h[n] + dt * Bm.data[r * N + n] * x;

@@ -92,8 +92,9 @@ export interface ScanKernelSpec {
   readonly lengthSlot?: number;
   /**
    * With a `last` input: the `scratch0` index where the pack kernel stored how
-   * many rows are real (`last` + 1, at most L, as u32 bits). The walk stops
-   * there, so padding rows leave the state alone and write no y.
+   * many rows are real (`last` + 1, at most L, as u32 bits). From there on Δ
+   * is taken as 0, so padding rows leave the state alone; their y is computed
+   * from it as usual (finite, never stale memory that later layers would read).
    */
   readonly stopSlot?: number;
 }
@@ -257,6 +258,8 @@ export function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): Ke
     let dt = `d${k}_c`;
     if (sl.bias !== undefined) dt = `${dt} + db${k}`;
     if (s.softplus) dt = `kiln_softplus${V === 4 ? "4" : ""}(${dt})`;
+    // Padding rows (from `stop` on): Δ = 0 keeps the state.
+    if (s.stopSlot !== undefined) dt = `select(${dt}, ${T}(0.0), t >= stop)`;
     body.push(`      let dt = ${dt};`);
     if (s.mode === "states") body.push(`      ds${k} = ds${k} + dt;`);
     body.push(`      let du = dt * x;`);
@@ -324,22 +327,18 @@ export function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): Ke
     post.push(`  ${io.scratch(0)}[${I * N + 2 * I}u] = touched;`);
   }
   const rows = [...bcRow(sl.b, "bb"), ...(s.mode === "output" ? bcRow(sl.c, "cc") : [])];
-  // The walk's end: `end`, or where the real rows stop (never before t0).
-  const stop = (end: string): string =>
-    s.stopSlot === undefined
-      ? end
-      : `max(t0, min(${end}, bitcast<u32>(${io.scratch(0)}[${s.stopSlot}u])))`;
   const code = `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let c = wid.y;
   let b = wid.z;
 ${
     s.lengthSlot === undefined
-      ? `  let t0 = c * ${s.chunk}u;\n  let t1 = ${stop(`min(t0 + ${s.chunk}u, ${L}u)`)};`
+      ? `  let t0 = c * ${s.chunk}u;\n  let t1 = min(t0 + ${s.chunk}u, ${L}u);`
       : `  let len = bitcast<u32>(${
         io.scratch(0)
-      }[${s.lengthSlot}u]);\n  let t0 = 0u;\n  let t1 = ${stop("len")};`
+      }[${s.lengthSlot}u]);\n  let t0 = 0u;\n  let t1 = len;`
   }
+${s.stopSlot === undefined ? "" : `  let stop = bitcast<u32>(${io.scratch(0)}[${s.stopSlot}u]);`}
 ${pre.join("\n")}
   for (var t = t0; t < t1; t = t + 1u) {
     let r = b * ${Lx} + t;

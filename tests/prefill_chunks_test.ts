@@ -347,3 +347,30 @@ Deno.test("padded chunks in f16: padding rows stay finite, ids equal whole-promp
     device.destroy();
   }
 });
+
+Deno.test("padded chunks equal whole-prompt runs at long lengths: 511, 513 and maxSeq", async () => {
+  const device = await gpu();
+  const dir = await Deno.makeTempDir({ prefix: "kiln_chunks_long_" });
+  try {
+    await writeTinyJamba(dir, { seed: 7 });
+    const o = { device, quiet: true, maxSeq: 1024 };
+    const chunked = await loadModel(dir, o);
+    const whole = await loadModel(dir, { ...o, prefillChunk: false });
+    try {
+      const vocab = chunked.config.vocabSize;
+      // 511 compiles the 256-token chunk (256 + 255/256); 513 ends in a 1-row chunk
+      // padded to 256 rows at position 512; 1024 fills the cache exactly.
+      for (const n of [511, 513, 1024]) {
+        const ids = promptOf(n, vocab);
+        const err = relMaxError(await chunked.forward(ids), await whole.forward(ids));
+        assert.ok(err < 1e-4, `T ${n}: ${err}`);
+      }
+      for (const b of [1, 4, 16, 64]) assert.equal(chunked.prefill.compiled(chunkOf(b)), false);
+    } finally {
+      chunked.dispose();
+      whole.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -316,6 +316,23 @@ Deno.test("loadModel compiles the decode step while the weights load: a first sh
     assert.equal(compiles, 0);
   });
   device.destroy();
+  // compileDecode: false leaves it for the first run that needs it.
+  const fresh = await requestDevice();
+  const dir = await Deno.makeTempDir({ prefix: "kiln_no_ahead_" });
+  try {
+    await writeTinyJamba(dir, { seed: 3 });
+    const m = await loadModel(dir, { device: fresh, quiet: true, compileDecode: false });
+    assert.equal(m.decode.compiled({ pos: [0], seed: [0], step: [1] }), false);
+    m.dispose();
+    await assert.rejects(
+      // deno-lint-ignore no-explicit-any
+      loadModel(dir, { quiet: true, compileDecode: "yes" as any }),
+      /compileDecode must be a boolean, got "yes"/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    fresh.destroy();
+  }
 });
 
 Deno.test("padded chunks in f16: padding rows stay finite, ids equal whole-prompt runs", async () => {

@@ -71,12 +71,20 @@ export interface LoadOptions {
    * compile. 0: every prompt runs the prefill.
    */
   coldPromptTokens?: number;
+  /**
+   * Compile the decode step's pipelines while the weights load (default true),
+   * so a first generation waits for no compile unless its prompt needs the
+   * prefill's. `false` for a model only ever run through `forward`: on a GPU
+   * queue the decode step's compile would run before its first prefill.
+   */
+  compileDecode?: boolean;
   /** No progress bar on stderr. */
   quiet?: boolean;
   /**
    * Hears long phases advance instead of the progress bar on stderr: `"load"`
    * counts bytes of weights read, `"compile"` pipelines compiled (at load for
-   * nothing; at the first run that needs new kernels, before its clock starts).
+   * the decode step's left when the weights are in; at the first run that needs
+   * new kernels, before its clock starts).
    */
   onProgress?: (phase: "load" | "compile", done: number, total: number) => void;
   /** Compute dtype (default f32); f16 needs the adapter's `shader-f16`. */
@@ -195,6 +203,11 @@ async function load(
     : options.prefillChunk === false
     ? []
     : prefillBuckets(maxSeq, options.prefillChunk);
+  if (options.compileDecode !== undefined && typeof options.compileDecode !== "boolean") {
+    throw new TypeError(
+      `loadModel: compileDecode must be a boolean, got ${JSON.stringify(options.compileDecode)}`,
+    );
+  }
   const cold = options.coldPromptTokens;
   if (cold !== undefined && (!Number.isInteger(cold) || cold < 0)) {
     throw new RangeError(`loadModel: coldPromptTokens must be an integer >= 0, got ${cold}`);
@@ -360,7 +373,9 @@ async function load(
     } else {
       // The decode step's pipelines compile while the weights load (the compile
       // needs only its plan); what is left after the load shows as a compile.
-      const ahead = await model.compileAhead();
+      const ahead = options.compileDecode ?? true
+        ? await model.compileAhead()
+        : { total: 0, finish: () => Promise.resolve() };
       try {
         await loadWeights(model.prefill, cfg, ckpt, undefined, {
           checkFinite,

@@ -6,8 +6,8 @@
  * masked out of every state (`last`: the Mamba states skip them, attention's
  * causal mask keeps them from the real rows, and the KV cache rows they write
  * lie past the prompt, where the next run writes first). So a model compiles
- * one bucket's pipelines for its first prompt and runs every later prompt on
- * the buckets it has, whatever the length: {@linkcode planPrompt}.
+ * one bucket's pipelines for the first prompt its prefill runs and runs every
+ * later prompt on the buckets it has, whatever the length: {@linkcode planPrompt}.
  *
  * @module
  */

@@ -60,8 +60,8 @@ export interface LoadOptions {
    * Largest prompt chunk (default 256): prompts run as chunks of 1, 4, 16, 64
    * … up to this many tokens, so only those lengths are ever compiled, not one
    * set of pipelines per prompt length; a prompt's last chunk may be padded up
-   * to a compiled length, so after the first prompt none compiles (`warmUp`
-   * compiles them all). `false`: each prompt in one run.
+   * to a compiled length, so after the first prompt that runs the prefill
+   * none compiles (`warmUp` compiles them all). `false`: each prompt in one run.
    */
   prefillChunk?: number | false;
   /**

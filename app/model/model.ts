@@ -141,8 +141,8 @@ export class Model {
   /**
    * Prompt chunk lengths the prefill may run (see `prefillBuckets`): a prompt
    * runs as chunks of these lengths, its last chunk padded where that is
-   * cheaper, on the lengths already compiled (`planPrompt`): a first prompt
-   * compiles one of them, later prompts of any length nothing. Empty: every
+   * cheaper, on the lengths already compiled (`planPrompt`): the first prompt
+   * the prefill runs compiles one of them, later prompts of any length nothing. Empty: every
    * prompt in one run of its own length (a new compile per length).
    */
   prefillBuckets: readonly number[];

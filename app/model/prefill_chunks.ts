@@ -7,7 +7,8 @@
  * one chunk to the next, exactly as in one run (routing is per token and
  * dropless in a model). A prompt's last chunk may be padded up to a compiled
  * length (`runtime/prompt_plan.ts`), so a model compiles one bucket's set for
- * its first prompt and nothing for later ones, and at most one set per bucket.
+ * the first prompt its prefill runs and nothing for later ones, and at most
+ * one set per bucket.
  *
  * @module
  */

@@ -74,7 +74,7 @@ export interface LoopStats {
  *
  * @example
  * ```ts ignore
- * const loop: DecodeLoop = { ids, limit: 32, readEvery: 8, seed: 0, stats, eos: new Set([2]), t0 };
+ * const loop: DecodeLoop = { ids, limit: 32, readEvery: 8, seed: 0, stats, eos: new Set([2]), t0, chunks };
  * ```
  */
 export interface DecodeLoop {
@@ -92,6 +92,11 @@ export interface DecodeLoop {
   eos: Set<number>;
   /** `performance.now()` when the clock started. */
   t0: number;
+  /**
+   * The prompt's prefill runs' inputs, in order (planned once by the caller,
+   * which compiled their pipelines from the same list).
+   */
+  chunks: readonly Record<string, TensorData>[];
   /** Run the prompt through the decode step, token by token (see {@linkcode coldPrompt}). */
   promptViaDecode?: boolean;
   /**
@@ -109,7 +114,6 @@ export interface DecodeLoop {
  * ```ts ignore
  * const runner: LoopRunner = {
  *   prefill, decode, runOptions: {}, generated: "generated", token: "token",
- *   prefillChunks: (ids, seed, step) => [{ ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] }],
  *   decodeInputs: (pos, seed, step) => ({ pos: [pos], seed: [seed], step: [step] }),
  * };
  * ```
@@ -125,8 +129,6 @@ export interface LoopRunner {
   readonly generated: string;
   /** The state the decode step reads its token from (`[1]` u32). */
   readonly token: string;
-  /** The prefill runs' inputs for a prompt: one per chunk, run in order. */
-  prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[];
   /** A decode step's inputs at position `pos`. */
   decodeInputs(pos: number, seed: number, step: number): Record<string, TensorData>;
 }
@@ -299,7 +301,7 @@ export async function* decodeSteps(
   stats.promptRun = loop.promptViaDecode ? "decode" : "prefill";
   if (loop.promptViaDecode) await promptSteps(r, ids, 0, seed);
   else {
-    for (const chunk of r.prefillChunks(ids, seed, 0)) {
+    for (const chunk of loop.chunks) {
       const c = chunk.ids as Uint32Array;
       if (loop.singlesViaDecode && c.length === 1) {
         await promptSteps(r, c, (chunk.pos as number[])[0], seed);

@@ -387,7 +387,9 @@ export class PrebuiltModel {
     this.lastStats = stats;
     // Pipelines not compiled at load are compiled before the clock starts.
     const tc = performance.now();
-    const chunks = prefillChunksToCompile(this.#prefillChunks(ids, seed, 0), true);
+    // Planned once: what is compiled here is what the loop runs.
+    const runs = this.#prefillChunks(ids, seed, 0);
+    const chunks = prefillChunksToCompile(runs, true);
     const promptViaDecode = coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
     await prepareGeneration(
       this.prefill,
@@ -407,6 +409,7 @@ export class PrebuiltModel {
       stats,
       eos: new Set(this.data.eosTokenIds),
       t0,
+      chunks: runs,
       promptViaDecode,
       singlesViaDecode: true,
     };
@@ -416,7 +419,6 @@ export class PrebuiltModel {
       runOptions: {},
       generated: this.data.states.generated,
       token: this.data.states.token,
-      prefillChunks: (ids, seed, step) => this.#prefillChunks(ids, seed, step),
       decodeInputs: (pos, seed, step) => this.#decodeInputs(pos, seed, step),
     }, loop);
   }

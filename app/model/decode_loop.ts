@@ -26,7 +26,7 @@ import type { GenerateStats } from "./model.ts";
  *
  * @example
  * ```ts ignore
- * const loop: DecodeLoop = { ids, limit: 32, readEvery: 8, seed: 0, stats, eos: new Set([2]), t0 };
+ * const loop: DecodeLoop = { ids, limit: 32, readEvery: 8, seed: 0, stats, eos: new Set([2]), t0, chunks };
  * ```
  */
 export interface DecodeLoop extends LoopSettings {
@@ -42,7 +42,6 @@ export interface DecodeLoop extends LoopSettings {
  * ```ts ignore
  * const runner: DecodeRunner = {
  *   prefill, decode, runOptions: {},
- *   prefillChunks: (ids, seed, step) => [{ ids, pos: [0], last: [ids.length - 1], seed: [seed], step: [step] }],
  *   decodeInputs: (pos, seed, step) => ({ pos: [pos], seed: [seed], step: [step] }),
  * };
  * ```
@@ -58,8 +57,6 @@ export interface DecodeRunner {
   readonly parallel?: ExpertParallel;
   /** Run options carrying the expert copies and barriers, if any. */
   readonly runOptions: RunOptions;
-  /** The prefill runs' inputs for a prompt: one per chunk, run in order. */
-  prefillChunks(ids: Uint32Array, seed: number, step: number): Record<string, TensorData>[];
   /** A decode step's inputs at position `pos`. */
   decodeInputs(pos: number, seed: number, step: number): Record<string, TensorData>;
   /**
@@ -153,7 +150,7 @@ export async function* cachedDecodeLoop(
   };
   x.decoding = false;
   x.useStreamingTables();
-  for (const chunk of r.prefillChunks(ids, seed, 0)) await r.prefill.submit(chunk, stream);
+  for (const chunk of loop.chunks) await r.prefill.submit(chunk, stream);
   x.countStep();
   x.decoding = true;
   let gen: Uint32Array = new Uint32Array(0), log: Uint32Array = new Uint32Array(0);

@@ -296,7 +296,6 @@ export class Model {
       experts: this.experts,
       parallel: this.parallel,
       runOptions: this.#runOptions,
-      prefillChunks: (ids, seed, step) => this.#prefillChunks(ids, seed, step),
       decodeInputs: (pos, seed, step) => this.#decodeInputs(pos, seed, step),
       recurrentStates: [...this.decode.graph.states.keys()].filter((n) =>
         MAMBA_STATE_SUFFIXES.some((s) => n.endsWith(s))
@@ -400,7 +399,9 @@ export class Model {
     const eos = new Set(this.config.eosTokenIds);
     if (this.tokenizer?.eosId !== undefined) eos.add(this.tokenizer.eosId);
     const plain = this.#plain;
-    const chunks = prefillChunksToCompile(this.#prefillChunks(ids, seed, 0), plain);
+    // Planned once: what is compiled here is what the loop runs.
+    const runs = this.#prefillChunks(ids, seed, 0);
+    const chunks = prefillChunksToCompile(runs, plain);
     const promptViaDecode = plain &&
       coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
     if (this.prefill.device.kind === "gpu") {
@@ -415,7 +416,7 @@ export class Model {
     const t0 = performance.now();
     this.#reset();
     const ep0 = this.parallel?.stats.roundTrips ?? 0;
-    const loop = { ids, limit, readEvery, seed, stats, eos, t0, promptViaDecode };
+    const loop = { ids, limit, readEvery, seed, stats, eos, t0, chunks: runs, promptViaDecode };
     try {
       yield* decodeLoop(this.#runner, { ...loop, singlesViaDecode: plain });
     } finally {

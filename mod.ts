@@ -45,6 +45,7 @@ export {
   type RunOptions,
 } from "./runtime/executable.ts";
 export type { KernelTiming } from "./runtime/gpu_executor.ts";
+export type { PendingCompile } from "./runtime/pipelines.ts";
 export {
   applyTuning,
   defaultCandidates,

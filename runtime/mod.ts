@@ -53,6 +53,7 @@ export {
   type PromptRun,
   RUN_COST_ROWS,
 } from "./prompt_plan.ts";
+export type { PendingCompile } from "./pipelines.ts";
 export {
   BUNDLE_MAGIC,
   type BundleEntry,

@@ -39,6 +39,26 @@ export async function compilePipelines(
 }
 
 /**
+ * A compile {@linkcode startCompile} started: how many pipelines it makes, and
+ * the wait for them (once; later calls share it).
+ *
+ * @example
+ * ```ts ignore
+ * const ahead: PendingCompile = await startCompile(device, plan);
+ * await ahead.finish();
+ * ```
+ */
+export interface PendingCompile {
+  /** Pipelines the plan was missing. */
+  readonly total: number;
+  /** Resolves when they are compiled and in the device's cache. */
+  finish(): Promise<void>;
+}
+
+/** A compile with nothing to do. */
+export const NOTHING_TO_COMPILE: PendingCompile = { total: 0, finish: () => Promise.resolve() };
+
+/**
  * Starts what {@linkcode compilePipelines} does and returns as soon as the
  * driver has the work: the pipelines are created and their zero-workgroup
  * dispatches submitted in one go. A submission returns at once while the
@@ -58,17 +78,16 @@ export async function compilePipelines(
 export async function startCompile(
   dev: GpuDevice,
   plan: Plan,
-): Promise<{ total: number; finish: () => Promise<void> }> {
+): Promise<PendingCompile> {
   const todo = missingKernels(dev, plan);
-  if (!todo.length) return { total: 0, finish: () => Promise.resolve() };
+  if (!todo.length) return NOTHING_TO_COMPILE;
   const made = await createPipelines(dev, todo);
   const wait = submitWarmUp(dev, made);
+  let done: Promise<void> | undefined;
   return {
     total: todo.length,
-    finish: async () => {
-      await wait();
-      todo.forEach((k, i) => dev.pipelines.set(k.code, made[i].p));
-    },
+    finish: () =>
+      done ??= wait().then(() => todo.forEach((k, i) => dev.pipelines.set(k.code, made[i].p))),
   };
 }
 

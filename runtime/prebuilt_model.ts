@@ -29,7 +29,7 @@ import {
 import type { GpuDevice } from "./device.ts";
 import type { PrebuiltData } from "./plan_data.ts";
 import { PrebuiltExecutable } from "./prebuilt.ts";
-import { startCompile } from "./pipelines.ts";
+import { type PendingCompile, startCompile } from "./pipelines.ts";
 
 /**
  * Sampling settings baked into a prebuilt pair of graphs (greedy: temperature
@@ -265,7 +265,7 @@ export class PrebuiltModel {
    * await ahead.finish();
    * ```
    */
-  async compileAhead(): Promise<{ total: number; finish: () => Promise<void> }> {
+  async compileAhead(): Promise<PendingCompile> {
     this.#live();
     return await startCompile(this.decode.device, this.decode.plan({}));
   }

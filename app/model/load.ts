@@ -18,6 +18,7 @@ import {
   type KilnDevice,
   requestDevice,
 } from "../../runtime/device.ts";
+import { NOTHING_TO_COMPILE } from "../../runtime/pipelines.ts";
 import type { ExpertPlan, RoutingStats } from "../experts/placement.ts";
 import type { DevicePlan } from "../experts/device_plan.ts";
 import { checkDevices, ExpertParallel } from "../experts/parallel.ts";
@@ -373,9 +374,7 @@ async function load(
     } else {
       // The decode step's pipelines compile while the weights load (the compile
       // needs only its plan); what is left after the load shows as a compile.
-      const ahead = options.compileDecode ?? true
-        ? await model.compileAhead()
-        : { total: 0, finish: () => Promise.resolve() };
+      const ahead = options.compileDecode ?? true ? await model.compileAhead() : NOTHING_TO_COMPILE;
       try {
         await loadWeights(model.prefill, cfg, ckpt, undefined, {
           checkFinite,

@@ -30,7 +30,7 @@ import { STATES } from "../../models/states.ts";
 import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
 import { COLD_PROMPT_TOKENS, coldPrompt, prefillChunksToCompile } from "../../runtime/decode.ts";
 import { compile, type Executable, type RunOptions } from "../../runtime/executable.ts";
-import { startCompile } from "../../runtime/pipelines.ts";
+import { NOTHING_TO_COMPILE, type PendingCompile, startCompile } from "../../runtime/pipelines.ts";
 import type { ExpertPlan } from "../experts/placement.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
@@ -468,10 +468,10 @@ export class Model {
    * await ahead.finish(); // the first generate compiles only its prefill, if anything
    * ```
    */
-  async compileAhead(): Promise<{ total: number; finish: () => Promise<void> }> {
+  async compileAhead(): Promise<PendingCompile> {
     this.#live();
     const device = this.decode.device;
-    if (device.kind !== "gpu") return { total: 0, finish: () => Promise.resolve() };
+    if (device.kind !== "gpu") return NOTHING_TO_COMPILE;
     return await startCompile(device, this.decode.plan({}));
   }
 

@@ -1,6 +1,8 @@
 /**
  * The standard graph passes before fusion: constant folding, common
- * subexpression elimination, dead code elimination.
+ * subexpression elimination, the backward pairings (attention's log-sum-exp
+ * and the selective scan's chunk states saved by their forwards), dead code
+ * elimination.
  *
  * @module
  */
@@ -10,9 +12,11 @@ import { fold } from "./passes/fold.ts";
 import { cse } from "./passes/cse.ts";
 import { dce } from "./passes/dce.ts";
 import { attentionLse } from "./passes/attention_lse.ts";
+import { scanCheckpoints } from "./passes/scan_checkpoints.ts";
 
 /**
- * Optimises a graph with the standard passes: fold, CSE, DCE.
+ * Optimises a graph with the standard passes: fold, CSE, the backward
+ * pairings, DCE.
  *
  * @example
  * ```ts
@@ -25,5 +29,5 @@ import { attentionLse } from "./passes/attention_lse.ts";
  * ```
  */
 export function optimize(graph: Graph): Graph {
-  return dce(attentionLse(cse(fold(graph))));
+  return dce(scanCheckpoints(attentionLse(cse(fold(graph)))));
 }

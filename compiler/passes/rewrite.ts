@@ -72,6 +72,20 @@ export class Rewriter {
     return node;
   }
 
+  /**
+   * Gives the node just added one more output, a value new to the graph;
+   * returns its id.
+   */
+  addOutput(node: Node, shape: Value["shape"], dtype: Value["dtype"]): number {
+    if (this.nodes[this.nodes.length - 1] !== node) {
+      throw new Error(`internal: addOutput on node ${node.id}, which is not the last one added`);
+    }
+    const vid = this.values.length;
+    this.values.push({ id: vid, node: node.id, index: node.outputs.length, shape, dtype });
+    this.nodes[node.id] = { ...node, outputs: [...node.outputs, vid] };
+    return vid;
+  }
+
   /** Adds a constant node producing the old value `old` with `data`. */
   constant(old: number, data: ArrayLike<number>, site: string, scope?: string): void {
     const n = this.add("const", [], {}, site, [old], { scope });

@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { Dim } from "../../core/shape.ts";
+
 /**
  * Attributes of `conv1d_causal`.
  *
@@ -52,7 +54,9 @@ export interface Conv1dStepAttrs {
  * input comes last, and the rows of u after row `last` are padding — their Δ is
  * taken as 0, so they leave the state unchanged (the final state is the state
  * after row `last`), and their y comes from that state as usual. A prompt padded
- * up to a compiled chunk length runs so (`mambaMixer`'s `last`).
+ * up to a compiled chunk length runs so (`mambaMixer`'s `last`). Both it and
+ * `selective_scan_grad` take `checkpoints` (the saved chunk states of a
+ * training step, see {@linkcode checkpointsOf}).
  *
  * @example
  * ```ts
@@ -110,6 +114,44 @@ export const SCAN_ATTR_NAMES: readonly string[] = [
   "algorithm",
   "chunk",
 ];
+
+/**
+ * The checkpoint spacing of `selective_scan` and `selective_scan_grad`: their
+ * `checkpoints` attribute (absent: 0). A forward with `checkpoints` S > 0 adds
+ * one output, the state entering every S-th step `[B, ⌈L/S⌉, N, I]` f32
+ * (channel-minor, so kernels of any thread shape read a vec4 of channels at a
+ * time); a backward with it takes that tensor as its last input and walks
+ * back from those states instead of walking L forward again (the
+ * `scanCheckpoints` pass pairs them).
+ *
+ * @example
+ * ```ts ignore
+ * checkpointsOf({ ...scanAttrs(), checkpoints: 32 }); // 32
+ * ```
+ */
+export function checkpointsOf(attrs: ScanAttrs): number {
+  const s = attrs.checkpoints;
+  if (s === undefined) return 0;
+  if (typeof s !== "number" || !Number.isInteger(s) || s < 0) {
+    throw new RangeError(`selective_scan: checkpoints must be an integer >= 0, got ${s}`);
+  }
+  return s;
+}
+
+/**
+ * The shape of the saved states at spacing `every` (see {@linkcode checkpointsOf}).
+ *
+ * @example
+ * ```ts ignore
+ * checkpointShape(2, 100, 64, 16, 32); // [2, 4, 16, 64]
+ * ```
+ */
+export function checkpointShape(B: Dim, L: Dim, I: Dim, N: Dim, every: number): Dim[] {
+  if (typeof L !== "number") {
+    throw new RangeError(`selective_scan: checkpoints need a static sequence length, got ${L}`);
+  }
+  return [B, Math.ceil(L / every), N, I];
+}
 
 /**
  * Accepted values of the scan's `algorithm` attribute.

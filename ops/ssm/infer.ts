@@ -9,6 +9,8 @@ import type { TensorType } from "../../core/graph.ts";
 import { type Dim, formatShape } from "../../core/shape.ts";
 import { isFloat } from "../../core/dtype.ts";
 import {
+  checkpointShape,
+  checkpointsOf,
   type Conv1dAttrs,
   type Conv1dStepAttrs,
   deltaRankOf,
@@ -313,5 +315,12 @@ export function inferScanLike(
   if (slots.state !== undefined) checkState(inputs[slots.state], "state");
   const out: TensorType[] = [{ shape: u.shape, dtype: act }];
   if (step || attrs.finalState) out.push({ shape: stateShape, dtype: "f32" });
+  const every = step ? 0 : checkpointsOf(attrs);
+  if (every > 0) {
+    if (slots.last !== undefined) {
+      throw new TypeError(`${what}: checkpoints cannot go with a \`last\` input (padded rows)`);
+    }
+    out.push({ shape: checkpointShape(B, u.shape[1], I, N, every), dtype: "f32" });
+  }
   return out;
 }

@@ -8,7 +8,13 @@
 import { numel } from "../../core/shape.ts";
 import { allocHost } from "../../core/dtype.ts";
 import type { HostTensor } from "../types.ts";
-import { type Conv1dAttrs, type Conv1dStepAttrs, type ScanAttrs, scanSlots } from "./attrs.ts";
+import {
+  checkpointsOf,
+  type Conv1dAttrs,
+  type Conv1dStepAttrs,
+  type ScanAttrs,
+  scanSlots,
+} from "./attrs.ts";
 import { convLengthError } from "./infer.ts";
 
 function softplus(x: number): number {
@@ -161,11 +167,18 @@ export function referenceScan(
   const real = realRows(L, slots.last !== undefined ? inputs[slots.last] : undefined);
   const y = allocHost(u.dtype, numel(u.shape));
   const hOut = allocHost("f32", Bn * I * N); // float64 under withFloat64Host, for finite differences
+  // With `checkpoints` S: the state entering every S-th step, [B, ⌈L/S⌉, N, I].
+  const every = step ? 0 : checkpointsOf(attrs);
+  const NC = every > 0 ? Math.ceil(L / every) : 0;
+  const saved = allocHost("f32", Bn * NC * N * I);
   const h = new Float64Array(N);
   for (let b = 0; b < Bn; b++) {
     for (let i = 0; i < I; i++) {
       for (let n = 0; n < N; n++) h[n] = h0 ? h0.data[(b * I + i) * N + n] : 0;
       for (let t = 0; t < L; t++) {
+        if (every > 0 && t % every === 0) {
+          for (let n = 0; n < N; n++) saved[((b * NC + t / every) * N + n) * I + i] = h[n];
+        }
         const r = b * L + t;
         const x = u.data[r * I + i];
         let dt = delta.data[r * I + i] + (bias ? bias.data[i] : 0);
@@ -182,7 +195,8 @@ export function referenceScan(
       for (let n = 0; n < N; n++) hOut[(b * I + i) * N + n] = h[n];
     }
   }
-  return step || attrs.finalState ? [y, hOut] : [y];
+  const out = step || attrs.finalState ? [y, hOut] : [y];
+  return every > 0 ? [...out, saved] : out;
 }
 
 /** Reference of the fused dt_proj: delta[r, i] = Σ_q lo[r, q]·W[i, q], summed in float64, stored f32 like the kernel's. */

@@ -18,7 +18,7 @@ import type {
 } from "../types.ts";
 import { KernelIo } from "../wgsl/mod.ts";
 import { load, store } from "./access.ts";
-import { SCAN_ATTR_NAMES, type ScanAttrs, scanSlots } from "./attrs.ts";
+import { checkpointsOf, SCAN_ATTR_NAMES, type ScanAttrs, scanSlots } from "./attrs.ts";
 import { chooseScan, CPU_RASTER_SCAN, GPU_SCAN, pickShape, type ScanLayout } from "./chooser.ts";
 import { inferScanLike } from "./infer.ts";
 import { referenceScan } from "./reference.ts";
@@ -42,6 +42,9 @@ function emitScan(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelEmis
   const params: ScratchSpec = { length: I * N + 2 * I + (padded ? 3 : 2), type: "f32" };
   const length = { slot: I * N + 2 * I + 1, value: L };
   const stop = padded ? { slot: I * N + 2 * I + 2, length: L } : undefined;
+  // The backward's checkpoints (see `checkpointsOf`): the last output.
+  const every = checkpointsOf(ctx.attrs);
+  const checkpoints = every > 0 ? { output: ctx.outputs.length - 1, every } : undefined;
   const common = {
     batch: B,
     length: L,
@@ -93,6 +96,7 @@ function emitScan(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelEmis
           : "zero",
         final: finalState,
         lengthSlot: length.slot,
+        checkpoints,
       }),
     ];
     return { kernels, scratch: [params] };
@@ -145,6 +149,7 @@ ${finalState ? `  ${store(io, ctx.outputs[1], 1, `b * ${I * N}u + j`, "h")}` : "
     chunks: NC,
     shape,
     init: "chunk",
+    checkpoints,
   });
   return {
     kernels: [
@@ -181,7 +186,7 @@ ${finalState ? `  ${store(io, ctx.outputs[1], 1, `b * ${I * N}u + j`, "h")}` : "
  */
 export const selectiveScan: OpDef<ScanAttrs> = {
   arity: [6, 10],
-  attrNames: [...SCAN_ATTR_NAMES, "last"],
+  attrNames: [...SCAN_ATTR_NAMES, "last", "checkpoints"],
   infer: (inputs, attrs) => inferScanLike(inputs, attrs, false),
   reference: (inputs, attrs) => referenceScan(inputs, attrs, false),
   lower: {

@@ -5,7 +5,10 @@
  *
  * 1. pack: A·log₂e, D, the Δ bias and the chunk into `scratch0`;
  * 2. checkpoints (`scan_grad_kernels.ts`): walks L forward from h0 and keeps
- *    the state entering each chunk, `[B, L/chunk, I, N]`;
+ *    the state entering each chunk, `[B, L/chunk, I, N]` — unless the forward
+ *    saved them (`checkpoints`, a last input: the `scanCheckpoints` pass pairs
+ *    a training graph's scan with its backward), when this kernel only sets
+ *    the walk up;
  * 3. per segment of L (a few chunks, last segment first): the reverse walk
  *    (`scan_grad_reverse.ts`) takes the segment's chunks from last to first,
  *    walks each once more to keep the state entering each `block` of steps,
@@ -35,7 +38,7 @@
  */
 
 import type { KernelContext, KernelEmission, OpDef } from "../types.ts";
-import { SCAN_ATTR_NAMES, scanSlots } from "./attrs.ts";
+import { checkpointsOf, SCAN_ATTR_NAMES, scanSlots } from "./attrs.ts";
 import { packKernel } from "./scan_kernels.ts";
 import {
   blocksOf,
@@ -70,6 +73,20 @@ function pickChunk(L: number): number {
 }
 
 /**
+ * The backward's checkpoint spacing for a sequence of `L` steps: the scan's
+ * `chunk` attribute where it is set, else about √L (see `pickChunk`), at most L.
+ * The `scanCheckpoints` pass has the forward save states at this spacing.
+ *
+ * @example
+ * ```ts ignore
+ * gradChunk(1024, 0); // 32
+ * ```
+ */
+export function gradChunk(L: number, chunk: number): number {
+  return Math.min(L, chunk || pickChunk(L));
+}
+
+/**
  * Channels per thread on a CPU rasteriser when they go as vec4 groups. Each
  * storage access costs a per-lane loop, so more channels per thread share
  * each B/C row load and each lane's dB/dC partials between more channels; but
@@ -94,7 +111,8 @@ function gradPlan(ctx: KernelContext<ScanGradAttrs>): GradPlan {
   const { slots } = scanSlots(ctx.attrs, false);
   const [B, L, I] = ctx.inputs[slots.u].shape;
   const N = ctx.inputs[slots.a].shape[1];
-  const chunk = Math.min(L, ctx.attrs.chunk || pickChunk(L));
+  const every = checkpointsOf(ctx.attrs);
+  const chunk = every ? Math.min(L, every) : gradChunk(L, ctx.attrs.chunk);
   const cpu = ctx.caps.cpuCores > 0;
   const wg = cpu ? 8 : 64;
   const cpt = !cpu ? 1 : I % 4 === 0 ? CPU_VEC_CPT : Math.max(1, Math.min(4, Math.floor(32 / N)));
@@ -111,7 +129,7 @@ function gradPlan(ctx: KernelContext<ScanGradAttrs>): GradPlan {
   const p = { B, L, I, N, chunk, NC: Math.ceil(L / chunk), wg, cpt, block, lanes, segSteps };
   // CPU: the block starts of a chunk in workgroup memory where they fit.
   const local = lanes && Math.ceil(chunk / block) <= localBlockSlots({ ...p, workgroupBytes });
-  return { ...p, localBlocks: local, workgroupBytes };
+  return { ...p, localBlocks: local, workgroupBytes, saved: every > 0 };
 }
 
 function emitScanGrad(ctx: KernelContext<ScanGradAttrs>): KernelEmission {
@@ -128,7 +146,7 @@ function emitScanGrad(ctx: KernelContext<ScanGradAttrs>): KernelEmission {
   const seg = segmentsOf(p);
   // One compiled reverse walk and reduce serve every segment: they read which
   // one from the counters in scratch0.
-  const segment = [reverseKernel(ctx, slots, p, gs.gy), reduceKernel(ctx, slots, p)];
+  const segment = [reverseKernel(ctx, slots, p, gs.gy, gs.ck), reduceKernel(ctx, slots, p)];
   return {
     kernels: [
       packKernel(ctx, slots, I, N, undefined, undefined, chunkSlot),
@@ -139,7 +157,10 @@ function emitScanGrad(ctx: KernelContext<ScanGradAttrs>): KernelEmission {
     scratch: [
       { length: I * N + 2 * I + 4, type: "f32" },
       {
-        length: B * (NC + (p.localBlocks ? 0 : Math.ceil(chunk / p.block))) * N * Ipad,
+        length: Math.max(
+          1,
+          B * ((p.saved ? 0 : NC) + (p.localBlocks ? 0 : Math.ceil(chunk / p.block))) * N * Ipad,
+        ),
         type: "f32",
       },
       { length: B * seg.steps * partialRows(p) * 2 * N, type: "f32" },
@@ -149,7 +170,7 @@ function emitScanGrad(ctx: KernelContext<ScanGradAttrs>): KernelEmission {
 }
 
 /**
- * selective_scan_grad(u, delta, A, B, C, D, z?, deltaBias?, h0?, dy, dhFinal?)
+ * selective_scan_grad(u, delta, A, B, C, D, z?, deltaBias?, h0?, dy, dhFinal?, saved?)
  * → the gradient of each forward operand, in its shape and dtype: the
  * selective scan's backward, recomputing the states chunk by chunk from
  * checkpoints instead of storing them.
@@ -160,8 +181,8 @@ function emitScanGrad(ctx: KernelContext<ScanGradAttrs>): KernelEmission {
  * ```
  */
 export const selectiveScanGrad: OpDef<ScanGradAttrs> = {
-  arity: [7, 11],
-  attrNames: [...SCAN_ATTR_NAMES, "finalGrad"],
+  arity: [7, 12],
+  attrNames: [...SCAN_ATTR_NAMES, "finalGrad", "checkpoints"],
   infer: inferScanGrad,
   reference: (inputs, attrs) => referenceScanGrad(inputs, attrs),
   lower: { kind: "kernel", prologue: true, epilogue: false, emit: emitScanGrad },

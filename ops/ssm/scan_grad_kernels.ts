@@ -71,6 +71,12 @@ export interface GradPlan {
   readonly localBlocks: boolean;
   /** The device's workgroup memory in bytes. */
   readonly workgroupBytes: number;
+  /**
+   * The chunk's entering states come from the forward (the op's saved-states
+   * input, `checkpoints`): no checkpoint walk, and the states buffer holds only
+   * block starts.
+   */
+  readonly saved?: boolean;
 }
 
 /**
@@ -152,16 +158,19 @@ export function chunkLines(p: GradPlan, params: string): string[] {
   return [
     `let chunk = bitcast<u32>(${params}[${p.I * p.N + 2 * p.I + 1}u]);`,
     `let nc = (${p.L}u + chunk - 1u) / chunk;`,
-    p.localBlocks ? `let slots = nc;` : `let slots = nc + (chunk + ${p.block - 1}u) / ${p.block}u;`,
+    `let slots = ${p.saved ? "0u" : "nc"}${
+      p.localBlocks ? "" : ` + (chunk + ${p.block - 1}u) / ${p.block}u`
+    };`,
     `let cps = min(nc, max(1u, ${p.segSteps}u / chunk));`,
   ];
 }
 
 /**
  * The checkpoint walk: L forward from h0, keeping the state entering each
- * chunk. It also starts the carried adjoint (g = the final state's gradient or
- * 0), copies A·log₂e, D and the Δ bias channel-minor for the reverse walk, and
- * resets the segment counters.
+ * chunk (skipped where the plan says `saved`: the forward kept them). It also
+ * starts the carried adjoint (g = the final state's gradient or 0), copies
+ * A·log₂e, D and the Δ bias channel-minor for the reverse walk, and resets
+ * the segment counters.
  *
  * @example
  * ```ts ignore
@@ -200,7 +209,7 @@ export function checkpointKernel(
       const h0 = slots.h0 !== undefined
         ? perChannel((e) => load(ctx, io, slots.h0!, at(e)))
         : `${T}(0.0)`;
-      lines.push(`var h${k}_${n}: ${T} = ${h0};`);
+      if (!p.saved) lines.push(`var h${k}_${n}: ${T} = ${h0};`);
       const g0 = ghFSlot !== undefined ? perChannel((e) => load(ctx, io, ghFSlot, at(e))) : "0.0";
       lines.push(`${w.carryAt("g", k, n)} = ${T}(${g0});`);
       lines.push(`${w.carryAt("gA", k, n)} = ${T}(0.0);`);
@@ -210,7 +219,8 @@ export function checkpointKernel(
   // Rows two steps ahead are touched so their cache misses overlap this step's.
   const ahead = w.touch([slots.u, slots.delta], `(b * ${L}u + min(t + 2u, ${L - 1}u))`);
   const c = counterSlots(I, N);
-  lines.push(
+  // With the forward's saved states there is nothing to walk.
+  const walk = p.saved ? [] : [
     `for (var c = 0u; c + 1u < nc; c = c + 1u) {`,
     ...keep("c", "  "),
     `  for (var t = c * chunk; t < c * chunk + chunk; t = t + 1u) {`,
@@ -218,6 +228,9 @@ export function checkpointKernel(
     `  }`,
     `}`,
     ...keep("nc - 1u", ""),
+  ];
+  lines.push(
+    ...walk,
     `if (wid.x == 0u && wid.z == 0u && lid.x == 0u) {`,
     `  ${params}[${c.reverse}u] = bitcast<f32>(0u);`,
     `  ${params}[${c.reduce}u] = bitcast<f32>(0u);`,
@@ -230,7 +243,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 ${lines.map((l) => "  " + l).join("\n")}
 }`;
   return {
-    label: `ssm_scan_grad_checkpoints_B${B}_L${L}_I${I}_N${N}`,
+    label: `ssm_scan_grad_${p.saved ? "setup" : "checkpoints"}_B${B}_L${L}_I${I}_N${N}`,
     code,
     workgroups: [blocksOf(p), 1, B],
     arrayTypes,

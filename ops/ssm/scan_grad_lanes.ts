@@ -52,6 +52,11 @@ export interface GradLanes {
   /** Unit k's state n in slot `slot` of this workgroup's states. */
   stateAt(slot: string, k: number, n: number): string;
   /**
+   * Unit k's state n entering chunk `c`, from the forward's saved states (input
+   * `slot`, `[B, NC, N, I]`: see `checkpointsOf`).
+   */
+  savedAt(slot: number, c: string, k: number, n: number): string;
+  /**
    * Unit k's carried adjoint `what` (state n for g and gA) in the carry
    * buffer, or its copy of A·log₂e (state n), D or the Δ bias.
    */
@@ -141,6 +146,14 @@ export function gradLanes(
     `${io.scratch(SCRATCH.states)}[((b * ${blocks}u + wid.x) * slots + ${slot}) * ${
       N * wg * U
     }u + ${n * wg * U}u + ${unitIdx(k)}]`;
+  const savedAt = (slot: number, c: string, k: number, n: number) => {
+    const row = `(b * ${p.NC}u + ${c}) * ${N}u + ${n}u`;
+    if (V === 4 && ctx.inputs[slot].direct) {
+      vec4Of(slot);
+      return `vec4<f32>(${io.in(slot)}[(${row}) * ${I / 4}u + j${k} / 4u])`;
+    }
+    return perChannel((e) => load(ctx, io, slot, `(${row}) * ${I}u + j${k}${plus(e)}`));
+  };
   // Carry `[B·(2N + 2) + N + 2, Ipad]`: per batch row g (N rows), gA (N rows),
   // gD, gb; then A·log₂e (N rows), D and the Δ bias, channel-minor.
   const carryAt = (what: "g" | "gA" | "gD" | "gb" | "a" | "d" | "db", k: number, n = 0) => {
@@ -220,6 +233,7 @@ export function gradLanes(
     storeAct,
     row,
     stateAt,
+    savedAt,
     carryAt,
     pre,
     dt,

@@ -10,7 +10,7 @@ import { allocHost, type HostArray } from "../../core/dtype.ts";
 import type { TensorType } from "../../core/graph.ts";
 import { formatShape } from "../../core/shape.ts";
 import type { HostTensor } from "../types.ts";
-import { type ScanAttrs, scanSlots } from "./attrs.ts";
+import { checkpointShape, checkpointsOf, type ScanAttrs, scanSlots } from "./attrs.ts";
 import { inferScanLike } from "./infer.ts";
 
 /**
@@ -33,24 +33,23 @@ export interface ScanGradAttrs extends ScanAttrs {
 }
 
 /**
- * Where dy and the final state's gradient sit among `selective_scan_grad`'s
- * inputs (after the forward's operands), and how many inputs there are.
+ * Where dy, the final state's gradient and the forward's saved states (with
+ * `checkpoints`) sit among `selective_scan_grad`'s inputs (after the forward's
+ * operands), and how many inputs there are.
  *
  * @example
  * ```ts ignore
- * gradSlots(attrs); // { count: 6, gy: 6, ghF: undefined, inputs: 7 }
+ * gradSlots(attrs); // { count: 6, gy: 6, ghF: undefined, ck: undefined, inputs: 7 }
  * ```
  */
 export function gradSlots(
   attrs: ScanGradAttrs,
-): { count: number; gy: number; ghF: number | undefined; inputs: number } {
+): { count: number; gy: number; ghF: number | undefined; ck: number | undefined; inputs: number } {
   const { count } = scanSlots(attrs, false);
-  return {
-    count,
-    gy: count,
-    ghF: attrs.finalGrad ? count + 1 : undefined,
-    inputs: count + 1 + (attrs.finalGrad ? 1 : 0),
-  };
+  const ghF = attrs.finalGrad ? count + 1 : undefined;
+  const next = count + 1 + (attrs.finalGrad ? 1 : 0);
+  const ck = checkpointsOf(attrs) > 0 ? next : undefined;
+  return { count, gy: count, ghF, ck, inputs: next + (ck !== undefined ? 1 : 0) };
 }
 
 /**
@@ -93,6 +92,21 @@ export function inferScanGrad(
         `selective_scan_grad: the final state's gradient must be f32${
           formatShape(h.shape)
         }, got ${g.dtype}${formatShape(g.shape)}`,
+      );
+    }
+  }
+  if (s.ck !== undefined) {
+    if (attrs.last === true) {
+      throw new TypeError("selective_scan_grad: a `last` input (padded rows) has no gradient");
+    }
+    const u = fwd[0].shape, N = fwd[2].shape[1];
+    const want = checkpointShape(u[0], u[1], u[2], N, checkpointsOf(attrs));
+    const ck = inputs[s.ck];
+    if (formatShape(ck.shape) !== formatShape(want) || ck.dtype !== "f32") {
+      throw new RangeError(
+        `selective_scan_grad: the saved states must be f32${formatShape(want)} (checkpoints ${
+          checkpointsOf(attrs)
+        }), got ${ck.dtype}${formatShape(ck.shape)}`,
       );
     }
   }

@@ -13,8 +13,9 @@
  * steps at a time, and has no barrier where the plan says `lanes`:
  *
  * 1. per chunk (last to first): walk it forward once more from its checkpoint
- *    and keep the state entering each block (in workgroup memory where it
- *    fits, else in states slots `nc…`);
+ *    (the checkpoint walk's, or the forward's saved states) and keep the state
+ *    entering each block (in workgroup memory where it fits, else in the
+ *    states slots after the checkpoints);
  * 2. per block (last to first): recompute its `block` steps, unrolled, into
  *    named values (the states h, the decays e = exp(ΔA), Δ, u and the B row of
  *    every step), then walk them backwards, unrolled too, carrying the adjoint
@@ -60,7 +61,7 @@ import type { ScanGradAttrs } from "./scan_grad_reference.ts";
  *
  * @example
  * ```ts ignore
- * const k = reverseKernel(ctx, slots, plan, gy);
+ * const k = reverseKernel(ctx, slots, plan, gy); // + the saved states' input slot, if any
  * ```
  */
 export function reverseKernel(
@@ -68,6 +69,7 @@ export function reverseKernel(
   slots: ScanSlots,
   p: GradPlan,
   gySlot: number,
+  ckSlot?: number,
 ): KernelSource {
   const { B, L, I, N, wg, block: S } = p;
   const io = new KernelIo();
@@ -94,7 +96,7 @@ export function reverseKernel(
   const blkAt = (j: string, k: number, n: number) =>
     p.localBlocks
       ? `blk[((${j}) * ${UN}u + ${k * N + n}u) * ${wg}u + lid.x]`
-      : w.stateAt(`nc + ${j}`, k, n);
+      : w.stateAt(p.saved ? j : `nc + ${j}`, k, n);
   const keep = (j: string, ind: string) =>
     units.flatMap((k) => NS.map((n) => `${ind}${blkAt(j, k, n)} = h${k}_${n};`));
   // What the segments hand on: [variable, carry row, unit, state].
@@ -111,7 +113,13 @@ export function reverseKernel(
   const ahead = w.touch([slots.u, slots.delta], `(b * ${L}u + min(t + 2u, ${L - 1}u))`);
   const mid = [
     `{`,
-    ...units.flatMap((k) => NS.map((n) => `  var h${k}_${n} = ${w.stateAt("c", k, n)};`)),
+    ...units.flatMap((k) =>
+      NS.map((n) =>
+        `  var h${k}_${n} = ${
+          ckSlot !== undefined ? w.savedAt(ckSlot, "c", k, n) : w.stateAt("c", k, n)
+        };`
+      )
+    ),
     `  for (var j = 0u; j + 1u < nb; j = j + 1u) {`,
     ...keep(`j`, "    "),
     `    for (var t = t0 + j * ${S}u; t < t0 + j * ${S}u + ${S}u; t = t + 1u) {`,

@@ -68,6 +68,12 @@ export interface ScanKernelSpec {
   /** Output mode: write the end state to output 1's raw array. */
   readonly final?: boolean;
   /**
+   * Output mode: store the state entering every `every`-th step into output
+   * `output`, `[B, ⌈L/every⌉, N, I]` f32 (the backward's checkpoints, see
+   * `checkpointsOf`).
+   */
+  readonly checkpoints?: { readonly output: number; readonly every: number };
+  /**
    * Read A, D and the Δ bias from their own bindings instead of the packed
    * `scratch0`: saves the pack dispatch where the device allows the bindings.
    */
@@ -327,6 +333,8 @@ export function scanKernel(ctx: KernelContext<ScanAttrs>, s: ScanKernelSpec): Ke
     post.push(`  ${io.scratch(0)}[${I * N + 2 * I}u] = touched;`);
   }
   const rows = [...bcRow(sl.b, "bb"), ...(s.mode === "output" ? bcRow(sl.c, "cc") : [])];
+  if (s.checkpoints) rows.unshift(...checkpointStores(ctx, io, s.checkpoints, units, V, N, I));
+  if (s.checkpoints && V === 4) arrayTypes[`out${s.checkpoints.output}`] = "vec4<f32>";
   const code = `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let c = wid.y;
@@ -363,6 +371,35 @@ ${post.join("\n")}
     arrayTypes,
     uses: io.uses,
   };
+}
+
+/**
+ * The checkpoint stores at the top of a step: on every `every`-th step, each
+ * unit's states (the state entering step t) into the checkpoints output,
+ * channel-minor (a vec4 of channels per store where units are vec4 groups).
+ */
+function checkpointStores(
+  ctx: KernelContext<ScanAttrs>,
+  io: KernelIo,
+  ck: { readonly output: number; readonly every: number },
+  units: number,
+  V: number,
+  N: number,
+  I: number,
+): string[] {
+  const NC = ctx.outputs[ck.output].shape[1] as number;
+  const out = io.out(ck.output);
+  const lines = [
+    `    if (t % ${ck.every}u == 0u) {`,
+    `      let ckr = (b * ${NC}u + t / ${ck.every}u) * ${N}u;`,
+  ];
+  for (let k = 0; k < units; k++) {
+    const at = (n: number) => `(ckr + ${n}u) * ${I / V}u + i${k}${V === 4 ? " / 4u" : ""}`;
+    const stores = [...Array(N).keys()].map((n) => `${out}[${at(n)}] = h${k}_${n};`);
+    lines.push(`      if (ok${k}) { ${stores.join(" ")} }`);
+  }
+  lines.push(`    }`);
+  return lines;
 }
 
 /**

@@ -54,3 +54,40 @@ export function fileError(e: unknown, path: string, what: string): unknown {
   }
   return e;
 }
+
+/**
+ * Opens `path` for reading as a regular file and returns it with its size,
+ * every failure one clear line naming `what` was expected ({@linkcode fileError}):
+ * a folder opens for reading on Linux and its reads then fail with no path in
+ * the message, and a device or pipe has no size to check offsets against. The
+ * file is closed again when it is not a regular file.
+ *
+ * @example
+ * ```ts ignore
+ * import { openRegularFile } from "./fs_errors.ts";
+ * const { file, size } = await openRegularFile("model.gguf", "a GGUF file");
+ * file.close();
+ * ```
+ */
+export async function openRegularFile(
+  path: string,
+  what: string,
+): Promise<{ file: Deno.FsFile; size: number }> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    throw fileError(e, path, what);
+  }
+  try {
+    const stat = await file.stat();
+    if (stat.isDirectory) {
+      throw new Deno.errors.IsADirectory(`${path}: is a folder, expected ${what}`);
+    }
+    if (!stat.isFile) throw new TypeError(`${path}: is not a regular file, expected ${what}`);
+    return { file, size: stat.size };
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+}

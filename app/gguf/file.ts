@@ -7,7 +7,7 @@
  */
 
 import { readFully } from "../read_fully.ts";
-import { fileError } from "../fs_errors.ts";
+import { openRegularFile } from "../fs_errors.ts";
 import { bf16ToF32 } from "../safetensors/convert.ts";
 import { quote } from "../safetensors/header.ts";
 import { MAX_GGUF_HEADER_BYTES } from "./decode.ts";
@@ -91,23 +91,8 @@ export class GgufFile extends GgufMetadata {
    * ```
    */
   static async open(path: string, options: GgufOpenOptions = {}): Promise<GgufFile> {
-    let file: Deno.FsFile;
+    const { file, size } = await openRegularFile(path, "a GGUF file");
     try {
-      file = await Deno.open(path, { read: true });
-    } catch (e) {
-      throw fileError(e, path, "a GGUF file");
-    }
-    try {
-      const stat = await file.stat();
-      // A folder opens for reading on Linux, and its reads fail with no path in
-      // the message; a device or pipe has no size to check offsets against.
-      if (stat.isDirectory) {
-        throw new Deno.errors.IsADirectory(`${path}: is a folder, expected a GGUF file`);
-      }
-      if (!stat.isFile) {
-        throw new TypeError(`${path}: is not a regular file, expected a GGUF file`);
-      }
-      const size = stat.size;
       const p = new GgufHeaderParser(path, size);
       for (;;) {
         const need = p.advance();

@@ -6,7 +6,7 @@
  */
 
 import { readFully } from "../read_fully.ts";
-import { fileError } from "../fs_errors.ts";
+import { openRegularFile } from "../fs_errors.ts";
 import { convertTensor } from "./convert.ts";
 import type { ReadDType } from "./dtypes.ts";
 import { MAX_HEADER_BYTES, parseHeader, type TensorInfo } from "./header.ts";
@@ -70,23 +70,8 @@ export class SafetensorsFile {
    * ```
    */
   static async open(path: string): Promise<SafetensorsFile> {
-    let file: Deno.FsFile;
+    const { file, size } = await openRegularFile(path, "a safetensors file");
     try {
-      file = await Deno.open(path, { read: true });
-    } catch (e) {
-      throw fileError(e, path, "a safetensors file");
-    }
-    try {
-      const stat = await file.stat();
-      // A folder opens for reading on Linux, and its reads fail with no path in the
-      // message; a device or pipe has no size to check offsets against.
-      if (stat.isDirectory) {
-        throw new Deno.errors.IsADirectory(`${path}: is a folder, expected a safetensors file`);
-      }
-      if (!stat.isFile) {
-        throw new TypeError(`${path}: is not a regular file, expected a safetensors file`);
-      }
-      const size = stat.size;
       if (size < 8) {
         throw new RangeError(
           `${path}: file is ${size} bytes, too short for the 8-byte header length (bytes 0..8)`,

@@ -357,8 +357,18 @@ function moeScratchTypes(
   return SCRATCH[path].filter(([b]) => !(routing && (b === "topk_idx" || b === "topk_w")));
 }
 
-/** Elements of each scratch buffer for a resolved config. */
-function scratchLength(c: ResolvedMoeConfig, b: MoeScratchBuffer): number {
+/**
+ * Elements of each scratch buffer for a resolved config (the backward's
+ * routing buffers share these sizes).
+ *
+ * @example
+ * ```ts
+ * import { moeScratchLength, resolveMoeConfig } from "./config.ts";
+ * const c = resolveMoeConfig({ T: 8, d: 16, ff: 32, E: 4, k: 2, router: "softmax_topk" });
+ * moeScratchLength(c, "topk_idx"); // 16: T · k
+ * ```
+ */
+export function moeScratchLength(c: ResolvedMoeConfig, b: MoeScratchBuffer): number {
   const { T, d, ff, E, k, rowsMax, tilesMax } = c;
   switch (b) {
     case "probs":
@@ -403,7 +413,7 @@ export function moeScratch(
   const at: Partial<Record<MoeScratchBuffer, number>> = {};
   const specs = moeScratchTypes(path, routing).map(([b, type], j): ScratchSpec => {
     at[b] = j;
-    return { length: Math.max(1, scratchLength(c, b)), type };
+    return { length: Math.max(1, moeScratchLength(c, b)), type };
   });
   return { specs, at };
 }

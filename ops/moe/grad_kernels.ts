@@ -9,7 +9,7 @@
 
 import type { DeviceCaps, KernelSource } from "../types.ts";
 import { f32, flatLaunch, flatMain, KernelIo, u32 } from "../wgsl/mod.ts";
-import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
+import { MOE_NONE, moeScratchLength, type ResolvedMoeConfig } from "./config.ts";
 
 /**
  * Scratch buffers of `moe_grad`, in scratch order: the router's and the
@@ -60,32 +60,22 @@ export type MoeGradScratch = typeof MOE_GRAD_SCRATCH[number];
  * ```
  */
 export function moeGradScratchLength(c: ResolvedMoeConfig, b: MoeGradScratch): number {
-  const { T, d, ff, E, k, rowsMax, tilesMax } = c;
   switch (b) {
     case "logits":
-    case "probs":
-      return T * E;
-    case "topk_idx":
-    case "topk_w":
-    case "slot_pos":
-      return T * k;
-    case "sorted_token":
-    case "sorted_w":
-      return rowsMax;
-    case "tile_expert":
-      return tilesMax;
+      return c.T * c.E;
     case "counts":
-      return E;
-    case "h":
+      return c.E;
     case "ga":
     case "gb":
     case "hp":
-      return rowsMax * ff;
+      return c.rowsMax * c.ff;
     case "dxs":
     case "dys":
-      return rowsMax * d;
+      return c.rowsMax * c.d;
     case "fsum":
-      return E + 1;
+      return c.E + 1;
+    default: // the forward's routing buffers and h
+      return moeScratchLength(c, b);
   }
 }
 

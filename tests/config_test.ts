@@ -464,3 +464,11 @@ Deno.test("fields that do not change the math are ignored, as transformers does"
   });
   assert.deepEqual(extra, plain);
 });
+
+Deno.test("config: router_aux_loss_coef defaults to each class's value (OlmoeConfig 0.01, the others 0.001)", () => {
+  assert.equal(parseConfig(OLMOE).moe!.auxLossCoef, 0.01);
+  for (const c of [MIXTRAL, QWEN, JAMBA]) {
+    assert.equal(parseConfig(c).moe!.auxLossCoef, 0.001, String(c.architectures));
+  }
+  assert.equal(parseConfig({ ...OLMOE, router_aux_loss_coef: 0.5 }).moe!.auxLossCoef, 0.5);
+});

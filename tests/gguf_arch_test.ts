@@ -66,6 +66,7 @@ const CASES: Array<[string, string]> = [
   ["mamba_bias", "mamba"],
   ["jamba", "jamba"],
   ["qwen2_moe", "qwen2moe"],
+  ["olmoe", "olmoe"],
 ];
 
 for (const [fixture, arch] of CASES) {
@@ -436,5 +437,27 @@ Deno.test("gguf arch: HF side — metadata keys, missing and misshapen checkpoin
     ]);
   } finally {
     ckpt.close();
+  }
+});
+
+Deno.test("gguf arch: OLMoE's keys, and the OLMoE settings llama.cpp's olmoe graph cannot compute", async () => {
+  const config = JSON.parse(await Deno.readTextFile(join(FIXTURES, "olmoe", "config.json")));
+  const meta = new Map(ggufArchMetadata(config));
+  assert.equal(meta.get("general.architecture")?.value, "olmoe");
+  assert.equal(meta.get("olmoe.feed_forward_length")?.value, 40); // the experts' width
+  assert.equal(meta.get("olmoe.expert_count")?.value, 6);
+  assert.equal(meta.get("olmoe.rope.dimension_count"), undefined); // NeoX RoPE, not permuted
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ norm_topk_prob: true }, "norm_topk_prob true"],
+    [{ clip_qkv: 8 }, "clip_qkv 8"],
+    [{ attention_bias: true }, "attention_bias true"],
+    [{ num_key_value_heads: 2 }, "num_key_value_heads 2"],
+  ];
+  for (const [change, part] of cases) {
+    await rejects(
+      Promise.resolve().then(() => ggufArchMetadata({ ...config, ...change })),
+      TypeError,
+      ["OLMoE with", part, "llama.cpp's olmoe graph"],
+    );
   }
 });

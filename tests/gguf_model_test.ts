@@ -58,7 +58,7 @@ function relToRms(got: ArrayLike<number>, want: ArrayLike<number>, rms: number):
 
 const tmp = await Deno.makeTempDir({ prefix: "kiln_gguf_model_" });
 
-for (const name of ["mixtral_gqa_sw", "mamba_bias", "jamba", "qwen2_moe"]) {
+for (const name of ["mixtral_gqa_sw", "mamba_bias", "jamba", "qwen2_moe", "olmoe"]) {
   Deno.test(`GGUF ${name} (f32, converted as llama.cpp does): logits and greedy ids match transformers`, async () => {
     const ref = JSON.parse(await Deno.readTextFile(join(HF, name, "ref.json"))) as Ref;
     const bytes = await Deno.readFile(join(HF, name, "logits.f32"));

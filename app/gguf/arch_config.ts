@@ -22,6 +22,9 @@
  *   shared-expert tensors exist), `.expert_weights_norm` (default false:
  *   llama.cpp's qwen2moe graph never renormalises); q/k/v biases and dense
  *   layers (`mlp_only_layers`) from the tensors present;
+ * - `olmoe`: as llama (`.feed_forward_length` is the experts' width); QK-norm
+ *   from `attn_q_norm`/`attn_k_norm`, no biases, no `clip_qkv`, top-k weights
+ *   not renormalised (llama.cpp's olmoe graph);
  * - `mamba`: `.ssm.conv_kernel`, `.ssm.inner_size`, `.ssm.state_size`,
  *   `.ssm.time_step_rank` (required), `.ssm.dt_b_c_rms` (must be false:
  *   true is Falcon-Mamba); biases from the tensors present;
@@ -187,7 +190,11 @@ export function hfConfigFromGguf(
   if (arch === "mamba") config = mambaConfig(k, common, H, eps);
   else if (arch === "jamba") config = { ...jambaConfig(k, common, L, H), rms_norm_eps: eps };
   else {
-    const family = arch === "llama" ? mixtralConfig(k) : qwen2MoeConfig(k, L);
+    const family = arch === "llama"
+      ? mixtralConfig(k)
+      : arch === "olmoe"
+      ? olmoeConfig(k)
+      : qwen2MoeConfig(k, L);
     config = {
       ...family,
       ...attentionConfig(k, H),
@@ -200,7 +207,7 @@ export function hfConfigFromGguf(
   return { architecture: arch, config };
 }
 
-/** Heads, head size and RoPE of `llama` and `qwen2moe`. */
+/** Heads, head size and RoPE of `llama`, `qwen2moe` and `olmoe`. */
 function attentionConfig(k: Keys, H: number): Json {
   const heads = k.num("attention.head_count");
   const kv = k.opt("attention.head_count_kv") ?? heads;
@@ -286,6 +293,23 @@ function qwen2MoeConfig(k: Keys, L: number): Json {
     decoder_sparse_step: 1,
     mlp_only_layers: dense,
     use_sliding_window: false,
+  };
+}
+
+/**
+ * `olmoe`: OLMoE. llama.cpp's olmoe graph has QK-norm, no biases, no clip_qkv
+ * and never renormalises the top-k weights, so those are what the file means.
+ */
+function olmoeConfig(k: Keys): Json {
+  return {
+    architectures: ["OlmoeForCausalLM"],
+    model_type: "olmoe",
+    intermediate_size: k.num("feed_forward_length"),
+    num_experts: k.num("expert_count"),
+    num_experts_per_tok: k.num("expert_used_count"),
+    norm_topk_prob: false,
+    clip_qkv: null,
+    attention_bias: false,
   };
 }
 

@@ -21,6 +21,9 @@
  * - `qwen2moe`: as llama without `rope.dimension_count`, plus
  *   `.expert_feed_forward_length`, `.expert_shared_feed_forward_length`, and
  *   `.expert_weights_norm` when `norm_topk_prob` is true;
+ * - `olmoe`: as qwen2moe without its expert widths (`.feed_forward_length`
+ *   is the experts'); a config llama.cpp's olmoe graph would compute
+ *   differently (biases, `clip_qkv`, `norm_topk_prob`, GQA) is refused;
  * - `mamba`: `.context_length` 2^20, `.feed_forward_length` 0,
  *   `.attention.head_count` 0 (as the converter writes them), `.ssm.conv_kernel`,
  *   `.ssm.inner_size`, `.ssm.state_size`, `.ssm.time_step_rank`,
@@ -30,7 +33,7 @@
  *   `.expert_count`, `.expert_used_count`.
  *
  * A missing `max_position_embeddings` takes the transformers class default
- * (Mixtral 131072, Qwen2-MoE 32768, Jamba 262144), since llama.cpp requires a
+ * (Mixtral 131072, Qwen2-MoE 32768, OLMoE 4096, Jamba 262144), since llama.cpp requires a
  * context length.
  *
  * @module
@@ -84,6 +87,7 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
 const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
   MixtralForCausalLM: 4096 * 32,
   Qwen2MoeForCausalLM: 32768,
+  OlmoeForCausalLM: 4096,
   JambaForCausalLM: 262144,
 };
 
@@ -155,7 +159,10 @@ export function ggufArchMetadata(
       cfg.attention?.heads ?? numberField(config, "num_attention_heads", 32),
     );
   }
-  if (arch === "llama" || arch === "qwen2moe") attentionKeys(cfg, config, arch, ctx, u32, f32, put);
+  if (arch === "olmoe") refuseOlmoeExtras(cfg);
+  if (arch === "llama" || arch === "qwen2moe" || arch === "olmoe") {
+    attentionKeys(cfg, config, arch, ctx, u32, f32, put);
+  }
   if (arch === "jamba") {
     const kv = cfg.pattern.map((p) => (p.mixer === "attention" ? cfg.attention!.kvHeads : 0));
     put(`${arch}.attention.head_count_kv`, "array", {
@@ -193,12 +200,37 @@ export function ggufArchMetadata(
   return out;
 }
 
+/**
+ * OLMoE settings llama.cpp's olmoe graph does not compute (it has no biases, no
+ * clamp, no renormalised top-k, and q/k norms as wide as the hidden size): a
+ * file written with them would run as a different model there.
+ */
+function refuseOlmoeExtras(cfg: ModelConfig): void {
+  const a = cfg.attention!;
+  const extra = cfg.moe?.normTopk
+    ? "norm_topk_prob true"
+    : a.clipQkv
+    ? `clip_qkv ${a.clipQkv}`
+    : a.qkvBias || a.outBias
+    ? "attention_bias true"
+    : a.kvHeads !== a.heads
+    ? `num_key_value_heads ${a.kvHeads} (≠ num_attention_heads ${a.heads})`
+    : undefined;
+  if (extra) {
+    throw new TypeError(
+      `config.json: OLMoE with ${extra} has no GGUF form: llama.cpp's olmoe graph computes ` +
+        "without it (no biases, no clip_qkv, top-k weights not renormalised, q/k norms as " +
+        "wide as the hidden size)",
+    );
+  }
+}
+
 function numberField(config: Record<string, unknown>, name: string, fallback: number): number {
   const v = config[name];
   return typeof v === "number" ? v : fallback;
 }
 
-/** Heads, head size, RoPE and sliding window of `llama` and `qwen2moe`. */
+/** Heads, head size, RoPE and sliding window of `llama`, `qwen2moe` and `olmoe`. */
 function attentionKeys(
   cfg: ModelConfig,
   config: Record<string, unknown>,

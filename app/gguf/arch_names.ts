@@ -36,6 +36,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   MambaForCausalLM: "mamba",
   JambaForCausalLM: "jamba",
   Qwen2MoeForCausalLM: "qwen2moe",
+  OlmoeForCausalLM: "olmoe",
 };
 
 /**
@@ -47,7 +48,13 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
  * GGUF_ARCHITECTURES.includes("jamba"); // true
  * ```
  */
-export const GGUF_ARCHITECTURES: readonly string[] = ["llama", "mamba", "jamba", "qwen2moe"];
+export const GGUF_ARCHITECTURES: readonly string[] = [
+  "llama",
+  "mamba",
+  "jamba",
+  "qwen2moe",
+  "olmoe",
+];
 
 /**
  * How a GGUF tensor's values relate to the Hugging Face tensor(s) it holds:
@@ -176,7 +183,8 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
       const a = cfg.attention!;
       const A = `${P}.${lay.attention}`;
       const q = a.heads * a.headDim, kv = a.kvHeads * a.headDim;
-      // Only llama.cpp's `llama` architecture permutes (Jamba has no RoPE; Qwen2 uses NeoX RoPE).
+      // Only llama.cpp's `llama` architecture permutes (Jamba has no RoPE; Qwen2-MoE and
+      // OLMoE use NeoX RoPE).
       const llama = cfg.architecture === "MixtralForCausalLM";
       const qT: GgufTransform = llama ? { kind: "permute", heads: a.heads } : COPY;
       const kT: GgufTransform = llama ? { kind: "permute", heads: a.kvHeads } : COPY;
@@ -190,6 +198,11 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
         add(`${b}.attn_v.bias`, [kv], `${A}.v_proj.bias`);
       }
       if (a.outBias) add(`${b}.attn_output.bias`, [H], `${A}.o_proj.bias`);
+      if (a.qkNorm) {
+        // OLMoE: RMSNorm over the whole q and k projections (llama.cpp's olmoe graph).
+        add(`${b}.attn_q_norm.weight`, [q], `${A}.q_norm.weight`);
+        add(`${b}.attn_k_norm.weight`, [kv], `${A}.k_norm.weight`);
+      }
     } else {
       const m = cfg.mamba!;
       const M = `${P}.${lay.mamba}`;

@@ -259,7 +259,8 @@ export function layerWindows(
 }
 
 /**
- * Experts, top-k and routing options.
+ * Experts, top-k and routing options; `router_aux_loss_coef` defaults to the
+ * class's value (`auxLossCoef`, 0.001 unless given).
  *
  * @example
  * ```ts
@@ -272,7 +273,7 @@ export function layerWindows(
 export function moeFields(
   c: ConfigReader,
   expertsField: string,
-  o: { normTopk: boolean; experts?: number; topK?: number },
+  o: { normTopk: boolean; experts?: number; topK?: number; auxLossCoef?: number },
 ): MoeConfig {
   const experts = c.int(expertsField, o.experts);
   const topK = c.int("num_experts_per_tok", o.topK);
@@ -285,7 +286,7 @@ export function moeFields(
     experts,
     topK,
     normTopk: o.normTopk,
-    auxLossCoef: c.num("router_aux_loss_coef", 0.001),
+    auxLossCoef: c.num("router_aux_loss_coef", o.auxLossCoef ?? 0.001),
   };
 }
 

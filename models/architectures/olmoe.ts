@@ -57,6 +57,7 @@ export const olmoe: ArchitectureSpec = {
         normTopk: c.bool("norm_topk_prob", false),
         experts: 64,
         topK: 8,
+        auxLossCoef: 0.01, // OlmoeConfig's default (the others' is 0.001)
       }),
     };
   },

@@ -472,3 +472,16 @@ Deno.test("config: router_aux_loss_coef defaults to each class's value (OlmoeCon
   }
   assert.equal(parseConfig({ ...OLMOE, router_aux_loss_coef: 0.5 }).moe!.auxLossCoef, 0.5);
 });
+
+Deno.test("config: an absent num_key_value_heads is the class's default (Mixtral and Jamba 8, Qwen2-MoE 16), null is the query heads", () => {
+  const drop = (c: Json): Json => {
+    const { num_key_value_heads: _, ...rest } = c;
+    return rest;
+  };
+  const kv = (c: Json) => parseConfig(c).attention!.kvHeads;
+  assert.equal(kv({ ...drop(MIXTRAL), num_attention_heads: 16 }), 8);
+  assert.equal(kv({ ...drop(QWEN), num_attention_heads: 32 }), 16);
+  assert.equal(kv({ ...drop(JAMBA), num_attention_heads: 16, attn_layer_offset: 1 }), 8);
+  assert.equal(kv({ ...MIXTRAL, num_attention_heads: 16, num_key_value_heads: null }), 16);
+  assert.equal(kv(OLMOE), 4);
+});

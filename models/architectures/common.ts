@@ -131,6 +131,12 @@ export interface AttentionFieldOptions {
   qkNorm?: boolean;
   /** OLMoE's clip_qkv. */
   clipQkv?: number;
+  /**
+   * The class's `num_key_value_heads` when the field is absent (Mixtral and
+   * Jamba 8, Qwen2-MoE 16); an explicit null, or a class without one (OLMoE),
+   * means as many as the query heads, as transformers resolves them.
+   */
+  kvHeads?: number;
 }
 
 /**
@@ -151,7 +157,8 @@ export function attentionFields(
   o: AttentionFieldOptions,
 ): AttentionConfig {
   const heads = c.int("num_attention_heads");
-  const kvHeads = c.int("num_key_value_heads", heads);
+  const absent = !Object.hasOwn(c.json, "num_key_value_heads");
+  const kvHeads = c.int("num_key_value_heads", absent ? o.kvHeads ?? heads : heads);
   if (heads === 0) throw new RangeError(`${c.file}: num_attention_heads must be > 0`);
   if (kvHeads === 0 || heads % kvHeads !== 0) {
     throw new RangeError(

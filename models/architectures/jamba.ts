@@ -69,7 +69,7 @@ export const jamba: ArchitectureSpec = {
       pattern,
       // Jamba's eager attention ignores sliding_window (only HF's flash path applies it).
       attention: pattern.some((p) => p.mixer === "attention")
-        ? attentionFields(c, base.hidden, { ropeTheta: null })
+        ? attentionFields(c, base.hidden, { ropeTheta: null, kvHeads: 8 })
         : undefined,
       mamba: pattern.some((p) => p.mixer === "mamba")
         ? {

@@ -56,7 +56,11 @@ export const mixtral: ArchitectureSpec = {
       normEps: c.nonNegative("rms_norm_eps", 1e-5),
       tieEmbeddings: c.bool("tie_word_embeddings", false),
       pattern: uniformLayers(base.layers, "attention", "moe"),
-      attention: attentionFields(c, base.hidden, { ropeTheta: 1e6, slidingWindow: window }),
+      attention: attentionFields(c, base.hidden, {
+        ropeTheta: 1e6,
+        slidingWindow: window,
+        kvHeads: 8,
+      }),
       moe: moeFields(c, "num_local_experts", { normTopk: true, experts: 8, topK: 2 }),
     };
   },

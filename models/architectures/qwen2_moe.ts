@@ -87,6 +87,7 @@ export const qwen2Moe: ArchitectureSpec = {
         ropeTheta: 1e4,
         slidingWindow: 0,
         qkvBias: c.bool("qkv_bias", true),
+        kvHeads: 16,
       }),
       moe: sparse
         ? {

@@ -485,3 +485,9 @@ Deno.test("config: an absent num_key_value_heads is the class's default (Mixtral
   assert.equal(kv({ ...MIXTRAL, num_attention_heads: 16, num_key_value_heads: null }), 16);
   assert.equal(kv(OLMOE), 4);
 });
+
+Deno.test("config: OLMoE reads num_local_experts as num_experts (OlmoeConfig's attribute_map)", () => {
+  const { num_experts: _, ...rest } = OLMOE;
+  assert.equal(parseConfig({ ...rest, num_local_experts: 12 }).moe!.experts, 12);
+  assert.equal(parseConfig({ ...OLMOE, num_local_experts: 12 }).moe!.experts, 8);
+});

@@ -53,12 +53,17 @@ export const olmoe: ArchitectureSpec = {
         qkNorm: true,
         clipQkv: clip,
       }),
-      moe: moeFields(c, "num_experts", {
-        normTopk: c.bool("norm_topk_prob", false),
-        experts: 64,
-        topK: 8,
-        auxLossCoef: 0.01, // OlmoeConfig's default (the others' is 0.001)
-      }),
+      // OlmoeConfig maps num_local_experts onto num_experts (its attribute_map).
+      moe: moeFields(
+        c,
+        !c.has("num_experts") && c.has("num_local_experts") ? "num_local_experts" : "num_experts",
+        {
+          normTopk: c.bool("norm_topk_prob", false),
+          experts: 64,
+          topK: 8,
+          auxLossCoef: 0.01, // OlmoeConfig's default (the others' is 0.001)
+        },
+      ),
     };
   },
 };

@@ -20,7 +20,7 @@
  */
 import { compile, type Executable, GraphBuilder, requestDevice } from "../mod.ts";
 import { selectiveScan } from "../models/mamba.ts";
-import { scanAttrs } from "../ops/ssm/attrs.ts";
+import { checkpointShape, scanAttrs } from "../ops/ssm/attrs.ts";
 import { gradChunk } from "../ops/ssm/scan_grad.ts";
 import { interleavedMedians } from "./_timing.ts";
 
@@ -84,7 +84,7 @@ function forwardSaving(): Executable {
 function backward(chunk: number, saved = false): Executable {
   const g = new GraphBuilder();
   const ins = [...operands(g), g.input("dy", [B, L, I])];
-  if (saved) ins.push(g.input("saved", [B, Math.ceil(L / every), N, I]));
+  if (saved) ins.push(g.input("saved", checkpointShape(B, L, I, N, every)));
   const attrs = {
     ...scanAttrs({ gate: true, deltaBias: true, softplus: true, chunk }),
     finalGrad: false,

@@ -16,7 +16,7 @@
  */
 
 import type { Graph, Node } from "../../core/graph.ts";
-import { checkpointsOf, scanSlots } from "../../ops/ssm/attrs.ts";
+import { checkpointShape, type ScanAttrs, scanSlots } from "../../ops/ssm/attrs.ts";
 import { gradChunk } from "../../ops/ssm/scan_grad.ts";
 import { Rewriter } from "./rewrite.ts";
 
@@ -31,7 +31,7 @@ function keyOf(node: Node, operands: readonly number[]): string {
 function eligible(graph: Graph, n: Node): boolean {
   const a = n.attrs;
   const L = graph.values[n.inputs[0]].shape[1];
-  return !a.initialState && !a.finalState && a.last !== true && checkpointsOf(a as never) === 0 &&
+  return !a.initialState && !a.finalState && a.last !== true && !a.checkpoints &&
     typeof L === "number";
 }
 
@@ -63,7 +63,7 @@ export function scanCheckpoints(graph: Graph): Graph {
       const key = keyOf(n, n.inputs);
       if (!forwards.has(key)) forwards.set(key, n);
     } else if (n.op === "selective_scan_grad" && eligible(graph, n) && !n.attrs.finalGrad) {
-      const { count } = scanSlots(n.attrs as never, false);
+      const { count } = scanSlots(n.attrs as ScanAttrs, false);
       const fwd = forwards.get(keyOf(n, n.inputs.slice(0, count)));
       if (fwd && !paired.has(fwd.id)) paired.set(fwd.id, n);
     }
@@ -87,7 +87,7 @@ export function scanCheckpoints(graph: Graph): Graph {
       );
       const [B, , I] = graph.values[node.inputs[0]].shape;
       const N = graph.values[node.inputs[2]].shape[1];
-      const value = rw.addOutput(n, [B, Math.ceil(L / every), N, I], "f32");
+      const value = rw.addOutput(n, checkpointShape(B, L, I, N, every), "f32");
       saved.set(bwd.id, { value, every });
     } else if (hand) {
       rw.add(

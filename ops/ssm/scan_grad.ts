@@ -112,7 +112,7 @@ function gradPlan(ctx: KernelContext<ScanGradAttrs>): GradPlan {
   const [B, L, I] = ctx.inputs[slots.u].shape;
   const N = ctx.inputs[slots.a].shape[1];
   const every = checkpointsOf(ctx.attrs);
-  const chunk = every ? Math.min(L, every) : gradChunk(L, ctx.attrs.chunk);
+  const chunk = gradChunk(L, every || ctx.attrs.chunk);
   const cpu = ctx.caps.cpuCores > 0;
   const wg = cpu ? 8 : 64;
   const cpt = !cpu ? 1 : I % 4 === 0 ? CPU_VEC_CPT : Math.max(1, Math.min(4, Math.floor(32 / N)));

@@ -12,47 +12,10 @@ import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
 import type { DType } from "../core/dtype.ts";
 import { compile } from "../runtime/executable.ts";
-import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
+import { cpuDevice } from "../runtime/device.ts";
 import { attentionGpu, planAttentionGpu } from "../ops/attention_gpu.ts";
 import { assertClose, randomData } from "./_util.ts";
-
-/**
- * `navigator.gpu` with `subgroups` added to the adapter's features: Deno's
- * adapter leaves it out of its list although lavapipe's device accepts it (and
- * runs the subgroup builtins, subgroups of 8), so `requestDevice` asks for it.
- */
-function withSubgroups(): GPU {
-  const real = navigator.gpu;
-  return {
-    requestAdapter: async (options?: GPURequestAdapterOptions) => {
-      const adapter = await real.requestAdapter(options);
-      if (!adapter) return adapter;
-      return new Proxy(adapter, {
-        get(target, prop) {
-          if (prop === "features") return new Set([...target.features, "subgroups"]);
-          const v = Reflect.get(target, prop, target);
-          return typeof v === "function" ? v.bind(target) : v;
-        },
-      });
-    },
-  } as unknown as GPU;
-}
-
-const devices = new Map<string, Promise<GpuDevice>>();
-/** lavapipe with the GPU target's kernels, with or without subgroups. */
-function gpuTarget(subgroups: boolean, maxBindingSize?: number): Promise<GpuDevice> {
-  const key = `${subgroups}/${maxBindingSize}`;
-  let dev = devices.get(key);
-  if (!dev) {
-    dev = requestDevice({
-      gpu: subgroups ? withSubgroups() : undefined,
-      limits: { cpuCores: 0, ...(maxBindingSize ? { maxBindingSize } : {}) },
-      disableFeatures: subgroups ? [] : ["subgroups" as GPUFeatureName],
-    });
-    devices.set(key, dev);
-  }
-  return dev;
-}
+import { gpuTarget } from "./fixtures/gpu_target.ts";
 
 interface Case {
   T: number;

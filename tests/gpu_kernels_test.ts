@@ -13,7 +13,7 @@ import type { Graph } from "../core/graph.ts";
 import type { DType } from "../core/dtype.ts";
 import type { TensorData } from "../core/host.ts";
 import { compile } from "../runtime/executable.ts";
-import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
+import { cpuDevice } from "../runtime/device.ts";
 import { loadModel } from "../app/model/mod.ts";
 import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import {
@@ -24,13 +24,7 @@ import {
   randomData,
   relMaxError,
 } from "./_util.ts";
-
-let shaped: Promise<GpuDevice> | undefined;
-/** lavapipe with the GPU target's kernels. */
-function gpuTarget(): Promise<GpuDevice> {
-  shaped ??= requestDevice({ limits: { cpuCores: 0 } });
-  return shaped;
-}
+import { gpuTarget } from "./fixtures/gpu_target.ts";
 
 async function check(
   graph: Graph,

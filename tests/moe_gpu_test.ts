@@ -6,46 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { compile, cpuDevice, GraphBuilder, moe, type MoeOptions } from "../mod.ts";
-import { type GpuDevice, requestDevice } from "../runtime/device.ts";
 import { assertClose, rng } from "./_util.ts";
-
-/**
- * `navigator.gpu` with `subgroups` added to the adapter's features (Deno's
- * adapter leaves it out although lavapipe's device accepts it; see
- * tests/attention_gpu_test.ts).
- */
-function withSubgroups(): GPU {
-  const real = navigator.gpu;
-  return {
-    requestAdapter: async (options?: GPURequestAdapterOptions) => {
-      const adapter = await real.requestAdapter(options);
-      if (!adapter) return adapter;
-      return new Proxy(adapter, {
-        get(target, prop) {
-          if (prop === "features") return new Set([...target.features, "subgroups"]);
-          const v = Reflect.get(target, prop, target);
-          return typeof v === "function" ? v.bind(target) : v;
-        },
-      });
-    },
-  } as unknown as GPU;
-}
-
-const devices = new Map<string, Promise<GpuDevice>>();
-/** lavapipe with the GPU target's kernels, with or without subgroups. */
-function gpuTarget(subgroups: boolean, maxBindingSize?: number): Promise<GpuDevice> {
-  const key = `${subgroups}/${maxBindingSize}`;
-  let dev = devices.get(key);
-  if (!dev) {
-    dev = requestDevice({
-      gpu: subgroups ? withSubgroups() : undefined,
-      limits: { cpuCores: 0, ...(maxBindingSize ? { maxBindingSize } : {}) },
-      disableFeatures: subgroups ? [] : ["subgroups" as GPUFeatureName],
-    });
-    devices.set(key, dev);
-  }
-  return dev;
-}
+import { gpuTarget } from "./fixtures/gpu_target.ts";
 
 interface Case {
   T: number;

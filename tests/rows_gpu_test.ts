@@ -22,19 +22,13 @@ import type { DType } from "../core/dtype.ts";
 import type { TensorData } from "../core/host.ts";
 import type { DeviceCaps, HostTensor } from "../core/types.ts";
 import { compile } from "../runtime/executable.ts";
-import { cpuDevice, type GpuDevice, requestDevice } from "../runtime/device.ts";
+import { cpuDevice, type GpuDevice } from "../runtime/device.ts";
 import type { Plan } from "../compiler/plan.ts";
 import { emitterOf } from "../ops/targets.ts";
 import { softmaxGpu } from "../ops/softmax_gpu.ts";
 import { layernormGpu, rmsnormGpu } from "../ops/norm_gpu.ts";
 import { assertClose, randomData } from "./_util.ts";
-
-let shaped: Promise<GpuDevice> | undefined;
-/** lavapipe with the GPU target's kernels. */
-function gpuTarget(): Promise<GpuDevice> {
-  shaped ??= requestDevice({ limits: { cpuCores: 0 } });
-  return shaped;
-}
+import { gpuTarget } from "./fixtures/gpu_target.ts";
 
 interface Variant {
   readonly dev: GpuDevice;

@@ -228,3 +228,41 @@ export function largestTensor(plan: Plan): number {
   for (const o of ops) most = Math.max(most, o.size);
   return most;
 }
+
+/** Runs `fn` with a fresh temporary folder (named with `prefix`), removed afterwards. */
+export async function withTmp(
+  fn: (dir: string) => Promise<void>,
+  prefix = "kiln_test_",
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Asserts `p` rejects with class `cls` and a one-line message containing every
+ * one of `parts`; returns the message.
+ */
+export async function rejectsWith(
+  p: Promise<unknown>,
+  cls: new (...args: never[]) => Error,
+  parts: readonly string[],
+): Promise<string> {
+  let err: unknown;
+  try {
+    await p;
+  } catch (e) {
+    err = e;
+  }
+  if (!(err instanceof cls)) throw new Error(`expected ${cls.name}, got ${String(err)}`);
+  if (err.message.includes("\n")) throw new Error(`message is not one line: ${err.message}`);
+  for (const part of parts) {
+    if (!err.message.includes(part)) {
+      throw new Error(`message ${JSON.stringify(err.message)} lacks ${JSON.stringify(part)}`);
+    }
+  }
+  return err.message;
+}

@@ -25,30 +25,9 @@ import {
   ggufTensorsFromHf,
   openGgufModel,
 } from "../app/gguf/arch.ts";
+import { rejectsWith, withTmp } from "./_util.ts";
 
 const FIXTURES = new URL("./fixtures/hf/", import.meta.url).pathname;
-
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "kiln_gguf_arch_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function rejects(p: Promise<unknown>, cls: ErrorConstructor, parts: string[]) {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-  for (const part of parts) {
-    assert.ok(err.message.includes(part), `message ${JSON.stringify(err.message)} lacks ${part}`);
-  }
-}
 
 /** Converts the checkpoint in `dir` to `out` and returns its config and the open checkpoint. */
 async function convert(dir: string, out: string, type: GgufOutType) {
@@ -354,7 +333,7 @@ Deno.test("gguf arch: errors name the architecture, key, tensor and expected sha
       const path = await writeHandMade(tmp, m);
       return openGgufModel(path).then((model) => model.close());
     };
-    await rejects(
+    await rejectsWith(
       open((m) => m.metadata.set("general.architecture", { type: "string", value: "gpt2" })),
       TypeError,
       [
@@ -362,17 +341,17 @@ Deno.test("gguf arch: errors name the architecture, key, tensor and expected sha
         "llama, mamba, jamba, qwen2moe",
       ],
     );
-    await rejects(open((m) => m.metadata.delete("llama.expert_count")), TypeError, [
+    await rejectsWith(open((m) => m.metadata.delete("llama.expert_count")), TypeError, [
       '"llama"',
       "llama.expert_count",
       "dense Llama",
     ]);
-    await rejects(
+    await rejectsWith(
       open((m) => m.metadata.delete("llama.attention.layer_norm_rms_epsilon")),
       RangeError,
       ["hand.gguf", "llama.attention.layer_norm_rms_epsilon", "missing"],
     );
-    await rejects(
+    await rejectsWith(
       open((m) => {
         const i = m.tensors.findIndex((t) => t.name === "blk.0.attn_k.weight");
         m.tensors[i] = { ...m.tensors[i], shape: [H, H], data: new Uint8Array(H * H * 4) };
@@ -380,12 +359,12 @@ Deno.test("gguf arch: errors name the architecture, key, tensor and expected sha
       RangeError,
       ["hand.gguf", '"blk.0.attn_k.weight"', "[8, 8]", "expected [4, 8]"],
     );
-    await rejects(
+    await rejectsWith(
       open((m) => (m.tensors = m.tensors.filter((t) => t.name !== "blk.0.ffn_norm.weight"))),
       RangeError,
       ["hand.gguf", '"blk.0.ffn_norm.weight"', "missing", "post_attention_layernorm", "[8]"],
     );
-    await rejects(
+    await rejectsWith(
       open((m) =>
         m.tensors.push({
           name: "rope_freqs.weight",
@@ -423,14 +402,18 @@ Deno.test("gguf arch: HF side — metadata keys, missing and misshapen checkpoin
     ]);
     const missing = new Map(shapes);
     missing.delete("model.layers.0.mamba.D");
-    await rejects(Promise.resolve().then(() => ggufTensorsFromHf(config, missing)), RangeError, [
-      '"model.layers.0.mamba.D"',
-      "missing",
-      "[96]",
-    ]);
+    await rejectsWith(
+      Promise.resolve().then(() => ggufTensorsFromHf(config, missing)),
+      RangeError,
+      [
+        '"model.layers.0.mamba.D"',
+        "missing",
+        "[96]",
+      ],
+    );
     const wrong = new Map(shapes);
     wrong.set("model.layers.0.mamba.D", { shape: [95] });
-    await rejects(Promise.resolve().then(() => ggufTensorsFromHf(config, wrong)), RangeError, [
+    await rejectsWith(Promise.resolve().then(() => ggufTensorsFromHf(config, wrong)), RangeError, [
       '"model.layers.0.mamba.D"',
       "[95]",
       "expected [96]",
@@ -454,7 +437,7 @@ Deno.test("gguf arch: OLMoE's keys, and the OLMoE settings llama.cpp's olmoe gra
     [{ num_key_value_heads: 2 }, "num_key_value_heads 2"],
   ];
   for (const [change, part] of cases) {
-    await rejects(
+    await rejectsWith(
       Promise.resolve().then(() => ggufArchMetadata({ ...config, ...change })),
       TypeError,
       ["OLMoE with", part, "llama.cpp's olmoe graph"],

@@ -33,36 +33,7 @@ import {
   writeTinyQwen2Moe,
 } from "./fixtures/tiny_checkpoints.ts";
 import { tinySentencePieceTokenizerJson } from "./fixtures/tiny_tokenizers.ts";
-
-/** Runs `fn` with a fresh temporary folder, removed afterwards. */
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "kiln_gguf_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** Asserts `p` rejects with class `cls` and a message containing every `parts`. */
-async function rejects(
-  p: Promise<unknown>,
-  cls: new (...args: never[]) => Error,
-  parts: string[],
-): Promise<string> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-  assert.ok(!err.message.includes("\n"), `message is one line: ${err.message}`);
-  for (const part of parts) {
-    assert.ok(err.message.includes(part), `message ${JSON.stringify(err.message)} lacks ${part}`);
-  }
-  return err.message;
-}
+import { rejectsWith, withTmp } from "./_util.ts";
 
 function randomBytes(n: number, seed: number): Uint8Array {
   const r = mulberry32(seed);
@@ -279,23 +250,23 @@ Deno.test("typed getters: values, missing keys and wrong types name the file, ke
     assert.equal(f.optionalString("nope"), undefined);
     assert.equal(f.optionalNumber("nope"), undefined);
     const wrong = (fn: () => unknown, parts: string[]) =>
-      rejects(Promise.resolve().then(() => fn()), TypeError, [path, ...parts]);
+      rejectsWith(Promise.resolve().then(() => fn()), TypeError, [path, ...parts]);
     await wrong(() => f.string("t.u32"), ['"t.u32"', "u32 4294967295", "expected a string"]);
     await wrong(() => f.number("t.string"), ['"t.string"', "is string", "expected a number"]);
     await wrong(() => f.bool("a.u8"), ['"a.u8"', "an array of 3 u8", "expected a bool"]);
     await wrong(() => f.array("a.u32", "string"), ["an array of 3 u32", "an array of string"]);
     await wrong(() => f.optionalBool("t.u8"), ['"t.u8"', "expected a bool"]);
-    await rejects(Promise.resolve().then(() => f.number("t.u64")), RangeError, [
+    await rejectsWith(Promise.resolve().then(() => f.number("t.u64")), RangeError, [
       path,
       '"t.u64"',
       "2^53",
     ]);
-    await rejects(Promise.resolve().then(() => f.string("x.y")), RangeError, [
+    await rejectsWith(Promise.resolve().then(() => f.string("x.y")), RangeError, [
       path,
       '"x.y"',
       "missing",
     ]);
-    await rejects(Promise.resolve().then(() => f.info("nope")), RangeError, [path, '"nope"']);
+    await rejectsWith(Promise.resolve().then(() => f.info("nope")), RangeError, [path, '"nope"']);
   });
 });
 
@@ -400,7 +371,7 @@ Deno.test("writeGguf streams lazily produced tensors and leaves nothing behind o
     assert.equal(made, 1);
     using f = await GgufFile.open(path);
     assert.deepEqual(await f.read("q"), data);
-    await rejects(
+    await rejectsWith(
       writeGguf(join(dir, "bad.gguf"), {
         metadata: [],
         tensors: [{ ...lazy, data: () => data.subarray(1) }],
@@ -435,7 +406,7 @@ Deno.test("the writer refuses bad specs, naming the file and the key or tensor",
     [{ alignment: 24 }, RangeError, ["alignment 24"]],
   ];
   for (const [spec, cls, parts] of bad) {
-    await rejects(writeGguf("out.gguf", { metadata: [], tensors: [], ...spec }), cls, [
+    await rejectsWith(writeGguf("out.gguf", { metadata: [], tensors: [], ...spec }), cls, [
       "out.gguf",
       ...parts,
     ]);
@@ -565,7 +536,7 @@ const cases: [string, Uint8Array, new (...a: never[]) => Error, string[]][] = [
 for (const [what, bytes, cls, parts] of cases) {
   Deno.test(`malformed: ${what} is a ${cls.name} naming the file and the problem`, async () => {
     await withTmp(async (dir) => {
-      await rejects(openRaw(dir, bytes), cls, [join(dir, "bad.gguf"), ...parts]);
+      await rejectsWith(openRaw(dir, bytes), cls, [join(dir, "bad.gguf"), ...parts]);
     });
   });
 }
@@ -581,14 +552,19 @@ Deno.test("a valid crafted file opens (the cases above differ from it in one thi
 
 Deno.test("missing files, folders, quantized readF32 and reads after close", async () => {
   await withTmp(async (dir) => {
-    await rejects(GgufFile.open(join(dir, "none.gguf")), Deno.errors.NotFound, ["none.gguf"]);
-    await rejects(GgufFile.open(dir), Deno.errors.IsADirectory, [dir, "GGUF"]);
+    await rejectsWith(GgufFile.open(join(dir, "none.gguf")), Deno.errors.NotFound, ["none.gguf"]);
+    await rejectsWith(GgufFile.open(dir), Deno.errors.IsADirectory, [dir, "GGUF"]);
     const path = join(dir, "q.gguf");
     await writeGguf(path, { metadata: [], tensors: [TENSORS[3]] });
     const f = await GgufFile.open(path);
-    await rejects(f.readF32("q8_0.w"), TypeError, [path, '"q8_0.w"', "q8_0", "f32, f16 or bf16"]);
+    await rejectsWith(f.readF32("q8_0.w"), TypeError, [
+      path,
+      '"q8_0.w"',
+      "q8_0",
+      "f32, f16 or bf16",
+    ]);
     f.close();
-    await rejects(f.read("q8_0.w"), TypeError, [path, "after close()"]);
+    await rejectsWith(f.read("q8_0.w"), TypeError, [path, "after close()"]);
   });
 });
 
@@ -658,7 +634,7 @@ Deno.test("fuzz: a huge block_count is refused before any per-layer work (was a 
         const bad = await rewrite(path, join(dir, `${arch}-${n}.gguf`), (e) => {
           e.set(`${arch}.block_count`, u32(n));
         });
-        await rejects(openGgufModel(bad), RangeError, [
+        await rejectsWith(openGgufModel(bad), RangeError, [
           bad,
           `metadata "${arch}.block_count" is ${n}, expected a number of layers from 1 to 65536`,
         ]);
@@ -675,7 +651,7 @@ Deno.test("fuzz: block and expert counts the tensors cannot fill are refused bef
     const blocks = await rewrite(mamba, join(dir, "blocks.gguf"), (e) => {
       e.set("mamba.block_count", u32(65536));
     });
-    await rejects(openGgufModel(blocks), RangeError, [
+    await rejectsWith(openGgufModel(blocks), RangeError, [
       blocks,
       '65536 blocks (metadata "mamba.block_count") need at least 327682 tensors, but the file has',
     ]);
@@ -684,7 +660,7 @@ Deno.test("fuzz: block and expert counts the tensors cannot fill are refused bef
       const experts = await rewrite(mixtral, join(dir, `experts-${n}.gguf`), (e) => {
         e.set("llama.expert_count", u32(n));
       });
-      await rejects(openGgufModel(experts), RangeError, [
+      await rejectsWith(openGgufModel(experts), RangeError, [
         experts,
         `${n} experts (metadata "llama.expert_count"), but tensor "blk.0.ffn_gate_inp.weight" ` +
         "has shape [4, 32], not",
@@ -716,9 +692,9 @@ Deno.test("fuzz: a NaN or infinite block scale is refused by name (was NaN logit
           `tensor "${hf}" (GGUF "blk.0.ssm_x.weight", ${type}) has 1 block scale`,
         ];
         using w = await GgufCheckpoint.open(bad);
-        await rejects(w.readRaw(hf), RangeError, [...parts, "NaN or ±Inf, first in block 1"]);
-        await rejects(w.readAs(hf, "f32"), RangeError, parts);
-        await rejects(
+        await rejectsWith(w.readRaw(hf), RangeError, [...parts, "NaN or ±Inf, first in block 1"]);
+        await rejectsWith(w.readAs(hf, "f32"), RangeError, parts);
+        await rejectsWith(
           loadModel(bad, { device: cpuDevice(), quiet: true, maxSeq: 8 }),
           RangeError,
           parts,

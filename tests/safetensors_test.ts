@@ -22,7 +22,7 @@ import {
   writeSafetensors,
   writeShardedSafetensors,
 } from "./fixtures/write_safetensors.ts";
-import { rng } from "./_util.ts";
+import { rejectsWith, rng, withTmp } from "./_util.ts";
 
 const SHAPES: number[][] = [[], [0], [1], [3, 5, 7]];
 
@@ -34,38 +34,6 @@ function randomF32(n: number, seed: number): Float32Array {
   const r = rng(seed);
   // Spread over many binades, so f16/bf16 rounding and subnormals get exercised.
   return Float32Array.from({ length: n }, () => (r() - 0.5) * 2 ** Math.floor(r() * 40 - 20));
-}
-
-/** Runs `fn` with a fresh temporary folder, removed afterwards. */
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "kiln_st_" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-/** Asserts `p` rejects with class `cls` and a message containing every `parts`. */
-async function rejects(
-  p: Promise<unknown>,
-  cls: new (...args: never[]) => Error,
-  parts: string[],
-): Promise<string> {
-  let err: unknown;
-  try {
-    await p;
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof cls, `expected ${cls.name}, got ${String(err)}`);
-  for (const part of parts) {
-    assert.ok(
-      err.message.includes(part),
-      `message ${JSON.stringify(err.message)} lacks ${JSON.stringify(part)}`,
-    );
-  }
-  return err.message;
 }
 
 async function writeRaw(dir: string, name: string, bytes: Uint8Array): Promise<string> {
@@ -144,7 +112,7 @@ Deno.test("integer dtypes convert to float; BOOL refuses with a TypeError", asyn
     assert.deepEqual(Array.from(await ckpt.readF32("i64")), [-3, 2 ** 40]);
     assert.deepEqual(Array.from(await ckpt.readAs("u64", "f16")), [Math.f16round(12345)]);
     assert.deepEqual(Array.from(await ckpt.readRaw("mask")), [1, 0, 1]);
-    await rejects(ckpt.readF32("mask"), TypeError, ["ints.safetensors", '"mask"', "BOOL"]);
+    await rejectsWith(ckpt.readF32("mask"), TypeError, ["ints.safetensors", '"mask"', "BOOL"]);
   });
 });
 
@@ -207,14 +175,14 @@ Deno.test("read into a caller's buffer; a too-small buffer and use after close a
     const view = await f.read("w", buf);
     assert.equal(view.buffer, buf.buffer);
     assert.deepEqual(new Float32Array(buf.buffer, 0, 4), new Float32Array([1, 2, 3, 4]));
-    await rejects(f.read("w", new Uint8Array(15)), RangeError, ['"w"', "16 bytes", "holds 15"]);
+    await rejectsWith(f.read("w", new Uint8Array(15)), RangeError, ['"w"', "16 bytes", "holds 15"]);
     assert.throws(
       () => f.info("nope"),
       (e: unknown) => e instanceof RangeError && e.message.includes('"nope"'),
     );
     f.close();
     f.close(); // idempotent
-    await rejects(f.read("w"), TypeError, ["model.safetensors", "after close()"]);
+    await rejectsWith(f.read("w"), TypeError, ["model.safetensors", "after close()"]);
   });
 });
 
@@ -310,7 +278,7 @@ Deno.test("Checkpoint opens a folder with model.safetensors, a file path, or an 
     assert.deepEqual(Array.from(await c.readF32("w")), [1, 2]);
     const empty = join(dir, "empty");
     await Deno.mkdir(empty);
-    await rejects(Checkpoint.open(empty), Deno.errors.NotFound, [
+    await rejectsWith(Checkpoint.open(empty), Deno.errors.NotFound, [
       "empty",
       "model.safetensors.index.json",
     ]);
@@ -328,7 +296,7 @@ Deno.test("index errors: missing shard, tensor absent from its shard, malformed 
 
     // A shard file that is not there.
     await Deno.rename(join(dir, shardName(1, 2)), join(dir, "moved"));
-    await rejects(Checkpoint.open(dir), Deno.errors.NotFound, [
+    await rejectsWith(Checkpoint.open(dir), Deno.errors.NotFound, [
       "model.safetensors.index.json",
       "model-00002-of-00002.safetensors",
       '"w1"',
@@ -338,7 +306,7 @@ Deno.test("index errors: missing shard, tensor absent from its shard, malformed 
     // The index maps a tensor to a shard that lacks it.
     index.weight_map["ghost"] = shardName(0, 2);
     await Deno.writeTextFile(indexPath, JSON.stringify(index));
-    await rejects(Checkpoint.open(dir), RangeError, [
+    await rejectsWith(Checkpoint.open(dir), RangeError, [
       "model.safetensors.index.json",
       '"ghost"',
       "model-00001-of-00002.safetensors",
@@ -348,18 +316,21 @@ Deno.test("index errors: missing shard, tensor absent from its shard, malformed 
     delete index.weight_map["ghost"];
     index.weight_map["w0"] = "../elsewhere.safetensors";
     await Deno.writeTextFile(indexPath, JSON.stringify(index));
-    await rejects(Checkpoint.open(dir), RangeError, ['"w0"', "../elsewhere.safetensors"]);
+    await rejectsWith(Checkpoint.open(dir), RangeError, ['"w0"', "../elsewhere.safetensors"]);
 
     // Not JSON at all; JSON of the wrong shape.
     await Deno.writeTextFile(indexPath, '{"weight_map": {"w0": ');
-    await rejects(Checkpoint.open(dir), SyntaxError, ["model.safetensors.index.json", "not valid"]);
+    await rejectsWith(Checkpoint.open(dir), SyntaxError, [
+      "model.safetensors.index.json",
+      "not valid",
+    ]);
     await Deno.writeTextFile(indexPath, '{"metadata": {}}');
-    await rejects(Checkpoint.open(dir), SyntaxError, [
+    await rejectsWith(Checkpoint.open(dir), SyntaxError, [
       "model.safetensors.index.json",
       "weight_map",
     ]);
     await Deno.writeTextFile(indexPath, '{"weight_map": {"w0": 3}}');
-    await rejects(Checkpoint.open(dir), TypeError, [
+    await rejectsWith(Checkpoint.open(dir), TypeError, [
       "model.safetensors.index.json",
       'weight_map["w0"]',
     ]);
@@ -518,9 +489,9 @@ Deno.test("malformed files fail at open with the right class, naming file, tenso
     ];
     for (const [name, bytes, cls, parts] of cases) {
       const p = await writeRaw(dir, name, bytes);
-      await rejects(SafetensorsFile.open(p), cls, [name, ...parts]);
+      await rejectsWith(SafetensorsFile.open(p), cls, [name, ...parts]);
       // The same file reached through a Checkpoint fails the same way.
-      await rejects(Checkpoint.open(p), cls, [name]);
+      await rejectsWith(Checkpoint.open(p), cls, [name]);
     }
     // Valid counterparts open: zero-size tensors may share an offset, gaps are allowed.
     const fine = await writeRaw(
@@ -545,7 +516,7 @@ Deno.test("a file truncated after opening fails the read with a RangeError namin
     using f = await SafetensorsFile.open(path);
     const cut = f.dataStart + 100;
     await Deno.truncate(path, cut);
-    await rejects(f.read("w"), RangeError, [
+    await rejectsWith(f.read("w"), RangeError, [
       "model.safetensors",
       `ends at byte ${cut}`,
       'tensor "w"',
@@ -708,7 +679,7 @@ Deno.test("a tensor named twice in the header is refused, not silently taken fro
       "model.safetensors",
       rawSafetensors(header, new Uint8Array(new Float32Array([1, 2]).buffer)),
     );
-    const msg = await rejects(SafetensorsFile.open(p), SyntaxError, [
+    const msg = await rejectsWith(SafetensorsFile.open(p), SyntaxError, [
       p,
       'tensor "lm_head.weight" appears twice in the header',
     ]);
@@ -716,16 +687,16 @@ Deno.test("a tensor named twice in the header is refused, not silently taken fro
     // A field twice inside one entry, and __metadata__ twice, change the meaning just as silently.
     const twiceField = `{"w":{"dtype":"F32","shape":[1],"shape":[0],"data_offsets":[0,4]}}`;
     await Deno.writeFile(p, rawSafetensors(twiceField, new Uint8Array(4)));
-    await rejects(SafetensorsFile.open(p), SyntaxError, [
+    await rejectsWith(SafetensorsFile.open(p), SyntaxError, [
       'tensor "w": field "shape" appears twice',
     ]);
     const twiceMeta = `{"__metadata__":{"a":"1"},"__metadata__":{"a":"2"}}`;
     await Deno.writeFile(p, rawSafetensors(twiceMeta));
-    await rejects(SafetensorsFile.open(p), SyntaxError, ["__metadata__ appears twice"]);
+    await rejectsWith(SafetensorsFile.open(p), SyntaxError, ["__metadata__ appears twice"]);
     // Escaped spellings of one name are one name.
     const escaped = `{"a\\u0062":${entry(0)},"ab":${entry(4)}}`;
     await Deno.writeFile(p, rawSafetensors(escaped, new Uint8Array(8)));
-    await rejects(SafetensorsFile.open(p), SyntaxError, ['tensor "ab" appears twice']);
+    await rejectsWith(SafetensorsFile.open(p), SyntaxError, ['tensor "ab" appears twice']);
   });
 });
 
@@ -740,7 +711,7 @@ Deno.test("a tensor twice in the index's weight_map, or in two shards, is refuse
       indexPath,
       `{"weight_map":{"w0":"${names[0]}","w1":"${names[1]}","w0":"${names[1]}"}}`,
     );
-    await rejects(Checkpoint.open(dir), SyntaxError, [
+    await rejectsWith(Checkpoint.open(dir), SyntaxError, [
       indexPath,
       'tensor "w0" appears twice in weight_map',
     ]);
@@ -750,7 +721,7 @@ Deno.test("a tensor twice in the index's weight_map, or in two shards, is refuse
       indexPath,
       JSON.stringify({ weight_map: { w0: names[0], w1: names[1] } }),
     );
-    await rejects(Checkpoint.open(dir), RangeError, [
+    await rejectsWith(Checkpoint.open(dir), RangeError, [
       indexPath,
       'tensor "w0" is in two shards',
       names[0],
@@ -762,7 +733,7 @@ Deno.test("a tensor twice in the index's weight_map, or in two shards, is refuse
       indexPath,
       JSON.stringify({ weight_map: { w0: names[0], w1: `./${names[1]}`, w2: names[1] } }),
     );
-    await rejects(Checkpoint.open(dir), RangeError, ['weight_map puts tensor "w2"']);
+    await rejectsWith(Checkpoint.open(dir), RangeError, ['weight_map puts tensor "w2"']);
   });
 });
 
@@ -771,7 +742,7 @@ Deno.test("a shape whose element count overflows 2^53 is refused even when a lat
     const max = Number.MAX_SAFE_INTEGER;
     const header = { w: { dtype: "F32", shape: [max, max, 0], data_offsets: [0, 0] } };
     const p = await writeRaw(dir, "m.safetensors", rawSafetensors(header));
-    await rejects(SafetensorsFile.open(p), RangeError, [
+    await rejectsWith(SafetensorsFile.open(p), RangeError, [
       p,
       '"w"',
       "more than 2^53 elements (overflow at shape[1])",
@@ -785,7 +756,7 @@ Deno.test("a header claiming 2^40 bytes is refused before anything is allocated"
     const header = { w: { dtype: "U8", shape: [2 ** 40], data_offsets: [0, 2 ** 40] } };
     const p = await writeRaw(dir, "m.safetensors", rawSafetensors(header, new Uint8Array(16)));
     const before = Deno.memoryUsage().external;
-    await rejects(SafetensorsFile.open(p), RangeError, [p, "ends past the end of the data"]);
+    await rejectsWith(SafetensorsFile.open(p), RangeError, [p, "ends past the end of the data"]);
     // Array buffers count here as soon as they are allocated, touched or not.
     assert.ok(Deno.memoryUsage().external - before < 64 * 2 ** 20);
   });
@@ -807,7 +778,7 @@ Deno.test("huge names and values in a header or index give short messages", asyn
     ];
     for (const [header, cls, part] of cases) {
       const p = await writeRaw(dir, "m.safetensors", rawSafetensors(header));
-      const msg = await rejects(SafetensorsFile.open(p), cls, [p, part]);
+      const msg = await rejectsWith(SafetensorsFile.open(p), cls, [p, part]);
       assert.ok(msg.length < 1000, `message of ${msg.length} characters`);
     }
   });
@@ -819,16 +790,20 @@ Deno.test("shards that are folders or impossible names fail naming the file", as
     const names = await writeShardedSafetensors(dir, [one]);
     await Deno.remove(join(dir, names[0]));
     await Deno.mkdir(join(dir, names[0]));
-    await rejects(Checkpoint.open(dir), Deno.errors.IsADirectory, [
+    await rejectsWith(Checkpoint.open(dir), Deno.errors.IsADirectory, [
       join(dir, names[0]),
       "is a folder",
     ]);
     const indexPath = join(dir, "model.safetensors.index.json");
     await Deno.writeTextFile(indexPath, JSON.stringify({ weight_map: { w0: "x".repeat(300) } }));
-    await rejects(Checkpoint.open(dir), RangeError, [indexPath, 'weight_map["w0"]', "255 bytes"]);
+    await rejectsWith(Checkpoint.open(dir), RangeError, [
+      indexPath,
+      'weight_map["w0"]',
+      "255 bytes",
+    ]);
     await Deno.writeTextFile(indexPath, JSON.stringify({ weight_map: { w0: "a\0b" } }));
-    await rejects(Checkpoint.open(dir), RangeError, [indexPath, "NUL"]);
-    await rejects(Checkpoint.open(join(dir, "absent")), Deno.errors.NotFound, [
+    await rejectsWith(Checkpoint.open(dir), RangeError, [indexPath, "NUL"]);
+    await rejectsWith(Checkpoint.open(join(dir, "absent")), Deno.errors.NotFound, [
       join(dir, "absent"),
       "not found",
     ]);

@@ -20,12 +20,14 @@ export const GENERATE_USAGE = `\
            [--read-every N] [--stats] [--quiet] [--progress] [--gpu-memory 2GiB]
            [--policy lru|lfu|stream|naive] [--heatmap FILE.svg] [--save-routing-stats]
            [--devices N] [--host-memory 8GiB] [--prefetch temporal|lookahead|both]
-           [--dtype f32|f16] [--quantize q8_0|q4_0|q4_k|q5_k|q6_k]
+           [--dtype f32|f16] [--quantize FORMAT]
                                      stream text from a Hugging Face model folder or a GGUF
                                      file (default: the model Kiln trained, assets/default_model/;
                                      a GGUF's quantized weights read as stored, dequantized
                                      in the kernels; --quantize stores a folder's weights as
-                                     llama.cpp blocks on load), computing activations in
+                                     llama.cpp blocks on load: q4_k, q5_k, q6_k, q8_0, q4_0,
+                                     q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl), computing
+                                     activations in
                                      --dtype (default f32; f16 needs shader-f16); --max-seq
                                      (default: max_position_embeddings, at most 2048) bounds
                                      prompt + generated tokens, past max_position_embeddings
@@ -45,12 +47,15 @@ export const GENERATE_USAGE = `\
  * ```
  */
 export const INSPECT_USAGE = `\
-  inspect DIR [--gpu-memory 2GiB] [--host-memory 8GiB] [--devices N] [--dtype f32|f16]
+  inspect DIR|FILE.gguf [--gpu-memory 2GiB] [--host-memory 8GiB] [--devices N]
+          [--dtype f32|f16] [--quantize FORMAT]
                                      a model from config.json alone: architecture, layer pattern,
                                      parameters total vs active per token, bytes, kernels per step;
                                      with --gpu-memory, the expert placement plan; with
                                      --devices N, the split of the experts over N devices;
-                                     --dtype: the weights' dtype the placement plans for (f32)
+                                     --dtype: the weights' dtype the placement plans for (f32);
+                                     --quantize: plan for the weights in a block format (as
+                                     generate's), a GGUF's formats as stored
   inspect FILE [--dims T=128] [--wgsl] [--cache PATH]
                                      IR, fused kernel plan, buffers and WGSL of a module
                                      exporting build(), and the tile each matmul kernel got
@@ -122,14 +127,15 @@ export const BUILD_USAGE = `\
  * ```
  */
 export const QUANTIZE_USAGE = `\
-  quantize DIR|FILE.gguf --type q4_k|q5_k|q6_k|q8_0|q4_0|f16|f32 -o OUT.gguf [--name NAME]
-           [--quiet]
+  quantize DIR|FILE.gguf --type TYPE -o OUT.gguf [--name NAME] [--quiet]
                                      write one GGUF file as llama.cpp would: a Hugging Face
                                      folder's weights (and its tokenizer.json) or another GGUF
-                                     file's (dequantized, then requantized) in --type, norms and
-                                     the tensors llama.cpp keeps f32 in f32; a row that is not
-                                     whole blocks falls back as llama-quantize does; --name sets
-                                     general.name; --quiet: no progress, no summary line`;
+                                     file's (dequantized, then requantized) in --type (q4_k,
+                                     q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k,
+                                     iq4_xs, iq4_nl, f16, f32), norms and the tensors llama.cpp
+                                     keeps f32 in f32; a row that is not whole blocks falls back
+                                     as llama-quantize does; --name sets general.name; --quiet:
+                                     no progress, no summary line`;
 
 /**
  * Usage of `kiln tokenizer`.

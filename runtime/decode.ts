@@ -174,6 +174,40 @@ export function sampledId(id: number, step: number): number {
 }
 
 /**
+ * `logits` (`[T, vocab]`, row-major) as they are when every value is finite;
+ * otherwise a RangeError saying where (`where`: e.g. the model's path and the
+ * call), at which token and vocabulary id the first NaN or ±Inf sits and how
+ * many there are. Logits are what a user reads to judge a model, so an
+ * overflow inside the forward pass (finite but extreme weights) is an error,
+ * as it is in generation ({@linkcode sampledId}), never a silent NaN.
+ *
+ * @example
+ * ```ts
+ * import { finiteLogits } from "@kiln/kiln/runtime";
+ * finiteLogits(new Float32Array([0.5, -1, 2, 3]), 2, "m").length; // 4
+ * ```
+ */
+export function finiteLogits(logits: Float32Array, vocab: number, where: string): Float32Array {
+  // NaN and ±Inf are the values whose exponent bits are all ones.
+  const bits = new Uint32Array(logits.buffer, logits.byteOffset, logits.length);
+  let first = -1, count = 0;
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i] & 0x7f800000) === 0x7f800000) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (first < 0) return logits;
+  const tokens = Math.ceil(logits.length / vocab);
+  throw new RangeError(
+    `${where}: the logits are not finite: ${logits[first]} at token ${
+      Math.floor(first / vocab)
+    } of ${tokens}, vocabulary id ${first % vocab} (${count} of ${logits.length} values); ` +
+      "a layer overflowed f32 or the model's weights or inputs are broken",
+  );
+}
+
+/**
  * Splits a prompt of `length` tokens into bucket lengths, largest first (so the
  * big, efficient chunks come first and at most three of each smaller size
  * follow).

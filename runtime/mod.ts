@@ -41,6 +41,7 @@ export {
   type DecodeLoop,
   decodeSteps,
   type ExecutableLike,
+  finiteLogits,
   type LoopRunner,
   type LoopStats,
   prefillChunksToCompile,

@@ -23,6 +23,7 @@ import {
   coldPrompt,
   type DecodeLoop,
   decodeSteps,
+  finiteLogits,
   type LoopStats,
   prefillChunksToCompile,
 } from "./decode.ts";
@@ -310,9 +311,10 @@ export class PrebuiltModel {
   async forward(tokenIds: readonly number[]): Promise<Float32Array> {
     const ids = this.#checkIds(tokenIds);
     this.prefill.resetStates();
-    return await promptLogits(this.prefill, this.#prefillChunks(ids, 0, 0, false), {
+    const logits = await promptLogits(this.prefill, this.#prefillChunks(ids, 0, 0, false), {
       onCompile: this.onCompile,
     });
+    return finiteLogits(logits, this.data.vocabSize, `${this.data.name}: forward`);
   }
 
   /**
@@ -333,7 +335,11 @@ export class PrebuiltModel {
     this.decode.writeState(this.data.states.token, [tokenId]);
     const inputs = this.#decodeInputs(position, 0, 0);
     const { logits } = await this.decode.run(inputs, { onCompile: this.onCompile });
-    return logits.data as Float32Array;
+    return finiteLogits(
+      logits.data as Float32Array,
+      this.data.vocabSize,
+      `${this.data.name}: step at position ${position}`,
+    );
   }
 
   #useSampling(options: PrebuiltGenerateOptions): void {

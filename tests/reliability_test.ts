@@ -142,6 +142,40 @@ Deno.test("generation stops with an error naming the step when the logits stop b
   });
 });
 
+Deno.test("forward and step refuse logits that overflowed, naming the model, the token and the id", async () => {
+  await withCheckpoint(async (dir) => {
+    const hidden = TINY_MIXTRAL_CONFIG.hidden_size as number;
+    // Finite weights that pass the load-time scan, but the final norm's gain of
+    // 3.4e38 takes every normalized value above 1 past f32's largest: the
+    // logits overflow (as the GGUF fuzzer's extreme-weight cases did).
+    const gains: Record<number, number> = {};
+    for (let i = 0; i < hidden; i++) gains[i] = 3.4e38;
+    await poison(dir, "model.norm.weight", gains);
+    const model = await open(dir);
+    try {
+      const pattern = (call: string) =>
+        new RegExp(
+          `^${dir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: ${call}: the logits are not finite: ` +
+            `(NaN|-?Infinity) at token \\d+ of \\d+, vocabulary id \\d+ \\(\\d+ of \\d+ values\\); ` +
+            "a layer overflowed f32",
+        );
+      await assert.rejects(model.forward([1, 2, 3]), (e: Error) => {
+        assert.ok(e instanceof RangeError, String(e));
+        assert.match(e.message, pattern("forward"));
+        assert.match(e.message, / of 3, /, "counts the prompt's tokens");
+        return true;
+      });
+      await assert.rejects(model.step(1, 0), (e: Error) => {
+        assert.ok(e instanceof RangeError, String(e));
+        assert.match(e.message, pattern("step at position 0"));
+        return true;
+      });
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
 // ---------------------------------------------------------------- sampling
 
 function sampleGraph(V: number, dtype: "f32" | "f16", temperature: number) {

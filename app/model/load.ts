@@ -313,7 +313,7 @@ async function load(
   ];
   try {
     const tokenizer = await modelTokenizer(dir);
-    model = new Model(cfg, build, device, maxSeq, tokenizer, created);
+    model = new Model(cfg, build, device, maxSeq, tokenizer, created, dir);
   } catch (e) {
     ckpt.close();
     throw e;

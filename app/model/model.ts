@@ -28,7 +28,12 @@ import type { ModelConfig } from "../../models/config.ts";
 import { MAMBA_STATE_SUFFIXES } from "../../models/mamba.ts";
 import { STATES } from "../../models/states.ts";
 import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
-import { COLD_PROMPT_TOKENS, coldPrompt, prefillChunksToCompile } from "../../runtime/decode.ts";
+import {
+  COLD_PROMPT_TOKENS,
+  coldPrompt,
+  finiteLogits,
+  prefillChunksToCompile,
+} from "../../runtime/decode.ts";
 import { compile, type Executable, type RunOptions } from "../../runtime/executable.ts";
 import { NOTHING_TO_COMPILE, type PendingCompile, startCompile } from "../../runtime/pipelines.ts";
 import type { ExpertPlan } from "../experts/placement.ts";
@@ -124,6 +129,8 @@ export class Model {
   decode: Executable;
   /** KV-cache capacity. */
   readonly maxSeq: number;
+  /** Where the model was loaded from (its folder or GGUF file), for messages. */
+  readonly source: string;
   /** Statistics of the last generate call. */
   lastStats?: GenerateStats;
   /** The expert scheduler, when loaded under a memory budget that does not hold every expert. */
@@ -165,6 +172,7 @@ export class Model {
   /**
    * Use {@linkcode loadModel}. `owned` are devices made for this model alone
    * (destroyed by `dispose`); a device the caller passed in is never among them.
+   * `source` names the model in errors (its folder or file).
    */
   constructor(
     config: ModelConfig,
@@ -173,8 +181,10 @@ export class Model {
     maxSeq: number,
     tokenizer?: Tokenizer,
     owned: readonly GpuDevice[] = [],
+    source = "model",
   ) {
     this.config = config;
+    this.source = source;
     this.#build = build;
     this.maxSeq = maxSeq;
     this.tokenizer = tokenizer;
@@ -220,7 +230,7 @@ export class Model {
     );
     this.experts?.countStep();
     this.parallel?.countStep();
-    return logits;
+    return finiteLogits(logits, this.config.vocabSize, `${this.source}: forward`);
   }
 
   /**
@@ -248,7 +258,11 @@ export class Model {
     );
     this.experts?.countStep();
     this.parallel?.countStep();
-    return logits.data as Float32Array;
+    return finiteLogits(
+      logits.data as Float32Array,
+      this.config.vocabSize,
+      `${this.source}: step at position ${position}`,
+    );
   }
 
   /** Run options carrying the expert scheduler's copies, if any. */

@@ -62,16 +62,7 @@ export const KNOWN_ISSUES: readonly {
   id: string;
   about: string;
   match: (f: GgufFailure) => boolean;
-}[] = [
-  {
-    id: "nan-logits-from-finite-weights",
-    about: "app/model: finite but extreme weights (±3e38, 1e30, f16 65504 block scales) " +
-      "overflow in the forward pass, which returns NaN logits without an error",
-    match: (f) =>
-      f.failure.startsWith("wrong success: forward gave non-finite logits") &&
-      /data\/(extreme|flip)/.test(f.kinds ?? ""),
-  },
-];
+}[] = [];
 
 /** Failures of one kind: the same reason, error class and message (numbers and paths aside). */
 export interface GgufFailureGroup {

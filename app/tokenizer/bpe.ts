@@ -8,7 +8,16 @@
 
 import { asArray, asObject, describe, type JsonPath, quote, tokenId } from "./json.ts";
 
-/** Settings of a BPE model, already validated. */
+/**
+ * Settings of a BPE model, already validated.
+ *
+ * @example
+ * ```ts
+ * import type { BpeOptions } from "./bpe.ts";
+ * const options: BpeOptions = { vocab: new Map([["a", 0]]), merges: [], mergesPath: "model.merges",
+ *   fuseUnk: false, byteFallback: false, ignoreMerges: false, continuingSubwordPrefix: "", endOfWordSuffix: "" };
+ * ```
+ */
 export interface BpeOptions {
   /** Token string → id. */
   vocab: Map<string, number>;
@@ -38,10 +47,28 @@ export interface BpeOptions {
   endOfWordSuffix: string;
 }
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** `s` less its first `n` UTF-8 bytes; a SyntaxError naming `where` if that splits a character. */
+function dropBytes(s: string, n: number, where: string): string {
+  if (n === 0) return s;
+  const bytes = encoder.encode(s);
+  const b = bytes[n];
+  if (bytes.length < n || (b !== undefined && (b & 0xc0) === 0x80)) {
+    throw new SyntaxError(
+      `${where}: token ${quote(s)} does not start with continuing_subword_prefix`,
+    );
+  }
+  return decoder.decode(bytes.subarray(n));
+}
+
 /** Words longer than this are not cached: they are rare and would bloat the cache. */
 const CACHE_WORD_MAX = 256;
 /** The cache is cleared when it reaches this size, which bounds memory for long runs. */
 const CACHE_ENTRIES_MAX = 65_536;
+/** Longest piece (character with its prefix and suffix) spelled in byte-fallback tokens. */
+const BYTE_PIECE_MAX = 4096;
 
 /**
  * A byte-pair-encoding model. `tokenize(word)` maps one pre-tokenized word to ids,
@@ -89,20 +116,25 @@ export class BpeModel {
     this.#stride = maxId + 1;
     this.#mergedIds = new Int32Array(options.merges.length);
     this.#priority = priorities(options);
+    const prefixBytes = encoder.encode(options.continuingSubwordPrefix).length;
     options.merges.forEach(([a, b], rank) => {
       const where = `${options.mergesPath}[${rank}]`;
       const left = options.vocab.get(a);
       const right = options.vocab.get(b);
-      const merged = options.vocab.get(a + b);
       if (left === undefined) {
         throw new SyntaxError(`${where}: token ${quote(a)} is not in model.vocab`);
       }
       if (right === undefined) {
         throw new SyntaxError(`${where}: token ${quote(b)} is not in model.vocab`);
       }
+      // model.rs `BpeBuilder::build`: the merged token is a + b less the length of
+      // continuing_subword_prefix (in bytes), so "a" + "##b" is "ab".
+      const merged = options.vocab.get(a + dropBytes(b, prefixBytes, where));
       if (merged === undefined) {
         throw new SyntaxError(
-          `${where}: merged token ${quote(a + b)} is not in model.vocab`,
+          `${where}: merged token ${
+            quote(a + dropBytes(b, prefixBytes, where))
+          } is not in model.vocab`,
         );
       }
       // A repeated pair keeps its last rank, as Hugging Face's HashMap build does.
@@ -130,7 +162,7 @@ export class BpeModel {
     }
   }
 
-  /** Token ids of one word (cached). Throws a RangeError for a character with no token and no unk_token. */
+  /** Token ids of one word (cached); a character with no token, byte or unk_token is dropped, as tokenizers drops it. */
   tokenize(word: string): readonly number[] {
     if (word.length === 0) return [];
     const hit = this.#cache.get(word);
@@ -146,11 +178,17 @@ export class BpeModel {
     return ids;
   }
 
-  /** The initial symbols: one per character, or its bytes, or unk. */
+  /**
+   * The initial symbols, as model.rs `merge_word` makes them: one per character (with
+   * the subword prefix and word suffix), or the bytes of that piece when byte_fallback
+   * has them all, or unk. A character with no token is dropped when there is no
+   * unk_token. An unk is held back until a vocabulary hit or the end (so with fuse_unk
+   * unknowns fuse across byte-fallback characters, which then come before it).
+   */
   #symbols(word: string): number[] {
     const out: number[] = [];
     const chars = Array.from(word);
-    let lastWasUnk = false;
+    let pending = false;
     for (let i = 0; i < chars.length; i++) {
       let piece = chars[i];
       const prefixed = i > 0 && this.#prefix !== "";
@@ -160,33 +198,39 @@ export class BpeModel {
       const hopeless = (prefixed && this.#hopelessPrefix) || (suffixed && this.#hopelessSuffix);
       const id = hopeless ? undefined : this.#vocab.get(piece);
       if (id !== undefined) {
+        if (pending) out.push(this.#unkId!);
+        pending = false;
         out.push(id);
-        lastWasUnk = false;
         continue;
       }
       if (this.#byteIds !== undefined) {
-        const bytes = new TextEncoder().encode(chars[i]);
-        const byteIds = Array.from(bytes, (b) => this.#byteIds![b]);
+        if (piece.length > BYTE_PIECE_MAX) {
+          // tokenizers spells the prefixed piece out byte by byte; a prefix or
+          // suffix this long would give every character thousands of tokens.
+          throw new RangeError(
+            `${this.#source}: continuing_subword_prefix / end_of_word_suffix of ` +
+              `${this.#prefix.length} / ${this.#suffix.length} characters spelled in ` +
+              `byte_fallback tokens give one character over ${BYTE_PIECE_MAX} tokens`,
+          );
+        }
+        const byteIds = Array.from(encoder.encode(piece), (b) => this.#byteIds![b]);
         if (byteIds.every((b) => b >= 0)) {
-          out.push(...byteIds);
-          lastWasUnk = false;
+          for (const b of byteIds) out.push(b);
           continue;
         }
       }
+      if (this.#unkToken === undefined) continue;
       if (this.#unkId === undefined) {
         const cp = chars[i].codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
         throw new RangeError(
-          `${this.#source}: character U+${cp} in word ${
-            quote(word.slice(0, 40))
-          } has no token and ` +
-            (this.#unkToken === undefined
-              ? "model.unk_token is null"
-              : `unk_token ${quote(this.#unkToken)} is not in the vocabulary`),
+          `${this.#source}: character U+${cp} in word ${quote(word.slice(0, 40))} has no ` +
+            `token and unk_token ${quote(this.#unkToken)} is not in the vocabulary`,
         );
       }
-      if (!(this.#fuseUnk && lastWasUnk)) out.push(this.#unkId);
-      lastWasUnk = true;
+      if (pending && !this.#fuseUnk) out.push(this.#unkId);
+      pending = true;
     }
+    if (pending) out.push(this.#unkId!);
     return out;
   }
 
@@ -361,15 +405,23 @@ export function parseVocab(value: unknown, at: JsonPath): Map<string, number> {
  */
 export function parseMerges(value: unknown, at: JsonPath): [string, string][] {
   const list = value === undefined ? [] : asArray(value, at);
-  return list.map((m, i) => {
+  const out: [string, string][] = [];
+  list.forEach((m, i) => {
     if (typeof m === "string") {
+      // model.rs `convert_merges_to_hashmap` skips "#version" lines, as in merges.txt.
+      if (m.startsWith("#version")) return;
       const parts = m.split(" ");
-      if (parts.length === 2 && parts[0] && parts[1]) return [parts[0], parts[1]];
+      if (parts.length === 2 && parts[0] && parts[1]) {
+        out.push([parts[0], parts[1]]);
+        return;
+      }
     } else if (
       Array.isArray(m) && m.length === 2 && typeof m[0] === "string" && typeof m[1] === "string"
     ) {
-      return [m[0], m[1]];
+      out.push([m[0], m[1]]);
+      return;
     }
     throw at.index(i).error(`is not a pair (expected "a b" or ["a", "b"], got ${describe(m)})`);
   });
+  return out;
 }

@@ -6,8 +6,9 @@
  * Files: `tokenizer.ts` (the {@linkcode Tokenizer}: encode, decode, options),
  * `stream_decoder.ts` (ids to text one at a time), `bpe.ts` (the BPE model),
  * `added_tokens.ts` (special and user tokens found before the model runs),
- * `parts.ts` (normalizers, pre-tokenizers, decoders and the JSON field
- * helpers), `post_processor.ts` (BOS/EOS templates), `special_tokens.ts`
+ * `parts.ts` (normalizers, and the JSON field helpers re-exported),
+ * `pre_tokenizers.ts`, `decoders.ts`, `split.ts` (splitting by match behaviour, the
+ * byte-level alphabet), `patterns.ts` (regexes as Hugging Face runs them), `post_processor.ts` (BOS/EOS templates), `special_tokens.ts`
  * (BOS/EOS from tokenizer_config.json or conventional names), `train.ts` (training a
  * byte-level BPE on text: `train_words.ts`, `train_merges.ts`, `train_json.ts`).
  *

@@ -14,7 +14,15 @@ import { asObject, type JsonPath, quote } from "./json.ts";
  * Compiles a pattern written for Hugging Face's Rust regex engines (Oniguruma /
  * fancy-regex) as a JavaScript global Unicode RegExp. `\s` and `\S` are rewritten to the
  * Unicode White_Space property because JavaScript's `\s` differs from theirs (it
- * includes U+FEFF and lacks U+0085).
+ * includes U+FEFF and lacks U+0085), and a bare script name (`\p{Han}`, which
+ * Oniguruma takes) becomes `\p{Script=Han}`.
+ *
+ * @example
+ * ```ts
+ * import { compileHfRegex } from "./patterns.ts";
+ * import { JsonPath } from "./json.ts";
+ * compileHfRegex("\\p{Han}+", new JsonPath("tokenizer.json", "pre_tokenizer")).test("漢字"); // true
+ * ```
  */
 export function compileHfRegex(pattern: string, at: JsonPath): RegExp {
   let out = "";
@@ -24,11 +32,31 @@ export function compileHfRegex(pattern: string, at: JsonPath): RegExp {
       const n = pattern[i + 1];
       if (n === "s") out += "\\p{White_Space}";
       else if (n === "S") out += "\\P{White_Space}";
-      else out += c + n;
+      else if ((n === "p" || n === "P") && pattern[i + 2] === "{") {
+        // Oniguruma takes a bare script name (`\p{Han}`); JavaScript wants `\p{Script=Han}`.
+        const close = pattern.indexOf("}", i + 3);
+        const name = close < 0 ? "" : pattern.slice(i + 3, close);
+        if (name && !/[=^]/.test(name) && !isProperty(name) && isProperty(`Script=${name}`)) {
+          out += `\\${n}{Script=${name}}`;
+          i = close;
+          continue;
+        }
+        out += c + n;
+      } else out += c + n;
       i++;
     } else out += c;
   }
   return compileRegex(out, `regex ${quote(pattern)}`, at);
+}
+
+/** Whether `\p{name}` is a property JavaScript knows. */
+function isProperty(name: string): boolean {
+  try {
+    new RegExp(`\\p{${name}}`, "u");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -58,7 +86,16 @@ export function compileRegex(source: string, what: string, at: JsonPath): RegExp
   }
 }
 
-/** A `{String: s}` or `{Regex: r}` pattern as a global RegExp. */
+/**
+ * A `{String: s}` or `{Regex: r}` pattern as a global RegExp.
+ *
+ * @example
+ * ```ts
+ * import { parsePattern } from "./patterns.ts";
+ * import { JsonPath } from "./json.ts";
+ * parsePattern({ String: "." }, new JsonPath("tokenizer.json", "normalizer.pattern")).test("a"); // false
+ * ```
+ */
 export function parsePattern(value: unknown, at: JsonPath): RegExp {
   const obj = asObject(value, at);
   if (typeof obj.String === "string") {
@@ -75,6 +112,12 @@ export function parsePattern(value: unknown, at: JsonPath): RegExp {
 /**
  * Escapes a literal for a Unicode-mode RegExp (outside a character class). Only
  * syntax characters and `/` may be escaped there: `\\-` is a SyntaxError.
+ *
+ * @example
+ * ```ts
+ * import { escapeRegex } from "./patterns.ts";
+ * escapeRegex("a.b"); // "a\\.b"
+ * ```
  */
 export function escapeRegex(s: string): string {
   return s.replace(/[\\^$.*+?()[\]{}|\/]/g, "\\$&");
@@ -84,6 +127,12 @@ export function escapeRegex(s: string): string {
  * How long text may grow in one run of a normalizer, pre-tokenizer or decoder:
  * a file whose Replace fills every position with a long string, Sequenced, would
  * otherwise grow text exponentially (a hang, then out of memory).
+ *
+ * @example
+ * ```ts
+ * import type { Budget } from "./patterns.ts";
+ * const b: Budget = { max: 65_536 };
+ * ```
  */
 export interface Budget {
   /** The most characters the text may reach. */
@@ -122,7 +171,33 @@ export function spend(length: number, budget: Budget, at: JsonPath): void {
 }
 
 /**
- * `text.replace(pattern, content)`, failing as soon as the result would exceed the budget.
+ * The matches of `re` in `text` as Hugging Face finds them (`SysRegex::find_iter`, the
+ * onig crate's `FindMatches`): like `matchAll`, except that an empty match starting
+ * where the previous match ended is dropped.
+ *
+ * @example
+ * ```ts
+ * import { findMatches } from "./patterns.ts";
+ * findMatches(/a|(?=b)/gu, "ab"); // [[0, 1]]: JavaScript would also give the empty match at 1
+ * ```
+ */
+export function findMatches(re: RegExp, text: string): [number, number][] {
+  const out: [number, number][] = [];
+  let lastEnd = -1;
+  re.lastIndex = 0;
+  for (const m of text.matchAll(re)) {
+    const s = m.index!, e = s + m[0].length;
+    if (s === e && s === lastEnd) continue;
+    out.push([s, e]);
+    lastEnd = e;
+  }
+  return out;
+}
+
+/**
+ * `text` with every match of `pattern` replaced by `content`, matches found as
+ * {@link findMatches} does (tokenizers' `NormalizedString::replace` and the Replace
+ * decoder): empty text is left alone. Fails as soon as the result would exceed the budget.
  *
  * @example
  * ```ts
@@ -138,12 +213,17 @@ export function replaceWithin(
   budget: Budget,
   at: JsonPath,
 ): string {
+  if (text.length === 0) return text;
   let length = text.length;
-  return text.replace(pattern, (m: string) => {
-    length += content.length - m.length;
+  let out = "";
+  let last = 0;
+  for (const [s, e] of findMatches(pattern, text)) {
+    length += content.length - (e - s);
     spend(length, budget, at);
-    return content;
-  });
+    out += text.slice(last, s) + content;
+    last = e;
+  }
+  return out + text.slice(last);
 }
 
 /**

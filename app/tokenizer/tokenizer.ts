@@ -14,7 +14,12 @@
  * @module
  */
 
-import { type AddedToken, AddedTokenMatcher, parseAddedTokens } from "./added_tokens.ts";
+import {
+  type AddedToken,
+  AddedTokenMatcher,
+  parseAddedTokens,
+  resolveAddedTokens,
+} from "./added_tokens.ts";
 import { BpeModel, parseMerges, parseVocab } from "./bpe.ts";
 import {
   asObject,
@@ -119,13 +124,14 @@ export class Tokenizer {
   readonly #post: PostProcessor | undefined;
   readonly #idToToken: string[];
   readonly #vocab: Map<string, number>;
-  readonly #addedToId = new Map<string, number>();
-  readonly #specialIds: Set<number>;
+  readonly #addedToId: Map<string, number>;
+  /** Contents of special added tokens: decode skips ids whose token string is one. */
+  readonly #specials: Set<string>;
   /** The file, for messages. */
   readonly #source: string;
-  /** [raw, normalized] matchers for all added tokens, then for non-special ones only. */
-  readonly #matchAll: [AddedTokenMatcher, AddedTokenMatcher];
-  readonly #matchPlain: [AddedTokenMatcher, AddedTokenMatcher];
+  /** Matchers for added tokens with `normalized: false` (on raw text) and true (on normalized text). */
+  readonly #matchRaw: AddedTokenMatcher;
+  readonly #matchNormalized: AddedTokenMatcher;
 
   private constructor(json: Record<string, unknown>, options: TokenizerOptions) {
     const root = new JsonPath(options.source ?? "tokenizer.json", "");
@@ -168,18 +174,27 @@ export class Tokenizer {
     this.#decoder = parseDecoder(json.decoder, root.key("decoder"));
 
     this.#vocab = vocab;
+    const { byContent, byId, specials } = resolveAddedTokens(added, vocab);
+    this.#addedToId = byContent;
+    this.#specials = specials;
     let maxId = -1;
     for (const id of vocab.values()) maxId = Math.max(maxId, id);
-    for (const t of added) maxId = Math.max(maxId, t.id);
+    for (const id of byId.keys()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
     this.#idToToken = new Array(this.vocabSize);
     for (const [tok, id] of vocab) this.#idToToken[id] = tok;
-    // Added tokens win over the model's own entry for the same id, as in Hugging Face.
-    for (const t of added) {
-      this.#idToToken[t.id] = t.content;
-      this.#addedToId.set(t.content, t.id);
+    // Added tokens win over the model's own entry for the same id; a normalized one is
+    // known by its normalized text (tokenizers 0.23 `simple_id_to_token`), which is
+    // what decode sees and what the normalized matcher looks for.
+    const raw: { token: AddedToken; pattern: string }[] = [];
+    const normalized: { token: AddedToken; pattern: string }[] = [];
+    for (const t of byId.values()) {
+      const pattern = t.normalized && this.#normalizer ? this.#normalizer(t.content) : t.content;
+      this.#idToToken[t.id] = pattern;
+      (t.normalized ? normalized : raw).push({ token: t, pattern });
     }
-    this.#specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
+    this.#matchRaw = new AddedTokenMatcher(raw);
+    this.#matchNormalized = new AddedTokenMatcher(normalized);
     this.#post = parsePostProcessor(
       json.post_processor,
       root.key("post_processor"),
@@ -193,15 +208,6 @@ export class Tokenizer {
         );
       }
     }
-
-    const norm = (t: AddedToken): string =>
-      t.normalized && this.#normalizer ? this.#normalizer(t.content) : t.content;
-    const matchers = (list: AddedToken[]): [AddedTokenMatcher, AddedTokenMatcher] => [
-      new AddedTokenMatcher(list.filter((t) => !t.normalized), (t) => t.content),
-      new AddedTokenMatcher(list.filter((t) => t.normalized), norm),
-    ];
-    this.#matchAll = matchers(added);
-    this.#matchPlain = matchers(added.filter((t) => !t.special));
 
     const pick = (name: string | undefined, what: string): number | undefined => {
       if (name === undefined) return undefined;
@@ -289,20 +295,22 @@ export class Tokenizer {
         `${this.#source}: Tokenizer.encode: text is not a string (got ${typeof text})`,
       );
     }
-    const [raw, normalized] = options.splitSpecialTokens ? this.#matchPlain : this.#matchAll;
+    // As tokenizers' `extract_and_normalize`: non-normalized added tokens are found in
+    // the raw text, the rest is normalized piece by piece and searched for normalized ones.
+    const skip = options.splitSpecialTokens === true;
     const ids: number[] = [];
-    for (const seg of raw.split(text, 0)) {
+    for (const seg of this.#matchRaw.split(text, 0, skip)) {
       if ("id" in seg) {
         ids.push(seg.id);
         continue;
       }
       const norm = this.#normalizer ? this.#normalizer(seg.text) : seg.text;
-      for (const sub of normalized.split(norm, seg.start)) {
+      for (const sub of this.#matchNormalized.split(norm, seg.start, skip)) {
         if ("id" in sub) {
           ids.push(sub.id);
           continue;
         }
-        const piece = { text: sub.text, first: sub.start === 0 };
+        const piece = { text: sub.text, start: sub.start };
         const pieces = this.#preTokenizer ? this.#preTokenizer([piece]) : [piece];
         for (const p of pieces) for (const id of this.#model.tokenize(p.text)) ids.push(id);
       }
@@ -348,7 +356,8 @@ export class Tokenizer {
             `(vocabSize ${this.vocabSize})`,
         );
       }
-      if (options.skipSpecialTokens && this.#specialIds.has(id)) continue;
+      // tokenizers' `decode` skips by token string, not by id.
+      if (options.skipSpecialTokens && this.#specials.has(tok)) continue;
       tokens.push(tok);
     }
     // Without a decoder Hugging Face joins tokens with spaces.
@@ -405,7 +414,8 @@ export class Tokenizer {
   }
 
   /**
-   * Whether an id is an added token marked `special`.
+   * Whether decode with `skipSpecialTokens` leaves the id out: its token string is the
+   * content of an added token marked `special`.
    *
    * @example
    * ```ts ignore
@@ -415,6 +425,7 @@ export class Tokenizer {
    * ```
    */
   isSpecial(id: number): boolean {
-    return this.#specialIds.has(id);
+    const tok = this.idToToken(id);
+    return tok !== undefined && this.#specials.has(tok);
   }
 }

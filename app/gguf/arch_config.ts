@@ -19,8 +19,8 @@
  * - `qwen2moe`: as llama, plus `.expert_feed_forward_length` (default
  *   feed_forward_length / expert_used_count, llama.cpp's),
  *   `.expert_shared_feed_forward_length` (default feed_forward_length when the
- *   shared-expert tensors exist), `.expert_weights_norm` (default false:
- *   llama.cpp's qwen2moe graph never renormalises); q/k/v biases and dense
+ *   shared-expert tensors exist); `.expert_weights_norm` is ignored, as
+ *   llama.cpp ignores it (its qwen2moe graph never renormalises); q/k/v biases and dense
  *   layers (`mlp_only_layers`) from the tensors present;
  * - `olmoe`: as llama (`.feed_forward_length` is the experts' width); QK-norm
  *   from `attn_q_norm`/`attn_k_norm`, no biases, no `clip_qkv`, top-k weights
@@ -227,9 +227,16 @@ function attentionConfig(k: Keys, H: number): Json {
   };
   if (keyLength !== undefined) out.head_dim = keyLength;
   const scaling = k.m.optionalString(k.key("rope.scaling.type"));
-  const factor = k.opt("rope.scaling.factor") ?? k.opt("rope.scale_linear");
-  if (scaling === "linear" || (scaling === undefined && factor !== undefined && factor !== 1)) {
-    out.rope_scaling = { rope_type: "linear", factor: factor ?? k.num("rope.scaling.factor") };
+  // llama.cpp (`load_hparams`) reads the factor from `rope.scaling.factor`, else the
+  // older `rope.scale_linear`, and takes 0 (or no key) as "no scaling": freq_scale 1.
+  const raw = k.opt("rope.scaling.factor") ?? k.opt("rope.scale_linear");
+  const factor = raw === 0 ? undefined : raw;
+  if (scaling === "linear" && (factor === undefined || factor === 1)) {
+    // Linear scaling by 1 is no scaling at all.
+  } else if (
+    scaling === "linear" || (scaling === undefined && factor !== undefined && factor !== 1)
+  ) {
+    out.rope_scaling = { rope_type: "linear", factor };
   } else if (scaling === "yarn") {
     // An original context equal to context_length is transformers' default for yarn.
     const original = k.num("rope.scaling.original_context_length");
@@ -288,7 +295,10 @@ function qwen2MoeConfig(k: Keys, L: number): Json {
     moe_intermediate_size: k.opt("expert_feed_forward_length") ?? Math.floor(ff / used),
     shared_expert_intermediate_size: k.opt("expert_shared_feed_forward_length") ??
       (hasShared ? ff : 0),
-    norm_topk_prob: k.m.optionalBool(k.key("expert_weights_norm")) ?? false,
+    // llama.cpp's qwen2moe graph never renormalises the top-k weights (its
+    // build_moe_ffn call passes norm_w = false) and never reads
+    // `qwen2moe.expert_weights_norm`, so the file means false whatever that key says.
+    norm_topk_prob: false,
     qkv_bias: k.has("blk.0.attn_q.bias"),
     decoder_sparse_step: 1,
     mlp_only_layers: dense,

@@ -61,6 +61,13 @@ export interface HfTensorSource {
 }
 
 /**
+ * GGUF architectures whose llama.cpp loader requires `output.weight`
+ * (`load_arch_tensors` of `src/models/qwen2moe.cpp` and `olmoe.cpp` create it
+ * with flag 0, where llama, mamba and jamba fall back to `token_embd.weight`).
+ */
+const OUTPUT_REQUIRED: ReadonlySet<string> = new Set(["qwen2moe", "olmoe"]);
+
+/**
  * Options of {@linkcode convertToGguf}.
  *
  * @example
@@ -88,7 +95,9 @@ export interface ConvertToGgufOptions {
  * transform applied; every HF tensor the model needs is checked present with
  * its shape (a `RangeError` naming it and the shape expected otherwise), and a
  * tensor the model does not use is refused (except `lm_head` of a tied model
- * and RoPE `inv_freq` buffers, which llama.cpp skips too).
+ * and RoPE `inv_freq` buffers, which llama.cpp skips too). A tied Qwen2-MoE or
+ * OLMoE also gets an `output.weight` holding the embeddings, since llama.cpp
+ * requires one for those architectures.
  *
  * @example
  * ```ts
@@ -121,6 +130,14 @@ export function ggufTensorsFromHf(
     );
   }
   const plans = ggufTensorPlans(cfg);
+  const lay = specOf(cfg).layout;
+  if (cfg.tieEmbeddings && OUTPUT_REQUIRED.has(GGUF_ARCH_OF[cfg.architecture])) {
+    // llama.cpp's qwen2moe and olmoe create `output.weight` as required (no
+    // fallback to token_embd as llama, mamba and jamba have): a tied model gets
+    // its embeddings written a second time, as the output projection they are.
+    const embd = plans[0];
+    plans.push({ ...embd, name: "output.weight" });
+  }
   const used = new Set<string>();
   for (const p of plans) {
     for (const src of p.sources) {
@@ -140,7 +157,7 @@ export function ggufTensorsFromHf(
       used.add(src);
     }
   }
-  const lmHead = `${specOf(cfg).layout.lmHead}.weight`;
+  const lmHead = `${lay.lmHead}.weight`;
   const unknown = [...tensors.keys()].filter((n) =>
     !used.has(n) && !n.endsWith(".rotary_emb.inv_freq") && !(cfg.tieEmbeddings && n === lmHead)
   );

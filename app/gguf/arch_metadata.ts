@@ -19,8 +19,9 @@
  *   (linear, yarn), and `.attention.sliding_window` when Mixtral slides (a
  *   key llama.cpp defines but does not read for `llama`; Kiln reads it back);
  * - `qwen2moe`: as llama without `rope.dimension_count`, plus
- *   `.expert_feed_forward_length`, `.expert_shared_feed_forward_length`, and
- *   `.expert_weights_norm` when `norm_topk_prob` is true;
+ *   `.expert_feed_forward_length` and `.expert_shared_feed_forward_length`; a
+ *   config llama.cpp's qwen2moe cannot hold (`norm_topk_prob` true, dense layers,
+ *   no shared expert) is refused;
  * - `olmoe`: as qwen2moe without its expert widths (`.feed_forward_length`
  *   is the experts'); a config llama.cpp's olmoe graph would compute
  *   differently (biases, `clip_qkv`, `norm_topk_prob`, GQA) is refused;
@@ -160,6 +161,7 @@ export function ggufArchMetadata(
     );
   }
   if (arch === "olmoe") refuseOlmoeExtras(cfg);
+  if (arch === "qwen2moe") refuseQwen2MoeExtras(cfg);
   if (arch === "llama" || arch === "qwen2moe" || arch === "olmoe") {
     attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   }
@@ -191,7 +193,6 @@ export function ggufArchMetadata(
     if (cfg.moe.sharedExpert) {
       u32("expert_shared_feed_forward_length", cfg.moe.sharedExpert.ff);
     }
-    if (cfg.moe.normTopk) put(`${arch}.expert_weights_norm`, "bool", true);
   }
   put("general.file_type", "u32", GGUF_FILE_TYPES[options.type ?? "f32"]);
   put("general.quantization_version", "u32", 2);
@@ -222,6 +223,30 @@ function refuseOlmoeExtras(cfg: ModelConfig): void {
         "without it (no biases, no clip_qkv, top-k weights not renormalised, q/k norms as " +
         "wide as the hidden size)",
     );
+  }
+}
+
+/**
+ * Qwen2-MoE settings llama.cpp's qwen2moe model cannot hold (`src/models/qwen2moe.cpp`):
+ * `load_arch_tensors` creates a router, routed experts and a gated shared expert in
+ * every block (none optional), and the graph passes norm_w = false to
+ * `build_moe_ffn` without reading `expert_weights_norm`. A file with dense blocks or
+ * no shared expert would not load there; one with renormalised top-k weights would
+ * load and compute a different model.
+ */
+function refuseQwen2MoeExtras(cfg: ModelConfig): void {
+  const dense = cfg.pattern.map((p, i) => (p.ffn === "moe" ? -1 : i)).filter((i) => i >= 0);
+  const extra = cfg.moe?.normTopk
+    ? "norm_topk_prob true (llama.cpp's qwen2moe graph never renormalises the top-k weights)"
+    : dense.length > 0
+    ? `dense (non-MoE) layers ${dense.join(", ")} (mlp_only_layers / decoder_sparse_step; ` +
+      "llama.cpp's qwen2moe needs a router in every block)"
+    : !cfg.moe?.sharedExpert
+    ? "no shared expert (shared_expert_intermediate_size 0; llama.cpp's qwen2moe needs one " +
+      "in every block)"
+    : undefined;
+  if (extra) {
+    throw new TypeError(`config.json: Qwen2-MoE with ${extra} has no GGUF form`);
   }
 }
 

@@ -21,9 +21,9 @@
  */
 
 import { Tokenizer, type TokenizerOptions } from "../tokenizer/tokenizer.ts";
-import { GPT2_PATTERN } from "../tokenizer/parts.ts";
 import { quote } from "../tokenizer/json.ts";
 import type { GgufArray, GgufValue } from "./value.ts";
+import { GGUF_PRE_TOKENIZERS, PRE_TOKENIZERS, type PreTokenizerSpec } from "./tokenizer_pre.ts";
 
 /**
  * GGUF's token types (`tokenizer.ggml.token_type`), as llama.cpp numbers them.
@@ -54,73 +54,7 @@ export const GGUF_TOKEN_TYPE = {
  */
 export const GGUF_TOKENIZER_MODELS: readonly string[] = ["llama", "gpt2"];
 
-/** How a `tokenizer.ggml.pre` family pre-tokenizes, and the defaults it sets. */
-interface PreTokenizerSpec {
-  /** Split regexes applied in turn, each isolating its matches (llama.cpp's `regex_exprs`). */
-  patterns: readonly string[];
-  /** A pre-tokenized word that is itself a token is not merged (Llama 3). */
-  ignoreMerges?: boolean;
-  /** BOS is added by default. */
-  addBos?: boolean;
-}
-
-const GPT2: PreTokenizerSpec = { patterns: [GPT2_PATTERN] };
-const CONTRACTIONS = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])";
-const LETTERS = "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+";
-const REST = "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-/** Llama 3's split regex, as llama.cpp adapts it (no `(?i:…)`). */
-const LLAMA3_PATTERN = CONTRACTIONS + LETTERS + "|\\p{N}{1,3}" + REST;
-/** Qwen 2's: Llama 3's with single digits. */
-const QWEN2: PreTokenizerSpec = { patterns: [CONTRACTIONS + LETTERS + "|\\p{N}" + REST] };
-const LLAMA3: PreTokenizerSpec = { patterns: [LLAMA3_PATTERN], ignoreMerges: true, addBos: true };
-const LLAMA3_REGEX: PreTokenizerSpec = { patterns: [LLAMA3_PATTERN] };
-/** llama.cpp's fallback for a missing or "default" name (it warns that quality degrades). */
-const DEFAULT: PreTokenizerSpec = {
-  patterns: ["[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_PATTERN, "\\p{N}+", "[0-9][0-9][0-9]"],
-};
-const DEEPSEEK3: PreTokenizerSpec = {
-  patterns: [
-    "\\p{N}{1,3}",
-    "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
-    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+" +
-    "|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*" +
-    "|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
-  ],
-};
-
-const PRE_TOKENIZERS: Readonly<Record<string, PreTokenizerSpec>> = {
-  "default": DEFAULT,
-  "gpt-2": GPT2,
-  "mpt": GPT2,
-  "olmo": GPT2,
-  "phi-2": GPT2,
-  "qwen2": QWEN2,
-  "deepseek-r1-qwen": QWEN2,
-  "megrez": QWEN2,
-  "stablelm2": QWEN2,
-  "llama3": LLAMA3,
-  "llama-v3": LLAMA3,
-  "llama-bpe": LLAMA3,
-  "falcon3": LLAMA3,
-  "dbrx": LLAMA3_REGEX,
-  "smaug-bpe": LLAMA3_REGEX,
-  "deepseek-v3": DEEPSEEK3,
-};
-
-/**
- * The `tokenizer.ggml.pre` names Kiln reads for `"gpt2"` vocabularies: GPT-2's regex
- * (`gpt-2`, and `mpt`/`olmo` for GPT-NeoX's tokenizer as Mamba uses it), Qwen 2's
- * (`qwen2` and its aliases), Llama 3's (`llama-bpe` and aliases, which also skip merges
- * for whole-token words and add BOS), DeepSeek V3's, and llama.cpp's `default`, used
- * too when the key is missing.
- *
- * @example
- * ```ts
- * import { GGUF_PRE_TOKENIZERS } from "./tokenizer.ts";
- * GGUF_PRE_TOKENIZERS.includes("qwen2"); // true
- * ```
- */
-export const GGUF_PRE_TOKENIZERS: readonly string[] = Object.keys(PRE_TOKENIZERS);
+export { GGUF_PRE_TOKENIZERS } from "./tokenizer_pre.ts";
 
 const KEY = "tokenizer.ggml.";
 const NUMERIC = new Set(["u8", "i8", "u16", "i16", "u32", "i32", "f32", "f64"]);
@@ -305,8 +239,10 @@ export function ggufTokenizerJson(
     if (id !== undefined && id < n) return id;
     return fallback !== undefined && fallback < n ? fallback : undefined;
   };
-  const bos = pick("bos_token_id", spm ? 1 : undefined);
-  const eos = pick("eos_token_id", spm ? 2 : undefined);
+  // llama.cpp's defaults (`llama_vocab::impl::load`): SentencePiece <s> 1 and </s> 2;
+  // for "gpt2" both 11 (GPT-2's historical default, kept by llama.cpp).
+  const bos = pick("bos_token_id", spm ? 1 : 11);
+  const eos = pick("eos_token_id", spm ? 2 : 11);
   const unk = pick("unknown_token_id", spm ? 0 : undefined);
   meta.id("padding_token_id"); // only checked: Kiln does not pad
 

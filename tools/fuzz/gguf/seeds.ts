@@ -90,8 +90,9 @@ const MODEL_SEEDS: readonly {
       intermediate_size: 256,
       moe_intermediate_size: 256,
       shared_expert_intermediate_size: 256,
+      // Every layer sparse: llama.cpp's qwen2moe has no dense layers, so Kiln
+      // refuses to write them.
       num_hidden_layers: 2,
-      mlp_only_layers: [1],
     },
     types: ["q4_k"],
   },

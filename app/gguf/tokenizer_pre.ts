@@ -1,0 +1,142 @@
+/**
+ * The pre-tokenizers of GGUF `"gpt2"` (byte-level BPE) vocabularies: for each
+ * `tokenizer.ggml.pre` name llama.cpp accepts (`src/llama-vocab.cpp`,
+ * `llama_vocab::impl::load`), the split regexes its `llm_tokenizer_bpe` applies
+ * (`regex_exprs`, in order, each isolating its matches) and the defaults the name
+ * sets (`ignore_merges`, `add_bos`). Used by `tokenizer.ts`.
+ *
+ * @module
+ */
+
+import { GPT2_PATTERN } from "../tokenizer/parts.ts";
+
+/**
+ * How a `tokenizer.ggml.pre` family pre-tokenizes, and the defaults it sets.
+ *
+ * @example
+ * ```ts
+ * import type { PreTokenizerSpec } from "./tokenizer_pre.ts";
+ * const digits: PreTokenizerSpec = { patterns: ["\\p{N}"] };
+ * ```
+ */
+export interface PreTokenizerSpec {
+  /** Split regexes applied in turn, each isolating its matches (llama.cpp's `regex_exprs`). */
+  patterns: readonly string[];
+  /** A pre-tokenized word that is itself a token is not merged (Llama 3). */
+  ignoreMerges?: boolean;
+  /** BOS is added by default. */
+  addBos?: boolean;
+}
+
+const GPT2: PreTokenizerSpec = { patterns: [GPT2_PATTERN] };
+const CONTRACTIONS = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])";
+const LETTERS = "|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+";
+const REST = "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+/** Llama 3's split regex, as llama.cpp adapts it (no `(?i:…)`). */
+const LLAMA3_PATTERN = CONTRACTIONS + LETTERS + "|\\p{N}{1,3}" + REST;
+/** Qwen 2's: Llama 3's with single digits. */
+const QWEN2: PreTokenizerSpec = { patterns: [CONTRACTIONS + LETTERS + "|\\p{N}" + REST] };
+const LLAMA3: PreTokenizerSpec = { patterns: [LLAMA3_PATTERN], ignoreMerges: true, addBos: true };
+const LLAMA3_REGEX: PreTokenizerSpec = { patterns: [LLAMA3_PATTERN] };
+/** llama.cpp's fallback for a missing or "default" name (it warns that quality degrades). */
+const DEFAULT: PreTokenizerSpec = {
+  patterns: ["[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_PATTERN, "\\p{N}+", "[0-9][0-9][0-9]"],
+};
+const DEEPSEEK3: PreTokenizerSpec = {
+  patterns: [
+    "\\p{N}{1,3}",
+    "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+" +
+    "|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*" +
+    "|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+  ],
+};
+
+/** Falcon's: punctuation runs, GPT-2's regex, then runs of three digits. */
+const FALCON: PreTokenizerSpec = {
+  patterns: ["[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_PATTERN, "[0-9][0-9][0-9]"],
+};
+/** StarCoder's and its kin: single digits, then GPT-2's regex. */
+const DIGITS_GPT2: PreTokenizerSpec = { patterns: ["\\p{N}", GPT2_PATTERN] };
+/** BLOOM's: a word with its leading space, up to whitespace or punctuation. */
+const BLOOM_PATTERN = " ?[^(\\s|.,!?…。，、।۔،)]+";
+const BLOOM: PreTokenizerSpec = { patterns: [BLOOM_PATTERN] };
+const VIKING: PreTokenizerSpec = { patterns: [BLOOM_PATTERN, "\\p{N}"] };
+const DEEPSEEK_CODER: PreTokenizerSpec = {
+  patterns: [
+    "[\r\n]",
+    "\\s?\\p{L}+",
+    "\\s?\\p{P}+",
+    "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+",
+    "\\p{N}",
+  ],
+};
+
+/**
+ * Each `tokenizer.ggml.pre` llama.cpp accepts (`llama_vocab::impl::load`) with the
+ * split regexes its `llm_tokenizer_bpe` uses for it (`regex_exprs`) and the
+ * defaults it sets (`ignore_merges`, `add_bos`).
+ *
+ * @example
+ * ```ts
+ * import { PRE_TOKENIZERS } from "./tokenizer_pre.ts";
+ * PRE_TOKENIZERS["llama-bpe"].ignoreMerges; // true
+ * ```
+ */
+export const PRE_TOKENIZERS: Readonly<Record<string, PreTokenizerSpec>> = {
+  "default": DEFAULT,
+  "gpt-2": GPT2,
+  "phi-2": GPT2,
+  "jina-es": GPT2,
+  "jina-de": GPT2,
+  "gigachat": GPT2,
+  "jina-v1-en": GPT2,
+  "jina-v2-es": GPT2,
+  "jina-v2-de": GPT2,
+  "jina-v2-code": GPT2,
+  "roberta-bpe": GPT2,
+  "mpt": GPT2,
+  "olmo": GPT2,
+  "jais": GPT2,
+  "qwen2": QWEN2,
+  "deepseek-r1-qwen": QWEN2,
+  "megrez": QWEN2,
+  "stablelm2": QWEN2,
+  "llama3": LLAMA3,
+  "llama-v3": LLAMA3,
+  "llama-bpe": LLAMA3,
+  "falcon3": LLAMA3,
+  "dbrx": LLAMA3_REGEX,
+  "smaug-bpe": LLAMA3_REGEX,
+  "chatglm-bpe": LLAMA3_REGEX,
+  "deepseek-v3": DEEPSEEK3,
+  "deepseek-coder": DEEPSEEK_CODER,
+  "falcon": FALCON,
+  "starcoder": DIGITS_GPT2,
+  "refact": DIGITS_GPT2,
+  "command-r": DIGITS_GPT2,
+  "smollm": DIGITS_GPT2,
+  "codeshell": DIGITS_GPT2,
+  "exaone": DIGITS_GPT2,
+  "minerva-7b": DIGITS_GPT2,
+  "poro-chat": BLOOM,
+  "bloom": BLOOM,
+  "gpt3-finnish": BLOOM,
+  "viking": VIKING,
+};
+
+/**
+ * The `tokenizer.ggml.pre` names Kiln reads for `"gpt2"` vocabularies: GPT-2's regex
+ * (`gpt-2`, and `mpt`/`olmo` for GPT-NeoX's tokenizer as Mamba and OLMoE use it), Qwen
+ * 2's (`qwen2` and its aliases), Llama 3's (`llama-bpe` and aliases, which also skip
+ * merges for whole-token words and add BOS), DeepSeek V3's, the other families
+ * llama.cpp names (Falcon, StarCoder's kin, BLOOM's, DeepSeek Coder's), and
+ * llama.cpp's `default`, used too when the key is missing.
+ *
+ * @example
+ * ```ts
+ * import { GGUF_PRE_TOKENIZERS } from "./tokenizer_pre.ts";
+ * GGUF_PRE_TOKENIZERS.includes("qwen2"); // true
+ * ```
+ */
+export const GGUF_PRE_TOKENIZERS: readonly string[] = Object.keys(PRE_TOKENIZERS);

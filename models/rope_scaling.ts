@@ -66,6 +66,8 @@ export interface RopeSettings {
 type Json = Record<string, unknown>;
 
 const present = (v: unknown) => v !== undefined && v !== null;
+const isObject = (v: unknown): v is Json =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
 
 /**
  * Reads RoPE settings from a config.json object, in either generation's layout.
@@ -89,37 +91,35 @@ export function readRopeSettings(
   const scaling = json.rope_scaling;
   let source: Json;
   let where: string;
-  if (present(params)) {
-    if (typeof params !== "object" || Array.isArray(params)) {
+  // Both transformers 4 (which reads only `rope_scaling`) and 5 (`rope_scaling or
+  // rope_parameters` in `convert_rope_params_to_dict`) let a non-empty
+  // `rope_scaling` win over `rope_parameters`.
+  const legacy = present(scaling) && !(isObject(scaling) && Object.keys(scaling).length === 0);
+  if (legacy) {
+    if (!isObject(scaling)) {
+      throw new TypeError(`${file}: field "rope_scaling" must be an object, got ${show(scaling)}`);
+    }
+    source = scaling;
+    where = "rope_scaling";
+  } else if (present(params)) {
+    if (!isObject(params)) {
       throw new TypeError(
         `${file}: field "rope_parameters" must be an object, got ${show(params)}`,
       );
     }
-    source = params as Json;
+    source = params;
     where = "rope_parameters";
-    const nested = Object.entries(source).filter(([, v]) => typeof v === "object" && v !== null);
-    if (nested.length > 0) {
-      throw new TypeError(
-        `${file}: rope_parameters per layer type (${
-          nested.map(([k]) => show(k)).join(", ")
-        }) is not supported`,
-      );
-    }
-    if (present(scaling) && JSON.stringify(scaling) !== JSON.stringify(params)) {
-      throw new TypeError(
-        `${file}: both "rope_parameters" and "rope_scaling" are given and they differ; ` +
-          "write one of them",
-      );
-    }
-  } else if (present(scaling)) {
-    if (typeof scaling !== "object" || Array.isArray(scaling)) {
-      throw new TypeError(`${file}: field "rope_scaling" must be an object, got ${show(scaling)}`);
-    }
-    source = scaling as Json;
-    where = "rope_scaling";
   } else {
     source = {};
     where = "rope_scaling";
+  }
+  const nested = Object.entries(source).filter(([, v]) => typeof v === "object" && v !== null);
+  if (nested.length > 0) {
+    throw new TypeError(
+      `${file}: ${where} per layer type (${
+        nested.map(([k]) => show(k)).join(", ")
+      }) is not supported`,
+    );
   }
   const num = (name: string, obj: Json, at: string): number | undefined => {
     const v = obj[name];
@@ -173,7 +173,22 @@ export function readRopeSettings(
   if (type === "default") return { type, theta, factor: 1 };
 
   const factor = positive("factor");
-  const original = positive("original_max_position_embeddings");
+  // transformers 5 (`standardize_rope_params`) lets a top-level
+  // original_max_position_embeddings win, else keeps the dict's, else
+  // max_position_embeddings: llama3 and yarn need no explicit one.
+  const topOriginal = num(
+    "original_max_position_embeddings",
+    json,
+    "original_max_position_embeddings",
+  );
+  if (topOriginal !== undefined && !(topOriginal > 0)) {
+    throw new RangeError(
+      `${file}: field "original_max_position_embeddings" must be > 0, got ${topOriginal}`,
+    );
+  }
+  const maxPos = num("max_position_embeddings", json, "max_position_embeddings");
+  const original = topOriginal ?? positive("original_max_position_embeddings") ??
+    (maxPos !== undefined && maxPos > 0 ? maxPos : undefined);
   if (type === "linear") {
     if (factor === undefined) throw missing(file, `${where}.factor`, type);
     return { type, theta, factor };
@@ -202,21 +217,13 @@ export function readRopeSettings(
       originalMaxPositions: original,
     };
   }
-  // yarn. transformers releases differ on which of `factor` and
-  // max_position_embeddings / original_max_position_embeddings wins when both are
-  // given; accept them only where they agree, so every release means one model.
-  const maxPos = num("max_position_embeddings", json, "max_position_embeddings");
+  // yarn: transformers 4.57 and 5 both take `factor` as given (original_max_
+  // position_embeddings only places the ramp); only an explicit null factor falls
+  // back to max_position_embeddings / original_max_position_embeddings (5's
+  // `_compute_yarn_parameters`).
   let f = factor;
-  if (original !== undefined && maxPos !== undefined) {
-    const ratio = maxPos / original;
-    if (f === undefined) f = ratio;
-    else if (Math.abs(f - ratio) > 1e-9 * f) {
-      throw new TypeError(
-        `${file}: ${where}.factor ${f} disagrees with max_position_embeddings / ` +
-          `original_max_position_embeddings = ${maxPos} / ${original}; transformers releases ` +
-          "differ on which wins, so write a consistent pair",
-      );
-    }
+  if (f === undefined && source.factor === null && original !== undefined && maxPos !== undefined) {
+    f = maxPos / original;
   }
   if (f === undefined) throw missing(file, `${where}.factor`, type);
   const truncate = source.truncate;
@@ -235,7 +242,7 @@ export function readRopeSettings(
     mscale: positive("mscale"),
     mscaleAllDim: positive("mscale_all_dim"),
     truncate: present(truncate) ? truncate as boolean : undefined,
-    originalMaxPositions: original ?? maxPos,
+    originalMaxPositions: original,
   };
 }
 

@@ -249,7 +249,8 @@ export function layerWindows(
     );
   }
   return types.map((t, i) => {
-    if (t === "full_attention") return 0;
+    // transformers 5's remap_legacy_layer_types reads "attention" as "full_attention".
+    if (t === "full_attention" || t === "attention") return 0;
     if (t === "sliding_attention") {
       if (window <= 0) {
         throw new RangeError(

@@ -53,6 +53,18 @@ export const jamba: ArchitectureSpec = {
     if (attnPeriod === 0 || expertPeriod === 0) {
       throw new RangeError(`${c.file}: layer periods must be > 0`);
     }
+    // JambaConfig.validate_architecture refuses an offset at or past its period
+    // (it would name no layer: no attention, or no MoE, anywhere).
+    for (
+      const [offset, period, o, p] of [
+        [attnOffset, attnPeriod, "attn_layer_offset", "attn_layer_period"],
+        [expertOffset, expertPeriod, "expert_layer_offset", "expert_layer_period"],
+      ] as const
+    ) {
+      if (offset >= period) {
+        throw new RangeError(`${c.file}: ${o} ${offset} must be smaller than ${p} ${period}`);
+      }
+    }
     // HF uses the sparse block only where the layer's expert count exceeds 1.
     const expertsTotal = c.int("num_experts", 16);
     const pattern: LayerSpec[] = Array.from({ length: base.layers }, (_, i) => ({

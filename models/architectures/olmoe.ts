@@ -37,7 +37,11 @@ export const olmoe: ArchitectureSpec = {
       c.refuse("head_dim", `OLMoE's head size is hidden_size / num_attention_heads`);
     }
     const clip = c.has("clip_qkv") ? c.num("clip_qkv") : 0;
-    if (clip < 0) throw new RangeError(`${c.file}: clip_qkv must be > 0, got ${clip}`);
+    // transformers clamps whenever clip_qkv is not None: 0 would zero q, k and v,
+    // which no trained model asks for; refuse it rather than read it as "no clip".
+    if (c.has("clip_qkv") && !(clip > 0)) {
+      throw new RangeError(`${c.file}: clip_qkv must be > 0, got ${clip}`);
+    }
     const bias = c.bool("attention_bias", false);
     return {
       architecture: "OlmoeForCausalLM",

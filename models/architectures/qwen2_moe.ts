@@ -4,8 +4,9 @@
  * shared expert gated per token by σ(w·x). Layer i is sparse iff it is not in
  * `mlp_only_layers` and (i + 1) % decoder_sparse_step == 0; otherwise it has a
  * dense SwiGLU MLP of `intermediate_size`. Sliding windows per layer come from
- * `layer_types` (transformers 5) or `use_sliding_window` with
- * `max_window_layers` (transformers 4: layers from that index on slide).
+ * `layer_types` (transformers 5 writes them) or, without it, from
+ * `use_sliding_window` as the writing release derives them (see
+ * `derivedWindows`).
  *
  * @module
  */
@@ -19,6 +20,7 @@ import {
   moeFields,
   refuseAttentionExtras,
 } from "./common.ts";
+import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
 
 /**
@@ -50,31 +52,28 @@ export const qwen2Moe: ArchitectureSpec = {
     const base = baseFields(c);
     const experts = c.int("num_experts", 60);
     const step = c.positive("decoder_sparse_step", 1);
+    // transformers only asks `layer_idx not in mlp_only_layers`: an index past the
+    // last layer names no layer and changes nothing.
     const mlpOnly = new Set(c.intList("mlp_only_layers"));
-    for (const i of mlpOnly) {
-      if (i >= base.layers) {
-        throw new RangeError(
-          `${c.file}: mlp_only_layers names layer ${i}, num_hidden_layers is ${base.layers}`,
-        );
-      }
-    }
-    // transformers 5 writes the per-layer kinds; transformers 4 derives them. Either
-    // way sliding_window counts only with use_sliding_window.
-    const window = c.bool("use_sliding_window", false) && c.has("sliding_window")
-      ? c.int("sliding_window")
-      : 0;
+    // Qwen2MoeConfig: sliding_window (default 4096) counts only with use_sliding_window.
+    const slide = c.bool("use_sliding_window", false);
+    // An explicit null means no window (transformers 4 builds no sliding mask for it).
+    const explicit = Object.hasOwn(c.json, "sliding_window");
+    const window = !slide
+      ? 0
+      : explicit
+      ? (c.has("sliding_window") ? c.int("sliding_window") : 0)
+      : 4096;
     const maxWindowLayers = c.int("max_window_layers", 28);
     const windows = layerWindows(c, base.layers, window) ??
-      Array.from(
-        { length: base.layers },
-        (_, i) => (window > 0 && i >= maxWindowLayers ? window : 0),
-      );
+      derivedWindows(c, base.layers, window, maxWindowLayers);
     const pattern: LayerSpec[] = windows.map((w, i) => ({
       mixer: "attention",
       ffn: !mlpOnly.has(i) && experts > 0 && (i + 1) % step === 0 ? "moe" : "mlp",
       window: w,
     }));
-    const sharedFf = c.int("shared_expert_intermediate_size", 0);
+    // Qwen2MoeConfig's defaults: a shared expert of 5632 and experts of 1408.
+    const sharedFf = c.int("shared_expert_intermediate_size", 5632);
     const sparse = pattern.some((p) => p.ffn === "moe");
     return {
       architecture: "Qwen2MoeForCausalLM",
@@ -96,10 +95,34 @@ export const qwen2Moe: ArchitectureSpec = {
             experts: 60,
             topK: 4,
           }),
-          ff: c.positive("moe_intermediate_size"),
+          ff: c.positive("moe_intermediate_size", 1408),
           ...(sharedFf > 0 ? { sharedExpert: { ff: sharedFf, gated: true } } : {}),
         }
         : undefined,
     };
   },
 };
+
+/**
+ * The sliding layers of a config without `layer_types`, as the release that
+ * wrote it computes them (its `transformers_version`): transformers 4's eager
+ * and SDPA masks slide every layer once use_sliding_window is set
+ * (`_prepare_4d_causal_attention_mask_with_cache_position`); transformers 5's
+ * Qwen2MoeConfig.__post_init__ slides layer i iff i is even and
+ * i < max_window_layers. A config naming no release is read as 5 reads it.
+ */
+function derivedWindows(
+  c: ConfigReader,
+  layers: number,
+  window: number,
+  maxWindowLayers: number,
+): number[] {
+  if (window <= 0) return new Array(layers).fill(0);
+  const version = c.raw("transformers_version");
+  const major = typeof version === "string" ? Number.parseInt(version, 10) : NaN;
+  if (major < 5) return new Array(layers).fill(window);
+  return Array.from(
+    { length: layers },
+    (_, i) => ((i + 1) % 2 === 1 && i < maxWindowLayers ? window : 0),
+  );
+}

@@ -1,0 +1,194 @@
+/**
+ * Where Kiln's reading of config.json had drifted from
+ * Hugging Face transformers (4.57 and 5.18, the releases read for this): each
+ * test names the transformers definition its expected value comes from.
+ */
+
+import assert from "node:assert/strict";
+import { parseConfig } from "../models/architectures/mod.ts";
+import { readRopeSettings } from "../models/rope_scaling.ts";
+
+type Json = Record<string, unknown>;
+const FILE = "config.json";
+
+const QWEN: Json = {
+  architectures: ["Qwen2MoeForCausalLM"],
+  vocab_size: 100,
+  hidden_size: 64,
+  intermediate_size: 96,
+  moe_intermediate_size: 32,
+  shared_expert_intermediate_size: 48,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  num_experts: 6,
+  num_experts_per_tok: 2,
+};
+const JAMBA: Json = {
+  architectures: ["JambaForCausalLM"],
+  vocab_size: 100,
+  hidden_size: 64,
+  intermediate_size: 96,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  num_experts: 4,
+};
+const OLMOE: Json = {
+  architectures: ["OlmoeForCausalLM"],
+  vocab_size: 100,
+  hidden_size: 64,
+  intermediate_size: 32,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_experts: 8,
+  num_experts_per_tok: 2,
+};
+
+function refuses(json: Json, kind: ErrorConstructor, re: RegExp): void {
+  assert.throws(() => parseConfig(json, FILE), (e: unknown) => {
+    assert.ok(e instanceof kind, `${e} is not a ${kind.name}`);
+    assert.match((e as Error).message, new RegExp(`^${FILE}: `));
+    assert.match((e as Error).message, re);
+    return true;
+  });
+}
+
+const windows = (json: Json) => parseConfig(json, FILE).pattern.map((p) => p.window);
+
+Deno.test("Qwen2-MoE sliding layers without layer_types: as the writing release derives them", () => {
+  const slide = { ...QWEN, use_sliding_window: true, sliding_window: 32, max_window_layers: 3 };
+  // transformers 5, Qwen2MoeConfig.__post_init__: layer i slides iff
+  // (i + 1) % 2 and i < max_window_layers and use_sliding_window.
+  assert.deepEqual(windows(slide), [32, 0, 32, 0]);
+  assert.deepEqual(windows({ ...slide, transformers_version: "5.18.0" }), [32, 0, 32, 0]);
+  // transformers 4.57, Qwen2MoeModel._prepare_4d_causal_attention_mask_with_cache_position:
+  // the eager/SDPA mask slides every layer once use_sliding_window and sliding_window are set.
+  assert.deepEqual(windows({ ...slide, transformers_version: "4.57.6" }), [32, 32, 32, 32]);
+  // Qwen2MoeConfig: sliding_window defaults to 4096; an explicit null builds no window.
+  const { sliding_window: _, ...noWindow } = slide;
+  assert.deepEqual(windows(noWindow), [4096, 0, 4096, 0]);
+  assert.deepEqual(windows({ ...slide, sliding_window: null }), [0, 0, 0, 0]);
+  // Without use_sliding_window nothing slides (sliding_window = 0 / None).
+  assert.deepEqual(windows({ ...QWEN, sliding_window: 32 }), [0, 0, 0, 0]);
+});
+
+Deno.test('layer_types: "attention" is read as "full_attention" (remap_legacy_layer_types)', () => {
+  const types = ["attention", "sliding_attention", "full_attention", "attention"];
+  const json = { ...QWEN, use_sliding_window: true, sliding_window: 8, layer_types: types };
+  assert.deepEqual(windows(json), [0, 8, 0, 0]);
+});
+
+Deno.test("Qwen2-MoE: Qwen2MoeConfig's defaults for expert widths; mlp_only_layers past the end", () => {
+  const { moe_intermediate_size: _m, shared_expert_intermediate_size: _s, ...bare } = QWEN;
+  const cfg = parseConfig(bare, FILE);
+  // Qwen2MoeConfig: moe_intermediate_size 1408, shared_expert_intermediate_size 5632.
+  assert.equal(cfg.moe!.ff, 1408);
+  assert.deepEqual(cfg.moe!.sharedExpert, { ff: 5632, gated: true });
+  // Qwen2MoeDecoderLayer only asks `layer_idx not in config.mlp_only_layers`.
+  const past = parseConfig({ ...QWEN, mlp_only_layers: [1, 7] }, FILE);
+  assert.deepEqual(past.pattern.map((p) => p.ffn), ["moe", "mlp", "moe", "moe"]);
+});
+
+Deno.test("Jamba: an offset at or past its period is refused (JambaConfig.validate_architecture)", () => {
+  refuses(
+    { ...JAMBA, attn_layer_period: 2, attn_layer_offset: 2 },
+    RangeError,
+    /attn_layer_offset 2 must be smaller than attn_layer_period 2/,
+  );
+  refuses(
+    { ...JAMBA, expert_layer_period: 2, expert_layer_offset: 3 },
+    RangeError,
+    /expert_layer_offset 3 must be smaller than expert_layer_period 2/,
+  );
+});
+
+Deno.test("OLMoE: clip_qkv 0 is refused, not read as no clipping (OlmoeAttention clamps when not None)", () => {
+  refuses({ ...OLMOE, clip_qkv: 0 }, RangeError, /clip_qkv must be > 0, got 0/);
+  assert.equal(parseConfig({ ...OLMOE, clip_qkv: null }, FILE).attention!.clipQkv, 0);
+});
+
+Deno.test("yarn: factor is taken as given; original_max_position_embeddings only places the ramp", () => {
+  // _compute_yarn_parameters (4.57 and 5.18): factor = rope_parameters["factor"].
+  const s = readRopeSettings(
+    {
+      max_position_embeddings: 4096,
+      rope_scaling: { type: "yarn", factor: 4, original_max_position_embeddings: 2048 },
+    },
+    FILE,
+    1e4,
+  );
+  assert.deepEqual([s.factor, s.originalMaxPositions], [4, 2048]);
+  // transformers 5 writes original_max_position_embeddings = max_position_embeddings
+  // (standardize_rope_params) beside any factor: still that factor.
+  const v5 = readRopeSettings(
+    {
+      max_position_embeddings: 512,
+      rope_parameters: {
+        rope_type: "yarn",
+        rope_theta: 1e4,
+        factor: 4,
+        original_max_position_embeddings: 512,
+      },
+    },
+    FILE,
+    1e6,
+  );
+  assert.deepEqual([v5.factor, v5.originalMaxPositions, v5.theta], [4, 512, 1e4]);
+  // Without one, standardize_rope_params defaults it to max_position_embeddings.
+  const bare = readRopeSettings(
+    { max_position_embeddings: 1024, rope_scaling: { rope_type: "yarn", factor: 2 } },
+    FILE,
+    1e4,
+  );
+  assert.equal(bare.originalMaxPositions, 1024);
+  // A top-level original_max_position_embeddings wins (standardize_rope_params).
+  const top = readRopeSettings(
+    {
+      max_position_embeddings: 1024,
+      original_max_position_embeddings: 256,
+      rope_scaling: { rope_type: "yarn", factor: 2, original_max_position_embeddings: 512 },
+    },
+    FILE,
+    1e4,
+  );
+  assert.equal(top.originalMaxPositions, 256);
+});
+
+Deno.test("llama3: original_max_position_embeddings defaults to max_position_embeddings", () => {
+  const s = readRopeSettings(
+    {
+      max_position_embeddings: 8192,
+      rope_parameters: {
+        rope_type: "llama3",
+        rope_theta: 5e5,
+        factor: 8,
+        low_freq_factor: 1,
+        high_freq_factor: 4,
+      },
+    },
+    FILE,
+    1e4,
+  );
+  assert.equal(s.originalMaxPositions, 8192);
+});
+
+Deno.test("rope_scaling wins over rope_parameters (transformers 4 reads only it; 5: `rope_scaling or rope_parameters`)", () => {
+  const s = readRopeSettings(
+    {
+      rope_theta: 1e4,
+      rope_scaling: { type: "linear", factor: 2 },
+      rope_parameters: { rope_type: "default" },
+    },
+    FILE,
+    1e6,
+  );
+  assert.deepEqual([s.type, s.factor, s.theta], ["linear", 2, 1e4]);
+  // An empty rope_scaling is falsy there: rope_parameters is read.
+  const e = readRopeSettings(
+    { rope_scaling: {}, rope_parameters: { rope_type: "linear", factor: 3, rope_theta: 1e4 } },
+    FILE,
+    1e6,
+  );
+  assert.deepEqual([e.type, e.factor], ["linear", 3]);
+});

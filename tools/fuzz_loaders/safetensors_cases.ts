@@ -82,7 +82,10 @@ function targeted(r: Rng, seed: Uint8Array): { bytes: Uint8Array; what: string }
   const name = names.length ? pick(r, names) : "t";
   const e = (h[name] ?? { dtype: "U8", shape: [0], data_offsets: [0, 0] }) as unknown as Entry;
   h[name] = e as unknown as Json;
-  const size = e.data_offsets[1] - e.data_offsets[0];
+  // An earlier mutation may have left non-numbers here: arithmetic on them would
+  // write "[object Object]1" into the file, which reads as an engine message.
+  const num = (v: unknown) => (typeof v === "number" ? v : 0);
+  const size = num(e.data_offsets?.[1]) - num(e.data_offsets?.[0]);
   const done = (what: string, extra = new Uint8Array(0)) => {
     const d = new Uint8Array(data.length + extra.length);
     d.set(data);
@@ -101,11 +104,11 @@ function targeted(r: Rng, seed: Uint8Array): { bytes: Uint8Array; what: string }
     case 1: {
       const other = pick(r, names.length ? names : [name]);
       const o = h[other] as unknown as Entry;
-      e.data_offsets = [o.data_offsets[0], o.data_offsets[0] + size];
+      e.data_offsets = [num(o.data_offsets?.[0]), num(o.data_offsets?.[0]) + size];
       return done(`${name} moved onto ${other}'s bytes`);
     }
     case 2:
-      e.data_offsets = [e.data_offsets[1] + 1, e.data_offsets[0] + 1];
+      e.data_offsets = [num(e.data_offsets?.[1]) + 1, num(e.data_offsets?.[0]) + 1];
       return done(`${name}: begin > end`);
     case 3: {
       const past = data.length + int(r, 3);
@@ -384,7 +387,12 @@ function mutateFolder(r: Rng, seed: Folder): { folder: Folder; what: string } {
     }
     case 7: {
       const t = pick(r, tensors);
-      const alias = pick(r, [`./${index.weight_map[t]}`, pick(r, shards), `sub/${shard}`]);
+      const was = index.weight_map[t];
+      const alias = pick(r, [
+        `./${typeof was === "string" ? was : shard}`,
+        pick(r, shards),
+        `sub/${shard}`,
+      ]);
       index.weight_map[t] = alias;
       setIndex(JSON.stringify(index));
       return { folder, what: `weight_map[${t}] = ${alias}` };

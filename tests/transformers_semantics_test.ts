@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../models/architectures/mod.ts";
 import { readRopeSettings } from "../models/rope_scaling.ts";
+import { readConfig } from "../app/config_file.ts";
 
 type Json = Record<string, unknown>;
 const FILE = "config.json";
@@ -191,4 +192,62 @@ Deno.test("rope_scaling wins over rope_parameters (transformers 4 reads only it;
     1e6,
   );
   assert.deepEqual([e.type, e.factor], ["linear", 3]);
+});
+
+const MIXTRAL: Json = {
+  architectures: ["MixtralForCausalLM"],
+  vocab_size: 100,
+  hidden_size: 64,
+  intermediate_size: 96,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  num_local_experts: 4,
+  num_experts_per_tok: 2,
+};
+const MAMBA: Json = {
+  architectures: ["MambaForCausalLM"],
+  vocab_size: 100,
+  hidden_size: 64,
+  num_hidden_layers: 2,
+};
+
+Deno.test("token ids a config leaves out take the class's defaults; null means none", () => {
+  // The `bos_token_id` / `eos_token_id` defaults of MixtralConfig (1, 2),
+  // MambaConfig (0, 0), JambaConfig (1, 2), OlmoeConfig (none, 50279) and
+  // Qwen2MoeConfig (none, none) in transformers 5.18's configuration_*.py.
+  const ids = (json: Json) => {
+    const c = parseConfig(json, FILE);
+    return [c.bosTokenId, c.eosTokenIds];
+  };
+  assert.deepEqual(ids(MIXTRAL), [1, [2]]);
+  assert.deepEqual(ids(MAMBA), [0, [0]]);
+  assert.deepEqual(ids(JAMBA), [1, [2]]);
+  assert.deepEqual(ids(OLMOE), [undefined, [50279]]);
+  assert.deepEqual(ids(QWEN), [undefined, []]);
+  assert.deepEqual(ids({ ...MIXTRAL, bos_token_id: null, eos_token_id: null }), [undefined, []]);
+  assert.deepEqual(ids({ ...MIXTRAL, eos_token_id: [2, 7] }), [1, [2, 7]]);
+});
+
+Deno.test("generation_config.json's eos_token_id is the model's end set, as generate takes it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_genconfig_" });
+  try {
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify({ ...QWEN, eos_token_id: 5 }));
+    assert.deepEqual((await readConfig(dir)).eosTokenIds, [5]);
+    // A chat model lists its turn end there only (Qwen1.5-MoE-A2.7B-Chat: [151645, 151643]).
+    const gen = `${dir}/generation_config.json`;
+    await Deno.writeTextFile(gen, JSON.stringify({ eos_token_id: [7, 5], do_sample: true }));
+    assert.deepEqual((await readConfig(dir)).eosTokenIds, [7, 5]);
+    await Deno.writeTextFile(gen, JSON.stringify({ bos_token_id: 1 }));
+    assert.deepEqual((await readConfig(dir)).eosTokenIds, [5]);
+    await Deno.writeTextFile(gen, JSON.stringify({ eos_token_id: "x" }));
+    await assert.rejects(
+      readConfig(dir),
+      new RegExp(`^TypeError: ${dir}/generation_config\\.json: field "eos_token_id" must be`),
+    );
+    await Deno.writeTextFile(gen, "{");
+    await assert.rejects(readConfig(dir), /generation_config\.json: not valid JSON/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -182,9 +182,10 @@ export function hfConfigFromGguf(
     hidden_act: "silu",
     tie_word_embeddings: !tensors.has("output.weight"),
   };
+  // An absent id is null here, not left out: a config class's defaults (Mixtral's
+  // eos 2) mean nothing for a GGUF vocabulary; its tokenizer has llama.cpp's own.
   for (const id of ["bos", "eos"]) {
-    const v = m.optionalNumber(`tokenizer.ggml.${id}_token_id`);
-    if (v !== undefined) common[`${id}_token_id`] = v;
+    common[`${id}_token_id`] = m.optionalNumber(`tokenizer.ggml.${id}_token_id`) ?? null;
   }
   let config: Json;
   if (arch === "mamba") config = mambaConfig(k, common, H, eps);

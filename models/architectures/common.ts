@@ -68,8 +68,13 @@ export interface BaseFields {
  */
 export const MAX_LAYERS = 65536;
 
-/** A token id field: one id or a list of them (`eos_token_id`), absent or null for none. */
-function ids(c: ConfigReader, name: string): number[] {
+/**
+ * A token id field: one id or a list of them (`eos_token_id`); null for none,
+ * absent for the class's default (`fallback`), as a transformers config class
+ * fills in the keys a config.json leaves out.
+ */
+function ids(c: ConfigReader, name: string, fallback?: number): number[] {
+  if (!Object.hasOwn(c.json, name)) return fallback === undefined ? [] : [fallback];
   const v = c.raw(name);
   if (v === undefined) return [];
   const list = Array.isArray(v) ? v : [v];
@@ -84,7 +89,25 @@ function ids(c: ConfigReader, name: string): number[] {
 }
 
 /**
- * Reads the sizes and token ids every family has.
+ * A config class's token ids when config.json leaves them out (transformers'
+ * `bos_token_id` / `eos_token_id` defaults; none where the class has none).
+ *
+ * @example
+ * ```ts
+ * import type { TokenIdDefaults } from "./common.ts";
+ * const mixtral: TokenIdDefaults = { bos: 1, eos: 2 };
+ * ```
+ */
+export interface TokenIdDefaults {
+  /** Default `bos_token_id`. */
+  readonly bos?: number;
+  /** Default `eos_token_id`. */
+  readonly eos?: number;
+}
+
+/**
+ * Reads the sizes and token ids every family has; an absent token id takes
+ * the class's default from `tokenIds` (an explicit null: none).
  *
  * @example
  * ```ts
@@ -94,7 +117,7 @@ function ids(c: ConfigReader, name: string): number[] {
  * baseFields(c).hidden; // 32
  * ```
  */
-export function baseFields(c: ConfigReader): BaseFields {
+export function baseFields(c: ConfigReader, tokenIds: TokenIdDefaults = {}): BaseFields {
   const hidden = c.int("hidden_size");
   const layers = c.int("num_hidden_layers");
   const vocabSize = c.int("vocab_size");
@@ -106,12 +129,16 @@ export function baseFields(c: ConfigReader): BaseFields {
       `${c.file}: field "num_hidden_layers" is ${layers}, over the limit of ${MAX_LAYERS}`,
     );
   }
-  const bos = c.has("bos_token_id") ? c.int("bos_token_id") : undefined;
+  const bos = c.has("bos_token_id")
+    ? c.int("bos_token_id")
+    : Object.hasOwn(c.json, "bos_token_id")
+    ? undefined
+    : tokenIds.bos;
   return {
     vocabSize,
     hidden,
     layers,
-    eosTokenIds: ids(c, "eos_token_id"),
+    eosTokenIds: ids(c, "eos_token_id", tokenIds.eos),
     bosTokenId: bos,
     maxPositions: c.has("max_position_embeddings") ? c.int("max_position_embeddings") : undefined,
   };

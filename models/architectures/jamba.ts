@@ -46,7 +46,8 @@ export const jamba: ArchitectureSpec = {
   parse(c): ModelConfig {
     c.silu();
     refuseAttentionExtras(c, { bias: "Jamba's projections have no biases" });
-    const base = baseFields(c);
+    // JambaConfig's token id defaults.
+    const base = baseFields(c, { bos: 1, eos: 2 });
     const attnPeriod = c.int("attn_layer_period", 8), attnOffset = c.int("attn_layer_offset", 4);
     const expertPeriod = c.int("expert_layer_period", 2);
     const expertOffset = c.int("expert_layer_offset", 1);

@@ -37,7 +37,8 @@ export const mamba: ArchitectureSpec = {
 
   parse(c): ModelConfig {
     c.silu();
-    const base = baseFields(c);
+    // MambaConfig's token id defaults.
+    const base = baseFields(c, { bos: 0, eos: 0 });
     // HF stores intermediate_size = int(expand · hidden); prefer it when present.
     const expand = c.num("expand", 2);
     const inner = c.has("intermediate_size")

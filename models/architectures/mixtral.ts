@@ -41,7 +41,8 @@ export const mixtral: ArchitectureSpec = {
   parse(c): ModelConfig {
     c.silu();
     refuseAttentionExtras(c, { bias: "Mixtral's projections have no biases" });
-    const base = baseFields(c);
+    // MixtralConfig's token id defaults.
+    const base = baseFields(c, { bos: 1, eos: 2 });
     const window = slidingWindowField(c);
     // Mixtral applies sliding_window to every layer; a layer_types list that says
     // otherwise describes another model.

@@ -29,7 +29,8 @@ export const olmoe: ArchitectureSpec = {
   parse(c): ModelConfig {
     c.silu();
     c.absent("mlp_bias", "its experts have no biases");
-    const base = baseFields(c);
+    // OlmoeConfig's token id defaults.
+    const base = baseFields(c, { eos: 50279 });
     const heads = c.int("num_attention_heads");
     // k_norm spans (hidden / heads) · kv_heads in transformers, so a different
     // head_dim cannot be built there either.

@@ -82,6 +82,11 @@ Deno.test("kiln train: a fresh model with a corpus-trained tokenizer; the folder
   }
   const tokenizer = JSON.parse(await Deno.readTextFile(join(out, "tokenizer.json")));
   assert.equal(Object.keys(tokenizer.model.vocab).length, 290);
+  // The config left the token ids out: the saved one states the tokenizer's (a
+  // byte-level BPE without special tokens has none), not MixtralConfig's 1 and 2.
+  const saved = JSON.parse(await Deno.readTextFile(join(out, "config.json")));
+  assert.ok(!("eos_token_id" in MIXTRAL) && !("bos_token_id" in MIXTRAL));
+  assert.deepEqual([saved.bos_token_id, saved.eos_token_id], [null, null]);
 
   // loss.csv: six training losses, held-out losses after updates 3 and 6; the chart.
   const csv = await Deno.readTextFile(join(out, "loss.csv"));

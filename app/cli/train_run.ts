@@ -127,6 +127,18 @@ export async function runTraining(plan: TrainPlan): Promise<void> {
     // A config written for the corpus's own tokenizer may leave the size to it.
     config = { ...config, vocab_size: plan.vocabSize };
   }
+  if (config) {
+    // The saved model states the ids its tokenizer uses: left out, a config class's
+    // defaults (Mixtral's eos 2) would apply in loadModel and transformers alike.
+    const c = config;
+    const fill = (key: string, id: number | undefined) =>
+      Object.hasOwn(c, key) ? {} : { [key]: id ?? null };
+    config = {
+      ...c,
+      ...fill("bos_token_id", tokenizer.bosId),
+      ...fill("eos_token_id", tokenizer.eosId),
+    };
+  }
   const modelVocab = config
     ? parseConfig(config).vocabSize
     : (await readConfig(plan.from ?? plan.resume!)).vocabSize;

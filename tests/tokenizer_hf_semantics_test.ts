@@ -342,3 +342,30 @@ Deno.test("hf semantics: bad component fields are errors naming the field", () =
       e instanceof TypeError && /normalizer\.type "Precompiled" is not supported/.test(e.message),
   );
 });
+
+Deno.test("hf semantics: an lstrip match inside an earlier rstrip's whitespace is dropped", async () => {
+  // added_vocabulary.rs `find_matches`: lstrip's start is max(start of the whitespace,
+  // previous split's end); a match wholly inside the whitespace an rstrip took is then
+  // empty, and `PreTokenizedString::split` drops empty splits, token and all.
+  const json = byteLevel({
+    added_tokens: [added(256, "\n", { lstrip: true, rstrip: true, normalized: true })],
+  });
+  await check(json, [
+    ["\n\n", [256]],
+    ["a\n \nb", [97, 256, 98]],
+    ["a \n\n b\n", [97, 256, 98, 256]],
+  ]);
+});
+
+Deno.test("hf semantics: a normalized added token keeps its normalized text when listed again unnormalized", async () => {
+  // added_vocabulary.rs `add_tokens`: `normalized_cache` is filled for a normalized entry and
+  // never cleared, so a later entry with the same content and normalized: false still
+  // decodes as the normalized text ("ﬁ" → "fi" under NFKC), while matching follows the
+  // later entry's flags (the raw text "ﬁ", before normalization).
+  const json = byteLevel({
+    normalizer: { type: "NFKC" },
+    added_tokens: [added(256, "ﬁ", { normalized: true }), added(256, "ﬁ")],
+  });
+  const tok = await check(json, [["ﬁx", [256, 120]], ["fix", [102, 105, 120]]]);
+  assert.equal(tok.decode([256, 97]), "fia");
+});

@@ -12,6 +12,7 @@
  * failure is printed as code to paste into a test.
  *
  *     deno task fuzz loaders --cases 10000       # mutated checkpoint and tokenizer files
+ *     deno task fuzz tokenizers --minutes 3      # random tokenizer.json files, Kiln vs tokenizers
  *
  * Adding a campaign: write a {@linkcode Campaign} in `tools/fuzz/<name>.ts` and
  * add it to {@linkcode CAMPAIGNS} below; `all` runs it too.
@@ -23,6 +24,7 @@ import { parseArgs } from "node:util";
 import { requestDevice } from "../runtime/device.ts";
 import { formatReport, runGraphCampaign } from "./fuzz/mod.ts";
 import { loadersCampaign } from "./fuzz/loaders.ts";
+import { tokenizersCampaign } from "./fuzz/tokenizers.ts";
 
 /** Options every campaign gets, plus its own flags' values in `flags`. */
 export interface CampaignOptions {
@@ -87,13 +89,17 @@ export const graphsCampaign: Campaign = {
 };
 
 /** The campaigns `deno task fuzz` knows, in the order `all` runs them. */
-export const CAMPAIGNS: readonly Campaign[] = [graphsCampaign, loadersCampaign];
+export const CAMPAIGNS: readonly Campaign[] = [
+  graphsCampaign,
+  loadersCampaign,
+  tokenizersCampaign,
+];
 
 function usage(): string {
   const lines = [
     "usage: deno task fuzz <campaign|all> [--minutes N] [--seed S] [--no-shrink] [campaign flags]",
     "campaigns:",
-    ...CAMPAIGNS.map((c) => `  ${c.name.padEnd(8)} ${c.about}`),
+    ...CAMPAIGNS.map((c) => `  ${c.name.padEnd(10)} ${c.about}`),
     "flags:",
     ...CAMPAIGNS.flatMap((c) =>
       Object.entries(c.flags).map(([f, d]) => `  --${f.padEnd(12)} (${c.name}) ${d.help}`)

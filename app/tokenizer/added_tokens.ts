@@ -108,12 +108,18 @@ export class AddedTokenMatcher {
       if (skipSpecial && token.special) continue;
       if (token.singleWord && (wordCharBefore(text, m.start) || wordCharAt(text, m.end))) continue;
       let start = m.start, stop = m.end;
+      // added_vocabulary.rs: lstrip's start is max(start of the whitespace, previous
+      // split's end), so a match inside what an earlier rstrip took starts at its end.
       if (token.lstrip) {
         while (start > startOffset && SPACE.test(text[start - 1])) start--;
+        start = Math.max(start, startOffset);
       }
       // The scan resumes at m.end, not at stop: a token starting with whitespace can
       // still match inside what rstrip took, as in Hugging Face.
       if (token.rstrip) { while (stop < text.length && SPACE.test(text[stop])) stop++; }
+      // That leaves it empty when the match lay wholly in the stripped run: Hugging Face's
+      // `PreTokenizedString::split` then drops it. (Start past stop panics there: dropped too.)
+      if (start >= stop) continue;
       if (startOffset < start) {
         out.push({ text: text.slice(startOffset, start), start: offset + startOffset });
       }
@@ -143,7 +149,9 @@ function wordCharAt(text: string, i: number): boolean {
  * contents are ignored, and each token takes the id its content already has (an earlier
  * added token, else the model vocabulary), else the next free id from the vocabulary's
  * size, whatever id the file gives. A later token with the same content replaces the
- * earlier one's flags. `specials` are the contents ever marked special.
+ * earlier one's flags. `specials` are the contents ever marked special; `normalizedText`
+ * holds, by id, the normalized content of tokens that were ever added with `normalized`
+ * (and that `normalize` changes): the text decode and the normalized matcher use.
  *
  * @example
  * ```ts
@@ -156,10 +164,17 @@ function wordCharAt(text: string, i: number): boolean {
 export function resolveAddedTokens(
   tokens: readonly AddedToken[],
   vocab: ReadonlyMap<string, number>,
-): { byContent: Map<string, number>; byId: Map<number, AddedToken>; specials: Set<string> } {
+  normalize?: (text: string) => string,
+): {
+  byContent: Map<string, number>;
+  byId: Map<number, AddedToken>;
+  specials: Set<string>;
+  normalizedText: Map<number, string>;
+} {
   const byContent = new Map<string, number>();
   const byId = new Map<number, AddedToken>();
   const specials = new Set<string>();
+  const normalizedText = new Map<number, string>();
   let next = vocab.size;
   for (const t of tokens) {
     if (t.content === "") continue;
@@ -169,8 +184,14 @@ export function resolveAddedTokens(
     byContent.set(t.content, id);
     if (t.special) specials.add(t.content);
     byId.set(id, { ...t, id });
+    // add_tokens' `normalized_cache` is only ever filled: a later entry with the same
+    // content and `normalized: false` keeps the earlier entry's normalized text for decode.
+    if (t.normalized && normalize) {
+      const normed = normalize(t.content);
+      if (normed !== t.content) normalizedText.set(id, normed);
+    }
   }
-  return { byContent, byId, specials };
+  return { byContent, byId, specials, normalizedText };
 }
 
 function sameFlags(a: AddedToken | undefined, b: AddedToken): boolean {

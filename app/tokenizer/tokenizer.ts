@@ -174,7 +174,11 @@ export class Tokenizer {
     this.#decoder = parseDecoder(json.decoder, root.key("decoder"));
 
     this.#vocab = vocab;
-    const { byContent, byId, specials } = resolveAddedTokens(added, vocab);
+    const { byContent, byId, specials, normalizedText } = resolveAddedTokens(
+      added,
+      vocab,
+      this.#normalizer,
+    );
     this.#addedToId = byContent;
     this.#specials = specials;
     let maxId = -1;
@@ -189,9 +193,10 @@ export class Tokenizer {
     const raw: { token: AddedToken; pattern: string }[] = [];
     const normalized: { token: AddedToken; pattern: string }[] = [];
     for (const t of byId.values()) {
-      const pattern = t.normalized && this.#normalizer ? this.#normalizer(t.content) : t.content;
-      this.#idToToken[t.id] = pattern;
-      (t.normalized ? normalized : raw).push({ token: t, pattern });
+      const text = normalizedText.get(t.id) ?? t.content;
+      this.#idToToken[t.id] = text;
+      if (t.normalized) normalized.push({ token: t, pattern: text });
+      else raw.push({ token: t, pattern: t.content });
     }
     this.#matchRaw = new AddedTokenMatcher(raw);
     this.#matchNormalized = new AddedTokenMatcher(normalized);

@@ -73,11 +73,14 @@ Deno.test("kiln quantize: a transformers checkpoint to q8_0 — llama.cpp's type
   assert.equal(f.metadata.get("tokenizer.ggml.bos_token_id"), 1); // config.json's ids
   assert.equal(f.metadata.get("tokenizer.ggml.eos_token_id"), 2);
   assert.equal(f.metadata.has("tokenizer.ggml.tokens"), false); // the folder has no tokenizer
+  // llama.cpp requires tokenizer.ggml.model: "none" is its vocabulary of ids without text.
+  assert.equal(f.metadata.get("tokenizer.ggml.model"), "none");
   const ref = JSON.parse(await Deno.readTextFile(join(dir, "ref.json")));
   const bytes = await Deno.readFile(join(dir, "logits.f32"));
   const want = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   const model = await loadModel(out, { device: await gpu(), quiet: true, maxSeq: 64 });
   try {
+    assert.equal(model.tokenizer, undefined);
     const e = rmsError(await model.forward(ref.ids), want);
     assert.ok(e < 5e-3, `f16 weights: logits off by ${(100 * e).toFixed(3)}%`);
   } finally {

@@ -169,13 +169,21 @@ async function fromFolder(dir: string): Promise<SourceParts> {
   }
   const cfg = config as Record<string, unknown>;
   const tokenizer = await readJson(at("tokenizer.json"), "a tokenizer.json", true);
-  const metadata = tokenizer === undefined ? [] : [
-    ...ggufTokenizerMetadata(tokenizer, {
-      tokenizerConfig: await readJson(at("tokenizer_config.json"), "a tokenizer_config.json", true),
-      config: cfg,
-      file: at("tokenizer.json"),
-    }),
-  ];
+  // Without a tokenizer, llama.cpp still needs `tokenizer.ggml.model`: "none" loads
+  // there as a vocabulary of `<arch>.vocab_size` ids and no text.
+  const metadata: [string, GgufEntry][] = tokenizer === undefined
+    ? [["tokenizer.ggml.model", { type: "string", value: "none" }]]
+    : [
+      ...ggufTokenizerMetadata(tokenizer, {
+        tokenizerConfig: await readJson(
+          at("tokenizer_config.json"),
+          "a tokenizer_config.json",
+          true,
+        ),
+        config: cfg,
+        file: at("tokenizer.json"),
+      }),
+    ];
   // llama.cpp names the model after its folder when config.json does not.
   const defaultName = typeof cfg._name_or_path === "string" && cfg._name_or_path !== ""
     ? undefined

@@ -84,7 +84,8 @@ export async function readModelConfig(path: string): Promise<ModelConfig> {
 
 /**
  * A model's tokenizer: from a GGUF file's `tokenizer.ggml.*` metadata (none
- * when it has no `tokenizer.ggml.tokens`), else the folder's tokenizer.json.
+ * when it has no `tokenizer.ggml.tokens`, or its `tokenizer.ggml.model` is
+ * llama.cpp's "none" / "no_vocab"), else the folder's tokenizer.json.
  *
  * @example
  * ```ts ignore
@@ -96,6 +97,11 @@ export async function modelTokenizer(path: string): Promise<Tokenizer | undefine
   if (!isGgufPath(path)) return await folderTokenizer(path);
   using w = await GgufCheckpoint.open(path);
   const meta = w.model.file.metadata;
+  // llama.cpp's vocabulary-less models: ids only, no text (LLAMA_VOCAB_TYPE_NONE).
+  const kind = meta.get("tokenizer.ggml.model");
+  if ((kind === "none" || kind === "no_vocab") && !meta.has("tokenizer.ggml.tokens")) {
+    return undefined;
+  }
   if (meta.has("tokenizer.ggml.tokens")) return tokenizerFromGguf(meta, path);
   // A tokenizer named without its tokens is a broken file, not a token-ids-only model.
   if (meta.has("tokenizer.ggml.model")) {

@@ -113,7 +113,9 @@ export function readRopeSettings(
     source = {};
     where = "rope_scaling";
   }
-  const nested = Object.entries(source).filter(([, v]) => typeof v === "object" && v !== null);
+  // Per-layer-type parameters are objects keyed by layer type; lists (longrope's
+  // short_factor / long_factor) are ordinary fields, refused below by rope_type.
+  const nested = Object.entries(source).filter(([, v]) => isObject(v));
   if (nested.length > 0) {
     throw new TypeError(
       `${file}: ${where} per layer type (${

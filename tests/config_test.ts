@@ -234,12 +234,12 @@ Deno.test("head_dim: given, null or absent", () => {
 Deno.test("sliding windows: Mixtral's sliding_window, Qwen2-MoE's layer_types or use_sliding_window", () => {
   assert.equal(both(MIXTRAL, { sliding_window: 16 }).attention!.slidingWindow, 16);
   assert.equal(both(MIXTRAL, { sliding_window: null }).attention!.slidingWindow, 0);
-  // Without layer_types the release that wrote the config derives Qwen2-MoE's
-  // sliding layers (transformers 4's masks: every layer; 5: even layers below
-  // max_window_layers); with layer_types (transformers 5 writes them) they are as listed.
+  // Without layer_types, Qwen2-MoE's sliding layers are derived as transformers 5
+  // derives them on load (even layers below max_window_layers), whichever release
+  // wrote the config; with layer_types (transformers 5 writes them) they are as listed.
   const slide = { ...QWEN, use_sliding_window: true, sliding_window: 32, max_window_layers: 2 };
   const windows = (c: Json) => parseConfig(c).pattern.map((p) => p.window);
-  assert.deepEqual(windows({ ...slide, transformers_version: "4.44.2" }), [32, 32, 32, 32]);
+  assert.deepEqual(windows({ ...slide, transformers_version: "4.44.2" }), [32, 0, 0, 0]);
   assert.deepEqual(windows({ ...slide, transformers_version: "5.18.0" }), [32, 0, 0, 0]);
   assert.deepEqual(
     windows({

@@ -33,6 +33,12 @@ const FIXTURES = [
   "jamba",
   "qwen2_moe",
   "olmoe",
+  // Written by tools/transformers_reference.py from fixtures/hf/cases.json.
+  "mixtral_yarn",
+  "olmoe_llama3_clip",
+  "qwen2_moe_sliding_dense",
+  "jamba_periods",
+  "mamba_nobias_rank",
 ];
 
 async function readRef(name: string): Promise<{ ref: Ref; logits: Float32Array }> {
@@ -141,6 +147,43 @@ Deno.test("a RoPE base given only in rope_parameters is used (not the architectu
   });
 });
 
+Deno.test("the options the newer fixtures exist for do change their logits", async () => {
+  // Each edit switches one feature off; if the logits stayed within tolerance the
+  // fixture would not be testing that feature at all.
+  const edits: [string, string, (c: Record<string, unknown>) => Record<string, unknown>][] = [
+    [
+      "mixtral_yarn",
+      "yarn RoPE",
+      (c) => ({ ...c, rope_parameters: { rope_type: "default", rope_theta: 500 } }),
+    ],
+    ["mixtral_yarn", "the sliding window", (c) => ({ ...c, sliding_window: null })],
+    ["olmoe_llama3_clip", "clip_qkv", (c) => ({ ...c, clip_qkv: null })],
+    [
+      "olmoe_llama3_clip",
+      "llama3 RoPE",
+      (c) => ({ ...c, rope_parameters: { rope_type: "default", rope_theta: 300 } }),
+    ],
+    [
+      "qwen2_moe_sliding_dense",
+      "the sliding layers",
+      (c) => ({ ...c, layer_types: (c.layer_types as string[]).map(() => "full_attention") }),
+    ],
+  ];
+  const device = await gpu();
+  for (const [name, what, edit] of edits) {
+    const { ref, logits } = await readRef(name);
+    await withCopy(name, edit, async (dir) => {
+      const model = await loadModel(dir, { device, quiet: true, maxSeq: 64 });
+      try {
+        const e = relToRms(await model.forward(ref.ids), logits, ref.logit_rms);
+        assert.ok(e > 1e-2, `${name}: without ${what} the logits moved only ${e.toExponential(2)}`);
+      } finally {
+        model.dispose();
+      }
+    });
+  }
+});
+
 Deno.test("loadModel refuses a config that does not describe its checkpoint, or asks for unimplemented math", async () => {
   const device = await gpu();
   const cases: [string, (c: Record<string, unknown>) => Record<string, unknown>, RegExp][] = [
@@ -154,6 +197,21 @@ Deno.test("loadModel refuses a config that does not describe its checkpoint, or 
       "mixtral_gqa_sw",
       (c) => ({ ...c, rope_parameters: { rope_type: "dynamic", rope_theta: 1e4, factor: 2 } }),
       /rope_parameters\.rope_type "dynamic" is not supported/,
+    ],
+    [
+      // Its per-dimension factor lists once read as per-layer-type parameters.
+      "mixtral_yarn",
+      (c) => ({
+        ...c,
+        rope_parameters: {
+          rope_type: "longrope",
+          rope_theta: 500,
+          original_max_position_embeddings: 32,
+          short_factor: [1, 1, 1, 1, 1, 1],
+          long_factor: [2, 2, 2, 2, 2, 2],
+        },
+      }),
+      /rope_parameters\.rope_type "longrope" is not supported/,
     ],
     [
       "olmoe",

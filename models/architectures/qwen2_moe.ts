@@ -5,8 +5,8 @@
  * `mlp_only_layers` and (i + 1) % decoder_sparse_step == 0; otherwise it has a
  * dense SwiGLU MLP of `intermediate_size`. Sliding windows per layer come from
  * `layer_types` (transformers 5 writes them) or, without it, from
- * `use_sliding_window` as the writing release derives them (see
- * `derivedWindows`).
+ * `use_sliding_window` and `max_window_layers` as transformers 5 derives them
+ * (see `derivedWindows`).
  *
  * @module
  */
@@ -20,7 +20,6 @@ import {
   moeFields,
   refuseAttentionExtras,
 } from "./common.ts";
-import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
 
 /**
@@ -66,7 +65,7 @@ export const qwen2Moe: ArchitectureSpec = {
       : 4096;
     const maxWindowLayers = c.int("max_window_layers", 28);
     const windows = layerWindows(c, base.layers, window) ??
-      derivedWindows(c, base.layers, window, maxWindowLayers);
+      derivedWindows(base.layers, window, maxWindowLayers);
     const pattern: LayerSpec[] = windows.map((w, i) => ({
       mixer: "attention",
       ffn: !mlpOnly.has(i) && experts > 0 && (i + 1) % step === 0 ? "moe" : "mlp",
@@ -104,25 +103,16 @@ export const qwen2Moe: ArchitectureSpec = {
 };
 
 /**
- * The sliding layers of a config without `layer_types`, as the release that
- * wrote it computes them (its `transformers_version`): transformers 4's eager
- * and SDPA masks slide every layer once use_sliding_window is set
- * (`_prepare_4d_causal_attention_mask_with_cache_position`); transformers 5's
- * Qwen2MoeConfig.__post_init__ slides layer i iff i is even and
- * i < max_window_layers. A config naming no release is read as 5 reads it.
+ * The sliding layers of a config without `layer_types`, as transformers 5 (the
+ * reference Kiln is checked against) derives them when it loads such a config,
+ * whichever release wrote it: Qwen2MoeConfig.__post_init__ slides layer i iff
+ * use_sliding_window, i is even and i < max_window_layers. (transformers 4's
+ * eager and SDPA masks slid every layer, its flash path the layers from
+ * max_window_layers on: the releases disagree, and Kiln follows the current one.)
  */
-function derivedWindows(
-  c: ConfigReader,
-  layers: number,
-  window: number,
-  maxWindowLayers: number,
-): number[] {
-  if (window <= 0) return new Array(layers).fill(0);
-  const version = c.raw("transformers_version");
-  const major = typeof version === "string" ? Number.parseInt(version, 10) : NaN;
-  if (major < 5) return new Array(layers).fill(window);
+function derivedWindows(layers: number, window: number, maxWindowLayers: number): number[] {
   return Array.from(
     { length: layers },
-    (_, i) => ((i + 1) % 2 === 1 && i < maxWindowLayers ? window : 0),
+    (_, i) => (window > 0 && i % 2 === 0 && i < maxWindowLayers ? window : 0),
   );
 }

@@ -156,12 +156,10 @@ export function layerKinds(config: HfConfig): LayerKind[] {
       const sparse = !mlpOnly.includes(i) && intField(config, "num_experts", 60) > 0 &&
         (i + 1) % step === 0;
       const types = config.layer_types as string[] | undefined;
-      // Without layer_types: transformers 4's eager/SDPA mask slides every layer;
-      // transformers 5's Qwen2MoeConfig.__post_init__ slides even layers below
-      // max_window_layers (a config naming no release read as 5 reads it).
-      const release = Number.parseInt(String(config.transformers_version ?? "5"), 10);
-      const derived = config.use_sliding_window === true &&
-        (release < 5 || (i % 2 === 0 && i < intField(config, "max_window_layers", 28)));
+      // Without layer_types, transformers 5's Qwen2MoeConfig.__post_init__ slides
+      // the even layers below max_window_layers.
+      const derived = config.use_sliding_window === true && i % 2 === 0 &&
+        i < intField(config, "max_window_layers", 28);
       const sliding = types ? types[i] === "sliding_attention" : derived;
       const kind: LayerKind = { mixer: "attention", ffn: sparse ? "moe" : "mlp" };
       if (sliding) kind.window = intField(config, "sliding_window", 4096);

@@ -1,0 +1,371 @@
+/**
+ * Random valid configs for the five architectures Kiln loads from Hugging Face,
+ * spanning the options transformers 5 honours (see `transformers_differential.ts`).
+ * Sizes stay tiny (hidden ≤ 64, ≤ 4 layers, vocab ≤ 256) so that a case costs
+ * seconds on a CPU WebGPU adapter.
+ *
+ * @module
+ */
+
+import { mulberry32 } from "../core/random.ts";
+
+/**
+ * The architectures with a generator.
+ *
+ * @example
+ * ```ts
+ * for (const arch of ARCHITECTURES) console.log(arch);
+ * ```
+ */
+export const ARCHITECTURES = [
+  "MixtralForCausalLM",
+  "Qwen2MoeForCausalLM",
+  "OlmoeForCausalLM",
+  "JambaForCausalLM",
+  "MambaForCausalLM",
+] as const;
+
+/**
+ * One of {@link ARCHITECTURES}.
+ *
+ * @example
+ * ```ts
+ * const arch: Architecture = "MambaForCausalLM";
+ * ```
+ */
+export type Architecture = typeof ARCHITECTURES[number];
+
+/**
+ * One differential case: the class, the config overrides passed to its config
+ * class, the seed of the weights and prompt, and the prompt length.
+ *
+ * @example
+ * ```ts
+ * const c: Case = { name: "c0", arch: "MambaForCausalLM", config: { hidden_size: 16 }, seed: 1, prompt_len: 9 };
+ * ```
+ */
+export interface Case {
+  name: string;
+  arch: Architecture;
+  config: Record<string, unknown>;
+  seed: number;
+  prompt_len: number;
+  /** config.json keys removed after saving, so that transformers derives them on load. */
+  drop_saved?: string[];
+}
+
+/** A seeded source of random choices. */
+class Dice {
+  readonly #r: () => number;
+  constructor(seed: number) {
+    this.#r = mulberry32(seed);
+  }
+  /** True with probability p. */
+  chance(p: number): boolean {
+    return this.#r() < p;
+  }
+  /** An integer in [lo, hi]. */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.#r() * (hi - lo + 1));
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[Math.floor(this.#r() * xs.length)];
+  }
+}
+
+const divisors = (n: number) =>
+  Array.from({ length: n }, (_, i) => i + 1).filter((d) => n % d === 0);
+
+/** RoPE parameters, as transformers 5 writes them (base inside `rope_parameters`). */
+function rope(d: Dice): Record<string, unknown> {
+  // Small bases make position matter within a 40-token prompt, so a wrong
+  // frequency shows in the logits rather than hiding below the tolerance.
+  const rope_theta = d.pick([50, 300, 1e4, 1e6]);
+  const type = d.pick([
+    "default",
+    "default",
+    "linear",
+    "yarn",
+    "yarn",
+    "yarn",
+    "llama3",
+    "llama3",
+    "dynamic",
+    "longrope",
+  ]);
+  const p: Record<string, unknown> = { rope_type: type, rope_theta };
+  if (type === "linear" || type === "dynamic") p.factor = d.pick([1.5, 2, 4, 8]);
+  if (type === "yarn") {
+    // Without a factor transformers derives it from the two context lengths.
+    p.factor = d.chance(0.15) ? null : d.pick([2, 4, 8, 16, 40]);
+    p.original_max_position_embeddings = d.pick([16, 32, 64, 256, 4096]);
+    if (d.chance(0.4)) p.beta_fast = d.pick([4, 8, 16, 64]);
+    if (d.chance(0.4)) p.beta_slow = d.pick([0.25, 0.5, 2]);
+    const scale = d.int(0, 3);
+    if (scale === 1) p.attention_factor = d.pick([0.5, 0.9, 1.3]);
+    if (scale === 2) {
+      Object.assign(p, { mscale: d.pick([0.707, 1]), mscale_all_dim: d.pick([0.707, 1, 0.5]) });
+    }
+    if (scale === 3) p.mscale = d.pick([0.707, 1]);
+    if (d.chance(0.35)) p.truncate = d.chance(0.5);
+  }
+  if (type === "llama3") {
+    p.factor = d.pick([2, 8, 32]);
+    p.low_freq_factor = d.pick([1, 1.5]);
+    p.high_freq_factor = d.pick([2, 4]);
+    // Short original contexts put a 4–8 frequency RoPE's bands on both sides of
+    // the smoothing window; 8192 (Llama 3's own) leaves all of them untouched.
+    p.original_max_position_embeddings = d.pick([8, 16, 32, 64, 8192]);
+  }
+  if (type === "longrope") {
+    p.original_max_position_embeddings = 32;
+    p.short_factor = [1];
+    p.long_factor = [1];
+  }
+  return p;
+}
+
+/** Heads, KV heads, head size, hidden size, RoPE and the norm ε of an attention model. */
+function attention(d: Dice, explicitHeadDim: number): Record<string, unknown> {
+  const heads = d.pick([1, 2, 4, 4, 6, 8]);
+  const kv = d.pick(divisors(heads));
+  const c: Record<string, unknown> = { num_attention_heads: heads, num_key_value_heads: kv };
+  if (d.chance(explicitHeadDim)) {
+    const hd = d.pick([4, 8, 12, 16, 24].filter((h) => h * heads <= 96));
+    c.head_dim = hd;
+    c.hidden_size = d.pick([16, 24, 32, 40, 48, 64]);
+  } else {
+    const hd = d.pick([4, 6, 8, 10, 12, 16].filter((h) => h * heads <= 64));
+    c.hidden_size = hd * heads;
+    // transformers' yarn and llama3 read `head_dim` with getattr and crash on a
+    // null one, so checkpoints using them always state it.
+    if (d.chance(0.5)) c.head_dim = hd;
+  }
+  c.rope_parameters = rope(d);
+  const scaled = !["default", "linear"].includes(
+    (c.rope_parameters as { rope_type: string }).rope_type,
+  );
+  if (scaled && c.head_dim === undefined) c.head_dim = (c.hidden_size as number) / heads;
+  c.max_position_embeddings = d.pick([64, 128, 512, 4096]);
+  return c;
+}
+
+/** Fields every architecture has. */
+function common(d: Dice): Record<string, unknown> {
+  const vocab = d.int(20, 256);
+  const eos = d.int(0, vocab - 1);
+  return {
+    vocab_size: vocab,
+    num_hidden_layers: d.int(1, 4),
+    tie_word_embeddings: d.chance(0.3),
+    eos_token_id: eos,
+    bos_token_id: d.int(0, vocab - 1),
+    pad_token_id: d.chance(0.5) ? null : eos,
+  };
+}
+
+function moe(d: Dice, maxExperts: number): { experts: number; topk: number } {
+  const experts = d.int(1, maxExperts);
+  return { experts, topk: d.int(1, Math.min(experts, 4)) };
+}
+
+function mixtral(d: Dice, promptLen: number): Record<string, unknown> {
+  const { experts, topk } = moe(d, 8);
+  return {
+    ...common(d),
+    ...attention(d, 0.35),
+    intermediate_size: d.int(4, 48) * 2,
+    num_local_experts: experts,
+    num_experts_per_tok: topk,
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+    // A window shorter than the prompt is what makes sliding matter. Not 1:
+    // transformers' sliding cache keeps `[-window + 1:]` = `[-0:]` = every past
+    // token then, so its generate() disagrees with its own full forward.
+    sliding_window: d.chance(0.5) ? null : d.int(2, promptLen + 4),
+    ...(d.chance(0.05) ? { hidden_act: d.pick(["gelu", "gelu_pytorch_tanh", "relu"]) } : {}),
+  };
+}
+
+function qwen2Moe(d: Dice, promptLen: number): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const { experts, topk } = moe(d, 8);
+  const c: Record<string, unknown> = {
+    ...base,
+    ...attention(d, 0.15),
+    intermediate_size: d.int(4, 48) * 2,
+    moe_intermediate_size: d.int(4, 32) * 2,
+    shared_expert_intermediate_size: d.int(4, 32) * 2,
+    num_experts: experts,
+    num_experts_per_tok: topk,
+    norm_topk_prob: d.chance(0.5),
+    decoder_sparse_step: d.int(1, 3),
+    qkv_bias: d.chance(0.7),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+  };
+  if (d.chance(0.4)) {
+    c.mlp_only_layers = Array.from({ length: layers }, (_, i) => i).filter(() => d.chance(0.4));
+  }
+  if (d.chance(0.6)) {
+    c.use_sliding_window = true;
+    c.sliding_window = d.int(2, promptLen + 4);
+    c.max_window_layers = d.int(0, layers + 1);
+    if (d.chance(0.4)) {
+      c.layer_types = Array.from(
+        { length: layers },
+        () => d.chance(0.5) ? "sliding_attention" : "full_attention",
+      );
+    }
+  } else if (d.chance(0.3)) {
+    // A window that is present but switched off must not be applied.
+    c.use_sliding_window = false;
+    c.sliding_window = d.int(1, promptLen);
+  }
+  return c;
+}
+
+function olmoe(d: Dice): Record<string, unknown> {
+  const { experts, topk } = moe(d, 8);
+  return {
+    ...common(d),
+    // OLMoE's q_norm spans hidden_size, so transformers crashes on a head_dim
+    // with heads · head_dim ≠ hidden_size: only the implied one is written.
+    ...attention(d, 0),
+    intermediate_size: d.int(4, 48) * 2,
+    num_experts: experts,
+    num_experts_per_tok: topk,
+    norm_topk_prob: d.chance(0.5),
+    // Activations are O(1) with these weights: clips of 0.3–4 actually clip.
+    clip_qkv: d.chance(0.5) ? d.pick([0.3, 0.7, 1.5, 3.5]) : null, // floats: transformers rejects an int
+    attention_bias: d.chance(0.5),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+  };
+}
+
+function jamba(d: Dice): Record<string, unknown> {
+  const heads = d.pick([1, 2, 4]);
+  const { experts, topk } = moe(d, 6);
+  const attnPeriod = d.int(1, 4), expertPeriod = d.int(1, 4);
+  return {
+    ...common(d),
+    hidden_size: heads * d.pick([4, 8, 12, 16]),
+    num_attention_heads: heads,
+    num_key_value_heads: d.pick(divisors(heads)),
+    intermediate_size: d.int(4, 48) * 2,
+    num_experts: experts,
+    num_experts_per_tok: topk,
+    attn_layer_period: attnPeriod,
+    attn_layer_offset: d.int(0, attnPeriod - 1),
+    expert_layer_period: expertPeriod,
+    expert_layer_offset: d.int(0, expertPeriod - 1),
+    mamba_d_state: d.pick([2, 4, 8, 16]),
+    mamba_d_conv: d.pick([2, 3, 4]),
+    mamba_expand: d.pick([1, 2, 3]),
+    mamba_dt_rank: d.chance(0.5) ? "auto" : d.int(1, 8),
+    mamba_conv_bias: d.chance(0.6),
+    mamba_proj_bias: d.chance(0.4),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+    use_mamba_kernels: false,
+  };
+}
+
+function mamba(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  return {
+    ...c,
+    hidden_size: d.int(2, 16) * 4,
+    state_size: d.pick([1, 2, 4, 8, 16]),
+    conv_kernel: d.pick([1, 2, 3, 4, 5]),
+    expand: d.pick([1, 2, 3]),
+    time_step_rank: d.chance(0.5) ? "auto" : d.int(1, 8),
+    use_bias: d.chance(0.5),
+    use_conv_bias: d.chance(0.6),
+    layer_norm_epsilon: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+    residual_in_fp32: d.chance(0.5),
+    tie_word_embeddings: d.chance(0.6),
+    ...(d.chance(0.05) ? { hidden_act: d.pick(["gelu", "relu"]) } : {}),
+  };
+}
+
+/**
+ * `n` random cases, round-robin over `archs`, reproducible from `seed`.
+ *
+ * @example
+ * ```ts
+ * const cases = randomCases(10, 1);
+ * console.log(cases[0].arch, cases[0].config);
+ * ```
+ */
+export function randomCases(
+  n: number,
+  seed: number,
+  archs: readonly Architecture[] = ARCHITECTURES,
+): Case[] {
+  const out: Case[] = [];
+  for (let i = 0; i < n; i++) {
+    const arch = archs[i % archs.length];
+    const caseSeed = seed * 1000 + i;
+    const d = new Dice(caseSeed);
+    const prompt_len = d.int(4, 40);
+    const config = arch === "MixtralForCausalLM"
+      ? mixtral(d, prompt_len)
+      : arch === "Qwen2MoeForCausalLM"
+      ? qwen2Moe(d, prompt_len)
+      : arch === "OlmoeForCausalLM"
+      ? olmoe(d)
+      : arch === "JambaForCausalLM"
+      ? jamba(d)
+      : mamba(d);
+    // Configs from before transformers 5 have no layer_types: both sides must
+    // derive the same sliding layers from use_sliding_window / max_window_layers.
+    const drop = arch === "Qwen2MoeForCausalLM" && config.layer_types === undefined &&
+      d.chance(0.5);
+    out.push({
+      ...(drop ? { drop_saved: ["layer_types"] } : {}),
+      name: `c${seed}_${i}_${arch.replace("ForCausalLM", "").toLowerCase()}`,
+      arch,
+      config,
+      seed: caseSeed,
+      prompt_len,
+    });
+  }
+  return out;
+}
+
+/**
+ * The one-step simplifications of a case: each optional field dropped (back to
+ * transformers' default) or RoPE made plain. A failure that survives a
+ * simplification does not need the dropped field; one that vanishes names it.
+ *
+ * @example
+ * ```ts
+ * for (const v of simplifications(randomCases(1, 1)[0])) console.log(v.name);
+ * ```
+ */
+export function simplifications(c: Case): { dropped: string; case: Case }[] {
+  const keep = new Set([
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "use_mamba_kernels",
+  ]);
+  const out: { dropped: string; case: Case }[] = [];
+  for (const key of Object.keys(c.config)) {
+    if (keep.has(key)) continue;
+    const config = { ...c.config };
+    if (key === "rope_parameters") {
+      config.rope_parameters = {
+        rope_type: "default",
+        rope_theta: (c.config.rope_parameters as { rope_theta: number }).rope_theta,
+      };
+    } else {
+      delete config[key];
+    }
+    if (key === "head_dim") {
+      config.hidden_size = (c.config.head_dim as number) * (c.config.num_attention_heads as number);
+    }
+    out.push({ dropped: key, case: { ...c, name: `${c.name}_no_${key}`, config } });
+  }
+  return out;
+}

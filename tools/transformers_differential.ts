@@ -228,4 +228,20 @@ async function main(): Promise<void> {
   if (outcomes.some((o) => o.verdict === "fail")) Deno.exitCode = 1;
 }
 
-if (import.meta.main) await main();
+const USAGE = "usage: deno run -A tools/transformers_differential.ts --python PATH " +
+  "[--cases 25] [--seed 1] [--arch MixtralForCausalLM,…] [--shrink 5] [--keep DIR]";
+
+if (import.meta.main) {
+  if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+    console.log(USAGE);
+  } else {
+    try {
+      await main();
+    } catch (e) {
+      // A usage mistake is one line, not a stack trace.
+      if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
+      console.error(`transformers_differential: ${e.message}\n${USAGE}`);
+      Deno.exitCode = 2;
+    }
+  }
+}

@@ -315,6 +315,7 @@ export {
 } from "./models/architectures/mod.ts";
 export { readConfig } from "./app/config_file.ts";
 export {
+  checkRopeLength,
   readRopeSettings,
   ROPE_TYPES,
   ropeFrequencies,

@@ -21,7 +21,7 @@ import { moe } from "./moe.ts";
 import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
 import { decoderLayers } from "./decoder.ts";
 import { expertTensor, moePrefix, specOf } from "./architectures/mod.ts";
-import { ropeFrequencies } from "./rope_scaling.ts";
+import { checkRopeLength, ropeFrequencies } from "./rope_scaling.ts";
 import { SLOT_POOL, STATES } from "./states.ts";
 import { embedding, head as lmHead, linear, type WeightFormats } from "./weights.ts";
 
@@ -243,6 +243,7 @@ export function attentionOptions(
   options: Partial<Pick<CausalLMOptions, "maxSeq" | "dtype" | "weightFormats">>,
 ): AttentionBlockOptions {
   const a = cfg.attention!;
+  if (options.maxSeq !== undefined) checkRopeLength(a.rope, options.maxSeq, "maxSeq");
   const rope = a.rope ? ropeFrequencies(a.headDim, a.rope) : undefined;
   return {
     name,

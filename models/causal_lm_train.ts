@@ -16,6 +16,7 @@ import { expertWidth, type ModelConfig } from "./config.ts";
 import { specOf } from "./architectures/mod.ts";
 import { attentionBlock } from "./attention.ts";
 import { attentionOptions } from "./causal_lm.ts";
+import { checkRopeLength } from "./rope_scaling.ts";
 import { mambaMixer } from "./mamba.ts";
 import { moe, type MoeOutputs } from "./moe.ts";
 import { decoderLayers } from "./decoder.ts";
@@ -103,6 +104,7 @@ export function buildTrainingLM(
       throw new RangeError(`buildTrainingLM: ${what} must be a positive integer, got ${v}`);
     }
   }
+  checkRopeLength(cfg.attention?.rope, T, "buildTrainingLM: seq");
   const cf = options.capacityFactor;
   if (cf !== undefined && !(typeof cf === "number" && Number.isFinite(cf) && cf > 0)) {
     throw new RangeError(`buildTrainingLM: capacityFactor must be a finite number > 0, got ${cf}`);

@@ -3,8 +3,11 @@
  * give. transformers 4 writes `rope_theta` and `rope_scaling` at the top level;
  * transformers 5 writes `rope_parameters: { rope_type, rope_theta, … }`. Both
  * are read here, into one {@linkcode RopeSettings}; what Kiln does not
- * implement (`dynamic` and `longrope` scaling, partial rotary dims, per-layer-
- * type parameters) is refused with the field and its value, never ignored.
+ * implement (`longrope` scaling, partial rotary dims, per-layer-type
+ * parameters) is refused with the field and its value, never ignored. `dynamic`
+ * (NTK) scaling is the default table up to `max_position_embeddings`, where
+ * transformers starts rescaling it with the sequence length: Kiln runs it up to
+ * there ({@linkcode checkRopeLength}).
  *
  * The frequencies follow transformers' `modeling_rope_utils` (`default`,
  * `linear`, `yarn`, `llama3`), computed in float32 step by step as PyTorch
@@ -22,10 +25,10 @@
  * const t: RopeType = "yarn";
  * ```
  */
-export type RopeType = "default" | "linear" | "yarn" | "llama3";
+export type RopeType = "default" | "linear" | "yarn" | "llama3" | "dynamic";
 
 /** The implemented variants, for messages. */
-export const ROPE_TYPES: readonly RopeType[] = ["default", "linear", "yarn", "llama3"];
+export const ROPE_TYPES: readonly RopeType[] = ["default", "linear", "yarn", "llama3", "dynamic"];
 
 /**
  * RoPE settings of one model, as read from config.json.
@@ -55,7 +58,10 @@ export interface RopeSettings {
   readonly mscaleAllDim?: number;
   /** `yarn`: round the ramp's ends outwards (`truncate`, default true). */
   readonly truncate?: boolean;
-  /** `yarn`, `llama3`: context length of pre-training (`original_max_position_embeddings`). */
+  /**
+   * `yarn`, `llama3`: context length of pre-training (`original_max_position_embeddings`);
+   * `dynamic`: `max_position_embeddings`, past which transformers rescales the base.
+   */
   readonly originalMaxPositions?: number;
   /** `llama3`: `low_freq_factor`. */
   readonly lowFreqFactor?: number;
@@ -195,6 +201,15 @@ export function readRopeSettings(
     if (factor === undefined) throw missing(file, `${where}.factor`, type);
     return { type, theta, factor };
   }
+  if (type === "dynamic") {
+    // _compute_dynamic_ntk_parameters: base·((factor·L/max) − (factor − 1))^(d/(d−2))
+    // with L = max(seq_len, max_position_embeddings): the plain base up to there.
+    if (factor === undefined) throw missing(file, `${where}.factor`, type);
+    if (maxPos === undefined || !(maxPos > 0)) {
+      throw missing(file, "max_position_embeddings", type);
+    }
+    return { type, theta, factor, originalMaxPositions: maxPos };
+  }
   if (type === "llama3") {
     const low = positive("low_freq_factor"), high = positive("high_freq_factor");
     for (
@@ -293,6 +308,7 @@ export function ropeFrequencies(
   const base = Float32Array.from(posFreq, (p) => f32(1 / p));
   switch (s.type) {
     case "default":
+    case "dynamic": // the same table up to max_position_embeddings (checkRopeLength)
       return { invFreq: base, attentionFactor: 1 };
     case "linear":
       return { invFreq: base.map((v) => f32(v / s.factor)), attentionFactor: 1 };
@@ -335,4 +351,26 @@ export function ropeFrequencies(
       return { invFreq: out, attentionFactor };
     }
   }
+}
+
+/**
+ * Refuses a context longer than RoPE settings give fixed frequencies for:
+ * `dynamic` scaling rescales its base once a sequence passes
+ * `max_position_embeddings` (and back for shorter ones), which one compiled
+ * frequency table cannot follow. A RangeError naming `what` (e.g. the file and
+ * the option) and both lengths.
+ *
+ * @example
+ * ```ts
+ * import { checkRopeLength } from "@kiln/kiln";
+ * checkRopeLength({ type: "dynamic", theta: 1e4, factor: 2, originalMaxPositions: 4096 }, 2048, "maxSeq");
+ * ```
+ */
+export function checkRopeLength(s: RopeSettings | undefined, length: number, what: string): void {
+  if (s?.type !== "dynamic" || length <= s.originalMaxPositions!) return;
+  throw new RangeError(
+    `${what} ${length} is past max_position_embeddings ${s.originalMaxPositions} of a ` +
+      '"dynamic" RoPE, which transformers rescales there with the sequence length; ' +
+      `Kiln runs it up to ${s.originalMaxPositions} tokens`,
+  );
 }

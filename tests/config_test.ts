@@ -355,8 +355,16 @@ Deno.test("Jamba: attention and expert periods and offsets", () => {
 Deno.test("settings Kiln does not implement are refused, naming the field and its value", () => {
   const cases: [Json, RegExp][] = [
     [
-      { ...MIXTRAL, rope_scaling: { type: "dynamic", factor: 2 } },
-      /rope_scaling\.rope_type "dynamic" is not supported \(supported: default, linear, yarn, llama3\)/,
+      { ...MIXTRAL, rope_scaling: { type: "ntk", factor: 2 } },
+      /rope_scaling\.rope_type "ntk" is not supported \(supported: default, linear, yarn, llama3, dynamic\)/,
+    ],
+    [
+      {
+        ...MIXTRAL,
+        max_position_embeddings: undefined,
+        rope_scaling: { type: "dynamic", factor: 2 },
+      },
+      /rope_type "dynamic" needs the field "max_position_embeddings"/,
     ],
     [
       { ...MIXTRAL, rope_parameters: { rope_type: "longrope", rope_theta: 1e4 } },

@@ -147,6 +147,25 @@ Deno.test("a RoPE base given only in rope_parameters is used (not the architectu
   });
 });
 
+Deno.test("dynamic RoPE within max_position_embeddings gives transformers' logits", async () => {
+  // _compute_dynamic_ntk_parameters rescales the base by
+  // ((factor·L/max) − (factor − 1))^(d/(d−2)) with L = max(seq_len, max): 1 up to max,
+  // so this checkpoint's transformers logits (default RoPE) are the dynamic model's too.
+  const { ref, logits } = await readRef("mixtral_gqa_sw");
+  await withCopy("mixtral_gqa_sw", (c) => ({
+    ...c,
+    rope_parameters: { rope_type: "dynamic", rope_theta: 1e4, factor: 4 },
+  }), async (dir) => {
+    const model = await loadModel(dir, { device: await gpu(), quiet: true, maxSeq: 64 });
+    try {
+      const e = relToRms(await model.forward(ref.ids), logits, ref.logit_rms);
+      assert.ok(e < 1e-4, `dynamic RoPE within max_position_embeddings: error ${e}`);
+    } finally {
+      model.dispose();
+    }
+  });
+});
+
 Deno.test("the options the newer fixtures exist for do change their logits", async () => {
   // Each edit switches one feature off; if the logits stayed within tolerance the
   // fixture would not be testing that feature at all.
@@ -194,9 +213,14 @@ Deno.test("loadModel refuses a config that does not describe its checkpoint, or 
       /6 tensor\(s\) that Qwen2MoeForCausalLM as configured does not use \("model\.layers\.0\.self_attn\.k_proj\.bias"/,
     ],
     [
+      // Past max_position_embeddings transformers rescales a dynamic RoPE per sequence.
       "mixtral_gqa_sw",
-      (c) => ({ ...c, rope_parameters: { rope_type: "dynamic", rope_theta: 1e4, factor: 2 } }),
-      /rope_parameters\.rope_type "dynamic" is not supported/,
+      (c) => ({
+        ...c,
+        max_position_embeddings: 48,
+        rope_parameters: { rope_type: "dynamic", rope_theta: 1e4, factor: 2 },
+      }),
+      /maxSeq 64 is past max_position_embeddings 48 of a "dynamic" RoPE/,
     ],
     [
       // Its per-dimension factor lists once read as per-layer-type parameters.

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { parseConfig } from "../models/architectures/mod.ts";
-import { readRopeSettings } from "../models/rope_scaling.ts";
+import { checkRopeLength, readRopeSettings, ropeFrequencies } from "../models/rope_scaling.ts";
 import { readConfig } from "../app/config_file.ts";
 
 type Json = Record<string, unknown>;
@@ -250,4 +250,23 @@ Deno.test("generation_config.json's eos_token_id is the model's end set, as gene
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("dynamic RoPE: the default table, for contexts up to max_position_embeddings only", () => {
+  const rope = readRopeSettings(
+    { max_position_embeddings: 128, rope_scaling: { rope_type: "dynamic", factor: 4 } },
+    FILE,
+    1e4,
+  );
+  assert.equal(rope.type, "dynamic");
+  assert.deepEqual(
+    ropeFrequencies(8, rope).invFreq,
+    ropeFrequencies(8, { ...rope, type: "default" }).invFreq,
+  );
+  checkRopeLength(rope, 128, "maxSeq"); // up to the limit: fine
+  assert.throws(
+    () => checkRopeLength(rope, 129, "buildTrainingLM: seq"),
+    /^RangeError: buildTrainingLM: seq 129 is past max_position_embeddings 128 of a "dynamic" RoPE/,
+  );
+  checkRopeLength({ ...rope, type: "linear" }, 1e6, "maxSeq"); // fixed tables: any length
 });

@@ -300,13 +300,14 @@ export function randomCases(
   n: number,
   seed: number,
   archs: readonly Architecture[] = ARCHITECTURES,
+  promptLengths: readonly [number, number] = [4, 40],
 ): Case[] {
   const out: Case[] = [];
   for (let i = 0; i < n; i++) {
     const arch = archs[i % archs.length];
     const caseSeed = seed * 1000 + i;
     const d = new Dice(caseSeed);
-    const prompt_len = d.int(4, 40);
+    const prompt_len = d.int(promptLengths[0], promptLengths[1]);
     const config = arch === "MixtralForCausalLM"
       ? mixtral(d, prompt_len)
       : arch === "Qwen2MoeForCausalLM"

@@ -15,7 +15,8 @@
  *
  * ```sh
  * deno run -A tools/transformers_differential.ts --python /tmp/tfenv/bin/python \
- *   [--cases 50] [--seed 1] [--arch MambaForCausalLM,...] [--shrink 5] [--keep DIR]
+ *   [--cases 50] [--seed 1] [--arch MambaForCausalLM,...] [--prompt-len 4,40] [--shrink 5] \
+ *   [--keep DIR]
  * ```
  *
  * @module
@@ -75,7 +76,8 @@ export async function compareCase(c: Case, dir: string): Promise<Outcome> {
   const want = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   let model;
   try {
-    model = await loadModel(dir, { quiet: true, maxSeq: 64 });
+    // Room for the prompt and the greedy tokens: long prompts run as several prefill chunks.
+    model = await loadModel(dir, { quiet: true, maxSeq: Math.max(64, c.prompt_len + 32) });
   } catch (e) {
     const clean = e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError;
     return {
@@ -176,14 +178,24 @@ function parseArgs(args: string[]) {
   for (const a of archs) {
     if (!ARCHITECTURES.includes(a)) throw new RangeError(`--arch: unknown architecture "${a}"`);
   }
-  return { python, n, seed, shrink, archs, keep: opt("--keep") };
+  const lengths = (opt("--prompt-len") ?? "4,40").split(",").map(Number);
+  if (
+    lengths.length !== 2 || !lengths.every((v) => Number.isInteger(v) && v >= 1) ||
+    lengths[0] > lengths[1]
+  ) {
+    throw new RangeError(
+      `--prompt-len must be MIN,MAX (positive integers), got ${opt("--prompt-len")}`,
+    );
+  }
+  const promptLengths = lengths as [number, number];
+  return { python, n, seed, shrink, archs, promptLengths, keep: opt("--keep") };
 }
 
 async function main(): Promise<void> {
-  const { python, n, seed, shrink, archs, keep } = parseArgs(Deno.args);
+  const { python, n, seed, shrink, archs, promptLengths, keep } = parseArgs(Deno.args);
   const out = keep ?? await Deno.makeTempDir({ prefix: "kiln_tf_diff_" });
   await Deno.mkdir(out, { recursive: true });
-  const cases = randomCases(n, seed, archs);
+  const cases = randomCases(n, seed, archs, promptLengths);
   const outcomes: Outcome[] = [];
   const t0 = performance.now();
   await reference(python, cases, out, async (c, res) => {
@@ -229,7 +241,8 @@ async function main(): Promise<void> {
 }
 
 const USAGE = "usage: deno run -A tools/transformers_differential.ts --python PATH " +
-  "[--cases 25] [--seed 1] [--arch MixtralForCausalLM,…] [--shrink 5] [--keep DIR]";
+  "[--cases 25] [--seed 1] [--arch MixtralForCausalLM,…] [--prompt-len 4,40] [--shrink 5] " +
+  "[--keep DIR]";
 
 if (import.meta.main) {
   if (Deno.args.includes("--help") || Deno.args.includes("-h")) {

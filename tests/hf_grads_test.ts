@@ -1,0 +1,99 @@
+/**
+ * Kiln's training loss and gradients against PyTorch/transformers: for one
+ * checkpoint of each architecture (tests/fixtures/hf/<name>/), the mean
+ * next-token cross-entropy of a [2, 21] token batch and its gradient with
+ * respect to every parameter, from `buildTrainingLM` + `g.grad` (what the
+ * trainer's step differentiates), must equal what `model(input_ids=x,
+ * labels=x)` and `loss.backward()` give in transformers in float64.
+ *
+ * The expected values are transformers' (grads.json, written by
+ * `python tools/transformers_grads.py tests/fixtures/hf/<name> --out
+ * tests/fixtures/hf/<name>/grads.json`, torch 2.13, transformers 5.18): the
+ * loss, and per checkpoint tensor the gradient's norm, sum and 4 sampled
+ * values. CI has no torch, so they are stored.
+ *
+ * For MoE models each layer's load-balancing loss is checked too: Kiln's
+ * `auxLoss` times k is transformers' `load_balancing_loss_func` of that layer
+ * alone (on the B·T trained positions), the documented convention difference
+ * (transformers pools all layers into one loss instead), and the gradient of
+ * coef · Σ_l aux_l matches transformers' gradient of the same sum.
+ *
+ * The float64 CPU interpreter runs Kiln's graph for every fixture (its math,
+ * exactly); the device (f32 kernels) runs the Mamba one, the smallest to
+ * compile on lavapipe.
+ */
+
+import assert from "node:assert/strict";
+import {
+  compareGrads,
+  type GradReference,
+  type KilnGrads,
+  kilnGrads,
+} from "../tools/transformers_grads.ts";
+import { gpu } from "./_util.ts";
+
+const ROOT = new URL("./fixtures/hf/", import.meta.url).pathname;
+
+async function reference(name: string): Promise<GradReference> {
+  return JSON.parse(await Deno.readTextFile(`${ROOT}${name}/grads.json`));
+}
+
+/**
+ * Asserts agreement: `lossTol` relative on the losses, `tol` of each
+ * gradient's RMS on its sampled values, its norm (relative) and its sum.
+ */
+function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, tol: number) {
+  const rel = Math.abs(k.loss - ref.loss) / ref.loss;
+  assert.ok(rel < lossTol, `${name}: loss ${k.loss}, transformers ${ref.loss} (rel ${rel})`);
+  const rows = compareGrads(k.grads, ref.grads);
+  // Every checkpoint tensor has a gradient, and no parameter is left out.
+  assert.equal(rows.length, k.grads.size, `${name}: tensors ${[...k.grads.keys()]}`);
+  for (const r of rows) {
+    assert.ok(
+      r.values < tol && r.norm < tol && r.sum < tol,
+      `${name}: d/d ${r.name}: values ${r.values}, norm ${r.norm}, sum ${r.sum} (of rms ${r.rms})`,
+    );
+  }
+  if (!ref.aux) {
+    assert.equal(k.auxPerLayer.length, 0);
+    return;
+  }
+  assert.equal(k.auxPerLayer.length, ref.aux.per_layer.length, `${name}: MoE layers`);
+  ref.aux.per_layer.forEach((want, l) => {
+    const e = Math.abs(k.auxPerLayer[l] - want) / want;
+    assert.ok(e < lossTol, `${name}: aux of MoE layer ${l}: ${k.auxPerLayer[l]}, want ${want}`);
+  });
+  for (const r of compareGrads(k.auxGrads!, ref.aux.grads)) {
+    assert.ok(
+      r.norm < tol && r.sum < tol,
+      `${name}: aux d/d ${r.name}: norm ${r.norm}, sum ${r.sum} (of rms ${r.rms})`,
+    );
+  }
+}
+
+// One per architecture; between them: Mamba with biases, Mixtral with yarn RoPE and a
+// sliding window shorter than the sequence, a Jamba of attention, Mamba, dense and MoE
+// layers, Qwen2-MoE's shared expert with sliding and dense layers, OLMoE's q/k norms
+// with clip_qkv and llama3 RoPE.
+const FIXTURES = [
+  "mamba_bias",
+  "mixtral_yarn",
+  "jamba_periods",
+  "qwen2_moe_sliding_dense",
+  "olmoe_llama3_clip",
+];
+
+for (const name of FIXTURES) {
+  Deno.test(`hf grads: ${name}: Kiln's float64 loss and gradients are transformers'`, async () => {
+    const ref = await reference(name);
+    const k = await kilnGrads(`${ROOT}${name}`, ref.tokens, { auxCoef: ref.aux?.coef, cpu: true });
+    // The summaries hold 7 significant digits: that, not the math, bounds the agreement.
+    check(name, ref, k, 1e-7, 2e-5);
+  });
+}
+
+Deno.test("hf grads: mamba_bias: the device's f32 loss and gradients are transformers'", async () => {
+  const ref = await reference("mamba_bias");
+  const k = await kilnGrads(`${ROOT}mamba_bias`, ref.tokens, { device: await gpu() });
+  check("mamba_bias (device)", ref, k, 1e-5, 1e-4);
+});

@@ -26,6 +26,7 @@ import {
   openGgufModel,
 } from "../app/gguf/arch.ts";
 import { rejectsWith, withTmp } from "./_util.ts";
+import { writeTinyJamba } from "./fixtures/tiny_checkpoints.ts";
 
 const FIXTURES = new URL("./fixtures/hf/", import.meta.url).pathname;
 
@@ -443,4 +444,43 @@ Deno.test("gguf arch: OLMoE's keys, and the OLMoE settings llama.cpp's olmoe gra
       ["OLMoE with", part, "llama.cpp's olmoe graph"],
     );
   }
+});
+
+Deno.test("gguf arch: a Jamba with attention in every layer still carries the SSM keys and reads back", async () => {
+  // llama.cpp's jamba loader requires ssm.conv_kernel / inner_size / state_size /
+  // time_step_rank whatever the layers; a writer that left them out wrote a file
+  // neither it nor Kiln's reader accepted (found by tools/transformers_differential.ts
+  // --via-gguf). JambaConfig's defaults: d_conv 4, expand 2, d_state 16, rank ⌈h/16⌉.
+  await withTmp(async (dir) => {
+    const src = join(dir, "hf");
+    await writeTinyJamba(src, {
+      config: { num_hidden_layers: 2, attn_layer_period: 1, attn_layer_offset: 0 },
+    });
+    const { config, ckpt } = await convert(src, join(dir, "all_attention.gguf"), "f32");
+    try {
+      assert.ok(parseConfig(config).pattern.every((p) => p.mixer === "attention"));
+      const meta = new Map(ggufArchMetadata(config, { type: "f32" }));
+      const hidden = config.hidden_size as number;
+      const rank = config.mamba_dt_rank;
+      assert.deepEqual(
+        ["ssm.conv_kernel", "ssm.inner_size", "ssm.state_size", "ssm.time_step_rank"].map((k) =>
+          meta.get(`jamba.${k}`)?.value
+        ),
+        [
+          config.mamba_d_conv ?? 4,
+          (config.mamba_expand ?? 2) * hidden,
+          config.mamba_d_state ?? 16,
+          typeof rank === "number" ? rank : Math.ceil(hidden / 16),
+        ],
+      );
+      const model = await openGgufModel(join(dir, "all_attention.gguf"));
+      try {
+        assert.deepEqual(parseConfig(model.config).pattern, parseConfig(config).pattern);
+      } finally {
+        model.close();
+      }
+    } finally {
+      ckpt.close();
+    }
+  }, "kiln_gguf_jamba_");
 });

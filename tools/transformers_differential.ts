@@ -15,15 +15,20 @@
  *
  * ```sh
  * deno run -A tools/transformers_differential.ts --python /tmp/tfenv/bin/python \
- *   [--cases 50] [--seed 1] [--arch MambaForCausalLM,...] [--prompt-len 4,40] [--shrink 5] \
- *   [--keep DIR]
+ *   [--cases 50] [--seed 1] [--arch MambaForCausalLM,...] [--prompt-len 4,40] [--via-gguf] \
+ *   [--shrink 5] [--keep DIR]
  * ```
+ *
+ * `--via-gguf` runs each checkpoint through `kiln quantize --type f32` and loads
+ * the .gguf instead: the GGUF writer and reader against transformers (a config
+ * GGUF cannot hold, refused by name, counts as refused).
  *
  * @module
  */
 
 import { join } from "node:path";
 import { loadModel } from "../mod.ts";
+import { quantize } from "../app/cli/quantize.ts";
 import {
   type Architecture,
   ARCHITECTURES,
@@ -69,15 +74,19 @@ const TOL = 1e-4;
  * console.log(o.verdict, o.detail);
  * ```
  */
-export async function compareCase(c: Case, dir: string): Promise<Outcome> {
+export async function compareCase(c: Case, dir: string, viaGguf = false): Promise<Outcome> {
   const base = { name: c.name, arch: c.arch };
   const ref = JSON.parse(await Deno.readTextFile(join(dir, "ref.json"))) as Ref;
   const bytes = await Deno.readFile(join(dir, "logits.f32"));
   const want = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   let model;
   try {
+    // --via-gguf: the folder converted as `kiln quantize --type f32` writes it, then
+    // loaded from the .gguf (config rebuilt from its metadata).
+    const path = viaGguf ? join(dir, "model.f32.gguf") : dir;
+    if (viaGguf) await quantize([dir, "--type", "f32", "-o", path, "--quiet"]);
     // Room for the prompt and the greedy tokens: long prompts run as several prefill chunks.
-    model = await loadModel(dir, { quiet: true, maxSeq: Math.max(64, c.prompt_len + 32) });
+    model = await loadModel(path, { quiet: true, maxSeq: Math.max(64, c.prompt_len + 32) });
   } catch (e) {
     const clean = e instanceof TypeError || e instanceof RangeError || e instanceof SyntaxError;
     return {
@@ -188,11 +197,12 @@ function parseArgs(args: string[]) {
     );
   }
   const promptLengths = lengths as [number, number];
-  return { python, n, seed, shrink, archs, promptLengths, keep: opt("--keep") };
+  const viaGguf = args.includes("--via-gguf");
+  return { python, n, seed, shrink, archs, promptLengths, viaGguf, keep: opt("--keep") };
 }
 
 async function main(): Promise<void> {
-  const { python, n, seed, shrink, archs, promptLengths, keep } = parseArgs(Deno.args);
+  const { python, n, seed, shrink, archs, promptLengths, viaGguf, keep } = parseArgs(Deno.args);
   const out = keep ?? await Deno.makeTempDir({ prefix: "kiln_tf_diff_" });
   await Deno.mkdir(out, { recursive: true });
   const cases = randomCases(n, seed, archs, promptLengths);
@@ -200,7 +210,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   await reference(python, cases, out, async (c, res) => {
     const o: Outcome = res.ok
-      ? await compareCase(c, join(out, c.name))
+      ? await compareCase(c, join(out, c.name), viaGguf)
       : { name: c.name, arch: c.arch, verdict: "hf_rejected", detail: res.error ?? "" };
     outcomes.push(o);
     const err = o.err === undefined ? "" : ` err ${o.err.toExponential(1)}`;
@@ -218,7 +228,7 @@ async function main(): Promise<void> {
     const needed: string[] = [];
     await reference(python, variants.map((v) => v.case), out, async (vc, res) => {
       if (!res.ok) return;
-      const o = await compareCase(vc, join(out, vc.name));
+      const o = await compareCase(vc, join(out, vc.name), viaGguf);
       if (o.verdict === "pass") needed.push(variants.find((v) => v.case.name === vc.name)!.dropped);
     });
     console.log(`shrink ${c.name}: passes without any one of [${needed.join(", ")}]`);
@@ -241,8 +251,8 @@ async function main(): Promise<void> {
 }
 
 const USAGE = "usage: deno run -A tools/transformers_differential.ts --python PATH " +
-  "[--cases 25] [--seed 1] [--arch MixtralForCausalLM,…] [--prompt-len 4,40] [--shrink 5] " +
-  "[--keep DIR]";
+  "[--cases 25] [--seed 1] [--arch MixtralForCausalLM,…] [--prompt-len 4,40] [--via-gguf] " +
+  "[--shrink 5] [--keep DIR]";
 
 if (import.meta.main) {
   if (Deno.args.includes("--help") || Deno.args.includes("-h")) {

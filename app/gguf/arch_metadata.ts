@@ -181,6 +181,14 @@ export function ggufArchMetadata(
     u32("ssm.inner_size", cfg.mamba.inner);
     u32("ssm.state_size", cfg.mamba.stateSize);
     u32("ssm.time_step_rank", cfg.mamba.dtRank);
+  } else if (arch === "jamba") {
+    // A Jamba whose layers are all attention still carries the SSM keys: llama.cpp's
+    // jamba loader (and Kiln's reader) require them. JambaConfig's defaults.
+    const rank = config.mamba_dt_rank;
+    u32("ssm.conv_kernel", numberField(config, "mamba_d_conv", 4));
+    u32("ssm.inner_size", numberField(config, "mamba_expand", 2) * cfg.hidden);
+    u32("ssm.state_size", numberField(config, "mamba_d_state", 16));
+    u32("ssm.time_step_rank", typeof rank === "number" ? rank : Math.ceil(cfg.hidden / 16));
   }
   f32("attention.layer_norm_rms_epsilon", cfg.normEps);
   if (arch === "mamba") put(`${arch}.ssm.dt_b_c_rms`, "bool", false);

@@ -91,3 +91,34 @@ export async function openRegularFile(
     throw e;
   }
 }
+
+/**
+ * The JSON value in the file at `path`: file-system errors as {@linkcode fileError}
+ * words them (`what`: what the file should be, e.g. "the model's config.json"),
+ * text that is not JSON a SyntaxError naming the file; `undefined` when an
+ * `optional` file does not exist.
+ *
+ * @example
+ * ```ts ignore
+ * import { readJsonFile } from "./fs_errors.ts";
+ * const gen = await readJsonFile("./model/generation_config.json", "a generation_config.json", true);
+ * ```
+ */
+export async function readJsonFile(
+  path: string,
+  what: string,
+  optional = false,
+): Promise<unknown> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (optional && e instanceof Deno.errors.NotFound) return undefined;
+    throw fileError(e, path, what);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new SyntaxError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+}

@@ -20,7 +20,7 @@ import { GgufCheckpoint } from "../gguf/checkpoint.ts";
 import { GgufFile } from "../gguf/file.ts";
 import { ggufTokenizerMetadata } from "../gguf/tokenizer_export.ts";
 import type { GgufEntry } from "../gguf/value.ts";
-import { fileError, isPermissionError } from "../fs_errors.ts";
+import { isPermissionError, readJsonFile } from "../fs_errors.ts";
 import { openWeights } from "../model/source.ts";
 import { createProgress, formatBytes, type Progress } from "../progress.ts";
 import { type OptionSpec, parseCommand } from "./args.ts";
@@ -163,19 +163,19 @@ function fromGguf(w: GgufCheckpoint, named: boolean): SourceParts {
 /** A Hugging Face folder: config.json, and the tokenizer's metadata when it has a tokenizer.json. */
 async function fromFolder(dir: string): Promise<SourceParts> {
   const at = (f: string) => `${dir.replace(/\/+$/, "")}/${f}`;
-  const config = await readJson(at("config.json"), "the model's config.json");
+  const config = await readJsonFile(at("config.json"), "the model's config.json");
   if (typeof config !== "object" || config === null || Array.isArray(config)) {
     throw new TypeError(`${at("config.json")}: not a JSON object`);
   }
   const cfg = config as Record<string, unknown>;
-  const tokenizer = await readJson(at("tokenizer.json"), "a tokenizer.json", true);
+  const tokenizer = await readJsonFile(at("tokenizer.json"), "a tokenizer.json", true);
   // Without a tokenizer, llama.cpp still needs `tokenizer.ggml.model`: "none" loads
   // there as a vocabulary of `<arch>.vocab_size` ids and no text.
   const metadata: [string, GgufEntry][] = tokenizer === undefined
     ? [["tokenizer.ggml.model", { type: "string", value: "none" }]]
     : [
       ...ggufTokenizerMetadata(tokenizer, {
-        tokenizerConfig: await readJson(
+        tokenizerConfig: await readJsonFile(
           at("tokenizer_config.json"),
           "a tokenizer_config.json",
           true,
@@ -189,22 +189,6 @@ async function fromFolder(dir: string): Promise<SourceParts> {
     ? undefined
     : basename(resolve(dir));
   return { config: cfg, metadata, defaultName };
-}
-
-/** A JSON file's value; `undefined` for a missing `optional` one. */
-async function readJson(path: string, what: string, optional = false): Promise<unknown> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (optional && e instanceof Deno.errors.NotFound) return undefined;
-    throw fileError(e, path, what);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
 }
 
 /**

@@ -8,15 +8,14 @@
  */
 
 import {
-  asArray,
   asObject,
   asString,
-  checkDepth,
   type JsonPath,
   optBool,
   optInt,
   optString,
   quote,
+  sequenceMembers,
   typeOf,
 } from "./json.ts";
 import { type Budget, budgetFor, parsePattern, replaceWithin, spend, total } from "./patterns.ts";
@@ -123,10 +122,7 @@ export function parseDecoder(value: unknown, at: JsonPath): Decoder | undefined 
   const type = typeOf(obj, at);
   switch (type) {
     case "Sequence": {
-      checkDepth(at);
-      const list = asArray(obj.decoders, at.key("decoders"))
-        .map((d, i) => parseDecoder(d, at.key("decoders").index(i)))
-        .filter((d): d is Decoder => d !== undefined);
+      const list = sequenceMembers(obj, "decoders", at, parseDecoder);
       return (tokens, state) => {
         const budget = state.budget ??= budgetFor(total(tokens));
         return list.reduce((ts, d) => {

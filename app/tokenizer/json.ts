@@ -156,6 +156,30 @@ export function checkDepth(at: JsonPath): void {
   }
 }
 
+/**
+ * The members of a `Sequence` component (`obj[key]`, each parsed by `parse` at its
+ * own path, `undefined` results dropped), after checking the nesting depth.
+ *
+ * @example
+ * ```ts
+ * import { JsonPath, sequenceMembers } from "./json.ts";
+ * sequenceMembers({ items: [1, null, 2] }, "items", new JsonPath("t.json", "x"), (v) => v ?? undefined);
+ * // [1, 2]
+ * ```
+ */
+export function sequenceMembers<T>(
+  obj: JsonObject,
+  key: string,
+  at: JsonPath,
+  parse: (value: unknown, at: JsonPath) => T | undefined,
+): T[] {
+  checkDepth(at);
+  const list = at.key(key);
+  return asArray(obj[key], list)
+    .map((v, i) => parse(v, list.index(i)))
+    .filter((m): m is T => m !== undefined);
+}
+
 /** A token id: a non-negative integer up to {@linkcode MAX_TOKEN_ID}, or an error naming `at`. */
 export function tokenId(
   value: unknown,

@@ -12,13 +12,13 @@ import {
   asArray,
   asObject,
   asString,
-  checkDepth,
   describe,
   JsonPath,
   optBool,
   optInt,
   optString,
   quote,
+  sequenceMembers,
   typeOf,
 } from "./json.ts";
 
@@ -127,10 +127,7 @@ export function parseNormalizer(value: unknown, at: JsonPath): Normalizer | unde
   const type = typeOf(obj, at);
   switch (type) {
     case "Sequence": {
-      checkDepth(at);
-      const list = asArray(obj.normalizers, at.key("normalizers"))
-        .map((n, i) => parseNormalizer(n, at.key("normalizers").index(i)))
-        .filter((n): n is Normalizer => n !== undefined);
+      const list = sequenceMembers(obj, "normalizers", at, parseNormalizer);
       return (text, budget = budgetFor(text.length)) =>
         list.reduce((t, n) => {
           const out = n(t, budget);

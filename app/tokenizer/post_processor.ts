@@ -6,7 +6,15 @@
  * @module
  */
 
-import { asArray, asObject, asString, checkDepth, type JsonPath, quote, tokenId } from "./json.ts";
+import {
+  asArray,
+  asObject,
+  asString,
+  type JsonPath,
+  quote,
+  sequenceMembers,
+  tokenId,
+} from "./json.ts";
 
 /**
  * A post-processor: adds special tokens around one sequence's ids.
@@ -64,10 +72,12 @@ export function parsePostProcessor(
     case "ByteLevel":
       return { apply: (x) => x, before: [], after: [] };
     case "Sequence": {
-      checkDepth(at);
-      const list = asArray(obj.processors, at.key("processors"))
-        .map((p, i) => parsePostProcessor(p, at.key("processors").index(i), idOf))
-        .filter((p): p is PostProcessor => p !== undefined);
+      const list = sequenceMembers(
+        obj,
+        "processors",
+        at,
+        (p, here) => parsePostProcessor(p, here, idOf),
+      );
       return {
         apply: (x) => list.reduce((acc, p) => p.apply(acc), x),
         before: list.flatMap((p) => p.before),

@@ -7,16 +7,15 @@
  */
 
 import {
-  asArray,
   asObject,
   asString,
-  checkDepth,
   type JsonObject,
   type JsonPath,
   optBool,
   optInt,
   optString,
   quote,
+  sequenceMembers,
   typeOf,
 } from "./json.ts";
 import {
@@ -143,10 +142,7 @@ export function parsePreTokenizer(value: unknown, at: JsonPath): PreTokenizer | 
   const type = typeOf(obj, at);
   switch (type) {
     case "Sequence": {
-      checkDepth(at);
-      const list = asArray(obj.pretokenizers, at.key("pretokenizers"))
-        .map((p, i) => parsePreTokenizer(p, at.key("pretokenizers").index(i)))
-        .filter((p): p is PreTokenizer => p !== undefined);
+      const list = sequenceMembers(obj, "pretokenizers", at, parsePreTokenizer);
       return (pieces, budget = budgetFor(total(pieces))) =>
         list.reduce((ps, p) => {
           const out = p(ps, budget);

@@ -43,6 +43,28 @@ function pretty(value: Json, indent: string, out: string[]): void {
 }
 
 /**
+ * The fields of a `"BPE"` model object in the order and with the values Hugging
+ * Face's serializer writes for a plain byte-level BPE (before `vocab` and
+ * `merges`).
+ *
+ * @example
+ * ```ts
+ * import { BPE_MODEL_DEFAULTS } from "./train_json.ts";
+ * const model = { ...BPE_MODEL_DEFAULTS, byte_fallback: true, vocab: {}, merges: [] };
+ * ```
+ */
+export const BPE_MODEL_DEFAULTS: Readonly<Record<string, unknown>> = Object.freeze({
+  type: "BPE",
+  dropout: null,
+  unk_token: null,
+  continuing_subword_prefix: null,
+  end_of_word_suffix: null,
+  fuse_unk: false,
+  byte_fallback: false,
+  ignore_merges: false,
+});
+
+/**
  * The `tokenizer.json` text of a byte-level BPE: `vocab` (token by id, in the
  * byte-level alphabet), `merges` in rank order, and `specialTokens`, which must
  * be in `vocab` (they become special added tokens with their vocab ids).
@@ -101,14 +123,7 @@ export function byteLevelBpeJson(
     post_processor: byteLevel(true, false),
     decoder: byteLevel(true, true),
     model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: false,
+      ...BPE_MODEL_DEFAULTS,
       vocab: ids,
       merges: merges.map(([a, b]) => [a, b]),
     },

@@ -75,14 +75,29 @@ export const MAX_LAYERS = 65536;
  */
 function ids(c: ConfigReader, name: string, fallback?: number): number[] {
   if (!Object.hasOwn(c.json, name)) return fallback === undefined ? [] : [fallback];
-  const v = c.raw(name);
-  if (v === undefined) return [];
+  return tokenIdList(c.raw(name), c.file, name);
+}
+
+/**
+ * A token id field's value (`eos_token_id` of config.json or
+ * generation_config.json): one id or a list of them, null or undefined for
+ * none; anything else a TypeError naming the file and field.
+ *
+ * @example
+ * ```ts
+ * import { tokenIdList } from "./common.ts";
+ * tokenIdList([2, 7], "generation_config.json", "eos_token_id"); // [2, 7]
+ * tokenIdList(null, "config.json", "eos_token_id"); // []
+ * ```
+ */
+export function tokenIdList(v: unknown, file: string, name: string): number[] {
+  if (v === undefined || v === null) return [];
   const list = Array.isArray(v) ? v : [v];
   // An id that is not a non-negative integer would never match a sampled token:
   // generation would silently run past the end of every answer.
   if (!list.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0)) {
     throw new TypeError(
-      `${c.file}: field "${name}" must be a token id or a list of them, got ${show(v)}`,
+      `${file}: field "${name}" must be a token id or a list of them, got ${show(v)}`,
     );
   }
   return list as number[];

@@ -9,6 +9,7 @@
 
 import { JsonPath, parseNormalizer } from "../../app/tokenizer/parts.ts";
 import type { AddedSpec, Json, TokSpec } from "./tokenizers_gen.ts";
+import { BPE_MODEL_DEFAULTS } from "../../app/tokenizer/train_json.ts";
 /**
  * The vocabulary of a spec, in id order: base symbols then merge results, each once.
  *
@@ -107,14 +108,7 @@ export function renderTokenizerJson(spec: TokSpec): Json {
     post_processor: post,
     decoder: spec.decoder,
     model: {
-      type: "BPE",
-      dropout: null,
-      unk_token: null,
-      continuing_subword_prefix: null,
-      end_of_word_suffix: null,
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: false,
+      ...BPE_MODEL_DEFAULTS,
       ...spec.model,
       vocab,
       merges: spec.mergeStrings ? spec.merges.map(([a, b]) => `${a} ${b}`) : spec.merges,

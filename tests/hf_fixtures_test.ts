@@ -14,17 +14,9 @@ import { loadModel } from "../app/model/mod.ts";
 import { gpu } from "./_util.ts";
 import { toV4Config } from "./fixtures/config_generations.ts";
 import { referenceLogits } from "./reference/hf_reference.ts";
+import { readTransformersRef, relToRms, tieFreeGreedy } from "./fixtures/transformers_ref.ts";
 
 const HF = new URL("./fixtures/hf/", import.meta.url).pathname;
-
-interface Ref {
-  arch: string;
-  ids: number[];
-  vocab: number;
-  greedy: number[];
-  margins: number[];
-  logit_rms: number;
-}
 
 const FIXTURES = [
   "mixtral_gqa_sw",
@@ -41,19 +33,8 @@ const FIXTURES = [
   "mamba_nobias_rank",
 ];
 
-async function readRef(name: string): Promise<{ ref: Ref; logits: Float32Array }> {
-  const ref = JSON.parse(await Deno.readTextFile(join(HF, name, "ref.json"))) as Ref;
-  const bytes = await Deno.readFile(join(HF, name, "logits.f32"));
-  return { ref, logits: new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) };
-}
-
-/** max |got − want| / logit_rms. */
-function relToRms(got: ArrayLike<number>, want: ArrayLike<number>, rms: number): number {
-  assert.equal(got.length, want.length);
-  let err = 0;
-  for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
-  return err / rms;
-}
+const readRef = (name: string) =>
+  readTransformersRef(join(HF, name, "ref.json"), join(HF, name, "logits.f32"));
 
 /** A copy of fixture `name` whose config.json is `edit(config)`. */
 async function withCopy<T>(
@@ -91,16 +72,16 @@ for (const name of FIXTURES) {
       // Greedy continuation: equal up to the first near-tie (a margin f32 rounding may
       // flip). First from a fresh model, whose short prompt runs through the decode
       // step; then through the prefill, once forward has compiled its chunks.
-      const tie = ref.margins.findIndex((m) => m < 1e-3 * ref.logit_rms);
-      const n = tie < 0 ? ref.greedy.length : tie;
-      assert.ok(n >= Math.min(4, ref.greedy.length), `${name}: near-tie at step ${tie}`);
+      const want = tieFreeGreedy(ref);
+      const n = want.length;
+      assert.ok(n >= Math.min(4, ref.greedy.length), `${name}: near-tie at step ${n}`);
       const greedy = async (via: "decode" | "prefill") => {
         const ids: number[] = [];
         for await (const id of model.generateIds(ref.ids, { maxTokens: ref.greedy.length })) {
           ids.push(id);
         }
         assert.equal(model.lastStats!.promptRun, via);
-        assert.deepEqual(ids.slice(0, n), ref.greedy.slice(0, n), `${name}, prompt via ${via}`);
+        assert.deepEqual(ids.slice(0, n), want, `${name}, prompt via ${via}`);
       };
       await greedy("decode");
       const got = await model.forward(ref.ids);

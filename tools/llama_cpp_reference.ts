@@ -29,8 +29,15 @@
  * Then, from the repository root:
  *
  * ```sh
- * deno run -A tools/llama_cpp_reference.ts --llama /tmp/llama.cpp [--commit c392e50] [NAME…]
+ * deno run -A tools/llama_cpp_reference.ts --llama /tmp/llama.cpp [--commit c392e50] \
+ *   [--python PYTHON] [NAME…]
  * ```
+ *
+ * With `--python` (a Python with torch, transformers, sentencepiece and tokenizers; and
+ * `cmake --build build --target llama-quantize`), the GGUF files of
+ * `tests/fixtures/llama_cpp/converted/` are first made again with llama.cpp's own
+ * converter and quantizer (`tools/llama_cpp_converted.ts`); without it the checked-in
+ * files are asked about as they are.
  *
  * NAMEs limit the run to those fixtures. Files llama.cpp refuses are reported and get no
  * fixture (see `tests/fixtures/llama_cpp/README.md` for the known refusals).
@@ -48,6 +55,7 @@ import {
   TOKENIZER_RECIPES,
   TOKENIZER_TEXTS,
 } from "../tests/fixtures/llama_cpp/recipes.ts";
+import { makeConvertedFiles } from "./llama_cpp_converted.ts";
 
 const OUT = new URL("../tests/fixtures/llama_cpp/", import.meta.url).pathname;
 
@@ -192,6 +200,8 @@ int main(int argc, char ** argv) {
 /** What one run needs: the driver's path, the llama.cpp commit named in the fixtures. */
 interface Env {
   probe: string;
+  /** The llama.cpp checkout (for llama-quantize). */
+  llama: string;
   commit: string;
   tmp: string;
 }
@@ -261,7 +271,19 @@ async function modelFixture(env: Env, recipe: typeof MODEL_RECIPES[number]): Pro
   const dir = await Deno.makeTempDir({ dir: env.tmp });
   const path = await recipe.build(dir);
   const logitsFile = join(dir, "logits.f32");
-  const r = await probe(env, ["logits", path, logitsFile, ...recipe.ids.map(String)]);
+  // The weights dequantized by llama-quantize itself (ggml's to_float, the hashes
+  // below), so the logits are free of llama.cpp's rounding of activations.
+  const run = recipe.dequantizedLogits ? join(dir, "dequantized.gguf") : path;
+  if (recipe.dequantizedLogits) {
+    const quantizer = join(env.llama, "build", "bin", "llama-quantize");
+    const q = await new Deno.Command(quantizer, {
+      args: ["--allow-requantize", path, run, "F32"],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!q.success) throw new Error(`llama-quantize could not dequantize ${path}`);
+  }
+  const r = await probe(env, ["logits", run, logitsFile, ...recipe.ids.map(String)]);
   if ("refused" in r) return console.log(`${recipe.name}: llama.cpp refused: ${r.refused}`);
   const { n_vocab: vocab } = JSON.parse(r.out.trim()) as { n_vocab: number };
   const bytes = await Deno.readFile(logitsFile);
@@ -271,6 +293,7 @@ async function modelFixture(env: Env, recipe: typeof MODEL_RECIPES[number]): Pro
     llama_cpp: env.commit,
     architecture: f.string("general.architecture"),
     ids: recipe.ids,
+    logits_of: recipe.dequantizedLogits ? "weights dequantized to f32 by llama-quantize" : "file",
     vocab,
     rows: logitRows(logits, vocab).map((row) => ({
       argmax: row.argmax,
@@ -328,19 +351,33 @@ async function tokenizerFixture(
 if (import.meta.main) {
   const { values, positionals } = parseArgs({
     args: Deno.args,
-    options: { llama: { type: "string" }, commit: { type: "string", default: "c392e50" } },
+    options: {
+      llama: { type: "string" },
+      commit: { type: "string", default: "c392e50" },
+      python: { type: "string" },
+    },
     allowPositionals: true,
   });
   if (!values.llama) {
-    console.error("usage: deno run -A tools/llama_cpp_reference.ts --llama LLAMA_CPP_DIR [NAME…]");
+    console.error(
+      "usage: deno run -A tools/llama_cpp_reference.ts --llama LLAMA_CPP_DIR [--python P] [NAME…]",
+    );
     Deno.exit(2);
   }
   const only = new Set(positionals);
   const wanted = (name: string) => only.size === 0 || only.has(name);
   const tmp = await Deno.makeTempDir({ prefix: "kiln_llama_cpp_" });
   try {
-    const env: Env = { probe: await buildProbe(values.llama, tmp), commit: values.commit!, tmp };
+    const env: Env = {
+      probe: await buildProbe(values.llama, tmp),
+      llama: values.llama,
+      commit: values.commit!,
+      tmp,
+    };
     await Deno.mkdir(OUT, { recursive: true });
+    if (values.python) {
+      await makeConvertedFiles({ llama: values.llama, python: values.python, tmp }, wanted);
+    }
     for (const r of MODEL_RECIPES) if (wanted(r.name)) await modelFixture(env, r);
     if (wanted("dequant_wide_mixtral")) await dequantFixture(env, DEQUANT_RECIPES);
     for (const r of TOKENIZER_RECIPES) if (wanted(r.name)) await tokenizerFixture(env, r);

@@ -27,6 +27,7 @@ import {
   TOKENIZER_RECIPES,
   TOKENIZER_TEXTS,
 } from "./fixtures/llama_cpp/recipes.ts";
+import { tokenizeDifferences } from "./fixtures/llama_cpp/tokenize_check.ts";
 import { gpu, withTmp } from "./_util.ts";
 
 const FIXTURES = new URL("./fixtures/llama_cpp/", import.meta.url).pathname;
@@ -153,30 +154,6 @@ interface TokenizerFixture {
   }[];
 }
 
-/**
- * What Kiln's decode must give for a case's plain ids: llama_detokenize's text, except
- * where llama.cpp's clean_spaces passes (on for most BPE `pre` types: " ?", " !", " .",
- * " ," lose their space, " 's" and friends too — transformers' clean_up_tokenization_spaces
- * mimicry) removed spaces its own token pieces hold. Kiln decodes as Hugging Face's
- * tokenizers library does, without that clean-up, so there it must give the pieces
- * joined, as llama_token_to_piece (what llama-cli prints) gives them.
- */
-function detokenized(c: TokenizerFixture["cases"][number]): string {
-  return c.detok !== c.pieces && onlyCleanedSpaces(c.pieces, c.detok) ? c.pieces : c.detok;
-}
-
-/** Whether `cleaned` is `text` less some spaces that stood before ? ! . , or '. */
-function onlyCleanedSpaces(text: string, cleaned: string): boolean {
-  let j = 0;
-  for (let i = 0; i < text.length; i++) {
-    if (text[i] === cleaned[j]) j++;
-    else if (text[i] !== " " || i + 1 === text.length || !"?!.,'".includes(text[i + 1])) {
-      return false;
-    }
-  }
-  return j === cleaned.length;
-}
-
 for (const recipe of TOKENIZER_RECIPES) {
   Deno.test(`llama.cpp reference ${recipe.name}: tokenize and detokenize`, async () => {
     const want = await fixture<TokenizerFixture>(recipe.name);
@@ -185,30 +162,13 @@ for (const recipe of TOKENIZER_RECIPES) {
       const path = await recipe.build(dir);
       const tok = await modelTokenizer(path);
       assert.ok(tok, `${recipe.name}: no tokenizer`);
-      const problems: string[] = [];
-      const check = (what: string, text: string, got: unknown, exp: unknown) => {
-        if (JSON.stringify(got) !== JSON.stringify(exp)) {
-          problems.push(
-            `${JSON.stringify(text)} ${what}: kiln ${JSON.stringify(got)}, ` +
-              `llama.cpp ${JSON.stringify(exp)}`,
-          );
-        }
-      };
-      for (const c of want.cases) {
-        // llama_tokenize(add_special = true, parse_special = true): BOS/EOS as the file
-        // asks, special tokens in the text matched.
-        const special = nums(c.special);
-        check("special", c.text, tok.encode(c.text, { addSpecialTokens: true }), special);
-        // (false, false): special tokens in the text are plain text.
-        const plain = tok.encode(c.text, { addSpecialTokens: false, splitSpecialTokens: true });
-        check("plain", c.text, plain, nums(c.plain));
-        check("detokenize", c.text, tok.decode(nums(c.plain)), detokenized(c));
-        // Special tokens rendered; clean_spaces would apply here too, so only where it
-        // changed nothing in the plain text.
-        if (detokenized(c) === c.detok) {
-          check("detokenize special", c.text, tok.decode(special), c.detok_special);
-        }
-      }
+      const problems = want.cases.flatMap((c) =>
+        tokenizeDifferences(tok, {
+          ...c,
+          special: nums(c.special),
+          plain: nums(c.plain),
+        })
+      );
       assert.deepEqual(problems, [], `${recipe.name}: ${problems.length} disagreement(s)`);
     });
   });

@@ -13,6 +13,7 @@
  *
  *     deno task fuzz loaders --cases 10000       # mutated checkpoint and tokenizer files
  *     deno task fuzz tokenizers --minutes 3      # random tokenizer.json files, Kiln vs tokenizers
+ *     deno task fuzz llama-tokenize --llama DIR  # random texts, Kiln vs llama.cpp's tokenizer
  *
  * Adding a campaign: write a {@linkcode Campaign} in `tools/fuzz/<name>.ts` and
  * add it to {@linkcode CAMPAIGNS} below; `all` runs it too.
@@ -25,6 +26,7 @@ import { requestDevice } from "../runtime/device.ts";
 import { formatReport, runGraphCampaign } from "./fuzz/mod.ts";
 import { loadersCampaign } from "./fuzz/loaders.ts";
 import { tokenizersCampaign } from "./fuzz/tokenizers.ts";
+import { llamaTokenizeCampaign } from "./fuzz/llama_tokenize.ts";
 
 /** Options every campaign gets, plus its own flags' values in `flags`. */
 export interface CampaignOptions {
@@ -93,6 +95,7 @@ export const CAMPAIGNS: readonly Campaign[] = [
   graphsCampaign,
   loadersCampaign,
   tokenizersCampaign,
+  llamaTokenizeCampaign,
 ];
 
 function usage(): string {

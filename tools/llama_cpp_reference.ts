@@ -197,8 +197,15 @@ int main(int argc, char ** argv) {
 }
 `;
 
-/** What one run needs: the driver's path, the llama.cpp commit named in the fixtures. */
-interface Env {
+/**
+ * What one run needs: the driver's path, the llama.cpp commit named in the fixtures.
+ *
+ * @example
+ * ```ts ignore
+ * const env: Env = { probe: "/tmp/probe", llama: "/tmp/llama.cpp", commit: "c392e50", tmp: "/tmp" };
+ * ```
+ */
+export interface Env {
   probe: string;
   /** The llama.cpp checkout (for llama-quantize). */
   llama: string;
@@ -206,8 +213,16 @@ interface Env {
   tmp: string;
 }
 
-/** Compiles the driver against the llama.cpp checkout `llama` (headers and build/bin). */
-async function buildProbe(llama: string, tmp: string): Promise<string> {
+/**
+ * Compiles the driver against the llama.cpp checkout `llama` (headers and build/bin)
+ * into `tmp`, returning its path.
+ *
+ * @example
+ * ```ts ignore
+ * const probe = await buildProbe("/tmp/llama.cpp", await Deno.makeTempDir());
+ * ```
+ */
+export async function buildProbe(llama: string, tmp: string): Promise<string> {
   const src = join(tmp, "probe.cpp");
   const bin = join(tmp, "probe");
   await Deno.writeTextFile(src, PROBE_CPP);
@@ -231,8 +246,18 @@ async function buildProbe(llama: string, tmp: string): Promise<string> {
   return bin;
 }
 
-/** Runs the driver; a refusal (non-zero exit) is returned as llama.cpp's error lines. */
-async function probe(env: Env, args: string[]): Promise<{ out: string } | { refused: string }> {
+/**
+ * Runs the driver; a refusal (non-zero exit) is returned as llama.cpp's error lines.
+ *
+ * @example
+ * ```ts ignore
+ * const r = await probe(env, ["tokenize", "model.gguf", "texts.hex"]);
+ * ```
+ */
+export async function probe(
+  env: Env,
+  args: string[],
+): Promise<{ out: string } | { refused: string }> {
   const r = await new Deno.Command(env.probe, { args, stdout: "piped", stderr: "piped" }).output();
   const dec = new TextDecoder();
   if (r.success) return { out: dec.decode(r.stdout) };
@@ -315,10 +340,14 @@ async function dequantFixture(env: Env, recipes: typeof DEQUANT_RECIPES): Promis
   await writeFixture("dequant_wide_mixtral", { llama_cpp: env.commit, types });
 }
 
-const hex = (s: string) =>
+/** UTF-8 bytes of `s` as hex: the driver's texts, one a line. */
+export const hex = (s: string): string =>
   Array.from(new TextEncoder().encode(s), (b) => b.toString(16).padStart(2, "0")).join("");
-const unhex = (h: string) =>
-  new TextDecoder().decode(new Uint8Array((h.match(/../g) ?? []).map((x) => parseInt(x, 16))));
+/** The driver's hex back to text, a leading U+FEFF kept (TextDecoder drops it by default). */
+export const unhex = (h: string): string =>
+  new TextDecoder("utf-8", { ignoreBOM: true }).decode(
+    new Uint8Array((h.match(/../g) ?? []).map((x) => parseInt(x, 16))),
+  );
 
 async function tokenizerFixture(
   env: Env,

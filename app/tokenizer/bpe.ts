@@ -48,7 +48,8 @@ export interface BpeOptions {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+// ignoreBOM: a token whose rest starts with U+FEFF keeps it (the default drops it).
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** `s` less its first `n` UTF-8 bytes; a SyntaxError naming `where` if that splits a character. */
 function dropBytes(s: string, n: number, where: string): string {

@@ -172,10 +172,14 @@ export {
   GGML_TYPES,
   type GgmlTypeInfo,
   type GgmlTypeName,
+  LATTICE_FORMATS,
+  type LatticeFormat,
   QUANT_FORMATS,
   quantBytes,
   type QuantFormat,
   quantize,
+  QUANTIZE_FORMATS,
+  type QuantizeFormat,
 } from "./core/quant/mod.ts";
 export {
   embedding,

@@ -15,7 +15,7 @@ import { loadModel } from "../app/model/mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { requestDevice } from "../runtime/device.ts";
 import { STATES } from "../models/states.ts";
-import type { QuantFormat } from "../core/quant/formats.ts";
+import type { QuantizeFormat } from "../core/quant/formats.ts";
 import { MIXTRAL_100M } from "./mixtral_100m.ts";
 
 const arg = (name: string, dflt: string) => {
@@ -38,7 +38,7 @@ try {
   for (const format of FORMATS) {
     const weights = format === "f32" || format === "f16"
       ? { dtype: format as "f32" | "f16" }
-      : { quantize: format as QuantFormat };
+      : { quantize: format as QuantizeFormat };
     const model = await loadModel(dir, { device, quiet: true, maxSeq: 256, ...weights });
     // Warm up: compiles the pipelines and fills a few cache rows.
     for await (const _ of model.generateIds([1, 2, 3, 4], { maxTokens: 2 })) { /* ids */ }

@@ -19,9 +19,12 @@ import { loadModel } from "../app/model/mod.ts";
 import { modelTokenizer } from "../app/model/source.ts";
 import { dequantize } from "../core/quant/mod.ts";
 import { isQuantFormat } from "../core/quant/formats.ts";
+import { GGML_TYPES } from "../core/quant/formats.ts";
 import {
   DEQUANT_RECIPES,
   fnv1a64,
+  LATTICE_FORMATS,
+  latticeBlocks,
   logitRows,
   MODEL_RECIPES,
   TOKENIZER_RECIPES,
@@ -138,6 +141,16 @@ Deno.test("llama.cpp reference: every kiln quantize type dequantizes as ggml's t
       assert.deepEqual(bad, [], `${recipe.name}: Kiln's dequantization differs from ggml's`);
     }
   });
+});
+
+Deno.test("llama.cpp reference: the lattice formats' random blocks dequantize as ggml's to_float does", async () => {
+  const want = await fixture<{ types: Record<string, string> }>("dequant_lattice_blocks");
+  assert.deepEqual(Object.keys(want.types), LATTICE_FORMATS, REGENERATE);
+  for (const format of LATTICE_FORMATS) {
+    const bytes = latticeBlocks(format);
+    const n = (bytes.length / GGML_TYPES[format].blockBytes) * GGML_TYPES[format].blockElems;
+    assert.equal(fnv1a64(dequantize(format, bytes, n)), want.types[format], format);
+  }
 });
 
 interface TokenizerFixture {

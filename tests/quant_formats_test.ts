@@ -8,6 +8,8 @@ import {
   quantBytes,
   type QuantFormat,
   quantize,
+  QUANTIZE_FORMATS,
+  type QuantizeFormat,
 } from "../core/quant/mod.ts";
 import { nearestInt, readF16 } from "../core/quant/scalar.ts";
 
@@ -24,7 +26,7 @@ const i8 = (b: number) => (b << 24) >> 24;
  * element `e` of a block, which bits hold its code and which bytes its scales.
  * Deliberately shares nothing with the library's block loops.
  */
-function simpleDecode(format: QuantFormat, b: Uint8Array, elems: number): Float32Array {
+function simpleDecode(format: QuantizeFormat, b: Uint8Array, elems: number): Float32Array {
   const { blockElems, blockBytes } = GGML_TYPES[format];
   const out = new Float32Array(elems);
   for (let k = 0; k < elems; k++) {
@@ -300,9 +302,19 @@ Deno.test("q6_k: ql/qh split and signed scales", () => {
   assertSameFloats(y, simpleDecode("q6_k", b, 256), "q6_k");
 });
 
+Deno.test("quantize: the lattice formats are refused by name (Kiln reads them, llama-quantize writes them)", () => {
+  for (const format of QUANT_FORMATS.filter((f) => !QUANTIZE_FORMATS.includes(f as never))) {
+    assert.throws(
+      () => quantize(format, new Float32Array(256)),
+      (e: Error) => e instanceof RangeError && e.message.startsWith(`${format}: Kiln reads`),
+    );
+  }
+});
+
 Deno.test("dequantize: random blocks agree with the element-by-element decoder", () => {
   const r = mulberry32(7);
-  for (const format of QUANT_FORMATS) {
+  // The lattice formats are held to ggml's own decoder (llama_cpp_reference_test.ts).
+  for (const format of QUANTIZE_FORMATS) {
     const elems = 8 * GGML_TYPES[format].blockElems;
     const bytes = new Uint8Array(quantBytes(format, elems));
     for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
@@ -419,7 +431,7 @@ function goldenInput(format: QuantFormat): Float32Array {
 
 // SHA-256 of the bytes llama.cpp's quantize_row_*_ref writes for goldenInput
 // (ggml d99724f, gcc 12 -O3 on x86-64), and the whole Q8_0 / Q4_0 rows.
-const GOLDEN: Record<QuantFormat, string> = {
+const GOLDEN: Record<QuantizeFormat, string> = {
   q8_0: "fddd42ac67f50fa62369fc24b2f99854a5bc4ad8255b5843f9e4ccfe9530976f",
   q4_0: "0d48fc6313c45ee36bd8820f946b4d02ad7a52e8e15da904af1d42a753bf0a8e",
   q4_1: "18435219c29c0366559c24f6e8a600a6127887c9c2b5863cedf410025b0fd89b",
@@ -444,7 +456,7 @@ const GOLDEN_Q4_0 = "61b312afff17db9ba20eb23694adf9f312b602198075619d6b4d699c8a4
   "b6c7f74d89d2fd102681a185f024191e";
 
 Deno.test("quantize: bytes equal llama.cpp's reference quantizers", async () => {
-  for (const format of QUANT_FORMATS) {
+  for (const format of QUANTIZE_FORMATS) {
     const q = quantize(format, goldenInput(format));
     const sha = hex(new Uint8Array(await crypto.subtle.digest("SHA-256", q)));
     assert.equal(sha, GOLDEN[format], format);
@@ -459,7 +471,7 @@ Deno.test("quantize: bytes equal llama.cpp's reference quantizers", async () => 
 });
 
 Deno.test("quantize: blocks are independent (a row is its blocks' concatenation)", () => {
-  for (const format of QUANT_FORMATS) {
+  for (const format of QUANTIZE_FORMATS) {
     const x = goldenInput(format);
     const n = GGML_TYPES[format].blockElems;
     const whole = quantize(format, x);
@@ -472,7 +484,7 @@ Deno.test("quantize: blocks are independent (a row is its blocks' concatenation)
 });
 
 Deno.test("quantize: all-zero blocks", () => {
-  for (const format of QUANT_FORMATS) {
+  for (const format of QUANTIZE_FORMATS) {
     const n = 2 * GGML_TYPES[format].blockElems;
     const q = quantize(format, new Float32Array(n));
     // Q4_0's scale is 0/−8 = −0 (f16 0x8000), and every code trunc(0 + 8.5) = 8;

@@ -10,10 +10,11 @@ import { GraphBuilder } from "../compiler/builder.ts";
 import { compile } from "../runtime/executable.ts";
 import { cpuDevice, requestDevice } from "../runtime/device.ts";
 import { moe, moeDense } from "../models/moe.ts";
-import { dequantize, quantize } from "../core/quant/mod.ts";
+import { dequantize } from "../core/quant/mod.ts";
 import type { QuantFormat } from "../core/quant/formats.ts";
 import { quantRowBytes, quantWords } from "../ops/quant/mod.ts";
 import { assertClose, gpu, rng } from "./_util.ts";
+import { testBlocks } from "./fixtures/quant_blocks.ts";
 import type { GpuDevice } from "../runtime/device.ts";
 
 /** E experts of [rows, cols] quantized: u32 slabs (word padded) and their f32 values. */
@@ -24,7 +25,7 @@ function experts(format: QuantFormat, E: number, rows: number, cols: number, see
   const dense = new Float32Array(E * rows * cols);
   for (let e = 0; e < E; e++) {
     const f = Float32Array.from({ length: rows * cols }, () => (r() * 2 - 1) / Math.sqrt(cols));
-    const bytes = quantize(format, f);
+    const bytes = testBlocks(format, f, r);
     assert.equal(bytes.length, rows * quantRowBytes(format, cols));
     new Uint8Array(q.buffer, e * words * 4, bytes.length).set(bytes);
     dense.set(dequantize(format, bytes, rows * cols), e * rows * cols);
@@ -148,6 +149,19 @@ Deno.test("moe q-experts: Q4_1, Q5_0, Q5_1 (llama-quantize's Q4_K/Q5_K fallbacks
   // Q5_0 W2 beside Q4_K W1/W3: a Q4_K_M file whose ffn width is not whole super-blocks.
   await check({ T: 1, d: 256, ff: 96, E: 4, k: 2, f: "q4_k", f2: "q5_0" }, dev);
   await check({ T: 5, d: 64, ff: 96, E: 3, k: 2, f: "q5_1", dense: true }, dev);
+});
+
+Deno.test("moe q-experts: the lattice formats (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M), group by group", async () => {
+  const dev = await gpu();
+  const formats = ["iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq1_s", "iq1_m"] as const;
+  for (const [i, f] of formats.entries()) {
+    // Decode and prefill, one each per format (alternating) to bound the compile time.
+    const labels = await check({ T: i % 2 ? 1 : 9, d: 256, ff: 256, E: 3, k: 2, f }, dev);
+    assert.ok(labels.some((l) => l.includes(`_${f}`)), `${f} kernels: ${labels.join(", ")}`);
+  }
+  // An IQ2_XXS file keeps some experts' W2 in IQ3_XXS; dense FFN in IQ1_M.
+  await check({ T: 1, d: 256, ff: 256, E: 3, k: 2, f: "iq2_xxs", f2: "iq3_xxs" }, dev);
+  await check({ T: 5, d: 256, ff: 256, E: 3, k: 2, f: "iq1_m", dense: true }, dev);
 });
 
 Deno.test("moe q-experts: Q6_K W2 beside Q4_K W1/W3 (Q4_K_M), and a slot table", async () => {

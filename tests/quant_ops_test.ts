@@ -9,16 +9,22 @@ import assert from "node:assert/strict";
 import { GraphBuilder } from "../compiler/builder.ts";
 import { compile } from "../runtime/executable.ts";
 import { cpuDevice, requestDevice } from "../runtime/device.ts";
-import { dequantize, quantize } from "../core/quant/mod.ts";
-import { GGML_TYPES, QUANT_FORMATS, type QuantFormat } from "../core/quant/formats.ts";
+import { dequantize } from "../core/quant/mod.ts";
+import {
+  GGML_TYPES,
+  isQuantizeFormat,
+  QUANT_FORMATS,
+  type QuantFormat,
+} from "../core/quant/formats.ts";
 import { quantWords } from "../ops/quant/mod.ts";
 import { assertClose, gpu, rng } from "./_util.ts";
+import { testBlocks } from "./fixtures/quant_blocks.ts";
 
 /** A quantized [rows, cols] weight (from random f32 through the codec) as u32 words. */
 function weight(format: QuantFormat, rows: number, cols: number, seed: number) {
   const r = rng(seed);
   const f = Float32Array.from({ length: rows * cols }, () => (r() * 2 - 1) * (0.5 + r()));
-  const bytes = quantize(format, f);
+  const bytes = testBlocks(format, f, r);
   const words = new Uint32Array(quantWords(format, rows, cols));
   new Uint8Array(words.buffer).set(bytes);
   return { words, dense: dequantize(format, bytes, rows * cols) };
@@ -387,10 +393,12 @@ Deno.test("qmatmul on a GPU-shaped device: decode GEMVs and tiles dequantized in
         const exe = compile(g.build(), dev, { params: { w: words } });
         try {
           const got = (await exe.run({ x: xs })).y.data;
-          // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own); else tiles.
+          // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own; the
+          // lattice formats, read group by group, the group-wise GEMV); else tiles.
+          const decode = isQuantizeFormat(format) ? `qgemv_${format}_blocks` : `qmatmul_${format}`;
           assert.match(
             exe.lastPlan!.kernels[0].label,
-            M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+qgemv_${format}_blocks_r${M}x4`),
+            M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+${decode}_r${M}x4`),
           );
           const want = expected(xs.map((v) => 2 * v), dense, M, N, K);
           assertClose(got, want, 0, 2e-5 * scaleOf(want), `gpu ${format} M=${M} N=${N}`);

@@ -13,6 +13,9 @@ import { writeQ6kMix } from "./fixtures/gguf_mixed.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
 import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
 import { assertBitsEqual, gpu } from "./_util.ts";
+import { moePrefix, parseConfig } from "../models/architectures/mod.ts";
+import { unifyExpertFormats } from "../app/model/weights.ts";
+import type { QuantFormat } from "../core/quant/formats.ts";
 
 const PROMPT = [5, 17, 3, 99, 42, 7, 250, 11, 0, 64, 31, 8, 120];
 const tmp = await Deno.makeTempDir({ prefix: "kiln_qsched_" });
@@ -139,4 +142,41 @@ globalThis.addEventListener("unload", () => {
   try {
     Deno.removeSync(tmp, { recursive: true });
   } catch { /* gone */ }
+});
+
+Deno.test("expert pools of lattice files: one format a weight, a K-quant stand-in when layers differ", () => {
+  const cfg = parseConfig({
+    architectures: ["MixtralForCausalLM"],
+    vocab_size: 64,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 3,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    num_local_experts: 4,
+    num_experts_per_tok: 2,
+  });
+  const formats = (w1: QuantFormat[], w2: QuantFormat[]) =>
+    Object.fromEntries(
+      [0, 1, 2].flatMap((i) => [
+        [`${moePrefix(cfg, i)}.w1`, w1[i]],
+        [`${moePrefix(cfg, i)}.w3`, w1[i]],
+        [`${moePrefix(cfg, i)}.w2`, w2[i]],
+      ]),
+    );
+  const pick = (f: Record<string, QuantFormat>) =>
+    [0, 1, 2].map((i) => `${f[`${moePrefix(cfg, i)}.w1`]}/${f[`${moePrefix(cfg, i)}.w2`]}`);
+  // All layers alike: kept as stored, lattice formats included.
+  const same = unifyExpertFormats(cfg, formats(Array(3).fill("iq1_s"), Array(3).fill("iq2_xxs")));
+  assert.deepEqual(pick(same), Array(3).fill("iq1_s/iq2_xxs"));
+  // A layer in another format: Kiln cannot requantize to IQ1/IQ2/IQ3, so the pool
+  // takes Q2_K (IQ1, IQ2) or Q3_K (IQ3) and every layer is requantized to it.
+  const mixed = unifyExpertFormats(
+    cfg,
+    formats(["iq2_xxs", "iq2_xxs", "q2_k"], ["iq3_xxs", "q4_k", "iq3_xxs"]),
+  );
+  assert.deepEqual(pick(mixed), Array(3).fill("q2_k/q3_k"));
+  // A majority the pool can hold is kept.
+  const q4 = unifyExpertFormats(cfg, formats(["q4_k", "q4_k", "iq2_xs"], Array(3).fill("q6_k")));
+  assert.deepEqual(pick(q4), Array(3).fill("q4_k/q6_k"));
 });

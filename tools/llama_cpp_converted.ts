@@ -6,7 +6,8 @@
  * quantized recipes, passed through `llama-quantize`. Run by
  * `tools/llama_cpp_reference.ts --python P` before it asks llama.cpp about the files.
  *
- * Needs, besides llama.cpp's library: `cmake --build build --target llama-quantize`,
+ * Needs, besides llama.cpp's library: `cmake --build build --target llama-quantize
+ * llama-imatrix`,
  * and a Python with torch, transformers, sentencepiece, tokenizers, numpy and pyyaml.
  *
  * @module
@@ -60,6 +61,40 @@ async function converted(
   return out;
 }
 
+/** llama-imatrix of the f32 file `f32` over the BPE corpus, made once per file. */
+async function importanceMatrix(
+  opts: { tmp: string },
+  bin: string,
+  f32: string,
+): Promise<string> {
+  const out = f32.replace(/\.gguf$/, ".imatrix");
+  try {
+    await Deno.stat(out);
+    return out;
+  } catch {
+    // not made yet
+  }
+  // 40 chunks of 128 tokens: the corpus repeated until it holds them.
+  const corpus = await Deno.readTextFile(join(TOOLS, "../tests/fixtures/hf_bpe/corpus.txt"));
+  const text = join(opts.tmp, "imatrix_corpus.txt");
+  await Deno.writeTextFile(text, corpus.repeat(8));
+  await run(join(bin, "llama-imatrix"), [
+    "-m",
+    f32,
+    "-f",
+    text,
+    "-o",
+    out,
+    "-c",
+    "128",
+    "--chunks",
+    "40",
+    "-t",
+    "2",
+  ]);
+  return out;
+}
+
 /**
  * Writes every converted file and each source's transformers reference into
  * `tests/fixtures/llama_cpp/converted/`; `only` limits the recipes.
@@ -96,13 +131,14 @@ export async function makeConvertedFiles(
       );
     }
   }
-  const quantizer = join(opts.llama, "build", "bin", "llama-quantize");
+  const bin = join(opts.llama, "build", "bin");
   for (const r of recipes) {
     const source = sources.find((s) => s.name === r.source)!;
     const target = join(CONVERTED_DIR, `${r.name}.gguf`);
     if (r.quantize) {
       const f32 = await converted(opts, source, "f32");
-      await run(quantizer, [f32, target, r.quantize]);
+      const imatrix = r.imatrix ? ["--imatrix", await importanceMatrix(opts, bin, f32)] : [];
+      await run(join(bin, "llama-quantize"), [...imatrix, f32, target, r.quantize]);
     } else {
       await Deno.copyFile(await converted(opts, source, r.outtype), target);
     }

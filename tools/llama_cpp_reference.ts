@@ -48,8 +48,11 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { GgufFile } from "../app/gguf/file.ts";
+import { GGML_TYPES } from "../core/quant/formats.ts";
 import {
   DEQUANT_RECIPES,
+  LATTICE_FORMATS,
+  latticeBlocks,
   logitRows,
   MODEL_RECIPES,
   TOKENIZER_RECIPES,
@@ -64,6 +67,7 @@ const PROBE_CPP = String.raw`// Tiny llama.cpp driver for Kiln's cross-checks.
 //   probe logits MODEL OUT.f32 ID...        all positions' logits, [n, vocab] f32 LE
 //   probe tokenize MODEL TEXTS.hex          one hex-encoded UTF-8 text per line; prints one JSON line each
 //   probe dequant MODEL                     each tensor via ggml to_float: one JSON line (FNV-1a of the f32 bytes)
+//   probe blocks TYPE_ID FILE N             N elements of raw blocks via to_float: FNV-1a of the f32 bytes
 #include "llama.h"
 #include "ggml.h"
 #include "gguf.h"
@@ -74,6 +78,7 @@ const PROBE_CPP = String.raw`// Tiny llama.cpp driver for Kiln's cross-checks.
 #include <string>
 #include <vector>
 #include <fstream>
+#include <iterator>
 
 static void quiet_log(ggml_log_level level, const char * text, void *) {
     if (level >= GGML_LOG_LEVEL_WARN || getenv("PROBE_VERBOSE")) fputs(text, stderr);
@@ -122,10 +127,25 @@ static void print_ids(const std::vector<llama_token> & ids) {
 }
 
 int main(int argc, char ** argv) {
-    if (argc < 3 || (std::string(argv[1]) != "dequant" && argc < 4)) { fprintf(stderr, "usage: probe logits|tokenize|dequant MODEL ...\n"); return 2; }
+    if (argc < 3 || (std::string(argv[1]) != "dequant" && argc < 4)) { fprintf(stderr, "usage: probe logits|tokenize|dequant|blocks ...\n"); return 2; }
     llama_log_set(quiet_log, nullptr);
     llama_backend_init();
     std::string mode = argv[1];
+    if (mode == "blocks") {
+        // probe blocks TYPE_ID FILE N: raw blocks of one ggml type through its to_float.
+        std::ifstream in(argv[3], std::ios::binary);
+        std::vector<char> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        int64_t n = atoll(argv[4]);
+        std::vector<float> f(n);
+        ggml_get_type_traits((ggml_type) atoi(argv[2]))->to_float(raw.data(), f.data(), n);
+        uint64_t h = 14695981039346656037ull;
+        for (int64_t j = 0; j < n; j++) {
+            uint32_t b; memcpy(&b, &f[j], 4);
+            for (int k = 0; k < 4; k++) { h ^= (b >> (8 * k)) & 255; h *= 1099511628211ull; }
+        }
+        printf("%016llx\n", (unsigned long long) h);
+        return 0;
+    }
     if (mode == "dequant") {
         // Every tensor through ggml's own to_float: FNV-1a of the f32 bits, and their sum.
         ggml_context * gctx = nullptr;
@@ -340,6 +360,21 @@ async function dequantFixture(env: Env, recipes: typeof DEQUANT_RECIPES): Promis
   await writeFixture("dequant_wide_mixtral", { llama_cpp: env.commit, types });
 }
 
+/** llama.cpp's to_float of every lattice format's random blocks, as hashes. */
+async function latticeFixture(env: Env): Promise<void> {
+  const types: Record<string, string> = {};
+  for (const format of LATTICE_FORMATS) {
+    const bytes = latticeBlocks(format);
+    const file = join(env.tmp, `${format}.bin`);
+    await Deno.writeFile(file, bytes);
+    const n = (bytes.length / GGML_TYPES[format].blockBytes) * GGML_TYPES[format].blockElems;
+    const r = await probe(env, ["blocks", String(GGML_TYPES[format].id), file, String(n)]);
+    if ("refused" in r) throw new Error(`${format}: ${r.refused}`);
+    types[format] = r.out.trim();
+  }
+  await writeFixture("dequant_lattice_blocks", { llama_cpp: env.commit, types });
+}
+
 /** UTF-8 bytes of `s` as hex: the driver's texts, one a line. */
 export const hex = (s: string): string =>
   Array.from(new TextEncoder().encode(s), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -409,6 +444,7 @@ if (import.meta.main) {
     }
     for (const r of MODEL_RECIPES) if (wanted(r.name)) await modelFixture(env, r);
     if (wanted("dequant_wide_mixtral")) await dequantFixture(env, DEQUANT_RECIPES);
+    if (wanted("dequant_lattice_blocks")) await latticeFixture(env);
     for (const r of TOKENIZER_RECIPES) if (wanted(r.name)) await tokenizerFixture(env, r);
     // The files as `deno fmt --check` wants them (CI runs it).
     await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", OUT] }).output();

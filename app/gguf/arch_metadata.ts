@@ -42,7 +42,7 @@
 
 import type { ModelConfig } from "../../models/config.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
-import type { QuantFormat } from "../../core/quant/formats.ts";
+import type { QuantizeFormat } from "../../core/quant/formats.ts";
 import type { GgufEntry } from "./value.ts";
 import { GGUF_ARCH_OF } from "./arch_names.ts";
 
@@ -55,7 +55,7 @@ import { GGUF_ARCH_OF } from "./arch_names.ts";
  * const t: GgufOutType = "q8_0";
  * ```
  */
-export type GgufOutType = "f32" | "f16" | QuantFormat;
+export type GgufOutType = "f32" | "f16" | QuantizeFormat;
 
 /**
  * `general.file_type` (llama.cpp's `llama_ftype`) for each output type; a

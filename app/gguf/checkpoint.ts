@@ -8,6 +8,7 @@
 
 import { dequantize } from "../../core/quant/mod.ts";
 import { GGML_TYPES, isQuantFormat, type QuantFormat } from "../../core/quant/formats.ts";
+import { iq1mScaleBits } from "../../core/quant/iq_lattice.ts";
 import { quote } from "../safetensors/header.ts";
 import type { Progress } from "../progress.ts";
 import { convertTensor } from "../safetensors/convert.ts";
@@ -24,7 +25,7 @@ const PLAIN: Readonly<Record<string, SafeDType>> = { f32: "F32", f16: "F16", bf1
  * is its scales times small integers, so a NaN or ±Inf scale makes the whole
  * block non-finite — and quantized weights reach the kernels as stored.
  */
-const SCALE_OFFSETS: Readonly<Record<QuantFormat, readonly number[]>> = {
+const SCALE_OFFSETS: Readonly<Record<Exclude<QuantFormat, "iq1_m">, readonly number[]>> = {
   q8_0: [0],
   q4_0: [0],
   q4_1: [0, 2],
@@ -37,7 +38,19 @@ const SCALE_OFFSETS: Readonly<Record<QuantFormat, readonly number[]>> = {
   q6_k: [208],
   iq4_nl: [0],
   iq4_xs: [0],
+  iq2_xxs: [0],
+  iq2_xs: [0],
+  iq2_s: [0],
+  iq3_xxs: [0],
+  iq3_s: [0],
+  iq1_s: [0],
 };
+
+/** The f16 bit patterns of a block's scales (IQ1_M spreads its one over four words). */
+function scaleBits(format: QuantFormat, bytes: Uint8Array, b: number): number[] {
+  if (format === "iq1_m") return [iq1mScaleBits(bytes, b)];
+  return SCALE_OFFSETS[format].map((o) => bytes[b + o] | (bytes[b + o + 1] << 8));
+}
 
 /**
  * Throws a RangeError naming the file and the tensor when a block scale of
@@ -52,12 +65,11 @@ function checkScales(
   bytes: Uint8Array,
 ): void {
   const size = GGML_TYPES[format].blockBytes;
-  const at = SCALE_OFFSETS[format];
   let bad = 0, first = -1;
   for (let b = 0; b + size <= bytes.length; b += size) {
-    for (const o of at) {
+    for (const bits of scaleBits(format, bytes, b)) {
       // An f16 with all exponent bits set is NaN or ±Inf.
-      if ((bytes[b + o + 1] & 0x7c) === 0x7c && bad++ === 0) first = b / size;
+      if ((bits & 0x7c00) === 0x7c00 && bad++ === 0) first = b / size;
     }
   }
   if (bad > 0) {

@@ -38,7 +38,11 @@ import {
   weightFormatsFor,
 } from "./weights.ts";
 import { modelTokenizer, openWeights, readModelConfig } from "./source.ts";
-import { isQuantFormat, QUANT_FORMATS, type QuantFormat } from "../../core/quant/formats.ts";
+import {
+  isQuantizeFormat,
+  QUANTIZE_FORMATS,
+  type QuantizeFormat,
+} from "../../core/quant/formats.ts";
 import type { WeightFormats } from "../../models/weights.ts";
 import type { ModelConfig } from "../../models/config.ts";
 
@@ -156,7 +160,7 @@ export interface LoadOptions {
    * read; the kernels dequantize as they read them. A GGUF file's quantized
    * tensors are used as stored without this option.
    */
-  quantize?: QuantFormat;
+  quantize?: QuantizeFormat;
 }
 
 /**
@@ -235,9 +239,9 @@ async function load(
       );
     }
   }
-  if (options.quantize !== undefined && !isQuantFormat(options.quantize)) {
+  if (options.quantize !== undefined && !isQuantizeFormat(options.quantize)) {
     throw new TypeError(
-      `loadModel: quantize must be one of ${QUANT_FORMATS.join(", ")}, got ${
+      `loadModel: quantize must be one of ${QUANTIZE_FORMATS.join(", ")}, got ${
         JSON.stringify(options.quantize)
       }`,
     );

@@ -13,7 +13,7 @@ import { moePrefix } from "../../models/architectures/mod.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import type { ReadDType } from "../safetensors/mod.ts";
-import { fitFormat, type QuantFormat } from "../../core/quant/formats.ts";
+import { fitFormat, isQuantizeFormat, type QuantFormat } from "../../core/quant/formats.ts";
 import { quantWords } from "../../ops/quant/mod.ts";
 import type { WeightFormats } from "../../models/weights.ts";
 import { readWeightBytes, type WeightSource } from "./source.ts";
@@ -298,7 +298,10 @@ export function checkUnusedTensors(cfg: ModelConfig, ckpt: WeightSource): void {
  * One format for every MoE layer's w1/w3 and one for every w2 (the most
  * common), as a shared expert slot pool holds them: layers stored otherwise
  * (llama.cpp's Q4_K_M keeps some `ffn_down` in Q6_K) are requantized as they
- * load. Layers with dense experts stay dense only if all are.
+ * load. Layers with dense experts stay dense only if all are. Kiln does not write
+ * the lattice formats (IQ1/IQ2/IQ3), so when the most common one is a lattice format
+ * and the layers differ, the pool holds the K-quant of as many bits (Q2_K for IQ1
+ * and IQ2, Q3_K for IQ3) and every layer is requantized to it.
  *
  * @example
  * ```ts ignore
@@ -315,7 +318,12 @@ export function unifyExpertFormats(cfg: ModelConfig, formats: WeightFormats): We
     }
     return [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
   };
-  const f1 = common("w1"), f2 = common("w2");
+  const writable = (w: string, f: QuantFormat | undefined) => {
+    if (f === undefined || isQuantizeFormat(f)) return f;
+    const mixed = prefixes.some((p) => formats[`${p}.${w}`] !== f);
+    return mixed ? (f.startsWith("iq3") ? "q3_k" : "q2_k") : f;
+  };
+  const f1 = writable("w1", common("w1")), f2 = writable("w2", common("w2"));
   for (const p of prefixes) {
     for (const w of ["w1", "w3", "w2"]) delete out[`${p}.${w}`];
     if (f1 !== undefined && f2 !== undefined) {

@@ -15,6 +15,15 @@
 
 import { GGML_TYPES, quantBytes, type QuantFormat } from "./formats.ts";
 import {
+  dequantizeBlockIQ1_M,
+  dequantizeBlockIQ1_S,
+  dequantizeBlockIQ2_S,
+  dequantizeBlockIQ2_XS,
+  dequantizeBlockIQ2_XXS,
+  dequantizeBlockIQ3_S,
+  dequantizeBlockIQ3_XXS,
+} from "./iq_lattice.ts";
+import {
   dequantizeBlockQ4_0,
   dequantizeBlockQ8_0,
   quantizeBlockQ4_0,
@@ -48,7 +57,8 @@ import {
 type Encode = (x: Float32Array, xo: number, y: Uint8Array, yo: number) => void;
 type Decode = (b: Uint8Array, bo: number, out: Float32Array, oo: number) => void;
 
-const CODECS: Record<QuantFormat, { encode: Encode; decode: Decode }> = {
+// The lattice formats have no encoder: Kiln reads them, llama-quantize writes them.
+const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
   q8_0: { encode: quantizeBlockQ8_0, decode: dequantizeBlockQ8_0 },
   q4_0: { encode: quantizeBlockQ4_0, decode: dequantizeBlockQ4_0 },
   q4_1: { encode: quantizeBlockQ4_1, decode: dequantizeBlockQ4_1 },
@@ -61,6 +71,13 @@ const CODECS: Record<QuantFormat, { encode: Encode; decode: Decode }> = {
   q6_k: { encode: quantizeBlockQ6_K, decode: dequantizeBlockQ6_K },
   iq4_nl: { encode: quantizeBlockIQ4_NL, decode: dequantizeBlockIQ4_NL },
   iq4_xs: { encode: quantizeBlockIQ4_XS, decode: dequantizeBlockIQ4_XS },
+  iq2_xxs: { decode: dequantizeBlockIQ2_XXS },
+  iq2_xs: { decode: dequantizeBlockIQ2_XS },
+  iq2_s: { decode: dequantizeBlockIQ2_S },
+  iq3_xxs: { decode: dequantizeBlockIQ3_XXS },
+  iq3_s: { decode: dequantizeBlockIQ3_S },
+  iq1_s: { decode: dequantizeBlockIQ1_S },
+  iq1_m: { decode: dequantizeBlockIQ1_M },
 };
 
 /**
@@ -82,6 +99,13 @@ const CODECS: Record<QuantFormat, { encode: Encode; decode: Decode }> = {
 export function quantize(format: QuantFormat, data: Float32Array): Uint8Array<ArrayBuffer> {
   const codec = CODECS[format];
   if (codec === undefined) throw new RangeError(`unknown quantized format ${format}`);
+  const encode = codec.encode;
+  if (encode === undefined) {
+    throw new RangeError(
+      `${format}: Kiln reads this format but does not write it (llama-quantize writes it ` +
+        `with an importance matrix); quantize to one of the formats Kiln writes`,
+    );
+  }
   const out = new Uint8Array(quantBytes(format, data.length));
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
@@ -90,7 +114,7 @@ export function quantize(format: QuantFormat, data: Float32Array): Uint8Array<Ar
   }
   const { blockElems, blockBytes } = GGML_TYPES[format];
   for (let b = 0, x = 0; x < data.length; b += blockBytes, x += blockElems) {
-    codec.encode(data, x, out, b);
+    encode(data, x, out, b);
   }
   return out;
 }

@@ -34,10 +34,70 @@ export type QuantFormat =
   | "q5_k"
   | "q6_k"
   | "iq4_nl"
-  | "iq4_xs";
+  | "iq4_xs"
+  | LatticeFormat;
 
-/** Every quantized format, in a stable order. */
-export const QUANT_FORMATS: readonly QuantFormat[] = [
+/**
+ * ggml's lattice formats (codebook points, `iq_lattice.ts`): read, not written.
+ *
+ * @example
+ * ```ts
+ * import type { LatticeFormat } from "./formats.ts";
+ * const f: LatticeFormat = "iq2_xxs";
+ * ```
+ */
+export type LatticeFormat =
+  | "iq2_xxs"
+  | "iq2_xs"
+  | "iq2_s"
+  | "iq3_xxs"
+  | "iq3_s"
+  | "iq1_s"
+  | "iq1_m";
+
+/**
+ * The {@linkcode LatticeFormat}s, in a stable order.
+ *
+ * @example
+ * ```ts
+ * import { LATTICE_FORMATS } from "./formats.ts";
+ * LATTICE_FORMATS.length; // 7
+ * ```
+ */
+export const LATTICE_FORMATS: readonly LatticeFormat[] = [
+  "iq2_xxs",
+  "iq2_xs",
+  "iq2_s",
+  "iq3_xxs",
+  "iq3_s",
+  "iq1_s",
+  "iq1_m",
+];
+
+/**
+ * A format Kiln writes: every {@linkcode QuantFormat} but the lattice ones.
+ *
+ * @example
+ * ```ts
+ * import type { QuantizeFormat } from "./formats.ts";
+ * const f: QuantizeFormat = "q4_k";
+ * ```
+ */
+export type QuantizeFormat = Exclude<QuantFormat, LatticeFormat>;
+
+/**
+ * The formats Kiln writes (`kiln quantize`, quantize-on-load), in a stable order:
+ * every format but the lattice ones, which llama-quantize itself writes only with an
+ * importance matrix.
+ *
+ * @example
+ * ```ts
+ * import { QUANTIZE_FORMATS } from "./formats.ts";
+ * QUANTIZE_FORMATS.includes("q4_k"); // true
+ * QUANTIZE_FORMATS.includes("iq2_xxs" as never); // false
+ * ```
+ */
+export const QUANTIZE_FORMATS: readonly QuantizeFormat[] = [
   "q8_0",
   "q4_0",
   "q4_1",
@@ -51,6 +111,18 @@ export const QUANT_FORMATS: readonly QuantFormat[] = [
   "iq4_nl",
   "iq4_xs",
 ];
+
+/**
+ * Every quantized format Kiln reads and computes with, in a stable order: the
+ * {@linkcode QUANTIZE_FORMATS} and ggml's lattice formats (IQ2, IQ3, IQ1).
+ *
+ * @example
+ * ```ts
+ * import { QUANT_FORMATS } from "./formats.ts";
+ * QUANT_FORMATS.includes("iq2_xxs"); // true
+ * ```
+ */
+export const QUANT_FORMATS: readonly QuantFormat[] = [...QUANTIZE_FORMATS, ...LATTICE_FORMATS];
 
 /**
  * One ggml element type: its GGUF id, name and block geometry (`blockElems`
@@ -105,20 +177,20 @@ export const GGML_TYPES: Readonly<Record<GgmlTypeName, GgmlTypeInfo>> = {
   q5_k: t("q5_k", 13, 256, 176, true),
   q6_k: t("q6_k", 14, 256, 210, true),
   q8_k: t("q8_k", 15, 256, 292),
-  iq2_xxs: t("iq2_xxs", 16, 256, 66),
-  iq2_xs: t("iq2_xs", 17, 256, 74),
-  iq3_xxs: t("iq3_xxs", 18, 256, 98),
-  iq1_s: t("iq1_s", 19, 256, 50),
+  iq2_xxs: t("iq2_xxs", 16, 256, 66, true),
+  iq2_xs: t("iq2_xs", 17, 256, 74, true),
+  iq3_xxs: t("iq3_xxs", 18, 256, 98, true),
+  iq1_s: t("iq1_s", 19, 256, 50, true),
   iq4_nl: t("iq4_nl", 20, 32, 18, true),
-  iq3_s: t("iq3_s", 21, 256, 110),
-  iq2_s: t("iq2_s", 22, 256, 82),
+  iq3_s: t("iq3_s", 21, 256, 110, true),
+  iq2_s: t("iq2_s", 22, 256, 82, true),
   iq4_xs: t("iq4_xs", 23, 256, 136, true),
   i8: t("i8", 24, 1, 1),
   i16: t("i16", 25, 1, 2),
   i32: t("i32", 26, 1, 4),
   i64: t("i64", 27, 1, 8),
   f64: t("f64", 28, 1, 8),
-  iq1_m: t("iq1_m", 29, 256, 56),
+  iq1_m: t("iq1_m", 29, 256, 56, true),
   bf16: t("bf16", 30, 1, 2, true),
   tq1_0: t("tq1_0", 34, 256, 54),
   tq2_0: t("tq2_0", 35, 256, 66),
@@ -200,6 +272,20 @@ export function ggmlTypeById(id: number): GgmlTypeInfo | undefined {
  */
 export function isQuantFormat(name: string): name is QuantFormat {
   return (QUANT_FORMATS as readonly string[]).includes(name);
+}
+
+/**
+ * True when Kiln writes `name` (one of {@linkcode QUANTIZE_FORMATS}).
+ *
+ * @example
+ * ```ts
+ * import { isQuantizeFormat } from "./formats.ts";
+ * isQuantizeFormat("q4_k"); // true
+ * isQuantizeFormat("iq2_xxs"); // false
+ * ```
+ */
+export function isQuantizeFormat(name: string): name is QuantizeFormat {
+  return (QUANTIZE_FORMATS as readonly string[]).includes(name);
 }
 
 /**

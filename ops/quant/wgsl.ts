@@ -20,6 +20,7 @@
 
 import { GGML_TYPES, type QuantFormat } from "../../core/quant/formats.ts";
 import { IQ4_LEVELS } from "../../core/quant/iq4.ts";
+import { latticeReaders } from "./wgsl_lattice.ts";
 
 /**
  * Elements per group (one affine map) of each format.
@@ -43,6 +44,13 @@ export const QUANT_GROUP: Readonly<Record<QuantFormat, number>> = {
   q6_k: 16,
   iq4_nl: 32,
   iq4_xs: 32,
+  iq2_xxs: 32,
+  iq2_xs: 16,
+  iq2_s: 16,
+  iq3_xxs: 32,
+  iq3_s: 32,
+  iq1_s: 32,
+  iq1_m: 16,
 };
 
 /**
@@ -118,6 +126,14 @@ fn ${p}_scmin(sb: u32, s: u32) -> vec2<f32> {
   return vec2<f32>(vec2<i32>(bitcast<i32>(sc), bitcast<i32>(mn)));
 }`;
   switch (format) {
+    case "iq2_xxs":
+    case "iq2_xs":
+    case "iq2_s":
+    case "iq3_xxs":
+    case "iq3_s":
+    case "iq1_s":
+    case "iq1_m":
+      return common + latticeReaders(format, p);
     case "q8_0":
       return `${common}
 fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> { return vec2<f32>(${p}_half(rb + 34u * g), 0.0); }

@@ -12,7 +12,7 @@ import {
   GGML_TYPES,
   ggmlTypeById,
   isQuantFormat,
-  QUANT_FORMATS,
+  QUANTIZE_FORMATS,
 } from "../../../core/quant/formats.ts";
 import {
   enc,
@@ -186,8 +186,8 @@ export function relayoutOp(r: Rng, g: RawGguf, s: SeedInfo): Op | undefined {
   const desc = `tensor ${JSON.stringify(name)}`;
   switch (int(r, 5)) {
     case 0: {
-      // Re-encoded in another type Kiln reads: still a valid file and model.
-      const type = pick(r, ["f32", "f16", "bf16", ...QUANT_FORMATS] as const);
+      // Re-encoded in another type Kiln reads and writes: still a valid file and model.
+      const type = pick(r, ["f32", "f16", "bf16", ...QUANTIZE_FORMATS] as const);
       const info = GGML_TYPES[type];
       if (Number(t.dims[0]) % info.blockElems !== 0 || info.id === t.type) return undefined;
       return {

@@ -25,10 +25,17 @@
  * const t: RopeType = "yarn";
  * ```
  */
-export type RopeType = "default" | "linear" | "yarn" | "llama3" | "dynamic";
+export type RopeType = "default" | "linear" | "yarn" | "llama3" | "dynamic" | "longrope";
 
 /** The implemented variants, for messages. */
-export const ROPE_TYPES: readonly RopeType[] = ["default", "linear", "yarn", "llama3", "dynamic"];
+export const ROPE_TYPES: readonly RopeType[] = [
+  "default",
+  "linear",
+  "yarn",
+  "llama3",
+  "dynamic",
+  "longrope",
+];
 
 /**
  * RoPE settings of one model, as read from config.json.
@@ -46,7 +53,10 @@ export interface RopeSettings {
   readonly theta: number;
   /** Scaling factor (`factor`; 1 for `default`). */
   readonly factor: number;
-  /** `yarn`: scale of cos and sin (`attention_factor`; derived from the factor when absent). */
+  /**
+   * `yarn`, `longrope`: scale of cos and sin (`attention_factor`; derived from the factor
+   * when absent).
+   */
   readonly attentionFactor?: number;
   /** `yarn`: rotations bounding the interpolation ramp (`beta_fast`, default 32). */
   readonly betaFast?: number;
@@ -59,10 +69,18 @@ export interface RopeSettings {
   /** `yarn`: round the ramp's ends outwards (`truncate`, default true). */
   readonly truncate?: boolean;
   /**
-   * `yarn`, `llama3`: context length of pre-training (`original_max_position_embeddings`);
-   * `dynamic`: `max_position_embeddings`, past which transformers rescales the base.
+   * `yarn`, `llama3`, `longrope`: context length of pre-training
+   * (`original_max_position_embeddings`); `dynamic`: `max_position_embeddings`, past
+   * which transformers rescales the base.
    */
   readonly originalMaxPositions?: number;
+  /**
+   * `longrope`: per-frequency divisors up to `originalMaxPositions` (`short_factor`,
+   * one per frequency, or one for all).
+   */
+  readonly shortFactor?: readonly number[];
+  /** `longrope`: the divisors past it (`long_factor`). */
+  readonly longFactor?: readonly number[];
   /** `llama3`: `low_freq_factor`. */
   readonly lowFreqFactor?: number;
   /** `llama3`: `high_freq_factor`. */
@@ -210,6 +228,34 @@ export function readRopeSettings(
     }
     return { type, theta, factor, originalMaxPositions: maxPos };
   }
+  if (type === "longrope") {
+    const list = (name: string): number[] => {
+      const v = source[name];
+      if (!present(v)) throw missing(file, `${where}.${name}`, type);
+      if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "number" && x > 0)) {
+        throw new TypeError(
+          `${file}: field "${where}.${name}" must be a list of positive numbers, got ${show(v)}`,
+        );
+      }
+      return v as number[];
+    };
+    const shortFactor = list("short_factor"), longFactor = list("long_factor");
+    if (original === undefined) {
+      throw missing(file, `${where}.original_max_position_embeddings`, type);
+    }
+    // _compute_longrope_parameters: without a factor, the ratio of the two lengths
+    // (Phi-3's convention); it only sets the default attention factor.
+    const f = factor ?? (maxPos !== undefined ? maxPos / original : 1);
+    return {
+      type,
+      theta,
+      factor: f,
+      attentionFactor: positive("attention_factor"),
+      originalMaxPositions: original,
+      shortFactor,
+      longFactor,
+    };
+  }
   if (type === "llama3") {
     const low = positive("low_freq_factor"), high = positive("high_freq_factor");
     for (
@@ -312,6 +358,23 @@ export function ropeFrequencies(
       return { invFreq: base, attentionFactor: 1 };
     case "linear":
       return { invFreq: base.map((v) => f32(v / s.factor)), attentionFactor: 1 };
+    case "longrope": {
+      // _compute_longrope_parameters: 1 / (ext · base^(2i/d)), ext the short factors
+      // (a sequence past originalMaxPositions is refused, checkRopeLength); one
+      // factor broadcasts over every frequency, as torch does.
+      const ext = s.shortFactor!;
+      if (ext.length !== 1 && ext.length !== half) {
+        throw new RangeError(
+          `ropeFrequencies: longrope short_factor has ${ext.length} values, expected ${half} ` +
+            `(head size ${headDim} / 2) or 1`,
+        );
+      }
+      const orig = s.originalMaxPositions!;
+      const attentionFactor = s.attentionFactor ??
+        (s.factor <= 1 ? 1 : Math.sqrt(1 + Math.log(s.factor) / Math.log(orig)));
+      const invFreq = posFreq.map((p, i) => f32(1 / f32(f32(ext[ext.length === 1 ? 0 : i]) * p)));
+      return { invFreq, attentionFactor };
+    }
     case "llama3": {
       const old = s.originalMaxPositions!, lo = s.lowFreqFactor!, hi = s.highFreqFactor!;
       const loWave = old / lo, hiWave = old / hi;
@@ -356,8 +419,9 @@ export function ropeFrequencies(
 /**
  * Refuses a context longer than RoPE settings give fixed frequencies for:
  * `dynamic` scaling rescales its base once a sequence passes
- * `max_position_embeddings` (and back for shorter ones), which one compiled
- * frequency table cannot follow. A RangeError naming `what` (e.g. the file and
+ * `max_position_embeddings` (and back for shorter ones), and `longrope` switches
+ * from its short to its long factors past `original_max_position_embeddings`
+ * (unless they are equal), which one compiled frequency table cannot follow. A RangeError naming `what` (e.g. the file and
  * the option) and both lengths.
  *
  * @example
@@ -367,6 +431,16 @@ export function ropeFrequencies(
  * ```
  */
 export function checkRopeLength(s: RopeSettings | undefined, length: number, what: string): void {
+  if (s?.type === "longrope") {
+    const same = s.shortFactor!.length === s.longFactor!.length &&
+      s.shortFactor!.every((v, i) => v === s.longFactor![i]);
+    if (same || length <= s.originalMaxPositions!) return;
+    throw new RangeError(
+      `${what} ${length} is past original_max_position_embeddings ${s.originalMaxPositions} of ` +
+        'a "longrope" RoPE, where transformers switches from short_factor to long_factor ' +
+        `with the sequence length; Kiln runs it up to ${s.originalMaxPositions} tokens`,
+    );
+  }
   if (s?.type !== "dynamic" || length <= s.originalMaxPositions!) return;
   throw new RangeError(
     `${what} ${length} is past max_position_embeddings ${s.originalMaxPositions} of a ` +

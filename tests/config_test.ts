@@ -356,7 +356,7 @@ Deno.test("settings Kiln does not implement are refused, naming the field and it
   const cases: [Json, RegExp][] = [
     [
       { ...MIXTRAL, rope_scaling: { type: "ntk", factor: 2 } },
-      /rope_scaling\.rope_type "ntk" is not supported \(supported: default, linear, yarn, llama3, dynamic\)/,
+      /rope_scaling\.rope_type "ntk" is not supported \(supported: default, linear, yarn, llama3, dynamic, longrope\)/,
     ],
     [
       {
@@ -368,7 +368,14 @@ Deno.test("settings Kiln does not implement are refused, naming the field and it
     ],
     [
       { ...MIXTRAL, rope_parameters: { rope_type: "longrope", rope_theta: 1e4 } },
-      /rope_parameters\.rope_type "longrope" is not supported/,
+      /rope_type "longrope" needs the field "rope_parameters\.short_factor"/,
+    ],
+    [
+      {
+        ...MIXTRAL,
+        rope_parameters: { rope_type: "longrope", rope_theta: 1e4, short_factor: [1, "x"] },
+      },
+      /"rope_parameters\.short_factor" must be a list of positive numbers, got \[1,"x"\]/,
     ],
     [{ ...MIXTRAL, rope_scaling: { type: "su", factor: 2 } }, /rope_type "su" is not supported/],
     [{ ...MIXTRAL, partial_rotary_factor: 0.5 }, /partial_rotary_factor 0\.5 is not supported/],

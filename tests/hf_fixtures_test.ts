@@ -31,6 +31,7 @@ const FIXTURES = [
   "qwen2_moe_sliding_dense",
   "jamba_periods",
   "mamba_nobias_rank",
+  "mixtral_longrope",
 ];
 
 const readRef = (name: string) =>

@@ -270,3 +270,35 @@ Deno.test("dynamic RoPE: the default table, for contexts up to max_position_embe
   );
   checkRopeLength({ ...rope, type: "linear" }, 1e6, "maxSeq"); // fixed tables: any length
 });
+
+Deno.test("longrope: short factors up to original_max_position_embeddings; past it only if long equals short", () => {
+  const config = {
+    max_position_embeddings: 256,
+    rope_parameters: {
+      rope_type: "longrope",
+      rope_theta: 1e4,
+      short_factor: [1, 2],
+      long_factor: [3, 4],
+      original_max_position_embeddings: 64,
+    },
+  };
+  const rope = readRopeSettings(config, FILE, 1e6);
+  assert.equal(rope.factor, 4); // no factor: max / original, as transformers derives it
+  const { invFreq, attentionFactor } = ropeFrequencies(4, rope);
+  // 1 / (short · 10000^(2i/4)), and √(1 + ln 4 / ln 64).
+  assert.deepEqual([...invFreq], [1, Math.fround(1 / (2 * 100))]);
+  assert.ok(Math.abs(attentionFactor - Math.sqrt(1 + Math.log(4) / Math.log(64))) < 1e-12);
+  checkRopeLength(rope, 64, "maxSeq");
+  assert.throws(
+    () => checkRopeLength(rope, 65, "maxSeq"),
+    /^RangeError: maxSeq 65 is past original_max_position_embeddings 64 of a "longrope" RoPE/,
+  );
+  // Equal short and long factors: transformers' switch changes nothing.
+  checkRopeLength({ ...rope, longFactor: rope.shortFactor }, 4096, "maxSeq");
+  // One factor broadcasts; any other count than headDim / 2 is refused.
+  assert.equal(ropeFrequencies(4, { ...rope, shortFactor: [2] }).invFreq[0], 0.5);
+  assert.throws(
+    () => ropeFrequencies(6, rope),
+    /^RangeError: ropeFrequencies: longrope short_factor has 2 values, expected 3/,
+  );
+});

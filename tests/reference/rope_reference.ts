@@ -1,6 +1,7 @@
 /**
  * RoPE frequencies for the float64 reference, written from transformers'
- * `modeling_rope_utils` (default, linear, yarn, llama3) and its two config
+ * `modeling_rope_utils` (default, linear, yarn, llama3, longrope within its original
+ * context) and its two config
  * layouts: transformers 5's `rope_parameters` and transformers 4's top-level
  * `rope_theta` + `rope_scaling` (`type` or `rope_type`). Shares no code with
  * Kiln's `models/rope_scaling.ts`; computed in float64.
@@ -73,6 +74,17 @@ export function referenceRope(config: Json, headDim: number, defaultTheta: numbe
         return (v / factor) * ramp + v * (1 - ramp);
       });
       return { invFreq, scale };
+    }
+    case "longrope": {
+      // Sequences within the original context only: the short factors divide each
+      // frequency; the factor (else max / original) sets the attention scale.
+      const ctx = (config.original_max_position_embeddings ??
+        n("original_max_position_embeddings")) as number;
+      const short = p.short_factor as number[];
+      const factor = n("factor") ?? (config.max_position_embeddings as number) / ctx;
+      const scale = n("attention_factor") ??
+        (factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(ctx)));
+      return { invFreq: base.map((v, i) => v / short[short.length === 1 ? 0 : i]), scale };
     }
     default:
       throw new RangeError(`reference: rope_type ${JSON.stringify(type)} is not implemented`);

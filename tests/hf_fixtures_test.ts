@@ -205,7 +205,8 @@ Deno.test("loadModel refuses a config that does not describe its checkpoint, or 
       /maxSeq 64 is past max_position_embeddings 48 of a "dynamic" RoPE/,
     ],
     [
-      // Its per-dimension factor lists once read as per-layer-type parameters.
+      // Past its original context transformers switches longrope to the long factors
+      // per call. (Its factor lists once read as per-layer-type parameters.)
       "mixtral_yarn",
       (c) => ({
         ...c,
@@ -217,7 +218,7 @@ Deno.test("loadModel refuses a config that does not describe its checkpoint, or 
           long_factor: [2, 2, 2, 2, 2, 2],
         },
       }),
-      /rope_parameters\.rope_type "longrope" is not supported/,
+      /maxSeq 64 is past original_max_position_embeddings 32 of a "longrope" RoPE/,
     ],
     [
       "olmoe",

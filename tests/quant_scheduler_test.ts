@@ -176,6 +176,10 @@ Deno.test("expert pools of lattice files: one format a weight, a K-quant stand-i
     formats(["iq2_xxs", "iq2_xxs", "q2_k"], ["iq3_xxs", "q4_k", "iq3_xxs"]),
   );
   assert.deepEqual(pick(mixed), Array(3).fill("q2_k/q3_k"));
+  // w3 shares w1's pool: an up projection stored otherwise makes the gate's pool Q2_K.
+  const w3 = formats(Array(3).fill("iq2_xs"), Array(3).fill("iq2_xs"));
+  w3[`${moePrefix(cfg, 1)}.w3`] = "q4_k";
+  assert.deepEqual(pick(unifyExpertFormats(cfg, w3)), Array(3).fill("q2_k/iq2_xs"));
   // A majority the pool can hold is kept.
   const q4 = unifyExpertFormats(cfg, formats(["q4_k", "q4_k", "iq2_xs"], Array(3).fill("q6_k")));
   assert.deepEqual(pick(q4), Array(3).fill("q4_k/q6_k"));

@@ -318,12 +318,13 @@ export function unifyExpertFormats(cfg: ModelConfig, formats: WeightFormats): We
     }
     return [...count].sort((a, b) => b[1] - a[1])[0]?.[0];
   };
-  const writable = (w: string, f: QuantFormat | undefined) => {
+  // The pool of w1 holds w3 too: both must be stored in a lattice format to keep it.
+  const writable = (ws: string[], f: QuantFormat | undefined) => {
     if (f === undefined || isQuantizeFormat(f)) return f;
-    const mixed = prefixes.some((p) => formats[`${p}.${w}`] !== f);
+    const mixed = prefixes.some((p) => ws.some((w) => formats[`${p}.${w}`] !== f));
     return mixed ? (f.startsWith("iq3") ? "q3_k" : "q2_k") : f;
   };
-  const f1 = writable("w1", common("w1")), f2 = writable("w2", common("w2"));
+  const f1 = writable(["w1", "w3"], common("w1")), f2 = writable(["w2"], common("w2"));
   for (const p of prefixes) {
     for (const w of ["w1", "w3", "w2"]) delete out[`${p}.${w}`];
     if (f1 !== undefined && f2 !== undefined) {

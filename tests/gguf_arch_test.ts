@@ -365,18 +365,30 @@ Deno.test("gguf arch: errors name the architecture, key, tensor and expected sha
       RangeError,
       ["hand.gguf", '"blk.0.ffn_norm.weight"', "missing", "post_attention_layernorm", "[8]"],
     );
-    await rejectsWith(
+    const extra = (name: string, values: number[]) =>
       open((m) =>
         m.tensors.push({
-          name: "rope_freqs.weight",
-          shape: [2],
+          name,
+          shape: [values.length],
           type: "f32",
-          data: new Uint8Array(8),
+          data: new Uint8Array(Float32Array.from(values).buffer),
         })
-      ),
-      RangeError,
-      ["hand.gguf", '"rope_freqs.weight"', "not part of"],
-    );
+      );
+    await rejectsWith(extra("blk.0.attn_q.bias", [1, 2]), RangeError, [
+      "hand.gguf",
+      '"blk.0.attn_q.bias"',
+      "not part of",
+    ]);
+    // llama3 RoPE as the converter writes it: one positive divisor per rotary pair.
+    await rejectsWith(extra("rope_freqs.weight", [0, 1]), RangeError, [
+      "hand.gguf",
+      '"rope_freqs.weight"',
+      "not > 0",
+    ]);
+    await rejectsWith(extra("rope_freqs.weight", [1, 2, 3, 4, 5, 6, 7]), RangeError, [
+      "hand.gguf",
+      '"rope_freqs.weight" has 7 factors, expected one per rotary pair',
+    ]);
   });
 });
 

@@ -157,9 +157,10 @@ export async function openGgufModel(
   const file = await GgufFile.open(path, options);
   let handle: Deno.FsFile | undefined;
   try {
-    const { architecture, config } = hfConfigFromGguf(file, file.tensors);
+    const ropeFreqs = await readRopeFreqs(file);
+    const { architecture, config } = hfConfigFromGguf(file, file.tensors, ropeFreqs);
     const cfg = parseConfig(config, `${path} (config.json rebuilt from its metadata)`);
-    const slots = mapTensors(file, cfg);
+    const slots = mapTensors(file, cfg, ropeFreqs !== undefined);
     try {
       handle = await Deno.open(path, { read: true });
     } catch (e) {
@@ -207,11 +208,36 @@ function checkCounts(file: GgufFile, cfg: ModelConfig): void {
   }
 }
 
+/**
+ * The per-frequency RoPE divisors of a `llama` file (`rope_freqs.weight`, which
+ * llama.cpp's converter writes for llama3 RoPE scaling and llama.cpp's llama graph
+ * divides each frequency by), f32 of one value per rotary pair; undefined without one.
+ */
+async function readRopeFreqs(file: GgufFile): Promise<Float32Array | undefined> {
+  const info = file.tensors.get(ROPE_FREQS);
+  if (!info || file.string("general.architecture") !== "llama") return undefined;
+  if (info.shape.length !== 1 || info.type.name !== "f32") {
+    throw new RangeError(
+      `${file.path}: tensor ${quote(ROPE_FREQS)} is ${info.type.name} ${show(info.shape)}, ` +
+        "expected one f32 factor per rotary pair",
+    );
+  }
+  const v = await file.readF32(ROPE_FREQS);
+  if (!v.every((x) => x > 0 && Number.isFinite(x))) {
+    throw new RangeError(
+      `${file.path}: tensor ${quote(ROPE_FREQS)} holds a factor that is not > 0`,
+    );
+  }
+  return v;
+}
+
+const ROPE_FREQS = "rope_freqs.weight";
+
 /** Each HF tensor's slot, every GGUF tensor checked against the config's table. */
-function mapTensors(file: GgufFile, cfg: ModelConfig): Map<string, Slot> {
+function mapTensors(file: GgufFile, cfg: ModelConfig, ropeFreqsRead: boolean): Map<string, Slot> {
   checkCounts(file, cfg);
   const slots = new Map<string, Slot>();
-  const used = new Set<string>();
+  const used = new Set<string>(ropeFreqsRead ? [ROPE_FREQS] : []);
   const find = (name: string, shape: readonly number[], hf: string): GgufTensorInfo => {
     const info = file.tensors.get(name);
     if (!info) {

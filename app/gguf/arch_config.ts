@@ -147,6 +147,7 @@ class Keys {
 export function hfConfigFromGguf(
   m: GgufMetadata,
   tensors: ReadonlyMap<string, GgufTensorInfo>,
+  ropeFreqs?: Float32Array,
 ): { architecture: string; config: Json } {
   const arch = m.string("general.architecture");
   if (!GGUF_ARCHITECTURES.includes(arch)) {
@@ -198,7 +199,7 @@ export function hfConfigFromGguf(
       : qwen2MoeConfig(k, L);
     config = {
       ...family,
-      ...attentionConfig(k, H),
+      ...attentionConfig(k, H, ropeFreqs),
       ...common,
       max_position_embeddings: ctx,
       rms_norm_eps: eps,
@@ -209,7 +210,7 @@ export function hfConfigFromGguf(
 }
 
 /** Heads, head size and RoPE of `llama`, `qwen2moe` and `olmoe`. */
-function attentionConfig(k: Keys, H: number): Json {
+function attentionConfig(k: Keys, H: number, ropeFreqs?: Float32Array): Json {
   const heads = k.num("attention.head_count");
   const kv = k.opt("attention.head_count_kv") ?? heads;
   const keyLength = k.opt("attention.key_length");
@@ -228,6 +229,32 @@ function attentionConfig(k: Keys, H: number): Json {
   };
   if (keyLength !== undefined) out.head_dim = keyLength;
   const scaling = k.m.optionalString(k.key("rope.scaling.type"));
+  if (ropeFreqs) {
+    // llama.cpp divides frequency i by rope_freqs[i] (its converter's form of llama3
+    // scaling): longrope's formula with one list for every length and no attention
+    // factor. llama.cpp would also apply a linear factor; no converter writes both.
+    if (ropeFreqs.length !== headDim / 2) {
+      throw new RangeError(
+        `${k.m.path}: tensor "rope_freqs.weight" has ${ropeFreqs.length} factors, expected ` +
+          `one per rotary pair (${headDim / 2})`,
+      );
+    }
+    if (scaling !== undefined && scaling !== "none") {
+      throw new TypeError(
+        `${k.m.path}: tensor "rope_freqs.weight" together with metadata ` +
+          `${quote(k.key("rope.scaling.type"))} ${quote(scaling)} is not supported`,
+      );
+    }
+    const factors = Array.from(ropeFreqs);
+    out.rope_scaling = {
+      rope_type: "longrope",
+      short_factor: factors,
+      long_factor: factors,
+      attention_factor: 1,
+      original_max_position_embeddings: k.num("context_length"),
+    };
+    return out;
+  }
   // llama.cpp (`load_hparams`) reads the factor from `rope.scaling.factor`, else the
   // older `rope.scale_linear`, and takes 0 (or no key) as "no scaling": freq_scale 1.
   const raw = k.opt("rope.scaling.factor") ?? k.opt("rope.scale_linear");

@@ -322,6 +322,7 @@ export {
   checkRopeLength,
   readRopeSettings,
   ROPE_TYPES,
+  ropeDivisors,
   ropeFrequencies,
   type RopeSettings,
   type RopeType,

@@ -448,3 +448,40 @@ export function checkRopeLength(s: RopeSettings | undefined, length: number, wha
       `Kiln runs it up to ${s.originalMaxPositions} tokens`,
   );
 }
+
+/**
+ * The per-frequency divisors llama.cpp's llama graph applies (`rope_freqs.weight`),
+ * for RoPE settings that are exactly such divisors: `llama3` (computed as llama.cpp's
+ * converter computes them, from these settings' own original context) and `longrope`
+ * with equal short and long factors and no attention factor; undefined otherwise.
+ *
+ * @example
+ * ```ts
+ * import { ropeDivisors } from "@kiln/kiln";
+ * ropeDivisors(4, { type: "default", theta: 1e4, factor: 1 }); // undefined
+ * ```
+ */
+export function ropeDivisors(headDim: number, s: RopeSettings): Float32Array | undefined {
+  const half = headDim / 2;
+  if (s.type === "longrope") {
+    const same = s.shortFactor!.length === s.longFactor!.length &&
+      s.shortFactor!.every((v, i) => v === s.longFactor![i]);
+    const unscaled = ropeFrequencies(headDim, s).attentionFactor === 1;
+    if (!same || !unscaled) return undefined;
+    const f = s.shortFactor!;
+    return Float32Array.from({ length: half }, (_, i) => f[f.length === 1 ? 0 : i]);
+  }
+  if (s.type !== "llama3") return undefined;
+  // convert_hf_to_gguf.py's LlamaModel.generate_extra_tensors, with the settings'
+  // original context (the converter reads only a top-level one, else 8192).
+  const old = s.originalMaxPositions!, lo = s.lowFreqFactor!, hi = s.highFreqFactor!;
+  const f32 = Math.fround;
+  return Float32Array.from({ length: half }, (_, i) => {
+    const freq = f32(1 / f32(s.theta ** f32((2 * i) / headDim)));
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < old / hi) return 1;
+    if (wavelen > old / lo) return s.factor;
+    const smooth = (old / wavelen - lo) / (hi - lo);
+    return 1 / ((1 - smooth) / s.factor + smooth);
+  });
+}

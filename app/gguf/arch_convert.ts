@@ -28,6 +28,7 @@ import {
 } from "../../core/quant/formats.ts";
 import { quantize } from "../../core/quant/codecs.ts";
 import { parseConfig, specOf } from "../../models/architectures/mod.ts";
+import { ropeDivisors } from "../../models/rope_scaling.ts";
 import { quote } from "../safetensors/header.ts";
 import type { GgufMetadataInput, GgufTensorSpec } from "./layout.ts";
 import type { GgufEntry } from "./value.ts";
@@ -313,5 +314,23 @@ export async function convertToGguf(
       },
     };
   });
+  const divisors = ropeFreqsOf(source.config);
+  if (divisors) {
+    // After the blocks, where llama.cpp's converter puts its generated tensor.
+    tensors.push({
+      name: "rope_freqs.weight",
+      shape: [divisors.length],
+      type: "f32",
+      data: () => Promise.resolve(new Uint8Array(divisors.buffer)),
+    });
+  }
   await writeGguf(out, { metadata, tensors, alignment: options.alignment });
+}
+
+/** A Mixtral's RoPE divisors (llama3 scaling) for `rope_freqs.weight`, else undefined. */
+function ropeFreqsOf(config: Record<string, unknown>): Float32Array | undefined {
+  const cfg = parseConfig(config);
+  const a = cfg.attention;
+  if (GGUF_ARCH_OF[cfg.architecture] !== "llama" || !a?.rope) return undefined;
+  return ropeDivisors(a.headDim, a.rope);
 }

@@ -45,6 +45,7 @@ import { parseConfig } from "../../models/architectures/mod.ts";
 import type { QuantizeFormat } from "../../core/quant/formats.ts";
 import type { GgufEntry } from "./value.ts";
 import { GGUF_ARCH_OF } from "./arch_names.ts";
+import { ropeDivisors } from "../../models/rope_scaling.ts";
 
 /**
  * The element types `convertToGguf` writes weights in.
@@ -288,7 +289,9 @@ function attentionKeys(
   if (rope) {
     const extra = rope.attentionFactor ?? rope.betaFast ?? rope.betaSlow ?? rope.mscale ??
       rope.mscaleAllDim;
-    if (rope.type === "linear") {
+    if (arch === "llama" && ropeDivisors(a.headDim, rope) !== undefined) {
+      // llama3, or per-frequency divisors: the rope_freqs.weight tensor carries them.
+    } else if (rope.type === "linear") {
       put(`${arch}.rope.scaling.type`, "string", "linear");
       f32("rope.scaling.factor", rope.factor);
     } else if (rope.type === "yarn" && extra === undefined && rope.truncate !== false) {

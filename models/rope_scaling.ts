@@ -3,15 +3,17 @@
  * give. transformers 4 writes `rope_theta` and `rope_scaling` at the top level;
  * transformers 5 writes `rope_parameters: { rope_type, rope_theta, … }`. Both
  * are read here, into one {@linkcode RopeSettings}; what Kiln does not
- * implement (`longrope` scaling, partial rotary dims, per-layer-type
- * parameters) is refused with the field and its value, never ignored. `dynamic`
- * (NTK) scaling is the default table up to `max_position_embeddings`, where
- * transformers starts rescaling it with the sequence length: Kiln runs it up to
- * there ({@linkcode checkRopeLength}).
+ * implement (partial rotary dims, per-layer-type parameters) is refused with the
+ * field and its value, never ignored. `dynamic` (NTK) scaling is the default
+ * table up to `max_position_embeddings`, and `longrope` its short factors up to
+ * `original_max_position_embeddings`, where transformers starts changing them
+ * with the sequence length: Kiln runs them up to there ({@linkcode checkRopeLength}).
  *
  * The frequencies follow transformers' `modeling_rope_utils` (`default`,
- * `linear`, `yarn`, `llama3`), computed in float32 step by step as PyTorch
- * does, so the kernels rotate by the same angles as the reference model.
+ * `linear`, `yarn`, `llama3`, `longrope`), computed in float32 step by step as
+ * PyTorch does, so the kernels rotate by the same angles as the reference model.
+ * {@linkcode ropeDivisors} gives llama.cpp's form of the per-frequency ones
+ * (`rope_freqs.weight`).
  *
  * @module
  */
@@ -416,6 +418,12 @@ export function ropeFrequencies(
   }
 }
 
+/** Whether a longrope's short and long factors are one list: no switch with length. */
+function sameLongropeFactors(s: RopeSettings): boolean {
+  const a = s.shortFactor!, b = s.longFactor!;
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
 /**
  * Refuses a context longer than RoPE settings give fixed frequencies for:
  * `dynamic` scaling rescales its base once a sequence passes
@@ -432,9 +440,7 @@ export function ropeFrequencies(
  */
 export function checkRopeLength(s: RopeSettings | undefined, length: number, what: string): void {
   if (s?.type === "longrope") {
-    const same = s.shortFactor!.length === s.longFactor!.length &&
-      s.shortFactor!.every((v, i) => v === s.longFactor![i]);
-    if (same || length <= s.originalMaxPositions!) return;
+    if (sameLongropeFactors(s) || length <= s.originalMaxPositions!) return;
     throw new RangeError(
       `${what} ${length} is past original_max_position_embeddings ${s.originalMaxPositions} of ` +
         'a "longrope" RoPE, where transformers switches from short_factor to long_factor ' +
@@ -464,10 +470,8 @@ export function checkRopeLength(s: RopeSettings | undefined, length: number, wha
 export function ropeDivisors(headDim: number, s: RopeSettings): Float32Array | undefined {
   const half = headDim / 2;
   if (s.type === "longrope") {
-    const same = s.shortFactor!.length === s.longFactor!.length &&
-      s.shortFactor!.every((v, i) => v === s.longFactor![i]);
     const unscaled = ropeFrequencies(headDim, s).attentionFactor === 1;
-    if (!same || !unscaled) return undefined;
+    if (!sameLongropeFactors(s) || !unscaled) return undefined;
     const f = s.shortFactor!;
     return Float32Array.from({ length: half }, (_, i) => f[f.length === 1 ? 0 : i]);
   }

@@ -12,64 +12,7 @@ import { ropeFrequencies, type RopeSettings } from "../models/rope_scaling.ts";
 import { toV4Config, toV5Config } from "./fixtures/config_generations.ts";
 import { referenceRope } from "./reference/rope_reference.ts";
 
-type Json = Record<string, unknown>;
-
-const MIXTRAL: Json = {
-  architectures: ["MixtralForCausalLM"],
-  model_type: "mixtral",
-  vocab_size: 100,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  num_local_experts: 4,
-  num_experts_per_tok: 2,
-  max_position_embeddings: 4096,
-};
-const QWEN: Json = {
-  architectures: ["Qwen2MoeForCausalLM"],
-  model_type: "qwen2_moe",
-  vocab_size: 100,
-  hidden_size: 64,
-  intermediate_size: 96,
-  moe_intermediate_size: 32,
-  shared_expert_intermediate_size: 48,
-  num_hidden_layers: 4,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  num_experts: 6,
-  num_experts_per_tok: 2,
-};
-const OLMOE: Json = {
-  architectures: ["OlmoeForCausalLM"],
-  model_type: "olmoe",
-  vocab_size: 100,
-  hidden_size: 64,
-  intermediate_size: 32,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_experts: 8,
-  num_experts_per_tok: 2,
-};
-const MAMBA: Json = {
-  architectures: ["MambaForCausalLM"],
-  model_type: "mamba",
-  vocab_size: 100,
-  hidden_size: 64,
-  num_hidden_layers: 2,
-};
-const JAMBA: Json = {
-  architectures: ["JambaForCausalLM"],
-  model_type: "jamba",
-  vocab_size: 100,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_hidden_layers: 4,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  num_experts: 4,
-};
+import { JAMBA, type Json, MAMBA, MIXTRAL, OLMOE, QWEN } from "./fixtures/small_configs.ts";
 
 /** Parses `base` with `fields`, written both ways; asserts both agree and returns it. */
 function both(base: Json, fields: Json): ModelConfig {

@@ -15,6 +15,7 @@ import { GgufCheckpoint } from "../app/gguf/checkpoint.ts";
 import type { GgufOutType } from "../app/gguf/arch.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { gpu } from "./_util.ts";
+import { rewriteGgufF32 } from "./fixtures/gguf_mixed.ts";
 import { readTransformersRef, relToRms, tieFreeGreedy } from "./fixtures/transformers_ref.ts";
 
 const HF = new URL("./fixtures/hf/", import.meta.url).pathname;
@@ -30,16 +31,7 @@ async function toGguf(dir: string, out: string, type: GgufOutType): Promise<void
 /** `file` with every tensor dequantized to f32 (a GGUF beside it): the same weights unquantized. */
 async function dequantizedCopy(file: string): Promise<string> {
   const out = file.replace(/\.gguf$/, ".dequantized.gguf");
-  using w = await GgufCheckpoint.open(file);
-  await convertToGguf(
-    {
-      config: w.model.config,
-      tensors: w.tensors,
-      readF32: async (n) => await w.readAs(n, "f32") as Float32Array,
-    },
-    out,
-    { type: "f32" },
-  );
+  await rewriteGgufF32(file, out);
   return out;
 }
 

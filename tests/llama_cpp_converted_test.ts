@@ -15,7 +15,7 @@ import { gpu, withTmp } from "./_util.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
 import { convertToGguf } from "../app/gguf/arch.ts";
-import { GgufCheckpoint } from "../app/gguf/checkpoint.ts";
+import { rewriteGgufF32 } from "./fixtures/gguf_mixed.ts";
 import { GgufFile } from "../app/gguf/file.ts";
 
 for (const recipe of CONVERTED_RECIPES.filter((r) => r.transformersTolerance !== undefined)) {
@@ -118,18 +118,7 @@ Deno.test("llama3 RoPE written as rope_freqs.weight: Kiln's files match the HF f
     // llama.cpp's converter's file, read and written again: the same divisors.
     const conv = join(CONVERTED_DIR, "conv_mixtral_llama3_f32.gguf");
     const again = join(dir, "again.gguf");
-    {
-      using w = await GgufCheckpoint.open(conv);
-      await convertToGguf(
-        {
-          config: w.model.config,
-          tensors: w.tensors,
-          readF32: async (n) => await w.readAs(n, "f32") as Float32Array,
-        },
-        again,
-        { type: "f32" },
-      );
-    }
+    await rewriteGgufF32(conv, again);
     using f1 = await GgufFile.open(conv);
     using f2 = await GgufFile.open(again);
     assert.deepEqual(

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { Tokenizer as HfTokenizer } from "tokenizers";
 import { Tokenizer } from "../app/tokenizer/mod.ts";
 import { BYTE_TO_CHAR } from "../app/tokenizer/parts.ts";
+import { LLAMA_SPM_DECODER } from "./fixtures/tiny_tokenizers.ts";
 
 type Json = Record<string, unknown>;
 
@@ -57,15 +58,7 @@ function sentencePiece(model: Json = {}, missing: number[] = []): Json {
     normalizer: null,
     pre_tokenizer: { type: "Metaspace", replacement: "▁", prepend_scheme: "first", split: false },
     post_processor: null,
-    decoder: {
-      type: "Sequence",
-      decoders: [
-        { type: "Replace", pattern: { String: "▁" }, content: " " },
-        { type: "ByteFallback" },
-        { type: "Fuse" },
-        { type: "Strip", content: " ", start: 1, stop: 0 },
-      ],
-    },
+    decoder: LLAMA_SPM_DECODER,
     model: {
       type: "BPE",
       vocab,

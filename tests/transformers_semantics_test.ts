@@ -9,42 +9,8 @@ import { parseConfig } from "../models/architectures/mod.ts";
 import { checkRopeLength, readRopeSettings, ropeFrequencies } from "../models/rope_scaling.ts";
 import { readConfig } from "../app/config_file.ts";
 
-type Json = Record<string, unknown>;
+import { JAMBA, type Json, MAMBA, MIXTRAL, OLMOE, QWEN } from "./fixtures/small_configs.ts";
 const FILE = "config.json";
-
-const QWEN: Json = {
-  architectures: ["Qwen2MoeForCausalLM"],
-  vocab_size: 100,
-  hidden_size: 64,
-  intermediate_size: 96,
-  moe_intermediate_size: 32,
-  shared_expert_intermediate_size: 48,
-  num_hidden_layers: 4,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  num_experts: 6,
-  num_experts_per_tok: 2,
-};
-const JAMBA: Json = {
-  architectures: ["JambaForCausalLM"],
-  vocab_size: 100,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_hidden_layers: 4,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  num_experts: 4,
-};
-const OLMOE: Json = {
-  architectures: ["OlmoeForCausalLM"],
-  vocab_size: 100,
-  hidden_size: 64,
-  intermediate_size: 32,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_experts: 8,
-  num_experts_per_tok: 2,
-};
 
 function refuses(json: Json, kind: ErrorConstructor, re: RegExp): void {
   assert.throws(() => parseConfig(json, FILE), (e: unknown) => {
@@ -193,24 +159,6 @@ Deno.test("rope_scaling wins over rope_parameters (transformers 4 reads only it;
   );
   assert.deepEqual([e.type, e.factor], ["linear", 3]);
 });
-
-const MIXTRAL: Json = {
-  architectures: ["MixtralForCausalLM"],
-  vocab_size: 100,
-  hidden_size: 64,
-  intermediate_size: 96,
-  num_hidden_layers: 2,
-  num_attention_heads: 4,
-  num_key_value_heads: 2,
-  num_local_experts: 4,
-  num_experts_per_tok: 2,
-};
-const MAMBA: Json = {
-  architectures: ["MambaForCausalLM"],
-  vocab_size: 100,
-  hidden_size: 64,
-  num_hidden_layers: 2,
-};
 
 Deno.test("token ids a config leaves out take the class's defaults; null means none", () => {
   // The `bos_token_id` / `eos_token_id` defaults of MixtralConfig (1, 2),

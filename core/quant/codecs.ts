@@ -85,7 +85,8 @@ const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
  * reference quantizer for that format. `data.length` must be a whole number of
  * blocks (32 elements for `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`; 256 for the K-quants) and every value
  * finite; otherwise a RangeError names the format and the length, or the index
- * of the first non-finite value.
+ * of the first non-finite value. The lattice formats (IQ1/IQ2/IQ3), which Kiln reads
+ * but does not write, are a RangeError naming the format.
  *
  * @example
  * ```ts

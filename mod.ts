@@ -174,6 +174,8 @@ export {
   type GgmlTypeName,
   LATTICE_FORMATS,
   type LatticeFormat,
+  LOW_BIT_FORMATS,
+  type LowBitFormat,
   QUANT_FORMATS,
   quantBytes,
   type QuantFormat,

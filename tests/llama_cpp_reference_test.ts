@@ -24,9 +24,10 @@ import {
   DEQUANT_RECIPES,
   fnv1a64,
   LATTICE_FORMATS,
-  latticeBlocks,
   logitRows,
+  LOW_BIT_FORMATS,
   MODEL_RECIPES,
+  readOnlyBlocks,
   TOKENIZER_RECIPES,
   TOKENIZER_TEXTS,
 } from "./fixtures/llama_cpp/recipes.ts";
@@ -143,15 +144,24 @@ Deno.test("llama.cpp reference: every kiln quantize type dequantizes as ggml's t
   });
 });
 
-Deno.test("llama.cpp reference: the lattice formats' random blocks dequantize as ggml's to_float does", async () => {
-  const want = await fixture<{ types: Record<string, string> }>("dequant_lattice_blocks");
-  assert.deepEqual(Object.keys(want.types), LATTICE_FORMATS, REGENERATE);
-  for (const format of LATTICE_FORMATS) {
-    const bytes = latticeBlocks(format);
-    const n = (bytes.length / GGML_TYPES[format].blockBytes) * GGML_TYPES[format].blockElems;
-    assert.equal(fnv1a64(dequantize(format, bytes, n)), want.types[format], format);
-  }
-});
+// Blocks of the formats Kiln only reads: the lattice ones against llama.cpp c392e50, the
+// low-bit ones (which it mostly predates) against ggml d99724f2.
+for (
+  const [name, formats] of [
+    ["dequant_lattice_blocks", LATTICE_FORMATS],
+    ["dequant_low_bit_blocks", LOW_BIT_FORMATS],
+  ] as const
+) {
+  Deno.test(`ggml reference ${name}: random blocks dequantize as ggml's to_float does`, async () => {
+    const want = await fixture<{ types: Record<string, string> }>(name);
+    assert.deepEqual(Object.keys(want.types), formats, REGENERATE);
+    for (const format of formats) {
+      const bytes = readOnlyBlocks(format);
+      const n = (bytes.length / GGML_TYPES[format].blockBytes) * GGML_TYPES[format].blockElems;
+      assert.equal(fnv1a64(dequantize(format, bytes, n)), want.types[format], format);
+    }
+  });
+}
 
 interface TokenizerFixture {
   bos: number;

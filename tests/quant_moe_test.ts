@@ -164,6 +164,20 @@ Deno.test("moe q-experts: the lattice formats (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, 
   await check({ T: 5, d: 256, ff: 256, E: 3, k: 2, f: "iq1_m", dense: true }, dev);
 });
 
+Deno.test("moe q-experts: the low-bit formats (TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4, NVFP4), group by group", async () => {
+  const dev = await gpu();
+  const formats = ["tq1_0", "tq2_0", "q1_0", "q2_0", "mxfp4", "nvfp4"] as const;
+  for (const [i, f] of formats.entries()) {
+    const labels = await check({ T: i % 2 ? 1 : 9, d: 256, ff: 256, E: 3, k: 2, f }, dev);
+    assert.ok(labels.some((l) => l.includes(`_${f}`)), `${f} kernels: ${labels.join(", ")}`);
+  }
+  // MXFP4_MOE files: MXFP4 experts with rows of an odd number of 17-byte blocks
+  // (d = 96: 51 bytes a row), so rows start at every byte offset; Q8_0 dense FFN.
+  await check({ T: 1, d: 96, ff: 160, E: 4, k: 2, f: "mxfp4" }, dev);
+  await check({ T: 7, d: 96, ff: 160, E: 4, k: 2, f: "mxfp4" }, dev);
+  await check({ T: 5, d: 256, ff: 256, E: 3, k: 2, f: "nvfp4", dense: true }, dev);
+});
+
 Deno.test("moe q-experts: Q6_K W2 beside Q4_K W1/W3 (Q4_K_M), and a slot table", async () => {
   const dev = await gpu();
   for (const T of [1, 9]) {

@@ -3,7 +3,8 @@
  * tools: each transformers checkpoint of `CONVERTED_SOURCES` is written by transformers
  * (`tools/transformers_reference.py`, which also stores transformers' logits), converted
  * by `convert_hf_to_gguf.py` (through `tools/llama_cpp_convert.py`) and, for the
- * quantized recipes, passed through `llama-quantize`. Run by
+ * quantized recipes, passed through `llama-quantize` (or, for the types llama.cpp c392e50
+ * predates, a recent ggml's quantizer: `tools/ggml_reference.ts`). Run by
  * `tools/llama_cpp_reference.ts --python P` before it asks llama.cpp about the files.
  *
  * Needs, besides llama.cpp's library: `cmake --build build --target llama-quantize
@@ -21,6 +22,7 @@ import {
   type ConvertedRecipe,
   type ConvertedSource,
 } from "../tests/fixtures/llama_cpp/converted.ts";
+import { ggmlDriver } from "./ggml_reference.ts";
 
 const TOOLS = new URL("./", import.meta.url).pathname;
 
@@ -105,10 +107,13 @@ async function importanceMatrix(
  * ```
  */
 export async function makeConvertedFiles(
-  opts: { llama: string; python: string; tmp: string },
+  opts: { llama: string; python: string; tmp: string; ggmlDriver?: string },
   only: (name: string) => boolean = () => true,
 ): Promise<void> {
-  const recipes = CONVERTED_RECIPES.filter((r) => only(r.name));
+  // Without a recent ggml the files only it can write stay as checked in.
+  const recipes = CONVERTED_RECIPES.filter((r) =>
+    only(r.name) && (r.ggmlQuantize === undefined || opts.ggmlDriver !== undefined)
+  );
   if (recipes.length === 0) return;
   await Deno.mkdir(CONVERTED_DIR, { recursive: true });
   const sources = CONVERTED_SOURCES.filter((s) => recipes.some((r) => r.source === s.name));
@@ -135,7 +140,10 @@ export async function makeConvertedFiles(
   for (const r of recipes) {
     const source = sources.find((s) => s.name === r.source)!;
     const target = join(CONVERTED_DIR, `${r.name}.gguf`);
-    if (r.quantize) {
+    if (r.ggmlQuantize) {
+      const f32 = await converted(opts, source, "f32");
+      await ggmlDriver(opts.ggmlDriver!, ["requant", f32, target, r.ggmlQuantize]);
+    } else if (r.quantize) {
       const f32 = await converted(opts, source, "f32");
       const imatrix = r.imatrix ? ["--imatrix", await importanceMatrix(opts, bin, f32)] : [];
       await run(join(bin, "llama-quantize"), [...imatrix, f32, target, r.quantize]);

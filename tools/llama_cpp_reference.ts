@@ -30,7 +30,7 @@
  *
  * ```sh
  * deno run -A tools/llama_cpp_reference.ts --llama /tmp/llama.cpp [--commit c392e50] \
- *   [--python PYTHON] [NAME…]
+ *   [--python PYTHON] [--ggml GGML_DIR [--ggml-commit d99724f2]] [NAME…]
  * ```
  *
  * With `--python` (a Python with torch, transformers, sentencepiece and tokenizers; and
@@ -38,6 +38,10 @@
  * `tests/fixtures/llama_cpp/converted/` are first made again with llama.cpp's own
  * converter and quantizer (`tools/llama_cpp_converted.ts`); without it the checked-in
  * files are asked about as they are.
+ *
+ * With `--ggml` (a recent ggml checkout built as `tools/ggml_reference.ts` says), the
+ * low-bit formats' fixtures are made too: their random blocks through that ggml's
+ * `to_float`, and the files of the `ggmlQuantize` recipes.
  *
  * NAMEs limit the run to those fixtures. Files llama.cpp refuses are reported and get no
  * fixture (see `tests/fixtures/llama_cpp/README.md` for the known refusals).
@@ -52,13 +56,16 @@ import { GGML_TYPES } from "../core/quant/formats.ts";
 import {
   DEQUANT_RECIPES,
   LATTICE_FORMATS,
-  latticeBlocks,
   logitRows,
+  LOW_BIT_FORMATS,
   MODEL_RECIPES,
+  readOnlyBlocks,
   TOKENIZER_RECIPES,
   TOKENIZER_TEXTS,
 } from "../tests/fixtures/llama_cpp/recipes.ts";
 import { makeConvertedFiles } from "./llama_cpp_converted.ts";
+import type { ReadOnlyFormat } from "../tests/fixtures/quant_blocks.ts";
+import { buildGgmlDriver, ggmlDriver } from "./ggml_reference.ts";
 
 const OUT = new URL("../tests/fixtures/llama_cpp/", import.meta.url).pathname;
 
@@ -227,6 +234,8 @@ int main(int argc, char ** argv) {
  */
 export interface Env {
   probe: string;
+  /** A recent ggml's driver (`tools/ggml_reference.ts`), for the types c392e50 predates. */
+  ggml?: string;
   /** The llama.cpp checkout (for llama-quantize). */
   llama: string;
   commit: string;
@@ -313,13 +322,20 @@ async function writeFixture(name: string, value: Record<string, unknown>): Promi
 }
 
 async function modelFixture(env: Env, recipe: typeof MODEL_RECIPES[number]): Promise<void> {
+  // A type c392e50 predates: a recent ggml dequantizes and hashes the tensors.
+  const byGgml = "ggmlQuantize" in recipe && recipe.ggmlQuantize !== undefined;
+  if (byGgml && env.ggml === undefined) {
+    return console.log(`${recipe.name}: needs --ggml, kept as checked in`);
+  }
   const dir = await Deno.makeTempDir({ dir: env.tmp });
   const path = await recipe.build(dir);
   const logitsFile = join(dir, "logits.f32");
   // The weights dequantized by llama-quantize itself (ggml's to_float, the hashes
   // below), so the logits are free of llama.cpp's rounding of activations.
   const run = recipe.dequantizedLogits ? join(dir, "dequantized.gguf") : path;
-  if (recipe.dequantizedLogits) {
+  if (byGgml) {
+    await ggmlDriver(env.ggml!, ["dequant", path, run]);
+  } else if (recipe.dequantizedLogits) {
     const quantizer = join(env.llama, "build", "bin", "llama-quantize");
     const q = await new Deno.Command(quantizer, {
       args: ["--allow-requantize", path, run, "F32"],
@@ -338,7 +354,11 @@ async function modelFixture(env: Env, recipe: typeof MODEL_RECIPES[number]): Pro
     llama_cpp: env.commit,
     architecture: f.string("general.architecture"),
     ids: recipe.ids,
-    logits_of: recipe.dequantizedLogits ? "weights dequantized to f32 by llama-quantize" : "file",
+    logits_of: byGgml
+      ? "weights dequantized to f32 by ggml's to_float"
+      : recipe.dequantizedLogits
+      ? "weights dequantized to f32 by llama-quantize"
+      : "file",
     vocab,
     rows: logitRows(logits, vocab).map((row) => ({
       argmax: row.argmax,
@@ -346,8 +366,18 @@ async function modelFixture(env: Env, recipe: typeof MODEL_RECIPES[number]): Pro
       norm: round(row.norm),
       sample: row.sample.map(round).join(" "),
     })),
-    tensors: await tensorHashes(env, path),
+    tensors: byGgml ? await ggmlTensorHashes(env.ggml!, path) : await tensorHashes(env, path),
   });
+}
+
+/** A recent ggml's per-tensor hashes of a GGUF file, as `tensorHashes`. */
+async function ggmlTensorHashes(driver: string, path: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const line of (await ggmlDriver(driver, ["hashes", path])).trim().split("\n")) {
+    const t = JSON.parse(line) as { name: string; type: string; fnv: string };
+    out[t.name] = `${t.type.toLowerCase()}:${t.fnv}`;
+  }
+  return out;
 }
 
 /** One file for every type: `{ type: { tensor: "type:fnv" } }`. */
@@ -360,19 +390,48 @@ async function dequantFixture(env: Env, recipes: typeof DEQUANT_RECIPES): Promis
   await writeFixture("dequant_wide_mixtral", { llama_cpp: env.commit, types });
 }
 
-/** llama.cpp's to_float of every lattice format's random blocks, as hashes. */
-async function latticeFixture(env: Env): Promise<void> {
+/**
+ * `hash(typeId, file, n)` of each format's random blocks (`readOnlyBlocks`), written to
+ * a file of `env.tmp` first.
+ */
+async function blockHashes(
+  env: Env,
+  formats: readonly ReadOnlyFormat[],
+  hash: (id: string, file: string, n: string) => Promise<string>,
+): Promise<Record<string, string>> {
   const types: Record<string, string> = {};
-  for (const format of LATTICE_FORMATS) {
-    const bytes = latticeBlocks(format);
+  for (const format of formats) {
+    const bytes = readOnlyBlocks(format);
     const file = join(env.tmp, `${format}.bin`);
     await Deno.writeFile(file, bytes);
-    const n = (bytes.length / GGML_TYPES[format].blockBytes) * GGML_TYPES[format].blockElems;
-    const r = await probe(env, ["blocks", String(GGML_TYPES[format].id), file, String(n)]);
-    if ("refused" in r) throw new Error(`${format}: ${r.refused}`);
-    types[format] = r.out.trim();
+    const { id, blockBytes, blockElems } = GGML_TYPES[format];
+    const n = String((bytes.length / blockBytes) * blockElems);
+    types[format] = (await hash(String(id), file, n)).trim();
   }
+  return types;
+}
+
+/** llama.cpp's to_float of every lattice format's random blocks, as hashes. */
+async function latticeFixture(env: Env): Promise<void> {
+  const types = await blockHashes(env, LATTICE_FORMATS, async (id, file, n) => {
+    const r = await probe(env, ["blocks", id, file, n]);
+    if ("refused" in r) throw new Error(`type ${id}: ${r.refused}`);
+    return r.out;
+  });
   await writeFixture("dequant_lattice_blocks", { llama_cpp: env.commit, types });
+}
+
+/**
+ * A recent ggml's to_float of every low-bit format's random blocks, as hashes (c392e50
+ * predates most of them): `driver` from `tools/ggml_reference.ts`.
+ */
+async function lowBitFixture(env: Env, driver: string, ggmlCommit: string): Promise<void> {
+  const types = await blockHashes(
+    env,
+    LOW_BIT_FORMATS,
+    (id, file, n) => ggmlDriver(driver, ["blocks", id, file, n]),
+  );
+  await writeFixture("dequant_low_bit_blocks", { ggml: ggmlCommit, types });
 }
 
 /** UTF-8 bytes of `s` as hex: the driver's texts, one a line. */
@@ -419,12 +478,15 @@ if (import.meta.main) {
       llama: { type: "string" },
       commit: { type: "string", default: "c392e50" },
       python: { type: "string" },
+      ggml: { type: "string" },
+      "ggml-commit": { type: "string", default: "d99724f2" },
     },
     allowPositionals: true,
   });
   if (!values.llama) {
     console.error(
-      "usage: deno run -A tools/llama_cpp_reference.ts --llama LLAMA_CPP_DIR [--python P] [NAME…]",
+      "usage: deno run -A tools/llama_cpp_reference.ts --llama LLAMA_CPP_DIR [--python P] " +
+        "[--ggml GGML_DIR] [NAME…]",
     );
     Deno.exit(2);
   }
@@ -434,17 +496,22 @@ if (import.meta.main) {
   try {
     const env: Env = {
       probe: await buildProbe(values.llama, tmp),
+      ggml: values.ggml ? await buildGgmlDriver(values.ggml, tmp) : undefined,
       llama: values.llama,
       commit: values.commit!,
       tmp,
     };
     await Deno.mkdir(OUT, { recursive: true });
     if (values.python) {
-      await makeConvertedFiles({ llama: values.llama, python: values.python, tmp }, wanted);
+      const opts = { llama: values.llama, python: values.python, tmp, ggmlDriver: env.ggml };
+      await makeConvertedFiles(opts, wanted);
     }
     for (const r of MODEL_RECIPES) if (wanted(r.name)) await modelFixture(env, r);
     if (wanted("dequant_wide_mixtral")) await dequantFixture(env, DEQUANT_RECIPES);
     if (wanted("dequant_lattice_blocks")) await latticeFixture(env);
+    if (env.ggml && wanted("dequant_low_bit_blocks")) {
+      await lowBitFixture(env, env.ggml, values["ggml-commit"]!);
+    }
     for (const r of TOKENIZER_RECIPES) if (wanted(r.name)) await tokenizerFixture(env, r);
     // The files as `deno fmt --check` wants them (CI runs it).
     await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", OUT] }).output();

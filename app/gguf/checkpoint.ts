@@ -24,6 +24,8 @@ const PLAIN: Readonly<Record<string, SafeDType>> = { f32: "F32", f16: "F16", bf1
  * q3_k and q6_k. Every value of a block
  * is its scales times small integers, so a NaN or ±Inf scale makes the whole
  * block non-finite — and quantized weights reach the kernels as stored.
+ * MXFP4's E8M0 and NVFP4's E4M3 scales have no NaN or infinity as ggml reads
+ * them (ggml ignores E8M0's NaN code): nothing to check.
  */
 const SCALE_OFFSETS: Readonly<Record<Exclude<QuantFormat, "iq1_m">, readonly number[]>> = {
   q8_0: [0],
@@ -44,6 +46,12 @@ const SCALE_OFFSETS: Readonly<Record<Exclude<QuantFormat, "iq1_m">, readonly num
   iq3_xxs: [0],
   iq3_s: [0],
   iq1_s: [0],
+  tq1_0: [52],
+  tq2_0: [64],
+  q1_0: [0],
+  q2_0: [0],
+  mxfp4: [],
+  nvfp4: [],
 };
 
 /** The f16 bit patterns of a block's scales (IQ1_M spreads its one over four words). */

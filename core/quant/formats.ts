@@ -35,7 +35,8 @@ export type QuantFormat =
   | "q6_k"
   | "iq4_nl"
   | "iq4_xs"
-  | LatticeFormat;
+  | LatticeFormat
+  | LowBitFormat;
 
 /**
  * ggml's lattice formats (codebook points, `iq_lattice.ts`): read, not written.
@@ -75,7 +76,39 @@ export const LATTICE_FORMATS: readonly LatticeFormat[] = [
 ];
 
 /**
- * A format Kiln writes: every {@linkcode QuantFormat} but the lattice ones.
+ * ggml's newer one-scale formats, read, not written: the ternary TQ1_0 and
+ * TQ2_0, the binary Q1_0 and two-bit Q2_0 (`low_bit.ts`), and the 4-bit floats
+ * MXFP4 and NVFP4 (`fp4.ts`).
+ *
+ * @example
+ * ```ts
+ * import type { LowBitFormat } from "./formats.ts";
+ * const f: LowBitFormat = "mxfp4";
+ * ```
+ */
+export type LowBitFormat = "tq1_0" | "tq2_0" | "q1_0" | "q2_0" | "mxfp4" | "nvfp4";
+
+/**
+ * The {@linkcode LowBitFormat}s, in a stable order.
+ *
+ * @example
+ * ```ts
+ * import { LOW_BIT_FORMATS } from "./formats.ts";
+ * LOW_BIT_FORMATS.includes("mxfp4"); // true
+ * ```
+ */
+export const LOW_BIT_FORMATS: readonly LowBitFormat[] = [
+  "tq1_0",
+  "tq2_0",
+  "q1_0",
+  "q2_0",
+  "mxfp4",
+  "nvfp4",
+];
+
+/**
+ * A format Kiln writes: every {@linkcode QuantFormat} but the lattice and
+ * low-bit ones.
  *
  * @example
  * ```ts
@@ -83,12 +116,12 @@ export const LATTICE_FORMATS: readonly LatticeFormat[] = [
  * const f: QuantizeFormat = "q4_k";
  * ```
  */
-export type QuantizeFormat = Exclude<QuantFormat, LatticeFormat>;
+export type QuantizeFormat = Exclude<QuantFormat, LatticeFormat | LowBitFormat>;
 
 /**
  * The formats Kiln writes (`kiln quantize`, quantize-on-load), in a stable order:
  * every format but the lattice ones, which llama-quantize itself writes only with an
- * importance matrix.
+ * importance matrix, and the low-bit ones ({@linkcode LOW_BIT_FORMATS}).
  *
  * @example
  * ```ts
@@ -114,7 +147,8 @@ export const QUANTIZE_FORMATS: readonly QuantizeFormat[] = [
 
 /**
  * Every quantized format Kiln reads and computes with, in a stable order: the
- * {@linkcode QUANTIZE_FORMATS} and ggml's lattice formats (IQ2, IQ3, IQ1).
+ * {@linkcode QUANTIZE_FORMATS}, ggml's lattice formats (IQ2, IQ3, IQ1) and its
+ * low-bit ones (TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4, NVFP4).
  *
  * @example
  * ```ts
@@ -122,7 +156,11 @@ export const QUANTIZE_FORMATS: readonly QuantizeFormat[] = [
  * QUANT_FORMATS.includes("iq2_xxs"); // true
  * ```
  */
-export const QUANT_FORMATS: readonly QuantFormat[] = [...QUANTIZE_FORMATS, ...LATTICE_FORMATS];
+export const QUANT_FORMATS: readonly QuantFormat[] = [
+  ...QUANTIZE_FORMATS,
+  ...LATTICE_FORMATS,
+  ...LOW_BIT_FORMATS,
+];
 
 /**
  * One ggml element type: its GGUF id, name and block geometry (`blockElems`
@@ -192,12 +230,12 @@ export const GGML_TYPES: Readonly<Record<GgmlTypeName, GgmlTypeInfo>> = {
   f64: t("f64", 28, 1, 8),
   iq1_m: t("iq1_m", 29, 256, 56, true),
   bf16: t("bf16", 30, 1, 2, true),
-  tq1_0: t("tq1_0", 34, 256, 54),
-  tq2_0: t("tq2_0", 35, 256, 66),
-  mxfp4: t("mxfp4", 39, 32, 17),
-  nvfp4: t("nvfp4", 40, 64, 36),
-  q1_0: t("q1_0", 41, 128, 18),
-  q2_0: t("q2_0", 42, 64, 18),
+  tq1_0: t("tq1_0", 34, 256, 54, true),
+  tq2_0: t("tq2_0", 35, 256, 66, true),
+  mxfp4: t("mxfp4", 39, 32, 17, true),
+  nvfp4: t("nvfp4", 40, 64, 36, true),
+  q1_0: t("q1_0", 41, 128, 18, true),
+  q2_0: t("q2_0", 42, 64, 18, true),
 };
 
 /**

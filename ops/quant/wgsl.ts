@@ -21,6 +21,7 @@
 import { GGML_TYPES, type QuantFormat } from "../../core/quant/formats.ts";
 import { IQ4_LEVELS } from "../../core/quant/iq4.ts";
 import { latticeReaders } from "./wgsl_lattice.ts";
+import { lowBitReaders } from "./wgsl_low_bit.ts";
 
 /**
  * Elements per group (one affine map) of each format.
@@ -51,6 +52,12 @@ export const QUANT_GROUP: Readonly<Record<QuantFormat, number>> = {
   iq3_s: 32,
   iq1_s: 32,
   iq1_m: 16,
+  tq1_0: 16,
+  tq2_0: 32,
+  q1_0: 32,
+  q2_0: 32,
+  mxfp4: 32,
+  nvfp4: 16,
 };
 
 /**
@@ -134,6 +141,13 @@ fn ${p}_scmin(sb: u32, s: u32) -> vec2<f32> {
     case "iq1_s":
     case "iq1_m":
       return common + latticeReaders(format, p);
+    case "tq1_0":
+    case "tq2_0":
+    case "q1_0":
+    case "q2_0":
+    case "mxfp4":
+    case "nvfp4":
+      return common + lowBitReaders(format, p);
     case "q8_0":
       return `${common}
 fn ${p}_qg(rb: u32, g: u32) -> vec2<f32> { return vec2<f32>(${p}_half(rb + 34u * g), 0.0); }

@@ -27,7 +27,7 @@ import {
   logitRows,
   LOW_BIT_FORMATS,
   MODEL_RECIPES,
-  readOnlyBlocks,
+  randomFormatBlocks,
   TOKENIZER_RECIPES,
   TOKENIZER_TEXTS,
 } from "./fixtures/llama_cpp/recipes.ts";
@@ -156,7 +156,7 @@ for (
     const want = await fixture<{ types: Record<string, string> }>(name);
     assert.deepEqual(Object.keys(want.types), formats, REGENERATE);
     for (const format of formats) {
-      const bytes = readOnlyBlocks(format);
+      const bytes = randomFormatBlocks(format);
       const n = (bytes.length / GGML_TYPES[format].blockBytes) * GGML_TYPES[format].blockElems;
       assert.equal(fnv1a64(dequantize(format, bytes, n)), want.types[format], format);
     }

@@ -108,6 +108,47 @@ function simpleDecode(format: QuantizeFormat, b: Uint8Array, elems: number): Flo
         v = d * T[code];
         break;
       }
+      case "tq1_0": {
+        // Five trits a byte (four in qh), the first most significant: trit n of b is
+        // ⌊((b·3ⁿ) mod 256)·3 / 256⌋.
+        const [at, run] = e < 160 ? [0, 32] : e < 240 ? [160, 16] : [240, 4];
+        const byte = blk[[0, 32, 48][[0, 160, 240].indexOf(at)] + ((e - at) % run)];
+        const n = Math.floor((e - at) / run);
+        const trit = Math.floor((((byte * 3 ** n) % 256) * 3) / 256);
+        v = (trit - 1) * h16(52);
+        break;
+      }
+      case "tq2_0": {
+        const crumb =
+          Math.floor(blk[32 * Math.floor(e / 128) + (e % 32)] / 4 ** (Math.floor(e / 32) % 4)) % 4;
+        v = (crumb - 1) * h16(64);
+        break;
+      }
+      case "q1_0":
+        v = Math.floor(blk[2 + Math.floor(e / 8)] / 2 ** (e % 8)) % 2 ? h16(0) : -h16(0);
+        break;
+      case "q2_0":
+        v = ((Math.floor(blk[2 + Math.floor(e / 4)] / 4 ** (e % 4)) % 4) - 1) * h16(0);
+        break;
+      case "mxfp4":
+      case "nvfp4": {
+        // E2M1 codes: sign, 2 exponent bits (bias 1), 1 mantissa bit; subnormal at 0.
+        const run = format === "mxfp4" ? 16 : 8;
+        const s = format === "mxfp4" ? 0 : Math.floor(e / 16), j = format === "mxfp4" ? e : e % 16;
+        const byte = blk[(format === "mxfp4" ? 1 : 4 + 8 * s) + (j % run)];
+        const c = j < run ? byte % 16 : Math.floor(byte / 16);
+        const ex = Math.floor(c / 2) % 4, man = c % 2;
+        const mag = ex === 0 ? man / 2 : (1 + man / 2) * 2 ** (ex - 1);
+        // MXFP4: E8M0 2^(x − 127). NVFP4: unsigned E4M3 (bias 7), 0x7F read as 0 by ggml.
+        const x = blk[s];
+        const ue = (x & 0x78) === 0
+          ? (x & 7) / 8 * 2 ** -6
+          : (1 + (x & 7) / 8) * 2 ** ((x >> 3 & 15) - 7);
+        const scale = format === "mxfp4" ? 2 ** (x - 127) : x === 0x7f ? 0 : ue;
+        // ggml's table holds a plain 0 for code 8: no negative zero.
+        v = Math.fround((c > 8 ? -mag : mag) * scale);
+        break;
+      }
       case "q6_k": {
         const half = Math.floor(e / 128), k4 = Math.floor(e / 32) % 4, l = e % 32;
         const lowByte = blk[64 * half + 32 * (k4 % 2) + l];
@@ -445,6 +486,13 @@ const GOLDEN: Record<QuantizeFormat, string> = {
   // llama-quantize's quantize_iq4_nl / quantize_iq4_xs without an importance matrix.
   iq4_nl: "d8d32e1ee2dda053c5d1f35d023240967a0716781d812e0c552625e462b1c532",
   iq4_xs: "6acab3bbcaa7f6ee2fa5d0523b2a4d67b484fbda9f4252233194c49e14ddb103",
+  // ggml's newer formats (tools/ggml_reference.ts's `quantize`, same ggml).
+  tq1_0: "c6226d5ac417f030d5a33f44e201c7a26df960a8f7eb4c605b5ca2655dd76062",
+  tq2_0: "c338c08b4fd275e3ce8306fe6c4a2805fd57de2971803cc7e7dcf326c3a8506d",
+  q1_0: "3aa2804997bd11ea340655316386581876bb43b4fface85d86edf57e1229756f",
+  q2_0: "1af905584997edcdee9d4f53b51e1afda7a717298a1fdb86cfc634d6bca67f03",
+  mxfp4: "8de78fb41275a94322eb48b07b76c5d20a5cf0e2888b4c608dd8dfbfcc5a5cd8",
+  nvfp4: "74088b22404355ad9da75597e9b72bbab4d5f49e52200acdb9b29130dbf06571",
 };
 const GOLDEN_Q8_0 = "702367968313d3d261a6602344b3ea55661e75dd8d73b1eadd7fc94ff8e79683" +
   "6cd60c0981d596492f48103822feda9f21ed95a4fff4de10e5c6e21500ba30dcf8d318f2de1b00000083" +
@@ -500,6 +548,17 @@ Deno.test("quantize: all-zero blocks", () => {
     if (format === "iq4_xs") {
       for (let i = 0; i < 272; i++) want[i] = [0, 0x80, 0xaa, 0xaa, 0, 0, 0, 0][i % 136] ?? 0x88;
     }
+    // Ternary, two-bit: d = 0 and every code 1 (zero). TQ1_0 packs five 1-trits (121)
+    // as ⌈121·256/243⌉ = 0x80 and qh's four, shifted up a trit (120), as 0x7f; TQ2_0 and
+    // Q2_0 four crumbs of 1 a byte. Q1_0: d = 0, every sign bit set (0 ≥ 0). MXFP4 and
+    // NVFP4: scale byte 0, code 0 — all zero bytes.
+    const fill = (size: number, at: number, bytes: number[], rest: number) => {
+      for (let i = 0; i < q.length; i++) want[i] = i % size < at ? rest : bytes[i % size - at] ?? 0;
+    };
+    if (format === "tq1_0") fill(54, 48, [0x7f, 0x7f, 0x7f, 0x7f, 0, 0], 0x80);
+    if (format === "tq2_0") fill(66, 64, [0, 0], 0x55);
+    if (format === "q2_0") { for (let i = 0; i < q.length; i++) want[i] = i % 18 < 2 ? 0 : 0x55; }
+    if (format === "q1_0") { for (let i = 0; i < q.length; i++) want[i] = i % 18 < 2 ? 0 : 0xff; }
     assert.deepEqual(q, want, format);
     assert.ok(dequantize(format, q, n).every((v) => v === 0), format);
   }

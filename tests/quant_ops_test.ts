@@ -10,13 +10,9 @@ import { GraphBuilder } from "../compiler/builder.ts";
 import { compile } from "../runtime/executable.ts";
 import { cpuDevice, requestDevice } from "../runtime/device.ts";
 import { dequantize } from "../core/quant/mod.ts";
-import {
-  GGML_TYPES,
-  isQuantizeFormat,
-  QUANT_FORMATS,
-  type QuantFormat,
-} from "../core/quant/formats.ts";
+import { GGML_TYPES, QUANT_FORMATS, type QuantFormat } from "../core/quant/formats.ts";
 import { quantWords } from "../ops/quant/mod.ts";
+import { BLOCK_CODECS } from "../ops/quant/block_codecs.ts";
 import { assertClose, gpu, rng } from "./_util.ts";
 import { testBlocks } from "./fixtures/quant_blocks.ts";
 
@@ -394,8 +390,11 @@ Deno.test("qmatmul on a GPU-shaped device: decode GEMVs and tiles dequantized in
         try {
           const got = (await exe.run({ x: xs })).y.data;
           // Decode rows: the block GEMV with 4 rows an invocation (Q4_K's own; the
-          // lattice formats, read group by group, the group-wise GEMV); else tiles.
-          const decode = isQuantizeFormat(format) ? `qgemv_${format}_blocks` : `qmatmul_${format}`;
+          // formats without a block codec, read group by group, the group-wise GEMV);
+          // else tiles.
+          const decode = BLOCK_CODECS[format] || format === "q4_k"
+            ? `qgemv_${format}_blocks`
+            : `qmatmul_${format}`;
           assert.match(
             exe.lastPlan!.kernels[0].label,
             M > 4 ? /^prologue\+qgemm_/ : new RegExp(`^prologue\\+${decode}_r${M}x4`),

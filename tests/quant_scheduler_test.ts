@@ -183,13 +183,10 @@ Deno.test("expert pools of lattice files: one format a weight, a K-quant stand-i
   // A majority the pool can hold is kept.
   const q4 = unifyExpertFormats(cfg, formats(["q4_k", "q4_k", "iq2_xs"], Array(3).fill("q6_k")));
   assert.deepEqual(pick(q4), Array(3).fill("q4_k/q6_k"));
-  // The low-bit formats alike: an MXFP4_MOE file keeps its experts as stored; mixed,
-  // the 4-bit floats take Q4_0 and the ternary and binary ones Q2_K.
-  const mx = unifyExpertFormats(cfg, formats(Array(3).fill("mxfp4"), Array(3).fill("mxfp4")));
-  assert.deepEqual(pick(mx), Array(3).fill("mxfp4/mxfp4"));
+  // Formats Kiln writes keep the majority, the low-bit ones included (MXFP4_MOE files).
   const low = unifyExpertFormats(
     cfg,
-    formats(["nvfp4", "nvfp4", "q8_0"], ["tq1_0", "q2_0", "tq1_0"]),
+    formats(["mxfp4", "mxfp4", "q8_0"], ["tq1_0", "q2_0", "tq1_0"]),
   );
-  assert.deepEqual(pick(low), Array(3).fill("q4_0/q2_k"));
+  assert.deepEqual(pick(low), Array(3).fill("mxfp4/tq1_0"));
 });

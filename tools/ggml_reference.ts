@@ -7,6 +7,9 @@
  * - `blocks TYPE_ID FILE N`: N elements of raw blocks through the type's
  *   `to_float`, as an FNV-1a hash of the f32 bytes
  *   (`tests/fixtures/llama_cpp/dequant_low_bit_blocks.json`);
+ * - `quantize TYPE_ID IN N OUT`: N f32 values through the type's reference quantizer
+ *   (`quantize_row_*_ref`), the bytes written to OUT (the SHA-256s of
+ *   `tests/quant_formats_test.ts`'s golden blocks);
  * - `requant IN OUT TYPE`: an f32 GGUF file with its matrices quantized by ggml's
  *   reference quantizer (`ggml_quantize_chunk`) and written by ggml's GGUF writer
  *   (`tests/fixtures/llama_cpp/converted/<source>_<type>.gguf`);
@@ -76,6 +79,20 @@ int main(int argc, char ** argv) {
         std::vector<float> out(n);
         ggml_get_type_traits(t)->to_float(raw.data(), out.data(), n);
         printf("%016llx\n", (unsigned long long) fnv1a(out.data(), n * sizeof(float)));
+        return 0;
+    }
+    if (mode == "quantize") {
+        ggml_type t = (ggml_type) atoi(argv[2]);
+        int64_t n = atoll(argv[4]);
+        std::vector<float> x(n);
+        FILE * f = fopen(argv[3], "rb");
+        if (fread(x.data(), sizeof(float), n, f) != (size_t) n) { fprintf(stderr, "short file\n"); return 3; }
+        fclose(f);
+        std::vector<uint8_t> q(ggml_row_size(t, n));
+        ggml_get_type_traits(t)->from_float_ref(x.data(), q.data(), n);
+        f = fopen(argv[5], "wb");
+        fwrite(q.data(), 1, q.size(), f);
+        fclose(f);
         return 0;
     }
     ggml_context * data = nullptr;

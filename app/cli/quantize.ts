@@ -58,6 +58,12 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "q2_k",
   "iq4_xs",
   "iq4_nl",
+  "mxfp4",
+  "nvfp4",
+  "q2_0",
+  "tq2_0",
+  "tq1_0",
+  "q1_0",
   "f16",
   "f32",
 ];

@@ -60,7 +60,8 @@ export type GgufOutType = "f32" | "f16" | QuantizeFormat;
 
 /**
  * `general.file_type` (llama.cpp's `llama_ftype`) for each output type; a
- * uniform K-quant is the `_S` ("small", mostly that type) variant.
+ * uniform K-quant is the `_S` ("small", mostly that type) variant. (llama.cpp reads
+ * it only to name the file's type.)
  *
  * @example
  * ```ts
@@ -83,6 +84,13 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   q6_k: 18,
   iq4_nl: 25,
   iq4_xs: 30,
+  tq1_0: 36,
+  tq2_0: 37,
+  // llama.cpp names no all-MXFP4 file type: MXFP4_MOE (MXFP4 experts) is the nearest.
+  mxfp4: 38,
+  nvfp4: 39,
+  q1_0: 40,
+  q2_0: 41,
 };
 
 /** transformers' default `max_position_embeddings` per class. */

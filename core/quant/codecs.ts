@@ -45,12 +45,21 @@ import {
   quantizeBlockIQ4_XS,
 } from "./iq4.ts";
 import { dequantizeBlockQ6_K, quantizeBlockQ6_K } from "./q6_k.ts";
-import { dequantizeBlockMXFP4, dequantizeBlockNVFP4 } from "./fp4.ts";
+import {
+  dequantizeBlockMXFP4,
+  dequantizeBlockNVFP4,
+  quantizeBlockMXFP4,
+  quantizeBlockNVFP4,
+} from "./fp4.ts";
 import {
   dequantizeBlockQ1_0,
   dequantizeBlockQ2_0,
   dequantizeBlockTQ1_0,
   dequantizeBlockTQ2_0,
+  quantizeBlockQ1_0,
+  quantizeBlockQ2_0,
+  quantizeBlockTQ1_0,
+  quantizeBlockTQ2_0,
 } from "./low_bit.ts";
 import {
   dequantizeBlockQ4_1,
@@ -64,7 +73,7 @@ import {
 type Encode = (x: Float32Array, xo: number, y: Uint8Array, yo: number) => void;
 type Decode = (b: Uint8Array, bo: number, out: Float32Array, oo: number) => void;
 
-// The lattice and low-bit formats have no encoder: Kiln reads them, llama-quantize writes them.
+// The lattice formats have no encoder: Kiln reads them, llama-quantize writes them.
 const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
   q8_0: { encode: quantizeBlockQ8_0, decode: dequantizeBlockQ8_0 },
   q4_0: { encode: quantizeBlockQ4_0, decode: dequantizeBlockQ4_0 },
@@ -85,22 +94,22 @@ const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
   iq3_s: { decode: dequantizeBlockIQ3_S },
   iq1_s: { decode: dequantizeBlockIQ1_S },
   iq1_m: { decode: dequantizeBlockIQ1_M },
-  tq1_0: { decode: dequantizeBlockTQ1_0 },
-  tq2_0: { decode: dequantizeBlockTQ2_0 },
-  q1_0: { decode: dequantizeBlockQ1_0 },
-  q2_0: { decode: dequantizeBlockQ2_0 },
-  mxfp4: { decode: dequantizeBlockMXFP4 },
-  nvfp4: { decode: dequantizeBlockNVFP4 },
+  tq1_0: { encode: quantizeBlockTQ1_0, decode: dequantizeBlockTQ1_0 },
+  tq2_0: { encode: quantizeBlockTQ2_0, decode: dequantizeBlockTQ2_0 },
+  q1_0: { encode: quantizeBlockQ1_0, decode: dequantizeBlockQ1_0 },
+  q2_0: { encode: quantizeBlockQ2_0, decode: dequantizeBlockQ2_0 },
+  mxfp4: { encode: quantizeBlockMXFP4, decode: dequantizeBlockMXFP4 },
+  nvfp4: { encode: quantizeBlockNVFP4, decode: dequantizeBlockNVFP4 },
 };
 
 /**
  * Quantizes `data` to `format`, block after block, byte for byte as llama.cpp's
  * reference quantizer for that format. `data.length` must be a whole number of
- * blocks (32 elements for `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`; 256 for the K-quants) and every value
+ * blocks (32 elements for `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `mxfp4`; 64 for `q2_0`,
+ * `nvfp4`; 128 for `q1_0`; 256 for the K-quants, `tq1_0`, `tq2_0`) and every value
  * finite; otherwise a RangeError names the format and the length, or the index
- * of the first non-finite value. The lattice formats (IQ1/IQ2/IQ3) and the low-bit
- * ones (TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4, NVFP4), which Kiln reads but does not write,
- * are a RangeError naming the format.
+ * of the first non-finite value. The lattice formats (IQ1/IQ2/IQ3), which Kiln reads
+ * but does not write, are a RangeError naming the format.
  *
  * @example
  * ```ts
@@ -117,8 +126,8 @@ export function quantize(format: QuantFormat, data: Float32Array): Uint8Array<Ar
   const encode = codec.encode;
   if (encode === undefined) {
     throw new RangeError(
-      `${format}: Kiln reads this format but does not write it (llama-quantize writes it); ` +
-        `quantize to one of the formats Kiln writes`,
+      `${format}: Kiln reads this format but does not write it (llama-quantize writes it ` +
+        `with an importance matrix); quantize to one of the formats Kiln writes`,
     );
   }
   const out = new Uint8Array(quantBytes(format, data.length));

@@ -76,9 +76,9 @@ export const LATTICE_FORMATS: readonly LatticeFormat[] = [
 ];
 
 /**
- * ggml's newer one-scale formats, read, not written: the ternary TQ1_0 and
- * TQ2_0, the binary Q1_0 and two-bit Q2_0 (`low_bit.ts`), and the 4-bit floats
- * MXFP4 and NVFP4 (`fp4.ts`).
+ * ggml's newer one-scale formats: the ternary TQ1_0 and TQ2_0, the binary Q1_0
+ * and two-bit Q2_0 (`low_bit.ts`), and the 4-bit floats MXFP4 and NVFP4
+ * (`fp4.ts`).
  *
  * @example
  * ```ts
@@ -107,8 +107,7 @@ export const LOW_BIT_FORMATS: readonly LowBitFormat[] = [
 ];
 
 /**
- * A format Kiln writes: every {@linkcode QuantFormat} but the lattice and
- * low-bit ones.
+ * A format Kiln writes: every {@linkcode QuantFormat} but the lattice ones.
  *
  * @example
  * ```ts
@@ -116,12 +115,12 @@ export const LOW_BIT_FORMATS: readonly LowBitFormat[] = [
  * const f: QuantizeFormat = "q4_k";
  * ```
  */
-export type QuantizeFormat = Exclude<QuantFormat, LatticeFormat | LowBitFormat>;
+export type QuantizeFormat = Exclude<QuantFormat, LatticeFormat>;
 
 /**
  * The formats Kiln writes (`kiln quantize`, quantize-on-load), in a stable order:
  * every format but the lattice ones, which llama-quantize itself writes only with an
- * importance matrix, and the low-bit ones ({@linkcode LOW_BIT_FORMATS}).
+ * importance matrix.
  *
  * @example
  * ```ts
@@ -143,6 +142,7 @@ export const QUANTIZE_FORMATS: readonly QuantizeFormat[] = [
   "q6_k",
   "iq4_nl",
   "iq4_xs",
+  ...LOW_BIT_FORMATS,
 ];
 
 /**
@@ -156,11 +156,7 @@ export const QUANTIZE_FORMATS: readonly QuantizeFormat[] = [
  * QUANT_FORMATS.includes("iq2_xxs"); // true
  * ```
  */
-export const QUANT_FORMATS: readonly QuantFormat[] = [
-  ...QUANTIZE_FORMATS,
-  ...LATTICE_FORMATS,
-  ...LOW_BIT_FORMATS,
-];
+export const QUANT_FORMATS: readonly QuantFormat[] = [...QUANTIZE_FORMATS, ...LATTICE_FORMATS];
 
 /**
  * One ggml element type: its GGUF id, name and block geometry (`blockElems`
@@ -346,8 +342,16 @@ export function quantBytes(format: QuantFormat, elems: number): number {
   return (elems / info.blockElems) * info.blockBytes;
 }
 
-/** llama-quantize's fallback for a row that is not whole super-blocks. */
+/**
+ * llama-quantize's fallback for a row that is not whole super-blocks; Q4_0 for
+ * the one-scale formats of 64–256 elements (llama.cpp's for TQ1_0 and TQ2_0).
+ */
 const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
+  tq1_0: "q4_0",
+  tq2_0: "q4_0",
+  q1_0: "q4_0",
+  q2_0: "q4_0",
+  nvfp4: "q4_0",
   q2_k: "iq4_nl",
   q3_k: "iq4_nl",
   iq4_xs: "iq4_nl",
@@ -360,7 +364,7 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
  * The format a row of `cols` elements is stored in when `format` is asked
  * for: `format` itself when the row is whole blocks, else llama-quantize's
  * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K,
- * Q3_K and IQ4_XS → IQ4_NL),
+ * Q3_K and IQ4_XS → IQ4_NL; TQ1_0, TQ2_0, Q1_0, Q2_0 and NVFP4 → Q4_0),
  * else undefined (the row stays f16/f32, as llama.cpp keeps it f16).
  *
  * @example

@@ -151,6 +151,38 @@ const BLOCK_CASES: Record<string, [M: number, N: number, K: number, f16: boolean
       [2, 7, 256, true, /r2x4\b/],
       [4, 9, 256, true, /r4x4\b/],
     ],
+    // ggml's newer formats (`block_codecs_low_bit.ts`): 54-, 66-, 18-, 17- and 36-byte blocks.
+    tq1_0: [
+      [1, 300, 2048, false, /r1x16\b.*2 blocks an iteration, vec4<u32> loads, word offset/],
+      [1, 13, 256, true, /1 block an iteration, u32 loads, offset at run time/],
+      [4, 40, 1024, false, /r4x4\b.*vec4<u32> loads, offset at run time/],
+    ],
+    tq2_0: [
+      [1, 300, 2048, false, /r1x16\b.*2 blocks an iteration, vec4<u32> loads, word offset/],
+      [3, 7, 768, true, /1 block an iteration, u32 loads, offset at run time/],
+    ],
+    q1_0: [
+      [1, 300, 1024, false, /r1x16\b.*4 blocks an iteration, vec4<u32> loads, word offset/],
+      [1, 13, 384, true, /1 block an iteration, u32 loads, offset at run time/],
+      [2, 24, 128, false, /r2x4\b.*vec4<u32> loads, offset at run time/],
+    ],
+    q2_0: [
+      [1, 300, 512, false, /r1x16\b.*4 blocks an iteration, vec4<u32> loads, word offset/],
+      [1, 13, 192, true, /1 block an iteration, u32 loads, offset at run time/],
+      [4, 40, 64, false, /r4x4\b.*vec4<u32> loads, offset at run time/],
+    ],
+    // MXFP4's 17-byte blocks: units of 4 or 8 blocks keep every unit word-aligned.
+    mxfp4: [
+      [1, 300, 512, false, /r1x16\b.*8 blocks an iteration, vec4<u32> loads, word offset/],
+      [1, 13, 128, true, /4 blocks an iteration, u32 loads, word offset/],
+      [4, 40, 384, false, /r4x4\b.*4 blocks an iteration, vec4<u32> loads, word offset/],
+      [3, 7, 1024, true, /r3x4\b/],
+    ],
+    nvfp4: [
+      [1, 300, 512, false, /r1x16\b.*4 blocks an iteration, vec4<u32> loads, each/],
+      [1, 13, 192, true, /1 block an iteration, u32 loads, word offset/],
+      [2, 24, 64, false, /r2x4\b.*vec4<u32> loads, word offset/],
+    ],
     q6_k: [
       [1, 296, 256, false, /r1x12\b.*vec4<u32> loads, offset at run time/],
       [1, 13, 256, true, /u32 loads, offset at run time/],
@@ -199,6 +231,30 @@ for (
     }
   });
 }
+
+Deno.test("qmatmul mxfp4: rows that are not whole units of four 17-byte blocks are read group by group", async () => {
+  const dev = await gpu();
+  for (const K of [32, 96, 160, 192]) {
+    const { words, dense } = weight("mxfp4", 9, K, K);
+    const g = new GraphBuilder();
+    const [y] = g.apply("qmatmul", [g.input("x", [1, K]), g.param("w", [words.length], "u32")], {
+      format: "mxfp4",
+      rows: 9,
+      cols: K,
+    });
+    g.output("y", y);
+    const xs = Float32Array.from({ length: K }, rng(K));
+    const exe = compile(g.build(), dev, { params: { w: words } });
+    try {
+      const got = (await exe.run({ x: xs })).y.data;
+      assert.match(exe.lastPlan!.kernels[0].label, /^qmatmul_mxfp4_r1x4/, `K=${K}`);
+      const want = expected(xs, dense, 1, 9, K);
+      assertClose(got, want, 0, 2e-5 * scaleOf(want), `K=${K}`);
+    } finally {
+      exe.dispose();
+    }
+  }
+});
 
 Deno.test("qmatmul: the CPU reference equals dequantize-then-matmul", async () => {
   for (const format of QUANT_FORMATS) {

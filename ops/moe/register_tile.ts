@@ -162,9 +162,9 @@ export function expertMatrix(
   const codec = BLOCK_CODECS[f];
   // Bound whole only: through segment readers (a call with a branch a segment
   // at every word) LLVM took 110 s to compile a Q6_K decode GEMV.
-  if (gemv && codec && io.whole(b) && (rows * rowBytes) % 4 === 0) {
+  const mode = codec && chooseWordMode(codec.bytes, cols / codec.elems, rows, codec.maxUnit);
+  if (gemv && mode && io.whole(b) && (rows * rowBytes) % 4 === 0) {
     // Slabs follow each other without padding, so row es·rows + j addresses any slab's rows.
-    const mode = chooseWordMode(codec.bytes, cols / codec.elems, rows, codec.maxUnit);
     const words = io.vec(b, "u32", mode.vec4 ? 4 : 1);
     io.helper(BLOCK_HELPERS);
     return {

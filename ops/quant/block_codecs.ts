@@ -1,7 +1,8 @@
 /**
  * How the block-at-a-time decode GEMV (`./block_gemv.ts`) reads each of
  * llama.cpp's block formats but Q4_K (its own loop, `./q4k_loop.ts`; IQ4_NL and
- * IQ4_XS in `./block_codecs_iq4.ts`): which bytes hold a block's
+ * IQ4_XS in `./block_codecs_iq4.ts`; TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4 and NVFP4
+ * in `./block_codecs_low_bit.ts`): which bytes hold a block's
  * scales, which activations each code word multiplies, and how four codes
  * become a `vec4<f32>`. The GEMV supplies the words (each loaded once, however
  * a block straddles them); a codec only names byte offsets inside its block.
@@ -18,6 +19,7 @@
 
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import { iq4_nl, iq4_xs } from "./block_codecs_iq4.ts";
+import { LOW_BIT_HELPERS, mxfp4, nvfp4, q1_0, q2_0, tq1_0, tq2_0 } from "./block_codecs_low_bit.ts";
 import { nibbleCodec, range, use } from "./codec_parts.ts";
 
 /**
@@ -90,7 +92,10 @@ export interface CodeRequest {
  * ```
  */
 export interface BlockBytes {
-  /** The u32 of the block's bytes `off … off+3` (`off` even), little-endian. */
+  /**
+   * The u32 of the block's bytes `off … off+3`, little-endian (`off` even, but in
+   * a block of an odd size, whose units the GEMV keeps word-aligned).
+   */
   bytes4(off: number): string;
   /** The f16 at the block's even byte `off`, as f32. */
   half(off: number): string;
@@ -204,7 +209,7 @@ fn qb_b4(w: u32) -> vec4<f32> {
 fn qb_iq4(t: vec4<f32>) -> vec4<f32> {
   let p = fma(fma(vec4<f32>(0.0013247202), t, vec4<f32>(0.041216824)), t, vec4<f32>(-1.5001836));
   return round(fma(fma(p, t, vec4<f32>(24.743246)), t, vec4<f32>(-127.0436)));
-}`;
+}${LOW_BIT_HELPERS}`;
 
 const XYZW = "xyzw";
 
@@ -503,7 +508,7 @@ const q6_k: BlockCodec = {
 
 /**
  * The codecs of the formats the block GEMV reads (Q4_K has its own loop,
- * `./q4k_loop.ts`).
+ * `./q4k_loop.ts`; the lattice formats are read group by group).
  *
  * @example
  * ```ts
@@ -523,4 +528,10 @@ export const BLOCK_CODECS: Readonly<Partial<Record<QuantFormat, BlockCodec>>> = 
   q6_k,
   iq4_nl,
   iq4_xs,
+  tq1_0,
+  tq2_0,
+  q1_0,
+  q2_0,
+  mxfp4,
+  nvfp4,
 };

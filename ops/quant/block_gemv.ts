@@ -59,16 +59,20 @@ export interface BlockGemvSpec {
 }
 
 /**
- * Whether {@linkcode emitBlockGemv} reads `format`.
+ * Whether {@linkcode emitBlockGemv} reads `N` rows of `K` elements of `format`:
+ * a codec for it, and (odd-sized blocks: MXFP4) rows of whole word-aligned units.
  *
  * @example
  * ```ts
  * import { blockGemvFormats } from "./block_gemv.ts";
- * blockGemvFormats("q6_k"); // true
+ * blockGemvFormats("q6_k", 4096, 64); // true
+ * blockGemvFormats("mxfp4", 96, 64); // false: 3 blocks of 17 bytes a row
  * ```
  */
-export function blockGemvFormats(format: QuantFormat): boolean {
-  return BLOCK_CODECS[format] !== undefined;
+export function blockGemvFormats(format: QuantFormat, K: number, N: number): boolean {
+  const codec = BLOCK_CODECS[format];
+  return codec !== undefined && K % codec.elems === 0 &&
+    chooseWordMode(codec.bytes, K / codec.elems, N, 1) !== undefined;
 }
 
 /**
@@ -230,6 +234,9 @@ export function blockLoop(
   }
   const B = codec.bytes, BPR = K / codec.elems, rowBytes = BPR * B;
   const mode = chooseWordMode(B, BPR, totalRows, R > 1 ? 1 : codec.maxUnit);
+  if (mode === undefined) {
+    throw new RangeError(`blockLoop: ${format} rows of ${BPR} blocks make no word-aligned unit`);
+  }
   const U = mode.blocks, E4 = codec.elems / 4;
   const rs = Array.from({ length: R }, (_, r) => r);
   // Columns of every matrix, numbered m·C + j.

@@ -29,6 +29,8 @@ import type { BlockBytes, CodeQuad, CodeRequest } from "./block_codecs.ts";
 
 /** Byte positions of a quad's four components: in place, or the word's halves swapped. */
 const IN_PLACE = [0, 1, 2, 3], SWAPPED = [2, 3, 0, 1];
+/** Byte positions of a quad starting at byte `r` of its first word (the rest in the next). */
+const rotated = (r: number) => [0, 1, 2, 3].map((k) => (r + k) % 4);
 const u4 = (v: number[]) => `vec4<u32>(${v.map((x) => `${x >>> 0}u`).join(", ")})`;
 const f4 = (v: string[]) => `vec4<f32>(${v.join(", ")})`;
 /** Masks, undo factors (`2^-8p`, exact literals) and bias weights of a quad at byte positions `pos`. */
@@ -62,14 +64,18 @@ export interface WordMode {
 }
 
 /**
- * The mode for `N` rows of `blocksPerRow` blocks of `B` bytes (even), units of
- * at most `maxUnit` blocks: 16-byte-aligned units if a divisor of the row
- * makes one, else 4-byte-aligned ones, else a block at a time.
+ * The mode for `N` rows of `blocksPerRow` blocks of `B` bytes, units of at most
+ * `maxUnit` blocks: 16-byte-aligned units if a divisor of the row makes one,
+ * else 4-byte-aligned ones, else (even `B`) a block at a time. Blocks of an odd
+ * size (MXFP4's 17 bytes) need 4-byte-aligned units, whatever `maxUnit`
+ * says: undefined when none divides the row (the caller reads the weight
+ * another way).
  *
  * @example
  * ```ts
  * import { chooseWordMode } from "./block_words.ts";
  * chooseWordMode(18, 128, 4096, 8); // { kind: "aligned", blocks: 8, vec4: true }
+ * chooseWordMode(17, 6, 64, 4); // undefined: no 4 blocks make a row
  * ```
  */
 export function chooseWordMode(
@@ -77,8 +83,9 @@ export function chooseWordMode(
   blocksPerRow: number,
   N: number,
   maxUnit: number,
-): WordMode {
-  const units = [8, 4, 2, 1].filter((u) => u <= Math.max(1, maxUnit) && blocksPerRow % u === 0);
+): WordMode | undefined {
+  const most = B % 2 === 1 ? Math.max(4, maxUnit) : Math.max(1, maxUnit);
+  const units = [8, 4, 2, 1].filter((u) => u <= most && blocksPerRow % u === 0);
   const vec4 = (N * blocksPerRow * B) % 16 === 0;
   const aligned = units.find((u) => (u * B) % 16 === 0);
   if (aligned !== undefined && vec4) return { kind: "aligned", blocks: aligned, vec4 };
@@ -86,7 +93,7 @@ export function chooseWordMode(
   if (word !== undefined) {
     return { kind: "word", blocks: word, vec4, evenWord: (word * B) % 8 === 0 };
   }
-  return { kind: "half", blocks: 1, vec4 };
+  return B % 2 === 0 ? { kind: "half", blocks: 1, vec4 } : undefined;
 }
 
 /**
@@ -238,13 +245,20 @@ export class BlockWords {
       `vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(${comps.join(", ")}) & ${mask}))`;
     if (this.mode.kind !== "half") {
       const ps = req.offs.map((o) => u * this.B + o);
-      const inPlace = ps[0] % 4 === 0;
-      const top = this.#top(req, !inPlace);
+      // The quad's bytes start at byte s of a word (0 or 2 for even blocks; any for
+      // odd ones, whose top bits the codecs do not use): codes k < 4 − s in it, the
+      // rest in the next word.
+      const s = ps[0] % 4;
+      if (s % 2 === 1 && (req.top || req.topSigned)) {
+        throw new Error("internal: top bits of a quad at an odd byte");
+      }
+      const top = this.#top(req, s !== 0);
       const w0 = this.#combined(req, ps.map((p) => this.#w(p >> 2)), top);
-      const w1 = inPlace ? w0 : this.#combined(req, ps.map((p) => this.#w((p >> 2) + 1)), top);
-      const l = layout(inPlace ? IN_PLACE : SWAPPED, req);
-      const pat = `${req.bits}${req.topSigned ? "s" : ""}${inPlace}`;
-      return { q: quad([w0, w0, w1, w1], l.mask), pat, sv: l.sv, bias: l.bias };
+      const w1 = s === 0 ? w0 : this.#combined(req, ps.map((p) => this.#w((p >> 2) + 1)), top);
+      const l = layout(s === 2 ? SWAPPED : s === 0 ? IN_PLACE : rotated(s), req);
+      const pat = `${req.bits}${req.topSigned ? "s" : ""}${s}`;
+      const comps = [0, 1, 2, 3].map((k) => (s + k < 4 ? w0 : w1));
+      return { q: quad(comps, l.mask), pat, sv: l.sv, bias: l.bias };
     }
     // The block starts at the half-word `odd` of word w(0).
     const ts = req.offs.map((o) => o >> 2);
@@ -275,11 +289,11 @@ export class BlockWords {
       return {
         codes,
         bytes4: (off) => {
-          const p = u * B + off;
-          if (p % 4 === 0) return this.#w(p >> 2);
+          const p = u * B + off, sh = 8 * (p % 4);
+          if (sh === 0) return this.#w(p >> 2);
           return this.#memo(
             `j${p}`,
-            () => `(${this.#w(p >> 2)} >> 16u) | (${this.#w((p >> 2) + 1)} << 16u)`,
+            () => `(${this.#w(p >> 2)} >> ${sh}u) | (${this.#w((p >> 2) + 1)} << ${32 - sh}u)`,
           );
         },
         half: (off) => {

@@ -180,7 +180,7 @@ function emitQmatmul(ctx: KernelContext<QuantAttrs>): KernelEmission {
     });
     return { kernels: [k] };
   }
-  if (M <= 4 && w.direct && blockGemvFormats(format)) {
+  if (M <= 4 && w.direct && blockGemvFormats(format, K, N)) {
     // The other formats' decode GEMVs, a block at a time in the same style.
     const k = emitBlockGemv({
       format,

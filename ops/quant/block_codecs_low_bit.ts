@@ -34,12 +34,14 @@ fn qb_bit4(b: u32) -> vec4<f32> {
 fn qb_crumb4(b: u32) -> vec4<f32> {
   return vec4<f32>(bitcast<vec4<i32>>((vec4<u32>(b) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u)));
 }
-// FP4 (E2M1) codes 0–15 to ggml's doubled values: 0 1 2 3 4 6 8 12, then negated.
-fn qb_fp4(c: vec4<f32>) -> vec4<f32> {
-  let neg = c >= vec4<f32>(8.0);
-  let m = select(c, c - 8.0, neg);
-  let v = select(select(4.0 * m - 16.0, 2.0 * m - 4.0, m < vec4<f32>(6.0)), m, m < vec4<f32>(4.0));
-  return select(v, -v, neg);
+// FP4 (E2M1): the low nibbles of w's bytes to ggml's doubled values (0 1 2 3 4 6 8
+// 12, negated for codes 8–15): the magnitude a nibble of 0xC8643210, the sign bit
+// OR-ed into the float.
+fn qb_fp4(w: u32) -> vec4<f32> {
+  let c = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u);
+  let v = (vec4<u32>(0xc8643210u) >> ((c & vec4<u32>(7u)) << vec4<u32>(2u))) & vec4<u32>(15u);
+  let f = bitcast<vec4<u32>>(vec4<f32>(bitcast<vec4<i32>>(v)));
+  return bitcast<vec4<f32>>(f | ((c & vec4<u32>(8u)) << vec4<u32>(28u)));
 }
 // MXFP4: half the E8M0 scale in the low byte of w, 2^(e − 128), from its bits.
 fn qb_e8m0h(w: u32) -> f32 {
@@ -216,13 +218,8 @@ export const mxfp4: BlockCodec = {
     steps: (_id: string, rd: BlockBytes) =>
       step(
         range(8).map((q) => {
-          const c = rd.codes({
-            offs: [1 + 4 * (q & 3)],
-            key: q >> 2 ? "h" : "",
-            f: (w) => (q >> 2 ? `(${w} >> 4u)` : w),
-            bits: 4,
-          });
-          return plain(0, q, `qb_fp4(${c.q} * ${c.sv})`, "F");
+          const w = rd.bytes4(1 + 4 * (q & 3));
+          return plain(0, q, `qb_fp4(${q >> 2 ? `${w} >> 4u` : w})`, "F");
         }),
       ),
     affine: (hid: string) => ({ S: `d${hid}`, M: "0.0" }),
@@ -250,13 +247,8 @@ export const nvfp4: BlockCodec = {
     steps: (_id: string, rd: BlockBytes) =>
       step(
         range(4).map((q) => {
-          const c = rd.codes({
-            offs: [4 + 8 * s + 4 * (q & 1)],
-            key: q >> 1 ? "h" : "",
-            f: (w) => (q >> 1 ? `(${w} >> 4u)` : w),
-            bits: 4,
-          });
-          return plain(0, 4 * s + q, `qb_fp4(${c.q} * ${c.sv})`, "F");
+          const w = rd.bytes4(4 + 8 * s + 4 * (q & 1));
+          return plain(0, 4 * s + q, `qb_fp4(${q >> 1 ? `${w} >> 4u` : w})`, "F");
         }),
       ),
     affine: (hid: string) => ({ S: `s${hid}.${XYZW[s]}`, M: "0.0" }),

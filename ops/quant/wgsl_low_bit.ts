@@ -23,11 +23,10 @@ import type { LowBitFormat } from "../../core/quant/formats.ts";
 function fp4Values(p: string): string {
   return `
 fn ${p}_fp4(c: vec4<u32>) -> vec4<f32> {
-  let m = c & vec4<u32>(7u);
-  // 4, 6, 8, 12 are 2 or 3 shifted by 1 or 2; the shift of m < 4 is never used.
-  let big = (vec4<u32>(2u) + (m & vec4<u32>(1u))) << ((m >> vec4<u32>(1u)) - vec4<u32>(1u));
-  let v = vec4<f32>(vec4<i32>(select(m, big, m >= vec4<u32>(4u))));
-  return select(v, -v, (c & vec4<u32>(8u)) != vec4<u32>(0u));
+  // The magnitude is a nibble of 0xC8643210; the sign bit is OR-ed into the float.
+  let v = (vec4<u32>(0xc8643210u) >> ((c & vec4<u32>(7u)) << vec4<u32>(2u))) & vec4<u32>(15u);
+  let f = bitcast<vec4<u32>>(vec4<f32>(bitcast<vec4<i32>>(v)));
+  return bitcast<vec4<f32>>(f | ((c & vec4<u32>(8u)) << vec4<u32>(28u)));
 }
 fn ${p}_nibbles(w: u32) -> vec4<u32> {
   return vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u);

@@ -201,6 +201,28 @@ Deno.test("kiln quantize: a folder with a tokenizer to q8_0, then the .gguf to q
     m4.dispose();
   }
 
+  // llama-quantize's MXFP4_MOE mix: the stacked experts MXFP4, every other matrix Q8_0.
+  const mx = join(tmp, "tiny.mxfp4_moe.gguf");
+  const rm = await kiln("quantize", q8, "--type", "mxfp4_moe", "-o", mx, "--quiet");
+  assert.equal(rm.code, 0, rm.stderr);
+  using h = await GgufFile.open(mx);
+  for (const t of h.tensors.values()) {
+    const want = /norm\.weight$|ffn_gate_inp\.weight$/.test(t.name)
+      ? "f32"
+      : /_exps\.weight$/.test(t.name)
+      ? "mxfp4"
+      : "q8_0";
+    assert.equal(t.type.name, want, t.name);
+  }
+  assert.equal(h.metadata.get("general.file_type"), 38);
+  const mm = await open(mx);
+  try {
+    const em = rmsError(await mm.forward(prompt), base);
+    assert.ok(em < 0.4, `mxfp4_moe: logits off by ${(100 * em).toFixed(1)}% of their RMS`);
+  } finally {
+    mm.dispose();
+  }
+
   // One .gguf is a whole model for the CLI too: text in, text out, its own tokenizer.
   const gen = await kiln(
     "generate",
@@ -255,11 +277,11 @@ Deno.test("kiln quantize: user mistakes are one line saying what is wrong, and l
     ],
     [
       q(dir, "-o", good),
-      "quantize: --type must be one of q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, f16, f32, and is required",
+      "quantize: --type must be one of q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, mxfp4_moe, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, f16, f32, and is required",
     ],
     [
       q(dir, "--type", "iq2_xxs", "-o", good),
-      'quantize: --type must be one of q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, f16, f32, got "iq2_xxs"',
+      'quantize: --type must be one of q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, mxfp4_moe, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, f16, f32, got "iq2_xxs"',
     ],
     [q(dir, "--type", "q8_0"), "quantize: give the output file with -o OUT.gguf"],
     [

@@ -58,6 +58,7 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "q2_k",
   "iq4_xs",
   "iq4_nl",
+  "mxfp4_moe",
   "mxfp4",
   "nvfp4",
   "q2_0",

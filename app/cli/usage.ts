@@ -133,11 +133,12 @@ export const QUANTIZE_USAGE = `\
                                      folder's weights (and its tokenizer.json) or another GGUF
                                      file's (dequantized, then requantized) in --type (q4_k,
                                      q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k,
-                                     iq4_xs, iq4_nl, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0,
-                                     f16, f32), norms and the tensors llama.cpp
-                                     keeps f32 in f32; a row that is not whole blocks falls back
-                                     as llama-quantize does; --name sets general.name; --quiet:
-                                     no progress, no summary line`;
+                                     iq4_xs, iq4_nl, mxfp4_moe, mxfp4, nvfp4, q2_0, tq2_0,
+                                     tq1_0, q1_0, f16, f32; mxfp4_moe: MXFP4 experts, Q8_0
+                                     elsewhere, as llama-quantize's MXFP4_MOE), norms and the
+                                     tensors llama.cpp keeps f32 in f32; a row that is not whole
+                                     blocks falls back as llama-quantize does; --name sets
+                                     general.name; --quiet: no progress, no summary line`;
 
 /**
  * Usage of `kiln tokenizer`.

@@ -175,7 +175,7 @@ export function ggufTensorsFromHf(
 /**
  * The ggml type one GGUF tensor is written in when the file's type is `type`
  * (see the module notes: tensors llama.cpp keeps f32, and the row-length
- * fallbacks).
+ * fallbacks; `mxfp4_moe` as llama-quantize's MXFP4_MOE).
  *
  * @example
  * ```ts
@@ -188,7 +188,10 @@ export function ggufTensorsFromHf(
 export function ggufTensorType(plan: GgufTensorPlan, type: GgufOutType): GgmlTypeName {
   if (type === "f32" || plan.keepF32) return "f32";
   if (type === "f16") return "f16";
-  return fitFormat(type, plan.shape[plan.shape.length - 1]) ?? "f16";
+  // MXFP4_MOE: the stacked experts (3-D) in MXFP4, every other matrix in Q8_0.
+  const one = type !== "mxfp4_moe" ? type : plan.shape.length === 3 ? "mxfp4" : "q8_0";
+  const cols = plan.shape[plan.shape.length - 1];
+  return fitFormat(one, cols) ?? (one === "mxfp4" ? fitFormat("q8_0", cols) : undefined) ?? "f16";
 }
 
 /** Bytes of `elems` elements of `type`. */

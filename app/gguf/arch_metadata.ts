@@ -48,7 +48,9 @@ import { GGUF_ARCH_OF } from "./arch_names.ts";
 import { ropeDivisors } from "../../models/rope_scaling.ts";
 
 /**
- * The element types `convertToGguf` writes weights in.
+ * The element types `convertToGguf` writes weights in: one type for every
+ * matrix, or `mxfp4_moe`, llama-quantize's MXFP4_MOE mix (MXFP4 experts, every
+ * other matrix Q8_0).
  *
  * @example
  * ```ts
@@ -56,7 +58,7 @@ import { ropeDivisors } from "../../models/rope_scaling.ts";
  * const t: GgufOutType = "q8_0";
  * ```
  */
-export type GgufOutType = "f32" | "f16" | QuantizeFormat;
+export type GgufOutType = "f32" | "f16" | QuantizeFormat | "mxfp4_moe";
 
 /**
  * `general.file_type` (llama.cpp's `llama_ftype`) for each output type; a
@@ -88,6 +90,7 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   tq2_0: 37,
   // llama.cpp names no all-MXFP4 file type: MXFP4_MOE (MXFP4 experts) is the nearest.
   mxfp4: 38,
+  mxfp4_moe: 38,
   nvfp4: 39,
   q1_0: 40,
   q2_0: 41,

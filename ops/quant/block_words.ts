@@ -14,7 +14,8 @@
  *   covering the unit, its start's word inside the first one a runtime offset
  *   (`select`s per word, one where the unit is 8 bytes aligned); blocks at a
  *   2-byte offset inside the unit swap their words' halves, known when the
- *   code is made.
+ *   code is made; MXFP4's 17-byte blocks (units of 4 or 8) have their bytes
+ *   at every offset, joined from two words by `bytes4`.
  * - `half`: one block at a runtime 2-byte offset (Q6_K's 210 bytes, or a row
  *   of an odd count of blocks): the `vec4<u32>`s covering it, then its words'
  *   halves swapped per lane.
@@ -29,8 +30,6 @@ import type { BlockBytes, CodeQuad, CodeRequest } from "./block_codecs.ts";
 
 /** Byte positions of a quad's four components: in place, or the word's halves swapped. */
 const IN_PLACE = [0, 1, 2, 3], SWAPPED = [2, 3, 0, 1];
-/** Byte positions of a quad starting at byte `r` of its first word (the rest in the next). */
-const rotated = (r: number) => [0, 1, 2, 3].map((k) => (r + k) % 4);
 const u4 = (v: number[]) => `vec4<u32>(${v.map((x) => `${x >>> 0}u`).join(", ")})`;
 const f4 = (v: string[]) => `vec4<f32>(${v.join(", ")})`;
 /** Masks, undo factors (`2^-8p`, exact literals) and bias weights of a quad at byte positions `pos`. */
@@ -245,20 +244,15 @@ export class BlockWords {
       `vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(${comps.join(", ")}) & ${mask}))`;
     if (this.mode.kind !== "half") {
       const ps = req.offs.map((o) => u * this.B + o);
-      // The quad's bytes start at byte s of a word (0 or 2 for even blocks; any for
-      // odd ones, whose top bits the codecs do not use): codes k < 4 − s in it, the
-      // rest in the next word.
-      const s = ps[0] % 4;
-      if (s % 2 === 1 && (req.top || req.topSigned)) {
-        throw new Error("internal: top bits of a quad at an odd byte");
-      }
-      const top = this.#top(req, s !== 0);
+      // Odd-sized blocks (MXFP4) read their codes through bytes4, not here.
+      if (ps[0] % 2 === 1) throw new Error("internal: code quad at an odd byte");
+      const inPlace = ps[0] % 4 === 0;
+      const top = this.#top(req, !inPlace);
       const w0 = this.#combined(req, ps.map((p) => this.#w(p >> 2)), top);
-      const w1 = s === 0 ? w0 : this.#combined(req, ps.map((p) => this.#w((p >> 2) + 1)), top);
-      const l = layout(s === 2 ? SWAPPED : s === 0 ? IN_PLACE : rotated(s), req);
-      const pat = `${req.bits}${req.topSigned ? "s" : ""}${s}`;
-      const comps = [0, 1, 2, 3].map((k) => (s + k < 4 ? w0 : w1));
-      return { q: quad(comps, l.mask), pat, sv: l.sv, bias: l.bias };
+      const w1 = inPlace ? w0 : this.#combined(req, ps.map((p) => this.#w((p >> 2) + 1)), top);
+      const l = layout(inPlace ? IN_PLACE : SWAPPED, req);
+      const pat = `${req.bits}${req.topSigned ? "s" : ""}${inPlace}`;
+      return { q: quad([w0, w0, w1, w1], l.mask), pat, sv: l.sv, bias: l.bias };
     }
     // The block starts at the half-word `odd` of word w(0).
     const ts = req.offs.map((o) => o >> 2);

@@ -8,7 +8,8 @@
  * - copy bandwidth: a grid-stride vec4 copy of a large buffer (bytes read +
  *   written);
  * - Kiln's matmul (`x · Wᵀ`, the model's layout) at 1024, 2048, 4096 in f32 and,
- *   where the adapter has `shader-f16`, f16; the decode GEMV at 4096 × 14336;
+ *   where the adapter has `shader-f16`, f16; the decode GEMV at 4096 × 14336, in
+ *   f32, f16 and the block formats Q8_0, Q4_K, Q6_K and MXFP4 (bytes of blocks);
  *   fused attention prefill and decode; one MoE layer (Mixtral routing, widths
  *   scaled to fit); the selective scan; and decode tok/s of a ~1B-parameter random
  *   Mixtral-style model loaded with `loadModel` —
@@ -38,6 +39,9 @@ import { selectiveScan } from "../models/mamba.ts";
 import { targetOf } from "../ops/targets.ts";
 import { type GpuDevice, requestDevice } from "../runtime/device.ts";
 import { compile, type Executable } from "../runtime/executable.ts";
+import { mulberry32 } from "../core/random.ts";
+import { quantWords } from "../ops/quant/mod.ts";
+import { testBlocks } from "../tests/fixtures/quant_blocks.ts";
 
 const args = Deno.args;
 const quick = args.includes("--quick");
@@ -290,6 +294,32 @@ async function matmuls(): Promise<void> {
   }
 }
 
+/** The decode GEMV against block-quantized weights: bytes of blocks read per call. */
+async function quantGemvs(): Promise<void> {
+  const [N, K] = quick ? [3584, 1024] : [14336, 4096];
+  for (const format of ["q8_0", "q4_k", "q6_k", "mxfp4"] as const) {
+    const bytes = testBlocks(format, random(N * K, 5, 0.05) as Float32Array, mulberry32(6));
+    const words = new Uint32Array(quantWords(format, N, K));
+    new Uint8Array(words.buffer).set(bytes);
+    const g = new GraphBuilder();
+    const [y] = g.apply("qmatmul", [g.input("x", [1, K]), g.param("w", [words.length], "u32")], {
+      format,
+      rows: N,
+      cols: K,
+    });
+    g.output("y", y);
+    const exe = compile(g.build(), dev, { params: { w: words } });
+    const ms = await kilnMs(exe, { x: random(K, 4, 1) });
+    memory(
+      `GEMV 1×${K} · [${N}, ${K}]ᵀ ${format}`,
+      bytes.length,
+      ms,
+      exe.lastPlan!.kernels[0].label,
+    );
+    exe.dispose();
+  }
+}
+
 async function attention(): Promise<void> {
   const [Hq, Hkv, D] = quick ? [8, 2, 64] : [32, 8, 128];
   for (const [T, S] of quick ? [[256, 256], [1, 512]] : [[2048, 2048], [1, 4096]]) {
@@ -421,6 +451,7 @@ const steps: [string, () => Promise<void>][] = [
   ["FMA peak", fmaPeak],
   ["copy bandwidth", copyBandwidth],
   ["matmul and GEMV", matmuls],
+  ["quantized GEMV", quantGemvs],
   ["attention", attention],
   ["MoE layer", moeLayer],
   ["selective scan", scan],

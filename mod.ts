@@ -180,7 +180,9 @@ export {
   quantBytes,
   type QuantFormat,
   quantize,
+  QUANTIZE_CHOICES,
   QUANTIZE_FORMATS,
+  type QuantizeChoice,
   type QuantizeFormat,
 } from "./core/quant/mod.ts";
 export {

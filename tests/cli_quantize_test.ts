@@ -250,6 +250,31 @@ Deno.test("kiln quantize: a folder with a tokenizer to q8_0, then the .gguf to q
   );
   assert.equal(onLoad.code, 0, onLoad.stderr);
   assert.equal(onLoad.stdout, gen.stdout);
+  // The same for the MXFP4_MOE mix: the folder quantized on load equals its file.
+  const mxd = join(tmp, "tiny.folder.mxfp4_moe.gguf");
+  const rd = await kiln("quantize", dir, "--type", "mxfp4_moe", "-o", mxd, "--quiet");
+  assert.equal(rd.code, 0, rd.stderr);
+  const run = (...args: string[]) =>
+    kiln("generate", ...args, "--prompt", "The router", "--max-tokens", "4", "--quiet");
+  const [fromFile, fromDir] = [
+    await run("--model", mxd),
+    await run("--model", dir, "--quantize", "mxfp4_moe"),
+  ];
+  assert.equal(fromDir.code, 0, fromDir.stderr);
+  assert.equal(fromDir.stdout, fromFile.stdout);
+  const mf = await open(mxd),
+    md = await loadModel(dir, {
+      device: dev,
+      quiet: true,
+      maxSeq: 32,
+      quantize: "mxfp4_moe",
+    });
+  try {
+    assert.deepEqual(await md.forward(prompt), await mf.forward(prompt));
+  } finally {
+    mf.dispose();
+    md.dispose();
+  }
 });
 
 Deno.test("kiln quantize: user mistakes are one line saying what is wrong, and leave no file", async () => {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { QUANTIZE_FORMATS } from "../core/quant/formats.ts";
+import { QUANTIZE_CHOICES } from "../core/quant/formats.ts";
 import { QUANTIZE_TYPES } from "../app/cli/quantize.ts";
 import { GENERATE_USAGE, INSPECT_USAGE, QUANTIZE_USAGE } from "../app/cli/usage.ts";
 
@@ -15,7 +15,7 @@ const words = (text: string) => new Set(text.split(/[^a-z0-9_.-]+/i));
 Deno.test("usage: generate and inspect name every --quantize format, quantize every --type", () => {
   for (
     const [name, text, wanted] of [
-      ["generate", GENERATE_USAGE, QUANTIZE_FORMATS],
+      ["generate", GENERATE_USAGE, QUANTIZE_CHOICES],
       ["quantize", QUANTIZE_USAGE, QUANTIZE_TYPES],
     ] as const
   ) {

@@ -7,7 +7,7 @@
  */
 
 import { requestDevice } from "../../runtime/device.ts";
-import { QUANTIZE_FORMATS } from "../../core/quant/formats.ts";
+import { QUANTIZE_CHOICES } from "../../core/quant/formats.ts";
 import { readModelConfig, sideFolder } from "../model/source.ts";
 import { usageHeatmapSvg } from "../experts/mod.ts";
 import { writeRoutingStats } from "../experts/placement.ts";
@@ -121,7 +121,7 @@ export async function generate(args: string[]): Promise<void> {
   }
   const quantize = values.quantize === undefined
     ? undefined
-    : choiceOption(values.quantize, "quantize", QUANTIZE_FORMATS);
+    : choiceOption(values.quantize, "quantize", QUANTIZE_CHOICES);
   const dir = await modelFolder(modelPath, "generate --model");
   if (heatmap !== undefined) await checkWritable(heatmap, "--heatmap");
   if (on("save-routing-stats")) {

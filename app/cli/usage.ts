@@ -27,8 +27,8 @@ export const GENERATE_USAGE = `\
                                      in the kernels; --quantize stores a folder's weights as
                                      llama.cpp blocks on load: q4_k, q5_k, q6_k, q8_0, q4_0,
                                      q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, mxfp4,
-                                     nvfp4, q2_0, tq2_0, tq1_0, q1_0), computing
-                                     activations in
+                                     nvfp4, q2_0, tq2_0, tq1_0, q1_0, or mxfp4_moe: MXFP4
+                                     experts, Q8_0 elsewhere), computing activations in
                                      --dtype (default f32; f16 needs shader-f16); --max-seq
                                      (default: max_position_embeddings, at most 2048) bounds
                                      prompt + generated tokens, past max_position_embeddings

@@ -39,9 +39,9 @@ import {
 } from "./weights.ts";
 import { modelTokenizer, openWeights, readModelConfig } from "./source.ts";
 import {
-  isQuantizeFormat,
-  QUANTIZE_FORMATS,
-  type QuantizeFormat,
+  isQuantizeChoice,
+  QUANTIZE_CHOICES,
+  type QuantizeChoice,
 } from "../../core/quant/formats.ts";
 import type { WeightFormats } from "../../models/weights.ts";
 import type { ModelConfig } from "../../models/config.ts";
@@ -157,10 +157,11 @@ export interface LoadOptions {
    * Quantize-on-load: store every Linear weight and embedding as llama.cpp
    * blocks of this format (rows that are not whole blocks fall back as
    * `fitFormat` says, or stay dense), quantized from the checkpoint as it is
-   * read; the kernels dequantize as they read them. A GGUF file's quantized
-   * tensors are used as stored without this option.
+   * read; the kernels dequantize as they read them. `mxfp4_moe` is
+   * llama-quantize's MXFP4_MOE mix: MoE experts in MXFP4, every other matrix in
+   * Q8_0. A GGUF file's quantized tensors are used as stored without this option.
    */
-  quantize?: QuantizeFormat;
+  quantize?: QuantizeChoice;
 }
 
 /**
@@ -239,9 +240,9 @@ async function load(
       );
     }
   }
-  if (options.quantize !== undefined && !isQuantizeFormat(options.quantize)) {
+  if (options.quantize !== undefined && !isQuantizeChoice(options.quantize)) {
     throw new TypeError(
-      `loadModel: quantize must be one of ${QUANTIZE_FORMATS.join(", ")}, got ${
+      `loadModel: quantize must be one of ${QUANTIZE_CHOICES.join(", ")}, got ${
         JSON.stringify(options.quantize)
       }`,
     );

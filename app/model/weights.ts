@@ -13,7 +13,13 @@ import { moePrefix } from "../../models/architectures/mod.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import type { ReadDType } from "../safetensors/mod.ts";
-import { fitFormat, isQuantizeFormat, type QuantFormat } from "../../core/quant/formats.ts";
+import {
+  choiceFormat,
+  fitFormat,
+  isQuantizeFormat,
+  type QuantFormat,
+  type QuantizeChoice,
+} from "../../core/quant/formats.ts";
 import { quantWords } from "../../ops/quant/mod.ts";
 import type { WeightFormats } from "../../models/weights.ts";
 import { readWeightBytes, type WeightSource } from "./source.ts";
@@ -80,7 +86,8 @@ async function loadQuantized(
 /**
  * Which parameters of `cfg`'s model to store quantized: with `quantize`, every
  * Linear weight and embedding in that format (or its fallback for rows that
- * are not whole blocks, see `fitFormat`); else those whose checkpoint tensors
+ * are not whole blocks, see `fitFormat`; `mxfp4_moe`: the experts' w1, w2, w3 in
+ * MXFP4, the rest in Q8_0); else those whose checkpoint tensors
  * are stored in one block format (a GGUF file). MoE experts are quantized all
  * three (w1, w3 alike) or not at all, as the expert kernels read them.
  * `ckpt` may be absent with `quantize` (planning without weights).
@@ -94,7 +101,7 @@ async function loadQuantized(
 export function weightFormatsFor(
   cfg: ModelConfig,
   ckpt: WeightSource | undefined,
-  quantize?: QuantFormat,
+  quantize?: QuantizeChoice,
 ): WeightFormats {
   const graph = buildCausalLM(cfg, { mode: "decode", maxSeq: 1, maxNew: 1 });
   const out: Record<string, QuantFormat> = {};
@@ -103,7 +110,7 @@ export function weightFormatsFor(
     if (shape.length < 2 || src.tensors.length === 0) continue;
     const cols = shape[shape.length - 1];
     let f: QuantFormat | undefined;
-    if (quantize) f = fitFormat(quantize, cols);
+    if (quantize) f = fitFormat(choiceFormat(quantize, /\.w[123]$/.test(name)), cols);
     else {
       const stored = src.tensors.map((t) => ckpt?.has(t) ? ckpt.info(t).format : undefined);
       if (stored.every((x) => x !== undefined && x === stored[0])) f = stored[0];

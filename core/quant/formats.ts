@@ -146,6 +146,58 @@ export const QUANTIZE_FORMATS: readonly QuantizeFormat[] = [
 ];
 
 /**
+ * What quantize-on-load (`loadModel({ quantize })`, `--quantize`) takes: one
+ * format for every matrix, or `mxfp4_moe`, llama-quantize's MXFP4_MOE mix
+ * (MoE experts in MXFP4, every other matrix in Q8_0).
+ *
+ * @example
+ * ```ts
+ * import type { QuantizeChoice } from "./formats.ts";
+ * const q: QuantizeChoice = "mxfp4_moe";
+ * ```
+ */
+export type QuantizeChoice = QuantizeFormat | "mxfp4_moe";
+
+/**
+ * The {@linkcode QuantizeChoice}s: the {@linkcode QUANTIZE_FORMATS}, then `mxfp4_moe`.
+ *
+ * @example
+ * ```ts
+ * import { QUANTIZE_CHOICES } from "./formats.ts";
+ * QUANTIZE_CHOICES.at(-1); // "mxfp4_moe"
+ * ```
+ */
+export const QUANTIZE_CHOICES: readonly QuantizeChoice[] = [...QUANTIZE_FORMATS, "mxfp4_moe"];
+
+/**
+ * True when `name` is one of {@linkcode QUANTIZE_CHOICES}.
+ *
+ * @example
+ * ```ts
+ * import { isQuantizeChoice } from "./formats.ts";
+ * isQuantizeChoice("mxfp4_moe"); // true
+ * ```
+ */
+export function isQuantizeChoice(name: string): name is QuantizeChoice {
+  return (QUANTIZE_CHOICES as readonly string[]).includes(name);
+}
+
+/**
+ * The format a {@linkcode QuantizeChoice} gives one matrix (`expert`: a stacked MoE
+ * expert weight): the choice itself, or MXFP4_MOE's MXFP4 for experts and Q8_0
+ * for the rest.
+ *
+ * @example
+ * ```ts
+ * import { choiceFormat } from "./formats.ts";
+ * choiceFormat("mxfp4_moe", false); // "q8_0"
+ * ```
+ */
+export function choiceFormat(choice: QuantizeChoice, expert: boolean): QuantizeFormat {
+  return choice !== "mxfp4_moe" ? choice : expert ? "mxfp4" : "q8_0";
+}
+
+/**
  * Every quantized format Kiln reads and computes with, in a stable order: the
  * {@linkcode QUANTIZE_FORMATS}, ggml's lattice formats (IQ2, IQ3, IQ1) and its
  * low-bit ones (TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4, NVFP4).

@@ -200,6 +200,9 @@ Deno.test("moe q-experts: weights over one binding are read in segments", async 
       [12288, { T: 2, d: 64, ff: 96, E: 8, k: 2, f: "q4_0" }],
       // Q5_0's 22-byte blocks straddle the bindings too.
       [12288, { T: 1, d: 64, ff: 96, E: 8, k: 2, f: "q5_0" }],
+      // MXFP4's 17-byte blocks (rows of 34 and 51 bytes) straddle them at odd offsets.
+      [12288, { T: 1, d: 64, ff: 96, E: 8, k: 2, f: "mxfp4" }],
+      [12288, { T: 5, d: 64, ff: 96, E: 8, k: 2, f: "mxfp4" }],
       // Q4_K is read as vec4<u32> super-blocks: segments of vec4s.
       [32768, { T: 1, d: 256, ff: 256, E: 4, k: 2, f: "q4_k" }],
       [32768, { T: 6, d: 256, ff: 256, E: 4, k: 1, f: "q4_k" }],
@@ -214,6 +217,19 @@ Deno.test("moe q-experts: weights over one binding are read in segments", async 
     } finally {
       dev.destroy();
     }
+  }
+});
+
+Deno.test("moe q-experts on a GPU-shaped device: decode and prefill, a format of each family", async () => {
+  const dev = await requestDevice({ limits: { cpuCores: 0 } });
+  try {
+    const formats = ["q4_k", "q6_k", "iq4_xs", "iq2_xxs", "mxfp4", "tq2_0"] as const;
+    for (const [i, f] of formats.entries()) {
+      const labels = await check({ T: i % 2 ? 1 : 9, d: 256, ff: 256, E: 3, k: 2, f }, dev);
+      assert.ok(labels.some((l) => l.includes(`_${f}`)), `${f} kernels: ${labels.join(", ")}`);
+    }
+  } finally {
+    dev.destroy();
   }
 });
 

@@ -1,14 +1,15 @@
 /**
  * The block decode GEMV's readers of ggml's newer one-scale formats (see
  * `./block_codecs.ts` for the codec interface; layouts in
- * `core/quant/low_bit.ts` and `core/quant/fp4.ts`): TQ2_0's crumbs and NVFP4's
- * nibbles are a code a byte, read through {@linkcode BlockBytes.codes} like the
- * other formats; TQ1_0's trits (a byte times 3ⁿ, the top of that times 3),
- * Q1_0's bits and Q2_0's crumbs (four elements in one byte) come straight from
- * the block's words through the `qb_tq1`, `qb_bit4` and `qb_crumb4` helpers.
- * MXFP4's 17-byte blocks put its bytes at every offset mod 4: the GEMV reads
- * it in units of four blocks (68 bytes, word-aligned; `./block_words.ts`), its
- * rows then a multiple of 128 elements (others are read group by group).
+ * `core/quant/low_bit.ts` and `core/quant/fp4.ts`): TQ2_0's crumbs are a code
+ * a byte, read through {@linkcode BlockBytes.codes} like the other formats;
+ * TQ1_0's trits (a byte times 3ⁿ, the top of that times 3), Q1_0's bits, Q2_0's
+ * crumbs (four elements in one byte) and the FP4 nibbles (a table lookup and a
+ * sign) come straight from the block's words through the `qb_tq1`, `qb_bit4`,
+ * `qb_crumb4` and `qb_fp4` helpers. MXFP4's 17-byte blocks put its bytes at every
+ * offset mod 4: the GEMV reads it in units of 4 or 8 blocks (word-aligned;
+ * `./block_words.ts` joins words at any offset), its rows then a multiple of 128
+ * elements (others are read group by group).
  *
  * @module
  */

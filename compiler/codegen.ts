@@ -40,7 +40,8 @@ export function broadcastIndex(to: readonly number[], from: readonly number[], i
     const pad = [...new Array(to.length - from.length).fill(1), ...from];
     if (pad.every((d, k) => d === to[k])) return i;
   }
-  if (n === 1) return "0u";
+  // A single element, or an empty shape (a run-time dim of 0): no `/ 0u` to emit.
+  if (n === 1 || n === 0 || numel(to) === 0) return "0u";
   const pad = [...new Array(to.length - from.length).fill(1), ...from];
   // Suffix broadcast ([N] against [M, N]): one modulo.
   let lead = 0;

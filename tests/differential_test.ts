@@ -302,6 +302,20 @@ Deno.test("regression: views of a tensor with an axis bound to 0", async () => {
   }, await gpu());
 });
 
+Deno.test("regression: a view with an axis bound to 0 fused as a norm's prologue", async () => {
+  const g = new GraphBuilder();
+  const x0 = g.input("x0", ["T", 3, 3]);
+  const x1 = g.input("x1", ["T"]);
+  g.output("y2", x0.transpose([1, 2, 0]).slice(-2, 2, 3).rmsnorm(x1, 0.01));
+  // Once invalid WGSL (`(0u) / 0u` in the prologue's index): coordinates of an empty
+  // shape are now 0u, as no element is read.
+  await assertMatchesReference(g.build(), {
+    data: { x0: { kind: "uniform", lo: -4, hi: 4 }, x1: { kind: "uniform", lo: 0.5, hi: 1.5 } },
+    inputsSeed: 3907973989,
+    runs: [{ dims: { T: 0 } }, { dims: { T: 1 } }, { dims: { T: 4 } }],
+  }, await gpu());
+});
+
 Deno.test("regression: split attention whose partial states exceed one binding uses fewer parts", async () => {
   // With 4 KiB bindings the 4 parts' accumulators (16 × 6 rows × 4 parts × 16 bytes)
   // did not fit one binding: "kernel uses scratch1, which was never bound".

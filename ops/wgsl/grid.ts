@@ -123,7 +123,8 @@ export function coordExpr(
   strides: readonly number[],
   k: number,
 ): string {
-  if (dims[k] === 1) return "0u";
+  // An empty shape (a run-time dim of 0) has no element to locate: no `/ 0u`.
+  if (dims[k] === 1 || dims.includes(0)) return "0u";
   const q = strides[k] === 1 ? i : `(${i} / ${strides[k]}u)`;
   // The outermost coordinate needs no modulo (i < numel).
   return k === 0 || strides[k] * dims[k] === strides[0] * dims[0] ? q : `(${q} % ${dims[k]}u)`;

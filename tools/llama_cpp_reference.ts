@@ -59,12 +59,12 @@ import {
   logitRows,
   LOW_BIT_FORMATS,
   MODEL_RECIPES,
+  type RandomBlockFormat,
   randomFormatBlocks,
   TOKENIZER_RECIPES,
   TOKENIZER_TEXTS,
 } from "../tests/fixtures/llama_cpp/recipes.ts";
 import { makeConvertedFiles } from "./llama_cpp_converted.ts";
-import type { RandomBlockFormat } from "../tests/fixtures/quant_blocks.ts";
 import { buildGgmlDriver, ggmlDriver } from "./ggml_reference.ts";
 
 const OUT = new URL("../tests/fixtures/llama_cpp/", import.meta.url).pathname;
@@ -236,6 +236,8 @@ export interface Env {
   probe: string;
   /** A recent ggml's driver (`tools/ggml_reference.ts`), for the types c392e50 predates. */
   ggml?: string;
+  /** That ggml's commit, named in the fixtures it answers. */
+  ggmlCommit?: string;
   /** The llama.cpp checkout (for llama-quantize). */
   llama: string;
   commit: string;
@@ -396,7 +398,7 @@ async function dequantFixture(env: Env, recipes: typeof DEQUANT_RECIPES): Promis
   }
   await writeFixture("dequant_wide_mixtral", {
     llama_cpp: env.commit,
-    ggml: `${GGML_COMMIT} (${PREDATED.join(", ")})`,
+    ggml: `${env.ggmlCommit} (${PREDATED.join(", ")})`,
     types,
   });
 }
@@ -436,19 +438,17 @@ async function latticeFixture(env: Env): Promise<void> {
  * A recent ggml's to_float of every low-bit format's random blocks, as hashes (c392e50
  * predates most of them): `driver` from `tools/ggml_reference.ts`.
  */
-async function lowBitFixture(env: Env, driver: string, ggmlCommit: string): Promise<void> {
+async function lowBitFixture(env: Env, driver: string): Promise<void> {
   const types = await blockHashes(
     env,
     LOW_BIT_FORMATS,
     (id, file, n) => ggmlDriver(driver, ["blocks", id, file, n]),
   );
-  await writeFixture("dequant_low_bit_blocks", { ggml: ggmlCommit, types });
+  await writeFixture("dequant_low_bit_blocks", { ggml: env.ggmlCommit, types });
 }
 
 /** The kiln quantize types llama.cpp c392e50 cannot read: a recent ggml hashes them. */
 const PREDATED = ["mxfp4_moe", "mxfp4", "nvfp4", "q1_0", "q2_0"];
-/** The ggml the low-bit fixtures were made with (`--ggml-commit` overrides it). */
-let GGML_COMMIT = "d99724f2";
 
 /** UTF-8 bytes of `s` as hex: the driver's texts, one a line. */
 export const hex = (s: string): string =>
@@ -495,7 +495,7 @@ if (import.meta.main) {
       commit: { type: "string", default: "c392e50" },
       python: { type: "string" },
       ggml: { type: "string" },
-      "ggml-commit": { type: "string" },
+      "ggml-commit": { type: "string", default: "d99724f2" },
     },
     allowPositionals: true,
   });
@@ -506,7 +506,6 @@ if (import.meta.main) {
     );
     Deno.exit(2);
   }
-  GGML_COMMIT = values["ggml-commit"] ?? GGML_COMMIT;
   const only = new Set(positionals);
   const wanted = (name: string) => only.size === 0 || only.has(name);
   const tmp = await Deno.makeTempDir({ prefix: "kiln_llama_cpp_" });
@@ -514,6 +513,7 @@ if (import.meta.main) {
     const env: Env = {
       probe: await buildProbe(values.llama, tmp),
       ggml: values.ggml ? await buildGgmlDriver(values.ggml, tmp) : undefined,
+      ggmlCommit: values["ggml-commit"],
       llama: values.llama,
       commit: values.commit!,
       tmp,
@@ -527,7 +527,7 @@ if (import.meta.main) {
     if (wanted("dequant_wide_mixtral")) await dequantFixture(env, DEQUANT_RECIPES);
     if (wanted("dequant_lattice_blocks")) await latticeFixture(env);
     if (env.ggml && wanted("dequant_low_bit_blocks")) {
-      await lowBitFixture(env, env.ggml, GGML_COMMIT);
+      await lowBitFixture(env, env.ggml);
     }
     for (const r of TOKENIZER_RECIPES) if (wanted(r.name)) await tokenizerFixture(env, r);
     // The files as `deno fmt --check` wants them (CI runs it).

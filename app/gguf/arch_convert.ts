@@ -21,6 +21,7 @@
  */
 
 import {
+  choiceFormat,
   fitFormat,
   GGML_TYPES,
   type GgmlTypeName,
@@ -189,9 +190,8 @@ export function ggufTensorType(plan: GgufTensorPlan, type: GgufOutType): GgmlTyp
   if (type === "f32" || plan.keepF32) return "f32";
   if (type === "f16") return "f16";
   // MXFP4_MOE: the stacked experts (3-D) in MXFP4, every other matrix in Q8_0.
-  const one = type !== "mxfp4_moe" ? type : plan.shape.length === 3 ? "mxfp4" : "q8_0";
-  const cols = plan.shape[plan.shape.length - 1];
-  return fitFormat(one, cols) ?? (one === "mxfp4" ? fitFormat("q8_0", cols) : undefined) ?? "f16";
+  const format = choiceFormat(type, plan.shape.length === 3);
+  return fitFormat(format, plan.shape[plan.shape.length - 1]) ?? "f16";
 }
 
 /** Bytes of `elems` elements of `type`. */

@@ -42,7 +42,7 @@
 
 import type { ModelConfig } from "../../models/config.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
-import type { QuantizeFormat } from "../../core/quant/formats.ts";
+import type { QuantizeChoice } from "../../core/quant/formats.ts";
 import type { GgufEntry } from "./value.ts";
 import { GGUF_ARCH_OF } from "./arch_names.ts";
 import { ropeDivisors } from "../../models/rope_scaling.ts";
@@ -58,7 +58,7 @@ import { ropeDivisors } from "../../models/rope_scaling.ts";
  * const t: GgufOutType = "q8_0";
  * ```
  */
-export type GgufOutType = "f32" | "f16" | QuantizeFormat | "mxfp4_moe";
+export type GgufOutType = "f32" | "f16" | QuantizeChoice;
 
 /**
  * `general.file_type` (llama.cpp's `llama_ftype`) for each output type; a

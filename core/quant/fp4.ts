@@ -23,6 +23,8 @@
  * @module
  */
 
+import { absMax } from "./scalar.ts";
+
 const f = Math.fround;
 
 /** A float32's bits. */
@@ -144,8 +146,7 @@ export function ue4m3Half(x: number): number {
  * ```
  */
 export function quantizeBlockMXFP4(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
-  let amax = 0;
-  for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[xo + j]));
+  const amax = absMax(x, xo, 32);
   // C's (uint8_t) of the float: through int32 on x86-64, then the low byte.
   const e = amax > 0 ? (Math.floor(f(Math.log2(amax))) + 125) & 0xff : 0;
   y[yo] = e;
@@ -170,9 +171,7 @@ export function quantizeBlockMXFP4(x: Float32Array, xo: number, y: Uint8Array, y
 export function quantizeBlockNVFP4(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
   for (let s = 0; s < 4; s++) {
     const xb = xo + 16 * s;
-    let amax = 0;
-    for (let j = 0; j < 16; j++) amax = Math.max(amax, Math.abs(x[xb + j]));
-    const ue = toUe4m3(f(amax / 6));
+    const ue = toUe4m3(f(absMax(x, xb, 16) / 6));
     y[yo + s] = ue;
     const d = ue4m3Half(ue);
     for (let j = 0; j < 8; j++) {

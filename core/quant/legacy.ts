@@ -11,7 +11,7 @@
  * @module
  */
 
-import { readF16, roundHalfAway, signedAbsMax, truncToInt32, writeF16 } from "./scalar.ts";
+import { absMax, readF16, roundHalfAway, signedAbsMax, truncToInt32, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
 
@@ -29,9 +29,7 @@ const f = Math.fround;
  * ```
  */
 export function quantizeBlockQ8_0(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
-  let amax = 0;
-  for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[xo + j]));
-  const d = f(amax / 127);
+  const d = f(absMax(x, xo, 32) / 127);
   // `d ? 1/d : 0` in C: NaN counts as true there, so test against zero explicitly.
   const id = d !== 0 ? f(1 / d) : 0;
   writeF16(y, yo, d);

@@ -24,16 +24,9 @@
  * @module
  */
 
-import { readF16, roundHalfAway, writeF16 } from "./scalar.ts";
+import { absMax, readF16, roundHalfAway, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
-
-/** The largest magnitude of `x[xo..xo+n)`, as ggml's `MAX(amax, fabsf(v))` loop. */
-function absMax(x: Float32Array, xo: number, n: number): number {
-  let amax = 0;
-  for (let j = 0; j < n; j++) amax = Math.max(amax, Math.abs(x[xo + j]));
-  return amax;
-}
 
 /** `1/d`, or 0 for a zero scale (`d ? 1.0f/d : 0.0f`). */
 const inverse = (d: number) => (d !== 0 ? f(1 / d) : 0);

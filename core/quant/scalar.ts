@@ -142,6 +142,22 @@ export function signedAbsMax(x: Float32Array, xo: number, n: number): number {
 }
 
 /**
+ * The largest magnitude of the `n` values at `x[xo]` (0 when all are zero): the
+ * `amax` of ggml's symmetric reference quantizers.
+ *
+ * @example
+ * ```ts
+ * import { absMax } from "./scalar.ts";
+ * absMax(new Float32Array([1, -3, 2]), 0, 3); // 3
+ * ```
+ */
+export function absMax(x: Float32Array, xo: number, n: number): number {
+  let amax = 0;
+  for (let j = 0; j < n; j++) amax = Math.max(amax, Math.abs(x[xo + j]));
+  return amax;
+}
+
+/**
  * ggml's `GROUP_MAX_EPS` (1e-15f): a group whose largest magnitude is below it
  * counts as all zero.
  *

@@ -14,8 +14,9 @@
  * @module
  */
 
-import type { BlockBytes, BlockCodec, CodecStep } from "./block_codecs.ts";
+import type { BlockBytes, BlockCodec, CodecChunk, CodecStep } from "./block_codecs.ts";
 import { range, use } from "./codec_parts.ts";
+import { fp4Fn } from "./wgsl_low_bit.ts";
 
 const ONES = "vec4<f32>(1.0)";
 const XYZW = "xyzw";
@@ -35,14 +36,10 @@ fn qb_bit4(b: u32) -> vec4<f32> {
 fn qb_crumb4(b: u32) -> vec4<f32> {
   return vec4<f32>(bitcast<vec4<i32>>((vec4<u32>(b) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u)));
 }
-// FP4 (E2M1): the low nibbles of w's bytes to ggml's doubled values (0 1 2 3 4 6 8
-// 12, negated for codes 8–15): the magnitude a nibble of 0xC8643210, the sign bit
-// OR-ed into the float.
+// FP4 (E2M1): the low nibbles of w's bytes as ggml's doubled values.
+${fp4Fn("qb_fp4c")}
 fn qb_fp4(w: u32) -> vec4<f32> {
-  let c = vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u);
-  let v = (vec4<u32>(0xc8643210u) >> ((c & vec4<u32>(7u)) << vec4<u32>(2u))) & vec4<u32>(15u);
-  let f = bitcast<vec4<u32>>(vec4<f32>(bitcast<vec4<i32>>(v)));
-  return bitcast<vec4<f32>>(f | ((c & vec4<u32>(8u)) << vec4<u32>(28u)));
+  return qb_fp4c(vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u));
 }
 // MXFP4: half the E8M0 scale in the low byte of w, 2^(e − 128), from its bits.
 fn qb_e8m0h(w: u32) -> f32 {
@@ -103,6 +100,25 @@ export const tq2_0: BlockCodec = {
   }),
 };
 
+/** A TQ1_0 chunk of `n` quads (see {@linkcode tq1_0}). */
+function tq1Chunk(
+  a0: number,
+  n: number,
+  off: (i: number) => number,
+  trit: (i: number) => number,
+): CodecChunk {
+  return {
+    groups: [range(n, a0)],
+    steps: (_id, rd) =>
+      step(
+        range(n).map((i) =>
+          plain(0, a0 + i, `qb_tq1(${rd.bytes4(off(i))}, ${3 ** trit(i)}u)`, "t")
+        ),
+      ),
+    affine: (hid) => ({ S: `d${hid}`, off: 1 }),
+  };
+}
+
 /**
  * TQ1_0: `{u8 qs[48]; u8 qh[4]; f16 d}`, `x = d·(trit − 1)`: chunks of trit n of
  * qs[0 … 31] (elements 32n …), of qs[32 … 47] (160 + 16n …), and qh's four trits
@@ -121,23 +137,11 @@ export const tq1_0: BlockCodec = {
   columns: [16, 8, 4, 4],
   header: (id, rd) => [`let d${id} = ${rd.half(52)};`],
   chunks: [
-    // [first activation vec4, code byte offsets, trit of each quad]
-    ...range(5).map((n) => [8 * n, range(8).map((i) => 4 * i), range(8).map(() => n)]),
-    ...range(5).map((n) => [40 + 4 * n, range(4).map((i) => 32 + 4 * i), range(4).map(() => n)]),
-    [60, range(4).map(() => 48), range(4)],
-  ].map(([a0, offs, trits]) => {
-    const os = offs as number[], ts = trits as number[];
-    return {
-      groups: [range(os.length, a0 as number)],
-      steps: (_id: string, rd: BlockBytes) =>
-        step(
-          os.map((o, i) =>
-            plain(0, (a0 as number) + i, `qb_tq1(${rd.bytes4(o)}, ${3 ** ts[i]}u)`, "t")
-          ),
-        ),
-      affine: (hid: string) => ({ S: `d${hid}`, off: 1 }),
-    };
-  }),
+    // Quad i of a chunk: trit `trit(i)` of the word at byte `off(i)`, activation vec4 a0 + i.
+    ...range(5).map((n) => tq1Chunk(8 * n, 8, (i) => 4 * i, () => n)),
+    ...range(5).map((n) => tq1Chunk(40 + 4 * n, 4, (i) => 32 + 4 * i, () => n)),
+    tq1Chunk(60, 4, () => 48, (i) => i),
+  ],
 };
 
 /**

@@ -19,15 +19,30 @@
 
 import type { LowBitFormat } from "../../core/quant/formats.ts";
 
-/** Doubled E2M1 values of four 4-bit codes (`kvalues_fp4`): 0 1 2 3 4 6 8 12, signed. */
-function fp4Values(p: string): string {
-  return `
-fn ${p}_fp4(c: vec4<u32>) -> vec4<f32> {
+/**
+ * WGSL `fn name(c: vec4<u32>) -> vec4<f32>`: four FP4 (E2M1) codes (their low
+ * nibbles) as ggml's doubled values (`kvalues_fp4`: 0 1 2 3 4 6 8 12, negated
+ * for codes 8–15). The block GEMV's `qb_fp4` (`block_codecs_low_bit.ts`) calls it too.
+ *
+ * @example
+ * ```ts
+ * import { fp4Fn } from "./wgsl_low_bit.ts";
+ * fp4Fn("q_fp4").startsWith("fn q_fp4("); // true
+ * ```
+ */
+export function fp4Fn(name: string): string {
+  return `fn ${name}(c: vec4<u32>) -> vec4<f32> {
   // The magnitude is a nibble of 0xC8643210; the sign bit is OR-ed into the float.
   let v = (vec4<u32>(0xc8643210u) >> ((c & vec4<u32>(7u)) << vec4<u32>(2u))) & vec4<u32>(15u);
   let f = bitcast<vec4<u32>>(vec4<f32>(bitcast<vec4<i32>>(v)));
   return bitcast<vec4<f32>>(f | ((c & vec4<u32>(8u)) << vec4<u32>(28u)));
+}`;
 }
+
+/** The FP4 formats' group-reader helpers: `${p}_fp4` and `${p}_nibbles`. */
+function fp4Values(p: string): string {
+  return `
+${fp4Fn(`${p}_fp4`)}
 fn ${p}_nibbles(w: u32) -> vec4<u32> {
   return vec4<u32>(w, w >> 8u, w >> 16u, w >> 24u) & vec4<u32>(15u);
 }`;

@@ -83,8 +83,10 @@ export {
   type Value,
 } from "./core/graph.ts";
 export {
+  type BindingAccess,
   type BufferOp,
   describePlan,
+  type KernelTableName,
   type Plan,
   type PlannedKernel,
   type PlannedTensor,

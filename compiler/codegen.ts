@@ -17,9 +17,16 @@ import { WGSL_MATH_PRELUDE } from "../ops/unary.ts";
 import { segmentElems } from "../ops/wgsl/io.ts";
 import { lit } from "../ops/wgsl/literal.ts";
 import type { Cluster } from "./passes/fuse.ts";
+import type { KernelTableName } from "../core/kernel_tables.ts";
 
-/** What a binding refers to before memory is planned: a value, or a scratch buffer of the group. */
-export type BufferRef = { readonly value: number } | { readonly scratch: number };
+/**
+ * What a binding refers to before memory is planned: a value, a scratch buffer
+ * of the group, or a constant table (`core/kernel_tables.ts`) by name.
+ */
+export type BufferRef =
+  | { readonly value: number }
+  | { readonly scratch: number }
+  | { readonly table: KernelTableName };
 
 /** How a kernel binds one range of a value or scratch buffer. */
 export interface KernelBinding {
@@ -29,9 +36,20 @@ export interface KernelBinding {
   readonly offset: number;
   /** Byte size (multiple of 4). */
   readonly size: number;
-  /** Read-only or read-write storage. */
-  readonly access: "read" | "read_write";
+  /** Read-only or read-write storage, or a uniform buffer (constant tables on CPU adapters). */
+  readonly access: BindingAccess;
 }
+
+/**
+ * How a kernel binds a buffer: read-only or read-write storage, or uniform.
+ *
+ * @example
+ * ```ts
+ * import type { BindingAccess } from "./codegen.ts";
+ * const a: BindingAccess = "uniform";
+ * ```
+ */
+export type BindingAccess = "read" | "read_write" | "uniform";
 
 /** WGSL index expression for reading `from` broadcast to `to` at flat index `i`. */
 export function broadcastIndex(to: readonly number[], from: readonly number[], i: string): string {
@@ -111,6 +129,27 @@ export class KernelBuilder {
   /** Registers `out{j}_store(i, v)`: `body` (WGSL statements) writes `v` to element `i`. */
   storeFn(j: number, dtype: DType, body: string, deps: Iterable<string>): void {
     this.fn(`out${j}_store`, `fn out${j}_store(i: u32, v: ${dtype}) {\n${body}\n}`, deps);
+  }
+
+  /**
+   * Binds constant table `name` (`table_{name}`, `words` u32s) as
+   * `array<vec4<u32>, words / 4>`: a uniform buffer when `uniform` (on lavapipe
+   * several times faster for run-time-indexed lookups), else read-only storage.
+   */
+  table(name: KernelTableName, words: number, uniform: boolean): void {
+    const sym = `table_${name}`;
+    if (this.#decls.has(sym)) return;
+    const type = `array<vec4<u32>, ${words / 4}>`;
+    this.#decls.set(sym, {
+      text: uniform ? `var<uniform> ${sym}: ${type};` : `var<storage, read> ${sym}: ${type};`,
+      binding: {
+        ref: { table: name },
+        offset: 0,
+        size: words * 4,
+        access: uniform ? "uniform" : "read",
+      },
+      deps: [],
+    });
   }
 
   /** True when `name` is registered. */

@@ -12,6 +12,7 @@ import { numel } from "../core/shape.ts";
 import { type Accessor, emitCluster, KernelBuilder } from "./codegen.ts";
 import type { Cluster, Group } from "./passes/fuse.ts";
 import { opDef } from "../ops/registry.ts";
+import { isKernelTable, kernelTable } from "../core/kernel_tables.ts";
 import { emitterOf, targetOf } from "../ops/targets.ts";
 import type { DeviceCaps, KernelOperand } from "../ops/types.ts";
 import { flatLaunch, flatMain } from "../ops/wgsl/grid.ts";
@@ -50,7 +51,7 @@ export function emitGroup(
   for (const attempt of attempts) {
     if (attempt.kind !== "kernel") continue;
     const work = emitKernelGroup(graph, attempt, shapeOf, caps, storage);
-    if (work.kernels.every((k) => k.bindings.length <= caps.maxStorageBuffers)) {
+    if (work.kernels.every((k) => fitsStorage(k, caps))) {
       const before: Work[] = [];
       const after: Work[] = [];
       g.prologues.forEach((p, j) => {
@@ -77,6 +78,11 @@ export function emitGroup(
   throw new RangeError(
     `${node.op} at ${node.site} needs more storage buffers than the device allows (${caps.maxStorageBuffers})`,
   );
+}
+
+/** Whether a kernel's storage bindings (uniform ones do not count) fit the device. */
+function fitsStorage(k: Emitted, caps: DeviceCaps): boolean {
+  return k.bindings.filter((b) => b.access !== "uniform").length <= caps.maxStorageBuffers;
 }
 
 /** Nodes of a cluster and of the clusters nested in its views, for labels. */
@@ -114,7 +120,7 @@ function emitFusedSplit(
   storage: Storage,
 ): Work[] {
   const work = emitFused(graph, cluster, shapeOf, caps, storage);
-  if (work.kernels.every((k) => k.bindings.length <= caps.maxStorageBuffers)) return [work];
+  if (work.kernels.every((k) => fitsStorage(k, caps))) return [work];
   if (cluster.nodes.length === 1) {
     throw new RangeError(
       `${nodeLabel(graph, cluster.nodes[0])} needs more storage buffers than the device allows`,
@@ -407,6 +413,14 @@ function emitKernelGroup(
         src.arrayTypes?.[`scratch${j}`],
       );
     });
+    for (const u of src.uses) {
+      if (!u.startsWith("table_")) continue;
+      const name = u.slice(6);
+      if (!isKernelTable(name)) throw new Error(`internal: kernel uses unknown table "${name}"`);
+      // A uniform buffer on CPU adapters (lavapipe looks it up several times
+      // faster than storage); GPUs index it divergently, which uniform serialises.
+      kb.table(name, kernelTable(name).length, caps.cpuCores > 0);
+    }
     const { code, bindings } = kb.finish(src.code, src.uses);
     return {
       label: labelOf(emission.kernels.length > 1 ? `${node.op}:${src.label}` : src.label, g),

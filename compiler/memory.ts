@@ -11,6 +11,7 @@
 import { type DType, paddedBytes } from "../core/dtype.ts";
 import type { Graph } from "../core/graph.ts";
 import { type DimBindings, numel } from "../core/shape.ts";
+import type { KernelTableName } from "../core/kernel_tables.ts";
 import type {
   BufferOp,
   Plan,
@@ -108,6 +109,17 @@ export function allocate(
     if (!died.has(slot)) died.set(slot, i);
   };
 
+  // One buffer per constant table, shared by every kernel that names it.
+  const tables = new Map<KernelTableName, number>();
+  const tableSlot = (name: KernelTableName, bytes: number): number => {
+    let slot = tables.get(name);
+    if (slot === undefined) {
+      slot = slots.push({ bytes, kind: "const", table: name }) - 1;
+      tables.set(name, slot);
+    }
+    return slot;
+  };
+
   let unplanned = 0;
   const kernels: PlannedKernel[] = [];
   let pending: BufferOp[] = [];
@@ -186,6 +198,14 @@ export function allocate(
           const h = home.get(rootOf(b.ref.value));
           if (!h) throw new Error(`internal: %${b.ref.value} read before it was written`);
           return { slot: h.slot, offset: h.offset + b.offset, size: b.size, access: b.access };
+        }
+        if ("table" in b.ref) {
+          return {
+            slot: tableSlot(b.ref.table, b.size),
+            offset: 0,
+            size: b.size,
+            access: b.access,
+          };
         }
         return {
           slot: scratchSlots[b.ref.scratch],

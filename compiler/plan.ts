@@ -17,7 +17,9 @@ import { allocate } from "./memory.ts";
 import type { Plan, Work } from "./plan_types.ts";
 
 export type {
+  BindingAccess,
   BufferOp,
+  KernelTableName,
   Plan,
   PlannedKernel,
   PlannedTensor,
@@ -87,9 +89,10 @@ export function describePlan(plan: Plan): string {
     lines.push(`activations in f16 buffers: ${values} values, ${formatBytes(bytes)}`);
   }
   plan.kernels.forEach((k, i) => {
-    const slotsUsed = k.bindings.map((b) => `${b.access === "read" ? "r" : "w"}#${b.slot}`).join(
-      " ",
-    );
+    const slotsUsed = k.bindings.map((b) => `${b.access === "read_write" ? "w" : "r"}#${b.slot}`)
+      .join(
+        " ",
+      );
     lines.push(`  [${i}] ${k.label}  grid ${k.workgroups.join("x")}  bufs ${slotsUsed}`);
     for (const op of k.ops) lines.push(`        ${op}`);
   });

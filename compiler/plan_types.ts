@@ -9,7 +9,11 @@ import type { DType } from "../core/dtype.ts";
 import type { DimBindings } from "../core/shape.ts";
 import type { Target } from "../ops/targets.ts";
 import type { KernelChoice, ScratchSpec } from "../ops/types.ts";
-import type { BufferRef } from "./codegen.ts";
+import type { KernelTableName } from "../core/kernel_tables.ts";
+import type { BindingAccess, BufferRef } from "./codegen.ts";
+
+export type { BindingAccess } from "./codegen.ts";
+export type { KernelTableName } from "../core/kernel_tables.ts";
 
 /**
  * What a buffer slot holds.
@@ -44,6 +48,8 @@ export interface Slot {
   readonly name?: string;
   /** For `const` slots: the value id whose data fills it. */
   readonly value?: number;
+  /** For `const` slots of a kernel's constant table: its name (`core/kernel_tables.ts`). */
+  readonly table?: KernelTableName;
 }
 
 /**
@@ -66,8 +72,8 @@ export interface SlotBinding {
   readonly offset: number;
   /** Byte size. */
   readonly size: number;
-  /** Access mode. */
-  readonly access: "read" | "read_write";
+  /** Access mode: storage read-only or read-write, or uniform (a constant table). */
+  readonly access: BindingAccess;
 }
 
 /**
@@ -222,7 +228,7 @@ export interface Emitted {
     ref: BufferRef;
     offset: number;
     size: number;
-    access: "read" | "read_write";
+    access: BindingAccess;
   }[];
 }
 

@@ -9,6 +9,7 @@
 import type { Plan } from "../compiler/plan_types.ts";
 import type { HostArray } from "../core/dtype.ts";
 import { allocHost } from "../core/dtype.ts";
+import { kernelTable as tableData } from "../core/kernel_tables.ts";
 import { checkDeviceAlive, type GpuDevice, whileDeviceAlive } from "./device.ts";
 import { compilePipelines } from "./pipelines.ts";
 import { EXECUTABLE_DISPOSED } from "./backend.ts";
@@ -224,12 +225,14 @@ export class GpuExecutable {
         return states.ensure(slot.name!, slot.bytes);
       }
       const buf = device.createBuffer({
-        label: `${slot.kind} #${i}${slot.name ? ` ${slot.name}` : ""}`,
+        label: `${slot.kind} #${i}${slot.name ?? slot.table ? ` ${slot.name ?? slot.table}` : ""}`,
         size: slot.bytes,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC |
+          (slot.table ? GPUBufferUsage.UNIFORM : 0),
       });
       this.#owned.push(buf);
-      if (slot.kind === "const") writePadded(device, buf, 0, constants(slot.value!));
+      if (slot.table) writePadded(device, buf, 0, tableData(slot.table));
+      else if (slot.kind === "const") writePadded(device, buf, 0, constants(slot.value!));
       return buf;
     });
   }

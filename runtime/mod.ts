@@ -75,7 +75,9 @@ export type { KernelChoice } from "../ops/types.ts";
 export type { Target } from "../ops/targets.ts";
 export type { Dim, DimBindings } from "../core/shape.ts";
 export type {
+  BindingAccess,
   BufferOp,
+  KernelTableName,
   Plan,
   PlannedKernel,
   PlannedTensor,

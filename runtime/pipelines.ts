@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Plan } from "../compiler/plan_types.ts";
+import type { Plan, SlotBinding } from "../compiler/plan_types.ts";
 import { debugEnabled } from "../core/debug.ts";
 import { checkDeviceAlive, type GpuDevice, whileDeviceAlive } from "./device.ts";
 
@@ -98,6 +98,13 @@ function missingKernels(dev: GpuDevice, plan: Plan): Plan["kernels"] {
   );
 }
 
+/** Bind group layout entry type of each binding access. */
+const BUFFER_TYPE: Readonly<Record<SlotBinding["access"], GPUBufferBindingType>> = {
+  read: "read-only-storage",
+  read_write: "storage",
+  uniform: "uniform",
+};
+
 /** Creates the kernels' pipelines, all in flight together (invalid WGSL: an Error naming the kernel). */
 async function createPipelines(
   dev: GpuDevice,
@@ -112,7 +119,7 @@ async function createPipelines(
       entries: k.bindings.map((b, j) => ({
         binding: j,
         visibility: GPUShaderStage.COMPUTE,
-        buffer: { type: b.access === "read" ? "read-only-storage" : "storage" },
+        buffer: { type: BUFFER_TYPE[b.access] },
       })),
     });
     let p: GPUComputePipeline;

@@ -11,6 +11,7 @@ import type { HostTensor } from "../core/types.ts";
 import { toHost } from "../core/dtype.ts";
 import type { TensorData } from "../core/host.ts";
 import type { Plan } from "../compiler/plan_types.ts";
+import { isKernelTable } from "../core/kernel_tables.ts";
 import type { BoundRun, StateType } from "./backend.ts";
 import {
   bindInputs,
@@ -60,9 +61,12 @@ const showDims = (dims: Record<string, number>) =>
  */
 function misfit(plan: Plan, device: GpuDevice): string | undefined {
   const caps = device.caps;
+  const unknown = plan.slots.find((s) => s.table !== undefined && !isKernelTable(s.table));
+  if (unknown) return `it names kernel table "${unknown.table}", which this version of Kiln lacks`;
   for (const k of plan.kernels) {
-    if (k.bindings.length > caps.maxStorageBuffers) {
-      return `kernel ${k.label} binds ${k.bindings.length} storage buffers, this device allows ${caps.maxStorageBuffers}`;
+    const storage = k.bindings.filter((b) => b.access !== "uniform").length;
+    if (storage > caps.maxStorageBuffers) {
+      return `kernel ${k.label} binds ${storage} storage buffers, this device allows ${caps.maxStorageBuffers}`;
     }
     const big = k.bindings.find((b) => b.size > caps.maxBindingSize);
     if (big) {

@@ -16,7 +16,10 @@ import { readBundle } from "../runtime/bundle.ts";
 import { buildModule, bundleParams, runtimeSpecifier, writeModule } from "../app/build/build.ts";
 import { parseDimSets } from "../app/cli/build.ts";
 import { assertUserError, kiln } from "./fixtures/kiln_cli.ts";
-import { assertClose, gpu, randomData } from "./_util.ts";
+import { assertClose, gpu, randomData, rng } from "./_util.ts";
+import { PrebuiltExecutable } from "../runtime/prebuilt.ts";
+import { quantWords } from "../ops/quant/mod.ts";
+import { testBlocks } from "./fixtures/quant_blocks.ts";
 
 /** A graph with a symbolic dim, a constant table, params and two outputs. */
 function mlp(): GraphBuilder {
@@ -189,6 +192,51 @@ Deno.test("an AOT module of a stateful graph keeps its states like compile", asy
     exe.dispose();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("an AOT module of a lattice-quantized weight carries its codebook table by name", async () => {
+  const N = 6, K = 256;
+  const g = new GraphBuilder();
+  const x = g.input("x", ["T", K]);
+  const w = g.param("w", [quantWords("iq2_xs", N, K)], "u32");
+  g.output("y", g.apply("qmatmul", [x, w], { format: "iq2_xs", rows: N, cols: K })[0]);
+  const r = rng(7);
+  const bytes = testBlocks("iq2_xs", Float32Array.from({ length: N * K }, () => r() - 0.5), r);
+  const words = new Uint32Array(quantWords("iq2_xs", N, K));
+  new Uint8Array(words.buffer).set(bytes);
+  const dev = await gpu();
+  const built = buildModule(g, {
+    name: "iq",
+    caps: dev.caps,
+    dims: parseDimSets("T=1,3"),
+    runtime: "../runtime/mod.ts",
+  });
+  for (const p of built.data.plans) {
+    assert.deepEqual(p.slots.filter((s) => s.table).map((s) => s.table), ["iq2xs"]);
+  }
+  const runner = new PrebuiltExecutable(built.data, dev, { params: { w: words } });
+  const exe = compile(g.build(), dev, { params: { w: words } });
+  try {
+    for (const T of [1, 3]) {
+      const input = randomData(T * K, "f32", 40 + T);
+      const [a, b] = [await exe.run({ x: input }), await runner.run({ x: input })];
+      assertClose(b.y.data, a.y.data, 0, 0, `y at T=${T}`);
+    }
+  } finally {
+    runner.dispose();
+    exe.dispose();
+  }
+  // A module naming a table this version lacks is refused before anything runs.
+  const data = structuredClone(built.data);
+  const slots = data.plans[0].slots as unknown as { table?: string }[];
+  slots.find((s) => s.table)!.table = "iq9";
+  assert.throws(
+    () => new PrebuiltExecutable(data, dev),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /Prebuilt module "iq" does not fit .*: it names kernel table "iq9", which this version of Kiln lacks/
+        .test(e.message),
+  );
 });
 
 Deno.test("kiln build: a graph module with params, and bad arguments in one line", async () => {

@@ -151,16 +151,24 @@ Deno.test("moe q-experts: Q4_1, Q5_0, Q5_1 (llama-quantize's Q4_K/Q5_K fallbacks
   await check({ T: 5, d: 64, ff: 96, E: 3, k: 2, f: "q5_1", dense: true }, dev);
 });
 
-Deno.test("moe q-experts: the lattice formats (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M), group by group", async () => {
+Deno.test("moe q-experts: the lattice formats (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M), blocks for decode, groups for prefill", async () => {
   const dev = await gpu();
   const formats = ["iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq1_s", "iq1_m"] as const;
+  const blocks = (labels: string[]) => labels.some((l) => /moe_decode_gemv\d?_\w+_blocks/.test(l));
   for (const [i, f] of formats.entries()) {
     // Decode and prefill, one each per format (alternating) to bound the compile time.
-    const labels = await check({ T: i % 2 ? 1 : 9, d: 256, ff: 256, E: 3, k: 2, f }, dev);
+    const T = i % 2 ? 1 : 9;
+    const labels = await check({ T, d: 256, ff: 256, E: 3, k: 2, f }, dev);
     assert.ok(labels.some((l) => l.includes(`_${f}`)), `${f} kernels: ${labels.join(", ")}`);
+    assert.equal(blocks(labels), T === 1 && dev.caps.cpuCores > 0, labels.join(", "));
   }
-  // An IQ2_XXS file keeps some experts' W2 in IQ3_XXS; dense FFN in IQ1_M.
-  await check({ T: 1, d: 256, ff: 256, E: 3, k: 2, f: "iq2_xxs", f2: "iq3_xxs" }, dev);
+  // An IQ2_XXS file keeps some experts' W2 in IQ3_XXS (two codebook tables in one
+  // plan); dense FFN in IQ1_M.
+  const mixed = await check(
+    { T: 1, d: 256, ff: 256, E: 3, k: 2, f: "iq2_xxs", f2: "iq3_xxs" },
+    dev,
+  );
+  assert.ok(blocks(mixed), mixed.join(", "));
   await check({ T: 5, d: 256, ff: 256, E: 3, k: 2, f: "iq1_m", dense: true }, dev);
 });
 

@@ -15,6 +15,7 @@ import { quantWords } from "../ops/quant/mod.ts";
 import { BLOCK_CODECS } from "../ops/quant/block_codecs.ts";
 import { assertClose, gpu, rng } from "./_util.ts";
 import { testBlocks } from "./fixtures/quant_blocks.ts";
+import { kernelTable, type KernelTableName } from "../core/kernel_tables.ts";
 
 /** A quantized [rows, cols] weight (from random f32 through the codec) as u32 words. */
 function weight(format: QuantFormat, rows: number, cols: number, seed: number) {
@@ -183,6 +184,16 @@ const BLOCK_CASES: Record<string, [M: number, N: number, K: number, f16: boolean
       [1, 13, 192, true, /1 block an iteration, u32 loads, word offset/],
       [2, 24, 64, false, /r2x4\b.*vec4<u32> loads, word offset/],
     ],
+    // The lattice formats (`block_codecs_lattice.ts`): grid points from the kernel's
+    // constant table; 66-, 74-, 82-, 98-, 110-, 50- and 56-byte blocks.
+    ...Object.fromEntries(
+      ["iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s", "iq1_s", "iq1_m"].map((f) => [f, [
+        [1, 300, 512, false, /r1x8\b.*1 block an iteration, vec4<u32> loads/],
+        [1, 13, 256, true, /r1x4\b.*u32 loads/],
+        [3, 7, 768, false, /r3x4\b/],
+        [4, 40, 256, true, /r4x4\b/],
+      ]]),
+    ),
     q6_k: [
       [1, 296, 256, false, /r1x12\b.*vec4<u32> loads, offset at run time/],
       [1, 13, 256, true, /u32 loads, offset at run time/],
@@ -465,4 +476,77 @@ Deno.test("qmatmul on a GPU-shaped device: decode GEMVs and tiles dequantized in
   } finally {
     dev.destroy();
   }
+});
+
+Deno.test("lattice codebooks: one constant table buffer a plan, uniform on a CPU adapter, read-only storage on a GPU", async () => {
+  for (
+    const [dev, access] of [[await gpu(), "uniform"], [
+      await requestDevice({ limits: { cpuCores: 0 } }),
+      "read",
+    ]] as const
+  ) {
+    const g = new GraphBuilder();
+    const x = g.input("x", [1, 256]);
+    const wa = weight("iq2_xxs", 8, 256, 1), wb = weight("iq2_xxs", 8, 256, 2);
+    const wc = weight("iq1_s", 8, 256, 3);
+    const apply = (f: QuantFormat, name: string, len: number) =>
+      g.apply("qmatmul", [x, g.param(name, [len], "u32")], { format: f, rows: 8, cols: 256 })[0];
+    const ya = apply("iq2_xxs", "a", wa.words.length), yb = apply("iq2_xxs", "b", wb.words.length);
+    g.output("y", ya.add(yb).add(apply("iq1_s", "c", wc.words.length)));
+    const exe = compile(g.build(), dev, { params: { a: wa.words, b: wb.words, c: wc.words } });
+    try {
+      const xs = Float32Array.from({ length: 256 }, rng(5));
+      const got = (await exe.run({ x: xs })).y.data;
+      const want = expected(xs, wa.dense.map((v, i) => v + wb.dense[i] + wc.dense[i]), 1, 8, 256);
+      assertClose(got, want, 0, 2e-5 * scaleOf(want), `tables on ${access}`);
+      const plan = exe.lastPlan!;
+      const tables = plan.slots.flatMap((s, i) => s.table ? [[s.table, i] as const] : []);
+      assert.deepEqual(tables.map(([t]) => t).sort(), ["iq1s", "iq2xxs"]);
+      for (const [t, slot] of tables) {
+        assert.equal(plan.slots[slot].kind, "const");
+        const users = plan.kernels.filter((k) => k.bindings.some((b) => b.slot === slot));
+        assert.equal(users.length, t === "iq2xxs" ? 2 : 1, t);
+        for (const k of users) {
+          assert.equal(k.bindings.find((b) => b.slot === slot)!.access, access);
+          assert.match(
+            k.code,
+            access === "uniform" ? /var<uniform> table_/ : /var<storage, read> table_/,
+          );
+        }
+      }
+    } finally {
+      exe.dispose();
+      if (access === "read") dev.destroy();
+    }
+  }
+});
+
+/**
+ * SHA-256 of ggml's lattice grids (`iq2xxs_grid` … `iq1s_grid` in ggml-common.h,
+ * ggml d99724f2) as little-endian bytes, IQ1's int8 levels plus one, padded with
+ * zeros to 16 bytes: computed from ggml's source, not from Kiln.
+ */
+const GGML_GRID_SHA256: Record<KernelTableName, string> = {
+  iq2xxs: "05826b5d3e472a3a78f196be62ac78acf81df0f909626e12ab9fa2a5d490dd54",
+  iq2xs: "06e47aaca60b4dc1d9b5a3f34540437058a6b142b4d7a59d5ded769b4d1bf1de",
+  iq2s: "e1aa1473412b0552c2174c30ef22ab4073f6a181b85a17056e8249bd2932fd88",
+  iq3xxs: "46e35f5a997efdee6c99ce57854c8a0d4f0ff8ca57e5e8a60c0793ea580acf5d",
+  iq3s: "bd1af4945a1717c65610b0284e4628b9a1ba3b306fae3a06f6e5f597356e349f",
+  iq1s: "bf92c60e2ed15644d2d948b652a55624cc35699ef5c8e0337258e332f8c47b48",
+};
+
+Deno.test("kernel tables: ggml's grids as level bytes, and an unknown name refused", async () => {
+  for (const [name, want] of Object.entries(GGML_GRID_SHA256) as [KernelTableName, string][]) {
+    const t = kernelTable(name);
+    assert.equal(t.length % 4, 0, name);
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", t.slice()));
+    assert.equal(Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""), want, name);
+  }
+  // Two entries read off ggml-common.h: iq2xxs_grid[1] = 0x080808080808082b, iq3s_grid[1] = 0x01010103.
+  assert.deepEqual([...kernelTable("iq2xxs").subarray(2, 4)], [0x0808082b, 0x08080808]);
+  assert.equal(kernelTable("iq3s")[1], 0x01010103);
+  assert.throws(() => kernelTable("iq9" as "iq1s"), {
+    name: "RangeError",
+    message: /Unknown kernel table "iq9"/,
+  });
 });

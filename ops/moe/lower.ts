@@ -116,7 +116,10 @@ export function bySlabs(
   }
   const ins = new Set(ats.map((a) => `in${a!.j}`));
   const other = new Set(
-    whole.uses.map((u) => u.match(/^(in\d+|out\d+|scratch\d+)/)![1]).filter((b) => !ins.has(b)),
+    // A constant table counts too: GPUs bind it as one more storage buffer.
+    whole.uses.map((u) => u.match(/^(in\d+|out\d+|scratch\d+|table_\w+)/)![1]).filter((b) =>
+      !ins.has(b)
+    ),
   ).size;
   const slabs = ctx.slotTable ?? c.E;
   // Elements of one slab as bound: u32 words for block-quantized weights.

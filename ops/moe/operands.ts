@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { KernelTableName } from "../../core/kernel_tables.ts";
 import type { DeviceCaps, KernelSource } from "../types.ts";
 import { KernelIo } from "../wgsl/mod.ts";
 import type { MoeRole, MoeScratchBuffer } from "./config.ts";
@@ -261,6 +262,11 @@ export class MoeIo {
     const name = `moe_${b}_seg`;
     this.#fns.push(`fn ${name}(i: u32) -> ${type} {\n${lines.join("\n")}\n}`);
     return (i) => `${name}(${i})`;
+  }
+
+  /** The constant table `name` (`KernelIo.table`): a lattice weight's codebook. */
+  table(name: KernelTableName): string {
+    return this.#io.table(name);
   }
 
   /** Adds helper functions (a quantized weight's readers) to the kernel's code. */

@@ -166,7 +166,9 @@ export function expertMatrix(
   if (gemv && mode && io.whole(b) && (rows * rowBytes) % 4 === 0) {
     // Slabs follow each other without padding, so row es·rows + j addresses any slab's rows.
     const words = io.vec(b, "u32", mode.vec4 ? 4 : 1);
+    // Separately: two weights of different formats share one copy of BLOCK_HELPERS.
     io.helper(BLOCK_HELPERS);
+    if (codec.helpers) io.helper(codec.helpers((t) => io.table(t)));
     return {
       read: (i) => `${words}[${i}]`,
       bIdx: () => "0u",
@@ -180,7 +182,7 @@ export function expertMatrix(
   }
   const read = io.weight(b, "u32", 1, slabs && { ...slabs, slabElems: slabWords });
   const prefix = `moe_q${b}`;
-  io.helper(quantReaders(f, read, prefix));
+  io.helper(quantReaders(f, read, prefix, (t) => io.table(t)));
   return {
     read,
     bIdx: () => "0u",

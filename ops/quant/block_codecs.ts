@@ -2,7 +2,8 @@
  * How the block-at-a-time decode GEMV (`./block_gemv.ts`) reads each of
  * llama.cpp's block formats but Q4_K (its own loop, `./q4k_loop.ts`; IQ4_NL and
  * IQ4_XS in `./block_codecs_iq4.ts`; TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4 and NVFP4
- * in `./block_codecs_low_bit.ts`): which bytes hold a block's
+ * in `./block_codecs_low_bit.ts`; the IQ1/IQ2/IQ3 lattice formats in
+ * `./block_codecs_lattice.ts`): which bytes hold a block's
  * scales, which activations each code word multiplies, and how four codes
  * become a `vec4<f32>`. The GEMV supplies the words (each loaded once, however
  * a block straddles them); a codec only names byte offsets inside its block.
@@ -21,6 +22,8 @@ import type { QuantFormat } from "../../core/quant/formats.ts";
 import { iq4_nl, iq4_xs } from "./block_codecs_iq4.ts";
 import { LOW_BIT_HELPERS, mxfp4, nvfp4, q1_0, q2_0, tq1_0, tq2_0 } from "./block_codecs_low_bit.ts";
 import { nibbleCodec, range, use } from "./codec_parts.ts";
+import { LATTICE_CODECS, LATTICE_HELPERS } from "./block_codecs_lattice.ts";
+import type { KernelTableName } from "../../core/kernel_tables.ts";
 
 /**
  * Four codes of a block read by {@linkcode BlockBytes.codes}: each masked in
@@ -147,8 +150,11 @@ export type Affine = { readonly S: string; readonly M: string } | {
 export interface CodecChunk {
   /** Activation vec4 indices (inside the block) of each affine group. */
   readonly groups: readonly (readonly number[])[];
-  /** The code words of one weight row; `id` makes its names unique. */
-  steps(id: string, rd: BlockBytes): CodecStep[];
+  /**
+   * The code words of one weight row; `id` makes its names unique, `hid` names
+   * the row's header (as in {@linkcode BlockCodec.header}).
+   */
+  steps(id: string, rd: BlockBytes, hid: string): CodecStep[];
   /**
    * Group `g`'s map `x = S·q − M` (or `x = S·(q − off)`) for the row whose
    * header used `hid` and steps `id`.
@@ -183,6 +189,12 @@ export interface BlockCodec {
   readonly columns: readonly number[];
   /** Load a unit's words for every weight row before decoding any (faster for Q6_K only). */
   readonly prefetch?: boolean;
+  /**
+   * WGSL helpers the codec's code calls that read constant tables, given the
+   * names the kernel binds them under (`KernelIo.table`); see
+   * {@linkcode codecHelpers}.
+   */
+  readonly helpers?: (table: (name: KernelTableName) => string) => string;
   /** Lines decoding a weight row's scales of a block, once (names end in `id`). */
   header(id: string, rd: BlockBytes): string[];
   /** The block's chunks, in order. */
@@ -209,7 +221,7 @@ fn qb_b4(w: u32) -> vec4<f32> {
 fn qb_iq4(t: vec4<f32>) -> vec4<f32> {
   let p = fma(fma(vec4<f32>(0.0013247202), t, vec4<f32>(0.041216824)), t, vec4<f32>(-1.5001836));
   return round(fma(fma(p, t, vec4<f32>(24.743246)), t, vec4<f32>(-127.0436)));
-}${LOW_BIT_HELPERS}`;
+}${LOW_BIT_HELPERS}${LATTICE_HELPERS}`;
 
 const XYZW = "xyzw";
 
@@ -508,7 +520,7 @@ const q6_k: BlockCodec = {
 
 /**
  * The codecs of the formats the block GEMV reads (Q4_K has its own loop,
- * `./q4k_loop.ts`; the lattice formats are read group by group).
+ * `./q4k_loop.ts`).
  *
  * @example
  * ```ts
@@ -534,4 +546,23 @@ export const BLOCK_CODECS: Readonly<Partial<Record<QuantFormat, BlockCodec>>> = 
   q2_0,
   mxfp4,
   nvfp4,
+  ...LATTICE_CODECS,
 };
+
+/**
+ * The WGSL helpers a kernel reading `format` a block at a time needs:
+ * {@linkcode BLOCK_HELPERS} and the codec's own table readers, whose tables
+ * the kernel names through `table` (e.g. `(t) => io.table(t)`).
+ *
+ * @example
+ * ```ts
+ * import { codecHelpers } from "./block_codecs.ts";
+ * codecHelpers("iq2_xxs", (t) => `table_${t}`).includes("table_iq2xxs"); // true
+ * ```
+ */
+export function codecHelpers(
+  format: QuantFormat,
+  table: (name: KernelTableName) => string,
+): string {
+  return BLOCK_HELPERS + (BLOCK_CODECS[format]?.helpers?.(table) ?? "");
+}

@@ -1,6 +1,7 @@
 /**
  * The decode GEMV (1–4 activation rows) for every block format but Q4_K
- * (Q8_0, Q4_0/1, Q5_0/1, Q2_K, Q3_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) weights, a block at a time, in the style of the Q4_K one (`./gemv_q4k.ts`):
+ * (Q8_0, Q4_0/1, Q5_0/1, Q2_K, Q3_K, Q5_K, Q6_K, the IQ formats and ggml's
+ * newer low-bit ones) weights, a block at a time, in the style of the Q4_K one (`./gemv_q4k.ts`):
  * each invocation owns many weight rows, loads a chunk of each activation row
  * once and multiplies it into every weight row's codes, decodes a row's scales
  * once a block and folds each group's affine map in once
@@ -25,7 +26,7 @@
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import type { KernelSource } from "../types.ts";
 import { flatIndex, grid, KernelIo } from "../wgsl/mod.ts";
-import { BLOCK_CODECS, BLOCK_HELPERS, type BlockBytes, type CodecChunk } from "./block_codecs.ts";
+import { BLOCK_CODECS, type BlockBytes, type CodecChunk, codecHelpers } from "./block_codecs.ts";
 import { BlockWords, chooseWordMode, type WordMode } from "./block_words.ts";
 
 /**
@@ -145,7 +146,7 @@ function emitChunk(
     const { rd, hid } = row(c);
     const accs = new Map<string, { g: number; sv: string; bias?: string; idx: number[] }>();
     const t = (r: number, key: string) => `t${cid}_${r}_${key}`;
-    for (const st of chunk.steps(cid, rd)) {
+    for (const st of chunk.steps(cid, rd, hid)) {
       L.push(...st.lines.map((l) => `    ${l}`));
       for (const { g, a: i, q, pat, sv, bias } of st.uses) {
         const key = `${g}_${pat}`;
@@ -320,7 +321,7 @@ export function emitBlockGemv(spec: BlockGemvSpec): KernelSource {
       );
     }
   }
-  const code = `${BLOCK_HELPERS}
+  const code = `${codecHelpers(format, (t) => io.table(t))}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let inv = ${flatIndex(workgroups, WG)};

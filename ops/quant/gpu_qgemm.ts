@@ -70,7 +70,7 @@ export function emitGpuQgemm(spec: GpuQgemmSpec): KernelSource {
   const loadA = (i: string) => spec.aDirect ? `f32(${io.in(0)}[${i}])` : `f32(${io.load(0, i)})`;
   const store = (i: string, v: string) =>
     spec.cDirect ? `${io.out(0)}[${i}] = ${v};` : `${io.store(0, i, v)};`;
-  const code = `${quantReaders(format, word)}
+  const code = `${quantReaders(format, word, "q", (t) => io.table(t))}
 var<workgroup> ta: array<f32, ${TILE * KSTEP}>;
 var<workgroup> tw: array<f32, ${TILE * KSTEP}>;
 @compute @workgroup_size(256)

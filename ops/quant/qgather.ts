@@ -66,7 +66,16 @@ export const qgather: OpDef<QuantAttrs> = {
   }
   ${[0, 1, 2, 3].map((e) => `${io.store(0, `i * 4u + ${e}u`, `v[${e}]`)};`).join("\n  ")}`;
       return {
-        kernels: [flatKernel(`qgather_${format}`, n, caps, body, quantReaders(format, word), io)],
+        kernels: [
+          flatKernel(
+            `qgather_${format}`,
+            n,
+            caps,
+            body,
+            quantReaders(format, word, "q", (t) => io.table(t)),
+            io,
+          ),
+        ],
       };
     },
   },

@@ -266,7 +266,7 @@ function emitQmatmul(ctx: KernelContext<QuantAttrs>): KernelEmission {
       );
     }
   }
-  const code = `${quantReaders(format, word)}
+  const code = `${quantReaders(format, word, "q", (t) => io.table(t))}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let inv = ${flatIndex(workgroups, WG)};

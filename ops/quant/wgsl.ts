@@ -22,6 +22,7 @@ import { GGML_TYPES, type QuantFormat } from "../../core/quant/formats.ts";
 import { IQ4_LEVELS } from "../../core/quant/iq4.ts";
 import { latticeReaders } from "./wgsl_lattice.ts";
 import { lowBitReaders } from "./wgsl_low_bit.ts";
+import type { KernelTableName } from "../../core/kernel_tables.ts";
 
 /**
  * Elements per group (one affine map) of each format.
@@ -85,6 +86,8 @@ export function quantRowBytes(format: QuantFormat, k: number): number {
  * `qg(rb, g) -> vec2<f32>` gives group `g`'s `(scale, min)` of the row starting
  * at byte `rb`, and `qc(rb, g, i) -> vec4<f32>` the raw codes of its elements
  * `4i … 4i+3`. `prefix` keeps two weights' readers apart in one kernel.
+ * `table` names a constant table for the kernel (`KernelIo.table`): the lattice
+ * formats read their codebook from one, and throw without it.
  *
  * @example
  * ```ts
@@ -97,6 +100,7 @@ export function quantReaders(
   format: QuantFormat,
   word: (i: string) => string,
   prefix = "q",
+  table?: (name: KernelTableName) => string,
 ): string {
   const p = prefix;
   const common = `
@@ -140,7 +144,8 @@ fn ${p}_scmin(sb: u32, s: u32) -> vec2<f32> {
     case "iq3_s":
     case "iq1_s":
     case "iq1_m":
-      return common + latticeReaders(format, p);
+      if (!table) throw new Error(`internal: ${format} readers need the kernel's codebook table`);
+      return common + latticeReaders(format, p, table);
     case "tq1_0":
     case "tq2_0":
     case "q1_0":

@@ -7,16 +7,18 @@
  * ±1/8 shift is a group's `min`; IQ1_M's, which changes every 8 elements, is added
  * to the codes.
  *
- * The codebook is private arrays of packed points, two a word (`iq_grids.ts`): a
- * module-scope `const` indexed at run time compiles to a copy at every use (125 s
- * of LLVM for IQ1_S's 1024 words), one private array to a copy per invocation
- * (16 s); arrays of 64 words, picked by a switch, compile in ~4 s.
+ * The codebook is a constant table bound to the kernel (`core/kernel_tables.ts`:
+ * each point's levels as bytes). As WGSL constants it cost LLVM 1.6-5.5 s a kernel on
+ * lavapipe (private arrays picked by a switch; a run-time-indexed module `const`
+ * compiled to a copy at every use: 125 s for IQ1_S's 1024 words) and looked up
+ * 3-16× slower than the uniform buffer it is now.
  *
  * @module
  */
 
 import { IQ_GRIDS, type IqGridName } from "../../core/quant/iq_grids.ts";
 import type { LatticeFormat } from "../../core/quant/formats.ts";
+import type { KernelTableName } from "../../core/kernel_tables.ts";
 
 const GRID_OF: Readonly<Record<LatticeFormat, IqGridName>> = {
   iq2_xxs: "iq2xxs",
@@ -28,77 +30,19 @@ const GRID_OF: Readonly<Record<LatticeFormat, IqGridName>> = {
   iq1_m: "iq1s",
 };
 
-/** Words a private array of the codebook holds; larger arrays compile superlinearly. */
-const CHUNK = 64;
-
 /**
- * The grid's packed points (two u16 a u32) as private arrays of {@linkcode CHUNK}
- * words, and `${p}_gw(i)` reading word `i`. A qmatmul of IQ1_S (1024 words) compiles
- * in 16 s on lavapipe as one array, ~4 s as arrays of 64; IQ2_S (512) in 4.0 s and
- * 1.2 s; run times equal.
+ * Levels of elements `4h … 4h+3` of point `idx`, as WGSL: `${p}_lv(idx, h)`,
+ * from the table's level bytes (eight a point for the IQ2 and IQ1 grids, four
+ * for IQ3's, where `h` is 0; IQ1's biased by one).
  */
-function gridWords(p: string, grid: IqGridName): string {
-  const pts = IQ_GRIDS[grid].points;
-  const words: string[] = [];
-  for (let i = 0; i < pts.length; i += 2) words.push(`${(pts[i] | (pts[i + 1] << 16)) >>> 0}u`);
-  const chunks: string[] = [];
-  for (let c = 0; c * CHUNK < words.length; c++) {
-    const part = words.slice(c * CHUNK, (c + 1) * CHUNK);
-    chunks.push(
-      `var<private> ${p}_g${c}: array<u32, ${part.length}> = array<u32, ${part.length}>(${
-        part.join(",")
-      });`,
-    );
-  }
-  const n = chunks.length;
-  const read = n === 1 ? `return ${p}_g0[i];` : `switch (i / ${CHUNK}u) {
-${
-    Array.from({ length: n - 1 }, (_, c) => `    case ${c}u: { return ${p}_g${c}[i % ${CHUNK}u]; }`)
-      .join("\n")
-  }
-    default: { return ${p}_g${n - 1}[i % ${CHUNK}u]; }
-  }`;
-  return `${chunks.join("\n")}
-fn ${p}_gw(i: u32) -> u32 {
-  ${read}
+function levels(p: string, grid: IqGridName, table: string): string {
+  const i = IQ_GRIDS[grid].width === 8 ? "2u * idx + h" : "idx";
+  const bias = grid === "iq1s" ? " - vec4<f32>(1.0)" : "";
+  return `fn ${p}_lv(idx: u32, h: u32) -> vec4<f32> {
+  let i = ${i};
+  let w = ${table}[i >> 2u][i & 3u];
+  return vec4<f32>(bitcast<vec4<i32>>((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u)))${bias};
 }`;
-}
-
-/**
- * Levels of elements `4h … 4h+3` of point `idx`, as WGSL: `${p}_lv(idx, h)`.
- * IQ2 {8, 25, 43} from 2-bit indices, IQ3_XXS {4, 12, …, 52, 62} and IQ3_S
- * {1, 3, …, 15} from 3-bit ones (a whole 4-element point), IQ1 {−1, 0, 1}.
- */
-function levels(p: string, grid: IqGridName): string {
-  const point = `let w = ${p}_gw(idx >> 1u) >> (16u * (idx & 1u));`;
-  switch (grid) {
-    case "iq2xxs":
-    case "iq2xs":
-    case "iq2s":
-      return `fn ${p}_lv(idx: u32, h: u32) -> vec4<f32> {
-  ${point}
-  let c = (vec4<u32>(w) >> (vec4<u32>(0u, 2u, 4u, 6u) + 8u * h)) & vec4<u32>(3u);
-  return vec4<f32>(vec4<i32>(8u + 17u * c + (c >> vec4<u32>(1u))));
-}`;
-    case "iq3xxs":
-      return `fn ${p}_lv(idx: u32, h: u32) -> vec4<f32> {
-  ${point}
-  let c = (vec4<u32>(w) >> vec4<u32>(0u, 3u, 6u, 9u)) & vec4<u32>(7u);
-  return vec4<f32>(vec4<i32>(4u + 8u * c + 2u * (c >> vec4<u32>(2u) & c >> vec4<u32>(1u) & c & vec4<u32>(1u))));
-}`;
-    case "iq3s":
-      return `fn ${p}_lv(idx: u32, h: u32) -> vec4<f32> {
-  ${point}
-  let c = (vec4<u32>(w) >> vec4<u32>(0u, 3u, 6u, 9u)) & vec4<u32>(7u);
-  return vec4<f32>(vec4<i32>(2u * c + 1u));
-}`;
-    case "iq1s":
-      return `fn ${p}_lv(idx: u32, h: u32) -> vec4<f32> {
-  ${point}
-  let c = (vec4<u32>(w) >> (vec4<u32>(0u, 2u, 4u, 6u) + 8u * h)) & vec4<u32>(3u);
-  return vec4<f32>(vec4<i32>(c) - vec4<i32>(1));
-}`;
-  }
 }
 
 /**
@@ -107,15 +51,18 @@ function levels(p: string, grid: IqGridName): string {
  *
  * @example
  * ```ts ignore
- * const wgsl = latticeReaders("iq2_xxs", "q");
+ * const wgsl = latticeReaders("iq2_xxs", "q", (name) => `table_${name}`);
  * wgsl.includes("fn q_qc("); // true
  * ```
  */
-export function latticeReaders(format: LatticeFormat, p: string): string {
+export function latticeReaders(
+  format: LatticeFormat,
+  p: string,
+  table: (name: KernelTableName) => string,
+): string {
   const grid = GRID_OF[format];
   const shared = `
-${gridWords(p, grid)}
-${levels(p, grid)}
+${levels(p, grid, table(grid))}
 fn ${p}_u16(o: u32) -> u32 { return (${p}_w(o >> 2u) >> (8u * (o & 2u))) & 0xffffu; }
 // Sign bits j of s as ±1, for j = 4h … 4h+3.
 fn ${p}_sg(s: u32, h: u32) -> vec4<f32> {

@@ -12,10 +12,14 @@
  * - `in{j}_s{s}`: the raw array of segment s of a segmented input (see
  *   {@linkcode segmentElems}), for kernels that pick segments themselves;
  * - `out{j}_store(i, v)`: writes element i, through a fused epilogue if any;
- * - `scratch{j}`: the op's j-th scratch buffer.
+ * - `scratch{j}`: the op's j-th scratch buffer;
+ * - `table_{name}`: a constant table of `core/kernel_tables.ts` as `array<vec4<u32>, n>`
+ *   (word `i` is `table_{name}[i >> 2u][i & 3u]`), bound read-only.
  *
  * @module
  */
+
+import type { KernelTableName } from "../../core/kernel_tables.ts";
 
 /**
  * One name a kernel uses: a raw array, an accessor function or a scratch buffer.
@@ -33,7 +37,8 @@ export type KernelSymbol =
   | `in${number}_s${number}`
   | `out${number}`
   | `out${number}_store`
-  | `scratch${number}`;
+  | `scratch${number}`
+  | `table_${string}`;
 
 /**
  * Elements per segment when an operand of `elemBytes`-byte elements is larger
@@ -103,6 +108,15 @@ export class KernelIo {
   /** The op's scratch buffer `j` (`scratch{j}`). */
   scratch(j: number): string {
     return this.#use(`scratch${j}`);
+  }
+
+  /**
+   * The constant table `name` of `core/kernel_tables.ts` (`table_{name}`), an array of
+   * `vec4<u32>`: the compiler binds one buffer per plan that every kernel naming
+   * the table shares.
+   */
+  table(name: KernelTableName): string {
+    return this.#use(`table_${name}`);
   }
 
   /** Marks a name as used that the template spells out itself. */

@@ -143,7 +143,7 @@ const BLOCK_CASES: Record<string, [M: number, N: number, K: number, f16: boolean
       [3, 7, 96, false, /1 block an iteration, u32 loads, offset at run time/],
     ],
     iq4_xs: [
-      [1, 300, 512, false, /r1x16\b.*2 blocks an iteration, vec4<u32> loads,/],
+      [1, 300, 512, false, /r1x8\b.*2 blocks an iteration, vec4<u32> loads,/],
       [1, 13, 256, true, /1 block an iteration, u32 loads, word offset/],
       [4, 8, 512, false, /r4x4\b/],
     ],

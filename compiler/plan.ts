@@ -14,7 +14,7 @@ import type { Schedule } from "./passes/fuse.ts";
 import type { DeviceCaps } from "../ops/types.ts";
 import { emitGroup } from "./emit.ts";
 import { allocate } from "./memory.ts";
-import type { Plan, Work } from "./plan_types.ts";
+import type { Plan, SlotBinding, Work } from "./plan_types.ts";
 
 export type {
   BindingAccess,
@@ -89,10 +89,8 @@ export function describePlan(plan: Plan): string {
     lines.push(`activations in f16 buffers: ${values} values, ${formatBytes(bytes)}`);
   }
   plan.kernels.forEach((k, i) => {
-    const slotsUsed = k.bindings.map((b) => `${b.access === "read_write" ? "w" : "r"}#${b.slot}`)
-      .join(
-        " ",
-      );
+    const mode = (b: SlotBinding) => (b.access === "read_write" ? "w" : "r");
+    const slotsUsed = k.bindings.map((b) => `${mode(b)}#${b.slot}`).join(" ");
     lines.push(`  [${i}] ${k.label}  grid ${k.workgroups.join("x")}  bufs ${slotsUsed}`);
     for (const op of k.ops) lines.push(`        ${op}`);
   });

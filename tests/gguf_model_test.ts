@@ -2,7 +2,7 @@
  * @file GGUF files as complete models: transformers-written tiny checkpoints
  * converted to GGUF the way llama.cpp's converter does, loaded with
  * `loadModel(file.gguf)` and checked against the logits and greedy ids
- * transformers computed; quantized files (Q8_0, Q4_K, Q3_K, Q2_K, and the Q5_0 / Q5_1 / Q4_1 of a width
+ * transformers computed; quantized files (Q8_0, Q4_K, Q3_K, IQ3_XXS, and the Q5_0 / Q5_1 / Q4_1 of a width
  * that is not whole super-blocks) against the f32 model;
  * quantize-on-load against the same blocks read from a GGUF file.
  */
@@ -224,7 +224,7 @@ Deno.test("GGUF of a width that is not whole super-blocks: Q4_K â†’ Q5_0, Q5_K â
   await checkStored(dir, "q3_k", "iq4_nl", 0.25);
 });
 
-Deno.test("GGUF Q3_K runs as stored (Q3_K_M files)", async () => {
+Deno.test("GGUF Q3_K (Q3_K_M files) and IQ3_XXS run as stored", async () => {
   const dir = join(tmp, "wide256");
   await writeRandomCheckpoint(
     dir,
@@ -236,4 +236,7 @@ Deno.test("GGUF Q3_K runs as stored (Q3_K_M files)", async () => {
   // lavapipe (their kernels are checked in quant_ops_test and quant_moe_test; IQ4_NL's model
   // in the test above).
   await checkStored(dir, "q3_k", "q3_k", undefined, false);
+  // IQ3_XXS, which Kiln writes as ggml's reference quantizer does; decode too (its
+  // block GEMVs read the codebook from a constant table).
+  await checkStored(dir, "iq3_xxs", "iq3_xxs", undefined, true);
 });

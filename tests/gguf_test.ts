@@ -482,7 +482,7 @@ const cases: [string, Uint8Array, new (...a: never[]) => Error, string[]][] = [
   ["unsupported type", one({ dims: [256], type: 15 }), TypeError, [
     'tensor "w"',
     "q8_k",
-    "is not supported; Kiln reads f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, tq1_0, tq2_0, q1_0, q2_0, mxfp4, nvfp4, iq2_xxs, iq2_xs, iq2_s, iq3_xxs, iq3_s, iq1_s, iq1_m",
+    "is not supported; Kiln reads f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs, iq3_xxs, iq3_s, tq1_0, tq2_0, q1_0, q2_0, mxfp4, nvfp4, iq2_xxs, iq2_xs, iq2_s, iq1_s, iq1_m",
   ]],
   ["0 dimensions", one({ dims: [] }), RangeError, ['"w" has 0 dimensions', "expected 1 to 4"]],
   ["5 dimensions", one({ dims: [1, 1, 1, 1, 8] }), RangeError, ['"w" has 5 dimensions']],

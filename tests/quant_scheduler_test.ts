@@ -144,7 +144,7 @@ globalThis.addEventListener("unload", () => {
   } catch { /* gone */ }
 });
 
-Deno.test("expert pools of lattice files: one format a weight, a K-quant stand-in when layers differ", () => {
+Deno.test("expert pools of lattice files: one format a weight, Q2_K for IQ1/IQ2 when layers differ", () => {
   const cfg = parseConfig({
     architectures: ["MixtralForCausalLM"],
     vocab_size: 64,
@@ -169,13 +169,15 @@ Deno.test("expert pools of lattice files: one format a weight, a K-quant stand-i
   // All layers alike: kept as stored, lattice formats included.
   const same = unifyExpertFormats(cfg, formats(Array(3).fill("iq1_s"), Array(3).fill("iq2_xxs")));
   assert.deepEqual(pick(same), Array(3).fill("iq1_s/iq2_xxs"));
-  // A layer in another format: Kiln cannot requantize to IQ1/IQ2/IQ3, so the pool
-  // takes Q2_K (IQ1, IQ2) or Q3_K (IQ3) and every layer is requantized to it.
+  // A layer in another format: Kiln cannot requantize to IQ1/IQ2, so the pool takes
+  // Q2_K and every layer is requantized to it; IQ3_XXS and IQ3_S it writes, so kept.
   const mixed = unifyExpertFormats(
     cfg,
     formats(["iq2_xxs", "iq2_xxs", "q2_k"], ["iq3_xxs", "q4_k", "iq3_xxs"]),
   );
-  assert.deepEqual(pick(mixed), Array(3).fill("q2_k/q3_k"));
+  assert.deepEqual(pick(mixed), Array(3).fill("q2_k/iq3_xxs"));
+  const iq1 = unifyExpertFormats(cfg, formats(Array(3).fill("q4_k"), ["iq1_m", "q4_k", "iq1_m"]));
+  assert.deepEqual(pick(iq1), Array(3).fill("q4_k/q2_k"));
   // w3 shares w1's pool: an up projection stored otherwise makes the gate's pool Q2_K.
   const w3 = formats(Array(3).fill("iq2_xs"), Array(3).fill("iq2_xs"));
   w3[`${moePrefix(cfg, 1)}.w3`] = "q4_k";

@@ -89,6 +89,7 @@ int main(int argc, char ** argv) {
         if (fread(x.data(), sizeof(float), n, f) != (size_t) n) { fprintf(stderr, "short file\n"); return 3; }
         fclose(f);
         std::vector<uint8_t> q(ggml_row_size(t, n));
+        ggml_quantize_init(t); // the IQ formats' grids and neighbour lists
         ggml_get_type_traits(t)->from_float_ref(x.data(), q.data(), n);
         f = fopen(argv[5], "wb");
         fwrite(q.data(), 1, q.size(), f);

@@ -58,6 +58,8 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "q2_k",
   "iq4_xs",
   "iq4_nl",
+  "iq3_xxs",
+  "iq3_s",
   "mxfp4_moe",
   "mxfp4",
   "nvfp4",

@@ -26,8 +26,8 @@ export const GENERATE_USAGE = `\
                                      a GGUF's quantized weights read as stored, dequantized
                                      in the kernels; --quantize stores a folder's weights as
                                      llama.cpp blocks on load: q4_k, q5_k, q6_k, q8_0, q4_0,
-                                     q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, mxfp4,
-                                     nvfp4, q2_0, tq2_0, tq1_0, q1_0, or mxfp4_moe: MXFP4
+                                     q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, iq3_xxs,
+                                     iq3_s, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, or mxfp4_moe: MXFP4
                                      experts, Q8_0 elsewhere), computing activations in
                                      --dtype (default f32; f16 needs shader-f16); --max-seq
                                      (default: max_position_embeddings, at most 2048) bounds
@@ -133,8 +133,8 @@ export const QUANTIZE_USAGE = `\
                                      folder's weights (and its tokenizer.json) or another GGUF
                                      file's (dequantized, then requantized) in --type (q4_k,
                                      q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k,
-                                     iq4_xs, iq4_nl, mxfp4_moe, mxfp4, nvfp4, q2_0, tq2_0,
-                                     tq1_0, q1_0, f16, f32; mxfp4_moe: MXFP4 experts, Q8_0
+                                     iq4_xs, iq4_nl, iq3_xxs, iq3_s, mxfp4_moe, mxfp4, nvfp4, q2_0,
+                                     tq2_0, tq1_0, q1_0, f16, f32; mxfp4_moe: MXFP4 experts, Q8_0
                                      elsewhere, as llama-quantize's MXFP4_MOE), norms and the
                                      tensors llama.cpp keeps f32 in f32; a row that is not whole
                                      blocks falls back as llama-quantize does; --name sets

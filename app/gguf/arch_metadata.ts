@@ -86,6 +86,8 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   q6_k: 18,
   iq4_nl: 25,
   iq4_xs: 30,
+  iq3_xxs: 23,
+  iq3_s: 26,
   tq1_0: 36,
   tq2_0: 37,
   // llama.cpp names no all-MXFP4 file type: MXFP4_MOE (MXFP4 experts) is the nearest.

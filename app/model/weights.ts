@@ -306,11 +306,9 @@ export function checkUnusedTensors(cfg: ModelConfig, ckpt: WeightSource): void {
  * common), as a shared expert slot pool holds them: layers stored otherwise
  * (llama.cpp's Q4_K_M keeps some `ffn_down` in Q6_K) are requantized as they
  * load. Layers with dense experts stay dense only if all are. Kiln does not write
- * the lattice formats (IQ1/IQ2/IQ3) or the low-bit ones (TQ1_0, TQ2_0, Q1_0, Q2_0,
- * MXFP4, NVFP4), so when the most common one is such a format and the layers differ,
- * the pool holds a format of about as many bits that Kiln writes (Q2_K for IQ1, IQ2
- * and the one- and two-bit formats, Q3_K for IQ3, Q4_0 for the 4-bit floats) and
- * every layer is requantized to it.
+ * the IQ2 and IQ1 lattice formats, so when the most common one is such a format
+ * and the layers differ, the pool holds Q2_K, of about as many bits, and every
+ * layer is requantized to it.
  *
  * @example
  * ```ts ignore
@@ -332,7 +330,7 @@ export function unifyExpertFormats(cfg: ModelConfig, formats: WeightFormats): We
     if (f === undefined || isQuantizeFormat(f)) return f;
     const mixed = prefixes.some((p) => ws.some((w) => formats[`${p}.${w}`] !== f));
     if (!mixed) return f;
-    return f.startsWith("iq3") ? "q3_k" : f.endsWith("fp4") ? "q4_0" : "q2_k";
+    return "q2_k";
   };
   const f1 = writable(["w1", "w3"], common("w1")), f2 = writable(["w2"], common("w2"));
   for (const p of prefixes) {

@@ -45,6 +45,7 @@ import {
   quantizeBlockIQ4_XS,
 } from "./iq4.ts";
 import { dequantizeBlockQ6_K, quantizeBlockQ6_K } from "./q6_k.ts";
+import { quantizeBlockIQ3_S, quantizeBlockIQ3_XXS } from "./iq3_encode.ts";
 import {
   dequantizeBlockMXFP4,
   dequantizeBlockNVFP4,
@@ -73,7 +74,8 @@ import {
 type Encode = (x: Float32Array, xo: number, y: Uint8Array, yo: number) => void;
 type Decode = (b: Uint8Array, bo: number, out: Float32Array, oo: number) => void;
 
-// The lattice formats have no encoder: Kiln reads them, llama-quantize writes them.
+// IQ2 and IQ1 have no encoder: Kiln reads them, llama-quantize writes them only with
+// an importance matrix.
 const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
   q8_0: { encode: quantizeBlockQ8_0, decode: dequantizeBlockQ8_0 },
   q4_0: { encode: quantizeBlockQ4_0, decode: dequantizeBlockQ4_0 },
@@ -90,8 +92,8 @@ const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
   iq2_xxs: { decode: dequantizeBlockIQ2_XXS },
   iq2_xs: { decode: dequantizeBlockIQ2_XS },
   iq2_s: { decode: dequantizeBlockIQ2_S },
-  iq3_xxs: { decode: dequantizeBlockIQ3_XXS },
-  iq3_s: { decode: dequantizeBlockIQ3_S },
+  iq3_xxs: { encode: quantizeBlockIQ3_XXS, decode: dequantizeBlockIQ3_XXS },
+  iq3_s: { encode: quantizeBlockIQ3_S, decode: dequantizeBlockIQ3_S },
   iq1_s: { decode: dequantizeBlockIQ1_S },
   iq1_m: { decode: dequantizeBlockIQ1_M },
   tq1_0: { encode: quantizeBlockTQ1_0, decode: dequantizeBlockTQ1_0 },
@@ -106,10 +108,10 @@ const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
  * Quantizes `data` to `format`, block after block, byte for byte as llama.cpp's
  * reference quantizer for that format. `data.length` must be a whole number of
  * blocks (32 elements for `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `mxfp4`; 64 for `q2_0`,
- * `nvfp4`; 128 for `q1_0`; 256 for the K-quants, `tq1_0`, `tq2_0`) and every value
- * finite; otherwise a RangeError names the format and the length, or the index
- * of the first non-finite value. The lattice formats (IQ1/IQ2/IQ3), which Kiln reads
- * but does not write, are a RangeError naming the format.
+ * `nvfp4`; 128 for `q1_0`; 256 for the K-quants, `iq4_xs`, `iq3_xxs`, `iq3_s`, `tq1_0`,
+ * `tq2_0`) and every value finite; otherwise a RangeError names the format and the
+ * length, or the index of the first non-finite value. The IQ2 and IQ1 lattice formats,
+ * which Kiln reads but does not write, are a RangeError naming the format.
  *
  * @example
  * ```ts

@@ -39,7 +39,8 @@ export type QuantFormat =
   | LowBitFormat;
 
 /**
- * ggml's lattice formats (codebook points, `iq_lattice.ts`): read, not written.
+ * ggml's lattice formats (codebook points, `iq_lattice.ts`): read; of them Kiln
+ * writes IQ3_XXS and IQ3_S (`iq3_encode.ts`).
  *
  * @example
  * ```ts
@@ -107,7 +108,8 @@ export const LOW_BIT_FORMATS: readonly LowBitFormat[] = [
 ];
 
 /**
- * A format Kiln writes: every {@linkcode QuantFormat} but the lattice ones.
+ * A format Kiln writes: every {@linkcode QuantFormat} but the IQ2 and IQ1
+ * lattice formats.
  *
  * @example
  * ```ts
@@ -115,12 +117,12 @@ export const LOW_BIT_FORMATS: readonly LowBitFormat[] = [
  * const f: QuantizeFormat = "q4_k";
  * ```
  */
-export type QuantizeFormat = Exclude<QuantFormat, LatticeFormat>;
+export type QuantizeFormat = Exclude<QuantFormat, Exclude<LatticeFormat, "iq3_xxs" | "iq3_s">>;
 
 /**
  * The formats Kiln writes (`kiln quantize`, quantize-on-load), in a stable order:
- * every format but the lattice ones, which llama-quantize itself writes only with an
- * importance matrix.
+ * every format but the IQ2 and IQ1 lattice ones, which llama-quantize writes only
+ * with an importance matrix.
  *
  * @example
  * ```ts
@@ -142,6 +144,8 @@ export const QUANTIZE_FORMATS: readonly QuantizeFormat[] = [
   "q6_k",
   "iq4_nl",
   "iq4_xs",
+  "iq3_xxs",
+  "iq3_s",
   ...LOW_BIT_FORMATS,
 ];
 
@@ -199,8 +203,8 @@ export function choiceFormat(choice: QuantizeChoice, expert: boolean): QuantizeF
 
 /**
  * Every quantized format Kiln reads and computes with, in a stable order: the
- * {@linkcode QUANTIZE_FORMATS}, ggml's lattice formats (IQ2, IQ3, IQ1) and its
- * low-bit ones (TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4, NVFP4).
+ * {@linkcode QUANTIZE_FORMATS} (ggml's low-bit TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4,
+ * NVFP4 among them), then the lattice formats Kiln only reads (IQ2, IQ1).
  *
  * @example
  * ```ts
@@ -208,7 +212,9 @@ export function choiceFormat(choice: QuantizeChoice, expert: boolean): QuantizeF
  * QUANT_FORMATS.includes("iq2_xxs"); // true
  * ```
  */
-export const QUANT_FORMATS: readonly QuantFormat[] = [...QUANTIZE_FORMATS, ...LATTICE_FORMATS];
+export const QUANT_FORMATS: readonly QuantFormat[] = [
+  ...new Set([...QUANTIZE_FORMATS, ...LATTICE_FORMATS]),
+];
 
 /**
  * One ggml element type: its GGUF id, name and block geometry (`blockElems`
@@ -407,6 +413,8 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
   q2_k: "iq4_nl",
   q3_k: "iq4_nl",
   iq4_xs: "iq4_nl",
+  iq3_xxs: "iq4_nl",
+  iq3_s: "iq4_nl",
   q4_k: "q5_0",
   q5_k: "q5_1",
   q6_k: "q8_0",
@@ -416,7 +424,7 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
  * The format a row of `cols` elements is stored in when `format` is asked
  * for: `format` itself when the row is whole blocks, else llama-quantize's
  * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K,
- * Q3_K and IQ4_XS → IQ4_NL; TQ1_0, TQ2_0, Q1_0, Q2_0 and NVFP4 → Q4_0),
+ * Q3_K, IQ4_XS, IQ3_XXS and IQ3_S → IQ4_NL; TQ1_0, TQ2_0, Q1_0, Q2_0 and NVFP4 → Q4_0),
  * else undefined (the row stays f16/f32, as llama.cpp keeps it f16).
  *
  * @example

@@ -4,8 +4,8 @@
  * rounded to float32 as there). Every format holds 256-element super-blocks; runs
  * of 8 (IQ2, IQ1) or 4 (IQ3) elements are one point of a codebook
  * (`iq_grids.ts`), with signs stored apart (IQ2, IQ3) or a ±1/8 shift (IQ1).
- * Kiln reads these formats (llama-quantize writes them with an importance
- * matrix) and does not write them.
+ * Kiln reads these formats and writes IQ3_XXS and IQ3_S (`iq3_encode.ts`);
+ * llama-quantize writes IQ2 and IQ1 only with an importance matrix.
  *
  * Layouts (little-endian; `d` an f16 super-block scale; `ib` a 32-element block):
  * - IQ2_XXS, 66 bytes `{d; u32 pairs[8][2]}`: pair `ib` = 4 grid bytes, then

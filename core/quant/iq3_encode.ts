@@ -1,0 +1,346 @@
+/**
+ * The IQ3_XXS and IQ3_S encoders, byte for byte as ggml's reference quantizers
+ * (`quantize_row_iq3_xxs_ref`, `quantize_row_iq3_s_ref`, which llama-quantize
+ * also runs when it has no importance matrix): each 32-element sub-block takes
+ * the sign pattern of its values (IQ3_XXS: an even number of minus signs a run
+ * of 8, the cheapest value flipped to make it so), then tries 31 scales (IQ3_S:
+ * 19); at each, every run of 4 magnitudes is rounded to levels `2l + 1` and,
+ * where that point is not on the grid (256 points; IQ3_S 512), replaced by its
+ * best neighbour on the grid (weighted by `|x|`). The best scale by
+ * `(Σwxq)² / Σwq²` wins; the sub-block scales are then coded in 4 bits against
+ * the block's `d`.
+ *
+ * Arithmetic is float32 at every step, as in C (`Math.fround`), in ggml's
+ * order; the neighbour lists are built as `iq3xs_init_impl` builds them.
+ *
+ * @module
+ */
+
+import { IQ_GRIDS } from "./iq_grids.ts";
+import { nearestInt, writeF16 } from "./scalar.ts";
+
+const f = Math.fround;
+
+/** ggml's IQ3_XXS or IQ3_S grid for quantizing: point levels `2l + 1`, its map and neighbours. */
+interface Iq3Data {
+  /** Levels `2l + 1` of each point, 4 a point. */
+  readonly grid: Int8Array;
+  /** Point index of each 12-bit level-index word, or `−(offset + 1)` into `neighbours`. */
+  readonly map: Int32Array;
+  /** Per off-grid word: a count, then that many point indices, nearest first. */
+  readonly neighbours: Uint16Array;
+}
+
+const cache = new Map<"iq3xxs" | "iq3s", Iq3Data>();
+
+/**
+ * The grid, map and neighbour lists of `iq3xs_init_impl(256 | 512)`: a word
+ * off the grid lists the points at its 2 (IQ3_S: 3) smallest squared
+ * distances, ordered by distance, then index.
+ */
+function iq3Data(name: "iq3xxs" | "iq3s"): Iq3Data {
+  const hit = cache.get(name);
+  if (hit) return hit;
+  const points = IQ_GRIDS[name].points;
+  const n = points.length, want = name === "iq3xxs" ? 2 : 3;
+  const grid = new Int8Array(4 * n);
+  for (let k = 0; k < n; k++) {
+    for (let i = 0; i < 4; i++) grid[4 * k + i] = 2 * ((points[k] >> (3 * i)) & 7) + 1;
+  }
+  const map = new Int32Array(4096).fill(-1);
+  for (let k = 0; k < n; k++) map[points[k]] = k;
+  const lists: number[] = [];
+  const d2 = new Int32Array(n), order = Array.from({ length: n }, (_, j) => j);
+  for (let u = 0; u < 4096; u++) {
+    if (map[u] >= 0) continue;
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let i = 0; i < 4; i++) {
+        const d = grid[4 * j + i] - (2 * ((u >> (3 * i)) & 7) + 1);
+        s += d * d;
+      }
+      d2[j] = s;
+    }
+    order.sort((a, b) => d2[a] - d2[b] || a - b);
+    map[u] = -(lists.length + 1);
+    const at = lists.push(0) - 1;
+    let have = 1, dist = d2[order[0]];
+    for (const j of order) {
+      if (d2[j] > dist) {
+        if (have === want) break;
+        dist = d2[j];
+        have++;
+      }
+      lists.push(j);
+      lists[at]++;
+    }
+  }
+  const data = { grid, map, neighbours: Uint16Array.from(lists) };
+  cache.set(name, data);
+  return data;
+}
+
+/**
+ * ggml's `iq3_find_best_neighbour`: of the neighbours listed at `at`, the
+ * point nearest `x[xo…xo+3]` at `scale` weighted by `w`; writes its level
+ * indices to `L[xo…]`.
+ */
+function bestNeighbour(
+  d: Iq3Data,
+  at: number,
+  x: Float32Array,
+  w: Float32Array,
+  xo: number,
+  scale: number,
+  L: Int8Array,
+): void {
+  const count = d.neighbours[at];
+  let best = Infinity, index = -1;
+  for (let j = 1; j <= count; j++) {
+    const p = d.neighbours[at + j];
+    let d2 = 0;
+    for (let i = 0; i < 4; i++) {
+      const diff = f(f(scale * d.grid[4 * p + i]) - x[xo + i]);
+      d2 = f(d2 + f(f(w[xo + i] * diff) * diff));
+    }
+    if (d2 < best) {
+      best = d2;
+      index = p;
+    }
+  }
+  for (let i = 0; i < 4; i++) L[xo + i] = (d.grid[4 * index + i] - 1) >> 1;
+}
+
+/**
+ * Whether the level indices `L[o…o+3]` are a grid point; if not, they become
+ * their best neighbour's.
+ */
+function snapToGrid(
+  d: Iq3Data,
+  xval: Float32Array,
+  waux: Float32Array,
+  o: number,
+  scale: number,
+  L: Int8Array,
+): boolean {
+  let u = 0;
+  for (let i = 0; i < 4; i++) u |= L[o + i] << (3 * i);
+  const m = d.map[u];
+  if (m >= 0) return true;
+  bestNeighbour(d, -m - 1, xval, waux, o, scale, L);
+  return false;
+}
+
+/** `Σ w·x·q` and `Σ w·q²` over a sub-block with `q = 2L + 1`, in float32 as ggml sums them. */
+function sums(weight: Float32Array, xval: Float32Array, L: Int8Array): [number, number] {
+  let sumqx = 0, sumq2 = 0;
+  for (let i = 0; i < 32; i++) {
+    const w = weight[i], q = 2 * L[i] + 1;
+    sumqx = f(sumqx + f(f(w * xval[i]) * q));
+    sumq2 = f(sumq2 + f(f(w * q) * q));
+  }
+  return [sumqx, sumq2];
+}
+
+/** GROUP_MAX_EPS_IQ3_XXS: sub-blocks whose largest magnitude is below it quantize to zero. */
+const GROUP_MAX_EPS = f(1e-8);
+
+/** Scratch of one sub-block's search (ggml's stack arrays). */
+class SubBlock {
+  readonly weight = new Float32Array(32);
+  readonly waux = new Float32Array(32);
+  readonly xval = new Float32Array(32);
+  readonly L = new Int8Array(32);
+  readonly Laux = new Int8Array(32);
+  readonly onGrid = new Array<boolean>(8);
+  readonly onGridAux = new Array<boolean>(8);
+  /** Sign bits of each run of 8 (IQ3_XXS: 7 stored, the 8th implied by parity). */
+  readonly signs = new Uint8Array(4);
+}
+
+/**
+ * The search of ggml's `quantize_row_iq3_{xxs,s}_impl` for the sub-block
+ * `x[xb … xb+31]`: fills `sb.L` and `sb.signs` and returns its scale, or
+ * undefined for a sub-block ggml skips (all zero; IQ3_XXS: all below 1e-8).
+ */
+function searchSubBlock(
+  xxs: boolean,
+  d: Iq3Data,
+  x: Float32Array,
+  xb: number,
+  sb: SubBlock,
+): number | undefined {
+  const { weight, waux, xval, L, Laux, onGrid, onGridAux, signs } = sb;
+  const kMaxQ = 8;
+  for (let i = 0; i < 32; i++) weight[i] = f(x[xb + i] * x[xb + i]);
+  for (let i = 0; i < 32; i++) waux[i] = f(Math.sqrt(weight[i]));
+  for (let k = 0; k < 4; k++) {
+    let flips = 0, s = 0;
+    for (let i = 0; i < 8; i++) {
+      const v = x[xb + 8 * k + i];
+      if (v >= 0) xval[8 * k + i] = v;
+      else {
+        xval[8 * k + i] = -v;
+        flips++;
+        s |= 1 << i;
+      }
+    }
+    if (xxs && flips % 2) {
+      // An odd count: flip the value that costs least (the 8th sign is implied).
+      let imin = 0, min = f(f(weight[8 * k] * x[xb + 8 * k]) * x[xb + 8 * k]);
+      for (let i = 1; i < 8; i++) {
+        const ax = f(f(weight[8 * k + i] * x[xb + 8 * k + i]) * x[xb + 8 * k + i]);
+        if (ax < min) {
+          min = ax;
+          imin = i;
+        }
+      }
+      xval[8 * k + imin] = -xval[8 * k + imin];
+      s ^= 1 << imin;
+    }
+    signs[k] = xxs ? s & 127 : s;
+  }
+  let max = xval[0];
+  for (let i = 1; i < 32; i++) max = Math.max(max, xval[i]);
+  L.fill(0);
+  if (xxs ? max < GROUP_MAX_EPS : max === 0) return undefined;
+  let best = 0;
+  let scale = f(max / (2 * kMaxQ - 1));
+  onGrid.fill(xxs);
+  const range = xxs ? 15 : 9;
+  for (let is = -range; is <= range; is++) {
+    const id = f(f(2 * kMaxQ - 1 + f(is * f(0.2))) / max);
+    const thisScale = f(1 / id);
+    for (let k = 0; k < 8; k++) {
+      for (let i = 0; i < 4; i++) {
+        const l = nearestInt(f(0.5 * f(f(id * xval[4 * k + i]) - 1)));
+        Laux[4 * k + i] = Math.max(0, Math.min(kMaxQ - 1, l));
+      }
+      onGridAux[k] = snapToGrid(d, xval, waux, 4 * k, thisScale, Laux);
+    }
+    const [sumqx, sumq2] = sums(weight, xval, Laux);
+    if (sumq2 > 0 && f(sumqx * sumqx) > f(best * sumq2)) {
+      scale = f(sumqx / sumq2);
+      best = f(scale * sumqx);
+      L.set(Laux);
+      for (let k = 0; k < 8; k++) onGrid[k] = onGridAux[k];
+    }
+  }
+  if (onGrid.some((g) => !g) && scale > 0) {
+    const id = f(1 / scale);
+    for (let k = 0; k < 8; k++) {
+      // IQ3_S redoes every point here (ggml's `continue` is commented out there).
+      if (xxs && onGrid[k]) continue;
+      for (let i = 0; i < 4; i++) {
+        const l = nearestInt(f(0.5 * f(f(id * xval[4 * k + i]) - 1)));
+        L[4 * k + i] = Math.max(0, Math.min(kMaxQ - 1, l));
+      }
+      snapToGrid(d, xval, waux, 4 * k, scale, L);
+    }
+    const [sumqx, sumq2] = sums(weight, xval, L);
+    if (sumq2 > 0) scale = f(sumqx / sumq2);
+  }
+  if (scale < 0) {
+    // ggml: "should never happen"; the scale is coded unsigned, so flip the signs.
+    scale = -scale;
+    for (let k = 0; k < 4; k++) signs[k] = ~signs[k] & (xxs ? 127 : 255);
+  }
+  return scale;
+}
+
+/** The grid index of sub-block point `k` (its level indices must be on the grid). */
+function gridIndex(d: Iq3Data, L: Int8Array, k: number): number {
+  let u = 0;
+  for (let i = 0; i < 4; i++) u |= L[4 * k + i] << (3 * i);
+  const index = d.map[u];
+  if (index < 0) throw new Error(`internal: IQ3 point ${u} is not on the grid`);
+  return index;
+}
+
+/** The 4-bit code of sub-block scale `s` against `d`'s reciprocal `id`. */
+const scaleCode = (id: number, s: number) =>
+  Math.max(0, Math.min(15, nearestInt(f(0.5 * f(f(id * s) - 1)))));
+
+/**
+ * One IQ3_XXS block (98 bytes: f16 `d`, 64 grid indices, 8 words of signs
+ * and scale) of `x[xo … xo+255]` at `y[yo]`, as `quantize_row_iq3_xxs_ref`.
+ *
+ * @example
+ * ```ts
+ * import { quantizeBlockIQ3_XXS } from "./iq3_encode.ts";
+ * const y = new Uint8Array(98);
+ * quantizeBlockIQ3_XXS(new Float32Array(256).map((_, i) => Math.sin(i)), 0, y, 0);
+ * ```
+ */
+export function quantizeBlockIQ3_XXS(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
+  const d = iq3Data("iq3xxs");
+  const sb = new SubBlock();
+  const q3 = new Uint8Array(96);
+  const signsAndScales = new Uint32Array(8);
+  const scales = new Float32Array(8);
+  let maxScale = 0;
+  for (let ib = 0; ib < 8; ib++) {
+    const scale = searchSubBlock(true, d, x, xo + 32 * ib, sb);
+    if (scale === undefined) continue;
+    scales[ib] = scale;
+    for (let k = 0; k < 8; k++) q3[8 * ib + k] = gridIndex(d, sb.L, k);
+    const s = sb.signs;
+    signsAndScales[ib] = s[0] | (s[1] << 7) | (s[2] << 14) | (s[3] << 21);
+    maxScale = Math.max(maxScale, scale);
+  }
+  y.fill(0, yo, yo + 98);
+  if (!maxScale) return;
+  const dl = f(maxScale / 31);
+  writeF16(y, yo, f(dl * f(1.0125)));
+  const id = f(1 / dl);
+  for (let ib = 0; ib < 8; ib++) {
+    signsAndScales[ib] = (signsAndScales[ib] | (scaleCode(id, scales[ib]) << 28)) >>> 0;
+  }
+  new Uint8Array(q3.buffer, 64, 32).set(new Uint8Array(signsAndScales.buffer));
+  y.set(q3, yo + 2);
+}
+
+/**
+ * One IQ3_S block (110 bytes: f16 `d`, 64 low bytes of grid indices, 8 bytes
+ * of their ninth bits, 32 sign bytes, 4 bytes of nibble scales) of
+ * `x[xo … xo+255]` at `y[yo]`, as `quantize_row_iq3_s_ref`.
+ *
+ * @example
+ * ```ts
+ * import { quantizeBlockIQ3_S } from "./iq3_encode.ts";
+ * const y = new Uint8Array(110);
+ * quantizeBlockIQ3_S(new Float32Array(256).map((_, i) => Math.sin(i)), 0, y, 0);
+ * ```
+ */
+export function quantizeBlockIQ3_S(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
+  const d = iq3Data("iq3s");
+  const sb = new SubBlock();
+  const scales = new Float32Array(8);
+  let maxScale = 0;
+  y.fill(0, yo, yo + 110);
+  // ggml advances its index and sign pointers only past the sub-blocks it
+  // writes: after a skipped (all-zero) one, the rest sit 8 indices and 4 sign
+  // bytes early (the ninth bits stay in place). Written the same, byte for byte.
+  let qs = yo + 2, sg = yo + 74;
+  for (let ib = 0; ib < 8; ib++) {
+    const scale = searchSubBlock(false, d, x, xo + 32 * ib, sb);
+    if (scale === undefined) continue;
+    for (let k = 0; k < 8; k++) {
+      const index = gridIndex(d, sb.L, k);
+      y[qs + k] = index & 255;
+      y[yo + 66 + ib] |= (index >> 8) << k;
+    }
+    qs += 8;
+    y.set(sb.signs, sg);
+    sg += 4;
+    scales[ib] = scale;
+    maxScale = Math.max(maxScale, scale);
+  }
+  if (!maxScale) return;
+  const dl = f(maxScale / 31);
+  writeF16(y, yo, f(dl * f(1.033)));
+  const id = f(1 / dl);
+  for (let ib = 0; ib < 8; ib += 2) {
+    y[yo + 106 + ib / 2] = scaleCode(id, scales[ib]) | (scaleCode(id, scales[ib + 1]) << 4);
+  }
+}

@@ -50,9 +50,11 @@ function iq3Data(name: "iq3xxs" | "iq3s"): Iq3Data {
   const map = new Int32Array(4096).fill(-1);
   for (let k = 0; k < n; k++) map[points[k]] = k;
   const lists: number[] = [];
-  const d2 = new Int32Array(n), order = Array.from({ length: n }, (_, j) => j);
+  const d2 = new Int32Array(n);
   for (let u = 0; u < 4096; u++) {
     if (map[u] >= 0) continue;
+    // The `want` smallest distinct squared distances, ascending.
+    const near: number[] = [];
     for (let j = 0; j < n; j++) {
       let s = 0;
       for (let i = 0; i < 4; i++) {
@@ -60,19 +62,22 @@ function iq3Data(name: "iq3xxs" | "iq3s"): Iq3Data {
         s += d * d;
       }
       d2[j] = s;
+      if (near.length < want || s < near[near.length - 1]) {
+        if (near.includes(s)) continue;
+        near.push(s);
+        near.sort((a, b) => a - b);
+        if (near.length > want) near.pop();
+      }
     }
-    order.sort((a, b) => d2[a] - d2[b] || a - b);
+    // ggml's qsort by (distance, index), cut after the `want`-th distinct distance.
     map[u] = -(lists.length + 1);
     const at = lists.push(0) - 1;
-    let have = 1, dist = d2[order[0]];
-    for (const j of order) {
-      if (d2[j] > dist) {
-        if (have === want) break;
-        dist = d2[j];
-        have++;
+    for (const dist of near) {
+      for (let j = 0; j < n; j++) {
+        if (d2[j] !== dist) continue;
+        lists.push(j);
+        lists[at]++;
       }
-      lists.push(j);
-      lists[at]++;
     }
   }
   const data = { grid, map, neighbours: Uint16Array.from(lists) };

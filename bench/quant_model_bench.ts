@@ -14,7 +14,9 @@
  * the median of those (the host's speed drifts by tens of percent between
  * rounds, far less within one). Prints a markdown table for BENCHMARKS.md.
  *
- * Usage: `deno run -A bench/quant_model_bench.ts [--tokens 24] [--rounds 5]`
+ * Usage: `deno run -A bench/quant_model_bench.ts [--tokens 24] [--rounds 5] [--formats q8_0,q4_k]`
+ * (`--formats`: the formats quantized on load; Q4_K, which the scheduler rows
+ * use, is always among them).
  *
  * @module
  */
@@ -23,12 +25,20 @@ import { loadModel, type Model } from "../app/model/mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { requestDevice } from "../runtime/device.ts";
 import { MIXTRAL_100M } from "./mixtral_100m.ts";
+import { isQuantizeChoice, type QuantizeChoice } from "../core/quant/formats.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = Deno.args.indexOf(name);
   return i >= 0 ? Number(Deno.args[i + 1]) : dflt;
 };
 const TOKENS = arg("--tokens", 24), ROUNDS = arg("--rounds", 5);
+const fi = Deno.args.indexOf("--formats");
+const FORMATS: QuantizeChoice[] = [
+  ...new Set([...(fi >= 0 ? Deno.args[fi + 1].split(",") : ["q8_0"]), "q4_k"]),
+].map((f) => {
+  if (!isQuantizeChoice(f)) throw new RangeError(`--formats: unknown format ${f}`);
+  return f;
+});
 const CONFIG = MIXTRAL_100M;
 
 const dir = await Deno.makeTempDir({ prefix: "kiln_qbench_" });
@@ -41,8 +51,10 @@ try {
     ...(device.caps.f16
       ? [["f16", () => loadModel(dir, { ...base, dtype: "f16" })] as [string, () => Promise<Model>]]
       : []),
-    ["q8_0", () => loadModel(dir, { ...base, quantize: "q8_0" })],
-    ["q4_k", () => loadModel(dir, { ...base, quantize: "q4_k" })],
+    ...FORMATS.map((q): [string, () => Promise<Model>] => [
+      q,
+      () => loadModel(dir, { ...base, quantize: q }),
+    ]),
   ];
   const models: [string, Model][] = [];
   for (const [name, open] of variants) models.push([name, await open()]);

@@ -6,9 +6,10 @@
  * (each loaded once), each index picks a grid point from the kernel's constant
  * table (`core/kernel_tables.ts`: its levels as bytes; IQ1's biased by one),
  * and four level bytes become floats with a mask and a convert (`qb_b4`).
- * Signs flip the levels' float sign bits (`qb_sg`) rather than multiplying. Scales are per sub-block (IQ2_XXS, IQ3_XXS, IQ3_S, IQ1_S) or
- * per 16 elements (IQ2_XS, IQ2_S, IQ1_M); IQ1_S's ±1/8 shift is its group's
- * `M`, IQ1_M's (one a point) is added to the levels.
+ * Signs flip the levels' float sign bits (`qb_sg`) rather than multiplying.
+ * Scales are per sub-block (IQ2_XXS, IQ3_XXS, IQ3_S, IQ1_S) or per 16
+ * elements (IQ2_XS, IQ2_S, IQ1_M); IQ1_S's ±1/8 shift is its group's `M`,
+ * IQ1_M's (one a point) is added to the levels.
  *
  * @module
  */

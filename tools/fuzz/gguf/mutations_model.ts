@@ -236,8 +236,10 @@ export function tokenizerOp(r: Rng, g: RawGguf): Op | undefined {
           : `${P}tokens[${i}] = "\\u0000"`,
         refuse: how === 0,
         model: edit("tokens", (v) => {
+          // An earlier mutation of this case may have made the items something else.
+          const other = (v.items[j] as { s?: RawString }).s;
           const b = how === 0
-            ? (v.items[j] as { s: RawString }).s.bytes.slice()
+            ? other?.bytes.slice() ?? new Uint8Array(0)
             : how === 1
             ? new Uint8Array(0)
             : new Uint8Array([0]);

@@ -136,6 +136,13 @@ function snapToGrid(
   return false;
 }
 
+/**
+ * ggml's `nearest_int(0.5f·(id·v − 1))` clamped to `0 … top`: the `l` whose odd
+ * multiple `2l + 1` of `1/id` is nearest `v` (levels and sub-block scales alike).
+ */
+const oddLevel = (id: number, v: number, top: number) =>
+  Math.max(0, Math.min(top, nearestInt(f(0.5 * f(f(id * v) - 1)))));
+
 /** `Σ w·x·q` and `Σ w·q²` over a sub-block with `q = 2L + 1`, in float32 as ggml sums them. */
 function sums(weight: Float32Array, xval: Float32Array, L: Int8Array): [number, number] {
   let sumqx = 0, sumq2 = 0;
@@ -217,10 +224,7 @@ function searchSubBlock(
     const id = f(f(2 * kMaxQ - 1 + f(is * f(0.2))) / max);
     const thisScale = f(1 / id);
     for (let k = 0; k < 8; k++) {
-      for (let i = 0; i < 4; i++) {
-        const l = nearestInt(f(0.5 * f(f(id * xval[4 * k + i]) - 1)));
-        Laux[4 * k + i] = Math.max(0, Math.min(kMaxQ - 1, l));
-      }
+      for (let i = 0; i < 4; i++) Laux[4 * k + i] = oddLevel(id, xval[4 * k + i], kMaxQ - 1);
       onGridAux[k] = snapToGrid(d, xval, waux, 4 * k, thisScale, Laux);
     }
     const [sumqx, sumq2] = sums(weight, xval, Laux);
@@ -236,10 +240,7 @@ function searchSubBlock(
     for (let k = 0; k < 8; k++) {
       // IQ3_S redoes every point here (ggml's `continue` is commented out there).
       if (xxs && onGrid[k]) continue;
-      for (let i = 0; i < 4; i++) {
-        const l = nearestInt(f(0.5 * f(f(id * xval[4 * k + i]) - 1)));
-        L[4 * k + i] = Math.max(0, Math.min(kMaxQ - 1, l));
-      }
+      for (let i = 0; i < 4; i++) L[4 * k + i] = oddLevel(id, xval[4 * k + i], kMaxQ - 1);
       snapToGrid(d, xval, waux, 4 * k, scale, L);
     }
     const [sumqx, sumq2] = sums(weight, xval, L);
@@ -263,8 +264,7 @@ function gridIndex(d: Iq3Data, L: Int8Array, k: number): number {
 }
 
 /** The 4-bit code of sub-block scale `s` against `d`'s reciprocal `id`. */
-const scaleCode = (id: number, s: number) =>
-  Math.max(0, Math.min(15, nearestInt(f(0.5 * f(f(id * s) - 1)))));
+const scaleCode = (id: number, s: number) => oddLevel(id, s, 15);
 
 /**
  * One IQ3_XXS block (98 bytes: f16 `d`, 64 grid indices, 8 words of signs

@@ -1,8 +1,9 @@
 /**
  * What a run-time-indexed table costs the adapter, three ways: the lattice
  * formats' codebooks as private arrays of 64 words picked by a switch (how
- * `ops/quant/wgsl_lattice.ts` reads them today), a storage buffer, and a
- * uniform buffer. Each invocation makes `--lookups` dependent pseudo-random
+ * `ops/quant/wgsl_lattice.ts` read them until the constant tables of
+ * `core/kernel_tables.ts`), a storage buffer (what GPUs bind a table as), and
+ * a uniform buffer (what CPU adapters bind it as). Each invocation makes `--lookups` dependent pseudo-random
  * lookups into a table of `--words` u32 words (IQ2_XS's codebook is 512); the
  * pipeline's first-use time (the driver's compile) and the time a dispatch
  * takes are printed, all three side by side in one process. Raw WebGPU, no

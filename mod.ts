@@ -187,6 +187,7 @@ export {
   type QuantizeChoice,
   type QuantizeFormat,
 } from "./core/quant/mod.ts";
+export { type Quantizer, QuantPool, type QuantPoolOptions } from "./app/quantize_pool.ts";
 export {
   embedding,
   head,

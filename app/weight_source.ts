@@ -8,6 +8,7 @@
 
 import type { QuantFormat } from "../core/quant/formats.ts";
 import type { ReadDType } from "./safetensors/dtypes.ts";
+import type { Quantizer } from "./quantize_pool.ts";
 
 /**
  * One stored tensor of a {@linkcode WeightSource}.
@@ -62,4 +63,10 @@ export interface WeightSource {
   readAs(name: string, dtype: ReadDType): Promise<Float32Array | Float16Array>;
   /** Closes its files. */
   close(): void;
+  /**
+   * How tensors read as another block format are encoded (`readWeightBytes`):
+   * a worker pool's `quantize` while a model loads (see `withQuantizer`);
+   * absent, on the calling thread.
+   */
+  readonly quantizer?: Quantizer;
 }

@@ -23,16 +23,18 @@ import type { GgufEntry } from "../gguf/value.ts";
 import { isPermissionError, readJsonFile } from "../fs_errors.ts";
 import { openWeights } from "../model/source.ts";
 import { createProgress, formatBytes, type Progress } from "../progress.ts";
-import { type OptionSpec, parseCommand } from "./args.ts";
+import { intOption, type OptionSpec, parseCommand } from "./args.ts";
 import { UsageError } from "./errors.ts";
 import { modelFolder } from "./paths.ts";
 import { usage } from "./usage.ts";
+import { QuantPool } from "../quantize_pool.ts";
 
 const SPEC: OptionSpec = {
   type: { type: "string" },
   o: { type: "string" },
   out: { type: "string" },
   name: { type: "string" },
+  threads: { type: "string" },
   quiet: { type: "boolean" },
 };
 
@@ -117,11 +119,15 @@ export async function quantize(args: string[]): Promise<void> {
   if (name !== undefined && name.trim() === "") {
     throw new UsageError('quantize: --name must not be empty, got ""');
   }
+  const threads = values.threads === undefined
+    ? undefined
+    : intOption(values.threads, "threads", 1, 1, 1024);
   await modelFolder(input, "quantize");
   await checkOutput(input, out);
 
   const quiet = values.quiet === true;
   const weights = await openWeights(input);
+  using pool = new QuantPool({ threads });
   let tensors = 0;
   try {
     const { config, metadata, defaultName } = weights instanceof GgufCheckpoint
@@ -139,6 +145,7 @@ export async function quantize(args: string[]): Promise<void> {
         type: type as GgufOutType,
         metadata,
         name: name ?? defaultName,
+        quantizer: (f, x) => pool.quantize(f, x),
         onProgress: (_done, total) => {
           bar ??= createProgress({ total, label: `quantize ${type}`, unit: "tensors", quiet });
           bar.advance(1);
@@ -147,6 +154,10 @@ export async function quantize(args: string[]): Promise<void> {
       },
     );
     bar?.done();
+    // Slower, not different: say so, since a big model takes hours on one thread.
+    if (pool.fallback && !quiet) {
+      console.error(`quantize: encoded on one thread (${pool.fallback})`);
+    }
   } finally {
     weights.close();
   }

@@ -128,7 +128,7 @@ export const BUILD_USAGE = `\
  * ```
  */
 export const QUANTIZE_USAGE = `\
-  quantize DIR|FILE.gguf --type TYPE -o OUT.gguf [--name NAME] [--quiet]
+  quantize DIR|FILE.gguf --type TYPE -o OUT.gguf [--name NAME] [--threads N] [--quiet]
                                      write one GGUF file as llama.cpp would: a Hugging Face
                                      folder's weights (and its tokenizer.json) or another GGUF
                                      file's (dequantized, then requantized) in --type (q4_k,
@@ -138,7 +138,9 @@ export const QUANTIZE_USAGE = `\
                                      elsewhere, as llama-quantize's MXFP4_MOE), norms and the
                                      tensors llama.cpp keeps f32 in f32; a row that is not whole
                                      blocks falls back as llama-quantize does; --name sets
-                                     general.name; --quiet: no progress, no summary line`;
+                                     general.name; --threads: workers that encode (default:
+                                     every core; the same bytes for any count); --quiet: no
+                                     progress, no summary line`;
 
 /**
  * Usage of `kiln tokenizer`.

@@ -34,6 +34,7 @@ import { quote } from "../safetensors/header.ts";
 import type { GgufMetadataInput, GgufTensorSpec } from "./layout.ts";
 import type { GgufEntry } from "./value.ts";
 import { writeGguf } from "./writer.ts";
+import { type Quantizer, QuantPool } from "../quantize_pool.ts";
 import { GGUF_ARCH_OF, type GgufTensorPlan, ggufTensorPlans, permuteRows } from "./arch_names.ts";
 import { GGUF_FILE_TYPES, ggufArchMetadata, type GgufOutType } from "./arch_metadata.ts";
 
@@ -89,6 +90,11 @@ export interface ConvertToGgufOptions {
   onProgress?: (done: number, total: number, tensor: string) => void;
   /** Data alignment (default 32). */
   alignment?: number;
+  /**
+   * Encodes the quantized tensors (default: a {@linkcode QuantPool} on every
+   * core, closed when the file is written); the bytes are the same either way.
+   */
+  quantizer?: Quantizer;
 }
 
 /**
@@ -217,6 +223,7 @@ export async function encodeGgufTensor(
   plan: GgufTensorPlan,
   type: GgmlTypeName,
   readF32: (name: string) => Promise<Float32Array>,
+  quantizer?: Quantizer,
 ): Promise<Uint8Array> {
   const elems = plan.sourceShape.reduce((a, b) => a * b, 1);
   const slice = bytesOf(type, elems);
@@ -237,19 +244,24 @@ export async function encodeGgufTensor(
       y = new Float32Array(elems);
       for (let i = 0; i < elems; i++) y[i] = -Math.exp(x[i]);
     }
-    out.set(encode(type, y, src), e * slice);
+    out.set(await encode(type, y, src, quantizer), e * slice);
   }
   return out;
 }
 
-function encode(type: GgmlTypeName, x: Float32Array, src: string): Uint8Array {
+async function encode(
+  type: GgmlTypeName,
+  x: Float32Array,
+  src: string,
+  quantizer: Quantizer | undefined,
+): Promise<Uint8Array> {
   if (type === "f32") {
     return new Uint8Array(x.buffer.slice(x.byteOffset, x.byteOffset + x.byteLength));
   }
   if (type === "f16") return new Uint8Array(new Float16Array(x).buffer);
   if (!isQuantFormat(type)) throw new TypeError(`cannot write ${type} tensors`);
   try {
-    return quantize(type, x);
+    return quantizer ? await quantizer(type, x) : quantize(type, x);
   } catch (e) {
     throw new RangeError(`checkpoint: tensor ${quote(src)}: ${(e as Error).message}`);
   }
@@ -304,6 +316,9 @@ export async function convertToGguf(
     options.metadata,
   );
   let done = 0;
+  // Our own pool unless given an encoder; its workers start at the first quantized tensor.
+  const pool = options.quantizer ? undefined : new QuantPool();
+  const quantizer = options.quantizer ?? ((f, x) => pool!.quantize(f, x));
   const tensors: GgufTensorSpec[] = plans.map((p) => {
     const type = ggufTensorType(p, options.type);
     return {
@@ -311,7 +326,7 @@ export async function convertToGguf(
       shape: p.shape,
       type,
       data: async () => {
-        const bytes = await encodeGgufTensor(p, type, (n) => source.readF32(n));
+        const bytes = await encodeGgufTensor(p, type, (n) => source.readF32(n), quantizer);
         options.onProgress?.(++done, plans.length, p.name);
         return bytes;
       },
@@ -327,7 +342,11 @@ export async function convertToGguf(
       data: () => Promise.resolve(new Uint8Array(divisors.buffer)),
     });
   }
-  await writeGguf(out, { metadata, tensors, alignment: options.alignment });
+  try {
+    await writeGguf(out, { metadata, tensors, alignment: options.alignment });
+  } finally {
+    pool?.close();
+  }
 }
 
 /** A Mixtral's RoPE divisors (llama3 scaling) for `rope_freqs.weight`, else undefined. */

@@ -37,7 +37,8 @@ import {
   unifyExpertFormats,
   weightFormatsFor,
 } from "./weights.ts";
-import { modelTokenizer, openWeights, readModelConfig } from "./source.ts";
+import { modelTokenizer, openWeights, readModelConfig, withQuantizer } from "./source.ts";
+import { QuantPool } from "../quantize_pool.ts";
 import {
   isQuantizeChoice,
   QUANTIZE_CHOICES,
@@ -162,6 +163,11 @@ export interface LoadOptions {
    * Q8_0. A GGUF file's quantized tensors are used as stored without this option.
    */
   quantize?: QuantizeChoice;
+  /**
+   * Host threads that encode weights quantized on load (default: every logical
+   * core); the bytes are the same for any count.
+   */
+  threads?: number;
 }
 
 /**
@@ -247,8 +253,14 @@ async function load(
       }`,
     );
   }
+  const threads = options.threads;
+  if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) {
+    throw new RangeError(`loadModel: threads must be a positive integer, got ${threads}`);
+  }
+  // Workers start only if a tensor is quantized on the way; closed with the checkpoint.
+  const pool = new QuantPool({ threads: options.threads });
   const onProgress = options.onProgress;
-  const ckpt = await openWeights(dir, {
+  const stored = await openWeights(dir, {
     progress: (total) => {
       if (!onProgress) return createProgress({ total, label: "loading", quiet: options.quiet });
       let done = 0;
@@ -258,6 +270,7 @@ async function load(
       };
     },
   });
+  const ckpt = withQuantizer(stored, (f, x) => pool.quantize(f, x));
   let model: Model;
   let weightFormats: WeightFormats;
   let expertPlan: ExpertPlan | undefined;
@@ -284,6 +297,7 @@ async function load(
     }
   } catch (e) {
     ckpt.close();
+    pool.close();
     throw e;
   }
   const expertSlots = devicePlan
@@ -321,6 +335,7 @@ async function load(
     model = new Model(cfg, build, device, maxSeq, tokenizer, created, dir);
   } catch (e) {
     ckpt.close();
+    pool.close();
     throw e;
   }
   created.length = 0; // the model owns them now: its dispose destroys them
@@ -399,6 +414,7 @@ async function load(
     throw e;
   } finally {
     ckpt.close();
+    pool.close();
   }
   return model;
 }

@@ -9,6 +9,7 @@
 
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import type { WeightSource } from "../weight_source.ts";
+import type { Quantizer } from "../quantize_pool.ts";
 import { quantize } from "../../core/quant/mod.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
@@ -138,10 +139,35 @@ export async function readWeightBytes(
   if (info.format === target) return new Uint8Array(await src.readRaw(name));
   const values = await src.readAs(name, "f32") as Float32Array;
   try {
+    if (src.quantizer) return await src.quantizer(target, values);
     return quantize(target, values);
   } catch (e) {
     throw new RangeError(
       `${info.file}: tensor "${name}" cannot be quantized to ${target}: ${(e as Error).message}`,
     );
   }
+}
+
+/**
+ * A view of `src` whose tensors quantized on the way (`readWeightBytes`) are
+ * encoded by `quantizer` (a `QuantPool`'s, so on every core); the
+ * rest is `src`'s own.
+ *
+ * @example
+ * ```ts ignore
+ * import { QuantPool } from "../quantize_pool.ts";
+ * import { openWeights, readWeightBytes, withQuantizer } from "./source.ts";
+ * using pool = new QuantPool();
+ * const w = withQuantizer(await openWeights("./mixtral"), (f, x) => pool.quantize(f, x));
+ * const blocks = await readWeightBytes(w, "model.layers.0.self_attn.q_proj.weight", "q4_k");
+ * ```
+ */
+export function withQuantizer<C extends WeightSource>(src: C, quantizer: Quantizer): C {
+  return new Proxy(src, {
+    get(target, key) {
+      if (key === "quantizer") return quantizer;
+      const v = Reflect.get(target, key, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
 }

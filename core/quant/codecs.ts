@@ -71,7 +71,8 @@ import {
   quantizeBlockQ5_1,
 } from "./legacy_affine.ts";
 
-type Encode = (x: Float32Array, xo: number, y: Uint8Array, yo: number) => void;
+/** One block's encoder: the floats at `x[xo]` into the block at `y[yo]`. */
+export type Encode = (x: Float32Array, xo: number, y: Uint8Array, yo: number) => void;
 type Decode = (b: Uint8Array, bo: number, out: Float32Array, oo: number) => void;
 
 // IQ2 and IQ1 have no encoder: Kiln reads them, llama-quantize writes them only with
@@ -123,6 +124,34 @@ const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
  * ```
  */
 export function quantize(format: QuantFormat, data: Float32Array): Uint8Array<ArrayBuffer> {
+  const encode = checkQuantizable(format, data);
+  const out = new Uint8Array(quantBytes(format, data.length));
+  const { blockElems, blockBytes } = GGML_TYPES[format];
+  for (let b = 0, x = 0; x < data.length; b += blockBytes, x += blockElems) {
+    encode(data, x, out, b);
+  }
+  return out;
+}
+
+/**
+ * The checks {@linkcode quantize} makes before it writes a byte, with the same
+ * RangeErrors: a format Kiln writes, a whole number of blocks, every value
+ * finite. For callers that split the work (a worker pool encoding parts of one
+ * tensor): checked once over the whole, an error names the element's index in
+ * the whole tensor, not in a part.
+ *
+ * @example
+ * ```ts
+ * import { checkQuantizable } from "./codecs.ts";
+ * checkQuantizable("q8_0", new Float32Array(64)); // fine: two blocks
+ * try {
+ *   checkQuantizable("q8_0", new Float32Array([...new Array(31).fill(0), NaN]));
+ * } catch (e) {
+ *   (e as Error).message; // "q8_0: element 31 is NaN; only finite values quantize"
+ * }
+ * ```
+ */
+export function checkQuantizable(format: QuantFormat, data: Float32Array): Encode {
   const codec = CODECS[format];
   if (codec === undefined) throw new RangeError(`unknown quantized format ${format}`);
   const encode = codec.encode;
@@ -132,17 +161,13 @@ export function quantize(format: QuantFormat, data: Float32Array): Uint8Array<Ar
         `with an importance matrix); quantize to one of the formats Kiln writes`,
     );
   }
-  const out = new Uint8Array(quantBytes(format, data.length));
+  quantBytes(format, data.length); // a whole number of blocks, or its RangeError
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
       throw new RangeError(`${format}: element ${i} is ${data[i]}; only finite values quantize`);
     }
   }
-  const { blockElems, blockBytes } = GGML_TYPES[format];
-  for (let b = 0, x = 0; x < data.length; b += blockBytes, x += blockElems) {
-    encode(data, x, out, b);
-  }
-  return out;
+  return encode;
 }
 
 /**

@@ -58,6 +58,55 @@ Deno.test("disk tier: tiny host budgets read experts from the checkpoint, output
   }
 });
 
+/** The spill files of converted disk-tier experts now in the temporary folder. */
+async function spillFiles(): Promise<string[]> {
+  const dir = Deno.env.get("TMPDIR") ?? "/tmp";
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (/^kiln_experts_.*\.blocks$/.test(e.name)) out.push(`${dir}/${e.name}`);
+  }
+  return out;
+}
+
+Deno.test("disk tier with quantize-on-load: experts quantized once into a spill file, outputs bit-identical", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_disk_q_" });
+  try {
+    await writeTinyMixtral(dir, { config: CONFIG, seed: 4 });
+    const ref = await openTiny(dir, { quantize: "q8_0" });
+    const refLogits = (await ref.forward(MOE_PROMPT)).slice();
+    const refIds = await collectIds(ref, 12);
+    ref.dispose();
+    const probe = await openTiny(dir, { quantize: "q8_0", memoryBudget: "64GiB" });
+    const { fixedBytes: F, expertBytes: eb, experts: E } = probe.expertPlan!;
+    probe.dispose();
+    const before = await spillFiles();
+    for (const policy of ["lru", "stream"] as const) {
+      const m = await openTiny(dir, {
+        quantize: "q8_0",
+        memoryBudget: F + E * eb,
+        hostMemoryBudget: eb,
+        expertPolicy: policy,
+      });
+      let spill: string[];
+      try {
+        const onDisk = m.expertPlan!.disk.reduce((a, r) => a + r.length, 0);
+        assert.ok(onDisk > 0);
+        spill = (await spillFiles()).filter((f) => !before.includes(f));
+        assert.equal(spill.length, 1, "one spill file while the model lives");
+        assert.equal((await Deno.stat(spill[0])).size, onDisk * eb, "each disk expert's blocks");
+        assertBitsEqual(await m.forward(MOE_PROMPT), refLogits, `prefill logits, ${policy}`);
+        assert.deepEqual(await collectIds(m, 12), refIds, `ids, ${policy}`);
+        assert.ok(m.experts!.stats.diskBytesRead > 0);
+      } finally {
+        m.dispose();
+      }
+      await assert.rejects(() => Deno.stat(spill[0]), Deno.errors.NotFound, "removed on dispose");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("disk tier: a Jamba model (streamed, Mamba state) reads its experts from disk", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kiln_disk_jamba_" });
   try {

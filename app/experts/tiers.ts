@@ -5,8 +5,10 @@
  * COPY_SRC`: host-visible memory, outside the GPU budget) copied into a slot by
  * a command; the disk tier reads an expert from the safetensors files by
  * offset, converted to the compute dtype, and writes it into its slot
- * (`queue.writeBuffer`). What to move when is the scheduler's business
- * (`scheduler.ts`).
+ * (`queue.writeBuffer`); disk-tier experts the slot pool holds as blocks of a
+ * format the checkpoint does not store them in are quantized once at load into
+ * a spill file (`spill.ts`) and read from there. What to move when is the
+ * scheduler's business (`scheduler.ts`).
  *
  * @module
  */
@@ -19,6 +21,7 @@ import type { ExpertPlan } from "./placement.ts";
 import { readWeightBytes, type WeightSource } from "../model/source.ts";
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import type { ReadDType } from "../safetensors/mod.ts";
+import { ExpertSpill } from "./spill.ts";
 
 /**
  * One of an expert's three weights (SwiGLU: gate `w1`, up `w3`, down `w2`).
@@ -85,6 +88,9 @@ export class ExpertTiers {
   readonly #targets: readonly (ReadDType | QuantFormat)[];
   /** Open checkpoint experts are read from (closed by `dispose`). */
   #ckpt?: WeightSource;
+  /** Converted disk-tier experts, and each one's offset in it. */
+  #spill?: ExpertSpill;
+  readonly #spilled: (number | undefined)[][] = [];
 
   private constructor(
     dev: GpuDevice,
@@ -193,6 +199,18 @@ export class ExpertTiers {
         }
         buf.unmap();
       }
+      for (const e of plan.disk[l] ?? []) {
+        if (!this.#converted(l, e)) continue;
+        this.#spill ??= await ExpertSpill.create();
+        const slab = new Uint8Array(this.expertBytes);
+        let off = 0;
+        for (const [j, w] of WEIGHTS.entries()) {
+          const data = await this.#tensor(l, e, w, j);
+          slab.set(data, off);
+          off += data.byteLength;
+        }
+        (this.#spilled[l] ??= [])[e] = await this.#spill.append(slab);
+      }
     }
   }
 
@@ -276,10 +294,35 @@ export class ExpertTiers {
    */
   async read(l: number, e: number, slot: number): Promise<void> {
     const q = this.#dev.device.queue;
+    const at = this.#spilled[l]?.[e];
+    if (at !== undefined) {
+      const slab = new Uint8Array(this.expertBytes);
+      await this.#spill!.read(at, slab);
+      let off = 0;
+      for (let j = 0; j < 3; j++) {
+        const n = this.slabBytes[j];
+        q.writeBuffer(this.#pool[j], slot * n, slab, off, n);
+        off += n;
+      }
+      return;
+    }
     for (const [j, w] of WEIGHTS.entries()) {
       const n = this.slabBytes[j];
       q.writeBuffer(this.#pool[j], slot * n, await this.#tensor(l, e, w, j));
     }
+  }
+
+  /**
+   * Whether expert (l, e) is stored in another form than the pool's blocks, so
+   * that reading it means quantizing it.
+   */
+  #converted(l: number, e: number): boolean {
+    return WEIGHTS.some((w, j) => {
+      const target = this.#targets[j];
+      if (target === "f32" || target === "f16") return false;
+      const name = this.#name(l, e, w);
+      return !this.#ckpt!.has(name) || this.#ckpt!.info(name).format !== target;
+    });
   }
 
   /** One weight of an expert from the checkpoint, as bytes, size-checked. */
@@ -319,5 +362,8 @@ export class ExpertTiers {
     this.#host.length = 0;
     this.#ckpt?.close();
     this.#ckpt = undefined;
+    this.#spill?.close();
+    this.#spill = undefined;
+    this.#spilled.length = 0;
   }
 }

@@ -1,0 +1,65 @@
+/**
+ * The K-quants' searched fits (make_qkx2_quants: Q2_K, Q4_K, Q5_K) against
+ * llama.cpp's on 360 super-blocks in nine styles — uniform, narrow, sparse,
+ * positive, eighths (exact ties), outliers, 1e-20-scaled, cubed, negative — so
+ * that the trial grids Kiln skips (those whose closed-form error bound says
+ * they cannot win, or that repeat the best fit's codes) are ones ggml's full
+ * search would not have kept either.
+ */
+import assert from "node:assert/strict";
+import { quantize } from "../core/quant/codecs.ts";
+import { mulberry32 } from "../core/random.ts";
+
+// SHA-256 of ggml d99724f2's quantize_row_*_ref output for `input()`
+// (tools/ggml_reference.ts's `quantize`, gcc 12 -O2 on x86-64).
+const GGML: Record<"q4_k" | "q5_k" | "q2_k", string> = {
+  q4_k: "44c9465671dbef77a2f5ae6d4bdcc3eeaaf35a703a0359914082b515d05f53d7",
+  q5_k: "e86221f2ffae00c5f9b6a624e51216550817fa108cb8d9035f460656f2db9a46",
+  q2_k: "2ae902549d56ae2bae68db79deb291fee03c72c49be06edbadc754232c962dd5",
+};
+
+function input(): Float32Array {
+  const r = mulberry32(20261206);
+  const x = new Float32Array(256 * 9 * 40);
+  for (let i = 0; i < x.length; i++) {
+    const u = r();
+    switch (Math.floor(i / 256) % 9) {
+      case 0:
+        x[i] = (u - 0.5) * 4;
+        break;
+      case 1:
+        x[i] = (u + r() + r() - 1.5) * 0.02;
+        break;
+      case 2:
+        x[i] = u < 0.85 ? 0 : r() - 0.5;
+        break;
+      case 3:
+        x[i] = u * 3 + 0.5;
+        break;
+      case 4:
+        x[i] = Math.round((u - 0.5) * 16) / 8;
+        break;
+      case 5:
+        x[i] = u < 0.02 ? (r() - 0.5) * 300 : u - 0.5;
+        break;
+      case 6:
+        x[i] = (u - 0.5) * 1e-20;
+        break;
+      case 7:
+        x[i] = (u - 0.5) ** 3 * 1e4;
+        break;
+      default:
+        x[i] = -u * 7;
+    }
+  }
+  return x;
+}
+
+Deno.test("K-quant searches: 360 super-blocks in nine styles, the bytes llama.cpp writes", async () => {
+  const x = input();
+  for (const [format, want] of Object.entries(GGML) as [keyof typeof GGML, string][]) {
+    const q = quantize(format, x);
+    const sha = new Uint8Array(await crypto.subtle.digest("SHA-256", q));
+    assert.equal(Array.from(sha, (b) => b.toString(16).padStart(2, "0")).join(""), want, format);
+  }
+});

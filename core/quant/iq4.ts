@@ -49,32 +49,40 @@ export const IQ4_LEVELS: readonly number[] = [
   113,
 ];
 
-/** `best_index_int8`: the level nearest `x` (ties to the upper one). */
-function bestIndex(x: number): number {
-  const v = IQ4_LEVELS;
-  if (x <= v[0]) return 0;
-  if (x >= v[15]) return 15;
-  let ml = 0, mu = 15;
-  while (mu - ml > 1) {
-    const mav = (ml + mu) >> 1;
-    if (x < v[mav]) mu = mav;
-    else ml = mav;
-  }
-  return f(x - v[mu - 1]) < f(v[mu] - x) ? mu - 1 : mu;
+const LEVELS = new Int32Array(IQ4_LEVELS);
+/** For each integer i in [−127, 112], the k with LEVELS[k] ≤ i < LEVELS[k + 1] (at index i + 127). */
+const BELOW = new Uint8Array(240);
+for (let i = -127, k = 0; i <= 112; i++) {
+  while (LEVELS[k + 1] <= i) k++;
+  BELOW[i + 127] = k;
 }
 
-/** Σ w·q·x and Σ w·q² of the 32 values at `x[xo]` on the grid `1/id`, w = x². */
-function sums(x: Float32Array, xo: number, id: number, L?: Uint8Array, lo = 0): [number, number] {
+/**
+ * `best_index_int8`: the level nearest `x` (ties to the upper one). ggml's
+ * binary search ends on the two levels around `x`; every gap between levels
+ * spans whole integers, so `floor(x)` finds the lower one.
+ */
+function bestIndex(x: number): number {
+  if (x <= -127) return 0;
+  if (x >= 113) return 15;
+  const k = BELOW[Math.floor(x) + 127];
+  return f(x - LEVELS[k]) < f(LEVELS[k + 1] - x) ? k : k + 1;
+}
+
+/** What {@linkcode sums} leaves: Σ w·q·x and Σ w·q² (two numbers, no array a call). */
+let sumQX = 0, sumQ2 = 0;
+
+/** Σ w·q·x and Σ w·q² (into sumQX, sumQ2) of the 32 values at `x[xo]` on the grid `1/id`, w = x². */
+function sums(x: Float32Array, xo: number, id: number): void {
   let sumqx = 0, sumq2 = 0;
   for (let j = 0; j < 32; j++) {
     const xj = x[xo + j];
-    const l = bestIndex(f(id * xj));
-    if (L) L[lo + j] = l;
-    const q = IQ4_LEVELS[l], w = f(xj * xj);
+    const q = LEVELS[bestIndex(f(id * xj))], w = f(xj * xj);
     sumqx = f(sumqx + f(f(w * q) * xj));
     sumq2 = f(sumq2 + f(f(w * q) * q));
   }
-  return [sumqx, sumq2];
+  sumQX = sumqx;
+  sumQ2 = sumq2;
 }
 
 // Scratch for one block; the codecs are synchronous, so one set serves all calls.
@@ -90,11 +98,12 @@ function fitBlock(x: Float32Array, xo: number): number {
   const max = signedAbsMax(x, xo, 32);
   if (Math.abs(max) < GROUP_MAX_EPS) return 0;
   const d0 = f(-max / IQ4_LEVELS[0]);
-  let [sumqx, sumq2] = sums(x, xo, f(1 / d0), L, 0);
-  let d = sumq2 > 0 ? f(sumqx / sumq2) : 0;
-  let best = f(d * sumqx);
+  sums(x, xo, f(1 / d0));
+  let d = sumQ2 > 0 ? f(sumQX / sumQ2) : 0;
+  let best = f(d * sumQX);
   for (let itry = -7; itry <= 7; itry++) {
-    [sumqx, sumq2] = sums(x, xo, f((itry + IQ4_LEVELS[0]) / max));
+    sums(x, xo, f((itry + IQ4_LEVELS[0]) / max));
+    const sumqx = sumQX, sumq2 = sumQ2;
     if (sumq2 > 0 && f(sumqx * sumqx) > f(best * sumq2)) {
       d = f(sumqx / sumq2);
       best = f(d * sumqx);

@@ -22,6 +22,9 @@ const TENTH = f(0.1);
 // Scratch for one super-block; the codecs are synchronous, so one set serves all calls.
 const L = new Uint8Array(256);
 const scales = new Float32Array(16);
+/** Each value's weight x² and x²·x (float32), taken once for the 19 trial grids. */
+const ws = new Float32Array(16);
+const wxs = new Float32Array(16);
 
 /**
  * `make_qx_quants(16, 32, x, L, 1, NULL)`: signed codes for the 16 values at
@@ -45,7 +48,9 @@ function makeQxQuants(x: Float32Array, xo: number, lo: number): number {
     const l = Math.max(-nmax, Math.min(nmax - 1, nearestInt(f(iscale * xi))));
     L[lo + i] = l + nmax;
     const w = f(xi * xi);
-    sumlx = f(sumlx + f(f(w * xi) * l));
+    ws[i] = w;
+    wxs[i] = f(w * xi);
+    sumlx = f(sumlx + f(wxs[i] * l));
     suml2 = f(suml2 + f(f(w * l) * l));
   }
   let scale = suml2 !== 0 ? f(sumlx / suml2) : 0;
@@ -56,11 +61,9 @@ function makeQxQuants(x: Float32Array, xo: number, lo: number): number {
     sumlx = 0;
     suml2 = 0;
     for (let i = 0; i < n; i++) {
-      const xi = x[xo + i];
-      const l = Math.max(-nmax, Math.min(nmax - 1, nearestInt(f(iscale * xi))));
-      const w = f(xi * xi);
-      sumlx = f(sumlx + f(f(w * xi) * l));
-      suml2 = f(suml2 + f(f(w * l) * l));
+      const l = Math.max(-nmax, Math.min(nmax - 1, nearestInt(f(iscale * x[xo + i]))));
+      sumlx = f(sumlx + f(wxs[i] * l));
+      suml2 = f(suml2 + f(f(ws[i] * l) * l));
     }
     if (suml2 > 0 && f(sumlx * sumlx) > f(best * suml2)) {
       for (let i = 0; i < n; i++) {

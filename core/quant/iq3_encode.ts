@@ -85,6 +85,9 @@ function iq3Data(name: "iq3xxs" | "iq3s"): Iq3Data {
   return data;
 }
 
+/** Scratch of {@linkcode bestNeighbour}: `scale·v` at index v. */
+const scaled = new Float64Array(16);
+
 /**
  * ggml's `iq3_find_best_neighbour`: of the neighbours listed at `at`, the
  * point nearest `x[xo…xo+3]` at `scale` weighted by `w`; writes its level
@@ -100,14 +103,23 @@ function bestNeighbour(
   L: Int8Array,
 ): void {
   const count = d.neighbours[at];
+  const x0 = x[xo], x1 = x[xo + 1], x2 = x[xo + 2], x3 = x[xo + 3];
+  const w0 = w[xo], w1 = w[xo + 1], w2 = w[xo + 2], w3 = w[xo + 3];
+  // scale·v for the grid's values (the odd levels 1…15), once a call, not once a term.
+  for (let v = 1; v < 16; v += 2) scaled[v] = f(scale * v);
+  const grid = d.grid, nb = d.neighbours;
   let best = Infinity, index = -1;
   for (let j = 1; j <= count; j++) {
-    const p = d.neighbours[at + j];
-    let d2 = 0;
-    for (let i = 0; i < 4; i++) {
-      const diff = f(f(scale * d.grid[4 * p + i]) - x[xo + i]);
-      d2 = f(d2 + f(f(w[xo + i] * diff) * diff));
-    }
+    const p = nb[at + j], g = 4 * p;
+    // d2 starts at 0 in ggml, so its first sum is the first term.
+    const e0 = f(scaled[grid[g]] - x0);
+    let d2 = f(f(w0 * e0) * e0);
+    const e1 = f(scaled[grid[g + 1]] - x1);
+    d2 = f(d2 + f(f(w1 * e1) * e1));
+    const e2 = f(scaled[grid[g + 2]] - x2);
+    d2 = f(d2 + f(f(w2 * e2) * e2));
+    const e3 = f(scaled[grid[g + 3]] - x3);
+    d2 = f(d2 + f(f(w3 * e3) * e3));
     if (d2 < best) {
       best = d2;
       index = p;

@@ -3,7 +3,8 @@
  * format Kiln writes, at sizes that split unevenly over the workers; errors
  * naming the element's index in the whole tensor; a worker that cannot start
  * leaving the work to the calling thread (same bytes, the reason kept); and
- * `kiln quantize --threads` writing the same file for any count.
+ * `kiln quantize --threads` writing the same file, and quantize-on-load giving
+ * the same logits, for any count.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -13,6 +14,8 @@ import { mulberry32 } from "../core/random.ts";
 import { QuantPool } from "../app/quantize_pool.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { kiln } from "./cli_util.ts";
+import { writeTinyMixtral } from "./fixtures/tiny_checkpoints.ts";
+import { assertBitsEqual, MOE_PROMPT, openTiny } from "./_util.ts";
 
 const WRITTEN = QUANT_FORMATS.filter((f) => {
   try {
@@ -120,6 +123,30 @@ Deno.test("kiln quantize --threads: the same file for 1 and 3 threads; a bad cou
     const r = await kiln("quantize", model, "--type", "q4_k", "--threads", "0", "-o", "x.gguf");
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^kiln: --threads must be an integer in \[1, 1024\], got 0\n/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadModel quantize-on-load: the same logits encoded on 1 thread and on 3", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_pool_load_" });
+  try {
+    // Experts of 1024×64 = 65,536 values: over the size the pool splits.
+    await writeTinyMixtral(dir, { config: { hidden_size: 64, intermediate_size: 1024 }, seed: 8 });
+    const logits: Float32Array[] = [];
+    for (const threads of [1, 3]) {
+      const m = await openTiny(dir, { quantize: "q8_0", threads });
+      try {
+        logits.push((await m.forward(MOE_PROMPT)).slice());
+      } finally {
+        m.dispose();
+      }
+    }
+    assertBitsEqual(logits[1], logits[0], "logits");
+    await assert.rejects(() => openTiny(dir, { quantize: "q8_0", threads: 0 }), {
+      name: "RangeError",
+      message: "loadModel: threads must be a positive integer, got 0",
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

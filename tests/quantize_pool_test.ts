@@ -49,6 +49,12 @@ Deno.test("QuantPool: every format Kiln writes, the same bytes as quantize on on
     assert.deepEqual(x, copy, `${f}: the caller's tensor is left as it was`);
   }
   assert.equal(pool.fallback, undefined);
+  // Calls in flight together: each has its own shared copy, the parts interleave in the queue.
+  const xs = (["q4_k", "q8_0", "iq4_xs"] as const).map((f, i) =>
+    [f, tensor(f, 700, 40 + i)] as const
+  );
+  const together = await Promise.all(xs.map(([f, x]) => pool.quantize(f, x)));
+  xs.forEach(([f, x], i) => assert.deepEqual(together[i], quantize(f, x), `${f}, concurrent`));
 });
 
 Deno.test("QuantPool: bad input is quantize's RangeError, indexed in the whole tensor", async () => {

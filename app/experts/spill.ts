@@ -34,10 +34,13 @@ export class ExpertSpill {
   size = 0;
   #file: Deno.FsFile | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  /** Removes the file if the process ends before `close` (a model never disposed). */
+  #onUnload = () => this.close();
 
   private constructor(path: string, file: Deno.FsFile) {
     this.path = path;
     this.#file = file;
+    globalThis.addEventListener("unload", this.#onUnload);
   }
 
   /** A new empty spill file in `dir` (default: the system's temporary folder). */
@@ -64,9 +67,10 @@ export class ExpertSpill {
     return this.#serial((file) => readFully(file, this.path, offset, dst, "a spilled expert"));
   }
 
-  /** Closes and removes the file. */
+  /** Closes and removes the file (also done when the process exits normally without it). */
   close(): void {
     if (!this.#file) return;
+    globalThis.removeEventListener("unload", this.#onUnload);
     this.#file.close();
     this.#file = undefined;
     try {

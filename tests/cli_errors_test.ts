@@ -57,6 +57,7 @@ Deno.test("kiln CLI: bad input and least privilege", async (t) => {
           [gen("--top-p", "2"), /^kiln: --top-p must be in \(0, 1\], got 2$/],
           [gen("--top-p", "0"), /^kiln: --top-p must be in \(0, 1\], got 0$/],
           [gen("--dtype", "f64"), /^kiln: generate: --dtype must be f32 or f16, got "f64"$/],
+          [gen("--threads", "0"), /^kiln: --threads must be an integer in \[1, 1024\], got 0$/],
           // Without --gpu-memory no expert cache runs: nothing would be written, silently.
           [
             gen("--heatmap", join(root, "usage.svg")),

@@ -50,6 +50,7 @@ const SPEC: OptionSpec = {
   prefetch: { type: "string" },
   dtype: { type: "string" },
   quantize: { type: "string" },
+  threads: { type: "string" },
 };
 
 const POLICIES = ["lru", "lfu", "stream", "naive"] as const;
@@ -122,6 +123,9 @@ export async function generate(args: string[]): Promise<void> {
   const quantize = values.quantize === undefined
     ? undefined
     : choiceOption(values.quantize, "quantize", QUANTIZE_CHOICES);
+  const threads = values.threads === undefined
+    ? undefined
+    : intOption(values.threads, "threads", 1, 1, 1024);
   const dir = await modelFolder(modelPath, "generate --model");
   if (heatmap !== undefined) await checkWritable(heatmap, "--heatmap");
   if (on("save-routing-stats")) {
@@ -147,6 +151,7 @@ export async function generate(args: string[]): Promise<void> {
       prefetch,
       dtype,
       quantize,
+      threads,
     });
     try {
       await run(model, str("prompt")!, options, maxSeq, {

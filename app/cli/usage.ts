@@ -20,7 +20,7 @@ export const GENERATE_USAGE = `\
            [--read-every N] [--stats] [--quiet] [--progress] [--gpu-memory 2GiB]
            [--policy lru|lfu|stream|naive] [--heatmap FILE.svg] [--save-routing-stats]
            [--devices N] [--host-memory 8GiB] [--prefetch temporal|lookahead|both]
-           [--dtype f32|f16] [--quantize FORMAT]
+           [--dtype f32|f16] [--quantize FORMAT] [--threads N]
                                      stream text from a Hugging Face model folder or a GGUF
                                      file (default: the model Kiln trained, assets/default_model/;
                                      a GGUF's quantized weights read as stored, dequantized
@@ -35,8 +35,9 @@ export const GENERATE_USAGE = `\
                                      only with --allow-long; --gpu-memory caches (lru, lfu) or
                                      streams experts that do not fit; --host-memory keeps the
                                      rest in the checkpoint files; --devices N splits the
-                                     experts over N GPU devices; --progress shows prefill and
-                                     decode progress on stderr (always on a terminal)`;
+                                     experts over N GPU devices; --threads: workers that encode
+                                     --quantize's blocks (default: every core); --progress shows
+                                     prefill and decode progress on stderr (always on a terminal)`;
 
 /**
  * Usage of `kiln inspect`.

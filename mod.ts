@@ -215,7 +215,9 @@ export {
 export {
   convertToGguf,
   type ConvertToGgufOptions,
+  GGUF_MIXES,
   type GgufMappedTensor,
+  type GgufMix,
   type GgufModel,
   type GgufOutType,
   type HfTensorSource,

@@ -32,8 +32,21 @@ export interface RandomCheckpoint {
   readonly bytes: number;
 }
 
-/** Checkpoint tensor name → HF shape, in graph parameter order. */
-function tensorShapes(config: Record<string, unknown>): Map<string, number[]> {
+/**
+ * Checkpoint tensor name → HF shape, in graph parameter order: the tensors a
+ * checkpoint of `config` holds (what {@linkcode writeRandomCheckpoint} writes).
+ *
+ * @example
+ * ```ts
+ * import { tensorShapes } from "./random_weights.ts";
+ * const shapes = tensorShapes({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 8, hidden_size: 4, state_size: 2,
+ *   num_hidden_layers: 1, conv_kernel: 2, time_step_rank: 1,
+ * });
+ * shapes.get("backbone.embeddings.weight"); // [8, 4]
+ * ```
+ */
+export function tensorShapes(config: Record<string, unknown>): Map<string, number[]> {
   const cfg = parseConfig(config);
   // A one-token graph is enough to enumerate the parameters; nothing is allocated.
   const graph = buildCausalLM(cfg, { mode: "prefill", maxSeq: 1, maxNew: 1 });

@@ -48,6 +48,15 @@ const SPEC: OptionSpec = {
  * ```
  */
 export const QUANTIZE_TYPES: readonly GgufOutType[] = [
+  "q4_k_m",
+  "q4_k_s",
+  "q5_k_m",
+  "q5_k_s",
+  "q3_k_m",
+  "q3_k_s",
+  "q3_k_l",
+  "iq3_m",
+  "iq3_xs",
   "q4_k",
   "q5_k",
   "q6_k",

@@ -132,7 +132,11 @@ export const QUANTIZE_USAGE = `\
   quantize DIR|FILE.gguf --type TYPE -o OUT.gguf [--name NAME] [--threads N] [--quiet]
                                      write one GGUF file as llama.cpp would: a Hugging Face
                                      folder's weights (and its tokenizer.json) or another GGUF
-                                     file's (dequantized, then requantized) in --type (q4_k,
+                                     file's (dequantized, then requantized) in --type: one of
+                                     llama-quantize's mixes (q4_k_m, q4_k_s, q5_k_m, q5_k_s,
+                                     q3_k_m, q3_k_s, q3_k_l, iq3_m, iq3_xs: some tensors in more
+                                     bits, as llama-quantize picks them), or one format for every
+                                     matrix (q4_k,
                                      q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k,
                                      iq4_xs, iq4_nl, iq3_xxs, iq3_s, mxfp4_moe, mxfp4, nvfp4, q2_0,
                                      tq2_0, tq1_0, q1_0, f16, f32; mxfp4_moe: MXFP4 experts, Q8_0

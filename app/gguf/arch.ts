@@ -70,8 +70,10 @@ export {
   encodeGgufTensor,
   ggufTensorsFromHf,
   ggufTensorType,
+  ggufTensorTypes,
   type HfTensorSource,
 } from "./arch_convert.ts";
+export { GGUF_MIXES, type GgufMix, isGgufMix, MIX_BASE, mixTensorTypes } from "./quant_mix.ts";
 
 /**
  * One Hugging Face tensor of a GGUF model.

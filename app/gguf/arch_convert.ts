@@ -35,6 +35,7 @@ import type { GgufMetadataInput, GgufTensorSpec } from "./layout.ts";
 import type { GgufEntry } from "./value.ts";
 import { writeGguf } from "./writer.ts";
 import { type Quantizer, QuantPool } from "../quantize_pool.ts";
+import { isGgufMix, mixTensorTypes } from "./quant_mix.ts";
 import { GGUF_ARCH_OF, type GgufTensorPlan, ggufTensorPlans, permuteRows } from "./arch_names.ts";
 import { GGUF_FILE_TYPES, ggufArchMetadata, type GgufOutType } from "./arch_metadata.ts";
 
@@ -193,11 +194,37 @@ export function ggufTensorsFromHf(
  * ```
  */
 export function ggufTensorType(plan: GgufTensorPlan, type: GgufOutType): GgmlTypeName {
+  if (isGgufMix(type)) {
+    throw new TypeError(
+      `ggufTensorType: ${type} is a mix whose types depend on the whole model; use ggufTensorTypes`,
+    );
+  }
   if (type === "f32" || plan.keepF32) return "f32";
   if (type === "f16") return "f16";
   // MXFP4_MOE: the stacked experts (3-D) in MXFP4, every other matrix in Q8_0.
   const format = choiceFormat(type, plan.shape.length === 3);
   return fitFormat(format, plan.shape[plan.shape.length - 1]) ?? "f16";
+}
+
+/**
+ * The ggml type of each GGUF tensor of `plans` (file order) when the file's
+ * type is `type`: {@linkcode ggufTensorType} for one type throughout, and
+ * llama-quantize's per-tensor choices for a mix (`mixTensorTypes`).
+ *
+ * @example
+ * ```ts ignore
+ * import { ggufTensorsFromHf, ggufTensorTypes } from "./arch_convert.ts";
+ * const plans = ggufTensorsFromHf(config, ckpt.tensors);
+ * ggufTensorTypes(plans, "q4_k_m", config); // per tensor: "q4_k", "q6_k", "f32"…
+ * ```
+ */
+export function ggufTensorTypes(
+  plans: readonly GgufTensorPlan[],
+  type: GgufOutType,
+  config: Record<string, unknown>,
+): GgmlTypeName[] {
+  if (isGgufMix(type)) return mixTensorTypes(plans, type, config);
+  return plans.map((p) => ggufTensorType(p, type));
 }
 
 /** Bytes of `elems` elements of `type`. */
@@ -316,11 +343,12 @@ export async function convertToGguf(
     options.metadata,
   );
   let done = 0;
+  const types = ggufTensorTypes(plans, options.type, source.config);
   // Our own pool unless given an encoder; its workers start at the first quantized tensor.
   const pool = options.quantizer ? undefined : new QuantPool();
   const quantizer = options.quantizer ?? ((f, x) => pool!.quantize(f, x));
-  const tensors: GgufTensorSpec[] = plans.map((p) => {
-    const type = ggufTensorType(p, options.type);
+  const tensors: GgufTensorSpec[] = plans.map((p, i) => {
+    const type = types[i];
     return {
       name: p.name,
       shape: p.shape,

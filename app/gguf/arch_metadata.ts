@@ -43,14 +43,16 @@
 import type { ModelConfig } from "../../models/config.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
 import type { QuantizeChoice } from "../../core/quant/formats.ts";
+import type { GgufMix } from "./quant_mix.ts";
 import type { GgufEntry } from "./value.ts";
 import { GGUF_ARCH_OF } from "./arch_names.ts";
 import { ropeDivisors } from "../../models/rope_scaling.ts";
 
 /**
  * The element types `convertToGguf` writes weights in: one type for every
- * matrix, or `mxfp4_moe`, llama-quantize's MXFP4_MOE mix (MXFP4 experts, every
- * other matrix Q8_0).
+ * matrix, `mxfp4_moe`, llama-quantize's MXFP4_MOE mix (MXFP4 experts, every
+ * other matrix Q8_0), or one of llama-quantize's K-quant and IQ3 mixes
+ * (`q4_k_m`…, see `quant_mix.ts`).
  *
  * @example
  * ```ts
@@ -58,7 +60,7 @@ import { ropeDivisors } from "../../models/rope_scaling.ts";
  * const t: GgufOutType = "q8_0";
  * ```
  */
-export type GgufOutType = "f32" | "f16" | QuantizeChoice;
+export type GgufOutType = "f32" | "f16" | QuantizeChoice | GgufMix;
 
 /**
  * `general.file_type` (llama.cpp's `llama_ftype`) for each output type; a
@@ -96,6 +98,15 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   nvfp4: 39,
   q1_0: 40,
   q2_0: 41,
+  q3_k_s: 11,
+  q3_k_m: 12,
+  q3_k_l: 13,
+  q4_k_s: 14,
+  q4_k_m: 15,
+  q5_k_s: 16,
+  q5_k_m: 17,
+  iq3_xs: 22,
+  iq3_m: 27,
 };
 
 /** transformers' default `max_position_embeddings` per class. */

@@ -1,0 +1,193 @@
+/**
+ * llama-quantize's mixed file types (`Q4_K_M`, `Q3_K_S`, `IQ3_M`…): a base
+ * block format, with some tensors in more bits as `llama_tensor_get_type`
+ * (llama.cpp `src/llama-quant.cpp`) picks them without an importance matrix —
+ * the output head in Q6_K, `attn_v` and `ffn_down` of the first, last and
+ * every third layer in Q6_K for `_M`, Q8_0 `attn_v`/`attn_k` and Q5_K
+ * `attn_output` for eight-expert models, and so on. The plain `--type q4_k`
+ * stays one format throughout (llama-quantize's `--pure`).
+ *
+ * Only the mixes whose every tensor type Kiln writes are offered (the IQ2 and
+ * IQ1 ones, `Q2_K_S` and `IQ3_XXS`'s `IQ2_S` attention need an importance
+ * matrix). Checked against llama-quantize itself on tiny checkpoints of every
+ * architecture (`tests/quant_mix_test.ts`).
+ *
+ * @module
+ */
+
+import type { QuantFormat } from "../../core/quant/formats.ts";
+import { fitFormat, GGML_TYPES } from "../../core/quant/formats.ts";
+import { parseConfig } from "../../models/architectures/mod.ts";
+import type { GgufTensorPlan } from "./arch_names.ts";
+import { GGUF_ARCH_OF } from "./arch_names.ts";
+
+/**
+ * llama-quantize's mixed types Kiln writes, by their llama.cpp names in lower case.
+ *
+ * @example
+ * ```ts
+ * import { GGUF_MIXES } from "./quant_mix.ts";
+ * GGUF_MIXES.includes("q4_k_m"); // true
+ * ```
+ */
+export const GGUF_MIXES = [
+  "q3_k_s",
+  "q3_k_m",
+  "q3_k_l",
+  "q4_k_s",
+  "q4_k_m",
+  "q5_k_s",
+  "q5_k_m",
+  "iq3_xs",
+  "iq3_m",
+] as const;
+
+/**
+ * One of {@linkcode GGUF_MIXES}.
+ *
+ * @example
+ * ```ts
+ * import type { GgufMix } from "./quant_mix.ts";
+ * const m: GgufMix = "q4_k_m";
+ * ```
+ */
+export type GgufMix = typeof GGUF_MIXES[number];
+
+/**
+ * Each mix's base format (llama-quantize's `default_type`).
+ *
+ * @example
+ * ```ts
+ * import { MIX_BASE } from "./quant_mix.ts";
+ * MIX_BASE.iq3_m; // "iq3_s"
+ * ```
+ */
+export const MIX_BASE: Readonly<Record<GgufMix, QuantFormat>> = {
+  q3_k_s: "q3_k",
+  q3_k_m: "q3_k",
+  q3_k_l: "q3_k",
+  q4_k_s: "q4_k",
+  q4_k_m: "q4_k",
+  q5_k_s: "q5_k",
+  q5_k_m: "q5_k",
+  iq3_xs: "iq3_s",
+  iq3_m: "iq3_s",
+};
+
+/**
+ * Whether `type` names a mix.
+ *
+ * @example
+ * ```ts
+ * import { isGgufMix } from "./quant_mix.ts";
+ * isGgufMix("q4_k_m"); // true
+ * isGgufMix("q4_k"); // false
+ * ```
+ */
+export function isGgufMix(type: string): type is GgufMix {
+  return (GGUF_MIXES as readonly string[]).includes(type);
+}
+
+/** llama.cpp's `use_more_bits`: the first and last eighth of the layers, and every third between. */
+const moreBits = (i: number, n: number) =>
+  i < Math.trunc(n / 8) || i >= Math.trunc((7 * n) / 8) ||
+  (i - Math.trunc(n / 8)) % 3 === 2;
+
+/**
+ * The format of each of `plans` (in file order, as llama-quantize walks them)
+ * in the mixed type `mix` for a model of Hugging Face config `config`; tensors
+ * llama.cpp keeps f32 stay f32, and rows that are not whole blocks of the
+ * chosen format fall back as llama-quantize falls back (`fitFormat`, f16 last).
+ *
+ * @example
+ * ```ts ignore
+ * import { ggufTensorsFromHf } from "./arch_convert.ts";
+ * import { mixTensorTypes } from "./quant_mix.ts";
+ * const plans = ggufTensorsFromHf(config, ckpt.tensors);
+ * mixTensorTypes(plans, "q4_k_m", config); // ["q4_k", "f32", …, "q6_k"]
+ * ```
+ */
+export function mixTensorTypes(
+  plans: readonly GgufTensorPlan[],
+  mix: GgufMix,
+  config: Record<string, unknown>,
+): (QuantFormat | "f32" | "f16")[] {
+  const cfg = parseConfig(config);
+  const arch = GGUF_ARCH_OF[cfg.architecture];
+  const base = MIX_BASE[mix];
+  const nLayer = cfg.layers;
+  // hparams.n_expert as the GGUF states it (Jamba's default 16), and n_gqa() of layer 0.
+  const nExpertRaw = cfg.moe?.experts ??
+    (arch === "jamba" ? Number(config.num_experts ?? 16) : 0);
+  const nExpert = Math.max(1, nExpertRaw);
+  const a = cfg.attention;
+  const gqa = a && cfg.pattern[0]?.mixer === "attention" ? Math.trunc(a.heads / a.kvHeads) : 0;
+  const is70B = arch === "llama" && nExpertRaw !== 8 && nLayer === 80 && a !== undefined &&
+    a.heads !== a.kvHeads;
+  const hasOutput = plans.some((p) => p.name === "output.weight");
+  const nWv = plans.filter((p) => /attn_v\.weight|attn_qkv\.weight|attn_kv_b\.weight/.test(p.name))
+    .length;
+  let iWv = 0;
+  const counters = { ffn_down: 0, ffn_gate: 0, ffn_up: 0 };
+  // llama.cpp's layer_info: with experts the layer is read from the name, else counted.
+  const layerOf = (name: string, kind: keyof typeof counters): number => {
+    if (nExpert <= 1) return counters[kind];
+    const m = /^blk\.(\d+)\./.exec(name);
+    if (!m) throw new RangeError(`quantize: cannot tell the layer of tensor "${name}"`);
+    return Number(m[1]);
+  };
+  const is = (...m: GgufMix[]) => m.includes(mix);
+
+  return plans.map((p) => {
+    if (p.keepF32) return "f32";
+    const name = p.name;
+    const nx = p.shape[p.shape.length - 1];
+    let t: QuantFormat = base;
+    if (name === "output.weight" || (!hasOutput && name === "token_embd.weight")) {
+      t = nx % GGML_TYPES[base].blockElems !== 0 ? "q8_0" : "q6_k";
+    } else if (name === "token_embd.weight") {
+      // No rule for these mixes.
+    } else if (name.includes("attn_v.weight")) {
+      if (is("iq3_xs") && gqa >= 4) t = "q4_k";
+      else if (is("iq3_m")) t = "q4_k";
+      else if (is("q3_k_m")) t = iWv < 2 ? "q5_k" : "q4_k";
+      else if (is("q3_k_l")) t = "q5_k";
+      else if (is("q4_k_m", "q5_k_m") && moreBits(iWv, nWv)) t = "q6_k";
+      else if (is("q4_k_s") && iWv < 4) t = "q5_k";
+      if (is70B && (t === "q3_k" || t === "q4_k")) t = "q5_k";
+      if (nExpertRaw === 8) t = "q8_0";
+      iWv++;
+    } else if (name.includes("attn_k.weight")) {
+      if (nExpertRaw === 8) t = "q8_0";
+      else if (is("iq3_xs")) t = "iq3_xxs";
+    } else if (name.includes("attn_q.weight")) {
+      if (is("iq3_xs")) t = "iq3_xxs";
+    } else if (name.includes("ffn_down")) {
+      const i = layerOf(name, "ffn_down"), n = nLayer;
+      if (is("q3_k_m")) t = i < Math.trunc(n / 16) ? "q5_k" : "q4_k";
+      else if (is("iq3_m") && (i < Math.trunc(n / 8) || (nExpertRaw === 8 && moreBits(i, n)))) {
+        t = "q4_k";
+      } else if (is("q3_k_l")) t = "q5_k";
+      else if (is("q4_k_m")) {
+        if (moreBits(i, n)) t = "q6_k";
+      } else if (is("q5_k_m") && moreBits(i, n)) t = "q6_k";
+      else if (is("q4_k_s") && i < Math.trunc(n / 8)) t = "q5_k";
+      counters.ffn_down++;
+    } else if (name.includes("attn_output.weight")) {
+      if (nExpertRaw === 8) {
+        if (is("q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m", "iq3_xs", "iq3_m")) t = "q5_k";
+      } else if (is("q3_k_m", "iq3_m")) t = "q4_k";
+      else if (is("q3_k_l")) t = "q5_k";
+    } else if (name.includes("attn_qkv.weight")) {
+      if (is("q3_k_m", "q3_k_l", "iq3_m")) t = "q4_k";
+      else if (is("q4_k_m")) t = "q5_k";
+      else if (is("q5_k_m")) t = "q6_k";
+    } else if (name.includes("ffn_gate") || name.includes("ffn_up")) {
+      const kind = name.includes("ffn_gate") ? "ffn_gate" : "ffn_up";
+      const i = layerOf(name, kind), n = nLayer;
+      if (is("iq3_xs") && i >= Math.trunc(n / 8) && i < Math.trunc((7 * n) / 8)) t = "iq3_xxs";
+      counters[kind]++;
+    }
+    return fitFormat(t, nx) ?? "f16";
+  });
+}

@@ -1,0 +1,96 @@
+/**
+ * llama-quantize's mixed types (`q4_k_m`, `q3_k_s`, `iq3_m`…): the ggml type
+ * Kiln writes each tensor in equals the one llama-quantize itself picked for
+ * the same checkpoint (`tests/fixtures/llama_cpp/quant_mixes.json`, recorded by
+ * `tools/llama_quantize_mixes.ts` from llama.cpp c392e50) — eight-expert and
+ * four-expert Mixtrals, tied and untied, rows of whole and of partial
+ * super-blocks, Qwen2-MoE with its shared expert, OLMoE and Mamba — and
+ * `kiln quantize --type q4_k_m` writes a file of those types and its file type.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ggufTensorsFromHf, ggufTensorType, ggufTensorTypes } from "../app/gguf/arch.ts";
+import { GGUF_MIXES } from "../app/gguf/quant_mix.ts";
+import { GgufFile } from "../app/gguf/file.ts";
+import { tensorShapes, writeRandomCheckpoint } from "../app/random_weights.ts";
+import { MIX_CASES } from "./fixtures/llama_cpp/quant_mix_cases.ts";
+import { kiln } from "./cli_util.ts";
+import { loadModel } from "../app/model/mod.ts";
+import { gpu } from "./_util.ts";
+
+/** The tensors a checkpoint of `config` holds, as `ggufTensorsFromHf` takes them. */
+const shapesOf = (config: Record<string, unknown>) =>
+  new Map([...tensorShapes(config)].map(([n, shape]) => [n, { shape }]));
+
+const FIXTURE: Record<string, { names: string[]; types: Record<string, string> }> = JSON.parse(
+  await Deno.readTextFile(new URL("./fixtures/llama_cpp/quant_mixes.json", import.meta.url)),
+);
+
+/** llama-quantize's type for each tensor of `name` in `mix`, by tensor name. */
+function expected(name: string, mix: string): Record<string, string> {
+  const { names, types } = FIXTURE[name];
+  const t = types[mix].split(" ");
+  return Object.fromEntries(names.map((n, i) => [n, t[i]]));
+}
+
+Deno.test("mixes: every tensor's type is llama-quantize's, for each case and mix", () => {
+  let checked = 0;
+  for (const [name, config] of Object.entries(MIX_CASES)) {
+    const plans = ggufTensorsFromHf(config, shapesOf(config));
+    for (const mix of GGUF_MIXES) {
+      const want = expected(name, mix);
+      const got = ggufTensorTypes(plans, mix, config);
+      assert.deepEqual(plans.map((p) => p.name).sort(), Object.keys(want).sort(), `${name}`);
+      plans.forEach((p, i) => assert.equal(got[i], want[p.name], `${name} ${mix}: ${p.name}`));
+      checked += plans.length;
+    }
+  }
+  assert.ok(checked > 2000, `${checked} tensors checked`);
+  // A mix needs the whole model: asking for one tensor alone is an error, not a guess.
+  const config = MIX_CASES.mixtral8;
+  const plan = ggufTensorsFromHf(config, shapesOf(config))[0];
+  assert.throws(() => ggufTensorType(plan, "q4_k_m"), {
+    name: "TypeError",
+    message: /ggufTensorTypes/,
+  });
+});
+
+Deno.test("kiln quantize --type q4_k_m: llama-quantize's types and file type; it runs close to f32", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_mix_" });
+  try {
+    // Three layers, rows of partial super-blocks: Q5_0/Q5_1/IQ4_NL/Q8_0 fallbacks too.
+    const config = MIX_CASES.mixtral8_partial;
+    const hf = join(dir, "m");
+    await writeRandomCheckpoint(hf, config, { seed: 2 });
+    const out = join(dir, "m.q4_k_m.gguf");
+    const r = await kiln("quantize", hf, "--type", "q4_k_m", "-o", out, "--quiet");
+    assert.equal(r.code, 0, r.stderr);
+    {
+      using f = await GgufFile.open(out);
+      const types = Object.fromEntries(
+        [...f.tensors.values()].map((t) => [t.name, t.type.name.toLowerCase()]),
+      );
+      assert.deepEqual(types, expected("mixtral8_partial", "q4_k_m"));
+      assert.equal(f.metadata.get("general.file_type"), 15);
+    }
+    const prompt = [1, 7, 99, 300, 42, 5];
+    const logits: Float32Array[] = [];
+    for (const path of [hf, out]) {
+      const m = await loadModel(path, { device: await gpu(), quiet: true, maxSeq: 16 });
+      try {
+        logits.push((await m.forward(prompt)).slice());
+      } finally {
+        m.dispose();
+      }
+    }
+    let se = 0, ss = 0;
+    for (let i = 0; i < logits[0].length; i++) {
+      se += (logits[1][i] - logits[0][i]) ** 2;
+      ss += logits[0][i] ** 2;
+    }
+    const rel = Math.sqrt(se / ss);
+    assert.ok(rel < 0.1, `q4_k_m logits off f32 by ${rel} of their RMS`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

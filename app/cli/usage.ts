@@ -136,11 +136,10 @@ export const QUANTIZE_USAGE = `\
                                      llama-quantize's mixes (q4_k_m, q4_k_s, q5_k_m, q5_k_s,
                                      q3_k_m, q3_k_s, q3_k_l, iq3_m, iq3_xs: some tensors in more
                                      bits, as llama-quantize picks them), or one format for every
-                                     matrix (q4_k,
-                                     q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k,
-                                     iq4_xs, iq4_nl, iq3_xxs, iq3_s, mxfp4_moe, mxfp4, nvfp4, q2_0,
-                                     tq2_0, tq1_0, q1_0, f16, f32; mxfp4_moe: MXFP4 experts, Q8_0
-                                     elsewhere, as llama-quantize's MXFP4_MOE), norms and the
+                                     matrix (q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k,
+                                     q2_k, iq4_xs, iq4_nl, iq3_xxs, iq3_s, mxfp4_moe, mxfp4, nvfp4,
+                                     q2_0, tq2_0, tq1_0, q1_0, f16, f32; mxfp4_moe: MXFP4 experts,
+                                     Q8_0 elsewhere, as llama-quantize's MXFP4_MOE), norms and the
                                      tensors llama.cpp keeps f32 in f32; a row that is not whole
                                      blocks falls back as llama-quantize does; --name sets
                                      general.name; --threads: workers that encode (default:

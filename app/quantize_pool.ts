@@ -4,8 +4,8 @@
  * blocks. Blocks are encoded independently of each other, so the bytes are
  * those of `quantize` on one thread, whatever the number of threads.
  *
- * The encoders are llama.cpp's reference quantizers in JS: 1–4 M elements/s a
- * core for the K-quants and IQ4, under 1 M for IQ3 (`BENCHMARKS.md`), so a
+ * The encoders are llama.cpp's reference quantizers in JS: about 4 M elements/s
+ * a core for Q4_K and IQ4_XS, 1.2–1.7 M for IQ3 (`BENCHMARKS.md`), so a
  * 47B-parameter model is hours of work on one core. `kiln quantize` and
  * `loadModel(dir, { quantize })` both encode through a pool.
  *

@@ -16,7 +16,9 @@ import { tensorShapes, writeRandomCheckpoint } from "../app/random_weights.ts";
 import { MIX_CASES } from "./fixtures/llama_cpp/quant_mix_cases.ts";
 import { kiln } from "./cli_util.ts";
 import { loadModel } from "../app/model/mod.ts";
-import { gpu } from "./_util.ts";
+import { assertBitsEqual, gpu } from "./_util.ts";
+import { openWeights, weightFormatsFor } from "../app/model/mod.ts";
+import { parseConfig } from "../models/architectures/mod.ts";
 
 /** The tensors a checkpoint of `config` holds, as `ggufTensorsFromHf` takes them. */
 const shapesOf = (config: Record<string, unknown>) =>
@@ -55,7 +57,7 @@ Deno.test("mixes: every tensor's type is llama-quantize's, for each case and mix
   });
 });
 
-Deno.test("kiln quantize --type q4_k_m: llama-quantize's types and file type; it runs close to f32", async () => {
+Deno.test("q4_k_m: kiln quantize writes llama-quantize's types; on load the same blocks; close to f32", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kiln_mix_" });
   try {
     // Three layers, rows of partial super-blocks: Q5_0/Q5_1/IQ4_NL/Q8_0 fallbacks too.
@@ -75,8 +77,9 @@ Deno.test("kiln quantize --type q4_k_m: llama-quantize's types and file type; it
     }
     const prompt = [1, 7, 99, 300, 42, 5];
     const logits: Float32Array[] = [];
-    for (const path of [hf, out]) {
-      const m = await loadModel(path, { device: await gpu(), quiet: true, maxSeq: 16 });
+    // f32; the q4_k_m file; the f32 folder quantized on load to q4_k_m.
+    for (const [path, quantize] of [[hf], [out], [hf, "q4_k_m"]] as const) {
+      const m = await loadModel(path, { device: await gpu(), quiet: true, maxSeq: 16, quantize });
       try {
         logits.push((await m.forward(prompt)).slice());
       } finally {
@@ -90,6 +93,18 @@ Deno.test("kiln quantize --type q4_k_m: llama-quantize's types and file type; it
     }
     const rel = Math.sqrt(se / ss);
     assert.ok(rel < 0.1, `q4_k_m logits off f32 by ${rel} of their RMS`);
+    // Quantize-on-load picks the file's types and writes the file's blocks.
+    assertBitsEqual(logits[2], logits[1], "q4_k_m on load vs the q4_k_m file");
+    const cfg = parseConfig(config);
+    const gguf = await openWeights(out);
+    try {
+      const onLoad = weightFormatsFor(cfg, undefined, "q4_k_m");
+      assert.deepEqual(onLoad, weightFormatsFor(cfg, gguf));
+      // The partial super-blocks' fallbacks and the eight-expert head types among them.
+      assert.deepEqual(new Set(Object.values(onLoad)), new Set(["q5_0", "q5_1", "q8_0"]));
+    } finally {
+      gguf.close();
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -8,6 +8,7 @@
 
 import { requestDevice } from "../../runtime/device.ts";
 import { QUANTIZE_CHOICES } from "../../core/quant/formats.ts";
+import { GGUF_MIXES } from "../gguf/quant_mix.ts";
 import { readModelConfig, sideFolder } from "../model/source.ts";
 import { usageHeatmapSvg } from "../experts/mod.ts";
 import { writeRoutingStats } from "../experts/placement.ts";
@@ -122,7 +123,7 @@ export async function generate(args: string[]): Promise<void> {
   }
   const quantize = values.quantize === undefined
     ? undefined
-    : choiceOption(values.quantize, "quantize", QUANTIZE_CHOICES);
+    : choiceOption(values.quantize, "quantize", [...QUANTIZE_CHOICES, ...GGUF_MIXES]);
   const threads = values.threads === undefined
     ? undefined
     : intOption(values.threads, "threads", 1, 1, 1024);

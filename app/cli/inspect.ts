@@ -24,6 +24,7 @@ import { compile } from "../../runtime/executable.ts";
 import { readModelConfig } from "../model/source.ts";
 import { modelFormats } from "../model/expert_budget.ts";
 import { QUANTIZE_CHOICES, type QuantizeChoice } from "../../core/quant/formats.ts";
+import { GGUF_MIXES, type GgufMix } from "../gguf/quant_mix.ts";
 import type { WeightFormats } from "../../models/weights.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { describeDevicePlan } from "../experts/mod.ts";
@@ -110,7 +111,7 @@ async function inspectModel(
   devices = 1,
   hostMemory?: number,
   dtype?: "f32" | "f16",
-  quantize?: QuantizeChoice,
+  quantize?: QuantizeChoice | GgufMix,
 ): Promise<void> {
   if (hostMemory !== undefined && (gpuMemory === undefined || devices > 1)) {
     throw new UsageError("inspect: --host-memory needs --gpu-memory and one device");
@@ -293,7 +294,10 @@ export async function inspect(args: string[]): Promise<void> {
     if (dtype !== undefined && dtype !== "f32" && dtype !== "f16") {
       throw new UsageError(`inspect: --dtype must be f32 or f16, got "${dtype}"`);
     }
-    const quantize = choiceOption(values.quantize, "quantize", QUANTIZE_CHOICES);
+    const quantize = choiceOption(values.quantize, "quantize", [
+      ...QUANTIZE_CHOICES,
+      ...GGUF_MIXES,
+    ]);
     return await inspectModel(file, gpuMemory, devices, hostMemory, dtype, quantize);
   }
   const wrong = misplaced(["gpu-memory", "host-memory", "devices", "dtype", "quantize"]);

@@ -27,8 +27,10 @@ export const GENERATE_USAGE = `\
                                      in the kernels; --quantize stores a folder's weights as
                                      llama.cpp blocks on load: q4_k, q5_k, q6_k, q8_0, q4_0,
                                      q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, iq3_xxs,
-                                     iq3_s, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, or mxfp4_moe: MXFP4
-                                     experts, Q8_0 elsewhere), computing activations in
+                                     iq3_s, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, mxfp4_moe: MXFP4
+                                     experts, Q8_0 elsewhere, or a llama-quantize mix: q4_k_m,
+                                     q4_k_s, q5_k_m, q5_k_s, q3_k_m, q3_k_s, q3_k_l, iq3_m,
+                                     iq3_xs, as kiln quantize writes them), computing activations in
                                      --dtype (default f32; f16 needs shader-f16); --max-seq
                                      (default: max_position_embeddings, at most 2048) bounds
                                      prompt + generated tokens, past max_position_embeddings
@@ -56,8 +58,8 @@ export const INSPECT_USAGE = `\
                                      with --gpu-memory, the expert placement plan; with
                                      --devices N, the split of the experts over N devices;
                                      --dtype: the weights' dtype the placement plans for (f32);
-                                     --quantize: plan for the weights in a block format (as
-                                     generate's), a GGUF's formats as stored
+                                     --quantize: plan for the weights in a block format or a
+                                     mix (as generate's), a GGUF's formats as stored
   inspect FILE [--dims T=128] [--wgsl] [--cache PATH]
                                      IR, fused kernel plan, buffers and WGSL of a module
                                      exporting build(), and the tile each matmul kernel got

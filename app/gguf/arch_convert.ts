@@ -36,7 +36,7 @@ import type { GgufEntry } from "./value.ts";
 import { writeGguf } from "./writer.ts";
 import { type Quantizer, QuantPool } from "../quantize_pool.ts";
 import { isGgufMix, mixTensorTypes } from "./quant_mix.ts";
-import { GGUF_ARCH_OF, type GgufTensorPlan, ggufTensorPlans, permuteRows } from "./arch_names.ts";
+import { GGUF_ARCH_OF, type GgufTensorPlan, ggufWrittenPlans, permuteRows } from "./arch_names.ts";
 import { GGUF_FILE_TYPES, ggufArchMetadata, type GgufOutType } from "./arch_metadata.ts";
 
 /**
@@ -63,13 +63,6 @@ export interface HfTensorSource {
   /** One tensor's values as f32, row-major. */
   readF32(name: string): Promise<Float32Array>;
 }
-
-/**
- * GGUF architectures whose llama.cpp loader requires `output.weight`
- * (`load_arch_tensors` of `src/models/qwen2moe.cpp` and `olmoe.cpp` create it
- * with flag 0, where llama, mamba and jamba fall back to `token_embd.weight`).
- */
-const OUTPUT_REQUIRED: ReadonlySet<string> = new Set(["qwen2moe", "olmoe"]);
 
 /**
  * Options of {@linkcode convertToGguf}.
@@ -138,15 +131,8 @@ export function ggufTensorsFromHf(
         `${Object.keys(GGUF_ARCH_OF).join(", ")})`,
     );
   }
-  const plans = ggufTensorPlans(cfg);
+  const plans = ggufWrittenPlans(cfg);
   const lay = specOf(cfg).layout;
-  if (cfg.tieEmbeddings && OUTPUT_REQUIRED.has(GGUF_ARCH_OF[cfg.architecture])) {
-    // llama.cpp's qwen2moe and olmoe create `output.weight` as required (no
-    // fallback to token_embd as llama, mamba and jamba have): a tied model gets
-    // its embeddings written a second time, as the output projection they are.
-    const embd = plans[0];
-    plans.push({ ...embd, name: "output.weight" });
-  }
   const used = new Set<string>();
   for (const p of plans) {
     for (const src of p.sources) {

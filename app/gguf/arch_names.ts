@@ -264,6 +264,38 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
 }
 
 /**
+ * GGUF architectures whose llama.cpp loader requires `output.weight`
+ * (`load_arch_tensors` of `src/models/qwen2moe.cpp` and `olmoe.cpp` create it
+ * with flag 0, where llama, mamba and jamba fall back to `token_embd.weight`).
+ */
+const OUTPUT_REQUIRED: ReadonlySet<string> = new Set(["qwen2moe", "olmoe"]);
+
+/**
+ * The tensors `kiln quantize` writes for `cfg`: {@linkcode ggufTensorPlans},
+ * and for a tied Qwen2-MoE or OLMoE an `output.weight` holding the embeddings
+ * a second time (llama.cpp requires one for those architectures, where llama,
+ * mamba and jamba fall back to `token_embd.weight`).
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "../../models/architectures/mod.ts";
+ * import { ggufWrittenPlans } from "./arch_names.ts";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 1,
+ * });
+ * ggufWrittenPlans(cfg).some((p) => p.name === "output.weight"); // false: tied, and mamba falls back
+ * ```
+ */
+export function ggufWrittenPlans(cfg: ModelConfig): GgufTensorPlan[] {
+  const plans = ggufTensorPlans(cfg);
+  if (cfg.tieEmbeddings && OUTPUT_REQUIRED.has(GGUF_ARCH_OF[cfg.architecture])) {
+    plans.push({ ...plans[0], name: "output.weight" });
+  }
+  return plans;
+}
+
+/**
  * The GGUF name of expert `e` of a stacked expert tensor in llama.cpp's older
  * per-expert layout (`blk.N.ffn_gate.E.weight`, read by llama.cpp for
  * backward compatibility), or undefined for a tensor that is not stacked.

@@ -18,8 +18,9 @@
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import { fitFormat, GGML_TYPES } from "../../core/quant/formats.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
+import type { ModelConfig } from "../../models/config.ts";
 import type { GgufTensorPlan } from "./arch_names.ts";
-import { GGUF_ARCH_OF } from "./arch_names.ts";
+import { GGUF_ARCH_OF, ggufWrittenPlans } from "./arch_names.ts";
 
 /**
  * llama-quantize's mixed types Kiln writes, by their llama.cpp names in lower case.
@@ -110,15 +111,16 @@ const moreBits = (i: number, n: number) =>
 export function mixTensorTypes(
   plans: readonly GgufTensorPlan[],
   mix: GgufMix,
-  config: Record<string, unknown>,
+  config: Record<string, unknown> | ModelConfig,
 ): (QuantFormat | "f32" | "f16")[] {
-  const cfg = parseConfig(config);
+  const cfg = "architecture" in config && "pattern" in config
+    ? config as ModelConfig
+    : parseConfig(config);
   const arch = GGUF_ARCH_OF[cfg.architecture];
   const base = MIX_BASE[mix];
   const nLayer = cfg.layers;
   // hparams.n_expert as the GGUF states it (Jamba's default 16), and n_gqa() of layer 0.
-  const nExpertRaw = cfg.moe?.experts ??
-    (arch === "jamba" ? Number(config.num_experts ?? 16) : 0);
+  const nExpertRaw = cfg.moe?.experts ?? (arch === "jamba" ? 16 : 0);
   const nExpert = Math.max(1, nExpertRaw);
   const a = cfg.attention;
   const gqa = a && cfg.pattern[0]?.mixer === "attention" ? Math.trunc(a.heads / a.kvHeads) : 0;
@@ -190,4 +192,29 @@ export function mixTensorTypes(
     }
     return fitFormat(t, nx) ?? "f16";
   });
+}
+
+/**
+ * The format of each Hugging Face tensor of a `cfg` model under the mix `mix`:
+ * the type llama-quantize would give the GGUF tensor holding it (stacked
+ * experts share their GGUF tensor's); quantize-on-load stores each weight so.
+ *
+ * @example
+ * ```ts ignore
+ * import { mixFormatsByTensor } from "./quant_mix.ts";
+ * mixFormatsByTensor(cfg, "q4_k_m").get("lm_head.weight"); // "q6_k"
+ * ```
+ */
+export function mixFormatsByTensor(
+  cfg: ModelConfig,
+  mix: GgufMix,
+): Map<string, QuantFormat | "f32" | "f16"> {
+  const plans = ggufWrittenPlans(cfg);
+  const types = mixTensorTypes(plans, mix, cfg);
+  const out = new Map<string, QuantFormat | "f32" | "f16">();
+  // A tied Qwen2-MoE/OLMoE's output copy comes last: the embedding keeps token_embd's type.
+  plans.forEach((p, i) => {
+    for (const src of p.sources) if (!out.has(src)) out.set(src, types[i]);
+  });
+  return out;
 }

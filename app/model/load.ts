@@ -39,6 +39,7 @@ import {
 } from "./weights.ts";
 import { modelTokenizer, openWeights, readModelConfig, withQuantizer } from "./source.ts";
 import { QuantPool } from "../quantize_pool.ts";
+import { GGUF_MIXES, type GgufMix, isGgufMix } from "../gguf/quant_mix.ts";
 import {
   isQuantizeChoice,
   QUANTIZE_CHOICES,
@@ -160,9 +161,11 @@ export interface LoadOptions {
    * `fitFormat` says, or stay dense), quantized from the checkpoint as it is
    * read; the kernels dequantize as they read them. `mxfp4_moe` is
    * llama-quantize's MXFP4_MOE mix: MoE experts in MXFP4, every other matrix in
-   * Q8_0. A GGUF file's quantized tensors are used as stored without this option.
+   * Q8_0. A mix of llama-quantize's (`q4_k_m`, `q3_k_s`, `iq3_m`…) stores each
+   * weight in the type llama-quantize would give it (see `kiln quantize`). A GGUF
+   * file's quantized tensors are used as stored without this option.
    */
-  quantize?: QuantizeChoice;
+  quantize?: QuantizeChoice | GgufMix;
   /**
    * Host threads that encode weights quantized on load (default: every logical
    * core); the bytes are the same for any count.
@@ -246,9 +249,12 @@ async function load(
       );
     }
   }
-  if (options.quantize !== undefined && !isQuantizeChoice(options.quantize)) {
+  if (
+    options.quantize !== undefined && !isQuantizeChoice(options.quantize) &&
+    !isGgufMix(options.quantize)
+  ) {
     throw new TypeError(
-      `loadModel: quantize must be one of ${QUANTIZE_CHOICES.join(", ")}, got ${
+      `loadModel: quantize must be one of ${[...QUANTIZE_CHOICES, ...GGUF_MIXES].join(", ")}, got ${
         JSON.stringify(options.quantize)
       }`,
     );

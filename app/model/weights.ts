@@ -23,6 +23,7 @@ import {
 import { quantWords } from "../../ops/quant/mod.ts";
 import type { WeightFormats } from "../../models/weights.ts";
 import { readWeightBytes, type WeightSource } from "./source.ts";
+import { type GgufMix, isGgufMix, mixFormatsByTensor } from "../gguf/quant_mix.ts";
 
 /**
  * Options of {@linkcode loadWeights}.
@@ -101,17 +102,24 @@ async function loadQuantized(
 export function weightFormatsFor(
   cfg: ModelConfig,
   ckpt: WeightSource | undefined,
-  quantize?: QuantizeChoice,
+  quantize?: QuantizeChoice | GgufMix,
 ): WeightFormats {
   const graph = buildCausalLM(cfg, { mode: "decode", maxSeq: 1, maxNew: 1 });
   const out: Record<string, QuantFormat> = {};
+  // A mix: each weight in the type llama-quantize gives the GGUF tensor holding it.
+  const mixed = quantize && isGgufMix(quantize) ? mixFormatsByTensor(cfg, quantize) : undefined;
   for (const [name, src] of checkpointSources(cfg, graph)) {
     const shape = graph.values[graph.params.get(name)!].shape as number[];
     if (shape.length < 2 || src.tensors.length === 0) continue;
     const cols = shape[shape.length - 1];
     let f: QuantFormat | undefined;
-    if (quantize) f = fitFormat(choiceFormat(quantize, /\.w[123]$/.test(name)), cols);
-    else {
+    if (mixed) {
+      const each = src.tensors.map((t) => mixed.get(t));
+      const first = each[0];
+      if (first && first !== "f32" && first !== "f16" && each.every((x) => x === first)) f = first;
+    } else if (quantize) {
+      f = fitFormat(choiceFormat(quantize as QuantizeChoice, /\.w[123]$/.test(name)), cols);
+    } else {
       const stored = src.tensors.map((t) => ckpt?.has(t) ? ckpt.info(t).format : undefined);
       if (stored.every((x) => x !== undefined && x === stored[0])) f = stored[0];
     }

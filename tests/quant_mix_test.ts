@@ -18,6 +18,7 @@ import { kiln } from "./cli_util.ts";
 import { loadModel } from "../app/model/mod.ts";
 import { assertBitsEqual, gpu } from "./_util.ts";
 import { openWeights, weightFormatsFor } from "../app/model/mod.ts";
+import { modelFormats } from "../app/model/expert_budget.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
 
 /** The tensors a checkpoint of `config` holds, as `ggufTensorsFromHf` takes them. */
@@ -102,6 +103,13 @@ Deno.test("q4_k_m: kiln quantize writes llama-quantize's types; on load the same
       assert.deepEqual(onLoad, weightFormatsFor(cfg, gguf));
       // The partial super-blocks' fallbacks and the eight-expert head types among them.
       assert.deepEqual(new Set(Object.values(onLoad)), new Set(["q5_0", "q5_1", "q8_0"]));
+      // What inspect plans with: as loaded, and one format a pool across layers under a budget.
+      assert.deepEqual(await modelFormats(hf, cfg, { quantize: "q4_k_m" }), onLoad);
+      const pooled = await modelFormats(hf, cfg, { quantize: "q4_k_m", memoryBudget: "1GiB" });
+      const w2 = Object.entries(pooled).filter(([n]) => n.endsWith(".w2")).map(([, f]) => f);
+      assert.equal(new Set(w2).size, 1, `w2 formats under a budget: ${w2}`);
+      const w2Loaded = Object.entries(onLoad).filter(([n]) => n.endsWith(".w2")).map(([, f]) => f);
+      assert.ok(new Set(w2Loaded).size > 1, `w2 formats as loaded: ${w2Loaded}`);
     } finally {
       gguf.close();
     }

@@ -273,7 +273,8 @@ function expertSlabBytes(
 /**
  * The formats a model loads with, without loading it: `options.quantize`
  * applied to the config's weights, a GGUF file's stored formats, or none;
- * unified across MoE layers as an expert slot pool holds them.
+ * with a memory budget or several devices unified across MoE layers, as an
+ * expert slot pool holds them (as `loadModel` does).
  *
  * @example
  * ```ts ignore
@@ -285,13 +286,15 @@ export async function modelFormats(
   cfg: ModelConfig,
   options: LoadOptions,
 ): Promise<WeightFormats> {
+  const pooled = options.memoryBudget !== undefined || options.devices !== undefined;
+  const unify = (f: WeightFormats) => pooled ? unifyExpertFormats(cfg, f) : f;
   if (options.quantize !== undefined) {
-    return unifyExpertFormats(cfg, weightFormatsFor(cfg, undefined, options.quantize));
+    return unify(weightFormatsFor(cfg, undefined, options.quantize));
   }
   if (!isGgufPath(path)) return {};
   const w = await openWeights(path);
   try {
-    return unifyExpertFormats(cfg, weightFormatsFor(cfg, w));
+    return unify(weightFormatsFor(cfg, w));
   } finally {
     w.close();
   }

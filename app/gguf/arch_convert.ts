@@ -209,7 +209,7 @@ export function ggufTensorTypes(
   type: GgufOutType,
   config: Record<string, unknown>,
 ): GgmlTypeName[] {
-  if (isGgufMix(type)) return mixTensorTypes(plans, type, config);
+  if (isGgufMix(type)) return mixTensorTypes(plans, type, parseConfig(config));
   return plans.map((p) => ggufTensorType(p, type));
 }
 

@@ -17,7 +17,6 @@
 
 import type { QuantFormat } from "../../core/quant/formats.ts";
 import { fitFormat, GGML_TYPES } from "../../core/quant/formats.ts";
-import { parseConfig } from "../../models/architectures/mod.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { GgufTensorPlan } from "./arch_names.ts";
 import { GGUF_ARCH_OF, ggufWrittenPlans } from "./arch_names.ts";
@@ -96,7 +95,7 @@ const moreBits = (i: number, n: number) =>
 
 /**
  * The format of each of `plans` (in file order, as llama-quantize walks them)
- * in the mixed type `mix` for a model of Hugging Face config `config`; tensors
+ * in the mixed type `mix` for a model of (parsed) config `cfg`; tensors
  * llama.cpp keeps f32 stay f32, and rows that are not whole blocks of the
  * chosen format fall back as llama-quantize falls back (`fitFormat`, f16 last).
  *
@@ -105,17 +104,14 @@ const moreBits = (i: number, n: number) =>
  * import { ggufTensorsFromHf } from "./arch_convert.ts";
  * import { mixTensorTypes } from "./quant_mix.ts";
  * const plans = ggufTensorsFromHf(config, ckpt.tensors);
- * mixTensorTypes(plans, "q4_k_m", config); // ["q4_k", "f32", …, "q6_k"]
+ * mixTensorTypes(plans, "q4_k_m", parseConfig(config)); // ["q4_k", "f32", …, "q6_k"]
  * ```
  */
 export function mixTensorTypes(
   plans: readonly GgufTensorPlan[],
   mix: GgufMix,
-  config: Record<string, unknown> | ModelConfig,
+  cfg: ModelConfig,
 ): (QuantFormat | "f32" | "f16")[] {
-  const cfg = "architecture" in config && "pattern" in config
-    ? config as ModelConfig
-    : parseConfig(config);
   const arch = GGUF_ARCH_OF[cfg.architecture];
   const base = MIX_BASE[mix];
   const nLayer = cfg.layers;

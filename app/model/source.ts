@@ -163,9 +163,23 @@ export async function readWeightBytes(
  * ```
  */
 export function withQuantizer<C extends WeightSource>(src: C, quantizer: Quantizer): C {
+  return overlay(src, { quantizer });
+}
+
+/**
+ * A view of `src` with the members of `own` in place of its own; everything
+ * else is `src`'s (methods bound to it: checkpoints keep private state).
+ *
+ * @example
+ * ```ts ignore
+ * import { overlay } from "./source.ts";
+ * const quiet = overlay(ckpt, { readAs: (n, d) => ckpt.readAs(n, d) });
+ * ```
+ */
+export function overlay<C extends WeightSource>(src: C, own: Partial<WeightSource>): C {
   return new Proxy(src, {
     get(target, key) {
-      if (key === "quantizer") return quantizer;
+      if (Object.hasOwn(own, key)) return own[key as keyof WeightSource];
       const v = Reflect.get(target, key, target);
       return typeof v === "function" ? v.bind(target) : v;
     },

@@ -22,7 +22,7 @@ import {
 } from "../../core/quant/formats.ts";
 import { quantWords } from "../../ops/quant/mod.ts";
 import type { WeightFormats } from "../../models/weights.ts";
-import { readWeightBytes, type WeightSource } from "./source.ts";
+import { overlay, readWeightBytes, type WeightSource } from "./source.ts";
 import { type GgufMix, isGgufMix, mixFormatsByTensor } from "../gguf/quant_mix.ts";
 
 /**
@@ -264,14 +264,7 @@ export function finiteReads<C extends WeightSource>(ckpt: C): C {
     assertFinite(data, info.file, name, info.dtype === "F16" || dtype === "f32");
     return data;
   };
-  // Everything else is the checkpoint's own (bound: it keeps private state).
-  return new Proxy(ckpt, {
-    get(target, key) {
-      if (key === "readAs") return readAs;
-      const v = Reflect.get(target, key, target);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
+  return overlay(ckpt, { readAs });
 }
 
 /**

@@ -88,7 +88,8 @@ async function loadQuantized(
  * Which parameters of `cfg`'s model to store quantized: with `quantize`, every
  * Linear weight and embedding in that format (or its fallback for rows that
  * are not whole blocks, see `fitFormat`; `mxfp4_moe`: the experts' w1, w2, w3 in
- * MXFP4, the rest in Q8_0); else those whose checkpoint tensors
+ * MXFP4, the rest in Q8_0; a llama-quantize mix such as `q4_k_m`: each weight in
+ * the type llama-quantize gives its GGUF tensor); else those whose checkpoint tensors
  * are stored in one block format (a GGUF file). MoE experts are quantized all
  * three (w1, w3 alike) or not at all, as the expert kernels read them.
  * `ckpt` may be absent with `quantize` (planning without weights).

@@ -2,8 +2,9 @@
  * CPU reference codecs for ggml's block-quantized formats: {@linkcode quantize}
  * writes the bytes llama.cpp's reference quantizers (`quantize_row_*_ref`)
  * write, and {@linkcode dequantize} reads them as `dequantize_row_*` does. They
- * are the ground truth the GPU dequantization kernels and the GGUF writer are
- * tested against, not a fast path.
+ * are the ground truth the GPU dequantization kernels are tested against, and
+ * what `kiln quantize` and quantize-on-load write (on every core through the
+ * app's worker pool; the encoders skip only work that cannot change a byte).
  *
  * Bit-exactness assumes llama.cpp's float arithmetic is plain float32 with no
  * fused multiply-add, as ggml-base is built on x86-64; a build that contracts

@@ -189,6 +189,19 @@ export {
 } from "./core/quant/mod.ts";
 export { type Quantizer, QuantPool, type QuantPoolOptions } from "./app/quantize_pool.ts";
 export {
+  type Importance,
+  IMPORTANCE_FORMATS,
+  quantizeWithImportance,
+} from "./core/quant/importance.ts";
+export {
+  type Imatrix,
+  type ImatrixEntry,
+  type ImatrixSums,
+  parseLegacyImatrix,
+  readImatrix,
+  writeImatrix,
+} from "./app/gguf/imatrix.ts";
+export {
   embedding,
   head,
   linear,

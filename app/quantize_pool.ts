@@ -18,6 +18,11 @@
  */
 
 import { checkQuantizable, quantize } from "../core/quant/codecs.ts";
+import {
+  checkImportance,
+  type Importance,
+  quantizeWithImportance,
+} from "../core/quant/importance.ts";
 import { GGML_TYPES, type QuantFormat } from "../core/quant/formats.ts";
 
 /**
@@ -49,6 +54,7 @@ export interface QuantPoolOptions {
 export type Quantizer = (
   format: QuantFormat,
   data: Float32Array,
+  importance?: Importance,
 ) => Promise<Uint8Array<ArrayBuffer>>;
 
 /** Below this many elements a part's messages cost more than its encode saves. */
@@ -62,6 +68,7 @@ interface Job {
   id: number;
   format: QuantFormat;
   data: Float32Array;
+  importance?: Importance;
   shared: SharedArrayBuffer;
   from: number;
   to: number;
@@ -111,16 +118,30 @@ export class QuantPool {
   /**
    * `data` quantized to `format`: the bytes `quantize(format, data)` returns,
    * with its RangeErrors (checked here, over the whole tensor, before any
-   * worker sees a part).
+   * worker sees a part); with `importance`, those of
+   * `quantizeWithImportance(format, data, importance.rowLength, importance.values)`,
+   * the work split at row boundaries.
    */
-  async quantize(format: QuantFormat, data: Float32Array): Promise<Uint8Array<ArrayBuffer>> {
+  async quantize(
+    format: QuantFormat,
+    data: Float32Array,
+    importance?: Importance,
+  ): Promise<Uint8Array<ArrayBuffer>> {
     if (this.#closed) throw new Error("QuantPool: quantize after close()");
     const { blockElems, blockBytes } = GGML_TYPES[format] ?? { blockElems: 1, blockBytes: 1 };
-    const blocks = Math.floor(data.length / blockElems);
-    const parts = Math.min(this.threads, Math.floor(data.length / MIN_PART), blocks);
-    if (parts < 2 || this.fallback !== undefined) return quantize(format, data);
-    checkQuantizable(format, data);
-    const out = new Uint8Array(blocks * blockBytes);
+    // The unit a part holds whole: a block, or with an importance vector a row
+    // (the legacy formats' weighted fit reads the whole row's mean square).
+    const unit = importance ? importance.rowLength : blockElems;
+    const units = Math.floor(data.length / unit);
+    const parts = Math.min(this.threads, Math.floor(data.length / MIN_PART), units);
+    const here = () =>
+      importance
+        ? quantizeWithImportance(format, data, importance.rowLength, importance.values)
+        : quantize(format, data);
+    if (parts < 2 || this.fallback !== undefined) return here();
+    if (importance) checkImportance(format, data, importance.rowLength, importance.values);
+    else checkQuantizable(format, data);
+    const out = new Uint8Array((data.length / blockElems) * blockBytes);
     // One copy of the tensor the workers all read (a copy per part, moved to its
     // worker, measured ~25 ms per 8 MB in page faults: more than Q8_0's encode).
     const shared = this.#shared(data.byteLength);
@@ -128,9 +149,9 @@ export class QuantPool {
     try {
       await Promise.all(
         Array.from({ length: parts }, async (_, p) => {
-          const from = Math.floor((blocks * p) / parts) * blockElems;
-          const to = Math.floor((blocks * (p + 1)) / parts) * blockElems;
-          const bytes = await this.#submit({ format, data, shared, from, to });
+          const from = Math.floor((units * p) / parts) * unit;
+          const to = Math.floor((units * (p + 1)) / parts) * unit;
+          const bytes = await this.#submit({ format, data, importance, shared, from, to });
           out.set(bytes, (from / blockElems) * blockBytes);
         }),
       );
@@ -186,8 +207,8 @@ export class QuantPool {
       if (!slot) return;
       const job = this.#queue.shift()!;
       slot.job = job;
-      const { id, format, shared, from, to } = job;
-      slot.worker.postMessage({ id, format, shared, from, to });
+      const { id, format, shared, from, to, importance } = job;
+      slot.worker.postMessage({ id, format, shared, from, to, importance });
     }
   }
 
@@ -240,7 +261,13 @@ export class QuantPool {
 
 function runHere(job: Job): void {
   try {
-    job.resolve(quantize(job.format, job.data.subarray(job.from, job.to)));
+    const part = job.data.subarray(job.from, job.to);
+    const imp = job.importance;
+    job.resolve(
+      imp
+        ? quantizeWithImportance(job.format, part, imp.rowLength, imp.values)
+        : quantize(job.format, part),
+    );
   } catch (e) {
     job.reject(e);
   }

@@ -5,14 +5,16 @@
  * goes back as a message, so the pool can tell it from a worker that failed to
  * load.
  *
- * Messages in: `{ id, format, shared, from, to }` (elements `from`..`to` of
- * the float32 tensor in the `SharedArrayBuffer` `shared`); out: `{ id, bytes }`
+ * Messages in: `{ id, format, shared, from, to, importance? }` (elements
+ * `from`..`to` of the float32 tensor in the `SharedArrayBuffer` `shared`, whole
+ * rows when an importance vector comes with them); out: `{ id, bytes }`
  * or `{ id, error: { name, message } }`.
  *
  * @module
  */
 
 import { quantize } from "../core/quant/codecs.ts";
+import { type Importance, quantizeWithImportance } from "../core/quant/importance.ts";
 import type { QuantFormat } from "../core/quant/formats.ts";
 
 /** One part of a tensor to encode. */
@@ -22,6 +24,8 @@ interface Part {
   shared: SharedArrayBuffer;
   from: number;
   to: number;
+  /** Whole rows then, each fitted with these values (`quantizeWithImportance`). */
+  importance?: Importance;
 }
 
 /** The little of a dedicated worker's scope this module uses. */
@@ -33,9 +37,12 @@ interface WorkerScope {
 const scope = globalThis as unknown as WorkerScope;
 
 scope.onmessage = (e) => {
-  const { id, format, shared, from, to } = e.data;
+  const { id, format, shared, from, to, importance } = e.data;
   try {
-    const bytes = quantize(format, new Float32Array(shared, from * 4, to - from));
+    const part = new Float32Array(shared, from * 4, to - from);
+    const bytes = importance
+      ? quantizeWithImportance(format, part, importance.rowLength, importance.values)
+      : quantize(format, part);
     scope.postMessage({ id, bytes }, [bytes.buffer]);
   } catch (err) {
     const { name, message } = err instanceof Error ? err : new Error(String(err));

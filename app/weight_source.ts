@@ -9,6 +9,7 @@
 import type { QuantFormat } from "../core/quant/formats.ts";
 import type { ReadDType } from "./safetensors/dtypes.ts";
 import type { Quantizer } from "./quantize_pool.ts";
+import type { Importance } from "../core/quant/importance.ts";
 
 /**
  * One stored tensor of a {@linkcode WeightSource}.
@@ -69,4 +70,10 @@ export interface WeightSource {
    * absent, on the calling thread.
    */
   readonly quantizer?: Quantizer;
+  /**
+   * The importance vector to fit tensor `name` with when it is quantized on
+   * the way (an importance matrix's, see `withImportance`); absent or
+   * undefined, it is quantized without one.
+   */
+  readonly importance?: (name: string) => Importance | undefined;
 }

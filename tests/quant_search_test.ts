@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { quantize } from "../core/quant/codecs.ts";
 import { mulberry32 } from "../core/random.ts";
+import { styledValues } from "./fixtures/quant_blocks.ts";
 
 // SHA-256 of ggml d99724f2's quantize_row_*_ref output for `input()`
 // (tools/ggml_reference.ts's `quantize`, gcc 12 -O2 on x86-64).
@@ -22,40 +23,7 @@ const GGML: Record<"q4_k" | "q5_k" | "q2_k" | "q6_k" | "iq4_xs", string> = {
 };
 
 function input(): Float32Array {
-  const r = mulberry32(20261206);
-  const x = new Float32Array(256 * 9 * 40);
-  for (let i = 0; i < x.length; i++) {
-    const u = r();
-    switch (Math.floor(i / 256) % 9) {
-      case 0:
-        x[i] = (u - 0.5) * 4;
-        break;
-      case 1:
-        x[i] = (u + r() + r() - 1.5) * 0.02;
-        break;
-      case 2:
-        x[i] = u < 0.85 ? 0 : r() - 0.5;
-        break;
-      case 3:
-        x[i] = u * 3 + 0.5;
-        break;
-      case 4:
-        x[i] = Math.round((u - 0.5) * 16) / 8;
-        break;
-      case 5:
-        x[i] = u < 0.02 ? (r() - 0.5) * 300 : u - 0.5;
-        break;
-      case 6:
-        x[i] = (u - 0.5) * 1e-20;
-        break;
-      case 7:
-        x[i] = (u - 0.5) ** 3 * 1e4;
-        break;
-      default:
-        x[i] = -u * 7;
-    }
-  }
-  return x;
+  return styledValues(mulberry32(20261206), 256 * 9 * 40);
 }
 
 Deno.test("K-quant and IQ4 searches: 360 super-blocks in nine styles, the bytes llama.cpp writes", async () => {

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { quantize } from "../core/quant/codecs.ts";
+import { quantizeWithImportance } from "../core/quant/importance.ts";
 import { GGML_TYPES, QUANT_FORMATS, type QuantFormat } from "../core/quant/formats.ts";
 import { mulberry32 } from "../core/random.ts";
 import { QuantPool } from "../app/quantize_pool.ts";
@@ -55,6 +56,27 @@ Deno.test("QuantPool: every format Kiln writes, the same bytes as quantize on on
   );
   const together = await Promise.all(xs.map(([f, x]) => pool.quantize(f, x)));
   xs.forEach(([f, x], i) => assert.deepEqual(together[i], quantize(f, x), `${f}, concurrent`));
+});
+
+Deno.test("QuantPool: with an importance vector, rows split over workers, the one-thread bytes", async () => {
+  using pool = new QuantPool({ threads: 3 });
+  const r = mulberry32(5);
+  for (const f of ["q4_k", "q5_0", "iq4_xs", "q8_0"] as const) {
+    // 67 rows of 1536: parts of whole rows (the 32-element formats weigh by the row).
+    const x = tensor(f, (67 * 1536) / GGML_TYPES[f].blockElems, 70);
+    const imp = { rowLength: 1536, values: Float32Array.from({ length: 1536 }, () => r() * 4) };
+    const got = await pool.quantize(f, x, imp);
+    assert.deepEqual(got, quantizeWithImportance(f, x, 1536, imp.values), f);
+  }
+  assert.equal(pool.fallback, undefined);
+  await assert.rejects(
+    pool.quantize("q4_k", new Float32Array(1536 * 30), {
+      rowLength: 1536,
+      values: new Float32Array(8),
+    }),
+    RangeError,
+    "q4_k: the importance vector has 8 values for rows of 1536",
+  );
 });
 
 Deno.test("QuantPool: bad input is quantize's RangeError, indexed in the whole tensor", async () => {

@@ -10,6 +10,10 @@
  * - `quantize TYPE_ID IN N OUT`: N f32 values through the type's reference quantizer
  *   (`quantize_row_*_ref`), the bytes written to OUT (the SHA-256s of
  *   `tests/quant_formats_test.ts`'s golden blocks);
+ * - `wquantize TYPE_ID IN NROWS N_PER_ROW QW OUT`: NROWS rows of f32 values through
+ *   `ggml_quantize_chunk` with the N_PER_ROW f32 importance values in QW (what
+ *   llama-quantize runs with an importance matrix), the bytes written to OUT (the
+ *   SHA-256s of `tests/quant_importance_test.ts`);
  * - `requant IN OUT TYPE`: an f32 GGUF file with its matrices quantized by ggml's
  *   reference quantizer (`ggml_quantize_chunk`) and written by ggml's GGUF writer
  *   (`tests/fixtures/llama_cpp/converted/<source>_<type>.gguf`);
@@ -92,6 +96,27 @@ int main(int argc, char ** argv) {
         ggml_quantize_init(t); // the IQ formats' grids and neighbour lists
         ggml_get_type_traits(t)->from_float_ref(x.data(), q.data(), n);
         f = fopen(argv[5], "wb");
+        fwrite(q.data(), 1, q.size(), f);
+        fclose(f);
+        return 0;
+    }
+    if (mode == "wquantize") {
+        ggml_type t = (ggml_type) atoi(argv[2]);
+        int64_t nrows = atoll(argv[4]), npr = atoll(argv[5]);
+        std::vector<float> x(nrows * npr), qw(npr);
+        FILE * f = fopen(argv[3], "rb");
+        if (fread(x.data(), sizeof(float), x.size(), f) != x.size()) { fprintf(stderr, "short file\n"); return 3; }
+        fclose(f);
+        f = fopen(argv[6], "rb");
+        if (fread(qw.data(), sizeof(float), npr, f) != (size_t) npr) { fprintf(stderr, "short file\n"); return 3; }
+        fclose(f);
+        // ggml_init fills the f16 table the K-quants' requantization reads back.
+        ggml_init_params ip = { 1024, nullptr, false };
+        ggml_free(ggml_init(ip));
+        ggml_quantize_init(t);
+        std::vector<uint8_t> q(ggml_row_size(t, npr) * nrows);
+        ggml_quantize_chunk(t, x.data(), q.data(), 0, nrows, npr, qw.data());
+        f = fopen(argv[7], "wb");
         fwrite(q.data(), 1, q.size(), f);
         fclose(f);
         return 0;

@@ -22,6 +22,7 @@ import {
   parseCommand,
 } from "./args.ts";
 import { UsageError } from "./errors.ts";
+import { readImatrixOption } from "./quantize.ts";
 import { checkContextFits, maxSeqFor } from "./limits.ts";
 import { checkWritable, modelFolder } from "./paths.ts";
 import { DEFAULT_MODEL_COMMAND, defaultModelPath, findDefaultModel } from "../default_model.ts";
@@ -51,6 +52,7 @@ const SPEC: OptionSpec = {
   prefetch: { type: "string" },
   dtype: { type: "string" },
   quantize: { type: "string" },
+  imatrix: { type: "string" },
   threads: { type: "string" },
 };
 
@@ -127,7 +129,15 @@ export async function generate(args: string[]): Promise<void> {
   const threads = values.threads === undefined
     ? undefined
     : intOption(values.threads, "threads", 1, 1, 1024);
+  if (values.imatrix !== undefined && quantize === undefined) {
+    throw new UsageError(
+      "generate: --imatrix fits the weights --quantize stores; give --quantize too",
+    );
+  }
   const dir = await modelFolder(modelPath, "generate --model");
+  const imatrix = values.imatrix === undefined
+    ? undefined
+    : await readImatrixOption(values.imatrix as string, "generate");
   if (heatmap !== undefined) await checkWritable(heatmap, "--heatmap");
   if (on("save-routing-stats")) {
     await checkWritable(
@@ -152,6 +162,7 @@ export async function generate(args: string[]): Promise<void> {
       prefetch,
       dtype,
       quantize,
+      imatrix,
       threads,
     });
     try {

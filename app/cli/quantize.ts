@@ -28,6 +28,8 @@ import { UsageError } from "./errors.ts";
 import { modelFolder } from "./paths.ts";
 import { usage } from "./usage.ts";
 import { QuantPool } from "../quantize_pool.ts";
+import { type Imatrix, readImatrix } from "../gguf/imatrix.ts";
+import { isQuantFormat } from "../../core/quant/formats.ts";
 
 const SPEC: OptionSpec = {
   type: { type: "string" },
@@ -35,6 +37,7 @@ const SPEC: OptionSpec = {
   out: { type: "string" },
   name: { type: "string" },
   threads: { type: "string" },
+  imatrix: { type: "string" },
   quiet: { type: "boolean" },
 };
 
@@ -133,6 +136,9 @@ export async function quantize(args: string[]): Promise<void> {
     : intOption(values.threads, "threads", 1, 1, 1024);
   await modelFolder(input, "quantize");
   await checkOutput(input, out);
+  const imatrix = values.imatrix === undefined
+    ? undefined
+    : await readImatrixOption(values.imatrix as string, "quantize");
 
   const quiet = values.quiet === true;
   const weights = await openWeights(input);
@@ -154,7 +160,8 @@ export async function quantize(args: string[]): Promise<void> {
         type: type as GgufOutType,
         metadata,
         name: name ?? defaultName,
-        quantizer: (f, x) => pool.quantize(f, x),
+        quantizer: (f, x, imp) => pool.quantize(f, x, imp),
+        imatrix,
         onProgress: (_done, total) => {
           bar ??= createProgress({ total, label: `quantize ${type}`, unit: "tensors", quiet });
           bar.advance(1);
@@ -171,6 +178,39 @@ export async function quantize(args: string[]): Promise<void> {
     weights.close();
   }
   if (!quiet) console.log(await summary(out, tensors));
+  if (!quiet && imatrix) console.log(await coverage(out, imatrix));
+}
+
+/** Which quantized weights the importance matrix covered (llama-quantize names each it lacks). */
+async function coverage(out: string, imatrix: Imatrix): Promise<string> {
+  using f = await GgufFile.open(out);
+  const quantized = [...f.tensors.values()].filter((t) => isQuantFormat(t.type.name));
+  const without = quantized.filter((t) => !imatrix.entries.has(t.name)).map((t) => t.name);
+  const list = without.length > 4 ? [...without.slice(0, 4), "…"] : without;
+  return `imatrix: ${quantized.length - without.length} of ${quantized.length} quantized ` +
+    `weights fitted with it` + (without.length ? ` (without: ${list.join(", ")})` : "");
+}
+
+/**
+ * `--imatrix FILE` of `command`: read before any tensor is, its errors as usage errors.
+ *
+ * @example
+ * ```ts ignore
+ * import { readImatrixOption } from "./quantize.ts";
+ * const m = await readImatrixOption("imatrix.gguf", "quantize");
+ * ```
+ */
+export async function readImatrixOption(path: string, command: string): Promise<Imatrix> {
+  if (path.trim() === "") throw new UsageError(`${command}: --imatrix needs a file, got ""`);
+  try {
+    return await readImatrix(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new UsageError(`${command}: --imatrix ${path}: no such file`);
+    }
+    if (e instanceof SyntaxError) throw new UsageError(`${command}: --imatrix ${e.message}`);
+    throw e;
+  }
 }
 
 /** What a source gives besides its tensors: config.json, extra metadata, a default name. */

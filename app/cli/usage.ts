@@ -20,7 +20,7 @@ export const GENERATE_USAGE = `\
            [--read-every N] [--stats] [--quiet] [--progress] [--gpu-memory 2GiB]
            [--policy lru|lfu|stream|naive] [--heatmap FILE.svg] [--save-routing-stats]
            [--devices N] [--host-memory 8GiB] [--prefetch temporal|lookahead|both]
-           [--dtype f32|f16] [--quantize FORMAT] [--threads N]
+           [--dtype f32|f16] [--quantize FORMAT] [--imatrix FILE] [--threads N]
                                      stream text from a Hugging Face model folder or a GGUF
                                      file (default: the model Kiln trained, assets/default_model/;
                                      a GGUF's quantized weights read as stored, dequantized
@@ -30,7 +30,9 @@ export const GENERATE_USAGE = `\
                                      iq3_s, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, mxfp4_moe: MXFP4
                                      experts, Q8_0 elsewhere, or a llama-quantize mix: q4_k_m,
                                      q4_k_s, q5_k_m, q5_k_s, q3_k_m, q3_k_s, q3_k_l, iq3_m,
-                                     iq3_xs, as kiln quantize writes them), computing activations in
+                                     iq3_xs, as kiln quantize writes them; --imatrix fits them
+                                     with an importance matrix, as kiln quantize --imatrix),
+                                     computing activations in
                                      --dtype (default f32; f16 needs shader-f16); --max-seq
                                      (default: max_position_embeddings, at most 2048) bounds
                                      prompt + generated tokens, past max_position_embeddings
@@ -131,7 +133,8 @@ export const BUILD_USAGE = `\
  * ```
  */
 export const QUANTIZE_USAGE = `\
-  quantize DIR|FILE.gguf --type TYPE -o OUT.gguf [--name NAME] [--threads N] [--quiet]
+  quantize DIR|FILE.gguf --type TYPE -o OUT.gguf [--imatrix FILE] [--name NAME] [--threads N]
+           [--quiet]
                                      write one GGUF file as llama.cpp would: a Hugging Face
                                      folder's weights (and its tokenizer.json) or another GGUF
                                      file's (dequantized, then requantized) in --type: one of
@@ -143,7 +146,10 @@ export const QUANTIZE_USAGE = `\
                                      q2_0, tq2_0, tq1_0, q1_0, f16, f32; mxfp4_moe: MXFP4 experts,
                                      Q8_0 elsewhere, as llama-quantize's MXFP4_MOE), norms and the
                                      tensors llama.cpp keeps f32 in f32; a row that is not whole
-                                     blocks falls back as llama-quantize does; --name sets
+                                     blocks falls back as llama-quantize does; --imatrix: an
+                                     importance matrix (llama-imatrix's or kiln imatrix's, GGUF or
+                                     legacy .dat): each weight it covers is fitted with it, the
+                                     bytes llama-quantize --imatrix writes; --name sets
                                      general.name; --threads: workers that encode (default:
                                      every core; the same bytes for any count); --quiet: no
                                      progress, no summary line`;

@@ -28,12 +28,14 @@ import {
   isQuantFormat,
 } from "../../core/quant/formats.ts";
 import { quantize } from "../../core/quant/codecs.ts";
+import { type Importance, quantizeWithImportance } from "../../core/quant/importance.ts";
 import { parseConfig, specOf } from "../../models/architectures/mod.ts";
 import { ropeDivisors } from "../../models/rope_scaling.ts";
 import { quote } from "../safetensors/header.ts";
 import type { GgufMetadataInput, GgufTensorSpec } from "./layout.ts";
 import type { GgufEntry } from "./value.ts";
 import { writeGguf } from "./writer.ts";
+import { type Imatrix, type ImatrixEntry, importanceOf } from "./imatrix.ts";
 import { type Quantizer, QuantPool } from "../quantize_pool.ts";
 import { isGgufMix, mixTensorTypes } from "./quant_mix.ts";
 import { GGUF_ARCH_OF, type GgufTensorPlan, ggufWrittenPlans, permuteRows } from "./arch_names.ts";
@@ -89,6 +91,13 @@ export interface ConvertToGgufOptions {
    * core, closed when the file is written); the bytes are the same either way.
    */
   quantizer?: Quantizer;
+  /**
+   * An importance matrix (`readImatrix`): each quantized weight it has an
+   * entry for is fitted with it, as `llama-quantize --imatrix` does; weights
+   * it lacks are quantized without. An entry whose size is not the weight's
+   * columns × experts is a `RangeError` naming the weight.
+   */
+  imatrix?: Imatrix;
 }
 
 /**
@@ -221,7 +230,9 @@ function bytesOf(type: GgmlTypeName, elems: number): number {
 
 /**
  * The bytes of one GGUF tensor in `type`: each source read as f32, transformed
- * (q/k rows permuted, A_log → −exp(A_log)) and encoded into its slice.
+ * (q/k rows permuted, A_log → −exp(A_log)) and encoded into its slice; with
+ * `importance` (the weight's imatrix entry: one vector a source, e.g. an
+ * expert), each source is fitted with its vector.
  *
  * @example
  * ```ts
@@ -237,8 +248,10 @@ export async function encodeGgufTensor(
   type: GgmlTypeName,
   readF32: (name: string) => Promise<Float32Array>,
   quantizer?: Quantizer,
+  importance?: ImatrixEntry,
 ): Promise<Uint8Array> {
   const elems = plan.sourceShape.reduce((a, b) => a * b, 1);
+  const cols = plan.sourceShape[plan.sourceShape.length - 1];
   const slice = bytesOf(type, elems);
   const out = new Uint8Array(slice * plan.sources.length);
   for (const [e, src] of plan.sources.entries()) {
@@ -257,7 +270,8 @@ export async function encodeGgufTensor(
       y = new Float32Array(elems);
       for (let i = 0; i < elems; i++) y[i] = -Math.exp(x[i]);
     }
-    out.set(await encode(type, y, src, quantizer), e * slice);
+    const imp = importance && importanceOf(importance, plan.name, cols, plan.sources.length, e);
+    out.set(await encode(type, y, src, quantizer, imp), e * slice);
   }
   return out;
 }
@@ -267,6 +281,7 @@ async function encode(
   x: Float32Array,
   src: string,
   quantizer: Quantizer | undefined,
+  importance: Importance | undefined,
 ): Promise<Uint8Array> {
   if (type === "f32") {
     return new Uint8Array(x.buffer.slice(x.byteOffset, x.byteOffset + x.byteLength));
@@ -274,10 +289,27 @@ async function encode(
   if (type === "f16") return new Uint8Array(new Float16Array(x).buffer);
   if (!isQuantFormat(type)) throw new TypeError(`cannot write ${type} tensors`);
   try {
-    return quantizer ? await quantizer(type, x) : quantize(type, x);
+    if (quantizer) return await quantizer(type, x, importance);
+    return importance
+      ? quantizeWithImportance(type, x, importance.rowLength, importance.values)
+      : quantize(type, x);
   } catch (e) {
     throw new RangeError(`checkpoint: tensor ${quote(src)}: ${(e as Error).message}`);
   }
+}
+
+/** The `quantize.imatrix.*` keys llama-quantize records about the importance matrix it used. */
+function imatrixMetadata(m: Imatrix): Array<[string, GgufEntry]> {
+  const out: Array<[string, GgufEntry]> = [];
+  if (m.path) out.push(["quantize.imatrix.file", { type: "string", value: m.path.slice(0, 127) }]);
+  if (m.datasets.length > 0) {
+    out.push(["quantize.imatrix.dataset", { type: "string", value: m.datasets[0].slice(0, 127) }]);
+  }
+  out.push(["quantize.imatrix.entries_count", { type: "i32", value: m.entries.size }]);
+  if (m.chunkCount > 0) {
+    out.push(["quantize.imatrix.chunks_count", { type: "i32", value: m.chunkCount }]);
+  }
+  return out;
 }
 
 /** `base` with `extra`'s pairs: a key in both takes `extra`'s value, in `base`'s place. */
@@ -328,11 +360,12 @@ export async function convertToGguf(
     ggufArchMetadata(source.config, { type: options.type, name: options.name }),
     options.metadata,
   );
+  if (options.imatrix) metadata.push(...imatrixMetadata(options.imatrix));
   let done = 0;
   const types = ggufTensorTypes(plans, options.type, source.config);
   // Our own pool unless given an encoder; its workers start at the first quantized tensor.
   const pool = options.quantizer ? undefined : new QuantPool();
-  const quantizer = options.quantizer ?? ((f, x) => pool!.quantize(f, x));
+  const quantizer = options.quantizer ?? ((f, x, imp) => pool!.quantize(f, x, imp));
   const tensors: GgufTensorSpec[] = plans.map((p, i) => {
     const type = types[i];
     return {
@@ -340,7 +373,9 @@ export async function convertToGguf(
       shape: p.shape,
       type,
       data: async () => {
-        const bytes = await encodeGgufTensor(p, type, (n) => source.readF32(n), quantizer);
+        const imp = isQuantFormat(type) ? options.imatrix?.entries.get(p.name) : undefined;
+        const read = (n: string) => source.readF32(n);
+        const bytes = await encodeGgufTensor(p, type, read, quantizer, imp);
         options.onProgress?.(++done, plans.length, p.name);
         return bytes;
       },

@@ -37,7 +37,14 @@ import {
   unifyExpertFormats,
   weightFormatsFor,
 } from "./weights.ts";
-import { modelTokenizer, openWeights, readModelConfig, withQuantizer } from "./source.ts";
+import {
+  modelTokenizer,
+  openWeights,
+  readModelConfig,
+  withImportance,
+  withQuantizer,
+} from "./source.ts";
+import { type Imatrix, importanceByTensor, readImatrix } from "../gguf/imatrix.ts";
 import { QuantPool } from "../quantize_pool.ts";
 import { GGUF_MIXES, type GgufMix, isGgufMix } from "../gguf/quant_mix.ts";
 import {
@@ -167,6 +174,14 @@ export interface LoadOptions {
    */
   quantize?: QuantizeChoice | GgufMix;
   /**
+   * An importance matrix for `quantize` (a file `llama-imatrix` or
+   * `writeImatrix` wrote, GGUF or legacy, or one already read with
+   * `readImatrix`): each weight it has an entry for is fitted with it, as
+   * `llama-quantize --imatrix` fits it (the same bytes as `kiln quantize
+   * --imatrix`). Only with `quantize` (a `TypeError` otherwise).
+   */
+  imatrix?: string | Imatrix;
+  /**
    * Host threads that encode weights quantized on load (default: every logical
    * core); the bytes are the same for any count.
    */
@@ -259,6 +274,15 @@ async function load(
       }`,
     );
   }
+  if (options.imatrix !== undefined && options.quantize === undefined) {
+    throw new TypeError(
+      "loadModel: imatrix fits the weights quantize-on-load writes; give quantize too",
+    );
+  }
+  // Read before any weight is, so a bad file fails first.
+  const imatrix = typeof options.imatrix === "string"
+    ? await readImatrix(options.imatrix)
+    : options.imatrix;
   const threads = options.threads;
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) {
     throw new RangeError(`loadModel: threads must be a positive integer, got ${threads}`);
@@ -276,7 +300,10 @@ async function load(
       };
     },
   });
-  const ckpt = withQuantizer(stored, (f, x) => pool.quantize(f, x));
+  const ckpt = withQuantizer(
+    imatrix ? withImportance(stored, importanceByTensor(imatrix, cfg)) : stored,
+    (f, x, imp) => pool.quantize(f, x, imp),
+  );
   let model: Model;
   let weightFormats: WeightFormats;
   let expertPlan: ExpertPlan | undefined;

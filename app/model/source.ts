@@ -11,6 +11,7 @@ import type { QuantFormat } from "../../core/quant/formats.ts";
 import type { WeightSource } from "../weight_source.ts";
 import type { Quantizer } from "../quantize_pool.ts";
 import { quantize } from "../../core/quant/mod.ts";
+import { type Importance, quantizeWithImportance } from "../../core/quant/importance.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
 import { readConfig } from "../config_file.ts";
@@ -138,9 +139,12 @@ export async function readWeightBytes(
   const info = src.info(name);
   if (info.format === target) return new Uint8Array(await src.readRaw(name));
   const values = await src.readAs(name, "f32") as Float32Array;
+  const imp = src.importance?.(name);
   try {
-    if (src.quantizer) return await src.quantizer(target, values);
-    return quantize(target, values);
+    if (src.quantizer) return await src.quantizer(target, values, imp);
+    return imp
+      ? quantizeWithImportance(target, values, imp.rowLength, imp.values)
+      : quantize(target, values);
   } catch (e) {
     throw new RangeError(
       `${info.file}: tensor "${name}" cannot be quantized to ${target}: ${(e as Error).message}`,
@@ -164,6 +168,25 @@ export async function readWeightBytes(
  */
 export function withQuantizer<C extends WeightSource>(src: C, quantizer: Quantizer): C {
   return overlay(src, { quantizer });
+}
+
+/**
+ * A view of `src` whose tensors quantized on the way are fitted with the
+ * importance vectors `lookup` gives them (an importance matrix's, through
+ * `importanceByTensor`), as `llama-quantize --imatrix` fits them.
+ *
+ * @example
+ * ```ts ignore
+ * import { importanceByTensor, readImatrix } from "../gguf/imatrix.ts";
+ * import { openWeights, withImportance } from "./source.ts";
+ * const w = withImportance(await openWeights("./mixtral"), importanceByTensor(imatrix, cfg));
+ * ```
+ */
+export function withImportance<C extends WeightSource>(
+  src: C,
+  lookup: (name: string) => Importance | undefined,
+): C {
+  return overlay(src, { importance: lookup });
 }
 
 /**

@@ -182,6 +182,13 @@ class SubBlock {
   readonly signs = new Uint8Array(4);
 }
 
+/** ggml's σ² of a super-block with an importance matrix: 2·Σx²/256 (float32, in order). */
+function superBlockSigma2(x: Float32Array, xo: number): number {
+  let s = 0;
+  for (let i = 0; i < 256; i++) s = f(s + f(x[xo + i] * x[xo + i]));
+  return f(f(2 * s) / 256);
+}
+
 /**
  * The search of ggml's `quantize_row_iq3_{xxs,s}_impl` for the sub-block
  * `x[xb … xb+31]`: fills `sb.L` and `sb.signs` and returns its scale, or
@@ -193,10 +200,16 @@ function searchSubBlock(
   x: Float32Array,
   xb: number,
   sb: SubBlock,
+  qw: Float32Array | undefined,
+  qo: number,
+  sigma2: number,
 ): number | undefined {
   const { weight, waux, xval, L, Laux, onGrid, onGridAux, signs } = sb;
   const kMaxQ = 8;
-  for (let i = 0; i < 32; i++) weight[i] = f(x[xb + i] * x[xb + i]);
+  for (let i = 0; i < 32; i++) {
+    const x2 = f(x[xb + i] * x[xb + i]);
+    weight[i] = qw ? f(qw[qo + i] * f(Math.sqrt(f(sigma2 + x2)))) : x2;
+  }
   for (let i = 0; i < 32; i++) waux[i] = f(Math.sqrt(weight[i]));
   for (let k = 0; k < 4; k++) {
     let flips = 0, s = 0;
@@ -280,7 +293,9 @@ const scaleCode = (id: number, s: number) => oddLevel(id, s, 15);
 
 /**
  * One IQ3_XXS block (98 bytes: f16 `d`, 64 grid indices, 8 words of signs
- * and scale) of `x[xo … xo+255]` at `y[yo]`, as `quantize_row_iq3_xxs_ref`.
+ * and scale) of `x[xo … xo+255]` at `y[yo]`, as `quantize_row_iq3_xxs_ref`,
+ * or, given an importance matrix's 256 values at `qw[qo]`, as
+ * `quantize_row_iq3_xxs_impl` with them.
  *
  * @example
  * ```ts
@@ -289,15 +304,23 @@ const scaleCode = (id: number, s: number) => oddLevel(id, s, 15);
  * quantizeBlockIQ3_XXS(new Float32Array(256).map((_, i) => Math.sin(i)), 0, y, 0);
  * ```
  */
-export function quantizeBlockIQ3_XXS(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
+export function quantizeBlockIQ3_XXS(
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+  qw?: Float32Array,
+  qo = 0,
+): void {
   const d = iq3Data("iq3xxs");
+  const sigma2 = qw ? superBlockSigma2(x, xo) : 0;
   const sb = new SubBlock();
   const q3 = new Uint8Array(96);
   const signsAndScales = new Uint32Array(8);
   const scales = new Float32Array(8);
   let maxScale = 0;
   for (let ib = 0; ib < 8; ib++) {
-    const scale = searchSubBlock(true, d, x, xo + 32 * ib, sb);
+    const scale = searchSubBlock(true, d, x, xo + 32 * ib, sb, qw, qo + 32 * ib, sigma2);
     if (scale === undefined) continue;
     scales[ib] = scale;
     for (let k = 0; k < 8; k++) q3[8 * ib + k] = gridIndex(d, sb.L, k);
@@ -329,8 +352,16 @@ export function quantizeBlockIQ3_XXS(x: Float32Array, xo: number, y: Uint8Array,
  * quantizeBlockIQ3_S(new Float32Array(256).map((_, i) => Math.sin(i)), 0, y, 0);
  * ```
  */
-export function quantizeBlockIQ3_S(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
+export function quantizeBlockIQ3_S(
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+  qw?: Float32Array,
+  qo = 0,
+): void {
   const d = iq3Data("iq3s");
+  const sigma2 = qw ? superBlockSigma2(x, xo) : 0;
   const sb = new SubBlock();
   const scales = new Float32Array(8);
   let maxScale = 0;
@@ -340,7 +371,7 @@ export function quantizeBlockIQ3_S(x: Float32Array, xo: number, y: Uint8Array, y
   // bytes early (the ninth bits stay in place). Written the same, byte for byte.
   let qs = yo + 2, sg = yo + 74;
   for (let ib = 0; ib < 8; ib++) {
-    const scale = searchSubBlock(false, d, x, xo + 32 * ib, sb);
+    const scale = searchSubBlock(false, d, x, xo + 32 * ib, sb, qw, qo + 32 * ib, sigma2);
     if (scale === undefined) continue;
     for (let k = 0; k < 8; k++) {
       const index = gridIndex(d, sb.L, k);

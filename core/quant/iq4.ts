@@ -72,12 +72,12 @@ function bestIndex(x: number): number {
 /** What {@linkcode sums} leaves: Σ w·q·x and Σ w·q² (two numbers, no array a call). */
 let sumQX = 0, sumQ2 = 0;
 
-/** Σ w·q·x and Σ w·q² (into sumQX, sumQ2) of the 32 values at `x[xo]` on the grid `1/id`, w = x². */
+/** Σ w·q·x and Σ w·q² (into sumQX, sumQ2) of the 32 values at `x[xo]` on the grid `1/id`. */
 function sums(x: Float32Array, xo: number, id: number): void {
   let sumqx = 0, sumq2 = 0;
   for (let j = 0; j < 32; j++) {
     const xj = x[xo + j];
-    const q = LEVELS[bestIndex(f(id * xj))], w = f(xj * xj);
+    const q = LEVELS[bestIndex(f(id * xj))], w = weight[j];
     sumqx = f(sumqx + f(f(w * q) * xj));
     sumq2 = f(sumq2 + f(f(w * q) * q));
   }
@@ -88,6 +88,32 @@ function sums(x: Float32Array, xo: number, id: number): void {
 // Scratch for one block; the codecs are synchronous, so one set serves all calls.
 const L = new Uint8Array(256);
 const scales = new Float32Array(8);
+/** The block's weights: x², or an importance matrix's `qw·√(σ² + x²)`. */
+const weight = new Float32Array(32);
+
+/**
+ * Fills {@linkcode weight} for the 32 values at `x[xo]`: x² without an
+ * importance matrix, else `qw[qo + j]·√(σ² + x²)` as `quantize_row_iq4_nl_impl`.
+ */
+function setWeights(
+  x: Float32Array,
+  xo: number,
+  qw: Float32Array | undefined,
+  qo: number,
+  sigma2: number,
+) {
+  for (let j = 0; j < 32; j++) {
+    const xj = x[xo + j];
+    weight[j] = qw ? f(qw[qo + j] * f(Math.sqrt(f(sigma2 + f(xj * xj))))) : f(xj * xj);
+  }
+}
+
+/** ggml's σ² of the `n` values at `x[xo]`: Σx² (float32, in order) · 2/n. */
+function sigma2Of(x: Float32Array, xo: number, n: number): number {
+  let s = 0;
+  for (let j = 0; j < n; j++) s = f(s + f(x[xo + j] * x[xo + j]));
+  return f(s * f(2 / n));
+}
 
 /**
  * `quantize_row_iq4_nl_impl`'s fit of one 32-element block (ntry 7): the
@@ -120,7 +146,8 @@ function packBlock(x: Float32Array, xo: number, id: number, y: Uint8Array, yo: n
 
 /**
  * Quantizes the 32 floats at `x[xo]` into the IQ4_NL block at `y[yo]`, byte
- * for byte as llama-quantize's `quantize_iq4_nl` (no importance matrix).
+ * for byte as llama-quantize's `quantize_iq4_nl`: without an importance matrix,
+ * or with its 32 values at `qw[qo]`.
  *
  * @example
  * ```ts
@@ -130,7 +157,15 @@ function packBlock(x: Float32Array, xo: number, id: number, y: Uint8Array, yo: n
  * y[2]; // 0: every value on level −127
  * ```
  */
-export function quantizeBlockIQ4_NL(x: Float32Array, xo: number, y: Uint8Array, yo: number) {
+export function quantizeBlockIQ4_NL(
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+  qw?: Float32Array,
+  qo = 0,
+) {
+  setWeights(x, xo, qw, qo, qw ? sigma2Of(x, xo, 32) : 0);
   const d = fitBlock(x, xo);
   writeF16(y, yo, d);
   packBlock(x, xo, d !== 0 ? f(1 / d) : 0, y, yo + 2);
@@ -138,8 +173,9 @@ export function quantizeBlockIQ4_NL(x: Float32Array, xo: number, y: Uint8Array, 
 
 /**
  * Quantizes the 256 floats at `x[xo]` into the IQ4_XS block at `y[yo]`, byte
- * for byte as llama-quantize's `quantize_iq4_xs` (no importance matrix): each
- * block's fitted scale as a 6-bit multiple of the super-block's.
+ * for byte as llama-quantize's `quantize_iq4_xs` (without an importance
+ * matrix, or with its 256 values at `qw[qo]`): each block's fitted scale as a
+ * 6-bit multiple of the super-block's.
  *
  * @example
  * ```ts
@@ -149,9 +185,18 @@ export function quantizeBlockIQ4_NL(x: Float32Array, xo: number, y: Uint8Array, 
  * [y[1], y[2], y[4], y[8]]; // [0x80, 0xaa, 0, 0x88]: d = −0, scales 32 − 32, codes on level 1
  * ```
  */
-export function quantizeBlockIQ4_XS(x: Float32Array, xo: number, y: Uint8Array, yo: number) {
+export function quantizeBlockIQ4_XS(
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+  qw?: Float32Array,
+  qo = 0,
+) {
   let maxScale = 0, amaxScale = 0;
+  const sigma2 = qw ? sigma2Of(x, xo, 256) : 0;
   for (let ib = 0; ib < 8; ib++) {
+    setWeights(x, xo + 32 * ib, qw, qo + 32 * ib, sigma2);
     scales[ib] = fitBlock(x, xo + 32 * ib);
     if (Math.abs(scales[ib]) > amaxScale) {
       amaxScale = Math.abs(scales[ib]);

@@ -43,14 +43,26 @@ const scales = new Float32Array(16);
 const mins = new Float32Array(16);
 
 /**
- * `make_qkx2_quants` for `n` values at `x[xo]` (weights in `weights`; errors
- * absolute with `useMad`, else squared): codes `0..nmax` into `L[lo..]`
- * and `mins[j]` = −(the fitted offset); returns the fitted scale. It starts from
+ * `make_qkx2_quants` for `n` values at `x[xo]` (weights in `w`; errors
+ * absolute with `useMad`, else squared): codes `0..nmax` into `Lo[lo..]`
+ * and `mo[j]` = −(the fitted offset); returns the fitted scale. It starts from
  * the min/max grid, then tries `nstep + 1` stretched grids, refitting scale and
  * offset by weighted least squares and keeping the one of least weighted
- * squared error.
+ * squared error. With weights given it is also `make_qkx3_quants` (the two
+ * differ only when no weights are passed). `w`, `Lo` and `mo` default to this
+ * module's scratch arrays.
+ *
+ * @example
+ * ```ts
+ * import { makeQkx2Quants } from "./k_quants.ts";
+ * const x = Float32Array.from({ length: 32 }, (_, i) => i / 31);
+ * const w = new Float32Array(32).fill(1), codes = new Uint8Array(32), mins = new Float32Array(1);
+ * const scale = makeQkx2Quants(15, x, 0, 0, 0, Math.fround(-0.9), Math.fround(0.05), 36, 32, false, w, codes, mins);
+ * codes[31]; // 15
+ * scale > 0; // true
+ * ```
  */
-function makeQkx2Quants(
+export function makeQkx2Quants(
   nmax: number,
   x: Float32Array,
   xo: number,
@@ -61,10 +73,13 @@ function makeQkx2Quants(
   nstep: number,
   n = 32,
   useMad = false,
+  w: Float32Array = weights,
+  Lo: Uint8Array = L,
+  mo: Float32Array = mins,
 ): number {
   let min = x[xo];
   let max = x[xo];
-  let sumW = weights[0];
+  let sumW = w[0];
   let sumX = f(sumW * x[xo]);
   // The same sums in float64 (and Σ w·x²), for the bound that skips a trial grid.
   let dW = sumW, dX = sumW * x[xo], dX2 = sumW * x[xo] * x[xo];
@@ -72,18 +87,18 @@ function makeQkx2Quants(
     const xi = x[xo + i];
     if (xi < min) min = xi;
     if (xi > max) max = xi;
-    const w = weights[i];
-    sumW = f(sumW + w);
-    sumX = f(sumX + f(w * xi));
-    dW += w;
-    dX += w * xi;
-    dX2 += w * xi * xi;
+    const wi = w[i];
+    sumW = f(sumW + wi);
+    sumX = f(sumX + f(wi * xi));
+    dW += wi;
+    dX += wi * xi;
+    dX2 += wi * xi * xi;
   }
   const maxAbs = Math.max(-min, max);
   if (min > 0) min = 0;
   if (max === min) {
-    L.fill(0, lo, lo + n);
-    mins[j] = -min;
+    Lo.fill(0, lo, lo + n);
+    mo[j] = -min;
     return 0;
   }
   let iscale = f(nmax / f(max - min));
@@ -92,13 +107,13 @@ function makeQkx2Quants(
   for (let i = 0; i < n; i++) {
     const xi = x[xo + i];
     const l = Math.max(0, Math.min(nmax, nearestInt(f(iscale * f(xi - min)))));
-    L[lo + i] = l;
+    Lo[lo + i] = l;
     let diff = f(f(f(scale * l) + min) - xi);
     diff = useMad ? Math.abs(diff) : f(diff * diff);
-    bestError = f(bestError + f(weights[i] * diff));
+    bestError = f(bestError + f(w[i] * diff));
   }
   if (nstep < 1) {
-    mins[j] = -min;
+    mo[j] = -min;
     return scale;
   }
   // Whether the best so far is a least-squares fit of its codes (not the first grid).
@@ -113,15 +128,15 @@ function makeQkx2Quants(
       const xi = x[xo + i];
       const l = Math.max(0, Math.min(nmax, nearestInt(f(iscale * f(xi - min)))));
       laux[i] = l;
-      same &&= l === L[lo + i];
-      const w = weights[i];
-      const wl = f(w * l);
+      same &&= l === Lo[lo + i];
+      const wi = w[i];
+      const wl = f(wi * l);
       sumL = f(sumL + wl);
       sumL2 = f(sumL2 + f(wl * l));
       sumXL = f(sumXL + f(wl * xi));
-      dL += w * l;
-      dL2 += w * l * l;
-      dXL += w * l * xi;
+      dL += wi * l;
+      dL2 += wi * l * l;
+      dXL += wi * l * xi;
     }
     // The best fit's own codes: the same sums, the same fit, the same error, not kept.
     if (same) continue;
@@ -143,17 +158,17 @@ function makeQkx2Quants(
     for (let i = 0; i < n; i++) {
       let diff = f(f(f(thisScale * laux[i]) + thisMin) - x[xo + i]);
       diff = useMad ? Math.abs(diff) : f(diff * diff);
-      curError = f(curError + f(weights[i] * diff));
+      curError = f(curError + f(w[i] * diff));
     }
     if (curError < bestError) {
-      for (let i = 0; i < n; i++) L[lo + i] = laux[i];
+      for (let i = 0; i < n; i++) Lo[lo + i] = laux[i];
       bestError = curError;
       scale = thisScale;
       min = thisMin;
       bestFitted = true;
     }
   }
-  mins[j] = -min;
+  mo[j] = -min;
   return scale;
 }
 
@@ -185,11 +200,15 @@ function worseForSure(
   const a = s * s * dL2, b = 2 * s * m * dL, c = m * m * dW, d = 2 * s * dXL, e = 2 * m * dX;
   const exact = a + b + c - d - e + dX2;
   const K = Math.abs(s) * nmax + Math.abs(m) + maxAbs;
-  const delta = 3.1 * 2 ** -24 * K;
+  // Relative rounding, plus the absolute 2⁻¹⁵⁰ of a result in float32's
+  // subnormal range (values near 1e-20 square into it).
+  const delta = 3.1 * 2 ** -24 * K + 2 ** -147;
   // Σ w·(2|d|·δ + δ²), with Σ w·|d| ≤ √(Σw · Σ w·d²) (Cauchy–Schwarz).
   const perTerm = 2 * delta * Math.sqrt(dW * Math.max(exact, 0)) + dW * delta * delta;
   const cancel = 1e-13 * (Math.abs(a) + Math.abs(b) + c + Math.abs(d) + Math.abs(e) + dX2);
-  const bound = 2 * (perTerm + 40 * 2 ** -24 * (exact + perTerm) + cancel);
+  // The square, the weighting and the sum may each be subnormal: 2⁻¹⁵⁰ a term and step.
+  const tiny = (dW + 64) * 2 ** -148;
+  const bound = 2 * (perTerm + 40 * 2 ** -24 * (exact + perTerm) + cancel + tiny);
   return exact - bound > best;
 }
 
@@ -221,33 +240,83 @@ function quantizeSuperBlock(
   }
   const invScale = maxScale > 0 ? f(63 / maxScale) : 0;
   const invMin = maxMin > 0 ? f(63 / maxMin) : 0;
-  const sb = yo + 4;
   for (let j = 0; j < 8; j++) {
     // C stores nearest_int's result in a uint8 before clamping: a negative
     // code wraps to a large one and clamps to 63.
-    const ls = Math.min(63, nearestInt(f(invScale * scales[j])) & 0xff);
-    const lm = Math.min(63, nearestInt(f(invMin * mins[j])) & 0xff);
-    if (j < 4) {
-      y[sb + j] = ls;
-      y[sb + j + 4] = lm;
-    } else {
-      y[sb + j + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
-      y[sb + j - 4] |= (ls >> 4) << 6;
-      y[sb + j] |= (lm >> 4) << 6;
-    }
+    lsc[j] = Math.min(63, nearestInt(f(invScale * scales[j])) & 0xff);
+    lmn[j] = Math.min(63, nearestInt(f(invMin * mins[j])) & 0xff);
   }
+  packScalesK4(lsc, lmn, y, yo + 4);
   writeF16(y, yo, f(maxScale / 63));
   writeF16(y, yo + 2, f(maxMin / 63));
+  requantK4(nmax, x, xo, y, yo, L);
+}
+
+const lsc = new Uint8Array(8), lmn = new Uint8Array(8);
+
+/**
+ * Packs Q4_K/Q5_K's eight 6-bit sub-block scales `ls` and mins `lm` into the
+ * twelve bytes at `y[sb]`, as ggml's `get_scale_min_k4` reads them.
+ *
+ * @example
+ * ```ts
+ * import { packScalesK4 } from "./k_quants.ts";
+ * const y = new Uint8Array(12);
+ * packScalesK4([1, 2, 3, 4, 5, 6, 7, 63], [0, 0, 0, 0, 0, 0, 0, 0], y, 0);
+ * [y[0], y[3], y[11]]; // [1, 0xc4, 0x0f]
+ * ```
+ */
+export function packScalesK4(
+  ls: ArrayLike<number>,
+  lm: ArrayLike<number>,
+  y: Uint8Array,
+  sb: number,
+): void {
+  for (let j = 0; j < 8; j++) {
+    if (j < 4) {
+      y[sb + j] = ls[j];
+      y[sb + j + 4] = lm[j];
+    } else {
+      y[sb + j + 4] = (ls[j] & 0xf) | ((lm[j] & 0xf) << 4);
+      y[sb + j - 4] |= (ls[j] >> 4) << 6;
+      y[sb + j] |= (lm[j] >> 4) << 6;
+    }
+  }
+}
+
+/**
+ * The codes (`0..nmax`) of the 256 values at `x[xo]` under the scales, mins,
+ * `d` and `dmin` already written in the Q4_K/Q5_K block at `y[yo]`, into `Lo`;
+ * a sub-block whose scale is zero keeps the codes `Lo` holds, as in C.
+ *
+ * @example
+ * ```ts
+ * import { requantK4 } from "./k_quants.ts";
+ * const y = new Uint8Array(144), codes = new Uint8Array(256);
+ * y[1] = 0x3c; // d = 1
+ * y[4] = 1; // sub-block 0: scale 1
+ * requantK4(15, new Float32Array(256).fill(7), 0, y, 0, codes);
+ * codes[0]; // 7
+ * ```
+ */
+export function requantK4(
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+  Lo: Uint8Array,
+): void {
+  const sb = yo + 4;
   const d = readF16(y, yo);
   const dmin = readF16(y, yo + 2);
   for (let j = 0; j < 8; j++) {
     const dj = f(d * scaleK4(j, y, sb));
-    // A zero sub-block scale keeps make_qkx2_quants's codes, as in C.
     if (dj === 0) continue;
     const dm = f(dmin * minK4(j, y, sb));
     for (let i = 0; i < 32; i++) {
       const l = nearestInt(f(f(x[xo + 32 * j + i] + dm) / dj));
-      L[32 * j + i] = Math.max(0, Math.min(nmax, l));
+      Lo[32 * j + i] = Math.max(0, Math.min(nmax, l));
     }
   }
 }
@@ -266,6 +335,23 @@ function quantizeSuperBlock(
  */
 export function quantizeBlockQ4_K(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
   quantizeSuperBlock(15, -1, 20, x, xo, y, yo);
+  packQ4Codes(L, y, yo);
+}
+
+/**
+ * Packs a Q4_K block's 256 codes (0–15) into its `qs` at `y[yo + 16]`: in each
+ * 64-element group, element `l` in the low nibble of byte `l`, element
+ * `32 + l` in the high one.
+ *
+ * @example
+ * ```ts
+ * import { packQ4Codes } from "./k_quants.ts";
+ * const y = new Uint8Array(144);
+ * packQ4Codes(new Uint8Array(256).fill(15), y, 0);
+ * y[16]; // 0xff
+ * ```
+ */
+export function packQ4Codes(L: ArrayLike<number>, y: Uint8Array, yo: number): void {
   for (let g = 0; g < 4; g++) {
     const q = yo + 16 + 32 * g;
     for (let l = 0; l < 32; l++) y[q + l] = L[64 * g + l] | (L[64 * g + 32 + l] << 4);
@@ -286,6 +372,22 @@ export function quantizeBlockQ4_K(x: Float32Array, xo: number, y: Uint8Array, yo
  */
 export function quantizeBlockQ5_K(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
   quantizeSuperBlock(31, -0.5, 15, x, xo, y, yo);
+  packQ5Codes(L, y, yo);
+}
+
+/**
+ * Packs a Q5_K block's 256 codes (0–31) into its `qh` and `qs` (from
+ * `y[yo + 16]`): low four bits as Q4_K's nibbles, each fifth bit in `qh`.
+ *
+ * @example
+ * ```ts
+ * import { packQ5Codes } from "./k_quants.ts";
+ * const y = new Uint8Array(176);
+ * packQ5Codes(new Uint8Array(256).fill(31), y, 0);
+ * [y[16], y[48]]; // [0xff, 0xff]
+ * ```
+ */
+export function packQ5Codes(L: ArrayLike<number>, y: Uint8Array, yo: number): void {
   const qh = yo + 16;
   y.fill(0, qh, qh + 32);
   for (let g = 0; g < 4; g++) {
@@ -412,18 +514,37 @@ export function quantizeBlockQ2_K(x: Float32Array, xo: number, y: Uint8Array, yo
   } else {
     writeF16(y, yo + 82, 0);
   }
+  requantQ2(x, xo, y, yo, L);
+  packCrumbs(L, y, qs);
+}
+
+/**
+ * The codes (0–3) of the 256 values at `x[xo]` under the scales, mins, `d`
+ * and `dmin` already written in the Q2_K block at `y[yo]`, into `Lo`; a
+ * sub-block whose scale is zero keeps the codes `Lo` holds, as in C.
+ *
+ * @example
+ * ```ts
+ * import { requantQ2 } from "./k_quants.ts";
+ * const y = new Uint8Array(84), codes = new Uint8Array(256);
+ * y[0] = 1; // sub-block 0: scale 1, min 0
+ * y[81] = 0x3c; // d = 1
+ * requantQ2(new Float32Array(256).fill(2), 0, y, 0, codes);
+ * codes[0]; // 2
+ * ```
+ */
+export function requantQ2(x: Float32Array, xo: number, y: Uint8Array, yo: number, Lo: Uint8Array) {
   const d = readF16(y, yo + 80), dmin = readF16(y, yo + 82);
   for (let j = 0; j < 16; j++) {
-    const dj = f(d * (y[sb + j] & 0xf));
+    const dj = f(d * (y[yo + j] & 0xf));
     // A zero sub-block scale keeps make_qkx2_quants's codes, as in C.
     if (dj === 0) continue;
-    const dm = f(dmin * (y[sb + j] >> 4));
+    const dm = f(dmin * (y[yo + j] >> 4));
     for (let i = 0; i < 16; i++) {
       const l = nearestInt(f(f(x[xo + 16 * j + i] + dm) / dj));
-      L[16 * j + i] = Math.max(0, Math.min(3, l));
+      Lo[16 * j + i] = Math.max(0, Math.min(3, l));
     }
   }
-  packCrumbs(L, y, qs);
 }
 
 /**

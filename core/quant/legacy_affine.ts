@@ -38,8 +38,21 @@ function minMax(x: Float32Array, xo: number): [number, number] {
  * Stores the 32 codes (each < 32) as llama.cpp packs them: low four bits in
  * `qs` at `y[qo]`, fifth bits (when `qh` ≥ 0, the byte offset of `qh`) as
  * bits of a little-endian u32.
+ *
+ * @example
+ * ```ts
+ * import { packLegacyCodes } from "./legacy_affine.ts";
+ * const y = new Uint8Array(20);
+ * packLegacyCodes(new Array(32).fill(17), y, 4, 0);
+ * [y[0], y[4]]; // [0xff, 0x11]
+ * ```
  */
-function pack(codes: Int32Array, y: Uint8Array, qo: number, qh: number): void {
+export function packLegacyCodes(
+  codes: ArrayLike<number>,
+  y: Uint8Array,
+  qo: number,
+  qh: number,
+): void {
   let bits = 0;
   for (let j = 0; j < 16; j++) {
     y[qo + j] = (codes[j] & 0xf) | ((codes[j + 16] & 0xf) << 4);
@@ -78,7 +91,7 @@ function quantizeAffine(bits: 4 | 5, x: Float32Array, xo: number, y: Uint8Array,
     const v = f(f(f(x[xo + j] - min) * id) + 0.5);
     codes[j] = bits === 4 ? Math.min(15, int8(v)) & 0xff : truncToInt32(v) & 0xff;
   }
-  pack(codes, y, bits === 4 ? yo + 4 : yo + 8, bits === 4 ? -1 : yo + 4);
+  packLegacyCodes(codes, y, bits === 4 ? yo + 4 : yo + 8, bits === 4 ? -1 : yo + 4);
 }
 
 /**
@@ -132,7 +145,7 @@ export function quantizeBlockQ5_0(x: Float32Array, xo: number, y: Uint8Array, yo
   writeF16(y, yo, d);
   const codes = new Int32Array(32);
   for (let j = 0; j < 32; j++) codes[j] = Math.min(31, int8(f(f(x[xo + j] * id) + 16.5))) & 0xff;
-  pack(codes, y, yo + 6, yo + 2);
+  packLegacyCodes(codes, y, yo + 6, yo + 2);
 }
 
 /**

@@ -117,6 +117,33 @@ export function quantizeBlockQ3_K(x: Float32Array, xo: number, y: Uint8Array, yo
   } else {
     writeF16(y, yo + 108, 0);
   }
+  requantQ3(x, xo, y, yo, L);
+}
+
+/**
+ * Finishes a Q3_K block whose scales and `d` are written at `y[yo]`: the codes
+ * of the 256 values at `x[xo]` (a sub-block whose scale is zero keeps the
+ * codes `Lo` holds, biased by 4, as in C), their third bits in `hmask` and
+ * their low two bits in `qs`.
+ *
+ * @example
+ * ```ts
+ * import { requantQ3 } from "./q3_k.ts";
+ * const y = new Uint8Array(110);
+ * y[96] = 1; y[104] = 2; // sub-block 0: scale 33 − 32 = 1
+ * y[109] = 0x3c; // d = 1
+ * requantQ3(new Float32Array(256).fill(3), 0, y, 0, new Int8Array(256).fill(4));
+ * [y[0], y[32] & 3]; // [0x01, 3]: element 0's code 7 (third bit set, low bits 3)
+ * ```
+ */
+export function requantQ3(
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+  Lo: Int8Array | Uint8Array,
+) {
+  const sb = yo + 96;
   const d = readF16(y, yo + 108);
   for (let j = 0; j < 16; j++) {
     const dj = f(d * scaleQ3(y, sb, j));
@@ -124,18 +151,18 @@ export function quantizeBlockQ3_K(x: Float32Array, xo: number, y: Uint8Array, yo
     if (dj === 0) continue;
     for (let i = 0; i < 16; i++) {
       const l = nearestInt(f(x[xo + 16 * j + i] / dj));
-      L[16 * j + i] = Math.max(-4, Math.min(3, l)) + 4;
+      Lo[16 * j + i] = Math.max(-4, Math.min(3, l)) + 4;
     }
   }
   // Third bits: element e's at bit ⌊e/32⌋ of hmask[e % 32]; the low two stay in L.
   y.fill(0, yo, yo + 32);
   for (let e = 0; e < 256; e++) {
-    if (L[e] > 3) {
+    if (Lo[e] > 3) {
       y[yo + (e & 31)] |= 1 << (e >> 5);
-      L[e] -= 4;
+      Lo[e] -= 4;
     }
   }
-  packCrumbs(L, y, yo + 32);
+  packCrumbs(Lo, y, yo + 32);
 }
 
 /**

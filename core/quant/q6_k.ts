@@ -22,22 +22,39 @@ const TENTH = f(0.1);
 // Scratch for one super-block; the codecs are synchronous, so one set serves all calls.
 const L = new Uint8Array(256);
 const scales = new Float32Array(16);
-/** Each value's weight x² and x²·x (float32), taken once for the 19 trial grids. */
-const ws = new Float32Array(16);
-const wxs = new Float32Array(16);
+/** Each value's weight (x², or its importance) and weight·x (float32), taken once for the 19 trial grids. */
+const ws = new Float32Array(32);
+const wxs = new Float32Array(32);
 
 /**
- * `make_qx_quants(16, 32, x, L, 1, NULL)`: signed codes for the 16 values at
- * `x[xo]`, stored biased by 32 into `L[lo..]`, weighted by x²; returns the
- * least-squares scale of the best of 19 grids (the signed extreme on code −32,
- * then nudged by ±0.1…0.9 codes).
+ * `make_qx_quants(n, nmax, x, L, 1, qw)` (n ≤ 32): signed codes of the `n`
+ * values at `x[xo]`, stored biased by `nmax` into `Lo[lo..]`, weighted by
+ * `qw[qo..]` (an importance matrix's weights) or, without them, by x²;
+ * returns the least-squares scale of the best of 19 grids (the signed extreme
+ * on code −nmax, then nudged by ±0.1…0.9 codes).
+ *
+ * @example
+ * ```ts
+ * import { makeQxQuants } from "./q6_k.ts";
+ * const codes = new Uint8Array(16);
+ * const x = Float32Array.from({ length: 16 }, (_, i) => i - 8);
+ * makeQxQuants(16, 4, x, 0, codes, 0, undefined, 0);
+ * codes[0]; // 0: −8 is code −4, biased by 4
+ * ```
  */
-function makeQxQuants(x: Float32Array, xo: number, lo: number): number {
-  const n = 16;
-  const nmax = 32;
+export function makeQxQuants(
+  n: number,
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  Lo: Uint8Array,
+  lo: number,
+  qw: Float32Array | undefined,
+  qo: number,
+): number {
   const max = signedAbsMax(x, xo, n);
   if (Math.abs(max) < GROUP_MAX_EPS) {
-    L.fill(0, lo, lo + n);
+    Lo.fill(0, lo, lo + n);
     return 0;
   }
   let iscale = f(-nmax / max);
@@ -46,8 +63,8 @@ function makeQxQuants(x: Float32Array, xo: number, lo: number): number {
   for (let i = 0; i < n; i++) {
     const xi = x[xo + i];
     const l = Math.max(-nmax, Math.min(nmax - 1, nearestInt(f(iscale * xi))));
-    L[lo + i] = l + nmax;
-    const w = f(xi * xi);
+    Lo[lo + i] = l + nmax;
+    const w = qw ? qw[qo + i] : f(xi * xi);
     ws[i] = w;
     wxs[i] = f(w * xi);
     sumlx = f(sumlx + f(wxs[i] * l));
@@ -68,7 +85,7 @@ function makeQxQuants(x: Float32Array, xo: number, lo: number): number {
     if (suml2 > 0 && f(sumlx * sumlx) > f(best * suml2)) {
       for (let i = 0; i < n; i++) {
         const l = nearestInt(f(iscale * x[xo + i]));
-        L[lo + i] = nmax + Math.max(-nmax, Math.min(nmax - 1, l));
+        Lo[lo + i] = nmax + Math.max(-nmax, Math.min(nmax - 1, l));
       }
       scale = f(sumlx / suml2);
       best = f(scale * sumlx);
@@ -79,7 +96,9 @@ function makeQxQuants(x: Float32Array, xo: number, lo: number): number {
 
 /**
  * Quantizes the 256 floats at `x[xo]` into the Q6_K block at `y[yo]`, byte for
- * byte as llama.cpp's `quantize_row_q6_K_ref`.
+ * byte as llama.cpp's `quantize_row_q6_K_ref`, or, given the 256 importance
+ * values at `qw[qo]`, as `quantize_row_q6_K_impl` with them (llama-quantize
+ * with an importance matrix: each sub-block's fit weighted by them directly).
  *
  * @example
  * ```ts
@@ -89,11 +108,18 @@ function makeQxQuants(x: Float32Array, xo: number, lo: number): number {
  * y[192]; // 0x80: the largest sub-block scale is stored as −128
  * ```
  */
-export function quantizeBlockQ6_K(x: Float32Array, xo: number, y: Uint8Array, yo: number): void {
+export function quantizeBlockQ6_K(
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+  qw?: Float32Array,
+  qo = 0,
+): void {
   let maxScale = 0;
   let maxAbsScale = 0;
   for (let ib = 0; ib < 16; ib++) {
-    const scale = makeQxQuants(x, xo + 16 * ib, 16 * ib);
+    const scale = makeQxQuants(16, 32, x, xo + 16 * ib, L, 16 * ib, qw, qo + 16 * ib);
     scales[ib] = scale;
     if (Math.abs(scale) > maxAbsScale) {
       maxAbsScale = Math.abs(scale);

@@ -13,7 +13,9 @@
  * IR, the fused kernel plan with buffer sizes and peak bytes, and with `--wgsl`
  * every kernel's source. `build FILE -o OUT.ts` compiles such a module ahead
  * of time into a standalone module importing only the runtime. `quantize MODEL --type T
- * -o OUT.gguf` writes a model folder or GGUF file as one GGUF file in that type.
+ * -o OUT.gguf` writes a model folder or GGUF file as one GGUF file in that type
+ * (`--imatrix FILE` fits it with an importance matrix, which `imatrix MODEL
+ * --text FILE -o OUT.gguf` computes).
  * `tokenizer train --corpus FILE --vocab-size N --out DIR` trains a byte-level BPE
  * tokenizer.json on text. `train --config config.json --corpus FILE --vocab-size N --out DIR`
  * trains a model on text (fresh, `--from` a folder, or `--resume` a checkpoint).
@@ -30,6 +32,7 @@ import { UsageError } from "./app/cli/errors.ts";
 import { generate } from "./app/cli/generate.ts";
 import { inspect } from "./app/cli/inspect.ts";
 import { quantize } from "./app/cli/quantize.ts";
+import { imatrix } from "./app/cli/imatrix.ts";
 import { tokenizer } from "./app/cli/tokenizer.ts";
 import { train } from "./app/cli/train.ts";
 import { tune } from "./app/cli/tune.ts";
@@ -43,7 +46,17 @@ export { UsageError };
 // is granted, so a run without --allow-env neither prompts nor fails.
 setDebugSource(() => envFlag("KILN_DEBUG"));
 
-const COMMANDS = { generate, inspect, bench, build, tune, quantize, tokenizer, train } as const;
+const COMMANDS = {
+  generate,
+  inspect,
+  bench,
+  build,
+  tune,
+  quantize,
+  imatrix,
+  tokenizer,
+  train,
+} as const;
 
 /**
  * Runs the CLI with `args`; returns the exit status.

@@ -40,6 +40,7 @@ export {
 export {
   compile,
   type CompileOptions,
+  type CpuObserver,
   Executable,
   type ProfileResult,
   type RunOptions,
@@ -201,6 +202,7 @@ export {
   readImatrix,
   writeImatrix,
 } from "./app/gguf/imatrix.ts";
+export { type ComputedImatrix, computeImatrix, type ComputeImatrixOptions } from "./app/imatrix.ts";
 export {
   embedding,
   head,

@@ -6,7 +6,7 @@
  */
 
 import { allocHost, type DType, type HostArray, toHost } from "../core/dtype.ts";
-import type { Graph } from "../core/graph.ts";
+import type { Graph, Node } from "../core/graph.ts";
 import type { HostTensor } from "../core/types.ts";
 import type { Plan } from "../compiler/plan_types.ts";
 import { opDef } from "../ops/registry.ts";
@@ -23,10 +23,30 @@ export class CpuStore {
   users = 0;
 }
 
+/**
+ * Hears each op node the CPU interpreter runs, after it ran: the node, its
+ * input tensors and its output tensors (the interpreter's own arrays: read
+ * them, do not keep or change them).
+ *
+ * @example
+ * ```ts
+ * import type { CpuObserver } from "./cpu_backend.ts";
+ * const seen: string[] = [];
+ * const observer: CpuObserver = (node) => seen.push(node.op);
+ * ```
+ */
+export type CpuObserver = (
+  node: Node,
+  inputs: readonly HostTensor[],
+  outputs: readonly HostTensor[],
+) => void;
+
 /** Runs a graph with the ops' CPU references. */
 export class CpuBackend implements Backend {
   readonly #graph: Graph;
   readonly store: CpuStore;
+  /** Hears every node run (`Executable.observe`). */
+  observer?: CpuObserver;
   /** Copies kept by `copyStates`. */
   readonly #saved = new Map<string, HostArray>();
 
@@ -60,6 +80,7 @@ export class CpuBackend implements Backend {
       bound.data,
       this.store.params,
       this.store.states,
+      this.observer,
     );
     return Promise.resolve({ outputs });
   }
@@ -128,13 +149,14 @@ export class CpuBackend implements Backend {
   }
 }
 
-/** Interprets a graph on the CPU with each op's reference. */
+/** Interprets a graph on the CPU with each op's reference; `observer` hears each op node run. */
 export function runCpu(
   graph: Graph,
   dims: Record<string, number>,
   inputs: ReadonlyMap<string, HostArray>,
   params: ReadonlyMap<string, HostArray>,
   states: Map<string, HostArray> = new Map(),
+  observer?: CpuObserver,
 ): Record<string, HostTensor> {
   const vals = new Map<number, HostTensor>();
   const shapeOf = (id: number) =>
@@ -170,10 +192,14 @@ export function runCpu(
       shape: shapeOf(id),
       dtype: graph.values[id].dtype as DType,
     }));
-    const res = opDef(node.op).reference(node.inputs.map((v) => vals.get(v)!), node.attrs, outs);
-    node.outputs.forEach((id, i) =>
-      vals.set(id, { data: res[i], shape: outs[i].shape, dtype: outs[i].dtype })
-    );
+    const ins = node.inputs.map((v) => vals.get(v)!);
+    const res = opDef(node.op).reference(ins, node.attrs, outs);
+    const produced = node.outputs.map((id, i) => {
+      const t = { data: res[i], shape: outs[i].shape, dtype: outs[i].dtype };
+      vals.set(id, t);
+      return t;
+    });
+    observer?.(node, ins, produced);
   }
   const out: Record<string, HostTensor> = {};
   for (const [name, id] of graph.outputs) out[name] = vals.get(id)!;

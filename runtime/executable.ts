@@ -23,14 +23,14 @@ import {
   stateType,
   usedDims,
 } from "./bind.ts";
-import { CpuBackend } from "./cpu_backend.ts";
+import { CpuBackend, type CpuObserver } from "./cpu_backend.ts";
 import type { CpuDevice, KilnDevice } from "./device.ts";
 import { GpuBackend } from "./gpu_backend.ts";
 import type { EncodeHooks, GpuExecutable, HostBarriers, KernelTiming } from "./gpu_executor.ts";
 import type { CompileOptions, ProfileResult, RunOptions } from "./run_options.ts";
 
 export type { CompileOptions, EncodeHooks, HostBarriers, KernelTiming, ProfileResult, RunOptions };
-export { runCpu } from "./cpu_backend.ts";
+export { type CpuObserver, runCpu } from "./cpu_backend.ts";
 
 /**
  * A graph compiled for one device. Plans are built per binding of the symbolic
@@ -106,6 +106,32 @@ export class Executable {
       ? new GpuBackend(this.graph, this.schedule, device, (shared as GpuBackend)?.store)
       : new CpuBackend(this.graph, (shared as CpuBackend)?.store);
     if (options.params) this.setParams(options.params);
+  }
+
+  /**
+   * On the CPU device, `observer` hears every op node the interpreter runs
+   * (with its input and output tensors) from the next run on: for analyses of
+   * a model's activations, such as importance matrices. `undefined` stops it.
+   * A GPU device runs fused kernels, not nodes: a `TypeError` there.
+   *
+   * @example
+   * ```ts
+   * import { compile, cpuDevice, GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * g.output("y", g.input("x", [2]).mul(2));
+   * const exe = compile(g.build(), cpuDevice());
+   * const ops: string[] = [];
+   * exe.observe((node) => ops.push(node.op));
+   * await exe.run({ x: new Float32Array([1, 2]) });
+   * ops.length > 0; // true
+   * ```
+   */
+  observe(observer: CpuObserver | undefined): void {
+    const backend = this.#live;
+    if (!(backend instanceof CpuBackend)) {
+      throw new TypeError("observe: only the CPU device runs a graph node by node");
+    }
+    backend.observer = observer;
   }
 
   /**

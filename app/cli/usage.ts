@@ -148,11 +148,34 @@ export const QUANTIZE_USAGE = `\
                                      tensors llama.cpp keeps f32 in f32; a row that is not whole
                                      blocks falls back as llama-quantize does; --imatrix: an
                                      importance matrix (llama-imatrix's or kiln imatrix's, GGUF or
-                                     legacy .dat): each weight it covers is fitted with it, the
-                                     bytes llama-quantize --imatrix writes; --name sets
+                                     legacy .dat; kiln imatrix makes one): each weight it covers
+                                     is fitted with it, the bytes llama-quantize --imatrix
+                                     writes; --name sets
                                      general.name; --threads: workers that encode (default:
                                      every core; the same bytes for any count); --quiet: no
                                      progress, no summary line`;
+
+/**
+ * Usage of `kiln imatrix`.
+ *
+ * @example
+ * ```ts
+ * import { IMATRIX_USAGE } from "./usage.ts";
+ * console.log(IMATRIX_USAGE);
+ * ```
+ */
+export const IMATRIX_USAGE = `\
+  imatrix DIR|FILE.gguf --text FILE -o OUT.gguf|OUT.dat [--chunk-size 512] [--chunks N]
+          [--process-output] [--quiet]
+                                     compute an importance matrix as llama-imatrix does: the
+                                     model runs over the text in chunks of --chunk-size tokens
+                                     (all whole chunks, or the first N), each layer weight's
+                                     input columns' squared activations summed (experts: over
+                                     the tokens routed to them; the output head only with
+                                     --process-output); written in llama.cpp's GGUF layout (or
+                                     the legacy .dat) for kiln quantize --imatrix or
+                                     llama-quantize. Runs on the CPU reference (~40 ms a token
+                                     for ~100M parameters)`;
 
 /**
  * Usage of `kiln tokenizer`.
@@ -226,6 +249,7 @@ export function usage(
     | "build"
     | "tune"
     | "quantize"
+    | "imatrix"
     | "tokenizer"
     | "train",
 ): string {
@@ -237,6 +261,7 @@ export function usage(
       build: BUILD_USAGE,
       tune: TUNE_USAGE,
       quantize: QUANTIZE_USAGE,
+      imatrix: IMATRIX_USAGE,
       tokenizer: TOKENIZER_USAGE,
       train: TRAIN_USAGE,
     }[command];
@@ -251,6 +276,7 @@ ${BENCH_USAGE}
 ${BUILD_USAGE}
 ${TUNE_USAGE}
 ${QUANTIZE_USAGE}
+${IMATRIX_USAGE}
 ${TOKENIZER_USAGE}
 ${TRAIN_USAGE}
   help [COMMAND]                     this text, or one command's (also: kiln COMMAND --help)

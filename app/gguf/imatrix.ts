@@ -292,11 +292,15 @@ export interface ImatrixSums {
 }
 
 /**
- * Writes an importance matrix in llama.cpp's GGUF layout (what `llama-imatrix`
- * writes today and `llama-quantize --imatrix` reads): weights in name order,
- * each as `<name>.in_sum2` and `<name>.counts`. A weight with a matrix that
- * saw no rows is left out, as llama-imatrix leaves it out (a `RangeError` if
- * that leaves nothing).
+ * Writes an importance matrix in one of llama.cpp's layouts: GGUF (what
+ * `llama-imatrix` writes today and `llama-quantize --imatrix` reads: weights
+ * in name order, each as `<name>.in_sum2` and `<name>.counts`), or, for a path
+ * ending in `.dat`, the legacy layout older llama.cpp builds read (each entry's
+ * mean square times its call count `calls`, default `meta.chunkCount`). A
+ * weight none of whose matrices saw a row is left out, as llama-imatrix leaves
+ * it out; in the legacy layout, which has one count a weight, so is one with
+ * any matrix unseen (an expert no token reached). A `RangeError` if nothing is
+ * left to write. Returns the names written and left out.
  *
  * @example
  * ```ts ignore
@@ -309,10 +313,10 @@ export interface ImatrixSums {
 export async function writeImatrix(
   path: string,
   weights: ReadonlyMap<string, ImatrixSums>,
-  meta: { datasets: readonly string[]; chunkCount: number; chunkSize: number },
+  meta: { datasets: readonly string[]; chunkCount: number; chunkSize: number; calls?: number },
 ): Promise<{ written: string[]; skipped: string[] }> {
+  const legacy = /\.dat$/i.test(path);
   const written: string[] = [], skipped: string[] = [];
-  const tensors: GgufTensorSpec[] = [];
   for (const name of [...weights.keys()].sort()) {
     const { sums, counts } = weights.get(name)!;
     if (counts.length === 0 || sums.length % counts.length !== 0) {
@@ -320,20 +324,24 @@ export async function writeImatrix(
         `writeImatrix: ${name} has ${sums.length} sums for ${counts.length} counts`,
       );
     }
-    if (counts.some((c) => !(c > 0))) {
-      skipped.push(name);
-      continue;
-    }
-    written.push(name);
-    const cols = sums.length / counts.length;
-    tensors.push(
-      { name: `${name}.in_sum2`, shape: [counts.length, cols], type: "f32", data: bytesOf(sums) },
-      { name: `${name}.counts`, shape: [counts.length, 1], type: "f32", data: bytesOf(counts) },
-    );
+    const seen = counts.filter((c) => c > 0).length;
+    (seen === counts.length || (!legacy && seen > 0) ? written : skipped).push(name);
   }
   if (written.length === 0) {
-    throw new RangeError(`writeImatrix: no weight saw every matrix's rows; nothing to write`);
+    throw new RangeError(`writeImatrix: no weight saw any rows; nothing to write`);
   }
+  if (legacy) {
+    await Deno.writeFile(path, legacyBytes(written, weights, meta.calls ?? meta.chunkCount, meta));
+    return { written, skipped };
+  }
+  const tensors: GgufTensorSpec[] = written.flatMap((name) => {
+    const { sums, counts } = weights.get(name)!;
+    const cols = sums.length / counts.length;
+    return [
+      { name: `${name}.in_sum2`, shape: [counts.length, cols], type: "f32", data: bytesOf(sums) },
+      { name: `${name}.counts`, shape: [counts.length, 1], type: "f32", data: bytesOf(counts) },
+    ];
+  });
   await writeGguf(path, {
     metadata: [
       ["general.type", { type: "string", value: "imatrix" }],
@@ -347,6 +355,36 @@ export async function writeImatrix(
     tensors,
   });
   return { written, skipped };
+}
+
+/** The legacy `imatrix.dat` bytes of the weights `names` (see the module notes). */
+function legacyBytes(
+  names: readonly string[],
+  weights: ReadonlyMap<string, ImatrixSums>,
+  calls: number,
+  meta: { datasets: readonly string[]; chunkCount: number },
+): Uint8Array {
+  const enc = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  const i32 = (x: number) => new Uint8Array(new Int32Array([x]).buffer);
+  parts.push(i32(names.length));
+  for (const name of names) {
+    const { sums, counts } = weights.get(name)!;
+    const cols = sums.length / counts.length;
+    // llama-imatrix stores each value's mean square times the call count.
+    const values = sums.map((v, i) => f(f(v / counts[Math.floor(i / cols)]) * calls));
+    const n = enc.encode(name);
+    parts.push(i32(n.length), n, i32(calls), i32(values.length), new Uint8Array(values.buffer));
+  }
+  const dataset = enc.encode(meta.datasets[0] ?? "");
+  parts.push(i32(meta.chunkCount), i32(dataset.length), dataset);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 function bytesOf(x: Float32Array): Uint8Array {

@@ -103,7 +103,8 @@ function gatherSlabs(w: HostTensor, table: ArrayLike<number>, E: number): Float3
   return out;
 }
 
-function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs): HostArray[] {
+/** The reference's operands: dequantized, unslotted weights and the config. */
+function referenceOperands(inputs: readonly HostTensor[], attrs: MoeAttrs) {
   const [x, wg] = inputs;
   let [, , w1, w3, w2] = inputs;
   if (typeof attrs.weightFormat === "string") {
@@ -118,19 +119,43 @@ function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs): HostArray
   const cfg = configOf(attrs, x.shape, w1.shape, "f32");
   const unslot = (w: HostTensor) =>
     opt.table === undefined ? w.data : gatherSlabs(w, inputs[opt.table].data, attrs.experts);
-  const r = moeReference(
-    cfg,
-    {
-      wg: attrs.logitsIn === true ? new Float32Array(cfg.E * cfg.d) : wg.data,
-      logits: attrs.logitsIn === true ? wg.data : undefined,
-      w1: unslot(w1),
-      w3: unslot(w3),
-      w2: unslot(w2),
-      bias: opt.bias === undefined ? undefined : inputs[opt.bias].data,
-    },
-    x.data,
-    opt.mask === undefined ? undefined : inputs[opt.mask].data,
-  );
+  const weights = {
+    wg: attrs.logitsIn === true ? new Float32Array(cfg.E * cfg.d) : wg.data,
+    logits: attrs.logitsIn === true ? wg.data : undefined,
+    w1: unslot(w1),
+    w3: unslot(w3),
+    w2: unslot(w2),
+    bias: opt.bias === undefined ? undefined : inputs[opt.bias].data,
+  };
+  const mask = opt.mask === undefined ? undefined : inputs[opt.mask].data;
+  return { cfg, weights, x: x.data, mask };
+}
+
+/**
+ * Runs a `moe` node's reference on its input tensors and attributes, telling
+ * `visit` each routed (token, expert) pair with the expert's SwiGLU
+ * activations for it (the input of the expert's down projection; the gate
+ * and up projections' input is token `t`'s row of the node's first input).
+ * What an importance-matrix collector needs of an MoE layer.
+ *
+ * @example
+ * ```ts ignore
+ * import { moeVisit } from "./mod.ts";
+ * moeVisit(inputs, node.attrs as MoeAttrs, (e, t, hidden) => counts[e]++);
+ * ```
+ */
+export function moeVisit(
+  inputs: readonly HostTensor[],
+  attrs: MoeAttrs,
+  visit: (expert: number, t: number, hidden: Float64Array) => void,
+): void {
+  const { cfg, weights, x, mask } = referenceOperands(inputs, attrs);
+  moeReference(cfg, weights, x, mask, visit);
+}
+
+function referenceMoe(inputs: readonly HostTensor[], attrs: MoeAttrs): HostArray[] {
+  const { cfg, weights, x, mask } = referenceOperands(inputs, attrs);
+  const r = moeReference(cfg, weights, x, mask);
   const u32s = (a: ArrayLike<number>) => {
     const out = allocHost("u32", a.length);
     out.set(a);

@@ -114,6 +114,9 @@ const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
  *
  * @param mask optional `[T]`, 0 excludes a token from the aux and z losses
  *   (it is still routed and computed, like padding in HF).
+ * @param visit optional: hears each kept (token, expert) pair with the
+ *   expert's SwiGLU activations `[ff]` for that token (the down projection's
+ *   input; a scratch array, read it at once).
  *
  * @example
  * ```ts
@@ -130,6 +133,7 @@ export function moeReference(
   w: MoeWeights,
   x: ArrayLike<number>,
   mask?: ArrayLike<number>,
+  visit?: (expert: number, t: number, hidden: Float64Array) => void,
 ): MoeReferenceResult {
   const { T, d, ff, E, k, router } = cfg;
   if (x.length !== T * d) {
@@ -213,6 +217,7 @@ export function moeReference(
         }
         hid[n] = a * sigmoid(a) * b;
       }
+      visit?.(e, t, hid);
       const wt = topkW[t * k + j];
       for (let c = 0; c < d; c++) {
         let s = 0;

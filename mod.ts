@@ -197,6 +197,7 @@ export {
 export {
   type Imatrix,
   type ImatrixEntry,
+  imatrixFromSums,
   type ImatrixSums,
   parseLegacyImatrix,
   readImatrix,

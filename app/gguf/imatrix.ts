@@ -123,15 +123,7 @@ async function readGgufImatrix(path: string): Promise<Imatrix> {
           `${sumName} holds ${s.length} values, not a whole row for each of ${c.length} counts`,
         );
       }
-      const cols = s.length / c.length;
-      const values = new Float32Array(s.length);
-      for (let m = 0; m < c.length; m++) {
-        const count = Math.round(c[m]); // llama.cpp's lround
-        for (let i = 0; i < cols; i++) {
-          values[m * cols + i] = count > 0 ? f(s[m * cols + i] / count) : 1;
-        }
-      }
-      entries.set(weight, { values, matrices: c.length });
+      entries.set(weight, entryOf({ sums: s, counts: c }));
     }
     const datasets = file.optionalArray("imatrix.datasets", "string")?.values as
       | string[]
@@ -145,6 +137,43 @@ async function readGgufImatrix(path: string): Promise<Imatrix> {
   } finally {
     file.close();
   }
+}
+
+/** An entry's importance from its sums and counts, as llama-quantize divides them. */
+function entryOf({ sums, counts }: ImatrixSums): ImatrixEntry {
+  const cols = sums.length / counts.length;
+  const values = new Float32Array(sums.length);
+  for (let m = 0; m < counts.length; m++) {
+    const count = Math.round(counts[m]); // llama.cpp's lround
+    for (let i = 0; i < cols; i++) {
+      values[m * cols + i] = count > 0 ? f(sums[m * cols + i] / count) : 1;
+    }
+  }
+  return { values, matrices: counts.length };
+}
+
+/**
+ * The importance matrix of sums and counts a collector gathered (what
+ * `computeImatrix` returns), as reading them back from a written GGUF file
+ * would give it: for `kiln quantize` without a file in between.
+ *
+ * @example
+ * ```ts
+ * import { imatrixFromSums } from "./imatrix.ts";
+ * const m = imatrixFromSums(
+ *   new Map([["blk.0.attn_q.weight", { sums: new Float32Array([6, 9]), counts: new Float32Array([3]) }]]),
+ *   { datasets: [], chunkCount: 1, chunkSize: 3 },
+ * );
+ * m.entries.get("blk.0.attn_q.weight")?.values; // Float32Array [2, 3]
+ * ```
+ */
+export function imatrixFromSums(
+  weights: ReadonlyMap<string, ImatrixSums>,
+  meta: { datasets: readonly string[]; chunkCount: number; chunkSize: number },
+): Imatrix {
+  const entries = new Map<string, ImatrixEntry>();
+  for (const [name, w] of weights) entries.set(name, entryOf(w));
+  return { entries, ...meta };
 }
 
 /**

@@ -24,6 +24,9 @@ import {
 import fixture from "./fixtures/llama_cpp/quant_imatrix.json" with { type: "json" };
 
 const tmp = await Deno.makeTempDir({ prefix: "kiln_quant_imatrix_" });
+// In this process, encode on the calling thread: the pool's workers (and their
+// bytes, the same for any count) are quantize_pool_test's and the CLI runs' concern.
+const ONE = ["--quiet", "--threads", "1"];
 const hf = join(tmp, "hf"), f32 = join(tmp, "f32.gguf"), dat = join(tmp, "imatrix.dat");
 await writeRandomCheckpoint(hf, IMATRIX_CONFIG, { seed: 1 });
 await quantize([hf, "--type", "f32", "-o", f32, "--quiet"]);
@@ -46,12 +49,12 @@ Deno.test("kiln quantize --imatrix: llama-quantize's bytes for every type, tenso
   assert.deepEqual(Object.keys(want), IMATRIX_TYPES);
   for (const type of IMATRIX_TYPES) {
     const out = join(tmp, `${type}.gguf`);
-    await quantize([f32, "--type", type.toLowerCase(), "--imatrix", dat, "-o", out, "--quiet"]);
+    await quantize([f32, "--type", type.toLowerCase(), "--imatrix", dat, "-o", out, ...ONE]);
     assert.deepEqual(await tensorHashes(out), want[type], type);
   }
   // Without the matrix the weighted tensors differ (the test could not pass by ignoring it).
   const plain = join(tmp, "plain.gguf");
-  await quantize([f32, "--type", "q4_k_m", "-o", plain, "--quiet"]);
+  await quantize([f32, "--type", "q4_k_m", "-o", plain, ...ONE]);
   const p = await tensorHashes(plain);
   assert.notEqual(p["blk.0.attn_q.weight"], want.Q4_K_M["blk.0.attn_q.weight"]);
   assert.notEqual(p["blk.1.ffn_down_exps.weight"], want.Q4_K_M["blk.1.ffn_down_exps.weight"]);
@@ -144,7 +147,7 @@ Deno.test("loadModel quantize-on-load with imatrix: the logits of kiln quantize 
   // folder quantized on load with the same matrix: the same blocks, so the
   // same logits bit for bit; without the matrix they differ.
   const file = join(tmp, "onload.gguf");
-  await quantize([f32, "--type", "q4_k_m", "--imatrix", dat, "-o", file, "--quiet"]);
+  await quantize([f32, "--type", "q4_k_m", "--imatrix", dat, "-o", file, ...ONE]);
   const logits: Float32Array[] = [];
   for (
     const [path, extra] of [[file, {}], [hf, { quantize: "q4_k_m", imatrix: dat }], [

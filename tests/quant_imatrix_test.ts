@@ -134,6 +134,21 @@ Deno.test("kiln quantize --imatrix: a missing, malformed or foreign matrix is on
     /blk\.0\.attn_q\.weight has 128 importance values, but the weight has 256 columns/,
   );
   await assert.rejects(Deno.stat(out), Deno.errors.NotFound);
+  // IQ2 needs a matrix, and one holding every tensor written in it.
+  assertUserError(
+    await kiln("quantize", f32, "--type", "iq2_xxs", "-o", out),
+    /quantize: --type iq2_xxs needs an importance matrix \(--imatrix FILE/,
+  );
+  const r2 = await kiln("quantize", f32, "--type", "iq2_xs", "--imatrix", other, "-o", out);
+  assert.equal(r2.code, 1);
+  assert.match(
+    r2.stderr,
+    /tensor blk\.0\.attn_k\.weight is iq2_xs, which is written only with an importance matrix holding it/,
+  );
+  await assert.rejects(() => openTiny(hf, { quantize: "iq2_xxs" }), {
+    name: "TypeError",
+    message: "loadModel: quantize iq2_xxs needs an importance matrix (imatrix), as llama-quantize",
+  });
   // Truncated values: the entry and the byte where the file ends.
   const bytes = await Deno.readFile(dat);
   assert.throws(

@@ -4,8 +4,9 @@
  * of each architecture llama.cpp reads (Mixtral with 8 and with 4 experts,
  * tied and untied, widths of whole and of partial super-blocks; Qwen2-MoE with
  * a shared expert; OLMoE; Mamba). Each checkpoint is written with random
- * weights, converted to an f32 GGUF by Kiln, quantized by llama-quantize, and
- * its tensors' types read back.
+ * weights, converted to an f32 GGUF by Kiln, quantized by llama-quantize (the
+ * IQ2 mixes with a seeded random importance matrix, which they need), and its
+ * tensors' types read back.
  *
  * ```sh
  * deno run -A tools/llama_quantize_mixes.ts --llama /tmp/llama.cpp
@@ -21,6 +22,7 @@ import { GgufFile } from "../app/gguf/file.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
 import { MIX_CASES } from "../tests/fixtures/llama_cpp/quant_mix_cases.ts";
+import { writeImatrixCase } from "../tests/fixtures/llama_cpp/imatrix_case.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { llama: { type: "string" } } });
 if (!values.llama) {
@@ -40,9 +42,15 @@ try {
       type: "f32",
     });
     out[name] = { names: [], types: {} };
+    // The IQ2 mixes need an importance matrix (their types do not depend on its values).
+    const imatrix = join(tmp, `${name}.imatrix.dat`);
+    await writeImatrixCase(f32, imatrix);
     for (const mix of GGUF_MIXES) {
       const q = join(tmp, `${name}.${mix}.gguf`);
-      const r = await new Deno.Command(quantizer, { args: [f32, q, mix.toUpperCase()] }).output();
+      const withMatrix = mix.startsWith("iq2_") ? ["--imatrix", imatrix] : [];
+      const r = await new Deno.Command(quantizer, {
+        args: [...withMatrix, f32, q, mix.toUpperCase()],
+      }).output();
       if (!r.success) throw new Error(`${name} ${mix}: ${new TextDecoder().decode(r.stderr)}`);
       using file = await GgufFile.open(q);
       const tensors = [...file.tensors.values()];

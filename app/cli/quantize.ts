@@ -60,6 +60,8 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "q3_k_l",
   "iq3_m",
   "iq3_xs",
+  "iq2_xs",
+  "iq2_xxs",
   "q4_k",
   "q5_k",
   "q6_k",
@@ -134,6 +136,12 @@ export async function quantize(args: string[]): Promise<void> {
   const threads = values.threads === undefined
     ? undefined
     : intOption(values.threads, "threads", 1, 1, 1024);
+  if ((type === "iq2_xxs" || type === "iq2_xs") && values.imatrix === undefined) {
+    throw new UsageError(
+      `quantize: --type ${type} needs an importance matrix (--imatrix FILE, from kiln imatrix ` +
+        `or llama-imatrix), as llama-quantize does`,
+    );
+  }
   await modelFolder(input, "quantize");
   await checkOutput(input, out);
   const imatrix = values.imatrix === undefined

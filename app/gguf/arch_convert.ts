@@ -363,6 +363,19 @@ export async function convertToGguf(
   if (options.imatrix) metadata.push(...imatrixMetadata(options.imatrix));
   let done = 0;
   const types = ggufTensorTypes(plans, options.type, source.config);
+  // llama-quantize refuses these "very low-bit" types for a tensor the matrix lacks.
+  plans.forEach((p, i) => {
+    if (
+      (types[i] === "iq2_xxs" || types[i] === "iq2_xs") && !options.imatrix?.entries.has(p.name)
+    ) {
+      throw new RangeError(
+        `quantize: tensor ${p.name} is ${types[i]}, which is written only with an importance ` +
+          `matrix holding it (llama-quantize refuses it too): ${
+            options.imatrix ? "this matrix has no entry for it" : "give one (--imatrix FILE)"
+          }`,
+      );
+    }
+  });
   // Our own pool unless given an encoder; its workers start at the first quantized tensor.
   const pool = options.quantizer ? undefined : new QuantPool();
   const quantizer = options.quantizer ?? ((f, x, imp) => pool!.quantize(f, x, imp));

@@ -107,6 +107,8 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   q5_k_m: 17,
   iq3_xs: 22,
   iq3_m: 27,
+  iq2_xxs: 19,
+  iq2_xs: 20,
 };
 
 /** transformers' default `max_position_embeddings` per class. */

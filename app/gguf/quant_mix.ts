@@ -7,10 +7,14 @@
  * `attn_output` for eight-expert models, and so on. The plain `--type q4_k`
  * stays one format throughout (llama-quantize's `--pure`).
  *
- * Only the mixes whose every tensor type Kiln writes are offered (the IQ2 and
- * IQ1 ones, `Q2_K_S` and `IQ3_XXS`'s `IQ2_S` attention need an importance
- * matrix). Checked against llama-quantize itself on tiny checkpoints of every
- * architecture (`tests/quant_mix_test.ts`).
+ * Only the mixes whose every tensor type Kiln writes are offered. `IQ2_XXS`
+ * and `IQ2_XS` (Q2_K embeddings, Q5_K output, Q4_K `attn_v` with experts or
+ * grouped attention, Q2_K `ffn_down` in the first eighth of the layers) need
+ * an importance matrix, as in llama-quantize; the IQ1 and `IQ2_S`/`IQ2_M`
+ * ones, `Q2_K_S` and `IQ3_XXS`'s `IQ2_S` attention are not offered. Checked
+ * against llama-quantize itself on tiny checkpoints of every architecture
+ * (`tests/quant_mix_test.ts`; the IQ2 mixes with a matrix,
+ * `tests/quant_imatrix_test.ts`).
  *
  * @module
  */
@@ -40,6 +44,8 @@ export const GGUF_MIXES = [
   "q5_k_m",
   "iq3_xs",
   "iq3_m",
+  "iq2_xxs",
+  "iq2_xs",
 ] as const;
 
 /**
@@ -72,6 +78,8 @@ export const MIX_BASE: Readonly<Record<GgufMix, QuantFormat>> = {
   q5_k_m: "q5_k",
   iq3_xs: "iq3_s",
   iq3_m: "iq3_s",
+  iq2_xxs: "iq2_xxs",
+  iq2_xs: "iq2_xs",
 };
 
 /**
@@ -135,6 +143,7 @@ export function mixTensorTypes(
     return Number(m[1]);
   };
   const is = (...m: GgufMix[]) => m.includes(mix);
+  const iq2 = is("iq2_xxs", "iq2_xs");
 
   return plans.map((p) => {
     if (p.keepF32) return "f32";
@@ -142,9 +151,19 @@ export function mixTensorTypes(
     const nx = p.shape[p.shape.length - 1];
     let t: QuantFormat = base;
     if (name === "output.weight" || (!hasOutput && name === "token_embd.weight")) {
-      t = nx % GGML_TYPES[base].blockElems !== 0 ? "q8_0" : "q6_k";
+      t = nx % GGML_TYPES[base].blockElems !== 0 ? "q8_0" : iq2 ? "q5_k" : "q6_k";
     } else if (name === "token_embd.weight") {
-      // No rule for these mixes.
+      if (iq2) t = "q2_k";
+    } else if (iq2) {
+      // The IQ2 mixes' own rules, in place of the others (ffn_down counted, not by layer).
+      if (name.includes("attn_v.weight")) {
+        t = gqa >= 4 || nExpertRaw >= 4 ? "q4_k" : "q2_k";
+        iWv++;
+      } else if (nExpertRaw === 8 && name.includes("attn_k.weight")) t = "q4_k";
+      else if (name.includes("ffn_down")) {
+        if (counters.ffn_down < Math.trunc(nLayer / 8)) t = "q2_k";
+        counters.ffn_down++;
+      } else if (name.includes("attn_output.weight") && nExpertRaw === 8) t = "q5_k";
     } else if (name.includes("attn_v.weight")) {
       if (is("iq3_xs") && gqa >= 4) t = "q4_k";
       else if (is("iq3_m")) t = "q4_k";

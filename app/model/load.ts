@@ -274,6 +274,11 @@ async function load(
       }`,
     );
   }
+  if ((options.quantize === "iq2_xxs" || options.quantize === "iq2_xs") && !options.imatrix) {
+    throw new TypeError(
+      `loadModel: quantize ${options.quantize} needs an importance matrix (imatrix), as llama-quantize`,
+    );
+  }
   if (options.imatrix !== undefined && options.quantize === undefined) {
     throw new TypeError(
       "loadModel: imatrix fits the weights quantize-on-load writes; give quantize too",

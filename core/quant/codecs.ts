@@ -158,17 +158,35 @@ export function checkQuantizable(format: QuantFormat, data: Float32Array): Encod
   const encode = codec.encode;
   if (encode === undefined) {
     throw new RangeError(
-      `${format}: Kiln reads this format but does not write it (llama-quantize writes it ` +
-        `with an importance matrix); quantize to one of the formats Kiln writes`,
+      format === "iq2_xxs" || format === "iq2_xs"
+        ? `${format}: Kiln writes this format only with an importance matrix, as llama-quantize ` +
+          `does (kiln quantize --imatrix); quantize to another format without one`
+        : `${format}: Kiln reads this format but does not write it (llama-quantize writes it ` +
+          `with an importance matrix); quantize to one of the formats Kiln writes`,
     );
   }
+  checkValues(format, data);
+  return encode;
+}
+
+/**
+ * The checks on the values that {@linkcode checkQuantizable} makes, for a
+ * format encoded another way (the IQ2 formats, written only with an importance
+ * matrix): a whole number of blocks, every value finite.
+ *
+ * @example
+ * ```ts
+ * import { checkValues } from "./codecs.ts";
+ * checkValues("iq2_xxs", new Float32Array(256)); // fine: one block
+ * ```
+ */
+export function checkValues(format: QuantFormat, data: Float32Array): void {
   quantBytes(format, data.length); // a whole number of blocks, or its RangeError
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i])) {
       throw new RangeError(`${format}: element ${i} is ${data[i]}; only finite values quantize`);
     }
   }
-  return encode;
 }
 
 /**

@@ -16,7 +16,8 @@
  */
 
 import { GGML_TYPES, quantBytes, type QuantFormat } from "./formats.ts";
-import { checkQuantizable, quantize } from "./codecs.ts";
+import { checkQuantizable, checkValues, quantize } from "./codecs.ts";
+import { quantizeBlockIQ2_XS, quantizeBlockIQ2_XXS } from "./iq2_encode.ts";
 import {
   makeQkx2Quants,
   packCrumbs,
@@ -31,10 +32,11 @@ import { makeQxQuants, quantizeBlockQ6_K } from "./q6_k.ts";
 import { quantizeBlockIQ4_NL, quantizeBlockIQ4_XS } from "./iq4.ts";
 import { quantizeBlockIQ3_S, quantizeBlockIQ3_XXS } from "./iq3_encode.ts";
 import { packLegacyCodes } from "./legacy_affine.ts";
-import { GROUP_MAX_EPS, nearestInt, writeF16 } from "./scalar.ts";
+import { makeQpQuants } from "./qp_fit.ts";
+import { writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
-const RMIN = f(-0.9), RDELTA = f(0.05), TENTH = f(0.1);
+const RMIN = f(-0.9), RDELTA = f(0.05);
 
 // Scratch for one block; the codecs are synchronous, so one set serves all calls.
 const L = new Uint8Array(256);
@@ -44,74 +46,6 @@ const sw = new Float32Array(16);
 const scales = new Float32Array(16);
 const mins = new Float32Array(16);
 const Ls = new Uint8Array(16), Lm = new Uint8Array(16);
-
-/**
- * `make_qp_quants` (ggml since 2025, which treats a largest value below 1e-15
- * as zero and an empty fit as scale 0): non-negative codes `0..nmax` of the `n`
- * values `x` (sub-block scales or mins) into `Lo`, weighted by `qw`; returns
- * the scale. `Lo` is a uint8 array as in C: a negative first guess wraps.
- */
-function makeQpQuants(n: number, nmax: number, x: Float32Array, Lo: Uint8Array, qw: Float32Array) {
-  let max = 0;
-  for (let i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
-  if (max < GROUP_MAX_EPS) {
-    Lo.fill(0, 0, n);
-    return 0;
-  }
-  let iscale = f(nmax / max);
-  for (let i = 0; i < n; i++) Lo[i] = nearestInt(f(iscale * x[i]));
-  const scale = f(1 / iscale);
-  let bestMse = 0;
-  for (let i = 0; i < n; i++) {
-    const diff = f(x[i] - f(scale * Lo[i]));
-    bestMse = f(bestMse + f(f(qw[i] * diff) * diff));
-  }
-  for (let is = -4; is <= 4; is++) {
-    if (is === 0) continue;
-    const iscaleIs = f(f(f(TENTH * is) + nmax) / max);
-    const scaleIs = f(1 / iscaleIs);
-    let mse = 0;
-    for (let i = 0; i < n; i++) {
-      const l = Math.min(nmax, nearestInt(f(iscaleIs * x[i])));
-      const diff = f(x[i] - f(scaleIs * l));
-      mse = f(mse + f(f(qw[i] * diff) * diff));
-    }
-    if (mse < bestMse) {
-      bestMse = mse;
-      iscale = iscaleIs;
-    }
-  }
-  let sumlx = 0, suml2 = 0;
-  for (let i = 0; i < n; i++) {
-    const l = Math.min(nmax, nearestInt(f(iscale * x[i])));
-    Lo[i] = l;
-    sumlx = f(sumlx + f(f(qw[i] * x[i]) * l));
-    suml2 = f(suml2 + f(f(qw[i] * l) * l));
-  }
-  for (let itry = 0; itry < 5; itry++) {
-    let changed = 0;
-    for (let i = 0; i < n; i++) {
-      const w = qw[i], li = Lo[i];
-      let slx = f(sumlx - f(f(w * x[i]) * li));
-      let sl2 = f(suml2 - f(f(w * li) * li));
-      if (slx > 0 && sl2 > 0) {
-        const nl = Math.min(nmax, nearestInt(f(f(x[i] * sl2) / slx)));
-        if (nl !== li) {
-          slx = f(slx + f(f(w * x[i]) * nl));
-          sl2 = f(sl2 + f(f(w * nl) * nl));
-          if (f(f(slx * slx) * suml2) > f(f(sumlx * sumlx) * sl2)) {
-            Lo[i] = nl;
-            sumlx = slx;
-            suml2 = sl2;
-            changed++;
-          }
-        }
-      }
-    }
-    if (!changed) break;
-  }
-  return suml2 > 0 ? f(sumlx / suml2) : 0;
-}
 
 /** Σx² of the `n` values at `x[xo]`, in float32 and in order, as ggml sums it. */
 function sumSquares(x: Float32Array, xo: number, n: number): number {
@@ -259,6 +193,8 @@ const WEIGHTED: Partial<Record<QuantFormat, WeightedEncode>> = {
   iq4_xs: (x, xo, y, yo, qw, qo) => quantizeBlockIQ4_XS(x, xo, y, yo, qw, qo),
   iq3_xxs: (x, xo, y, yo, qw, qo) => quantizeBlockIQ3_XXS(x, xo, y, yo, qw, qo),
   iq3_s: (x, xo, y, yo, qw, qo) => quantizeBlockIQ3_S(x, xo, y, yo, qw, qo),
+  iq2_xxs: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_XXS(x, xo, y, yo, qw, qo),
+  iq2_xs: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_XS(x, xo, y, yo, qw, qo),
 };
 
 /**
@@ -353,7 +289,9 @@ export function checkImportance(
   rowLength: number,
   importance: Float32Array,
 ): void {
-  checkQuantizable(format, data);
+  // The IQ2 formats have no encoder without an importance matrix.
+  if (WEIGHTED[format] && (format === "iq2_xxs" || format === "iq2_xs")) checkValues(format, data);
+  else checkQuantizable(format, data);
   const { blockElems } = GGML_TYPES[format];
   if (!(rowLength > 0) || rowLength % blockElems !== 0 || data.length % rowLength !== 0) {
     throw new RangeError(

@@ -16,74 +16,10 @@
  * @module
  */
 
-import { IQ_GRIDS } from "./iq_grids.ts";
-import { nearestInt, writeF16 } from "./scalar.ts";
+import { type LatticeData, latticeData, levelSums, oddLevel } from "./lattice_search.ts";
+import { writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
-
-/** ggml's IQ3_XXS or IQ3_S grid for quantizing: point levels `2l + 1`, its map and neighbours. */
-interface Iq3Data {
-  /** Levels `2l + 1` of each point, 4 a point. */
-  readonly grid: Int8Array;
-  /** Point index of each 12-bit level-index word, or `−(offset + 1)` into `neighbours`. */
-  readonly map: Int32Array;
-  /** Per off-grid word: a count, then that many point indices, nearest first. */
-  readonly neighbours: Uint16Array;
-}
-
-const cache = new Map<"iq3xxs" | "iq3s", Iq3Data>();
-
-/**
- * The grid, map and neighbour lists of `iq3xs_init_impl(256 | 512)`: a word
- * off the grid lists the points at its 2 (IQ3_S: 3) smallest squared
- * distances, ordered by distance, then index.
- */
-function iq3Data(name: "iq3xxs" | "iq3s"): Iq3Data {
-  const hit = cache.get(name);
-  if (hit) return hit;
-  const points = IQ_GRIDS[name].points;
-  const n = points.length, want = name === "iq3xxs" ? 2 : 3;
-  const grid = new Int8Array(4 * n);
-  for (let k = 0; k < n; k++) {
-    for (let i = 0; i < 4; i++) grid[4 * k + i] = 2 * ((points[k] >> (3 * i)) & 7) + 1;
-  }
-  const map = new Int32Array(4096).fill(-1);
-  for (let k = 0; k < n; k++) map[points[k]] = k;
-  const lists: number[] = [];
-  const d2 = new Int32Array(n);
-  for (let u = 0; u < 4096; u++) {
-    if (map[u] >= 0) continue;
-    // The `want` smallest distinct squared distances, ascending.
-    const near: number[] = [];
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let i = 0; i < 4; i++) {
-        const d = grid[4 * j + i] - (2 * ((u >> (3 * i)) & 7) + 1);
-        s += d * d;
-      }
-      d2[j] = s;
-      if (near.length < want || s < near[near.length - 1]) {
-        if (near.includes(s)) continue;
-        near.push(s);
-        near.sort((a, b) => a - b);
-        if (near.length > want) near.pop();
-      }
-    }
-    // ggml's qsort by (distance, index), cut after the `want`-th distinct distance.
-    map[u] = -(lists.length + 1);
-    const at = lists.push(0) - 1;
-    for (const dist of near) {
-      for (let j = 0; j < n; j++) {
-        if (d2[j] !== dist) continue;
-        lists.push(j);
-        lists[at]++;
-      }
-    }
-  }
-  const data = { grid, map, neighbours: Uint16Array.from(lists) };
-  cache.set(name, data);
-  return data;
-}
 
 /** Scratch of {@linkcode bestNeighbour}: `scale·v` at index v. */
 const scaled = new Float64Array(16);
@@ -94,7 +30,7 @@ const scaled = new Float64Array(16);
  * indices to `L[xo…]`.
  */
 function bestNeighbour(
-  d: Iq3Data,
+  d: LatticeData,
   at: number,
   x: Float32Array,
   w: Float32Array,
@@ -133,7 +69,7 @@ function bestNeighbour(
  * their best neighbour's.
  */
 function snapToGrid(
-  d: Iq3Data,
+  d: LatticeData,
   xval: Float32Array,
   waux: Float32Array,
   o: number,
@@ -146,24 +82,6 @@ function snapToGrid(
   if (m >= 0) return true;
   bestNeighbour(d, -m - 1, xval, waux, o, scale, L);
   return false;
-}
-
-/**
- * ggml's `nearest_int(0.5f·(id·v − 1))` clamped to `0 … top`: the `l` whose odd
- * multiple `2l + 1` of `1/id` is nearest `v` (levels and sub-block scales alike).
- */
-const oddLevel = (id: number, v: number, top: number) =>
-  Math.max(0, Math.min(top, nearestInt(f(0.5 * f(f(id * v) - 1)))));
-
-/** `Σ w·x·q` and `Σ w·q²` over a sub-block with `q = 2L + 1`, in float32 as ggml sums them. */
-function sums(weight: Float32Array, xval: Float32Array, L: Int8Array): [number, number] {
-  let sumqx = 0, sumq2 = 0;
-  for (let i = 0; i < 32; i++) {
-    const w = weight[i], q = 2 * L[i] + 1;
-    sumqx = f(sumqx + f(f(w * xval[i]) * q));
-    sumq2 = f(sumq2 + f(f(w * q) * q));
-  }
-  return [sumqx, sumq2];
 }
 
 /** GROUP_MAX_EPS_IQ3_XXS: sub-blocks whose largest magnitude is below it quantize to zero. */
@@ -196,7 +114,7 @@ function superBlockSigma2(x: Float32Array, xo: number): number {
  */
 function searchSubBlock(
   xxs: boolean,
-  d: Iq3Data,
+  d: LatticeData,
   x: Float32Array,
   xb: number,
   sb: SubBlock,
@@ -252,7 +170,7 @@ function searchSubBlock(
       for (let i = 0; i < 4; i++) Laux[4 * k + i] = oddLevel(id, xval[4 * k + i], kMaxQ - 1);
       onGridAux[k] = snapToGrid(d, xval, waux, 4 * k, thisScale, Laux);
     }
-    const [sumqx, sumq2] = sums(weight, xval, Laux);
+    const [sumqx, sumq2] = levelSums(32, weight, xval, Laux);
     if (sumq2 > 0 && f(sumqx * sumqx) > f(best * sumq2)) {
       scale = f(sumqx / sumq2);
       best = f(scale * sumqx);
@@ -268,7 +186,7 @@ function searchSubBlock(
       for (let i = 0; i < 4; i++) L[4 * k + i] = oddLevel(id, xval[4 * k + i], kMaxQ - 1);
       snapToGrid(d, xval, waux, 4 * k, scale, L);
     }
-    const [sumqx, sumq2] = sums(weight, xval, L);
+    const [sumqx, sumq2] = levelSums(32, weight, xval, L);
     if (sumq2 > 0) scale = f(sumqx / sumq2);
   }
   if (scale < 0) {
@@ -280,7 +198,7 @@ function searchSubBlock(
 }
 
 /** The grid index of sub-block point `k` (its level indices must be on the grid). */
-function gridIndex(d: Iq3Data, L: Int8Array, k: number): number {
+function gridIndex(d: LatticeData, L: Int8Array, k: number): number {
   let u = 0;
   for (let i = 0; i < 4; i++) u |= L[4 * k + i] << (3 * i);
   const index = d.map[u];
@@ -312,7 +230,7 @@ export function quantizeBlockIQ3_XXS(
   qw?: Float32Array,
   qo = 0,
 ): void {
-  const d = iq3Data("iq3xxs");
+  const d = latticeData("iq3xxs", 2);
   const sigma2 = qw ? superBlockSigma2(x, xo) : 0;
   const sb = new SubBlock();
   const q3 = new Uint8Array(96);
@@ -360,7 +278,7 @@ export function quantizeBlockIQ3_S(
   qw?: Float32Array,
   qo = 0,
 ): void {
-  const d = iq3Data("iq3s");
+  const d = latticeData("iq3s", 3);
   const sigma2 = qw ? superBlockSigma2(x, xo) : 0;
   const sb = new SubBlock();
   const scales = new Float32Array(8);

@@ -8,6 +8,8 @@
  *
  *   deno run -A bench/imatrix_bench.ts [chunks=16] [formats=q4_0,q4_1,q5_0,iq4_nl,q2_k]
  *
+ * (`iq2_xxs` and `iq2_xs`, written only with a matrix, have no "without" column.)
+ *
  * The model's rows are 128 or 256 wide: the 256-element formats fall back to
  * Q5_0/IQ4_NL on 128-wide rows as llama-quantize does, so those rows show the
  * fallback's gain.
@@ -54,7 +56,8 @@ console.log("| ------ | --------------------------- | ------------ | ----- |");
 for (const f of formats) {
   const quantize = f as QuantizeChoice | GgufMix;
   const errs: number[] = [];
-  for (const withMatrix of [false, true]) {
+  // IQ2_XXS and IQ2_XS are written only with a matrix (as llama-quantize).
+  for (const withMatrix of f.startsWith("iq2_") ? [true] : [false, true]) {
     const m = await loadModel(MODEL, {
       quiet: true,
       quantize,
@@ -63,9 +66,9 @@ for (const f of formats) {
     errs.push(error(await m.forward(held)));
     m.dispose();
   }
-  console.log(
-    `| ${f} | ${errs[0].toFixed(2)} % | ${errs[1].toFixed(2)} % | ${
-      (errs[1] / errs[0]).toFixed(2)
-    }× |`,
-  );
+  if (errs.length === 1) console.log(`| ${f} | — | ${errs[0].toFixed(2)} % | |`);
+  else {
+    const ratio = (errs[1] / errs[0]).toFixed(2);
+    console.log(`| ${f} | ${errs[0].toFixed(2)} % | ${errs[1].toFixed(2)} % | ${ratio}× |`);
+  }
 }

@@ -180,6 +180,22 @@ Deno.test("loadModel quantize-on-load with imatrix: the logits of kiln quantize 
   assertBitsEqual(logits[1], logits[0], "on load vs file");
   assertBitsEqual(logits[2], logits[0], "on load (an Imatrix) vs file");
   assert.ok(logits[3].some((v, i) => v !== logits[0][i]), "the matrix changed nothing");
+  // IQ2_XXS (a mix that needs the matrix): the first test's file, and on load.
+  const iq2: Float32Array[] = [];
+  for (
+    const [path, extra] of [[join(tmp, "IQ2_XXS.gguf"), {}], [hf, {
+      quantize: "iq2_xxs",
+      imatrix: dat,
+    }]] as const
+  ) {
+    const m = await openTiny(path, extra);
+    try {
+      iq2.push((await m.forward(MOE_PROMPT)).slice());
+    } finally {
+      m.dispose();
+    }
+  }
+  assertBitsEqual(iq2[1], iq2[0], "iq2_xxs on load vs file");
   await assert.rejects(() => openTiny(hf, { imatrix: dat }), {
     name: "TypeError",
     message: "loadModel: imatrix fits the weights quantize-on-load writes; give quantize too",

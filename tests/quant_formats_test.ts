@@ -353,7 +353,7 @@ Deno.test("quantize: the IQ2 and IQ1 lattice formats are refused by name without
       (e: Error) =>
         e instanceof RangeError &&
         e.message.startsWith(
-          format.startsWith("iq2_x")
+          format.startsWith("iq2_")
             ? `${format}: Kiln writes this format only with an importance matrix`
             : `${format}: Kiln reads this format but does not write it`,
         ),

@@ -1,6 +1,6 @@
 /**
  * Quantizing with an importance matrix (`quantizeWithImportance`, what
- * `kiln quantize --imatrix` runs; IQ2_XXS and IQ2_XS only so) against ggml's
+ * `kiln quantize --imatrix` runs; the IQ2 formats only so) against ggml's
  * `ggml_quantize_chunk` with the
  * same importance vector: 24 rows of 1536 values in nine styles (so a row's
  * mean square, which the 32-element formats weigh with, mixes styles), an
@@ -19,6 +19,7 @@ import { styledValues } from "./fixtures/quant_blocks.ts";
 const GGML: Record<string, string> = {
   iq2_xxs: "28e4f45450b4e178ce37fda5d19648c44bf6600155f0f143766be0f6c8daa1d3",
   iq2_xs: "90c1a11b52921d0d7f9973f2021d0ab73922a82174b8a0f7fd0ab4d1a47355da",
+  iq2_s: "e049a6fb7986ba69909c74799105301c72c118aa28c01fc84d2a7434370a681c",
   q4_0: "af34974414011785148fad6074ad9686a66aca035fdeca7ff166e1cf2826ccb9",
   q4_1: "71742415c1182ddb87f16fd8d933f87cb2879d48782708028fa5309ce6ca527b",
   q5_0: "60104fc8fa6be776604c2e357e833c46f26e711d2af0bf35ec9ed5dd815c6cef",
@@ -74,7 +75,7 @@ Deno.test("importance: every weighted format writes ggml's bytes on nine styles 
 
 Deno.test("importance: the matrix moves the fit where it weighs; Q8_0 and FP4 ignore it", () => {
   const { x, qw, rowLength } = importanceInput();
-  // (IQ2_XXS and IQ2_XS have no fit without a matrix, as in ggml.)
+  // (The IQ2 formats are written only with a matrix, as llama-quantize writes them.)
   for (const format of IMPORTANCE_FORMATS.filter((f) => !f.startsWith("iq2_"))) {
     const plain = quantize(format, x);
     const weighted = quantizeWithImportance(format, x, rowLength, qw);
@@ -125,8 +126,8 @@ Deno.test("importance: bad rows or vectors are RangeErrors naming the format", (
     /q6_k: element 300 is Infinity/,
   );
   assert.throws(
-    () => quantizeWithImportance("iq1_s", x, 256, new Float32Array(256)),
-    /iq1_s: Kiln reads this format but does not write it/,
+    () => quantizeWithImportance("iq1_m", x, 256, new Float32Array(256)),
+    /iq1_m: Kiln reads this format but does not write it/,
   );
   assert.throws(
     () => quantize("iq2_xs", x),

@@ -60,6 +60,8 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "q3_k_l",
   "iq3_m",
   "iq3_xs",
+  "iq2_m",
+  "iq2_s",
   "iq2_xs",
   "iq2_xxs",
   "q4_k",
@@ -136,7 +138,7 @@ export async function quantize(args: string[]): Promise<void> {
   const threads = values.threads === undefined
     ? undefined
     : intOption(values.threads, "threads", 1, 1, 1024);
-  if ((type === "iq2_xxs" || type === "iq2_xs") && values.imatrix === undefined) {
+  if (type.startsWith("iq2_") && values.imatrix === undefined) {
     throw new UsageError(
       `quantize: --type ${type} needs an importance matrix (--imatrix FILE, from kiln imatrix ` +
         `or llama-imatrix), as llama-quantize does`,

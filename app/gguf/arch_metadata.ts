@@ -109,6 +109,8 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   iq3_m: 27,
   iq2_xxs: 19,
   iq2_xs: 20,
+  iq2_s: 28,
+  iq2_m: 29,
 };
 
 /** transformers' default `max_position_embeddings` per class. */

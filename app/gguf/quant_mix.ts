@@ -7,11 +7,12 @@
  * `attn_output` for eight-expert models, and so on. The plain `--type q4_k`
  * stays one format throughout (llama-quantize's `--pure`).
  *
- * Only the mixes whose every tensor type Kiln writes are offered. `IQ2_XXS`
- * and `IQ2_XS` (Q2_K embeddings, Q5_K output, Q4_K `attn_v` with experts or
- * grouped attention, Q2_K `ffn_down` in the first eighth of the layers) need
- * an importance matrix, as in llama-quantize; the IQ1 and `IQ2_S`/`IQ2_M`
- * ones, `Q2_K_S` and `IQ3_XXS`'s `IQ2_S` attention are not offered. Checked
+ * Only the mixes whose every tensor type Kiln writes are offered. `IQ2_XXS`,
+ * `IQ2_XS`, `IQ2_S` and `IQ2_M` (Q2_K — `_S`/`_M`: IQ3_S — embeddings and early
+ * `ffn_down`, Q5_K output, Q4_K `attn_v` with experts or grouped attention;
+ * llama.cpp's IQ2_S mix is mostly IQ2_XS tensors, its IQ2_M mostly IQ2_S)
+ * need an importance matrix, as in llama-quantize; the IQ1 ones, `Q2_K_S`
+ * and `IQ3_XXS`'s `IQ2_S` attention are not offered. Checked
  * against llama-quantize itself on tiny checkpoints of every architecture
  * (`tests/quant_mix_test.ts`; the IQ2 mixes with a matrix,
  * `tests/quant_imatrix_test.ts`).
@@ -46,6 +47,8 @@ export const GGUF_MIXES = [
   "iq3_m",
   "iq2_xxs",
   "iq2_xs",
+  "iq2_s",
+  "iq2_m",
 ] as const;
 
 /**
@@ -80,6 +83,9 @@ export const MIX_BASE: Readonly<Record<GgufMix, QuantFormat>> = {
   iq3_m: "iq3_s",
   iq2_xxs: "iq2_xxs",
   iq2_xs: "iq2_xs",
+  // llama.cpp's names: the IQ2_S mix is mostly IQ2_XS, the IQ2_M mix IQ2_S.
+  iq2_s: "iq2_xs",
+  iq2_m: "iq2_s",
 };
 
 /**
@@ -143,7 +149,9 @@ export function mixTensorTypes(
     return Number(m[1]);
   };
   const is = (...m: GgufMix[]) => m.includes(mix);
-  const iq2 = is("iq2_xxs", "iq2_xs");
+  const iq2 = is("iq2_xxs", "iq2_xs", "iq2_s", "iq2_m");
+  // The IQ2_S/IQ2_M mixes keep their more important tensors in IQ3_S, the others in Q2_K.
+  const iq2Up: QuantFormat = is("iq2_s", "iq2_m") ? "iq3_s" : "q2_k";
 
   return plans.map((p) => {
     if (p.keepF32) return "f32";
@@ -153,17 +161,20 @@ export function mixTensorTypes(
     if (name === "output.weight" || (!hasOutput && name === "token_embd.weight")) {
       t = nx % GGML_TYPES[base].blockElems !== 0 ? "q8_0" : iq2 ? "q5_k" : "q6_k";
     } else if (name === "token_embd.weight") {
-      if (iq2) t = "q2_k";
+      if (iq2) t = iq2Up;
     } else if (iq2) {
       // The IQ2 mixes' own rules, in place of the others (ffn_down counted, not by layer).
       if (name.includes("attn_v.weight")) {
-        t = gqa >= 4 || nExpertRaw >= 4 ? "q4_k" : "q2_k";
+        t = gqa >= 4 || nExpertRaw >= 4 ? "q4_k" : iq2Up;
         iWv++;
       } else if (nExpertRaw === 8 && name.includes("attn_k.weight")) t = "q4_k";
       else if (name.includes("ffn_down")) {
-        if (counters.ffn_down < Math.trunc(nLayer / 8)) t = "q2_k";
+        if (counters.ffn_down < Math.trunc(nLayer / 8)) t = iq2Up;
         counters.ffn_down++;
-      } else if (name.includes("attn_output.weight") && nExpertRaw === 8) t = "q5_k";
+      } else if (name.includes("attn_output.weight")) {
+        if (nExpertRaw === 8) t = "q5_k";
+        else if (is("iq2_s", "iq2_m")) t = "iq3_s";
+      }
     } else if (name.includes("attn_v.weight")) {
       if (is("iq3_xs") && gqa >= 4) t = "q4_k";
       else if (is("iq3_m")) t = "q4_k";

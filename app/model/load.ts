@@ -274,7 +274,7 @@ async function load(
       }`,
     );
   }
-  if ((options.quantize === "iq2_xxs" || options.quantize === "iq2_xs") && !options.imatrix) {
+  if (options.quantize?.startsWith("iq2_") && !options.imatrix) {
     throw new TypeError(
       `loadModel: quantize ${options.quantize} needs an importance matrix (imatrix), as llama-quantize`,
     );

@@ -158,7 +158,7 @@ export function checkQuantizable(format: QuantFormat, data: Float32Array): Encod
   const encode = codec.encode;
   if (encode === undefined) {
     throw new RangeError(
-      format === "iq2_xxs" || format === "iq2_xs"
+      format.startsWith("iq2_")
         ? `${format}: Kiln writes this format only with an importance matrix, as llama-quantize ` +
           `does (kiln quantize --imatrix); quantize to another format without one`
         : `${format}: Kiln reads this format but does not write it (llama-quantize writes it ` +

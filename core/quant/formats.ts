@@ -417,6 +417,7 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
   iq3_s: "iq4_nl",
   iq2_xxs: "iq4_nl",
   iq2_xs: "iq4_nl",
+  iq2_s: "iq4_nl",
   q4_k: "q5_0",
   q5_k: "q5_1",
   q6_k: "q8_0",
@@ -426,7 +427,7 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
  * The format a row of `cols` elements is stored in when `format` is asked
  * for: `format` itself when the row is whole blocks, else llama-quantize's
  * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K,
- * Q3_K, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS and IQ2_XS → IQ4_NL; TQ1_0, TQ2_0, Q1_0, Q2_0 and NVFP4 → Q4_0),
+ * Q3_K, IQ4_XS, IQ3_XXS, IQ3_S and the IQ2 formats → IQ4_NL; TQ1_0, TQ2_0, Q1_0, Q2_0 and NVFP4 → Q4_0),
  * else undefined (the row stays f16/f32, as llama.cpp keeps it f16).
  *
  * @example

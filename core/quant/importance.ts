@@ -17,7 +17,7 @@
 
 import { GGML_TYPES, quantBytes, type QuantFormat } from "./formats.ts";
 import { checkQuantizable, checkValues, quantize } from "./codecs.ts";
-import { quantizeBlockIQ2_XS, quantizeBlockIQ2_XXS } from "./iq2_encode.ts";
+import { quantizeBlockIQ2_S, quantizeBlockIQ2_XS, quantizeBlockIQ2_XXS } from "./iq2_encode.ts";
 import {
   makeQkx2Quants,
   packCrumbs,
@@ -195,6 +195,7 @@ const WEIGHTED: Partial<Record<QuantFormat, WeightedEncode>> = {
   iq3_s: (x, xo, y, yo, qw, qo) => quantizeBlockIQ3_S(x, xo, y, yo, qw, qo),
   iq2_xxs: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_XXS(x, xo, y, yo, qw, qo),
   iq2_xs: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_XS(x, xo, y, yo, qw, qo),
+  iq2_s: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_S(x, xo, y, yo, qw, qo),
 };
 
 /**
@@ -290,7 +291,7 @@ export function checkImportance(
   importance: Float32Array,
 ): void {
   // The IQ2 formats have no encoder without an importance matrix.
-  if (WEIGHTED[format] && (format === "iq2_xxs" || format === "iq2_xs")) checkValues(format, data);
+  if (format.startsWith("iq2_")) checkValues(format, data);
   else checkQuantizable(format, data);
   const { blockElems } = GGML_TYPES[format];
   if (!(rowLength > 0) || rowLength % blockElems !== 0 || data.length % rowLength !== 0) {

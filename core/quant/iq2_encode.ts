@@ -1,13 +1,13 @@
 /**
- * The IQ2_XXS and IQ2_XS encoders, byte for byte as ggml's
- * `quantize_row_iq2_{xxs,xs}_impl` — which need an importance matrix
- * (llama-quantize refuses these types without one): each sub-block (32
- * elements; IQ2_XS 16) takes the sign pattern of its values (an even number
+ * The IQ2_XXS, IQ2_XS and IQ2_S encoders, byte for byte as ggml's
+ * `quantize_row_iq2_{xxs,xs,s}_impl` with an importance matrix (llama-quantize
+ * refuses these types without one): each sub-block (32 elements; IQ2_XS and
+ * IQ2_S 16) takes the sign pattern of its values (IQ2_XXS/XS: an even number
  * of minus signs a run of 8, the least important value flipped to make it so,
- * 7 signs stored), then tries a range of scales; at each, every run of 8
- * magnitudes is rounded to levels `2l + 1` (l ≤ 2) and, where that point is
- * not on the grid (256 points; IQ2_XS 512), replaced by its best neighbour
- * (weighted by `√weight`). The best scale by `(Σwxq)² / Σwq²` wins, and the
+ * 7 signs stored; IQ2_S all 8), then tries a range of scales; at each, every
+ * run of 8 magnitudes is rounded to levels `2l + 1` (l ≤ 2) and, where that
+ * point is not on the grid (256 points; IQ2_XS 512, IQ2_S 1024), replaced by
+ * its best neighbour (weighted by `√weight`). The best scale by `(Σwxq)² / Σwq²` wins, and the
  * sub-block scales are coded in 4 bits against the block's `d`.
  *
  * Arithmetic is float32 at every step, as in C (`Math.fround`), in ggml's
@@ -75,6 +75,7 @@ function prepare(
   qw: Float32Array,
   qo: number,
   sigma2: number,
+  parity = true,
 ): number {
   for (let i = 0; i < n; i++) {
     weight[i] = f(qw[qo + i] * f(Math.sqrt(f(sigma2 + f(x[xb + i] * x[xb + i])))));
@@ -91,7 +92,7 @@ function prepare(
         s |= 1 << i;
       }
     }
-    if (flips % 2) {
+    if (parity && flips % 2) {
       let imin = 0;
       let min = f(f(weight[8 * k] * x[xb + 8 * k]) * x[xb + 8 * k]);
       for (let i = 1; i < 8; i++) {
@@ -105,24 +106,24 @@ function prepare(
       xval[8 * k + imin] = -xval[8 * k + imin];
       s ^= 1 << imin;
     }
-    signs[k] = s & 127;
+    signs[k] = parity ? s & 127 : s;
   }
   let max = xval[0];
   for (let i = 1; i < n; i++) max = xval[i] > max ? xval[i] : max;
   return max;
 }
 
-/** ggml's σ² of a super-block for IQ2: Σx²/256 (float32, in order). */
-function sigma2Of(x: Float32Array, xo: number): number {
+/** ggml's σ² of a super-block for IQ2: Σx²/256 (IQ2_S: 2·Σx²/256; float32, in order). */
+function sigma2Of(x: Float32Array, xo: number, twice = false): number {
   let s = 0;
   for (let i = 0; i < 256; i++) s = f(s + f(x[xo + i] * x[xo + i]));
-  return f(s / 256);
+  return f((twice ? f(2 * s) : s) / 256);
 }
 
 /** A negative fit flips the scale and the stored signs (ggml's "should never happen"). */
-function positive(scale: number, runs: number): number {
+function positive(scale: number, runs: number, mask = 127): number {
   if (scale >= 0) return scale;
-  for (let k = 0; k < runs; k++) signs[k] = ~signs[k] & 127;
+  for (let k = 0; k < runs; k++) signs[k] = ~signs[k] & mask;
   return -scale;
 }
 
@@ -233,17 +234,74 @@ export function quantizeBlockIQ2_XS(
   qw: Float32Array,
   qo: number,
 ): void {
-  const d = latticeData("iq2xs", 2);
-  const kMaxQ = 3;
+  y.fill(0, yo, yo + 74);
   const q2 = new Uint16Array(32);
+  const dd = search16(false, x, xo, qw, qo, (ib, k, index) => {
+    q2[2 * ib + k] = index | (signs[k] << 9);
+  });
+  if (dd === undefined) return;
+  writeF16(y, yo, dd.d);
+  for (let ib = 0; ib < 16; ib++) y[yo + 66 + (ib >> 1)] |= dd.code(ib) << (4 * (ib & 1));
+  y.set(new Uint8Array(q2.buffer), yo + 2);
+}
+
+/**
+ * One IQ2_S block (82 bytes: f16 `d`, the low 8 bits of 32 ten-bit grid
+ * indices, 32 sign bytes, their top 2 bits, eight bytes of two 4-bit scales)
+ * of `x[xo … xo+255]` at `y[yo]`, fitted with the importance values at
+ * `qw[qo …]`, as `quantize_row_iq2_s_impl`.
+ *
+ * @example
+ * ```ts
+ * import { quantizeBlockIQ2_S } from "./iq2_encode.ts";
+ * const y = new Uint8Array(82);
+ * quantizeBlockIQ2_S(new Float32Array(256).map((_, i) => Math.sin(i)), 0, y, 0, new Float32Array(256).fill(1), 0);
+ * ```
+ */
+export function quantizeBlockIQ2_S(
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+  qw: Float32Array,
+  qo: number,
+): void {
+  y.fill(0, yo, yo + 82);
+  const dd = search16(true, x, xo, qw, qo, (ib, k, index) => {
+    const i8 = 2 * ib + k;
+    y[yo + 2 + i8] = index & 255;
+    y[yo + 66 + (i8 >> 2)] |= (index >> 8) << (2 * (i8 & 3));
+    y[yo + 34 + i8] = signs[k];
+  });
+  if (dd === undefined) return;
+  writeF16(y, yo, f(dd.d * f(0.9875)));
+  for (let ib = 0; ib < 16; ib++) y[yo + 74 + (ib >> 1)] |= dd.code(ib) << (4 * (ib & 1));
+}
+
+/**
+ * The 16-element sub-block search IQ2_XS and IQ2_S share (IQ2_S: no sign
+ * parity, σ² doubled, a 1e-8 floor, its 1024-point grid); `put` stores each
+ * point's grid index (the signs are in `signs`). Returns the super-block's
+ * `d` and each sub-block's 4-bit scale code, or undefined when all are zero.
+ */
+function search16(
+  isS: boolean,
+  x: Float32Array,
+  xo: number,
+  qw: Float32Array,
+  qo: number,
+  put: (ib: number, k: number, index: number) => void,
+): { d: number; code: (ib: number) => number } | undefined {
+  const d = isS ? latticeData("iq2s", 1) : latticeData("iq2xs", 2);
+  const kMaxQ = 3;
+  const eps = isS ? f(1e-8) : GROUP_MAX_EPS;
   const scales = new Float32Array(16);
   let maxScale = 0;
-  const sigma2 = sigma2Of(x, xo);
-  y.fill(0, yo, yo + 74);
+  const sigma2 = sigma2Of(x, xo, isS);
   for (let ib = 0; ib < 16; ib++) {
-    const max = prepare(x, xo + 16 * ib, 16, qw, qo + 16 * ib, sigma2);
+    const max = prepare(x, xo + 16 * ib, 16, qw, qo + 16 * ib, sigma2, !isS);
     L.fill(0, 0, 16);
-    if (max < GROUP_MAX_EPS) {
+    if (max < eps) {
       scales[ib] = 0;
       continue;
     }
@@ -276,20 +334,13 @@ export function quantizeBlockIQ2_XS(
       const [sumqx, sumq2] = levelSums(16, weight, xval, L);
       if (sumq2 > 0) scale = f(sumqx / sumq2);
     }
-    scale = positive(scale, 2);
-    for (let k = 0; k < 2; k++) {
-      const { index } = gridPoint(d, xval, waux, 8 * k, scale, L);
-      q2[2 * ib + k] = index | (signs[k] << 9);
-    }
+    scale = positive(scale, 2, isS ? 255 : 127);
+    for (let k = 0; k < 2; k++) put(ib, k, gridPoint(d, xval, waux, 8 * k, scale, L).index);
     scales[ib] = scale;
     maxScale = Math.max(maxScale, scale);
   }
-  if (!maxScale) return;
+  if (!maxScale) return undefined;
   const dd = f(maxScale / 31);
-  writeF16(y, yo, dd);
   const id = f(1 / dd);
-  for (let ib = 0; ib < 16; ib++) {
-    y[yo + 66 + (ib >> 1)] |= oddLevel(id, scales[ib], 15) << (4 * (ib & 1));
-  }
-  y.set(new Uint8Array(q2.buffer), yo + 2);
+  return { d: dd, code: (ib) => oddLevel(id, scales[ib], 15) };
 }

@@ -11,6 +11,7 @@ import {
   QUANTIZE_FORMATS,
   type QuantizeFormat,
 } from "../core/quant/mod.ts";
+import { IMATRIX_ONLY_FORMATS } from "../core/quant/formats.ts";
 import { nearestInt, readF16 } from "../core/quant/scalar.ts";
 
 const hex = (a: Uint8Array) => Array.from(a, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -353,7 +354,7 @@ Deno.test("quantize: the IQ2 and IQ1 lattice formats are refused by name without
       (e: Error) =>
         e instanceof RangeError &&
         e.message.startsWith(
-          format.startsWith("iq2_")
+          IMATRIX_ONLY_FORMATS.includes(format)
             ? `${format}: Kiln writes this format only with an importance matrix`
             : `${format}: Kiln reads this format but does not write it`,
         ),

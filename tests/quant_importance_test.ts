@@ -1,6 +1,6 @@
 /**
  * Quantizing with an importance matrix (`quantizeWithImportance`, what
- * `kiln quantize --imatrix` runs; the IQ2 formats only so) against ggml's
+ * `kiln quantize --imatrix` runs; IQ2 and IQ1_S only so) against ggml's
  * `ggml_quantize_chunk` with the
  * same importance vector: 24 rows of 1536 values in nine styles (so a row's
  * mean square, which the 32-element formats weigh with, mixes styles), an
@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { dequantize, quantize } from "../core/quant/codecs.ts";
 import { IMPORTANCE_FORMATS, quantizeWithImportance } from "../core/quant/importance.ts";
-import type { QuantFormat } from "../core/quant/formats.ts";
+import { IMATRIX_ONLY_FORMATS, type QuantFormat } from "../core/quant/formats.ts";
 import { mulberry32 } from "../core/random.ts";
 import { styledValues } from "./fixtures/quant_blocks.ts";
 
@@ -20,6 +20,7 @@ const GGML: Record<string, string> = {
   iq2_xxs: "28e4f45450b4e178ce37fda5d19648c44bf6600155f0f143766be0f6c8daa1d3",
   iq2_xs: "90c1a11b52921d0d7f9973f2021d0ab73922a82174b8a0f7fd0ab4d1a47355da",
   iq2_s: "e049a6fb7986ba69909c74799105301c72c118aa28c01fc84d2a7434370a681c",
+  iq1_s: "f66abd812b95974a47cdc838045139d4ecdd1ffd53564de26950b8071446abb2",
   q4_0: "af34974414011785148fad6074ad9686a66aca035fdeca7ff166e1cf2826ccb9",
   q4_1: "71742415c1182ddb87f16fd8d933f87cb2879d48782708028fa5309ce6ca527b",
   q5_0: "60104fc8fa6be776604c2e357e833c46f26e711d2af0bf35ec9ed5dd815c6cef",
@@ -76,7 +77,7 @@ Deno.test("importance: every weighted format writes ggml's bytes on nine styles 
 Deno.test("importance: the matrix moves the fit where it weighs; Q8_0 and FP4 ignore it", () => {
   const { x, qw, rowLength } = importanceInput();
   // (The IQ2 formats are written only with a matrix, as llama-quantize writes them.)
-  for (const format of IMPORTANCE_FORMATS.filter((f) => !f.startsWith("iq2_"))) {
+  for (const format of IMPORTANCE_FORMATS.filter((f) => !IMATRIX_ONLY_FORMATS.includes(f))) {
     const plain = quantize(format, x);
     const weighted = quantizeWithImportance(format, x, rowLength, qw);
     assert.equal(weighted.length, plain.length, format);

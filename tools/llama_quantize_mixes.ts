@@ -18,6 +18,7 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { convertToGguf, GGUF_MIXES } from "../app/gguf/arch.ts";
+import { IMATRIX_MIXES } from "../app/gguf/quant_mix.ts";
 import { GgufFile } from "../app/gguf/file.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
@@ -47,7 +48,7 @@ try {
     await writeImatrixCase(f32, imatrix);
     for (const mix of GGUF_MIXES) {
       const q = join(tmp, `${name}.${mix}.gguf`);
-      const withMatrix = mix.startsWith("iq2_") ? ["--imatrix", imatrix] : [];
+      const withMatrix = IMATRIX_MIXES.includes(mix) ? ["--imatrix", imatrix] : [];
       const r = await new Deno.Command(quantizer, {
         args: [...withMatrix, f32, q, mix.toUpperCase()],
       }).output();

@@ -30,6 +30,7 @@ import { usage } from "./usage.ts";
 import { QuantPool } from "../quantize_pool.ts";
 import { type Imatrix, readImatrix } from "../gguf/imatrix.ts";
 import { isQuantFormat } from "../../core/quant/formats.ts";
+import { IMATRIX_MIXES } from "../gguf/quant_mix.ts";
 
 const SPEC: OptionSpec = {
   type: { type: "string" },
@@ -64,6 +65,7 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "iq2_s",
   "iq2_xs",
   "iq2_xxs",
+  "iq1_s",
   "q4_k",
   "q5_k",
   "q6_k",
@@ -138,7 +140,7 @@ export async function quantize(args: string[]): Promise<void> {
   const threads = values.threads === undefined
     ? undefined
     : intOption(values.threads, "threads", 1, 1, 1024);
-  if (type.startsWith("iq2_") && values.imatrix === undefined) {
+  if ((IMATRIX_MIXES as readonly string[]).includes(type) && values.imatrix === undefined) {
     throw new UsageError(
       `quantize: --type ${type} needs an importance matrix (--imatrix FILE, from kiln imatrix ` +
         `or llama-imatrix), as llama-quantize does`,

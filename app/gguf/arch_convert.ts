@@ -25,6 +25,7 @@ import {
   fitFormat,
   GGML_TYPES,
   type GgmlTypeName,
+  IMATRIX_ONLY_FORMATS,
   isQuantFormat,
 } from "../../core/quant/formats.ts";
 import { quantize } from "../../core/quant/codecs.ts";
@@ -365,8 +366,9 @@ export async function convertToGguf(
   const types = ggufTensorTypes(plans, options.type, source.config);
   // llama-quantize refuses these "very low-bit" types for a tensor the matrix lacks.
   plans.forEach((p, i) => {
+    const t = types[i];
     if (
-      (types[i] === "iq2_xxs" || types[i] === "iq2_xs") && !options.imatrix?.entries.has(p.name)
+      isQuantFormat(t) && IMATRIX_ONLY_FORMATS.includes(t) && !options.imatrix?.entries.has(p.name)
     ) {
       throw new RangeError(
         `quantize: tensor ${p.name} is ${types[i]}, which is written only with an importance ` +

@@ -111,6 +111,7 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   iq2_xs: 20,
   iq2_s: 28,
   iq2_m: 29,
+  iq1_s: 24,
 };
 
 /** transformers' default `max_position_embeddings` per class. */

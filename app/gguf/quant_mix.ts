@@ -10,9 +10,10 @@
  * Only the mixes whose every tensor type Kiln writes are offered. `IQ2_XXS`,
  * `IQ2_XS`, `IQ2_S` and `IQ2_M` (Q2_K — `_S`/`_M`: IQ3_S — embeddings and early
  * `ffn_down`, Q5_K output, Q4_K `attn_v` with experts or grouped attention;
- * llama.cpp's IQ2_S mix is mostly IQ2_XS tensors, its IQ2_M mostly IQ2_S)
- * need an importance matrix, as in llama-quantize; the IQ1 ones, `Q2_K_S`
- * and `IQ3_XXS`'s `IQ2_S` attention are not offered. Checked
+ * llama.cpp's IQ2_S mix is mostly IQ2_XS tensors, its IQ2_M mostly IQ2_S) and
+ * `IQ1_S` (IQ2_XXS `attn_output`) need an importance matrix, as in
+ * llama-quantize; `IQ1_M`, `Q2_K_S` and `IQ3_XXS`'s `IQ2_S` attention are not
+ * offered. Checked
  * against llama-quantize itself on tiny checkpoints of every architecture
  * (`tests/quant_mix_test.ts`; the IQ2 mixes with a matrix,
  * `tests/quant_imatrix_test.ts`).
@@ -49,6 +50,7 @@ export const GGUF_MIXES = [
   "iq2_xs",
   "iq2_s",
   "iq2_m",
+  "iq1_s",
 ] as const;
 
 /**
@@ -86,7 +88,19 @@ export const MIX_BASE: Readonly<Record<GgufMix, QuantFormat>> = {
   // llama.cpp's names: the IQ2_S mix is mostly IQ2_XS, the IQ2_M mix IQ2_S.
   iq2_s: "iq2_xs",
   iq2_m: "iq2_s",
+  iq1_s: "iq1_s",
 };
+
+/**
+ * The mixes written only with an importance matrix (as llama-quantize writes them).
+ *
+ * @example
+ * ```ts
+ * import { IMATRIX_MIXES } from "./quant_mix.ts";
+ * IMATRIX_MIXES.includes("iq2_m"); // true
+ * ```
+ */
+export const IMATRIX_MIXES: readonly GgufMix[] = ["iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq1_s"];
 
 /**
  * Whether `type` names a mix.
@@ -149,7 +163,7 @@ export function mixTensorTypes(
     return Number(m[1]);
   };
   const is = (...m: GgufMix[]) => m.includes(mix);
-  const iq2 = is("iq2_xxs", "iq2_xs", "iq2_s", "iq2_m");
+  const iq2 = is("iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq1_s");
   // The IQ2_S/IQ2_M mixes keep their more important tensors in IQ3_S, the others in Q2_K.
   const iq2Up: QuantFormat = is("iq2_s", "iq2_m") ? "iq3_s" : "q2_k";
 
@@ -174,6 +188,7 @@ export function mixTensorTypes(
       } else if (name.includes("attn_output.weight")) {
         if (nExpertRaw === 8) t = "q5_k";
         else if (is("iq2_s", "iq2_m")) t = "iq3_s";
+        else if (is("iq1_s")) t = "iq2_xxs";
       }
     } else if (name.includes("attn_v.weight")) {
       if (is("iq3_xs") && gqa >= 4) t = "q4_k";

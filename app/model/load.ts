@@ -46,7 +46,7 @@ import {
 } from "./source.ts";
 import { type Imatrix, importanceByTensor, readImatrix } from "../gguf/imatrix.ts";
 import { QuantPool } from "../quantize_pool.ts";
-import { GGUF_MIXES, type GgufMix, isGgufMix } from "../gguf/quant_mix.ts";
+import { GGUF_MIXES, type GgufMix, IMATRIX_MIXES, isGgufMix } from "../gguf/quant_mix.ts";
 import {
   isQuantizeChoice,
   QUANTIZE_CHOICES,
@@ -274,7 +274,7 @@ async function load(
       }`,
     );
   }
-  if (options.quantize?.startsWith("iq2_") && !options.imatrix) {
+  if ((IMATRIX_MIXES as readonly string[]).includes(options.quantize ?? "") && !options.imatrix) {
     throw new TypeError(
       `loadModel: quantize ${options.quantize} needs an importance matrix (imatrix), as llama-quantize`,
     );

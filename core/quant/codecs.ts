@@ -14,7 +14,7 @@
  * @module
  */
 
-import { GGML_TYPES, quantBytes, type QuantFormat } from "./formats.ts";
+import { GGML_TYPES, IMATRIX_ONLY_FORMATS, quantBytes, type QuantFormat } from "./formats.ts";
 import {
   dequantizeBlockIQ1_M,
   dequantizeBlockIQ1_S,
@@ -158,7 +158,7 @@ export function checkQuantizable(format: QuantFormat, data: Float32Array): Encod
   const encode = codec.encode;
   if (encode === undefined) {
     throw new RangeError(
-      format.startsWith("iq2_")
+      IMATRIX_ONLY_FORMATS.includes(format)
         ? `${format}: Kiln writes this format only with an importance matrix, as llama-quantize ` +
           `does (kiln quantize --imatrix); quantize to another format without one`
         : `${format}: Kiln reads this format but does not write it (llama-quantize writes it ` +

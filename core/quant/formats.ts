@@ -418,16 +418,29 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
   iq2_xxs: "iq4_nl",
   iq2_xs: "iq4_nl",
   iq2_s: "iq4_nl",
+  iq1_s: "iq4_nl",
   q4_k: "q5_0",
   q5_k: "q5_1",
   q6_k: "q8_0",
 };
 
 /**
+ * The formats Kiln (like llama-quantize) writes only with an importance
+ * matrix: their ggml fits have no unweighted form.
+ *
+ * @example
+ * ```ts
+ * import { IMATRIX_ONLY_FORMATS } from "./formats.ts";
+ * IMATRIX_ONLY_FORMATS.includes("iq2_xxs"); // true
+ * ```
+ */
+export const IMATRIX_ONLY_FORMATS: readonly QuantFormat[] = ["iq2_xxs", "iq2_xs", "iq2_s", "iq1_s"];
+
+/**
  * The format a row of `cols` elements is stored in when `format` is asked
  * for: `format` itself when the row is whole blocks, else llama-quantize's
  * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K,
- * Q3_K, IQ4_XS, IQ3_XXS, IQ3_S and the IQ2 formats → IQ4_NL; TQ1_0, TQ2_0, Q1_0, Q2_0 and NVFP4 → Q4_0),
+ * Q3_K, IQ4_XS, IQ3_XXS, IQ3_S, the IQ2 formats and IQ1_S → IQ4_NL; TQ1_0, TQ2_0, Q1_0, Q2_0 and NVFP4 → Q4_0),
  * else undefined (the row stays f16/f32, as llama.cpp keeps it f16).
  *
  * @example

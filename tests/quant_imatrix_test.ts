@@ -16,6 +16,7 @@ import { parseLegacyImatrix, readImatrix, writeImatrix } from "../app/gguf/imatr
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { assertUserError, kiln } from "./fixtures/kiln_cli.ts";
 import { assertBitsEqual, MOE_PROMPT, openTiny } from "./_util.ts";
+import type { LoadOptions } from "../app/model/load.ts";
 import {
   IMATRIX_CONFIG,
   IMATRIX_TYPES,
@@ -157,45 +158,37 @@ Deno.test("kiln quantize --imatrix: a missing, malformed or foreign matrix is on
   );
 });
 
+/** `MOE_PROMPT`'s logits from the model at `path` loaded with `extra`. */
+async function logitsOf(path: string, extra: LoadOptions = {}): Promise<Float32Array> {
+  const m = await openTiny(path, extra);
+  try {
+    return (await m.forward(MOE_PROMPT)).slice();
+  } finally {
+    m.dispose();
+  }
+}
+
 Deno.test("loadModel quantize-on-load with imatrix: the logits of kiln quantize --imatrix's file", async () => {
   // The Q4_K_M file the first test checked against llama-quantize, and the
   // folder quantized on load with the same matrix: the same blocks, so the
   // same logits bit for bit; without the matrix they differ.
   const file = join(tmp, "onload.gguf");
   await quantize([f32, "--type", "q4_k_m", "--imatrix", dat, "-o", file, ...ONE]);
-  const logits: Float32Array[] = [];
-  for (
-    const [path, extra] of [[file, {}], [hf, { quantize: "q4_k_m", imatrix: dat }], [
-      hf,
-      { quantize: "q4_k_m", imatrix: await readImatrix(dat) },
-    ], [hf, { quantize: "q4_k_m" }]] as const
-  ) {
-    const m = await openTiny(path, extra);
-    try {
-      logits.push((await m.forward(MOE_PROMPT)).slice());
-    } finally {
-      m.dispose();
-    }
-  }
+  const logits = [
+    await logitsOf(file),
+    await logitsOf(hf, { quantize: "q4_k_m", imatrix: dat }),
+    await logitsOf(hf, { quantize: "q4_k_m", imatrix: await readImatrix(dat) }),
+    await logitsOf(hf, { quantize: "q4_k_m" }),
+  ];
   assertBitsEqual(logits[1], logits[0], "on load vs file");
   assertBitsEqual(logits[2], logits[0], "on load (an Imatrix) vs file");
   assert.ok(logits[3].some((v, i) => v !== logits[0][i]), "the matrix changed nothing");
   // IQ2_XXS (a mix that needs the matrix): the first test's file, and on load.
-  const iq2: Float32Array[] = [];
-  for (
-    const [path, extra] of [[join(tmp, "IQ2_XXS.gguf"), {}], [hf, {
-      quantize: "iq2_xxs",
-      imatrix: dat,
-    }]] as const
-  ) {
-    const m = await openTiny(path, extra);
-    try {
-      iq2.push((await m.forward(MOE_PROMPT)).slice());
-    } finally {
-      m.dispose();
-    }
-  }
-  assertBitsEqual(iq2[1], iq2[0], "iq2_xxs on load vs file");
+  assertBitsEqual(
+    await logitsOf(hf, { quantize: "iq2_xxs", imatrix: dat }),
+    await logitsOf(join(tmp, "IQ2_XXS.gguf")),
+    "iq2_xxs on load vs file",
+  );
   await assert.rejects(() => openTiny(hf, { imatrix: dat }), {
     name: "TypeError",
     message: "loadModel: imatrix fits the weights quantize-on-load writes; give quantize too",

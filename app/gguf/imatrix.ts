@@ -272,6 +272,32 @@ export function importanceOf(
 }
 
 /**
+ * Where each Hugging Face tensor of a `cfg` model goes in the GGUF file
+ * llama.cpp writes: the GGUF weight, its index among the weight's sources
+ * (an expert), how many sources it stacks, and its row length. The first
+ * weight holding a tensor wins (a tied head's copy comes after the embedding).
+ *
+ * @example
+ * ```ts ignore
+ * import { ggufWeightsBySource } from "./imatrix.ts";
+ * ggufWeightsBySource(cfg).get("model.layers.0.block_sparse_moe.experts.3.w1.weight");
+ * // { weight: "blk.0.ffn_gate_exps.weight", index: 3, of: 8, cols: 4096 }
+ * ```
+ */
+export function ggufWeightsBySource(
+  cfg: ModelConfig,
+): Map<string, { weight: string; index: number; of: number; cols: number }> {
+  const where = new Map<string, { weight: string; index: number; of: number; cols: number }>();
+  for (const p of ggufWrittenPlans(cfg)) {
+    const cols = p.sourceShape[p.sourceShape.length - 1];
+    p.sources.forEach((src, index) => {
+      if (!where.has(src)) where.set(src, { weight: p.name, index, of: p.sources.length, cols });
+    });
+  }
+  return where;
+}
+
+/**
  * For each Hugging Face tensor of a `cfg` model, its importance vector in
  * `imatrix` (through the GGUF weight llama.cpp writes it into; an expert its
  * own slice), or undefined where the matrix has no entry: what quantize-on-load
@@ -288,13 +314,7 @@ export function importanceByTensor(
   imatrix: Imatrix,
   cfg: ModelConfig,
 ): (tensor: string) => Importance | undefined {
-  const where = new Map<string, { weight: string; index: number; of: number; cols: number }>();
-  for (const p of ggufWrittenPlans(cfg)) {
-    const cols = p.sourceShape[p.sourceShape.length - 1];
-    p.sources.forEach((src, index) => {
-      if (!where.has(src)) where.set(src, { weight: p.name, index, of: p.sources.length, cols });
-    });
-  }
+  const where = ggufWeightsBySource(cfg);
   return (tensor) => {
     const w = where.get(tensor);
     const entry = w && imatrix.entries.get(w.weight);

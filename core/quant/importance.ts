@@ -34,7 +34,7 @@ import { quantizeBlockIQ4_NL, quantizeBlockIQ4_XS } from "./iq4.ts";
 import { quantizeBlockIQ3_S, quantizeBlockIQ3_XXS } from "./iq3_encode.ts";
 import { packLegacyCodes } from "./legacy_affine.ts";
 import { makeQpQuants } from "./qp_fit.ts";
-import { writeF16 } from "./scalar.ts";
+import { imatrixWeight, sumSquares, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
 const RMIN = f(-0.9), RDELTA = f(0.05);
@@ -48,13 +48,6 @@ const scales = new Float32Array(16);
 const mins = new Float32Array(16);
 const Ls = new Uint8Array(16), Lm = new Uint8Array(16);
 
-/** Σx² of the `n` values at `x[xo]`, in float32 and in order, as ggml sums it. */
-function sumSquares(x: Float32Array, xo: number, n: number): number {
-  let s = 0;
-  for (let i = 0; i < n; i++) s = f(s + f(x[xo + i] * x[xo + i]));
-  return s;
-}
-
 /** `weight[l] = qw[qo + l]·√(σ² + x²)` for `n` values; returns their float32 sum. */
 function setWeights(
   x: Float32Array,
@@ -66,7 +59,7 @@ function setWeights(
 ): number {
   let sum = 0;
   for (let l = 0; l < n; l++) {
-    weight[l] = f(qw[qo + l] * f(Math.sqrt(f(sigma2 + f(x[xo + l] * x[xo + l])))));
+    weight[l] = imatrixWeight(qw[qo + l], x[xo + l], sigma2);
   }
   for (let l = 0; l < n; l++) sum = f(sum + weight[l]);
   return sum;

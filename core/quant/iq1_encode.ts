@@ -15,7 +15,7 @@
  */
 
 import { latticeData } from "./lattice_search.ts";
-import { nearestInt, writeF16 } from "./scalar.ts";
+import { imatrixWeight, nearestInt, sumSquares, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
 
@@ -59,14 +59,10 @@ export function quantizeBlockIQ1_S(
   const qh = new Uint16Array(8);
   let maxScale = 0;
   y.fill(0, yo, yo + 50);
-  let sumx2 = 0;
-  for (let i = 0; i < 256; i++) sumx2 = f(sumx2 + f(x[xo + i] * x[xo + i]));
-  const sigma2 = f(f(2 * sumx2) / 256);
+  const sigma2 = f(f(2 * sumSquares(x, xo, 256)) / 256);
   for (let ib = 0; ib < 8; ib++) {
     const xb = xo + 32 * ib;
-    for (let i = 0; i < 32; i++) {
-      weight[i] = f(qw[qo + 32 * ib + i] * f(Math.sqrt(f(sigma2 + f(x[xb + i] * x[xb + i])))));
-    }
+    for (let i = 0; i < 32; i++) weight[i] = imatrixWeight(qw[qo + 32 * ib + i], x[xb + i], sigma2);
     let max = Math.abs(x[xb]);
     for (let i = 1; i < 32; i++) max = Math.max(max, Math.abs(x[xb + i]));
     scales[ib] = 0;

@@ -16,9 +16,9 @@
  * @module
  */
 
-import { type LatticeData, latticeData, levelSums, oddLevel } from "./lattice_search.ts";
+import { type LatticeData, latticeData, levelSums, oddLevel, signRun } from "./lattice_search.ts";
 import { makeQpQuants } from "./qp_fit.ts";
-import { GROUP_MAX_EPS, writeF16 } from "./scalar.ts";
+import { GROUP_MAX_EPS, imatrixWeight, sumSquares, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
 
@@ -77,37 +77,9 @@ function prepare(
   sigma2: number,
   parity = true,
 ): number {
-  for (let i = 0; i < n; i++) {
-    weight[i] = f(qw[qo + i] * f(Math.sqrt(f(sigma2 + f(x[xb + i] * x[xb + i])))));
-  }
+  for (let i = 0; i < n; i++) weight[i] = imatrixWeight(qw[qo + i], x[xb + i], sigma2);
   for (let i = 0; i < n; i++) waux[i] = f(Math.sqrt(weight[i]));
-  for (let k = 0; k < n / 8; k++) {
-    let flips = 0, s = 0;
-    for (let i = 0; i < 8; i++) {
-      const v = x[xb + 8 * k + i];
-      if (v >= 0) xval[8 * k + i] = v;
-      else {
-        xval[8 * k + i] = -v;
-        flips++;
-        s |= 1 << i;
-      }
-    }
-    if (parity && flips % 2) {
-      let imin = 0;
-      let min = f(f(weight[8 * k] * x[xb + 8 * k]) * x[xb + 8 * k]);
-      for (let i = 1; i < 8; i++) {
-        const v = x[xb + 8 * k + i];
-        const ax = f(f(weight[8 * k + i] * v) * v);
-        if (ax < min) {
-          min = ax;
-          imin = i;
-        }
-      }
-      xval[8 * k + imin] = -xval[8 * k + imin];
-      s ^= 1 << imin;
-    }
-    signs[k] = parity ? s & 127 : s;
-  }
+  for (let k = 0; k < n / 8; k++) signs[k] = signRun(x, xb, weight, xval, k, parity);
   let max = xval[0];
   for (let i = 1; i < n; i++) max = xval[i] > max ? xval[i] : max;
   return max;
@@ -115,8 +87,7 @@ function prepare(
 
 /** ggml's σ² of a super-block for IQ2: Σx²/256 (IQ2_S: 2·Σx²/256; float32, in order). */
 function sigma2Of(x: Float32Array, xo: number, twice = false): number {
-  let s = 0;
-  for (let i = 0; i < 256; i++) s = f(s + f(x[xo + i] * x[xo + i]));
+  const s = sumSquares(x, xo, 256);
   return f((twice ? f(2 * s) : s) / 256);
 }
 

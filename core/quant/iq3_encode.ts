@@ -16,8 +16,8 @@
  * @module
  */
 
-import { type LatticeData, latticeData, levelSums, oddLevel } from "./lattice_search.ts";
-import { writeF16 } from "./scalar.ts";
+import { type LatticeData, latticeData, levelSums, oddLevel, signRun } from "./lattice_search.ts";
+import { imatrixWeight, sumSquares, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
 
@@ -100,12 +100,8 @@ class SubBlock {
   readonly signs = new Uint8Array(4);
 }
 
-/** ggml's σ² of a super-block with an importance matrix: 2·Σx²/256 (float32, in order). */
-function superBlockSigma2(x: Float32Array, xo: number): number {
-  let s = 0;
-  for (let i = 0; i < 256; i++) s = f(s + f(x[xo + i] * x[xo + i]));
-  return f(f(2 * s) / 256);
-}
+/** ggml's σ² of a super-block with an importance matrix: 2·Σx²/256 (float32). */
+const superBlockSigma2 = (x: Float32Array, xo: number) => f(f(2 * sumSquares(x, xo, 256)) / 256);
 
 /**
  * The search of ggml's `quantize_row_iq3_{xxs,s}_impl` for the sub-block
@@ -125,36 +121,10 @@ function searchSubBlock(
   const { weight, waux, xval, L, Laux, onGrid, onGridAux, signs } = sb;
   const kMaxQ = 8;
   for (let i = 0; i < 32; i++) {
-    const x2 = f(x[xb + i] * x[xb + i]);
-    weight[i] = qw ? f(qw[qo + i] * f(Math.sqrt(f(sigma2 + x2)))) : x2;
+    weight[i] = qw ? imatrixWeight(qw[qo + i], x[xb + i], sigma2) : f(x[xb + i] * x[xb + i]);
   }
   for (let i = 0; i < 32; i++) waux[i] = f(Math.sqrt(weight[i]));
-  for (let k = 0; k < 4; k++) {
-    let flips = 0, s = 0;
-    for (let i = 0; i < 8; i++) {
-      const v = x[xb + 8 * k + i];
-      if (v >= 0) xval[8 * k + i] = v;
-      else {
-        xval[8 * k + i] = -v;
-        flips++;
-        s |= 1 << i;
-      }
-    }
-    if (xxs && flips % 2) {
-      // An odd count: flip the value that costs least (the 8th sign is implied).
-      let imin = 0, min = f(f(weight[8 * k] * x[xb + 8 * k]) * x[xb + 8 * k]);
-      for (let i = 1; i < 8; i++) {
-        const ax = f(f(weight[8 * k + i] * x[xb + 8 * k + i]) * x[xb + 8 * k + i]);
-        if (ax < min) {
-          min = ax;
-          imin = i;
-        }
-      }
-      xval[8 * k + imin] = -xval[8 * k + imin];
-      s ^= 1 << imin;
-    }
-    signs[k] = xxs ? s & 127 : s;
-  }
+  for (let k = 0; k < 4; k++) signs[k] = signRun(x, xb, weight, xval, k, xxs);
   let max = xval[0];
   for (let i = 1; i < 32; i++) max = Math.max(max, xval[i]);
   L.fill(0);

@@ -17,7 +17,15 @@
  * @module
  */
 
-import { GROUP_MAX_EPS, nearestInt, readF16, signedAbsMax, writeF16 } from "./scalar.ts";
+import {
+  GROUP_MAX_EPS,
+  imatrixWeight,
+  nearestInt,
+  readF16,
+  signedAbsMax,
+  sumSquares,
+  writeF16,
+} from "./scalar.ts";
 
 const f = Math.fround;
 
@@ -104,15 +112,13 @@ function setWeights(
 ) {
   for (let j = 0; j < 32; j++) {
     const xj = x[xo + j];
-    weight[j] = qw ? f(qw[qo + j] * f(Math.sqrt(f(sigma2 + f(xj * xj))))) : f(xj * xj);
+    weight[j] = qw ? imatrixWeight(qw[qo + j], xj, sigma2) : f(xj * xj);
   }
 }
 
 /** ggml's σ² of the `n` values at `x[xo]`: Σx² (float32, in order) · 2/n. */
 function sigma2Of(x: Float32Array, xo: number, n: number): number {
-  let s = 0;
-  for (let j = 0; j < n; j++) s = f(s + f(x[xo + j] * x[xo + j]));
-  return f(s * f(2 / n));
+  return f(sumSquares(x, xo, n) * f(2 / n));
 }
 
 /**

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { nearestInt, readF16, writeF16 } from "./scalar.ts";
+import { nearestInt, readF16, sumSquares, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
 /** The grid step `0.1f`: a float32 constant in C, so the float32 nearest 0.1. */
@@ -230,9 +230,7 @@ function quantizeSuperBlock(
   let maxMin = 0;
   for (let j = 0; j < 8; j++) {
     const so = xo + 32 * j;
-    let sumX2 = 0;
-    for (let l = 0; l < 32; l++) sumX2 = f(sumX2 + f(x[so + l] * x[so + l]));
-    const avX = f(Math.sqrt(f(sumX2 / 32)));
+    const avX = f(Math.sqrt(f(sumSquares(x, so, 32) / 32)));
     for (let l = 0; l < 32; l++) weights[l] = f(avX + Math.abs(x[so + l]));
     scales[j] = makeQkx2Quants(nmax, x, so, 32 * j, j, rmin, TENTH, nstep);
     if (scales[j] > maxScale) maxScale = scales[j];

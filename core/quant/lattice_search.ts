@@ -105,6 +105,55 @@ export function latticeData(name: SearchedGrid, want: number): LatticeData {
 }
 
 /**
+ * The sign step of the IQ2/IQ3 searches for run `k` (8 values) of the values
+ * at `x[xb]`: their magnitudes into `xval`, and the run's sign bits. With
+ * `parity` (IQ3_XXS, IQ2_XXS/XS: 7 signs stored, the 8th implied) an odd count
+ * flips the value of least `weight·x²` to positive, and 7 bits are returned.
+ *
+ * @example
+ * ```ts
+ * import { signRun } from "./lattice_search.ts";
+ * const xval = new Float32Array(8);
+ * signRun(new Float32Array([-1, 2, 3, 4, 5, 6, 7, 8]), 0, new Float32Array(8).fill(1), xval, 0, false); // 1
+ * ```
+ */
+export function signRun(
+  x: Float32Array,
+  xb: number,
+  weight: Float32Array,
+  xval: Float32Array,
+  k: number,
+  parity: boolean,
+): number {
+  let flips = 0, s = 0;
+  for (let i = 0; i < 8; i++) {
+    const v = x[xb + 8 * k + i];
+    if (v >= 0) xval[8 * k + i] = v;
+    else {
+      xval[8 * k + i] = -v;
+      flips++;
+      s |= 1 << i;
+    }
+  }
+  if (!parity) return s;
+  if (flips % 2) {
+    // An odd count: flip the value that costs least (the 8th sign is implied).
+    let imin = 0, min = f(f(weight[8 * k] * x[xb + 8 * k]) * x[xb + 8 * k]);
+    for (let i = 1; i < 8; i++) {
+      const v = x[xb + 8 * k + i];
+      const ax = f(f(weight[8 * k + i] * v) * v);
+      if (ax < min) {
+        min = ax;
+        imin = i;
+      }
+    }
+    xval[8 * k + imin] = -xval[8 * k + imin];
+    s ^= 1 << imin;
+  }
+  return s & 127;
+}
+
+/**
  * ggml's `nearest_int(0.5f·(id·v − 1))` clamped to `0 … top`: the `l` whose odd
  * multiple `2l + 1` of `1/id` is nearest `v` (levels and sub-block scales alike).
  *

@@ -168,3 +168,35 @@ export function absMax(x: Float32Array, xo: number, n: number): number {
  * ```
  */
 export const GROUP_MAX_EPS: number = Math.fround(1e-15);
+
+/**
+ * Σx² of the `n` values at `x[xo]`, in float32 and in order, as ggml's
+ * quantizers sum it (their σ² is this over the block's or row's length).
+ *
+ * @example
+ * ```ts
+ * import { sumSquares } from "./scalar.ts";
+ * sumSquares(new Float32Array([1, 2, 3]), 0, 3); // 14
+ * ```
+ */
+export function sumSquares(x: Float32Array, xo: number, n: number): number {
+  let s = 0;
+  for (let i = 0; i < n; i++) s = Math.fround(s + Math.fround(x[xo + i] * x[xo + i]));
+  return s;
+}
+
+/**
+ * ggml's weight of a value `v` with importance `q` (an importance matrix's
+ * entry for its column) in a group of mean square `sigma2`: `q·√(σ² + v²)`,
+ * in float32.
+ *
+ * @example
+ * ```ts
+ * import { imatrixWeight } from "./scalar.ts";
+ * imatrixWeight(2, 4, 9); // 10
+ * ```
+ */
+export function imatrixWeight(q: number, v: number, sigma2: number): number {
+  const f = Math.fround;
+  return f(q * f(Math.sqrt(f(sigma2 + f(v * v)))));
+}

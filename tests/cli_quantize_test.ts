@@ -302,11 +302,11 @@ Deno.test("kiln quantize: user mistakes are one line saying what is wrong, and l
     ],
     [
       q(dir, "-o", good),
-      "quantize: --type must be one of q4_k_m, q4_k_s, q5_k_m, q5_k_s, q3_k_m, q3_k_s, q3_k_l, iq3_m, iq3_xs, iq2_m, iq2_s, iq2_xs, iq2_xxs, iq1_s, q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, iq3_xxs, iq3_s, mxfp4_moe, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, f16, f32, and is required",
+      "quantize: --type must be one of q4_k_m, q4_k_s, q5_k_m, q5_k_s, q3_k_m, q3_k_s, q3_k_l, iq3_m, iq3_xs, iq2_m, iq2_s, iq2_xs, iq2_xxs, iq1_s, iq1_m, q2_k_s, q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, iq3_xxs, iq3_s, mxfp4_moe, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, f16, f32, and is required",
     ],
     [
-      q(dir, "--type", "iq1_m", "-o", good),
-      'quantize: --type must be one of q4_k_m, q4_k_s, q5_k_m, q5_k_s, q3_k_m, q3_k_s, q3_k_l, iq3_m, iq3_xs, iq2_m, iq2_s, iq2_xs, iq2_xxs, iq1_s, q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, iq3_xxs, iq3_s, mxfp4_moe, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, f16, f32, got "iq1_m"',
+      q(dir, "--type", "iq2_xxs_s", "-o", good),
+      'quantize: --type must be one of q4_k_m, q4_k_s, q5_k_m, q5_k_s, q3_k_m, q3_k_s, q3_k_l, iq3_m, iq3_xs, iq2_m, iq2_s, iq2_xs, iq2_xxs, iq1_s, iq1_m, q2_k_s, q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k, q2_k, iq4_xs, iq4_nl, iq3_xxs, iq3_s, mxfp4_moe, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, f16, f32, got "iq2_xxs_s"',
     ],
     [q(dir, "--type", "q8_0"), "quantize: give the output file with -o OUT.gguf"],
     [

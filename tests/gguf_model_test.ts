@@ -142,9 +142,9 @@ Deno.test("GGUF Q8_0 and Q4_K: equal to f32 with the dequantized weights; logit 
 
 Deno.test("loadModel: a bad quantize option is refused by name", async () => {
   await assert.rejects(
-    () => loadModel(join(HF, "mixtral_gqa_sw"), { quantize: "iq1_m" as "q4_k", quiet: true }),
+    () => loadModel(join(HF, "mixtral_gqa_sw"), { quantize: "q2_k_m" as "q4_k", quiet: true }),
     (e: Error) =>
-      e instanceof TypeError && /quantize must be one of .*q4_k.*got "iq1_m"/.test(e.message),
+      e instanceof TypeError && /quantize must be one of .*q4_k.*got "q2_k_m"/.test(e.message),
   );
 });
 

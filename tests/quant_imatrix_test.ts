@@ -146,6 +146,18 @@ Deno.test("kiln quantize --imatrix: a missing, malformed or foreign matrix is on
     r2.stderr,
     /tensor blk\.0\.attn_k\.weight is iq2_xs, which is written only with an importance matrix holding it/,
   );
+  // IQ1_M and Q2_K_S's Q2_K too, but for the embeddings (and IQ1_M's output).
+  const r3 = await kiln("quantize", f32, "--type", "q2_k_s", "--imatrix", other, "-o", out);
+  assert.equal(r3.code, 1);
+  assert.match(
+    r3.stderr,
+    /tensor blk\.0\.attn_k\.weight is q2_k, which is written only with an importance matrix holding it/,
+  );
+  await assert.rejects(() => openTiny(hf, { quantize: "iq1_m", imatrix: other }), {
+    name: "TypeError",
+    message: "loadModel: quantize iq1_m stores blk.0.attn_k.weight in a format llama-quantize " +
+      "writes only with an importance matrix holding it, and this matrix has no entry for it",
+  });
   await assert.rejects(() => openTiny(hf, { quantize: "iq2_xxs" }), {
     name: "TypeError",
     message: "loadModel: quantize iq2_xxs needs an importance matrix (imatrix), as llama-quantize",

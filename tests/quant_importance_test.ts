@@ -1,6 +1,6 @@
 /**
  * Quantizing with an importance matrix (`quantizeWithImportance`, what
- * `kiln quantize --imatrix` runs; IQ2 and IQ1_S only so) against ggml's
+ * `kiln quantize --imatrix` runs; IQ2 and IQ1 only so) against ggml's
  * `ggml_quantize_chunk` with the
  * same importance vector: 24 rows of 1536 values in nine styles (so a row's
  * mean square, which the 32-element formats weigh with, mixes styles), an
@@ -21,6 +21,7 @@ const GGML: Record<string, string> = {
   iq2_xs: "90c1a11b52921d0d7f9973f2021d0ab73922a82174b8a0f7fd0ab4d1a47355da",
   iq2_s: "e049a6fb7986ba69909c74799105301c72c118aa28c01fc84d2a7434370a681c",
   iq1_s: "f66abd812b95974a47cdc838045139d4ecdd1ffd53564de26950b8071446abb2",
+  iq1_m: "3cc955f9b1f28cebfa415567ea844382941e90e0d45b90ad9242993307999003",
   q4_0: "af34974414011785148fad6074ad9686a66aca035fdeca7ff166e1cf2826ccb9",
   q4_1: "71742415c1182ddb87f16fd8d933f87cb2879d48782708028fa5309ce6ca527b",
   q5_0: "60104fc8fa6be776604c2e357e833c46f26e711d2af0bf35ec9ed5dd815c6cef",
@@ -88,6 +89,16 @@ Deno.test("importance: the matrix moves the fit where it weighs; Q8_0 and FP4 ig
   }
 });
 
+Deno.test("importance: IQ1_M without a matrix writes ggml's bytes (weights x²)", async () => {
+  // ggml_quantize_chunk(GGML_TYPE_IQ1_M, x, …, NULL): ggml fits IQ1_M without a
+  // matrix, though llama-quantize refuses to but for the embeddings and output.
+  const { x } = importanceInput();
+  assert.equal(
+    await sha256(quantize("iq1_m", x)),
+    "ffb956a8197a5754f88db44c31b3206adc9380cb75657d7eecf064e5b346da40",
+  );
+});
+
 Deno.test("importance: a heavier column is reproduced more closely", () => {
   // One row, the importance of column 5 raised 10⁴×: its error must fall.
   const r = mulberry32(3);
@@ -127,8 +138,8 @@ Deno.test("importance: bad rows or vectors are RangeErrors naming the format", (
     /q6_k: element 300 is Infinity/,
   );
   assert.throws(
-    () => quantizeWithImportance("iq1_m", x, 256, new Float32Array(256)),
-    /iq1_m: Kiln reads this format but does not write it/,
+    () => quantizeWithImportance("iq1_m", bad, 256, new Float32Array(256)),
+    /iq1_m: element 300 is Infinity/,
   );
   assert.throws(
     () => quantize("iq2_xs", x),

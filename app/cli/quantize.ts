@@ -66,6 +66,8 @@ export const QUANTIZE_TYPES: readonly GgufOutType[] = [
   "iq2_xs",
   "iq2_xxs",
   "iq1_s",
+  "iq1_m",
+  "q2_k_s",
   "q4_k",
   "q5_k",
   "q6_k",

@@ -30,8 +30,8 @@ export const GENERATE_USAGE = `\
                                      iq3_s, mxfp4, nvfp4, q2_0, tq2_0, tq1_0, q1_0, mxfp4_moe: MXFP4
                                      experts, Q8_0 elsewhere, or a llama-quantize mix: q4_k_m,
                                      q4_k_s, q5_k_m, q5_k_s, q3_k_m, q3_k_s, q3_k_l, iq3_m,
-                                     iq3_xs, iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s (these need
-                                     --imatrix),
+                                     iq3_xs, iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s, iq1_m,
+                                     q2_k_s (these need --imatrix),
                                      as kiln quantize writes them; --imatrix fits them
                                      with an importance matrix, as kiln quantize --imatrix),
                                      computing activations in
@@ -142,8 +142,9 @@ export const QUANTIZE_USAGE = `\
                                      file's (dequantized, then requantized) in --type: one of
                                      llama-quantize's mixes (q4_k_m, q4_k_s, q5_k_m, q5_k_s,
                                      q3_k_m, q3_k_s, q3_k_l, iq3_m, iq3_xs, and with --imatrix
-                                     iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s: some tensors in more
-                                     bits, as llama-quantize picks them), or one format for every
+                                     iq2_xxs, iq2_xs, iq2_s, iq2_m, iq1_s, iq1_m, q2_k_s: some
+                                     tensors in more bits, as llama-quantize picks them), or one
+                                     format for every
                                      matrix (q4_k, q5_k, q6_k, q8_0, q4_0, q4_1, q5_0, q5_1, q3_k,
                                      q2_k, iq4_xs, iq4_nl, iq3_xxs, iq3_s, mxfp4_moe, mxfp4, nvfp4,
                                      q2_0, tq2_0, tq1_0, q1_0, f16, f32; mxfp4_moe: MXFP4 experts,

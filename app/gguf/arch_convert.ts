@@ -25,7 +25,6 @@ import {
   fitFormat,
   GGML_TYPES,
   type GgmlTypeName,
-  IMATRIX_ONLY_FORMATS,
   isQuantFormat,
 } from "../../core/quant/formats.ts";
 import { quantize } from "../../core/quant/codecs.ts";
@@ -38,7 +37,7 @@ import type { GgufEntry } from "./value.ts";
 import { writeGguf } from "./writer.ts";
 import { type Imatrix, type ImatrixEntry, importanceOf } from "./imatrix.ts";
 import { type Quantizer, QuantPool } from "../quantize_pool.ts";
-import { isGgufMix, mixTensorTypes } from "./quant_mix.ts";
+import { isGgufMix, mixTensorTypes, needsImportance } from "./quant_mix.ts";
 import { GGUF_ARCH_OF, type GgufTensorPlan, ggufWrittenPlans, permuteRows } from "./arch_names.ts";
 import { GGUF_FILE_TYPES, ggufArchMetadata, type GgufOutType } from "./arch_metadata.ts";
 
@@ -367,9 +366,7 @@ export async function convertToGguf(
   // llama-quantize refuses these "very low-bit" types for a tensor the matrix lacks.
   plans.forEach((p, i) => {
     const t = types[i];
-    if (
-      isQuantFormat(t) && IMATRIX_ONLY_FORMATS.includes(t) && !options.imatrix?.entries.has(p.name)
-    ) {
+    if (needsImportance(t, p.name, options.type) && !options.imatrix?.entries.has(p.name)) {
       throw new RangeError(
         `quantize: tensor ${p.name} is ${types[i]}, which is written only with an importance ` +
           `matrix holding it (llama-quantize refuses it too): ${

@@ -112,6 +112,8 @@ export const GGUF_FILE_TYPES: Readonly<Record<GgufOutType, number>> = {
   iq2_s: 28,
   iq2_m: 29,
   iq1_s: 24,
+  iq1_m: 31,
+  q2_k_s: 21,
 };
 
 /** transformers' default `max_position_embeddings` per class. */

@@ -11,9 +11,9 @@
  * `IQ2_XS`, `IQ2_S` and `IQ2_M` (Q2_K — `_S`/`_M`: IQ3_S — embeddings and early
  * `ffn_down`, Q5_K output, Q4_K `attn_v` with experts or grouped attention;
  * llama.cpp's IQ2_S mix is mostly IQ2_XS tensors, its IQ2_M mostly IQ2_S) and
- * `IQ1_S` (IQ2_XXS `attn_output`) need an importance matrix, as in
- * llama-quantize; `IQ1_M`, `Q2_K_S` and `IQ3_XXS`'s `IQ2_S` attention are not
- * offered. Checked
+ * `IQ1_S`/`IQ1_M` (IQ2_XXS `attn_output`), and `Q2_K_S` (Q2_K with Q4_K early
+ * `ffn_down` and grouped-attention `attn_v`) need an importance matrix, as in
+ * llama-quantize; `IQ3_XXS`'s `IQ2_S` attention is not offered. Checked
  * against llama-quantize itself on tiny checkpoints of every architecture
  * (`tests/quant_mix_test.ts`; the IQ2 mixes with a matrix,
  * `tests/quant_imatrix_test.ts`).
@@ -22,7 +22,7 @@
  */
 
 import type { QuantFormat } from "../../core/quant/formats.ts";
-import { fitFormat, GGML_TYPES } from "../../core/quant/formats.ts";
+import { fitFormat, GGML_TYPES, IMATRIX_ONLY_FORMATS } from "../../core/quant/formats.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { GgufTensorPlan } from "./arch_names.ts";
 import { GGUF_ARCH_OF, ggufWrittenPlans } from "./arch_names.ts";
@@ -51,6 +51,8 @@ export const GGUF_MIXES = [
   "iq2_s",
   "iq2_m",
   "iq1_s",
+  "iq1_m",
+  "q2_k_s",
 ] as const;
 
 /**
@@ -89,6 +91,8 @@ export const MIX_BASE: Readonly<Record<GgufMix, QuantFormat>> = {
   iq2_s: "iq2_xs",
   iq2_m: "iq2_s",
   iq1_s: "iq1_s",
+  iq1_m: "iq1_m",
+  q2_k_s: "q2_k",
 };
 
 /**
@@ -100,7 +104,34 @@ export const MIX_BASE: Readonly<Record<GgufMix, QuantFormat>> = {
  * IMATRIX_MIXES.includes("iq2_m"); // true
  * ```
  */
-export const IMATRIX_MIXES: readonly GgufMix[] = ["iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq1_s"];
+export const IMATRIX_MIXES: readonly GgufMix[] = [
+  "iq2_xxs",
+  "iq2_xs",
+  "iq2_s",
+  "iq2_m",
+  "iq1_s",
+  "iq1_m",
+  "q2_k_s",
+];
+
+/**
+ * Whether llama-quantize refuses to write the GGUF tensor `name` in `format`
+ * (file type `type`) without an importance matrix entry for it: the IQ2
+ * formats and IQ1_S always, IQ1_M but for the embeddings and output, and Q2_K
+ * in the `Q2_K_S` mix but for the embeddings ("the result will be garbage").
+ *
+ * @example
+ * ```ts
+ * import { needsImportance } from "./quant_mix.ts";
+ * needsImportance("iq1_m", "blk.0.ffn_up.weight", "iq1_m"); // true
+ * needsImportance("q2_k", "token_embd.weight", "q2_k_s"); // false
+ * ```
+ */
+export function needsImportance(format: string, name: string, type: string): boolean {
+  if ((IMATRIX_ONLY_FORMATS as readonly string[]).includes(format)) return true;
+  if (format === "iq1_m") return name !== "token_embd.weight" && name !== "output.weight";
+  return format === "q2_k" && type === "q2_k_s" && name !== "token_embd.weight";
+}
 
 /**
  * Whether `type` names a mix.
@@ -163,7 +194,7 @@ export function mixTensorTypes(
     return Number(m[1]);
   };
   const is = (...m: GgufMix[]) => m.includes(mix);
-  const iq2 = is("iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq1_s");
+  const iq2 = is("iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq1_s", "iq1_m");
   // The IQ2_S/IQ2_M mixes keep their more important tensors in IQ3_S, the others in Q2_K.
   const iq2Up: QuantFormat = is("iq2_s", "iq2_m") ? "iq3_s" : "q2_k";
 
@@ -188,10 +219,10 @@ export function mixTensorTypes(
       } else if (name.includes("attn_output.weight")) {
         if (nExpertRaw === 8) t = "q5_k";
         else if (is("iq2_s", "iq2_m")) t = "iq3_s";
-        else if (is("iq1_s")) t = "iq2_xxs";
+        else if (is("iq1_s", "iq1_m")) t = "iq2_xxs";
       }
     } else if (name.includes("attn_v.weight")) {
-      if (is("iq3_xs") && gqa >= 4) t = "q4_k";
+      if (is("q2_k_s", "iq3_xs") && gqa >= 4) t = "q4_k";
       else if (is("iq3_m")) t = "q4_k";
       else if (is("q3_k_m")) t = iWv < 2 ? "q5_k" : "q4_k";
       else if (is("q3_k_l")) t = "q5_k";
@@ -207,7 +238,9 @@ export function mixTensorTypes(
       if (is("iq3_xs")) t = "iq3_xxs";
     } else if (name.includes("ffn_down")) {
       const i = layerOf(name, "ffn_down"), n = nLayer;
-      if (is("q3_k_m")) t = i < Math.trunc(n / 16) ? "q5_k" : "q4_k";
+      if (is("q2_k_s")) {
+        if (i < Math.trunc(n / 8)) t = "q4_k";
+      } else if (is("q3_k_m")) t = i < Math.trunc(n / 16) ? "q5_k" : "q4_k";
       else if (is("iq3_m") && (i < Math.trunc(n / 8) || (nExpertRaw === 8 && moreBits(i, n)))) {
         t = "q4_k";
       } else if (is("q3_k_l")) t = "q5_k";
@@ -258,4 +291,25 @@ export function mixFormatsByTensor(
     for (const src of p.sources) if (!out.has(src)) out.set(src, types[i]);
   });
   return out;
+}
+
+/**
+ * The first GGUF tensor of a `cfg` model that the mix `mix` stores in a format
+ * {@linkcode needsImportance} says needs a matrix entry, and `has` (the
+ * matrix's entries) lacks; undefined when the matrix covers them all.
+ *
+ * @example
+ * ```ts ignore
+ * import { lackingImportance } from "./quant_mix.ts";
+ * lackingImportance(cfg, "iq1_m", (n) => imatrix.entries.has(n)); // "blk.0.ffn_up.weight"?
+ * ```
+ */
+export function lackingImportance(
+  cfg: ModelConfig,
+  mix: GgufMix,
+  has: (tensor: string) => boolean,
+): string | undefined {
+  const plans = ggufWrittenPlans(cfg);
+  const types = mixTensorTypes(plans, mix, cfg);
+  return plans.find((p, i) => needsImportance(types[i], p.name, mix) && !has(p.name))?.name;
 }

@@ -46,7 +46,13 @@ import {
 } from "./source.ts";
 import { type Imatrix, importanceByTensor, readImatrix } from "../gguf/imatrix.ts";
 import { QuantPool } from "../quantize_pool.ts";
-import { GGUF_MIXES, type GgufMix, IMATRIX_MIXES, isGgufMix } from "../gguf/quant_mix.ts";
+import {
+  GGUF_MIXES,
+  type GgufMix,
+  IMATRIX_MIXES,
+  isGgufMix,
+  lackingImportance,
+} from "../gguf/quant_mix.ts";
 import {
   isQuantizeChoice,
   QUANTIZE_CHOICES,
@@ -288,6 +294,16 @@ async function load(
   const imatrix = typeof options.imatrix === "string"
     ? await readImatrix(options.imatrix)
     : options.imatrix;
+  const mix = options.quantize !== undefined && isGgufMix(options.quantize)
+    ? options.quantize
+    : undefined;
+  const lacking = imatrix && mix && lackingImportance(cfg, mix, (n) => imatrix.entries.has(n));
+  if (lacking) {
+    throw new TypeError(
+      `loadModel: quantize ${mix} stores ${lacking} in a format llama-quantize writes only with ` +
+        `an importance matrix holding it, and this matrix has no entry for it`,
+    );
+  }
   const threads = options.threads;
   if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) {
     throw new RangeError(`loadModel: threads must be a positive integer, got ${threads}`);

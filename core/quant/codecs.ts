@@ -14,7 +14,7 @@
  * @module
  */
 
-import { GGML_TYPES, IMATRIX_ONLY_FORMATS, quantBytes, type QuantFormat } from "./formats.ts";
+import { GGML_TYPES, quantBytes, type QuantFormat } from "./formats.ts";
 import {
   dequantizeBlockIQ1_M,
   dequantizeBlockIQ1_S,
@@ -47,6 +47,7 @@ import {
 } from "./iq4.ts";
 import { dequantizeBlockQ6_K, quantizeBlockQ6_K } from "./q6_k.ts";
 import { quantizeBlockIQ3_S, quantizeBlockIQ3_XXS } from "./iq3_encode.ts";
+import { quantizeBlockIQ1_M } from "./iq1_encode.ts";
 import {
   dequantizeBlockMXFP4,
   dequantizeBlockNVFP4,
@@ -76,8 +77,8 @@ import {
 export type Encode = (x: Float32Array, xo: number, y: Uint8Array, yo: number) => void;
 type Decode = (b: Uint8Array, bo: number, out: Float32Array, oo: number) => void;
 
-// IQ2 and IQ1 have no encoder here: llama-quantize writes them only with an importance
-// matrix, and Kiln does so through `quantizeWithImportance` (IQ2_XXS/XS/S, IQ1_S).
+// IQ2 and IQ1_S have no encoder here: ggml writes them only with an importance matrix,
+// and Kiln does so through `quantizeWithImportance` (IQ2_XXS/XS/S, IQ1_S, IQ1_M).
 const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
   q8_0: { encode: quantizeBlockQ8_0, decode: dequantizeBlockQ8_0 },
   q4_0: { encode: quantizeBlockQ4_0, decode: dequantizeBlockQ4_0 },
@@ -97,7 +98,11 @@ const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
   iq3_xxs: { encode: quantizeBlockIQ3_XXS, decode: dequantizeBlockIQ3_XXS },
   iq3_s: { encode: quantizeBlockIQ3_S, decode: dequantizeBlockIQ3_S },
   iq1_s: { decode: dequantizeBlockIQ1_S },
-  iq1_m: { decode: dequantizeBlockIQ1_M },
+  // ggml quantizes IQ1_M without a matrix too (weights x²); llama-quantize does not.
+  iq1_m: {
+    encode: (x, xo, y, yo) => quantizeBlockIQ1_M(x, xo, y, yo, undefined, 0),
+    decode: dequantizeBlockIQ1_M,
+  },
   tq1_0: { encode: quantizeBlockTQ1_0, decode: dequantizeBlockTQ1_0 },
   tq2_0: { encode: quantizeBlockTQ2_0, decode: dequantizeBlockTQ2_0 },
   q1_0: { encode: quantizeBlockQ1_0, decode: dequantizeBlockQ1_0 },
@@ -111,10 +116,11 @@ const CODECS: Record<QuantFormat, { encode?: Encode; decode: Decode }> = {
  * reference quantizer for that format. `data.length` must be a whole number of
  * blocks (32 elements for `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `mxfp4`; 64 for `q2_0`,
  * `nvfp4`; 128 for `q1_0`; 256 for the K-quants, `iq4_xs`, `iq3_xxs`, `iq3_s`, `tq1_0`,
- * `tq2_0`) and every value finite; otherwise a RangeError names the format and the
- * length, or the index of the first non-finite value. The IQ2 and IQ1 lattice formats,
- * written only with an importance matrix (`quantizeWithImportance`) or not at all
- * (IQ1_M), are a RangeError naming the format.
+ * `tq2_0`, `iq1_m`) and every value finite; otherwise a RangeError names the format and
+ * the length, or the index of the first non-finite value. The IQ2 formats and IQ1_S,
+ * which ggml writes only with an importance matrix (`quantizeWithImportance`), are a
+ * RangeError naming the format; IQ1_M is fitted with weights x², as ggml fits it
+ * without a matrix.
  *
  * @example
  * ```ts
@@ -159,11 +165,8 @@ export function checkQuantizable(format: QuantFormat, data: Float32Array): Encod
   const encode = codec.encode;
   if (encode === undefined) {
     throw new RangeError(
-      IMATRIX_ONLY_FORMATS.includes(format)
-        ? `${format}: Kiln writes this format only with an importance matrix, as llama-quantize ` +
-          `does (kiln quantize --imatrix); quantize to another format without one`
-        : `${format}: Kiln reads this format but does not write it (llama-quantize writes it ` +
-          `with an importance matrix); quantize to one of the formats Kiln writes`,
+      `${format}: Kiln writes this format only with an importance matrix, as llama-quantize ` +
+        `does (kiln quantize --imatrix); quantize to another format without one`,
     );
   }
   checkValues(format, data);

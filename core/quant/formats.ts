@@ -205,7 +205,7 @@ export function choiceFormat(choice: QuantizeChoice, expert: boolean): QuantizeF
  * Every quantized format Kiln reads and computes with, in a stable order: the
  * {@linkcode QUANTIZE_FORMATS} (ggml's low-bit TQ1_0, TQ2_0, Q1_0, Q2_0, MXFP4,
  * NVFP4 among them), then the lattice formats IQ2 and IQ1 (written only with an
- * importance matrix, IQ1_M not at all).
+ * importance matrix, as llama-quantize writes them).
  *
  * @example
  * ```ts
@@ -420,6 +420,7 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
   iq2_xs: "iq4_nl",
   iq2_s: "iq4_nl",
   iq1_s: "iq4_nl",
+  iq1_m: "iq4_nl",
   q4_k: "q5_0",
   q5_k: "q5_1",
   q6_k: "q8_0",
@@ -427,7 +428,9 @@ const FALLBACK: Readonly<Partial<Record<QuantFormat, QuantFormat>>> = {
 
 /**
  * The formats Kiln (like llama-quantize) writes only with an importance
- * matrix: their ggml fits have no unweighted form.
+ * matrix: ggml has no unweighted fit of IQ2_XXS, IQ2_XS and IQ1_S, and
+ * llama-quantize refuses IQ2_S without one. (IQ1_M, which ggml fits either
+ * way, llama-quantize refuses too but for the embeddings and output.)
  *
  * @example
  * ```ts
@@ -441,7 +444,7 @@ export const IMATRIX_ONLY_FORMATS: readonly QuantFormat[] = ["iq2_xxs", "iq2_xs"
  * The format a row of `cols` elements is stored in when `format` is asked
  * for: `format` itself when the row is whole blocks, else llama-quantize's
  * fallback to a 32-element format (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, Q2_K,
- * Q3_K, IQ4_XS, IQ3_XXS, IQ3_S, the IQ2 formats and IQ1_S → IQ4_NL; TQ1_0, TQ2_0, Q1_0, Q2_0 and NVFP4 → Q4_0),
+ * Q3_K, IQ4_XS, IQ3_XXS, IQ3_S, the IQ2 and IQ1 formats → IQ4_NL; TQ1_0, TQ2_0, Q1_0, Q2_0 and NVFP4 → Q4_0),
  * else undefined (the row stays f16/f32, as llama.cpp keeps it f16).
  *
  * @example

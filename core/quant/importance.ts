@@ -18,7 +18,7 @@
 import { GGML_TYPES, IMATRIX_ONLY_FORMATS, quantBytes, type QuantFormat } from "./formats.ts";
 import { checkQuantizable, checkValues, quantize } from "./codecs.ts";
 import { quantizeBlockIQ2_S, quantizeBlockIQ2_XS, quantizeBlockIQ2_XXS } from "./iq2_encode.ts";
-import { quantizeBlockIQ1_S } from "./iq1_encode.ts";
+import { quantizeBlockIQ1_M, quantizeBlockIQ1_S } from "./iq1_encode.ts";
 import {
   makeQkx2Quants,
   packCrumbs,
@@ -191,6 +191,7 @@ const WEIGHTED: Partial<Record<QuantFormat, WeightedEncode>> = {
   iq2_xs: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_XS(x, xo, y, yo, qw, qo),
   iq2_s: (x, xo, y, yo, qw, qo) => quantizeBlockIQ2_S(x, xo, y, yo, qw, qo),
   iq1_s: (x, xo, y, yo, qw, qo) => quantizeBlockIQ1_S(x, xo, y, yo, qw, qo),
+  iq1_m: (x, xo, y, yo, qw, qo) => quantizeBlockIQ1_M(x, xo, y, yo, qw, qo),
 };
 
 /**
@@ -227,8 +228,8 @@ export const IMPORTANCE_FORMATS: readonly QuantFormat[] = Object.keys(WEIGHTED) 
  * Quantizes `data` — whole rows of `rowLength` elements — to `format` with
  * the importance vector `importance` (one value per column, the same for every
  * row), byte for byte as `ggml_quantize_chunk(type, data, …, importance)`: the
- * K-quants, the legacy 4/5-bit formats, IQ4_NL, IQ4_XS and IQ3 switch to their
- * weighted fits; Q8_0, the ternary, binary and FP4 formats ignore the
+ * K-quants, the legacy 4/5-bit formats, IQ4_NL, IQ4_XS, IQ3 and IQ1_M switch to
+ * their weighted fits, and IQ2 and IQ1_S have no other; Q8_0, the ternary, binary and FP4 formats ignore the
  * importance and write what {@linkcode quantize} writes. The checks of
  * `quantize` apply, plus: `rowLength` a whole number of blocks dividing
  * `data.length`, and `importance` that long and finite (RangeErrors naming the
@@ -285,7 +286,7 @@ export function checkImportance(
   rowLength: number,
   importance: Float32Array,
 ): void {
-  // The IQ2 formats have no encoder without an importance matrix.
+  // The IQ2 formats and IQ1_S have no encoder without an importance matrix.
   if (IMATRIX_ONLY_FORMATS.includes(format)) checkValues(format, data);
   else checkQuantizable(format, data);
   const { blockElems } = GGML_TYPES[format];

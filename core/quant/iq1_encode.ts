@@ -15,7 +15,7 @@
  */
 
 import { latticeData } from "./lattice_search.ts";
-import { imatrixWeight, nearestInt, sumSquares, writeF16 } from "./scalar.ts";
+import { f16Bits, imatrixWeight, nearestInt, sumSquares, writeF16 } from "./scalar.ts";
 
 const f = Math.fround;
 
@@ -31,6 +31,39 @@ const sumx = new Float32Array(33);
 const sumw = new Float32Array(33);
 const L = new Int8Array(32);
 const order = Array.from({ length: 32 }, (_, i) => i);
+
+/**
+ * ggml's `iq1_find_best_neighbour2`: of the grid points listed for the off-grid
+ * word whose map entry is `gi`, the one nearest `x[xo…xo+7]` at `scale` with
+ * levels `xs`, in the weights `w[wo…]` (the first of equals).
+ */
+function bestNeighbour(
+  d: ReturnType<typeof latticeData>,
+  gi: number,
+  x: Float32Array,
+  xo: number,
+  w: Float32Array,
+  wo: number,
+  scale: number,
+  xs: readonly number[],
+): number {
+  const at = -gi - 1, count = d.neighbours[at];
+  let bestD2 = Infinity, best = -1;
+  for (let n = 1; n <= count; n++) {
+    const p = d.neighbours[at + n];
+    let d2 = 0;
+    for (let i = 0; i < 8; i++) {
+      const q = xs[(d.grid[8 * p + i] - 1) >> 1];
+      const diff = f(f(scale * q) - x[xo + i]);
+      d2 = f(d2 + f(f(w[wo + i] * diff) * diff));
+    }
+    if (d2 < bestD2) {
+      bestD2 = d2;
+      best = p;
+    }
+  }
+  return best;
+}
 
 /**
  * One IQ1_S block (50 bytes: f16 `d`, the low 8 bits of 32 eleven-bit grid
@@ -118,24 +151,7 @@ export function quantizeBlockIQ1_S(
       let gi = d.map[u];
       if (gi < 0) {
         allOnGrid = false;
-        // iq1_find_best_neighbour2: the listed point nearest x at `scale` (levels xx).
-        const at = -gi - 1, count = d.neighbours[at];
-        let bestD2 = Infinity;
-        gi = -1;
-        for (let n = 1; n <= count; n++) {
-          const p = d.neighbours[at + n];
-          let d2 = 0;
-          for (let i = 0; i < 8; i++) {
-            const q = xx[(d.grid[8 * p + i] - 1) >> 1];
-            const diff = f(f(scale * q) - x[xb + 8 * k + i]);
-            d2 = f(d2 + f(f(weight[8 * k + i] * diff) * diff));
-          }
-          if (d2 < bestD2) {
-            bestD2 = d2;
-            gi = p;
-          }
-        }
-        for (let i = 0; i < 8; i++) L[8 * k + i] = (d.grid[8 * gi + i] - 1) >> 1;
+        gi = bestNeighbour(d, gi, x, xb + 8 * k, weight, 8 * k, scale, xx);
       }
       index[k] = gi;
     }
@@ -173,5 +189,196 @@ export function quantizeBlockIQ1_S(
   for (let ib = 0; ib < 8; ib++) {
     y[yo + 34 + 2 * ib] = qh[ib] & 255;
     y[yo + 35 + 2 * ib] = qh[ib] >> 8;
+  }
+}
+
+/** GROUP_MAX_EPS_IQ1_M. */
+const EPS_M = f(1e-7);
+/** The qh bits of each IQ1_M shift pair (k: first half +/−, second half +/−): ggml's `masks`. */
+const SHIFT_MASKS = [0x00, 0x80, 0x08, 0x88];
+// Scratch for one IQ1_M sub-block: per sorted position and level, w·q·x and w·q² at ±1/8.
+const wM = new Float32Array(16);
+const orderM = Array.from({ length: 16 }, (_, i) => i);
+const qxP = new Float32Array(48), qxM = new Float32Array(48);
+const q2P = new Float32Array(48), q2M = new Float32Array(48);
+// Running sums w·q·x (0…3) and w·q² (4…7) of the four sign pairs; float32 storage rounds each add.
+const head = new Float32Array(8), mid = new Float32Array(8), tail = new Float32Array(8);
+
+/** Adds sorted value `j`'s terms at level `lv` to the running sums `s`. */
+function addTerm(s: Float32Array, j: number, lv: number): void {
+  const at = 3 * j + lv;
+  const px = qxP[at], mx = qxM[at], p2 = q2P[at], m2 = q2M[at];
+  const first = orderM[j] < 8;
+  s[0] += px;
+  s[1] += first ? px : mx;
+  s[2] += first ? mx : px;
+  s[3] += mx;
+  s[4] += p2;
+  s[5] += first ? p2 : m2;
+  s[6] += first ? m2 : p2;
+  s[7] += m2;
+}
+
+/** The levels of IQ1_M half `k` (0, 1) of a sub-block with shift pair `s` (0…3). */
+const halfLevels = (s: number, k: number) => (k === 0 ? s < 2 : s % 2 === 0) ? X_P : X_M;
+
+/** ggml's IQ1_M weights of the 16 values at `x[xb]`: `qw·√(σ² + x²)`, or `x²` without a matrix. */
+function iq1mWeights(
+  x: Float32Array,
+  xb: number,
+  qw: Float32Array | undefined,
+  qb: number,
+  sigma2: number,
+): void {
+  for (let i = 0; i < 16; i++) {
+    wM[i] = qw ? imatrixWeight(qw[qb + i], x[xb + i], sigma2) : f(x[xb + i] * x[xb + i]);
+  }
+}
+
+/**
+ * One IQ1_M block (56 bytes: the low 8 bits of 32 eleven-bit grid indices,
+ * per 16-element sub-block a byte of their top 3 bits ×2 and the two halves'
+ * shift signs, then four u16 words of 3-bit sub-block scales whose top nibbles
+ * hold the f16 block scale) of `x[xo … xo+255]` at `y[yo]`, byte for byte as
+ * ggml's `quantize_row_iq1_m_impl`: fitted with the importance values at
+ * `qw[qo …]`, or with weights `x²` when `qw` is undefined (ggml quantizes
+ * IQ1_M without a matrix; llama-quantize refuses to, but for the embeddings
+ * and output). As IQ1_S, each sub-block's three-run split is searched
+ * exhaustively — here for each of the four sign pairs of its two halves —
+ * then snapped to the grid; the block scale is refitted over the whole block.
+ *
+ * @example
+ * ```ts
+ * import { quantizeBlockIQ1_M } from "./iq1_encode.ts";
+ * const y = new Uint8Array(56);
+ * quantizeBlockIQ1_M(new Float32Array(256).map((_, i) => Math.sin(i)), 0, y, 0, undefined, 0);
+ * ```
+ */
+export function quantizeBlockIQ1_M(
+  x: Float32Array,
+  xo: number,
+  y: Uint8Array,
+  yo: number,
+  qw: Float32Array | undefined,
+  qo: number,
+): void {
+  const d = latticeData("iq1s", 3);
+  const scales = new Float32Array(16);
+  const shifts = new Int8Array(16);
+  const sc = new Uint16Array(4);
+  let maxScale = 0;
+  y.fill(0, yo, yo + 56);
+  const sigma2 = f(f(2 * sumSquares(x, xo, 256)) / 256);
+  for (let ib = 0; ib < 16; ib++) {
+    const xb = xo + 16 * ib;
+    iq1mWeights(x, xb, qw, qo + 16 * ib, sigma2);
+    let max = Math.abs(x[xb]);
+    for (let i = 1; i < 16; i++) max = Math.max(max, Math.abs(x[xb + i]));
+    scales[ib] = 0;
+    shifts[ib] = 0;
+    if (max < EPS_M) continue;
+    for (let j = 0; j < 16; j++) orderM[j] = j;
+    orderM.sort((a, b) => x[xb + a] - x[xb + b]);
+    // Each sorted value's terms at each level, with the +1/8 and −1/8 shifts.
+    for (let j = 0; j < 16; j++) {
+      const i = orderM[j], w = wM[i], v = x[xb + i];
+      for (let lv = 0; lv < 3; lv++) {
+        qxP[3 * j + lv] = f(f(w * X_P[lv]) * v);
+        qxM[3 * j + lv] = f(f(w * X_M[lv]) * v);
+        q2P[3 * j + lv] = f(f(w * X_P[lv]) * X_P[lv]);
+        q2M[3 * j + lv] = f(f(w * X_M[lv]) * X_M[lv]);
+      }
+    }
+    let best = -3.4028234663852886e38, scale = max;
+    let bi1 = -1, bi2 = -1, bestK = -1;
+    // ggml sums each split's terms in sorted order from zero; the states after
+    // the level-0 run (`head`) and the level-1 run (`mid`) carry over from the
+    // previous split unchanged, so only the level-2 tail is summed anew.
+    head.fill(0);
+    for (let i1 = 0; i1 <= 16; i1++) {
+      if (i1 > 0) addTerm(head, i1 - 1, 0);
+      mid.set(head);
+      for (let i2 = i1; i2 <= 16; i2++) {
+        if (i2 > i1) addTerm(mid, i2 - 1, 1);
+        tail.set(mid);
+        for (let j = i2; j < 16; j++) addTerm(tail, j, 2);
+        // Sign pairs 0: (+,+), 1: (+,−), 2: (−,+), 3: (−,−) for the halves (i < 8, i ≥ 8).
+        for (let k = 0; k < 4; k++) {
+          const sqx = tail[k], sq2 = tail[4 + k];
+          if (sq2 > 0 && f(sqx * sqx) > f(best * sq2)) {
+            scale = f(sqx / sq2);
+            best = f(scale * sqx);
+            bi1 = i1;
+            bi2 = i2;
+            bestK = k;
+          }
+        }
+      }
+    }
+    if (bi1 < 0 || bi2 < 0 || bestK < 0) continue;
+    for (let j = 0; j < 16; j++) L[orderM[j]] = j < bi1 ? 0 : j < bi2 ? 1 : 2;
+    if (scale < 0) {
+      for (let j = 0; j < 16; j++) L[j] = 2 - L[j];
+      scale = -scale;
+      bestK = 3 - bestK;
+    }
+    const index = [0, 0];
+    let allOnGrid = true;
+    for (let k = 0; k < 2; k++) {
+      let u = 0;
+      for (let j = 0; j < 8; j++) u |= L[8 * k + j] << (2 * j);
+      let gi = d.map[u];
+      if (gi < 0) {
+        allOnGrid = false;
+        gi = bestNeighbour(d, gi, x, xb + 8 * k, wM, 8 * k, scale, halfLevels(bestK, k));
+      }
+      index[k] = gi;
+    }
+    if (!allOnGrid) {
+      let sumqx = 0, sumq2 = 0;
+      for (let k = 0; k < 2; k++) {
+        const xx = halfLevels(bestK, k);
+        for (let j = 0; j < 8; j++) {
+          const w = wM[8 * k + j], q = xx[(d.grid[8 * index[k] + j] - 1) >> 1];
+          sumqx = f(sumqx + f(f(w * q) * x[xb + 8 * k + j]));
+          sumq2 = f(sumq2 + f(f(w * q) * q));
+        }
+      }
+      if (sumqx > 0 && sumq2 > 0) scale = f(sumqx / sumq2);
+    }
+    y[yo + 2 * ib] = index[0] & 255;
+    y[yo + 2 * ib + 1] = index[1] & 255;
+    y[yo + 32 + ib] = (index[0] >> 8) | ((index[1] >> 8) << 4);
+    scales[ib] = scale;
+    shifts[ib] = bestK;
+    maxScale = Math.max(maxScale, scale);
+  }
+  if (!maxScale) return;
+  let dd = f(maxScale / 15);
+  const id = f(1 / dd);
+  let sumqx = 0, sumq2 = 0;
+  for (let ib = 0; ib < 16; ib++) {
+    const l = Math.max(0, Math.min(7, nearestInt(f(0.5 * f(f(id * scales[ib]) - 1)))));
+    sc[ib >> 2] |= l << (3 * (ib & 3));
+    const qh = y[yo + 32 + ib] |= SHIFT_MASKS[shifts[ib]];
+    const xb = xo + 16 * ib;
+    iq1mWeights(x, xb, qw, qo + 16 * ib, sigma2);
+    // Refit the block scale over every sub-block as stored (skipped ones: point 0, scale 1).
+    for (let k = 0; k < 2; k++) {
+      const xx = halfLevels(shifts[ib], k);
+      const gi = y[yo + 2 * ib + k] + ((qh << (8 - 4 * k)) & 0x700);
+      for (let j = 0; j < 8; j++) {
+        const w = wM[8 * k + j], q = f(xx[(d.grid[8 * gi + j] - 1) >> 1] * (2 * l + 1));
+        sumqx = f(sumqx + f(f(w * q) * x[xb + 8 * k + j]));
+        sumq2 = f(sumq2 + f(f(w * q) * q));
+      }
+    }
+  }
+  if (sumq2 > 0) dd = f(sumqx / sumq2);
+  const s = f16Bits(f(dd * f(1.1125)));
+  for (let i = 0; i < 4; i++) {
+    const word = sc[i] | (((s >> (4 * i)) & 15) << 12);
+    y[yo + 48 + 2 * i] = word & 255;
+    y[yo + 49 + 2 * i] = word >> 8;
   }
 }

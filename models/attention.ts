@@ -10,7 +10,7 @@
  * `${name}.v_proj.weight` `[kvHeads·headDim, hidden]`, `${name}.o_proj.weight`
  * `[hidden, heads·headDim]`; with `qkvBias` / `outBias` the matching `.bias`
  * vectors; with `qkNorm` `${name}.q_norm.weight` `[heads·headDim]` and
- * `${name}.k_norm.weight` `[kvHeads·headDim]`. States (with a cache):
+ * `${name}.k_norm.weight` `[kvHeads·headDim]` (per head: both `[headDim]`). States (with a cache):
  * `${name}.k_cache` and `${name}.v_cache` `[maxSeq, kvHeads, headDim]`.
  *
  * @module
@@ -67,6 +67,8 @@ export interface AttentionBlockOptions {
   outBias?: boolean;
   /** RMSNorm over the whole q and k projections before RoPE, with this epsilon (OLMoE). */
   qkNormEps?: number;
+  /** The q/k RMSNorms span one head (weights `[headDim]`, Qwen3-MoE), not the projection. */
+  qkNormPerHead?: boolean;
   /** Clamp q, k and v to ±clipQkv after projection (OLMoE `clip_qkv`). */
   clipQkv?: number;
   /** Projections stored block-quantized, by parameter name (see `linear`). */
@@ -127,9 +129,10 @@ export function attentionBlock(
   let qf = proj("q_proj", H * D, options.qkvBias);
   let kf = proj("k_proj", Hkv * D, options.qkvBias);
   let vf = proj("v_proj", Hkv * D, options.qkvBias);
-  if (options.qkNormEps !== undefined) {
-    qf = qf.rmsnorm(g.param(`${n}.q_norm.weight`, [H * D], dt), options.qkNormEps);
-    kf = kf.rmsnorm(g.param(`${n}.k_norm.weight`, [Hkv * D], dt), options.qkNormEps);
+  const qkEps = options.qkNormEps;
+  if (qkEps !== undefined && !options.qkNormPerHead) {
+    qf = qf.rmsnorm(g.param(`${n}.q_norm.weight`, [H * D], dt), qkEps);
+    kf = kf.rmsnorm(g.param(`${n}.k_norm.weight`, [Hkv * D], dt), qkEps);
   }
   const clip = options.clipQkv ?? 0;
   if (clip > 0) {
@@ -139,6 +142,10 @@ export function attentionBlock(
   let q = qf.reshape([T, H, D]);
   let k = kf.reshape([T, Hkv, D]);
   let v = vf.reshape([T, Hkv, D]);
+  if (qkEps !== undefined && options.qkNormPerHead) {
+    q = q.rmsnorm(g.param(`${n}.q_norm.weight`, [D], dt), qkEps);
+    k = k.rmsnorm(g.param(`${n}.k_norm.weight`, [D], dt), qkEps);
+  }
   const theta = options.ropeTheta === undefined ? 10000 : options.ropeTheta;
   if (theta !== null) {
     q = q.rope(pos, theta, options.ropeScaling);

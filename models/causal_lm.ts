@@ -258,6 +258,7 @@ export function attentionOptions(
     qkvBias: a.qkvBias,
     outBias: a.outBias,
     qkNormEps: a.qkNorm ? cfg.normEps : undefined,
+    qkNormPerHead: a.qkNormPerHead,
     clipQkv: a.clipQkv,
     weightFormats: options.weightFormats,
   };

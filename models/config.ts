@@ -28,7 +28,8 @@ export type Architecture =
   | "MambaForCausalLM"
   | "JambaForCausalLM"
   | "Qwen2MoeForCausalLM"
-  | "OlmoeForCausalLM";
+  | "OlmoeForCausalLM"
+  | "Qwen3MoeForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -37,6 +38,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "JambaForCausalLM",
   "Qwen2MoeForCausalLM",
   "OlmoeForCausalLM",
+  "Qwen3MoeForCausalLM",
 ];
 
 /**
@@ -123,6 +125,8 @@ export interface AttentionConfig {
   readonly outBias?: boolean;
   /** RMSNorm over the whole q and k projections before RoPE (OLMoE `q_norm` / `k_norm`). */
   readonly qkNorm?: boolean;
+  /** With `qkNorm`: each norm spans one head, weights `[headDim]` (Qwen3-MoE). */
+  readonly qkNormPerHead?: boolean;
   /** Clamp q, k and v to ±this after projection (OLMoE `clip_qkv`); 0 for none. */
   readonly clipQkv?: number;
 }

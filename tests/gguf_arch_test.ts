@@ -47,6 +47,7 @@ const CASES: Array<[string, string]> = [
   ["jamba", "jamba"],
   ["qwen2_moe", "qwen2moe"],
   ["olmoe", "olmoe"],
+  ["qwen3_moe", "qwen3moe"],
 ];
 
 for (const [fixture, arch] of CASES) {
@@ -102,7 +103,12 @@ for (const [fixture, arch] of CASES) {
             );
           }
         }
-        if (arch === "llama" || arch === "qwen2moe") {
+        if (arch === "qwen3moe") {
+          // Per-head QK-norm: weights as wide as one head.
+          assert.deepEqual(f.info("blk.0.attn_q_norm.weight").shape, [cfg.attention!.headDim]);
+          assert.equal(f.number("qwen3moe.expert_feed_forward_length"), cfg.moe!.ff);
+        }
+        if (arch === "llama" || arch === "qwen2moe" || arch === "qwen3moe") {
           const E = Number(config.num_local_experts ?? config.num_experts);
           assert.equal(f.info("blk.0.ffn_gate_exps.weight").shape[0], E);
           assert.equal(f.info("blk.0.ffn_gate_inp.weight").type.name, "f32");
@@ -456,6 +462,29 @@ Deno.test("gguf arch: OLMoE's keys, and the OLMoE settings llama.cpp's olmoe gra
       ["OLMoE with", part, "llama.cpp's olmoe graph"],
     );
   }
+});
+
+Deno.test("gguf arch: the Qwen3-MoE settings llama.cpp's qwen3moe model cannot hold are refused", async () => {
+  const config = JSON.parse(await Deno.readTextFile(join(FIXTURES, "qwen3_moe", "config.json")));
+  assert.equal(new Map(ggufArchMetadata(config)).get("qwen3moe.rope.dimension_count"), undefined);
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ norm_topk_prob: false }, "norm_topk_prob false"],
+    [{ mlp_only_layers: [1] }, "dense (non-MoE) layers 1"],
+    [{ attention_bias: true }, "attention_bias true"],
+  ];
+  for (const [change, part] of cases) {
+    await rejectsWith(
+      Promise.resolve().then(() => ggufArchMetadata({ ...config, ...change })),
+      TypeError,
+      ["Qwen3-MoE with", part, "has no GGUF form"],
+    );
+  }
+  const sliding = { ...config, use_sliding_window: true, sliding_window: 8 };
+  await rejectsWith(
+    Promise.resolve().then(() => ggufArchMetadata(sliding)),
+    TypeError,
+    ["Qwen3MoeForCausalLM with sliding-window layers has no GGUF form"],
+  );
 });
 
 Deno.test("gguf arch: a Jamba with attention in every layer still carries the SSM keys and reads back", async () => {

@@ -32,6 +32,8 @@ const FIXTURES = [
   "jamba_periods",
   "mamba_nobias_rank",
   "mixtral_longrope",
+  "qwen3_moe",
+  "qwen3_moe_sliding_bias",
 ];
 
 const readRef = (name: string) =>
@@ -169,6 +171,7 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
       "the sliding layers",
       (c) => ({ ...c, layer_types: (c.layer_types as string[]).map(() => "full_attention") }),
     ],
+    ["qwen3_moe_sliding_bias", "the sliding window", (c) => ({ ...c, use_sliding_window: false })],
   ];
   const device = await gpu();
   for (const [name, what, edit] of edits) {

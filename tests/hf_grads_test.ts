@@ -74,13 +74,15 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
 // One per architecture; between them: Mamba with biases, Mixtral with yarn RoPE and a
 // sliding window shorter than the sequence, a Jamba of attention, Mamba, dense and MoE
 // layers, Qwen2-MoE's shared expert with sliding and dense layers, OLMoE's q/k norms
-// with clip_qkv and llama3 RoPE.
+// with clip_qkv and llama3 RoPE, Qwen3-MoE's per-head q/k norms with biases, a window
+// and dense layers.
 const FIXTURES = [
   "mamba_bias",
   "mixtral_yarn",
   "jamba_periods",
   "qwen2_moe_sliding_dense",
   "olmoe_llama3_clip",
+  "qwen3_moe_sliding_bias",
 ];
 
 for (const name of FIXTURES) {

@@ -23,6 +23,7 @@ export const ARCHITECTURES = [
   "OlmoeForCausalLM",
   "JambaForCausalLM",
   "MambaForCausalLM",
+  "Qwen3MoeForCausalLM",
 ] as const;
 
 /**
@@ -224,6 +225,38 @@ function qwen2Moe(d: Dice, promptLen: number): Record<string, unknown> {
   return c;
 }
 
+function qwen3Moe(d: Dice, promptLen: number): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const { experts, topk } = moe(d, 8);
+  const c: Record<string, unknown> = {
+    ...base,
+    // The QK-norm spans one head, so any head_dim builds.
+    ...attention(d, 0.35),
+    intermediate_size: d.int(4, 48) * 2,
+    moe_intermediate_size: d.int(4, 32) * 2,
+    num_experts: experts,
+    num_experts_per_tok: topk,
+    norm_topk_prob: d.chance(0.6),
+    decoder_sparse_step: d.int(1, 3),
+    attention_bias: d.chance(0.3),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+  };
+  if (d.chance(0.3)) {
+    c.mlp_only_layers = Array.from({ length: layers }, (_, i) => i).filter(() => d.chance(0.4));
+  }
+  if (d.chance(0.4)) {
+    c.use_sliding_window = true;
+    c.sliding_window = d.int(2, promptLen + 4);
+  } else if (d.chance(0.3)) {
+    // A window that is present but switched off must not be applied.
+    c.use_sliding_window = false;
+    c.sliding_window = d.int(1, promptLen);
+  }
+  if (d.chance(0.05)) c.hidden_act = d.pick(["gelu", "relu"]);
+  return c;
+}
+
 function olmoe(d: Dice): Record<string, unknown> {
   const { experts, topk } = moe(d, 8);
   return {
@@ -314,6 +347,8 @@ export function randomCases(
       ? qwen2Moe(d, prompt_len)
       : arch === "OlmoeForCausalLM"
       ? olmoe(d)
+      : arch === "Qwen3MoeForCausalLM"
+      ? qwen3Moe(d, prompt_len)
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

@@ -129,8 +129,11 @@ def run_case(case, out_root, want_hidden):
     steps = case.get("max_new_tokens", 16)
     try:
         with torch.no_grad():
+            # An explicit mask: without one, generate() masks every prompt id equal
+            # to pad_token_id (0 for a model without an eos).
             gen = m64.generate(
                 torch.tensor([ids]),
+                attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
                 do_sample=False,
                 max_new_tokens=steps,
                 output_scores=True,

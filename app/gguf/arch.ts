@@ -1,7 +1,7 @@
 /**
  * GGUF files as Hugging Face checkpoints, and back, exactly as llama.cpp
  * writes and reads them — for the architectures Kiln runs: `llama` with
- * experts (Mixtral), `mamba`, `jamba`, `qwen2moe` and `olmoe`.
+ * experts (Mixtral), `mamba`, `jamba`, `qwen2moe`, `olmoe` and `qwen3moe`.
  *
  * {@linkcode openGgufModel} opens a GGUF and presents it the way Kiln's loader
  * reads a safetensors checkpoint: an HF `config.json` object rebuilt from the

@@ -22,6 +22,8 @@
  *   shared-expert tensors exist); `.expert_weights_norm` is ignored, as
  *   llama.cpp ignores it (its qwen2moe graph never renormalises); q/k/v biases and dense
  *   layers (`mlp_only_layers`) from the tensors present;
+ * - `qwen3moe`: as qwen2moe without the shared expert; per-head QK-norm, no
+ *   biases, top-k weights renormalised (llama.cpp's qwen3moe graph);
  * - `olmoe`: as llama (`.feed_forward_length` is the experts' width); QK-norm
  *   from `attn_q_norm`/`attn_k_norm`, no biases, no `clip_qkv`, top-k weights
  *   not renormalised (llama.cpp's olmoe graph);
@@ -196,6 +198,8 @@ export function hfConfigFromGguf(
       ? mixtralConfig(k)
       : arch === "olmoe"
       ? olmoeConfig(k)
+      : arch === "qwen3moe"
+      ? qwen3MoeConfig(k, L)
       : qwen2MoeConfig(k, L);
     config = {
       ...family,
@@ -330,6 +334,30 @@ function qwen2MoeConfig(k: Keys, L: number): Json {
     qkv_bias: k.has("blk.0.attn_q.bias"),
     decoder_sparse_step: 1,
     mlp_only_layers: dense,
+    use_sliding_window: false,
+  };
+}
+
+/**
+ * `qwen3moe`: Qwen3-MoE. llama.cpp's qwen3moe graph has per-head QK-norm, no
+ * biases, and always renormalises the top-k weights; dense layers are those
+ * without a router (which llama.cpp itself would not load).
+ */
+function qwen3MoeConfig(k: Keys, L: number): Json {
+  const ff = k.num("feed_forward_length");
+  const used = k.num("expert_used_count");
+  const sparse = new Set(k.moeLayers(L));
+  return {
+    architectures: ["Qwen3MoeForCausalLM"],
+    model_type: "qwen3_moe",
+    intermediate_size: ff,
+    num_experts: k.num("expert_count"),
+    num_experts_per_tok: used,
+    moe_intermediate_size: k.opt("expert_feed_forward_length") ?? Math.floor(ff / used),
+    norm_topk_prob: true,
+    attention_bias: false,
+    decoder_sparse_step: 1,
+    mlp_only_layers: Array.from({ length: L }, (_, i) => i).filter((i) => !sparse.has(i)),
     use_sliding_window: false,
   };
 }

@@ -22,6 +22,9 @@
  *   `.expert_feed_forward_length` and `.expert_shared_feed_forward_length`; a
  *   config llama.cpp's qwen2moe cannot hold (`norm_topk_prob` true, dense layers,
  *   no shared expert) is refused;
+ * - `qwen3moe`: as qwen2moe without the shared expert's width; a config
+ *   llama.cpp's qwen3moe cannot hold (`norm_topk_prob` false, dense layers,
+ *   attention biases) is refused;
  * - `olmoe`: as qwen2moe without its expert widths (`.feed_forward_length`
  *   is the experts'); a config llama.cpp's olmoe graph would compute
  *   differently (biases, `clip_qkv`, `norm_topk_prob`, GQA) is refused;
@@ -34,7 +37,7 @@
  *   `.expert_count`, `.expert_used_count`.
  *
  * A missing `max_position_embeddings` takes the transformers class default
- * (Mixtral 131072, Qwen2-MoE 32768, OLMoE 4096, Jamba 262144), since llama.cpp requires a
+ * (Mixtral 131072, Qwen2-MoE and Qwen3-MoE 32768, OLMoE 4096, Jamba 262144), since llama.cpp requires a
  * context length.
  *
  * @module
@@ -122,6 +125,7 @@ const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
   Qwen2MoeForCausalLM: 32768,
   OlmoeForCausalLM: 4096,
   JambaForCausalLM: 262144,
+  Qwen3MoeForCausalLM: 32768,
 };
 
 /**
@@ -194,7 +198,8 @@ export function ggufArchMetadata(
   }
   if (arch === "olmoe") refuseOlmoeExtras(cfg);
   if (arch === "qwen2moe") refuseQwen2MoeExtras(cfg);
-  if (arch === "llama" || arch === "qwen2moe" || arch === "olmoe") {
+  if (arch === "qwen3moe") refuseQwen3MoeExtras(cfg);
+  if (arch === "llama" || arch === "qwen2moe" || arch === "olmoe" || arch === "qwen3moe") {
     attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   }
   if (arch === "jamba") {
@@ -228,7 +233,7 @@ export function ggufArchMetadata(
     u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));
   }
-  if (arch === "qwen2moe" && cfg.moe) {
+  if ((arch === "qwen2moe" || arch === "qwen3moe") && cfg.moe) {
     u32("expert_feed_forward_length", cfg.moe.ff ?? cfg.intermediate);
     if (cfg.moe.sharedExpert) {
       u32("expert_shared_feed_forward_length", cfg.moe.sharedExpert.ff);
@@ -287,6 +292,29 @@ function refuseQwen2MoeExtras(cfg: ModelConfig): void {
     : undefined;
   if (extra) {
     throw new TypeError(`config.json: Qwen2-MoE with ${extra} has no GGUF form`);
+  }
+}
+
+/**
+ * Qwen3-MoE settings llama.cpp's qwen3moe model cannot hold
+ * (`src/models/qwen3moe.cpp`): a router and routed experts in every block, no
+ * attention biases, and a graph that always renormalises the top-k weights
+ * (norm_w = true). A file written otherwise would not load there, or would
+ * compute a different model.
+ */
+function refuseQwen3MoeExtras(cfg: ModelConfig): void {
+  const a = cfg.attention!;
+  const dense = cfg.pattern.map((p, i) => (p.ffn === "moe" ? -1 : i)).filter((i) => i >= 0);
+  const extra = !cfg.moe?.normTopk
+    ? "norm_topk_prob false (llama.cpp's qwen3moe graph always renormalises the top-k weights)"
+    : dense.length > 0
+    ? `dense (non-MoE) layers ${dense.join(", ")} (mlp_only_layers / decoder_sparse_step; ` +
+      "llama.cpp's qwen3moe needs a router in every block)"
+    : a.qkvBias || a.outBias
+    ? "attention_bias true (llama.cpp's qwen3moe projections have no biases)"
+    : undefined;
+  if (extra) {
+    throw new TypeError(`config.json: Qwen3-MoE with ${extra} has no GGUF form`);
   }
 }
 

@@ -37,6 +37,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   JambaForCausalLM: "jamba",
   Qwen2MoeForCausalLM: "qwen2moe",
   OlmoeForCausalLM: "olmoe",
+  Qwen3MoeForCausalLM: "qwen3moe",
 };
 
 /**
@@ -54,6 +55,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "jamba",
   "qwen2moe",
   "olmoe",
+  "qwen3moe",
 ];
 
 /**
@@ -199,9 +201,11 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
       }
       if (a.outBias) add(`${b}.attn_output.bias`, [H], `${A}.o_proj.bias`);
       if (a.qkNorm) {
-        // OLMoE: RMSNorm over the whole q and k projections (llama.cpp's olmoe graph).
-        add(`${b}.attn_q_norm.weight`, [q], `${A}.q_norm.weight`);
-        add(`${b}.attn_k_norm.weight`, [kv], `${A}.k_norm.weight`);
+        // OLMoE: RMSNorm over the whole q and k projections (llama.cpp's olmoe graph);
+        // Qwen3-MoE: over each head.
+        const d = a.qkNormPerHead ? a.headDim : 0;
+        add(`${b}.attn_q_norm.weight`, [d || q], `${A}.q_norm.weight`);
+        add(`${b}.attn_k_norm.weight`, [d || kv], `${A}.k_norm.weight`);
       }
     } else {
       const m = cfg.mamba!;
@@ -268,7 +272,7 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
  * (`load_arch_tensors` of `src/models/qwen2moe.cpp` and `olmoe.cpp` create it
  * with flag 0, where llama, mamba and jamba fall back to `token_embd.weight`).
  */
-const OUTPUT_REQUIRED: ReadonlySet<string> = new Set(["qwen2moe", "olmoe"]);
+const OUTPUT_REQUIRED: ReadonlySet<string> = new Set(["qwen2moe", "olmoe", "qwen3moe"]);
 
 /**
  * The tensors `kiln quantize` writes for `cfg`: {@linkcode ggufTensorPlans},

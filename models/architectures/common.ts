@@ -40,6 +40,24 @@ export const DECODER_LAYOUT: CheckpointLayout = {
   expertNames: { gate: "gate_proj", up: "up_proj", down: "down_proj" },
 };
 
+/**
+ * The Qwen MoE families' names: dense and sparse FFNs both under `mlp`
+ * (`gate_proj`/`up_proj`/`down_proj`), the router `mlp.gate`.
+ *
+ * @example
+ * ```ts
+ * import { QWEN_MOE_LAYOUT } from "./common.ts";
+ * QWEN_MOE_LAYOUT.router; // "gate"
+ * ```
+ */
+export const QWEN_MOE_LAYOUT: CheckpointLayout = {
+  ...DECODER_LAYOUT,
+  mlp: "mlp",
+  mlpNames: { gate: "gate_proj", up: "up_proj", down: "down_proj" },
+  moe: "mlp",
+  router: "gate",
+};
+
 /** Sizes and token ids every family has. */
 export interface BaseFields {
   /** `vocab_size`. */
@@ -169,8 +187,8 @@ export interface AttentionFieldOptions {
   qkvBias?: boolean;
   /** o_proj bias. */
   outBias?: boolean;
-  /** OLMoE's QK-norm. */
-  qkNorm?: boolean;
+  /** QK-norm: over the whole projections (OLMoE) or per head (Qwen3-MoE). */
+  qkNorm?: boolean | "head";
   /** OLMoE's clip_qkv. */
   clipQkv?: number;
   /**
@@ -230,7 +248,8 @@ export function attentionFields(
     ...(rope && rope.type !== "default" ? { rope } : {}),
     qkvBias: o.qkvBias ?? false,
     outBias: o.outBias ?? false,
-    qkNorm: o.qkNorm ?? false,
+    qkNorm: o.qkNorm !== undefined && o.qkNorm !== false,
+    ...(o.qkNorm === "head" ? { qkNormPerHead: true } : {}),
     clipQkv: o.clipQkv ?? 0,
   };
 }

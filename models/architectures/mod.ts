@@ -13,6 +13,7 @@ import { mamba } from "./mamba.ts";
 import { mixtral } from "./mixtral.ts";
 import { olmoe } from "./olmoe.ts";
 import { qwen2Moe } from "./qwen2_moe.ts";
+import { qwen3Moe } from "./qwen3_moe.ts";
 import { ConfigReader, show } from "./reader.ts";
 import type { ArchitectureSpec, CheckpointLayout, SwigluNames } from "./spec.ts";
 
@@ -34,6 +35,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   JambaForCausalLM: jamba,
   Qwen2MoeForCausalLM: qwen2Moe,
   OlmoeForCausalLM: olmoe,
+  Qwen3MoeForCausalLM: qwen3Moe,
 };
 
 /**

@@ -15,9 +15,9 @@ import type { LayerSpec, ModelConfig } from "../config.ts";
 import {
   attentionFields,
   baseFields,
-  DECODER_LAYOUT,
   layerWindows,
   moeFields,
+  QWEN_MOE_LAYOUT,
   refuseAttentionExtras,
 } from "./common.ts";
 import type { ArchitectureSpec } from "./spec.ts";
@@ -37,11 +37,7 @@ export const qwen2Moe: ArchitectureSpec = {
   summary: "attention (GQA, RoPE, q/k/v biases) + routed SwiGLU MoE with a sigmoid-gated " +
     "shared expert; dense MLP layers by decoder_sparse_step / mlp_only_layers",
   layout: {
-    ...DECODER_LAYOUT,
-    mlp: "mlp",
-    mlpNames: { gate: "gate_proj", up: "up_proj", down: "down_proj" },
-    moe: "mlp",
-    router: "gate",
+    ...QWEN_MOE_LAYOUT,
     shared: { expert: "shared_expert", gate: "shared_expert_gate" },
   },
 

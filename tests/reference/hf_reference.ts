@@ -41,6 +41,11 @@
  *   q, k, v are clamped to ±clip_qkv when set; biases on q/k/v/o with
  *   `attention_bias`; every layer's FFN is the sparse MoE (renormalised only
  *   with `norm_topk_prob`).
+ * - Qwen3-MoE (`modeling_qwen3_moe.py`): Llama attention whose q and k pass,
+ *   head by head, through RMSNorms over `head_dim` (`q_norm`, `k_norm`, weights
+ *   `[head_dim]`) before RoPE; biases on q/k/v/o with `attention_bias`; layers
+ *   sparse as Qwen2-MoE's but with no shared expert; with `use_sliding_window`
+ *   every layer attends within `sliding_window`.
  * - RoPE scaling (`modeling_rope_utils.py`): see `rope_reference.ts`.
  *
  * @example
@@ -66,7 +71,8 @@ export type ReferenceArchitecture =
   | "MambaForCausalLM"
   | "JambaForCausalLM"
   | "Qwen2MoeForCausalLM"
-  | "OlmoeForCausalLM";
+  | "OlmoeForCausalLM"
+  | "Qwen3MoeForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -74,6 +80,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "JambaForCausalLM",
   "Qwen2MoeForCausalLM",
   "OlmoeForCausalLM",
+  "Qwen3MoeForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -150,11 +157,19 @@ export function layerKinds(config: HfConfig): LayerKind[] {
     if (arch === "MixtralForCausalLM" || arch === "OlmoeForCausalLM") {
       out.push({ mixer: "attention", ffn: "moe" });
     } else if (arch === "MambaForCausalLM") out.push({ mixer: "mamba", ffn: "none" });
-    else if (arch === "Qwen2MoeForCausalLM") {
+    else if (arch === "Qwen2MoeForCausalLM" || arch === "Qwen3MoeForCausalLM") {
       const mlpOnly = (config.mlp_only_layers ?? []) as number[];
       const step = intField(config, "decoder_sparse_step", 1);
-      const sparse = !mlpOnly.includes(i) && intField(config, "num_experts", 60) > 0 &&
+      const sparse = !mlpOnly.includes(i) && expertCount(config, arch) > 0 &&
         (i + 1) % step === 0;
+      if (arch === "Qwen3MoeForCausalLM") {
+        const kind: LayerKind = { mixer: "attention", ffn: sparse ? "moe" : "mlp" };
+        if (config.use_sliding_window === true && config.sliding_window != null) {
+          kind.window = intField(config, "sliding_window");
+        }
+        out.push(kind);
+        continue;
+      }
       const types = config.layer_types as string[] | undefined;
       // Without layer_types, transformers 5's Qwen2MoeConfig.__post_init__ slides
       // the even layers below max_window_layers.
@@ -182,6 +197,25 @@ export function layerKinds(config: HfConfig): LayerKind[] {
     }
   }
   return out;
+}
+
+/** Routed experts of a config (the field and default its class reads). */
+function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
+  if (arch === "Qwen3MoeForCausalLM") {
+    // Qwen3MoeConfig writes num_experts as num_local_experts (its attribute_map).
+    return intField(config, config.num_experts == null ? "num_local_experts" : "num_experts", 128);
+  }
+  return intField(
+    config,
+    arch === "MixtralForCausalLM" ? "num_local_experts" : "num_experts",
+    {
+      MixtralForCausalLM: 8,
+      JambaForCausalLM: 16,
+      Qwen2MoeForCausalLM: 60,
+      OlmoeForCausalLM: 64,
+      MambaForCausalLM: 0,
+    }[arch],
+  );
 }
 
 function architectureOf(config: HfConfig): ReferenceArchitecture {
@@ -304,6 +338,8 @@ export interface AttentionOptions {
   slidingWindow?: number;
   /** Epsilon of the q/k RMSNorms (with `qNorm` / `kNorm` weights). */
   qkNormEps?: number;
+  /** The q/k RMSNorms span one head (`[headDim]` weights, Qwen3-MoE). */
+  qkNormPerHead?: boolean;
   /** Clamp q, k, v to ±clip after projection (and norm). */
   clip?: number;
 }
@@ -353,7 +389,10 @@ export function attention(
   let q = linear(x, T, hidden, w.q, heads * headDim, w.qb);
   let k = linear(x, T, hidden, w.k, kvHeads * headDim, w.kb);
   const v = linear(x, T, hidden, w.v, kvHeads * headDim, w.vb);
-  if (w.qNorm && w.kNorm) {
+  if (w.qNorm && w.kNorm && opt.qkNormPerHead) {
+    q = rmsNorm(q, T * heads, headDim, w.qNorm, opt.qkNormEps!);
+    k = rmsNorm(k, T * kvHeads, headDim, w.kNorm, opt.qkNormEps!);
+  } else if (w.qNorm && w.kNorm) {
     q = rmsNorm(q, T, heads * headDim, w.qNorm, opt.qkNormEps!);
     k = rmsNorm(k, T, kvHeads * headDim, w.kNorm, opt.qkNormEps!);
   }
@@ -749,8 +788,16 @@ async function readAttention(
     kb: await w.maybe(`${prefix}.k_proj.bias`, [KV], extras.qkvBias),
     vb: await w.maybe(`${prefix}.v_proj.bias`, [KV], extras.qkvBias),
     ob: await w.maybe(`${prefix}.o_proj.bias`, [hidden], extras.outBias),
-    qNorm: await w.maybe(`${prefix}.q_norm.weight`, [Q], extras.qkNorm),
-    kNorm: await w.maybe(`${prefix}.k_norm.weight`, [KV], extras.qkNorm),
+    qNorm: await w.maybe(
+      `${prefix}.q_norm.weight`,
+      [opt.qkNormPerHead ? headDim : Q],
+      extras.qkNorm,
+    ),
+    kNorm: await w.maybe(
+      `${prefix}.k_norm.weight`,
+      [opt.qkNormPerHead ? headDim : KV],
+      extras.qkNorm,
+    ),
   };
 }
 
@@ -927,11 +974,12 @@ async function loadTransformer(
   const jamba = arch === "JambaForCausalLM";
   const qwen = arch === "Qwen2MoeForCausalLM";
   const olmoe = arch === "OlmoeForCausalLM";
+  const qwen3 = arch === "Qwen3MoeForCausalLM";
   const H = intField(config, "hidden_size");
   const vocab = intField(config, "vocab_size");
   const ff = intField(config, "intermediate_size");
-  const ffExpert = qwen ? intField(config, "moe_intermediate_size") : ff;
-  const eps = field(config, "rms_norm_eps", jamba || qwen ? 1e-6 : 1e-5);
+  const ffExpert = qwen || qwen3 ? intField(config, "moe_intermediate_size") : ff;
+  const eps = field(config, "rms_norm_eps", jamba || qwen || qwen3 ? 1e-6 : 1e-5);
   const heads = intField(config, "num_attention_heads");
   const kvHeads = intField(config, "num_key_value_heads", heads);
   const headDim = config.head_dim == null ? H / heads : intField(config, "head_dim");
@@ -963,28 +1011,23 @@ async function loadTransformer(
     headDim,
     rope: jamba ? undefined : referenceRope(config, headDim, defaultTheta),
     slidingWindow,
-    qkNormEps: olmoe ? eps : undefined,
+    qkNormEps: olmoe || qwen3 ? eps : undefined,
+    qkNormPerHead: qwen3,
     clip,
   };
   const extras = {
-    qkvBias: qwen ? config.qkv_bias !== false : olmoe && config.attention_bias === true,
-    outBias: olmoe && config.attention_bias === true,
-    qkNorm: olmoe,
+    qkvBias: qwen ? config.qkv_bias !== false : (olmoe || qwen3) && config.attention_bias === true,
+    outBias: (olmoe || qwen3) && config.attention_bias === true,
+    qkNorm: olmoe || qwen3,
   };
-  const E = intField(
-    config,
-    arch === "MixtralForCausalLM" ? "num_local_experts" : "num_experts",
-    { MixtralForCausalLM: 8, JambaForCausalLM: 16, Qwen2MoeForCausalLM: 60, OlmoeForCausalLM: 64 }[
-      arch
-    ],
-  );
-  const k = intField(config, "num_experts_per_tok", qwen ? 4 : olmoe ? 8 : 2);
+  const E = expertCount(config, arch);
+  const k = intField(config, "num_experts_per_tok", qwen ? 4 : olmoe || qwen3 ? 8 : 2);
   if (kinds.some((l) => l.ffn === "moe") && (k < 1 || k > E)) {
     throw new RangeError(`config.json: num_experts_per_tok ${k} must be in 1..${E}`);
   }
   // Mixtral always renormalises the top-k weights, Jamba never; the others by config.
   const renormalize = arch === "MixtralForCausalLM" ||
-    ((qwen || olmoe) && config.norm_topk_prob === true);
+    ((qwen || olmoe || qwen3) && config.norm_topk_prob === true);
   const sharedFf = qwen ? intField(config, "shared_expert_intermediate_size", 0) : 0;
   const mambaDims: MambaDims = {
     hidden: H,

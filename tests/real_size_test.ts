@@ -5,7 +5,11 @@
  * embedding and the LM head are bound in segments) and prints the placement:
  * Mixtral fully resident under 100 GiB, with the expert scheduler under 24 GiB.
  */
-import { JAMBA_V01_CONFIG, MIXTRAL_8X7B_CONFIG } from "./fixtures/published_configs.ts";
+import {
+  JAMBA_V01_CONFIG,
+  MIXTRAL_8X7B_CONFIG,
+  QWEN3_30B_A3B_CONFIG,
+} from "./fixtures/published_configs.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { kiln } from "./fixtures/kiln_cli.ts";
@@ -78,6 +82,19 @@ Deno.test("kiln inspect: Jamba-v0.1 at f16 plans under 24 and 100 GiB", async ()
       assert.match(r.stdout, /layer pattern .*: Mf Me Mf Me Af Me/);
       assert.match(r.stdout, /16 experts, top-2/);
       assert.equal(residentPerLayer(r.stdout).length, 16, "16 MoE layers");
+      assert.equal(/all experts resident/.test(r.stdout), all, r.stdout);
+    }
+  });
+});
+
+Deno.test("kiln inspect: Qwen3-30B-A3B at f16 plans under 24 and 80 GiB", async () => {
+  await withConfig(QWEN3_30B_A3B_CONFIG, async (dir) => {
+    for (const [budget, all] of [["24GiB", false], ["80GiB", true]] as const) {
+      const r = await kiln("inspect", dir, "--dtype", "f16", "--gpu-memory", budget);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /128 experts, top-8/);
+      assert.match(r.stdout, /9\.00 MiB/, "one f16 expert: 3 · 768 · 2048 · 2 bytes");
+      assert.equal(residentPerLayer(r.stdout).length, 48, "48 MoE layers");
       assert.equal(/all experts resident/.test(r.stdout), all, r.stdout);
     }
   });

@@ -348,10 +348,10 @@ export function describeExpertPlan(p: ExpertPlan): string {
   }
   p.pinned.forEach((pin, l) => {
     const disk = p.disk[l].length
-      ? `; host [${p.host[l].join(", ")}], disk [${p.disk[l].join(", ")}]`
+      ? `; host [${idRuns(p.host[l])}], disk [${idRuns(p.disk[l])}]`
       : "";
     lines.push(
-      `  layer ${l}: GPU [${pin.join(", ")}] (${pin.length}/${p.experts}), streamed ${
+      `  layer ${l}: GPU [${idRuns(pin)}] (${pin.length}/${p.experts}), streamed ${
         p.experts - pin.length
       }${disk}`,
     );
@@ -457,4 +457,18 @@ export async function writeRoutingStats(
     path,
     JSON.stringify({ version: 1, layers: r.layers, experts: r.experts, counts }) + "\n",
   );
+}
+
+/** Expert ids as runs (`0-45, 50, 52-60`): a 128-expert layer fits on a line. */
+function idRuns(ids: readonly number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < ids.length;) {
+    let j = i;
+    while (j + 1 < ids.length && ids[j + 1] === ids[j] + 1) j++;
+    out.push(
+      j > i + 1 ? `${ids[i]}-${ids[j]}` : j === i + 1 ? `${ids[i]}, ${ids[j]}` : `${ids[i]}`,
+    );
+    i = j + 1;
+  }
+  return out.join(", ");
 }

@@ -2,7 +2,7 @@
  * Fresh, seeded weights following Hugging Face's `_init_weights` for each
  * architecture, by Kiln parameter name (MoE experts stacked):
  *
- * - Mixtral, Qwen2-MoE, OLMoE, Jamba: Linear (and Jamba's Conv1d) weights
+ * - Mixtral, Qwen2-MoE, OLMoE, Qwen3-MoE, Jamba: Linear (and Jamba's Conv1d) weights
  *   normal(0, `initializer_range`), biases 0, embeddings normal(0,
  *   `initializer_range`), RMSNorm gains 1;
  * - Mamba: embeddings normal(0, `initializer_range`); other Linear and Conv1d

@@ -238,6 +238,7 @@ export {
   type GgufOutType,
   type HfTensorSource,
   openGgufModel,
+  type TensorTypeOverrides,
 } from "./app/gguf/arch.ts";
 export { GgufCheckpoint } from "./app/gguf/checkpoint.ts";
 export {

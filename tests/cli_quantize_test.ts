@@ -310,6 +310,10 @@ Deno.test("kiln quantize: user mistakes are one line saying what is wrong, and l
     ],
     [q(dir, "--type", "q8_0"), "quantize: give the output file with -o OUT.gguf"],
     [
+      q(dir, "--type", "q8_0", "-o", good, "--output-tensor-type", "q9_k"),
+      /^quantize: --output-tensor-type must be f32, f16 or one of q8_0, .*, got "q9_k"$/,
+    ],
+    [
       q(dir, "--type", "q8_0", "-o", join(tmp, "x.bin")),
       `quantize: -o ${tmp}/x.bin: the output must be a .gguf file`,
     ],

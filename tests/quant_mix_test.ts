@@ -13,7 +13,7 @@ import { ggufTensorsFromHf, ggufTensorType, ggufTensorTypes } from "../app/gguf/
 import { GGUF_MIXES } from "../app/gguf/quant_mix.ts";
 import { GgufFile } from "../app/gguf/file.ts";
 import { tensorShapes, writeRandomCheckpoint } from "../app/random_weights.ts";
-import { MIX_CASES } from "./fixtures/llama_cpp/quant_mix_cases.ts";
+import { MIX_CASES, OVERRIDE_VARIANTS, variantKey } from "./fixtures/llama_cpp/quant_mix_cases.ts";
 import { kiln } from "./cli_util.ts";
 import { loadModel } from "../app/model/mod.ts";
 import { assertBitsEqual, gpu } from "./_util.ts";
@@ -28,6 +28,14 @@ const shapesOf = (config: Record<string, unknown>) =>
 const FIXTURE: Record<string, { names: string[]; types: Record<string, string> }> = JSON.parse(
   await Deno.readTextFile(new URL("./fixtures/llama_cpp/quant_mixes.json", import.meta.url)),
 );
+
+/** The type of each tensor of the GGUF file at `path`, by name. */
+async function typesIn(path: string): Promise<Record<string, string>> {
+  using f = await GgufFile.open(path);
+  return Object.fromEntries(
+    [...f.tensors.values()].map((t) => [t.name, t.type.name.toLowerCase()]),
+  );
+}
 
 /** llama-quantize's type for each tensor of `name` in `mix`, by tensor name. */
 function expected(name: string, mix: string): Record<string, string> {
@@ -58,6 +66,42 @@ Deno.test("mixes: every tensor's type is llama-quantize's, for each case and mix
   });
 });
 
+Deno.test("mixes: --output-tensor-type / --token-embedding-type give llama-quantize's types", () => {
+  for (const [name, config] of Object.entries(MIX_CASES)) {
+    const plans = ggufTensorsFromHf(config, shapesOf(config));
+    for (const v of OVERRIDE_VARIANTS) {
+      const key = variantKey(v);
+      const want = expected(name, key);
+      const got = ggufTensorTypes(plans, v.type as "q4_k", config, {
+        output: v.output,
+        embedding: v.embedding,
+      });
+      plans.forEach((p, i) => assert.equal(got[i], want[p.name], `${name} ${key}: ${p.name}`));
+    }
+  }
+  // A plain type: only the two tensors change (llama-quantize's --pure with the flags).
+  const m8 = MIX_CASES.mixtral8;
+  const p8 = ggufTensorsFromHf(m8, shapesOf(m8));
+  const plain = ggufTensorTypes(p8, "q4_k", m8);
+  const flagged = ggufTensorTypes(p8, "q4_k", m8, { output: "f16", embedding: "q8_0" });
+  p8.forEach((p, i) => {
+    const want = p.name === "output.weight"
+      ? "f16"
+      : p.name === "token_embd.weight"
+      ? "q8_0"
+      : plain[i];
+    assert.equal(flagged[i], want, p.name);
+  });
+  // No fallback for an asked-for type: rows of 288 are not whole Q6_K blocks (ggml aborts).
+  const config = MIX_CASES.mixtral8_partial;
+  const plans = ggufTensorsFromHf(config, shapesOf(config));
+  assert.throws(() => ggufTensorTypes(plans, "q4_k_m", config, { output: "q6_k" }), {
+    name: "RangeError",
+    message: "quantize: tensor output.weight has rows of 288 values, not whole 256-value " +
+      "blocks of q6_k; choose another --output-tensor-type",
+  });
+});
+
 Deno.test("q4_k_m: kiln quantize writes llama-quantize's types; on load the same blocks; close to f32", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kiln_mix_" });
   try {
@@ -68,14 +112,31 @@ Deno.test("q4_k_m: kiln quantize writes llama-quantize's types; on load the same
     const out = join(dir, "m.q4_k_m.gguf");
     const r = await kiln("quantize", hf, "--type", "q4_k_m", "-o", out, "--quiet");
     assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await typesIn(out), expected("mixtral8_partial", "q4_k_m"));
     {
       using f = await GgufFile.open(out);
-      const types = Object.fromEntries(
-        [...f.tensors.values()].map((t) => [t.name, t.type.name.toLowerCase()]),
-      );
-      assert.deepEqual(types, expected("mixtral8_partial", "q4_k_m"));
       assert.equal(f.metadata.get("general.file_type"), 15);
     }
+    // The "_L" variant: Q8_0 embeddings and output, as llama-quantize's flags give them.
+    const outL = join(dir, "m.q4_k_l.gguf");
+    const rL = await kiln(
+      "quantize",
+      hf,
+      "--type",
+      "q4_k_m",
+      "--output-tensor-type",
+      "Q8_0",
+      "--token-embedding-type",
+      "q8_0",
+      "-o",
+      outL,
+      "--quiet",
+    );
+    assert.equal(rL.code, 0, rL.stderr);
+    assert.deepEqual(
+      await typesIn(outL),
+      expected("mixtral8_partial", variantKey(OVERRIDE_VARIANTS[0])),
+    );
     const prompt = [1, 7, 99, 300, 42, 5];
     const logits: Float32Array[] = [];
     // f32; the q4_k_m file; the f32 folder quantized on load to q4_k_m.

@@ -6,7 +6,8 @@
  * a shared expert; OLMoE; Mamba). Each checkpoint is written with random
  * weights, converted to an f32 GGUF by Kiln, quantized by llama-quantize (the
  * IQ2 mixes with a seeded random importance matrix, which they need), and its
- * tensors' types read back.
+ * tensors' types read back; also with `--output-tensor-type` /
+ * `--token-embedding-type` (`OVERRIDE_VARIANTS`).
  *
  * ```sh
  * deno run -A tools/llama_quantize_mixes.ts --llama /tmp/llama.cpp
@@ -22,7 +23,11 @@ import { IMATRIX_MIXES } from "../app/gguf/quant_mix.ts";
 import { GgufFile } from "../app/gguf/file.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
-import { MIX_CASES } from "../tests/fixtures/llama_cpp/quant_mix_cases.ts";
+import {
+  MIX_CASES,
+  OVERRIDE_VARIANTS,
+  variantKey,
+} from "../tests/fixtures/llama_cpp/quant_mix_cases.ts";
 import { writeImatrixCase } from "../tests/fixtures/llama_cpp/imatrix_case.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { llama: { type: "string" } } });
@@ -46,18 +51,29 @@ try {
     // The IQ2 mixes need an importance matrix (their types do not depend on its values).
     const imatrix = join(tmp, `${name}.imatrix.dat`);
     await writeImatrixCase(f32, imatrix);
-    for (const mix of GGUF_MIXES) {
-      const q = join(tmp, `${name}.${mix}.gguf`);
-      const withMatrix = IMATRIX_MIXES.includes(mix) ? ["--imatrix", imatrix] : [];
-      const r = await new Deno.Command(quantizer, {
-        args: [...withMatrix, f32, q, mix.toUpperCase()],
-      }).output();
-      if (!r.success) throw new Error(`${name} ${mix}: ${new TextDecoder().decode(r.stderr)}`);
+    const runs: Array<[string, string[]]> = GGUF_MIXES.map((mix) => [
+      mix,
+      [...(IMATRIX_MIXES.includes(mix) ? ["--imatrix", imatrix] : []), mix.toUpperCase()],
+    ]);
+    // --output-tensor-type / --token-embedding-type.
+    for (const v of OVERRIDE_VARIANTS) {
+      runs.push([variantKey(v), [
+        ...(v.output ? ["--output-tensor-type", v.output] : []),
+        ...(v.embedding ? ["--token-embedding-type", v.embedding] : []),
+        ...((GGUF_MIXES as readonly string[]).includes(v.type) ? [] : ["--pure"]),
+        v.type.toUpperCase(),
+      ]]);
+    }
+    for (const [key, args] of runs) {
+      const q = join(tmp, `${name}.${key}.gguf`);
+      const type = args.pop()!;
+      const r = await new Deno.Command(quantizer, { args: [...args, f32, q, type] }).output();
+      if (!r.success) throw new Error(`${name} ${key}: ${new TextDecoder().decode(r.stderr)}`);
       using file = await GgufFile.open(q);
       const tensors = [...file.tensors.values()];
       out[name].names = tensors.map((t) => t.name);
-      out[name].types[mix] = tensors.map((t) => t.type.name.toLowerCase()).join(" ");
-      console.log(name, mix, out[name].types[mix]);
+      out[name].types[key] = tensors.map((t) => t.type.name.toLowerCase()).join(" ");
+      console.log(name, key, out[name].types[key]);
     }
   }
 } finally {

@@ -29,8 +29,8 @@ import { modelFolder } from "./paths.ts";
 import { usage } from "./usage.ts";
 import { QuantPool } from "../quantize_pool.ts";
 import { type Imatrix, readImatrix } from "../gguf/imatrix.ts";
-import { isQuantFormat } from "../../core/quant/formats.ts";
-import { IMATRIX_MIXES } from "../gguf/quant_mix.ts";
+import { isQuantFormat, QUANT_FORMATS } from "../../core/quant/formats.ts";
+import { IMATRIX_MIXES, type TensorTypeOverrides } from "../gguf/quant_mix.ts";
 
 const SPEC: OptionSpec = {
   type: { type: "string" },
@@ -39,8 +39,24 @@ const SPEC: OptionSpec = {
   name: { type: "string" },
   threads: { type: "string" },
   imatrix: { type: "string" },
+  "output-tensor-type": { type: "string" },
+  "token-embedding-type": { type: "string" },
   quiet: { type: "boolean" },
 };
+
+/** One of `--output-tensor-type` / `--token-embedding-type`: a ggml type Kiln writes. */
+function tensorTypeOption(
+  v: unknown,
+  flag: string,
+): TensorTypeOverrides["output"] {
+  if (v === undefined) return undefined;
+  const t = String(v).toLowerCase();
+  if (t === "f32" || t === "f16" || isQuantFormat(t)) return t;
+  throw new UsageError(
+    `quantize: --${flag} must be f32, f16 or one of ${QUANT_FORMATS.join(", ")}, ` +
+      `got ${JSON.stringify(v)}`,
+  );
+}
 
 /**
  * The `--type` values `kiln quantize` takes, most compact first.
@@ -139,6 +155,10 @@ export async function quantize(args: string[]): Promise<void> {
   if (name !== undefined && name.trim() === "") {
     throw new UsageError('quantize: --name must not be empty, got ""');
   }
+  const typeOverrides: TensorTypeOverrides = {
+    output: tensorTypeOption(values["output-tensor-type"], "output-tensor-type"),
+    embedding: tensorTypeOption(values["token-embedding-type"], "token-embedding-type"),
+  };
   const threads = values.threads === undefined
     ? undefined
     : intOption(values.threads, "threads", 1, 1, 1024);
@@ -176,6 +196,7 @@ export async function quantize(args: string[]): Promise<void> {
         name: name ?? defaultName,
         quantizer: (f, x, imp) => pool.quantize(f, x, imp),
         imatrix,
+        typeOverrides,
         onProgress: (_done, total) => {
           bar ??= createProgress({ total, label: `quantize ${type}`, unit: "tensors", quiet });
           bar.advance(1);

@@ -136,7 +136,7 @@ export const BUILD_USAGE = `\
  */
 export const QUANTIZE_USAGE = `\
   quantize DIR|FILE.gguf --type TYPE -o OUT.gguf [--imatrix FILE] [--name NAME] [--threads N]
-           [--quiet]
+           [--output-tensor-type T] [--token-embedding-type T] [--quiet]
                                      write one GGUF file as llama.cpp would: a Hugging Face
                                      folder's weights (and its tokenizer.json) or another GGUF
                                      file's (dequantized, then requantized) in --type: one of
@@ -154,7 +154,11 @@ export const QUANTIZE_USAGE = `\
                                      importance matrix (llama-imatrix's or kiln imatrix's, GGUF or
                                      legacy .dat; kiln imatrix makes one): each weight it covers
                                      is fitted with it, the bytes llama-quantize --imatrix
-                                     writes; --name sets
+                                     writes; --output-tensor-type / --token-embedding-type:
+                                     output.weight's / token_embd.weight's type (f32, f16 or a
+                                     block format), as llama-quantize's flags of those names
+                                     (e.g. q8_0 for both: the "_L" variants of Q4_K_M files);
+                                     --name sets
                                      general.name; --threads: workers that encode (default:
                                      every core; the same bytes for any count); --quiet: no
                                      progress, no summary line`;

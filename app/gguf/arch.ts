@@ -73,7 +73,14 @@ export {
   ggufTensorTypes,
   type HfTensorSource,
 } from "./arch_convert.ts";
-export { GGUF_MIXES, type GgufMix, isGgufMix, MIX_BASE, mixTensorTypes } from "./quant_mix.ts";
+export {
+  GGUF_MIXES,
+  type GgufMix,
+  isGgufMix,
+  MIX_BASE,
+  mixTensorTypes,
+  type TensorTypeOverrides,
+} from "./quant_mix.ts";
 
 /**
  * One Hugging Face tensor of a GGUF model.

@@ -37,7 +37,13 @@ import type { GgufEntry } from "./value.ts";
 import { writeGguf } from "./writer.ts";
 import { type Imatrix, type ImatrixEntry, importanceOf } from "./imatrix.ts";
 import { type Quantizer, QuantPool } from "../quantize_pool.ts";
-import { isGgufMix, mixTensorTypes, needsImportance } from "./quant_mix.ts";
+import {
+  applyTypeOverrides,
+  isGgufMix,
+  mixTensorTypes,
+  needsImportance,
+  type TensorTypeOverrides,
+} from "./quant_mix.ts";
 import { GGUF_ARCH_OF, type GgufTensorPlan, ggufWrittenPlans, permuteRows } from "./arch_names.ts";
 import { GGUF_FILE_TYPES, ggufArchMetadata, type GgufOutType } from "./arch_metadata.ts";
 
@@ -98,6 +104,8 @@ export interface ConvertToGgufOptions {
    * columns × experts is a `RangeError` naming the weight.
    */
   imatrix?: Imatrix;
+  /** llama-quantize's `--output-tensor-type` / `--token-embedding-type`. */
+  typeOverrides?: TensorTypeOverrides;
 }
 
 /**
@@ -204,7 +212,9 @@ export function ggufTensorType(plan: GgufTensorPlan, type: GgufOutType): GgmlTyp
 /**
  * The ggml type of each GGUF tensor of `plans` (file order) when the file's
  * type is `type`: {@linkcode ggufTensorType} for one type throughout, and
- * llama-quantize's per-tensor choices for a mix (`mixTensorTypes`).
+ * llama-quantize's per-tensor choices for a mix (`mixTensorTypes`); then the
+ * `overrides` of `output.weight` and `token_embd.weight` (llama-quantize's
+ * `--output-tensor-type`, `--token-embedding-type`).
  *
  * @example
  * ```ts ignore
@@ -217,9 +227,10 @@ export function ggufTensorTypes(
   plans: readonly GgufTensorPlan[],
   type: GgufOutType,
   config: Record<string, unknown>,
+  overrides: TensorTypeOverrides = {},
 ): GgmlTypeName[] {
-  if (isGgufMix(type)) return mixTensorTypes(plans, type, parseConfig(config));
-  return plans.map((p) => ggufTensorType(p, type));
+  if (isGgufMix(type)) return mixTensorTypes(plans, type, parseConfig(config), overrides);
+  return applyTypeOverrides(plans, plans.map((p) => ggufTensorType(p, type)), overrides);
 }
 
 /** Bytes of `elems` elements of `type`. */
@@ -362,7 +373,7 @@ export async function convertToGguf(
   );
   if (options.imatrix) metadata.push(...imatrixMetadata(options.imatrix));
   let done = 0;
-  const types = ggufTensorTypes(plans, options.type, source.config);
+  const types = ggufTensorTypes(plans, options.type, source.config, options.typeOverrides);
   // llama-quantize refuses these "very low-bit" types for a tensor the matrix lacks.
   plans.forEach((p, i) => {
     const t = types[i];

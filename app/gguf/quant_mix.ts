@@ -153,6 +153,62 @@ const moreBits = (i: number, n: number) =>
   (i - Math.trunc(n / 8)) % 3 === 2;
 
 /**
+ * llama-quantize's `--output-tensor-type` and `--token-embedding-type`: the
+ * type of `output.weight` and of `token_embd.weight`, in place of the one the
+ * file type picks.
+ *
+ * @example
+ * ```ts
+ * import type { TensorTypeOverrides } from "./quant_mix.ts";
+ * const bartowskiL: TensorTypeOverrides = { output: "q8_0", embedding: "q8_0" };
+ * ```
+ */
+export interface TensorTypeOverrides {
+  /** `output.weight`'s type (in a mix, a tied model's `token_embd.weight` too). */
+  readonly output?: QuantFormat | "f32" | "f16";
+  /** `token_embd.weight`'s type. */
+  readonly embedding?: QuantFormat | "f32" | "f16";
+}
+
+/**
+ * The type of each of `plans` after llama-quantize's last step: `output.weight`
+ * and `token_embd.weight` take the types `overrides` names, with no fallback
+ * (a row that is not whole blocks of it is a RangeError naming the tensor, where
+ * ggml would abort).
+ *
+ * @example
+ * ```ts ignore
+ * import { applyTypeOverrides } from "./quant_mix.ts";
+ * applyTypeOverrides(plans, types, { output: "q8_0" });
+ * ```
+ */
+export function applyTypeOverrides<T extends string>(
+  plans: readonly GgufTensorPlan[],
+  types: readonly T[],
+  overrides: TensorTypeOverrides,
+): (T | QuantFormat | "f32" | "f16")[] {
+  return plans.map((p, i) => {
+    const t = p.name === "token_embd.weight"
+      ? overrides.embedding
+      : p.name === "output.weight"
+      ? overrides.output
+      : undefined;
+    if (t === undefined) return types[i];
+    const cols = p.shape[p.shape.length - 1];
+    if (cols % GGML_TYPES[t].blockElems !== 0) {
+      throw new RangeError(
+        `quantize: tensor ${p.name} has rows of ${cols} values, not whole ${
+          GGML_TYPES[t].blockElems
+        }-value blocks of ${t}; choose another ${
+          p.name === "output.weight" ? "--output-tensor-type" : "--token-embedding-type"
+        }`,
+      );
+    }
+    return t;
+  });
+}
+
+/**
  * The format of each of `plans` (in file order, as llama-quantize walks them)
  * in the mixed type `mix` for a model of (parsed) config `cfg`; tensors
  * llama.cpp keeps f32 stay f32, and rows that are not whole blocks of the
@@ -170,6 +226,7 @@ export function mixTensorTypes(
   plans: readonly GgufTensorPlan[],
   mix: GgufMix,
   cfg: ModelConfig,
+  overrides: TensorTypeOverrides = {},
 ): (QuantFormat | "f32" | "f16")[] {
   const arch = GGUF_ARCH_OF[cfg.architecture];
   const base = MIX_BASE[mix];
@@ -198,15 +255,21 @@ export function mixTensorTypes(
   // The IQ2_S/IQ2_M mixes keep their more important tensors in IQ3_S, the others in Q2_K.
   const iq2Up: QuantFormat = is("iq2_s", "iq2_m") ? "iq3_s" : "q2_k";
 
-  return plans.map((p) => {
+  const types = plans.map((p) => {
     if (p.keepF32) return "f32";
     const name = p.name;
     const nx = p.shape[p.shape.length - 1];
     let t: QuantFormat = base;
     if (name === "output.weight" || (!hasOutput && name === "token_embd.weight")) {
-      t = nx % GGML_TYPES[base].blockElems !== 0 ? "q8_0" : iq2 ? "q5_k" : "q6_k";
+      // llama_tensor_get_type: --output-tensor-type replaces the pick, the fallback stays.
+      const o = overrides.output;
+      if (o === "f32" || o === "f16") return o;
+      t = o ?? (nx % GGML_TYPES[base].blockElems !== 0 ? "q8_0" : iq2 ? "q5_k" : "q6_k");
     } else if (name === "token_embd.weight") {
-      if (iq2) t = iq2Up;
+      const e = overrides.embedding;
+      if (e === "f32" || e === "f16") return e;
+      if (e) t = e;
+      else if (iq2) t = iq2Up;
     } else if (iq2) {
       // The IQ2 mixes' own rules, in place of the others (ffn_down counted, not by layer).
       if (name.includes("attn_v.weight")) {
@@ -266,6 +329,7 @@ export function mixTensorTypes(
     }
     return fitFormat(t, nx) ?? "f16";
   });
+  return applyTypeOverrides(plans, types, overrides);
 }
 
 /**

@@ -285,8 +285,9 @@ function mamba(
     last,
     useBias: m.projBias,
     useConvBias: m.convBias,
-    jamba: m.innerNorms,
-    eps: cfg.normEps,
+    jamba: m.innerNorms && !m.weightlessNorms,
+    weightlessNorms: m.weightlessNorms !== undefined,
+    eps: m.weightlessNorms?.eps ?? cfg.normEps,
     weightFormats,
   });
   return y.reshape([T, cfg.hidden]);

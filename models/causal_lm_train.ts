@@ -144,8 +144,9 @@ export function buildTrainingLM(
         mode: "stateless",
         useBias: m.projBias,
         useConvBias: m.convBias,
-        jamba: m.innerNorms,
-        eps: cfg.normEps,
+        jamba: m.innerNorms && !m.weightlessNorms,
+        weightlessNorms: m.weightlessNorms !== undefined,
+        eps: m.weightlessNorms?.eps ?? cfg.normEps,
       }).reshape([B * T, d]);
     },
     experts: (_i, x2, name) => {

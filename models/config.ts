@@ -29,7 +29,8 @@ export type Architecture =
   | "JambaForCausalLM"
   | "Qwen2MoeForCausalLM"
   | "OlmoeForCausalLM"
-  | "Qwen3MoeForCausalLM";
+  | "Qwen3MoeForCausalLM"
+  | "FalconMambaForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -39,6 +40,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "Qwen2MoeForCausalLM",
   "OlmoeForCausalLM",
   "Qwen3MoeForCausalLM",
+  "FalconMambaForCausalLM",
 ];
 
 /**
@@ -158,8 +160,10 @@ export interface MambaConfig {
   readonly projBias: boolean;
   /** conv1d has a bias. */
   readonly convBias: boolean;
-  /** RMSNorms on Δ, B and C inside the mixer (Jamba). */
+  /** RMSNorms on Δ, B and C inside the mixer (Jamba; Falcon-Mamba's without weights). */
   readonly innerNorms: boolean;
+  /** The inner norms have no weights, and this epsilon (Falcon-Mamba's `mixer_rms_eps`). */
+  readonly weightlessNorms?: { readonly eps: number };
   /**
    * How Δ's bias is initialised (`time_step_min`, `_max`, `_floor`, `_scale`,
    * `_init_scheme`): used by fresh initialisation only, never by a forward pass.

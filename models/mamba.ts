@@ -319,7 +319,9 @@ export interface MambaMixerOptions {
   useConvBias?: boolean;
   /** Jamba's mixer: RMSNorms on dt, B and C. */
   jamba?: boolean;
-  /** Epsilon of the Jamba RMSNorms (default 1e-6). */
+  /** Falcon-Mamba's mixer: the same RMSNorms without weights (no parameters). */
+  weightlessNorms?: boolean;
+  /** Epsilon of the dt/B/C RMSNorms (default 1e-6). */
   eps?: number;
   /** Scan algorithm for prefill (default "auto": the compiler picks for the device). */
   algorithm?: "auto" | "chunked" | "sequential";
@@ -426,11 +428,14 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
   let dt = proj.slice(2, 0, R);
   let Bm = proj.slice(2, R, R + N);
   let Cm = proj.slice(2, R + N, R + 2 * N);
-  if (options.jamba) {
+  if (options.jamba || options.weightlessNorms) {
     const eps = options.eps ?? 1e-6;
-    dt = dt.rmsnorm(p("dt_layernorm.weight", [R]), eps);
-    Bm = Bm.rmsnorm(p("b_layernorm.weight", [N]), eps);
-    Cm = Cm.rmsnorm(p("c_layernorm.weight", [N]), eps);
+    // Falcon-Mamba's norms have no weights: a constant 1 keeps one RMSNorm op.
+    const w = (name: string, n: number) =>
+      options.weightlessNorms ? g.constant(new Array(n).fill(1), [n], pdt) : p(name, [n]);
+    dt = dt.rmsnorm(w("dt_layernorm.weight", R), eps);
+    Bm = Bm.rmsnorm(w("b_layernorm.weight", N), eps);
+    Cm = Cm.rmsnorm(w("c_layernorm.weight", N), eps);
   }
   // dt_proj's bias and the softplus are fused into the scan; in decode dt_proj itself
   // is fused into the step kernel too.

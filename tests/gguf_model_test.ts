@@ -37,7 +37,17 @@ async function dequantizedCopy(file: string): Promise<string> {
 
 const tmp = await Deno.makeTempDir({ prefix: "kiln_gguf_model_" });
 
-for (const name of ["mixtral_gqa_sw", "mamba_bias", "jamba", "qwen2_moe", "olmoe", "qwen3_moe"]) {
+for (
+  const name of [
+    "mixtral_gqa_sw",
+    "mamba_bias",
+    "jamba",
+    "qwen2_moe",
+    "olmoe",
+    "qwen3_moe",
+    "falcon_mamba",
+  ]
+) {
   Deno.test(`GGUF ${name} (f32, converted as llama.cpp does): logits and greedy ids match transformers`, async () => {
     const { ref, logits: want } = await readTransformersRef(
       join(HF, name, "ref.json"),

@@ -34,6 +34,7 @@ const FIXTURES = [
   "mixtral_longrope",
   "qwen3_moe",
   "qwen3_moe_sliding_bias",
+  "falcon_mamba",
 ];
 
 const readRef = (name: string) =>
@@ -172,6 +173,7 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
       (c) => ({ ...c, layer_types: (c.layer_types as string[]).map(() => "full_attention") }),
     ],
     ["qwen3_moe_sliding_bias", "the sliding window", (c) => ({ ...c, use_sliding_window: false })],
+    ["falcon_mamba", "the inner norms' epsilon", (c) => ({ ...c, mixer_rms_eps: 1 })],
   ];
   const device = await gpu();
   for (const [name, what, edit] of edits) {

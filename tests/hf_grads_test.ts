@@ -75,7 +75,7 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
 // sliding window shorter than the sequence, a Jamba of attention, Mamba, dense and MoE
 // layers, Qwen2-MoE's shared expert with sliding and dense layers, OLMoE's q/k norms
 // with clip_qkv and llama3 RoPE, Qwen3-MoE's per-head q/k norms with biases, a window
-// and dense layers.
+// and dense layers, Falcon-Mamba's weightless norms on Δ, B and C.
 const FIXTURES = [
   "mamba_bias",
   "mixtral_yarn",
@@ -83,6 +83,7 @@ const FIXTURES = [
   "qwen2_moe_sliding_dense",
   "olmoe_llama3_clip",
   "qwen3_moe_sliding_bias",
+  "falcon_mamba",
 ];
 
 for (const name of FIXTURES) {

@@ -24,6 +24,7 @@ export const ARCHITECTURES = [
   "JambaForCausalLM",
   "MambaForCausalLM",
   "Qwen3MoeForCausalLM",
+  "FalconMambaForCausalLM",
 ] as const;
 
 /**
@@ -320,6 +321,10 @@ function mamba(d: Dice): Record<string, unknown> {
   };
 }
 
+function falconMamba(d: Dice): Record<string, unknown> {
+  return { ...mamba(d), mixer_rms_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]) };
+}
+
 /**
  * `n` random cases, round-robin over `archs`, reproducible from `seed`.
  *
@@ -349,6 +354,8 @@ export function randomCases(
       ? olmoe(d)
       : arch === "Qwen3MoeForCausalLM"
       ? qwen3Moe(d, prompt_len)
+      : arch === "FalconMambaForCausalLM"
+      ? falconMamba(d)
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

@@ -28,8 +28,9 @@
  *   from `attn_q_norm`/`attn_k_norm`, no biases, no `clip_qkv`, top-k weights
  *   not renormalised (llama.cpp's olmoe graph);
  * - `mamba`: `.ssm.conv_kernel`, `.ssm.inner_size`, `.ssm.state_size`,
- *   `.ssm.time_step_rank` (required), `.ssm.dt_b_c_rms` (must be false:
- *   true is Falcon-Mamba); biases from the tensors present;
+ *   `.ssm.time_step_rank` (required), `.ssm.dt_b_c_rms` (true: Falcon-Mamba,
+ *   its inner norms at the layers' epsilon, as llama.cpp computes them);
+ *   biases from the tensors present;
  *   `.context_length` is ignored (the converter writes 2^20, "arbitrary");
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
@@ -379,18 +380,18 @@ function olmoeConfig(k: Keys): Json {
   };
 }
 
-/** `mamba`: Mamba 1 (Falcon-Mamba's B/C/Δ norms refused). */
+/**
+ * `mamba`: Mamba 1, or with `.ssm.dt_b_c_rms` Falcon-Mamba, whose weightless
+ * norms on Δ, B and C llama.cpp computes with the layers' epsilon (its graph has
+ * no other), so that is the file's `mixer_rms_eps`.
+ */
 function mambaConfig(k: Keys, common: Json, H: number, eps: number): Json {
-  if (k.m.optionalBool(k.key("ssm.dt_b_c_rms"))) {
-    throw new TypeError(
-      `${k.m.path}: metadata ${quote(k.key("ssm.dt_b_c_rms"))} is true: Falcon-Mamba's RMSNorms ` +
-        "on Δ, B and C, which MambaForCausalLM does not have",
-    );
-  }
+  const falcon = k.m.optionalBool(k.key("ssm.dt_b_c_rms")) === true;
   const inner = k.num("ssm.inner_size");
   const out: Json = {
-    architectures: ["MambaForCausalLM"],
-    model_type: "mamba",
+    architectures: [falcon ? "FalconMambaForCausalLM" : "MambaForCausalLM"],
+    model_type: falcon ? "falcon_mamba" : "mamba",
+    ...(falcon ? { mixer_rms_eps: eps } : {}),
     ...common,
     intermediate_size: inner,
     state_size: k.num("ssm.state_size"),

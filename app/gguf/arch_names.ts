@@ -38,6 +38,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   Qwen2MoeForCausalLM: "qwen2moe",
   OlmoeForCausalLM: "olmoe",
   Qwen3MoeForCausalLM: "qwen3moe",
+  FalconMambaForCausalLM: "mamba",
 };
 
 /**
@@ -216,7 +217,7 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
       add(`${b}.ssm_conv1d.weight`, [I, k], `${M}.conv1d.weight`, [I, 1, k]);
       if (m.convBias) add(`${b}.ssm_conv1d.bias`, [I], `${M}.conv1d.bias`);
       add(`${b}.ssm_x.weight`, [R + 2 * N, I], `${M}.x_proj.weight`);
-      if (m.innerNorms) {
+      if (m.innerNorms && !m.weightlessNorms) {
         add(`${b}.ssm_dt_norm.weight`, [R], `${M}.dt_layernorm.weight`);
         add(`${b}.ssm_b_norm.weight`, [N], `${M}.b_layernorm.weight`);
         add(`${b}.ssm_c_norm.weight`, [N], `${M}.c_layernorm.weight`);

@@ -5,7 +5,7 @@
  * - Mixtral, Qwen2-MoE, OLMoE, Qwen3-MoE, Jamba: Linear (and Jamba's Conv1d) weights
  *   normal(0, `initializer_range`), biases 0, embeddings normal(0,
  *   `initializer_range`), RMSNorm gains 1;
- * - Mamba: embeddings normal(0, `initializer_range`); other Linear and Conv1d
+ * - Mamba, Falcon-Mamba: embeddings normal(0, `initializer_range`); other Linear and Conv1d
  *   weights keep PyTorch's default (kaiming-uniform, a = √5: uniform
  *   ±1/√fan_in), conv bias likewise, Linear biases 0; `dt_proj.weight`
  *   uniform ±`time_step_rank`^−½·`time_step_scale` (or that constant);
@@ -63,7 +63,8 @@ export function initParam(
 ): Float32Array {
   const n = shape.reduce((a, b) => a * b, 1);
   const rand = mulberry32(streamSeed(options.seed, name));
-  const mambaArch = cfg.architecture === "MambaForCausalLM";
+  const mambaArch = cfg.architecture === "MambaForCausalLM" ||
+    cfg.architecture === "FalconMambaForCausalLM";
   const std = options.initializerRange ?? (mambaArch ? 0.1 : 0.02);
   const last = shape[shape.length - 1];
   if (/(^|\.)(\w*norm\w*|norm_f)\.weight$/.test(name)) return new Float32Array(n).fill(1);

@@ -8,6 +8,7 @@
 import type { ModelConfig } from "../config.ts";
 import { baseFields, DECODER_LAYOUT, dtRankField, uniformLayers } from "./common.ts";
 import { MAX_CONFIG_INT } from "./reader.ts";
+import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
 
 /**
@@ -35,54 +36,72 @@ export const mamba: ArchitectureSpec = {
     experts: "",
   },
 
-  parse(c): ModelConfig {
-    c.silu();
-    // MambaConfig's token id defaults.
-    const base = baseFields(c, { bos: 0, eos: 0 });
-    // HF stores intermediate_size = int(expand · hidden); prefer it when present.
-    const expand = c.num("expand", 2);
-    const inner = c.has("intermediate_size")
-      ? c.positive("intermediate_size")
-      : Math.floor(expand * base.hidden);
-    if (!(inner >= 1 && inner <= MAX_CONFIG_INT)) {
-      throw new RangeError(
-        `${c.file}: expand ${expand} × hidden_size ${base.hidden} gives an inner width of ${inner}, ` +
-          `not between 1 and ${MAX_CONFIG_INT}`,
-      );
-    }
-    const scheme = c.str("time_step_init_scheme", "random");
-    if (scheme !== "random" && scheme !== "constant") {
-      c.refuse("time_step_init_scheme", 'only "random" and "constant" are defined');
-    }
-    const dtMin = c.num("time_step_min", 0.001), dtMax = c.num("time_step_max", 0.1);
-    if (!(dtMin > 0 && dtMax >= dtMin)) {
-      throw new RangeError(
-        `${c.file}: time_step_min ${dtMin} and time_step_max ${dtMax} must satisfy 0 < min <= max`,
-      );
-    }
-    return {
-      architecture: "MambaForCausalLM",
-      ...base,
-      intermediate: 0,
-      normEps: c.nonNegative("layer_norm_epsilon", 1e-5),
-      tieEmbeddings: c.bool("tie_word_embeddings", true),
-      pattern: uniformLayers(base.layers, "mamba", "none"),
-      mamba: {
-        stateSize: c.positive("state_size", 16),
-        inner,
-        convKernel: c.positive("conv_kernel", 4),
-        dtRank: dtRankField(c, "time_step_rank", base.hidden),
-        projBias: c.bool("use_bias", false),
-        convBias: c.bool("use_conv_bias", true),
-        innerNorms: false,
-        dtInit: {
-          min: dtMin,
-          max: dtMax,
-          floor: c.num("time_step_floor", 1e-4),
-          scale: c.num("time_step_scale", 1),
-          scheme: scheme as "random" | "constant",
-        },
-      },
-    };
-  },
+  parse: (c) => mambaFields(c, "MambaForCausalLM"),
 };
+
+/**
+ * The fields of MambaConfig and FalconMambaConfig (the same keys; Falcon-Mamba
+ * adds `mixer_rms_eps`, the epsilon of its weightless RMSNorms on Δ, B and C).
+ *
+ * @example
+ * ```ts ignore
+ * import { mambaFields } from "./mamba.ts";
+ * mambaFields(reader, "MambaForCausalLM").mamba?.stateSize; // 16
+ * ```
+ */
+export function mambaFields(
+  c: ConfigReader,
+  architecture: "MambaForCausalLM" | "FalconMambaForCausalLM",
+): ModelConfig {
+  c.silu();
+  // MambaConfig's token id defaults.
+  const base = baseFields(c, { bos: 0, eos: 0 });
+  // HF stores intermediate_size = int(expand · hidden); prefer it when present.
+  const expand = c.num("expand", 2);
+  const inner = c.has("intermediate_size")
+    ? c.positive("intermediate_size")
+    : Math.floor(expand * base.hidden);
+  if (!(inner >= 1 && inner <= MAX_CONFIG_INT)) {
+    throw new RangeError(
+      `${c.file}: expand ${expand} × hidden_size ${base.hidden} gives an inner width of ${inner}, ` +
+        `not between 1 and ${MAX_CONFIG_INT}`,
+    );
+  }
+  const scheme = c.str("time_step_init_scheme", "random");
+  if (scheme !== "random" && scheme !== "constant") {
+    c.refuse("time_step_init_scheme", 'only "random" and "constant" are defined');
+  }
+  const dtMin = c.num("time_step_min", 0.001), dtMax = c.num("time_step_max", 0.1);
+  if (!(dtMin > 0 && dtMax >= dtMin)) {
+    throw new RangeError(
+      `${c.file}: time_step_min ${dtMin} and time_step_max ${dtMax} must satisfy 0 < min <= max`,
+    );
+  }
+  return {
+    architecture,
+    ...base,
+    intermediate: 0,
+    normEps: c.nonNegative("layer_norm_epsilon", 1e-5),
+    tieEmbeddings: c.bool("tie_word_embeddings", true),
+    pattern: uniformLayers(base.layers, "mamba", "none"),
+    mamba: {
+      stateSize: c.positive("state_size", 16),
+      inner,
+      convKernel: c.positive("conv_kernel", 4),
+      dtRank: dtRankField(c, "time_step_rank", base.hidden),
+      projBias: c.bool("use_bias", false),
+      convBias: c.bool("use_conv_bias", true),
+      innerNorms: architecture === "FalconMambaForCausalLM",
+      ...(architecture === "FalconMambaForCausalLM"
+        ? { weightlessNorms: { eps: c.nonNegative("mixer_rms_eps", 1e-6) } }
+        : {}),
+      dtInit: {
+        min: dtMin,
+        max: dtMax,
+        floor: c.num("time_step_floor", 1e-4),
+        scale: c.num("time_step_scale", 1),
+        scheme: scheme as "random" | "constant",
+      },
+    },
+  };
+}

@@ -14,6 +14,7 @@ import { mixtral } from "./mixtral.ts";
 import { olmoe } from "./olmoe.ts";
 import { qwen2Moe } from "./qwen2_moe.ts";
 import { qwen3Moe } from "./qwen3_moe.ts";
+import { falconMamba } from "./falcon_mamba.ts";
 import { ConfigReader, show } from "./reader.ts";
 import type { ArchitectureSpec, CheckpointLayout, SwigluNames } from "./spec.ts";
 
@@ -36,6 +37,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   Qwen2MoeForCausalLM: qwen2Moe,
   OlmoeForCausalLM: olmoe,
   Qwen3MoeForCausalLM: qwen3Moe,
+  FalconMambaForCausalLM: falconMamba,
 };
 
 /**

@@ -41,6 +41,9 @@
  *   q, k, v are clamped to ±clip_qkv when set; biases on q/k/v/o with
  *   `attention_bias`; every layer's FFN is the sparse MoE (renormalised only
  *   with `norm_topk_prob`).
+ * - Falcon-Mamba (`modeling_falcon_mamba.py`): Mamba whose mixer passes Δ, B
+ *   and C through RMSNorms without weights (eps `mixer_rms_eps`) before dt_proj
+ *   and the scan.
  * - Qwen3-MoE (`modeling_qwen3_moe.py`): Llama attention whose q and k pass,
  *   head by head, through RMSNorms over `head_dim` (`q_norm`, `k_norm`, weights
  *   `[head_dim]`) before RoPE; biases on q/k/v/o with `attention_bias`; layers
@@ -72,7 +75,8 @@ export type ReferenceArchitecture =
   | "JambaForCausalLM"
   | "Qwen2MoeForCausalLM"
   | "OlmoeForCausalLM"
-  | "Qwen3MoeForCausalLM";
+  | "Qwen3MoeForCausalLM"
+  | "FalconMambaForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -81,6 +85,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "Qwen2MoeForCausalLM",
   "OlmoeForCausalLM",
   "Qwen3MoeForCausalLM",
+  "FalconMambaForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -156,8 +161,9 @@ export function layerKinds(config: HfConfig): LayerKind[] {
   for (let i = 0; i < n; i++) {
     if (arch === "MixtralForCausalLM" || arch === "OlmoeForCausalLM") {
       out.push({ mixer: "attention", ffn: "moe" });
-    } else if (arch === "MambaForCausalLM") out.push({ mixer: "mamba", ffn: "none" });
-    else if (arch === "Qwen2MoeForCausalLM" || arch === "Qwen3MoeForCausalLM") {
+    } else if (arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM") {
+      out.push({ mixer: "mamba", ffn: "none" });
+    } else if (arch === "Qwen2MoeForCausalLM" || arch === "Qwen3MoeForCausalLM") {
       const mlpOnly = (config.mlp_only_layers ?? []) as number[];
       const step = intField(config, "decoder_sparse_step", 1);
       const sparse = !mlpOnly.includes(i) && expertCount(config, arch) > 0 &&
@@ -214,6 +220,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       Qwen2MoeForCausalLM: 60,
       OlmoeForCausalLM: 64,
       MambaForCausalLM: 0,
+      FalconMambaForCausalLM: 0,
     }[arch],
   );
 }
@@ -856,8 +863,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
   const ckpt = await Checkpoint.open(dir);
   try {
     const w = new Weights(ckpt, dir);
-    const model = arch === "MambaForCausalLM"
-      ? await loadMamba(w, config, kinds)
+    const model = arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM"
+      ? await loadMamba(w, config, kinds, arch === "FalconMambaForCausalLM")
       : await loadTransformer(w, config, kinds, arch);
     const unused = [...ckpt.tensors.keys()].filter((n) => !w.used.has(n));
     if (unused.length) {
@@ -912,6 +919,7 @@ async function loadMamba(
   w: Weights,
   config: HfConfig,
   kinds: LayerKind[],
+  falcon: boolean,
 ): Promise<ReferenceModel> {
   const H = intField(config, "hidden_size");
   const vocab = intField(config, "vocab_size");
@@ -944,13 +952,23 @@ async function loadMamba(
         config.use_conv_bias !== false,
       ),
     });
+    if (falcon) {
+      // FalconMambaWeightlessRMSNorm: weights of one, not in the checkpoint.
+      const { rank: R, state: N } = dims;
+      layers[l].mamba!.innerNorms = {
+        dt: new Float64Array(R).fill(1),
+        b: new Float64Array(N).fill(1),
+        c: new Float64Array(N).fill(1),
+        eps: field(config, "mixer_rms_eps", 1e-6),
+      };
+    }
   }
   const normF = await w.get("backbone.norm_f.weight", [H]);
   const head = config.tie_word_embeddings === false
     ? await w.get("lm_head.weight", [vocab, H])
     : emb;
   return {
-    architecture: "MambaForCausalLM",
+    architecture: falcon ? "FalconMambaForCausalLM" : "MambaForCausalLM",
     config,
     layers: kinds,
     vocabSize: vocab,
@@ -969,7 +987,7 @@ async function loadTransformer(
   w: Weights,
   config: HfConfig,
   kinds: LayerKind[],
-  arch: Exclude<ReferenceArchitecture, "MambaForCausalLM">,
+  arch: Exclude<ReferenceArchitecture, "MambaForCausalLM" | "FalconMambaForCausalLM">,
 ): Promise<ReferenceModel> {
   const jamba = arch === "JambaForCausalLM";
   const qwen = arch === "Qwen2MoeForCausalLM";

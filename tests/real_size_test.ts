@@ -93,6 +93,8 @@ Deno.test("kiln inspect: Qwen3-30B-A3B at f16 plans under 24 and 80 GiB", async 
       const r = await kiln("inspect", dir, "--dtype", "f16", "--gpu-memory", budget);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /128 experts, top-8/);
+      assert.match(r.stdout, /head dim 128, .*QK-norm per head/);
+      assert.match(r.stdout, /parameters: 30\.53B total, 3\.35B active per token/);
       assert.match(r.stdout, /9\.00 MiB/, "one f16 expert: 3 · 768 · 2048 · 2 bytes");
       assert.equal(residentPerLayer(r.stdout).length, 48, "48 MoE layers");
       assert.equal(/all experts resident/.test(r.stdout), all, r.stdout);

@@ -156,7 +156,7 @@ async function inspectModel(
     const extras = [
       a.qkvBias ? "q/k/v biases" : "",
       a.outBias ? "o bias" : "",
-      a.qkNorm ? "QK-norm" : "",
+      a.qkNorm ? (a.qkNormPerHead ? "QK-norm per head" : "QK-norm") : "",
       a.clipQkv ? `clip_qkv ${a.clipQkv}` : "",
     ].filter((x) => x).join(", ");
     console.log(
@@ -168,7 +168,12 @@ async function inspectModel(
   }
   if (cfg.mamba) {
     console.log(
-      `mamba: state ${cfg.mamba.stateSize}, inner ${cfg.mamba.inner}, conv ${cfg.mamba.convKernel}, dt rank ${cfg.mamba.dtRank}`,
+      `mamba: state ${cfg.mamba.stateSize}, inner ${cfg.mamba.inner}, conv ${cfg.mamba.convKernel}, dt rank ${cfg.mamba.dtRank}` +
+        (cfg.mamba.weightlessNorms
+          ? `, weightless Δ/B/C norms (ε ${cfg.mamba.weightlessNorms.eps.toExponential()})`
+          : cfg.mamba.innerNorms
+          ? ", Δ/B/C norms"
+          : ""),
     );
     console.log(`selective scan, prefill of 512 tokens: ${await scanChoice(prefill)}`);
   }

@@ -43,3 +43,44 @@ async function generationEos(dir: string): Promise<number[] | undefined> {
   if (!Object.hasOwn(json, "eos_token_id")) return undefined;
   return tokenIdList((json as Record<string, unknown>).eos_token_id, file, "eos_token_id");
 }
+
+/**
+ * Keys that transformers 5's config classes for Kiln's architectures declare
+ * as `float`: their strict dataclasses refuse an integer there (`1` for
+ * `time_step_scale`), and JavaScript writes a whole float without its `.0`.
+ */
+const FLOAT_KEYS: ReadonlySet<string> = new Set([
+  "clip_qkv",
+  "initializer_range",
+  "layer_norm_epsilon",
+  "mixer_rms_eps",
+  "rms_norm_eps",
+  "router_aux_loss_coef",
+  "router_jitter_noise",
+  "time_step_floor",
+  "time_step_max",
+  "time_step_min",
+  "time_step_scale",
+]);
+
+/**
+ * `config` as config.json text that transformers 5 loads: as
+ * `JSON.stringify(config, null, 2)`, but a whole number under a key its config
+ * classes declare as float is written with `.0` (`"time_step_scale": 1.0`).
+ *
+ * @example
+ * ```ts
+ * import { configJson } from "./config_file.ts";
+ * configJson({ time_step_scale: 1, num_hidden_layers: 2 }).includes('"time_step_scale": 1.0'); // true
+ * ```
+ */
+export function configJson(config: Record<string, unknown>): string {
+  const mark = "\u0000float:";
+  const text = JSON.stringify(
+    config,
+    (key, v) =>
+      FLOAT_KEYS.has(key) && typeof v === "number" && Number.isInteger(v) ? `${mark}${v}` : v,
+    2,
+  );
+  return text.replace(/"\\u0000float:(-?\d+)"/g, "$1.0") + "\n";
+}

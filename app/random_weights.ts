@@ -23,6 +23,7 @@
 
 import { buildCausalLM, checkpointSources } from "../models/causal_lm.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
+import { configJson } from "./config_file.ts";
 
 /** What {@linkcode writeRandomCheckpoint} wrote. */
 export interface RandomCheckpoint {
@@ -103,7 +104,7 @@ export async function writeRandomCheckpoint(
   let json = JSON.stringify(header);
   json += " ".repeat((8 - (json.length % 8)) % 8); // data starts 8-byte aligned, as safetensors writes
   await Deno.mkdir(dir, { recursive: true });
-  await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config, null, 2) + "\n");
+  await Deno.writeTextFile(`${dir}/config.json`, configJson(config));
   const file = await Deno.open(`${dir}/model.safetensors`, {
     write: true,
     create: true,

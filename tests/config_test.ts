@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { parseConfig } from "../models/architectures/mod.ts";
+import { configJson } from "../app/config_file.ts";
 import type { ModelConfig } from "../models/config.ts";
 import { ropeFrequencies, type RopeSettings } from "../models/rope_scaling.ts";
 import { toV4Config, toV5Config } from "./fixtures/config_generations.ts";
@@ -438,4 +439,22 @@ Deno.test("config: OLMoE reads num_local_experts as num_experts (OlmoeConfig's a
   const { num_experts: _, ...rest } = OLMOE;
   assert.equal(parseConfig({ ...rest, num_local_experts: 12 }).moe!.experts, 12);
   assert.equal(parseConfig({ ...OLMOE, num_local_experts: 12 }).moe!.experts, 8);
+});
+
+Deno.test("configJson writes transformers 5's float fields with a decimal point", () => {
+  // transformers 5's strict config classes refuse `"time_step_scale": 1` (an int).
+  const config = {
+    ...MAMBA,
+    time_step_scale: 1,
+    time_step_floor: 0.0001,
+    initializer_range: 2,
+    num_hidden_layers: 2,
+    rope_parameters: { rope_theta: 10000 },
+  };
+  const text = configJson(config);
+  assert.match(text, /"time_step_scale": 1\.0,/);
+  assert.match(text, /"initializer_range": 2\.0,/);
+  assert.match(text, /"time_step_floor": 0\.0001,/);
+  assert.match(text, /"num_hidden_layers": 2,/);
+  assert.deepEqual(JSON.parse(text), config);
 });

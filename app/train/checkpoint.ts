@@ -14,6 +14,7 @@ import type { ModelConfig } from "../../models/config.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import { loadWeights } from "../model/weights.ts";
 import { openWeights } from "../model/source.ts";
+import { configJson } from "../config_file.ts";
 import { type NamedTensor, readSafetensors, writeSafetensors } from "./safetensors_write.ts";
 
 /** File names inside a checkpoint folder. */
@@ -141,7 +142,7 @@ export async function writeCheckpoint(dir: string, c: CheckpointContents): Promi
   await Deno.mkdir(dir, { recursive: true });
   await Deno.writeTextFile(
     `${dir}/${CHECKPOINT_FILES.config}`,
-    JSON.stringify(c.config, null, 2) + "\n",
+    configJson(c.config),
   );
   await writeSafetensors(
     `${dir}/${CHECKPOINT_FILES.model}`,

@@ -6,7 +6,7 @@
  */
 
 import type { ModelConfig } from "../models/config.ts";
-import { parseConfig } from "../models/architectures/mod.ts";
+import { ARCHITECTURE_SPECS, parseConfig } from "../models/architectures/mod.ts";
 import { readJsonFile } from "./fs_errors.ts";
 import { tokenIdList } from "../models/architectures/common.ts";
 
@@ -45,6 +45,24 @@ async function generationEos(dir: string): Promise<number[] | undefined> {
 }
 
 /**
+ * `config` with the `model_type` of its architecture added where it has none:
+ * Kiln reads a config by `architectures` alone, but transformers' `AutoConfig`
+ * needs `model_type` to load the folder Kiln writes.
+ *
+ * @example
+ * ```ts
+ * import { withModelType } from "./config_file.ts";
+ * withModelType({ architectures: ["MambaForCausalLM"] }).model_type; // "mamba"
+ * ```
+ */
+export function withModelType(config: Record<string, unknown>): Record<string, unknown> {
+  if (config.model_type !== undefined) return config;
+  const arch = Array.isArray(config.architectures) ? config.architectures : [];
+  const spec = Object.values(ARCHITECTURE_SPECS).find((s) => arch.includes(s.architecture));
+  return spec ? { ...config, model_type: spec.modelType } : config;
+}
+
+/**
  * Keys that transformers 5's config classes for Kiln's architectures declare
  * as `float`: their strict dataclasses refuse an integer there (`1` for
  * `time_step_scale`), and JavaScript writes a whole float without its `.0`.
@@ -65,8 +83,9 @@ const FLOAT_KEYS: ReadonlySet<string> = new Set([
 
 /**
  * `config` as config.json text that transformers 5 loads: as
- * `JSON.stringify(config, null, 2)`, but a whole number under a key its config
- * classes declare as float is written with `.0` (`"time_step_scale": 1.0`).
+ * `JSON.stringify(config, null, 2)`, but with `model_type` where it is missing
+ * ({@linkcode withModelType}), and a whole number under a key its config
+ * classes declare as float written with `.0` (`"time_step_scale": 1.0`).
  *
  * @example
  * ```ts
@@ -75,6 +94,7 @@ const FLOAT_KEYS: ReadonlySet<string> = new Set([
  * ```
  */
 export function configJson(config: Record<string, unknown>): string {
+  config = withModelType(config);
   const mark = "\u0000float:";
   const text = JSON.stringify(
     config,

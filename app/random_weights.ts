@@ -55,7 +55,7 @@ export function tensorShapes(config: Record<string, unknown>): Map<string, numbe
   for (const [name, src] of checkpointSources(cfg, graph)) {
     const shape = graph.values[graph.params.get(name)!].shape as number[];
     // Stacked MoE experts: one checkpoint tensor per expert, without the E axis.
-    const each = src.tensors.length > 1 ? shape.slice(1) : shape;
+    const each = src.stacked ? shape.slice(1) : shape;
     for (const t of src.tensors) {
       // nn.Conv1d stores its depthwise kernel as [I, 1, k]; the loader squeezes the 1.
       out.set(t, /conv1d\.weight$/.test(t) && each.length === 2 ? [each[0], 1, each[1]] : each);

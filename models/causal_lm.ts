@@ -311,6 +311,11 @@ function mamba(
 export interface ParamSource {
   /** Checkpoint tensor names; several are stacked in order (MoE experts). */
   readonly tensors: readonly string[];
+  /**
+   * The parameter stacks its tensors along a first axis the checkpoint tensors
+   * lack (MoE experts: `[E, …]` from E tensors `[…]`), even when E is 1.
+   */
+  readonly stacked?: boolean;
 }
 
 /**
@@ -335,6 +340,7 @@ export function checkpointSources(cfg: ModelConfig, graph: Graph): Map<string, P
     for (const w of ["w1", "w3", "w2"] as const) {
       stacked.set(`${base}.${w}`, {
         tensors: Array.from({ length: E }, (_, e) => expertTensor(cfg, i, e, w)),
+        stacked: true,
       });
     }
   });

@@ -11,9 +11,11 @@ import assert from "node:assert/strict";
 import { Trainer } from "../app/train/trainer.ts";
 import { initParam } from "../app/train/init.ts";
 import { microBatch } from "../app/train/data.ts";
-import { readCheckpoint } from "../app/train/checkpoint.ts";
+import { readCheckpoint, toCheckpointTensors } from "../app/train/checkpoint.ts";
+import { tensorShapes } from "../app/random_weights.ts";
 import { readSafetensors } from "../app/train/safetensors_write.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
+import { buildCausalLM } from "../models/causal_lm.ts";
 import { loadModel } from "../app/model/mod.ts";
 import { assertClose, gpu } from "./_util.ts";
 import { tinyByteLevelTokenizerJson } from "./fixtures/tiny_tokenizers.ts";
@@ -29,6 +31,26 @@ Deno.test("trainer: micro-batches are windows of the stream by index", () => {
   const b = microBatch(tokens, 1, 2, 3);
   assert.deepEqual([...b.ids], [106, 107, 108, 101, 102, 103]);
   assert.throws(() => microBatch(tokens, 0, 1, 11), /11 tokens cannot fill/);
+});
+
+Deno.test("checkpoints: one expert is still stored without the stacking axis, as transformers stores it", () => {
+  // transformers' weight conversion stacks `experts.0.w1.weight` [ff, H] itself: a
+  // [1, ff, H] tensor loads there as a size mismatch.
+  const config = { ...TINY_TRAIN_MIXTRAL, num_local_experts: 1, num_experts_per_tok: 1 };
+  const cfg = parseConfig(config);
+  const ff = cfg.intermediate, H = cfg.hidden;
+  const w1 = "model.layers.0.block_sparse_moe.experts.0.w1.weight";
+  assert.deepEqual(tensorShapes(config).get(w1), [ff, H]);
+  const graph = buildCausalLM(cfg, { mode: "prefill", maxSeq: 1, maxNew: 1 });
+  const shapes = new Map<string, number[]>(), weights = new Map<string, Float32Array>();
+  for (const [name, id] of graph.params) {
+    const shape = graph.values[id].shape as number[];
+    shapes.set(name, shape);
+    weights.set(name, new Float32Array(shape.reduce((a, b) => a * b, 1)));
+  }
+  assert.deepEqual(shapes.get("model.layers.0.block_sparse_moe.w1"), [1, ff, H]);
+  const written = toCheckpointTensors(cfg, weights, shapes).find((t) => t.name === w1);
+  assert.deepEqual(written?.shape, [ff, H]);
 });
 
 Deno.test("trainer: fresh weights follow Hugging Face's init rules", () => {

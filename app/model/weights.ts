@@ -183,14 +183,14 @@ export async function loadWeights(
       if (!ckpt.has(t)) {
         throw new TypeError(
           `${ckpt.path}: missing tensor "${t}" (expected shape ${
-            formatShape(src.tensors.length > 1 ? want.slice(1) : want)
+            formatShape(src.stacked ? want.slice(1) : want)
           })`,
         );
       }
       const info = ckpt.info(t);
       const found = info.shape.reduce((a, b) => a * b, 1);
       const squeeze = (s: readonly number[]) => s.filter((x) => x !== 1).join(",");
-      const expect = src.tensors.length > 1 ? want.slice(1) : want;
+      const expect = src.stacked ? want.slice(1) : want;
       if (found !== per || squeeze(info.shape) !== squeeze(expect)) {
         throw new RangeError(
           `${info.file}: tensor "${t}" has shape ${formatShape(info.shape)}, expected ${

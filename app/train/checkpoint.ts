@@ -9,7 +9,7 @@
  * @module
  */
 
-import { buildCausalLM, checkpointSources } from "../../models/causal_lm.ts";
+import { buildCausalLM, checkpointSources, type ParamSource } from "../../models/causal_lm.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import { loadWeights } from "../model/weights.ts";
@@ -36,8 +36,12 @@ export const CHECKPOINT_FILES = {
  * ```
  */
 export function hfNames(cfg: ModelConfig): Map<string, readonly string[]> {
-  const graph = buildCausalLM(cfg, { mode: "prefill", maxSeq: 1, maxNew: 1 });
-  return new Map([...checkpointSources(cfg, graph)].map(([k, v]) => [k, v.tensors]));
+  return new Map([...paramSources(cfg)].map(([k, v]) => [k, v.tensors]));
+}
+
+/** Each parameter's checkpoint sources, from the inference graph the loader maps with. */
+function paramSources(cfg: ModelConfig): Map<string, ParamSource> {
+  return checkpointSources(cfg, buildCausalLM(cfg, { mode: "prefill", maxSeq: 1, maxNew: 1 }));
 }
 
 /**
@@ -56,11 +60,12 @@ export function toCheckpointTensors(
   shapes: ReadonlyMap<string, readonly number[]>,
 ): NamedTensor[] {
   const out: NamedTensor[] = [];
-  for (const [name, tensors] of hfNames(cfg)) {
+  for (const [name, { tensors, stacked }] of paramSources(cfg)) {
     const data = weights.get(name);
     const shape = shapes.get(name);
     if (!data || !shape) throw new TypeError(`checkpoint: no value for parameter "${name}"`);
-    if (tensors.length === 1) {
+    // Experts lose the stacking axis even when there is one expert (transformers' layout).
+    if (!stacked) {
       out.push({ name: tensors[0], shape, data });
       continue;
     }

@@ -294,3 +294,32 @@ Deno.test("llama.cpp semantics: the pre-tokenizer names llama.cpp accepts and th
     /^TypeError: x\.gguf: tokenizer\.ggml\.pre "no-such-pre" is not supported/,
   );
 });
+
+Deno.test("llama.cpp semantics: Falcon-Mamba's inner norms run at the layers' epsilon unless Kiln's key says", () => {
+  // llama.cpp's mamba graph applies ggml_rms_norm(·, norm_rms_eps) to Δ, B and C when
+  // ssm.dt_b_c_rms is set; its converter writes no mixer_rms_eps.
+  const u32 = (v: number): GgufEntry => ({ type: "u32", value: v });
+  const entries: Array<[string, GgufEntry]> = [
+    ["general.architecture", { type: "string", value: "mamba" }],
+    ["mamba.block_count", u32(2)],
+    ["mamba.embedding_length", u32(32)],
+    ["mamba.context_length", u32(1048576)],
+    ["mamba.vocab_size", u32(64)],
+    ["mamba.attention.layer_norm_rms_epsilon", { type: "f32", value: 1e-5 }],
+    ["mamba.ssm.conv_kernel", u32(4)],
+    ["mamba.ssm.inner_size", u32(64)],
+    ["mamba.ssm.state_size", u32(16)],
+    ["mamba.ssm.time_step_rank", u32(2)],
+    ["mamba.ssm.dt_b_c_rms", { type: "bool", value: true }],
+  ];
+  const read = (extra: Array<[string, GgufEntry]>) =>
+    parseConfig(
+      hfConfigFromGguf(new GgufMetadata("f.gguf", new Map([...entries, ...extra])), new Map())
+        .config,
+    );
+  const llama = read([]);
+  assert.equal(llama.architecture, "FalconMambaForCausalLM");
+  assert.ok(Math.abs(llama.mamba!.weightlessNorms!.eps - 1e-5) < 1e-12);
+  const kiln = read([["mamba.ssm.dt_b_c_rms_eps", { type: "f32", value: 1e-6 }]]);
+  assert.ok(Math.abs(kiln.mamba!.weightlessNorms!.eps - 1e-6) < 1e-12);
+});

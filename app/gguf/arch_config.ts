@@ -29,7 +29,8 @@
  *   not renormalised (llama.cpp's olmoe graph);
  * - `mamba`: `.ssm.conv_kernel`, `.ssm.inner_size`, `.ssm.state_size`,
  *   `.ssm.time_step_rank` (required), `.ssm.dt_b_c_rms` (true: Falcon-Mamba,
- *   its inner norms at the layers' epsilon, as llama.cpp computes them);
+ *   its inner norms at Kiln's `.ssm.dt_b_c_rms_eps`, else at the layers'
+ *   epsilon, as llama.cpp computes them);
  *   biases from the tensors present;
  *   `.context_length` is ignored (the converter writes 2^20, "arbitrary");
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
@@ -383,7 +384,8 @@ function olmoeConfig(k: Keys): Json {
 /**
  * `mamba`: Mamba 1, or with `.ssm.dt_b_c_rms` Falcon-Mamba, whose weightless
  * norms on Δ, B and C llama.cpp computes with the layers' epsilon (its graph has
- * no other), so that is the file's `mixer_rms_eps`.
+ * no other): that is the file's `mixer_rms_eps`, unless Kiln's own
+ * `.ssm.dt_b_c_rms_eps` (written by `kiln quantize`) keeps the model's.
  */
 function mambaConfig(k: Keys, common: Json, H: number, eps: number): Json {
   const falcon = k.m.optionalBool(k.key("ssm.dt_b_c_rms")) === true;
@@ -391,7 +393,7 @@ function mambaConfig(k: Keys, common: Json, H: number, eps: number): Json {
   const out: Json = {
     architectures: [falcon ? "FalconMambaForCausalLM" : "MambaForCausalLM"],
     model_type: falcon ? "falcon_mamba" : "mamba",
-    ...(falcon ? { mixer_rms_eps: eps } : {}),
+    ...(falcon ? { mixer_rms_eps: k.opt("ssm.dt_b_c_rms_eps") ?? eps } : {}),
     ...common,
     intermediate_size: inner,
     state_size: k.num("ssm.state_size"),

@@ -31,8 +31,9 @@
  * - `mamba`: `.context_length` 2^20, `.feed_forward_length` 0,
  *   `.attention.head_count` 0 (as the converter writes them), `.ssm.conv_kernel`,
  *   `.ssm.inner_size`, `.ssm.state_size`, `.ssm.time_step_rank`,
- *   `.ssm.dt_b_c_rms` (true for Falcon-Mamba, whose `mixer_rms_eps` has no
- *   key: llama.cpp runs those norms at the layers' epsilon);
+ *   `.ssm.dt_b_c_rms` (true for Falcon-Mamba), and for Falcon-Mamba Kiln's own
+ *   `.ssm.dt_b_c_rms_eps` (`mixer_rms_eps`: llama.cpp has no key for it and runs
+ *   those norms at the layers' epsilon; it ignores this one);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (per layer, 0 for Mamba layers),
  *   `.expert_count`, `.expert_used_count`.
@@ -229,9 +230,11 @@ export function ggufArchMetadata(
     u32("ssm.time_step_rank", typeof rank === "number" ? rank : Math.ceil(cfg.hidden / 16));
   }
   f32("attention.layer_norm_rms_epsilon", cfg.normEps);
-  // Falcon-Mamba: llama.cpp's graph runs the inner norms at the layers' epsilon
-  // (its converter writes mixer_rms_eps nowhere), so a file keeps only that.
   if (arch === "mamba") put(`${arch}.ssm.dt_b_c_rms`, "bool", !!cfg.mamba?.weightlessNorms);
+  // Falcon-Mamba's mixer_rms_eps has no llama.cpp key (its graph runs the inner norms
+  // at the layers' epsilon): Kiln's own key keeps it, which llama.cpp ignores.
+  const weightless = cfg.mamba?.weightlessNorms;
+  if (arch === "mamba" && weightless) f32("ssm.dt_b_c_rms_eps", weightless.eps);
   if (arch !== "mamba") {
     u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));

@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { loadModel } from "../mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { type Architecture, ARCHITECTURES, randomCases } from "./transformers_configs.ts";
+import { relToRms } from "../tests/fixtures/transformers_ref.ts";
 
 const opt = (name: string) => {
   const i = Deno.args.indexOf(name);
@@ -63,13 +64,10 @@ try {
     const model = await loadModel(dir, { quiet: true, maxSeq: c.prompt_len });
     try {
       const got = await model.forward(ids);
-      let rms = 0, err = 0;
-      for (let i = 0; i < got.length; i++) {
-        rms += ref.logits[i] ** 2;
-        err = Math.max(err, Math.abs(got[i] - ref.logits[i]));
-      }
-      const rel = err / Math.sqrt(rms / got.length);
-      const ok = rel < 1e-4 && got.length === ref.logits.length;
+      const want: number[] = ref.logits;
+      const rms = Math.sqrt(want.reduce((a, v) => a + v * v, 0) / want.length);
+      const rel = relToRms(got, want, rms);
+      const ok = rel < 1e-4;
       if (ok) t.pass++;
       else t.fail++;
       console.log(`${ok ? "pass" : "FAIL"}        ${c.name} err ${rel.toExponential(1)}`);

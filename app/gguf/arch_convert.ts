@@ -39,9 +39,9 @@ import { type Imatrix, type ImatrixEntry, importanceOf } from "./imatrix.ts";
 import { type Quantizer, QuantPool } from "../quantize_pool.ts";
 import {
   applyTypeOverrides,
+  firstLacking,
   isGgufMix,
   mixTensorTypes,
-  needsImportance,
   type TensorTypeOverrides,
 } from "./quant_mix.ts";
 import { GGUF_ARCH_OF, type GgufTensorPlan, ggufWrittenPlans, permuteRows } from "./arch_names.ts";
@@ -375,17 +375,20 @@ export async function convertToGguf(
   let done = 0;
   const types = ggufTensorTypes(plans, options.type, source.config, options.typeOverrides);
   // llama-quantize refuses these "very low-bit" types for a tensor the matrix lacks.
-  plans.forEach((p, i) => {
-    const t = types[i];
-    if (needsImportance(t, p.name, options.type) && !options.imatrix?.entries.has(p.name)) {
-      throw new RangeError(
-        `quantize: tensor ${p.name} is ${types[i]}, which is written only with an importance ` +
-          `matrix holding it (llama-quantize refuses it too): ${
-            options.imatrix ? "this matrix has no entry for it" : "give one (--imatrix FILE)"
-          }`,
-      );
-    }
-  });
+  const lacking = firstLacking(
+    plans,
+    types,
+    options.type,
+    (n) => !!options.imatrix?.entries.has(n),
+  );
+  if (lacking >= 0) {
+    throw new RangeError(
+      `quantize: tensor ${plans[lacking].name} is ${types[lacking]}, which is written only with ` +
+        `an importance matrix holding it (llama-quantize refuses it too): ${
+          options.imatrix ? "this matrix has no entry for it" : "give one (--imatrix FILE)"
+        }`,
+    );
+  }
   // Our own pool unless given an encoder; its workers start at the first quantized tensor.
   const pool = options.quantizer ? undefined : new QuantPool();
   const quantizer = options.quantizer ?? ((f, x, imp) => pool!.quantize(f, x, imp));

@@ -374,6 +374,25 @@ export function lackingImportance(
   has: (tensor: string) => boolean,
 ): string | undefined {
   const plans = ggufWrittenPlans(cfg);
-  const types = mixTensorTypes(plans, mix, cfg);
-  return plans.find((p, i) => needsImportance(types[i], p.name, mix) && !has(p.name))?.name;
+  const i = firstLacking(plans, mixTensorTypes(plans, mix, cfg), mix, has);
+  return i < 0 ? undefined : plans[i].name;
+}
+
+/**
+ * The index of the first of `plans` (stored in `types`, file type `type`) that
+ * {@linkcode needsImportance} says needs a matrix entry and `has` lacks, or −1.
+ *
+ * @example
+ * ```ts ignore
+ * import { firstLacking } from "./quant_mix.ts";
+ * firstLacking(plans, types, "iq2_xs", (n) => imatrix.entries.has(n)); // -1: all covered
+ * ```
+ */
+export function firstLacking(
+  plans: readonly GgufTensorPlan[],
+  types: readonly string[],
+  type: string,
+  has: (tensor: string) => boolean,
+): number {
+  return plans.findIndex((p, i) => needsImportance(types[i], p.name, type) && !has(p.name));
 }

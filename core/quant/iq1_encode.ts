@@ -196,8 +196,9 @@ export function quantizeBlockIQ1_S(
 const EPS_M = f(1e-7);
 /** The qh bits of each IQ1_M shift pair (k: first half +/−, second half +/−): ggml's `masks`. */
 const SHIFT_MASKS = [0x00, 0x80, 0x08, 0x88];
-// Scratch for one IQ1_M sub-block: per sorted position and level, w·q·x and w·q² at ±1/8.
-const wM = new Float32Array(16);
+// Scratch for one IQ1_M block: its weights; per sorted position of a sub-block and
+// level, w·q·x and w·q² at ±1/8.
+const wM = new Float32Array(256);
 const orderM = Array.from({ length: 16 }, (_, i) => i);
 const qxP = new Float32Array(48), qxM = new Float32Array(48);
 const q2P = new Float32Array(48), q2M = new Float32Array(48);
@@ -222,16 +223,20 @@ function addTerm(s: Float32Array, j: number, lv: number): void {
 /** The levels of IQ1_M half `k` (0, 1) of a sub-block with shift pair `s` (0…3). */
 const halfLevels = (s: number, k: number) => (k === 0 ? s < 2 : s % 2 === 0) ? X_P : X_M;
 
-/** ggml's IQ1_M weights of the 16 values at `x[xb]`: `qw·√(σ² + x²)`, or `x²` without a matrix. */
+/**
+ * ggml's IQ1_M weights of the block's 256 values into `wM`: `qw·√(σ² + x²)`, or
+ * `x²` without a matrix (ggml computes them again for its final refit; once is
+ * the same numbers).
+ */
 function iq1mWeights(
   x: Float32Array,
-  xb: number,
+  xo: number,
   qw: Float32Array | undefined,
-  qb: number,
+  qo: number,
   sigma2: number,
 ): void {
-  for (let i = 0; i < 16; i++) {
-    wM[i] = qw ? imatrixWeight(qw[qb + i], x[xb + i], sigma2) : f(x[xb + i] * x[xb + i]);
+  for (let i = 0; i < 256; i++) {
+    wM[i] = qw ? imatrixWeight(qw[qo + i], x[xo + i], sigma2) : f(x[xo + i] * x[xo + i]);
   }
 }
 
@@ -269,9 +274,9 @@ export function quantizeBlockIQ1_M(
   let maxScale = 0;
   y.fill(0, yo, yo + 56);
   const sigma2 = f(f(2 * sumSquares(x, xo, 256)) / 256);
+  iq1mWeights(x, xo, qw, qo, sigma2);
   for (let ib = 0; ib < 16; ib++) {
-    const xb = xo + 16 * ib;
-    iq1mWeights(x, xb, qw, qo + 16 * ib, sigma2);
+    const xb = xo + 16 * ib, wb = 16 * ib;
     let max = Math.abs(x[xb]);
     for (let i = 1; i < 16; i++) max = Math.max(max, Math.abs(x[xb + i]));
     scales[ib] = 0;
@@ -281,7 +286,7 @@ export function quantizeBlockIQ1_M(
     orderM.sort((a, b) => x[xb + a] - x[xb + b]);
     // Each sorted value's terms at each level, with the +1/8 and −1/8 shifts.
     for (let j = 0; j < 16; j++) {
-      const i = orderM[j], w = wM[i], v = x[xb + i];
+      const i = orderM[j], w = wM[wb + i], v = x[xb + i];
       for (let lv = 0; lv < 3; lv++) {
         qxP[3 * j + lv] = f(f(w * X_P[lv]) * v);
         qxM[3 * j + lv] = f(f(w * X_M[lv]) * v);
@@ -330,7 +335,7 @@ export function quantizeBlockIQ1_M(
       let gi = d.map[u];
       if (gi < 0) {
         allOnGrid = false;
-        gi = bestNeighbour(d, gi, x, xb + 8 * k, wM, 8 * k, scale, halfLevels(bestK, k));
+        gi = bestNeighbour(d, gi, x, xb + 8 * k, wM, wb + 8 * k, scale, halfLevels(bestK, k));
       }
       index[k] = gi;
     }
@@ -339,7 +344,7 @@ export function quantizeBlockIQ1_M(
       for (let k = 0; k < 2; k++) {
         const xx = halfLevels(bestK, k);
         for (let j = 0; j < 8; j++) {
-          const w = wM[8 * k + j], q = xx[(d.grid[8 * index[k] + j] - 1) >> 1];
+          const w = wM[wb + 8 * k + j], q = xx[(d.grid[8 * index[k] + j] - 1) >> 1];
           sumqx = f(sumqx + f(f(w * q) * x[xb + 8 * k + j]));
           sumq2 = f(sumq2 + f(f(w * q) * q));
         }
@@ -362,13 +367,12 @@ export function quantizeBlockIQ1_M(
     sc[ib >> 2] |= l << (3 * (ib & 3));
     const qh = y[yo + 32 + ib] |= SHIFT_MASKS[shifts[ib]];
     const xb = xo + 16 * ib;
-    iq1mWeights(x, xb, qw, qo + 16 * ib, sigma2);
     // Refit the block scale over every sub-block as stored (skipped ones: point 0, scale 1).
     for (let k = 0; k < 2; k++) {
       const xx = halfLevels(shifts[ib], k);
       const gi = y[yo + 2 * ib + k] + ((qh << (8 - 4 * k)) & 0x700);
       for (let j = 0; j < 8; j++) {
-        const w = wM[8 * k + j], q = f(xx[(d.grid[8 * gi + j] - 1) >> 1] * (2 * l + 1));
+        const w = wM[16 * ib + 8 * k + j], q = f(xx[(d.grid[8 * gi + j] - 1) >> 1] * (2 * l + 1));
         sumqx = f(sumqx + f(f(w * q) * x[xb + 8 * k + j]));
         sumq2 = f(sumq2 + f(f(w * q) * q));
       }

@@ -167,6 +167,8 @@ export {
   ssmStep,
   type SsmStepOptions,
 } from "./models/mamba.ts";
+export { mamba2Mixer, type Mamba2MixerOptions, promptsThroughDecode } from "./models/mamba2.ts";
+export { configMixer, type ConfigMixerOptions } from "./models/ssm_mixer.ts";
 export { MOE_ROLES, type MoeAttrs, type MoeRole, type MoeRouterKind } from "./ops/moe/mod.ts";
 export type { MoeGradAttrs } from "./ops/moe/grad.ts";
 export { type QuantAttrs, quantRowBytes, quantWords } from "./ops/quant/mod.ts";
@@ -327,6 +329,7 @@ export {
   type FfnKind,
   type LayerSpec,
   type MambaConfig,
+  type MambaSsdConfig,
   type MixerKind,
   type ModelConfig,
   type MoeConfig,

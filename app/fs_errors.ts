@@ -117,8 +117,56 @@ export async function readJsonFile(
     throw fileError(e, path, what);
   }
   try {
-    return JSON.parse(text);
+    return parsePythonJson(text);
   } catch (e) {
     throw new SyntaxError(`${path}: not valid JSON (${(e as Error).message})`);
+  }
+}
+
+const NON_FINITE = /^(-?Infinity|NaN)/;
+
+/**
+ * `JSON.parse`, also accepting the bare `NaN`, `Infinity` and `-Infinity` that
+ * Python's `json.dump` writes (transformers 4 configs hold them, e.g. Mamba-2's
+ * `time_step_limit`): each becomes `{"__float__": "Infinity"}`, the form
+ * transformers 5 writes. Text that is not JSON either way throws JSON.parse's
+ * error for the original text.
+ *
+ * @example
+ * ```ts ignore
+ * import { parsePythonJson } from "./fs_errors.ts";
+ * parsePythonJson('{"limit": [0.0, Infinity]}'); // { limit: [0, { __float__: "Infinity" }] }
+ * ```
+ */
+export function parsePythonJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    let out = "", from = 0, inString = false, changed = false;
+    for (let i = 0; i < text.length; i++) {
+      const ch = text[i];
+      if (inString) {
+        if (ch === "\\") i++;
+        else if (ch === '"') inString = false;
+        continue;
+      }
+      if (ch === '"') {
+        inString = true;
+        continue;
+      }
+      if (ch !== "N" && ch !== "I" && ch !== "-") continue;
+      const m = NON_FINITE.exec(text.slice(i, i + 9));
+      if (!m) continue;
+      out += `${text.slice(from, i)}{"__float__":"${m[1]}"}`;
+      from = i + m[1].length;
+      i = from - 1;
+      changed = true;
+    }
+    if (!changed) throw e;
+    try {
+      return JSON.parse(out + text.slice(from));
+    } catch {
+      throw e;
+    }
   }
 }

@@ -16,7 +16,7 @@ import { GraphBuilder, type Tensor } from "../compiler/builder.ts";
 import type { Graph } from "../core/graph.ts";
 import { callSite } from "../core/errors.ts";
 import { attentionBlock, type AttentionBlockOptions } from "./attention.ts";
-import { mambaMixer } from "./mamba.ts";
+import { configMixer } from "./ssm_mixer.ts";
 import { moe } from "./moe.ts";
 import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
 import { decoderLayers } from "./decoder.ts";
@@ -273,21 +273,9 @@ function mamba(
   weightFormats: WeightFormats,
   last: Tensor | undefined,
 ): Tensor {
-  const m = cfg.mamba!;
-  const y = mambaMixer(g, x.reshape([1, T, cfg.hidden]), {
-    name,
-    d: cfg.hidden,
-    expand: m.inner / cfg.hidden,
-    stateSize: m.stateSize,
-    convKernel: m.convKernel,
-    dtRank: m.dtRank,
+  const y = configMixer(g, x.reshape([1, T, cfg.hidden]), name, cfg, {
     mode: last ? "prefill" : "decode",
     last,
-    useBias: m.projBias,
-    useConvBias: m.convBias,
-    jamba: m.innerNorms && !m.weightlessNorms,
-    weightlessNorms: m.weightlessNorms !== undefined,
-    eps: m.weightlessNorms?.eps ?? cfg.normEps,
     weightFormats,
   });
   return y.reshape([T, cfg.hidden]);

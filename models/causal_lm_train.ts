@@ -17,7 +17,7 @@ import { specOf } from "./architectures/mod.ts";
 import { attentionBlock } from "./attention.ts";
 import { attentionOptions } from "./causal_lm.ts";
 import { checkRopeLength } from "./rope_scaling.ts";
-import { mambaMixer } from "./mamba.ts";
+import { configMixer } from "./ssm_mixer.ts";
 import { moe, type MoeOutputs } from "./moe.ts";
 import { decoderLayers } from "./decoder.ts";
 import { embedding, linear } from "./weights.ts";
@@ -133,21 +133,8 @@ export function buildTrainingLM(
         );
         return B === 1 ? seqs[0] : g.concat(seqs, 0);
       }
-      const m = cfg.mamba!;
-      return mambaMixer(g, normed.reshape([B, T, d]), {
-        name,
-        d,
-        expand: m.inner / d,
-        stateSize: m.stateSize,
-        convKernel: m.convKernel,
-        dtRank: m.dtRank,
-        mode: "stateless",
-        useBias: m.projBias,
-        useConvBias: m.convBias,
-        jamba: m.innerNorms && !m.weightlessNorms,
-        weightlessNorms: m.weightlessNorms !== undefined,
-        eps: m.weightlessNorms?.eps ?? cfg.normEps,
-      }).reshape([B * T, d]);
+      return configMixer(g, normed.reshape([B, T, d]), name, cfg, { mode: "stateless" })
+        .reshape([B * T, d]);
     },
     experts: (_i, x2, name) => {
       const mc = cfg.moe!;

@@ -30,7 +30,8 @@ export type Architecture =
   | "Qwen2MoeForCausalLM"
   | "OlmoeForCausalLM"
   | "Qwen3MoeForCausalLM"
-  | "FalconMambaForCausalLM";
+  | "FalconMambaForCausalLM"
+  | "Mamba2ForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -41,6 +42,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "OlmoeForCausalLM",
   "Qwen3MoeForCausalLM",
   "FalconMambaForCausalLM",
+  "Mamba2ForCausalLM",
 ];
 
 /**
@@ -164,6 +166,8 @@ export interface MambaConfig {
   readonly innerNorms: boolean;
   /** The inner norms have no weights, and this epsilon (Falcon-Mamba's `mixer_rms_eps`). */
   readonly weightlessNorms?: { readonly eps: number };
+  /** A Mamba-2 (SSD) mixer: heads with one scalar A and Δ each, B and C per group. */
+  readonly ssd?: MambaSsdConfig;
   /**
    * How Δ's bias is initialised (`time_step_min`, `_max`, `_floor`, `_scale`,
    * `_init_scheme`): used by fresh initialisation only, never by a forward pass.
@@ -175,6 +179,32 @@ export interface MambaConfig {
     readonly scale: number;
     readonly scheme: "random" | "constant";
   };
+}
+
+/**
+ * The Mamba-2 fields of a {@linkcode MambaConfig} (HF `Mamba2Config` names in comments).
+ *
+ * @example
+ * ```ts
+ * import { type MambaSsdConfig } from "@kiln/kiln";
+ * const ssd: MambaSsdConfig = { heads: 24, headDim: 64, groups: 1, normGroups: 1, dtLimit: [0, Infinity] };
+ * ```
+ */
+export interface MambaSsdConfig {
+  /** Heads H (`num_heads`); the inner width is H·`headDim`. */
+  readonly heads: number;
+  /** Channels a head P (`head_dim`). */
+  readonly headDim: number;
+  /** Groups sharing B and C (`n_groups`). */
+  readonly groups: number;
+  /**
+   * Groups of the gated RMSNorm before out_proj: 1 for a Hugging Face checkpoint
+   * (transformers normalises all channels together), `groups` for a GGUF file
+   * (llama.cpp and mamba_ssm normalise each group).
+   */
+  readonly normGroups: number;
+  /** Δ clamped to [lo, hi] after the softplus (`time_step_limit`). */
+  readonly dtLimit: readonly [number, number];
 }
 
 /**

@@ -120,6 +120,49 @@ export function conv1dStep(
 }
 
 /**
+ * A mixer's causal conv + silu over `xs` `[B, L, C]` (`conv1d.weight` [C, 1, k],
+ * `conv1d.bias` [C]) and, unless stateless, its states: `conv_state`
+ * `[B, C, k]`, updated here, and `ssm_state` `[B, I, N]`, returned for the scan
+ * to read and update. Shared by the Mamba and Mamba-2 mixers.
+ *
+ * @example
+ * ```ts ignore
+ * const { u, ssmState } = mixerConv(g, xs, { name: "m", kernel: 4, mode: "prefill", ssm: [64, 16] });
+ * ```
+ */
+export function mixerConv(
+  g: GraphBuilder,
+  xs: Tensor,
+  o: {
+    name: string;
+    kernel: number;
+    mode: "prefill" | "decode" | "stateless";
+    /** The SSM state's `[I, N]`. */
+    ssm: readonly [number, number];
+    convBias?: boolean;
+    last?: Tensor;
+    dtype?: DType;
+  },
+): { u: Tensor; ssmState?: Tensor } {
+  const B = xs.shape[0], C = Number(xs.shape[2]), k = o.kernel;
+  const dtype = o.dtype ?? xs.dtype;
+  const convW = g.param(`${o.name}.conv1d.weight`, [C, 1, k], dtype);
+  const convB = o.convBias ?? true ? g.param(`${o.name}.conv1d.bias`, [C], dtype) : undefined;
+  if (o.mode === "stateless") return { u: conv1dCausal(xs, convW, { bias: convB, silu: true }) };
+  const [convName, ssmName] = MAMBA_STATE_SUFFIXES.map((s) => o.name + s);
+  const convState = g.state(convName, [B, C, k]);
+  const ssmState = g.state(ssmName, [B, ...o.ssm]);
+  if (o.mode === "decode") {
+    const [u, next] = conv1dStep(convState, xs, convW, { bias: convB, silu: true });
+    g.assign(convState, next);
+    return { u, ssmState };
+  }
+  const u = conv1dCausal(xs, convW, { bias: convB, state: convState, silu: true });
+  g.assign(convState, convStateUpdate(convState, xs, o.last));
+  return { u, ssmState };
+}
+
+/**
  * Options of {@linkcode selectiveScan} and {@linkcode ssmStep}.
  *
  * @example
@@ -390,7 +433,6 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
   const p = (suffix: string, shape: number[], dtype = options.paramDType ?? x.dtype) =>
     g.param(`${options.name}.${suffix}`, shape, dtype);
   const useBias = options.useBias ?? false;
-  const Bsz = x.shape[0];
 
   const formats = options.weightFormats ?? {};
   const pdt = options.paramDType ?? x.dtype;
@@ -407,22 +449,15 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
   );
   const xs = xz.slice(2, 0, I);
   const z = xz.slice(2, I, 2 * I);
-  const convW = p("conv1d.weight", [I, 1, k]);
-  const convB = options.useConvBias ?? true ? p("conv1d.bias", [I]) : undefined;
-  const stateful = mode !== "stateless";
-  const [convName, ssmName] = MAMBA_STATE_SUFFIXES.map((s) => options.name + s);
-  const convState = stateful ? g.state(convName, [Bsz, I, k]) : undefined;
-  const ssmState = stateful ? g.state(ssmName, [Bsz, I, N]) : undefined;
-
-  let u: Tensor;
-  if (mode === "decode") {
-    const [y, next] = conv1dStep(convState!, xs, convW, { bias: convB, silu: true });
-    g.assign(convState!, next);
-    u = y;
-  } else {
-    u = conv1dCausal(xs, convW, { bias: convB, state: convState, silu: true });
-    if (convState) g.assign(convState, convStateUpdate(convState, xs, options.last));
-  }
+  const { u, ssmState } = mixerConv(g, xs, {
+    name: options.name,
+    kernel: k,
+    mode,
+    ssm: [I, N],
+    convBias: options.useConvBias,
+    last: options.last,
+    dtype: options.paramDType,
+  });
 
   const proj = linear(u, "x_proj.weight", R + 2 * N, I);
   let dt = proj.slice(2, 0, R);

@@ -82,6 +82,12 @@ export interface PrebuiltModelData {
    * it lack it and run exact chunks only.
    */
   readonly paddedPrompts?: boolean;
+  /**
+   * false: the decode step computes differently from the prefill (a Mamba-2
+   * whose Δ limit only the prefill applies), so no prompt token runs through
+   * it. Absent: true.
+   */
+  readonly promptsViaDecode?: boolean;
   /** Ids that end generation (config.json's and the tokenizer's EOS). */
   readonly eosTokenIds: readonly number[];
   /** Names of the states the decode loop uses. */
@@ -289,9 +295,13 @@ export class PrebuiltModel {
   ): Record<string, TensorData>[] {
     const { prefillBuckets: buckets, paddedPrompts, maxSeq } = this.data;
     const runs = paddedPrompts
-      ? promptRuns(this.prefill, ids.length, buckets, maxSeq, singles)
+      ? promptRuns(this.prefill, ids.length, buckets, maxSeq, singles && this.#viaDecode)
       : exactRuns(ids.length, buckets);
     return promptChunks(ids, runs, seed, step);
+  }
+
+  get #viaDecode(): boolean {
+    return this.data.promptsViaDecode !== false;
   }
 
   #decodeInputs(pos: number, seed: number, step: number): Record<string, TensorData> {
@@ -395,8 +405,9 @@ export class PrebuiltModel {
     const tc = performance.now();
     // Planned once: what is compiled here is what the loop runs.
     const runs = this.#prefillChunks(ids, seed, 0);
-    const chunks = prefillChunksToCompile(runs, true);
-    const promptViaDecode = coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
+    const chunks = prefillChunksToCompile(runs, this.#viaDecode);
+    const promptViaDecode = this.#viaDecode &&
+      coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
     await prepareGeneration(
       this.prefill,
       this.decode,

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadModel } from "../app/model/mod.ts";
+import { promptsThroughDecode } from "../models/mamba2.ts";
 import { gpu } from "./_util.ts";
 import { toV4Config } from "./fixtures/config_generations.ts";
 import { referenceLogits } from "./reference/hf_reference.ts";
@@ -35,6 +36,8 @@ const FIXTURES = [
   "qwen3_moe",
   "qwen3_moe_sliding_bias",
   "falcon_mamba",
+  "mamba2",
+  "mamba2_bias_limit",
 ];
 
 const readRef = (name: string) =>
@@ -84,7 +87,11 @@ for (const name of FIXTURES) {
         for await (const id of model.generateIds(ref.ids, { maxTokens: ref.greedy.length })) {
           ids.push(id);
         }
-        assert.equal(model.lastStats!.promptRun, via);
+        // A Mamba-2 with a Δ limit never runs a prompt through the decode step.
+        assert.equal(
+          model.lastStats!.promptRun,
+          promptsThroughDecode(model.config) ? via : "prefill",
+        );
         assert.deepEqual(ids.slice(0, n), want, `${name}, prompt via ${via}`);
       };
       await greedy("decode");
@@ -174,6 +181,7 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
     ],
     ["qwen3_moe_sliding_bias", "the sliding window", (c) => ({ ...c, use_sliding_window: false })],
     ["falcon_mamba", "the inner norms' epsilon", (c) => ({ ...c, mixer_rms_eps: 1 })],
+    ["mamba2_bias_limit", "time_step_limit", (c) => ({ ...c, time_step_limit: [0, 1e9] })],
   ];
   const device = await gpu();
   for (const [name, what, edit] of edits) {

@@ -75,7 +75,8 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
 // sliding window shorter than the sequence, a Jamba of attention, Mamba, dense and MoE
 // layers, Qwen2-MoE's shared expert with sliding and dense layers, OLMoE's q/k norms
 // with clip_qkv and llama3 RoPE, Qwen3-MoE's per-head q/k norms with biases, a window
-// and dense layers, Falcon-Mamba's weightless norms on Δ, B and C.
+// and dense layers, Falcon-Mamba's weightless norms on Δ, B and C, Mamba-2 with two B/C
+// groups, and with biases, tied embeddings and Δ clamped by time_step_limit.
 const FIXTURES = [
   "mamba_bias",
   "mixtral_yarn",
@@ -84,6 +85,8 @@ const FIXTURES = [
   "olmoe_llama3_clip",
   "qwen3_moe_sliding_bias",
   "falcon_mamba",
+  "mamba2",
+  "mamba2_bias_limit",
 ];
 
 for (const name of FIXTURES) {

@@ -1,5 +1,5 @@
 /**
- * Random valid configs for the five architectures Kiln loads from Hugging Face,
+ * Random valid configs for the architectures Kiln loads from Hugging Face,
  * spanning the options transformers 5 honours (see `transformers_differential.ts`).
  * Sizes stay tiny (hidden ≤ 64, ≤ 4 layers, vocab ≤ 256) so that a case costs
  * seconds on a CPU WebGPU adapter.
@@ -25,6 +25,7 @@ export const ARCHITECTURES = [
   "MambaForCausalLM",
   "Qwen3MoeForCausalLM",
   "FalconMambaForCausalLM",
+  "Mamba2ForCausalLM",
 ] as const;
 
 /**
@@ -325,6 +326,34 @@ function falconMamba(d: Dice): Record<string, unknown> {
   return { ...mamba(d), mixer_rms_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]) };
 }
 
+function mamba2(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  const hidden = d.int(2, 16) * 4, expand = d.pick([1, 2, 3]);
+  const inner = hidden * expand;
+  const headDim = d.pick([2, 4, 8].filter((p) => inner % p === 0));
+  const heads = inner / headDim;
+  return {
+    ...c,
+    hidden_size: hidden,
+    expand,
+    head_dim: headDim,
+    num_heads: heads,
+    n_groups: d.pick([1, 2, 3, 4].filter((g) => heads % g === 0)),
+    state_size: d.pick([1, 2, 4, 8, 16]),
+    conv_kernel: d.pick([1, 2, 3, 4, 5]),
+    chunk_size: d.pick([4, 8, 16, 256]),
+    use_bias: d.chance(0.5),
+    use_conv_bias: d.chance(0.6),
+    layer_norm_epsilon: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+    residual_in_fp32: d.chance(0.5),
+    tie_word_embeddings: d.chance(0.4),
+    ...(d.chance(0.4)
+      ? { time_step_limit: [d.pick([0.001, 0.01, 0.05]), d.pick([0.2, 1.5, 5.5])] }
+      : {}),
+    ...(d.chance(0.05) ? { hidden_act: d.pick(["gelu", "relu"]) } : {}),
+  };
+}
+
 /**
  * `n` random cases, round-robin over `archs`, reproducible from `seed`.
  *
@@ -356,6 +385,8 @@ export function randomCases(
       ? qwen3Moe(d, prompt_len)
       : arch === "FalconMambaForCausalLM"
       ? falconMamba(d)
+      : arch === "Mamba2ForCausalLM"
+      ? mamba2(d)
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

@@ -13,6 +13,7 @@ import type { TensorData } from "../../core/host.ts";
 import type { DeviceCaps } from "../../core/types.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import type { ModelConfig } from "../../models/config.ts";
+import { promptsThroughDecode } from "../../models/mamba2.ts";
 import { STATES } from "../../models/states.ts";
 import { checkParams } from "../../runtime/bind.ts";
 import type { PrebuiltModelData, SamplingSettings } from "../../runtime/prebuilt_model.ts";
@@ -175,6 +176,7 @@ export async function buildModelModule(
     maxNew: maxSeq,
     prefillBuckets: buckets,
     paddedPrompts: true,
+    ...(promptsThroughDecode(cfg) ? {} : { promptsViaDecode: false }),
     eosTokenIds: [...eos].sort((a, b) => a - b),
     states: { token: STATES.token, generated: STATES.generated },
     variants: variants.map((v) => ({

@@ -166,7 +166,17 @@ async function inspectModel(
         }`,
     );
   }
-  if (cfg.mamba) {
+  const ssd = cfg.mamba?.ssd;
+  if (ssd) {
+    const [lo, hi] = ssd.dtLimit;
+    console.log(
+      `mamba-2: state ${cfg.mamba!.stateSize}, ${ssd.heads} heads × ${ssd.headDim} (inner ${
+        cfg.mamba!.inner
+      }), ${ssd.groups} B/C group${ssd.groups > 1 ? "s" : ""}, conv ${cfg.mamba!.convKernel}` +
+        `, gated norm over ${ssd.normGroups > 1 ? `${ssd.normGroups} groups` : "all channels"}` +
+        (lo > 0 || hi < Infinity ? `, Δ clamped to [${lo}, ${hi}]` : ""),
+    );
+  } else if (cfg.mamba) {
     console.log(
       `mamba: state ${cfg.mamba.stateSize}, inner ${cfg.mamba.inner}, conv ${cfg.mamba.convKernel}, dt rank ${cfg.mamba.dtRank}` +
         (cfg.mamba.weightlessNorms
@@ -175,6 +185,8 @@ async function inspectModel(
           ? ", Δ/B/C norms"
           : ""),
     );
+  }
+  if (cfg.mamba) {
     console.log(`selective scan, prefill of 512 tokens: ${await scanChoice(prefill)}`);
   }
   if (cfg.moe) {

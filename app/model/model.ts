@@ -26,6 +26,7 @@ import type { Graph } from "../../core/graph.ts";
 import type { TensorData } from "../../core/host.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { MAMBA_STATE_SUFFIXES } from "../../models/mamba.ts";
+import { promptsThroughDecode } from "../../models/mamba2.ts";
 import { STATES } from "../../models/states.ts";
 import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
 import {
@@ -494,7 +495,7 @@ export class Model {
    * prefill, so with them every chunk runs the prefill and no prompt the decode step.
    */
   get #plain(): boolean {
-    return !this.experts && !this.parallel;
+    return !this.experts && !this.parallel && promptsThroughDecode(this.config);
   }
 
   /** Compiles the decode step and the prefill at these chunks' lengths (nothing runs). */

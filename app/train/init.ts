@@ -11,7 +11,9 @@
  *   uniform ±`time_step_rank`^−½·`time_step_scale` (or that constant);
  *   `dt_proj.bias` the inverse softplus of Δ log-uniform in
  *   [`time_step_min`, `time_step_max`], floored at `time_step_floor`;
- * - every Mamba mixer: `A_log` = log(1..N) per channel, `D` = 1.
+ * - Mamba-2: Linear weights normal(0, `initializer_range`) except `out_proj`
+ *   and conv1d (kaiming-uniform), conv bias 0, `dt_bias` as Mamba's `dt_proj.bias`;
+ * - every Mamba mixer: `A_log` = log(1..N) per channel (Mamba-2: log(1..H)), `D` = 1.
  *
  * Each tensor draws from its own stream, seeded by the run's seed and the
  * tensor's name, so a tensor's values do not depend on which others exist.
@@ -63,8 +65,9 @@ export function initParam(
 ): Float32Array {
   const n = shape.reduce((a, b) => a * b, 1);
   const rand = mulberry32(streamSeed(options.seed, name));
+  const mamba2 = cfg.architecture === "Mamba2ForCausalLM";
   const mambaArch = cfg.architecture === "MambaForCausalLM" ||
-    cfg.architecture === "FalconMambaForCausalLM";
+    cfg.architecture === "FalconMambaForCausalLM" || mamba2;
   const std = options.initializerRange ?? (mambaArch ? 0.1 : 0.02);
   const last = shape[shape.length - 1];
   if (/(^|\.)(\w*norm\w*|norm_f)\.weight$/.test(name)) return new Float32Array(n).fill(1);
@@ -79,7 +82,7 @@ export function initParam(
     scale: 1,
     scheme: "random" as const,
   };
-  if (mambaArch && /dt_proj\.bias$/.test(name)) {
+  if (mambaArch && /(dt_proj\.bias|mixer\.dt_bias)$/.test(name)) {
     const lo = Math.log(dtInit.min), hi = Math.log(dtInit.max);
     return Float32Array.from({ length: n }, () => {
       const dt = Math.max(Math.exp(lo + rand() * (hi - lo)), dtInit.floor);
@@ -88,7 +91,7 @@ export function initParam(
   }
   if (/\.bias$/.test(name)) {
     // PyTorch's Conv1d default keeps its bias in Mamba; every Linear bias is zeroed.
-    if (mambaArch && /conv1d\.bias$/.test(name)) {
+    if (mambaArch && !mamba2 && /conv1d\.bias$/.test(name)) {
       return uniform(n, 1 / Math.sqrt(cfg.mamba!.convKernel), rand);
     }
     return new Float32Array(n);
@@ -97,6 +100,8 @@ export function initParam(
     return normal(n, std, rand);
   }
   if (!mambaArch) return normal(n, std, rand);
+  // Mamba2PreTrainedModel: Linear layers normal(0, std), then conv1d and out_proj kaiming.
+  if (mamba2 && !/(conv1d|out_proj)\.weight$/.test(name)) return normal(n, std, rand);
   if (/dt_proj\.weight$/.test(name)) {
     const s = cfg.mamba!.dtRank ** -0.5 * dtInit.scale;
     return dtInit.scheme === "constant" ? new Float32Array(n).fill(s) : uniform(n, s, rand);

@@ -15,6 +15,7 @@ import { olmoe } from "./olmoe.ts";
 import { qwen2Moe } from "./qwen2_moe.ts";
 import { qwen3Moe } from "./qwen3_moe.ts";
 import { falconMamba } from "./falcon_mamba.ts";
+import { mamba2 } from "./mamba2.ts";
 import { ConfigReader, show } from "./reader.ts";
 import type { ArchitectureSpec, CheckpointLayout, SwigluNames } from "./spec.ts";
 
@@ -27,7 +28,7 @@ export { ConfigReader };
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 5
+ * Object.keys(ARCHITECTURE_SPECS).length; // 8
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -38,6 +39,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   OlmoeForCausalLM: olmoe,
   Qwen3MoeForCausalLM: qwen3Moe,
   FalconMambaForCausalLM: falconMamba,
+  Mamba2ForCausalLM: mamba2,
 };
 
 /**

@@ -64,6 +64,7 @@
 import { join } from "node:path";
 import { Checkpoint } from "../../app/safetensors/mod.ts";
 import { type ReferenceRope, referenceRope } from "./rope_reference.ts";
+import { type Mamba2Dims, mamba2Mixer, type Mamba2Weights } from "./mamba2_reference.ts";
 
 /** A config.json document. */
 export type HfConfig = Record<string, unknown>;
@@ -76,7 +77,8 @@ export type ReferenceArchitecture =
   | "Qwen2MoeForCausalLM"
   | "OlmoeForCausalLM"
   | "Qwen3MoeForCausalLM"
-  | "FalconMambaForCausalLM";
+  | "FalconMambaForCausalLM"
+  | "Mamba2ForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -86,6 +88,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "OlmoeForCausalLM",
   "Qwen3MoeForCausalLM",
   "FalconMambaForCausalLM",
+  "Mamba2ForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -161,7 +164,10 @@ export function layerKinds(config: HfConfig): LayerKind[] {
   for (let i = 0; i < n; i++) {
     if (arch === "MixtralForCausalLM" || arch === "OlmoeForCausalLM") {
       out.push({ mixer: "attention", ffn: "moe" });
-    } else if (arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM") {
+    } else if (
+      arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||
+      arch === "Mamba2ForCausalLM"
+    ) {
       out.push({ mixer: "mamba", ffn: "none" });
     } else if (arch === "Qwen2MoeForCausalLM" || arch === "Qwen3MoeForCausalLM") {
       const mlpOnly = (config.mlp_only_layers ?? []) as number[];
@@ -221,6 +227,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       OlmoeForCausalLM: 64,
       MambaForCausalLM: 0,
       FalconMambaForCausalLM: 0,
+      Mamba2ForCausalLM: 0,
     }[arch],
   );
 }
@@ -759,6 +766,7 @@ type Layer = {
   shared?: SwigluWeights;
   sharedGate?: Float64Array;
   mamba?: MambaWeights;
+  mamba2?: Mamba2Weights;
   router?: Float64Array;
   experts?: SwigluWeights[];
   mlp?: SwigluWeights;
@@ -863,8 +871,9 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
   const ckpt = await Checkpoint.open(dir);
   try {
     const w = new Weights(ckpt, dir);
-    const model = arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM"
-      ? await loadMamba(w, config, kinds, arch === "FalconMambaForCausalLM")
+    const model = arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||
+        arch === "Mamba2ForCausalLM"
+      ? await loadMamba(w, config, kinds, arch)
       : await loadTransformer(w, config, kinds, arch);
     const unused = [...ckpt.tensors.keys()].filter((n) => !w.used.has(n));
     if (unused.length) {
@@ -919,8 +928,9 @@ async function loadMamba(
   w: Weights,
   config: HfConfig,
   kinds: LayerKind[],
-  falcon: boolean,
+  arch: "MambaForCausalLM" | "FalconMambaForCausalLM" | "Mamba2ForCausalLM",
 ): Promise<ReferenceModel> {
+  const falcon = arch === "FalconMambaForCausalLM";
   const H = intField(config, "hidden_size");
   const vocab = intField(config, "vocab_size");
   const eps = field(config, "layer_norm_epsilon", 1e-5);
@@ -941,6 +951,20 @@ async function loadMamba(
   const layers: Layer[] = [];
   for (let l = 0; l < kinds.length; l++) {
     const p = `backbone.layers.${l}`;
+    if (arch === "Mamba2ForCausalLM") {
+      layers.push({
+        kind: kinds[l],
+        norm1: await w.get(`${p}.norm.weight`, [H]),
+        mamba2: await readMamba2(
+          w,
+          `${p}.mixer`,
+          mamba2Dims(config),
+          config.use_bias === true,
+          config.use_conv_bias !== false,
+        ),
+      });
+      continue;
+    }
     layers.push({
       kind: kinds[l],
       norm1: await w.get(`${p}.norm.weight`, [H]),
@@ -964,11 +988,12 @@ async function loadMamba(
     }
   }
   const normF = await w.get("backbone.norm_f.weight", [H]);
-  const head = config.tie_word_embeddings === false
-    ? await w.get("lm_head.weight", [vocab, H])
-    : emb;
+  // Mamba2Config does not tie by default; MambaConfig does.
+  const tied = config.tie_word_embeddings ?? arch !== "Mamba2ForCausalLM";
+  const head = tied === false ? await w.get("lm_head.weight", [vocab, H]) : emb;
+  const m2 = arch === "Mamba2ForCausalLM" ? mamba2Dims(config) : undefined;
   return {
-    architecture: falcon ? "FalconMambaForCausalLM" : "MambaForCausalLM",
+    architecture: arch,
     config,
     layers: kinds,
     vocabSize: vocab,
@@ -976,10 +1001,62 @@ async function loadMamba(
       const T = ids.length;
       const x = embed(ids, emb, vocab, H);
       for (const layer of layers) {
-        addInPlace(x, mambaMixer(rmsNorm(x, T, H, layer.norm1, eps), T, layer.mamba!, dims));
+        const normed = rmsNorm(x, T, H, layer.norm1, eps);
+        addInPlace(
+          x,
+          m2
+            ? mamba2Mixer(normed, T, layer.mamba2!, m2)
+            : mambaMixer(normed, T, layer.mamba!, dims),
+        );
       }
       return linear(rmsNorm(x, T, H, normF, eps), T, H, head, vocab);
     },
+  };
+}
+
+/** A float of time_step_limit: a number or transformers 5's `{"__float__": "Infinity"}`. */
+function limitValue(v: unknown): number {
+  if (typeof v === "number") return v;
+  const f = (v as { __float__?: string } | null)?.__float__;
+  if (f === "Infinity") return Infinity;
+  throw new TypeError(`config.json: time_step_limit holds ${JSON.stringify(v)}`);
+}
+
+function mamba2Dims(config: HfConfig): Mamba2Dims {
+  const limit = (config.time_step_limit ?? [0, Infinity]) as unknown[];
+  return {
+    hidden: intField(config, "hidden_size"),
+    heads: intField(config, "num_heads", 128),
+    headDim: intField(config, "head_dim", 64),
+    groups: intField(config, "n_groups", 8),
+    state: intField(config, "state_size", 128),
+    convKernel: intField(config, "conv_kernel", 4),
+    dtLimit: [limitValue(limit[0]), limitValue(limit[1])],
+    eps: field(config, "layer_norm_epsilon", 1e-5),
+    normGroups: 1,
+  };
+}
+
+async function readMamba2(
+  w: Weights,
+  prefix: string,
+  d: Mamba2Dims,
+  projBias: boolean,
+  convBias: boolean,
+): Promise<Mamba2Weights> {
+  const I = d.heads * d.headDim, convDim = I + 2 * d.groups * d.state;
+  const rows = I + convDim + d.heads;
+  return {
+    inProj: await w.get(`${prefix}.in_proj.weight`, [rows, d.hidden]),
+    inProjBias: await w.maybe(`${prefix}.in_proj.bias`, [rows], projBias),
+    conv: await w.get(`${prefix}.conv1d.weight`, [convDim, 1, d.convKernel]),
+    convBias: await w.maybe(`${prefix}.conv1d.bias`, [convDim], convBias),
+    dtBias: await w.get(`${prefix}.dt_bias`, [d.heads]),
+    aLog: await w.get(`${prefix}.A_log`, [d.heads]),
+    d: await w.get(`${prefix}.D`, [d.heads]),
+    norm: await w.get(`${prefix}.norm.weight`, [I]),
+    outProj: await w.get(`${prefix}.out_proj.weight`, [d.hidden, I]),
+    outProjBias: await w.maybe(`${prefix}.out_proj.bias`, [d.hidden], projBias),
   };
 }
 
@@ -987,7 +1064,10 @@ async function loadTransformer(
   w: Weights,
   config: HfConfig,
   kinds: LayerKind[],
-  arch: Exclude<ReferenceArchitecture, "MambaForCausalLM" | "FalconMambaForCausalLM">,
+  arch: Exclude<
+    ReferenceArchitecture,
+    "MambaForCausalLM" | "FalconMambaForCausalLM" | "Mamba2ForCausalLM"
+  >,
 ): Promise<ReferenceModel> {
   const jamba = arch === "JambaForCausalLM";
   const qwen = arch === "Qwen2MoeForCausalLM";

@@ -1,0 +1,112 @@
+/**
+ * Mamba-2 (`Mamba2ForCausalLM`, e.g. mistralai/Mamba-Codestral-7B-v0.1,
+ * state-spaces/mamba2-*): every layer is x + Mamba2Mixer(RMSNorm(x)), the SSD
+ * layer with heads of scalar A, B and C shared per group, and a gated RMSNorm
+ * before out_proj; laid out as Mamba's (`backbone.*`).
+ *
+ * @module
+ */
+
+import type { ModelConfig } from "../config.ts";
+import { baseFields, uniformLayers } from "./common.ts";
+import { mamba } from "./mamba.ts";
+import { MAX_CONFIG_INT, show } from "./reader.ts";
+import type { ConfigReader } from "./reader.ts";
+import type { ArchitectureSpec } from "./spec.ts";
+
+/**
+ * The Mamba-2 spec.
+ *
+ * @example
+ * ```ts
+ * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
+ * ARCHITECTURE_SPECS.Mamba2ForCausalLM.layout.mamba; // "mixer"
+ * ```
+ */
+export const mamba2: ArchitectureSpec = {
+  architecture: "Mamba2ForCausalLM",
+  modelType: "mamba2",
+  summary: "Mamba-2 (SSD) mixer in every layer: scalar A per head, B and C per group",
+  layout: mamba.layout,
+  parse: mamba2Fields,
+};
+
+/** A float of a config list: a number, or transformers 5's `{"__float__": "Infinity"}`. */
+function floatOf(c: ConfigReader, name: string, v: unknown): number {
+  if (typeof v === "number") return v;
+  if (typeof v === "object" && v !== null && "__float__" in v) {
+    const text = (v as { __float__: unknown }).__float__;
+    if (text === "Infinity") return Infinity;
+    if (text === "-Infinity") return -Infinity;
+  }
+  throw new TypeError(`${c.file}: field "${name}" must hold numbers, got ${show(c.raw(name))}`);
+}
+
+function mamba2Fields(c: ConfigReader): ModelConfig {
+  c.silu();
+  // Mamba2Config's token id defaults.
+  const base = baseFields(c, { bos: 0, eos: 0 });
+  const heads = c.positive("num_heads", 128), headDim = c.positive("head_dim", 64);
+  const groups = c.positive("n_groups", 8);
+  const inner = heads * headDim;
+  const expand = c.num("expand", 2);
+  // Mamba2Config refuses the same disagreement.
+  if (Math.floor(expand * base.hidden) !== inner) {
+    throw new RangeError(
+      `${c.file}: expand ${expand} × hidden_size ${base.hidden} must equal num_heads ${heads} × ` +
+        `head_dim ${headDim} (${inner})`,
+    );
+  }
+  if (inner > MAX_CONFIG_INT) {
+    throw new RangeError(`${c.file}: num_heads × head_dim is ${inner}, over ${MAX_CONFIG_INT}`);
+  }
+  if (heads % groups !== 0) {
+    throw new RangeError(`${c.file}: num_heads ${heads} must be a multiple of n_groups ${groups}`);
+  }
+  const raw = c.raw("time_step_limit") ?? [0, Infinity];
+  if (!Array.isArray(raw) || raw.length !== 2) {
+    throw new TypeError(
+      `${c.file}: field "time_step_limit" must be [min, max], got ${
+        show(c.raw("time_step_limit"))
+      }`,
+    );
+  }
+  const lo = floatOf(c, "time_step_limit", raw[0]), hi = floatOf(c, "time_step_limit", raw[1]);
+  if (!(lo >= 0 && hi >= lo)) {
+    throw new RangeError(
+      `${c.file}: field "time_step_limit" [${lo}, ${hi}] must satisfy 0 <= min <= max`,
+    );
+  }
+  const dtMin = c.num("time_step_min", 0.001), dtMax = c.num("time_step_max", 0.1);
+  if (!(dtMin > 0 && dtMax >= dtMin)) {
+    throw new RangeError(
+      `${c.file}: time_step_min ${dtMin} and time_step_max ${dtMax} must satisfy 0 < min <= max`,
+    );
+  }
+  return {
+    architecture: "Mamba2ForCausalLM",
+    ...base,
+    intermediate: 0,
+    normEps: c.nonNegative("layer_norm_epsilon", 1e-5),
+    tieEmbeddings: c.bool("tie_word_embeddings", false),
+    pattern: uniformLayers(base.layers, "mamba", "none"),
+    mamba: {
+      stateSize: c.positive("state_size", 128),
+      inner,
+      convKernel: c.positive("conv_kernel", 4),
+      // Mamba-2's Δ is one value a head, straight from in_proj.
+      dtRank: heads,
+      projBias: c.bool("use_bias", false),
+      convBias: c.bool("use_conv_bias", true),
+      innerNorms: false,
+      ssd: { heads, headDim, groups, normGroups: 1, dtLimit: [lo, hi] },
+      dtInit: {
+        min: dtMin,
+        max: dtMax,
+        floor: c.num("time_step_floor", 1e-4),
+        scale: 1,
+        scheme: "random",
+      },
+    },
+  };
+}

@@ -49,6 +49,7 @@ const CASES: Array<[string, string]> = [
   ["olmoe", "olmoe"],
   ["qwen3_moe", "qwen3moe"],
   ["falcon_mamba", "mamba"],
+  ["mamba2", "mamba2"],
 ];
 
 for (const [fixture, arch] of CASES) {
@@ -86,7 +87,22 @@ for (const [fixture, arch] of CASES) {
         // The stored layout is llama.cpp's.
         const f = model.file;
         const cfg = parseConfig(config);
-        if (cfg.mamba) {
+        if (cfg.mamba?.ssd) {
+          // llama.cpp's mamba2 layout and keys (convert_hf_to_gguf.py's Mamba2Model).
+          const { inner: I, stateSize: N, convKernel, ssd } = cfg.mamba;
+          const conv = I + 2 * ssd.groups * N;
+          assert.deepEqual(f.info("blk.0.ssm_conv1d.weight").shape, [conv, convKernel]);
+          assert.deepEqual(f.info("blk.0.ssm_a").shape, [ssd.heads, 1]);
+          assert.deepEqual(f.info("blk.0.ssm_d").shape, [ssd.heads, 1]);
+          assert.deepEqual(f.info("blk.0.ssm_dt.bias").shape, [ssd.heads]);
+          assert.deepEqual(f.info("blk.0.ssm_norm.weight").shape, [ssd.groups, I / ssd.groups]);
+          assert.equal(f.number("mamba2.ssm.group_count"), ssd.groups);
+          assert.equal(f.number("mamba2.ssm.time_step_rank"), ssd.heads);
+          assert.equal(f.number("mamba2.ssm.inner_size"), I);
+          assert.equal(f.number("mamba2.attention.head_count"), 0);
+          // Kiln's own key: transformers' norm over all channels (llama.cpp's is grouped).
+          assert.equal(f.number("mamba2.ssm.norm_group_count"), 1);
+        } else if (cfg.mamba) {
           const { inner, convKernel } = cfg.mamba;
           assert.deepEqual(f.info("blk.0.ssm_conv1d.weight").shape, [inner, convKernel]);
           const a = await f.readF32("blk.0.ssm_a");
@@ -492,6 +508,48 @@ Deno.test("gguf arch: the Qwen3-MoE settings llama.cpp's qwen3moe model cannot h
     TypeError,
     ["Qwen3MoeForCausalLM with sliding-window layers has no GGUF form"],
   );
+});
+
+Deno.test("gguf arch: Mamba-2 — llama.cpp's files run its grouped norm, Kiln's keep transformers'; what llama.cpp cannot hold is refused", async () => {
+  const config = JSON.parse(await Deno.readTextFile(join(FIXTURES, "mamba2", "config.json")));
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ use_bias: true }, "use_bias true"],
+    [{ use_conv_bias: false }, "use_conv_bias false"],
+  ];
+  for (const [change, part] of cases) {
+    await rejectsWith(
+      Promise.resolve().then(() => ggufArchMetadata({ ...config, ...change })),
+      TypeError,
+      ["Mamba-2 with", part, "has no GGUF form"],
+    );
+  }
+  // A limit on Δ travels in Kiln's own key.
+  const limited = new Map(ggufArchMetadata({ ...config, time_step_limit: [0.01, 0.5] }));
+  const limit = limited.get("mamba2.ssm.time_step_limit")!.value as { values: readonly unknown[] };
+  assert.deepEqual(limit.values, [0.01, 0.5]);
+  // Written as llama.cpp's converter writes it (no norm_group_count key): grouped.
+  const grouped = { ...config, kiln_norm_groups: config.n_groups };
+  const keys = new Map(ggufArchMetadata(grouped));
+  assert.equal(keys.has("mamba2.ssm.norm_group_count"), false);
+  await withTmp(async (tmp) => {
+    const ckpt = await Checkpoint.open(join(FIXTURES, "mamba2"));
+    const out = join(tmp, "m.gguf");
+    try {
+      await convertToGguf(
+        { config: grouped, tensors: ckpt.tensors, readF32: (n) => ckpt.readF32(n) },
+        out,
+        { type: "f32" },
+      );
+    } finally {
+      ckpt.close();
+    }
+    const model = await openGgufModel(out);
+    try {
+      assert.equal(parseConfig(model.config).mamba!.ssd!.normGroups, config.n_groups);
+    } finally {
+      model.close();
+    }
+  });
 });
 
 Deno.test("gguf arch: a Jamba with attention in every layer still carries the SSM keys and reads back", async () => {

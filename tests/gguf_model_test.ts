@@ -46,6 +46,7 @@ for (
     "olmoe",
     "qwen3_moe",
     "falcon_mamba",
+    "mamba2",
   ]
 ) {
   Deno.test(`GGUF ${name} (f32, converted as llama.cpp does): logits and greedy ids match transformers`, async () => {

@@ -194,6 +194,7 @@ export function hfConfigFromGguf(
   }
   let config: Json;
   if (arch === "mamba") config = mambaConfig(k, common, H, eps);
+  else if (arch === "mamba2") config = mamba2Config(k, common, H, eps);
   else if (arch === "jamba") config = { ...jambaConfig(k, common, L, H), rms_norm_eps: eps };
   else {
     const family = arch === "llama"
@@ -405,6 +406,40 @@ function mambaConfig(k: Keys, common: Json, H: number, eps: number): Json {
   };
   if (Number.isInteger(inner / H)) out.expand = inner / H;
   return out;
+}
+
+/**
+ * `mamba2`: heads from `ssm.time_step_rank`. The gated norm spans
+ * `ssm.group_count` groups, as llama.cpp computes it, unless Kiln's own
+ * `ssm.norm_group_count` says otherwise (files Kiln wrote from a transformers
+ * checkpoint: 1); Kiln's `ssm.time_step_limit` restores a Δ limit.
+ */
+function mamba2Config(k: Keys, common: Json, H: number, eps: number): Json {
+  const inner = k.num("ssm.inner_size"), heads = k.num("ssm.time_step_rank");
+  const groups = k.num("ssm.group_count");
+  if (!(heads >= 1) || !Number.isInteger(inner / heads)) {
+    throw new RangeError(
+      `${k.m.path}: metadata ${quote(k.key("ssm.inner_size"))} ${inner} is not a multiple of ` +
+        `${quote(k.key("ssm.time_step_rank"))} ${heads} (Mamba-2's heads)`,
+    );
+  }
+  const limit = k.m.optionalArray(k.key("ssm.time_step_limit"))?.values;
+  return {
+    architectures: ["Mamba2ForCausalLM"],
+    model_type: "mamba2",
+    ...common,
+    num_heads: heads,
+    head_dim: inner / heads,
+    n_groups: groups,
+    expand: inner / H,
+    state_size: k.num("ssm.state_size"),
+    conv_kernel: k.num("ssm.conv_kernel"),
+    layer_norm_epsilon: eps,
+    use_bias: k.has("blk.0.ssm_in.bias"),
+    use_conv_bias: k.has("blk.0.ssm_conv1d.bias"),
+    kiln_norm_groups: k.opt("ssm.norm_group_count") ?? groups,
+    ...(limit ? { time_step_limit: limit } : {}),
+  };
 }
 
 /** `jamba`: layer kinds from head_count_kv and the routers present. */

@@ -45,7 +45,7 @@
  * @module
  */
 
-import type { ModelConfig } from "../../models/config.ts";
+import type { MambaSsdConfig, ModelConfig } from "../../models/config.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
 import type { QuantizeChoice } from "../../core/quant/formats.ts";
 import type { GgufMix } from "./quant_mix.ts";
@@ -184,11 +184,12 @@ export function ggufArchMetadata(
   put("general.type", "string", "model");
   put("general.name", "string", options.name ?? (path.split("/").pop() || cfg.architecture));
   u32("vocab_size", cfg.vocabSize);
-  const ctx = arch === "mamba" ? 2 ** 20 : cfg.maxPositions ?? DEFAULT_CONTEXT[cfg.architecture];
+  const ssm = arch === "mamba" || arch === "mamba2";
+  const ctx = ssm ? 2 ** 20 : cfg.maxPositions ?? DEFAULT_CONTEXT[cfg.architecture];
   u32("context_length", ctx);
   u32("embedding_length", cfg.hidden);
   u32("block_count", cfg.layers);
-  if (arch === "mamba") {
+  if (ssm) {
     u32("feed_forward_length", 0);
     u32("attention.head_count", 0);
   } else {
@@ -201,6 +202,7 @@ export function ggufArchMetadata(
   if (arch === "olmoe") refuseOlmoeExtras(cfg);
   if (arch === "qwen2moe") refuseQwen2MoeExtras(cfg);
   if (arch === "qwen3moe") refuseQwen3MoeExtras(cfg);
+  if (arch === "mamba2") refuseMamba2Extras(cfg);
   if (arch === "llama" || arch === "qwen2moe" || arch === "olmoe" || arch === "qwen3moe") {
     attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   }
@@ -220,6 +222,7 @@ export function ggufArchMetadata(
     u32("ssm.inner_size", cfg.mamba.inner);
     u32("ssm.state_size", cfg.mamba.stateSize);
     u32("ssm.time_step_rank", cfg.mamba.dtRank);
+    if (cfg.mamba.ssd) mamba2Keys(cfg.mamba.ssd, u32, put);
   } else if (arch === "jamba") {
     // A Jamba whose layers are all attention still carries the SSM keys: llama.cpp's
     // jamba loader (and Kiln's reader) require them. JambaConfig's defaults.
@@ -235,7 +238,7 @@ export function ggufArchMetadata(
   // at the layers' epsilon): Kiln's own key keeps it, which llama.cpp ignores.
   const weightless = cfg.mamba?.weightlessNorms;
   if (arch === "mamba" && weightless) f32("ssm.dt_b_c_rms_eps", weightless.eps);
-  if (arch !== "mamba") {
+  if (!ssm) {
     u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));
   }
@@ -321,6 +324,39 @@ function refuseQwen3MoeExtras(cfg: ModelConfig): void {
     : undefined;
   if (extra) {
     throw new TypeError(`config.json: Qwen3-MoE with ${extra} has no GGUF form`);
+  }
+}
+
+/**
+ * Mamba-2 configs whose GGUF form llama.cpp could not load: its `mamba2`
+ * projections have no biases and its conv always has one.
+ */
+function refuseMamba2Extras(cfg: ModelConfig): void {
+  const m = cfg.mamba!;
+  const extra = m.projBias
+    ? "use_bias true (llama.cpp's mamba2 projections have no biases)"
+    : !m.convBias
+    ? "use_conv_bias false (llama.cpp's mamba2 needs ssm_conv1d.bias)"
+    : undefined;
+  if (extra) throw new TypeError(`config.json: Mamba-2 with ${extra} has no GGUF form`);
+}
+
+/**
+ * `ssm.group_count`, and Kiln's own keys (llama.cpp ignores them) for what
+ * transformers computes and llama.cpp does not: the gated norm over all
+ * channels (`ssm.norm_group_count`: llama.cpp normalises each B/C group) and
+ * a Δ limit (`ssm.time_step_limit`).
+ */
+function mamba2Keys(
+  ssd: MambaSsdConfig,
+  u32: (key: string, v: number) => void,
+  put: (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) => void,
+): void {
+  u32("ssm.group_count", ssd.groups);
+  if (ssd.normGroups !== ssd.groups) u32("ssm.norm_group_count", ssd.normGroups);
+  const [lo, hi] = ssd.dtLimit;
+  if (lo > 0 || hi < Infinity) {
+    put("mamba2.ssm.time_step_limit", "array", { type: "f32", values: [lo, hi] });
   }
 }
 

@@ -39,6 +39,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   OlmoeForCausalLM: "olmoe",
   Qwen3MoeForCausalLM: "qwen3moe",
   FalconMambaForCausalLM: "mamba",
+  Mamba2ForCausalLM: "mamba2",
 };
 
 /**
@@ -57,6 +58,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "qwen2moe",
   "olmoe",
   "qwen3moe",
+  "mamba2",
 ];
 
 /**
@@ -135,6 +137,40 @@ export function keepsF32(name: string, shape: readonly number[]): boolean {
 }
 
 /**
+ * A Mamba-2 mixer's GGUF tensors (llama.cpp's `mamba2`): A and D `[H, 1]`,
+ * `dt_bias` as `ssm_dt.bias`, the gated norm's weight `[G, I/G]`, no
+ * projection biases.
+ */
+function mamba2Plans(
+  cfg: ModelConfig,
+  M: string,
+  b: string,
+  add: (
+    name: string,
+    shape: number[],
+    source: string,
+    sourceShape?: number[],
+    t?: GgufTransform,
+  ) => void,
+): void {
+  const { inner: I, stateSize: N, convKernel: k, ssd } = cfg.mamba!;
+  const { heads: Hh, groups: G } = ssd!;
+  const conv = I + 2 * G * N;
+  add(`${b}.ssm_in.weight`, [I + conv + Hh, cfg.hidden], `${M}.in_proj.weight`);
+  // llama.cpp has no projection biases: the metadata refuses them; listed so the
+  // refusal, not an unused-tensor error, is what a user reads.
+  if (cfg.mamba!.projBias) add(`${b}.ssm_in.bias`, [I + conv + Hh], `${M}.in_proj.bias`);
+  add(`${b}.ssm_conv1d.weight`, [conv, k], `${M}.conv1d.weight`, [conv, 1, k]);
+  if (cfg.mamba!.convBias) add(`${b}.ssm_conv1d.bias`, [conv], `${M}.conv1d.bias`);
+  add(`${b}.ssm_dt.bias`, [Hh], `${M}.dt_bias`);
+  add(`${b}.ssm_a`, [Hh, 1], `${M}.A_log`, [Hh], { kind: "neg_exp" });
+  add(`${b}.ssm_d`, [Hh, 1], `${M}.D`, [Hh]);
+  add(`${b}.ssm_norm.weight`, [G, I / G], `${M}.norm.weight`, [I]);
+  add(`${b}.ssm_out.weight`, [cfg.hidden, I], `${M}.out_proj.weight`);
+  if (cfg.mamba!.projBias) add(`${b}.ssm_out.bias`, [cfg.hidden], `${M}.out_proj.bias`);
+}
+
+/**
  * Every GGUF tensor llama.cpp's converter writes for `cfg`, in layer order
  * (token_embd, each block, output_norm, output), with the Hugging Face tensors
  * each holds (names from the architecture's checkpoint layout).
@@ -208,6 +244,8 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
         add(`${b}.attn_q_norm.weight`, [d || q], `${A}.q_norm.weight`);
         add(`${b}.attn_k_norm.weight`, [d || kv], `${A}.k_norm.weight`);
       }
+    } else if (cfg.mamba?.ssd) {
+      mamba2Plans(cfg, `${P}.${lay.mamba}`, b, add);
     } else {
       const m = cfg.mamba!;
       const M = `${P}.${lay.mamba}`;

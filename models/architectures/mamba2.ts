@@ -42,6 +42,20 @@ function floatOf(c: ConfigReader, name: string, v: unknown): number {
   throw new TypeError(`${c.file}: field "${name}" must hold numbers, got ${show(c.raw(name))}`);
 }
 
+/**
+ * Groups of the gated norm: transformers' 1, or (`kiln_norm_groups`, which a
+ * GGUF file's config carries) llama.cpp's `n_groups`.
+ */
+function normGroupsField(c: ConfigReader, groups: number): number {
+  const n = c.positive("kiln_norm_groups", 1);
+  if (n !== 1 && n !== groups) {
+    throw new RangeError(
+      `${c.file}: field "kiln_norm_groups" must be 1 or n_groups ${groups}, got ${n}`,
+    );
+  }
+  return n;
+}
+
 function mamba2Fields(c: ConfigReader): ModelConfig {
   c.silu();
   // Mamba2Config's token id defaults.
@@ -99,7 +113,7 @@ function mamba2Fields(c: ConfigReader): ModelConfig {
       projBias: c.bool("use_bias", false),
       convBias: c.bool("use_conv_bias", true),
       innerNorms: false,
-      ssd: { heads, headDim, groups, normGroups: 1, dtLimit: [lo, hi] },
+      ssd: { heads, headDim, groups, normGroups: normGroupsField(c, groups), dtLimit: [lo, hi] },
       dtInit: {
         min: dtMin,
         max: dtMax,

@@ -7,6 +7,7 @@
  */
 import {
   JAMBA_V01_CONFIG,
+  MAMBA_CODESTRAL_7B_CONFIG_TEXT,
   MIXTRAL_8X7B_CONFIG,
   QWEN3_30B_A3B_CONFIG,
 } from "./fixtures/published_configs.ts";
@@ -14,10 +15,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { kiln } from "./fixtures/kiln_cli.ts";
 
-async function withConfig(config: object, fn: (dir: string) => Promise<void>): Promise<void> {
+async function withConfig(
+  config: object | string,
+  fn: (dir: string) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "kiln_real_size_" });
   try {
-    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(config));
+    const text = typeof config === "string" ? config : JSON.stringify(config);
+    await Deno.writeTextFile(join(dir, "config.json"), text);
     await fn(dir);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -99,6 +104,18 @@ Deno.test("kiln inspect: Qwen3-30B-A3B at f16 plans under 24 and 80 GiB", async 
       assert.equal(residentPerLayer(r.stdout).length, 48, "48 MoE layers");
       assert.equal(/all experts resident/.test(r.stdout), all, r.stdout);
     }
+  });
+});
+
+Deno.test("kiln inspect: Mamba-Codestral-7B's hub config (bare Infinity and all)", async () => {
+  await withConfig(MAMBA_CODESTRAL_7B_CONFIG_TEXT, async (dir) => {
+    const r = await kiln("inspect", dir, "--dtype", "f16");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /128 heads × 64 \(inner 8192\), 8 B\/C groups, conv 4/);
+    // 64 · (18560·4096 in_proj + 10240·5 conv + 3·128 + 8192 norm + 4096·8192 out_proj + 4096)
+    // + 2 · 32768·4096 (untied) + 4096 = 7,285,403,648.
+    assert.match(r.stdout, /parameters: 7\.29B total, 7\.29B active per token/);
+    assert.match(r.stdout, /13\.57 GiB at f16/);
   });
 });
 

@@ -286,7 +286,7 @@ export class KernelBuilder {
 
 /**
  * Renumbers the names codegen derives from graph value ids (`v41`, `x5`, `y12`,
- * `e7`, `p3_32`) in order of first appearance, so the same kernel in two layers
+ * `e7`, `p3_32`, a view's nested `vn43_11`) in order of first appearance, so the same kernel in two layers
  * is the same text and the device compiles one pipeline for both. Every name of
  * these forms is renamed, one to one within its prefix, so no two names merge
  * and no other identifier can be hit (`1e5` has no word boundary before `e`).
@@ -299,12 +299,16 @@ export class KernelBuilder {
 export function canonicalNames(code: string): string {
   const names = new Map<string, string>();
   const next = new Map<string, number>();
-  return code.replace(/\b(v|x|y|e|p\d+_)(\d+)\b/g, (name, prefix: string) => {
+  // A view's nested cluster names its values `vn<node>_<value>` (nested again:
+  // `vn<node>_n<node>_<value>`): both ids vary by layer, so each whole name maps
+  // to `vw<k>`, a prefix nothing else uses.
+  return code.replace(/\b(v|x|y|e|p\d+_|vn(?:\d+_n)*\d+_)(\d+)\b/g, (name, prefix: string) => {
     let to = names.get(name);
     if (to === undefined) {
-      const k = next.get(prefix) ?? 0;
-      next.set(prefix, k + 1);
-      to = `${prefix}${k}`;
+      const cls = prefix.startsWith("vn") ? "vw" : prefix;
+      const k = next.get(cls) ?? 0;
+      next.set(cls, k + 1);
+      to = `${cls}${k}`;
       names.set(name, to);
     }
     return to;

@@ -11,6 +11,8 @@ import { join } from "node:path";
 import { GraphBuilder } from "../compiler/builder.ts";
 import { compile } from "../runtime/executable.ts";
 import { mamba2Mixer } from "../models/mamba2.ts";
+import { buildCausalLM } from "../models/causal_lm.ts";
+import { canonicalNames } from "../compiler/codegen.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
 import { parsePythonJson } from "../app/fs_errors.ts";
 import { loadModel } from "../app/model/mod.ts";
@@ -212,4 +214,30 @@ Deno.test("config.json with Python's bare Infinity (transformers 4) loads as tra
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("Mamba-2 layers share their pipelines: a view's nested names are canonical too", async () => {
+  // Δ and A broadcast over a head's channels are views whose producers the step kernel
+  // computes inline; their names once carried node ids, so each layer compiled its own.
+  const cfg = parseConfig({ ...BASE, num_hidden_layers: 3 });
+  const exe = compile(buildCausalLM(cfg, { mode: "decode", maxSeq: 16, maxNew: 4 }), await gpu());
+  try {
+    const plan = exe.plan({});
+    const step = plan.kernels.filter((k) => k.label.includes("ssm_step"));
+    assert.ok(step.length >= 3 * 2, "a step kernel for each of two groups a layer");
+    // One pipeline per group (their slices of x·B·C start at different offsets).
+    assert.equal(
+      new Set(step.map((k) => k.code)).size,
+      2,
+      "the layers share the groups' pipelines",
+    );
+    const all = new Set(plan.kernels.map((k) => k.code)).size;
+    assert.ok(all * 3 <= plan.kernels.length + 6, `${all} distinct of ${plan.kernels.length}`);
+  } finally {
+    exe.dispose();
+  }
+  assert.equal(
+    canonicalNames("let vn43_11 = p7_0[i]; let vn90_n3_2 = vn43_11;"),
+    "let vw0 = p7_0[i]; let vw1 = vw0;",
+  );
 });

@@ -94,6 +94,31 @@ Deno.test("trainer: fresh weights follow Hugging Face's init rules", () => {
   const inProj = initParam(mamba, `${p}.in_proj.weight`, [128, 32], { seed: 1 });
   assert.ok(inProj.every((x) => Math.abs(x) <= 1 / Math.sqrt(32)));
   assert.ok(inProj.some((x) => Math.abs(x) > 0.8 / Math.sqrt(32)));
+
+  // Mamba2PreTrainedModel._init_weights: Linear normal(0, initializer_range 0.1) but
+  // out_proj and conv1d kaiming-uniform, conv bias 0; A_log = log(1..H); dt_bias as Mamba's.
+  const m2 = parseConfig({
+    architectures: ["Mamba2ForCausalLM"],
+    vocab_size: 64,
+    hidden_size: 32,
+    num_heads: 8,
+    head_dim: 8,
+    n_groups: 2,
+    state_size: 4,
+    num_hidden_layers: 1,
+  });
+  const rms = (w: Float32Array) => Math.sqrt(w.reduce((a, b) => a + b * b, 0) / w.length);
+  const m2In = initParam(m2, `${p}.in_proj.weight`, [152, 32], { seed: 1 });
+  assert.ok(Math.abs(rms(m2In) - 0.1) < 0.01, `in_proj normal(0, 0.1): ${rms(m2In)}`);
+  const m2Out = initParam(m2, `${p}.out_proj.weight`, [32, 64], { seed: 1 });
+  assert.ok(m2Out.every((x) => Math.abs(x) <= 1 / 8), "out_proj within ±1/√64");
+  assert.ok(initParam(m2, `${p}.conv1d.bias`, [80], { seed: 1 }).every((x) => x === 0));
+  const m2A = initParam(m2, `${p}.A_log`, [8], { seed: 1 });
+  assert.deepEqual([...m2A], [...Array(8).keys()].map((i) => Math.fround(Math.log(i + 1))));
+  for (const b of initParam(m2, `${p}.dt_bias`, [8], { seed: 1 })) {
+    const dt = Math.log1p(Math.exp(b));
+    assert.ok(dt > 0.00099 && dt < 0.1001, `Mamba-2 Δ = ${dt} outside [0.001, 0.1]`);
+  }
 });
 
 Deno.test("trainer: checkpoints load with loadModel, resume equals the uninterrupted run bit for bit, fine-tuning starts from the folder", async () => {

@@ -1,0 +1,76 @@
+/**
+ * Mamba-2 beside Mamba at the same width (hidden 768, inner 1536, 6 layers,
+ * vocab 1024; random weights written as Hugging Face checkpoints and loaded
+ * with `loadModel`): Mamba (state 16), Mamba-2 with Mamba's state size (24
+ * heads of 64, one group, state 16) and Mamba-2 as its checkpoints are shaped
+ * (state 128). Prefill of a 300-token prompt and decode tok/s, the models
+ * taking turns, median of the rounds.
+ *
+ * ```sh
+ * deno run -A bench/mamba2_bench.ts [--rounds 3]
+ * ```
+ *
+ * @module
+ */
+
+import { loadModel } from "../app/model/mod.ts";
+import { writeRandomCheckpoint } from "../app/random_weights.ts";
+import { requestDevice } from "../runtime/device.ts";
+
+const roundsArg = Deno.args.indexOf("--rounds");
+const rounds = roundsArg >= 0 ? Number(Deno.args[roundsArg + 1]) : 3;
+const common = { vocab_size: 1024, hidden_size: 768, num_hidden_layers: 6 };
+const mamba2 = { architectures: ["Mamba2ForCausalLM"], num_heads: 24, head_dim: 64, n_groups: 1 };
+const configs: [string, Record<string, unknown>][] = [
+  ["Mamba (state 16)", { architectures: ["MambaForCausalLM"], state_size: 16 }],
+  ["Mamba-2 (state 16)", { ...mamba2, state_size: 16 }],
+  ["Mamba-2 (state 128)", { ...mamba2, state_size: 128 }],
+];
+
+const device = await requestDevice();
+const root = await Deno.makeTempDir({ prefix: "kiln_mamba2_bench_" });
+try {
+  const models = [];
+  for (const [i, [name, cfg]] of configs.entries()) {
+    const dir = `${root}/m${i}`;
+    await writeRandomCheckpoint(dir, { ...common, ...cfg }, { seed: 3 });
+    const t0 = performance.now();
+    const model = await loadModel(dir, { device, quiet: true, maxSeq: 512 });
+    models.push({
+      name,
+      model,
+      load: performance.now() - t0,
+      prefill: [] as number[],
+      decode: [] as number[],
+    });
+  }
+  const prompt = Array.from({ length: 300 }, (_, i) => (i * 37) % 1000);
+  // A first pass compiles each prompt's pipelines; rounds after it are measured.
+  for (let r = 0; r <= rounds; r++) {
+    for (const m of models) {
+      for await (const _ of m.model.generateIds(prompt, { maxTokens: 49, readEvery: 16 })) {
+        // drain
+      }
+      const s = m.model.lastStats!;
+      if (r === 0) continue;
+      m.prefill.push(s.prefillMs);
+      m.decode.push((s.generatedTokens - 1) / s.decodeMs * 1000);
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`adapter: ${device.adapterName}; ${rounds} rounds, median\n`);
+  console.log(
+    "| model | load ms (with the decode step's compile) | prefill 300 tokens, ms | decode tok/s |",
+  );
+  console.log("| --- | --- | --- | --- |");
+  for (const m of models) {
+    console.log(
+      `| ${m.name} | ${m.load.toFixed(0)} | ${median(m.prefill).toFixed(0)} | ${
+        median(m.decode).toFixed(1)
+      } |`,
+    );
+    m.model.dispose();
+  }
+} finally {
+  await Deno.remove(root, { recursive: true });
+}

@@ -749,3 +749,40 @@ for (const limit of [undefined, 8]) {
     if (limit) dev.destroy();
   });
 }
+
+for (const limit of [undefined, 8]) {
+  Deno.test(`ssm_step at large N walks the states in a loop, in place (storage buffers: ${limit ?? "adapter"})`, async () => {
+    // Mamba-2 checkpoints keep 128 states a channel: the CPU rasteriser's step loops
+    // over them (the unrolled kernel's compile grows with N); short of bindings it
+    // keeps the packed, unrolled kernel.
+    const dev = limit ? await requestDevice({ limits: { maxStorageBuffers: limit } }) : await gpu();
+    const Bn = 2;
+    for (const [In, Nn] of [[37, 64], [130, 128]]) {
+      const g = new GraphBuilder();
+      const h = g.state("h", [Bn, In, Nn]);
+      const [y, next] = ssmStep(
+        h,
+        g.input("u", [Bn, In]),
+        g.input("dt", [Bn, In]),
+        g.param("A", [In, Nn]),
+        g.input("Bm", [Bn, Nn]),
+        g.input("Cm", [Bn, Nn]),
+        g.param("D", [In]),
+        { z: g.input("z", [Bn, In]), deltaBias: g.param("dtb", [In]), softplus: true },
+      );
+      g.assign(h, next);
+      g.output("y", y);
+      const graph = g.build();
+      const params = stepParams(In, Nn);
+      const exe = compile(graph, dev, { params });
+      const ref = compile(graph, cpuDevice(), { params });
+      await compareSteps(exe, ref, 4, [Bn, In, Nn], ["dt", In], `I ${In}, N ${Nn}`);
+      const plan = exe.lastPlan!;
+      assert.equal(plan.after.length, 0, "the state is updated in place");
+      const loops = plan.kernels.filter((k) => /ssm_step_loop/.test(k.label)).length;
+      assert.equal(loops, limit ? 0 : 1, plan.kernels.map((k) => k.label).join());
+      exe.dispose();
+    }
+    if (limit) dev.destroy();
+  });
+}

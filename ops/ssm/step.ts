@@ -13,6 +13,7 @@ import { CPU_RASTER_SCAN, GPU_SCAN, type ScanLayout } from "./chooser.ts";
 import { inferScanLike } from "./infer.ts";
 import { referenceScan } from "./reference.ts";
 import { packKernel, scanKernel } from "./scan_kernels.ts";
+import { LOOP_STATES, stepLoopKernel } from "./step_loop.ts";
 
 function emitSsmStep(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelEmission {
   const { slots } = scanSlots(ctx.attrs, true);
@@ -23,6 +24,11 @@ function emitSsmStep(ctx: KernelContext<ScanAttrs>, layout: ScanLayout): KernelE
   if (B * I === 0) return { kernels: [] };
   const R = deltaRankOf(ctx.attrs);
   const fits = ctx.inputs.length + ctx.outputs.length <= ctx.caps.maxStorageBuffers;
+  // Large states on a CPU rasteriser: a loop over N compiles in a fraction of the
+  // unrolled kernel's time (Mamba-2's N = 128: see step_loop.ts).
+  if (layout === CPU_RASTER_SCAN && N >= LOOP_STATES && R === 0 && fits) {
+    return { kernels: [stepLoopKernel(ctx, slots, B, I, N)] };
+  }
   const scan = scanKernel(ctx, {
     label: `ssm_step_B${B}_I${I}_N${N}${R > 0 ? `_dtR${R}` : ""}`,
     mode: "output",

@@ -637,6 +637,27 @@ function stepParams(In: number, Nn: number): Record<string, Float32Array> {
   };
 }
 
+/** A gated decode step graph (state "h", Δ bias, softplus) compiled on `dev` and on the CPU. */
+function stepPair(dev: GpuDevice, Bn: number, In: number, Nn: number) {
+  const g = new GraphBuilder();
+  const h = g.state("h", [Bn, In, Nn]);
+  const [y, next] = ssmStep(
+    h,
+    g.input("u", [Bn, In]),
+    g.input("dt", [Bn, In]),
+    g.param("A", [In, Nn]),
+    g.input("Bm", [Bn, Nn]),
+    g.input("Cm", [Bn, Nn]),
+    g.param("D", [In]),
+    { z: g.input("z", [Bn, In]), deltaBias: g.param("dtb", [In]), softplus: true },
+  );
+  g.assign(h, next);
+  g.output("y", y);
+  const graph = g.build();
+  const params = stepParams(In, Nn);
+  return { exe: compile(graph, dev, { params }), ref: compile(graph, cpuDevice(), { params }) };
+}
+
 /**
  * Runs `tokens` decode steps of `exe` and `ref` on the same random inputs (`delta`
  * names the Δ input and its width) and compares y each step and the state "h" after.
@@ -716,24 +737,7 @@ for (const limit of [undefined, 8]) {
     const Bn = 3, Nn = 16;
     // 40 channels: one per thread; 300: four per thread as a vec4, ragged last block.
     for (const In of [40, 300, 2102]) { // 2102: past the one-channel step shape
-      const g = new GraphBuilder();
-      const h = g.state("h", [Bn, In, Nn]);
-      const [y, next] = ssmStep(
-        h,
-        g.input("u", [Bn, In]),
-        g.input("dt", [Bn, In]),
-        g.param("A", [In, Nn]),
-        g.input("Bm", [Bn, Nn]),
-        g.input("Cm", [Bn, Nn]),
-        g.param("D", [In]),
-        { z: g.input("z", [Bn, In]), deltaBias: g.param("dtb", [In]), softplus: true },
-      );
-      g.assign(h, next);
-      g.output("y", y);
-      const graph = g.build();
-      const params = stepParams(In, Nn);
-      const exe = compile(graph, dev, { params });
-      const ref = compile(graph, cpuDevice(), { params });
+      const { exe, ref } = stepPair(dev, Bn, In, Nn);
       await compareSteps(exe, ref, 4, [Bn, In, Nn], ["dt", In], `I ${In}`);
       const plan = exe.lastPlan!;
       assert.equal(plan.after.length, 0);
@@ -758,24 +762,7 @@ for (const limit of [undefined, 8]) {
     const dev = limit ? await requestDevice({ limits: { maxStorageBuffers: limit } }) : await gpu();
     const Bn = 2;
     for (const [In, Nn] of [[37, 64], [130, 128]]) {
-      const g = new GraphBuilder();
-      const h = g.state("h", [Bn, In, Nn]);
-      const [y, next] = ssmStep(
-        h,
-        g.input("u", [Bn, In]),
-        g.input("dt", [Bn, In]),
-        g.param("A", [In, Nn]),
-        g.input("Bm", [Bn, Nn]),
-        g.input("Cm", [Bn, Nn]),
-        g.param("D", [In]),
-        { z: g.input("z", [Bn, In]), deltaBias: g.param("dtb", [In]), softplus: true },
-      );
-      g.assign(h, next);
-      g.output("y", y);
-      const graph = g.build();
-      const params = stepParams(In, Nn);
-      const exe = compile(graph, dev, { params });
-      const ref = compile(graph, cpuDevice(), { params });
+      const { exe, ref } = stepPair(dev, Bn, In, Nn);
       await compareSteps(exe, ref, 4, [Bn, In, Nn], ["dt", In], `I ${In}, N ${Nn}`);
       const plan = exe.lastPlan!;
       assert.equal(plan.after.length, 0, "the state is updated in place");

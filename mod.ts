@@ -167,7 +167,12 @@ export {
   ssmStep,
   type SsmStepOptions,
 } from "./models/mamba.ts";
-export { mamba2Mixer, type Mamba2MixerOptions, promptsThroughDecode } from "./models/mamba2.ts";
+export {
+  clampsDelta,
+  mamba2Mixer,
+  type Mamba2MixerOptions,
+  promptsThroughDecode,
+} from "./models/mamba2.ts";
 export { configMixer, type ConfigMixerOptions } from "./models/ssm_mixer.ts";
 export { MOE_ROLES, type MoeAttrs, type MoeRole, type MoeRouterKind } from "./ops/moe/mod.ts";
 export type { MoeGradAttrs } from "./ops/moe/grad.ts";

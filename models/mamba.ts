@@ -120,6 +120,37 @@ export function conv1dStep(
 }
 
 /**
+ * The checked mode of a mixer over x `[B, L, d]`: a TypeError for an unknown
+ * mode, a RangeError for x of another shape or, in decode, more than one token.
+ * Shared by the Mamba and Mamba-2 mixers (`fn` names the caller).
+ *
+ * @example
+ * ```ts ignore
+ * const mode = mixerMode("mambaMixer", "mixer", x, 64, options.mode); // "prefill"
+ * ```
+ */
+export function mixerMode(
+  fn: string,
+  name: string,
+  x: Tensor,
+  d: number,
+  mode: "prefill" | "decode" | "stateless" = "prefill",
+): "prefill" | "decode" | "stateless" {
+  if (!["prefill", "decode", "stateless"].includes(mode)) {
+    throw new TypeError(
+      `${fn}: mode must be "prefill", "decode" or "stateless", got ${JSON.stringify(mode)}`,
+    );
+  }
+  if (x.rank !== 3 || x.shape[2] !== d) {
+    throw new RangeError(`${fn} "${name}": x must be [B, L, ${d}], got ${x}`);
+  }
+  if (mode === "decode" && x.shape[1] !== 1) {
+    throw new RangeError(`${fn} "${name}": decode takes one token, x [B, 1, ${d}], got ${x}`);
+  }
+  return mode;
+}
+
+/**
  * A mixer's causal conv + silu over `xs` `[B, L, C]` (`conv1d.weight` [C, 1, k],
  * `conv1d.bias` [C]) and, unless stateless, its states: `conv_state`
  * `[B, C, k]`, updated here, and `ssm_state` `[B, I, N]`, returned for the scan
@@ -416,20 +447,7 @@ function mixerDims(o: MambaMixerOptions) {
  */
 export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOptions): Tensor {
   const { H, I, N, k, R } = mixerDims(options);
-  const mode = options.mode ?? "prefill";
-  if (!["prefill", "decode", "stateless"].includes(mode)) {
-    throw new TypeError(
-      `mambaMixer: mode must be "prefill", "decode" or "stateless", got ${JSON.stringify(mode)}`,
-    );
-  }
-  if (x.rank !== 3 || x.shape[2] !== H) {
-    throw new RangeError(`mambaMixer "${options.name}": x must be [B, L, ${H}], got ${x}`);
-  }
-  if (mode === "decode" && x.shape[1] !== 1) {
-    throw new RangeError(
-      `mambaMixer "${options.name}": decode takes one token, x [B, 1, ${H}], got ${x}`,
-    );
-  }
+  const mode = mixerMode("mambaMixer", options.name, x, H, options.mode);
   const p = (suffix: string, shape: number[], dtype = options.paramDType ?? x.dtype) =>
     g.param(`${options.name}.${suffix}`, shape, dtype);
   const useBias = options.useBias ?? false;

@@ -16,7 +16,7 @@
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { DType } from "../core/dtype.ts";
-import { mixerConv, selectiveScan, ssmStep } from "./mamba.ts";
+import { mixerConv, mixerMode, selectiveScan, ssmStep } from "./mamba.ts";
 import { linear as linearLayer, type WeightFormats } from "./weights.ts";
 import type { ModelConfig } from "./config.ts";
 
@@ -39,7 +39,21 @@ import type { ModelConfig } from "./config.ts";
  */
 export function promptsThroughDecode(cfg: ModelConfig): boolean {
   const limit = cfg.mamba?.ssd?.dtLimit;
-  return !limit || (limit[0] <= 0 && limit[1] === Infinity);
+  return !limit || !clampsDelta(limit);
+}
+
+/**
+ * Whether a Mamba-2 `time_step_limit` changes Δ at all (the default [0, ∞]
+ * does not: Δ is a softplus, never negative).
+ *
+ * @example
+ * ```ts
+ * import { clampsDelta } from "@kiln/kiln";
+ * [clampsDelta([0, Infinity]), clampsDelta([0.01, 0.5])]; // [false, true]
+ * ```
+ */
+export function clampsDelta([lo, hi]: readonly [number, number]): boolean {
+  return lo > 0 || hi < Infinity;
 }
 
 /**
@@ -150,18 +164,7 @@ export function mamba2Mixer(g: GraphBuilder, x: Tensor, options: Mamba2MixerOpti
   checkDims(options);
   const { d, heads: H, headDim: P, groups: G, stateSize: N } = options;
   const k = options.convKernel ?? 4, I = H * P, convDim = I + 2 * G * N;
-  const mode = options.mode ?? "prefill";
-  if (!["prefill", "decode", "stateless"].includes(mode)) {
-    throw new TypeError(
-      `mamba2Mixer: mode must be "prefill", "decode" or "stateless", got ${JSON.stringify(mode)}`,
-    );
-  }
-  if (x.rank !== 3 || x.shape[2] !== d) {
-    throw new RangeError(`mamba2Mixer "${options.name}": x must be [B, L, ${d}], got ${x}`);
-  }
-  if (mode === "decode" && x.shape[1] !== 1) {
-    throw new RangeError(`mamba2Mixer "${options.name}": decode takes one token, got ${x}`);
-  }
+  const mode = mixerMode("mamba2Mixer", options.name, x, d, options.mode);
   const pdt = options.paramDType ?? x.dtype;
   const p = (suffix: string, shape: number[]) => g.param(`${options.name}.${suffix}`, shape, pdt);
   const useBias = options.useBias ?? false;
@@ -207,7 +210,7 @@ export function mamba2Mixer(g: GraphBuilder, x: Tensor, options: Mamba2MixerOpti
     .mul(g.constant(new Array(N).fill(1), [1, N], pdt));
   const D = perChannel(p("D", [H]), []);
   const [lo, hi] = options.dtLimit ?? [0, Infinity];
-  const limited = mode !== "decode" && (lo > 0 || hi < Infinity);
+  const limited = mode !== "decode" && clampsDelta([lo, hi]);
   // Without a limit, Δ's bias and softplus fuse into the scan; with one, the
   // clamp must follow the softplus, so Δ is computed first.
   const dtBias = p("dt_bias", [H]);

@@ -18,6 +18,7 @@ import { dumpGraph, type Graph } from "../../core/graph.ts";
 import type { DeviceCaps } from "../../core/types.ts";
 import { specOf } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
+import { clampsDelta } from "../../models/mamba2.ts";
 import { expertWidth } from "../../models/config.ts";
 import { requestDevice } from "../../runtime/device.ts";
 import { compile } from "../../runtime/executable.ts";
@@ -174,7 +175,7 @@ async function inspectModel(
         cfg.mamba!.inner
       }), ${ssd.groups} B/C group${ssd.groups > 1 ? "s" : ""}, conv ${cfg.mamba!.convKernel}` +
         `, gated norm over ${ssd.normGroups > 1 ? `${ssd.normGroups} groups` : "all channels"}` +
-        (lo > 0 || hi < Infinity ? `, Δ clamped to [${lo}, ${hi}]` : ""),
+        (clampsDelta(ssd.dtLimit) ? `, Δ clamped to [${lo}, ${hi}]` : ""),
     );
   } else if (cfg.mamba) {
     console.log(

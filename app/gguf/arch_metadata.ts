@@ -52,6 +52,7 @@ import type { GgufMix } from "./quant_mix.ts";
 import type { GgufEntry } from "./value.ts";
 import { GGUF_ARCH_OF } from "./arch_names.ts";
 import { ropeDivisors } from "../../models/rope_scaling.ts";
+import { clampsDelta } from "../../models/mamba2.ts";
 
 /**
  * The element types `convertToGguf` writes weights in: one type for every
@@ -354,9 +355,8 @@ function mamba2Keys(
 ): void {
   u32("ssm.group_count", ssd.groups);
   if (ssd.normGroups !== ssd.groups) u32("ssm.norm_group_count", ssd.normGroups);
-  const [lo, hi] = ssd.dtLimit;
-  if (lo > 0 || hi < Infinity) {
-    put("mamba2.ssm.time_step_limit", "array", { type: "f32", values: [lo, hi] });
+  if (clampsDelta(ssd.dtLimit)) {
+    put("mamba2.ssm.time_step_limit", "array", { type: "f32", values: [...ssd.dtLimit] });
   }
 }
 

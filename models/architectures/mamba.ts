@@ -40,6 +40,26 @@ export const mamba: ArchitectureSpec = {
 };
 
 /**
+ * Where fresh initialisation draws Δ from (`time_step_min`, `_max`, `_floor`),
+ * the same keys and defaults in MambaConfig and Mamba2Config.
+ *
+ * @example
+ * ```ts ignore
+ * import { dtRange } from "./mamba.ts";
+ * dtRange(reader); // { min: 0.001, max: 0.1, floor: 0.0001 }
+ * ```
+ */
+export function dtRange(c: ConfigReader): { min: number; max: number; floor: number } {
+  const min = c.num("time_step_min", 0.001), max = c.num("time_step_max", 0.1);
+  if (!(min > 0 && max >= min)) {
+    throw new RangeError(
+      `${c.file}: time_step_min ${min} and time_step_max ${max} must satisfy 0 < min <= max`,
+    );
+  }
+  return { min, max, floor: c.num("time_step_floor", 1e-4) };
+}
+
+/**
  * The fields of MambaConfig and FalconMambaConfig (the same keys; Falcon-Mamba
  * adds `mixer_rms_eps`, the epsilon of its weightless RMSNorms on Δ, B and C).
  *
@@ -71,12 +91,6 @@ export function mambaFields(
   if (scheme !== "random" && scheme !== "constant") {
     c.refuse("time_step_init_scheme", 'only "random" and "constant" are defined');
   }
-  const dtMin = c.num("time_step_min", 0.001), dtMax = c.num("time_step_max", 0.1);
-  if (!(dtMin > 0 && dtMax >= dtMin)) {
-    throw new RangeError(
-      `${c.file}: time_step_min ${dtMin} and time_step_max ${dtMax} must satisfy 0 < min <= max`,
-    );
-  }
   return {
     architecture,
     ...base,
@@ -96,9 +110,7 @@ export function mambaFields(
         ? { weightlessNorms: { eps: c.nonNegative("mixer_rms_eps", 1e-6) } }
         : {}),
       dtInit: {
-        min: dtMin,
-        max: dtMax,
-        floor: c.num("time_step_floor", 1e-4),
+        ...dtRange(c),
         scale: c.num("time_step_scale", 1),
         scheme: scheme as "random" | "constant",
       },

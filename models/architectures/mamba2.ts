@@ -9,7 +9,7 @@
 
 import type { ModelConfig } from "../config.ts";
 import { baseFields, uniformLayers } from "./common.ts";
-import { mamba } from "./mamba.ts";
+import { dtRange, mamba } from "./mamba.ts";
 import { MAX_CONFIG_INT, show } from "./reader.ts";
 import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
@@ -91,12 +91,6 @@ function mamba2Fields(c: ConfigReader): ModelConfig {
       `${c.file}: field "time_step_limit" [${lo}, ${hi}] must satisfy 0 <= min <= max`,
     );
   }
-  const dtMin = c.num("time_step_min", 0.001), dtMax = c.num("time_step_max", 0.1);
-  if (!(dtMin > 0 && dtMax >= dtMin)) {
-    throw new RangeError(
-      `${c.file}: time_step_min ${dtMin} and time_step_max ${dtMax} must satisfy 0 < min <= max`,
-    );
-  }
   return {
     architecture: "Mamba2ForCausalLM",
     ...base,
@@ -114,13 +108,7 @@ function mamba2Fields(c: ConfigReader): ModelConfig {
       convBias: c.bool("use_conv_bias", true),
       innerNorms: false,
       ssd: { heads, headDim, groups, normGroups: normGroupsField(c, groups), dtLimit: [lo, hi] },
-      dtInit: {
-        min: dtMin,
-        max: dtMax,
-        floor: c.num("time_step_floor", 1e-4),
-        scale: 1,
-        scheme: "random",
-      },
+      dtInit: { ...dtRange(c), scale: 1, scheme: "random" },
     },
   };
 }

@@ -81,14 +81,7 @@ export function mamba2Mixer(
 ): Float64Array {
   const { hidden: D, heads: H, headDim: P, groups: G, state: N, convKernel: K } = dims;
   const I = H * P, convDim = I + 2 * G * N, rows = I + convDim + H;
-  const proj = new Float64Array(T * rows);
-  for (let t = 0; t < T; t++) {
-    for (let o = 0; o < rows; o++) {
-      let s = w.inProjBias ? w.inProjBias[o] : 0;
-      for (let i = 0; i < D; i++) s += x[t * D + i] * w.inProj[o * D + i];
-      proj[t * rows + o] = s;
-    }
-  }
+  const proj = linear(x, T, D, w.inProj, rows, w.inProjBias);
   // Causal depthwise conv over x·B·C (rows I … I + convDim), then silu.
   const xbc = new Float64Array(T * convDim);
   for (let t = 0; t < T; t++) {
@@ -134,13 +127,25 @@ export function mamba2Mixer(
       }
     }
   }
-  const out = new Float64Array(T * D);
+  return linear(y, T, I, w.outProj, D, w.outProjBias);
+}
+
+/** nn.Linear over `x` [T, inDim] with W stored [outDim, inDim]. */
+function linear(
+  x: Float64Array,
+  T: number,
+  inDim: number,
+  w: Float64Array,
+  outDim: number,
+  bias?: Float64Array,
+): Float64Array {
+  const y = new Float64Array(T * outDim);
   for (let t = 0; t < T; t++) {
-    for (let o = 0; o < D; o++) {
-      let s = w.outProjBias ? w.outProjBias[o] : 0;
-      for (let i = 0; i < I; i++) s += y[t * I + i] * w.outProj[o * I + i];
-      out[t * D + o] = s;
+    for (let o = 0; o < outDim; o++) {
+      let s = bias ? bias[o] : 0;
+      for (let i = 0; i < inDim; i++) s += x[t * inDim + i] * w[o * inDim + i];
+      y[t * outDim + o] = s;
     }
   }
-  return out;
+  return y;
 }

@@ -114,6 +114,20 @@ export class Tensor extends TensorMath {
     return this.builder.apply("layernorm", [this, weight, bias], { eps })[0];
   }
   /**
+   * The same values, through which `grad` sends no gradient (PyTorch's `detach`).
+   *
+   * @example
+   * ```ts
+   * import { GraphBuilder } from "@kiln/kiln";
+   * const g = new GraphBuilder();
+   * const x = g.input("x", [4]);
+   * g.output("y", x.mul(x.stopGradient())); // dy/dx = x, not 2x
+   * ```
+   */
+  stopGradient(): Tensor {
+    return this.builder.apply("stop_gradient", [this], {})[0];
+  }
+  /**
    * Same elements, new shape; one dim may be -1.
    *
    * @example

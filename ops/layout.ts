@@ -12,6 +12,7 @@ import { coordExpr, flatKernel, KernelIo, lit } from "./wgsl/mod.ts";
 // Compatibility re-export for code that still imports these from here (ops being
 // moved); import them from ./wgsl/mod.ts. Delete once nothing does.
 import type { DeviceCaps, KernelContext, KernelEmission, OpDef } from "./types.ts";
+import type { NoAttrs } from "./unary.ts";
 
 // --- shared kernel helpers (zeroOf is also used by gather) --------------------------
 
@@ -132,6 +133,18 @@ export const reshape: OpDef<ReshapeAttrs> = {
   arity: 1,
   attrNames: ["shape"],
   infer: ([x], attrs) => [{ shape: inferReshape(x, attrs.shape), dtype: x.dtype }],
+  reference: ([x]) => [x.data.slice()],
+  lower: { kind: "alias" },
+};
+
+/**
+ * Stop-gradient: the input itself (sharing its buffer), but `grad` sends no
+ * gradient back through it (PyTorch's `detach`).
+ */
+export const stopGradient: OpDef<NoAttrs> = {
+  arity: 1,
+  attrNames: [],
+  infer: ([x]) => [{ shape: [...x.shape], dtype: x.dtype }],
   reference: ([x]) => [x.data.slice()],
   lower: { kind: "alias" },
 };

@@ -145,6 +145,8 @@ export interface OpAttrMap {
   layernorm: NormAttrs;
   /** Attributes of `reshape`. */
   reshape: l.ReshapeAttrs;
+  /** `stop_gradient` has none. */
+  stop_gradient: u.NoAttrs;
   /** Attributes of `transpose`. */
   transpose: l.TransposeAttrs;
   /** Attributes of `slice`. */
@@ -275,6 +277,7 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   rmsnorm,
   layernorm,
   reshape: l.reshape,
+  stop_gradient: l.stopGradient,
   transpose: l.transpose,
   slice: l.slice,
   concat: l.concat,

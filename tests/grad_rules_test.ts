@@ -9,7 +9,7 @@ import { checkGrad } from "./grad_check.ts";
 import { OPS } from "../ops/registry.ts";
 import { GRAD_RULES, NO_GRADIENT } from "../compiler/grad/table.ts";
 import { compile } from "../runtime/executable.ts";
-import { assertClose, gpu, rng } from "./_util.ts";
+import { assertClose, gpu, rng, runBoth } from "./_util.ts";
 
 const UNARY = [
   "neg",
@@ -136,6 +136,28 @@ Deno.test("grad: rmsnorm and layernorm", async () => {
     { x: { shape: [4, 7] }, w: { shape: [7] }, b: { shape: [7] } },
     ({ x, w, b }) => x.layernorm(w, b, 1e-5),
   );
+});
+
+Deno.test("grad: stop_gradient passes its values forward and nothing back", async () => {
+  // y = Σ x ⊙ sg(x) ⊙ w: dy/dx = x ⊙ w (not 2x ⊙ w), dy/dw = x²; the same on CPU and GPU.
+  const g = new GraphBuilder();
+  const x = g.input("x", [37]);
+  const w = g.input("w", [37]);
+  const y = x.mul(x.stopGradient()).mul(w).sum(0);
+  const [dx, dw] = g.grad(y, [x, w]);
+  g.output("y", y);
+  g.output("dx", dx);
+  g.output("dw", dw);
+  const r = rng(7);
+  const xs = Float32Array.from({ length: 37 }, () => 2 * r() - 1);
+  const ws = Float32Array.from({ length: 37 }, () => 2 * r() - 1);
+  const { gpu: out, cpu } = await runBoth(g.build(), { x: xs, w: ws });
+  for (const o of [out, cpu]) {
+    assertClose(o.dx.data as Float32Array, xs.map((v, i) => v * ws[i]), 1e-6, 1e-6, "dx");
+    assertClose(o.dw.data as Float32Array, xs.map((v) => v * v), 1e-6, 1e-6, "dw");
+    const want = xs.reduce((a, v, i) => a + v * v * ws[i], 0);
+    assertClose(o.y.data as Float32Array, Float32Array.of(want), 1e-5, 1e-5, "y");
+  }
 });
 
 Deno.test("grad: a tensor the loss does not reach gets zeros; ops without a rule are named", () => {

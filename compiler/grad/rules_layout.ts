@@ -53,6 +53,8 @@ export const LAYOUT_RULES: GradTable = {
     });
   },
   expand: ({ inputs: [x], grads: [gy] }) => [sumTo(gy!, x.shape)],
+  // The point of the op: nothing flows back.
+  stop_gradient: () => [undefined],
   // scatter_add's rows come back by gathering the gradient (out-of-range ids add
   // nothing forward and read zeros back).
   scatter_add: ({ inputs: [, ids], grads: [gy] }) => [gy!.gather(ids), undefined],

@@ -111,6 +111,8 @@ export const SKIPPED_OPS: Readonly<Partial<Record<OpName, string>>> = {
   expand: "broadcast view for gradients: attributes name the target shape; checked through " +
     "every broadcasting rule (tests/grad_rules_test.ts, CPU float64 and GPU)",
   scatter_add: "gather's gradient: ids out of range add nothing (tests/grad_rules_test.ts)",
+  stop_gradient: "an alias of its input that only changes what grad does " +
+    "(tests/grad_rules_test.ts, CPU and GPU)",
   selective_scan_grad: "the scan's backward: needs the forward's operands and an incoming " +
     "gradient (tests/ssm_grad_test.ts, finite differences, chunk agreement and GPU)",
   conv1d_causal_grad: "the causal conv's backward: fixed layouts as conv1d_causal " +

@@ -337,6 +337,7 @@ export {
   type MambaSsdConfig,
   type MixerKind,
   type ModelConfig,
+  type ModelScaling,
   type MoeConfig,
 } from "./models/config.ts";
 export {
@@ -345,6 +346,8 @@ export {
   type CheckpointLayout,
   ConfigReader,
   expertTensor,
+  type FusedTensor,
+  fusedTensors,
   layerPrefix,
   moePrefix,
   parseConfig,

@@ -22,7 +22,7 @@
  */
 
 import { buildCausalLM, checkpointSources } from "../models/causal_lm.ts";
-import { parseConfig } from "../models/architectures/mod.ts";
+import { fusedTensors, parseConfig } from "../models/architectures/mod.ts";
 import { configJson } from "./config_file.ts";
 
 /** What {@linkcode writeRandomCheckpoint} wrote. */
@@ -61,7 +61,18 @@ export function tensorShapes(config: Record<string, unknown>): Map<string, numbe
       out.set(t, /conv1d\.weight$/.test(t) && each.length === 2 ? [each[0], 1, each[1]] : each);
     }
   }
-  return out;
+  // Tensors the family stores fused (Granite's input_linear) replace their parts.
+  const fused = fusedTensors(cfg);
+  if (fused.length === 0) return out;
+  const first = new Map(fused.map((f) => [f.parts[0], f]));
+  const part = new Set(fused.flatMap((f) => f.parts));
+  const joined = new Map<string, number[]>();
+  for (const [name, shape] of out) {
+    const f = first.get(name);
+    if (f) joined.set(f.name, [...f.shape]);
+    else if (!part.has(name)) joined.set(name, shape);
+  }
+  return joined;
 }
 
 /** How a tensor's values are drawn, from its name. */

@@ -60,6 +60,11 @@ export interface WeightSource {
   info(name: string): WeightInfo;
   /** Tensor `name`'s stored bytes (quantized blocks for a quantized tensor). */
   readRaw(name: string, into?: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Bytes `[start, start + length)` of tensor `name` as stored, when the
+   * reader can read a range (safetensors): parts of a fused tensor are read so.
+   */
+  readRange?(name: string, start: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   /** Tensor `name` as f32 or f16 values (dequantized when quantized). */
   readAs(name: string, dtype: ReadDType): Promise<Float32Array | Float16Array>;
   /** Closes its files. */
@@ -76,4 +81,24 @@ export interface WeightSource {
    * undefined, it is quantized without one.
    */
   readonly importance?: (name: string) => Importance | undefined;
+}
+
+/**
+ * A view of `src` with the members of `own` in place of its own; everything
+ * else is `src`'s (methods bound to it: checkpoints keep private state).
+ *
+ * @example
+ * ```ts ignore
+ * import { overlay } from "./weight_source.ts";
+ * const quiet = overlay(ckpt, { readAs: (n, d) => ckpt.readAs(n, d) });
+ * ```
+ */
+export function overlay<C extends WeightSource>(src: C, own: Partial<WeightSource>): C {
+  return new Proxy(src, {
+    get(target, key) {
+      if (Object.hasOwn(own, key)) return own[key as keyof WeightSource];
+      const v = Reflect.get(target, key, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
 }

@@ -73,6 +73,8 @@ export interface AttentionBlockOptions {
   clipQkv?: number;
   /** Projections stored block-quantized, by parameter name (see `linear`). */
   weightFormats?: WeightFormats;
+  /** Scale of q·k before the softmax (Granite's `attention_multiplier`); default 1/√headDim. */
+  scale?: number;
 }
 
 /**
@@ -164,7 +166,7 @@ export function attentionBlock(
   const o = g.attention(q, k, v, options.maxSeq !== undefined ? pos : undefined, {
     causal: true,
     window: options.slidingWindow ?? 0,
-    scale: 1 / Math.sqrt(D),
+    scale: options.scale ?? 1 / Math.sqrt(D),
   });
   const out = linear(g, o.reshape([T, H * D]), `${n}.o_proj.weight`, hidden, H * D, dt, formats);
   return options.outBias ? out.add(g.param(`${n}.o_proj.bias`, [hidden], dt)) : out;

@@ -137,7 +137,7 @@ function causalLM(g: GraphBuilder, cfg: ModelConfig, options: CausalLMOptions): 
   const formats = options.weightFormats ?? {};
   const embedName = `${lay.embed}.weight`;
   const embedded = embedding(g, ids, embedName, cfg.vocabSize, d, dt, formats);
-  let h = embedded.h; // [T, d]
+  let h = scaleEmbeddings(cfg, embedded.h); // [T, d]
   const usage: Tensor[] = [];
   const lookahead = decode && options.expertSlots !== undefined && options.moeLookahead === true;
   const moeAt = cfg.pattern.flatMap((p, i) => (p.ffn === "moe" ? [i] : []));
@@ -196,9 +196,12 @@ function causalLM(g: GraphBuilder, cfg: ModelConfig, options: CausalLMOptions): 
       return dt === "f16" ? y.cast("f16") : y;
     },
   });
-  const logits = cfg.tieEmbeddings // [T, vocab]
-    ? lmHead(g, h, embedded.table, embedName, cfg.vocabSize, d, formats)
-    : linear(g, h, `${lay.lmHead}.weight`, cfg.vocabSize, d, dt, formats);
+  const logits = scaleLogits(
+    cfg,
+    cfg.tieEmbeddings // [T, vocab]
+      ? lmHead(g, h, embedded.table, embedName, cfg.vocabSize, d, formats)
+      : linear(g, h, `${lay.lmHead}.weight`, cfg.vocabSize, d, dt, formats),
+  );
   g.output("logits", dt === "f16" ? logits.cast("f32") : logits);
 
   // Sample the next token on the device and log it: the decode loop feeds it back
@@ -225,6 +228,34 @@ function causalLM(g: GraphBuilder, cfg: ModelConfig, options: CausalLMOptions): 
     }
   }
   return g.build();
+}
+
+/**
+ * The embedded rows times the config's embedding multiplier (Granite's μP),
+ * for the inference and training graphs alike.
+ *
+ * @example
+ * ```ts ignore
+ * const h = scaleEmbeddings(cfg, embedding(g, ids, name, vocab, d, "f32").h);
+ * ```
+ */
+export function scaleEmbeddings(cfg: ModelConfig, h: Tensor): Tensor {
+  const m = cfg.scaling?.embedding ?? 1;
+  return m === 1 ? h : h.mul(m);
+}
+
+/**
+ * The LM head's output divided by the config's logit divisor (Granite's
+ * `logits_scaling`), for the inference and training graphs alike.
+ *
+ * @example
+ * ```ts ignore
+ * const logits = scaleLogits(cfg, h.matmul(table, { transB: true }));
+ * ```
+ */
+export function scaleLogits(cfg: ModelConfig, logits: Tensor): Tensor {
+  const s = cfg.scaling?.logits ?? 1;
+  return s === 1 ? logits : logits.div(s);
 }
 
 /**
@@ -261,6 +292,7 @@ export function attentionOptions(
     qkNormPerHead: a.qkNormPerHead,
     clipQkv: a.clipQkv,
     weightFormats: options.weightFormats,
+    scale: a.scale,
   };
 }
 

@@ -15,7 +15,7 @@ import { softmaxCrossEntropy } from "../compiler/train/cross_entropy.ts";
 import { expertWidth, type ModelConfig } from "./config.ts";
 import { specOf } from "./architectures/mod.ts";
 import { attentionBlock } from "./attention.ts";
-import { attentionOptions } from "./causal_lm.ts";
+import { attentionOptions, scaleEmbeddings, scaleLogits } from "./causal_lm.ts";
 import { checkRopeLength } from "./rope_scaling.ts";
 import { configMixer } from "./ssm_mixer.ts";
 import { moe, type MoeOutputs } from "./moe.ts";
@@ -116,10 +116,17 @@ export function buildTrainingLM(
   const targets = g.input("targets", [B * T], "u32");
   const embedName = `${lay.embed}.weight`;
   const embedded = embedding(g, ids, embedName, cfg.vocabSize, d, dt);
-  const h = embedded.h; // [B·T, d]
+  let looked = embedded.h;
+  if (cfg.paddingIdx !== undefined) {
+    // nn.Embedding(padding_idx): the pad row reads as any other, but its lookups
+    // send no gradient back (a tied LM head still trains it).
+    const real = ids.notEqual(cfg.paddingIdx).reshape([B * T, 1]);
+    looked = looked.where(real, looked.stopGradient());
+  }
+  const h = scaleEmbeddings(cfg, looked); // [B·T, d]
   const pos = g.constant([0], [1], "u32");
   const moes: MoeOutputs[] = [];
-  const hf = decoderLayers(g, cfg, h, {
+  const hLast = decoderLayers(g, cfg, h, {
     param: (name, shape) => g.param(name, shape, dt),
     linear: (x, name, rows, cols) => linear(g, x, name, rows, cols, dt),
     mixer: (layer, _i, normed, name) => {
@@ -151,6 +158,8 @@ export function buildTrainingLM(
       return out.y;
     },
   });
+  // Logits ÷ s is (h ÷ s)·Wᵀ: dividing h keeps a fused LM-head loss in play.
+  const hf = scaleLogits(cfg, hLast);
   const headW = cfg.tieEmbeddings
     ? embedded.table
     : g.param(`${lay.lmHead}.weight`, [cfg.vocabSize, d], dt);

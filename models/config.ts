@@ -31,7 +31,8 @@ export type Architecture =
   | "OlmoeForCausalLM"
   | "Qwen3MoeForCausalLM"
   | "FalconMambaForCausalLM"
-  | "Mamba2ForCausalLM";
+  | "Mamba2ForCausalLM"
+  | "GraniteMoeHybridForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -43,6 +44,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "Qwen3MoeForCausalLM",
   "FalconMambaForCausalLM",
   "Mamba2ForCausalLM",
+  "GraniteMoeHybridForCausalLM",
 ];
 
 /**
@@ -133,6 +135,8 @@ export interface AttentionConfig {
   readonly qkNormPerHead?: boolean;
   /** Clamp q, k and v to ±this after projection (OLMoE `clip_qkv`); 0 for none. */
   readonly clipQkv?: number;
+  /** Scale of q·k (Granite's `attention_multiplier`); absent: 1/√headDim. */
+  readonly scale?: number;
 }
 
 /**
@@ -227,7 +231,7 @@ export interface MoeConfig {
   readonly router?: MoeRouterKind;
   /** Hidden width of one expert; absent: {@linkcode ModelConfig.intermediate}. */
   readonly ff?: number;
-  /** A shared expert beside the routed ones (Qwen2-MoE: sigmoid-gated). */
+  /** A shared expert beside the routed ones (Qwen2-MoE: sigmoid-gated; Granite: ungated). */
   readonly sharedExpert?: { readonly ff: number; readonly gated: boolean };
   /** `router_aux_loss_coef`: weight of the load-balancing loss in training. */
   readonly auxLossCoef?: number;
@@ -275,6 +279,34 @@ export interface ModelConfig {
   readonly bosTokenId?: number;
   /** `max_position_embeddings`, when the config gives it. */
   readonly maxPositions?: number;
+  /**
+   * The embedding row PyTorch's `padding_idx` names (`pad_token_id`, in the
+   * families whose HF embedding takes it; none in Mamba's): its lookups send
+   * no gradient back in training, and fresh weights zero it.
+   */
+  readonly paddingIdx?: number;
+  /** Constant factors on the residual stream (Granite's μP multipliers); absent: all 1. */
+  readonly scaling?: ModelScaling;
+}
+
+/**
+ * Granite's constant factors (HF names in comments): the embeddings are
+ * multiplied by `embedding`, each mixer's and feed-forward's output by
+ * `residual` before its residual add, and the logits divided by `logits`.
+ *
+ * @example
+ * ```ts
+ * import type { ModelScaling } from "@kiln/kiln";
+ * const granite4Tiny: ModelScaling = { embedding: 12, residual: 0.22, logits: 6 };
+ * ```
+ */
+export interface ModelScaling {
+  /** `embedding_multiplier`. */
+  readonly embedding: number;
+  /** `residual_multiplier`. */
+  readonly residual: number;
+  /** `logits_scaling` (a divisor). */
+  readonly logits: number;
 }
 
 /**

@@ -62,29 +62,32 @@ export function decoderLayers(
       parts.linear(t, `${prefix}.${part}.weight`, rows, cols);
     return w(w(x, n.gate, ff, d).silu().mul(w(x, n.up, ff, d)), n.down, d, ff);
   };
+  // Granite scales each residual branch by a constant (μP) before adding it.
+  const r = cfg.scaling?.residual ?? 1;
+  const branch = (y: Tensor) => (r === 1 ? y : y.mul(r));
   cfg.pattern.forEach((layer, i) => {
     const p = layerPrefix(cfg, i);
     const mixerName = `${p}.${layer.mixer === "attention" ? lay.attention : lay.mamba}`;
     h = h.add(g.scope(mixerName, () => {
       const normed = h.rmsnorm(parts.param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
-      return parts.mixer(layer, i, normed, mixerName);
+      return branch(parts.mixer(layer, i, normed, mixerName));
     }));
     if (layer.ffn === "none") return;
     const ffnName = layer.ffn === "moe" ? moePrefix(cfg, i) : `${p}.${lay.mlp}`;
     h = g.scope(ffnName, () => {
       const x2 = h.rmsnorm(parts.param(`${p}.${lay.ffnNorm}.weight`, [d]), cfg.normEps);
-      if (layer.ffn !== "moe") return h.add(swiglu(x2, ffnName, cfg.intermediate));
-      let y = h.add(parts.experts(i, x2, ffnName));
+      if (layer.ffn !== "moe") return h.add(branch(swiglu(x2, ffnName, cfg.intermediate)));
+      let y = parts.experts(i, x2, ffnName);
       const shared = cfg.moe!.sharedExpert;
       if (shared && lay.shared) {
-        // Qwen2-MoE: σ(w·x) · SwiGLU_shared(x), on every token, beside the routed experts.
-        let s = swiglu(x2, `${ffnName}.${lay.shared.expert}`, shared.ff);
+        // A SwiGLU on every token beside the routed experts; Qwen2-MoE gates it by σ(w·x).
+        let s = swiglu(x2, `${p}.${lay.shared.expert}`, shared.ff);
         if (shared.gated) {
-          s = s.mul(parts.linear(x2, `${ffnName}.${lay.shared.gate}.weight`, 1, d).sigmoid());
+          s = s.mul(parts.linear(x2, `${p}.${lay.shared.gate}.weight`, 1, d).sigmoid());
         }
         y = y.add(s);
       }
-      return y;
+      return h.add(branch(y));
     });
   });
   return h.rmsnorm(parts.param(`${lay.finalNorm}.weight`, [d]), cfg.normEps);

@@ -174,8 +174,9 @@ for (const [name, write] of CASES) {
 }
 
 // mamba2_bias_limit: a Δ limit only the prefill applies, so its prompts never take the
-// decode step (the module says so in promptsViaDecode).
-for (const name of ["qwen2_moe", "olmoe", "mamba2_bias_limit"]) {
+// decode step (the module says so in promptsViaDecode). granite_hybrid: its bundle holds
+// the fused input_linear tensors' parts.
+for (const name of ["qwen2_moe", "olmoe", "mamba2_bias_limit", "granite_hybrid"]) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {
     const src = new URL(`./fixtures/hf/${name}`, import.meta.url).pathname;
     const ref = JSON.parse(await Deno.readTextFile(join(src, "ref.json")));

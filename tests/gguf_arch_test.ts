@@ -16,6 +16,7 @@ import { mulberry32 } from "../core/random.ts";
 import { quantize } from "../core/quant/codecs.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
+import { openWeights } from "../app/model/source.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { encodeGguf, type GgufEntry, type GgufTensorSpec } from "../app/gguf/mod.ts";
 import {
@@ -33,10 +34,17 @@ const FIXTURES = new URL("./fixtures/hf/", import.meta.url).pathname;
 /** Converts the checkpoint in `dir` to `out` and returns its config and the open checkpoint. */
 async function convert(dir: string, out: string, type: GgufOutType) {
   const config = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
-  const ckpt = await Checkpoint.open(dir);
-  await convertToGguf({ config, tensors: ckpt.tensors, readF32: (n) => ckpt.readF32(n) }, out, {
-    type,
-  });
+  // Through openWeights: Granite's fused input_linear tensors are read as their parts.
+  const w = await openWeights(dir, { config: parseConfig(config) });
+  const ckpt = {
+    ...w,
+    tensors: w.tensors,
+    info: (n: string) => w.info(n),
+    readRaw: (n: string) => w.readRaw(n),
+    readF32: async (n: string) => await w.readAs(n, "f32") as Float32Array,
+    close: () => w.close(),
+  };
+  await convertToGguf({ config, tensors: ckpt.tensors, readF32: ckpt.readF32 }, out, { type });
   return { config, ckpt };
 }
 
@@ -50,6 +58,7 @@ const CASES: Array<[string, string]> = [
   ["qwen3_moe", "qwen3moe"],
   ["falcon_mamba", "mamba"],
   ["mamba2", "mamba2"],
+  ["granite_hybrid", "granitehybrid"],
 ];
 
 for (const [fixture, arch] of CASES) {
@@ -96,17 +105,32 @@ for (const [fixture, arch] of CASES) {
           assert.deepEqual(f.info("blk.0.ssm_d").shape, [ssd.heads, 1]);
           assert.deepEqual(f.info("blk.0.ssm_dt.bias").shape, [ssd.heads]);
           assert.deepEqual(f.info("blk.0.ssm_norm.weight").shape, [ssd.groups, I / ssd.groups]);
-          assert.equal(f.number("mamba2.ssm.group_count"), ssd.groups);
-          assert.equal(f.number("mamba2.ssm.time_step_rank"), ssd.heads);
-          assert.equal(f.number("mamba2.ssm.inner_size"), I);
-          assert.equal(f.number("mamba2.attention.head_count"), 0);
+          assert.equal(f.number(`${arch}.ssm.group_count`), ssd.groups);
+          assert.equal(f.number(`${arch}.ssm.time_step_rank`), ssd.heads);
+          assert.equal(f.number(`${arch}.ssm.inner_size`), I);
+          if (arch === "mamba2") assert.equal(f.number("mamba2.attention.head_count"), 0);
           // Kiln's own key: transformers' norm over all channels (llama.cpp's is grouped).
-          assert.equal(f.number("mamba2.ssm.norm_group_count"), 1);
+          assert.equal(f.number(`${arch}.ssm.norm_group_count`), 1);
         } else if (cfg.mamba) {
           const { inner, convKernel } = cfg.mamba;
           assert.deepEqual(f.info("blk.0.ssm_conv1d.weight").shape, [inner, convKernel]);
           const a = await f.readF32("blk.0.ssm_a");
           assert.ok(a.every((x) => x < 0), "ssm_a holds −exp(A_log)");
+        }
+        if (arch === "granitehybrid") {
+          // As llama.cpp's converter writes them (its GraniteHybridModel), but for RoPE:
+          // llama.cpp's switch is on where transformers rotates (position_embedding_type).
+          assert.deepEqual(f.array("granitehybrid.attention.head_count_kv").values, [0, 2, 0, 2]);
+          assert.equal(f.bool("granitehybrid.rope.scaling.finetuned"), true);
+          const scale = (k: string) => Math.fround(f.number(`granitehybrid.${k}`));
+          assert.equal(scale("embedding_scale"), Math.fround(1.7));
+          assert.equal(scale("residual_scale"), Math.fround(0.6));
+          assert.equal(scale("attention.scale"), Math.fround(0.2));
+          assert.equal(scale("logit_scale"), Math.fround(1.6));
+          assert.equal(f.number("granitehybrid.feed_forward_length"), 16, "the experts' width");
+          assert.equal(f.number("granitehybrid.expert_shared_feed_forward_length"), 24);
+          assert.ok(f.tensors.has("blk.0.ffn_up_shexp.weight"));
+          assert.ok(!f.tensors.has("blk.0.ffn_gate_inp_shexp.weight"), "an ungated shared MLP");
         }
         if (arch === "jamba") {
           const kv = f.array("jamba.attention.head_count_kv").values;

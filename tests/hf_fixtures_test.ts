@@ -38,6 +38,8 @@ const FIXTURES = [
   "falcon_mamba",
   "mamba2",
   "mamba2_bias_limit",
+  "granite_hybrid",
+  "granite_hybrid_dense_nope",
 ];
 
 const readRef = (name: string) =>
@@ -182,6 +184,11 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
     ["qwen3_moe_sliding_bias", "the sliding window", (c) => ({ ...c, use_sliding_window: false })],
     ["falcon_mamba", "the inner norms' epsilon", (c) => ({ ...c, mixer_rms_eps: 1 })],
     ["mamba2_bias_limit", "time_step_limit", (c) => ({ ...c, time_step_limit: [0, 1e9] })],
+    ["granite_hybrid", "the embedding multiplier", (c) => ({ ...c, embedding_multiplier: 1 })],
+    ["granite_hybrid", "the residual multiplier", (c) => ({ ...c, residual_multiplier: 1 })],
+    ["granite_hybrid", "the attention multiplier", (c) => ({ ...c, attention_multiplier: 1 })],
+    ["granite_hybrid", "the logit divisor", (c) => ({ ...c, logits_scaling: 1 })],
+    ["granite_hybrid", "RoPE", (c) => ({ ...c, position_embedding_type: "nope" })],
   ];
   const device = await gpu();
   for (const [name, what, edit] of edits) {

@@ -6,6 +6,7 @@
  * Mixtral fully resident under 100 GiB, with the expert scheduler under 24 GiB.
  */
 import {
+  GRANITE_4_H_TINY_SHAPED_CONFIG,
   JAMBA_V01_CONFIG,
   MAMBA_CODESTRAL_7B_CONFIG_TEXT,
   MIXTRAL_8X7B_CONFIG,
@@ -116,6 +117,24 @@ Deno.test("kiln inspect: Mamba-Codestral-7B's hub config (bare Infinity and all)
     // + 2 · 32768·4096 (untied) + 4096 = 7,285,403,648.
     assert.match(r.stdout, /parameters: 7\.29B total, 7\.29B active per token/);
     assert.match(r.stdout, /13\.57 GiB at f16/);
+  });
+});
+
+Deno.test("kiln inspect: a Granite-4.0-H-Tiny-sized hybrid, and its experts under 8 GiB", async () => {
+  await withConfig(GRANITE_4_H_TINY_SHAPED_CONFIG, async (dir) => {
+    const r = await kiln("inspect", dir, "--dtype", "f16", "--gpu-memory", "8GiB");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /48 heads × 64 \(inner 3072\), 1 B\/C group, conv 4/);
+    assert.match(
+      r.stdout,
+      /64 experts, top-6 \(renormalised\), expert width 512, shared expert width 1024\n/,
+    );
+    // 36 Mamba-2 mixers of 14,642,576, 4 attention blocks of 6,291,456, 40 × (64 experts of
+    // 2,359,296 + router 98,304 + shared MLP 4,718,592 + 2 norms of 1536), the tied 100352 × 1536
+    // embedding and the final norm: 6,939,037,248.
+    assert.match(r.stdout, /parameters: 6\.94B total, 1\.47B active per token/);
+    assert.equal(residentPerLayer(r.stdout).length, 40, "40 MoE layers");
+    assert.match(r.stdout, /streamed/);
   });
 });
 

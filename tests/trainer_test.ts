@@ -119,6 +119,28 @@ Deno.test("trainer: fresh weights follow Hugging Face's init rules", () => {
     const dt = Math.log1p(Math.exp(b));
     assert.ok(dt > 0.00099 && dt < 0.1001, `Mamba-2 Δ = ${dt} outside [0.001, 0.1]`);
   }
+
+  // GraniteMoeHybridMambaLayer: Δ's bias 1; nn.Embedding(padding_idx): that row zero.
+  const granite = parseConfig({
+    architectures: ["GraniteMoeHybridForCausalLM"],
+    vocab_size: 64,
+    hidden_size: 32,
+    num_hidden_layers: 1,
+    num_attention_heads: 4,
+    mamba_n_heads: 8,
+    mamba_d_state: 4,
+    pad_token_id: 5,
+  });
+  const gm = "model.layers.0.mamba";
+  assert.ok(initParam(granite, `${gm}.dt_bias`, [8], { seed: 1 }).every((x) => x === 1));
+  const emb = initParam(granite, "model.embed_tokens.weight", [64, 32], { seed: 1 });
+  assert.ok(emb.subarray(5 * 32, 6 * 32).every((x) => x === 0), "padding row zeroed");
+  assert.ok(
+    emb.subarray(4 * 32, 5 * 32).some((x) => x !== 0) && emb.subarray(6 * 32).some((x) => x !== 0),
+  );
+  // Mixtral's config class has no pad token: no row is zeroed.
+  const noPad = initParam(mix, "model.embed_tokens.weight", [64, 32], { seed: 1 });
+  assert.ok(noPad.subarray(0, 32).some((x) => x !== 0));
 });
 
 Deno.test("trainer: checkpoints load with loadModel, resume equals the uninterrupted run bit for bit, fine-tuning starts from the folder", async () => {

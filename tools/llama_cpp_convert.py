@@ -48,6 +48,16 @@ def transformers4_config(config):
             scaling = {k: v for k, v in rope.items() if k != "rope_theta"}
             scaling["type"] = scaling["rope_type"]
             out["rope_scaling"] = scaling
+    # transformers 5's {"__float__": "Infinity"} was a bare Infinity in transformers 4.
+    for key, value in list(out.items()):
+        if isinstance(value, list):
+            out[key] = [float(v["__float__"]) if isinstance(v, dict) and "__float__" in v else v
+                        for v in value]
+    # Hybrid layer kinds by their transformers 4 names (llama.cpp's Granite converter
+    # looks for "attention").
+    legacy = {"linear_attention": "mamba", "full_attention": "attention"}
+    if out.get("model_type") == "granitemoehybrid" and "layer_types" in out:
+        out["layer_types"] = [legacy.get(t, t) for t in out["layer_types"]]
     # This converter's OlmoeModel writes rms eps 1e-5 itself after its base class
     # wrote config's value: a duplicate key it refuses. Same value, written once.
     if out.get("model_type") == "olmoe" and out.get("rms_norm_eps") == 1e-5:
@@ -147,7 +157,9 @@ def main():
         sys.path.insert(0, args.llama)
         import convert_hf_to_gguf as convert
 
-        base_pre = convert.Model.get_vocab_base_pre
+        # The February-2025 converter's base class is Model; later ones' TextModel.
+        base = getattr(convert, "Model", None) or convert.TextModel
+        base_pre = base.get_vocab_base_pre
 
         def vocab_base_pre(self, tokenizer):
             try:
@@ -157,7 +169,7 @@ def main():
                     raise
                 return args.pre
 
-        convert.Model.get_vocab_base_pre = vocab_base_pre
+        base.get_vocab_base_pre = vocab_base_pre
         sys.argv = ["convert_hf_to_gguf.py", folder, "--outtype", args.outtype, "--outfile", args.out]
         convert.main()
     finally:

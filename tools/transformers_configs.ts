@@ -26,6 +26,7 @@ export const ARCHITECTURES = [
   "Qwen3MoeForCausalLM",
   "FalconMambaForCausalLM",
   "Mamba2ForCausalLM",
+  "GraniteMoeHybridForCausalLM",
 ] as const;
 
 /**
@@ -354,6 +355,53 @@ function mamba2(d: Dice): Record<string, unknown> {
   };
 }
 
+function graniteHybrid(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  const heads = d.pick([1, 2, 4]);
+  const hidden = heads * d.pick([4, 8, 12, 16]);
+  const expand = d.pick([1, 2]);
+  const inner = hidden * expand;
+  const mHeads = d.pick(divisors(inner).filter((h) => h <= 16 && inner / h <= 16));
+  const experts = d.pick([0, 0, 1, 3, 4, 6]);
+  const names = d.chance(0.5) ? ["mamba", "attention"] : ["linear_attention", "full_attention"];
+  const layers = c.num_hidden_layers as number;
+  const ropeOn = d.chance(0.4);
+  const rp = ropeOn ? rope(d) : undefined;
+  const scaled = rp && !["default", "linear"].includes(rp.rope_type as string);
+  return {
+    ...c,
+    hidden_size: hidden,
+    num_attention_heads: heads,
+    num_key_value_heads: d.pick(divisors(heads)),
+    ...(scaled ? { head_dim: hidden / heads } : {}),
+    layer_types: Array.from({ length: layers }, () => names[d.chance(0.6) ? 0 : 1]),
+    intermediate_size: d.int(2, 24) * 2,
+    shared_intermediate_size: d.int(2, 24) * 2,
+    num_local_experts: experts,
+    num_experts_per_tok: experts > 0 ? d.int(1, Math.min(experts, 3)) : 2,
+    mamba_expand: expand,
+    mamba_n_heads: mHeads,
+    ...(d.chance(0.5) ? { mamba_d_head: inner / mHeads } : {}),
+    mamba_n_groups: d.pick(divisors(mHeads).filter((g) => g <= 4)),
+    mamba_d_state: d.pick([1, 2, 4, 8, 16]),
+    mamba_d_conv: d.pick([2, 3, 4]),
+    mamba_chunk_size: d.pick([4, 8, 256]),
+    mamba_conv_bias: d.chance(0.6),
+    mamba_proj_bias: d.chance(0.4),
+    attention_bias: d.chance(0.3),
+    position_embedding_type: ropeOn ? "rope" : d.pick(["nope", null]),
+    ...(rp ? { rope_parameters: rp, max_position_embeddings: d.pick([64, 512, 4096]) } : {}),
+    embedding_multiplier: d.pick([1, 0.5, 2, 12]),
+    residual_multiplier: d.pick([1, 0.22, 0.6]),
+    attention_multiplier: d.pick([0.0078125, 0.1, 0.5, 1]),
+    logits_scaling: d.pick([1, 2.5, 6, 16]),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+    ...(d.chance(0.3)
+      ? { time_step_limit: [d.pick([0.001, 0.01, 0.05]), d.pick([0.2, 1.5, 5.5])] }
+      : {}),
+  };
+}
+
 /**
  * `n` random cases, round-robin over `archs`, reproducible from `seed`.
  *
@@ -387,6 +435,8 @@ export function randomCases(
       ? falconMamba(d)
       : arch === "Mamba2ForCausalLM"
       ? mamba2(d)
+      : arch === "GraniteMoeHybridForCausalLM"
+      ? graniteHybrid(d)
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

@@ -22,7 +22,7 @@
 import { TrainableBuilder } from "../compiler/train/trainable.ts";
 import { withFloat64Host } from "../core/dtype.ts";
 import type { HostArray } from "../core/dtype.ts";
-import { parseConfig } from "../models/architectures/mod.ts";
+import { fusedTensors, parseConfig } from "../models/architectures/mod.ts";
 import { buildTrainingLM } from "../models/causal_lm_train.ts";
 import type { ModelConfig } from "../models/config.ts";
 import { runCpu } from "../runtime/cpu_backend.ts";
@@ -184,6 +184,14 @@ export async function kilnGrads(
       const all = Float64Array.from(out[`${prefix}${name}`].data);
       const per = all.length / tensors.length;
       tensors.forEach((t, e) => m.set(t, all.subarray(e * per, (e + 1) * per)));
+    }
+    // Fused checkpoint tensors (Granite's input_linear) are compared whole, as stored.
+    for (const f of fusedTensors(cfg)) {
+      const parts = f.parts.map((p) => m.get(p)!);
+      const whole = new Float64Array(parts.reduce((a, p) => a + p.length, 0));
+      parts.forEach((p, k) => whole.set(p, k * p.length));
+      for (const p of f.parts) m.delete(p);
+      m.set(f.name, whole);
     }
     return m;
   };

@@ -51,7 +51,7 @@ def redraw(model, seed):
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("mixer.dt_bias"):
+            if name.endswith("dt_bias"):
                 # Mamba-2's Δ bias: its init (Δ in [0.001, 0.1]) leaves the scan
                 # nearly idle beside D·x; Δ in [0.05, 0.8] makes it count.
                 lo, hi = math.log(0.05), math.log(0.8)

@@ -20,7 +20,7 @@ import type { PrebuiltModelData, SamplingSettings } from "../../runtime/prebuilt
 import { readConfig } from "../config_file.ts";
 import { DEFAULT_PREFILL_CHUNK, prefillBuckets } from "../model/prefill_chunks.ts";
 import { checkUnusedTensors, loadWeights } from "../model/weights.ts";
-import { Checkpoint } from "../safetensors/mod.ts";
+import { openWeights } from "../model/source.ts";
 import { folderTokenizer } from "../tokenizer/folder.ts";
 import { checkSource, prebuildGraph, writeSource } from "./build.ts";
 import { type BundleTensor, encodeBundle } from "./bundle_writer.ts";
@@ -141,7 +141,7 @@ export async function buildModelModule(
 
   const graph = variants[0].prefill.graph;
   const params = new Map<string, TensorData>();
-  const ckpt = await Checkpoint.open(dir);
+  const ckpt = await openWeights(dir, { config: cfg });
   try {
     checkUnusedTensors(cfg, ckpt);
     await loadWeights(

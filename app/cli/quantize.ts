@@ -21,7 +21,8 @@ import { GgufFile } from "../gguf/file.ts";
 import { ggufTokenizerMetadata } from "../gguf/tokenizer_export.ts";
 import type { GgufEntry } from "../gguf/value.ts";
 import { isPermissionError, readJsonFile } from "../fs_errors.ts";
-import { openWeights } from "../model/source.ts";
+import { isGgufPath, openWeights } from "../model/source.ts";
+import { parseConfig } from "../../models/architectures/mod.ts";
 import { createProgress, formatBytes, type Progress } from "../progress.ts";
 import { intOption, type OptionSpec, parseCommand } from "./args.ts";
 import { UsageError } from "./errors.ts";
@@ -175,13 +176,18 @@ export async function quantize(args: string[]): Promise<void> {
     : await readImatrixOption(values.imatrix as string, "quantize");
 
   const quiet = values.quiet === true;
-  const weights = await openWeights(input);
+  // A folder's config first: tensors its family stores fused are read as their parts.
+  const folder = isGgufPath(input) ? undefined : await fromFolder(input);
+  const weights = await openWeights(
+    input,
+    folder ? { config: parseConfig(folder.config, `${input}/config.json`) } : {},
+  );
   using pool = new QuantPool({ threads });
   let tensors = 0;
   try {
     const { config, metadata, defaultName } = weights instanceof GgufCheckpoint
       ? fromGguf(weights, name !== undefined)
-      : await fromFolder(input);
+      : folder!;
     let bar: Progress | undefined;
     await convertToGguf(
       {

@@ -9,7 +9,8 @@
  *   `.context_length`, `.attention.layer_norm_rms_epsilon` (required);
  *   `.vocab_size` (else the rows of `token_embd.weight`, else the length of
  *   `tokenizer.ggml.tokens`); `tokenizer.ggml.bos_token_id` / `eos_token_id`;
- *   no `output.weight` means tied embeddings;
+ *   `tokenizer.ggml.padding_token_id` (config.json's `pad_token_id`); no
+ *   `output.weight` means tied embeddings;
  * - `llama` (read only as Mixtral: `.expert_count` > 0): `.feed_forward_length`,
  *   `.attention.head_count`, `.attention.head_count_kv` (default: head_count),
  *   `.attention.key_length` (head_dim), `.rope.dimension_count` (must equal the
@@ -33,6 +34,13 @@
  *   epsilon, as llama.cpp computes them);
  *   biases from the tensors present;
  *   `.context_length` is ignored (the converter writes 2^20, "arbitrary");
+ * - `granitehybrid`: layer kinds from the per-layer `.attention.head_count_kv`
+ *   (0: Mamba-2), the Mamba-2 keys as for mamba2, `.expert_count` (0: every
+ *   FFN is the shared MLP, `.feed_forward_length` wide; else the experts'
+ *   width, with `.expert_shared_feed_forward_length`), `.attention.scale`
+ *   (absent or 0: 1/√head size, llama.cpp's), `.embedding_scale`,
+ *   `.residual_scale`, `.logit_scale` (absent or 0: none), and RoPE only when
+ *   `.rope.scaling.finetuned` is true or absent (llama.cpp's switch);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
  *   `.expert_count`, `.expert_used_count`; `attn_layer_period/offset` and
@@ -192,11 +200,22 @@ export function hfConfigFromGguf(
   for (const id of ["bos", "eos"]) {
     common[`${id}_token_id`] = m.optionalNumber(`tokenizer.ggml.${id}_token_id`) ?? null;
   }
+  // The embedding's padding_idx in training (no gradient to its row) is the pad id.
+  common.pad_token_id = m.optionalNumber("tokenizer.ggml.padding_token_id") ?? null;
   let config: Json;
   if (arch === "mamba") config = mambaConfig(k, common, H, eps);
   else if (arch === "mamba2") config = mamba2Config(k, common, H, eps);
   else if (arch === "jamba") config = { ...jambaConfig(k, common, L, H), rms_norm_eps: eps };
-  else {
+  else if (arch === "granitehybrid") {
+    // llama.cpp's switch for RoPE (absent: on); without it the base and context mean nothing.
+    const rope = k.m.optionalBool(k.key("rope.scaling.finetuned")) !== false;
+    config = {
+      ...(rope ? { ...attentionConfig(k, H, ropeFreqs), max_position_embeddings: ctx } : {}),
+      ...graniteConfig(k, L, H, rope),
+      ...common,
+      rms_norm_eps: eps,
+    };
+  } else {
     const family = arch === "llama"
       ? mixtralConfig(k)
       : arch === "olmoe"
@@ -219,7 +238,9 @@ export function hfConfigFromGguf(
 /** Heads, head size and RoPE of `llama`, `qwen2moe` and `olmoe`. */
 function attentionConfig(k: Keys, H: number, ropeFreqs?: Float32Array): Json {
   const heads = k.num("attention.head_count");
-  const kv = k.opt("attention.head_count_kv") ?? heads;
+  // Per-layer counts (hybrids) are read by the family's own reader.
+  const perLayer = k.m.type(k.key("attention.head_count_kv")) === "array";
+  const kv = perLayer ? heads : k.opt("attention.head_count_kv") ?? heads;
   const keyLength = k.opt("attention.key_length");
   const headDim = keyLength ?? H / heads;
   const rot = k.opt("rope.dimension_count");
@@ -442,14 +463,11 @@ function mamba2Config(k: Keys, common: Json, H: number, eps: number): Json {
   };
 }
 
-/** `jamba`: layer kinds from head_count_kv and the routers present. */
-function jambaConfig(k: Keys, common: Json, L: number, H: number): Json {
+/** Which layers attend: head_count_kv per layer (0: an SSM layer), else the tensors present. */
+function attentionLayers(k: Keys, L: number): { attn: number[]; kv: number } {
   const heads = k.num("attention.head_count");
-  const kvKey = k.key("attention.head_count_kv");
   const kvArr = k.perLayer("attention.head_count_kv", L);
-  // One value per layer says which layers attend (0: Mamba); a single value (or
-  // none) says nothing about that, and the tensors do.
-  const perLayer = k.m.type(kvKey) === "array";
+  const perLayer = k.m.type(k.key("attention.head_count_kv")) === "array";
   const attn = Array.from({ length: L }, (_, i) => i).filter((i) =>
     perLayer ? kvArr![i] > 0 : k.has(`blk.${i}.attn_q.weight`)
   );
@@ -457,9 +475,64 @@ function jambaConfig(k: Keys, common: Json, L: number, H: number): Json {
   if (kvs.size > 1) {
     throw new RangeError(
       `${k.m.path}: metadata ${quote(k.key("attention.head_count_kv"))} gives attention layers ` +
-        `different KV head counts (${[...kvs].join(", ")}); Jamba's are all equal`,
+        `different KV head counts (${[...kvs].join(", ")}); ${k.arch}'s are all equal`,
     );
   }
+  return { attn, kv: attn.length > 0 ? kvArr?.[attn[0]] ?? heads : heads };
+}
+
+/**
+ * `granitehybrid`: a Granite 4.0 hybrid. The gated norm spans `ssm.group_count`
+ * groups, as llama.cpp computes it, unless Kiln's `ssm.norm_group_count` says
+ * otherwise.
+ */
+function graniteConfig(k: Keys, L: number, H: number, rope: boolean): Json {
+  const { attn, kv } = attentionLayers(k, L);
+  const heads = k.num("attention.head_count");
+  const inner = k.num("ssm.inner_size"), mHeads = k.num("ssm.time_step_rank");
+  const groups = k.num("ssm.group_count");
+  const experts = k.opt("expert_count") ?? 0;
+  const ff = k.num("feed_forward_length");
+  const nonZero = (s: string) => k.opt(s) || undefined;
+  const mamba = Array.from({ length: L }, (_, i) => i).find((i) => !attn.includes(i)) ?? 0;
+  const limit = k.m.optionalArray(k.key("ssm.time_step_limit"))?.values;
+  const headDim = k.opt("attention.key_length") ?? H / heads;
+  return {
+    architectures: ["GraniteMoeHybridForCausalLM"],
+    model_type: "granitemoehybrid",
+    layer_types: Array.from({ length: L }, (_, i) => (attn.includes(i) ? "attention" : "mamba")),
+    num_attention_heads: heads,
+    num_key_value_heads: kv,
+    ...(k.opt("attention.key_length") !== undefined ? { head_dim: headDim } : {}),
+    attention_bias: attn.length > 0 && k.has(`blk.${attn[0]}.attn_q.bias`),
+    position_embedding_type: rope ? "rope" : "nope",
+    attention_multiplier: nonZero("attention.scale") ?? 1 / Math.sqrt(headDim),
+    embedding_multiplier: nonZero("embedding_scale") ?? 1,
+    residual_multiplier: nonZero("residual_scale") ?? 1,
+    logits_scaling: nonZero("logit_scale") ?? 1,
+    num_local_experts: experts,
+    num_experts_per_tok: k.opt("expert_used_count") ?? 2,
+    intermediate_size: ff,
+    shared_intermediate_size: experts > 0 ? k.opt("expert_shared_feed_forward_length") ?? ff : ff,
+    mamba_n_heads: mHeads,
+    mamba_d_head: inner / mHeads,
+    mamba_n_groups: groups,
+    mamba_d_state: k.num("ssm.state_size"),
+    mamba_d_conv: k.num("ssm.conv_kernel"),
+    mamba_expand: inner / H,
+    mamba_conv_bias: k.has(`blk.${mamba}.ssm_conv1d.bias`),
+    mamba_proj_bias: k.has(`blk.${mamba}.ssm_in.bias`),
+    kiln_norm_groups: k.opt("ssm.norm_group_count") ?? groups,
+    ...(limit ? { time_step_limit: limit } : {}),
+  };
+}
+
+/** `jamba`: layer kinds from head_count_kv and the routers present. */
+function jambaConfig(k: Keys, common: Json, L: number, H: number): Json {
+  const heads = k.num("attention.head_count");
+  // One value per layer says which layers attend (0: Mamba); a single value (or
+  // none) says nothing about that, and the tensors do.
+  const { attn, kv } = attentionLayers(k, L);
   const moe = k.moeLayers(L);
   const inner = k.num("ssm.inner_size");
   if (!Number.isInteger(inner / H)) {
@@ -477,7 +550,7 @@ function jambaConfig(k: Keys, common: Json, L: number, H: number): Json {
     ...common,
     intermediate_size: k.num("feed_forward_length"),
     num_attention_heads: heads,
-    num_key_value_heads: attn.length > 0 ? kvArr?.[attn[0]] ?? heads : heads,
+    num_key_value_heads: kv,
     attn_layer_period: attnPeriod,
     attn_layer_offset: attnOffset,
     expert_layer_period: expertPeriod,

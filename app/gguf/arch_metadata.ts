@@ -10,8 +10,8 @@
  *   `<arch>.vocab_size`, `.context_length`, `.embedding_length`,
  *   `.block_count`, `.attention.layer_norm_rms_epsilon`, `general.file_type`,
  *   `general.quantization_version` (2), and `tokenizer.ggml.bos_token_id` /
- *   `eos_token_id` from config.json's ids (as gguf-py's `SpecialVocab` does;
- *   only the first of several eos ids fits);
+ *   `eos_token_id` / `padding_token_id` from config.json's ids (as gguf-py's
+ *   `SpecialVocab` does; only the first of several eos ids fits);
  * - `llama` (Mixtral): `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv`, `.rope.freq_base`, `.rope.dimension_count`,
  *   `.expert_count`, `.expert_used_count`, `.attention.key_length` /
@@ -36,7 +36,16 @@
  *   those norms at the layers' epsilon; it ignores this one);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (per layer, 0 for Mamba layers),
- *   `.expert_count`, `.expert_used_count`.
+ *   `.expert_count`, `.expert_used_count`;
+ * - `granitehybrid` (Granite 4.0 hybrids): as jamba with Mamba-2's SSM keys
+ *   (`.ssm.group_count`), plus `.rope.freq_base`, `.rope.dimension_count`,
+ *   `.attention.scale`, `.embedding_scale`, `.residual_scale`, `.logit_scale`,
+ *   `.expert_shared_feed_forward_length` and `.rope.scaling.finetuned` (llama.cpp's
+ *   switch for RoPE: true only when `position_embedding_type` is "rope", where the
+ *   converter always writes false); `.feed_forward_length` is the experts' width,
+ *   or the shared MLP's in a model without experts. A config llama.cpp's
+ *   granitehybrid could not load (projection biases, `mamba_expand` ≠ 2, no Mamba
+ *   layer) is refused.
  *
  * A missing `max_position_embeddings` takes the transformers class default
  * (Mixtral 131072, Qwen2-MoE and Qwen3-MoE 32768, OLMoE 4096, Jamba 262144), since llama.cpp requires a
@@ -186,7 +195,9 @@ export function ggufArchMetadata(
   put("general.name", "string", options.name ?? (path.split("/").pop() || cfg.architecture));
   u32("vocab_size", cfg.vocabSize);
   const ssm = arch === "mamba" || arch === "mamba2";
-  const ctx = ssm ? 2 ** 20 : cfg.maxPositions ?? DEFAULT_CONTEXT[cfg.architecture];
+  const granite = arch === "granitehybrid";
+  const nope = granite && !cfg.attention?.ropeTheta;
+  const ctx = ssm || nope ? 2 ** 20 : cfg.maxPositions ?? DEFAULT_CONTEXT[cfg.architecture];
   u32("context_length", ctx);
   u32("embedding_length", cfg.hidden);
   u32("block_count", cfg.layers);
@@ -194,7 +205,8 @@ export function ggufArchMetadata(
     u32("feed_forward_length", 0);
     u32("attention.head_count", 0);
   } else {
-    u32("feed_forward_length", cfg.intermediate);
+    // Granite's experts' width; a dense Granite's MLP is its shared MLP.
+    u32("feed_forward_length", granite ? cfg.moe?.ff ?? cfg.intermediate : cfg.intermediate);
     u32(
       "attention.head_count",
       cfg.attention?.heads ?? numberField(config, "num_attention_heads", 32),
@@ -204,9 +216,11 @@ export function ggufArchMetadata(
   if (arch === "qwen2moe") refuseQwen2MoeExtras(cfg);
   if (arch === "qwen3moe") refuseQwen3MoeExtras(cfg);
   if (arch === "mamba2") refuseMamba2Extras(cfg);
+  if (granite) refuseGraniteExtras(cfg);
   if (arch === "llama" || arch === "qwen2moe" || arch === "olmoe" || arch === "qwen3moe") {
     attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   }
+  if (granite) graniteKeys(cfg, config, ctx, u32, f32, put);
   if (arch === "jamba") {
     const kv = cfg.pattern.map((p) => (p.mixer === "attention" ? cfg.attention!.kvHeads : 0));
     put(`${arch}.attention.head_count_kv`, "array", {
@@ -223,7 +237,7 @@ export function ggufArchMetadata(
     u32("ssm.inner_size", cfg.mamba.inner);
     u32("ssm.state_size", cfg.mamba.stateSize);
     u32("ssm.time_step_rank", cfg.mamba.dtRank);
-    if (cfg.mamba.ssd) mamba2Keys(cfg.mamba.ssd, u32, put);
+    if (cfg.mamba.ssd) mamba2Keys(arch, cfg.mamba.ssd, u32, put);
   } else if (arch === "jamba") {
     // A Jamba whose layers are all attention still carries the SSM keys: llama.cpp's
     // jamba loader (and Kiln's reader) require them. JambaConfig's defaults.
@@ -239,7 +253,10 @@ export function ggufArchMetadata(
   // at the layers' epsilon): Kiln's own key keeps it, which llama.cpp ignores.
   const weightless = cfg.mamba?.weightlessNorms;
   if (arch === "mamba" && weightless) f32("ssm.dt_b_c_rms_eps", weightless.eps);
-  if (!ssm) {
+  if (granite) {
+    u32("expert_count", cfg.moe?.experts ?? 0);
+    u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));
+  } else if (!ssm) {
     u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));
   }
@@ -253,6 +270,10 @@ export function ggufArchMetadata(
   put("general.quantization_version", "u32", 2);
   if (cfg.bosTokenId !== undefined) put("tokenizer.ggml.bos_token_id", "u32", cfg.bosTokenId);
   if (cfg.eosTokenIds.length > 0) put("tokenizer.ggml.eos_token_id", "u32", cfg.eosTokenIds[0]);
+  const pad = config.pad_token_id;
+  if (typeof pad === "number" && Number.isSafeInteger(pad) && pad >= 0) {
+    put("tokenizer.ggml.padding_token_id", "u32", pad);
+  }
   return out;
 }
 
@@ -349,6 +370,7 @@ function refuseMamba2Extras(cfg: ModelConfig): void {
  * a Δ limit (`ssm.time_step_limit`).
  */
 function mamba2Keys(
+  arch: string,
   ssd: MambaSsdConfig,
   u32: (key: string, v: number) => void,
   put: (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) => void,
@@ -356,8 +378,48 @@ function mamba2Keys(
   u32("ssm.group_count", ssd.groups);
   if (ssd.normGroups !== ssd.groups) u32("ssm.norm_group_count", ssd.normGroups);
   if (clampsDelta(ssd.dtLimit)) {
-    put("mamba2.ssm.time_step_limit", "array", { type: "f32", values: [...ssd.dtLimit] });
+    put(`${arch}.ssm.time_step_limit`, "array", { type: "f32", values: [...ssd.dtLimit] });
   }
+}
+
+/**
+ * Granite hybrids llama.cpp's granitehybrid could not load
+ * (`src/llama-model.cpp`): its Mamba-2 layers have no projection biases and
+ * an inner width of exactly twice the model's; a model without Mamba layers is
+ * what its converter writes as `granite` / `granitemoe`, which Kiln does not.
+ */
+function refuseGraniteExtras(cfg: ModelConfig): void {
+  const m = cfg.mamba;
+  const extra = !m
+    ? "no Mamba layer (llama.cpp's converter writes it as granite or granitemoe)"
+    : m.projBias
+    ? "mamba_proj_bias true (llama.cpp's granitehybrid projections have no biases)"
+    : m.inner !== 2 * cfg.hidden
+    ? `mamba_expand ${m.inner / cfg.hidden} (llama.cpp's granitehybrid needs 2)`
+    : undefined;
+  if (extra) throw new TypeError(`config.json: a Granite hybrid with ${extra} has no GGUF form`);
+}
+
+/** Attention (per-layer KV heads, RoPE or none), μP scales and the shared MLP of `granitehybrid`. */
+function graniteKeys(
+  cfg: ModelConfig,
+  config: Record<string, unknown>,
+  ctx: number,
+  u32: (key: string, v: number) => void,
+  f32: (key: string, v: number) => void,
+  put: (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) => void,
+): void {
+  const a = cfg.attention;
+  const kv = cfg.pattern.map((p) => (p.mixer === "attention" ? a!.kvHeads : 0));
+  if (a) attentionKeys(cfg, config, "granitehybrid", ctx, u32, f32, put, kv);
+  else put("granitehybrid.attention.head_count_kv", "array", { type: "i32", values: kv });
+  const s = cfg.scaling ?? { embedding: 1, residual: 1, logits: 1 };
+  f32("attention.scale", a?.scale ?? numberField(config, "attention_multiplier", 1));
+  f32("embedding_scale", s.embedding);
+  f32("residual_scale", s.residual);
+  f32("logit_scale", s.logits);
+  u32("expert_shared_feed_forward_length", cfg.moe?.sharedExpert?.ff ?? cfg.intermediate);
+  put("granitehybrid.rope.scaling.finetuned", "bool", !!a?.ropeTheta);
 }
 
 function numberField(config: Record<string, unknown>, name: string, fallback: number): number {
@@ -365,7 +427,10 @@ function numberField(config: Record<string, unknown>, name: string, fallback: nu
   return typeof v === "number" ? v : fallback;
 }
 
-/** Heads, head size, RoPE and sliding window of `llama`, `qwen2moe` and `olmoe`. */
+/**
+ * Heads, head size, RoPE and sliding window of `llama`, `qwen2moe`, `olmoe` and
+ * `granitehybrid` (whose KV heads are per layer: `kvPerLayer`).
+ */
 function attentionKeys(
   cfg: ModelConfig,
   config: Record<string, unknown>,
@@ -374,11 +439,15 @@ function attentionKeys(
   u32: (key: string, v: number) => void,
   f32: (key: string, v: number) => void,
   put: (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) => void,
+  kvPerLayer?: number[],
 ): void {
   const a = cfg.attention!;
-  u32("attention.head_count_kv", a.kvHeads);
-  f32("rope.freq_base", a.ropeTheta);
-  if (arch === "llama") u32("rope.dimension_count", a.headDim);
+  if (kvPerLayer) {
+    put(`${arch}.attention.head_count_kv`, "array", { type: "i32", values: kvPerLayer });
+  } else u32("attention.head_count_kv", a.kvHeads);
+  // A Granite without RoPE still carries llama's base (10000), as its converter writes.
+  f32("rope.freq_base", a.ropeTheta || 10000);
+  if (arch === "llama" || arch === "granitehybrid") u32("rope.dimension_count", a.headDim);
   if (
     (config.head_dim !== undefined && config.head_dim !== null) ||
     a.headDim * a.heads !== cfg.hidden

@@ -20,7 +20,7 @@
 
 import type { ModelConfig } from "../../models/config.ts";
 import { expertWidth } from "../../models/config.ts";
-import { expertTensor, moePrefix, specOf } from "../../models/architectures/mod.ts";
+import { expertTensor, layerPrefix, moePrefix, specOf } from "../../models/architectures/mod.ts";
 
 /**
  * The GGUF `general.architecture` of each Kiln architecture that has one.
@@ -40,6 +40,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   Qwen3MoeForCausalLM: "qwen3moe",
   FalconMambaForCausalLM: "mamba",
   Mamba2ForCausalLM: "mamba2",
+  GraniteMoeHybridForCausalLM: "granitehybrid",
 };
 
 /**
@@ -59,6 +60,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "olmoe",
   "qwen3moe",
   "mamba2",
+  "granitehybrid",
 ];
 
 /**
@@ -222,9 +224,10 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
       const a = cfg.attention!;
       const A = `${P}.${lay.attention}`;
       const q = a.heads * a.headDim, kv = a.kvHeads * a.headDim;
-      // Only llama.cpp's `llama` architecture permutes (Jamba has no RoPE; Qwen2-MoE and
-      // OLMoE use NeoX RoPE).
-      const llama = cfg.architecture === "MixtralForCausalLM";
+      // Only llama.cpp's `llama` and `granitehybrid` (its converter's undo_permute, RoPE
+      // or not) permute (Jamba has no RoPE; Qwen2-MoE and OLMoE use NeoX RoPE).
+      const llama = cfg.architecture === "MixtralForCausalLM" ||
+        cfg.architecture === "GraniteMoeHybridForCausalLM";
       const qT: GgufTransform = llama ? { kind: "permute", heads: a.heads } : COPY;
       const kT: GgufTransform = llama ? { kind: "permute", heads: a.kvHeads } : COPY;
       add(`${b}.attn_q.weight`, [q, H], `${A}.q_proj.weight`, [q, H], qT);
@@ -292,9 +295,13 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
     stack(`${b}.ffn_down_exps.weight`, "w2", [H, ff]);
     stack(`${b}.ffn_up_exps.weight`, "w3", [ff, H]);
     if (moe.sharedExpert && lay.shared) {
-      const S = `${Mo}.${lay.shared.expert}`, sff = moe.sharedExpert.ff;
+      const S = `${layerPrefix(cfg, i)}.${lay.shared.expert}`, sff = moe.sharedExpert.ff;
       if (moe.sharedExpert.gated) {
-        add(`${b}.ffn_gate_inp_shexp.weight`, [1, H], `${Mo}.${lay.shared.gate}.weight`);
+        add(
+          `${b}.ffn_gate_inp_shexp.weight`,
+          [1, H],
+          `${layerPrefix(cfg, i)}.${lay.shared.gate}.weight`,
+        );
       }
       add(`${b}.ffn_gate_shexp.weight`, [sff, H], `${S}.${lay.mlpNames.gate}.weight`);
       add(`${b}.ffn_up_shexp.weight`, [sff, H], `${S}.${lay.mlpNames.up}.weight`);

@@ -292,7 +292,7 @@ export async function modelFormats(
     return unify(weightFormatsFor(cfg, undefined, options.quantize));
   }
   if (!isGgufPath(path)) return {};
-  const w = await openWeights(path);
+  const w = await openWeights(path, { config: cfg });
   try {
     return unify(weightFormatsFor(cfg, w));
   } finally {

@@ -312,6 +312,7 @@ async function load(
   const pool = new QuantPool({ threads: options.threads });
   const onProgress = options.onProgress;
   const stored = await openWeights(dir, {
+    config: cfg,
     progress: (total) => {
       if (!onProgress) return createProgress({ total, label: "loading", quiet: options.quiet });
       let done = 0;
@@ -440,7 +441,9 @@ async function load(
         dtype,
         policy,
         // The disk tier reads from its own handle, open until dispose.
-        expertPlan!.disk.some((r) => r.length > 0) ? await openWeights(dir) : undefined,
+        expertPlan!.disk.some((r) => r.length > 0)
+          ? await openWeights(dir, { config: cfg })
+          : undefined,
         expertFormats(weightFormats, prefixes[0]),
       );
       model.experts.prefetch = prefetch;

@@ -13,7 +13,7 @@ import type { Quantizer } from "../quantize_pool.ts";
 import { quantize } from "../../core/quant/mod.ts";
 import { type Importance, quantizeWithImportance } from "../../core/quant/importance.ts";
 import type { ModelConfig } from "../../models/config.ts";
-import { parseConfig } from "../../models/architectures/mod.ts";
+import { fusedTensors, parseConfig } from "../../models/architectures/mod.ts";
 import { readConfig } from "../config_file.ts";
 import { GgufCheckpoint } from "../gguf/checkpoint.ts";
 import { tokenizerFromGguf } from "../gguf/tokenizer.ts";
@@ -21,6 +21,9 @@ import type { Progress } from "../progress.ts";
 import { Checkpoint, type ReadDType } from "../safetensors/mod.ts";
 
 export type { WeightInfo, WeightSource } from "../weight_source.ts";
+export { overlay } from "../weight_source.ts";
+import { overlay } from "../weight_source.ts";
+import { withFusedParts } from "./fused_source.ts";
 import { folderTokenizer } from "../tokenizer/folder.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 
@@ -55,6 +58,8 @@ export function sideFolder(path: string): string {
 
 /**
  * Opens a model's weights: a `.gguf` file, else a safetensors folder or file.
+ * With the model's `config`, tensors its family stores fused (Granite's
+ * `input_linear`) are seen as their parts ({@linkcode withFusedParts}).
  *
  * @example
  * ```ts ignore
@@ -62,11 +67,19 @@ export function sideFolder(path: string): string {
  * const w = await openWeights("./Mixtral-8x7B-v0.1");
  * ```
  */
-export function openWeights(
+export async function openWeights(
   path: string,
-  options: { progress?: (total: number) => Progress } = {},
+  options: { progress?: (total: number) => Progress; config?: ModelConfig } = {},
 ): Promise<WeightSource> {
-  return isGgufPath(path) ? GgufCheckpoint.open(path, options) : Checkpoint.open(path, options);
+  if (isGgufPath(path)) return await GgufCheckpoint.open(path, options);
+  const ckpt = await Checkpoint.open(path, options);
+  if (!options.config) return ckpt;
+  try {
+    return withFusedParts(ckpt, fusedTensors(options.config));
+  } catch (e) {
+    ckpt.close();
+    throw e;
+  }
 }
 
 /**
@@ -187,24 +200,4 @@ export function withImportance<C extends WeightSource>(
   lookup: (name: string) => Importance | undefined,
 ): C {
   return overlay(src, { importance: lookup });
-}
-
-/**
- * A view of `src` with the members of `own` in place of its own; everything
- * else is `src`'s (methods bound to it: checkpoints keep private state).
- *
- * @example
- * ```ts ignore
- * import { overlay } from "./source.ts";
- * const quiet = overlay(ckpt, { readAs: (n, d) => ckpt.readAs(n, d) });
- * ```
- */
-export function overlay<C extends WeightSource>(src: C, own: Partial<WeightSource>): C {
-  return new Proxy(src, {
-    get(target, key) {
-      if (Object.hasOwn(own, key)) return own[key as keyof WeightSource];
-      const v = Reflect.get(target, key, target);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
 }

@@ -259,6 +259,21 @@ export class Checkpoint {
   }
 
   /**
+   * Reads bytes `[start, start + length)` of tensor `name` as stored (a part of
+   * a fused tensor), into `into` when given.
+   *
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./checkpoint.ts";
+   * const ckpt = await Checkpoint.open("models/granite");
+   * const gate = await ckpt.readRange("model.layers.0.shared_mlp.input_linear.weight", 0, 1024);
+   * ```
+   */
+  readRange(name: string, start: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
+    return this.#file(name).readRange(name, start, length, into, this.#advance);
+  }
+
+  /**
    * Reads tensor `name` as f32 (exact for F32, F16, BF16 and F8; ints convert).
    *
    * @example

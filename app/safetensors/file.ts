@@ -176,10 +176,62 @@ export class SafetensorsFile {
     } else {
       dst = new Uint8Array(info.byteLength);
     }
+    return this.#readAt(name, info.offset, dst, onBytes);
+  }
+
+  /**
+   * Reads bytes `[start, start + length)` of tensor `name` (a part of a fused
+   * tensor), into `into` when given; a range past the tensor is a RangeError.
+   *
+   * @example
+   * ```ts
+   * import { SafetensorsFile } from "./file.ts";
+   * const f = await SafetensorsFile.open("model.safetensors");
+   * const firstRow = await f.readRange("model.norm.weight", 0, 16);
+   * f.close();
+   * ```
+   */
+  readRange(
+    name: string,
+    start: number,
+    length: number,
+    into?: Uint8Array,
+    onBytes?: (bytes: number) => void,
+  ): Promise<Uint8Array> {
+    const info = this.info(name);
+    if (
+      !Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 ||
+      start + length > info.byteLength
+    ) {
+      return Promise.reject(
+        new RangeError(
+          `${this.path}: bytes ${start}..${start + length} are not inside tensor "${name}" ` +
+            `(${info.byteLength} bytes)`,
+        ),
+      );
+    }
+    if (into && into.byteLength < length) {
+      return Promise.reject(
+        new RangeError(
+          `${this.path}: a ${length}-byte range of tensor "${name}" does not fit the buffer ` +
+            `passed to readRange() (${into.byteLength} bytes)`,
+        ),
+      );
+    }
+    const dst = into ? into.subarray(0, length) : new Uint8Array(length);
+    return this.#readAt(name, info.offset + start, dst, onBytes);
+  }
+
+  #readAt(
+    name: string,
+    offset: number,
+    dst: Uint8Array,
+    onBytes?: (bytes: number) => void,
+  ): Promise<Uint8Array> {
     return this.#exclusive(async () => {
       const file = this.#file;
       if (!file) throw new TypeError(`${this.path}: read("${name}") after close()`);
-      await readFully(file, this.path, info.offset, dst, `tensor "${name}"`, (k) => {
+      await readFully(file, this.path, offset, dst, `tensor "${name}"`, (k) => {
         this.#bytesRead += k;
         onBytes?.(k);
       });

@@ -11,6 +11,7 @@
 
 import { buildCausalLM, checkpointSources, type ParamSource } from "../../models/causal_lm.ts";
 import type { ModelConfig } from "../../models/config.ts";
+import { fusedTensors } from "../../models/architectures/mod.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import { loadWeights } from "../model/weights.ts";
 import { openWeights } from "../model/source.ts";
@@ -74,6 +75,42 @@ export function toCheckpointTensors(
       out.push({ name: t, shape: shape.slice(1), data: data.subarray(e * per, (e + 1) * per) })
     );
   }
+  return joinFused(cfg, out);
+}
+
+/** The tensors the family stores fused (Granite's `input_linear`) joined from their parts. */
+function joinFused(cfg: ModelConfig, tensors: NamedTensor[]): NamedTensor[] {
+  const fused = fusedTensors(cfg);
+  if (fused.length === 0) return tensors;
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  const joined = new Map(fused.map((f) => {
+    const parts = f.parts.map((p) => byName.get(p)!.data as Float32Array);
+    const data = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    parts.forEach((p, k) => data.set(p, k * p.length));
+    return [f.parts[0], { name: f.name, shape: f.shape, data }];
+  }));
+  const inFused = new Set(fused.flatMap((f) => f.parts));
+  return tensors.flatMap((t) => {
+    const j = joined.get(t.name);
+    return j ? [j] : inFused.has(t.name) ? [] : [t];
+  });
+}
+
+/** `tensors` with each fused tensor of the family also present as its parts. */
+function splitFused(
+  cfg: ModelConfig,
+  tensors: ReadonlyMap<string, NamedTensor>,
+): ReadonlyMap<string, NamedTensor> {
+  const fused = fusedTensors(cfg).filter((f) => tensors.has(f.name));
+  if (fused.length === 0) return tensors;
+  const out = new Map(tensors);
+  for (const f of fused) {
+    const all = tensors.get(f.name)!.data;
+    const per = all.length / f.parts.length;
+    f.parts.forEach((p, k) =>
+      out.set(p, { name: p, shape: f.partShape, data: all.subarray(k * per, (k + 1) * per) })
+    );
+  }
   return out;
 }
 
@@ -90,6 +127,7 @@ export function fromCheckpointTensors(
   tensors: ReadonlyMap<string, NamedTensor>,
 ): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
+  tensors = splitFused(cfg, tensors);
   for (const [name, names] of hfNames(cfg)) {
     const parts = names.map((t) => {
       const x = tensors.get(t);
@@ -216,7 +254,7 @@ export async function loadWeightsIntoStates(
   cfg: ModelConfig,
   dir: string,
 ): Promise<void> {
-  const ckpt = await openWeights(dir);
+  const ckpt = await openWeights(dir, { config: cfg });
   try {
     const graph = buildCausalLM(cfg, { mode: "prefill", maxSeq: 1, maxNew: 1 });
     await loadWeights(

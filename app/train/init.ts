@@ -89,6 +89,10 @@ export function initParam(
       return dt + Math.log(-Math.expm1(-dt)); // softplus⁻¹(Δ)
     });
   }
+  // GraniteMoeHybridMambaLayer's init: Δ's bias 1 in every head.
+  if (cfg.architecture === "GraniteMoeHybridForCausalLM" && /\.dt_bias$/.test(name)) {
+    return new Float32Array(n).fill(1);
+  }
   if (/\.bias$/.test(name)) {
     // PyTorch's Conv1d default keeps its bias in Mamba; every Linear bias is zeroed.
     if (mambaArch && !mamba2 && /conv1d\.bias$/.test(name)) {
@@ -97,7 +101,11 @@ export function initParam(
     return new Float32Array(n);
   }
   if (/embed_tokens\.weight$|embeddings\.weight$|embedding\.weight$/.test(name)) {
-    return normal(n, std, rand);
+    const w = normal(n, std, rand);
+    // PreTrainedModel._init_weights zeroes nn.Embedding's padding_idx row.
+    const pad = cfg.paddingIdx;
+    if (pad !== undefined && shape.length === 2) w.fill(0, pad * last, (pad + 1) * last);
+    return w;
   }
   if (!mambaArch) return normal(n, std, rand);
   // Mamba2PreTrainedModel: Linear layers normal(0, std), then conv1d and out_proj kaiming.

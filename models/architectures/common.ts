@@ -177,6 +177,35 @@ export function baseFields(c: ConfigReader, tokenIds: TokenIdDefaults = {}): Bas
   };
 }
 
+/**
+ * The embedding's `padding_idx`: `pad_token_id` (absent: the config class's
+ * default `classDefault`) when it names a row of the table (transformers
+ * passes it to `nn.Embedding` in the Llama-style families).
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { paddingIdxField } from "./common.ts";
+ * paddingIdxField(new ConfigReader({ pad_token_id: 0 }, "config.json", "x"), 32); // 0
+ * ```
+ */
+export function paddingIdxField(
+  c: ConfigReader,
+  vocabSize: number,
+  classDefault?: number,
+): number | undefined {
+  // Absent: the config class's default (Jamba 0, OLMoE 1); an explicit null: none.
+  if (!Object.hasOwn(c.json, "pad_token_id")) {
+    return classDefault !== undefined && classDefault < vocabSize ? classDefault : undefined;
+  }
+  const pad = c.raw("pad_token_id");
+  if (typeof pad !== "number" || !Number.isSafeInteger(pad)) return undefined;
+  // nn.Embedding counts a negative padding_idx from the end; out of range, it refuses
+  // the model (transformers cannot build it): Kiln still runs it, with no padding row.
+  if (pad < 0) return pad >= -vocabSize ? vocabSize + pad : undefined;
+  return pad < vocabSize ? pad : undefined;
+}
+
 /** Options of {@linkcode attentionFields}. */
 export interface AttentionFieldOptions {
   /** The family's default `rope_theta`, or `null` for no rotary embedding (Jamba). */

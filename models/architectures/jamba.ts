@@ -14,6 +14,7 @@ import {
   DECODER_LAYOUT,
   dtRankField,
   moeFields,
+  paddingIdxField,
   refuseAttentionExtras,
 } from "./common.ts";
 import type { ArchitectureSpec } from "./spec.ts";
@@ -76,6 +77,7 @@ export const jamba: ArchitectureSpec = {
     return {
       architecture: "JambaForCausalLM",
       ...base,
+      paddingIdx: paddingIdxField(c, base.vocabSize, 0),
       intermediate: c.int("intermediate_size"),
       normEps: c.nonNegative("rms_norm_eps", 1e-6),
       tieEmbeddings: c.bool("tie_word_embeddings", false),

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { ModelConfig } from "../config.ts";
+import type { MambaSsdConfig, ModelConfig } from "../config.ts";
 import { baseFields, uniformLayers } from "./common.ts";
 import { dtRange, mamba } from "./mamba.ts";
 import { MAX_CONFIG_INT, show } from "./reader.ts";
@@ -56,6 +56,54 @@ function normGroupsField(c: ConfigReader, groups: number): number {
   return n;
 }
 
+/**
+ * `time_step_limit` ([min, max] that Δ is clamped to; absent: [0, ∞)), with
+ * transformers 5's `{"__float__": "Infinity"}` read as ∞.
+ */
+function timeStepLimit(c: ConfigReader): [number, number] {
+  const raw = c.raw("time_step_limit") ?? [0, Infinity];
+  if (!Array.isArray(raw) || raw.length !== 2) {
+    throw new TypeError(
+      `${c.file}: field "time_step_limit" must be [min, max], got ${
+        show(c.raw("time_step_limit"))
+      }`,
+    );
+  }
+  const lo = floatOf(c, "time_step_limit", raw[0]), hi = floatOf(c, "time_step_limit", raw[1]);
+  if (!(lo >= 0 && hi >= lo)) {
+    throw new RangeError(
+      `${c.file}: field "time_step_limit" [${lo}, ${hi}] must satisfy 0 <= min <= max`,
+    );
+  }
+  return [lo, hi];
+}
+
+/**
+ * The SSD settings of a Mamba-2 mixer of `heads` heads of `headDim` channels
+ * and `groups` B/C groups: its gated norm's groups and Δ limit from the config.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { ssdFields } from "./mamba2.ts";
+ * ssdFields(new ConfigReader({}, "config.json", "x"), 24, 64, 1).dtLimit; // [0, Infinity]
+ * ```
+ */
+export function ssdFields(
+  c: ConfigReader,
+  heads: number,
+  headDim: number,
+  groups: number,
+): MambaSsdConfig {
+  return {
+    heads,
+    headDim,
+    groups,
+    normGroups: normGroupsField(c, groups),
+    dtLimit: timeStepLimit(c),
+  };
+}
+
 function mamba2Fields(c: ConfigReader): ModelConfig {
   c.silu();
   // Mamba2Config's token id defaults.
@@ -77,20 +125,6 @@ function mamba2Fields(c: ConfigReader): ModelConfig {
   if (heads % groups !== 0) {
     throw new RangeError(`${c.file}: num_heads ${heads} must be a multiple of n_groups ${groups}`);
   }
-  const raw = c.raw("time_step_limit") ?? [0, Infinity];
-  if (!Array.isArray(raw) || raw.length !== 2) {
-    throw new TypeError(
-      `${c.file}: field "time_step_limit" must be [min, max], got ${
-        show(c.raw("time_step_limit"))
-      }`,
-    );
-  }
-  const lo = floatOf(c, "time_step_limit", raw[0]), hi = floatOf(c, "time_step_limit", raw[1]);
-  if (!(lo >= 0 && hi >= lo)) {
-    throw new RangeError(
-      `${c.file}: field "time_step_limit" [${lo}, ${hi}] must satisfy 0 <= min <= max`,
-    );
-  }
   return {
     architecture: "Mamba2ForCausalLM",
     ...base,
@@ -107,7 +141,7 @@ function mamba2Fields(c: ConfigReader): ModelConfig {
       projBias: c.bool("use_bias", false),
       convBias: c.bool("use_conv_bias", true),
       innerNorms: false,
-      ssd: { heads, headDim, groups, normGroups: normGroupsField(c, groups), dtLimit: [lo, hi] },
+      ssd: ssdFields(c, heads, headDim, groups),
       dtInit: { ...dtRange(c), scale: 1, scheme: "random" },
     },
   };

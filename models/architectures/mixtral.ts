@@ -12,6 +12,7 @@ import {
   baseFields,
   DECODER_LAYOUT,
   moeFields,
+  paddingIdxField,
   refuseAttentionExtras,
   slidingWindowField,
   uniformLayers,
@@ -53,6 +54,7 @@ export const mixtral: ArchitectureSpec = {
     return {
       architecture: "MixtralForCausalLM",
       ...base,
+      paddingIdx: paddingIdxField(c, base.vocabSize),
       intermediate: c.int("intermediate_size"),
       normEps: c.nonNegative("rms_norm_eps", 1e-5),
       tieEmbeddings: c.bool("tie_word_embeddings", false),

@@ -16,10 +16,11 @@ import { qwen2Moe } from "./qwen2_moe.ts";
 import { qwen3Moe } from "./qwen3_moe.ts";
 import { falconMamba } from "./falcon_mamba.ts";
 import { mamba2 } from "./mamba2.ts";
+import { graniteHybrid } from "./granite_hybrid.ts";
 import { ConfigReader, show } from "./reader.ts";
-import type { ArchitectureSpec, CheckpointLayout, SwigluNames } from "./spec.ts";
+import type { ArchitectureSpec, CheckpointLayout, FusedTensor, SwigluNames } from "./spec.ts";
 
-export type { ArchitectureSpec, CheckpointLayout, SwigluNames };
+export type { ArchitectureSpec, CheckpointLayout, FusedTensor, SwigluNames };
 export { ConfigReader };
 
 /**
@@ -28,7 +29,7 @@ export { ConfigReader };
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 8
+ * Object.keys(ARCHITECTURE_SPECS).length; // 9
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -40,6 +41,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   Qwen3MoeForCausalLM: qwen3Moe,
   FalconMambaForCausalLM: falconMamba,
   Mamba2ForCausalLM: mamba2,
+  GraniteMoeHybridForCausalLM: graniteHybrid,
 };
 
 /**
@@ -95,6 +97,23 @@ export function parseConfig(json: unknown, file = "config.json"): ModelConfig {
     );
   }
   return ARCHITECTURE_SPECS[arch].parse(new ConfigReader(j, file, arch));
+}
+
+/**
+ * The checkpoint tensors `cfg` stores fused, whose parts Kiln reads by their
+ * own names (Granite's `input_linear`); none for most families.
+ *
+ * @example
+ * ```ts
+ * import { fusedTensors, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, num_hidden_layers: 2,
+ * });
+ * fusedTensors(cfg).length; // 0
+ * ```
+ */
+export function fusedTensors(cfg: ModelConfig): FusedTensor[] {
+  return specOf(cfg).fused?.(cfg) ?? [];
 }
 
 /**

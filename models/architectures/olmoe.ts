@@ -8,7 +8,14 @@
  */
 
 import type { ModelConfig } from "../config.ts";
-import { attentionFields, baseFields, DECODER_LAYOUT, moeFields, uniformLayers } from "./common.ts";
+import {
+  attentionFields,
+  baseFields,
+  DECODER_LAYOUT,
+  moeFields,
+  paddingIdxField,
+  uniformLayers,
+} from "./common.ts";
 import type { ArchitectureSpec } from "./spec.ts";
 
 /**
@@ -47,6 +54,7 @@ export const olmoe: ArchitectureSpec = {
     return {
       architecture: "OlmoeForCausalLM",
       ...base,
+      paddingIdx: paddingIdxField(c, base.vocabSize, 1),
       intermediate: c.int("intermediate_size", 2048),
       normEps: c.nonNegative("rms_norm_eps", 1e-5),
       tieEmbeddings: c.bool("tie_word_embeddings", false),

@@ -17,6 +17,7 @@ import {
   baseFields,
   layerWindows,
   moeFields,
+  paddingIdxField,
   QWEN_MOE_LAYOUT,
   refuseAttentionExtras,
 } from "./common.ts";
@@ -28,7 +29,7 @@ import type { ArchitectureSpec } from "./spec.ts";
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * ARCHITECTURE_SPECS.Qwen2MoeForCausalLM.layout.shared?.gate; // "shared_expert_gate"
+ * ARCHITECTURE_SPECS.Qwen2MoeForCausalLM.layout.shared?.gate; // "mlp.shared_expert_gate"
  * ```
  */
 export const qwen2Moe: ArchitectureSpec = {
@@ -38,7 +39,7 @@ export const qwen2Moe: ArchitectureSpec = {
     "shared expert; dense MLP layers by decoder_sparse_step / mlp_only_layers",
   layout: {
     ...QWEN_MOE_LAYOUT,
-    shared: { expert: "shared_expert", gate: "shared_expert_gate" },
+    shared: { expert: "mlp.shared_expert", gate: "mlp.shared_expert_gate" },
   },
 
   parse(c): ModelConfig {
@@ -73,6 +74,7 @@ export const qwen2Moe: ArchitectureSpec = {
     return {
       architecture: "Qwen2MoeForCausalLM",
       ...base,
+      paddingIdx: paddingIdxField(c, base.vocabSize),
       intermediate: c.int("intermediate_size"),
       normEps: c.nonNegative("rms_norm_eps", 1e-6),
       tieEmbeddings: c.bool("tie_word_embeddings", false),

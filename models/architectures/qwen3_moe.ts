@@ -12,7 +12,13 @@
  */
 
 import type { LayerSpec, ModelConfig } from "../config.ts";
-import { attentionFields, baseFields, moeFields, QWEN_MOE_LAYOUT } from "./common.ts";
+import {
+  attentionFields,
+  baseFields,
+  moeFields,
+  paddingIdxField,
+  QWEN_MOE_LAYOUT,
+} from "./common.ts";
 import type { ArchitectureSpec } from "./spec.ts";
 
 /**
@@ -59,6 +65,7 @@ export const qwen3Moe: ArchitectureSpec = {
     return {
       architecture: "Qwen3MoeForCausalLM",
       ...base,
+      paddingIdx: paddingIdxField(c, base.vocabSize),
       intermediate: c.int("intermediate_size", 6144),
       normEps: c.nonNegative("rms_norm_eps", 1e-6),
       tieEmbeddings: c.bool("tie_word_embeddings", false),

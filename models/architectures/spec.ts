@@ -66,8 +66,38 @@ export interface CheckpointLayout {
   readonly experts: string;
   /** Projections of one expert. */
   readonly expertNames: SwigluNames;
-  /** The shared expert and its sigmoid gate inside the MoE block (Qwen2-MoE). */
+  /**
+   * The shared expert (relative to the layer, as the dense MLP) and, when the
+   * config gates it, its sigmoid gate (Qwen2-MoE `mlp.shared_expert`,
+   * `mlp.shared_expert_gate`; Granite's ungated `shared_mlp`).
+   */
   readonly shared?: { readonly expert: string; readonly gate: string };
+}
+
+/**
+ * A checkpoint tensor that holds several of the tensors Kiln reads, one after
+ * the other: its bytes are the parts' bytes in order, each part `partShape`
+ * (Granite's `input_linear` holds each expert's gate rows then up rows).
+ *
+ * @example
+ * ```ts
+ * import type { FusedTensor } from "@kiln/kiln";
+ * const sharedMlp: FusedTensor = {
+ *   name: "model.layers.0.shared_mlp.input_linear.weight", shape: [2048, 1536],
+ *   parts: ["model.layers.0.shared_mlp.gate_proj.weight", "model.layers.0.shared_mlp.up_proj.weight"],
+ *   partShape: [1024, 1536],
+ * };
+ * ```
+ */
+export interface FusedTensor {
+  /** The stored tensor's name. */
+  readonly name: string;
+  /** Its shape. */
+  readonly shape: readonly number[];
+  /** The names Kiln reads its parts by, in storage order. */
+  readonly parts: readonly string[];
+  /** The shape of every part. */
+  readonly partShape: readonly number[];
 }
 
 /**
@@ -94,4 +124,9 @@ export interface ArchitectureSpec {
    * 5 layouts), refusing settings Kiln does not implement.
    */
   parse(c: ConfigReader): ModelConfig;
+  /**
+   * The checkpoint tensors this config stores fused (absent: none). Readers
+   * present their parts instead, and writers join the parts back.
+   */
+  fused?(cfg: ModelConfig): FusedTensor[];
 }

@@ -49,6 +49,7 @@
  *   `[head_dim]`) before RoPE; biases on q/k/v/o with `attention_bias`; layers
  *   sparse as Qwen2-MoE's but with no shared expert; with `use_sliding_window`
  *   every layer attends within `sliding_window`.
+ * - Granite 4.0 hybrids (`modeling_granitemoehybrid.py`): see `granite_reference.ts`.
  * - RoPE scaling (`modeling_rope_utils.py`): see `rope_reference.ts`.
  *
  * @example
@@ -78,7 +79,8 @@ export type ReferenceArchitecture =
   | "OlmoeForCausalLM"
   | "Qwen3MoeForCausalLM"
   | "FalconMambaForCausalLM"
-  | "Mamba2ForCausalLM";
+  | "Mamba2ForCausalLM"
+  | "GraniteMoeHybridForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -89,6 +91,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "Qwen3MoeForCausalLM",
   "FalconMambaForCausalLM",
   "Mamba2ForCausalLM",
+  "GraniteMoeHybridForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -118,7 +121,7 @@ export interface ReferenceModel {
 // ---------------------------------------------------------------------------
 // Config
 
-function field(config: HfConfig, key: string, fallback?: number): number {
+export function field(config: HfConfig, key: string, fallback?: number): number {
   const v = config[key] ?? fallback;
   if (typeof v !== "number" || !Number.isFinite(v)) {
     throw new TypeError(
@@ -128,7 +131,7 @@ function field(config: HfConfig, key: string, fallback?: number): number {
   return v;
 }
 
-function intField(config: HfConfig, key: string, fallback?: number): number {
+export function intField(config: HfConfig, key: string, fallback?: number): number {
   const v = field(config, key, fallback);
   if (!Number.isInteger(v) || v < 0) {
     throw new RangeError(`config.json: "${key}" must be a non-negative integer, got ${v}`);
@@ -161,6 +164,16 @@ export function layerKinds(config: HfConfig): LayerKind[] {
   const arch = architectureOf(config);
   const n = intField(config, "num_hidden_layers");
   const out: LayerKind[] = [];
+  if (arch === "GraniteMoeHybridForCausalLM") {
+    // GraniteMoeHybridConfig: layer_types (default all Mamba), legacy names remapped;
+    // every layer has the shared MLP, and routed experts when num_local_experts > 0.
+    const types = (config.layer_types ?? Array(n).fill("mamba")) as string[];
+    const moe = intField(config, "num_local_experts", 8) > 0;
+    return types.map((t) => ({
+      mixer: t === "mamba" || t === "linear_attention" ? "mamba" : "attention",
+      ffn: moe ? "moe" : "mlp",
+    }));
+  }
   for (let i = 0; i < n; i++) {
     if (arch === "MixtralForCausalLM" || arch === "OlmoeForCausalLM") {
       out.push({ mixer: "attention", ffn: "moe" });
@@ -219,7 +232,9 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
   }
   return intField(
     config,
-    arch === "MixtralForCausalLM" ? "num_local_experts" : "num_experts",
+    arch === "MixtralForCausalLM" || arch === "GraniteMoeHybridForCausalLM"
+      ? "num_local_experts"
+      : "num_experts",
     {
       MixtralForCausalLM: 8,
       JambaForCausalLM: 16,
@@ -228,6 +243,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       MambaForCausalLM: 0,
       FalconMambaForCausalLM: 0,
       Mamba2ForCausalLM: 0,
+      GraniteMoeHybridForCausalLM: 8,
     }[arch],
   );
 }
@@ -256,7 +272,7 @@ function softplus(v: number): number {
 }
 
 /** y[t, o] = Σᵢ x[t, i] · W[o, i] (+ b[o]): nn.Linear with W stored [out, in]. */
-function linear(
+export function linear(
   x: Float64Array,
   rows: number,
   inDim: number,
@@ -356,6 +372,8 @@ export interface AttentionOptions {
   qkNormPerHead?: boolean;
   /** Clamp q, k, v to ±clip after projection (and norm). */
   clip?: number;
+  /** Scale of q·k (Granite's attention_multiplier); default 1/√headDim. */
+  scale?: number;
 }
 
 /**
@@ -426,7 +444,7 @@ export function attention(
     }
   }
   const group = heads / kvHeads;
-  const scale = 1 / Math.sqrt(headDim);
+  const scale = opt.scale ?? 1 / Math.sqrt(headDim);
   const ctx = new Float64Array(T * heads * headDim);
   const scores = new Float64Array(T);
   for (let h = 0; h < heads; h++) {
@@ -726,7 +744,8 @@ export function mambaMixer(
 // Loading
 
 /** Reads tensors by name with their expected shapes, remembering which were used. */
-class Weights {
+/** Tensors of a checkpoint in float64, each checked for its exact shape; records what was read. */
+export class Weights {
   readonly used = new Set<string>();
   constructor(private ckpt: Checkpoint, private dir: string) {}
 
@@ -871,8 +890,10 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
   const ckpt = await Checkpoint.open(dir);
   try {
     const w = new Weights(ckpt, dir);
-    const model = arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||
-        arch === "Mamba2ForCausalLM"
+    const model = arch === "GraniteMoeHybridForCausalLM"
+      ? await (await import("./granite_reference.ts")).loadGranite(w, config, kinds)
+      : arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||
+          arch === "Mamba2ForCausalLM"
       ? await loadMamba(w, config, kinds, arch)
       : await loadTransformer(w, config, kinds, arch);
     const unused = [...ckpt.tensors.keys()].filter((n) => !w.used.has(n));
@@ -906,7 +927,7 @@ export async function referenceLogits(
   return (ids) => model.forward(ids);
 }
 
-function embed(
+export function embed(
   ids: readonly number[],
   table: Float64Array,
   vocab: number,
@@ -1015,7 +1036,7 @@ async function loadMamba(
 }
 
 /** A float of time_step_limit: a number or transformers 5's `{"__float__": "Infinity"}`. */
-function limitValue(v: unknown): number {
+export function limitValue(v: unknown): number {
   if (typeof v === "number") return v;
   const f = (v as { __float__?: string } | null)?.__float__;
   if (f === "Infinity") return Infinity;
@@ -1066,7 +1087,10 @@ async function loadTransformer(
   kinds: LayerKind[],
   arch: Exclude<
     ReferenceArchitecture,
-    "MambaForCausalLM" | "FalconMambaForCausalLM" | "Mamba2ForCausalLM"
+    | "MambaForCausalLM"
+    | "FalconMambaForCausalLM"
+    | "Mamba2ForCausalLM"
+    | "GraniteMoeHybridForCausalLM"
   >,
 ): Promise<ReferenceModel> {
   const jamba = arch === "JambaForCausalLM";

@@ -1,0 +1,217 @@
+/**
+ * Granite 4.0 hybrids (`GraniteMoeHybridForCausalLM`, e.g.
+ * ibm-granite/granite-4.0-h-tiny): layer i is a Mamba-2 mixer or attention
+ * (no RoPE unless `position_embedding_type` is "rope") as `layer_types` says;
+ * every feed-forward is a SwiGLU `shared_mlp`, plus routed experts (softmax
+ * over the top-k logits) when `num_local_experts` > 0. μP constants scale the
+ * embeddings, each block's residual branch, q·k and the logits. The
+ * checkpoint fuses each gate and up projection into one `input_linear`
+ * (experts stacked `[E, 2I, d]`), which Kiln reads as parts ({@linkcode FusedTensor}).
+ *
+ * @module
+ */
+
+import type { LayerSpec, MixerKind, ModelConfig } from "../config.ts";
+import {
+  attentionFields,
+  baseFields,
+  DECODER_LAYOUT,
+  moeFields,
+  paddingIdxField,
+} from "./common.ts";
+import { ssdFields } from "./mamba2.ts";
+import { MAX_CONFIG_INT, show } from "./reader.ts";
+import type { ConfigReader } from "./reader.ts";
+import type { ArchitectureSpec, FusedTensor } from "./spec.ts";
+
+/** transformers 5 names and the legacy ones its `remap_legacy_layer_types` accepts. */
+const MIXER_OF: Readonly<Record<string, MixerKind>> = {
+  linear_attention: "mamba",
+  mamba: "mamba",
+  full_attention: "attention",
+  attention: "attention",
+};
+
+function mixers(c: ConfigReader, layers: number): MixerKind[] {
+  const types = c.strList("layer_types");
+  // GraniteMoeHybridConfig's default: every layer a Mamba mixer.
+  if (!types) return Array.from({ length: layers }, () => "mamba");
+  if (types.length !== layers) {
+    throw new RangeError(
+      `${c.file}: layer_types has ${types.length} entries, num_hidden_layers is ${layers}`,
+    );
+  }
+  return types.map((t, i) => {
+    const m = MIXER_OF[t];
+    if (!m) {
+      throw new TypeError(
+        `${c.file}: layer_types[${i}] ${show(t)} is not supported by ${c.architecture} ` +
+          `(only ${Object.keys(MIXER_OF).map((k) => `"${k}"`).join(", ")})`,
+      );
+    }
+    return m;
+  });
+}
+
+/** Whether attention rotates q and k: "rope" yes; absent, null or "nope" no. */
+function usesRope(c: ConfigReader): boolean {
+  const v = c.raw("position_embedding_type");
+  if (v === undefined || v === null || v === "nope") return false;
+  if (v === "rope") return true;
+  throw new TypeError(
+    `${c.file}: field "position_embedding_type" must be "rope", "nope" or null, got ${show(v)}`,
+  );
+}
+
+function graniteFields(c: ConfigReader): ModelConfig {
+  c.silu();
+  c.absent("mlp_bias", "its MLPs have no biases");
+  // GraniteMoeHybridConfig's token id defaults.
+  const base = baseFields(c, { bos: 1, eos: 2 });
+  const kinds = mixers(c, base.layers);
+  const experts = c.int("num_local_experts", 8);
+  const pattern: LayerSpec[] = kinds.map((mixer) => ({
+    mixer,
+    ffn: experts > 0 ? "moe" : "mlp",
+  }));
+  const shared = c.positive("shared_intermediate_size", 1024);
+  const bias = c.bool("attention_bias", false);
+  const heads = c.positive("mamba_n_heads", 128);
+  const expand = c.positive("mamba_expand", 2);
+  const inner = Math.floor(expand * base.hidden);
+  const rawHead = c.raw("mamba_d_head");
+  const headDim = rawHead === undefined || rawHead === "auto"
+    ? Math.floor(inner / heads)
+    : c.positive("mamba_d_head");
+  // GraniteMoeHybridConfig.validate_architecture refuses both.
+  if (inner % heads !== 0 || headDim * heads !== inner) {
+    throw new RangeError(
+      `${c.file}: mamba_n_heads ${heads} × mamba_d_head ${headDim} must equal mamba_expand ` +
+        `${expand} × hidden_size ${base.hidden} (${inner})`,
+    );
+  }
+  if (inner > MAX_CONFIG_INT) {
+    throw new RangeError(
+      `${c.file}: mamba_expand × hidden_size is ${inner}, over ${MAX_CONFIG_INT}`,
+    );
+  }
+  const groups = c.positive("mamba_n_groups", 1);
+  if (heads % groups !== 0) {
+    throw new RangeError(
+      `${c.file}: mamba_n_heads ${heads} must be a multiple of mamba_n_groups ${groups}`,
+    );
+  }
+  const attention = kinds.includes("attention")
+    ? attentionFields(c, base.hidden, {
+      ropeTheta: usesRope(c) ? 1e4 : null,
+      qkvBias: bias,
+      outBias: bias,
+    })
+    : undefined;
+  return {
+    architecture: "GraniteMoeHybridForCausalLM",
+    ...base,
+    paddingIdx: paddingIdxField(c, base.vocabSize),
+    // Dense layers run the shared MLP alone.
+    intermediate: shared,
+    normEps: c.nonNegative("rms_norm_eps", 1e-6),
+    tieEmbeddings: c.bool("tie_word_embeddings", false),
+    pattern,
+    attention: attention && { ...attention, scale: c.num("attention_multiplier", 1) },
+    mamba: kinds.includes("mamba")
+      ? {
+        stateSize: c.positive("mamba_d_state", 256),
+        inner,
+        convKernel: c.positive("mamba_d_conv", 4),
+        dtRank: heads,
+        projBias: c.bool("mamba_proj_bias", false),
+        convBias: c.bool("mamba_conv_bias", true),
+        innerNorms: false,
+        // transformers normalises all channels together before out_proj (a GGUF file's
+        // config says llama.cpp's groups in kiln_norm_groups).
+        ssd: ssdFields(c, heads, headDim, groups),
+      }
+      : undefined,
+    moe: experts > 0
+      ? {
+        // Softmax over the top-k logits: the top-k softmax probabilities, renormalised.
+        ...moeFields(c, "num_local_experts", { normTopk: true, experts: 8, topK: 2 }),
+        ff: c.positive("intermediate_size", 11008),
+        sharedExpert: { ff: shared, gated: false },
+      }
+      : undefined,
+    scaling: {
+      embedding: c.num("embedding_multiplier", 1),
+      residual: c.num("residual_multiplier", 1),
+      logits: nonZero(c, "logits_scaling"),
+    },
+  };
+}
+
+function nonZero(c: ConfigReader, name: string): number {
+  const v = c.num(name, 1);
+  if (v === 0) {
+    throw new RangeError(`${c.file}: field "${name}" divides the logits: it must not be 0`);
+  }
+  return v;
+}
+
+/** Each layer's `input_linear` tensors (gate rows, then up rows) and the experts' `output_linear`. */
+function graniteFused(cfg: ModelConfig): FusedTensor[] {
+  const d = cfg.hidden, s = cfg.intermediate;
+  return cfg.pattern.flatMap((layer, i) => {
+    const mlp = `${DECODER_LAYOUT.layers}.${i}.shared_mlp`;
+    const out: FusedTensor[] = [{
+      name: `${mlp}.input_linear.weight`,
+      shape: [2 * s, d],
+      parts: [`${mlp}.gate_proj.weight`, `${mlp}.up_proj.weight`],
+      partShape: [s, d],
+    }];
+    if (layer.ffn !== "moe") return out;
+    const moe = `${DECODER_LAYOUT.layers}.${i}.block_sparse_moe`,
+      E = cfg.moe!.experts,
+      ff = cfg.moe!.ff!;
+    const expert = (e: number, w: string) => `${moe}.experts.${e}.${w}.weight`;
+    out.push({
+      name: `${moe}.input_linear.weight`,
+      shape: [E, 2 * ff, d],
+      parts: Array.from({ length: E }, (_, e) => [expert(e, "gate_proj"), expert(e, "up_proj")])
+        .flat(),
+      partShape: [ff, d],
+    }, {
+      name: `${moe}.output_linear.weight`,
+      shape: [E, d, ff],
+      parts: Array.from({ length: E }, (_, e) => expert(e, "down_proj")),
+      partShape: [d, ff],
+    });
+    return out;
+  });
+}
+
+/**
+ * The Granite 4.0 hybrid spec.
+ *
+ * @example
+ * ```ts
+ * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
+ * ARCHITECTURE_SPECS.GraniteMoeHybridForCausalLM.layout.mamba; // "mamba"
+ * ```
+ */
+export const graniteHybrid: ArchitectureSpec = {
+  architecture: "GraniteMoeHybridForCausalLM",
+  modelType: "granitemoehybrid",
+  summary: "hybrid: Mamba-2 or attention (NoPE or RoPE) by layer_types; a SwiGLU shared MLP " +
+    "in every layer, plus routed experts when num_local_experts > 0; μP multipliers",
+  layout: {
+    ...DECODER_LAYOUT,
+    mamba: "mamba",
+    mlp: "shared_mlp",
+    // gate_proj and up_proj are the two halves of the stored input_linear.
+    mlpNames: { gate: "gate_proj", up: "up_proj", down: "output_linear" },
+    moe: "block_sparse_moe",
+    router: "router.layer",
+    shared: { expert: "shared_mlp", gate: "" },
+  },
+  parse: graniteFields,
+  fused: graniteFused,
+};

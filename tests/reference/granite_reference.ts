@@ -1,0 +1,202 @@
+/**
+ * The float64 reference of Hugging Face `GraniteMoeHybridForCausalLM`, written
+ * from `modeling_granitemoehybrid.py` (transformers 5.18) alone:
+ * - embeddings × `embedding_multiplier`;
+ * - each layer: h = x + residual_multiplier · mixer(input_layernorm(x)), the
+ *   mixer a Mamba-2 (`BambaMixer`: the gated RMSNorm over all channels, Δ
+ *   clamped to `time_step_limit` in the chunked prefill) or attention (no RoPE
+ *   unless `position_embedding_type` is "rope"; q·k scaled by
+ *   `attention_multiplier`; q/k/v/o biases with `attention_bias`);
+ *   out = h + residual_multiplier · (moe(n) + shared_mlp(n)), n =
+ *   post_attention_layernorm(h), the MoE absent when `num_local_experts` is 0;
+ * - shared_mlp: `input_linear` [2S, d] whose first S rows are the gate, the
+ *   last S the up projection (`chunk(2, dim=-1)`), `output_linear` [d, S];
+ * - MoE: router `router.layer` [E, d]; top-k of the logits, softmax over those
+ *   k; experts `input_linear` [E, 2I, d] (gate rows then up rows each) and
+ *   `output_linear` [E, d, I];
+ * - logits = lm_head(norm(x)) / `logits_scaling`.
+ *
+ * @module
+ */
+
+import {
+  attention,
+  type AttentionOptions,
+  embed,
+  field,
+  type HfConfig,
+  intField,
+  type LayerKind,
+  limitValue,
+  linear,
+  type ReferenceModel,
+  rmsNorm,
+  sparseMoe,
+  swiglu,
+  type SwigluWeights,
+  type Weights,
+} from "./hf_reference.ts";
+import { type Mamba2Dims, mamba2Mixer, type Mamba2Weights } from "./mamba2_reference.ts";
+import { referenceRope } from "./rope_reference.ts";
+
+/** Rows `[k·rows, (k+1)·rows)` of a row-major matrix with `cols` columns. */
+function rowsOf(m: Float64Array, k: number, rows: number, cols: number): Float64Array {
+  return m.slice(k * rows * cols, (k + 1) * rows * cols);
+}
+
+/** The gate and up halves of a fused `input_linear` block of 2·ff rows. */
+function swigluOf(gateUp: Float64Array, down: Float64Array, ff: number, d: number): SwigluWeights {
+  return { gate: rowsOf(gateUp, 0, ff, d), up: rowsOf(gateUp, 1, ff, d), down };
+}
+
+/**
+ * Loads a Granite hybrid's tensors from `w` and returns its reference forward.
+ *
+ * @example
+ * ```ts ignore
+ * const model = await loadGranite(weights, config, layerKinds(config));
+ * ```
+ */
+export async function loadGranite(
+  w: Weights,
+  config: HfConfig,
+  kinds: LayerKind[],
+): Promise<ReferenceModel> {
+  const d = intField(config, "hidden_size");
+  const vocab = intField(config, "vocab_size");
+  const eps = field(config, "rms_norm_eps", 1e-6);
+  const S = intField(config, "shared_intermediate_size", 1024);
+  const ff = intField(config, "intermediate_size");
+  const E = intField(config, "num_local_experts", 8);
+  const k = intField(config, "num_experts_per_tok", 2);
+  const heads = intField(config, "num_attention_heads");
+  const kvHeads = intField(config, "num_key_value_heads", heads);
+  const headDim = d / heads;
+  const bias = config.attention_bias === true;
+  const attnOpt: AttentionOptions = {
+    hidden: d,
+    heads,
+    kvHeads,
+    headDim,
+    rope: config.position_embedding_type === "rope"
+      ? referenceRope(config, headDim, 1e4)
+      : undefined,
+    scale: field(config, "attention_multiplier", 1),
+  };
+  const mHeads = intField(config, "mamba_n_heads", 128);
+  const inner = field(config, "mamba_expand", 2) * d;
+  const limit = (config.time_step_limit ?? [0, Infinity]) as unknown[];
+  const m2: Mamba2Dims = {
+    hidden: d,
+    heads: mHeads,
+    headDim: config.mamba_d_head == null || config.mamba_d_head === "auto"
+      ? inner / mHeads
+      : intField(config, "mamba_d_head"),
+    groups: intField(config, "mamba_n_groups", 1),
+    state: intField(config, "mamba_d_state", 256),
+    convKernel: intField(config, "mamba_d_conv", 4),
+    dtLimit: [limitValue(limit[0]), limitValue(limit[1])],
+    eps,
+    normGroups: 1,
+  };
+  const projBias = config.mamba_proj_bias === true;
+  const convBias = config.mamba_conv_bias !== false;
+  const emb = await w.get("model.embed_tokens.weight", [vocab, d]);
+  type Layer = {
+    norm1: Float64Array;
+    norm2: Float64Array;
+    attn?: Parameters<typeof attention>[2];
+    mamba?: Mamba2Weights;
+    shared: SwigluWeights;
+    router?: Float64Array;
+    experts?: SwigluWeights[];
+  };
+  const layers: Layer[] = [];
+  for (const [l, kind] of kinds.entries()) {
+    const p = `model.layers.${l}`;
+    const layer: Layer = {
+      norm1: await w.get(`${p}.input_layernorm.weight`, [d]),
+      norm2: await w.get(`${p}.post_attention_layernorm.weight`, [d]),
+      shared: swigluOf(
+        await w.get(`${p}.shared_mlp.input_linear.weight`, [2 * S, d]),
+        await w.get(`${p}.shared_mlp.output_linear.weight`, [d, S]),
+        S,
+        d,
+      ),
+    };
+    if (kind.mixer === "attention") {
+      const a = `${p}.self_attn`, Q = heads * headDim, KV = kvHeads * headDim;
+      layer.attn = {
+        q: await w.get(`${a}.q_proj.weight`, [Q, d]),
+        k: await w.get(`${a}.k_proj.weight`, [KV, d]),
+        v: await w.get(`${a}.v_proj.weight`, [KV, d]),
+        o: await w.get(`${a}.o_proj.weight`, [d, Q]),
+        qb: await w.maybe(`${a}.q_proj.bias`, [Q], bias),
+        kb: await w.maybe(`${a}.k_proj.bias`, [KV], bias),
+        vb: await w.maybe(`${a}.v_proj.bias`, [KV], bias),
+        ob: await w.maybe(`${a}.o_proj.bias`, [d], bias),
+      };
+    } else {
+      const m = `${p}.mamba`, I = m2.heads * m2.headDim, conv = I + 2 * m2.groups * m2.state;
+      const rows = I + conv + m2.heads;
+      layer.mamba = {
+        inProj: await w.get(`${m}.in_proj.weight`, [rows, d]),
+        inProjBias: await w.maybe(`${m}.in_proj.bias`, [rows], projBias),
+        conv: await w.get(`${m}.conv1d.weight`, [conv, 1, m2.convKernel]),
+        convBias: await w.maybe(`${m}.conv1d.bias`, [conv], convBias),
+        dtBias: await w.get(`${m}.dt_bias`, [m2.heads]),
+        aLog: await w.get(`${m}.A_log`, [m2.heads]),
+        d: await w.get(`${m}.D`, [m2.heads]),
+        norm: await w.get(`${m}.norm.weight`, [I]),
+        outProj: await w.get(`${m}.out_proj.weight`, [d, I]),
+        outProjBias: await w.maybe(`${m}.out_proj.bias`, [d], projBias),
+      };
+    }
+    if (kind.ffn === "moe") {
+      const moe = `${p}.block_sparse_moe`;
+      layer.router = await w.get(`${moe}.router.layer.weight`, [E, d]);
+      const gateUp = await w.get(`${moe}.input_linear.weight`, [E, 2 * ff, d]);
+      const down = await w.get(`${moe}.output_linear.weight`, [E, d, ff]);
+      layer.experts = Array.from(
+        { length: E },
+        (_, e) => swigluOf(rowsOf(gateUp, e, 2 * ff, d), rowsOf(down, e, d, ff), ff, d),
+      );
+    }
+    layers.push(layer);
+  }
+  const norm = await w.get("model.norm.weight", [d]);
+  const head = config.tie_word_embeddings === true
+    ? emb
+    : await w.get("lm_head.weight", [vocab, d]);
+  const em = field(config, "embedding_multiplier", 1);
+  const rm = field(config, "residual_multiplier", 1);
+  const ls = field(config, "logits_scaling", 1);
+  return {
+    architecture: "GraniteMoeHybridForCausalLM",
+    config,
+    layers: kinds,
+    vocabSize: vocab,
+    forward(ids) {
+      const T = ids.length;
+      const x = embed(ids, emb, vocab, d).map((v) => v * em);
+      const addScaled = (y: Float64Array) => {
+        for (let i = 0; i < x.length; i++) x[i] += rm * y[i];
+      };
+      for (const layer of layers) {
+        const n1 = rmsNorm(x, T, d, layer.norm1, eps);
+        addScaled(
+          layer.attn ? attention(n1, T, layer.attn, attnOpt) : mamba2Mixer(n1, T, layer.mamba!, m2),
+        );
+        const n2 = rmsNorm(x, T, d, layer.norm2, eps);
+        const y = swiglu(n2, T, d, S, layer.shared);
+        if (layer.experts) {
+          // Softmax over the top-k logits = the top-k softmax probabilities renormalised.
+          const r = sparseMoe(n2, T, d, ff, layer.router!, layer.experts, k, true);
+          for (let i = 0; i < y.length; i++) y[i] += r[i];
+        }
+        addScaled(y);
+      }
+      return linear(rmsNorm(x, T, d, norm, eps), T, d, head, vocab).map((v) => v / ls);
+    },
+  };
+}

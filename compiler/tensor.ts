@@ -231,19 +231,23 @@ export class Tensor extends TensorMath {
    * ```
    *
    * `scaling` gives RoPE scaling's frequencies and factor on cos/sin (see
-   * `ropeFrequencies`) instead of θ's.
+   * `ropeFrequencies`) instead of θ's; `rotaryDim` rotates only each head's
+   * first values (a partial RoPE: the frequencies are over `rotaryDim`).
    */
   rope(
     pos: Tensor,
     theta = 10000,
     scaling?: { invFreq: ArrayLike<number>; scale?: number },
+    rotaryDim?: number,
   ): Tensor {
     const attrs: OpAttrMap["rope"] = !scaling ? { theta } : {
       theta,
       invFreq: Array.from(scaling.invFreq),
       ...(scaling.scale !== undefined && scaling.scale !== 1 ? { scale: scaling.scale } : {}),
     };
-    return this.builder.apply("rope", [this, pos], attrs)[0];
+    const d = this.shape[this.shape.length - 1];
+    const partial = rotaryDim !== undefined && rotaryDim !== d ? { rotaryDim } : {};
+    return this.builder.apply("rope", [this, pos], { ...attrs, ...partial })[0];
   }
   /**
    * One token id per row of these logits [R, V], drawn on the device: greedy when

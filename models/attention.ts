@@ -75,6 +75,8 @@ export interface AttentionBlockOptions {
   weightFormats?: WeightFormats;
   /** Scale of q·k before the softmax (Granite's `attention_multiplier`); default 1/√headDim. */
   scale?: number;
+  /** Partial RoPE: only each head's first `rotaryDim` values rotate (default all). */
+  rotaryDim?: number;
 }
 
 /**
@@ -150,8 +152,8 @@ export function attentionBlock(
   }
   const theta = options.ropeTheta === undefined ? 10000 : options.ropeTheta;
   if (theta !== null) {
-    q = q.rope(pos, theta, options.ropeScaling);
-    k = k.rope(pos, theta, options.ropeScaling);
+    q = q.rope(pos, theta, options.ropeScaling, options.rotaryDim);
+    k = k.rope(pos, theta, options.ropeScaling, options.rotaryDim);
   }
   if (options.maxSeq !== undefined) {
     // Append in place: the new cache value is the state's own buffer, so a decode

@@ -275,7 +275,7 @@ export function attentionOptions(
 ): AttentionBlockOptions {
   const a = cfg.attention!;
   if (options.maxSeq !== undefined) checkRopeLength(a.rope, options.maxSeq, "maxSeq");
-  const rope = a.rope ? ropeFrequencies(a.headDim, a.rope) : undefined;
+  const rope = a.rope ? ropeFrequencies(a.rotaryDim ?? a.headDim, a.rope) : undefined;
   return {
     name,
     heads: a.heads,
@@ -293,6 +293,7 @@ export function attentionOptions(
     clipQkv: a.clipQkv,
     weightFormats: options.weightFormats,
     scale: a.scale,
+    rotaryDim: a.rotaryDim,
   };
 }
 

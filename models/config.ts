@@ -32,7 +32,8 @@ export type Architecture =
   | "Qwen3MoeForCausalLM"
   | "FalconMambaForCausalLM"
   | "Mamba2ForCausalLM"
-  | "GraniteMoeHybridForCausalLM";
+  | "GraniteMoeHybridForCausalLM"
+  | "BambaForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -45,6 +46,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "FalconMambaForCausalLM",
   "Mamba2ForCausalLM",
   "GraniteMoeHybridForCausalLM",
+  "BambaForCausalLM",
 ];
 
 /**
@@ -137,6 +139,8 @@ export interface AttentionConfig {
   readonly clipQkv?: number;
   /** Scale of q·k (Granite's `attention_multiplier`); absent: 1/√headDim. */
   readonly scale?: number;
+  /** Partial RoPE (Bamba): each head's first `rotaryDim` values rotate; absent: all. */
+  readonly rotaryDim?: number;
 }
 
 /**

@@ -87,6 +87,11 @@ export interface RopeSettings {
   readonly lowFreqFactor?: number;
   /** `llama3`: `high_freq_factor`. */
   readonly highFreqFactor?: number;
+  /**
+   * The share of each head that rotates (`partial_rotary_factor`, read only for
+   * families that rotate part of a head); absent: all of it.
+   */
+  readonly partial?: number;
 }
 
 type Json = Record<string, unknown>;
@@ -98,7 +103,9 @@ const isObject = (v: unknown): v is Json =>
 /**
  * Reads RoPE settings from a config.json object, in either generation's layout.
  * `defaultTheta` is the architecture's default base; `maxPositions` its
- * `max_position_embeddings` (yarn's default original context).
+ * `max_position_embeddings` (yarn's default original context). A
+ * `partial_rotary_factor` below 1 is refused unless `options.partial` says the
+ * family rotates part of a head.
  *
  * @example
  * ```ts
@@ -112,6 +119,7 @@ export function readRopeSettings(
   json: Record<string, unknown>,
   file: string,
   defaultTheta: number,
+  options: { partial?: boolean } = {},
 ): RopeSettings {
   const params = json.rope_parameters;
   const scaling = json.rope_scaling;
@@ -178,11 +186,17 @@ export function readRopeSettings(
 
   const partial = num("partial_rotary_factor", source, `${where}.partial_rotary_factor`) ??
     num("partial_rotary_factor", json, "partial_rotary_factor");
-  if (partial !== undefined && partial !== 1) {
+  if (partial !== undefined && partial !== 1 && !options.partial) {
     throw new TypeError(
       `${file}: partial_rotary_factor ${partial} is not supported (RoPE over the whole head only)`,
     );
   }
+  if (partial !== undefined && !(partial > 0 && partial <= 1)) {
+    throw new RangeError(`${file}: partial_rotary_factor must be in (0, 1], got ${partial}`);
+  }
+  // Recorded (1 too) for the families that rotate part of a head: an explicit 1 overrides
+  // their default share.
+  const extra = partial !== undefined && options.partial ? { partial } : {};
 
   const rawType = source.rope_type ?? source.type ?? "default";
   if (typeof rawType !== "string") {
@@ -198,7 +212,7 @@ export function readRopeSettings(
     );
   }
   const type = rawType as RopeType;
-  if (type === "default") return { type, theta, factor: 1 };
+  if (type === "default") return { ...extra, type, theta, factor: 1 };
 
   const factor = positive("factor");
   // transformers 5 (`standardize_rope_params`) lets a top-level
@@ -219,7 +233,7 @@ export function readRopeSettings(
     (maxPos !== undefined && maxPos > 0 ? maxPos : undefined);
   if (type === "linear") {
     if (factor === undefined) throw missing(file, `${where}.factor`, type);
-    return { type, theta, factor };
+    return { ...extra, type, theta, factor };
   }
   if (type === "dynamic") {
     // _compute_dynamic_ntk_parameters: base·((factor·L/max) − (factor − 1))^(d/(d−2))
@@ -228,7 +242,7 @@ export function readRopeSettings(
     if (maxPos === undefined || !(maxPos > 0)) {
       throw missing(file, "max_position_embeddings", type);
     }
-    return { type, theta, factor, originalMaxPositions: maxPos };
+    return { ...extra, type, theta, factor, originalMaxPositions: maxPos };
   }
   if (type === "longrope") {
     const list = (name: string): number[] => {
@@ -249,6 +263,7 @@ export function readRopeSettings(
     // (Phi-3's convention); it only sets the default attention factor.
     const f = factor ?? (maxPos !== undefined ? maxPos / original : 1);
     return {
+      ...extra,
       type,
       theta,
       factor: f,
@@ -274,6 +289,7 @@ export function readRopeSettings(
       );
     }
     return {
+      ...extra,
       type,
       theta,
       factor: factor!,
@@ -298,6 +314,7 @@ export function readRopeSettings(
     );
   }
   return {
+    ...extra,
     type,
     theta,
     factor: f,

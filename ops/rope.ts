@@ -2,7 +2,8 @@
  * Rotary position embedding (RoPE) in Hugging Face's half-split convention: the
  * head vector is split into halves x1 = x[:d/2], x2 = x[d/2:], and
  * out = x·cos + rotate_half(x)·sin with rotate_half(x) = [−x2, x1], angle
- * (pos + t)·θ^(−2i/d). The position offset is read from a u32 [1] device buffer,
+ * (pos + t)·θ^(−2i/d); a partial RoPE rotates only the first `rotaryDim`
+ * values of each head that way (d = `rotaryDim`). The position offset is read from a u32 [1] device buffer,
  * so a decode loop advances it without re-planning.
  *
  * @module
@@ -42,6 +43,12 @@ export interface RopeAttrs {
    * rotation, so rope with `inverse` is rope's gradient with respect to x.
    */
   readonly inverse?: boolean;
+  /**
+   * Partial RoPE (HF `partial_rotary_factor`): only each head's first
+   * `rotaryDim` values rotate, as a head of that size would (frequencies over
+   * `rotaryDim`); the rest pass through. Absent: the whole head.
+   */
+  readonly rotaryDim?: number;
   /** Attributes are plain records, so graphs stay serialisable. */
   [k: string]: number | boolean | readonly number[] | undefined;
 }
@@ -73,7 +80,7 @@ export function ropeInvFreq(headDim: number, theta: number): Float32Array {
 /** rope(x [T, ..., D], pos u32 [1]) → [T, ..., D]; row t sits at position pos + t. */
 export const rope: OpDef<RopeAttrs> = {
   arity: 2,
-  attrNames: ["theta", "invFreq", "scale", "inverse"],
+  attrNames: ["theta", "invFreq", "scale", "inverse", "rotaryDim"],
   infer([x, pos], attrs) {
     const show = `rope(${x.dtype}${formatShape(x.shape)}, ${pos.dtype}${formatShape(pos.shape)})`;
     if (!isFloat(x.dtype)) throw new TypeError(`${show}: x must be f32 or f16, got ${x.dtype}`);
@@ -89,16 +96,22 @@ export const rope: OpDef<RopeAttrs> = {
         `${show}: pos must be u32 [1], got ${pos.dtype}${formatShape(pos.shape)}`,
       );
     }
+    const R = attrs.rotaryDim ?? d;
+    if (!Number.isInteger(R) || R < 2 || R % 2 !== 0 || R > d) {
+      throw new RangeError(
+        `${show}: rotaryDim must be an even number from 2 to headDim ${d}, got ${attrs.rotaryDim}`,
+      );
+    }
     if (typeof attrs.theta !== "number" || !(attrs.theta > 1)) {
       throw new RangeError(`${show}: theta must be a number > 1, got ${attrs.theta}`);
     }
     const inv = attrs.invFreq;
     if (
       inv !== undefined &&
-      (!Array.isArray(inv) || inv.length !== d / 2 || inv.some((v) => !Number.isFinite(v)))
+      (!Array.isArray(inv) || inv.length !== R / 2 || inv.some((v) => !Number.isFinite(v)))
     ) {
       throw new RangeError(
-        `${show}: invFreq must hold headDim / 2 = ${d / 2} finite numbers, got ${
+        `${show}: invFreq must hold rotaryDim / 2 = ${R / 2} finite numbers, got ${
           Array.isArray(inv) ? `${inv.length} values` : JSON.stringify(inv)
         }`,
       );
@@ -115,11 +128,13 @@ export const rope: OpDef<RopeAttrs> = {
     const D = x.shape[x.shape.length - 1];
     const T = x.shape[0];
     const rowsPerT = numel(x.shape) / Math.max(1, T * D);
-    const inv = frequencies(D, attrs);
+    const R = attrs.rotaryDim ?? D;
+    const inv = frequencies(R, attrs);
     const m = attrs.scale ?? 1;
     const sign = attrs.inverse ? -1 : 1; // sin(−a) = −sin(a)
     const out = allocHost(x.dtype, x.data.length);
-    const half = D / 2;
+    out.set(x.data as never); // the pass-through part of each head
+    const half = R / 2;
     for (let t = 0; t < T; t++) {
       const p = pos.data[0] + t;
       for (let h = 0; h < rowsPerT; h++) {
@@ -148,7 +163,9 @@ export const rope: OpDef<RopeAttrs> = {
       const total = numel(x.shape) / 2;
       if (total === 0) return { kernels: [] };
       const rowsPerT = numel(x.shape) / (T * D);
-      const inv = frequencies(D, ctx.attrs);
+      const R = ctx.attrs.rotaryDim ?? D;
+      const rot = R / 2; // pairs a head rotates
+      const inv = frequencies(R, ctx.attrs);
       const m = ctx.attrs.scale ?? 1;
       const ty = x.dtype;
       const { wg, workgroups, index } = flatLaunch(total, ctx.caps);
@@ -160,9 +177,18 @@ export const rope: OpDef<RopeAttrs> = {
       const scaled = m === 1 ? "" : ` * ${f32(m, "rope: scale")}`;
       const sinSign = ctx.attrs.inverse ? "-" : "";
       const io = new KernelIo();
+      // Thread k of a head rotates pair (k, k + R/2) when k < R/2; past that, a
+      // partial RoPE's thread copies two pass-through values (D − R = 2·(D/2 − R/2)).
+      const pass = R === D ? "" : `  if (k >= ${rot}u) {
+    let p = row * ${D}u + ${R}u + 2u * (k - ${rot}u);
+    ${io.store(0, "p", io.load(0, "p"))};
+    ${io.store(0, "p + 1u", io.load(0, "p + 1u"))};
+    return;
+  }
+`;
       const body = `  let k = i % ${half}u;
   let row = i / ${half}u;
-  let t = row / ${rowsPerT}u;
+${pass}  let t = row / ${rowsPerT}u;
   let a = f32(${io.load(1, "0u")} + t) * INV_FREQ[k];
   let n = round(a * ${f32(1 / TWO_PI)});
   let r = ((a - n * 6.28125) - n * ${f32(c2)}) - n * ${f32(c3)};
@@ -170,9 +196,9 @@ export const rope: OpDef<RopeAttrs> = {
   let s = ${sinSign}sin(r)${scaled};
   let base = row * ${D}u + k;
   let x1 = f32(${io.load(0, "base")});
-  let x2 = f32(${io.load(0, `base + ${half}u`)});
+  let x2 = f32(${io.load(0, `base + ${rot}u`)});
   ${io.store(0, "base", `${ty}(x1 * c - x2 * s)`)};
-  ${io.store(0, `base + ${half}u`, `${ty}(x2 * c + x1 * s)`)};`;
+  ${io.store(0, `base + ${rot}u`, `${ty}(x2 * c + x1 * s)`)};`;
       const code = `
 const INV_FREQ = ${f32Array(inv, "rope: invFreq")};
 ${flatMain(wg, index, total, body)}`;

@@ -26,6 +26,11 @@ Deno.test("grad: rope is the inverse rotation (theta, scaled frequencies, positi
     { x: { shape: [4, 2, 8] }, pos },
     ({ x, pos }) => x.exp().rope(pos, 1e6, { invFreq: [1, 0.3, 0.05, 0.001], scale: 1.3 }),
   );
+  await checkGrad(
+    "partial rope",
+    { x: { shape: [4, 2, 10] }, pos },
+    ({ x, pos }) => x.rope(pos, 500, undefined, 4).mul(x.exp()),
+  );
   // The inverse undoes the rotation (up to scale²).
   await checkGrad("rope ∘ inverse", { x: { shape: [3, 1, 4] }, pos }, ({ x, pos }, g) => {
     const y = x.rope(pos, 100);

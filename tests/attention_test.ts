@@ -152,13 +152,63 @@ Deno.test("rope with given frequencies and a cos/sin factor (RoPE scaling) match
   const pos = g.input("pos", [1], "u32");
   assert.throws(
     () => q.rope(pos, 1e4, { invFreq: [1, 2, 3] }),
-    /invFreq must hold headDim \/ 2 = 4/,
+    /invFreq must hold rotaryDim \/ 2 = 4/,
   );
   assert.throws(
     () => q.rope(pos, 1e4, { invFreq: [1, 2, 3, NaN] }),
     /rope: attribute "invFreq" must be finite, got \[1, 2, 3, NaN\]/,
   );
   assert.throws(() => q.rope(pos, 1e4, { invFreq: [1, 1, 1, 1], scale: -1 }), /scale must be/);
+});
+
+Deno.test("partial rope rotates each head's first rotaryDim values as HF does, and passes the rest", async () => {
+  // HF (GLM, Bamba): q_rot, q_pass = q[..., :R], q[..., R:]; rope over R; cat again.
+  const dev = await gpu();
+  const cases: [number, number, number, number, number, DType][] = [
+    [7, 3, 24, 8, 900, "f32"],
+    [5, 2, 10, 4, 0, "f32"],
+    [3, 5, 64, 32, 8191, "f32"],
+    [4, 2, 12, 2, 17, "f16"],
+    [6, 1, 16, 16, 5, "f32"],
+  ];
+  for (const [T, H, D, R, p, dtype] of cases) {
+    const g = new GraphBuilder();
+    const x = g.input("x", ["T", H, D], dtype);
+    const pos = g.input("pos", [1], "u32");
+    g.output("y", x.mul(2).rope(pos, 500, undefined, R).add(1));
+    const exe = compile(g.build(), dev);
+    const xs = randomData(T * H * D, dtype, T + D + R);
+    const { y } = await exe.run({ x: xs, pos: new Uint32Array([p]) });
+    // The reference: the rotated slice as a head of R values, the rest as it was.
+    const rotIn = new Float64Array(T * H * R);
+    for (let r = 0; r < T * H; r++) {
+      for (let d = 0; d < R; d++) rotIn[r * R + d] = 2 * xs[r * D + d];
+    }
+    const rotOut = refRope(rotIn, T, H, R, p, 500);
+    const want = new Float64Array(T * H * D);
+    for (let r = 0; r < T * H; r++) {
+      for (let d = 0; d < D; d++) {
+        want[r * D + d] = 1 + (d < R ? rotOut[r * R + d] : 2 * xs[r * D + d]);
+      }
+    }
+    const tol = dtype === "f16" ? 8e-3 : 2e-5;
+    assertClose(y.data, want, tol, tol, `partial rope D=${D} R=${R} ${dtype}`);
+    const cpu = await compile(exe.graph, cpuDevice()).run({ x: xs, pos: new Uint32Array([p]) });
+    assertClose(cpu.y.data, want, tol, tol, `partial rope CPU D=${D} R=${R} ${dtype}`);
+    exe.dispose();
+  }
+  const g = new GraphBuilder();
+  const q = g.input("q", [2, 2, 8]);
+  const pos = g.input("pos", [1], "u32");
+  assert.throws(
+    () => q.rope(pos, 1e4, undefined, 3),
+    /rotaryDim must be an even number from 2 to headDim 8, got 3/,
+  );
+  assert.throws(() => q.rope(pos, 1e4, undefined, 10), /rotaryDim must be an even number/);
+  assert.throws(
+    () => q.rope(pos, 1e4, { invFreq: [1, 2, 3, 4] }, 4),
+    /invFreq must hold rotaryDim \/ 2 = 2 finite numbers/,
+  );
 });
 
 Deno.test("rope fuses an elementwise prologue and epilogue into its kernel", async () => {

@@ -40,6 +40,8 @@ const FIXTURES = [
   "mamba2_bias_limit",
   "granite_hybrid",
   "granite_hybrid_dense_nope",
+  "bamba",
+  "bamba_quarter_rope_bias",
 ];
 
 const readRef = (name: string) =>
@@ -189,6 +191,14 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
     ["granite_hybrid", "the attention multiplier", (c) => ({ ...c, attention_multiplier: 1 })],
     ["granite_hybrid", "the logit divisor", (c) => ({ ...c, logits_scaling: 1 })],
     ["granite_hybrid", "RoPE", (c) => ({ ...c, position_embedding_type: "nope" })],
+    [
+      "bamba_quarter_rope_bias",
+      "the partial RoPE's factor",
+      (c) => ({
+        ...c,
+        rope_parameters: { ...(c.rope_parameters as object), partial_rotary_factor: 0.5 },
+      }),
+    ],
   ];
   const device = await gpu();
   for (const [name, what, edit] of edits) {

@@ -90,7 +90,8 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
 // and dense layers, Falcon-Mamba's weightless norms on Δ, B and C, Mamba-2 with two B/C
 // groups, and with biases, tied embeddings and Δ clamped by time_step_limit, and Granite
 // 4.0 hybrids: Mamba-2, RoPE attention and experts with a shared MLP, μP multipliers and
-// fused gate/up tensors; and NoPE attention with biases and dense layers.
+// fused gate/up tensors; and NoPE attention with biases and dense layers; Bamba's
+// partial RoPE (half and a quarter of each head, the latter linearly scaled).
 const FIXTURES = [
   "mamba_bias",
   "mixtral_yarn",
@@ -103,6 +104,8 @@ const FIXTURES = [
   "mamba2_bias_limit",
   "granite_hybrid",
   "granite_hybrid_dense_nope",
+  "bamba",
+  "bamba_quarter_rope_bias",
 ];
 
 for (const name of FIXTURES) {

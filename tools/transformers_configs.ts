@@ -27,6 +27,7 @@ export const ARCHITECTURES = [
   "FalconMambaForCausalLM",
   "Mamba2ForCausalLM",
   "GraniteMoeHybridForCausalLM",
+  "BambaForCausalLM",
 ] as const;
 
 /**
@@ -402,6 +403,47 @@ function graniteHybrid(d: Dice): Record<string, unknown> {
   };
 }
 
+function bamba(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  const heads = d.pick([1, 2, 4]);
+  const headDim = d.pick([4, 8, 12, 16]);
+  const hidden = heads * headDim;
+  const expand = d.pick([1, 2]);
+  const inner = hidden * expand;
+  const mHeads = d.pick(divisors(inner).filter((h) => h <= 16 && inner / h <= 16));
+  const layers = c.num_hidden_layers as number;
+  const rp = rope(d);
+  // A factor whose share of the head is even (transformers rotates int(d · factor)).
+  const partial = d.pick([0.25, 0.5, 0.5, 1].filter((f) => (headDim * f) % 2 === 0));
+  if (d.chance(0.7)) rp.partial_rotary_factor = partial;
+  const scaled = !["default", "linear"].includes(rp.rope_type as string);
+  return {
+    ...c,
+    hidden_size: hidden,
+    num_attention_heads: heads,
+    num_key_value_heads: d.pick(divisors(heads)),
+    ...(scaled ? { head_dim: headDim } : {}),
+    attn_layer_indices: Array.from({ length: layers }, (_, i) => i).filter(() => d.chance(0.4)),
+    intermediate_size: d.int(2, 24) * 2,
+    mamba_expand: expand,
+    mamba_n_heads: mHeads,
+    ...(d.chance(0.5) ? { mamba_d_head: inner / mHeads } : {}),
+    mamba_n_groups: d.pick(divisors(mHeads).filter((g) => g <= 4)),
+    mamba_d_state: d.pick([1, 2, 4, 8, 16]),
+    mamba_d_conv: d.pick([2, 3, 4]),
+    mamba_chunk_size: d.pick([4, 8, 256]),
+    mamba_conv_bias: d.chance(0.6),
+    mamba_proj_bias: d.chance(0.4),
+    attention_bias: d.chance(0.3),
+    rope_parameters: rp,
+    max_position_embeddings: d.pick([64, 512, 4096]),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+    ...(d.chance(0.3)
+      ? { time_step_limit: [d.pick([0.001, 0.01, 0.05]), d.pick([0.2, 1.5, 5.5])] }
+      : {}),
+  };
+}
+
 /**
  * `n` random cases, round-robin over `archs`, reproducible from `seed`.
  *
@@ -437,6 +479,8 @@ export function randomCases(
       ? mamba2(d)
       : arch === "GraniteMoeHybridForCausalLM"
       ? graniteHybrid(d)
+      : arch === "BambaForCausalLM"
+      ? bamba(d)
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

@@ -89,8 +89,10 @@ export function initParam(
       return dt + Math.log(-Math.expm1(-dt)); // softplus⁻¹(Δ)
     });
   }
-  // GraniteMoeHybridMambaLayer's init: Δ's bias 1 in every head.
-  if (cfg.architecture === "GraniteMoeHybridForCausalLM" && /\.dt_bias$/.test(name)) {
+  // BambaMixer's init (Granite's too): Δ's bias 1 in every head.
+  const bambaMixer = cfg.architecture === "GraniteMoeHybridForCausalLM" ||
+    cfg.architecture === "BambaForCausalLM";
+  if (bambaMixer && /\.dt_bias$/.test(name)) {
     return new Float32Array(n).fill(1);
   }
   if (/\.bias$/.test(name)) {

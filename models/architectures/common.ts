@@ -221,6 +221,11 @@ export interface AttentionFieldOptions {
   /** OLMoE's clip_qkv. */
   clipQkv?: number;
   /**
+   * A family that rotates part of each head: its `partial_rotary_factor` when
+   * the config gives none (Bamba 0.5). Absent: a factor below 1 is refused.
+   */
+  partialRotary?: number;
+  /**
    * The class's `num_key_value_heads` when the field is absent (Mixtral and
    * Jamba 8, Qwen2-MoE 16); an explicit null, or a class without one (OLMoE),
    * means as many as the query heads, as transformers resolves them.
@@ -264,9 +269,19 @@ export function attentionFields(
   } else {
     headDim = hidden / heads;
   }
-  const rope = o.ropeTheta === null ? undefined : readRopeSettings(c.json, c.file, o.ropeTheta);
+  const rope = o.ropeTheta === null
+    ? undefined
+    : readRopeSettings(c.json, c.file, o.ropeTheta, { partial: o.partialRotary !== undefined });
   if (rope && headDim % 2 !== 0) {
     throw new RangeError(`${c.file}: RoPE needs an even head size, got head_dim ${headDim}`);
+  }
+  // transformers rotates int(head_dim · partial_rotary_factor) values of each head.
+  const rotaryDim = rope && Math.floor(headDim * (rope.partial ?? o.partialRotary ?? 1));
+  if (rotaryDim !== undefined && (rotaryDim < 2 || rotaryDim % 2 !== 0)) {
+    throw new RangeError(
+      `${c.file}: partial_rotary_factor ${rope!.partial ?? o.partialRotary} of head_dim ` +
+        `${headDim} rotates ${rotaryDim} values; Kiln needs an even number of at least 2`,
+    );
   }
   return {
     heads,
@@ -280,6 +295,7 @@ export function attentionFields(
     qkNorm: o.qkNorm !== undefined && o.qkNorm !== false,
     ...(o.qkNorm === "head" ? { qkNormPerHead: true } : {}),
     clipQkv: o.clipQkv ?? 0,
+    ...(rotaryDim !== undefined && rotaryDim !== headDim ? { rotaryDim } : {}),
   };
 }
 

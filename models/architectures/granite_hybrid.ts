@@ -19,8 +19,8 @@ import {
   moeFields,
   paddingIdxField,
 } from "./common.ts";
-import { ssdFields } from "./mamba2.ts";
-import { MAX_CONFIG_INT, show } from "./reader.ts";
+import { bambaMixerFields } from "./mamba2.ts";
+import { show } from "./reader.ts";
 import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec, FusedTensor } from "./spec.ts";
 
@@ -76,31 +76,6 @@ function graniteFields(c: ConfigReader): ModelConfig {
   }));
   const shared = c.positive("shared_intermediate_size", 1024);
   const bias = c.bool("attention_bias", false);
-  const heads = c.positive("mamba_n_heads", 128);
-  const expand = c.positive("mamba_expand", 2);
-  const inner = Math.floor(expand * base.hidden);
-  const rawHead = c.raw("mamba_d_head");
-  const headDim = rawHead === undefined || rawHead === "auto"
-    ? Math.floor(inner / heads)
-    : c.positive("mamba_d_head");
-  // GraniteMoeHybridConfig.validate_architecture refuses both.
-  if (inner % heads !== 0 || headDim * heads !== inner) {
-    throw new RangeError(
-      `${c.file}: mamba_n_heads ${heads} × mamba_d_head ${headDim} must equal mamba_expand ` +
-        `${expand} × hidden_size ${base.hidden} (${inner})`,
-    );
-  }
-  if (inner > MAX_CONFIG_INT) {
-    throw new RangeError(
-      `${c.file}: mamba_expand × hidden_size is ${inner}, over ${MAX_CONFIG_INT}`,
-    );
-  }
-  const groups = c.positive("mamba_n_groups", 1);
-  if (heads % groups !== 0) {
-    throw new RangeError(
-      `${c.file}: mamba_n_heads ${heads} must be a multiple of mamba_n_groups ${groups}`,
-    );
-  }
   const attention = kinds.includes("attention")
     ? attentionFields(c, base.hidden, {
       ropeTheta: usesRope(c) ? 1e4 : null,
@@ -118,20 +93,7 @@ function graniteFields(c: ConfigReader): ModelConfig {
     tieEmbeddings: c.bool("tie_word_embeddings", false),
     pattern,
     attention: attention && { ...attention, scale: c.num("attention_multiplier", 1) },
-    mamba: kinds.includes("mamba")
-      ? {
-        stateSize: c.positive("mamba_d_state", 256),
-        inner,
-        convKernel: c.positive("mamba_d_conv", 4),
-        dtRank: heads,
-        projBias: c.bool("mamba_proj_bias", false),
-        convBias: c.bool("mamba_conv_bias", true),
-        innerNorms: false,
-        // transformers normalises all channels together before out_proj (a GGUF file's
-        // config says llama.cpp's groups in kiln_norm_groups).
-        ssd: ssdFields(c, heads, headDim, groups),
-      }
-      : undefined,
+    mamba: kinds.includes("mamba") ? bambaMixerFields(c, base.hidden) : undefined,
     moe: experts > 0
       ? {
         // Softmax over the top-k logits: the top-k softmax probabilities, renormalised.

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { MambaSsdConfig, ModelConfig } from "../config.ts";
+import type { MambaConfig, MambaSsdConfig, ModelConfig } from "../config.ts";
 import { baseFields, uniformLayers } from "./common.ts";
 import { dtRange, mamba } from "./mamba.ts";
 import { MAX_CONFIG_INT, show } from "./reader.ts";
@@ -101,6 +101,60 @@ export function ssdFields(
     groups,
     normGroups: normGroupsField(c, groups),
     dtLimit: timeStepLimit(c),
+  };
+}
+
+/**
+ * The Mamba-2 mixer of the hybrids built on transformers' `BambaMixer` (Bamba,
+ * Granite 4.0): `mamba_n_heads`, `mamba_d_head` ("auto": the inner width over
+ * the heads), `mamba_expand`, `mamba_n_groups`, `mamba_d_state`, `mamba_d_conv`
+ * and the biases, with their config classes' defaults and checks.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { bambaMixerFields } from "./mamba2.ts";
+ * const c = new ConfigReader({ mamba_n_heads: 8 }, "config.json", "x");
+ * bambaMixerFields(c, 32).ssd!.headDim; // 8
+ * ```
+ */
+export function bambaMixerFields(c: ConfigReader, hidden: number): MambaConfig {
+  const heads = c.positive("mamba_n_heads", 128);
+  const expand = c.positive("mamba_expand", 2);
+  const inner = Math.floor(expand * hidden);
+  const rawHead = c.raw("mamba_d_head");
+  const headDim = rawHead === undefined || rawHead === "auto"
+    ? Math.floor(inner / heads)
+    : c.positive("mamba_d_head");
+  // The config classes' validate_architecture refuses both.
+  if (inner % heads !== 0 || headDim * heads !== inner) {
+    throw new RangeError(
+      `${c.file}: mamba_n_heads ${heads} × mamba_d_head ${headDim} must equal mamba_expand ` +
+        `${expand} × hidden_size ${hidden} (${inner})`,
+    );
+  }
+  if (inner > MAX_CONFIG_INT) {
+    throw new RangeError(
+      `${c.file}: mamba_expand × hidden_size is ${inner}, over ${MAX_CONFIG_INT}`,
+    );
+  }
+  const groups = c.positive("mamba_n_groups", 1);
+  if (heads % groups !== 0) {
+    throw new RangeError(
+      `${c.file}: mamba_n_heads ${heads} must be a multiple of mamba_n_groups ${groups}`,
+    );
+  }
+  return {
+    stateSize: c.positive("mamba_d_state", 256),
+    inner,
+    convKernel: c.positive("mamba_d_conv", 4),
+    dtRank: heads,
+    projBias: c.bool("mamba_proj_bias", false),
+    convBias: c.bool("mamba_conv_bias", true),
+    innerNorms: false,
+    // transformers normalises all channels together before out_proj (a GGUF file's
+    // config says llama.cpp's groups in kiln_norm_groups).
+    ssd: ssdFields(c, heads, headDim, groups),
   };
 }
 

@@ -17,6 +17,7 @@ import { qwen3Moe } from "./qwen3_moe.ts";
 import { falconMamba } from "./falcon_mamba.ts";
 import { mamba2 } from "./mamba2.ts";
 import { graniteHybrid } from "./granite_hybrid.ts";
+import { bamba } from "./bamba.ts";
 import { ConfigReader, show } from "./reader.ts";
 import type { ArchitectureSpec, CheckpointLayout, FusedTensor, SwigluNames } from "./spec.ts";
 
@@ -29,7 +30,7 @@ export { ConfigReader };
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 9
+ * Object.keys(ARCHITECTURE_SPECS).length; // 10
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -42,6 +43,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   FalconMambaForCausalLM: falconMamba,
   Mamba2ForCausalLM: mamba2,
   GraniteMoeHybridForCausalLM: graniteHybrid,
+  BambaForCausalLM: bamba,
 };
 
 /**

@@ -1,6 +1,7 @@
 /**
- * The float64 reference of Hugging Face `GraniteMoeHybridForCausalLM`, written
- * from `modeling_granitemoehybrid.py` (transformers 5.18) alone:
+ * The float64 references of Hugging Face `GraniteMoeHybridForCausalLM` and
+ * `BambaForCausalLM`, written from `modeling_granitemoehybrid.py` and
+ * `modeling_bamba.py` (transformers 5.18) alone. Granite:
  * - embeddings × `embedding_multiplier`;
  * - each layer: h = x + residual_multiplier · mixer(input_layernorm(x)), the
  *   mixer a Mamba-2 (`BambaMixer`: the gated RMSNorm over all channels, Δ
@@ -16,12 +17,21 @@
  *   `output_linear` [E, d, I];
  * - logits = lm_head(norm(x)) / `logits_scaling`.
  *
+ * Bamba: the same Mamba-2 mixer (`BambaMixer`) where a layer is not in
+ * `attn_layer_indices`; attention scaled by 1/√head_dim with a partial RoPE
+ * (`apply_rotary_pos_emb` of GLM: the first int(head_dim ·
+ * partial_rotary_factor) values of each head rotate as a head of that size,
+ * the factor 0.5 where `rope_parameters` gives none); norms `input_layernorm`,
+ * `pre_ff_layernorm`, `model.final_layernorm`; a SwiGLU `feed_forward` in every
+ * layer; no multipliers.
+ *
  * @module
  */
 
 import {
   attention,
   type AttentionOptions,
+  type AttentionWeights,
   embed,
   field,
   type HfConfig,
@@ -83,29 +93,14 @@ export async function loadGranite(
       : undefined,
     scale: field(config, "attention_multiplier", 1),
   };
-  const mHeads = intField(config, "mamba_n_heads", 128);
-  const inner = field(config, "mamba_expand", 2) * d;
-  const limit = (config.time_step_limit ?? [0, Infinity]) as unknown[];
-  const m2: Mamba2Dims = {
-    hidden: d,
-    heads: mHeads,
-    headDim: config.mamba_d_head == null || config.mamba_d_head === "auto"
-      ? inner / mHeads
-      : intField(config, "mamba_d_head"),
-    groups: intField(config, "mamba_n_groups", 1),
-    state: intField(config, "mamba_d_state", 256),
-    convKernel: intField(config, "mamba_d_conv", 4),
-    dtLimit: [limitValue(limit[0]), limitValue(limit[1])],
-    eps,
-    normGroups: 1,
-  };
+  const m2 = bambaMixerDims(config, d, eps);
   const projBias = config.mamba_proj_bias === true;
   const convBias = config.mamba_conv_bias !== false;
   const emb = await w.get("model.embed_tokens.weight", [vocab, d]);
   type Layer = {
     norm1: Float64Array;
     norm2: Float64Array;
-    attn?: Parameters<typeof attention>[2];
+    attn?: AttentionWeights;
     mamba?: Mamba2Weights;
     shared: SwigluWeights;
     router?: Float64Array;
@@ -125,32 +120,9 @@ export async function loadGranite(
       ),
     };
     if (kind.mixer === "attention") {
-      const a = `${p}.self_attn`, Q = heads * headDim, KV = kvHeads * headDim;
-      layer.attn = {
-        q: await w.get(`${a}.q_proj.weight`, [Q, d]),
-        k: await w.get(`${a}.k_proj.weight`, [KV, d]),
-        v: await w.get(`${a}.v_proj.weight`, [KV, d]),
-        o: await w.get(`${a}.o_proj.weight`, [d, Q]),
-        qb: await w.maybe(`${a}.q_proj.bias`, [Q], bias),
-        kb: await w.maybe(`${a}.k_proj.bias`, [KV], bias),
-        vb: await w.maybe(`${a}.v_proj.bias`, [KV], bias),
-        ob: await w.maybe(`${a}.o_proj.bias`, [d], bias),
-      };
+      layer.attn = await readAttention(w, `${p}.self_attn`, attnOpt, bias);
     } else {
-      const m = `${p}.mamba`, I = m2.heads * m2.headDim, conv = I + 2 * m2.groups * m2.state;
-      const rows = I + conv + m2.heads;
-      layer.mamba = {
-        inProj: await w.get(`${m}.in_proj.weight`, [rows, d]),
-        inProjBias: await w.maybe(`${m}.in_proj.bias`, [rows], projBias),
-        conv: await w.get(`${m}.conv1d.weight`, [conv, 1, m2.convKernel]),
-        convBias: await w.maybe(`${m}.conv1d.bias`, [conv], convBias),
-        dtBias: await w.get(`${m}.dt_bias`, [m2.heads]),
-        aLog: await w.get(`${m}.A_log`, [m2.heads]),
-        d: await w.get(`${m}.D`, [m2.heads]),
-        norm: await w.get(`${m}.norm.weight`, [I]),
-        outProj: await w.get(`${m}.out_proj.weight`, [d, I]),
-        outProjBias: await w.maybe(`${m}.out_proj.bias`, [d], projBias),
-      };
+      layer.mamba = await readBambaMixer(w, `${p}.mamba`, m2, projBias, convBias);
     }
     if (kind.ffn === "moe") {
       const moe = `${p}.block_sparse_moe`;
@@ -197,6 +169,163 @@ export async function loadGranite(
         addScaled(y);
       }
       return linear(rmsNorm(x, T, d, norm, eps), T, d, head, vocab).map((v) => v / ls);
+    },
+  };
+}
+
+/** The sizes of a `BambaMixer` (Bamba's and Granite's Mamba-2) from the config. */
+function bambaMixerDims(config: HfConfig, d: number, eps: number): Mamba2Dims {
+  const mHeads = intField(config, "mamba_n_heads", 128);
+  const inner = field(config, "mamba_expand", 2) * d;
+  const limit = (config.time_step_limit ?? [0, Infinity]) as unknown[];
+  return {
+    hidden: d,
+    heads: mHeads,
+    headDim: config.mamba_d_head == null || config.mamba_d_head === "auto"
+      ? inner / mHeads
+      : intField(config, "mamba_d_head"),
+    groups: intField(config, "mamba_n_groups", 1),
+    state: intField(config, "mamba_d_state", 256),
+    convKernel: intField(config, "mamba_d_conv", 4),
+    dtLimit: [limitValue(limit[0]), limitValue(limit[1])],
+    eps,
+    normGroups: 1,
+  };
+}
+
+/** A `BambaMixer`'s tensors under `m` (`model.layers.N.mamba`). */
+async function readBambaMixer(
+  w: Weights,
+  m: string,
+  m2: Mamba2Dims,
+  projBias: boolean,
+  convBias: boolean,
+): Promise<Mamba2Weights> {
+  const I = m2.heads * m2.headDim, conv = I + 2 * m2.groups * m2.state;
+  const rows = I + conv + m2.heads;
+  return {
+    inProj: await w.get(`${m}.in_proj.weight`, [rows, m2.hidden]),
+    inProjBias: await w.maybe(`${m}.in_proj.bias`, [rows], projBias),
+    conv: await w.get(`${m}.conv1d.weight`, [conv, 1, m2.convKernel]),
+    convBias: await w.maybe(`${m}.conv1d.bias`, [conv], convBias),
+    dtBias: await w.get(`${m}.dt_bias`, [m2.heads]),
+    aLog: await w.get(`${m}.A_log`, [m2.heads]),
+    d: await w.get(`${m}.D`, [m2.heads]),
+    norm: await w.get(`${m}.norm.weight`, [I]),
+    outProj: await w.get(`${m}.out_proj.weight`, [m2.hidden, I]),
+    outProjBias: await w.maybe(`${m}.out_proj.bias`, [m2.hidden], projBias),
+  };
+}
+
+/** q/k/v/o under `a`, with biases when `bias`. */
+async function readAttention(
+  w: Weights,
+  a: string,
+  o: AttentionOptions,
+  bias: boolean,
+): Promise<AttentionWeights> {
+  const { hidden: d, heads, kvHeads, headDim } = o;
+  const Q = heads * headDim, KV = kvHeads * headDim;
+  return {
+    q: await w.get(`${a}.q_proj.weight`, [Q, d]),
+    k: await w.get(`${a}.k_proj.weight`, [KV, d]),
+    v: await w.get(`${a}.v_proj.weight`, [KV, d]),
+    o: await w.get(`${a}.o_proj.weight`, [d, Q]),
+    qb: await w.maybe(`${a}.q_proj.bias`, [Q], bias),
+    kb: await w.maybe(`${a}.k_proj.bias`, [KV], bias),
+    vb: await w.maybe(`${a}.v_proj.bias`, [KV], bias),
+    ob: await w.maybe(`${a}.o_proj.bias`, [d], bias),
+  };
+}
+
+/**
+ * Loads a Bamba's tensors from `w` and returns its reference forward.
+ *
+ * @example
+ * ```ts ignore
+ * const model = await loadBamba(weights, config, layerKinds(config));
+ * ```
+ */
+export async function loadBamba(
+  w: Weights,
+  config: HfConfig,
+  kinds: LayerKind[],
+): Promise<ReferenceModel> {
+  const d = intField(config, "hidden_size");
+  const vocab = intField(config, "vocab_size");
+  const eps = field(config, "rms_norm_eps", 1e-5);
+  const ff = intField(config, "intermediate_size");
+  const heads = intField(config, "num_attention_heads");
+  const kvHeads = intField(config, "num_key_value_heads", 8);
+  const headDim = config.head_dim == null ? d / heads : intField(config, "head_dim");
+  const rp = (config.rope_parameters ?? {}) as HfConfig;
+  const partial = (rp.partial_rotary_factor ?? 0.5) as number;
+  const R = Math.floor(headDim * partial);
+  const attnOpt: AttentionOptions = {
+    hidden: d,
+    heads,
+    kvHeads,
+    headDim,
+    rope: referenceRope(config, R, 1e4),
+    rotaryDim: R,
+  };
+  const m2 = bambaMixerDims(config, d, eps);
+  const bias = config.attention_bias === true;
+  const emb = await w.get("model.embed_tokens.weight", [vocab, d]);
+  const layers: {
+    norm1: Float64Array;
+    norm2: Float64Array;
+    attn?: AttentionWeights;
+    mamba?: Mamba2Weights;
+    mlp: SwigluWeights;
+  }[] = [];
+  for (const [l, kind] of kinds.entries()) {
+    const p = `model.layers.${l}`;
+    layers.push({
+      norm1: await w.get(`${p}.input_layernorm.weight`, [d]),
+      norm2: await w.get(`${p}.pre_ff_layernorm.weight`, [d]),
+      attn: kind.mixer === "attention"
+        ? await readAttention(w, `${p}.self_attn`, attnOpt, bias)
+        : undefined,
+      mamba: kind.mixer === "mamba"
+        ? await readBambaMixer(
+          w,
+          `${p}.mamba`,
+          m2,
+          config.mamba_proj_bias === true,
+          config.mamba_conv_bias !== false,
+        )
+        : undefined,
+      mlp: {
+        gate: await w.get(`${p}.feed_forward.gate_proj.weight`, [ff, d]),
+        up: await w.get(`${p}.feed_forward.up_proj.weight`, [ff, d]),
+        down: await w.get(`${p}.feed_forward.down_proj.weight`, [d, ff]),
+      },
+    });
+  }
+  const norm = await w.get("model.final_layernorm.weight", [d]);
+  const head = config.tie_word_embeddings === true
+    ? emb
+    : await w.get("lm_head.weight", [vocab, d]);
+  return {
+    architecture: "BambaForCausalLM",
+    config,
+    layers: kinds,
+    vocabSize: vocab,
+    forward(ids) {
+      const T = ids.length;
+      const x = embed(ids, emb, vocab, d);
+      const add = (y: Float64Array) => {
+        for (let i = 0; i < x.length; i++) x[i] += y[i];
+      };
+      for (const layer of layers) {
+        const n1 = rmsNorm(x, T, d, layer.norm1, eps);
+        add(
+          layer.attn ? attention(n1, T, layer.attn, attnOpt) : mamba2Mixer(n1, T, layer.mamba!, m2),
+        );
+        add(swiglu(rmsNorm(x, T, d, layer.norm2, eps), T, d, ff, layer.mlp));
+      }
+      return linear(rmsNorm(x, T, d, norm, eps), T, d, head, vocab);
     },
   };
 }

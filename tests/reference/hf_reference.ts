@@ -49,7 +49,8 @@
  *   `[head_dim]`) before RoPE; biases on q/k/v/o with `attention_bias`; layers
  *   sparse as Qwen2-MoE's but with no shared expert; with `use_sliding_window`
  *   every layer attends within `sliding_window`.
- * - Granite 4.0 hybrids (`modeling_granitemoehybrid.py`): see `granite_reference.ts`.
+ * - Granite 4.0 hybrids (`modeling_granitemoehybrid.py`) and Bamba (`modeling_bamba.py`):
+ *   see `granite_reference.ts`.
  * - RoPE scaling (`modeling_rope_utils.py`): see `rope_reference.ts`.
  *
  * @example
@@ -80,7 +81,8 @@ export type ReferenceArchitecture =
   | "Qwen3MoeForCausalLM"
   | "FalconMambaForCausalLM"
   | "Mamba2ForCausalLM"
-  | "GraniteMoeHybridForCausalLM";
+  | "GraniteMoeHybridForCausalLM"
+  | "BambaForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -92,6 +94,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "FalconMambaForCausalLM",
   "Mamba2ForCausalLM",
   "GraniteMoeHybridForCausalLM",
+  "BambaForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -164,6 +167,14 @@ export function layerKinds(config: HfConfig): LayerKind[] {
   const arch = architectureOf(config);
   const n = intField(config, "num_hidden_layers");
   const out: LayerKind[] = [];
+  if (arch === "BambaForCausalLM") {
+    // BambaConfig.layers_block_type: attention at attn_layer_indices, Mamba-2 elsewhere.
+    const attn = (config.attn_layer_indices ?? []) as number[];
+    return Array.from({ length: n }, (_, i) => ({
+      mixer: attn.includes(i) ? "attention" : "mamba",
+      ffn: "mlp",
+    }));
+  }
   if (arch === "GraniteMoeHybridForCausalLM") {
     // GraniteMoeHybridConfig: layer_types (default all Mamba), legacy names remapped;
     // every layer has the shared MLP, and routed experts when num_local_experts > 0.
@@ -244,6 +255,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       FalconMambaForCausalLM: 0,
       Mamba2ForCausalLM: 0,
       GraniteMoeHybridForCausalLM: 8,
+      BambaForCausalLM: 0,
     }[arch],
   );
 }
@@ -374,6 +386,8 @@ export interface AttentionOptions {
   clip?: number;
   /** Scale of q·k (Granite's attention_multiplier); default 1/√headDim. */
   scale?: number;
+  /** Partial RoPE (Bamba): only each head's first `rotaryDim` values rotate. */
+  rotaryDim?: number;
 }
 
 /**
@@ -439,8 +453,10 @@ export function attention(
       : { invFreq: referenceRope({ rope_theta: opt.ropeTheta }, headDim, 0).invFreq, scale: 1 });
   if (r) {
     for (let t = 0; t < T; t++) {
-      for (let h = 0; h < heads; h++) rope(q, (t * heads + h) * headDim, headDim, t, r);
-      for (let h = 0; h < kvHeads; h++) rope(k, (t * kvHeads + h) * headDim, headDim, t, r);
+      // apply_rotary_pos_emb of GLM/Bamba: q[..., :R] rotated as a head of R, the rest kept.
+      const R = opt.rotaryDim ?? headDim;
+      for (let h = 0; h < heads; h++) rope(q, (t * heads + h) * headDim, R, t, r);
+      for (let h = 0; h < kvHeads; h++) rope(k, (t * kvHeads + h) * headDim, R, t, r);
     }
   }
   const group = heads / kvHeads;
@@ -892,6 +908,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
     const w = new Weights(ckpt, dir);
     const model = arch === "GraniteMoeHybridForCausalLM"
       ? await (await import("./granite_reference.ts")).loadGranite(w, config, kinds)
+      : arch === "BambaForCausalLM"
+      ? await (await import("./granite_reference.ts")).loadBamba(w, config, kinds)
       : arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||
           arch === "Mamba2ForCausalLM"
       ? await loadMamba(w, config, kinds, arch)
@@ -1091,6 +1109,7 @@ async function loadTransformer(
     | "FalconMambaForCausalLM"
     | "Mamba2ForCausalLM"
     | "GraniteMoeHybridForCausalLM"
+    | "BambaForCausalLM"
   >,
 ): Promise<ReferenceModel> {
   const jamba = arch === "JambaForCausalLM";

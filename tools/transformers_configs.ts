@@ -356,13 +356,31 @@ function mamba2(d: Dice): Record<string, unknown> {
   };
 }
 
+/** The `BambaMixer` fields (Bamba, Granite 4.0) of a model `hidden` wide. */
+function bambaMixer(d: Dice, hidden: number): Record<string, unknown> {
+  const expand = d.pick([1, 2]);
+  const inner = hidden * expand;
+  const mHeads = d.pick(divisors(inner).filter((h) => h <= 16 && inner / h <= 16));
+  return {
+    mamba_expand: expand,
+    mamba_n_heads: mHeads,
+    ...(d.chance(0.5) ? { mamba_d_head: inner / mHeads } : {}),
+    mamba_n_groups: d.pick(divisors(mHeads).filter((g) => g <= 4)),
+    mamba_d_state: d.pick([1, 2, 4, 8, 16]),
+    mamba_d_conv: d.pick([2, 3, 4]),
+    mamba_chunk_size: d.pick([4, 8, 256]),
+    mamba_conv_bias: d.chance(0.6),
+    mamba_proj_bias: d.chance(0.4),
+    ...(d.chance(0.3)
+      ? { time_step_limit: [d.pick([0.001, 0.01, 0.05]), d.pick([0.2, 1.5, 5.5])] }
+      : {}),
+  };
+}
+
 function graniteHybrid(d: Dice): Record<string, unknown> {
   const c = common(d);
   const heads = d.pick([1, 2, 4]);
   const hidden = heads * d.pick([4, 8, 12, 16]);
-  const expand = d.pick([1, 2]);
-  const inner = hidden * expand;
-  const mHeads = d.pick(divisors(inner).filter((h) => h <= 16 && inner / h <= 16));
   const experts = d.pick([0, 0, 1, 3, 4, 6]);
   const names = d.chance(0.5) ? ["mamba", "attention"] : ["linear_attention", "full_attention"];
   const layers = c.num_hidden_layers as number;
@@ -380,15 +398,7 @@ function graniteHybrid(d: Dice): Record<string, unknown> {
     shared_intermediate_size: d.int(2, 24) * 2,
     num_local_experts: experts,
     num_experts_per_tok: experts > 0 ? d.int(1, Math.min(experts, 3)) : 2,
-    mamba_expand: expand,
-    mamba_n_heads: mHeads,
-    ...(d.chance(0.5) ? { mamba_d_head: inner / mHeads } : {}),
-    mamba_n_groups: d.pick(divisors(mHeads).filter((g) => g <= 4)),
-    mamba_d_state: d.pick([1, 2, 4, 8, 16]),
-    mamba_d_conv: d.pick([2, 3, 4]),
-    mamba_chunk_size: d.pick([4, 8, 256]),
-    mamba_conv_bias: d.chance(0.6),
-    mamba_proj_bias: d.chance(0.4),
+    ...bambaMixer(d, hidden),
     attention_bias: d.chance(0.3),
     position_embedding_type: ropeOn ? "rope" : d.pick(["nope", null]),
     ...(rp ? { rope_parameters: rp, max_position_embeddings: d.pick([64, 512, 4096]) } : {}),
@@ -397,9 +407,6 @@ function graniteHybrid(d: Dice): Record<string, unknown> {
     attention_multiplier: d.pick([0.0078125, 0.1, 0.5, 1]),
     logits_scaling: d.pick([1, 2.5, 6, 16]),
     rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
-    ...(d.chance(0.3)
-      ? { time_step_limit: [d.pick([0.001, 0.01, 0.05]), d.pick([0.2, 1.5, 5.5])] }
-      : {}),
   };
 }
 
@@ -408,9 +415,6 @@ function bamba(d: Dice): Record<string, unknown> {
   const heads = d.pick([1, 2, 4]);
   const headDim = d.pick([4, 8, 12, 16]);
   const hidden = heads * headDim;
-  const expand = d.pick([1, 2]);
-  const inner = hidden * expand;
-  const mHeads = d.pick(divisors(inner).filter((h) => h <= 16 && inner / h <= 16));
   const layers = c.num_hidden_layers as number;
   const rp = rope(d);
   // A factor whose share of the head is even (transformers rotates int(d · factor)).
@@ -425,22 +429,11 @@ function bamba(d: Dice): Record<string, unknown> {
     ...(scaled ? { head_dim: headDim } : {}),
     attn_layer_indices: Array.from({ length: layers }, (_, i) => i).filter(() => d.chance(0.4)),
     intermediate_size: d.int(2, 24) * 2,
-    mamba_expand: expand,
-    mamba_n_heads: mHeads,
-    ...(d.chance(0.5) ? { mamba_d_head: inner / mHeads } : {}),
-    mamba_n_groups: d.pick(divisors(mHeads).filter((g) => g <= 4)),
-    mamba_d_state: d.pick([1, 2, 4, 8, 16]),
-    mamba_d_conv: d.pick([2, 3, 4]),
-    mamba_chunk_size: d.pick([4, 8, 256]),
-    mamba_conv_bias: d.chance(0.6),
-    mamba_proj_bias: d.chance(0.4),
+    ...bambaMixer(d, hidden),
     attention_bias: d.chance(0.3),
     rope_parameters: rp,
     max_position_embeddings: d.pick([64, 512, 4096]),
     rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
-    ...(d.chance(0.3)
-      ? { time_step_limit: [d.pick([0.001, 0.01, 0.05]), d.pick([0.2, 1.5, 5.5])] }
-      : {}),
   };
 }
 

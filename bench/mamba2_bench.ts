@@ -6,8 +6,14 @@
  * (state 128). Prefill of a 300-token prompt and decode tok/s, the models
  * taking turns, median of the rounds.
  *
+ * With `--hybrids`, the hybrids at that width instead: Jamba (Mamba-1, attention
+ * at layers 2 and 5, 8 experts top-2 every other layer), Granite 4.0 (Mamba-2
+ * with state 128, attention at 2 and 5, 8 experts top-2 of width 512 and a
+ * shared MLP of 1024 in every layer) and Bamba (Mamba-2 with state 128,
+ * attention at 2 and 5 with a partial RoPE, a SwiGLU MLP of 2048).
+ *
  * ```sh
- * deno run -A bench/mamba2_bench.ts [--rounds 3]
+ * deno run -A bench/mamba2_bench.ts [--rounds 3] [--hybrids]
  * ```
  *
  * @module
@@ -21,7 +27,41 @@ const roundsArg = Deno.args.indexOf("--rounds");
 const rounds = roundsArg >= 0 ? Number(Deno.args[roundsArg + 1]) : 3;
 const common = { vocab_size: 1024, hidden_size: 768, num_hidden_layers: 6 };
 const mamba2 = { architectures: ["Mamba2ForCausalLM"], num_heads: 24, head_dim: 64, n_groups: 1 };
-const configs: [string, Record<string, unknown>][] = [
+const attention = { num_attention_heads: 12, num_key_value_heads: 4 };
+const mixer2 = { mamba_n_heads: 24, mamba_d_state: 128 };
+const types = ["mamba", "mamba", "attention", "mamba", "mamba", "attention"];
+const hybrids: [string, Record<string, unknown>][] = [
+  ["Jamba (Mamba-1 state 16, MoE 8×2)", {
+    architectures: ["JambaForCausalLM"],
+    ...attention,
+    attn_layer_period: 3,
+    attn_layer_offset: 2,
+    num_experts: 8,
+    intermediate_size: 1024,
+    mamba_d_state: 16,
+  }],
+  ["Granite 4.0 (Mamba-2 state 128, MoE 8×2 + shared)", {
+    architectures: ["GraniteMoeHybridForCausalLM"],
+    ...attention,
+    ...mixer2,
+    layer_types: types,
+    num_local_experts: 8,
+    intermediate_size: 512,
+    shared_intermediate_size: 1024,
+    embedding_multiplier: 12,
+    residual_multiplier: 0.22,
+    attention_multiplier: 0.0156,
+    logits_scaling: 6,
+  }],
+  ["Bamba (Mamba-2 state 128, partial RoPE)", {
+    architectures: ["BambaForCausalLM"],
+    ...attention,
+    ...mixer2,
+    attn_layer_indices: [2, 5],
+    intermediate_size: 2048,
+  }],
+];
+const configs: [string, Record<string, unknown>][] = Deno.args.includes("--hybrids") ? hybrids : [
   ["Mamba (state 16)", { architectures: ["MambaForCausalLM"], state_size: 16 }],
   ["Mamba-2 (state 16)", { ...mamba2, state_size: 16 }],
   ["Mamba-2 (state 128)", { ...mamba2, state_size: 128 }],

@@ -34,6 +34,8 @@
  *   epsilon, as llama.cpp computes them);
  *   biases from the tensors present;
  *   `.context_length` is ignored (the converter writes 2^20, "arbitrary");
+ * - `granite` (Granite 3's dense models, `GraniteForCausalLM`): read as a
+ *   granitehybrid file of attention layers only, without experts;
  * - `granitehybrid`: layer kinds from the per-layer `.attention.head_count_kv`
  *   (0: Mamba-2), the Mamba-2 keys as for mamba2, `.expert_count` (0: every
  *   FFN is the shared MLP, `.feed_forward_length` wide; else the experts'
@@ -59,79 +61,12 @@ import { MAX_LAYERS } from "../../models/architectures/common.ts";
 import { quote } from "../safetensors/header.ts";
 import type { GgufMetadata } from "./metadata.ts";
 import type { GgufTensorInfo } from "./types.ts";
-import { GGUF_ARCHITECTURES, perExpertName } from "./arch_names.ts";
+import { GGUF_ARCHITECTURES } from "./arch_names.ts";
+import { attentionLayers, Keys } from "./arch_keys.ts";
+export { f32Decimal } from "./arch_keys.ts";
+import { graniteConfig } from "./arch_config_granite.ts";
 
 type Json = Record<string, unknown>;
-
-/**
- * The shortest decimal that rounds to the same f32 as `v` (GGUF stores most
- * floats as f32; config.json holds the decimal the model was published with).
- *
- * @example
- * ```ts
- * import { f32Decimal } from "./arch_config.ts";
- * f32Decimal(Math.fround(1e-5)); // 0.00001
- * ```
- */
-export function f32Decimal(v: number): number {
-  if (!Number.isFinite(v) || v === 0) return v;
-  const f = Math.fround(v);
-  for (let p = 1; p <= 9; p++) {
-    const d = Number(f.toPrecision(p));
-    if (Math.fround(d) === f) return d;
-  }
-  return f;
-}
-
-/** Reads the model's keys of one file, with errors naming the file and the key. */
-class Keys {
-  constructor(
-    readonly m: GgufMetadata,
-    readonly arch: string,
-    readonly tensors: ReadonlyMap<string, GgufTensorInfo>,
-  ) {}
-
-  key(s: string): string {
-    return `${this.arch}.${s}`;
-  }
-  num(s: string): number {
-    return this.float(s, this.m.number(this.key(s)));
-  }
-  opt(s: string): number | undefined {
-    const v = this.m.optionalNumber(this.key(s));
-    return v === undefined ? undefined : this.float(s, v);
-  }
-  float(s: string, v: number): number {
-    return this.m.type(this.key(s)) === "f32" ? f32Decimal(v) : v;
-  }
-  /** A key llama.cpp reads with `get_key_or_arr`: one value, or one per layer. */
-  perLayer(s: string, layers: number): number[] | undefined {
-    const k = this.key(s);
-    if (!this.m.has(k)) return undefined;
-    if (this.m.type(k) !== "array") return Array(layers).fill(this.m.number(k));
-    const a = this.m.array(k).values;
-    if (a.length !== layers || !a.every((v) => typeof v === "number")) {
-      throw new RangeError(
-        `${this.m.path}: metadata ${quote(k)} holds ${a.length} values, expected ${layers} ` +
-          `numbers (one per layer, ${this.key("block_count")})`,
-      );
-    }
-    return a as number[];
-  }
-  has(tensor: string): boolean {
-    return this.tensors.has(tensor);
-  }
-  /** Layers with a MoE block: a router, or stacked / per-expert expert tensors. */
-  moeLayers(layers: number): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < layers; i++) {
-      const b = `blk.${i}.ffn_gate_inp.weight`;
-      const s = `blk.${i}.ffn_up_exps.weight`;
-      if (this.has(b) || this.has(s) || this.has(perExpertName(s, 0)!)) out.push(i);
-    }
-    return out;
-  }
-}
 
 /**
  * The Hugging Face architecture and `config.json` object of GGUF metadata `m`
@@ -206,7 +141,7 @@ export function hfConfigFromGguf(
   if (arch === "mamba") config = mambaConfig(k, common, H, eps);
   else if (arch === "mamba2") config = mamba2Config(k, common, H, eps);
   else if (arch === "jamba") config = { ...jambaConfig(k, common, L, H), rms_norm_eps: eps };
-  else if (arch === "granitehybrid") {
+  else if (arch === "granitehybrid" || arch === "granite") {
     // llama.cpp's switch for RoPE (absent: on); without it the base and context mean nothing.
     const rope = k.m.optionalBool(k.key("rope.scaling.finetuned")) !== false;
     config = {
@@ -458,70 +393,6 @@ function mamba2Config(k: Keys, common: Json, H: number, eps: number): Json {
     layer_norm_epsilon: eps,
     use_bias: k.has("blk.0.ssm_in.bias"),
     use_conv_bias: k.has("blk.0.ssm_conv1d.bias"),
-    kiln_norm_groups: k.opt("ssm.norm_group_count") ?? groups,
-    ...(limit ? { time_step_limit: limit } : {}),
-  };
-}
-
-/** Which layers attend: head_count_kv per layer (0: an SSM layer), else the tensors present. */
-function attentionLayers(k: Keys, L: number): { attn: number[]; kv: number } {
-  const heads = k.num("attention.head_count");
-  const kvArr = k.perLayer("attention.head_count_kv", L);
-  const perLayer = k.m.type(k.key("attention.head_count_kv")) === "array";
-  const attn = Array.from({ length: L }, (_, i) => i).filter((i) =>
-    perLayer ? kvArr![i] > 0 : k.has(`blk.${i}.attn_q.weight`)
-  );
-  const kvs = new Set(attn.map((i) => kvArr?.[i] ?? heads));
-  if (kvs.size > 1) {
-    throw new RangeError(
-      `${k.m.path}: metadata ${quote(k.key("attention.head_count_kv"))} gives attention layers ` +
-        `different KV head counts (${[...kvs].join(", ")}); ${k.arch}'s are all equal`,
-    );
-  }
-  return { attn, kv: attn.length > 0 ? kvArr?.[attn[0]] ?? heads : heads };
-}
-
-/**
- * `granitehybrid`: a Granite 4.0 hybrid. The gated norm spans `ssm.group_count`
- * groups, as llama.cpp computes it, unless Kiln's `ssm.norm_group_count` says
- * otherwise.
- */
-function graniteConfig(k: Keys, L: number, H: number, rope: boolean): Json {
-  const { attn, kv } = attentionLayers(k, L);
-  const heads = k.num("attention.head_count");
-  const inner = k.num("ssm.inner_size"), mHeads = k.num("ssm.time_step_rank");
-  const groups = k.num("ssm.group_count");
-  const experts = k.opt("expert_count") ?? 0;
-  const ff = k.num("feed_forward_length");
-  const nonZero = (s: string) => k.opt(s) || undefined;
-  const mamba = Array.from({ length: L }, (_, i) => i).find((i) => !attn.includes(i)) ?? 0;
-  const limit = k.m.optionalArray(k.key("ssm.time_step_limit"))?.values;
-  const headDim = k.opt("attention.key_length") ?? H / heads;
-  return {
-    architectures: ["GraniteMoeHybridForCausalLM"],
-    model_type: "granitemoehybrid",
-    layer_types: Array.from({ length: L }, (_, i) => (attn.includes(i) ? "attention" : "mamba")),
-    num_attention_heads: heads,
-    num_key_value_heads: kv,
-    ...(k.opt("attention.key_length") !== undefined ? { head_dim: headDim } : {}),
-    attention_bias: attn.length > 0 && k.has(`blk.${attn[0]}.attn_q.bias`),
-    position_embedding_type: rope ? "rope" : "nope",
-    attention_multiplier: nonZero("attention.scale") ?? 1 / Math.sqrt(headDim),
-    embedding_multiplier: nonZero("embedding_scale") ?? 1,
-    residual_multiplier: nonZero("residual_scale") ?? 1,
-    logits_scaling: nonZero("logit_scale") ?? 1,
-    num_local_experts: experts,
-    num_experts_per_tok: k.opt("expert_used_count") ?? 2,
-    intermediate_size: ff,
-    shared_intermediate_size: experts > 0 ? k.opt("expert_shared_feed_forward_length") ?? ff : ff,
-    mamba_n_heads: mHeads,
-    mamba_d_head: inner / mHeads,
-    mamba_n_groups: groups,
-    mamba_d_state: k.num("ssm.state_size"),
-    mamba_d_conv: k.num("ssm.conv_kernel"),
-    mamba_expand: inner / H,
-    mamba_conv_bias: k.has(`blk.${mamba}.ssm_conv1d.bias`),
-    mamba_proj_bias: k.has(`blk.${mamba}.ssm_in.bias`),
     kiln_norm_groups: k.opt("ssm.norm_group_count") ?? groups,
     ...(limit ? { time_step_limit: limit } : {}),
   };

@@ -61,6 +61,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "qwen3moe",
   "mamba2",
   "granitehybrid",
+  "granite",
 ];
 
 /**

@@ -33,7 +33,8 @@ export type Architecture =
   | "FalconMambaForCausalLM"
   | "Mamba2ForCausalLM"
   | "GraniteMoeHybridForCausalLM"
-  | "BambaForCausalLM";
+  | "BambaForCausalLM"
+  | "NemotronHForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -47,6 +48,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "Mamba2ForCausalLM",
   "GraniteMoeHybridForCausalLM",
   "BambaForCausalLM",
+  "NemotronHForCausalLM",
 ];
 
 /**
@@ -62,7 +64,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
  * const mixers: MixerKind[] = cfg.pattern.map((l) => l.mixer); // ["mamba", "mamba"]
  * ```
  */
-export type MixerKind = "attention" | "mamba";
+export type MixerKind = "attention" | "mamba" | "none";
 /**
  * Feed-forward of one layer.
  *
@@ -289,6 +291,11 @@ export interface ModelConfig {
    * no gradient back in training, and fresh weights zero it.
    */
   readonly paddingIdx?: number;
+  /**
+   * The dense MLP's form: absent, SwiGLU (`down(silu(gate·x) ⊙ up·x)`);
+   * `"relu2"`, Nemotron-H's `down(relu(up·x)²)` without a gate.
+   */
+  readonly mlpActivation?: "relu2";
   /** Constant factors on the residual stream (Granite's μP multipliers); absent: all 1. */
   readonly scaling?: ModelScaling;
 }

@@ -60,6 +60,11 @@ export function decoderLayers(
     const n = lay.mlpNames;
     const w = (t: Tensor, part: string, rows: number, cols: number) =>
       parts.linear(t, `${prefix}.${part}.weight`, rows, cols);
+    if (cfg.mlpActivation === "relu2") {
+      // Nemotron-H: no gate, relu(up·x)².
+      const u = w(x, n.up, ff, d).relu();
+      return w(u.mul(u), n.down, d, ff);
+    }
     return w(w(x, n.gate, ff, d).silu().mul(w(x, n.up, ff, d)), n.down, d, ff);
   };
   // Granite scales each residual branch by a constant (μP) before adding it.
@@ -68,10 +73,13 @@ export function decoderLayers(
   cfg.pattern.forEach((layer, i) => {
     const p = layerPrefix(cfg, i);
     const mixerName = `${p}.${layer.mixer === "attention" ? lay.attention : lay.mamba}`;
-    h = h.add(g.scope(mixerName, () => {
-      const normed = h.rmsnorm(parts.param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
-      return branch(parts.mixer(layer, i, normed, mixerName));
-    }));
+    // Nemotron-H's MLP blocks have no token mixer.
+    if (layer.mixer !== "none") {
+      h = h.add(g.scope(mixerName, () => {
+        const normed = h.rmsnorm(parts.param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
+        return branch(parts.mixer(layer, i, normed, mixerName));
+      }));
+    }
     if (layer.ffn === "none") return;
     const ffnName = layer.ffn === "moe" ? moePrefix(cfg, i) : `${p}.${lay.mlp}`;
     h = g.scope(ffnName, () => {

@@ -42,6 +42,8 @@ const FIXTURES = [
   "granite_hybrid_dense_nope",
   "bamba",
   "bamba_quarter_rope_bias",
+  "nemotron_h",
+  "nemotron_h_pattern_bias",
 ];
 
 const readRef = (name: string) =>

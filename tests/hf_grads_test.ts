@@ -91,7 +91,8 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
 // groups, and with biases, tied embeddings and Δ clamped by time_step_limit, and Granite
 // 4.0 hybrids: Mamba-2, RoPE attention and experts with a shared MLP, μP multipliers and
 // fused gate/up tensors; and NoPE attention with biases and dense layers; Bamba's
-// partial RoPE (half and a quarter of each head, the latter linearly scaled).
+// partial RoPE (half and a quarter of each head, the latter linearly scaled); Nemotron-H's
+// single-purpose blocks (a relu² MLP block, a per-group gated norm, a Δ floor).
 const FIXTURES = [
   "mamba_bias",
   "mixtral_yarn",
@@ -106,6 +107,8 @@ const FIXTURES = [
   "granite_hybrid_dense_nope",
   "bamba",
   "bamba_quarter_rope_bias",
+  "nemotron_h",
+  "nemotron_h_pattern_bias",
 ];
 
 for (const name of FIXTURES) {

@@ -28,6 +28,7 @@ export const ARCHITECTURES = [
   "Mamba2ForCausalLM",
   "GraniteMoeHybridForCausalLM",
   "BambaForCausalLM",
+  "NemotronHForCausalLM",
 ] as const;
 
 /**
@@ -437,6 +438,41 @@ function bamba(d: Dice): Record<string, unknown> {
   };
 }
 
+function nemotronH(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  const heads = d.pick([1, 2, 4]);
+  const mHeads = d.pick([2, 4, 6, 8]);
+  const layers = d.int(1, 6);
+  const kinds = ["linear_attention", "full_attention", "mlp"];
+  const types = Array.from({ length: layers }, () => d.pick(kinds));
+  const pattern = types.map((t) => (t === "linear_attention" ? "M" : t === "mlp" ? "-" : "*"));
+  const { num_hidden_layers: _, ...rest } = c;
+  return {
+    ...rest,
+    hidden_size: d.pick([8, 16, 24, 32]),
+    // Either form: the list transformers 5 writes, or the pattern of earlier configs.
+    ...(d.chance(0.5)
+      ? { layers_block_type: types }
+      : { hybrid_override_pattern: pattern.join("") }),
+    num_attention_heads: heads,
+    num_key_value_heads: d.pick(divisors(heads)),
+    head_dim: d.pick([4, 8, 12]),
+    intermediate_size: d.int(2, 24) * 2,
+    mamba_num_heads: mHeads,
+    mamba_head_dim: d.pick([2, 4, 8]),
+    n_groups: d.pick(divisors(mHeads).filter((g) => g <= 4)),
+    ssm_state_size: d.pick([1, 2, 4, 8, 16]),
+    conv_kernel: d.pick([2, 3, 4]),
+    chunk_size: d.pick([4, 8, 256]),
+    use_conv_bias: d.chance(0.6),
+    use_bias: d.chance(0.4),
+    time_step_min: d.pick([0.001, 0.01, 0.3]),
+    time_step_max: d.pick([0.5, 1.5]),
+    layer_norm_epsilon: d.pick([1e-6, 1e-5, 1e-3]),
+    use_mamba_kernels: false,
+  };
+}
+
 /**
  * `n` random cases, round-robin over `archs`, reproducible from `seed`.
  *
@@ -474,6 +510,8 @@ export function randomCases(
       ? graniteHybrid(d)
       : arch === "BambaForCausalLM"
       ? bamba(d)
+      : arch === "NemotronHForCausalLM"
+      ? nemotronH(d)
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

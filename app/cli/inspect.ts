@@ -137,7 +137,9 @@ async function inspectModel(
       ? `${(n / 1e3).toFixed(1)}K`
       : `${n}`;
   const pattern = cfg.pattern.map((p) =>
-    `${p.mixer === "attention" ? "A" : "M"}${p.ffn === "moe" ? "e" : p.ffn === "mlp" ? "f" : ""}`
+    `${p.mixer === "attention" ? "A" : p.mixer === "mamba" ? "M" : ""}${
+      p.ffn === "moe" ? "e" : p.ffn === "mlp" ? "f" : ""
+    }`
   );
   console.log(`architecture: ${cfg.architecture} (${specOf(cfg).summary})`);
   console.log(`layers: ${cfg.layers}, hidden ${cfg.hidden}, vocab ${cfg.vocabSize}`);

@@ -220,8 +220,10 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
   cfg.pattern.forEach((layer, i) => {
     const b = `blk.${i}`;
     const P = `${lay.layers}.${i}`;
-    add(`${b}.attn_norm.weight`, [H], `${P}.${lay.mixerNorm}.weight`);
-    if (layer.mixer === "attention") {
+    if (layer.mixer !== "none") add(`${b}.attn_norm.weight`, [H], `${P}.${lay.mixerNorm}.weight`);
+    if (layer.mixer === "none") {
+      // No GGUF architecture Kiln writes has MLP-only blocks (Nemotron-H is refused before).
+    } else if (layer.mixer === "attention") {
       const a = cfg.attention!;
       const A = `${P}.${lay.attention}`;
       const q = a.heads * a.headDim, kv = a.kvHeads * a.headDim;

@@ -82,7 +82,9 @@ export function initParam(
     scale: 1,
     scheme: "random" as const,
   };
-  if (mambaArch && /(dt_proj\.bias|mixer\.dt_bias)$/.test(name)) {
+  // Nemotron-H's Mamba-2 draws Δ's bias as Mamba-2's does.
+  const nemotron = cfg.architecture === "NemotronHForCausalLM";
+  if ((mambaArch || nemotron) && /(dt_proj\.bias|mixer\.dt_bias)$/.test(name)) {
     const lo = Math.log(dtInit.min), hi = Math.log(dtInit.max);
     return Float32Array.from({ length: n }, () => {
       const dt = Math.max(Math.exp(lo + rand() * (hi - lo)), dtInit.floor);

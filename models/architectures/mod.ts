@@ -18,6 +18,7 @@ import { falconMamba } from "./falcon_mamba.ts";
 import { mamba2 } from "./mamba2.ts";
 import { graniteHybrid } from "./granite_hybrid.ts";
 import { bamba } from "./bamba.ts";
+import { nemotronH } from "./nemotron_h.ts";
 import { ConfigReader, show } from "./reader.ts";
 import type { ArchitectureSpec, CheckpointLayout, FusedTensor, SwigluNames } from "./spec.ts";
 
@@ -30,7 +31,7 @@ export { ConfigReader };
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 10
+ * Object.keys(ARCHITECTURE_SPECS).length; // 11
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -44,6 +45,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   Mamba2ForCausalLM: mamba2,
   GraniteMoeHybridForCausalLM: graniteHybrid,
   BambaForCausalLM: bamba,
+  NemotronHForCausalLM: nemotronH,
 };
 
 /**

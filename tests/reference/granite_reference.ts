@@ -238,6 +238,25 @@ async function readAttention(
   };
 }
 
+/** A layer's token mixer: attention at `attn`, or a `BambaMixer` at `mamba` (neither: none). */
+async function readMixer(
+  w: Weights,
+  kind: LayerKind,
+  at: { attn: string; mamba: string },
+  attnOpt: AttentionOptions,
+  attnBias: boolean,
+  m2: Mamba2Dims,
+  biases: { proj: boolean; conv: boolean },
+): Promise<{ attn?: AttentionWeights; mamba?: Mamba2Weights }> {
+  if (kind.mixer === "attention") {
+    return { attn: await readAttention(w, at.attn, attnOpt, attnBias) };
+  }
+  if (kind.mixer === "mamba") {
+    return { mamba: await readBambaMixer(w, at.mamba, m2, biases.proj, biases.conv) };
+  }
+  return {};
+}
+
 /**
  * Loads a Bamba's tensors from `w` and returns its reference forward.
  *
@@ -284,18 +303,18 @@ export async function loadBamba(
     layers.push({
       norm1: await w.get(`${p}.input_layernorm.weight`, [d]),
       norm2: await w.get(`${p}.pre_ff_layernorm.weight`, [d]),
-      attn: kind.mixer === "attention"
-        ? await readAttention(w, `${p}.self_attn`, attnOpt, bias)
-        : undefined,
-      mamba: kind.mixer === "mamba"
-        ? await readBambaMixer(
-          w,
-          `${p}.mamba`,
-          m2,
-          config.mamba_proj_bias === true,
-          config.mamba_conv_bias !== false,
-        )
-        : undefined,
+      ...await readMixer(
+        w,
+        kind,
+        { attn: `${p}.self_attn`, mamba: `${p}.mamba` },
+        attnOpt,
+        bias,
+        m2,
+        {
+          proj: config.mamba_proj_bias === true,
+          conv: config.mamba_conv_bias !== false,
+        },
+      ),
       mlp: {
         gate: await w.get(`${p}.feed_forward.gate_proj.weight`, [ff, d]),
         up: await w.get(`${p}.feed_forward.up_proj.weight`, [ff, d]),
@@ -324,6 +343,96 @@ export async function loadBamba(
           layer.attn ? attention(n1, T, layer.attn, attnOpt) : mamba2Mixer(n1, T, layer.mamba!, m2),
         );
         add(swiglu(rmsNorm(x, T, d, layer.norm2, eps), T, d, ff, layer.mlp));
+      }
+      return linear(rmsNorm(x, T, d, norm, eps), T, d, head, vocab);
+    },
+  };
+}
+
+/**
+ * Loads a Nemotron-H's tensors from `w` and returns its reference forward
+ * (`modeling_nemotron_h.py`): each block x + mixer(norm(x)), the mixer a
+ * Mamba-2 (`backbone.layers.N.mixer`, its gated RMSNorm per B/C group, Δ clamped
+ * from below at `time_step_min` in the prompt's chunked scan), attention without
+ * RoPE or biases, or an MLP down(relu(up·x)²); `backbone.embeddings`,
+ * `backbone.norm_f`.
+ *
+ * @example
+ * ```ts ignore
+ * const model = await loadNemotronH(weights, config, layerKinds(config));
+ * ```
+ */
+export async function loadNemotronH(
+  w: Weights,
+  config: HfConfig,
+  kinds: LayerKind[],
+): Promise<ReferenceModel> {
+  const d = intField(config, "hidden_size");
+  const vocab = intField(config, "vocab_size");
+  const eps = field(config, "layer_norm_epsilon", 1e-5);
+  const ff = intField(config, "intermediate_size");
+  const heads = intField(config, "num_attention_heads");
+  const kvHeads = intField(config, "num_key_value_heads", 8);
+  const attnOpt: AttentionOptions = {
+    hidden: d,
+    heads,
+    kvHeads,
+    headDim: intField(config, "head_dim", 128),
+  };
+  const mHeads = intField(config, "mamba_num_heads", 128);
+  const groups = intField(config, "n_groups", 8);
+  const m2: Mamba2Dims = {
+    hidden: d,
+    heads: mHeads,
+    headDim: intField(config, "mamba_head_dim", 64),
+    groups,
+    state: intField(config, "ssm_state_size", 128),
+    convKernel: intField(config, "conv_kernel", 4),
+    dtLimit: [field(config, "time_step_min", 0.001), Infinity],
+    eps,
+    normGroups: groups,
+  };
+  const emb = await w.get("backbone.embeddings.weight", [vocab, d]);
+  const blocks: {
+    norm: Float64Array;
+    attn?: AttentionWeights;
+    mamba?: Mamba2Weights;
+    up?: Float64Array;
+    down?: Float64Array;
+  }[] = [];
+  for (const [l, kind] of kinds.entries()) {
+    const p = `backbone.layers.${l}`;
+    blocks.push({
+      norm: await w.get(`${p}.norm.weight`, [d]),
+      ...await readMixer(w, kind, { attn: `${p}.mixer`, mamba: `${p}.mixer` }, attnOpt, false, m2, {
+        proj: config.use_bias === true,
+        conv: config.use_conv_bias !== false,
+      }),
+      up: kind.mixer === "none" ? await w.get(`${p}.mixer.up_proj.weight`, [ff, d]) : undefined,
+      down: kind.mixer === "none" ? await w.get(`${p}.mixer.down_proj.weight`, [d, ff]) : undefined,
+    });
+  }
+  const norm = await w.get("backbone.norm_f.weight", [d]);
+  // NemotronHForCausalLM ties nothing (`_tied_weights_keys = {}`).
+  const head = await w.get("lm_head.weight", [vocab, d]);
+  return {
+    architecture: "NemotronHForCausalLM",
+    config,
+    layers: kinds,
+    vocabSize: vocab,
+    forward(ids) {
+      const T = ids.length;
+      const x = embed(ids, emb, vocab, d);
+      for (const b of blocks) {
+        const n = rmsNorm(x, T, d, b.norm, eps);
+        let y: Float64Array;
+        if (b.attn) y = attention(n, T, b.attn, attnOpt);
+        else if (b.mamba) y = mamba2Mixer(n, T, b.mamba, m2);
+        else {
+          const u = linear(n, T, d, b.up!, ff).map((v) => Math.max(v, 0) ** 2);
+          y = linear(u, T, ff, b.down!, d);
+        }
+        for (let i = 0; i < x.length; i++) x[i] += y[i];
       }
       return linear(rmsNorm(x, T, d, norm, eps), T, d, head, vocab);
     },

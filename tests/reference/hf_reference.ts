@@ -82,7 +82,8 @@ export type ReferenceArchitecture =
   | "FalconMambaForCausalLM"
   | "Mamba2ForCausalLM"
   | "GraniteMoeHybridForCausalLM"
-  | "BambaForCausalLM";
+  | "BambaForCausalLM"
+  | "NemotronHForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -95,12 +96,13 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "Mamba2ForCausalLM",
   "GraniteMoeHybridForCausalLM",
   "BambaForCausalLM",
+  "NemotronHForCausalLM",
 ];
 
 /** What one decoder layer does. */
 export interface LayerKind {
-  /** Token mixer. */
-  mixer: "attention" | "mamba";
+  /** Token mixer (`"none"`: a Nemotron-H MLP block). */
+  mixer: "attention" | "mamba" | "none";
   /** Channel mixer after it (`"none"` for Mamba, whose block is the mixer alone). */
   ffn: "moe" | "mlp" | "none";
   /** Attention layers with a sliding window: keys a query may see (Qwen2-MoE per layer). */
@@ -165,6 +167,17 @@ function rankField(config: HfConfig, key: string, hidden: number): number {
  */
 export function layerKinds(config: HfConfig): LayerKind[] {
   const arch = architectureOf(config);
+  if (arch === "NemotronHForCausalLM") {
+    // NemotronHConfig.layers_block_type: one block kind a layer.
+    const types = config.layers_block_type as string[];
+    return types.map((t) =>
+      t === "linear_attention"
+        ? { mixer: "mamba", ffn: "none" }
+        : t === "full_attention"
+        ? { mixer: "attention", ffn: "none" }
+        : { mixer: "none", ffn: "mlp" }
+    );
+  }
   const n = intField(config, "num_hidden_layers");
   const out: LayerKind[] = [];
   if (arch === "BambaForCausalLM") {
@@ -256,6 +269,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       Mamba2ForCausalLM: 0,
       GraniteMoeHybridForCausalLM: 8,
       BambaForCausalLM: 0,
+      NemotronHForCausalLM: 0,
     }[arch],
   );
 }
@@ -910,6 +924,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./granite_reference.ts")).loadGranite(w, config, kinds)
       : arch === "BambaForCausalLM"
       ? await (await import("./granite_reference.ts")).loadBamba(w, config, kinds)
+      : arch === "NemotronHForCausalLM"
+      ? await (await import("./granite_reference.ts")).loadNemotronH(w, config, kinds)
       : arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||
           arch === "Mamba2ForCausalLM"
       ? await loadMamba(w, config, kinds, arch)
@@ -1110,6 +1126,7 @@ async function loadTransformer(
     | "Mamba2ForCausalLM"
     | "GraniteMoeHybridForCausalLM"
     | "BambaForCausalLM"
+    | "NemotronHForCausalLM"
   >,
 ): Promise<ReferenceModel> {
   const jamba = arch === "JambaForCausalLM";

@@ -1,0 +1,95 @@
+/**
+ * Nemotron-H (`NemotronHForCausalLM`) beyond the logits of `hf_fixtures_test.ts`:
+ * its block list in both config forms, the transformers-4 field names, what
+ * transformers ignores (tying, attention biases), and refusals by field.
+ */
+
+import assert from "node:assert/strict";
+import { parseConfig } from "../models/architectures/mod.ts";
+import { promptsThroughDecode } from "../models/mamba2.ts";
+import { ggufArchMetadata } from "../app/gguf/arch.ts";
+
+/** Nemotron-Nano-9B-v2's shape, shrunk: M - * - M. */
+const BASE = {
+  architectures: ["NemotronHForCausalLM"],
+  vocab_size: 128,
+  hidden_size: 64,
+  layers_block_type: ["linear_attention", "mlp", "full_attention", "mlp", "linear_attention"],
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  head_dim: 16,
+  intermediate_size: 96,
+  mamba_num_heads: 8,
+  mamba_head_dim: 16,
+  n_groups: 4,
+  ssm_state_size: 16,
+};
+
+Deno.test("nemotron-h: blocks of one kind each, in both config forms", () => {
+  const cfg = parseConfig(BASE);
+  assert.deepEqual(cfg.pattern.map((l) => `${l.mixer}/${l.ffn}`), [
+    "mamba/none",
+    "none/mlp",
+    "attention/none",
+    "none/mlp",
+    "mamba/none",
+  ]);
+  assert.equal(cfg.layers, 5);
+  assert.equal(cfg.mlpActivation, "relu2");
+  assert.equal(cfg.attention!.ropeTheta, 0, "no RoPE");
+  assert.equal(cfg.attention!.headDim, 16);
+  assert.deepEqual(cfg.mamba!.ssd, {
+    heads: 8,
+    headDim: 16,
+    groups: 4,
+    normGroups: 4,
+    dtLimit: [0.001, Infinity],
+  });
+  assert.equal(cfg.mamba!.inner, 128, "heads × head_dim, not expand × hidden");
+  // The Δ floor applies in the prefill only: prompts never take the decode step.
+  assert.equal(promptsThroughDecode(cfg), false);
+  // transformers 4's pattern string and field names say the same.
+  const { layers_block_type: _, n_groups: __, ...rest } = BASE;
+  const old = parseConfig({
+    ...rest,
+    hybrid_override_pattern: "M-*-M",
+    num_hidden_layers: 5,
+    mamba_n_groups: 4,
+    mamba_dt_min: 0.001,
+  });
+  assert.deepEqual(old.pattern, cfg.pattern);
+  assert.deepEqual(old.mamba, cfg.mamba);
+  // What transformers' classes ignore: tying (NemotronHForCausalLM ties nothing),
+  // attention biases (its projections have none); head_dim defaults to 128.
+  const ignored = parseConfig({ ...BASE, tie_word_embeddings: true, attention_bias: true });
+  assert.equal(ignored.tieEmbeddings, false);
+  assert.equal(ignored.attention!.qkvBias, false);
+  const { head_dim: ___, ...noHead } = BASE;
+  assert.equal(parseConfig(noHead).attention!.headDim, 128);
+});
+
+Deno.test("nemotron-h: configs it cannot run are refused by field", () => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [
+      { layers_block_type: ["linear_attention", "moe"] },
+      /block 1 is a routed-expert \("moe"\) block, which Kiln does not run for Nemotron-H/,
+    ],
+    [{ layers_block_type: ["mamba2"] }, /block 0 "mamba2" is not one of/],
+    [{ layers_block_type: undefined, hybrid_override_pattern: "M-X" }, /\[2\] "X" is not one of M/],
+    [{ mlp_hidden_act: "silu" }, /mlp_hidden_act "silu" is not supported .*only "relu2"/],
+    [{ mamba_hidden_act: "gelu" }, /mamba_hidden_act/],
+    [{ mlp_bias: true }, /mlp_bias true is not supported/],
+    [{ num_nextn_predict_layers: 1 }, /multi-token prediction layers are not run/],
+    [{ n_groups: 3 }, /mamba_num_heads 8 must be a multiple of n_groups 3/],
+  ];
+  for (const [edit, pattern] of cases) {
+    assert.throws(() => parseConfig({ ...BASE, ...edit }), pattern, JSON.stringify(edit));
+  }
+  // NemotronHConfig's default block list holds a MoE block.
+  const { layers_block_type: _, ...none } = BASE;
+  assert.throws(() => parseConfig(none), /routed-expert \("moe"\) block/);
+  assert.throws(
+    () => ggufArchMetadata(BASE),
+    /NemotronHForCausalLM has no llama\.cpp architecture/,
+  );
+});

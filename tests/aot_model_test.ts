@@ -175,8 +175,9 @@ for (const [name, write] of CASES) {
 
 // mamba2_bias_limit: a Δ limit only the prefill applies, so its prompts never take the
 // decode step (the module says so in promptsViaDecode). granite_hybrid: its bundle holds
-// the fused input_linear tensors' parts.
-for (const name of ["qwen2_moe", "olmoe", "mamba2_bias_limit", "granite_hybrid"]) {
+// the fused input_linear tensors' parts. nemotron_h: blocks without a token mixer, and a
+// Δ floor that keeps its prompts off the decode step too.
+for (const name of ["qwen2_moe", "olmoe", "mamba2_bias_limit", "granite_hybrid", "nemotron_h"]) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {
     const src = new URL(`./fixtures/hf/${name}`, import.meta.url).pathname;
     const ref = JSON.parse(await Deno.readTextFile(join(src, "ref.json")));
@@ -186,7 +187,8 @@ for (const name of ["qwen2_moe", "olmoe", "mamba2_bias_limit", "granite_hybrid"]
     try {
       const { mod } = await buildModule(src, join(dir, `${name}.aot.ts`), dev, [], false);
       aot = (await mod.load({ device: dev })) as PrebuiltModel;
-      assert.equal(aot.data.promptsViaDecode, name === "mamba2_bias_limit" ? false : undefined);
+      const floored = name === "mamba2_bias_limit" || name === "nemotron_h";
+      assert.equal(aot.data.promptsViaDecode, floored ? false : undefined);
       // Equal up to the first near-tie, as loadModel is held to (hf_fixtures_test.ts).
       const want = tieFreeGreedy(ref);
       const got = await ids(aot, ref.ids, { maxTokens: ref.greedy.length });

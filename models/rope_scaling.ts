@@ -194,138 +194,142 @@ export function readRopeSettings(
   if (partial !== undefined && !(partial > 0 && partial <= 1)) {
     throw new RangeError(`${file}: partial_rotary_factor must be in (0, 1], got ${partial}`);
   }
-  // Recorded (1 too) for the families that rotate part of a head: an explicit 1 overrides
-  // their default share.
-  const extra = partial !== undefined && options.partial ? { partial } : {};
 
-  const rawType = source.rope_type ?? source.type ?? "default";
-  if (typeof rawType !== "string") {
-    throw new TypeError(
-      `${file}: field "${where}.rope_type" must be a string, got ${show(rawType)}`,
-    );
-  }
-  if (!(ROPE_TYPES as readonly string[]).includes(rawType)) {
-    throw new TypeError(
-      `${file}: ${where}.rope_type ${show(rawType)} is not supported (supported: ${
-        ROPE_TYPES.join(", ")
-      })`,
-    );
-  }
-  const type = rawType as RopeType;
-  if (type === "default") return { ...extra, type, theta, factor: 1 };
-
-  const factor = positive("factor");
-  // transformers 5 (`standardize_rope_params`) lets a top-level
-  // original_max_position_embeddings win, else keeps the dict's, else
-  // max_position_embeddings: llama3 and yarn need no explicit one.
-  const topOriginal = num(
-    "original_max_position_embeddings",
-    json,
-    "original_max_position_embeddings",
-  );
-  if (topOriginal !== undefined && !(topOriginal > 0)) {
-    throw new RangeError(
-      `${file}: field "original_max_position_embeddings" must be > 0, got ${topOriginal}`,
-    );
-  }
-  const maxPos = num("max_position_embeddings", json, "max_position_embeddings");
-  const original = topOriginal ?? positive("original_max_position_embeddings") ??
-    (maxPos !== undefined && maxPos > 0 ? maxPos : undefined);
-  if (type === "linear") {
-    if (factor === undefined) throw missing(file, `${where}.factor`, type);
-    return { ...extra, type, theta, factor };
-  }
-  if (type === "dynamic") {
-    // _compute_dynamic_ntk_parameters: base·((factor·L/max) − (factor − 1))^(d/(d−2))
-    // with L = max(seq_len, max_position_embeddings): the plain base up to there.
-    if (factor === undefined) throw missing(file, `${where}.factor`, type);
-    if (maxPos === undefined || !(maxPos > 0)) {
-      throw missing(file, "max_position_embeddings", type);
+  // The variant's own fields (every return below is one of them).
+  const typed = (): RopeSettings => {
+    const rawType = source.rope_type ?? source.type ?? "default";
+    if (typeof rawType !== "string") {
+      throw new TypeError(
+        `${file}: field "${where}.rope_type" must be a string, got ${show(rawType)}`,
+      );
     }
-    return { ...extra, type, theta, factor, originalMaxPositions: maxPos };
-  }
-  if (type === "longrope") {
-    const list = (name: string): number[] => {
-      const v = source[name];
-      if (!present(v)) throw missing(file, `${where}.${name}`, type);
-      if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "number" && x > 0)) {
-        throw new TypeError(
-          `${file}: field "${where}.${name}" must be a list of positive numbers, got ${show(v)}`,
+    if (!(ROPE_TYPES as readonly string[]).includes(rawType)) {
+      throw new TypeError(
+        `${file}: ${where}.rope_type ${show(rawType)} is not supported (supported: ${
+          ROPE_TYPES.join(", ")
+        })`,
+      );
+    }
+    const type = rawType as RopeType;
+    if (type === "default") return { type, theta, factor: 1 };
+
+    const factor = positive("factor");
+    // transformers 5 (`standardize_rope_params`) lets a top-level
+    // original_max_position_embeddings win, else keeps the dict's, else
+    // max_position_embeddings: llama3 and yarn need no explicit one.
+    const topOriginal = num(
+      "original_max_position_embeddings",
+      json,
+      "original_max_position_embeddings",
+    );
+    if (topOriginal !== undefined && !(topOriginal > 0)) {
+      throw new RangeError(
+        `${file}: field "original_max_position_embeddings" must be > 0, got ${topOriginal}`,
+      );
+    }
+    const maxPos = num("max_position_embeddings", json, "max_position_embeddings");
+    const original = topOriginal ?? positive("original_max_position_embeddings") ??
+      (maxPos !== undefined && maxPos > 0 ? maxPos : undefined);
+    if (type === "linear") {
+      if (factor === undefined) throw missing(file, `${where}.factor`, type);
+      return { type, theta, factor };
+    }
+    if (type === "dynamic") {
+      // _compute_dynamic_ntk_parameters: base·((factor·L/max) − (factor − 1))^(d/(d−2))
+      // with L = max(seq_len, max_position_embeddings): the plain base up to there.
+      if (factor === undefined) throw missing(file, `${where}.factor`, type);
+      if (maxPos === undefined || !(maxPos > 0)) {
+        throw missing(file, "max_position_embeddings", type);
+      }
+      return { type, theta, factor, originalMaxPositions: maxPos };
+    }
+    if (type === "longrope") {
+      const list = (name: string): number[] => {
+        const v = source[name];
+        if (!present(v)) throw missing(file, `${where}.${name}`, type);
+        if (
+          !Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "number" && x > 0)
+        ) {
+          throw new TypeError(
+            `${file}: field "${where}.${name}" must be a list of positive numbers, got ${show(v)}`,
+          );
+        }
+        return v as number[];
+      };
+      const shortFactor = list("short_factor"), longFactor = list("long_factor");
+      if (original === undefined) {
+        throw missing(file, `${where}.original_max_position_embeddings`, type);
+      }
+      // _compute_longrope_parameters: without a factor, the ratio of the two lengths
+      // (Phi-3's convention); it only sets the default attention factor.
+      const f = factor ?? (maxPos !== undefined ? maxPos / original : 1);
+      return {
+        type,
+        theta,
+        factor: f,
+        attentionFactor: positive("attention_factor"),
+        originalMaxPositions: original,
+        shortFactor,
+        longFactor,
+      };
+    }
+    if (type === "llama3") {
+      const low = positive("low_freq_factor"), high = positive("high_freq_factor");
+      for (
+        const [k, v] of [["factor", factor], ["low_freq_factor", low], ["high_freq_factor", high], [
+          "original_max_position_embeddings",
+          original,
+        ]] as const
+      ) {
+        if (v === undefined) throw missing(file, `${where}.${k}`, type);
+      }
+      if (high! <= low!) {
+        throw new RangeError(
+          `${file}: ${where}.high_freq_factor ${high} must exceed low_freq_factor ${low}`,
         );
       }
-      return v as number[];
-    };
-    const shortFactor = list("short_factor"), longFactor = list("long_factor");
-    if (original === undefined) {
-      throw missing(file, `${where}.original_max_position_embeddings`, type);
+      return {
+        type,
+        theta,
+        factor: factor!,
+        lowFreqFactor: low,
+        highFreqFactor: high,
+        originalMaxPositions: original,
+      };
     }
-    // _compute_longrope_parameters: without a factor, the ratio of the two lengths
-    // (Phi-3's convention); it only sets the default attention factor.
-    const f = factor ?? (maxPos !== undefined ? maxPos / original : 1);
+    // yarn: transformers 4.57 and 5 both take `factor` as given (original_max_
+    // position_embeddings only places the ramp); only an explicit null factor falls
+    // back to max_position_embeddings / original_max_position_embeddings (5's
+    // `_compute_yarn_parameters`).
+    let f = factor;
+    if (
+      f === undefined && source.factor === null && original !== undefined && maxPos !== undefined
+    ) {
+      f = maxPos / original;
+    }
+    if (f === undefined) throw missing(file, `${where}.factor`, type);
+    const truncate = source.truncate;
+    if (present(truncate) && typeof truncate !== "boolean") {
+      throw new TypeError(
+        `${file}: field "${where}.truncate" must be a boolean, got ${show(truncate)}`,
+      );
+    }
     return {
-      ...extra,
       type,
       theta,
       factor: f,
       attentionFactor: positive("attention_factor"),
-      originalMaxPositions: original,
-      shortFactor,
-      longFactor,
-    };
-  }
-  if (type === "llama3") {
-    const low = positive("low_freq_factor"), high = positive("high_freq_factor");
-    for (
-      const [k, v] of [["factor", factor], ["low_freq_factor", low], ["high_freq_factor", high], [
-        "original_max_position_embeddings",
-        original,
-      ]] as const
-    ) {
-      if (v === undefined) throw missing(file, `${where}.${k}`, type);
-    }
-    if (high! <= low!) {
-      throw new RangeError(
-        `${file}: ${where}.high_freq_factor ${high} must exceed low_freq_factor ${low}`,
-      );
-    }
-    return {
-      ...extra,
-      type,
-      theta,
-      factor: factor!,
-      lowFreqFactor: low,
-      highFreqFactor: high,
+      betaFast: positive("beta_fast"),
+      betaSlow: positive("beta_slow"),
+      mscale: positive("mscale"),
+      mscaleAllDim: positive("mscale_all_dim"),
+      truncate: present(truncate) ? truncate as boolean : undefined,
       originalMaxPositions: original,
     };
-  }
-  // yarn: transformers 4.57 and 5 both take `factor` as given (original_max_
-  // position_embeddings only places the ramp); only an explicit null factor falls
-  // back to max_position_embeddings / original_max_position_embeddings (5's
-  // `_compute_yarn_parameters`).
-  let f = factor;
-  if (f === undefined && source.factor === null && original !== undefined && maxPos !== undefined) {
-    f = maxPos / original;
-  }
-  if (f === undefined) throw missing(file, `${where}.factor`, type);
-  const truncate = source.truncate;
-  if (present(truncate) && typeof truncate !== "boolean") {
-    throw new TypeError(
-      `${file}: field "${where}.truncate" must be a boolean, got ${show(truncate)}`,
-    );
-  }
-  return {
-    ...extra,
-    type,
-    theta,
-    factor: f,
-    attentionFactor: positive("attention_factor"),
-    betaFast: positive("beta_fast"),
-    betaSlow: positive("beta_slow"),
-    mscale: positive("mscale"),
-    mscaleAllDim: positive("mscale_all_dim"),
-    truncate: present(truncate) ? truncate as boolean : undefined,
-    originalMaxPositions: original,
   };
+  // Recorded (1 too) for the families that rotate part of a head: an explicit 1 overrides
+  // their default share.
+  return partial !== undefined && options.partial ? { ...typed(), partial } : typed();
 }
 
 function missing(file: string, field: string, type: string): TypeError {

@@ -17,7 +17,8 @@ import { overlay, type WeightInfo, type WeightSource } from "../weight_source.ts
 const FLOATS: ReadonlySet<string> = new Set(["F32", "F16", "BF16"]);
 
 /**
- * `src` with every tensor of `fused` it holds replaced by that tensor's parts.
+ * `src` (a reader of byte ranges: safetensors) with every tensor of `fused` it
+ * holds replaced by that tensor's parts.
  * A fused tensor that is missing while its parts are stored separately is
  * fine; missing both ways, of another shape, or stored quantized is an error
  * naming it, thrown here (before anything is read).
@@ -29,7 +30,7 @@ const FLOATS: ReadonlySet<string> = new Set(["F32", "F16", "BF16"]);
  * await w.readAs("model.layers.0.shared_mlp.gate_proj.weight", "f32");
  * ```
  */
-export function withFusedParts<C extends WeightSource>(
+export function withFusedParts<C extends WeightSource & Required<Pick<WeightSource, "readRange">>>(
   src: C,
   fused: readonly FusedTensor[],
 ): C {
@@ -74,16 +75,11 @@ export function withFusedParts<C extends WeightSource>(
     if (!t) throw new RangeError(`${src.path}: checkpoint has no tensor named "${name}"`);
     return t;
   };
-  const readRaw = async (name: string, into?: Uint8Array): Promise<Uint8Array> => {
+  const readRaw = (name: string, into?: Uint8Array): Promise<Uint8Array> => {
     const part = partOf.get(name);
-    if (!part) return src.readRaw(name, into);
-    if (src.readRange) return src.readRange(part.source, part.start, part.bytes, into);
-    // A reader without ranges reads the whole fused tensor for each part.
-    const all = await src.readRaw(part.source);
-    const bytes = all.subarray(part.start, part.start + part.bytes);
-    if (!into) return bytes.slice();
-    into.set(bytes);
-    return into.subarray(0, bytes.length);
+    return part
+      ? src.readRange(part.source, part.start, part.bytes, into)
+      : src.readRaw(name, into);
   };
   return overlay(src, {
     tensors,

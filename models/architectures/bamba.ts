@@ -9,7 +9,8 @@
  */
 
 import type { LayerSpec, ModelConfig } from "../config.ts";
-import { attentionFields, baseFields, DECODER_LAYOUT, paddingIdxField } from "./common.ts";
+import { attentionFields, baseFields, paddingIdxField } from "./common.ts";
+import { jamba } from "./jamba.ts";
 import { bambaMixerFields } from "./mamba2.ts";
 import { show } from "./reader.ts";
 import type { ConfigReader } from "./reader.ts";
@@ -75,13 +76,8 @@ export const bamba: ArchitectureSpec = {
   modelType: "bamba",
   summary: "hybrid: Mamba-2 mixers, attention with a partial RoPE at attn_layer_indices, " +
     "a SwiGLU MLP in every layer",
-  layout: {
-    ...DECODER_LAYOUT,
-    finalNorm: "model.final_layernorm",
-    ffnNorm: "pre_ff_layernorm",
-    mamba: "mamba",
-    mlp: "feed_forward",
-    mlpNames: { gate: "gate_proj", up: "up_proj", down: "down_proj" },
-  },
+  // Jamba's module names (final_layernorm, pre_ff_layernorm, mamba, feed_forward); Bamba
+  // has no MoE block, so Jamba's MoE names name nothing here.
+  layout: jamba.layout,
   parse: bambaFields,
 };

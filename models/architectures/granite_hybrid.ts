@@ -22,7 +22,7 @@ import {
 import { bambaMixerFields } from "./mamba2.ts";
 import { show } from "./reader.ts";
 import type { ConfigReader } from "./reader.ts";
-import type { ArchitectureSpec, FusedTensor } from "./spec.ts";
+import type { ArchitectureSpec, CheckpointLayout, FusedTensor } from "./spec.ts";
 
 /** transformers 5 names and the legacy ones its `remap_legacy_layer_types` accepts. */
 const MIXER_OF: Readonly<Record<string, MixerKind>> = {
@@ -118,32 +118,41 @@ function nonZero(c: ConfigReader, name: string): number {
   return v;
 }
 
+/** Granite's checkpoint names (gate_proj and up_proj: the halves of the stored input_linear). */
+const LAYOUT: CheckpointLayout = {
+  ...DECODER_LAYOUT,
+  mamba: "mamba",
+  mlp: "shared_mlp",
+  mlpNames: { gate: "gate_proj", up: "up_proj", down: "output_linear" },
+  moe: "block_sparse_moe",
+  router: "router.layer",
+  shared: { expert: "shared_mlp", gate: "" },
+};
+
 /** Each layer's `input_linear` tensors (gate rows, then up rows) and the experts' `output_linear`. */
 function graniteFused(cfg: ModelConfig): FusedTensor[] {
   const d = cfg.hidden, s = cfg.intermediate;
+  const { mlpNames: m, expertNames: x } = LAYOUT;
   return cfg.pattern.flatMap((layer, i) => {
-    const mlp = `${DECODER_LAYOUT.layers}.${i}.shared_mlp`;
+    const mlp = `${LAYOUT.layers}.${i}.${LAYOUT.mlp}`;
     const out: FusedTensor[] = [{
       name: `${mlp}.input_linear.weight`,
       shape: [2 * s, d],
-      parts: [`${mlp}.gate_proj.weight`, `${mlp}.up_proj.weight`],
+      parts: [`${mlp}.${m.gate}.weight`, `${mlp}.${m.up}.weight`],
       partShape: [s, d],
     }];
     if (layer.ffn !== "moe") return out;
-    const moe = `${DECODER_LAYOUT.layers}.${i}.block_sparse_moe`,
-      E = cfg.moe!.experts,
-      ff = cfg.moe!.ff!;
-    const expert = (e: number, w: string) => `${moe}.experts.${e}.${w}.weight`;
+    const moe = `${LAYOUT.layers}.${i}.${LAYOUT.moe}`, E = cfg.moe!.experts, ff = cfg.moe!.ff!;
+    const expert = (e: number, w: string) => `${moe}.${LAYOUT.experts}.${e}.${w}.weight`;
     out.push({
       name: `${moe}.input_linear.weight`,
       shape: [E, 2 * ff, d],
-      parts: Array.from({ length: E }, (_, e) => [expert(e, "gate_proj"), expert(e, "up_proj")])
-        .flat(),
+      parts: Array.from({ length: E }, (_, e) => [expert(e, x.gate), expert(e, x.up)]).flat(),
       partShape: [ff, d],
     }, {
       name: `${moe}.output_linear.weight`,
       shape: [E, d, ff],
-      parts: Array.from({ length: E }, (_, e) => expert(e, "down_proj")),
+      parts: Array.from({ length: E }, (_, e) => expert(e, x.down)),
       partShape: [d, ff],
     });
     return out;
@@ -164,16 +173,7 @@ export const graniteHybrid: ArchitectureSpec = {
   modelType: "granitemoehybrid",
   summary: "hybrid: Mamba-2 or attention (NoPE or RoPE) by layer_types; a SwiGLU shared MLP " +
     "in every layer, plus routed experts when num_local_experts > 0; μP multipliers",
-  layout: {
-    ...DECODER_LAYOUT,
-    mamba: "mamba",
-    mlp: "shared_mlp",
-    // gate_proj and up_proj are the two halves of the stored input_linear.
-    mlpNames: { gate: "gate_proj", up: "up_proj", down: "output_linear" },
-    moe: "block_sparse_moe",
-    router: "router.layer",
-    shared: { expert: "shared_mlp", gate: "" },
-  },
+  layout: LAYOUT,
   parse: graniteFields,
   fused: graniteFused,
 };

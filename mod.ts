@@ -174,7 +174,13 @@ export {
   promptsThroughDecode,
 } from "./models/mamba2.ts";
 export { configMixer, type ConfigMixerOptions } from "./models/ssm_mixer.ts";
-export { MOE_ROLES, type MoeAttrs, type MoeRole, type MoeRouterKind } from "./ops/moe/mod.ts";
+export {
+  MOE_ROLES,
+  type MoeActivation,
+  type MoeAttrs,
+  type MoeRole,
+  type MoeRouterKind,
+} from "./ops/moe/mod.ts";
 export type { MoeGradAttrs } from "./ops/moe/grad.ts";
 export { type QuantAttrs, quantRowBytes, quantWords } from "./ops/quant/mod.ts";
 export {

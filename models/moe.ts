@@ -1,6 +1,7 @@
 /**
  * Mixture-of-Experts layers for the DSL: the routed expert FFN (Mixtral,
- * Qwen2-MoE, DeepSeek-V3, Switch routers) as one `moe` op, plus optional shared
+ * Qwen2-MoE, DeepSeek-V3, Switch routers; SwiGLU or GPT-OSS's clamped
+ * `swiglu_oai` experts, optionally with biases) as one `moe` op, plus optional shared
  * experts built from ordinary ops, and a dense all-experts baseline for
  * benchmarks.
  *
@@ -10,6 +11,9 @@
  *   experts' gate, up and down projections stacked per expert (HF stores one
  *   `[ff, d]` / `[d, ff]` Linear weight per expert: see {@linkcode stackExperts});
  * - `${name}.bias` `[E]` — `sigmoid_bias` only, the selection bias;
+ * - `${name}.b1`, `${name}.b3` `[E, ff]` and `${name}.b2` `[E, d]` — with
+ *   `expertBias` (GPT-OSS), the experts' gate, up and down biases, f32, always
+ *   under the layer's own name (never a slot pool's: they stay resident);
  * - shared expert: `${name}.shared.w1`, `.shared.w3` `[ffShared, d]`,
  *   `.shared.w2` `[d, ffShared]`, and `.shared.gate` `[1, d]` when gated.
  *
@@ -20,9 +24,9 @@ import type { QuantFormat } from "../core/quant/formats.ts";
 import { quantWords } from "../ops/quant/mod.ts";
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import { atSite, callSite } from "../core/errors.ts";
-import type { MoeRouterKind } from "../ops/moe/mod.ts";
+import { MOE_OAI_DEFAULTS, type MoeActivation, type MoeRouterKind } from "../ops/moe/mod.ts";
 
-export type { MoeRouterKind };
+export type { MoeActivation, MoeRouterKind };
 
 /**
  * A shared (always-on) expert added to the routed output.
@@ -115,6 +119,21 @@ export interface MoeOptions {
   weightFormat?: QuantFormat;
   /** W2's block format when it differs from `weightFormat`'s. */
   w2Format?: QuantFormat;
+  /**
+   * The experts' activation: `"swiglu"` (default, `silu(gate) · up`) or
+   * GPT-OSS's `"swiglu_oai"`, `(clamp(up, ±limit) + 1) · g · σ(alpha · g)`
+   * with `g = min(gate, limit)`.
+   */
+  activation?: MoeActivation;
+  /** `swiglu_oai`: scale inside the sigmoid (default 1.702). */
+  alpha?: number;
+  /** `swiglu_oai`: the clamp (default 7; finite, > 0). */
+  limit?: number;
+  /**
+   * Per-expert biases on the three projections (GPT-OSS): params `${name}.b1`,
+   * `${name}.b3` `[E, ff]` and `${name}.b2` `[E, d]`, f32. Default false.
+   */
+  expertBias?: boolean;
 }
 
 /**
@@ -182,6 +201,30 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
       ),
     );
   }
+  const activation = o.activation ?? "swiglu";
+  if (activation !== "swiglu" && activation !== "swiglu_oai") {
+    fail(
+      new TypeError(
+        `moe ${o.name}: activation must be "swiglu" or "swiglu_oai", got ${
+          JSON.stringify(o.activation)
+        }`,
+      ),
+    );
+  }
+  for (const key of ["alpha", "limit"] as const) {
+    const v = o[key];
+    if (v === undefined) continue;
+    if (activation !== "swiglu_oai") {
+      fail(new TypeError(`moe ${o.name}: ${key} applies to activation "swiglu_oai" only`));
+    }
+    if (!Number.isFinite(v) || (key === "limit" && !(v > 0))) {
+      fail(
+        new RangeError(
+          `moe ${o.name}: ${key} must be a finite number${key === "limit" ? " > 0" : ""}, got ${v}`,
+        ),
+      );
+    }
+  }
   if (dense && o.capacityFactor !== undefined) {
     fail(new RangeError(`moeDense ${o.name}: the dense baseline is dropless (no capacityFactor)`));
   }
@@ -222,6 +265,13 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     pool("w2", [W, d, ff]),
   ];
   if (router === "sigmoid_bias") inputs.push(g.param(`${o.name}.bias`, [E]));
+  if (o.expertBias) {
+    inputs.push(
+      g.param(`${o.name}.b1`, [E, ff]),
+      g.param(`${o.name}.b3`, [E, ff]),
+      g.param(`${o.name}.b2`, [E, d]),
+    );
+  }
   if (o.mask) inputs.push(o.mask);
   if (o.slots) inputs.push(g.param(`${o.name}.slot_table`, [E], "u32"));
   const [routed, logits, counts, pairLosses] = g.apply("moe", inputs, {
@@ -235,6 +285,12 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     slots: S,
     ...(o.logits ? { logitsIn: true } : {}),
     ...(wf === undefined ? {} : { weightFormat: wf, w2Format: o.w2Format ?? wf, ff }),
+    ...(activation === "swiglu" ? {} : {
+      activation,
+      alpha: o.alpha ?? MOE_OAI_DEFAULTS.alpha,
+      limit: o.limit ?? MOE_OAI_DEFAULTS.limit,
+    }),
+    ...(o.expertBias ? { expertBias: true } : {}),
     name: o.name,
   });
   let y = routed;

@@ -28,6 +28,16 @@ function moeRule(
         "which have no gradient; train f32 weights",
     );
   }
+  // moe_grad knows only bias-free SwiGLU experts: refuse rather than be silently wrong.
+  const missing = [
+    ...(attrs.expertBias === true ? ["expert biases"] : []),
+    ...(attrs.activation === "swiglu_oai" ? ["the swiglu_oai activation"] : []),
+  ];
+  if (missing.length > 0) {
+    throw new TypeError(
+      `grad: moe ${attrs.name ?? ""}: gradients of ${missing.join(" and ")} are not implemented`,
+    );
+  }
   if (typeof attrs.slots === "number" && attrs.slots > 0) {
     throw new TypeError(
       `grad: moe ${attrs.name ?? ""} reads its experts through a slot table; ` +

@@ -7,7 +7,13 @@
 
 import { numel } from "../../core/shape.ts";
 import { isQuantFormat, QUANT_FORMATS, type QuantFormat } from "../../core/quant/formats.ts";
-import type { MoeConfig, MoePath, MoeRouterKind } from "./config.ts";
+import {
+  MOE_ACTIVATIONS,
+  type MoeActivation,
+  type MoeConfig,
+  type MoePath,
+  type MoeRouterKind,
+} from "./config.ts";
 
 /**
  * Attributes of `moe`.
@@ -64,7 +70,14 @@ export interface MoeAttrs {
    * llama.cpp blocks of that format (`"q4_k"`…): w1 and w3 `u32[slabs,
    * quantWords(format, ff, d)]`, w2 `u32[slabs, quantWords(format, d,
    * ff)]`, one word-padded slab per expert, dequantized as they are read;
-   * `w2Format` (string) — w2's format when it differs.
+   * `w2Format` (string) — w2's format when it differs;
+   * `activation` (string, {@linkcode MoeActivation}) — the experts' gated
+   * activation, `"swiglu"` when absent, with `alpha` and `limit` (numbers,
+   * `"swiglu_oai"` only; defaults 1.702 and 7);
+   * `expertBias` (boolean) — three more inputs `b1`, `b3 [E, ff]` and
+   * `b2 [E, d]` f32 (after the `sigmoid_bias` bias, before the mask) add
+   * expert e's biases to its gate, up and down projections (GPT-OSS); they are
+   * indexed by expert, never through the slot table.
    */
   [key: string]: number | string | boolean;
 }
@@ -129,24 +142,68 @@ export function routingOf(attrs: MoeAttrs): boolean {
 }
 
 /**
+ * Whether the experts have biases (three more inputs).
+ *
+ * @example
+ * ```ts
+ * import { expertBiasOf } from "./attrs.ts";
+ * expertBiasOf({ experts: 8, topK: 2, router: "switch", normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false }); // false
+ * ```
+ */
+export function expertBiasOf(attrs: MoeAttrs): boolean {
+  return attrs.expertBias === true;
+}
+
+/**
+ * The experts' activation (`"swiglu"` when the attribute is absent).
+ *
+ * @example
+ * ```ts
+ * import { activationOf } from "./attrs.ts";
+ * activationOf({ experts: 8, topK: 2, router: "switch", normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false }); // "swiglu"
+ * ```
+ */
+export function activationOf(attrs: MoeAttrs): MoeActivation {
+  return (attrs.activation ?? "swiglu") as MoeActivation;
+}
+
+/**
  * Where the optional inputs sit for these attributes and this many inputs:
- * the `sigmoid_bias` bias at 5, then the mask if given, the slot table last.
+ * the `sigmoid_bias` bias at 5, then the experts' biases `b1`, `b3`, `b2`
+ * (with `expertBias`), then the mask if given, the slot table last.
  *
  * @example
  * ```ts
  * import { optionalInputs } from "./attrs.ts";
  * const attrs = { experts: 8, topK: 2, router: "softmax_topk" as const, normTopk: true, routedScaling: 1, capacityFactor: 0, dense: false };
- * optionalInputs(attrs, 6); // { mask: 5, table: undefined }
+ * optionalInputs(attrs, 6); // { mask: 5 }
+ * optionalInputs({ ...attrs, expertBias: true }, 8); // { b1: 5, b3: 6, b2: 7 }
  * ```
  */
 export function optionalInputs(
   attrs: MoeAttrs,
   count: number,
-): { bias?: number; mask?: number; table?: number } {
+): { bias?: number; b1?: number; b3?: number; b2?: number; mask?: number; table?: number } {
+  const out: {
+    bias?: number;
+    b1?: number;
+    b3?: number;
+    b2?: number;
+    mask?: number;
+    table?: number;
+  } = {};
   const table = slotsOf(attrs) > 0 ? count - 1 : undefined;
   const n = table === undefined ? count : count - 1;
-  if (attrs.router === "sigmoid_bias") return { bias: 5, mask: n > 6 ? 6 : undefined, table };
-  return { mask: n > 5 ? 5 : undefined, table };
+  let at = 5;
+  if (attrs.router === "sigmoid_bias") out.bias = at++;
+  if (expertBiasOf(attrs)) {
+    out.b1 = at++;
+    out.b3 = at++;
+    out.b2 = at++;
+  }
+  if (n > at) out.mask = at;
+  if (table !== undefined) out.table = table;
+  return out;
 }
 
 const INPUT_NAMES = ["x", "router", "w1", "w3", "w2"];
@@ -163,7 +220,10 @@ const INPUT_NAMES = ["x", "router", "w1", "w3", "w2"];
  */
 export function inputName(attrs: MoeAttrs, count: number, j: number): string {
   const o = optionalInputs(attrs, count);
-  return j === o.bias ? "bias" : j === o.mask ? "mask" : j === o.table ? "table" : INPUT_NAMES[j];
+  for (const name of ["bias", "b1", "b3", "b2", "mask", "table"] as const) {
+    if (j === o[name]) return name;
+  }
+  return INPUT_NAMES[j];
 }
 
 /**
@@ -216,7 +276,7 @@ export function checkAttrs(a: MoeAttrs): void {
   if (a.slots !== undefined) {
     int("slots", a.slots, 0, 1 << 20);
   }
-  for (const flag of ["logitsIn", "routing"] as const) {
+  for (const flag of ["logitsIn", "routing", "expertBias"] as const) {
     if (a[flag] !== undefined && typeof a[flag] !== "boolean") {
       throw new TypeError(`moe: ${flag} must be a boolean, got ${JSON.stringify(a[flag])}`);
     }
@@ -240,10 +300,38 @@ export function checkAttrs(a: MoeAttrs): void {
       );
     }
   }
+  checkActivation(a);
   if (a.dense && a.capacityFactor > 0) {
     throw new RangeError(
       `moe: the dense baseline is dropless, got capacityFactor ${a.capacityFactor}`,
     );
+  }
+}
+
+/** The activation attributes: a known kind, and finite `alpha` / `limit > 0` for swiglu_oai only. */
+function checkActivation(a: MoeAttrs): void {
+  if (a.activation !== undefined && !MOE_ACTIVATIONS.includes(a.activation as MoeActivation)) {
+    throw new TypeError(
+      `moe: activation must be one of ${MOE_ACTIVATIONS.join(", ")}, got ${
+        JSON.stringify(a.activation)
+      }`,
+    );
+  }
+  for (const name of ["alpha", "limit"] as const) {
+    const v = a[name];
+    if (v === undefined) continue;
+    if (activationOf(a) !== "swiglu_oai") {
+      throw new TypeError(
+        `moe: ${name} applies to activation "swiglu_oai" only, got it with ${
+          JSON.stringify(activationOf(a))
+        }`,
+      );
+    }
+    if (typeof v !== "number" || !Number.isFinite(v) || (name === "limit" && !(v > 0))) {
+      throw new RangeError(
+        `moe: ${name} must be a finite number${name === "limit" ? " > 0" : ""}, got ${v}`,
+      );
+    }
   }
 }
 
@@ -297,5 +385,9 @@ export function configOf(
       ? attrs.weightFormat as QuantFormat
       : undefined,
     w2Format: typeof attrs.w2Format === "string" ? attrs.w2Format as QuantFormat : undefined,
+    activation: activationOf(attrs),
+    alpha: typeof attrs.alpha === "number" ? attrs.alpha : undefined,
+    limit: typeof attrs.limit === "number" ? attrs.limit : undefined,
+    expertBias: expertBiasOf(attrs),
   };
 }

@@ -24,6 +24,23 @@ import type { ScratchSpec } from "../types.ts";
 export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
 
 /**
+ * The experts' gated activation `act(a, b)` of the gate projection `a` and the
+ * up projection `b`: `"swiglu"` (Mixtral and most MoEs) is `silu(a) · b`;
+ * `"swiglu_oai"` (OpenAI's GPT-OSS) clamps first, `g = min(a, limit)`,
+ * `u = clamp(b, −limit, limit)`, then `(u + 1) · g · σ(alpha · g)`.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, moe, type MoeActivation } from "@kiln/kiln";
+ * const activation: MoeActivation = "swiglu_oai"; // GPT-OSS
+ * const g = new GraphBuilder();
+ * const x = g.input("x", ["T", 64]);
+ * g.output("y", moe(g, x, { name: "moe", experts: 8, topK: 2, ff: 128, activation }).y);
+ * ```
+ */
+export type MoeActivation = "swiglu" | "swiglu_oai";
+
+/**
  * Register tile of the expert GEMMs.
  *
  * @example
@@ -88,6 +105,18 @@ export interface MoeConfig {
   readonly w2Format?: QuantFormat;
   /** Override of the GEMM register tile. */
   readonly tile?: Partial<MoeTile>;
+  /** The experts' activation (default `"swiglu"`). */
+  readonly activation?: MoeActivation;
+  /** `swiglu_oai`: scale inside the sigmoid (default 1.702, GPT-OSS's). */
+  readonly alpha?: number;
+  /** `swiglu_oai`: clamp of the gate (above) and the up projection (both sides); default 7. */
+  readonly limit?: number;
+  /**
+   * Per-expert f32 biases on the three projections, `b1`, `b3 [E, ff]` and
+   * `b2 [E, d]`, indexed by expert (never by slot: they are always resident).
+   * Default false.
+   */
+  readonly expertBias?: boolean;
 }
 
 /**
@@ -116,6 +145,32 @@ export interface ResolvedMoeConfig
   /** `tilesMax · tile.rows`: rows of the expert-sorted buffers. */
   readonly rowsMax: number;
 }
+
+/**
+ * GPT-OSS's `swiglu_oai` constants (transformers `GptOssExperts`): the
+ * defaults of {@linkcode MoeConfig.alpha} and {@linkcode MoeConfig.limit}.
+ *
+ * @example
+ * ```ts
+ * import { MOE_OAI_DEFAULTS } from "./config.ts";
+ * MOE_OAI_DEFAULTS.limit; // 7
+ * ```
+ */
+export const MOE_OAI_DEFAULTS: { readonly alpha: number; readonly limit: number } = {
+  alpha: 1.702,
+  limit: 7,
+};
+
+/**
+ * The activations `moe` accepts.
+ *
+ * @example
+ * ```ts
+ * import { MOE_ACTIVATIONS } from "./config.ts";
+ * MOE_ACTIVATIONS.includes("swiglu_oai"); // true
+ * ```
+ */
+export const MOE_ACTIVATIONS: readonly MoeActivation[] = ["swiglu", "swiglu_oai"];
 
 /**
  * `0xFFFFFFFF`: "no expert / no row" marker in the index buffers.
@@ -256,6 +311,18 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
   if (cfg.capacityFactor !== undefined && !(cfg.capacityFactor > 0)) {
     throw new RangeError(`MoE capacityFactor must be positive: received ${cfg.capacityFactor}`);
   }
+  const activation = cfg.activation ?? "swiglu";
+  if (!MOE_ACTIVATIONS.includes(activation)) {
+    throw new TypeError(
+      `MoE activation must be ${MOE_ACTIVATIONS.join(" or ")}: received "${activation}"`,
+    );
+  }
+  const alpha = cfg.alpha ?? MOE_OAI_DEFAULTS.alpha;
+  const limit = cfg.limit ?? MOE_OAI_DEFAULTS.limit;
+  if (!Number.isFinite(alpha)) throw new RangeError(`MoE alpha must be finite: received ${alpha}`);
+  if (!Number.isFinite(limit) || !(limit > 0)) {
+    throw new RangeError(`MoE limit must be finite and > 0: received ${limit}`);
+  }
   const rows = cfg.tile?.rows ?? 4;
   // Columns per invocation must divide the output width (no column bounds checks
   // in the GEMMs); 4 keeps the h / o stores as vec4.
@@ -287,6 +354,10 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
     weightFormat: wf,
     w2Format: w2f,
     tile: { rows, cols1, cols2, wgSize, vecAccum },
+    activation,
+    alpha,
+    limit,
+    expertBias: cfg.expertBias ?? false,
     capacity: cap ?? MOE_NONE,
     tilesMax,
     rowsMax: tilesMax * rows,

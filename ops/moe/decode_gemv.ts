@@ -10,13 +10,13 @@ import type { KernelSource } from "../types.ts";
 import { flatLaunch, flatMain, u32 } from "../wgsl/mod.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
 import { type MoeEmitContext, MoeIo, type SlabRange } from "./operands.ts";
+import { biasLets, moeActHelper, plusBias } from "./activation.ts";
 import {
   absent,
   expertMatrix,
   kLoop,
   outsideSlabs,
   range,
-  SILU,
   slabOf,
   slabSuffix,
   storeRow,
@@ -28,7 +28,7 @@ const GEMV_WG = 32;
 
 /**
  * Decode GEMV 1: one invocation per (token, slot, `cols1` columns):
- * `hd[t, j] = silu(x[t]·W1ₑᵀ) ⊙ (x[t]·W3ₑᵀ)` with `e = topk_idx[t, j]`, so only the
+ * `hd[t, j] = act(x[t]·W1ₑᵀ + b1ₑ, x[t]·W3ₑᵀ + b3ₑ)` with `e = topk_idx[t, j]`, so only the
  * chosen experts' rows of W1/W3 are read.
  *
  * @example
@@ -67,11 +67,16 @@ export function emitDecodeGemv1(
     expertMatrix(c, io, "w3", V, slabs, "es", ff, d, "col0", gemv),
   ];
   L.push(...kLoop(c, 1, N, KV, V, io.vec("x", "f32", V), () => `t * ${u32(KV)}`, mats));
+  const b1 = biasLets(io, c, "b1", "e", "col0", N, "eb1");
+  const b3 = biasLets(io, c, "b3", "e", "col0", N, "eb3");
+  L.push(...b1.lines, ...b3.lines);
   L.push("  {");
-  const vals = range(N).map((j) => `moe_silu(acc_0_0_${j}) * acc_1_0_${j}`);
+  const vals = range(N).map((j) =>
+    `moe_act(${plusBias(`acc_0_0_${j}`, b1.names[j])}, ${plusBias(`acc_1_0_${j}`, b3.names[j])})`
+  );
   L.push(...storeRow(io, "hd", ff, "pair", "col0", vals, false));
   L.push("  }");
-  const code = `${flatMain(wg, index, total, L.join("\n"))}\n${SILU}\n`;
+  const code = `${flatMain(wg, index, total, L.join("\n"))}\n${moeActHelper(c)}\n`;
   const packed = mats[0].packedHalf ? "_packed" : mats[0].quant?.block ? "_blocks" : "";
   const label = `moe_decode_gemv1_${N}x2_${weightName(c)}${packed}${slabSuffix(slabs)}`;
   return io.kernel(label, "decode_gemv1", code, workgroups);
@@ -79,7 +84,7 @@ export function emitDecodeGemv1(
 
 /**
  * Decode GEMV 2: one invocation per (token, `cols2` columns) sums its k slots in
- * slot order: `y[t] = Σⱼ wⱼ · (hd[t, j]·W2ₑⱼᵀ)`. Reads only chosen experts' W2 rows
+ * slot order: `y[t] = Σⱼ wⱼ · (hd[t, j]·W2ₑⱼᵀ + b2ₑⱼ)`. Reads only chosen experts' W2 rows
  * and writes `y` directly (no combine needed).
  *
  * @example
@@ -112,7 +117,10 @@ export function emitDecodeGemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kern
   const inner = kLoop(c, 1, N, KV, V, io.vec("hd", "f32", V), () => `pair * ${u32(KV)}`, [w2]);
   L.push(...inner.map((s) => "  " + s));
   L.push(`    let w = ${io.arr("topk_w")}[pair];`);
-  for (const j of range(N)) L.push(`    y_${j} += w * acc_0_0_${j};`);
+  // The down bias of the pair's expert joins before its routing weight.
+  const b2 = biasLets(io, c, "b2", "e", "col0", N, "eb2", "    ");
+  L.push(...b2.lines);
+  for (const j of range(N)) L.push(`    y_${j} += w * ${plusBias(`acc_0_0_${j}`, b2.names[j])};`);
   L.push("  }");
   L.push("  {");
   const vals = range(N).map((j) => `y_${j}`);

@@ -8,7 +8,7 @@
  *   vec4 loads (when K is a multiple of 4) and the partial sums meet in a
  *   workgroup-wide reduction (`subgroupAdd` where the device has `subgroups`,
  *   else a workgroup-memory tree). The arithmetic is `decode_gemv.ts`'s:
- *   `hd = silu(x·W1ᵀ) ⊙ (x·W3ᵀ)`, `y = Σ_slots w · (hd·W2ᵀ)`.
+ *   `hd = act(x·W1ᵀ + b1, x·W3ᵀ + b3)`, `y = Σ_slots w · (hd·W2ᵀ + b2)`.
  * - prefill: grouped GEMM 1 and 2 over workgroup tiles of {@linkcode GPU_ROWS}
  *   sorted rows of one expert by {@linkcode GPU_COLS} columns, A and B staged
  *   in workgroup memory by K chunks, several outputs per invocation; they read
@@ -30,7 +30,8 @@ import type { MoeAttrs } from "./attrs.ts";
 import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
 import { emitMoe, moeKernels, type MoePrepared, prepareMoe } from "./lower.ts";
 import { type MoeBuffer, type MoeEmitContext, MoeIo } from "./operands.ts";
-import { absent, range, SILU, slabOf, storeRow, weightName } from "./register_tile.ts";
+import { absent, range, slabOf, storeRow, weightName } from "./register_tile.ts";
+import { expertBias, moeActHelper, plusBias } from "./activation.ts";
 
 /** Sorted rows per workgroup tile of the prefill GEMMs (the sort's row tile). */
 export const GPU_ROWS = 16;
@@ -118,7 +119,7 @@ const hsum = (a: string, V: number) => (V === 4 ? `dot(${a}, vec4<f32>(1.0))` : 
 
 /**
  * Decode GEMV 1: a workgroup per (token, slot, NC columns of ff) strides over
- * d, then reduces: `hd[pair, col] = silu(x[t]·W1ₑ[col]) · (x[t]·W3ₑ[col])`.
+ * d, then reduces: `hd[pair, col] = act(x[t]·W1ₑ[col] + b1ₑ[col], x[t]·W3ₑ[col] + b3ₑ[col])`.
  * An expert absent from the slot table leaves the pair unwritten (GEMV 2
  * skips it).
  */
@@ -160,17 +161,25 @@ function gemv1(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
   const red = reduceAll(vals, WG, sg, "r");
   L.push(...red.code);
   L.push("  if (live && t == 0u) {");
-  const outs = range(NC).map((j) => `moe_silu(r_${2 * j}) * r_${2 * j + 1}`);
+  const bias = (b: "b1" | "b3", j: number) => expertBias(io, c, b, "e", `col0 + ${u32(j)}`);
+  const outs = range(NC).map((j) =>
+    `moe_act(${plusBias(`r_${2 * j}`, bias("b1", j))}, ${
+      plusBias(`r_${2 * j + 1}`, bias("b3", j))
+    })`
+  );
   L.push(...storeRow(io, "hd", ff, "pair", "col0", outs, false));
   L.push("  }");
-  const code = `${red.shared}\n${header(WG, sg, workgroups)}\n${L.join("\n")}\n}\n${SILU}\n`;
+  const code = `${red.shared}\n${header(WG, sg, workgroups)}\n${L.join("\n")}\n}\n${
+    moeActHelper(c)
+  }\n`;
   const label = `moe_gpu_decode_gemv1_wg${WG}x${NC}_${weightName(c)}${sg ? "_sg" : ""}`;
   return io.kernel(label, "decode_gemv1", code, workgroups);
 }
 
 /**
  * Decode GEMV 2: a workgroup per (token, NC columns of d) sums its k slots,
- * `y[t, col] = Σⱼ wⱼ · (hd[t, j]·W2ₑⱼ[col])`, striding over ff, then reduces.
+ * `y[t, col] = Σⱼ wⱼ · (hd[t, j]·W2ₑⱼ[col] + b2ₑⱼ[col])`, striding over ff, then
+ * reduces (the biases join after the reduction, added once).
  */
 function gemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
   const io = new MoeIo(ctx.layout);
@@ -210,7 +219,23 @@ function gemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
   const red = reduceAll(range(NC).map((j) => hsum(`y_${j}`, V)), WG, sg, "r");
   L.push(...red.code);
   L.push("  if (t == 0u) {");
-  L.push(...storeRow(io, "y", d, "tok", "col0", range(NC).map((j) => `r_${j}`), !ctx.yDirect));
+  let outs = range(NC).map((j) => `r_${j}`);
+  if (c.expertBias) {
+    // The invocations' partial sums hold no bias: Σⱼ wⱼ · b2ₑⱼ joins after the reduction.
+    for (const j of range(NC)) L.push(`    var bs_${j} = 0.0;`);
+    L.push(`    for (var s = 0u; s < ${u32(k)}; s++) {`);
+    L.push(`      let pair = tok * ${u32(k)} + s;`);
+    L.push(`      let e = min(${io.arr("topk_idx")}[pair], ${u32(E - 1)});`);
+    const gone = absent(ctx, slabOf(io, ctx, "e"));
+    if (gone) L.push(`      if (${gone}) { continue; }`);
+    L.push(`      let w = ${io.arr("topk_w")}[pair];`);
+    for (const j of range(NC)) {
+      L.push(`      bs_${j} += w * ${expertBias(io, c, "b2", "e", `col0 + ${u32(j)}`)};`);
+    }
+    L.push("    }");
+    outs = outs.map((v, j) => `${v} + bs_${j}`);
+  }
+  L.push(...storeRow(io, "y", d, "tok", "col0", outs, !ctx.yDirect));
   L.push("  }");
   const code = `${red.shared}\n${header(WG, sg, workgroups)}\n${L.join("\n")}\n}\n`;
   const label = `moe_gpu_decode_gemv2_wg${WG}x${NC}_${weightName(c)}${sg ? "_sg" : ""}`;
@@ -221,8 +246,8 @@ function gemv2(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
  * Grouped GEMM 1 (`gemm` 1) or 2 on workgroup tiles: GPU_ROWS sorted rows of
  * one expert × GPU_COLS output columns, K staged BK at a time in workgroup
  * memory; invocation (tr, tc) of an 8 × 8 grid computes rows tr + 8i and
- * columns tc + 8j. GEMM 1: `h[row] = silu(x[tok]·W1ₑᵀ) ⊙ (x[tok]·W3ₑᵀ)` (padding
- * rows read token 0, never used); GEMM 2: `o[row] = sorted_w[row] · (h[row]·W2ₑᵀ)`,
+ * columns tc + 8j. GEMM 1: `h[row] = act(x[tok]·W1ₑᵀ + b1ₑ, x[tok]·W3ₑᵀ + b3ₑ)` (padding
+ * rows read token 0, never used); GEMM 2: `o[row] = sorted_w[row] · (h[row]·W2ₑᵀ + b2ₑ)`,
  * zero rows for an expert absent from the slot table.
  */
 function groupedGemm(c: ResolvedMoeConfig, ctx: MoeEmitContext, gemm: 1 | 2): KernelSource {
@@ -335,14 +360,17 @@ function groupedGemm(c: ResolvedMoeConfig, ctx: MoeEmitContext, gemm: 1 | 2): Ke
     if (gemm === 2) L.push(`  let sw${ri} = ${sortedW}[row0 + tr + ${u32(8 * ri)}];`);
     for (const cj of range(CT)) {
       const [row, col] = outIdx(ri, cj);
+      const bias = (b: "b1" | "b3" | "b2") => expertBias(io, c, b, "e", col);
       const v = gemm === 1
-        ? `moe_silu(c0_${ri}_${cj}) * c1_${ri}_${cj}`
-        : `sw${ri} * c0_${ri}_${cj}`;
+        ? `moe_act(${plusBias(`c0_${ri}_${cj}`, bias("b1"))}, ${
+          plusBias(`c1_${ri}_${cj}`, bias("b3"))
+        })`
+        : `sw${ri} * ${plusBias(`c0_${ri}_${cj}`, bias("b2"))}`;
       L.push(`  if (${col} < ${u32(N)}) { ${out}[(${row}) * ${u32(N)} + ${col}] = ${v}; }`);
     }
   }
   const code = `${S.join("\n")}\n${header(GEMM_WG, false, workgroups)}\n${L.join("\n")}\n}\n${
-    gemm === 1 ? SILU : ""
+    gemm === 1 ? moeActHelper(c) : ""
   }\n`;
   const label = `moe_gpu_grouped_gemm${gemm}_${R}x${BN}_${weightName(c)}`;
   return io.kernel(label, gemm === 1 ? "gemm1" : "gemm2", code, workgroups);

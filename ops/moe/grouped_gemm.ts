@@ -14,13 +14,13 @@ import type { KernelSource } from "../types.ts";
 import { flatLaunch, flatMain, u32 } from "../wgsl/mod.ts";
 import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
 import { type MoeEmitContext, MoeIo, type SlabRange } from "./operands.ts";
+import { biasLets, moeActHelper, plusBias } from "./activation.ts";
 import {
   absent,
   expertMatrix,
   kLoop,
   outsideSlabs,
   range,
-  SILU,
   slabOf,
   slabSuffix,
   storeRow,
@@ -79,20 +79,29 @@ function gemm1Like(
     ]),
   );
   const out = mode === "grouped" ? "h" : "hdense";
+  // Expert e's gate and up biases (by expert, not slab), read once for all R rows.
+  const b1 = biasLets(io, c, "b1", "e", "col0", N, "eb1");
+  const b3 = biasLets(io, c, "b3", "e", "col0", N, "eb3");
+  L.push(...b1.lines, ...b3.lines);
   for (const r of range(R)) {
     L.push("  {");
-    const vals = range(N).map((j) => `moe_silu(acc_0_${r}_${j}) * acc_1_${r}_${j}`);
+    const vals = range(N).map((j) =>
+      `moe_act(${plusBias(`acc_0_${r}_${j}`, b1.names[j])}, ${
+        plusBias(`acc_1_${r}_${j}`, b3.names[j])
+      })`
+    );
     L.push(...storeRow(io, out, ff, `row0 + ${u32(r)}`, "col0", vals, false));
     L.push("  }");
   }
-  const code = `${NONE}\n${flatMain(wg, index, total, L.join("\n"))}\n${SILU}\n`;
+  const code = `${NONE}\n${flatMain(wg, index, total, L.join("\n"))}\n${moeActHelper(c)}\n`;
   const label = `moe_${mode}_gemm1_${R}x${N}x2_${weightName(c)}${slabSuffix(slabs)}`;
   return io.kernel(label, mode === "grouped" ? "gemm1" : "dense_gemm1", code, workgroups);
 }
 
 /**
  * Grouped GEMM 1 over all row tiles of all experts in one launch:
- * `h[row] = silu(x[sorted_token[row]]·W1ₑᵀ) ⊙ (x[sorted_token[row]]·W3ₑᵀ)`,
+ * `h[row] = act(x[sorted_token[row]]·W1ₑᵀ + b1ₑ, x[sorted_token[row]]·W3ₑᵀ + b3ₑ)`
+ * (`moe_act`; the biases only with `expertBias`),
  * `e = tile_expert[row / tile.rows]`. Both products share the A loads; tiles past
  * the last one exit at once.
  *
@@ -112,7 +121,7 @@ export function emitGroupedGemm1(
 
 /**
  * Dense-baseline GEMM 1: every token through every expert,
- * `hdense[e, t] = silu(x[t]·W1ₑᵀ) ⊙ (x[t]·W3ₑᵀ)` (tokens padded to `tile.rows`
+ * `hdense[e, t] = act(x[t]·W1ₑᵀ + b1ₑ, x[t]·W3ₑᵀ + b3ₑ)` (tokens padded to `tile.rows`
  * per expert). Same register tile as {@linkcode emitGroupedGemm1}.
  *
  * @example
@@ -129,7 +138,7 @@ export function emitDenseGemm1(
 }
 
 /**
- * Grouped GEMM 2: `o[row] = sorted_w[row] · (h[row]·W2ₑᵀ)` for every real row
+ * Grouped GEMM 2: `o[row] = sorted_w[row] · (h[row]·W2ₑᵀ + b2ₑ)` for every real row
  * (the routing weight is the epilogue). Results stay in sorted order; the
  * combine kernel sums each token's slots.
  *
@@ -175,10 +184,13 @@ export function emitGroupedGemm2(
     ]),
   );
   const sortedW = io.arr("sorted_w");
+  // The down bias joins before the routing weight: w · (h·W2ₑᵀ + b2ₑ), once per kept pair.
+  const b2 = biasLets(io, c, "b2", "e", "col0", N, "eb2");
+  L.push(...b2.lines);
   for (const r of range(R)) {
     L.push("  {");
     L.push(`    let sw = ${sortedW}[row0 + ${u32(r)}];`);
-    const vals = range(N).map((j) => `sw * acc_0_${r}_${j}`);
+    const vals = range(N).map((j) => `sw * ${plusBias(`acc_0_${r}_${j}`, b2.names[j])}`);
     L.push(...storeRow(io, "o", d, `row0 + ${u32(r)}`, "col0", vals, false));
     L.push("  }");
   }
@@ -225,7 +237,7 @@ ${store}`;
 }
 
 /**
- * Dense-baseline GEMM 2: `y[t] = Σₑ gₜₑ · (hdense[e, t]·W2ₑᵀ)` where `gₜₑ` is the
+ * Dense-baseline GEMM 2: `y[t] = Σₑ gₜₑ · (hdense[e, t]·W2ₑᵀ + b2ₑ)` where `gₜₑ` is the
  * routing weight of e for t, 0 when e was not chosen (computed anyway).
  *
  * @example
@@ -263,6 +275,8 @@ export function emitDenseGemm2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kerne
     [expertMatrix(c, io, "w2", V, undefined, "es", d, ff, "col0")],
   );
   L.push(...inner.map((s) => "  " + s));
+  const b2 = biasLets(io, c, "b2", "e", "col0", N, "eb2", "    ");
+  L.push(...b2.lines);
   const topkIdx = io.arr("topk_idx"), topkW = io.arr("topk_w");
   for (const r of range(R)) {
     L.push(`    var gw${r} = 0.0;`);
@@ -273,7 +287,9 @@ export function emitDenseGemm2(c: ResolvedMoeConfig, ctx: MoeEmitContext): Kerne
       } + j]; }`,
     );
     L.push("    }");
-    for (const j of range(N)) L.push(`    y_${r}_${j} += gw${r} * acc_0_${r}_${j};`);
+    for (const j of range(N)) {
+      L.push(`    y_${r}_${j} += gw${r} * ${plusBias(`acc_0_${r}_${j}`, b2.names[j])};`);
+    }
   }
   L.push("  }");
   for (const r of range(R)) {

@@ -261,6 +261,10 @@ export function prepareMoe(
     aux: OUT(3),
   };
   if (opt.bias !== undefined) layout.bias = IN(opt.bias);
+  for (const b of ["b1", "b3", "b2"] as const) {
+    const j = opt[b];
+    if (j !== undefined) layout[b] = IN(j);
+  }
   if (opt.mask !== undefined) layout.mask = IN(opt.mask);
   if (opt.table !== undefined) layout.table = IN(opt.table);
   if (routing) Object.assign(layout, { topk_idx: OUT(4), topk_w: OUT(5), kept: OUT(6) });

@@ -1,5 +1,5 @@
 /**
- * `moe`: a routed Mixture-of-Experts FFN layer (router → top-k → SwiGLU experts →
+ * `moe`: a routed Mixture-of-Experts FFN layer (router → top-k → gated experts →
  * weighted combine) as one graph op.
  *
  * Inputs, in order:
@@ -9,6 +9,8 @@
  *    up and down projections stacked per expert in PyTorch Linear layout, f32 or
  *    f16 (all three alike);
  * 5. `sigmoid_bias` only: the selection bias `[E]` f32;
+ * then, with `expertBias`, the experts' biases `b1 [E, ff]` (gate), `b3 [E, ff]`
+ *    (up), `b2 [E, d]` (down), f32, indexed by expert even with a slot table;
  * then optionally the padding mask `x.shape[:-1]` f32 (0 excludes a token from
  *    the aux and z losses; it is still routed, as in HF);
  * last, when `slots > 0`: the slot table `[E]` u32. The experts' weights are then
@@ -22,6 +24,12 @@
  * `min(count, capacity)`), `aux [2]` f32 = (load-balancing loss `E·Σfᵢ·Pᵢ`,
  * router z-loss); with `routing: true` also the chosen experts `[..., k]` u32,
  * their weights `[..., k]` f32 and the kept pairs per expert `[E]` u32.
+ *
+ * Each expert computes `a = x·W1ᵀ + b1`, `b = x·W3ᵀ + b3`, `h = act(a, b)`,
+ * `y += w · (h·W2ᵀ + b2)` (no biases by default), `act` being the `activation`
+ * attribute's: `silu(a) · b` (`"swiglu"`, the default) or GPT-OSS's clamped
+ * `"swiglu_oai"` (see {@linkcode MoeActivation}). Every kernel adds the biases
+ * in its epilogues and calls one WGSL `moe_act`.
  *
  * Lowering (shapes are concrete by then; see `lower.ts`):
  * - prefill: router, sort, grouped GEMM 1 (w1 & w3, silu·mul), grouped GEMM 2
@@ -55,8 +63,11 @@ export {
   moePath,
 } from "./attrs.ts";
 export {
+  MOE_ACTIVATIONS,
   MOE_NONE,
+  MOE_OAI_DEFAULTS,
   MOE_ROLES,
+  type MoeActivation,
   moeCapacity,
   type MoeConfig,
   type MoePath,
@@ -90,6 +101,23 @@ function dequantSlabs(w: HostTensor, format: QuantFormat, rows: number, cols: nu
   return { shape: [S, rows, cols], dtype: "f32", data: out };
 }
 
+/**
+ * Expert biases, with the rows of experts on another device (slot out of range)
+ * zeroed: with zero weights too such an expert adds exactly 0 (act(0, 0) = 0
+ * for both activations), as the kernels skip it.
+ */
+function presentBias(
+  b: HostTensor,
+  table: ArrayLike<number> | undefined,
+  slots: number,
+): ArrayLike<number> {
+  if (table === undefined) return b.data;
+  const E = b.shape[0] as number, n = b.data.length / E;
+  const out = Float64Array.from(b.data as ArrayLike<number>);
+  for (let e = 0; e < E; e++) if (table[e] >= slots) out.fill(0, e * n, (e + 1) * n);
+  return out;
+}
+
 /** Expert e's slab is `table[e]`; a slot out of range (another device's expert) is zeros. */
 function gatherSlabs(w: HostTensor, table: ArrayLike<number>, E: number): Float32Array {
   const S = w.shape[0];
@@ -119,6 +147,9 @@ function referenceOperands(inputs: readonly HostTensor[], attrs: MoeAttrs) {
   const cfg = configOf(attrs, x.shape, w1.shape, "f32");
   const unslot = (w: HostTensor) =>
     opt.table === undefined ? w.data : gatherSlabs(w, inputs[opt.table].data, attrs.experts);
+  const table = opt.table === undefined ? undefined : inputs[opt.table].data;
+  const expertBias = (j: number | undefined) =>
+    j === undefined ? undefined : presentBias(inputs[j], table, w1.shape[0] as number);
   const weights = {
     wg: attrs.logitsIn === true ? new Float32Array(cfg.E * cfg.d) : wg.data,
     logits: attrs.logitsIn === true ? wg.data : undefined,
@@ -126,6 +157,9 @@ function referenceOperands(inputs: readonly HostTensor[], attrs: MoeAttrs) {
     w3: unslot(w3),
     w2: unslot(w2),
     bias: opt.bias === undefined ? undefined : inputs[opt.bias].data,
+    b1: expertBias(opt.b1),
+    b3: expertBias(opt.b3),
+    b2: expertBias(opt.b2),
   };
   const mask = opt.mask === undefined ? undefined : inputs[opt.mask].data;
   return { cfg, weights, x: x.data, mask };
@@ -133,7 +167,7 @@ function referenceOperands(inputs: readonly HostTensor[], attrs: MoeAttrs) {
 
 /**
  * Runs a `moe` node's reference on its input tensors and attributes, telling
- * `visit` each routed (token, expert) pair with the expert's SwiGLU
+ * `visit` each routed (token, expert) pair with the expert's gated
  * activations for it (the input of the expert's down projection; the gate
  * and up projections' input is token `t`'s row of the node's first input).
  * What an importance-matrix collector needs of an MoE layer.
@@ -268,7 +302,8 @@ export function moeWeightTraffic(
  * ```
  */
 export const moe: OpDef<MoeAttrs> = {
-  arity: [5, 8],
+  // x, router, w1, w3, w2; then bias, b1, b3, b2, mask, slot table, each optional.
+  arity: [5, 11],
   attrNames: [
     "experts",
     "topK",
@@ -284,10 +319,18 @@ export const moe: OpDef<MoeAttrs> = {
     "weightFormat",
     "w2Format",
     "ff",
+    "activation",
+    "alpha",
+    "limit",
+    "expertBias",
   ],
   infer: inferMoe,
   reference: (inputs, attrs) => referenceMoe(inputs, attrs),
   lower: { kind: "kernel", prologue: false, epilogue: true, emit: emitMoe },
-  // Per token only k of the E stacked experts run.
-  activeFraction: (attrs, j) => (j >= 2 && j <= 4 ? Math.min(1, attrs.topK / attrs.experts) : 1),
+  // Per token only k of the E stacked experts run (and read k rows of their biases).
+  activeFraction: (attrs, j) => {
+    const o = optionalInputs(attrs, 11);
+    const perExpert = (j >= 2 && j <= 4) || j === o.b1 || j === o.b3 || j === o.b2;
+    return perExpert ? Math.min(1, attrs.topK / attrs.experts) : 1;
+  },
 };

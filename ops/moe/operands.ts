@@ -15,7 +15,8 @@ import type { MoeRole, MoeScratchBuffer } from "./config.ts";
 
 /**
  * Every buffer the MoE kernels use: the op's inputs (`x`, router weight `wg`
- * or given logits, `bias`, `mask`, slot `table`, expert weights), its outputs
+ * or given logits, `bias`, `mask`, slot `table`, expert weights, the experts'
+ * biases `b1`, `b3`, `b2`), its outputs
  * (`y`, `logits`, `counts`, the losses `aux`, and with routing `kept` counts)
  * and the intermediates (see {@linkcode MoeScratchBuffer}; `topk_idx` and
  * `topk_w` are outputs when the op reports its routing).
@@ -35,6 +36,9 @@ export type MoeBuffer =
   | "w1"
   | "w3"
   | "w2"
+  | "b1"
+  | "b3"
+  | "b2"
   | "y"
   | "logits"
   | "counts"

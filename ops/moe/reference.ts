@@ -47,6 +47,12 @@ export interface MoeReferenceConfig {
   routedScaling?: number;
   /** Capacity factor; undefined means dropless. */
   capacityFactor?: number;
+  /** Expert activation: `"swiglu"` (default) or `"swiglu_oai"` (GPT-OSS). */
+  activation?: "swiglu" | "swiglu_oai";
+  /** `swiglu_oai`: scale inside the sigmoid (default 1.702). */
+  alpha?: number;
+  /** `swiglu_oai`: clamp of gate (above) and up (both sides); default 7. */
+  limit?: number;
 }
 
 /**
@@ -71,6 +77,12 @@ export interface MoeWeights {
   bias?: ArrayLike<number>;
   /** Router logits `[T, E]` computed elsewhere (then `wg` is unused). */
   logits?: ArrayLike<number>;
+  /** Gate projection biases `[E, ff]` (GPT-OSS; absent: none). */
+  b1?: ArrayLike<number>;
+  /** Up projection biases `[E, ff]`. */
+  b3?: ArrayLike<number>;
+  /** Down projection biases `[E, d]`, added before the routing weight. */
+  b2?: ArrayLike<number>;
 }
 
 /**
@@ -109,13 +121,24 @@ export interface MoeReferenceResult {
 
 const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
 
+/** `act(a, b)` of the gate projection a and the up projection b, in float64. */
+function activationOf(cfg: MoeReferenceConfig): (a: number, b: number) => number {
+  if ((cfg.activation ?? "swiglu") === "swiglu") return (a, b) => a * sigmoid(a) * b;
+  const alpha = cfg.alpha ?? 1.702, limit = cfg.limit ?? 7;
+  return (a, b) => {
+    const g = Math.min(a, limit);
+    const u = Math.min(Math.max(b, -limit), limit);
+    return (u + 1) * g * sigmoid(alpha * g);
+  };
+}
+
 /**
  * Computes the whole MoE layer in float64.
  *
  * @param mask optional `[T]`, 0 excludes a token from the aux and z losses
  *   (it is still routed and computed, like padding in HF).
  * @param visit optional: hears each kept (token, expert) pair with the
- *   expert's SwiGLU activations `[ff]` for that token (the down projection's
+ *   expert's gated activations `[ff]` for that token (the down projection's
  *   input; a scratch array, read it at once).
  *
  * @example
@@ -204,23 +227,24 @@ export function moeReference(
 
   const y = new Float64Array(T * d);
   const hid = new Float64Array(ff);
+  const act = activationOf(cfg);
   for (let t = 0; t < T; t++) {
     for (let j = 0; j < k; j++) {
       if (!keptSlot[t * k + j]) continue;
       const e = topkIdx[t * k + j];
       for (let n = 0; n < ff; n++) {
-        let a = 0, b = 0;
+        let a = w.b1?.[e * ff + n] ?? 0, b = w.b3?.[e * ff + n] ?? 0;
         const off = (e * ff + n) * d;
         for (let i = 0; i < d; i++) {
           a += w.w1[off + i] * x[t * d + i];
           b += w.w3[off + i] * x[t * d + i];
         }
-        hid[n] = a * sigmoid(a) * b;
+        hid[n] = act(a, b);
       }
       visit?.(e, t, hid);
       const wt = topkW[t * k + j];
       for (let c = 0; c < d; c++) {
-        let s = 0;
+        let s = w.b2?.[e * d + c] ?? 0;
         const off = (e * d + c) * ff;
         for (let n = 0; n < ff; n++) s += w.w2[off + n] * hid[n];
         y[t * d + c] += wt * s;

@@ -1,6 +1,7 @@
 /**
  * The pieces every expert GEMM and GEMV is built from: the register-tiled K
- * loop, row stores, f16 weight widening, the slot-table indirection, SiLU.
+ * loop, row stores, f16 weight widening, the slot-table indirection (the
+ * activation and biases of the epilogues are `activation.ts`'s).
  *
  * Why register tiles (lavapipe runs WGSL on the CPU): fat invocations with
  * `rows × cols` accumulators and vec4 loads along K (every weight is stored
@@ -18,17 +19,6 @@ import { BLOCK_CODECS, BLOCK_HELPERS } from "../quant/block_codecs.ts";
 import { chooseWordMode } from "../quant/block_words.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
 import type { MoeBuffer, MoeEmitContext, MoeIo, SlabRange } from "./operands.ts";
-
-/**
- * SiLU, prefixed so it cannot clash with helpers the compiler adds to the shader.
- *
- * @example
- * ```ts
- * import { SILU } from "./register_tile.ts";
- * const code = `${SILU}\n`;
- * ```
- */
-export const SILU = "fn moe_silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }";
 
 /**
  * `[0, 1, …, n − 1]`.

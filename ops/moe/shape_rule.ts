@@ -9,7 +9,14 @@ import type { TensorType } from "../../core/graph.ts";
 import { type Dim, formatShape } from "../../core/shape.ts";
 import { GGML_TYPES, type QuantFormat } from "../../core/quant/formats.ts";
 import { quantWords } from "../quant/mod.ts";
-import { checkAttrs, type MoeAttrs, optionalInputs, routingOf, slotsOf } from "./attrs.ts";
+import {
+  checkAttrs,
+  expertBiasOf,
+  type MoeAttrs,
+  optionalInputs,
+  routingOf,
+  slotsOf,
+} from "./attrs.ts";
 
 function sameShape(a: readonly Dim[], b: readonly Dim[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
@@ -34,12 +41,14 @@ export function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): Tensor
   const E = attrs.experts;
   const sig = attrs.router === "sigmoid_bias";
   const S = slotsOf(attrs);
-  const [lo, hi] = (sig ? [6, 7] : [5, 6]).map((n) => n + (S > 0 ? 1 : 0));
+  const eb = expertBiasOf(attrs);
+  const lo = 5 + (sig ? 1 : 0) + (eb ? 3 : 0) + (S > 0 ? 1 : 0), hi = lo + 1;
   if (inputs.length < lo || inputs.length > hi) {
     throw new RangeError(
-      `moe: the ${attrs.router} router takes ${lo}..${hi} inputs (x, router, w1, w3, w2${
-        sig ? ", bias" : ""
-      }, optional mask${S > 0 ? ", slot table" : ""}), got ${inputs.length}`,
+      `moe: the ${attrs.router} router${eb ? " with expert biases" : ""} takes ${lo}..${hi} ` +
+        `inputs (x, router, w1, w3, w2${sig ? ", bias" : ""}${
+          eb ? ", b1, b3, b2" : ""
+        }, optional mask${S > 0 ? ", slot table" : ""}), got ${inputs.length}`,
     );
   }
   const [x, router, w1, w3, w2] = inputs;
@@ -72,18 +81,36 @@ export function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): Tensor
   }
   const W = S > 0 ? S : E;
   const lead0 = S > 0 ? "slots" : "experts";
+  let ff: number;
   if (typeof attrs.weightFormat === "string") {
     const f = attrs.weightFormat as QuantFormat;
     const f2 = (attrs.w2Format ?? f) as QuantFormat;
-    checkQuantExperts(f, f2, attrs.ff as number, d, W, lead0, [w1, w3, w2]);
+    ff = attrs.ff as number;
+    checkQuantExperts(f, f2, ff, d, W, lead0, [w1, w3, w2]);
   } else {
-    checkDenseExperts(W, lead0, d, [w1, w3, w2]);
+    ff = checkDenseExperts(W, lead0, d, [w1, w3, w2]);
   }
   const opt = optionalInputs(attrs, inputs.length);
   if (opt.bias !== undefined) {
     const b = inputs[opt.bias];
     if (b.dtype !== "f32" || !sameShape(b.shape, [E])) {
       throw new TypeError(`moe: bias must be f32[${E}], got ${show("bias", b)}`);
+    }
+  }
+  // Expert biases are per expert, not per slot: always [experts, …], f32 whatever the weights.
+  const biasShapes = [["b1", opt.b1, ff, "ff"], ["b3", opt.b3, ff, "ff"], ["b2", opt.b2, d, "d"]];
+  for (const [name, j, n, what] of biasShapes as [string, number | undefined, number, string][]) {
+    if (j === undefined) continue;
+    const b = inputs[j];
+    if (b.dtype !== "f32") {
+      throw new TypeError(`moe: expert bias ${name} must be f32, got ${show(name, b)}`);
+    }
+    if (!sameShape(b.shape, [E, n])) {
+      throw new RangeError(
+        `moe: expert bias ${name} must be [experts, ${what}] = ${formatShape([E, n])}, got ${
+          formatShape(b.shape)
+        }`,
+      );
     }
   }
   if (opt.table !== undefined) {
@@ -119,13 +146,13 @@ export function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): Tensor
   return outputs;
 }
 
-/** Dense f32/f16 expert weights: w1, w3 `[W, ff, d]`, w2 `[W, d, ff]`, one dtype. */
+/** Dense f32/f16 expert weights: w1, w3 `[W, ff, d]`, w2 `[W, d, ff]`, one dtype; returns ff. */
 function checkDenseExperts(
   W: number,
   lead0: string,
   d: number,
   [w1, w3, w2]: readonly TensorType[],
-): void {
+): number {
   const show = (name: string, t: TensorType) => `${name} ${t.dtype}${formatShape(t.shape)}`;
   if (w1.shape.length !== 3 || w1.shape[0] !== W || w1.shape[2] !== d) {
     throw new RangeError(
@@ -156,6 +183,7 @@ function checkDenseExperts(
       throw new TypeError(`moe: ${name} is ${t.dtype} but w1 is ${w1.dtype}; use one dtype`);
     }
   }
+  return ff;
 }
 
 /** Quantized expert weights: u32 slabs of the format's words (see `MoeAttrs`). */

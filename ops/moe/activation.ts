@@ -1,0 +1,114 @@
+/**
+ * The experts' gated activation and biases as every MoE kernel writes them:
+ * one WGSL helper `moe_act(a, b)` chosen by the config (so the register-tiled,
+ * GEMV, GPU-shaped and quantized kernels cannot disagree), and the reads of
+ * expert e's biases that the kernels add in their epilogues.
+ *
+ * @module
+ */
+
+import { f32, u32 } from "../wgsl/mod.ts";
+import type { ResolvedMoeConfig } from "./config.ts";
+import type { MoeIo } from "./operands.ts";
+
+/**
+ * The WGSL of `fn moe_act(a: f32, b: f32) -> f32`, the experts' activation of
+ * gate `a` and up `b`: `silu(a) · b` for `"swiglu"` (the same operations, in
+ * the same order, as before the helper existed, so results stay bit-identical)
+ * or GPT-OSS's `(clamp(b, −limit, limit) + 1) · g · σ(alpha · g)` with
+ * `g = min(a, limit)` for `"swiglu_oai"`. Prefixed so it cannot clash with
+ * helpers the compiler adds to the shader.
+ *
+ * @example
+ * ```ts
+ * import { moeActHelper } from "./activation.ts";
+ * const code = moeActHelper({ activation: "swiglu_oai", alpha: 1.702, limit: 7 });
+ * code.includes("fn moe_act("); // true
+ * ```
+ */
+export function moeActHelper(
+  c: Pick<ResolvedMoeConfig, "activation" | "alpha" | "limit">,
+): string {
+  if (c.activation === "swiglu") {
+    return "fn moe_silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }\n" +
+      "fn moe_act(a: f32, b: f32) -> f32 { return moe_silu(a) * b; }";
+  }
+  const limit = f32(c.limit, "moe limit"), low = f32(-c.limit, "moe limit");
+  // g · σ(alpha · g) = g / (1 + exp(−alpha · g)): exp overflows to +∞ only for
+  // g ≪ 0, where the quotient is the correct 0.
+  return `fn moe_act(a: f32, b: f32) -> f32 {
+  let g = min(a, ${limit});
+  let u = clamp(b, ${low}, ${limit});
+  return (u + 1.0) * g / (1.0 + exp(${f32(-c.alpha, "moe alpha")} * g));
+}`;
+}
+
+/**
+ * WGSL expression of expert `e`'s bias `b` at column `col` (`b1`, `b3` are
+ * `[E, ff]`, `b2` is `[E, d]`), or undefined when the layer has no expert
+ * biases. Indexed by the expert, never its slot: biases are always resident.
+ *
+ * @example
+ * ```ts ignore
+ * expertBias(io, c, "b2", "e", "col0 + 1u"); // "in7[e * 20u + col0 + 1u]"
+ * ```
+ */
+export function expertBias(
+  io: MoeIo,
+  c: ResolvedMoeConfig,
+  b: "b1" | "b3" | "b2",
+  e: string,
+  col: string,
+): string | undefined {
+  if (!c.expertBias) return undefined;
+  const width = b === "b2" ? c.d : c.ff;
+  return `${io.arr(b)}[${e} * ${u32(width)} + ${col}]`;
+}
+
+/**
+ * `v + bias` (parenthesised) when there is a bias, else `v` unchanged, so
+ * layers without biases keep their kernels' code exactly.
+ *
+ * @example
+ * ```ts
+ * import { plusBias } from "./activation.ts";
+ * plusBias("acc", "eb2_0"); // "(acc + eb2_0)"
+ * plusBias("acc", undefined); // "acc"
+ * ```
+ */
+export function plusBias(v: string, bias: string | undefined): string {
+  return bias === undefined ? v : `(${v} + ${bias})`;
+}
+
+/**
+ * `let <prefix>_<j> = <expert e's bias b at col0 + j>;` for the N columns
+ * an invocation writes (read once, added to every row), and the names; no
+ * lines and undefined names without expert biases.
+ *
+ * @example
+ * ```ts ignore
+ * const { lines, names } = biasLets(io, c, "b1", "e", "col0", 4, "eb1");
+ * ```
+ */
+export function biasLets(
+  io: MoeIo,
+  c: ResolvedMoeConfig,
+  b: "b1" | "b3" | "b2",
+  e: string,
+  col0: string,
+  N: number,
+  prefix: string,
+  indent = "  ",
+): { lines: string[]; names: (string | undefined)[] } {
+  const lines: string[] = [], names: (string | undefined)[] = [];
+  for (let j = 0; j < N; j++) {
+    const v = expertBias(io, c, b, e, `${col0} + ${u32(j)}`);
+    if (v === undefined) {
+      names.push(undefined);
+      continue;
+    }
+    lines.push(`${indent}let ${prefix}_${j} = ${v};`);
+    names.push(`${prefix}_${j}`);
+  }
+  return { lines, names };
+}

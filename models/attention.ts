@@ -77,6 +77,11 @@ export interface AttentionBlockOptions {
   scale?: number;
   /** Partial RoPE: only each head's first `rotaryDim` values rotate (default all). */
   rotaryDim?: number;
+  /**
+   * A learned logit per query head, `${name}.sinks` `[heads]` f32, joins each
+   * row's softmax without a value (GPT-OSS's attention sinks).
+   */
+  sinks?: boolean;
 }
 
 /**
@@ -165,11 +170,39 @@ export function attentionBlock(
     g.assign(kc, k);
     g.assign(vc, v);
   }
-  const o = g.attention(q, k, v, options.maxSeq !== undefined ? pos : undefined, {
+  const attrs = {
     causal: true,
     window: options.slidingWindow ?? 0,
     scale: options.scale ?? 1 / Math.sqrt(D),
-  });
+  };
+  const at = options.maxSeq !== undefined ? pos : undefined;
+  const o = options.sinks
+    ? withSinks(g, q, k, v, at, attrs, `${n}.sinks`)
+    : g.attention(q, k, v, at, attrs);
   const out = linear(g, o.reshape([T, H * D]), `${n}.o_proj.weight`, hidden, H * D, dt, formats);
   return options.outBias ? out.add(g.param(`${n}.o_proj.bias`, [hidden], dt)) : out;
+}
+
+/**
+ * Attention whose softmax also holds a sink logit sₕ per head: with the row's
+ * log-sum-exp L over its visible keys, the keys' probabilities shrink by
+ * e^L / (e^L + e^sₕ) = σ(L − sₕ), so the output is the plain attention's
+ * times σ(L − sₕ) — the fused kernel's second result, no extra pass over the
+ * keys. A row that sees no key (L is `LSE_NONE`, 1e30) stays 0, as it does
+ * in transformers, where the sink then takes all of the probability.
+ */
+function withSinks(
+  g: GraphBuilder,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  pos: Tensor | undefined,
+  attrs: { causal: boolean; window: number; scale: number },
+  name: string,
+): Tensor {
+  const [T, H] = q.shape;
+  const p = pos ?? g.constant([0], [1], "u32");
+  const [o, lse] = g.apply("attention", [q, k, v, p], { ...attrs, splits: 0, lse: true });
+  const keep = lse.sub(g.param(name, [H as number], "f32")).sigmoid().reshape([T, H, 1]);
+  return o.mul(o.dtype === "f32" ? keep : keep.cast(o.dtype));
 }

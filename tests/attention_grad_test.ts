@@ -87,6 +87,47 @@ Deno.test("grad: attention at awkward sizes (GQA, causal or not, windows, a KV c
   );
 });
 
+Deno.test("grad: attention whose log-sum-exp is used too (GPT-OSS sinks)", async () => {
+  // o·σ(lse − s): the gradient reaches q and k through both results, and s.
+  for (const c of [{ T: 5, S: 5, pos: 0, window: 0 }, { T: 5, S: 4, pos: 2, window: 2 }]) {
+    await checkGrad(
+      `attention with sinks ${JSON.stringify(c)}`,
+      {
+        q: { shape: [c.T, 4, 6] },
+        k: { shape: [c.S, 2, 6] },
+        v: { shape: [c.S, 2, 6] },
+        s: { shape: [4] },
+        pos: { shape: [1], dtype: "u32", data: [c.pos] },
+      },
+      ({ q, k, v, s, pos }, g) => {
+        const [o, lse] = g.apply("attention", [q.mul(2), k, v, pos], {
+          scale: 0.4,
+          causal: true,
+          window: c.window,
+          splits: 0,
+          lse: true,
+        });
+        return o.mul(lse.sub(s).sigmoid().reshape([c.T, 4, 1]));
+      },
+    );
+  }
+  // Only the log-sum-exp used: the output's gradient is absent.
+  await checkGrad(
+    "attention, lse only",
+    { q: { shape: [4, 2, 5] }, k: { shape: [4, 1, 5] }, v: { shape: [4, 1, 5] } },
+    ({ q, k, v }, g) => {
+      const pos = g.constant([0], [1], "u32");
+      return g.apply("attention", [q, k, v, pos], {
+        scale: 1,
+        causal: true,
+        window: 0,
+        splits: 0,
+        lse: true,
+      })[1].exp();
+    },
+  );
+});
+
 interface Sized extends Case {
   Hq: number;
   Hkv: number;

@@ -40,13 +40,17 @@ export const ATTENTION_RULES: GradTable = {
     g.apply("rope", [gy!, pos], { ...attrs, inverse: !attrs.inverse })[0],
     undefined,
   ],
-  attention: ({ g, inputs: [q, k, v, pos], outputs: [o], grads: [gy], attrs, needs }) => {
-    const dO = gy!;
-    const lse = g.apply("attention_lse", [q, k, pos], attrs)[0];
-    const delta = inF32(dO).mul(inF32(o)).sum(-1, false);
+  attention: ({ g, inputs: [q, k, v, pos], outputs: [o], grads: [gy, gl], attrs, needs }) => {
+    const { lse: _, ...a } = attrs;
+    // A forward whose log-sum-exp L is used (attention sinks) gets its gradient
+    // too: ∂L/∂sⱼ = pⱼ, so dS = P·(dP − delta) + gL·P = P·(dP − (delta − gL)).
+    const dO = gy ?? o.mul(0);
+    const lse = g.apply("attention_lse", [q, k, pos], a)[0];
+    const rowDelta = inF32(dO).mul(inF32(o)).sum(-1, false);
+    const delta = gl ? rowDelta.sub(gl) : rowDelta;
     const operands = [q, k, v, pos, dO, lse, delta];
-    const dq = needs[0] ? g.apply("attention_dq", operands, attrs)[0] : undefined;
-    const [dk, dv] = needs[1] || needs[2] ? g.apply("attention_dkv", operands, attrs) : [];
+    const dq = needs[0] ? g.apply("attention_dq", operands, a)[0] : undefined;
+    const [dk, dv] = needs[1] || needs[2] ? g.apply("attention_dkv", operands, a) : [];
     return [dq, needs[1] ? dk : undefined, needs[2] ? dv : undefined, undefined];
   },
 };

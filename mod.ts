@@ -352,6 +352,7 @@ export {
   type CheckpointLayout,
   ConfigReader,
   expertTensor,
+  type FusedPacking,
   type FusedTensor,
   fusedTensors,
   layerPrefix,

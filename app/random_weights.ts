@@ -85,8 +85,12 @@ function initFor(name: string, shape: number[], tied: boolean) {
     return { lo: -s, hi: s };
   }
   if (/\.D$/.test(name)) return { lo: 0.8, hi: 1.2 };
-  if (/\.bias$/.test(name) && !/dt_proj\.bias$/.test(name)) return { lo: -0.1, hi: 0.1 };
-  const b = Math.sqrt(3 / last); // fan-in is the last axis ([out, in], conv [I, 1, k])
+  if (/\.bias$|_proj_bias$/.test(name) && !/dt_proj\.bias$/.test(name)) {
+    return { lo: -0.1, hi: 0.1 };
+  }
+  // GPT-OSS stores its experts [E, in, out]: the fan-in is the middle axis.
+  const fanIn = /experts\.(gate_up|down)_proj$/.test(name) ? shape[1] : last;
+  const b = Math.sqrt(3 / fanIn); // else the last axis ([out, in], conv [I, 1, k])
   return { lo: -b, hi: b };
 }
 

@@ -17,7 +17,7 @@ import type { Graph } from "../core/graph.ts";
 import { callSite } from "../core/errors.ts";
 import { attentionBlock, type AttentionBlockOptions } from "./attention.ts";
 import { configMixer } from "./ssm_mixer.ts";
-import { moe } from "./moe.ts";
+import { moe, type MoeOptions } from "./moe.ts";
 import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
 import { decoderLayers } from "./decoder.ts";
 import { expertTensor, moePrefix, specOf } from "./architectures/mod.ts";
@@ -173,17 +173,11 @@ function causalLM(g: GraphBuilder, cfg: ModelConfig, options: CausalLMOptions): 
         }
       }
       const m = moe(g, xin, {
-        name,
-        experts: cfg.moe!.experts,
-        topK: cfg.moe!.topK,
-        ff: expertWidth(cfg),
-        router: cfg.moe!.router ?? "softmax_topk",
-        normTopk: cfg.moe!.normTopk,
+        ...moeLayerOptions(g, cfg, xin, name, routers.get(i)),
         weightDtype: dt,
         weightFormat: formats[`${name}.w1`],
         w2Format: formats[`${name}.w2`],
         slots: options.expertSlots ? { count: options.expertSlots, pool: SLOT_POOL } : undefined,
-        routerWeight: routers.get(i),
       });
       if (options.expertSlots) usage.push(m.counts);
       let y = m.y;
@@ -294,6 +288,45 @@ export function attentionOptions(
     weightFormats: options.weightFormats,
     scale: a.scale,
     rotaryDim: a.rotaryDim,
+    sinks: a.sinks,
+  };
+}
+
+/**
+ * The {@linkcode moe} options a config's MoE layer `name` takes on its input
+ * `x`, for the inference and training graphs alike: sizes, routing, the
+ * experts' activation and biases. A router with a bias (GPT-OSS) gives the
+ * layer its logits `x·Wᵀ + b`, computed here from `${name}.router` (or
+ * `router`, when the caller declared it) and `${name}.router_bias`.
+ *
+ * @example
+ * ```ts ignore
+ * const m = moe(g, x2, { ...moeLayerOptions(g, cfg, x2, "model.layers.0.mlp"), weightDtype: "f32" });
+ * ```
+ */
+export function moeLayerOptions(
+  g: GraphBuilder,
+  cfg: ModelConfig,
+  x: Tensor,
+  name: string,
+  router?: Tensor,
+): MoeOptions {
+  const mc = cfg.moe!;
+  const act = mc.activation;
+  const logits = mc.routerBias
+    ? x.matmul(router ?? g.param(`${name}.router`, [mc.experts, cfg.hidden]), { transB: true })
+      .add(g.param(`${name}.router_bias`, [mc.experts]))
+    : undefined;
+  return {
+    name,
+    experts: mc.experts,
+    topK: mc.topK,
+    ff: expertWidth(cfg),
+    router: mc.router ?? "softmax_topk",
+    normTopk: mc.normTopk,
+    ...(logits ? { logits } : { routerWeight: router }),
+    ...(act ? { activation: act.kind, alpha: act.alpha, limit: act.limit } : {}),
+    ...(mc.expertBias ? { expertBias: true } : {}),
   };
 }
 
@@ -358,6 +391,16 @@ export function checkpointSources(cfg: ModelConfig, graph: Graph): Map<string, P
     if (p.ffn !== "moe") return;
     const base = moePrefix(cfg, i);
     stacked.set(`${base}.router`, { tensors: [`${base}.${lay.router}.weight`] });
+    if (cfg.moe!.routerBias) {
+      stacked.set(`${base}.router_bias`, { tensors: [`${base}.${lay.router}.bias`] });
+    }
+    const biases = lay.expertBiases;
+    if (cfg.moe!.expertBias && biases) {
+      const each = { b1: biases.gate, b3: biases.up, b2: biases.down };
+      for (const [w, t] of Object.entries(each)) {
+        stacked.set(`${base}.${w}`, { tensors: [`${base}.${lay.experts}.${t}`] });
+      }
+    }
     for (const w of ["w1", "w3", "w2"] as const) {
       stacked.set(`${base}.${w}`, {
         tensors: Array.from({ length: E }, (_, e) => expertTensor(cfg, i, e, w)),

@@ -12,10 +12,10 @@
 import type { Tensor } from "../compiler/builder.ts";
 import type { TrainableBuilder } from "../compiler/train/trainable.ts";
 import { softmaxCrossEntropy } from "../compiler/train/cross_entropy.ts";
-import { expertWidth, type ModelConfig } from "./config.ts";
+import type { ModelConfig } from "./config.ts";
 import { specOf } from "./architectures/mod.ts";
 import { attentionBlock } from "./attention.ts";
-import { attentionOptions, scaleEmbeddings, scaleLogits } from "./causal_lm.ts";
+import { attentionOptions, moeLayerOptions, scaleEmbeddings, scaleLogits } from "./causal_lm.ts";
 import { checkRopeLength } from "./rope_scaling.ts";
 import { configMixer } from "./ssm_mixer.ts";
 import { moe, type MoeOutputs } from "./moe.ts";
@@ -144,16 +144,7 @@ export function buildTrainingLM(
         .reshape([B * T, d]);
     },
     experts: (_i, x2, name) => {
-      const mc = cfg.moe!;
-      const out = moe(g, x2, {
-        name,
-        experts: mc.experts,
-        topK: mc.topK,
-        ff: expertWidth(cfg),
-        router: mc.router ?? "softmax_topk",
-        normTopk: mc.normTopk,
-        capacityFactor: cf,
-      });
+      const out = moe(g, x2, { ...moeLayerOptions(g, cfg, x2, name), capacityFactor: cf });
       moes.push(out);
       return out.y;
     },

@@ -34,7 +34,8 @@ export type Architecture =
   | "Mamba2ForCausalLM"
   | "GraniteMoeHybridForCausalLM"
   | "BambaForCausalLM"
-  | "NemotronHForCausalLM";
+  | "NemotronHForCausalLM"
+  | "GptOssForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -49,6 +50,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "GraniteMoeHybridForCausalLM",
   "BambaForCausalLM",
   "NemotronHForCausalLM",
+  "GptOssForCausalLM",
 ];
 
 /**
@@ -143,6 +145,11 @@ export interface AttentionConfig {
   readonly scale?: number;
   /** Partial RoPE (Bamba): each head's first `rotaryDim` values rotate; absent: all. */
   readonly rotaryDim?: number;
+  /**
+   * A learned logit per query head joins every row's softmax and takes its share
+   * of the probability without a value (GPT-OSS `self_attn.sinks` `[heads]`).
+   */
+  readonly sinks?: boolean;
 }
 
 /**
@@ -241,6 +248,19 @@ export interface MoeConfig {
   readonly sharedExpert?: { readonly ff: number; readonly gated: boolean };
   /** `router_aux_loss_coef`: weight of the load-balancing loss in training. */
   readonly auxLossCoef?: number;
+  /** The router's Linear has a bias (GPT-OSS `mlp.router.bias`). */
+  readonly routerBias?: boolean;
+  /** Each expert's gate, up and down projections have biases (GPT-OSS). */
+  readonly expertBias?: boolean;
+  /**
+   * The experts' activation: absent, SwiGLU `silu(gate) ⊙ up`; GPT-OSS's
+   * clamped form `(clamp(up, ±limit) + 1) ⊙ g·σ(alpha·g)`, g = min(gate, limit).
+   */
+  readonly activation?: {
+    readonly kind: "swiglu_oai";
+    readonly alpha: number;
+    readonly limit: number;
+  };
 }
 
 /**

@@ -44,6 +44,9 @@ const FIXTURES = [
   "bamba_quarter_rope_bias",
   "nemotron_h",
   "nemotron_h_pattern_bias",
+  "gpt_oss",
+  // Its experts as MXFP4 blocks (tools/gpt_oss_mxfp4.py), read without dequantizing.
+  "gpt_oss_mxfp4",
 ];
 
 const readRef = (name: string) =>
@@ -200,6 +203,12 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
         ...c,
         rope_parameters: { ...(c.rope_parameters as object), partial_rotary_factor: 0.5 },
       }),
+    ],
+    ["gpt_oss", "the sliding window", (c) => ({ ...c, sliding_window: 4096 })],
+    [
+      "gpt_oss",
+      "yarn RoPE",
+      (c) => ({ ...c, rope_parameters: { rope_type: "default", rope_theta: 150000 } }),
     ],
   ];
   const device = await gpu();

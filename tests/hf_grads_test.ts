@@ -92,7 +92,10 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
 // 4.0 hybrids: Mamba-2, RoPE attention and experts with a shared MLP, μP multipliers and
 // fused gate/up tensors; and NoPE attention with biases and dense layers; Bamba's
 // partial RoPE (half and a quarter of each head, the latter linearly scaled); Nemotron-H's
-// single-purpose blocks (a relu² MLP block, a per-group gated norm, a Δ floor).
+// single-purpose blocks (a relu² MLP block, a per-group gated norm, a Δ floor); GPT-OSS's
+// attention sinks, q/k/v/o and router biases, and experts with biases and the clamped
+// swiglu_oai activation (the clamps bite on about a tenth of this batch's values), its
+// interleaved gate_up_proj compared as stored.
 const FIXTURES = [
   "mamba_bias",
   "mixtral_yarn",
@@ -109,6 +112,7 @@ const FIXTURES = [
   "bamba_quarter_rope_bias",
   "nemotron_h",
   "nemotron_h_pattern_bias",
+  "gpt_oss",
 ];
 
 for (const name of FIXTURES) {

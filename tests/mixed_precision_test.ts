@@ -1,7 +1,7 @@
 /**
  * Mixed precision (`activationDtype: "f16"`): which values `activationStorage`
  * moves to f16 buffers, kernels that convert on load and store against the f32
- * plan and the CPU reference, tiny Mixtral, Mamba and Jamba training with f16
+ * plan and the CPU reference, tiny Mixtral, Mamba, Jamba and GPT-OSS training with f16
  * activations (same first loss within f16 rounding, overfitting, bit-for-bit
  * repeatable), and the errors.
  */

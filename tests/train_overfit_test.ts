@@ -1,7 +1,8 @@
 /**
- * A tiny Mixtral (attention, RoPE, MoE), Mamba (selective scan, causal conv)
- * and Jamba (both, interleaved) each overfit one batch through the training
- * API: fresh Hugging Face init, AdamW, the whole step on the device.
+ * A tiny Mixtral (attention, RoPE, MoE), Mamba (selective scan, causal conv),
+ * Jamba (both, interleaved) and GPT-OSS (attention sinks, biases, experts with
+ * biases and the clamped swiglu_oai) each overfit one batch through the
+ * training API: fresh Hugging Face init, AdamW, the whole step on the device.
  */
 
 import { OVERFIT_BATCH, TINY_TRAIN_CONFIGS } from "./fixtures/train_configs.ts";

@@ -29,6 +29,7 @@ export const ARCHITECTURES = [
   "GraniteMoeHybridForCausalLM",
   "BambaForCausalLM",
   "NemotronHForCausalLM",
+  "GptOssForCausalLM",
 ] as const;
 
 /**
@@ -189,6 +190,32 @@ function mixtral(d: Dice, promptLen: number): Record<string, unknown> {
     // token then, so its generate() disagrees with its own full forward.
     sliding_window: d.chance(0.5) ? null : d.int(2, promptLen + 4),
     ...(d.chance(0.05) ? { hidden_act: d.pick(["gelu", "gelu_pytorch_tanh", "relu"]) } : {}),
+  };
+}
+
+function gptOss(d: Dice, promptLen: number): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const { experts, topk } = moe(d, 8);
+  const window = d.int(2, promptLen + 4);
+  return {
+    ...base,
+    ...attention(d, 0.5),
+    intermediate_size: d.int(2, 24) * 2,
+    num_local_experts: experts,
+    num_experts_per_tok: topk,
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+    sliding_window: window,
+    // Absent: GptOssConfig slides the even layers.
+    ...(d.chance(0.5)
+      ? {
+        layer_types: Array.from(
+          { length: layers },
+          () => (d.chance(0.5) ? "sliding_attention" : "full_attention"),
+        ),
+      }
+      : {}),
+    attention_bias: d.chance(0.8),
   };
 }
 
@@ -512,6 +539,8 @@ export function randomCases(
       ? bamba(d)
       : arch === "NemotronHForCausalLM"
       ? nemotronH(d)
+      : arch === "GptOssForCausalLM"
+      ? gptOss(d, prompt_len)
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

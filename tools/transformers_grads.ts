@@ -22,7 +22,7 @@
 import { TrainableBuilder } from "../compiler/train/trainable.ts";
 import { withFloat64Host } from "../core/dtype.ts";
 import type { HostArray } from "../core/dtype.ts";
-import { fusedTensors, parseConfig } from "../models/architectures/mod.ts";
+import { fusedTensors, joinParts, parseConfig } from "../models/architectures/mod.ts";
 import { buildTrainingLM } from "../models/causal_lm_train.ts";
 import type { ModelConfig } from "../models/config.ts";
 import { runCpu } from "../runtime/cpu_backend.ts";
@@ -188,8 +188,7 @@ export async function kilnGrads(
     // Fused checkpoint tensors (Granite's input_linear) are compared whole, as stored.
     for (const f of fusedTensors(cfg)) {
       const parts = f.parts.map((p) => m.get(p)!);
-      const whole = new Float64Array(parts.reduce((a, p) => a + p.length, 0));
-      parts.forEach((p, k) => whole.set(p, k * p.length));
+      const whole = joinParts(f, parts, new Float64Array(parts.reduce((a, p) => a + p.length, 0)));
       for (const p of f.parts) m.delete(p);
       m.set(f.name, whole);
     }

@@ -67,6 +67,18 @@ def redraw(model, seed):
                 p.copy_(1 + 0.1 * torch.randn(shape, generator=g))
             elif name.endswith(".bias"):
                 p.copy_(0.05 * torch.randn(shape, generator=g))
+            elif name.endswith("_proj_bias"):
+                # GPT-OSS's expert biases (init zeros): large enough to matter.
+                p.copy_(0.5 * torch.randn(shape, generator=g))
+            elif name.endswith(".sinks"):
+                # GPT-OSS's attention sinks: logits of the same order as the scores.
+                p.copy_(torch.randn(shape, generator=g))
+            elif name.endswith("experts.gate_up_proj"):
+                # GPT-OSS stores it [E, hidden, 2·I] (fan-in first): a spread wide
+                # enough that the SwiGLU's clamp at ±7 is hit by some values.
+                p.copy_(5.0 / math.sqrt(shape[1]) * torch.randn(shape, generator=g))
+            elif name.endswith("experts.down_proj") and "GptOss" in type(model).__name__:
+                p.copy_(0.5 / math.sqrt(shape[1]) * torch.randn(shape, generator=g))
             elif p.dim() >= 2:
                 # Routers get a wider spread so expert choice is decisive rather
                 # than a coin toss at every token.

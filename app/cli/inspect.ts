@@ -161,6 +161,7 @@ async function inspectModel(
       a.outBias ? "o bias" : "",
       a.qkNorm ? (a.qkNormPerHead ? "QK-norm per head" : "QK-norm") : "",
       a.clipQkv ? `clip_qkv ${a.clipQkv}` : "",
+      a.sinks ? "sinks" : "",
     ].filter((x) => x).join(", ");
     console.log(
       `attention: ${a.heads} heads, ${a.kvHeads} kv heads, head dim ${a.headDim}, rope ${rope}, ` +
@@ -193,13 +194,18 @@ async function inspectModel(
     console.log(`selective scan, prefill of 512 tokens: ${await scanChoice(prefill)}`);
   }
   if (cfg.moe) {
-    const shared = cfg.moe.sharedExpert;
+    const m = cfg.moe, shared = m.sharedExpert, act = m.activation;
+    const extras = [
+      m.routerBias ? "router bias" : "",
+      m.expertBias ? "expert biases" : "",
+      act ? `clamped SwiGLU (α ${act.alpha}, limit ${act.limit})` : "",
+    ].filter((x) => x);
     console.log(
-      `moe: ${cfg.moe.experts} experts, top-${cfg.moe.topK}${
-        cfg.moe.normTopk ? " (renormalised)" : ""
+      `moe: ${m.experts} experts, top-${m.topK}${
+        m.normTopk ? " (renormalised)" : ""
       }, expert width ${expertWidth(cfg)}${
         shared ? `, shared expert width ${shared.ff}${shared.gated ? " (sigmoid-gated)" : ""}` : ""
-      }`,
+      }${extras.length ? `, ${extras.join(", ")}` : ""}`,
     );
   }
   console.log(`parameters: ${b(count.total)} total, ${b(count.activePerToken)} active per token`);

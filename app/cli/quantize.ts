@@ -7,9 +7,11 @@
  * `tokenizer.*` metadata copied with their stored types, except the keys that
  * describe the new file). Every tensor is read as f32 — a quantized GGUF tensor
  * dequantized — and written in the new type (`convertToGguf`: norms and the other
- * tensors llama.cpp keeps f32 stay f32). Arguments, the input and the output are
- * checked before any tensor is read; progress is shown per tensor on stderr when
- * it is a terminal.
+ * tensors llama.cpp keeps f32 stay f32), except one already stored in that type
+ * (a GPT-OSS checkpoint's MXFP4 experts written as MXFP4, a q8_0 GGUF tensor as
+ * q8_0), whose blocks are copied as llama-quantize copies them. Arguments, the
+ * input and the output are checked before any tensor is read; progress is shown
+ * per tensor on stderr when it is a terminal.
  *
  * @module
  */
@@ -194,6 +196,7 @@ export async function quantize(args: string[]): Promise<void> {
         config,
         tensors: weights.tensors,
         readF32: async (n) => await weights.readAs(n, "f32") as Float32Array,
+        readRaw: (n) => weights.readRaw(n),
       },
       out,
       {

@@ -1,7 +1,8 @@
 /**
  * GGUF files as Hugging Face checkpoints, and back, exactly as llama.cpp
  * writes and reads them — for the architectures Kiln runs: `llama` with
- * experts (Mixtral), `mamba`, `jamba`, `qwen2moe`, `olmoe` and `qwen3moe`.
+ * experts (Mixtral), `mamba`, `mamba2`, `jamba`, `qwen2moe`, `olmoe`, `qwen3moe`,
+ * `granitehybrid` (and `granite`, read only) and `gpt-oss`.
  *
  * {@linkcode openGgufModel} opens a GGUF and presents it the way Kiln's loader
  * reads a safetensors checkpoint: an HF `config.json` object rebuilt from the
@@ -9,7 +10,8 @@
  * read in HF layout — llama.cpp's q/k row permutation undone, stacked experts
  * sliced per expert, Mamba's A = −exp(A_log) turned back into A_log (as f32),
  * conv1d given back its `[I, 1, k]` shape. Everything else keeps its stored
- * bytes and type (a q4_k weight reads as the same q4_k blocks).
+ * bytes and type (a q4_k weight reads as the same q4_k blocks; GPT-OSS's MXFP4
+ * experts as the MXFP4 blocks a Hugging Face MXFP4 checkpoint presents).
  *
  * {@linkcode convertToGguf} is the reverse, for `kiln quantize`
  * (`arch_convert.ts`); the tensor table both use is `arch_names.ts`, the

@@ -43,6 +43,8 @@
  *   (absent or 0: 1/√head size, llama.cpp's), `.embedding_scale`,
  *   `.residual_scale`, `.logit_scale` (absent or 0: none), and RoPE only when
  *   `.rope.scaling.finetuned` is true or absent (llama.cpp's switch);
+ * - `gpt-oss` (GPT-OSS): see `arch_config_gpt_oss.ts` (heads, the experts'
+ *   width, the sliding-window pattern llama.cpp assumes, yarn as ggml computes it);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
  *   `.expert_count`, `.expert_used_count`; `attn_layer_period/offset` and
@@ -65,6 +67,7 @@ import { GGUF_ARCHITECTURES } from "./arch_names.ts";
 import { attentionLayers, Keys } from "./arch_keys.ts";
 export { f32Decimal } from "./arch_keys.ts";
 import { graniteConfig } from "./arch_config_granite.ts";
+import { gptOssConfig } from "./arch_config_gpt_oss.ts";
 
 type Json = Record<string, unknown>;
 
@@ -141,7 +144,9 @@ export function hfConfigFromGguf(
   if (arch === "mamba") config = mambaConfig(k, common, H, eps);
   else if (arch === "mamba2") config = mamba2Config(k, common, H, eps);
   else if (arch === "jamba") config = { ...jambaConfig(k, common, L, H), rms_norm_eps: eps };
-  else if (arch === "granitehybrid" || arch === "granite") {
+  else if (arch === "gpt-oss") {
+    config = { ...gptOssConfig(k, L, H, ctx), ...common, rms_norm_eps: eps };
+  } else if (arch === "granitehybrid" || arch === "granite") {
     // llama.cpp's switch for RoPE (absent: on); without it the base and context mean nothing.
     const rope = k.m.optionalBool(k.key("rope.scaling.finetuned")) !== false;
     config = {

@@ -15,7 +15,10 @@
  * (as `llama-quantize --pure`): no per-tensor Q4_K_M-style mixes. A row length
  * (the innermost dimension) that is not a whole number of blocks falls back as
  * `llama-quantize` does: q4_k → q5_0, q5_k → q5_1, q6_k → q8_0, q2_k / q3_k /
- * iq4_xs → iq4_nl, and a row that is not a multiple of 32 either → f16.
+ * iq4_xs → iq4_nl, and a row that is not a multiple of 32 either → f16. A
+ * tensor whose sources are already stored in its type (and a source that can
+ * read them raw, `HfTensorSource.readRaw`) is copied, not requantized, as
+ * llama-quantize copies a tensor already of the requested type.
  *
  * @module
  */
@@ -66,10 +69,20 @@ import { GGUF_FILE_TYPES, ggufArchMetadata, type GgufOutType } from "./arch_meta
 export interface HfTensorSource {
   /** The config.json object. */
   readonly config: Record<string, unknown>;
-  /** Every tensor's shape, by name. */
-  readonly tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>;
+  /** Every tensor's shape, and the format of one stored quantized, by name. */
+  readonly tensors: ReadonlyMap<
+    string,
+    { readonly shape: readonly number[]; readonly format?: string }
+  >;
   /** One tensor's values as f32, row-major. */
   readF32(name: string): Promise<Float32Array>;
+  /**
+   * One tensor's stored bytes (a quantized one's blocks, in ggml's layout).
+   * Given, a GGUF tensor whose every source is already stored in the type it is
+   * written in is copied block for block, as llama-quantize copies a tensor
+   * already of its type (GPT-OSS's MXFP4 experts stay the blocks they were).
+   */
+  readRaw?(name: string): Promise<Uint8Array>;
 }
 
 /**
@@ -401,7 +414,9 @@ export async function convertToGguf(
       data: async () => {
         const imp = isQuantFormat(type) ? options.imatrix?.entries.get(p.name) : undefined;
         const read = (n: string) => source.readF32(n);
-        const bytes = await encodeGgufTensor(p, type, read, quantizer, imp);
+        const bytes = storedAs(source, p, type)
+          ? await copyStored(source, p, type)
+          : await encodeGgufTensor(p, type, read, quantizer, imp);
         options.onProgress?.(++done, plans.length, p.name);
         return bytes;
       },
@@ -422,6 +437,32 @@ export async function convertToGguf(
   } finally {
     pool?.close();
   }
+}
+
+/** Whether every source of `plan` is stored as `type` and can be copied as it is. */
+function storedAs(source: HfTensorSource, plan: GgufTensorPlan, type: GgmlTypeName): boolean {
+  return isQuantFormat(type) && source.readRaw !== undefined && plan.transform.kind === "copy" &&
+    plan.sources.every((s) => source.tensors.get(s)?.format === type);
+}
+
+/** The stored blocks of `plan`'s sources, one after another (each checked for its size). */
+async function copyStored(
+  source: HfTensorSource,
+  plan: GgufTensorPlan,
+  type: GgmlTypeName,
+): Promise<Uint8Array> {
+  const slice = bytesOf(type, plan.sourceShape.reduce((a, b) => a * b, 1));
+  const out = new Uint8Array(slice * plan.sources.length);
+  for (const [e, src] of plan.sources.entries()) {
+    const raw = await source.readRaw!(src);
+    if (raw.length !== slice) {
+      throw new RangeError(
+        `checkpoint: tensor ${quote(src)} holds ${raw.length} bytes of ${type}, expected ${slice}`,
+      );
+    }
+    out.set(raw, e * slice);
+  }
+  return out;
 }
 
 /** A Mixtral's RoPE divisors (llama3 scaling) for `rope_freqs.weight`, else undefined. */

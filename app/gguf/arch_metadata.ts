@@ -45,11 +45,12 @@
  *   converter always writes false); `.feed_forward_length` is the experts' width,
  *   or the shared MLP's in a model without experts. A config llama.cpp's
  *   granitehybrid could not load (projection biases, `mamba_expand` ≠ 2, no Mamba
- *   layer) is refused.
+ *   layer) is refused;
+ * - `gpt-oss` (GPT-OSS): see `arch_metadata_gpt_oss.ts`.
  *
  * A missing `max_position_embeddings` takes the transformers class default
- * (Mixtral 131072, Qwen2-MoE and Qwen3-MoE 32768, OLMoE 4096, Jamba 262144), since llama.cpp requires a
- * context length.
+ * (Mixtral and GPT-OSS 131072, Qwen2-MoE and Qwen3-MoE 32768, OLMoE 4096, Jamba
+ * 262144), since llama.cpp requires a context length.
  *
  * @module
  */
@@ -62,6 +63,7 @@ import type { GgufEntry } from "./value.ts";
 import { GGUF_ARCH_OF } from "./arch_names.ts";
 import { ropeDivisors } from "../../models/rope_scaling.ts";
 import { clampsDelta } from "../../models/mamba2.ts";
+import { gptOssKeys } from "./arch_metadata_gpt_oss.ts";
 
 /**
  * The element types `convertToGguf` writes weights in: one type for every
@@ -138,6 +140,7 @@ const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
   OlmoeForCausalLM: 4096,
   JambaForCausalLM: 262144,
   Qwen3MoeForCausalLM: 32768,
+  GptOssForCausalLM: 131072,
 };
 
 /**
@@ -221,6 +224,7 @@ export function ggufArchMetadata(
     attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   }
   if (granite) graniteKeys(cfg, config, ctx, u32, f32, put);
+  if (arch === "gpt-oss") gptOssKeys(cfg, config, ctx, u32, f32, put);
   if (arch === "jamba") {
     const kv = cfg.pattern.map((p) => (p.mixer === "attention" ? cfg.attention!.kvHeads : 0));
     put(`${arch}.attention.head_count_kv`, "array", {

@@ -41,6 +41,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   FalconMambaForCausalLM: "mamba",
   Mamba2ForCausalLM: "mamba2",
   GraniteMoeHybridForCausalLM: "granitehybrid",
+  GptOssForCausalLM: "gpt-oss",
 };
 
 /**
@@ -62,6 +63,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "mamba2",
   "granitehybrid",
   "granite",
+  "gpt-oss",
 ];
 
 /**
@@ -183,7 +185,11 @@ function mamba2Plans(
  * k; biases too, should a config have them); stacked experts are `[E, ff, H]`
  * for gate/up and `[E, H, ff]` for down; conv1d is `[I, k]` (HF `[I, 1, k]`);
  * `ssm_a` and `ssm_d` have no `.weight` suffix; `output.weight` is absent when
- * the embeddings are tied.
+ * the embeddings are tied. GPT-OSS (`gpt-oss`, NeoX RoPE: no permutation) adds
+ * `attn_sinks.weight` `[heads]`, the router's `ffn_gate_inp.bias` `[E]` and the
+ * experts' biases `ffn_{gate,up}_exps.bias` `[E, ff]` and `ffn_down_exps.bias`
+ * `[E, H]` (each one HF tensor, as its checkpoint layout names them), and names
+ * the norm before the experts `post_attention_norm`, not `ffn_norm`.
  *
  * @example
  * ```ts
@@ -243,6 +249,8 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
         add(`${b}.attn_v.bias`, [kv], `${A}.v_proj.bias`);
       }
       if (a.outBias) add(`${b}.attn_output.bias`, [H], `${A}.o_proj.bias`);
+      // GPT-OSS: one sink logit per query head (gpt-oss `attn_sinks`).
+      if (a.sinks) add(`${b}.attn_sinks.weight`, [a.heads], `${A}.sinks`);
       if (a.qkNorm) {
         // OLMoE: RMSNorm over the whole q and k projections (llama.cpp's olmoe graph);
         // Qwen3-MoE: over each head.
@@ -274,7 +282,11 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
       if (m.projBias) add(`${b}.ssm_out.bias`, [H], `${M}.out_proj.bias`);
     }
     if (layer.ffn === "none") return;
-    add(`${b}.ffn_norm.weight`, [H], `${P}.${lay.ffnNorm}.weight`);
+    // llama.cpp's gpt-oss names the norm before the experts after the attention.
+    const ffnNorm = GGUF_ARCH_OF[cfg.architecture] === "gpt-oss"
+      ? "post_attention_norm"
+      : "ffn_norm";
+    add(`${b}.${ffnNorm}.weight`, [H], `${P}.${lay.ffnNorm}.weight`);
     if (layer.ffn === "mlp") {
       const F = `${P}.${lay.mlp}`, ff = cfg.intermediate;
       add(`${b}.ffn_gate.weight`, [ff, H], `${F}.${lay.mlpNames.gate}.weight`);
@@ -285,6 +297,7 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
     const moe = cfg.moe!;
     const E = moe.experts, ff = expertWidth(cfg), Mo = moePrefix(cfg, i);
     add(`${b}.ffn_gate_inp.weight`, [E, H], `${Mo}.${lay.router}.weight`);
+    if (moe.routerBias) add(`${b}.ffn_gate_inp.bias`, [E], `${Mo}.${lay.router}.bias`);
     const stack = (name: string, which: "w1" | "w3" | "w2", each: number[]) =>
       out.push({
         name,
@@ -297,6 +310,14 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
     stack(`${b}.ffn_gate_exps.weight`, "w1", [ff, H]);
     stack(`${b}.ffn_down_exps.weight`, "w2", [H, ff]);
     stack(`${b}.ffn_up_exps.weight`, "w3", [ff, H]);
+    const bias = lay.expertBiases;
+    if (moe.expertBias && bias) {
+      // GPT-OSS: each layer's experts' biases, one [E, width] tensor per projection.
+      const X = `${Mo}.${lay.experts}`;
+      add(`${b}.ffn_gate_exps.bias`, [E, ff], `${X}.${bias.gate}`);
+      add(`${b}.ffn_down_exps.bias`, [E, H], `${X}.${bias.down}`);
+      add(`${b}.ffn_up_exps.bias`, [E, ff], `${X}.${bias.up}`);
+    }
     if (moe.sharedExpert && lay.shared) {
       const S = `${layerPrefix(cfg, i)}.${lay.shared.expert}`, sff = moe.sharedExpert.ff;
       if (moe.sharedExpert.gated) {
@@ -318,16 +339,17 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
 
 /**
  * GGUF architectures whose llama.cpp loader requires `output.weight`
- * (`load_arch_tensors` of `src/models/qwen2moe.cpp` and `olmoe.cpp` create it
- * with flag 0, where llama, mamba and jamba fall back to `token_embd.weight`).
+ * (`load_arch_tensors` of `src/models/qwen2moe.cpp`, `olmoe.cpp` and
+ * `openai-moe.cpp` create it with flag 0, where llama, mamba and jamba fall back
+ * to `token_embd.weight`).
  */
-const OUTPUT_REQUIRED: ReadonlySet<string> = new Set(["qwen2moe", "olmoe", "qwen3moe"]);
+const OUTPUT_REQUIRED: ReadonlySet<string> = new Set(["qwen2moe", "olmoe", "qwen3moe", "gpt-oss"]);
 
 /**
  * The tensors `kiln quantize` writes for `cfg`: {@linkcode ggufTensorPlans},
- * and for a tied Qwen2-MoE or OLMoE an `output.weight` holding the embeddings
- * a second time (llama.cpp requires one for those architectures, where llama,
- * mamba and jamba fall back to `token_embd.weight`).
+ * and for a tied Qwen2-MoE, OLMoE, Qwen3-MoE or GPT-OSS an `output.weight`
+ * holding the embeddings a second time (llama.cpp requires one for those
+ * architectures, where llama, mamba and jamba fall back to `token_embd.weight`).
  *
  * @example
  * ```ts

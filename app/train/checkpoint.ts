@@ -11,7 +11,7 @@
 
 import { buildCausalLM, checkpointSources, type ParamSource } from "../../models/causal_lm.ts";
 import type { ModelConfig } from "../../models/config.ts";
-import { fusedTensors } from "../../models/architectures/mod.ts";
+import { fusedTensors, joinParts, readPart } from "../../models/architectures/mod.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import { loadWeights } from "../model/weights.ts";
 import { openWeights } from "../model/source.ts";
@@ -84,9 +84,7 @@ function joinFused(cfg: ModelConfig, tensors: NamedTensor[]): NamedTensor[] {
   if (fused.length === 0) return tensors;
   const byName = new Map(tensors.map((t) => [t.name, t]));
   const joined = new Map(fused.map((f) => {
-    const parts = f.parts.map((p) => byName.get(p)!.data as Float32Array);
-    const data = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-    parts.forEach((p, k) => data.set(p, k * p.length));
+    const data = joinParts(f, f.parts.map((p) => byName.get(p)!.data as Float32Array));
     return [f.parts[0], { name: f.name, shape: f.shape, data }];
   }));
   const inFused = new Set(fused.flatMap((f) => f.parts));
@@ -108,7 +106,13 @@ function splitFused(
     const all = tensors.get(f.name)!.data;
     const per = all.length / f.parts.length;
     f.parts.forEach((p, k) =>
-      out.set(p, { name: p, shape: f.partShape, data: all.subarray(k * per, (k + 1) * per) })
+      out.set(p, {
+        name: p,
+        shape: f.partShape,
+        data: f.packing
+          ? readPart(f, all, k, new Float32Array(per))
+          : all.subarray(k * per, (k + 1) * per),
+      })
     );
   }
   return out;

@@ -97,6 +97,9 @@ export function initParam(
   if (bambaMixer && /\.dt_bias$/.test(name)) {
     return new Float32Array(n).fill(1);
   }
+  // GPT-OSS's experts' biases (Kiln's stacked b1/b3/b2) start at zero; its router
+  // bias (`router_bias`) and sinks are drawn normal(0, std) as the weights are.
+  if (/\.b[123]$/.test(name)) return new Float32Array(n);
   if (/\.bias$/.test(name)) {
     // PyTorch's Conv1d default keeps its bias in Mamba; every Linear bias is zeroed.
     if (mambaArch && !mamba2 && /conv1d\.bias$/.test(name)) {

@@ -9,11 +9,13 @@
  * output itself and, with `routing`, the weights output. Top-k selection and
  * capacity drops are piecewise constant, so the `sigmoid_bias` selection bias
  * gets no gradient (DeepSeek-V3 updates it outside backprop) and neither does
- * the padding mask.
+ * the padding mask. The experts' biases (GPT-OSS's `expertBias`) and the
+ * `swiglu_oai` activation are differentiated inside `moe_grad`.
  *
  * @module
  */
 
+import { activationOf, optionalInputs } from "../../ops/moe/attrs.ts";
 import type { MoeAttrs } from "../../ops/moe/mod.ts";
 import type { Tensor } from "../tensor.ts";
 import { filled } from "./broadcast.ts";
@@ -26,16 +28,6 @@ function moeRule(
     throw new TypeError(
       `grad: moe ${attrs.name ?? ""} has ${attrs.weightFormat} block-quantized expert weights, ` +
         "which have no gradient; train f32 weights",
-    );
-  }
-  // moe_grad knows only bias-free SwiGLU experts: refuse rather than be silently wrong.
-  const missing = [
-    ...(attrs.expertBias === true ? ["expert biases"] : []),
-    ...(attrs.activation === "swiglu_oai" ? ["the swiglu_oai activation"] : []),
-  ];
-  if (missing.length > 0) {
-    throw new TypeError(
-      `grad: moe ${attrs.name ?? ""}: gradients of ${missing.join(" and ")} are not implemented`,
     );
   }
   if (typeof attrs.slots === "number" && attrs.slots > 0) {
@@ -64,11 +56,12 @@ function moeRule(
   const flatX = rows(x, d);
   const orZeros = (t: Tensor | undefined, shape: readonly (number | string)[]) =>
     t ?? filled(g, 0, shape as Tensor["shape"], "f32");
-  const sig = attrs.router === "sigmoid_bias";
-  const maskAt = sig ? 6 : 5; // after the bias; no slot table (refused above)
-  const hasMask = inputs.length > maskAt;
+  // No slot table (refused above): the optional inputs are the selection bias,
+  // the experts' biases and the mask, in that order.
+  const at = optionalInputs(attrs, inputs.length);
+  const biases = at.b1 !== undefined;
   const [gy, glogits, , gaux, , gtopkw] = grads;
-  const [dx, dz, dw1, dw3, dw2] = g.apply("moe_grad", [
+  const [dx, dz, dw1, dw3, dw2, db1, db3, db2] = g.apply("moe_grad", [
     flatX,
     rows(outputs[1], E),
     w1,
@@ -78,10 +71,11 @@ function moeRule(
     glogits ? rows(glogits, E) : orZeros(undefined, [T, E]),
     gtopkw ? rows(gtopkw, k) : orZeros(undefined, [T, k]),
     orZeros(gaux, [2]),
-    hasMask
-      ? (lead.length === 1 ? inputs[maskAt] : inputs[maskAt].reshape([T]))
+    at.mask !== undefined
+      ? (lead.length === 1 ? inputs[at.mask] : inputs[at.mask].reshape([T]))
       : filled(g, 1, [T], "f32"),
-    sig ? inputs[5] : orZeros(undefined, [E]),
+    at.bias !== undefined ? inputs[at.bias] : orZeros(undefined, [E]),
+    ...(biases ? [inputs[at.b1!], inputs[at.b3!], inputs[at.b2!]] : []),
   ], {
     experts: E,
     topK: k,
@@ -89,6 +83,13 @@ function moeRule(
     normTopk: attrs.normTopk,
     routedScaling: attrs.routedScaling,
     capacityFactor: attrs.capacityFactor,
+    // Only what differs from bias-free SwiGLU, so those layers' graphs stay as they were.
+    ...(activationOf(attrs) === "swiglu" ? {} : {
+      activation: activationOf(attrs),
+      ...(typeof attrs.alpha === "number" ? { alpha: attrs.alpha } : {}),
+      ...(typeof attrs.limit === "number" ? { limit: attrs.limit } : {}),
+    }),
+    ...(biases ? { expertBias: true } : {}),
   });
   const out: (Tensor | undefined)[] = inputs.map(() => undefined);
   if (attrs.logitsIn === true) {
@@ -102,6 +103,11 @@ function moeRule(
   out[2] = needs[2] ? dw1 : undefined;
   out[3] = needs[3] ? dw3 : undefined;
   out[4] = needs[4] ? dw2 : undefined;
+  if (biases) {
+    out[at.b1!] = needs[at.b1!] ? db1 : undefined;
+    out[at.b3!] = needs[at.b3!] ? db3 : undefined;
+    out[at.b2!] = needs[at.b2!] ? db2 : undefined;
+  }
   return out;
 }
 

@@ -19,11 +19,19 @@ import { mamba2 } from "./mamba2.ts";
 import { graniteHybrid } from "./granite_hybrid.ts";
 import { bamba } from "./bamba.ts";
 import { nemotronH } from "./nemotron_h.ts";
+import { gptOss } from "./gpt_oss.ts";
 import { ConfigReader, show } from "./reader.ts";
-import type { ArchitectureSpec, CheckpointLayout, FusedTensor, SwigluNames } from "./spec.ts";
+import type {
+  ArchitectureSpec,
+  CheckpointLayout,
+  FusedPacking,
+  FusedTensor,
+  SwigluNames,
+} from "./spec.ts";
 
-export type { ArchitectureSpec, CheckpointLayout, FusedTensor, SwigluNames };
+export type { ArchitectureSpec, CheckpointLayout, FusedPacking, FusedTensor, SwigluNames };
 export { ConfigReader };
+export { eachPartElement, joinParts, type NumberArray, readPart } from "./fused.ts";
 
 /**
  * Every architecture's spec.
@@ -31,7 +39,7 @@ export { ConfigReader };
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 11
+ * Object.keys(ARCHITECTURE_SPECS).length; // 12
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -46,6 +54,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   GraniteMoeHybridForCausalLM: graniteHybrid,
   BambaForCausalLM: bamba,
   NemotronHForCausalLM: nemotronH,
+  GptOssForCausalLM: gptOss,
 };
 
 /**

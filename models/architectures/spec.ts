@@ -72,6 +72,11 @@ export interface CheckpointLayout {
    * `mlp.shared_expert_gate`; Granite's ungated `shared_mlp`).
    */
   readonly shared?: { readonly expert: string; readonly gate: string };
+  /**
+   * The experts' biases, each one tensor `[E, width]` inside the expert list
+   * (GPT-OSS: the gate and up halves of `gate_up_proj_bias`, `down_proj_bias`).
+   */
+  readonly expertBiases?: SwigluNames;
 }
 
 /**
@@ -98,6 +103,31 @@ export interface FusedTensor {
   readonly parts: readonly string[];
   /** The shape of every part. */
   readonly partShape: readonly number[];
+  /** How the parts sit in it; absent: one after another. */
+  readonly packing?: FusedPacking;
+}
+
+/**
+ * Parts of a fused tensor that are not contiguous: the stored tensor is
+ * `groups` blocks `[R, C·every]`; in each, part p is the `[R, C]` of columns
+ * p, p + every, …, stored transposed when `transposed` (the part is then
+ * `[C, R]`). Parts are listed group by group. GPT-OSS's experts: `gate_up_proj`
+ * `[E, d, 2I]` is `{ groups: E, every: 2, transposed: true }`, parts gate₀,
+ * up₀, gate₁, … each `[I, d]`.
+ *
+ * @example
+ * ```ts
+ * import type { FusedPacking } from "@kiln/kiln";
+ * const gateUp: FusedPacking = { groups: 32, every: 2, transposed: true };
+ * ```
+ */
+export interface FusedPacking {
+  /** Blocks along the first axis (experts). */
+  readonly groups: number;
+  /** Parts interleaved column by column within a block. */
+  readonly every: number;
+  /** Each part is stored transposed. */
+  readonly transposed: boolean;
 }
 
 /**

@@ -7,20 +7,29 @@
  * 2. `w1 [E, ff, d]`, 3. `w3 [E, ff, d]`, 4. `w2 [E, d, ff]`,
  * 5. `dy [T, d]`, 6. `dlogits [T, E]` (gradient into the logits output),
  * 7. `dtopkw [T, k]` (into the routing weights output), 8. `daux [2]` (into the
- *    losses), 9. `mask [T]`, 10. `bias [E]` (`sigmoid_bias`; zeros otherwise).
+ *    losses), 9. `mask [T]`, 10. `bias [E]` (`sigmoid_bias`; zeros otherwise),
+ * then with the `expertBias` attribute 11. `b1 [E, ff]`, 12. `b3 [E, ff]`,
+ * 13. `b2 [E, d]` (the experts' biases).
  * Absent gradients are passed as zeros (broadcast constants, no buffers).
  *
  * Outputs: `dx [T, d]` through the experts (the router's share is
  * `dz · Wg`, a matmul the gradient rule adds), `dz [T, E]` (every path into the
- * logits summed), `dw1`, `dw3`, `dw2` (shapes of the weights).
+ * logits summed), `dw1`, `dw3`, `dw2` (shapes of the weights), and with
+ * `expertBias` `db1`, `db3 [E, ff]`, `db2 [E, d]`.
+ *
+ * The `activation`, `alpha` and `limit` attributes are the forward's: the
+ * hidden recompute and its backward use the same activation (`swiglu_oai`'s
+ * clamps pass the gradient inside their range, boundary included, as
+ * PyTorch's `clamp` does).
  *
  * The kernels recompute the routing from the logits with the forward's own
  * router and sort kernels (so selection, ties and capacity drops are exactly
  * the forward's), then run grouped passes over the expert-sorted rows: dy
  * gathered into expert order, `dh = dy·W2ₑ`, the hidden recompute with the
- * SwiGLU backward, dW2, dW1/dW3, dx rows, then the per-token combine, the
- * loss counts and the router backward (11 launches whatever E is). Every sum runs in a fixed order (no float
- * atomics), so results are deterministic.
+ * activation's backward, dW2 (and db2), dW1/dW3 (and db1/db3), dx rows, then
+ * the per-token combine, the loss counts and the router backward (11 launches
+ * whatever E is). Every sum runs in a fixed order (no float atomics), so
+ * results are deterministic.
  *
  * @module
  */
@@ -29,13 +38,15 @@ import { allocHost, type HostArray } from "../../core/dtype.ts";
 import type { TensorType } from "../../core/graph.ts";
 import { type Dim, formatShape } from "../../core/shape.ts";
 import type { HostTensor, OpDef } from "../types.ts";
-import { checkAttrs } from "./attrs.ts";
+import { activationOf, checkAttrs, expertBiasOf } from "./attrs.ts";
 import type { MoeRouterKind } from "./config.ts";
 import { emitMoeGrad } from "./grad_lower.ts";
 import { moeGradReference } from "./grad_reference.ts";
 
 /**
- * Attributes of `moe_grad`: the forward's routing semantics.
+ * Attributes of `moe_grad`: the forward's routing semantics, and optionally
+ * its experts' `activation` (with `alpha`, `limit`) and `expertBias`, as
+ * `moe` takes them.
  *
  * @example
  * ```ts
@@ -58,7 +69,11 @@ export interface MoeGradAttrs {
   readonly routedScaling: number;
   /** Capacity factor (0: dropless). */
   readonly capacityFactor: number;
-  /** Attributes are plain records, so graphs stay serialisable. */
+  /**
+   * Attributes are plain records, so graphs stay serialisable. Optional, as
+   * `moe`'s: `activation` (`"swiglu"` when absent) with `alpha` and `limit`,
+   * and `expertBias` (three more inputs and outputs).
+   */
   [key: string]: number | string | boolean;
 }
 
@@ -74,6 +89,9 @@ const NAMES = [
   "daux",
   "mask",
   "bias",
+  "b1",
+  "b3",
+  "b2",
 ] as const;
 
 function sameShape(a: readonly Dim[], b: readonly Dim[]): boolean {
@@ -92,6 +110,14 @@ function inferMoeGrad(inputs: readonly TensorType[], a: MoeGradAttrs): TensorTyp
     throw new RangeError(`moe_grad: w1 must be [E, ff, d], got ${formatShape(w1.shape)}`);
   }
   const ff = w1.shape[1];
+  const biases = expertBiasOf({ ...a, dense: false });
+  if (inputs.length !== (biases ? 14 : 11)) {
+    throw new RangeError(
+      `moe_grad: takes ${
+        biases ? "14 inputs with" : "11 inputs without"
+      } expertBias, got ${inputs.length}`,
+    );
+  }
   const want: Dim[][] = [
     [T, d],
     [T, E],
@@ -104,6 +130,9 @@ function inferMoeGrad(inputs: readonly TensorType[], a: MoeGradAttrs): TensorTyp
     [2],
     [T],
     [E],
+    [E, ff],
+    [E, ff],
+    [E, d],
   ];
   inputs.forEach((t, j) => {
     if (t.dtype !== "f32") {
@@ -121,11 +150,21 @@ function inferMoeGrad(inputs: readonly TensorType[], a: MoeGradAttrs): TensorTyp
     { shape: [E, ff, d], dtype: "f32" },
     { shape: [E, ff, d], dtype: "f32" },
     { shape: [E, d, ff], dtype: "f32" },
+    ...(biases
+      ? [
+        { shape: [E, ff], dtype: "f32" },
+        { shape: [E, ff], dtype: "f32" },
+        { shape: [E, d], dtype: "f32" },
+      ] as TensorType[]
+      : []),
   ];
 }
 
 function referenceMoeGrad(inputs: readonly HostTensor[], a: MoeGradAttrs): HostArray[] {
-  const [x, logits, w1, w3, w2, dy, dlogits, dtopkw, daux, mask, bias] = inputs.map((t) => t.data);
+  const [x, logits, w1, w3, w2, dy, dlogits, dtopkw, daux, mask, bias, b1, b3, b2] = inputs.map((
+    t,
+  ) => t.data);
+  const biases = expertBiasOf({ ...a, dense: false });
   const [T, d] = inputs[0].shape as number[];
   const r = moeGradReference(
     {
@@ -138,10 +177,14 @@ function referenceMoeGrad(inputs: readonly HostTensor[], a: MoeGradAttrs): HostA
       normTopk: a.normTopk,
       routedScaling: a.routedScaling,
       capacityFactor: a.capacityFactor > 0 ? a.capacityFactor : undefined,
+      activation: activationOf({ ...a, dense: false }),
+      alpha: typeof a.alpha === "number" ? a.alpha : undefined,
+      limit: typeof a.limit === "number" ? a.limit : undefined,
     },
-    { x, logits, w1, w3, w2, dy, dlogits, dtopkw, daux, mask, bias },
+    { x, logits, w1, w3, w2, dy, dlogits, dtopkw, daux, mask, bias, b1, b3, b2 },
   );
-  return [r.dx, r.dlogits, r.dw1, r.dw3, r.dw2].map((v) => {
+  const outs = [r.dx, r.dlogits, r.dw1, r.dw3, r.dw2, ...(biases ? [r.db1, r.db3, r.db2] : [])];
+  return outs.map((v) => {
     const out = allocHost("f32", v.length);
     out.set(v);
     return out;
@@ -167,11 +210,23 @@ function referenceMoeGrad(inputs: readonly HostTensor[], a: MoeGradAttrs): HostA
  * ```
  */
 export const moeGrad: OpDef<MoeGradAttrs> = {
-  arity: 11,
-  attrNames: ["experts", "topK", "router", "normTopk", "routedScaling", "capacityFactor"],
+  // The 11 operands above, then b1, b3, b2 with expertBias.
+  arity: [11, 14],
+  attrNames: [
+    "experts",
+    "topK",
+    "router",
+    "normTopk",
+    "routedScaling",
+    "capacityFactor",
+    "activation",
+    "alpha",
+    "limit",
+    "expertBias",
+  ],
   infer: inferMoeGrad,
   reference: (inputs, attrs) => referenceMoeGrad(inputs, attrs),
   // The incoming gradients and the mask may be fused views (zeros, broadcasts);
-  // x, the logits, the weights and the bias are read as raw arrays.
+  // x, the logits, the weights and the biases are read as raw arrays.
   lower: { kind: "kernel", prologue: [5, 6, 7, 8, 9], epilogue: false, emit: emitMoeGrad },
 };

@@ -12,7 +12,7 @@
  */
 
 import type { DeviceCaps, KernelSource } from "../types.ts";
-import { u32 } from "../wgsl/mod.ts";
+import { f32, u32 } from "../wgsl/mod.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
 import { flat, GradIo, segStart } from "./grad_kernels.ts";
 
@@ -22,6 +22,9 @@ const vt = (v: number): string => (v === 4 ? "vec4<f32>" : "f32");
 const comp = (x: string, u: number, v: number): string => (v === 4 ? `${x}[${u}]` : x);
 const dotOf = (a: string, b: string, v: number): string =>
   v === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`;
+/** Label suffix of the activation and biases (none for bias-free SwiGLU, whose labels stay). */
+const variant = (c: ResolvedMoeConfig): string =>
+  (c.activation === "swiglu" ? "" : "_oai") + (c.expertBias ? "_bias" : "");
 
 /**
  * Per row tile and `Vf` hidden columns: `dh = dy·W2ₑ`, the hidden
@@ -63,10 +66,54 @@ export function emitGradDh(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource
 }
 
 /**
- * Per row tile and `Vf` hidden columns: recomputes `a = x·W1ₑᵀ` and
- * `b = x·W3ₑᵀ`, reads `dh` from `hp` ({@linkcode emitGradDh}), then writes
- * `h = silu(a)·b`, `hp = h·dh` (summed per row into the routing weight's
- * gradient), `ga = w·dh·b·silu'(a)` and `gb = w·dh·silu(a)`.
+ * The activation's forward and backward at one hidden element: from the
+ * pre-activations `a`, `b` (WGSL names) and `o`, `w` in scope, reads
+ * `dh = hp[o]` and writes `h = act(a, b)`, `hp = h·dh`, `ga = w·dh·∂act/∂a`
+ * and `gb = w·dh·∂act/∂b`. SwiGLU's lines are the ones this kernel always had
+ * (bias-free layers keep their bits); `swiglu_oai`'s clamps pass the gradient
+ * inside their range, boundary included (PyTorch's `clamp`), and 0 outside.
+ */
+function actBackward(
+  c: ResolvedMoeConfig,
+  a: string,
+  b: string,
+  h: string,
+  hp: string,
+  ga: string,
+  gb: string,
+): string {
+  if (c.activation === "swiglu") {
+    return `      let s = 1.0 / (1.0 + exp(-${a}));
+      let silu = ${a} * s;
+      let dh = ${hp}[o];
+      let wdh = w * dh;
+      ${h}[o] = silu * ${b};
+      ${hp}[o] = silu * ${b} * dh;
+      ${ga}[o] = wdh * ${b} * s * (1.0 + ${a} * (1.0 - s));
+      ${gb}[o] = wdh * silu;`;
+  }
+  const L = f32(c.limit, "moe limit"), low = f32(-c.limit, "moe limit");
+  const alpha = f32(c.alpha, "moe alpha");
+  // σ(alpha·g) as 1 / (1 + exp(−alpha·g)): exp overflows to +∞ only where
+  // alpha·g ≪ 0, where σ, g·σ and the derivative are the correct 0.
+  return `      let gc = min(${a}, ${L});
+      let u1 = clamp(${b}, ${low}, ${L}) + 1.0;
+      let s = 1.0 / (1.0 + exp(-${alpha} * gc));
+      let glu = gc * s;
+      let hv = u1 * glu;
+      let dh = ${hp}[o];
+      let wdh = w * dh;
+      ${h}[o] = hv;
+      ${hp}[o] = hv * dh;
+      ${ga}[o] = select(0.0, wdh * u1 * (s + ${alpha} * glu * (1.0 - s)), ${a} <= ${L});
+      ${gb}[o] = select(0.0, wdh * glu, ${b} >= ${low} && ${b} <= ${L});`;
+}
+
+/**
+ * Per row tile and `Vf` hidden columns: recomputes `a = x·W1ₑᵀ (+ b1ₑ)` and
+ * `b = x·W3ₑᵀ (+ b3ₑ)`, reads `dh` from `hp` ({@linkcode emitGradDh}), then
+ * writes `h = act(a, b)`, `hp = h·dh` (summed per row into the routing
+ * weight's gradient), `ga = w·dh·∂act/∂a` and `gb = w·dh·∂act/∂b`.
  *
  * @example
  * ```ts ignore
@@ -105,32 +152,36 @@ export function emitGradHidden(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSo
   }
   L.push("  }");
   const [h, hp, ga, gb] = (["h", "hp", "ga", "gb"] as const).map((b) => g.s(b));
+  if (c.expertBias) {
+    // Expert e's gate and up biases of this invocation's columns, read once for every row.
+    for (const q of range(Vf)) {
+      const col = `e * ${u32(ff)} + nv * ${u32(Vf)} + ${u32(q)}`;
+      L.push(`  let eb1_${q} = ${g.in("b1")}[${col}];\n  let eb3_${q} = ${g.in("b3")}[${col}];`);
+    }
+  }
   for (const r of range(R)) {
     L.push(`  if (tok${r} != NONE) {`);
     L.push(`    let w = ${g.s("sorted_w")}[row0 + ${u32(r)}];`);
     for (const q of range(Vf)) {
-      const a = `a${r}_${q}`, b = `b${r}_${q}`;
-      L.push(`    {
-      let o = (row0 + ${u32(r)}) * ${u32(ff)} + nv * ${u32(Vf)} + ${u32(q)};
-      let s = 1.0 / (1.0 + exp(-${a}));
-      let silu = ${a} * s;
-      let dh = ${hp}[o];
-      let wdh = w * dh;
-      ${h}[o] = silu * ${b};
-      ${hp}[o] = silu * ${b} * dh;
-      ${ga}[o] = wdh * ${b} * s * (1.0 + ${a} * (1.0 - s));
-      ${gb}[o] = wdh * silu;
-    }`);
+      const acc = [`a${r}_${q}`, `b${r}_${q}`];
+      const [a, b] = c.expertBias ? ["av", "bv"] : acc;
+      const pre = c.expertBias
+        ? `\n      let av = ${acc[0]} + eb1_${q};\n      let bv = ${acc[1]} + eb3_${q};`
+        : "";
+      const o = `(row0 + ${u32(r)}) * ${u32(ff)} + nv * ${u32(Vf)} + ${u32(q)}`;
+      L.push(`    {\n      let o = ${o};${pre}\n${actBackward(c, a, b, h, hp, ga, gb)}\n    }`);
     }
     L.push("  }");
   }
-  const label = `moe_grad_hidden_${R}x${Vf}_${ff}x${d}`;
+  const label = `moe_grad_hidden_${R}x${Vf}_${ff}x${d}${variant(c)}`;
   return flat(label, "grad_hidden", c.tilesMax * NF, caps, L.join("\n"), "", g);
 }
 
 /**
  * `dW2ₑ[c, n] = Σ_rows w·dy[tok, c]·h[row, n]` over expert e's kept rows, a
- * tile of rows of c by `Vf` columns per invocation.
+ * tile of rows of c by `Vf` columns per invocation; with expert biases also
+ * `db2ₑ[c] = Σ_rows w·dy[tok, c]`, stored by the invocations of the first
+ * columns (every invocation sums it alongside: cheaper than a branch per row).
  *
  * @example
  * ```ts ignore
@@ -153,9 +204,11 @@ export function emitGradW2(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource
   for (const j of range(Vd)) {
     for (const m of range(M)) L.push(`  var acc${j}_${m} = ${vt(Vf)}(0.0);`);
   }
+  if (c.expertBias) L.push(`  var bacc = ${vt(Vd)}(0.0);`);
   L.push("  for (var q = 0u; q < cnt; q++) {");
   L.push("    let r = st + q;");
   L.push(`    let dv = ${g.s("sorted_w")}[r] * ${dys}[r * ${u32(KD)} + cv];`);
+  if (c.expertBias) L.push("    bacc += dv;");
   for (const m of range(M)) L.push(`    let hv${m} = ${h}[r * ${u32(NF)} + nv + ${u32(m)}];`);
   for (const j of range(Vd)) {
     for (const m of range(M)) L.push(`    acc${j}_${m} += ${comp("dv", j, Vd)} * hv${m};`);
@@ -171,13 +224,23 @@ export function emitGradW2(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource
       }
     }
   }
-  const label = `moe_grad_w2_${Vd}x${M * Vf}_e${E}`;
+  if (c.expertBias) {
+    L.push("  if (nv == 0u) {");
+    for (const j of range(Vd)) {
+      const at = `e * ${u32(d)} + cv * ${u32(Vd)} + ${u32(j)}`;
+      L.push(`    ${g.store("db2", at, comp("bacc", j, Vd))};`);
+    }
+    L.push("  }");
+  }
+  const label = `moe_grad_w2_${Vd}x${M * Vf}_e${E}${c.expertBias ? "_bias" : ""}`;
   return flat(label, "grad_w2", E * KD * (NF / M), caps, L.join("\n"), segStart(c, g), g);
 }
 
 /**
  * `dW1ₑ[n, c] = Σ_rows ga[row, n]·x[tok, c]` and `dW3ₑ` likewise with `gb`
- * (sharing the x loads), a tile of n by `Vd` columns per invocation.
+ * (sharing the x loads), a tile of n by `Vd` columns per invocation; with
+ * expert biases also `db1ₑ[n] = Σ_rows ga[row, n]` and `db3ₑ` with `gb`,
+ * stored by the invocations of the first columns.
  *
  * @example
  * ```ts ignore
@@ -202,12 +265,14 @@ export function emitGradW13(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSourc
       L.push(`  var p${j}_${m} = ${vt(Vd)}(0.0);\n  var q${j}_${m} = ${vt(Vd)}(0.0);`);
     }
   }
+  if (c.expertBias) L.push(`  var pb = ${vt(Vf)}(0.0);\n  var qb = ${vt(Vf)}(0.0);`);
   L.push("  for (var s = 0u; s < cnt; s++) {");
   L.push("    let r = st + s;");
   L.push(`    let xb = ${g.s("sorted_token")}[r] * ${u32(KD)} + cv;`);
   for (const m of range(M)) L.push(`    let xv${m} = ${x}[xb + ${u32(m)}];`);
   L.push(`    let gav = ${ga}[r * ${u32(NF)} + nv];`);
   L.push(`    let gbv = ${gb}[r * ${u32(NF)} + nv];`);
+  if (c.expertBias) L.push("    pb += gav;\n    qb += gbv;");
   for (const j of range(Vf)) {
     for (const m of range(M)) {
       L.push(`    p${j}_${m} += ${comp("gav", j, Vf)} * xv${m};`);
@@ -226,7 +291,16 @@ export function emitGradW13(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSourc
       }
     }
   }
-  const label = `moe_grad_w13_${Vf}x${M * Vd}_e${E}`;
+  if (c.expertBias) {
+    L.push("  if (cv == 0u) {");
+    for (const j of range(Vf)) {
+      const at = `e * ${u32(ff)} + nv * ${u32(Vf)} + ${u32(j)}`;
+      L.push(`    ${g.store("db1", at, comp("pb", j, Vf))};`);
+      L.push(`    ${g.store("db3", at, comp("qb", j, Vf))};`);
+    }
+    L.push("  }");
+  }
+  const label = `moe_grad_w13_${Vf}x${M * Vd}_e${E}${c.expertBias ? "_bias" : ""}`;
   return flat(label, "grad_w13", E * NF * (KD / M), caps, L.join("\n"), segStart(c, g), g);
 }
 

@@ -80,8 +80,22 @@ export function moeGradScratchLength(c: ResolvedMoeConfig, b: MoeGradScratch): n
 }
 
 /** Operand positions of `moe_grad` (inputs and outputs). */
-const IN = { x: 0, logits: 1, w1: 2, w3: 3, w2: 4, dy: 5, dlogits: 6, dtopkw: 7, daux: 8, mask: 9 };
-const OUT = { dx: 0, dz: 1, dw1: 2, dw3: 3, dw2: 4 };
+const IN = {
+  x: 0,
+  logits: 1,
+  w1: 2,
+  w3: 3,
+  w2: 4,
+  dy: 5,
+  dlogits: 6,
+  dtopkw: 7,
+  daux: 8,
+  mask: 9,
+  b1: 11,
+  b3: 12,
+  b2: 13,
+};
+const OUT = { dx: 0, dz: 1, dw1: 2, dw3: 3, dw2: 4, db1: 5, db3: 6, db2: 7 };
 
 /**
  * Names of one kernel's operands, recorded through its {@linkcode KernelIo};
@@ -246,8 +260,9 @@ fn main(@builtin(local_invocation_index) li: u32) {
 
 /**
  * Per token: the routing weights' gradients (`dtopkw` plus Σ_n hp of each kept
- * slot) through the weight function (renormalised softmax, plain softmax, or
- * scaled sigmoid over the chosen), plus the balance loss through the mean
+ * slot, plus `dy·b2ₑ` with expert biases) through the weight function
+ * (renormalised softmax, plain softmax, or scaled sigmoid over the chosen),
+ * plus the balance loss through the mean
  * probabilities and the z-loss through the log-sum-exp, plus the gradient
  * already flowing into the logits: `dz [t, :]`.
  *
@@ -258,11 +273,18 @@ fn main(@builtin(local_invocation_index) li: u32) {
  */
 export function emitGradRouter(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource {
   const g = new GradIo();
-  const { T, E, k, ff } = c;
+  const { T, E, k, ff, d } = c;
   const [uE, uk, FF] = [u32(E), u32(k), u32(ff)];
   const sig = c.router === "sigmoid_bias";
   const norm = c.router === "softmax_topk" && c.normTopk;
   const fsum = g.s("fsum");
+  // The down bias is part of the expert output the weight scales: dL/dw gains dy·b2ₑ.
+  const downBias = c.expertBias
+    ? `
+      for (var cc = 0u; cc < ${u32(d)}; cc++) {
+        acc += ${g.s("dys")}[pos * ${u32(d)} + cc] * ${g.in("b2")}[ix[j] * ${u32(d)} + cc];
+      }`
+    : "";
   const weights = sig
     ? `  var sS = 0.0;
   var mean = 0.0;
@@ -325,7 +347,7 @@ ${
     var acc = ${g.load("dtopkw", `t * ${uk} + j`)};
     let pos = ${g.s("slot_pos")}[t * ${uk} + j];
     if (pos != NONE) {
-      for (var n = 0u; n < ${FF}; n++) { acc += ${g.s("hp")}[pos * ${FF} + n]; }
+      for (var n = 0u; n < ${FF}; n++) { acc += ${g.s("hp")}[pos * ${FF} + n]; }${downBias}
     }
     gj[j] = acc;
   }

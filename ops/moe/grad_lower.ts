@@ -9,6 +9,7 @@
 import { formatShape } from "../../core/shape.ts";
 import type { KernelContext, KernelEmission, ScratchSpec } from "../types.ts";
 import { flatKernel, KernelIo } from "../wgsl/mod.ts";
+import { activationOf, expertBiasOf } from "./attrs.ts";
 import { resolveMoeConfig } from "./config.ts";
 import type { MoeGradAttrs } from "./grad.ts";
 import {
@@ -32,7 +33,7 @@ import { emitSort } from "./sort.ts";
 
 /** No tokens: every gradient is zero (dx and dz are empty). */
 function emitZeros(ctx: KernelContext<MoeGradAttrs>): KernelEmission {
-  const kernels = [2, 3, 4].map((j) => {
+  const kernels = ctx.outputs.map((_, j) => j).filter((j) => j >= 2).map((j) => {
     const io = new KernelIo();
     const n = ctx.outputs[j].shape.reduce((a, b) => a * b, 1);
     return flatKernel(`moe_grad_zero${j}`, n, ctx.caps, `  ${io.store(j, "i", "0.0")};`, "", io);
@@ -53,7 +54,8 @@ export function emitMoeGrad(ctx: KernelContext<MoeGradAttrs>): KernelEmission {
   const { attrs, inputs, outputs, caps } = ctx;
   const [T, d] = inputs[0].shape;
   if (T === 0) return emitZeros(ctx);
-  for (const j of [0, 1, 2, 3, 4, 10]) {
+  const biases = expertBiasOf({ ...attrs, dense: false });
+  for (const j of [0, 1, 2, 3, 4, 10, ...(biases ? [11, 12, 13] : [])]) {
     if (!inputs[j].direct) {
       throw new RangeError(
         `moe_grad: input ${j} ${
@@ -72,6 +74,10 @@ export function emitMoeGrad(ctx: KernelContext<MoeGradAttrs>): KernelEmission {
     normTopk: attrs.normTopk,
     routedScaling: attrs.routedScaling,
     capacityFactor: attrs.capacityFactor > 0 ? attrs.capacityFactor : undefined,
+    activation: activationOf({ ...attrs, dense: false }),
+    alpha: typeof attrs.alpha === "number" ? attrs.alpha : undefined,
+    limit: typeof attrs.limit === "number" ? attrs.limit : undefined,
+    expertBias: biases,
   });
   const scratch: ScratchSpec[] = MOE_GRAD_SCRATCH.map((b) => ({
     length: Math.max(1, moeGradScratchLength(c, b)),

@@ -1,7 +1,7 @@
 /**
  * CPU reference of the MoE layer's backward pass (`moe_grad`): the gradients
- * of x (through the experts), the router logits and the stacked expert
- * weights, written straight from the forward's semantics (`reference.ts`,
+ * of x (through the experts), the router logits, the stacked expert weights
+ * and (GPT-OSS) the experts' biases, for either activation, written straight from the forward's semantics (`reference.ts`,
  * whose routing it recomputes from the logits) in float64 arithmetic.
  *
  * @module
@@ -46,6 +46,12 @@ export interface MoeGradOperands {
   readonly mask: ArrayLike<number>;
   /** `sigmoid_bias` selection bias `[E]` (zeros otherwise). */
   readonly bias: ArrayLike<number>;
+  /** Expert gate biases `[E, ff]` (absent: none). */
+  readonly b1?: ArrayLike<number>;
+  /** Expert up biases `[E, ff]` (absent: none). */
+  readonly b3?: ArrayLike<number>;
+  /** Expert down biases `[E, d]` (absent: none). */
+  readonly b2?: ArrayLike<number>;
 }
 
 /**
@@ -57,6 +63,7 @@ export interface MoeGradOperands {
  * const r: MoeGradResult = {
  *   dx: new Float64Array(1), dlogits: new Float64Array(2),
  *   dw1: new Float64Array(2), dw3: new Float64Array(2), dw2: new Float64Array(2),
+ *   db1: new Float64Array(2), db3: new Float64Array(2), db2: new Float64Array(2),
  * };
  * ```
  */
@@ -71,9 +78,36 @@ export interface MoeGradResult {
   readonly dw3: Float64Array;
   /** dL/dW2 `[E, d, ff]`. */
   readonly dw2: Float64Array;
+  /** dL/db1 `[E, ff]`: the gate pre-activation gradients of each expert's kept pairs summed. */
+  readonly db1: Float64Array;
+  /** dL/db3 `[E, ff]`: the up pre-activation gradients summed likewise. */
+  readonly db3: Float64Array;
+  /** dL/db2 `[E, d]`: `Σ w·dy` over each expert's kept pairs. */
+  readonly db2: Float64Array;
 }
 
 const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
+
+/**
+ * `act(a, b)` with its partial derivatives `[act, ∂act/∂a, ∂act/∂b]`. The
+ * clamps of `swiglu_oai` pass the gradient where their input is inside the
+ * range, boundary included, and 0 where they clamp (PyTorch's `clamp`).
+ */
+function activationGrad(cfg: MoeReferenceConfig): (a: number, b: number) => number[] {
+  if ((cfg.activation ?? "swiglu") === "swiglu") {
+    return (a, b) => {
+      const s = sigmoid(a), silu = a * s;
+      return [silu * b, b * s * (1 + a * (1 - s)), silu];
+    };
+  }
+  const alpha = cfg.alpha ?? 1.702, limit = cfg.limit ?? 7;
+  return (a, b) => {
+    const g = Math.min(a, limit), u = Math.min(Math.max(b, -limit), limit);
+    const s = sigmoid(alpha * g), glu = g * s;
+    const da = a <= limit ? (u + 1) * (s + alpha * glu * (1 - s)) : 0;
+    return [(u + 1) * glu, da, -limit <= b && b <= limit ? glu : 0];
+  };
+}
 
 /**
  * The backward pass of the routed expert layer. Top-k selection and capacity
@@ -109,7 +143,10 @@ export function moeGradReference(cfg: MoeReferenceConfig, o: MoeGradOperands): M
   const dw1 = new Float64Array(E * ff * d);
   const dw3 = new Float64Array(E * ff * d);
   const dw2 = new Float64Array(E * d * ff);
-  // Expert pairs: y_t += w · W2ₑ (silu(W1ₑ x) ⊙ W3ₑ x); gw = dL/dw of each kept pair.
+  const db1 = new Float64Array(E * ff), db3 = new Float64Array(E * ff);
+  const db2 = new Float64Array(E * d);
+  const act = activationGrad(cfg);
+  // Expert pairs: y_t += w · (W2ₑ act(W1ₑ x + b1ₑ, W3ₑ x + b3ₑ) + b2ₑ); gw = dL/dw of each kept pair.
   const gw = Float64Array.from({ length: T * k }, (_, i) => o.dtopkw[i]);
   const a = new Float64Array(ff), b = new Float64Array(ff), dh = new Float64Array(ff);
   for (let t = 0; t < T; t++) {
@@ -117,7 +154,7 @@ export function moeGradReference(cfg: MoeReferenceConfig, o: MoeGradOperands): M
       if (!fwd.keptSlot[t * k + j]) continue;
       const e = fwd.topkIdx[t * k + j], w = fwd.topkW[t * k + j];
       for (let n = 0; n < ff; n++) {
-        let sa = 0, sb = 0, sh = 0;
+        let sa = o.b1?.[e * ff + n] ?? 0, sb = o.b3?.[e * ff + n] ?? 0, sh = 0;
         for (let c = 0; c < d; c++) {
           sa += o.w1[(e * ff + n) * d + c] * o.x[t * d + c];
           sb += o.w3[(e * ff + n) * d + c] * o.x[t * d + c];
@@ -125,11 +162,17 @@ export function moeGradReference(cfg: MoeReferenceConfig, o: MoeGradOperands): M
         }
         a[n] = sa, b[n] = sb, dh[n] = sh; // dh = W2ₑᵀ dy (without the weight)
       }
+      for (let c = 0; c < d; c++) {
+        gw[t * k + j] += (o.b2?.[e * d + c] ?? 0) * o.dy[t * d + c];
+        db2[e * d + c] += w * o.dy[t * d + c];
+      }
       for (let n = 0; n < ff; n++) {
-        const s = sigmoid(a[n]), silu = a[n] * s, h = silu * b[n];
+        const [h, da, db] = act(a[n], b[n]);
         gw[t * k + j] += h * dh[n];
         for (let c = 0; c < d; c++) dw2[(e * d + c) * ff + n] += w * o.dy[t * d + c] * h;
-        const ga = w * dh[n] * b[n] * s * (1 + a[n] * (1 - s)), gb = w * dh[n] * silu;
+        const ga = w * dh[n] * da, gb = w * dh[n] * db;
+        db1[e * ff + n] += ga;
+        db3[e * ff + n] += gb;
         for (let c = 0; c < d; c++) {
           dw1[(e * ff + n) * d + c] += ga * o.x[t * d + c];
           dw3[(e * ff + n) * d + c] += gb * o.x[t * d + c];
@@ -189,5 +232,5 @@ export function moeGradReference(cfg: MoeReferenceConfig, o: MoeGradOperands): M
     }
     for (let e = 0; e < E; e++) out[e] += o.dlogits[t * E + e];
   }
-  return { dx, dlogits: dz, dw1, dw3, dw2 };
+  return { dx, dlogits: dz, dw1, dw3, dw2, db1, db3, db2 };
 }

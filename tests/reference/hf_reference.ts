@@ -83,7 +83,8 @@ export type ReferenceArchitecture =
   | "Mamba2ForCausalLM"
   | "GraniteMoeHybridForCausalLM"
   | "BambaForCausalLM"
-  | "NemotronHForCausalLM";
+  | "NemotronHForCausalLM"
+  | "GptOssForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -97,6 +98,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "GraniteMoeHybridForCausalLM",
   "BambaForCausalLM",
   "NemotronHForCausalLM",
+  "GptOssForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -188,6 +190,19 @@ export function layerKinds(config: HfConfig): LayerKind[] {
       ffn: "mlp",
     }));
   }
+  if (arch === "GptOssForCausalLM") {
+    // GptOssConfig.__post_init__: without layer_types, even layers slide.
+    const types = (config.layer_types ??
+      Array.from(
+        { length: n },
+        (_, i) => (i % 2 === 0 ? "sliding_attention" : "full_attention"),
+      )) as string[];
+    return types.map((t) => ({
+      mixer: "attention",
+      ffn: "moe",
+      ...(t === "sliding_attention" ? { window: intField(config, "sliding_window", 128) } : {}),
+    }));
+  }
   if (arch === "GraniteMoeHybridForCausalLM") {
     // GraniteMoeHybridConfig: layer_types (default all Mamba), legacy names remapped;
     // every layer has the shared MLP, and routed experts when num_local_experts > 0.
@@ -270,6 +285,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       GraniteMoeHybridForCausalLM: 8,
       BambaForCausalLM: 0,
       NemotronHForCausalLM: 0,
+      GptOssForCausalLM: 128,
     }[arch],
   );
 }
@@ -374,6 +390,8 @@ export interface AttentionWeights {
   qNorm?: Float64Array;
   /** OLMoE: k_norm.weight [kvHeads·headDim]. */
   kNorm?: Float64Array;
+  /** GPT-OSS: sinks [heads], a logit per head in every softmax, without a value. */
+  sinks?: Float64Array;
 }
 
 /** Shape and options of attention. */
@@ -481,7 +499,9 @@ export function attention(
     const kh = Math.floor(h / group); // repeat_kv: each KV head serves `group` consecutive query heads
     for (let i = 0; i < T; i++) {
       const first = opt.slidingWindow === undefined ? 0 : Math.max(0, i - opt.slidingWindow + 1);
-      let max = -Infinity;
+      // eager_attention_forward of GPT-OSS: the sink joins the softmax, then is dropped.
+      const sink = w.sinks ? w.sinks[h] : -Infinity;
+      let max = sink;
       for (let j = first; j <= i; j++) {
         let s = 0;
         for (let d = 0; d < headDim; d++) {
@@ -490,7 +510,7 @@ export function attention(
         scores[j] = s * scale;
         if (scores[j] > max) max = scores[j];
       }
-      let sum = 0;
+      let sum = w.sinks ? Math.exp(sink - max) : 0;
       for (let j = first; j <= i; j++) {
         scores[j] = Math.exp(scores[j] - max);
         sum += scores[j];
@@ -801,6 +821,23 @@ export class Weights {
     return Float64Array.from(await this.ckpt.readF32(name));
   }
 
+  /** A U8 tensor's bytes (MXFP4 blocks and scales), shape checked as `get` does. */
+  async bytes(name: string, shape: number[]): Promise<Uint8Array> {
+    if (!this.ckpt.has(name)) {
+      throw new RangeError(`${this.dir}: missing tensor "${name}"`);
+    }
+    const info = this.ckpt.info(name);
+    if (info.dtype !== "U8" || info.shape.join() !== shape.join()) {
+      throw new RangeError(
+        `${this.dir}: tensor "${name}" is ${info.dtype} [${info.shape.join(", ")}], expected U8 [${
+          shape.join(", ")
+        }]`,
+      );
+    }
+    this.used.add(name);
+    return await this.ckpt.readRaw(name);
+  }
+
   async maybe(name: string, shape: number[], present: boolean): Promise<Float64Array | undefined> {
     return present ? await this.get(name, shape) : undefined;
   }
@@ -926,6 +963,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./granite_reference.ts")).loadBamba(w, config, kinds)
       : arch === "NemotronHForCausalLM"
       ? await (await import("./granite_reference.ts")).loadNemotronH(w, config, kinds)
+      : arch === "GptOssForCausalLM"
+      ? await (await import("./gpt_oss_reference.ts")).loadGptOss(w, config, kinds)
       : arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||
           arch === "Mamba2ForCausalLM"
       ? await loadMamba(w, config, kinds, arch)

@@ -57,8 +57,12 @@ Deno.test("gpt-oss: the published gpt-oss-20b config, field by field", () => {
   assert.deepEqual(m.activation, { kind: "swiglu_oai", alpha: 1.702, limit: 7 });
   assert.equal(cfg.tieEmbeddings, false);
   // Without layer_types GptOssConfig slides the even layers.
-  const { layer_types: _, ...noTypes } = GPT_OSS_20B_CONFIG;
+  const { layer_types: _, head_dim: __, ...noTypes } = GPT_OSS_20B_CONFIG;
   assert.deepEqual(parseConfig(noTypes).pattern, cfg.pattern);
+  // GptOssConfig's head_dim is 64 when absent, hidden / heads when null.
+  const narrow = { ...noTypes, hidden_size: 512, num_attention_heads: 4, num_key_value_heads: 2 };
+  assert.equal(parseConfig(narrow).attention!.headDim, 64);
+  assert.equal(parseConfig({ ...narrow, head_dim: null }).attention!.headDim, 128);
 });
 
 Deno.test("gpt-oss: configs it cannot run are refused by field", () => {

@@ -231,6 +231,11 @@ export interface AttentionFieldOptions {
    * means as many as the query heads, as transformers resolves them.
    */
   kvHeads?: number;
+  /**
+   * The class's `head_dim` when the field is absent (GPT-OSS 64); an explicit
+   * null, or a family without one, means hidden / heads.
+   */
+  headDim?: number;
 }
 
 /**
@@ -262,6 +267,8 @@ export function attentionFields(
   let headDim: number;
   if (c.has("head_dim")) {
     headDim = c.positive("head_dim");
+  } else if (o.headDim !== undefined && !Object.hasOwn(c.json, "head_dim")) {
+    headDim = o.headDim;
   } else if (hidden % heads !== 0) {
     throw new RangeError(
       `${c.file}: hidden_size ${hidden} is not a multiple of num_attention_heads ${heads}`,

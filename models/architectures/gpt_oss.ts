@@ -79,7 +79,13 @@ function gptOssFields(c: ConfigReader): ModelConfig {
     tieEmbeddings: c.bool("tie_word_embeddings", false),
     pattern,
     attention: {
-      ...attentionFields(c, base.hidden, { ropeTheta: 150000, qkvBias: bias, outBias: bias }),
+      // GptOssConfig's head_dim is 64 unless given (null: hidden / heads).
+      ...attentionFields(c, base.hidden, {
+        ropeTheta: 150000,
+        qkvBias: bias,
+        outBias: bias,
+        headDim: 64,
+      }),
       sinks: true,
     },
     moe: {

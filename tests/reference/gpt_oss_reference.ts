@@ -98,7 +98,8 @@ export async function loadGptOss(
   const k = intField(config, "num_experts_per_tok");
   const heads = intField(config, "num_attention_heads");
   const kvHeads = intField(config, "num_key_value_heads");
-  const headDim = intField(config, "head_dim", d / heads);
+  // GptOssConfig's head_dim defaults to 64; an explicit null means hidden / heads.
+  const headDim = config.head_dim === null ? d / heads : intField(config, "head_dim", 64);
   const rope = referenceRope(config, headDim, 150000);
   // GptOssExperts hard-codes alpha 1.702 and limit 7.0.
   const alpha = 1.702, limit = 7;

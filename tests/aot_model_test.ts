@@ -176,8 +176,18 @@ for (const [name, write] of CASES) {
 // mamba2_bias_limit: a Δ limit only the prefill applies, so its prompts never take the
 // decode step (the module says so in promptsViaDecode). granite_hybrid: its bundle holds
 // the fused input_linear tensors' parts. nemotron_h: blocks without a token mixer, and a
-// Δ floor that keeps its prompts off the decode step too.
-for (const name of ["qwen2_moe", "olmoe", "mamba2_bias_limit", "granite_hybrid", "nemotron_h"]) {
+// Δ floor that keeps its prompts off the decode step too. gpt_oss_mxfp4: sinks, expert
+// biases, and MXFP4 experts bundled as their blocks.
+for (
+  const name of [
+    "qwen2_moe",
+    "olmoe",
+    "mamba2_bias_limit",
+    "granite_hybrid",
+    "nemotron_h",
+    "gpt_oss_mxfp4",
+  ]
+) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {
     const src = new URL(`./fixtures/hf/${name}`, import.meta.url).pathname;
     const ref = JSON.parse(await Deno.readTextFile(join(src, "ref.json")));

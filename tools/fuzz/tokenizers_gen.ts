@@ -110,7 +110,7 @@ export interface TokenizerCase {
 
 /**
  * Pre-tokenizer regexes of real files (tokenizers' own spelling): GPT-2's (ByteLevel's
- * implicit one), Llama 3's and Qwen2's.
+ * implicit one), Llama 3's, Qwen2's and o200k's (GPT-4o, GPT-OSS).
  *
  * @example
  * ```ts
@@ -124,6 +124,9 @@ export const SPLIT_REGEXES: Readonly<Record<string, string>> = {
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
   qwen2:
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+  // o200k (GPT-4o, GPT-OSS): words split at case changes, contractions attached.
+  o200k:
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
 };
 
 const GPT2_JS = new RegExp(SPLIT_REGEXES.gpt2, "gu");
@@ -193,7 +196,7 @@ function byteLevelSpec(r: Rand): TokSpec {
   const sparse = r.chance(0.1);
   const base = BYTE_TO_CHAR.filter((c) => needed.has(c) || !sparse || !r.chance(0.2));
   const specials = r.pick([["<|endoftext|>"], ["<|begin_of_text|>", "<|end_of_text|>"], []]);
-  const style = r.pick(["gpt2", "neox", "qwen2", "llama3", "split_gpt2"]);
+  const style = r.pick(["gpt2", "neox", "qwen2", "llama3", "split_gpt2", "o200k"]);
   const bl = (prefix: boolean, regex: boolean): Json => ({
     type: "ByteLevel",
     add_prefix_space: prefix,

@@ -127,6 +127,14 @@ static std::string pieces(const llama_vocab * v, const std::vector<llama_token> 
     }
     return out;
 }
+// Flash attention off, in the spelling of either API generation (a bool before
+// mid-2025, llama_flash_attn_type after).
+template <typename P> auto no_flash(P & p, int) -> decltype(p.flash_attn_type, void()) {
+    p.flash_attn_type = (decltype(p.flash_attn_type)) 0;
+}
+template <typename P> auto no_flash(P & p, long) -> decltype(p.flash_attn, void()) {
+    p.flash_attn = false;
+}
 static void print_ids(const std::vector<llama_token> & ids) {
     printf("[");
     for (size_t i = 0; i < ids.size(); i++) printf(i ? ",%d" : "%d", ids[i]);
@@ -202,7 +210,7 @@ int main(int argc, char ** argv) {
         for (int i = 4; i < argc; i++) ids.push_back(atoi(argv[i]));
         llama_context_params cp = llama_context_default_params();
         cp.n_ctx = 256; cp.n_batch = 256; cp.n_ubatch = 256; cp.n_threads = 2; cp.n_threads_batch = 2;
-        cp.no_perf = true; cp.type_k = GGML_TYPE_F32; cp.type_v = GGML_TYPE_F32; cp.flash_attn = false;
+        cp.no_perf = true; cp.type_k = GGML_TYPE_F32; cp.type_v = GGML_TYPE_F32; no_flash(cp, 0);
         llama_context * ctx = llama_init_from_model(model, cp);
         if (!ctx) { fprintf(stderr, "probe: failed to create context\n"); return 4; }
         llama_batch batch = llama_batch_init((int) ids.size(), 0, 1);
@@ -467,7 +475,8 @@ async function tokenizerFixture(
   const path = await recipe.build(dir);
   const texts = join(dir, "texts.hex");
   // One text a line, hex-encoded: texts hold newlines and every other byte.
-  await Deno.writeTextFile(texts, TOKENIZER_TEXTS.map(hex).join("\n") + "\n");
+  const all = [...TOKENIZER_TEXTS, ...(recipe.texts ?? [])];
+  await Deno.writeTextFile(texts, all.map(hex).join("\n") + "\n");
   const r = await probe(env, ["tokenize", path, texts]);
   if ("refused" in r) return console.log(`${recipe.name}: llama.cpp refused: ${r.refused}`);
   const [head, ...lines] = r.out.trim().split("\n").map((l) => JSON.parse(l));
@@ -476,7 +485,7 @@ async function tokenizerFixture(
     llama_cpp: env.commit,
     pre: f.metadata.get("tokenizer.ggml.pre") ?? null,
     ...head,
-    cases: TOKENIZER_TEXTS.map((text, i) => ({
+    cases: all.map((text, i) => ({
       text,
       special: lines[i].special.join(" "),
       plain: lines[i].plain.join(" "),

@@ -52,6 +52,24 @@ const DEEPSEEK3: PreTokenizerSpec = {
   ],
 };
 
+/**
+ * GPT-4o's (o200k: GPT-OSS, Llama 4) as llama.cpp adapts it: tokenizer.json's
+ * `[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]` ("not lowercase") becomes a letter that
+ * is not a–z and `[\p{Ll}\p{Lm}\p{Lo}\p{M}]` a letter that is not A–Z, and
+ * `(?i:…)` spelled out. Marks then split words, and non-ASCII letters count as
+ * both cases: a GGUF file means what llama.cpp computes.
+ */
+const GPT4O_CASED = (head: string, tail: string) =>
+  `[^\\r\\n\\p{L}\\p{N}]?${head}${tail}${CONTRACTIONS}?`;
+const NOT_LOWER = "(?:(?=\\p{L})[^a-z])", NOT_UPPER = "(?:(?=\\p{L})[^A-Z])";
+const GPT4O: PreTokenizerSpec = {
+  patterns: [
+    GPT4O_CASED(`${NOT_LOWER}*`, `${NOT_UPPER}+`) + "|" +
+    GPT4O_CASED(`${NOT_LOWER}+`, `${NOT_UPPER}*`) +
+    "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+  ],
+};
+
 /** Falcon's: punctuation runs, GPT-2's regex, then runs of three digits. */
 const FALCON: PreTokenizerSpec = {
   patterns: ["[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_PATTERN, "[0-9][0-9][0-9]"],
@@ -110,6 +128,9 @@ export const PRE_TOKENIZERS: Readonly<Record<string, PreTokenizerSpec>> = {
   "smaug-bpe": LLAMA3_REGEX,
   "chatglm-bpe": LLAMA3_REGEX,
   "deepseek-v3": DEEPSEEK3,
+  "gpt-4o": GPT4O,
+  "llama4": GPT4O,
+  "kanana2": GPT4O,
   "deepseek-coder": DEEPSEEK_CODER,
   "falcon": FALCON,
   "starcoder": DIGITS_GPT2,

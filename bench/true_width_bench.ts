@@ -10,10 +10,11 @@
  * weights a layer):
  *
  *     deno run -A bench/true_width_bench.ts [--layers 1] [--tokens 8] [--hidden 4096]
+ *     deno run -A bench/true_width_bench.ts --arch gpt-oss   # GPT-OSS-20B's widths
  *
  * @module
  */
-import { MIXTRAL_8X7B_CONFIG } from "../tests/fixtures/published_configs.ts";
+import { GPT_OSS_20B_CONFIG, MIXTRAL_8X7B_CONFIG } from "../tests/fixtures/published_configs.ts";
 import { parseArgs } from "node:util";
 import { cpuDevice, loadModel, requestDevice } from "../mod.ts";
 import { writeRandomCheckpoint } from "../app/random_weights.ts";
@@ -21,21 +22,39 @@ import { writeRandomCheckpoint } from "../app/random_weights.ts";
 const { values: args } = parseArgs({
   args: Deno.args,
   options: Object.fromEntries(
-    ["layers", "tokens", "hidden", "ff", "keep"].map((k) => [k, { type: "string" as const }]),
+    ["layers", "tokens", "hidden", "ff", "keep", "arch"].map((k) => [
+      k,
+      { type: "string" as const },
+    ]),
   ),
 });
 const layers = Number(args.layers ?? 1);
 const tokens = Number(args.tokens ?? 8);
-const hidden = Number(args.hidden ?? 4096);
-const ff = Number(args.ff ?? 14336);
-const config: Record<string, unknown> = {
-  ...MIXTRAL_8X7B_CONFIG,
-  hidden_size: hidden,
-  intermediate_size: ff,
-  num_hidden_layers: layers,
-  head_dim: hidden / 32,
-  torch_dtype: "float16",
-};
+const gptOss = args.arch === "gpt-oss";
+if (args.arch !== undefined && !gptOss && args.arch !== "mixtral") {
+  throw new TypeError(`--arch must be mixtral or gpt-oss, got ${JSON.stringify(args.arch)}`);
+}
+// GPT-OSS-20B: hidden and expert width 2880, 64 / 8 heads of 64 with sinks, 32 experts
+// top-4 with biases, vocab 201088 (its experts here f16, not the published MXFP4).
+const hidden = Number(args.hidden ?? (gptOss ? 2880 : 4096));
+const ff = Number(args.ff ?? (gptOss ? 2880 : 14336));
+const { quantization_config: _, ...gptOssBase } = GPT_OSS_20B_CONFIG;
+const config: Record<string, unknown> = gptOss
+  ? { ...gptOssBase, hidden_size: hidden, intermediate_size: ff, num_hidden_layers: layers }
+  : {
+    ...MIXTRAL_8X7B_CONFIG,
+    hidden_size: hidden,
+    intermediate_size: ff,
+    num_hidden_layers: layers,
+    head_dim: hidden / 32,
+  };
+config.torch_dtype = "float16";
+if (gptOss) {
+  config.layer_types = Array.from(
+    { length: layers },
+    (_, i) => (i % 2 === 0 ? "sliding_attention" : "full_attention"),
+  );
+}
 const PROMPT = [1, 415, 2936, 9060, 285, 1142, 28705, 13];
 const mb = (n: number) => `${(n / 2 ** 20).toFixed(0)} MiB`;
 

@@ -156,3 +156,10 @@ Deno.test("gpt-oss MXFP4 checkpoint: experts stay MXFP4, and the expert schedule
     }
   }
 });
+
+Deno.test("gpt-oss: expert parallelism is refused by name, before any device is used", async () => {
+  await assert.rejects(
+    loadModel(MXFP4_DIR, { devices: 2, quiet: true }),
+    /GptOssForCausalLM's experts \(biases, clamped SwiGLU\) do not run split across several devices/,
+  );
+});

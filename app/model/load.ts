@@ -258,6 +258,13 @@ async function load(
       "loadModel: dtype f16 needs the adapter feature shader-f16, which this adapter lacks",
     );
   }
+  if (devices && (cfg.moe?.expertBias || cfg.moe?.activation)) {
+    // The other devices' expert graph is SwiGLU without biases.
+    throw new TypeError(
+      `loadModel: ${cfg.architecture}'s experts (biases, clamped SwiGLU) do not run split ` +
+        "across several devices yet; load it on one device (memoryBudget streams experts)",
+    );
+  }
   if (options.hostMemoryBudget !== undefined) {
     if (options.memoryBudget === undefined) {
       throw new TypeError(

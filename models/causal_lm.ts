@@ -324,6 +324,7 @@ export function moeLayerOptions(
     ff: expertWidth(cfg),
     router: mc.router ?? "softmax_topk",
     normTopk: mc.normTopk,
+    ...(mc.routedScaling !== undefined ? { routedScaling: mc.routedScaling } : {}),
     ...(logits ? { logits } : { routerWeight: router }),
     ...(act ? { activation: act.kind, alpha: act.alpha, limit: act.limit } : {}),
     ...(mc.expertBias ? { expertBias: true } : {}),
@@ -391,6 +392,10 @@ export function checkpointSources(cfg: ModelConfig, graph: Graph): Map<string, P
     if (p.ffn !== "moe") return;
     const base = moePrefix(cfg, i);
     stacked.set(`${base}.router`, { tensors: [`${base}.${lay.router}.weight`] });
+    if (cfg.moe!.router === "sigmoid_bias") {
+      // DeepSeek-V3's and GLM-4.5's expert selection bias.
+      stacked.set(`${base}.bias`, { tensors: [`${base}.${lay.router}.e_score_correction_bias`] });
+    }
     if (cfg.moe!.routerBias) {
       stacked.set(`${base}.router_bias`, { tensors: [`${base}.${lay.router}.bias`] });
     }

@@ -35,7 +35,8 @@ export type Architecture =
   | "GraniteMoeHybridForCausalLM"
   | "BambaForCausalLM"
   | "NemotronHForCausalLM"
-  | "GptOssForCausalLM";
+  | "GptOssForCausalLM"
+  | "Glm4MoeForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -51,6 +52,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "BambaForCausalLM",
   "NemotronHForCausalLM",
   "GptOssForCausalLM",
+  "Glm4MoeForCausalLM",
 ];
 
 /**
@@ -248,6 +250,11 @@ export interface MoeConfig {
   readonly sharedExpert?: { readonly ff: number; readonly gated: boolean };
   /** `router_aux_loss_coef`: weight of the load-balancing loss in training. */
   readonly auxLossCoef?: number;
+  /**
+   * `sigmoid_bias` routers: factor on the renormalised weights (DeepSeek-V3's and
+   * GLM-4.5's `routed_scaling_factor`); absent: 1.
+   */
+  readonly routedScaling?: number;
   /** The router's Linear has a bias (GPT-OSS `mlp.router.bias`). */
   readonly routerBias?: boolean;
   /** Each expert's gate, up and down projections have biases (GPT-OSS). */
@@ -318,6 +325,11 @@ export interface ModelConfig {
   readonly mlpActivation?: "relu2";
   /** Constant factors on the residual stream (Granite's μP multipliers); absent: all 1. */
   readonly scaling?: ModelScaling;
+  /**
+   * Layers a checkpoint holds past the last one the model runs, whose tensors are
+   * not read (GLM-4.5's multi-token-prediction layers, `num_nextn_predict_layers`).
+   */
+  readonly extraLayers?: number;
 }
 
 /**

@@ -177,7 +177,8 @@ for (const [name, write] of CASES) {
 // decode step (the module says so in promptsViaDecode). granite_hybrid: its bundle holds
 // the fused input_linear tensors' parts. nemotron_h: blocks without a token mixer, and a
 // Δ floor that keeps its prompts off the decode step too. gpt_oss_mxfp4: sinks, expert
-// biases, and MXFP4 experts bundled as their blocks.
+// biases, and MXFP4 experts bundled as their blocks. glm4_moe: sigmoid routing with a
+// selection bias, shared experts, a partial RoPE.
 for (
   const name of [
     "qwen2_moe",
@@ -186,6 +187,7 @@ for (
     "granite_hybrid",
     "nemotron_h",
     "gpt_oss_mxfp4",
+    "glm4_moe",
   ]
 ) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {

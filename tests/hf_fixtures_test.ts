@@ -47,6 +47,8 @@ const FIXTURES = [
   "gpt_oss",
   // Its experts as MXFP4 blocks (tools/gpt_oss_mxfp4.py), read without dequantizing.
   "gpt_oss_mxfp4",
+  "glm4_moe",
+  "glm4_moe_full_rope_groups",
 ];
 
 const readRef = (name: string) =>
@@ -205,6 +207,15 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
       }),
     ],
     ["gpt_oss", "the sliding window", (c) => ({ ...c, sliding_window: 4096 })],
+    ["glm4_moe", "the routed scaling factor", (c) => ({ ...c, routed_scaling_factor: 1 })],
+    [
+      "glm4_moe",
+      "the partial RoPE",
+      (c) => ({
+        ...c,
+        rope_parameters: { ...(c.rope_parameters as object), partial_rotary_factor: 1 },
+      }),
+    ],
     [
       "gpt_oss",
       "yarn RoPE",

@@ -105,6 +105,10 @@ def checkpoint_grads(model, grads):
         for n, p in model.named_parameters():
             g = grads.get(n)
             p.copy_(torch.zeros_like(p) if g is None else g)
+        # Saved buffers (GLM-4.5's e_score_correction_bias) are not trained: no gradient.
+        for n, b in model.named_buffers():
+            if b.is_floating_point():
+                b.zero_()
     with tempfile.TemporaryDirectory() as d:
         model.to(torch.float32).save_pretrained(d, safe_serialization=True)
         files = [f for f in os.listdir(d) if f.endswith(".safetensors")]

@@ -87,6 +87,16 @@ def redraw(model, seed):
                 p.copy_(std * torch.randn(shape, generator=g))
 
 
+def redraw_buffers(model, seed):
+    """Buffers that are weights in all but name (GLM-4.5's and DeepSeek-V3's expert
+    selection bias, zeros at init): drawn so that they change which experts win."""
+    g = torch.Generator().manual_seed(seed + 2)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(0.3 * torch.randn(tuple(b.shape), generator=g, dtype=torch.float64))
+
+
 def forward(model, ids, hidden=False):
     with torch.no_grad():
         out = model(torch.tensor([ids]), output_hidden_states=hidden, use_cache=False)
@@ -116,6 +126,7 @@ def run_case(case, out_root, want_hidden):
     torch.manual_seed(case["seed"])
     model = cls(config).to(torch.float32).eval()
     redraw(model, case["seed"])
+    redraw_buffers(model, case["seed"])
     out = os.path.join(out_root, case["name"])
     os.makedirs(out, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)

@@ -162,6 +162,7 @@ async function inspectModel(
       a.qkNorm ? (a.qkNormPerHead ? "QK-norm per head" : "QK-norm") : "",
       a.clipQkv ? `clip_qkv ${a.clipQkv}` : "",
       a.sinks ? "sinks" : "",
+      a.rotaryDim ? `RoPE over ${a.rotaryDim} of ${a.headDim} values a head` : "",
     ].filter((x) => x).join(", ");
     console.log(
       `attention: ${a.heads} heads, ${a.kvHeads} kv heads, head dim ${a.headDim}, rope ${rope}, ` +
@@ -196,6 +197,13 @@ async function inspectModel(
   if (cfg.moe) {
     const m = cfg.moe, shared = m.sharedExpert, act = m.activation;
     const extras = [
+      m.router === "sigmoid_bias"
+        ? `sigmoid routing with a selection bias${
+          m.routedScaling !== undefined && m.routedScaling !== 1
+            ? `, weights ×${m.routedScaling}`
+            : ""
+        }`
+        : "",
       m.routerBias ? "router bias" : "",
       m.expertBias ? "expert biases" : "",
       act ? `clamped SwiGLU (α ${act.alpha}, limit ${act.limit})` : "",

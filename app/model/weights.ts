@@ -289,8 +289,15 @@ export function checkUnusedTensors(cfg: ModelConfig, ckpt: WeightSource): void {
     for (const t of src.tensors) read.add(t);
   }
   const head = `${specOf(cfg).layout.lmHead}.weight`;
+  // Layers past the last one the model runs (GLM-4.5's multi-token prediction).
+  const layers = `${specOf(cfg).layout.layers}.`;
+  const extra = (n: string) => {
+    const i = n.startsWith(layers) ? Number(n.slice(layers.length).split(".")[0]) : NaN;
+    return i >= cfg.layers && i < cfg.layers + (cfg.extraLayers ?? 0);
+  };
   const unused = [...ckpt.tensors.keys()].filter((n) =>
-    !read.has(n) && !n.endsWith(".rotary_emb.inv_freq") && !(cfg.tieEmbeddings && n === head)
+    !read.has(n) && !n.endsWith(".rotary_emb.inv_freq") && !(cfg.tieEmbeddings && n === head) &&
+    !extra(n)
   );
   if (unused.length > 0) {
     const shown = unused.slice(0, 3).map((n) => JSON.stringify(n)).join(", ");

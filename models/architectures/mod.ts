@@ -20,6 +20,7 @@ import { graniteHybrid } from "./granite_hybrid.ts";
 import { bamba } from "./bamba.ts";
 import { nemotronH } from "./nemotron_h.ts";
 import { gptOss } from "./gpt_oss.ts";
+import { glm4Moe } from "./glm4_moe.ts";
 import { ConfigReader, show } from "./reader.ts";
 import type {
   ArchitectureSpec,
@@ -39,7 +40,7 @@ export { eachPartElement, joinParts, type NumberArray, readPart } from "./fused.
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 12
+ * Object.keys(ARCHITECTURE_SPECS).length; // 13
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -55,6 +56,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   BambaForCausalLM: bamba,
   NemotronHForCausalLM: nemotronH,
   GptOssForCausalLM: gptOss,
+  Glm4MoeForCausalLM: glm4Moe,
 };
 
 /**

@@ -84,7 +84,8 @@ export type ReferenceArchitecture =
   | "GraniteMoeHybridForCausalLM"
   | "BambaForCausalLM"
   | "NemotronHForCausalLM"
-  | "GptOssForCausalLM";
+  | "GptOssForCausalLM"
+  | "Glm4MoeForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -99,6 +100,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "BambaForCausalLM",
   "NemotronHForCausalLM",
   "GptOssForCausalLM",
+  "Glm4MoeForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -188,6 +190,14 @@ export function layerKinds(config: HfConfig): LayerKind[] {
     return Array.from({ length: n }, (_, i) => ({
       mixer: attn.includes(i) ? "attention" : "mamba",
       ffn: "mlp",
+    }));
+  }
+  if (arch === "Glm4MoeForCausalLM") {
+    // Glm4MoeDecoderLayer: a dense MLP below first_k_dense_replace, experts above.
+    const dense = intField(config, "first_k_dense_replace", 1);
+    return Array.from({ length: n }, (_, i) => ({
+      mixer: "attention",
+      ffn: i >= dense ? "moe" : "mlp",
     }));
   }
   if (arch === "GptOssForCausalLM") {
@@ -286,6 +296,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       BambaForCausalLM: 0,
       NemotronHForCausalLM: 0,
       GptOssForCausalLM: 128,
+      Glm4MoeForCausalLM: 128,
     }[arch],
   );
 }
@@ -963,6 +974,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./granite_reference.ts")).loadBamba(w, config, kinds)
       : arch === "NemotronHForCausalLM"
       ? await (await import("./granite_reference.ts")).loadNemotronH(w, config, kinds)
+      : arch === "Glm4MoeForCausalLM"
+      ? await (await import("./glm4_moe_reference.ts")).loadGlm4Moe(w, config, kinds)
       : arch === "GptOssForCausalLM"
       ? await (await import("./gpt_oss_reference.ts")).loadGptOss(w, config, kinds)
       : arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||

@@ -21,14 +21,13 @@ import { loadModel } from "../app/model/mod.ts";
 import { openWeights, type WeightSource } from "../app/model/source.ts";
 import { convertToGguf, ggufArchMetadata, openGgufModel } from "../app/gguf/arch.ts";
 import { GgufFile } from "../app/gguf/file.ts";
-import { encodeGguf, type GgufTensorSpec } from "../app/gguf/mod.ts";
 import type { GgufEntry } from "../app/gguf/value.ts";
-import { dequantize } from "../core/quant/codecs.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
 import type { ModelConfig } from "../models/config.ts";
-import { gpu, rejectsWith, withTmp } from "./_util.ts";
+import { assertBitsEqual, gpu, rejectsWith, withTmp } from "./_util.ts";
 import { kiln } from "./cli_util.ts";
 import { assertGreedyMatches, readTransformersRef, relToRms } from "./fixtures/transformers_ref.ts";
+import { assertWritesLikeConverter, rewrite } from "./fixtures/converter_compare.ts";
 
 const DIR = new URL("./fixtures/llama_cpp/gpt_oss/", import.meta.url).pathname;
 const HF = new URL("./fixtures/hf/", import.meta.url).pathname;
@@ -64,14 +63,6 @@ async function withSources<T>(
   }
 }
 
-function sameBits(a: Float32Array, b: Float32Array, what: string): void {
-  assert.equal(a.length, b.length, what);
-  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  const i = x.findIndex((v, j) => v !== y[j]);
-  assert.equal(i, -1, `${what}: element ${i} is ${a[i]}, expected ${b[i]}`);
-}
-
 /**
  * Every tensor of `a` and `b` (names, shapes, formats; MXFP4 blocks byte for
  * byte, floats bit for bit); returns how many were MXFP4.
@@ -88,7 +79,7 @@ async function assertSameTensors(a: WeightSource, b: WeightSource): Promise<numb
       blocks++;
     } else {
       const [x, y] = [await a.readAs(name, "f32"), await b.readAs(name, "f32")];
-      sameBits(x as Float32Array, y as Float32Array, name);
+      assertBitsEqual(x as Float32Array, y as Float32Array, name);
     }
   }
   return blocks;
@@ -135,43 +126,7 @@ for (const name of NAMES) {
   });
 
   Deno.test(`gpt-oss gguf: Kiln writes ${name} as llama.cpp's converter does`, async () => {
-    await withTmp(async (tmp) => {
-      const config = await folderConfig(dir);
-      const out = join(tmp, "kiln.gguf");
-      const w = await openWeights(dir, { config: parseConfig(config) });
-      try {
-        const source = {
-          config,
-          tensors: w.tensors,
-          readF32: async (n: string) => await w.readAs(n, "f32") as Float32Array,
-          readRaw: (n: string) => w.readRaw(n),
-        };
-        await convertToGguf(source, out, { type: "f32" });
-      } finally {
-        w.close();
-      }
-      using theirs = await GgufFile.open(gguf(name));
-      using ours = await GgufFile.open(out);
-      assert.deepEqual([...ours.tensors.keys()].sort(), [...theirs.tensors.keys()].sort());
-      for (const [t, info] of theirs.tensors) {
-        assert.deepEqual(ours.info(t).shape, info.shape, t);
-        // The converter keeps MXFP4 experts as blocks even for f32; f32 means f32 here.
-        const elems = info.shape.reduce((a, b) => a * b, 1);
-        const want = info.type.name === "mxfp4"
-          ? dequantize("mxfp4", await theirs.read(t), elems)
-          : await theirs.readF32(t);
-        sameBits(await ours.readF32(t), want, t);
-      }
-      const model = [...theirs.entries].filter(([k]) => k.startsWith("gpt-oss."));
-      assert.ok(model.length >= 19, `${model.length} model keys`);
-      for (const [k, v] of model) {
-        const mine = ours.entries.get(k);
-        assert.ok(mine, `Kiln wrote no ${k}`);
-        const norm = (e: GgufEntry) =>
-          e.type === "f32" ? Math.fround(e.value as number) : JSON.stringify(e.value);
-        assert.deepEqual(norm(mine), norm(v), k);
-      }
-    });
+    await assertWritesLikeConverter(dir, gguf(name), "gpt-oss.", 19);
   });
 }
 
@@ -275,24 +230,6 @@ Deno.test("gpt-oss gguf: kiln quantize q8_0 and mxfp4 read back; MXFP4 experts a
     assert.ok(em < 1e-4, `mxfp4: max error ${em.toExponential(2)} of the logit rms`);
   });
 });
-
-/** `path` written again as `out` with tensors dropped or replaced and metadata edited. */
-async function rewrite(
-  path: string,
-  out: string,
-  edit: (entries: Map<string, GgufEntry>, tensors: Map<string, GgufTensorSpec>) => void,
-): Promise<string> {
-  using f = await GgufFile.open(path);
-  const entries = new Map(f.entries);
-  const tensors = new Map<string, GgufTensorSpec>();
-  for (const t of f.tensors.values()) {
-    const type = t.type.name as GgufTensorSpec["type"];
-    tensors.set(t.name, { name: t.name, shape: t.shape, type, data: await f.read(t.name) });
-  }
-  edit(entries, tensors);
-  await Deno.writeFile(out, encodeGguf({ metadata: entries, tensors: [...tensors.values()] }));
-  return out;
-}
 
 Deno.test("gpt-oss gguf: a file without sinks, with a misshapen expert or no window is refused", async () => {
   await withTmp(async (tmp) => {

@@ -44,8 +44,14 @@ def transformers4_config(config):
     rope = out.pop("rope_parameters", None)
     if rope:
         out["rope_theta"] = rope.get("rope_theta", 10000.0)
+        # transformers 5 keeps the rotary share in rope_parameters (and may leave a
+        # class default beside it at the top level); transformers 4 wrote it at the
+        # top level, where the converter (GLM-4.5's Glm4MoeModel) reads it.
+        if "partial_rotary_factor" in rope:
+            out["partial_rotary_factor"] = rope["partial_rotary_factor"]
         if rope.get("rope_type", "default") != "default":
-            scaling = {k: v for k, v in rope.items() if k != "rope_theta"}
+            skip = ("rope_theta", "partial_rotary_factor")
+            scaling = {k: v for k, v in rope.items() if k not in skip}
             scaling["type"] = scaling["rope_type"]
             out["rope_scaling"] = scaling
     # transformers 5's {"__float__": "Infinity"} was a bare Infinity in transformers 4.
@@ -98,8 +104,9 @@ def train_spm(folder, vocab):
     )
 
 
-def train_bpe(folder, vocab):
-    """A byte-level BPE tokenizer.json (GPT-2's regex) with <|endoftext|> at id 0."""
+def train_bpe(folder, vocab, extra_special=()):
+    """A byte-level BPE tokenizer.json (GPT-2's regex) with <|endoftext|> at id 0,
+    then `extra_special` added tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -107,7 +114,7 @@ def train_bpe(folder, vocab):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab,
-        special_tokens=["<|endoftext|>"],
+        special_tokens=["<|endoftext|>", *extra_special],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -151,7 +158,10 @@ def main():
         if args.tokenizer == "spm":
             train_spm(folder, config["vocab_size"])
         elif args.tokenizer == "bpe":
-            train_bpe(folder, config["vocab_size"])
+            # GLM's vocabulary step (_set_vocab_glm) looks these added tokens up by name.
+            glm = ["[gMASK]", "<|user|>", "<|observation|>"]
+            extra = glm if config.get("model_type") == "glm4_moe" else []
+            train_bpe(folder, config["vocab_size"], extra)
 
         sys.path.insert(0, os.path.join(args.llama, "gguf-py"))
         sys.path.insert(0, args.llama)

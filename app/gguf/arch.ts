@@ -2,7 +2,7 @@
  * GGUF files as Hugging Face checkpoints, and back, exactly as llama.cpp
  * writes and reads them — for the architectures Kiln runs: `llama` with
  * experts (Mixtral), `mamba`, `mamba2`, `jamba`, `qwen2moe`, `olmoe`, `qwen3moe`,
- * `granitehybrid` (and `granite`, read only) and `gpt-oss`.
+ * `granitehybrid` (and `granite`, read only), `gpt-oss` and `glm4moe`.
  *
  * {@linkcode openGgufModel} opens a GGUF and presents it the way Kiln's loader
  * reads a safetensors checkpoint: an HF `config.json` object rebuilt from the
@@ -302,7 +302,13 @@ function mapTensors(file: GgufFile, cfg: ModelConfig, ropeFreqsRead: boolean): M
       });
     }
   }
-  const unknown = [...file.tensors.keys()].filter((n) => !used.has(n));
+  // Blocks past the last one the model runs (GLM-4.5's multi-token prediction,
+  // `nextn_predict_layers`): llama.cpp loads and never runs them; Kiln skips them.
+  const extra = (n: string) => {
+    const i = /^blk\.(\d+)\./.exec(n)?.[1];
+    return i !== undefined && +i >= cfg.layers && +i < cfg.layers + (cfg.extraLayers ?? 0);
+  };
+  const unknown = [...file.tensors.keys()].filter((n) => !used.has(n) && !extra(n));
   if (unknown.length > 0) {
     throw new RangeError(
       `${file.path}: ${unknown.length} tensor(s) are not part of this ${cfg.architecture} ` +

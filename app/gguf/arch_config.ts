@@ -45,6 +45,8 @@
  *   `.rope.scaling.finetuned` is true or absent (llama.cpp's switch);
  * - `gpt-oss` (GPT-OSS): see `arch_config_gpt_oss.ts` (heads, the experts'
  *   width, the sliding-window pattern llama.cpp assumes, yarn as ggml computes it);
+ * - `glm4moe` (GLM-4.5): heads and RoPE as llama, the rest in
+ *   `arch_config_glm4_moe.ts` (partial RoPE, MTP blocks, sigmoid routing);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
  *   `.expert_count`, `.expert_used_count`; `attn_layer_period/offset` and
@@ -68,6 +70,7 @@ import { attentionLayers, Keys } from "./arch_keys.ts";
 export { f32Decimal } from "./arch_keys.ts";
 import { graniteConfig } from "./arch_config_granite.ts";
 import { gptOssConfig } from "./arch_config_gpt_oss.ts";
+import { glm4MoeConfig } from "./arch_config_glm4_moe.ts";
 
 type Json = Record<string, unknown>;
 
@@ -146,6 +149,16 @@ export function hfConfigFromGguf(
   else if (arch === "jamba") config = { ...jambaConfig(k, common, L, H), rms_norm_eps: eps };
   else if (arch === "gpt-oss") {
     config = { ...gptOssConfig(k, L, H, ctx), ...common, rms_norm_eps: eps };
+  } else if (arch === "glm4moe") {
+    const headDim = k.opt("attention.key_length") ?? H / k.num("attention.head_count");
+    config = {
+      ...attentionConfig(k, H, undefined, true),
+      ...common,
+      // After common: its layer count leaves out the multi-token-prediction blocks.
+      ...glm4MoeConfig(k, L, headDim),
+      max_position_embeddings: ctx,
+      rms_norm_eps: eps,
+    };
   } else if (arch === "granitehybrid" || arch === "granite") {
     // llama.cpp's switch for RoPE (absent: on); without it the base and context mean nothing.
     const rope = k.m.optionalBool(k.key("rope.scaling.finetuned")) !== false;
@@ -175,8 +188,11 @@ export function hfConfigFromGguf(
   return { architecture: arch, config };
 }
 
-/** Heads, head size and RoPE of `llama`, `qwen2moe` and `olmoe`. */
-function attentionConfig(k: Keys, H: number, ropeFreqs?: Float32Array): Json {
+/**
+ * Heads, head size and RoPE of `llama`, `qwen2moe`, `olmoe` and `glm4moe`
+ * (`partial`: a rotary count below the head size is the family's to read).
+ */
+function attentionConfig(k: Keys, H: number, ropeFreqs?: Float32Array, partial = false): Json {
   const heads = k.num("attention.head_count");
   // Per-layer counts (hybrids) are read by the family's own reader.
   const perLayer = k.m.type(k.key("attention.head_count_kv")) === "array";
@@ -184,7 +200,7 @@ function attentionConfig(k: Keys, H: number, ropeFreqs?: Float32Array): Json {
   const keyLength = k.opt("attention.key_length");
   const headDim = keyLength ?? H / heads;
   const rot = k.opt("rope.dimension_count");
-  if (rot !== undefined && rot !== headDim) {
+  if (!partial && rot !== undefined && rot !== headDim) {
     throw new RangeError(
       `${k.m.path}: metadata ${quote(k.key("rope.dimension_count"))} is ${rot} but the head ` +
         `size is ${headDim}: partial rotary embeddings are not supported`,

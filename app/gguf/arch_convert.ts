@@ -183,8 +183,16 @@ export function ggufTensorsFromHf(
     }
   }
   const lmHead = `${lay.lmHead}.weight`;
+  // Layers past the last one the model runs (GLM-4.5's multi-token prediction): not
+  // written (arch_metadata_glm4_moe.ts says why).
+  const layers = `${lay.layers}.`;
+  const extra = (n: string) => {
+    const i = n.startsWith(layers) ? Number(n.slice(layers.length).split(".")[0]) : NaN;
+    return i >= cfg.layers && i < cfg.layers + (cfg.extraLayers ?? 0);
+  };
   const unknown = [...tensors.keys()].filter((n) =>
-    !used.has(n) && !n.endsWith(".rotary_emb.inv_freq") && !(cfg.tieEmbeddings && n === lmHead)
+    !used.has(n) && !n.endsWith(".rotary_emb.inv_freq") &&
+    !(cfg.tieEmbeddings && n === lmHead) && !extra(n)
   );
   if (unknown.length > 0) {
     throw new RangeError(

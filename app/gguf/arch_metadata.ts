@@ -46,10 +46,12 @@
  *   or the shared MLP's in a model without experts. A config llama.cpp's
  *   granitehybrid could not load (projection biases, `mamba_expand` ≠ 2, no Mamba
  *   layer) is refused;
- * - `gpt-oss` (GPT-OSS): see `arch_metadata_gpt_oss.ts`.
+ * - `gpt-oss` (GPT-OSS): see `arch_metadata_gpt_oss.ts`;
+ * - `glm4moe` (GLM-4.5): the attention keys as qwen2moe, the rest in
+ *   `arch_metadata_glm4_moe.ts` (partial RoPE, routing, no MTP blocks).
  *
  * A missing `max_position_embeddings` takes the transformers class default
- * (Mixtral and GPT-OSS 131072, Qwen2-MoE and Qwen3-MoE 32768, OLMoE 4096, Jamba
+ * (Mixtral, GPT-OSS and GLM-4.5 131072, Qwen2-MoE and Qwen3-MoE 32768, OLMoE 4096, Jamba
  * 262144), since llama.cpp requires a context length.
  *
  * @module
@@ -64,6 +66,7 @@ import { GGUF_ARCH_OF } from "./arch_names.ts";
 import { ropeDivisors } from "../../models/rope_scaling.ts";
 import { clampsDelta } from "../../models/mamba2.ts";
 import { gptOssKeys } from "./arch_metadata_gpt_oss.ts";
+import { glm4MoeKeys } from "./arch_metadata_glm4_moe.ts";
 
 /**
  * The element types `convertToGguf` writes weights in: one type for every
@@ -141,6 +144,7 @@ const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
   JambaForCausalLM: 262144,
   Qwen3MoeForCausalLM: 32768,
   GptOssForCausalLM: 131072,
+  Glm4MoeForCausalLM: 131072,
 };
 
 /**
@@ -220,9 +224,9 @@ export function ggufArchMetadata(
   if (arch === "qwen3moe") refuseQwen3MoeExtras(cfg);
   if (arch === "mamba2") refuseMamba2Extras(cfg);
   if (granite) refuseGraniteExtras(cfg);
-  if (arch === "llama" || arch === "qwen2moe" || arch === "olmoe" || arch === "qwen3moe") {
-    attentionKeys(cfg, config, arch, ctx, u32, f32, put);
-  }
+  const attn = ["llama", "qwen2moe", "olmoe", "qwen3moe", "glm4moe"];
+  if (attn.includes(arch)) attentionKeys(cfg, config, arch, ctx, u32, f32, put);
+  if (arch === "glm4moe") glm4MoeKeys(cfg, config, u32, f32, put);
   if (granite) graniteKeys(cfg, config, ctx, u32, f32, put);
   if (arch === "gpt-oss") gptOssKeys(cfg, config, ctx, u32, f32, put);
   if (arch === "jamba") {

@@ -42,6 +42,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   Mamba2ForCausalLM: "mamba2",
   GraniteMoeHybridForCausalLM: "granitehybrid",
   GptOssForCausalLM: "gpt-oss",
+  Glm4MoeForCausalLM: "glm4moe",
 };
 
 /**
@@ -64,6 +65,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "granitehybrid",
   "granite",
   "gpt-oss",
+  "glm4moe",
 ];
 
 /**
@@ -189,7 +191,9 @@ function mamba2Plans(
  * `attn_sinks.weight` `[heads]`, the router's `ffn_gate_inp.bias` `[E]` and the
  * experts' biases `ffn_{gate,up}_exps.bias` `[E, ff]` and `ffn_down_exps.bias`
  * `[E, H]` (each one HF tensor, as its checkpoint layout names them), and names
- * the norm before the experts `post_attention_norm`, not `ffn_norm`.
+ * the norm before the experts `post_attention_norm`, not `ffn_norm`. GLM-4.5
+ * (`glm4moe`, NeoX RoPE) names that norm the same way and adds the selection
+ * bias `exp_probs_b.bias` `[E]` (HF `mlp.gate.e_score_correction_bias`).
  *
  * @example
  * ```ts
@@ -282,8 +286,9 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
       if (m.projBias) add(`${b}.ssm_out.bias`, [H], `${M}.out_proj.bias`);
     }
     if (layer.ffn === "none") return;
-    // llama.cpp's gpt-oss names the norm before the experts after the attention.
-    const ffnNorm = GGUF_ARCH_OF[cfg.architecture] === "gpt-oss"
+    // llama.cpp's gpt-oss and glm4moe name the norm before the FFN after the attention.
+    const ffnArch = GGUF_ARCH_OF[cfg.architecture];
+    const ffnNorm = ffnArch === "gpt-oss" || ffnArch === "glm4moe"
       ? "post_attention_norm"
       : "ffn_norm";
     add(`${b}.${ffnNorm}.weight`, [H], `${P}.${lay.ffnNorm}.weight`);
@@ -298,6 +303,10 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
     const E = moe.experts, ff = expertWidth(cfg), Mo = moePrefix(cfg, i);
     add(`${b}.ffn_gate_inp.weight`, [E, H], `${Mo}.${lay.router}.weight`);
     if (moe.routerBias) add(`${b}.ffn_gate_inp.bias`, [E], `${Mo}.${lay.router}.bias`);
+    if (moe.router === "sigmoid_bias") {
+      // GLM-4.5's selection bias (llama.cpp's LLM_TENSOR_FFN_EXP_PROBS_B).
+      add(`${b}.exp_probs_b.bias`, [E], `${Mo}.${lay.router}.e_score_correction_bias`);
+    }
     const stack = (name: string, which: "w1" | "w3" | "w2", each: number[]) =>
       out.push({
         name,

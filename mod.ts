@@ -398,6 +398,7 @@ export { clipByGlobalNorm, globalNorm } from "./compiler/train/clip.ts";
 export { softmaxCrossEntropy } from "./compiler/train/cross_entropy.ts";
 export {
   buildTrainingLM,
+  frozenParams,
   layerCheckpoints,
   type TrainingLM,
   type TrainingLMOptions,

@@ -13,7 +13,7 @@ import type { Tensor } from "../compiler/builder.ts";
 import type { TrainableBuilder } from "../compiler/train/trainable.ts";
 import { softmaxCrossEntropy } from "../compiler/train/cross_entropy.ts";
 import type { ModelConfig } from "./config.ts";
-import { specOf } from "./architectures/mod.ts";
+import { moePrefix, specOf } from "./architectures/mod.ts";
 import { attentionBlock } from "./attention.ts";
 import { attentionOptions, moeLayerOptions, scaleEmbeddings, scaleLogits } from "./causal_lm.ts";
 import { checkRopeLength } from "./rope_scaling.ts";
@@ -161,6 +161,29 @@ export function buildTrainingLM(
     : softmaxCrossEntropy(logits(), targets);
   const extra = options.moeLoss?.(moes);
   return { loss: extra ? ce.add(extra) : ce, crossEntropy: ce, logits, moe: moes };
+}
+
+/**
+ * Parameters a training step must not update: weights in all but name that
+ * PyTorch keeps as buffers — the expert selection bias of a `sigmoid_bias`
+ * router (GLM-4.5's and DeepSeek-V3's `e_score_correction_bias`, balanced by
+ * a rule outside the loss). They get no gradient, but an optimizer with
+ * decoupled weight decay would still shrink them; they load and save as the
+ * others do.
+ *
+ * @example
+ * ```ts
+ * import { frozenParams, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({ architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32,
+ *   state_size: 4, num_hidden_layers: 2 });
+ * frozenParams(cfg).size; // 0
+ * ```
+ */
+export function frozenParams(cfg: ModelConfig): Set<string> {
+  if (cfg.moe?.router !== "sigmoid_bias") return new Set();
+  return new Set(
+    cfg.pattern.flatMap((p, i) => (p.ffn === "moe" ? [`${moePrefix(cfg, i)}.bias`] : [])),
+  );
 }
 
 /**

@@ -13,6 +13,7 @@ import { loadModel } from "../app/model/mod.ts";
 import { GLM_45_AIR_CONFIG } from "./fixtures/published_configs.ts";
 import { kiln } from "./fixtures/kiln_cli.ts";
 import { gpu } from "./_util.ts";
+import { Trainer } from "../app/train/mod.ts";
 import { readSafetensors, writeSafetensors } from "../app/train/safetensors_write.ts";
 
 const FIXTURE = new URL("./fixtures/hf/glm4_moe/", import.meta.url).pathname;
@@ -117,6 +118,40 @@ Deno.test("glm-4.5: a checkpoint holding its multi-token-prediction layer loads 
       loadModel(dir, { device, quiet: true, maxSeq: 32 }),
       /tensor\(s\) that Glm4MoeForCausalLM as configured does not use \("model\.layers\.3\./,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("glm-4.5: training leaves the selection bias alone (a buffer in PyTorch) and saves it", async () => {
+  const device = await gpu();
+  const dir = await Deno.makeTempDir({ prefix: "kiln_glm_train_" });
+  try {
+    const trainer = await Trainer.create({
+      from: FIXTURE,
+      batch: 1,
+      seq: 4,
+      seed: 1,
+      optimizer: { kind: "adamw", weightDecay: 0.5 },
+      schedule: { peak: 1e-2, warmup: 0, total: 2 },
+      device,
+    });
+    assert.ok(!trainer.step.params.includes("model.layers.1.mlp.bias"), "not updated");
+    const before = (await trainer.exe.readState("model.layers.1.mlp.bias")).data.slice();
+    const router = (await trainer.exe.readState("model.layers.1.mlp.router")).data.slice();
+    const tokens = Uint32Array.from({ length: 64 }, (_, i) => (i * 13 + 5) % 103);
+    await trainer.train(tokens, { steps: 2 });
+    assert.deepEqual((await trainer.exe.readState("model.layers.1.mlp.bias")).data, before);
+    assert.notDeepEqual((await trainer.exe.readState("model.layers.1.mlp.router")).data, router);
+    await trainer.save(dir);
+    // The saved checkpoint holds it (as transformers saves the buffer) and loads.
+    const saved = await readSafetensors(join(dir, "model.safetensors"));
+    assert.deepEqual(
+      saved.get("model.layers.1.mlp.gate.e_score_correction_bias")?.data,
+      Float32Array.from(before),
+    );
+    const m = await loadModel(dir, { device, quiet: true, maxSeq: 16 });
+    m.dispose();
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -17,12 +17,14 @@ import type { LrSchedule } from "../../compiler/train/schedule.ts";
 import { parseConfig } from "../../models/architectures/mod.ts";
 import {
   buildTrainingLM,
+  frozenParams,
   layerCheckpoints,
   type TrainingLMOptions,
 } from "../../models/causal_lm_train.ts";
 import type { MoeOutputs } from "../../models/moe.ts";
 import { crossEntropy } from "../../compiler/cross_entropy.ts";
 import type { ModelConfig } from "../../models/config.ts";
+import { isFloat } from "../../core/dtype.ts";
 import { compile, type Executable } from "../../runtime/executable.ts";
 import { defaultDevice, type KilnDevice } from "../../runtime/device.ts";
 import {
@@ -246,7 +248,11 @@ export class Trainer {
       );
     }
     const optimizer = spec.kind === "sgd" ? sgd(spec) : adamw(spec);
+    // Every float parameter is initialised, loaded and saved; the frozen ones are not updated.
+    const all = [...g.trainables].filter(([, t]) => isFloat(t.dtype)).map(([n]) => n);
+    const frozen = frozenParams(cfg);
     this.step = buildTrainStep(g, lm.loss, {
+      params: all.filter((n) => !frozen.has(n)),
       optimizer,
       schedule: o.schedule,
       clipNorm: o.clipNorm,
@@ -254,9 +260,7 @@ export class Trainer {
       logEvery: o.logEvery ?? 10,
       checkpoint: o.checkpoint ? layerCheckpoints(cfg) : undefined,
     });
-    this.#shapes = new Map(
-      this.step.params.map((n) => [n, g.trainables.get(n)!.shape as number[]]),
-    );
+    this.#shapes = new Map(all.map((n) => [n, g.trainables.get(n)!.shape as number[]]));
     this.exe = compile(g.build(), device, { activationDtype: o.activationDtype });
   }
 
@@ -460,8 +464,9 @@ export class Trainer {
   async save(dir: string): Promise<void> {
     await this.#readLosses();
     const extra = [...this.step.optimizerStates, ...this.step.counterStates];
-    const st = await this.exe.readStates([...this.step.params, ...extra]);
-    const weights = new Map(this.step.params.map((n) => [n, st[n].data as Float32Array]));
+    const names = [...this.#shapes.keys()];
+    const st = await this.exe.readStates([...names, ...extra]);
+    const weights = new Map(names.map((n) => [n, st[n].data as Float32Array]));
     const optimizer: NamedTensor[] = extra.map((name) => ({
       name,
       shape: st[name].shape as number[],

@@ -13,6 +13,7 @@
  */
 
 import assert from "node:assert/strict";
+import { assertDeviceGrads } from "./fixtures/grad_compare.ts";
 import { GraphBuilder } from "../compiler/builder.ts";
 import { Tensor } from "../compiler/tensor.ts";
 import { withFloat64Host } from "../core/dtype.ts";
@@ -285,16 +286,7 @@ async function deviceVsReference(c: Case, dev: GpuDevice, seed: number, what: st
   try {
     const got = await exe.run(feed);
     const again = await exe.run(feed);
-    for (const n of wrt) {
-      const a = got[`d_${n}`].data, b = want[`d_${n}`].data;
-      let s = 1e-3, worst = 0;
-      for (let i = 0; i < b.length; i++) s = Math.max(s, Math.abs(b[i]));
-      for (let i = 0; i < b.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / s);
-      assert.ok(worst < 5e-4, `${what} ${c.name} d_${n}: device vs float64 ${worst} of ${s}`);
-      assert.ok(b.some((v) => v !== 0), `${what} ${c.name}: d_${n} is all zeros`);
-      // No float atomics: a second run gives the same bits.
-      assert.deepEqual(again[`d_${n}`].data, a, `${what} ${c.name} d_${n} differs between runs`);
-    }
+    assertDeviceGrads(got, again, want, wrt, `${what} ${c.name}`, { nonZero: true });
   } finally {
     exe.dispose();
   }

@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { assertDeviceGrads } from "./fixtures/grad_compare.ts";
 import { GraphBuilder } from "../compiler/builder.ts";
 import { Tensor } from "../compiler/tensor.ts";
 import { moe } from "../models/moe.ts";
@@ -179,15 +180,7 @@ Deno.test("moe grad: GPU kernels vs float64 reference at T=64, d=64, E=8, k=2", 
     try {
       const got = await exe.run(feed);
       const again = await exe.run(feed);
-      for (const n of wrt) {
-        const a = got[`d_${n}`].data, b = want[`d_${n}`].data;
-        let s = 1e-3, worst = 0;
-        for (let i = 0; i < b.length; i++) s = Math.max(s, Math.abs(b[i]));
-        for (let i = 0; i < b.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / s);
-        assert.ok(worst < 5e-4, `${v.name} d_${n}: GPU vs float64 error ${worst} of scale ${s}`);
-        // No float atomics: a second run gives the same bits.
-        assert.deepEqual(again[`d_${n}`].data, a, `${v.name} d_${n} differs between runs`);
-      }
+      assertDeviceGrads(got, again, want, wrt, v.name);
     } finally {
       exe.dispose();
     }

@@ -158,7 +158,7 @@ async function readPacked(
       : new Uint16Array(b.buffer, b.byteOffset, b.length / 2);
   const out = new Uint8Array(n * el);
   // The group's block alone: the part index within it.
-  readPart({ ...f, shape: [groupBytes / el] }, words(bytes), part.k % pk.every, words(out));
+  readPart(f, words(bytes), part.k % pk.every, words(out));
   return out;
 }
 

@@ -1,0 +1,272 @@
+/**
+ * Random config generators of the state-space and hybrid families (Jamba,
+ * Mamba, Falcon-Mamba, Mamba-2, Granite 4.0, Bamba, Nemotron-H) for
+ * `transformers_configs.ts`.
+ *
+ * @module
+ */
+
+import { common, type Dice, divisors, moe, rope } from "./transformers_configs_parts.ts";
+
+/**
+ * A random Jamba config.
+ *
+ * @example
+ * ```ts
+ * import { jamba } from "./transformers_configs_ssm.ts";
+ * import { Dice } from "./transformers_configs_parts.ts";
+ * jamba(new Dice(1)).vocab_size; // 20 to 256
+ * ```
+ */
+export function jamba(d: Dice): Record<string, unknown> {
+  const heads = d.pick([1, 2, 4]);
+  const { experts, topk } = moe(d, 6);
+  const attnPeriod = d.int(1, 4), expertPeriod = d.int(1, 4);
+  return {
+    ...common(d),
+    hidden_size: heads * d.pick([4, 8, 12, 16]),
+    num_attention_heads: heads,
+    num_key_value_heads: d.pick(divisors(heads)),
+    intermediate_size: d.int(4, 48) * 2,
+    num_experts: experts,
+    num_experts_per_tok: topk,
+    attn_layer_period: attnPeriod,
+    attn_layer_offset: d.int(0, attnPeriod - 1),
+    expert_layer_period: expertPeriod,
+    expert_layer_offset: d.int(0, expertPeriod - 1),
+    mamba_d_state: d.pick([2, 4, 8, 16]),
+    mamba_d_conv: d.pick([2, 3, 4]),
+    mamba_expand: d.pick([1, 2, 3]),
+    mamba_dt_rank: d.chance(0.5) ? "auto" : d.int(1, 8),
+    mamba_conv_bias: d.chance(0.6),
+    mamba_proj_bias: d.chance(0.4),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+    use_mamba_kernels: false,
+  };
+}
+
+/**
+ * A random Mamba config.
+ *
+ * @example
+ * ```ts
+ * import { mamba } from "./transformers_configs_ssm.ts";
+ * import { Dice } from "./transformers_configs_parts.ts";
+ * mamba(new Dice(1)).vocab_size; // 20 to 256
+ * ```
+ */
+export function mamba(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  return {
+    ...c,
+    hidden_size: d.int(2, 16) * 4,
+    state_size: d.pick([1, 2, 4, 8, 16]),
+    conv_kernel: d.pick([1, 2, 3, 4, 5]),
+    expand: d.pick([1, 2, 3]),
+    time_step_rank: d.chance(0.5) ? "auto" : d.int(1, 8),
+    use_bias: d.chance(0.5),
+    use_conv_bias: d.chance(0.6),
+    layer_norm_epsilon: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+    residual_in_fp32: d.chance(0.5),
+    tie_word_embeddings: d.chance(0.6),
+    ...(d.chance(0.05) ? { hidden_act: d.pick(["gelu", "relu"]) } : {}),
+  };
+}
+
+/**
+ * A random Falcon-Mamba config.
+ *
+ * @example
+ * ```ts
+ * import { falconMamba } from "./transformers_configs_ssm.ts";
+ * import { Dice } from "./transformers_configs_parts.ts";
+ * falconMamba(new Dice(1)).vocab_size; // 20 to 256
+ * ```
+ */
+export function falconMamba(d: Dice): Record<string, unknown> {
+  return { ...mamba(d), mixer_rms_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]) };
+}
+
+/**
+ * A random Mamba-2 config.
+ *
+ * @example
+ * ```ts
+ * import { mamba2 } from "./transformers_configs_ssm.ts";
+ * import { Dice } from "./transformers_configs_parts.ts";
+ * mamba2(new Dice(1)).vocab_size; // 20 to 256
+ * ```
+ */
+export function mamba2(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  const hidden = d.int(2, 16) * 4, expand = d.pick([1, 2, 3]);
+  const inner = hidden * expand;
+  const headDim = d.pick([2, 4, 8].filter((p) => inner % p === 0));
+  const heads = inner / headDim;
+  return {
+    ...c,
+    hidden_size: hidden,
+    expand,
+    head_dim: headDim,
+    num_heads: heads,
+    n_groups: d.pick([1, 2, 3, 4].filter((g) => heads % g === 0)),
+    state_size: d.pick([1, 2, 4, 8, 16]),
+    conv_kernel: d.pick([1, 2, 3, 4, 5]),
+    chunk_size: d.pick([4, 8, 16, 256]),
+    use_bias: d.chance(0.5),
+    use_conv_bias: d.chance(0.6),
+    layer_norm_epsilon: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
+    residual_in_fp32: d.chance(0.5),
+    tie_word_embeddings: d.chance(0.4),
+    ...(d.chance(0.4)
+      ? { time_step_limit: [d.pick([0.001, 0.01, 0.05]), d.pick([0.2, 1.5, 5.5])] }
+      : {}),
+    ...(d.chance(0.05) ? { hidden_act: d.pick(["gelu", "relu"]) } : {}),
+  };
+}
+
+/** The `BambaMixer` fields (Bamba, Granite 4.0) of a model `hidden` wide. */
+function bambaMixer(d: Dice, hidden: number): Record<string, unknown> {
+  const expand = d.pick([1, 2]);
+  const inner = hidden * expand;
+  const mHeads = d.pick(divisors(inner).filter((h) => h <= 16 && inner / h <= 16));
+  return {
+    mamba_expand: expand,
+    mamba_n_heads: mHeads,
+    ...(d.chance(0.5) ? { mamba_d_head: inner / mHeads } : {}),
+    mamba_n_groups: d.pick(divisors(mHeads).filter((g) => g <= 4)),
+    mamba_d_state: d.pick([1, 2, 4, 8, 16]),
+    mamba_d_conv: d.pick([2, 3, 4]),
+    mamba_chunk_size: d.pick([4, 8, 256]),
+    mamba_conv_bias: d.chance(0.6),
+    mamba_proj_bias: d.chance(0.4),
+    ...(d.chance(0.3)
+      ? { time_step_limit: [d.pick([0.001, 0.01, 0.05]), d.pick([0.2, 1.5, 5.5])] }
+      : {}),
+  };
+}
+
+/**
+ * A random Granite 4.0 hybrid config.
+ *
+ * @example
+ * ```ts
+ * import { graniteHybrid } from "./transformers_configs_ssm.ts";
+ * import { Dice } from "./transformers_configs_parts.ts";
+ * graniteHybrid(new Dice(1)).vocab_size; // 20 to 256
+ * ```
+ */
+export function graniteHybrid(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  const heads = d.pick([1, 2, 4]);
+  const hidden = heads * d.pick([4, 8, 12, 16]);
+  const experts = d.pick([0, 0, 1, 3, 4, 6]);
+  const names = d.chance(0.5) ? ["mamba", "attention"] : ["linear_attention", "full_attention"];
+  const layers = c.num_hidden_layers as number;
+  const ropeOn = d.chance(0.4);
+  const rp = ropeOn ? rope(d) : undefined;
+  const scaled = rp && !["default", "linear"].includes(rp.rope_type as string);
+  return {
+    ...c,
+    hidden_size: hidden,
+    num_attention_heads: heads,
+    num_key_value_heads: d.pick(divisors(heads)),
+    ...(scaled ? { head_dim: hidden / heads } : {}),
+    layer_types: Array.from({ length: layers }, () => names[d.chance(0.6) ? 0 : 1]),
+    intermediate_size: d.int(2, 24) * 2,
+    shared_intermediate_size: d.int(2, 24) * 2,
+    num_local_experts: experts,
+    num_experts_per_tok: experts > 0 ? d.int(1, Math.min(experts, 3)) : 2,
+    ...bambaMixer(d, hidden),
+    attention_bias: d.chance(0.3),
+    position_embedding_type: ropeOn ? "rope" : d.pick(["nope", null]),
+    ...(rp ? { rope_parameters: rp, max_position_embeddings: d.pick([64, 512, 4096]) } : {}),
+    embedding_multiplier: d.pick([1, 0.5, 2, 12]),
+    residual_multiplier: d.pick([1, 0.22, 0.6]),
+    attention_multiplier: d.pick([0.0078125, 0.1, 0.5, 1]),
+    logits_scaling: d.pick([1, 2.5, 6, 16]),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+  };
+}
+
+/**
+ * A random Bamba config.
+ *
+ * @example
+ * ```ts
+ * import { bamba } from "./transformers_configs_ssm.ts";
+ * import { Dice } from "./transformers_configs_parts.ts";
+ * bamba(new Dice(1)).vocab_size; // 20 to 256
+ * ```
+ */
+export function bamba(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  const heads = d.pick([1, 2, 4]);
+  const headDim = d.pick([4, 8, 12, 16]);
+  const hidden = heads * headDim;
+  const layers = c.num_hidden_layers as number;
+  const rp = rope(d);
+  // A factor whose share of the head is even (transformers rotates int(d · factor)).
+  const partial = d.pick([0.25, 0.5, 0.5, 1].filter((f) => (headDim * f) % 2 === 0));
+  if (d.chance(0.7)) rp.partial_rotary_factor = partial;
+  const scaled = !["default", "linear"].includes(rp.rope_type as string);
+  return {
+    ...c,
+    hidden_size: hidden,
+    num_attention_heads: heads,
+    num_key_value_heads: d.pick(divisors(heads)),
+    ...(scaled ? { head_dim: headDim } : {}),
+    attn_layer_indices: Array.from({ length: layers }, (_, i) => i).filter(() => d.chance(0.4)),
+    intermediate_size: d.int(2, 24) * 2,
+    ...bambaMixer(d, hidden),
+    attention_bias: d.chance(0.3),
+    rope_parameters: rp,
+    max_position_embeddings: d.pick([64, 512, 4096]),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+  };
+}
+
+/**
+ * A random Nemotron-H config.
+ *
+ * @example
+ * ```ts
+ * import { nemotronH } from "./transformers_configs_ssm.ts";
+ * import { Dice } from "./transformers_configs_parts.ts";
+ * nemotronH(new Dice(1)).vocab_size; // 20 to 256
+ * ```
+ */
+export function nemotronH(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  const heads = d.pick([1, 2, 4]);
+  const mHeads = d.pick([2, 4, 6, 8]);
+  const layers = d.int(1, 6);
+  const kinds = ["linear_attention", "full_attention", "mlp"];
+  const types = Array.from({ length: layers }, () => d.pick(kinds));
+  const pattern = types.map((t) => (t === "linear_attention" ? "M" : t === "mlp" ? "-" : "*"));
+  const { num_hidden_layers: _, ...rest } = c;
+  return {
+    ...rest,
+    hidden_size: d.pick([8, 16, 24, 32]),
+    // Either form: the list transformers 5 writes, or the pattern of earlier configs.
+    ...(d.chance(0.5)
+      ? { layers_block_type: types }
+      : { hybrid_override_pattern: pattern.join("") }),
+    num_attention_heads: heads,
+    num_key_value_heads: d.pick(divisors(heads)),
+    head_dim: d.pick([4, 8, 12]),
+    intermediate_size: d.int(2, 24) * 2,
+    mamba_num_heads: mHeads,
+    mamba_head_dim: d.pick([2, 4, 8]),
+    n_groups: d.pick(divisors(mHeads).filter((g) => g <= 4)),
+    ssm_state_size: d.pick([1, 2, 4, 8, 16]),
+    conv_kernel: d.pick([2, 3, 4]),
+    chunk_size: d.pick([4, 8, 256]),
+    use_conv_bias: d.chance(0.6),
+    use_bias: d.chance(0.4),
+    time_step_min: d.pick([0.001, 0.01, 0.3]),
+    time_step_max: d.pick([0.5, 1.5]),
+    layer_norm_epsilon: d.pick([1e-6, 1e-5, 1e-3]),
+    use_mamba_kernels: false,
+  };
+}

@@ -358,6 +358,7 @@ export {
   layerPrefix,
   moePrefix,
   parseConfig,
+  selectionBiasTensor,
   specOf,
   type SwigluNames,
 } from "./models/architectures/mod.ts";
@@ -451,8 +452,11 @@ export {
   type DevicePlanInput,
   type ExpertFormats,
   ExpertParallel,
+  type HostRouting,
   type ParallelStats,
   planDevices,
+  type RemoteRouting,
+  routeOnHost,
 } from "./app/experts/mod.ts";
 export {
   describeExpertPlan,

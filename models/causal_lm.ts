@@ -20,7 +20,7 @@ import { configMixer } from "./ssm_mixer.ts";
 import { moe, type MoeOptions } from "./moe.ts";
 import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
 import { decoderLayers } from "./decoder.ts";
-import { expertTensor, moePrefix, specOf } from "./architectures/mod.ts";
+import { expertTensor, moePrefix, selectionBiasTensor, specOf } from "./architectures/mod.ts";
 import { checkRopeLength, ropeFrequencies } from "./rope_scaling.ts";
 import { SLOT_POOL, STATES } from "./states.ts";
 import { embedding, head as lmHead, linear, type WeightFormats } from "./weights.ts";
@@ -269,7 +269,12 @@ export function attentionOptions(
 ): AttentionBlockOptions {
   const a = cfg.attention!;
   if (options.maxSeq !== undefined) checkRopeLength(a.rope, options.maxSeq, "maxSeq");
-  const rope = a.rope ? ropeFrequencies(a.rotaryDim ?? a.headDim, a.rope) : undefined;
+  // An odd frequency count's table is not the op's own θ^(−2i/rotaryDim): give it.
+  const settings = a.rope ??
+    (a.ropeFreqDim ? { type: "default" as const, theta: a.ropeTheta, factor: 1 } : undefined);
+  const rope = settings
+    ? ropeFrequencies(a.ropeFreqDim ?? a.rotaryDim ?? a.headDim, settings)
+    : undefined;
   return {
     name,
     heads: a.heads,
@@ -325,6 +330,7 @@ export function moeLayerOptions(
     router: mc.router ?? "softmax_topk",
     normTopk: mc.normTopk,
     ...(mc.routedScaling !== undefined ? { routedScaling: mc.routedScaling } : {}),
+    ...(mc.groups ? { groups: mc.groups } : {}),
     ...(logits ? { logits } : { routerWeight: router }),
     ...(act ? { activation: act.kind, alpha: act.alpha, limit: act.limit } : {}),
     ...(mc.expertBias ? { expertBias: true } : {}),
@@ -394,7 +400,7 @@ export function checkpointSources(cfg: ModelConfig, graph: Graph): Map<string, P
     stacked.set(`${base}.router`, { tensors: [`${base}.${lay.router}.weight`] });
     if (cfg.moe!.router === "sigmoid_bias") {
       // DeepSeek-V3's and GLM-4.5's expert selection bias.
-      stacked.set(`${base}.bias`, { tensors: [`${base}.${lay.router}.e_score_correction_bias`] });
+      stacked.set(`${base}.bias`, { tensors: [selectionBiasTensor(cfg, i)] });
     }
     if (cfg.moe!.routerBias) {
       stacked.set(`${base}.router_bias`, { tensors: [`${base}.${lay.router}.bias`] });

@@ -148,6 +148,12 @@ export interface AttentionConfig {
   /** Partial RoPE (Bamba): each head's first `rotaryDim` values rotate; absent: all. */
   readonly rotaryDim?: number;
   /**
+   * An odd `int(head_dim · partial_rotary_factor)`: RoPE's frequencies are
+   * θ^(−2i/ropeFreqDim), and `rotaryDim` is one more (transformers rotates the
+   * values its cos and sin cover). Absent: `rotaryDim`.
+   */
+  readonly ropeFreqDim?: number;
+  /**
    * A learned logit per query head joins every row's softmax and takes its share
    * of the probability without a value (GPT-OSS `self_attn.sinks` `[heads]`).
    */
@@ -240,7 +246,7 @@ export interface MoeConfig {
   readonly experts: number;
   /** Experts per token k. */
   readonly topK: number;
-  /** Renormalise the top-k probabilities (Mixtral yes, Jamba, Qwen2-MoE and OLMoE by config). */
+  /** Renormalise the top-k probabilities or affinities (Mixtral yes, Jamba no, Qwen2-MoE, OLMoE and GLM-4.5 by config). */
   readonly normTopk: boolean;
   /** How tokens are routed; absent: `"softmax_topk"` (softmax, then top-k). */
   readonly router?: MoeRouterKind;
@@ -255,6 +261,11 @@ export interface MoeConfig {
    * GLM-4.5's `routed_scaling_factor`); absent: 1.
    */
   readonly routedScaling?: number;
+  /**
+   * `sigmoid_bias` routers: group-limited routing (DeepSeek-V3's and GLM-4.5's
+   * `n_group` / `topk_group`); absent: every group kept.
+   */
+  readonly groups?: { readonly count: number; readonly kept: number };
   /** The router's Linear has a bias (GPT-OSS `mlp.router.bias`). */
   readonly routerBias?: boolean;
   /** Each expert's gate, up and down projections have biases (GPT-OSS). */

@@ -69,10 +69,24 @@ export interface MoeOptions {
   ff: number;
   /** Router kind (default `"softmax_topk"`). */
   router?: MoeRouterKind;
-  /** `softmax_topk`: renormalise the top-k weights (Mixtral: true, the default; Qwen2-MoE: false). */
+  /**
+   * `softmax_topk`, `sigmoid_bias`: renormalise the top-k weights (Mixtral and
+   * GLM-4.5: true, the default; Qwen2-MoE: false).
+   */
   normTopk?: boolean;
   /** `sigmoid_bias`: factor on the routing weights (DeepSeek-V3 `routed_scaling_factor`, default 1). */
   routedScaling?: number;
+  /**
+   * `sigmoid_bias`: group-limited routing, DeepSeek-V3's `n_group` and
+   * `topk_group` — experts come only from the `groupsKept` of `groups` equal
+   * groups whose two best selection scores sum highest. Default: none.
+   */
+  groups?: { count: number; kept: number };
+  /**
+   * `sigmoid_bias`: the selection bias `[E]` given as a tensor (another
+   * device's copy of a layer, fed per run) instead of the param `${name}.bias`.
+   */
+  selectionBias?: Tensor;
   /** Switch-style capacity factor (> 0): tokens past an expert's capacity skip it. Default dropless. */
   capacityFactor?: number;
   /** Padding mask with x's leading shape, f32: 0 excludes a token from the aux and z losses. */
@@ -264,7 +278,7 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     pool("w3", [W, ff, d]),
     pool("w2", [W, d, ff]),
   ];
-  if (router === "sigmoid_bias") inputs.push(g.param(`${o.name}.bias`, [E]));
+  if (router === "sigmoid_bias") inputs.push(o.selectionBias ?? g.param(`${o.name}.bias`, [E]));
   if (o.expertBias) {
     inputs.push(
       g.param(`${o.name}.b1`, [E, ff]),
@@ -282,6 +296,9 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     routedScaling: o.routedScaling ?? 1,
     capacityFactor: o.capacityFactor ?? 0,
     dense,
+    ...(o.groups && o.groups.kept < o.groups.count
+      ? { groups: o.groups.count, groupsKept: o.groups.kept }
+      : {}),
     slots: S,
     ...(o.logits ? { logitsIn: true } : {}),
     ...(wf === undefined ? {} : { weightFormat: wf, w2Format: o.w2Format ?? wf, ff }),

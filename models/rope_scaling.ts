@@ -349,8 +349,10 @@ function show(v: unknown): string {
 }
 
 /**
- * The inverse frequencies (`headDim / 2` values, f32 as PyTorch computes them)
- * and the factor on cos and sin for a head size and RoPE settings.
+ * The inverse frequencies (`⌈headDim / 2⌉` values, f32 as PyTorch computes
+ * them) and the factor on cos and sin for a head size (or a partial RoPE's
+ * rotated size, odd when transformers' `int(head_dim · factor)` is) and RoPE
+ * settings.
  *
  * @example
  * ```ts
@@ -364,11 +366,12 @@ export function ropeFrequencies(
   headDim: number,
   s: RopeSettings,
 ): { invFreq: Float32Array; attentionFactor: number } {
-  if (!Number.isInteger(headDim) || headDim < 2 || headDim % 2 !== 0) {
-    throw new RangeError(`ropeFrequencies: headDim must be an even integer >= 2, got ${headDim}`);
+  if (!Number.isInteger(headDim) || headDim < 1) {
+    throw new RangeError(`ropeFrequencies: headDim must be a positive integer, got ${headDim}`);
   }
   const f32 = Math.fround;
-  const half = headDim / 2;
+  // An odd dim (a partial RoPE's int(head_dim · factor)) still has ⌈dim/2⌉ frequencies.
+  const half = Math.ceil(headDim / 2);
   // base ** (arange(0, dim, 2) / dim), all in float32.
   const posFreq = Float32Array.from(
     { length: half },
@@ -427,9 +430,19 @@ export function ropeFrequencies(
       low = Math.max(low, 0);
       high = Math.min(high, dim - 1);
       if (low === high) high += 0.001;
+      // transformers ramps over dim // 2 frequencies: for an odd dim one fewer than there
+      // are, which torch broadcasts only when it is 1 (dim 3: ramp(0) for both).
+      const ramps = Math.floor(dim / 2);
+      if (ramps !== half && ramps !== 1) {
+        throw new RangeError(
+          `ropeFrequencies: yarn over an odd ${dim} rotated values: transformers' ramp of ` +
+            `${ramps} values does not broadcast over its ${half} frequencies`,
+        );
+      }
       const out = new Float32Array(half);
       for (let i = 0; i < half; i++) {
-        const ramp = Math.min(1, Math.max(0, f32(f32(i - low) / f32(high - low))));
+        const at = ramps === half ? i : 0;
+        const ramp = Math.min(1, Math.max(0, f32(f32(at - low) / f32(high - low))));
         const extra = f32(1 - ramp); // weight of the unscaled (extrapolated) frequency
         const interp = f32(1 / f32(s.factor * posFreq[i]));
         out[i] = f32(f32(interp * f32(1 - extra)) + f32(base[i] * extra));

@@ -59,7 +59,7 @@ Deno.test("bamba: configs it cannot run are refused by field", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [{ attn_layer_indices: "1,3" }, /"attn_layer_indices" must be a list of layer indices/],
     [{ partial_rotary_factor: 0.3 }, /rotates 4 values|rotates 4\.8/],
-    [{ partial_rotary_factor: 0.1 }, /partial_rotary_factor 0\.1 of head_dim 16 rotates 1 values/],
+    [{ partial_rotary_factor: 0.05 }, /partial_rotary_factor 0\.05 of head_dim 16 rotates no/],
     [{ partial_rotary_factor: 1.5 }, /partial_rotary_factor must be in \(0, 1\], got 1\.5/],
     [{ mamba_n_heads: 7 }, /mamba_n_heads 7 × mamba_d_head 18 must equal/],
     [{ mlp_bias: true }, /mlp_bias true is not supported by BambaForCausalLM/],
@@ -69,6 +69,9 @@ Deno.test("bamba: configs it cannot run are refused by field", () => {
     if (edit.partial_rotary_factor === 0.3) {
       // int(16 · 0.3) = 4: transformers rotates 4 values, and so does Kiln.
       assert.equal(parseConfig({ ...BASE, ...edit }).attention!.rotaryDim, 4);
+      // int(16 · 0.1) = 1: one frequency (θ⁰), on the 2 values cos and sin cover.
+      const one = parseConfig({ ...BASE, partial_rotary_factor: 0.1 }).attention!;
+      assert.deepEqual([one.rotaryDim, one.ropeFreqDim], [2, 1]);
       continue;
     }
     assert.throws(() => parseConfig({ ...BASE, ...edit }), pattern, JSON.stringify(edit));

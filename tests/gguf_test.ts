@@ -666,6 +666,16 @@ Deno.test("fuzz: block and expert counts the tensors cannot fill are refused bef
         "has shape [4, 32], not",
       ]);
     }
+    // llama.cpp limits a softmax router to its best expert groups too; Kiln does not.
+    const groups = await rewrite(mixtral, join(dir, "groups.gguf"), (e) => {
+      e.set("llama.expert_group_count", u32(2));
+      e.set("llama.expert_group_used_count", u32(1));
+    });
+    await rejectsWith(openGgufModel(groups), TypeError, [
+      groups,
+      'metadata "llama.expert_group_count" is 2: group-limited routing is implemented for ' +
+      "sigmoid routers (glm4moe), not llama's",
+    ]);
   });
 });
 

@@ -5,8 +5,9 @@
  * `tools/llama_cpp_convert.py`) from the transformers checkpoint beside it, whose
  * logits transformers computed (see `fixtures/llama_cpp/README.md`). One has half
  * of each head rotated, q/k/v biases, QK-norm, a dense first layer and two shared
- * experts; the other rotates whole heads under linear scaling, has no biases or
- * norms, only MoE layers and tied embeddings.
+ * experts; the second rotates whole heads under linear scaling, has no biases or
+ * norms, only MoE layers and tied embeddings; the third routes within 2 of 4
+ * expert groups and does not renormalise the chosen weights.
  *
  * Checked: the config Kiln derives from each file equals the folder's; every
  * tensor Kiln presents from the file equals the one it presents from the folder;
@@ -32,7 +33,7 @@ import { assertWritesLikeConverter, rewrite } from "./fixtures/converter_compare
 
 const DIR = new URL("./fixtures/llama_cpp/glm4_moe/", import.meta.url).pathname;
 const HF = new URL("./fixtures/hf/", import.meta.url).pathname;
-const NAMES = ["glm4_moe_conv", "glm4_moe_full_rope_conv"];
+const NAMES = ["glm4_moe_conv", "glm4_moe_full_rope_conv", "glm4_moe_group_conv"];
 const gguf = (name: string) => join(DIR, name, "llama_cpp_f32.gguf");
 
 async function folderConfig(dir: string): Promise<Record<string, unknown>> {
@@ -253,12 +254,19 @@ Deno.test("glm4moe gguf: a file without exp_probs_b, misshapen, or routing other
     await rejectsWith(openGgufModel(softmax), TypeError, [
       '"glm4moe.expert_gating_func" is 1; Kiln\'s GLM-4.5 routes by sigmoid (2)',
     ]);
+    const groups = await rewrite(src, join(tmp, "groups.gguf"), (e) => {
+      e.set("glm4moe.expert_group_count", u32(2));
+      e.set("glm4moe.expert_group_used_count", u32(3));
+    });
+    await rejectsWith(openGgufModel(groups), RangeError, [
+      '"glm4moe.expert_group_used_count" is 3, expected 1 to the 2 groups',
+    ]);
+    // Absent, llama.cpp does not renormalise: neither does Kiln.
     const noNorm = await rewrite(src, join(tmp, "norm.gguf"), (e) => {
       e.delete("glm4moe.expert_weights_norm");
     });
-    await rejectsWith(openGgufModel(noNorm), TypeError, [
-      '"glm4moe.expert_weights_norm" is not true',
-    ]);
+    using m = await openGgufModel(noNorm);
+    assert.equal(parseConfig(m.config, noNorm).moe!.normTopk, false);
     const noShared = await rewrite(src, join(tmp, "shared.gguf"), (e) => {
       e.delete("glm4moe.expert_shared_count");
     });
@@ -273,8 +281,20 @@ Deno.test("glm4moe gguf: configs llama.cpp's glm4moe cannot hold are refused", a
     () => ggufArchMetadata({ ...config, first_k_dense_replace: 3 }),
     /GLM-4\.5 without MoE layers .* has no GGUF form: llama\.cpp's glm4moe needs expert_count > 0/,
   );
-  // Group-limited routing that keeps every group limits nothing: llama.cpp's glm4moe
-  // (no groups) computes the same model.
-  const groups = new Map(ggufArchMetadata({ ...config, n_group: 2, topk_group: 2 }));
-  assert.equal(groups.get("glm4moe.expert_group_count")?.value, 2);
+  const rp = config.rope_parameters as Record<string, unknown>;
+  assert.throws(
+    () =>
+      ggufArchMetadata({ ...config, rope_parameters: { ...rp, partial_rotary_factor: 0.3125 } }),
+    /a partial RoPE over an odd 5 values a head has no GGUF form/,
+  );
+  // Routing that keeps every group limits nothing: written as one group, which
+  // llama.cpp reads (it refuses a file that keeps all of several groups).
+  const all = new Map(ggufArchMetadata({ ...config, n_group: 2, topk_group: 2 }));
+  assert.deepEqual(
+    [
+      all.get("glm4moe.expert_group_count")?.value,
+      all.get("glm4moe.expert_group_used_count")?.value,
+    ],
+    [1, 1],
+  );
 });

@@ -39,6 +39,21 @@ Deno.test("glm-4.5: the published GLM-4.5-Air config, field by field", () => {
   // Without a factor anywhere, Glm4MoeConfig rotates half of each head.
   const { partial_rotary_factor: _, ...noFactor } = GLM_45_AIR_CONFIG;
   assert.equal(parseConfig(noFactor).attention!.rotaryDim, 64);
+  // An odd int(head_dim · factor): frequencies over 39, the 40 values cos and sin cover rotate.
+  const odd = parseConfig({ ...GLM_45_AIR_CONFIG, partial_rotary_factor: 0.31 }).attention!;
+  assert.deepEqual([odd.rotaryDim, odd.ropeFreqDim], [40, 39]);
+  // DeepSeek-V3's group-limited routing and unnormalised weights, as the config asks.
+  const grouped = parseConfig({
+    ...GLM_45_AIR_CONFIG,
+    n_group: 8,
+    topk_group: 4,
+    norm_topk_prob: false,
+  }).moe!;
+  assert.deepEqual([grouped.groups, grouped.normTopk], [{ count: 8, kept: 4 }, false]);
+  assert.equal(
+    parseConfig({ ...GLM_45_AIR_CONFIG, n_group: 8, topk_group: 8 }).moe!.groups,
+    undefined,
+  );
   // QK-norm per head when asked for.
   assert.equal(
     parseConfig({ ...GLM_45_AIR_CONFIG, use_qk_norm: true }).attention!.qkNormPerHead,
@@ -48,11 +63,12 @@ Deno.test("glm-4.5: the published GLM-4.5-Air config, field by field", () => {
 
 Deno.test("glm-4.5: configs it cannot run are refused by field", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
-    [{ norm_topk_prob: false }, /norm_topk_prob false is not supported .*renormalises/],
-    [{ n_group: 8, topk_group: 4 }, /topk_group 4 is not supported .*4 of n_group 8/],
+    [{ n_group: 5, topk_group: 2 }, /"n_group" \(5\) must split the 128 experts into equal/],
+    [{ n_group: 8, topk_group: 9 }, /"topk_group" \(9\) exceeds "n_group" \(8\)/],
+    [{ n_group: 64, topk_group: 2 }, /"num_experts_per_tok" \(8\) exceeds the 4 experts of the 2/],
     [{ hidden_act: "gelu" }, /hidden_act "gelu" is not supported/],
     [{ mlp_bias: true }, /mlp_bias true is not supported/],
-    [{ partial_rotary_factor: 0.31 }, /rotates 39 values; Kiln needs an even number/],
+    [{ partial_rotary_factor: 0.005 }, /partial_rotary_factor 0.005 of head_dim 128 rotates no/],
   ];
   for (const [edit, pattern] of cases) {
     assert.throws(

@@ -49,6 +49,8 @@ const FIXTURES = [
   "gpt_oss_mxfp4",
   "glm4_moe",
   "glm4_moe_full_rope_groups",
+  "glm4_moe_group_limit",
+  "glm4_moe_odd_rope",
 ];
 
 const readRef = (name: string) =>
@@ -208,6 +210,8 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
     ],
     ["gpt_oss", "the sliding window", (c) => ({ ...c, sliding_window: 4096 })],
     ["glm4_moe", "the routed scaling factor", (c) => ({ ...c, routed_scaling_factor: 1 })],
+    ["glm4_moe_group_limit", "the group limit", (c) => ({ ...c, topk_group: 4 })],
+    ["glm4_moe_group_limit", "unnormalised weights", (c) => ({ ...c, norm_topk_prob: true })],
     [
       "glm4_moe",
       "the partial RoPE",

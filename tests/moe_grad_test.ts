@@ -42,6 +42,16 @@ const VARIANTS: Variant[] = [
     attrs: { router: "sigmoid_bias", routedScaling: 1, capacityFactor: 0.5 },
     mask: true,
   },
+  {
+    name: "sigmoid_bias in 1 of 2 groups, weights not renormalised",
+    attrs: {
+      router: "sigmoid_bias",
+      normTopk: false,
+      routedScaling: 1.5,
+      groups: 2,
+      groupsKept: 1,
+    },
+  },
   { name: "given logits", attrs: { router: "softmax_topk", normTopk: true }, logitsIn: true },
   { name: "dense baseline path", attrs: { router: "softmax_topk", normTopk: true, dense: true } },
 ];

@@ -118,8 +118,10 @@ function glm4Moe(d: Dice): Record<string, unknown> {
   const base = common(d);
   const layers = base.num_hidden_layers as number;
   const att = attention(d, 0.5);
-  const groups = d.pick([1, 1, 2]);
+  const groups = d.pick([1, 1, 2, 4]);
   const experts = groups * d.int(2, 4);
+  // Group-limited routing (DeepSeek-V3's) keeps topk_group groups; k fits in them.
+  const kept = d.chance(0.5) ? groups : d.int(1, groups);
   const rp = att.rope_parameters as Record<string, unknown>;
   // Absent, Glm4MoeConfig sets 0.5.
   if (d.chance(0.7)) rp.partial_rotary_factor = d.pick([0.25, 0.5, 0.5, 1]);
@@ -129,14 +131,14 @@ function glm4Moe(d: Dice): Record<string, unknown> {
     intermediate_size: d.int(2, 24) * 2,
     moe_intermediate_size: d.int(2, 12) * 2,
     n_routed_experts: experts,
-    num_experts_per_tok: d.int(1, Math.min(experts, 4)),
+    num_experts_per_tok: d.int(1, Math.min(kept * (experts / groups), 4)),
     // transformers builds the shared experts whatever their count (0 divides by zero).
     n_shared_experts: d.pick([1, 1, 2]),
     n_group: groups,
-    topk_group: d.chance(0.85) ? groups : 1,
+    topk_group: kept,
     // Non-integral: JSON writes 1.0 as 1, which Glm4MoeConfig refuses as not a float.
     routed_scaling_factor: d.pick([1.5, 2.5, 0.5]),
-    norm_topk_prob: d.chance(0.9),
+    norm_topk_prob: d.chance(0.7),
     first_k_dense_replace: d.int(0, layers),
     attention_bias: d.chance(0.5),
     use_qk_norm: d.chance(0.5),

@@ -204,6 +204,7 @@ async function inspectModel(
             : ""
         }`
         : "",
+      m.groups ? `within the best ${m.groups.kept} of ${m.groups.count} expert groups` : "",
       m.routerBias ? "router bias" : "",
       m.expertBias ? "expert biases" : "",
       act ? `clamped SwiGLU (α ${act.alpha}, limit ${act.limit})` : "",

@@ -14,6 +14,7 @@
  * - `router_kernel.ts`: where a MoE layer's router runs in a plan;
  * - `heatmap.ts`: an SVG of expert usage;
  * - `device_plan.ts`: which device holds each expert ({@linkcode planDevices});
+ * - `selection.ts`: the router's selection repeated on the host;
  * - `parallel.ts`: {@linkcode ExpertParallel}, running the other devices'
  *   experts at host barriers.
  *
@@ -62,4 +63,6 @@ export {
   checkDevices,
   ExpertParallel,
   type ParallelStats,
+  type RemoteRouting,
 } from "./parallel.ts";
+export { type HostRouting, routeOnHost } from "./selection.ts";

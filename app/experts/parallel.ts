@@ -19,8 +19,9 @@
  * - the run is split by host barriers (`RunOptions.barriers`) right after each
  *   such layer's router kernel: the kernels so far are submitted, `moe_x` and
  *   `moe_logits` come back in one readback, and the host repeats the router's
- *   exact top-k selection on the logits (strict `>` scanning upwards, the
- *   kernel's rule). Devices none of whose experts was chosen are skipped; each
+ *   top-k selection on the logits (`selection.ts`: the kernel's rule; for the
+ *   `sigmoid_bias` router a near-tie counts every expert as possibly chosen).
+ *   Devices none of whose experts may have been chosen are skipped; each
  *   other device runs its experts-only graph (the same `moe` op, given the
  *   logits instead of the router weight, so it selects the same experts) on the
  *   same x and returns its partial output in one readback (devices run in
@@ -52,7 +53,6 @@
  * @module
  */
 
-import type { MoeRouterKind } from "../../ops/moe/mod.ts";
 import { GraphBuilder } from "../../compiler/builder.ts";
 import type { Plan } from "../../compiler/plan.ts";
 import { moe } from "../../models/moe.ts";
@@ -64,12 +64,32 @@ import { formatBytes } from "./placement.ts";
 import type { WeightSource } from "../model/source.ts";
 import { type DevicePlan, ELSEWHERE } from "./device_plan.ts";
 import { moeRouterKernel } from "./router_kernel.ts";
+import { type HostRouting, routeOnHost } from "./selection.ts";
 import { type ExpertFormats, type ExpertTensorName, ExpertTiers } from "./tiers.ts";
 
 /**
+ * How a layer routes, as the other devices repeat it: the home router's kind
+ * and its weight options (`moe`'s).
+ *
+ * @example
+ * ```ts
+ * import type { RemoteRouting } from "./parallel.ts";
+ * const glm: RemoteRouting = { topK: 8, router: "sigmoid_bias", routedScaling: 2.5, normTopk: true };
+ * ```
+ */
+export interface RemoteRouting extends HostRouting {
+  /** Renormalise the chosen weights (default true). */
+  normTopk?: boolean;
+  /** `sigmoid_bias`: factor on the weights (default 1). */
+  routedScaling?: number;
+}
+
+/**
  * The experts-only graph another device runs: `y = moe(x)` over the experts it
- * holds, routed by the given logits (not a router weight), with one slot pool
- * for all its layers and the layer's slot table as a parameter rewritten per call.
+ * holds, routed by the given logits (not a router weight) — and, for the
+ * `sigmoid_bias` router, the layer's selection bias, an input `bias [E]` —
+ * with one slot pool for all its layers and the layer's slot table as a
+ * parameter rewritten per call.
  * With `formats`, the pool holds the experts' blocks (u32 words per slot).
  *
  * @example
@@ -83,20 +103,20 @@ import { type ExpertFormats, type ExpertTensorName, ExpertTiers } from "./tiers.
  * q.values[q.params.get("moe.slots.w1")!].shape; // [4, 9216]: 144-byte blocks, 256 rows
  * ```
  */
-export function buildRemoteExperts(o: {
-  d: number;
-  ff: number;
-  experts: number;
-  topK: number;
-  slots: number;
-  router?: MoeRouterKind;
-  normTopk?: boolean;
-  dtype?: "f32" | "f16";
-  formats?: ExpertFormats;
-}): ReturnType<GraphBuilder["build"]> {
+export function buildRemoteExperts(
+  o: RemoteRouting & {
+    d: number;
+    ff: number;
+    experts: number;
+    slots: number;
+    dtype?: "f32" | "f16";
+    formats?: ExpertFormats;
+  },
+): ReturnType<GraphBuilder["build"]> {
   const g = new GraphBuilder();
   const x = g.input("x", ["T", o.d]);
   const logits = g.input("logits", ["T", o.experts]);
+  const sig = o.router === "sigmoid_bias";
   const m = moe(g, x, {
     name: "remote",
     experts: o.experts,
@@ -104,6 +124,10 @@ export function buildRemoteExperts(o: {
     ff: o.ff,
     router: o.router ?? "softmax_topk",
     normTopk: o.normTopk ?? true,
+    // The layer's selection bias, given per run as the slot table is.
+    ...(sig ? { selectionBias: g.input("bias", [o.experts]) } : {}),
+    ...(o.routedScaling !== undefined ? { routedScaling: o.routedScaling } : {}),
+    ...(o.groups ? { groups: o.groups } : {}),
     weightDtype: o.dtype ?? "f32",
     weightFormat: o.formats?.w13,
     w2Format: o.formats?.w2,
@@ -175,7 +199,8 @@ export class ExpertParallel {
   readonly #home: GpuDevice;
   readonly #remote: Executable[];
   readonly #barriers = new WeakMap<Plan, HostBarriers>();
-  readonly #topK: number;
+  readonly #routing: HostRouting;
+  readonly #bias: readonly Float32Array[] | undefined;
   #disposed = false;
 
   private constructor(
@@ -183,13 +208,15 @@ export class ExpertParallel {
     plan: DevicePlan,
     prefixes: readonly string[],
     remote: Executable[],
-    topK: number,
+    routing: HostRouting,
+    bias: readonly Float32Array[] | undefined,
   ) {
     this.#home = home;
     this.plan = plan;
     this.prefixes = prefixes;
     this.#remote = remote;
-    this.#topK = topK;
+    this.#routing = routing;
+    this.#bias = bias;
     this.stats = emptyStats(plan.devices);
   }
 
@@ -212,15 +239,14 @@ export class ExpertParallel {
     plan: DevicePlan,
     prefixes: readonly string[],
     tensorName: ExpertTensorName,
-    shape: {
+    shape: RemoteRouting & {
       d: number;
       ff: number;
-      topK: number;
-      normTopk: boolean;
-      router?: MoeRouterKind;
       dtype: "f32" | "f16";
       /** Block formats of quantized experts (the plan counts their bytes). */
       formats?: ExpertFormats;
+      /** `sigmoid_bias`: each MoE layer's selection bias `[E]`, in `prefixes` order. */
+      selectionBias?: readonly Float32Array[];
     },
   ): Promise<ExpertParallel> {
     checkDevices(devices);
@@ -232,19 +258,31 @@ export class ExpertParallel {
     if (home.device !== devices[0]) {
       throw new TypeError("ExpertParallel: the home executable must run on devices[0]");
     }
-    const { d, ff, dtype, formats } = shape;
+    const { d, ff, dtype, formats, selectionBias, ...routing } = shape;
     const E = plan.experts;
+    const sig = routing.router === "sigmoid_bias";
+    if (sig !== (selectionBias !== undefined)) {
+      throw new TypeError(
+        "ExpertParallel: the selection biases are given exactly for the sigmoid_bias router",
+      );
+    }
+    if (
+      selectionBias && (selectionBias.length !== plan.layers ||
+        selectionBias.some((b) => b.length !== E))
+    ) {
+      throw new RangeError(
+        `ExpertParallel: expected ${plan.layers} selection biases of ${E} values, one a layer`,
+      );
+    }
     const remote: Executable[] = [];
     try {
       for (let dev = 1; dev < plan.devices; dev++) {
         const g = buildRemoteExperts({
+          ...routing,
           d,
           ff,
           experts: E,
-          topK: shape.topK,
           slots: Math.max(1, plan.slots[dev]),
-          router: shape.router,
-          normTopk: shape.normTopk,
           dtype,
           formats,
         });
@@ -281,7 +319,14 @@ export class ExpertParallel {
       for (const r of remote) r.dispose();
       throw e;
     }
-    return new ExpertParallel(devices[0] as GpuDevice, plan, prefixes, remote, shape.topK);
+    return new ExpertParallel(
+      devices[0] as GpuDevice,
+      plan,
+      prefixes,
+      remote,
+      routing,
+      selectionBias,
+    );
   }
 
   /**
@@ -293,7 +338,12 @@ export class ExpertParallel {
     const E = this.plan.experts;
     for (const r of this.#remote) {
       for (const t of new Set([T, 1])) {
-        await r.prepare({ x: new Float32Array(t * d), logits: new Float32Array(t * E) });
+        const inputs: Record<string, Float32Array> = {
+          x: new Float32Array(t * d),
+          logits: new Float32Array(t * E),
+        };
+        if (this.#bias) inputs.bias = this.#bias[0];
+        await r.prepare(inputs);
       }
     }
   }
@@ -338,7 +388,7 @@ export class ExpertParallel {
     const t0 = performance.now();
     const st = this.stats;
     const device = this.#home.device;
-    const T = xOut.shape[0], d = xOut.shape[1], E = this.plan.experts, k = this.#topK;
+    const T = xOut.shape[0], d = xOut.shape[1], E = this.plan.experts;
     const xBytes = T * d * 4, lBytes = T * E * 4;
     const staging = device.createBuffer({
       size: xBytes + lBytes,
@@ -359,22 +409,14 @@ export class ExpertParallel {
     }
     let moved = xBytes + lBytes;
     let trips = 1;
-    // The router kernel's selection: top-k logits, strict '>' scanning upwards.
+    // The router kernel's selection, repeated: devices no token may have chosen are skipped.
     const owner = this.plan.owner[l];
     const used = new Set<number>();
+    const bias = this.#bias?.[l];
     for (let t = 0; t < T; t++) {
-      const taken = new Uint8Array(E);
-      for (let j = 0; j < k; j++) {
-        let best = -1, bv = 0;
-        for (let e = 0; e < E; e++) {
-          if (taken[e]) continue;
-          const v = logits[t * E + e];
-          if (best < 0 || v > bv) [best, bv] = [e, v];
-        }
-        taken[best] = 1;
-        st.pairs[owner[best]]++;
-        if (owner[best] !== 0) used.add(owner[best]);
-      }
+      const { chosen, possible } = routeOnHost(this.#routing, logits, t, E, bias);
+      for (const e of chosen) st.pairs[owner[e]]++;
+      for (const e of possible) if (owner[e] !== 0) used.add(owner[e]);
     }
     st.barriers++;
     if (used.size === 0) st.skipped++;
@@ -382,7 +424,7 @@ export class ExpertParallel {
       const parts = await Promise.all([...used].map(async (dev) => {
         const r = this.#remote[dev - 1];
         r.setParams({ "remote.slot_table": this.plan.tables[dev][l] });
-        const { y } = await r.run({ x, logits });
+        const { y } = await r.run({ x, logits, ...(bias ? { bias } : {}) });
         return y.data as Float32Array;
       }));
       trips += parts.length;

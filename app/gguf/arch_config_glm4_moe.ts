@@ -17,12 +17,14 @@
  *   `.expert_shared_count` (all required by llama.cpp), `.feed_forward_length`
  *   (the dense layers' width), `.leading_dense_block_count` (default 0);
  * - routing: `.expert_gating_func` must be sigmoid (2; absent or 0 is sigmoid,
- *   llama.cpp's default for glm4moe), `.expert_weights_norm` must be true
- *   (absent is false in llama.cpp: no renormalisation, which Kiln's GLM-4.5
- *   does not compute), `.expert_weights_scale` is `routed_scaling_factor`
- *   (absent or 0: 1, as `build_moe_ffn` skips the scale). llama.cpp's glm4moe
- *   never reads `.expert_group_count` / `_used_count` (no group-limited
- *   routing), so neither does Kiln;
+ *   llama.cpp's default for glm4moe), `.expert_weights_norm` is
+ *   `norm_topk_prob` (absent is false, as in llama.cpp),
+ *   `.expert_weights_scale` is `routed_scaling_factor` (absent or 0: 1, as
+ *   `build_moe_ffn` skips the scale), `.expert_group_count` and
+ *   `.expert_group_used_count` are `n_group` and `topk_group` (every
+ *   architecture's `load_hparams` reads them and `build_moe_ffn` limits the
+ *   routing when there is more than one group; llama.cpp refuses a file that
+ *   keeps all its groups, Kiln reads it as no limit);
  * - `attention_bias` and `use_qk_norm` from the tensors of block 0
  *   (`attn_q.bias`, `attn_q_norm.weight`), both optional in llama.cpp.
  *
@@ -91,10 +93,13 @@ export function glm4MoeConfig(k: Keys, B: number, headDim: number): Json {
         `GLM-4.5 routes by sigmoid (${GATING_SIGMOID})`,
     );
   }
-  if (k.m.optionalBool(k.key("expert_weights_norm")) !== true) {
-    throw new TypeError(
-      `${k.m.path}: metadata ${quote(k.key("expert_weights_norm"))} is not true: llama.cpp ` +
-        "would not renormalise the chosen experts' weights, which Kiln's GLM-4.5 always does",
+  const norm = k.m.optionalBool(k.key("expert_weights_norm")) ?? false;
+  const groups = k.opt("expert_group_count") ?? 0;
+  const used = k.opt("expert_group_used_count") ?? 0;
+  if (groups > 1 && !(used >= 1 && used <= groups)) {
+    throw new RangeError(
+      `${k.m.path}: metadata ${quote(k.key("expert_group_used_count"))} is ${used}, expected ` +
+        `1 to the ${groups} groups of ${quote(k.key("expert_group_count"))}`,
     );
   }
   const scale = k.opt("expert_weights_scale");
@@ -118,9 +123,9 @@ export function glm4MoeConfig(k: Keys, B: number, headDim: number): Json {
     num_experts_per_tok: k.num("expert_used_count"),
     n_shared_experts: k.num("expert_shared_count"),
     first_k_dense_replace: dense,
-    n_group: 1,
-    topk_group: 1,
-    norm_topk_prob: true,
+    n_group: groups > 1 ? groups : 1,
+    topk_group: groups > 1 ? used : 1,
+    norm_topk_prob: norm,
     routed_scaling_factor: scale === undefined || scale === 0 ? 1 : scale,
     attention_bias: k.has("blk.0.attn_q.bias"),
     use_qk_norm: k.has("blk.0.attn_q_norm.weight"),

@@ -226,7 +226,7 @@ export function ggufArchMetadata(
   if (granite) refuseGraniteExtras(cfg);
   const attn = ["llama", "qwen2moe", "olmoe", "qwen3moe", "glm4moe"];
   if (attn.includes(arch)) attentionKeys(cfg, config, arch, ctx, u32, f32, put);
-  if (arch === "glm4moe") glm4MoeKeys(cfg, config, u32, f32, put);
+  if (arch === "glm4moe") glm4MoeKeys(cfg, u32, f32, put);
   if (granite) graniteKeys(cfg, config, ctx, u32, f32, put);
   if (arch === "gpt-oss") gptOssKeys(cfg, config, ctx, u32, f32, put);
   if (arch === "jamba") {

@@ -6,11 +6,13 @@
  * `partial_rotary_factor`), `.expert_feed_forward_length`,
  * `.expert_shared_count`, `.leading_dense_block_count`, `.expert_gating_func`
  * (sigmoid), `.expert_weights_scale` (`routed_scaling_factor`),
- * `.expert_weights_norm` (true), `.expert_group_count` / `_used_count`
- * (`n_group`, `topk_group`; llama.cpp's glm4moe does not read them) and
- * `.nextn_predict_layers`.
+ * `.expert_weights_norm` (`norm_topk_prob`), `.expert_group_count` /
+ * `_used_count` (`n_group`, `topk_group`) and `.nextn_predict_layers`.
  *
- * One difference from the converter, on purpose: Kiln writes the blocks the
+ * Two differences from the converter, on purpose: a config that keeps all of
+ * several groups (which limits nothing) is written as one group kept of one,
+ * as llama.cpp refuses `expert_group_used_count` ≥ `expert_group_count` > 1;
+ * and Kiln writes the blocks the
  * model runs and no multi-token-prediction block, so `.nextn_predict_layers`
  * is 0 and `.block_count` is `num_hidden_layers` (the converter adds
  * `num_nextn_predict_layers` blocks, and a folder whose config counts MTP
@@ -18,8 +20,7 @@
  * llama.cpp, which requires those blocks' tensors).
  *
  * A config llama.cpp's glm4moe cannot hold is refused: no routed experts
- * (llama.cpp asserts `expert_count` > 0) or group-limited routing that limits
- * anything (llama.cpp's glm4moe routes over all experts).
+ * (llama.cpp asserts `expert_count` > 0).
  *
  * @module
  */
@@ -36,12 +37,11 @@ type Put = (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) => 
  *
  * @example
  * ```ts ignore
- * glm4MoeKeys(cfg, config, u32, f32, put);
+ * glm4MoeKeys(cfg, u32, f32, put);
  * ```
  */
 export function glm4MoeKeys(
   cfg: ModelConfig,
-  config: Record<string, unknown>,
   u32: (key: string, v: number) => void,
   f32: (key: string, v: number) => void,
   put: Put,
@@ -54,6 +54,12 @@ export function glm4MoeKeys(
     );
   }
   const a = cfg.attention!;
+  if (a.ropeFreqDim) {
+    throw new TypeError(
+      `config.json: a partial RoPE over an odd ${a.ropeFreqDim} values a head has no GGUF form: ` +
+        "llama.cpp's rope.dimension_count rotates that many with frequencies over the same count",
+    );
+  }
   u32("rope.dimension_count", a.rotaryDim ?? a.headDim);
   u32("expert_feed_forward_length", moe.ff ?? cfg.intermediate);
   const shared = moe.sharedExpert ? moe.sharedExpert.ff / (moe.ff ?? cfg.intermediate) : 0;
@@ -62,9 +68,9 @@ export function glm4MoeKeys(
   u32("leading_dense_block_count", dense);
   u32("expert_gating_func", GATING_SIGMOID);
   f32("expert_weights_scale", moe.routedScaling ?? 1);
-  put("glm4moe.expert_weights_norm", "bool", true);
-  const int = (v: unknown) => (typeof v === "number" ? v : 1);
-  u32("expert_group_count", int(config.n_group));
-  u32("expert_group_used_count", int(config.topk_group));
+  put("glm4moe.expert_weights_norm", "bool", moe.normTopk);
+  // llama.cpp asserts fewer groups kept than groups: keeping all is written as one.
+  u32("expert_group_count", moe.groups?.count ?? 1);
+  u32("expert_group_used_count", moe.groups?.kept ?? 1);
   u32("nextn_predict_layers", 0);
 }

@@ -8,7 +8,7 @@
  */
 
 import type { Graph } from "../../core/graph.ts";
-import { expertTensor, moePrefix } from "../../models/architectures/mod.ts";
+import { expertTensor, moePrefix, selectionBiasTensor } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { expertWidth } from "../../models/config.ts";
 import { SLOT_POOL } from "../../models/states.ts";
@@ -433,6 +433,15 @@ async function load(
             topK: cfg.moe!.topK,
             normTopk: cfg.moe!.normTopk,
             router: cfg.moe!.router,
+            routedScaling: cfg.moe!.routedScaling,
+            groups: cfg.moe!.groups,
+            selectionBias: cfg.moe!.router === "sigmoid_bias"
+              ? await Promise.all(
+                layers.map(async (i) =>
+                  Float32Array.from(await ckpt.readAs(selectionBiasTensor(cfg, i), "f32"))
+                ),
+              )
+              : undefined,
             dtype,
             formats: expertFormats(weightFormats, prefixes[0]),
           },

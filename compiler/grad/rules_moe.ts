@@ -15,7 +15,7 @@
  * @module
  */
 
-import { activationOf, optionalInputs } from "../../ops/moe/attrs.ts";
+import { activationOf, groupLimitOf, optionalInputs } from "../../ops/moe/attrs.ts";
 import type { MoeAttrs } from "../../ops/moe/mod.ts";
 import type { Tensor } from "../tensor.ts";
 import { filled } from "./broadcast.ts";
@@ -83,6 +83,7 @@ function moeRule(
     normTopk: attrs.normTopk,
     routedScaling: attrs.routedScaling,
     capacityFactor: attrs.capacityFactor,
+    ...groupLimitOf(attrs),
     // Only what differs from bias-free SwiGLU, so those layers' graphs stay as they were.
     ...(activationOf(attrs) === "swiglu" ? {} : {
       activation: activationOf(attrs),

@@ -282,14 +282,16 @@ export function attentionFields(
   if (rope && headDim % 2 !== 0) {
     throw new RangeError(`${c.file}: RoPE needs an even head size, got head_dim ${headDim}`);
   }
-  // transformers rotates int(head_dim · partial_rotary_factor) values of each head.
-  const rotaryDim = rope && Math.floor(headDim * (rope.partial ?? o.partialRotary ?? 1));
-  if (rotaryDim !== undefined && (rotaryDim < 2 || rotaryDim % 2 !== 0)) {
+  // transformers spreads the frequencies over dim = int(head_dim · partial_rotary_factor)
+  // (θ^(−2i/dim), i < ⌈dim/2⌉) and rotates the 2·⌈dim/2⌉ values cos and sin cover.
+  const dim = rope && Math.floor(headDim * (rope.partial ?? o.partialRotary ?? 1));
+  if (dim !== undefined && dim < 1) {
     throw new RangeError(
       `${c.file}: partial_rotary_factor ${rope!.partial ?? o.partialRotary} of head_dim ` +
-        `${headDim} rotates ${rotaryDim} values; Kiln needs an even number of at least 2`,
+        `${headDim} rotates no values`,
     );
   }
+  const rotaryDim = dim && 2 * Math.ceil(dim / 2);
   return {
     heads,
     kvHeads,
@@ -303,6 +305,7 @@ export function attentionFields(
     ...(o.qkNorm === "head" ? { qkNormPerHead: true } : {}),
     clipQkv: o.clipQkv ?? 0,
     ...(rotaryDim !== undefined && rotaryDim !== headDim ? { rotaryDim } : {}),
+    ...(dim !== undefined && dim % 2 !== 0 ? { ropeFreqDim: dim } : {}),
   };
 }
 

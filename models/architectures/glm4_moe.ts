@@ -5,8 +5,9 @@
  * half (`partial_rotary_factor`, 0.5 unless given); the first
  * `first_k_dense_replace` layers have a dense SwiGLU MLP, the rest routed
  * experts chosen DeepSeek-V3's way — sigmoid affinities plus a selection bias
- * (`mlp.gate.e_score_correction_bias`), the chosen affinities renormalised and
- * scaled by `routed_scaling_factor` — beside `n_shared_experts` always-on
+ * (`mlp.gate.e_score_correction_bias`), among the experts of the best
+ * `topk_group` of `n_group` groups, the chosen affinities renormalised
+ * (`norm_topk_prob`) and scaled by `routed_scaling_factor` — beside `n_shared_experts` always-on
  * experts in one SwiGLU (`mlp.shared_experts`). The multi-token-prediction
  * layers published checkpoints carry after the last layer
  * (`num_nextn_predict_layers`) are not read, as transformers skips them.
@@ -33,18 +34,10 @@ function glm4MoeFields(c: ConfigReader): ModelConfig {
     mixer: "attention",
     ffn: i >= dense && experts > 0 ? "moe" : "mlp",
   }));
-  if (!c.bool("norm_topk_prob", true)) {
-    c.refuse("norm_topk_prob", "Kiln renormalises the chosen sigmoid affinities");
-  }
   // Group-limited routing keeps the experts of the best topk_group of n_group groups;
   // with every group kept (GLM-4.5's 1 of 1) it limits nothing.
-  const groups = c.positive("n_group", 1), keep = c.positive("topk_group", 1);
-  if (keep !== groups) {
-    c.refuse(
-      "topk_group",
-      `group-limited routing (${keep} of n_group ${groups}) is not implemented`,
-    );
-  }
+  const groups = c.positive("n_group", 1), kept = c.positive("topk_group", 1);
+  const normTopk = c.bool("norm_topk_prob", true);
   const ff = c.positive("moe_intermediate_size", 1408);
   const shared = c.int("n_shared_experts", 1);
   return {
@@ -66,15 +59,47 @@ function glm4MoeFields(c: ConfigReader): ModelConfig {
     moe: pattern.some((p) => p.ffn === "moe")
       ? {
         // Balanced by its selection bias, not a loss: transformers adds none.
-        ...moeFields(c, expertsField, { normTopk: true, experts: 128, topK: 8, auxLossCoef: 0 }),
+        ...moeFields(c, expertsField, { normTopk, experts: 128, topK: 8, auxLossCoef: 0 }),
         router: "sigmoid_bias",
         routedScaling: c.num("routed_scaling_factor", 1),
+        ...groupLimit(c, experts, groups, kept),
         ff,
         ...(shared > 0 ? { sharedExpert: { ff: ff * shared, gated: false } } : {}),
       }
       : undefined,
     extraLayers: c.int("num_nextn_predict_layers", c.int("num_mtp_layers", 1)),
   };
+}
+
+/**
+ * `n_group` / `topk_group` checked against the experts and `num_experts_per_tok`:
+ * the `groups` field of the MoE config, absent when every group is kept.
+ */
+function groupLimit(
+  c: ConfigReader,
+  experts: number,
+  groups: number,
+  kept: number,
+): { groups?: { count: number; kept: number } } {
+  if (kept > groups) {
+    throw new RangeError(`${c.file}: field "topk_group" (${kept}) exceeds "n_group" (${groups})`);
+  }
+  if (kept === groups) return {};
+  if (experts % groups !== 0 || experts / groups < 2) {
+    throw new RangeError(
+      `${c.file}: field "n_group" (${groups}) must split the ${experts} experts into equal ` +
+        "groups of at least 2 (a group is scored by its two best experts)",
+    );
+  }
+  const topK = c.int("num_experts_per_tok", 8);
+  if (topK > kept * (experts / groups)) {
+    throw new RangeError(
+      `${c.file}: field "num_experts_per_tok" (${topK}) exceeds the ${
+        kept * (experts / groups)
+      } experts of the ${kept} groups kept ("topk_group")`,
+    );
+  }
+  return { groups: { count: groups, kept } };
 }
 
 /**

@@ -193,3 +193,23 @@ export function expertTensor(
     : l.expertNames.down;
   return `${moePrefix(cfg, layer)}.${l.experts}.${e}.${part}.weight`;
 }
+
+/**
+ * The checkpoint tensor holding the expert selection bias `[E]` of MoE layer
+ * `layer` (DeepSeek-V3's and GLM-4.5's `e_score_correction_bias`, a buffer of
+ * the router in PyTorch) — `sigmoid_bias` routers only.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig, selectionBiasTensor } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["Glm4MoeForCausalLM"], vocab_size: 64, hidden_size: 32, num_hidden_layers: 2,
+ *   intermediate_size: 64, moe_intermediate_size: 16, num_attention_heads: 4,
+ *   num_key_value_heads: 2, n_routed_experts: 4, num_experts_per_tok: 2,
+ * });
+ * selectionBiasTensor(cfg, 1); // "model.layers.1.mlp.gate.e_score_correction_bias"
+ * ```
+ */
+export function selectionBiasTensor(cfg: ModelConfig, layer: number): string {
+  return `${moePrefix(cfg, layer)}.${specOf(cfg).layout.router}.e_score_correction_bias`;
+}

@@ -8,6 +8,7 @@
 import { numel } from "../../core/shape.ts";
 import { isQuantFormat, QUANT_FORMATS, type QuantFormat } from "../../core/quant/formats.ts";
 import {
+  checkGroups,
   MOE_ACTIVATIONS,
   type MoeActivation,
   type MoeConfig,
@@ -43,9 +44,12 @@ export interface MoeAttrs {
    * scaled by p).
    */
   readonly router: MoeRouterKind;
-  /** `softmax_topk`: renormalise the k weights to sum 1 (Mixtral true, Qwen2-MoE false). */
+  /**
+   * `softmax_topk` and `sigmoid_bias`: renormalise the k weights to sum 1
+   * (Mixtral and GLM-4.5 true, Qwen2-MoE false).
+   */
   readonly normTopk: boolean;
-  /** `sigmoid_bias`: factor on the renormalised weights (DeepSeek `routed_scaling_factor`). */
+  /** `sigmoid_bias`: factor on the (renormalised) weights (DeepSeek `routed_scaling_factor`). */
   readonly routedScaling: number;
   /** Switch capacity factor; 0 means dropless. Capacity `min(T, ⌊cf·T·k/E⌋)` per expert. */
   readonly capacityFactor: number;
@@ -77,7 +81,11 @@ export interface MoeAttrs {
    * `expertBias` (boolean) — three more inputs `b1`, `b3 [E, ff]` and
    * `b2 [E, d]` f32 (after the `sigmoid_bias` bias, before the mask) add
    * expert e's biases to its gate, up and down projections (GPT-OSS); they are
-   * indexed by expert, never through the slot table.
+   * indexed by expert, never through the slot table;
+   * `groups` and `groupsKept` (numbers, `sigmoid_bias` only; default 1 and
+   * all) — group-limited routing, DeepSeek-V3's `n_group` and `topk_group`:
+   * only experts of the `groupsKept` groups with the best two-expert scores
+   * are chosen.
    */
   [key: string]: number | string | boolean;
 }
@@ -276,6 +284,10 @@ export function checkAttrs(a: MoeAttrs): void {
   if (a.slots !== undefined) {
     int("slots", a.slots, 0, 1 << 20);
   }
+  for (const name of ["groups", "groupsKept"] as const) {
+    if (a[name] !== undefined) int(name, a[name], 1, MOE_MAX_EXPERTS);
+  }
+  checkGroups({ E: a.experts, k: a.topK, router: a.router, ...groupLimitOf(a) });
   for (const flag of ["logitsIn", "routing", "expertBias"] as const) {
     if (a[flag] !== undefined && typeof a[flag] !== "boolean") {
       throw new TypeError(`moe: ${flag} must be a boolean, got ${JSON.stringify(a[flag])}`);
@@ -379,6 +391,7 @@ export function configOf(
     router: attrs.router,
     normTopk: attrs.normTopk,
     routedScaling: attrs.routedScaling,
+    ...groupLimitOf(attrs),
     capacityFactor: attrs.capacityFactor > 0 ? attrs.capacityFactor : undefined,
     weightDtype,
     weightFormat: typeof attrs.weightFormat === "string"
@@ -389,5 +402,26 @@ export function configOf(
     alpha: typeof attrs.alpha === "number" ? attrs.alpha : undefined,
     limit: typeof attrs.limit === "number" ? attrs.limit : undefined,
     expertBias: expertBiasOf(attrs),
+  };
+}
+
+/**
+ * The group-limited routing of `moe` / `moe_grad` attributes (`groups`,
+ * `groupsKept`; absent means none), as {@linkcode MoeConfig} fields: empty
+ * when absent, so configs and graphs without it stay as they were.
+ *
+ * @example
+ * ```ts
+ * import { groupLimitOf } from "./attrs.ts";
+ * groupLimitOf({ groups: 8, groupsKept: 4 }); // { groups: 8, groupsKept: 4 }
+ * groupLimitOf({}); // {}
+ * ```
+ */
+export function groupLimitOf(
+  attrs: Readonly<Record<string, unknown>>,
+): { groups?: number; groupsKept?: number } {
+  return {
+    ...(typeof attrs.groups === "number" ? { groups: attrs.groups } : {}),
+    ...(typeof attrs.groupsKept === "number" ? { groupsKept: attrs.groupsKept } : {}),
   };
 }

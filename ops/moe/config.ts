@@ -84,10 +84,22 @@ export interface MoeConfig {
   readonly k: number;
   /** Router kind. */
   readonly router: MoeRouterKind;
-  /** `softmax_topk` only: renormalise the k weights to sum 1 (Mixtral: true; Qwen2-MoE: false). Default true. */
+  /**
+   * `softmax_topk` and `sigmoid_bias`: renormalise the k weights to sum 1
+   * (Mixtral, DeepSeek-V3, GLM-4.5: true; Qwen2-MoE: false). Default true.
+   */
   readonly normTopk?: boolean;
-  /** `sigmoid_bias` only: factor applied to the renormalised weights (DeepSeek-V3 `routed_scaling_factor`). Default 1. */
+  /** `sigmoid_bias` only: factor applied to the (renormalised) weights (DeepSeek-V3 `routed_scaling_factor`). Default 1. */
   readonly routedScaling?: number;
+  /**
+   * `sigmoid_bias` only: group-limited routing (DeepSeek-V3's `n_group`). The
+   * E experts form this many equal groups of consecutive indices, each scored
+   * by the sum of its two best selection scores; only the experts of the best
+   * {@linkcode MoeConfig.groupsKept} groups can be chosen. Default 1.
+   */
+  readonly groups?: number;
+  /** Groups kept (DeepSeek-V3's `topk_group`), 1..groups. Default: all of them. */
+  readonly groupsKept?: number;
   /** Capacity factor; undefined (default) means dropless. See {@linkcode moeCapacity}. */
   readonly capacityFactor?: number;
   /** Storage type of W1, W3, W2 (router and activations stay f32). Default "f32". */
@@ -291,6 +303,7 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
   if (cfg.router === "switch" && k !== 1) {
     throw new RangeError(`MoE switch router is top-1: received k = ${k}`);
   }
+  const { groups, groupsKept } = checkGroups(cfg);
   const weightDtype = cfg.weightDtype ?? "f32";
   if (weightDtype !== "f32" && weightDtype !== "f16") {
     throw new TypeError(`MoE weightDtype must be "f32" or "f16": received "${weightDtype}"`);
@@ -349,6 +362,8 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
     router: cfg.router,
     normTopk: cfg.normTopk ?? true,
     routedScaling: cfg.routedScaling ?? 1,
+    groups,
+    groupsKept,
     capacityFactor: cfg.capacityFactor,
     weightDtype,
     weightFormat: wf,
@@ -362,6 +377,50 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
     tilesMax,
     rowsMax: tilesMax * rows,
   };
+}
+
+/**
+ * Group-limited routing's sizes, checked: the `sigmoid_bias` router, whole
+ * groups of at least two experts (a group scores by its two best),
+ * `1 ≤ groupsKept ≤ groups`, and enough experts in the kept groups for k
+ * choices. Returns them with their defaults.
+ *
+ * @example
+ * ```ts
+ * import { checkGroups } from "./config.ts";
+ * checkGroups({ E: 16, k: 4, router: "sigmoid_bias", groups: 4, groupsKept: 2 }).groupsKept; // 2
+ * ```
+ */
+export function checkGroups(
+  cfg: Pick<MoeConfig, "E" | "k" | "router" | "groups" | "groupsKept">,
+): { groups: number; groupsKept: number } {
+  const groups = cfg.groups ?? 1;
+  const groupsKept = cfg.groupsKept ?? groups;
+  posInt("groups", groups);
+  posInt("groupsKept", groupsKept);
+  if (groups === 1 && groupsKept === 1) return { groups, groupsKept };
+  const { E, k } = cfg;
+  if (cfg.router !== "sigmoid_bias") {
+    throw new TypeError(
+      `MoE group-limited routing (groups ${groups}) applies to the sigmoid_bias router, ` +
+        `not ${cfg.router}`,
+    );
+  }
+  if (E % groups !== 0 || E / groups < 2) {
+    throw new RangeError(
+      `MoE groups (${groups}) must split E (${E}) into equal groups of at least 2 experts`,
+    );
+  }
+  if (groupsKept > groups) {
+    throw new RangeError(`MoE groupsKept (${groupsKept}) exceeds groups (${groups})`);
+  }
+  if (k > groupsKept * (E / groups)) {
+    throw new RangeError(
+      `MoE k (${k}) exceeds the ${groupsKept * (E / groups)} experts of the ${groupsKept} ` +
+        `kept groups`,
+    );
+  }
+  return { groups, groupsKept };
 }
 
 /**

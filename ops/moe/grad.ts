@@ -38,7 +38,7 @@ import { allocHost, type HostArray } from "../../core/dtype.ts";
 import type { TensorType } from "../../core/graph.ts";
 import { type Dim, formatShape } from "../../core/shape.ts";
 import type { HostTensor, OpDef } from "../types.ts";
-import { activationOf, checkAttrs, expertBiasOf } from "./attrs.ts";
+import { activationOf, checkAttrs, expertBiasOf, groupLimitOf } from "./attrs.ts";
 import type { MoeRouterKind } from "./config.ts";
 import { emitMoeGrad } from "./grad_lower.ts";
 import { moeGradReference } from "./grad_reference.ts";
@@ -63,7 +63,7 @@ export interface MoeGradAttrs {
   readonly topK: number;
   /** Router kind, as the forward's. */
   readonly router: MoeRouterKind;
-  /** `softmax_topk`: the chosen weights were renormalised. */
+  /** `softmax_topk`, `sigmoid_bias`: the chosen weights were renormalised. */
   readonly normTopk: boolean;
   /** `sigmoid_bias`: factor on the weights. */
   readonly routedScaling: number;
@@ -72,7 +72,8 @@ export interface MoeGradAttrs {
   /**
    * Attributes are plain records, so graphs stay serialisable. Optional, as
    * `moe`'s: `activation` (`"swiglu"` when absent) with `alpha` and `limit`,
-   * and `expertBias` (three more inputs and outputs).
+   * `expertBias` (three more inputs and outputs), and `groups`, `groupsKept`
+   * (the forward's group-limited routing, which the recomputed routing repeats).
    */
   [key: string]: number | string | boolean;
 }
@@ -176,6 +177,7 @@ function referenceMoeGrad(inputs: readonly HostTensor[], a: MoeGradAttrs): HostA
       router: a.router,
       normTopk: a.normTopk,
       routedScaling: a.routedScaling,
+      ...groupLimitOf(a),
       capacityFactor: a.capacityFactor > 0 ? a.capacityFactor : undefined,
       activation: activationOf({ ...a, dense: false }),
       alpha: typeof a.alpha === "number" ? a.alpha : undefined,
@@ -223,6 +225,8 @@ export const moeGrad: OpDef<MoeGradAttrs> = {
     "alpha",
     "limit",
     "expertBias",
+    "groups",
+    "groupsKept",
   ],
   infer: inferMoeGrad,
   reference: (inputs, attrs) => referenceMoeGrad(inputs, attrs),

@@ -296,8 +296,12 @@ export function emitGradRouter(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSo
     dqq += cA * ${fsum}[e] * m * sv[e];
   }
   dqq /= Q;
-  for (var j = 0u; j < ${uk}; j++) { sS += sv[ix[j]]; mean += gj[j] * sv[ix[j]]; }
-  mean /= sS;
+${
+      c.normTopk
+        ? `  for (var j = 0u; j < ${uk}; j++) { sS += sv[ix[j]]; mean += gj[j] * sv[ix[j]]; }
+  mean /= sS;`
+        : "  sS = 1.0; // the chosen affinities are not renormalised"
+    }
   for (var e = 0u; e < ${uE}; e++) { dp[e] = (cA * ${fsum}[e] * m - dqq) / Q; }
   for (var j = 0u; j < ${uk}; j++) {
     dp[ix[j]] += ${f32(c.routedScaling, "moe routedScaling")} / sS * (gj[j] - mean);

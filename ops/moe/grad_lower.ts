@@ -9,7 +9,7 @@
 import { formatShape } from "../../core/shape.ts";
 import type { KernelContext, KernelEmission, ScratchSpec } from "../types.ts";
 import { flatKernel, KernelIo } from "../wgsl/mod.ts";
-import { activationOf, expertBiasOf } from "./attrs.ts";
+import { activationOf, expertBiasOf, groupLimitOf } from "./attrs.ts";
 import { resolveMoeConfig } from "./config.ts";
 import type { MoeGradAttrs } from "./grad.ts";
 import {
@@ -73,6 +73,7 @@ export function emitMoeGrad(ctx: KernelContext<MoeGradAttrs>): KernelEmission {
     router: attrs.router,
     normTopk: attrs.normTopk,
     routedScaling: attrs.routedScaling,
+    ...groupLimitOf(attrs),
     capacityFactor: attrs.capacityFactor > 0 ? attrs.capacityFactor : undefined,
     activation: activationOf({ ...attrs, dense: false }),
     alpha: typeof attrs.alpha === "number" ? attrs.alpha : undefined,

@@ -202,12 +202,14 @@ export function moeGradReference(cfg: MoeReferenceConfig, o: MoeGradOperands): M
     const g = Array.from({ length: k }, (_, j) => gw[t * k + j]);
     const out = dz.subarray(t * E, (t + 1) * E);
     if (sig) {
-      // w_j = sc · s_j / S (S over the chosen), q = s / Σ s (the balance loss's probabilities).
+      // w_j = sc · s_j / S (S over the chosen; S = 1 without renormalising),
+      // q = s / Σ s (the balance loss's probabilities).
       const s = z.map(sigmoid);
-      const S = idx.reduce((acc, e) => acc + s[e], 0);
+      const norm = cfg.normTopk ?? true;
+      const S = norm ? idx.reduce((acc, e) => acc + s[e], 0) : 1;
       const Q = s.reduce((acc, v) => acc + v, 0);
       const sc = cfg.routedScaling ?? 1;
-      const mean = idx.reduce((acc, e, j) => acc + g[j] * s[e], 0) / S;
+      const mean = norm ? idx.reduce((acc, e, j) => acc + g[j] * s[e], 0) / S : 0;
       const ds = new Float64Array(E);
       idx.forEach((e, j) => (ds[e] += (sc / S) * (g[j] - mean)));
       const dq = Array.from({ length: E }, (_, e) => cA * f[e] * m);

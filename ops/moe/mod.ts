@@ -323,6 +323,8 @@ export const moe: OpDef<MoeAttrs> = {
     "alpha",
     "limit",
     "expertBias",
+    "groups",
+    "groupsKept",
   ],
   infer: inferMoe,
   reference: (inputs, attrs) => referenceMoe(inputs, attrs),

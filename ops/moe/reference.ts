@@ -41,10 +41,14 @@ export interface MoeReferenceConfig {
   k: number;
   /** Router kind. */
   router: MoeReferenceRouter;
-  /** `softmax_topk`: renormalise the chosen weights (default true). */
+  /** `softmax_topk`, `sigmoid_bias`: renormalise the chosen weights (default true). */
   normTopk?: boolean;
-  /** `sigmoid_bias`: factor on the renormalised weights (default 1). */
+  /** `sigmoid_bias`: factor on the (renormalised) weights (default 1). */
   routedScaling?: number;
+  /** `sigmoid_bias`: expert groups of group-limited routing (default 1). */
+  groups?: number;
+  /** `sigmoid_bias`: groups kept, by their two best scores (default all). */
+  groupsKept?: number;
   /** Capacity factor; undefined means dropless. */
   capacityFactor?: number;
   /** Expert activation: `"swiglu"` (default) or `"swiglu_oai"` (GPT-OSS). */
@@ -121,6 +125,29 @@ export interface MoeReferenceResult {
 
 const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
 
+/**
+ * Group-limited routing: whether expert e may be chosen — it is in one of the
+ * `keep` of `groups` equal groups whose two best scores sum highest (ties to
+ * the lower group).
+ */
+function keptGroups(
+  score: readonly number[],
+  groups: number,
+  keep: number,
+): (e: number) => boolean {
+  if (keep >= groups) return () => true;
+  const per = score.length / groups;
+  const groupScore = Array.from({ length: groups }, (_, g) => {
+    const s = score.slice(g * per, (g + 1) * per).sort((a, b) => b - a);
+    return s[0] + s[1];
+  });
+  const best = Array.from({ length: groups }, (_, g) => g)
+    .sort((a, b) => groupScore[b] - groupScore[a] || a - b)
+    .slice(0, keep);
+  const kept = new Set(best);
+  return (e) => kept.has(Math.floor(e / per));
+}
+
 /** `act(a, b)` of the gate projection a and the up projection b, in float64. */
 function activationOf(cfg: MoeReferenceConfig): (a: number, b: number) => number {
   if ((cfg.activation ?? "swiglu") === "swiglu") return (a, b) => a * sigmoid(a) * b;
@@ -192,7 +219,8 @@ export function moeReference(
     }
     // Selection score; a stable sort by (score desc, index asc) gives ties to the lower index.
     const score = router === "sigmoid_bias" ? sg.map((v, e) => v + (w.bias?.[e] ?? 0)) : p;
-    const order = Array.from({ length: E }, (_, e) => e).sort((a, b) =>
+    const allowed = keptGroups(score, cfg.groups ?? 1, cfg.groupsKept ?? cfg.groups ?? 1);
+    const order = Array.from({ length: E }, (_, e) => e).filter(allowed).sort((a, b) =>
       score[b] - score[a] || a - b
     );
     const chosen = order.slice(0, k);
@@ -202,7 +230,7 @@ export function moeReference(
       topkIdx[t * k + j] = chosen[j];
       let wt = raw[j];
       if (router === "softmax_topk" && normTopk) wt = raw[j] / sum;
-      if (router === "sigmoid_bias") wt = (raw[j] / sum) * scaling;
+      if (router === "sigmoid_bias") wt = (normTopk ? raw[j] / sum : raw[j]) * scaling;
       topkW[t * k + j] = wt;
     }
   }

@@ -20,7 +20,8 @@ import { type MoeEmitContext, MoeIo } from "./operands.ts";
  *
  * Selection compares logits for the softmax kinds (same order as the
  * probabilities, but exp/rounding cannot create false ties) and `sigmoid + bias`
- * for `sigmoid_bias`.
+ * for `sigmoid_bias`, among the experts of the kept groups when routing is
+ * group-limited.
  *
  * @example
  * ```ts ignore
@@ -52,7 +53,7 @@ export function emitRouter(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSou
   const topkIdx = io.arr("topk_idx"), topkW = io.arr("topk_w");
   const weightLines = sig
     ? [
-      `  let scale = ${f32(c.routedScaling, "moe routedScaling")} / wsum;`,
+      `  let scale = ${f32(c.routedScaling, "moe routedScaling")}${c.normTopk ? " / wsum" : ""};`,
       `  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j] * scale; }`,
     ]
     : c.router === "softmax_topk" && c.normTopk
@@ -91,6 +92,7 @@ ${logitsLine}
   var taken: array<u32, ${Math.ceil(E / 32)}>;
   var wsel: array<f32, ${k}>;
   var wsum = 0.0;
+${sig ? groupLimit(c, score) : ""}
   for (var j = 0u; j < ${uk}; j++) {
     var best = NONE;
     var bv = 0.0;
@@ -108,6 +110,46 @@ ${logitsLine}
 ${weightLines.join("\n")}
 }
 `;
-  const label = `moe_router_${c.router}_e${E}k${k}${given ? "_given" : ""}`;
+  const groups = c.groupsKept < c.groups ? `_g${c.groupsKept}of${c.groups}` : "";
+  const label = `moe_router_${c.router}_e${E}k${k}${groups}${given ? "_given" : ""}`;
   return io.kernel(label, "router", code, workgroups);
+}
+
+/**
+ * Group-limited routing (DeepSeek-V3's `n_group` / `topk_group`): lines that
+ * score each group of E/G consecutive experts by the sum of its two best
+ * selection scores, keep the best `groupsKept` (ties → lower group) and mark
+ * every expert of the other groups as taken, so the top-k that follows skips
+ * them. Empty when every group is kept.
+ */
+function groupLimit(c: ResolvedMoeConfig, score: string): string {
+  const { E, groups: G, groupsKept: keep } = c;
+  if (keep >= G) return "";
+  const per = E / G;
+  return `  // group-limited routing: ${keep} of ${G} groups of ${per} experts.
+  var gs: array<f32, ${G}>;
+  for (var gi = 0u; gi < ${u32(G)}; gi++) {
+    var gb1 = 0.0;
+    var gb2 = 0.0;
+    for (var q = 0u; q < ${u32(per)}; q++) {
+      let i = gi * ${u32(per)} + q;
+      let v = ${score};
+      if (q == 0u || v > gb1) { gb2 = select(gb2, gb1, q > 0u); gb1 = v; } else if (q == 1u || v > gb2) { gb2 = v; }
+    }
+    gs[gi] = gb1 + gb2;
+  }
+  var gkeep: array<u32, ${Math.ceil(G / 32)}>;
+  for (var j = 0u; j < ${u32(keep)}; j++) {
+    var best = NONE;
+    var bv = 0.0;
+    for (var gi = 0u; gi < ${u32(G)}; gi++) {
+      if ((gkeep[gi / 32u] & (1u << (gi % 32u))) != 0u) { continue; }
+      if (best == NONE || gs[gi] > bv) { best = gi; bv = gs[gi]; }
+    }
+    gkeep[best / 32u] |= 1u << (best % 32u);
+  }
+  for (var i = 0u; i < ${u32(E)}; i++) {
+    let gi = i / ${u32(per)};
+    if ((gkeep[gi / 32u] & (1u << (gi % 32u))) == 0u) { taken[i / 32u] |= 1u << (i % 32u); }
+  }`;
 }

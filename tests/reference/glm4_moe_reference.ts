@@ -92,7 +92,8 @@ export async function loadGlm4Moe(
     kvHeads,
     headDim,
     rope: referenceRope(config, R, 1e4),
-    rotaryDim: R,
+    // cos and sin cover 2·⌈R/2⌉ values: one more than an odd R.
+    rotaryDim: 2 * Math.ceil(R / 2),
     qkNormEps: eps,
     qkNormPerHead: true,
   };

@@ -31,7 +31,8 @@ export function referenceRope(config: Json, headDim: number, defaultTheta: numbe
   const p = (config.rope_parameters ?? config.rope_scaling ?? {}) as Json;
   const theta = (p.rope_theta ?? config.rope_theta ?? defaultTheta) as number;
   const type = (p.rope_type ?? p.type ?? "default") as string;
-  const half = headDim / 2;
+  // A partial RoPE's odd int(head_dim · factor) has ⌈dim/2⌉ frequencies (arange(0, dim, 2)).
+  const half = Math.ceil(headDim / 2);
   const base = Float64Array.from({ length: half }, (_, i) => 1 / theta ** ((2 * i) / headDim));
   const n = (k: string) => p[k] as number | undefined;
   switch (type) {
@@ -68,8 +69,10 @@ export function referenceRope(config: Json, headDim: number, defaultTheta: numbe
       lo = Math.max(lo, 0);
       hi = Math.min(hi, headDim - 1);
       if (lo === hi) hi += 0.001;
+      // torch ramps over headDim // 2 values, broadcast when that is 1 (an odd 3).
+      const ramps = Math.floor(headDim / 2);
       const invFreq = base.map((v, i) => {
-        const ramp = Math.min(1, Math.max(0, (i - lo) / (hi - lo)));
+        const ramp = Math.min(1, Math.max(0, ((ramps === half ? i : 0) - lo) / (hi - lo)));
         // ramp 0: keep the original frequency (extrapolate); ramp 1: divide by factor.
         return (v / factor) * ramp + v * (1 - ramp);
       });

@@ -381,6 +381,7 @@ export {
 export { type StateName, STATES } from "./models/states.ts";
 export { TrainableBuilder } from "./compiler/train/trainable.ts";
 export {
+  type BalanceUpdate,
   buildTrainStep,
   TRAIN_STATES,
   type TrainStep,

@@ -221,6 +221,10 @@ Deno.test("kiln train: user mistakes are one kiln: line naming the thing", async
       /--aux-loss must be a number >= 0, got -0.5/,
     ],
     [
+      [...fresh, "--corpus", CORPUS, "--vocab-size", "290", "--bias-update-rate", "-1"],
+      /--bias-update-rate must be a number >= 0, got -1/,
+    ],
+    [
       [...fresh, "--corpus", CORPUS, "--vocab-size", "100"],
       /--vocab-size must be an integer >= 256, got 100/,
     ],

@@ -39,6 +39,7 @@ const SPEC: OptionSpec = {
   "f16-activations": { type: "boolean" },
   "aux-loss": { type: "string" },
   "z-loss": { type: "string" },
+  "bias-update-rate": { type: "string" },
   seed: { type: "string" },
   "eval-fraction": { type: "string" },
   "eval-every": { type: "string" },
@@ -68,6 +69,7 @@ const FIXED_ON_RESUME = [
   "f16-activations",
   "aux-loss",
   "z-loss",
+  "bias-update-rate",
   "seed",
   "log-every",
   "eval-fraction",
@@ -176,6 +178,7 @@ export async function parseTrainArgs(args: string[]): Promise<TrainPlan | undefi
     f16Activations: values["f16-activations"] === true,
     auxLoss: numberOption(values["aux-loss"], "aux-loss", 0, { min: 0 }),
     zLoss: numberOption(values["z-loss"], "z-loss", 0, { min: 0 }),
+    biasUpdateRate: numberOption(values["bias-update-rate"], "bias-update-rate", 0, { min: 0 }),
     seed: intOption(values.seed, "seed", 0, 0, 2 ** 32 - 1),
     evalFraction: given("eval-fraction")
       ? numberOption(values["eval-fraction"], "eval-fraction", 0.05, { min: 0, max: 0.5 })

@@ -75,6 +75,8 @@ export interface TrainPlan {
   auxLoss: number;
   /** MoE router z-loss coefficient per layer (0: off). */
   zLoss: number;
+  /** γ of the sigmoid routers' bias balancing (`TrainerOptions.biasUpdateRate`; 0: off). */
+  biasUpdateRate: number;
   /** Seed of the fresh weights. */
   seed: number;
   /** Fraction of the tokens held out (default 0.05, or the checkpoint's). */
@@ -186,6 +188,7 @@ export async function runTraining(plan: TrainPlan): Promise<void> {
     activationDtype: plan.f16Activations ? "f16" : "f32",
     auxLossCoef: plan.auxLoss,
     zLossCoef: plan.zLoss,
+    biasUpdateRate: plan.biasUpdateRate,
     logEvery: plan.logEvery,
     tokenizerJson,
   });

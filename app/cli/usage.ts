@@ -217,7 +217,8 @@ export const TRAIN_USAGE = `\
   train --config config.json|--from DIR|--resume DIR/checkpoint-N --corpus FILE [--corpus FILE …]
         [--tokenizer tokenizer.json | --vocab-size N] --out DIR [--steps 1000] [--batch 8]
         [--seq 128] [--lr 3e-4] [--warmup N] [--weight-decay 0.01] [--clip 1] [--accumulate 1]
-        [--recompute] [--fused-xent] [--f16-activations] [--aux-loss X] [--z-loss X] [--seed 0]
+        [--recompute] [--fused-xent] [--f16-activations] [--aux-loss X] [--z-loss X]
+        [--bias-update-rate G] [--seed 0]
         [--eval-fraction 0.05] [--eval-every 100] [--checkpoint-every 500]
         [--log-every 10] [--quiet] [--progress]
                                      train a causal LM on UTF-8 text with AdamW (cosine schedule
@@ -238,7 +239,9 @@ export const TRAIN_USAGE = `\
                                      without [B·T, vocab] logits; --f16-activations: the forward's
                                      activations kept in f16 (math, weights, gradients f32; needs
                                      shader-f16); --aux-loss / --z-loss: MoE
-                                     load-balancing and router z-loss coefficients (default 0)`;
+                                     load-balancing and router z-loss coefficients (default 0);
+                                     --bias-update-rate: GLM-4.5 / DeepSeek-V3 selection biases
+                                     move ±G per update toward balance (default 0: fixed)`;
 
 /**
  * Usage of one command, or of them all (`undefined`).

@@ -21,8 +21,6 @@ import {
   layerCheckpoints,
   type TrainingLMOptions,
 } from "../../models/causal_lm_train.ts";
-import type { MoeOutputs } from "../../models/moe.ts";
-import { crossEntropy } from "../../compiler/cross_entropy.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { isFloat } from "../../core/dtype.ts";
 import { compile, type Executable } from "../../runtime/executable.ts";
@@ -34,6 +32,7 @@ import {
   writeCheckpoint,
 } from "./checkpoint.ts";
 import { microBatch } from "./data.ts";
+import { balanceUpdates, lossHooks } from "./moe_terms.ts";
 import { initParam } from "./init.ts";
 import type { NamedTensor } from "./safetensors_write.ts";
 
@@ -103,6 +102,14 @@ export interface TrainerOptions {
   /** MoE router z-loss coefficient, per MoE layer (default 0). */
   zLossCoef?: number;
   /**
+   * Auxiliary-loss-free balancing of a `sigmoid_bias` router (GLM-4.5,
+   * DeepSeek-V3): after each update every MoE layer's selection bias moves by
+   * this γ toward balance — `+γ` for an expert routed fewer tokens than the
+   * layer's mean, `−γ` for more (DeepSeek-V3 trained with 0.001). Default 0:
+   * the biases stay as loaded, as transformers keeps the buffer.
+   */
+  biasUpdateRate?: number;
+  /**
    * Switch-style capacity factor of the MoE layers (> 0; default dropless):
    * an expert takes at most `⌊cf·N·k/E⌋` of a micro-batch's N tokens, in
    * training and in `evaluate` / `logits` alike (see `TrainingLMOptions`).
@@ -118,24 +125,6 @@ export interface TrainerOptions {
   activationDtype?: "f32" | "f16";
   /** Loss hooks (replace the fused cross-entropy and router losses above); not saved in checkpoints. */
   losses?: Pick<TrainingLMOptions, "headLoss" | "moeLoss">;
-}
-
-/** The loss hooks an options record asks for. */
-function lossHooks(o: TrainerOptions): Pick<TrainingLMOptions, "headLoss" | "moeLoss"> {
-  const aux = o.auxLossCoef ?? 0, z = o.zLossCoef ?? 0;
-  for (const [what, v] of [["auxLossCoef", aux], ["zLossCoef", z]] as const) {
-    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
-      throw new RangeError(`Trainer: ${what} must be a finite number ≥ 0, got ${v}`);
-    }
-  }
-  const routerLoss = aux > 0 || z > 0
-    ? (moes: readonly MoeOutputs[]) =>
-      moes.map((m) => m.auxLoss.mul(aux).add(m.zLoss.mul(z))).reduce((a, b) => a.add(b))
-    : undefined;
-  return {
-    headLoss: o.losses?.headLoss ?? (o.fusedCrossEntropy ? crossEntropy : undefined),
-    moeLoss: o.losses?.moeLoss ?? routerLoss,
-  };
 }
 
 /**
@@ -259,6 +248,7 @@ export class Trainer {
       accumulate: o.accumulate,
       logEvery: o.logEvery ?? 10,
       checkpoint: o.checkpoint ? layerCheckpoints(cfg) : undefined,
+      balance: balanceUpdates(cfg, g, lm.moe, o.biasUpdateRate ?? 0),
     });
     this.#shapes = new Map(all.map((n) => [n, g.trainables.get(n)!.shape as number[]]));
     this.exe = compile(g.build(), device, { activationDtype: o.activationDtype });

@@ -77,6 +77,31 @@ export interface TrainStepOptions {
    * layer).
    */
   checkpoint?: RegExp;
+  /**
+   * Auxiliary-loss-free load balancing (DeepSeek-V3): after each update every
+   * `bias` (a state, not among `params`) moves by `rate · sign(mean(load) −
+   * load)` — up for an under-loaded entry, down for an over-loaded one — with
+   * `load` (`[n]`, e.g. a MoE layer's routed counts) summed over the update's
+   * micro-batches.
+   */
+  balance?: readonly BalanceUpdate[];
+}
+
+/**
+ * One sign-rule update of {@linkcode TrainStepOptions.balance}.
+ *
+ * @example
+ * ```ts ignore
+ * const b: BalanceUpdate = { bias: g.trainables.get("moe.bias")!, load: moeOut.counts, rate: 1e-3 };
+ * ```
+ */
+export interface BalanceUpdate {
+  /** The state moved (`[n]`, f32). */
+  readonly bias: Tensor;
+  /** What it balances (`[n]`, any numeric type: cast to f32). */
+  readonly load: Tensor;
+  /** Step size γ (> 0). */
+  readonly rate: number;
 }
 
 /**
@@ -144,6 +169,19 @@ export function buildTrainStep(
     return { name, param: t };
   });
   if (params.length === 0) throw atSite(new RangeError("buildTrainStep: nothing to train"), site);
+  for (const b of options.balance ?? []) {
+    const bad = !(b.rate > 0 && Number.isFinite(b.rate))
+      ? `rate ${b.rate} (finite, > 0)`
+      : b.bias.shape.length !== 1 || b.load.shape.length !== 1 ||
+          b.bias.shape[0] !== b.load.shape[0]
+      ? `bias ${JSON.stringify(b.bias.shape)} and load ${
+        JSON.stringify(b.load.shape)
+      } (one [n] each)`
+      : params.some((p) => p.param === b.bias)
+      ? "a bias that is also trained"
+      : undefined;
+    if (bad) throw atSite(new RangeError(`buildTrainStep: balance with ${bad}`), site);
+  }
   if (!loss.shape.every((d) => d === 1)) {
     throw atSite(new TypeError("buildTrainStep: loss must be a scalar"), site);
   }
@@ -199,6 +237,18 @@ export function buildTrainStep(
     for (const [name] of g.peek().states) {
       if (name.startsWith("optim.")) optimizerStates.push(name);
     }
+    (options.balance ?? []).forEach((b, i) => {
+      let load = b.load.cast("f32");
+      if (apply) {
+        const acc = g.state(`balance_acc.${i}`, load.shape, "f32");
+        optimizerStates.push(`balance_acc.${i}`);
+        load = acc.add(load);
+        g.assign(acc, g.constant(0, [], "f32").where(apply, load));
+      }
+      const gap = load.mean(-1, true).sub(load);
+      const sign = gap.greater(0).cast("f32").sub(gap.less(0).cast("f32"));
+      gated(b.bias, b.bias.add(sign.mul(b.rate)));
+    });
 
     gated(step, step.add(1));
     const stLoss = g.state(TRAIN_STATES.loss, [1]);

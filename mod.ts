@@ -342,6 +342,7 @@ export {
   type MambaConfig,
   type MambaSsdConfig,
   type MixerKind,
+  type MlaConfig,
   type ModelConfig,
   type ModelScaling,
   type MoeConfig,

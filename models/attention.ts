@@ -20,6 +20,8 @@ import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import { atSite, callSite } from "../core/errors.ts";
 import type { DType } from "../core/dtype.ts";
 import { linear, type WeightFormats } from "./weights.ts";
+import type { MlaConfig } from "./config.ts";
+import { mlaBlock } from "./mla.ts";
 
 /**
  * Options of {@linkcode attentionBlock}.
@@ -82,6 +84,12 @@ export interface AttentionBlockOptions {
    * row's softmax without a value (GPT-OSS's attention sinks).
    */
   sinks?: boolean;
+  /**
+   * DeepSeek-V3's multi-head latent attention instead of q/k/v projections
+   * (`./mla.ts`; `headDim` is then the query/key head size, `outBias` covers
+   * its projections' biases, `rotaryDim` and the QK-norm options do not apply).
+   */
+  mla?: MlaConfig;
 }
 
 /**
@@ -127,6 +135,7 @@ export function attentionBlock(
   if (options.maxSeq !== undefined && (!Number.isInteger(options.maxSeq) || options.maxSeq < 1)) {
     fail(`maxSeq must be a positive integer, got ${options.maxSeq}`);
   }
+  if (options.mla) return mlaBlock(g, x, pos, { ...options, mla: options.mla });
   const dt = options.dtype ?? x.dtype;
   const n = options.name;
   const T = x.shape[0];

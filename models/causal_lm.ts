@@ -294,6 +294,7 @@ export function attentionOptions(
     scale: a.scale,
     rotaryDim: a.rotaryDim,
     sinks: a.sinks,
+    ...(a.mla ? { mla: a.mla } : {}),
   };
 }
 

@@ -36,7 +36,8 @@ export type Architecture =
   | "BambaForCausalLM"
   | "NemotronHForCausalLM"
   | "GptOssForCausalLM"
-  | "Glm4MoeForCausalLM";
+  | "Glm4MoeForCausalLM"
+  | "DeepseekV3ForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -53,6 +54,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "NemotronHForCausalLM",
   "GptOssForCausalLM",
   "Glm4MoeForCausalLM",
+  "DeepseekV3ForCausalLM",
 ];
 
 /**
@@ -158,6 +160,40 @@ export interface AttentionConfig {
    * of the probability without a value (GPT-OSS `self_attn.sinks` `[heads]`).
    */
   readonly sinks?: boolean;
+  /**
+   * Multi-head latent attention (DeepSeek-V3): keys and values come from one
+   * shared latent per token; `headDim` is then the query/key head size
+   * (`nopeDim + ropeDim`) and `kvHeads` equals `heads`.
+   */
+  readonly mla?: MlaConfig;
+}
+
+/**
+ * DeepSeek-V3's multi-head latent attention (`DeepseekV3Attention`): queries
+ * through a rank-`qLoraRank` bottleneck (`q_a_proj`, RMSNorm, `q_b_proj`; or
+ * one `q_proj` without it), keys and values expanded per head (`kv_b_proj`)
+ * from a rank-`kvLoraRank` latent (`kv_a_proj_with_mqa`, RMSNorm) beside one
+ * rotary key of `ropeDim` values shared by all heads.
+ *
+ * @example
+ * ```ts
+ * import type { MlaConfig } from "@kiln/kiln";
+ * const v3: MlaConfig = { qLoraRank: 1536, kvLoraRank: 512, nopeDim: 128, ropeDim: 64, vDim: 128, interleave: true };
+ * ```
+ */
+export interface MlaConfig {
+  /** Query bottleneck rank (`q_lora_rank`); 0: a plain `q_proj`. */
+  readonly qLoraRank: number;
+  /** Key/value latent rank (`kv_lora_rank`). */
+  readonly kvLoraRank: number;
+  /** Query/key values per head without RoPE (`qk_nope_head_dim`). */
+  readonly nopeDim: number;
+  /** Query/key values per head with RoPE (`qk_rope_head_dim`). */
+  readonly ropeDim: number;
+  /** Value size per head (`v_head_dim`). */
+  readonly vDim: number;
+  /** RoPE pairs adjacent values (`rope_interleave`), not the two halves. */
+  readonly interleave: boolean;
 }
 
 /**

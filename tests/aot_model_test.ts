@@ -178,7 +178,8 @@ for (const [name, write] of CASES) {
 // the fused input_linear tensors' parts. nemotron_h: blocks without a token mixer, and a
 // Δ floor that keeps its prompts off the decode step too. gpt_oss_mxfp4: sinks, expert
 // biases, and MXFP4 experts bundled as their blocks. glm4_moe: sigmoid routing with a
-// selection bias, shared experts, a partial RoPE.
+// selection bias, shared experts, a partial RoPE. deepseek_v3: latent attention, its
+// cache one latent row a token.
 for (
   const name of [
     "qwen2_moe",
@@ -188,6 +189,7 @@ for (
     "nemotron_h",
     "gpt_oss_mxfp4",
     "glm4_moe",
+    "deepseek_v3",
   ]
 ) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {

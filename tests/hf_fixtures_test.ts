@@ -51,6 +51,8 @@ const FIXTURES = [
   "glm4_moe_full_rope_groups",
   "glm4_moe_group_limit",
   "glm4_moe_odd_rope",
+  "deepseek_v3",
+  "deepseek_v3_no_q_lora",
 ];
 
 const readRef = (name: string) =>
@@ -211,6 +213,15 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
     ["gpt_oss", "the sliding window", (c) => ({ ...c, sliding_window: 4096 })],
     ["glm4_moe", "the routed scaling factor", (c) => ({ ...c, routed_scaling_factor: 1 })],
     ["glm4_moe_group_limit", "the group limit", (c) => ({ ...c, topk_group: 4 })],
+    ["deepseek_v3", "interleaved RoPE pairs", (c) => ({ ...c, rope_interleave: false })],
+    [
+      "deepseek_v3",
+      "yarn's softmax scale",
+      (c) => ({
+        ...c,
+        rope_parameters: { ...(c.rope_parameters as object), mscale: 2, mscale_all_dim: 2 },
+      }),
+    ],
     ["glm4_moe_group_limit", "unnormalised weights", (c) => ({ ...c, norm_topk_prob: true })],
     [
       "glm4_moe",

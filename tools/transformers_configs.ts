@@ -7,7 +7,7 @@
  * @module
  */
 
-import { attention, common, Dice, moe } from "./transformers_configs_parts.ts";
+import { attention, common, Dice, moe, rope } from "./transformers_configs_parts.ts";
 import {
   bamba,
   falconMamba,
@@ -40,6 +40,7 @@ export const ARCHITECTURES = [
   "NemotronHForCausalLM",
   "GptOssForCausalLM",
   "Glm4MoeForCausalLM",
+  "DeepseekV3ForCausalLM",
 ] as const;
 
 /**
@@ -114,20 +115,16 @@ function gptOss(d: Dice, promptLen: number): Record<string, unknown> {
   };
 }
 
-function glm4Moe(d: Dice): Record<string, unknown> {
-  const base = common(d);
-  const layers = base.num_hidden_layers as number;
-  const att = attention(d, 0.5);
+/**
+ * The DeepSeek-style expert fields GLM-4.5 and DeepSeek-V3 share: experts in
+ * groups (DeepSeek-V3's group-limited routing keeps topk_group of them; k fits
+ * in the kept ones), shared experts, scaling, normalisation, dense first layers.
+ */
+function sigmoidExperts(d: Dice, layers: number): Record<string, unknown> {
   const groups = d.pick([1, 1, 2, 4]);
   const experts = groups * d.int(2, 4);
-  // Group-limited routing (DeepSeek-V3's) keeps topk_group groups; k fits in them.
   const kept = d.chance(0.5) ? groups : d.int(1, groups);
-  const rp = att.rope_parameters as Record<string, unknown>;
-  // Absent, Glm4MoeConfig sets 0.5.
-  if (d.chance(0.7)) rp.partial_rotary_factor = d.pick([0.25, 0.5, 0.5, 1]);
   return {
-    ...base,
-    ...att,
     intermediate_size: d.int(2, 24) * 2,
     moe_intermediate_size: d.int(2, 12) * 2,
     n_routed_experts: experts,
@@ -136,13 +133,56 @@ function glm4Moe(d: Dice): Record<string, unknown> {
     n_shared_experts: d.pick([1, 1, 2]),
     n_group: groups,
     topk_group: kept,
-    // Non-integral: JSON writes 1.0 as 1, which Glm4MoeConfig refuses as not a float.
+    // Non-integral: JSON writes 1.0 as 1, which the config classes refuse as not a float.
     routed_scaling_factor: d.pick([1.5, 2.5, 0.5]),
     norm_topk_prob: d.chance(0.7),
     first_k_dense_replace: d.int(0, layers),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+  };
+}
+
+function deepseekV3(d: Dice): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const heads = d.pick([1, 2, 4]);
+  const rp = rope(d);
+  // llama3 and longrope read head_dim-sized factor lists and ranges; keep to the rest.
+  if (rp.rope_type === "llama3" || rp.rope_type === "longrope") {
+    for (const k of Object.keys(rp)) if (k !== "rope_theta") delete rp[k];
+    rp.rope_type = "default";
+  }
+  return {
+    ...base,
+    hidden_size: d.pick([16, 24, 32, 48]),
+    num_attention_heads: heads,
+    num_key_value_heads: heads,
+    q_lora_rank: d.chance(0.3) ? null : d.pick([8, 12, 16, 24]),
+    kv_lora_rank: d.pick([4, 8, 12, 16]),
+    qk_nope_head_dim: d.pick([2, 4, 6, 8]),
+    qk_rope_head_dim: d.pick([2, 4, 8]),
+    v_head_dim: d.pick([2, 4, 6, 10]),
+    rope_interleave: d.chance(0.6),
+    attention_bias: d.chance(0.3),
+    rope_parameters: rp,
+    max_position_embeddings: d.pick([64, 128, 512]),
+    ...sigmoidExperts(d, layers),
+    num_nextn_predict_layers: 0,
+  };
+}
+
+function glm4Moe(d: Dice): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const att = attention(d, 0.5);
+  const rp = att.rope_parameters as Record<string, unknown>;
+  // Absent, Glm4MoeConfig sets 0.5.
+  if (d.chance(0.7)) rp.partial_rotary_factor = d.pick([0.25, 0.5, 0.5, 1]);
+  return {
+    ...base,
+    ...att,
+    ...sigmoidExperts(d, layers),
     attention_bias: d.chance(0.5),
     use_qk_norm: d.chance(0.5),
-    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
   };
 }
 
@@ -277,6 +317,8 @@ export function randomCases(
       ? gptOss(d, prompt_len)
       : arch === "Glm4MoeForCausalLM"
       ? glm4Moe(d)
+      : arch === "DeepseekV3ForCausalLM"
+      ? deepseekV3(d)
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

@@ -163,6 +163,13 @@ async function inspectModel(
       a.clipQkv ? `clip_qkv ${a.clipQkv}` : "",
       a.sinks ? "sinks" : "",
       a.rotaryDim ? `RoPE over ${a.rotaryDim} of ${a.headDim} values a head` : "",
+      a.mla
+        ? `latent attention (${
+          a.mla.qLoraRank ? `query rank ${a.mla.qLoraRank}, ` : ""
+        }key/value rank ${a.mla.kvLoraRank}, value dim ${a.mla.vDim}${
+          a.mla.interleave ? ", interleaved RoPE" : ""
+        }; cache ${a.mla.kvLoraRank + a.mla.ropeDim} values a token)`
+        : "",
     ].filter((x) => x).join(", ");
     console.log(
       `attention: ${a.heads} heads, ${a.kvHeads} kv heads, head dim ${a.headDim}, rope ${rope}, ` +

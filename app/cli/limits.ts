@@ -95,12 +95,17 @@ export function checkContextFits(
 ): void {
   const a = cfg.attention;
   const layers = cfg.pattern.filter((p) => p.mixer === "attention").length;
-  const cache = a && layers ? maxSeq * a.kvHeads * a.headDim * 4 : 0;
+  // Latent attention caches one row of kvLoraRank + ropeDim values a token, for K and V.
+  const row = a?.mla ? a.mla.kvLoraRank + a.mla.ropeDim : a ? a.kvHeads * a.headDim : 0;
+  const cache = layers ? maxSeq * row * 4 : 0;
   const log = maxSeq * 4;
-  const what = cache
-    ? `the KV cache takes ${formatBytes(cache)} per attention layer for K and as much for V ` +
-      `(${formatBytes(2 * layers * cache)} in all)`
-    : `the log of generated tokens takes ${formatBytes(log)}`;
+  const what = !cache
+    ? `the log of generated tokens takes ${formatBytes(log)}`
+    : a?.mla
+    ? `the latent KV cache takes ${formatBytes(cache)} per attention layer ` +
+      `(${formatBytes(layers * cache)} in all)`
+    : `the KV cache takes ${formatBytes(cache)} per attention layer for K and as much for V ` +
+      `(${formatBytes(2 * layers * cache)} in all)`;
   const largest = Math.max(cache, log);
   if (largest > maxBufferSize) {
     const fit = Math.floor(maxBufferSize / (largest / maxSeq));

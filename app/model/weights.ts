@@ -112,6 +112,9 @@ export function weightFormatsFor(
   for (const [name, src] of checkpointSources(cfg, graph)) {
     const shape = graph.values[graph.params.get(name)!].shape as number[];
     if (shape.length < 2 || src.tensors.length === 0) continue;
+    // Latent attention splits kv_b_proj into per-head matrices it multiplies as
+    // they are (models/mla.ts), not through a dequantizing product: it stays float.
+    if (name.endsWith(".kv_b_proj.weight")) continue;
     const cols = shape[shape.length - 1];
     let f: QuantFormat | undefined;
     if (mixed) {

@@ -447,3 +447,110 @@ export function uniformLayers(
 ): LayerSpec[] {
   return Array.from({ length: n }, () => ({ mixer, ffn }));
 }
+
+/**
+ * `n_group` / `topk_group` (DeepSeek-V3's group-limited routing) checked
+ * against the experts and `num_experts_per_tok`: the `groups` field of the
+ * MoE config, absent when every group is kept.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { groupLimitFields } from "./common.ts";
+ * const c = new ConfigReader({ num_experts_per_tok: 4 }, "config.json", "x");
+ * groupLimitFields(c, 16, 4, 2).groups; // { count: 4, kept: 2 }
+ * ```
+ */
+export function groupLimitFields(
+  c: ConfigReader,
+  experts: number,
+  groups: number,
+  kept: number,
+): { groups?: { count: number; kept: number } } {
+  if (kept > groups) {
+    throw new RangeError(`${c.file}: field "topk_group" (${kept}) exceeds "n_group" (${groups})`);
+  }
+  if (kept === groups) return {};
+  if (experts % groups !== 0 || experts / groups < 2) {
+    throw new RangeError(
+      `${c.file}: field "n_group" (${groups}) must split the ${experts} experts into equal ` +
+        "groups of at least 2 (a group is scored by its two best experts)",
+    );
+  }
+  const topK = c.int("num_experts_per_tok", 8);
+  if (topK > kept * (experts / groups)) {
+    throw new RangeError(
+      `${c.file}: field "num_experts_per_tok" (${topK}) exceeds the ${
+        kept * (experts / groups)
+      } experts of the ${kept} groups kept ("topk_group")`,
+    );
+  }
+  return { groups: { count: groups, kept } };
+}
+
+/**
+ * The layer pattern and experts of a DeepSeek-style MoE family (GLM-4.5,
+ * DeepSeek-V3): dense SwiGLU layers below `first_k_dense_replace`, then
+ * routed experts chosen by sigmoid affinity plus a selection bias, within the
+ * best `topk_group` of `n_group` groups, renormalised by `norm_topk_prob` and
+ * scaled by `routed_scaling_factor`, beside `n_shared_experts` always-on
+ * experts in one SwiGLU; the multi-token-prediction layers a checkpoint holds
+ * after the last layer (`num_nextn_predict_layers`) are counted, not run.
+ * `o` holds the config class's defaults.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { sigmoidMoeFields } from "./common.ts";
+ * const c = new ConfigReader({ n_routed_experts: 8, num_experts_per_tok: 2 }, "config.json", "x");
+ * const o = { experts: 128, topK: 8, dense: 1, ff: 1408, scaling: 1, groups: 1, kept: 1 };
+ * sigmoidMoeFields(c, 3, o).pattern.map((p) => p.ffn); // ["mlp", "moe", "moe"]
+ * ```
+ */
+export function sigmoidMoeFields(
+  c: ConfigReader,
+  layers: number,
+  o: {
+    experts: number;
+    topK: number;
+    dense: number;
+    ff: number;
+    scaling: number;
+    groups: number;
+    kept: number;
+  },
+): { pattern: LayerSpec[]; moe: MoeConfig | undefined; extraLayers: number } {
+  // Both classes map num_local_experts onto n_routed_experts (their attribute_map).
+  const field = !c.has("n_routed_experts") && c.has("num_local_experts")
+    ? "num_local_experts"
+    : "n_routed_experts";
+  const experts = c.int(field, o.experts);
+  const dense = c.int("first_k_dense_replace", o.dense);
+  const pattern: LayerSpec[] = Array.from({ length: layers }, (_, i) => ({
+    mixer: "attention",
+    ffn: i >= dense && experts > 0 ? "moe" : "mlp",
+  }));
+  const groups = c.positive("n_group", o.groups), kept = c.positive("topk_group", o.kept);
+  const ff = c.positive("moe_intermediate_size", o.ff);
+  const shared = c.int("n_shared_experts", 1);
+  return {
+    pattern,
+    moe: pattern.some((p) => p.ffn === "moe")
+      ? {
+        // Balanced by its selection bias, not a loss: transformers adds none.
+        ...moeFields(c, field, {
+          normTopk: c.bool("norm_topk_prob", true),
+          experts: o.experts,
+          topK: o.topK,
+          auxLossCoef: 0,
+        }),
+        router: "sigmoid_bias",
+        routedScaling: c.num("routed_scaling_factor", o.scaling),
+        ...groupLimitFields(c, experts, groups, kept),
+        ff,
+        ...(shared > 0 ? { sharedExpert: { ff: ff * shared, gated: false } } : {}),
+      }
+      : undefined,
+    extraLayers: c.int("num_nextn_predict_layers", c.int("num_mtp_layers", 1)),
+  };
+}

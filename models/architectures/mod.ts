@@ -21,6 +21,7 @@ import { bamba } from "./bamba.ts";
 import { nemotronH } from "./nemotron_h.ts";
 import { gptOss } from "./gpt_oss.ts";
 import { glm4Moe } from "./glm4_moe.ts";
+import { deepseekV3 } from "./deepseek_v3.ts";
 import { ConfigReader, show } from "./reader.ts";
 import type {
   ArchitectureSpec,
@@ -57,6 +58,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   NemotronHForCausalLM: nemotronH,
   GptOssForCausalLM: gptOss,
   Glm4MoeForCausalLM: glm4Moe,
+  DeepseekV3ForCausalLM: deepseekV3,
 };
 
 /**

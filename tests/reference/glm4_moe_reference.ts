@@ -31,10 +31,13 @@ import {
 } from "./hf_reference.ts";
 import { referenceRope } from "./rope_reference.ts";
 
+/** One layer's token mixer on its normed input `[T, d]`. */
+export type Mixer = (x: Float64Array, T: number) => Float64Array;
+
 interface Layer {
   norm1: Float64Array;
   norm2: Float64Array;
-  attn: AttentionWeights;
+  attn: Mixer;
   mlp?: SwigluWeights;
   router?: Float64Array;
   bias?: Float64Array;
@@ -72,13 +75,12 @@ function route(
 }
 
 /** The GLM-4.5 reference model of a loaded checkpoint. */
-export async function loadGlm4Moe(
+export function loadGlm4Moe(
   w: Weights,
   config: HfConfig,
   kinds: LayerKind[],
 ): Promise<ReferenceModel> {
   const d = intField(config, "hidden_size");
-  const vocab = intField(config, "vocab_size");
   const eps = field(config, "rms_norm_eps", 1e-5);
   const heads = intField(config, "num_attention_heads");
   const kvHeads = intField(config, "num_key_value_heads", 8);
@@ -97,6 +99,40 @@ export async function loadGlm4Moe(
     qkNormEps: eps,
     qkNormPerHead: true,
   };
+  const qkvBias = config.attention_bias === true, qkNorm = config.use_qk_norm === true;
+  const Q = heads * headDim, KV = kvHeads * headDim;
+  return loadSigmoidMoe(w, config, kinds, "Glm4MoeForCausalLM", async (p) => {
+    const a: AttentionWeights = {
+      q: await w.get(`${p}.self_attn.q_proj.weight`, [Q, d]),
+      k: await w.get(`${p}.self_attn.k_proj.weight`, [KV, d]),
+      v: await w.get(`${p}.self_attn.v_proj.weight`, [KV, d]),
+      o: await w.get(`${p}.self_attn.o_proj.weight`, [d, Q]),
+      qb: await w.maybe(`${p}.self_attn.q_proj.bias`, [Q], qkvBias),
+      kb: await w.maybe(`${p}.self_attn.k_proj.bias`, [KV], qkvBias),
+      vb: await w.maybe(`${p}.self_attn.v_proj.bias`, [KV], qkvBias),
+      qNorm: await w.maybe(`${p}.self_attn.q_norm.weight`, [headDim], qkNorm),
+      kNorm: await w.maybe(`${p}.self_attn.k_norm.weight`, [headDim], qkNorm),
+    };
+    return (x, T) => attention(x, T, a, opt);
+  });
+}
+
+/**
+ * A decoder of `mixerAt(layer prefix)` blocks, each followed by a dense SwiGLU
+ * (the layers `kinds` marks `mlp`) or DeepSeek-style
+ * routed experts (sigmoid + selection bias, groups, scaling) beside shared
+ * experts above: GLM-4.5's and DeepSeek-V3's shared frame.
+ */
+export async function loadSigmoidMoe(
+  w: Weights,
+  config: HfConfig,
+  kinds: LayerKind[],
+  architecture: ReferenceModel["architecture"],
+  mixerAt: (prefix: string) => Promise<Mixer>,
+): Promise<ReferenceModel> {
+  const d = intField(config, "hidden_size");
+  const vocab = intField(config, "vocab_size");
+  const eps = field(config, "rms_norm_eps", 1e-5);
   const E = intField(
     config,
     config.n_routed_experts == null ? "num_local_experts" : "n_routed_experts",
@@ -110,8 +146,6 @@ export async function loadGlm4Moe(
     norm: config.norm_topk_prob !== false,
     scale: field(config, "routed_scaling_factor", 1),
   };
-  const qkvBias = config.attention_bias === true, qkNorm = config.use_qk_norm === true;
-  const Q = heads * headDim, KV = kvHeads * headDim;
   const swigluAt = async (p: string, ff: number): Promise<SwigluWeights> => ({
     gate: await w.get(`${p}.gate_proj.weight`, [ff, d]),
     up: await w.get(`${p}.up_proj.weight`, [ff, d]),
@@ -123,17 +157,7 @@ export async function loadGlm4Moe(
     const layer: Layer = {
       norm1: await w.get(`${p}.input_layernorm.weight`, [d]),
       norm2: await w.get(`${p}.post_attention_layernorm.weight`, [d]),
-      attn: {
-        q: await w.get(`${p}.self_attn.q_proj.weight`, [Q, d]),
-        k: await w.get(`${p}.self_attn.k_proj.weight`, [KV, d]),
-        v: await w.get(`${p}.self_attn.v_proj.weight`, [KV, d]),
-        o: await w.get(`${p}.self_attn.o_proj.weight`, [d, Q]),
-        qb: await w.maybe(`${p}.self_attn.q_proj.bias`, [Q], qkvBias),
-        kb: await w.maybe(`${p}.self_attn.k_proj.bias`, [KV], qkvBias),
-        vb: await w.maybe(`${p}.self_attn.v_proj.bias`, [KV], qkvBias),
-        qNorm: await w.maybe(`${p}.self_attn.q_norm.weight`, [headDim], qkNorm),
-        kNorm: await w.maybe(`${p}.self_attn.k_norm.weight`, [headDim], qkNorm),
-      },
+      attn: await mixerAt(p),
     };
     if (kind.ffn === "moe") {
       layer.router = await w.get(`${p}.mlp.gate.weight`, [E, d]);
@@ -169,7 +193,7 @@ export async function loadGlm4Moe(
   };
 
   return {
-    architecture: "Glm4MoeForCausalLM",
+    architecture,
     config,
     layers: kinds,
     vocabSize: vocab,
@@ -177,7 +201,7 @@ export async function loadGlm4Moe(
       const T = ids.length;
       const x = embed(ids, emb, vocab, d);
       for (const L of layers) {
-        const a = attention(rmsNorm(x, T, d, L.norm1, eps), T, L.attn, opt);
+        const a = L.attn(rmsNorm(x, T, d, L.norm1, eps), T);
         for (let i = 0; i < x.length; i++) x[i] += a[i];
         const n2 = rmsNorm(x, T, d, L.norm2, eps);
         const m = L.mlp

@@ -85,7 +85,8 @@ export type ReferenceArchitecture =
   | "BambaForCausalLM"
   | "NemotronHForCausalLM"
   | "GptOssForCausalLM"
-  | "Glm4MoeForCausalLM";
+  | "Glm4MoeForCausalLM"
+  | "DeepseekV3ForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -101,6 +102,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "NemotronHForCausalLM",
   "GptOssForCausalLM",
   "Glm4MoeForCausalLM",
+  "DeepseekV3ForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -192,9 +194,10 @@ export function layerKinds(config: HfConfig): LayerKind[] {
       ffn: "mlp",
     }));
   }
-  if (arch === "Glm4MoeForCausalLM") {
-    // Glm4MoeDecoderLayer: a dense MLP below first_k_dense_replace, experts above.
-    const dense = intField(config, "first_k_dense_replace", 1);
+  if (arch === "Glm4MoeForCausalLM" || arch === "DeepseekV3ForCausalLM") {
+    // Glm4MoeDecoderLayer / DeepseekV3DecoderLayer: a dense MLP below
+    // first_k_dense_replace, experts above.
+    const dense = intField(config, "first_k_dense_replace", arch === "Glm4MoeForCausalLM" ? 1 : 3);
     return Array.from({ length: n }, (_, i) => ({
       mixer: "attention",
       ffn: i >= dense ? "moe" : "mlp",
@@ -297,6 +300,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       NemotronHForCausalLM: 0,
       GptOssForCausalLM: 128,
       Glm4MoeForCausalLM: 128,
+      DeepseekV3ForCausalLM: 256,
     }[arch],
   );
 }
@@ -976,6 +980,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./granite_reference.ts")).loadNemotronH(w, config, kinds)
       : arch === "Glm4MoeForCausalLM"
       ? await (await import("./glm4_moe_reference.ts")).loadGlm4Moe(w, config, kinds)
+      : arch === "DeepseekV3ForCausalLM"
+      ? await (await import("./deepseek_v3_reference.ts")).loadDeepseekV3(w, config, kinds)
       : arch === "GptOssForCausalLM"
       ? await (await import("./gpt_oss_reference.ts")).loadGptOss(w, config, kinds)
       : arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||

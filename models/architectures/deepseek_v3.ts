@@ -1,0 +1,127 @@
+/**
+ * DeepSeek-V3 (`DeepseekV3ForCausalLM`: deepseek-ai/DeepSeek-V3 and -R1 in
+ * float, moonshotai/Moonlight-16B-A3B, Kimi-K2): multi-head latent attention
+ * (`mla`: queries through a low-rank bottleneck, keys and values expanded per
+ * head from one shared latent beside a shared rotary key, RoPE on the last
+ * `qk_rope_head_dim` values of each head, interleaved pairs by default, the
+ * softmax scale `qk_head_dim^-½` times yarn's `mscale_all_dim` factor
+ * squared), then the first `first_k_dense_replace` layers dense and the rest
+ * DeepSeek's routed experts — sigmoid affinities plus a selection bias within
+ * the best `topk_group` of `n_group` groups, the chosen affinities
+ * renormalised (`norm_topk_prob`) and scaled by `routed_scaling_factor` —
+ * beside `n_shared_experts` always-on experts in one SwiGLU. The
+ * multi-token-prediction layers after the last layer are skipped, as
+ * transformers skips them.
+ *
+ * @module
+ */
+
+import type { MlaConfig, ModelConfig } from "../config.ts";
+import { attentionFields, baseFields, QWEN_MOE_LAYOUT, sigmoidMoeFields } from "./common.ts";
+import type { ConfigReader } from "./reader.ts";
+import type { ArchitectureSpec } from "./spec.ts";
+import { show } from "./reader.ts";
+
+/** yarn's `0.1·m·ln(factor) + 1` (1 for a factor ≤ 1), transformers' `yarn_get_mscale`. */
+function mscale(factor: number, m: number): number {
+  return factor <= 1 ? 1 : 0.1 * m * Math.log(factor) + 1;
+}
+
+function mlaFields(c: ConfigReader): MlaConfig {
+  // null (DeepSeek-V2-Lite, Moonlight): a plain q_proj; absent: the class's 1536.
+  const absent = !Object.hasOwn(c.json, "q_lora_rank");
+  return {
+    qLoraRank: absent ? 1536 : c.has("q_lora_rank") ? c.int("q_lora_rank") : 0,
+    kvLoraRank: c.positive("kv_lora_rank", 512),
+    nopeDim: c.positive("qk_nope_head_dim", 128),
+    ropeDim: c.positive("qk_rope_head_dim", 64),
+    vDim: c.positive("v_head_dim", 128),
+    interleave: c.bool("rope_interleave", true),
+  };
+}
+
+function deepseekV3Fields(c: ConfigReader): ModelConfig {
+  c.silu();
+  c.absent("mlp_bias", "its MLPs have no biases");
+  const q = c.raw("quantization_config");
+  if (q !== undefined && q !== null) {
+    const method = typeof q === "object" ? (q as Record<string, unknown>).quant_method : q;
+    c.refuse(
+      "quantization_config",
+      `Kiln reads DeepSeek-V3 checkpoints in float (f32, f16, bf16), not ${show(method)} ones`,
+    );
+  }
+  const base = baseFields(c);
+  const ffn = sigmoidMoeFields(c, base.layers, {
+    experts: 256,
+    topK: 8,
+    dense: 3,
+    ff: 2048,
+    scaling: 2.5,
+    groups: 8,
+    kept: 4,
+  });
+  const heads = c.positive("num_attention_heads", 128);
+  const mla = mlaFields(c);
+  const bias = c.bool("attention_bias", false);
+  // DeepseekV3Config sets head_dim to qk_rope_head_dim: the rotary size RoPE's
+  // frequencies are read for.
+  const att = attentionFields(c, base.hidden, {
+    ropeTheta: 1e4,
+    outBias: bias,
+    kvHeads: heads,
+    headDim: mla.ropeDim,
+  });
+  if (att.kvHeads !== heads) {
+    throw new RangeError(
+      `${c.file}: num_key_value_heads ${att.kvHeads} must equal num_attention_heads ${heads}: ` +
+        "latent attention expands keys and values for every query head",
+    );
+  }
+  if (att.rotaryDim !== undefined || att.headDim !== mla.ropeDim) {
+    throw new RangeError(
+      `${c.file}: head_dim ${att.headDim} must be qk_rope_head_dim ${mla.ropeDim} with the ` +
+        "whole of it rotated (DeepseekV3Config sets it so)",
+    );
+  }
+  const qkDim = mla.nopeDim + mla.ropeDim;
+  // DeepseekV3Attention: qk_head_dim^-½, times mscale(factor, mscale_all_dim)² for a
+  // scaled RoPE that gives mscale_all_dim.
+  const rope = att.rope;
+  const all = rope?.mscaleAllDim ?? 0;
+  const scale = qkDim ** -0.5 * (rope && all ? mscale(rope.factor, all) ** 2 : 1);
+  return {
+    architecture: "DeepseekV3ForCausalLM",
+    ...base,
+    intermediate: c.positive("intermediate_size", 18432),
+    normEps: c.nonNegative("rms_norm_eps", 1e-6),
+    tieEmbeddings: c.bool("tie_word_embeddings", false),
+    attention: {
+      ...att,
+      headDim: qkDim,
+      // RoPE's frequencies span the rotary part only (the block rotates it alone).
+      rotaryDim: mla.ropeDim,
+      scale,
+      mla,
+    },
+    ...ffn,
+  };
+}
+
+/**
+ * The DeepSeek-V3 spec.
+ *
+ * @example
+ * ```ts
+ * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
+ * ARCHITECTURE_SPECS.DeepseekV3ForCausalLM.layout.shared?.expert; // "mlp.shared_experts"
+ * ```
+ */
+export const deepseekV3: ArchitectureSpec = {
+  architecture: "DeepseekV3ForCausalLM",
+  modelType: "deepseek_v3",
+  summary: "multi-head latent attention + DeepSeek routed experts (sigmoid, selection bias, " +
+    "group-limited, scaling) beside shared experts; dense first layers",
+  layout: { ...QWEN_MOE_LAYOUT, shared: { expert: "mlp.shared_experts", gate: "" } },
+  parse: deepseekV3Fields,
+};

@@ -37,7 +37,8 @@ export type Architecture =
   | "NemotronHForCausalLM"
   | "GptOssForCausalLM"
   | "Glm4MoeForCausalLM"
-  | "DeepseekV3ForCausalLM";
+  | "DeepseekV3ForCausalLM"
+  | "DeepseekV2ForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -55,6 +56,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "GptOssForCausalLM",
   "Glm4MoeForCausalLM",
   "DeepseekV3ForCausalLM",
+  "DeepseekV2ForCausalLM",
 ];
 
 /**

@@ -1,16 +1,17 @@
 /**
- * DeepSeek-V3 (`DeepseekV3ForCausalLM`) beyond the logits of
- * `hf_fixtures_test.ts` and the gradients of `hf_grads_test.ts`: the published
- * config read field by field, refusals by field, `kiln inspect` at its true
- * size (DeepSeek's 671B parameters, 37B active), the latent KV cache's size in
- * the plan, and a checkpoint holding its multi-token-prediction layer.
+ * DeepSeek-V3 (`DeepseekV3ForCausalLM`) and V2 (`DeepseekV2ForCausalLM`)
+ * beyond the logits of `hf_fixtures_test.ts` and the gradients of
+ * `hf_grads_test.ts`: the published configs read field by field, refusals by
+ * field, `kiln inspect` at their true size (DeepSeek's 671B parameters, 37B
+ * active; V2-Lite's 15.7B), the latent KV cache's size in the plan, and a
+ * checkpoint holding its multi-token-prediction layer.
  */
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseConfig } from "../models/architectures/mod.ts";
 import { loadModel } from "../app/model/mod.ts";
-import { DEEPSEEK_V3_CONFIG } from "./fixtures/published_configs.ts";
+import { DEEPSEEK_V2_LITE_CONFIG, DEEPSEEK_V3_CONFIG } from "./fixtures/published_configs.ts";
 import { kiln } from "./fixtures/kiln_cli.ts";
 import { gpu } from "./_util.ts";
 import { readSafetensors, writeSafetensors } from "../app/train/safetensors_write.ts";
@@ -117,6 +118,53 @@ Deno.test("deepseek-v3: the KV cache holds one latent row a token; an MTP layer 
     } finally {
       withMtp.dispose();
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deepseek-v2: the published V2-Lite config, field by field; its router's options", async () => {
+  const cfg = parseConfig(DEEPSEEK_V2_LITE_CONFIG);
+  const a = cfg.attention!, m = cfg.moe!;
+  assert.deepEqual([a.heads, a.headDim, a.mla!.qLoraRank, a.mla!.interleave], [16, 192, 0, true]);
+  assert.deepEqual(
+    [m.experts, m.topK, m.router, m.normTopk, m.routedScaling, m.groups, m.sharedExpert],
+    [64, 6, "softmax_topk", false, 1, undefined, { ff: 2816, gated: false }],
+  );
+  // V2's router never renormalises (transformers ignores norm_topk_prob), and complex
+  // RoPE pairs adjacent values whatever rope_interleave says.
+  const odd = parseConfig({
+    ...DEEPSEEK_V2_LITE_CONFIG,
+    norm_topk_prob: true,
+    rope_interleave: false,
+  });
+  assert.deepEqual([odd.moe!.normTopk, odd.attention!.mla!.interleave], [false, true]);
+  const limited = parseConfig({
+    ...DEEPSEEK_V2_LITE_CONFIG,
+    topk_method: "group_limited_greedy",
+    n_group: 8,
+    topk_group: 3,
+  });
+  assert.deepEqual(limited.moe!.groups, { count: 8, kept: 3 });
+  // Greedy ignores the group fields, as transformers does.
+  const greedy = parseConfig({ ...DEEPSEEK_V2_LITE_CONFIG, n_group: 8, topk_group: 3 });
+  assert.equal(greedy.moe!.groups, undefined);
+  assert.throws(
+    () => parseConfig({ ...DEEPSEEK_V2_LITE_CONFIG, topk_method: "noaux_tc" }),
+    /topk_method "noaux_tc" is not supported .*"greedy" or "group_limited_greedy"/,
+  );
+  const { n_group: _g, topk_group: _k, ...noGroups } = DEEPSEEK_V2_LITE_CONFIG;
+  assert.throws(
+    () => parseConfig({ ...noGroups, topk_method: "group_limited_greedy" }),
+    /topk_method "group_limited_greedy" needs n_group and topk_group/,
+  );
+  const dir = await Deno.makeTempDir({ prefix: "kiln_deepseek_v2_" });
+  try {
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(DEEPSEEK_V2_LITE_CONFIG));
+    const r = await kiln("inspect", dir, "--dtype", "f16");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /64 experts, top-6, expert width 1408, shared expert width 2816/);
+    assert.match(r.stdout, /parameters: 15\.71B total, 2\.66B active per token/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -53,6 +53,8 @@ const FIXTURES = [
   "glm4_moe_odd_rope",
   "deepseek_v3",
   "deepseek_v3_no_q_lora",
+  "deepseek_v2_lite",
+  "deepseek_v2_groups",
 ];
 
 const readRef = (name: string) =>
@@ -214,6 +216,8 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
     ["glm4_moe", "the routed scaling factor", (c) => ({ ...c, routed_scaling_factor: 1 })],
     ["glm4_moe_group_limit", "the group limit", (c) => ({ ...c, topk_group: 4 })],
     ["deepseek_v3", "interleaved RoPE pairs", (c) => ({ ...c, rope_interleave: false })],
+    ["deepseek_v2_groups", "the group limit", (c) => ({ ...c, topk_method: "greedy" })],
+    ["deepseek_v2_lite", "the routed scaling", (c) => ({ ...c, routed_scaling_factor: 1 })],
     [
       "deepseek_v3",
       "yarn's softmax scale",

@@ -68,7 +68,7 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
   }
   if (!ref.aux) {
     // No balancing loss: a model without experts, or GLM-4.5's bias-balanced routing.
-    if (!/^(glm4_moe|deepseek_v3)/.test(name)) assert.equal(k.auxPerLayer.length, 0);
+    if (!/^(glm4_moe|deepseek_v[23])/.test(name)) assert.equal(k.auxPerLayer.length, 0);
     return;
   }
   assert.equal(k.auxPerLayer.length, ref.aux.per_layer.length, `${name}: MoE layers`);
@@ -98,7 +98,7 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
 // swiglu_oai activation (the clamps bite on about a tenth of this batch's values), its
 // interleaved gate_up_proj compared as stored; DeepSeek-V3's latent attention (query
 // bottleneck, interleaved RoPE, yarn's softmax scale) run absorbed, against transformers'
-// expanded form.
+// expanded form; DeepSeek-V2's softmax router, scaled and group-limited.
 const FIXTURES = [
   "mamba_bias",
   "mixtral_yarn",
@@ -118,6 +118,7 @@ const FIXTURES = [
   "gpt_oss",
   "glm4_moe",
   "deepseek_v3",
+  "deepseek_v2_groups",
 ];
 
 for (const name of FIXTURES) {

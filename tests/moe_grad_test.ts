@@ -52,6 +52,10 @@ const VARIANTS: Variant[] = [
       groupsKept: 1,
     },
   },
+  {
+    name: "softmax_topk scaled within 1 of 2 groups (DeepSeek-V2)",
+    attrs: { router: "softmax_topk", normTopk: false, routedScaling: 3, groups: 2, groupsKept: 1 },
+  },
   { name: "given logits", attrs: { router: "softmax_topk", normTopk: true }, logitsIn: true },
   { name: "dense baseline path", attrs: { router: "softmax_topk", normTopk: true, dense: true } },
 ];

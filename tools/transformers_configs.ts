@@ -41,6 +41,7 @@ export const ARCHITECTURES = [
   "GptOssForCausalLM",
   "Glm4MoeForCausalLM",
   "DeepseekV3ForCausalLM",
+  "DeepseekV2ForCausalLM",
 ] as const;
 
 /**
@@ -167,6 +168,25 @@ function deepseekV3(d: Dice): Record<string, unknown> {
     max_position_embeddings: d.pick([64, 128, 512]),
     ...sigmoidExperts(d, layers),
     num_nextn_predict_layers: 0,
+  };
+}
+
+/**
+ * DeepSeek-V2: V3's latent attention (no `rope_interleave`: complex pairs
+ * always) and experts with its softmax router, greedy or group-limited.
+ */
+function deepseekV2(d: Dice): Record<string, unknown> {
+  const { rope_interleave: _, ...v3 } = deepseekV3(d);
+  const limited = d.chance(0.5);
+  const experts = v3.n_routed_experts as number, groups = v3.n_group as number;
+  return {
+    ...v3,
+    // transformers checks hidden_size % num_attention_heads.
+    hidden_size: (v3.num_attention_heads as number) * d.pick([4, 8, 12]),
+    topk_method: limited ? "group_limited_greedy" : "greedy",
+    ...(limited ? {} : { n_group: d.pick([null, groups]), topk_group: null }),
+    routed_scaling_factor: d.pick([1.5, 2.5, 16.5]),
+    n_routed_experts: experts,
   };
 }
 
@@ -319,6 +339,8 @@ export function randomCases(
       ? glm4Moe(d)
       : arch === "DeepseekV3ForCausalLM"
       ? deepseekV3(d)
+      : arch === "DeepseekV2ForCausalLM"
+      ? deepseekV2(d)
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

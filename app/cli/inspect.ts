@@ -211,6 +211,9 @@ async function inspectModel(
             : ""
         }`
         : "",
+      m.router !== "sigmoid_bias" && m.routedScaling !== undefined && m.routedScaling !== 1
+        ? `weights ×${m.routedScaling}`
+        : "",
       m.groups ? `within the best ${m.groups.kept} of ${m.groups.count} expert groups` : "",
       m.routerBias ? "router bias" : "",
       m.expertBias ? "expert biases" : "",

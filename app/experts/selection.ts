@@ -3,8 +3,8 @@
  * which experts a token's router kernel chose, and which it may have chosen.
  *
  * The softmax routers select by the logits themselves (strict `>` scanning
- * upwards, ties to the lower index), which the host compares exactly as the
- * kernel does. The `sigmoid_bias` router selects by `σ(logit) + bias`, within
+ * upwards, ties to the lower index; a group by its best logit), which the host
+ * compares exactly as the kernel does. The `sigmoid_bias` router selects by `σ(logit) + bias`, within
  * the best groups when routing is group-limited, and the host's σ (float64)
  * can differ from the kernel's (f32) in the last bits: a token whose choice
  * hangs on a margin that small may have chosen otherwise, so all its experts
@@ -29,7 +29,7 @@ export interface HostRouting {
   router?: MoeRouterKind;
   /** Experts per token. */
   topK: number;
-  /** `sigmoid_bias`: group-limited routing (absent: none). */
+  /** Group-limited routing (absent: none): groups scored by their two best (`sigmoid_bias`) or best. */
   groups?: { count: number; kept: number };
 }
 
@@ -60,18 +60,22 @@ export function routeOnHost(
   bias?: Float32Array,
 ): { chosen: number[]; possible: readonly number[] } {
   const row = Array.from(logits.subarray(t * E, (t + 1) * E));
-  if (o.router !== "sigmoid_bias") return select(row, o, 0);
+  if (o.router !== "sigmoid_bias") return select(row, o, 0, 1);
   if (!bias || bias.length !== E) {
     throw new RangeError(`routeOnHost: the sigmoid_bias router needs its ${E} selection biases`);
   }
-  return select(row.map((z, e) => 1 / (1 + Math.exp(-z)) + bias[e]), o, SIGMOID_MARGIN);
+  return select(row.map((z, e) => 1 / (1 + Math.exp(-z)) + bias[e]), o, SIGMOID_MARGIN, 2);
 }
 
-/** Top-k of `score` within the kept groups, and the possible set for `margin`. */
+/**
+ * Top-k of `score` within the kept groups (each scored by its `best` top
+ * scores, summed), and the possible set for `margin`.
+ */
 function select(
   score: number[],
   o: HostRouting,
   margin: number,
+  best: number,
 ): { chosen: number[]; possible: readonly number[] } {
   const E = score.length;
   const all = Array.from({ length: E }, (_, e) => e);
@@ -82,7 +86,7 @@ function select(
     const per = E / g.count;
     const groupScore = Array.from({ length: g.count }, (_, i) => {
       const s = score.slice(i * per, (i + 1) * per).sort((a, b) => b - a);
-      return s[0] + s[1];
+      return s.slice(0, best).reduce((a, b) => a + b, 0);
     });
     const order = top(groupScore, g.count);
     nearTie = groupScore[order[g.kept - 1]] - groupScore[order[g.kept]] <= margin && margin > 0;

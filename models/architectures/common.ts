@@ -449,9 +449,10 @@ export function uniformLayers(
 }
 
 /**
- * `n_group` / `topk_group` (DeepSeek-V3's group-limited routing) checked
- * against the experts and `num_experts_per_tok`: the `groups` field of the
- * MoE config, absent when every group is kept.
+ * `n_group` / `topk_group` (DeepSeek's group-limited routing) checked
+ * against the experts and `num_experts_per_tok` (groups of at least `least`
+ * experts: 2 for V3's two-best group score, 1 for V2's best): the `groups`
+ * field of the MoE config, absent when every group is kept.
  *
  * @example
  * ```ts
@@ -466,15 +467,16 @@ export function groupLimitFields(
   experts: number,
   groups: number,
   kept: number,
+  least = 2,
 ): { groups?: { count: number; kept: number } } {
   if (kept > groups) {
     throw new RangeError(`${c.file}: field "topk_group" (${kept}) exceeds "n_group" (${groups})`);
   }
   if (kept === groups) return {};
-  if (experts % groups !== 0 || experts / groups < 2) {
+  if (experts % groups !== 0 || experts / groups < least) {
     throw new RangeError(
       `${c.file}: field "n_group" (${groups}) must split the ${experts} experts into equal ` +
-        "groups of at least 2 (a group is scored by its two best experts)",
+        (least > 1 ? "groups of at least 2 (a group is scored by its two best experts)" : "groups"),
     );
   }
   const topK = c.int("num_experts_per_tok", 8);
@@ -490,8 +492,10 @@ export function groupLimitFields(
 
 /**
  * The layer pattern and experts of a DeepSeek-style MoE family (GLM-4.5,
- * DeepSeek-V3): dense SwiGLU layers below `first_k_dense_replace`, then
- * routed experts chosen by sigmoid affinity plus a selection bias, within the
+ * DeepSeek-V3; V2 with `softmax`: softmax probabilities, unnormalised, no
+ * bias, groups scored by their best): dense SwiGLU layers below
+ * `first_k_dense_replace`, then routed experts chosen by sigmoid affinity
+ * plus a selection bias, within the
  * best `topk_group` of `n_group` groups, renormalised by `norm_topk_prob` and
  * scaled by `routed_scaling_factor`, beside `n_shared_experts` always-on
  * experts in one SwiGLU; the multi-token-prediction layers a checkpoint holds
@@ -518,6 +522,12 @@ export function sigmoidMoeFields(
     scaling: number;
     groups: number;
     kept: number;
+    /** DeepSeek-V2: softmax routing, never renormalised, no selection bias. */
+    softmax?: boolean;
+    /** Shared experts when the config gives none (default 1). */
+    shared?: number;
+    /** Read `n_group` / `topk_group` (default true; false: `groups` and `kept` as given). */
+    readGroups?: boolean;
   },
 ): { pattern: LayerSpec[]; moe: MoeConfig | undefined; extraLayers: number } {
   // Both classes map num_local_experts onto n_routed_experts (their attribute_map).
@@ -530,23 +540,26 @@ export function sigmoidMoeFields(
     mixer: "attention",
     ffn: i >= dense && experts > 0 ? "moe" : "mlp",
   }));
-  const groups = c.positive("n_group", o.groups), kept = c.positive("topk_group", o.kept);
+  // DeepSeek-V2's "greedy" routing ignores the group fields a config may hold.
+  const read = o.readGroups ?? true;
+  const groups = read ? c.positive("n_group", o.groups) : o.groups;
+  const kept = read ? c.positive("topk_group", o.kept) : o.kept;
   const ff = c.positive("moe_intermediate_size", o.ff);
-  const shared = c.int("n_shared_experts", 1);
+  const shared = c.int("n_shared_experts", o.shared ?? 1);
   return {
     pattern,
     moe: pattern.some((p) => p.ffn === "moe")
       ? {
-        // Balanced by its selection bias, not a loss: transformers adds none.
+        // Balanced by its selection bias (V3), or by losses transformers does not add (V2).
         ...moeFields(c, field, {
-          normTopk: c.bool("norm_topk_prob", true),
+          normTopk: o.softmax ? false : c.bool("norm_topk_prob", true),
           experts: o.experts,
           topK: o.topK,
           auxLossCoef: 0,
         }),
-        router: "sigmoid_bias",
+        router: o.softmax ? "softmax_topk" : "sigmoid_bias",
         routedScaling: c.num("routed_scaling_factor", o.scaling),
-        ...groupLimitFields(c, experts, groups, kept),
+        ...groupLimitFields(c, experts, groups, kept, o.softmax ? 1 : 2),
         ff,
         ...(shared > 0 ? { sharedExpert: { ff: ff * shared, gated: false } } : {}),
       }

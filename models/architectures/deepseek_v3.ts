@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { MlaConfig, ModelConfig } from "../config.ts";
+import type { AttentionConfig, MlaConfig, ModelConfig } from "../config.ts";
 import { attentionFields, baseFields, QWEN_MOE_LAYOUT, sigmoidMoeFields } from "./common.ts";
 import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
@@ -40,33 +40,33 @@ function mlaFields(c: ConfigReader): MlaConfig {
   };
 }
 
-function deepseekV3Fields(c: ConfigReader): ModelConfig {
-  c.silu();
-  c.absent("mlp_bias", "its MLPs have no biases");
-  const q = c.raw("quantization_config");
-  if (q !== undefined && q !== null) {
-    const method = typeof q === "object" ? (q as Record<string, unknown>).quant_method : q;
-    c.refuse(
-      "quantization_config",
-      `Kiln reads DeepSeek-V3 checkpoints in float (f32, f16, bf16), not ${show(method)} ones`,
-    );
-  }
-  const base = baseFields(c);
-  const ffn = sigmoidMoeFields(c, base.layers, {
-    experts: 256,
-    topK: 8,
-    dense: 3,
-    ff: 2048,
-    scaling: 2.5,
-    groups: 8,
-    kept: 4,
-  });
+/**
+ * The latent attention of a DeepSeek config (V2's and V3's
+ * `DeepseekV3Attention`): heads, RoPE (read for `qk_rope_head_dim`, which the
+ * classes set as `head_dim`), the softmax scale and the `mla` sizes;
+ * `interleave` false makes RoPE pair adjacent values whatever the config
+ * says (V2 rotates complex pairs).
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { mlaAttentionFields } from "./deepseek_v3.ts";
+ * const c = new ConfigReader({ num_attention_heads: 2, kv_lora_rank: 8, q_lora_rank: null,
+ *   qk_nope_head_dim: 4, qk_rope_head_dim: 4, v_head_dim: 4 }, "config.json", "x");
+ * mlaAttentionFields(c, 16, true).headDim; // 8
+ * ```
+ */
+export function mlaAttentionFields(
+  c: ConfigReader,
+  hidden: number,
+  readInterleave: boolean,
+): AttentionConfig {
   const heads = c.positive("num_attention_heads", 128);
   const mla = mlaFields(c);
   const bias = c.bool("attention_bias", false);
   // DeepseekV3Config sets head_dim to qk_rope_head_dim: the rotary size RoPE's
   // frequencies are read for.
-  const att = attentionFields(c, base.hidden, {
+  const att = attentionFields(c, hidden, {
     ropeTheta: 1e4,
     outBias: bias,
     kvHeads: heads,
@@ -91,19 +91,44 @@ function deepseekV3Fields(c: ConfigReader): ModelConfig {
   const all = rope?.mscaleAllDim ?? 0;
   const scale = qkDim ** -0.5 * (rope && all ? mscale(rope.factor, all) ** 2 : 1);
   return {
+    ...att,
+    headDim: qkDim,
+    // RoPE's frequencies span the rotary part only (the block rotates it alone).
+    rotaryDim: mla.ropeDim,
+    scale,
+    mla: readInterleave ? mla : { ...mla, interleave: true },
+  };
+}
+
+function deepseekV3Fields(c: ConfigReader): ModelConfig {
+  c.silu();
+  c.absent("mlp_bias", "its MLPs have no biases");
+  const q = c.raw("quantization_config");
+  if (q !== undefined && q !== null) {
+    const method = typeof q === "object" ? (q as Record<string, unknown>).quant_method : q;
+    c.refuse(
+      "quantization_config",
+      `Kiln reads DeepSeek-V3 checkpoints in float (f32, f16, bf16), not ${show(method)} ones`,
+    );
+  }
+  const base = baseFields(c);
+  const ffn = sigmoidMoeFields(c, base.layers, {
+    experts: 256,
+    topK: 8,
+    dense: 3,
+    ff: 2048,
+    scaling: 2.5,
+    groups: 8,
+    kept: 4,
+  });
+  const attention = mlaAttentionFields(c, base.hidden, true);
+  return {
     architecture: "DeepseekV3ForCausalLM",
     ...base,
     intermediate: c.positive("intermediate_size", 18432),
     normEps: c.nonNegative("rms_norm_eps", 1e-6),
     tieEmbeddings: c.bool("tie_word_embeddings", false),
-    attention: {
-      ...att,
-      headDim: qkDim,
-      // RoPE's frequencies span the rotary part only (the block rotates it alone).
-      rotaryDim: mla.ropeDim,
-      scale,
-      mla,
-    },
+    attention,
     ...ffn,
   };
 }

@@ -22,6 +22,7 @@ import { nemotronH } from "./nemotron_h.ts";
 import { gptOss } from "./gpt_oss.ts";
 import { glm4Moe } from "./glm4_moe.ts";
 import { deepseekV3 } from "./deepseek_v3.ts";
+import { deepseekV2 } from "./deepseek_v2.ts";
 import { ConfigReader, show } from "./reader.ts";
 import type {
   ArchitectureSpec,
@@ -59,6 +60,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   GptOssForCausalLM: gptOss,
   Glm4MoeForCausalLM: glm4Moe,
   DeepseekV3ForCausalLM: deepseekV3,
+  DeepseekV2ForCausalLM: deepseekV2,
 };
 
 /**

@@ -89,13 +89,14 @@ export interface MoeConfig {
    * (Mixtral, DeepSeek-V3, GLM-4.5: true; Qwen2-MoE: false). Default true.
    */
   readonly normTopk?: boolean;
-  /** `sigmoid_bias` only: factor applied to the (renormalised) weights (DeepSeek-V3 `routed_scaling_factor`). Default 1. */
+  /** `sigmoid_bias`, `softmax_topk`: factor on the (renormalised) weights (DeepSeek's `routed_scaling_factor`). Default 1. */
   readonly routedScaling?: number;
   /**
-   * `sigmoid_bias` only: group-limited routing (DeepSeek-V3's `n_group`). The
-   * E experts form this many equal groups of consecutive indices, each scored
-   * by the sum of its two best selection scores; only the experts of the best
-   * {@linkcode MoeConfig.groupsKept} groups can be chosen. Default 1.
+   * Group-limited routing (DeepSeek's `n_group`). The E experts form this many
+   * equal groups of consecutive indices, each scored by the sum of its two best
+   * selection scores (`sigmoid_bias`, DeepSeek-V3) or its best probability
+   * (`softmax_topk`, DeepSeek-V2's `group_limited_greedy`); only the experts of
+   * the best {@linkcode MoeConfig.groupsKept} groups can be chosen. Default 1.
    */
   readonly groups?: number;
   /** Groups kept (DeepSeek-V3's `topk_group`), 1..groups. Default: all of them. */
@@ -380,8 +381,8 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
 }
 
 /**
- * Group-limited routing's sizes, checked: the `sigmoid_bias` router, whole
- * groups of at least two experts (a group scores by its two best),
+ * Group-limited routing's sizes, checked: not the switch router, whole
+ * groups (of at least two experts for `sigmoid_bias`, scored by its two best),
  * `1 ≤ groupsKept ≤ groups`, and enough experts in the kept groups for k
  * choices. Returns them with their defaults.
  *
@@ -400,15 +401,18 @@ export function checkGroups(
   posInt("groupsKept", groupsKept);
   if (groups === 1 && groupsKept === 1) return { groups, groupsKept };
   const { E, k } = cfg;
-  if (cfg.router !== "sigmoid_bias") {
+  if (cfg.router === "switch") {
     throw new TypeError(
-      `MoE group-limited routing (groups ${groups}) applies to the sigmoid_bias router, ` +
-        `not ${cfg.router}`,
+      `MoE group-limited routing (groups ${groups}) applies to the sigmoid_bias and ` +
+        "softmax_topk routers, not switch",
     );
   }
-  if (E % groups !== 0 || E / groups < 2) {
+  // A sigmoid_bias group scores by its two best experts, a softmax one by its best.
+  const least = cfg.router === "sigmoid_bias" ? 2 : 1;
+  if (E % groups !== 0 || E / groups < least) {
     throw new RangeError(
-      `MoE groups (${groups}) must split E (${E}) into equal groups of at least 2 experts`,
+      `MoE groups (${groups}) must split E (${E}) into equal groups of at least ${least} ` +
+        `expert${least > 1 ? "s" : ""}`,
     );
   }
   if (groupsKept > groups) {

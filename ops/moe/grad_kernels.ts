@@ -277,6 +277,10 @@ export function emitGradRouter(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSo
   const [uE, uk, FF] = [u32(E), u32(k), u32(ff)];
   const sig = c.router === "sigmoid_bias";
   const norm = c.router === "softmax_topk" && c.normTopk;
+  // Softmax weights scaled by routedScaling (DeepSeek-V2); at 1 the WGSL stays as it was.
+  const sc = c.router === "softmax_topk" && c.routedScaling !== 1
+    ? `${f32(c.routedScaling, "moe routedScaling")} * `
+    : "";
   const fsum = g.s("fsum");
   // The down bias is part of the expert output the weight scales: dL/dw gains dy·b2ₑ.
   const downBias = c.expertBias
@@ -317,8 +321,8 @@ ${
   var mean = 0.0;
   for (var j = 0u; j < ${uk}; j++) { sS += p[ix[j]]; mean += gj[j] * p[ix[j]]; }
   mean /= sS;
-  for (var j = 0u; j < ${uk}; j++) { dp[ix[j]] += (gj[j] - mean) / sS; }`
-        : `  for (var j = 0u; j < ${uk}; j++) { dp[ix[j]] += gj[j]; }`
+  for (var j = 0u; j < ${uk}; j++) { dp[ix[j]] += ${sc}(gj[j] - mean) / sS; }`
+        : `  for (var j = 0u; j < ${uk}; j++) { dp[ix[j]] += ${sc}gj[j]; }`
     }
   var dot = 0.0;
   for (var e = 0u; e < ${uE}; e++) { dot += dp[e] * p[e]; }

@@ -220,13 +220,15 @@ export function moeGradReference(cfg: MoeReferenceConfig, o: MoeGradOperands): M
       }
     } else {
       const dp = new Float64Array(E);
+      // Softmax weights carry routedScaling too (DeepSeek-V2); switch's do not.
+      const sc = router === "softmax_topk" ? cfg.routedScaling ?? 1 : 1;
       if (router === "softmax_topk" && (cfg.normTopk ?? true)) {
-        // w_j = p_j / S: dp_j = (g_j − Σᵢ gᵢ wᵢ) / S.
+        // w_j = sc · p_j / S: dp_j = sc · (g_j − Σᵢ gᵢ wᵢ) / S.
         const S = idx.reduce((acc, e) => acc + p[e], 0);
         const mean = idx.reduce((acc, e, j) => acc + g[j] * p[e], 0) / S;
-        idx.forEach((e, j) => (dp[e] += (g[j] - mean) / S));
+        idx.forEach((e, j) => (dp[e] += (sc * (g[j] - mean)) / S));
       } else {
-        idx.forEach((e, j) => (dp[e] += g[j]));
+        idx.forEach((e, j) => (dp[e] += sc * g[j]));
       }
       for (let e = 0; e < E; e++) dp[e] += cA * f[e] * m;
       const dot = dp.reduce((acc, v, e) => acc + v * p[e], 0);

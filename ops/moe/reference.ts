@@ -43,11 +43,11 @@ export interface MoeReferenceConfig {
   router: MoeReferenceRouter;
   /** `softmax_topk`, `sigmoid_bias`: renormalise the chosen weights (default true). */
   normTopk?: boolean;
-  /** `sigmoid_bias`: factor on the (renormalised) weights (default 1). */
+  /** `sigmoid_bias`, `softmax_topk`: factor on the (renormalised) weights (default 1). */
   routedScaling?: number;
-  /** `sigmoid_bias`: expert groups of group-limited routing (default 1). */
+  /** Expert groups of group-limited routing (default 1). */
   groups?: number;
-  /** `sigmoid_bias`: groups kept, by their two best scores (default all). */
+  /** Groups kept: by their two best scores (`sigmoid_bias`) or their best (default all). */
   groupsKept?: number;
   /** Capacity factor; undefined means dropless. */
   capacityFactor?: number;
@@ -127,19 +127,20 @@ const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
 
 /**
  * Group-limited routing: whether expert e may be chosen — it is in one of the
- * `keep` of `groups` equal groups whose two best scores sum highest (ties to
- * the lower group).
+ * `keep` of `groups` equal groups whose `top` best scores sum highest (two for
+ * DeepSeek-V3's sigmoid, one for V2's softmax; ties to the lower group).
  */
 function keptGroups(
   score: readonly number[],
   groups: number,
   keep: number,
+  top: number,
 ): (e: number) => boolean {
   if (keep >= groups) return () => true;
   const per = score.length / groups;
   const groupScore = Array.from({ length: groups }, (_, g) => {
     const s = score.slice(g * per, (g + 1) * per).sort((a, b) => b - a);
-    return s[0] + s[1];
+    return s.slice(0, top).reduce((a, b) => a + b, 0);
   });
   const best = Array.from({ length: groups }, (_, g) => g)
     .sort((a, b) => groupScore[b] - groupScore[a] || a - b)
@@ -219,7 +220,12 @@ export function moeReference(
     }
     // Selection score; a stable sort by (score desc, index asc) gives ties to the lower index.
     const score = router === "sigmoid_bias" ? sg.map((v, e) => v + (w.bias?.[e] ?? 0)) : p;
-    const allowed = keptGroups(score, cfg.groups ?? 1, cfg.groupsKept ?? cfg.groups ?? 1);
+    const allowed = keptGroups(
+      score,
+      cfg.groups ?? 1,
+      cfg.groupsKept ?? cfg.groups ?? 1,
+      router === "sigmoid_bias" ? 2 : 1,
+    );
     const order = Array.from({ length: E }, (_, e) => e).filter(allowed).sort((a, b) =>
       score[b] - score[a] || a - b
     );
@@ -229,7 +235,7 @@ export function moeReference(
     for (let j = 0; j < k; j++) {
       topkIdx[t * k + j] = chosen[j];
       let wt = raw[j];
-      if (router === "softmax_topk" && normTopk) wt = raw[j] / sum;
+      if (router === "softmax_topk") wt = (normTopk ? raw[j] / sum : raw[j]) * scaling;
       if (router === "sigmoid_bias") wt = (normTopk ? raw[j] / sum : raw[j]) * scaling;
       topkW[t * k + j] = wt;
     }

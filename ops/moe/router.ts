@@ -51,14 +51,18 @@ export function emitRouter(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSou
   const score = sig ? `(1.0 / (1.0 + exp(-lg[b + i])) + ${io.arr("bias")}[i])` : "lg[b + i]";
   const logits = io.arr("logits"), probs = io.arr("probs");
   const topkIdx = io.arr("topk_idx"), topkW = io.arr("topk_w");
+  // DeepSeek-V2 scales its softmax weights too; at 1 the WGSL stays as it was.
+  const scaled = c.router === "softmax_topk" && c.routedScaling !== 1
+    ? ` * ${f32(c.routedScaling, "moe routedScaling")}`
+    : "";
   const weightLines = sig
     ? [
       `  let scale = ${f32(c.routedScaling, "moe routedScaling")}${c.normTopk ? " / wsum" : ""};`,
       `  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j] * scale; }`,
     ]
     : c.router === "softmax_topk" && c.normTopk
-    ? [`  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j] / wsum; }`]
-    : [`  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j]; }`];
+    ? [`  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j] / wsum${scaled}; }`]
+    : [`  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j]${scaled}; }`];
   // t = (flat workgroup) · tpw + lid / E = flat invocation / E, as wgSize = tpw · E.
   const code = `
 const NONE: u32 = ${u32(MOE_NONE)};
@@ -92,7 +96,7 @@ ${logitsLine}
   var taken: array<u32, ${Math.ceil(E / 32)}>;
   var wsel: array<f32, ${k}>;
   var wsum = 0.0;
-${sig ? groupLimit(c, score) : ""}
+${c.router === "switch" ? "" : groupLimit(c, score)}
   for (var j = 0u; j < ${uk}; j++) {
     var best = NONE;
     var bv = 0.0;
@@ -116,11 +120,12 @@ ${weightLines.join("\n")}
 }
 
 /**
- * Group-limited routing (DeepSeek-V3's `n_group` / `topk_group`): lines that
- * score each group of E/G consecutive experts by the sum of its two best
- * selection scores, keep the best `groupsKept` (ties → lower group) and mark
- * every expert of the other groups as taken, so the top-k that follows skips
- * them. Empty when every group is kept.
+ * Group-limited routing (DeepSeek's `n_group` / `topk_group`): lines that
+ * score each group of E/G consecutive experts — by the sum of its two best
+ * selection scores (V3's `sigmoid_bias`), or its best (V2's softmax, by the
+ * logits, which order as the probabilities do) — keep the best `groupsKept`
+ * (ties → lower group) and mark every expert of the other groups as taken, so
+ * the top-k that follows skips them. Empty when every group is kept.
  */
 function groupLimit(c: ResolvedMoeConfig, score: string): string {
   const { E, groups: G, groupsKept: keep } = c;
@@ -136,7 +141,7 @@ function groupLimit(c: ResolvedMoeConfig, score: string): string {
       let v = ${score};
       if (q == 0u || v > gb1) { gb2 = select(gb2, gb1, q > 0u); gb1 = v; } else if (q == 1u || v > gb2) { gb2 = v; }
     }
-    gs[gi] = gb1 + gb2;
+    gs[gi] = ${c.router === "sigmoid_bias" ? "gb1 + gb2" : "gb1"};
   }
   var gkeep: array<u32, ${Math.ceil(G / 32)}>;
   for (var j = 0u; j < ${u32(keep)}; j++) {

@@ -26,11 +26,16 @@ import {
 import { loadSigmoidMoe, type Mixer } from "./glm4_moe_reference.ts";
 import { referenceRope } from "./rope_reference.ts";
 
-/** The DeepSeek-V3 reference model of a loaded checkpoint. */
+/**
+ * The DeepSeek-V3 reference model of a loaded checkpoint, or with `v2`
+ * DeepSeek-V2's: its attention is V3's with RoPE on complex (adjacent) pairs
+ * whatever `rope_interleave` says, its router softmax (`routeV2`).
+ */
 export function loadDeepseekV3(
   w: Weights,
   config: HfConfig,
   kinds: LayerKind[],
+  v2 = false,
 ): Promise<ReferenceModel> {
   const d = intField(config, "hidden_size");
   const H = intField(config, "num_attention_heads");
@@ -38,7 +43,7 @@ export function loadDeepseekV3(
   const C = intField(config, "kv_lora_rank");
   const N = intField(config, "qk_nope_head_dim"), R = intField(config, "qk_rope_head_dim");
   const V = intField(config, "v_head_dim");
-  const interleave = config.rope_interleave !== false;
+  const interleave = v2 || config.rope_interleave !== false;
   const bias = config.attention_bias === true;
   const rope = referenceRope(config, R, 1e4);
   const p = (config.rope_parameters ?? {}) as HfConfig;
@@ -60,7 +65,8 @@ export function loadDeepseekV3(
     x.set(out);
   };
 
-  return loadSigmoidMoe(w, config, kinds, "DeepseekV3ForCausalLM", async (pre) => {
+  const arch = v2 ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM";
+  return loadSigmoidMoe(w, config, kinds, arch, async (pre) => {
     const a = `${pre}.self_attn`;
     const qa = qr ? await w.get(`${a}.q_a_proj.weight`, [qr, d]) : undefined;
     const qaBias = qr ? await w.maybe(`${a}.q_a_proj.bias`, [qr], bias) : undefined;
@@ -120,5 +126,5 @@ export function loadDeepseekV3(
       return linear(out, T, H * V, o, d, oBias);
     };
     return mixer;
-  });
+  }, v2);
 }

@@ -74,6 +74,39 @@ function route(
   return { experts, weights: weights.map((w) => w * o.scale) };
 }
 
+/**
+ * Experts chosen for one token and their weights, as DeepseekV2TopkRouter
+ * computes them: softmax probabilities, the top k (within the groups of the
+ * best single probability with `group_limited_greedy`), never renormalised,
+ * times `routed_scaling_factor`.
+ */
+function routeV2(
+  logits: Float64Array,
+  config: HfConfig,
+  o: { k: number; groups: number; keep: number; scale: number },
+): { experts: number[]; weights: number[] } {
+  const E = logits.length;
+  const mx = Math.max(...logits);
+  const ex = Array.from(logits, (z) => Math.exp(z - mx));
+  const sum = ex.reduce((a, b) => a + b, 0);
+  const p = ex.map((v) => v / sum);
+  let allowed = (_: number) => true;
+  if (config.topk_method === "group_limited_greedy") {
+    const per = E / o.groups;
+    const best = Array.from(
+      { length: o.groups },
+      (_, g) => Math.max(...p.slice(g * per, (g + 1) * per)),
+    );
+    const kept = new Set(
+      best.map((_, g) => g).sort((a, b) => best[b] - best[a] || a - b).slice(0, o.keep),
+    );
+    allowed = (e) => kept.has(Math.floor(e / per));
+  }
+  const experts = p.map((_, e) => e).filter(allowed).sort((a, b) => p[b] - p[a] || a - b)
+    .slice(0, o.k);
+  return { experts, weights: experts.map((e) => p[e] * o.scale) };
+}
+
 /** The GLM-4.5 reference model of a loaded checkpoint. */
 export function loadGlm4Moe(
   w: Weights,
@@ -129,6 +162,7 @@ export async function loadSigmoidMoe(
   kinds: LayerKind[],
   architecture: ReferenceModel["architecture"],
   mixerAt: (prefix: string) => Promise<Mixer>,
+  v2 = false,
 ): Promise<ReferenceModel> {
   const d = intField(config, "hidden_size");
   const vocab = intField(config, "vocab_size");
@@ -161,7 +195,7 @@ export async function loadSigmoidMoe(
     };
     if (kind.ffn === "moe") {
       layer.router = await w.get(`${p}.mlp.gate.weight`, [E, d]);
-      layer.bias = await w.get(`${p}.mlp.gate.e_score_correction_bias`, [E]);
+      if (!v2) layer.bias = await w.get(`${p}.mlp.gate.e_score_correction_bias`, [E]);
       layer.experts = [];
       for (let e = 0; e < E; e++) {
         layer.experts.push(await swigluAt(`${p}.mlp.experts.${e}`, moeFf));
@@ -182,7 +216,8 @@ export async function loadSigmoidMoe(
     const logits = linear(x, T, d, L.router!, E);
     const out = swiglu(x, T, d, sharedFf, L.shared!);
     for (let t = 0; t < T; t++) {
-      const r = route(logits.subarray(t * E, (t + 1) * E), L.bias!, routing);
+      const z = logits.subarray(t * E, (t + 1) * E);
+      const r = v2 ? routeV2(z, config, routing) : route(z, L.bias!, routing);
       const xt = x.subarray(t * d, (t + 1) * d);
       r.experts.forEach((e, j) => {
         const y = swiglu(xt, 1, d, moeFf, L.experts![e]);

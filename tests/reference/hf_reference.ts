@@ -86,7 +86,8 @@ export type ReferenceArchitecture =
   | "NemotronHForCausalLM"
   | "GptOssForCausalLM"
   | "Glm4MoeForCausalLM"
-  | "DeepseekV3ForCausalLM";
+  | "DeepseekV3ForCausalLM"
+  | "DeepseekV2ForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -103,6 +104,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "GptOssForCausalLM",
   "Glm4MoeForCausalLM",
   "DeepseekV3ForCausalLM",
+  "DeepseekV2ForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -194,10 +196,17 @@ export function layerKinds(config: HfConfig): LayerKind[] {
       ffn: "mlp",
     }));
   }
-  if (arch === "Glm4MoeForCausalLM" || arch === "DeepseekV3ForCausalLM") {
+  if (
+    arch === "Glm4MoeForCausalLM" || arch === "DeepseekV3ForCausalLM" ||
+    arch === "DeepseekV2ForCausalLM"
+  ) {
     // Glm4MoeDecoderLayer / DeepseekV3DecoderLayer: a dense MLP below
     // first_k_dense_replace, experts above.
-    const dense = intField(config, "first_k_dense_replace", arch === "Glm4MoeForCausalLM" ? 1 : 3);
+    const dense = intField(
+      config,
+      "first_k_dense_replace",
+      arch === "Glm4MoeForCausalLM" ? 1 : arch === "DeepseekV3ForCausalLM" ? 3 : 0,
+    );
     return Array.from({ length: n }, (_, i) => ({
       mixer: "attention",
       ffn: i >= dense ? "moe" : "mlp",
@@ -301,6 +310,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       GptOssForCausalLM: 128,
       Glm4MoeForCausalLM: 128,
       DeepseekV3ForCausalLM: 256,
+      DeepseekV2ForCausalLM: 64,
     }[arch],
   );
 }
@@ -980,8 +990,13 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./granite_reference.ts")).loadNemotronH(w, config, kinds)
       : arch === "Glm4MoeForCausalLM"
       ? await (await import("./glm4_moe_reference.ts")).loadGlm4Moe(w, config, kinds)
-      : arch === "DeepseekV3ForCausalLM"
-      ? await (await import("./deepseek_v3_reference.ts")).loadDeepseekV3(w, config, kinds)
+      : arch === "DeepseekV3ForCausalLM" || arch === "DeepseekV2ForCausalLM"
+      ? await (await import("./deepseek_v3_reference.ts")).loadDeepseekV3(
+        w,
+        config,
+        kinds,
+        arch === "DeepseekV2ForCausalLM",
+      )
       : arch === "GptOssForCausalLM"
       ? await (await import("./gpt_oss_reference.ts")).loadGptOss(w, config, kinds)
       : arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||

@@ -143,6 +143,8 @@ interface Slot {
   readonly bytes: number;
   readonly stored: GgmlTypeInfo;
   readonly transform: GgufTransform;
+  /** `mla_kv_b`: the `attn_v_b` half (this slot's range is `attn_k_b`). */
+  v?: { readonly offset: number; readonly bytes: number; readonly stored: GgmlTypeInfo };
 }
 
 /**
@@ -285,6 +287,10 @@ function mapTensors(file: GgufFile, cfg: ModelConfig, ropeFreqsRead: boolean): M
     });
   };
   for (const p of ggufTensorPlans(cfg)) {
+    if (p.transform.kind === "mla_kv_b") {
+      mapKvB(file, p, slots, find);
+      continue;
+    }
     if (p.sources.length === 1) {
       const info = find(p.name, p.shape, p.sources[0]);
       add(p, p.sources[0], info, info.offset, info.bytes);
@@ -317,6 +323,82 @@ function mapTensors(file: GgufFile, cfg: ModelConfig, ropeFreqsRead: boolean): M
     );
   }
   return slots;
+}
+
+/**
+ * Latent attention's `kv_b_proj`, rebuilt in f32 from the file's `attn_k_b`
+ * and `attn_v_b` halves (the `k` plan makes the slot, the `v` plan completes
+ * it), or read as it is from an older file's one `attn_kv_b`.
+ */
+function mapKvB(
+  file: GgufFile,
+  p: GgufTensorPlan,
+  slots: Map<string, Slot>,
+  find: (name: string, shape: readonly number[], hf: string) => GgufTensorInfo,
+): void {
+  const hf = p.sources[0];
+  const legacy = p.name.replace(/attn_[kv]_b\.weight$/, "attn_kv_b.weight");
+  if (!file.tensors.has(p.name) && file.tensors.has(legacy)) {
+    if (p.transform.kind === "mla_kv_b" && p.transform.part === "v") return;
+    const info = find(legacy, p.sourceShape, hf);
+    slots.set(hf, {
+      tensor: {
+        name: hf,
+        shape: p.sourceShape,
+        type: info.type,
+        bytes: info.bytes,
+        source: legacy,
+      },
+      offset: info.offset,
+      bytes: info.bytes,
+      stored: info.type,
+      transform: COPY_TRANSFORM,
+    });
+    return;
+  }
+  const info = find(p.name, p.shape, hf);
+  if (p.transform.kind === "mla_kv_b" && p.transform.part === "v") {
+    slots.get(hf)!.v = { offset: info.offset, bytes: info.bytes, stored: info.type };
+    return;
+  }
+  const elems = p.sourceShape.reduce((a, b) => a * b, 1);
+  slots.set(hf, {
+    tensor: {
+      name: hf,
+      shape: p.sourceShape,
+      type: GGML_TYPES.f32,
+      bytes: elems * 4,
+      source: p.name,
+    },
+    offset: info.offset,
+    bytes: info.bytes,
+    stored: info.type,
+    transform: p.transform,
+  });
+}
+
+const COPY_TRANSFORM: GgufTransform = { kind: "copy" };
+
+/**
+ * `kv_b_proj` `[heads·(nope + v), rank]` from `k_b` `[heads, rank, nope]`
+ * (each head's first rows, transposed) and `v_b` `[heads, v, rank]`.
+ */
+function joinKvB(
+  t: Extract<GgufTransform, { kind: "mla_kv_b" }>,
+  k: Float32Array,
+  v: Float32Array,
+  rank: number,
+): Float32Array {
+  const { heads, nope: N, v: Vd } = t;
+  const out = new Float32Array(heads * (N + Vd) * rank);
+  for (let h = 0; h < heads; h++) {
+    const base = h * (N + Vd) * rank;
+    for (let n = 0; n < N; n++) {
+      for (let c = 0; c < rank; c++) out[base + n * rank + c] = k[(h * rank + c) * N + n];
+    }
+    out.set(v.subarray(h * Vd * rank, (h + 1) * Vd * rank), base + N * rank);
+  }
+  return out;
 }
 
 /** f32 values of `raw`, stored as `type`. */
@@ -363,6 +445,18 @@ class MappedModel implements GgufModel {
     const raw = await this.#readRange(slot.offset, slot.bytes, hfName);
     const t = slot.transform;
     if (t.kind === "copy") return raw;
+    if (t.kind === "mla_kv_b") {
+      const v = slot.v;
+      if (!v) throw new RangeError(`${this.file.path}: no attn_v_b half for ${quote(hfName)}`);
+      const rank = slot.tensor.shape[1];
+      const k = toF32(slot.stored, raw, t.heads * rank * t.nope);
+      const vals = toF32(
+        v.stored,
+        await this.#readRange(v.offset, v.bytes, hfName),
+        t.heads * t.v * rank,
+      );
+      return new Uint8Array(joinKvB(t, k, vals, rank).buffer);
+    }
     if (t.kind === "permute") return permuteRows(raw, slot.tensor.shape[0], t.heads, false);
     const elems = slot.tensor.bytes / 4;
     const a = toF32(slot.stored, raw, elems);

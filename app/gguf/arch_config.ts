@@ -71,6 +71,7 @@ export { f32Decimal } from "./arch_keys.ts";
 import { graniteConfig } from "./arch_config_granite.ts";
 import { gptOssConfig } from "./arch_config_gpt_oss.ts";
 import { glm4MoeConfig } from "./arch_config_glm4_moe.ts";
+import { deepseek2Config } from "./arch_config_deepseek2.ts";
 
 type Json = Record<string, unknown>;
 
@@ -159,6 +160,16 @@ export function hfConfigFromGguf(
       max_position_embeddings: ctx,
       rms_norm_eps: eps,
     };
+  } else if (arch === "deepseek2") {
+    const nextn = k.opt("nextn_predict_layers") ?? 0;
+    config = {
+      ...deepseek2Config(k, attentionConfig(k, H, undefined, true)),
+      ...common,
+      // Multi-token-prediction blocks, where a converter writes them, follow the model's.
+      num_hidden_layers: L - nextn,
+      max_position_embeddings: ctx,
+      rms_norm_eps: eps,
+    };
   } else if (arch === "granitehybrid" || arch === "granite") {
     // llama.cpp's switch for RoPE (absent: on); without it the base and context mean nothing.
     const rope = k.m.optionalBool(k.key("rope.scaling.finetuned")) !== false;
@@ -186,7 +197,7 @@ export function hfConfigFromGguf(
   }
   if (arch === "jamba") config.max_position_embeddings = ctx;
   const groups = k.opt("expert_group_count") ?? 0;
-  if (arch !== "glm4moe" && groups > 1) {
+  if (arch !== "glm4moe" && arch !== "deepseek2" && groups > 1) {
     // llama.cpp's build_moe_ffn limits any architecture's routing to the best groups.
     throw new TypeError(
       `${m.path}: metadata ${quote(k.key("expert_group_count"))} is ${groups}: ` +

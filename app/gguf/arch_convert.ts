@@ -47,7 +47,13 @@ import {
   mixTensorTypes,
   type TensorTypeOverrides,
 } from "./quant_mix.ts";
-import { GGUF_ARCH_OF, type GgufTensorPlan, ggufWrittenPlans, permuteRows } from "./arch_names.ts";
+import {
+  GGUF_ARCH_OF,
+  type GgufTensorPlan,
+  ggufWrittenPlans,
+  permuteRows,
+  refuseUnwritten,
+} from "./arch_names.ts";
 import { GGUF_FILE_TYPES, ggufArchMetadata, type GgufOutType } from "./arch_metadata.ts";
 
 /**
@@ -155,12 +161,7 @@ export function ggufTensorsFromHf(
   tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>,
 ): GgufTensorPlan[] {
   const cfg = parseConfig(config);
-  if (!GGUF_ARCH_OF[cfg.architecture]) {
-    throw new TypeError(
-      `config.json: ${cfg.architecture} has no llama.cpp architecture to write (Kiln writes ` +
-        `${Object.keys(GGUF_ARCH_OF).join(", ")})`,
-    );
-  }
+  refuseUnwritten(cfg.architecture);
   const plans = ggufWrittenPlans(cfg);
   const lay = specOf(cfg).layout;
   const used = new Set<string>();

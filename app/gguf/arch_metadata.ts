@@ -62,7 +62,7 @@ import { parseConfig } from "../../models/architectures/mod.ts";
 import type { QuantizeChoice } from "../../core/quant/formats.ts";
 import type { GgufMix } from "./quant_mix.ts";
 import type { GgufEntry } from "./value.ts";
-import { GGUF_ARCH_OF } from "./arch_names.ts";
+import { GGUF_ARCH_OF, refuseUnwritten } from "./arch_names.ts";
 import { ropeDivisors } from "../../models/rope_scaling.ts";
 import { clampsDelta } from "../../models/mamba2.ts";
 import { gptOssKeys } from "./arch_metadata_gpt_oss.ts";
@@ -184,13 +184,8 @@ export function ggufArchMetadata(
   options: GgufArchMetadataOptions = {},
 ): Array<[string, GgufEntry]> {
   const cfg = parseConfig(config);
+  refuseUnwritten(cfg.architecture);
   const arch = GGUF_ARCH_OF[cfg.architecture];
-  if (!arch) {
-    throw new TypeError(
-      `config.json: ${cfg.architecture} has no llama.cpp architecture to write (Kiln writes ` +
-        `${Object.keys(GGUF_ARCH_OF).join(", ")})`,
-    );
-  }
   const out: Array<[string, GgufEntry]> = [];
   const put = (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) =>
     out.push([key, { type, value }]);

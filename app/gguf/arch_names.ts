@@ -43,7 +43,25 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   GraniteMoeHybridForCausalLM: "granitehybrid",
   GptOssForCausalLM: "gpt-oss",
   Glm4MoeForCausalLM: "glm4moe",
+  // Read, not written (`arch_metadata.ts` refuses them).
+  DeepseekV3ForCausalLM: "deepseek2",
+  DeepseekV2ForCausalLM: "deepseek2",
 };
+
+/**
+ * Kiln architectures whose GGUF files Kiln reads but does not write (DeepSeek's
+ * `deepseek2`: its converter splits `kv_b_proj` in ways Kiln has not written).
+ *
+ * @example
+ * ```ts
+ * import { GGUF_READ_ONLY } from "./arch_names.ts";
+ * GGUF_READ_ONLY.has("DeepseekV3ForCausalLM"); // true
+ * ```
+ */
+export const GGUF_READ_ONLY: ReadonlySet<string> = new Set([
+  "DeepseekV3ForCausalLM",
+  "DeepseekV2ForCausalLM",
+]);
 
 /**
  * The GGUF architectures Kiln reads, for messages.
@@ -66,6 +84,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "granite",
   "gpt-oss",
   "glm4moe",
+  "deepseek2",
 ];
 
 /**
@@ -87,7 +106,19 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
 export type GgufTransform =
   | { readonly kind: "copy" }
   | { readonly kind: "permute"; readonly heads: number }
-  | { readonly kind: "neg_exp" };
+  | { readonly kind: "neg_exp" }
+  | {
+    /**
+     * One half of latent attention's `kv_b_proj` `[heads·(nope + v), rank]`:
+     * `attn_k_b` holds each head's first `nope` rows transposed
+     * (`[heads, rank, nope]`), `attn_v_b` its last `v` rows (`[heads, v, rank]`).
+     */
+    readonly kind: "mla_kv_b";
+    readonly part: "k" | "v";
+    readonly heads: number;
+    readonly nope: number;
+    readonly v: number;
+  };
 
 /**
  * One GGUF tensor of a model and the Hugging Face tensors it holds.
@@ -233,6 +264,8 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
     if (layer.mixer !== "none") add(`${b}.attn_norm.weight`, [H], `${P}.${lay.mixerNorm}.weight`);
     if (layer.mixer === "none") {
       // No GGUF architecture Kiln writes has MLP-only blocks (Nemotron-H is refused before).
+    } else if (layer.mixer === "attention" && cfg.attention!.mla) {
+      mlaPlans(cfg, `${P}.${lay.attention}`, b, add, out);
     } else if (layer.mixer === "attention") {
       const a = cfg.attention!;
       const A = `${P}.${lay.attention}`;
@@ -448,4 +481,62 @@ export function permuteRows(
     else out.set(src.subarray(r * rb, (r + 1) * rb), s * rb);
   }
   return out;
+}
+
+/**
+ * Refuses to write a GGUF file for `architecture` when Kiln has no llama.cpp
+ * architecture for it, or reads its files only: a TypeError naming both lists.
+ *
+ * @example
+ * ```ts
+ * import { refuseUnwritten } from "./arch_names.ts";
+ * refuseUnwritten("MixtralForCausalLM"); // no error
+ * ```
+ */
+export function refuseUnwritten(architecture: string): void {
+  const arch = GGUF_ARCH_OF[architecture];
+  if (arch && !GGUF_READ_ONLY.has(architecture)) return;
+  const written = Object.keys(GGUF_ARCH_OF).filter((a) => !GGUF_READ_ONLY.has(a));
+  throw new TypeError(
+    `config.json: ${architecture} has no llama.cpp architecture to write ` +
+      (arch ? `(Kiln reads ${arch} files, but does not write them; ` : "(") +
+      `Kiln writes ${written.join(", ")})`,
+  );
+}
+
+/**
+ * DeepSeek's latent attention as llama.cpp's `deepseek2` stores it: the query
+ * bottleneck (`attn_q_a`, `attn_q_a_norm`, `attn_q_b`) or one `attn_q`, the
+ * latent projection `attn_kv_a_mqa` and its norm, `kv_b_proj` split per head
+ * into `attn_k_b` (transposed) and `attn_v_b`, and `attn_output`.
+ */
+function mlaPlans(
+  cfg: ModelConfig,
+  A: string,
+  b: string,
+  add: (name: string, shape: number[], source: string, sourceShape?: number[]) => void,
+  out: GgufTensorPlan[],
+): void {
+  const a = cfg.attention!, m = a.mla!, H = cfg.hidden, h = a.heads;
+  const [C, R, N, V, Q] = [m.kvLoraRank, m.ropeDim, m.nopeDim, m.vDim, m.qLoraRank];
+  if (Q > 0) {
+    add(`${b}.attn_q_a.weight`, [Q, H], `${A}.q_a_proj.weight`);
+    add(`${b}.attn_q_a_norm.weight`, [Q], `${A}.q_a_layernorm.weight`);
+    add(`${b}.attn_q_b.weight`, [h * (N + R), Q], `${A}.q_b_proj.weight`);
+  } else {
+    add(`${b}.attn_q.weight`, [h * (N + R), H], `${A}.q_proj.weight`);
+  }
+  add(`${b}.attn_kv_a_mqa.weight`, [C + R, H], `${A}.kv_a_proj_with_mqa.weight`);
+  add(`${b}.attn_kv_a_norm.weight`, [C], `${A}.kv_a_layernorm.weight`);
+  for (const part of ["k", "v"] as const) {
+    out.push({
+      name: `${b}.attn_${part}_b.weight`,
+      shape: part === "k" ? [h, C, N] : [h, V, C],
+      sources: [`${A}.kv_b_proj.weight`],
+      sourceShape: [h * (N + V), C],
+      transform: { kind: "mla_kv_b", part, heads: h, nope: N, v: V },
+      keepF32: false,
+    });
+  }
+  add(`${b}.attn_output.weight`, [H, h * V], `${A}.o_proj.weight`);
 }

@@ -80,12 +80,34 @@ const DIGITS_GPT2: PreTokenizerSpec = { patterns: ["\\p{N}", GPT2_PATTERN] };
 const BLOOM_PATTERN = " ?[^(\\s|.,!?…。，、।۔،)]+";
 const BLOOM: PreTokenizerSpec = { patterns: [BLOOM_PATTERN] };
 const VIKING: PreTokenizerSpec = { patterns: [BLOOM_PATTERN, "\\p{N}"] };
+/**
+ * DeepSeek LLM's and DeepSeek-V2's split (`deepseek-llm`): newlines alone,
+ * Latin/Greek/Cyrillic/… letter runs and ASCII/full-width punctuation runs
+ * each with an optional leading space, trailing spaces, CJK runs and digit
+ * runs, as llama.cpp's regexes list them (explicit ranges, not categories).
+ * llama.cpp matches the first five with `std::wregex` on text whose non-ASCII
+ * whitespace it has turned into `\v`, so such a space (U+3000, U+2000–U+200A…)
+ * counts as `\s` and never as the punctuation or CJK its ranges span: the
+ * punctuation range starts at U+3001 here, and the CJK run skips whitespace.
+ */
+const DEEPSEEK_LLM: PreTokenizerSpec = {
+  patterns: [
+    "[\r\n]",
+    "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+    "\\s?[!-/:-~！-／：-～‘-‟、-。]+",
+    "\\s+$",
+    "(?:(?!\\s)[一-龥ࠀ-一가-퟿])+",
+    "\\p{N}+",
+  ],
+};
+
 const DEEPSEEK_CODER: PreTokenizerSpec = {
   patterns: [
     "[\r\n]",
     "\\s?\\p{L}+",
     "\\s?\\p{P}+",
-    "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+",
+    // llama.cpp's std::wregex sees non-ASCII whitespace as \v: never CJK (see DEEPSEEK_LLM).
+    "(?:(?!\\s)[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff])+",
     "\\p{N}",
   ],
 };
@@ -132,6 +154,7 @@ export const PRE_TOKENIZERS: Readonly<Record<string, PreTokenizerSpec>> = {
   "llama4": GPT4O,
   "kanana2": GPT4O,
   "deepseek-coder": DEEPSEEK_CODER,
+  "deepseek-llm": DEEPSEEK_LLM,
   "falcon": FALCON,
   "starcoder": DIGITS_GPT2,
   "refact": DIGITS_GPT2,

@@ -38,7 +38,9 @@ export type Architecture =
   | "GptOssForCausalLM"
   | "Glm4MoeForCausalLM"
   | "DeepseekV3ForCausalLM"
-  | "DeepseekV2ForCausalLM";
+  | "DeepseekV2ForCausalLM"
+  | "GraniteMoeForCausalLM"
+  | "GraniteMoeSharedForCausalLM";
 
 /** The architectures, for messages. */
 export const ARCHITECTURES: readonly Architecture[] = [
@@ -57,6 +59,8 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "Glm4MoeForCausalLM",
   "DeepseekV3ForCausalLM",
   "DeepseekV2ForCausalLM",
+  "GraniteMoeForCausalLM",
+  "GraniteMoeSharedForCausalLM",
 ];
 
 /**

@@ -395,7 +395,7 @@ Deno.test("a config without a known architecture says what is supported and what
   );
   refuses(
     { ...MIXTRAL, architectures: ["LlamaForCausalLM"] },
-    /architecture \["LlamaForCausalLM"\] is not supported \(supported: MixtralForCausalLM, MambaForCausalLM, JambaForCausalLM, Qwen2MoeForCausalLM, OlmoeForCausalLM, Qwen3MoeForCausalLM, FalconMambaForCausalLM, Mamba2ForCausalLM, GraniteMoeHybridForCausalLM, BambaForCausalLM, NemotronHForCausalLM, GptOssForCausalLM, Glm4MoeForCausalLM, DeepseekV3ForCausalLM, DeepseekV2ForCausalLM\)/,
+    /architecture \["LlamaForCausalLM"\] is not supported \(supported: MixtralForCausalLM, MambaForCausalLM, JambaForCausalLM, Qwen2MoeForCausalLM, OlmoeForCausalLM, Qwen3MoeForCausalLM, FalconMambaForCausalLM, Mamba2ForCausalLM, GraniteMoeHybridForCausalLM, BambaForCausalLM, NemotronHForCausalLM, GptOssForCausalLM, Glm4MoeForCausalLM, DeepseekV3ForCausalLM, DeepseekV2ForCausalLM, GraniteMoeForCausalLM, GraniteMoeSharedForCausalLM\)/,
   );
 });
 

@@ -55,6 +55,8 @@ const FIXTURES = [
   "deepseek_v3_no_q_lora",
   "deepseek_v2_lite",
   "deepseek_v2_groups",
+  "granite_moe",
+  "granite_moe_shared",
 ];
 
 const readRef = (name: string) =>

@@ -42,6 +42,8 @@ export const ARCHITECTURES = [
   "Glm4MoeForCausalLM",
   "DeepseekV3ForCausalLM",
   "DeepseekV2ForCausalLM",
+  "GraniteMoeForCausalLM",
+  "GraniteMoeSharedForCausalLM",
 ] as const;
 
 /**
@@ -187,6 +189,30 @@ function deepseekV2(d: Dice): Record<string, unknown> {
     ...(limited ? {} : { n_group: d.pick([null, groups]), topk_group: null }),
     routed_scaling_factor: d.pick([1.5, 2.5, 16.5]),
     n_routed_experts: experts,
+  };
+}
+
+/**
+ * Granite 3 MoE (and its shared-MLP variant): attention with RoPE in every
+ * layer and routed experts, under the hybrids' μP multipliers.
+ */
+function graniteMoe(d: Dice, shared: boolean): Record<string, unknown> {
+  const base = common(d);
+  const att = attention(d, 0);
+  const { experts, topk } = moe(d, 8);
+  return {
+    ...base,
+    ...att,
+    intermediate_size: d.int(2, 24) * 2,
+    ...(shared ? { shared_intermediate_size: d.pick([0, 8, 24]) } : {}),
+    num_local_experts: experts,
+    num_experts_per_tok: topk,
+    attention_bias: d.chance(0.3),
+    embedding_multiplier: d.pick([1, 0.5, 2, 12]),
+    residual_multiplier: d.pick([1, 0.22, 0.6]),
+    attention_multiplier: d.pick([0.0078125, 0.1, 0.5, 1]),
+    logits_scaling: d.pick([1, 2.5, 6, 16]),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
   };
 }
 
@@ -341,6 +367,8 @@ export function randomCases(
       ? deepseekV3(d)
       : arch === "DeepseekV2ForCausalLM"
       ? deepseekV2(d)
+      : arch === "GraniteMoeForCausalLM" || arch === "GraniteMoeSharedForCausalLM"
+      ? graniteMoe(d, arch === "GraniteMoeSharedForCausalLM")
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);

@@ -110,7 +110,17 @@ function graniteFields(c: ConfigReader): ModelConfig {
   };
 }
 
-function nonZero(c: ConfigReader, name: string): number {
+/**
+ * A μP divisor field (`logits_scaling`), which must not be 0.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { nonZero } from "./granite_hybrid.ts";
+ * nonZero(new ConfigReader({ logits_scaling: 8 }, "config.json", "x"), "logits_scaling"); // 8
+ * ```
+ */
+export function nonZero(c: ConfigReader, name: string): number {
   const v = c.num(name, 1);
   if (v === 0) {
     throw new RangeError(`${c.file}: field "${name}" divides the logits: it must not be 0`);
@@ -118,8 +128,17 @@ function nonZero(c: ConfigReader, name: string): number {
   return v;
 }
 
-/** Granite's checkpoint names (gate_proj and up_proj: the halves of the stored input_linear). */
-const LAYOUT: CheckpointLayout = {
+/**
+ * Granite's checkpoint names (gate_proj and up_proj: the halves of the stored
+ * input_linear), shared by the Granite MoE families.
+ *
+ * @example
+ * ```ts
+ * import { GRANITE_LAYOUT } from "./granite_hybrid.ts";
+ * GRANITE_LAYOUT.router; // "router.layer"
+ * ```
+ */
+export const GRANITE_LAYOUT: CheckpointLayout = {
   ...DECODER_LAYOUT,
   mamba: "mamba",
   mlp: "shared_mlp",
@@ -129,21 +148,35 @@ const LAYOUT: CheckpointLayout = {
   shared: { expert: "shared_mlp", gate: "" },
 };
 
-/** Each layer's `input_linear` tensors (gate rows, then up rows) and the experts' `output_linear`. */
-function graniteFused(cfg: ModelConfig): FusedTensor[] {
+/**
+ * Each layer's `input_linear` tensors (gate rows, then up rows) and the
+ * experts' `output_linear`: the shared MLP's where a layer has one (every
+ * hybrid layer; GraniteMoeShared's with `shared_intermediate_size` > 0), the
+ * experts' in MoE layers.
+ *
+ * @example
+ * ```ts ignore
+ * graniteFused(cfg).map((f) => f.name); // ["model.layers.0.shared_mlp.input_linear.weight", …]
+ * ```
+ */
+export function graniteFused(cfg: ModelConfig): FusedTensor[] {
   const d = cfg.hidden, s = cfg.intermediate;
-  const { mlpNames: m, expertNames: x } = LAYOUT;
+  const { mlpNames: m, expertNames: x } = GRANITE_LAYOUT;
   return cfg.pattern.flatMap((layer, i) => {
-    const mlp = `${LAYOUT.layers}.${i}.${LAYOUT.mlp}`;
-    const out: FusedTensor[] = [{
-      name: `${mlp}.input_linear.weight`,
-      shape: [2 * s, d],
-      parts: [`${mlp}.${m.gate}.weight`, `${mlp}.${m.up}.weight`],
-      partShape: [s, d],
-    }];
+    const mlp = `${GRANITE_LAYOUT.layers}.${i}.${GRANITE_LAYOUT.mlp}`;
+    const out: FusedTensor[] = layer.ffn === "mlp" || cfg.moe?.sharedExpert
+      ? [{
+        name: `${mlp}.input_linear.weight`,
+        shape: [2 * s, d],
+        parts: [`${mlp}.${m.gate}.weight`, `${mlp}.${m.up}.weight`],
+        partShape: [s, d],
+      }]
+      : [];
     if (layer.ffn !== "moe") return out;
-    const moe = `${LAYOUT.layers}.${i}.${LAYOUT.moe}`, E = cfg.moe!.experts, ff = cfg.moe!.ff!;
-    const expert = (e: number, w: string) => `${moe}.${LAYOUT.experts}.${e}.${w}.weight`;
+    const moe = `${GRANITE_LAYOUT.layers}.${i}.${GRANITE_LAYOUT.moe}`,
+      E = cfg.moe!.experts,
+      ff = cfg.moe!.ff!;
+    const expert = (e: number, w: string) => `${moe}.${GRANITE_LAYOUT.experts}.${e}.${w}.weight`;
     out.push({
       name: `${moe}.input_linear.weight`,
       shape: [E, 2 * ff, d],
@@ -173,7 +206,7 @@ export const graniteHybrid: ArchitectureSpec = {
   modelType: "granitemoehybrid",
   summary: "hybrid: Mamba-2 or attention (NoPE or RoPE) by layer_types; a SwiGLU shared MLP " +
     "in every layer, plus routed experts when num_local_experts > 0; μP multipliers",
-  layout: LAYOUT,
+  layout: GRANITE_LAYOUT,
   parse: graniteFields,
   fused: graniteFused,
 };

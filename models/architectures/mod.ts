@@ -23,6 +23,7 @@ import { gptOss } from "./gpt_oss.ts";
 import { glm4Moe } from "./glm4_moe.ts";
 import { deepseekV3 } from "./deepseek_v3.ts";
 import { deepseekV2 } from "./deepseek_v2.ts";
+import { graniteMoe, graniteMoeShared } from "./granite_moe.ts";
 import { ConfigReader, show } from "./reader.ts";
 import type {
   ArchitectureSpec,
@@ -61,6 +62,8 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   Glm4MoeForCausalLM: glm4Moe,
   DeepseekV3ForCausalLM: deepseekV3,
   DeepseekV2ForCausalLM: deepseekV2,
+  GraniteMoeForCausalLM: graniteMoe,
+  GraniteMoeSharedForCausalLM: graniteMoeShared,
 };
 
 /**

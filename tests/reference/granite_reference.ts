@@ -71,11 +71,19 @@ export async function loadGranite(
   w: Weights,
   config: HfConfig,
   kinds: LayerKind[],
+  arch:
+    | "GraniteMoeHybridForCausalLM"
+    | "GraniteMoeForCausalLM"
+    | "GraniteMoeSharedForCausalLM" = "GraniteMoeHybridForCausalLM",
 ): Promise<ReferenceModel> {
   const d = intField(config, "hidden_size");
   const vocab = intField(config, "vocab_size");
   const eps = field(config, "rms_norm_eps", 1e-6);
-  const S = intField(config, "shared_intermediate_size", 1024);
+  // Granite 3 MoE: no shared MLP; GraniteMoeShared: one when shared_intermediate_size > 0.
+  const hybrid = arch === "GraniteMoeHybridForCausalLM";
+  const S = arch === "GraniteMoeForCausalLM"
+    ? 0
+    : intField(config, "shared_intermediate_size", hybrid ? 1024 : 0);
   const ff = intField(config, "intermediate_size");
   const E = intField(config, "num_local_experts", 8);
   const k = intField(config, "num_experts_per_tok", 2);
@@ -88,7 +96,7 @@ export async function loadGranite(
     heads,
     kvHeads,
     headDim,
-    rope: config.position_embedding_type === "rope"
+    rope: !hybrid || config.position_embedding_type === "rope"
       ? referenceRope(config, headDim, 1e4)
       : undefined,
     scale: field(config, "attention_multiplier", 1),
@@ -102,7 +110,7 @@ export async function loadGranite(
     norm2: Float64Array;
     attn?: AttentionWeights;
     mamba?: Mamba2Weights;
-    shared: SwigluWeights;
+    shared?: SwigluWeights;
     router?: Float64Array;
     experts?: SwigluWeights[];
   };
@@ -112,12 +120,14 @@ export async function loadGranite(
     const layer: Layer = {
       norm1: await w.get(`${p}.input_layernorm.weight`, [d]),
       norm2: await w.get(`${p}.post_attention_layernorm.weight`, [d]),
-      shared: swigluOf(
-        await w.get(`${p}.shared_mlp.input_linear.weight`, [2 * S, d]),
-        await w.get(`${p}.shared_mlp.output_linear.weight`, [d, S]),
-        S,
-        d,
-      ),
+      shared: S > 0
+        ? swigluOf(
+          await w.get(`${p}.shared_mlp.input_linear.weight`, [2 * S, d]),
+          await w.get(`${p}.shared_mlp.output_linear.weight`, [d, S]),
+          S,
+          d,
+        )
+        : undefined,
     };
     if (kind.mixer === "attention") {
       layer.attn = await readAttention(w, `${p}.self_attn`, attnOpt, bias);
@@ -144,7 +154,7 @@ export async function loadGranite(
   const rm = field(config, "residual_multiplier", 1);
   const ls = field(config, "logits_scaling", 1);
   return {
-    architecture: "GraniteMoeHybridForCausalLM",
+    architecture: arch,
     config,
     layers: kinds,
     vocabSize: vocab,
@@ -160,7 +170,7 @@ export async function loadGranite(
           layer.attn ? attention(n1, T, layer.attn, attnOpt) : mamba2Mixer(n1, T, layer.mamba!, m2),
         );
         const n2 = rmsNorm(x, T, d, layer.norm2, eps);
-        const y = swiglu(n2, T, d, S, layer.shared);
+        const y = layer.shared ? swiglu(n2, T, d, S, layer.shared) : new Float64Array(T * d);
         if (layer.experts) {
           // Softmax over the top-k logits = the top-k softmax probabilities renormalised.
           const r = sparseMoe(n2, T, d, ff, layer.router!, layer.experts, k, true);

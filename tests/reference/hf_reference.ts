@@ -87,7 +87,9 @@ export type ReferenceArchitecture =
   | "GptOssForCausalLM"
   | "Glm4MoeForCausalLM"
   | "DeepseekV3ForCausalLM"
-  | "DeepseekV2ForCausalLM";
+  | "DeepseekV2ForCausalLM"
+  | "GraniteMoeForCausalLM"
+  | "GraniteMoeSharedForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -105,6 +107,8 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "Glm4MoeForCausalLM",
   "DeepseekV3ForCausalLM",
   "DeepseekV2ForCausalLM",
+  "GraniteMoeForCausalLM",
+  "GraniteMoeSharedForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -225,6 +229,9 @@ export function layerKinds(config: HfConfig): LayerKind[] {
       ...(t === "sliding_attention" ? { window: intField(config, "sliding_window", 128) } : {}),
     }));
   }
+  if (arch === "GraniteMoeForCausalLM" || arch === "GraniteMoeSharedForCausalLM") {
+    return Array.from({ length: n }, () => ({ mixer: "attention", ffn: "moe" }));
+  }
   if (arch === "GraniteMoeHybridForCausalLM") {
     // GraniteMoeHybridConfig: layer_types (default all Mamba), legacy names remapped;
     // every layer has the shared MLP, and routed experts when num_local_experts > 0.
@@ -293,7 +300,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
   }
   return intField(
     config,
-    arch === "MixtralForCausalLM" || arch === "GraniteMoeHybridForCausalLM"
+    arch === "MixtralForCausalLM" || arch.startsWith("GraniteMoe")
       ? "num_local_experts"
       : "num_experts",
     {
@@ -305,6 +312,8 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       FalconMambaForCausalLM: 0,
       Mamba2ForCausalLM: 0,
       GraniteMoeHybridForCausalLM: 8,
+      GraniteMoeForCausalLM: 8,
+      GraniteMoeSharedForCausalLM: 8,
       BambaForCausalLM: 0,
       NemotronHForCausalLM: 0,
       GptOssForCausalLM: 128,
@@ -982,8 +991,9 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
   const ckpt = await Checkpoint.open(dir);
   try {
     const w = new Weights(ckpt, dir);
-    const model = arch === "GraniteMoeHybridForCausalLM"
-      ? await (await import("./granite_reference.ts")).loadGranite(w, config, kinds)
+    const model = arch === "GraniteMoeHybridForCausalLM" || arch === "GraniteMoeForCausalLM" ||
+        arch === "GraniteMoeSharedForCausalLM"
+      ? await (await import("./granite_reference.ts")).loadGranite(w, config, kinds, arch)
       : arch === "BambaForCausalLM"
       ? await (await import("./granite_reference.ts")).loadBamba(w, config, kinds)
       : arch === "NemotronHForCausalLM"
@@ -1198,6 +1208,8 @@ async function loadTransformer(
     | "FalconMambaForCausalLM"
     | "Mamba2ForCausalLM"
     | "GraniteMoeHybridForCausalLM"
+    | "GraniteMoeForCausalLM"
+    | "GraniteMoeSharedForCausalLM"
     | "BambaForCausalLM"
     | "NemotronHForCausalLM"
   >,

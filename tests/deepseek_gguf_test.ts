@@ -16,15 +16,17 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { loadModel } from "../app/model/mod.ts";
 import { openWeights } from "../app/model/source.ts";
 import { ggufArchMetadata, openGgufModel } from "../app/gguf/arch.ts";
 import type { GgufEntry } from "../app/gguf/value.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
 import type { ModelConfig } from "../models/config.ts";
-import { assertBitsEqual, gpu, rejectsWith, withTmp } from "./_util.ts";
-import { assertGreedyMatches, readTransformersRef, relToRms } from "./fixtures/transformers_ref.ts";
-import { rewrite } from "./fixtures/converter_compare.ts";
+import { assertBitsEqual, rejectsWith, withTmp } from "./_util.ts";
+import {
+  assertRunsToTransformers,
+  assertSameWeights,
+  rewrite,
+} from "./fixtures/converter_compare.ts";
 
 const DIR = new URL("./fixtures/llama_cpp/deepseek/", import.meta.url).pathname;
 const NAMES = ["deepseek_v3_conv", "deepseek_v2_lite_conv"];
@@ -54,34 +56,11 @@ for (const name of NAMES) {
   });
 
   Deno.test(`deepseek2 gguf: every tensor of llama.cpp's ${name} is the folder's`, async () => {
-    const config = parseConfig(await folderConfig(dir));
-    const a = await openWeights(gguf(name), { config });
-    const b = await openWeights(dir, { config });
-    try {
-      assert.deepEqual([...a.tensors.keys()].sort(), [...b.tensors.keys()].sort());
-      for (const t of b.tensors.keys()) {
-        const [x, y] = [await a.readAs(t, "f32"), await b.readAs(t, "f32")];
-        assertBitsEqual(x as Float32Array, y as Float32Array, t);
-      }
-    } finally {
-      a.close();
-      b.close();
-    }
+    await assertSameWeights(gguf(name), dir, parseConfig(await folderConfig(dir)));
   });
 
   Deno.test(`deepseek2 gguf: llama.cpp's ${name} gives transformers' logits and ids`, async () => {
-    const { ref, logits } = await readTransformersRef(
-      join(dir, "ref.json"),
-      join(dir, "logits.f32"),
-    );
-    const model = await loadModel(gguf(name), { device: await gpu(), quiet: true, maxSeq: 64 });
-    try {
-      const e = relToRms(await model.forward(ref.ids), logits, ref.logit_rms);
-      assert.ok(e < 1e-4, `${name}: max error ${e.toExponential(2)} of the logit rms`);
-      await assertGreedyMatches(model, ref, name);
-    } finally {
-      model.dispose();
-    }
+    await assertRunsToTransformers(gguf(name), dir, name);
   });
 }
 

@@ -68,7 +68,7 @@ import type { GgufTensorInfo } from "./types.ts";
 import { GGUF_ARCHITECTURES } from "./arch_names.ts";
 import { attentionLayers, Keys } from "./arch_keys.ts";
 export { f32Decimal } from "./arch_keys.ts";
-import { graniteConfig } from "./arch_config_granite.ts";
+import { graniteConfig, graniteMoeConfig } from "./arch_config_granite.ts";
 import { gptOssConfig } from "./arch_config_gpt_oss.ts";
 import { glm4MoeConfig } from "./arch_config_glm4_moe.ts";
 import { deepseek2Config } from "./arch_config_deepseek2.ts";
@@ -167,6 +167,13 @@ export function hfConfigFromGguf(
       ...common,
       // Multi-token-prediction blocks, where a converter writes them, follow the model's.
       num_hidden_layers: L - nextn,
+      max_position_embeddings: ctx,
+      rms_norm_eps: eps,
+    };
+  } else if (arch === "granitemoe") {
+    config = {
+      ...graniteMoeConfig(k, attentionConfig(k, H, ropeFreqs)),
+      ...common,
       max_position_embeddings: ctx,
       rms_norm_eps: eps,
     };

@@ -68,3 +68,38 @@ function graniteMixerConfig(k: Keys, L: number, H: number, attn: number[]): Json
     ...(limit ? { time_step_limit: limit } : {}),
   };
 }
+
+/**
+ * `granitemoe`: Granite 3's MoE models, as llama.cpp's converter writes them
+ * (`GraniteMoeModel`: `feed_forward_length` the experts' width, the fused
+ * `input_linear` split into gate and up stacks; with
+ * `expert_shared_feed_forward_length` a GraniteMoeShared's shared MLP). Heads
+ * and RoPE come with `attention` (read as for llama).
+ *
+ * @example
+ * ```ts ignore
+ * const config = graniteMoeConfig(keys, attention);
+ * config.architectures; // ["GraniteMoeForCausalLM"]
+ * ```
+ */
+export function graniteMoeConfig(k: Keys, attention: Json): Json {
+  const heads = attention.num_attention_heads as number;
+  const headDim = (attention.head_dim as number | undefined) ??
+    k.num("embedding_length") / heads;
+  const nonZero = (s: string) => k.opt(s) || undefined;
+  const shared = k.opt("expert_shared_feed_forward_length") ?? 0;
+  return {
+    ...attention,
+    architectures: [shared > 0 ? "GraniteMoeSharedForCausalLM" : "GraniteMoeForCausalLM"],
+    model_type: shared > 0 ? "granitemoeshared" : "granitemoe",
+    attention_bias: k.has("blk.0.attn_q.bias"),
+    attention_multiplier: nonZero("attention.scale") ?? 1 / Math.sqrt(headDim),
+    embedding_multiplier: nonZero("embedding_scale") ?? 1,
+    residual_multiplier: nonZero("residual_scale") ?? 1,
+    logits_scaling: nonZero("logit_scale") ?? 1,
+    num_local_experts: k.num("expert_count"),
+    num_experts_per_tok: k.num("expert_used_count"),
+    intermediate_size: k.num("feed_forward_length"),
+    ...(shared > 0 ? { shared_intermediate_size: shared } : {}),
+  };
+}

@@ -46,11 +46,14 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   // Read, not written (`arch_metadata.ts` refuses them).
   DeepseekV3ForCausalLM: "deepseek2",
   DeepseekV2ForCausalLM: "deepseek2",
+  GraniteMoeForCausalLM: "granitemoe",
+  GraniteMoeSharedForCausalLM: "granitemoe",
 };
 
 /**
  * Kiln architectures whose GGUF files Kiln reads but does not write (DeepSeek's
- * `deepseek2`: its converter splits `kv_b_proj` in ways Kiln has not written).
+ * `deepseek2`: its converter splits `kv_b_proj` in ways Kiln has not written;
+ * Granite 3 MoE's `granitemoe`: its metadata writer is not written yet).
  *
  * @example
  * ```ts
@@ -61,6 +64,8 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
 export const GGUF_READ_ONLY: ReadonlySet<string> = new Set([
   "DeepseekV3ForCausalLM",
   "DeepseekV2ForCausalLM",
+  "GraniteMoeForCausalLM",
+  "GraniteMoeSharedForCausalLM",
 ]);
 
 /**
@@ -85,6 +90,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "gpt-oss",
   "glm4moe",
   "deepseek2",
+  "granitemoe",
 ];
 
 /**
@@ -273,7 +279,7 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
       // Only llama.cpp's `llama` and `granitehybrid` (its converter's undo_permute, RoPE
       // or not) permute (Jamba has no RoPE; Qwen2-MoE and OLMoE use NeoX RoPE).
       const llama = cfg.architecture === "MixtralForCausalLM" ||
-        cfg.architecture === "GraniteMoeHybridForCausalLM";
+        cfg.architecture.startsWith("GraniteMoe");
       const qT: GgufTransform = llama ? { kind: "permute", heads: a.heads } : COPY;
       const kT: GgufTransform = llama ? { kind: "permute", heads: a.kvHeads } : COPY;
       add(`${b}.attn_q.weight`, [q, H], `${A}.q_proj.weight`, [q, H], qT);

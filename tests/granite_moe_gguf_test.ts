@@ -7,7 +7,8 @@
  * RoPE). Checked: the config Kiln derives from each file equals the folder's;
  * every tensor Kiln presents from the file (q and k un-permuted, the experts'
  * gate and up stacks as the fused `input_linear`'s parts) equals the folder's;
- * the file runs to transformers' logits and ids; writing is refused by name.
+ * the file runs to transformers' logits and ids; Kiln writes from each folder
+ * the converter's tensors and model keys.
  * llama.cpp's answers for both files are in `llama_cpp_reference_test.ts`.
  */
 
@@ -15,7 +16,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ggufArchMetadata, openGgufModel } from "../app/gguf/arch.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
-import { assertRunsToTransformers, assertSameWeights } from "./fixtures/converter_compare.ts";
+import {
+  assertRunsToTransformers,
+  assertSameWeights,
+  assertWritesLikeConverter,
+} from "./fixtures/converter_compare.ts";
 import type { ModelConfig } from "../models/config.ts";
 
 const DIR = new URL("./fixtures/llama_cpp/granite_moe/", import.meta.url).pathname;
@@ -49,10 +54,15 @@ for (const name of ["granite_moe_conv", "granite_moe_shared_conv"]) {
   });
 }
 
-Deno.test("granitemoe gguf: Kiln reads granitemoe files but does not write them", async () => {
-  const config = await folderConfig(join(DIR, "granite_moe_conv"));
-  assert.throws(
-    () => ggufArchMetadata(config),
-    /GraniteMoeForCausalLM has no llama\.cpp architecture to write \(Kiln reads granitemoe files, but does not write them/,
-  );
+for (const name of ["granite_moe_conv", "granite_moe_shared_conv"]) {
+  Deno.test(`granitemoe gguf: Kiln writes ${name} as llama.cpp's converter does`, async () => {
+    await assertWritesLikeConverter(join(DIR, name), gguf(name), "granitemoe.", 16);
+  });
+}
+
+Deno.test("granitemoe gguf: a GraniteMoeShared's metadata carries its shared MLP's width", async () => {
+  const dir = join(DIR, "granite_moe_shared_conv");
+  const meta = new Map(ggufArchMetadata(await folderConfig(dir)));
+  assert.equal(meta.get("general.architecture")?.value, "granitemoe");
+  assert.equal(meta.get("granitemoe.expert_shared_feed_forward_length")?.value, 20);
 });

@@ -145,6 +145,8 @@ const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
   Qwen3MoeForCausalLM: 32768,
   GptOssForCausalLM: 131072,
   Glm4MoeForCausalLM: 131072,
+  GraniteMoeForCausalLM: 2048,
+  GraniteMoeSharedForCausalLM: 2048,
 };
 
 /**
@@ -208,7 +210,8 @@ export function ggufArchMetadata(
     u32("attention.head_count", 0);
   } else {
     // Granite's experts' width; a dense Granite's MLP is its shared MLP.
-    u32("feed_forward_length", granite ? cfg.moe?.ff ?? cfg.intermediate : cfg.intermediate);
+    const expertsWide = granite || arch === "granitemoe";
+    u32("feed_forward_length", expertsWide ? cfg.moe?.ff ?? cfg.intermediate : cfg.intermediate);
     u32(
       "attention.head_count",
       cfg.attention?.heads ?? numberField(config, "num_attention_heads", 32),
@@ -219,10 +222,11 @@ export function ggufArchMetadata(
   if (arch === "qwen3moe") refuseQwen3MoeExtras(cfg);
   if (arch === "mamba2") refuseMamba2Extras(cfg);
   if (granite) refuseGraniteExtras(cfg);
-  const attn = ["llama", "qwen2moe", "olmoe", "qwen3moe", "glm4moe"];
+  const attn = ["llama", "qwen2moe", "olmoe", "qwen3moe", "glm4moe", "granitemoe"];
   if (attn.includes(arch)) attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   if (arch === "glm4moe") glm4MoeKeys(cfg, u32, f32, put);
   if (granite) graniteKeys(cfg, config, ctx, u32, f32, put);
+  if (arch === "granitemoe") graniteScales(cfg, config, f32);
   if (arch === "gpt-oss") gptOssKeys(cfg, config, ctx, u32, f32, put);
   if (arch === "jamba") {
     const kv = cfg.pattern.map((p) => (p.mixer === "attention" ? cfg.attention!.kvHeads : 0));
@@ -262,6 +266,9 @@ export function ggufArchMetadata(
   } else if (!ssm) {
     u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));
+  }
+  if (arch === "granitemoe" && cfg.moe?.sharedExpert) {
+    u32("expert_shared_feed_forward_length", cfg.moe.sharedExpert.ff);
   }
   if ((arch === "qwen2moe" || arch === "qwen3moe") && cfg.moe) {
     u32("expert_feed_forward_length", cfg.moe.ff ?? cfg.intermediate);
@@ -389,7 +396,9 @@ function mamba2Keys(
  * Granite hybrids llama.cpp's granitehybrid could not load
  * (`src/llama-model.cpp`): its Mamba-2 layers have no projection biases and
  * an inner width of exactly twice the model's; a model without Mamba layers is
- * what its converter writes as `granite` / `granitemoe`, which Kiln does not.
+ * what its converter writes as `granite` / `granitemoe` from Granite 3's own
+ * classes (Kiln writes `granitemoe` for `GraniteMoeForCausalLM` and
+ * `GraniteMoeSharedForCausalLM` configs, not for a hybrid's).
  */
 function refuseGraniteExtras(cfg: ModelConfig): void {
   const m = cfg.mamba;
@@ -416,13 +425,22 @@ function graniteKeys(
   const kv = cfg.pattern.map((p) => (p.mixer === "attention" ? a!.kvHeads : 0));
   if (a) attentionKeys(cfg, config, "granitehybrid", ctx, u32, f32, put, kv);
   else put("granitehybrid.attention.head_count_kv", "array", { type: "i32", values: kv });
+  graniteScales(cfg, config, f32);
+  u32("expert_shared_feed_forward_length", cfg.moe?.sharedExpert?.ff ?? cfg.intermediate);
+  put("granitehybrid.rope.scaling.finetuned", "bool", !!a?.ropeTheta);
+}
+
+/** Granite's μP constants (`granitehybrid`, `granitemoe`). */
+function graniteScales(
+  cfg: ModelConfig,
+  config: Record<string, unknown>,
+  f32: (key: string, v: number) => void,
+): void {
   const s = cfg.scaling ?? { embedding: 1, residual: 1, logits: 1 };
-  f32("attention.scale", a?.scale ?? numberField(config, "attention_multiplier", 1));
+  f32("attention.scale", cfg.attention?.scale ?? numberField(config, "attention_multiplier", 1));
   f32("embedding_scale", s.embedding);
   f32("residual_scale", s.residual);
   f32("logit_scale", s.logits);
-  u32("expert_shared_feed_forward_length", cfg.moe?.sharedExpert?.ff ?? cfg.intermediate);
-  put("granitehybrid.rope.scaling.finetuned", "bool", !!a?.ropeTheta);
 }
 
 function numberField(config: Record<string, unknown>, name: string, fallback: number): number {
@@ -450,7 +468,9 @@ function attentionKeys(
   } else u32("attention.head_count_kv", a.kvHeads);
   // A Granite without RoPE still carries llama's base (10000), as its converter writes.
   f32("rope.freq_base", a.ropeTheta || 10000);
-  if (arch === "llama" || arch === "granitehybrid") u32("rope.dimension_count", a.headDim);
+  if (arch === "llama" || arch === "granitehybrid" || arch === "granitemoe") {
+    u32("rope.dimension_count", a.headDim);
+  }
   if (
     (config.head_dim !== undefined && config.head_dim !== null) ||
     a.headDim * a.heads !== cfg.hidden

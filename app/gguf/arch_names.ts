@@ -52,8 +52,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
 
 /**
  * Kiln architectures whose GGUF files Kiln reads but does not write (DeepSeek's
- * `deepseek2`: its converter splits `kv_b_proj` in ways Kiln has not written;
- * Granite 3 MoE's `granitemoe`: its metadata writer is not written yet).
+ * `deepseek2`: its converter splits `kv_b_proj` in ways Kiln has not written).
  *
  * @example
  * ```ts
@@ -64,8 +63,6 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
 export const GGUF_READ_ONLY: ReadonlySet<string> = new Set([
   "DeepseekV3ForCausalLM",
   "DeepseekV2ForCausalLM",
-  "GraniteMoeForCausalLM",
-  "GraniteMoeSharedForCausalLM",
 ]);
 
 /**

@@ -23,27 +23,10 @@ import type { MoeRouterKind } from "../ops/moe/mod.ts";
  * const arch: Architecture = cfg.architecture; // "MambaForCausalLM"
  * ```
  */
-export type Architecture =
-  | "MixtralForCausalLM"
-  | "MambaForCausalLM"
-  | "JambaForCausalLM"
-  | "Qwen2MoeForCausalLM"
-  | "OlmoeForCausalLM"
-  | "Qwen3MoeForCausalLM"
-  | "FalconMambaForCausalLM"
-  | "Mamba2ForCausalLM"
-  | "GraniteMoeHybridForCausalLM"
-  | "BambaForCausalLM"
-  | "NemotronHForCausalLM"
-  | "GptOssForCausalLM"
-  | "Glm4MoeForCausalLM"
-  | "DeepseekV3ForCausalLM"
-  | "DeepseekV2ForCausalLM"
-  | "GraniteMoeForCausalLM"
-  | "GraniteMoeSharedForCausalLM";
+export type Architecture = typeof ARCHITECTURES[number];
 
-/** The architectures, for messages. */
-export const ARCHITECTURES: readonly Architecture[] = [
+/** The architectures, for messages; {@linkcode Architecture} is one of them. */
+export const ARCHITECTURES = [
   "MixtralForCausalLM",
   "MambaForCausalLM",
   "JambaForCausalLM",
@@ -61,7 +44,7 @@ export const ARCHITECTURES: readonly Architecture[] = [
   "DeepseekV2ForCausalLM",
   "GraniteMoeForCausalLM",
   "GraniteMoeSharedForCausalLM",
-];
+] as const;
 
 /**
  * Mixer of one layer.

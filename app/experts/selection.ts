@@ -79,7 +79,7 @@ function select(
 ): { chosen: number[]; possible: readonly number[] } {
   const E = score.length;
   const all = Array.from({ length: E }, (_, e) => e);
-  let allowed = all;
+  let allowed: (e: number) => boolean = () => true;
   let nearTie = false;
   const g = o.groups;
   if (g && g.kept < g.count) {
@@ -91,9 +91,9 @@ function select(
     const order = top(groupScore, g.count);
     nearTie = groupScore[order[g.kept - 1]] - groupScore[order[g.kept]] <= margin && margin > 0;
     const kept = new Set(order.slice(0, g.kept));
-    allowed = all.filter((e) => kept.has(Math.floor(e / per)));
+    allowed = (e) => kept.has(Math.floor(e / per));
   }
-  const masked = score.map((s, e) => (allowed.includes(e) ? s : -Infinity));
+  const masked = score.map((s, e) => (allowed(e) ? s : -Infinity));
   const order = top(masked, Math.min(E, o.topK + 1));
   const chosen = order.slice(0, o.topK);
   if (margin > 0 && order.length > o.topK && masked[order[o.topK]] !== -Infinity) {

@@ -102,6 +102,25 @@ export interface MoeAttrs {
 export const MOE_ROUTERS: readonly MoeRouterKind[] = ["softmax_topk", "sigmoid_bias", "switch"];
 
 /**
+ * The attributes `moe` and its backward `moe_grad` share, in their order:
+ * the routing (`ROUTING`) and the experts' math (`EXPERTS`); `moe` adds its
+ * layout and path attributes between them.
+ *
+ * @example
+ * ```ts
+ * import { MOE_SHARED_ATTRS } from "./attrs.ts";
+ * MOE_SHARED_ATTRS.ROUTING.includes("normTopk"); // true
+ * ```
+ */
+export const MOE_SHARED_ATTRS: {
+  readonly ROUTING: readonly string[];
+  readonly EXPERTS: readonly string[];
+} = {
+  ROUTING: ["experts", "topK", "router", "normTopk", "routedScaling", "capacityFactor"],
+  EXPERTS: ["activation", "alpha", "limit", "expertBias", "groups", "groupsKept"],
+};
+
+/**
  * Largest expert count the kernels support (one workgroup sorts all experts).
  *
  * @example

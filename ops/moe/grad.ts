@@ -38,7 +38,7 @@ import { allocHost, type HostArray } from "../../core/dtype.ts";
 import type { TensorType } from "../../core/graph.ts";
 import { type Dim, formatShape } from "../../core/shape.ts";
 import type { HostTensor, OpDef } from "../types.ts";
-import { activationOf, checkAttrs, expertBiasOf, groupLimitOf } from "./attrs.ts";
+import { activationOf, checkAttrs, expertBiasOf, groupLimitOf, MOE_SHARED_ATTRS } from "./attrs.ts";
 import type { MoeRouterKind } from "./config.ts";
 import { emitMoeGrad } from "./grad_lower.ts";
 import { moeGradReference } from "./grad_reference.ts";
@@ -214,20 +214,7 @@ function referenceMoeGrad(inputs: readonly HostTensor[], a: MoeGradAttrs): HostA
 export const moeGrad: OpDef<MoeGradAttrs> = {
   // The 11 operands above, then b1, b3, b2 with expertBias.
   arity: [11, 14],
-  attrNames: [
-    "experts",
-    "topK",
-    "router",
-    "normTopk",
-    "routedScaling",
-    "capacityFactor",
-    "activation",
-    "alpha",
-    "limit",
-    "expertBias",
-    "groups",
-    "groupsKept",
-  ],
+  attrNames: [...MOE_SHARED_ATTRS.ROUTING, ...MOE_SHARED_ATTRS.EXPERTS],
   infer: inferMoeGrad,
   reference: (inputs, attrs) => referenceMoeGrad(inputs, attrs),
   // The incoming gradients and the mask may be fused views (zeros, broadcasts);

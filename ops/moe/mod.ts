@@ -49,7 +49,14 @@ import type { QuantFormat } from "../../core/quant/formats.ts";
 import { dequantize } from "../../core/quant/mod.ts";
 import { quantRowBytes } from "../quant/mod.ts";
 import type { HostTensor, OpDef } from "../types.ts";
-import { configOf, type MoeAttrs, moePath, optionalInputs, routingOf } from "./attrs.ts";
+import {
+  configOf,
+  MOE_SHARED_ATTRS,
+  type MoeAttrs,
+  moePath,
+  optionalInputs,
+  routingOf,
+} from "./attrs.ts";
 import type { MoePath } from "./config.ts";
 import { emitMoe } from "./lower.ts";
 import { moeReference } from "./reference.ts";
@@ -305,12 +312,7 @@ export const moe: OpDef<MoeAttrs> = {
   // x, router, w1, w3, w2; then bias, b1, b3, b2, mask, slot table, each optional.
   arity: [5, 11],
   attrNames: [
-    "experts",
-    "topK",
-    "router",
-    "normTopk",
-    "routedScaling",
-    "capacityFactor",
+    ...MOE_SHARED_ATTRS.ROUTING,
     "dense",
     "slots",
     "logitsIn",
@@ -319,12 +321,7 @@ export const moe: OpDef<MoeAttrs> = {
     "weightFormat",
     "w2Format",
     "ff",
-    "activation",
-    "alpha",
-    "limit",
-    "expertBias",
-    "groups",
-    "groupsKept",
+    ...MOE_SHARED_ATTRS.EXPERTS,
   ],
   infer: inferMoe,
   reference: (inputs, attrs) => referenceMoe(inputs, attrs),

@@ -275,6 +275,13 @@ export {
   type SharedExpertOptions,
   stackExperts,
 } from "./models/moe.ts";
+export {
+  applyHiddenAct,
+  gateOfMoeActivation,
+  HF_HIDDEN_ACTS,
+  type HiddenAct,
+  moeActivationOf,
+} from "./models/activation.ts";
 export { countParams, type ParamCount, type ParamUsage } from "./compiler/params.ts";
 export { GpuExecutable } from "./runtime/gpu_executor.ts";
 export { type ConvAttrs, type FftAttrs, fftF64 } from "./ops/fft/mod.ts";

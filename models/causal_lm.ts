@@ -19,6 +19,7 @@ import { attentionBlock, type AttentionBlockOptions } from "./attention.ts";
 import { configMixer } from "./ssm_mixer.ts";
 import { moe, type MoeOptions } from "./moe.ts";
 import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
+import { moeActivationOf } from "./activation.ts";
 import { decoderLayers } from "./decoder.ts";
 import { expertTensor, moePrefix, selectionBiasTensor, specOf } from "./architectures/mod.ts";
 import { checkRopeLength, ropeFrequencies } from "./rope_scaling.ts";
@@ -333,7 +334,11 @@ export function moeLayerOptions(
     ...(mc.routedScaling !== undefined ? { routedScaling: mc.routedScaling } : {}),
     ...(mc.groups ? { groups: mc.groups } : {}),
     ...(logits ? { logits } : { routerWeight: router }),
-    ...(act ? { activation: act.kind, alpha: act.alpha, limit: act.limit } : {}),
+    ...(act
+      ? { activation: act.kind, alpha: act.alpha, limit: act.limit }
+      : cfg.hiddenAct
+      ? { activation: moeActivationOf(cfg.hiddenAct) }
+      : {}),
     ...(mc.expertBias ? { expertBias: true } : {}),
   };
 }

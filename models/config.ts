@@ -9,6 +9,7 @@
 
 import type { RopeSettings } from "./rope_scaling.ts";
 import type { MoeRouterKind } from "../ops/moe/mod.ts";
+import type { HiddenAct } from "./activation.ts";
 
 /**
  * Architectures Kiln can build from a config.
@@ -359,6 +360,13 @@ export interface ModelConfig {
    * `"relu2"`, Nemotron-H's `down(relu(up·x)²)` without a gate.
    */
   readonly mlpActivation?: "relu2";
+  /**
+   * HF `hidden_act`, when it is not silu: the gate activation of the gated
+   * MLPs, the shared and routed experts (unless {@linkcode MoeConfig.activation}
+   * says otherwise) and of Mamba's causal conv (its output gate stays silu, as
+   * in transformers).
+   */
+  readonly hiddenAct?: Exclude<HiddenAct, "silu">;
   /** Constant factors on the residual stream (Granite's μP multipliers); absent: all 1. */
   readonly scaling?: ModelScaling;
   /**

@@ -13,6 +13,7 @@
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { LayerSpec, ModelConfig } from "./config.ts";
+import { applyHiddenAct } from "./activation.ts";
 import { layerPrefix, moePrefix, specOf } from "./architectures/mod.ts";
 
 /**
@@ -65,7 +66,8 @@ export function decoderLayers(
       const u = w(x, n.up, ff, d).relu();
       return w(u.mul(u), n.down, d, ff);
     }
-    return w(w(x, n.gate, ff, d).silu().mul(w(x, n.up, ff, d)), n.down, d, ff);
+    const gate = applyHiddenAct(w(x, n.gate, ff, d), cfg.hiddenAct);
+    return w(gate.mul(w(x, n.up, ff, d)), n.down, d, ff);
   };
   // Granite scales each residual branch by a constant (μP) before adding it.
   const r = cfg.scaling?.residual ?? 1;
@@ -88,7 +90,7 @@ export function decoderLayers(
       let y = parts.experts(i, x2, ffnName);
       const shared = cfg.moe!.sharedExpert;
       if (shared && lay.shared) {
-        // A SwiGLU on every token beside the routed experts; Qwen2-MoE gates it by σ(w·x).
+        // A gated MLP on every token beside the routed experts; Qwen2-MoE gates it by σ(w·x).
         let s = swiglu(x2, `${p}.${lay.shared.expert}`, shared.ff);
         if (shared.gated) {
           s = s.mul(parts.linear(x2, `${p}.${lay.shared.gate}.weight`, 1, d).sigmoid());

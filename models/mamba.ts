@@ -16,6 +16,7 @@
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { DType } from "../core/dtype.ts";
 import { linear as linearLayer, type WeightFormats } from "./weights.ts";
+import { applyHiddenAct, type HiddenAct } from "./activation.ts";
 import { SCAN_ALGORITHMS, scanAttrs } from "../ops/ssm/mod.ts";
 
 /**
@@ -151,7 +152,7 @@ export function mixerMode(
 }
 
 /**
- * A mixer's causal conv + silu over `xs` `[B, L, C]` (`conv1d.weight` [C, 1, k],
+ * A mixer's causal conv + activation (silu unless `act` says otherwise) over `xs` `[B, L, C]` (`conv1d.weight` [C, 1, k],
  * `conv1d.bias` [C]) and, unless stateless, its states: `conv_state`
  * `[B, C, k]`, updated here, and `ssm_state` `[B, I, N]`, returned for the scan
  * to read and update. Shared by the Mamba and Mamba-2 mixers.
@@ -173,22 +174,35 @@ export function mixerConv(
     convBias?: boolean;
     last?: Tensor;
     dtype?: DType;
+    /** The conv's activation (default silu, fused into the conv op). */
+    act?: HiddenAct;
   },
 ): { u: Tensor; ssmState?: Tensor } {
-  const B = xs.shape[0], C = Number(xs.shape[2]), k = o.kernel;
+  const silu = (o.act ?? "silu") === "silu";
+  const act = (t: Tensor) => (silu ? t : applyHiddenAct(t, o.act));
+  const r = mixerConvSilu(g, xs, { ...o, silu });
+  return { ...r, u: act(r.u) };
+}
+
+function mixerConvSilu(
+  g: GraphBuilder,
+  xs: Tensor,
+  o: Parameters<typeof mixerConv>[2] & { silu: boolean },
+): { u: Tensor; ssmState?: Tensor } {
+  const B = xs.shape[0], C = Number(xs.shape[2]), k = o.kernel, silu = o.silu;
   const dtype = o.dtype ?? xs.dtype;
   const convW = g.param(`${o.name}.conv1d.weight`, [C, 1, k], dtype);
   const convB = o.convBias ?? true ? g.param(`${o.name}.conv1d.bias`, [C], dtype) : undefined;
-  if (o.mode === "stateless") return { u: conv1dCausal(xs, convW, { bias: convB, silu: true }) };
+  if (o.mode === "stateless") return { u: conv1dCausal(xs, convW, { bias: convB, silu }) };
   const [convName, ssmName] = MAMBA_STATE_SUFFIXES.map((s) => o.name + s);
   const convState = g.state(convName, [B, C, k]);
   const ssmState = g.state(ssmName, [B, ...o.ssm]);
   if (o.mode === "decode") {
-    const [u, next] = conv1dStep(convState, xs, convW, { bias: convB, silu: true });
+    const [u, next] = conv1dStep(convState, xs, convW, { bias: convB, silu });
     g.assign(convState, next);
     return { u, ssmState };
   }
-  const u = conv1dCausal(xs, convW, { bias: convB, state: convState, silu: true });
+  const u = conv1dCausal(xs, convW, { bias: convB, state: convState, silu });
   g.assign(convState, convStateUpdate(convState, xs, o.last));
   return { u, ssmState };
 }
@@ -391,6 +405,11 @@ export interface MambaMixerOptions {
   useBias?: boolean;
   /** Bias on conv1d (`use_conv_bias`, default true). */
   useConvBias?: boolean;
+  /**
+   * The conv's activation (HF `hidden_act`, default silu, fused into the
+   * conv); the output gate stays silu(z), as in transformers.
+   */
+  convAct?: HiddenAct;
   /** Jamba's mixer: RMSNorms on dt, B and C. */
   jamba?: boolean;
   /** Falcon-Mamba's mixer: the same RMSNorms without weights (no parameters). */
@@ -475,6 +494,7 @@ export function mambaMixer(g: GraphBuilder, x: Tensor, options: MambaMixerOption
     convBias: options.useConvBias,
     last: options.last,
     dtype: options.paramDType,
+    act: options.convAct,
   });
 
   const proj = linear(u, "x_proj.weight", R + 2 * N, I);

@@ -24,7 +24,13 @@ import type { QuantFormat } from "../core/quant/formats.ts";
 import { quantWords } from "../ops/quant/mod.ts";
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import { atSite, callSite } from "../core/errors.ts";
-import { MOE_OAI_DEFAULTS, type MoeActivation, type MoeRouterKind } from "../ops/moe/mod.ts";
+import {
+  MOE_ACTIVATIONS,
+  MOE_OAI_DEFAULTS,
+  type MoeActivation,
+  type MoeRouterKind,
+} from "../ops/moe/mod.ts";
+import { applyHiddenAct, gateOfMoeActivation, type HiddenAct } from "./activation.ts";
 
 export type { MoeActivation, MoeRouterKind };
 
@@ -134,9 +140,10 @@ export interface MoeOptions {
   /** W2's block format when it differs from `weightFormat`'s. */
   w2Format?: QuantFormat;
   /**
-   * The experts' activation: `"swiglu"` (default, `silu(gate) · up`) or
-   * GPT-OSS's `"swiglu_oai"`, `(clamp(up, ±limit) + 1) · g · σ(alpha · g)`
-   * with `g = min(gate, limit)`.
+   * The experts' activation: `"swiglu"` (default, `silu(gate) · up`), the
+   * GEGLU and ReGLU forms (`"geglu"`, `"geglu_tanh"`, `"reglu"`) or GPT-OSS's
+   * `"swiglu_oai"`, `(clamp(up, ±limit) + 1) · g · σ(alpha · g)` with
+   * `g = min(gate, limit)`. A shared expert applies the same gate.
    */
   activation?: MoeActivation;
   /** `swiglu_oai`: scale inside the sigmoid (default 1.702). */
@@ -216,14 +223,17 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     );
   }
   const activation = o.activation ?? "swiglu";
-  if (activation !== "swiglu" && activation !== "swiglu_oai") {
+  if (!MOE_ACTIVATIONS.includes(activation)) {
     fail(
       new TypeError(
-        `moe ${o.name}: activation must be "swiglu" or "swiglu_oai", got ${
+        `moe ${o.name}: activation must be one of ${MOE_ACTIVATIONS.join(", ")}, got ${
           JSON.stringify(o.activation)
         }`,
       ),
     );
+  }
+  if (o.shared && activation === "swiglu_oai") {
+    fail(new TypeError(`moe ${o.name}: a shared expert needs a gated activation, not swiglu_oai`));
   }
   for (const key of ["alpha", "limit"] as const) {
     const v = o[key];
@@ -302,16 +312,17 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     slots: S,
     ...(o.logits ? { logitsIn: true } : {}),
     ...(wf === undefined ? {} : { weightFormat: wf, w2Format: o.w2Format ?? wf, ff }),
-    ...(activation === "swiglu" ? {} : {
-      activation,
-      alpha: o.alpha ?? MOE_OAI_DEFAULTS.alpha,
-      limit: o.limit ?? MOE_OAI_DEFAULTS.limit,
-    }),
+    ...(activation === "swiglu" ? {} : { activation }),
+    ...(activation === "swiglu_oai"
+      ? { alpha: o.alpha ?? MOE_OAI_DEFAULTS.alpha, limit: o.limit ?? MOE_OAI_DEFAULTS.limit }
+      : {}),
     ...(o.expertBias ? { expertBias: true } : {}),
     name: o.name,
   });
   let y = routed;
-  if (o.shared) y = y.add(sharedExpert(g, x, `${o.name}.shared`, d, o.shared));
+  if (o.shared) {
+    y = y.add(sharedExpert(g, x, `${o.name}.shared`, d, o.shared, gateOfMoeActivation(activation)));
+  }
   // HF divides the routed counts by T instead of T·k: k times the aux loss, same z-loss.
   const losses = o.auxLossConvention === "hf"
     ? pairLosses.mul(g.constant(Float32Array.of(o.topK, 1), [2]))
@@ -332,6 +343,7 @@ function sharedExpert(
   name: string,
   d: number,
   s: SharedExpertOptions,
+  act: HiddenAct,
 ): Tensor {
   if (!Number.isInteger(s.ff) || s.ff < 1) {
     fail(new RangeError(`moe ${name}: ff must be a positive integer, got ${s.ff}`));
@@ -339,7 +351,9 @@ function sharedExpert(
   const w1 = g.param(`${name}.w1`, [s.ff, d]);
   const w3 = g.param(`${name}.w3`, [s.ff, d]);
   const w2 = g.param(`${name}.w2`, [d, s.ff]);
-  const h = x.matmul(w1, { transB: true }).silu().mul(x.matmul(w3, { transB: true }));
+  const h = applyHiddenAct(x.matmul(w1, { transB: true }), act).mul(
+    x.matmul(w3, { transB: true }),
+  );
   const out = h.matmul(w2, { transB: true });
   if (!s.gated) return out;
   const gate = g.param(`${name}.gate`, [1, d]);

@@ -80,6 +80,7 @@ export function configMixer(
     ...common,
     expand: m.inner / cfg.hidden,
     dtRank: m.dtRank,
+    ...(cfg.hiddenAct ? { convAct: cfg.hiddenAct } : {}),
     jamba: m.innerNorms && !m.weightlessNorms,
     weightlessNorms: m.weightlessNorms !== undefined,
     eps: m.weightlessNorms?.eps ?? cfg.normEps,

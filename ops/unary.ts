@@ -36,14 +36,29 @@ export function erf(x: number): number {
   return s * y;
 }
 
-/** WGSL helper functions elementwise expressions may call (`…4`: the same on vec4<f32>). */
-export const WGSL_MATH_PRELUDE = `
-fn kiln_erf(x: f32) -> f32 {
+/**
+ * WGSL of `fn <name>(x: f32) -> f32`, erf by Abramowitz–Stegun 7.1.26 as
+ * {@linkcode erf} (named by the caller, so kernels that do not include the
+ * elementwise prelude can carry their own copy).
+ *
+ * @example
+ * ```ts
+ * import { erfWgsl } from "./unary.ts";
+ * erfWgsl("moe_erf").startsWith("fn moe_erf("); // true
+ * ```
+ */
+export function erfWgsl(name: string): string {
+  return `fn ${name}(x: f32) -> f32 {
   let a = abs(x);
   let t = 1.0 / (1.0 + 0.3275911 * a);
   let y = 1.0 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
   return select(y, -y, x < 0.0);
+}`;
 }
+
+/** WGSL helper functions elementwise expressions may call (`…4`: the same on vec4<f32>). */
+export const WGSL_MATH_PRELUDE = `
+${erfWgsl("kiln_erf")}
 fn kiln_softplus(x: f32) -> f32 {
   // PyTorch's threshold: above 20 softplus(x) == x in f32.
   return select(log(1.0 + exp(x)), x, x > 20.0);

@@ -336,16 +336,19 @@ Deno.test("settings Kiln does not implement are refused, naming the field and it
       /rope_type "linear" needs the field "rope_scaling\.factor"/,
     ],
     [
-      { ...MIXTRAL, hidden_act: "gelu" },
-      /hidden_act "gelu" is not supported by MixtralForCausalLM/,
+      { ...MIXTRAL, hidden_act: "quick_gelu" },
+      /hidden_act "quick_gelu" is not supported by MixtralForCausalLM \(implemented: silu, swish, gelu,/,
     ],
-    [{ ...QWEN, hidden_act: "relu" }, /hidden_act "relu" is not supported by Qwen2MoeForCausalLM/],
     [
-      { ...OLMOE, hidden_act: "gelu_pytorch_tanh" },
-      /hidden_act "gelu_pytorch_tanh" is not supported by OlmoeForCausalLM/,
+      { ...QWEN, hidden_act: "relu6" },
+      /hidden_act "relu6" is not supported by Qwen2MoeForCausalLM/,
     ],
-    [{ ...MAMBA, hidden_act: "gelu" }, /hidden_act "gelu" is not supported by MambaForCausalLM/],
-    [{ ...JAMBA, hidden_act: "gelu" }, /hidden_act "gelu" is not supported by JambaForCausalLM/],
+    [
+      { ...OLMOE, hidden_act: "gelu_10" },
+      /hidden_act "gelu_10" is not supported by OlmoeForCausalLM/,
+    ],
+    [{ ...MAMBA, hidden_act: "tanh" }, /hidden_act "tanh" is not supported by MambaForCausalLM/],
+    [{ ...JAMBA, hidden_act: 3 }, /hidden_act/],
     [
       { ...MIXTRAL, attention_bias: true },
       /attention_bias true is not supported by MixtralForCausalLM \(Mixtral's projections have no biases\)/,

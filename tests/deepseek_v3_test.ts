@@ -60,7 +60,7 @@ Deno.test("deepseek-v3: configs it cannot run are refused by field", () => {
       { quantization_config: undefined, topk_group: 9 },
       /"topk_group" \(9\) exceeds "n_group" \(8\)/,
     ],
-    [{ quantization_config: undefined, hidden_act: "gelu" }, /hidden_act "gelu" is not supported/],
+    [{ quantization_config: undefined, hidden_act: "mish" }, /hidden_act "mish" is not supported/],
     [{ quantization_config: undefined, qk_nope_head_dim: 0 }, /"qk_nope_head_dim" must be > 0/],
   ];
   for (const [edit, pattern] of cases) {

@@ -55,6 +55,13 @@ async function reference(m: Model): Promise<Reference> {
   return { prefill, ids, steps };
 }
 
+/** The prefill logits, greedy ids and decode logits of two runs are the same bits. */
+function assertSameRun(got: Reference, want: Reference): void {
+  assertBitsEqual(got.prefill, want.prefill, "prefill logits");
+  assert.deepEqual(got.ids, want.ids);
+  got.steps.forEach((s, i) => assertBitsEqual(s, want.steps[i], `decode logits ${i}`));
+}
+
 const MIXTRAL = { num_local_experts: 8, num_experts_per_tok: 2, num_hidden_layers: 3 };
 
 Deno.test("expert parallel: two devices, budgets from the two-device minimum to full, bit-identical", async () => {
@@ -152,16 +159,29 @@ Deno.test("expert parallel: a Jamba model (Mamba state, attention, MoE every sec
     one.dispose();
     const m = await openTiny(dir, { devices: 2 });
     try {
-      const got = await reference(m);
-      assertBitsEqual(got.prefill, want.prefill, "prefill logits");
-      assert.deepEqual(got.ids, want.ids);
-      got.steps.forEach((s, i) => assertBitsEqual(s, want.steps[i], `decode logits ${i}`));
+      assertSameRun(await reference(m), want);
     } finally {
       m.dispose();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("expert parallel: GELU experts (hidden_act gelu) split across devices, bit-identical", async () => {
+  await withMixtral({ ...MIXTRAL, hidden_act: "gelu" }, async (dir) => {
+    const one = await openTiny(dir, { device: await gpu(), prefillChunk: false });
+    const want = await reference(one);
+    one.dispose();
+    const m = await openTiny(dir, { devices: [await gpu(), await gpu2()] });
+    try {
+      // The other device holds experts: a remote graph with silu would not match.
+      assert.ok(m.parallel!.plan.slots[1] > 0, JSON.stringify(m.parallel!.plan.slots));
+      assertSameRun(await reference(m), want);
+    } finally {
+      m.dispose();
+    }
+  });
 });
 
 Deno.test("expert parallel: bad device lists and options are clear errors", async () => {

@@ -614,3 +614,14 @@ Deno.test("gguf arch: a Jamba with attention in every layer still carries the SS
     }
   }, "kiln_gguf_jamba_");
 });
+
+Deno.test("gguf: a hidden_act other than silu is refused by name, not written as silu", async () => {
+  for (const name of ["mixtral_gelu", "jamba_gelu_tanh", "mamba_gelu_new"]) {
+    const config = JSON.parse(await Deno.readTextFile(join(FIXTURES, name, "config.json")));
+    const want =
+      /config\.json: hidden_act gelu(_tanh)? cannot be written to GGUF: llama\.cpp's (llama|jamba|mamba) applies silu/;
+    assert.throws(() => ggufArchMetadata(config), TypeError);
+    assert.throws(() => ggufArchMetadata(config), want);
+    assert.throws(() => ggufTensorsFromHf(config, new Map()), want);
+  }
+});

@@ -66,7 +66,7 @@ Deno.test("glm-4.5: configs it cannot run are refused by field", () => {
     [{ n_group: 5, topk_group: 2 }, /"n_group" \(5\) must split the 128 experts into equal/],
     [{ n_group: 8, topk_group: 9 }, /"topk_group" \(9\) exceeds "n_group" \(8\)/],
     [{ n_group: 64, topk_group: 2 }, /"num_experts_per_tok" \(8\) exceeds the 4 experts of the 2/],
-    [{ hidden_act: "gelu" }, /hidden_act "gelu" is not supported/],
+    [{ hidden_act: "mish" }, /hidden_act "mish" is not supported/],
     [{ mlp_bias: true }, /mlp_bias true is not supported/],
     [{ partial_rotary_factor: 0.005 }, /partial_rotary_factor 0.005 of head_dim 128 rotates no/],
   ];

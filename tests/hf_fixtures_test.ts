@@ -57,6 +57,11 @@ const FIXTURES = [
   "deepseek_v2_groups",
   "granite_moe",
   "granite_moe_shared",
+  // hidden_act other than silu (fixtures/hf/hidden_act_cases.json).
+  "mixtral_gelu",
+  "qwen2_moe_relu",
+  "jamba_gelu_tanh",
+  "mamba_gelu_new",
 ];
 
 const readRef = (name: string) =>
@@ -237,6 +242,10 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
         rope_parameters: { ...(c.rope_parameters as object), partial_rotary_factor: 1 },
       }),
     ],
+    ["mixtral_gelu", "the GELU experts", (c) => ({ ...c, hidden_act: "silu" })],
+    ["qwen2_moe_relu", "the ReLU gates", (c) => ({ ...c, hidden_act: "silu" })],
+    ["jamba_gelu_tanh", "tanh-GELU", (c) => ({ ...c, hidden_act: "silu" })],
+    ["mamba_gelu_new", "the conv's tanh-GELU", (c) => ({ ...c, hidden_act: "silu" })],
     [
       "gpt_oss",
       "yarn RoPE",
@@ -295,8 +304,8 @@ Deno.test("loadModel refuses a config that does not describe its checkpoint, or 
     ],
     [
       "olmoe",
-      (c) => ({ ...c, hidden_act: "gelu" }),
-      /config\.json: hidden_act "gelu" is not supported by OlmoeForCausalLM/,
+      (c) => ({ ...c, hidden_act: "quick_gelu" }),
+      /config\.json: hidden_act "quick_gelu" is not supported by OlmoeForCausalLM/,
     ],
   ];
   for (const [name, edit, pattern] of cases) {

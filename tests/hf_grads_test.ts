@@ -98,7 +98,9 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
 // swiglu_oai activation (the clamps bite on about a tenth of this batch's values), its
 // interleaved gate_up_proj compared as stored; DeepSeek-V3's latent attention (query
 // bottleneck, interleaved RoPE, yarn's softmax scale) run absorbed, against transformers'
-// expanded form; DeepSeek-V2's softmax router, scaled and group-limited.
+// expanded form; DeepSeek-V2's softmax router, scaled and group-limited; hidden_act
+// gelu (Mixtral's experts), relu (Qwen2-MoE's experts, shared expert and dense layer)
+// and gelu_pytorch_tanh (Jamba's conv, MLPs and experts).
 const FIXTURES = [
   "mamba_bias",
   "mixtral_yarn",
@@ -119,6 +121,9 @@ const FIXTURES = [
   "glm4_moe",
   "deepseek_v3",
   "deepseek_v2_groups",
+  "mixtral_gelu",
+  "qwen2_moe_relu",
+  "jamba_gelu_tanh",
 ];
 
 for (const name of FIXTURES) {

@@ -4,7 +4,8 @@
  * gradient (x, the router or the given logits, w1, w3, w2, b1, b3, b2)
  * against central finite differences of the float64 references at awkward
  * sizes, with the clamps met on every side (a small limit, and the default 7
- * with large weights), swiglu with biases, swiglu_oai without, both, capacity
+ * with large weights), swiglu with biases, swiglu_oai without, both, the
+ * GEGLU and ReGLU gates (hidden_act gelu / gelu_pytorch_tanh / relu), capacity
  * drops, a mask and every router kind; the `moe_grad` kernels on the portable
  * device and the GPU-shaped one (`cpuCores: 0`) against the float64 reference,
  * twice for the same bits; zero biases give the bias-free layer's gradients
@@ -124,6 +125,38 @@ const CASES: Case[] = [
     xScale: 2,
     wScale: 2,
     clamped: true,
+  },
+  // The GEGLU / ReGLU gates (hidden_act gelu, gelu_pytorch_tanh, relu).
+  {
+    name: "geglu with biases",
+    T: 6,
+    d: 6,
+    ff: 7,
+    E: 4,
+    k: 2,
+    attrs: { activation: "geglu", expertBias: true },
+    xScale: 2,
+  },
+  {
+    name: "geglu_tanh, capacity drops",
+    T: 9,
+    d: 5,
+    ff: 6,
+    E: 3,
+    k: 2,
+    attrs: { activation: "geglu_tanh", capacityFactor: 0.7 },
+    xScale: 2,
+  },
+  {
+    name: "reglu with biases and a mask",
+    T: 7,
+    d: 6,
+    ff: 5,
+    E: 4,
+    k: 2,
+    attrs: { activation: "reglu", expertBias: true },
+    mask: true,
+    xScale: 2,
   },
   {
     name: "switch (top-1) with biases and a capacity",
@@ -328,6 +361,36 @@ const DEVICE_CASES: Case[] = [
     E: 6,
     k: 3,
     attrs: { expertBias: true, router: "sigmoid_bias", routedScaling: 1.5 },
+  },
+  {
+    name: "geglu+bias, capacity, d=20 ff=12",
+    T: 33,
+    d: 20,
+    ff: 12,
+    E: 5,
+    k: 2,
+    attrs: { activation: "geglu", expertBias: true, capacityFactor: 1 },
+    xScale: 2,
+  },
+  {
+    name: "geglu_tanh, d=18 ff=10",
+    T: 21,
+    d: 18,
+    ff: 10,
+    E: 6,
+    k: 3,
+    attrs: { activation: "geglu_tanh" },
+  },
+  {
+    name: "reglu, mask, d=16 ff=8",
+    T: 40,
+    d: 16,
+    ff: 8,
+    E: 4,
+    k: 2,
+    attrs: { activation: "reglu" },
+    mask: true,
+    xScale: 2,
   },
   {
     name: "oai+bias, given logits, d=32 ff=24",

@@ -218,6 +218,7 @@ async function inspectModel(
       m.routerBias ? "router bias" : "",
       m.expertBias ? "expert biases" : "",
       act ? `clamped SwiGLU (α ${act.alpha}, limit ${act.limit})` : "",
+      !act && cfg.hiddenAct ? `${cfg.hiddenAct} gates` : "",
     ].filter((x) => x);
     console.log(
       `moe: ${m.experts} experts, top-${m.topK}${

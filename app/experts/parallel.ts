@@ -56,6 +56,7 @@
 import { GraphBuilder } from "../../compiler/builder.ts";
 import type { Plan } from "../../compiler/plan.ts";
 import { moe } from "../../models/moe.ts";
+import type { MoeActivation } from "../../ops/moe/mod.ts";
 import { SLOT_POOL } from "../../models/states.ts";
 import { type GpuDevice, type KilnDevice, whileDeviceAlive } from "../../runtime/device.ts";
 import { compile, type Executable } from "../../runtime/executable.ts";
@@ -82,6 +83,8 @@ export interface RemoteRouting extends HostRouting {
   normTopk?: boolean;
   /** `sigmoid_bias`: factor on the weights (default 1). */
   routedScaling?: number;
+  /** The experts' gated activation (default `"swiglu"`; not `"swiglu_oai"`). */
+  activation?: MoeActivation;
 }
 
 /**
@@ -128,6 +131,7 @@ export function buildRemoteExperts(
     ...(sig ? { selectionBias: g.input("bias", [o.experts]) } : {}),
     ...(o.routedScaling !== undefined ? { routedScaling: o.routedScaling } : {}),
     ...(o.groups ? { groups: o.groups } : {}),
+    ...(o.activation && o.activation !== "swiglu" ? { activation: o.activation } : {}),
     weightDtype: o.dtype ?? "f32",
     weightFormat: o.formats?.w13,
     w2Format: o.formats?.w2,

@@ -161,7 +161,7 @@ export function ggufTensorsFromHf(
   tensors: ReadonlyMap<string, { readonly shape: readonly number[] }>,
 ): GgufTensorPlan[] {
   const cfg = parseConfig(config);
-  refuseUnwritten(cfg.architecture);
+  refuseUnwritten(cfg.architecture, cfg.hiddenAct);
   const plans = ggufWrittenPlans(cfg);
   const lay = specOf(cfg).layout;
   const used = new Set<string>();

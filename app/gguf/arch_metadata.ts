@@ -186,7 +186,7 @@ export function ggufArchMetadata(
   options: GgufArchMetadataOptions = {},
 ): Array<[string, GgufEntry]> {
   const cfg = parseConfig(config);
-  refuseUnwritten(cfg.architecture);
+  refuseUnwritten(cfg.architecture, cfg.hiddenAct);
   const arch = GGUF_ARCH_OF[cfg.architecture];
   const out: Array<[string, GgufEntry]> = [];
   const put = (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) =>

@@ -488,7 +488,9 @@ export function permuteRows(
 
 /**
  * Refuses to write a GGUF file for `architecture` when Kiln has no llama.cpp
- * architecture for it, or reads its files only: a TypeError naming both lists.
+ * architecture for it, or reads its files only: a TypeError naming both lists;
+ * and for a `hidden_act` other than silu, which no GGUF key carries (llama.cpp
+ * applies silu to these architectures' gates whatever the source said).
  *
  * @example
  * ```ts
@@ -496,7 +498,15 @@ export function permuteRows(
  * refuseUnwritten("MixtralForCausalLM"); // no error
  * ```
  */
-export function refuseUnwritten(architecture: string): void {
+export function refuseUnwritten(architecture: string, hiddenAct?: string): void {
+  if (hiddenAct !== undefined && hiddenAct !== "silu") {
+    throw new TypeError(
+      `config.json: hidden_act ${hiddenAct} cannot be written to GGUF: llama.cpp's ` +
+        `${
+          GGUF_ARCH_OF[architecture] ?? architecture
+        } applies silu, and no GGUF key says otherwise`,
+    );
+  }
   const arch = GGUF_ARCH_OF[architecture];
   if (arch && !GGUF_READ_ONLY.has(architecture)) return;
   const written = Object.keys(GGUF_ARCH_OF).filter((a) => !GGUF_READ_ONLY.has(a));

@@ -11,6 +11,7 @@ import type { Graph } from "../../core/graph.ts";
 import { expertTensor, moePrefix, selectionBiasTensor } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { expertWidth } from "../../models/config.ts";
+import { moeActivationOf } from "../../models/activation.ts";
 import { SLOT_POOL } from "../../models/states.ts";
 import {
   defaultDevice,
@@ -259,7 +260,7 @@ async function load(
     );
   }
   if (devices && (cfg.moe?.expertBias || cfg.moe?.activation)) {
-    // The other devices' expert graph is SwiGLU without biases.
+    // The other devices' expert graph has no biases or clamps.
     throw new TypeError(
       `loadModel: ${cfg.architecture}'s experts (biases, clamped SwiGLU) do not run split ` +
         "across several devices yet; load it on one device (memoryBudget streams experts)",
@@ -435,6 +436,7 @@ async function load(
             router: cfg.moe!.router,
             routedScaling: cfg.moe!.routedScaling,
             groups: cfg.moe!.groups,
+            activation: moeActivationOf(cfg.hiddenAct),
             selectionBias: cfg.moe!.router === "sigmoid_bias"
               ? await Promise.all(
                 layers.map(async (i) =>

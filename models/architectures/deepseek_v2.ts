@@ -19,7 +19,7 @@ import type { ArchitectureSpec } from "./spec.ts";
 import { mlaAttentionFields } from "./deepseek_v3.ts";
 
 function deepseekV2Fields(c: ConfigReader): ModelConfig {
-  c.silu();
+  const act = c.hiddenAct();
   c.absent("mlp_bias", "Kiln's DeepSeek-V2 MLPs have no biases");
   const method = c.str("topk_method", "greedy");
   if (method !== "greedy" && method !== "group_limited_greedy") {
@@ -50,6 +50,7 @@ function deepseekV2Fields(c: ConfigReader): ModelConfig {
   });
   return {
     architecture: "DeepseekV2ForCausalLM",
+    ...act,
     ...base,
     intermediate: c.positive("intermediate_size", 11008),
     normEps: c.nonNegative("rms_norm_eps", 1e-6),

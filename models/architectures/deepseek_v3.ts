@@ -101,7 +101,7 @@ export function mlaAttentionFields(
 }
 
 function deepseekV3Fields(c: ConfigReader): ModelConfig {
-  c.silu();
+  const act = c.hiddenAct();
   c.absent("mlp_bias", "its MLPs have no biases");
   const q = c.raw("quantization_config");
   if (q !== undefined && q !== null) {
@@ -124,6 +124,7 @@ function deepseekV3Fields(c: ConfigReader): ModelConfig {
   const attention = mlaAttentionFields(c, base.hidden, true);
   return {
     architecture: "DeepseekV3ForCausalLM",
+    ...act,
     ...base,
     intermediate: c.positive("intermediate_size", 18432),
     normEps: c.nonNegative("rms_norm_eps", 1e-6),

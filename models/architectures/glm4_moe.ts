@@ -21,7 +21,7 @@ import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
 
 function glm4MoeFields(c: ConfigReader): ModelConfig {
-  c.silu();
+  const act = c.hiddenAct();
   c.absent("mlp_bias", "its MLPs have no biases");
   const base = baseFields(c);
   // GLM-4.5's groups: 1 of 1, which limits nothing.
@@ -36,6 +36,7 @@ function glm4MoeFields(c: ConfigReader): ModelConfig {
   });
   return {
     architecture: "Glm4MoeForCausalLM",
+    ...act,
     ...base,
     intermediate: c.positive("intermediate_size", 10944),
     normEps: c.nonNegative("rms_norm_eps", 1e-5),

@@ -18,7 +18,7 @@ import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
 
 function graniteMoeFields(c: ConfigReader, architecture: Architecture): ModelConfig {
-  c.silu();
+  const act = c.hiddenAct();
   c.absent("mlp_bias", "its MLPs have no biases");
   const base = baseFields(c, { bos: 1, eos: 2 });
   const pattern: LayerSpec[] = Array.from({ length: base.layers }, () => ({
@@ -37,6 +37,7 @@ function graniteMoeFields(c: ConfigReader, architecture: Architecture): ModelCon
   });
   return {
     architecture,
+    ...act,
     ...base,
     paddingIdx: paddingIdxField(c, base.vocabSize),
     // The shared MLP's width (graniteFused reads it), else the experts'.

@@ -45,7 +45,7 @@ export const jamba: ArchitectureSpec = {
   },
 
   parse(c): ModelConfig {
-    c.silu();
+    const act = c.hiddenAct();
     refuseAttentionExtras(c, { bias: "Jamba's projections have no biases" });
     // JambaConfig's token id defaults.
     const base = baseFields(c, { bos: 1, eos: 2 });
@@ -76,6 +76,7 @@ export const jamba: ArchitectureSpec = {
     const expand = c.positive("mamba_expand", 2);
     return {
       architecture: "JambaForCausalLM",
+      ...act,
       ...base,
       paddingIdx: paddingIdxField(c, base.vocabSize, 0),
       intermediate: c.int("intermediate_size"),

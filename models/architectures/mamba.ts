@@ -73,7 +73,7 @@ export function mambaFields(
   c: ConfigReader,
   architecture: "MambaForCausalLM" | "FalconMambaForCausalLM",
 ): ModelConfig {
-  c.silu();
+  const act = c.hiddenAct();
   // MambaConfig's token id defaults.
   const base = baseFields(c, { bos: 0, eos: 0 });
   // HF stores intermediate_size = int(expand · hidden); prefer it when present.
@@ -93,6 +93,7 @@ export function mambaFields(
   }
   return {
     architecture,
+    ...act,
     ...base,
     intermediate: 0,
     normEps: c.nonNegative("layer_norm_epsilon", 1e-5),

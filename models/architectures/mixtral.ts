@@ -40,7 +40,7 @@ export const mixtral: ArchitectureSpec = {
   },
 
   parse(c): ModelConfig {
-    c.silu();
+    const act = c.hiddenAct();
     refuseAttentionExtras(c, { bias: "Mixtral's projections have no biases" });
     // MixtralConfig's token id defaults.
     const base = baseFields(c, { bos: 1, eos: 2 });
@@ -53,6 +53,7 @@ export const mixtral: ArchitectureSpec = {
     }
     return {
       architecture: "MixtralForCausalLM",
+      ...act,
       ...base,
       paddingIdx: paddingIdxField(c, base.vocabSize),
       intermediate: c.int("intermediate_size"),

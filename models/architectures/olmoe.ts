@@ -34,7 +34,7 @@ export const olmoe: ArchitectureSpec = {
   layout: { ...DECODER_LAYOUT, moe: "mlp", router: "gate" },
 
   parse(c): ModelConfig {
-    c.silu();
+    const act = c.hiddenAct();
     c.absent("mlp_bias", "its experts have no biases");
     // OlmoeConfig's token id defaults.
     const base = baseFields(c, { eos: 50279 });
@@ -53,6 +53,7 @@ export const olmoe: ArchitectureSpec = {
     const bias = c.bool("attention_bias", false);
     return {
       architecture: "OlmoeForCausalLM",
+      ...act,
       ...base,
       paddingIdx: paddingIdxField(c, base.vocabSize, 1),
       intermediate: c.int("intermediate_size", 2048),

@@ -43,7 +43,7 @@ export const qwen2Moe: ArchitectureSpec = {
   },
 
   parse(c): ModelConfig {
-    c.silu();
+    const act = c.hiddenAct();
     refuseAttentionExtras(c, { bias: "Qwen2-MoE's o_proj has no bias; q/k/v biases are qkv_bias" });
     const base = baseFields(c);
     const experts = c.int("num_experts", 60);
@@ -73,6 +73,7 @@ export const qwen2Moe: ArchitectureSpec = {
     const sparse = pattern.some((p) => p.ffn === "moe");
     return {
       architecture: "Qwen2MoeForCausalLM",
+      ...act,
       ...base,
       paddingIdx: paddingIdxField(c, base.vocabSize),
       intermediate: c.int("intermediate_size"),

@@ -38,7 +38,7 @@ export const qwen3Moe: ArchitectureSpec = {
   layout: QWEN_MOE_LAYOUT,
 
   parse(c): ModelConfig {
-    c.silu();
+    const act = c.hiddenAct();
     c.absent("mlp_bias", "its MLPs have no biases");
     c.absent("attn_logit_softcapping", "attention logits are not soft-capped");
     c.absent("final_logit_softcapping", "logits are not soft-capped");
@@ -64,6 +64,7 @@ export const qwen3Moe: ArchitectureSpec = {
     const bias = c.bool("attention_bias", false);
     return {
       architecture: "Qwen3MoeForCausalLM",
+      ...act,
       ...base,
       paddingIdx: paddingIdxField(c, base.vocabSize),
       intermediate: c.int("intermediate_size", 6144),

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { HF_HIDDEN_ACTS, type HiddenAct } from "../activation.ts";
+
 /**
  * Largest size or count a field may hold: every size Kiln builds from a config
  * indexes GPU buffers with 32-bit integers, and a bigger value is a corrupt or
@@ -182,6 +184,20 @@ export class ConfigReader {
   silu(name = "hidden_act"): void {
     const act = this.str(name, "silu");
     if (act !== "silu" && act !== "swish") this.refuse(name, 'only "silu" is implemented');
+  }
+
+  /**
+   * `hidden_act` (or `name`) as Kiln's activation: nothing for silu (the
+   * default), `{ hiddenAct }` for the other activations transformers' `ACT2FN`
+   * names that Kiln implements; anything else refused by name.
+   */
+  hiddenAct(name = "hidden_act"): { hiddenAct?: Exclude<HiddenAct, "silu"> } {
+    const raw = this.str(name, "silu");
+    const act = Object.hasOwn(HF_HIDDEN_ACTS, raw) ? HF_HIDDEN_ACTS[raw] : undefined;
+    if (act === undefined) {
+      this.refuse(name, `implemented: ${Object.keys(HF_HIDDEN_ACTS).join(", ")}`);
+    }
+    return act === "silu" ? {} : { hiddenAct: act };
   }
 
   /** Refuses `name` when it is present and truthy (a feature the architecture does not have). */

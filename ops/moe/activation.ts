@@ -7,6 +7,7 @@
  * @module
  */
 
+import { erfWgsl } from "../unary.ts";
 import { f32, u32 } from "../wgsl/mod.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
 import type { MoeIo } from "./operands.ts";
@@ -14,8 +15,8 @@ import type { MoeIo } from "./operands.ts";
 /**
  * The WGSL of `fn moe_act(a: f32, b: f32) -> f32`, the experts' activation of
  * gate `a` and up `b`: `silu(a) · b` for `"swiglu"` (the same operations, in
- * the same order, as before the helper existed, so results stay bit-identical)
- * or GPT-OSS's `(clamp(b, −limit, limit) + 1) · g · σ(alpha · g)` with
+ * the same order, as before the helper existed, so results stay bit-identical),
+ * `gate(a) · b` for GEGLU and ReGLU ({@linkcode moeGateHelper}), or GPT-OSS's `(clamp(b, −limit, limit) + 1) · g · σ(alpha · g)` with
  * `g = min(a, limit)` for `"swiglu_oai"`. Prefixed so it cannot clash with
  * helpers the compiler adds to the shader.
  *
@@ -33,6 +34,11 @@ export function moeActHelper(
     return "fn moe_silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }\n" +
       "fn moe_act(a: f32, b: f32) -> f32 { return moe_silu(a) * b; }";
   }
+  if (c.activation !== "swiglu_oai") {
+    return `${
+      moeGateHelper(c.activation)
+    }\nfn moe_act(a: f32, b: f32) -> f32 { return moe_gate(a) * b; }`;
+  }
   const limit = f32(c.limit, "moe limit"), low = f32(-c.limit, "moe limit");
   // g · σ(alpha · g) = g / (1 + exp(−alpha · g)): exp overflows to +∞ only for
   // g ≪ 0, where the quotient is the correct 0.
@@ -40,6 +46,41 @@ export function moeActHelper(
   let g = min(a, ${limit});
   let u = clamp(b, ${low}, ${limit});
   return (u + 1.0) * g / (1.0 + exp(${f32(-c.alpha, "moe alpha")} * g));
+}`;
+}
+
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/**
+ * WGSL of `fn moe_gate(v: f32) -> f32` and its derivative `fn moe_gate_d`
+ * for the gated activations `f(a)·b` other than SwiGLU (whose kernels keep
+ * their own lines) and `swiglu_oai`: exact GELU through an erf helper, GELU's
+ * tanh form (the argument clamped, as the elementwise op's, because some
+ * drivers evaluate tanh through exp), ReLU (derivative 0 at 0, as PyTorch's).
+ *
+ * @example
+ * ```ts
+ * import { moeGateHelper } from "./activation.ts";
+ * moeGateHelper("reglu").includes("fn moe_gate_d("); // true
+ * ```
+ */
+export function moeGateHelper(activation: "geglu" | "geglu_tanh" | "reglu"): string {
+  if (activation === "reglu") {
+    return `fn moe_gate(v: f32) -> f32 { return max(v, 0.0); }
+fn moe_gate_d(v: f32) -> f32 { return select(0.0, 1.0, v > 0.0); }`;
+  }
+  if (activation === "geglu") {
+    const h = f32(Math.SQRT1_2), n = f32(1 / Math.sqrt(2 * Math.PI));
+    return `${erfWgsl("moe_erf")}
+fn moe_gate(v: f32) -> f32 { return 0.5 * v * (1.0 + moe_erf(v * ${h})); }
+fn moe_gate_d(v: f32) -> f32 { return 0.5 * (1.0 + moe_erf(v * ${h})) + v * exp(-0.5 * v * v) * ${n}; }`;
+  }
+  const c = f32(GELU_C), c3 = f32(3 * 0.044715);
+  const t = `tanh(clamp(${c} * (v + 0.044715 * v * v * v), -15.0, 15.0))`;
+  return `fn moe_gate(v: f32) -> f32 { return 0.5 * v * (1.0 + ${t}); }
+fn moe_gate_d(v: f32) -> f32 {
+  let t = ${t};
+  return 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * ${c} * (1.0 + ${c3} * v * v);
 }`;
 }
 

@@ -26,8 +26,12 @@ export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
 /**
  * The experts' gated activation `act(a, b)` of the gate projection `a` and the
  * up projection `b`: `"swiglu"` (Mixtral and most MoEs) is `silu(a) · b`;
- * `"swiglu_oai"` (OpenAI's GPT-OSS) clamps first, `g = min(a, limit)`,
- * `u = clamp(b, −limit, limit)`, then `(u + 1) · g · σ(alpha · g)`.
+ * `"geglu"` is `gelu(a) · b` with the exact (erf) GELU, `"geglu_tanh"` with
+ * its tanh approximation, `"reglu"` is `relu(a) · b` (what a Hugging Face
+ * config's `hidden_act` of `gelu`, `gelu_pytorch_tanh` / `gelu_new` and
+ * `relu` make of its experts); `"swiglu_oai"` (OpenAI's GPT-OSS) clamps
+ * first, `g = min(a, limit)`, `u = clamp(b, −limit, limit)`, then
+ * `(u + 1) · g · σ(alpha · g)`.
  *
  * @example
  * ```ts
@@ -38,7 +42,7 @@ export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
  * g.output("y", moe(g, x, { name: "moe", experts: 8, topK: 2, ff: 128, activation }).y);
  * ```
  */
-export type MoeActivation = "swiglu" | "swiglu_oai";
+export type MoeActivation = "swiglu" | "swiglu_oai" | "geglu" | "geglu_tanh" | "reglu";
 
 /**
  * Register tile of the expert GEMMs.
@@ -183,7 +187,13 @@ export const MOE_OAI_DEFAULTS: { readonly alpha: number; readonly limit: number 
  * MOE_ACTIVATIONS.includes("swiglu_oai"); // true
  * ```
  */
-export const MOE_ACTIVATIONS: readonly MoeActivation[] = ["swiglu", "swiglu_oai"];
+export const MOE_ACTIVATIONS: readonly MoeActivation[] = [
+  "swiglu",
+  "swiglu_oai",
+  "geglu",
+  "geglu_tanh",
+  "reglu",
+];
 
 /**
  * `0xFFFFFFFF`: "no expert / no row" marker in the index buffers.

@@ -14,6 +14,7 @@
 import type { DeviceCaps, KernelSource } from "../types.ts";
 import { f32, u32 } from "../wgsl/mod.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
+import { moeGateHelper } from "./activation.ts";
 import { flat, GradIo, segStart } from "./grad_kernels.ts";
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
@@ -24,7 +25,8 @@ const dotOf = (a: string, b: string, v: number): string =>
   v === 4 ? `dot(${a}, ${b})` : `${a} * ${b}`;
 /** Label suffix of the activation and biases (none for bias-free SwiGLU, whose labels stay). */
 const variant = (c: ResolvedMoeConfig): string =>
-  (c.activation === "swiglu" ? "" : "_oai") + (c.expertBias ? "_bias" : "");
+  (({ swiglu: "", swiglu_oai: "_oai" } as Record<string, string>)[c.activation] ??
+    `_${c.activation}`) + (c.expertBias ? "_bias" : "");
 
 /**
  * Per row tile and `Vf` hidden columns: `dh = dy·W2ₑ`, the hidden
@@ -91,6 +93,15 @@ function actBackward(
       ${hp}[o] = silu * ${b} * dh;
       ${ga}[o] = wdh * ${b} * s * (1.0 + ${a} * (1.0 - s));
       ${gb}[o] = wdh * silu;`;
+  }
+  if (c.activation !== "swiglu_oai") {
+    return `      let gv = moe_gate(${a});
+      let dh = ${hp}[o];
+      let wdh = w * dh;
+      ${h}[o] = gv * ${b};
+      ${hp}[o] = gv * ${b} * dh;
+      ${ga}[o] = wdh * ${b} * moe_gate_d(${a});
+      ${gb}[o] = wdh * gv;`;
   }
   const L = f32(c.limit, "moe limit"), low = f32(-c.limit, "moe limit");
   const alpha = f32(c.alpha, "moe alpha");
@@ -174,7 +185,10 @@ export function emitGradHidden(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSo
     L.push("  }");
   }
   const label = `moe_grad_hidden_${R}x${Vf}_${ff}x${d}${variant(c)}`;
-  return flat(label, "grad_hidden", c.tilesMax * NF, caps, L.join("\n"), "", g);
+  const helpers = c.activation === "swiglu" || c.activation === "swiglu_oai"
+    ? ""
+    : moeGateHelper(c.activation);
+  return flat(label, "grad_hidden", c.tilesMax * NF, caps, L.join("\n"), helpers, g);
 }
 
 /**

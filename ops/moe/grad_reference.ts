@@ -1,13 +1,13 @@
 /**
  * CPU reference of the MoE layer's backward pass (`moe_grad`): the gradients
  * of x (through the experts), the router logits, the stacked expert weights
- * and (GPT-OSS) the experts' biases, for either activation, written straight from the forward's semantics (`reference.ts`,
+ * and (GPT-OSS) the experts' biases, for every activation, written straight from the forward's semantics (`reference.ts`,
  * whose routing it recomputes from the logits) in float64 arithmetic.
  *
  * @module
  */
 
-import { moeReference, type MoeReferenceConfig } from "./reference.ts";
+import { gateFunction, moeReference, type MoeReferenceConfig } from "./reference.ts";
 
 /**
  * The incoming gradients and forward operands of one MoE layer, flattened to
@@ -100,6 +100,8 @@ function activationGrad(cfg: MoeReferenceConfig): (a: number, b: number) => numb
       return [silu * b, b * s * (1 + a * (1 - s)), silu];
     };
   }
+  const gate = gateFunction(cfg.activation);
+  if (gate) return (a, b) => [gate.f(a) * b, gate.df(a) * b, gate.f(a)];
   const alpha = cfg.alpha ?? 1.702, limit = cfg.limit ?? 7;
   return (a, b) => {
     const g = Math.min(a, limit), u = Math.min(Math.max(b, -limit), limit);

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { erf } from "../unary.ts";
+
 /**
  * Router variants (same strings as the kernels).
  *
@@ -51,8 +53,8 @@ export interface MoeReferenceConfig {
   groupsKept?: number;
   /** Capacity factor; undefined means dropless. */
   capacityFactor?: number;
-  /** Expert activation: `"swiglu"` (default) or `"swiglu_oai"` (GPT-OSS). */
-  activation?: "swiglu" | "swiglu_oai";
+  /** Expert activation (default `"swiglu"`; see `MoeActivation`). */
+  activation?: "swiglu" | "swiglu_oai" | "geglu" | "geglu_tanh" | "reglu";
   /** `swiglu_oai`: scale inside the sigmoid (default 1.702). */
   alpha?: number;
   /** `swiglu_oai`: clamp of gate (above) and up (both sides); default 7. */
@@ -149,9 +151,52 @@ function keptGroups(
   return (e) => kept.has(Math.floor(e / per));
 }
 
+const GELU_C = Math.sqrt(2 / Math.PI);
+
+/**
+ * The gate function `f` of the plain gated activations (`act(a, b) = f(a)·b`)
+ * and its derivative, in float64 from their definitions: silu, GELU (erf and
+ * tanh forms) and ReLU (derivative 0 at 0, as PyTorch's); undefined for
+ * `swiglu_oai`, whose clamps also involve `b`.
+ *
+ * @example
+ * ```ts
+ * import { gateFunction } from "./reference.ts";
+ * gateFunction("reglu")!.f(-2); // 0
+ * ```
+ */
+export function gateFunction(
+  activation: MoeReferenceConfig["activation"],
+): { f: (x: number) => number; df: (x: number) => number } | undefined {
+  switch (activation ?? "swiglu") {
+    case "swiglu":
+      return { f: (x) => x * sigmoid(x), df: (x) => sigmoid(x) * (1 + x * (1 - sigmoid(x))) };
+    case "geglu":
+      return {
+        f: (x) => 0.5 * x * (1 + erf(x / Math.SQRT2)),
+        df: (x) =>
+          0.5 * (1 + erf(x / Math.SQRT2)) + x * Math.exp(-0.5 * x * x) / Math.sqrt(2 * Math.PI),
+      };
+    case "geglu_tanh": {
+      const t = (x: number) => Math.tanh(GELU_C * (x + 0.044715 * x ** 3));
+      return {
+        f: (x) => 0.5 * x * (1 + t(x)),
+        df: (x) =>
+          0.5 * (1 + t(x)) + 0.5 * x * (1 - t(x) ** 2) * GELU_C * (1 + 3 * 0.044715 * x * x),
+      };
+    }
+    case "reglu":
+      return { f: (x) => Math.max(x, 0), df: (x) => (x > 0 ? 1 : 0) };
+    default:
+      return undefined;
+  }
+}
+
 /** `act(a, b)` of the gate projection a and the up projection b, in float64. */
 function activationOf(cfg: MoeReferenceConfig): (a: number, b: number) => number {
   if ((cfg.activation ?? "swiglu") === "swiglu") return (a, b) => a * sigmoid(a) * b;
+  const gate = gateFunction(cfg.activation);
+  if (gate) return (a, b) => gate.f(a) * b;
   const alpha = cfg.alpha ?? 1.702, limit = cfg.limit ?? 7;
   return (a, b) => {
     const g = Math.min(a, limit);

@@ -67,6 +67,7 @@ import { join } from "node:path";
 import { Checkpoint } from "../../app/safetensors/mod.ts";
 import { type ReferenceRope, referenceRope } from "./rope_reference.ts";
 import { type Mamba2Dims, mamba2Mixer, type Mamba2Weights } from "./mamba2_reference.ts";
+import { hfActivation } from "./activation_reference.ts";
 
 /** A config.json document. */
 export type HfConfig = Record<string, unknown>;
@@ -589,10 +590,11 @@ export function swiglu(
   hidden: number,
   ff: number,
   w: SwigluWeights,
+  act: (v: number) => number = silu,
 ): Float64Array {
   const g = linear(x, T, hidden, w.gate, ff);
   const u = linear(x, T, hidden, w.up, ff);
-  for (let i = 0; i < g.length; i++) g[i] = silu(g[i]) * u[i];
+  for (let i = 0; i < g.length; i++) g[i] = act(g[i]) * u[i];
   return linear(g, T, ff, w.down, hidden);
 }
 
@@ -650,6 +652,7 @@ export function sparseMoe(
   experts: readonly SwigluWeights[],
   k: number,
   renormalize: boolean,
+  act: (v: number) => number = silu,
 ): Float64Array {
   const E = experts.length;
   const logits = linear(x, T, hidden, router, E);
@@ -658,7 +661,7 @@ export function sparseMoe(
     const r = route(logits.subarray(t * E, (t + 1) * E), k, renormalize);
     const xt = x.subarray(t * hidden, (t + 1) * hidden);
     r.experts.forEach((e, j) => {
-      const y = swiglu(xt, 1, hidden, ff, experts[e]);
+      const y = swiglu(xt, 1, hidden, ff, experts[e], act);
       for (let i = 0; i < hidden; i++) out[t * hidden + i] += r.weights[j] * y[i];
     });
   }
@@ -708,6 +711,8 @@ export interface MambaDims {
   convKernel: number;
   /** Δ projection rank R. */
   rank: number;
+  /** The conv's activation (`hidden_act`; default silu). The gate is silu always. */
+  act?: (v: number) => number;
 }
 
 /**
@@ -791,7 +796,7 @@ export function mambaMixer(
         const src = t - (K - 1) + j;
         if (src >= 0) s += w.conv[c * K + j] * pre[src * I + c];
       }
-      u[t * I + c] = silu(s);
+      u[t * I + c] = (dims.act ?? silu)(s);
     }
   }
   // 3. x_proj → dt [R] | B [N] | C [N] (Jamba normalises each part).
@@ -1080,6 +1085,7 @@ async function loadMamba(
     state: intField(config, "state_size", 16),
     convKernel: intField(config, "conv_kernel", 4),
     rank: rankField(config, "time_step_rank", H),
+    act: hfActivation(config.hidden_act),
   };
   // Original mamba_ssm checkpoints say "embedding"; MambaModel's load hook renames it.
   const embName = w.has("backbone.embeddings.weight")
@@ -1231,11 +1237,7 @@ async function loadTransformer(
       `config.json: hidden_size ${H}, num_attention_heads ${heads}, num_key_value_heads ${kvHeads} do not divide`,
     );
   }
-  if (config.hidden_act !== undefined && config.hidden_act !== "silu") {
-    throw new RangeError(
-      `config.json: hidden_act ${JSON.stringify(config.hidden_act)} is not "silu"`,
-    );
-  }
+  const act = hfActivation(config.hidden_act);
   let slidingWindow: number | undefined;
   if (config.sliding_window != null && (arch === "MixtralForCausalLM")) {
     slidingWindow = intField(config, "sliding_window");
@@ -1278,6 +1280,7 @@ async function loadTransformer(
     state: intField(config, "mamba_d_state", 16),
     convKernel: intField(config, "mamba_d_conv", 4),
     rank: rankField(config, "mamba_dt_rank", H),
+    act,
   };
   const moeName = { MixtralForCausalLM: "block_sparse_moe", JambaForCausalLM: "feed_forward" }[
     arch as string
@@ -1365,11 +1368,11 @@ async function loadTransformer(
         addInPlace(
           x,
           layer.experts
-            ? sparseMoe(n2, T, H, ffExpert, layer.router!, layer.experts, k, renormalize)
-            : swiglu(n2, T, H, ff, layer.mlp!),
+            ? sparseMoe(n2, T, H, ffExpert, layer.router!, layer.experts, k, renormalize, act)
+            : swiglu(n2, T, H, ff, layer.mlp!, act),
         );
         if (layer.shared) {
-          const y = swiglu(n2, T, H, sharedFf, layer.shared);
+          const y = swiglu(n2, T, H, sharedFf, layer.shared, act);
           const g = linear(n2, T, H, layer.sharedGate!, 1);
           for (let t = 0; t < T; t++) {
             const s = 1 / (1 + Math.exp(-g[t]));

@@ -361,10 +361,11 @@ export interface ModelConfig {
    */
   readonly mlpActivation?: "relu2";
   /**
-   * HF `hidden_act`, when it is not silu: the gate activation of the gated
-   * MLPs, the shared and routed experts (unless {@linkcode MoeConfig.activation}
-   * says otherwise) and of Mamba's causal conv (its output gate stays silu, as
-   * in transformers).
+   * HF `hidden_act` (Nemotron-H: `mamba_hidden_act`), when it is not silu:
+   * the gate activation of the gated MLPs, the shared and routed experts
+   * (unless {@linkcode MoeConfig.activation} says otherwise) and of the Mamba
+   * and Mamba-2 mixers' causal conv (their output gates stay silu, as in
+   * transformers).
    */
   readonly hiddenAct?: Exclude<HiddenAct, "silu">;
   /** Constant factors on the residual stream (Granite's μP multipliers); absent: all 1. */

@@ -16,6 +16,7 @@
 
 import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { DType } from "../core/dtype.ts";
+import type { HiddenAct } from "./activation.ts";
 import { mixerConv, mixerMode, selectiveScan, ssmStep } from "./mamba.ts";
 import { linear as linearLayer, type WeightFormats } from "./weights.ts";
 import type { ModelConfig } from "./config.ts";
@@ -86,6 +87,8 @@ export interface Mamba2MixerOptions {
   useBias?: boolean;
   /** Bias on conv1d (`use_conv_bias`, default true). */
   useConvBias?: boolean;
+  /** The conv's activation (HF `hidden_act`, default silu); the gated norm's gate stays silu. */
+  convAct?: HiddenAct;
   /**
    * Δ clamped to [lo, hi] after the softplus (`time_step_limit`, default [0, ∞]:
    * none) — in prefill and stateless mode only: transformers' and mamba_ssm's
@@ -200,6 +203,7 @@ export function mamba2Mixer(g: GraphBuilder, x: Tensor, options: Mamba2MixerOpti
     convBias: options.useConvBias,
     last: options.last,
     dtype: pdt,
+    act: options.convAct,
   });
 
   // Per-head values broadcast over the head's P channels (and A over N states).

@@ -64,6 +64,7 @@ export function configMixer(
     useBias: m.projBias,
     useConvBias: m.convBias,
     weightFormats: options.weightFormats,
+    ...(cfg.hiddenAct ? { convAct: cfg.hiddenAct } : {}),
   };
   if (m.ssd) {
     return mamba2Mixer(g, x, {
@@ -80,7 +81,6 @@ export function configMixer(
     ...common,
     expand: m.inner / cfg.hidden,
     dtRank: m.dtRank,
-    ...(cfg.hiddenAct ? { convAct: cfg.hiddenAct } : {}),
     jamba: m.innerNorms && !m.weightlessNorms,
     weightlessNorms: m.weightlessNorms !== undefined,
     eps: m.weightlessNorms?.eps ?? cfg.normEps,

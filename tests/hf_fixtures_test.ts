@@ -62,6 +62,9 @@ const FIXTURES = [
   "qwen2_moe_relu",
   "jamba_gelu_tanh",
   "mamba_gelu_new",
+  "mamba2_relu",
+  "granite_hybrid_gelu",
+  "nemotron_h_gelu",
 ];
 
 const readRef = (name: string) =>
@@ -246,6 +249,9 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
     ["qwen2_moe_relu", "the ReLU gates", (c) => ({ ...c, hidden_act: "silu" })],
     ["jamba_gelu_tanh", "tanh-GELU", (c) => ({ ...c, hidden_act: "silu" })],
     ["mamba_gelu_new", "the conv's tanh-GELU", (c) => ({ ...c, hidden_act: "silu" })],
+    ["mamba2_relu", "the conv's ReLU", (c) => ({ ...c, hidden_act: "silu" })],
+    ["granite_hybrid_gelu", "GELU", (c) => ({ ...c, hidden_act: "silu" })],
+    ["nemotron_h_gelu", "the conv's GELU", (c) => ({ ...c, mamba_hidden_act: "silu" })],
     [
       "gpt_oss",
       "yarn RoPE",

@@ -100,7 +100,8 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
 // bottleneck, interleaved RoPE, yarn's softmax scale) run absorbed, against transformers'
 // expanded form; DeepSeek-V2's softmax router, scaled and group-limited; hidden_act
 // gelu (Mixtral's experts), relu (Qwen2-MoE's experts, shared expert and dense layer)
-// and gelu_pytorch_tanh (Jamba's conv, MLPs and experts).
+// and gelu_pytorch_tanh (Jamba's conv, MLPs and experts), gelu in a Granite hybrid (Mamba-2's
+// conv, the shared MLP and experts).
 const FIXTURES = [
   "mamba_bias",
   "mixtral_yarn",
@@ -124,6 +125,7 @@ const FIXTURES = [
   "mixtral_gelu",
   "qwen2_moe_relu",
   "jamba_gelu_tanh",
+  "granite_hybrid_gelu",
 ];
 
 for (const name of FIXTURES) {

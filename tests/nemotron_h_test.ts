@@ -77,7 +77,7 @@ Deno.test("nemotron-h: configs it cannot run are refused by field", () => {
     [{ layers_block_type: ["mamba2"] }, /block 0 "mamba2" is not one of/],
     [{ layers_block_type: undefined, hybrid_override_pattern: "M-X" }, /\[2\] "X" is not one of M/],
     [{ mlp_hidden_act: "silu" }, /mlp_hidden_act "silu" is not supported .*only "relu2"/],
-    [{ mamba_hidden_act: "gelu" }, /mamba_hidden_act/],
+    [{ mamba_hidden_act: "relu6" }, /mamba_hidden_act "relu6" is not supported/],
     [{ mlp_bias: true }, /mlp_bias true is not supported/],
     [{ num_nextn_predict_layers: 1 }, /multi-token prediction layers are not run/],
     [{ n_groups: 3 }, /mamba_num_heads 8 must be a multiple of n_groups 3/],

@@ -34,7 +34,7 @@ function pattern(c: ConfigReader, layers: number): LayerSpec[] {
 }
 
 function bambaFields(c: ConfigReader): ModelConfig {
-  c.silu();
+  const act = c.hiddenAct();
   c.absent("mlp_bias", "its MLPs have no biases in Kiln");
   // BambaConfig's token id defaults.
   const base = baseFields(c, { bos: 1, eos: 2 });
@@ -42,6 +42,7 @@ function bambaFields(c: ConfigReader): ModelConfig {
   const bias = c.bool("attention_bias", false);
   return {
     architecture: "BambaForCausalLM",
+    ...act,
     ...base,
     paddingIdx: paddingIdxField(c, base.vocabSize, 0),
     intermediate: c.positive("intermediate_size", 14336),

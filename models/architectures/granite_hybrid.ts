@@ -64,7 +64,7 @@ function usesRope(c: ConfigReader): boolean {
 }
 
 function graniteFields(c: ConfigReader): ModelConfig {
-  c.silu();
+  const act = c.hiddenAct();
   c.absent("mlp_bias", "its MLPs have no biases");
   // GraniteMoeHybridConfig's token id defaults.
   const base = baseFields(c, { bos: 1, eos: 2 });
@@ -85,6 +85,7 @@ function graniteFields(c: ConfigReader): ModelConfig {
     : undefined;
   return {
     architecture: "GraniteMoeHybridForCausalLM",
+    ...act,
     ...base,
     paddingIdx: paddingIdxField(c, base.vocabSize),
     // Dense layers run the shared MLP alone.

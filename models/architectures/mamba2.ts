@@ -159,7 +159,7 @@ export function bambaMixerFields(c: ConfigReader, hidden: number): MambaConfig {
 }
 
 function mamba2Fields(c: ConfigReader): ModelConfig {
-  c.silu();
+  const act = c.hiddenAct();
   // Mamba2Config's token id defaults.
   const base = baseFields(c, { bos: 0, eos: 0 });
   const heads = c.positive("num_heads", 128), headDim = c.positive("head_dim", 64);
@@ -181,6 +181,7 @@ function mamba2Fields(c: ConfigReader): ModelConfig {
   }
   return {
     architecture: "Mamba2ForCausalLM",
+    ...act,
     ...base,
     intermediate: 0,
     normEps: c.nonNegative("layer_norm_epsilon", 1e-5),

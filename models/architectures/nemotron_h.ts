@@ -83,9 +83,9 @@ function nemotronFields(c: ConfigReader): ModelConfig {
     c.architecture,
   );
   const base = baseFields(cc, { bos: 1, eos: 2 });
-  const act = c.str("mlp_hidden_act", "relu2");
-  if (act !== "relu2") c.refuse("mlp_hidden_act", 'only "relu2" is implemented');
-  c.silu("mamba_hidden_act");
+  const mlpAct = c.str("mlp_hidden_act", "relu2");
+  if (mlpAct !== "relu2") c.refuse("mlp_hidden_act", 'only "relu2" is implemented');
+  const convAct = c.hiddenAct("mamba_hidden_act");
   c.absent("mlp_bias", "its MLPs have no biases in Kiln");
   if (c.int("num_nextn_predict_layers", 0) > 0) {
     c.refuse("num_nextn_predict_layers", "multi-token prediction layers are not run");
@@ -112,6 +112,7 @@ function nemotronFields(c: ConfigReader): ModelConfig {
     : undefined;
   return {
     architecture: "NemotronHForCausalLM",
+    ...convAct,
     ...base,
     intermediate: c.positive("intermediate_size", 21504),
     mlpActivation: "relu2",

@@ -180,12 +180,6 @@ export class ConfigReader {
     );
   }
 
-  /** The activation must be SwiGLU's silu (`hidden_act`, or `name`). */
-  silu(name = "hidden_act"): void {
-    const act = this.str(name, "silu");
-    if (act !== "silu" && act !== "swish") this.refuse(name, 'only "silu" is implemented');
-  }
-
   /**
    * `hidden_act` (or `name`) as Kiln's activation: nothing for silu (the
    * default), `{ hiddenAct }` for the other activations transformers' `ACT2FN`

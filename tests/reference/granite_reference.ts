@@ -48,6 +48,7 @@ import {
 } from "./hf_reference.ts";
 import { type Mamba2Dims, mamba2Mixer, type Mamba2Weights } from "./mamba2_reference.ts";
 import { referenceRope } from "./rope_reference.ts";
+import { hfActivation } from "./activation_reference.ts";
 
 /** Rows `[k·rows, (k+1)·rows)` of a row-major matrix with `cols` columns. */
 function rowsOf(m: Float64Array, k: number, rows: number, cols: number): Float64Array {
@@ -102,6 +103,7 @@ export async function loadGranite(
     scale: field(config, "attention_multiplier", 1),
   };
   const m2 = bambaMixerDims(config, d, eps);
+  const act = hfActivation(config.hidden_act);
   const projBias = config.mamba_proj_bias === true;
   const convBias = config.mamba_conv_bias !== false;
   const emb = await w.get("model.embed_tokens.weight", [vocab, d]);
@@ -170,10 +172,10 @@ export async function loadGranite(
           layer.attn ? attention(n1, T, layer.attn, attnOpt) : mamba2Mixer(n1, T, layer.mamba!, m2),
         );
         const n2 = rmsNorm(x, T, d, layer.norm2, eps);
-        const y = layer.shared ? swiglu(n2, T, d, S, layer.shared) : new Float64Array(T * d);
+        const y = layer.shared ? swiglu(n2, T, d, S, layer.shared, act) : new Float64Array(T * d);
         if (layer.experts) {
           // Softmax over the top-k logits = the top-k softmax probabilities renormalised.
-          const r = sparseMoe(n2, T, d, ff, layer.router!, layer.experts, k, true);
+          const r = sparseMoe(n2, T, d, ff, layer.router!, layer.experts, k, true, act);
           for (let i = 0; i < y.length; i++) y[i] += r[i];
         }
         addScaled(y);
@@ -200,6 +202,7 @@ function bambaMixerDims(config: HfConfig, d: number, eps: number): Mamba2Dims {
     dtLimit: [limitValue(limit[0]), limitValue(limit[1])],
     eps,
     normGroups: 1,
+    act: hfActivation(config.hidden_act),
   };
 }
 
@@ -299,6 +302,7 @@ export async function loadBamba(
     rotaryDim: R,
   };
   const m2 = bambaMixerDims(config, d, eps);
+  const act = hfActivation(config.hidden_act);
   const bias = config.attention_bias === true;
   const emb = await w.get("model.embed_tokens.weight", [vocab, d]);
   const layers: {
@@ -352,7 +356,7 @@ export async function loadBamba(
         add(
           layer.attn ? attention(n1, T, layer.attn, attnOpt) : mamba2Mixer(n1, T, layer.mamba!, m2),
         );
-        add(swiglu(rmsNorm(x, T, d, layer.norm2, eps), T, d, ff, layer.mlp));
+        add(swiglu(rmsNorm(x, T, d, layer.norm2, eps), T, d, ff, layer.mlp, act));
       }
       return linear(rmsNorm(x, T, d, norm, eps), T, d, head, vocab);
     },
@@ -401,6 +405,7 @@ export async function loadNemotronH(
     dtLimit: [field(config, "time_step_min", 0.001), Infinity],
     eps,
     normGroups: groups,
+    act: hfActivation(config.mamba_hidden_act),
   };
   const emb = await w.get("backbone.embeddings.weight", [vocab, d]);
   const blocks: {

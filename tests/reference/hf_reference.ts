@@ -1178,6 +1178,7 @@ function mamba2Dims(config: HfConfig): Mamba2Dims {
     dtLimit: [limitValue(limit[0]), limitValue(limit[1])],
     eps: field(config, "layer_norm_epsilon", 1e-5),
     normGroups: 1,
+    act: hfActivation(config.hidden_act),
   };
 }
 

@@ -60,6 +60,8 @@ export interface Mamba2Dims {
   eps: number;
   /** Groups of the gated norm (1: transformers). */
   normGroups: number;
+  /** The conv's activation (`hidden_act`; default silu). The gated norm's gate is silu always. */
+  act?: (v: number) => number;
 }
 
 const silu = (v: number) => v / (1 + Math.exp(-v));
@@ -91,7 +93,7 @@ export function mamba2Mixer(
         const src = t - (K - 1) + j;
         if (src >= 0) s += w.conv[c * K + j] * proj[src * rows + I + c];
       }
-      xbc[t * convDim + c] = silu(s);
+      xbc[t * convDim + c] = (dims.act ?? silu)(s);
     }
   }
   const [lo, hi] = dims.dtLimit;

@@ -88,7 +88,6 @@ function mixtral(d: Dice, promptLen: number): Record<string, unknown> {
     // transformers' sliding cache keeps `[-window + 1:]` = `[-0:]` = every past
     // token then, so its generate() disagrees with its own full forward.
     sliding_window: d.chance(0.5) ? null : d.int(2, promptLen + 4),
-    ...(d.chance(0.05) ? { hidden_act: d.pick(["gelu", "gelu_pytorch_tanh", "relu"]) } : {}),
   };
 }
 
@@ -298,7 +297,6 @@ function qwen3Moe(d: Dice, promptLen: number): Record<string, unknown> {
     c.use_sliding_window = false;
     c.sliding_window = d.int(1, promptLen);
   }
-  if (d.chance(0.05)) c.hidden_act = d.pick(["gelu", "relu"]);
   return c;
 }
 
@@ -319,6 +317,9 @@ function olmoe(d: Dice): Record<string, unknown> {
     rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
   };
 }
+
+/** `hidden_act` values drawn: transformers' names Kiln implements, and quick_gelu, which it refuses. */
+const HIDDEN_ACTS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "quick_gelu"];
 
 /**
  * `n` random cases, round-robin over `archs`, reproducible from `seed`.
@@ -372,6 +373,12 @@ export function randomCases(
       : arch === "JambaForCausalLM"
       ? jamba(d)
       : mamba(d);
+    // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
+    // Kiln does not implement; GPT-OSS's experts ignore it.
+    if (arch !== "GptOssForCausalLM" && d.chance(0.15)) {
+      const key = arch === "NemotronHForCausalLM" ? "mamba_hidden_act" : "hidden_act";
+      config[key] = d.pick(HIDDEN_ACTS);
+    }
     // Configs from before transformers 5 have no layer_types: both sides must
     // derive the same sliding layers from use_sliding_window / max_window_layers.
     const drop = arch === "Qwen2MoeForCausalLM" && config.layer_types === undefined &&

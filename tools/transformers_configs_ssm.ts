@@ -69,7 +69,6 @@ export function mamba(d: Dice): Record<string, unknown> {
     layer_norm_epsilon: d.pick([1e-6, 1e-5, 1e-3, 0.1]),
     residual_in_fp32: d.chance(0.5),
     tie_word_embeddings: d.chance(0.6),
-    ...(d.chance(0.05) ? { hidden_act: d.pick(["gelu", "relu"]) } : {}),
   };
 }
 
@@ -121,7 +120,6 @@ export function mamba2(d: Dice): Record<string, unknown> {
     ...(d.chance(0.4)
       ? { time_step_limit: [d.pick([0.001, 0.01, 0.05]), d.pick([0.2, 1.5, 5.5])] }
       : {}),
-    ...(d.chance(0.05) ? { hidden_act: d.pick(["gelu", "relu"]) } : {}),
   };
 }
 

@@ -152,8 +152,9 @@ export function mixerMode(
 }
 
 /**
- * A mixer's causal conv + activation (silu unless `act` says otherwise) over `xs` `[B, L, C]` (`conv1d.weight` [C, 1, k],
- * `conv1d.bias` [C]) and, unless stateless, its states: `conv_state`
+ * A mixer's causal conv + activation (silu unless `act` says otherwise) over
+ * `xs` `[B, L, C]` (`conv1d.weight` [C, 1, k], `conv1d.bias` [C]) and,
+ * unless stateless, its states: `conv_state`
  * `[B, C, k]`, updated here, and `ssm_state` `[B, I, N]`, returned for the scan
  * to read and update. Shared by the Mamba and Mamba-2 mixers.
  *
@@ -184,6 +185,7 @@ export function mixerConv(
   return { ...r, u: act(r.u) };
 }
 
+/** {@linkcode mixerConv} with silu fused into the conv op, or no activation (`silu` false). */
 function mixerConvSilu(
   g: GraphBuilder,
   xs: Tensor,

@@ -72,8 +72,10 @@ export function emitGradDh(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource
  * pre-activations `a`, `b` (WGSL names) and `o`, `w` in scope, reads
  * `dh = hp[o]` and writes `h = act(a, b)`, `hp = h·dh`, `ga = w·dh·∂act/∂a`
  * and `gb = w·dh·∂act/∂b`. SwiGLU's lines are the ones this kernel always had
- * (bias-free layers keep their bits); `swiglu_oai`'s clamps pass the gradient
- * inside their range, boundary included (PyTorch's `clamp`), and 0 outside.
+ * (bias-free layers keep their bits); GEGLU and ReGLU call the shader's
+ * `moe_gate` and `moe_gate_d` ({@linkcode moeGateHelper}); `swiglu_oai`'s
+ * clamps pass the gradient inside their range, boundary included (PyTorch's
+ * `clamp`), and 0 outside.
  */
 function actBackward(
   c: ResolvedMoeConfig,

@@ -153,14 +153,28 @@ export const silu: OpDef<NoAttrs> = floatUnary(
   (x) => x * sigmoid(x),
   (x) => `(${x} * kiln_sigmoid(${x}))`,
 );
+/**
+ * WGSL of `tanh(√(2/π)·(x + 0.044715·x³))`, the tanh inside GELU's tanh form,
+ * its argument clamped (some drivers evaluate tanh through exp and return NaN
+ * for large |x|). Shared by the `gelu` op and the MoE experts' GEGLU gate.
+ *
+ * @example
+ * ```ts
+ * import { geluTanhWgsl } from "./unary.ts";
+ * geluTanhWgsl("v").startsWith("tanh(clamp("); // true
+ * ```
+ */
+export function geluTanhWgsl(x: string): string {
+  return `tanh(clamp(${
+    f32(SQRT_2_OVER_PI)
+  } * (${x} + 0.044715 * ${x} * ${x} * ${x}), -15.0, 15.0))`;
+}
+
 /** GELU, tanh approximation (GPT-2 style). */
 export const geluTanh: OpDef<NoAttrs> = floatUnary(
   "gelu",
   (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))),
-  (x) =>
-    `(0.5 * ${x} * (1.0 + tanh(clamp(${
-      f32(SQRT_2_OVER_PI)
-    } * (${x} + 0.044715 * ${x} * ${x} * ${x}), -15.0, 15.0))))`,
+  (x) => `(0.5 * ${x} * (1.0 + ${geluTanhWgsl(x)}))`,
 );
 /** GELU, exact erf form. */
 export const geluErf: OpDef<NoAttrs> = floatUnary(

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { erfWgsl } from "../unary.ts";
+import { erfWgsl, geluTanhWgsl } from "../unary.ts";
 import { f32, u32 } from "../wgsl/mod.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
 import type { MoeIo } from "./operands.ts";
@@ -55,8 +55,7 @@ const GELU_C = Math.sqrt(2 / Math.PI);
  * WGSL of `fn moe_gate(v: f32) -> f32` and its derivative `fn moe_gate_d`
  * for the gated activations `f(a)·b` other than SwiGLU (whose kernels keep
  * their own lines) and `swiglu_oai`: exact GELU through an erf helper, GELU's
- * tanh form (the argument clamped, as the elementwise op's, because some
- * drivers evaluate tanh through exp), ReLU (derivative 0 at 0, as PyTorch's).
+ * tanh form (the `gelu` op's tanh, `geluTanhWgsl`), ReLU (derivative 0 at 0, as PyTorch's).
  *
  * @example
  * ```ts
@@ -76,7 +75,7 @@ fn moe_gate(v: f32) -> f32 { return 0.5 * v * (1.0 + moe_erf(v * ${h})); }
 fn moe_gate_d(v: f32) -> f32 { return 0.5 * (1.0 + moe_erf(v * ${h})) + v * exp(-0.5 * v * v) * ${n}; }`;
   }
   const c = f32(GELU_C), c3 = f32(3 * 0.044715);
-  const t = `tanh(clamp(${c} * (v + 0.044715 * v * v * v), -15.0, 15.0))`;
+  const t = geluTanhWgsl("v");
   return `fn moe_gate(v: f32) -> f32 { return 0.5 * v * (1.0 + ${t}); }
 fn moe_gate_d(v: f32) -> f32 {
   let t = ${t};

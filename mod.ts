@@ -360,6 +360,7 @@ export {
   type CheckpointLayout,
   ConfigReader,
   expertTensor,
+  expertWeights,
   type FusedPacking,
   type FusedTensor,
   fusedTensors,

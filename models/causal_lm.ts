@@ -334,8 +334,10 @@ export function moeLayerOptions(
     ...(mc.routedScaling !== undefined ? { routedScaling: mc.routedScaling } : {}),
     ...(mc.groups ? { groups: mc.groups } : {}),
     ...(logits ? { logits } : { routerWeight: router }),
-    ...(act
+    ...(act?.kind === "swiglu_oai"
       ? { activation: act.kind, alpha: act.alpha, limit: act.limit }
+      : act
+      ? { activation: act.kind }
       : cfg.hiddenAct
       ? { activation: moeActivationOf(cfg.hiddenAct) }
       : {}),

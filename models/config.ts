@@ -297,13 +297,17 @@ export interface MoeConfig {
   /** Each expert's gate, up and down projections have biases (GPT-OSS). */
   readonly expertBias?: boolean;
   /**
-   * The experts' activation: absent, SwiGLU `silu(gate) ⊙ up`; GPT-OSS's
-   * clamped form `(clamp(up, ±limit) + 1) ⊙ g·σ(alpha·g)`, g = min(gate, limit).
+   * The experts' activation: absent, SwiGLU `silu(gate) ⊙ up` (or the gate of
+   * `hiddenAct`); GPT-OSS's clamped form `(clamp(up, ±limit) + 1) ⊙
+   * g·σ(alpha·g)`, g = min(gate, limit); Nemotron-H's ungated `relu(up)²`.
    */
   readonly activation?: {
     readonly kind: "swiglu_oai";
     readonly alpha: number;
     readonly limit: number;
+  } | {
+    /** Nemotron-H: ungated `down(relu(up·x)²)`; the up projection is `w1`, there is no `w3`. */
+    readonly kind: "relu2";
   };
 }
 

@@ -17,6 +17,9 @@
  * - shared expert: `${name}.shared.w1`, `.shared.w3` `[ffShared, d]`,
  *   `.shared.w2` `[d, ffShared]`, and `.shared.gate` `[1, d]` when gated.
  *
+ * With the ungated `"relu2"` activation (Nemotron-H) there is no `w3`, routed
+ * or shared: `w1` holds the up projection, `h = relu(x·W1ᵀ)²`.
+ *
  * @module
  */
 
@@ -28,6 +31,7 @@ import {
   MOE_ACTIVATIONS,
   MOE_OAI_DEFAULTS,
   type MoeActivation,
+  moeGated,
   type MoeRouterKind,
 } from "../ops/moe/mod.ts";
 import { applyHiddenAct, gateOfMoeActivation, type HiddenAct } from "./activation.ts";
@@ -143,7 +147,9 @@ export interface MoeOptions {
    * The experts' activation: `"swiglu"` (default, `silu(gate) · up`), the
    * GEGLU and ReGLU forms (`"geglu"`, `"geglu_tanh"`, `"reglu"`) or GPT-OSS's
    * `"swiglu_oai"`, `(clamp(up, ±limit) + 1) · g · σ(alpha · g)` with
-   * `g = min(gate, limit)`. A shared expert applies the same gate.
+   * `g = min(gate, limit)`, or the ungated `"relu2"`, `relu(up)²` with the up
+   * projection in `w1` and no `w3`. A shared expert applies the same
+   * activation.
    */
   activation?: MoeActivation;
   /** `swiglu_oai`: scale inside the sigmoid (default 1.702). */
@@ -235,6 +241,9 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
   if (o.shared && activation === "swiglu_oai") {
     fail(new TypeError(`moe ${o.name}: a shared expert needs a gated activation, not swiglu_oai`));
   }
+  if (o.expertBias && !moeGated(activation)) {
+    fail(new TypeError(`moe ${o.name}: expertBias needs a gated activation, not ${activation}`));
+  }
   for (const key of ["alpha", "limit"] as const) {
     const v = o[key];
     if (v === undefined) continue;
@@ -281,11 +290,13 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     if (!t) m.set(key, t = declare(key, shape));
     return t;
   };
+  const w1 = pool("w1", [W, ff, d]);
   const inputs = [
     x,
     o.logits ?? o.routerWeight ?? g.param(`${o.name}.router`, [E, d]),
-    pool("w1", [W, ff, d]),
-    pool("w3", [W, ff, d]),
+    w1,
+    // An ungated layer (relu2) has no W3; its kernels never read the operand.
+    moeGated(activation) ? pool("w3", [W, ff, d]) : w1,
     pool("w2", [W, d, ff]),
   ];
   if (router === "sigmoid_bias") inputs.push(o.selectionBias ?? g.param(`${o.name}.bias`, [E]));
@@ -321,7 +332,8 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
   });
   let y = routed;
   if (o.shared) {
-    y = y.add(sharedExpert(g, x, `${o.name}.shared`, d, o.shared, gateOfMoeActivation(activation)));
+    const act = moeGated(activation) ? gateOfMoeActivation(activation) : "relu2";
+    y = y.add(sharedExpert(g, x, `${o.name}.shared`, d, o.shared, act));
   }
   // HF divides the routed counts by T instead of T·k: k times the aux loss, same z-loss.
   const losses = o.auxLossConvention === "hf"
@@ -343,17 +355,22 @@ function sharedExpert(
   name: string,
   d: number,
   s: SharedExpertOptions,
-  act: HiddenAct,
+  act: HiddenAct | "relu2",
 ): Tensor {
   if (!Number.isInteger(s.ff) || s.ff < 1) {
     fail(new RangeError(`moe ${name}: ff must be a positive integer, got ${s.ff}`));
   }
   const w1 = g.param(`${name}.w1`, [s.ff, d]);
-  const w3 = g.param(`${name}.w3`, [s.ff, d]);
+  let h: Tensor;
+  if (act === "relu2") {
+    // As the routed experts: relu(x·W1ᵀ)², no W3.
+    const u = x.matmul(w1, { transB: true }).relu();
+    h = u.mul(u);
+  } else {
+    const w3 = g.param(`${name}.w3`, [s.ff, d]);
+    h = applyHiddenAct(x.matmul(w1, { transB: true }), act).mul(x.matmul(w3, { transB: true }));
+  }
   const w2 = g.param(`${name}.w2`, [d, s.ff]);
-  const h = applyHiddenAct(x.matmul(w1, { transB: true }), act).mul(
-    x.matmul(w3, { transB: true }),
-  );
   const out = h.matmul(w2, { transB: true });
   if (!s.gated) return out;
   const gate = g.param(`${name}.gate`, [1, d]);

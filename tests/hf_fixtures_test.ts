@@ -65,6 +65,9 @@ const FIXTURES = [
   "mamba2_relu",
   "granite_hybrid_gelu",
   "nemotron_h_gelu",
+  // Nemotron 3's routed relu² experts (fixtures/hf/nemotron_h_moe_cases.json).
+  "nemotron_h_moe",
+  "nemotron_h_moe_pattern",
 ];
 
 const readRef = (name: string) =>

@@ -71,8 +71,16 @@ Deno.test("nemotron-h: blocks of one kind each, in both config forms", () => {
 Deno.test("nemotron-h: configs it cannot run are refused by field", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [
-      { layers_block_type: ["linear_attention", "moe"] },
-      /block 1 is a routed-expert \("moe"\) block, which Kiln does not run for Nemotron-H/,
+      { layers_block_type: ["linear_attention", "moe"], moe_latent_size: 16 },
+      /moe_latent_size 16 is not supported .*latent expert projections/,
+    ],
+    [
+      { layers_block_type: ["moe"], n_routed_experts: 6, n_group: 4, topk_group: 2 },
+      /"n_group" \(4\) must split the 6 experts/,
+    ],
+    [
+      { layers_block_type: ["moe"], n_routed_experts: 4, num_experts_per_tok: 5 },
+      /num_experts_per_tok 5 must be between 1 and n_routed_experts 4/,
     ],
     [{ layers_block_type: ["mamba2"] }, /block 0 "mamba2" is not one of/],
     [{ layers_block_type: undefined, hybrid_override_pattern: "M-X" }, /\[2\] "X" is not one of M/],
@@ -85,9 +93,14 @@ Deno.test("nemotron-h: configs it cannot run are refused by field", () => {
   for (const [edit, pattern] of cases) {
     assert.throws(() => parseConfig({ ...BASE, ...edit }), pattern, JSON.stringify(edit));
   }
-  // NemotronHConfig's default block list holds a MoE block.
+  // NemotronHConfig's default block list holds a MoE block, with the class's defaults.
   const { layers_block_type: _, ...none } = BASE;
-  assert.throws(() => parseConfig(none), /routed-expert \("moe"\) block/);
+  const moe = parseConfig(none).moe!;
+  assert.deepEqual(
+    [moe.experts, moe.topK, moe.ff, moe.sharedExpert, moe.router, moe.normTopk, moe.activation],
+    [8, 2, 7688, { ff: 7688, gated: false }, "sigmoid_bias", true, { kind: "relu2" }],
+  );
+  assert.equal(moe.groups, undefined); // n_group 1: every group kept
   assert.throws(
     () => ggufArchMetadata(BASE),
     /NemotronHForCausalLM has no llama\.cpp architecture/,

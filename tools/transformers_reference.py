@@ -82,7 +82,8 @@ def redraw(model, seed):
             elif p.dim() >= 2:
                 # Routers get a wider spread so expert choice is decisive rather
                 # than a coin toss at every token.
-                router = name.endswith("mlp.gate.weight") or name.endswith("router.weight")
+                router = (name.endswith("mlp.gate.weight") or name.endswith("router.weight")
+                          or name.endswith("mixer.gate.weight"))
                 std = (2.0 if router else 1.0) / math.sqrt(shape[-1])
                 p.copy_(std * torch.randn(shape, generator=g))
 

@@ -217,7 +217,11 @@ async function inspectModel(
       m.groups ? `within the best ${m.groups.kept} of ${m.groups.count} expert groups` : "",
       m.routerBias ? "router bias" : "",
       m.expertBias ? "expert biases" : "",
-      act ? `clamped SwiGLU (α ${act.alpha}, limit ${act.limit})` : "",
+      act?.kind === "swiglu_oai"
+        ? `clamped SwiGLU (α ${act.alpha}, limit ${act.limit})`
+        : act
+        ? "ungated relu² experts"
+        : "",
       !act && cfg.hiddenAct ? `${cfg.hiddenAct} gates` : "",
     ].filter((x) => x);
     console.log(

@@ -77,14 +77,16 @@ export interface ExpertFormats {
  * ```
  */
 export class ExpertTiers {
-  /** Bytes of one expert's `w1`, `w3` and `w2` (its slab in each pool buffer). */
-  readonly slabBytes: readonly [number, number, number];
+  /** Bytes of one expert's weights (its slab in each pool buffer), in {@linkcode ExpertTiers.weights}' order. */
+  readonly slabBytes: readonly number[];
+  /** The pool's weights: `w1`, `w3`, `w2`, or `w1`, `w2` for ungated experts (no `w3` pool). */
+  readonly weights: readonly ExpertWeight[];
   readonly #dev: GpuDevice;
-  readonly #pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer];
+  readonly #pool: readonly GPUBuffer[];
   /** Host-tier upload buffer of each expert; undefined for pinned and disk-tier experts. */
   readonly #host: (GPUBuffer | undefined)[][] = [];
   readonly #name: ExpertTensorName;
-  /** What each of w1, w3, w2 is read as: values of a dtype, or blocks of a format. */
+  /** What each weight is read as: values of a dtype, or blocks of a format. */
   readonly #targets: readonly (ReadDType | QuantFormat)[];
   /** Open checkpoint experts are read from (closed by `dispose`). */
   #ckpt?: WeightSource;
@@ -94,13 +96,15 @@ export class ExpertTiers {
 
   private constructor(
     dev: GpuDevice,
-    slabBytes: readonly [number, number, number],
-    pool: readonly [GPUBuffer, GPUBuffer, GPUBuffer],
+    weights: readonly ExpertWeight[],
+    slabBytes: readonly number[],
+    pool: readonly GPUBuffer[],
     ckpt: WeightSource,
     name: ExpertTensorName,
     targets: readonly (ReadDType | QuantFormat)[],
   ) {
     this.#dev = dev;
+    this.weights = weights;
     this.slabBytes = slabBytes;
     this.#pool = pool;
     this.#ckpt = ckpt;
@@ -146,19 +150,20 @@ export class ExpertTiers {
       );
     }
     const Arr = formats ? Uint32Array : dtype === "f16" ? Float16Array : Float32Array;
-    exe.setParams({
-      [SLOT_POOL_PARAMS.w1]: new Arr(S * per1),
-      [SLOT_POOL_PARAMS.w3]: new Arr(S * per1),
-      [SLOT_POOL_PARAMS.w2]: new Arr(S * per2),
-    });
-    const pool = WEIGHTS.map((w) => exe.paramBuffer(SLOT_POOL_PARAMS[w])!);
+    // Ungated experts (relu2) have no w3: the graph declares no pool for it.
+    const weights = WEIGHTS.filter((w) => w !== "w3" || g.params.has(SLOT_POOL_PARAMS.w3));
+    const per = (w: ExpertWeight) => (w === "w2" ? per2 : per1);
+    exe.setParams(
+      Object.fromEntries(weights.map((w) => [SLOT_POOL_PARAMS[w], new Arr(S * per(w))])),
+    );
     return new ExpertTiers(
       exe.device as GpuDevice,
-      [slab1, slab1, slab2],
-      pool as [GPUBuffer, GPUBuffer, GPUBuffer],
+      weights,
+      weights.map((w) => per(w) * el),
+      weights.map((w) => exe.paramBuffer(SLOT_POOL_PARAMS[w])!),
       ckpt,
       tensorName,
-      formats ? [formats.w13, formats.w13, formats.w2] : [dtype, dtype, dtype],
+      weights.map((w) => (formats ? (w === "w2" ? formats.w2 : formats.w13) : dtype)),
     );
   }
 
@@ -174,14 +179,13 @@ export class ExpertTiers {
    */
   async fill(plan: ExpertPlan): Promise<void> {
     const device = this.#dev.device;
-    const [slab1, , slab2] = this.slabBytes;
     for (let l = 0; l < plan.layers; l++) {
       this.#host[l] ??= [];
       for (const e of plan.pinned[l]) await this.read(l, e, plan.tables[l][e]);
       for (const e of plan.host[l]) {
         const buf = device.createBuffer({
           label: `host expert ${l}.${e}`,
-          size: slab1 * 2 + slab2,
+          size: this.expertBytes,
           // MAP_WRITE | COPY_SRC: implementations place mappable upload buffers
           // in host-visible memory (on a discrete GPU, system RAM the copy engine
           // reads over PCIe), so the host tier stays outside the VRAM budget.
@@ -192,7 +196,7 @@ export class ExpertTiers {
         this.#host[l][e] = buf;
         const range = buf.getMappedRange();
         let off = 0;
-        for (const [j, w] of WEIGHTS.entries()) {
+        for (const [j, w] of this.weights.entries()) {
           const data = await this.#tensor(l, e, w, j);
           new Uint8Array(range, off, data.byteLength).set(data);
           off += data.byteLength;
@@ -204,7 +208,7 @@ export class ExpertTiers {
         this.#spill ??= await ExpertSpill.create();
         const slab = new Uint8Array(this.expertBytes);
         let off = 0;
-        for (const [j, w] of WEIGHTS.entries()) {
+        for (const [j, w] of this.weights.entries()) {
           const data = await this.#tensor(l, e, w, j);
           slab.set(data, off);
           off += data.byteLength;
@@ -248,7 +252,7 @@ export class ExpertTiers {
    * ```
    */
   get expertBytes(): number {
-    return this.slabBytes[0] * 2 + this.slabBytes[2];
+    return this.slabBytes.reduce((a, b) => a + b, 0);
   }
 
   /**
@@ -275,8 +279,7 @@ export class ExpertTiers {
    */
   copy(enc: GPUCommandEncoder, layer: number, expert: number, slot: number): void {
     let off = 0;
-    for (let j = 0; j < 3; j++) {
-      const n = this.slabBytes[j];
+    for (const [j, n] of this.slabBytes.entries()) {
       enc.copyBufferToBuffer(this.#host[layer][expert]!, off, this.#pool[j], slot * n, n);
       off += n;
     }
@@ -299,14 +302,13 @@ export class ExpertTiers {
       const slab = new Uint8Array(this.expertBytes);
       await this.#spill!.read(at, slab);
       let off = 0;
-      for (let j = 0; j < 3; j++) {
-        const n = this.slabBytes[j];
+      for (const [j, n] of this.slabBytes.entries()) {
         q.writeBuffer(this.#pool[j], slot * n, slab, off, n);
         off += n;
       }
       return;
     }
-    for (const [j, w] of WEIGHTS.entries()) {
+    for (const [j, w] of this.weights.entries()) {
       const n = this.slabBytes[j];
       q.writeBuffer(this.#pool[j], slot * n, await this.#tensor(l, e, w, j));
     }
@@ -317,7 +319,7 @@ export class ExpertTiers {
    * that reading it means quantizing it.
    */
   #converted(l: number, e: number): boolean {
-    return WEIGHTS.some((w, j) => {
+    return this.weights.some((w, j) => {
       const target = this.#targets[j];
       if (target === "f32" || target === "f16") return false;
       const name = this.#name(l, e, w);

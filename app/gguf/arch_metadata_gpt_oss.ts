@@ -103,7 +103,9 @@ function refuseGptOssExtras(cfg: ModelConfig): void {
   const extra = !a.qkvBias || !a.outBias
     ? "attention_bias false (llama.cpp's gpt-oss needs q, k, v and o biases)"
     : act?.kind !== "swiglu_oai" || act.limit !== GPT_OSS_SWIGLU_LIMIT || act.alpha !== 1.702
-    ? `swiglu_limit ${act?.limit} (llama.cpp's gpt-oss clamps at its constant ` +
+    ? `swiglu_limit ${
+      act?.kind === "swiglu_oai" ? act.limit : "absent"
+    } (llama.cpp's gpt-oss clamps at its constant ` +
       `${GPT_OSS_SWIGLU_LIMIT})`
     : windows.size > 1
     ? `sliding windows of ${[...windows].join(" and ")} (llama.cpp has one sliding_window)`

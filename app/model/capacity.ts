@@ -16,7 +16,7 @@ import type { WeightFormats } from "../../models/weights.ts";
 import { paddedBytes } from "../../core/dtype.ts";
 import { formatBytes } from "../../core/format.ts";
 import type { Graph } from "../../core/graph.ts";
-import { moePrefix } from "../../models/architectures/mod.ts";
+import { expertWeights, moePrefix } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { KilnDevice } from "../../runtime/device.ts";
@@ -106,7 +106,7 @@ export function checkWeightsFit(
   });
   const experts = new Set(
     cfg.pattern.flatMap((p, i) =>
-      p.ffn === "moe" ? ["w1", "w3", "w2"].map((w) => `${moePrefix(cfg, i)}.${w}`) : []
+      p.ffn === "moe" ? expertWeights(cfg).map((w) => `${moePrefix(cfg, i)}.${w}`) : []
     ),
   );
   const sizes = tensorBytes(graph);

@@ -14,7 +14,7 @@ import type { WeightFormats } from "../../models/weights.ts";
 import { isGgufPath, openWeights, readModelConfig, sideFolder } from "./source.ts";
 import { unifyExpertFormats, weightFormatsFor } from "./weights.ts";
 import { byteSize, paddedBytes } from "../../core/dtype.ts";
-import { moePrefix } from "../../models/architectures/mod.ts";
+import { expertWeights, moePrefix } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { expertWidth, type ModelConfig } from "../../models/config.ts";
 import { defaultDevice, type KilnDevice } from "../../runtime/device.ts";
@@ -182,8 +182,6 @@ export async function planForDevices(
   });
 }
 
-const EXPERT_WEIGHTS = ["w1", "w3", "w2"] as const;
-
 /**
  * Sizes for expert placement: non-expert parameters plus the larger of the
  * decode plan's and a prefill plan's buffers (KV caches, states, activations)
@@ -225,7 +223,7 @@ async function expertSizing(
   const dg = buildCausalLM(cfg, { mode: "decode", ...sizing });
   // The stacked expert params are the model's to name: `<MoE prefix>.{w1,w3,w2}`.
   const expertParams = new Set(
-    layers.flatMap((i) => EXPERT_WEIGHTS.map((w) => `${moePrefix(cfg, i)}.${w}`)),
+    layers.flatMap((i) => expertWeights(cfg).map((w) => `${moePrefix(cfg, i)}.${w}`)),
   );
   let paramBytes = 0;
   for (const [name, id] of pg.params) {
@@ -256,8 +254,8 @@ async function expertSizing(
 }
 
 /**
- * Bytes of one expert's w1, w3 and w2 as a slot holds them: `el`-byte values,
- * or word-padded blocks of their formats.
+ * Bytes of one expert's w1, w3 and w2 (w1 and w2 when ungated) as a slot holds
+ * them: `el`-byte values, or word-padded blocks of their formats.
  */
 function expertSlabBytes(
   cfg: ModelConfig,
@@ -266,8 +264,9 @@ function expertSlabBytes(
   f2: QuantFormat | undefined,
 ): number {
   const ff = expertWidth(cfg), d = cfg.hidden;
-  if (f1 === undefined || f2 === undefined) return 3 * ff * d * el;
-  return 4 * (2 * quantWords(f1, ff, d) + quantWords(f2, d, ff));
+  const n13 = expertWeights(cfg).length - 1; // w1 (and w3)
+  if (f1 === undefined || f2 === undefined) return (n13 + 1) * ff * d * el;
+  return 4 * (n13 * quantWords(f1, ff, d) + quantWords(f2, d, ff));
 }
 
 /**

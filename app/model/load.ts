@@ -260,9 +260,10 @@ async function load(
     );
   }
   if (devices && (cfg.moe?.expertBias || cfg.moe?.activation)) {
-    // The other devices' expert graph has no biases or clamps.
+    // The other devices' expert graph has no biases, clamps or ungated experts.
     throw new TypeError(
-      `loadModel: ${cfg.architecture}'s experts (biases, clamped SwiGLU) do not run split ` +
+      `loadModel: ${cfg.architecture}'s experts (biases, clamped SwiGLU, ungated relu²) do not ` +
+        "run split " +
         "across several devices yet; load it on one device (memoryBudget streams experts)",
     );
   }

@@ -9,7 +9,7 @@
 import { formatShape } from "../../core/shape.ts";
 import { specOf } from "../../models/architectures/mod.ts";
 import { buildCausalLM, checkpointSources } from "../../models/causal_lm.ts";
-import { moePrefix } from "../../models/architectures/mod.ts";
+import { expertWeights, moePrefix } from "../../models/architectures/mod.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { Executable } from "../../runtime/executable.ts";
 import type { ReadDType } from "../safetensors/mod.ts";
@@ -130,10 +130,12 @@ export function weightFormatsFor(
     if (f !== undefined && cols % 32 === 0 && fitFormat(f, cols) === f) out[name] = f;
   }
   // Expert kernels read w1 and w3 in one format and w2 in one: otherwise all dense.
+  // (Ungated experts have no w3 param.)
   for (const name of Object.keys(out)) {
     if (!name.endsWith(".w1")) continue;
     const base = name.slice(0, -3);
-    if (out[`${base}.w3`] !== out[name] || out[`${base}.w2`] === undefined) {
+    const w3 = graph.params.has(`${base}.w3`) ? out[`${base}.w3`] : out[name];
+    if (w3 !== out[name] || out[`${base}.w2`] === undefined) {
       for (const w of ["w1", "w3", "w2"]) delete out[`${base}.${w}`];
     }
   }
@@ -344,11 +346,13 @@ export function unifyExpertFormats(cfg: ModelConfig, formats: WeightFormats): We
     if (!mixed) return f;
     return "q2_k";
   };
-  const f1 = writable(["w1", "w3"], common("w1")), f2 = writable(["w2"], common("w2"));
+  const gated = expertWeights(cfg).includes("w3");
+  const f1 = writable(gated ? ["w1", "w3"] : ["w1"], common("w1"));
+  const f2 = writable(["w2"], common("w2"));
   for (const p of prefixes) {
     for (const w of ["w1", "w3", "w2"]) delete out[`${p}.${w}`];
     if (f1 !== undefined && f2 !== undefined) {
-      Object.assign(out, { [`${p}.w1`]: f1, [`${p}.w3`]: f1, [`${p}.w2`]: f2 });
+      Object.assign(out, { [`${p}.w1`]: f1, [`${p}.w2`]: f2 }, gated ? { [`${p}.w3`]: f1 } : {});
     }
   }
   return out;

@@ -173,8 +173,28 @@ export function moePrefix(cfg: ModelConfig, i: number): string {
 }
 
 /**
+ * The stacked weights each expert of a config's MoE layers has, in the slot
+ * pool's order: `w1`, `w3`, `w2`, or `w1`, `w2` for ungated experts
+ * (Nemotron-H's relu², whose up projection is `w1`).
+ *
+ * @example
+ * ```ts
+ * import { expertWeights, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MixtralForCausalLM"], vocab_size: 64, hidden_size: 32, num_hidden_layers: 1,
+ *   intermediate_size: 64, num_attention_heads: 4, num_local_experts: 4, num_experts_per_tok: 2,
+ * });
+ * expertWeights(cfg); // ["w1", "w3", "w2"]
+ * ```
+ */
+export function expertWeights(cfg: ModelConfig): ("w1" | "w3" | "w2")[] {
+  return cfg.moe?.activation?.kind === "relu2" ? ["w1", "w2"] : ["w1", "w3", "w2"];
+}
+
+/**
  * The checkpoint tensor holding one expert's projection: `w1` (gate), `w3`
- * (up) or `w2` (down) of expert `e` in layer `layer`.
+ * (up) or `w2` (down) of expert `e` in layer `layer`; ungated experts (the
+ * `relu2` activation) keep their up projection in `w1`.
  *
  * @example
  * ```ts
@@ -193,8 +213,10 @@ export function expertTensor(
   which: "w1" | "w3" | "w2",
 ): string {
   const l = specOf(cfg).layout;
+  // Ungated experts (Nemotron-H's relu2) hold their up projection in w1.
+  const ungated = cfg.moe?.activation?.kind === "relu2";
   const part = which === "w1"
-    ? l.expertNames.gate
+    ? (ungated ? l.expertNames.up : l.expertNames.gate)
     : which === "w3"
     ? l.expertNames.up
     : l.expertNames.down;

@@ -4,14 +4,19 @@
  * a Mamba-2 layer, attention without RoPE, or an MLP `down(relu(up·x)²)`, as
  * `layers_block_type` (or the older `hybrid_override_pattern`, `M*-`) says.
  * Its Mamba-2 normalises each B/C group before out_proj and clamps Δ from below
- * at `time_step_min` in the prefill, as transformers computes it. The routed
- * expert blocks of Nemotron 3 (`moe`, `E`) are refused.
+ * at `time_step_min` in the prefill, as transformers computes it. Nemotron 3's
+ * routed-expert blocks (`moe`, `E`; e.g. NVIDIA-Nemotron-3-Nano-30B-A3B) run
+ * ungated `relu(up·x)²` experts chosen as DeepSeek-V3 chooses them (sigmoid
+ * affinities plus `e_score_correction_bias`, `n_group` / `topk_group`,
+ * `norm_topk_prob`, `routed_scaling_factor`) beside one ungated shared expert
+ * of `moe_shared_expert_intermediate_size`; latent expert projections
+ * (`moe_latent_size`) are refused.
  *
  * @module
  */
 
-import type { LayerSpec, ModelConfig } from "../config.ts";
-import { attentionFields, baseFields, MAX_LAYERS } from "./common.ts";
+import type { LayerSpec, ModelConfig, MoeConfig } from "../config.ts";
+import { attentionFields, baseFields, groupLimitFields, MAX_LAYERS, moeFields } from "./common.ts";
 import { dtRange } from "./mamba.ts";
 import { ConfigReader, MAX_CONFIG_INT, show } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
@@ -20,6 +25,7 @@ const BLOCKS: Readonly<Record<string, LayerSpec>> = {
   linear_attention: { mixer: "mamba", ffn: "none" },
   full_attention: { mixer: "attention", ffn: "none" },
   mlp: { mixer: "none", ffn: "mlp" },
+  moe: { mixer: "none", ffn: "moe" },
 };
 const PATTERN: Readonly<Record<string, string>> = {
   M: "linear_attention",
@@ -61,12 +67,6 @@ function nemotronFields(c: ConfigReader): ModelConfig {
     throw new RangeError(`${c.file}: ${types.length} blocks; expected 1 to ${MAX_LAYERS}`);
   }
   const pattern = types.map((t, i) => {
-    if (t === "moe") {
-      c.refuse(
-        "layers_block_type",
-        `block ${i} is a routed-expert ("moe") block, which Kiln does not run for Nemotron-H`,
-      );
-    }
     const spec = BLOCKS[t];
     if (!spec) {
       throw new TypeError(
@@ -91,6 +91,7 @@ function nemotronFields(c: ConfigReader): ModelConfig {
     c.refuse("num_nextn_predict_layers", "multi-token prediction layers are not run");
   }
   const has = (kind: string) => pattern.some((p) => p.mixer === kind);
+  const moe = pattern.some((p) => p.ffn === "moe") ? expertFields(c) : undefined;
   const heads = c.positive("mamba_num_heads", 128), headDim = c.positive("mamba_head_dim", 64);
   const inner = heads * headDim;
   if (inner > MAX_CONFIG_INT) {
@@ -116,6 +117,7 @@ function nemotronFields(c: ConfigReader): ModelConfig {
     ...base,
     intermediate: c.positive("intermediate_size", 21504),
     mlpActivation: "relu2",
+    ...(moe ? { moe } : {}),
     normEps: c.nonNegative("layer_norm_epsilon", 1e-5),
     // NemotronHForCausalLM ties nothing (`_tied_weights_keys = {}`), whatever the flag says.
     tieEmbeddings: false,
@@ -141,6 +143,33 @@ function nemotronFields(c: ConfigReader): ModelConfig {
 }
 
 /**
+ * The routed experts of the `moe` blocks (NemotronHMoE): NemotronHConfig's
+ * defaults, DeepSeek-V3's router, relu² experts (`mlp_hidden_act`, checked
+ * above) and the shared expert's own width.
+ */
+function expertFields(c: ConfigReader): MoeConfig {
+  const latent = c.raw("moe_latent_size");
+  if (latent !== undefined && latent !== null) {
+    c.refuse("moe_latent_size", "latent expert projections are not implemented");
+  }
+  // NemotronHConfig maps num_local_experts onto n_routed_experts (its attribute_map).
+  const field = !c.has("n_routed_experts") && c.has("num_local_experts")
+    ? "num_local_experts"
+    : "n_routed_experts";
+  const experts = c.positive(field, 8);
+  const shared = c.int("moe_shared_expert_intermediate_size", 7688);
+  return {
+    ...moeFields(c, field, { normTopk: c.bool("norm_topk_prob", true), experts, topK: 2 }),
+    router: "sigmoid_bias",
+    routedScaling: c.num("routed_scaling_factor", 1),
+    ...groupLimitFields(c, experts, c.positive("n_group", 1), c.positive("topk_group", 1)),
+    ff: c.positive("moe_intermediate_size", 7688),
+    ...(shared > 0 ? { sharedExpert: { ff: shared, gated: false } } : {}),
+    activation: { kind: "relu2" },
+  };
+}
+
+/**
  * The Nemotron-H spec.
  *
  * @example
@@ -153,7 +182,8 @@ export const nemotronH: ArchitectureSpec = {
   architecture: "NemotronHForCausalLM",
   modelType: "nemotron_h",
   summary: "blocks of one kind each: Mamba-2 (grouped gated norm), attention without RoPE, " +
-    "or a relu² MLP, by layers_block_type",
+    "a relu² MLP or relu² routed experts (DeepSeek-V3's router) with a shared expert, " +
+    "by layers_block_type",
   layout: {
     embed: "backbone.embeddings",
     finalNorm: "backbone.norm_f",
@@ -166,10 +196,11 @@ export const nemotronH: ArchitectureSpec = {
     mamba: "mixer",
     mlp: "mixer",
     mlpNames: { gate: "", up: "up_proj", down: "down_proj" },
-    moe: "",
-    router: "",
+    moe: "mixer",
+    router: "gate",
     experts: "experts",
     expertNames: { gate: "", up: "up_proj", down: "down_proj" },
+    shared: { expert: "mixer.shared_experts", gate: "" },
   },
   parse: nemotronFields,
 };

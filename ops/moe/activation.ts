@@ -9,7 +9,7 @@
 
 import { erfWgsl, geluTanhWgsl } from "../unary.ts";
 import { f32, u32 } from "../wgsl/mod.ts";
-import type { ResolvedMoeConfig } from "./config.ts";
+import { moeGated, type ResolvedMoeConfig } from "./config.ts";
 import type { MoeIo } from "./operands.ts";
 
 /**
@@ -30,6 +30,10 @@ import type { MoeIo } from "./operands.ts";
 export function moeActHelper(
   c: Pick<ResolvedMoeConfig, "activation" | "alpha" | "limit">,
 ): string {
+  if (c.activation === "relu2") {
+    // Ungated: b is the caller's 0.0 ({@linkcode moeActCall}), never a W3 product.
+    return "fn moe_act(a: f32, b: f32) -> f32 { let r = max(a, 0.0); return r * r; }";
+  }
   if (c.activation === "swiglu") {
     return "fn moe_silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }\n" +
       "fn moe_act(a: f32, b: f32) -> f32 { return moe_silu(a) * b; }";
@@ -49,13 +53,44 @@ export function moeActHelper(
 }`;
 }
 
+/**
+ * The WGSL call of `moe_act` on gate `a` and up `b` (expressions): for an
+ * ungated activation ({@linkcode moeGated}) `b` is left out, since its kernels
+ * never compute a W3 product.
+ *
+ * @example
+ * ```ts
+ * import { moeActCall } from "./activation.ts";
+ * moeActCall({ activation: "relu2" }, "acc_0", "acc_1"); // "moe_act(acc_0, 0.0)"
+ * ```
+ */
+export function moeActCall(c: Pick<ResolvedMoeConfig, "activation">, a: string, b: string): string {
+  return `moe_act(${a}, ${moeGated(c.activation) ? b : "0.0"})`;
+}
+
+/**
+ * The gate and up matrices GEMM 1 reads: both, or W1 alone when the
+ * activation is ungated.
+ *
+ * @example
+ * ```ts
+ * import { gemm1Weights } from "./activation.ts";
+ * gemm1Weights({ activation: "relu2" }); // ["w1"]
+ * ```
+ */
+export function gemm1Weights(c: Pick<ResolvedMoeConfig, "activation">): ("w1" | "w3")[] {
+  return moeGated(c.activation) ? ["w1", "w3"] : ["w1"];
+}
+
 const GELU_C = Math.sqrt(2 / Math.PI);
 
 /**
  * WGSL of `fn moe_gate(v: f32) -> f32` and its derivative `fn moe_gate_d`
  * for the gated activations `f(a)·b` other than SwiGLU (whose kernels keep
  * their own lines) and `swiglu_oai`: exact GELU through an erf helper, GELU's
- * tanh form (the `gelu` op's tanh, `geluTanhWgsl`), ReLU (derivative 0 at 0, as PyTorch's).
+ * tanh form (the `gelu` op's tanh, `geluTanhWgsl`), ReLU (derivative 0 at 0, as PyTorch's)
+ * and the ungated `relu2`'s `relu(v)²` (used by the backward alone; the
+ * forward's `moe_act` squares inline).
  *
  * @example
  * ```ts
@@ -63,7 +98,11 @@ const GELU_C = Math.sqrt(2 / Math.PI);
  * moeGateHelper("reglu").includes("fn moe_gate_d("); // true
  * ```
  */
-export function moeGateHelper(activation: "geglu" | "geglu_tanh" | "reglu"): string {
+export function moeGateHelper(activation: "geglu" | "geglu_tanh" | "reglu" | "relu2"): string {
+  if (activation === "relu2") {
+    return `fn moe_gate(v: f32) -> f32 { let r = max(v, 0.0); return r * r; }
+fn moe_gate_d(v: f32) -> f32 { return 2.0 * max(v, 0.0); }`;
+  }
   if (activation === "reglu") {
     return `fn moe_gate(v: f32) -> f32 { return max(v, 0.0); }
 fn moe_gate_d(v: f32) -> f32 { return select(0.0, 1.0, v > 0.0); }`;

@@ -31,7 +31,9 @@ export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
  * config's `hidden_act` of `gelu`, `gelu_pytorch_tanh` / `gelu_new` and
  * `relu` make of its experts); `"swiglu_oai"` (OpenAI's GPT-OSS) clamps
  * first, `g = min(a, limit)`, `u = clamp(b, −limit, limit)`, then
- * `(u + 1) · g · σ(alpha · g)`.
+ * `(u + 1) · g · σ(alpha · g)`. `"relu2"` (Nemotron-H's experts) is not gated:
+ * `relu(a)²` of the up projection alone, held in W1; W3 is never read (pass
+ * W1 again), see {@linkcode moeGated}.
  *
  * @example
  * ```ts
@@ -42,7 +44,7 @@ export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
  * g.output("y", moe(g, x, { name: "moe", experts: 8, topK: 2, ff: 128, activation }).y);
  * ```
  */
-export type MoeActivation = "swiglu" | "swiglu_oai" | "geglu" | "geglu_tanh" | "reglu";
+export type MoeActivation = "swiglu" | "swiglu_oai" | "geglu" | "geglu_tanh" | "reglu" | "relu2";
 
 /**
  * Register tile of the expert GEMMs.
@@ -193,7 +195,23 @@ export const MOE_ACTIVATIONS: readonly MoeActivation[] = [
   "geglu",
   "geglu_tanh",
   "reglu",
+  "relu2",
 ];
+
+/**
+ * Whether the experts' activation is gated, `act(W1·x, W3·x)` (every kind but
+ * `"relu2"`). An ungated layer's kernels read W1 alone: its `w3` operand is
+ * never bound, so the caller passes W1 there and nothing is stored twice.
+ *
+ * @example
+ * ```ts
+ * import { moeGated } from "./config.ts";
+ * [moeGated("swiglu"), moeGated("relu2")]; // [true, false]
+ * ```
+ */
+export function moeGated(activation: MoeActivation): boolean {
+  return activation !== "relu2";
+}
 
 /**
  * `0xFFFFFFFF`: "no expert / no row" marker in the index buffers.
@@ -340,6 +358,9 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
     throw new TypeError(
       `MoE activation must be ${MOE_ACTIVATIONS.join(" or ")}: received "${activation}"`,
     );
+  }
+  if (!moeGated(activation) && cfg.expertBias) {
+    throw new TypeError(`MoE activation "${activation}" takes no expert biases (expertBias)`);
   }
   const alpha = cfg.alpha ?? MOE_OAI_DEFAULTS.alpha;
   const limit = cfg.limit ?? MOE_OAI_DEFAULTS.limit;

@@ -10,7 +10,7 @@ import type { KernelSource } from "../types.ts";
 import { flatLaunch, flatMain, u32 } from "../wgsl/mod.ts";
 import type { ResolvedMoeConfig } from "./config.ts";
 import { type MoeEmitContext, MoeIo, type SlabRange } from "./operands.ts";
-import { biasLets, moeActHelper, plusBias } from "./activation.ts";
+import { biasLets, gemm1Weights, moeActCall, moeActHelper, plusBias } from "./activation.ts";
 import {
   absent,
   expertMatrix,
@@ -62,23 +62,24 @@ export function emitDecodeGemv1(
   const skip = absent(ctx, "es");
   if (skip) L.push(`  if (${skip}) { return; }`); // not on this device: GEMV 2 skips the pair
   L.push(...outsideSlabs(slabs, "es"));
-  const mats = [
-    expertMatrix(c, io, "w1", V, slabs, "es", ff, d, "col0", gemv),
-    expertMatrix(c, io, "w3", V, slabs, "es", ff, d, "col0", gemv),
-  ];
+  const mats = gemm1Weights(c).map((w) =>
+    expertMatrix(c, io, w, V, slabs, "es", ff, d, "col0", gemv)
+  );
   L.push(...kLoop(c, 1, N, KV, V, io.vec("x", "f32", V), () => `t * ${u32(KV)}`, mats));
   const b1 = biasLets(io, c, "b1", "e", "col0", N, "eb1");
   const b3 = biasLets(io, c, "b3", "e", "col0", N, "eb3");
   L.push(...b1.lines, ...b3.lines);
   L.push("  {");
   const vals = range(N).map((j) =>
-    `moe_act(${plusBias(`acc_0_0_${j}`, b1.names[j])}, ${plusBias(`acc_1_0_${j}`, b3.names[j])})`
+    moeActCall(c, plusBias(`acc_0_0_${j}`, b1.names[j]), plusBias(`acc_1_0_${j}`, b3.names[j]))
   );
   L.push(...storeRow(io, "hd", ff, "pair", "col0", vals, false));
   L.push("  }");
   const code = `${flatMain(wg, index, total, L.join("\n"))}\n${moeActHelper(c)}\n`;
   const packed = mats[0].packedHalf ? "_packed" : mats[0].quant?.block ? "_blocks" : "";
-  const label = `moe_decode_gemv1_${N}x2_${weightName(c)}${packed}${slabSuffix(slabs)}`;
+  const label = `moe_decode_gemv1_${N}x${mats.length}_${weightName(c)}${packed}${
+    slabSuffix(slabs)
+  }`;
   return io.kernel(label, "decode_gemv1", code, workgroups);
 }
 

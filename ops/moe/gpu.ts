@@ -31,7 +31,7 @@ import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
 import { emitMoe, moeKernels, type MoePrepared, prepareMoe } from "./lower.ts";
 import { type MoeBuffer, type MoeEmitContext, MoeIo } from "./operands.ts";
 import { absent, range, slabOf, storeRow, weightName } from "./register_tile.ts";
-import { expertBias, moeActHelper, plusBias } from "./activation.ts";
+import { expertBias, gemm1Weights, moeActCall, moeActHelper, plusBias } from "./activation.ts";
 
 /** Sorted rows per workgroup tile of the prefill GEMMs (the sort's row tile). */
 export const GPU_ROWS = 16;
@@ -136,7 +136,8 @@ function gemv1(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
   const workgroups = grid(groups, ctx.caps.maxWorkgroupsPerDim);
   const zero = V === 4 ? "vec4<f32>(0.0)" : "0.0";
   const x = io.vec("x", "f32", V);
-  const w1 = wvec(c, io, "w1", V), w3 = wvec(c, io, "w3", V);
+  const gated = gemm1Weights(c).length === 2;
+  const w1 = wvec(c, io, "w1", V), w3 = gated ? wvec(c, io, "w3", V) : undefined;
   const L: string[] = [];
   L.push(`  if (g >= ${u32(groups)}) { return; }`);
   L.push(`  let pair = g / ${u32(nct)};`);
@@ -146,26 +147,34 @@ function gemv1(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
   L.push(`  let es = ${slabOf(io, ctx, "e")};`);
   const skip = absent(ctx, "es");
   L.push(`  let live = ${skip ? `!(${skip})` : "true"};`);
-  for (const j of range(NC)) L.push(`  var a1_${j} = ${zero};\n  var a3_${j} = ${zero};`);
+  for (const j of range(NC)) {
+    L.push(`  var a1_${j} = ${zero};`);
+    if (w3) L.push(`  var a3_${j} = ${zero};`);
+  }
   L.push("  if (live) {");
   L.push(`    for (var kv = t; kv < ${u32(KV)}; kv += ${u32(WG)}) {`);
   L.push(`      let xv = ${x}[tok * ${u32(KV)} + kv];`);
   for (const j of range(NC)) {
     const row = `(es * ${u32(ff)} + col0 + ${u32(j)}) * ${u32(KV)} + kv`;
     L.push(`      a1_${j} += xv * ${w1(row)};`);
-    L.push(`      a3_${j} += xv * ${w3(row)};`);
+    if (w3) L.push(`      a3_${j} += xv * ${w3(row)};`);
   }
   L.push("    }");
   L.push("  }");
-  const vals = range(NC).flatMap((j) => [hsum(`a1_${j}`, V), hsum(`a3_${j}`, V)]);
+  const vals = range(NC).flatMap((j) =>
+    w3 ? [hsum(`a1_${j}`, V), hsum(`a3_${j}`, V)] : [hsum(`a1_${j}`, V)]
+  );
+  const per = w3 ? 2 : 1; // reduced values per column
   const red = reduceAll(vals, WG, sg, "r");
   L.push(...red.code);
   L.push("  if (live && t == 0u) {");
   const bias = (b: "b1" | "b3", j: number) => expertBias(io, c, b, "e", `col0 + ${u32(j)}`);
   const outs = range(NC).map((j) =>
-    `moe_act(${plusBias(`r_${2 * j}`, bias("b1", j))}, ${
-      plusBias(`r_${2 * j + 1}`, bias("b3", j))
-    })`
+    moeActCall(
+      c,
+      plusBias(`r_${per * j}`, bias("b1", j)),
+      plusBias(`r_${per * j + 1}`, bias("b3", j)),
+    )
   );
   L.push(...storeRow(io, "hd", ff, "pair", "col0", outs, false));
   L.push("  }");
@@ -254,7 +263,7 @@ function groupedGemm(c: ResolvedMoeConfig, ctx: MoeEmitContext, gemm: 1 | 2): Ke
   const io = new MoeIo(ctx.layout);
   const R = c.tile.rows, BN = GPU_COLS, BKP = BK + 1;
   const [K, N] = gemm === 1 ? [c.d, c.ff] : [c.ff, c.d];
-  const mats: MoeBuffer[] = gemm === 1 ? ["w1", "w3"] : ["w2"];
+  const mats: MoeBuffer[] = gemm === 1 ? gemm1Weights(c) : ["w2"];
   const RT = R / 8, CT = BN / 8;
   const nct = Math.ceil(N / BN);
   const groups = c.tilesMax * nct;
@@ -362,9 +371,11 @@ function groupedGemm(c: ResolvedMoeConfig, ctx: MoeEmitContext, gemm: 1 | 2): Ke
       const [row, col] = outIdx(ri, cj);
       const bias = (b: "b1" | "b3" | "b2") => expertBias(io, c, b, "e", col);
       const v = gemm === 1
-        ? `moe_act(${plusBias(`c0_${ri}_${cj}`, bias("b1"))}, ${
-          plusBias(`c1_${ri}_${cj}`, bias("b3"))
-        })`
+        ? moeActCall(
+          c,
+          plusBias(`c0_${ri}_${cj}`, bias("b1")),
+          plusBias(`c1_${ri}_${cj}`, bias("b3")),
+        )
         : `sw${ri} * ${plusBias(`c0_${ri}_${cj}`, bias("b2"))}`;
       L.push(`  if (${col} < ${u32(N)}) { ${out}[(${row}) * ${u32(N)} + ${col}] = ${v}; }`);
     }

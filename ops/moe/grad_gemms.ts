@@ -13,7 +13,7 @@
 
 import type { DeviceCaps, KernelSource } from "../types.ts";
 import { f32, u32 } from "../wgsl/mod.ts";
-import type { ResolvedMoeConfig } from "./config.ts";
+import { moeGated, type ResolvedMoeConfig } from "./config.ts";
 import { moeGateHelper } from "./activation.ts";
 import { flat, GradIo, segStart } from "./grad_kernels.ts";
 
@@ -96,6 +96,15 @@ function actBackward(
       ${ga}[o] = wdh * ${b} * s * (1.0 + ${a} * (1.0 - s));
       ${gb}[o] = wdh * silu;`;
   }
+  if (c.activation === "relu2") {
+    // Ungated: h = relu(a)², no W3 product, so gb (and with it dW3) is 0.
+    return `      let gv = moe_gate(${a});
+      let dh = ${hp}[o];
+      ${h}[o] = gv;
+      ${hp}[o] = gv * dh;
+      ${ga}[o] = w * dh * moe_gate_d(${a});
+      ${gb}[o] = 0.0;`;
+  }
   if (c.activation !== "swiglu_oai") {
     return `      let gv = moe_gate(${a});
       let dh = ${hp}[o];
@@ -138,7 +147,8 @@ export function emitGradHidden(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSo
   const { d, ff } = c;
   const R = c.tile.rows, Vd = lanes(d), Vf = lanes(ff);
   const [KD, NF] = [d / Vd, ff / Vf];
-  const x = g.in("x", Vd), w1 = g.in("w1", Vd), w3 = g.in("w3", Vd);
+  const gated = moeGated(c.activation);
+  const x = g.in("x", Vd), w1 = g.in("w1", Vd), w3 = gated ? g.in("w3", Vd) : "";
   const L: string[] = [];
   L.push(`  let tile = i / ${u32(NF)};`);
   L.push(`  let nv = i % ${u32(NF)};`);
@@ -154,13 +164,13 @@ export function emitGradHidden(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSo
   for (const q of range(Vf)) {
     L.push(`    let wi${q} = (e * ${u32(ff)} + nv * ${u32(Vf)} + ${u32(q)}) * ${u32(KD)} + kv;`);
     L.push(`    let w1_${q} = ${w1}[wi${q}];`);
-    L.push(`    let w3_${q} = ${w3}[wi${q}];`);
+    if (gated) L.push(`    let w3_${q} = ${w3}[wi${q}];`);
   }
   for (const r of range(R)) {
     L.push(`    let xv${r} = ${x}[ar${r} * ${u32(KD)} + kv];`);
     for (const q of range(Vf)) {
       L.push(`    a${r}_${q} += ${dotOf(`xv${r}`, `w1_${q}`, Vd)};`);
-      L.push(`    b${r}_${q} += ${dotOf(`xv${r}`, `w3_${q}`, Vd)};`);
+      if (gated) L.push(`    b${r}_${q} += ${dotOf(`xv${r}`, `w3_${q}`, Vd)};`);
     }
   }
   L.push("  }");

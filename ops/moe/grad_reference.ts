@@ -100,6 +100,7 @@ function activationGrad(cfg: MoeReferenceConfig): (a: number, b: number) => numb
       return [silu * b, b * s * (1 + a * (1 - s)), silu];
     };
   }
+  if (cfg.activation === "relu2") return (a) => [Math.max(a, 0) ** 2, 2 * Math.max(a, 0), 0];
   const gate = gateFunction(cfg.activation);
   if (gate) return (a, b) => [gate.f(a) * b, gate.df(a) * b, gate.f(a)];
   const alpha = cfg.alpha ?? 1.702, limit = cfg.limit ?? 7;

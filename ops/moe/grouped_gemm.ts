@@ -14,7 +14,7 @@ import type { KernelSource } from "../types.ts";
 import { flatLaunch, flatMain, u32 } from "../wgsl/mod.ts";
 import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
 import { type MoeEmitContext, MoeIo, type SlabRange } from "./operands.ts";
-import { biasLets, moeActHelper, plusBias } from "./activation.ts";
+import { biasLets, gemm1Weights, moeActCall, moeActHelper, plusBias } from "./activation.ts";
 import {
   absent,
   expertMatrix,
@@ -73,10 +73,16 @@ function gemm1Like(
     }
   }
   L.push(
-    ...kLoop(c, R, N, KV, V, io.vec("x", "f32", V), (r) => `ar${r} * ${u32(KV)}`, [
-      expertMatrix(c, io, "w1", V, slabs, "es", ff, d, "col0"),
-      expertMatrix(c, io, "w3", V, slabs, "es", ff, d, "col0"),
-    ]),
+    ...kLoop(
+      c,
+      R,
+      N,
+      KV,
+      V,
+      io.vec("x", "f32", V),
+      (r) => `ar${r} * ${u32(KV)}`,
+      gemm1Weights(c).map((w) => expertMatrix(c, io, w, V, slabs, "es", ff, d, "col0")),
+    ),
   );
   const out = mode === "grouped" ? "h" : "hdense";
   // Expert e's gate and up biases (by expert, not slab), read once for all R rows.
@@ -86,15 +92,18 @@ function gemm1Like(
   for (const r of range(R)) {
     L.push("  {");
     const vals = range(N).map((j) =>
-      `moe_act(${plusBias(`acc_0_${r}_${j}`, b1.names[j])}, ${
-        plusBias(`acc_1_${r}_${j}`, b3.names[j])
-      })`
+      moeActCall(
+        c,
+        plusBias(`acc_0_${r}_${j}`, b1.names[j]),
+        plusBias(`acc_1_${r}_${j}`, b3.names[j]),
+      )
     );
     L.push(...storeRow(io, out, ff, `row0 + ${u32(r)}`, "col0", vals, false));
     L.push("  }");
   }
   const code = `${NONE}\n${flatMain(wg, index, total, L.join("\n"))}\n${moeActHelper(c)}\n`;
-  const label = `moe_${mode}_gemm1_${R}x${N}x2_${weightName(c)}${slabSuffix(slabs)}`;
+  const mats = gemm1Weights(c).length;
+  const label = `moe_${mode}_gemm1_${R}x${N}x${mats}_${weightName(c)}${slabSuffix(slabs)}`;
   return io.kernel(label, mode === "grouped" ? "gemm1" : "dense_gemm1", code, workgroups);
 }
 

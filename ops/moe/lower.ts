@@ -33,6 +33,7 @@ import {
   type ResolvedMoeConfig,
   resolveMoeConfig,
 } from "./config.ts";
+import { gemm1Weights } from "./activation.ts";
 import { emitDecodeGemv1, emitDecodeGemv2 } from "./decode_gemv.ts";
 import {
   emitCombine,
@@ -65,7 +66,7 @@ export function moeKernels(
   ctx: MoeEmitContext,
 ): KernelSource[] {
   const ks: KernelSource[] = [emitRouter(c, ctx)];
-  const W13: MoeBuffer[] = ["w1", "w3"];
+  const W13: MoeBuffer[] = gemm1Weights(c);
   if (path === "prefill") {
     ks.push(
       emitSort(c, ctx),

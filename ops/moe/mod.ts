@@ -77,6 +77,7 @@ export {
   type MoeActivation,
   moeCapacity,
   type MoeConfig,
+  moeGated,
   type MoePath,
   type MoeRole,
   type MoeRouterKind,

@@ -54,7 +54,7 @@ export interface MoeReferenceConfig {
   /** Capacity factor; undefined means dropless. */
   capacityFactor?: number;
   /** Expert activation (default `"swiglu"`; see `MoeActivation`). */
-  activation?: "swiglu" | "swiglu_oai" | "geglu" | "geglu_tanh" | "reglu";
+  activation?: "swiglu" | "swiglu_oai" | "geglu" | "geglu_tanh" | "reglu" | "relu2";
   /** `swiglu_oai`: scale inside the sigmoid (default 1.702). */
   alpha?: number;
   /** `swiglu_oai`: clamp of gate (above) and up (both sides); default 7. */
@@ -195,6 +195,7 @@ export function gateFunction(
 /** `act(a, b)` of the gate projection a and the up projection b, in float64. */
 function activationOf(cfg: MoeReferenceConfig): (a: number, b: number) => number {
   if ((cfg.activation ?? "swiglu") === "swiglu") return (a, b) => a * sigmoid(a) * b;
+  if (cfg.activation === "relu2") return (a) => Math.max(a, 0) ** 2; // ungated: W3 unused
   const gate = gateFunction(cfg.activation);
   if (gate) return (a, b) => gate.f(a) * b;
   const alpha = cfg.alpha ?? 1.702, limit = cfg.limit ?? 7;

@@ -45,8 +45,11 @@ interface Layer {
   shared?: SwigluWeights;
 }
 
-/** Experts chosen for one token and their weights, as Glm4MoeTopkRouter computes them. */
-function route(
+/**
+ * Experts chosen for one token and their weights, as Glm4MoeTopkRouter (and
+ * DeepSeek-V3's and Nemotron-H's routers, the same lines) computes them.
+ */
+export function route(
   logits: Float64Array,
   bias: Float64Array,
   o: { k: number; groups: number; keep: number; norm: boolean; scale: number },

@@ -49,6 +49,7 @@ import {
 import { type Mamba2Dims, mamba2Mixer, type Mamba2Weights } from "./mamba2_reference.ts";
 import { referenceRope } from "./rope_reference.ts";
 import { hfActivation } from "./activation_reference.ts";
+import { route } from "./glm4_moe_reference.ts";
 
 /** Rows `[k·rows, (k+1)·rows)` of a row-major matrix with `cols` columns. */
 function rowsOf(m: Float64Array, k: number, rows: number, cols: number): Float64Array {
@@ -368,8 +369,9 @@ export async function loadBamba(
  * (`modeling_nemotron_h.py`): each block x + mixer(norm(x)), the mixer a
  * Mamba-2 (`backbone.layers.N.mixer`, its gated RMSNorm per B/C group, Δ clamped
  * from below at `time_step_min` in the prompt's chunked scan), attention without
- * RoPE or biases, or an MLP down(relu(up·x)²); `backbone.embeddings`,
- * `backbone.norm_f`.
+ * RoPE or biases, an MLP down(relu(up·x)²), or routed relu² experts
+ * (NemotronHMoE: sigmoid affinities plus the selection bias, groups, scaling)
+ * beside a shared one; `backbone.embeddings`, `backbone.norm_f`.
  *
  * @example
  * ```ts ignore
@@ -408,25 +410,69 @@ export async function loadNemotronH(
     act: hfActivation(config.mamba_hidden_act),
   };
   const emb = await w.get("backbone.embeddings.weight", [vocab, d]);
+  type Relu2 = { up: Float64Array; down: Float64Array };
+  const relu2At = async (p: string, width: number): Promise<Relu2> => ({
+    up: await w.get(`${p}.up_proj.weight`, [width, d]),
+    down: await w.get(`${p}.down_proj.weight`, [d, width]),
+  });
+  // down(relu(up·x)²): the MLP blocks, each routed expert and the shared expert.
+  const relu2 = (x: Float64Array, T: number, m: Relu2, width: number) =>
+    linear(linear(x, T, d, m.up, width).map((v) => Math.max(v, 0) ** 2), T, width, m.down, d);
+  // NemotronHMoE: DeepSeek-V3's router (NemotronHTopkRouter), relu² experts, a shared expert.
+  const E = intField(config, "n_routed_experts", 8);
+  const moeFf = intField(config, "moe_intermediate_size", 7688);
+  const sharedFf = intField(config, "moe_shared_expert_intermediate_size", 7688);
+  const routing = {
+    k: intField(config, "num_experts_per_tok", 2),
+    groups: intField(config, "n_group", 1),
+    keep: intField(config, "topk_group", 1),
+    norm: config.norm_topk_prob !== false,
+    scale: field(config, "routed_scaling_factor", 1),
+  };
+  type Experts = { router: Float64Array; bias: Float64Array; experts: Relu2[]; shared: Relu2 };
   const blocks: {
     norm: Float64Array;
     attn?: AttentionWeights;
     mamba?: Mamba2Weights;
-    up?: Float64Array;
-    down?: Float64Array;
+    mlp?: Relu2;
+    moe?: Experts;
   }[] = [];
   for (const [l, kind] of kinds.entries()) {
     const p = `backbone.layers.${l}`;
+    let moe: Experts | undefined;
+    if (kind.ffn === "moe") {
+      const experts: Relu2[] = [];
+      for (let e = 0; e < E; e++) experts.push(await relu2At(`${p}.mixer.experts.${e}`, moeFf));
+      moe = {
+        router: await w.get(`${p}.mixer.gate.weight`, [E, d]),
+        bias: await w.get(`${p}.mixer.gate.e_score_correction_bias`, [E]),
+        experts,
+        shared: await relu2At(`${p}.mixer.shared_experts`, sharedFf),
+      };
+    }
     blocks.push({
       norm: await w.get(`${p}.norm.weight`, [d]),
       ...await readMixer(w, kind, { attn: `${p}.mixer`, mamba: `${p}.mixer` }, attnOpt, false, m2, {
         proj: config.use_bias === true,
         conv: config.use_conv_bias !== false,
       }),
-      up: kind.mixer === "none" ? await w.get(`${p}.mixer.up_proj.weight`, [ff, d]) : undefined,
-      down: kind.mixer === "none" ? await w.get(`${p}.mixer.down_proj.weight`, [d, ff]) : undefined,
+      mlp: kind.ffn === "mlp" ? await relu2At(`${p}.mixer`, ff) : undefined,
+      moe,
     });
   }
+  const routed = (m: Experts, x: Float64Array, T: number): Float64Array => {
+    const logits = linear(x, T, d, m.router, E);
+    const out = relu2(x, T, m.shared, sharedFf);
+    for (let t = 0; t < T; t++) {
+      const r = route(logits.subarray(t * E, (t + 1) * E), m.bias, routing);
+      const xt = x.subarray(t * d, (t + 1) * d);
+      r.experts.forEach((e, j) => {
+        const y = relu2(xt, 1, m.experts[e], moeFf);
+        for (let i = 0; i < d; i++) out[t * d + i] += r.weights[j] * y[i];
+      });
+    }
+    return out;
+  };
   const norm = await w.get("backbone.norm_f.weight", [d]);
   // NemotronHForCausalLM ties nothing (`_tied_weights_keys = {}`).
   const head = await w.get("lm_head.weight", [vocab, d]);
@@ -443,10 +489,8 @@ export async function loadNemotronH(
         let y: Float64Array;
         if (b.attn) y = attention(n, T, b.attn, attnOpt);
         else if (b.mamba) y = mamba2Mixer(n, T, b.mamba, m2);
-        else {
-          const u = linear(n, T, d, b.up!, ff).map((v) => Math.max(v, 0) ** 2);
-          y = linear(u, T, ff, b.down!, d);
-        }
+        else if (b.moe) y = routed(b.moe, n, T);
+        else y = relu2(n, T, b.mlp!, ff);
         for (let i = 0; i < x.length; i++) x[i] += y[i];
       }
       return linear(rmsNorm(x, T, d, norm, eps), T, d, head, vocab);

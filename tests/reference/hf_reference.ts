@@ -188,6 +188,8 @@ export function layerKinds(config: HfConfig): LayerKind[] {
         ? { mixer: "mamba", ffn: "none" }
         : t === "full_attention"
         ? { mixer: "attention", ffn: "none" }
+        : t === "moe"
+        ? { mixer: "none", ffn: "moe" }
         : { mixer: "none", ffn: "mlp" }
     );
   }

@@ -239,9 +239,17 @@ export function nemotronH(d: Dice): Record<string, unknown> {
   const heads = d.pick([1, 2, 4]);
   const mHeads = d.pick([2, 4, 6, 8]);
   const layers = d.int(1, 6);
-  const kinds = ["linear_attention", "full_attention", "mlp"];
+  // Half the configs hold Nemotron 3's routed-expert blocks too.
+  const moe = d.chance(0.5);
+  const kinds = ["linear_attention", "full_attention", "mlp", ...(moe ? ["moe", "moe"] : [])];
   const types = Array.from({ length: layers }, () => d.pick(kinds));
-  const pattern = types.map((t) => (t === "linear_attention" ? "M" : t === "mlp" ? "-" : "*"));
+  const letter: Record<string, string> = {
+    linear_attention: "M",
+    full_attention: "*",
+    mlp: "-",
+    moe: "E",
+  };
+  const pattern = types.map((t) => letter[t]);
   const { num_hidden_layers: _, ...rest } = c;
   return {
     ...rest,
@@ -266,5 +274,26 @@ export function nemotronH(d: Dice): Record<string, unknown> {
     time_step_max: d.pick([0.5, 1.5]),
     layer_norm_epsilon: d.pick([1e-6, 1e-5, 1e-3]),
     use_mamba_kernels: false,
+    ...(moe ? nemotronExperts(d) : {}),
+  };
+}
+
+/** NemotronHMoE's fields: DeepSeek-V3-style routing over relu² experts, a shared expert. */
+function nemotronExperts(d: Dice): Record<string, unknown> {
+  const E = d.pick([2, 4, 6, 8]);
+  // Groups of at least two experts (a group scores by its two best).
+  const groups = d.pick(divisors(E).filter((g) => E / g >= 2));
+  const kept = d.int(1, groups);
+  const k = d.int(1, Math.min(4, kept * (E / groups)));
+  return {
+    n_routed_experts: E,
+    num_experts_per_tok: k,
+    n_group: groups,
+    topk_group: kept,
+    moe_intermediate_size: d.int(1, 16) * 2,
+    // 0: NemotronHMLP falls back to intermediate_size.
+    moe_shared_expert_intermediate_size: d.pick([0, 8, 20]),
+    routed_scaling_factor: d.pick([1, 2.5]),
+    norm_topk_prob: d.chance(0.6),
   };
 }

@@ -157,14 +157,16 @@ function expertFields(c: ConfigReader): MoeConfig {
     ? "num_local_experts"
     : "n_routed_experts";
   const experts = c.positive(field, 8);
-  const shared = c.int("moe_shared_expert_intermediate_size", 7688);
+  // NemotronHMLP takes `intermediate_size or config.intermediate_size`: 0 means the MLP width.
+  const shared = c.int("moe_shared_expert_intermediate_size", 7688) ||
+    c.positive("intermediate_size", 21504);
   return {
     ...moeFields(c, field, { normTopk: c.bool("norm_topk_prob", true), experts, topK: 2 }),
     router: "sigmoid_bias",
     routedScaling: c.num("routed_scaling_factor", 1),
     ...groupLimitFields(c, experts, c.positive("n_group", 1), c.positive("topk_group", 1)),
     ff: c.positive("moe_intermediate_size", 7688),
-    ...(shared > 0 ? { sharedExpert: { ff: shared, gated: false } } : {}),
+    sharedExpert: { ff: shared, gated: false },
     activation: { kind: "relu2" },
   };
 }

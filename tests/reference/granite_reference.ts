@@ -421,7 +421,8 @@ export async function loadNemotronH(
   // NemotronHMoE: DeepSeek-V3's router (NemotronHTopkRouter), relu² experts, a shared expert.
   const E = intField(config, "n_routed_experts", 8);
   const moeFf = intField(config, "moe_intermediate_size", 7688);
-  const sharedFf = intField(config, "moe_shared_expert_intermediate_size", 7688);
+  // NemotronHMLP: `intermediate_size or config.intermediate_size`.
+  const sharedFf = intField(config, "moe_shared_expert_intermediate_size", 7688) || ff;
   const routing = {
     k: intField(config, "num_experts_per_tok", 2),
     groups: intField(config, "n_group", 1),

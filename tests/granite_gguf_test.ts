@@ -12,12 +12,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadModel } from "../app/model/mod.ts";
-import { openWeights } from "../app/model/source.ts";
-import { convertToGguf, ggufArchMetadata } from "../app/gguf/arch.ts";
+import { ggufArchMetadata } from "../app/gguf/arch.ts";
 import { GgufFile } from "../app/gguf/file.ts";
-import { parseConfig } from "../models/architectures/mod.ts";
 import { gpu, withTmp } from "./_util.ts";
 import { assertGreedyMatches, readTransformersRef, relToRms } from "./fixtures/transformers_ref.ts";
+import { assertWrittenAsConverter, writeKilnGguf } from "./fixtures/gguf_compare.ts";
 
 const DIR = new URL("./fixtures/llama_cpp/granite/", import.meta.url).pathname;
 const HF = new URL("./fixtures/hf/", import.meta.url).pathname;
@@ -56,42 +55,11 @@ for (const name of [...NAMES, ...READ_ONLY]) {
   if (READ_ONLY.includes(name)) continue;
   Deno.test(`granite gguf: Kiln writes ${name} as llama.cpp's converter does`, async () => {
     await withTmp(async (tmp) => {
-      const config = JSON.parse(await Deno.readTextFile(join(DIR, name, "config.json")));
-      const w = await openWeights(join(DIR, name), { config: parseConfig(config) });
       const out = join(tmp, "kiln.gguf");
-      try {
-        await convertToGguf(
-          {
-            config,
-            tensors: w.tensors,
-            readF32: async (n) => await w.readAs(n, "f32") as Float32Array,
-          },
-          out,
-          { type: "f32" },
-        );
-      } finally {
-        w.close();
-      }
+      await writeKilnGguf(join(DIR, name), out);
       using theirs = await GgufFile.open(join(DIR, name, "llama_cpp_f32.gguf"));
       using ours = await GgufFile.open(out);
-      // Every tensor, by name, shape and value (A = −exp(A_log) to within an f32 ulp).
-      assert.deepEqual([...ours.tensors.keys()].sort(), [...theirs.tensors.keys()].sort());
-      for (const [t, info] of theirs.tensors) {
-        assert.deepEqual(ours.info(t).shape, info.shape, t);
-        const [a, b] = [await ours.readF32(t), await theirs.readF32(t)];
-        const tol = t.endsWith("ssm_a") ? 1e-6 : 0;
-        assert.ok(a.every((v, i) => Math.abs(v - b[i]) <= tol * Math.abs(b[i])), t);
-      }
-      // Every model key the converter wrote, with its value (f32s as f32s).
-      const model = [...theirs.entries].filter(([k]) => k.startsWith("granitehybrid."));
-      assert.ok(model.length >= 20);
-      for (const [k, v] of model) {
-        const mine = ours.entries.get(k);
-        assert.ok(mine, `Kiln wrote no ${k}`);
-        const norm = (e: typeof v) =>
-          e.type === "f32" ? Math.fround(e.value as number) : JSON.stringify(e.value);
-        assert.deepEqual(norm(mine), norm(v), k);
-      }
+      await assertWrittenAsConverter(ours, theirs, "granitehybrid", 20);
     });
   });
 }

@@ -104,8 +104,9 @@ Deno.test("nemotron-h: configs it cannot run are refused by field", () => {
   // NemotronHMLP takes `intermediate_size or config.intermediate_size`: a 0 width is the MLP's.
   const zero = parseConfig({ ...none, moe_shared_expert_intermediate_size: 0 }).moe!;
   assert.deepEqual(zero.sharedExpert, { ff: BASE.intermediate_size, gated: false });
+  // GGUF: llama.cpp's nemotron_h_moe reads every feed-forward block as experts.
   assert.throws(
-    () => ggufArchMetadata(BASE),
-    /NemotronHForCausalLM has no llama\.cpp architecture/,
+    () => ggufArchMetadata({ ...BASE, layers_block_type: ["linear_attention", "mlp", "moe"] }),
+    /both relu² MLP and routed-expert blocks .* has no GGUF form/,
   );
 });

@@ -64,6 +64,14 @@ def transformers4_config(config):
     legacy = {"linear_attention": "mamba", "full_attention": "attention"}
     if out.get("model_type") == "granitemoehybrid" and "layer_types" in out:
         out["layer_types"] = [legacy.get(t, t) for t in out["layer_types"]]
+    # Nemotron-H: transformers 4 wrote the blocks as hybrid_override_pattern ("M", "*",
+    # "-", "E") beside num_hidden_layers, which the converter reads; transformers 5's
+    # list of "linear_attention" / "full_attention" / "mlp" / "moe" it misreads.
+    if out.get("model_type") == "nemotron_h" and "layers_block_type" in out:
+        letters = {"linear_attention": "M", "full_attention": "*", "mlp": "-", "moe": "E"}
+        kinds = out.pop("layers_block_type")
+        out["hybrid_override_pattern"] = "".join(letters[t] for t in kinds)
+        out["num_hidden_layers"] = len(kinds)
     # This converter's OlmoeModel writes rms eps 1e-5 itself after its base class
     # wrote config's value: a duplicate key it refuses. Same value, written once.
     if out.get("model_type") == "olmoe" and out.get("rms_norm_eps") == 1e-5:

@@ -43,6 +43,8 @@
  *   (absent or 0: 1/√head size, llama.cpp's), `.embedding_scale`,
  *   `.residual_scale`, `.logit_scale` (absent or 0: none), and RoPE only when
  *   `.rope.scaling.finetuned` is true or absent (llama.cpp's switch);
+ * - `nemotron_h`, `nemotron_h_moe` (Nemotron-H, Nemotron 3): see
+ *   `arch_config_nemotron_h.ts` (block kinds from the per-layer keys);
  * - `gpt-oss` (GPT-OSS): see `arch_config_gpt_oss.ts` (heads, the experts'
  *   width, the sliding-window pattern llama.cpp assumes, yarn as ggml computes it);
  * - `glm4moe` (GLM-4.5): heads and RoPE as llama, the rest in
@@ -69,6 +71,7 @@ import { GGUF_ARCHITECTURES } from "./arch_names.ts";
 import { attentionLayers, Keys } from "./arch_keys.ts";
 export { f32Decimal } from "./arch_keys.ts";
 import { graniteConfig, graniteMoeConfig } from "./arch_config_granite.ts";
+import { nemotronHConfig } from "./arch_config_nemotron_h.ts";
 import { gptOssConfig } from "./arch_config_gpt_oss.ts";
 import { glm4MoeConfig } from "./arch_config_glm4_moe.ts";
 import { deepseek2Config } from "./arch_config_deepseek2.ts";
@@ -121,7 +124,12 @@ export function hfConfigFromGguf(
   }
   const H = k.num("embedding_length");
   const ctx = k.num("context_length");
-  const eps = k.num("attention.layer_norm_rms_epsilon");
+  // llama.cpp's converter writes Nemotron-H's epsilon as layer_norm_epsilon (its loader
+  // reads the rms key, which Kiln writes beside it).
+  const rmsEps = "attention.layer_norm_rms_epsilon";
+  const eps = arch.startsWith("nemotron_h") && k.opt(rmsEps) === undefined
+    ? k.num("attention.layer_norm_epsilon")
+    : k.num(rmsEps);
   const vocab = k.opt("vocab_size") ?? tensors.get("token_embd.weight")?.shape[0] ??
     m.optionalArray("tokenizer.ggml.tokens")?.values.length;
   if (vocab === undefined) {
@@ -146,6 +154,7 @@ export function hfConfigFromGguf(
   common.pad_token_id = m.optionalNumber("tokenizer.ggml.padding_token_id") ?? null;
   let config: Json;
   if (arch === "mamba") config = mambaConfig(k, common, H, eps);
+  else if (arch.startsWith("nemotron_h")) config = nemotronHConfig(k, L, H, common, eps);
   else if (arch === "mamba2") config = mamba2Config(k, common, H, eps);
   else if (arch === "jamba") config = { ...jambaConfig(k, common, L, H), rms_norm_eps: eps };
   else if (arch === "gpt-oss") {

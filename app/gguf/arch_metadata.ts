@@ -62,7 +62,8 @@ import { parseConfig } from "../../models/architectures/mod.ts";
 import type { QuantizeChoice } from "../../core/quant/formats.ts";
 import type { GgufMix } from "./quant_mix.ts";
 import type { GgufEntry } from "./value.ts";
-import { GGUF_ARCH_OF, refuseUnwritten } from "./arch_names.ts";
+import { ggufArchOf, refuseUnwritten } from "./arch_names.ts";
+import { nemotronHKeys } from "./arch_metadata_nemotron_h.ts";
 import { ropeDivisors } from "../../models/rope_scaling.ts";
 import { clampsDelta } from "../../models/mamba2.ts";
 import { gptOssKeys } from "./arch_metadata_gpt_oss.ts";
@@ -187,7 +188,7 @@ export function ggufArchMetadata(
 ): Array<[string, GgufEntry]> {
   const cfg = parseConfig(config);
   refuseUnwritten(cfg.architecture, cfg.hiddenAct);
-  const arch = GGUF_ARCH_OF[cfg.architecture];
+  const arch = ggufArchOf(cfg);
   const out: Array<[string, GgufEntry]> = [];
   const put = (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) =>
     out.push([key, { type, value }]);
@@ -198,6 +199,10 @@ export function ggufArchMetadata(
   put("general.type", "string", "model");
   put("general.name", "string", options.name ?? (path.split("/").pop() || cfg.architecture));
   u32("vocab_size", cfg.vocabSize);
+  if (arch.startsWith("nemotron_h")) {
+    nemotronHKeys(cfg, arch, put);
+    return [...out, ...fileKeys(cfg, config, options)];
+  }
   const ssm = arch === "mamba" || arch === "mamba2";
   const granite = arch === "granitehybrid";
   const nope = granite && !cfg.attention?.ropeTheta;
@@ -276,6 +281,18 @@ export function ggufArchMetadata(
       u32("expert_shared_feed_forward_length", cfg.moe.sharedExpert.ff);
     }
   }
+  return [...out, ...fileKeys(cfg, config, options)];
+}
+
+/** The keys every file ends with: its type, and the token ids config.json names. */
+function fileKeys(
+  cfg: ModelConfig,
+  config: Record<string, unknown>,
+  options: GgufArchMetadataOptions,
+): Array<[string, GgufEntry]> {
+  const out: Array<[string, GgufEntry]> = [];
+  const put = (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) =>
+    out.push([key, { type, value }]);
   put("general.file_type", "u32", GGUF_FILE_TYPES[options.type ?? "f32"]);
   put("general.quantization_version", "u32", 2);
   if (cfg.bosTokenId !== undefined) put("tokenizer.ggml.bos_token_id", "u32", cfg.bosTokenId);

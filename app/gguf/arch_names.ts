@@ -21,6 +21,7 @@
 import type { ModelConfig } from "../../models/config.ts";
 import { expertWidth } from "../../models/config.ts";
 import { expertTensor, layerPrefix, moePrefix, specOf } from "../../models/architectures/mod.ts";
+import { nemotronFfnPlans } from "./arch_names_nemotron_h.ts";
 
 /**
  * The GGUF `general.architecture` of each Kiln architecture that has one.
@@ -41,6 +42,8 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   FalconMambaForCausalLM: "mamba",
   Mamba2ForCausalLM: "mamba2",
   GraniteMoeHybridForCausalLM: "granitehybrid",
+  // "nemotron_h_moe" when the config has routed-expert blocks (see ggufArchOf).
+  NemotronHForCausalLM: "nemotron_h",
   GptOssForCausalLM: "gpt-oss",
   Glm4MoeForCausalLM: "glm4moe",
   // Read, not written (`arch_metadata.ts` refuses them).
@@ -88,7 +91,30 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "glm4moe",
   "deepseek2",
   "granitemoe",
+  "nemotron_h",
+  "nemotron_h_moe",
 ];
+
+/**
+ * The GGUF `general.architecture` Kiln writes for a config: its
+ * architecture's ({@linkcode GGUF_ARCH_OF}), except a Nemotron-H with routed
+ * experts, which llama.cpp names `nemotron_h_moe`.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "../../models/architectures/mod.ts";
+ * import { ggufArchOf } from "./arch_names.ts";
+ * const cfg = parseConfig({
+ *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
+ *   num_hidden_layers: 1,
+ * });
+ * ggufArchOf(cfg); // "mamba"
+ * ```
+ */
+export function ggufArchOf(cfg: ModelConfig): string {
+  const arch = GGUF_ARCH_OF[cfg.architecture];
+  return arch === "nemotron_h" && cfg.moe ? "nemotron_h_moe" : arch;
+}
 
 /**
  * How a GGUF tensor's values relate to the Hugging Face tensor(s) it holds:
@@ -261,22 +287,26 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
     });
 
   add("token_embd.weight", [cfg.vocabSize, H], `${lay.embed}.weight`);
+  // Nemotron-H: every block's one norm is attn_norm; its MLP and expert blocks have no mixer.
+  const nemotron = cfg.architecture === "NemotronHForCausalLM";
   cfg.pattern.forEach((layer, i) => {
     const b = `blk.${i}`;
     const P = `${lay.layers}.${i}`;
-    if (layer.mixer !== "none") add(`${b}.attn_norm.weight`, [H], `${P}.${lay.mixerNorm}.weight`);
+    if (layer.mixer !== "none" || nemotron) {
+      add(`${b}.attn_norm.weight`, [H], `${P}.${lay.mixerNorm}.weight`);
+    }
     if (layer.mixer === "none") {
-      // No GGUF architecture Kiln writes has MLP-only blocks (Nemotron-H is refused before).
+      // Nemotron-H's MLP and expert blocks: their tensors come with the FFN below.
     } else if (layer.mixer === "attention" && cfg.attention!.mla) {
       mlaPlans(cfg, `${P}.${lay.attention}`, b, add, out);
     } else if (layer.mixer === "attention") {
       const a = cfg.attention!;
       const A = `${P}.${lay.attention}`;
       const q = a.heads * a.headDim, kv = a.kvHeads * a.headDim;
-      // Only llama.cpp's `llama` and `granitehybrid` (its converter's undo_permute, RoPE
-      // or not) permute (Jamba has no RoPE; Qwen2-MoE and OLMoE use NeoX RoPE).
+      // Only llama.cpp's `llama`, `granitehybrid` and `nemotron_h` (their converter's
+      // undo_permute, RoPE or not) permute (Jamba has no RoPE; Qwen2-MoE and OLMoE use NeoX RoPE).
       const llama = cfg.architecture === "MixtralForCausalLM" ||
-        cfg.architecture.startsWith("GraniteMoe");
+        cfg.architecture.startsWith("GraniteMoe") || nemotron;
       const qT: GgufTransform = llama ? { kind: "permute", heads: a.heads } : COPY;
       const kT: GgufTransform = llama ? { kind: "permute", heads: a.kvHeads } : COPY;
       add(`${b}.attn_q.weight`, [q, H], `${A}.q_proj.weight`, [q, H], qT);
@@ -322,6 +352,7 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
       if (m.projBias) add(`${b}.ssm_out.bias`, [H], `${M}.out_proj.bias`);
     }
     if (layer.ffn === "none") return;
+    if (nemotron) return nemotronFfnPlans(cfg, i, add, out);
     // llama.cpp's gpt-oss and glm4moe name the norm before the FFN after the attention.
     const ffnArch = GGUF_ARCH_OF[cfg.architecture];
     const ffnNorm = ffnArch === "gpt-oss" || ffnArch === "glm4moe"

@@ -25,7 +25,7 @@ import type { QuantFormat } from "../../core/quant/formats.ts";
 import { fitFormat, GGML_TYPES, IMATRIX_ONLY_FORMATS } from "../../core/quant/formats.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { GgufTensorPlan } from "./arch_names.ts";
-import { GGUF_ARCH_OF, ggufWrittenPlans } from "./arch_names.ts";
+import { ggufArchOf, ggufWrittenPlans } from "./arch_names.ts";
 
 /**
  * llama-quantize's mixed types Kiln writes, by their llama.cpp names in lower case.
@@ -228,7 +228,7 @@ export function mixTensorTypes(
   cfg: ModelConfig,
   overrides: TensorTypeOverrides = {},
 ): (QuantFormat | "f32" | "f16")[] {
-  const arch = GGUF_ARCH_OF[cfg.architecture];
+  const arch = ggufArchOf(cfg);
   const base = MIX_BASE[mix];
   const nLayer = cfg.layers;
   // hparams.n_expert as the GGUF states it (Jamba's default 16), and n_gqa() of layer 0.

@@ -106,7 +106,12 @@ function nemotronFields(c: ConfigReader): ModelConfig {
       `${c.file}: mamba_num_heads ${heads} must be a multiple of n_groups ${groups}`,
     );
   }
-  const dtMin = c.has("mamba_dt_min") ? c.num("mamba_dt_min") : c.num("time_step_min", 0.001);
+  // Kiln's own `kiln_dt_floor` (a GGUF file's: llama.cpp's scan has none) overrides the floor.
+  const dtMin = c.has("kiln_dt_floor")
+    ? c.nonNegative("kiln_dt_floor")
+    : c.has("mamba_dt_min")
+    ? c.num("mamba_dt_min")
+    : c.num("time_step_min", 0.001);
   // NemotronHAttention: no RoPE, and no biases whatever attention_bias says.
   const attention = has("attention")
     ? attentionFields(cc, base.hidden, { ropeTheta: null, kvHeads: 8 })

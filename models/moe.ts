@@ -290,10 +290,12 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     if (!t) m.set(key, t = declare(key, shape));
     return t;
   };
+  // Declared in this order (router, w1, w3, w2): random weights are drawn in it.
+  const gate = o.logits ?? o.routerWeight ?? g.param(`${o.name}.router`, [E, d]);
   const w1 = pool("w1", [W, ff, d]);
   const inputs = [
     x,
-    o.logits ?? o.routerWeight ?? g.param(`${o.name}.router`, [E, d]),
+    gate,
     w1,
     // An ungated layer (relu2) has no W3; its kernels never read the operand.
     moeGated(activation) ? pool("w3", [W, ff, d]) : w1,

@@ -261,10 +261,12 @@ async function load(
   }
   if (devices && (cfg.moe?.expertBias || cfg.moe?.activation)) {
     // The other devices' expert graph has no biases, clamps or ungated experts.
+    const what = cfg.moe?.activation?.kind === "relu2"
+      ? "ungated relu² experts"
+      : "experts (biases, clamped SwiGLU)";
     throw new TypeError(
-      `loadModel: ${cfg.architecture}'s experts (biases, clamped SwiGLU, ungated relu²) do not ` +
-        "run split " +
-        "across several devices yet; load it on one device (memoryBudget streams experts)",
+      `loadModel: ${cfg.architecture}'s ${what} do not run split across several devices yet; ` +
+        "load it on one device (memoryBudget streams experts)",
     );
   }
   if (options.hostMemoryBudget !== undefined) {

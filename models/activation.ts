@@ -13,8 +13,8 @@ import type { MoeActivation } from "../ops/moe/mod.ts";
 /**
  * The activations Kiln implements for `hidden_act`: `"silu"` (`silu`,
  * `swish`), `"gelu"` (PyTorch's exact erf GELU, HF `gelu`), `"gelu_tanh"`
- * (the tanh approximation: HF `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`)
- * and `"relu"`.
+ * (the tanh approximation: HF `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`),
+ * `"relu"` and `"quick_gelu"` (`x·σ(1.702·x)`, HF `quick_gelu`).
  *
  * @example
  * ```ts
@@ -22,7 +22,7 @@ import type { MoeActivation } from "../ops/moe/mod.ts";
  * const act: HiddenAct = "gelu_tanh"; // hidden_act "gelu_pytorch_tanh"
  * ```
  */
-export type HiddenAct = "silu" | "gelu" | "gelu_tanh" | "relu";
+export type HiddenAct = "silu" | "gelu" | "gelu_tanh" | "relu" | "quick_gelu";
 
 /**
  * Hugging Face's `hidden_act` names (transformers' `ACT2FN` keys) and the
@@ -42,6 +42,7 @@ export const HF_HIDDEN_ACTS: Readonly<Record<string, HiddenAct>> = {
   gelu_pytorch_tanh: "gelu_tanh",
   gelu_fast: "gelu_tanh",
   relu: "relu",
+  quick_gelu: "quick_gelu",
 };
 
 const MOE_OF: Record<HiddenAct, MoeActivation> = {
@@ -49,7 +50,11 @@ const MOE_OF: Record<HiddenAct, MoeActivation> = {
   gelu: "geglu",
   gelu_tanh: "geglu_tanh",
   relu: "reglu",
+  quick_gelu: "quick_geglu",
 };
+
+/** transformers' `QuickGELUActivation` constant: `x·σ(1.702·x)`. */
+const QUICK_GELU = 1.702;
 
 /**
  * `act(t)` for an activation of {@linkcode HiddenAct} (absent: silu).
@@ -71,6 +76,8 @@ export function applyHiddenAct(t: Tensor, act: HiddenAct | undefined): Tensor {
       return t.gelu();
     case "relu":
       return t.relu();
+    case "quick_gelu":
+      return t.mul(t.mul(QUICK_GELU).sigmoid());
     default:
       throw new TypeError(`applyHiddenAct: unknown activation ${JSON.stringify(act)}`);
   }

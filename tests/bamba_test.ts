@@ -63,7 +63,7 @@ Deno.test("bamba: configs it cannot run are refused by field", () => {
     [{ partial_rotary_factor: 1.5 }, /partial_rotary_factor must be in \(0, 1\], got 1\.5/],
     [{ mamba_n_heads: 7 }, /mamba_n_heads 7 × mamba_d_head 18 must equal/],
     [{ mlp_bias: true }, /mlp_bias true is not supported by BambaForCausalLM/],
-    [{ hidden_act: "quick_gelu" }, /hidden_act "quick_gelu" is not supported/],
+    [{ hidden_act: "relu6" }, /hidden_act "relu6" is not supported/],
   ];
   for (const [edit, pattern] of cases) {
     if (edit.partial_rotary_factor === 0.3) {

@@ -336,8 +336,8 @@ Deno.test("settings Kiln does not implement are refused, naming the field and it
       /rope_type "linear" needs the field "rope_scaling\.factor"/,
     ],
     [
-      { ...MIXTRAL, hidden_act: "quick_gelu" },
-      /hidden_act "quick_gelu" is not supported by MixtralForCausalLM \(implemented: silu, swish, gelu,/,
+      { ...MIXTRAL, hidden_act: "relu6" },
+      /hidden_act "relu6" is not supported by MixtralForCausalLM \(implemented: silu, swish, gelu,/,
     ],
     [
       { ...QWEN, hidden_act: "relu6" },

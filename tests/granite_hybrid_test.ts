@@ -83,7 +83,7 @@ Deno.test("granite: configs it cannot run as transformers would are refused by f
     [{ mamba_d_head: 32 }, /mamba_n_heads 48 × mamba_d_head 32/],
     [{ mamba_n_groups: 5 }, /mamba_n_heads 48 must be a multiple of mamba_n_groups 5/],
     [{ logits_scaling: 0 }, /"logits_scaling" divides the logits: it must not be 0/],
-    [{ hidden_act: "quick_gelu" }, /hidden_act "quick_gelu" is not supported/],
+    [{ hidden_act: "relu6" }, /hidden_act "relu6" is not supported/],
     [{ shared_intermediate_size: 0 }, /shared_intermediate_size/],
     [{ time_step_limit: [0.5, 0.1] }, /time_step_limit.*must satisfy 0 <= min <= max/],
   ];

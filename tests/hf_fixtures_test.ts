@@ -65,6 +65,10 @@ const FIXTURES = [
   "mamba2_relu",
   "granite_hybrid_gelu",
   "nemotron_h_gelu",
+  // hidden_act quick_gelu, x·σ(1.702·x) (fixtures/hf/quick_gelu_cases.json).
+  "mixtral_quick_gelu",
+  "granite_hybrid_quick_gelu",
+  "mamba_quick_gelu",
   // Nemotron 3's routed relu² experts (fixtures/hf/nemotron_h_moe_cases.json).
   "nemotron_h_moe",
   "nemotron_h_moe_pattern",
@@ -255,6 +259,9 @@ Deno.test("the options the newer fixtures exist for do change their logits", asy
     ["mamba2_relu", "the conv's ReLU", (c) => ({ ...c, hidden_act: "silu" })],
     ["granite_hybrid_gelu", "GELU", (c) => ({ ...c, hidden_act: "silu" })],
     ["nemotron_h_gelu", "the conv's GELU", (c) => ({ ...c, mamba_hidden_act: "silu" })],
+    ["mixtral_quick_gelu", "the quick-GELU experts", (c) => ({ ...c, hidden_act: "silu" })],
+    ["granite_hybrid_quick_gelu", "quick GELU", (c) => ({ ...c, hidden_act: "silu" })],
+    ["mamba_quick_gelu", "the conv's quick GELU", (c) => ({ ...c, hidden_act: "silu" })],
     [
       "gpt_oss",
       "yarn RoPE",
@@ -313,8 +320,8 @@ Deno.test("loadModel refuses a config that does not describe its checkpoint, or 
     ],
     [
       "olmoe",
-      (c) => ({ ...c, hidden_act: "quick_gelu" }),
-      /config\.json: hidden_act "quick_gelu" is not supported by OlmoeForCausalLM/,
+      (c) => ({ ...c, hidden_act: "relu6" }),
+      /config\.json: hidden_act "relu6" is not supported by OlmoeForCausalLM/,
     ],
   ];
   for (const [name, edit, pattern] of cases) {

@@ -177,7 +177,7 @@ Deno.test("Mamba-2 configs: fields, defaults and one-line refusals", () => {
     [{ time_step_limit: [0.5, 0.1] }, /time_step_limit" \[0.5, 0.1\] must satisfy/],
     [{ time_step_limit: 3 }, /time_step_limit" must be \[min, max\], got 3/],
     [{ time_step_limit: [0, "big"] }, /time_step_limit" must hold numbers/],
-    [{ hidden_act: "quick_gelu" }, /hidden_act "quick_gelu" is not supported/],
+    [{ hidden_act: "relu6" }, /hidden_act "relu6" is not supported/],
   ];
   for (const [edit, re] of bad) {
     assert.throws(() => parseConfig({ ...BASE, ...edit }), re, JSON.stringify(edit));

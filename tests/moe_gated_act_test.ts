@@ -1,7 +1,7 @@
 /**
  * The GEGLU and ReGLU experts of `moe` (`activation` "geglu", "geglu_tanh",
- * "reglu": what a Hugging Face config's `hidden_act` of gelu,
- * gelu_pytorch_tanh and relu make of a Mixtral-style layer). The reference's
+ * "reglu", "quick_geglu": what a Hugging Face config's `hidden_act` of gelu,
+ * gelu_pytorch_tanh, relu and quick_gelu make of a Mixtral-style layer). The reference's
  * gate functions against textbook values and central differences; the
  * float64 reference against a naive layer whose GELU integrates the normal
  * density itself; the portable kernels (decode GEMVs, grouped GEMMs, the
@@ -19,7 +19,7 @@ import { gpuTarget } from "./fixtures/gpu_target.ts";
 import { type BiasActCase, checkNaive, naiveGate, runCase } from "./fixtures/moe_bias_act.ts";
 import { normalCdf } from "./reference/activation_reference.ts";
 
-const KINDS = ["geglu", "geglu_tanh", "reglu"] as const;
+const KINDS = ["geglu", "geglu_tanh", "reglu", "quick_geglu"] as const;
 
 Deno.test("moe gated act: the reference's gates against textbook values and central differences", () => {
   // Φ(1) = 0.8413447460685429, Φ(−0.5) = 0.3085375387259869 (tables of the normal CDF).
@@ -98,10 +98,16 @@ Deno.test("moe gated act: a shared expert applies the experts' gate; swiglu_oai 
     g.output("y", moe(g, x, { name: "m", experts: 4, topK: 2, ff, activation, shared: { ff } }).y);
     const graph = g.build();
     const ops = graph.nodes.map((n) => n.op);
-    const gate =
-      { geglu: "gelu_erf", geglu_tanh: "gelu", reglu: "relu", swiglu: "silu" }[activation];
+    // quick_gelu is x·σ(1.702·x): a mul and a sigmoid.
+    const gate = {
+      geglu: "gelu_erf",
+      geglu_tanh: "gelu",
+      reglu: "relu",
+      swiglu: "silu",
+      quick_geglu: "sigmoid",
+    }[activation];
     assert.ok(ops.includes(gate), `${activation}: ${ops.join(", ")}`);
-    for (const other of ["gelu_erf", "gelu", "relu", "silu"].filter((o) => o !== gate)) {
+    for (const other of ["gelu_erf", "gelu", "relu", "silu", "sigmoid"].filter((o) => o !== gate)) {
       assert.ok(!ops.includes(other), `${activation}: ${other} in ${ops.join(", ")}`);
     }
     // And the graph runs on the CPU reference (shapes and attributes accepted).

@@ -158,6 +158,16 @@ const CASES: Case[] = [
     mask: true,
     xScale: 2,
   },
+  {
+    name: "quick_geglu (hidden_act quick_gelu) with biases",
+    T: 7,
+    d: 6,
+    ff: 5,
+    E: 3,
+    k: 2,
+    attrs: { activation: "quick_geglu", expertBias: true },
+    xScale: 2,
+  },
   // Nemotron-H's ungated relu(up)²: w3 is an operand the layer never reads (dw3 = 0).
   {
     name: "relu2 (ungated), a mask, capacity drops",
@@ -399,6 +409,16 @@ const DEVICE_CASES: Case[] = [
     E: 6,
     k: 3,
     attrs: { activation: "geglu_tanh" },
+  },
+  {
+    name: "quick_geglu, d=20 ff=12",
+    T: 23,
+    d: 20,
+    ff: 12,
+    E: 5,
+    k: 2,
+    attrs: { activation: "quick_geglu" },
+    xScale: 2,
   },
   {
     name: "reglu, mask, d=16 ff=8",

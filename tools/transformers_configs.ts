@@ -318,8 +318,16 @@ function olmoe(d: Dice): Record<string, unknown> {
   };
 }
 
-/** `hidden_act` values drawn: transformers' names Kiln implements, and quick_gelu, which it refuses. */
-const HIDDEN_ACTS = ["gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "quick_gelu"];
+/** `hidden_act` values drawn: transformers' names Kiln implements, and relu6, which it refuses. */
+const HIDDEN_ACTS = [
+  "gelu",
+  "gelu_new",
+  "gelu_pytorch_tanh",
+  "gelu_fast",
+  "relu",
+  "quick_gelu",
+  "relu6",
+];
 
 /**
  * `n` random cases, round-robin over `archs`, reproducible from `seed`.

@@ -88,7 +88,8 @@ const GELU_C = Math.sqrt(2 / Math.PI);
  * WGSL of `fn moe_gate(v: f32) -> f32` and its derivative `fn moe_gate_d`
  * for the gated activations `f(a)·b` other than SwiGLU (whose kernels keep
  * their own lines) and `swiglu_oai`: exact GELU through an erf helper, GELU's
- * tanh form (the `gelu` op's tanh, `geluTanhWgsl`), ReLU (derivative 0 at 0, as PyTorch's)
+ * tanh form (the `gelu` op's tanh, `geluTanhWgsl`), ReLU (derivative 0 at 0, as PyTorch's),
+ * the quick GELU `v·σ(1.702·v)`
  * and the ungated `relu2`'s `relu(v)²` (used by the backward alone; the
  * forward's `moe_act` squares inline).
  *
@@ -98,7 +99,17 @@ const GELU_C = Math.sqrt(2 / Math.PI);
  * moeGateHelper("reglu").includes("fn moe_gate_d("); // true
  * ```
  */
-export function moeGateHelper(activation: "geglu" | "geglu_tanh" | "reglu" | "relu2"): string {
+export function moeGateHelper(
+  activation: "geglu" | "geglu_tanh" | "reglu" | "quick_geglu" | "relu2",
+): string {
+  if (activation === "quick_geglu") {
+    // v·σ(1.702·v) as v / (1 + exp(−1.702·v)): exp overflows only where the result is 0.
+    return `fn moe_gate(v: f32) -> f32 { return v / (1.0 + exp(-1.702 * v)); }
+fn moe_gate_d(v: f32) -> f32 {
+  let s = 1.0 / (1.0 + exp(-1.702 * v));
+  return s + 1.702 * v * s * (1.0 - s);
+}`;
+  }
   if (activation === "relu2") {
     return `fn moe_gate(v: f32) -> f32 { let r = max(v, 0.0); return r * r; }
 fn moe_gate_d(v: f32) -> f32 { return 2.0 * max(v, 0.0); }`;

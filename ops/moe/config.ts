@@ -29,7 +29,8 @@ export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
  * `"geglu"` is `gelu(a) · b` with the exact (erf) GELU, `"geglu_tanh"` with
  * its tanh approximation, `"reglu"` is `relu(a) · b` (what a Hugging Face
  * config's `hidden_act` of `gelu`, `gelu_pytorch_tanh` / `gelu_new` and
- * `relu` make of its experts); `"swiglu_oai"` (OpenAI's GPT-OSS) clamps
+ * `relu` make of its experts), `"quick_geglu"` is `a·σ(1.702·a) · b` (HF
+ * `quick_gelu`); `"swiglu_oai"` (OpenAI's GPT-OSS) clamps
  * first, `g = min(a, limit)`, `u = clamp(b, −limit, limit)`, then
  * `(u + 1) · g · σ(alpha · g)`. `"relu2"` (Nemotron-H's experts) is not gated:
  * `relu(a)²` of the up projection alone, held in W1; W3 is never read (pass
@@ -44,7 +45,14 @@ export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
  * g.output("y", moe(g, x, { name: "moe", experts: 8, topK: 2, ff: 128, activation }).y);
  * ```
  */
-export type MoeActivation = "swiglu" | "swiglu_oai" | "geglu" | "geglu_tanh" | "reglu" | "relu2";
+export type MoeActivation =
+  | "swiglu"
+  | "swiglu_oai"
+  | "geglu"
+  | "geglu_tanh"
+  | "reglu"
+  | "quick_geglu"
+  | "relu2";
 
 /**
  * Register tile of the expert GEMMs.
@@ -195,6 +203,7 @@ export const MOE_ACTIVATIONS: readonly MoeActivation[] = [
   "geglu",
   "geglu_tanh",
   "reglu",
+  "quick_geglu",
   "relu2",
 ];
 

@@ -54,7 +54,7 @@ export interface MoeReferenceConfig {
   /** Capacity factor; undefined means dropless. */
   capacityFactor?: number;
   /** Expert activation (default `"swiglu"`; see `MoeActivation`). */
-  activation?: "swiglu" | "swiglu_oai" | "geglu" | "geglu_tanh" | "reglu" | "relu2";
+  activation?: "swiglu" | "swiglu_oai" | "geglu" | "geglu_tanh" | "reglu" | "quick_geglu" | "relu2";
   /** `swiglu_oai`: scale inside the sigmoid (default 1.702). */
   alpha?: number;
   /** `swiglu_oai`: clamp of gate (above) and up (both sides); default 7. */
@@ -187,6 +187,10 @@ export function gateFunction(
     }
     case "reglu":
       return { f: (x) => Math.max(x, 0), df: (x) => (x > 0 ? 1 : 0) };
+    case "quick_geglu": {
+      const s = (x: number) => sigmoid(1.702 * x);
+      return { f: (x) => x * s(x), df: (x) => s(x) + 1.702 * x * s(x) * (1 - s(x)) };
+    }
     default:
       return undefined;
   }

@@ -36,6 +36,8 @@ const ACTS: Record<string, (x: number) => number> = {
   gelu_pytorch_tanh: geluTanh,
   gelu_fast: geluTanh,
   relu: (x) => (x > 0 ? x : 0),
+  // transformers' QuickGELUActivation.
+  quick_gelu: (x) => x / (1 + Math.exp(-1.702 * x)),
 };
 
 /**

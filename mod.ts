@@ -343,6 +343,7 @@ export {
   type Architecture,
   ARCHITECTURES,
   type AttentionConfig,
+  expertInputWidth,
   expertWidth,
   type FfnKind,
   type LayerSpec,

@@ -18,7 +18,7 @@ import { callSite } from "../core/errors.ts";
 import { attentionBlock, type AttentionBlockOptions } from "./attention.ts";
 import { configMixer } from "./ssm_mixer.ts";
 import { moe, type MoeOptions } from "./moe.ts";
-import { expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
+import { expertInputWidth, expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
 import { moeActivationOf } from "./activation.ts";
 import { decoderLayers } from "./decoder.ts";
 import { expertTensor, moePrefix, selectionBiasTensor, specOf } from "./architectures/mod.ts";
@@ -159,22 +159,29 @@ function causalLM(g: GraphBuilder, cfg: ModelConfig, options: CausalLMOptions): 
         ? attentionBlock(g, normed, pos, attentionOptions(cfg, layer, name, options))
         : mamba(g, normed, name, cfg, T, formats, last),
     experts: (i, x2, name) => {
+      const lat = latentProjections(
+        cfg,
+        name,
+        (x, n, rows, cols) => linear(g, x, n, rows, cols, dt, formats),
+      );
       // Routing runs in f32; f16 models keep f16 expert weights.
-      const xin = dt === "f16" ? x2.cast("f32") : x2;
+      const xr = dt === "f16" ? x2.cast("f32") : x2;
+      const xe = lat.down(x2);
+      const xin = dt === "f16" ? xe.cast("f32") : xe;
       if (lookahead) {
         const j = moeAt.indexOf(i);
         const E = cfg.moe!.experts;
         if (j === 0) predicted.push(g.constant(new Uint32Array(E), [1, E], "u32"));
         if (j + 1 < moeAt.length) {
           // The next MoE layer's router on this layer's input: its top-k (ties included).
-          const la = xin.matmul(routers.get(moeAt[j + 1])!, { transB: true }); // [1, E]
+          const la = xr.matmul(routers.get(moeAt[j + 1])!, { transB: true }); // [1, E]
           const [v] = la.topk(cfg.moe!.topK);
           const kth = v.slice(1, cfg.moe!.topK - 1, cfg.moe!.topK);
           predicted.push(la.greaterEqual(kth));
         }
       }
       const m = moe(g, xin, {
-        ...moeLayerOptions(g, cfg, xin, name, routers.get(i)),
+        ...moeLayerOptions(g, cfg, xr, name, routers.get(i)),
         weightDtype: dt,
         weightFormat: formats[`${name}.w1`],
         w2Format: formats[`${name}.w2`],
@@ -186,9 +193,9 @@ function causalLM(g: GraphBuilder, cfg: ModelConfig, options: CausalLMOptions): 
         g.output(`${name}.moe_x`, xin);
         g.output(`${name}.moe_logits`, m.logits);
         // Other devices' experts add exactly 0 here; their sum comes in through this input.
-        y = y.add(g.input(`${name}.moe_remote`, [T, d]));
+        y = y.add(g.input(`${name}.moe_remote`, [T, expertInputWidth(cfg)]));
       }
-      return dt === "f16" ? y.cast("f16") : y;
+      return lat.up(dt === "f16" ? y.cast("f16") : y);
     },
   });
   const logits = scaleLogits(
@@ -300,6 +307,32 @@ export function attentionOptions(
 }
 
 /**
+ * Nemotron 3's latent projections around MoE layer `name`'s experts
+ * (`moe_latent_size`, the layout's `moeLatent` Linear layers, through `linear`):
+ * `down` maps the layer's input to the experts' width, `up` their output back;
+ * both the identity for a config without latent experts.
+ *
+ * @example
+ * ```ts ignore
+ * const lat = latentProjections(cfg, "backbone.layers.1.mixer", lin);
+ * const y = lat.up(moe(g, lat.down(x), options).y);
+ * ```
+ */
+export function latentProjections(
+  cfg: ModelConfig,
+  name: string,
+  linear: (x: Tensor, name: string, rows: number, cols: number) => Tensor,
+): { down: (x: Tensor) => Tensor; up: (y: Tensor) => Tensor } {
+  const L = cfg.moe?.latent, names = specOf(cfg).layout.moeLatent;
+  if (!L || !names) return { down: (x) => x, up: (y) => y };
+  const d = cfg.hidden;
+  return {
+    down: (x) => linear(x, `${name}.${names.down}.weight`, L, d),
+    up: (y) => linear(y, `${name}.${names.up}.weight`, d, L),
+  };
+}
+
+/**
  * The {@linkcode moe} options a config's MoE layer `name` takes on its input
  * `x`, for the inference and training graphs alike: sizes, routing, the
  * experts' activation and biases. A router with a bias (GPT-OSS) gives the
@@ -320,10 +353,13 @@ export function moeLayerOptions(
 ): MoeOptions {
   const mc = cfg.moe!;
   const act = mc.activation;
-  const logits = mc.routerBias
+  // A router bias, or latent experts (whose input is not the router's), take logits made here.
+  const made = mc.routerBias || mc.latent
     ? x.matmul(router ?? g.param(`${name}.router`, [mc.experts, cfg.hidden]), { transB: true })
-      .add(g.param(`${name}.router_bias`, [mc.experts]))
     : undefined;
+  const logits = made && mc.routerBias
+    ? made.add(g.param(`${name}.router_bias`, [mc.experts]))
+    : made;
   return {
     name,
     experts: mc.experts,

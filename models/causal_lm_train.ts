@@ -15,7 +15,13 @@ import { softmaxCrossEntropy } from "../compiler/train/cross_entropy.ts";
 import type { ModelConfig } from "./config.ts";
 import { moePrefix, specOf } from "./architectures/mod.ts";
 import { attentionBlock } from "./attention.ts";
-import { attentionOptions, moeLayerOptions, scaleEmbeddings, scaleLogits } from "./causal_lm.ts";
+import {
+  attentionOptions,
+  latentProjections,
+  moeLayerOptions,
+  scaleEmbeddings,
+  scaleLogits,
+} from "./causal_lm.ts";
 import { checkRopeLength } from "./rope_scaling.ts";
 import { configMixer } from "./ssm_mixer.ts";
 import { moe, type MoeOutputs } from "./moe.ts";
@@ -144,9 +150,15 @@ export function buildTrainingLM(
         .reshape([B * T, d]);
     },
     experts: (_i, x2, name) => {
-      const out = moe(g, x2, { ...moeLayerOptions(g, cfg, x2, name), capacityFactor: cf });
+      const lat = latentProjections(
+        cfg,
+        name,
+        (x, n, rows, cols) => linear(g, x, n, rows, cols, dt),
+      );
+      const opts = { ...moeLayerOptions(g, cfg, x2, name), capacityFactor: cf };
+      const out = moe(g, lat.down(x2), opts);
       moes.push(out);
-      return out.y;
+      return lat.up(out.y);
     },
   });
   // Logits ÷ s is (h ÷ s)·Wᵀ: dividing h keeps a fused LM-head loss in play.

@@ -297,6 +297,12 @@ export interface MoeConfig {
   /** Each expert's gate, up and down projections have biases (GPT-OSS). */
   readonly expertBias?: boolean;
   /**
+   * Nemotron 3's `moe_latent_size`: the experts run at this width between two
+   * Linear layers (the model's width down to it, and back up); the router and
+   * the shared expert see the layer's input. Absent: the model's width.
+   */
+  readonly latent?: number;
+  /**
    * The experts' activation: absent, SwiGLU `silu(gate) ⊙ up` (or the gate of
    * `hiddenAct`); GPT-OSS's clamped form `(clamp(up, ±limit) + 1) ⊙
    * g·σ(alpha·g)`, g = min(gate, limit); Nemotron-H's ungated `relu(up)²`.
@@ -417,4 +423,22 @@ export interface ModelScaling {
  */
 export function expertWidth(cfg: ModelConfig): number {
   return cfg.moe?.ff ?? cfg.intermediate;
+}
+
+/**
+ * Width of the routed experts' input and output: Nemotron 3's latent size
+ * ({@linkcode MoeConfig.latent}), else the model's.
+ *
+ * @example
+ * ```ts
+ * import { expertInputWidth, parseConfig } from "@kiln/kiln";
+ * const cfg = parseConfig({
+ *   architectures: ["MixtralForCausalLM"], vocab_size: 64, hidden_size: 32, num_hidden_layers: 1,
+ *   intermediate_size: 64, num_attention_heads: 4, num_local_experts: 4, num_experts_per_tok: 2,
+ * });
+ * expertInputWidth(cfg); // 32
+ * ```
+ */
+export function expertInputWidth(cfg: ModelConfig): number {
+  return cfg.moe?.latent ?? cfg.hidden;
 }

@@ -72,6 +72,7 @@ const FIXTURES = [
   // Nemotron 3's routed relu² experts (fixtures/hf/nemotron_h_moe_cases.json).
   "nemotron_h_moe",
   "nemotron_h_moe_pattern",
+  "nemotron_h_moe_latent",
 ];
 
 const readRef = (name: string) =>

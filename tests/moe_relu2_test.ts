@@ -133,32 +133,36 @@ Deno.test("moe relu2: a shared expert is ungated; expert biases are refused", ()
   );
 });
 
-Deno.test("moe relu2: a Nemotron-H MoE checkpoint streams its experts (no w3 slab) with the same logits", async () => {
-  const dir = new URL("./fixtures/hf/nemotron_h_moe/", import.meta.url).pathname;
-  const device = await gpu();
-  const { ids } = JSON.parse(await Deno.readTextFile(`${dir}ref.json`)) as { ids: number[] };
-  const resident = await loadModel(dir, { device, quiet: true, maxSeq: 64 });
-  const want = await resident.forward(ids);
-  resident.dispose();
-  // 8 experts of w1 [24, 32] and w2 [32, 24] f32: 6 KiB each, w3 would make it 9.
-  for (const extra of [{}, { hostMemoryBudget: 20_000 }]) {
-    const m = await loadModel(dir, {
-      device,
-      quiet: true,
-      maxSeq: 64,
-      memoryBudget: 340_000,
-      ...extra,
-    });
-    try {
-      const plan = m.expertPlan!;
-      assert.equal(plan.expertBytes, 2 * 24 * 32 * 4);
-      assert.ok(plan.slots < plan.layers * plan.experts, `${plan.slots} slots`);
-      assert.deepEqual(await m.forward(ids), want, JSON.stringify(extra));
-      const out: number[] = [];
-      for await (const id of m.generateIds(ids, { maxTokens: 6 })) out.push(id);
-      assert.ok(m.experts!.stats.misses > 0, m.experts!.report());
-    } finally {
-      m.dispose();
+// 8 experts of w1 [24, X] and w2 [X, 24] f32 (X: the model's width 32, or nemotron_h_moe_latent's
+// latent width 16); a w3 would add half again.
+const STREAMED = [["nemotron_h_moe", 340_000, 32], ["nemotron_h_moe_latent", 270_000, 16]] as const;
+for (const [name, budget, X] of STREAMED) {
+  Deno.test(`moe relu2: ${name} streams its experts (no w3 slab) with the same logits`, async () => {
+    const dir = new URL(`./fixtures/hf/${name}/`, import.meta.url).pathname;
+    const device = await gpu();
+    const { ids } = JSON.parse(await Deno.readTextFile(`${dir}ref.json`)) as { ids: number[] };
+    const resident = await loadModel(dir, { device, quiet: true, maxSeq: 64 });
+    const want = await resident.forward(ids);
+    resident.dispose();
+    for (const extra of [{}, { hostMemoryBudget: 20_000 }]) {
+      const m = await loadModel(dir, {
+        device,
+        quiet: true,
+        maxSeq: 64,
+        memoryBudget: budget,
+        ...extra,
+      });
+      try {
+        const plan = m.expertPlan!;
+        assert.equal(plan.expertBytes, 2 * 24 * X * 4);
+        assert.ok(plan.slots < plan.layers * plan.experts, `${plan.slots} slots`);
+        assert.deepEqual(await m.forward(ids), want, JSON.stringify(extra));
+        const out: number[] = [];
+        for await (const id of m.generateIds(ids, { maxTokens: 6 })) out.push(id);
+        assert.ok(m.experts!.stats.misses > 0, m.experts!.report());
+      } finally {
+        m.dispose();
+      }
     }
-  }
-});
+  });
+}

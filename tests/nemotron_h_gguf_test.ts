@@ -18,7 +18,7 @@ import { GgufFile } from "../app/gguf/file.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
 import { gpu, withTmp } from "./_util.ts";
 import { assertGreedyMatches, readTransformersRef, relToRms } from "./fixtures/transformers_ref.ts";
-import { assertWrittenAsConverter, writeKilnGguf } from "./fixtures/gguf_compare.ts";
+import { kilnWritesAsConverter, writeKilnGguf } from "./fixtures/gguf_compare.ts";
 
 const CONV = new URL("./fixtures/llama_cpp/nemotron_h/nemotron_h_moe_conv/", import.meta.url)
   .pathname;
@@ -70,11 +70,9 @@ Deno.test("nemotron-h gguf: llama.cpp's converter's nemotron_h_moe file gives tr
 Deno.test("nemotron-h gguf: Kiln writes nemotron_h_moe_conv as llama.cpp's converter does", async () => {
   await withTmp(async (tmp) => {
     const out = join(tmp, "kiln.gguf");
-    await write(CONV, out);
-    using theirs = await GgufFile.open(join(CONV, "llama_cpp_f32.gguf"));
-    using ours = await GgufFile.open(out);
     // q and k in llama.cpp's row order, as the converter's undo_permute leaves them.
-    await assertWrittenAsConverter(ours, theirs, "nemotron_h_moe", 25);
+    await kilnWritesAsConverter(CONV, out, "nemotron_h_moe", 25);
+    using ours = await GgufFile.open(out);
     // And the key llama.cpp's loader reads for the norms, which this converter leaves out.
     assert.equal(ours.entries.get("nemotron_h_moe.attention.layer_norm_rms_epsilon")?.type, "f32");
     await checkLogits(out, CONV, 1e-4, "Kiln's file");
@@ -84,6 +82,28 @@ Deno.test("nemotron-h gguf: Kiln writes nemotron_h_moe_conv as llama.cpp's conve
     using qf = await GgufFile.open(q8);
     assert.equal(qf.info("blk.1.ffn_up_exps.weight").type.name, "q8_0");
     await checkLogits(q8, CONV, 0.02, "Kiln's Q8_0 file");
+  });
+});
+
+// Nemotron 3 Super's latent experts (moe_latent_size 32 of 64) under group-limited routing
+// (1 of 2 groups), weights not renormalised.
+const LATENT = new URL(
+  "./fixtures/llama_cpp/nemotron_h/nemotron_h_latent_conv/",
+  import.meta.url,
+).pathname;
+
+Deno.test("nemotron-h gguf: latent experts — the converter's file reads to transformers, Kiln writes it", async () => {
+  const cfg = await checkLogits(join(LATENT, "llama_cpp_f32.gguf"), LATENT, 1e-4, "latent");
+  assert.deepEqual([cfg.moe!.latent, cfg.moe!.groups, cfg.moe!.normTopk], [32, {
+    count: 2,
+    kept: 1,
+  }, false]);
+  await withTmp(async (tmp) => {
+    const out = join(tmp, "kiln.gguf");
+    await kilnWritesAsConverter(LATENT, out, "nemotron_h_moe", 25);
+    using ours = await GgufFile.open(out);
+    assert.deepEqual(ours.info("blk.1.ffn_up_exps.weight").shape, [8, 32, 32]);
+    assert.deepEqual(ours.info("blk.1.ffn_latent_down.weight").shape, [32, 64]);
   });
 });
 

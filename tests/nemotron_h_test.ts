@@ -71,8 +71,8 @@ Deno.test("nemotron-h: blocks of one kind each, in both config forms", () => {
 Deno.test("nemotron-h: configs it cannot run are refused by field", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [
-      { layers_block_type: ["linear_attention", "moe"], moe_latent_size: 16 },
-      /moe_latent_size 16 is not supported .*latent expert projections/,
+      { layers_block_type: ["linear_attention", "moe"], moe_latent_size: 0 },
+      /field "moe_latent_size" must be > 0, got 0/,
     ],
     [
       { layers_block_type: ["moe"], n_routed_experts: 6, n_group: 4, topk_group: 2 },

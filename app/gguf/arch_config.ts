@@ -213,11 +213,14 @@ export function hfConfigFromGguf(
   }
   if (arch === "jamba") config.max_position_embeddings = ctx;
   const groups = k.opt("expert_group_count") ?? 0;
-  if (arch !== "glm4moe" && arch !== "deepseek2" && groups > 1) {
+  const sigmoid = ["glm4moe", "deepseek2", "nemotron_h_moe"];
+  if (!sigmoid.includes(arch) && groups > 1) {
     // llama.cpp's build_moe_ffn limits any architecture's routing to the best groups.
     throw new TypeError(
       `${m.path}: metadata ${quote(k.key("expert_group_count"))} is ${groups}: ` +
-        `group-limited routing is implemented for sigmoid routers (glm4moe), not ${arch}'s`,
+        `group-limited routing is implemented for sigmoid routers (${
+          sigmoid.join(", ")
+        }), not ${arch}'s`,
     );
   }
   return { architecture: arch, config };

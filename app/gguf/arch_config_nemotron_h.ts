@@ -73,12 +73,6 @@ export function nemotronHConfig(k: Keys, L: number, H: number, common: Json, eps
   };
   if (!moe) return config;
   const latent = k.opt("moe_latent_size") ?? 0;
-  if (latent > 0) {
-    throw new TypeError(
-      `${k.m.path}: metadata ${quote(k.key("moe_latent_size"))} is ${latent}: latent expert ` +
-        "projections are not implemented",
-    );
-  }
   const groups = k.opt("expert_group_count") || 1;
   return {
     ...config,
@@ -90,5 +84,6 @@ export function nemotronHConfig(k: Keys, L: number, H: number, common: Json, eps
     topk_group: k.opt("expert_group_used_count") || groups,
     norm_topk_prob: k.m.optionalBool(k.key("expert_weights_norm")) ?? false,
     routed_scaling_factor: k.opt("expert_weights_scale") || 1,
+    ...(latent > 0 ? { moe_latent_size: latent } : {}),
   };
 }

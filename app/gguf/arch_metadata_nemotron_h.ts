@@ -97,5 +97,6 @@ export function nemotronHKeys(cfg: ModelConfig, arch: string, put: Put): void {
     u32("expert_shared_count", 1);
     put(`${arch}.expert_weights_norm`, "bool", moe.normTopk);
     f32("expert_weights_scale", moe.routedScaling ?? 1);
+    if (moe.latent) u32("moe_latent_size", moe.latent);
   }
 }

@@ -5,14 +5,16 @@
  * ungated `ffn_up` / `ffn_down`; an expert block's router `ffn_gate_inp`, its
  * selection bias `exp_probs_b.bias` (HF `e_score_correction_bias`), the
  * stacked ungated experts `ffn_up_exps` `[E, ff, H]` and `ffn_down_exps`
- * `[E, H, ff]`, and the shared expert's `ffn_up_shexp` / `ffn_down_shexp`.
+ * `[E, H, ff]`, and the shared expert's `ffn_up_shexp` / `ffn_down_shexp`;
+ * with latent experts (`moe_latent_size` X) `ffn_latent_down` `[X, H]` and
+ * `ffn_latent_up` `[H, X]` around experts of width X.
  * Neither has an `ffn_norm`: the block's one norm is its `attn_norm`.
  *
  * @module
  */
 
 import type { ModelConfig } from "../../models/config.ts";
-import { expertWidth } from "../../models/config.ts";
+import { expertInputWidth, expertWidth } from "../../models/config.ts";
 import { expertTensor, layerPrefix, moePrefix, specOf } from "../../models/architectures/mod.ts";
 import type { GgufTensorPlan } from "./arch_names.ts";
 
@@ -41,7 +43,12 @@ export function nemotronFfnPlans(
     return ffn(`${layerPrefix(cfg, i)}.${lay.mlp}`, "ffn_up", "ffn_down", cfg.intermediate);
   }
   const moe = cfg.moe!, E = moe.experts, ff = expertWidth(cfg), Mo = moePrefix(cfg, i);
+  const X = expertInputWidth(cfg); // Nemotron 3 Super's latent width, else H
   add(`${b}.ffn_gate_inp.weight`, [E, H], `${Mo}.${lay.router}.weight`);
+  if (moe.latent && lay.moeLatent) {
+    add(`${b}.ffn_latent_down.weight`, [X, H], `${Mo}.${lay.moeLatent.down}.weight`);
+    add(`${b}.ffn_latent_up.weight`, [H, X], `${Mo}.${lay.moeLatent.up}.weight`);
+  }
   add(`${b}.exp_probs_b.bias`, [E], `${Mo}.${lay.router}.e_score_correction_bias`);
   const stack = (name: string, which: "w1" | "w2", each: number[]) =>
     out.push({
@@ -53,8 +60,8 @@ export function nemotronFfnPlans(
       keepF32: false,
     });
   // Ungated: w1 holds the up projection.
-  stack(`${b}.ffn_down_exps.weight`, "w2", [H, ff]);
-  stack(`${b}.ffn_up_exps.weight`, "w1", [ff, H]);
+  stack(`${b}.ffn_down_exps.weight`, "w2", [X, ff]);
+  stack(`${b}.ffn_up_exps.weight`, "w1", [ff, X]);
   const S = `${layerPrefix(cfg, i)}.${lay.shared!.expert}`;
   ffn(S, "ffn_up_shexp", "ffn_down_shexp", moe.sharedExpert!.ff);
 }

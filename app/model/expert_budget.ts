@@ -16,7 +16,7 @@ import { unifyExpertFormats, weightFormatsFor } from "./weights.ts";
 import { byteSize, paddedBytes } from "../../core/dtype.ts";
 import { expertWeights, moePrefix } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
-import { expertWidth, type ModelConfig } from "../../models/config.ts";
+import { expertInputWidth, expertWidth, type ModelConfig } from "../../models/config.ts";
 import { defaultDevice, type KilnDevice } from "../../runtime/device.ts";
 import { compile } from "../../runtime/executable.ts";
 import {
@@ -154,7 +154,7 @@ export async function planForDevices(
   // Another device's activations: its experts-only plans for a prompt and a token.
   const remote = compile(
     buildRemoteExperts({
-      d: cfg.hidden,
+      d: expertInputWidth(cfg),
       ff: expertWidth(cfg),
       experts: z.experts,
       topK: cfg.moe!.topK,
@@ -263,7 +263,7 @@ function expertSlabBytes(
   f1: QuantFormat | undefined,
   f2: QuantFormat | undefined,
 ): number {
-  const ff = expertWidth(cfg), d = cfg.hidden;
+  const ff = expertWidth(cfg), d = expertInputWidth(cfg);
   const n13 = expertWeights(cfg).length - 1; // w1 (and w3)
   if (f1 === undefined || f2 === undefined) return (n13 + 1) * ff * d * el;
   return 4 * (n13 * quantWords(f1, ff, d) + quantWords(f2, d, ff));

@@ -10,7 +10,7 @@
 import type { Graph } from "../../core/graph.ts";
 import { expertTensor, moePrefix, selectionBiasTensor } from "../../models/architectures/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
-import { expertWidth } from "../../models/config.ts";
+import { expertInputWidth, expertWidth } from "../../models/config.ts";
 import { moeActivationOf } from "../../models/activation.ts";
 import { SLOT_POOL } from "../../models/states.ts";
 import {
@@ -432,7 +432,7 @@ async function load(
           prefixes,
           tensorOf,
           {
-            d: cfg.hidden,
+            d: expertInputWidth(cfg),
             ff: expertWidth(cfg),
             topK: cfg.moe!.topK,
             normTopk: cfg.moe!.normTopk,

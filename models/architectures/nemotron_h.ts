@@ -9,8 +9,8 @@
  * ungated `relu(up·x)²` experts chosen as DeepSeek-V3 chooses them (sigmoid
  * affinities plus `e_score_correction_bias`, `n_group` / `topk_group`,
  * `norm_topk_prob`, `routed_scaling_factor`) beside one ungated shared expert
- * of `moe_shared_expert_intermediate_size`; latent expert projections
- * (`moe_latent_size`) are refused.
+ * of `moe_shared_expert_intermediate_size`, with Nemotron 3 Super's latent
+ * projections around the experts when `moe_latent_size` is set.
  *
  * @module
  */
@@ -153,10 +153,8 @@ function nemotronFields(c: ConfigReader): ModelConfig {
  * above) and the shared expert's own width.
  */
 function expertFields(c: ConfigReader): MoeConfig {
-  const latent = c.raw("moe_latent_size");
-  if (latent !== undefined && latent !== null) {
-    c.refuse("moe_latent_size", "latent expert projections are not implemented");
-  }
+  const raw = c.raw("moe_latent_size");
+  const latent = raw === undefined || raw === null ? 0 : c.positive("moe_latent_size");
   // NemotronHConfig maps num_local_experts onto n_routed_experts (its attribute_map).
   const field = !c.has("n_routed_experts") && c.has("num_local_experts")
     ? "num_local_experts"
@@ -173,6 +171,7 @@ function expertFields(c: ConfigReader): MoeConfig {
     ff: c.positive("moe_intermediate_size", 7688),
     sharedExpert: { ff: shared, gated: false },
     activation: { kind: "relu2" },
+    ...(latent > 0 ? { latent } : {}),
   };
 }
 
@@ -208,6 +207,7 @@ export const nemotronH: ArchitectureSpec = {
     experts: "experts",
     expertNames: { gate: "", up: "up_proj", down: "down_proj" },
     shared: { expert: "mixer.shared_experts", gate: "" },
+    moeLatent: { down: "fc1_latent_proj", up: "fc2_latent_proj" },
   },
   parse: nemotronFields,
 };

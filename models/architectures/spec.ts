@@ -77,6 +77,12 @@ export interface CheckpointLayout {
    * (GPT-OSS: the gate and up halves of `gate_up_proj_bias`, `down_proj_bias`).
    */
   readonly expertBiases?: SwigluNames;
+  /**
+   * The Linear layers (inside the MoE block) around the experts of a config
+   * with latent experts (Nemotron 3's `fc1_latent_proj`, `fc2_latent_proj`):
+   * `down` to the experts' width, `up` back to the model's.
+   */
+  readonly moeLatent?: { readonly down: string; readonly up: string };
 }
 
 /**

@@ -411,13 +411,16 @@ export async function loadNemotronH(
   };
   const emb = await w.get("backbone.embeddings.weight", [vocab, d]);
   type Relu2 = { up: Float64Array; down: Float64Array };
-  const relu2At = async (p: string, width: number): Promise<Relu2> => ({
-    up: await w.get(`${p}.up_proj.weight`, [width, d]),
-    down: await w.get(`${p}.down_proj.weight`, [d, width]),
+  // Nemotron 3 Super: the experts run at moe_latent_size between fc1/fc2_latent_proj.
+  const latent = config.moe_latent_size == null ? 0 : intField(config, "moe_latent_size");
+  const X = latent || d;
+  const relu2At = async (p: string, width: number, io = d): Promise<Relu2> => ({
+    up: await w.get(`${p}.up_proj.weight`, [width, io]),
+    down: await w.get(`${p}.down_proj.weight`, [io, width]),
   });
   // down(relu(up·x)²): the MLP blocks, each routed expert and the shared expert.
-  const relu2 = (x: Float64Array, T: number, m: Relu2, width: number) =>
-    linear(linear(x, T, d, m.up, width).map((v) => Math.max(v, 0) ** 2), T, width, m.down, d);
+  const relu2 = (x: Float64Array, T: number, m: Relu2, width: number, io = d) =>
+    linear(linear(x, T, io, m.up, width).map((v) => Math.max(v, 0) ** 2), T, width, m.down, io);
   // NemotronHMoE: DeepSeek-V3's router (NemotronHTopkRouter), relu² experts, a shared expert.
   const E = intField(config, "n_routed_experts", 8);
   const moeFf = intField(config, "moe_intermediate_size", 7688);
@@ -430,7 +433,14 @@ export async function loadNemotronH(
     norm: config.norm_topk_prob !== false,
     scale: field(config, "routed_scaling_factor", 1),
   };
-  type Experts = { router: Float64Array; bias: Float64Array; experts: Relu2[]; shared: Relu2 };
+  type Experts = {
+    router: Float64Array;
+    bias: Float64Array;
+    experts: Relu2[];
+    shared: Relu2;
+    fc1?: Float64Array;
+    fc2?: Float64Array;
+  };
   const blocks: {
     norm: Float64Array;
     attn?: AttentionWeights;
@@ -443,12 +453,18 @@ export async function loadNemotronH(
     let moe: Experts | undefined;
     if (kind.ffn === "moe") {
       const experts: Relu2[] = [];
-      for (let e = 0; e < E; e++) experts.push(await relu2At(`${p}.mixer.experts.${e}`, moeFf));
+      for (let e = 0; e < E; e++) experts.push(await relu2At(`${p}.mixer.experts.${e}`, moeFf, X));
       moe = {
         router: await w.get(`${p}.mixer.gate.weight`, [E, d]),
         bias: await w.get(`${p}.mixer.gate.e_score_correction_bias`, [E]),
         experts,
         shared: await relu2At(`${p}.mixer.shared_experts`, sharedFf),
+        ...(latent
+          ? {
+            fc1: await w.get(`${p}.mixer.fc1_latent_proj.weight`, [X, d]),
+            fc2: await w.get(`${p}.mixer.fc2_latent_proj.weight`, [d, X]),
+          }
+          : {}),
       };
     }
     blocks.push({
@@ -463,15 +479,19 @@ export async function loadNemotronH(
   }
   const routed = (m: Experts, x: Float64Array, T: number): Float64Array => {
     const logits = linear(x, T, d, m.router, E);
-    const out = relu2(x, T, m.shared, sharedFf);
+    const xl = m.fc1 ? linear(x, T, d, m.fc1, X) : x;
+    const routed = new Float64Array(T * X);
     for (let t = 0; t < T; t++) {
       const r = route(logits.subarray(t * E, (t + 1) * E), m.bias, routing);
-      const xt = x.subarray(t * d, (t + 1) * d);
+      const xt = xl.subarray(t * X, (t + 1) * X);
       r.experts.forEach((e, j) => {
-        const y = relu2(xt, 1, m.experts[e], moeFf);
-        for (let i = 0; i < d; i++) out[t * d + i] += r.weights[j] * y[i];
+        const y = relu2(xt, 1, m.experts[e], moeFf, X);
+        for (let i = 0; i < X; i++) routed[t * X + i] += r.weights[j] * y[i];
       });
     }
+    const out = m.fc2 ? linear(routed, T, X, m.fc2, d) : routed;
+    const shared = relu2(x, T, m.shared, sharedFf);
+    for (let i = 0; i < out.length; i++) out[i] += shared[i];
     return out;
   };
   const norm = await w.get("backbone.norm_f.weight", [d]);

@@ -1,9 +1,10 @@
 /**
  * What GPT-OSS's expert features cost: the same routed MoE layer as Mixtral's
  * SwiGLU experts, with per-expert biases, and with biases plus the clamped
- * `swiglu_oai` activation — prefill (T = 256) and decode (T = 1), GPU time from
+ * `swiglu_oai` activation; and what Nemotron 3's ungated `relu2` experts save
+ * (W1 and W2 only) — prefill (T = 256) and decode (T = 1), GPU time from
  * timestamp queries (kernel sums, so the ~10 ms host round trip is left out),
- * the three layers taking turns round after round. f32 weights and MXFP4
+ * the four layers taking turns round after round. f32 weights and MXFP4
  * weights (GPT-OSS's published format).
  *
  * ```sh
@@ -55,7 +56,7 @@ function blocks(w: Float32Array, f: QuantFormat, rows: number, cols: number): Ui
   return new Uint32Array(out.buffer);
 }
 
-type Variant = "swiglu" | "swiglu+bias" | "oai+bias";
+type Variant = "swiglu" | "swiglu+bias" | "oai+bias" | "relu2";
 
 function layer(v: Variant, format: QuantFormat | undefined): Executable {
   const g = new GraphBuilder();
@@ -66,17 +67,18 @@ function layer(v: Variant, format: QuantFormat | undefined): Executable {
     topK: k,
     ff,
     ...(format ? { weightFormat: format } : {}),
-    ...(v === "swiglu" ? {} : { expertBias: true }),
+    ...(v === "swiglu" || v === "relu2" ? {} : { expertBias: true }),
     ...(v === "oai+bias" ? { activation: "swiglu_oai" as const } : {}),
+    ...(v === "relu2" ? { activation: "relu2" as const } : {}),
   };
   g.output("y", moe(g, x, o).y);
   const params: Record<string, Float32Array | Uint32Array> = {
     "m.router": weights.router,
     "m.w1": format ? blocks(weights.w1, format, ff, d) : weights.w1,
-    "m.w3": format ? blocks(weights.w3, format, ff, d) : weights.w3,
     "m.w2": format ? blocks(weights.w2, format, d, ff) : weights.w2,
   };
-  if (v !== "swiglu") {
+  if (v !== "relu2") params["m.w3"] = format ? blocks(weights.w3, format, ff, d) : weights.w3;
+  if (v !== "swiglu" && v !== "relu2") {
     Object.assign(params, { "m.b1": weights.b1, "m.b3": weights.b3, "m.b2": weights.b2 });
   }
   return compile(g.build(), device, { params });
@@ -86,7 +88,7 @@ const gpuMs = async (exe: Executable, x: Float32Array) =>
   (await exe.profile({ x })).kernels.reduce((a, kk) => a + kk.ns, 0) / 1e6;
 const median = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1];
 
-const variants: Variant[] = ["swiglu", "swiglu+bias", "oai+bias"];
+const variants: Variant[] = ["swiglu", "swiglu+bias", "oai+bias", "relu2"];
 const rows: string[] = [];
 for (const format of [undefined, "mxfp4"] as const) {
   const exes = variants.map((v) => layer(v, format));
@@ -101,13 +103,16 @@ for (const format of [undefined, "mxfp4"] as const) {
     rows.push(
       `| ${format ?? "f32"} | ${T} | ${m.map((v) => v.toFixed(2)).join(" | ")} | ${
         (m[2] / m[0]).toFixed(2)
-      }× |`,
+      }× | ${(m[3] / m[0]).toFixed(2)}× |`,
     );
   }
   for (const exe of exes) exe.dispose();
 }
 const load = new TextDecoder().decode((await new Deno.Command("uptime").output()).stdout).trim();
 console.log(`MoE layer d ${d}, ff ${ff}, E ${E}, k ${k}; GPU ms (median of ${rounds}); ${load}`);
-console.log("| weights | T | swiglu | swiglu + biases | swiglu_oai + biases | oai+bias / swiglu |");
-console.log("| --- | --- | --- | --- | --- | --- |");
+console.log(
+  "| weights | T | swiglu | swiglu + biases | swiglu_oai + biases | relu2 (ungated) | " +
+    "oai+bias / swiglu | relu2 / swiglu |",
+);
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const r of rows) console.log(r);

@@ -166,3 +166,16 @@ for (const [name, budget, X] of STREAMED) {
     }
   });
 }
+
+Deno.test("moe relu2: kiln inspect names ungated relu² and latent experts", async () => {
+  const dir = new URL("./fixtures/hf/nemotron_h_moe_latent/", import.meta.url).pathname;
+  const cli = new URL("../cli.ts", import.meta.url).pathname;
+  const r = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", cli, "inspect", dir] })
+    .output();
+  const out = new TextDecoder().decode(r.stdout);
+  assert.ok(r.success, new TextDecoder().decode(r.stderr));
+  assert.match(
+    out,
+    /moe: 8 experts, top-2 \(renormalised\), expert width 24, shared expert width 40, .*within the best 2 of 4 expert groups, ungated relu² experts, latent experts of width 16 \(of 32\)/,
+  );
+});

@@ -223,6 +223,7 @@ async function inspectModel(
         ? "ungated relu² experts"
         : "",
       !act && cfg.hiddenAct ? `${cfg.hiddenAct} gates` : "",
+      m.latent ? `latent experts of width ${m.latent} (of ${cfg.hidden})` : "",
     ].filter((x) => x);
     console.log(
       `moe: ${m.experts} experts, top-${m.topK}${

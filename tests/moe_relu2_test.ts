@@ -179,3 +179,11 @@ Deno.test("moe relu2: kiln inspect names ungated relu² and latent experts", asy
     /moe: 8 experts, top-2 \(renormalised\), expert width 24, shared expert width 40, .*within the best 2 of 4 expert groups, ungated relu² experts, latent experts of width 16 \(of 32\)/,
   );
 });
+
+Deno.test("moe relu2: expert parallelism is refused by name, before any device is used", async () => {
+  const dir = new URL("./fixtures/hf/nemotron_h_moe/", import.meta.url).pathname;
+  await assert.rejects(
+    loadModel(dir, { devices: 2, quiet: true }),
+    /NemotronHForCausalLM's ungated relu² experts do not run split across several devices/,
+  );
+});

@@ -197,7 +197,7 @@ Deno.test("moe bias/act: bad biases, activations, alpha and limit are refused by
     w,
     { ...ATTRS, activation: "gelu" },
     TypeError,
-    /activation must be one of swiglu, swiglu_oai, geglu, geglu_tanh, reglu, relu2, got "gelu"/,
+    /activation must be one of swiglu, swiglu_oai, geglu, geglu_tanh, reglu, quick_geglu, relu2, got "gelu"/,
   );
   const oai = { ...ATTRS, activation: "swiglu_oai" };
   apply(w, { ...oai, alpha: 1.702, limit: 7 });

@@ -101,6 +101,7 @@ Deno.test("nemotron-h: configs it cannot run are refused by field", () => {
     [8, 2, 7688, { ff: 7688, gated: false }, "sigmoid_bias", true, { kind: "relu2" }],
   );
   assert.equal(moe.groups, undefined); // n_group 1: every group kept
+  assert.equal(moe.auxLossCoef, 0); // balanced by its selection bias, as transformers trains it
   // NemotronHMLP takes `intermediate_size or config.intermediate_size`: a 0 width is the MLP's.
   const zero = parseConfig({ ...none, moe_shared_expert_intermediate_size: 0 }).moe!;
   assert.deepEqual(zero.sharedExpert, { ff: BASE.intermediate_size, gated: false });

@@ -164,7 +164,13 @@ function expertFields(c: ConfigReader): MoeConfig {
   const shared = c.int("moe_shared_expert_intermediate_size", 7688) ||
     c.positive("intermediate_size", 21504);
   return {
-    ...moeFields(c, field, { normTopk: c.bool("norm_topk_prob", true), experts, topK: 2 }),
+    // Balanced by its selection bias: transformers adds no load-balancing loss.
+    ...moeFields(c, field, {
+      normTopk: c.bool("norm_topk_prob", true),
+      experts,
+      topK: 2,
+      auxLossCoef: 0,
+    }),
     router: "sigmoid_bias",
     routedScaling: c.num("routed_scaling_factor", 1),
     ...groupLimitFields(c, experts, c.positive("n_group", 1), c.positive("topk_group", 1)),

@@ -13,6 +13,7 @@ import { moe } from "../models/moe.ts";
 import { moeGated } from "../ops/moe/mod.ts";
 import { runCpu } from "../runtime/cpu_backend.ts";
 import { loadModel } from "../app/model/mod.ts";
+import { writeSafetensors } from "../app/train/safetensors_write.ts";
 import { gpu } from "./_util.ts";
 import { gpuTarget } from "./fixtures/gpu_target.ts";
 import { type BiasActCase, checkNaive, runCase } from "./fixtures/moe_bias_act.ts";
@@ -186,4 +187,35 @@ Deno.test("moe relu2: expert parallelism is refused by name, before any device i
     loadModel(dir, { devices: 2, quiet: true }),
     /NemotronHForCausalLM's ungated relu² experts do not run split across several devices/,
   );
+});
+
+Deno.test("moe relu2: a Nemotron 3 checkpoint's multi-token-prediction tensors are skipped, as transformers skips them", async () => {
+  const src = new URL("./fixtures/hf/nemotron_h_moe/", import.meta.url).pathname;
+  const device = await gpu();
+  const { ids } = JSON.parse(await Deno.readTextFile(`${src}ref.json`)) as { ids: number[] };
+  const base = await loadModel(src, { device, quiet: true, maxSeq: 64 });
+  const want = await base.forward(ids);
+  base.dispose();
+  const dir = await Deno.makeTempDir({ prefix: "kiln_nemotron_mtp_" });
+  try {
+    const config = JSON.parse(await Deno.readTextFile(`${src}config.json`));
+    await Deno.writeTextFile(
+      `${dir}/config.json`,
+      JSON.stringify({ ...config, num_nextn_predict_layers: 1 }),
+    );
+    await Deno.copyFile(`${src}model.safetensors`, `${dir}/model.safetensors`);
+    // A second shard holding MTP tensors only, as the published checkpoints ship them.
+    await writeSafetensors(`${dir}/mtp.safetensors`, [
+      { name: "mtp.layers.0.norm.weight", shape: [32], data: new Float32Array(32).fill(1) },
+      { name: "mtp.layers.0.mixer.q_proj.weight", shape: [4, 32], data: new Float32Array(128) },
+    ]);
+    const m = await loadModel(dir, { device, quiet: true, maxSeq: 64 });
+    try {
+      assert.deepEqual(await m.forward(ids), want);
+    } finally {
+      m.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -87,7 +87,6 @@ Deno.test("nemotron-h: configs it cannot run are refused by field", () => {
     [{ mlp_hidden_act: "silu" }, /mlp_hidden_act "silu" is not supported .*only "relu2"/],
     [{ mamba_hidden_act: "relu6" }, /mamba_hidden_act "relu6" is not supported/],
     [{ mlp_bias: true }, /mlp_bias true is not supported/],
-    [{ num_nextn_predict_layers: 1 }, /multi-token prediction layers are not run/],
     [{ n_groups: 3 }, /mamba_num_heads 8 must be a multiple of n_groups 3/],
   ];
   for (const [edit, pattern] of cases) {

@@ -300,9 +300,10 @@ export function checkUnusedTensors(cfg: ModelConfig, ckpt: WeightSource): void {
     const i = n.startsWith(layers) ? Number(n.slice(layers.length).split(".")[0]) : NaN;
     return i >= cfg.layers && i < cfg.layers + (cfg.extraLayers ?? 0);
   };
+  const ignored = specOf(cfg).ignoredTensors;
   const unused = [...ckpt.tensors.keys()].filter((n) =>
     !read.has(n) && !n.endsWith(".rotary_emb.inv_freq") && !(cfg.tieEmbeddings && n === head) &&
-    !extra(n)
+    !extra(n) && !ignored?.test(n)
   );
   if (unused.length > 0) {
     const shown = unused.slice(0, 3).map((n) => JSON.stringify(n)).join(", ");

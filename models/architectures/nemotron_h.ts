@@ -87,9 +87,6 @@ function nemotronFields(c: ConfigReader): ModelConfig {
   if (mlpAct !== "relu2") c.refuse("mlp_hidden_act", 'only "relu2" is implemented');
   const convAct = c.hiddenAct("mamba_hidden_act");
   c.absent("mlp_bias", "its MLPs have no biases in Kiln");
-  if (c.int("num_nextn_predict_layers", 0) > 0) {
-    c.refuse("num_nextn_predict_layers", "multi-token prediction layers are not run");
-  }
   const has = (kind: string) => pattern.some((p) => p.mixer === kind);
   const moe = pattern.some((p) => p.ffn === "moe") ? expertFields(c) : undefined;
   const heads = c.positive("mamba_num_heads", 128), headDim = c.positive("mamba_head_dim", 64);
@@ -216,4 +213,6 @@ export const nemotronH: ArchitectureSpec = {
     moeLatent: { down: "fc1_latent_proj", up: "fc2_latent_proj" },
   },
   parse: nemotronFields,
+  // Multi-token-prediction layers (num_nextn_predict_layers > 0): transformers skips them too.
+  ignoredTensors: /^mtp\./,
 };

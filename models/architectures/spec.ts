@@ -165,4 +165,10 @@ export interface ArchitectureSpec {
    * present their parts instead, and writers join the parts back.
    */
   fused?(cfg: ModelConfig): FusedTensor[];
+  /**
+   * Checkpoint tensors the family's transformers class skips when it loads
+   * (`_keys_to_ignore_on_load_unexpected`: Nemotron 3's multi-token-prediction
+   * `mtp.*`): present in a checkpoint, never read. Absent: none.
+   */
+  readonly ignoredTensors?: RegExp;
 }

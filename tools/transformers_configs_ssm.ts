@@ -295,5 +295,7 @@ function nemotronExperts(d: Dice): Record<string, unknown> {
     moe_shared_expert_intermediate_size: d.pick([0, 8, 20]),
     routed_scaling_factor: d.pick([1, 2.5]),
     norm_topk_prob: d.chance(0.6),
+    // Nemotron 3 Super's latent experts, now and then.
+    ...(d.chance(0.3) ? { moe_latent_size: d.pick([4, 8, 12]) } : {}),
   };
 }

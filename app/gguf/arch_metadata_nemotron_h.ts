@@ -19,11 +19,12 @@ import type { GgufEntry } from "./value.ts";
 type Put = (key: string, type: GgufEntry["type"], value: GgufEntry["value"]) => void;
 
 /**
- * Refuses what llama.cpp's Nemotron-H graph cannot hold: Mamba projection
- * biases (it loads none), a block pattern whose feed-forward blocks it would
+ * Refuses what llama.cpp's Nemotron-H graph cannot hold: a model without a
+ * Mamba-2 block (its loader requires the SSM keys), Mamba projection biases
+ * (it loads none), and a block pattern whose feed-forward blocks it would
  * misread (in a `nemotron_h_moe` file every feed-forward block is an expert
- * block), and group-limited routing with every group kept beyond one group
- * (its loader asserts fewer groups used than exist).
+ * block). Routing that keeps every group is written as one group of all the
+ * experts (llama.cpp's loader asserts fewer groups used than exist).
  */
 function refuse(cfg: ModelConfig): void {
   const mixedFfn = cfg.moe && cfg.pattern.some((p) => p.ffn === "mlp");

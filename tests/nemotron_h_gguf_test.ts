@@ -17,6 +17,7 @@ import { ggufArchMetadata } from "../app/gguf/arch.ts";
 import { GgufFile } from "../app/gguf/file.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
 import { gpu, withTmp } from "./_util.ts";
+import { writeRandomCheckpoint } from "../app/random_weights.ts";
 import { assertGreedyMatches, readTransformersRef, relToRms } from "./fixtures/transformers_ref.ts";
 import { kilnWritesAsConverter, writeKilnGguf } from "./fixtures/gguf_compare.ts";
 
@@ -146,4 +147,37 @@ Deno.test("nemotron-h gguf: what llama.cpp's graph cannot hold is refused by nam
     () => ggufArchMetadata({ ...config, mamba_hidden_act: "gelu" }),
     /hidden_act gelu cannot be written to GGUF/,
   );
+});
+
+Deno.test("nemotron-h gguf: attention-free models (Mamba-2 with MLP or expert blocks) round-trip exactly", async () => {
+  const config = JSON.parse(await Deno.readTextFile(join(HF, "nemotron_h_moe", "config.json")));
+  const device = await gpu();
+  for (
+    const types of [
+      ["linear_attention", "mlp", "linear_attention"],
+      ["linear_attention", "moe", "linear_attention", "moe"],
+    ]
+  ) {
+    await withTmp(async (tmp) => {
+      await writeRandomCheckpoint(tmp, { ...config, layers_block_type: types }, { seed: 3 });
+      await write(tmp, join(tmp, "m.gguf"));
+      using f = await GgufFile.open(join(tmp, "m.gguf"));
+      assert.equal(
+        f.entries.get(`${f.entries.get("general.architecture")?.value}.attention.head_count`)
+          ?.value,
+        0,
+      );
+      const ids = [1, 5, 9, 3, 7];
+      const [a, b] = [
+        await loadModel(tmp, { device, quiet: true, maxSeq: 32 }),
+        await loadModel(join(tmp, "m.gguf"), { device, quiet: true, maxSeq: 32 }),
+      ];
+      try {
+        assert.deepEqual(await b.forward(ids), await a.forward(ids), types.join(","));
+      } finally {
+        a.dispose();
+        b.dispose();
+      }
+    });
+  }
 });

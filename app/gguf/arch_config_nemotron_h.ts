@@ -56,7 +56,8 @@ export function nemotronHConfig(k: Keys, L: number, H: number, common: Json, eps
     layers_block_type: types,
     num_attention_heads: heads,
     num_key_value_heads: kv,
-    head_dim: k.opt("attention.key_length") ?? H / heads,
+    // A file without attention blocks may say 0 heads.
+    ...(heads > 0 ? { head_dim: k.opt("attention.key_length") ?? H / heads } : {}),
     intermediate_size: dense[0] ?? k.opt("expert_shared_feed_forward_length") ?? 0,
     mamba_num_heads: mHeads,
     mamba_head_dim: inner / mHeads,

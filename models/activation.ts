@@ -57,7 +57,8 @@ const MOE_OF: Record<HiddenAct, MoeActivation> = {
 const QUICK_GELU = 1.702;
 
 /**
- * `act(t)` for an activation of {@linkcode HiddenAct} (absent: silu).
+ * `act(t)` for an activation of {@linkcode HiddenAct} (absent: silu), or
+ * `"relu2"`, Nemotron-H's `relu(t)²` (its `mlp_hidden_act`, for ungated MLPs).
  *
  * @example
  * ```ts
@@ -66,7 +67,7 @@ const QUICK_GELU = 1.702;
  * g.output("y", applyHiddenAct(g.input("x", [4]), "gelu"));
  * ```
  */
-export function applyHiddenAct(t: Tensor, act: HiddenAct | undefined): Tensor {
+export function applyHiddenAct(t: Tensor, act: HiddenAct | "relu2" | undefined): Tensor {
   switch (act ?? "silu") {
     case "silu":
       return t.silu();
@@ -78,6 +79,11 @@ export function applyHiddenAct(t: Tensor, act: HiddenAct | undefined): Tensor {
       return t.relu();
     case "quick_gelu":
       return t.mul(t.mul(QUICK_GELU).sigmoid());
+    case "relu2": {
+      // Nemotron-H's ungated MLPs and experts: relu(t)².
+      const u = t.relu();
+      return u.mul(u);
+    }
     default:
       throw new TypeError(`applyHiddenAct: unknown activation ${JSON.stringify(act)}`);
   }

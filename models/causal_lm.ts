@@ -164,10 +164,12 @@ function causalLM(g: GraphBuilder, cfg: ModelConfig, options: CausalLMOptions): 
         name,
         (x, n, rows, cols) => linear(g, x, n, rows, cols, dt, formats),
       );
-      // Routing runs in f32; f16 models keep f16 expert weights.
-      const xr = dt === "f16" ? x2.cast("f32") : x2;
+      // Routing runs in f32; f16 models keep f16 expert weights. Without latent
+      // projections the experts' input is the router's.
+      const toF32 = (t: Tensor) => (dt === "f16" ? t.cast("f32") : t);
+      const xr = toF32(x2);
       const xe = lat.down(x2);
-      const xin = dt === "f16" ? xe.cast("f32") : xe;
+      const xin = xe === x2 ? xr : toF32(xe);
       if (lookahead) {
         const j = moeAt.indexOf(i);
         const E = cfg.moe!.experts;

@@ -63,8 +63,7 @@ export function decoderLayers(
       parts.linear(t, `${prefix}.${part}.weight`, rows, cols);
     if (cfg.mlpActivation === "relu2") {
       // Nemotron-H: no gate, relu(up·x)².
-      const u = w(x, n.up, ff, d).relu();
-      return w(u.mul(u), n.down, d, ff);
+      return w(applyHiddenAct(w(x, n.up, ff, d), "relu2"), n.down, d, ff);
     }
     const gate = applyHiddenAct(w(x, n.gate, ff, d), cfg.hiddenAct);
     return w(gate.mul(w(x, n.up, ff, d)), n.down, d, ff);

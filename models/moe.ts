@@ -363,15 +363,9 @@ function sharedExpert(
     fail(new RangeError(`moe ${name}: ff must be a positive integer, got ${s.ff}`));
   }
   const w1 = g.param(`${name}.w1`, [s.ff, d]);
-  let h: Tensor;
-  if (act === "relu2") {
-    // As the routed experts: relu(x·W1ᵀ)², no W3.
-    const u = x.matmul(w1, { transB: true }).relu();
-    h = u.mul(u);
-  } else {
-    const w3 = g.param(`${name}.w3`, [s.ff, d]);
-    h = applyHiddenAct(x.matmul(w1, { transB: true }), act).mul(x.matmul(w3, { transB: true }));
-  }
+  let h = applyHiddenAct(x.matmul(w1, { transB: true }), act);
+  // Ungated (relu2, as the routed experts): no W3.
+  if (act !== "relu2") h = h.mul(x.matmul(g.param(`${name}.w3`, [s.ff, d]), { transB: true }));
   const w2 = g.param(`${name}.w2`, [d, s.ff]);
   const out = h.matmul(w2, { transB: true });
   if (!s.gated) return out;

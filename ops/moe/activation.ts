@@ -16,7 +16,9 @@ import type { MoeIo } from "./operands.ts";
  * The WGSL of `fn moe_act(a: f32, b: f32) -> f32`, the experts' activation of
  * gate `a` and up `b`: `silu(a) · b` for `"swiglu"` (the same operations, in
  * the same order, as before the helper existed, so results stay bit-identical),
- * `gate(a) · b` for GEGLU and ReGLU ({@linkcode moeGateHelper}), or GPT-OSS's `(clamp(b, −limit, limit) + 1) · g · σ(alpha · g)` with
+ * `gate(a) · b` for GEGLU, ReGLU and quick GEGLU ({@linkcode moeGateHelper}),
+ * `gate(a)` alone for the ungated `"relu2"`, or GPT-OSS's
+ * `(clamp(b, −limit, limit) + 1) · g · σ(alpha · g)` with
  * `g = min(a, limit)` for `"swiglu_oai"`. Prefixed so it cannot clash with
  * helpers the compiler adds to the shader.
  *
@@ -30,18 +32,16 @@ import type { MoeIo } from "./operands.ts";
 export function moeActHelper(
   c: Pick<ResolvedMoeConfig, "activation" | "alpha" | "limit">,
 ): string {
-  if (c.activation === "relu2") {
-    // Ungated: b is the caller's 0.0 ({@linkcode moeActCall}), never a W3 product.
-    return "fn moe_act(a: f32, b: f32) -> f32 { let r = max(a, 0.0); return r * r; }";
-  }
   if (c.activation === "swiglu") {
     return "fn moe_silu(v: f32) -> f32 { return v / (1.0 + exp(-v)); }\n" +
       "fn moe_act(a: f32, b: f32) -> f32 { return moe_silu(a) * b; }";
   }
   if (c.activation !== "swiglu_oai") {
+    // Ungated (relu2): b is the caller's 0.0 ({@linkcode moeActCall}), never a W3 product.
+    const up = moeGated(c.activation) ? " * b" : "";
     return `${
       moeGateHelper(c.activation)
-    }\nfn moe_act(a: f32, b: f32) -> f32 { return moe_gate(a) * b; }`;
+    }\nfn moe_act(a: f32, b: f32) -> f32 { return moe_gate(a)${up}; }`;
   }
   const limit = f32(c.limit, "moe limit"), low = f32(-c.limit, "moe limit");
   // g · σ(alpha · g) = g / (1 + exp(−alpha · g)): exp overflows to +∞ only for
@@ -89,9 +89,7 @@ const GELU_C = Math.sqrt(2 / Math.PI);
  * for the gated activations `f(a)·b` other than SwiGLU (whose kernels keep
  * their own lines) and `swiglu_oai`: exact GELU through an erf helper, GELU's
  * tanh form (the `gelu` op's tanh, `geluTanhWgsl`), ReLU (derivative 0 at 0, as PyTorch's),
- * the quick GELU `v·σ(1.702·v)`
- * and the ungated `relu2`'s `relu(v)²` (used by the backward alone; the
- * forward's `moe_act` squares inline).
+ * the quick GELU `v·σ(1.702·v)` and the ungated `relu2`'s `relu(v)²`.
  *
  * @example
  * ```ts

@@ -27,7 +27,7 @@
 import type { KernelContext, KernelEmission, KernelEmitter, KernelSource } from "../types.ts";
 import { grid, groupIndex, u32 } from "../wgsl/mod.ts";
 import type { MoeAttrs } from "./attrs.ts";
-import { MOE_NONE, type ResolvedMoeConfig } from "./config.ts";
+import { MOE_NONE, moeGated, type ResolvedMoeConfig } from "./config.ts";
 import { emitMoe, moeKernels, type MoePrepared, prepareMoe } from "./lower.ts";
 import { type MoeBuffer, type MoeEmitContext, MoeIo } from "./operands.ts";
 import { absent, range, slabOf, storeRow, weightName } from "./register_tile.ts";
@@ -136,8 +136,9 @@ function gemv1(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
   const workgroups = grid(groups, ctx.caps.maxWorkgroupsPerDim);
   const zero = V === 4 ? "vec4<f32>(0.0)" : "0.0";
   const x = io.vec("x", "f32", V);
-  const gated = gemm1Weights(c).length === 2;
-  const w1 = wvec(c, io, "w1", V), w3 = gated ? wvec(c, io, "w3", V) : undefined;
+  // Ungated experts (relu2) read no W3.
+  const w1 = wvec(c, io, "w1", V);
+  const w3 = moeGated(c.activation) ? wvec(c, io, "w3", V) : undefined;
   const L: string[] = [];
   L.push(`  if (g >= ${u32(groups)}) { return; }`);
   L.push(`  let pair = g / ${u32(nct)};`);

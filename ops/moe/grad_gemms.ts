@@ -96,23 +96,17 @@ function actBackward(
       ${ga}[o] = wdh * ${b} * s * (1.0 + ${a} * (1.0 - s));
       ${gb}[o] = wdh * silu;`;
   }
-  if (c.activation === "relu2") {
-    // Ungated: h = relu(a)², no W3 product, so gb (and with it dW3) is 0.
-    return `      let gv = moe_gate(${a});
-      let dh = ${hp}[o];
-      ${h}[o] = gv;
-      ${hp}[o] = gv * dh;
-      ${ga}[o] = w * dh * moe_gate_d(${a});
-      ${gb}[o] = 0.0;`;
-  }
   if (c.activation !== "swiglu_oai") {
+    // Ungated (relu2): h = gate(a) alone, no W3 product, so gb (and with it dW3) is 0.
+    const gated = moeGated(c.activation);
+    const up = gated ? ` * ${b}` : "";
     return `      let gv = moe_gate(${a});
       let dh = ${hp}[o];
       let wdh = w * dh;
-      ${h}[o] = gv * ${b};
-      ${hp}[o] = gv * ${b} * dh;
-      ${ga}[o] = wdh * ${b} * moe_gate_d(${a});
-      ${gb}[o] = wdh * gv;`;
+      ${h}[o] = gv${up};
+      ${hp}[o] = gv${up} * dh;
+      ${ga}[o] = wdh${up} * moe_gate_d(${a});
+      ${gb}[o] = ${gated ? "wdh * gv" : "0.0"};`;
   }
   const L = f32(c.limit, "moe limit"), low = f32(-c.limit, "moe limit");
   const alpha = f32(c.alpha, "moe alpha");

@@ -346,6 +346,7 @@ export {
   expertInputWidth,
   expertWidth,
   type FfnKind,
+  type Fp8Storage,
   type LayerSpec,
   type MambaConfig,
   type MambaSsdConfig,

@@ -385,6 +385,31 @@ export interface ModelConfig {
    * not read (GLM-4.5's multi-token-prediction layers, `num_nextn_predict_layers`).
    */
   readonly extraLayers?: number;
+  /**
+   * How the checkpoint stores its linear weights in FP8 (`quantization_config`
+   * with `quant_method: "fp8"`): they are dequantized as they load.
+   */
+  readonly fp8?: Fp8Storage;
+}
+
+/**
+ * A fine-grained FP8 checkpoint's layout (transformers' `FineGrainedFP8Config`):
+ * each quantized weight `W` is E4M3 with a scale tensor `W_scale_inv` (for
+ * `X.weight`: `X.weight_scale_inv`) of one value per `block` of
+ * `[rows, cols]` (the grid rounded up at the edges), or one per tensor when
+ * `block` is absent; the weight is `e4m3 · scale`.
+ *
+ * @example
+ * ```ts
+ * import type { Fp8Storage } from "@kiln/kiln";
+ * const deepseekV3: Fp8Storage = { block: [128, 128], scaleFmt: "float" };
+ * ```
+ */
+export interface Fp8Storage {
+  /** `weight_block_size`: rows × columns sharing a scale; absent: one scale per tensor. */
+  readonly block?: readonly [number, number];
+  /** `scale_fmt`: `"ue8m0"` scales are powers of two (often stored as F8_E8M0). */
+  readonly scaleFmt: "float" | "ue8m0";
 }
 
 /**

@@ -51,21 +51,23 @@ Deno.test("deepseek-v3: the published config, field by field", () => {
 
 Deno.test("deepseek-v3: configs it cannot run are refused by field", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
-    [{}, /quantization_config .* not supported .*in float .*not "fp8"/],
     [
-      { quantization_config: undefined, num_key_value_heads: 16 },
+      { quantization_config: { quant_method: "awq", bits: 4 } },
+      /quantization_config .* not supported .*"fp8" \(block-scaled FP8\), not "awq"/,
+    ],
+    [
+      { num_key_value_heads: 16 },
       /num_key_value_heads 16 must equal/,
     ],
     [
-      { quantization_config: undefined, topk_group: 9 },
+      { topk_group: 9 },
       /"topk_group" \(9\) exceeds "n_group" \(8\)/,
     ],
-    [{ quantization_config: undefined, hidden_act: "mish" }, /hidden_act "mish" is not supported/],
-    [{ quantization_config: undefined, qk_nope_head_dim: 0 }, /"qk_nope_head_dim" must be > 0/],
+    [{ hidden_act: "mish" }, /hidden_act "mish" is not supported/],
+    [{ qk_nope_head_dim: 0 }, /"qk_nope_head_dim" must be > 0/],
   ];
   for (const [edit, pattern] of cases) {
     const config = { ...DEEPSEEK_V3_CONFIG, ...edit };
-    if (Object.hasOwn(edit, "quantization_config")) delete config.quantization_config;
     assert.throws(() => parseConfig(config), pattern, JSON.stringify(edit));
   }
 });

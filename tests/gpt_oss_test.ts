@@ -69,7 +69,7 @@ Deno.test("gpt-oss: configs it cannot run are refused by field", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [
       { quantization_config: { quant_method: "gptq", bits: 4 } },
-      /quantization_config .* is not supported .*quant_method "mxfp4", got "gptq"/,
+      /quantization_config .* is not supported .*"fp8" \(block-scaled FP8\), "mxfp4", not "gptq"/,
     ],
     [
       { layer_types: undefined, sliding_window: null },

@@ -18,13 +18,14 @@ writes them.
 
 import json
 import os
-import shutil
 import sys
 
 import numpy as np
 import torch
 import transformers
 from safetensors.numpy import load_file, save_file
+
+from quantized_reference import write_quantized_folder, write_reference
 
 FP4 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6])
 
@@ -58,16 +59,21 @@ def main():
             packed[name + "_scales"] = scales
         else:
             packed[name] = t
-    save_file(packed, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
-    with open(os.path.join(src, "config.json")) as f:
-        config = json.load(f)
-    config["quantization_config"] = {
-        "quant_method": "mxfp4",
-        "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"],
-    }
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    shutil.copy(os.path.join(src, "generation_config.json"), out)
+    write_quantized_folder(
+        src,
+        out,
+        packed,
+        {
+            "quant_method": "mxfp4",
+            "modules_to_not_convert": [
+                "model.layers.*.self_attn",
+                "model.layers.*.mlp.router",
+                "model.embed_tokens",
+                "lm_head",
+            ],
+        },
+        save_file,
+    )
 
     q = transformers.Mxfp4Config(dequantize=True)
     m64 = transformers.GptOssForCausalLM.from_pretrained(
@@ -75,48 +81,9 @@ def main():
     ).eval()
     # The dequantized experts come back in bfloat16 (exact: E2M1 codes times powers of 2).
     m64 = m64.to(torch.float64)
-    with open(os.path.join(src, "ref.json")) as f:
-        ref = json.load(f)
-    ids = ref["ids"]
-    with torch.no_grad():
-        o = m64(torch.tensor([ids]), output_hidden_states=want_hidden, use_cache=False)
-        logits = o.logits[0].to(torch.float64)
-        gen = m64.generate(
-            torch.tensor([ids]),
-            attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-            do_sample=False,
-            max_new_tokens=16,
-            output_scores=True,
-            return_dict_in_generate=True,
-            pad_token_id=m64.config.eos_token_id,
-        )
-    greedy = [int(t) for t in gen.sequences[0, len(ids):]]
-    margins = []
-    for s in gen.scores:
-        top = torch.topk(s[0].to(torch.float64), 2).values
-        margins.append(float(top[0] - top[1]))
-    logits.to(torch.float32).numpy().astype("<f4").tofile(os.path.join(out, "logits.f32"))
-    rms = float(torch.sqrt(torch.mean(logits**2)))
-    new_ref = {
-        "arch": "GptOssForCausalLM",
-        "ids": ids,
-        "vocab": ref["vocab"],
-        "greedy": greedy,
-        "margins": margins,
-        "logit_rms": rms,
-        "dtype": "float64 from MXFP4 (transformers' dequantization)",
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-        "seed": ref["seed"],
-        "greedy_via": "generate",
-        "source": os.path.basename(os.path.normpath(src)),
-    }
-    if want_hidden:
-        hs = torch.stack([h[0] for h in o.hidden_states]).to(torch.float32)
-        hs.numpy().astype("<f4").tofile(os.path.join(out, "hidden.f32"))
-        new_ref["hidden_shape"] = list(hs.shape)
-    with open(os.path.join(out, "ref.json"), "w") as f:
-        json.dump(new_ref, f, indent=1)
+    _, rms = write_reference(
+        m64, src, out, "GptOssForCausalLM", "float64 from MXFP4 (transformers' dequantization)", want_hidden
+    )
     print(json.dumps({"name": os.path.basename(out), "ok": True, "logit_rms": rms}))
 
 

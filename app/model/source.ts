@@ -24,6 +24,7 @@ export type { WeightInfo, WeightSource } from "../weight_source.ts";
 export { overlay } from "../weight_source.ts";
 import { overlay } from "../weight_source.ts";
 import { withFusedParts } from "./fused_source.ts";
+import { withFp8Weights } from "./fp8_source.ts";
 import { folderTokenizer } from "../tokenizer/folder.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 
@@ -59,7 +60,8 @@ export function sideFolder(path: string): string {
 /**
  * Opens a model's weights: a `.gguf` file, else a safetensors folder or file.
  * With the model's `config`, tensors its family stores fused (Granite's
- * `input_linear`) are seen as their parts ({@linkcode withFusedParts}).
+ * `input_linear`) are seen as their parts ({@linkcode withFusedParts}), and an
+ * FP8 checkpoint's weights as floats ({@linkcode withFp8Weights}).
  *
  * @example
  * ```ts ignore
@@ -75,7 +77,8 @@ export async function openWeights(
   const ckpt = await Checkpoint.open(path, options);
   if (!options.config) return ckpt;
   try {
-    return withFusedParts(ckpt, fusedTensors(options.config));
+    const fp8 = options.config.fp8;
+    return withFusedParts(fp8 ? withFp8Weights(ckpt, fp8) : ckpt, fusedTensors(options.config));
   } catch (e) {
     ckpt.close();
     throw e;

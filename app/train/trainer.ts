@@ -272,9 +272,11 @@ export class Trainer {
         "Trainer.create: give exactly one of config (fresh) and from (fine-tune)",
       );
     }
-    const config = options.config ??
+    const given = options.config ??
       JSON.parse(await Deno.readTextFile(`${options.from}/${CHECKPOINT_FILES.config}`));
-    const cfg = parseConfig(config);
+    const cfg = parseConfig(given);
+    // Checkpoints hold float weights: an FP8 source's quantization_config is not theirs.
+    const config = cfg.fp8 ? withoutKey(given, "quantization_config") : given;
     const device = options.device ?? await defaultDevice();
     const o = {
       ...options,
@@ -549,4 +551,9 @@ export class Trainer {
     this.#evalLoss?.dispose();
     this.exe.dispose();
   }
+}
+
+function withoutKey(o: Record<string, unknown>, key: string): Record<string, unknown> {
+  const { [key]: _, ...rest } = o;
+  return rest;
 }

@@ -20,7 +20,6 @@ import type { AttentionConfig, MlaConfig, ModelConfig } from "../config.ts";
 import { attentionFields, baseFields, QWEN_MOE_LAYOUT, sigmoidMoeFields } from "./common.ts";
 import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
-import { show } from "./reader.ts";
 
 /** yarn's `0.1·m·ln(factor) + 1` (1 for a factor ≤ 1), transformers' `yarn_get_mscale`. */
 function mscale(factor: number, m: number): number {
@@ -103,14 +102,6 @@ export function mlaAttentionFields(
 function deepseekV3Fields(c: ConfigReader): ModelConfig {
   const act = c.hiddenAct();
   c.absent("mlp_bias", "its MLPs have no biases");
-  const q = c.raw("quantization_config");
-  if (q !== undefined && q !== null) {
-    const method = typeof q === "object" ? (q as Record<string, unknown>).quant_method : q;
-    c.refuse(
-      "quantization_config",
-      `Kiln reads DeepSeek-V3 checkpoints in float (f32, f16, bf16), not ${show(method)} ones`,
-    );
-  }
   const base = baseFields(c);
   const ffn = sigmoidMoeFields(c, base.layers, {
     experts: 256,

@@ -16,7 +16,7 @@
 
 import type { LayerSpec, ModelConfig } from "../config.ts";
 import { attentionFields, baseFields, DECODER_LAYOUT, layerWindows, moeFields } from "./common.ts";
-import { type ConfigReader, show } from "./reader.ts";
+import type { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec, CheckpointLayout, FusedTensor } from "./spec.ts";
 
 const LAYOUT: CheckpointLayout = {
@@ -45,21 +45,8 @@ function windows(c: ConfigReader, layers: number): number[] {
   return Array.from({ length: layers }, (_, i) => (i % 2 === 0 ? window : 0));
 }
 
-function quantization(c: ConfigReader): void {
-  const q = c.raw("quantization_config");
-  if (q === undefined || q === null) return;
-  const method = typeof q === "object" ? (q as Record<string, unknown>).quant_method : undefined;
-  if (method !== "mxfp4") {
-    c.refuse(
-      "quantization_config",
-      `Kiln reads GPT-OSS checkpoints in float or with quant_method "mxfp4", got ${show(method)}`,
-    );
-  }
-}
-
 function gptOssFields(c: ConfigReader): ModelConfig {
   // GptOssExperts computes its own activation whatever hidden_act says.
-  quantization(c);
   c.absent("mlp_bias", "its experts' biases are gate_up_proj_bias and down_proj_bias");
   const base = baseFields(c);
   const perLayer = windows(c, base.layers);

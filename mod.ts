@@ -331,6 +331,15 @@ export {
   WordCounts,
 } from "./app/tokenizer/mod.ts";
 export {
+  type ChatMessage,
+  type ChatOptions,
+  ChatTemplate,
+  folderChatTemplate,
+  folderSpecialTokens,
+  ggufChatTemplate,
+  TemplateError,
+} from "./app/chat_template/mod.ts";
+export {
   Checkpoint,
   type CheckpointOptions,
   type ReadDType,
@@ -447,7 +456,9 @@ export {
   planModelExperts,
 } from "./app/model/mod.ts";
 export {
+  chatSpecialTokens,
   isGgufPath,
+  modelChatTemplate,
   modelTokenizer,
   openWeights,
   readModelConfig,

@@ -10,6 +10,7 @@ import { requestDevice } from "../../runtime/device.ts";
 import { QUANTIZE_CHOICES } from "../../core/quant/formats.ts";
 import { GGUF_MIXES } from "../gguf/quant_mix.ts";
 import { readModelConfig, sideFolder } from "../model/source.ts";
+import { chatPrompt, checkChatOptions } from "./chat.ts";
 import { usageHeatmapSvg } from "../experts/mod.ts";
 import { writeRoutingStats } from "../experts/placement.ts";
 import { type GenerateOptions, loadModel, type Model } from "../model/mod.ts";
@@ -54,6 +55,10 @@ const SPEC: OptionSpec = {
   quantize: { type: "string" },
   imatrix: { type: "string" },
   threads: { type: "string" },
+  chat: { type: "boolean" },
+  system: { type: "string" },
+  "chat-template": { type: "string" },
+  "chat-vars": { type: "string" },
 };
 
 const POLICIES = ["lru", "lfu", "stream", "naive"] as const;
@@ -88,6 +93,7 @@ export async function generate(args: string[]): Promise<void> {
     );
   }
   if (str("prompt") === undefined) throw new UsageError("generate: --prompt TEXT is required");
+  const chat = await checkChatOptions(values);
   // Every option is checked before the (possibly long) load, so a typo fails at once.
   const prefetch = choiceOption(values.prefetch, "prefetch", PREFETCH);
   const policy = choiceOption(values.policy, "policy", POLICIES);
@@ -166,7 +172,8 @@ export async function generate(args: string[]): Promise<void> {
       threads,
     });
     try {
-      await run(model, str("prompt")!, options, maxSeq, {
+      const prompt = chat ? await chatPrompt(dir, model, str("prompt")!, chat) : undefined;
+      await run(model, prompt ?? str("prompt")!, prompt !== undefined, options, maxSeq, {
         progress: on("progress"),
         quiet: on("quiet"),
         allowLong: on("allow-long"),
@@ -197,6 +204,7 @@ export async function generate(args: string[]): Promise<void> {
 async function run(
   model: Model,
   prompt: string,
+  templated: boolean,
   options: GenerateOptions & { maxTokens: number },
   maxSeq: number,
   flags: { progress: boolean; quiet: boolean; allowLong: boolean },
@@ -207,7 +215,8 @@ async function run(
       "generate: the model folder has no tokenizer.json, which turns --prompt into tokens",
     );
   }
-  const ids = tok.encode(prompt, { addSpecialTokens: true });
+  // A chat template writes the special tokens itself (transformers encodes its text without).
+  const ids = tok.encode(prompt, { addSpecialTokens: !templated });
   if (ids.length === 0) throw new UsageError("generate: --prompt gives no tokens; give some text");
   if (ids.length >= maxSeq) {
     throw new UsageError(

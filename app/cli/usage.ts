@@ -21,6 +21,7 @@ export const GENERATE_USAGE = `\
            [--policy lru|lfu|stream|naive] [--heatmap FILE.svg] [--save-routing-stats]
            [--devices N] [--host-memory 8GiB] [--prefetch temporal|lookahead|both]
            [--dtype f32|f16] [--quantize FORMAT] [--imatrix FILE] [--threads N]
+           [--chat [--system TEXT] [--chat-template FILE] [--chat-vars JSON]]
                                      stream text from a Hugging Face model folder or a GGUF
                                      file (default: the model Kiln trained, assets/default_model/;
                                      a GGUF's quantized weights read as stored, dequantized
@@ -43,7 +44,13 @@ export const GENERATE_USAGE = `\
                                      rest in the checkpoint files; --devices N splits the
                                      experts over N GPU devices; --threads: workers that encode
                                      --quantize's blocks (default: every core); --progress shows
-                                     prefill and decode progress on stderr (always on a terminal)`;
+                                     prefill and decode progress on stderr (always on a terminal);
+                                     --chat: --prompt is a user turn (after --system's) that the
+                                     model's chat template (chat_template.jinja, tokenizer_config
+                                     .json's or the GGUF's; --chat-template FILE instead) turns
+                                     into the prompt, as transformers' apply_chat_template with
+                                     add_generation_prompt; --chat-vars: more template variables
+                                     as a JSON object, e.g. '{"enable_thinking": false}'`;
 
 /**
  * Usage of `kiln inspect`.

@@ -26,7 +26,9 @@ export { loadModel, type LoadOptions } from "./load.ts";
 export { type GenerateOptions, type GenerateStats, Model } from "./model.ts";
 export { loadWeights, type LoadWeightsOptions, weightFormatsFor } from "./weights.ts";
 export {
+  chatSpecialTokens,
   isGgufPath,
+  modelChatTemplate,
   modelTokenizer,
   openWeights,
   readModelConfig,

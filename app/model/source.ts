@@ -26,6 +26,12 @@ import { overlay } from "../weight_source.ts";
 import { withFusedParts } from "./fused_source.ts";
 import { withFp8Weights } from "./fp8_source.ts";
 import { folderTokenizer } from "../tokenizer/folder.ts";
+import {
+  type ChatTemplate,
+  folderChatTemplate,
+  folderSpecialTokens,
+  ggufChatTemplate,
+} from "../chat_template/mod.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
 
 /**
@@ -128,6 +134,48 @@ export async function modelTokenizer(path: string): Promise<Tokenizer | undefine
     );
   }
   return undefined;
+}
+
+/**
+ * A model's chat template: a GGUF file's `tokenizer.chat_template`, else the
+ * folder's (`chat_template.jinja` or tokenizer_config.json's); undefined when
+ * it has none.
+ *
+ * @example
+ * ```ts ignore
+ * import { modelChatTemplate } from "./source.ts";
+ * const t = await modelChatTemplate("./Qwen3-30B-A3B-Q4_K_M.gguf");
+ * ```
+ */
+export async function modelChatTemplate(path: string): Promise<ChatTemplate | undefined> {
+  if (!isGgufPath(path)) return await folderChatTemplate(path);
+  using w = await GgufCheckpoint.open(path);
+  return ggufChatTemplate(w.model.file.metadata, path);
+}
+
+/**
+ * The special tokens (`bos_token`, `eos_token`, …) a chat template of the
+ * model at `path` sees: a folder's tokenizer_config.json names, else those
+ * of `tokenizer`'s BOS and EOS ids.
+ *
+ * @example
+ * ```ts ignore
+ * import { chatSpecialTokens } from "./source.ts";
+ * const tokens = await chatSpecialTokens("./Mixtral-8x7B-Instruct-v0.1", tokenizer);
+ * ```
+ */
+export async function chatSpecialTokens(
+  path: string,
+  tokenizer?: Tokenizer,
+): Promise<Record<string, string>> {
+  const fallback: Record<string, string> = {};
+  const name = (
+    id: number | undefined,
+  ) => (id === undefined ? undefined : tokenizer?.idToToken(id));
+  const bos = name(tokenizer?.bosId), eos = name(tokenizer?.eosId);
+  if (bos !== undefined) fallback.bos_token = bos;
+  if (eos !== undefined) fallback.eos_token = eos;
+  return await folderSpecialTokens(isGgufPath(path) ? undefined : path, fallback);
 }
 
 /**

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import {
   ChatTemplate,
   folderChatTemplate,
+  folderChatTemplateSource,
   folderSpecialTokens,
   ggufChatTemplate,
   TemplateError,
@@ -215,6 +216,38 @@ Deno.test("chat templates: from chat_template.jinja, tokenizer_config.json (name
     () => ggufChatTemplate(new Map([["tokenizer.chat_template", 3]]), "m.gguf"),
     /m\.gguf: metadata "tokenizer\.chat_template" must be a string/,
   );
+});
+
+Deno.test("chat templates: the text llama.cpp's converter writes to GGUF, as gguf-py finds it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_chat_src_" });
+  try {
+    assert.equal(await folderChatTemplateSource(dir), undefined);
+    await Deno.writeTextFile(
+      join(dir, "chat_template.json"),
+      JSON.stringify({ chat_template: "C" }),
+    );
+    assert.equal(await folderChatTemplateSource(dir), "C");
+    await Deno.writeTextFile(join(dir, "chat_template.jinja"), "J");
+    assert.equal(await folderChatTemplateSource(dir), "J");
+    await Deno.mkdir(join(dir, "additional_chat_templates"));
+    await Deno.writeTextFile(join(dir, "additional_chat_templates", "tool_use.jinja"), "T");
+    await Deno.writeTextFile(join(dir, "additional_chat_templates", "rag.jinja"), "R");
+    assert.deepEqual(await folderChatTemplateSource(dir), [
+      { name: "default", template: "J" },
+      { name: "rag", template: "R" },
+      { name: "tool_use", template: "T" },
+    ]);
+    // gguf-py prefers tokenizer_config.json's own (transformers prefers the .jinja file).
+    await Deno.writeTextFile(
+      join(dir, "tokenizer_config.json"),
+      JSON.stringify({ chat_template: "K" }),
+    );
+    assert.equal(await folderChatTemplateSource(dir), "K");
+    assert.equal(ChatTemplate.parse("x").source, "x");
+    assert.equal((await folderChatTemplate(dir))!.source, "J");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("kiln generate --chat: the conversation through the template, options checked first", async () => {

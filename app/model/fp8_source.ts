@@ -67,14 +67,16 @@ export function withFp8Weights<C extends WeightSource>(src: C, fp8: Fp8Storage):
     tensors.set(name, shown);
     total += shown.byteLength;
   }
-  // One tensor dequantized at a time is kept: fused parts read a tensor in ranges.
-  let last: { name: string; values: Float32Array } | undefined;
-  const values = async (name: string, q: Fp8Weight): Promise<Float32Array> => {
-    if (last?.name === name) return last.values;
+  const dequantized = async (name: string, q: Fp8Weight): Promise<Float32Array> => {
     const w = await src.readAs(name, "f32") as Float32Array;
     applyScales(w, q.stored.shape, await readScales(src, q.scale), q.block);
-    last = { name, values: w };
     return w;
+  };
+  // Fused parts read a tensor in ranges: the last one dequantized for ranges is kept.
+  let last: { name: string; values: Float32Array } | undefined;
+  const cached = async (name: string, q: Fp8Weight): Promise<Float32Array> => {
+    if (last?.name !== name) last = { name, values: await dequantized(name, q) };
+    return last.values;
   };
   const known = (name: string): WeightInfo => {
     const info = tensors.get(name);
@@ -94,15 +96,16 @@ export function withFp8Weights<C extends WeightSource>(src: C, fp8: Fp8Storage):
       known(name);
       const q = quantized.get(name);
       if (!q) return await src.readAs(name, dtype);
-      const v = await values(name, q);
-      return dtype === "f32" ? Float32Array.from(v) : new Float16Array(v);
+      // A fresh array each read (the caller owns it); f16 rounds the f32 product.
+      const v = await dequantized(name, q);
+      return dtype === "f32" ? v : new Float16Array(v);
     },
     async readRaw(name: string, into?: Uint8Array) {
       known(name);
       const q = quantized.get(name);
       if (!q) return await src.readRaw(name, into);
-      const bytes = asBytes(await values(name, q));
-      if (!into) return bytes.slice();
+      const bytes = asBytes(await dequantized(name, q));
+      if (!into) return bytes;
       into.set(bytes);
       return into;
     },
@@ -120,7 +123,7 @@ export function withFp8Weights<C extends WeightSource>(src: C, fp8: Fp8Storage):
           }) of tensor "${name}" are past its ${info.byteLength}`,
         );
       }
-      const bytes = asBytes(await values(name, q)).subarray(start, start + length);
+      const bytes = asBytes(await cached(name, q)).subarray(start, start + length);
       if (!into) return bytes.slice();
       into.set(bytes);
       return into;

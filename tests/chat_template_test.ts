@@ -296,3 +296,49 @@ Deno.test("kiln generate --chat: the conversation through the template, options 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("kiln generate --chat --interactive: each stdin line is the next turn of one conversation", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_chat_turns_" });
+  try {
+    // The third user turn holds 5 messages (user, assistant, user, assistant, user): refused.
+    const template = join(dir, "turns.jinja");
+    await Deno.writeTextFile(
+      template,
+      "{% if messages|length > 4 %}{{ raise_exception('turn of ' ~ (messages|length) ~ ' messages') }}" +
+        "{% endif %}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:",
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../cli.ts", import.meta.url).pathname,
+        "generate",
+        "--chat",
+        "--interactive",
+        "--chat-template",
+        template,
+        "--prompt",
+        "Call me Ishmael.",
+        "--max-tokens",
+        "3",
+        "--quiet",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode("Some years ago.\nNever mind how long.\n"));
+    await w.close();
+    const out = await child.output();
+    const stdout = new TextDecoder().decode(out.stdout),
+      stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1, stderr);
+    assert.match(stderr, /the chat template refused the conversation: turn of 5 messages/);
+    // Two replies were streamed (and added to the conversation) before the third turn.
+    assert.ok(stdout.endsWith("\n") && stdout.trim().length > 0, stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -28,6 +28,8 @@ export interface ChatFlags {
   readonly template?: ChatTemplate;
   /** `--chat-vars`. */
   readonly variables: Readonly<Record<string, unknown>>;
+  /** `--interactive`: more user turns from stdin. */
+  readonly interactive?: boolean;
 }
 
 /**
@@ -45,7 +47,7 @@ export async function checkChatOptions(
   values: Readonly<Record<string, string | boolean | undefined>>,
 ): Promise<ChatFlags | undefined> {
   if (values.chat !== true) {
-    for (const f of ["system", "chat-template", "chat-vars"]) {
+    for (const f of ["system", "chat-template", "chat-vars", "interactive"]) {
       if (values[f] !== undefined) throw new UsageError(`generate: --${f} needs --chat`);
     }
     return undefined;
@@ -80,12 +82,64 @@ export async function checkChatOptions(
     }
   }
   const system = values.system === undefined ? undefined : String(values.system);
-  return { system, template, variables };
+  return { system, template, variables, interactive: values.interactive === true };
 }
 
 /**
- * The prompt text for `user`: the conversation through the chat template
- * with the generation prompt, as `apply_chat_template(…, add_generation_prompt=True)`.
+ * A conversation with the model at `path`: `prompt(user)` adds a user turn
+ * and gives the prompt text (the conversation through the chat template with
+ * the generation prompt, as `apply_chat_template(…, add_generation_prompt=True)`);
+ * `reply(text)` adds the model's answer as the assistant turn.
+ *
+ * @example
+ * ```ts ignore
+ * const chat = await openChat("./Qwen3-0.6B", model, { variables: {} });
+ * const text = chat.prompt("Hello");
+ * ```
+ */
+export async function openChat(
+  path: string,
+  model: Model,
+  flags: ChatFlags,
+): Promise<{ prompt(user: string): string; reply(text: string): void }> {
+  const template = flags.template ?? await modelChatTemplate(path);
+  if (!template) {
+    throw new UsageError(
+      `generate --chat: ${path} has no chat template (chat_template.jinja, tokenizer_config.json's ` +
+        `chat_template or a GGUF tokenizer.chat_template); give one with --chat-template FILE`,
+    );
+  }
+  const messages: ChatMessage[] = flags.system !== undefined
+    ? [{ role: "system", content: flags.system }]
+    : [];
+  const specialTokens = await chatSpecialTokens(path, model.tokenizer);
+  return {
+    prompt(user: string): string {
+      messages.push({ role: "user", content: user });
+      try {
+        return template.apply(messages, {
+          addGenerationPrompt: true,
+          specialTokens,
+          variables: flags.variables,
+        });
+      } catch (e) {
+        messages.pop();
+        if (e instanceof TemplateError) {
+          throw new UsageError(
+            `generate --chat: the chat template refused the conversation: ${e.message}`,
+          );
+        }
+        throw e;
+      }
+    },
+    reply(text: string): void {
+      messages.push({ role: "assistant", content: text });
+    },
+  };
+}
+
+/**
+ * The prompt text for one user turn (after `flags.system`'s).
  *
  * @example
  * ```ts ignore
@@ -98,30 +152,26 @@ export async function chatPrompt(
   user: string,
   flags: ChatFlags,
 ): Promise<string> {
-  const template = flags.template ?? await modelChatTemplate(path);
-  if (!template) {
-    throw new UsageError(
-      `generate --chat: ${path} has no chat template (chat_template.jinja, tokenizer_config.json's ` +
-        `chat_template or a GGUF tokenizer.chat_template); give one with --chat-template FILE`,
-    );
-  }
-  const messages: ChatMessage[] = [
-    ...(flags.system !== undefined ? [{ role: "system", content: flags.system }] : []),
-    { role: "user", content: user },
-  ];
-  const specialTokens = await chatSpecialTokens(path, model.tokenizer);
-  try {
-    return template.apply(messages, {
-      addGenerationPrompt: true,
-      specialTokens,
-      variables: flags.variables,
-    });
-  } catch (e) {
-    if (e instanceof TemplateError) {
-      throw new UsageError(
-        `generate --chat: the chat template refused the conversation: ${e.message}`,
-      );
+  return (await openChat(path, model, flags)).prompt(user);
+}
+
+/**
+ * The lines of a byte stream (UTF-8), without their line ends.
+ *
+ * @example
+ * ```ts ignore
+ * for await (const line of readLines(Deno.stdin.readable)) console.log(line);
+ * ```
+ */
+export async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let i: number;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, i).replace(/\r$/, "");
+      buf = buf.slice(i + 1);
     }
-    throw e;
   }
+  if (buf) yield buf;
 }

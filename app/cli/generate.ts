@@ -10,7 +10,7 @@ import { requestDevice } from "../../runtime/device.ts";
 import { QUANTIZE_CHOICES } from "../../core/quant/formats.ts";
 import { GGUF_MIXES } from "../gguf/quant_mix.ts";
 import { readModelConfig, sideFolder } from "../model/source.ts";
-import { chatPrompt, checkChatOptions } from "./chat.ts";
+import { checkChatOptions, openChat, readLines } from "./chat.ts";
 import { usageHeatmapSvg } from "../experts/mod.ts";
 import { writeRoutingStats } from "../experts/placement.ts";
 import { type GenerateOptions, loadModel, type Model } from "../model/mod.ts";
@@ -59,6 +59,7 @@ const SPEC: OptionSpec = {
   system: { type: "string" },
   "chat-template": { type: "string" },
   "chat-vars": { type: "string" },
+  interactive: { type: "boolean" },
 };
 
 const POLICIES = ["lru", "lfu", "stream", "naive"] as const;
@@ -172,12 +173,22 @@ export async function generate(args: string[]): Promise<void> {
       threads,
     });
     try {
-      const prompt = chat ? await chatPrompt(dir, model, str("prompt")!, chat) : undefined;
-      await run(model, prompt ?? str("prompt")!, prompt !== undefined, options, maxSeq, {
-        progress: on("progress"),
-        quiet: on("quiet"),
-        allowLong: on("allow-long"),
-      });
+      const flags = { progress: on("progress"), quiet: on("quiet"), allowLong: on("allow-long") };
+      if (!chat) await run(model, str("prompt")!, false, options, maxSeq, flags);
+      else {
+        // One turn, or with --interactive one a line of stdin until it ends (or an empty line).
+        const conversation = await openChat(dir, model, chat);
+        const lines = chat.interactive ? readLines(Deno.stdin.readable) : undefined;
+        let user: string | undefined = str("prompt")!;
+        while (user !== undefined) {
+          const reply = await run(model, conversation.prompt(user), true, options, maxSeq, flags);
+          conversation.reply(reply);
+          if (!lines) break;
+          if (isTerminal(Deno.stdin)) await Deno.stderr.write(new TextEncoder().encode("> "));
+          const next = await lines.next();
+          user = next.done || next.value.trim() === "" ? undefined : next.value;
+        }
+      }
       if (on("stats")) printStats(model);
       if (expertOutput && !model.experts) {
         console.error(
@@ -208,7 +219,7 @@ async function run(
   options: GenerateOptions & { maxTokens: number },
   maxSeq: number,
   flags: { progress: boolean; quiet: boolean; allowLong: boolean },
-): Promise<void> {
+): Promise<string> {
   const tok = model.tokenizer;
   if (!tok) {
     throw new TypeError(
@@ -242,7 +253,7 @@ async function run(
   const stream = tok.decoder({ skipSpecialTokens: true });
   const enc = new TextEncoder();
   const limit = Math.min(options.maxTokens, maxSeq - ids.length);
-  let n = 0, sawEos = false;
+  let n = 0, sawEos = false, text = "";
   progress.start("prefill", ids.length, false);
   try {
     for await (const id of model.generateIds(ids, options)) {
@@ -255,13 +266,17 @@ async function run(
         sawEos = true;
         break;
       }
-      await writeAll(enc.encode(stream.push(id)));
+      const piece = stream.push(id);
+      text += piece;
+      await writeAll(enc.encode(piece));
     }
     progress.end();
   } finally {
     progress.end(true);
   }
-  await writeAll(enc.encode(`${stream.flush()}\n`));
+  const rest = stream.flush();
+  text += rest;
+  await writeAll(enc.encode(`${rest}\n`));
   // Neither an end-of-sequence token nor --max-tokens: the KV cache is full.
   if (!sawEos && n < options.maxTokens && ids.length + n >= maxSeq) {
     const max = model.config.maxPositions;
@@ -273,6 +288,15 @@ async function run(
         maxSeq === max ? ", the model's max_position_embeddings" : ""
       }: ${ids.length} prompt + ${n} generated tokens); raise ${how} to continue`,
     );
+  }
+  return text;
+}
+
+function isTerminal(f: { isTerminal(): boolean }): boolean {
+  try {
+    return f.isTerminal();
+  } catch {
+    return false;
   }
 }
 

@@ -21,7 +21,7 @@ export const GENERATE_USAGE = `\
            [--policy lru|lfu|stream|naive] [--heatmap FILE.svg] [--save-routing-stats]
            [--devices N] [--host-memory 8GiB] [--prefetch temporal|lookahead|both]
            [--dtype f32|f16] [--quantize FORMAT] [--imatrix FILE] [--threads N]
-           [--chat [--system TEXT] [--chat-template FILE] [--chat-vars JSON]]
+           [--chat [--system TEXT] [--chat-template FILE] [--chat-vars JSON] [--interactive]]
                                      stream text from a Hugging Face model folder or a GGUF
                                      file (default: the model Kiln trained, assets/default_model/;
                                      a GGUF's quantized weights read as stored, dequantized
@@ -50,7 +50,10 @@ export const GENERATE_USAGE = `\
                                      .json's or the GGUF's; --chat-template FILE instead) turns
                                      into the prompt, as transformers' apply_chat_template with
                                      add_generation_prompt; --chat-vars: more template variables
-                                     as a JSON object, e.g. '{"enable_thinking": false}'`;
+                                     as a JSON object, e.g. '{"enable_thinking": false}';
+                                     --interactive: after the reply, each line of stdin is the
+                                     next user turn (the conversation re-rendered each turn), until
+                                     stdin ends or a line is empty`;
 
 /**
  * Usage of `kiln inspect`.

@@ -386,31 +386,56 @@ export interface ModelConfig {
    */
   readonly extraLayers?: number;
   /**
-   * How the checkpoint stores its linear weights in FP8 (`quantization_config`
-   * with `quant_method: "fp8"`): they are dequantized as they load.
+   * How the checkpoint stores its linear weights when not in float
+   * (`quantization_config`): they are dequantized as they load.
    */
-  readonly fp8?: Fp8Storage;
+  readonly quantization?: CheckpointQuantization;
 }
 
 /**
- * A fine-grained FP8 checkpoint's layout (transformers' `FineGrainedFP8Config`):
- * each quantized weight `W` is E4M3 with a scale tensor `W_scale_inv` (for
- * `X.weight`: `X.weight_scale_inv`) of one value per `block` of
- * `[rows, cols]` (the grid rounded up at the edges), or one per tensor when
- * `block` is absent; the weight is `e4m3 · scale`.
+ * A quantized checkpoint's layout, as `quantization_config` describes it:
+ *
+ * - `fp8` (transformers' fine-grained FP8: DeepSeek-V3, Qwen3 "-FP8"): each
+ *   weight `W` in E4M3 with `W_scale_inv` (for `X.weight`:
+ *   `X.weight_scale_inv`), one factor per `block` of `[rows, cols]` (the grid
+ *   rounded up at the edges) or one per tensor; the weight is `e4m3 · scale`.
+ * - `compressed-tensors` (llm-compressor's checkpoints, "FP8-dynamic",
+ *   "W8A8", "W4A16"): `float-quantized` / `int-quantized` / `naive-quantized`
+ *   weights times `X.weight_scale` (per tensor, per output channel or per
+ *   `block`); `pack-quantized`: `bits`-bit integers packed in int32
+ *   (`X.weight_packed`, `X.weight_shape`), minus their zero point (or
+ *   2^(bits−1)), times a scale per `groupSize` inputs.
+ * - `gptq` (AutoGPTQ / GPTQModel): `X.qweight` `bits`-bit integers packed in
+ *   int32 along the input, `X.qzeros`, `X.scales` per group, `X.g_idx` (the
+ *   group of each input); `v2` zero points are stored as they are (v1: minus 1).
+ * - `modelopt` (NVIDIA ModelOpt FP8): E4M3 weights times one `X.weight_scale`.
  *
  * @example
  * ```ts
- * import type { Fp8Storage } from "@kiln/kiln";
- * const deepseekV3: Fp8Storage = { block: [128, 128], scaleFmt: "float" };
+ * import type { CheckpointQuantization } from "@kiln/kiln";
+ * const deepseekV3: CheckpointQuantization = { method: "fp8", block: [128, 128], scaleFmt: "float" };
  * ```
  */
-export interface Fp8Storage {
-  /** `weight_block_size`: rows × columns sharing a scale; absent: one scale per tensor. */
-  readonly block?: readonly [number, number];
-  /** `scale_fmt`: `"ue8m0"` scales are powers of two (often stored as F8_E8M0). */
-  readonly scaleFmt: "float" | "ue8m0";
-}
+export type CheckpointQuantization =
+  | {
+    readonly method: "fp8";
+    readonly block?: readonly [number, number];
+    readonly scaleFmt: "float" | "ue8m0";
+  }
+  | {
+    readonly method: "compressed-tensors";
+    readonly format: "float-quantized" | "int-quantized" | "naive-quantized" | "pack-quantized";
+    readonly bits: number;
+    readonly block?: readonly [number, number];
+    readonly groupSize?: number;
+  }
+  | {
+    readonly method: "gptq";
+    readonly bits: 2 | 4 | 8;
+    readonly groupSize: number;
+    readonly v2: boolean;
+  }
+  | { readonly method: "modelopt" };
 
 /**
  * Granite's constant factors (HF names in comments): the embeddings are

@@ -53,7 +53,7 @@ Deno.test("deepseek-v3: configs it cannot run are refused by field", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [
       { quantization_config: { quant_method: "awq", bits: 4 } },
-      /quantization_config .* not supported .*"fp8" \(block-scaled FP8\), not "awq"/,
+      /quantization_config .* not supported .*"fp8", "compressed-tensors", "gptq" and "modelopt" \(FP8\), not "awq"/,
     ],
     [
       { num_key_value_heads: 16 },

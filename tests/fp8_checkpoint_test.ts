@@ -16,7 +16,7 @@ import { readTransformersRef, relToRms, tieFreeGreedy } from "./fixtures/transfo
 import { DEEPSEEK_V3_CONFIG } from "./fixtures/published_configs.ts";
 import { type FixtureTensor, writeSafetensors } from "./fixtures/write_safetensors.ts";
 import { Checkpoint } from "../app/safetensors/mod.ts";
-import { withFp8Weights } from "../app/model/fp8_source.ts";
+import { withDequantizedWeights } from "../app/model/dequant_source.ts";
 import { kiln } from "./fixtures/kiln_cli.ts";
 import { Trainer } from "../app/train/trainer.ts";
 
@@ -30,7 +30,7 @@ for (const name of ["qwen3_moe_fp8", "deepseek_v3_fp8"]) {
     );
     const model = await loadModel(join(HF, name), { device: await gpu(), quiet: true, maxSeq: 64 });
     try {
-      assert.ok(model.config.fp8, "the config's FP8 storage is read");
+      assert.equal(model.config.quantization?.method, "fp8");
       const e = relToRms(await model.forward(ref.ids), logits, ref.logit_rms);
       assert.ok(e < 1e-4, `${name}: max error ${e.toExponential(2)} of the logit rms`);
       const want = tieFreeGreedy(ref);
@@ -109,7 +109,11 @@ Deno.test("FP8 weights: ceil block grids, stacked experts, per-tensor and E8M0 s
   };
   await withFolder(tensors, async (dir) => {
     using ckpt = await Checkpoint.open(dir);
-    const v = withFp8Weights(ckpt, { block: [2, 3], scaleFmt: "float" });
+    const v = await withDequantizedWeights(ckpt, {
+      method: "fp8",
+      block: [2, 3],
+      scaleFmt: "float",
+    });
     assert.deepEqual([...v.tensors.keys()].sort(), [
       "a.weight",
       "b.weight",
@@ -140,7 +144,7 @@ Deno.test("FP8 weights: ceil block grids, stacked experts, per-tensor and E8M0 s
     assert.deepEqual(new Float32Array(part.slice().buffer), e.subarray(24));
     // f16 reads round the f32 product.
     assert.deepEqual([...await v.readAs("a.weight", "f16")], [...new Float16Array(a)]);
-    assert.throws(() => v.info("a.weight_scale_inv"), /FP8 scale, read with its weight/);
+    assert.throws(() => v.info("a.weight_scale_inv"), /part of a quantized weight, read with it/);
   });
 });
 
@@ -151,15 +155,15 @@ Deno.test("FP8 weights: a scale grid that does not fit the weight is a RangeErro
   };
   await withFolder(tensors, async (dir) => {
     using ckpt = await Checkpoint.open(dir);
-    assert.throws(
-      () => withFp8Weights(ckpt, { block: [2, 3], scaleFmt: "float" }),
+    await assert.rejects(
+      () => withDequantizedWeights(ckpt, { method: "fp8", block: [2, 3], scaleFmt: "float" }),
       (e: Error) =>
         e instanceof RangeError && /"q\.weight_scale_inv" has shape \[2, 3\]/.test(e.message) &&
         /"q\.weight" of shape \[5, 7\] in blocks of \[2, 3\] needs \[3, 3\]/.test(e.message),
     );
     // Without weight_block_size the block follows from the grid, which must divide the weight.
-    assert.throws(
-      () => withFp8Weights(ckpt, { scaleFmt: "float" }),
+    await assert.rejects(
+      () => withDequantizedWeights(ckpt, { method: "fp8", scaleFmt: "float" }),
       /does not divide into that grid/,
     );
   });
@@ -167,13 +171,22 @@ Deno.test("FP8 weights: a scale grid that does not fit the weight is a RangeErro
 
 Deno.test("FP8 configs: the published DeepSeek-V3 config reads, other methods are refused by name", () => {
   const cfg = parseConfig(DEEPSEEK_V3_CONFIG);
-  assert.deepEqual(cfg.fp8, { block: [128, 128], scaleFmt: "float" });
+  assert.deepEqual(cfg.quantization, { method: "fp8", block: [128, 128], scaleFmt: "float" });
   const mixtral = JSON.parse(Deno.readTextFileSync(join(HF, "mixtral_gqa_sw", "config.json")));
   const cases: [unknown, RegExp][] = [
-    [{ quant_method: "gptq", bits: 4 }, /quantization_config .*not "gptq"; a GGUF file/],
+    [{ quant_method: "awq", bits: 4 }, /quantization_config .*not "awq"; a GGUF file/],
     [{ quant_method: "mxfp4" }, /not "mxfp4"/],
+    [{ quant_method: "gptq", bits: 3 }, /"quantization_config\.bits" is 3/],
+    [{ quant_method: "modelopt", quant_algo: "NVFP4" }, /quant_algo" is "NVFP4"/],
+    [
+      { quant_method: "compressed-tensors", format: "float-quantized", config_groups: {} },
+      /config_groups" is \{\}; Kiln reads one config group/,
+    ],
     [{ quant_method: "fp8", fmt: "e5m2" }, /"quantization_config\.fmt" is "e5m2"/],
-    [{ quant_method: "fp8", weight_block_size: [128] }, /weight_block_size" must be two/],
+    [
+      { quant_method: "fp8", weight_block_size: [128] },
+      /weight_block_size" is \[128\]; Kiln reads two/,
+    ],
     [{ quant_method: "fp8", scale_fmt: "e4m3" }, /scale_fmt" must be "float" or "ue8m0"/],
     ["fp8", /expected an object/],
   ];
@@ -182,8 +195,8 @@ Deno.test("FP8 configs: the published DeepSeek-V3 config reads, other methods ar
   }
   assert.deepEqual(
     parseConfig({ ...mixtral, quantization_config: { quant_method: "fp8", scale_fmt: "ue8m0" } })
-      .fp8,
-    { scaleFmt: "ue8m0" },
+      .quantization,
+    { method: "fp8", scaleFmt: "ue8m0" },
   );
 });
 
@@ -239,7 +252,7 @@ Deno.test("fine-tuning an FP8 checkpoint starts from its dequantized weights and
     assert.equal(saved.quantization_config, undefined);
     const m = await loadModel(dir, { device, quiet: true, maxSeq: 64 });
     try {
-      assert.equal(m.config.fp8, undefined);
+      assert.equal(m.config.quantization, undefined);
       const e2 = relToRms(await m.forward(ref.ids), logits, ref.logit_rms);
       assert.ok(e2 < 1e-4, `the saved checkpoint off by ${e2.toExponential(2)}`);
     } finally {

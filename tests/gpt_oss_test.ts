@@ -68,8 +68,8 @@ Deno.test("gpt-oss: the published gpt-oss-20b config, field by field", () => {
 Deno.test("gpt-oss: configs it cannot run are refused by field", () => {
   const cases: [Record<string, unknown>, RegExp][] = [
     [
-      { quantization_config: { quant_method: "gptq", bits: 4 } },
-      /quantization_config .* is not supported .*"fp8" \(block-scaled FP8\), "mxfp4", not "gptq"/,
+      { quantization_config: { quant_method: "awq", bits: 4 } },
+      /quantization_config .* is not supported .*"modelopt" \(FP8\), "mxfp4", not "awq"/,
     ],
     [
       { layer_types: undefined, sliding_window: null },

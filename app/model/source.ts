@@ -24,7 +24,7 @@ export type { WeightInfo, WeightSource } from "../weight_source.ts";
 export { overlay } from "../weight_source.ts";
 import { overlay } from "../weight_source.ts";
 import { withFusedParts } from "./fused_source.ts";
-import { withFp8Weights } from "./fp8_source.ts";
+import { withDequantizedWeights } from "./dequant_source.ts";
 import { folderTokenizer } from "../tokenizer/folder.ts";
 import {
   type ChatTemplate,
@@ -67,7 +67,7 @@ export function sideFolder(path: string): string {
  * Opens a model's weights: a `.gguf` file, else a safetensors folder or file.
  * With the model's `config`, tensors its family stores fused (Granite's
  * `input_linear`) are seen as their parts ({@linkcode withFusedParts}), and an
- * FP8 checkpoint's weights as floats ({@linkcode withFp8Weights}).
+ * quantized checkpoint's weights as floats ({@linkcode withDequantizedWeights}).
  *
  * @example
  * ```ts ignore
@@ -83,8 +83,9 @@ export async function openWeights(
   const ckpt = await Checkpoint.open(path, options);
   if (!options.config) return ckpt;
   try {
-    const fp8 = options.config.fp8;
-    return withFusedParts(fp8 ? withFp8Weights(ckpt, fp8) : ckpt, fusedTensors(options.config));
+    const q = options.config.quantization;
+    const floats = q ? await withDequantizedWeights(ckpt, q) : ckpt;
+    return withFusedParts(floats, fusedTensors(options.config));
   } catch (e) {
     ckpt.close();
     throw e;

@@ -275,8 +275,8 @@ export class Trainer {
     const given = options.config ??
       JSON.parse(await Deno.readTextFile(`${options.from}/${CHECKPOINT_FILES.config}`));
     const cfg = parseConfig(given);
-    // Checkpoints hold float weights: an FP8 source's quantization_config is not theirs.
-    const config = cfg.fp8 ? withoutKey(given, "quantization_config") : given;
+    // Checkpoints hold float weights: a quantized source's quantization_config is not theirs.
+    const config = cfg.quantization ? withoutKey(given, "quantization_config") : given;
     const device = options.device ?? await defaultDevice();
     const o = {
       ...options,

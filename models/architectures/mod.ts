@@ -25,7 +25,7 @@ import { deepseekV3 } from "./deepseek_v3.ts";
 import { deepseekV2 } from "./deepseek_v2.ts";
 import { graniteMoe, graniteMoeShared } from "./granite_moe.ts";
 import { ConfigReader, show } from "./reader.ts";
-import { fp8Storage } from "./quantization.ts";
+import { checkpointQuantization } from "./quantization.ts";
 import type {
   ArchitectureSpec,
   CheckpointLayout,
@@ -121,9 +121,12 @@ export function parseConfig(json: unknown, file = "config.json"): ModelConfig {
   }
   const reader = new ConfigReader(j, file, arch);
   // Storage first: a method Kiln cannot read is the error, not a field it implies.
-  const fp8 = fp8Storage(reader, arch === "GptOssForCausalLM" ? ["mxfp4"] : []);
+  const quantization = checkpointQuantization(
+    reader,
+    arch === "GptOssForCausalLM" ? ["mxfp4"] : [],
+  );
   const cfg = ARCHITECTURE_SPECS[arch].parse(reader);
-  return fp8 ? { ...cfg, fp8 } : cfg;
+  return quantization ? { ...cfg, quantization } : cfg;
 }
 
 /**

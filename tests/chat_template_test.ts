@@ -87,7 +87,7 @@ function sameKind(want: string, got: Error): boolean {
   if (cls === "TemplateError") {
     return got instanceof TemplateError && got.message === msg.join(": ");
   }
-  if (cls === "TemplateSyntaxError" || cls === "TemplateAssertionError") {
+  if (cls === "TemplateSyntaxError" || cls === "TemplateAssertionError" || cls === "SyntaxError") {
     return got instanceof SyntaxError;
   }
   return got instanceof TypeError || got instanceof RangeError;
@@ -134,9 +134,15 @@ Deno.test("chat templates: syntax errors name the line; unknown filters fail whe
     /t\.jinja: .*line 2: unexpected end/,
   );
   assert.throws(() => ChatTemplate.parse("{{ 1 +  }}"), SyntaxError);
-  // Jinja checks filter names at compile time, branches never taken included.
+  // Jinja checks filter names at compile time, branches never taken included — but not
+  // inside `if` blocks, where they fail only when evaluated.
   assert.throws(
-    () => ChatTemplate.parse("{% if false %}{{ x|nope }}{% endif %}"),
+    () => ChatTemplate.parse("{% for x in y %}{{ x|nope }}{% endfor %}"),
+    /no filter named 'nope'/,
+  );
+  assert.equal(ChatTemplate.parse("{% if false %}{{ x|nope }}{% endif %}ok").render({}), "ok");
+  assert.throws(
+    () => ChatTemplate.parse("{% if true %}{{ x|nope }}{% endif %}").render({}),
     /no filter named 'nope'/,
   );
   assert.throws(() => ChatTemplate.parse("{% include 'x' %}"), /unknown tag 'include'/);

@@ -14,6 +14,7 @@
  *     deno task fuzz loaders --cases 10000       # mutated checkpoint and tokenizer files
  *     deno task fuzz tokenizers --minutes 3      # random tokenizer.json files, Kiln vs tokenizers
  *     deno task fuzz llama-tokenize --llama DIR  # random texts, Kiln vs llama.cpp's tokenizer
+ *     deno task fuzz chat-templates --python PY  # random Jinja templates, Kiln vs transformers
  *
  * Adding a campaign: write a {@linkcode Campaign} in `tools/fuzz/<name>.ts` and
  * add it to {@linkcode CAMPAIGNS} below; `all` runs it too.
@@ -27,6 +28,7 @@ import { formatReport, runGraphCampaign } from "./fuzz/mod.ts";
 import { loadersCampaign } from "./fuzz/loaders.ts";
 import { tokenizersCampaign } from "./fuzz/tokenizers.ts";
 import { llamaTokenizeCampaign } from "./fuzz/llama_tokenize.ts";
+import { chatTemplatesCampaign } from "./fuzz/chat_templates.ts";
 
 /** Options every campaign gets, plus its own flags' values in `flags`. */
 export interface CampaignOptions {
@@ -96,6 +98,7 @@ export const CAMPAIGNS: readonly Campaign[] = [
   loadersCampaign,
   tokenizersCampaign,
   llamaTokenizeCampaign,
+  chatTemplatesCampaign,
 ];
 
 function usage(): string {

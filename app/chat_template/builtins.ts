@@ -26,7 +26,7 @@ import {
   typeName,
   Undefined,
 } from "./values.ts";
-import { attribute, pad, pyIter, pyLen } from "./methods.ts";
+import { attribute, pad, pyIter, pyLen, replaceEmpty } from "./methods.ts";
 import { percentFormat, pyRound } from "./pyformat.ts";
 import type { Frame } from "./render.ts";
 
@@ -47,11 +47,18 @@ function arg(
 /** `item.a.b` (a dotted attribute, integer parts as indices), as Jinja's make_attrgetter. */
 function getPath(item: unknown, path: unknown, dflt?: unknown): unknown {
   let v = item;
+  // Each part is looked up in the last (an undefined one raises), a default replacing
+  // an undefined part as it goes, as Jinja's make_attrgetter does.
   for (const part of String(path).split(".")) {
     v = attribute(v, /^\d+$/.test(part) ? Number(part) : part, "item");
-    if (v instanceof Undefined) break;
+    if (v instanceof Undefined && dflt !== undefined && dflt !== null) v = dflt;
   }
-  return v instanceof Undefined && dflt !== undefined ? dflt : v;
+  return v;
+}
+
+/** Python's order for sort keys: equal ones never compared with `<` (as list keys compare). */
+function keyCompare(a: unknown, b: unknown): number {
+  return pyEq(a, b) ? 0 : pyCompare(a, b);
 }
 
 function sortKey(v: unknown, caseSensitive: boolean): unknown {
@@ -60,13 +67,13 @@ function sortKey(v: unknown, caseSensitive: boolean): unknown {
 
 function sorted(items: unknown[], key: (v: unknown) => unknown, reverse: boolean): unknown[] {
   const withKeys = items.map((v) => [key(v), v] as const);
-  withKeys.sort((a, b) => pyCompare(a[0], b[0])); // stable, as Python's sort
+  withKeys.sort((a, b) => keyCompare(a[0], b[0])); // stable, as Python's sort
   if (reverse) {
     // Python's reverse=True keeps equal items in their original order.
     const out: (readonly [unknown, unknown])[] = [];
     for (let i = withKeys.length - 1; i >= 0;) {
       let j = i;
-      while (j > 0 && pyCompare(withKeys[j - 1][0], withKeys[i][0]) === 0) j--;
+      while (j > 0 && keyCompare(withKeys[j - 1][0], withKeys[i][0]) === 0) j--;
       out.push(...withKeys.slice(j, i + 1));
       i = j - 1;
     }
@@ -83,6 +90,7 @@ function selectWith(
   byAttr: boolean,
   keep: boolean,
 ): unknown[] {
+  if (!truthy(value)) return []; // Jinja selects only from a truthy sequence
   const items = pyIter(value, "select");
   const [attr, testName, ...rest] = byAttr ? args : [undefined, ...args];
   const pick = (item: unknown) => (byAttr ? getPath(item, attr) : item);
@@ -154,6 +162,12 @@ const FILTERS: Record<string, Builtin> = {
   },
   format: (v, a, kw) => percentFormat(pyStr(v), kw.size ? new Map(kw) : tuple(a)),
   indent: (v, a, kw) => {
+    if (v instanceof Undefined) throw new TypeError(v.hint);
+    if (typeof v !== "string" && !(v instanceof Markup)) {
+      throw new TypeError(
+        `indent: can only indent a string, not ${typeName(v).replace(" object", "")}`,
+      );
+    }
     const width = arg(a, kw, 0, "width", 4);
     const ind = typeof width === "string" ? width : " ".repeat(num(width));
     const first = truthy(arg(a, kw, 1, "first", false));
@@ -203,6 +217,7 @@ const FILTERS: Record<string, Builtin> = {
   list: (v) => [...pyIter(v, "list")],
   lower: (v) => pyStr(v).toLowerCase(),
   map: (v, a, kw, frame) => {
+    if (!truthy(v)) return []; // Jinja maps only a truthy sequence
     const items = pyIter(v, "map");
     if (a.length === 0 && kw.has("attribute")) {
       const dflt = kw.has("default") ? kw.get("default") : undefined;
@@ -218,12 +233,7 @@ const FILTERS: Record<string, Builtin> = {
   replace: (v, a, kw) => {
     const s = pyStr(v), old = pyStr(a[0]), rep = pyStr(a[1]);
     const count = num(arg(a, kw, 2, "count", -1));
-    if (old === "") {
-      // Python inserts `rep` around every character (up to `count` times).
-      const chars = [...s];
-      const n = count < 0 ? chars.length + 1 : Math.min(count, chars.length + 1);
-      return chars.map((c, i) => (i < n ? rep : "") + c).join("") + (n > chars.length ? rep : "");
-    }
+    if (old === "") return replaceEmpty(s, rep, count);
     if (count < 0) return s.split(old).join(rep);
     const parts = s.split(old);
     return parts.slice(0, count + 1).join(rep) +
@@ -244,7 +254,8 @@ const FILTERS: Record<string, Builtin> = {
       throw new TypeError("method must be common, ceil or floor");
     }
     const f = 10 ** prec;
-    return float((method === "ceil" ? Math.ceil : Math.floor)(x * f) / f);
+    // math.ceil / math.floor give ints (no -0), divided as floats.
+    return float(((method === "ceil" ? Math.ceil : Math.floor)(x * f) + 0) / f);
   },
   safe: (v) => (v instanceof Markup ? v : new Markup(pyStr(v))),
   select: (v, a, kw, f) => selectWith(v, a, kw, f, false, true),
@@ -295,16 +306,19 @@ const FILTERS: Record<string, Builtin> = {
     return cs.slice(i, j).join("");
   },
   truncate: (v, a, kw) => {
-    const s = pyStr(v), length = num(arg(a, kw, 0, "length", 255));
+    // Jinja measures what it is given (a list's length too) and slices only what is longer.
+    const n = pyLen(v), length = num(arg(a, kw, 0, "length", 255));
+    if (n <= length + num(arg(a, kw, 3, "leeway", 5))) return v;
+    if (typeof v !== "string" && !(v instanceof Markup)) {
+      throw new TypeError(`truncate: '${typeName(v).replace(" object", "")}' object has no rsplit`);
+    }
     const killwords = truthy(arg(a, kw, 1, "killwords", false));
     const end = pyStr(arg(a, kw, 2, "end", "..."));
-    const leeway = num(arg(a, kw, 3, "leeway", 5));
-    const cs = [...s];
-    if (cs.length <= length + leeway) return s;
+    const cs = [...pyStr(v)];
     if (killwords) return cs.slice(0, length - end.length).join("") + end;
     const cut = cs.slice(0, length - end.length).join("");
     const i = cut.lastIndexOf(" ");
-    return (i < 0 ? "" : cut.slice(0, i)) + end;
+    return (i < 0 ? cut : cut.slice(0, i)) + end;
   },
   unique: (v, a, kw) => {
     const cs = truthy(arg(a, kw, 0, "case_sensitive", false));
@@ -312,6 +326,9 @@ const FILTERS: Record<string, Builtin> = {
     const seen: unknown[] = [];
     return pyIter(v, "unique").filter((x) => {
       const k = sortKey(at === undefined || at === null ? x : getPath(x, at), cs);
+      if (k instanceof Map || (Array.isArray(k) && !isTuple(k))) {
+        throw new TypeError(`unhashable type: '${k instanceof Map ? "dict" : "list"}'`);
+      }
       if (seen.some((s) => pyEq(s, k))) return false;
       seen.push(k);
       return true;
@@ -359,7 +376,9 @@ const FILTERS: Record<string, Builtin> = {
           ? c
           : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
       }).join("");
-    if (v instanceof Map) return [...v].map(([k, x]) => `${enc(k, "")}=${enc(x, "")}`).join("&");
+    // Query pairs as urllib's quote with nothing safe, spaces as "+".
+    const qs = (x: unknown) => enc(x, "").replaceAll("%20", "+");
+    if (v instanceof Map) return [...v].map(([k, x]) => `${qs(k)}=${qs(x)}`).join("&");
     return enc(v, "/");
   },
   wordwrap: (v, a, kw) => {
@@ -482,7 +501,8 @@ export function callFilter(
 
 const TESTS: Record<string, (v: unknown, a: unknown[], frame: Frame) => boolean> = {
   boolean: (v) => typeof v === "boolean",
-  callable: (v) => v instanceof PyFunction,
+  // Jinja's Undefined is callable (calling it raises).
+  callable: (v) => v instanceof PyFunction || v instanceof Undefined,
   defined: (v) => !(v instanceof Undefined),
   divisibleby: (v, a) => num(v) % num(a[0]) === 0,
   eq: (v, a) => pyEq(v, a[0]),

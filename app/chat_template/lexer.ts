@@ -130,6 +130,11 @@ export function tokenize(source: string): Token[] {
         if (!e) throw templateSyntaxError("missing endraw", line);
         let body = src.slice(p, e.index);
         if (e[1] === "-") body = body.replace(/\s+$/, "");
+        else if (e[1] === "") {
+          // lstrip_blocks before endraw too: blanks alone on its line go.
+          const l = body.lastIndexOf("\n") + 1;
+          if (l > 0 && /^[ \t]*$/.test(body.slice(l))) body = body.slice(0, l);
+        }
         if (body) out.push({ kind: "data", value: body, line });
         pos = e.index + e[0].length;
         lineStarting = e[0].endsWith("\n");

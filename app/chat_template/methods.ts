@@ -94,6 +94,7 @@ function item(obj: unknown, key: unknown): unknown {
  * ```
  */
 export function pyIter(v: unknown, what: string): unknown[] {
+  if (v instanceof Markup) v = v.s;
   if (Array.isArray(v)) return v;
   if (typeof v === "string") return [...v];
   if (v instanceof Map) return [...v.keys()];
@@ -111,6 +112,7 @@ export function pyIter(v: unknown, what: string): unknown[] {
  * ```
  */
 export function pyLen(v: unknown): number {
+  if (v instanceof Markup) v = v.s;
   if (typeof v === "string") return [...v].length;
   if (Array.isArray(v)) return v.length;
   if (v instanceof Map) return v.size;
@@ -320,6 +322,7 @@ function strMethod(s: string, name: string): PyFunction | undefined {
     case "replace":
       return fn(name, (a) => {
         const count = a.length > 2 ? num(a[2]) : -1;
+        if (String(a[0]) === "") return replaceEmpty(s, String(a[1]), count);
         const parts = s.split(String(a[0]));
         if (count < 0 || parts.length <= count + 1) return parts.join(String(a[1]));
         return parts.slice(0, count + 1).join(String(a[1])) + String(a[0]) +
@@ -427,6 +430,22 @@ export function pad(s: string, width: number, fill: string, how: string): string
   // CPython: the extra fill goes left when the string's length is odd… and the width too.
   const left = Math.floor(total / 2) + (total & width & 1);
   return fill.repeat(left) + s + fill.repeat(total - left);
+}
+
+/**
+ * Python's `s.replace("", rep, count)`: `rep` before each character and at the
+ * end, at most `count` times (all when negative).
+ *
+ * @example
+ * ```ts
+ * import { replaceEmpty } from "./methods.ts";
+ * replaceEmpty("ab", "-", -1); // "-a-b-"
+ * ```
+ */
+export function replaceEmpty(s: string, rep: string, count: number): string {
+  const chars = [...s];
+  const n = count < 0 ? chars.length + 1 : Math.min(count, chars.length + 1);
+  return chars.map((c, i) => (i < n ? rep : "") + c).join("") + (n > chars.length ? rep : "");
 }
 
 /** The code-point index of UTF-16 index `i` in `s` (-1 stays -1). */

@@ -178,7 +178,11 @@ class Parser {
         const call = this.expression();
         if (call.t !== "call") this.fail("expected a call after 'call'", line);
         this.expect("block_end");
+        // A call block's body is a function of its own: no loop around it.
+        const loops = this.#loops;
+        this.#loops = 0;
         const body = this.subparse(["endcall"]);
+        this.#loops = loops;
         this.end("endcall");
         return { t: "callblock", params, call, body };
       }
@@ -206,7 +210,11 @@ class Parser {
       case "generation": {
         // transformers' AssistantTracker: marks assistant text, renders its body as is.
         this.expect("block_end");
+        // Its extension parses the body on its own: break/continue there are outside a loop.
+        const loops = this.#loops;
+        this.#loops = 0;
         const body = this.subparse(["endgeneration"]);
+        this.#loops = loops;
         this.end("endgeneration");
         return { t: "scope", body };
       }

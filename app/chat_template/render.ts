@@ -99,14 +99,21 @@ function run(body: readonly Node[], frame: Frame, out: string[]): Signal {
         if (s) return s;
         break;
       }
-      case "for":
-        forLoop(node, frame, out);
+      case "for": {
+        // A break or continue in its else block belongs to the loop around it.
+        const s = forLoop(node, frame, out);
+        if (s) return s;
         break;
+      }
       case "set":
         assign(node.target, evaluate(node.value, frame), frame);
         break;
       case "setblock": {
-        let v: unknown = render(node.body, frame);
+        // Its own scope (a set inside does not leak); break/continue leave it unassigned.
+        const inner: string[] = [];
+        const s = run(node.body, new Frame(frame), inner);
+        if (s) return s;
+        let v: unknown = inner.join("");
         for (const f of node.filters) v = applyFilter(f, v, frame);
         assign(node.target, v, frame);
         break;
@@ -118,7 +125,10 @@ function run(body: readonly Node[], frame: Frame, out: string[]): Signal {
         out.push(callBlock(node, frame));
         break;
       case "filterblock": {
-        let v: unknown = render(node.body, frame);
+        const inner: string[] = [];
+        const s = run(node.body, new Frame(frame), inner);
+        if (s) return s;
+        let v: unknown = inner.join("");
         for (const f of node.filters) v = applyFilter(f, v, frame);
         out.push(pyStr(v));
         break;
@@ -131,7 +141,7 @@ function run(body: readonly Node[], frame: Frame, out: string[]): Signal {
         break;
       }
       case "scope": {
-        const s = run(node.body, frame, out);
+        const s = run(node.body, new Frame(frame), out);
         if (s) return s;
         break;
       }
@@ -149,19 +159,20 @@ function forLoop(
   out: string[],
   iterable: unknown = evaluate(node.iter, frame),
   depth0 = 0,
-): void {
+): Signal {
   let items = pyIter(iterable, "for loop");
-  if (node.filter) {
-    items = items.filter((item) => {
-      const f = new Frame(frame);
-      assign(node.target, item, f);
-      return truthy(evaluate(node.filter!, f));
-    });
-  }
-  if (items.length === 0) {
-    run(node.else, frame, out);
-    return;
-  }
+  const keep = (item: unknown) => {
+    const f = new Frame(frame);
+    assign(node.target, item, f);
+    return truthy(evaluate(node.filter!, f));
+  };
+  // Jinja filters lazily, item by item as the loop reaches it (a body may change what the
+  // filter reads, or break before it runs on a bad item), unless the body asks `loop` for
+  // what needs the whole list.
+  const lazy = node.filter !== undefined && !mentions(node.body, "loop") && !node.recursive;
+  if (node.filter && !lazy) items = items.filter(keep);
+  // The else block runs unless an iteration ran to its end (break and continue skip that).
+  let completed = false;
   const recurse = node.recursive
     ? (sub: unknown) => {
       const inner: string[] = [];
@@ -171,12 +182,16 @@ function forLoop(
     : undefined;
   const loop = new LoopContext(items, depth0, recurse);
   for (let i = 0; i < items.length; i++) {
+    if (lazy && !keep(items[i])) continue;
     loop.index0 = i;
     const f = new Frame(frame);
     f.vars.set("loop", loop);
     assign(node.target, items[i], f);
-    if (run(node.body, f, out) === "break") break;
+    const s = run(node.body, f, out);
+    if (s === "break") break;
+    if (s === undefined) completed = true;
   }
+  return completed ? undefined : run(node.else, frame, out);
 }
 
 function assign(target: Target, value: unknown, frame: Frame): void {
@@ -315,7 +330,7 @@ export function evaluate(e: Expr, frame: Frame): unknown {
         throw new TypeError(`bad operand type for unary ${e.op}: '${typeName(v)}'`);
       }
       const n = e.op === "-" ? -num(v) : num(v);
-      return isFloat(v) ? float(n) : n;
+      return isFloat(v) ? float(n) : n + 0; // + 0: an int has no -0
     }
     case "binary": {
       if (e.op === "and") {
@@ -395,9 +410,11 @@ function slice(obj: unknown, s: Extract<Expr, { t: "slice" }>, frame: Frame): un
     }
     return num(v);
   };
+  if (obj instanceof Markup) obj = obj.s;
   const items = typeof obj === "string" ? [...obj] : Array.isArray(obj) ? obj : undefined;
   if (!items) {
     if (obj instanceof Undefined) throw new TypeError(obj.hint);
+    // Jinja compiles a slice to Python's own subscript, not its forgiving getitem.
     throw new TypeError(`'${typeName(obj).replace(" object", "")}' object is not subscriptable`);
   }
   const n = items.length;
@@ -450,6 +467,8 @@ function compare(op: string, a: unknown, b: unknown): boolean {
  * ```
  */
 export function contains(container: unknown, item: unknown): boolean {
+  if (container instanceof Markup) container = container.s;
+  if (item instanceof Markup) item = item.s;
   if (typeof container === "string") {
     if (typeof item !== "string") {
       throw new TypeError(
@@ -509,7 +528,10 @@ function binary(op: string, a: unknown, b: unknown): unknown {
         return ret(Math.floor(x / y));
       case "%": {
         if (y === 0) throw new RangeError("integer division or modulo by zero");
-        const m = x - y * Math.floor(x / y);
+        // Python's: fmod, moved to the divisor's sign; a zero takes the divisor's sign.
+        let m = x % y;
+        if (m !== 0 && (y < 0) !== (m < 0)) m += y;
+        else if (m === 0) m = anyFloat && y < 0 ? -0 : 0;
         return ret(m);
       }
       case "**":
@@ -524,7 +546,10 @@ function binary(op: string, a: unknown, b: unknown): unknown {
     }
   }
   if (op === "*") {
-    const [seq, n] = typeof b === "number" ? [a, b] : [b, a];
+    if (a instanceof Markup) a = a.s;
+    if (b instanceof Markup) b = b.s;
+    const int = (v: unknown) => (typeof v === "boolean" ? Number(v) : v);
+    const [seq, n] = typeof int(b) === "number" ? [a, int(b)] : [b, int(a)];
     if (typeof n === "number" && Number.isInteger(n)) {
       if (typeof seq === "string") return seq.repeat(Math.max(0, n));
       if (Array.isArray(seq)) {

@@ -173,16 +173,38 @@ export class ChatTemplate {
   }
 }
 
-/** Jinja refuses unknown filters and tests when it compiles, even in branches never taken. */
-function checkNames(tree: unknown): void {
-  if (Array.isArray(tree)) return tree.forEach(checkNames);
+/**
+ * Jinja refuses unknown filters and tests when it compiles, even in branches
+ * never taken — except in the "soft" scope of an `if` block or an inline
+ * `a if b else c`, where they fail only when evaluated (so `{% if 'x' is
+ * filter %}` guards can exist); the body of a loop, macro, call, filter,
+ * set or with block inside one is strict again (a frame of its own).
+ */
+function checkNames(tree: unknown, soft = false): void {
+  if (Array.isArray(tree)) return tree.forEach((x) => checkNames(x, soft));
   if (typeof tree !== "object" || tree === null) return;
   const o = tree as Record<string, unknown>;
-  if ((o.t === "filter" || o.t === "test") && !isBuiltin(o.t, String(o.name))) {
+  if (o.t === "if" || o.t === "cond") soft = true;
+  if ((o.t === "filter" || o.t === "test") && !soft && !isBuiltin(o.t, String(o.name))) {
     throw new SyntaxError(`chat template line ${o.line}: no ${o.t} named '${o.name}'`);
   }
-  for (const v of Object.values(o)) checkNames(v);
+  const inner = INNER_FRAMES[o.t as string];
+  for (const [k, v] of Object.entries(o)) {
+    checkNames(v, inner && (inner === "all" || inner.includes(k)) ? false : soft);
+  }
 }
+
+/** The parts of each block Jinja compiles in a frame of its own (strict again); the rest, such
+ * as a loop's iterable or a call block's call, in the enclosing one. */
+const INNER_FRAMES: Record<string, "all" | readonly string[]> = {
+  for: ["filter", "body", "else"],
+  with: ["body"],
+  callblock: ["params", "body"],
+  macro: "all",
+  filterblock: "all",
+  setblock: ["filters", "body"],
+  scope: "all",
+};
 
 /** `messages` with the final one's `field` (its last text part) marked; and that text. */
 function tagFinal(messages: readonly ChatMessage[], field: string): [ChatMessage[], string] {

@@ -26,7 +26,16 @@ import {
   typeName,
   Undefined,
 } from "./values.ts";
-import { attribute, pad, pyIter, pyLen, replaceEmpty } from "./methods.ts";
+import {
+  attribute,
+  pad,
+  pyCapitalize,
+  pyIter,
+  pyLen,
+  pySplitLines,
+  replaceEmpty,
+  stripChars,
+} from "./methods.ts";
 import { percentFormat, pyRound } from "./pyformat.ts";
 import type { Frame } from "./render.ts";
 
@@ -123,10 +132,7 @@ const FILTERS: Record<string, Builtin> = {
     }
     return out;
   },
-  capitalize: (v) => {
-    const [first = "", ...rest] = [...pyStr(v)];
-    return first.toUpperCase() + rest.join("").toLowerCase();
-  },
+  capitalize: (v) => pyCapitalize(pyStr(v)),
   center: (v, a, kw) => pad(pyStr(v), num(arg(a, kw, 0, "width", 80)), " ", "center"),
   count: (v) => pyLen(v),
   default: (v, a, kw) => {
@@ -172,7 +178,7 @@ const FILTERS: Record<string, Builtin> = {
     const ind = typeof width === "string" ? width : " ".repeat(num(width));
     const first = truthy(arg(a, kw, 1, "first", false));
     const blank = truthy(arg(a, kw, 2, "blank", false));
-    const lines = splitLines(pyStr(v) + "\n");
+    const lines = pySplitLines(pyStr(v) + "\n");
     let rv: string;
     if (blank) rv = lines.join("\n" + ind);
     else {
@@ -295,15 +301,7 @@ const FILTERS: Record<string, Builtin> = {
   },
   trim: (v, a, kw) => {
     const chars = arg(a, kw, 0, "chars", null);
-    const s = pyStr(v);
-    // Python's whitespace: \s and the separators \x1c-\x1f, \x85.
-    // deno-lint-ignore no-control-regex
-    if (chars === null) return s.replace(/^[\s\x1c-\x1f\x85]+|[\s\x1c-\x1f\x85]+$/gu, "");
-    const set = new Set([...pyStr(chars)]), cs = [...s];
-    let i = 0, j = cs.length;
-    while (i < j && set.has(cs[i])) i++;
-    while (j > i && set.has(cs[j - 1])) j--;
-    return cs.slice(i, j).join("");
+    return stripChars(pyStr(v), chars === null ? null : pyStr(chars), true, true);
   },
   truncate: (v, a, kw) => {
     // Jinja measures what it is given (a list's length too) and slices only what is longer.
@@ -455,15 +453,6 @@ function extreme(v: unknown, a: unknown[], kw: Map<string, unknown>, sign: numbe
   if (items.length === 0) return new Undefined(`No aggregated item, sequence was empty.`);
   const key = (x: unknown) => sortKey(at === undefined || at === null ? x : getPath(x, at), cs);
   return items.reduce((best, x) => (sign * pyCompare(key(x), key(best)) > 0 ? x : best));
-}
-
-/** Python's `str.splitlines()`. */
-function splitLines(s: string): string[] {
-  // Python's line boundaries include \x1c-\x1e.
-  // deno-lint-ignore no-control-regex
-  const parts = s.split(/\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]/);
-  if (parts[parts.length - 1] === "") parts.pop();
-  return parts;
 }
 
 /**

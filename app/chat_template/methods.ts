@@ -173,7 +173,17 @@ function unsafe(type: string, name: string): Undefined {
 /** Python's whitespace, as `str.split()` and `str.strip()` see it. */
 const SPACE = "\\s\\x1c-\\x1f\\x85";
 
-function stripChars(s: string, chars: unknown, left: boolean, right: boolean): string {
+/**
+ * Python's `s.strip(chars)` (`lstrip` with `right` false, `rstrip` with
+ * `left` false); no `chars`: Python's whitespace.
+ *
+ * @example
+ * ```ts
+ * import { stripChars } from "./methods.ts";
+ * stripChars("xxaxx", "x", true, false); // "axx"
+ * ```
+ */
+export function stripChars(s: string, chars: unknown, left: boolean, right: boolean): string {
   if (chars === undefined || chars === null) {
     return s.replace(
       new RegExp(`${left ? `^[${SPACE}]+` : "(?!)"}|${right ? `[${SPACE}]+$` : "(?!)"}`, "gu"),
@@ -186,6 +196,41 @@ function stripChars(s: string, chars: unknown, left: boolean, right: boolean): s
   if (left) { while (a < b && set.has(cs[a])) a++; }
   if (right) { while (b > a && set.has(cs[b - 1])) b--; }
   return cs.slice(a, b).join("");
+}
+
+/**
+ * Python's `s.splitlines(keepends)`.
+ *
+ * @example
+ * ```ts
+ * import { pySplitLines } from "./methods.ts";
+ * pySplitLines("a\r\nb\n"); // ["a", "b"]
+ * ```
+ */
+export function pySplitLines(s: string, keep = false): string[] {
+  // Python's line boundaries include \x1c-\x1e.
+  // deno-lint-ignore no-control-regex
+  const parts = s.split(/(\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029])/);
+  const out: string[] = [];
+  for (let i = 0; i < parts.length; i += 2) {
+    const line = parts[i] + (keep && i + 1 < parts.length ? parts[i + 1] : "");
+    if (i + 1 < parts.length || parts[i] !== "") out.push(line);
+  }
+  return out;
+}
+
+/**
+ * Python's `s.capitalize()`: the first character upper, the rest lower.
+ *
+ * @example
+ * ```ts
+ * import { pyCapitalize } from "./methods.ts";
+ * pyCapitalize("hELLO"); // "Hello"
+ * ```
+ */
+export function pyCapitalize(s: string): string {
+  const [first = "", ...rest] = [...s];
+  return first.toUpperCase() + rest.join("").toLowerCase();
 }
 
 /**
@@ -269,10 +314,7 @@ function strMethod(s: string, name: string): PyFunction | undefined {
     case "title":
       return fn(name, () => pyTitle(s));
     case "capitalize":
-      return fn(name, () => {
-        const [first = "", ...rest] = [...s];
-        return first.toUpperCase() + rest.join("").toLowerCase();
-      });
+      return fn(name, () => pyCapitalize(s));
     case "swapcase":
       return fn(
         name,
@@ -304,16 +346,7 @@ function strMethod(s: string, name: string): PyFunction | undefined {
       });
     case "splitlines":
       return fn(name, (a) => {
-        const keep = a.length > 0 && Boolean(a[0]);
-        // Python's line boundaries include \x1c-\x1e.
-        // deno-lint-ignore no-control-regex
-        const parts = s.split(/(\r\n|[\n\r\v\f\x1c-\x1e\x85\u2028\u2029])/);
-        const out: string[] = [];
-        for (let i = 0; i < parts.length; i += 2) {
-          const line = parts[i] + (keep && i + 1 < parts.length ? parts[i + 1] : "");
-          if (i + 1 < parts.length || parts[i] !== "") out.push(line);
-        }
-        return out;
+        return pySplitLines(s, a.length > 0 && Boolean(a[0]));
       });
     case "startswith":
       return fn(name, (a) => affix(s, a, false));

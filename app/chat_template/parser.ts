@@ -98,6 +98,17 @@ class Parser {
     }
   }
 
+  /** `parse()` with no loop around it (a body compiled as a function of its own). */
+  outsideLoops<T>(parse: () => T): T {
+    const loops = this.#loops;
+    this.#loops = 0;
+    try {
+      return parse();
+    } finally {
+      this.#loops = loops;
+    }
+  }
+
   /** The end tag named `name`: `{% name %}` after its body. */
   end(name: string): void {
     this.expect("name", name);
@@ -166,10 +177,7 @@ class Parser {
         const name = this.name();
         const params = this.signature();
         this.expect("block_end");
-        const loops = this.#loops;
-        this.#loops = 0;
-        const body = this.subparse(["endmacro"]);
-        this.#loops = loops;
+        const body = this.outsideLoops(() => this.subparse(["endmacro"]));
         this.end("endmacro");
         return { t: "macro", name, params, body };
       }
@@ -179,10 +187,7 @@ class Parser {
         if (call.t !== "call") this.fail("expected a call after 'call'", line);
         this.expect("block_end");
         // A call block's body is a function of its own: no loop around it.
-        const loops = this.#loops;
-        this.#loops = 0;
-        const body = this.subparse(["endcall"]);
-        this.#loops = loops;
+        const body = this.outsideLoops(() => this.subparse(["endcall"]));
         this.end("endcall");
         return { t: "callblock", params, call, body };
       }
@@ -211,10 +216,7 @@ class Parser {
         // transformers' AssistantTracker: marks assistant text, renders its body as is.
         this.expect("block_end");
         // Its extension parses the body on its own: break/continue there are outside a loop.
-        const loops = this.#loops;
-        this.#loops = 0;
-        const body = this.subparse(["endgeneration"]);
-        this.#loops = loops;
+        const body = this.outsideLoops(() => this.subparse(["endgeneration"]));
         this.end("endgeneration");
         return { t: "scope", body };
       }

@@ -398,7 +398,7 @@ export {
   checkpointSources,
   type ParamSource,
 } from "./models/causal_lm.ts";
-export { type StateName, STATES } from "./models/states.ts";
+export { recurrentStateNames, type StateName, STATES } from "./models/states.ts";
 export { TrainableBuilder } from "./compiler/train/trainable.ts";
 export {
   type BalanceUpdate,

@@ -79,3 +79,22 @@ export const SLOT_POOL_PARAMS = {
   w3: "moe.slots.w3",
   w2: "moe.slots.w2",
 } as const;
+
+/**
+ * The states of a causal LM graph that a step updates in place — Mamba's
+ * convolution and scan states, S4's state — as opposed to attention's KV
+ * caches (`…k_cache`, `…v_cache`, MLA's `…kv_cache`: indexed by position, so a
+ * later run overwrites rows instead of changing them) and the decode loop's
+ * own {@linkcode STATES}. Any other state counts as recurrent, so a state
+ * added later is kept and restored rather than wrongly assumed rewindable.
+ *
+ * @example
+ * ```ts
+ * import { recurrentStateNames } from "@kiln/kiln";
+ * recurrentStateNames(["token", "l0.attn.k_cache", "l1.mamba.ssm_state"]); // ["l1.mamba.ssm_state"]
+ * ```
+ */
+export function recurrentStateNames(names: Iterable<string>): string[] {
+  const loop = new Set<string>(Object.values(STATES));
+  return [...names].filter((n) => !loop.has(n) && !n.endsWith("_cache"));
+}

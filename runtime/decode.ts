@@ -104,6 +104,13 @@ export interface DecodeLoop {
    * {@linkcode prefillChunksToCompile}).
    */
   singlesViaDecode?: boolean;
+  /**
+   * Prompt tokens already in the caches (a reused prefix: see `PromptCache`):
+   * the prompt runs from this position (default 0), `chunks` cover the rest.
+   */
+  start?: number;
+  /** Called once the whole prompt is queued, before any decode step (`PromptCache.promptQueued`). */
+  promptQueued?(): void;
 }
 
 /**
@@ -333,7 +340,8 @@ export async function* decodeSteps(
   const run = r.runOptions;
   hooks.phase?.(false);
   stats.promptRun = loop.promptViaDecode ? "decode" : "prefill";
-  if (loop.promptViaDecode) await promptSteps(r, ids, 0, seed);
+  const start = loop.start ?? 0;
+  if (loop.promptViaDecode) await promptSteps(r, ids.subarray(start), start, seed);
   else {
     for (const chunk of loop.chunks) {
       const c = chunk.ids as Uint32Array;
@@ -342,6 +350,7 @@ export async function* decodeSteps(
       } else await r.prefill.submit(chunk, run);
     }
   }
+  loop.promptQueued?.();
   hooks.countStep?.();
   hooks.phase?.(true);
   let queued = 1, read = 0;

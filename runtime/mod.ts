@@ -54,6 +54,7 @@ export {
   type PromptRun,
   RUN_COST_ROWS,
 } from "./prompt_plan.ts";
+export { commonPrefix, PromptCache, type StateKeeper } from "./prompt_cache.ts";
 export type { PendingCompile } from "./pipelines.ts";
 export {
   BUNDLE_MAGIC,

@@ -377,6 +377,33 @@ export class PrebuiltExecutable<
   }
 
   /**
+   * Keeps a device copy of these states, queued after the work already
+   * submitted (no readback): {@linkcode PrebuiltExecutable.restoreStates}
+   * writes it back.
+   *
+   * @example
+   * ```ts ignore
+   * exe.saveStates(["l0.mamba.ssm_state"]);
+   * ```
+   */
+  saveStates(names: readonly (keyof S & string)[]): void {
+    this.#live.copyStates(names.map((name) => ({ name, ...this.#stateType(name) })), "save");
+  }
+
+  /**
+   * Writes back the copies {@linkcode PrebuiltExecutable.saveStates} kept (a
+   * TypeError naming a state that was never saved, before anything is written).
+   *
+   * @example
+   * ```ts ignore
+   * exe.restoreStates(["l0.mamba.ssm_state"]);
+   * ```
+   */
+  restoreStates(names: readonly (keyof S & string)[]): void {
+    this.#live.copyStates(names.map((name) => ({ name, ...this.#stateType(name) })), "restore");
+  }
+
+  /**
    * The device buffer of parameter `name` (after `setParams`).
    *
    * @example

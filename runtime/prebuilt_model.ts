@@ -31,6 +31,7 @@ import type { GpuDevice } from "./device.ts";
 import type { PrebuiltData } from "./plan_data.ts";
 import { PrebuiltExecutable } from "./prebuilt.ts";
 import { type PendingCompile, startCompile } from "./pipelines.ts";
+import { PromptCache } from "./prompt_cache.ts";
 
 /**
  * Sampling settings baked into a prebuilt pair of graphs (greedy: temperature
@@ -90,8 +91,17 @@ export interface PrebuiltModelData {
   readonly promptsViaDecode?: boolean;
   /** Ids that end generation (config.json's and the tokenizer's EOS). */
   readonly eosTokenIds: readonly number[];
-  /** Names of the states the decode loop uses. */
-  readonly states: { readonly token: string; readonly generated: string };
+  /**
+   * Names of the states the decode loop uses, and the states a step updates
+   * in place (`recurrent`: Mamba's, S4's; `reusePrefix` keeps a copy of them
+   * after each prompt). Modules built before `recurrent` was recorded lack it
+   * and never reuse a prefix.
+   */
+  readonly states: {
+    readonly token: string;
+    readonly generated: string;
+    readonly recurrent?: readonly string[];
+  };
   /** One pair of graphs per prebuilt sampling setting; the first is the default. */
   readonly variants: readonly {
     readonly sampling: SamplingSettings;
@@ -122,6 +132,11 @@ export interface PrebuiltGenerateOptions {
   topK?: number;
   /** Nucleus sampling mass (1: off). */
   topP?: number;
+  /**
+   * Run only the part of this prompt the caches do not hold yet (default
+   * false; see `PromptCache`): a chat's next turn.
+   */
+  reusePrefix?: boolean;
 }
 
 /**
@@ -136,6 +151,8 @@ export interface PrebuiltGenerateOptions {
 export interface PrebuiltGenerateStats extends LoopStats {
   /** Prompt tokens. */
   promptTokens: number;
+  /** Prompt tokens not run again: already in the caches (`reusePrefix`). */
+  reusedTokens: number;
   /** Milliseconds compiling pipelines before the clock started (0 when compiled at load). */
   compileMs: number;
 }
@@ -181,6 +198,8 @@ export class PrebuiltModel {
   coldPromptTokens: number = COLD_PROMPT_TOKENS;
   readonly #pairs = new Map<string, Pair>();
   readonly #ownsDevice: boolean;
+  /** What the caches hold, for `reusePrefix`. */
+  readonly #cache: PromptCache;
   #disposed = false;
 
   /**
@@ -195,6 +214,7 @@ export class PrebuiltModel {
     this.data = data;
     this.device = device;
     this.#ownsDevice = options.ownsDevice ?? false;
+    this.#cache = new PromptCache(data.states.recurrent);
     let base: PrebuiltExecutable | undefined;
     try {
       for (const v of data.variants) {
@@ -292,12 +312,14 @@ export class PrebuiltModel {
     seed: number,
     step: number,
     singles = true,
+    start = 0,
   ): Record<string, TensorData>[] {
     const { prefillBuckets: buckets, paddedPrompts, maxSeq } = this.data;
+    const n = ids.length - start;
     const runs = paddedPrompts
-      ? promptRuns(this.prefill, ids.length, buckets, maxSeq, singles && this.#viaDecode)
-      : exactRuns(ids.length, buckets);
-    return promptChunks(ids, runs, seed, step);
+      ? promptRuns(this.prefill, n, buckets, maxSeq - start, singles && this.#viaDecode)
+      : exactRuns(n, buckets);
+    return promptChunks(ids.subarray(start), runs, seed, step, undefined, start);
   }
 
   get #viaDecode(): boolean {
@@ -320,6 +342,7 @@ export class PrebuiltModel {
    */
   async forward(tokenIds: readonly number[]): Promise<Float32Array> {
     const ids = this.#checkIds(tokenIds);
+    this.#cache.invalidate();
     this.prefill.resetStates();
     const logits = await promptLogits(this.prefill, this.#prefillChunks(ids, 0, 0, false), {
       onCompile: this.onCompile,
@@ -342,6 +365,7 @@ export class PrebuiltModel {
     if (!Number.isInteger(position) || position < 0 || position >= this.data.maxSeq) {
       throw new RangeError(`step: position ${position} is outside [0, ${this.data.maxSeq})`);
     }
+    this.#cache.invalidate();
     this.decode.writeState(this.data.states.token, [tokenId]);
     const inputs = this.#decodeInputs(position, 0, 0);
     const { logits } = await this.decode.run(inputs, { onCompile: this.onCompile });
@@ -392,8 +416,10 @@ export class PrebuiltModel {
     );
     this.#useSampling(options);
     const seed = options.seed ?? 0;
+    const start = options.reusePrefix ? this.#cache.reusable(ids) : 0;
     const stats: PrebuiltGenerateStats = {
       promptTokens: ids.length,
+      reusedTokens: start,
       generatedTokens: 0,
       readbacks: 0,
       compileMs: 0,
@@ -404,10 +430,10 @@ export class PrebuiltModel {
     // Pipelines not compiled at load are compiled before the clock starts.
     const tc = performance.now();
     // Planned once: what is compiled here is what the loop runs.
-    const runs = this.#prefillChunks(ids, seed, 0);
+    const runs = this.#prefillChunks(ids, seed, 0, true, start);
     const chunks = prefillChunksToCompile(runs, this.#viaDecode);
     const promptViaDecode = this.#viaDecode &&
-      coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
+      coldPrompt(this.prefill, chunks, ids.length - start, this.coldPromptTokens);
     await prepareGeneration(
       this.prefill,
       this.decode,
@@ -417,7 +443,8 @@ export class PrebuiltModel {
     );
     stats.compileMs = performance.now() - tc;
     const t0 = performance.now();
-    this.prefill.resetStates();
+    const cache = this.#cache, prefill = this.prefill;
+    cache.begin(prefill, ids, start);
     const loop: DecodeLoop = {
       ids,
       limit,
@@ -429,8 +456,10 @@ export class PrebuiltModel {
       chunks: runs,
       promptViaDecode,
       singlesViaDecode: true,
+      start,
+      promptQueued: () => cache.promptQueued(prefill),
     };
-    yield* decodeSteps({
+    const steps = decodeSteps({
       prefill: this.prefill,
       decode: this.decode,
       runOptions: {},
@@ -438,6 +467,10 @@ export class PrebuiltModel {
       token: this.data.states.token,
       decodeInputs: (pos, seed, step) => this.#decodeInputs(pos, seed, step),
     }, loop);
+    for await (const id of steps) {
+      cache.generated(id);
+      yield id;
+    }
   }
 
   #disposeAll(): void {

@@ -46,7 +46,7 @@ export function checkTokenIds(
  * The prefill runs' inputs for a prompt: one per run (see `planPrompt`), each
  * at its position with its ids padded up to the run's length (with id 0),
  * sampling its last real row at decode step `step`; `extra(n)` adds inputs of a
- * run of `n` rows.
+ * run of `n` rows. `ids` start at position `at` (a reused prefix before them).
  *
  * @example
  * ```ts
@@ -61,10 +61,11 @@ export function promptChunks(
   seed: number,
   step: number,
   extra?: (n: number) => Record<string, TensorData>,
+  at = 0,
 ): Record<string, TensorData>[] {
-  let at = 0;
+  let i = 0;
   return runs.map(({ length, tokens }) => {
-    const real = ids.subarray(at, at + tokens);
+    const real = ids.subarray(i, i + tokens);
     const padded = tokens === length ? real : new Uint32Array(length);
     if (padded !== real) padded.set(real);
     const chunk = {
@@ -76,6 +77,7 @@ export function promptChunks(
       ...extra?.(length),
     };
     at += tokens;
+    i += tokens;
     return chunk;
   });
 }

@@ -2,7 +2,8 @@
  * Ahead-of-time model modules (`kiln build DIR`): tiny Mixtral, Mamba and
  * Jamba checkpoints built ahead of time give the same logits (`forward`) and
  * greedy ids (`generateIds`) as `loadModel` on the same device, bit for bit;
- * a prebuilt sampling variant samples as `loadModel` does; the emitted source
+ * a prebuilt sampling variant samples as `loadModel` does, and a next turn
+ * reuses the cached prefix as `loadModel` does; the emitted source
  * passes `deno check`; at run time it imports the runtime alone. Modules of
  * the Qwen2-MoE and OLMoE checkpoints transformers itself wrote generate
  * transformers' greedy ids.
@@ -13,7 +14,11 @@ import { basename, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { runtimeSpecifier } from "../app/build/build.ts";
 import { buildModelModule, writeModelModule } from "../app/build/build_model.ts";
-import type { PrebuiltModel, SamplingSettings } from "../runtime/prebuilt_model.ts";
+import type {
+  PrebuiltGenerateOptions,
+  PrebuiltModel,
+  SamplingSettings,
+} from "../runtime/prebuilt_model.ts";
 import type { GpuDevice } from "../runtime/device.ts";
 import type { Model } from "../app/model/model.ts";
 import {
@@ -32,7 +37,7 @@ const NUCLEUS = { temperature: 0.8, topK: 12, topP: 0.9 };
 async function ids(
   m: Model | PrebuiltModel,
   prompt: readonly number[],
-  options: Record<string, number> = {},
+  options: PrebuiltGenerateOptions = {},
 ): Promise<number[]> {
   const out: number[] = [];
   for await (const id of m.generateIds(prompt, { maxTokens: 10, readEvery: 4, ...options })) {
@@ -104,6 +109,20 @@ for (const [name, write] of CASES) {
         }
         assert.equal(aot!.lastStats!.promptTokens, 1);
       });
+      await t.step(
+        "reusePrefix: a next turn runs only what is new, as loadModel does",
+        async () => {
+          const first = await ids(aot!, long);
+          await ids(ref!, long);
+          const next = [...long, ...first, 5, 6];
+          const got = await ids(aot!, next, { reusePrefix: true });
+          assert.deepEqual(got, await ids(ref!, next, { reusePrefix: true }));
+          assert.equal(aot!.lastStats!.reusedTokens, ref!.lastStats!.reusedTokens);
+          assert.equal(aot!.lastStats!.reusedTokens, name === "mixtral" ? 46 : 37);
+          assert.deepEqual(got, await ids(aot!, next));
+          assert.equal(aot!.lastStats!.reusedTokens, 0);
+        },
+      );
       if (jamba) {
         await t.step(
           "loaded cold, a short prompt runs through the decode step, to the same ids",

@@ -303,47 +303,67 @@ Deno.test("kiln generate --chat: the conversation through the template, options 
   }
 });
 
+/**
+ * Runs `kiln generate --chat --interactive` on the default model with template
+ * `body` (written into `dir`), `stdin` as the later turns and `extra` flags.
+ */
+async function chatTurns(
+  dir: string,
+  body: string,
+  stdin: string,
+  extra: string[] = [],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const template = join(dir, "turns.jinja");
+  await Deno.writeTextFile(template, body);
+  const cli = new URL("../cli.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", cli, "generate", "--chat", "--interactive", "--chat-template", template]
+      .concat(["--prompt", "Call me Ishmael.", "--max-tokens", "3", "--quiet", ...extra]),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(stdin));
+  await w.close();
+  const out = await child.output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+const TURNS = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:";
+
 Deno.test("kiln generate --chat --interactive: each stdin line is the next turn of one conversation", async () => {
   const dir = await Deno.makeTempDir({ prefix: "kiln_chat_turns_" });
   try {
     // The third user turn holds 5 messages (user, assistant, user, assistant, user): refused.
-    const template = join(dir, "turns.jinja");
-    await Deno.writeTextFile(
-      template,
+    const refuse =
       "{% if messages|length > 4 %}{{ raise_exception('turn of ' ~ (messages|length) ~ ' messages') }}" +
-        "{% endif %}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:",
+      "{% endif %}";
+    const { code, stdout, stderr } = await chatTurns(
+      dir,
+      refuse + TURNS,
+      "Some years ago.\nNever mind how long.\n",
     );
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL("../cli.ts", import.meta.url).pathname,
-        "generate",
-        "--chat",
-        "--interactive",
-        "--chat-template",
-        template,
-        "--prompt",
-        "Call me Ishmael.",
-        "--max-tokens",
-        "3",
-        "--quiet",
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode("Some years ago.\nNever mind how long.\n"));
-    await w.close();
-    const out = await child.output();
-    const stdout = new TextDecoder().decode(out.stdout),
-      stderr = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 1, stderr);
+    assert.equal(code, 1, stderr);
     assert.match(stderr, /the chat template refused the conversation: turn of 5 messages/);
     // Two replies were streamed (and added to the conversation) before the third turn.
     assert.ok(stdout.endsWith("\n") && stdout.trim().length > 0, stdout);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("kiln generate --chat --interactive: a next turn runs only what the cache lacks", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "kiln_chat_reuse_" });
+  try {
+    const { code, stderr } = await chatTurns(dir, TURNS, "Some years ago.\n", ["--stats"]);
+    assert.equal(code, 0, stderr);
+    // The default model is a Mamba: the first turn's prompt, whole, is in the cache.
+    const m = /prompt (\d+) tokens \((\d+) already in the cache\)/.exec(stderr);
+    assert.ok(m, stderr);
+    assert.ok(Number(m[2]) > 0 && Number(m[2]) < Number(m[1]), stderr);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

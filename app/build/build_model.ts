@@ -14,7 +14,7 @@ import type { DeviceCaps } from "../../core/types.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import { promptsThroughDecode } from "../../models/mamba2.ts";
-import { STATES } from "../../models/states.ts";
+import { recurrentStateNames, STATES } from "../../models/states.ts";
 import { checkParams } from "../../runtime/bind.ts";
 import type { PrebuiltModelData, SamplingSettings } from "../../runtime/prebuilt_model.ts";
 import { readConfig } from "../config_file.ts";
@@ -178,7 +178,11 @@ export async function buildModelModule(
     paddedPrompts: true,
     ...(promptsThroughDecode(cfg) ? {} : { promptsViaDecode: false }),
     eosTokenIds: [...eos].sort((a, b) => a - b),
-    states: { token: STATES.token, generated: STATES.generated },
+    states: {
+      token: STATES.token,
+      generated: STATES.generated,
+      recurrent: recurrentStateNames(iface.states.map((s) => s.name)),
+    },
     variants: variants.map((v) => ({
       sampling: v.sampling,
       prefill: v.prefill.data,

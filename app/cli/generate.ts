@@ -256,7 +256,8 @@ async function run(
   let n = 0, sawEos = false, text = "";
   progress.start("prefill", ids.length, false);
   try {
-    for await (const id of model.generateIds(ids, options)) {
+    // A chat's turn repeats the conversation so far: only what is new runs.
+    for await (const id of model.generateIds(ids, { ...options, reusePrefix: templated })) {
       if (n++ === 0) {
         progress.end(mode === "terminal" && stdoutTty);
         if (decodeProgress) progress.start("decode", limit, true, 1);
@@ -307,9 +308,11 @@ function printStats(model: Model): void {
   const rate = s.generatedTokens > 1 ? (after / (s.decodeMs / 1000)).toFixed(1) : "–";
   console.error(
     `[kiln] pipelines compiled in ${s.compileMs.toFixed(0)} ms; ` +
-      `prompt ${s.promptTokens} tokens, ${
-        s.promptRun === "decode" ? "through the decode step" : "prefill"
-      } ${s.prefillMs.toFixed(0)} ms; ` +
+      `prompt ${s.promptTokens} tokens${
+        s.reusedTokens ? ` (${s.reusedTokens} already in the cache)` : ""
+      }, ${s.promptRun === "decode" ? "through the decode step" : "prefill"} ${
+        s.prefillMs.toFixed(0)
+      } ms; ` +
       `${s.generatedTokens} tokens generated, the ${after} after the first in ${
         s.decodeMs.toFixed(0)
       } ms (${rate} tok/s), ${s.readbacks} host round trips`,

@@ -18,7 +18,7 @@ import {
 import type { Executable, RunOptions } from "../../runtime/executable.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
-import type { GenerateStats } from "./model.ts";
+import type { GenerateStats } from "./generate_options.ts";
 
 /**
  * One generate call's decode-loop settings: the runtime loop's (prompt, limit,
@@ -151,6 +151,7 @@ export async function* cachedDecodeLoop(
   x.decoding = false;
   x.useStreamingTables();
   for (const chunk of loop.chunks) await r.prefill.submit(chunk, stream);
+  loop.promptQueued?.();
   x.countStep();
   x.decoding = true;
   let gen: Uint32Array = new Uint32Array(0), log: Uint32Array = new Uint32Array(0);

@@ -30,7 +30,8 @@ import { createProgress, type Progress } from "../progress.ts";
 import { prefillBuckets } from "./prefill_chunks.ts";
 import { checkParamBuffers, checkWeightsFit } from "./capacity.ts";
 import { moeLayers, planForBudget, planForDevices } from "./expert_budget.ts";
-import { Model, type Sampling } from "./model.ts";
+import { Model } from "./model.ts";
+import type { Sampling } from "./generate_options.ts";
 import {
   checkUnusedTensors,
   finiteReads,

@@ -23,7 +23,8 @@
  */
 
 export { loadModel, type LoadOptions } from "./load.ts";
-export { type GenerateOptions, type GenerateStats, Model } from "./model.ts";
+export { Model } from "./model.ts";
+export type { GenerateOptions, GenerateStats } from "./generate_options.ts";
 export { loadWeights, type LoadWeightsOptions, weightFormatsFor } from "./weights.ts";
 export {
   chatSpecialTokens,

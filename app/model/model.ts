@@ -25,9 +25,8 @@ import {
 import type { Graph } from "../../core/graph.ts";
 import type { TensorData } from "../../core/host.ts";
 import type { ModelConfig } from "../../models/config.ts";
-import { MAMBA_STATE_SUFFIXES } from "../../models/mamba.ts";
 import { promptsThroughDecode } from "../../models/mamba2.ts";
-import { STATES } from "../../models/states.ts";
+import { recurrentStateNames, STATES } from "../../models/states.ts";
 import type { GpuDevice, KilnDevice } from "../../runtime/device.ts";
 import {
   COLD_PROMPT_TOKENS,
@@ -37,6 +36,7 @@ import {
 } from "../../runtime/decode.ts";
 import { compile, type Executable, type RunOptions } from "../../runtime/executable.ts";
 import { NOTHING_TO_COMPILE, type PendingCompile, startCompile } from "../../runtime/pipelines.ts";
+import { PromptCache } from "../../runtime/prompt_cache.ts";
 import type { ExpertPlan } from "../experts/placement.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
@@ -44,68 +44,13 @@ import type { Tokenizer } from "../tokenizer/mod.ts";
 import { decodeLoop, type DecodeRunner } from "./decode_loop.ts";
 import { prefillBuckets } from "./prefill_chunks.ts";
 
-/**
- * Options of {@linkcode Model.generate}.
- *
- * @example
- * ```ts ignore
- * import { type GenerateOptions, loadModel } from "@kiln/kiln";
- * const model = await loadModel("./mamba-130m-hf");
- * const options: GenerateOptions = { maxTokens: 64, temperature: 0.7, topP: 0.9, seed: 1, stop: ["\n\n"] };
- * for await (const text of model.generate("Once upon a time", options)) console.log(text);
- * ```
- */
-export interface GenerateOptions {
-  /** Tokens to generate at most (default 64). */
-  maxTokens?: number;
-  /** 0 (default) is greedy. */
-  temperature?: number;
-  /** Keep the k most likely tokens (0: off). */
-  topK?: number;
-  /** Nucleus sampling mass (1: off). */
-  topP?: number;
-  /** RNG seed (default 0). */
-  seed?: number;
-  /** Stop when the text contains one of these (the stop string is not emitted). */
-  stop?: readonly string[];
-  /** Read generated ids back every this many tokens (default 8; 1 reads every token). */
-  readEvery?: number;
-  /** Prepend BOS as the tokenizer's template says (default true). */
-  addSpecialTokens?: boolean;
-}
-
-/**
- * Counters of the last `generate` call.
- *
- * @example
- * ```ts ignore
- * import { type GenerateStats, loadModel } from "@kiln/kiln";
- * const model = await loadModel("./mamba-130m-hf");
- * for await (const text of model.generate("Hello", { maxTokens: 32 })) console.log(text);
- * const s: GenerateStats = model.lastStats!;
- * console.log(((s.generatedTokens - 1) / s.decodeMs) * 1000, "tokens/s");
- * ```
- */
-export interface GenerateStats {
-  /** Prompt tokens. */
-  promptTokens: number;
-  /** Generated tokens (including a final EOS). */
-  generatedTokens: number;
-  /** Host round trips (readbacks). */
-  readbacks: number;
-  /** Milliseconds compiling pipelines for this prompt length before the clock started (0 when cached). */
-  compileMs: number;
-  /** Milliseconds for the prefill (until the first token was read). */
-  prefillMs: number;
-  /** Milliseconds for the decode loop: the generatedTokens − 1 steps after the first token. */
-  decodeMs: number;
-  /**
-   * What ran the prompt: the prefill's chunks, or the decode step token by token
-   * (a short prompt whose prefill pipelines were not compiled yet; see
-   * `coldPromptTokens`).
-   */
-  promptRun?: "prefill" | "decode";
-}
+import {
+  type GenerateOptions,
+  type GenerateStats,
+  GREEDY,
+  type Sampling,
+  stopOverlap,
+} from "./generate_options.ts";
 
 /**
  * A loaded model.
@@ -168,6 +113,8 @@ export class Model {
   readonly #build: (s: Sampling) => [Graph, Graph];
   /** Devices `loadModel` requested for this model: `dispose` destroys them. */
   readonly #owned: GpuDevice[];
+  /** What the caches hold, for `reusePrefix`. */
+  readonly #cache: PromptCache;
   #disposed = false;
 
   /**
@@ -195,6 +142,7 @@ export class Model {
     this.prefill = compile(pg, device);
     this.decode = compile(dg, device, { shareWith: this.prefill });
     this.#pairs.set(JSON.stringify(GREEDY), [this.prefill, this.decode]);
+    this.#cache = new PromptCache(recurrentStateNames(dg.states.keys()));
   }
 
   /** Throws once disposed: the weights and caches are freed (and an owned device destroyed). */
@@ -251,6 +199,7 @@ export class Model {
     if (!Number.isInteger(position) || position < 0 || position >= this.maxSeq) {
       throw new RangeError(`step: position ${position} is outside [0, ${this.maxSeq})`);
     }
+    this.#cache.invalidate();
     this.decode.writeState(STATES.token, [tokenId]);
     this.experts?.useStreamingTables();
     const { logits } = await this.decode.run(
@@ -275,9 +224,23 @@ export class Model {
       : { onCompile };
   }
 
-  #reset(): void {
-    this.prefill.resetStates();
+  /** A fresh sequence, or (`start` > 0) the cached prefix of `ids` kept. */
+  #reset(ids?: Uint32Array, start = 0): void {
+    if (ids) this.#cache.begin(this.prefill, ids, start);
+    else {
+      this.#cache.invalidate();
+      this.prefill.resetStates();
+    }
+    if (start > 0 && this.prefill.graph.states.has(STATES.moeUsage)) {
+      // The routing counters restart with the sequence, as resetStates does.
+      this.prefill.writeState(STATES.moeUsage, new Uint32Array(this.#usageLength));
+    }
     this.experts?.resetUsageBaseline();
+  }
+
+  get #usageLength(): number {
+    const g = this.prefill.graph;
+    return g.values[g.states.get(STATES.moeUsage)!].shape[0] as number;
   }
 
   /**
@@ -293,10 +256,13 @@ export class Model {
     seed: number,
     step: number,
     singles = true,
+    start = 0,
   ): Record<string, TensorData>[] {
     const buckets = this.parallel ? [] : this.prefillBuckets;
-    const runs = promptRuns(this.prefill, ids.length, buckets, this.maxSeq, singles && this.#plain);
-    return promptChunks(ids, runs, seed, step, (n) => this.#remoteInputs(n));
+    const rest = ids.subarray(start);
+    const left = this.maxSeq - start;
+    const runs = promptRuns(this.prefill, rest.length, buckets, left, singles && this.#plain);
+    return promptChunks(rest, runs, seed, step, (n) => this.#remoteInputs(n), start);
   }
 
   #decodeInputs(pos: number, seed: number, step: number) {
@@ -312,9 +278,7 @@ export class Model {
       parallel: this.parallel,
       runOptions: this.#runOptions,
       decodeInputs: (pos, seed, step) => this.#decodeInputs(pos, seed, step),
-      recurrentStates: [...this.decode.graph.states.keys()].filter((n) =>
-        MAMBA_STATE_SUFFIXES.some((s) => n.endsWith(s))
-      ),
+      recurrentStates: this.#cache.recurrent,
     };
   }
 
@@ -369,7 +333,7 @@ export class Model {
         if (cut > emitted) yield text.slice(emitted, cut);
         return;
       }
-      const hold = Math.max(0, ...stops.map((s) => overlap(text, s)));
+      const hold = Math.max(0, ...stops.map((s) => stopOverlap(text, s)));
       if (text.length - hold > emitted) {
         yield text.slice(emitted, text.length - hold);
         emitted = text.length - hold;
@@ -402,8 +366,11 @@ export class Model {
     const { limit, readEvery } = generationLimit(ids.length, options, this.maxSeq, this.#maxNew);
     this.#setSampling(options);
     const seed = options.seed ?? 0;
+    // Expert parallelism sizes its transfers by the prompt: never a part of one.
+    const start = options.reusePrefix && !this.parallel ? this.#cache.reusable(ids) : 0;
     const stats: GenerateStats = {
       promptTokens: ids.length,
+      reusedTokens: start,
       generatedTokens: 0,
       readbacks: 0,
       compileMs: 0,
@@ -415,10 +382,10 @@ export class Model {
     if (this.tokenizer?.eosId !== undefined) eos.add(this.tokenizer.eosId);
     const plain = this.#plain;
     // Planned once: what is compiled here is what the loop runs.
-    const runs = this.#prefillChunks(ids, seed, 0);
+    const runs = this.#prefillChunks(ids, seed, 0, true, start);
     const chunks = prefillChunksToCompile(runs, plain);
     const promptViaDecode = plain &&
-      coldPrompt(this.prefill, chunks, ids.length, this.coldPromptTokens);
+      coldPrompt(this.prefill, chunks, ids.length - start, this.coldPromptTokens);
     if (this.prefill.device.kind === "gpu") {
       // Compile this prompt length's pipelines (and the decode step's) before the
       // clock starts: a new shape costs seconds on a software adapter, which is
@@ -429,11 +396,19 @@ export class Model {
       stats.compileMs = performance.now() - tc;
     }
     const t0 = performance.now();
-    this.#reset();
+    this.#reset(ids, start);
     const ep0 = this.parallel?.stats.roundTrips ?? 0;
-    const loop = { ids, limit, readEvery, seed, stats, eos, t0, chunks: runs, promptViaDecode };
+    const cache = this.#cache, prefill = this.prefill;
+    const loop = {
+      ...{ ids, limit, readEvery, seed, stats, eos, t0, chunks: runs, promptViaDecode, start },
+      singlesViaDecode: plain,
+      promptQueued: () => cache.promptQueued(prefill),
+    };
     try {
-      yield* decodeLoop(this.#runner, { ...loop, singlesViaDecode: plain });
+      for await (const id of decodeLoop(this.#runner, loop)) {
+        cache.generated(id);
+        yield id;
+      }
     } finally {
       // Expert parallelism's barrier readbacks are host round trips too.
       if (this.parallel) stats.readbacks += this.parallel.stats.roundTrips - ep0;
@@ -558,32 +533,4 @@ export class Model {
     for (const dev of this.#owned) dev.destroy();
     this.#owned.length = 0;
   }
-}
-
-/**
- * Sampling settings compiled into a graph pair (greedy: temperature 0, no top-k
- * or top-p).
- *
- * @example
- * ```ts
- * import type { Sampling } from "./model.ts";
- * const nucleus: Sampling = { temperature: 0.7, topK: 0, topP: 0.9 };
- * ```
- */
-export interface Sampling {
-  /** 0 is greedy. */
-  temperature: number;
-  /** Keep the k most likely tokens (0: off). */
-  topK: number;
-  /** Nucleus sampling mass (1: off). */
-  topP: number;
-}
-const GREEDY: Sampling = { temperature: 0, topK: 0, topP: 1 };
-
-/** Length of the longest end of `text` that begins `stop`: held back in case the stop completes. */
-function overlap(text: string, stop: string): number {
-  for (let n = Math.min(stop.length - 1, text.length); n > 0; n--) {
-    if (text.endsWith(stop.slice(0, n))) return n;
-  }
-  return 0;
 }

@@ -377,7 +377,19 @@ const FILTERS: Record<string, Builtin> = {
     // Query pairs as urllib's quote with nothing safe, spaces as "+".
     const qs = (x: unknown) => enc(x, "").replaceAll("%20", "+");
     if (v instanceof Map) return [...v].map(([k, x]) => `${qs(k)}=${qs(x)}`).join("&");
-    return enc(v, "/");
+    if (typeof v === "string" || v instanceof Markup || !Array.isArray(v)) return enc(v, "/");
+    // Any other iterable: its items unpacked as (key, value) pairs.
+    return v.map((item) => {
+      const kv = pyIter(item, "urlencode");
+      if (kv.length !== 2) {
+        throw new TypeError(
+          kv.length > 2
+            ? "urlencode: too many values to unpack (expected 2)"
+            : `urlencode: not enough values to unpack (expected 2, got ${kv.length})`,
+        );
+      }
+      return `${qs(kv[0])}=${qs(kv[1])}`;
+    }).join("&");
   },
   wordwrap: (v, a, kw) => {
     const width = num(arg(a, kw, 0, "width", 79));

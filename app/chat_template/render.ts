@@ -31,6 +31,9 @@ import { attribute, pyIter } from "./methods.ts";
 import { percentFormat } from "./pyformat.ts";
 import { callFilter, callTest } from "./builtins.ts";
 import { LoopContext } from "./loop.ts";
+import { Frame } from "./frame.ts";
+
+export { Frame };
 
 /**
  * An error a template raised itself (`raise_exception(msg)`): its message is
@@ -47,21 +50,6 @@ export class TemplateError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "TemplateError";
-  }
-}
-
-/** Variables of one scope, falling back to the enclosing one. */
-export class Frame {
-  readonly vars: Map<string, unknown> = new Map();
-  readonly parent?: Frame;
-  /** A scope inside `parent`. */
-  constructor(parent?: Frame) {
-    this.parent = parent;
-  }
-  /** `name`'s value, or Undefined. */
-  lookup(name: string): unknown {
-    if (this.vars.has(name)) return this.vars.get(name);
-    return this.parent ? this.parent.lookup(name) : new Undefined(`'${name}' is undefined`);
   }
 }
 
@@ -111,7 +99,7 @@ function run(body: readonly Node[], frame: Frame, out: string[]): Signal {
       case "setblock": {
         // Its own scope (a set inside does not leak); break/continue leave it unassigned.
         const inner: string[] = [];
-        const s = run(node.body, new Frame(frame), inner);
+        const s = run(node.body, new Frame(frame, node.body), inner);
         if (s) return s;
         let v: unknown = inner.join("");
         for (const f of node.filters) v = applyFilter(f, v, frame);
@@ -126,7 +114,7 @@ function run(body: readonly Node[], frame: Frame, out: string[]): Signal {
         break;
       case "filterblock": {
         const inner: string[] = [];
-        const s = run(node.body, new Frame(frame), inner);
+        const s = run(node.body, new Frame(frame, node.body), inner);
         if (s) return s;
         let v: unknown = inner.join("");
         for (const f of node.filters) v = applyFilter(f, v, frame);
@@ -134,14 +122,14 @@ function run(body: readonly Node[], frame: Frame, out: string[]): Signal {
         break;
       }
       case "with": {
-        const inner = new Frame(frame);
+        const inner = new Frame(frame, node.body);
         for (const [t, e] of node.sets) assign(t, evaluate(e, frame), inner);
         const s = run(node.body, inner, out);
         if (s) return s;
         break;
       }
       case "scope": {
-        const s = run(node.body, new Frame(frame), out);
+        const s = run(node.body, new Frame(frame, node.body), out);
         if (s) return s;
         break;
       }
@@ -184,14 +172,15 @@ function forLoop(
   for (let i = 0; i < items.length; i++) {
     if (lazy && !keep(items[i])) continue;
     loop.index0 = i;
-    const f = new Frame(frame);
+    const f = new Frame(frame, node.body);
     f.vars.set("loop", loop);
     assign(node.target, items[i], f);
     const s = run(node.body, f, out);
     if (s === "break") break;
     if (s === undefined) completed = true;
   }
-  return completed ? undefined : run(node.else, frame, out);
+  // The else block has its own scope too: a set inside it does not leak past the loop.
+  return completed ? undefined : run(node.else, new Frame(frame, node.else), out);
 }
 
 function assign(target: Target, value: unknown, frame: Frame): void {
@@ -218,7 +207,7 @@ function macro(node: Extract<Node, { t: "macro" }>, defined: Frame): PyFunction 
   const takes = (n: string) => mentions(node.body, n);
   const [varargs, kwargs, caller] = [takes("varargs"), takes("kwargs"), takes("caller")];
   return new PyFunction(node.name, (args, kw) => {
-    const f = new Frame(defined);
+    const f = new Frame(defined, node.body);
     const rest = [...args], extra = new Map(kw);
     if (extra.has("caller")) {
       if (!caller) {
@@ -273,7 +262,7 @@ function mentions(tree: unknown, name: string): boolean {
 function callBlock(node: Extract<Node, { t: "callblock" }>, frame: Frame): string {
   const call = node.call as Extract<Expr, { t: "call" }>;
   const caller = new PyFunction("caller", (args, kw) => {
-    const f = new Frame(frame);
+    const f = new Frame(frame, node.body);
     bindParams(node.params, [...args], new Map(kw), f);
     return render(node.body, f);
   });
@@ -525,7 +514,7 @@ function binary(op: string, a: unknown, b: unknown): unknown {
         return float(x / y);
       case "//":
         if (y === 0) throw new RangeError("integer division or modulo by zero");
-        return ret(Math.floor(x / y));
+        return ret(anyFloat ? floatFloorDiv(x, y) : Math.floor(x / y));
       case "%": {
         if (y === 0) throw new RangeError("integer division or modulo by zero");
         // Python's: fmod, moved to the divisor's sign; a zero takes the divisor's sign.
@@ -559,4 +548,21 @@ function binary(op: string, a: unknown, b: unknown): unknown {
     }
   }
   throw unsupported();
+}
+
+/**
+ * Python's float `x // y` (`float_floor_div`): from fmod, not from the rounded
+ * quotient, so 5.1 // 0.3 is 16.0 where floor(5.1 / 0.3) is 17.
+ */
+function floatFloorDiv(x: number, y: number): number {
+  let mod = x % y;
+  let div = (x - mod) / y;
+  if (mod && (y < 0) !== (mod < 0)) {
+    mod += y;
+    div -= 1;
+  }
+  if (!div) return Math.sign(x / y) < 0 || Object.is(x / y, -0) ? -0 : 0;
+  let q = Math.floor(div);
+  if (div - q > 0.5) q += 1;
+  return q;
 }

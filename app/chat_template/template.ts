@@ -120,7 +120,7 @@ export class ChatTemplate {
       root.vars.set(k, v);
     }
     for (const [k, v] of Object.entries(variables)) root.vars.set(k, fromJs(v));
-    return render(this.#body, new Frame(root));
+    return render(this.#body, new Frame(root, this.#body));
   }
 
   /**

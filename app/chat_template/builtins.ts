@@ -395,8 +395,14 @@ const FILTERS: Record<string, Builtin> = {
     const width = num(arg(a, kw, 0, "width", 79));
     const brk = truthy(arg(a, kw, 1, "break_long_words", true));
     const wrapstring = pyStr(arg(a, kw, 2, "wrapstring", "\n"));
-    return pyStr(v).split(/\r\n|\r|\n/).map((p) => wrap(p, width, brk).join(wrapstring))
-      .join(wrapstring);
+    // Jinja splits with str.splitlines (no empty last line) and calls it on the value itself.
+    if (v instanceof Undefined) throw new TypeError(v.hint);
+    if (typeof v !== "string" && !(v instanceof Markup)) {
+      throw new TypeError(
+        `'${typeName(v).replace(" object", "")}' object has no attribute 'splitlines'`,
+      );
+    }
+    return pySplitLines(pyStr(v)).map((p) => wrap(p, width, brk).join(wrapstring)).join(wrapstring);
   },
   filesizeformat: (v, a, kw) => {
     const bytes = num(v), binary = truthy(arg(a, kw, 0, "binary", false));

@@ -180,6 +180,7 @@ export {
   type MoeAttrs,
   type MoeRole,
   type MoeRouterKind,
+  routerHasBias,
 } from "./ops/moe/mod.ts";
 export type { MoeGradAttrs } from "./ops/moe/grad.ts";
 export { type QuantAttrs, quantRowBytes, quantWords } from "./ops/quant/mod.ts";

@@ -18,6 +18,7 @@ import { callSite } from "../core/errors.ts";
 import { attentionBlock, type AttentionBlockOptions } from "./attention.ts";
 import { configMixer } from "./ssm_mixer.ts";
 import { moe, type MoeOptions } from "./moe.ts";
+import { routerHasBias } from "../ops/moe/mod.ts";
 import { expertInputWidth, expertWidth, type LayerSpec, type ModelConfig } from "./config.ts";
 import { moeActivationOf } from "./activation.ts";
 import { decoderLayers } from "./decoder.ts";
@@ -444,8 +445,8 @@ export function checkpointSources(cfg: ModelConfig, graph: Graph): Map<string, P
     if (p.ffn !== "moe") return;
     const base = moePrefix(cfg, i);
     stacked.set(`${base}.router`, { tensors: [`${base}.${lay.router}.weight`] });
-    if (cfg.moe!.router === "sigmoid_bias") {
-      // DeepSeek-V3's and GLM-4.5's expert selection bias.
+    if (routerHasBias(cfg.moe!.router ?? "softmax_topk")) {
+      // DeepSeek-V3's, GLM-4.5's and ERNIE 4.5's expert selection bias.
       stacked.set(`${base}.bias`, { tensors: [selectionBiasTensor(cfg, i)] });
     }
     if (cfg.moe!.routerBias) {

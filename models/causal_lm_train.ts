@@ -25,6 +25,7 @@ import {
 import { checkRopeLength } from "./rope_scaling.ts";
 import { configMixer } from "./ssm_mixer.ts";
 import { moe, type MoeOutputs } from "./moe.ts";
+import { routerHasBias } from "../ops/moe/mod.ts";
 import { decoderLayers } from "./decoder.ts";
 import { embedding, linear } from "./weights.ts";
 
@@ -192,7 +193,7 @@ export function buildTrainingLM(
  * ```
  */
 export function frozenParams(cfg: ModelConfig): Set<string> {
-  if (cfg.moe?.router !== "sigmoid_bias") return new Set();
+  if (!routerHasBias(cfg.moe?.router ?? "softmax_topk")) return new Set();
   return new Set(
     cfg.pattern.flatMap((p, i) => (p.ffn === "moe" ? [`${moePrefix(cfg, i)}.bias`] : [])),
   );

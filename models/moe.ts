@@ -33,6 +33,7 @@ import {
   type MoeActivation,
   moeGated,
   type MoeRouterKind,
+  routerHasBias,
 } from "../ops/moe/mod.ts";
 import { applyHiddenAct, gateOfMoeActivation, type HiddenAct } from "./activation.ts";
 
@@ -301,7 +302,7 @@ function build(g: GraphBuilder, x: Tensor, o: MoeOptions, dense: boolean): MoeOu
     moeGated(activation) ? pool("w3", [W, ff, d]) : w1,
     pool("w2", [W, d, ff]),
   ];
-  if (router === "sigmoid_bias") inputs.push(o.selectionBias ?? g.param(`${o.name}.bias`, [E]));
+  if (routerHasBias(router)) inputs.push(o.selectionBias ?? g.param(`${o.name}.bias`, [E]));
   if (o.expertBias) {
     inputs.push(
       g.param(`${o.name}.b1`, [E, ff]),

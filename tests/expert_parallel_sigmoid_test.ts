@@ -76,4 +76,23 @@ Deno.test("routeOnHost: the kernel's choice, and every expert when a near-tie co
     () => routeOnHost({ router: "sigmoid_bias", topK: 1 }, tie, 0, 4),
     /needs its 4 selection biases/,
   );
+  // Softmax + bias (ERNIE 4.5): probabilities of [ln 4, ln 2, ln 1, ln 1] are [.5, .25, .125,
+  // .125]; a bias of 0.2 on expert 3 lifts it to 0.325, past expert 1.
+  const sz = Float32Array.of(Math.log(4), Math.log(2), 0, 0);
+  const sb = routeOnHost(
+    { router: "softmax_bias", topK: 2 },
+    sz,
+    0,
+    4,
+    Float32Array.of(0, 0, 0, 0.2),
+  );
+  assert.deepEqual([sb.chosen, sb.possible], [[0, 3], [0, 3]]);
+  // A bias that brings two probabilities within a hair: every expert possible.
+  const near = Float32Array.of(0, 0, 0.125 + 1e-7, 0);
+  const nb = routeOnHost({ router: "softmax_bias", topK: 2 }, sz, 0, 4, near);
+  assert.deepEqual(nb.possible, [0, 1, 2, 3]);
+  assert.throws(
+    () => routeOnHost({ router: "softmax_bias", topK: 1 }, sz, 0, 4),
+    /softmax_bias router needs its 4 selection biases/,
+  );
 });

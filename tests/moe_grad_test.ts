@@ -12,7 +12,7 @@ import { GraphBuilder } from "../compiler/builder.ts";
 import { Tensor } from "../compiler/tensor.ts";
 import { moe } from "../models/moe.ts";
 import { withFloat64Host } from "../core/dtype.ts";
-import type { MoeAttrs } from "../ops/moe/mod.ts";
+import { type MoeAttrs, routerHasBias } from "../ops/moe/mod.ts";
 import { runCpu } from "../runtime/cpu_backend.ts";
 import { compile } from "../runtime/executable.ts";
 import { checkGrad, type CheckInput } from "./grad_check.ts";
@@ -56,6 +56,12 @@ const VARIANTS: Variant[] = [
     name: "softmax_topk scaled within 1 of 2 groups (DeepSeek-V2)",
     attrs: { router: "softmax_topk", normTopk: false, routedScaling: 3, groups: 2, groupsKept: 1 },
   },
+  { name: "softmax_bias renormalised (ERNIE 4.5)", attrs: { router: "softmax_bias" } },
+  {
+    name: "softmax_bias scaled, raw weights, capacity drops",
+    attrs: { router: "softmax_bias", normTopk: false, routedScaling: 2, capacityFactor: 0.5 },
+    mask: true,
+  },
   { name: "given logits", attrs: { router: "softmax_topk", normTopk: true }, logitsIn: true },
   { name: "dense baseline path", attrs: { router: "softmax_topk", normTopk: true, dense: true } },
 ];
@@ -79,7 +85,7 @@ function fullAttrs(v: Variant, experts = E): MoeAttrs {
 function layer(v: Variant, xs: Record<string, Tensor>, experts = E): Tensor {
   const attrs = fullAttrs(v, experts);
   const inputs = [xs.x, v.logitsIn ? xs.logits : xs.router, xs.w1, xs.w3, xs.w2];
-  if (attrs.router === "sigmoid_bias") inputs.push(xs.bias);
+  if (routerHasBias(attrs.router)) inputs.push(xs.bias);
   if (v.mask) inputs.push(xs.mask);
   const [y, logits, , losses, , topkW] = xs.x.builder.apply("moe", inputs, attrs);
   const perToken = logits.mul(logits).sum(-1, true).mul(0.1).add(topkW.sum(-1, true).mul(0.5));
@@ -95,7 +101,7 @@ function inputsOf(v: Variant, t: number, dd: number, e: number, ff: number) {
   };
   if (v.logitsIn) inputs.logits = { shape: [t, e] };
   else inputs.router = { shape: [e, dd] };
-  if (fullAttrs(v).router === "sigmoid_bias") inputs.bias = { shape: [e] };
+  if (routerHasBias(fullAttrs(v).router)) inputs.bias = { shape: [e] };
   if (v.mask) {
     // One padding token (0), fractional weights elsewhere.
     inputs.mask = { shape: [t], data: Array.from({ length: t }, (_, i) => (i === 1 ? 0 : 1)) };

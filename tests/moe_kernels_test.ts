@@ -21,6 +21,7 @@ import {
   moeScratchLayout,
   type MoeWeights,
   resolveMoeConfig,
+  routerHasBias,
 } from "../ops/moe/mod.ts";
 import { cpuDevice } from "../runtime/device.ts";
 import { compile, type Executable } from "../runtime/executable.ts";
@@ -125,7 +126,7 @@ function layerGraph(cfg: MoeConfig, o: LayerOptions): Graph {
     g.param("w3", [E, ff, d], wdt),
     g.param("w2", [E, d, ff], wdt),
   ];
-  if (cfg.router === "sigmoid_bias") inputs.push(g.param("bias", [E]));
+  if (routerHasBias(cfg.router)) inputs.push(g.param("bias", [E]));
   if (o.mask) inputs.push(g.input("mask", [T]));
   const outs = g.apply("moe", inputs, {
     experts: E,
@@ -156,7 +157,7 @@ function createLayer(cfg: MoeConfig, w: MoeWeights, o: LayerOptions = {}): Layer
   const f32 = (a: ArrayLike<number>) => Float32Array.from(a);
   const params: Record<string, Float32Array> = { w1: f32(w.w1), w3: f32(w.w3), w2: f32(w.w2) };
   if (!o.logitsIn) params.router = f32(w.wg);
-  if (cfg.router === "sigmoid_bias") params.bias = f32(w.bias ?? new Float32Array(cfg.E));
+  if (routerHasBias(cfg.router)) params.bias = f32(w.bias ?? new Float32Array(cfg.E));
   const exe = compile(layerGraph(cfg, o), device, { params });
   const path = pathOf(exe.plan());
   if (o.path) assert.equal(path, o.path, "the layer takes the path asked for");
@@ -247,6 +248,28 @@ Deno.test("moe: decode path, T = 1..4, every router kind", async () => {
   await check({ T: 3, d: 32, ff: 48, E: 8, k: 2, router: "sigmoid_bias", routedScaling: 2.5 }, 7);
   await check({ T: 2, d: 32, ff: 48, E: 8, k: 1, router: "switch" }, 8);
   await check({ T: 2, d: 32, ff: 48, E: 8, k: 2, router: "softmax_topk", normTopk: false }, 9);
+  await check({ T: 3, d: 32, ff: 48, E: 8, k: 2, router: "softmax_bias" }, 10);
+});
+
+Deno.test("moe: ERNIE 4.5's softmax + bias selects by the biased probabilities, weighs by the plain", async () => {
+  const cfg: MoeConfig = { T: 37, d: 32, ff: 40, E: 8, k: 3, router: "softmax_bias" };
+  const { ref } = await check(cfg, 14);
+  const x = Float32Array.from({ length: cfg.T * cfg.d }, rng(15));
+  const plain = moeReference({ ...cfg, router: "softmax_topk" }, randomWeights(cfg, 14), x);
+  let moved = 0;
+  for (let t = 0; t < cfg.T; t++) {
+    const chosen = [...ref.topkIdx.subarray(t * 3, t * 3 + 3)];
+    const unbiased = [...plain.topkIdx.subarray(t * 3, t * 3 + 3)];
+    if (chosen.some((e, j) => e !== unbiased[j])) moved++;
+    // Renormalised over the chosen probabilities, whichever they are.
+    const p = chosen.map((e) => ref.probs[t * cfg.E + e]);
+    const s = p.reduce((a, b) => a + b, 0);
+    for (let j = 0; j < 3; j++) {
+      assert.ok(Math.abs(ref.topkW[t * 3 + j] - p[j] / s) < 1e-12, `token ${t} slot ${j}`);
+    }
+  }
+  assert.ok(moved > 0 && moved < cfg.T, `the bias moved the choice of ${moved} of ${cfg.T} tokens`);
+  await check({ ...cfg, T: 20, normTopk: false, routedScaling: 1.5, capacityFactor: 0.6 }, 15);
 });
 
 Deno.test("moe: Qwen2-MoE (no renormalisation), DeepSeek-V3 sigmoid + bias, Switch", async () => {

@@ -42,7 +42,9 @@ function paramsOf(c: Case): Record<string, Float32Array> {
     "m.w3": uniform(E * ff * d, 1 / Math.sqrt(d), r),
     "m.w2": uniform(E * d * ff, 1 / Math.sqrt(ff), r),
   };
-  if (c.router === "sigmoid_bias") p["m.bias"] = uniform(E, 0.3, r);
+  if (c.router === "sigmoid_bias" || c.router === "softmax_bias") {
+    p["m.bias"] = uniform(E, 0.3, r);
+  }
   if (c.shared) {
     p["m.shared.w1"] = uniform(c.shared.ff * d, 1 / Math.sqrt(d), r);
     p["m.shared.w3"] = uniform(c.shared.ff * d, 1 / Math.sqrt(d), r);
@@ -131,10 +133,12 @@ Deno.test("moe: every router kind", async () => {
     "deepseek-v3",
   );
   await check({ ...base, k: 1, router: "switch", seed: 10 }, "switch");
+  await check({ ...base, k: 2, router: "softmax_bias", seed: 14 }, "ernie-4.5");
   // Decode path too, for each kind.
   await check({ ...base, T: 3, k: 2, router: "softmax_topk", normTopk: false, seed: 11 }, "d1");
   await check({ ...base, T: 2, k: 2, router: "sigmoid_bias", seed: 12 }, "d2");
   await check({ ...base, T: 4, k: 1, router: "switch", seed: 13 }, "d3");
+  await check({ ...base, T: 3, k: 2, router: "softmax_bias", seed: 15 }, "d4");
 });
 
 Deno.test("moe: ties go to the lower expert index", async () => {

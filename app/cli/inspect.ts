@@ -17,6 +17,7 @@ import { formatBytes } from "../../core/format.ts";
 import { dumpGraph, type Graph } from "../../core/graph.ts";
 import type { DeviceCaps } from "../../core/types.ts";
 import { specOf } from "../../models/architectures/mod.ts";
+import { routerHasBias } from "../../ops/moe/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { clampsDelta } from "../../models/mamba2.ts";
 import { expertWidth } from "../../models/config.ts";
@@ -204,14 +205,15 @@ async function inspectModel(
   if (cfg.moe) {
     const m = cfg.moe, shared = m.sharedExpert, act = m.activation;
     const extras = [
-      m.router === "sigmoid_bias"
-        ? `sigmoid routing with a selection bias${
+      routerHasBias(m.router ?? "softmax_topk")
+        ? `${m.router === "softmax_bias" ? "softmax" : "sigmoid"} routing with a selection bias${
           m.routedScaling !== undefined && m.routedScaling !== 1
             ? `, weights ×${m.routedScaling}`
             : ""
         }`
         : "",
-      m.router !== "sigmoid_bias" && m.routedScaling !== undefined && m.routedScaling !== 1
+      !routerHasBias(m.router ?? "softmax_topk") && m.routedScaling !== undefined &&
+        m.routedScaling !== 1
         ? `weights ×${m.routedScaling}`
         : "",
       m.groups ? `within the best ${m.groups.kept} of ${m.groups.count} expert groups` : "",

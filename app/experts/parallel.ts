@@ -56,7 +56,7 @@
 import { GraphBuilder } from "../../compiler/builder.ts";
 import type { Plan } from "../../compiler/plan.ts";
 import { moe } from "../../models/moe.ts";
-import type { MoeActivation } from "../../ops/moe/mod.ts";
+import { type MoeActivation, routerHasBias } from "../../ops/moe/mod.ts";
 import { SLOT_POOL } from "../../models/states.ts";
 import { type GpuDevice, type KilnDevice, whileDeviceAlive } from "../../runtime/device.ts";
 import { compile, type Executable } from "../../runtime/executable.ts";
@@ -119,7 +119,7 @@ export function buildRemoteExperts(
   const g = new GraphBuilder();
   const x = g.input("x", ["T", o.d]);
   const logits = g.input("logits", ["T", o.experts]);
-  const sig = o.router === "sigmoid_bias";
+  const sig = routerHasBias(o.router ?? "softmax_topk");
   const m = moe(g, x, {
     name: "remote",
     experts: o.experts,
@@ -264,10 +264,11 @@ export class ExpertParallel {
     }
     const { d, ff, dtype, formats, selectionBias, ...routing } = shape;
     const E = plan.experts;
-    const sig = routing.router === "sigmoid_bias";
+    const sig = routerHasBias(routing.router ?? "softmax_topk");
     if (sig !== (selectionBias !== undefined)) {
       throw new TypeError(
-        "ExpertParallel: the selection biases are given exactly for the sigmoid_bias router",
+        "ExpertParallel: the selection biases are given exactly for the sigmoid_bias and " +
+          "softmax_bias routers",
       );
     }
     if (

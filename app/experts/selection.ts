@@ -5,10 +5,11 @@
  * The softmax routers select by the logits themselves (strict `>` scanning
  * upwards, ties to the lower index; a group by its best logit), which the host
  * compares exactly as the kernel does. The `sigmoid_bias` router selects by `σ(logit) + bias`, within
- * the best groups when routing is group-limited, and the host's σ (float64)
- * can differ from the kernel's (f32) in the last bits: a token whose choice
- * hangs on a margin that small may have chosen otherwise, so all its experts
- * count as possible and no device is skipped for it.
+ * the best groups when routing is group-limited, and `softmax_bias` by
+ * `softmax(logits) + bias`; the host's σ and softmax (float64) can differ
+ * from the kernel's (f32) in the last bits: a token whose choice hangs on a
+ * margin that small may have chosen otherwise, so all its experts count as
+ * possible and no device is skipped for it.
  *
  * @module
  */
@@ -43,7 +44,7 @@ const SIGMOID_MARGIN = 1e-5;
  * Token `t`'s routing: `chosen` (best first, as the kernel picks them) and
  * `possible` — `chosen`, or every expert when a near-tie could have changed
  * the choice (see the module notes). `logits` is `[T, E]`; `bias` the layer's
- * selection bias `[E]` (`sigmoid_bias` only).
+ * selection bias `[E]` (`sigmoid_bias` and `softmax_bias` only).
  *
  * @example
  * ```ts
@@ -60,9 +61,15 @@ export function routeOnHost(
   bias?: Float32Array,
 ): { chosen: number[]; possible: readonly number[] } {
   const row = Array.from(logits.subarray(t * E, (t + 1) * E));
-  if (o.router !== "sigmoid_bias") return select(row, o, 0, 1);
+  if (o.router !== "sigmoid_bias" && o.router !== "softmax_bias") return select(row, o, 0, 1);
   if (!bias || bias.length !== E) {
-    throw new RangeError(`routeOnHost: the sigmoid_bias router needs its ${E} selection biases`);
+    throw new RangeError(`routeOnHost: the ${o.router} router needs its ${E} selection biases`);
+  }
+  if (o.router === "softmax_bias") {
+    const mx = Math.max(...row);
+    const ex = row.map((z) => Math.exp(z - mx));
+    const sum = ex.reduce((a, b) => a + b, 0);
+    return select(ex.map((v, e) => v / sum + bias[e]), o, SIGMOID_MARGIN, 1);
   }
   return select(row.map((z, e) => 1 / (1 + Math.exp(-z)) + bias[e]), o, SIGMOID_MARGIN, 2);
 }

@@ -20,7 +20,14 @@
 
 import type { ModelConfig } from "../../models/config.ts";
 import { expertWidth } from "../../models/config.ts";
-import { expertTensor, layerPrefix, moePrefix, specOf } from "../../models/architectures/mod.ts";
+import {
+  expertTensor,
+  layerPrefix,
+  moePrefix,
+  selectionBiasTensor,
+  specOf,
+} from "../../models/architectures/mod.ts";
+import { routerHasBias } from "../../ops/moe/mod.ts";
 import { nemotronFfnPlans } from "./arch_names_nemotron_h.ts";
 
 /**
@@ -370,9 +377,9 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
     const E = moe.experts, ff = expertWidth(cfg), Mo = moePrefix(cfg, i);
     add(`${b}.ffn_gate_inp.weight`, [E, H], `${Mo}.${lay.router}.weight`);
     if (moe.routerBias) add(`${b}.ffn_gate_inp.bias`, [E], `${Mo}.${lay.router}.bias`);
-    if (moe.router === "sigmoid_bias") {
-      // GLM-4.5's selection bias (llama.cpp's LLM_TENSOR_FFN_EXP_PROBS_B).
-      add(`${b}.exp_probs_b.bias`, [E], `${Mo}.${lay.router}.e_score_correction_bias`);
+    if (routerHasBias(moe.router ?? "softmax_topk")) {
+      // GLM-4.5's and ERNIE 4.5's selection bias (llama.cpp's LLM_TENSOR_FFN_EXP_PROBS_B).
+      add(`${b}.exp_probs_b.bias`, [E], selectionBiasTensor(cfg, i));
     }
     const stack = (name: string, which: "w1" | "w3" | "w2", each: number[]) =>
       out.push({

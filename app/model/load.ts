@@ -13,6 +13,7 @@ import { buildCausalLM } from "../../models/causal_lm.ts";
 import { expertInputWidth, expertWidth } from "../../models/config.ts";
 import { moeActivationOf } from "../../models/activation.ts";
 import { SLOT_POOL } from "../../models/states.ts";
+import { routerHasBias } from "../../ops/moe/mod.ts";
 import {
   defaultDevice,
   type GpuDevice,
@@ -441,7 +442,7 @@ async function load(
             routedScaling: cfg.moe!.routedScaling,
             groups: cfg.moe!.groups,
             activation: moeActivationOf(cfg.hiddenAct),
-            selectionBias: cfg.moe!.router === "sigmoid_bias"
+            selectionBias: routerHasBias(cfg.moe!.router ?? "softmax_topk")
               ? await Promise.all(
                 layers.map(async (i) =>
                   Float32Array.from(await ckpt.readAs(selectionBiasTensor(cfg, i), "f32"))

@@ -12,6 +12,7 @@ import { crossEntropy } from "../../compiler/cross_entropy.ts";
 import type { ModelConfig } from "../../models/config.ts";
 import type { MoeOutputs } from "../../models/moe.ts";
 import { frozenParams, type TrainingLMOptions } from "../../models/causal_lm_train.ts";
+import { routerHasBias } from "../../ops/moe/mod.ts";
 
 /**
  * The options {@linkcode lossHooks} reads (`TrainerOptions`' fields).
@@ -53,10 +54,10 @@ export function balanceUpdates(
     throw new RangeError(`Trainer: biasUpdateRate must be a finite number ≥ 0, got ${rate}`);
   }
   if (rate === 0) return undefined;
-  if (cfg.moe?.router !== "sigmoid_bias") {
+  if (!routerHasBias(cfg.moe?.router ?? "softmax_topk")) {
     throw new TypeError(
-      `Trainer: biasUpdateRate balances a sigmoid_bias router's selection bias (GLM-4.5, ` +
-        `DeepSeek-V3); ${cfg.architecture} has none`,
+      `Trainer: biasUpdateRate balances a router's selection bias (GLM-4.5, DeepSeek-V3, ` +
+        `ERNIE 4.5); ${cfg.architecture} has none`,
     );
   }
   const biases = [...frozenParams(cfg)];

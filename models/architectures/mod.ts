@@ -234,7 +234,8 @@ export function expertTensor(
 /**
  * The checkpoint tensor holding the expert selection bias `[E]` of MoE layer
  * `layer` (DeepSeek-V3's and GLM-4.5's `e_score_correction_bias`, a buffer of
- * the router in PyTorch) — `sigmoid_bias` routers only.
+ * the router in PyTorch; ERNIE 4.5's in `moe_statics`) — routers with a
+ * selection bias only (`sigmoid_bias`, `softmax_bias`).
  *
  * @example
  * ```ts
@@ -248,5 +249,6 @@ export function expertTensor(
  * ```
  */
 export function selectionBiasTensor(cfg: ModelConfig, layer: number): string {
-  return `${moePrefix(cfg, layer)}.${specOf(cfg).layout.router}.e_score_correction_bias`;
+  const lay = specOf(cfg).layout;
+  return `${moePrefix(cfg, layer)}.${lay.selectionBias ?? `${lay.router}.e_score_correction_bias`}`;
 }

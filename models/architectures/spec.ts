@@ -83,6 +83,12 @@ export interface CheckpointLayout {
    * `down` to the experts' width, `up` back to the model's.
    */
   readonly moeLatent?: { readonly down: string; readonly up: string };
+  /**
+   * The expert selection bias `[E]` (or `[1, E]`) inside the MoE block, for
+   * routers with one; absent: `${router}.e_score_correction_bias` (DeepSeek-V3,
+   * GLM-4.5). ERNIE 4.5: `moe_statics.e_score_correction_bias`.
+   */
+  readonly selectionBias?: string;
 }
 
 /**

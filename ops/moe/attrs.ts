@@ -14,6 +14,7 @@ import {
   type MoeConfig,
   type MoePath,
   type MoeRouterKind,
+  routerHasBias,
 } from "./config.ts";
 
 /**
@@ -40,8 +41,9 @@ export interface MoeAttrs {
   readonly topK: number;
   /**
    * `softmax_topk` (Mixtral / Qwen2-MoE), `sigmoid_bias` (DeepSeek-V3: selection
-   * by sigmoid + bias, weights from the unbiased scores), `switch` (top-1, output
-   * scaled by p).
+   * by sigmoid + bias, weights from the unbiased scores), `softmax_bias` (ERNIE
+   * 4.5: selection by softmax probability + bias, weights the unbiased
+   * probabilities), `switch` (top-1, output scaled by p).
    */
   readonly router: MoeRouterKind;
   /**
@@ -99,7 +101,12 @@ export interface MoeAttrs {
  * MOE_ROUTERS.includes("switch"); // true
  * ```
  */
-export const MOE_ROUTERS: readonly MoeRouterKind[] = ["softmax_topk", "sigmoid_bias", "switch"];
+export const MOE_ROUTERS: readonly MoeRouterKind[] = [
+  "softmax_topk",
+  "sigmoid_bias",
+  "softmax_bias",
+  "switch",
+];
 
 /**
  * The attributes `moe` and its backward `moe_grad` share, in their order:
@@ -222,7 +229,7 @@ export function optionalInputs(
   const table = slotsOf(attrs) > 0 ? count - 1 : undefined;
   const n = table === undefined ? count : count - 1;
   let at = 5;
-  if (attrs.router === "sigmoid_bias") out.bias = at++;
+  if (routerHasBias(attrs.router as string)) out.bias = at++;
   if (expertBiasOf(attrs)) {
     out.b1 = at++;
     out.b3 = at++;

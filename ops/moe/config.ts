@@ -7,7 +7,6 @@
  */
 
 import { GGML_TYPES, isQuantFormat, type QuantFormat } from "../../core/quant/formats.ts";
-import type { ScratchSpec } from "../types.ts";
 
 /**
  * Router variants.
@@ -21,7 +20,24 @@ import type { ScratchSpec } from "../types.ts";
  * g.output("y", moe(g, x, { name: "moe", experts: 8, topK: 2, ff: 128, router }).y);
  * ```
  */
-export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "switch";
+export type MoeRouterKind = "softmax_topk" | "sigmoid_bias" | "softmax_bias" | "switch";
+
+/**
+ * Whether a router kind chooses experts by its scores plus a selection bias
+ * `[E]` (an extra input): `sigmoid_bias` (DeepSeek-V3: sigmoid affinities)
+ * and `softmax_bias` (ERNIE 4.5: softmax probabilities). The weights come
+ * from the unbiased scores either way.
+ *
+ * @example
+ * ```ts
+ * import { routerHasBias } from "./config.ts";
+ * routerHasBias("softmax_bias"); // true
+ * routerHasBias("softmax_topk"); // false
+ * ```
+ */
+export function routerHasBias(router: string): boolean {
+  return router === "sigmoid_bias" || router === "softmax_bias";
+}
 
 /**
  * The experts' gated activation `act(a, b)` of the gate projection `a` and the
@@ -99,11 +115,12 @@ export interface MoeConfig {
   /** Router kind. */
   readonly router: MoeRouterKind;
   /**
-   * `softmax_topk` and `sigmoid_bias`: renormalise the k weights to sum 1
-   * (Mixtral, DeepSeek-V3, GLM-4.5: true; Qwen2-MoE: false). Default true.
+   * `softmax_topk`, `softmax_bias` and `sigmoid_bias`: renormalise the k
+   * weights to sum 1 (Mixtral, DeepSeek-V3, GLM-4.5, ERNIE 4.5: true;
+   * Qwen2-MoE: false). Default true.
    */
   readonly normTopk?: boolean;
-  /** `sigmoid_bias`, `softmax_topk`: factor on the (renormalised) weights (DeepSeek's `routed_scaling_factor`). Default 1. */
+  /** Every router but `switch`: factor on the (renormalised) weights (DeepSeek's `routed_scaling_factor`). Default 1. */
   readonly routedScaling?: number;
   /**
    * Group-limited routing (DeepSeek's `n_group`). The E experts form this many
@@ -333,9 +350,10 @@ export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
   const { T, d, ff, E, k } = cfg;
   if (E > 256) throw new RangeError(`MoE E must be at most 256: received ${E}`);
   if (k > E) throw new RangeError(`MoE k must be at most E (${E}): received ${k}`);
-  if (!["softmax_topk", "sigmoid_bias", "switch"].includes(cfg.router)) {
+  if (!["softmax_topk", "sigmoid_bias", "softmax_bias", "switch"].includes(cfg.router)) {
     throw new TypeError(
-      `MoE router must be softmax_topk, sigmoid_bias or switch: received "${cfg.router}"`,
+      `MoE router must be softmax_topk, sigmoid_bias, softmax_bias or switch: received ` +
+        `"${cfg.router}"`,
     );
   }
   if (cfg.router === "switch" && k !== 1) {
@@ -441,10 +459,10 @@ export function checkGroups(
   posInt("groupsKept", groupsKept);
   if (groups === 1 && groupsKept === 1) return { groups, groupsKept };
   const { E, k } = cfg;
-  if (cfg.router === "switch") {
+  if (cfg.router === "switch" || cfg.router === "softmax_bias") {
     throw new TypeError(
       `MoE group-limited routing (groups ${groups}) applies to the sigmoid_bias and ` +
-        "softmax_topk routers, not switch",
+        `softmax_topk routers, not ${cfg.router}`,
     );
   }
   // A sigmoid_bias group scores by its two best experts, a softmax one by its best.
@@ -467,127 +485,10 @@ export function checkGroups(
   return { groups, groupsKept };
 }
 
-/**
- * The intermediates the kernels pass to each other through scratch buffers:
- * router probabilities, the routing (`topk_idx`, `topk_w`; outputs instead
- * when the op reports its routing), the expert-sorted rows of the prefill path
- * and the hidden activations of each path.
- *
- * @example
- * ```ts
- * import type { MoeScratchBuffer } from "./config.ts";
- * const b: MoeScratchBuffer = "sorted_token";
- * ```
- */
-export type MoeScratchBuffer =
-  | "probs"
-  | "topk_idx"
-  | "topk_w"
-  | "sorted_token"
-  | "sorted_w"
-  | "tile_expert"
-  | "slot_pos"
-  | "h"
-  | "o"
-  | "hd"
-  | "hdense";
-
-/** Scratch buffers of each path, in scratch order, with their element types. */
-const SCRATCH: Record<MoePath, readonly (readonly [MoeScratchBuffer, ScratchSpec["type"]])[]> = {
-  prefill: [
-    ["probs", "f32"],
-    ["topk_idx", "u32"],
-    ["topk_w", "f32"],
-    ["sorted_token", "u32"],
-    ["sorted_w", "f32"],
-    ["tile_expert", "u32"],
-    ["slot_pos", "u32"],
-    ["h", "f32"],
-    ["o", "f32"],
-  ],
-  decode: [["probs", "f32"], ["topk_idx", "u32"], ["topk_w", "f32"], ["hd", "f32"]],
-  dense: [["probs", "f32"], ["topk_idx", "u32"], ["topk_w", "f32"], ["hdense", "f32"]],
-};
-
-/**
- * The scratch buffers of `path` in scratch order (`scratch{j}` is the j-th):
- * with `routing`, the routing lives in the op's outputs instead.
- *
- * @example
- * ```ts
- * import { moeScratchLayout } from "./config.ts";
- * moeScratchLayout("decode", false); // ["probs", "topk_idx", "topk_w", "hd"]
- * moeScratchLayout("decode", true); // ["probs", "hd"]
- * ```
- */
-export function moeScratchLayout(path: MoePath, routing: boolean): MoeScratchBuffer[] {
-  return moeScratchTypes(path, routing).map(([b]) => b);
-}
-
-function moeScratchTypes(
-  path: MoePath,
-  routing: boolean,
-): (readonly [MoeScratchBuffer, ScratchSpec["type"]])[] {
-  return SCRATCH[path].filter(([b]) => !(routing && (b === "topk_idx" || b === "topk_w")));
-}
-
-/**
- * Elements of each scratch buffer for a resolved config (the backward's
- * routing buffers share these sizes).
- *
- * @example
- * ```ts
- * import { moeScratchLength, resolveMoeConfig } from "./config.ts";
- * const c = resolveMoeConfig({ T: 8, d: 16, ff: 32, E: 4, k: 2, router: "softmax_topk" });
- * moeScratchLength(c, "topk_idx"); // 16: T · k
- * ```
- */
-export function moeScratchLength(c: ResolvedMoeConfig, b: MoeScratchBuffer): number {
-  const { T, d, ff, E, k, rowsMax, tilesMax } = c;
-  switch (b) {
-    case "probs":
-      return T * E;
-    case "topk_idx":
-    case "topk_w":
-    case "slot_pos":
-      return T * k;
-    case "sorted_token":
-    case "sorted_w":
-      return rowsMax;
-    case "tile_expert":
-      return tilesMax;
-    case "h":
-      return rowsMax * ff;
-    case "o":
-      return rowsMax * d;
-    case "hd":
-      return T * k * ff;
-    case "hdense":
-      return E * Math.ceil(T / c.tile.rows) * c.tile.rows * ff;
-  }
-}
-
-/**
- * The scratch buffers `path` needs for config `c`, in scratch order, and where
- * each intermediate sits among them.
- *
- * @example
- * ```ts
- * import { moeScratch, resolveMoeConfig } from "./config.ts";
- * const c = resolveMoeConfig({ T: 8, d: 16, ff: 32, E: 4, k: 2, router: "softmax_topk" });
- * const { specs, at } = moeScratch(c, "prefill", false);
- * specs[at.h!].length; // rowsMax · ff
- * ```
- */
-export function moeScratch(
-  c: ResolvedMoeConfig,
-  path: MoePath,
-  routing: boolean,
-): { specs: ScratchSpec[]; at: Partial<Record<MoeScratchBuffer, number>> } {
-  const at: Partial<Record<MoeScratchBuffer, number>> = {};
-  const specs = moeScratchTypes(path, routing).map(([b, type], j): ScratchSpec => {
-    at[b] = j;
-    return { length: Math.max(1, moeScratchLength(c, b)), type };
-  });
-  return { specs, at };
-}
+// The scratch buffers' layout lives in scratch.ts; its names stay importable from here.
+export {
+  moeScratch,
+  type MoeScratchBuffer,
+  moeScratchLayout,
+  moeScratchLength,
+} from "./scratch.ts";

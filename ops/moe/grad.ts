@@ -7,7 +7,7 @@
  * 2. `w1 [E, ff, d]`, 3. `w3 [E, ff, d]`, 4. `w2 [E, d, ff]`,
  * 5. `dy [T, d]`, 6. `dlogits [T, E]` (gradient into the logits output),
  * 7. `dtopkw [T, k]` (into the routing weights output), 8. `daux [2]` (into the
- *    losses), 9. `mask [T]`, 10. `bias [E]` (`sigmoid_bias`; zeros otherwise),
+ *    losses), 9. `mask [T]`, 10. `bias [E]` (`sigmoid_bias`, `softmax_bias`; zeros otherwise),
  * then with the `expertBias` attribute 11. `b1 [E, ff]`, 12. `b3 [E, ff]`,
  * 13. `b2 [E, d]` (the experts' biases).
  * Absent gradients are passed as zeros (broadcast constants, no buffers).

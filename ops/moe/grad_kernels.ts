@@ -276,11 +276,11 @@ export function emitGradRouter(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSo
   const { T, E, k, ff, d } = c;
   const [uE, uk, FF] = [u32(E), u32(k), u32(ff)];
   const sig = c.router === "sigmoid_bias";
-  const norm = c.router === "softmax_topk" && c.normTopk;
+  // softmax_bias's selection bias only chose the experts: its weights are softmax_topk's.
+  const soft = c.router === "softmax_topk" || c.router === "softmax_bias";
+  const norm = soft && c.normTopk;
   // Softmax weights scaled by routedScaling (DeepSeek-V2); at 1 the WGSL stays as it was.
-  const sc = c.router === "softmax_topk" && c.routedScaling !== 1
-    ? `${f32(c.routedScaling, "moe routedScaling")} * `
-    : "";
+  const sc = soft && c.routedScaling !== 1 ? `${f32(c.routedScaling, "moe routedScaling")} * ` : "";
   const fsum = g.s("fsum");
   // The down bias is part of the expert output the weight scales: dL/dw gains dy·b2ₑ.
   const downBias = c.expertBias

@@ -10,7 +10,7 @@ import { formatShape } from "../../core/shape.ts";
 import type { KernelContext, KernelEmission, ScratchSpec } from "../types.ts";
 import { flatKernel, KernelIo } from "../wgsl/mod.ts";
 import { activationOf, expertBiasOf, groupLimitOf } from "./attrs.ts";
-import { resolveMoeConfig } from "./config.ts";
+import { resolveMoeConfig, routerHasBias } from "./config.ts";
 import type { MoeGradAttrs } from "./grad.ts";
 import {
   emitGradDh,
@@ -114,7 +114,7 @@ export function emitMoeGrad(ctx: KernelContext<MoeGradAttrs>): KernelEmission {
     slot_pos: at("slot_pos"),
     counts: at("counts"),
   };
-  if (attrs.router === "sigmoid_bias") layout.bias = { kind: "in", j: 10 };
+  if (routerHasBias(attrs.router)) layout.bias = { kind: "in", j: 10 };
   const emit: MoeEmitContext = {
     layout,
     caps,

@@ -44,7 +44,7 @@ export interface MoeGradOperands {
   readonly daux: ArrayLike<number>;
   /** Padding mask `[T]` (ones without one). */
   readonly mask: ArrayLike<number>;
-  /** `sigmoid_bias` selection bias `[E]` (zeros otherwise). */
+  /** `sigmoid_bias`, `softmax_bias`: selection bias `[E]` (zeros otherwise). */
   readonly bias: ArrayLike<number>;
   /** Expert gate biases `[E, ff]` (absent: none). */
   readonly b1?: ArrayLike<number>;
@@ -223,9 +223,11 @@ export function moeGradReference(cfg: MoeReferenceConfig, o: MoeGradOperands): M
       }
     } else {
       const dp = new Float64Array(E);
-      // Softmax weights carry routedScaling too (DeepSeek-V2); switch's do not.
-      const sc = router === "softmax_topk" ? cfg.routedScaling ?? 1 : 1;
-      if (router === "softmax_topk" && (cfg.normTopk ?? true)) {
+      // Softmax weights carry routedScaling too (DeepSeek-V2); switch's do not. The
+      // selection bias of softmax_bias only chose the experts: no gradient through it.
+      const soft = router === "softmax_topk" || router === "softmax_bias";
+      const sc = soft ? cfg.routedScaling ?? 1 : 1;
+      if (soft && (cfg.normTopk ?? true)) {
         // w_j = sc · p_j / S: dp_j = sc · (g_j − Σᵢ gᵢ wᵢ) / S.
         const S = idx.reduce((acc, e) => acc + p[e], 0);
         const mean = idx.reduce((acc, e, j) => acc + g[j] * p[e], 0) / S;

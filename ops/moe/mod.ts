@@ -8,7 +8,7 @@
  * 2. `w1 [E, ff, d]`, 3. `w3 [E, ff, d]`, 4. `w2 [E, d, ff]`: the experts' gate,
  *    up and down projections stacked per expert in PyTorch Linear layout, f32 or
  *    f16 (all three alike);
- * 5. `sigmoid_bias` only: the selection bias `[E]` f32;
+ * 5. `sigmoid_bias` and `softmax_bias` only: the selection bias `[E]` f32;
  * then, with `expertBias`, the experts' biases `b1 [E, ff]` (gate), `b3 [E, ff]`
  *    (up), `b2 [E, d]` (down), f32, indexed by expert even with a slot table;
  * then optionally the padding mask `x.shape[:-1]` f32 (0 excludes a token from
@@ -86,6 +86,7 @@ export {
   type MoeTile,
   type ResolvedMoeConfig,
   resolveMoeConfig,
+  routerHasBias,
 } from "./config.ts";
 export {
   moeReference,

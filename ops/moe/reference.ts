@@ -19,7 +19,7 @@ import { erf } from "../unary.ts";
  * const r: MoeReferenceRouter = "switch";
  * ```
  */
-export type MoeReferenceRouter = "softmax_topk" | "sigmoid_bias" | "switch";
+export type MoeReferenceRouter = "softmax_topk" | "sigmoid_bias" | "softmax_bias" | "switch";
 
 /**
  * Semantics of the layer, as the reference needs them.
@@ -79,7 +79,7 @@ export interface MoeWeights {
   w3: ArrayLike<number>;
   /** Down projections `[E, d, ff]`. */
   w2: ArrayLike<number>;
-  /** `sigmoid_bias` selection bias `[E]`. */
+  /** `sigmoid_bias`, `softmax_bias`: selection bias `[E]`. */
   bias?: ArrayLike<number>;
   /** Router logits `[T, E]` computed elsewhere (then `wg` is unused). */
   logits?: ArrayLike<number>;
@@ -269,7 +269,11 @@ export function moeReference(
       for (let e = 0; e < E; e++) probs[t * E + e] = p[e];
     }
     // Selection score; a stable sort by (score desc, index asc) gives ties to the lower index.
-    const score = router === "sigmoid_bias" ? sg.map((v, e) => v + (w.bias?.[e] ?? 0)) : p;
+    const score = router === "sigmoid_bias"
+      ? sg.map((v, e) => v + (w.bias?.[e] ?? 0))
+      : router === "softmax_bias"
+      ? p.map((v, e) => v + (w.bias?.[e] ?? 0))
+      : p;
     const allowed = keptGroups(
       score,
       cfg.groups ?? 1,
@@ -285,8 +289,7 @@ export function moeReference(
     for (let j = 0; j < k; j++) {
       topkIdx[t * k + j] = chosen[j];
       let wt = raw[j];
-      if (router === "softmax_topk") wt = (normTopk ? raw[j] / sum : raw[j]) * scaling;
-      if (router === "sigmoid_bias") wt = (normTopk ? raw[j] / sum : raw[j]) * scaling;
+      if (router !== "switch") wt = (normTopk ? raw[j] / sum : raw[j]) * scaling;
       topkW[t * k + j] = wt;
     }
   }

@@ -18,10 +18,10 @@ import { type MoeEmitContext, MoeIo } from "./operands.ts";
  * loss), `topk_idx [T, k]`, `topk_w [T, k]`. With given logits (`logitsIn`) it
  * copies them instead of computing them.
  *
- * Selection compares logits for the softmax kinds (same order as the
- * probabilities, but exp/rounding cannot create false ties) and `sigmoid + bias`
- * for `sigmoid_bias`, among the experts of the kept groups when routing is
- * group-limited.
+ * Selection compares logits for `softmax_topk` and `switch` (same order as
+ * the probabilities, but exp/rounding cannot create false ties), `sigmoid +
+ * bias` for `sigmoid_bias` and `probability + bias` for `softmax_bias`, among
+ * the experts of the kept groups when routing is group-limited.
  *
  * @example
  * ```ts ignore
@@ -39,6 +39,7 @@ export function emitRouter(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSou
   const workgroups = grid(Math.ceil(T / tpw), ctx.caps.maxWorkgroupsPerDim);
   const given = ctx.logitsIn;
   const sig = c.router === "sigmoid_bias";
+  const softBias = c.router === "softmax_bias";
   const [uE, uk] = [u32(E), u32(k)];
   const logitsLine = given ? `    let acc = ${io.arr("wg")}[t * ${uE} + e];` : (() => {
     const x = io.vec("x", "f32", V), wg = io.vec("wg", "f32", V);
@@ -48,11 +49,17 @@ export function emitRouter(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSou
     var acc = 0.0;
     for (var i = 0u; i < ${u32(KV)}; i++) { acc += ${dot}; }`;
   })();
-  const score = sig ? `(1.0 / (1.0 + exp(-lg[b + i])) + ${io.arr("bias")}[i])` : "lg[b + i]";
+  // softmax_bias adds its bias to the probabilities, so it cannot compare logits.
+  const score = sig
+    ? `(1.0 / (1.0 + exp(-lg[b + i])) + ${io.arr("bias")}[i])`
+    : softBias
+    ? `(exp(lg[b + i] - m) / s + ${io.arr("bias")}[i])`
+    : "lg[b + i]";
   const logits = io.arr("logits"), probs = io.arr("probs");
   const topkIdx = io.arr("topk_idx"), topkW = io.arr("topk_w");
   // DeepSeek-V2 scales its softmax weights too; at 1 the WGSL stays as it was.
-  const scaled = c.router === "softmax_topk" && c.routedScaling !== 1
+  const soft = c.router === "softmax_topk" || softBias;
+  const scaled = soft && c.routedScaling !== 1
     ? ` * ${f32(c.routedScaling, "moe routedScaling")}`
     : "";
   const weightLines = sig
@@ -60,7 +67,7 @@ export function emitRouter(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSou
       `  let scale = ${f32(c.routedScaling, "moe routedScaling")}${c.normTopk ? " / wsum" : ""};`,
       `  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j] * scale; }`,
     ]
-    : c.router === "softmax_topk" && c.normTopk
+    : soft && c.normTopk
     ? [`  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j] / wsum${scaled}; }`]
     : [`  for (var j = 0u; j < ${uk}; j++) { ${topkW}[t * ${uk} + j] = wsel[j]${scaled}; }`];
   // t = (flat workgroup) · tpw + lid / E = flat invocation / E, as wgSize = tpw · E.

@@ -9,6 +9,7 @@ import type { TensorType } from "../../core/graph.ts";
 import { type Dim, formatShape } from "../../core/shape.ts";
 import { GGML_TYPES, type QuantFormat } from "../../core/quant/formats.ts";
 import { quantWords } from "../quant/mod.ts";
+import { routerHasBias } from "./config.ts";
 import {
   checkAttrs,
   expertBiasOf,
@@ -39,7 +40,7 @@ function sameShape(a: readonly Dim[], b: readonly Dim[]): boolean {
 export function inferMoe(inputs: readonly TensorType[], attrs: MoeAttrs): TensorType[] {
   checkAttrs(attrs);
   const E = attrs.experts;
-  const sig = attrs.router === "sigmoid_bias";
+  const sig = routerHasBias(attrs.router);
   const S = slotsOf(attrs);
   const eb = expertBiasOf(attrs);
   const lo = 5 + (sig ? 1 : 0) + (eb ? 3 : 0) + (S > 0 ? 1 : 0), hi = lo + 1;

@@ -386,6 +386,7 @@ export {
 export { readConfig } from "./app/config_file.ts";
 export {
   checkRopeLength,
+  pairsToHalves,
   readRopeSettings,
   ROPE_TYPES,
   ropeDivisors,

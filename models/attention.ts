@@ -22,6 +22,7 @@ import type { DType } from "../core/dtype.ts";
 import { linear, type WeightFormats } from "./weights.ts";
 import type { MlaConfig } from "./config.ts";
 import { mlaBlock } from "./mla.ts";
+import { pairsToHalves } from "./rope_scaling.ts";
 
 /**
  * Options of {@linkcode attentionBlock}.
@@ -79,6 +80,11 @@ export interface AttentionBlockOptions {
   scale?: number;
   /** Partial RoPE: only each head's first `rotaryDim` values rotate (default all). */
   rotaryDim?: number;
+  /**
+   * RoPE rotates adjacent pairs of each head (ERNIE 4.5) rather than its halves:
+   * q and k are permuted alike into halves first, which leaves q·k unchanged.
+   */
+  ropeInterleave?: boolean;
   /**
    * A learned logit per query head, `${name}.sinks` `[heads]` f32, joins each
    * row's softmax without a value (GPT-OSS's attention sinks).
@@ -166,6 +172,14 @@ export function attentionBlock(
   }
   const theta = options.ropeTheta === undefined ? 10000 : options.ropeTheta;
   if (theta !== null) {
+    if (options.ropeInterleave) {
+      if (options.rotaryDim !== undefined && options.rotaryDim !== D) {
+        throw new RangeError(
+          `${n}: interleaved RoPE rotates whole heads, not ${options.rotaryDim}`,
+        );
+      }
+      [q, k] = [pairsToHalves(q), pairsToHalves(k)];
+    }
     q = q.rope(pos, theta, options.ropeScaling, options.rotaryDim);
     k = k.rope(pos, theta, options.ropeScaling, options.rotaryDim);
   }

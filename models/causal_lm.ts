@@ -201,11 +201,12 @@ function causalLM(g: GraphBuilder, cfg: ModelConfig, options: CausalLMOptions): 
       return lat.up(dt === "f16" ? y.cast("f16") : y);
     },
   });
+  const product = cfg.tieEmbeddings // [T, vocab]
+    ? lmHead(g, h, embedded.table, embedName, cfg.vocabSize, d, formats)
+    : linear(g, h, `${lay.lmHead}.weight`, cfg.vocabSize, d, dt, formats);
   const logits = scaleLogits(
     cfg,
-    cfg.tieEmbeddings // [T, vocab]
-      ? lmHead(g, h, embedded.table, embedName, cfg.vocabSize, d, formats)
-      : linear(g, h, `${lay.lmHead}.weight`, cfg.vocabSize, d, dt, formats),
+    cfg.lmHeadBias ? product.add(g.param(`${lay.lmHead}.bias`, [cfg.vocabSize], dt)) : product,
   );
   g.output("logits", dt === "f16" ? logits.cast("f32") : logits);
 
@@ -304,6 +305,7 @@ export function attentionOptions(
     weightFormats: options.weightFormats,
     scale: a.scale,
     rotaryDim: a.rotaryDim,
+    ...(a.ropeInterleave ? { ropeInterleave: true } : {}),
     sinks: a.sinks,
     ...(a.mla ? { mla: a.mla } : {}),
   };
@@ -424,6 +426,11 @@ export interface ParamSource {
    * lack (MoE experts: `[E, …]` from E tensors `[…]`), even when E is 1.
    */
   readonly stacked?: boolean;
+  /**
+   * The checkpoint tensor's shape when it is not the parameter's (the same
+   * values: ERNIE 4.5's selection bias is stored `[1, E]`); absent: the same.
+   */
+  readonly shape?: readonly number[];
 }
 
 /**
@@ -447,7 +454,8 @@ export function checkpointSources(cfg: ModelConfig, graph: Graph): Map<string, P
     stacked.set(`${base}.router`, { tensors: [`${base}.${lay.router}.weight`] });
     if (routerHasBias(cfg.moe!.router ?? "softmax_topk")) {
       // DeepSeek-V3's, GLM-4.5's and ERNIE 4.5's expert selection bias.
-      stacked.set(`${base}.bias`, { tensors: [selectionBiasTensor(cfg, i)] });
+      const row = lay.selectionBias?.row ? { shape: [1, E] } : {};
+      stacked.set(`${base}.bias`, { tensors: [selectionBiasTensor(cfg, i)], ...row });
     }
     if (cfg.moe!.routerBias) {
       stacked.set(`${base}.router_bias`, { tensors: [`${base}.${lay.router}.bias`] });

@@ -168,7 +168,17 @@ export function buildTrainingLM(
     ? embedded.table
     : g.param(`${lay.lmHead}.weight`, [cfg.vocabSize, d], dt);
   // The same product `linear` / `head` build for inference, on the one head weight.
-  const logits = () => hf.matmul(headW, { transB: true });
+  const headB = cfg.lmHeadBias ? g.param(`${lay.lmHead}.bias`, [cfg.vocabSize], dt) : undefined;
+  const logits = () => {
+    const z = hf.matmul(headW, { transB: true });
+    return headB ? z.add(headB) : z;
+  };
+  if (options.headLoss && headB) {
+    throw new TypeError(
+      `${cfg.architecture}: the cross-entropy fused with the LM head has no head bias; ` +
+        "train this model without it",
+    );
+  }
   const ce = options.headLoss
     ? options.headLoss(hf, headW, targets)
     : softmaxCrossEntropy(logits(), targets);

@@ -45,6 +45,8 @@ export const ARCHITECTURES = [
   "DeepseekV2ForCausalLM",
   "GraniteMoeForCausalLM",
   "GraniteMoeSharedForCausalLM",
+  "Ernie4_5_MoeForCausalLM",
+  "Ernie4_5ForCausalLM",
 ] as const;
 
 /**
@@ -139,6 +141,11 @@ export interface AttentionConfig {
   readonly scale?: number;
   /** Partial RoPE (Bamba): each head's first `rotaryDim` values rotate; absent: all. */
   readonly rotaryDim?: number;
+  /**
+   * RoPE rotates adjacent pairs (x₀, x₁), (x₂, x₃), … of each head instead of
+   * its two halves (ERNIE 4.5; llama.cpp's "normal" RoPE): whole heads only.
+   */
+  readonly ropeInterleave?: boolean;
   /**
    * An odd `int(head_dim · partial_rotary_factor)`: RoPE's frequencies are
    * θ^(−2i/ropeFreqDim), and `rotaryDim` is one more (transformers rotates the
@@ -370,6 +377,13 @@ export interface ModelConfig {
    * `"relu2"`, Nemotron-H's `down(relu(up·x)²)` without a gate.
    */
   readonly mlpActivation?: "relu2";
+  /**
+   * The dense MLPs and shared experts have biases on their gate, up and down
+   * projections (ERNIE 4.5 `use_bias`; the routed experts never do).
+   */
+  readonly mlpBias?: boolean;
+  /** The LM head has a bias `[vocab]` (ERNIE 4.5 `use_bias`; `lm_head.bias`, tied or not). */
+  readonly lmHeadBias?: boolean;
   /**
    * HF `hidden_act` (Nemotron-H: `mamba_hidden_act`), when it is not silu:
    * the gate activation of the gated MLPs, the shared and routed experts

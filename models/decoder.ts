@@ -59,8 +59,11 @@ export function decoderLayers(
   const d = cfg.hidden;
   const swiglu = (x: Tensor, prefix: string, ff: number) => {
     const n = lay.mlpNames;
-    const w = (t: Tensor, part: string, rows: number, cols: number) =>
-      parts.linear(t, `${prefix}.${part}.weight`, rows, cols);
+    // ERNIE 4.5's `use_bias`: the dense MLPs and shared experts add biases.
+    const w = (t: Tensor, part: string, rows: number, cols: number) => {
+      const y = parts.linear(t, `${prefix}.${part}.weight`, rows, cols);
+      return cfg.mlpBias ? y.add(parts.param(`${prefix}.${part}.bias`, [rows])) : y;
+    };
     if (cfg.mlpActivation === "relu2") {
       // Nemotron-H: no gate, relu(up·x)².
       return w(applyHiddenAct(w(x, n.up, ff, d), "relu2"), n.down, d, ff);

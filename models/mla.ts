@@ -28,20 +28,10 @@ import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { AttentionBlockOptions } from "./attention.ts";
 import type { MlaConfig } from "./config.ts";
 import { linear } from "./weights.ts";
+import { pairsToHalves } from "./rope_scaling.ts";
 
 /** DeepseekV3RMSNorm's default epsilon, which its latent norms keep. */
 const LATENT_EPS = 1e-6;
-
-/**
- * `[..., 2r]` with RoPE's pairs adjacent (x₀, x₁), (x₂, x₃), … laid out as
- * halves (x₀, x₂, …, x₁, x₃, …): rotating halves then equals rotating the
- * pairs, with the output in transformers' `apply_rotary_pos_emb_interleave`
- * order — the same permutation on queries and keys, so their products hold.
- */
-function deinterleave(x: Tensor): Tensor {
-  const [T, H, R] = x.shape;
-  return x.reshape([T, H, (R as number) / 2, 2]).transpose([0, 1, 3, 2]).reshape([T, H, R]);
-}
 
 /**
  * One latent attention block on x `[T, hidden]` at positions `pos[0] + t`;
@@ -92,7 +82,7 @@ export function mlaBlock(
     .rmsnorm(g.param(`${n}.kv_a_layernorm.weight`, [C], dt), LATENT_EPS)
     .reshape([T, 1, C]);
   let kRope = kva.slice(1, C, C + R).reshape([T, 1, R]);
-  if (m.interleave) [qRope, kRope] = [deinterleave(qRope), deinterleave(kRope)];
+  if (m.interleave) [qRope, kRope] = [pairsToHalves(qRope), pairsToHalves(kRope)];
   const theta = o.ropeTheta ?? 10000;
   if (theta !== null) {
     qRope = qRope.rope(pos, theta, o.ropeScaling);

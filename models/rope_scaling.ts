@@ -18,6 +18,29 @@
  * @module
  */
 
+import type { Tensor } from "../compiler/builder.ts";
+
+/**
+ * `[T, H, 2r]` with RoPE's pairs adjacent (x₀, x₁), (x₂, x₃), … laid out as
+ * halves (x₀, x₂, …, x₁, x₃, …): rotating the halves (Kiln's `rope`) then
+ * equals rotating the pairs (transformers' interleaved forms: ERNIE 4.5's
+ * `rotate_half`, DeepSeek's `apply_rotary_pos_emb_interleave`; llama.cpp's
+ * normal RoPE). Queries and keys take the same permutation, so their dot
+ * products are those of the pairwise rotation.
+ *
+ * @example
+ * ```ts
+ * import { GraphBuilder, pairsToHalves } from "@kiln/kiln";
+ * const g = new GraphBuilder();
+ * const q = g.input("q", ["T", 2, 8]);
+ * pairsToHalves(q).shape; // ["T", 2, 8]
+ * ```
+ */
+export function pairsToHalves(x: Tensor): Tensor {
+  const [T, H, R] = x.shape;
+  return x.reshape([T, H, (R as number) / 2, 2]).transpose([0, 1, 3, 2]).reshape([T, H, R]);
+}
+
 /**
  * The RoPE variants Kiln implements.
  *

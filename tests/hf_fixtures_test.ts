@@ -73,6 +73,10 @@ const FIXTURES = [
   "nemotron_h_moe",
   "nemotron_h_moe_pattern",
   "nemotron_h_moe_latent",
+  // ERNIE 4.5: RoPE on adjacent pairs, softmax + selection bias (fixtures/hf/ernie4_5_cases.json).
+  "ernie4_5_moe",
+  "ernie4_5_moe_interval",
+  "ernie4_5_dense_bias",
 ];
 
 const readRef = (name: string) =>

@@ -133,6 +133,10 @@ const FIXTURES = [
   "nemotron_h_moe",
   "nemotron_h_moe_latent",
   "mixtral_quick_gelu",
+  // ERNIE 4.5: RoPE on adjacent pairs, softmax + selection bias routing, biases on the
+  // MLPs, shared experts and the LM head.
+  "ernie4_5_moe",
+  "ernie4_5_dense_bias",
 ];
 
 for (const name of FIXTURES) {

@@ -44,6 +44,8 @@ export const ARCHITECTURES = [
   "DeepseekV2ForCausalLM",
   "GraniteMoeForCausalLM",
   "GraniteMoeSharedForCausalLM",
+  "Ernie4_5_MoeForCausalLM",
+  "Ernie4_5ForCausalLM",
 ] as const;
 
 /**
@@ -231,6 +233,36 @@ function glm4Moe(d: Dice): Record<string, unknown> {
   };
 }
 
+/**
+ * ERNIE 4.5: RoPE on adjacent pairs, `use_bias` on every projection (and the
+ * MoE class's LM head); MoE layers by start, end and interval, softmax plus a
+ * selection bias (the checkpoint's `moe_statics`, drawn at random), shared
+ * experts or none.
+ */
+function ernie(d: Dice, moeClass: boolean): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const c: Record<string, unknown> = {
+    ...base,
+    ...attention(d, 0.3),
+    intermediate_size: d.int(2, 24) * 2,
+    use_bias: d.chance(0.4),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+  };
+  if (!moeClass) return c;
+  const { experts, topk } = moe(d, 8);
+  return {
+    ...c,
+    moe_num_experts: experts,
+    moe_k: topk,
+    moe_intermediate_size: d.int(2, 16) * 2,
+    moe_num_shared_experts: d.pick([0, 1, 2]),
+    moe_layer_start_index: d.int(0, layers - 1),
+    moe_layer_end_index: d.chance(0.5) ? -1 : d.int(0, layers - 1),
+    moe_layer_interval: d.pick([1, 1, 2]),
+  };
+}
+
 function qwen2Moe(d: Dice, promptLen: number): Record<string, unknown> {
   const base = common(d);
   const layers = base.num_hidden_layers as number;
@@ -380,6 +412,8 @@ export function randomCases(
       ? graniteMoe(d, arch === "GraniteMoeSharedForCausalLM")
       : arch === "JambaForCausalLM"
       ? jamba(d)
+      : arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM"
+      ? ernie(d, arch === "Ernie4_5_MoeForCausalLM")
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

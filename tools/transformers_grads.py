@@ -65,6 +65,17 @@ def _keep_f64(self, *args, **kwargs):
 torch.Tensor.float = _keep_f64
 
 
+def params_f64(model):
+    """A class's `_keep_in_fp32_modules` (ERNIE 4.5's router and selection bias)
+    stay float32 through dtype=float64: cast those parameters too (buffers such
+    as RoPE's inverse frequencies keep the dtype transformers gives them)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dtype == torch.float32:
+                p.data = p.data.to(torch.float64)
+    return model
+
+
 def sample_indices(n, count=SAMPLES):
     """Flat indices spread over [0, n): the first, the last and evenly between.
 
@@ -140,7 +151,7 @@ def main():
         arch = json.load(f)["architectures"][0]
     cls = getattr(transformers, arch)
     kw = {"experts_implementation": "eager"} if "Mamba" not in arch else {}
-    model = cls.from_pretrained(a.model_dir, dtype=torch.float64, **kw)
+    model = params_f64(cls.from_pretrained(a.model_dir, dtype=torch.float64, **kw))
     # train(): the path `model(input_ids, labels)` takes when fine-tuning.
     # Dropout and router jitter default to 0 in these configs, so it is
     # deterministic; refuse anything else rather than compare noise.
@@ -218,7 +229,7 @@ def main():
     full = dict(ck)
     if aux_grads is not None:
         # checkpoint_grads overwrote the weights; reload for the aux mapping.
-        model = cls.from_pretrained(a.model_dir, dtype=torch.float64, **kw)
+        model = params_f64(cls.from_pretrained(a.model_dir, dtype=torch.float64, **kw))
         ak = checkpoint_grads(model, {n: g for n, g in aux_grads.items()})
         res["aux"]["grads"] = {n: summary(t, False) for n, t in sorted(ak.items())}
         full.update({f"aux:{n}": t for n, t in ak.items()})

@@ -61,13 +61,13 @@ export function toCheckpointTensors(
   shapes: ReadonlyMap<string, readonly number[]>,
 ): NamedTensor[] {
   const out: NamedTensor[] = [];
-  for (const [name, { tensors, stacked }] of paramSources(cfg)) {
+  for (const [name, { tensors, stacked, shape: stored }] of paramSources(cfg)) {
     const data = weights.get(name);
     const shape = shapes.get(name);
     if (!data || !shape) throw new TypeError(`checkpoint: no value for parameter "${name}"`);
     // Experts lose the stacking axis even when there is one expert (transformers' layout).
     if (!stacked) {
-      out.push({ name: tensors[0], shape, data });
+      out.push({ name: tensors[0], shape: stored ?? shape, data });
       continue;
     }
     const per = data.length / tensors.length;

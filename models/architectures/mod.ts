@@ -21,6 +21,7 @@ import { bamba } from "./bamba.ts";
 import { nemotronH } from "./nemotron_h.ts";
 import { gptOss } from "./gpt_oss.ts";
 import { glm4Moe } from "./glm4_moe.ts";
+import { ernie4_5, ernie4_5Moe } from "./ernie4_5.ts";
 import { deepseekV3 } from "./deepseek_v3.ts";
 import { deepseekV2 } from "./deepseek_v2.ts";
 import { graniteMoe, graniteMoeShared } from "./granite_moe.ts";
@@ -65,6 +66,8 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   DeepseekV2ForCausalLM: deepseekV2,
   GraniteMoeForCausalLM: graniteMoe,
   GraniteMoeSharedForCausalLM: graniteMoeShared,
+  Ernie4_5_MoeForCausalLM: ernie4_5Moe,
+  Ernie4_5ForCausalLM: ernie4_5,
 };
 
 /**
@@ -250,5 +253,6 @@ export function expertTensor(
  */
 export function selectionBiasTensor(cfg: ModelConfig, layer: number): string {
   const lay = specOf(cfg).layout;
-  return `${moePrefix(cfg, layer)}.${lay.selectionBias ?? `${lay.router}.e_score_correction_bias`}`;
+  const name = lay.selectionBias?.name ?? `${lay.router}.e_score_correction_bias`;
+  return `${moePrefix(cfg, layer)}.${name}`;
 }

@@ -84,11 +84,12 @@ export interface CheckpointLayout {
    */
   readonly moeLatent?: { readonly down: string; readonly up: string };
   /**
-   * The expert selection bias `[E]` (or `[1, E]`) inside the MoE block, for
-   * routers with one; absent: `${router}.e_score_correction_bias` (DeepSeek-V3,
-   * GLM-4.5). ERNIE 4.5: `moe_statics.e_score_correction_bias`.
+   * The expert selection bias inside the MoE block, for routers with one, and
+   * how it is stored: `[E]`, or `[1, E]` (`row`). Absent:
+   * `${router}.e_score_correction_bias`, `[E]` (DeepSeek-V3, GLM-4.5). ERNIE
+   * 4.5: `moe_statics.e_score_correction_bias`, `[1, E]`.
    */
-  readonly selectionBias?: string;
+  readonly selectionBias?: { readonly name: string; readonly row: boolean };
 }
 
 /**

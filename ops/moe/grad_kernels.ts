@@ -10,6 +10,7 @@
 import type { DeviceCaps, KernelSource } from "../types.ts";
 import { f32, flatLaunch, flatMain, KernelIo, u32 } from "../wgsl/mod.ts";
 import { MOE_NONE, moeScratchLength, type ResolvedMoeConfig } from "./config.ts";
+import { unbiasedPick } from "./losses.ts";
 
 /**
  * Scratch buffers of `moe_grad`, in scratch order: the router's and the
@@ -242,15 +243,21 @@ fn main(@builtin(local_invocation_index) li: u32) {
     for (var t = 0u; t < ${u32(T)}; t++) {
       let m = ${g.load("mask", "t")};
       if (q == ${u32(E)}) { acc += m; continue; }
-      for (var j = 0u; j < ${u32(k)}; j++) {
+${
+    c.router === "softmax_bias"
+      // The balance loss counts the unbiased top k (see balanceChoices).
+      ? `      ${unbiasedPick(g.in("logits"), "t", "q", u32(E), u32(k))}
+      if (pick) { acc += m; }`
+      : `      for (var j = 0u; j < ${u32(k)}; j++) {
         if (${g.s("topk_idx")}[t * ${u32(k)} + j] == q) { acc += m; }
-      }
+      }`
+  }
     }
     ${g.s("fsum")}[q] = acc;
   }
 }`;
   return {
-    label: `moe_grad_counts_e${E}`,
+    label: `moe_grad_counts_e${E}${c.router === "softmax_bias" ? "_unbiased" : ""}`,
     role: "grad_counts",
     code,
     workgroups: [1, 1, 1],

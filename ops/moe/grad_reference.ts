@@ -7,7 +7,12 @@
  * @module
  */
 
-import { gateFunction, moeReference, type MoeReferenceConfig } from "./reference.ts";
+import {
+  balanceChoices,
+  gateFunction,
+  moeReference,
+  type MoeReferenceConfig,
+} from "./reference.ts";
 
 /**
  * The incoming gradients and forward operands of one MoE layer, flattened to
@@ -189,7 +194,8 @@ export function moeGradReference(cfg: MoeReferenceConfig, o: MoeGradOperands): M
   let nValid = 0;
   for (let t = 0; t < T; t++) {
     nValid += o.mask[t];
-    for (let j = 0; j < k; j++) f[fwd.topkIdx[t * k + j]] += o.mask[t];
+    const row = Array.from({ length: E }, (_, e) => o.logits[t * E + e]);
+    for (const e of balanceChoices(router, row, fwd.topkIdx, t, k)) f[e] += o.mask[t];
   }
   const cA = nValid > 0 ? (o.daux[0] * E) / (k * nValid * nValid) : 0;
   const cZ = nValid > 0 ? (2 * o.daux[1]) / nValid : 0;

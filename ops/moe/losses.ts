@@ -37,6 +37,17 @@ export function emitAuxLoss(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSo
   const counts = ctx.auxCounts;
   const logits = io.arr("logits"), probs = io.arr("probs"), topkIdx = io.arr("topk_idx");
   const aux = io.arr("aux");
+  // softmax_bias: the balance loss counts the unbiased top k (see balanceChoices).
+  const unbiased = c.router === "softmax_bias";
+  const countLine = unbiased
+    ? `${unbiasedPick(logits, "t", "e", uE, uk)}
+      if (pick) { cnt += m; }
+      for (var j = 0u; j < ${uk}; j++) {
+        if (${topkIdx}[t * ${uk} + j] == e) { all += 1u; }
+      }`
+    : `for (var j = 0u; j < ${uk}; j++) {
+        if (${topkIdx}[t * ${uk} + j] == e) { cnt += m; all += 1u; }
+      }`;
   const countLines = counts
     ? `
     var ke = 0u;
@@ -60,9 +71,7 @@ fn main(@builtin(local_invocation_index) li: u32) {
     for (var t = s; t < ${uT}; t += ${uS}) {
       let m = ${mk("t")};
       p += m * ${probs}[t * ${uE} + e];
-      for (var j = 0u; j < ${uk}; j++) {
-        if (${topkIdx}[t * ${uk} + j] == e) { cnt += m; all += 1u; }
-      }
+      ${countLine}
     }
   }
   pp[li] = p;
@@ -101,5 +110,26 @@ fn main(@builtin(local_invocation_index) li: u32) {
   }
 }
 `;
-  return io.kernel(`moe_aux_loss_e${E}`, "aux", code, [1, 1, 1]);
+  return io.kernel(`moe_aux_loss_e${E}${unbiased ? "_unbiased" : ""}`, "aux", code, [1, 1, 1]);
+}
+
+/**
+ * WGSL lines setting `pick`: whether expert `e` is among the top k of token
+ * `t`'s `logits` (fewer than k experts rank above it: a larger logit, or an
+ * equal one at a lower index) — the unbiased choice the balance loss of a
+ * `softmax_bias` router counts.
+ *
+ * @example
+ * ```ts ignore
+ * unbiasedPick("logits", "t", "e", "8u", "2u"); // "let pick = …"
+ * ```
+ */
+export function unbiasedPick(logits: string, t: string, e: string, uE: string, uk: string): string {
+  return `var above = 0u;
+      let le = ${logits}[${t} * ${uE} + ${e}];
+      for (var o = 0u; o < ${uE}; o++) {
+        let lo = ${logits}[${t} * ${uE} + o];
+        if (lo > le || (lo == le && o < ${e})) { above += 1u; }
+      }
+      let pick = above < ${uk};`;
 }

@@ -132,6 +132,33 @@ const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
  * `keep` of `groups` equal groups whose `top` best scores sum highest (two for
  * DeepSeek-V3's sigmoid, one for V2's softmax; ties to the lower group).
  */
+/**
+ * The experts token `t`'s balance-loss counts (`fᵢ`) take: its routed choices
+ * `topkIdx`, or for `softmax_bias` the top k of its logits without the bias
+ * (ties to the lower index) — transformers' `load_balancing_loss_func`
+ * re-ranks the router's probabilities on its own, so ERNIE 4.5's selection
+ * bias steers the routing but not the loss.
+ *
+ * @example
+ * ```ts
+ * import { balanceChoices } from "./reference.ts";
+ * balanceChoices("softmax_bias", [0.1, 2, 1], Uint32Array.of(2, 0), 0, 2); // [1, 2]
+ * ```
+ */
+export function balanceChoices(
+  router: string,
+  logits: ArrayLike<number>,
+  topkIdx: ArrayLike<number>,
+  t: number,
+  k: number,
+): number[] {
+  if (router !== "softmax_bias") return Array.from({ length: k }, (_, j) => topkIdx[t * k + j]);
+  const E = logits.length;
+  return Array.from({ length: E }, (_, e) => e)
+    .sort((a, b) => logits[b] - logits[a] || a - b)
+    .slice(0, k);
+}
+
 function keptGroups(
   score: readonly number[],
   groups: number,
@@ -348,7 +375,8 @@ export function moeReference(
     const m = mask ? mask[t] : 1;
     if (m === 0) continue;
     nValid += m;
-    for (let j = 0; j < k; j++) f[topkIdx[t * k + j]] += m;
+    const row = logits.subarray(t * E, (t + 1) * E);
+    for (const e of balanceChoices(router, row, topkIdx, t, k)) f[e] += m;
     for (let e = 0; e < E; e++) P[e] += m * probs[t * E + e];
     z2 += m * lse[t] * lse[t];
   }

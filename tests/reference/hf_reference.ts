@@ -90,7 +90,9 @@ export type ReferenceArchitecture =
   | "DeepseekV3ForCausalLM"
   | "DeepseekV2ForCausalLM"
   | "GraniteMoeForCausalLM"
-  | "GraniteMoeSharedForCausalLM";
+  | "GraniteMoeSharedForCausalLM"
+  | "Ernie4_5_MoeForCausalLM"
+  | "Ernie4_5ForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -110,6 +112,8 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "DeepseekV2ForCausalLM",
   "GraniteMoeForCausalLM",
   "GraniteMoeSharedForCausalLM",
+  "Ernie4_5_MoeForCausalLM",
+  "Ernie4_5ForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -194,6 +198,18 @@ export function layerKinds(config: HfConfig): LayerKind[] {
     );
   }
   const n = intField(config, "num_hidden_layers");
+  if (arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM") {
+    // Ernie4_5_MoeDecoderLayer: experts where (i + 1) % interval == 0 and start <= i <= end.
+    const moe = arch === "Ernie4_5_MoeForCausalLM";
+    const start = intField(config, "moe_layer_start_index", 1);
+    const endRaw = (config.moe_layer_end_index ?? -1) as number;
+    const end = endRaw === -1 ? n - 1 : endRaw;
+    const every = intField(config, "moe_layer_interval", 1);
+    return Array.from({ length: n }, (_, i) => ({
+      mixer: "attention",
+      ffn: moe && (i + 1) % every === 0 && i >= start && i <= end ? "moe" : "mlp",
+    }));
+  }
   const out: LayerKind[] = [];
   if (arch === "BambaForCausalLM") {
     // BambaConfig.layers_block_type: attention at attn_layer_indices, Mamba-2 elsewhere.
@@ -323,6 +339,8 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       Glm4MoeForCausalLM: 128,
       DeepseekV3ForCausalLM: 256,
       DeepseekV2ForCausalLM: 64,
+      Ernie4_5_MoeForCausalLM: 64,
+      Ernie4_5ForCausalLM: 0,
     }[arch],
   );
 }
@@ -457,6 +475,11 @@ export interface AttentionOptions {
   scale?: number;
   /** Partial RoPE (Bamba): only each head's first `rotaryDim` values rotate. */
   rotaryDim?: number;
+  /**
+   * ERNIE 4.5's RoPE: cos and sin repeat_interleave'd, rotate_half on adjacent
+   * pairs ([−x₁, x₀, −x₃, x₂, …]), so pair (2i, 2i+1) turns by frequency i.
+   */
+  interleave?: boolean;
 }
 
 /**
@@ -478,6 +501,24 @@ function rope(
     const b = v[offset + i + half];
     v[offset + i] = a * c - b * s;
     v[offset + i + half] = b * c + a * s;
+  }
+}
+
+/** {@linkcode rope} on adjacent pairs (ERNIE 4.5's `apply_rotary_pos_emb`). */
+function ropePairs(
+  v: Float64Array,
+  offset: number,
+  headDim: number,
+  pos: number,
+  r: ReferenceRope,
+): void {
+  for (let i = 0; i < headDim / 2; i++) {
+    const c = Math.cos(pos * r.invFreq[i]) * r.scale;
+    const s = Math.sin(pos * r.invFreq[i]) * r.scale;
+    const a = v[offset + 2 * i];
+    const b = v[offset + 2 * i + 1];
+    v[offset + 2 * i] = a * c - b * s;
+    v[offset + 2 * i + 1] = b * c + a * s;
   }
 }
 
@@ -524,8 +565,9 @@ export function attention(
     for (let t = 0; t < T; t++) {
       // apply_rotary_pos_emb of GLM/Bamba: q[..., :R] rotated as a head of R, the rest kept.
       const R = opt.rotaryDim ?? headDim;
-      for (let h = 0; h < heads; h++) rope(q, (t * heads + h) * headDim, R, t, r);
-      for (let h = 0; h < kvHeads; h++) rope(k, (t * kvHeads + h) * headDim, R, t, r);
+      const turn = opt.interleave ? ropePairs : rope;
+      for (let h = 0; h < heads; h++) turn(q, (t * heads + h) * headDim, R, t, r);
+      for (let h = 0; h < kvHeads; h++) turn(k, (t * kvHeads + h) * headDim, R, t, r);
     }
   }
   const group = heads / kvHeads;
@@ -1007,6 +1049,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./granite_reference.ts")).loadNemotronH(w, config, kinds)
       : arch === "Glm4MoeForCausalLM"
       ? await (await import("./glm4_moe_reference.ts")).loadGlm4Moe(w, config, kinds)
+      : arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM"
+      ? await (await import("./ernie4_5_reference.ts")).loadErnie(w, config, kinds)
       : arch === "DeepseekV3ForCausalLM" || arch === "DeepseekV2ForCausalLM"
       ? await (await import("./deepseek_v3_reference.ts")).loadDeepseekV3(
         w,

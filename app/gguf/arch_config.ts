@@ -49,6 +49,8 @@
  *   width, the sliding-window pattern llama.cpp assumes, yarn as ggml computes it);
  * - `glm4moe` (GLM-4.5): heads and RoPE as llama, the rest in
  *   `arch_config_glm4_moe.ts` (partial RoPE, MTP blocks, sigmoid routing);
+ * - `ernie4_5`, `ernie4_5-moe` (ERNIE 4.5): heads and RoPE as llama, the rest
+ *   in `arch_config_ernie.ts` (MoE step and leading dense blocks, shared experts);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
  *   `.expert_count`, `.expert_used_count`; `attn_layer_period/offset` and
@@ -75,6 +77,7 @@ import { nemotronHConfig } from "./arch_config_nemotron_h.ts";
 import { gptOssConfig } from "./arch_config_gpt_oss.ts";
 import { glm4MoeConfig } from "./arch_config_glm4_moe.ts";
 import { deepseek2Config } from "./arch_config_deepseek2.ts";
+import { ernieConfig } from "./arch_config_ernie.ts";
 
 type Json = Record<string, unknown>;
 
@@ -166,6 +169,13 @@ export function hfConfigFromGguf(
       ...common,
       // After common: its layer count leaves out the multi-token-prediction blocks.
       ...glm4MoeConfig(k, L, headDim),
+      max_position_embeddings: ctx,
+      rms_norm_eps: eps,
+    };
+  } else if (arch === "ernie4_5" || arch === "ernie4_5-moe") {
+    config = {
+      ...ernieConfig(k, attentionConfig(k, H, ropeFreqs), L, H),
+      ...common,
       max_position_embeddings: ctx,
       rms_norm_eps: eps,
     };

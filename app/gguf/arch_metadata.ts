@@ -68,6 +68,7 @@ import { ropeDivisors } from "../../models/rope_scaling.ts";
 import { clampsDelta } from "../../models/mamba2.ts";
 import { gptOssKeys } from "./arch_metadata_gpt_oss.ts";
 import { glm4MoeKeys } from "./arch_metadata_glm4_moe.ts";
+import { ernieKeys } from "./arch_metadata_ernie.ts";
 
 /**
  * The element types `convertToGguf` writes weights in: one type for every
@@ -148,6 +149,8 @@ const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
   Glm4MoeForCausalLM: 131072,
   GraniteMoeForCausalLM: 2048,
   GraniteMoeSharedForCausalLM: 2048,
+  Ernie4_5_MoeForCausalLM: 131072,
+  Ernie4_5ForCausalLM: 131072,
 };
 
 /**
@@ -227,8 +230,9 @@ export function ggufArchMetadata(
   if (arch === "qwen3moe") refuseQwen3MoeExtras(cfg);
   if (arch === "mamba2") refuseMamba2Extras(cfg);
   if (granite) refuseGraniteExtras(cfg);
+  const ernie = arch === "ernie4_5" || arch === "ernie4_5-moe";
   const attn = ["llama", "qwen2moe", "olmoe", "qwen3moe", "glm4moe", "granitemoe"];
-  if (attn.includes(arch)) attentionKeys(cfg, config, arch, ctx, u32, f32, put);
+  if (attn.includes(arch) || ernie) attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   if (arch === "glm4moe") glm4MoeKeys(cfg, u32, f32, put);
   if (granite) graniteKeys(cfg, config, ctx, u32, f32, put);
   if (arch === "granitemoe") graniteScales(cfg, config, f32);
@@ -268,6 +272,8 @@ export function ggufArchMetadata(
   if (granite) {
     u32("expert_count", cfg.moe?.experts ?? 0);
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));
+  } else if (ernie) {
+    ernieKeys(cfg, u32);
   } else if (!ssm) {
     u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));

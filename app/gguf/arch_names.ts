@@ -58,6 +58,8 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   DeepseekV2ForCausalLM: "deepseek2",
   GraniteMoeForCausalLM: "granitemoe",
   GraniteMoeSharedForCausalLM: "granitemoe",
+  Ernie4_5_MoeForCausalLM: "ernie4_5-moe",
+  Ernie4_5ForCausalLM: "ernie4_5",
 };
 
 /**
@@ -100,6 +102,8 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "granitemoe",
   "nemotron_h",
   "nemotron_h_moe",
+  "ernie4_5",
+  "ernie4_5-moe",
 ];
 
 /**
@@ -378,8 +382,9 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
     add(`${b}.ffn_gate_inp.weight`, [E, H], `${Mo}.${lay.router}.weight`);
     if (moe.routerBias) add(`${b}.ffn_gate_inp.bias`, [E], `${Mo}.${lay.router}.bias`);
     if (routerHasBias(moe.router ?? "softmax_topk")) {
-      // GLM-4.5's and ERNIE 4.5's selection bias (llama.cpp's LLM_TENSOR_FFN_EXP_PROBS_B).
-      add(`${b}.exp_probs_b.bias`, [E], selectionBiasTensor(cfg, i));
+      // GLM-4.5's and ERNIE 4.5's ([1, E]) selection bias (llama.cpp's LLM_TENSOR_FFN_EXP_PROBS_B).
+      const shape = lay.selectionBias?.row ? [1, E] : [E];
+      add(`${b}.exp_probs_b.bias`, shape, selectionBiasTensor(cfg, i));
     }
     const stack = (name: string, which: "w1" | "w3" | "w2", each: number[]) =>
       out.push({

@@ -30,7 +30,8 @@ function refuseVariants(c: ConfigReader): void {
 
 /**
  * The fields both ERNIE 4.5 classes share; `moe`: the MoE class's defaults
- * (4 KV heads; with `use_bias` its LM head has a bias too, the dense one's not).
+ * (4 KV heads, heads of hidden / heads; with `use_bias` its LM head has a bias
+ * too), else the dense class's (2 KV heads, heads of 128).
  */
 function ernieBase(c: ConfigReader, moe: boolean) {
   refuseVariants(c);
@@ -42,6 +43,8 @@ function ernieBase(c: ConfigReader, moe: boolean) {
     qkvBias: bias,
     outBias: bias,
     kvHeads: moe ? 4 : 2,
+    // Ernie4_5Config's head_dim defaults to 128 (null: hidden / heads); the MoE class has none.
+    ...(moe ? {} : { headDim: 128 }),
   });
   return {
     ...act,

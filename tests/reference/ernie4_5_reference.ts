@@ -73,7 +73,12 @@ export async function loadErnie(
   const heads = intField(config, "num_attention_heads");
   const moeClass = architecture === "Ernie4_5_MoeForCausalLM";
   const kvHeads = intField(config, "num_key_value_heads", moeClass ? 4 : 2);
-  const headDim = config.head_dim == null ? d / heads : intField(config, "head_dim");
+  // Ernie4_5Config: head_dim 128 unless given (null: hidden / heads); the MoE config has none.
+  const headDim = config.head_dim === undefined && !moeClass
+    ? 128
+    : config.head_dim == null
+    ? d / heads
+    : intField(config, "head_dim");
   const bias = config.use_bias === true;
   const opt: AttentionOptions = {
     hidden: d,

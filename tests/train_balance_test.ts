@@ -150,6 +150,6 @@ Deno.test("Trainer: biasUpdateRate balances GLM-4.5's selection biases, steps of
   };
   await assert.rejects(
     () => Trainer.create({ ...base, config: mixtral, biasUpdateRate: 0.01 }),
-    /biasUpdateRate balances a sigmoid_bias router's selection bias .*MixtralForCausalLM has none/,
+    /biasUpdateRate balances a router's selection bias .*MixtralForCausalLM has none/,
   );
 });

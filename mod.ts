@@ -357,6 +357,8 @@ export {
   expertInputWidth,
   expertWidth,
   type FfnKind,
+  hasAttention,
+  hasMamba,
   type LayerSpec,
   type MambaConfig,
   type MambaSsdConfig,

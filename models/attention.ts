@@ -80,6 +80,8 @@ export interface AttentionBlockOptions {
   scale?: number;
   /** Partial RoPE: only each head's first `rotaryDim` values rotate (default all). */
   rotaryDim?: number;
+  /** Factor on the keys after k_proj, before RoPE (Falcon-H1's `key_multiplier`). */
+  keyScale?: number;
   /**
    * RoPE rotates adjacent pairs of each head (ERNIE 4.5) rather than its halves:
    * q and k are permuted alike into halves first, which leaves q·k unchanged.
@@ -152,6 +154,7 @@ export function attentionBlock(
   };
   let qf = proj("q_proj", H * D, options.qkvBias);
   let kf = proj("k_proj", Hkv * D, options.qkvBias);
+  if (options.keyScale !== undefined && options.keyScale !== 1) kf = kf.mul(options.keyScale);
   let vf = proj("v_proj", Hkv * D, options.qkvBias);
   const qkEps = options.qkNormEps;
   if (qkEps !== undefined && !options.qkNormPerHead) {

@@ -306,6 +306,7 @@ export function attentionOptions(
     scale: a.scale,
     rotaryDim: a.rotaryDim,
     ...(a.ropeInterleave ? { ropeInterleave: true } : {}),
+    ...(a.keyScale !== undefined ? { keyScale: a.keyScale } : {}),
     sinks: a.sinks,
     ...(a.mla ? { mla: a.mla } : {}),
   };

@@ -47,6 +47,7 @@ export const ARCHITECTURES = [
   "GraniteMoeSharedForCausalLM",
   "Ernie4_5_MoeForCausalLM",
   "Ernie4_5ForCausalLM",
+  "FalconH1ForCausalLM",
 ] as const;
 
 /**
@@ -62,7 +63,34 @@ export const ARCHITECTURES = [
  * const mixers: MixerKind[] = cfg.pattern.map((l) => l.mixer); // ["mamba", "mamba"]
  * ```
  */
-export type MixerKind = "attention" | "mamba" | "none";
+export type MixerKind = "attention" | "mamba" | "parallel" | "none";
+
+/**
+ * Whether a layer runs attention (`"attention"`, or `"parallel"`: Falcon-H1's
+ * attention beside a Mamba-2 on the same input).
+ *
+ * @example
+ * ```ts
+ * import { hasAttention } from "@kiln/kiln";
+ * hasAttention({ mixer: "parallel" }); // true
+ * ```
+ */
+export function hasAttention(layer: { readonly mixer: MixerKind }): boolean {
+  return layer.mixer === "attention" || layer.mixer === "parallel";
+}
+
+/**
+ * Whether a layer runs a Mamba mixer (`"mamba"`, or `"parallel"`).
+ *
+ * @example
+ * ```ts
+ * import { hasMamba } from "@kiln/kiln";
+ * hasMamba({ mixer: "attention" }); // false
+ * ```
+ */
+export function hasMamba(layer: { readonly mixer: MixerKind }): boolean {
+  return layer.mixer === "mamba" || layer.mixer === "parallel";
+}
 /**
  * Feed-forward of one layer.
  *
@@ -139,6 +167,8 @@ export interface AttentionConfig {
   readonly clipQkv?: number;
   /** Scale of q·k (Granite's `attention_multiplier`); absent: 1/√headDim. */
   readonly scale?: number;
+  /** Factor on the keys after k_proj, before RoPE (Falcon-H1's `key_multiplier`). */
+  readonly keyScale?: number;
   /** Partial RoPE (Bamba): each head's first `rotaryDim` values rotate; absent: all. */
   readonly rotaryDim?: number;
   /**
@@ -218,6 +248,8 @@ export interface MambaConfig {
   readonly dtRank: number;
   /** in_proj/out_proj have biases. */
   readonly projBias: boolean;
+  /** out_proj has a bias, when it differs from in_proj (Falcon-H1's `projectors_bias`). */
+  readonly outProjBias?: boolean;
   /** conv1d has a bias. */
   readonly convBias: boolean;
   /** RMSNorms on Δ, B and C inside the mixer (Jamba; Falcon-Mamba's without weights). */
@@ -263,6 +295,20 @@ export interface MambaSsdConfig {
   readonly normGroups: number;
   /** Δ clamped to [lo, hi] after the softplus (`time_step_limit`). */
   readonly dtLimit: readonly [number, number];
+  /**
+   * How the silu(z) gate and the RMSNorm before out_proj combine: absent or
+   * `"gate_first"`, gate then norm (transformers' `MambaRMSNormGated`);
+   * `"norm_first"`, norm then gate (Falcon-H1's `mamba_norm_before_gate`);
+   * `"gate_only"`, no norm (Falcon-H1 without `mamba_rms_norm`).
+   */
+  readonly gatedNorm?: "gate_first" | "norm_first" | "gate_only";
+  /** Factor on the mixer's input before in_proj (Falcon-H1's `ssm_in_multiplier`). */
+  readonly inScale?: number;
+  /**
+   * Factors on in_proj's z, x, B, C and Δ outputs (Falcon-H1's μP
+   * `ssm_multipliers`, in that order).
+   */
+  readonly projScale?: readonly [number, number, number, number, number];
 }
 
 /**
@@ -469,6 +515,16 @@ export interface ModelScaling {
   readonly residual: number;
   /** `logits_scaling` (a divisor). */
   readonly logits: number;
+  /** Falcon-H1's parallel layers: factor on attention's input (`attention_in_multiplier`). */
+  readonly attentionIn?: number;
+  /** Falcon-H1: factor on attention's output (`attention_out_multiplier`). */
+  readonly attentionOut?: number;
+  /** Falcon-H1: factor on the Mamba-2 mixer's output (`ssm_out_multiplier`). */
+  readonly ssmOut?: number;
+  /** Falcon-H1's `mlp_multipliers[0]`: factor on the MLPs' gate projection, before the activation. */
+  readonly mlpGate?: number;
+  /** Falcon-H1's `mlp_multipliers[1]`: factor on the MLPs' output. */
+  readonly mlpDown?: number;
 }
 
 /**

@@ -68,8 +68,10 @@ export function decoderLayers(
       // Nemotron-H: no gate, relu(up·x)².
       return w(applyHiddenAct(w(x, n.up, ff, d), "relu2"), n.down, d, ff);
     }
-    const gate = applyHiddenAct(w(x, n.gate, ff, d), cfg.hiddenAct);
-    return w(gate.mul(w(x, n.up, ff, d)), n.down, d, ff);
+    // Falcon-H1's μP mlp_multipliers: on the gate before its activation, and on the output.
+    const scale = (t: Tensor, m = 1) => (m === 1 ? t : t.mul(m));
+    const gate = applyHiddenAct(scale(w(x, n.gate, ff, d), cfg.scaling?.mlpGate), cfg.hiddenAct);
+    return scale(w(gate.mul(w(x, n.up, ff, d)), n.down, d, ff), cfg.scaling?.mlpDown);
   };
   // Granite scales each residual branch by a constant (μP) before adding it.
   const r = cfg.scaling?.residual ?? 1;
@@ -77,8 +79,29 @@ export function decoderLayers(
   cfg.pattern.forEach((layer, i) => {
     const p = layerPrefix(cfg, i);
     const mixerName = `${p}.${layer.mixer === "attention" ? lay.attention : lay.mamba}`;
-    // Nemotron-H's MLP blocks have no token mixer.
-    if (layer.mixer !== "none") {
+    if (layer.mixer === "parallel") {
+      // Falcon-H1: attention and Mamba-2 side by side on one normed input, each under
+      // its μP factors, summed into the residual.
+      const s = cfg.scaling;
+      const times = (t: Tensor, m = 1) => (m === 1 ? t : t.mul(m));
+      const normed = h.rmsnorm(parts.param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
+      const ssmName = `${p}.${lay.mamba}`, attnName = `${p}.${lay.attention}`;
+      const ssm = g.scope(
+        ssmName,
+        () => times(parts.mixer({ ...layer, mixer: "mamba" }, i, normed, ssmName), s?.ssmOut),
+      );
+      const attn = g.scope(attnName, () => {
+        const a = parts.mixer(
+          { ...layer, mixer: "attention" },
+          i,
+          times(normed, s?.attentionIn),
+          attnName,
+        );
+        return times(a, s?.attentionOut);
+      });
+      h = h.add(branch(ssm.add(attn)));
+    } else if (layer.mixer !== "none") {
+      // (Nemotron-H's MLP blocks have no token mixer.)
       h = h.add(g.scope(mixerName, () => {
         const normed = h.rmsnorm(parts.param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
         return branch(parts.mixer(layer, i, normed, mixerName));

@@ -114,6 +114,18 @@ export interface Mamba2MixerOptions {
   paramDType?: DType;
   /** Projections stored block-quantized, by parameter name (see `linear`). */
   weightFormats?: WeightFormats;
+  /** Bias on out_proj (default `useBias`; Falcon-H1's `projectors_bias`). */
+  outBias?: boolean;
+  /** Factor on x before in_proj (Falcon-H1's `ssm_in_multiplier`, default 1). */
+  inScale?: number;
+  /** Factors on in_proj's z, x, B, C and Δ outputs (Falcon-H1's `ssm_multipliers`). */
+  projScale?: readonly [number, number, number, number, number];
+  /**
+   * The gate and norm before out_proj: `"gate_first"` (default: y·silu(z),
+   * then the RMSNorm), `"norm_first"` (the RMSNorm of y, then ·silu(z)) or
+   * `"gate_only"` (y·silu(z), no norm and no `norm.weight`).
+   */
+  gatedNorm?: "gate_first" | "norm_first" | "gate_only";
 }
 
 function checkDims(o: Mamba2MixerOptions): void {
@@ -185,13 +197,22 @@ export function mamba2Mixer(g: GraphBuilder, x: Tensor, options: Mamba2MixerOpti
   };
   const Bsz = x.shape[0], L = x.shape[1];
 
-  const proj = linear(
-    x,
+  const inScale = options.inScale ?? 1;
+  let proj = linear(
+    inScale === 1 ? x : x.mul(inScale),
     "in_proj.weight",
     I + convDim + H,
     d,
     useBias ? "in_proj.bias" : undefined,
   );
+  if (options.projScale) {
+    // Falcon-H1's μP vector: one factor per segment of in_proj's output (z, x, B, C, Δ).
+    const [mz, mx, mb, mc, mdt] = options.projScale;
+    const GN = G * N;
+    const segs: [number, number][] = [[I, mz], [I, mx], [GN, mb], [GN, mc], [H, mdt]];
+    const v = segs.flatMap(([n, m]) => new Array(n).fill(m));
+    proj = proj.mul(g.constant(v, [v.length], proj.dtype));
+  }
   const z = proj.slice(2, 0, I);
   const xbc = proj.slice(2, I, I + convDim);
   const dtRaw = proj.slice(2, I + convDim, I + convDim + H);
@@ -226,6 +247,7 @@ export function mamba2Mixer(g: GraphBuilder, x: Tensor, options: Mamba2MixerOpti
   delta = perChannel(delta, [Bsz, L]);
 
   const cols = I / G;
+  const gating = options.gatedNorm ?? "gate_first";
   const ys: Tensor[] = [], states: Tensor[] = [];
   for (let gi = 0; gi < G; gi++) {
     const c0 = gi * cols, c1 = c0 + cols;
@@ -233,7 +255,8 @@ export function mamba2Mixer(g: GraphBuilder, x: Tensor, options: Mamba2MixerOpti
     const Bm = conv.slice(2, I + gi * N, I + (gi + 1) * N);
     const Cm = conv.slice(2, I + G * N + gi * N, I + G * N + (gi + 1) * N);
     const scan = {
-      z: z.slice(2, c0, c1),
+      // Norm first: the gate waits until after the norm.
+      ...(gating === "norm_first" ? {} : { z: z.slice(2, c0, c1) }),
       deltaBias: deltaBias?.slice(0, c0, c1),
       softplus: !limited,
     };
@@ -265,11 +288,15 @@ export function mamba2Mixer(g: GraphBuilder, x: Tensor, options: Mamba2MixerOpti
   if (ssmState) g.assign(ssmState, G === 1 ? states[0] : g.concat(states, 1));
   const y = G === 1 ? ys[0] : g.concat(ys, 2);
 
-  // The gate was applied by the scan: what remains is RMSNorm over each norm group.
+  const outBias = (options.outBias ?? useBias) ? "out_proj.bias" : undefined;
+  // Gate only: the scan applied it, and there is no norm.
+  if (gating === "gate_only") return linear(y, "out_proj.weight", d, I, outBias);
+  // Gate first, the scan applied it: what remains is RMSNorm over each norm group.
   const ng = options.normGroups ?? 1, eps = options.eps ?? 1e-5;
   const normW = p("norm.weight", [I]);
-  const normed = ng === 1 ? y.rmsnorm(normW, eps) : y.reshape([Bsz, L, ng, I / ng])
+  let normed = ng === 1 ? y.rmsnorm(normW, eps) : y.reshape([Bsz, L, ng, I / ng])
     .rmsnorm(g.constant(new Array(I / ng).fill(1), [I / ng], y.dtype), eps)
     .reshape([Bsz, L, I]).mul(normW);
-  return linear(normed, "out_proj.weight", d, I, useBias ? "out_proj.bias" : undefined);
+  if (gating === "norm_first") normed = normed.mul(z.silu());
+  return linear(normed, "out_proj.weight", d, I, outBias);
 }

@@ -75,6 +75,11 @@ export function configMixer(
       normGroups: m.ssd.normGroups,
       dtLimit: m.ssd.dtLimit,
       eps: cfg.normEps,
+      // Falcon-H1's μP factors, its out_proj bias and how its gate meets the norm.
+      ...(m.outProjBias !== undefined ? { outBias: m.outProjBias } : {}),
+      ...(m.ssd.inScale !== undefined ? { inScale: m.ssd.inScale } : {}),
+      ...(m.ssd.projScale ? { projScale: m.ssd.projScale } : {}),
+      ...(m.ssd.gatedNorm ? { gatedNorm: m.ssd.gatedNorm } : {}),
     });
   }
   return mambaMixer(g, x, {

@@ -198,7 +198,8 @@ for (const [name, write] of CASES) {
 // Δ floor that keeps its prompts off the decode step too. gpt_oss_mxfp4: sinks, expert
 // biases, and MXFP4 experts bundled as their blocks. glm4_moe: sigmoid routing with a
 // selection bias, shared experts, a partial RoPE. deepseek_v3: latent attention, its
-// cache one latent row a token.
+// cache one latent row a token. ernie4_5_moe: pairwise RoPE, softmax + selection bias, an
+// LM head bias. falcon_h1: attention and Mamba-2 side by side, each layer's two states.
 for (
   const name of [
     "qwen2_moe",
@@ -209,6 +210,8 @@ for (
     "gpt_oss_mxfp4",
     "glm4_moe",
     "deepseek_v3",
+    "ernie4_5_moe",
+    "falcon_h1",
   ]
 ) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {

@@ -77,6 +77,9 @@ const FIXTURES = [
   "ernie4_5_moe",
   "ernie4_5_moe_interval",
   "ernie4_5_dense_bias",
+  // Falcon-H1: attention and Mamba-2 side by side, μP multipliers (fixtures/hf/falcon_h1_cases.json).
+  "falcon_h1",
+  "falcon_h1_norm_bias",
 ];
 
 const readRef = (name: string) =>

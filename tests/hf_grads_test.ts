@@ -137,6 +137,10 @@ const FIXTURES = [
   // MLPs, shared experts and the LM head.
   "ernie4_5_moe",
   "ernie4_5_dense_bias",
+  // Falcon-H1: parallel attention and Mamba-2 under μP multipliers; gate only, and norm
+  // before the gate with biases everywhere and a Δ limit.
+  "falcon_h1",
+  "falcon_h1_norm_bias",
 ];
 
 for (const name of FIXTURES) {

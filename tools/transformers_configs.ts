@@ -10,6 +10,7 @@
 import { attention, common, Dice, moe, rope } from "./transformers_configs_parts.ts";
 import {
   bamba,
+  falconH1,
   falconMamba,
   graniteHybrid,
   jamba,
@@ -46,6 +47,7 @@ export const ARCHITECTURES = [
   "GraniteMoeSharedForCausalLM",
   "Ernie4_5_MoeForCausalLM",
   "Ernie4_5ForCausalLM",
+  "FalconH1ForCausalLM",
 ] as const;
 
 /**
@@ -414,6 +416,8 @@ export function randomCases(
       ? jamba(d)
       : arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM"
       ? ernie(d, arch === "Ernie4_5_MoeForCausalLM")
+      : arch === "FalconH1ForCausalLM"
+      ? falconH1(d)
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

@@ -299,3 +299,58 @@ function nemotronExperts(d: Dice): Record<string, unknown> {
     ...(d.chance(0.3) ? { moe_latent_size: d.pick([4, 8, 12]) } : {}),
   };
 }
+
+/**
+ * A random Falcon-H1 config: attention and a Mamba-2 (its width `mamba_d_ssm`
+ * or by `mamba_expand`) in every layer, the gate and norm in each of its three
+ * arrangements, biases, and μP multipliers away from 1.
+ *
+ * @example
+ * ```ts
+ * import { falconH1 } from "./transformers_configs_ssm.ts";
+ * import { Dice } from "./transformers_configs_parts.ts";
+ * falconH1(new Dice(1)).vocab_size; // 20 to 256
+ * ```
+ */
+export function falconH1(d: Dice): Record<string, unknown> {
+  const c = common(d);
+  const heads = d.pick([1, 2, 4]);
+  const headDim = d.pick([4, 8, 12, 16]);
+  const hidden = heads * headDim;
+  const mixer = bambaMixer(d, hidden);
+  // Falcon-H1 names its Mamba width mamba_d_ssm (default 1024); null means mamba_expand × hidden.
+  const inner = hidden * (mixer.mamba_expand as number);
+  if (d.chance(0.5)) {
+    delete mixer.mamba_expand;
+    mixer.mamba_d_ssm = inner;
+  } else mixer.mamba_d_ssm = null;
+  // Never whole numbers: the config class's fields are typed float, and JSON writes 1.0 as 1.
+  const m = () => d.pick([0.5, 0.8, 0.999, 1.25, 2.5]);
+  const rms = d.chance(0.6);
+  return {
+    ...c,
+    hidden_size: hidden,
+    num_attention_heads: heads,
+    num_key_value_heads: d.pick(divisors(heads)),
+    ...(d.chance(0.4) ? { head_dim: headDim } : {}),
+    intermediate_size: d.int(2, 24) * 2,
+    ...mixer,
+    mamba_rms_norm: rms,
+    ...(rms ? { mamba_norm_before_gate: d.chance(0.5) } : {}),
+    projectors_bias: d.chance(0.3),
+    attention_bias: d.chance(0.3),
+    mlp_bias: d.chance(0.3),
+    embedding_multiplier: m(),
+    lm_head_multiplier: m(),
+    key_multiplier: m(),
+    attention_in_multiplier: m(),
+    attention_out_multiplier: m(),
+    ssm_in_multiplier: m(),
+    ssm_out_multiplier: m(),
+    mlp_multipliers: [m(), m()],
+    ssm_multipliers: [m(), m(), m(), m(), m()],
+    rope_parameters: rope(d),
+    max_position_embeddings: d.pick([64, 512, 4096]),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+  };
+}

@@ -20,7 +20,7 @@ import { specOf } from "../../models/architectures/mod.ts";
 import { routerHasBias } from "../../ops/moe/mod.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
 import { clampsDelta } from "../../models/mamba2.ts";
-import { expertWidth } from "../../models/config.ts";
+import { expertWidth, hasAttention, hasMamba } from "../../models/config.ts";
 import { requestDevice } from "../../runtime/device.ts";
 import { compile } from "../../runtime/executable.ts";
 import { readModelConfig } from "../model/source.ts";
@@ -138,7 +138,7 @@ async function inspectModel(
       ? `${(n / 1e3).toFixed(1)}K`
       : `${n}`;
   const pattern = cfg.pattern.map((p) =>
-    `${p.mixer === "attention" ? "A" : p.mixer === "mamba" ? "M" : ""}${
+    `${hasAttention(p) ? "A" : ""}${hasMamba(p) ? "M" : ""}${
       p.ffn === "moe" ? "e" : p.ffn === "mlp" ? "f" : ""
     }`
   );
@@ -149,7 +149,7 @@ async function inspectModel(
     const a = cfg.attention;
     const windows = [
       ...new Set(
-        cfg.pattern.flatMap((p) => p.mixer === "attention" ? [p.window ?? a.slidingWindow] : []),
+        cfg.pattern.flatMap((p) => hasAttention(p) ? [p.window ?? a.slidingWindow] : []),
       ),
     ];
     const rope = !a.ropeTheta
@@ -186,7 +186,12 @@ async function inspectModel(
       `mamba-2: state ${cfg.mamba!.stateSize}, ${ssd.heads} heads × ${ssd.headDim} (inner ${
         cfg.mamba!.inner
       }), ${ssd.groups} B/C group${ssd.groups > 1 ? "s" : ""}, conv ${cfg.mamba!.convKernel}` +
-        `, gated norm over ${ssd.normGroups > 1 ? `${ssd.normGroups} groups` : "all channels"}` +
+        (ssd.gatedNorm === "gate_only"
+          ? ", silu(z) gate, no norm"
+          : `, ${ssd.gatedNorm === "norm_first" ? "norm then gate" : "gated norm"} over ${
+            ssd.normGroups > 1 ? `${ssd.normGroups} groups` : "all channels"
+          }`) +
+        (ssd.projScale || ssd.inScale !== undefined ? ", μP factors" : "") +
         (clampsDelta(ssd.dtLimit) ? `, Δ clamped to [${lo}, ${hi}]` : ""),
     );
   } else if (cfg.mamba) {

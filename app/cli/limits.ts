@@ -13,7 +13,7 @@ import { buildPlan } from "../../compiler/plan.ts";
 import { formatBytes } from "../../core/format.ts";
 import type { DeviceCaps } from "../../core/types.ts";
 import { buildCausalLM } from "../../models/causal_lm.ts";
-import type { ModelConfig } from "../../models/config.ts";
+import { hasAttention, type ModelConfig } from "../../models/config.ts";
 import { UsageError } from "./errors.ts";
 
 /** Positions a run uses by default: the model's own limit when it is smaller. */
@@ -94,7 +94,7 @@ export function checkContextFits(
   maxBufferSize: number,
 ): void {
   const a = cfg.attention;
-  const layers = cfg.pattern.filter((p) => p.mixer === "attention").length;
+  const layers = cfg.pattern.filter(hasAttention).length;
   // Latent attention caches one row of kvLoraRank + ropeDim values a token, for K and V.
   const row = a?.mla ? a.mla.kvLoraRank + a.mla.ropeDim : a ? a.kvHeads * a.headDim : 0;
   const cache = layers ? maxSeq * row * 4 : 0;

@@ -91,9 +91,9 @@ export function initParam(
       return dt + Math.log(-Math.expm1(-dt)); // softplus⁻¹(Δ)
     });
   }
-  // BambaMixer's init (Granite's too): Δ's bias 1 in every head.
+  // BambaMixer's init (Granite's and Falcon-H1's too): Δ's bias 1 in every head.
   const bambaMixer = cfg.architecture === "GraniteMoeHybridForCausalLM" ||
-    cfg.architecture === "BambaForCausalLM";
+    cfg.architecture === "BambaForCausalLM" || cfg.architecture === "FalconH1ForCausalLM";
   if (bambaMixer && /\.dt_bias$/.test(name)) {
     return new Float32Array(n).fill(1);
   }

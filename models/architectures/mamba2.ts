@@ -59,8 +59,15 @@ function normGroupsField(c: ConfigReader, groups: number): number {
 /**
  * `time_step_limit` ([min, max] that Δ is clamped to; absent: [0, ∞)), with
  * transformers 5's `{"__float__": "Infinity"}` read as ∞.
+ *
+ * @example
+ * ```ts
+ * import { ConfigReader } from "./reader.ts";
+ * import { timeStepLimit } from "./mamba2.ts";
+ * timeStepLimit(new ConfigReader({ time_step_limit: [0, 2] }, "config.json", "x")); // [0, 2]
+ * ```
  */
-function timeStepLimit(c: ConfigReader): [number, number] {
+export function timeStepLimit(c: ConfigReader): [number, number] {
   const raw = c.raw("time_step_limit") ?? [0, Infinity];
   if (!Array.isArray(raw) || raw.length !== 2) {
     throw new TypeError(

@@ -22,6 +22,7 @@ import { nemotronH } from "./nemotron_h.ts";
 import { gptOss } from "./gpt_oss.ts";
 import { glm4Moe } from "./glm4_moe.ts";
 import { ernie4_5, ernie4_5Moe } from "./ernie4_5.ts";
+import { falconH1 } from "./falcon_h1.ts";
 import { deepseekV3 } from "./deepseek_v3.ts";
 import { deepseekV2 } from "./deepseek_v2.ts";
 import { graniteMoe, graniteMoeShared } from "./granite_moe.ts";
@@ -68,6 +69,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   GraniteMoeSharedForCausalLM: graniteMoeShared,
   Ernie4_5_MoeForCausalLM: ernie4_5Moe,
   Ernie4_5ForCausalLM: ernie4_5,
+  FalconH1ForCausalLM: falconH1,
 };
 
 /**

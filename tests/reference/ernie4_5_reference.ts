@@ -24,6 +24,7 @@ import {
   intField,
   type LayerKind,
   linear,
+  readAttention,
   type ReferenceModel,
   rmsNorm,
   type Weights,
@@ -102,7 +103,6 @@ export async function loadErnie(
     ub: await w.maybe(`${p}.up_proj.bias`, [width], biased),
     db: await w.maybe(`${p}.down_proj.bias`, [d], biased),
   });
-  const Q = heads * headDim, KV = kvHeads * headDim;
   const layers: Layer[] = [];
   for (const [l, kind] of kinds.entries()) {
     const p = `model.layers.${l}`;
@@ -110,16 +110,7 @@ export async function loadErnie(
     const layer: Layer = {
       norm1: await w.get(`${p}.input_layernorm.weight`, [d]),
       norm2: await w.get(`${p}.post_attention_layernorm.weight`, [d]),
-      attn: {
-        q: await w.get(`${a}.q_proj.weight`, [Q, d]),
-        k: await w.get(`${a}.k_proj.weight`, [KV, d]),
-        v: await w.get(`${a}.v_proj.weight`, [KV, d]),
-        o: await w.get(`${a}.o_proj.weight`, [d, Q]),
-        qb: await w.maybe(`${a}.q_proj.bias`, [Q], bias),
-        kb: await w.maybe(`${a}.k_proj.bias`, [KV], bias),
-        vb: await w.maybe(`${a}.v_proj.bias`, [KV], bias),
-        ob: await w.maybe(`${a}.o_proj.bias`, [d], bias),
-      },
+      attn: await readAttention(w, a, opt, { qkvBias: bias, outBias: bias, qkNorm: false }),
     };
     if (kind.ffn === "moe") {
       layer.router = await w.get(`${p}.mlp.gate.weight`, [E, d]);

@@ -92,7 +92,8 @@ export type ReferenceArchitecture =
   | "GraniteMoeForCausalLM"
   | "GraniteMoeSharedForCausalLM"
   | "Ernie4_5_MoeForCausalLM"
-  | "Ernie4_5ForCausalLM";
+  | "Ernie4_5ForCausalLM"
+  | "FalconH1ForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -114,6 +115,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "GraniteMoeSharedForCausalLM",
   "Ernie4_5_MoeForCausalLM",
   "Ernie4_5ForCausalLM",
+  "FalconH1ForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -341,6 +343,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       DeepseekV2ForCausalLM: 64,
       Ernie4_5_MoeForCausalLM: 64,
       Ernie4_5ForCausalLM: 0,
+      FalconH1ForCausalLM: 0,
     }[arch],
   );
 }
@@ -480,6 +483,8 @@ export interface AttentionOptions {
    * pairs ([−x₁, x₀, −x₃, x₂, …]), so pair (2i, 2i+1) turns by frequency i.
    */
   interleave?: boolean;
+  /** Falcon-H1's `key_multiplier`: keys scaled after k_proj, before RoPE. */
+  keyScale?: number;
 }
 
 /**
@@ -544,6 +549,7 @@ export function attention(
   const { hidden, heads, kvHeads, headDim } = opt;
   let q = linear(x, T, hidden, w.q, heads * headDim, w.qb);
   let k = linear(x, T, hidden, w.k, kvHeads * headDim, w.kb);
+  if (opt.keyScale !== undefined) k = k.map((v) => v * opt.keyScale!);
   const v = linear(x, T, hidden, w.v, kvHeads * headDim, w.vb);
   if (w.qNorm && w.kNorm && opt.qkNormPerHead) {
     q = rmsNorm(q, T * heads, headDim, w.qNorm, opt.qkNormEps!);
@@ -955,7 +961,8 @@ async function readSwiglu(
   };
 }
 
-async function readAttention(
+/** q/k/v/o_proj (and their biases and QK-norms, as `extras` says) of the attention at `prefix`. */
+export async function readAttention(
   w: Weights,
   prefix: string,
   opt: AttentionOptions,
@@ -1051,6 +1058,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./glm4_moe_reference.ts")).loadGlm4Moe(w, config, kinds)
       : arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM"
       ? await (await import("./ernie4_5_reference.ts")).loadErnie(w, config, kinds)
+      : arch === "FalconH1ForCausalLM"
+      ? await (await import("./falcon_h1_reference.ts")).loadFalconH1(w, config, kinds)
       : arch === "DeepseekV3ForCausalLM" || arch === "DeepseekV2ForCausalLM"
       ? await (await import("./deepseek_v3_reference.ts")).loadDeepseekV3(
         w,

@@ -26,8 +26,8 @@ export interface Mamba2Weights {
   aLog: Float64Array;
   /** D [H]. */
   d: Float64Array;
-  /** norm.weight [I]. */
-  norm: Float64Array;
+  /** norm.weight [I] (absent: Falcon-H1 without `mamba_rms_norm`). */
+  norm?: Float64Array;
   /** out_proj.weight [hidden, I]. */
   outProj: Float64Array;
   /** out_proj.bias (use_bias). */
@@ -62,6 +62,16 @@ export interface Mamba2Dims {
   normGroups: number;
   /** The conv's activation (`hidden_act`; default silu). The gated norm's gate is silu always. */
   act?: (v: number) => number;
+  /** Falcon-H1's `ssm_in_multiplier`: x scaled before in_proj. */
+  inScale?: number;
+  /** Falcon-H1's `ssm_multipliers`: in_proj's z, x, B, C and dt rows scaled (its `mup_vector`). */
+  projScale?: readonly number[];
+  /**
+   * The gate and the norm: `gate_first` (default, transformers' Mamba-2),
+   * `norm_first` (Falcon-H1's `mamba_norm_before_gate`: RMSNorm, weight, then
+   * ·silu(z)), `gate_only` (Falcon-H1 without `mamba_rms_norm`).
+   */
+  gate?: "gate_first" | "norm_first" | "gate_only";
 }
 
 const silu = (v: number) => v / (1 + Math.exp(-v));
@@ -83,7 +93,18 @@ export function mamba2Mixer(
 ): Float64Array {
   const { hidden: D, heads: H, headDim: P, groups: G, state: N, convKernel: K } = dims;
   const I = H * P, convDim = I + 2 * G * N, rows = I + convDim + H;
-  const proj = linear(x, T, D, w.inProj, rows, w.inProjBias);
+  const xs = dims.inScale === undefined ? x : x.map((v) => v * dims.inScale!);
+  const proj = linear(xs, T, D, w.inProj, rows, w.inProjBias);
+  if (dims.projScale) {
+    // compute_mup_vector: [z: I][x: I][B: GN][C: GN][dt: H].
+    const ends = [I, 2 * I, 2 * I + G * N, 2 * I + 2 * G * N, rows];
+    for (let t = 0; t < T; t++) {
+      for (let r = 0; r < rows; r++) {
+        proj[t * rows + r] *= dims.projScale[ends.findIndex((e) => r < e)];
+      }
+    }
+  }
+  const gate = dims.gate ?? "gate_first";
   // Causal depthwise conv over x·B·C (rows I … I + convDim), then silu.
   const xbc = new Float64Array(T * convDim);
   for (let t = 0; t < T; t++) {
@@ -113,11 +134,13 @@ export function mamba2Mixer(
           h[ch * N + n] = decay * h[ch * N + n] + dt * xv * b;
           acc += c * h[ch * N + n];
         }
-        y[t * I + ch] = (acc + w.d[hd] * xv) * silu(proj[t * rows + ch]);
+        const out = acc + w.d[hd] * xv;
+        y[t * I + ch] = gate === "norm_first" ? out : out * silu(proj[t * rows + ch]);
       }
     }
   }
-  // RMSNorm over each norm group, times the weight.
+  if (gate === "gate_only") return linear(y, T, I, w.outProj, D, w.outProjBias);
+  // RMSNorm over each norm group, times the weight (then the gate, norm first).
   const gs = I / dims.normGroups;
   for (let t = 0; t < T; t++) {
     for (let q = 0; q < dims.normGroups; q++) {
@@ -125,7 +148,8 @@ export function mamba2Mixer(
       for (let i = 0; i < gs; i++) ss += y[t * I + q * gs + i] ** 2;
       const r = 1 / Math.sqrt(ss / gs + dims.eps);
       for (let i = 0; i < gs; i++) {
-        y[t * I + q * gs + i] *= r * w.norm[q * gs + i];
+        y[t * I + q * gs + i] *= r * w.norm![q * gs + i];
+        if (gate === "norm_first") y[t * I + q * gs + i] *= silu(proj[t * rows + q * gs + i]);
       }
     }
   }

@@ -1,5 +1,6 @@
 /**
- * Expert parallelism for the `sigmoid_bias` router (GLM-4.5, DeepSeek-V3):
+ * Expert parallelism for the routers with a selection bias — `sigmoid_bias`
+ * (GLM-4.5, DeepSeek-V3) and `softmax_bias` (ERNIE 4.5):
  * the other device routes with the layer's selection bias, scaling, group
  * limit and normalisation, so a transformers-written GLM-4.5 checkpoint split
  * over two devices (two lavapipe adapters) gives the single device's logits
@@ -13,20 +14,23 @@ import { type GpuDevice, requestDevice } from "../runtime/device.ts";
 import { readTransformersRef, relToRms } from "./fixtures/transformers_ref.ts";
 import { gpu, relMaxError } from "./_util.ts";
 
-const DIR = new URL("./fixtures/hf/glm4_moe_group_limit/", import.meta.url).pathname;
-
 let second: Promise<GpuDevice> | undefined;
 const gpu2 = () => (second ??= requestDevice());
 
-Deno.test("expert parallel: GLM-4.5 with group-limited sigmoid routing on two devices", async () => {
-  const { ref, logits } = await readTransformersRef(`${DIR}/ref.json`, `${DIR}/logits.f32`);
+/**
+ * The checkpoint `name` of `fixtures/hf/` on one device and split over two:
+ * the same logits (to a few ulps), transformers' own, the same greedy ids.
+ */
+async function assertSplitRunsAsOne(name: string, counts: number[]): Promise<void> {
+  const dir = new URL(`./fixtures/hf/${name}/`, import.meta.url).pathname;
+  const { ref, logits } = await readTransformersRef(`${dir}/ref.json`, `${dir}/logits.f32`);
   const devices = [await gpu(), await gpu2()];
-  const one = await loadModel(DIR, { device: devices[0], quiet: true, prefillChunk: false });
-  const two = await loadModel(DIR, { devices, quiet: true });
+  const one = await loadModel(dir, { device: devices[0], quiet: true, prefillChunk: false });
+  const two = await loadModel(dir, { devices, quiet: true });
   try {
-    assert.deepEqual(two.parallel!.plan.counts, [8, 8]);
+    assert.deepEqual(two.parallel!.plan.counts, counts);
     const a = (await one.forward(ref.ids)).slice(), b = (await two.forward(ref.ids)).slice();
-    // Top-3: a token's experts on both devices are summed in another order (a few ulps).
+    // A token's experts on both devices are summed in another order (a few ulps).
     assert.ok(relMaxError(b, a) < 1e-5, `two devices vs one: ${relMaxError(b, a)}`);
     const e = relToRms(b, logits, ref.logit_rms);
     assert.ok(e < 1e-4, `two devices vs transformers: ${e.toExponential(2)} of the logit rms`);
@@ -42,6 +46,14 @@ Deno.test("expert parallel: GLM-4.5 with group-limited sigmoid routing on two de
     one.dispose();
     two.dispose();
   }
+}
+
+Deno.test("expert parallel: GLM-4.5 with group-limited sigmoid routing on two devices", async () => {
+  await assertSplitRunsAsOne("glm4_moe_group_limit", [8, 8]);
+});
+
+Deno.test("expert parallel: ERNIE 4.5's softmax + selection bias routing on two devices", async () => {
+  await assertSplitRunsAsOne("ernie4_5_moe_interval", [4, 4]);
 });
 
 Deno.test("routeOnHost: the kernel's choice, and every expert when a near-tie could flip it", () => {

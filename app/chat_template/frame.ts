@@ -2,13 +2,14 @@
  * Template scopes as Jinja's compiler lays them out. A scope (the template,
  * a loop iteration, a macro call, a set/filter/with/scope block) is a frame
  * of variables falling back to the enclosing one — with one twist Jinja's
- * code generation has: a name the enclosing scope assigns at its own level
- * before it reads it there (`{% set x = … %}` outside any `if`) is that
- * scope's own variable from the scope's start, so a nested scope that reads
- * it before the assignment has run sees it undefined, not the caller's `x`
- * (`{% for m in ms %}{{ x }}{% endfor %}{% set x = 1 %}` prints nothing for
- * `x` even when the context has one). The scope itself still reads the outer
- * value before its own assignment.
+ * code generation has: a name a scope assigns at its own level before it
+ * reads it there (`{% set x = … %}` outside any `if`) is that scope's own
+ * variable from the scope's start. When an enclosing template scope mentions
+ * the name too, that variable starts as the enclosing one's value; otherwise
+ * it starts undefined, so a nested scope reading it before the assignment
+ * sees it undefined, not the caller's `x` (`{% for m in ms %}{{ x }}{% endfor
+ * %}{% set x = 1 %}` prints nothing for `x` even when the context has one).
+ * The scope itself still reads the outer value before its own assignment.
  *
  * @module
  */
@@ -32,34 +33,53 @@ export class Frame {
   readonly vars: Map<string, unknown> = new Map();
   /** The enclosing scope. */
   readonly parent?: Frame;
-  readonly #own?: ReadonlySet<string>;
+  readonly #names?: ScopeNames;
 
   /** A scope inside `parent`, running `body` (whose own assignments it analyses). */
   constructor(parent?: Frame, body?: readonly Node[]) {
     this.parent = parent;
-    this.#own = body && assignedFirst(body);
+    this.#names = body && scopeNames(body);
   }
 
   /** `name`'s value, or Undefined (`inner`: asked from a nested scope). */
   lookup(name: string, inner = false): unknown {
     if (this.vars.has(name)) return this.vars.get(name);
-    if (inner && this.#own?.has(name)) return new Undefined(`'${name}' is undefined`);
+    // Jinja aliases such a name to an enclosing scope's variable when one of those
+    // mentions it; otherwise it starts undefined.
+    if (inner && this.#names?.assignedFirst.has(name) && !this.parent?.mentions(name)) {
+      return new Undefined(`'${name}' is undefined`);
+    }
     return this.parent ? this.parent.lookup(name, true) : new Undefined(`'${name}' is undefined`);
+  }
+
+  /** Whether this scope or an enclosing template scope reads or assigns `name` at its own level. */
+  mentions(name: string): boolean {
+    if (!this.#names) return false;
+    return this.#names.refs.has(name) || (this.parent?.mentions(name) ?? false);
   }
 }
 
-const ANALYSED = new WeakMap<readonly Node[], ReadonlySet<string>>();
+/** A scope body's names at its own level: all it reads or assigns, and those it assigns first. */
+interface ScopeNames {
+  readonly refs: ReadonlySet<string>;
+  readonly assignedFirst: ReadonlySet<string>;
+}
+
+const ANALYSED = new WeakMap<readonly Node[], ScopeNames>();
 
 /**
- * Names `body` assigns at its own level (not inside `if` branches, nor in
- * nested scopes) before it reads them there.
+ * The names `body` reads or assigns at its own level (not in nested scopes),
+ * and those it assigns (outside `if` branches) before it reads them there.
  */
-function assignedFirst(body: readonly Node[]): ReadonlySet<string> {
+function scopeNames(body: readonly Node[]): ScopeNames {
   let got = ANALYSED.get(body);
   if (!got) {
     const first = new Map<string, "load" | "store">();
     walk(body, first, false);
-    got = new Set([...first].filter(([, e]) => e === "store").map(([n]) => n));
+    got = {
+      refs: new Set(first.keys()),
+      assignedFirst: new Set([...first].filter(([, e]) => e === "store").map(([n]) => n)),
+    };
     ANALYSED.set(body, got);
   }
   return got;

@@ -104,13 +104,20 @@ Deno.test("generate streams text through the tokenizer and stops at a stop strin
 });
 
 Deno.test("a folder without tokenizer.json still runs on token ids", async () => {
-  await withModel("mamba", { tokenizer: "none" }, async (model) => {
+  await withModel("mamba", { tokenizer: "none" }, async (model, dir) => {
     assert.equal(model.tokenizer, undefined);
     const logits = await model.forward([1, 2, 3]);
     assert.equal(logits.length, 3 * model.config.vocabSize);
-    await assert.rejects(async () => {
+    const generate = async () => {
       for await (const _ of model.generate("hi")) { /* */ }
-    }, /no tokenizer.json/);
+    };
+    await assert.rejects(generate, (e: Error) => !/tokenizer\.model/.test(e.message));
+    // A SentencePiece tokenizer.model alone (ERNIE 4.5's folders): the message says how to convert.
+    await Deno.writeTextFile(`${dir}/tokenizer.model`, "");
+    await assert.rejects(
+      generate,
+      /no tokenizer\.json \(its SentencePiece tokenizer\.model is not read/,
+    );
   });
 });
 

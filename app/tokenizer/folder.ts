@@ -27,3 +27,24 @@ export async function folderTokenizer(dir: string): Promise<Tokenizer | undefine
   }
   return await Tokenizer.fromFile(file);
 }
+
+/**
+ * What to tell a user whose folder has no tokenizer.json: that its
+ * SentencePiece `tokenizer.model` (ERNIE 4.5's, older Llama-family repos')
+ * is not read, and how transformers converts it; "" when there is none.
+ *
+ * @example
+ * ```ts ignore
+ * import { missingTokenizerHint } from "./folder.ts";
+ * console.log(`no tokenizer.json${missingTokenizerHint("./ERNIE-4.5-0.3B-PT")}`);
+ * ```
+ */
+export function missingTokenizerHint(dir: string): string {
+  try {
+    Deno.statSync(`${dir.replace(/\/$/, "")}/tokenizer.model`);
+  } catch {
+    return "";
+  }
+  return ` (its SentencePiece tokenizer.model is not read: write a tokenizer.json beside it with ` +
+    `transformers, AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))`;
+}

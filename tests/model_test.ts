@@ -104,20 +104,13 @@ Deno.test("generate streams text through the tokenizer and stops at a stop strin
 });
 
 Deno.test("a folder without tokenizer.json still runs on token ids", async () => {
-  await withModel("mamba", { tokenizer: "none" }, async (model, dir) => {
+  await withModel("mamba", { tokenizer: "none" }, async (model) => {
     assert.equal(model.tokenizer, undefined);
     const logits = await model.forward([1, 2, 3]);
     assert.equal(logits.length, 3 * model.config.vocabSize);
-    const generate = async () => {
+    await assert.rejects(async () => {
       for await (const _ of model.generate("hi")) { /* */ }
-    };
-    await assert.rejects(generate, (e: Error) => !/tokenizer\.model/.test(e.message));
-    // A SentencePiece tokenizer.model alone (ERNIE 4.5's folders): the message says how to convert.
-    await Deno.writeTextFile(`${dir}/tokenizer.model`, "");
-    await assert.rejects(
-      generate,
-      /no tokenizer\.json \(its SentencePiece tokenizer\.model is not read/,
-    );
+    }, /no tokenizer.json/);
   });
 });
 

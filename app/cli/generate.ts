@@ -26,7 +26,6 @@ import { UsageError } from "./errors.ts";
 import { readImatrixOption } from "./quantize.ts";
 import { checkContextFits, maxSeqFor } from "./limits.ts";
 import { checkWritable, modelFolder } from "./paths.ts";
-import { missingTokenizerHint } from "../tokenizer/folder.ts";
 import { DEFAULT_MODEL_COMMAND, defaultModelPath, findDefaultModel } from "../default_model.ts";
 import { createStepProgress, progressMode } from "./step_progress.ts";
 import { usage } from "./usage.ts";
@@ -224,8 +223,7 @@ async function run(
   const tok = model.tokenizer;
   if (!tok) {
     throw new TypeError(
-      "generate: the model folder has no tokenizer.json, which turns --prompt into tokens" +
-        missingTokenizerHint(model.source),
+      "generate: the model folder has no tokenizer.json, which turns --prompt into tokens",
     );
   }
   // A chat template writes the special tokens itself (transformers encodes its text without).

@@ -41,7 +41,6 @@ import type { ExpertPlan } from "../experts/placement.ts";
 import type { ExpertParallel } from "../experts/parallel.ts";
 import type { ExpertScheduler } from "../experts/scheduler.ts";
 import type { Tokenizer } from "../tokenizer/mod.ts";
-import { missingTokenizerHint } from "../tokenizer/folder.ts";
 import { decodeLoop, type DecodeRunner } from "./decode_loop.ts";
 import { prefillBuckets } from "./prefill_chunks.ts";
 
@@ -310,9 +309,7 @@ export class Model {
     const tok = this.tokenizer;
     if (!tok) {
       throw new TypeError(
-        `generate: this model folder has no tokenizer.json${
-          missingTokenizerHint(this.source)
-        }; use forward() with token ids`,
+        "generate: this model folder has no tokenizer.json; use forward() with token ids",
       );
     }
     const ids = tok.encode(prompt, { addSpecialTokens: options.addSpecialTokens ?? true });

@@ -6,10 +6,12 @@
 
 import { fileError } from "../fs_errors.ts";
 import { Tokenizer } from "./tokenizer.ts";
+import { sentencePieceTokenizer } from "./sentencepiece.ts";
 
 /**
- * Loads `DIR/tokenizer.json`; undefined when the folder has none (token ids
- * only). An unreadable file is an error naming it (and the flag to add).
+ * Loads `DIR/tokenizer.json`, else a SentencePiece `DIR/tokenizer.model` (see
+ * `sentencepiece.ts`); undefined when the folder has neither (token ids only).
+ * An unreadable file is an error naming it (and the flag to add).
  *
  * @example
  * ```ts ignore
@@ -22,29 +24,37 @@ export async function folderTokenizer(dir: string): Promise<Tokenizer | undefine
   try {
     await Deno.stat(file);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
+    if (e instanceof Deno.errors.NotFound) return await sentencePieceFolder(dir);
     throw fileError(e, file, "tokenizer.json");
   }
   return await Tokenizer.fromFile(file);
 }
 
 /**
- * What to tell a user whose folder has no tokenizer.json: that its
- * SentencePiece `tokenizer.model` (ERNIE 4.5's, older Llama-family repos')
- * is not read, and how transformers converts it; "" when there is none.
- *
- * @example
- * ```ts ignore
- * import { missingTokenizerHint } from "./folder.ts";
- * console.log(`no tokenizer.json${missingTokenizerHint("./ERNIE-4.5-0.3B-PT")}`);
- * ```
+ * `DIR/tokenizer.model` (SentencePiece) with tokenizer_config.json's
+ * `add_bos_token` / `add_eos_token`, when the folder has one.
  */
-export function missingTokenizerHint(dir: string): string {
+async function sentencePieceFolder(dir: string): Promise<Tokenizer | undefined> {
+  const base = dir.replace(/\/$/, "");
+  const file = `${base}/tokenizer.model`;
+  let bytes: Uint8Array;
   try {
-    Deno.statSync(`${dir.replace(/\/$/, "")}/tokenizer.model`);
-  } catch {
-    return "";
+    bytes = await Deno.readFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw fileError(e, file, "tokenizer.model");
   }
-  return ` (its SentencePiece tokenizer.model is not read: write a tokenizer.json beside it with ` +
-    `transformers, AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))`;
+  let config: Record<string, unknown> = {};
+  try {
+    config = JSON.parse(await Deno.readTextFile(`${base}/tokenizer_config.json`));
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new SyntaxError(`${base}/tokenizer_config.json: ${(e as Error).message}`);
+    }
+  }
+  const flag = (k: string) => (typeof config[k] === "boolean" ? config[k] as boolean : undefined);
+  return sentencePieceTokenizer(bytes, file, {
+    addBos: flag("add_bos_token"),
+    addEos: flag("add_eos_token"),
+  });
 }

@@ -12,6 +12,9 @@ import { join } from "node:path";
 import { parseSentencePiece, sentencePieceTokenizer } from "../app/tokenizer/sentencepiece.ts";
 import { folderTokenizer } from "../app/tokenizer/folder.ts";
 import { withTmp } from "./_util.ts";
+import { kiln } from "./cli_util.ts";
+import { modelTokenizer } from "../app/model/source.ts";
+import { GgufFile } from "../app/gguf/file.ts";
 
 const DIR = new URL("./fixtures/sentencepiece/", import.meta.url).pathname;
 const MODEL = join(DIR, "tokenizer.model");
@@ -80,4 +83,36 @@ Deno.test("sentencepiece: unigram models, NFKC normalizers and bad bytes are ref
       e instanceof SyntaxError && /bad\.model: not a SentencePiece model/.test(e.message),
   );
   assert.throws(() => parseSentencePiece(new Uint8Array(0), "empty.model"), /no pieces/);
+});
+
+Deno.test("sentencepiece: kiln quantize writes a tokenizer.model folder's vocabulary as llama.cpp's converter does", async () => {
+  const src =
+    new URL("./fixtures/llama_cpp/ernie4_5/ernie4_5_dense_conv/", import.meta.url).pathname;
+  await withTmp(async (dir) => {
+    for (const f of ["config.json", "model.safetensors"]) {
+      await Deno.copyFile(join(src, f), join(dir, f));
+    }
+    await Deno.copyFile(MODEL, join(dir, "tokenizer.model"));
+    await Deno.writeTextFile(
+      join(dir, "tokenizer_config.json"),
+      JSON.stringify({ add_bos_token: true, chat_template: "{{ messages[0].content }}" }),
+    );
+    const out = join(dir, "m.gguf");
+    const r = await kiln("quantize", dir, "--type", "f32", "-o", out, "--quiet");
+    assert.equal(r.code, 0, r.stderr);
+    using f = await GgufFile.open(out);
+    assert.equal(f.metadata.get("tokenizer.ggml.model"), "llama");
+    assert.equal(f.metadata.get("tokenizer.chat_template"), "{{ messages[0].content }}");
+    const parsed = parseSentencePiece(await Deno.readFile(MODEL), MODEL);
+    const scores = f.metadata.get("tokenizer.ggml.scores") as { values: readonly number[] };
+    assert.deepEqual([...scores.values], parsed.pieces.map((p) => p.score));
+    // The file's tokenizer and the folder's encode alike.
+    const fromGguf = (await modelTokenizer(out))!, fromFolder = (await folderTokenizer(dir))!;
+    for (const text of ["Call me Ishmael.", "ünïcödé 🙂 1234", "  two  spaces  "]) {
+      assert.deepEqual(
+        fromGguf.encode(text, { addSpecialTokens: true }),
+        fromFolder.encode(text, { addSpecialTokens: true }),
+      );
+    }
+  });
 });

@@ -22,6 +22,7 @@ import { convertToGguf, type GgufOutType } from "../gguf/arch.ts";
 import { GgufCheckpoint } from "../gguf/checkpoint.ts";
 import { GgufFile } from "../gguf/file.ts";
 import { ggufTokenizerMetadata } from "../gguf/tokenizer_export.ts";
+import { sentencePieceMetadata } from "../tokenizer/sentencepiece.ts";
 import type { GgufEntry } from "../gguf/value.ts";
 import { isPermissionError, readJsonFile } from "../fs_errors.ts";
 import { isGgufPath, openWeights } from "../model/source.ts";
@@ -286,7 +287,8 @@ async function fromFolder(dir: string): Promise<SourceParts> {
   // Without a tokenizer, llama.cpp still needs `tokenizer.ggml.model`: "none" loads
   // there as a vocabulary of `<arch>.vocab_size` ids and no text.
   const metadata: [string, GgufEntry][] = tokenizer === undefined
-    ? [["tokenizer.ggml.model", { type: "string", value: "none" }]]
+    ? await sentencePieceEntries(dir) ??
+      [["tokenizer.ggml.model", { type: "string", value: "none" }]]
     : [
       ...ggufTokenizerMetadata(tokenizer, {
         tokenizerConfig: await withChatTemplate(
@@ -302,6 +304,46 @@ async function fromFolder(dir: string): Promise<SourceParts> {
     ? undefined
     : basename(resolve(dir));
   return { config: cfg, metadata, defaultName };
+}
+
+/**
+ * A folder's SentencePiece `tokenizer.model` as GGUF entries (with
+ * tokenizer_config.json's BOS/EOS flags and chat template), or undefined
+ * without one.
+ */
+async function sentencePieceEntries(dir: string): Promise<[string, GgufEntry][] | undefined> {
+  const at = (f: string) => `${dir.replace(/\/+$/, "")}/${f}`;
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(at("tokenizer.model"));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  const raw = await readJsonFile(at("tokenizer_config.json"), "a tokenizer_config.json", true);
+  const cfg = (await withChatTemplate(dir, raw) ?? {}) as Record<string, unknown>;
+  const flag = (k: string) => (typeof cfg[k] === "boolean" ? cfg[k] as boolean : undefined);
+  const meta = sentencePieceMetadata(bytes, at("tokenizer.model"), {
+    addBos: flag("add_bos_token"),
+    addEos: flag("add_eos_token"),
+  });
+  const out: [string, GgufEntry][] = [...meta].map(([k, value]) => [
+    k,
+    {
+      type: typeof value === "string"
+        ? "string"
+        : typeof value === "boolean"
+        ? "bool"
+        : typeof value === "number"
+        ? "u32"
+        : "array",
+      value,
+    },
+  ]);
+  if (typeof cfg.chat_template === "string") {
+    out.push(["tokenizer.chat_template", { type: "string", value: cfg.chat_template }]);
+  }
+  return out;
 }
 
 /**

@@ -164,21 +164,24 @@ export function parseSentencePiece(bytes: Uint8Array, file: string): SentencePie
 }
 
 /**
- * The tokenizer of a `tokenizer.model` (see the module notes): `addBos` and
- * `addEos` as tokenizer_config.json's `add_bos_token` / `add_eos_token`
- * (defaults true and false, Llama's).
+ * A `tokenizer.model`'s GGUF vocabulary, as llama.cpp's converter writes it
+ * (`_set_vocab_sentencepiece`): `tokenizer.ggml.model` "llama", the pieces,
+ * their scores and types, the special ids, `add_bos_token` / `add_eos_token`
+ * where tokenizer_config.json states them (absent, llama.cpp adds BOS and no
+ * EOS) and `add_space_prefix` when the model adds no dummy prefix. Refuses what {@linkcode
+ * sentencePieceTokenizer} refuses.
  *
  * @example
  * ```ts ignore
- * const tok = sentencePieceTokenizer(await Deno.readFile(path), path, { addBos: true });
- * tok.encode("Hello", { addSpecialTokens: true });
+ * const meta = sentencePieceMetadata(await Deno.readFile(path), path, { addBos: true });
+ * meta.get("tokenizer.ggml.model"); // "llama"
  * ```
  */
-export function sentencePieceTokenizer(
+export function sentencePieceMetadata(
   bytes: Uint8Array,
   file: string,
   options: { addBos?: boolean; addEos?: boolean } = {},
-): Tokenizer {
+): Map<string, GgufValue> {
   const m = parseSentencePiece(bytes, file);
   const refuse = (what: string): never => {
     throw new TypeError(
@@ -194,16 +197,38 @@ export function sentencePieceTokenizer(
   if (m.removeExtraWhitespaces) refuse("remove_extra_whitespaces");
   const meta = new Map<string, GgufValue>([
     ["tokenizer.ggml.model", "llama"],
+    ["tokenizer.ggml.pre", "default"],
     ["tokenizer.ggml.tokens", { type: "string", values: m.pieces.map((p) => p.piece) }],
     ["tokenizer.ggml.scores", { type: "f32", values: m.pieces.map((p) => p.score) }],
     ["tokenizer.ggml.token_type", { type: "i32", values: m.pieces.map((p) => p.type) }],
-    ["tokenizer.ggml.add_bos_token", options.addBos ?? true],
-    ["tokenizer.ggml.add_eos_token", options.addEos ?? false],
-    ["tokenizer.ggml.add_space_prefix", m.addDummyPrefix],
   ]);
-  // A trainer's id of -1 means none (sentencepiece's pad by default).
-  for (const [key, v] of [["unknown", m.unkId], ["bos", m.bosId], ["eos", m.eosId]] as const) {
+  // A trainer's id of -1 means none; unknown is 0 unless said (llama.cpp's default too).
+  const ids = [["bos", m.bosId], ["eos", m.eosId], ["unknown", m.unkId || -1]] as const;
+  for (const [key, v] of ids) {
     if (v >= 0 && v < m.pieces.length) meta.set(`tokenizer.ggml.${key}_token_id`, v);
   }
-  return tokenizerFromGguf(meta, file);
+  // As the converter: the flags tokenizer_config.json states (absent: BOS yes, EOS no).
+  if (options.addBos !== undefined) meta.set("tokenizer.ggml.add_bos_token", options.addBos);
+  if (options.addEos !== undefined) meta.set("tokenizer.ggml.add_eos_token", options.addEos);
+  if (!m.addDummyPrefix) meta.set("tokenizer.ggml.add_space_prefix", false);
+  return meta;
+}
+
+/**
+ * The tokenizer of a `tokenizer.model` (see the module notes): `addBos` and
+ * `addEos` as tokenizer_config.json's `add_bos_token` / `add_eos_token`
+ * (defaults true and false, Llama's).
+ *
+ * @example
+ * ```ts ignore
+ * const tok = sentencePieceTokenizer(await Deno.readFile(path), path, { addBos: true });
+ * tok.encode("Hello", { addSpecialTokens: true });
+ * ```
+ */
+export function sentencePieceTokenizer(
+  bytes: Uint8Array,
+  file: string,
+  options: { addBos?: boolean; addEos?: boolean } = {},
+): Tokenizer {
+  return tokenizerFromGguf(sentencePieceMetadata(bytes, file, options), file);
 }

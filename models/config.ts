@@ -48,6 +48,7 @@ export const ARCHITECTURES = [
   "Ernie4_5_MoeForCausalLM",
   "Ernie4_5ForCausalLM",
   "FalconH1ForCausalLM",
+  "Dots1ForCausalLM",
 ] as const;
 
 /**

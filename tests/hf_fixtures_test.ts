@@ -80,6 +80,9 @@ const FIXTURES = [
   // Falcon-H1: attention and Mamba-2 side by side, μP multipliers (fixtures/hf/falcon_h1_cases.json).
   "falcon_h1",
   "falcon_h1_norm_bias",
+  // dots.llm1: Qwen3's attention over DeepSeek-V3's experts (fixtures/hf/dots1_cases.json).
+  "dots1",
+  "dots1_sliding_bias",
 ];
 
 const readRef = (name: string) =>

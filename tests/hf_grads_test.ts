@@ -68,7 +68,7 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
   }
   if (!ref.aux) {
     // No balancing loss: a model without experts, or GLM-4.5's bias-balanced routing.
-    if (!/^(glm4_moe|deepseek_v[23]|nemotron_h_moe)/.test(name)) {
+    if (!/^(glm4_moe|deepseek_v[23]|nemotron_h_moe|dots1)/.test(name)) {
       assert.equal(k.auxPerLayer.length, 0);
     }
     return;
@@ -141,6 +141,10 @@ const FIXTURES = [
   // before the gate with biases everywhere and a Δ limit.
   "falcon_h1",
   "falcon_h1_norm_bias",
+  // dots.llm1: per-head QK-norm with biases on all four projections, sliding layers, a
+  // selection-biased sigmoid router over two groups, unnormalised and scaled.
+  "dots1",
+  "dots1_sliding_bias",
 ];
 
 for (const name of FIXTURES) {

@@ -48,6 +48,7 @@ export const ARCHITECTURES = [
   "Ernie4_5_MoeForCausalLM",
   "Ernie4_5ForCausalLM",
   "FalconH1ForCausalLM",
+  "Dots1ForCausalLM",
 ] as const;
 
 /**
@@ -236,6 +237,28 @@ function glm4Moe(d: Dice): Record<string, unknown> {
 }
 
 /**
+ * dots.llm1: Qwen3's attention (per-head QK-norm, biases on all four
+ * projections or none) over DeepSeek-V3's experts; sliding layers from
+ * `max_window_layers` on, or none.
+ */
+function dots1(d: Dice, promptLen: number): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const c: Record<string, unknown> = {
+    ...base,
+    ...attention(d, 0.5),
+    ...sigmoidExperts(d, layers),
+    attention_bias: d.chance(0.4),
+    sliding_window: null,
+  };
+  if (d.chance(0.5)) {
+    c.sliding_window = d.int(2, promptLen);
+    c.max_window_layers = d.int(0, layers);
+  }
+  return c;
+}
+
+/**
  * ERNIE 4.5: RoPE on adjacent pairs, `use_bias` on every projection (and the
  * MoE class's LM head); MoE layers by start, end and interval, softmax plus a
  * selection bias (the checkpoint's `moe_statics`, drawn at random), shared
@@ -418,6 +441,8 @@ export function randomCases(
       ? ernie(d, arch === "Ernie4_5_MoeForCausalLM")
       : arch === "FalconH1ForCausalLM"
       ? falconH1(d)
+      : arch === "Dots1ForCausalLM"
+      ? dots1(d, prompt_len)
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

@@ -528,6 +528,8 @@ export function sigmoidMoeFields(
     shared?: number;
     /** Read `n_group` / `topk_group` (default true; false: `groups` and `kept` as given). */
     readGroups?: boolean;
+    /** `norm_topk_prob` when the config gives none (default true). */
+    normTopk?: boolean;
   },
 ): { pattern: LayerSpec[]; moe: MoeConfig | undefined; extraLayers: number } {
   // Both classes map num_local_experts onto n_routed_experts (their attribute_map).
@@ -552,7 +554,7 @@ export function sigmoidMoeFields(
       ? {
         // Balanced by its selection bias (V3), or by losses transformers does not add (V2).
         ...moeFields(c, field, {
-          normTopk: o.softmax ? false : c.bool("norm_topk_prob", true),
+          normTopk: o.softmax ? false : c.bool("norm_topk_prob", o.normTopk ?? true),
           experts: o.experts,
           topK: o.topK,
           auxLossCoef: 0,

@@ -110,19 +110,27 @@ function routeV2(
   return { experts, weights: experts.map((e) => p[e] * o.scale) };
 }
 
-/** The GLM-4.5 reference model of a loaded checkpoint. */
+/**
+ * The GLM-4.5 reference model of a loaded checkpoint; dots.llm1's
+ * (`Dots1ForCausalLM`) too: Qwen3's attention — RoPE over whole heads, the
+ * per-head QK-norm always, `attention_bias` on all four projections, a window
+ * on the layers `kinds` marks — in the same frame.
+ */
 export function loadGlm4Moe(
   w: Weights,
   config: HfConfig,
   kinds: LayerKind[],
 ): Promise<ReferenceModel> {
+  const dots = (config.architectures as string[] | undefined)?.[0] === "Dots1ForCausalLM";
   const d = intField(config, "hidden_size");
-  const eps = field(config, "rms_norm_eps", 1e-5);
+  const eps = field(config, "rms_norm_eps", dots ? 1e-6 : 1e-5);
   const heads = intField(config, "num_attention_heads");
-  const kvHeads = intField(config, "num_key_value_heads", 8);
+  const kvHeads = intField(config, "num_key_value_heads", dots ? heads : 8);
   const headDim = config.head_dim == null ? d / heads : intField(config, "head_dim");
   const rp = (config.rope_parameters ?? {}) as HfConfig;
-  const partial = (rp.partial_rotary_factor ?? config.partial_rotary_factor ?? 0.5) as number;
+  const partial = dots
+    ? 1
+    : (rp.partial_rotary_factor ?? config.partial_rotary_factor ?? 0.5) as number;
   const R = Math.floor(headDim * partial);
   const opt: AttentionOptions = {
     hidden: d,
@@ -135,9 +143,10 @@ export function loadGlm4Moe(
     qkNormEps: eps,
     qkNormPerHead: true,
   };
-  const qkvBias = config.attention_bias === true, qkNorm = config.use_qk_norm === true;
+  const qkvBias = config.attention_bias === true, qkNorm = dots || config.use_qk_norm === true;
   const Q = heads * headDim, KV = kvHeads * headDim;
-  return loadSigmoidMoe(w, config, kinds, "Glm4MoeForCausalLM", async (p) => {
+  const arch = dots ? "Dots1ForCausalLM" : "Glm4MoeForCausalLM";
+  return loadSigmoidMoe(w, config, kinds, arch, async (p) => {
     const a: AttentionWeights = {
       q: await w.get(`${p}.self_attn.q_proj.weight`, [Q, d]),
       k: await w.get(`${p}.self_attn.k_proj.weight`, [KV, d]),
@@ -146,10 +155,13 @@ export function loadGlm4Moe(
       qb: await w.maybe(`${p}.self_attn.q_proj.bias`, [Q], qkvBias),
       kb: await w.maybe(`${p}.self_attn.k_proj.bias`, [KV], qkvBias),
       vb: await w.maybe(`${p}.self_attn.v_proj.bias`, [KV], qkvBias),
+      ob: await w.maybe(`${p}.self_attn.o_proj.bias`, [d], dots && qkvBias),
       qNorm: await w.maybe(`${p}.self_attn.q_norm.weight`, [headDim], qkNorm),
       kNorm: await w.maybe(`${p}.self_attn.k_norm.weight`, [headDim], qkNorm),
     };
-    return (x, T) => attention(x, T, a, opt);
+    const window = kinds[Number(p.split(".").at(-1))].window;
+    const layerOpt = window === undefined ? opt : { ...opt, slidingWindow: window };
+    return (x, T) => attention(x, T, a, layerOpt);
   });
 }
 

@@ -93,7 +93,8 @@ export type ReferenceArchitecture =
   | "GraniteMoeSharedForCausalLM"
   | "Ernie4_5_MoeForCausalLM"
   | "Ernie4_5ForCausalLM"
-  | "FalconH1ForCausalLM";
+  | "FalconH1ForCausalLM"
+  | "Dots1ForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -116,6 +117,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "Ernie4_5_MoeForCausalLM",
   "Ernie4_5ForCausalLM",
   "FalconH1ForCausalLM",
+  "Dots1ForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -237,6 +239,17 @@ export function layerKinds(config: HfConfig): LayerKind[] {
       ffn: i >= dense ? "moe" : "mlp",
     }));
   }
+  if (arch === "Dots1ForCausalLM") {
+    // Dots1DecoderLayer: DeepSeek-V3's dense-then-experts; each layer's window from the
+    // layer_types transformers writes (sliding from max_window_layers on).
+    const dense = intField(config, "first_k_dense_replace", 0);
+    const types = (config.layer_types ?? Array(n).fill("full_attention")) as string[];
+    return types.map((t, i) => ({
+      mixer: "attention",
+      ffn: i >= dense ? "moe" : "mlp",
+      ...(t === "sliding_attention" ? { window: intField(config, "sliding_window") } : {}),
+    }));
+  }
   if (arch === "GptOssForCausalLM") {
     // GptOssConfig.__post_init__: without layer_types, even layers slide.
     const types = (config.layer_types ??
@@ -344,6 +357,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       Ernie4_5_MoeForCausalLM: 64,
       Ernie4_5ForCausalLM: 0,
       FalconH1ForCausalLM: 0,
+      Dots1ForCausalLM: 0,
     }[arch],
   );
 }
@@ -1054,7 +1068,7 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./granite_reference.ts")).loadBamba(w, config, kinds)
       : arch === "NemotronHForCausalLM"
       ? await (await import("./granite_reference.ts")).loadNemotronH(w, config, kinds)
-      : arch === "Glm4MoeForCausalLM"
+      : arch === "Glm4MoeForCausalLM" || arch === "Dots1ForCausalLM"
       ? await (await import("./glm4_moe_reference.ts")).loadGlm4Moe(w, config, kinds)
       : arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM"
       ? await (await import("./ernie4_5_reference.ts")).loadErnie(w, config, kinds)

@@ -19,12 +19,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ggufArchMetadata, openGgufModel } from "../app/gguf/arch.ts";
 import { parseConfig } from "../models/architectures/mod.ts";
-import type { ModelConfig } from "../models/config.ts";
 import { rejectsWith, withTmp } from "./_util.ts";
 import {
   assertRunsToTransformers,
   assertSameWeights,
   assertWritesLikeConverter,
+  comparable,
+  folderConfig,
   rewrite,
 } from "./fixtures/converter_compare.ts";
 
@@ -36,14 +37,6 @@ const CASES: [string, string][] = [
   ["ernie4_5_dense_conv", "ernie4_5"],
 ];
 const gguf = (name: string) => join(DIR, name, "llama_cpp_f32.gguf");
-const folderConfig = async (dir: string) =>
-  JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
-
-/** The config without its token ids (the converter takes those from the tokenizer). */
-function comparable(c: ModelConfig): Partial<ModelConfig> {
-  const { bosTokenId: _b, eosTokenIds: _e, paddingIdx: _p, ...rest } = c;
-  return rest;
-}
 
 for (const [name, arch] of CASES) {
   const dir = join(DIR, name);

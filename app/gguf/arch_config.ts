@@ -51,6 +51,8 @@
  *   `arch_config_glm4_moe.ts` (partial RoPE, MTP blocks, sigmoid routing);
  * - `ernie4_5`, `ernie4_5-moe` (ERNIE 4.5): heads and RoPE as llama, the rest
  *   in `arch_config_ernie.ts` (MoE step and leading dense blocks, shared experts);
+ * - `dots1` (dots.llm1): heads and RoPE as llama, the rest in `arch_dots1.ts`
+ *   (sigmoid routing with groups, shared experts, leading dense blocks);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
  *   `.expert_count`, `.expert_used_count`; `attn_layer_period/offset` and
@@ -78,6 +80,7 @@ import { gptOssConfig } from "./arch_config_gpt_oss.ts";
 import { glm4MoeConfig } from "./arch_config_glm4_moe.ts";
 import { deepseek2Config } from "./arch_config_deepseek2.ts";
 import { ernieConfig } from "./arch_config_ernie.ts";
+import { dots1Config } from "./arch_dots1.ts";
 
 type Json = Record<string, unknown>;
 
@@ -179,6 +182,14 @@ export function hfConfigFromGguf(
       max_position_embeddings: ctx,
       rms_norm_eps: eps,
     };
+  } else if (arch === "dots1") {
+    config = {
+      ...attentionConfig(k, H, ropeFreqs),
+      ...common,
+      ...dots1Config(k),
+      max_position_embeddings: ctx,
+      rms_norm_eps: eps,
+    };
   } else if (arch === "deepseek2") {
     const nextn = k.opt("nextn_predict_layers") ?? 0;
     config = {
@@ -223,7 +234,7 @@ export function hfConfigFromGguf(
   }
   if (arch === "jamba") config.max_position_embeddings = ctx;
   const groups = k.opt("expert_group_count") ?? 0;
-  const sigmoid = ["glm4moe", "deepseek2", "nemotron_h_moe"];
+  const sigmoid = ["glm4moe", "deepseek2", "nemotron_h_moe", "dots1"];
   if (!sigmoid.includes(arch) && groups > 1) {
     // llama.cpp's build_moe_ffn limits any architecture's routing to the best groups.
     throw new TypeError(

@@ -94,14 +94,6 @@ export function glm4MoeConfig(k: Keys, B: number, headDim: number): Json {
     );
   }
   const norm = k.m.optionalBool(k.key("expert_weights_norm")) ?? false;
-  const groups = k.opt("expert_group_count") ?? 0;
-  const used = k.opt("expert_group_used_count") ?? 0;
-  if (groups > 1 && !(used >= 1 && used <= groups)) {
-    throw new RangeError(
-      `${k.m.path}: metadata ${quote(k.key("expert_group_used_count"))} is ${used}, expected ` +
-        `1 to the ${groups} groups of ${quote(k.key("expert_group_count"))}`,
-    );
-  }
   const scale = k.opt("expert_weights_scale");
   const layers = B - nextn;
   const experts = k.num("expert_count");
@@ -123,11 +115,32 @@ export function glm4MoeConfig(k: Keys, B: number, headDim: number): Json {
     num_experts_per_tok: k.num("expert_used_count"),
     n_shared_experts: k.num("expert_shared_count"),
     first_k_dense_replace: dense,
-    n_group: groups > 1 ? groups : 1,
-    topk_group: groups > 1 ? used : 1,
+    ...expertGroups(k),
     norm_topk_prob: norm,
     routed_scaling_factor: scale === undefined || scale === 0 ? 1 : scale,
     attention_bias: k.has("blk.0.attn_q.bias"),
     use_qk_norm: k.has("blk.0.attn_q_norm.weight"),
   };
+}
+
+/**
+ * `n_group` and `topk_group` from `.expert_group_count` / `_used_count`, as
+ * every architecture's `load_hparams` reads them: group-limited routing only
+ * with more than one group (absent or one: no limit).
+ *
+ * @example
+ * ```ts ignore
+ * expertGroups(keys); // { n_group: 2, topk_group: 1 }
+ * ```
+ */
+export function expertGroups(k: Keys): { n_group: number; topk_group: number } {
+  const groups = k.opt("expert_group_count") ?? 0;
+  const used = k.opt("expert_group_used_count") ?? 0;
+  if (groups > 1 && !(used >= 1 && used <= groups)) {
+    throw new RangeError(
+      `${k.m.path}: metadata ${quote(k.key("expert_group_used_count"))} is ${used}, expected ` +
+        `1 to the ${groups} groups of ${quote(k.key("expert_group_count"))}`,
+    );
+  }
+  return groups > 1 ? { n_group: groups, topk_group: used } : { n_group: 1, topk_group: 1 };
 }

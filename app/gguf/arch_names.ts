@@ -60,6 +60,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   GraniteMoeSharedForCausalLM: "granitemoe",
   Ernie4_5_MoeForCausalLM: "ernie4_5-moe",
   Ernie4_5ForCausalLM: "ernie4_5",
+  Dots1ForCausalLM: "dots1",
 };
 
 /**
@@ -104,6 +105,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "nemotron_h_moe",
   "ernie4_5",
   "ernie4_5-moe",
+  "dots1",
 ];
 
 /**

@@ -72,6 +72,10 @@ export interface AttentionBlockOptions {
   qkNormEps?: number;
   /** The q/k RMSNorms span one head (weights `[headDim]`, Qwen3-MoE), not the projection. */
   qkNormPerHead?: boolean;
+  /** The per-head q/k RMSNorms follow RoPE instead of preceding it (Hunyuan-A13B). */
+  qkNormAfterRope?: boolean;
+  /** The q/k RMSNorms' weight names inside the block (default `q_norm`, `k_norm`). */
+  qkNormNames?: { q: string; k: string };
   /** Clamp q, k and v to ±clipQkv after projection (OLMoE `clip_qkv`). */
   clipQkv?: number;
   /** Projections stored block-quantized, by parameter name (see `linear`). */
@@ -157,9 +161,11 @@ export function attentionBlock(
   if (options.keyScale !== undefined && options.keyScale !== 1) kf = kf.mul(options.keyScale);
   let vf = proj("v_proj", Hkv * D, options.qkvBias);
   const qkEps = options.qkNormEps;
+  const qn = `${n}.${options.qkNormNames?.q ?? "q_norm"}.weight`;
+  const kn = `${n}.${options.qkNormNames?.k ?? "k_norm"}.weight`;
   if (qkEps !== undefined && !options.qkNormPerHead) {
-    qf = qf.rmsnorm(g.param(`${n}.q_norm.weight`, [H * D], dt), qkEps);
-    kf = kf.rmsnorm(g.param(`${n}.k_norm.weight`, [Hkv * D], dt), qkEps);
+    qf = qf.rmsnorm(g.param(qn, [H * D], dt), qkEps);
+    kf = kf.rmsnorm(g.param(kn, [Hkv * D], dt), qkEps);
   }
   const clip = options.clipQkv ?? 0;
   if (clip > 0) {
@@ -169,10 +175,12 @@ export function attentionBlock(
   let q = qf.reshape([T, H, D]);
   let k = kf.reshape([T, Hkv, D]);
   let v = vf.reshape([T, Hkv, D]);
-  if (qkEps !== undefined && options.qkNormPerHead) {
-    q = q.rmsnorm(g.param(`${n}.q_norm.weight`, [D], dt), qkEps);
-    k = k.rmsnorm(g.param(`${n}.k_norm.weight`, [D], dt), qkEps);
-  }
+  const headNorms = () => {
+    q = q.rmsnorm(g.param(qn, [D], dt), qkEps!);
+    k = k.rmsnorm(g.param(kn, [D], dt), qkEps!);
+  };
+  const perHead = qkEps !== undefined && options.qkNormPerHead;
+  if (perHead && !options.qkNormAfterRope) headNorms();
   const theta = options.ropeTheta === undefined ? 10000 : options.ropeTheta;
   if (theta !== null) {
     if (options.ropeInterleave) {
@@ -186,6 +194,7 @@ export function attentionBlock(
     q = q.rope(pos, theta, options.ropeScaling, options.rotaryDim);
     k = k.rope(pos, theta, options.ropeScaling, options.rotaryDim);
   }
+  if (perHead && options.qkNormAfterRope) headNorms();
   if (options.maxSeq !== undefined) {
     // Append in place: the new cache value is the state's own buffer, so a decode
     // step writes one row per head and attention reads the whole cache.

@@ -301,6 +301,8 @@ export function attentionOptions(
     outBias: a.outBias,
     qkNormEps: a.qkNorm ? cfg.normEps : undefined,
     qkNormPerHead: a.qkNormPerHead,
+    ...(a.qkNormAfterRope ? { qkNormAfterRope: true } : {}),
+    ...(specOf(cfg).layout.qkNorm ? { qkNormNames: specOf(cfg).layout.qkNorm } : {}),
     clipQkv: a.clipQkv,
     weightFormats: options.weightFormats,
     scale: a.scale,

@@ -49,6 +49,7 @@ export const ARCHITECTURES = [
   "Ernie4_5ForCausalLM",
   "FalconH1ForCausalLM",
   "Dots1ForCausalLM",
+  "HunYuanMoEV1ForCausalLM",
 ] as const;
 
 /**
@@ -164,6 +165,8 @@ export interface AttentionConfig {
   readonly qkNorm?: boolean;
   /** With `qkNorm`: each norm spans one head, weights `[headDim]` (Qwen3-MoE). */
   readonly qkNormPerHead?: boolean;
+  /** With `qkNormPerHead`: the norms follow RoPE instead of preceding it (Hunyuan-A13B). */
+  readonly qkNormAfterRope?: boolean;
   /** Clamp q, k and v to ±this after projection (OLMoE `clip_qkv`); 0 for none. */
   readonly clipQkv?: number;
   /** Scale of q·k (Granite's `attention_multiplier`); absent: 1/√headDim. */

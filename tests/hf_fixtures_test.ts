@@ -83,6 +83,10 @@ const FIXTURES = [
   // dots.llm1: Qwen3's attention over DeepSeek-V3's experts (fixtures/hf/dots1_cases.json).
   "dots1",
   "dots1_sliding_bias",
+  // Hunyuan-A13B: QK-norm after RoPE, NTK-alpha RoPE, a shared MLP beside softmax-routed
+  // experts (fixtures/hf/hunyuan_moe_cases.json).
+  "hunyuan_moe",
+  "hunyuan_moe_bias_lists",
 ];
 
 const readRef = (name: string) =>

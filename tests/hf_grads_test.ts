@@ -67,8 +67,9 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
     );
   }
   if (!ref.aux) {
-    // No balancing loss: a model without experts, or GLM-4.5's bias-balanced routing.
-    if (!/^(glm4_moe|deepseek_v[23]|nemotron_h_moe|dots1)/.test(name)) {
+    // No balancing loss: a model without experts, GLM-4.5's bias-balanced routing, or a
+    // family transformers adds none for (Hunyuan-A13B).
+    if (!/^(glm4_moe|deepseek_v[23]|nemotron_h_moe|dots1|hunyuan)/.test(name)) {
       assert.equal(k.auxPerLayer.length, 0);
     }
     return;
@@ -145,6 +146,9 @@ const FIXTURES = [
   // selection-biased sigmoid router over two groups, unnormalised and scaled.
   "dots1",
   "dots1_sliding_bias",
+  // Hunyuan-A13B: per-head norms after RoPE, NTK-alpha RoPE, a shared MLP, biases.
+  "hunyuan_moe",
+  "hunyuan_moe_bias_lists",
 ];
 
 for (const name of FIXTURES) {

@@ -49,6 +49,7 @@ export const ARCHITECTURES = [
   "Ernie4_5ForCausalLM",
   "FalconH1ForCausalLM",
   "Dots1ForCausalLM",
+  "HunYuanMoEV1ForCausalLM",
 ] as const;
 
 /**
@@ -259,6 +260,36 @@ function dots1(d: Dice, promptLen: number): Record<string, unknown> {
 }
 
 /**
+ * Hunyuan-A13B: per-head QK-norm after RoPE, now and then the NTK-alpha base
+ * (`dynamic` with `alpha`), biases on all four projections or none, softmax
+ * top-k (an int, or a list of one value per layer) beside a shared MLP.
+ */
+function hunyuanMoe(d: Dice): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const { experts, topk } = moe(d, 8);
+  const att = attention(d, 0.5);
+  if (d.chance(0.4)) {
+    const rp = att.rope_parameters as Record<string, unknown>;
+    att.rope_parameters = {
+      rope_type: "dynamic",
+      rope_theta: rp.rope_theta,
+      factor: 1.0,
+      alpha: d.pick([2.5, 8.0, 1000.0]),
+    };
+  }
+  return {
+    ...base,
+    ...att,
+    intermediate_size: d.int(2, 16) * 2,
+    num_experts: experts,
+    moe_topk: d.chance(0.5) ? topk : Array(layers).fill(topk),
+    attention_bias: d.chance(0.4),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+  };
+}
+
+/**
  * ERNIE 4.5: RoPE on adjacent pairs, `use_bias` on every projection (and the
  * MoE class's LM head); MoE layers by start, end and interval, softmax plus a
  * selection bias (the checkpoint's `moe_statics`, drawn at random), shared
@@ -443,6 +474,8 @@ export function randomCases(
       ? falconH1(d)
       : arch === "Dots1ForCausalLM"
       ? dots1(d, prompt_len)
+      : arch === "HunYuanMoEV1ForCausalLM"
+      ? hunyuanMoe(d)
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

@@ -160,7 +160,10 @@ async function inspectModel(
     const extras = [
       a.qkvBias ? "q/k/v biases" : "",
       a.outBias ? "o bias" : "",
-      a.qkNorm ? (a.qkNormPerHead ? "QK-norm per head" : "QK-norm") : "",
+      a.qkNorm
+        ? (a.qkNormPerHead ? "QK-norm per head" : "QK-norm") +
+          (a.qkNormAfterRope ? " after RoPE" : "")
+        : "",
       a.clipQkv ? `clip_qkv ${a.clipQkv}` : "",
       a.sinks ? "sinks" : "",
       a.rotaryDim ? `RoPE over ${a.rotaryDim} of ${a.headDim} values a head` : "",

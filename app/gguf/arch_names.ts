@@ -338,8 +338,8 @@ export function ggufTensorPlans(cfg: ModelConfig): GgufTensorPlan[] {
         // OLMoE: RMSNorm over the whole q and k projections (llama.cpp's olmoe graph);
         // Qwen3-MoE: over each head.
         const d = a.qkNormPerHead ? a.headDim : 0;
-        add(`${b}.attn_q_norm.weight`, [d || q], `${A}.q_norm.weight`);
-        add(`${b}.attn_k_norm.weight`, [d || kv], `${A}.k_norm.weight`);
+        add(`${b}.attn_q_norm.weight`, [d || q], `${A}.${lay.qkNorm?.q ?? "q_norm"}.weight`);
+        add(`${b}.attn_k_norm.weight`, [d || kv], `${A}.${lay.qkNorm?.k ?? "k_norm"}.weight`);
       }
     } else if (cfg.mamba?.ssd) {
       mamba2Plans(cfg, `${P}.${lay.mamba}`, b, add);

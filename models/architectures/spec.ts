@@ -90,6 +90,11 @@ export interface CheckpointLayout {
    * 4.5: `moe_statics.e_score_correction_bias`, `[1, E]`.
    */
   readonly selectionBias?: { readonly name: string; readonly row: boolean };
+  /**
+   * The QK-norm weights inside the attention block (absent: `q_norm`,
+   * `k_norm`; Hunyuan-A13B: `query_layernorm`, `key_layernorm`).
+   */
+  readonly qkNorm?: { readonly q: string; readonly k: string };
 }
 
 /**

@@ -23,6 +23,7 @@ import {
   intField,
   type LayerKind,
   linear,
+  readSwiglu,
   type ReferenceModel,
   rmsNorm,
   swiglu,
@@ -30,6 +31,8 @@ import {
   type Weights,
 } from "./hf_reference.ts";
 import { referenceRope } from "./rope_reference.ts";
+
+const SWIGLU: [string, string, string] = ["gate_proj", "up_proj", "down_proj"];
 
 /** One layer's token mixer on its normed input `[T, d]`. */
 export type Mixer = (x: Float64Array, T: number) => Float64Array;
@@ -195,11 +198,7 @@ export async function loadSigmoidMoe(
     norm: config.norm_topk_prob !== false,
     scale: field(config, "routed_scaling_factor", 1),
   };
-  const swigluAt = async (p: string, ff: number): Promise<SwigluWeights> => ({
-    gate: await w.get(`${p}.gate_proj.weight`, [ff, d]),
-    up: await w.get(`${p}.up_proj.weight`, [ff, d]),
-    down: await w.get(`${p}.down_proj.weight`, [d, ff]),
-  });
+  const swigluAt = (p: string, ff: number) => readSwiglu(w, p, SWIGLU, d, ff);
   const layers: Layer[] = [];
   for (const [l, kind] of kinds.entries()) {
     const p = `model.layers.${l}`;

@@ -94,7 +94,8 @@ export type ReferenceArchitecture =
   | "Ernie4_5_MoeForCausalLM"
   | "Ernie4_5ForCausalLM"
   | "FalconH1ForCausalLM"
-  | "Dots1ForCausalLM";
+  | "Dots1ForCausalLM"
+  | "HunYuanMoEV1ForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -118,6 +119,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "Ernie4_5ForCausalLM",
   "FalconH1ForCausalLM",
   "Dots1ForCausalLM",
+  "HunYuanMoEV1ForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -263,7 +265,10 @@ export function layerKinds(config: HfConfig): LayerKind[] {
       ...(t === "sliding_attention" ? { window: intField(config, "sliding_window", 128) } : {}),
     }));
   }
-  if (arch === "GraniteMoeForCausalLM" || arch === "GraniteMoeSharedForCausalLM") {
+  if (
+    arch === "GraniteMoeForCausalLM" || arch === "GraniteMoeSharedForCausalLM" ||
+    arch === "HunYuanMoEV1ForCausalLM"
+  ) {
     return Array.from({ length: n }, () => ({ mixer: "attention", ffn: "moe" }));
   }
   if (arch === "GraniteMoeHybridForCausalLM") {
@@ -358,6 +363,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       Ernie4_5ForCausalLM: 0,
       FalconH1ForCausalLM: 0,
       Dots1ForCausalLM: 0,
+      HunYuanMoEV1ForCausalLM: 1,
     }[arch],
   );
 }
@@ -499,6 +505,8 @@ export interface AttentionOptions {
   interleave?: boolean;
   /** Falcon-H1's `key_multiplier`: keys scaled after k_proj, before RoPE. */
   keyScale?: number;
+  /** Hunyuan-A13B: the per-head q/k norms after RoPE, not before. */
+  qkNormAfterRope?: boolean;
 }
 
 /**
@@ -565,10 +573,10 @@ export function attention(
   let k = linear(x, T, hidden, w.k, kvHeads * headDim, w.kb);
   if (opt.keyScale !== undefined) k = k.map((v) => v * opt.keyScale!);
   const v = linear(x, T, hidden, w.v, kvHeads * headDim, w.vb);
-  if (w.qNorm && w.kNorm && opt.qkNormPerHead) {
+  if (w.qNorm && w.kNorm && opt.qkNormPerHead && !opt.qkNormAfterRope) {
     q = rmsNorm(q, T * heads, headDim, w.qNorm, opt.qkNormEps!);
     k = rmsNorm(k, T * kvHeads, headDim, w.kNorm, opt.qkNormEps!);
-  } else if (w.qNorm && w.kNorm) {
+  } else if (w.qNorm && w.kNorm && !opt.qkNormPerHead) {
     q = rmsNorm(q, T, heads * headDim, w.qNorm, opt.qkNormEps!);
     k = rmsNorm(k, T, kvHeads * headDim, w.kNorm, opt.qkNormEps!);
   }
@@ -589,6 +597,10 @@ export function attention(
       for (let h = 0; h < heads; h++) turn(q, (t * heads + h) * headDim, R, t, r);
       for (let h = 0; h < kvHeads; h++) turn(k, (t * kvHeads + h) * headDim, R, t, r);
     }
+  }
+  if (w.qNorm && w.kNorm && opt.qkNormAfterRope) {
+    q = rmsNorm(q, T * heads, headDim, w.qNorm, opt.qkNormEps!);
+    k = rmsNorm(k, T * kvHeads, headDim, w.kNorm, opt.qkNormEps!);
   }
   const group = heads / kvHeads;
   const scale = opt.scale ?? 1 / Math.sqrt(headDim);
@@ -961,7 +973,16 @@ type Layer = {
   mlp?: SwigluWeights;
 };
 
-async function readSwiglu(
+/**
+ * A SwiGLU's gate / up / down weights under `prefix` (`names`: the three
+ * Linear layers' names), `ff` wide on a model `hidden` wide.
+ *
+ * @example
+ * ```ts ignore
+ * await readSwiglu(w, "model.layers.0.mlp", ["gate_proj", "up_proj", "down_proj"], 48, 16);
+ * ```
+ */
+export async function readSwiglu(
   w: Weights,
   prefix: string,
   names: [string, string, string],
@@ -1068,6 +1089,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./granite_reference.ts")).loadBamba(w, config, kinds)
       : arch === "NemotronHForCausalLM"
       ? await (await import("./granite_reference.ts")).loadNemotronH(w, config, kinds)
+      : arch === "HunYuanMoEV1ForCausalLM"
+      ? await (await import("./hunyuan_reference.ts")).loadHunyuan(w, config, kinds)
       : arch === "Glm4MoeForCausalLM" || arch === "Dots1ForCausalLM"
       ? await (await import("./glm4_moe_reference.ts")).loadGlm4Moe(w, config, kinds)
       : arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM"

@@ -198,6 +198,12 @@ Deno.test("FP8 configs: the published DeepSeek-V3 config reads, other methods ar
       .quantization,
     { method: "fp8", scaleFmt: "ue8m0" },
   );
+  // MiniMax-M2's config names the same E4M3 format by torch's dtype.
+  assert.deepEqual(
+    parseConfig({ ...mixtral, quantization_config: { quant_method: "fp8", fmt: "float8_e4m3fn" } })
+      .quantization,
+    { method: "fp8", scaleFmt: "float" },
+  );
 });
 
 Deno.test("kiln quantize reads an FP8 folder: its f32 GGUF gives transformers' logits", async () => {

@@ -98,8 +98,10 @@ function fp8(
   field: (name: string) => string,
   bad: Bad,
 ): CheckpointQuantization {
-  if (o.fmt !== undefined && o.fmt !== null && o.fmt !== "e4m3") {
-    bad("fmt", o.fmt, 'FP8 weights in "e4m3"');
+  // DeepSeek-V3 writes "e4m3", MiniMax-M2 torch's name for the same E4M3FN
+  // ("float8_e4m3fn"); transformers reads neither, the tensors' dtype says it.
+  if (o.fmt !== undefined && o.fmt !== null && o.fmt !== "e4m3" && o.fmt !== "float8_e4m3fn") {
+    bad("fmt", o.fmt, 'FP8 weights in "e4m3" ("float8_e4m3fn")');
   }
   const scaleFmt = o.scale_fmt ?? "float";
   if (scaleFmt !== "float" && scaleFmt !== "ue8m0") {

@@ -50,6 +50,7 @@ export const ARCHITECTURES = [
   "FalconH1ForCausalLM",
   "Dots1ForCausalLM",
   "HunYuanMoEV1ForCausalLM",
+  "MiniMaxM2ForCausalLM",
 ] as const;
 
 /**

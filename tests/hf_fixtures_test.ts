@@ -87,6 +87,10 @@ const FIXTURES = [
   // experts (fixtures/hf/hunyuan_moe_cases.json).
   "hunyuan_moe",
   "hunyuan_moe_bias_lists",
+  // MiniMax-M2: QK-norm over whole projections, partial RoPE by rotary_dim, sigmoid +
+  // selection-bias experts in Mixtral's layout (fixtures/hf/minimax_m2_cases.json).
+  "minimax_m2",
+  "minimax_m2_tied_linear",
 ];
 
 const readRef = (name: string) =>

@@ -50,6 +50,7 @@ export const ARCHITECTURES = [
   "FalconH1ForCausalLM",
   "Dots1ForCausalLM",
   "HunYuanMoEV1ForCausalLM",
+  "MiniMaxM2ForCausalLM",
 ] as const;
 
 /**
@@ -290,6 +291,53 @@ function hunyuanMoe(d: Dice): Record<string, unknown> {
 }
 
 /**
+ * MiniMax-M2: attention with RMSNorms over the whole q and k projections (any
+ * head_dim: they span heads · head_dim), RoPE over part of each head by the
+ * hub's `rotary_dim` or by `partial_rotary_factor` (or the whole head), and
+ * sigmoid + selection-bias experts, renormalised, in every layer; now and then
+ * the hub config's fields that restate what the class does.
+ */
+function minimaxM2(d: Dice): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const att = attention(d, 0.5);
+  // Absent, MiniMaxM2Config's head_dim is 128.
+  const hd = (att.head_dim as number | undefined) ?? 128;
+  const rp = att.rope_parameters as Record<string, unknown>;
+  const partial = d.int(0, 2);
+  // An odd rotary_dim too (int(head_dim · factor) frequencies, one value more rotated),
+  // under plain or linear RoPE: transformers' other types fail on an odd one.
+  const odd = ["default", "linear"].includes(rp.rope_type as string);
+  const rotary = odd ? d.int(1, hd) : 2 * d.int(1, hd / 2);
+  const { experts, topk } = moe(d, 8);
+  return {
+    ...base,
+    ...att,
+    ...(partial === 1 ? { rotary_dim: rotary } : {}),
+    ...(partial === 2
+      ? { rope_parameters: { ...rp, partial_rotary_factor: d.pick([0.25, 0.5, 1]) } }
+      : {}),
+    intermediate_size: d.int(2, 24) * 2,
+    num_local_experts: experts,
+    num_experts_per_tok: topk,
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+    ...(d.chance(0.4)
+      ? {
+        use_qk_norm: true,
+        qk_norm_type: "per_layer",
+        scoring_func: "sigmoid",
+        use_routing_bias: true,
+        shared_intermediate_size: 0,
+        attn_type_list: Array(layers).fill(1),
+        use_mtp: true,
+        num_mtp_modules: 3,
+        mtp_transformer_layers: 1,
+      }
+      : {}),
+  };
+}
+
+/**
  * ERNIE 4.5: RoPE on adjacent pairs, `use_bias` on every projection (and the
  * MoE class's LM head); MoE layers by start, end and interval, softmax plus a
  * selection bias (the checkpoint's `moe_statics`, drawn at random), shared
@@ -476,6 +524,8 @@ export function randomCases(
       ? dots1(d, prompt_len)
       : arch === "HunYuanMoEV1ForCausalLM"
       ? hunyuanMoe(d)
+      : arch === "MiniMaxM2ForCausalLM"
+      ? minimaxM2(d)
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

@@ -25,6 +25,7 @@ import { ernie4_5, ernie4_5Moe } from "./ernie4_5.ts";
 import { falconH1 } from "./falcon_h1.ts";
 import { dots1 } from "./dots1.ts";
 import { hunyuanMoe } from "./hunyuan_moe.ts";
+import { minimaxM2 } from "./minimax_m2.ts";
 import { deepseekV3 } from "./deepseek_v3.ts";
 import { deepseekV2 } from "./deepseek_v2.ts";
 import { graniteMoe, graniteMoeShared } from "./granite_moe.ts";
@@ -48,7 +49,7 @@ export { eachPartElement, joinParts, type NumberArray, readPart } from "./fused.
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 22
+ * Object.keys(ARCHITECTURE_SPECS).length; // 23
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -74,6 +75,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   FalconH1ForCausalLM: falconH1,
   Dots1ForCausalLM: dots1,
   HunYuanMoEV1ForCausalLM: hunyuanMoe,
+  MiniMaxM2ForCausalLM: minimaxM2,
 };
 
 /**

@@ -95,7 +95,8 @@ export type ReferenceArchitecture =
   | "Ernie4_5ForCausalLM"
   | "FalconH1ForCausalLM"
   | "Dots1ForCausalLM"
-  | "HunYuanMoEV1ForCausalLM";
+  | "HunYuanMoEV1ForCausalLM"
+  | "MiniMaxM2ForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -120,6 +121,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "FalconH1ForCausalLM",
   "Dots1ForCausalLM",
   "HunYuanMoEV1ForCausalLM",
+  "MiniMaxM2ForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -282,7 +284,10 @@ export function layerKinds(config: HfConfig): LayerKind[] {
     }));
   }
   for (let i = 0; i < n; i++) {
-    if (arch === "MixtralForCausalLM" || arch === "OlmoeForCausalLM") {
+    if (
+      arch === "MixtralForCausalLM" || arch === "OlmoeForCausalLM" ||
+      arch === "MiniMaxM2ForCausalLM"
+    ) {
       out.push({ mixer: "attention", ffn: "moe" });
     } else if (
       arch === "MambaForCausalLM" || arch === "FalconMambaForCausalLM" ||
@@ -339,7 +344,8 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
   }
   return intField(
     config,
-    arch === "MixtralForCausalLM" || arch.startsWith("GraniteMoe")
+    arch === "MixtralForCausalLM" || arch.startsWith("GraniteMoe") ||
+      arch === "MiniMaxM2ForCausalLM"
       ? "num_local_experts"
       : "num_experts",
     {
@@ -364,6 +370,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       FalconH1ForCausalLM: 0,
       Dots1ForCausalLM: 0,
       HunYuanMoEV1ForCausalLM: 1,
+      MiniMaxM2ForCausalLM: 256,
     }[arch],
   );
 }
@@ -1097,6 +1104,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./ernie4_5_reference.ts")).loadErnie(w, config, kinds)
       : arch === "FalconH1ForCausalLM"
       ? await (await import("./falcon_h1_reference.ts")).loadFalconH1(w, config, kinds)
+      : arch === "MiniMaxM2ForCausalLM"
+      ? await (await import("./minimax_m2_reference.ts")).loadMiniMaxM2(w, config, kinds)
       : arch === "DeepseekV3ForCausalLM" || arch === "DeepseekV2ForCausalLM"
       ? await (await import("./deepseek_v3_reference.ts")).loadDeepseekV3(
         w,

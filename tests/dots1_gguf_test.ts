@@ -17,46 +17,18 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ggufArchMetadata, openGgufModel } from "../app/gguf/arch.ts";
-import { parseConfig } from "../models/architectures/mod.ts";
-import { rejectsWith, withTmp } from "./_util.ts";
+import { ggufArchMetadata } from "../app/gguf/arch.ts";
 import {
-  assertRunsToTransformers,
-  assertSameWeights,
-  assertWritesLikeConverter,
-  comparable,
+  assertKeyRefused,
+  converterFileTests,
   folderConfig,
-  rewrite,
 } from "./fixtures/converter_compare.ts";
 
 const DIR = new URL("./fixtures/llama_cpp/dots1/", import.meta.url).pathname;
 const HF = new URL("./fixtures/hf/", import.meta.url).pathname;
-const CASES = ["dots1_conv", "dots1_group_conv"];
 const gguf = (name: string) => join(DIR, name, "llama_cpp_f32.gguf");
 
-for (const name of CASES) {
-  const dir = join(DIR, name);
-
-  Deno.test(`dots1 gguf: the config of llama.cpp's ${name} is the folder's`, async () => {
-    using m = await openGgufModel(gguf(name));
-    assert.equal(m.architecture, "dots1");
-    const ours = parseConfig(m.config, gguf(name));
-    const theirs = parseConfig(await folderConfig(dir));
-    assert.deepEqual(comparable(ours), comparable(theirs));
-  });
-
-  Deno.test(`dots1 gguf: every tensor of llama.cpp's ${name} is the folder's`, async () => {
-    await assertSameWeights(gguf(name), dir, parseConfig(await folderConfig(dir)));
-  });
-
-  Deno.test(`dots1 gguf: llama.cpp's ${name} gives transformers' logits and ids`, async () => {
-    await assertRunsToTransformers(gguf(name), dir, name);
-  });
-
-  Deno.test(`dots1 gguf: Kiln writes ${name} as llama.cpp's converter does`, async () => {
-    await assertWritesLikeConverter(dir, gguf(name), "dots1.", 16);
-  });
-}
+converterFileTests("dots1 gguf", DIR, ["dots1_conv", "dots1_group_conv"], "dots1", 16);
 
 Deno.test("dots1 gguf: what llama.cpp's dots1 cannot hold is refused by name", async () => {
   // The transformers fixtures: GQA (k and v narrower than q) and attention biases.
@@ -79,22 +51,20 @@ Deno.test("dots1 gguf: what llama.cpp's dots1 cannot hold is refused by name", a
   // Keeping both of two groups limits nothing: written as one group, as llama.cpp needs.
   const all = new Map(ggufArchMetadata({ ...config, n_group: 2, topk_group: 2 }));
   assert.equal(all.get("dots1.expert_group_count")?.value, 1);
-  await withTmp(async (tmp) => {
-    const softmax = await rewrite(gguf("dots1_conv"), join(tmp, "softmax.gguf"), (e) => {
-      e.set("dots1.expert_gating_func", { type: "u32", value: 1 });
-    });
-    await rejectsWith(openGgufModel(softmax), TypeError, [
-      '"dots1.expert_gating_func"',
-      "is 1",
-      "sigmoid",
-    ]);
-    const groups = await rewrite(gguf("dots1_group_conv"), join(tmp, "groups.gguf"), (e) => {
-      e.set("dots1.expert_group_used_count", { type: "u32", value: 3 });
-    });
-    await rejectsWith(openGgufModel(groups), RangeError, [
-      '"dots1.expert_group_used_count"',
+  const u32 = (value: number) => ({ type: "u32" as const, value });
+  const key = (k: string) => `dots1.${k}`;
+  await assertKeyRefused(gguf("dots1_conv"), key("expert_gating_func"), u32(1), TypeError, [
+    "is 1",
+    "sigmoid",
+  ]);
+  await assertKeyRefused(
+    gguf("dots1_group_conv"),
+    key("expert_group_used_count"),
+    u32(3),
+    RangeError,
+    [
       "is 3",
       "1 to the 2 groups",
-    ]);
-  });
+    ],
+  );
 });

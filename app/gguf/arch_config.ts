@@ -53,6 +53,8 @@
  *   in `arch_config_ernie.ts` (MoE step and leading dense blocks, shared experts);
  * - `dots1` (dots.llm1): heads and RoPE as llama, the rest in `arch_dots1.ts`
  *   (sigmoid routing with groups, shared experts, leading dense blocks);
+ * - `minimax-m2` (MiniMax-M2): heads and RoPE as llama, the rest in
+ *   `arch_minimax_m2.ts` (partial RoPE, sigmoid routing);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
  *   `.expert_count`, `.expert_used_count`; `attn_layer_period/offset` and
@@ -81,6 +83,7 @@ import { glm4MoeConfig } from "./arch_config_glm4_moe.ts";
 import { deepseek2Config } from "./arch_config_deepseek2.ts";
 import { ernieConfig } from "./arch_config_ernie.ts";
 import { dots1Config } from "./arch_dots1.ts";
+import { minimaxM2Config } from "./arch_minimax_m2.ts";
 
 type Json = Record<string, unknown>;
 
@@ -187,6 +190,15 @@ export function hfConfigFromGguf(
       ...attentionConfig(k, H, ropeFreqs),
       ...common,
       ...dots1Config(k),
+      max_position_embeddings: ctx,
+      rms_norm_eps: eps,
+    };
+  } else if (arch === "minimax-m2") {
+    const headDim = k.opt("attention.key_length") ?? H / k.num("attention.head_count");
+    config = {
+      ...attentionConfig(k, H, ropeFreqs, true),
+      ...common,
+      ...minimaxM2Config(k, headDim),
       max_position_embeddings: ctx,
       rms_norm_eps: eps,
     };

@@ -50,11 +50,13 @@
  * - `glm4moe` (GLM-4.5): the attention keys as qwen2moe, the rest in
  *   `arch_metadata_glm4_moe.ts` (partial RoPE, routing, no MTP blocks);
  * - `dots1` (dots.llm1): the attention keys as qwen2moe, the rest in
- *   `arch_dots1.ts` (routing, shared experts; GQA and biases refused).
+ *   `arch_dots1.ts` (routing, shared experts; GQA and biases refused);
+ * - `minimax-m2` (MiniMax-M2): the attention keys as qwen2moe, the rest in
+ *   `arch_minimax_m2.ts` (partial RoPE, routing; tied embeddings refused).
  *
  * A missing `max_position_embeddings` takes the transformers class default
  * (Mixtral, GPT-OSS and GLM-4.5 131072, Qwen2-MoE and Qwen3-MoE 32768, OLMoE 4096, Jamba
- * 262144, dots.llm1 2048), since llama.cpp requires a context length.
+ * 262144, dots.llm1 2048, MiniMax-M2 196608), since llama.cpp requires a context length.
  *
  * @module
  */
@@ -72,6 +74,7 @@ import { gptOssKeys } from "./arch_metadata_gpt_oss.ts";
 import { glm4MoeKeys } from "./arch_metadata_glm4_moe.ts";
 import { ernieKeys } from "./arch_metadata_ernie.ts";
 import { dots1Keys } from "./arch_dots1.ts";
+import { minimaxM2Keys } from "./arch_minimax_m2.ts";
 
 /**
  * The element types `convertToGguf` writes weights in: one type for every
@@ -155,6 +158,7 @@ const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
   Ernie4_5_MoeForCausalLM: 131072,
   Ernie4_5ForCausalLM: 131072,
   Dots1ForCausalLM: 2048,
+  MiniMaxM2ForCausalLM: 196608,
 };
 
 /**
@@ -235,7 +239,16 @@ export function ggufArchMetadata(
   if (arch === "mamba2") refuseMamba2Extras(cfg);
   if (granite) refuseGraniteExtras(cfg);
   const ernie = arch === "ernie4_5" || arch === "ernie4_5-moe";
-  const attn = ["llama", "qwen2moe", "olmoe", "qwen3moe", "glm4moe", "granitemoe", "dots1"];
+  const attn = [
+    "llama",
+    "qwen2moe",
+    "olmoe",
+    "qwen3moe",
+    "glm4moe",
+    "granitemoe",
+    "dots1",
+    "minimax-m2",
+  ];
   if (attn.includes(arch) || ernie) attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   if (arch === "glm4moe") glm4MoeKeys(cfg, u32, f32, put);
   if (granite) graniteKeys(cfg, config, ctx, u32, f32, put);
@@ -280,6 +293,8 @@ export function ggufArchMetadata(
     ernieKeys(cfg, u32);
   } else if (arch === "dots1") {
     dots1Keys(cfg, u32, f32, (key, v) => put(`${arch}.${key}`, "bool", v));
+  } else if (arch === "minimax-m2") {
+    minimaxM2Keys(cfg, u32);
   } else if (!ssm) {
     u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));

@@ -120,12 +120,12 @@ function minimaxM2Fields(c: ConfigReader): ModelConfig {
         normTopk: true,
         experts: 256,
         topK: 8,
-        // router_aux_loss_coef weighs the Mixtral balance loss (softmax of the logits, their
-        // top k) transformers adds with output_router_logits; Kiln's balance loss of a
-        // sigmoid_bias router is DeepSeek's, another loss, so none is implied here.
-        auxLossCoef: 0,
       }),
       router: "sigmoid_bias",
+      // router_aux_loss_coef weighs the Mixtral balance loss (softmax of the logits, their
+      // top k) transformers adds with output_router_logits; Kiln's balance loss of a
+      // sigmoid_bias router is DeepSeek's, another loss, so none is added whatever it says.
+      auxLossCoef: 0,
     },
     // SGLang finds the multi-token-prediction modules as layers after the last.
     extraLayers: c.int("num_mtp_modules", 0),

@@ -55,6 +55,8 @@
  *   (sigmoid routing with groups, shared experts, leading dense blocks);
  * - `minimax-m2` (MiniMax-M2): heads and RoPE as llama, the rest in
  *   `arch_minimax_m2.ts` (partial RoPE, sigmoid routing);
+ * - `hunyuan-moe` (Hunyuan-A13B): heads and RoPE as llama (the NTK-alpha base
+ *   as the base), the rest in `arch_hunyuan.ts` (experts, shared MLP);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
  *   `.expert_count`, `.expert_used_count`; `attn_layer_period/offset` and
@@ -84,6 +86,7 @@ import { deepseek2Config } from "./arch_config_deepseek2.ts";
 import { ernieConfig } from "./arch_config_ernie.ts";
 import { dots1Config } from "./arch_dots1.ts";
 import { minimaxM2Config } from "./arch_minimax_m2.ts";
+import { hunyuanConfig } from "./arch_hunyuan.ts";
 
 type Json = Record<string, unknown>;
 
@@ -199,6 +202,15 @@ export function hfConfigFromGguf(
       ...attentionConfig(k, H, ropeFreqs, true),
       ...common,
       ...minimaxM2Config(k, headDim),
+      max_position_embeddings: ctx,
+      rms_norm_eps: eps,
+    };
+  } else if (arch === "hunyuan-moe") {
+    const headDim = k.opt("attention.key_length") ?? H / k.num("attention.head_count");
+    config = {
+      ...attentionConfig(k, H, ropeFreqs),
+      ...common,
+      ...hunyuanConfig(k, headDim),
       max_position_embeddings: ctx,
       rms_norm_eps: eps,
     };

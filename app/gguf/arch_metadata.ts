@@ -52,11 +52,14 @@
  * - `dots1` (dots.llm1): the attention keys as qwen2moe, the rest in
  *   `arch_dots1.ts` (routing, shared experts; GQA and biases refused);
  * - `minimax-m2` (MiniMax-M2): the attention keys as qwen2moe, the rest in
- *   `arch_minimax_m2.ts` (partial RoPE, routing; tied embeddings refused).
+ *   `arch_minimax_m2.ts` (partial RoPE, routing; tied embeddings refused);
+ * - `hunyuan-moe` (Hunyuan-A13B): the attention keys as qwen2moe (a `dynamic`
+ *   RoPE of factor 1 — its NTK-alpha base — as the base alone), the rest in
+ *   `arch_hunyuan.ts` (expert and shared widths; attention biases refused).
  *
  * A missing `max_position_embeddings` takes the transformers class default
  * (Mixtral, GPT-OSS and GLM-4.5 131072, Qwen2-MoE and Qwen3-MoE 32768, OLMoE 4096, Jamba
- * 262144, dots.llm1 2048, MiniMax-M2 196608), since llama.cpp requires a context length.
+ * 262144, dots.llm1 and Hunyuan-A13B 2048, MiniMax-M2 196608), since llama.cpp requires a context length.
  *
  * @module
  */
@@ -75,6 +78,7 @@ import { glm4MoeKeys } from "./arch_metadata_glm4_moe.ts";
 import { ernieKeys } from "./arch_metadata_ernie.ts";
 import { dots1Keys } from "./arch_dots1.ts";
 import { minimaxM2Keys } from "./arch_minimax_m2.ts";
+import { hunyuanKeys } from "./arch_hunyuan.ts";
 
 /**
  * The element types `convertToGguf` writes weights in: one type for every
@@ -159,6 +163,7 @@ const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
   Ernie4_5ForCausalLM: 131072,
   Dots1ForCausalLM: 2048,
   MiniMaxM2ForCausalLM: 196608,
+  HunYuanMoEV1ForCausalLM: 2048,
 };
 
 /**
@@ -248,6 +253,7 @@ export function ggufArchMetadata(
     "granitemoe",
     "dots1",
     "minimax-m2",
+    "hunyuan-moe",
   ];
   if (attn.includes(arch) || ernie) attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   if (arch === "glm4moe") glm4MoeKeys(cfg, u32, f32, put);
@@ -295,6 +301,8 @@ export function ggufArchMetadata(
     dots1Keys(cfg, u32, f32, (key, v) => put(`${arch}.${key}`, "bool", v));
   } else if (arch === "minimax-m2") {
     minimaxM2Keys(cfg, u32);
+  } else if (arch === "hunyuan-moe") {
+    hunyuanKeys(cfg, u32);
   } else if (!ssm) {
     u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));
@@ -522,7 +530,10 @@ function attentionKeys(
     u32("attention.key_length", a.headDim);
     u32("attention.value_length", a.headDim);
   }
-  const rope = a.rope;
+  // Hunyuan-A13B's NTK-alpha RoPE is its base up to the context (llama.cpp's converter
+  // writes it so); other dynamic RoPEs, rescaled past the context, are refused below.
+  const ntkAlpha = arch === "hunyuan-moe" && a.rope?.type === "dynamic" && a.rope.factor === 1;
+  const rope = ntkAlpha ? undefined : a.rope;
   if (rope) {
     const extra = rope.attentionFactor ?? rope.betaFast ?? rope.betaSlow ?? rope.mscale ??
       rope.mscaleAllDim;

@@ -64,6 +64,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   Ernie4_5ForCausalLM: "ernie4_5",
   Dots1ForCausalLM: "dots1",
   MiniMaxM2ForCausalLM: "minimax-m2",
+  HunYuanMoEV1ForCausalLM: "hunyuan-moe",
 };
 
 /**
@@ -110,6 +111,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "ernie4_5-moe",
   "dots1",
   "minimax-m2",
+  "hunyuan-moe",
 ];
 
 /**

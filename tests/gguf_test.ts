@@ -674,7 +674,7 @@ Deno.test("fuzz: block and expert counts the tensors cannot fill are refused bef
     await rejectsWith(openGgufModel(groups), TypeError, [
       groups,
       'metadata "llama.expert_group_count" is 2: group-limited routing is implemented for ' +
-      "sigmoid routers (glm4moe, deepseek2, nemotron_h_moe), not llama's",
+      "glm4moe, deepseek2, nemotron_h_moe, dots1, not llama",
     ]);
   });
 });

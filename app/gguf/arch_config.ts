@@ -258,14 +258,13 @@ export function hfConfigFromGguf(
   }
   if (arch === "jamba") config.max_position_embeddings = ctx;
   const groups = k.opt("expert_group_count") ?? 0;
-  const sigmoid = ["glm4moe", "deepseek2", "nemotron_h_moe", "dots1"];
-  if (!sigmoid.includes(arch) && groups > 1) {
+  // The architectures whose transformers classes limit routing to the best groups.
+  const grouped = ["glm4moe", "deepseek2", "nemotron_h_moe", "dots1"];
+  if (!grouped.includes(arch) && groups > 1) {
     // llama.cpp's build_moe_ffn limits any architecture's routing to the best groups.
     throw new TypeError(
       `${m.path}: metadata ${quote(k.key("expert_group_count"))} is ${groups}: ` +
-        `group-limited routing is implemented for sigmoid routers (${
-          sigmoid.join(", ")
-        }), not ${arch}'s`,
+        `group-limited routing is implemented for ${grouped.join(", ")}, not ${arch}`,
     );
   }
   return { architecture: arch, config };

@@ -51,6 +51,7 @@ export const ARCHITECTURES = [
   "Dots1ForCausalLM",
   "HunYuanMoEV1ForCausalLM",
   "MiniMaxM2ForCausalLM",
+  "FlexOlmoForCausalLM",
 ] as const;
 
 /**
@@ -433,6 +434,12 @@ export interface ModelConfig {
    * projections (ERNIE 4.5 `use_bias`; the routed experts never do).
    */
   readonly mlpBias?: boolean;
+  /**
+   * The layer norms follow each sublayer instead of preceding it (OLMo 2's
+   * placement, FlexOlmo): `h + norm(mixer(h))`, then `h + norm(ffn(h))`, with
+   * the layout's `mixerNorm` and `ffnNorm` weights.
+   */
+  readonly postNorm?: boolean;
   /** The LM head has a bias `[vocab]` (ERNIE 4.5 `use_bias`; `lm_head.bias`, tied or not). */
   readonly lmHeadBias?: boolean;
   /**

@@ -2,7 +2,8 @@
  * The decoder stack every causal LM graph shares — inference (prefill and
  * decode, `causal_lm.ts`) and training (`causal_lm_train.ts`): per layer a
  * pre-norm mixer with its residual, then a pre-norm SwiGLU MLP or routed
- * experts (plus Qwen2-MoE's gated shared expert) with theirs, each part built
+ * experts (plus Qwen2-MoE's gated shared expert) with theirs (or, with
+ * `postNorm`, each sublayer's output normed instead of its input), each part built
  * in a scope named like its Hugging Face module; then the final norm. What
  * differs between the graphs — how a mixer sees its rows (one sequence, or a
  * batch), how experts are stored and what their outputs feed — comes in
@@ -76,6 +77,12 @@ export function decoderLayers(
   // Granite scales each residual branch by a constant (μP) before adding it.
   const r = cfg.scaling?.residual ?? 1;
   const branch = (y: Tensor) => (r === 1 ? y : y.mul(r));
+  // Pre-norm: a sublayer sees its normed input. FlexOlmo's post-norm: it sees the raw
+  // residual and its output is normed instead.
+  const norm = (x: Tensor, name: string) =>
+    x.rmsnorm(parts.param(`${name}.weight`, [d]), cfg.normEps);
+  const pre = (x: Tensor, name: string) => (cfg.postNorm ? x : norm(x, name));
+  const post = (y: Tensor, name: string) => (cfg.postNorm ? norm(y, name) : y);
   cfg.pattern.forEach((layer, i) => {
     const p = layerPrefix(cfg, i);
     const mixerName = `${p}.${layer.mixer === "attention" ? lay.attention : lay.mamba}`;
@@ -103,15 +110,16 @@ export function decoderLayers(
     } else if (layer.mixer !== "none") {
       // (Nemotron-H's MLP blocks have no token mixer.)
       h = h.add(g.scope(mixerName, () => {
-        const normed = h.rmsnorm(parts.param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
-        return branch(parts.mixer(layer, i, normed, mixerName));
+        const n = `${p}.${lay.mixerNorm}`;
+        return branch(post(parts.mixer(layer, i, pre(h, n), mixerName), n));
       }));
     }
     if (layer.ffn === "none") return;
     const ffnName = layer.ffn === "moe" ? moePrefix(cfg, i) : `${p}.${lay.mlp}`;
     h = g.scope(ffnName, () => {
-      const x2 = h.rmsnorm(parts.param(`${p}.${lay.ffnNorm}.weight`, [d]), cfg.normEps);
-      if (layer.ffn !== "moe") return h.add(branch(swiglu(x2, ffnName, cfg.intermediate)));
+      const n = `${p}.${lay.ffnNorm}`;
+      const x2 = pre(h, n);
+      if (layer.ffn !== "moe") return h.add(branch(post(swiglu(x2, ffnName, cfg.intermediate), n)));
       let y = parts.experts(i, x2, ffnName);
       const shared = cfg.moe!.sharedExpert;
       if (shared && lay.shared) {
@@ -122,7 +130,7 @@ export function decoderLayers(
         }
         y = y.add(s);
       }
-      return h.add(branch(y));
+      return h.add(branch(post(y, n)));
     });
   });
   return h.rmsnorm(parts.param(`${lay.finalNorm}.weight`, [d]), cfg.normEps);

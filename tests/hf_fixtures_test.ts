@@ -91,6 +91,9 @@ const FIXTURES = [
   // selection-bias experts in Mixtral's layout (fixtures/hf/minimax_m2_cases.json).
   "minimax_m2",
   "minimax_m2_tied_linear",
+  // FlexOlmo: OLMo 2's post-norm layers over OLMoE's experts (fixtures/hf/flex_olmo_cases.json).
+  "flex_olmo",
+  "flex_olmo_bias_norm",
 ];
 
 const readRef = (name: string) =>

@@ -160,6 +160,10 @@ const FIXTURES = [
   // selection-bias routing renormalised; tied with a single KV head and linear RoPE.
   "minimax_m2",
   "minimax_m2_tied_linear",
+  // FlexOlmo: norms after each sublayer, QK-norm over whole projections, softmax top-k with
+  // and without renormalisation, biases, and OLMoE's balance loss per layer.
+  "flex_olmo",
+  "flex_olmo_bias_norm",
 ];
 
 for (const name of FIXTURES) {

@@ -51,6 +51,7 @@ export const ARCHITECTURES = [
   "Dots1ForCausalLM",
   "HunYuanMoEV1ForCausalLM",
   "MiniMaxM2ForCausalLM",
+  "FlexOlmoForCausalLM",
 ] as const;
 
 /**
@@ -338,6 +339,24 @@ function minimaxM2(d: Dice): Record<string, unknown> {
 }
 
 /**
+ * FlexOlmo: OLMo 2's post-norm layers (QK-norm over whole projections, biases or
+ * none) over OLMoE's softmax top-k experts, renormalised or not.
+ */
+function flexOlmo(d: Dice): Record<string, unknown> {
+  const { experts, topk } = moe(d, 8);
+  return {
+    ...common(d),
+    ...attention(d, 0.3),
+    intermediate_size: d.int(2, 16) * 2,
+    num_experts: experts,
+    num_experts_per_tok: topk,
+    norm_topk_prob: d.chance(0.5),
+    attention_bias: d.chance(0.4),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+  };
+}
+
+/**
  * ERNIE 4.5: RoPE on adjacent pairs, `use_bias` on every projection (and the
  * MoE class's LM head); MoE layers by start, end and interval, softmax plus a
  * selection bias (the checkpoint's `moe_statics`, drawn at random), shared
@@ -526,6 +545,8 @@ export function randomCases(
       ? hunyuanMoe(d)
       : arch === "MiniMaxM2ForCausalLM"
       ? minimaxM2(d)
+      : arch === "FlexOlmoForCausalLM"
+      ? flexOlmo(d)
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

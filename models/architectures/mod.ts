@@ -26,6 +26,7 @@ import { falconH1 } from "./falcon_h1.ts";
 import { dots1 } from "./dots1.ts";
 import { hunyuanMoe } from "./hunyuan_moe.ts";
 import { minimaxM2 } from "./minimax_m2.ts";
+import { flexOlmo } from "./flex_olmo.ts";
 import { deepseekV3 } from "./deepseek_v3.ts";
 import { deepseekV2 } from "./deepseek_v2.ts";
 import { graniteMoe, graniteMoeShared } from "./granite_moe.ts";
@@ -49,7 +50,7 @@ export { eachPartElement, joinParts, type NumberArray, readPart } from "./fused.
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 23
+ * Object.keys(ARCHITECTURE_SPECS).length; // 24
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -76,6 +77,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   Dots1ForCausalLM: dots1,
   HunYuanMoEV1ForCausalLM: hunyuanMoe,
   MiniMaxM2ForCausalLM: minimaxM2,
+  FlexOlmoForCausalLM: flexOlmo,
 };
 
 /**

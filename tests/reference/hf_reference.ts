@@ -96,7 +96,8 @@ export type ReferenceArchitecture =
   | "FalconH1ForCausalLM"
   | "Dots1ForCausalLM"
   | "HunYuanMoEV1ForCausalLM"
-  | "MiniMaxM2ForCausalLM";
+  | "MiniMaxM2ForCausalLM"
+  | "FlexOlmoForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -122,6 +123,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "Dots1ForCausalLM",
   "HunYuanMoEV1ForCausalLM",
   "MiniMaxM2ForCausalLM",
+  "FlexOlmoForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -269,7 +271,7 @@ export function layerKinds(config: HfConfig): LayerKind[] {
   }
   if (
     arch === "GraniteMoeForCausalLM" || arch === "GraniteMoeSharedForCausalLM" ||
-    arch === "HunYuanMoEV1ForCausalLM"
+    arch === "HunYuanMoEV1ForCausalLM" || arch === "FlexOlmoForCausalLM"
   ) {
     return Array.from({ length: n }, () => ({ mixer: "attention", ffn: "moe" }));
   }
@@ -371,6 +373,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       Dots1ForCausalLM: 0,
       HunYuanMoEV1ForCausalLM: 1,
       MiniMaxM2ForCausalLM: 256,
+      FlexOlmoForCausalLM: 7,
     }[arch],
   );
 }
@@ -1003,13 +1006,18 @@ export async function readSwiglu(
   };
 }
 
-/** q/k/v/o_proj (and their biases and QK-norms, as `extras` says) of the attention at `prefix`. */
+/**
+ * q/k/v/o_proj (and their biases and QK-norms, as `extras` says; the norms
+ * `q_norm` / `k_norm` unless `normNames` says otherwise) of the attention at
+ * `prefix`.
+ */
 export async function readAttention(
   w: Weights,
   prefix: string,
   opt: AttentionOptions,
-  extras: { qkvBias: boolean; outBias: boolean; qkNorm: boolean },
+  extras: { qkvBias: boolean; outBias: boolean; qkNorm: boolean; normNames?: [string, string] },
 ): Promise<AttentionWeights> {
+  const [qn, kn] = extras.normNames ?? ["q_norm", "k_norm"];
   const { hidden, heads, kvHeads, headDim } = opt;
   const Q = heads * headDim, KV = kvHeads * headDim;
   return {
@@ -1022,12 +1030,12 @@ export async function readAttention(
     vb: await w.maybe(`${prefix}.v_proj.bias`, [KV], extras.qkvBias),
     ob: await w.maybe(`${prefix}.o_proj.bias`, [hidden], extras.outBias),
     qNorm: await w.maybe(
-      `${prefix}.q_norm.weight`,
+      `${prefix}.${qn}.weight`,
       [opt.qkNormPerHead ? headDim : Q],
       extras.qkNorm,
     ),
     kNorm: await w.maybe(
-      `${prefix}.k_norm.weight`,
+      `${prefix}.${kn}.weight`,
       [opt.qkNormPerHead ? headDim : KV],
       extras.qkNorm,
     ),
@@ -1098,6 +1106,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./granite_reference.ts")).loadNemotronH(w, config, kinds)
       : arch === "HunYuanMoEV1ForCausalLM"
       ? await (await import("./hunyuan_reference.ts")).loadHunyuan(w, config, kinds)
+      : arch === "FlexOlmoForCausalLM"
+      ? await (await import("./flex_olmo_reference.ts")).loadFlexOlmo(w, config, kinds)
       : arch === "Glm4MoeForCausalLM" || arch === "Dots1ForCausalLM"
       ? await (await import("./glm4_moe_reference.ts")).loadGlm4Moe(w, config, kinds)
       : arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM"

@@ -20,6 +20,7 @@ import {
   intField,
   type LayerKind,
   linear,
+  readAttention,
   readSwiglu,
   type ReferenceModel,
   rmsNorm,
@@ -28,6 +29,7 @@ import {
   type Weights,
 } from "./hf_reference.ts";
 import { referenceRope } from "./rope_reference.ts";
+import { softmaxTopkExperts } from "./moe_reference.ts";
 
 const SWIGLU: [string, string, string] = ["gate_proj", "up_proj", "down_proj"];
 
@@ -83,7 +85,6 @@ export async function loadHunyuan(
     qkNormAfterRope: true,
   };
   const bias = config.attention_bias === true;
-  const Q = heads * headDim, KV = kvHeads * headDim;
   const swigluAt = (p: string) => readSwiglu(w, p, SWIGLU, d, ff);
   const layers: Layer[] = [];
   for (let l = 0; l < kinds.length; l++) {
@@ -93,18 +94,12 @@ export async function loadHunyuan(
     layers.push({
       norm1: await w.get(`${p}.input_layernorm.weight`, [d]),
       norm2: await w.get(`${p}.post_attention_layernorm.weight`, [d]),
-      attn: {
-        q: await w.get(`${A}.q_proj.weight`, [Q, d]),
-        k: await w.get(`${A}.k_proj.weight`, [KV, d]),
-        v: await w.get(`${A}.v_proj.weight`, [KV, d]),
-        o: await w.get(`${A}.o_proj.weight`, [d, Q]),
-        qb: await w.maybe(`${A}.q_proj.bias`, [Q], bias),
-        kb: await w.maybe(`${A}.k_proj.bias`, [KV], bias),
-        vb: await w.maybe(`${A}.v_proj.bias`, [KV], bias),
-        ob: await w.maybe(`${A}.o_proj.bias`, [d], bias),
-        qNorm: await w.get(`${A}.query_layernorm.weight`, [headDim]),
-        kNorm: await w.get(`${A}.key_layernorm.weight`, [headDim]),
-      },
+      attn: await readAttention(w, A, opt, {
+        qkvBias: bias,
+        outBias: bias,
+        qkNorm: true,
+        normNames: ["query_layernorm", "key_layernorm"],
+      }),
       router: await w.get(`${p}.mlp.gate.wg.weight`, [E, d]),
       experts,
       shared: await swigluAt(`${p}.mlp.shared_mlp`),
@@ -117,23 +112,9 @@ export async function loadHunyuan(
     : await w.get("lm_head.weight", [vocab, d]);
 
   const moe = (L: Layer, l: number, x: Float64Array, T: number): Float64Array => {
-    const out = swiglu(x, T, d, ff, L.shared);
-    const logits = linear(x, T, d, L.router, E);
-    const k = topkOf(config, l);
-    for (let t = 0; t < T; t++) {
-      const z = logits.subarray(t * E, (t + 1) * E);
-      const mx = Math.max(...z);
-      const p = Array.from(z, (v) => Math.exp(v - mx));
-      const sum = p.reduce((a, b) => a + b, 0);
-      const chosen = p.map((_, e) => e).sort((a, b) => p[b] - p[a] || a - b).slice(0, k);
-      const total = chosen.reduce((a, e) => a + p[e] / sum, 0);
-      const xt = x.subarray(t * d, (t + 1) * d);
-      for (const e of chosen) {
-        const y = swiglu(xt, 1, d, ff, L.experts[e]);
-        const wgt = p[e] / sum / total;
-        for (let i = 0; i < d; i++) out[t * d + i] += wgt * y[i];
-      }
-    }
+    const out = softmaxTopkExperts(x, T, d, ff, L.router, L.experts, topkOf(config, l), true);
+    const shared = swiglu(x, T, d, ff, L.shared);
+    for (let i = 0; i < out.length; i++) out[i] += shared[i];
     return out;
   };
 

@@ -292,8 +292,10 @@ export function attentionOptions(
     heads: a.heads,
     kvHeads: a.kvHeads,
     headDim: a.headDim,
-    ropeTheta: a.ropeTheta || null,
-    ropeScaling: rope && { invFreq: rope.invFreq, scale: rope.attentionFactor },
+    ropeTheta: layer.nope ? null : a.ropeTheta || null,
+    ropeScaling: rope && !layer.nope
+      ? { invFreq: rope.invFreq, scale: rope.attentionFactor }
+      : undefined,
     slidingWindow: (layer.window ?? a.slidingWindow) || null,
     maxSeq: options.maxSeq,
     dtype: options.dtype ?? "f32",

@@ -52,6 +52,7 @@ export const ARCHITECTURES = [
   "HunYuanMoEV1ForCausalLM",
   "MiniMaxM2ForCausalLM",
   "FlexOlmoForCausalLM",
+  "ExaoneMoeForCausalLM",
 ] as const;
 
 /**
@@ -129,6 +130,8 @@ export interface LayerSpec {
    * Absent: {@linkcode AttentionConfig.slidingWindow}.
    */
   readonly window?: number;
+  /** Attention layers: no rotary embedding in this layer (EXAONE's global layers). */
+  readonly nope?: boolean;
 }
 
 /**

@@ -94,6 +94,10 @@ const FIXTURES = [
   // FlexOlmo: OLMo 2's post-norm layers over OLMoE's experts (fixtures/hf/flex_olmo_cases.json).
   "flex_olmo",
   "flex_olmo_bias_norm",
+  // K-EXAONE: sliding layers with RoPE, global layers without, DeepSeek-style experts
+  // (fixtures/hf/exaone_moe_cases.json).
+  "exaone_moe",
+  "exaone_moe_global_groups",
 ];
 
 const readRef = (name: string) =>

@@ -69,7 +69,7 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
   if (!ref.aux) {
     // No balancing loss: a model without experts, GLM-4.5's bias-balanced routing, or a
     // family transformers adds none for (Hunyuan-A13B).
-    if (!/^(glm4_moe|deepseek_v[23]|nemotron_h_moe|dots1|hunyuan)/.test(name)) {
+    if (!/^(glm4_moe|deepseek_v[23]|nemotron_h_moe|dots1|hunyuan|exaone)/.test(name)) {
       assert.equal(k.auxPerLayer.length, 0);
     }
     return;
@@ -164,6 +164,9 @@ const FIXTURES = [
   // and without renormalisation, biases, and OLMoE's balance loss per layer.
   "flex_olmo",
   "flex_olmo_bias_norm",
+  // K-EXAONE: global layers without RoPE beside sliding ones, grouped sigmoid routing.
+  "exaone_moe",
+  "exaone_moe_global_groups",
 ];
 
 for (const name of FIXTURES) {

@@ -52,6 +52,7 @@ export const ARCHITECTURES = [
   "HunYuanMoEV1ForCausalLM",
   "MiniMaxM2ForCausalLM",
   "FlexOlmoForCausalLM",
+  "ExaoneMoeForCausalLM",
 ] as const;
 
 /**
@@ -357,6 +358,36 @@ function flexOlmo(d: Dice): Record<string, unknown> {
 }
 
 /**
+ * K-EXAONE: a window on the sliding layers (from `sliding_window_pattern` or
+ * `layer_types`), the global layers without RoPE, per-head QK-norm, and
+ * DeepSeek-style experts on the layers `mlp_layer_types` or
+ * `first_k_dense_replace` leaves sparse.
+ */
+function exaoneMoe(d: Dice, promptLen: number): Record<string, unknown> {
+  const base = common(d);
+  const layers = base.num_hidden_layers as number;
+  const { n_routed_experts, n_shared_experts, ...experts } = sigmoidExperts(d, layers);
+  const c: Record<string, unknown> = {
+    ...base,
+    ...attention(d, 0.5),
+    ...experts,
+    num_experts: n_routed_experts,
+    num_shared_experts: n_shared_experts,
+    sliding_window: d.int(2, promptLen),
+  };
+  if (d.chance(0.5)) {
+    c.layer_types = Array.from(
+      { length: layers },
+      () => (d.chance(0.6) ? "sliding_attention" : "full_attention"),
+    );
+  } else c.sliding_window_pattern = d.int(1, 4);
+  if (d.chance(0.4)) {
+    c.mlp_layer_types = Array.from({ length: layers }, () => (d.chance(0.7) ? "sparse" : "dense"));
+  }
+  return c;
+}
+
+/**
  * ERNIE 4.5: RoPE on adjacent pairs, `use_bias` on every projection (and the
  * MoE class's LM head); MoE layers by start, end and interval, softmax plus a
  * selection bias (the checkpoint's `moe_statics`, drawn at random), shared
@@ -547,6 +578,8 @@ export function randomCases(
       ? minimaxM2(d)
       : arch === "FlexOlmoForCausalLM"
       ? flexOlmo(d)
+      : arch === "ExaoneMoeForCausalLM"
+      ? exaoneMoe(d, prompt_len)
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

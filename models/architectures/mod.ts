@@ -27,6 +27,7 @@ import { dots1 } from "./dots1.ts";
 import { hunyuanMoe } from "./hunyuan_moe.ts";
 import { minimaxM2 } from "./minimax_m2.ts";
 import { flexOlmo } from "./flex_olmo.ts";
+import { exaoneMoe } from "./exaone_moe.ts";
 import { deepseekV3 } from "./deepseek_v3.ts";
 import { deepseekV2 } from "./deepseek_v2.ts";
 import { graniteMoe, graniteMoeShared } from "./granite_moe.ts";
@@ -50,7 +51,7 @@ export { eachPartElement, joinParts, type NumberArray, readPart } from "./fused.
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 24
+ * Object.keys(ARCHITECTURE_SPECS).length; // 25
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -78,6 +79,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   HunYuanMoEV1ForCausalLM: hunyuanMoe,
   MiniMaxM2ForCausalLM: minimaxM2,
   FlexOlmoForCausalLM: flexOlmo,
+  ExaoneMoeForCausalLM: exaoneMoe,
 };
 
 /**

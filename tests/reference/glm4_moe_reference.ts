@@ -169,6 +169,21 @@ export function loadGlm4Moe(
 }
 
 /**
+ * Where a family's config and checkpoint differ from DeepSeek-V3's names
+ * (K-EXAONE: `num_experts`, `num_shared_experts`, `mlp.e_score_correction_bias`).
+ */
+export interface SigmoidMoeNames {
+  /** The experts' count field (default `n_routed_experts`, else `num_local_experts`). */
+  experts?: string;
+  /** The shared experts' count field (default `n_shared_experts`). */
+  shared?: string;
+  /** The selection bias inside `mlp` (default `gate.e_score_correction_bias`). */
+  bias?: string;
+  /** `routed_scaling_factor` when the config has none (default 1). */
+  scale?: number;
+}
+
+/**
  * A decoder of `mixerAt(layer prefix)` blocks, each followed by a dense SwiGLU
  * (the layers `kinds` marks `mlp`) or DeepSeek-style
  * routed experts (sigmoid + selection bias, groups, scaling) beside shared
@@ -181,22 +196,23 @@ export async function loadSigmoidMoe(
   architecture: ReferenceModel["architecture"],
   mixerAt: (prefix: string) => Promise<Mixer>,
   v2 = false,
+  names: SigmoidMoeNames = {},
 ): Promise<ReferenceModel> {
   const d = intField(config, "hidden_size");
   const vocab = intField(config, "vocab_size");
   const eps = field(config, "rms_norm_eps", 1e-5);
   const E = intField(
     config,
-    config.n_routed_experts == null ? "num_local_experts" : "n_routed_experts",
+    names.experts ?? (config.n_routed_experts == null ? "num_local_experts" : "n_routed_experts"),
   );
   const moeFf = intField(config, "moe_intermediate_size");
-  const sharedFf = moeFf * intField(config, "n_shared_experts", 1);
+  const sharedFf = moeFf * intField(config, names.shared ?? "n_shared_experts", 1);
   const routing = {
     k: intField(config, "num_experts_per_tok"),
     groups: intField(config, "n_group", 1),
     keep: intField(config, "topk_group", 1),
     norm: config.norm_topk_prob !== false,
-    scale: field(config, "routed_scaling_factor", 1),
+    scale: field(config, "routed_scaling_factor", names.scale ?? 1),
   };
   const swigluAt = (p: string, ff: number) => readSwiglu(w, p, SWIGLU, d, ff);
   const layers: Layer[] = [];
@@ -209,7 +225,8 @@ export async function loadSigmoidMoe(
     };
     if (kind.ffn === "moe") {
       layer.router = await w.get(`${p}.mlp.gate.weight`, [E, d]);
-      if (!v2) layer.bias = await w.get(`${p}.mlp.gate.e_score_correction_bias`, [E]);
+      const bias = names.bias ?? "gate.e_score_correction_bias";
+      if (!v2) layer.bias = await w.get(`${p}.mlp.${bias}`, [E]);
       layer.experts = [];
       for (let e = 0; e < E; e++) {
         layer.experts.push(await swigluAt(`${p}.mlp.experts.${e}`, moeFf));

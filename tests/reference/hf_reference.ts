@@ -97,7 +97,8 @@ export type ReferenceArchitecture =
   | "Dots1ForCausalLM"
   | "HunYuanMoEV1ForCausalLM"
   | "MiniMaxM2ForCausalLM"
-  | "FlexOlmoForCausalLM";
+  | "FlexOlmoForCausalLM"
+  | "ExaoneMoeForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -124,6 +125,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "HunYuanMoEV1ForCausalLM",
   "MiniMaxM2ForCausalLM",
   "FlexOlmoForCausalLM",
+  "ExaoneMoeForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -256,6 +258,17 @@ export function layerKinds(config: HfConfig): LayerKind[] {
       ...(t === "sliding_attention" ? { window: intField(config, "sliding_window") } : {}),
     }));
   }
+  if (arch === "ExaoneMoeForCausalLM") {
+    // ExaoneMoeDecoderLayer: experts where mlp_layer_types says "sparse"; a window on the
+    // "sliding_attention" layers (the reference reads both lists as transformers wrote them).
+    const mlp = config.mlp_layer_types as string[];
+    const types = config.layer_types as string[];
+    return types.map((t, i) => ({
+      mixer: "attention",
+      ffn: mlp[i] === "sparse" ? "moe" : "mlp",
+      ...(t === "sliding_attention" ? { window: intField(config, "sliding_window") } : {}),
+    }));
+  }
   if (arch === "GptOssForCausalLM") {
     // GptOssConfig.__post_init__: without layer_types, even layers slide.
     const types = (config.layer_types ??
@@ -374,6 +387,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       HunYuanMoEV1ForCausalLM: 1,
       MiniMaxM2ForCausalLM: 256,
       FlexOlmoForCausalLM: 7,
+      ExaoneMoeForCausalLM: 64,
     }[arch],
   );
 }
@@ -1108,6 +1122,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./hunyuan_reference.ts")).loadHunyuan(w, config, kinds)
       : arch === "FlexOlmoForCausalLM"
       ? await (await import("./flex_olmo_reference.ts")).loadFlexOlmo(w, config, kinds)
+      : arch === "ExaoneMoeForCausalLM"
+      ? await (await import("./exaone_moe_reference.ts")).loadExaoneMoe(w, config, kinds)
       : arch === "Glm4MoeForCausalLM" || arch === "Dots1ForCausalLM"
       ? await (await import("./glm4_moe_reference.ts")).loadGlm4Moe(w, config, kinds)
       : arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM"

@@ -200,6 +200,10 @@ for (const [name, write] of CASES) {
 // selection bias, shared experts, a partial RoPE. deepseek_v3: latent attention, its
 // cache one latent row a token. ernie4_5_moe: pairwise RoPE, softmax + selection bias, an
 // LM head bias. falcon_h1: attention and Mamba-2 side by side, each layer's two states.
+// dots1_sliding_bias: per-head QK-norm with o_proj biases, sliding layers, grouped sigmoid
+// routing. hunyuan_moe: per-head norms after RoPE, the NTK-alpha base, a shared MLP.
+// minimax_m2: whole-projection QK-norms, partial RoPE, a Mixtral-layout selection bias.
+// flex_olmo: norms after each sublayer. exaone_moe: global layers without RoPE.
 for (
   const name of [
     "qwen2_moe",
@@ -212,6 +216,11 @@ for (
     "deepseek_v3",
     "ernie4_5_moe",
     "falcon_h1",
+    "dots1_sliding_bias",
+    "hunyuan_moe",
+    "minimax_m2",
+    "flex_olmo",
+    "exaone_moe",
   ]
 ) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {

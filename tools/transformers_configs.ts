@@ -281,6 +281,9 @@ function hunyuanMoe(d: Dice): Record<string, unknown> {
       alpha: d.pick([2.5, 8.0, 1000.0]),
     };
   }
+  // HunYuanMoEV1Attention reads config.head_dim as it is (None unless given), so
+  // transformers builds no HunYuan without one.
+  att.head_dim ??= (att.hidden_size as number) / (att.num_attention_heads as number);
   return {
     ...base,
     ...att,

@@ -77,9 +77,11 @@ export function timeStepLimit(c: ConfigReader): [number, number] {
     );
   }
   const lo = floatOf(c, "time_step_limit", raw[0]), hi = floatOf(c, "time_step_limit", raw[1]);
-  if (!(lo >= 0 && hi >= lo)) {
+  // An infinite minimum would clamp every Δ to ∞ (only the maximum may be unbounded).
+  if (!(Number.isFinite(lo) && lo >= 0 && hi >= lo)) {
     throw new RangeError(
-      `${c.file}: field "time_step_limit" [${lo}, ${hi}] must satisfy 0 <= min <= max`,
+      `${c.file}: field "time_step_limit" [${lo}, ${hi}] must satisfy 0 <= min <= max, ` +
+        "min finite",
     );
   }
   return [lo, hi];

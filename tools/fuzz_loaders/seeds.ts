@@ -39,6 +39,21 @@ const HF_MODELS = [
   "mixtral_hd_top3",
   "olmoe",
   "qwen2_moe",
+  // The later families: their readers' own fields (lists, patterns, NTK alpha, groups).
+  "qwen3_moe_sliding_bias",
+  "mamba2_bias_limit",
+  "granite_hybrid",
+  "nemotron_h_moe_pattern",
+  "gpt_oss",
+  "glm4_moe_group_limit",
+  "deepseek_v3",
+  "ernie4_5_moe_interval",
+  "falcon_h1_norm_bias",
+  "dots1_sliding_bias",
+  "hunyuan_moe",
+  "minimax_m2",
+  "flex_olmo_bias_norm",
+  "exaone_moe_global_groups",
 ];
 
 const SHAPES: number[][] = [[], [0], [1], [3], [2, 3], [3, 0, 2], [1, 1, 5], [4, 2]];

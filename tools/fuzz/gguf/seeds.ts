@@ -170,6 +170,17 @@ function handMadeSeeds(): { name: string; bytes: Uint8Array }[] {
   ];
 }
 
+const LLAMA_CPP_FIXTURES = new URL("../../../tests/fixtures/llama_cpp/", import.meta.url);
+
+/** Converter-written files of `tests/fixtures/llama_cpp/` (folder/case). */
+const CONVERTED = [
+  "glm4_moe/glm4_moe_group_conv",
+  "ernie4_5/ernie4_5_moe_conv",
+  "gpt_oss/gpt_oss_conv",
+  "dots1/dots1_group_conv",
+  "minimax_m2/minimax_m2_conv",
+];
+
 /** Writes every seed into `dir` (about 2 s: tiny checkpoints converted at several types). */
 export async function writeGgufSeeds(dir: string): Promise<GgufSeed[]> {
   const seeds: GgufSeed[] = [];
@@ -199,6 +210,12 @@ export async function writeGgufSeeds(dir: string): Promise<GgufSeed[]> {
       seeds.push({ name: `${s.name}-${type}`, path, model: true });
     }
     await Deno.remove(ckptDir, { recursive: true });
+  }
+  // Files llama.cpp's converter wrote for the families with their own GGUF readers.
+  for (const f of CONVERTED) {
+    const path = join(dir, `${f.replace("/", "-")}.gguf`);
+    await Deno.copyFile(new URL(`${f}/llama_cpp_f32.gguf`, LLAMA_CPP_FIXTURES), path);
+    seeds.push({ name: f, path, model: true });
   }
   for (const h of handMadeSeeds()) {
     const path = join(dir, `${h.name}.gguf`);

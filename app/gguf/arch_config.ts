@@ -57,6 +57,8 @@
  *   `arch_minimax_m2.ts` (partial RoPE, sigmoid routing);
  * - `hunyuan-moe` (Hunyuan-A13B): heads and RoPE as llama (the NTK-alpha base
  *   as the base), the rest in `arch_hunyuan.ts` (experts, shared MLP);
+ * - `exaone-moe` (K-EXAONE): heads and RoPE as llama, the rest in
+ *   `arch_exaone_moe.ts` (sliding pattern, grouped sigmoid routing, MTP blocks);
  * - `jamba`: the SSM keys, `.feed_forward_length`, `.attention.head_count`,
  *   `.attention.head_count_kv` (one value per layer, 0 for Mamba layers),
  *   `.expert_count`, `.expert_used_count`; `attn_layer_period/offset` and
@@ -87,6 +89,7 @@ import { ernieConfig } from "./arch_config_ernie.ts";
 import { dots1Config } from "./arch_dots1.ts";
 import { minimaxM2Config } from "./arch_minimax_m2.ts";
 import { hunyuanConfig } from "./arch_hunyuan.ts";
+import { exaoneMoeConfig } from "./arch_exaone_moe.ts";
 
 type Json = Record<string, unknown>;
 
@@ -214,6 +217,15 @@ export function hfConfigFromGguf(
       max_position_embeddings: ctx,
       rms_norm_eps: eps,
     };
+  } else if (arch === "exaone-moe") {
+    config = {
+      ...attentionConfig(k, H, ropeFreqs),
+      ...common,
+      // After common: its layer count leaves out the multi-token-prediction blocks.
+      ...exaoneMoeConfig(k, L),
+      max_position_embeddings: ctx,
+      rms_norm_eps: eps,
+    };
   } else if (arch === "deepseek2") {
     const nextn = k.opt("nextn_predict_layers") ?? 0;
     config = {
@@ -259,7 +271,7 @@ export function hfConfigFromGguf(
   if (arch === "jamba") config.max_position_embeddings = ctx;
   const groups = k.opt("expert_group_count") ?? 0;
   // The architectures whose transformers classes limit routing to the best groups.
-  const grouped = ["glm4moe", "deepseek2", "nemotron_h_moe", "dots1"];
+  const grouped = ["glm4moe", "deepseek2", "nemotron_h_moe", "dots1", "exaone-moe"];
   if (!grouped.includes(arch) && groups > 1) {
     // llama.cpp's build_moe_ffn limits any architecture's routing to the best groups.
     throw new TypeError(

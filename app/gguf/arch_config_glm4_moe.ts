@@ -86,13 +86,7 @@ export function glm4MoeConfig(k: Keys, B: number, headDim: number): Json {
         `even number of rotated values from 2 to the head size ${headDim}`,
     );
   }
-  const gating = k.opt("expert_gating_func") ?? 0;
-  if (gating !== 0 && gating !== GATING_SIGMOID) {
-    throw new TypeError(
-      `${k.m.path}: metadata ${quote(k.key("expert_gating_func"))} is ${gating}; Kiln's ` +
-        `GLM-4.5 routes by sigmoid (${GATING_SIGMOID})`,
-    );
-  }
+  requireSigmoidGating(k, "Kiln's GLM-4.5");
   const norm = k.m.optionalBool(k.key("expert_weights_norm")) ?? false;
   const scale = k.opt("expert_weights_scale");
   const layers = B - nextn;
@@ -143,4 +137,23 @@ export function expertGroups(k: Keys): { n_group: number; topk_group: number } {
     );
   }
   return groups > 1 ? { n_group: groups, topk_group: used } : { n_group: 1, topk_group: 1 };
+}
+
+/**
+ * Refuses an `.expert_gating_func` other than sigmoid (absent or 0 read as
+ * sigmoid: `family`'s only routing) for a family routed by sigmoid.
+ *
+ * @example
+ * ```ts ignore
+ * requireSigmoidGating(keys, "dots.llm1");
+ * ```
+ */
+export function requireSigmoidGating(k: Keys, family: string): void {
+  const gating = k.opt("expert_gating_func") ?? 0;
+  if (gating !== 0 && gating !== GATING_SIGMOID) {
+    throw new TypeError(
+      `${k.m.path}: metadata ${quote(k.key("expert_gating_func"))} is ${gating}; ${family} ` +
+        `routes by sigmoid (${GATING_SIGMOID})`,
+    );
+  }
 }

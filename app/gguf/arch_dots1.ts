@@ -27,9 +27,8 @@
  */
 
 import type { ModelConfig } from "../../models/config.ts";
-import { quote } from "../safetensors/header.ts";
 import type { Keys } from "./arch_keys.ts";
-import { expertGroups, GATING_SIGMOID } from "./arch_config_glm4_moe.ts";
+import { expertGroups, GATING_SIGMOID, requireSigmoidGating } from "./arch_config_glm4_moe.ts";
 
 type Json = Record<string, unknown>;
 
@@ -43,13 +42,7 @@ type Json = Record<string, unknown>;
  * ```
  */
 export function dots1Config(k: Keys): Json {
-  const gating = k.opt("expert_gating_func") ?? 0;
-  if (gating !== 0 && gating !== GATING_SIGMOID) {
-    throw new TypeError(
-      `${k.m.path}: metadata ${quote(k.key("expert_gating_func"))} is ${gating}; dots.llm1 ` +
-        `routes by sigmoid (${GATING_SIGMOID})`,
-    );
-  }
+  requireSigmoidGating(k, "dots.llm1");
   const ff = k.num("expert_feed_forward_length");
   const dense = k.opt("leading_dense_block_count") ?? 0;
   const scale = k.opt("expert_weights_scale");

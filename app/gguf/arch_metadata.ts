@@ -55,11 +55,13 @@
  *   `arch_minimax_m2.ts` (partial RoPE, routing; tied embeddings refused);
  * - `hunyuan-moe` (Hunyuan-A13B): the attention keys as qwen2moe (a `dynamic`
  *   RoPE of factor 1 — its NTK-alpha base — as the base alone), the rest in
- *   `arch_hunyuan.ts` (expert and shared widths; attention biases refused).
+ *   `arch_hunyuan.ts` (expert and shared widths; attention biases refused);
+ * - `exaone-moe` (K-EXAONE): the attention keys as qwen2moe (its sliding window
+ *   and pattern in `arch_exaone_moe.ts`, with its routing and shared experts).
  *
  * A missing `max_position_embeddings` takes the transformers class default
  * (Mixtral, GPT-OSS and GLM-4.5 131072, Qwen2-MoE and Qwen3-MoE 32768, OLMoE 4096, Jamba
- * 262144, dots.llm1 and Hunyuan-A13B 2048, MiniMax-M2 196608), since llama.cpp requires a context length.
+ * 262144, dots.llm1, Hunyuan-A13B and K-EXAONE 2048, MiniMax-M2 196608), since llama.cpp requires a context length.
  *
  * @module
  */
@@ -79,6 +81,7 @@ import { ernieKeys } from "./arch_metadata_ernie.ts";
 import { dots1Keys } from "./arch_dots1.ts";
 import { minimaxM2Keys } from "./arch_minimax_m2.ts";
 import { hunyuanKeys } from "./arch_hunyuan.ts";
+import { exaoneMoeKeys } from "./arch_exaone_moe.ts";
 
 /**
  * The element types `convertToGguf` writes weights in: one type for every
@@ -164,6 +167,7 @@ const DEFAULT_CONTEXT: Readonly<Record<string, number>> = {
   Dots1ForCausalLM: 2048,
   MiniMaxM2ForCausalLM: 196608,
   HunYuanMoEV1ForCausalLM: 2048,
+  ExaoneMoeForCausalLM: 2048,
 };
 
 /**
@@ -254,6 +258,7 @@ export function ggufArchMetadata(
     "dots1",
     "minimax-m2",
     "hunyuan-moe",
+    "exaone-moe",
   ];
   if (attn.includes(arch) || ernie) attentionKeys(cfg, config, arch, ctx, u32, f32, put);
   if (arch === "glm4moe") glm4MoeKeys(cfg, u32, f32, put);
@@ -303,6 +308,13 @@ export function ggufArchMetadata(
     minimaxM2Keys(cfg, u32);
   } else if (arch === "hunyuan-moe") {
     hunyuanKeys(cfg, u32);
+  } else if (arch === "exaone-moe") {
+    exaoneMoeKeys(
+      cfg,
+      u32,
+      f32,
+      (key, type, value) => put(`${arch}.${key}`, type, value as GgufEntry["value"]),
+    );
   } else if (!ssm) {
     u32("expert_count", cfg.moe?.experts ?? numberField(config, "num_experts", 16));
     u32("expert_used_count", cfg.moe?.topK ?? numberField(config, "num_experts_per_tok", 2));
@@ -557,7 +569,8 @@ function attentionKeys(
     }
   }
   const windows = cfg.pattern.map((p) => p.window ?? a.slidingWindow);
-  if (windows.some((w) => w > 0)) {
+  // K-EXAONE's window and pattern are its own keys (arch_exaone_moe.ts).
+  if (windows.some((w) => w > 0) && arch !== "exaone-moe") {
     if (arch !== "llama" || windows.some((w) => w !== windows[0])) {
       throw new TypeError(
         `config.json: ${cfg.architecture} with sliding-window layers has no GGUF form ` +

@@ -25,7 +25,7 @@
 import type { ModelConfig } from "../../models/config.ts";
 import { quote } from "../safetensors/header.ts";
 import type { Keys } from "./arch_keys.ts";
-import { GATING_SIGMOID } from "./arch_config_glm4_moe.ts";
+import { GATING_SIGMOID, requireSigmoidGating } from "./arch_config_glm4_moe.ts";
 
 type Json = Record<string, unknown>;
 
@@ -40,13 +40,7 @@ type Json = Record<string, unknown>;
  * ```
  */
 export function minimaxM2Config(k: Keys, headDim: number): Json {
-  const gating = k.opt("expert_gating_func") ?? 0;
-  if (gating !== 0 && gating !== GATING_SIGMOID) {
-    throw new TypeError(
-      `${k.m.path}: metadata ${quote(k.key("expert_gating_func"))} is ${gating}; MiniMax-M2 ` +
-        `routes by sigmoid (${GATING_SIGMOID})`,
-    );
-  }
+  requireSigmoidGating(k, "MiniMax-M2");
   const scale = k.opt("expert_weights_scale");
   if (scale !== undefined && scale !== 0 && scale !== 1) {
     throw new RangeError(

@@ -65,6 +65,7 @@ export const GGUF_ARCH_OF: Readonly<Record<string, string>> = {
   Dots1ForCausalLM: "dots1",
   MiniMaxM2ForCausalLM: "minimax-m2",
   HunYuanMoEV1ForCausalLM: "hunyuan-moe",
+  ExaoneMoeForCausalLM: "exaone-moe",
 };
 
 /**
@@ -112,6 +113,7 @@ export const GGUF_ARCHITECTURES: readonly string[] = [
   "dots1",
   "minimax-m2",
   "hunyuan-moe",
+  "exaone-moe",
 ];
 
 /**

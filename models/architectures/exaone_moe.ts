@@ -96,6 +96,8 @@ function exaoneMoeFields(c: ConfigReader): ModelConfig {
     tieEmbeddings: c.bool("tie_word_embeddings", false),
     pattern,
     attention: attentionFields(c, base.hidden, { ropeTheta: 1e4, qkNorm: "head", kvHeads: 32 }),
+    // A GGUF file's multi-token-prediction blocks after the model (its nextn_predict_layers).
+    extraLayers: c.int("num_nextn_predict_layers", 0),
     moe: moeLayers.some((m) => m)
       ? {
         // Balanced by its selection bias: transformers adds no balancing loss.
@@ -139,4 +141,7 @@ export const exaoneMoe: ArchitectureSpec = {
   // ExaoneMoePreTrainedModel's _keys_to_ignore_on_load_unexpected: the released
   // checkpoints' multi-token-prediction module.
   ignoredTensors: /^mtp\./,
+  // The released config's class name (its remote code's), which transformers reads by
+  // model_type and llama.cpp's converter registers.
+  aliases: ["ExaoneMoEForCausalLM"],
 };

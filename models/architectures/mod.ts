@@ -118,9 +118,13 @@ export function parseConfig(json: unknown, file = "config.json"): ModelConfig {
   }
   const j = json as Record<string, unknown>;
   const archs = j.architectures;
-  const arch = Array.isArray(archs)
-    ? archs.find((a) => ARCHITECTURES.includes(a as Architecture)) as Architecture | undefined
-    : undefined;
+  // A class name of the family's original (remote) code counts as the family's.
+  const named = (a: unknown): Architecture | undefined =>
+    ARCHITECTURES.includes(a as Architecture)
+      ? a as Architecture
+      : Object.values(ARCHITECTURE_SPECS).find((s) => s.aliases?.includes(a as string))
+        ?.architecture;
+  const arch = Array.isArray(archs) ? archs.map(named).find((a) => a !== undefined) : undefined;
   if (!arch) {
     const byType = Object.values(ARCHITECTURE_SPECS).find((s) => s.modelType === j.model_type);
     const hint = archs === undefined && byType

@@ -183,4 +183,9 @@ export interface ArchitectureSpec {
    * `mtp.*`): present in a checkpoint, never read. Absent: none.
    */
   readonly ignoredTensors?: RegExp;
+  /**
+   * Class names the family's published configs use for the same model where
+   * they differ from transformers' (K-EXAONE's `ExaoneMoEForCausalLM`).
+   */
+  readonly aliases?: readonly string[];
 }

@@ -53,6 +53,7 @@ export const ARCHITECTURES = [
   "MiniMaxM2ForCausalLM",
   "FlexOlmoForCausalLM",
   "ExaoneMoeForCausalLM",
+  "Glm4MoeLiteForCausalLM",
 ] as const;
 
 /**

@@ -204,6 +204,7 @@ for (const [name, write] of CASES) {
 // routing. hunyuan_moe: per-head norms after RoPE, the NTK-alpha base, a shared MLP.
 // minimax_m2: whole-projection QK-norms, partial RoPE, a Mixtral-layout selection bias.
 // flex_olmo: norms after each sublayer. exaone_moe: global layers without RoPE.
+// glm4_moe_lite: latent attention with a dense layer by mlp_layer_types.
 for (
   const name of [
     "qwen2_moe",
@@ -221,6 +222,7 @@ for (
     "minimax_m2",
     "flex_olmo",
     "exaone_moe",
+    "glm4_moe_lite",
   ]
 ) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {

@@ -98,6 +98,10 @@ const FIXTURES = [
   // (fixtures/hf/exaone_moe_cases.json).
   "exaone_moe",
   "exaone_moe_global_groups",
+  // GLM-4.7-Flash: DeepSeek-V3's layer with dense layers by mlp_layer_types
+  // (fixtures/hf/glm4_moe_lite_cases.json).
+  "glm4_moe_lite",
+  "glm4_moe_lite_groups",
 ];
 
 const readRef = (name: string) =>

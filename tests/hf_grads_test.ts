@@ -167,6 +167,10 @@ const FIXTURES = [
   // K-EXAONE: global layers without RoPE beside sliding ones, grouped sigmoid routing.
   "exaone_moe",
   "exaone_moe_global_groups",
+  // GLM-4.7-Flash: latent attention (interleaved or halves RoPE, with and without the
+  // query bottleneck), grouped sigmoid routing, dense layers by mlp_layer_types.
+  "glm4_moe_lite",
+  "glm4_moe_lite_groups",
 ];
 
 for (const name of FIXTURES) {

@@ -53,6 +53,7 @@ export const ARCHITECTURES = [
   "MiniMaxM2ForCausalLM",
   "FlexOlmoForCausalLM",
   "ExaoneMoeForCausalLM",
+  "Glm4MoeLiteForCausalLM",
 ] as const;
 
 /**
@@ -391,6 +392,20 @@ function exaoneMoe(d: Dice, promptLen: number): Record<string, unknown> {
 }
 
 /**
+ * GLM-4.7-Flash: DeepSeek-V3's random configs, the dense layers by
+ * `mlp_layer_types` (or Glm4MoeLiteConfig's first-layer default, whatever
+ * `first_k_dense_replace` says).
+ */
+function glm4MoeLite(d: Dice): Record<string, unknown> {
+  const c = deepseekV3(d);
+  const layers = c.num_hidden_layers as number;
+  if (d.chance(0.6)) {
+    c.mlp_layer_types = Array.from({ length: layers }, () => (d.chance(0.7) ? "sparse" : "dense"));
+  }
+  return c;
+}
+
+/**
  * ERNIE 4.5: RoPE on adjacent pairs, `use_bias` on every projection (and the
  * MoE class's LM head); MoE layers by start, end and interval, softmax plus a
  * selection bias (the checkpoint's `moe_statics`, drawn at random), shared
@@ -583,6 +598,8 @@ export function randomCases(
       ? flexOlmo(d)
       : arch === "ExaoneMoeForCausalLM"
       ? exaoneMoe(d, prompt_len)
+      : arch === "Glm4MoeLiteForCausalLM"
+      ? glm4MoeLite(d)
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

@@ -26,15 +26,37 @@ function mscale(factor: number, m: number): number {
   return factor <= 1 ? 1 : 0.1 * m * Math.log(factor) + 1;
 }
 
-function mlaFields(c: ConfigReader): MlaConfig {
-  // null (DeepSeek-V2-Lite, Moonlight): a plain q_proj; absent: the class's 1536.
+/**
+ * A latent-attention config class's defaults (DeepseekV3Config's unless given).
+ *
+ * @example
+ * ```ts
+ * import type { MlaDefaults } from "./deepseek_v3.ts";
+ * const glmLite: MlaDefaults = { qLoraRank: 768, nopeDim: 192, vDim: 256, heads: 20 };
+ * ```
+ */
+export interface MlaDefaults {
+  /** `q_lora_rank`. */
+  qLoraRank: number;
+  /** `qk_nope_head_dim`. */
+  nopeDim: number;
+  /** `v_head_dim`. */
+  vDim: number;
+  /** `num_attention_heads`. */
+  heads: number;
+}
+
+const V3_DEFAULTS: MlaDefaults = { qLoraRank: 1536, nopeDim: 128, vDim: 128, heads: 128 };
+
+function mlaFields(c: ConfigReader, d: MlaDefaults): MlaConfig {
+  // null (DeepSeek-V2-Lite, Moonlight): a plain q_proj; absent: the class's default.
   const absent = !Object.hasOwn(c.json, "q_lora_rank");
   return {
-    qLoraRank: absent ? 1536 : c.has("q_lora_rank") ? c.int("q_lora_rank") : 0,
+    qLoraRank: absent ? d.qLoraRank : c.has("q_lora_rank") ? c.int("q_lora_rank") : 0,
     kvLoraRank: c.positive("kv_lora_rank", 512),
-    nopeDim: c.positive("qk_nope_head_dim", 128),
+    nopeDim: c.positive("qk_nope_head_dim", d.nopeDim),
     ropeDim: c.positive("qk_rope_head_dim", 64),
-    vDim: c.positive("v_head_dim", 128),
+    vDim: c.positive("v_head_dim", d.vDim),
     interleave: c.bool("rope_interleave", true),
   };
 }
@@ -59,9 +81,10 @@ export function mlaAttentionFields(
   c: ConfigReader,
   hidden: number,
   readInterleave: boolean,
+  defaults: MlaDefaults = V3_DEFAULTS,
 ): AttentionConfig {
-  const heads = c.positive("num_attention_heads", 128);
-  const mla = mlaFields(c);
+  const heads = c.positive("num_attention_heads", defaults.heads);
+  const mla = mlaFields(c, defaults);
   const bias = c.bool("attention_bias", false);
   // DeepseekV3Config sets head_dim to qk_rope_head_dim: the rotary size RoPE's
   // frequencies are read for.

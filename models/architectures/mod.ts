@@ -28,6 +28,7 @@ import { hunyuanMoe } from "./hunyuan_moe.ts";
 import { minimaxM2 } from "./minimax_m2.ts";
 import { flexOlmo } from "./flex_olmo.ts";
 import { exaoneMoe } from "./exaone_moe.ts";
+import { glm4MoeLite } from "./glm4_moe_lite.ts";
 import { deepseekV3 } from "./deepseek_v3.ts";
 import { deepseekV2 } from "./deepseek_v2.ts";
 import { graniteMoe, graniteMoeShared } from "./granite_moe.ts";
@@ -51,7 +52,7 @@ export { eachPartElement, joinParts, type NumberArray, readPart } from "./fused.
  * @example
  * ```ts
  * import { ARCHITECTURE_SPECS } from "@kiln/kiln";
- * Object.keys(ARCHITECTURE_SPECS).length; // 25
+ * Object.keys(ARCHITECTURE_SPECS).length; // 26
  * ```
  */
 export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpec } = {
@@ -80,6 +81,7 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   MiniMaxM2ForCausalLM: minimaxM2,
   FlexOlmoForCausalLM: flexOlmo,
   ExaoneMoeForCausalLM: exaoneMoe,
+  Glm4MoeLiteForCausalLM: glm4MoeLite,
 };
 
 /**

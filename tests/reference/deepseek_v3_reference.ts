@@ -27,9 +27,11 @@ import { loadSigmoidMoe, type Mixer } from "./glm4_moe_reference.ts";
 import { referenceRope } from "./rope_reference.ts";
 
 /**
- * The DeepSeek-V3 reference model of a loaded checkpoint, or with `v2`
- * DeepSeek-V2's: its attention is V3's with RoPE on complex (adjacent) pairs
- * whatever `rope_interleave` says, its router softmax (`routeV2`).
+ * The DeepSeek-V3 reference model of a loaded checkpoint (GLM-4.7-Flash's
+ * `Glm4MoeLiteForCausalLM` too: the same layer, its dense layers from
+ * `mlp_layer_types` in `kinds`), or with `v2` DeepSeek-V2's: its attention is
+ * V3's with RoPE on complex (adjacent) pairs whatever `rope_interleave` says,
+ * its router softmax (`routeV2`).
  */
 export function loadDeepseekV3(
   w: Weights,
@@ -65,7 +67,11 @@ export function loadDeepseekV3(
     x.set(out);
   };
 
-  const arch = v2 ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM";
+  const arch = v2
+    ? "DeepseekV2ForCausalLM"
+    : (config.architectures as string[] | undefined)?.[0] === "Glm4MoeLiteForCausalLM"
+    ? "Glm4MoeLiteForCausalLM"
+    : "DeepseekV3ForCausalLM";
   return loadSigmoidMoe(w, config, kinds, arch, async (pre) => {
     const a = `${pre}.self_attn`;
     const qa = qr ? await w.get(`${a}.q_a_proj.weight`, [qr, d]) : undefined;

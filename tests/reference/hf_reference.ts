@@ -98,7 +98,8 @@ export type ReferenceArchitecture =
   | "HunYuanMoEV1ForCausalLM"
   | "MiniMaxM2ForCausalLM"
   | "FlexOlmoForCausalLM"
-  | "ExaoneMoeForCausalLM";
+  | "ExaoneMoeForCausalLM"
+  | "Glm4MoeLiteForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -126,6 +127,7 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MiniMaxM2ForCausalLM",
   "FlexOlmoForCausalLM",
   "ExaoneMoeForCausalLM",
+  "Glm4MoeLiteForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -258,6 +260,13 @@ export function layerKinds(config: HfConfig): LayerKind[] {
       ...(t === "sliding_attention" ? { window: intField(config, "sliding_window") } : {}),
     }));
   }
+  if (arch === "Glm4MoeLiteForCausalLM") {
+    // Glm4MoeLiteDecoderLayer: experts where mlp_layer_types says "sparse".
+    return (config.mlp_layer_types as string[]).map((t) => ({
+      mixer: "attention",
+      ffn: t === "sparse" ? "moe" : "mlp",
+    }));
+  }
   if (arch === "ExaoneMoeForCausalLM") {
     // ExaoneMoeDecoderLayer: experts where mlp_layer_types says "sparse"; a window on the
     // "sliding_attention" layers (the reference reads both lists as transformers wrote them).
@@ -388,6 +397,7 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       MiniMaxM2ForCausalLM: 256,
       FlexOlmoForCausalLM: 7,
       ExaoneMoeForCausalLM: 64,
+      Glm4MoeLiteForCausalLM: 64,
     }[arch],
   );
 }
@@ -1132,7 +1142,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./falcon_h1_reference.ts")).loadFalconH1(w, config, kinds)
       : arch === "MiniMaxM2ForCausalLM"
       ? await (await import("./minimax_m2_reference.ts")).loadMiniMaxM2(w, config, kinds)
-      : arch === "DeepseekV3ForCausalLM" || arch === "DeepseekV2ForCausalLM"
+      : arch === "DeepseekV3ForCausalLM" || arch === "DeepseekV2ForCausalLM" ||
+          arch === "Glm4MoeLiteForCausalLM"
       ? await (await import("./deepseek_v3_reference.ts")).loadDeepseekV3(
         w,
         config,

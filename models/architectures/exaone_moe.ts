@@ -25,6 +25,7 @@ import {
   moeFields,
   paddingIdxField,
   QWEN_MOE_LAYOUT,
+  sparseLayerList,
 } from "./common.ts";
 import { type ConfigReader, show } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
@@ -44,28 +45,6 @@ function windows(c: ConfigReader, layers: number, window: number): number[] {
   return Array.from({ length: layers }, (_, i) => ((i + 1) % pattern !== 0 ? window : 0));
 }
 
-/** Which layers have experts, as ExaoneMoeConfig derives `mlp_layer_types`. */
-function sparse(c: ConfigReader, layers: number): boolean[] {
-  const types = c.strList("mlp_layer_types");
-  if (!types) {
-    const dense = c.int("first_k_dense_replace", 1);
-    return Array.from({ length: layers }, (_, i) => i >= dense);
-  }
-  if (types.length !== layers) {
-    throw new RangeError(
-      `${c.file}: mlp_layer_types has ${types.length} entries, num_hidden_layers is ${layers}`,
-    );
-  }
-  return types.map((t, i) => {
-    if (t !== "dense" && t !== "sparse") {
-      throw new TypeError(
-        `${c.file}: mlp_layer_types[${i}] ${show(t)} is not "dense" or "sparse"`,
-      );
-    }
-    return t === "sparse";
-  });
-}
-
 function exaoneMoeFields(c: ConfigReader): ModelConfig {
   const act = c.hiddenAct();
   for (const f of ["attention_bias", "mlp_bias"]) c.absent(f, "its projections have no biases");
@@ -76,7 +55,9 @@ function exaoneMoeFields(c: ConfigReader): ModelConfig {
     : 4096;
   const perLayer = windows(c, base.layers, window);
   const experts = c.int("num_experts", 64);
-  const moeLayers = sparse(c, base.layers).map((s) => s && experts > 0);
+  // ExaoneMoeConfig: without mlp_layer_types, the first first_k_dense_replace layers dense.
+  const dense = c.int("first_k_dense_replace", 1);
+  const moeLayers = sparseLayerList(c, base.layers, (i) => i >= dense).map((s) => s && experts > 0);
   const pattern: LayerSpec[] = perLayer.map((w, i) => ({
     mixer: "attention",
     ffn: moeLayers[i] ? "moe" : "mlp",

@@ -12,30 +12,10 @@
  */
 
 import type { LayerSpec, ModelConfig } from "../config.ts";
-import { baseFields, QWEN_MOE_LAYOUT, sigmoidMoeFields } from "./common.ts";
+import { baseFields, QWEN_MOE_LAYOUT, sigmoidMoeFields, sparseLayerList } from "./common.ts";
 import { mlaAttentionFields } from "./deepseek_v3.ts";
-import { ConfigReader, show } from "./reader.ts";
+import { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
-
-/**
- * Which layers have experts: `mlp_layer_types`, else (Glm4MoeLiteConfig) the
- * first layer dense and the rest sparse, whatever `first_k_dense_replace` says.
- */
-function sparseLayers(c: ConfigReader, layers: number): boolean[] {
-  const types = c.strList("mlp_layer_types") ??
-    Array.from({ length: layers }, (_, i) => (i === 0 ? "dense" : "sparse"));
-  if (types.length !== layers) {
-    throw new RangeError(
-      `${c.file}: mlp_layer_types has ${types.length} entries, num_hidden_layers is ${layers}`,
-    );
-  }
-  return types.map((t, i) => {
-    if (t !== "dense" && t !== "sparse") {
-      throw new TypeError(`${c.file}: mlp_layer_types[${i}] ${show(t)} is not "dense" or "sparse"`);
-    }
-    return t === "sparse";
-  });
-}
 
 function glm4MoeLiteFields(c: ConfigReader): ModelConfig {
   const act = c.hiddenAct();
@@ -52,7 +32,9 @@ function glm4MoeLiteFields(c: ConfigReader): ModelConfig {
     groups: 1,
     kept: 1,
   });
-  const pattern: LayerSpec[] = sparseLayers(c, base.layers).map((sparse) => ({
+  // Glm4MoeLiteConfig: without mlp_layer_types the first layer is dense and the rest
+  // sparse, whatever first_k_dense_replace says (it reads no such field).
+  const pattern: LayerSpec[] = sparseLayerList(c, base.layers, (i) => i > 0).map((sparse) => ({
     mixer: "attention",
     ffn: sparse && ffn.moe ? "moe" : "mlp",
   }));

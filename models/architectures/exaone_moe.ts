@@ -25,8 +25,8 @@ import {
   moeFields,
   paddingIdxField,
   QWEN_MOE_LAYOUT,
-  sparseLayerList,
 } from "./common.ts";
+import { sparseLayerList } from "./layer_types.ts";
 import { type ConfigReader, show } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";
 

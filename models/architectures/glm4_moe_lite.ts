@@ -12,7 +12,8 @@
  */
 
 import type { LayerSpec, ModelConfig } from "../config.ts";
-import { baseFields, QWEN_MOE_LAYOUT, sigmoidMoeFields, sparseLayerList } from "./common.ts";
+import { baseFields, QWEN_MOE_LAYOUT, sigmoidMoeFields } from "./common.ts";
+import { sparseLayerList } from "./layer_types.ts";
 import { mlaAttentionFields } from "./deepseek_v3.ts";
 import { ConfigReader } from "./reader.ts";
 import type { ArchitectureSpec } from "./spec.ts";

@@ -180,7 +180,7 @@ Deno.test("moe: group-limited routing's bad configurations raise at graph-build 
   assert.throws(apply({ groups: 8, groupsKept: 2 }), /equal groups of at least 2 experts/);
   assert.throws(apply({ groups: 2, groupsKept: 3 }), /groupsKept \(3\) exceeds groups \(2\)/);
   assert.throws(apply({ groups: 4, groupsKept: 1, topK: 3 }), /k \(3\) exceeds the 2 experts/);
-  assert.throws(apply({ groups: 0 }), /groups must be an integer in \[1, 256\], got 0/);
+  assert.throws(apply({ groups: 0 }), /groups must be an integer in \[1, 1024\], got 0/);
   assert.throws(
     () =>
       g.apply(

@@ -406,7 +406,7 @@ Deno.test("moe: bad configurations raise at graph-build time", () => {
   assert.throws(() => layer({ capacityFactor: 0 }), /capacityFactor must be > 0, got 0/);
   assert.throws(() => layer({ capacityFactor: -1 }), /capacityFactor must be > 0, got -1/);
   assert.throws(() => layer({ router: "switch" }), /switch router is top-1, got topK 2/);
-  assert.throws(() => layer({ experts: 300 }), /experts must be an integer in \[1, 256\]/);
+  assert.throws(() => layer({ experts: 1025 }), /experts must be an integer in \[1, 1024\]/);
   assert.throws(() => layer({ router: "top2" as MoeRouterKind }), TypeError);
   // Mismatched expert shapes name the tensor and both shapes.
   const g = new GraphBuilder();

@@ -35,7 +35,7 @@ import {
  * ```
  */
 export interface MoeAttrs {
-  /** Number of routed experts E (1..256). */
+  /** Number of routed experts E (1..1024, `MOE_MAX_EXPERTS`). */
   readonly experts: number;
   /** Experts per token k (1..E; 1 for `switch`). */
   readonly topK: number;
@@ -128,15 +128,20 @@ export const MOE_SHARED_ATTRS: {
 };
 
 /**
- * Largest expert count the kernels support (one workgroup sorts all experts).
+ * Largest expert count the kernels support within WebGPU's default limits
+ * (256 invocations and 16 KiB of memory per workgroup): up to 256 experts the
+ * router, sort and aux kernels give each expert an invocation; above, each
+ * invocation takes several experts and the sort places tokens in smaller
+ * chunks (64 tokens at 1024) so the one workgroup that sorts every expert's
+ * pairs still fits. Qwen3-Next and Qwen3.5 route over 512 experts, Kimi K2 384.
  *
  * @example
  * ```ts
  * import { MOE_MAX_EXPERTS } from "./attrs.ts";
- * MOE_MAX_EXPERTS; // 256
+ * MOE_MAX_EXPERTS; // 1024
  * ```
  */
-export const MOE_MAX_EXPERTS = 256;
+export const MOE_MAX_EXPERTS = 1024;
 
 /**
  * Largest token count for which the decode (GEMV) path is chosen.

@@ -348,7 +348,8 @@ function largestDivisor(n: number, candidates: readonly number[]): number {
 export function resolveMoeConfig(cfg: MoeConfig): ResolvedMoeConfig {
   for (const key of ["T", "d", "ff", "E", "k"] as const) posInt(key, cfg[key]);
   const { T, d, ff, E, k } = cfg;
-  if (E > 256) throw new RangeError(`MoE E must be at most 256: received ${E}`);
+  // attrs.ts's MOE_MAX_EXPERTS: the sort's one workgroup holds every expert's rows.
+  if (E > 1024) throw new RangeError(`MoE E must be at most 1024: received ${E}`);
   if (k > E) throw new RangeError(`MoE k must be at most E (${E}): received ${k}`);
   if (!["softmax_topk", "sigmoid_bias", "softmax_bias", "switch"].includes(cfg.router)) {
     throw new TypeError(

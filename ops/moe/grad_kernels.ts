@@ -266,12 +266,47 @@ ${
 }
 
 /**
+ * WGSL lines both router-gradient kernels share: the token's mask `m`, the
+ * counted tokens `nv` and the aux / z-loss coefficients `cA`, `cZ`.
+ */
+function lossCoefficients(c: ResolvedMoeConfig, g: GradIo, fsum: string): string {
+  const { E, k } = c, uE = u32(E);
+  return `  let m = ${g.load("mask", "t")};
+  let nv = ${fsum}[${uE}];
+  var cA = 0.0;
+  var cZ = 0.0;
+  if (nv > 0.0) {
+    cA = ${g.load("daux", "0u")} * ${f32(E)} / (${f32(k)} * nv * nv);
+    cZ = 2.0 * ${g.load("daux", "1u")} / nv;
+  }`;
+}
+
+/**
+ * WGSL lines both router-gradient kernels share: each slot's expert `ix[j]`
+ * and dL/dw `gj[j]` (the weight's own gradient plus the expert output's dot
+ * with dy, through `hp` and, with a down bias, `downBias`).
+ */
+function slotGradients(c: ResolvedMoeConfig, g: GradIo, downBias: string): string {
+  const { E, k, ff } = c, [uk, FF] = [u32(k), u32(ff)];
+  return `  for (var j = 0u; j < ${uk}; j++) {
+    ix[j] = min(${g.s("topk_idx")}[t * ${uk} + j], ${u32(E - 1)});
+    var acc = ${g.load("dtopkw", `t * ${uk} + j`)};
+    let pos = ${g.s("slot_pos")}[t * ${uk} + j];
+    if (pos != NONE) {
+      for (var n = 0u; n < ${FF}; n++) { acc += ${g.s("hp")}[pos * ${FF} + n]; }${downBias}
+    }
+    gj[j] = acc;
+  }`;
+}
+
+/**
  * Per token: the routing weights' gradients (`dtopkw` plus Σ_n hp of each kept
  * slot, plus `dy·b2ₑ` with expert biases) through the weight function
  * (renormalised softmax, plain softmax, or scaled sigmoid over the chosen),
  * plus the balance loss through the mean
  * probabilities and the z-loss through the log-sum-exp, plus the gradient
- * already flowing into the logits: `dz [t, :]`.
+ * already flowing into the logits: `dz [t, :]`. Above 256 experts the
+ * token's E-long arrays give way to recomputation (`emitGradRouterWide`).
  *
  * @example
  * ```ts ignore
@@ -279,9 +314,10 @@ ${
  * ```
  */
 export function emitGradRouter(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource {
+  if (c.E > GRAD_ROUTER_ARRAYS) return emitGradRouterWide(c, caps);
   const g = new GradIo();
-  const { T, E, k, ff, d } = c;
-  const [uE, uk, FF] = [u32(E), u32(k), u32(ff)];
+  const { T, E, k, d } = c;
+  const [uE, uk] = [u32(E), u32(k)];
   const sig = c.router === "sigmoid_bias";
   // softmax_bias's selection bias only chose the experts: its weights are softmax_topk's.
   const soft = c.router === "softmax_topk" || c.router === "softmax_bias";
@@ -347,25 +383,119 @@ ${
   for (var e = 0u; e < ${uE}; e++) { p[e] = exp(${g.in("logits")}[lb + e] - mx); se += p[e]; }
   for (var e = 0u; e < ${uE}; e++) { p[e] = p[e] / se; }
   let lse = mx + log(se);
-  let m = ${g.load("mask", "t")};
-  let nv = ${fsum}[${uE}];
-  var cA = 0.0;
-  var cZ = 0.0;
-  if (nv > 0.0) {
-    cA = ${g.load("daux", "0u")} * ${f32(E)} / (${f32(k)} * nv * nv);
-    cZ = 2.0 * ${g.load("daux", "1u")} / nv;
-  }
+${lossCoefficients(c, g, fsum)}
   var ix: array<u32, ${k}>;
   var gj: array<f32, ${k}>;
-  for (var j = 0u; j < ${uk}; j++) {
-    ix[j] = min(${g.s("topk_idx")}[t * ${uk} + j], ${u32(E - 1)});
-    var acc = ${g.load("dtopkw", `t * ${uk} + j`)};
-    let pos = ${g.s("slot_pos")}[t * ${uk} + j];
-    if (pos != NONE) {
-      for (var n = 0u; n < ${FF}; n++) { acc += ${g.s("hp")}[pos * ${FF} + n]; }${downBias}
-    }
-    gj[j] = acc;
+${slotGradients(c, g, downBias)}
+${weights}`;
+  return flat(`moe_grad_router_${c.router}_e${E}k${k}`, "grad_router", T, caps, body, "", g);
+}
+
+/**
+ * Largest E for which {@linkcode emitGradRouter} keeps a token's probabilities
+ * and their gradients in E-long private arrays (3 KiB at 256; WGSL allows 8 KiB
+ * of function variables, which E = 1024 would pass with two of them).
+ */
+const GRAD_ROUTER_ARRAYS = 256;
+
+/**
+ * {@linkcode emitGradRouter} without E-long arrays, for E above
+ * {@linkcode GRAD_ROUTER_ARRAYS}: each expert's probability (and sigmoid) is
+ * recomputed from the logits where it is used, and the gradient into it is the
+ * balance term plus the weight term of the slot that chose it (`ad[j]`, the
+ * k-long part the array version adds to `dp[ix[j]]`). The same expressions in
+ * the same order, so the same values; O(E·k) per token instead of O(E + k).
+ */
+function emitGradRouterWide(c: ResolvedMoeConfig, caps: DeviceCaps): KernelSource {
+  const g = new GradIo();
+  const { T, E, k, d } = c;
+  const [uE, uk] = [u32(E), u32(k)];
+  const sig = c.router === "sigmoid_bias";
+  const soft = c.router === "softmax_topk" || c.router === "softmax_bias";
+  const norm = soft && c.normTopk;
+  const sc = soft && c.routedScaling !== 1 ? `${f32(c.routedScaling, "moe routedScaling")} * ` : "";
+  const fsum = g.s("fsum");
+  const lg = g.in("logits");
+  const downBias = c.expertBias
+    ? `
+      for (var cc = 0u; cc < ${u32(d)}; cc++) {
+        acc += ${g.s("dys")}[pos * ${u32(d)} + cc] * ${g.in("b2")}[ix[j] * ${u32(d)} + cc];
+      }`
+    : "";
+  const pOf = (e: string) => `exp(${lg}[lb + ${e}] - mx) / se`;
+  const sOf = (e: string) => `1.0 / (1.0 + exp(-${lg}[lb + ${e}]))`;
+  // dp(e): the balance term `base` plus ad[j] when slot j chose e (slots name distinct experts).
+  const dpOf = (base: string) =>
+    `var de = ${base};
+    for (var j = 0u; j < ${uk}; j++) { if (ix[j] == e) { de += ad[j]; } }`;
+  const store = (zz: string) =>
+    `${g.store("dz", "lb + e", `${zz} + ${g.load("dlogits", "lb + e")}`)};`;
+  const weights = sig
+    ? `  var sS = 0.0;
+  var mean = 0.0;
+  var Q = 0.0;
+  var dqq = 0.0;
+  for (var e = 0u; e < ${uE}; e++) {
+    let sve = ${sOf("e")};
+    Q += sve;
+    dqq += cA * ${fsum}[e] * m * sve;
   }
+  dqq /= Q;
+${
+      c.normTopk
+        ? `  for (var j = 0u; j < ${uk}; j++) {
+    let sj = ${sOf("ix[j]")};
+    sS += sj;
+    mean += gj[j] * sj;
+  }
+  mean /= sS;`
+        : "  sS = 1.0; // the chosen affinities are not renormalised"
+    }
+  for (var j = 0u; j < ${uk}; j++) {
+    ad[j] = ${f32(c.routedScaling, "moe routedScaling")} / sS * (gj[j] - mean);
+  }
+  for (var e = 0u; e < ${uE}; e++) {
+    let sve = ${sOf("e")};
+    ${dpOf(`(cA * ${fsum}[e] * m - dqq) / Q`)}
+    let zz = de * sve * (1.0 - sve) + cZ * m * lse * (${pOf("e")});
+    ${store("zz")}
+  }`
+    : `${
+      norm
+        ? `  var sS = 0.0;
+  var mean = 0.0;
+  for (var j = 0u; j < ${uk}; j++) {
+    let pj = ${pOf("ix[j]")};
+    sS += pj;
+    mean += gj[j] * pj;
+  }
+  mean /= sS;
+  for (var j = 0u; j < ${uk}; j++) { ad[j] = ${sc}(gj[j] - mean) / sS; }`
+        : `  for (var j = 0u; j < ${uk}; j++) { ad[j] = ${sc}gj[j]; }`
+    }
+  var dot = 0.0;
+  for (var e = 0u; e < ${uE}; e++) {
+    ${dpOf(`cA * ${fsum}[e] * m`)}
+    dot += de * (${pOf("e")});
+  }
+  for (var e = 0u; e < ${uE}; e++) {
+    let pe = ${pOf("e")};
+    ${dpOf(`cA * ${fsum}[e] * m`)}
+    let zz = pe * (de - dot) + cZ * m * lse * pe;
+    ${store("zz")}
+  }`;
+  const body = `  let t = i;
+  let lb = t * ${uE};
+  var mx = ${lg}[lb];
+  for (var e = 1u; e < ${uE}; e++) { mx = max(mx, ${lg}[lb + e]); }
+  var se = 0.0;
+  for (var e = 0u; e < ${uE}; e++) { se += exp(${lg}[lb + e] - mx); }
+  let lse = mx + log(se);
+${lossCoefficients(c, g, fsum)}
+  var ix: array<u32, ${k}>;
+  var gj: array<f32, ${k}>;
+  var ad: array<f32, ${k}>;
+${slotGradients(c, g, downBias)}
 ${weights}`;
   return flat(`moe_grad_router_${c.router}_e${E}k${k}`, "grad_router", T, caps, body, "", g);
 }

@@ -19,6 +19,7 @@ import { type MoeEmitContext, MoeIo } from "./operands.ts";
  * `load_balancing_loss_func` normalises the counts by T rather than T·k, so its
  * value is k times `aux[0]`. With `auxCounts` it also writes the routed pairs
  * per expert to `counts` (and to `kept`, equal without a capacity).
+ * Above 256 experts each invocation sums whole experts (`emitAuxLossWide`).
  *
  * @example
  * ```ts ignore
@@ -27,9 +28,10 @@ import { type MoeEmitContext, MoeIo } from "./operands.ts";
  * ```
  */
 export function emitAuxLoss(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
+  if (c.E > AUX_WG) return emitAuxLossWide(c, ctx);
   const io = new MoeIo(ctx.layout);
   const { T, E, k } = c;
-  const W = 256;
+  const W = AUX_WG;
   const S = Math.floor(W / E); // token stripes per expert
   const [uE, uk, uT, uS, uW] = [u32(E), u32(k), u32(T), u32(S), u32(W)];
   const mask = io.has("mask") ? io.arr("mask") : undefined;
@@ -76,7 +78,42 @@ fn main(@builtin(local_invocation_index) li: u32) {
   }
   pp[li] = p;
   cc[li] = cnt;${counts ? "\n  kc[li] = all;" : ""}
-  var z = 0.0;
+${zLossLines(logits, uT, uW, uE, mk)}
+  var lb = 0.0;
+  for (var ex = 0u; ex < ${uE}; ex++) {
+    var pe = 0.0;
+    var ce = 0.0;
+    for (var st = 0u; st < ${uS}; st++) { pe += pp[st * ${uE} + ex]; ce += cc[st * ${uE} + ex]; }
+    lb += ce * pe;${countLines}
+  }
+  if (nv > 0.0) {
+    ${aux}[0] = ${f32(E)} * lb / (nv * ${f32(k)} * nv);
+    ${aux}[1] = zs / nv;
+  } else {
+    ${aux}[0] = 0.0;
+    ${aux}[1] = 0.0;
+  }
+}
+`;
+  return io.kernel(`moe_aux_loss_e${E}${unbiased ? "_unbiased" : ""}`, "aux", code, [1, 1, 1]);
+}
+
+/** Invocations of the aux kernel's one workgroup; E above it takes {@linkcode emitAuxLossWide}. */
+const AUX_WG = 256;
+
+/**
+ * WGSL lines both aux kernels share: each thread's masked sum of lse² and token
+ * count over its stripe of tokens (`zz`, `nn`), then thread 0's totals `zs`
+ * and `nv` (the other threads return).
+ */
+function zLossLines(
+  logits: string,
+  uT: string,
+  uW: string,
+  uE: string,
+  mk: (t: string) => string,
+): string {
+  return `  var z = 0.0;
   var n = 0.0;
   for (var t = li; t < ${uT}; t += ${uW}) {
     var mx = ${logits}[t * ${uE}];
@@ -93,14 +130,62 @@ fn main(@builtin(local_invocation_index) li: u32) {
   if (li != 0u) { return; }
   var nv = 0.0;
   var zs = 0.0;
-  for (var i = 0u; i < ${uW}; i++) { nv += nn[i]; zs += zz[i]; }
-  var lb = 0.0;
-  for (var ex = 0u; ex < ${uE}; ex++) {
-    var pe = 0.0;
-    var ce = 0.0;
-    for (var st = 0u; st < ${uS}; st++) { pe += pp[st * ${uE} + ex]; ce += cc[st * ${uE} + ex]; }
-    lb += ce * pe;${countLines}
+  for (var i = 0u; i < ${uW}; i++) { nv += nn[i]; zs += zz[i]; }`;
+}
+
+/**
+ * The aux losses for E above {@linkcode AUX_WG} (no room for a token stripe
+ * per expert): invocation `lid` sums the tokens of experts `lid, lid + 256, …`
+ * in token order and leaves `fᵢ·Pᵢ` (unscaled) in an E-long workgroup array,
+ * which invocation 0 adds in expert order; the z-loss is striped over tokens
+ * as in {@linkcode emitAuxLoss}. The same sums as a one-stripe layout.
+ */
+function emitAuxLossWide(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSource {
+  const io = new MoeIo(ctx.layout);
+  const { T, E, k } = c;
+  const W = AUX_WG;
+  const [uE, uk, uT, uW] = [u32(E), u32(k), u32(T), u32(W)];
+  const mask = io.has("mask") ? io.arr("mask") : undefined;
+  const mk = (t: string): string => (mask ? `${mask}[${t}]` : "1.0");
+  const counts = ctx.auxCounts;
+  const logits = io.arr("logits"), probs = io.arr("probs"), topkIdx = io.arr("topk_idx");
+  const aux = io.arr("aux");
+  const unbiased = c.router === "softmax_bias";
+  const countLine = unbiased
+    ? `${unbiasedPick(logits, "t", "e", uE, uk)}
+      if (pick) { cnt += m; }
+      for (var j = 0u; j < ${uk}; j++) {
+        if (${topkIdx}[t * ${uk} + j] == e) { all += 1u; }
+      }`
+    : `for (var j = 0u; j < ${uk}; j++) {
+        if (${topkIdx}[t * ${uk} + j] == e) { cnt += m; all += 1u; }
+      }`;
+  const countLines = counts
+    ? `\n    ${io.arr("counts")}[e] = all;${
+      io.has("kept") ? `\n    ${io.arr("kept")}[e] = all;` : ""
+    }`
+    : "";
+  const code = `
+var<workgroup> pc: array<f32, ${E}>;
+var<workgroup> zz: array<f32, ${W}>;
+var<workgroup> nn: array<f32, ${W}>;
+
+@compute @workgroup_size(${W})
+fn main(@builtin(local_invocation_index) li: u32) {
+  for (var e = li; e < ${uE}; e += ${uW}) {
+    var p = 0.0;
+    var cnt = 0.0;
+    var all = 0u;
+    for (var t = 0u; t < ${uT}; t++) {
+      let m = ${mk("t")};
+      p += m * ${probs}[t * ${uE} + e];
+      ${countLine}
+    }
+    pc[e] = cnt * p;${countLines}
   }
+${zLossLines(logits, uT, uW, uE, mk)}
+  var lb = 0.0;
+  for (var e = 0u; e < ${uE}; e++) { lb += pc[e]; }
   if (nv > 0.0) {
     ${aux}[0] = ${f32(E)} * lb / (nv * ${f32(k)} * nv);
     ${aux}[1] = zs / nv;

@@ -175,6 +175,12 @@ export {
 } from "./models/mamba2.ts";
 export { configMixer, type ConfigMixerOptions } from "./models/ssm_mixer.ts";
 export {
+  gatedDeltaNetMixer,
+  type GatedDeltaNetOptions,
+  gatedDeltaRule,
+} from "./models/gated_delta_net.ts";
+export type { GatedDeltaAttrs } from "./ops/delta/gated_delta.ts";
+export {
   MOE_ROLES,
   type MoeActivation,
   type MoeAttrs,
@@ -357,6 +363,7 @@ export {
   expertInputWidth,
   expertWidth,
   type FfnKind,
+  type GatedDeltaConfig,
   hasAttention,
   hasMamba,
   type LayerSpec,

@@ -76,6 +76,14 @@ export interface AttentionBlockOptions {
   qkNormAfterRope?: boolean;
   /** The q/k RMSNorms' weight names inside the block (default `q_norm`, `k_norm`). */
   qkNormNames?: { q: string; k: string };
+  /** The q/k RMSNorm weights are stored as offsets from this (Qwen3-Next's `1 + weight`). */
+  qkNormOffset?: number;
+  /**
+   * q_proj also yields a gate: each head's `2·headDim` rows are its query, then
+   * its gate, and the attention output is multiplied by σ(gate) before o_proj
+   * (Qwen3-Next).
+   */
+  outputGate?: boolean;
   /** Clamp q, k and v to ±clipQkv after projection (OLMoE `clip_qkv`). */
   clipQkv?: number;
   /** Projections stored block-quantized, by parameter name (see `linear`). */
@@ -156,16 +164,27 @@ export function attentionBlock(
     const y = linear(g, x, `${n}.${w}.weight`, rows, hidden, dt, formats);
     return bias ? y.add(g.param(`${n}.${w}.bias`, [rows], dt)) : y;
   };
-  let qf = proj("q_proj", H * D, options.qkvBias);
+  let qf = proj("q_proj", (options.outputGate ? 2 : 1) * H * D, options.qkvBias);
+  let gate: Tensor | undefined;
+  if (options.outputGate) {
+    const both = qf.reshape([T, H, 2 * D]);
+    gate = both.slice(2, D, 2 * D).reshape([T, H * D]);
+    qf = both.slice(2, 0, D).reshape([T, H * D]);
+  }
   let kf = proj("k_proj", Hkv * D, options.qkvBias);
   if (options.keyScale !== undefined && options.keyScale !== 1) kf = kf.mul(options.keyScale);
   let vf = proj("v_proj", Hkv * D, options.qkvBias);
   const qkEps = options.qkNormEps;
+  const off = options.qkNormOffset ?? 0;
+  const normW = (name: string, size: number) => {
+    const w = g.param(name, [size], dt);
+    return off === 0 ? w : w.add(off);
+  };
   const qn = `${n}.${options.qkNormNames?.q ?? "q_norm"}.weight`;
   const kn = `${n}.${options.qkNormNames?.k ?? "k_norm"}.weight`;
   if (qkEps !== undefined && !options.qkNormPerHead) {
-    qf = qf.rmsnorm(g.param(qn, [H * D], dt), qkEps);
-    kf = kf.rmsnorm(g.param(kn, [Hkv * D], dt), qkEps);
+    qf = qf.rmsnorm(normW(qn, H * D), qkEps);
+    kf = kf.rmsnorm(normW(kn, Hkv * D), qkEps);
   }
   const clip = options.clipQkv ?? 0;
   if (clip > 0) {
@@ -176,8 +195,8 @@ export function attentionBlock(
   let k = kf.reshape([T, Hkv, D]);
   let v = vf.reshape([T, Hkv, D]);
   const headNorms = () => {
-    q = q.rmsnorm(g.param(qn, [D], dt), qkEps!);
-    k = k.rmsnorm(g.param(kn, [D], dt), qkEps!);
+    q = q.rmsnorm(normW(qn, D), qkEps!);
+    k = k.rmsnorm(normW(kn, D), qkEps!);
   };
   const perHead = qkEps !== undefined && options.qkNormPerHead;
   if (perHead && !options.qkNormAfterRope) headNorms();
@@ -214,7 +233,9 @@ export function attentionBlock(
   const o = options.sinks
     ? withSinks(g, q, k, v, at, attrs, `${n}.sinks`)
     : g.attention(q, k, v, at, attrs);
-  const out = linear(g, o.reshape([T, H * D]), `${n}.o_proj.weight`, hidden, H * D, dt, formats);
+  const flat = o.reshape([T, H * D]);
+  const gated = gate ? flat.mul(gate.sigmoid()) : flat;
+  const out = linear(g, gated, `${n}.o_proj.weight`, hidden, H * D, dt, formats);
   return options.outBias ? out.add(g.param(`${n}.o_proj.bias`, [hidden], dt)) : out;
 }
 

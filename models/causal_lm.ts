@@ -303,6 +303,8 @@ export function attentionOptions(
     outBias: a.outBias,
     qkNormEps: a.qkNorm ? cfg.normEps : undefined,
     qkNormPerHead: a.qkNormPerHead,
+    ...(a.qkNorm && cfg.normOffset ? { qkNormOffset: cfg.normOffset } : {}),
+    ...(a.outputGate ? { outputGate: true } : {}),
     ...(a.qkNormAfterRope ? { qkNormAfterRope: true } : {}),
     ...(specOf(cfg).layout.qkNorm ? { qkNormNames: specOf(cfg).layout.qkNorm } : {}),
     clipQkv: a.clipQkv,

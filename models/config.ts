@@ -10,6 +10,9 @@
 import type { RopeSettings } from "./rope_scaling.ts";
 import type { MoeRouterKind } from "../ops/moe/mod.ts";
 import type { HiddenAct } from "./activation.ts";
+import type { MambaConfig } from "./config_ssm.ts";
+
+export type { GatedDeltaConfig, MambaConfig, MambaSsdConfig } from "./config_ssm.ts";
 
 /**
  * Architectures Kiln can build from a config.
@@ -52,6 +55,11 @@ export const ARCHITECTURES = [
   "HunYuanMoEV1ForCausalLM",
   "MiniMaxM2ForCausalLM",
   "FlexOlmoForCausalLM",
+  "Qwen3NextForCausalLM",
+  "Qwen3_5MoeForCausalLM",
+  "Qwen3_5ForCausalLM",
+  "Qwen3_5MoeForConditionalGeneration",
+  "Qwen3_5ForConditionalGeneration",
   "ExaoneMoeForCausalLM",
   "Glm4MoeLiteForCausalLM",
 ] as const;
@@ -175,6 +183,11 @@ export interface AttentionConfig {
   readonly qkNormAfterRope?: boolean;
   /** Clamp q, k and v to ±this after projection (OLMoE `clip_qkv`); 0 for none. */
   readonly clipQkv?: number;
+  /**
+   * q_proj yields each head's query and then its gate (`2·headDim` rows a head);
+   * the attention output is multiplied by σ(gate) before o_proj (Qwen3-Next).
+   */
+  readonly outputGate?: boolean;
   /** Scale of q·k (Granite's `attention_multiplier`); absent: 1/√headDim. */
   readonly scale?: number;
   /** Factor on the keys after k_proj, before RoPE (Falcon-H1's `key_multiplier`). */
@@ -231,94 +244,6 @@ export interface MlaConfig {
   readonly vDim: number;
   /** RoPE pairs adjacent values (`rope_interleave`), not the two halves. */
   readonly interleave: boolean;
-}
-
-/**
- * Mamba mixer settings (Mamba, Jamba).
- *
- * @example
- * ```ts
- * import { type MambaConfig, parseConfig } from "@kiln/kiln";
- * const cfg = parseConfig({
- *   architectures: ["MambaForCausalLM"], vocab_size: 64, hidden_size: 32, state_size: 4,
- *   num_hidden_layers: 2,
- * });
- * const m: MambaConfig = cfg.mamba!;
- * [m.stateSize, m.inner, m.convKernel]; // [4, 64, 4]
- * ```
- */
-export interface MambaConfig {
-  /** SSM state size N. */
-  readonly stateSize: number;
-  /** Inner width I = expand · hidden. */
-  readonly inner: number;
-  /** Causal conv kernel width. */
-  readonly convKernel: number;
-  /** Rank of Δ's projection. */
-  readonly dtRank: number;
-  /** in_proj/out_proj have biases. */
-  readonly projBias: boolean;
-  /** out_proj has a bias, when it differs from in_proj (Falcon-H1's `projectors_bias`). */
-  readonly outProjBias?: boolean;
-  /** conv1d has a bias. */
-  readonly convBias: boolean;
-  /** RMSNorms on Δ, B and C inside the mixer (Jamba; Falcon-Mamba's without weights). */
-  readonly innerNorms: boolean;
-  /** The inner norms have no weights, and this epsilon (Falcon-Mamba's `mixer_rms_eps`). */
-  readonly weightlessNorms?: { readonly eps: number };
-  /** A Mamba-2 (SSD) mixer: heads with one scalar A and Δ each, B and C per group. */
-  readonly ssd?: MambaSsdConfig;
-  /**
-   * How Δ's bias is initialised (`time_step_min`, `_max`, `_floor`, `_scale`,
-   * `_init_scheme`): used by fresh initialisation only, never by a forward pass.
-   */
-  readonly dtInit?: {
-    readonly min: number;
-    readonly max: number;
-    readonly floor: number;
-    readonly scale: number;
-    readonly scheme: "random" | "constant";
-  };
-}
-
-/**
- * The Mamba-2 fields of a {@linkcode MambaConfig} (HF `Mamba2Config` names in comments).
- *
- * @example
- * ```ts
- * import { type MambaSsdConfig } from "@kiln/kiln";
- * const ssd: MambaSsdConfig = { heads: 24, headDim: 64, groups: 1, normGroups: 1, dtLimit: [0, Infinity] };
- * ```
- */
-export interface MambaSsdConfig {
-  /** Heads H (`num_heads`); the inner width is H·`headDim`. */
-  readonly heads: number;
-  /** Channels a head P (`head_dim`). */
-  readonly headDim: number;
-  /** Groups sharing B and C (`n_groups`). */
-  readonly groups: number;
-  /**
-   * Groups of the gated RMSNorm before out_proj: 1 for a Hugging Face checkpoint
-   * (transformers normalises all channels together), `groups` for a GGUF file
-   * (llama.cpp and mamba_ssm normalise each group).
-   */
-  readonly normGroups: number;
-  /** Δ clamped to [lo, hi] after the softplus (`time_step_limit`). */
-  readonly dtLimit: readonly [number, number];
-  /**
-   * How the silu(z) gate and the RMSNorm before out_proj combine: absent or
-   * `"gate_first"`, gate then norm (transformers' `MambaRMSNormGated`);
-   * `"norm_first"`, norm then gate (Falcon-H1's `mamba_norm_before_gate`);
-   * `"gate_only"`, no norm (Falcon-H1 without `mamba_rms_norm`).
-   */
-  readonly gatedNorm?: "gate_first" | "norm_first" | "gate_only";
-  /** Factor on the mixer's input before in_proj (Falcon-H1's `ssm_in_multiplier`). */
-  readonly inScale?: number;
-  /**
-   * Factors on in_proj's z, x, B, C and Δ outputs (Falcon-H1's μP
-   * `ssm_multipliers`, in that order).
-   */
-  readonly projScale?: readonly [number, number, number, number, number];
 }
 
 /**
@@ -444,6 +369,12 @@ export interface ModelConfig {
    * the layout's `mixerNorm` and `ffnNorm` weights.
    */
   readonly postNorm?: boolean;
+  /**
+   * The decoder's RMSNorm weights (each layer's two, the final norm's and the
+   * attention's QK-norms) are stored as offsets from this value: Qwen3-Next's
+   * norms compute `x̂·(1 + w)`. Absent: 0.
+   */
+  readonly normOffset?: number;
   /** The LM head has a bias `[vocab]` (ERNIE 4.5 `use_bias`; `lm_head.bias`, tied or not). */
   readonly lmHeadBias?: boolean;
   /**

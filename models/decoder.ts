@@ -79,8 +79,12 @@ export function decoderLayers(
   const branch = (y: Tensor) => (r === 1 ? y : y.mul(r));
   // Pre-norm: a sublayer sees its normed input. FlexOlmo's post-norm: it sees the raw
   // residual and its output is normed instead.
-  const norm = (x: Tensor, name: string) =>
-    x.rmsnorm(parts.param(`${name}.weight`, [d]), cfg.normEps);
+  // Qwen3-Next stores its norm weights as offsets from 1.
+  const normW = (name: string) => {
+    const w = parts.param(`${name}.weight`, [d]);
+    return cfg.normOffset ? w.add(cfg.normOffset) : w;
+  };
+  const norm = (x: Tensor, name: string) => x.rmsnorm(normW(name), cfg.normEps);
   const pre = (x: Tensor, name: string) => (cfg.postNorm ? x : norm(x, name));
   const post = (y: Tensor, name: string) => (cfg.postNorm ? norm(y, name) : y);
   cfg.pattern.forEach((layer, i) => {
@@ -91,7 +95,7 @@ export function decoderLayers(
       // its μP factors, summed into the residual.
       const s = cfg.scaling;
       const times = (t: Tensor, m = 1) => (m === 1 ? t : t.mul(m));
-      const normed = h.rmsnorm(parts.param(`${p}.${lay.mixerNorm}.weight`, [d]), cfg.normEps);
+      const normed = norm(h, `${p}.${lay.mixerNorm}`);
       const ssmName = `${p}.${lay.mamba}`, attnName = `${p}.${lay.attention}`;
       const ssm = g.scope(
         ssmName,
@@ -133,5 +137,5 @@ export function decoderLayers(
       return h.add(branch(post(y, n)));
     });
   });
-  return h.rmsnorm(parts.param(`${lay.finalNorm}.weight`, [d]), cfg.normEps);
+  return norm(h, lay.finalNorm);
 }

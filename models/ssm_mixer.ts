@@ -10,6 +10,7 @@ import type { GraphBuilder, Tensor } from "../compiler/builder.ts";
 import type { ModelConfig } from "./config.ts";
 import { mambaMixer } from "./mamba.ts";
 import { mamba2Mixer } from "./mamba2.ts";
+import { gatedDeltaNetMixer } from "./gated_delta_net.ts";
 import type { WeightFormats } from "./weights.ts";
 
 /**
@@ -66,6 +67,20 @@ export function configMixer(
     weightFormats: options.weightFormats,
     ...(cfg.hiddenAct ? { convAct: cfg.hiddenAct } : {}),
   };
+  if (m.gatedDelta) {
+    // Qwen3-Next's linear attention: its conv has no bias and its norm ε is rms_norm_eps.
+    return gatedDeltaNetMixer(g, x, {
+      name,
+      d: cfg.hidden,
+      ...m.gatedDelta,
+      convKernel: m.convKernel,
+      eps: cfg.normEps,
+      mode: options.mode,
+      last: options.last,
+      weightFormats: options.weightFormats,
+      ...(cfg.hiddenAct ? { convAct: cfg.hiddenAct } : {}),
+    });
+  }
   if (m.ssd) {
     return mamba2Mixer(g, x, {
       ...common,

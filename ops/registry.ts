@@ -44,6 +44,7 @@ import {
 import { selectiveScanGrad } from "./ssm/scan_grad.ts";
 import type { ScanGradAttrs } from "./ssm/scan_grad_reference.ts";
 import { conv1dCausalGrad } from "./ssm/conv_grad.ts";
+import { gatedDelta, type GatedDeltaAttrs } from "./delta/gated_delta.ts";
 import { sample, type SampleAttrs } from "./sample.ts";
 import { rope, type RopeAttrs } from "./rope.ts";
 import { attention, type AttentionAttrs } from "./attention.ts";
@@ -195,6 +196,8 @@ export interface OpAttrMap {
   selective_scan: ScanAttrs;
   /** Attributes of `ssm_step`. */
   ssm_step: ScanAttrs;
+  /** Attributes of `gated_delta` (Gated DeltaNet's recurrence). */
+  gated_delta: GatedDeltaAttrs;
   /** Attributes of `selective_scan_grad` (the scan's backward). */
   selective_scan_grad: ScanGradAttrs;
   /** Attributes of `conv1d_causal_grad` (the conv's backward). */
@@ -303,6 +306,7 @@ export const OPS: { readonly [K in OpName]: OpDef<OpAttrMap[K]> } = {
   selective_scan: selectiveScan,
   ssm_step: ssmStep,
   selective_scan_grad: selectiveScanGrad,
+  gated_delta: gatedDelta,
   conv1d_causal_grad: conv1dCausalGrad,
   sample,
   rope,

@@ -204,7 +204,8 @@ for (const [name, write] of CASES) {
 // routing. hunyuan_moe: per-head norms after RoPE, the NTK-alpha base, a shared MLP.
 // minimax_m2: whole-projection QK-norms, partial RoPE, a Mixtral-layout selection bias.
 // flex_olmo: norms after each sublayer. exaone_moe: global layers without RoPE.
-// glm4_moe_lite: latent attention with a dense layer by mlp_layer_types.
+// glm4_moe_lite: latent attention with a dense layer by mlp_layer_types. qwen3_next: Gated
+// DeltaNet layers (their conv and delta-rule states) beside gated attention.
 for (
   const name of [
     "qwen2_moe",
@@ -223,6 +224,7 @@ for (
     "flex_olmo",
     "exaone_moe",
     "glm4_moe_lite",
+    "qwen3_next",
   ]
 ) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {

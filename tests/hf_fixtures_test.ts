@@ -102,6 +102,15 @@ const FIXTURES = [
   // (fixtures/hf/glm4_moe_lite_cases.json).
   "glm4_moe_lite",
   "glm4_moe_lite_groups",
+  // Qwen3-Next: Gated DeltaNet and gated attention layers over Qwen2-MoE's experts
+  // (fixtures/hf/qwen3_next_cases.json).
+  "qwen3_next",
+  "qwen3_next_bias_dense",
+  // Qwen3.5: Qwen3-Next's hybrid with split DeltaNet projections, the MoE text class and
+  // the vision-language checkpoints read as their language model (fixtures/hf/qwen3_5_cases.json).
+  "qwen3_5_moe",
+  "qwen3_5_moe_vl",
+  "qwen3_5_dense_vl",
 ];
 
 const readRef = (name: string) =>

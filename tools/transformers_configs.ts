@@ -17,6 +17,8 @@ import {
   mamba,
   mamba2,
   nemotronH,
+  qwen3_5,
+  qwen3Next,
 } from "./transformers_configs_ssm.ts";
 
 /**
@@ -52,6 +54,9 @@ export const ARCHITECTURES = [
   "HunYuanMoEV1ForCausalLM",
   "MiniMaxM2ForCausalLM",
   "FlexOlmoForCausalLM",
+  "Qwen3NextForCausalLM",
+  "Qwen3_5MoeForCausalLM",
+  "Qwen3_5ForCausalLM",
   "ExaoneMoeForCausalLM",
   "Glm4MoeLiteForCausalLM",
 ] as const;
@@ -600,6 +605,10 @@ export function randomCases(
       ? exaoneMoe(d, prompt_len)
       : arch === "Glm4MoeLiteForCausalLM"
       ? glm4MoeLite(d)
+      : arch === "Qwen3NextForCausalLM"
+      ? qwen3Next(d)
+      : arch === "Qwen3_5MoeForCausalLM" || arch === "Qwen3_5ForCausalLM"
+      ? qwen3_5(d, arch === "Qwen3_5MoeForCausalLM")
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

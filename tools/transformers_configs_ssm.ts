@@ -6,7 +6,7 @@
  * @module
  */
 
-import { common, type Dice, divisors, moe, rope } from "./transformers_configs_parts.ts";
+import { attention, common, type Dice, divisors, moe, rope } from "./transformers_configs_parts.ts";
 
 /**
  * A random Jamba config.
@@ -353,4 +353,61 @@ export function falconH1(d: Dice): Record<string, unknown> {
     max_position_embeddings: d.pick([64, 512, 4096]),
     rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
   };
+}
+
+/**
+ * Qwen3-Next: Gated DeltaNet layers (key/value heads and sizes, conv width)
+ * and gated attention layers (partial RoPE, per-head QK-norm, biases or none)
+ * by `full_attention_interval` or `layer_types`, over Qwen2-MoE's experts with
+ * a gated shared expert, dense layers by `decoder_sparse_step` /
+ * `mlp_only_layers`.
+ */
+export function qwen3Next(d: Dice): Record<string, unknown> {
+  const c = { ...common(d), ...attention(d, 0.6) };
+  const layers = c.num_hidden_layers as number;
+  const kHeads = d.pick([1, 2, 3]);
+  const experts = d.int(1, 8);
+  const out: Record<string, unknown> = {
+    ...c,
+    linear_num_key_heads: kHeads,
+    linear_num_value_heads: kHeads * d.pick([1, 2, 3]),
+    linear_key_head_dim: d.pick([2, 4, 5, 8]),
+    linear_value_head_dim: d.pick([3, 4, 6, 8]),
+    linear_conv_kernel_dim: d.pick([2, 3, 4]),
+    intermediate_size: d.int(2, 16) * 2,
+    num_experts: experts,
+    num_experts_per_tok: d.int(1, Math.min(experts, 4)),
+    moe_intermediate_size: d.int(2, 12) * 2,
+    shared_expert_intermediate_size: d.int(1, 12) * 2,
+    norm_topk_prob: d.chance(0.5),
+    decoder_sparse_step: d.pick([1, 1, 2]),
+    attention_bias: d.chance(0.3),
+    rms_norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+  };
+  if (d.chance(0.5)) {
+    out.layer_types = Array.from(
+      { length: layers },
+      () => d.pick(["linear_attention", "full_attention"]),
+    );
+  } else {
+    out.full_attention_interval = d.pick([1, 2, 3, 4]);
+  }
+  if (d.chance(0.3)) out.mlp_only_layers = [d.int(0, layers - 1)];
+  if (d.chance(0.6)) out.partial_rotary_factor = d.pick([0.25, 0.5, 1]);
+  return out;
+}
+
+/**
+ * Qwen3.5's language models: Qwen3-Next's layers with the DeltaNet's
+ * projections split; experts in every layer (always renormalised) or, dense,
+ * an MLP in every layer.
+ */
+export function qwen3_5(d: Dice, moe: boolean): Record<string, unknown> {
+  const c = qwen3Next(d);
+  for (const k of ["decoder_sparse_step", "mlp_only_layers", "norm_topk_prob"]) delete c[k];
+  if (!moe) {
+    for (const k of ["num_experts", "num_experts_per_tok", "moe_intermediate_size"]) delete c[k];
+    delete c.shared_expert_intermediate_size;
+  }
+  return c;
 }

@@ -21,6 +21,7 @@ A case transformers itself rejects is reported, not written. One line of JSON
 per case goes to stdout: {"name", "ok", "error"?}.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -98,6 +99,32 @@ def redraw_buffers(model, seed):
                 b.copy_(0.3 * torch.randn(tuple(b.shape), generator=g, dtype=torch.float64))
 
 
+class _Float64Torch:
+    """torch, except that torch.float32 (and torch.float) name float64 (see float64_globals)."""
+
+    def __getattr__(self, name):
+        return torch.float64 if name in ("float32", "float") else getattr(torch, name)
+
+
+@contextlib.contextmanager
+def float64_globals(model):
+    """Qwen3-Next's and Qwen3.5's modeling code runs its gated delta rule (and the
+    softmaxes of eager attention and the router) in float32 by name,
+    `.to(torch.float32)`, whatever the model's dtype: the float64 reference would be float32 there (1.5e-5 of the
+    logit rms on qwen3_next). Within this block that module reads torch.float32
+    as float64, so the same code computes in float64. Other modules unchanged."""
+    module = sys.modules[type(model).__module__]
+    if not hasattr(module, "torch_chunk_gated_delta_rule"):
+        yield
+        return
+    saved = module.torch
+    module.torch = _Float64Torch()
+    try:
+        yield
+    finally:
+        module.torch = saved
+
+
 def forward(model, ids, hidden=False):
     with torch.no_grad():
         out = model(torch.tensor([ids]), output_hidden_states=hidden, use_cache=False)
@@ -147,47 +174,50 @@ def run_case(case, out_root, want_hidden):
     # reference semantics anyway.
     m64 = cls.from_pretrained(out, dtype=torch.float64, experts_implementation="eager").eval()
     m32 = cls.from_pretrained(out, dtype=torch.float32, experts_implementation="eager").eval()
-    vocab = m64.config.vocab_size
+    # A vision-language class's sizes and token ids live in its text config.
+    text = m64.config.get_text_config()
+    vocab = text.vocab_size
     rng = np.random.default_rng(case["seed"])
     ids = [int(i) for i in rng.integers(0, vocab, size=case["prompt_len"])]
 
-    o64 = forward(m64, ids, want_hidden)
-    logits = o64.logits[0].to(torch.float64)
     l32 = forward(m32, ids).logits[0].to(torch.float64)
-    rms = float(torch.sqrt(torch.mean(logits**2)))
-    f32_rel = float(torch.max(torch.abs(l32 - logits))) / rms
+    with float64_globals(m64):
+        o64 = forward(m64, ids, want_hidden)
+        logits = o64.logits[0].to(torch.float64)
+        rms = float(torch.sqrt(torch.mean(logits**2)))
+        f32_rel = float(torch.max(torch.abs(l32 - logits))) / rms
 
-    steps = case.get("max_new_tokens", 16)
-    try:
-        with torch.no_grad():
-            # An explicit mask: without one, generate() masks every prompt id equal
-            # to pad_token_id (0 for a model without an eos).
-            gen = m64.generate(
-                torch.tensor([ids]),
-                attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-                do_sample=False,
-                max_new_tokens=steps,
-                output_scores=True,
-                return_dict_in_generate=True,
-                pad_token_id=m64.config.eos_token_id if m64.config.eos_token_id is not None else 0,
-            )
-        greedy = [int(t) for t in gen.sequences[0, len(ids):]]
-        scores = [s[0] for s in gen.scores]
-        greedy_via = "generate"
-    except ValueError:
-        # generate() of a Jamba without attention layers fails in its cache
-        # bookkeeping (get_seq_length); greedy decoding by full forwards is the
-        # same math without the cache.
-        greedy, scores = greedy_by_forward(m64, ids, steps)
-        greedy_via = "full_forward"
-    margins = []
-    for s in scores:
-        top = torch.topk(s.to(torch.float64), 2).values
-        margins.append(float(top[0] - top[1]))
-    # The argmax of a full forward over prompt + greedy: equal to greedy unless
-    # the cached decode path of transformers itself differs.
-    full = forward(m64, ids + greedy[:-1]).logits[0, len(ids) - 1:]
-    full_argmax = [int(i) for i in torch.argmax(full, dim=-1)]
+        steps = case.get("max_new_tokens", 16)
+        try:
+            with torch.no_grad():
+                # An explicit mask: without one, generate() masks every prompt id equal
+                # to pad_token_id (0 for a model without an eos).
+                gen = m64.generate(
+                    torch.tensor([ids]),
+                    attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+                    do_sample=False,
+                    max_new_tokens=steps,
+                    output_scores=True,
+                    return_dict_in_generate=True,
+                    pad_token_id=text.eos_token_id if text.eos_token_id is not None else 0,
+                )
+            greedy = [int(t) for t in gen.sequences[0, len(ids):]]
+            scores = [s[0] for s in gen.scores]
+            greedy_via = "generate"
+        except ValueError:
+            # generate() of a Jamba without attention layers fails in its cache
+            # bookkeeping (get_seq_length); greedy decoding by full forwards is the
+            # same math without the cache.
+            greedy, scores = greedy_by_forward(m64, ids, steps)
+            greedy_via = "full_forward"
+        margins = []
+        for s in scores:
+            top = torch.topk(s.to(torch.float64), 2).values
+            margins.append(float(top[0] - top[1]))
+        # The argmax of a full forward over prompt + greedy: equal to greedy unless
+        # the cached decode path of transformers itself differs.
+        full = forward(m64, ids + greedy[:-1]).logits[0, len(ids) - 1:]
+        full_argmax = [int(i) for i in torch.argmax(full, dim=-1)]
 
     logits.to(torch.float32).numpy().astype("<f4").tofile(os.path.join(out, "logits.f32"))
     ref = {

@@ -166,6 +166,7 @@ async function inspectModel(
         : "",
       a.clipQkv ? `clip_qkv ${a.clipQkv}` : "",
       a.sinks ? "sinks" : "",
+      a.outputGate ? "σ-gated output" : "",
       a.rotaryDim ? `RoPE over ${a.rotaryDim} of ${a.headDim} values a head` : "",
       a.mla
         ? `latent attention (${
@@ -182,8 +183,15 @@ async function inspectModel(
         }`,
     );
   }
-  const ssd = cfg.mamba?.ssd;
-  if (ssd) {
+  const ssd = cfg.mamba?.ssd, gdn = cfg.mamba?.gatedDelta;
+  if (gdn) {
+    console.log(
+      `gated deltanet: ${gdn.keyHeads} key heads × ${gdn.keyDim}, ${gdn.valueHeads} value heads × ` +
+        `${gdn.valueDim} (state ${gdn.keyDim} × ${gdn.valueDim} a value head), conv ${
+          cfg.mamba!.convKernel
+        }, gated norm per head`,
+    );
+  } else if (ssd) {
     const [lo, hi] = ssd.dtLimit;
     console.log(
       `mamba-2: state ${cfg.mamba!.stateSize}, ${ssd.heads} heads × ${ssd.headDim} (inner ${
@@ -207,7 +215,7 @@ async function inspectModel(
           : ""),
     );
   }
-  if (cfg.mamba) {
+  if (cfg.mamba && !gdn) {
     console.log(`selective scan, prefill of 512 tokens: ${await scanChoice(prefill)}`);
   }
   if (cfg.moe) {

@@ -14,6 +14,8 @@
  * - Mamba-2: Linear weights normal(0, `initializer_range`) except `out_proj`
  *   and conv1d (kaiming-uniform), conv bias 0, `dt_bias` as Mamba's `dt_proj.bias`;
  * - every Mamba mixer: `A_log` = log(1..N) per channel (Mamba-2: log(1..H)), `D` = 1.
+ * - Qwen3-Next: the decoder's norms (which scale by 1 + weight) 0, the DeltaNet's gated
+ *   norm 1, `dt_bias` 1, `A_log` = log U(0, 16).
  *
  * Each tensor draws from its own stream, seeded by the run's seed and the
  * tensor's name, so a tensor's values do not depend on which others exist.
@@ -70,7 +72,17 @@ export function initParam(
     cfg.architecture === "FalconMambaForCausalLM" || mamba2;
   const std = options.initializerRange ?? (mambaArch ? 0.1 : 0.02);
   const last = shape[shape.length - 1];
-  if (/(^|\.)(\w*norm\w*|norm_f)\.weight$/.test(name)) return new Float32Array(n).fill(1);
+  // Qwen3-Next's norms scale by 1 + weight: its init zeroes them (the DeltaNet's gated
+  // norm excepted, a plain weight of ones); dt_bias 1 and A_log = log U(0, 16).
+  const offset = cfg.normOffset !== undefined;
+  if (offset && /\.linear_attn\.norm\.weight$/.test(name)) return new Float32Array(n).fill(1);
+  if (/(^|\.)(\w*norm\w*|norm_f)\.weight$/.test(name)) {
+    return new Float32Array(n).fill(offset ? 0 : 1);
+  }
+  if (offset && /\.dt_bias$/.test(name)) return new Float32Array(n).fill(1);
+  if (offset && /\.A_log$/.test(name)) {
+    return Float32Array.from({ length: n }, () => Math.log(16 * (1 - rand())));
+  }
   if (/\.A_log$/.test(name)) {
     return Float32Array.from({ length: n }, (_, i) => Math.log((i % last) + 1));
   }

@@ -58,6 +58,8 @@ export const NO_GRADIENT: { readonly [K in OpName]?: string } = {
   conv1d_step: "a decode-time step: train with conv1d_causal on whole sequences",
   ssm_step: "a decode-time step: train with selective_scan on whole sequences",
   sample: "draws random tokens: no gradient exists",
+  gated_delta: "Gated DeltaNet's backward (a reverse chunked delta rule) is not written yet: " +
+    "Qwen3-Next's linear-attention layers run for inference only",
   moe_grad: "a backward op: nothing differentiates a gradient twice",
   selective_scan_grad: "a backward op: nothing differentiates a gradient twice",
   conv1d_causal_grad: "a backward op: nothing differentiates a gradient twice",

@@ -27,6 +27,8 @@ import { dots1 } from "./dots1.ts";
 import { hunyuanMoe } from "./hunyuan_moe.ts";
 import { minimaxM2 } from "./minimax_m2.ts";
 import { flexOlmo } from "./flex_olmo.ts";
+import { qwen3Next } from "./qwen3_next.ts";
+import { qwen3_5, qwen3_5Moe, qwen3_5MoeVl, qwen3_5Vl } from "./qwen3_5.ts";
 import { exaoneMoe } from "./exaone_moe.ts";
 import { glm4MoeLite } from "./glm4_moe_lite.ts";
 import { deepseekV3 } from "./deepseek_v3.ts";
@@ -80,6 +82,11 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   HunYuanMoEV1ForCausalLM: hunyuanMoe,
   MiniMaxM2ForCausalLM: minimaxM2,
   FlexOlmoForCausalLM: flexOlmo,
+  Qwen3NextForCausalLM: qwen3Next,
+  Qwen3_5MoeForCausalLM: qwen3_5Moe,
+  Qwen3_5ForCausalLM: qwen3_5,
+  Qwen3_5MoeForConditionalGeneration: qwen3_5MoeVl,
+  Qwen3_5ForConditionalGeneration: qwen3_5Vl,
   ExaoneMoeForCausalLM: exaoneMoe,
   Glm4MoeLiteForCausalLM: glm4MoeLite,
 };

@@ -63,6 +63,7 @@
  * @module
  */
 
+import { type Qwen3NextFamily, qwen3NextKinds } from "./qwen3_next_reference.ts";
 import { join } from "node:path";
 import { Checkpoint } from "../../app/safetensors/mod.ts";
 import { type ReferenceRope, referenceRope } from "./rope_reference.ts";
@@ -99,7 +100,8 @@ export type ReferenceArchitecture =
   | "MiniMaxM2ForCausalLM"
   | "FlexOlmoForCausalLM"
   | "ExaoneMoeForCausalLM"
-  | "Glm4MoeLiteForCausalLM";
+  | "Glm4MoeLiteForCausalLM"
+  | Qwen3NextFamily;
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -128,6 +130,11 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "FlexOlmoForCausalLM",
   "ExaoneMoeForCausalLM",
   "Glm4MoeLiteForCausalLM",
+  "Qwen3NextForCausalLM",
+  "Qwen3_5MoeForCausalLM",
+  "Qwen3_5ForCausalLM",
+  "Qwen3_5MoeForConditionalGeneration",
+  "Qwen3_5ForConditionalGeneration",
 ];
 
 /** What one decoder layer does. */
@@ -211,6 +218,7 @@ export function layerKinds(config: HfConfig): LayerKind[] {
         : { mixer: "none", ffn: "mlp" }
     );
   }
+  if (arch.startsWith("Qwen3Next") || arch.startsWith("Qwen3_5")) return qwen3NextKinds(config);
   const n = intField(config, "num_hidden_layers");
   if (arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM") {
     // Ernie4_5_MoeDecoderLayer: experts where (i + 1) % interval == 0 and start <= i <= end.
@@ -398,6 +406,11 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       FlexOlmoForCausalLM: 7,
       ExaoneMoeForCausalLM: 64,
       Glm4MoeLiteForCausalLM: 64,
+      Qwen3NextForCausalLM: 512,
+      Qwen3_5MoeForCausalLM: 256,
+      Qwen3_5ForCausalLM: 0,
+      Qwen3_5MoeForConditionalGeneration: 256,
+      Qwen3_5ForConditionalGeneration: 0,
     }[arch],
   );
 }
@@ -1132,6 +1145,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./hunyuan_reference.ts")).loadHunyuan(w, config, kinds)
       : arch === "FlexOlmoForCausalLM"
       ? await (await import("./flex_olmo_reference.ts")).loadFlexOlmo(w, config, kinds)
+      : arch.startsWith("Qwen3Next") || arch.startsWith("Qwen3_5")
+      ? await (await import("./qwen3_next_reference.ts")).loadQwen3Next(w, config, kinds)
       : arch === "ExaoneMoeForCausalLM"
       ? await (await import("./exaone_moe_reference.ts")).loadExaoneMoe(w, config, kinds)
       : arch === "Glm4MoeForCausalLM" || arch === "Dots1ForCausalLM"
@@ -1156,7 +1171,10 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
           arch === "Mamba2ForCausalLM"
       ? await loadMamba(w, config, kinds, arch)
       : await loadTransformer(w, config, kinds, arch);
-    const unused = [...ckpt.tensors.keys()].filter((n) => !w.used.has(n));
+    // A vision-language checkpoint's vision tower is not the language model's.
+    const skipped = (n: string) =>
+      arch.endsWith("ForConditionalGeneration") && n.startsWith("model.visual.");
+    const unused = [...ckpt.tensors.keys()].filter((n) => !w.used.has(n) && !skipped(n));
     if (unused.length) {
       throw new RangeError(
         `${dir}: ${unused.length} tensor(s) not used by ${arch}: ${unused.slice(0, 5).join(", ")}` +

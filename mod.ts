@@ -180,6 +180,7 @@ export {
   gatedDeltaRule,
 } from "./models/gated_delta_net.ts";
 export type { GatedDeltaAttrs } from "./ops/delta/gated_delta.ts";
+export { shortConvMixer, type ShortConvOptions } from "./models/short_conv.ts";
 export {
   MOE_ROLES,
   type MoeActivation,

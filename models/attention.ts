@@ -74,6 +74,8 @@ export interface AttentionBlockOptions {
   qkNormPerHead?: boolean;
   /** The per-head q/k RMSNorms follow RoPE instead of preceding it (Hunyuan-A13B). */
   qkNormAfterRope?: boolean;
+  /** The output projection's name inside the block (default `o_proj`; LFM2's `out_proj`). */
+  outName?: string;
   /** The q/k RMSNorms' weight names inside the block (default `q_norm`, `k_norm`). */
   qkNormNames?: { q: string; k: string };
   /** The q/k RMSNorm weights are stored as offsets from this (Qwen3-Next's `1 + weight`). */
@@ -235,8 +237,9 @@ export function attentionBlock(
     : g.attention(q, k, v, at, attrs);
   const flat = o.reshape([T, H * D]);
   const gated = gate ? flat.mul(gate.sigmoid()) : flat;
-  const out = linear(g, gated, `${n}.o_proj.weight`, hidden, H * D, dt, formats);
-  return options.outBias ? out.add(g.param(`${n}.o_proj.bias`, [hidden], dt)) : out;
+  const oName = `${n}.${options.outName ?? "o_proj"}`;
+  const out = linear(g, gated, `${oName}.weight`, hidden, H * D, dt, formats);
+  return options.outBias ? out.add(g.param(`${oName}.bias`, [hidden], dt)) : out;
 }
 
 /**

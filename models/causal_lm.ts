@@ -307,6 +307,7 @@ export function attentionOptions(
     ...(a.outputGate ? { outputGate: true } : {}),
     ...(a.qkNormAfterRope ? { qkNormAfterRope: true } : {}),
     ...(specOf(cfg).layout.qkNorm ? { qkNormNames: specOf(cfg).layout.qkNorm } : {}),
+    ...(specOf(cfg).layout.attentionOut ? { outName: specOf(cfg).layout.attentionOut } : {}),
     clipQkv: a.clipQkv,
     weightFormats: options.weightFormats,
     scale: a.scale,

@@ -60,6 +60,8 @@ export const ARCHITECTURES = [
   "Qwen3_5ForCausalLM",
   "Qwen3_5MoeForConditionalGeneration",
   "Qwen3_5ForConditionalGeneration",
+  "Lfm2ForCausalLM",
+  "Lfm2MoeForCausalLM",
   "ExaoneMoeForCausalLM",
   "Glm4MoeLiteForCausalLM",
 ] as const;

@@ -46,6 +46,11 @@ export interface MambaConfig {
    */
   readonly gatedDelta?: GatedDeltaConfig;
   /**
+   * LFM2's short convolution instead (its `"conv"` layers: `stateSize` 1,
+   * `inner` the model width; `bias` is `conv_bias`).
+   */
+  readonly shortConv?: { readonly bias: boolean };
+  /**
    * How Δ's bias is initialised (`time_step_min`, `_max`, `_floor`, `_scale`,
    * `_init_scheme`): used by fresh initialisation only, never by a forward pass.
    */

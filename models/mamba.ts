@@ -170,17 +170,19 @@ export function mixerConv(
     name: string;
     kernel: number;
     mode: "prefill" | "decode" | "stateless";
-    /** The SSM state's `[I, N]`. */
-    ssm: readonly [number, number];
+    /** The SSM state's `[I, N]`; absent: no SSM state (LFM2's short conv). */
+    ssm?: readonly [number, number];
     convBias?: boolean;
     last?: Tensor;
     dtype?: DType;
-    /** The conv's activation (default silu, fused into the conv op). */
-    act?: HiddenAct;
+    /** The conv's activation (default silu, fused into the conv op; `"none"`: none). */
+    act?: HiddenAct | "none";
+    /** The conv's module name under the mixer (default `conv1d`; LFM2's `conv`). */
+    convName?: string;
   },
 ): { u: Tensor; ssmState?: Tensor } {
   const silu = (o.act ?? "silu") === "silu";
-  const act = (t: Tensor) => (silu ? t : applyHiddenAct(t, o.act));
+  const act = (t: Tensor) => (silu || o.act === "none" ? t : applyHiddenAct(t, o.act as HiddenAct));
   const r = mixerConvSilu(g, xs, { ...o, silu });
   return { ...r, u: act(r.u) };
 }
@@ -193,12 +195,13 @@ function mixerConvSilu(
 ): { u: Tensor; ssmState?: Tensor } {
   const B = xs.shape[0], C = Number(xs.shape[2]), k = o.kernel, silu = o.silu;
   const dtype = o.dtype ?? xs.dtype;
-  const convW = g.param(`${o.name}.conv1d.weight`, [C, 1, k], dtype);
-  const convB = o.convBias ?? true ? g.param(`${o.name}.conv1d.bias`, [C], dtype) : undefined;
+  const conv = `${o.name}.${o.convName ?? "conv1d"}`;
+  const convW = g.param(`${conv}.weight`, [C, 1, k], dtype);
+  const convB = o.convBias ?? true ? g.param(`${conv}.bias`, [C], dtype) : undefined;
   if (o.mode === "stateless") return { u: conv1dCausal(xs, convW, { bias: convB, silu }) };
   const [convName, ssmName] = MAMBA_STATE_SUFFIXES.map((s) => o.name + s);
   const convState = g.state(convName, [B, C, k]);
-  const ssmState = g.state(ssmName, [B, ...o.ssm]);
+  const ssmState = o.ssm ? g.state(ssmName, [B, ...o.ssm]) : undefined;
   if (o.mode === "decode") {
     const [u, next] = conv1dStep(convState, xs, convW, { bias: convB, silu });
     g.assign(convState, next);

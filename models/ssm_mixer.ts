@@ -11,6 +11,7 @@ import type { ModelConfig } from "./config.ts";
 import { mambaMixer } from "./mamba.ts";
 import { mamba2Mixer } from "./mamba2.ts";
 import { gatedDeltaNetMixer } from "./gated_delta_net.ts";
+import { shortConvMixer } from "./short_conv.ts";
 import type { WeightFormats } from "./weights.ts";
 
 /**
@@ -67,6 +68,17 @@ export function configMixer(
     weightFormats: options.weightFormats,
     ...(cfg.hiddenAct ? { convAct: cfg.hiddenAct } : {}),
   };
+  if (m.shortConv) {
+    return shortConvMixer(g, x, {
+      name,
+      d: cfg.hidden,
+      kernel: m.convKernel,
+      bias: m.shortConv.bias,
+      mode: options.mode,
+      last: options.last,
+      weightFormats: options.weightFormats,
+    });
+  }
   if (m.gatedDelta) {
     // Qwen3-Next's linear attention: its conv has no bias and its norm ε is rms_norm_eps.
     return gatedDeltaNetMixer(g, x, {

@@ -205,7 +205,8 @@ for (const [name, write] of CASES) {
 // minimax_m2: whole-projection QK-norms, partial RoPE, a Mixtral-layout selection bias.
 // flex_olmo: norms after each sublayer. exaone_moe: global layers without RoPE.
 // glm4_moe_lite: latent attention with a dense layer by mlp_layer_types. qwen3_next: Gated
-// DeltaNet layers (their conv and delta-rule states) beside gated attention.
+// DeltaNet layers (their conv and delta-rule states) beside gated attention. lfm2_moe: short
+// convolutions (a conv state alone) beside attention, sigmoid + bias experts.
 for (
   const name of [
     "qwen2_moe",
@@ -225,6 +226,7 @@ for (
     "exaone_moe",
     "glm4_moe_lite",
     "qwen3_next",
+    "lfm2_moe",
   ]
 ) {
   Deno.test(`an AOT module of transformers' tiny ${name} checkpoint generates transformers' greedy ids`, async () => {

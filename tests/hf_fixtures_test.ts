@@ -111,6 +111,10 @@ const FIXTURES = [
   "qwen3_5_moe",
   "qwen3_5_moe_vl",
   "qwen3_5_dense_vl",
+  // LFM2 and LFM2-MoE: gated short convolutions beside attention, sigmoid + bias experts
+  // (fixtures/hf/lfm2_cases.json).
+  "lfm2_moe",
+  "lfm2_bias_untied",
 ];
 
 const readRef = (name: string) =>

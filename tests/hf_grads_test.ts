@@ -68,8 +68,8 @@ function check(name: string, ref: GradReference, k: KilnGrads, lossTol: number, 
   }
   if (!ref.aux) {
     // No balancing loss: a model without experts, GLM-4.5's bias-balanced routing, or a
-    // family transformers adds none for (Hunyuan-A13B).
-    if (!/^(glm4_moe|deepseek_v[23]|nemotron_h_moe|dots1|hunyuan|exaone)/.test(name)) {
+    // family transformers adds none for (Hunyuan-A13B, LFM2-MoE).
+    if (!/^(glm4_moe|deepseek_v[23]|nemotron_h_moe|dots1|hunyuan|exaone|lfm2_moe)/.test(name)) {
       assert.equal(k.auxPerLayer.length, 0);
     }
     return;
@@ -171,6 +171,10 @@ const FIXTURES = [
   // query bottleneck), grouped sigmoid routing, dense layers by mlp_layer_types.
   "glm4_moe_lite",
   "glm4_moe_lite_groups",
+  // LFM2-MoE and LFM2: short convolutions (the conv's gradient through B·x and the C gate),
+  // per-head QK-norm, sigmoid + bias routing scaled ×1.5; conv biases, untied.
+  "lfm2_moe",
+  "lfm2_bias_untied",
 ];
 
 for (const name of FIXTURES) {

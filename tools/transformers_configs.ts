@@ -14,6 +14,7 @@ import {
   falconMamba,
   graniteHybrid,
   jamba,
+  lfm2,
   mamba,
   mamba2,
   nemotronH,
@@ -57,6 +58,8 @@ export const ARCHITECTURES = [
   "Qwen3NextForCausalLM",
   "Qwen3_5MoeForCausalLM",
   "Qwen3_5ForCausalLM",
+  "Lfm2ForCausalLM",
+  "Lfm2MoeForCausalLM",
   "ExaoneMoeForCausalLM",
   "Glm4MoeLiteForCausalLM",
 ] as const;
@@ -609,6 +612,8 @@ export function randomCases(
       ? qwen3Next(d)
       : arch === "Qwen3_5MoeForCausalLM" || arch === "Qwen3_5ForCausalLM"
       ? qwen3_5(d, arch === "Qwen3_5MoeForCausalLM")
+      : arch === "Lfm2ForCausalLM" || arch === "Lfm2MoeForCausalLM"
+      ? lfm2(d, arch === "Lfm2MoeForCausalLM")
       : mamba(d);
     // hidden_act (Nemotron-H: mamba_hidden_act) beside silu, now and then one
     // Kiln does not implement; GPT-OSS's experts ignore it.

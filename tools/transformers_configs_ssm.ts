@@ -411,3 +411,42 @@ export function qwen3_5(d: Dice, moe: boolean): Record<string, unknown> {
   }
   return c;
 }
+
+/**
+ * LFM2 and LFM2-MoE: short convolutions and attention by `layer_types` (LFM2:
+ * sometimes `full_attn_idxs`), conv taps and biases, the dense MLP's width rule,
+ * sigmoid + bias experts after `num_dense_layers`, scaled, renormalised or not.
+ */
+export function lfm2(d: Dice, moe: boolean): Record<string, unknown> {
+  const c = { ...common(d), ...attention(d, 0) };
+  const layers = c.num_hidden_layers as number;
+  // Lfm2 has no head_dim: heads divide hidden_size.
+  delete c.head_dim;
+  const kinds = Array.from({ length: layers }, () => d.pick(["conv", "full_attention"]));
+  const out: Record<string, unknown> = {
+    ...c,
+    conv_L_cache: d.pick([2, 3, 4]),
+    conv_bias: d.chance(0.3),
+    norm_eps: d.pick([1e-6, 1e-5, 1e-3]),
+    intermediate_size: d.int(4, 40),
+  };
+  if (moe || d.chance(0.6)) out.layer_types = kinds;
+  else out.full_attn_idxs = kinds.flatMap((k, i) => (k === "conv" ? [] : [i]));
+  if (moe) {
+    const experts = d.int(1, 8);
+    Object.assign(out, {
+      num_experts: experts,
+      num_experts_per_tok: d.int(1, Math.min(experts, 4)),
+      moe_intermediate_size: d.int(2, 12) * 2,
+      num_dense_layers: d.int(0, Math.min(2, layers)),
+      norm_topk_prob: d.chance(0.6),
+      // Never whole numbers: the field is typed float, and JSON writes 1.0 as 1.
+      routed_scaling_factor: d.pick([0.5, 1.25, 2.5]),
+    });
+  } else {
+    out.block_multiple_of = d.pick([1, 8, 32]);
+    out.block_ffn_dim_multiplier = d.pick([1, 1.5, 0.75]);
+    out.block_auto_adjust_ff_dim = d.chance(0.7);
+  }
+  return out;
+}

@@ -91,11 +91,12 @@ def redraw(model, seed):
 
 def redraw_buffers(model, seed):
     """Buffers that are weights in all but name (GLM-4.5's and DeepSeek-V3's expert
-    selection bias, zeros at init): drawn so that they change which experts win."""
+    selection bias, LFM2-MoE's expert_bias, zeros at init): drawn so that they
+    change which experts win."""
     g = torch.Generator().manual_seed(seed + 2)
     with torch.no_grad():
         for name, b in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):
+            if name.endswith("e_score_correction_bias") or name.endswith("expert_bias"):
                 b.copy_(0.3 * torch.randn(tuple(b.shape), generator=g, dtype=torch.float64))
 
 

@@ -144,7 +144,15 @@ async function inspectModel(
   );
   console.log(`architecture: ${cfg.architecture} (${specOf(cfg).summary})`);
   console.log(`layers: ${cfg.layers}, hidden ${cfg.hidden}, vocab ${cfg.vocabSize}`);
-  console.log(`layer pattern (A attention, M mamba, e MoE FFN, f dense FFN): ${pattern.join(" ")}`);
+  // "M": the family's recurrent mixer (Mamba, Mamba-2, Gated DeltaNet or a short conv).
+  const recurrent = cfg.mamba?.gatedDelta
+    ? "gated deltanet"
+    : cfg.mamba?.shortConv
+    ? "short conv"
+    : "mamba";
+  console.log(
+    `layer pattern (A attention, M ${recurrent}, e MoE FFN, f dense FFN): ${pattern.join(" ")}`,
+  );
   if (cfg.attention) {
     const a = cfg.attention;
     const windows = [
@@ -183,8 +191,13 @@ async function inspectModel(
         }`,
     );
   }
-  const ssd = cfg.mamba?.ssd, gdn = cfg.mamba?.gatedDelta;
-  if (gdn) {
+  const ssd = cfg.mamba?.ssd, gdn = cfg.mamba?.gatedDelta, conv = cfg.mamba?.shortConv;
+  if (conv) {
+    console.log(
+      `short conv: B·x through ${cfg.mamba!.convKernel} causal taps, gated by C` +
+        (conv.bias ? ", biases" : ""),
+    );
+  } else if (gdn) {
     console.log(
       `gated deltanet: ${gdn.keyHeads} key heads × ${gdn.keyDim}, ${gdn.valueHeads} value heads × ` +
         `${gdn.valueDim} (state ${gdn.keyDim} × ${gdn.valueDim} a value head), conv ${
@@ -215,7 +228,7 @@ async function inspectModel(
           : ""),
     );
   }
-  if (cfg.mamba && !gdn) {
+  if (cfg.mamba && !gdn && !conv) {
     console.log(`selective scan, prefill of 512 tokens: ${await scanChoice(prefill)}`);
   }
   if (cfg.moe) {

@@ -28,6 +28,7 @@ import { hunyuanMoe } from "./hunyuan_moe.ts";
 import { minimaxM2 } from "./minimax_m2.ts";
 import { flexOlmo } from "./flex_olmo.ts";
 import { qwen3Next } from "./qwen3_next.ts";
+import { lfm2, lfm2Moe } from "./lfm2.ts";
 import { qwen3_5, qwen3_5Moe, qwen3_5MoeVl, qwen3_5Vl } from "./qwen3_5.ts";
 import { exaoneMoe } from "./exaone_moe.ts";
 import { glm4MoeLite } from "./glm4_moe_lite.ts";
@@ -87,6 +88,8 @@ export const ARCHITECTURE_SPECS: { readonly [A in Architecture]: ArchitectureSpe
   Qwen3_5ForCausalLM: qwen3_5,
   Qwen3_5MoeForConditionalGeneration: qwen3_5MoeVl,
   Qwen3_5ForConditionalGeneration: qwen3_5Vl,
+  Lfm2ForCausalLM: lfm2,
+  Lfm2MoeForCausalLM: lfm2Moe,
   ExaoneMoeForCausalLM: exaoneMoe,
   Glm4MoeLiteForCausalLM: glm4MoeLite,
 };

@@ -95,6 +95,8 @@ export interface CheckpointLayout {
    * `k_norm`; Hunyuan-A13B: `query_layernorm`, `key_layernorm`).
    */
   readonly qkNorm?: { readonly q: string; readonly k: string };
+  /** The attention's output projection inside the block (absent: `o_proj`; LFM2: `out_proj`). */
+  readonly attentionOut?: string;
 }
 
 /**

@@ -64,6 +64,7 @@
  */
 
 import { type Qwen3NextFamily, qwen3NextKinds } from "./qwen3_next_reference.ts";
+import { lfm2Kinds } from "./lfm2_reference.ts";
 import { join } from "node:path";
 import { Checkpoint } from "../../app/safetensors/mod.ts";
 import { type ReferenceRope, referenceRope } from "./rope_reference.ts";
@@ -101,7 +102,9 @@ export type ReferenceArchitecture =
   | "FlexOlmoForCausalLM"
   | "ExaoneMoeForCausalLM"
   | "Glm4MoeLiteForCausalLM"
-  | Qwen3NextFamily;
+  | Qwen3NextFamily
+  | "Lfm2ForCausalLM"
+  | "Lfm2MoeForCausalLM";
 
 const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "MixtralForCausalLM",
@@ -135,6 +138,8 @@ const REFERENCE_ARCHITECTURES: readonly ReferenceArchitecture[] = [
   "Qwen3_5ForCausalLM",
   "Qwen3_5MoeForConditionalGeneration",
   "Qwen3_5ForConditionalGeneration",
+  "Lfm2ForCausalLM",
+  "Lfm2MoeForCausalLM",
 ];
 
 /** What one decoder layer does. */
@@ -219,6 +224,7 @@ export function layerKinds(config: HfConfig): LayerKind[] {
     );
   }
   if (arch.startsWith("Qwen3Next") || arch.startsWith("Qwen3_5")) return qwen3NextKinds(config);
+  if (arch.startsWith("Lfm2")) return lfm2Kinds(config);
   const n = intField(config, "num_hidden_layers");
   if (arch === "Ernie4_5_MoeForCausalLM" || arch === "Ernie4_5ForCausalLM") {
     // Ernie4_5_MoeDecoderLayer: experts where (i + 1) % interval == 0 and start <= i <= end.
@@ -411,6 +417,8 @@ function expertCount(config: HfConfig, arch: ReferenceArchitecture): number {
       Qwen3_5ForCausalLM: 0,
       Qwen3_5MoeForConditionalGeneration: 256,
       Qwen3_5ForConditionalGeneration: 0,
+      Lfm2ForCausalLM: 0,
+      Lfm2MoeForCausalLM: 32,
     }[arch],
   );
 }
@@ -1145,6 +1153,8 @@ export async function loadReference(dir: string): Promise<ReferenceModel> {
       ? await (await import("./hunyuan_reference.ts")).loadHunyuan(w, config, kinds)
       : arch === "FlexOlmoForCausalLM"
       ? await (await import("./flex_olmo_reference.ts")).loadFlexOlmo(w, config, kinds)
+      : arch.startsWith("Lfm2")
+      ? await (await import("./lfm2_reference.ts")).loadLfm2(w, config, kinds)
       : arch.startsWith("Qwen3Next") || arch.startsWith("Qwen3_5")
       ? await (await import("./qwen3_next_reference.ts")).loadQwen3Next(w, config, kinds)
       : arch === "ExaoneMoeForCausalLM"

@@ -99,6 +99,9 @@ export const SKIPPED_OPS: Readonly<Partial<Record<OpName, string>>> = {
   selective_scan: "Mamba's scan: its inputs (Δ, A, B, C) need a stable discretisation " +
     "(tests/ssm_op_test.ts)",
   ssm_step: "Mamba's one-token scan: same constraints (tests/ssm_op_test.ts)",
+  gated_delta: "Gated DeltaNet's recurrence: unit-norm keys and decays below 1 keep it " +
+    "bounded, g and β packed side by side (tests/gated_delta_test.ts, awkward sizes, " +
+    "padding and f16)",
   qmatmul: "block-quantized weights: random words decode to NaN/Inf f16 scales, so weights " +
     "come from the codecs (tests/quant_ops_test.ts, every format, row count and target)",
   qgather: "block-quantized embedding table: same as qmatmul (tests/quant_ops_test.ts)",

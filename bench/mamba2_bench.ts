@@ -10,7 +10,9 @@
  * at layers 2 and 5, 8 experts top-2 every other layer), Granite 4.0 (Mamba-2
  * with state 128, attention at 2 and 5, 8 experts top-2 of width 512 and a
  * shared MLP of 1024 in every layer) and Bamba (Mamba-2 with state 128,
- * attention at 2 and 5 with a partial RoPE, a SwiGLU MLP of 2048).
+ * attention at 2 and 5 with a partial RoPE, a SwiGLU MLP of 2048), and the same
+ * attention and MLP beside Gated DeltaNet (Qwen3-Next's layers, Bamba's state
+ * size) and beside LFM2's short convolution.
  *
  * ```sh
  * deno run -A bench/mamba2_bench.ts [--rounds 3] [--hybrids]
@@ -59,6 +61,27 @@ const hybrids: [string, Record<string, unknown>][] = [
     ...mixer2,
     attn_layer_indices: [2, 5],
     intermediate_size: 2048,
+  }], // The same attention layers and MLP beside other recurrent mixers: Gated DeltaNet with
+  // Bamba's state size (12 value heads of 128 × 128 = 24 heads of 64 × 128) and LFM2's
+  // short convolution.
+  ["Qwen3-Next layers (Gated DeltaNet state 128 × 128, dense MLP)", {
+    architectures: ["Qwen3NextForCausalLM"],
+    ...attention,
+    head_dim: 64,
+    layer_types: types.map((t) => (t === "mamba" ? "linear_attention" : "full_attention")),
+    linear_num_key_heads: 6,
+    linear_num_value_heads: 12,
+    linear_key_head_dim: 128,
+    linear_value_head_dim: 128,
+    num_experts: 0,
+    intermediate_size: 2048,
+  }],
+  ["LFM2 (short conv, 3 taps)", {
+    architectures: ["Lfm2ForCausalLM"],
+    ...attention,
+    layer_types: types.map((t) => (t === "mamba" ? "conv" : "full_attention")),
+    intermediate_size: 3072,
+    block_multiple_of: 256,
   }],
 ];
 const configs: [string, Record<string, unknown>][] = Deno.args.includes("--hybrids") ? hybrids : [

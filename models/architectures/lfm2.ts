@@ -56,13 +56,12 @@ function denseWidth(c: ConfigReader): number {
     : c.positive("intermediate_size", 12288);
   if (!c.bool("block_auto_adjust_ff_dim", true)) return ff;
   ff = Math.floor((2 * ff) / 3);
-  const mult = c.raw("block_ffn_dim_multiplier") === undefined &&
-      Object.hasOwn(c.json, "block_ffn_dim_multiplier")
-    ? undefined
-    : c.num("block_ffn_dim_multiplier", 1);
-  if (mult === undefined) return ff;
+  // An explicit null multiplier (older configs) skips the multiplier and the rounding.
+  if (Object.hasOwn(c.json, "block_ffn_dim_multiplier") && !c.has("block_ffn_dim_multiplier")) {
+    return ff;
+  }
   const of = c.positive("block_multiple_of", 256);
-  ff = Math.floor(mult * ff);
+  ff = Math.floor(c.num("block_ffn_dim_multiplier", 1) * ff);
   return of * Math.ceil(ff / of);
 }
 

@@ -39,17 +39,8 @@ export function emitAuxLoss(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSo
   const counts = ctx.auxCounts;
   const logits = io.arr("logits"), probs = io.arr("probs"), topkIdx = io.arr("topk_idx");
   const aux = io.arr("aux");
-  // softmax_bias: the balance loss counts the unbiased top k (see balanceChoices).
   const unbiased = c.router === "softmax_bias";
-  const countLine = unbiased
-    ? `${unbiasedPick(logits, "t", "e", uE, uk)}
-      if (pick) { cnt += m; }
-      for (var j = 0u; j < ${uk}; j++) {
-        if (${topkIdx}[t * ${uk} + j] == e) { all += 1u; }
-      }`
-    : `for (var j = 0u; j < ${uk}; j++) {
-        if (${topkIdx}[t * ${uk} + j] == e) { cnt += m; all += 1u; }
-      }`;
+  const countLine = choiceCountLines(unbiased, logits, topkIdx, uE, uk);
   const countLines = counts
     ? `
     var ke = 0u;
@@ -102,6 +93,30 @@ ${zLossLines(logits, uT, uW, uE, mk)}
 const AUX_WG = 256;
 
 /**
+ * WGSL lines both aux kernels share, for token `t` and expert `e`: add the
+ * token's mask `m` to `cnt` when the balance loss counts the choice — the
+ * unbiased top k for `softmax_bias` (see balanceChoices) — and 1 to `all`
+ * when the router chose `e`.
+ */
+function choiceCountLines(
+  unbiased: boolean,
+  logits: string,
+  topkIdx: string,
+  uE: string,
+  uk: string,
+): string {
+  return unbiased
+    ? `${unbiasedPick(logits, "t", "e", uE, uk)}
+      if (pick) { cnt += m; }
+      for (var j = 0u; j < ${uk}; j++) {
+        if (${topkIdx}[t * ${uk} + j] == e) { all += 1u; }
+      }`
+    : `for (var j = 0u; j < ${uk}; j++) {
+        if (${topkIdx}[t * ${uk} + j] == e) { cnt += m; all += 1u; }
+      }`;
+}
+
+/**
  * WGSL lines both aux kernels share: each thread's masked sum of lse² and token
  * count over its stripe of tokens (`zz`, `nn`), then thread 0's totals `zs`
  * and `nv` (the other threads return).
@@ -151,15 +166,7 @@ function emitAuxLossWide(c: ResolvedMoeConfig, ctx: MoeEmitContext): KernelSourc
   const logits = io.arr("logits"), probs = io.arr("probs"), topkIdx = io.arr("topk_idx");
   const aux = io.arr("aux");
   const unbiased = c.router === "softmax_bias";
-  const countLine = unbiased
-    ? `${unbiasedPick(logits, "t", "e", uE, uk)}
-      if (pick) { cnt += m; }
-      for (var j = 0u; j < ${uk}; j++) {
-        if (${topkIdx}[t * ${uk} + j] == e) { all += 1u; }
-      }`
-    : `for (var j = 0u; j < ${uk}; j++) {
-        if (${topkIdx}[t * ${uk} + j] == e) { cnt += m; all += 1u; }
-      }`;
+  const countLine = choiceCountLines(unbiased, logits, topkIdx, uE, uk);
   const countLines = counts
     ? `\n    ${io.arr("counts")}[e] = all;${
       io.has("kept") ? `\n    ${io.arr("kept")}[e] = all;` : ""
